@@ -1,0 +1,223 @@
+"""Wire messages between cameras, edges and the hub: typed, versioned, strict.
+
+Compatibility rule (see docs/protocol.md): every MQTT message carries ``v``, the schema version.
+A receiver accepts the versions in ``SUPPORTED_VERSIONS`` and dead-letters anything else. Decoders
+are strict: a missing required field, a field of the wrong type or an unknown field is an error,
+because a field the receiver does not understand may carry meaning it would silently drop. So a
+change that adds, removes or retypes a field is a new schema version; the hub learns it first
+(and keeps accepting the previous one), edges are upgraded after it. The hub announces the
+versions it accepts in its retained status message.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+
+SCHEMA_VERSION = 1
+SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
+MAX_PAYLOAD_BYTES = 512 * 1024
+MAX_BATCH_EVENTS = 1000
+
+Text32 = Annotated[str, msgspec.Meta(max_length=32)]
+Text128 = Annotated[str, msgspec.Meta(max_length=128)]
+Text500 = Annotated[str, msgspec.Meta(max_length=500)]
+Seq = Annotated[int, msgspec.Meta(ge=1)]
+Confidence = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Lane = Annotated[int, msgspec.Meta(ge=0, le=99)]
+Direction = Literal["in", "out"]
+
+T = TypeVar("T")
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class CameraRead(msgspec.Struct, **_STRICT):
+    """The generic JSON read a camera (or integration) pushes to an edge over HTTP."""
+
+    plate: Text32
+    colour: Text32 | None = None
+    captured_at: float | str | None = None
+    """Unix seconds or ISO 8601 with offset; absent means the edge's receive time."""
+    confidence: Confidence | None = None
+    lane: Lane | None = None
+    direction: Direction | None = None
+    vehicle_type: Text32 | None = None
+    event_id: Text128 | None = None
+    """The camera's own id for this read, kept for tracing and duplicate detection."""
+
+
+class PlateRead(msgspec.Struct, tag="read", **_STRICT):
+    """One camera's recognition of one plate, as the edge recorded it."""
+
+    seq: Seq
+    camera_id: Text128
+    captured_at: float
+    plate: Text32
+    """Canonical form; empty when no plate was readable."""
+    plate_raw: Text128
+    plate_valid: bool
+    plate_problem: Text500 | None = None
+    no_plate: bool = False
+    colour: Text32 | None = None
+    vehicle_type: Text32 | None = None
+    confidence: Confidence | None = None
+    lane: Lane | None = None
+    direction: Direction | None = None
+    camera_event_id: Text128 | None = None
+
+
+class Passage(msgspec.Struct, tag="passage", **_STRICT):
+    """One vehicle passing one checkpoint: several reads merged, with the best one named."""
+
+    seq: Seq
+    plate: Text32
+    no_plate: bool = False
+    colour: Text32 | None = None
+    vehicle_type: Text32 | None = None
+    first_seen: float
+    last_seen: float
+    best_seq: Seq
+    read_seqs: Annotated[list[Seq], msgspec.Meta(min_length=1, max_length=64)]
+    cameras: Annotated[list[Text128], msgspec.Meta(max_length=64)]
+
+
+Event = PlateRead | Passage
+
+
+class EventBatch(msgspec.Struct, **_STRICT):
+    """Events from one edge epoch, in one MQTT message on ``cp/{checkpoint}/events``."""
+
+    v: int
+    checkpoint: Text128
+    epoch: Annotated[int, msgspec.Meta(ge=1)]
+    sent_at: float
+    """The edge's clock when it sent the batch; the hub compares it with its own."""
+    events: Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class Ack(msgspec.Struct, **_STRICT):
+    """The hub has committed these sequence numbers of this epoch (inclusive ranges)."""
+
+    v: int
+    epoch: Annotated[int, msgspec.Meta(ge=1)]
+    ranges: list[tuple[int, int]]
+
+
+class CheckpointStatus(msgspec.Struct, **_STRICT):
+    """An edge's retained status: its birth message, its last will, and periodic updates."""
+
+    v: int
+    checkpoint: Text128
+    online: bool
+    sent_at: float
+    epoch: int | None = None
+    outbox_depth: int | None = None
+    oldest_unacked_s: float | None = None
+    feed_version: int | None = None
+    software: Text128 | None = None
+
+
+class HubStatus(msgspec.Struct, **_STRICT):
+    """The hub's retained status; edges replay their outbox when it turns online."""
+
+    v: int
+    online: bool
+    sent_at: float
+    schema_versions: list[int] = []
+
+
+class AlertHit(msgspec.Struct, **_STRICT):
+    """What an alert matched and why."""
+
+    entry_id: Text128
+    entry_plate: Text32
+    list_id: Text128
+    list_name: Text128
+    action: Literal["intercept", "covert", "notify"]
+    priority: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    kind: Text32
+    score: float
+    explanation: Text500
+    reason: Text500 = ""
+    feed_version: int = 0
+    matcher_version: Text32 = ""
+
+
+class Alert(msgspec.Struct, **_STRICT):
+    """A hit made for people: sent to the console and to the checkpoint's tablets."""
+
+    v: int
+    alert_id: Text128
+    """Derived from the event and the entry that caused it, so dispatch is idempotent."""
+    checkpoint: Text128
+    epoch: int
+    seq: int
+    raised_at: float
+    captured_at: float
+    camera_id: Text128
+    plate_read: Text32
+    hit: AlertHit
+    lane: Lane | None = None
+    colour: Text32 | None = None
+    vehicle_type: Text32 | None = None
+
+
+class DecodeError(ValueError):
+    """A payload that is not a valid message; ``reason`` says what was wrong."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder] = {}
+_version_probe = msgspec.json.Decoder(type=dict)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(kind: type[T], payload: bytes) -> T:
+    """Decode and validate one message; raise DecodeError with a readable reason."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError(f"oversized payload: {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(type=kind)
+    try:
+        message = decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(_explain(kind, payload, exc)) from None
+    version = getattr(message, "v", None)
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        raise DecodeError(f"unsupported schema version {version}; this side accepts {sorted(SUPPORTED_VERSIONS)}")
+    return message
+
+
+def _explain(kind: type, payload: bytes, exc: msgspec.DecodeError) -> str:
+    # A version mismatch is the most useful thing to report, even when it also broke the schema.
+    if "v" in getattr(kind, "__struct_fields__", ()):
+        try:
+            probe = _version_probe.decode(payload)
+        except (msgspec.DecodeError, RecursionError):
+            probe = None
+        if isinstance(probe, dict) and "v" in probe and probe["v"] not in SUPPORTED_VERSIONS:
+            return f"unsupported schema version {str(probe['v'])[:20]}; this side accepts {sorted(SUPPORTED_VERSIONS)}"
+    text = str(exc)
+    if text.startswith("JSON is malformed") or text.startswith("Input data was truncated"):
+        return f"not valid JSON: {text}"
+    return f"invalid {kind.__name__}: {text}"
+
+
+#: Every message type on the wire, by the name used in the AsyncAPI document.
+WIRE_MESSAGES: dict[str, type[msgspec.Struct]] = {
+    "EventBatch": EventBatch,
+    "Ack": Ack,
+    "CheckpointStatus": CheckpointStatus,
+    "HubStatus": HubStatus,
+    "Alert": Alert,
+}

@@ -1,0 +1,95 @@
+"""MQTT topic names: the only place topics are built and parsed.
+
+Layout (MQTT 3.1.1, QoS 1 unless noted)::
+
+    cordon/v1/cp/{checkpoint}/events   edge -> hub   event batches (reads, passages)
+    cordon/v1/cp/{checkpoint}/status   edge -> all   retained birth / last will
+    cordon/v1/cp/{checkpoint}/ack      hub -> edge   end-to-end acknowledgements by range
+    cordon/v1/cp/{checkpoint}/alerts   hub -> edge   alerts for that checkpoint's tablets
+    cordon/v1/hub/status               hub -> all    retained online / offline with last will
+
+The checkpoint id is also the edge's MQTT username, so a broker ACL can pin each edge to
+``cordon/v1/cp/%u/#``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+PREFIX = "cordon/v1"
+_CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class TopicKind(StrEnum):
+    EVENTS = "events"
+    STATUS = "status"
+    ACK = "ack"
+    ALERTS = "alerts"
+    HUB_STATUS = "hub_status"
+
+
+_CP_KINDS = (TopicKind.EVENTS, TopicKind.STATUS, TopicKind.ACK, TopicKind.ALERTS)
+
+
+class TopicError(ValueError):
+    """A topic (or checkpoint id) that does not follow Cordon's layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    kind: TopicKind
+    checkpoint: str | None
+
+
+def valid_checkpoint_id(checkpoint: str) -> bool:
+    """True when the id is safe inside a topic level (no wildcards, no separators)."""
+    return bool(_CHECKPOINT_RE.match(checkpoint))
+
+
+def _cp(checkpoint: str, kind: TopicKind) -> str:
+    if not valid_checkpoint_id(checkpoint):
+        raise TopicError(f"invalid checkpoint id {checkpoint!r}")
+    return f"{PREFIX}/cp/{checkpoint}/{kind.value}"
+
+
+def events(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.EVENTS)
+
+
+def status(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.STATUS)
+
+
+def ack(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.ACK)
+
+
+def alerts(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.ALERTS)
+
+
+def hub_status() -> str:
+    return f"{PREFIX}/hub/status"
+
+
+def all_checkpoints(kind: TopicKind) -> str:
+    """Subscription filter for one kind of topic across every checkpoint."""
+    if kind not in _CP_KINDS:
+        raise TopicError(f"{kind} is not a per-checkpoint topic")
+    return f"{PREFIX}/cp/+/{kind.value}"
+
+
+def parse(topic: str) -> Topic:
+    """Parse a topic into its kind and checkpoint; raise TopicError for anything else."""
+    if topic == hub_status():
+        return Topic(TopicKind.HUB_STATUS, None)
+    parts = topic.split("/")
+    if len(parts) == 5 and f"{parts[0]}/{parts[1]}" == PREFIX and parts[2] == "cp":
+        checkpoint, leaf = parts[3], parts[4]
+        if valid_checkpoint_id(checkpoint):
+            for kind in _CP_KINDS:
+                if leaf == kind.value:
+                    return Topic(kind, checkpoint)
+    raise TopicError(f"not a Cordon topic: {topic[:200]!r}")
