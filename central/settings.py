@@ -1,0 +1,65 @@
+"""Typed settings of the hub (``hub.toml``); every key is documented in docs/configuration.md."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from runtime import config
+
+ENV_PREFIX = "CORDON_HUB_"
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class HttpSettings(msgspec.Struct, **_STRICT):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class MqttSettings(msgspec.Struct, **_STRICT):
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "cordon-hub"
+    username: str | None = "cordon-hub"
+    password: str | None = None
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
+class WatchlistSettings(msgspec.Struct, **_STRICT):
+    csv: list[str] = msgspec.field(default_factory=list)
+    """CSV files loaded at start-up (columns: plate, list, action, priority, reason, colour, vehicle_type)."""
+
+
+class ConsoleSettings(msgspec.Struct, **_STRICT):
+    token: str = ""
+    """Access code for the command console; empty refuses every login."""
+    recent_alerts: int = 100
+
+
+class ClockSettings(msgspec.Struct, **_STRICT):
+    max_skew_s: float = 30.0
+    """An edge whose clock differs from the hub's by more than this is flagged."""
+
+
+class HubSettings(msgspec.Struct, **_STRICT):
+    data_dir: str = "./data/hub"
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    watchlists: WatchlistSettings = msgspec.field(default_factory=WatchlistSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> HubSettings:
+    """Read hub.toml, apply ``CORDON_HUB_SECTION__KEY`` overrides, validate."""
+    return config.load(HubSettings, path, os.environ if environ is None else environ, ENV_PREFIX)

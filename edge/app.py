@@ -1,0 +1,148 @@
+"""Composition root of the edge agent: everything is built here from one EdgeSettings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from protocols.messages import CameraRead
+from runtime.deadletters import DeadLetterStore
+from runtime.web import Sessions, add_login_routes, close_sockets, make_middlewares
+
+from . import keys
+from . import web as edge_web
+from .outbox import OutboxStore
+from .passages import PassageBuilder
+from .service import EdgeService
+from .settings import EdgeSettings
+from .sources.json_push import JsonPushSource
+from .uplink import EdgeUplink, UplinkConfig, UplinkRefused
+
+log = logging.getLogger(__name__)
+
+PASSAGE_TICK_S = 1.0
+SOFTWARE = "cordon-edge/0.1"
+
+
+def create_app(settings: EdgeSettings) -> web.Application:
+    """Build the edge web app; background work starts with the app and stops with it."""
+    data = settings.data_path
+    outbox = OutboxStore(data / "outbox.db")
+    dead = DeadLetterStore(data / "deadletters.db")
+    uplink_ref: list[EdgeUplink] = []
+    service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
+                          enqueue=lambda items: uplink_ref[0].enqueue(items),
+                          recent_alerts=settings.tablet.recent_alerts)
+    m = settings.mqtt
+    uplink = EdgeUplink(
+        UplinkConfig(checkpoint=settings.checkpoint, url=m.url, username=m.username or settings.checkpoint,
+                     password=m.password, keepalive_s=m.keepalive_s, max_inflight=m.max_inflight,
+                     batch_max=m.batch_max, ack_timeout_s=m.ack_timeout_s, reconnect_min_s=m.reconnect_min_s,
+                     reconnect_max_s=m.reconnect_max_s, status_interval_s=m.status_interval_s, software=SOFTWARE),
+        outbox, on_alert=service.on_alert, status_extra=lambda: _status_extra(outbox, service))
+    uplink_ref.append(uplink)
+
+    sessions = Sessions(secrets.token_bytes(32))
+    app = web.Application(client_max_size=settings.http.max_body_bytes,
+                          middlewares=make_middlewares(edge_web.POLICY, sessions, lambda token: None))
+    app[keys.SETTINGS] = settings
+    app[keys.OUTBOX] = outbox
+    app[keys.DEAD] = dead
+    app[keys.SERVICE] = service
+    app[keys.UPLINK] = uplink
+    app[keys.JSON_SOURCE] = JsonPushSource(settings.cameras, service, dead)
+    app[keys.SOCKETS] = set()
+    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint),
+                     secure=False)
+    edge_web.add_routes(app)
+    app.cleanup_ctx.extend([_stores, _uplink, _passage_ticker, _simulator])
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _status_extra(outbox: OutboxStore, service: EdgeService) -> dict[str, object]:
+    import time
+
+    stats = await outbox.stats()
+    oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
+    return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest}
+
+
+async def _stores(app: web.Application) -> AsyncIterator[None]:
+    app[keys.SETTINGS].data_path.mkdir(parents=True, exist_ok=True)
+    app[keys.OUTBOX].start()
+    app[keys.DEAD].start()
+    log.info("edge %s: outbox epoch %d", app[keys.SETTINGS].checkpoint, app[keys.OUTBOX].epoch)
+    yield
+    app[keys.DEAD].stop()
+    app[keys.OUTBOX].stop()
+
+
+async def _uplink(app: web.Application) -> AsyncIterator[None]:
+    uplink = app[keys.UPLINK]
+    task = asyncio.create_task(uplink.run(), name="uplink")
+    yield
+    await uplink.say_goodbye()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UplinkRefused):
+        await task
+
+
+async def _passage_ticker(app: web.Application) -> AsyncIterator[None]:
+    service = app[keys.SERVICE]
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(PASSAGE_TICK_S)
+            try:
+                await service.expire_passages()
+            except Exception:  # a failed commit is retried on the next tick
+                log.exception("closing passages failed")
+
+    task = asyncio.create_task(tick(), name="passages")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with contextlib.suppress(Exception):
+        await service.flush_passages()
+
+
+async def _simulator(app: web.Application) -> AsyncIterator[None]:
+    sim_settings = app[keys.SETTINGS].simulator
+    if not sim_settings.enabled:
+        yield
+        return
+    from .sources.simulator import SimulatedRead, TrafficSimulator, run_simulator
+
+    service = app[keys.SERVICE]
+    sim = TrafficSimulator(app[keys.SETTINGS].checkpoint, sim_settings.cameras, neighbour=sim_settings.neighbour,
+                           seed=sim_settings.seed, watchlisted=sim_settings.watchlisted,
+                           watchlisted_share=sim_settings.watchlisted_share, misread_rate=sim_settings.misread_rate)
+
+    async def emit(read: SimulatedRead) -> None:
+        camera_read = CameraRead(plate=read.plate_read, colour=read.colour, captured_at=read.captured_at,
+                                 confidence=read.confidence, lane=read.lane, direction=read.direction,  # type: ignore[arg-type]
+                                 vehicle_type=read.vehicle_type)
+        try:
+            await service.record(camera_read, read.camera_id)
+        except Exception:
+            log.exception("simulated read not recorded")
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_simulator(sim, emit, vehicles_per_minute=sim_settings.vehicles_per_minute,
+                                             stop=stop), name="simulator")
+    yield
+    stop.set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await close_sockets(app[keys.SOCKETS])

@@ -1,0 +1,21 @@
+"""Typed application keys of the edge app, declared in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from runtime.deadletters import DeadLetterStore
+
+from .outbox import OutboxStore
+from .service import EdgeService
+from .settings import EdgeSettings
+from .sources.json_push import JsonPushSource
+from .uplink import EdgeUplink
+
+SETTINGS = web.AppKey("settings", EdgeSettings)
+OUTBOX = web.AppKey("outbox", OutboxStore)
+DEAD = web.AppKey("dead", DeadLetterStore)
+SERVICE = web.AppKey("service", EdgeService)
+UPLINK = web.AppKey("uplink", EdgeUplink)
+JSON_SOURCE = web.AppKey("json_source", JsonPushSource)
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])

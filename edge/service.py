@@ -1,0 +1,157 @@
+"""What an edge does with a read: number it, commit it, hand it on. No HTTP, no MQTT here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from protocols import plates
+from protocols.messages import Alert, CameraRead, Event, Passage, PlateRead
+from runtime.fanout import Fanout
+
+from .outbox import PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, Pending
+from .passages import PassageBuilder
+
+log = logging.getLogger(__name__)
+
+
+class ReadRejected(ValueError):
+    """A camera read that cannot be recorded as sent (for example an unparseable time)."""
+
+
+@dataclass(slots=True)
+class CameraHealth:
+    reads: int = 0
+    errors: int = 0
+    refused: int = 0
+    last_read_at: float | None = None
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=600))
+
+    def reads_per_minute(self, now: float) -> int:
+        return sum(1 for t in self.recent if now - t <= 60)
+
+
+def parse_time(value: float | str | None, now: float) -> float:
+    """Camera time as unix seconds: a number, ISO 8601 (naive means this machine's zone), or now."""
+    if value is None:
+        return now
+    if isinstance(value, int | float):
+        if not 0 < value < 1e11:
+            raise ReadRejected(f"captured_at {value} is not unix seconds")
+        return float(value)
+    try:
+        return datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        raise ReadRejected(f"captured_at {value[:40]!r} is neither unix seconds nor ISO 8601") from None
+
+
+def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = None) -> PlateRead:
+    """Turn a camera's read into the edge's record; plate problems are flagged, never fatal."""
+    norm = plates.normalize(read.plate)
+    colour = plates.parse_colour(read.colour) or norm.colour
+    if norm.no_plate:
+        valid, problem = False, "no readable plate"
+    else:
+        checked = plates.check(norm.plate, colour)
+        valid, problem = checked.valid, checked.problem
+    return PlateRead(
+        seq=1,  # numbered by the outbox
+        camera_id=camera_id,
+        captured_at=parse_time(read.captured_at, now),
+        plate=norm.plate,
+        plate_raw=read.plate,
+        plate_valid=valid,
+        plate_problem=problem,
+        no_plate=norm.no_plate,
+        colour=colour.value if colour else None,
+        vehicle_type=read.vehicle_type,
+        confidence=read.confidence,
+        lane=read.lane if read.lane is not None else lane,
+        direction=read.direction,
+        camera_event_id=read.event_id,
+    )
+
+
+class EdgeService:
+    """Commits reads and passages to the outbox and tells the uplink and the tablets."""
+
+    def __init__(self, checkpoint: str, outbox: OutboxStore, passages: PassageBuilder,
+                 enqueue: Callable[[list[Pending]], None], recent_alerts: int = 200,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.checkpoint = checkpoint
+        self.outbox = outbox
+        self.passages = passages
+        self._enqueue = enqueue
+        self._clock = clock
+        self.cameras: dict[str, CameraHealth] = {}
+        self.live = Fanout()
+        self.alerts: deque[Alert] = deque(maxlen=recent_alerts)
+        self._alert_ids: set[str] = set()
+        self.reads_total = 0
+        self.passages_total = 0
+        self._lock = asyncio.Lock()
+
+    def camera(self, camera_id: str) -> CameraHealth:
+        return self.cameras.setdefault(camera_id, CameraHealth())
+
+    async def record(self, read: CameraRead, camera_id: str, lane: int | None = None) -> PlateRead:
+        """Record one camera read durably; return it numbered. Raises ReadRejected."""
+        now = self._clock()
+        health = self.camera(camera_id)
+        try:
+            event = plate_read(read, camera_id, now, lane)
+        except ReadRejected:
+            health.errors += 1
+            raise
+        (numbered,) = await self._commit([event], [PRIORITY_READ])
+        assert isinstance(numbered, PlateRead)
+        health.reads += 1
+        health.last_read_at = now
+        health.recent.append(now)
+        self.reads_total += 1
+        self.live.publish({"type": "read", "read": _read_frame(numbered)})
+        closed = self.passages.observe(numbered, now)
+        if closed:
+            await self._commit_passages(closed)
+        return numbered
+
+    async def expire_passages(self) -> None:
+        closed = self.passages.expire(self._clock())
+        if closed:
+            await self._commit_passages(closed)
+
+    async def flush_passages(self) -> None:
+        closed = self.passages.flush()
+        if closed:
+            await self._commit_passages(closed)
+
+    async def _commit_passages(self, closed: list[Passage]) -> None:
+        await self._commit(closed, [PRIORITY_PASSAGE] * len(closed))
+        self.passages_total += len(closed)
+
+    async def _commit(self, events: list[Event], priorities: list[int]) -> list[Event]:
+        numbered = await self.outbox.append(events, priorities)
+        self._enqueue([Pending(p, e.seq) for e, p in zip(numbered, priorities, strict=True)])
+        return numbered
+
+    async def on_alert(self, alert: Alert) -> None:
+        """An alert for this checkpoint arrived from the hub: show it once on every tablet."""
+        if alert.checkpoint != self.checkpoint or alert.alert_id in self._alert_ids:
+            return
+        if len(self.alerts) == self.alerts.maxlen:
+            self._alert_ids.discard(self.alerts[0].alert_id)
+        self.alerts.append(alert)
+        self._alert_ids.add(alert.alert_id)
+        log.info("alert %s: %s matched %s", alert.alert_id, alert.plate_read, alert.hit.list_name)
+        self.live.publish({"type": "alert", "alert": alert})
+
+
+def _read_frame(read: PlateRead) -> dict[str, object]:
+    return {"seq": read.seq, "plate": read.plate, "colour": read.colour, "camera_id": read.camera_id,
+            "lane": read.lane, "captured_at": read.captured_at, "plate_valid": read.plate_valid,
+            "no_plate": read.no_plate}

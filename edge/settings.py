@@ -1,0 +1,91 @@
+"""Typed settings of one edge agent (``edge.toml``); every key is documented in docs/configuration.md."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from runtime import config
+
+ENV_PREFIX = "CORDON_EDGE_"
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class HttpSettings(msgspec.Struct, **_STRICT):
+    host: str = "127.0.0.1"
+    port: int = 8081
+    max_body_bytes: int = 1024 * 1024
+
+
+class MqttSettings(msgspec.Struct, **_STRICT):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    """Defaults to the checkpoint id (which the broker ACL expects)."""
+    password: str | None = None
+    keepalive_s: int = 30
+    max_inflight: int = 500
+    batch_max: int = 200
+    ack_timeout_s: float = 10.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    status_interval_s: float = 10.0
+
+
+class CameraSettings(msgspec.Struct, **_STRICT):
+    id: str
+    token: str
+    kind: Literal["json"] = "json"
+    name: str = ""
+    lane: int | None = None
+
+
+class PassageSettings(msgspec.Struct, **_STRICT):
+    window_s: float = 8.0
+
+
+class TabletSettings(msgspec.Struct, **_STRICT):
+    token: str = ""
+    """Access code officers type on the tablet; empty means the tablet refuses every login."""
+    recent_alerts: int = 200
+
+
+class SimulatorSettings(msgspec.Struct, **_STRICT):
+    enabled: bool = False
+    vehicles_per_minute: float = 20.0
+    cameras: list[str] = msgspec.field(default_factory=lambda: ["sim-lane-1", "sim-lane-2"])
+    neighbour: str = "冀"
+    watchlisted: list[str] = msgspec.field(default_factory=list)
+    watchlisted_share: float = 0.02
+    misread_rate: float = 0.05
+    seed: int | None = None
+
+
+class EdgeSettings(msgspec.Struct, **_STRICT):
+    checkpoint: str
+    data_dir: str = "./data/edge"
+    name: str = ""
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    cameras: list[CameraSettings] = msgspec.field(default_factory=list)
+    passages: PassageSettings = msgspec.field(default_factory=PassageSettings)
+    tablet: TabletSettings = msgspec.field(default_factory=TabletSettings)
+    simulator: SimulatorSettings = msgspec.field(default_factory=SimulatorSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> EdgeSettings:
+    """Read edge.toml, apply ``CORDON_EDGE_SECTION__KEY`` overrides, validate."""
+    settings = config.load(EdgeSettings, path, os.environ if environ is None else environ, ENV_PREFIX)
+    from protocols.topics import valid_checkpoint_id
+
+    if not valid_checkpoint_id(settings.checkpoint):
+        raise config.SettingsError(f"checkpoint {settings.checkpoint!r} is not a valid checkpoint id")
+    return settings

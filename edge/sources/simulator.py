@@ -1,0 +1,358 @@
+"""Simulated checkpoint traffic: plausible plates, several camera reads per vehicle, OCR misreads.
+
+``TrafficSimulator`` is a pure generator (seeded, clock injected) so tests and demos get the same
+stream every time; ``run_simulator`` is the small async driver that paces it in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from protocols.plates import (
+    AUTHORITY_LETTERS,
+    DIGITS,
+    NEW_ENERGY_MARKS,
+    PROVINCES,
+    SERIAL_CHARS,
+    PlateColour,
+    PlateKind,
+    check,
+    expected_colours,
+    normalize,
+)
+
+__all__ = ["RING_NEIGHBOURS", "VEHICLE_TYPES", "SimulatedRead", "TrafficSimulator", "run_simulator"]
+
+VEHICLE_TYPES: tuple[str, ...] = ("car", "suv", "van", "bus", "truck", "hazmat", "trailer", "motorcycle")
+
+# Provinces across Shandong's land border, plus Liaoning across the Bohai strait (ferries).
+RING_NEIGHBOURS: str = "冀豫苏皖"
+
+READ_SPREAD_SECONDS = 2.0  # the reads of one vehicle by different cameras fall within this window
+
+# Registered-vehicle weight of each Shandong authority letter (GLOSSARY), roughly by city size.
+_SHANDONG_LETTERS: dict[str, float] = {
+    "A": 14, "B": 10, "U": 3, "C": 5, "D": 3, "E": 3, "F": 7, "Y": 2, "G": 8, "V": 2,
+    "H": 7, "J": 4, "K": 3, "L": 3, "M": 4, "N": 5, "P": 5, "Q": 9, "R": 7, "S": 1,
+}  # fmt: skip
+
+# Checkpoint-id city code → that city's letters. The ring has no Jinan checkpoint, so JN is
+# Jining (微山, SD-JN-001 in ring-checkpoints.csv), not Jinan.
+_CITY_LETTERS: dict[str, str] = {
+    "DZ": "N", "BZ": "M", "LC": "P", "HZ": "R", "JN": "H", "ZZ": "D", "LY": "Q", "RZ": "L",
+    "QD": "BU", "YT": "FY", "WH": "K", "ZB": "C", "DY": "E", "WF": "GV", "TA": "J",
+}  # fmt: skip
+_LOCAL_SHARE = 0.40  # share of Shandong plates at a checkpoint that come from its own city
+
+# Province shares of non-special plates: Shandong, the checkpoint's own neighbour, the other
+# ring neighbours, and everywhere else.
+_SHARE_SHANDONG = 0.75
+_SHARE_NEIGHBOUR = 0.12
+_SHARE_OTHER_NEIGHBOURS = 0.08
+_OTHER_PROVINCES = "".join(p for p in PROVINCES if p not in "鲁" + RING_NEIGHBOURS)
+
+# Cities with consulates issue 领 plates.
+_CONSULATE_PREFIXES: tuple[str, ...] = ("沪A", "粤A", "川A", "辽A", "鄂A", "云A", "渝A", "黑A")
+
+
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    kind: PlateKind
+    colour: PlateColour
+    vehicle_types: tuple[tuple[str, float], ...]
+
+
+# (weight %, profile): blue cars ~65, green new-energy ~15, yellow ~15, a little white and black.
+_PROFILES: tuple[tuple[float, _Profile], ...] = (
+    (65.0, _Profile(PlateKind.REGULAR, PlateColour.BLUE, (("car", 60), ("suv", 30), ("van", 10)))),
+    (14.0, _Profile(PlateKind.NEW_ENERGY_SMALL, PlateColour.GREEN, (("car", 65), ("suv", 35)))),
+    (1.0, _Profile(PlateKind.NEW_ENERGY_LARGE, PlateColour.YELLOW_GREEN, (("bus", 60), ("truck", 40)))),
+    (9.0, _Profile(PlateKind.REGULAR, PlateColour.YELLOW, (("truck", 100),))),
+    (2.5, _Profile(PlateKind.REGULAR, PlateColour.YELLOW, (("bus", 100),))),
+    (1.5, _Profile(PlateKind.REGULAR, PlateColour.YELLOW, (("hazmat", 100),))),
+    (0.5, _Profile(PlateKind.REGULAR, PlateColour.YELLOW, (("motorcycle", 100),))),
+    (1.5, _Profile(PlateKind.TRAILER, PlateColour.YELLOW, (("trailer", 100),))),
+    (0.5, _Profile(PlateKind.COACH, PlateColour.YELLOW, (("car", 100),))),
+    (1.0, _Profile(PlateKind.POLICE, PlateColour.WHITE, (("car", 60), ("suv", 30), ("van", 10)))),
+    (0.3, _Profile(PlateKind.HONG_KONG, PlateColour.BLACK, (("car", 70), ("suv", 30)))),
+    (0.1, _Profile(PlateKind.MACAO, PlateColour.BLACK, (("car", 70), ("suv", 30)))),
+    (0.05, _Profile(PlateKind.CONSULATE, PlateColour.BLACK, (("car", 100),))),
+    (0.05, _Profile(PlateKind.EMBASSY, PlateColour.BLACK, (("car", 100),))),
+)
+_PROFILE_WEIGHTS = [w for w, _ in _PROFILES]
+
+# Characters OCR confuses with each other; a swap picks another member of the same group.
+_LOOK_ALIKE_GROUPS: tuple[str, ...] = ("0ODQ", "1I", "2Z", "5S", "6G", "8B")
+_LOOK_ALIKES: dict[str, str] = {ch: group.replace(ch, "") for group in _LOOK_ALIKE_GROUPS for ch in group}
+
+_READ_COUNTS = (1, 2, 3)  # cameras that catch one vehicle
+_READ_COUNT_WEIGHTS = (30.0, 50.0, 20.0)
+_COLOUR_UNKNOWN_RATE = 0.03  # a read where the camera can't tell the plate colour
+_DIRECTION_IN_SHARE = 0.55  # entering traffic is the checked side; it queues and gets read more
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedRead:
+    camera_id: str
+    lane: int
+    direction: str  # "in" (entering Shandong) or "out"
+    plate_read: str  # what the camera's OCR reports ("" for no plate)
+    plate_true: str  # the real plate ("" for no plate)
+    colour: str | None  # PlateColour value, or None when the camera can't tell
+    vehicle_type: str  # one of VEHICLE_TYPES
+    confidence: float  # 0..100
+    captured_at: float  # unix seconds
+    vehicle_no: int  # increasing per simulated vehicle; the reads of one vehicle share it
+
+
+@dataclass(frozen=True, slots=True)
+class _Vehicle:
+    plate: str
+    colour: PlateColour | None
+    vehicle_type: str
+
+
+class TrafficSimulator:
+    """Generates the camera reads of one vehicle after another at one checkpoint."""
+
+    def __init__(
+        self,
+        checkpoint_id: str,
+        cameras: Sequence[str],
+        *,
+        neighbour: str = "冀",
+        seed: int | None = None,
+        watchlisted: Sequence[str] = (),
+        watchlisted_share: float = 0.02,
+        misread_rate: float = 0.05,
+        no_plate_rate: float = 0.005,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not cameras:
+            raise ValueError("at least one camera is needed")
+        if len(neighbour) != 1 or neighbour not in PROVINCES or neighbour == "鲁":
+            raise ValueError(f"neighbour must be one province character other than 鲁, got {neighbour!r}")
+        for name, rate in (
+            ("watchlisted_share", watchlisted_share),
+            ("misread_rate", misread_rate),
+            ("no_plate_rate", no_plate_rate),
+        ):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {rate}")
+        self.checkpoint_id = checkpoint_id
+        self.cameras: tuple[str, ...] = tuple(cameras)
+        self.neighbour = neighbour
+        self.watchlisted: tuple[str, ...] = tuple(p for p in (normalize(w).plate for w in watchlisted) if p)
+        self.watchlisted_share = watchlisted_share
+        self.misread_rate = misread_rate
+        self.no_plate_rate = no_plate_rate
+        self._clock = clock
+        self._rng = random.Random(seed)
+        # Arrival gaps come from their own stream so pacing never changes which vehicles appear.
+        self._arrivals = random.Random(None if seed is None else seed + 1)
+        self._vehicle_no = 0
+
+        city = checkpoint_id.split("-")[1].upper() if checkpoint_id.count("-") >= 2 else ""
+        local = _CITY_LETTERS.get(city, "")
+        letters = list(_SHANDONG_LETTERS)
+        base = [_SHANDONG_LETTERS[ch] for ch in letters]
+        total = sum(base)
+        local_total = sum(_SHANDONG_LETTERS[ch] for ch in local)
+        if local:
+            # Rescale so the checkpoint's own city makes up _LOCAL_SHARE of Shandong plates.
+            weights = [
+                w / local_total * _LOCAL_SHARE
+                if ch in local
+                else w / (total - local_total) * (1 - _LOCAL_SHARE)
+                for ch, w in zip(letters, base, strict=True)
+            ]
+        else:
+            weights = base
+        self._sd_letters = letters
+        self._sd_weights = weights
+        others = RING_NEIGHBOURS.replace(neighbour, "")
+        self._other_neighbours = others if others else RING_NEIGHBOURS
+
+    # -- plates ---------------------------------------------------------------------------------
+
+    def _province(self) -> str:
+        r = self._rng.random()
+        if r < _SHARE_SHANDONG:
+            return "鲁"
+        r -= _SHARE_SHANDONG
+        if r < _SHARE_NEIGHBOUR:
+            return self.neighbour
+        r -= _SHARE_NEIGHBOUR
+        if r < _SHARE_OTHER_NEIGHBOURS:
+            return self._rng.choice(self._other_neighbours)
+        return self._rng.choice(_OTHER_PROVINCES)
+
+    def _prefix(self) -> str:
+        province = self._province()
+        if province == "鲁":
+            letter = self._rng.choices(self._sd_letters, self._sd_weights)[0]
+        else:
+            # Provincial capitals (A) and big cities (B-F) dominate long-distance traffic.
+            letter = self._rng.choices(AUTHORITY_LETTERS, [8, 4, 3, 3, 2, 2] + [1] * 18)[0]
+        return province + letter
+
+    def _serial(self, length: int) -> str:
+        """Mostly digits with up to two letters, as issued and self-chosen serials look."""
+        chars = [self._rng.choice(DIGITS) for _ in range(length)]
+        n_letters = self._rng.choices((0, 1, 2), (40, 40, 20))[0]
+        for pos in self._rng.sample(range(length), n_letters):
+            chars[pos] = self._rng.choice(AUTHORITY_LETTERS)
+        return "".join(chars)
+
+    def _digits(self, length: int) -> str:
+        return "".join(self._rng.choice(DIGITS) for _ in range(length))
+
+    def _plate(self, kind: PlateKind) -> str:
+        match kind:
+            case PlateKind.REGULAR:
+                return self._prefix() + self._serial(5)
+            case PlateKind.NEW_ENERGY_SMALL:
+                mark = self._rng.choice(NEW_ENERGY_MARKS)
+                return self._prefix() + mark + self._rng.choice(SERIAL_CHARS) + self._digits(4)
+            case PlateKind.NEW_ENERGY_LARGE:
+                return self._prefix() + self._digits(5) + self._rng.choice(NEW_ENERGY_MARKS)
+            case PlateKind.TRAILER:
+                return self._prefix() + self._serial(4) + "挂"
+            case PlateKind.COACH:
+                return self._prefix() + self._serial(4) + "学"
+            case PlateKind.POLICE:
+                return self._prefix() + self._serial(4) + "警"
+            case PlateKind.HONG_KONG:
+                return "粤Z" + self._serial(4) + "港"
+            case PlateKind.MACAO:
+                return "粤Z" + self._serial(4) + "澳"
+            case PlateKind.CONSULATE:
+                return self._rng.choice(_CONSULATE_PREFIXES) + self._digits(4) + "领"
+            case PlateKind.EMBASSY:
+                return "使" + self._digits(6)
+        raise AssertionError(kind)  # pragma: no cover - the match covers every kind
+
+    def _vehicle(self) -> _Vehicle:
+        rng = self._rng
+        if rng.random() < self.no_plate_rate:
+            return _Vehicle("", None, rng.choice(("car", "van", "truck", "motorcycle")))
+        if self.watchlisted and rng.random() < self.watchlisted_share:
+            return self._watchlisted_vehicle(rng.choice(self.watchlisted))
+        profile = rng.choices(_PROFILES, _PROFILE_WEIGHTS)[0][1]
+        types, weights = zip(*profile.vehicle_types, strict=True)
+        return _Vehicle(self._plate(profile.kind), profile.colour, rng.choices(types, weights)[0])
+
+    def _watchlisted_vehicle(self, plate: str) -> _Vehicle:
+        kind = check(plate).kind
+        if kind is None:
+            # A listed plate that breaks the rules (a cloned or forged plate) still drives by.
+            return _Vehicle(plate, None, "car")
+        colour = self._rng.choice(sorted(expected_colours(kind)))
+        if colour is PlateColour.YELLOW and kind is PlateKind.REGULAR:
+            vehicle_type = self._rng.choice(("truck", "bus", "hazmat"))
+        elif kind is PlateKind.TRAILER:
+            vehicle_type = "trailer"
+        elif kind is PlateKind.NEW_ENERGY_LARGE:
+            vehicle_type = self._rng.choice(("bus", "truck"))
+        else:
+            vehicle_type = self._rng.choice(("car", "suv"))
+        return _Vehicle(plate, colour, vehicle_type)
+
+    # -- OCR ------------------------------------------------------------------------------------
+
+    def _misread(self, plate: str) -> str:
+        """A different string an OCR engine could plausibly have produced for ``plate``."""
+        rng = self._rng
+        for _ in range(10):
+            op = rng.choices(
+                ("look_alike", "province", "no_province", "drop", "double"), (50, 15, 10, 12.5, 12.5)
+            )[0]
+            if op == "look_alike":
+                spots = [i for i, ch in enumerate(plate) if ch in _LOOK_ALIKES]
+                if not spots:
+                    continue
+                i = rng.choice(spots)
+                read = plate[:i] + rng.choice(_LOOK_ALIKES[plate[i]]) + plate[i + 1 :]
+            elif op == "province":
+                read = rng.choice(PROVINCES.replace(plate[0], "")) + plate[1:]
+            elif op == "no_province":
+                read = plate[1:]
+            elif op == "drop":
+                if len(plate) < 2:
+                    continue
+                i = rng.randrange(1, len(plate))
+                read = plate[:i] + plate[i + 1 :]
+            else:
+                i = rng.randrange(len(plate))
+                read = plate[: i + 1] + plate[i:]
+            if read and read != plate:
+                return read
+        return plate + plate[-1]  # doubling the last character always differs
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def next_vehicle(self) -> list[SimulatedRead]:
+        """The 1-3 camera reads of the next vehicle, in capture order."""
+        rng = self._rng
+        self._vehicle_no += 1
+        vehicle = self._vehicle()
+        direction = "in" if rng.random() < _DIRECTION_IN_SHARE else "out"
+        n_reads = rng.choices(_READ_COUNTS, _READ_COUNT_WEIGHTS)[0]
+        cameras = rng.sample(range(len(self.cameras)), min(n_reads, len(self.cameras)))
+        # The vehicle has just passed: its reads fall in the last READ_SPREAD_SECONDS, none later.
+        now = self._clock()
+        ages = sorted((rng.uniform(0, READ_SPREAD_SECONDS) for _ in cameras), reverse=True)
+        reads = []
+        for cam, age in zip(cameras, ages, strict=True):
+            if not vehicle.plate:
+                plate_read, confidence = "", rng.uniform(0, 30)
+            elif rng.random() < self.misread_rate:
+                plate_read, confidence = self._misread(vehicle.plate), rng.uniform(55, 85)
+            else:
+                plate_read, confidence = vehicle.plate, rng.uniform(85, 99.5)
+            colour_known = vehicle.colour is not None and rng.random() >= _COLOUR_UNKNOWN_RATE
+            reads.append(
+                SimulatedRead(
+                    camera_id=self.cameras[cam],
+                    lane=cam + 1,  # one camera per lane, numbered from the kerb
+                    direction=direction,
+                    plate_read=plate_read,
+                    plate_true=vehicle.plate,
+                    colour=str(vehicle.colour) if colour_known else None,
+                    vehicle_type=vehicle.vehicle_type,
+                    confidence=round(confidence, 1),
+                    captured_at=now - age,
+                    vehicle_no=self._vehicle_no,
+                )
+            )
+        return reads
+
+
+async def run_simulator(
+    sim: TrafficSimulator,
+    emit: Callable[[SimulatedRead], Awaitable[None]],
+    *,
+    vehicles_per_minute: float,
+    stop: asyncio.Event,
+) -> None:
+    """Emit simulated reads with exponential inter-arrival times until ``stop`` is set."""
+    if vehicles_per_minute <= 0:
+        raise ValueError(f"vehicles_per_minute must be positive, got {vehicles_per_minute}")
+    rate_per_second = vehicles_per_minute / 60.0
+    while not stop.is_set():
+        gap = sim._arrivals.expovariate(rate_per_second)
+        try:
+            # Waiting on the event rather than sleeping lets a stop end the wait at once.
+            await asyncio.wait_for(stop.wait(), timeout=gap)
+        except TimeoutError:
+            pass
+        else:
+            return
+        for read in sim.next_vehicle():
+            if stop.is_set():
+                return
+            await emit(read)

@@ -1,0 +1,298 @@
+"""The edge's only MQTT module: publish the outbox to the hub, take acks and alerts back.
+
+Delivery rests on Cordon's own end-to-end acknowledgement, not on the broker: an event is
+published (QoS 1) at most ``max_inflight`` at a time, and stays in the outbox until the hub's
+ack names its sequence number. What stays unacknowledged past ``ack_timeout_s`` is sent again,
+and everything in flight is replayed when the hub announces itself online or the connection is
+re-established. The hub inserts idempotently, so a resend costs bandwidth, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+import aiomqtt
+import msgspec
+
+from protocols import topics
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    Alert,
+    CheckpointStatus,
+    DecodeError,
+    HubStatus,
+    decode,
+    encode,
+)
+
+from .outbox import OutboxStore, Pending
+
+log = logging.getLogger(__name__)
+
+#: MQTT 3.1.1 CONNACK codes that retrying cannot fix.
+_REFUSED_FOR_GOOD = {4: "bad user name or password", 5: "not authorized"}
+
+
+class UplinkState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    OFFLINE = "offline"
+    REFUSED = "refused"
+
+
+class UplinkRefused(RuntimeError):
+    """The broker refused our credentials; retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    checkpoint: str
+    url: str
+    username: str | None
+    password: str | None
+    keepalive_s: int = 30
+    max_inflight: int = 500
+    batch_max: int = 200
+    ack_timeout_s: float = 10.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    status_interval_s: float = 10.0
+    software: str = ""
+
+
+class _OutgoingBatch(msgspec.Struct):
+    """Same wire shape as protocols.messages.EventBatch, with events already encoded."""
+
+    v: int
+    checkpoint: str
+    epoch: int
+    sent_at: float
+    events: list[msgspec.Raw]
+
+
+class EdgeUplink:
+    def __init__(self, config: UplinkConfig, outbox: OutboxStore,
+                 on_alert: Callable[[Alert], Awaitable[None]],
+                 status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None) -> None:
+        self.config = config
+        self.outbox = outbox
+        self._on_alert = on_alert
+        self._status_extra = status_extra
+        self._pending: list[tuple[int, int]] = []
+        self._queued: set[int] = set()
+        self._inflight: dict[int, tuple[float, int]] = {}
+        self._wake = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self.state = UplinkState.CONNECTING
+        self.hub_online: bool | None = None
+        self.last_error: str | None = None
+        self.published_events = 0
+        self.resent_events = 0
+        self.acked_events = 0
+        self.connects = 0
+
+    # -- called by the rest of the edge -------------------------------------------------
+    def enqueue(self, items: list[Pending]) -> None:
+        """Events just committed to the outbox; send them as soon as the link allows."""
+        for item in items:
+            if item.seq not in self._queued and item.seq not in self._inflight:
+                heapq.heappush(self._pending, (item.priority, item.seq))
+                self._queued.add(item.seq)
+        self._wake.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    # -- the connection loop -------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff; returns only when refused for good."""
+        self.enqueue(self.outbox.take_initial_pending())
+        delay = self.config.reconnect_min_s
+        url = urlsplit(self.config.url)
+        while True:
+            self.state = UplinkState.CONNECTING
+            will = aiomqtt.Will(topics.status(self.config.checkpoint),
+                                encode(self._status(online=False)), qos=1, retain=True)
+            client = aiomqtt.Client(
+                url.hostname or "127.0.0.1", url.port or 1883,
+                identifier=self.config.checkpoint, username=self.config.username,
+                password=self.config.password, will=will, clean_session=False,
+                keepalive=self.config.keepalive_s, timeout=10,
+                protocol=aiomqtt.ProtocolVersion.V311,
+            )
+            try:
+                async with client:
+                    self._client = client
+                    self.state = UplinkState.CONNECTED
+                    self.connects += 1
+                    self.last_error = None
+                    delay = self.config.reconnect_min_s
+                    log.info("uplink connected to %s", self.config.url)
+                    await self._serve(client)
+            except aiomqtt.MqttCodeError as exc:
+                if exc.rc in _REFUSED_FOR_GOOD:
+                    self.state = UplinkState.REFUSED
+                    self.last_error = f"broker refused the connection: {_REFUSED_FOR_GOOD[exc.rc]}"
+                    log.error("uplink: %s; not retrying, fix the [mqtt] credentials", self.last_error)
+                    raise UplinkRefused(self.last_error) from None
+                self._lost(exc)
+            except aiomqtt.MqttError as exc:
+                self._lost(exc)
+            finally:
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def _lost(self, exc: Exception) -> None:
+        self.state = UplinkState.OFFLINE
+        self.hub_online = None
+        self.last_error = str(exc) or type(exc).__name__
+        log.warning("uplink lost: %s", self.last_error)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        cp = self.config.checkpoint
+        await client.subscribe(topics.ack(cp), qos=1)
+        await client.subscribe(topics.alerts(cp), qos=1)
+        await client.subscribe(topics.hub_status(), qos=1)
+        await self.publish_status()
+        # A new connection may have lost what was in flight on the old one: send it again.
+        self._requeue_inflight(resend=True)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._sender(client))
+            tasks.create_task(self._status_loop())
+            async for message in client.messages:
+                await self._on_message(str(message.topic), bytes(message.payload or b""))
+
+    async def publish_status(self) -> None:
+        client = self._client
+        if client is None:
+            return
+        status = self._status(online=True)
+        if self._status_extra is not None:
+            extra = await self._status_extra()
+            status = msgspec.structs.replace(status, **extra)
+        await client.publish(topics.status(self.config.checkpoint), encode(status), qos=1, retain=True)
+
+    async def say_goodbye(self) -> None:
+        """On a clean shutdown the will does not fire: publish the offline status ourselves."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            await client.publish(topics.status(self.config.checkpoint), encode(self._status(online=False)),
+                                 qos=1, retain=True, timeout=2)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            await self.publish_status()
+
+    def _status(self, *, online: bool) -> CheckpointStatus:
+        return CheckpointStatus(v=SCHEMA_VERSION, checkpoint=self.config.checkpoint, online=online,
+                                sent_at=time.time(), epoch=self.outbox.epoch,
+                                software=self.config.software or None)
+
+    # -- sending ---------------------------------------------------------------------------
+    def _requeue_inflight(self, *, resend: bool, older_than: float | None = None) -> int:
+        moved = 0
+        for seq, (sent_at, priority) in list(self._inflight.items()):
+            if older_than is None or sent_at < older_than:
+                del self._inflight[seq]
+                heapq.heappush(self._pending, (priority, seq))
+                self._queued.add(seq)
+                moved += 1
+        if moved and resend:
+            self.resent_events += moved
+            self._wake.set()
+        return moved
+
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        cfg = self.config
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=cfg.ack_timeout_s / 2)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._requeue_inflight(resend=True, older_than=time.monotonic() - cfg.ack_timeout_s)
+            while self._pending and len(self._inflight) < cfg.max_inflight:
+                room = min(cfg.batch_max, cfg.max_inflight - len(self._inflight))
+                chosen: list[tuple[int, int]] = []
+                while self._pending and len(chosen) < room:
+                    priority, seq = heapq.heappop(self._pending)
+                    self._queued.discard(seq)
+                    chosen.append((priority, seq))
+                bodies = await self.outbox.load([seq for _, seq in chosen])
+                live = [(p, s) for p, s in chosen if s in bodies]  # the rest was acked meanwhile
+                if not live:
+                    continue
+                batch = _OutgoingBatch(v=SCHEMA_VERSION, checkpoint=cfg.checkpoint, epoch=self.outbox.epoch,
+                                       sent_at=time.time(), events=[msgspec.Raw(bodies[s]) for _, s in live])
+                now = time.monotonic()
+                for priority, seq in live:
+                    self._inflight[seq] = (now, priority)
+                try:
+                    await client.publish(topics.events(cfg.checkpoint), encode(batch), qos=1)
+                except aiomqtt.MqttError:
+                    self._requeue_inflight(resend=False)
+                    raise
+                self.published_events += len(live)
+
+    # -- receiving -------------------------------------------------------------------------
+    async def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            parsed = topics.parse(topic)
+        except topics.TopicError:
+            log.warning("uplink: ignoring message on unexpected topic %r", topic[:200])
+            return
+        try:
+            if parsed.kind is topics.TopicKind.ACK:
+                await self._on_ack(decode(Ack, payload))
+            elif parsed.kind is topics.TopicKind.ALERTS:
+                await self._on_alert(decode(Alert, payload))
+            elif parsed.kind is topics.TopicKind.HUB_STATUS:
+                self._on_hub_status(decode(HubStatus, payload))
+        except DecodeError as exc:
+            log.warning("uplink: bad %s message from the hub: %s", parsed.kind, exc.reason)
+
+    async def _on_ack(self, ack: Ack) -> None:
+        if ack.epoch != self.outbox.epoch:
+            return  # an ack for an earlier disk of this checkpoint
+        for lo, hi in ack.ranges:
+            if hi - lo < 4096:
+                for seq in range(lo, hi + 1):
+                    self._inflight.pop(seq, None)
+            else:
+                for seq in [s for s in self._inflight if lo <= s <= hi]:
+                    del self._inflight[seq]
+        self.acked_events += await self.outbox.acknowledge(ack.ranges)
+        self._wake.set()
+
+    def _on_hub_status(self, status: HubStatus) -> None:
+        was = self.hub_online
+        self.hub_online = status.online
+        if status.online and was is not True:
+            moved = self._requeue_inflight(resend=True)
+            if moved:
+                log.info("hub is online: replaying %d unacknowledged events", moved)
+            self._wake.set()
+
+
+async def stop_task(task: asyncio.Task[object]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, UplinkRefused):
+        await task

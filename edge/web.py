@@ -1,0 +1,108 @@
+"""The edge's HTTP side: camera push, the officers' tablet page, its live feed and status."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from runtime.web import LOGIN_POLICY, Access, Principal, token_matches, websocket_feed
+
+from . import keys
+
+STATIC = Path(__file__).with_name("static")
+
+#: Every route's access rule; a route missing here is refused (tests/test_routes_policy.py).
+POLICY: dict[str, Access] = {
+    **LOGIN_POLICY,
+    "tablet": Access.SESSION,
+    "static": Access.PUBLIC,
+    "health": Access.PUBLIC,
+    "status": Access.SESSION,
+    "alerts": Access.SESSION,
+    "live": Access.SESSION,
+    "camera_reads": Access.CAMERA,
+}
+
+
+def officer_login(expected_code: str, checkpoint: str):  # noqa: ANN201 - returns a checker
+    def check(code: str) -> Principal | None:
+        return Principal(f"officer@{checkpoint}", "officer") if token_matches(code, expected_code) else None
+
+    return check
+
+
+async def tablet(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "tablet.html")
+
+
+async def health(request: web.Request) -> web.Response:
+    status = await status_snapshot(request.app)
+    reasons = []
+    if status["uplink"]["state"] != "connected":
+        reasons.append(f"uplink {status['uplink']['state']}")
+    elif status["uplink"]["hub_online"] is False:
+        reasons.append("hub offline")
+    if status["outbox"]["writer_error"]:
+        reasons.append(f"outbox: {status['outbox']['writer_error']}")
+    return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons,
+                              "checkpoint": status["checkpoint"]})
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await status_snapshot(request.app))
+
+
+async def status_snapshot(app: web.Application) -> dict[str, Any]:
+    service, uplink, outbox = app[keys.SERVICE], app[keys.UPLINK], app[keys.OUTBOX]
+    stats = await outbox.stats()
+    now = time.time()
+    return {
+        "checkpoint": service.checkpoint,
+        "name": app[keys.SETTINGS].name,
+        "epoch": outbox.epoch,
+        "uplink": {"state": uplink.state.value, "hub_online": uplink.hub_online, "last_error": uplink.last_error,
+                   "inflight": uplink.inflight, "queued": uplink.queued, "published": uplink.published_events,
+                   "resent": uplink.resent_events, "acked": uplink.acked_events, "connects": uplink.connects},
+        "outbox": {"depth": stats.depth,
+                   "oldest_unacked_s": None if stats.oldest_created_at is None else now - stats.oldest_created_at,
+                   "writer_error": outbox.writer_error},
+        "cameras": {cid: {"reads": h.reads, "errors": h.errors, "refused": h.refused, "last_read_at": h.last_read_at,
+                          "reads_per_minute": h.reads_per_minute(now)} for cid, h in service.cameras.items()},
+        "reads_total": service.reads_total,
+        "passages_total": service.passages_total,
+        "open_passages": len(service.passages),
+        "alerts": len(service.alerts),
+        "dead_letters": app[keys.DEAD].count,
+    }
+
+
+async def alerts(request: web.Request) -> web.Response:
+    service = request.app[keys.SERVICE]
+    return web.Response(body=msgspec.json.encode({"alerts": list(reversed(service.alerts))}),
+                        content_type="application/json")
+
+
+async def live(request: web.Request) -> web.WebSocketResponse:
+    service = request.app[keys.SERVICE]
+    first: list[Any] = [{"type": "hello", "checkpoint": service.checkpoint}]
+    first += [{"type": "alert", "alert": a} for a in service.alerts]
+    return await websocket_feed(request, service.live, first, lambda f: msgspec.json.encode(f).decode(),
+                                request.app[keys.SOCKETS])
+
+
+async def camera_reads(request: web.Request) -> web.Response:
+    return await request.app[keys.JSON_SOURCE].handle(request)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", tablet, name="tablet")
+    app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_get("/api/v1/health", health, name="health")
+    app.router.add_get("/api/v1/status", status, name="status")
+    app.router.add_get("/api/v1/alerts", alerts, name="alerts")
+    app.router.add_get("/api/v1/ws", live, name="live")
+    app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")

@@ -1,0 +1,1 @@
+"""Shared runtime pieces of edge and hub: no domain logic, no MQTT, no HTTP."""

@@ -1,0 +1,43 @@
+// Minimal i18n: zh-CN by default, English on request; remembered per device.
+"use strict";
+const CORDON_I18N = {
+  zh: {
+    "app.console": "环省查缉防控圈 · 指挥中心", "app.tablet": "查缉点警务终端", "login.title": "登录",
+    "login.code": "访问码", "login.submit": "登录", "login.failed": "访问码错误", "lang": "English",
+    "alerts": "预警", "alerts.none": "暂无预警", "live.connected": "实时连接", "live.lost": "连接中断，正在重连",
+    "action.intercept": "拦截", "action.covert": "秘密布控", "action.notify": "提示",
+    "kind.exact": "完全比中", "kind.equivalent": "形近字比中", "kind.edit": "一字之差", "kind.province": "省份字误识",
+    "kind.wildcard": "模糊比中", "checkpoints": "查缉点", "online": "在线", "offline": "离线",
+    "reads": "过车记录", "read": "识别", "list": "布控名单", "reason": "布控事由", "camera": "相机", "lane": "车道",
+    "logout": "退出", "theme": "日/夜", "outbox": "待上传", "uplink": "上行链路", "hub": "中心",
+  },
+  en: {
+    "app.console": "Perimeter ring · Command console", "app.tablet": "Checkpoint tablet", "login.title": "Sign in",
+    "login.code": "Access code", "login.submit": "Sign in", "login.failed": "Wrong access code", "lang": "中文",
+    "alerts": "Alerts", "alerts.none": "No alerts yet", "live.connected": "Live", "live.lost": "Connection lost, reconnecting",
+    "action.intercept": "Intercept", "action.covert": "Covert", "action.notify": "Notify",
+    "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",
+    "kind.wildcard": "wildcard", "checkpoints": "Checkpoints", "online": "online", "offline": "offline",
+    "reads": "Passing vehicles", "read": "Read", "list": "Watchlist", "reason": "Reason", "camera": "Camera", "lane": "Lane",
+    "logout": "Sign out", "theme": "Day/Night", "outbox": "Outbox", "uplink": "Uplink", "hub": "Hub",
+  },
+};
+function cordonLang() { return localStorage.getItem("cordon.lang") === "en" ? "en" : "zh"; }
+function t(key) { return CORDON_I18N[cordonLang()][key] || key; }
+function applyI18n(root) {
+  document.documentElement.lang = cordonLang() === "en" ? "en" : "zh-CN";
+  (root || document).querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+}
+function toggleLang() { localStorage.setItem("cordon.lang", cordonLang() === "en" ? "zh" : "en"); applyI18n(); }
+function applyTheme() { document.documentElement.classList.toggle("light", localStorage.getItem("cordon.theme") === "light"); }
+function toggleTheme() {
+  localStorage.setItem("cordon.theme", localStorage.getItem("cordon.theme") === "light" ? "dark" : "light"); applyTheme();
+}
+// Build an element with text content only: nothing received from the network is ever parsed as HTML.
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+applyTheme();

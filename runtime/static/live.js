@@ -1,0 +1,28 @@
+// One WebSocket to the server's live feed, reconnecting with backoff. Frames are JSON objects.
+"use strict";
+function connectLive(onFrame, onState) {
+  let delay = 500;
+  function open() {
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/ws");
+    ws.onopen = () => { delay = 500; onState(true); };
+    ws.onmessage = (ev) => { try { onFrame(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
+    ws.onclose = () => { onState(false); setTimeout(open, delay); delay = Math.min(delay * 2, 10000); };
+  }
+  open();
+}
+function renderAlert(alert, seen) {
+  const hit = alert.hit;
+  const li = el("li", "alert " + hit.action);
+  li.dataset.alertId = alert.alert_id;
+  const plate = el("span", "plate " + (alert.colour || ""), alert.plate_read);
+  plate.dataset.role = "plate-read";
+  li.append(plate);
+  const mid = el("div");
+  mid.append(el("strong", null, t("action." + hit.action) + " · " + hit.list_name));
+  mid.append(el("div", "muted", alert.checkpoint + " · " + t("camera") + " " + alert.camera_id + " · " +
+    new Date(alert.captured_at * 1000).toLocaleTimeString()));
+  li.append(mid);
+  li.append(el("span", "badge", t("kind." + hit.kind) + " " + Math.round(hit.score * 100) + "%"));
+  li.append(el("div", "why", hit.explanation + (hit.reason ? " — " + t("reason") + ": " + hit.reason : "")));
+  return li;
+}

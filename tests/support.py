@@ -1,0 +1,275 @@
+"""Real parts for tests: Mosquitto on a free port, hub and edge processes, small HTTP helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Mosquitto:
+    """A real Mosquitto broker of the test's own, on a free port."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    persistence: bool = False
+    max_queued_messages: int = 1000
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            f"max_queued_messages {self.max_queued_messages}",
+            f"log_dest file {self.workdir}/mosquitto.log",
+            "log_type error", "log_type warning", "log_type notice",
+            "sys_interval 1",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # CI runs as root; let Mosquitto keep its files readable
+        return "\n".join(lines) + "\n" + self.extra_config
+
+    def start(self) -> Mosquitto:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(self.config())
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Service:
+    """A real ``cordon hub`` or ``cordon edge`` process with its own config file and log."""
+
+    name: str
+    args: list[str]
+    workdir: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, wait: bool = True) -> Service:
+        log = self.log_path.open("ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log,
+                                     env=env, cwd=self.workdir)
+        if wait:
+            try:
+                wait_port(self.port, timeout=30)
+            except TimeoutError:
+                raise TimeoutError(f"{self.name} did not start; log:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_toml(path: Path, data: dict[str, Any]) -> Path:
+    """Tiny TOML writer for test configs (scalars, lists, tables, arrays of tables)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], dict)):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
+    for key, value in tables:
+        for table in value if isinstance(value, list) else [value]:
+            lines.append(f"\n[[{key}]]" if isinstance(value, list) else f"\n[{key}]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def hub_service(workdir: Path, broker_url: str, *, watchlist_csv: Path | None = None, token: str = "console-code",
+                extra: dict[str, Any] | None = None) -> Service:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "data_dir": str(workdir / "data"),
+        "http": {"host": "127.0.0.1", "port": port},
+        "mqtt": {"url": broker_url, "client_id": "cordon-hub-test", "reconnect_min_s": 0.2, "reconnect_max_s": 1},
+        "console": {"token": token},
+    }
+    if watchlist_csv is not None:
+        config["watchlists"] = {"csv": [str(watchlist_csv)]}
+    for section, values in (extra or {}).items():
+        config.setdefault(section, {}).update(values)
+    conf = write_toml(workdir / "hub.toml", config)
+    return Service("hub", ["hub", "--config", str(conf)], workdir, port)
+
+
+def edge_service(workdir: Path, checkpoint: str, broker_url: str, *, cameras: dict[str, str],
+                 tablet_token: str = "tablet-code", extra: dict[str, Any] | None = None) -> Service:
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "data_dir": str(workdir / "data"),
+        "http": {"host": "127.0.0.1", "port": port},
+        "mqtt": {"url": broker_url, "ack_timeout_s": 3.0, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
+                 "status_interval_s": 2.0},
+        "tablet": {"token": tablet_token},
+        "passages": {"window_s": 2.0},
+        "cameras": [{"id": cid, "token": tok} for cid, tok in cameras.items()],
+    }
+    for section, values in (extra or {}).items():
+        config.setdefault(section, {}).update(values)
+    conf = write_toml(workdir / "edge.toml", config)
+    return Service(f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port)
+
+
+async def login(session: aiohttp.ClientSession, base: str, code: str) -> None:
+    async with session.post(f"{base}/login", json={"code": code}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+@contextlib.contextmanager
+def running(*services: Service | Mosquitto) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
+                what: str = "condition") -> Any:
+    """Async polling: await ``predicate()`` (sync or async) until truthy, or fail after ``timeout``."""
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as resp:
+        assert resp.status == 200, f"{url}: {resp.status} {await resp.text()}"
+        return await resp.json()
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 30.0,
+                     where: Callable[[dict[str, Any]], bool] = lambda f: True) -> dict[str, Any]:
+    """The next live frame of ``kind`` that satisfies ``where``; other frames are skipped."""
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no {kind} frame within {timeout}s")
+        try:
+            frame = await ws.receive_json(timeout=left)
+        except TypeError:
+            raise AssertionError("live feed closed") from None
+        except TimeoutError:
+            continue
+        if frame.get("type") == kind and where(frame):
+            return frame

@@ -1,0 +1,47 @@
+import pytest
+
+from central.settings import load_settings as load_hub
+from edge.settings import load_settings as load_edge
+from runtime.config import SettingsError
+
+
+def test_edge_settings_from_file_and_env(tmp_path):
+    conf = tmp_path / "edge.toml"
+    conf.write_text('checkpoint = "SD-DZ-001"\n[http]\nport = 9000\n[[cameras]]\nid = "lane1"\ntoken = "t"\n')
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    s = load_edge(conf, {"CORDON_EDGE_HTTP__PORT": "9100", "CORDON_EDGE_MQTT__PASSWORD_FILE": str(secret),
+                         "UNRELATED": "x"})
+    assert s.http.port == 9100
+    assert s.mqtt.password == "s3cret"
+    assert s.cameras[0].id == "lane1"
+
+
+def test_unknown_key_is_named(tmp_path):
+    conf = tmp_path / "edge.toml"
+    conf.write_text('checkpoint = "SD-DZ-001"\n[mqtt]\nurll = "mqtt://x"\n')
+    with pytest.raises(SettingsError, match="urll"):
+        load_edge(conf, {})
+
+
+def test_wrong_type_is_named(tmp_path):
+    conf = tmp_path / "hub.toml"
+    conf.write_text('[http]\nport = "eighty"\n')
+    with pytest.raises(SettingsError, match="http.port"):
+        load_hub(conf, {})
+
+
+def test_invalid_checkpoint_id(tmp_path):
+    conf = tmp_path / "edge.toml"
+    conf.write_text('checkpoint = "SD/DZ/#"\n')
+    with pytest.raises(SettingsError, match="checkpoint"):
+        load_edge(conf, {})
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(SettingsError, match="not found"):
+        load_hub(tmp_path / "nope.toml", {})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http\n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_hub(bad, {})
