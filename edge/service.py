@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -54,6 +54,8 @@ def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = 
     """Turn a camera's read into the edge's record; plate problems are flagged, never fatal."""
     norm = plates.normalize(read.plate)
     colour = plates.parse_colour(read.colour) or norm.colour
+    valid: bool
+    problem: str | None
     if norm.no_plate:
         valid, problem = False, "no readable plate"
     else:
@@ -134,7 +136,7 @@ class EdgeService:
         await self._commit(closed, [PRIORITY_PASSAGE] * len(closed))
         self.passages_total += len(closed)
 
-    async def _commit(self, events: list[Event], priorities: list[int]) -> list[Event]:
+    async def _commit(self, events: Sequence[Event], priorities: list[int]) -> list[Event]:
         numbered = await self.outbox.append(events, priorities)
         self._enqueue([Pending(p, e.seq) for e, p in zip(numbered, priorities, strict=True)])
         return numbered

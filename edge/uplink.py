@@ -38,8 +38,9 @@ from .outbox import OutboxStore, Pending
 
 log = logging.getLogger(__name__)
 
-#: MQTT 3.1.1 CONNACK codes that retrying cannot fix.
-_REFUSED_FOR_GOOD = {4: "bad user name or password", 5: "not authorized"}
+#: CONNACK codes that retrying cannot fix (MQTT 3.1.1 codes, and the MQTT 5 codes paho maps them to).
+_REFUSED_FOR_GOOD = {4: "bad user name or password", 5: "not authorized",
+                     134: "bad user name or password", 135: "not authorized"}
 
 
 class UplinkState(StrEnum):
@@ -144,9 +145,10 @@ class EdgeUplink:
                     log.info("uplink connected to %s", self.config.url)
                     await self._serve(client)
             except aiomqtt.MqttCodeError as exc:
-                if exc.rc in _REFUSED_FOR_GOOD:
+                code = exc.rc if isinstance(exc.rc, int) else int(getattr(exc.rc, "value", 0))
+                if code in _REFUSED_FOR_GOOD:
                     self.state = UplinkState.REFUSED
-                    self.last_error = f"broker refused the connection: {_REFUSED_FOR_GOOD[exc.rc]}"
+                    self.last_error = f"broker refused the connection: {_REFUSED_FOR_GOOD[code]}"
                     log.error("uplink: %s; not retrying, fix the [mqtt] credentials", self.last_error)
                     raise UplinkRefused(self.last_error) from None
                 self._lost(exc)

@@ -73,14 +73,14 @@ class Passage(msgspec.Struct, tag="passage", **_STRICT):
 
     seq: Seq
     plate: Text32
-    no_plate: bool = False
-    colour: Text32 | None = None
-    vehicle_type: Text32 | None = None
     first_seen: float
     last_seen: float
     best_seq: Seq
     read_seqs: Annotated[list[Seq], msgspec.Meta(min_length=1, max_length=64)]
     cameras: Annotated[list[Text128], msgspec.Meta(max_length=64)]
+    no_plate: bool = False
+    colour: Text32 | None = None
+    vehicle_type: Text32 | None = None
 
 
 Event = PlateRead | Passage
