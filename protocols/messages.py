@@ -87,7 +87,7 @@ Event = PlateRead | Passage
 
 
 class EventBatch(msgspec.Struct, **_STRICT):
-    """Events from one edge epoch, in one MQTT message on ``cp/{checkpoint}/events``."""
+    """Events from one edge epoch, in one MQTT message on ``cordon/v1/cp/{checkpoint}/events``."""
 
     v: int
     checkpoint: Text128
@@ -102,7 +102,7 @@ class Ack(msgspec.Struct, **_STRICT):
 
     v: int
     epoch: Annotated[int, msgspec.Meta(ge=1)]
-    ranges: list[tuple[int, int]]
+    ranges: Annotated[list[tuple[Seq, Seq]], msgspec.Meta(min_length=1, max_length=10_000)]
 
 
 class CheckpointStatus(msgspec.Struct, **_STRICT):
@@ -152,8 +152,8 @@ class Alert(msgspec.Struct, **_STRICT):
     alert_id: Text128
     """Derived from the event and the entry that caused it, so dispatch is idempotent."""
     checkpoint: Text128
-    epoch: int
-    seq: int
+    epoch: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Seq
     raised_at: float
     captured_at: float
     camera_id: Text128
