@@ -102,7 +102,10 @@ class SqlWriter:
             item = self._jobs.get()
             batch: list[tuple[Job, Future[Any]]] = []
             while item is not None:
-                batch.append(item)
+                # A caller that gave up before its job started (a camera that hung up) gets nothing
+                # written; once running, the job can no longer be cancelled and its caller hears the result.
+                if item[1].set_running_or_notify_cancel():
+                    batch.append(item)
                 if len(batch) >= MAX_JOBS_PER_COMMIT:
                     break
                 try:

@@ -273,3 +273,8 @@ async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: fl
             continue
         if frame.get("type") == kind and where(frame):
             return frame
+
+
+def session() -> aiohttp.ClientSession:
+    """A client session that keeps cookies from IP-address hosts (the test servers are on 127.0.0.1)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))

@@ -69,3 +69,24 @@ async def test_new_disk_new_epoch(tmp_path):
         assert a.epoch != b.epoch and a.epoch > 0
     finally:
         a.stop(), b.stop()
+
+
+async def test_a_cancelled_caller_does_not_stop_the_writer(outbox):
+    import asyncio
+    import threading
+
+    started = threading.Event()
+
+    def hold(db):  # keep the writer busy while the next job waits in the queue
+        started.set()
+        time.sleep(0.3)
+
+    busy = outbox._writer.submit(hold)
+    assert started.wait(5)
+    first = asyncio.ensure_future(outbox.append([read("鲁A11111")], [PRIORITY_READ]))
+    await asyncio.sleep(0.05)  # its job is queued now
+    first.cancel()  # the camera hung up
+    await asyncio.wrap_future(busy)
+    (later,) = await asyncio.wait_for(outbox.append([read("鲁A22222")], [PRIORITY_READ]), 5)
+    assert later.seq == 1, "the cancelled read was never written"
+    assert (await outbox.stats()).depth == 1

@@ -1,0 +1,75 @@
+"""Alert dispatch: console and checkpoint, idempotent, resumed after a restart.
+
+Alerts are committed by ingest before they get here. Dispatch sends each one to the console's
+live feed and, unless its list is covert, to its checkpoint's edge over MQTT; an alert is marked
+dispatched once the broker has taken the edge's copy. At start-up every alert not marked is sent
+again; receivers drop an alert id they have already shown, so a resend is never shown twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from protocols import topics
+from protocols.messages import Alert, encode
+from runtime.fanout import Fanout
+
+from .store import HubStore
+
+log = logging.getLogger(__name__)
+
+MARK_BATCH_WAIT_S = 0.05
+
+
+class AlertDispatcher:
+    def __init__(self, store: HubStore, publish: Callable[..., None], console: Fanout) -> None:
+        self.store = store
+        self._publish = publish
+        self.console = console
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._delivered: asyncio.Queue[str] = asyncio.Queue()
+        self.dispatched = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def submit_threadsafe(self, alerts: list[Alert]) -> None:
+        """Called from the writer thread after the commit."""
+        assert self._loop is not None, "dispatcher not bound to a loop"
+        self._loop.call_soon_threadsafe(self.dispatch, alerts)
+
+    def dispatch(self, alerts: list[Alert]) -> None:
+        loop = self._loop
+        assert loop is not None
+        for alert in alerts:
+            self.console.publish({"type": "alert", "alert": alert})
+            if alert.hit.action == "covert":
+                # Covert hits never leave the hub: the vehicle's occupants must not be alarmed.
+                self._delivered.put_nowait(alert.alert_id)
+                continue
+            aid = alert.alert_id
+            self._publish(topics.alerts(alert.checkpoint), encode(alert), qos=1,
+                          on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._delivered.put_nowait, aid))
+        self.dispatched += len(alerts)
+
+    async def resume(self) -> int:
+        """Send again every committed alert that was not marked dispatched (after a crash)."""
+        pending = await asyncio.to_thread(self.store.undispatched_alerts)
+        if pending:
+            log.info("dispatching %d alert(s) left over from before the restart", len(pending))
+            self.dispatch(pending)
+        return len(pending)
+
+    async def run_marker(self) -> None:
+        """Mark delivered alerts in the store, a small batch at a time."""
+        while True:
+            ids = [await self._delivered.get()]
+            await asyncio.sleep(MARK_BATCH_WAIT_S)
+            while not self._delivered.empty():
+                ids.append(self._delivered.get_nowait())
+            try:
+                await self.store.mark_dispatched(ids)
+            except Exception:
+                log.exception("could not mark %d alert(s) dispatched; they will be resent after a restart", len(ids))

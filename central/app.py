@@ -1,0 +1,126 @@
+"""Composition root of the hub: everything is built here from one HubSettings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from protocols.messages import CheckpointStatus
+from runtime.fanout import Fanout
+from runtime.web import Sessions, add_login_routes, close_sockets, make_middlewares
+
+from . import keys
+from . import web as hub_web
+from .alerts import AlertDispatcher
+from .ingest import Ingest
+from .mqtt import HubLink
+from .settings import HubSettings
+from .store import HubStore
+from .watchlists import HubWatchlists, LoadedLists, load_files
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: HubSettings) -> web.Application:
+    """Build the hub web app; the store, watchlists and broker link start with the app."""
+    store = HubStore(settings.data_path / "hub.db")
+    console = Fanout()
+    sessions = Sessions(secrets.token_bytes(32))
+    app = web.Application(client_max_size=settings.http.max_body_bytes,
+                          middlewares=make_middlewares(hub_web.POLICY, sessions, lambda token: None))
+    app[keys.SETTINGS] = settings
+    app[keys.STORE] = store
+    app[keys.CONSOLE] = console
+    app[keys.CHECKPOINTS] = {}
+    app[keys.SOCKETS] = set()
+    app[keys.WATCHLISTS] = HubWatchlists(LoadedLists())
+
+    m = settings.mqtt
+    link_ref: list[HubLink] = []
+
+    def publish(topic: str, payload: bytes, qos: int = 1, retain: bool = False, on_delivered=None) -> None:  # noqa: ANN001
+        link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
+
+    dispatcher = AlertDispatcher(store, publish, console)
+    ingest = Ingest(store, app[keys.WATCHLISTS], publish=lambda topic, payload: publish(topic, payload),
+                    on_alerts=dispatcher.submit_threadsafe,
+                    on_status=lambda status: _on_status_threadsafe(app, status),
+                    max_skew_s=settings.clock.max_skew_s)
+    link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
+                   on_message=ingest.handle,
+                   reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+    link_ref.append(link)
+    app[keys.INGEST] = ingest
+    app[keys.DISPATCHER] = dispatcher
+    app[keys.LINK] = link
+
+    add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False)
+    hub_web.add_routes(app)
+    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker])
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+def _on_status_threadsafe(app: web.Application, status: CheckpointStatus) -> None:
+    app[keys.LOOP].call_soon_threadsafe(_on_status, app, status)
+
+
+def _on_status(app: web.Application, status: CheckpointStatus) -> None:
+    skew = app[keys.SETTINGS].clock.max_skew_s
+    offset = status.sent_at - time.time()
+    entry = {"checkpoint": status.checkpoint, "online": status.online, "outbox_depth": status.outbox_depth,
+             "oldest_unacked_s": status.oldest_unacked_s, "epoch": status.epoch, "software": status.software,
+             "clock_offset_s": round(offset, 3), "clock_suspect": status.online and abs(offset) > skew}
+    app[keys.CHECKPOINTS][status.checkpoint] = entry
+    app[keys.CONSOLE].publish({"type": "checkpoint", "checkpoint": entry})
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    store = app[keys.STORE]
+    await asyncio.to_thread(store.start)
+    app[keys.BASE_COUNTS] = await asyncio.to_thread(store.counts)
+    for row in await asyncio.to_thread(store.checkpoints):
+        app[keys.CHECKPOINTS][row["checkpoint"]] = {"checkpoint": row["checkpoint"], "online": row["online"],
+                                                    "epoch": row["epoch"]}
+    app[keys.LOOP] = asyncio.get_running_loop()
+    yield
+    await asyncio.to_thread(store.stop)
+
+
+async def _watchlists(app: web.Application) -> AsyncIterator[None]:
+    files = app[keys.SETTINGS].watchlists.csv
+    if files:
+        loaded = await asyncio.to_thread(load_files, files)
+        watchlists = await asyncio.to_thread(HubWatchlists, loaded)
+        app[keys.WATCHLISTS] = watchlists
+        app[keys.INGEST].watchlists = watchlists
+        log.info("loaded %d watchlist entries in %d list(s)", len(watchlists), len(watchlists.lists))
+    yield
+
+
+async def _dispatch(app: web.Application) -> AsyncIterator[None]:
+    dispatcher = app[keys.DISPATCHER]
+    dispatcher.bind(asyncio.get_running_loop())
+    marker = asyncio.create_task(dispatcher.run_marker(), name="alert-marker")
+    await dispatcher.resume()
+    yield
+    marker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await marker
+
+
+async def _broker(app: web.Application) -> AsyncIterator[None]:
+    link = app[keys.LINK]
+    link.start()
+    yield
+    await asyncio.to_thread(link.stop)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await close_sockets(app[keys.SOCKETS])

@@ -1,0 +1,229 @@
+"""Hub ingest: validate, insert idempotently, match, commit, then acknowledge.
+
+Runs where the messages arrive: the MQTT thread hands each message to the store's writer thread
+as one job. The writer commits every job that is already waiting in one transaction (a batch
+without a timer), and only after that commit are acknowledgements published and alerts handed
+to the dispatcher. A failed commit acknowledges nothing, so the edges send those events again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import msgspec
+import sqlite_utils
+
+from protocols import topics
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    Alert,
+    AlertHit,
+    CheckpointStatus,
+    DecodeError,
+    EventBatch,
+    PlateRead,
+    decode,
+    encode,
+)
+from runtime import deadletters
+
+from .store import HubStore
+from .watchlists import HubWatchlists
+
+log = logging.getLogger(__name__)
+
+
+def alert_id(checkpoint: str, epoch: int, seq: int, entry_id: str) -> str:
+    """Derived from the event and the entry, so every path that raises it names the same alert."""
+    key = f"{checkpoint}\x1f{epoch}\x1f{seq}\x1f{entry_id}".encode()
+    return "A" + hashlib.blake2b(key, digest_size=12).hexdigest()
+
+
+def ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Compress sequence numbers into sorted inclusive ranges."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
+
+
+@dataclass(slots=True)
+class BatchResult:
+    checkpoint: str | None = None
+    epoch: int | None = None
+    committed: list[int] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    reads: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    status: CheckpointStatus | None = None
+
+
+@dataclass(slots=True)
+class IngestMetrics:
+    messages: int = 0
+    batches_committed: int = 0
+    reads: int = 0
+    passages: int = 0
+    duplicates: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    commit_failures: int = 0
+    commit_seconds_total: float = 0.0
+
+
+class Ingest:
+    def __init__(self, store: HubStore, watchlists: HubWatchlists,
+                 publish: Callable[[str, bytes], None],
+                 on_alerts: Callable[[list[Alert]], None],
+                 on_status: Callable[[CheckpointStatus], None],
+                 max_skew_s: float = 30.0) -> None:
+        self.store = store
+        self.watchlists = watchlists
+        self._publish = publish
+        self._on_alerts = on_alerts
+        self._on_status = on_status
+        self.max_skew_s = max_skew_s
+        self.metrics = IngestMetrics()
+
+    # -- MQTT thread ----------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes, received_at: float, retained: bool = False) -> Future[BatchResult]:
+        """Queue one MQTT message for the writer; the returned future resolves after the commit."""
+        self.metrics.messages += 1
+        started = time.perf_counter()
+        future = self.store.submit(lambda db: self._job(db, topic, payload, received_at, retained))
+        future.add_done_callback(lambda fut: self._after_commit(fut, started))
+        return future
+
+    def _after_commit(self, future: Future[BatchResult], started: float) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:
+            self.metrics.commit_failures += 1
+            log.error("ingest commit failed (edges will resend): %s", exc)
+            return
+        m = self.metrics
+        m.batches_committed += 1
+        m.commit_seconds_total += time.perf_counter() - started
+        m.reads += result.reads
+        m.duplicates += result.duplicates
+        m.dead_letters += result.dead_letters
+        m.alerts += len(result.alerts)
+        if result.checkpoint is not None and result.epoch is not None and result.committed:
+            ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=ranges(result.committed))
+            self._publish(topics.ack(result.checkpoint), encode(ack))
+        if result.alerts:
+            self._on_alerts(result.alerts)
+        if result.status is not None:
+            self._on_status(result.status)
+
+    # -- writer thread ----------------------------------------------------------------------------
+    def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
+             retained: bool) -> BatchResult:
+        result = BatchResult()
+        try:
+            parsed = topics.parse(topic)
+        except topics.TopicError as exc:
+            return self._dead(db, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
+        source = f"mqtt:{topic}"
+        try:
+            if parsed.kind is topics.TopicKind.EVENTS:
+                return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)
+            if parsed.kind is topics.TopicKind.STATUS:
+                return self._status(db, result, source, parsed.checkpoint or "", payload, received_at, retained)
+        except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
+            log.exception("ingest failed on a message from %s", topic)
+            return self._dead(db, BatchResult(), source, f"internal error: {type(exc).__name__}: {exc}",
+                              payload, parsed.checkpoint, received_at)
+        return self._dead(db, result, source, f"the hub does not take {parsed.kind} messages", payload,
+                          parsed.checkpoint, received_at)
+
+    def _dead(self, db: sqlite_utils.Database, result: BatchResult, source: str, reason: str, payload: bytes,
+              checkpoint: str | None, received_at: float) -> BatchResult:
+        deadletters.insert(db, source, reason, payload, checkpoint, received_at)
+        result.dead_letters += 1
+        log.warning("dead letter from %s: %s", source, reason)
+        return result
+
+    def _events(self, db: sqlite_utils.Database, result: BatchResult, source: str, checkpoint: str,
+                payload: bytes, received_at: float) -> BatchResult:
+        try:
+            batch = decode(EventBatch, payload)
+        except DecodeError as exc:
+            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+        if batch.checkpoint != checkpoint:
+            return self._dead(db, result, source,
+                              f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                              payload, checkpoint, received_at)
+        result.checkpoint, result.epoch = checkpoint, batch.epoch
+        for event in batch.events:
+            outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
+            # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
+            result.committed.append(event.seq)
+            if outcome.dead_letter:
+                self._dead(db, result, source, outcome.dead_letter, msgspec.json.encode(event), checkpoint,
+                           received_at)
+                continue
+            if not outcome.inserted:
+                result.duplicates += 1
+                continue
+            if isinstance(event, PlateRead):
+                result.reads += 1
+                self._match(db, result, checkpoint, batch.epoch, event, received_at)
+        if abs(received_at - batch.sent_at) <= 5:
+            # Only fresh batches say anything about the edge's clock (replays are old by design).
+            self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
+        return result
+
+    def _match(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
+               read: PlateRead, received_at: float) -> None:
+        if read.no_plate or not read.plate:
+            return
+        hits = self.watchlists.match(read.plate, now=read.captured_at, colour=read.colour,
+                                     vehicle_type=read.vehicle_type)
+        for hit in hits:
+            wl = self.watchlists.lists.get(hit.list_id)
+            entry = self.watchlists.entries.get(hit.entry_id)
+            alert = Alert(
+                v=SCHEMA_VERSION, alert_id=alert_id(checkpoint, epoch, read.seq, hit.entry_id),
+                checkpoint=checkpoint, epoch=epoch, seq=read.seq, raised_at=received_at,
+                captured_at=read.captured_at, camera_id=read.camera_id, plate_read=read.plate,
+                lane=read.lane, colour=read.colour, vehicle_type=read.vehicle_type,
+                hit=AlertHit(entry_id=hit.entry_id, entry_plate=hit.entry_plate, list_id=hit.list_id,
+                             list_name=wl.name if wl else hit.list_id, action=hit.action.value,
+                             priority=hit.priority, kind=hit.kind.value, score=hit.score,
+                             explanation=hit.explanation[:500], reason=(entry.reason if entry else "")[:500],
+                             feed_version=hit.feed_version, matcher_version=hit.matcher_version))
+            if self.store.insert_alert(db, alert):
+                result.alerts.append(alert)
+
+    def _status(self, db: sqlite_utils.Database, result: BatchResult, source: str, checkpoint: str,
+                payload: bytes, received_at: float, retained: bool) -> BatchResult:
+        if not payload:
+            return result  # a retained status being cleared
+        try:
+            status = decode(CheckpointStatus, payload)
+        except DecodeError as exc:
+            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+        if status.checkpoint != checkpoint:
+            return self._dead(db, result, source,
+                              f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                              payload, checkpoint, received_at)
+        fields: dict[str, object] = {"online": status.online, "status": encode(status).decode(),
+                                     "epoch": status.epoch}
+        if not retained:
+            fields["last_seen"] = received_at
+            if status.online:
+                fields["clock_offset_s"] = status.sent_at - received_at
+        self.store.update_checkpoint(db, checkpoint, **fields)
+        result.status = status
+        return result

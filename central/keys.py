@@ -1,0 +1,28 @@
+"""Typed application keys of the hub app, declared in one place."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from runtime.fanout import Fanout
+
+from .alerts import AlertDispatcher
+from .ingest import Ingest
+from .mqtt import HubLink
+from .settings import HubSettings
+from .store import Counts, HubStore
+from .watchlists import HubWatchlists
+
+SETTINGS = web.AppKey("settings", HubSettings)
+STORE = web.AppKey("store", HubStore)
+WATCHLISTS = web.AppKey("watchlists", HubWatchlists)
+INGEST = web.AppKey("ingest", Ingest)
+LINK = web.AppKey("link", HubLink)
+DISPATCHER = web.AppKey("dispatcher", AlertDispatcher)
+CONSOLE = web.AppKey("console", Fanout)
+CHECKPOINTS = web.AppKey("checkpoints", dict[str, dict[str, object]])
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+BASE_COUNTS = web.AppKey("base_counts", Counts)
+LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)

@@ -1,0 +1,152 @@
+"""The hub's only MQTT module (paho-mqtt directly: its own network thread, thread-safe publish,
+and delivery callbacks we need for idempotent alert dispatch)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from protocols import topics
+from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubStatus, encode
+
+log = logging.getLogger(__name__)
+
+#: CONNACK reason codes (MQTT 3.1.1 codes as paho 2 maps them) that retrying cannot fix.
+REFUSED_FOR_GOOD = {134: "bad user name or password", 135: "not authorized", 4: "bad user name or password",
+                    5: "not authorized"}
+
+#: Message ids acknowledged before their callback was registered, remembered at most (ids wrap at 65535).
+_EARLY_KEEP = 4096
+
+OnMessage = Callable[[str, bytes, float, bool], object]
+
+
+class LinkState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    OFFLINE = "offline"
+    REFUSED = "refused"
+
+
+class HubLink:
+    """Connects the hub to the broker; calls ``on_message(topic, payload, received_at, retained)`` from its thread."""
+
+    def __init__(self, url: str, client_id: str, username: str | None, password: str | None,
+                 keepalive_s: int, on_message: OnMessage, reconnect_min_s: float = 0.5,
+                 reconnect_max_s: float = 30.0) -> None:
+        self._url = urlsplit(url)
+        self._on_message_cb = on_message
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
+                                   protocol=paho.MQTTv311)
+        if username:
+            self._client.username_pw_set(username, password)
+        self._client.will_set(topics.hub_status(), self._status(online=False), qos=1, retain=True)
+        self._client.reconnect_delay_set(max(1, int(reconnect_min_s)), max(1, int(reconnect_max_s)))
+        self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(1000)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._keepalive = keepalive_s
+        self._delivered: dict[int, Callable[[], None]] = {}
+        self._early: dict[int, bool] = {}
+        self._lock = threading.Lock()
+        self.state = LinkState.CONNECTING
+        self.last_error: str | None = None
+        self.connected_event = threading.Event()
+
+    @staticmethod
+    def _status(*, online: bool) -> bytes:
+        return encode(HubStatus(v=SCHEMA_VERSION, online=online, sent_at=time.time(),
+                                schema_versions=sorted(SUPPORTED_VERSIONS)))
+
+    def start(self) -> None:
+        self._client.connect_async(self._url.hostname or "127.0.0.1", self._url.port or 1883, self._keepalive)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Say offline (retained) ourselves, since a clean disconnect does not fire the will."""
+        if self.state is LinkState.CONNECTED:
+            info = self._client.publish(topics.hub_status(), self._status(online=False), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LinkState.CONNECTED
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                on_delivered: Callable[[], None] | None = None) -> None:
+        """Publish from any thread. ``on_delivered`` runs (in the MQTT thread) when the broker has it.
+
+        paho's own locks are held while it calls ``on_publish``, so ours is never held while calling
+        into paho (that order deadlocks). A PUBACK can therefore arrive before we have registered the
+        callback; ``_early`` remembers such message ids, and whichever side comes second runs it.
+        """
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if on_delivered is None:
+            return
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            return  # not queued by paho; the alert stays undispatched and is sent after a restart
+        # paho keeps QoS>0 messages while disconnected and sends them after reconnecting.
+        with self._lock:
+            if self._early.pop(info.mid, None) is None:
+                self._delivered[info.mid] = on_delivered
+                return
+        on_delivered()
+
+    # -- paho callbacks (MQTT thread) -----------------------------------------------------------
+    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object,
+                    properties: object) -> None:
+        code = getattr(reason, "value", reason)
+        if code != 0:
+            self.last_error = f"broker refused the connection: {reason}"
+            if code in REFUSED_FOR_GOOD:
+                self.state = LinkState.REFUSED
+                log.error("hub MQTT: %s; not retrying, fix the [mqtt] credentials", REFUSED_FOR_GOOD[code])
+                client.disconnect()
+                threading.Thread(target=client.loop_stop, daemon=True).start()
+            else:
+                log.warning("hub MQTT: %s", self.last_error)
+            return
+        client.subscribe([(topics.all_checkpoints(topics.TopicKind.EVENTS), 1),
+                          (topics.all_checkpoints(topics.TopicKind.STATUS), 1)])
+        client.publish(topics.hub_status(), self._status(online=True), qos=1, retain=True)
+        self.state = LinkState.CONNECTED
+        self.last_error = None
+        self.connected_event.set()
+        log.info("hub MQTT connected to %s", self._url.geturl())
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
+                       properties: object) -> None:
+        if self.state is not LinkState.REFUSED:
+            self.state = LinkState.OFFLINE
+            self.last_error = f"disconnected: {reason}"
+            log.warning("hub MQTT %s", self.last_error)
+        self.connected_event.clear()
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        self._on_message_cb(message.topic, bytes(message.payload), time.time(), bool(message.retain))
+
+    def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason: object,
+                    properties: object) -> None:
+        with self._lock:
+            callback = self._delivered.pop(mid, None)
+            if callback is None:
+                self._early[mid] = True
+                if len(self._early) > _EARLY_KEEP:
+                    del self._early[next(iter(self._early))]
+        if callback is not None:
+            callback()

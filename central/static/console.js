@@ -1,0 +1,31 @@
+"use strict";
+applyI18n();
+document.getElementById("lang").addEventListener("click", toggleLang);
+document.getElementById("theme").addEventListener("click", toggleTheme);
+const seen = new Set();
+const checkpoints = new Map();
+function drawCheckpoints() {
+  const list = document.getElementById("checkpoints");
+  list.replaceChildren(...[...checkpoints.values()].sort((a, b) => a.checkpoint.localeCompare(b.checkpoint)).map((c) => {
+    const li = el("li");
+    li.dataset.checkpoint = c.checkpoint;
+    li.append(el("span", null, c.checkpoint));
+    const extra = c.outbox_depth ? " · " + t("outbox") + " " + c.outbox_depth : "";
+    li.append(el("span", "badge " + (c.online ? "ok" : "bad"), t(c.online ? "online" : "offline") + extra));
+    return li;
+  }));
+}
+connectLive((frame) => {
+  if (frame.type === "hello") { (frame.checkpoints || []).forEach((c) => checkpoints.set(c.checkpoint, c)); drawCheckpoints(); }
+  else if (frame.type === "checkpoint") { checkpoints.set(frame.checkpoint.checkpoint, frame.checkpoint); drawCheckpoints(); }
+  else if (frame.type === "alert" && !seen.has(frame.alert.alert_id)) {
+    seen.add(frame.alert.alert_id);
+    document.getElementById("no-alerts").hidden = true;
+    document.getElementById("alerts").prepend(renderAlert(frame.alert));
+  }
+}, (up) => {
+  const badge = document.getElementById("live");
+  badge.className = "badge " + (up ? "ok" : "bad");
+  badge.dataset.i18n = up ? "live.connected" : "live.lost";
+  badge.textContent = t(badge.dataset.i18n);
+});

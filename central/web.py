@@ -1,0 +1,113 @@
+"""The hub's HTTP side: health, the command console, its live feed, and the read APIs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
+
+from . import keys
+
+STATIC = Path(__file__).with_name("static")
+
+#: Every route's access rule; a route missing here is refused (tests/test_routes_policy.py).
+POLICY: dict[str, Access] = {
+    **LOGIN_POLICY,
+    "console": Access.SESSION,
+    "static": Access.PUBLIC,
+    "health": Access.PUBLIC,
+    "alerts": Access.SESSION,
+    "checkpoints": Access.SESSION,
+    "dead_letters": Access.SESSION,
+    "live": Access.SESSION,
+}
+
+
+def console_login(expected_code: str):  # noqa: ANN201 - returns a checker
+    def check(code: str) -> Principal | None:
+        return Principal("console", "commander") if token_matches(code, expected_code) else None
+
+    return check
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+async def console(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "console.html")
+
+
+def checkpoints_online(app: web.Application) -> int:
+    return sum(1 for c in app[keys.CHECKPOINTS].values() if c.get("online"))
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    ingest, link, store = app[keys.INGEST], app[keys.LINK], app[keys.STORE]
+    reasons = []
+    if not link.connected:
+        reasons.append(f"broker link {link.state.value}" + (f": {link.last_error}" if link.last_error else ""))
+    if store.writer_error:
+        reasons.append(f"store writer: {store.writer_error}")
+    base = app[keys.BASE_COUNTS]
+    return _json({
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
+        "checkpoints_online": checkpoints_online(app),
+        "reads_total": base.reads + ingest.metrics.reads,
+        "alerts_total": base.alerts + ingest.metrics.alerts,
+        "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
+        "watchlist_entries": len(app[keys.WATCHLISTS]),
+    })
+
+
+def _limit(request: web.Request, default: int = 100) -> int:
+    try:
+        value = int(request.query.get("limit", default))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "limit must be a whole number") from None
+    return max(1, min(value, 1000))
+
+
+async def alerts(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    return _json({"alerts": await asyncio.to_thread(store.recent_alerts, _limit(request))})
+
+
+async def checkpoints(request: web.Request) -> web.Response:
+    return _json({"checkpoints": await asyncio.to_thread(request.app[keys.STORE].checkpoints)})
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    store = request.app[keys.STORE]
+    before = request.query.get("before_id")
+    try:
+        before_id = int(before) if before else None
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "before_id must be a whole number") from None
+    return _json({"dead_letters": await asyncio.to_thread(store.dead_letters, _limit(request), before_id)})
+
+
+async def live(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts)
+    first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values())}]
+    first += [{"type": "alert", "alert": a} for a in reversed(recent)]
+    return await websocket_feed(request, app[keys.CONSOLE], first, lambda f: msgspec.json.encode(f).decode(),
+                                app[keys.SOCKETS])
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", console, name="console")
+    app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_get("/api/v1/health", health, name="health")
+    app.router.add_get("/api/v1/alerts", alerts, name="alerts")
+    app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
+    app.router.add_get("/api/v1/dead-letters", dead_letters, name="dead_letters")
+    app.router.add_get("/api/v1/ws", live, name="live")

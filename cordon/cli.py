@@ -1,0 +1,136 @@
+"""The ``cordon`` command: a thin layer over the edge, hub and demo libraries."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+log = logging.getLogger("cordon")
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: asyncio.Event | None = None,
+                     stop: asyncio.Event | None = None) -> None:
+    """Run aiohttp apps until SIGINT/SIGTERM (or ``stop``), then shut them down cleanly, last first."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    runners: list[web.AppRunner] = []
+    try:
+        for app, host, port in sites:
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port, shutdown_timeout=5).start()
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from central.app import create_app
+    from central.settings import load_settings
+
+    settings = load_settings(args.config)
+    log.info("hub listening on http://%s:%d", settings.http.host, settings.http.port)
+    asyncio.run(serve_apps([(create_app(settings), settings.http.host, settings.http.port)]))
+    return 0
+
+
+def cmd_edge(args: argparse.Namespace) -> int:
+    from edge.app import create_app
+    from edge.settings import load_settings
+
+    settings = load_settings(args.config)
+    log.info("edge %s listening on http://%s:%d", settings.checkpoint, settings.http.host, settings.http.port)
+    asyncio.run(serve_apps([(create_app(settings), settings.http.host, settings.http.port)]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(port=args.port, checkpoints=args.checkpoints, broker=args.broker, data=os.path.abspath(args.data),
+                          vehicles_per_minute=args.vehicles_per_minute, duration_s=args.duration)
+    asyncio.run(run_demo(options))
+    return 0
+
+
+def cmd_bench_match(args: argparse.Namespace) -> int:
+    from .bench.match import run
+
+    result = run(args.entries, reads=args.reads, seed=args.seed)
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("hub", help="run the central hub")
+    p.add_argument("--config", required=True, help="hub.toml")
+    p.set_defaults(func=cmd_hub)
+
+    p = sub.add_parser("edge", help="run one checkpoint's edge agent")
+    p.add_argument("--config", required=True, help="edge.toml")
+    p.set_defaults(func=cmd_edge)
+
+    p = sub.add_parser("demo", help="run broker, hub and simulated checkpoints on this machine")
+    p.add_argument("--port", type=int, default=8080, help="console port (a free one is picked if taken)")
+    p.add_argument("--checkpoints", type=int, default=3, help="number of simulated checkpoints")
+    p.add_argument("--broker", default=None, help="use this broker (mqtt://host:port) instead of the embedded one")
+    p.add_argument("--data", default="./demo-data", help="folder for the demo's databases")
+    p.add_argument("--vehicles-per-minute", type=float, default=30.0, help="simulated traffic per checkpoint")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks (print JSON)")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+    p = bsub.add_parser("match", help="watchlist matching at scale")
+    p.add_argument("--entries", type=int, default=1_000_000)
+    p.add_argument("--reads", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p.set_defaults(func=cmd_bench_match)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # settings errors and the like: one clear line, no traceback
+        from runtime.config import SettingsError
+
+        if isinstance(exc, SettingsError):
+            print(f"cordon: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

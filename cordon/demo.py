@@ -1,0 +1,128 @@
+"""``cordon demo``: an embedded broker, the hub and simulated checkpoints in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import secrets
+import socket
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from central.app import create_app as create_hub
+from central.settings import ConsoleSettings, HubSettings, WatchlistSettings
+from central.settings import HttpSettings as HubHttp
+from central.settings import MqttSettings as HubMqtt
+from edge.app import create_app as create_edge
+from edge.settings import CameraSettings, EdgeSettings, SimulatorSettings, TabletSettings
+from edge.settings import HttpSettings as EdgeHttp
+from edge.settings import MqttSettings as EdgeMqtt
+
+from .broker import EmbeddedBroker
+from .cli import serve_apps
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    port: int = 8080
+    checkpoints: int = 3
+    broker: str | None = None
+    data: str = "./demo-data"
+    vehicles_per_minute: float = 30.0
+    duration_s: float | None = None
+
+
+def free_port(preferred: int | None = None) -> int:
+    """``preferred`` when it is free on this host, otherwise any free port."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def ring_checkpoints(count: int) -> list[dict[str, str]]:
+    """``count`` checkpoints spread evenly around the demo ring."""
+    text = resources.files("cordon").joinpath("data/ring-checkpoints.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    count = max(1, min(count, len(rows)))
+    step = len(rows) / count
+    return [rows[int(i * step)] for i in range(count)]
+
+
+def demo_watchlist_path() -> Path:
+    return Path(str(resources.files("cordon").joinpath("data/demo-watchlist.csv")))
+
+
+def watchlisted_plates() -> list[str]:
+    with demo_watchlist_path().open(encoding="utf-8") as f:
+        return [row["plate"] for row in csv.DictReader(f)]
+
+
+async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
+                   stop: asyncio.Event | None = None) -> None:
+    data = Path(options.data)  # made absolute by the caller
+    await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
+    broker: EmbeddedBroker | None = None
+    url = options.broker
+    if url is None:
+        broker = EmbeddedBroker(HOST, free_port())
+        await broker.start()
+        url = broker.url
+    console_code = f"{secrets.randbelow(10**6):06d}"
+    tablet_code = f"{secrets.randbelow(10**6):06d}"
+    hub_port = free_port(options.port)
+    hub = HubSettings(data_dir=str(data / "hub"), http=HubHttp(host=HOST, port=hub_port),
+                      mqtt=HubMqtt(url=url, client_id="cordon-hub-demo", username="cordon-hub"),
+                      watchlists=WatchlistSettings(csv=[str(demo_watchlist_path())]),
+                      console=ConsoleSettings(token=console_code))
+    sites = [(create_hub(hub), HOST, hub_port)]
+    lines = [f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}"]
+    plates = watchlisted_plates()
+    for row in ring_checkpoints(options.checkpoints):
+        port = free_port()
+        cp = row["id"]
+        edge = EdgeSettings(
+            checkpoint=cp, name=row["name_zh"], data_dir=str(data / f"edge-{cp}"),
+            http=EdgeHttp(host=HOST, port=port), mqtt=EdgeMqtt(url=url),
+            cameras=[CameraSettings(id="demo-cam", token=secrets.token_urlsafe(12))],
+            tablet=TabletSettings(token=tablet_code),
+            simulator=SimulatorSettings(enabled=True, vehicles_per_minute=options.vehicles_per_minute,
+                                        neighbour=row.get("neighbour") or "冀", watchlisted=plates,
+                                        watchlisted_share=0.04))
+        sites.append((create_edge(edge), HOST, port))
+        lines.append(f"  {row['name_zh']} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
+    started = asyncio.Event()
+    stop = stop or asyncio.Event()
+    timer = None
+    if options.duration_s:
+        timer = asyncio.get_running_loop().call_later(options.duration_s, stop.set)
+
+    async def announce() -> None:
+        await started.wait()
+        print("\nCordon demo is running (Ctrl-C stops it)", flush=True)
+        print(f"  MQTT broker: {url}" + (" (embedded)" if broker else ""), flush=True)
+        print("\n".join(lines), flush=True)
+        print("Watchlisted plates appear in the simulated traffic; alerts show within a minute.\n", flush=True)
+        if ready is not None:
+            ready.set()
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await serve_apps(sites, ready=started, stop=stop)
+    finally:
+        announcer.cancel()
+        if timer is not None:
+            timer.cancel()
+        if broker is not None:
+            await broker.stop()
+        print("Cordon demo stopped.", flush=True)

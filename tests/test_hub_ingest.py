@@ -1,0 +1,166 @@
+"""Hub ingest against a real SQLite store: idempotency, dead letters, matching, acknowledgements."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import pytest
+
+from central.ingest import Ingest, alert_id, ranges
+from central.store import HubStore
+from central.watchlists import HubWatchlists, WatchlistFileError, parse_csv
+from protocols.messages import SCHEMA_VERSION, Ack, EventBatch, Passage, PlateRead, decode, encode
+
+CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n鲁A0K88B,秘密,covert,70,专案\n"
+
+
+class Recorder:
+    def __init__(self):
+        self.published: list[tuple[str, bytes]] = []
+        self.alerts = []
+        self.statuses = []
+
+
+@pytest.fixture
+def hub(tmp_path):
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    rec = Recorder()
+    ingest = Ingest(store, HubWatchlists(parse_csv(CSV)), publish=lambda t, p: rec.published.append((t, p)),
+                    on_alerts=rec.alerts.extend, on_status=rec.statuses.append)
+    yield ingest, store, rec
+    store.stop()
+
+
+def read(seq, plate="鲁B12345", **kw):
+    return PlateRead(seq=seq, camera_id="cam", captured_at=time.time(), plate=plate, plate_raw=plate,
+                     plate_valid=True, **kw)
+
+
+def payload(events, checkpoint="SD-DZ-001", epoch=42, **kw):
+    return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=epoch, sent_at=time.time(),
+                             events=events, **kw))
+
+
+TOPIC = "cordon/v1/cp/SD-DZ-001/events"
+
+
+def rows(store, sql):
+    with sqlite3.connect(store.path) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_ranges():
+    assert ranges([5, 1, 2, 3, 7, 8, 2]) == [(1, 3), (5, 5), (7, 8)]
+    assert ranges([]) == []
+
+
+def test_batch_is_stored_then_acknowledged_by_ranges(hub):
+    ingest, store, rec = hub
+    result = ingest.handle(TOPIC, payload([read(1), read(2), read(4)]), time.time()).result(5)
+    assert result.reads == 3
+    assert rows(store, "SELECT count(*) FROM reads") == [(3,)]
+    (topic, body), = rec.published
+    assert topic == "cordon/v1/cp/SD-DZ-001/ack"
+    ack = decode(Ack, body)
+    assert ack.epoch == 42 and ack.ranges == [(1, 2), (4, 4)]
+
+
+def test_resend_is_idempotent_and_acknowledged_again(hub):
+    ingest, store, rec = hub
+    batch = payload([read(1), read(2)])
+    ingest.handle(TOPIC, batch, time.time()).result(5)
+    again = ingest.handle(TOPIC, batch, time.time()).result(5)
+    assert again.duplicates == 2 and again.reads == 0
+    assert rows(store, "SELECT count(*) FROM reads") == [(2,)]
+    assert len(rec.published) == 2, "a resend is acknowledged again, or the edge would resend forever"
+
+
+def test_same_identity_other_content_is_a_dead_letter_not_an_overwrite(hub):
+    ingest, store, _ = hub
+    ingest.handle(TOPIC, payload([read(1, "鲁B11111")]), time.time()).result(5)
+    result = ingest.handle(TOPIC, payload([read(1, "鲁B22222")]), time.time()).result(5)
+    assert result.dead_letters == 1
+    assert rows(store, "SELECT plate FROM reads") == [("鲁B11111",)]
+    (reason,), = rows(store, "SELECT reason FROM dead_letters")
+    assert "already stored with different content" in reason
+
+
+def test_same_seq_in_another_epoch_is_another_event(hub):
+    ingest, store, _ = hub
+    ingest.handle(TOPIC, payload([read(1)], epoch=1), time.time()).result(5)
+    ingest.handle(TOPIC, payload([read(1)], epoch=2), time.time()).result(5)
+    assert rows(store, "SELECT count(*) FROM reads") == [(2,)]
+
+
+@pytest.mark.parametrize("topic, body, needle", [
+    (TOPIC, b"garbage", "not valid JSON"),
+    (TOPIC, b'{"v": 7}', "unsupported schema version 7"),
+    ("cordon/v1/cp/SD-XX-000/events", None, "differs from the topic"),
+    ("cordon/v1/cp/SD-DZ-001/nonsense", b"{}", "not a Cordon topic"),
+])
+def test_bad_messages_become_dead_letters_with_raw_bytes(hub, topic, body, needle):
+    ingest, store, rec = hub
+    body = body if body is not None else payload([read(1)])
+    result = ingest.handle(topic, body, time.time()).result(5)
+    assert result.dead_letters == 1
+    (reason, raw), = rows(store, "SELECT reason, raw FROM dead_letters")
+    assert needle in reason and raw == body
+    assert rec.published == []
+    # ingest goes on
+    ingest.handle(TOPIC, payload([read(9)]), time.time()).result(5)
+    assert rows(store, "SELECT count(*) FROM reads") == [(1,)]
+
+
+def test_watchlisted_read_raises_one_alert_with_derived_id(hub):
+    ingest, store, rec = hub
+    ingest.handle(TOPIC, payload([read(1, "鲁Q8K2LI"), read(2, "鲁B12345")]), time.time()).result(5)
+    (alert,) = rec.alerts
+    assert alert.alert_id == alert_id("SD-DZ-001", 42, 1, alert.hit.entry_id)
+    assert alert.hit.kind == "equivalent" and alert.hit.entry_plate == "鲁Q8K2L1"
+    assert alert.hit.reason == "线索" and alert.hit.list_name == "涉毒"
+    # a resend of the same read does not raise it again
+    ingest.handle(TOPIC, payload([read(1, "鲁Q8K2LI")]), time.time()).result(5)
+    assert len(rec.alerts) == 1
+    assert rows(store, "SELECT count(*) FROM alerts WHERE dispatched_at IS NULL") == [(1,)]
+
+
+def test_passages_are_stored(hub):
+    ingest, store, _ = hub
+    p = Passage(seq=3, plate="鲁B12345", first_seen=1.0, last_seen=2.0, best_seq=1, read_seqs=[1, 2],
+                cameras=["a", "b"])
+    ingest.handle(TOPIC, payload([read(1), read(2), p]), time.time()).result(5)
+    ((seqs, cams),) = rows(store, "SELECT read_seqs, cameras FROM passages")
+    assert json.loads(seqs) == [1, 2] and json.loads(cams) == ["a", "b"]
+
+
+def test_commit_failure_acknowledges_nothing(hub):
+    ingest, store, rec = hub
+    # Wait only briefly for locks, so the failure comes fast (production waits 30 s).
+    store.submit(lambda db: db.conn.execute("PRAGMA busy_timeout=100")).result(5)
+    # Another process holds an exclusive lock on the database: no commit can happen.
+    blocker = sqlite3.connect(store.path, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        future = ingest.handle(TOPIC, payload([read(1)]), time.time())
+        with pytest.raises(sqlite3.OperationalError):
+            future.result(30)
+        assert rec.published == [], "nothing is acknowledged that was not committed"
+        assert store.writer_error and "locked" in store.writer_error
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    ingest.handle(TOPIC, payload([read(1)]), time.time()).result(5)
+    assert len(rec.published) == 1 and store.writer_error is None
+
+
+def test_watchlist_csv_is_all_or_nothing_with_line_numbers():
+    bad = "plate,list,action,priority\n鲁A12345,x,intercept,50\n,x,intercept,50\n鲁A1,x,stop,50\n鲁A2,y,notify,500\n"
+    with pytest.raises(WatchlistFileError) as err:
+        parse_csv(bad)
+    problems = err.value.problems
+    assert [p.split(":")[0] for p in problems] == ["line 3", "line 4", "line 5"]
+    with pytest.raises(WatchlistFileError, match="unknown column"):
+        parse_csv("plate,list,colour_of_car\n鲁A12345,x,red\n")

@@ -1,0 +1,279 @@
+"""The fast watchlist index equals the reference (match_one over every entry), deltas included."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols.matching import (
+    ALL_KINDS,
+    Entry,
+    ListAction,
+    ListKind,
+    MatchKind,
+    PermitRule,
+    ReferenceIndex,
+    Watchlist,
+    check_permit,
+)
+from protocols.plateindex import PlateIndex
+
+NOW = 1_700_000_000.0
+SERIAL = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789" + "0OD8B2Z5S"  # look-alikes over-represented
+PROVINCES = "鲁鲁鲁鲁晋京苏"
+LOOKALIKE = {"0": "ODQ", "O": "0DQ", "D": "0OQ", "Q": "0OD", "1": "I", "2": "Z", "Z": "2", "5": "S",
+             "S": "5", "6": "G", "G": "6", "8": "B", "B": "8"}
+
+
+def rand_plate(rng: random.Random) -> str:
+    n = 6 if rng.random() < 0.15 else 5
+    head = rng.choice(PROVINCES) if rng.random() < 0.97 else ""
+    return head + rng.choice("ABCDEFG") + "".join(rng.choice(SERIAL) for _ in range(n))
+
+
+def rand_pattern(rng: random.Random) -> str:
+    p = list(rand_plate(rng))
+    for _ in range(rng.randint(1, 2)):
+        p[rng.randrange(1, len(p))] = "?"
+    if rng.random() < 0.5:
+        i = rng.randrange(1, len(p) - 1)
+        p[i : i + rng.randint(0, 3)] = ["*"]
+    if rng.random() < 0.1:
+        p = ["*"] + p[2:]
+    return "".join(p)
+
+
+def misread(plate: str, rng: random.Random) -> str:
+    p = list(plate)
+    what = rng.randrange(7)
+    i = rng.randrange(len(p)) if p else 0
+    if what == 0 and p:  # look-alike swaps
+        for j in rng.sample(range(len(p)), min(len(p), rng.randint(1, 3))):
+            if p[j] in LOOKALIKE:
+                p[j] = rng.choice(LOOKALIKE[p[j]])
+    elif what == 1 and p:
+        p[i] = rng.choice(SERIAL)
+    elif what == 2:
+        p.insert(i, rng.choice(SERIAL))
+    elif what == 3 and p:
+        del p[i]
+    elif what == 4 and p:
+        p[0] = rng.choice("晋京苏浙X")
+    elif what == 5 and p:
+        del p[0]
+    return "".join(p)
+
+
+def make_feed(rng: random.Random, n: int) -> tuple[list[Watchlist], list[Entry]]:
+    lists = [
+        Watchlist(list_id="hot", name="hot", priority=90, alert_kinds=ALL_KINDS),
+        Watchlist(list_id="warm", name="warm", priority=50, max_swaps=1, action=ListAction.COVERT),
+        Watchlist(list_id="cold", name="cold", priority=10, max_swaps=3,
+                  alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EDIT, MatchKind.WILDCARD})),
+        Watchlist(list_id="old", name="old", valid_until=NOW - 1, alert_kinds=ALL_KINDS),
+        Watchlist(list_id="permit", name="permit", kind=ListKind.PERMIT, alert_kinds=ALL_KINDS),
+    ]
+    entries = []
+    for i in range(n):
+        lid = rng.choice(["hot", "hot", "warm", "cold", "old", "permit", "ghost"])
+        plate = rand_pattern(rng) if rng.random() < 0.03 else rand_plate(rng)
+        kw: dict = {}
+        r = rng.random()
+        if r < 0.05:
+            kw["valid_until"] = NOW - 5
+        elif r < 0.1:
+            kw["valid_from"] = NOW + 5
+        elif r < 0.15:
+            kw["valid_from"], kw["valid_until"] = NOW - 5, NOW + 5
+        if rng.random() < 0.1:
+            kw["colour"] = rng.choice(["blue", "yellow"])
+        if rng.random() < 0.05:
+            kw["vehicle_type"] = rng.choice(["car", "hazmat"])
+        entries.append(Entry(entry_id=f"e{i:05d}", list_id=lid, plate=plate, **kw))
+    # duplicates of a plate across lists
+    for i, e in enumerate(rng.sample(entries, 20)):
+        entries.append(Entry(entry_id=f"dup{i}", list_id="hot", plate=e.plate))
+    return lists, entries
+
+
+def fill(pattern: str, rng: random.Random) -> str:
+    """A read the pattern matches, sometimes with look-alike literals."""
+    out = []
+    for c in pattern:
+        if c == "?":
+            out.append(rng.choice(SERIAL))
+        elif c == "*":
+            out.append("".join(rng.choice(SERIAL) for _ in range(rng.randint(0, 2))))
+        elif c in LOOKALIKE and rng.random() < 0.3:
+            out.append(rng.choice(LOOKALIKE[c]))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def make_reads(rng: random.Random, entries: list[Entry], n: int) -> list[str]:
+    plain = [e.plate for e in entries if "*" not in e.plate and "?" not in e.plate]
+    patterns = [e.plate for e in entries if "*" in e.plate or "?" in e.plate] or ["鲁A*"]
+    reads = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.15:
+            reads.append(rng.choice(plain))
+        elif r < 0.25:
+            reads.append(fill(rng.choice(patterns), rng))
+        elif r < 0.75:
+            reads.append(misread(rng.choice(plain), rng))
+        elif r < 0.95:
+            reads.append(rand_plate(rng))
+        else:
+            reads.append("".join(rng.choice("鲁A1?*0 \x00IB") for _ in range(rng.randint(0, 10))))
+    return reads
+
+
+def both(lists, entries, **kw):
+    fast, ref = PlateIndex(**kw), ReferenceIndex(**kw)
+    fast.build(lists, entries, feed_version=7)
+    ref.build(lists, entries, feed_version=7)
+    return fast, ref
+
+
+def assert_same(fast, ref, reads, rng, alerting_only=True) -> None:
+    for read in reads:
+        colour = rng.choice([None, None, "blue", "yellow"])
+        vt = rng.choice([None, None, "car", "hazmat"])
+        for now in (NOW,):
+            got = fast.match(read, now=now, colour=colour, vehicle_type=vt, alerting_only=alerting_only)
+            want = ref.match(read, now=now, colour=colour, vehicle_type=vt, alerting_only=alerting_only)
+            assert got == want, read
+    assert fast.match_batch(reads, now=NOW, alerting_only=alerting_only) == ref.match_batch(
+        reads, now=NOW, alerting_only=alerting_only)
+
+
+@pytest.mark.parametrize("alerting_only", [True, False])
+def test_index_equals_oracle(alerting_only: bool) -> None:
+    rng = random.Random(11)
+    lists, entries = make_feed(rng, 3000)
+    fast, ref = both(lists, entries)
+    assert len(fast) == len(ref)
+    reads = make_reads(rng, entries, 400)
+    assert_same(fast, ref, reads, rng, alerting_only)
+
+
+def test_index_equals_oracle_after_deltas() -> None:
+    rng = random.Random(12)
+    lists, entries = make_feed(rng, 2000)
+    fast, ref = both(lists, entries)
+    extra_lists, extra = make_feed(random.Random(99), 300)
+    for step in range(600):
+        r = rng.random()
+        if r < 0.4:
+            e = rng.choice(extra)
+            e = Entry(entry_id=f"n{step}", list_id=e.list_id, plate=e.plate, colour=e.colour)
+        elif r < 0.6:  # replace an existing entry's plate
+            old = rng.choice(entries)
+            e = Entry(entry_id=old.entry_id, list_id=old.list_id, plate=rand_plate(rng))
+        elif r < 0.65:
+            w = rng.choice(lists)
+            w2 = Watchlist(list_id=w.list_id, name=w.name, kind=w.kind, priority=rng.randint(0, 100),
+                           max_swaps=rng.randint(0, 3), alert_kinds=ALL_KINDS)
+            fast.set_watchlist(w2)
+            ref.set_watchlist(w2)
+            continue
+        else:
+            victim = rng.choice(entries).entry_id if rng.random() < 0.8 else f"n{rng.randrange(step + 1)}"
+            fast.remove(victim)
+            ref.remove(victim)
+            continue
+        fast.upsert(e)
+        ref.upsert(e)
+    assert len(fast) == len(ref)
+    reads = make_reads(rng, entries + extra, 300)
+    assert_same(fast, ref, reads, rng, alerting_only=False)
+    assert_same(fast, ref, reads, rng, alerting_only=True)
+
+
+def test_custom_classes_index() -> None:
+    rng = random.Random(13)
+    lists, entries = make_feed(rng, 1000)
+    fast, ref = both(lists, entries, classes=("0O", "OQ", "8B3", "AX"))
+    assert_same(fast, ref, make_reads(rng, entries, 200), rng, alerting_only=False)
+
+
+def test_build_again_replaces_everything_and_feed_version() -> None:
+    lists = [Watchlist(list_id="L", name="L")]
+    idx = PlateIndex()
+    idx.build(lists, [Entry(entry_id="a", list_id="L", plate="鲁A12345")], feed_version=1)
+    idx.build(lists, [Entry(entry_id="b", list_id="L", plate="鲁B12345")], feed_version=2)
+    assert len(idx) == 1
+    assert idx.match("鲁A12345", now=NOW) == []
+    [h] = idx.match("鲁B12345", now=NOW)
+    assert (h.entry_id, h.feed_version) == ("b", 2)
+    idx.feed_version = 3
+    assert idx.match("鲁B12345", now=NOW)[0].feed_version == 3
+
+
+def test_repeated_ids_last_wins() -> None:
+    lists = [Watchlist(list_id="L", name="L")]
+    idx = PlateIndex()
+    idx.build(lists, [Entry(entry_id="a", list_id="L", plate="鲁A12345"),
+                      Entry(entry_id="a", list_id="L", plate="鲁A99999")])
+    assert len(idx) == 1
+    assert idx.match("鲁A12345", now=NOW) == []
+    assert len(idx.match("鲁A99999", now=NOW)) == 1
+
+
+def test_on_list_and_permit_check() -> None:
+    lists = [Watchlist(list_id="P", name="P", kind=ListKind.PERMIT)]
+    idx = PlateIndex()
+    idx.build(lists, [Entry(entry_id="p", list_id="P", plate="鲁A12345")])
+    assert idx.on_list("鲁A12345", "P", now=NOW)
+    assert idx.on_list("鲁A1Z345", "P", now=NOW)
+    assert not idx.on_list("鲁A1234", "P", now=NOW)
+    assert not idx.on_list("鲁A12345", "other", now=NOW)
+    assert idx.match("鲁A12345", now=NOW, alerting_only=False) == []  # permit lists never hit
+    rule = PermitRule(rule_id="r", list_id="P", colours=frozenset({"yellow"}))
+    assert idx.check_permit("鲁A12345", "yellow", None, [rule], now=NOW) == []
+    assert check_permit("鲁A99999", "yellow", None, [rule], idx, NOW)[0].entry_id == "r"
+    idx.remove("p")
+    assert not idx.on_list("鲁A12345", "P", now=NOW)
+
+
+def test_long_and_odd_entries() -> None:
+    lists = [Watchlist(list_id="L", name="L", alert_kinds=ALL_KINDS)]
+    entries = [
+        Entry(entry_id="long", list_id="L", plate="鲁A" + "1" * 20),
+        Entry(entry_id="nul", list_id="L", plate="鲁A1234\x00"),
+        Entry(entry_id="astral", list_id="L", plate="鲁A12\U0001f600"),
+        Entry(entry_id="empty", list_id="L", plate=""),
+        Entry(entry_id="one", list_id="L", plate="鲁"),
+        Entry(entry_id="star", list_id="L", plate="*"),
+    ]
+    fast, ref = both(lists, entries)
+    rng = random.Random(1)
+    reads = ["鲁A" + "1" * 20, "鲁A" + "1" * 19, "鲁A1234", "鲁A1234\x00", "鲁A12\U0001f600", "鲁A12",
+             "X", "鲁", "A", "\x00", "鲁A12345"]
+    assert_same(fast, ref, reads, rng, alerting_only=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(reads=st.lists(st.text(max_size=20) | st.text(alphabet="鲁晋AB8O0*?\x00", max_size=10), max_size=8))
+def test_never_raises_on_junk(reads: list[str]) -> None:
+    fast, ref = _JUNK_PAIR
+    assert fast.match_batch(reads, now=NOW, alerting_only=False) == ref.match_batch(
+        reads, now=NOW, alerting_only=False)
+    for r in reads:
+        assert fast.match(r, now=NOW, alerting_only=False) == ref.match(r, now=NOW, alerting_only=False)
+
+
+def _junk_pair():
+    rng = random.Random(5)
+    lists, entries = make_feed(rng, 300)
+    entries += [Entry(entry_id="a", list_id="hot", plate="鲁A"), Entry(entry_id="b", list_id="hot", plate="鲁*"),
+                Entry(entry_id="c", list_id="hot", plate="A"), Entry(entry_id="d", list_id="hot", plate="B8")]
+    return both(lists, entries)
+
+
+_JUNK_PAIR = _junk_pair()

@@ -1,0 +1,177 @@
+"""The spine, end to end with real processes: camera push -> edge -> Mosquitto -> hub -> console and tablet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import statistics
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support import edge_service, get_json, hub_service, login, next_frame, running, session, until
+
+pytestmark = pytest.mark.system
+
+WATCHLIST = """plate,list,action,priority,reason
+鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
+鲁A0K88B,秘密布控车辆,covert,70,专案秘密布控
+"""
+
+
+@pytest.fixture
+def watchlist(tmp_path):
+    path = tmp_path / "watchlist.csv"
+    path.write_text(WATCHLIST, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def system(tmp_path, mosquitto, watchlist):
+    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=watchlist)
+    e1 = edge_service(tmp_path / "e1", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1", "cam2": "t2"})
+    e2 = edge_service(tmp_path / "e2", "SD-LY-001", mosquitto.url, cameras={"cam1": "t3"})
+    for service in (hub, e1, e2):
+        service.start()
+    with running(hub, e1, e2):
+        yield hub, e1, e2
+
+
+def stored_reads(hub) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(f"file:{hub.workdir / 'data' / 'hub.db'}?mode=ro", uri=True) as db:
+        return db.execute("SELECT checkpoint, camera_event_id, seq FROM reads").fetchall()
+
+
+async def push(session, edge, camera, token, body):
+    async with session.post(f"{edge.base}/api/v1/cameras/{camera}/reads", json=body,
+                            headers={"X-Camera-Token": token}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system):
+    hub, e1, e2 = system
+    async with session() as console, session() as tablet, \
+            session() as cameras:
+        await login(console, hub.base, "console-code")
+        await login(tablet, e1.base, "tablet-code")
+        console_ws = await console.ws_connect(f"{hub.base}/api/v1/ws")
+        tablet_ws = await tablet.ws_connect(f"{e1.base}/api/v1/ws")
+        await next_frame(console_ws, "hello")
+        await next_frame(tablet_ws, "hello")
+
+        pushed: set[str] = set()
+
+        async def lane(edge, camera, token, prefix, n):
+            for i in range(n):
+                event_id = f"{prefix}-{i}"
+                await push(cameras, edge, camera, token, {"plate": f"鲁B{i % 10}{i:04d}"[:7], "event_id": event_id,
+                                                          "confidence": 90})
+                pushed.add(event_id)
+
+        await asyncio.gather(lane(e1, "cam1", "t1", "a", 120), lane(e1, "cam2", "t2", "b", 120),
+                             lane(e2, "cam1", "t3", "c", 120))
+        # A listed plate read exactly, one read with a look-alike (1 -> I), and a covert plate, all at e1.
+        for event_id, plate in (("hit-exact", "鲁Q8K2L1"), ("hit-lookalike", "鲁Q8K2LI"), ("hit-covert", "鲁A0K88B")):
+            await push(cameras, e1, "cam1", "t1", {"plate": plate, "event_id": event_id})
+            pushed.add(event_id)
+
+        await until(lambda: len(stored_reads(hub)) >= len(pushed), timeout=60, what="all reads stored")
+        await asyncio.sleep(1)  # a late duplicate would show up now
+        rows = stored_reads(hub)
+        ids = [r[1] for r in rows]
+        assert len(ids) == len(set(ids)) == len(pushed), "every read stored exactly once"
+        assert set(ids) == pushed
+
+        seen = []
+        for _ in range(3):
+            frame = await next_frame(console_ws, "alert", timeout=30)
+            seen.append(frame["alert"])
+        by_plate = {a["plate_read"]: a for a in seen}
+        assert by_plate["鲁Q8K2L1"]["hit"]["kind"] == "exact"
+        assert by_plate["鲁Q8K2LI"]["hit"]["kind"] == "equivalent"
+        assert "1" in by_plate["鲁Q8K2LI"]["hit"]["explanation"]
+        assert by_plate["鲁A0K88B"]["hit"]["action"] == "covert"
+        assert all(a["checkpoint"] == "SD-DZ-001" for a in seen)
+
+        tablet_alerts = [(await next_frame(tablet_ws, "alert", timeout=30))["alert"] for _ in range(2)]
+        assert {a["plate_read"] for a in tablet_alerts} == {"鲁Q8K2L1", "鲁Q8K2LI"}
+        # The covert alert reached the console above; the tablet must never get it.
+        with pytest.raises(TimeoutError):
+            await next_frame(tablet_ws, "alert", timeout=2)
+
+        health = await get_json(console, f"{hub.base}/api/v1/health")
+        assert health["status"] == "ok", health
+        assert health["reads_total"] == len(pushed)
+        assert health["alerts_total"] == 3
+        assert health["checkpoints_online"] == 2
+
+        await until(lambda: _edge_depth(tablet, e1), timeout=30, what="edge outbox drained")
+        await console_ws.close()
+        await tablet_ws.close()
+
+
+async def _edge_depth(session, edge):
+    status = await get_json(session, f"{edge.base}/api/v1/status")
+    return status["outbox"]["depth"] == 0 and status["uplink"]["inflight"] == 0
+
+
+async def test_malformed_mqtt_payload_is_dead_lettered_and_ingest_goes_on(system, mosquitto):
+    hub, e1, _ = system
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="junk-sender", protocol=paho.MQTTv311)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        client.publish("cordon/v1/cp/SD-DZ-001/events", b"\x00\xffnot json at all", qos=1).wait_for_publish(5)
+        forged = {"v": 1, "checkpoint": "SD-XX-999", "epoch": 1, "sent_at": time.time(),
+                  "events": [{"type": "read", "seq": 1, "camera_id": "c", "captured_at": 1.0, "plate": "鲁A1",
+                              "plate_raw": "鲁A1", "plate_valid": False}]}
+        client.publish("cordon/v1/cp/SD-DZ-001/events", json.dumps(forged).encode(), qos=1).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    async with session() as http:
+        await login(http, hub.base, "console-code")
+
+        async def dead():
+            return (await get_json(http, f"{hub.base}/api/v1/dead-letters"))["dead_letters"]
+
+        letters = await until(lambda: _at_least(dead, 2), timeout=20, what="dead letters")
+        reasons = " | ".join(d["reason"] for d in letters)
+        assert "not valid JSON" in reasons
+        assert "differs from the topic" in reasons
+        assert all(d["raw_bytes"] > 0 for d in letters)
+        await push(http, e1, "cam1", "t1", {"plate": "鲁C12345", "event_id": "after-junk"})
+        await until(lambda: any(r[1] == "after-junk" for r in stored_reads(hub)), timeout=30,
+                    what="ingest after junk")
+        health = await get_json(http, f"{hub.base}/api/v1/health")
+        assert health["dead_letters_total"] >= 2
+
+
+async def _at_least(fetch, n):
+    items = await fetch()
+    return items if len(items) >= n else None
+
+
+async def test_push_to_console_alert_latency(system):
+    """Measures (does not assert) the push-to-console time of 100 alerting reads; printed for the record."""
+    hub, e1, _ = system
+    async with session() as console, session() as cameras:
+        await login(console, hub.base, "console-code")
+        ws = await console.ws_connect(f"{hub.base}/api/v1/ws")
+        await next_frame(ws, "hello")
+        latencies = []
+        for i in range(100):
+            started = time.perf_counter()
+            answer = await push(cameras, e1, "cam1", "t1", {"plate": "鲁Q8K2L1", "event_id": f"lat-{i}"})
+            frame = await next_frame(ws, "alert", timeout=30, where=lambda f, seq=answer["seq"]: f["alert"]["seq"] == seq)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert frame["alert"]["hit"]["list_name"] == "涉毒嫌疑车辆"
+        result = {"reads": len(latencies), "median_ms": round(statistics.median(latencies), 2),
+                  "worst_ms": round(max(latencies), 2)}
+        print("\npush-to-console alert latency:", json.dumps(result))
+        assert len(latencies) == 100
+        await ws.close()
