@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -27,9 +28,14 @@ async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: async
     """Run aiohttp apps until SIGINT/SIGTERM (or ``stop``), then shut them down cleanly, last first."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("%s: shutting down", sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     runners: list[web.AppRunner] = []
     try:
         for app, host, port in sites:
@@ -42,6 +48,7 @@ async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: async
         await stop.wait()
     finally:
         for runner in reversed(runners):
+            log.debug("stopping %s", runner.app)
             await runner.cleanup()
 
 
@@ -119,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    # `kill -USR1 <pid>` prints every thread's stack: how to see where a stuck process is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

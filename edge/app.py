@@ -26,6 +26,7 @@ from .uplink import EdgeUplink, UplinkConfig, UplinkRefused
 log = logging.getLogger(__name__)
 
 PASSAGE_TICK_S = 1.0
+UPLINK_STOP_TIMEOUT_S = 10.0
 SOFTWARE = "cordon-edge/0.1"
 
 
@@ -89,8 +90,12 @@ async def _uplink(app: web.Application) -> AsyncIterator[None]:
     yield
     await uplink.say_goodbye()
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, UplinkRefused):
-        await task
+    done, _ = await asyncio.wait({task}, timeout=UPLINK_STOP_TIMEOUT_S)
+    if not done:
+        log.error("uplink did not stop within %.0f s; leaving it behind", UPLINK_STOP_TIMEOUT_S)
+    elif not task.cancelled() and isinstance(task.exception(), Exception) and \
+            not isinstance(task.exception(), UplinkRefused):
+        log.error("uplink ended with %r", task.exception())
 
 
 async def _passage_ticker(app: web.Application) -> AsyncIterator[None]:

@@ -224,14 +224,19 @@ class EdgeUplink:
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         cfg = self.config
+        me = asyncio.current_task()
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=cfg.ack_timeout_s / 2)
-            except TimeoutError:
-                pass
+            # On Python 3.11 asyncio.wait_for (used inside aiomqtt's publish) returns normally when the
+            # awaited result and a cancellation arrive together, losing the cancellation; without this
+            # check the sender would then wait forever and shutdown would hang.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(cfg.ack_timeout_s / 2):
+                    await self._wake.wait()
             self._wake.clear()
             self._requeue_inflight(resend=True, older_than=time.monotonic() - cfg.ack_timeout_s)
-            while self._pending and len(self._inflight) < cfg.max_inflight:
+            while self._pending and len(self._inflight) < cfg.max_inflight and not (me and me.cancelling()):
                 room = min(cfg.batch_max, cfg.max_inflight - len(self._inflight))
                 chosen: list[tuple[int, int]] = []
                 while self._pending and len(chosen) < room:

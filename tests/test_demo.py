@@ -29,12 +29,14 @@ def read_banner(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     return text
 
 
-async def test_demo_runs_and_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("broker", ["embedded", "mosquitto"])
+async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
+    extra = ["--broker", request.getfixturevalue("mosquitto").url] if broker == "mosquitto" else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "cordon", "demo", "--port", str(port), "--checkpoints", "2",
-         "--vehicles-per-minute", "600", "--data", str(tmp_path / "demo")],
+         "--vehicles-per-minute", "600", "--data", str(tmp_path / "demo"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     try:
         banner = read_banner(proc)
@@ -43,6 +45,7 @@ async def test_demo_runs_and_stops_cleanly(tmp_path):
         base, code = console.group(1), console.group(2)
         assert base.endswith(f":{port}")
         assert len(re.findall(r"tablet: http://", banner)) == 2
+        assert ("(embedded)" in banner) == (broker == "embedded")
         async with session() as http:
             await login(http, base, code)
             ws = await http.ws_connect(f"{base}/api/v1/ws")

@@ -345,9 +345,11 @@ async def run_simulator(
     rate_per_second = vehicles_per_minute / 60.0
     while not stop.is_set():
         gap = sim._arrivals.expovariate(rate_per_second)
+        # Waiting on the event rather than sleeping lets a stop end the wait at once. asyncio.timeout,
+        # not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as the event fires.
         try:
-            # Waiting on the event rather than sleeping lets a stop end the wait at once.
-            await asyncio.wait_for(stop.wait(), timeout=gap)
+            async with asyncio.timeout(gap):
+                await stop.wait()
         except TimeoutError:
             pass
         else:

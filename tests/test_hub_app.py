@@ -1,0 +1,77 @@
+"""Component tests of the hub web app (no broker listens: the link stays down)."""
+
+import time
+
+import pytest
+
+from central import keys
+from central.app import create_app
+from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
+from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
+
+CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n"
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path, dead_broker_url):
+    wl = tmp_path / "wl.csv"
+    wl.write_text(CSV, encoding="utf-8")
+    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
+                           watchlists=WatchlistSettings(csv=[str(wl)]), console=ConsoleSettings(token="246810"))
+    return await aiohttp_client(create_app(settings))
+
+
+def ingest(app, plate, seq):
+    batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=time.time(), events=[
+        PlateRead(seq=seq, camera_id="c", captured_at=time.time(), plate=plate, plate_raw=plate, plate_valid=True)])
+    return app[keys.INGEST].handle("cordon/v1/cp/SD-DZ-001/events", encode(batch), time.time()).result(5)
+
+
+async def test_health_is_public_and_says_why_it_is_degraded(client):
+    resp = await client.get("/api/v1/health")
+    assert resp.status == 200
+    health = await resp.json()
+    assert health["status"] == "degraded"
+    assert any("broker link" in r for r in health["reasons"])
+    assert {"checkpoints_online", "reads_total", "alerts_total"} <= set(health)
+    assert health["watchlist_entries"] == 1
+
+
+async def test_console_and_apis_need_login(client):
+    for path in ("/api/v1/alerts", "/api/v1/checkpoints", "/api/v1/dead-letters"):
+        assert (await client.get(path)).status == 401
+    resp = await client.get("/", headers={"Accept": "text/html"}, allow_redirects=False)
+    assert resp.status == 302
+    assert (await client.post("/login", json={"code": "nope"})).status == 401
+    assert (await client.post("/login", json={"code": "246810"})).status == 200
+    page = await client.get("/")
+    assert page.status == 200 and "指挥中心" in await page.text()
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+async def test_form_login_redirects(client):
+    resp = await client.post("/login", data={"code": "246810"}, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "/"
+    resp = await client.post("/login", data={"code": "bad"}, allow_redirects=False)
+    assert resp.headers["Location"] == "/login?failed=1"
+
+
+async def test_ingested_read_counts_and_alerts_api(client):
+    await client.post("/login", json={"code": "246810"})
+    ingest(client.app, "鲁Q8K2L1", 1)
+    ingest(client.app, "鲁B00001", 2)
+    health = await (await client.get("/api/v1/health")).json()
+    assert health["reads_total"] == 2 and health["alerts_total"] == 1
+    alerts = (await (await client.get("/api/v1/alerts?limit=10")).json())["alerts"]
+    assert [a["plate_read"] for a in alerts] == ["鲁Q8K2L1"]
+    assert (await client.get("/api/v1/alerts?limit=ten")).status == 400
+
+
+async def test_live_feed_sends_recent_alerts_first(client):
+    await client.post("/login", json={"code": "246810"})
+    ingest(client.app, "鲁Q8K2L1", 1)
+    async with client.ws_connect("/api/v1/ws") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello"
+        frame = await ws.receive_json(timeout=5)
+        assert frame["type"] == "alert" and frame["alert"]["hit"]["list_name"] == "涉毒"
