@@ -26,7 +26,7 @@ Pure: standard library and msgspec only, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -48,16 +48,23 @@ __all__ = [
     "PermitLookup",
     "PermitRule",
     "ReferenceIndex",
+    "Verdict",
     "Watchlist",
+    "admissible",
     "alerts",
     "check_permit",
     "class_tables",
+    "classify_pattern",
+    "classify_plain",
     "hit_order",
     "is_active",
     "is_pattern",
+    "make_hit",
     "match_one",
+    "readable",
     "reference_match",
     "sort_hits",
+    "verdict",
 ]
 
 # Bump whenever a rule, a score or an explanation changes: hits carry it so edge and hub hits
@@ -326,7 +333,11 @@ def classify_plain(read: str, plate: str, max_swaps: int, tables: ClassTables) -
             diffs = _lookalike_diffs(read, plate[1:], pairs)
             if diffs is not None and len(diffs) <= max_swaps:
                 extra = f", {_swaps_text(diffs)}" if diffs else ""
-                prov = (MatchKind.PROVINCE, 0.85, f"read {read} ≈ entry {plate}: province {plate[0]} missing{extra}")
+                prov = (
+                    MatchKind.PROVINCE,
+                    0.85,
+                    f"read {read} ≈ entry {plate}: province {plate[0]} missing{extra}",
+                )
         best = _better(best, prov)
     if best is None or best[1] < 0.75:
         how = _edit1(read, plate)
@@ -335,7 +346,7 @@ def classify_plain(read: str, plate: str, max_swaps: int, tables: ClassTables) -
     return best
 
 
-def _glob(read: str, pattern: str, ok) -> bool:  # type: ignore[no-untyped-def]
+def _glob(read: str, pattern: str, ok: Callable[[str, str], bool]) -> bool:
     """Wildcard match with a per-character predicate; linear-ish, no regex backtracking blow-up."""
     i = j = 0
     star = -1
@@ -358,7 +369,9 @@ def _glob(read: str, pattern: str, ok) -> bool:  # type: ignore[no-untyped-def]
     return j == m
 
 
-def _min_swaps_alignment(read: str, pattern: str, pairs: frozenset[tuple[str, str]]) -> list[tuple[str, str]] | None:
+def _min_swaps_alignment(
+    read: str, pattern: str, pairs: frozenset[tuple[str, str]]
+) -> list[tuple[str, str]] | None:
     """The look-alike pairs of an alignment of ``read`` to ``pattern`` using the fewest of them."""
     n = len(read)
     inf = 1 << 30
@@ -422,6 +435,64 @@ def classify_pattern(read: str, pattern: str, max_swaps: int, tables: ClassTable
     return (MatchKind.WILDCARD, 0.7, f"read {read} matches pattern {pattern}: {_swaps_text(diffs)}")
 
 
+def admissible(
+    entry_valid_from: float | None,
+    entry_valid_until: float | None,
+    entry_colour: str | None,
+    entry_vehicle_type: str | None,
+    watchlist: Watchlist,
+    now: float,
+    colour: str | None,
+    vehicle_type: str | None,
+) -> bool:
+    """Whether an entry may match at all at ``now`` for a read with these attributes."""
+    return (
+        is_active(entry_valid_from, entry_valid_until, now)
+        and is_active(watchlist.valid_from, watchlist.valid_until, now)
+        and _attrs_agree(entry_colour, colour)
+        and _attrs_agree(entry_vehicle_type, vehicle_type)
+    )
+
+
+def verdict(read: str, plate: str, max_swaps: int, tables: ClassTables) -> Verdict | None:
+    """The best kind, score and explanation of a (non-empty, bounded) read against an entry plate."""
+    if not plate:
+        return None
+    if is_pattern(plate):
+        return classify_pattern(read, plate, max_swaps, tables)
+    return classify_plain(read, plate, max_swaps, tables)
+
+
+def make_hit(
+    read: str,
+    entry_id: str,
+    list_id: str,
+    plate: str,
+    watchlist: Watchlist,
+    found: Verdict,
+    feed_version: int,
+) -> Hit:
+    kind, score, explanation = found
+    return Hit(
+        entry_id=entry_id,
+        list_id=list_id,
+        kind=kind,
+        score=score,
+        explanation=explanation,
+        read_plate=read,
+        entry_plate=plate,
+        action=watchlist.action,
+        priority=watchlist.priority,
+        feed_version=feed_version,
+        matcher_version=MATCHER_VERSION,
+    )
+
+
+def readable(read_plate: object) -> bool:
+    """Whether a read can match anything: a non-empty string of at most ``MAX_READ_CHARS``."""
+    return isinstance(read_plate, str) and 0 < len(read_plate) <= MAX_READ_CHARS
+
+
 def match_one(
     read_plate: str,
     entry: Entry,
@@ -433,39 +504,28 @@ def match_one(
     classes: tuple[str, ...] = DEFAULT_CLASSES,
     feed_version: int = 0,
 ) -> Hit | None:
-    """The reference rule: the best hit of one read against one entry of ``watchlist``, or None."""
-    if not isinstance(read_plate, str) or not read_plate or len(read_plate) > MAX_READ_CHARS:
+    """The reference rule: the best hit of one read against one entry of ``watchlist``, or None.
+
+    Indexes run the same steps (``readable``, ``admissible``, ``verdict``, ``make_hit``) on
+    entries they store in pieces.
+    """
+    if not readable(read_plate) or entry.list_id != watchlist.list_id:
         return None
-    plate = entry.plate
-    if not plate or entry.list_id != watchlist.list_id:
+    if not admissible(
+        entry.valid_from,
+        entry.valid_until,
+        entry.colour,
+        entry.vehicle_type,
+        watchlist,
+        now,
+        colour,
+        vehicle_type,
+    ):
         return None
-    if not is_active(entry.valid_from, entry.valid_until, now):
+    found = verdict(read_plate, entry.plate, watchlist.max_swaps, class_tables(tuple(classes)))
+    if found is None:
         return None
-    if not is_active(watchlist.valid_from, watchlist.valid_until, now):
-        return None
-    if not _attrs_agree(entry.colour, colour) or not _attrs_agree(entry.vehicle_type, vehicle_type):
-        return None
-    tables = class_tables(tuple(classes))
-    if is_pattern(plate):
-        verdict = classify_pattern(read_plate, plate, watchlist.max_swaps, tables)
-    else:
-        verdict = classify_plain(read_plate, plate, watchlist.max_swaps, tables)
-    if verdict is None:
-        return None
-    kind, score, explanation = verdict
-    return Hit(
-        entry_id=entry.entry_id,
-        list_id=entry.list_id,
-        kind=kind,
-        score=score,
-        explanation=explanation,
-        read_plate=read_plate,
-        entry_plate=plate,
-        action=watchlist.action,
-        priority=watchlist.priority,
-        feed_version=feed_version,
-        matcher_version=MATCHER_VERSION,
-    )
+    return make_hit(read_plate, entry.entry_id, entry.list_id, entry.plate, watchlist, found, feed_version)
 
 
 def alerts(hit: Hit, watchlist: Watchlist) -> bool:
@@ -504,8 +564,14 @@ def reference_match(
         if wl is None or wl.kind == ListKind.PERMIT:
             continue
         hit = match_one(
-            read_plate, entry, wl, now=now, colour=colour, vehicle_type=vehicle_type,
-            classes=classes, feed_version=feed_version,
+            read_plate,
+            entry,
+            wl,
+            now=now,
+            colour=colour,
+            vehicle_type=vehicle_type,
+            classes=classes,
+            feed_version=feed_version,
         )
         if hit is not None and (not alerting_only or hit.kind in wl.alert_kinds):
             hits.append(hit)
@@ -518,7 +584,13 @@ def reference_match(
 
 class PermitLookup(Protocol):
     def on_list(
-        self, plate: str, list_id: str, *, now: float, colour: str | None = None, vehicle_type: str | None = None
+        self,
+        plate: str,
+        list_id: str,
+        *,
+        now: float,
+        colour: str | None = None,
+        vehicle_type: str | None = None,
     ) -> bool: ...
 
 
@@ -548,7 +620,7 @@ def check_permit(
     unknown list holds nothing, so its watched vehicles are all flagged: fail closed). A read
     without the attributes a rule watches is not of that class.
     """
-    if not isinstance(read_plate, str) or not read_plate or len(read_plate) > MAX_READ_CHARS:
+    if not readable(read_plate):
         return []
     hits = []
     for rule in rules:
@@ -591,7 +663,9 @@ class ReferenceIndex:
         self.watchlists: dict[str, Watchlist] = {}
         self.entries: dict[str, Entry] = {}
 
-    def build(self, watchlists: Iterable[Watchlist], entries: Iterable[Entry], *, feed_version: int = 0) -> None:
+    def build(
+        self, watchlists: Iterable[Watchlist], entries: Iterable[Entry], *, feed_version: int = 0
+    ) -> None:
         self.watchlists = {wl.list_id: wl for wl in watchlists}
         self.entries = {}
         for e in entries:
@@ -622,8 +696,14 @@ class ReferenceIndex:
         alerting_only: bool = True,
     ) -> list[Hit]:
         return reference_match(
-            plate, self.entries.values(), self.watchlists, now=now, colour=colour,
-            vehicle_type=vehicle_type, classes=self.classes, alerting_only=alerting_only,
+            plate,
+            self.entries.values(),
+            self.watchlists,
+            now=now,
+            colour=colour,
+            vehicle_type=vehicle_type,
+            classes=self.classes,
+            alerting_only=alerting_only,
             feed_version=self.feed_version,
         )
 
@@ -638,7 +718,9 @@ class ReferenceIndex:
     ) -> list[list[Hit]]:
         return [
             self.match(
-                p, now=now, alerting_only=alerting_only,
+                p,
+                now=now,
+                alerting_only=alerting_only,
                 colour=colours[i] if colours is not None else None,
                 vehicle_type=vehicle_types[i] if vehicle_types is not None else None,
             )
@@ -646,7 +728,13 @@ class ReferenceIndex:
         ]
 
     def on_list(
-        self, plate: str, list_id: str, *, now: float, colour: str | None = None, vehicle_type: str | None = None
+        self,
+        plate: str,
+        list_id: str,
+        *,
+        now: float,
+        colour: str | None = None,
+        vehicle_type: str | None = None,
     ) -> bool:
         wl = self.watchlists.get(list_id)
         if wl is None:
@@ -654,12 +742,20 @@ class ReferenceIndex:
         for e in self.entries.values():
             if e.list_id != list_id:
                 continue
-            hit = match_one(plate, e, wl, now=now, colour=colour, vehicle_type=vehicle_type, classes=self.classes)
+            hit = match_one(
+                plate, e, wl, now=now, colour=colour, vehicle_type=vehicle_type, classes=self.classes
+            )
             if hit is not None and hit.kind in _PERMIT_KINDS:
                 return True
         return False
 
     def check_permit(
-        self, plate: str, colour: str | None, vehicle_type: str | None, rules: Iterable[PermitRule], *, now: float
+        self,
+        plate: str,
+        colour: str | None,
+        vehicle_type: str | None,
+        rules: Iterable[PermitRule],
+        *,
+        now: float,
     ) -> list[Hit]:
         return check_permit(plate, colour, vehicle_type, rules, self, now, feed_version=self.feed_version)

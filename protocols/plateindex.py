@@ -1,40 +1,53 @@
 """The fast watchlist index: ``match_one`` over every entry, answered in microseconds at 1M entries.
 
 How it stays exact: the index only *proposes* candidates, a superset of the entries that can
-match, and every candidate is decided by ``protocols.matching.match_one`` itself, so results are
-identical to the brute-force oracle by construction. What makes the superset complete:
+match, and every candidate is decided by the rule code of ``protocols.matching`` (the same
+``readable`` / ``admissible`` / ``verdict`` / ``make_hit`` steps ``match_one`` runs), so results
+are identical to the brute-force oracle by construction. What makes the superset complete:
 
-Every non-pattern kind (EXACT, EQUIVALENT, PROVINCE, EDIT) implies that the read and the entry,
-with each character replaced by its look-alike class representative, are within Levenshtein
-distance 1 (look-alike swaps vanish under the mapping; a province error is a substitution or a
-deletion at position 0). Distance <= 1 is found with the symmetric-deletion trick, with the
-deletion position folded into the key so that only true distance-1 neighbours are proposed:
+Each non-pattern kind implies a simple relation, and each relation is one kind of hash-key
+equality (``~`` maps every character to its look-alike class representative):
 
-    entry keys:  F(e) = H(e)                  D(e, j) = H(del_j e) ^ TAG[j]    for every j
-    read probes: F(r)          -> F(e)        equal under the mapping (exact, equivalent)
-                 H(r) ^ TAG[j] -> D(e, j)     the read lacks the entry's character j (j=0: province)
-                 H(del_i r)    -> F(e)        the read has one extra character
-                 D(r, i)       -> D(e, i)     one substitution at i (i=0: province)
+    kind                relation                         entry key            read probe
+    EXACT, EQUIVALENT   ~r == ~e                         H(~e)                H(~r)
+    PROVINCE (missing)  ~r == ~e[1:]                     H(~e[1:]) ^ T0       H(~r) ^ T0
+    PROVINCE (other)    ~r[1:] == ~e[1:]                 (same key)           H(~r[1:]) ^ T0
+    EDIT (read lacks)   r == del_j e       for some j    H(del_j e) ^ R[j]    H(r) ^ R[j], every j
+    EDIT (read extra)   del_i r == e       for some i    H(e) ^ R             H(del_i r) ^ R, every i
+    EDIT (substitution) del_i r == del_i e for some i    H(del_i e) ^ R[i]    H(del_i r) ^ R[i]
+
+So an entry has (3 + its length) keys and a read makes up to (3 * its length + 4) probes; the
+tags (T0, R, R[j]: fixed random 64-bit values) keep the families apart. Edits are keyed on the
+raw strings, not the class form: class-form keys would also propose every pair one edit apart
+*after* mapping, which on a dense national feed is several non-matching candidates per read.
+When no list alerts on EDIT (production's default) and ``alerting_only`` is set, only the probes
+the alerting kinds need are made: one for EXACT/EQUIVALENT, two more for PROVINCE.
 
 H is a polynomial hash mod 2**64 (odd base), chosen because a deletion's hash follows from prefix
-sums in O(1), both in numpy (batch) and in plain Python (single read), and the two give equal
-values. A hash collision only adds a candidate that ``match_one`` rejects; it can never lose one.
+sums in O(1), in numpy (batch) and in plain Python (single read) alike, with equal values; keys
+are then multiplied by an odd constant (a bijection) so their top bits are well mixed. A hash
+collision only adds a candidate the rules reject; it can never lose one. In batch mode a
+vectorized test (``_could_match``) drops impossible pairs before Python decides the rest.
 
-Why this layout (memory bar: <= 400 bytes per entry at 1M):
-- keys: one sorted ``uint64`` array plus a parallel ``int32`` row array, ~(1 + plate length) keys
-  per entry, ~100 bytes; looked up with ``np.searchsorted`` (a batch sorts its probes first,
-  which makes the binary searches cache-friendly).
-- rows: plates in one fixed-width numpy unicode array (reused as the code matrix for hashing),
-  entry ids as one UTF-8 buffer with offsets, list/colour/type as small int codes, validity as
-  float arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
+Layout (memory bar: <= 400 bytes per entry at 1M):
+- keys: one ``uint64`` word per key (the key's low bits packed with its row number), grouped by
+  the key's top bits, and a directory of ``uint32`` offsets per top-bits bucket (about one key
+  per bucket), so a probe costs two memory reads instead of a 23-step binary search. ~10 keys
+  per entry: ~80 bytes, plus ~32 for the directory.
+- rows: plates in one fixed-width numpy unicode array (also the code matrix for hashing), entry
+  ids as one UTF-8 buffer with offsets, list/colour/type as small int codes, validity as float
+  arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
   the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
 - wildcard patterns (~0.1% of entries) are kept as ``Entry`` objects, bucketed by up to three
   anchored literal characters (positions fixed from the start or the end of the plate); a read
   looks up one key per bucket shape. Patterns without anchors are tried on every read.
 
-Entries the base array cannot hold (longer than ``BASE_MAX_CHARS``, containing NUL) live in the
-overlay for good; empty plates never match and are only counted.
+Entries the base cannot hold (longer than ``BASE_MAX_CHARS``, containing NUL, a non-finite
+validity bound) live in the overlay for good; empty plates never match and are only counted.
+
+Not thread-safe: mutate (build, upsert, remove, set_watchlist) from the thread that matches, or
+lock around both.
 
 Pure: numpy and the standard library, no I/O.
 """
@@ -42,8 +55,9 @@ Pure: numpy and the standard library, no I/O.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,11 +72,14 @@ from protocols.matching import (
     MatchKind,
     PermitRule,
     Watchlist,
+    admissible,
     check_permit,
     class_tables,
     hit_order,
     is_pattern,
-    match_one,
+    make_hit,
+    readable,
+    verdict,
 )
 
 __all__ = ["BASE_MAX_CHARS", "PlateIndex"]
@@ -74,8 +91,9 @@ COMPACT_FRACTION = 0.25
 _BUILD_CHUNK = 1 << 17
 
 _M = (1 << 64) - 1
-_B = 0x9E3779B97F4A7C15 | 1  # odd, so invertible mod 2**64
+_B = 0x9E3779B97F4A7C15  # odd, so invertible mod 2**64
 _BINV = pow(_B, -1, 1 << 64)
+_MIX = 0xD6E8FEB86659FD93  # odd: key -> key * _MIX is a bijection that spreads into the top bits
 _NPOS = MAX_READ_CHARS + 2
 _BP = [pow(_B, k, 1 << 64) for k in range(_NPOS + 1)]
 
@@ -93,9 +111,14 @@ def _splitmix(seed: int, n: int) -> list[int]:
 
 
 _TAG = _splitmix(0xC0DD0, _NPOS + 1)
+_RAW = _splitmix(0x5A5A, 1)[0]  # raw-string keys live apart from class-form keys
+_TAG_RAW = [x ^ _RAW for x in _TAG]
 _BP_NP = np.array(_BP, dtype=np.uint64)
 _TAG_NP = np.array(_TAG, dtype=np.uint64)
+_RAW_NP = np.uint64(_RAW)
+_TAG_RAW_NP = np.array(_TAG_RAW, dtype=np.uint64)
 _BINV_NP = np.uint64(_BINV)
+_MIX_NP = np.uint64(_MIX)
 _PLAIN = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
 _PERMIT_KINDS = _PLAIN
 
@@ -103,25 +126,18 @@ _PERMIT_KINDS = _PLAIN
 def _py_hashes(t: str) -> tuple[int, list[int]]:
     """H(t) and H(del_i t) for every i, in plain Python; equal to ``_np_hashes``."""
     bp = _BP
-    pre = []
+    pre = [0]
     h = 0
-    vals = [ord(c) + 1 for c in t]
-    for k, v in enumerate(vals):
+    for k, c in enumerate(t):
+        h += (ord(c) + 1) * bp[k]  # masked once below: Python ints do not overflow
         pre.append(h)
-        h = (h + v * bp[k]) & _M
-    n = len(vals)
-    dels = [0] * n
-    s = 0
-    for i in range(n - 1, -1, -1):
-        dels[i] = (pre[i] + s) & _M
-        if i:
-            s = (s + vals[i] * bp[i - 1]) & _M
-    return h, dels
+    binv = _BINV
+    return h & _M, [(pre[i] + binv * (h - pre[i + 1])) & _M for i in range(len(t))]
 
 
 def _np_hashes(rep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise H and deletion hashes of an (n, L) matrix of representative code points."""
-    n, length = rep.shape
+    length = rep.shape[1]
     v = rep.astype(np.uint64)
     v += np.uint64(1)
     t = v * _BP_NP[:length]
@@ -131,26 +147,99 @@ def _np_hashes(rep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return h, d
 
 
-def _entry_keys(t: str) -> list[int]:
-    h, dels = _py_hashes(t)
-    return [h] + [d ^ _TAG[j] for j, d in enumerate(dels)]
+def _entry_keys(plate: str, t: str) -> list[int]:
+    """Keys of an entry plate (``t``: its representative form); see the module doc."""
+    hr, dr = _py_hashes(t)
+    h, dels = _py_hashes(plate) if t != plate else (hr, dr)
+    raw = [hr, dr[0] ^ _TAG[0], h ^ _RAW]
+    raw += [d ^ x for d, x in zip(dels, _TAG_RAW, strict=False)]
+    return [(x * _MIX) & _M for x in raw]
 
 
-def _read_probes(t: str, exact: bool, province: bool, edit: bool) -> list[int]:
-    h, dels = _py_hashes(t)
-    out = [h] if exact or edit else []
+def _read_probes(plate: str, t: str, exact: bool, province: bool, edit: bool) -> list[int]:
+    """Probes of a read (``t``: its representative form), for the kinds that may alert.
+
+    Equal to the ``_py_hashes`` formulas, written out once: this is the single-read hot path.
+    """
+    bp = _BP
+    pre = [0]
+    h = 0
+    for k, c in enumerate(plate):
+        h += (ord(c) + 1) * bp[k]  # masked when used: Python ints do not overflow
+        pre.append(h)
+    raw: list[int] = []
+    if exact or province:
+        # the class form differs from the raw read only where look-alikes were mapped
+        hr = h
+        if t != plate:
+            for k, (a, b) in enumerate(zip(t, plate, strict=True)):
+                if a != b:
+                    hr += (ord(a) - ord(b)) * bp[k]
+        hr &= _M
+        if exact:
+            raw.append(hr)
+        if province:
+            raw.append(hr ^ _TAG[0])
+            raw.append(((_BINV * (hr - ord(t[0]) - 1)) & _M) ^ _TAG[0])
     if edit:
-        tag = _TAG
-        out += [h ^ tag[j] for j in range(len(t) + 1)]
-        out += dels
-        out += [d ^ tag[i] for i, d in enumerate(dels)]
-    elif province:
-        out += [h ^ _TAG[0], dels[0] ^ _TAG[0]]
+        binv = _BINV
+        dels = [(pre[i] + binv * (h - pre[i + 1])) & _M for i in range(len(plate))]
+        h &= _M
+        tr = _TAG_RAW
+        raw += [h ^ tr[j] for j in range(len(plate) + 1)]
+        raw += [d ^ _RAW for d in dels]
+        raw += [d ^ x for d, x in zip(dels, tr, strict=False)]
+    return [(x * _MIX) & _M for x in raw]
+
+
+def _np_read_probes(
+    rep: tuple[np.ndarray, np.ndarray],
+    raw: tuple[np.ndarray, np.ndarray] | None,
+    exact: bool,
+    province: bool,
+    edit: bool,
+) -> np.ndarray:
+    """(n, probes) matrix, same probes and order as ``_read_probes``."""
+    hr, dr = rep
+    cols = []
+    if exact:
+        cols.append(hr[:, None])
+    if province:
+        cols.append((hr ^ _TAG_NP[0])[:, None])
+        cols.append((dr[:, 0] ^ _TAG_NP[0])[:, None])
+    if edit:
+        assert raw is not None
+        h, d = raw
+        length = d.shape[1]
+        cols.append(h[:, None] ^ _TAG_RAW_NP[: length + 1])
+        cols.append(d ^ _RAW_NP)
+        cols.append(d ^ _TAG_RAW_NP[:length])
+    out = np.hstack(cols) if len(cols) > 1 else cols[0].copy()
+    out *= _MIX_NP
     return out
 
 
 def _opt(x: float) -> float | None:
     return None if math.isinf(x) else x
+
+
+def _plain_window(e: Entry) -> bool:
+    """Whether the base's -inf/+inf encoding of open windows can hold this entry's window."""
+    return (e.valid_from is None or math.isfinite(e.valid_from)) and (
+        e.valid_until is None or math.isfinite(e.valid_until)
+    )
+
+
+def _expand(owners: np.ndarray, lo: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Turn ranges [lo, lo+cnt) tagged with owners into flat (owner, position) arrays."""
+    total = int(cnt.sum())
+    starts = np.cumsum(cnt) - cnt
+    pos = np.arange(total, dtype=np.int64) - np.repeat(starts - lo, cnt)
+    return np.repeat(owners, cnt), pos
+
+
+# ---------------------------------------------------------------------------------------------
+# wildcard patterns
 
 
 @dataclass(slots=True)
@@ -159,12 +248,14 @@ class _Shape:
 
     length: int  # exact read length for ?-only patterns, -1 for patterns with *
     anchors: tuple[int, ...]  # >= 0 from the start, < 0 from the end
-    table: dict[int, list[str]] = field(default_factory=dict)
+    need: int  # shortest read the anchors fit in
+    get: Callable[[str], object] | None
+    table: dict[object, list[str]] = field(default_factory=dict)
     keys: np.ndarray | None = None
     ids: list[str] = field(default_factory=list)
 
 
-def _anchor_key(chars: Iterable[int]) -> int:
+def _anchor_int(chars: Iterable[int]) -> int:
     key = 0
     for i, c in enumerate(chars):
         key |= c << (21 * i)
@@ -177,58 +268,70 @@ class _Wildcards:
     def __init__(self, patterns: dict[str, Entry], rep: dict[int, int]) -> None:
         self.fixed: dict[int, list[_Shape]] = {}
         self.star: list[_Shape] = []
+        self.anywhere: list[str] = []  # patterns with no anchored literal: tried on every read
+        self._by_len: dict[int, list[tuple[Callable[[str], object], dict[object, list[str]]]]] = {}
         shapes: dict[tuple[int, tuple[int, ...]], _Shape] = {}
         for e in patterns.values():
             q = e.plate.translate(rep)
             if "*" not in q:
                 length = len(q)
                 cands = [k for k, c in enumerate(q) if c != "?"]
-                # Serial positions are the selective ones: prefer them, last first.
-                cands.sort(key=lambda k: (0 if k >= 2 else 3 - k, -k))
             else:
                 length = -1
                 head = q[: q.index("*")]
                 tail = q[q.rindex("*") + 1 :]
                 cands = [k for k, c in enumerate(head) if c != "?"]
                 cands += [k - len(tail) for k, c in enumerate(tail) if c != "?"]
-                cands.sort(key=lambda a: (0 if (a < 0 or a >= 2) else 3 - a, -a if a < 0 else a))
+            # Serial positions are the selective ones (the province and city letter are shared by
+            # most plates): prefer the end, then the serial start.
+            # Fixed-length patterns rank positions from the end; patterns with * rank the tail first,
+            # then the head's serial positions: one consistent order keeps the number of shapes down.
+            if length >= 0:
+                cands.sort(key=lambda a: (0 if a >= 2 else 3 - a, -a))
+            else:
+                cands.sort(key=lambda a: (0, -a) if a < 0 else (1 if a >= 2 else 4 - a, a))
             anchors = tuple(sorted(cands[:3]))
+            if not anchors:
+                self.anywhere.append(e.entry_id)
+                continue
             shape = shapes.get((length, anchors))
             if shape is None:
-                shape = shapes[(length, anchors)] = _Shape(length, anchors)
+                need = max([a + 1 for a in anchors if a >= 0] + [-a for a in anchors if a < 0])
+                shape = _Shape(length, anchors, need, operator.itemgetter(*anchors))
+                shapes[(length, anchors)] = shape
                 (self.star if length < 0 else self.fixed.setdefault(length, [])).append(shape)
-            key = _anchor_key(ord(q[a]) for a in anchors)
-            shape.table.setdefault(key, []).append(e.entry_id)
+            assert shape.get is not None
+            shape.table.setdefault(shape.get(q), []).append(e.entry_id)
         for shape in shapes.values():
-            pairs = sorted((k, eid) for k, ids in shape.table.items() for eid in ids)
+            pairs = sorted(
+                (_anchor_int(ord(c) for c in (key if isinstance(key, tuple) else (key,))), eid)
+                for key, ids in shape.table.items()
+                for eid in ids
+            )
             shape.keys = np.array([k for k, _ in pairs], dtype=np.uint64)
             shape.ids = [eid for _, eid in pairs]
 
     def candidates(self, t: str) -> list[str]:
         n = len(t)
-        out: list[str] = []
-        for shapes in (self.fixed.get(n, ()), self.star):
-            for shape in shapes:
-                key = 0
-                for i, a in enumerate(shape.anchors):
-                    if a >= n or a < -n:
-                        break
-                    key |= ord(t[a]) << (21 * i)
-                else:
-                    ids = shape.table.get(key)
-                    if ids:
-                        out += ids
+        probes = self._by_len.get(n)
+        if probes is None:
+            probes = self._by_len[n] = [
+                (shape.get, shape.table) for shape in (*self.fixed.get(n, ()), *self.star) if n >= shape.need
+            ]
+        out = list(self.anywhere)
+        for get, table in probes:
+            ids = table.get(get(t))
+            if ids:
+                out += ids
         return out
 
-    def candidates_batch(self, rep: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    def candidates_batch(self, rep: np.ndarray, owners: np.ndarray) -> list[tuple[int, str]]:
         """(owner, pattern id) pairs for a group of reads of one length: ``rep`` is (n, L)."""
         n, length = rep.shape
-        got_o: list[np.ndarray] = []
-        got_i: list[np.ndarray] = []
-        ids: list[str] = []
+        out = [(o, eid) for o in owners.tolist() for eid in self.anywhere]
         for shapes in (self.fixed.get(length, ()), self.star):
             for shape in shapes:
-                if any(a >= length or a < -length for a in shape.anchors):
+                if length < shape.need:
                     continue
                 key = np.zeros(n, dtype=np.uint64)
                 for i, a in enumerate(shape.anchors):
@@ -238,23 +341,15 @@ class _Wildcards:
                 hi = np.searchsorted(shape.keys, key, "right")
                 cnt = hi - lo
                 sel = np.flatnonzero(cnt)
-                if not len(sel):
-                    continue
-                o, r = _expand(owners[sel], lo[sel], cnt[sel])
-                got_o.append(o)
-                got_i.append(r + len(ids))
-                ids += shape.ids
-        if not got_o:
-            return None
-        return np.stack([np.concatenate(got_o), np.concatenate(got_i)]), ids
+                if len(sel):
+                    o, pos = _expand(owners[sel], lo[sel], cnt[sel])
+                    ids = shape.ids
+                    out += [(oo, ids[p]) for oo, p in zip(o.tolist(), pos.tolist(), strict=True)]
+        return out
 
 
-def _expand(owners: np.ndarray, lo: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Turn ranges [lo, lo+cnt) tagged with owners into flat (owner, position) arrays."""
-    total = int(cnt.sum())
-    starts = np.cumsum(cnt) - cnt
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts - lo, cnt)
-    return np.repeat(owners, cnt), pos
+# ---------------------------------------------------------------------------------------------
+# the index
 
 
 class PlateIndex:
@@ -262,8 +357,8 @@ class PlateIndex:
 
     def __init__(self, classes: tuple[str, ...] = DEFAULT_CLASSES) -> None:
         self.classes = tuple(classes)
-        tables = class_tables(self.classes)
-        self._rep = tables.rep
+        self._tables = class_tables(self.classes)
+        self._rep = self._tables.rep
         size = max(self._rep, default=0) + 1
         lut = np.arange(size, dtype=np.uint32)
         for a, b in self._rep.items():
@@ -278,13 +373,12 @@ class PlateIndex:
     def _reset(self) -> None:
         self._list_codes: dict[str, int] = {}
         self._list_names: list[str] = []
-        self._attr_codes: dict[str, int] = {"": 0}
+        self._attr_codes: dict[str, int] = {}
         self._attr_names: list[str | None] = [None]
-        # base (immutable after build, but for tombstones)
+        # base: immutable after build, but for tombstones
         self._n = 0
         self._width = 1
         self._plates = np.zeros(0, dtype="U1")
-        self._codes = np.zeros((0, 1), dtype=np.uint32)
         self._list = array("i")
         self._colour = array("i")
         self._vtype = array("i")
@@ -296,8 +390,7 @@ class PlateIndex:
         self._id_rows = np.zeros(0, dtype=np.int32)
         self._alive = bytearray()
         self._n_dead = 0
-        self._keys = np.zeros(0, dtype=np.uint64)
-        self._rows = np.zeros(0, dtype=np.int32)
+        self._set_keys(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32))
         # overlay and patterns
         self._ov: dict[str, Entry] = {}
         self._ov_keys: dict[int, list[str]] = {}
@@ -305,6 +398,33 @@ class PlateIndex:
         self._pat: dict[str, Entry] = {}
         self._wild: _Wildcards | None = None
         self._refresh_lists()
+
+    def _set_keys(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        """Install keys (sorted) with their rows: the top-bits directory and the packed words.
+
+        A key's top ``bits`` bits are implied by its bucket, so a word keeps only the key's low
+        ``64 - rowbits`` bits above the row number: with about nine keys per entry ``bits`` >=
+        ``rowbits``, so the whole key is still compared (were a bit ever dropped, it would only
+        add candidates). One 8-byte word per key instead of 12, and one memory read per probe.
+        """
+        nkeys = len(keys)
+        bits = max(4, nkeys.bit_length() - 1)
+        rowbits = max(1, max(self._n - 1, 1).bit_length())
+        self._shift = 64 - bits
+        self._rowbits = rowbits
+        self._rowmask = (1 << rowbits) - 1
+        self._lowmask = (1 << (64 - rowbits)) - 1
+        counts = np.bincount((keys >> np.uint64(self._shift)).astype(np.intp), minlength=1 << bits)
+        directory = np.zeros((1 << bits) + 1, dtype=np.uint32 if nkeys < 2**32 else np.uint64)
+        np.cumsum(counts, out=directory[1:])
+        del counts
+        keys &= np.uint64(self._lowmask)
+        keys <<= np.uint64(rowbits)
+        keys |= rows.astype(np.uint64)
+        self._words, self._dir = keys, directory
+        # memoryviews: scalar reads from Python are several times cheaper than numpy indexing
+        self._words_mv = keys.data
+        self._dir_mv = directory.data
 
     def _code(self, list_id: str) -> int:
         code = self._list_codes.get(list_id)
@@ -314,7 +434,7 @@ class PlateIndex:
         return code
 
     def _attr(self, value: str | None) -> int:
-        if not value:
+        if value is None:
             return 0
         code = self._attr_codes.get(value)
         if code is None:
@@ -339,7 +459,9 @@ class PlateIndex:
 
     # -- building ---------------------------------------------------------------------------
 
-    def build(self, watchlists: Iterable[Watchlist], entries: Iterable[Entry], *, feed_version: int = 0) -> None:
+    def build(
+        self, watchlists: Iterable[Watchlist], entries: Iterable[Entry], *, feed_version: int = 0
+    ) -> None:
         """Replace everything with these lists and entries (a repeated entry_id: the last one wins)."""
         self.watchlists = {wl.list_id: wl for wl in watchlists}
         self.feed_version = feed_version
@@ -352,7 +474,7 @@ class PlateIndex:
             p = e.plate
             if is_pattern(p):
                 self._pat[e.entry_id] = e
-            elif 0 < len(p) <= BASE_MAX_CHARS and "\x00" not in p:
+            elif 0 < len(p) <= BASE_MAX_CHARS and "\x00" not in p and _plain_window(e):
                 base.append(e)
             else:
                 self._ov_add(e)
@@ -365,7 +487,7 @@ class PlateIndex:
         plates = [e.plate for e in base]
         width = self._width = max(map(len, plates), default=1)
         self._plates = np.array(plates, dtype=f"U{width}")
-        self._codes = self._plates.view(np.uint32).reshape(n, width)
+        codes = self._plates.view(np.uint32).reshape(n, width)
         code, attr = self._code, self._attr
         self._list = array("i", [code(e.list_id) for e in base])
         self._colour = array("i", [attr(e.colour) for e in base])
@@ -389,28 +511,33 @@ class PlateIndex:
 
         lengths = np.fromiter(map(len, plates), dtype=np.int64, count=n)
         del plates
-        total = n + int(lengths.sum())
+        total = 3 * n + int(lengths.sum())
         keys = np.empty(total, dtype=np.uint64)
         rows = np.empty(total, dtype=np.int32)
         at = 0
         for length in np.unique(lengths).tolist():
             group = np.flatnonzero(lengths == length)
-            tags = _TAG_NP[:length]
+            tags = _TAG_RAW_NP[:length]
             for s in range(0, len(group), _BUILD_CHUNK):
                 g = group[s : s + _BUILD_CHUNK]
-                h, d = _np_hashes(self._rep_codes(self._codes[g, :length]))
                 m = len(g)
-                keys[at : at + m] = h
-                rows[at : at + m] = g
-                at += m
+                raw = codes[g, :length]
+                hr, dr = _np_hashes(self._rep_codes(raw))
+                h, d = _np_hashes(raw)
                 d ^= tags
+                for part in (hr, dr[:, 0] ^ _TAG_NP[0], h ^ _RAW_NP):
+                    keys[at : at + m] = part
+                    rows[at : at + m] = g
+                    at += m
                 keys[at : at + m * length] = d.ravel()
                 rows[at : at + m * length] = np.repeat(g, length)
                 at += m * length
+        keys *= _MIX_NP
         order = np.argsort(keys)
-        self._keys = keys[order]
-        del keys
-        self._rows = rows[order]
+        keys = keys[order]
+        rows = rows[order]
+        del order
+        self._set_keys(keys, rows)
 
     def _rep_codes(self, codes: np.ndarray) -> np.ndarray:
         lut = self._lut
@@ -433,23 +560,26 @@ class PlateIndex:
     def _entry_id(self, row: int) -> str:
         return self._ids[self._id_off[row] : self._id_off[row + 1]].decode("utf-8", "surrogatepass")
 
+    def _ov_keys_of(self, e: Entry) -> set[int]:
+        if not e.plate or len(e.plate) > MAX_READ_CHARS + 1:
+            return set()  # nothing this long is within one edit of a read
+        return set(_entry_keys(e.plate, e.plate.translate(self._rep)))
+
     def _ov_add(self, e: Entry) -> None:
         self._ov[e.entry_id] = e
-        if e.plate and len(e.plate) <= MAX_READ_CHARS + 1:
-            for k in set(_entry_keys(e.plate.translate(self._rep))):
-                self._ov_keys.setdefault(k, []).append(e.entry_id)
+        for k in self._ov_keys_of(e):
+            self._ov_keys.setdefault(k, []).append(e.entry_id)
         self._ov_arrays = None
 
     def _ov_remove(self, entry_id: str) -> bool:
         e = self._ov.pop(entry_id, None)
         if e is None:
             return False
-        if e.plate and len(e.plate) <= MAX_READ_CHARS + 1:
-            for k in set(_entry_keys(e.plate.translate(self._rep))):
-                ids = self._ov_keys[k]
-                ids.remove(entry_id)
-                if not ids:
-                    del self._ov_keys[k]
+        for k in self._ov_keys_of(e):
+            ids = self._ov_keys[k]
+            ids.remove(entry_id)
+            if not ids:
+                del self._ov_keys[k]
         self._ov_arrays = None
         return True
 
@@ -468,13 +598,15 @@ class PlateIndex:
     def upsert(self, entry: Entry) -> None:
         """Add or replace an entry (by entry_id)."""
         self.remove(entry.entry_id)
+        new_list = entry.list_id not in self._list_codes
         self._code(entry.list_id)
         if is_pattern(entry.plate):
             self._pat[entry.entry_id] = entry
             self._wild = None
         else:
             self._ov_add(entry)
-        self._refresh_lists()
+        if new_list:
+            self._refresh_lists()
         if len(self._ov) > max(COMPACT_FLOOR, COMPACT_FRACTION * self._n):
             self.compact()
 
@@ -505,29 +637,79 @@ class PlateIndex:
         return Entry(
             entry_id=self._entry_id(row),
             list_id=self._list_names[self._list[row]],
-            plate=str(self._plates[row]),
+            plate=self._plates.item(row),
             colour=names[self._colour[row]],
             vehicle_type=names[self._vtype[row]],
             valid_from=_opt(self._vfrom[row]),
             valid_until=_opt(self._vuntil[row]),
         )
 
+    def _decide_row(
+        self,
+        read: str,
+        row: int,
+        now: float,
+        colour: str | None,
+        vtype: str | None,
+        alerting_only: bool,
+        out: list[Hit],
+    ) -> None:
+        """``match_one`` on a base row, run on the stored pieces (no Entry is built)."""
+        wl = self._wl_by_code[self._list[row]]
+        if wl is None:
+            return
+        # The plate test first: it rejects most candidates, and both tests must pass anyway.
+        plate = self._plates.item(row)
+        found = verdict(read, plate, wl.max_swaps, self._tables)
+        if found is None or (alerting_only and found[0] not in wl.alert_kinds):
+            return
+        names = self._attr_names
+        if not admissible(
+            _opt(self._vfrom[row]),
+            _opt(self._vuntil[row]),
+            names[self._colour[row]],
+            names[self._vtype[row]],
+            wl,
+            now,
+            colour,
+            vtype,
+        ):
+            return
+        out.append(make_hit(read, self._entry_id(row), wl.list_id, plate, wl, found, self.feed_version))
+
+    def _decide_entry(
+        self,
+        read: str,
+        e: Entry,
+        now: float,
+        colour: str | None,
+        vtype: str | None,
+        alerting_only: bool,
+        out: list[Hit],
+    ) -> None:
+        wl = self._wl_by_code[self._list_codes[e.list_id]]
+        if wl is None:
+            return
+        if not admissible(e.valid_from, e.valid_until, e.colour, e.vehicle_type, wl, now, colour, vtype):
+            return
+        found = verdict(read, e.plate, wl.max_swaps, self._tables)
+        if found is None or (alerting_only and found[0] not in wl.alert_kinds):
+            return
+        out.append(make_hit(read, e.entry_id, e.list_id, e.plate, wl, found, self.feed_version))
+
     def _wildcards(self) -> _Wildcards:
         if self._wild is None:
             self._wild = _Wildcards(self._pat, self._rep)
         return self._wild
 
-    def _kinds(self, alerting_only: bool) -> frozenset[MatchKind]:
-        return self._alert_kinds if alerting_only else ALL_KINDS
-
-    def _decide(
-        self, read: str, e: Entry, wl: Watchlist, now: float, colour: str | None, vtype: str | None,
-        alerting_only: bool, out: list[Hit],
-    ) -> None:
-        hit = match_one(read, e, wl, now=now, colour=colour, vehicle_type=vtype, classes=self.classes,
-                        feed_version=self.feed_version)
-        if hit is not None and (not alerting_only or hit.kind in wl.alert_kinds):
-            out.append(hit)
+    def _flags(self, alerting_only: bool) -> tuple[bool, bool, bool, bool]:
+        kinds = self._alert_kinds if alerting_only else ALL_KINDS
+        return (
+            not _PLAIN.isdisjoint(kinds),
+            MatchKind.PROVINCE in kinds,
+            MatchKind.EDIT in kinds,
+            bool(self._pat) and MatchKind.WILDCARD in kinds,
+        )
 
     def match(
         self,
@@ -539,53 +721,41 @@ class PlateIndex:
         alerting_only: bool = True,
     ) -> list[Hit]:
         """Hits of one read, best first (score, then priority, then entry_id)."""
-        if not isinstance(plate, str) or not plate or len(plate) > MAX_READ_CHARS:
+        if not readable(plate):
             return []
-        kinds = self._kinds(alerting_only)
+        exact, province, edit, wild = self._flags(alerting_only)
         out: list[Hit] = []
         t = plate.translate(self._rep)
-        exact = not _PLAIN.isdisjoint(kinds)
-        province = MatchKind.PROVINCE in kinds
-        edit = MatchKind.EDIT in kinds
         if exact or province or edit:
-            probes = _read_probes(t, exact, province, edit)
-            wl_by_code = self._wl_by_code
+            probes = _read_probes(plate, t, exact, province, edit)
             if self._n and len(plate) <= self._width + 1:
-                p = np.array(probes, dtype=np.uint64)
-                lo = self._keys.searchsorted(p, "left").tolist()
-                hi = self._keys.searchsorted(p, "right").tolist()
-                seen: set[int] = set()
-                rows = self._rows
+                words, dir_, shift = self._words_mv, self._dir_mv, self._shift
+                rowbits, rowmask, lowmask = self._rowbits, self._rowmask, self._lowmask
                 alive = self._alive
-                lists = self._list
-                for a, b in zip(lo, hi, strict=True):
-                    if a == b:
-                        continue
-                    for row in rows[a:b].tolist():
-                        if row in seen or not alive[row]:
-                            continue
-                        seen.add(row)
-                        wl = wl_by_code[lists[row]]
-                        if wl is not None:
-                            self._decide(plate, self._entry_at(row), wl, now, colour, vehicle_type,
-                                         alerting_only, out)
+                found: set[int] = set()
+                for p in probes:
+                    b = p >> shift
+                    i, end = dir_[b], dir_[b + 1]
+                    low = p & lowmask
+                    while i < end:
+                        w = words[i]
+                        if w >> rowbits == low and alive[w & rowmask]:
+                            found.add(w & rowmask)
+                        i += 1
+                for row in found:
+                    self._decide_row(plate, row, now, colour, vehicle_type, alerting_only, out)
             if self._ov_keys:
                 ids: set[str] = set()
                 for k in probes:
                     got = self._ov_keys.get(k)
                     if got:
                         ids.update(got)
-                for eid in sorted(ids):
-                    e = self._ov[eid]
-                    wl = wl_by_code[self._list_codes[e.list_id]]
-                    if wl is not None:
-                        self._decide(plate, e, wl, now, colour, vehicle_type, alerting_only, out)
-        if self._pat and MatchKind.WILDCARD in kinds:
+                for eid in ids:
+                    self._decide_entry(plate, self._ov[eid], now, colour, vehicle_type, alerting_only, out)
+        if wild:
+            pat = self._pat
             for eid in self._wildcards().candidates(t):
-                e = self._pat[eid]
-                wl = self._wl_by_code[self._list_codes[e.list_id]]
-                if wl is not None:
-                    self._decide(plate, e, wl, now, colour, vehicle_type, alerting_only, out)
+                self._decide_entry(plate, pat[eid], now, colour, vehicle_type, alerting_only, out)
         if len(out) > 1:
             out.sort(key=hit_order)
         return out
@@ -607,56 +777,50 @@ class PlateIndex:
     ) -> list[list[Hit]]:
         """``match`` for many reads at once (vectorized candidate generation); same results."""
         results: list[list[Hit]] = [[] for _ in range(len(plates))]
-        kinds = self._kinds(alerting_only)
-        exact = not _PLAIN.isdisjoint(kinds)
-        province = MatchKind.PROVINCE in kinds
-        edit = MatchKind.EDIT in kinds
-        wild = bool(self._pat) and MatchKind.WILDCARD in kinds
-        if not (exact or province or edit or wild):
+        exact, province, edit, wild = self._flags(alerting_only)
+        keyed = exact or province or edit
+        if not (keyed or wild):
             return results
         by_len: dict[int, list[int]] = {}
         for i, p in enumerate(plates):
-            if isinstance(p, str) and 0 < len(p) <= MAX_READ_CHARS:
+            if readable(p):
                 by_len.setdefault(len(p), []).append(i)
         probe_parts: list[np.ndarray] = []
         owner_parts: list[np.ndarray] = []
-        wild_pairs: list[tuple[np.ndarray, list[str]]] = []
+        wild_pairs: list[tuple[int, str]] = []
         wildcards = self._wildcards() if wild else None
+        widest = max(by_len, default=0)
+        raw = np.zeros((len(plates), widest), dtype=np.uint32) if keyed and self._n else None
         for length, idx in by_len.items():
             owners = np.array(idx, dtype=np.int64)
             codes = np.array([plates[i] for i in idx], dtype=f"U{length}").view(np.uint32).reshape(-1, length)
+            if raw is not None:
+                raw[owners, :length] = codes
             rep = self._rep_codes(codes)
             if wildcards is not None:
-                got = wildcards.candidates_batch(rep, owners)
-                if got is not None:
-                    wild_pairs.append(got)
-            if not (exact or province or edit):
-                continue
-            h, d = _np_hashes(rep)
-            cols = []
-            if exact or edit:
-                cols.append(h[:, None])
-            if edit:
-                cols.append(h[:, None] ^ _TAG_NP[: length + 1])
-                cols.append(d)
-                cols.append(d ^ _TAG_NP[:length])
-            elif province:
-                cols.append((h ^ _TAG_NP[0])[:, None])
-                cols.append((d[:, 0] ^ _TAG_NP[0])[:, None])
-            probes = np.hstack(cols) if len(cols) > 1 else cols[0]
-            probe_parts.append(probes.ravel())
-            owner_parts.append(np.repeat(owners, probes.shape[1]))
-        col_list = colours if colours is not None else None
-        vt_list = vehicle_types if vehicle_types is not None else None
+                wild_pairs += wildcards.candidates_batch(rep, owners)
+            if keyed:
+                probes = _np_read_probes(
+                    _np_hashes(rep), _np_hashes(codes) if edit else None, exact, province, edit
+                )
+                probe_parts.append(probes.ravel())
+                owner_parts.append(np.repeat(owners, probes.shape[1]))
+
+        def attrs(i: int) -> tuple[str | None, str | None]:
+            return (
+                colours[i] if colours is not None else None,
+                vehicle_types[i] if vehicle_types is not None else None,
+            )
+
         touched: set[int] = set()
         if probe_parts:
             probes = np.concatenate(probe_parts)
             owners = np.concatenate(owner_parts)
-            order = np.argsort(probes)
-            probes = probes[order]
-            owners = owners[order]
-            if self._n:
-                self._batch_base(plates, probes, owners, now, col_list, vt_list, alerting_only, results, touched)
+            if raw is not None:
+                raw_len = np.array([len(p) if readable(p) else 0 for p in plates], dtype=np.int64)
+                for oo, row in self._batch_base_pairs(probes, owners, raw, raw_len):
+                    self._decide_row(plates[oo], row, now, *attrs(oo), alerting_only, results[oo])
+                    touched.add(oo)
             if self._ov_keys:
                 okeys, oids = self._ov_sorted()
                 lo = np.searchsorted(okeys, probes, "left")
@@ -665,92 +829,154 @@ class PlateIndex:
                 sel = np.flatnonzero(cnt)
                 if len(sel):
                     o, pos = _expand(owners[sel], lo[sel], cnt[sel])
-                    pairs = sorted({(oo, oids[pp]) for oo, pp in zip(o.tolist(), pos.tolist(), strict=True)})
-                    for oo, eid in pairs:
-                        e = self._ov[eid]
-                        wl = self._wl_by_code[self._list_codes[e.list_id]]
-                        if wl is not None:
-                            self._decide(plates[oo], e, wl, now, _at(col_list, oo), _at(vt_list, oo),
-                                         alerting_only, results[oo])
-                            touched.add(oo)
-        for arr, ids in wild_pairs:
-            for oo, k in zip(arr[0].tolist(), arr[1].tolist(), strict=True):
-                e = self._pat[ids[k]]
-                wl = self._wl_by_code[self._list_codes[e.list_id]]
-                if wl is not None:
-                    self._decide(plates[oo], e, wl, now, _at(col_list, oo), _at(vt_list, oo),
-                                 alerting_only, results[oo])
-                    touched.add(oo)
+                    for oo, eid in sorted(
+                        {(a, oids[b]) for a, b in zip(o.tolist(), pos.tolist(), strict=True)}
+                    ):
+                        self._decide_entry(
+                            plates[oo], self._ov[eid], now, *attrs(oo), alerting_only, results[oo]
+                        )
+                        touched.add(oo)
+        for oo, eid in wild_pairs:
+            self._decide_entry(plates[oo], self._pat[eid], now, *attrs(oo), alerting_only, results[oo])
+            touched.add(oo)
         for oo in touched:
             if len(results[oo]) > 1:
                 results[oo].sort(key=hit_order)
         return results
 
-    def _batch_base(
-        self, plates: Sequence[str], probes: np.ndarray, owners: np.ndarray, now: float,
-        col_list: Sequence[str | None] | None, vt_list: Sequence[str | None] | None, alerting_only: bool,
-        results: list[list[Hit]], touched: set[int],
-    ) -> None:
-        keys = self._keys
-        lo = np.searchsorted(keys, probes, "left")
-        found = keys[np.minimum(lo, len(keys) - 1)] == probes
-        sel = np.flatnonzero(found)
+    def _batch_base_pairs(
+        self, probes: np.ndarray, owners: np.ndarray, raw: np.ndarray, raw_len: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """Distinct (read position, live usable base row) pairs whose keys equal a probe and that
+        pass ``_could_match``."""
+        bucket = (probes >> np.uint64(self._shift)).astype(np.intp)
+        lo = self._dir[bucket].astype(np.int64)
+        cnt = self._dir[bucket + 1].astype(np.int64) - lo
+        sel = np.flatnonzero(cnt)
         if not len(sel):
-            return
-        p = probes[sel]
-        lo = lo[sel]
-        hi = np.searchsorted(keys, p, "right")
-        o, pos = _expand(owners[sel], lo, hi - lo)
-        rows = self._rows[pos].astype(np.int64)
-        pair = np.unique(o * (self._n + 1) + rows)
-        o = pair // (self._n + 1)
-        rows = pair % (self._n + 1)
-        alive = np.frombuffer(self._alive, dtype=np.uint8).astype(bool)
+            return []
+        which, pos = _expand(sel, lo[sel], cnt[sel])
+        words = self._words[pos]
+        eq = (words >> np.uint64(self._rowbits)) == (probes[which] & np.uint64(self._lowmask))
+        o = owners[which[eq]]
+        rows = (words[eq] & np.uint64(self._rowmask)).astype(np.int64)
+        if not len(rows):
+            return []
+        alive = np.frombuffer(self._alive, dtype=np.uint8).view(bool)
         lists = np.frombuffer(self._list, dtype=np.int32)
         ok = alive[rows] & self._usable_np[lists[rows]]
-        wl_by_code = self._wl_by_code
-        for oo, row in zip(o[ok].tolist(), rows[ok].tolist(), strict=True):
-            wl = wl_by_code[self._list[row]]
-            assert wl is not None
-            self._decide(plates[oo], self._entry_at(row), wl, now, _at(col_list, oo), _at(vt_list, oo),
-                         alerting_only, results[oo])
-            touched.add(oo)
+        pair = np.unique(o[ok] * (self._n + 1) + rows[ok])
+        o, rows = np.divmod(pair, self._n + 1)
+        keep = self._could_match(
+            raw[o], raw_len[o], self._plates[rows].view(np.uint32).reshape(len(rows), self._width)
+        )
+        return list(zip(o[keep].tolist(), rows[keep].tolist(), strict=True))
+
+    def _could_match(self, a: np.ndarray, la: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """Vectorized necessary condition for a plain-kind match of read rows ``a`` (lengths ``la``)
+        and base plate rows ``e``.
+
+        Candidates are within distance 1 under the look-alike mapping; this drops the pairs that
+        are not within one raw edit and also fail the look-alike and province conditions (about
+        two thirds of them on dense feeds), so Python only decides plausible pairs. Codes are
+        shifted by one so 0 is padding only (reads may contain NUL; base plates never do), and
+        every test keeps at least every pair the rules could accept.
+        """
+        k = len(a)
+        width = max(a.shape[1], e.shape[1]) + 1
+        aa = np.zeros((k, width), dtype=np.uint32)
+        ee = np.zeros((k, width), dtype=np.uint32)
+        ra = np.zeros((k, width), dtype=np.uint32)
+        re_ = np.zeros((k, width), dtype=np.uint32)
+        live_a = np.arange(a.shape[1]) < la[:, None]
+        aa[:, : a.shape[1]] = np.where(live_a, a + 1, 0)
+        ra[:, : a.shape[1]] = np.where(live_a, self._rep_codes(a) + 1, 0)
+        live_e = e != 0
+        ee[:, : e.shape[1]] = np.where(live_e, e + 1, 0)
+        re_[:, : e.shape[1]] = np.where(live_e, self._rep_codes(e) + 1, 0)
+        le = np.count_nonzero(live_e, axis=1)
+        cols = np.arange(width - 1)
+        same_raw = aa == ee
+        # one raw edit: the unequal positions after the common prefix line up once shifted
+        pre = np.where(same_raw.all(axis=1), width, same_raw.argmin(axis=1))
+        keep = np.zeros(k, dtype=bool)
+        # same length: look-alikes only (rep equal from position 1; position 0 may be a province
+        # error), or one raw substitution
+        s = la == le
+        if s.any():
+            tail_rep_equal = (ra[s, 1:] == re_[s, 1:]).all(axis=1)
+            keep[s] = tail_rep_equal | (np.count_nonzero(~same_raw[s], axis=1) <= 1)
+        # the read lacks one character: one raw deletion, or the province missing (look-alikes allowed)
+        m = la + 1 == le
+        if m.any():
+            shifted_bad = (aa[m, :-1] != ee[m, 1:]) & (cols < la[m, None])
+            last_bad = np.where(shifted_bad.any(axis=1), width - 2 - shifted_bad[:, ::-1].argmax(axis=1), -1)
+            rep_tail = ((ra[m, :-1] == re_[m, 1:]) | (cols >= la[m, None])).all(axis=1)
+            keep[m] = (last_bad < pre[m]) | rep_tail
+        # the read has one extra character
+        x = la == le + 1
+        if x.any():
+            shifted_bad = (aa[x, 1:] != ee[x, :-1]) & (cols < le[x, None])
+            last_bad = np.where(shifted_bad.any(axis=1), width - 2 - shifted_bad[:, ::-1].argmax(axis=1), -1)
+            keep[x] = last_bad < pre[x]
+        return keep
 
     # -- permits ----------------------------------------------------------------------------
 
     def on_list(
-        self, plate: str, list_id: str, *, now: float, colour: str | None = None, vehicle_type: str | None = None
+        self,
+        plate: str,
+        list_id: str,
+        *,
+        now: float,
+        colour: str | None = None,
+        vehicle_type: str | None = None,
     ) -> bool:
         """Whether the plate is on ``list_id`` by an active EXACT or EQUIVALENT match (permit checks)."""
         wl = self.watchlists.get(list_id)
-        if wl is None or not isinstance(plate, str) or not plate or len(plate) > MAX_READ_CHARS:
+        if wl is None or not readable(plate):
             return False
         code = self._list_codes.get(list_id)
-        t = plate.translate(self._rep)
-        h, _ = _py_hashes(t)
-        cands: list[Entry] = []
+        [p] = _read_probes(plate, plate.translate(self._rep), True, False, False)
+        out: list[Hit] = []
         if self._n:
-            a = int(self._keys.searchsorted(np.uint64(h), "left"))
-            b = int(self._keys.searchsorted(np.uint64(h), "right"))
-            for row in self._rows[a:b].tolist():
-                if self._alive[row] and self._list[row] == code:
-                    cands.append(self._entry_at(row))
-        for eid in self._ov_keys.get(h, ()):
+            b = p >> self._shift
+            for i in range(self._dir_mv[b], self._dir_mv[b + 1]):
+                w = self._words_mv[i]
+                row = w & self._rowmask
+                if w >> self._rowbits == p & self._lowmask and self._alive[row] and self._list[row] == code:
+                    e = self._entry_at(row)
+                    self._decide_any(plate, e, wl, now, colour, vehicle_type, out)
+        for eid in self._ov_keys.get(p, ()):
             e = self._ov[eid]
             if e.list_id == list_id:
-                cands.append(e)
-        for e in cands:
-            hit = match_one(plate, e, wl, now=now, colour=colour, vehicle_type=vehicle_type, classes=self.classes)
-            if hit is not None and hit.kind in _PERMIT_KINDS:
-                return True
-        return False
+                self._decide_any(plate, e, wl, now, colour, vehicle_type, out)
+        return any(h.kind in _PERMIT_KINDS for h in out)
+
+    def _decide_any(
+        self,
+        read: str,
+        e: Entry,
+        wl: Watchlist,
+        now: float,
+        colour: str | None,
+        vtype: str | None,
+        out: list[Hit],
+    ) -> None:
+        # permit lists are not in _wl_by_code (they never hit), so this takes the list directly
+        if admissible(e.valid_from, e.valid_until, e.colour, e.vehicle_type, wl, now, colour, vtype):
+            found = verdict(read, e.plate, wl.max_swaps, self._tables)
+            if found is not None:
+                out.append(make_hit(read, e.entry_id, e.list_id, e.plate, wl, found, self.feed_version))
 
     def check_permit(
-        self, plate: str, colour: str | None, vehicle_type: str | None, rules: Iterable[PermitRule], *, now: float
+        self,
+        plate: str,
+        colour: str | None,
+        vehicle_type: str | None,
+        rules: Iterable[PermitRule],
+        *,
+        now: float,
     ) -> list[Hit]:
         """``matching.check_permit`` against this index, stamped with its feed version."""
         return check_permit(plate, colour, vehicle_type, rules, self, now, feed_version=self.feed_version)
-
-
-def _at(values: Sequence[str | None] | None, i: int) -> str | None:
-    return None if values is None else values[i]

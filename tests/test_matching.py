@@ -219,7 +219,13 @@ def test_hit_carries_list_settings_and_versions() -> None:
     w = wl(action=ListAction.COVERT, priority=90)
     h = match_one("鲁A12345", entry("鲁A12345"), w, now=NOW, feed_version=42)
     assert h is not None
-    assert (h.action, h.priority, h.feed_version, h.list_id, h.entry_id) == (ListAction.COVERT, 90, 42, "L", "e1")
+    assert (h.action, h.priority, h.feed_version, h.list_id, h.entry_id) == (
+        ListAction.COVERT,
+        90,
+        42,
+        "L",
+        "e1",
+    )
 
 
 def test_alerts_follows_alert_kinds() -> None:
@@ -278,15 +284,21 @@ def test_reference_match_alerting_only_and_permit_lists_skipped() -> None:
 # permits
 
 HAZMAT = PermitRule(
-    rule_id="hazmat-permit", list_id="P", colours=frozenset({"yellow"}), vehicle_types=frozenset({"hazmat"}),
-    permit_name="precursor transport permit", priority=70,
+    rule_id="hazmat-permit",
+    list_id="P",
+    colours=frozenset({"yellow"}),
+    vehicle_types=frozenset({"hazmat"}),
+    permit_name="precursor transport permit",
+    priority=70,
 )
 
 
 def permit_index() -> ReferenceIndex:
     idx = ReferenceIndex()
-    idx.build([wl("P", kind=ListKind.PERMIT)], [entry("鲁A12345", "p1", "P"), entry("鲁B55555", "p2", "P",
-                                                                                   valid_until=NOW)])
+    idx.build(
+        [wl("P", kind=ListKind.PERMIT)],
+        [entry("鲁A12345", "p1", "P"), entry("鲁B55555", "p2", "P", valid_until=NOW)],
+    )
     return idx
 
 
@@ -302,7 +314,13 @@ def test_permit_missing_is_a_hit() -> None:
     assert len(hits) == 1
     h = hits[0]
     assert (h.kind, h.score, h.entry_id, h.list_id, h.priority, h.feed_version) == (
-        K.EXACT, 1.0, "hazmat-permit", "P", 70, 3)
+        K.EXACT,
+        1.0,
+        "hazmat-permit",
+        "P",
+        70,
+        3,
+    )
     assert h.explanation == "hazmat yellow plate 鲁A99999 has no precursor transport permit"
     # an edit of a permit plate is not on the list
     assert len(check_permit("鲁A1234", "yellow", "hazmat", [HAZMAT], idx, NOW)) == 1

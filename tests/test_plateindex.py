@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 
+import msgspec
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,8 +27,21 @@ from protocols.plateindex import PlateIndex
 NOW = 1_700_000_000.0
 SERIAL = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789" + "0OD8B2Z5S"  # look-alikes over-represented
 PROVINCES = "鲁鲁鲁鲁晋京苏"
-LOOKALIKE = {"0": "ODQ", "O": "0DQ", "D": "0OQ", "Q": "0OD", "1": "I", "2": "Z", "Z": "2", "5": "S",
-             "S": "5", "6": "G", "G": "6", "8": "B", "B": "8"}
+LOOKALIKE = {
+    "0": "ODQ",
+    "O": "0DQ",
+    "D": "0OQ",
+    "Q": "0OD",
+    "1": "I",
+    "2": "Z",
+    "Z": "2",
+    "5": "S",
+    "S": "5",
+    "6": "G",
+    "G": "6",
+    "8": "B",
+    "B": "8",
+}
 
 
 def rand_plate(rng: random.Random) -> str:
@@ -47,6 +63,12 @@ def rand_pattern(rng: random.Random) -> str:
 
 
 def misread(plate: str, rng: random.Random) -> str:
+    if rng.random() < 0.25:  # two errors: e.g. a province error and a look-alike swap
+        plate = _misread_once(plate, rng)
+    return _misread_once(plate, rng)
+
+
+def _misread_once(plate: str, rng: random.Random) -> str:
     p = list(plate)
     what = rng.randrange(7)
     i = rng.randrange(len(p)) if p else 0
@@ -71,8 +93,13 @@ def make_feed(rng: random.Random, n: int) -> tuple[list[Watchlist], list[Entry]]
     lists = [
         Watchlist(list_id="hot", name="hot", priority=90, alert_kinds=ALL_KINDS),
         Watchlist(list_id="warm", name="warm", priority=50, max_swaps=1, action=ListAction.COVERT),
-        Watchlist(list_id="cold", name="cold", priority=10, max_swaps=3,
-                  alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EDIT, MatchKind.WILDCARD})),
+        Watchlist(
+            list_id="cold",
+            name="cold",
+            priority=10,
+            max_swaps=3,
+            alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EDIT, MatchKind.WILDCARD}),
+        ),
         Watchlist(list_id="old", name="old", valid_until=NOW - 1, alert_kinds=ALL_KINDS),
         Watchlist(list_id="permit", name="permit", kind=ListKind.PERMIT, alert_kinds=ALL_KINDS),
     ]
@@ -141,21 +168,37 @@ def both(lists, entries, **kw):
 
 
 def assert_same(fast, ref, reads, rng, alerting_only=True) -> None:
-    for read in reads:
-        colour = rng.choice([None, None, "blue", "yellow"])
-        vt = rng.choice([None, None, "car", "hazmat"])
-        for now in (NOW,):
-            got = fast.match(read, now=now, colour=colour, vehicle_type=vt, alerting_only=alerting_only)
-            want = ref.match(read, now=now, colour=colour, vehicle_type=vt, alerting_only=alerting_only)
-            assert got == want, read
-    assert fast.match_batch(reads, now=NOW, alerting_only=alerting_only) == ref.match_batch(
-        reads, now=NOW, alerting_only=alerting_only)
+    """Single reads and one batch (random read attributes) both equal the brute-force oracle."""
+    colours = [rng.choice([None, None, "blue", "yellow"]) for _ in reads]
+    vts = [rng.choice([None, None, "car", "hazmat"]) for _ in reads]
+    wants = []
+    for read, colour, vt in zip(reads, colours, vts, strict=True):
+        got = fast.match(read, now=NOW, colour=colour, vehicle_type=vt, alerting_only=alerting_only)
+        want = ref.match(read, now=NOW, colour=colour, vehicle_type=vt, alerting_only=alerting_only)
+        assert got == want, read
+        wants.append(want)
+    got_batch = fast.match_batch(
+        reads, now=NOW, alerting_only=alerting_only, colours=colours, vehicle_types=vts
+    )
+    assert got_batch == wants
 
 
-@pytest.mark.parametrize("alerting_only", [True, False])
-def test_index_equals_oracle(alerting_only: bool) -> None:
+@pytest.mark.parametrize(
+    ("alerting_only", "kinds"),
+    [
+        (True, None),
+        (False, None),
+        # no list alerts on EDIT: the index makes only the probes these kinds need
+        (True, {MatchKind.EXACT, MatchKind.EQUIVALENT, MatchKind.PROVINCE}),
+        (True, {MatchKind.PROVINCE}),
+        (True, {MatchKind.EDIT, MatchKind.WILDCARD}),
+    ],
+)
+def test_index_equals_oracle(alerting_only: bool, kinds: set[MatchKind] | None) -> None:
     rng = random.Random(11)
     lists, entries = make_feed(rng, 3000)
+    if kinds is not None:
+        lists = [msgspec.structs.replace(w, alert_kinds=frozenset(kinds)) for w in lists]
     fast, ref = both(lists, entries)
     assert len(fast) == len(ref)
     reads = make_reads(rng, entries, 400)
@@ -177,8 +220,14 @@ def test_index_equals_oracle_after_deltas() -> None:
             e = Entry(entry_id=old.entry_id, list_id=old.list_id, plate=rand_plate(rng))
         elif r < 0.65:
             w = rng.choice(lists)
-            w2 = Watchlist(list_id=w.list_id, name=w.name, kind=w.kind, priority=rng.randint(0, 100),
-                           max_swaps=rng.randint(0, 3), alert_kinds=ALL_KINDS)
+            w2 = Watchlist(
+                list_id=w.list_id,
+                name=w.name,
+                kind=w.kind,
+                priority=rng.randint(0, 100),
+                max_swaps=rng.randint(0, 3),
+                alert_kinds=ALL_KINDS,
+            )
             fast.set_watchlist(w2)
             ref.set_watchlist(w2)
             continue
@@ -218,8 +267,13 @@ def test_build_again_replaces_everything_and_feed_version() -> None:
 def test_repeated_ids_last_wins() -> None:
     lists = [Watchlist(list_id="L", name="L")]
     idx = PlateIndex()
-    idx.build(lists, [Entry(entry_id="a", list_id="L", plate="鲁A12345"),
-                      Entry(entry_id="a", list_id="L", plate="鲁A99999")])
+    idx.build(
+        lists,
+        [
+            Entry(entry_id="a", list_id="L", plate="鲁A12345"),
+            Entry(entry_id="a", list_id="L", plate="鲁A99999"),
+        ],
+    )
     assert len(idx) == 1
     assert idx.match("鲁A12345", now=NOW) == []
     assert len(idx.match("鲁A99999", now=NOW)) == 1
@@ -253,8 +307,19 @@ def test_long_and_odd_entries() -> None:
     ]
     fast, ref = both(lists, entries)
     rng = random.Random(1)
-    reads = ["鲁A" + "1" * 20, "鲁A" + "1" * 19, "鲁A1234", "鲁A1234\x00", "鲁A12\U0001f600", "鲁A12",
-             "X", "鲁", "A", "\x00", "鲁A12345"]
+    reads = [
+        "鲁A" + "1" * 20,
+        "鲁A" + "1" * 19,
+        "鲁A1234",
+        "鲁A1234\x00",
+        "鲁A12\U0001f600",
+        "鲁A12",
+        "X",
+        "鲁",
+        "A",
+        "\x00",
+        "鲁A12345",
+    ]
     assert_same(fast, ref, reads, rng, alerting_only=False)
 
 
@@ -263,7 +328,8 @@ def test_long_and_odd_entries() -> None:
 def test_never_raises_on_junk(reads: list[str]) -> None:
     fast, ref = _JUNK_PAIR
     assert fast.match_batch(reads, now=NOW, alerting_only=False) == ref.match_batch(
-        reads, now=NOW, alerting_only=False)
+        reads, now=NOW, alerting_only=False
+    )
     for r in reads:
         assert fast.match(r, now=NOW, alerting_only=False) == ref.match(r, now=NOW, alerting_only=False)
 
@@ -271,9 +337,138 @@ def test_never_raises_on_junk(reads: list[str]) -> None:
 def _junk_pair():
     rng = random.Random(5)
     lists, entries = make_feed(rng, 300)
-    entries += [Entry(entry_id="a", list_id="hot", plate="鲁A"), Entry(entry_id="b", list_id="hot", plate="鲁*"),
-                Entry(entry_id="c", list_id="hot", plate="A"), Entry(entry_id="d", list_id="hot", plate="B8")]
+    entries += [
+        Entry(entry_id="a", list_id="hot", plate="鲁A"),
+        Entry(entry_id="b", list_id="hot", plate="鲁*"),
+        Entry(entry_id="c", list_id="hot", plate="A"),
+        Entry(entry_id="d", list_id="hot", plate="B8"),
+    ]
     return both(lists, entries)
 
 
 _JUNK_PAIR = _junk_pair()
+
+
+# ---------------------------------------------------------------------------------------------
+# internals whose failure would silently lose hits
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="鲁晋AB8O0DQZ2\x00\U0001f600xyz", min_size=1, max_size=12), min_size=1, max_size=6
+    )
+)
+def test_python_and_numpy_probes_agree(reads: list[str]) -> None:
+    from protocols import plateindex as pi
+
+    idx = PlateIndex()
+    for length in {len(r) for r in reads}:
+        group = [r for r in reads if len(r) == length]
+        codes = np.array(group, dtype=f"U{length}").view(np.uint32).reshape(-1, length)
+        rep = idx._rep_codes(codes)
+        for flags in [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]:
+            got = pi._np_read_probes(pi._np_hashes(rep), pi._np_hashes(codes), *flags)
+            for row, r in zip(got.tolist(), group, strict=True):
+                assert row == pi._read_probes(r, r.translate(idx._rep), *flags)
+
+
+def test_entry_keys_meet_read_probes_for_every_kind() -> None:
+    from protocols import plateindex as pi
+
+    idx = PlateIndex()
+    rep = idx._rep
+    cases = [
+        ("鲁A88123", "鲁A8B123"),
+        ("鲁A12345", "晋A1Z345"),
+        ("鲁A12345", "A12345"),
+        ("鲁A88123", "鲁A8123"),
+        ("鲁A88123", "鲁A881234"),
+        ("鲁A88123", "鲁A8X123"),
+        ("AB", "A"),
+        ("A", "B"),
+    ]
+    for plate, read in cases:
+        keys = set(pi._entry_keys(plate, plate.translate(rep)))
+        assert keys & set(pi._read_probes(read, read.translate(rep), True, True, True)), (plate, read)
+
+
+def test_raw_prefilter_keeps_every_plain_match() -> None:
+    from protocols.matching import class_tables, classify_plain
+
+    rng = random.Random(3)
+    alpha = "鲁晋AB80OD2Z5SX1I"
+    idx = PlateIndex()
+    reads, plates = [], []
+    for _ in range(20000):
+        e = "".join(rng.choice(alpha) for _ in range(rng.randint(1, 6)))
+        r = list(e)
+        for _ in range(rng.randint(0, 3)):
+            op, i = rng.randrange(3), rng.randrange(len(r) + 1)
+            if op == 0 and i < len(r):
+                r[i] = rng.choice(alpha + "\x00")
+            elif op == 1:
+                r.insert(i, rng.choice(alpha + "\x00"))
+            elif op == 2 and i < len(r):
+                del r[i]
+        reads.append("".join(r) or "A")
+        plates.append(e)
+    width = max(map(len, reads))
+    a = np.zeros((len(reads), width), dtype=np.uint32)
+    for i, r in enumerate(reads):
+        a[i, : len(r)] = [ord(c) for c in r]
+    e = np.array(plates, dtype="U6").view(np.uint32).reshape(len(plates), 6)
+    keep = idx._could_match(a, np.array([len(r) for r in reads]), e)
+    tables = class_tables()
+    matched = [classify_plain(r, p, 16, tables) is not None for r, p in zip(reads, plates, strict=True)]
+    assert sum(matched) > 5000
+    assert all(keep[i] for i, m in enumerate(matched) if m)
+    assert keep.sum() < len(reads)  # and it does drop something
+
+
+def test_compaction_keeps_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    from protocols import plateindex as pi
+
+    monkeypatch.setattr(pi, "COMPACT_FLOOR", 50)
+    rng = random.Random(21)
+    lists, entries = make_feed(rng, 400)
+    fast, ref = both(lists, entries)
+    for i in range(300):
+        e = Entry(entry_id=f"x{i}", list_id="hot", plate=rand_plate(rng) if i % 10 else rand_pattern(rng))
+        fast.upsert(e)
+        ref.upsert(e)
+        if i % 7 == 0:
+            victim = rng.choice(entries).entry_id
+            fast.remove(victim)
+            ref.remove(victim)
+    assert len(fast._ov) < 100  # compacted along the way
+    assert len(fast) == len(ref)
+    assert sorted(e.entry_id for e in fast.entries()) == sorted(ref.entries)
+    assert_same(fast, ref, make_reads(rng, list(ref.entries.values()), 200), rng, alerting_only=False)
+
+
+def test_fast_paths_for_default_alert_kinds() -> None:
+    # production lists alert on EXACT/EQUIVALENT only: a one-edit read is no alerting hit
+    lists = [Watchlist(list_id="L", name="L")]
+    idx = PlateIndex()
+    idx.build(lists, [Entry(entry_id="a", list_id="L", plate="鲁A88123")])
+    assert idx.match("鲁A8123", now=NOW) == []
+    assert [h.kind for h in idx.match("鲁A8123", now=NOW, alerting_only=False)] == [MatchKind.EDIT]
+    assert [h.kind for h in idx.match("鲁A8B123", now=NOW)] == [MatchKind.EQUIVALENT]
+    assert [h.kind for h in idx.match_batch(["鲁A8B123", "鲁A8123"], now=NOW)[0]] == [MatchKind.EQUIVALENT]
+
+
+def test_surrogates_nan_clock_and_infinite_windows() -> None:
+    lists = [Watchlist(list_id="L", name="L", alert_kinds=ALL_KINDS)]
+    entries = [
+        Entry(entry_id="a", list_id="L", plate="鲁A1\ud800", valid_from=-math.inf),
+        Entry(entry_id="b\udcff", list_id="L", plate="鲁A12"),
+        Entry(entry_id="c", list_id="L", plate="鲁A13", valid_until=math.nan),
+        Entry(entry_id="d", list_id="L", plate="鲁A14", valid_from=NOW - 1, valid_until=NOW + 1),
+    ]
+    fast, ref = both(lists, entries)
+    for now in (NOW, math.nan, math.inf):
+        for read in ["鲁A1\ud800", "\ud800", "鲁A12", "鲁A1\udcff2", "鲁A13", "鲁A14"]:
+            want = ref.match(read, now=now, alerting_only=False)
+            assert fast.match(read, now=now, alerting_only=False) == want
+            assert fast.match_batch([read], now=now, alerting_only=False) == [want]
