@@ -13,16 +13,17 @@ from aiohttp import web
 
 from protocols.messages import CheckpointStatus
 from runtime.fanout import Fanout
-from runtime.web import Sessions, add_login_routes, close_sockets, make_middlewares
+from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import keys
+from . import keys, web_lists
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .ingest import Ingest
+from .lists import ListService, list_entries
 from .mqtt import HubLink
 from .settings import HubSettings
 from .store import HubStore
-from .watchlists import HubWatchlists, LoadedLists, load_files
+from .watchlists import HubWatchlists, changes_for, load_files
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,13 @@ def create_app(settings: HubSettings) -> web.Application:
     console = Fanout()
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(hub_web.POLICY, sessions, lambda token: None))
+                          middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings)))
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
     app[keys.CONSOLE] = console
     app[keys.CHECKPOINTS] = {}
     app[keys.SOCKETS] = set()
-    app[keys.WATCHLISTS] = HubWatchlists(LoadedLists())
+    app[keys.WATCHLISTS] = HubWatchlists()
 
     m = settings.mqtt
     link_ref: list[HubLink] = []
@@ -56,15 +57,24 @@ def create_app(settings: HubSettings) -> web.Application:
                    on_message=ingest.handle,
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
     link_ref.append(link)
+    app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
     app[keys.INGEST] = ingest
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
 
     add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False)
     hub_web.add_routes(app)
+    web_lists.add_routes(app)
     app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker])
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _machine_tokens(settings: HubSettings):  # noqa: ANN202 - returns the token checker
+    def check(token: str) -> Principal | None:
+        return Principal("edge", "edge") if token_matches(token, settings.feed.token) else None
+
+    return check
 
 
 def _on_status_threadsafe(app: web.Application, status: CheckpointStatus) -> None:
@@ -76,7 +86,8 @@ def _on_status(app: web.Application, status: CheckpointStatus) -> None:
     offset = status.sent_at - time.time()
     entry = {"checkpoint": status.checkpoint, "online": status.online, "outbox_depth": status.outbox_depth,
              "oldest_unacked_s": status.oldest_unacked_s, "epoch": status.epoch, "software": status.software,
-             "clock_offset_s": round(offset, 3), "clock_suspect": status.online and abs(offset) > skew}
+             "clock_offset_s": round(offset, 3), "clock_suspect": status.online and abs(offset) > skew,
+             "feed_version": status.feed_version}
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     app[keys.CONSOLE].publish({"type": "checkpoint", "checkpoint": entry})
 
@@ -94,13 +105,19 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _watchlists(app: web.Application) -> AsyncIterator[None]:
+    lists = app[keys.LISTS]
+    count = await asyncio.to_thread(lists.load)
     files = app[keys.SETTINGS].watchlists.csv
     if files:
+        # Configured files are sources like any other: their lists are made to hold exactly their rows.
         loaded = await asyncio.to_thread(load_files, files)
-        watchlists = await asyncio.to_thread(HubWatchlists, loaded)
-        app[keys.WATCHLISTS] = watchlists
-        app[keys.INGEST].watchlists = watchlists
-        log.info("loaded %d watchlist entries in %d list(s)", len(watchlists), len(watchlists.lists))
+        current = await asyncio.to_thread(app[keys.STORE].read, lambda db: {
+            lid: {e.entry_id: e for e in list_entries(db, lid)} for lid in loaded.lists})
+        changes = changes_for(loaded, current)
+        applied = await lists.apply(changes, actor="config")
+        count = len(app[keys.WATCHLISTS])
+        log.info("watchlist files applied: feed version %d", applied.version)
+    log.info("%d watchlist entries in %d list(s)", count, len(app[keys.WATCHLISTS].lists))
     yield
 
 
@@ -118,6 +135,8 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
 async def _broker(app: web.Application) -> AsyncIterator[None]:
     link = app[keys.LINK]
     link.start()
+    # Retained, so every edge learns the current feed version when it connects (paho sends it once connected).
+    app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version)
     yield
     await asyncio.to_thread(link.stop)
 

@@ -8,7 +8,6 @@ to the dispatcher. A failed commit acknowledges nothing, so the edges send those
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import msgspec
 import sqlite_utils
 
 from protocols import topics
+from protocols.matching import Entry
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -26,9 +26,11 @@ from protocols.messages import (
     AlertHit,
     CheckpointStatus,
     DecodeError,
+    EdgeHit,
     EventBatch,
     PlateRead,
     decode,
+    derive_alert_id,
     encode,
 )
 from runtime import deadletters
@@ -37,12 +39,10 @@ from .store import HubStore
 from .watchlists import HubWatchlists
 
 log = logging.getLogger(__name__)
+_entry_decoder = msgspec.json.Decoder(type=Entry)
 
 
-def alert_id(checkpoint: str, epoch: int, seq: int, entry_id: str) -> str:
-    """Derived from the event and the entry, so every path that raises it names the same alert."""
-    key = f"{checkpoint}\x1f{epoch}\x1f{seq}\x1f{entry_id}".encode()
-    return "A" + hashlib.blake2b(key, digest_size=12).hexdigest()
+alert_id = derive_alert_id
 
 
 def ranges(seqs: list[int]) -> list[tuple[int, int]]:
@@ -179,6 +179,9 @@ class Ingest:
             if isinstance(event, PlateRead):
                 result.reads += 1
                 self._match(db, result, checkpoint, batch.epoch, event, received_at)
+                self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at)
+            elif isinstance(event, EdgeHit):
+                self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at)
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
@@ -192,7 +195,8 @@ class Ingest:
                                      vehicle_type=read.vehicle_type)
         for hit in hits:
             wl = self.watchlists.lists.get(hit.list_id)
-            entry = self.watchlists.entries.get(hit.entry_id)
+            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (hit.entry_id,)).fetchone()
+            entry = _entry_decoder.decode(row[0]) if row else None
             alert = Alert(
                 v=SCHEMA_VERSION, alert_id=alert_id(checkpoint, epoch, read.seq, hit.entry_id),
                 checkpoint=checkpoint, epoch=epoch, seq=read.seq, raised_at=received_at,
@@ -203,6 +207,39 @@ class Ingest:
                              priority=hit.priority, kind=hit.kind.value, score=hit.score,
                              explanation=hit.explanation[:500], reason=(entry.reason if entry else "")[:500],
                              feed_version=hit.feed_version, matcher_version=hit.matcher_version))
+            if self.store.insert_alert(db, alert):
+                result.alerts.append(alert)
+
+    def _reconcile(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
+                   read_seq: int, received_at: float) -> None:
+        """Edge and hub hits on one read are one alert (same id). An edge hit the hub did not make
+        itself (its lists differed at that moment) still becomes an alert: the officers saw it."""
+        read = db.conn.execute(
+            "SELECT camera_id, captured_at, plate, lane, colour, vehicle_type FROM reads "
+            "WHERE checkpoint=? AND epoch=? AND seq=?", (checkpoint, epoch, read_seq)).fetchone()
+        if read is None:
+            return  # the read comes later (hits replay first); this runs again then
+        missing = db.conn.execute(
+            "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
+            "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
+            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL",
+            (checkpoint, epoch, read_seq)).fetchall()
+        camera_id, captured_at, plate, lane, colour, vehicle_type = read
+        for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
+            wl = self.watchlists.lists.get(list_id)
+            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()
+            entry = _entry_decoder.decode(row[0]) if row else None
+            alert = Alert(
+                v=SCHEMA_VERSION, alert_id=aid, checkpoint=checkpoint, epoch=epoch, seq=read_seq,
+                raised_at=received_at, captured_at=captured_at, camera_id=camera_id, plate_read=plate,
+                lane=lane, colour=colour, vehicle_type=vehicle_type,
+                hit=AlertHit(entry_id=entry_id, entry_plate=entry.plate if entry else "", list_id=list_id,
+                             list_name=wl.name if wl else list_id,
+                             action=wl.action.value if wl else "intercept",
+                             priority=wl.priority if wl else 50, kind=kind, score=score,
+                             explanation=f"{explanation} (matched at the checkpoint, feed version {feed_version})"[:500],
+                             reason=(entry.reason if entry else "")[:500], feed_version=feed_version,
+                             matcher_version=matcher_version))
             if self.store.insert_alert(db, alert):
                 result.alerts.append(alert)
 
@@ -219,7 +256,7 @@ class Ingest:
                               f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
                               payload, checkpoint, received_at)
         fields: dict[str, object] = {"online": status.online, "status": encode(status).decode(),
-                                     "epoch": status.epoch}
+                                     "epoch": status.epoch, "feed_version": status.feed_version}
         if not retained:
             fields["last_seen"] = received_at
             if status.online:

@@ -10,6 +10,7 @@ from runtime.fanout import Fanout
 
 from .alerts import AlertDispatcher
 from .ingest import Ingest
+from .lists import ListService
 from .mqtt import HubLink
 from .settings import HubSettings
 from .store import Counts, HubStore
@@ -26,3 +27,4 @@ CHECKPOINTS = web.AppKey("checkpoints", dict[str, dict[str, object]])
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 BASE_COUNTS = web.AppKey("base_counts", Counts)
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
+LISTS = web.AppKey("lists", ListService)

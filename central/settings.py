@@ -42,6 +42,11 @@ class ConsoleSettings(msgspec.Struct, **_STRICT):
     recent_alerts: int = 100
 
 
+class FeedSettings(msgspec.Struct, **_STRICT):
+    token: str = ""
+    """Bearer token edges present to fetch a feed snapshot; empty refuses every edge."""
+
+
 class ClockSettings(msgspec.Struct, **_STRICT):
     max_skew_s: float = 30.0
     """An edge whose clock differs from the hub's by more than this is flagged."""
@@ -54,6 +59,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     watchlists: WatchlistSettings = msgspec.field(default_factory=WatchlistSettings)
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
+    feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
 
     @property
     def data_path(self) -> Path:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from protocols.messages import Alert, Event, Passage, PlateRead
+from protocols.messages import Alert, EdgeHit, Event, Passage, PlateRead
 from runtime import deadletters
 from runtime.sqlwriter import SqlWriter, open_database
 
@@ -55,6 +55,22 @@ MIGRATIONS: list[list[str]] = [
             checkpoint TEXT PRIMARY KEY, online INTEGER NOT NULL DEFAULT 0, epoch INTEGER,
             status TEXT, last_seen REAL, clock_offset_s REAL)""",
         *deadletters.SCHEMA,
+    ],
+    # 2: watchlists and the field feed
+    [
+        "CREATE TABLE wl_lists (list_id TEXT PRIMARY KEY, body BLOB NOT NULL, updated_at REAL NOT NULL, updated_by TEXT)",
+        """CREATE TABLE wl_entries (entry_id TEXT PRIMARY KEY, list_id TEXT NOT NULL, plate TEXT NOT NULL,
+            body BLOB NOT NULL, updated_at REAL NOT NULL, updated_by TEXT)""",
+        "CREATE INDEX wl_entries_list ON wl_entries (list_id)",
+        "CREATE INDEX wl_entries_plate ON wl_entries (plate)",
+        "CREATE TABLE feed_changes (version INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT, body BLOB NOT NULL)",
+        "CREATE TABLE hub_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "ALTER TABLE checkpoints ADD COLUMN feed_version INTEGER",
+        """CREATE TABLE edge_hits (checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+            read_seq INTEGER NOT NULL, alert_id TEXT NOT NULL, entry_id TEXT NOT NULL, list_id TEXT NOT NULL,
+            kind TEXT NOT NULL, score REAL NOT NULL, explanation TEXT NOT NULL, feed_version INTEGER NOT NULL,
+            matcher_version TEXT NOT NULL, raised_at REAL NOT NULL, PRIMARY KEY (checkpoint, epoch, seq))""",
+        "CREATE INDEX edge_hits_read ON edge_hits (checkpoint, epoch, read_seq)",
     ],
 ]
 
@@ -125,7 +141,7 @@ class HubStore:
     def insert_event(db: sqlite_utils.Database, checkpoint: str, epoch: int, event: Event,
                      edge_sent_at: float, received_at: float) -> Outcome:
         """Insert idempotently; a reused identity with other content comes back as a dead letter."""
-        kind = "read" if isinstance(event, PlateRead) else "passage"
+        kind = "read" if isinstance(event, PlateRead) else "passage" if isinstance(event, Passage) else "hit"
         d = digest(event)
         cur = db.conn.execute(
             "INSERT OR IGNORE INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
@@ -146,6 +162,13 @@ class HubStore:
                 (checkpoint, epoch, event.seq, event.camera_id, event.camera_event_id, event.captured_at,
                  edge_sent_at, received_at, event.plate, event.plate_raw, event.plate_valid, event.plate_problem,
                  event.no_plate, event.colour, event.vehicle_type, event.confidence, event.lane, event.direction))
+        elif isinstance(event, EdgeHit):
+            db.conn.execute(
+                """INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score,
+                explanation, feed_version, matcher_version, raised_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (checkpoint, epoch, event.seq, event.read_seq, event.alert_id, event.entry_id, event.list_id,
+                 event.kind, event.score, event.explanation, event.feed_version, event.matcher_version,
+                 event.raised_at))
         elif isinstance(event, Passage):
             db.conn.execute(
                 """INSERT INTO passages (checkpoint, epoch, seq, plate, no_plate, colour, vehicle_type, first_seen,

@@ -7,10 +7,10 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocols import plates
+from protocols.feed import EntryDelete, EntryUpsert, FeedChange, ListUpsert
 from protocols.matching import Entry, Hit, ListAction, MatchKind, Watchlist
 from protocols.plateindex import PlateIndex
-
-from protocols import plates
 
 CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehicle_type")
 REQUIRED = ("plate", "list")
@@ -96,18 +96,47 @@ def load_files(paths: list[str]) -> LoadedLists:
 
 
 class HubWatchlists:
-    """The hub's lists and its index; matching runs in the ingest writer thread."""
+    """The hub's lists and its index. Used only from the store's writer thread (matching and changes)."""
 
-    def __init__(self, loaded: LoadedLists, feed_version: int = 0) -> None:
-        self.lists = loaded.lists
+    def __init__(self) -> None:
+        self.lists: dict[str, Watchlist] = {}
         self.index = PlateIndex()
-        self.index.build(loaded.lists.values(), loaded.entries, feed_version=feed_version)
-        self.entries = {e.entry_id: e for e in loaded.entries}
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def build(self, lists: list[Watchlist], entries: list[Entry], feed_version: int = 0) -> None:
+        self.lists = {wl.list_id: wl for wl in lists}
+        index = PlateIndex()
+        index.build(lists, entries, feed_version=feed_version)
+        self.index = index
+
+    def set_list(self, wl: Watchlist) -> None:
+        self.lists[wl.list_id] = wl
+        self.index.set_watchlist(wl)
+
+    def drop_list(self, list_id: str, entry_ids: list[str]) -> None:
+        for entry_id in entry_ids:
+            self.index.remove(entry_id)
+        self.lists.pop(list_id, None)
+
+    def set_feed_version(self, version: int) -> None:
+        self.index.feed_version = version
 
     def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
         if not plate:
             return []
         return self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+
+
+def changes_for(loaded: LoadedLists, current: dict[str, dict[str, Entry]]) -> list[FeedChange]:
+    """The changes that make each loaded list hold exactly the loaded entries (``current``: list -> entries)."""
+    changes: list[FeedChange] = [ListUpsert(watchlist=wl) for wl in loaded.lists.values()]
+    by_list: dict[str, dict[str, Entry]] = {lid: {} for lid in loaded.lists}
+    for entry in loaded.entries:
+        by_list[entry.list_id][entry.entry_id] = entry
+    for list_id, wanted in by_list.items():
+        have = current.get(list_id, {})
+        changes += [EntryDelete(entry_id=eid) for eid in sorted(set(have) - set(wanted))]
+        changes += [EntryUpsert(entry=e) for eid, e in sorted(wanted.items()) if have.get(eid) != e]
+    return changes

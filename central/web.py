@@ -11,7 +11,7 @@ from aiohttp import web
 
 from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
 
-from . import keys
+from . import keys, web_lists
 
 STATIC = Path(__file__).with_name("static")
 
@@ -26,6 +26,7 @@ POLICY: dict[str, Access] = {
     "dead_letters": Access.SESSION,
     "live": Access.SESSION,
 }
+POLICY.update(web_lists.POLICY)
 
 
 def console_login(expected_code: str):  # noqa: ANN201 - returns a checker

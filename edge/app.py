@@ -16,6 +16,8 @@ from runtime.web import Sessions, add_login_routes, close_sockets, make_middlewa
 
 from . import keys
 from . import web as edge_web
+from .feedsync import FeedSync
+from .mirror import Mirror
 from .outbox import OutboxStore
 from .passages import PassageBuilder
 from .service import EdgeService
@@ -35,17 +37,20 @@ def create_app(settings: EdgeSettings) -> web.Application:
     data = settings.data_path
     outbox = OutboxStore(data / "outbox.db")
     dead = DeadLetterStore(data / "deadletters.db")
+    mirror = Mirror(data / "mirror.db")
+    feed = FeedSync(mirror, settings.hub.url, settings.hub.token)
     uplink_ref: list[EdgeUplink] = []
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
                           enqueue=lambda items: uplink_ref[0].enqueue(items),
-                          recent_alerts=settings.tablet.recent_alerts)
+                          recent_alerts=settings.tablet.recent_alerts, mirror=mirror)
     m = settings.mqtt
     uplink = EdgeUplink(
         UplinkConfig(checkpoint=settings.checkpoint, url=m.url, username=m.username or settings.checkpoint,
                      password=m.password, keepalive_s=m.keepalive_s, max_inflight=m.max_inflight,
                      batch_max=m.batch_max, ack_timeout_s=m.ack_timeout_s, reconnect_min_s=m.reconnect_min_s,
                      reconnect_max_s=m.reconnect_max_s, status_interval_s=m.status_interval_s, software=SOFTWARE),
-        outbox, on_alert=service.on_alert, status_extra=lambda: _status_extra(outbox, service))
+        outbox, on_alert=service.on_alert, status_extra=lambda: _status_extra(outbox, service),
+        on_feed_delta=feed.on_delta, on_feed_version=feed.on_version)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))
@@ -54,6 +59,8 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.OUTBOX] = outbox
     app[keys.DEAD] = dead
+    app[keys.MIRROR] = mirror
+    app[keys.FEED] = feed
     app[keys.SERVICE] = service
     app[keys.UPLINK] = uplink
     app[keys.JSON_SOURCE] = JsonPushSource(settings.cameras, service, dead)
@@ -61,7 +68,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint),
                      secure=False)
     edge_web.add_routes(app)
-    app.cleanup_ctx.extend([_stores, _uplink, _passage_ticker, _simulator])
+    app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _simulator])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -71,17 +78,28 @@ async def _status_extra(outbox: OutboxStore, service: EdgeService) -> dict[str, 
 
     stats = await outbox.stats()
     oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
-    return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest}
+    return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest, "feed_version": service.mirror.version
+            if service.mirror is not None else None}
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[keys.SETTINGS].data_path.mkdir(parents=True, exist_ok=True)
     app[keys.OUTBOX].start()
     app[keys.DEAD].start()
+    await asyncio.to_thread(app[keys.MIRROR].start)
     log.info("edge %s: outbox epoch %d", app[keys.SETTINGS].checkpoint, app[keys.OUTBOX].epoch)
     yield
+    app[keys.MIRROR].stop()
     app[keys.DEAD].stop()
     app[keys.OUTBOX].stop()
+
+
+async def _feed(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[keys.FEED].run(), name="feed-sync")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _uplink(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,8 @@ from aiohttp import web
 
 from runtime.deadletters import DeadLetterStore
 
+from .feedsync import FeedSync
+from .mirror import Mirror
 from .outbox import OutboxStore
 from .service import EdgeService
 from .settings import EdgeSettings
@@ -19,3 +21,5 @@ SERVICE = web.AppKey("service", EdgeService)
 UPLINK = web.AppKey("uplink", EdgeUplink)
 JSON_SOURCE = web.AppKey("json_source", JsonPushSource)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+MIRROR = web.AppKey("mirror", Mirror)
+FEED = web.AppKey("feed", FeedSync)

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
-from protocols.messages import Event, Passage, PlateRead
+from protocols.messages import EdgeHit, Event, Passage, PlateRead
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = """
@@ -164,4 +164,6 @@ def _kind(event: Event) -> str:
         return "read"
     if isinstance(event, Passage):
         return "passage"
+    if isinstance(event, EdgeHit):
+        return "hit"
     raise TypeError(f"unknown event type {type(event).__name__}")

@@ -11,10 +11,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocols import plates
-from protocols.messages import Alert, CameraRead, Event, Passage, PlateRead
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Alert,
+    AlertHit,
+    CameraRead,
+    EdgeHit,
+    Event,
+    Passage,
+    PlateRead,
+    derive_alert_id,
+)
 from runtime.fanout import Fanout
 
-from .outbox import PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, Pending
+from .mirror import Mirror
+from .outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, Pending
 from .passages import PassageBuilder
 
 log = logging.getLogger(__name__)
@@ -84,8 +95,9 @@ class EdgeService:
 
     def __init__(self, checkpoint: str, outbox: OutboxStore, passages: PassageBuilder,
                  enqueue: Callable[[list[Pending]], None], recent_alerts: int = 200,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, mirror: Mirror | None = None) -> None:
         self.checkpoint = checkpoint
+        self.mirror = mirror
         self.outbox = outbox
         self.passages = passages
         self._enqueue = enqueue
@@ -96,6 +108,7 @@ class EdgeService:
         self._alert_ids: set[str] = set()
         self.reads_total = 0
         self.passages_total = 0
+        self.local_hits = 0
         self._lock = asyncio.Lock()
 
     def camera(self, camera_id: str) -> CameraHealth:
@@ -117,10 +130,43 @@ class EdgeService:
         health.recent.append(now)
         self.reads_total += 1
         self.live.publish({"type": "read", "read": _read_frame(numbered)})
+        if self.mirror is not None and not numbered.no_plate:
+            await self._match_locally(numbered, now)
         closed = self.passages.observe(numbered, now)
         if closed:
             await self._commit_passages(closed)
         return numbered
+
+    async def _match_locally(self, read: PlateRead, now: float) -> None:
+        """Alert this checkpoint's tablets from the local mirror, uplink or not; tell the hub (a hit event)."""
+        assert self.mirror is not None
+        hits = self.mirror.match(read.plate, now=read.captured_at, colour=read.colour,
+                                 vehicle_type=read.vehicle_type)
+        if not hits:
+            return
+        events: list[Event] = []
+        alerts: list[Alert] = []
+        for hit in hits:
+            wl = self.mirror.lists.get(hit.list_id)
+            entry = await self.mirror.entry(hit.entry_id)
+            aid = derive_alert_id(self.checkpoint, self.outbox.epoch, read.seq, hit.entry_id)
+            alerts.append(Alert(
+                v=SCHEMA_VERSION, alert_id=aid, checkpoint=self.checkpoint, epoch=self.outbox.epoch, seq=read.seq,
+                raised_at=now, captured_at=read.captured_at, camera_id=read.camera_id, plate_read=read.plate,
+                lane=read.lane, colour=read.colour, vehicle_type=read.vehicle_type,
+                hit=AlertHit(entry_id=hit.entry_id, entry_plate=hit.entry_plate, list_id=hit.list_id,
+                             list_name=wl.name if wl else hit.list_id, action=hit.action.value,
+                             priority=hit.priority, kind=hit.kind.value, score=hit.score,
+                             explanation=hit.explanation[:500], reason=(entry.reason if entry else "")[:500],
+                             feed_version=hit.feed_version, matcher_version=hit.matcher_version)))
+            events.append(EdgeHit(seq=1, read_seq=read.seq, alert_id=aid, entry_id=hit.entry_id,
+                                  list_id=hit.list_id, kind=hit.kind.value, score=hit.score,
+                                  explanation=hit.explanation[:500], feed_version=hit.feed_version,
+                                  matcher_version=hit.matcher_version, raised_at=now))
+        for alert in alerts:  # the tablets first: they must not wait for a disk write
+            await self.on_alert(alert)
+        await self._commit(events, [PRIORITY_HIT] * len(events))
+        self.local_hits += len(events)
 
     async def expire_passages(self) -> None:
         closed = self.passages.expire(self._clock())

@@ -44,6 +44,13 @@ class CameraSettings(msgspec.Struct, **_STRICT):
     lane: int | None = None
 
 
+class HubSettings(msgspec.Struct, **_STRICT):
+    url: str = ""
+    """The hub's HTTP address, for watchlist snapshots (e.g. https://hub.example:8080); empty: deltas only."""
+    token: str = ""
+    """The bearer token the hub's [feed] token expects."""
+
+
 class PassageSettings(msgspec.Struct, **_STRICT):
     window_s: float = 8.0
 
@@ -71,6 +78,7 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     name: str = ""
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    hub: HubSettings = msgspec.field(default_factory=HubSettings)
     cameras: list[CameraSettings] = msgspec.field(default_factory=list)
     passages: PassageSettings = msgspec.field(default_factory=PassageSettings)
     tablet: TabletSettings = msgspec.field(default_factory=TabletSettings)

@@ -23,6 +23,7 @@ import aiomqtt
 import msgspec
 
 from protocols import topics
+from protocols.feed import FeedDelta, FeedVersion
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -83,11 +84,15 @@ class _OutgoingBatch(msgspec.Struct):
 class EdgeUplink:
     def __init__(self, config: UplinkConfig, outbox: OutboxStore,
                  on_alert: Callable[[Alert], Awaitable[None]],
-                 status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None) -> None:
+                 status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None,
+                 on_feed_delta: Callable[[FeedDelta], Awaitable[None]] | None = None,
+                 on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None) -> None:
         self.config = config
         self.outbox = outbox
         self._on_alert = on_alert
         self._status_extra = status_extra
+        self._on_feed_delta = on_feed_delta
+        self._on_feed_version = on_feed_version
         self._pending: list[tuple[int, int]] = []
         self._queued: set[int] = set()
         self._inflight: dict[int, tuple[float, int]] = {}
@@ -170,14 +175,23 @@ class EdgeUplink:
         await client.subscribe(topics.ack(cp), qos=1)
         await client.subscribe(topics.alerts(cp), qos=1)
         await client.subscribe(topics.hub_status(), qos=1)
+        if self._on_feed_delta is not None:
+            await client.subscribe(topics.feed_delta(), qos=1)
+        if self._on_feed_version is not None:
+            await client.subscribe(topics.feed_version(), qos=1)
         await self.publish_status()
         # A new connection may have lost what was in flight on the old one: send it again.
         self._requeue_inflight(resend=True)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._sender(client))
-            tasks.create_task(self._status_loop())
-            async for message in client.messages:
-                await self._on_message(str(message.topic), bytes(message.payload or b""))
+        # A lost connection surfaces inside the task group as an ExceptionGroup; unwrap it so run()
+        # sees the MqttError and reconnects instead of letting the uplink task die.
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._sender(client))
+                tasks.create_task(self._status_loop())
+                async for message in client.messages:
+                    await self._on_message(str(message.topic), bytes(message.payload or b""))
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None
 
     async def publish_status(self) -> None:
         client = self._client
@@ -273,6 +287,10 @@ class EdgeUplink:
                 await self._on_alert(decode(Alert, payload))
             elif parsed.kind is topics.TopicKind.HUB_STATUS:
                 self._on_hub_status(decode(HubStatus, payload))
+            elif parsed.kind is topics.TopicKind.FEED_DELTA and self._on_feed_delta is not None:
+                await self._on_feed_delta(decode(FeedDelta, payload))
+            elif parsed.kind is topics.TopicKind.FEED_VERSION and self._on_feed_version is not None:
+                await self._on_feed_version(decode(FeedVersion, payload))
         except DecodeError as exc:
             log.warning("uplink: bad %s message from the hub: %s", parsed.kind, exc.reason)
 

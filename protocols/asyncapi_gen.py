@@ -73,6 +73,8 @@ def _draft07(schema: Any, where: str) -> Any:
             out[key] = [_draft07(item, f"{at}/{i}") for i, item in enumerate(value)]
         elif key in _MAP:
             out[key] = {name: _draft07(sub, f"{at}/{name}") for name, sub in value.items()}
+        elif key == "default" and schema.get("uniqueItems") and isinstance(value, list):
+            out[key] = sorted(value, key=str)  # a set's default: its order would change from run to run
         elif key in _PLAIN:
             out[key] = value
         else:

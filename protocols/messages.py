@@ -11,9 +11,12 @@ versions it accepts in its retained status message.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
+
+from .feed import FeedDelta, FeedVersion
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
@@ -83,7 +86,23 @@ class Passage(msgspec.Struct, tag="passage", **_STRICT):
     vehicle_type: Text32 | None = None
 
 
-Event = PlateRead | Passage
+class EdgeHit(msgspec.Struct, tag="hit", **_STRICT):
+    """The edge matched one of its reads against its mirror and alerted its tablets."""
+
+    seq: Seq
+    read_seq: Seq
+    alert_id: Text128
+    entry_id: Text128
+    list_id: Text128
+    kind: Text32
+    score: float
+    explanation: Text500
+    feed_version: int
+    matcher_version: Text32
+    raised_at: float
+
+
+Event = PlateRead | Passage | EdgeHit
 
 
 class EventBatch(msgspec.Struct, **_STRICT):
@@ -164,6 +183,13 @@ class Alert(msgspec.Struct, **_STRICT):
     vehicle_type: Text32 | None = None
 
 
+def derive_alert_id(checkpoint: str, epoch: int, read_seq: int, entry_id: str) -> str:
+    """An alert's identity: from the read and the entry that caused it, so the edge's local alert and
+    the hub's alert for the same hit are one alert, and every resend names it the same way."""
+    key = f"{checkpoint}\x1f{epoch}\x1f{read_seq}\x1f{entry_id}".encode()
+    return "A" + hashlib.blake2b(key, digest_size=12).hexdigest()
+
+
 class DecodeError(ValueError):
     """A payload that is not a valid message; ``reason`` says what was wrong."""
 
@@ -220,4 +246,6 @@ WIRE_MESSAGES: dict[str, type[msgspec.Struct]] = {
     "CheckpointStatus": CheckpointStatus,
     "HubStatus": HubStatus,
     "Alert": Alert,
+    "FeedDelta": FeedDelta,
+    "FeedVersion": FeedVersion,
 }

@@ -7,6 +7,8 @@ Layout (MQTT 3.1.1, QoS 1 unless noted)::
     cordon/v1/cp/{checkpoint}/ack      hub -> edge   end-to-end acknowledgements by range
     cordon/v1/cp/{checkpoint}/alerts   hub -> edge   alerts for that checkpoint's tablets
     cordon/v1/hub/status               hub -> all    retained online / offline with last will
+    cordon/v1/feed/delta               hub -> edges  watchlist feed changes, one version each
+    cordon/v1/feed/version             hub -> edges  retained current feed version
 
 The checkpoint id is also the edge's MQTT username, so a broker ACL can pin each edge to
 ``cordon/v1/cp/%u/#``.
@@ -28,6 +30,8 @@ class TopicKind(StrEnum):
     ACK = "ack"
     ALERTS = "alerts"
     HUB_STATUS = "hub_status"
+    FEED_DELTA = "feed_delta"
+    FEED_VERSION = "feed_version"
 
 
 _CP_KINDS = (TopicKind.EVENTS, TopicKind.STATUS, TopicKind.ACK, TopicKind.ALERTS)
@@ -74,6 +78,14 @@ def hub_status() -> str:
     return f"{PREFIX}/hub/status"
 
 
+def feed_delta() -> str:
+    return f"{PREFIX}/feed/delta"
+
+
+def feed_version() -> str:
+    return f"{PREFIX}/feed/version"
+
+
 def all_checkpoints(kind: TopicKind) -> str:
     """Subscription filter for one kind of topic across every checkpoint."""
     if kind not in _CP_KINDS:
@@ -85,6 +97,10 @@ def parse(topic: str) -> Topic:
     """Parse a topic into its kind and checkpoint; raise TopicError for anything else."""
     if topic == hub_status():
         return Topic(TopicKind.HUB_STATUS, None)
+    if topic == feed_delta():
+        return Topic(TopicKind.FEED_DELTA, None)
+    if topic == feed_version():
+        return Topic(TopicKind.FEED_VERSION, None)
     parts = topic.split("/")
     if len(parts) == 5 and f"{parts[0]}/{parts[1]}" == PREFIX and parts[2] == "cp":
         checkpoint, leaf = parts[3], parts[4]

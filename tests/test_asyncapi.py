@@ -15,6 +15,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT7, DRAFT202012, Specification
 
 from protocols import asyncapi_gen, topics
+from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedVersion, ListDelete, ListUpsert
+from protocols.matching import Entry, Watchlist
 from protocols.messages import (
     SCHEMA_VERSION,
     WIRE_MESSAGES,
@@ -38,11 +40,14 @@ REGENERATE = "regenerate it: see the docstring of protocols/asyncapi_gen.py"
 
 #: Which message each kind of topic carries, and which of them the hub (the document's side) receives.
 CARRIES = {TopicKind.EVENTS: "EventBatch", TopicKind.STATUS: "CheckpointStatus", TopicKind.ACK: "Ack",
-           TopicKind.ALERTS: "Alert", TopicKind.HUB_STATUS: "HubStatus"}
+           TopicKind.ALERTS: "Alert", TopicKind.HUB_STATUS: "HubStatus", TopicKind.FEED_DELTA: "FeedDelta",
+           TopicKind.FEED_VERSION: "FeedVersion"}
 HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS}
-RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS}
+GLOBAL = {TopicKind.HUB_STATUS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
+RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION}
 BUILDERS = {TopicKind.EVENTS: topics.events, TopicKind.STATUS: topics.status, TopicKind.ACK: topics.ack,
-            TopicKind.ALERTS: topics.alerts, TopicKind.HUB_STATUS: lambda _cp: topics.hub_status()}
+            TopicKind.ALERTS: topics.alerts, TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
+            TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(), TopicKind.FEED_VERSION: lambda _cp: topics.feed_version()}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +123,7 @@ def test_every_channel_is_a_topic_and_every_topic_a_channel(doc):
         address = channel["address"]
         assert set(re.findall(r"\{(\w+)\}", address)) == set(channel.get("parameters", {})), name
         parsed = topics.parse(address.replace("{checkpoint}", CP))
-        assert parsed.checkpoint == (None if parsed.kind is TopicKind.HUB_STATUS else CP), name
+        assert parsed.checkpoint == (None if parsed.kind in GLOBAL else CP), name
         assert BUILDERS[parsed.kind](CP) == address.replace("{checkpoint}", CP), name
         assert parsed.kind not in seen, f"{name} and {seen.get(parsed.kind)} are the same topic"
         seen[parsed.kind] = name
@@ -185,6 +190,13 @@ SAMPLES: dict[str, msgspec.Struct] = {
                    lane=1, hit=AlertHit(entry_id="E17", entry_plate="鲁A12345", list_id="stolen",
                                         list_name="Stolen vehicles", action="intercept", priority=90,
                                         kind="exact", score=1.0, explanation="exact match")),
+    "FeedDelta": FeedDelta(v=SCHEMA_VERSION, version=8, sent_at=1718000050.0, changes=[
+        ListUpsert(watchlist=Watchlist(list_id="stolen", name="Stolen vehicles", priority=90)),
+        EntryUpsert(entry=Entry(entry_id="stolen:鲁A12345", list_id="stolen", plate="鲁A12345", reason="stolen")),
+        EntryDelete(entry_id="stolen:鲁B00001"),
+        ListDelete(list_id="old-list"),
+    ]),
+    "FeedVersion": FeedVersion(v=SCHEMA_VERSION, version=8, entries=120345, sent_at=1718000050.0),
 }
 
 

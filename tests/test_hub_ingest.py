@@ -9,8 +9,9 @@ import time
 import pytest
 
 from central.ingest import Ingest, alert_id, ranges
+from central.lists import ListService, apply_changes
 from central.store import HubStore
-from central.watchlists import HubWatchlists, WatchlistFileError, parse_csv
+from central.watchlists import HubWatchlists, WatchlistFileError, changes_for, parse_csv
 from protocols.messages import SCHEMA_VERSION, Ack, EventBatch, Passage, PlateRead, decode, encode
 
 CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n鲁A0K88B,秘密,covert,70,专案\n"
@@ -28,7 +29,12 @@ def hub(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
     rec = Recorder()
-    ingest = Ingest(store, HubWatchlists(parse_csv(CSV)), publish=lambda t, p: rec.published.append((t, p)),
+    watchlists = HubWatchlists()
+    ListService(store, watchlists, lambda *a, **k: None).load()
+    loaded = parse_csv(CSV)
+    store.submit(lambda db: [op() for op in apply_changes(db, changes_for(loaded, {}), watchlists, "test").index_ops]
+                 ).result(5)
+    ingest = Ingest(store, watchlists, publish=lambda t, p: rec.published.append((t, p)),
                     on_alerts=rec.alerts.extend, on_status=rec.statuses.append)
     yield ingest, store, rec
     store.stop()

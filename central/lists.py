@@ -1,0 +1,226 @@
+"""Watchlists at the hub: storage, the field feed's versions, and the hub's live index.
+
+Every change goes through the store's writer thread as one job: the rows change, the hub's index
+follows, and when the change touches the field feed (lists that are neither covert nor
+restricted) it becomes the next feed version, kept in ``feed_changes``. After the commit the
+delta is published to the edges and the retained feed version is updated. Matching runs in the
+same writer thread, so it never sees a half-applied change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+import msgspec
+import sqlite_utils
+
+from protocols import topics
+from protocols.feed import (
+    EntryDelete,
+    EntryUpsert,
+    FeedChange,
+    FeedDelta,
+    FeedSnapshot,
+    FeedVersion,
+    ListDelete,
+    ListUpsert,
+    in_field_feed,
+)
+from protocols.matching import Entry, Watchlist
+from protocols.messages import SCHEMA_VERSION, encode
+
+from .store import HubStore
+from .watchlists import HubWatchlists
+
+log = logging.getLogger(__name__)
+
+_enc = msgspec.json.Encoder()
+_list_dec = msgspec.json.Decoder(type=Watchlist)
+_entry_dec = msgspec.json.Decoder(type=Entry)
+
+
+class ListError(ValueError):
+    """A change that cannot be applied (unknown list, entry of another list...)."""
+
+
+class NotFound(ListError):
+    pass
+
+
+@dataclass(slots=True)
+class Applied:
+    version: int
+    changes: int
+    delta: FeedDelta | None = None
+    index_ops: list[Callable[[], None]] = field(default_factory=list)
+
+
+def feed_version(db: sqlite_utils.Database) -> int:
+    row = db.conn.execute("SELECT value FROM hub_meta WHERE key='feed_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def get_list(db: sqlite_utils.Database, list_id: str) -> Watchlist | None:
+    row = db.conn.execute("SELECT body FROM wl_lists WHERE list_id=?", (list_id,)).fetchone()
+    return _list_dec.decode(row[0]) if row else None
+
+
+def get_entry(db: sqlite_utils.Database, entry_id: str) -> Entry | None:
+    row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()
+    return _entry_dec.decode(row[0]) if row else None
+
+
+def list_entries(db: sqlite_utils.Database, list_id: str) -> list[Entry]:
+    return [_entry_dec.decode(b) for (b,) in
+            db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? ORDER BY entry_id", (list_id,))]
+
+
+def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int]:
+    lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM wl_lists")]
+    entries = [_entry_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM wl_entries")]
+    return lists, entries, feed_version(db)
+
+
+def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watchlists: HubWatchlists,
+                  actor: str, now: float | None = None) -> Applied:
+    """Write the changes, prepare the index updates, and record a feed version if the field feed moved."""
+    now = time.time() if now is None else now
+    field_changes: list[FeedChange] = []
+    ops: list[Callable[[], None]] = []
+    count = 0
+    for change in changes:
+        count += 1
+        if isinstance(change, ListUpsert):
+            wl = change.watchlist
+            old = get_list(db, wl.list_id)
+            db.conn.execute("INSERT OR REPLACE INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (?,?,?,?)",
+                            (wl.list_id, _enc.encode(wl), now, actor))
+            ops.append(partial(watchlists.set_list, wl))
+            was, now_in = old is not None and in_field_feed(old), in_field_feed(wl)
+            if now_in:
+                field_changes.append(change)
+                if not was:  # a list coming into the field feed brings its entries along
+                    field_changes.extend(EntryUpsert(entry=e) for e in list_entries(db, wl.list_id))
+            elif was:
+                field_changes.append(ListDelete(list_id=wl.list_id))
+        elif isinstance(change, ListDelete):
+            old = get_list(db, change.list_id)
+            if old is None:
+                raise NotFound(f"no list {change.list_id!r}")
+            ids = [i for (i,) in db.conn.execute("SELECT entry_id FROM wl_entries WHERE list_id=?", (change.list_id,))]
+            db.conn.execute("DELETE FROM wl_entries WHERE list_id=?", (change.list_id,))
+            db.conn.execute("DELETE FROM wl_lists WHERE list_id=?", (change.list_id,))
+            ops.append(partial(watchlists.drop_list, change.list_id, ids))
+            if in_field_feed(old):
+                field_changes.append(change)
+        elif isinstance(change, EntryUpsert):
+            entry = change.entry
+            owner = get_list(db, entry.list_id)
+            if owner is None:
+                raise NotFound(f"entry {entry.entry_id!r}: no list {entry.list_id!r}")
+            previous = get_entry(db, entry.entry_id)
+            if previous is not None and previous.list_id != entry.list_id:
+                raise ListError(f"entry {entry.entry_id!r} belongs to list {previous.list_id!r}")
+            db.conn.execute(
+                "INSERT OR REPLACE INTO wl_entries (entry_id, list_id, plate, body, updated_at, updated_by) "
+                "VALUES (?,?,?,?,?,?)", (entry.entry_id, entry.list_id, entry.plate, _enc.encode(entry), now, actor))
+            ops.append(partial(watchlists.index.upsert, entry))
+            if in_field_feed(owner):
+                field_changes.append(change)
+        elif isinstance(change, EntryDelete):
+            previous = get_entry(db, change.entry_id)
+            if previous is None:
+                raise NotFound(f"no entry {change.entry_id!r}")
+            db.conn.execute("DELETE FROM wl_entries WHERE entry_id=?", (change.entry_id,))
+            ops.append(partial(watchlists.index.remove, change.entry_id))
+            owner = get_list(db, previous.list_id)
+            if owner is not None and in_field_feed(owner):
+                field_changes.append(change)
+    version = feed_version(db)
+    delta = None
+    if field_changes:
+        version += 1
+        delta = FeedDelta(v=SCHEMA_VERSION, version=version, changes=field_changes, sent_at=now)
+        db.conn.execute("INSERT INTO feed_changes (version, at, actor, body) VALUES (?,?,?,?)",
+                        (version, now, actor, _enc.encode(delta)))
+        db.conn.execute("INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),))
+    ops.append(partial(watchlists.set_feed_version, version))
+    return Applied(version=version, changes=count, delta=delta, index_ops=ops)
+
+
+def snapshot_bytes(db: sqlite_utils.Database) -> bytes:
+    """The field feed as one FeedSnapshot JSON document, read in one transaction (consistent)."""
+    db.conn.execute("BEGIN")
+    try:
+        version = feed_version(db)
+        lists = [(lid, body) for lid, body in db.conn.execute("SELECT list_id, body FROM wl_lists")]
+        field_ids = {lid for lid, body in lists if in_field_feed(_list_dec.decode(body))}
+        wl_raw = [msgspec.Raw(body) for lid, body in lists if lid in field_ids]
+        entries = [msgspec.Raw(body) for lid, body in
+                   db.conn.execute("SELECT list_id, body FROM wl_entries ORDER BY entry_id") if lid in field_ids]
+    finally:
+        db.conn.execute("COMMIT")
+    return _enc.encode({"version": version, "watchlists": wl_raw, "entries": entries})
+
+
+class ListService:
+    """Applies changes through the store's writer and tells the edges."""
+
+    def __init__(self, store: HubStore, watchlists: HubWatchlists,
+                 publish: Callable[..., None]) -> None:
+        self.store = store
+        self.watchlists = watchlists
+        self._publish = publish
+
+    def load(self) -> int:
+        """At start-up, from the writer thread's point of view: fill the index from the database."""
+
+        def job(db: sqlite_utils.Database) -> int:
+            lists, entries, version = load_all(db)
+            self.watchlists.build(lists, entries, version)
+            return len(entries)
+
+        return self.store.submit(job).result()
+
+    async def apply(self, changes: list[FeedChange], actor: str) -> Applied:
+        """Apply changes atomically; publish the feed delta after the commit."""
+
+        def job(db: sqlite_utils.Database) -> Applied:
+            applied = apply_changes(db, changes, self.watchlists, actor)
+            for op in applied.index_ops:
+                op()
+            return applied
+
+        try:
+            applied = await self.store.run(job)
+        except ListError:
+            raise
+        except Exception:
+            # The index may have moved while the commit failed: make it match the database again.
+            log.exception("watchlist change not committed; reloading the index")
+            await self.store.run(lambda db: self.watchlists.build(*load_all(db)))
+            raise
+        if applied.delta is not None:
+            self.publish_delta(applied.delta)
+        return applied
+
+    def publish_delta(self, delta: FeedDelta) -> None:
+        self._publish(topics.feed_delta(), encode(delta), qos=1)
+        self.publish_version(delta.version)
+
+    def publish_version(self, version: int) -> None:
+        message = FeedVersion(v=SCHEMA_VERSION, version=version, entries=len(self.watchlists), sent_at=time.time())
+        self._publish(topics.feed_version(), encode(message), qos=1, retain=True)
+
+    async def snapshot(self) -> bytes:
+        import asyncio
+
+        return await asyncio.to_thread(self.store.read, snapshot_bytes)
+
+
+def decode_snapshot(body: bytes) -> FeedSnapshot:
+    return msgspec.json.decode(body, type=FeedSnapshot)

@@ -1,0 +1,206 @@
+"""Watchlist management API and the field feed's snapshot endpoint (the same functions the CLI uses)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from protocols import plates
+from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert
+from protocols.matching import Entry, ListAction, ListKind, MatchKind, Watchlist
+from runtime.web import Access, json_error, principal_of
+
+from . import keys
+from .lists import ListError, NotFound, get_entry, get_list, list_entries
+
+POLICY: dict[str, Access] = {
+    "watchlists": Access.SESSION,
+    "watchlist_save": Access.SESSION,
+    "watchlist_delete": Access.SESSION,
+    "entries": Access.SESSION,
+    "entry_save": Access.SESSION,
+    "entry_delete": Access.SESSION,
+    "entry_expire": Access.SESSION,
+    "feed_status": Access.SESSION,
+    "feed_snapshot": Access.EDGE,
+}
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
+
+
+class ListInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    list_id: Id
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    kind: ListKind = ListKind.VEHICLE
+    action: ListAction = ListAction.INTERCEPT
+    priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
+    restricted: bool = False
+    alert_kinds: frozenset[MatchKind] = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
+    max_swaps: Annotated[int, msgspec.Meta(ge=0, le=16)] = 2
+    valid_from: float | None = None
+    valid_until: float | None = None
+    source: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    owner: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class EntryInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    entry_id: Id | None = None
+    colour: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    vehicle_type: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    case_ref: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    valid_from: float | None = None
+    valid_until: float | None = None
+
+
+def normalize_pattern(raw: str) -> str:
+    """A plate, or a pattern whose literal runs are normalized like plates and whose * and ? stay."""
+    out: list[str] = []
+    literal: list[str] = []
+    for ch in raw:
+        if ch in "*?":
+            out.append(plates.normalize("".join(literal)).plate if literal else "")
+            out.append(ch)
+            literal = []
+        else:
+            literal.append(ch)
+    if literal:
+        out.append(plates.normalize("".join(literal)).plate)
+    return "".join(out)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+async def _body(request: web.Request, kind: type) -> Any:
+    try:
+        return msgspec.json.decode(await request.read(), type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
+
+
+def _actor(request: web.Request) -> str:
+    principal = principal_of(request)
+    return principal.name if principal else "unknown"
+
+
+async def _apply(request: web.Request, changes: list[Any]) -> dict[str, Any]:
+    try:
+        applied = await request.app[keys.LISTS].apply(changes, _actor(request))
+    except NotFound as exc:
+        raise json_error(web.HTTPNotFound, str(exc)) from None
+    except ListError as exc:
+        raise json_error(web.HTTPConflict, str(exc)) from None
+    return {"feed_version": applied.version, "changes": applied.changes}
+
+
+async def watchlists(request: web.Request) -> web.Response:
+    def q(db: Any) -> list[dict[str, Any]]:
+        counts = dict(db.conn.execute("SELECT list_id, count(*) FROM wl_entries GROUP BY list_id"))
+        out = []
+        for (lid,) in db.conn.execute("SELECT list_id FROM wl_lists ORDER BY list_id"):
+            wl = get_list(db, lid)
+            out.append({"watchlist": wl, "entries": counts.get(lid, 0)})
+        return out
+
+    return _json({"watchlists": await asyncio.to_thread(request.app[keys.STORE].read, q)})
+
+
+async def watchlist_save(request: web.Request) -> web.Response:
+    data: ListInput = await _body(request, ListInput)
+    wl = Watchlist(**msgspec.structs.asdict(data))
+    return _json(await _apply(request, [ListUpsert(watchlist=wl)]))
+
+
+async def watchlist_delete(request: web.Request) -> web.Response:
+    return _json(await _apply(request, [ListDelete(list_id=request.match_info["list_id"])]))
+
+
+async def entries(request: web.Request) -> web.Response:
+    list_id = request.match_info["list_id"]
+    needle = request.query.get("q", "").strip()
+    try:
+        limit = max(1, min(int(request.query.get("limit", "100")), 1000))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "limit must be a whole number") from None
+
+    def q(db: Any) -> list[Entry] | None:
+        if get_list(db, list_id) is None:
+            return None
+        if not needle:
+            return list_entries(db, list_id)[:limit]
+        pattern = "%" + normalize_pattern(needle).replace("%", "").replace("_", "") + "%"
+        rows = db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id LIMIT ?",
+                               (list_id, pattern, limit))
+        return [msgspec.json.decode(b, type=Entry) for (b,) in rows]
+
+    found = await asyncio.to_thread(request.app[keys.STORE].read, q)
+    if found is None:
+        raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
+    return _json({"entries": found})
+
+
+async def entry_save(request: web.Request) -> web.Response:
+    list_id = request.match_info["list_id"]
+    data: EntryInput = await _body(request, EntryInput)
+    plate = normalize_pattern(data.plate)
+    if not plate.strip("*?"):
+        raise json_error(web.HTTPBadRequest, "plate has no readable characters")
+    colour = None
+    if data.colour:
+        parsed = plates.parse_colour(data.colour)
+        if parsed is None:
+            raise json_error(web.HTTPBadRequest, f"unknown plate colour {data.colour!r}")
+        colour = parsed.value
+    if data.valid_from is not None and data.valid_until is not None and data.valid_from >= data.valid_until:
+        raise json_error(web.HTTPBadRequest, "valid_from must be before valid_until")
+    entry = Entry(entry_id=data.entry_id or f"{list_id}:{plate}", list_id=list_id, plate=plate, colour=colour,
+                  vehicle_type=data.vehicle_type, reason=data.reason, case_ref=data.case_ref,
+                  valid_from=data.valid_from, valid_until=data.valid_until, created_by=_actor(request))
+    result = await _apply(request, [EntryUpsert(entry=entry)])
+    return _json({**result, "entry": entry})
+
+
+async def entry_delete(request: web.Request) -> web.Response:
+    return _json(await _apply(request, [EntryDelete(entry_id=request.match_info["entry_id"])]))
+
+
+async def entry_expire(request: web.Request) -> web.Response:
+    entry_id = request.match_info["entry_id"]
+    entry = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: get_entry(db, entry_id))
+    if entry is None:
+        raise json_error(web.HTTPNotFound, f"no entry {entry_id!r}")
+    expired = msgspec.structs.replace(entry, valid_until=time.time())
+    return _json({**await _apply(request, [EntryUpsert(entry=expired)]), "entry": expired})
+
+
+async def feed_status(request: web.Request) -> web.Response:
+    app = request.app
+    edges = [{"checkpoint": c["checkpoint"], "feed_version": c.get("feed_version"), "online": c.get("online")}
+             for c in app[keys.CHECKPOINTS].values()]
+    return _json({"version": app[keys.WATCHLISTS].index.feed_version, "entries": len(app[keys.WATCHLISTS]),
+                  "edges": edges})
+
+
+async def feed_snapshot(request: web.Request) -> web.Response:
+    body = await request.app[keys.LISTS].snapshot()
+    return web.Response(body=body, content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/watchlists", watchlists, name="watchlists")
+    r.add_post("/api/v1/watchlists", watchlist_save, name="watchlist_save")
+    r.add_delete("/api/v1/watchlists/{list_id}", watchlist_delete, name="watchlist_delete")
+    r.add_get("/api/v1/watchlists/{list_id}/entries", entries, name="entries")
+    r.add_post("/api/v1/watchlists/{list_id}/entries", entry_save, name="entry_save")
+    r.add_delete("/api/v1/entries/{entry_id}", entry_delete, name="entry_delete")
+    r.add_post("/api/v1/entries/{entry_id}/expire", entry_expire, name="entry_expire")
+    r.add_get("/api/v1/feed", feed_status, name="feed_status")
+    r.add_get("/api/v1/feed/snapshot", feed_snapshot, name="feed_snapshot")

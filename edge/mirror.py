@@ -1,0 +1,154 @@
+"""The edge's mirror of the field feed: its own SQLite file and the index the edge matches with.
+
+Deltas are applied strictly in order (version n+1 after n); anything else is either stale (ignored)
+or a gap (the caller fetches a snapshot). Rows change in the mirror's writer thread; the index is
+changed on the event loop, where matching runs, so a match never sees a half-applied delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+
+import msgspec
+import sqlite_utils
+
+from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedSnapshot, ListDelete, ListUpsert
+from protocols.matching import Entry, Hit, Watchlist
+from protocols.plateindex import PlateIndex
+from runtime.sqlwriter import SqlWriter
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS lists (list_id TEXT PRIMARY KEY, body BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS entries (entry_id TEXT PRIMARY KEY, list_id TEXT NOT NULL, body BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS entries_list ON entries (list_id)",
+]
+
+_enc = msgspec.json.Encoder()
+_list_dec = msgspec.json.Decoder(type=Watchlist)
+_entry_dec = msgspec.json.Decoder(type=Entry)
+
+
+class Applied(StrEnum):
+    APPLIED = "applied"
+    STALE = "stale"
+    GAP = "gap"
+
+
+def _setup(db: sqlite_utils.Database) -> None:
+    for statement in SCHEMA:
+        db.conn.execute(statement)
+
+
+def _version(db: sqlite_utils.Database) -> int:
+    row = db.conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+class Mirror:
+    def __init__(self, path: str | Path) -> None:
+        self._writer = SqlWriter(path, name="mirror", setup=_setup)
+        self.index = PlateIndex()
+        self.lists: dict[str, Watchlist] = {}
+        self.version = 0
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        """Open the file and build the index from it (blocking: call from a thread at start-up)."""
+        self._writer.start()
+
+        def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int]:
+            lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM lists")]
+            entries = [_entry_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM entries")]
+            return lists, entries, _version(db)
+
+        lists, entries, version = self._writer.submit(load).result()
+        self._install(lists, entries, version)
+
+    def stop(self) -> None:
+        self._writer.stop()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _install(self, lists: list[Watchlist], entries: list[Entry], version: int) -> None:
+        index = PlateIndex()
+        index.build(lists, entries, feed_version=version)
+        self.index, self.lists, self.version = index, {wl.list_id: wl for wl in lists}, version
+
+    def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
+        if not plate or not len(self.index):
+            return []
+        return self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+
+    async def entry(self, entry_id: str) -> Entry | None:
+        def q(db: sqlite_utils.Database) -> Entry | None:
+            row = db.conn.execute("SELECT body FROM entries WHERE entry_id=?", (entry_id,)).fetchone()
+            return _entry_dec.decode(row[0]) if row else None
+
+        return await self._writer.run(q)
+
+    async def apply_delta(self, delta: FeedDelta) -> Applied:
+        async with self._lock:
+            if delta.version <= self.version:
+                return Applied.STALE
+            if delta.version != self.version + 1:
+                return Applied.GAP
+
+            def job(db: sqlite_utils.Database) -> dict[str, list[str]]:
+                dropped: dict[str, list[str]] = {}
+                for change in delta.changes:
+                    if isinstance(change, ListUpsert):
+                        db.conn.execute("INSERT OR REPLACE INTO lists VALUES (?, ?)",
+                                        (change.watchlist.list_id, _enc.encode(change.watchlist)))
+                    elif isinstance(change, ListDelete):
+                        dropped[change.list_id] = [i for (i,) in db.conn.execute(
+                            "SELECT entry_id FROM entries WHERE list_id=?", (change.list_id,))]
+                        db.conn.execute("DELETE FROM entries WHERE list_id=?", (change.list_id,))
+                        db.conn.execute("DELETE FROM lists WHERE list_id=?", (change.list_id,))
+                    elif isinstance(change, EntryUpsert):
+                        e = change.entry
+                        db.conn.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+                                        (e.entry_id, e.list_id, _enc.encode(e)))
+                    elif isinstance(change, EntryDelete):
+                        db.conn.execute("DELETE FROM entries WHERE entry_id=?", (change.entry_id,))
+                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(delta.version),))
+                return dropped
+
+            dropped = await self._writer.run(job)
+            for change in delta.changes:  # now on the event loop, with the rows committed
+                if isinstance(change, ListUpsert):
+                    self.lists[change.watchlist.list_id] = change.watchlist
+                    self.index.set_watchlist(change.watchlist)
+                elif isinstance(change, ListDelete):
+                    for entry_id in dropped.get(change.list_id, []):
+                        self.index.remove(entry_id)
+                    self.lists.pop(change.list_id, None)
+                elif isinstance(change, EntryUpsert):
+                    self.index.upsert(change.entry)
+                elif isinstance(change, EntryDelete):
+                    self.index.remove(change.entry_id)
+            self.version = delta.version
+            self.index.feed_version = delta.version
+            return Applied.APPLIED
+
+    async def replace(self, snapshot: FeedSnapshot) -> None:
+        """Make the mirror exactly the snapshot (after a gap, or on a fresh edge)."""
+        async with self._lock:
+            def job(db: sqlite_utils.Database) -> None:
+                db.conn.execute("DELETE FROM entries")
+                db.conn.execute("DELETE FROM lists")
+                db.conn.executemany("INSERT INTO lists VALUES (?, ?)",
+                                    [(wl.list_id, _enc.encode(wl)) for wl in snapshot.watchlists])
+                db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)",
+                                    [(e.entry_id, e.list_id, _enc.encode(e)) for e in snapshot.entries])
+                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(snapshot.version),))
+
+            await self._writer.run(job)
+            index = PlateIndex()
+            await asyncio.to_thread(index.build, snapshot.watchlists, snapshot.entries,
+                                    feed_version=snapshot.version)
+            self.index, self.version = index, snapshot.version
+            self.lists = {wl.list_id: wl for wl in snapshot.watchlists}

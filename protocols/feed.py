@@ -1,0 +1,71 @@
+"""The watchlist feed: versioned changes the hub sends to every edge's mirror.
+
+Every change to the *field feed* (every list that is neither covert nor restricted, and its entries)
+gets the next feed version. The hub publishes each change as a ``FeedDelta`` and keeps the current
+``FeedVersion`` retained; an edge applies deltas strictly in order and fetches a full snapshot over
+HTTP when it sees a gap or starts empty. Covert and restricted lists never enter the feed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from .matching import Entry, ListAction, Watchlist
+
+_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class ListUpsert(msgspec.Struct, tag="list_upsert", **_STRICT):
+    watchlist: Watchlist
+
+
+class ListDelete(msgspec.Struct, tag="list_delete", **_STRICT):
+    """The list and all its entries leave the feed."""
+
+    list_id: Id
+
+
+class EntryUpsert(msgspec.Struct, tag="entry_upsert", **_STRICT):
+    entry: Entry
+
+
+class EntryDelete(msgspec.Struct, tag="entry_delete", **_STRICT):
+    entry_id: Id
+
+
+FeedChange = ListUpsert | ListDelete | EntryUpsert | EntryDelete
+
+
+class FeedDelta(msgspec.Struct, **_STRICT):
+    """The changes that turn feed version ``version - 1`` into ``version``."""
+
+    v: int
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    changes: list[FeedChange]
+    sent_at: float = 0.0
+
+
+class FeedVersion(msgspec.Struct, **_STRICT):
+    """The hub's current field-feed version (retained), so an edge knows whether it is behind."""
+
+    v: int
+    version: Annotated[int, msgspec.Meta(ge=0)]
+    entries: int = 0
+    sent_at: float = 0.0
+
+
+class FeedSnapshot(msgspec.Struct, **_STRICT):
+    """The whole field feed at ``version`` (served over HTTP to an edge that is behind)."""
+
+    version: int
+    watchlists: list[Watchlist]
+    entries: list[Entry]
+
+
+def in_field_feed(watchlist: Watchlist) -> bool:
+    """Covert and restricted lists stay on the hub: a stolen edge leaks nothing of them."""
+    return watchlist.action is not ListAction.COVERT and not watchlist.restricted
