@@ -12,12 +12,13 @@ from importlib import resources
 from pathlib import Path
 
 from central.app import create_app as create_hub
-from central.settings import ConsoleSettings, HubSettings, WatchlistSettings
+from central.settings import ConsoleSettings, FeedSettings, HubSettings, WatchlistSettings
 from central.settings import HttpSettings as HubHttp
 from central.settings import MqttSettings as HubMqtt
 from edge.app import create_app as create_edge
 from edge.settings import CameraSettings, EdgeSettings, SimulatorSettings, TabletSettings
 from edge.settings import HttpSettings as EdgeHttp
+from edge.settings import HubSettings as EdgeHub
 from edge.settings import MqttSettings as EdgeMqtt
 
 from .broker import EmbeddedBroker
@@ -80,11 +81,12 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
         url = broker.url
     console_code = f"{secrets.randbelow(10**6):06d}"
     tablet_code = f"{secrets.randbelow(10**6):06d}"
+    feed_token = secrets.token_urlsafe(16)
     hub_port = free_port(options.port)
     hub = HubSettings(data_dir=str(data / "hub"), http=HubHttp(host=HOST, port=hub_port),
                       mqtt=HubMqtt(url=url, client_id="cordon-hub-demo", username="cordon-hub"),
                       watchlists=WatchlistSettings(csv=[str(demo_watchlist_path())]),
-                      console=ConsoleSettings(token=console_code))
+                      console=ConsoleSettings(token=console_code), feed=FeedSettings(token=feed_token))
     sites = [(create_hub(hub), HOST, hub_port)]
     lines = [f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}"]
     plates = watchlisted_plates()
@@ -94,6 +96,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
         edge = EdgeSettings(
             checkpoint=cp, name=row["name_zh"], data_dir=str(data / f"edge-{cp}"),
             http=EdgeHttp(host=HOST, port=port), mqtt=EdgeMqtt(url=url),
+            hub=EdgeHub(url=f"http://{HOST}:{hub_port}", token=feed_token),
             cameras=[CameraSettings(id="demo-cam", token=secrets.token_urlsafe(12))],
             tablet=TabletSettings(token=tablet_code),
             simulator=SimulatorSettings(enabled=True, vehicles_per_minute=options.vehicles_per_minute,

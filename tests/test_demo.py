@@ -52,6 +52,10 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
             frame = await next_frame(ws, "alert", timeout=90)
             assert frame["alert"]["hit"]["list_name"]
             health = await until(lambda: _reads(http, base), timeout=30, what="reads at the hub")
+            tablet = re.search(r"tablet: (http://\S+)/\s+access code: (\d{6})", banner)
+            await login(http, tablet.group(1), tablet.group(2))
+            edge = await until(lambda: _mirrored(http, tablet.group(1)), timeout=30, what="edge mirror")
+            assert edge["feed"]["entries"] == 7, "the demo's field feed, without its covert list"
             assert health["checkpoints_online"] == 2
             await ws.close()
         proc.send_signal(signal.SIGINT)
@@ -68,3 +72,8 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
 async def _reads(session, base):
     health = await get_json(session, f"{base}/api/v1/health")
     return health if health["reads_total"] > 10 else None
+
+
+async def _mirrored(http, base):
+    status = await get_json(http, f"{base}/api/v1/status")
+    return status if status["feed"]["version"] >= 1 else None
