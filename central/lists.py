@@ -38,6 +38,12 @@ from .watchlists import HubWatchlists
 
 log = logging.getLogger(__name__)
 
+#: A change larger than this is not sent as a delta (an MQTT message must stay small): edges see
+#: the new retained version, no delta arrives, and they fetch a snapshot.
+MAX_DELTA_CHANGES = 1000
+#: Changes larger than this rebuild the hub's index from the database instead of patching it.
+REBUILD_ABOVE = 20_000
+
 _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
 _entry_dec = msgspec.json.Decoder(type=Entry)
@@ -65,6 +71,10 @@ def feed_version(db: sqlite_utils.Database) -> int:
 
 
 def get_list(db: sqlite_utils.Database, list_id: str) -> Watchlist | None:
+    return _get_list(db, list_id)
+
+
+def _get_list(db: sqlite_utils.Database, list_id: str) -> Watchlist | None:
     row = db.conn.execute("SELECT body FROM wl_lists WHERE list_id=?", (list_id,)).fetchone()
     return _list_dec.decode(row[0]) if row else None
 
@@ -89,6 +99,13 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
                   actor: str, now: float | None = None) -> Applied:
     """Write the changes, prepare the index updates, and record a feed version if the field feed moved."""
     now = time.time() if now is None else now
+    cache: dict[str, Watchlist | None] = {}
+
+    def get_list(db: sqlite_utils.Database, list_id: str) -> Watchlist | None:
+        if list_id not in cache:
+            cache[list_id] = _get_list(db, list_id)
+        return cache[list_id]
+
     field_changes: list[FeedChange] = []
     ops: list[Callable[[], None]] = []
     count = 0
@@ -99,6 +116,7 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
             old = get_list(db, wl.list_id)
             db.conn.execute("INSERT OR REPLACE INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (?,?,?,?)",
                             (wl.list_id, _enc.encode(wl), now, actor))
+            cache[wl.list_id] = wl
             ops.append(partial(watchlists.set_list, wl))
             was, now_in = old is not None and in_field_feed(old), in_field_feed(wl)
             if now_in:
@@ -114,6 +132,7 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
             ids = [i for (i,) in db.conn.execute("SELECT entry_id FROM wl_entries WHERE list_id=?", (change.list_id,))]
             db.conn.execute("DELETE FROM wl_entries WHERE list_id=?", (change.list_id,))
             db.conn.execute("DELETE FROM wl_lists WHERE list_id=?", (change.list_id,))
+            cache[change.list_id] = None
             ops.append(partial(watchlists.drop_list, change.list_id, ids))
             if in_field_feed(old):
                 field_changes.append(change)
@@ -145,8 +164,11 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
     if field_changes:
         version += 1
         delta = FeedDelta(v=SCHEMA_VERSION, version=version, changes=field_changes, sent_at=now)
+        # The log keeps small deltas whole; a bulk change (which edges take as a snapshot) by its size only.
+        body = _enc.encode(delta) if len(field_changes) <= MAX_DELTA_CHANGES else _enc.encode(
+            {"v": SCHEMA_VERSION, "version": version, "bulk_changes": len(field_changes)})
         db.conn.execute("INSERT INTO feed_changes (version, at, actor, body) VALUES (?,?,?,?)",
-                        (version, now, actor, _enc.encode(delta)))
+                        (version, now, actor, body))
         db.conn.execute("INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),))
     ops.append(partial(watchlists.set_feed_version, version))
     return Applied(version=version, changes=count, delta=delta, index_ops=ops)
@@ -191,8 +213,12 @@ class ListService:
 
         def job(db: sqlite_utils.Database) -> Applied:
             applied = apply_changes(db, changes, self.watchlists, actor)
-            for op in applied.index_ops:
-                op()
+            if len(changes) > REBUILD_ABOVE:
+                # Patching a large index entry by entry would grow its overlay past sense: build anew.
+                self.watchlists.build(*load_all(db))
+            else:
+                for op in applied.index_ops:
+                    op()
             return applied
 
         try:
@@ -209,7 +235,11 @@ class ListService:
         return applied
 
     def publish_delta(self, delta: FeedDelta) -> None:
-        self._publish(topics.feed_delta(), encode(delta), qos=1)
+        if len(delta.changes) <= MAX_DELTA_CHANGES:
+            self._publish(topics.feed_delta(), encode(delta), qos=1)
+        else:
+            log.info("feed version %d has %d changes: edges will fetch a snapshot", delta.version,
+                     len(delta.changes))
         self.publish_version(delta.version)
 
     def publish_version(self, version: int) -> None:

@@ -15,7 +15,7 @@ from protocols.matching import Entry, ListAction, ListKind, MatchKind, Watchlist
 from runtime.web import Access, json_error, principal_of
 
 from . import keys
-from .lists import ListError, NotFound, get_entry, get_list, list_entries
+from .lists import ListError, NotFound, get_entry, get_list
 
 POLICY: dict[str, Access] = {
     "watchlists": Access.SESSION,
@@ -133,8 +133,6 @@ async def entries(request: web.Request) -> web.Response:
     def q(db: Any) -> list[Entry] | None:
         if get_list(db, list_id) is None:
             return None
-        if not needle:
-            return list_entries(db, list_id)[:limit]
         pattern = "%" + normalize_pattern(needle).replace("%", "").replace("_", "") + "%"
         rows = db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id LIMIT ?",
                                (list_id, pattern, limit))

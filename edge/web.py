@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from runtime.web import LOGIN_POLICY, Access, Principal, token_matches, websocket_feed
+from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
 
 from . import keys
 
@@ -25,6 +25,7 @@ POLICY: dict[str, Access] = {
     "alerts": Access.SESSION,
     "live": Access.SESSION,
     "camera_reads": Access.CAMERA,
+    "check": Access.SESSION,
 }
 
 
@@ -98,6 +99,28 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                                 request.app[keys.SOCKETS])
 
 
+async def check(request: web.Request) -> web.Response:
+    """Manual plate check against the local mirror (works with the uplink down)."""
+    from protocols import plates
+
+    raw = request.query.get("plate", "")
+    if not raw.strip() or len(raw) > 32:
+        raise json_error(web.HTTPBadRequest, "plate: 1 to 32 characters")
+    norm = plates.normalize(raw)
+    mirror = request.app[keys.MIRROR]
+    hits = mirror.match(norm.plate, now=time.time(), colour=request.query.get("colour") or None,
+                        vehicle_type=request.query.get("vehicle_type") or None)
+    checked = plates.check(norm.plate) if norm.plate else None
+    return web.Response(body=msgspec.json.encode({
+        "plate": norm.plate, "plate_valid": bool(checked and checked.valid),
+        "plate_problem": checked.problem if checked else "no readable plate",
+        "feed_version": mirror.version,
+        "hits": [{"entry_id": h.entry_id, "entry_plate": h.entry_plate, "list_id": h.list_id,
+                  "list_name": mirror.lists[h.list_id].name if h.list_id in mirror.lists else h.list_id,
+                  "action": h.action.value, "kind": h.kind.value, "score": h.score,
+                  "explanation": h.explanation} for h in hits]}), content_type="application/json")
+
+
 async def camera_reads(request: web.Request) -> web.Response:
     return await request.app[keys.JSON_SOURCE].handle(request)
 
@@ -110,3 +133,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/alerts", alerts, name="alerts")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
+    app.router.add_get("/api/v1/check", check, name="check")

@@ -118,3 +118,21 @@ async def test_live_feed_shows_reads(client):
         await client.post("/api/v1/cameras/lane1/reads", headers=CAM, json={"plate": "鲁A<script>"})
         frame = await ws.receive_json(timeout=5)
         assert frame["type"] == "read" and frame["read"]["plate"] == "鲁A<SCRIPT>"
+
+
+async def test_manual_plate_check_uses_the_local_mirror(client):
+    from edge import keys
+    from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
+    from protocols.matching import Entry, Watchlist
+
+    await client.post("/login", json={"code": "123456"})
+    mirror = client.app[keys.MIRROR]
+    await mirror.apply_delta(FeedDelta(v=1, version=1, changes=[
+        ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+        EntryUpsert(entry=Entry(entry_id="drugs:鲁Q8K2L1", list_id="drugs", plate="鲁Q8K2L1"))]))
+    body = await (await client.get("/api/v1/check", params={"plate": "鲁Q8K2LI"})).json()
+    assert body["feed_version"] == 1
+    (hit,) = body["hits"]
+    assert hit["entry_plate"] == "鲁Q8K2L1" and hit["kind"] == "equivalent" and hit["list_name"] == "涉毒"
+    assert (await (await client.get("/api/v1/check", params={"plate": "鲁B00000"})).json())["hits"] == []
+    assert (await client.get("/api/v1/check")).status == 400
