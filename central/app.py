@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from protocols.feed import PermitRules
+from protocols.matching import ListAction, PermitRule
 from protocols.messages import CheckpointStatus
 from runtime.fanout import Fanout
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -117,6 +119,11 @@ async def _watchlists(app: web.Application) -> AsyncIterator[None]:
         applied = await lists.apply(changes, actor="config")
         count = len(app[keys.WATCHLISTS])
         log.info("watchlist files applied: feed version %d", applied.version)
+    rules = [PermitRule(rule_id=p.rule_id, list_id=p.list_id, colours=frozenset(p.colours),
+                        vehicle_types=frozenset(p.vehicle_types), permit_name=p.permit_name,
+                        action=ListAction(p.action), priority=p.priority) for p in app[keys.SETTINGS].permits]
+    if rules != app[keys.WATCHLISTS].permit_rules:
+        await lists.apply([PermitRules(rules=rules)], actor="config")
     log.info("%d watchlist entries in %d list(s)", count, len(app[keys.WATCHLISTS].lists))
     yield
 

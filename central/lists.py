@@ -28,9 +28,10 @@ from protocols.feed import (
     FeedVersion,
     ListDelete,
     ListUpsert,
+    PermitRules,
     in_field_feed,
 )
-from protocols.matching import Entry, Watchlist
+from protocols.matching import Entry, PermitRule, Watchlist
 from protocols.messages import SCHEMA_VERSION, encode
 
 from .store import HubStore
@@ -47,6 +48,7 @@ REBUILD_ABOVE = 20_000
 _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
 _entry_dec = msgspec.json.Decoder(type=Entry)
+_rules_dec = msgspec.json.Decoder(type=list[PermitRule])
 
 
 class ListError(ValueError):
@@ -89,10 +91,15 @@ def list_entries(db: sqlite_utils.Database, list_id: str) -> list[Entry]:
             db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? ORDER BY entry_id", (list_id,))]
 
 
-def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int]:
+def permit_rules(db: sqlite_utils.Database) -> list[PermitRule]:
+    row = db.conn.execute("SELECT value FROM hub_meta WHERE key='permit_rules'").fetchone()
+    return _rules_dec.decode(row[0]) if row else []
+
+
+def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int, list[PermitRule]]:
     lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM wl_lists")]
     entries = [_entry_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM wl_entries")]
-    return lists, entries, feed_version(db)
+    return lists, entries, feed_version(db), permit_rules(db)
 
 
 def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watchlists: HubWatchlists,
@@ -150,6 +157,11 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
             ops.append(partial(watchlists.index.upsert, entry))
             if in_field_feed(owner):
                 field_changes.append(change)
+        elif isinstance(change, PermitRules):
+            db.conn.execute("INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('permit_rules', ?)",
+                            (_enc.encode(change.rules).decode(),))
+            ops.append(partial(watchlists.set_permit_rules, list(change.rules)))
+            field_changes.append(change)  # edges check permits offline too
         elif isinstance(change, EntryDelete):
             previous = get_entry(db, change.entry_id)
             if previous is None:
@@ -184,9 +196,10 @@ def snapshot_bytes(db: sqlite_utils.Database) -> bytes:
         wl_raw = [msgspec.Raw(body) for lid, body in lists if lid in field_ids]
         entries = [msgspec.Raw(body) for lid, body in
                    db.conn.execute("SELECT list_id, body FROM wl_entries ORDER BY entry_id") if lid in field_ids]
+        rules = permit_rules(db)
     finally:
         db.conn.execute("COMMIT")
-    return _enc.encode({"version": version, "watchlists": wl_raw, "entries": entries})
+    return _enc.encode({"version": version, "watchlists": wl_raw, "entries": entries, "permit_rules": rules})
 
 
 class ListService:
@@ -202,8 +215,8 @@ class ListService:
         """At start-up, from the writer thread's point of view: fill the index from the database."""
 
         def job(db: sqlite_utils.Database) -> int:
-            lists, entries, version = load_all(db)
-            self.watchlists.build(lists, entries, version)
+            lists, entries, version, rules = load_all(db)
+            self.watchlists.build(lists, entries, version, rules)
             return len(entries)
 
         return self.store.submit(job).result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -47,6 +48,17 @@ class FeedSettings(msgspec.Struct, **_STRICT):
     """Bearer token edges present to fetch a feed snapshot; empty refuses every edge."""
 
 
+class PermitSettings(msgspec.Struct, **_STRICT):
+    rule_id: str
+    list_id: str
+    """The permit list (kind "permit") whose entries are the licensed vehicles."""
+    colours: list[str] = msgspec.field(default_factory=list)
+    vehicle_types: list[str] = msgspec.field(default_factory=list)
+    permit_name: str = "permit"
+    action: Literal["intercept", "covert", "notify"] = "intercept"
+    priority: int = 50
+
+
 class ClockSettings(msgspec.Struct, **_STRICT):
     max_skew_s: float = 30.0
     """An edge whose clock differs from the hub's by more than this is flagged."""
@@ -60,6 +72,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    permits: list[PermitSettings] = msgspec.field(default_factory=list)
 
     @property
     def data_path(self) -> Path:

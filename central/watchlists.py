@@ -9,7 +9,7 @@ from pathlib import Path
 
 from protocols import plates
 from protocols.feed import EntryDelete, EntryUpsert, FeedChange, ListUpsert
-from protocols.matching import Entry, Hit, ListAction, MatchKind, Watchlist
+from protocols.matching import Entry, Hit, ListAction, MatchKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
 
 CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehicle_type")
@@ -101,12 +101,15 @@ class HubWatchlists:
     def __init__(self) -> None:
         self.lists: dict[str, Watchlist] = {}
         self.index = PlateIndex()
+        self.permit_rules: list[PermitRule] = []
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def build(self, lists: list[Watchlist], entries: list[Entry], feed_version: int = 0) -> None:
+    def build(self, lists: list[Watchlist], entries: list[Entry], feed_version: int = 0,
+              permit_rules: list[PermitRule] | None = None) -> None:
         self.lists = {wl.list_id: wl for wl in lists}
+        self.permit_rules = list(permit_rules or [])
         index = PlateIndex()
         index.build(lists, entries, feed_version=feed_version)
         self.index = index
@@ -120,13 +123,19 @@ class HubWatchlists:
             self.index.remove(entry_id)
         self.lists.pop(list_id, None)
 
+    def set_permit_rules(self, rules: list[PermitRule]) -> None:
+        self.permit_rules = rules
+
     def set_feed_version(self, version: int) -> None:
         self.index.feed_version = version
 
     def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
         if not plate:
             return []
-        return self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+        hits = self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+        if self.permit_rules:
+            hits += self.index.check_permit(plate, colour, vehicle_type, self.permit_rules, now=now)
+        return hits
 
 
 def changes_for(loaded: LoadedLists, current: dict[str, dict[str, Entry]]) -> list[FeedChange]:

@@ -14,8 +14,16 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
-from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedSnapshot, ListDelete, ListUpsert
-from protocols.matching import Entry, Hit, Watchlist
+from protocols.feed import (
+    EntryDelete,
+    EntryUpsert,
+    FeedDelta,
+    FeedSnapshot,
+    ListDelete,
+    ListUpsert,
+    PermitRules,
+)
+from protocols.matching import Entry, Hit, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
 from runtime.sqlwriter import SqlWriter
 
@@ -29,6 +37,7 @@ SCHEMA = [
 _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
 _entry_dec = msgspec.json.Decoder(type=Entry)
+_rules_dec = msgspec.json.Decoder(type=list[PermitRule])
 
 
 class Applied(StrEnum):
@@ -52,6 +61,7 @@ class Mirror:
         self._writer = SqlWriter(path, name="mirror", setup=_setup)
         self.index = PlateIndex()
         self.lists: dict[str, Watchlist] = {}
+        self.permit_rules: list[PermitRule] = []
         self.version = 0
         self._lock = asyncio.Lock()
 
@@ -59,13 +69,15 @@ class Mirror:
         """Open the file and build the index from it (blocking: call from a thread at start-up)."""
         self._writer.start()
 
-        def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int]:
+        def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int, list[PermitRule]]:
             lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM lists")]
             entries = [_entry_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM entries")]
-            return lists, entries, _version(db)
+            row = db.conn.execute("SELECT value FROM meta WHERE key='permit_rules'").fetchone()
+            return lists, entries, _version(db), _rules_dec.decode(row[0]) if row else []
 
-        lists, entries, version = self._writer.submit(load).result()
+        lists, entries, version, rules = self._writer.submit(load).result()
         self._install(lists, entries, version)
+        self.permit_rules = rules
 
     def stop(self) -> None:
         self._writer.stop()
@@ -79,9 +91,12 @@ class Mirror:
         self.index, self.lists, self.version = index, {wl.list_id: wl for wl in lists}, version
 
     def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
-        if not plate or not len(self.index):
+        if not plate:
             return []
-        return self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+        hits = self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type) if len(self.index) else []
+        if self.permit_rules:
+            hits += self.index.check_permit(plate, colour, vehicle_type, self.permit_rules, now=now)
+        return hits
 
     async def entry(self, entry_id: str) -> Entry | None:
         def q(db: sqlite_utils.Database) -> Entry | None:
@@ -114,6 +129,9 @@ class Mirror:
                                         (e.entry_id, e.list_id, _enc.encode(e)))
                     elif isinstance(change, EntryDelete):
                         db.conn.execute("DELETE FROM entries WHERE entry_id=?", (change.entry_id,))
+                    elif isinstance(change, PermitRules):
+                        db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                                        (_enc.encode(change.rules).decode(),))
                 db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(delta.version),))
                 return dropped
 
@@ -130,6 +148,8 @@ class Mirror:
                     self.index.upsert(change.entry)
                 elif isinstance(change, EntryDelete):
                     self.index.remove(change.entry_id)
+                elif isinstance(change, PermitRules):
+                    self.permit_rules = list(change.rules)
             self.version = delta.version
             self.index.feed_version = delta.version
             return Applied.APPLIED
@@ -145,10 +165,13 @@ class Mirror:
                 db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)",
                                     [(e.entry_id, e.list_id, _enc.encode(e)) for e in snapshot.entries])
                 db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(snapshot.version),))
+                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                                (_enc.encode(snapshot.permit_rules).decode(),))
 
             await self._writer.run(job)
             index = PlateIndex()
             await asyncio.to_thread(index.build, snapshot.watchlists, snapshot.entries,
                                     feed_version=snapshot.version)
             self.index, self.version = index, snapshot.version
+            self.permit_rules = list(snapshot.permit_rules)
             self.lists = {wl.list_id: wl for wl in snapshot.watchlists}

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from .matching import Entry, ListAction, Watchlist
+from .matching import Entry, ListAction, PermitRule, Watchlist
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
 
@@ -37,7 +37,13 @@ class EntryDelete(msgspec.Struct, tag="entry_delete", **_STRICT):
     entry_id: Id
 
 
-FeedChange = ListUpsert | ListDelete | EntryUpsert | EntryDelete
+class PermitRules(msgspec.Struct, tag="permit_rules", **_STRICT):
+    """The whole set of permit rules (which vehicle classes must be on which permit list)."""
+
+    rules: list[PermitRule]
+
+
+FeedChange = ListUpsert | ListDelete | EntryUpsert | EntryDelete | PermitRules
 
 
 class FeedDelta(msgspec.Struct, **_STRICT):
@@ -64,6 +70,7 @@ class FeedSnapshot(msgspec.Struct, **_STRICT):
     version: int
     watchlists: list[Watchlist]
     entries: list[Entry]
+    permit_rules: list[PermitRule] = []
 
 
 def in_field_feed(watchlist: Watchlist) -> bool:

@@ -99,3 +99,22 @@ def test_apply_changes_is_all_or_nothing_in_a_transaction(tmp_path):
         assert store.read(lambda db: db.conn.execute("SELECT count(*) FROM wl_lists").fetchone()[0]) == 0
     finally:
         store.stop()
+
+
+async def test_permit_rules_flag_watched_vehicles_without_a_permit(service):
+    from protocols.feed import PermitRules
+    from protocols.matching import ListKind, PermitRule
+
+    svc, published = service
+    permits = Watchlist(list_id="precursor-permits", name="易制毒运输许可", kind=ListKind.PERMIT)
+    rule = PermitRule(rule_id="hazmat-yellow", list_id="precursor-permits", colours=frozenset({"yellow"}),
+                      vehicle_types=frozenset({"hazmat"}), permit_name="易制毒化学品运输许可证")
+    await svc.apply([ListUpsert(watchlist=permits), EntryUpsert(entry=entry("鲁H12345", "precursor-permits")),
+                     PermitRules(rules=[rule])], "t")
+    match = svc.watchlists.match
+    (hit,) = match("鲁H99999", now=0, colour="yellow", vehicle_type="hazmat")
+    assert hit.entry_id == "hazmat-yellow" and "鲁H99999" in hit.explanation
+    assert match("鲁H12345", now=0, colour="yellow", vehicle_type="hazmat") == [], "licensed vehicle"
+    assert match("鲁H99999", now=0, colour="blue", vehicle_type="car") == [], "not a watched class"
+    assert isinstance(deltas(published)[-1].changes[-1], PermitRules), "edges get the rules too"
+    assert b"hazmat-yellow" in svc.store.read(snapshot_bytes)

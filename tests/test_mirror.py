@@ -64,3 +64,24 @@ async def test_snapshot_replaces_everything_and_survives_a_restart(tmp_path):
         assert (await again.entry("drugs:鲁C33333")).reason == "线索"
     finally:
         again.stop()
+
+
+async def test_permit_rules_reach_the_mirror_and_survive_a_restart(tmp_path):
+    from protocols.feed import PermitRules
+    from protocols.matching import ListKind, PermitRule
+
+    m = Mirror(tmp_path / "m.db")
+    m.start()
+    rule = PermitRule(rule_id="hazmat", list_id="permits", colours=frozenset({"yellow"}),
+                      vehicle_types=frozenset({"hazmat"}))
+    await m.apply_delta(delta(1, ListUpsert(watchlist=Watchlist(list_id="permits", name="p", kind=ListKind.PERMIT)),
+                              EntryUpsert(entry=entry("鲁H12345", "permits")), PermitRules(rules=[rule])))
+    m.stop()
+    again = Mirror(tmp_path / "m.db")
+    again.start()
+    try:
+        flagged = again.match("鲁H99999", now=time.time(), colour="yellow", vehicle_type="hazmat")
+        assert [h.entry_id for h in flagged] == ["hazmat"]
+        assert again.match("鲁H12345", now=time.time(), colour="yellow", vehicle_type="hazmat") == []
+    finally:
+        again.stop()

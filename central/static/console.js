@@ -10,7 +10,8 @@ function drawCheckpoints() {
     const li = el("li");
     li.dataset.checkpoint = c.checkpoint;
     li.append(el("span", null, c.checkpoint));
-    const extra = c.outbox_depth ? " · " + t("outbox") + " " + c.outbox_depth : "";
+    const extra = (c.outbox_depth ? " · " + t("outbox") + " " + c.outbox_depth : "") +
+      (c.feed_version !== undefined && c.feed_version !== null ? " · " + t("feed") + " v" + c.feed_version : "");
     li.append(el("span", "badge " + (c.online ? "ok" : "bad"), t(c.online ? "online" : "offline") + extra));
     return li;
   }));
