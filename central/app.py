@@ -9,10 +9,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
-from protocols.feed import PermitRules
-from protocols.matching import ListAction, PermitRule
+from protocols.feed import FeedChange, ListUpsert, PermitRules
+from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import CheckpointStatus
 from runtime.fanout import Fanout
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -20,11 +21,13 @@ from runtime.web import Principal, Sessions, add_login_routes, close_sockets, ma
 from . import keys, web_lists
 from . import web as hub_web
 from .alerts import AlertDispatcher
+from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
-from .lists import ListService, list_entries
+from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
 from .settings import HubSettings
 from .store import HubStore
+from .upstream import UpstreamError, UpstreamSource
 from .watchlists import HubWatchlists, changes_for, load_files
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,8 @@ def create_app(settings: HubSettings) -> web.Application:
     add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False)
     hub_web.add_routes(app)
     web_lists.add_routes(app)
-    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker])
+    app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
+    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -146,6 +150,42 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version)
     yield
     await asyncio.to_thread(link.stop)
+
+
+async def _upstream(app: web.Application) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(_poll_source(app, source), name=f"upstream-{source.settings.name}")
+             for source in app[keys.UPSTREAM]]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
+    """Poll one upstream source; each change it brings is applied as one feed version."""
+    name, list_id = source.settings.name, source.settings.list_id
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                result = await source.poll(session)
+                if result is not None:
+                    current = await asyncio.to_thread(app[keys.STORE].read, lambda db: (
+                        get_list(db, list_id), {e.entry_id: e for e in list_entries(db, list_id)}))
+                    changes: list[FeedChange] = [] if current[0] else [ListUpsert(watchlist=Watchlist(
+                        list_id=list_id, name=name, source=name))]
+                    changes += diff_entries(current[1], result.entries)
+                    if changes:
+                        applied = await app[keys.LISTS].apply(changes, actor=f"upstream:{name}")
+                        log.info("upstream %s: %d change(s), feed version %d", name, len(changes), applied.version)
+            except (UpstreamError, ImportRejected) as exc:
+                log.warning("upstream %s: %s", name, exc)
+            except Exception:
+                # Not applied: forget the fingerprint so the next poll tries again.
+                source.forget()
+                log.exception("upstream %s: change not applied", name)
+            await asyncio.sleep(source.settings.interval_s)
 
 
 async def _close_sockets(app: web.Application) -> None:

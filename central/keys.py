@@ -14,6 +14,7 @@ from .lists import ListService
 from .mqtt import HubLink
 from .settings import HubSettings
 from .store import Counts, HubStore
+from .upstream import UpstreamSource
 from .watchlists import HubWatchlists
 
 SETTINGS = web.AppKey("settings", HubSettings)
@@ -28,3 +29,4 @@ SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 BASE_COUNTS = web.AppKey("base_counts", Counts)
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 LISTS = web.AppKey("lists", ListService)
+UPSTREAM = web.AppKey("upstream", list[UpstreamSource])

@@ -11,6 +11,8 @@ import msgspec
 
 from runtime import config
 
+from .upstream import UpstreamSettings
+
 ENV_PREFIX = "CORDON_HUB_"
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
@@ -20,6 +22,7 @@ class HttpSettings(msgspec.Struct, **_STRICT):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
+    max_import_bytes: int = 512 * 1024 * 1024
 
 
 class MqttSettings(msgspec.Struct, **_STRICT):
@@ -73,6 +76,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
+    upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
 
     @property
     def data_path(self) -> Path:

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocols import plates
-from protocols.feed import EntryDelete, EntryUpsert, FeedChange, ListUpsert
+from protocols.feed import FeedChange, ListUpsert
 from protocols.matching import Entry, Hit, ListAction, MatchKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
+
+from .importer import diff_entries
 
 CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehicle_type")
 REQUIRED = ("plate", "list")
@@ -145,7 +147,5 @@ def changes_for(loaded: LoadedLists, current: dict[str, dict[str, Entry]]) -> li
     for entry in loaded.entries:
         by_list[entry.list_id][entry.entry_id] = entry
     for list_id, wanted in by_list.items():
-        have = current.get(list_id, {})
-        changes += [EntryDelete(entry_id=eid) for eid in sorted(set(have) - set(wanted))]
-        changes += [EntryUpsert(entry=e) for eid, e in sorted(wanted.items()) if have.get(eid) != e]
+        changes += diff_entries(current.get(list_id, {}), wanted.values())
     return changes

@@ -14,8 +14,8 @@ from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert
 from protocols.matching import Entry, ListAction, ListKind, MatchKind, Watchlist
 from runtime.web import Access, json_error, principal_of
 
-from . import keys
-from .lists import ListError, NotFound, get_entry, get_list
+from . import importer, keys
+from .lists import ListError, NotFound, get_entry, get_list, list_entries
 
 POLICY: dict[str, Access] = {
     "watchlists": Access.SESSION,
@@ -25,7 +25,10 @@ POLICY: dict[str, Access] = {
     "entry_save": Access.SESSION,
     "entry_delete": Access.SESSION,
     "entry_expire": Access.SESSION,
+    "watchlist_import": Access.SESSION,
+    "watchlist_export": Access.SESSION,
     "feed_status": Access.SESSION,
+    "upstream_status": Access.SESSION,
     "feed_snapshot": Access.EDGE,
 }
 
@@ -178,12 +181,82 @@ async def entry_expire(request: web.Request) -> web.Response:
     return _json({**await _apply(request, [EntryUpsert(entry=expired)]), "entry": expired})
 
 
+async def watchlist_import(request: web.Request) -> web.Response:
+    """Import a CSV or JSON file into a list, atomically: all rows, or (skip_invalid) all good rows, or none.
+
+    ``mode=replace`` (default) makes the list hold exactly the file's entries; ``merge`` adds and
+    updates only. ``create=1`` creates a missing list (name = id, intercept, priority 50).
+    """
+    list_id = request.match_info["list_id"]
+    fmt = request.query.get("format", "csv")
+    mode = request.query.get("mode", "replace")
+    if fmt not in ("csv", "json") or mode not in ("replace", "merge"):
+        raise json_error(web.HTTPBadRequest, "format must be csv or json; mode replace or merge")
+    skip_invalid = request.query.get("skip_invalid") in ("1", "true", "yes")
+    data = await _read_capped(request, request.app[keys.SETTINGS].http.max_import_bytes)
+    store = request.app[keys.STORE]
+    existing = await asyncio.to_thread(store.read, lambda db: get_list(db, list_id))
+    if existing is None and request.query.get("create") not in ("1", "true", "yes"):
+        raise json_error(web.HTTPNotFound, f"no list {list_id!r} (create it first, or pass create=1)")
+    try:
+        result = await asyncio.to_thread(importer.parse_entries, data, fmt, list_id,  # type: ignore[arg-type]
+                                         created_by=_actor(request),
+                                         skip_invalid=skip_invalid)
+    except importer.ImportRejected as exc:
+        raise json_error(web.HTTPUnprocessableEntity, "import rejected: nothing was changed",
+                         problems=[{"line": p.line, "reason": p.reason} for p in exc.problems]) from None
+    have = await asyncio.to_thread(store.read, lambda db: {e.entry_id: e for e in list_entries(db, list_id)})
+    wanted = {e.entry_id: e for e in result.entries}
+    changes: list[Any] = [] if existing else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=list_id))]
+    diff = importer.diff_entries(have, wanted.values())
+    changes += [c for c in diff if mode == "replace" or not isinstance(c, EntryDelete)]
+    applied = await _apply(request, changes)
+    removed = sum(1 for c in changes if isinstance(c, EntryDelete))
+    return _json({**applied, "rows": result.rows, "entries": len(result.entries), "removed": removed,
+                  "added_or_updated": sum(1 for c in changes if isinstance(c, EntryUpsert)),
+                  "skipped": [{"line": p.line, "reason": p.reason} for p in result.problems]})
+
+
+async def _read_capped(request: web.Request, cap: int) -> bytes:
+    """The body of a large upload (an import), read past the app's small default body limit."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 20):
+        size += len(chunk)
+        if size > cap:
+            raise json_error(web.HTTPRequestEntityTooLarge, f"file larger than {cap} bytes ([http] max_import_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def watchlist_export(request: web.Request) -> web.Response:
+    list_id = request.match_info["list_id"]
+    fmt = request.query.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        raise json_error(web.HTTPBadRequest, "format must be csv or json")
+
+    def q(db: Any) -> bytes | None:
+        if get_list(db, list_id) is None:
+            return None
+        return importer.export_entries(list_entries(db, list_id), fmt)  # type: ignore[arg-type]
+
+    body = await asyncio.to_thread(request.app[keys.STORE].read, q)
+    if body is None:
+        raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
+    return web.Response(body=body, content_type="text/csv" if fmt == "csv" else "application/json",
+                        headers={"Content-Disposition": f'attachment; filename="watchlist.{fmt}"'})
+
+
 async def feed_status(request: web.Request) -> web.Response:
     app = request.app
     edges = [{"checkpoint": c["checkpoint"], "feed_version": c.get("feed_version"), "online": c.get("online")}
              for c in app[keys.CHECKPOINTS].values()]
     return _json({"version": app[keys.WATCHLISTS].index.feed_version, "entries": len(app[keys.WATCHLISTS]),
                   "edges": edges})
+
+
+async def upstream_status(request: web.Request) -> web.Response:
+    return _json({"sources": [{"settings": {**msgspec.structs.asdict(s.settings), "token": None}, "state": s.state}
+                              for s in request.app[keys.UPSTREAM]]})
 
 
 async def feed_snapshot(request: web.Request) -> web.Response:
@@ -200,5 +273,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/watchlists/{list_id}/entries", entry_save, name="entry_save")
     r.add_delete("/api/v1/entries/{entry_id}", entry_delete, name="entry_delete")
     r.add_post("/api/v1/entries/{entry_id}/expire", entry_expire, name="entry_expire")
+    r.add_post("/api/v1/watchlists/{list_id}/import", watchlist_import, name="watchlist_import")
+    r.add_get("/api/v1/watchlists/{list_id}/export", watchlist_export, name="watchlist_export")
     r.add_get("/api/v1/feed", feed_status, name="feed_status")
+    r.add_get("/api/v1/upstream", upstream_status, name="upstream_status")
     r.add_get("/api/v1/feed/snapshot", feed_snapshot, name="feed_snapshot")

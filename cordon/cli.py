@@ -81,6 +81,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watchlist_import(args: argparse.Namespace) -> int:
+    from central.importer import ImportRejected
+
+    from .watchlist_cli import CliError, _code, import_file
+
+    try:
+        answer = asyncio.run(import_file(args.file, args.list, hub=args.hub, code=_code(args.code, args.code_file),
+                                         fmt=args.format, merge=args.merge, skip_invalid=args.skip_invalid,
+                                         create=args.create))
+    except ImportRejected as exc:
+        print(f"cordon: {args.file}: import refused, nothing was changed:", file=sys.stderr)
+        for problem in exc.problems[:200]:
+            print(f"  line {problem.line}: {problem.reason}", file=sys.stderr)
+        if len(exc.problems) > 200:
+            print(f"  ... and {len(exc.problems) - 200} more", file=sys.stderr)
+        return 1
+    except CliError as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, ensure_ascii=False))
+    return 0
+
+
+def cmd_watchlist_export(args: argparse.Namespace) -> int:
+    from .watchlist_cli import CliError, _code, export_list
+
+    try:
+        body = asyncio.run(export_list(args.list, hub=args.hub, code=_code(args.code, args.code_file),
+                                       fmt=args.format))
+    except CliError as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "wb") as f:
+            f.write(body)
+    else:
+        sys.stdout.buffer.write(body)
+    return 0
+
+
 def cmd_bench_match(args: argparse.Namespace) -> int:
     from .bench.match import run
 
@@ -110,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vehicles-per-minute", type=float, default=30.0, help="simulated traffic per checkpoint")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_demo)
+
+    wl = sub.add_parser("watchlist", help="import and export watchlists through the hub's API")
+    wsub = wl.add_subparsers(dest="watchlist", required=True)
+    for name, func in (("import", cmd_watchlist_import), ("export", cmd_watchlist_export)):
+        p = wsub.add_parser(name, help=f"{name} a watchlist (CSV or JSON)")
+        if name == "import":
+            p.add_argument("file", help="CSV or JSON (array or JSON Lines) file")
+            p.add_argument("--merge", action="store_true", help="add and update only (default: the list becomes the file)")
+            p.add_argument("--skip-invalid", action="store_true", help="apply the good rows, report the bad ones")
+            p.add_argument("--create", action="store_true", help="create the list if it does not exist")
+        else:
+            p.add_argument("-o", "--output", help="file to write (default: standard output)")
+        p.add_argument("--list", required=True, help="list id")
+        p.add_argument("--format", choices=["csv", "json"], default=None if name == "import" else "csv")
+        p.add_argument("--hub", default="http://127.0.0.1:8080", help="the hub's address")
+        p.add_argument("--code", help="console access code")
+        p.add_argument("--code-file", help="file holding the console access code")
+        p.set_defaults(func=func)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)")
     bsub = bench.add_subparsers(dest="bench", required=True)

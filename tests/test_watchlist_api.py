@@ -1,0 +1,146 @@
+"""Watchlist management through the hub API and the `cordon watchlist` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from central import keys
+from central.app import create_app
+from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from tests.support import hub_service
+
+CODE = "135790"
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path, dead_broker_url):
+    app = create_app(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
+                                 console=ConsoleSettings(token=CODE)))
+    c = await aiohttp_client(app)
+    assert (await c.post("/login", json={"code": CODE})).status == 200
+    return c
+
+
+def matches(client, plate):
+    return [h.entry_id for h in client.app[keys.WATCHLISTS].match(plate, now=time.time(), colour=None, vehicle_type=None)]
+
+
+async def test_lists_and_entries_crud(client):
+    resp = await client.post("/api/v1/watchlists", json={"list_id": "stolen", "name": "被盗抢车辆", "priority": 80})
+    assert resp.status == 200 and (await resp.json())["feed_version"] == 1
+    resp = await client.post("/api/v1/watchlists/stolen/entries", json={"plate": "豫N·6B823", "reason": "被盗"})
+    assert resp.status == 200
+    entry = (await resp.json())["entry"]
+    assert entry["plate"] == "豫N6B823" and entry["entry_id"] == "stolen:豫N6B823"
+    assert matches(client, "豫N6B8Z3") == ["stolen:豫N6B823"]
+    resp = await client.post("/api/v1/watchlists/stolen/entries", json={"plate": "鲁A*23?5"})
+    assert (await resp.json())["entry"]["plate"] == "鲁A*23?5", "wildcards survive normalization"
+    listed = (await (await client.get("/api/v1/watchlists")).json())["watchlists"]
+    assert listed[0]["entries"] == 2 and listed[0]["watchlist"]["name"] == "被盗抢车辆"
+    found = (await (await client.get("/api/v1/watchlists/stolen/entries", params={"q": "6B8"})).json())["entries"]
+    assert [e["plate"] for e in found] == ["豫N6B823"]
+    assert (await client.post("/api/v1/entries/stolen:豫N6B823/expire")).status == 200
+    assert matches(client, "豫N6B823") == [], "expired entries never match"
+    assert (await client.delete("/api/v1/entries/stolen:豫N6B823")).status == 200
+    assert (await client.delete("/api/v1/entries/stolen:豫N6B823")).status == 404
+    assert (await client.post("/api/v1/watchlists/nope/entries", json={"plate": "鲁A1"})).status == 404
+    assert (await client.post("/api/v1/watchlists", json={"list_id": "x"})).status == 400
+    assert (await client.post("/api/v1/watchlists/stolen/entries", json={"plate": "鲁A1", "colour": "pink"})).status == 400
+    assert (await client.delete("/api/v1/watchlists/stolen")).status == 200
+    assert (await (await client.get("/api/v1/watchlists")).json())["watchlists"] == []
+
+
+CSV = "plate,reason\n鲁Q8K2L1,线索一\n冀F7M395,线索二\n"
+
+
+async def test_import_replace_merge_reject_and_export(client):
+    resp = await client.post("/api/v1/watchlists/drugs/import", data=CSV.encode())
+    assert resp.status == 404, "a missing list is not created unless asked"
+    resp = await client.post("/api/v1/watchlists/drugs/import", params={"create": "1"}, data=CSV.encode())
+    body = await resp.json()
+    assert resp.status == 200 and body["entries"] == 2 and body["added_or_updated"] == 2
+    version = body["feed_version"]
+    # Bad rows: refused as a whole, every line named, nothing changed.
+    bad = "plate,reason\n鲁A12345,ok\n,empty\n鲁B12345,ok\n苏C1,x\n"
+    resp = await client.post("/api/v1/watchlists/drugs/import", data=bad.encode())
+    assert resp.status == 422
+    problems = (await resp.json())["problems"]
+    assert 3 in [p["line"] for p in problems]
+    assert matches(client, "鲁A12345") == [] and client.app[keys.WATCHLISTS].index.feed_version == version
+    # With skip_invalid the good rows are applied and the bad ones reported.
+    resp = await client.post("/api/v1/watchlists/drugs/import", params={"skip_invalid": "1", "mode": "merge"},
+                             data=bad.encode())
+    body = await resp.json()
+    assert resp.status == 200 and body["skipped"] and body["removed"] == 0
+    assert matches(client, "鲁A12345") == ["drugs:鲁A12345"] and matches(client, "鲁Q8K2L1")
+    # Replace: the list becomes the file.
+    resp = await client.post("/api/v1/watchlists/drugs/import", data=CSV.encode())
+    body = await resp.json()
+    assert body["removed"] >= 2 and matches(client, "鲁A12345") == []
+    exported = await (await client.get("/api/v1/watchlists/drugs/export")).text()
+    assert "鲁Q8K2L1" in exported and "冀F7M395" in exported and "鲁A12345" not in exported
+    resp = await client.post("/api/v1/watchlists/drugs/import", data=exported.encode())
+    assert (await resp.json())["added_or_updated"] == 0, "an exported file imports as no change"
+
+
+@pytest.mark.system
+def test_cli_import_and_export_against_a_hub(tmp_path, mosquitto):
+    hub = hub_service(tmp_path / "hub", mosquitto.url, token=CODE).start()
+    try:
+        f = tmp_path / "list.csv"
+        f.write_text("plate,reason\n" + "".join(f"鲁B{i:05d},r{i}\n" for i in range(25_000)), encoding="utf-8")
+        run = [sys.executable, "-m", "cordon", "watchlist"]
+        out = subprocess.run([*run, "import", str(f), "--list", "bulk", "--create", "--hub", hub.base,
+                              "--code", CODE], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert '"entries": 25000' in out.stdout and "checking [" in out.stderr, "a progress bar for long files"
+        bad = tmp_path / "bad.csv"
+        bad.write_text("plate,colour\n鲁A12345,blue\n鲁A23456,pink\n", encoding="utf-8")
+        out = subprocess.run([*run, "import", str(bad), "--list", "bulk", "--hub", hub.base, "--code", CODE],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "line 3" in out.stderr and "nothing was changed" in out.stderr
+        out = subprocess.run([*run, "export", "--list", "bulk", "--hub", hub.base, "--code", CODE,
+                              "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "out.csv").read_text(encoding="utf-8").count("\n") == 25_001
+        out = subprocess.run([*run, "export", "--list", "bulk", "--hub", hub.base, "--code", "wrong"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "refused" in out.stderr
+    finally:
+        hub.stop()
+
+
+async def test_upstream_file_source_is_applied_as_one_version_per_change(aiohttp_client, tmp_path, dead_broker_url):
+    from central.upstream import UpstreamSettings
+    from tests.support import until
+
+    source = tmp_path / "upstream.csv"
+    source.write_text("plate,reason\n鲁Q8K2L1,a\n冀F7M395,b\n", encoding="utf-8")
+    app = create_app(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
+                                 console=ConsoleSettings(token=CODE),
+                                 upstream=[UpstreamSettings(name="省厅下发", list_id="province", path=str(source),
+                                                            interval_s=0.1)]))
+    client = await aiohttp_client(app)
+    await client.post("/login", json={"code": CODE})
+    wl = app[keys.WATCHLISTS]
+    await until(lambda: len(wl) == 2, timeout=10, what="first poll applied")
+    first = wl.index.feed_version
+    assert wl.lists["province"].name == "省厅下发"
+    source.write_text("plate,reason\n鲁Q8K2L1,a\n苏C5H0D8,c\n", encoding="utf-8")
+    await until(lambda: wl.index.feed_version > first, timeout=10, what="change applied")
+    assert wl.index.feed_version == first + 1, "one change of the source is one feed version"
+    assert [h.entry_id for h in wl.match("苏C5H0D8", now=time.time(), colour=None, vehicle_type=None)]
+    assert not wl.match("冀F7M395", now=time.time(), colour=None, vehicle_type=None)
+    source.write_text("plate,colour\n鲁A1,pink\n", encoding="utf-8")  # a bad upstream file: never half-applied
+    status = await until(lambda: _upstream_error(client), timeout=10, what="error reported")
+    assert "pink" in status["state"]["last_error"] and wl.index.feed_version == first + 1
+    assert len(wl) == 2
+
+
+async def _upstream_error(client):
+    (source,) = (await (await client.get("/api/v1/upstream")).json())["sources"]
+    return source if source["state"]["last_error"] else None
