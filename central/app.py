@@ -60,7 +60,8 @@ def create_app(settings: HubSettings) -> web.Application:
                     max_skew_s=settings.clock.max_skew_s)
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
                    on_message=ingest.handle,
-                   reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s)
+                   reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
+                   on_connected=lambda: app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version))
     link_ref.append(link)
     app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
     app[keys.INGEST] = ingest
@@ -145,9 +146,7 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
     link = app[keys.LINK]
-    link.start()
-    # Retained, so every edge learns the current feed version when it connects (paho sends it once connected).
-    app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version)
+    link.start()  # on every connect the link republishes the retained feed version
     yield
     await asyncio.to_thread(link.stop)
 

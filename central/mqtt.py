@@ -40,9 +40,10 @@ class HubLink:
 
     def __init__(self, url: str, client_id: str, username: str | None, password: str | None,
                  keepalive_s: int, on_message: OnMessage, reconnect_min_s: float = 0.5,
-                 reconnect_max_s: float = 30.0) -> None:
+                 reconnect_max_s: float = 30.0, on_connected: Callable[[], None] | None = None) -> None:
         self._url = urlsplit(url)
         self._on_message_cb = on_message
+        self._on_connected = on_connected
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                    protocol=paho.MQTTv311)
         if username:
@@ -128,6 +129,9 @@ class HubLink:
         self.last_error = None
         self.connected_event.set()
         log.info("hub MQTT connected to %s", self._url.geturl())
+        if self._on_connected is not None:
+            # Retained messages (the feed version) may be gone with a broker restarted without persistence.
+            self._on_connected()
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
                        properties: object) -> None:

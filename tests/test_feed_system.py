@@ -145,3 +145,26 @@ async def _uplink_down(http, edge):
 
 async def _alerts(http, hub):
     return (await get_json(http, f"{hub.base}/api/v1/alerts"))["alerts"]
+
+
+async def test_edge_that_missed_deltas_takes_a_snapshot(tmp_path, mosquitto, hub):
+    """The broker restarts without persistence while an edge is away: its session and the queued
+    deltas are gone. Back online, the edge sees the (republished) retained version ahead of its
+    mirror, no delta to close the gap, and fetches a snapshot."""
+    e1 = edge(tmp_path, "e1", "SD-DZ-001", mosquitto, hub).start()
+    async with session() as http, session() as console:
+        await login(http, e1.base, "tablet-code")
+        await login(console, hub.base, "console-code")
+        await until(lambda: feed_at(http, e1, 1), timeout=30, what="first snapshot")
+        e1.stop()
+        async with console.post(f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": "苏C5H0D8"}) as r:
+            missed = (await r.json())["feed_version"]
+        mosquitto.kill()
+        Mosquitto(mosquitto.workdir, port=mosquitto.port).start()
+        await asyncio.sleep(1.5)  # the hub reconnects and republishes the retained version
+        e1.start()
+        with running(e1):
+            await login(http, e1.base, "tablet-code")
+            status = await until(lambda: feed_at(http, e1, missed), timeout=30, what="gap closed")
+            assert status["feed"]["snapshots"] == 1, "the restarted edge closed the gap with a snapshot"
+            assert status["feed"]["entries"] == 2
