@@ -18,6 +18,7 @@ import msgspec
 import sqlite_utils
 
 from protocols import topics
+from protocols.alerting import alert_for
 from protocols.matching import Entry
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -197,16 +198,8 @@ class Ingest:
             wl = self.watchlists.lists.get(hit.list_id)
             row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (hit.entry_id,)).fetchone()
             entry = _entry_decoder.decode(row[0]) if row else None
-            alert = Alert(
-                v=SCHEMA_VERSION, alert_id=alert_id(checkpoint, epoch, read.seq, hit.entry_id),
-                checkpoint=checkpoint, epoch=epoch, seq=read.seq, raised_at=received_at,
-                captured_at=read.captured_at, camera_id=read.camera_id, plate_read=read.plate,
-                lane=read.lane, colour=read.colour, vehicle_type=read.vehicle_type,
-                hit=AlertHit(entry_id=hit.entry_id, entry_plate=hit.entry_plate, list_id=hit.list_id,
-                             list_name=wl.name if wl else hit.list_id, action=hit.action.value,
-                             priority=hit.priority, kind=hit.kind.value, score=hit.score,
-                             explanation=hit.explanation[:500], reason=(entry.reason if entry else "")[:500],
-                             feed_version=hit.feed_version, matcher_version=hit.matcher_version))
+            alert = alert_for(checkpoint, epoch, read, hit, list_name=wl.name if wl else hit.list_id,
+                              reason=entry.reason if entry else "", raised_at=received_at)
             if self.store.insert_alert(db, alert):
                 result.alerts.append(alert)
 

@@ -129,6 +129,15 @@ def cmd_bench_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_sync(args: argparse.Namespace) -> int:
+    from .bench.sync import run
+
+    result = run(snapshot_entries=args.snapshot_entries, edges=args.edges, feed_entries=args.feed_entries,
+                 additions=args.additions)
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -177,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_match)
+    p = bsub.add_parser("sync", help="watchlist sync: snapshot to a fresh edge, delta latency to many edges")
+    p.add_argument("--snapshot-entries", type=int, default=1_000_000)
+    p.add_argument("--edges", type=int, default=50)
+    p.add_argument("--feed-entries", type=int, default=100_000)
+    p.add_argument("--additions", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p.set_defaults(func=cmd_bench_sync)
     return parser
 
 

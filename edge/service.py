@@ -11,17 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocols import plates
-from protocols.messages import (
-    SCHEMA_VERSION,
-    Alert,
-    AlertHit,
-    CameraRead,
-    EdgeHit,
-    Event,
-    Passage,
-    PlateRead,
-    derive_alert_id,
-)
+from protocols.alerting import alert_for
+from protocols.messages import Alert, CameraRead, EdgeHit, Event, Passage, PlateRead
 from runtime.fanout import Fanout
 
 from .mirror import Mirror
@@ -149,17 +140,11 @@ class EdgeService:
         for hit in hits:
             wl = self.mirror.lists.get(hit.list_id)
             entry = await self.mirror.entry(hit.entry_id)
-            aid = derive_alert_id(self.checkpoint, self.outbox.epoch, read.seq, hit.entry_id)
-            alerts.append(Alert(
-                v=SCHEMA_VERSION, alert_id=aid, checkpoint=self.checkpoint, epoch=self.outbox.epoch, seq=read.seq,
-                raised_at=now, captured_at=read.captured_at, camera_id=read.camera_id, plate_read=read.plate,
-                lane=read.lane, colour=read.colour, vehicle_type=read.vehicle_type,
-                hit=AlertHit(entry_id=hit.entry_id, entry_plate=hit.entry_plate, list_id=hit.list_id,
-                             list_name=wl.name if wl else hit.list_id, action=hit.action.value,
-                             priority=hit.priority, kind=hit.kind.value, score=hit.score,
-                             explanation=hit.explanation[:500], reason=(entry.reason if entry else "")[:500],
-                             feed_version=hit.feed_version, matcher_version=hit.matcher_version)))
-            events.append(EdgeHit(seq=1, read_seq=read.seq, alert_id=aid, entry_id=hit.entry_id,
+            alert = alert_for(self.checkpoint, self.outbox.epoch, read, hit,
+                              list_name=wl.name if wl else hit.list_id, reason=entry.reason if entry else "",
+                              raised_at=now)
+            alerts.append(alert)
+            events.append(EdgeHit(seq=1, read_seq=read.seq, alert_id=alert.alert_id, entry_id=hit.entry_id,
                                   list_id=hit.list_id, kind=hit.kind.value, score=hit.score,
                                   explanation=hit.explanation[:500], feed_version=hit.feed_version,
                                   matcher_version=hit.matcher_version, raised_at=now))
