@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from tests.support import (
-    Mosquitto,
     edge_service,
     get_json,
     hub_service,
@@ -128,7 +127,7 @@ async def test_tablet_alerts_with_the_uplink_down_and_the_hub_keeps_one_alert(tm
             assert frame["alert"]["hit"]["entry_plate"] == "鲁Q8K2L1"
             assert frame["alert"]["seq"] == answer["seq"]
             # The uplink comes back: the hub records the read, its own hit and the edge's hit as ONE alert.
-            Mosquitto(mosquitto.workdir, port=mosquitto.port).start()
+            mosquitto.start()  # the same broker again: the fixture stops it at the end
             try:
                 alerts = await until(lambda: _alerts(console, hub), timeout=60, what="alert at the hub")
                 await asyncio.sleep(2)
@@ -160,7 +159,7 @@ async def test_edge_that_missed_deltas_takes_a_snapshot(tmp_path, mosquitto, hub
         async with console.post(f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": "苏C5H0D8"}) as r:
             missed = (await r.json())["feed_version"]
         mosquitto.kill()
-        Mosquitto(mosquitto.workdir, port=mosquitto.port).start()
+        mosquitto.start()
         await asyncio.sleep(1.5)  # the hub reconnects and republishes the retained version
         e1.start()
         with running(e1):
