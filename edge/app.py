@@ -89,9 +89,9 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(app[keys.MIRROR].start)
     log.info("edge %s: outbox epoch %d", app[keys.SETTINGS].checkpoint, app[keys.OUTBOX].epoch)
     yield
-    app[keys.MIRROR].stop()
-    app[keys.DEAD].stop()
-    app[keys.OUTBOX].stop()
+    # Joining the writer threads off the loop: several edges may share one process (demo, benchmarks).
+    for store in (app[keys.MIRROR], app[keys.DEAD], app[keys.OUTBOX]):
+        await asyncio.to_thread(store.stop)
 
 
 async def _feed(app: web.Application) -> AsyncIterator[None]:

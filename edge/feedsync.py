@@ -33,6 +33,7 @@ class FeedSync:
         self.last_error: str | None = None
         self._wake = asyncio.Event()
         self._last_delta_at = 0.0
+        self._applying = 0
 
     async def on_version(self, message: FeedVersion) -> None:
         self.hub_version = message.version
@@ -41,7 +42,12 @@ class FeedSync:
     async def on_delta(self, delta: FeedDelta) -> None:
         self._last_delta_at = time.monotonic()
         self.hub_version = max(self.hub_version or 0, delta.version)
-        result = await self.mirror.apply_delta(delta)
+        self._applying += 1
+        try:
+            result = await self.mirror.apply_delta(delta)
+        finally:
+            self._applying -= 1
+            self._last_delta_at = time.monotonic()
         if result is Applied.APPLIED:
             self.deltas += 1
         elif result is Applied.GAP:
@@ -62,11 +68,13 @@ class FeedSync:
             self._wake.clear()
             if not self.behind() or not self.hub_url:
                 continue
-            wait = self._last_delta_at + DELTA_GRACE_S - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                if not self.behind():
-                    continue
+            # Deltas still arriving (or being applied) will close the gap themselves: wait until
+            # none has come for the grace period before paying for a whole snapshot.
+            while self.behind() and (self._applying or  # noqa: ASYNC110 - a quiet period, not an event
+                                     time.monotonic() < self._last_delta_at + DELTA_GRACE_S):
+                await asyncio.sleep(max(0.05, self._last_delta_at + DELTA_GRACE_S - time.monotonic()))
+            if not self.behind():
+                continue
             try:
                 await self.fetch_snapshot()
                 delay = 1.0
@@ -87,7 +95,10 @@ class FeedSync:
                                                   message=(await resp.text())[:200])
             body = await resp.read()
         snapshot = await asyncio.to_thread(_snapshot_decoder.decode, body)
-        await self.mirror.replace(snapshot)
+        if not await self.mirror.replace(snapshot):
+            log.info("feed snapshot %d is not newer than the mirror (%d); ignored", snapshot.version,
+                     self.mirror.version)
+            return self.mirror.version
         self.snapshots += 1
         self.last_error = None
         log.info("feed snapshot applied: version %d, %d entries", snapshot.version, len(snapshot.entries))

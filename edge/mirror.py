@@ -154,9 +154,16 @@ class Mirror:
             self.index.feed_version = delta.version
             return Applied.APPLIED
 
-    async def replace(self, snapshot: FeedSnapshot) -> None:
-        """Make the mirror exactly the snapshot (after a gap, or on a fresh edge)."""
+    async def replace(self, snapshot: FeedSnapshot) -> bool:
+        """Make the mirror exactly the snapshot (after a gap, or on a fresh edge).
+
+        A snapshot no newer than the mirror is ignored: it was fetched while deltas kept arriving,
+        and installing it would bring back entries already deleted (false alerts) until the next gap.
+        """
         async with self._lock:
+            if snapshot.version <= self.version:
+                return False
+
             def job(db: sqlite_utils.Database) -> None:
                 db.conn.execute("DELETE FROM entries")
                 db.conn.execute("DELETE FROM lists")
@@ -175,3 +182,4 @@ class Mirror:
             self.index, self.version = index, snapshot.version
             self.permit_rules = list(snapshot.permit_rules)
             self.lists = {wl.list_id: wl for wl in snapshot.watchlists}
+            return True

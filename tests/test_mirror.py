@@ -85,3 +85,11 @@ async def test_permit_rules_reach_the_mirror_and_survive_a_restart(tmp_path):
         assert again.match("鲁H12345", now=time.time(), colour="yellow", vehicle_type="hazmat") == []
     finally:
         again.stop()
+
+
+async def test_an_older_snapshot_never_moves_the_mirror_back(mirror):
+    await mirror.apply_delta(delta(1, ListUpsert(watchlist=WL), EntryUpsert(entry=entry("鲁A12345"))))
+    await mirror.apply_delta(delta(2, EntryDelete(entry_id="drugs:鲁A12345")))
+    stale = FeedSnapshot(version=1, watchlists=[WL], entries=[entry("鲁A12345")])
+    assert await mirror.replace(stale) is False
+    assert mirror.version == 2 and hits(mirror, "鲁A12345") == [], "a deleted entry must not come back"
