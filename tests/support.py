@@ -17,13 +17,9 @@ from typing import Any
 
 import aiohttp
 
+from cordon.bench._procs import free_port, write_toml
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -149,35 +145,6 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.proc.returncode
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise TypeError(value)
-
-
-def write_toml(path: Path, data: dict[str, Any]) -> Path:
-    """Tiny TOML writer for test configs (scalars, lists, tables, arrays of tables)."""
-    lines: list[str] = []
-    tables: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], dict)):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {toml_value(value)}")
-    for key, value in tables:
-        for table in value if isinstance(value, list) else [value]:
-            lines.append(f"\n[[{key}]]" if isinstance(value, list) else f"\n[{key}]")
-            lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def hub_service(workdir: Path, broker_url: str, *, watchlist_csv: Path | None = None, token: str = "console-code",
