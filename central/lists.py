@@ -9,6 +9,7 @@ same writer thread, so it never sees a half-applied change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -188,6 +189,11 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
 
 def snapshot_bytes(db: sqlite_utils.Database) -> bytes:
     """The field feed as one FeedSnapshot JSON document, read in one transaction (consistent)."""
+    return versioned_snapshot(db)[1]
+
+
+def versioned_snapshot(db: sqlite_utils.Database) -> tuple[int, bytes]:
+    """The feed version a snapshot holds, and the snapshot."""
     db.conn.execute("BEGIN")
     try:
         version = feed_version(db)
@@ -199,7 +205,8 @@ def snapshot_bytes(db: sqlite_utils.Database) -> bytes:
         rules = permit_rules(db)
     finally:
         db.conn.execute("COMMIT")
-    return _enc.encode({"version": version, "watchlists": wl_raw, "entries": entries, "permit_rules": rules})
+    return version, _enc.encode({"version": version, "watchlists": wl_raw, "entries": entries,
+                                 "permit_rules": rules})
 
 
 class ListService:
@@ -210,6 +217,8 @@ class ListService:
         self.store = store
         self.watchlists = watchlists
         self._publish = publish
+        self._snapshot: tuple[int, bytes] | None = None
+        self._snapshot_lock = asyncio.Lock()
 
     def load(self) -> int:
         """At start-up, from the writer thread's point of view: fill the index from the database."""
@@ -260,9 +269,12 @@ class ListService:
         self._publish(topics.feed_version(), encode(message), qos=1, retain=True)
 
     async def snapshot(self) -> bytes:
-        import asyncio
-
-        return await asyncio.to_thread(self.store.read, snapshot_bytes)
+        """The field feed as JSON, built once per feed version however many edges ask at once."""
+        async with self._snapshot_lock:
+            # Keyed by the version the snapshot itself holds: a cached one is served only while it is current.
+            if self._snapshot is None or self._snapshot[0] != self.watchlists.index.feed_version:
+                self._snapshot = await asyncio.to_thread(self.store.read, versioned_snapshot)
+            return self._snapshot[1]
 
 
 def decode_snapshot(body: bytes) -> FeedSnapshot:

@@ -334,9 +334,9 @@ class DeltaProbe:
             self.highest[idx] = max(self.highest.get(idx, 0), mirror.version)
             return result
 
-        async def observed_replace(snapshot: Any) -> None:
+        async def observed_replace(snapshot: Any) -> bool:
             before = mirror.version
-            await replace(snapshot)
+            installed = await replace(snapshot)
             self.check(idx, mirror)
             if self.measuring:
                 self.snapshot_events.append({
@@ -344,6 +344,7 @@ class DeltaProbe:
                     "highest_before": self.highest.get(idx, 0), "snapshot_version": snapshot.version,
                     "plate_pending": self.plate is not None})
             self.highest[idx] = max(self.highest.get(idx, 0), mirror.version)
+            return bool(installed)
 
         mirror.apply_delta = observed_apply_delta
         mirror.replace = observed_replace
