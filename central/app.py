@@ -79,7 +79,11 @@ def create_app(settings: HubSettings) -> web.Application:
 
 def _machine_tokens(settings: HubSettings):  # noqa: ANN202 - returns the token checker
     def check(token: str) -> Principal | None:
-        return Principal("edge", "edge") if token_matches(token, settings.feed.token) else None
+        if token_matches(token, settings.feed.token):
+            return Principal("edge", "edge")
+        if token_matches(token, settings.metrics.token):
+            return Principal("metrics", "metrics")
+        return None
 
     return check
 

@@ -80,6 +80,7 @@ class IngestMetrics:
     dead_letters: int = 0
     commit_failures: int = 0
     commit_seconds_total: float = 0.0
+    alerts_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Ingest:
@@ -119,6 +120,8 @@ class Ingest:
         m.duplicates += result.duplicates
         m.dead_letters += result.dead_letters
         m.alerts += len(result.alerts)
+        for alert in result.alerts:
+            m.alerts_by_kind[alert.hit.kind] = m.alerts_by_kind.get(alert.hit.kind, 0) + 1
         if result.checkpoint is not None and result.epoch is not None and result.committed:
             ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=ranges(result.committed))
             self._publish(topics.ack(result.checkpoint), encode(ack))

@@ -62,6 +62,11 @@ class PermitSettings(msgspec.Struct, **_STRICT):
     priority: int = 50
 
 
+class MetricsSettings(msgspec.Struct, **_STRICT):
+    token: str = ""
+    """Bearer token a Prometheus scraper presents at /metrics; empty: signed-in people only."""
+
+
 class ClockSettings(msgspec.Struct, **_STRICT):
     max_skew_s: float = 30.0
     """An edge whose clock differs from the hub's by more than this is flagged."""
@@ -75,6 +80,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
     clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
 

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from runtime.metrics import CONTENT_TYPE, Metric, render
 from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
 
 from . import keys, web_lists
@@ -25,6 +26,7 @@ POLICY: dict[str, Access] = {
     "checkpoints": Access.SESSION,
     "dead_letters": Access.SESSION,
     "live": Access.SESSION,
+    "metrics": Access.METRICS,
 }
 POLICY.update(web_lists.POLICY)
 
@@ -104,6 +106,33 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                                 app[keys.SOCKETS])
 
 
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    m, link, store, wl = app[keys.INGEST].metrics, app[keys.LINK], app[keys.STORE], app[keys.WATCHLISTS]
+    by_kind = Metric("cordon_hub_alerts_total", "counter", "alerts raised since start, by match kind")
+    for kind, count in sorted(m.alerts_by_kind.items()):
+        by_kind.add(count, kind=kind)
+    text = render([
+        Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(m.messages),
+        Metric("cordon_hub_reads_ingested_total", "counter", "reads committed since start").add(m.reads),
+        Metric("cordon_hub_duplicates_total", "counter", "resent events already stored").add(m.duplicates),
+        Metric("cordon_hub_batches_committed_total", "counter", "messages committed").add(m.batches_committed),
+        Metric("cordon_hub_commit_seconds_total", "counter", "time from receipt to commit, summed").add(
+            m.commit_seconds_total),
+        Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(m.commit_failures),
+        Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(m.dead_letters),
+        by_kind,
+        Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
+            checkpoints_online(app)),
+        Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(int(link.connected)),
+        Metric("cordon_hub_store_writer_ok", "gauge", "1 when the last commit succeeded").add(
+            int(store.writer_error is None)),
+        Metric("cordon_hub_watchlist_version", "gauge", "field feed version").add(wl.index.feed_version),
+        Metric("cordon_hub_watchlist_entries", "gauge", "entries in the hub's index").add(len(wl)),
+    ])
+    return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", console, name="console")
     app.router.add_static("/static/", STATIC, name="static")
@@ -112,3 +141,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
     app.router.add_get("/api/v1/dead-letters", dead_letters, name="dead_letters")
     app.router.add_get("/api/v1/ws", live, name="live")
+    app.router.add_get("/metrics", metrics, name="metrics")

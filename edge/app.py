@@ -12,7 +12,7 @@ from aiohttp import web
 
 from protocols.messages import CameraRead
 from runtime.deadletters import DeadLetterStore
-from runtime.web import Sessions, add_login_routes, close_sockets, make_middlewares
+from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
 from . import keys
 from . import web as edge_web
@@ -55,7 +55,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
 
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(edge_web.POLICY, sessions, lambda token: None))
+                          middlewares=make_middlewares(edge_web.POLICY, sessions, _machine_tokens(settings)))
     app[keys.SETTINGS] = settings
     app[keys.OUTBOX] = outbox
     app[keys.DEAD] = dead
@@ -71,6 +71,13 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _simulator])
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _machine_tokens(settings: EdgeSettings):  # noqa: ANN202 - returns the token checker
+    def check(token: str) -> Principal | None:
+        return Principal("metrics", "metrics") if token_matches(token, settings.metrics.token) else None
+
+    return check
 
 
 async def _status_extra(outbox: OutboxStore, service: EdgeService) -> dict[str, object]:

@@ -51,6 +51,11 @@ class HubSettings(msgspec.Struct, **_STRICT):
     """The bearer token the hub's [feed] token expects."""
 
 
+class MetricsSettings(msgspec.Struct, **_STRICT):
+    token: str = ""
+    """Bearer token a Prometheus scraper presents at /metrics; empty: signed-in people only."""
+
+
 class PassageSettings(msgspec.Struct, **_STRICT):
     window_s: float = 8.0
 
@@ -79,6 +84,7 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     hub: HubSettings = msgspec.field(default_factory=HubSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     cameras: list[CameraSettings] = msgspec.field(default_factory=list)
     passages: PassageSettings = msgspec.field(default_factory=PassageSettings)
     tablet: TabletSettings = msgspec.field(default_factory=TabletSettings)

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from runtime.metrics import CONTENT_TYPE, Metric, render
 from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
 
 from . import keys
@@ -26,6 +27,7 @@ POLICY: dict[str, Access] = {
     "live": Access.SESSION,
     "camera_reads": Access.CAMERA,
     "check": Access.SESSION,
+    "metrics": Access.METRICS,
 }
 
 
@@ -125,6 +127,38 @@ async def camera_reads(request: web.Request) -> web.Response:
     return await request.app[keys.JSON_SOURCE].handle(request)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    service, uplink, mirror = app[keys.SERVICE], app[keys.UPLINK], app[keys.MIRROR]
+    stats = await app[keys.OUTBOX].stats()
+    oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
+    cams = [Metric("cordon_edge_camera_reads_total", "counter", "reads recorded, by camera"),
+            Metric("cordon_edge_camera_errors_total", "counter", "pushes refused as malformed, by camera"),
+            Metric("cordon_edge_camera_refused_total", "counter", "pushes refused for credentials, by camera")]
+    for cid, h in sorted(service.cameras.items()):
+        cams[0].add(h.reads, camera=cid)
+        cams[1].add(h.errors, camera=cid)
+        cams[2].add(h.refused, camera=cid)
+    text = render([
+        Metric("cordon_edge_reads_total", "counter", "reads committed to the outbox since start").add(
+            service.reads_total),
+        Metric("cordon_edge_passages_total", "counter", "passages closed since start").add(service.passages_total),
+        Metric("cordon_edge_local_hits_total", "counter", "hits against the local mirror").add(service.local_hits),
+        Metric("cordon_edge_outbox_depth", "gauge", "events not yet acknowledged by the hub").add(stats.depth),
+        Metric("cordon_edge_outbox_oldest_seconds", "gauge", "age of the oldest unacknowledged event").add(oldest),
+        Metric("cordon_edge_published_events_total", "counter", "events published").add(uplink.published_events),
+        Metric("cordon_edge_replayed_events_total", "counter", "events sent again").add(uplink.resent_events),
+        Metric("cordon_edge_acked_events_total", "counter", "events the hub acknowledged").add(uplink.acked_events),
+        Metric("cordon_edge_uplink_connected", "gauge", "1 when the broker link is up").add(
+            int(uplink.state.value == "connected")),
+        Metric("cordon_edge_watchlist_version", "gauge", "version of the local watchlist mirror").add(mirror.version),
+        Metric("cordon_edge_dead_letters_total", "counter", "pushes dead-lettered since start").add(
+            app[keys.DEAD].count),
+        *cams,
+    ])
+    return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", tablet, name="tablet")
     app.router.add_static("/static/", STATIC, name="static")
@@ -134,3 +168,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
     app.router.add_get("/api/v1/check", check, name="check")
+    app.router.add_get("/metrics", metrics, name="metrics")

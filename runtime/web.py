@@ -39,6 +39,8 @@ class Access(StrEnum):
     """A camera; the handler checks that camera's own credentials."""
     EDGE = "edge"
     """An edge agent with its machine token (or a signed-in person)."""
+    METRICS = "metrics"
+    """A metrics scraper with the metrics token (or a signed-in person)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,15 +151,15 @@ def make_middlewares(policy: Mapping[str, Access], sessions: Sessions,
         if rule is None:
             log.error("route %s (%s) has no access rule; refusing", name, request.path)
             raise web.HTTPForbidden(text="route has no access rule")
-        if rule in (Access.SESSION, Access.EDGE):
+        if rule in (Access.SESSION, Access.EDGE, Access.METRICS):
             principal = None
             cookie = request.cookies.get(SESSION_COOKIE)
             if cookie:
                 principal = sessions.verify(cookie)
             if principal is None and (token := bearer(request)):
                 principal = machine_tokens(token)
-                if principal is not None and principal.role == "edge" and rule is not Access.EDGE:
-                    principal = None  # an edge's token opens the edge routes only
+                if principal is not None and principal.role in ("edge", "metrics") and principal.role != rule.value:
+                    principal = None  # a machine token opens its own routes only
             if principal is None:
                 if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                     raise web.HTTPFound("/login")
