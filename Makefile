@@ -36,6 +36,10 @@ system-deps:
 test: $(DEV_STAMP) system-deps
 	$(VENV)/bin/pytest -q
 
+# Property-based tests of every decoder with 10,000 examples each (make test runs 1,000).
+fuzz: $(DEV_STAMP)
+	CORDON_FUZZ_EXAMPLES=10000 $(VENV)/bin/pytest -q tests/test_fuzz.py
+
 test-fast: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -m "not system and not fault and not browser"
 

@@ -231,8 +231,10 @@ def _explain(kind: type, payload: bytes, exc: msgspec.DecodeError) -> str:
             probe = _version_probe.decode(payload)
         except (msgspec.DecodeError, RecursionError):
             probe = None
-        if isinstance(probe, dict) and "v" in probe and probe["v"] not in SUPPORTED_VERSIONS:
-            return f"unsupported schema version {str(probe['v'])[:20]}; this side accepts {sorted(SUPPORTED_VERSIONS)}"
+        version = probe.get("v") if isinstance(probe, dict) else None
+        # Only a whole number is a version; anything else in "v" is an ordinary schema error below.
+        if isinstance(version, int) and not isinstance(version, bool) and version not in SUPPORTED_VERSIONS:
+            return f"unsupported schema version {str(version)[:20]}; this side accepts {sorted(SUPPORTED_VERSIONS)}"
     text = str(exc)
     if text.startswith("JSON is malformed") or text.startswith("Input data was truncated"):
         return f"not valid JSON: {text}"
