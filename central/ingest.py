@@ -31,7 +31,6 @@ from protocols.messages import (
     EventBatch,
     PlateRead,
     decode,
-    derive_alert_id,
     encode,
 )
 from runtime import deadletters
@@ -41,9 +40,6 @@ from .watchlists import HubWatchlists
 
 log = logging.getLogger(__name__)
 _entry_decoder = msgspec.json.Decoder(type=Entry)
-
-
-alert_id = derive_alert_id
 
 
 def ranges(seqs: list[int]) -> list[tuple[int, int]]:

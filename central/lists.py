@@ -25,7 +25,6 @@ from protocols.feed import (
     EntryUpsert,
     FeedChange,
     FeedDelta,
-    FeedSnapshot,
     FeedVersion,
     ListDelete,
     ListUpsert,
@@ -187,11 +186,6 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
     return Applied(version=version, changes=count, delta=delta, index_ops=ops)
 
 
-def snapshot_bytes(db: sqlite_utils.Database) -> bytes:
-    """The field feed as one FeedSnapshot JSON document, read in one transaction (consistent)."""
-    return versioned_snapshot(db)[1]
-
-
 def versioned_snapshot(db: sqlite_utils.Database) -> tuple[int, bytes]:
     """The feed version a snapshot holds, and the snapshot."""
     db.conn.execute("BEGIN")
@@ -275,7 +269,3 @@ class ListService:
             if self._snapshot is None or self._snapshot[0] != self.watchlists.index.feed_version:
                 self._snapshot = await asyncio.to_thread(self.store.read, versioned_snapshot)
             return self._snapshot[1]
-
-
-def decode_snapshot(body: bytes) -> FeedSnapshot:
-    return msgspec.json.decode(body, type=FeedSnapshot)

@@ -122,6 +122,8 @@ async def metrics(request: web.Request) -> web.Response:
         Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(m.commit_failures),
         Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(m.dead_letters),
         by_kind,
+        Metric("cordon_hub_alerts_dispatched_total", "counter", "alerts handed to console and edges").add(
+            app[keys.DISPATCHER].dispatched),
         Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
             checkpoints_online(app)),
         Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(int(link.connected)),

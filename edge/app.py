@@ -23,7 +23,7 @@ from .passages import PassageBuilder
 from .service import EdgeService
 from .settings import EdgeSettings
 from .sources.json_push import JsonPushSource
-from .uplink import EdgeUplink, UplinkConfig, UplinkRefused
+from .uplink import EdgeUplink, UplinkRefused
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,10 @@ def create_app(settings: EdgeSettings) -> web.Application:
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
                           enqueue=lambda items: uplink_ref[0].enqueue(items),
                           recent_alerts=settings.tablet.recent_alerts, mirror=mirror)
-    m = settings.mqtt
     uplink = EdgeUplink(
-        UplinkConfig(checkpoint=settings.checkpoint, url=m.url, username=m.username or settings.checkpoint,
-                     password=m.password, keepalive_s=m.keepalive_s, max_inflight=m.max_inflight,
-                     batch_max=m.batch_max, ack_timeout_s=m.ack_timeout_s, reconnect_min_s=m.reconnect_min_s,
-                     reconnect_max_s=m.reconnect_max_s, status_interval_s=m.status_interval_s, software=SOFTWARE),
-        outbox, on_alert=service.on_alert, status_extra=lambda: _status_extra(outbox, service),
-        on_feed_delta=feed.on_delta, on_feed_version=feed.on_version)
+        settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
+        status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
+        on_feed_version=feed.on_version, software=SOFTWARE)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))

@@ -15,7 +15,6 @@ import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from protocols.messages import (
 )
 
 from .outbox import OutboxStore, Pending
+from .settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +55,6 @@ class UplinkRefused(RuntimeError):
     """The broker refused our credentials; retrying will not help."""
 
 
-@dataclass(frozen=True, slots=True)
-class UplinkConfig:
-    checkpoint: str
-    url: str
-    username: str | None
-    password: str | None
-    keepalive_s: int = 30
-    max_inflight: int = 500
-    batch_max: int = 200
-    ack_timeout_s: float = 10.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    status_interval_s: float = 10.0
-    software: str = ""
-
-
 class _OutgoingBatch(msgspec.Struct):
     """Same wire shape as protocols.messages.EventBatch, with events already encoded."""
 
@@ -82,12 +66,16 @@ class _OutgoingBatch(msgspec.Struct):
 
 
 class EdgeUplink:
-    def __init__(self, config: UplinkConfig, outbox: OutboxStore,
+    def __init__(self, checkpoint: str, mqtt: MqttSettings, outbox: OutboxStore,
                  on_alert: Callable[[Alert], Awaitable[None]],
                  status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None,
                  on_feed_delta: Callable[[FeedDelta], Awaitable[None]] | None = None,
-                 on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None) -> None:
-        self.config = config
+                 on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None,
+                 software: str = "") -> None:
+        self.checkpoint = checkpoint
+        self.config = mqtt
+        self.username = mqtt.username or checkpoint  # the broker ACL expects the checkpoint id
+        self.software = software
         self.outbox = outbox
         self._on_alert = on_alert
         self._status_extra = status_extra
@@ -131,11 +119,11 @@ class EdgeUplink:
         url = urlsplit(self.config.url)
         while True:
             self.state = UplinkState.CONNECTING
-            will = aiomqtt.Will(topics.status(self.config.checkpoint),
+            will = aiomqtt.Will(topics.status(self.checkpoint),
                                 encode(self._status(online=False)), qos=1, retain=True)
             client = aiomqtt.Client(
                 url.hostname or "127.0.0.1", url.port or 1883,
-                identifier=self.config.checkpoint, username=self.config.username,
+                identifier=self.checkpoint, username=self.username,
                 password=self.config.password, will=will, clean_session=False,
                 keepalive=self.config.keepalive_s, timeout=10,
                 protocol=aiomqtt.ProtocolVersion.V311,
@@ -171,7 +159,7 @@ class EdgeUplink:
         log.warning("uplink lost: %s", self.last_error)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        cp = self.config.checkpoint
+        cp = self.checkpoint
         await client.subscribe(topics.ack(cp), qos=1)
         await client.subscribe(topics.alerts(cp), qos=1)
         await client.subscribe(topics.hub_status(), qos=1)
@@ -201,7 +189,7 @@ class EdgeUplink:
         if self._status_extra is not None:
             extra = await self._status_extra()
             status = msgspec.structs.replace(status, **extra)
-        await client.publish(topics.status(self.config.checkpoint), encode(status), qos=1, retain=True)
+        await client.publish(topics.status(self.checkpoint), encode(status), qos=1, retain=True)
 
     async def say_goodbye(self) -> None:
         """On a clean shutdown the will does not fire: publish the offline status ourselves."""
@@ -209,7 +197,7 @@ class EdgeUplink:
         if client is None:
             return
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await client.publish(topics.status(self.config.checkpoint), encode(self._status(online=False)),
+            await client.publish(topics.status(self.checkpoint), encode(self._status(online=False)),
                                  qos=1, retain=True, timeout=2)
 
     async def _status_loop(self) -> None:
@@ -218,9 +206,9 @@ class EdgeUplink:
             await self.publish_status()
 
     def _status(self, *, online: bool) -> CheckpointStatus:
-        return CheckpointStatus(v=SCHEMA_VERSION, checkpoint=self.config.checkpoint, online=online,
+        return CheckpointStatus(v=SCHEMA_VERSION, checkpoint=self.checkpoint, online=online,
                                 sent_at=time.time(), epoch=self.outbox.epoch,
-                                software=self.config.software or None)
+                                software=self.software or None)
 
     # -- sending ---------------------------------------------------------------------------
     def _requeue_inflight(self, *, resend: bool, older_than: float | None = None) -> int:
@@ -261,13 +249,13 @@ class EdgeUplink:
                 live = [(p, s) for p, s in chosen if s in bodies]  # the rest was acked meanwhile
                 if not live:
                     continue
-                batch = _OutgoingBatch(v=SCHEMA_VERSION, checkpoint=cfg.checkpoint, epoch=self.outbox.epoch,
+                batch = _OutgoingBatch(v=SCHEMA_VERSION, checkpoint=self.checkpoint, epoch=self.outbox.epoch,
                                        sent_at=time.time(), events=[msgspec.Raw(bodies[s]) for _, s in live])
                 now = time.monotonic()
                 for priority, seq in live:
                     self._inflight[seq] = (now, priority)
                 try:
-                    await client.publish(topics.events(cfg.checkpoint), encode(batch), qos=1)
+                    await client.publish(topics.events(self.checkpoint), encode(batch), qos=1)
                 except aiomqtt.MqttError:
                     self._requeue_inflight(resend=False)
                     raise
@@ -315,9 +303,3 @@ class EdgeUplink:
             if moved:
                 log.info("hub is online: replaying %d unacknowledged events", moved)
             self._wake.set()
-
-
-async def stop_task(task: asyncio.Task[object]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, UplinkRefused):
-        await task

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from cordon.bench import _procs as procs
 from cordon.bench._procs import free_port, write_toml
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -32,69 +30,16 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll until ``predicate`` returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 @dataclass
-class Mosquitto:
-    """A real Mosquitto broker of the test's own, on a free port."""
+class Mosquitto(procs.Mosquitto):
+    """A real Mosquitto broker of the test's own, on a free port; ``start()`` waits until it listens."""
 
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    persistence: bool = False
-    max_queued_messages: int = 1000
-    extra_config: str = ""
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def config(self) -> str:
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
-            f"persistence {'true' if self.persistence else 'false'}",
-            f"persistence_location {self.workdir}/",
-            f"max_queued_messages {self.max_queued_messages}",
-            f"log_dest file {self.workdir}/mosquitto.log",
-            "log_type error", "log_type warning", "log_type notice",
-            "sys_interval 1",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # CI runs as root; let Mosquitto keep its files readable
-        return "\n".join(lines) + "\n" + self.extra_config
+    max_queued_messages: int = 1000  # Mosquitto's own default: the tests meet the real limit
 
     def start(self) -> Mosquitto:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(self.config())
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        super().start()
         wait_port(self.port)
         return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass

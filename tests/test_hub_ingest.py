@@ -8,11 +8,20 @@ import time
 
 import pytest
 
-from central.ingest import Ingest, alert_id, ranges
+from central.ingest import Ingest, ranges
 from central.lists import ListService, apply_changes
 from central.store import HubStore
 from central.watchlists import HubWatchlists, WatchlistFileError, changes_for, parse_csv
-from protocols.messages import SCHEMA_VERSION, Ack, EventBatch, Passage, PlateRead, decode, encode
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    EventBatch,
+    Passage,
+    PlateRead,
+    decode,
+    derive_alert_id,
+    encode,
+)
 
 CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n鲁A0K88B,秘密,covert,70,专案\n"
 
@@ -124,7 +133,7 @@ def test_watchlisted_read_raises_one_alert_with_derived_id(hub):
     ingest, store, rec = hub
     ingest.handle(TOPIC, payload([read(1, "鲁Q8K2LI"), read(2, "鲁B12345")]), time.time()).result(5)
     (alert,) = rec.alerts
-    assert alert.alert_id == alert_id("SD-DZ-001", 42, 1, alert.hit.entry_id)
+    assert alert.alert_id == derive_alert_id("SD-DZ-001", 42, 1, alert.hit.entry_id)
     assert alert.hit.kind == "equivalent" and alert.hit.entry_plate == "鲁Q8K2L1"
     assert alert.hit.reason == "线索" and alert.hit.list_name == "涉毒"
     # a resend of the same read does not raise it again

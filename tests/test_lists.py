@@ -3,7 +3,7 @@
 import pytest
 
 from central import lists as lists_mod
-from central.lists import ListService, NotFound, apply_changes, snapshot_bytes
+from central.lists import ListService, NotFound, apply_changes, versioned_snapshot
 from central.store import HubStore
 from central.watchlists import HubWatchlists
 from protocols import topics
@@ -52,7 +52,7 @@ async def test_covert_lists_never_enter_the_feed(service):
     applied = await svc.apply([ListUpsert(watchlist=COVERT), EntryUpsert(entry=entry("鲁A0K88B", "case"))], "t")
     assert applied.version == 0 and deltas(published) == []
     assert svc.watchlists.match("鲁A0K88B", now=0, colour=None, vehicle_type=None), "the hub still matches it"
-    snapshot = svc.store.read(snapshot_bytes)
+    snapshot = svc.store.read(versioned_snapshot)[1]
     assert b"case" not in snapshot
 
 
@@ -117,4 +117,4 @@ async def test_permit_rules_flag_watched_vehicles_without_a_permit(service):
     assert match("鲁H12345", now=0, colour="yellow", vehicle_type="hazmat") == [], "licensed vehicle"
     assert match("鲁H99999", now=0, colour="blue", vehicle_type="car") == [], "not a watched class"
     assert isinstance(deltas(published)[-1].changes[-1], PermitRules), "edges get the rules too"
-    assert b"hazmat-yellow" in svc.store.read(snapshot_bytes)
+    assert b"hazmat-yellow" in svc.store.read(versioned_snapshot)[1]

@@ -71,6 +71,8 @@ class Mosquitto:
     workdir: Path
     port: int = field(default_factory=free_port)
     max_queued_messages: int = 10_000
+    persistence: bool = False
+    extra_config: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,14 +83,16 @@ class Mosquitto:
         lines = [
             f"listener {self.port} {HOST}",
             "allow_anonymous true",
-            "persistence false",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
             f"max_queued_messages {self.max_queued_messages}",
             f"log_dest file {self.workdir}/mosquitto.log",
             "log_type error", "log_type warning", "log_type notice",
+            "sys_interval 1",
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise Mosquitto drops to a user that cannot write our folder
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.extra_config
 
     def start(self) -> Mosquitto:
         """Start the broker (does not wait: ``await ready()``)."""
@@ -101,6 +105,9 @@ class Mosquitto:
 
     async def ready(self) -> None:
         await wait_port(self.port, 15, self.proc, what="mosquitto")
+
+    def kill(self) -> None:
+        _stop_process(self.proc, signal.SIGKILL, 10)
 
     def stop(self) -> None:
         _stop_process(self.proc, signal.SIGTERM, 10)
