@@ -1,9 +1,11 @@
-"""Alert dispatch: console and checkpoint, idempotent, resumed after a restart.
+"""Alert dispatch: console, checkpoint and webhooks, idempotent, resumed after a restart.
 
 Alerts are committed by ingest before they get here. Dispatch sends each one to the console's
-live feed and, unless its list is covert, to its checkpoint's edge over MQTT; an alert is marked
-dispatched once the broker has taken the edge's copy. At start-up every alert not marked is sent
-again; receivers drop an alert id they have already shown, so a resend is never shown twice.
+live feed, unless its list is covert to its checkpoint's edge over MQTT, and to every webhook that
+takes it (central/webhooks.py, which keeps its own delivery record). An alert is marked dispatched
+once the broker has taken the edge's copy. At start-up every alert not marked is sent again;
+receivers drop an alert id they have already shown (the console page, the edge's alert log,
+webhook receivers by the idempotency key), so a resend is never shown or acted on twice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from protocols.messages import Alert, encode
 from runtime.fanout import Fanout
 
 from .store import HubStore
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +27,10 @@ MARK_BATCH_WAIT_S = 0.05
 
 
 class AlertDispatcher:
-    def __init__(self, store: HubStore, publish: Callable[..., None], console: Fanout) -> None:
+    def __init__(self, store: HubStore, publish: Callable[..., None], console: Fanout,
+                 webhooks: WebhookSender | None = None) -> None:
         self.store = store
+        self.webhooks = webhooks
         self._publish = publish
         self.console = console
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -45,6 +50,8 @@ class AlertDispatcher:
         assert loop is not None
         for alert in alerts:
             self.console.publish({"type": "alert", "alert": alert})
+            if self.webhooks is not None:
+                self.webhooks.offer(alert)
             if alert.hit.action == "covert":
                 # Covert hits never leave the hub: the vehicle's occupants must not be alarmed.
                 self._delivered.put_nowait(alert.alert_id)

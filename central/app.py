@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -29,6 +28,7 @@ from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
 from .watchlists import HubWatchlists, changes_for, load_files
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,11 @@ def create_app(settings: HubSettings) -> web.Application:
     def publish(topic: str, payload: bytes, qos: int = 1, retain: bool = False, on_delivered=None) -> None:  # noqa: ANN001
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
-    dispatcher = AlertDispatcher(store, publish, console)
+    webhooks = WebhookSender(store, settings.webhooks)
+    dispatcher = AlertDispatcher(store, publish, console, webhooks)
     ingest = Ingest(store, app[keys.WATCHLISTS], publish=lambda topic, payload: publish(topic, payload),
                     on_alerts=dispatcher.submit_threadsafe,
-                    on_status=lambda status: _on_status_threadsafe(app, status),
+                    on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
                     max_skew_s=settings.clock.max_skew_s)
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
                    on_message=ingest.handle,
@@ -88,17 +89,24 @@ def _machine_tokens(settings: HubSettings):  # noqa: ANN202 - returns the token 
     return check
 
 
-def _on_status_threadsafe(app: web.Application, status: CheckpointStatus) -> None:
-    app[keys.LOOP].call_soon_threadsafe(_on_status, app, status)
+def _on_status_threadsafe(app: web.Application, status: CheckpointStatus, offset: float | None) -> None:
+    app[keys.LOOP].call_soon_threadsafe(_on_status, app, status, offset)
 
 
-def _on_status(app: web.Application, status: CheckpointStatus) -> None:
+def _on_status(app: web.Application, status: CheckpointStatus, offset: float | None) -> None:
+    """A checkpoint's status changed: keep it for the console and tell the live consoles.
+
+    The clock offset comes only from live status messages (a retained one is old by nature), so an
+    unknown offset keeps the last one measured."""
     skew = app[keys.SETTINGS].clock.max_skew_s
-    offset = status.sent_at - time.time()
+    previous = app[keys.CHECKPOINTS].get(status.checkpoint, {})
+    if offset is None:
+        offset = previous.get("clock_offset_s")  # type: ignore[assignment]
     entry = {"checkpoint": status.checkpoint, "online": status.online, "outbox_depth": status.outbox_depth,
              "oldest_unacked_s": status.oldest_unacked_s, "epoch": status.epoch, "software": status.software,
-             "clock_offset_s": round(offset, 3), "clock_suspect": status.online and abs(offset) > skew,
-             "feed_version": status.feed_version}
+             "clock_offset_s": None if offset is None else round(offset, 3),
+             "clock_suspect": offset is not None and abs(offset) > skew,
+             "dropped_reads": status.dropped_reads or 0, "feed_version": status.feed_version}
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     app[keys.CONSOLE].publish({"type": "checkpoint", "checkpoint": entry})
 
@@ -108,8 +116,11 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(store.start)
     app[keys.BASE_COUNTS] = await asyncio.to_thread(store.counts)
     for row in await asyncio.to_thread(store.checkpoints):
-        app[keys.CHECKPOINTS][row["checkpoint"]] = {"checkpoint": row["checkpoint"], "online": row["online"],
-                                                    "epoch": row["epoch"]}
+        offset = row["clock_offset_s"]
+        app[keys.CHECKPOINTS][row["checkpoint"]] = {
+            "checkpoint": row["checkpoint"], "online": row["online"], "epoch": row["epoch"],
+            "clock_offset_s": offset, "dropped_reads": row["dropped_reads"],
+            "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s}
     app[keys.LOOP] = asyncio.get_running_loop()
     yield
     await asyncio.to_thread(store.stop)
@@ -141,11 +152,15 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     dispatcher = app[keys.DISPATCHER]
     dispatcher.bind(asyncio.get_running_loop())
     marker = asyncio.create_task(dispatcher.run_marker(), name="alert-marker")
+    assert dispatcher.webhooks is not None
+    await dispatcher.webhooks.resume()
+    hooks = asyncio.create_task(dispatcher.webhooks.run(), name="webhooks")
     await dispatcher.resume()
     yield
-    marker.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await marker
+    for task in (marker, hooks):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:

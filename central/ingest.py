@@ -29,9 +29,11 @@ from protocols.messages import (
     DecodeError,
     EdgeHit,
     EventBatch,
+    Gap,
     PlateRead,
     decode,
     encode,
+    seq_ranges,
 )
 from runtime import deadletters
 
@@ -40,17 +42,6 @@ from .watchlists import HubWatchlists
 
 log = logging.getLogger(__name__)
 _entry_decoder = msgspec.json.Decoder(type=Entry)
-
-
-def ranges(seqs: list[int]) -> list[tuple[int, int]]:
-    """Compress sequence numbers into sorted inclusive ranges."""
-    out: list[tuple[int, int]] = []
-    for seq in sorted(set(seqs)):
-        if out and seq == out[-1][1] + 1:
-            out[-1] = (out[-1][0], seq)
-        else:
-            out.append((seq, seq))
-    return out
 
 
 @dataclass(slots=True)
@@ -62,7 +53,10 @@ class BatchResult:
     reads: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    gap_reads: int = 0
     status: CheckpointStatus | None = None
+    clock_offset_s: float | None = None
+    """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
 
 
 @dataclass(slots=True)
@@ -74,6 +68,7 @@ class IngestMetrics:
     duplicates: int = 0
     alerts: int = 0
     dead_letters: int = 0
+    gap_reads: int = 0
     commit_failures: int = 0
     commit_seconds_total: float = 0.0
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
@@ -83,7 +78,7 @@ class Ingest:
     def __init__(self, store: HubStore, watchlists: HubWatchlists,
                  publish: Callable[[str, bytes], None],
                  on_alerts: Callable[[list[Alert]], None],
-                 on_status: Callable[[CheckpointStatus], None],
+                 on_status: Callable[[CheckpointStatus, float | None], None],
                  max_skew_s: float = 30.0) -> None:
         self.store = store
         self.watchlists = watchlists
@@ -115,16 +110,17 @@ class Ingest:
         m.reads += result.reads
         m.duplicates += result.duplicates
         m.dead_letters += result.dead_letters
+        m.gap_reads += result.gap_reads
         m.alerts += len(result.alerts)
         for alert in result.alerts:
             m.alerts_by_kind[alert.hit.kind] = m.alerts_by_kind.get(alert.hit.kind, 0) + 1
         if result.checkpoint is not None and result.epoch is not None and result.committed:
-            ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=ranges(result.committed))
+            ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=seq_ranges(result.committed))
             self._publish(topics.ack(result.checkpoint), encode(ack))
         if result.alerts:
             self._on_alerts(result.alerts)
         if result.status is not None:
-            self._on_status(result.status)
+            self._on_status(result.status, result.clock_offset_s)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
@@ -182,6 +178,10 @@ class Ingest:
                 self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at)
             elif isinstance(event, EdgeHit):
                 self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at)
+            elif isinstance(event, Gap):
+                result.gap_reads += event.count
+                log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,
+                            event.count, event.dropped_total, event.reason)
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
@@ -252,7 +252,7 @@ class Ingest:
         if not retained:
             fields["last_seen"] = received_at
             if status.online:
-                fields["clock_offset_s"] = status.sent_at - received_at
+                fields["clock_offset_s"] = result.clock_offset_s = status.sent_at - received_at
         self.store.update_checkpoint(db, checkpoint, **fields)
         result.status = status
         return result

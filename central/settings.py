@@ -72,6 +72,26 @@ class ClockSettings(msgspec.Struct, **_STRICT):
     """An edge whose clock differs from the hub's by more than this is flagged."""
 
 
+class WebhookSettings(msgspec.Struct, **_STRICT):
+    name: str
+    url: str
+    """Where alerts are POSTed as JSON, with the alert id in ``Idempotency-Key``."""
+    token: str = ""
+    """Sent as ``Authorization: Bearer``; empty sends none."""
+    lists: list[str] = msgspec.field(default_factory=list)
+    """List ids this hook takes; empty: every list."""
+    actions: list[Literal["intercept", "covert", "notify"]] = msgspec.field(
+        default_factory=lambda: ["intercept", "notify"])
+    """Covert alerts go out only to a hook that names ``covert`` here."""
+    min_priority: int = 0
+    timeout_s: float = 5.0
+    retry_min_s: float = 1.0
+    retry_max_s: float = 60.0
+    give_up_after_s: float = 86400.0
+    resume_window_s: float = 86400.0
+    """After a restart, alerts this recent that the hook has no record of are sent again."""
+
+
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -83,6 +103,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
+    webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)
 
     @property
     def data_path(self) -> Path:

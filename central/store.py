@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from protocols.messages import Alert, EdgeHit, Event, Passage, PlateRead
+from protocols.messages import Alert, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
 from runtime.sqlwriter import SqlWriter, open_database
 
@@ -72,8 +72,21 @@ MIGRATIONS: list[list[str]] = [
             matcher_version TEXT NOT NULL, raised_at REAL NOT NULL, PRIMARY KEY (checkpoint, epoch, seq))""",
         "CREATE INDEX edge_hits_read ON edge_hits (checkpoint, epoch, read_seq)",
     ],
+    # 3: gaps an edge reported (plain reads dropped from its outbox at its disk quota)
+    [
+        """CREATE TABLE gaps (checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+            lo INTEGER NOT NULL, hi INTEGER NOT NULL, count INTEGER NOT NULL, reason TEXT NOT NULL,
+            dropped_at REAL NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (checkpoint, epoch, seq, lo))""",
+        "ALTER TABLE checkpoints ADD COLUMN dropped_reads INTEGER NOT NULL DEFAULT 0",
+    ],
+    # 4: what each webhook was given (delivered, refused, gave up), so a restart resends only the rest
+    [
+        """CREATE TABLE webhook_deliveries (hook TEXT NOT NULL, alert_id TEXT NOT NULL, outcome TEXT NOT NULL,
+            detail TEXT, at REAL NOT NULL, PRIMARY KEY (hook, alert_id)) WITHOUT ROWID""",
+    ],
 ]
 
+_KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap"}
 _encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(type=Alert)
 
@@ -141,7 +154,7 @@ class HubStore:
     def insert_event(db: sqlite_utils.Database, checkpoint: str, epoch: int, event: Event,
                      edge_sent_at: float, received_at: float) -> Outcome:
         """Insert idempotently; a reused identity with other content comes back as a dead letter."""
-        kind = "read" if isinstance(event, PlateRead) else "passage" if isinstance(event, Passage) else "hit"
+        kind = _KINDS[type(event)]
         d = digest(event)
         cur = db.conn.execute(
             "INSERT OR IGNORE INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
@@ -169,6 +182,15 @@ class HubStore:
                 (checkpoint, epoch, event.seq, event.read_seq, event.alert_id, event.entry_id, event.list_id,
                  event.kind, event.score, event.explanation, event.feed_version, event.matcher_version,
                  event.raised_at))
+        elif isinstance(event, Gap):
+            db.conn.executemany(
+                """INSERT INTO gaps (checkpoint, epoch, seq, lo, hi, count, reason, dropped_at, received_at)
+                VALUES (?,?,?,?,?,?,?,?,?)""",
+                [(checkpoint, epoch, event.seq, lo, hi, hi - lo + 1, event.reason, event.dropped_at, received_at)
+                 for lo, hi in event.ranges])
+            db.conn.execute(
+                "INSERT INTO checkpoints (checkpoint, dropped_reads) VALUES (?, ?) ON CONFLICT(checkpoint) "
+                "DO UPDATE SET dropped_reads = dropped_reads + excluded.dropped_reads", (checkpoint, event.count))
         elif isinstance(event, Passage):
             db.conn.execute(
                 """INSERT INTO passages (checkpoint, epoch, seq, plate, no_plate, colour, vehicle_type, first_seen,
@@ -235,15 +257,29 @@ class HubStore:
         sql += " ORDER BY raised_at DESC LIMIT ?"
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
 
+    def gaps(self, checkpoint: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Reads the edges reported dropped, newest first."""
+        sql = "SELECT checkpoint, epoch, lo, hi, count, reason, dropped_at, received_at FROM gaps"
+        args: tuple[Any, ...] = ()
+        if checkpoint is not None:
+            sql += " WHERE checkpoint = ?"
+            args = (checkpoint,)
+        sql += " ORDER BY received_at DESC, lo DESC LIMIT ?"
+        cols = ("checkpoint", "epoch", "lo", "hi", "count", "reason", "dropped_at", "received_at")
+        return self.read(lambda db: [dict(zip(cols, row, strict=True))
+                                     for row in db.conn.execute(sql, (*args, limit))])
+
     def dead_letters(self, limit: int = 100, before_id: int | None = None) -> list[deadletters.DeadLetter]:
         return self.read(lambda db: deadletters.recent(db, limit, before_id))
 
     def checkpoints(self) -> list[dict[str, Any]]:
         def q(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             rows = db.conn.execute(
-                "SELECT checkpoint, online, epoch, status, last_seen, clock_offset_s FROM checkpoints ORDER BY checkpoint")
+                "SELECT checkpoint, online, epoch, status, last_seen, clock_offset_s, dropped_reads FROM checkpoints "
+                "ORDER BY checkpoint")
             return [{"checkpoint": c, "online": bool(o), "epoch": e,
-                     "status": msgspec.json.decode(s) if s else None, "last_seen": ls, "clock_offset_s": off}
-                    for c, o, e, s, ls, off in rows]
+                     "status": msgspec.json.decode(s) if s else None, "last_seen": ls, "clock_offset_s": off,
+                     "dropped_reads": dropped}
+                    for c, o, e, s, ls, off, dropped in rows]
 
         return self.read(q)

@@ -25,6 +25,8 @@ POLICY: dict[str, Access] = {
     "alerts": Access.SESSION,
     "checkpoints": Access.SESSION,
     "dead_letters": Access.SESSION,
+    "gaps": Access.SESSION,
+    "webhooks": Access.SESSION,
     "live": Access.SESSION,
     "metrics": Access.METRICS,
 }
@@ -97,6 +99,18 @@ async def dead_letters(request: web.Request) -> web.Response:
     return _json({"dead_letters": await asyncio.to_thread(store.dead_letters, _limit(request), before_id)})
 
 
+async def gaps(request: web.Request) -> web.Response:
+    """Plain reads edges dropped at their outbox quota, by sequence range (the record's known holes)."""
+    checkpoint = request.query.get("checkpoint") or None
+    return _json({"gaps": await asyncio.to_thread(request.app[keys.STORE].gaps, checkpoint, _limit(request))})
+
+
+async def webhooks(request: web.Request) -> web.Response:
+    """Each webhook's delivery figures (queued, delivered, failed, retries, last error)."""
+    sender = request.app[keys.DISPATCHER].webhooks
+    return _json({"webhooks": sender.status() if sender is not None else []})
+
+
 async def live(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts)
@@ -121,6 +135,9 @@ async def metrics(request: web.Request) -> web.Response:
             m.commit_seconds_total),
         Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(m.commit_failures),
         Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(m.dead_letters),
+        *_webhook_metrics(app),
+        Metric("cordon_hub_gap_reads_total", "counter",
+               "plain reads edges reported dropped at their outbox quota, since start").add(m.gap_reads),
         by_kind,
         Metric("cordon_hub_alerts_dispatched_total", "counter", "alerts handed to console and edges").add(
             app[keys.DISPATCHER].dispatched),
@@ -135,12 +152,26 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
 
 
+def _webhook_metrics(app: web.Application) -> list[Metric]:
+    delivered = Metric("cordon_hub_webhook_delivered_total", "counter", "alerts a webhook took (2xx), since start")
+    failed = Metric("cordon_hub_webhook_failed_total", "counter", "alerts a webhook refused or that were given up")
+    retries = Metric("cordon_hub_webhook_retries_total", "counter", "webhook attempts that will be retried")
+    sender = app[keys.DISPATCHER].webhooks
+    for s in sender.status() if sender is not None else []:
+        delivered.add(s["delivered"], hook=s["name"])
+        failed.add(s["failed"], hook=s["name"])
+        retries.add(s["retries"], hook=s["name"])
+    return [delivered, failed, retries]
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", console, name="console")
     app.router.add_static("/static/", STATIC, name="static")
     app.router.add_get("/api/v1/health", health, name="health")
     app.router.add_get("/api/v1/alerts", alerts, name="alerts")
     app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
+    app.router.add_get("/api/v1/gaps", gaps, name="gaps")
+    app.router.add_get("/api/v1/webhooks", webhooks, name="webhooks")
     app.router.add_get("/api/v1/dead-letters", dead_letters, name="dead_letters")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_get("/metrics", metrics, name="metrics")

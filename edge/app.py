@@ -16,6 +16,7 @@ from runtime.web import Principal, Sessions, add_login_routes, close_sockets, ma
 
 from . import keys
 from . import web as edge_web
+from .alertlog import AlertLog
 from .feedsync import FeedSync
 from .mirror import Mirror
 from .outbox import OutboxStore
@@ -35,14 +36,14 @@ SOFTWARE = "cordon-edge/0.1"
 def create_app(settings: EdgeSettings) -> web.Application:
     """Build the edge web app; background work starts with the app and stops with it."""
     data = settings.data_path
-    outbox = OutboxStore(data / "outbox.db")
+    outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
     dead = DeadLetterStore(data / "deadletters.db")
     mirror = Mirror(data / "mirror.db")
     feed = FeedSync(mirror, settings.hub.url, settings.hub.token)
     uplink_ref: list[EdgeUplink] = []
+    alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
-                          enqueue=lambda items: uplink_ref[0].enqueue(items),
-                          recent_alerts=settings.tablet.recent_alerts, mirror=mirror)
+                          enqueue=lambda items: uplink_ref[0].enqueue(items), alert_log=alert_log, mirror=mirror)
     uplink = EdgeUplink(
         settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
         status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
@@ -81,19 +82,20 @@ async def _status_extra(outbox: OutboxStore, service: EdgeService) -> dict[str, 
 
     stats = await outbox.stats()
     oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
-    return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest, "feed_version": service.mirror.version
-            if service.mirror is not None else None}
+    return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest, "dropped_reads": stats.dropped_total,
+            "feed_version": service.mirror.version if service.mirror is not None else None}
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[keys.SETTINGS].data_path.mkdir(parents=True, exist_ok=True)
     app[keys.OUTBOX].start()
     app[keys.DEAD].start()
+    app[keys.SERVICE].alert_log.start()
     await asyncio.to_thread(app[keys.MIRROR].start)
     log.info("edge %s: outbox epoch %d", app[keys.SETTINGS].checkpoint, app[keys.OUTBOX].epoch)
     yield
     # Joining the writer threads off the loop: several edges may share one process (demo, benchmarks).
-    for store in (app[keys.MIRROR], app[keys.DEAD], app[keys.OUTBOX]):
+    for store in (app[keys.MIRROR], app[keys.DEAD], app[keys.SERVICE].alert_log, app[keys.OUTBOX]):
         await asyncio.to_thread(store.stop)
 
 

@@ -3,10 +3,17 @@
 An event is identified by (checkpoint, epoch, seq). The epoch is chosen when the outbox file is
 created, so a replaced disk starts a new epoch and can never collide with old sequence numbers.
 An event leaves the outbox only when the hub acknowledged it, by range.
+
+Replay order is by priority, then sequence: hits and gap reports first, then reads oldest to
+newest, then passages. The outbox has an optional quota on the bytes of the events it holds
+(``[outbox] max_bytes``). Past it, appending drops the oldest *plain* reads (never a hit, nor a
+read that caused one, nor a gap report) in the same transaction, and records what it dropped as a
+``Gap`` event that travels to the hub like any other, so the record shows the hole and why.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -16,7 +23,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
-from protocols.messages import EdgeHit, Event, Passage, PlateRead
+from protocols.messages import EdgeHit, Event, Gap, Passage, PlateRead, seq_ranges
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = """
@@ -31,10 +38,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority, seq);
 """
 
+log = logging.getLogger(__name__)
+
 #: Replay order: lower goes first. Alerts, hits and positive tests before plain reads.
 PRIORITY_HIT = 0
 PRIORITY_READ = 5
 PRIORITY_PASSAGE = 6
+
+#: Only events of this priority may be dropped past the quota: plain reads.
+DROPPABLE = PRIORITY_READ
+MAX_GAP_RANGES = 1000
+GAP_REASON = "outbox disk quota reached: oldest plain reads dropped"
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(type=Event)
@@ -58,16 +72,30 @@ class Pending:
 class OutboxStats:
     depth: int
     oldest_created_at: float | None
+    bytes: int = 0
+    dropped_total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The caller's events, numbered, and everything that now waits for the uplink (a gap too)."""
+
+    events: list[Event]
+    pending: list[Pending]
+    gaps: list[Gap]
 
 
 class OutboxStore:
     """SQLite outbox with one writer thread; ``append`` returns after the commit."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_bytes: int | None = None) -> None:
         self._writer = SqlWriter(path, name="outbox", setup=self._setup)
+        self.max_bytes = max_bytes or None
         self.epoch = 0
         self._next_seq = 1
         self._initial: list[Pending] = []
+        self._bytes = 0
+        self.dropped_total = 0
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         for statement in SCHEMA.split(";"):
@@ -86,6 +114,9 @@ class OutboxStore:
         self._next_seq = max(int(last[0]) if last else 0, top) + 1
         self._initial = [Pending(p, s) for p, s in
                          db.conn.execute("SELECT priority, seq FROM outbox ORDER BY priority, seq")]
+        self._bytes = db.conn.execute("SELECT coalesce(sum(length(body)), 0) FROM outbox").fetchone()[0]
+        dropped = db.conn.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
+        self.dropped_total = int(dropped[0]) if dropped else 0
 
     def start(self) -> None:
         self._writer.start()
@@ -103,27 +134,85 @@ class OutboxStore:
         pending, self._initial = self._initial, []
         return pending
 
-    async def append(self, events: Sequence[Event], priorities: Sequence[int]) -> list[Event]:
-        """Give each event its sequence number and commit it; return the numbered events."""
+    async def append(self, events: Sequence[Event], priorities: Sequence[int],
+                     promote: Sequence[int] = ()) -> Appended:
+        """Give each event its sequence number and commit it (dropping old plain reads past the quota).
 
-        def job(db: sqlite_utils.Database) -> list[Event]:
+        ``promote`` names reads that caused a hit: they move up to hit priority in the same commit,
+        so they replay first and are never dropped.
+        """
+
+        def job(db: sqlite_utils.Database) -> Appended:
             numbered: list[Event] = []
             rows = []
             now = time.time()
             for event, priority in zip(events, priorities, strict=True):
-                seq = self._next_seq
-                self._next_seq += 1
-                event = msgspec.structs.replace(event, seq=seq)
+                event = msgspec.structs.replace(event, seq=self._take_seq())
                 numbered.append(event)
-                rows.append((seq, priority, now, _kind(event), encode_event(event)))
+                rows.append((event.seq, priority, now, _kind(event), encode_event(event)))
+            added = sum(len(r[4]) for r in rows)
+            gaps = self._make_room(db, added, now) if self.max_bytes is not None else []
+            for gap in gaps:
+                body = encode_event(gap)
+                rows.append((gap.seq, PRIORITY_HIT, now, "gap", body))
+                added += len(body)
             db.conn.executemany(
                 "INSERT INTO outbox (seq, priority, created_at, kind, body) VALUES (?, ?, ?, ?, ?)", rows)
+            if promote:
+                db.conn.executemany("UPDATE outbox SET priority = ? WHERE seq = ? AND priority > ?",
+                                    [(PRIORITY_HIT, seq, PRIORITY_HIT) for seq in promote])
             # Remember the high-water mark even after the rows are acknowledged and deleted.
             db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
                             (str(self._next_seq - 1),))
-            return numbered
+            self._bytes += added
+            pending = [Pending(r[1], r[0]) for r in rows]
+            return Appended(numbered, pending, gaps)
 
         return await self._writer.run(job)
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def _make_room(self, db: sqlite_utils.Database, adding: int, now: float) -> list[Gap]:
+        """Drop the oldest plain reads until ``adding`` more bytes fit under the quota (writer thread)."""
+        assert self.max_bytes is not None
+        excess = self._bytes + adding - self.max_bytes
+        if excess <= 0:
+            return []
+        dropped: list[int] = []
+        freed = 0
+        while freed < excess:
+            rows = db.conn.execute("SELECT seq, length(body) FROM outbox WHERE priority = ? ORDER BY seq LIMIT 500",
+                                   (DROPPABLE,)).fetchall()
+            if not rows:
+                break
+            for seq, size in rows:
+                if freed >= excess:
+                    break
+                dropped.append(seq)
+                freed += size
+            # The chosen rows are the lowest sequence numbers of their priority: one range delete.
+            db.conn.execute("DELETE FROM outbox WHERE priority = ? AND seq <= ?", (DROPPABLE, dropped[-1]))
+        if freed < excess:
+            log.error("outbox over its quota by %d bytes and nothing left to drop but hits: keeping them",
+                      excess - freed)
+        if not dropped:
+            return []
+        self._bytes -= freed
+        self.dropped_total += len(dropped)
+        db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped_total', ?)",
+                        (str(self.dropped_total),))
+        spans = seq_ranges(dropped)
+        log.warning("outbox quota of %d bytes reached: dropped %d oldest plain reads (seq %s); %d dropped in all",
+                    self.max_bytes, len(dropped), _describe(spans), self.dropped_total)
+        gaps = []
+        for i in range(0, len(spans), MAX_GAP_RANGES):
+            part = spans[i:i + MAX_GAP_RANGES]
+            gaps.append(Gap(seq=self._take_seq(), ranges=part, count=sum(hi - lo + 1 for lo, hi in part),
+                            reason=GAP_REASON, dropped_at=now, dropped_total=self.dropped_total))
+        return gaps
 
     async def acknowledge(self, ranges: Iterable[tuple[int, int]]) -> int:
         """Delete what the hub has committed; return how many events left the outbox."""
@@ -132,6 +221,9 @@ class OutboxStore:
         def job(db: sqlite_utils.Database) -> int:
             removed = 0
             for lo, hi in spans:
+                if self.max_bytes is not None:
+                    self._bytes -= db.conn.execute("SELECT coalesce(sum(length(body)), 0) FROM outbox "
+                                                   "WHERE seq BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
                 removed += db.conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
             return removed
 
@@ -153,8 +245,9 @@ class OutboxStore:
 
     async def stats(self) -> OutboxStats:
         def job(db: sqlite_utils.Database) -> OutboxStats:
-            depth, oldest = db.conn.execute("SELECT count(*), min(created_at) FROM outbox").fetchone()
-            return OutboxStats(depth, oldest)
+            depth, oldest, size = db.conn.execute(
+                "SELECT count(*), min(created_at), coalesce(sum(length(body)), 0) FROM outbox").fetchone()
+            return OutboxStats(depth, oldest, size, self.dropped_total)
 
         return await self._writer.run(job)
 
@@ -166,4 +259,11 @@ def _kind(event: Event) -> str:
         return "passage"
     if isinstance(event, EdgeHit):
         return "hit"
+    if isinstance(event, Gap):
+        return "gap"
     raise TypeError(f"unknown event type {type(event).__name__}")
+
+
+def _describe(spans: list[tuple[int, int]]) -> str:
+    text = ", ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in spans[:5])
+    return text + (f" and {len(spans) - 5} more ranges" if len(spans) > 5 else "")

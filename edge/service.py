@@ -15,6 +15,7 @@ from protocols.alerting import alert_for
 from protocols.messages import Alert, CameraRead, EdgeHit, Event, Passage, PlateRead
 from runtime.fanout import Fanout
 
+from .alertlog import AlertLog
 from .mirror import Mirror
 from .outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, Pending
 from .passages import PassageBuilder
@@ -85,7 +86,7 @@ class EdgeService:
     """Commits reads and passages to the outbox and tells the uplink and the tablets."""
 
     def __init__(self, checkpoint: str, outbox: OutboxStore, passages: PassageBuilder,
-                 enqueue: Callable[[list[Pending]], None], recent_alerts: int = 200,
+                 enqueue: Callable[[list[Pending]], None], alert_log: AlertLog,
                  clock: Callable[[], float] = time.time, mirror: Mirror | None = None) -> None:
         self.checkpoint = checkpoint
         self.mirror = mirror
@@ -95,8 +96,7 @@ class EdgeService:
         self._clock = clock
         self.cameras: dict[str, CameraHealth] = {}
         self.live = Fanout()
-        self.alerts: deque[Alert] = deque(maxlen=recent_alerts)
-        self._alert_ids: set[str] = set()
+        self.alert_log = alert_log
         self.reads_total = 0
         self.passages_total = 0
         self.local_hits = 0
@@ -150,7 +150,8 @@ class EdgeService:
                                   matcher_version=hit.matcher_version, raised_at=now))
         for alert in alerts:  # the tablets first: they must not wait for a disk write
             await self.on_alert(alert)
-        await self._commit(events, [PRIORITY_HIT] * len(events))
+        # The read that hit moves up with its hits: it replays first and is never dropped for space.
+        await self._commit(events, [PRIORITY_HIT] * len(events), promote=[read.seq])
         self.local_hits += len(events)
 
     async def expire_passages(self) -> None:
@@ -167,21 +168,25 @@ class EdgeService:
         await self._commit(closed, [PRIORITY_PASSAGE] * len(closed))
         self.passages_total += len(closed)
 
-    async def _commit(self, events: Sequence[Event], priorities: list[int]) -> list[Event]:
-        numbered = await self.outbox.append(events, priorities)
-        self._enqueue([Pending(p, e.seq) for e, p in zip(numbered, priorities, strict=True)])
-        return numbered
+    async def _commit(self, events: Sequence[Event], priorities: list[int],
+                      promote: Sequence[int] = ()) -> list[Event]:
+        appended = await self.outbox.append(events, priorities, promote)
+        self._enqueue(appended.pending)
+        return appended.events
+
+    @property
+    def alerts(self) -> deque[Alert]:
+        """The most recent alerts shown here, oldest first."""
+        return self.alert_log.recent
 
     async def on_alert(self, alert: Alert) -> None:
-        """An alert for this checkpoint arrived from the hub: show it once on every tablet."""
-        if alert.checkpoint != self.checkpoint or alert.alert_id in self._alert_ids:
+        """An alert for this checkpoint (raised here or sent by the hub): show it once on every tablet,
+        ever: a repeat of an id already shown is dropped, across restarts too."""
+        if alert.checkpoint != self.checkpoint or not self.alert_log.claim(alert):
             return
-        if len(self.alerts) == self.alerts.maxlen:
-            self._alert_ids.discard(self.alerts[0].alert_id)
-        self.alerts.append(alert)
-        self._alert_ids.add(alert.alert_id)
         log.info("alert %s: %s matched %s", alert.alert_id, alert.plate_read, alert.hit.list_name)
         self.live.publish({"type": "alert", "alert": alert})
+        await self.alert_log.save(alert)
 
 
 def _read_frame(read: PlateRead) -> dict[str, object]:

@@ -36,6 +36,12 @@ class MqttSettings(msgspec.Struct, **_STRICT):
     status_interval_s: float = 10.0
 
 
+class OutboxSettings(msgspec.Struct, **_STRICT):
+    max_bytes: int = 0
+    """Quota on the bytes of unacknowledged events; past it the oldest plain reads are dropped
+    (never hits) and the gap is reported to the hub. 0: no quota."""
+
+
 class CameraSettings(msgspec.Struct, **_STRICT):
     id: str
     token: str
@@ -83,6 +89,7 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     name: str = ""
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+    outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
     hub: HubSettings = msgspec.field(default_factory=HubSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     cameras: list[CameraSettings] = msgspec.field(default_factory=list)

@@ -51,6 +51,10 @@ async def health(request: web.Request) -> web.Response:
         reasons.append("hub offline")
     if status["outbox"]["writer_error"]:
         reasons.append(f"outbox: {status['outbox']['writer_error']}")
+    box = status["outbox"]
+    if box["max_bytes"] and box["bytes"] >= 0.9 * box["max_bytes"]:
+        reasons.append(f"outbox at {box['bytes'] * 100 // box['max_bytes']}% of its quota; "
+                       f"{box['dropped_reads']} plain reads dropped so far")
     return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons,
                               "checkpoint": status["checkpoint"]})
 
@@ -72,6 +76,7 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
                    "resent": uplink.resent_events, "acked": uplink.acked_events, "connects": uplink.connects},
         "outbox": {"depth": stats.depth,
                    "oldest_unacked_s": None if stats.oldest_created_at is None else now - stats.oldest_created_at,
+                   "bytes": stats.bytes, "max_bytes": outbox.max_bytes, "dropped_reads": stats.dropped_total,
                    "writer_error": outbox.writer_error},
         "cameras": {cid: {"reads": h.reads, "errors": h.errors, "refused": h.refused, "last_read_at": h.last_read_at,
                           "reads_per_minute": h.reads_per_minute(now)} for cid, h in service.cameras.items()},
@@ -146,6 +151,10 @@ async def metrics(request: web.Request) -> web.Response:
         Metric("cordon_edge_local_hits_total", "counter", "hits against the local mirror").add(service.local_hits),
         Metric("cordon_edge_outbox_depth", "gauge", "events not yet acknowledged by the hub").add(stats.depth),
         Metric("cordon_edge_outbox_oldest_seconds", "gauge", "age of the oldest unacknowledged event").add(oldest),
+        Metric("cordon_edge_outbox_bytes", "gauge", "bytes of unacknowledged events (what the quota counts)").add(
+            stats.bytes),
+        Metric("cordon_edge_outbox_dropped_reads_total", "counter",
+               "plain reads dropped from the outbox at its quota, since it was created").add(stats.dropped_total),
         Metric("cordon_edge_published_events_total", "counter", "events published").add(uplink.published_events),
         Metric("cordon_edge_replayed_events_total", "counter", "events sent again").add(uplink.resent_events),
         Metric("cordon_edge_acked_events_total", "counter", "events the hub acknowledged").add(uplink.acked_events),

@@ -12,6 +12,7 @@ versions it accepts in its retained status message.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
@@ -102,7 +103,21 @@ class EdgeHit(msgspec.Struct, tag="hit", **_STRICT):
     raised_at: float
 
 
-Event = PlateRead | Passage | EdgeHit
+class Gap(msgspec.Struct, tag="gap", **_STRICT):
+    """Plain reads the edge had to drop from its outbox (disk quota), by sequence range, so the
+    hub's record shows the hole and why instead of silently missing it. Hits are never dropped."""
+
+    seq: Seq
+    ranges: Annotated[list[tuple[Seq, Seq]], msgspec.Meta(min_length=1, max_length=1000)]
+    """Inclusive sequence ranges of the dropped reads (of this epoch)."""
+    count: Annotated[int, msgspec.Meta(ge=1)]
+    reason: Text500
+    dropped_at: float
+    dropped_total: Annotated[int, msgspec.Meta(ge=0)]
+    """Reads this outbox has dropped since it was created, this gap included."""
+
+
+Event = PlateRead | Passage | EdgeHit | Gap
 
 
 class EventBatch(msgspec.Struct, **_STRICT):
@@ -136,6 +151,8 @@ class CheckpointStatus(msgspec.Struct, **_STRICT):
     oldest_unacked_s: float | None = None
     feed_version: int | None = None
     software: Text128 | None = None
+    dropped_reads: int | None = None
+    """Plain reads dropped from the outbox since it was created (disk quota)."""
 
 
 class HubStatus(msgspec.Struct, **_STRICT):
@@ -188,6 +205,17 @@ def derive_alert_id(checkpoint: str, epoch: int, read_seq: int, entry_id: str) -
     the hub's alert for the same hit are one alert, and every resend names it the same way."""
     key = f"{checkpoint}\x1f{epoch}\x1f{read_seq}\x1f{entry_id}".encode()
     return "A" + hashlib.blake2b(key, digest_size=12).hexdigest()
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted inclusive ranges of the given sequence numbers (how acks and gaps name events)."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
 
 
 class DecodeError(ValueError):

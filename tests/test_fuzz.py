@@ -133,7 +133,7 @@ def test_hub_ingest_door_never_raises(tmp_path):
     store.start()
     try:
         ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                        on_status=lambda s: None)
+                        on_status=lambda s, o: None)
 
         @settings(max_examples=max(100, EXAMPLES // 5), deadline=None)
         @given(payload=st.one_of(mutated(EventBatch), mutated(CheckpointStatus), st.binary(max_size=2048)),

@@ -75,3 +75,39 @@ async def test_live_feed_sends_recent_alerts_first(client):
         assert hello["type"] == "hello"
         frame = await ws.receive_json(timeout=5)
         assert frame["type"] == "alert" and frame["alert"]["hit"]["list_name"] == "涉毒"
+
+
+async def test_an_edge_whose_clock_is_off_is_flagged_only_from_live_status(client):
+    from tests.support import login
+
+    app = client.server.app
+    topic = "cordon/v1/cp/SD-DZ-001/status"
+
+    def status(sent_at, retained):
+        from protocols.messages import CheckpointStatus
+
+        body = encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=sent_at,
+                                       dropped_reads=7))
+        return app[keys.INGEST].handle(topic, body, time.time(), retained=retained).result(5)
+
+    assert status(time.time() - 3600, retained=True).clock_offset_s is None, "a retained status is old by nature"
+    await _until(lambda: "SD-DZ-001" in app[keys.CHECKPOINTS])
+    assert app[keys.CHECKPOINTS]["SD-DZ-001"]["clock_suspect"] is False
+    live = status(time.time() + 95, retained=False)
+    assert 94 < live.clock_offset_s < 96
+    await _until(lambda: app[keys.CHECKPOINTS]["SD-DZ-001"]["clock_suspect"])
+    await login(client.session, str(client.make_url("")), "246810")
+    (cp,) = (await (await client.get("/api/v1/checkpoints")).json())["checkpoints"]
+    assert 94 < cp["clock_offset_s"] < 96
+    assert app[keys.CHECKPOINTS]["SD-DZ-001"]["dropped_reads"] == 7
+    status(time.time(), retained=False)
+    await _until(lambda: not app[keys.CHECKPOINTS]["SD-DZ-001"]["clock_suspect"])
+
+
+async def _until(predicate, timeout=5.0):
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)

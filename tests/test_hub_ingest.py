@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from central.ingest import Ingest, ranges
+from central.ingest import Ingest
 from central.lists import ListService, apply_changes
 from central.store import HubStore
 from central.watchlists import HubWatchlists, WatchlistFileError, changes_for, parse_csv
@@ -16,11 +16,13 @@ from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
     EventBatch,
+    Gap,
     Passage,
     PlateRead,
     decode,
     derive_alert_id,
     encode,
+    seq_ranges,
 )
 
 CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n鲁A0K88B,秘密,covert,70,专案\n"
@@ -44,7 +46,7 @@ def hub(tmp_path):
     store.submit(lambda db: [op() for op in apply_changes(db, changes_for(loaded, {}), watchlists, "test").index_ops]
                  ).result(5)
     ingest = Ingest(store, watchlists, publish=lambda t, p: rec.published.append((t, p)),
-                    on_alerts=rec.alerts.extend, on_status=rec.statuses.append)
+                    on_alerts=rec.alerts.extend, on_status=lambda status, offset: rec.statuses.append(status))
     yield ingest, store, rec
     store.stop()
 
@@ -68,8 +70,8 @@ def rows(store, sql):
 
 
 def test_ranges():
-    assert ranges([5, 1, 2, 3, 7, 8, 2]) == [(1, 3), (5, 5), (7, 8)]
-    assert ranges([]) == []
+    assert seq_ranges([5, 1, 2, 3, 7, 8, 2]) == [(1, 3), (5, 5), (7, 8)]
+    assert seq_ranges([]) == []
 
 
 def test_batch_is_stored_then_acknowledged_by_ranges(hub):
@@ -179,3 +181,18 @@ def test_watchlist_csv_is_all_or_nothing_with_line_numbers():
     assert [p.split(":")[0] for p in problems] == ["line 3", "line 4", "line 5"]
     with pytest.raises(WatchlistFileError, match="unknown column"):
         parse_csv("plate,list,colour_of_car\n鲁A12345,x,red\n")
+
+
+def test_gap_is_recorded_acknowledged_once_and_counted(hub):
+    ingest, store, rec = hub
+    gap = Gap(seq=9, ranges=[(1, 3), (5, 7)], count=6, reason="outbox disk quota reached", dropped_at=time.time(),
+              dropped_total=6)
+    batch = payload([read(4), gap])
+    result = ingest.handle(TOPIC, batch, time.time()).result(5)
+    assert result.gap_reads == 6 and ingest.metrics.gap_reads == 6
+    assert decode(Ack, rec.published[-1][1]).ranges == [(4, 4), (9, 9)]
+    ingest.handle(TOPIC, batch, time.time()).result(5)  # a resend counts nothing twice
+    assert rows(store, "SELECT lo, hi, count FROM gaps ORDER BY lo") == [(1, 3, 3), (5, 7, 3)]
+    (cp,) = store.checkpoints()
+    assert cp["checkpoint"] == "SD-DZ-001" and cp["dropped_reads"] == 6
+    assert [g["lo"] for g in store.gaps("SD-DZ-001")] == [5, 1]

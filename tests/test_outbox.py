@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from edge.outbox import PRIORITY_HIT, PRIORITY_READ, OutboxStore, decode_event
-from protocols.messages import PlateRead
+from edge.outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, decode_event
+from protocols.messages import EdgeHit, Gap, Passage, PlateRead
 
 
 def read(plate="鲁A12345"):
@@ -19,7 +19,7 @@ def outbox(tmp_path):
 
 
 async def test_append_numbers_and_persists(outbox, tmp_path):
-    events = await outbox.append([read("鲁A11111"), read("鲁A22222")], [PRIORITY_READ, PRIORITY_READ])
+    events = (await outbox.append([read("鲁A11111"), read("鲁A22222")], [PRIORITY_READ, PRIORITY_READ])).events
     assert [e.seq for e in events] == [1, 2]
     bodies = await outbox.load([1, 2])
     assert decode_event(bodies[2]).plate == "鲁A22222"
@@ -30,7 +30,7 @@ async def test_append_numbers_and_persists(outbox, tmp_path):
     try:
         assert again.epoch == epoch
         assert [p.seq for p in again.take_initial_pending()] == [1, 2]
-        (third,) = await again.append([read()], [PRIORITY_READ])
+        (third,) = (await again.append([read()], [PRIORITY_READ])).events
         assert third.seq == 3
     finally:
         again.stop()
@@ -45,7 +45,7 @@ async def test_ack_deletes_ranges_and_sequence_never_goes_back(outbox, tmp_path)
     again = OutboxStore(tmp_path / "outbox.db")
     again.start()
     try:
-        (e,) = await again.append([read()], [PRIORITY_READ])
+        (e,) = (await again.append([read()], [PRIORITY_READ])).events
         assert e.seq == 6, "a sequence number is never reused, even after everything was acknowledged"
     finally:
         again.stop()
@@ -87,6 +87,55 @@ async def test_a_cancelled_caller_does_not_stop_the_writer(outbox):
     await asyncio.sleep(0.05)  # its job is queued now
     first.cancel()  # the camera hung up
     await asyncio.wrap_future(busy)
-    (later,) = await asyncio.wait_for(outbox.append([read("鲁A22222")], [PRIORITY_READ]), 5)
+    (later,) = (await asyncio.wait_for(outbox.append([read("鲁A22222")], [PRIORITY_READ]), 5)).events
     assert later.seq == 1, "the cancelled read was never written"
     assert (await outbox.stats()).depth == 1
+
+
+def hit(read_seq: int) -> EdgeHit:
+    return EdgeHit(seq=1, read_seq=read_seq, alert_id="A1", entry_id="e", list_id="l", kind="exact", score=1.0,
+                   explanation="x", feed_version=1, matcher_version="m", raised_at=time.time())
+
+
+async def test_quota_drops_oldest_plain_reads_only_and_reports_the_gap(tmp_path):
+    box = OutboxStore(tmp_path / "outbox.db")
+    box.start()
+    try:
+        size = len((await box.load([(await box.append([read()], [PRIORITY_READ])).events[0].seq])) [1])
+        box.max_bytes = size * 10  # room for about ten reads
+        # seq 2: a read that hit (promoted with its hit, seq 3); seq 4: a passage; then plain reads
+        await box.append([read("鲁Q8K2L1")], [PRIORITY_READ])
+        await box.append([hit(2)], [PRIORITY_HIT], promote=[2])
+        passage = Passage(seq=1, plate="鲁A12345", first_seen=1.0, last_seen=2.0, best_seq=1, read_seqs=[1], cameras=["c"])
+        await box.append([passage], [PRIORITY_PASSAGE])
+        gaps: list[Gap] = []
+        for _ in range(12):
+            gaps += (await box.append([read()], [PRIORITY_READ])).gaps
+        stats = await box.stats()
+        assert stats.bytes <= box.max_bytes + 400, "the quota holds (give or take the gap record itself)"
+        assert gaps and box.dropped_total == sum(g.count for g in gaps)
+        dropped = {s for g in gaps for lo, hi in g.ranges for s in range(lo, hi + 1)}
+        assert 1 in dropped, "the oldest plain read goes first"
+        assert not dropped & {2, 3, 4}, "a read that hit, the hit and the passage are never dropped"
+        left = await box.load(list(range(1, 40)))
+        assert {2, 3, 4} <= left.keys() and not dropped & left.keys()
+        for g in gaps:  # each gap is itself in the outbox, at hit priority, waiting for the hub
+            assert isinstance(decode_event(left[g.seq]), Gap)
+        assert stats.dropped_total == box.dropped_total
+    finally:
+        box.stop()
+    again = OutboxStore(tmp_path / "outbox.db", max_bytes=size * 10)
+    again.start()
+    try:
+        assert again.dropped_total == box.dropped_total, "the count survives a restart"
+        pending = again.take_initial_pending()
+        first = [p.seq for p in pending[:len(gaps) + 2]]
+        assert set(first) == {2, 3} | {g.seq for g in gaps}, "hits, their reads and gaps replay first"
+    finally:
+        again.stop()
+
+
+async def test_without_quota_nothing_is_dropped(outbox):
+    for _ in range(50):
+        assert not (await outbox.append([read()], [PRIORITY_READ])).gaps
+    assert (await outbox.stats()).depth == 50 and outbox.dropped_total == 0

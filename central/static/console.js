@@ -13,6 +13,10 @@ function drawCheckpoints() {
     const extra = (c.outbox_depth ? " · " + t("outbox") + " " + c.outbox_depth : "") +
       (c.feed_version !== undefined && c.feed_version !== null ? " · " + t("feed") + " v" + c.feed_version : "");
     li.append(el("span", "badge " + (c.online ? "ok" : "bad"), t(c.online ? "online" : "offline") + extra));
+    if (c.clock_suspect) {
+      li.append(el("span", "badge warn clock", t("clock") + " " + Math.round(c.clock_offset_s) + " s"));
+    }
+    if (c.dropped_reads) li.append(el("span", "badge warn dropped", t("dropped") + " " + c.dropped_reads));
     return li;
   }));
 }

@@ -9,7 +9,7 @@ const CORDON_I18N = {
     "kind.exact": "完全比中", "kind.equivalent": "形近字比中", "kind.edit": "一字之差", "kind.province": "省份字误识",
     "kind.wildcard": "模糊比中", "checkpoints": "查缉点", "online": "在线", "offline": "离线",
     "reads": "过车记录", "read": "识别", "list": "布控名单", "reason": "布控事由", "camera": "相机", "lane": "车道",
-    "logout": "退出", "theme": "日/夜", "outbox": "待上传", "uplink": "上行链路", "hub": "中心", "feed": "布控库",
+    "logout": "退出", "theme": "日/夜", "outbox": "待上传", "dropped": "已丢弃过车", "clock": "时钟偏差", "uplink": "上行链路", "hub": "中心", "feed": "布控库",
   },
   en: {
     "app.console": "Perimeter ring · Command console", "app.tablet": "Checkpoint tablet", "login.title": "Sign in",
@@ -19,7 +19,7 @@ const CORDON_I18N = {
     "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",
     "kind.wildcard": "wildcard", "checkpoints": "Checkpoints", "online": "online", "offline": "offline",
     "reads": "Passing vehicles", "read": "Read", "list": "Watchlist", "reason": "Reason", "camera": "Camera", "lane": "Lane",
-    "logout": "Sign out", "theme": "Day/Night", "outbox": "Outbox", "uplink": "Uplink", "hub": "Hub", "feed": "Watchlists",
+    "logout": "Sign out", "theme": "Day/Night", "outbox": "Outbox", "dropped": "reads dropped", "clock": "clock off by", "uplink": "Uplink", "hub": "Hub", "feed": "Watchlists",
   },
 };
 function cordonLang() { return localStorage.getItem("cordon.lang") === "en" ? "en" : "zh"; }

@@ -1,0 +1,155 @@
+"""Webhooks: alerts POSTed to other systems (an SMS gateway, a case system), at least once, each
+carrying its alert id as the idempotency key, so a receiver that honours it acts exactly once.
+
+Which alerts a webhook takes is configured per hook (lists, actions, lowest priority). An alert
+is delivered when the receiver answers 2xx; that is recorded in the hub's store
+(``webhook_deliveries``). A network error, a timeout, 408, 429 or 5xx is retried with backoff until
+``give_up_after_s``; another 4xx means the receiver will never take it, so it is recorded as failed
+at once (and logged). After a restart every matching alert of the last ``resume_window_s`` with no
+record for the hook is sent again: a hub killed between its commit and the POST, or between the
+POST and the record, loses nothing, and a receiver sees the same key twice at worst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import msgspec
+import sqlite_utils
+
+from protocols.messages import Alert
+
+from .settings import WebhookSettings
+from .store import HubStore
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "cordon-hub/0.1"
+_RETRY_STATUSES = {408, 425, 429}
+_decoder = msgspec.json.Decoder(type=Alert)
+
+
+def wants(hook: WebhookSettings, alert: Alert) -> bool:
+    """Does this hook take this alert (by list, action and priority)?"""
+    return ((not hook.lists or alert.hit.list_id in hook.lists)
+            and alert.hit.action in hook.actions
+            and alert.hit.priority >= hook.min_priority)
+
+
+@dataclass
+class HookState:
+    settings: WebhookSettings
+    queue: asyncio.Queue[Alert] = field(default_factory=asyncio.Queue)
+    delivered: int = 0
+    failed: int = 0
+    retries: int = 0
+    last_error: str | None = None
+    last_delivered_at: float | None = None
+
+
+class WebhookSender:
+    """One delivery task per hook; ``offer`` is called by the alert dispatcher for every alert."""
+
+    def __init__(self, store: HubStore, hooks: list[WebhookSettings]) -> None:
+        self.store = store
+        self.hooks = {h.name: HookState(h) for h in hooks}
+        self._queued: set[tuple[str, str]] = set()
+
+    def offer(self, alert: Alert) -> None:
+        for name, state in self.hooks.items():
+            key = (name, alert.alert_id)
+            if key not in self._queued and wants(state.settings, alert):
+                self._queued.add(key)
+                state.queue.put_nowait(alert)
+
+    async def resume(self) -> int:
+        """Queue every recent matching alert a hook has no record of (after a crash or an outage)."""
+        queued = 0
+        for name, state in self.hooks.items():
+            since = time.time() - state.settings.resume_window_s
+            bodies = await asyncio.to_thread(self.store.read, lambda db, name=name, since=since: [
+                b for (b,) in db.conn.execute(
+                    "SELECT a.body FROM alerts a LEFT JOIN webhook_deliveries d "
+                    "ON d.alert_id = a.alert_id AND d.hook = ? "
+                    "WHERE a.raised_at >= ? AND d.alert_id IS NULL ORDER BY a.raised_at", (name, since))])
+            for body in bodies:
+                alert = _decoder.decode(body)
+                key = (name, alert.alert_id)
+                if key not in self._queued and wants(state.settings, alert):
+                    self._queued.add(key)
+                    state.queue.put_nowait(alert)
+                    queued += 1
+        if queued:
+            log.info("webhooks: %d alert(s) from before the restart to deliver", queued)
+        return queued
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session, \
+                asyncio.TaskGroup() as tasks:
+            for state in self.hooks.values():
+                tasks.create_task(self._deliver_forever(session, state), name=f"webhook-{state.settings.name}")
+
+    async def _deliver_forever(self, session: aiohttp.ClientSession, state: HookState) -> None:
+        while True:
+            alert = await state.queue.get()
+            outcome, detail = await self._deliver(session, state, alert)
+            with contextlib.suppress(Exception):
+                await self._record(state.settings.name, alert.alert_id, outcome, detail)
+            self._queued.discard((state.settings.name, alert.alert_id))
+
+    async def _deliver(self, session: aiohttp.ClientSession, state: HookState, alert: Alert) -> tuple[str, str]:
+        hook = state.settings
+        headers = {"Content-Type": "application/json", "Idempotency-Key": alert.alert_id,
+                   "X-Cordon-Alert-Id": alert.alert_id}
+        if hook.token:
+            headers["Authorization"] = f"Bearer {hook.token}"
+        body = msgspec.json.encode({"type": "alert", "alert": alert})
+        started = time.monotonic()
+        delay = hook.retry_min_s
+        while True:
+            try:
+                async with session.post(hook.url, data=body, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=hook.timeout_s)) as response:
+                    if 200 <= response.status < 300:
+                        state.delivered += 1
+                        state.last_delivered_at = time.time()
+                        return "delivered", str(response.status)
+                    error = f"HTTP {response.status}"
+                    if response.status < 500 and response.status not in _RETRY_STATUSES:
+                        state.failed += 1
+                        state.last_error = error
+                        log.error("webhook %s refused alert %s (%s): not retrying", hook.name, alert.alert_id, error)
+                        return "refused", error
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            state.last_error = error
+            if time.monotonic() - started + delay > hook.give_up_after_s:
+                state.failed += 1
+                log.error("webhook %s: giving up on alert %s after %.0f s: %s", hook.name, alert.alert_id,
+                          time.monotonic() - started, error)
+                return "gave_up", error
+            state.retries += 1
+            log.warning("webhook %s: alert %s not delivered (%s); retrying in %.1f s", hook.name, alert.alert_id,
+                        error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, hook.retry_max_s)
+
+    async def _record(self, hook: str, alert_id: str, outcome: str, detail: str) -> None:
+        now = time.time()
+
+        def job(db: sqlite_utils.Database) -> None:
+            db.conn.execute(
+                "INSERT OR REPLACE INTO webhook_deliveries (hook, alert_id, outcome, detail, at) VALUES (?,?,?,?,?)",
+                (hook, alert_id, outcome, detail, now))
+
+        await self.store.run(job)
+
+    def status(self) -> list[dict[str, object]]:
+        return [{"name": name, "queued": s.queue.qsize(), "delivered": s.delivered, "failed": s.failed,
+                 "retries": s.retries, "last_error": s.last_error, "last_delivered_at": s.last_delivered_at}
+                for name, s in self.hooks.items()]
