@@ -69,7 +69,8 @@ def create_app(settings: HubSettings) -> web.Application:
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
 
-    add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False)
+    add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False,
+                     on_login=hub_web.audit_login)
     hub_web.add_routes(app)
     web_lists.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]

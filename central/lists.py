@@ -34,6 +34,7 @@ from protocols.feed import (
 from protocols.matching import Entry, PermitRule, Watchlist
 from protocols.messages import SCHEMA_VERSION, encode
 
+from . import audit
 from .store import HubStore
 from .watchlists import HubWatchlists
 
@@ -102,9 +103,22 @@ def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], i
     return lists, entries, feed_version(db), permit_rules(db)
 
 
+def _target_of(change: FeedChange) -> str:
+    if isinstance(change, ListUpsert):
+        return change.watchlist.list_id
+    if isinstance(change, ListDelete):
+        return change.list_id
+    if isinstance(change, EntryUpsert):
+        return change.entry.list_id
+    if isinstance(change, EntryDelete):
+        return change.entry_id.split(":", 1)[0]
+    return "permits"
+
+
 def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watchlists: HubWatchlists,
-                  actor: str, now: float | None = None) -> Applied:
-    """Write the changes, prepare the index updates, and record a feed version if the field feed moved."""
+                  actor: str, now: float | None = None, role: str = "", reason: str = "") -> Applied:
+    """Write the changes, prepare the index updates, record a feed version if the field feed moved,
+    and an audit record of the whole change (in the same transaction)."""
     now = time.time() if now is None else now
     cache: dict[str, Watchlist | None] = {}
 
@@ -116,8 +130,13 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
     field_changes: list[FeedChange] = []
     ops: list[Callable[[], None]] = []
     count = 0
+    kinds: dict[str, int] = {}
+    touched: set[str] = set()
     for change in changes:
         count += 1
+        kind = type(change).__name__
+        kinds[kind] = kinds.get(kind, 0) + 1
+        touched.add(_target_of(change))
         if isinstance(change, ListUpsert):
             wl = change.watchlist
             old = get_list(db, wl.list_id)
@@ -183,6 +202,9 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
                         (version, now, actor, body))
         db.conn.execute("INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),))
     ops.append(partial(watchlists.set_feed_version, version))
+    if count:
+        audit.append(db, actor, role, "watchlist.change", target=",".join(sorted(touched))[:500], reason=reason,
+                     detail={"changes": count, "by_kind": kinds, "feed_version": version}, at=now)
     return Applied(version=version, changes=count, delta=delta, index_ops=ops)
 
 

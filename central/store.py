@@ -22,6 +22,8 @@ from protocols.messages import Alert, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
 from runtime.sqlwriter import SqlWriter, open_database
 
+from . import audit
+
 T = TypeVar("T")
 
 MIGRATIONS: list[list[str]] = [
@@ -84,6 +86,8 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE webhook_deliveries (hook TEXT NOT NULL, alert_id TEXT NOT NULL, outcome TEXT NOT NULL,
             detail TEXT, at REAL NOT NULL, PRIMARY KEY (hook, alert_id)) WITHOUT ROWID""",
     ],
+    # 5: the audit trail (central/audit.py): append-only, hash-chained
+    audit.SCHEMA,
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap"}

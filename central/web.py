@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +12,17 @@ import msgspec
 from aiohttp import web
 
 from runtime.metrics import CONTENT_TYPE, Metric, render
-from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
+from runtime.web import (
+    LOGIN_POLICY,
+    Access,
+    Principal,
+    json_error,
+    principal_of,
+    token_matches,
+    websocket_feed,
+)
 
-from . import keys, web_lists
+from . import audit, keys, web_lists
 
 STATIC = Path(__file__).with_name("static")
 
@@ -27,6 +37,8 @@ POLICY: dict[str, Access] = {
     "dead_letters": Access.SESSION,
     "gaps": Access.SESSION,
     "webhooks": Access.SESSION,
+    "audit": Access.SESSION,
+    "audit_export": Access.SESSION,
     "live": Access.SESSION,
     "metrics": Access.METRICS,
 }
@@ -111,6 +123,53 @@ async def webhooks(request: web.Request) -> web.Response:
     return _json({"webhooks": sender.status() if sender is not None else []})
 
 
+async def audit_login(request: web.Request, principal: Principal | None) -> None:
+    """Every login attempt goes into the audit trail, failures too."""
+    store = request.app[keys.STORE]
+    remote = str(request.remote)
+    if principal is None:
+        await store.run(lambda db: audit.append(db, "?", "", "login.failed", detail={"remote": remote}))
+    else:
+        await store.run(lambda db: audit.append(db, principal.name, principal.role, "login",
+                                                detail={"remote": remote}))
+
+
+def _audit_filters(request: web.Request) -> dict[str, Any]:
+    q = request.query
+    try:
+        return {"since": float(q["since"]) if q.get("since") else None,
+                "until": float(q["until"]) if q.get("until") else None,
+                "before_id": int(q["before_id"]) if q.get("before_id") else None,
+                "actor": q.get("actor") or None, "action": q.get("action") or None}
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "since/until are unix seconds, before_id a whole number") from None
+
+
+async def audit_trail(request: web.Request) -> web.Response:
+    """The audit trail, newest first (``since``, ``until``, ``actor``, ``action``, ``before_id``, ``limit``)."""
+    filters, limit = _audit_filters(request), _limit(request)
+    found = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: audit.records(db, limit=limit, **filters))
+    return _json({"records": [r.as_dict() for r in found]})
+
+
+async def audit_export(request: web.Request) -> web.Response:
+    """The audit trail as CSV (the same filters, no limit); the export is itself audited."""
+    filters = _audit_filters(request)
+    principal = principal_of(request)
+    store = request.app[keys.STORE]
+    await store.run(lambda db: audit.append(db, principal.name if principal else "?",
+                                            principal.role if principal else "", "audit.export",
+                                            detail={k: v for k, v in filters.items() if v is not None}))
+    found = await asyncio.to_thread(store.read, lambda db: audit.records(db, **filters))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(audit.COLUMNS)
+    for r in reversed(found):
+        writer.writerow([getattr(r, c) for c in audit.COLUMNS])
+    return web.Response(body=out.getvalue().encode("utf-8-sig"), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="cordon-audit.csv"'})
+
+
 async def live(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts)
@@ -172,6 +231,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
     app.router.add_get("/api/v1/gaps", gaps, name="gaps")
     app.router.add_get("/api/v1/webhooks", webhooks, name="webhooks")
+    app.router.add_get("/api/v1/audit", audit_trail, name="audit")
+    app.router.add_get("/api/v1/audit/export", audit_export, name="audit_export")
     app.router.add_get("/api/v1/dead-letters", dead_letters, name="dead_letters")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_get("/metrics", metrics, name="metrics")

@@ -14,7 +14,7 @@ from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert
 from protocols.matching import Entry, ListAction, ListKind, MatchKind, Watchlist
 from runtime.web import Access, json_error, principal_of
 
-from . import importer, keys
+from . import audit, importer, keys
 from .lists import ListError, NotFound, get_entry, get_list, list_entries
 
 POLICY: dict[str, Access] = {
@@ -242,6 +242,10 @@ async def watchlist_export(request: web.Request) -> web.Response:
     body = await asyncio.to_thread(request.app[keys.STORE].read, q)
     if body is None:
         raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
+    principal = principal_of(request)
+    await request.app[keys.STORE].run(lambda db: audit.append(
+        db, _actor(request), principal.role if principal else "", "watchlist.export", target=list_id,
+        detail={"format": fmt, "bytes": len(body)}))
     return web.Response(body=body, content_type="text/csv" if fmt == "csv" else "application/json",
                         headers={"Content-Disposition": f'attachment; filename="watchlist.{fmt}"'})
 

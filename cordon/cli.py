@@ -121,6 +121,22 @@ def cmd_watchlist_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit_cli import AuditCliError, database_path, head, parse_head, verify
+
+    try:
+        path = database_path(args.db, args.data)
+        if args.audit == "head":
+            print(head(path))
+            return 0
+        ok, line = verify(path, parse_head(args.head))
+    except AuditCliError as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 2
+    print(line)
+    return 0 if ok else 1
+
+
 def cmd_bench_match(args: argparse.Namespace) -> int:
     from .bench.match import run
 
@@ -177,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--code", help="console access code")
         p.add_argument("--code-file", help="file holding the console access code")
         p.set_defaults(func=func)
+
+    au = sub.add_parser("audit", help="check the hub's hash-chained audit trail")
+    asub = au.add_subparsers(dest="audit", required=True)
+    for name, text in (("verify", "walk the whole chain; exit 1 and say where when a record was changed or removed"),
+                       ("head", "print the last record's id and hash (ID:HASH), to write down elsewhere")):
+        p = asub.add_parser(name, help=text)
+        p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
+        p.add_argument("--db", help="or the hub database file itself")
+        if name == "verify":
+            p.add_argument("--head", help="ID:HASH written down earlier: also proves nothing was cut off the end")
+        p.set_defaults(func=cmd_audit)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)")
     bsub = bench.add_subparsers(dest="bench", required=True)

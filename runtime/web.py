@@ -178,9 +178,14 @@ def json_error(status: type[web.HTTPException], message: str, **extra: Any) -> w
 STATIC_DIR = Path(__file__).with_name("static")
 
 
+LoginHook = Callable[[web.Request, Principal | None], Awaitable[None]]
+
+
 def add_login_routes(app: web.Application, sessions: Sessions, check_code: Callable[[str], Principal | None],
-                     *, secure: bool) -> None:
-    """``GET /login`` (the shared login page), ``POST /login`` and ``POST /logout``."""
+                     *, secure: bool, on_login: LoginHook | None = None) -> None:
+    """``GET /login`` (the shared login page), ``POST /login`` and ``POST /logout``.
+
+    ``on_login`` hears every attempt (the principal, or None for a failure), e.g. for the audit trail."""
 
     async def login_page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC_DIR / "login.html")
@@ -195,6 +200,8 @@ def add_login_routes(app: web.Application, sessions: Sessions, check_code: Calla
         else:
             code = str((await request.post()).get("code", ""))
         principal = check_code(code)
+        if on_login is not None:
+            await on_login(request, principal)
         if principal is None:
             log.warning("failed login from %s", request.remote)
             if request.content_type == "application/json":

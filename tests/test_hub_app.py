@@ -111,3 +111,19 @@ async def _until(predicate, timeout=5.0):
     while not predicate():
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
+
+
+async def test_logins_and_exports_are_in_the_audit_trail(client):
+    from tests.support import login
+
+    resp = await client.post("/login", json={"code": "wrong"})
+    assert resp.status == 401
+    await login(client.session, str(client.make_url("")), "246810")
+    records = (await (await client.get("/api/v1/audit")).json())["records"]
+    assert [r["action"] for r in records[:2]] == ["login", "login.failed"]
+    resp = await client.get("/api/v1/audit/export")
+    assert resp.status == 200
+    text = (await resp.read()).decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("id,at,actor,role,action")
+    records = (await (await client.get("/api/v1/audit?action=audit.export")).json())["records"]
+    assert len(records) == 1 and records[0]["actor"] == "console"

@@ -1,0 +1,50 @@
+"""``cordon audit verify|head``: check the hub's hash-chained audit trail where it lies on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from central import audit
+from runtime.sqlwriter import open_database
+
+
+class AuditCliError(RuntimeError):
+    """Something to report in one line."""
+
+
+def database_path(db: str | None, data: str | None) -> Path:
+    path = Path(db) if db else Path(data or "./data/hub") / "hub.db"
+    if not path.is_file():
+        raise AuditCliError(f"no hub database at {path}")
+    return path
+
+
+def parse_head(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    try:
+        id_text, digest = text.split(":", 1)
+        return int(id_text), digest.strip().lower()
+    except ValueError:
+        raise AuditCliError("--head is ID:HASH, as `cordon audit head` prints it") from None
+
+
+def verify(path: Path, head: tuple[int, str] | None) -> tuple[bool, str]:
+    """Return (ok, one JSON line)."""
+    db = open_database(path, synchronous="NORMAL")
+    try:
+        verdict = audit.verify(db, head)
+    finally:
+        db.conn.close()
+    return verdict.ok, json.dumps({"ok": verdict.ok, "records": verdict.records, "head_id": verdict.head_id,
+                                   "head_hash": verdict.head_hash, "problem": verdict.problem}, ensure_ascii=False)
+
+
+def head(path: Path) -> str:
+    db = open_database(path, synchronous="NORMAL")
+    try:
+        row = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        db.conn.close()
+    return f"{row[0]}:{row[1]}" if row else f"0:{audit.GENESIS}"
