@@ -17,7 +17,7 @@ from protocols.messages import CheckpointStatus
 from runtime.fanout import Fanout
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import keys, web_lists
+from . import keys, web_lists, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .importer import ImportRejected, diff_entries
@@ -27,6 +27,7 @@ from .mqtt import HubLink
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
+from .users import Directory
 from .watchlists import HubWatchlists, changes_for, load_files
 from .webhooks import WebhookSender
 
@@ -37,11 +38,14 @@ def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
     store = HubStore(settings.data_path / "hub.db")
     console = Fanout()
+    directory = Directory()
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings)))
+                          middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings, directory),
+                                                       still_valid=directory.still_valid))
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
+    app[keys.DIRECTORY] = directory
     app[keys.CONSOLE] = console
     app[keys.CHECKPOINTS] = {}
     app[keys.SOCKETS] = set()
@@ -69,23 +73,24 @@ def create_app(settings: HubSettings) -> web.Application:
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
 
-    add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False,
+    add_login_routes(app, sessions, hub_web.console_login(settings.console.token, directory),
                      on_login=hub_web.audit_login)
     hub_web.add_routes(app)
     web_lists.add_routes(app)
+    web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
     app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream])
     app.on_shutdown.append(_close_sockets)
     return app
 
 
-def _machine_tokens(settings: HubSettings):  # noqa: ANN202 - returns the token checker
+def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN202 - returns the token checker
     def check(token: str) -> Principal | None:
         if token_matches(token, settings.feed.token):
             return Principal("edge", "edge")
         if token_matches(token, settings.metrics.token):
             return Principal("metrics", "metrics")
-        return None
+        return directory.by_token(token)  # an account's API token acts with the account's role
 
     return check
 
@@ -116,6 +121,8 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     store = app[keys.STORE]
     await asyncio.to_thread(store.start)
     app[keys.BASE_COUNTS] = await asyncio.to_thread(store.counts)
+    await asyncio.to_thread(store.read, app[keys.DIRECTORY].reload)
+    refresher = asyncio.create_task(_refresh_directory(app), name="directory")
     for row in await asyncio.to_thread(store.checkpoints):
         offset = row["clock_offset_s"]
         app[keys.CHECKPOINTS][row["checkpoint"]] = {
@@ -124,7 +131,26 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
             "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s}
     app[keys.LOOP] = asyncio.get_running_loop()
     yield
+    refresher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await refresher
     await asyncio.to_thread(store.stop)
+
+
+async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None:
+    """Pick up account changes made outside this process (``cordon user ...`` on the same store)."""
+    store, directory = app[keys.STORE], app[keys.DIRECTORY]
+    signature = None
+    while True:
+        try:
+            now = await asyncio.to_thread(store.read, lambda db: db.conn.execute(
+                "SELECT count(*), max(updated_at), total(generation) FROM users").fetchone())
+            if now != signature:
+                await asyncio.to_thread(store.read, directory.reload)
+                signature = now
+        except Exception:
+            log.exception("could not refresh the accounts")
+        await asyncio.sleep(every_s)
 
 
 async def _watchlists(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from .mqtt import HubLink
 from .settings import HubSettings
 from .store import Counts, HubStore
 from .upstream import UpstreamSource
+from .users import Directory
 from .watchlists import HubWatchlists
 
 SETTINGS = web.AppKey("settings", HubSettings)
@@ -30,3 +31,4 @@ BASE_COUNTS = web.AppKey("base_counts", Counts)
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 LISTS = web.AppKey("lists", ListService)
 UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
+DIRECTORY = web.AppKey("directory", Directory)

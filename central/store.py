@@ -22,7 +22,7 @@ from protocols.messages import Alert, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
 from runtime.sqlwriter import SqlWriter, open_database
 
-from . import audit
+from . import audit, users
 
 T = TypeVar("T")
 
@@ -88,6 +88,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 5: the audit trail (central/audit.py): append-only, hash-chained
     audit.SCHEMA,
+    # 6: people and their roles (central/users.py)
+    users.SCHEMA,
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap"}

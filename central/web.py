@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from runtime.web import (
     LOGIN_POLICY,
     Access,
     Principal,
+    Rule,
     json_error,
     principal_of,
     token_matches,
@@ -23,31 +25,50 @@ from runtime.web import (
 )
 
 from . import audit, keys, web_lists
+from .users import (
+    ACCESS_CODE_PRINCIPAL,
+    ADMINS,
+    AUDITORS,
+    COVERT_ROLES,
+    OPERATIONS,
+    STAFF,
+    Directory,
+)
 
 STATIC = Path(__file__).with_name("static")
 
 #: Every route's access rule; a route missing here is refused (tests/test_routes_policy.py).
-POLICY: dict[str, Access] = {
+POLICY: dict[str, Rule] = {
     **LOGIN_POLICY,
-    "console": Access.SESSION,
+    "console": STAFF,
     "static": Access.PUBLIC,
     "health": Access.PUBLIC,
-    "alerts": Access.SESSION,
-    "checkpoints": Access.SESSION,
-    "dead_letters": Access.SESSION,
-    "gaps": Access.SESSION,
-    "webhooks": Access.SESSION,
-    "audit": Access.SESSION,
-    "audit_export": Access.SESSION,
-    "live": Access.SESSION,
+    "alerts": STAFF,
+    "checkpoints": STAFF,
+    "dead_letters": OPERATIONS,
+    "gaps": STAFF,
+    "webhooks": OPERATIONS,
+    "audit": AUDITORS,
+    "audit_export": AUDITORS,
+    "users": ADMINS,
+    "user_add": ADMINS,
+    "user_change": ADMINS,
+    "live": STAFF,
     "metrics": Access.METRICS,
 }
 POLICY.update(web_lists.POLICY)
 
 
-def console_login(expected_code: str):  # noqa: ANN201 - returns a checker
-    def check(code: str) -> Principal | None:
-        return Principal("console", "commander") if token_matches(code, expected_code) else None
+def console_login(expected_code: str, directory: Directory):  # noqa: ANN201 - returns a checker
+    """Accounts sign in with user name and password; the shared access code (``console.token``, for
+    the demo and the first start, before any account exists) signs in as an admin session."""
+
+    def check(credentials: Mapping[str, str]) -> Principal | None:
+        if credentials.get("username"):
+            return directory.authenticate(credentials["username"], credentials.get("password", ""))
+        if token_matches(credentials.get("code"), expected_code):
+            return Principal(ACCESS_CODE_PRINCIPAL, "admin")
+        return None
 
     return check
 
@@ -92,9 +113,15 @@ def _limit(request: web.Request, default: int = 100) -> int:
     return max(1, min(value, 1000))
 
 
+def sees_covert(request: web.Request) -> bool:
+    principal = principal_of(request)
+    return principal is not None and principal.role in COVERT_ROLES
+
+
 async def alerts(request: web.Request) -> web.Response:
+    """Recent alerts; covert ones only for the roles allowed to see them."""
     store = request.app[keys.STORE]
-    return _json({"alerts": await asyncio.to_thread(store.recent_alerts, _limit(request))})
+    return _json({"alerts": await asyncio.to_thread(store.recent_alerts, _limit(request), sees_covert(request))})
 
 
 async def checkpoints(request: web.Request) -> web.Response:
@@ -123,12 +150,12 @@ async def webhooks(request: web.Request) -> web.Response:
     return _json({"webhooks": sender.status() if sender is not None else []})
 
 
-async def audit_login(request: web.Request, principal: Principal | None) -> None:
+async def audit_login(request: web.Request, account: str, principal: Principal | None) -> None:
     """Every login attempt goes into the audit trail, failures too."""
     store = request.app[keys.STORE]
     remote = str(request.remote)
     if principal is None:
-        await store.run(lambda db: audit.append(db, "?", "", "login.failed", detail={"remote": remote}))
+        await store.run(lambda db: audit.append(db, account, "", "login.failed", detail={"remote": remote}))
     else:
         await store.run(lambda db: audit.append(db, principal.name, principal.role, "login",
                                                 detail={"remote": remote}))
@@ -171,12 +198,21 @@ async def audit_export(request: web.Request) -> web.Response:
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
+    """The console's live feed: recent alerts first, then alerts and checkpoint status as they come.
+    Covert alerts reach only the roles allowed to see them."""
     app = request.app
-    recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts)
+    covert = sees_covert(request)
+    recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts,
+                                     covert)
     first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values())}]
     first += [{"type": "alert", "alert": a} for a in reversed(recent)]
-    return await websocket_feed(request, app[keys.CONSOLE], first, lambda f: msgspec.json.encode(f).decode(),
-                                app[keys.SOCKETS])
+
+    def encode(frame: dict[str, Any]) -> str | None:
+        if not covert and frame.get("type") == "alert" and frame["alert"].hit.action == "covert":
+            return None
+        return msgspec.json.encode(frame).decode()
+
+    return await websocket_feed(request, app[keys.CONSOLE], first, encode, app[keys.SOCKETS])
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -12,23 +12,24 @@ from aiohttp import web
 from protocols import plates
 from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert
 from protocols.matching import Entry, ListAction, ListKind, MatchKind, Watchlist
-from runtime.web import Access, json_error, principal_of
+from runtime.web import Access, Rule, json_error, principal_of
 
 from . import audit, importer, keys
 from .lists import ListError, NotFound, get_entry, get_list, list_entries
+from .users import LIST_WRITERS, STAFF
 
-POLICY: dict[str, Access] = {
-    "watchlists": Access.SESSION,
-    "watchlist_save": Access.SESSION,
-    "watchlist_delete": Access.SESSION,
-    "entries": Access.SESSION,
-    "entry_save": Access.SESSION,
-    "entry_delete": Access.SESSION,
-    "entry_expire": Access.SESSION,
-    "watchlist_import": Access.SESSION,
-    "watchlist_export": Access.SESSION,
-    "feed_status": Access.SESSION,
-    "upstream_status": Access.SESSION,
+POLICY: dict[str, Rule] = {
+    "watchlists": STAFF,
+    "watchlist_save": LIST_WRITERS,
+    "watchlist_delete": LIST_WRITERS,
+    "entries": STAFF,
+    "entry_save": LIST_WRITERS,
+    "entry_delete": LIST_WRITERS,
+    "entry_expire": LIST_WRITERS,
+    "watchlist_import": LIST_WRITERS,
+    "watchlist_export": LIST_WRITERS,
+    "feed_status": STAFF,
+    "upstream_status": STAFF,
     "feed_snapshot": Access.EDGE,
 }
 

@@ -137,6 +137,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    from . import user_cli
+
+    data = args.data or "./data/hub"
+    try:
+        if args.user == "add":
+            password = user_cli.read_password(args.password_file)
+            user = user_cli.add(data, args.username, args.role, password, args.checkpoint, args.display_name)
+            print(json.dumps(user.public(), ensure_ascii=False))
+        elif args.user == "list":
+            for user in user_cli.listing(data):
+                print(json.dumps(user.public(), ensure_ascii=False))
+        elif args.user in ("disable", "enable"):
+            user = user_cli.set_disabled(data, args.username, args.user == "disable")
+            print(json.dumps(user.public(), ensure_ascii=False))
+        elif args.user == "reset-password":
+            password = user_cli.read_password(args.password_file)
+            print(json.dumps(user_cli.reset_password(data, args.username, password).public(), ensure_ascii=False))
+        elif args.user == "token":
+            print(user_cli.token(data, args.username))
+    except user_cli.UserCliError as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_bench_match(args: argparse.Namespace) -> int:
     from .bench.match import run
 
@@ -193,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--code", help="console access code")
         p.add_argument("--code-file", help="file holding the console access code")
         p.set_defaults(func=func)
+
+    us = sub.add_parser("user", help="accounts and roles, on the hub's store")
+    usub = us.add_subparsers(dest="user", required=True)
+    for name, text in (("add", "add an account (password asked, or one line on standard input, or --password-file)"),
+                       ("list", "list the accounts"), ("disable", "disable an account (ends its sessions)"),
+                       ("enable", "enable it again"), ("reset-password", "set a new password (ends its sessions)"),
+                       ("token", "issue a new API token for the account (printed once)")):
+        p = usub.add_parser(name, help=text)
+        p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
+        if name != "list":
+            p.add_argument("username")
+        if name == "add":
+            p.add_argument("--role", required=True, choices=["officer", "commander", "analyst", "watchlist_manager",
+                                                             "admin", "auditor"])
+            p.add_argument("--checkpoint", help="the officer's checkpoint")
+            p.add_argument("--display-name", default="", help="the name shown in the console")
+        if name in ("add", "reset-password"):
+            p.add_argument("--password-file", help="read the password from this file")
+        p.set_defaults(func=cmd_user)
 
     au = sub.add_parser("audit", help="check the hub's hash-chained audit trail")
     asub = au.add_subparsers(dest="audit", required=True)

@@ -69,6 +69,37 @@ def watchlisted_plates() -> list[str]:
         return [row["plate"] for row in csv.DictReader(f)]
 
 
+DEMO_ROLES = (("demo-commander", "commander"), ("demo-analyst", "analyst"), ("demo-lists", "watchlist_manager"),
+              ("demo-auditor", "auditor"), ("demo-admin", "admin"))
+
+
+def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
+    """One account per console role, with a fresh password each run (printed in the banner)."""
+    from central import audit, users
+    from central.store import HubStore
+
+    made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]
+    hashes = {name: users.hash_password(password) for name, _, password in made}
+    hub_dir.mkdir(parents=True, exist_ok=True)
+    store = HubStore(hub_dir / "hub.db")
+    store.start()
+
+    def job(db):  # noqa: ANN001, ANN202
+        for name, role, _ in made:
+            try:
+                users.add(db, name, role, hashes[name], display_name=f"演示 {role}")
+                audit.append(db, "cordon demo", "", "user.add", target=name, detail={"role": role})
+            except users.UserError:  # kept from an earlier run: a new password
+                users.set_password(db, name, hashes[name])
+                audit.append(db, "cordon demo", "", "user.password", target=name)
+
+    try:
+        store.submit(job).result()
+    finally:
+        store.stop()
+    return made
+
+
 async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
                    stop: asyncio.Event | None = None) -> None:
     data = Path(options.data)  # made absolute by the caller
@@ -87,8 +118,11 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
                       mqtt=HubMqtt(url=url, client_id="cordon-hub-demo", username="cordon-hub"),
                       watchlists=WatchlistSettings(csv=[str(demo_watchlist_path())]),
                       console=ConsoleSettings(token=console_code), feed=FeedSettings(token=feed_token))
+    accounts = await asyncio.to_thread(demo_accounts, data / "hub")
     sites = [(create_hub(hub), HOST, hub_port)]
-    lines = [f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}"]
+    lines = [f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",
+             "  demo accounts (user name / password / role):",
+             *[f"    {name} / {password} / {role}" for name, role, password in accounts]]
     plates = watchlisted_plates()
     for row in ring_checkpoints(options.checkpoints):
         port = free_port()

@@ -62,8 +62,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.UPLINK] = uplink
     app[keys.JSON_SOURCE] = JsonPushSource(settings.cameras, service, dead)
     app[keys.SOCKETS] = set()
-    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint),
-                     secure=False)
+    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint))
     edge_web.add_routes(app)
     app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _simulator])
     app.on_shutdown.append(_close_sockets)

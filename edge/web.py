@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,30 +11,44 @@ import msgspec
 from aiohttp import web
 
 from runtime.metrics import CONTENT_TYPE, Metric, render
-from runtime.web import LOGIN_POLICY, Access, Principal, json_error, token_matches, websocket_feed
+from runtime.web import (
+    LOGIN_POLICY,
+    Access,
+    Principal,
+    Rule,
+    json_error,
+    roles,
+    token_matches,
+    websocket_feed,
+)
 
 from . import keys
 
 STATIC = Path(__file__).with_name("static")
 
 #: Every route's access rule; a route missing here is refused (tests/test_routes_policy.py).
-POLICY: dict[str, Access] = {
+#: Who works the tablet: this checkpoint's officers, and the commanders and admins who may stand in.
+OFFICERS = roles("officer", "commander", "admin")
+
+POLICY: dict[str, Rule] = {
     **LOGIN_POLICY,
-    "tablet": Access.SESSION,
+    "tablet": OFFICERS,
     "static": Access.PUBLIC,
     "health": Access.PUBLIC,
-    "status": Access.SESSION,
-    "alerts": Access.SESSION,
-    "live": Access.SESSION,
+    "status": OFFICERS,
+    "alerts": OFFICERS,
+    "live": OFFICERS,
     "camera_reads": Access.CAMERA,
-    "check": Access.SESSION,
+    "check": OFFICERS,
     "metrics": Access.METRICS,
 }
 
 
 def officer_login(expected_code: str, checkpoint: str):  # noqa: ANN201 - returns a checker
-    def check(code: str) -> Principal | None:
-        return Principal(f"officer@{checkpoint}", "officer") if token_matches(code, expected_code) else None
+    def check(credentials: Mapping[str, str]) -> Principal | None:
+        if token_matches(credentials.get("code"), expected_code):
+            return Principal(f"officer@{checkpoint}", "officer", checkpoint)
+        return None
 
     return check
 

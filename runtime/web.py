@@ -1,8 +1,13 @@
 """Web plumbing shared by the hub and edge apps: route policies, sessions, security headers.
 
-Every route carries a name, and every name has an explicit rule in the app's policy table;
-a route without one is refused (fail closed) and a test enumerates the routes to keep the table
-complete. Sessions are HMAC-signed cookies (HttpOnly, SameSite=Strict, Secure over HTTPS).
+Every route carries a name, and every name has an explicit rule in the app's policy table: public,
+a camera's own credentials, a machine token, any signed-in person, or a set of roles. A route
+without one is refused (fail closed) and a test enumerates the routes to keep the table complete.
+Sessions are HMAC-signed cookies (HttpOnly, SameSite=Strict, Secure over HTTPS) that name the
+person, their role, their checkpoint (officers) and their account's session generation, so
+disabling an account or changing its password ends its sessions at once. State-changing requests
+from a browser must come from the app's own origin (``Origin`` checked; CSRF). Failed logins are
+rate-limited per account and per address.
 """
 
 from __future__ import annotations
@@ -47,6 +52,27 @@ class Access(StrEnum):
 class Principal:
     name: str
     role: str
+    checkpoint: str | None = None
+    """The checkpoint an officer is bound to."""
+    generation: int = 0
+    """The account's session generation when the session was issued (bumped to end sessions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """A route open to signed-in people (or machine tokens) of these roles only."""
+
+    names: frozenset[str]
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.names
+
+
+def roles(*names: str) -> Roles:
+    return Roles(frozenset(names))
+
+
+Rule = Access | Roles
 
 
 
@@ -59,8 +85,8 @@ class Sessions:
         self.max_age_s = max_age_s
 
     def issue(self, principal: Principal) -> str:
-        body = json.dumps({"n": principal.name, "r": principal.role, "t": int(time.time())},
-                          separators=(",", ":")).encode()
+        body = json.dumps({"n": principal.name, "r": principal.role, "c": principal.checkpoint,
+                           "g": principal.generation, "t": int(time.time())}, separators=(",", ":")).encode()
         sig = hmac.new(self._secret, body, hashlib.sha256).digest()
         return _b64(body) + "." + _b64(sig)
 
@@ -76,7 +102,9 @@ class Sessions:
             data = json.loads(body)
             if time.time() - int(data["t"]) > self.max_age_s:
                 return None
-            return Principal(str(data["n"]), str(data["r"]))
+            checkpoint = data.get("c")
+            return Principal(str(data["n"]), str(data["r"]), str(checkpoint) if checkpoint else None,
+                             int(data.get("g", 0)))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -118,9 +146,13 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'")
 
 
-def make_middlewares(policy: Mapping[str, Access], sessions: Sessions,
-                     machine_tokens: Callable[[str], Principal | None]) -> list[Any]:
-    """Security headers, then authorization by the route's name in ``policy``."""
+def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
+                     machine_tokens: Callable[[str], Principal | None],
+                     still_valid: Callable[[Principal], bool] | None = None) -> list[Any]:
+    """Security headers, then authorization by the route's name in ``policy``.
+
+    ``still_valid`` is asked about every session (is the account enabled, is the session of its
+    current generation?); machine tokens are checked by ``machine_tokens``."""
 
     @web.middleware
     async def security_headers(request: web.Request,
@@ -134,6 +166,9 @@ def make_middlewares(policy: Mapping[str, Access], sessions: Sessions,
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if request.secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if isinstance(response, web.HTTPException):
             raise response
         return response
@@ -151,68 +186,159 @@ def make_middlewares(policy: Mapping[str, Access], sessions: Sessions,
         if rule is None:
             log.error("route %s (%s) has no access rule; refusing", name, request.path)
             raise web.HTTPForbidden(text="route has no access rule")
-        if rule in (Access.SESSION, Access.EDGE, Access.METRICS):
-            principal = None
-            cookie = request.cookies.get(SESSION_COOKIE)
-            if cookie:
-                principal = sessions.verify(cookie)
-            if principal is None and (token := bearer(request)):
-                principal = machine_tokens(token)
-                if principal is not None and principal.role in ("edge", "metrics") and principal.role != rule.value:
-                    principal = None  # a machine token opens its own routes only
-            if principal is None:
-                if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
-                    raise web.HTTPFound("/login")
-                raise web.HTTPUnauthorized(text=json.dumps({"error": "sign in first"}),
-                                           content_type="application/json")
-            request[PRINCIPAL] = principal
+        if rule in (Access.PUBLIC, Access.CAMERA):
+            return await handler(request)
+        principal = None
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            principal = sessions.verify(cookie)
+            if principal is not None and still_valid is not None and not still_valid(principal):
+                principal = None  # disabled, or its password changed since: the session is over
+            if principal is not None:
+                _check_origin(request)
+        if principal is None and (token := bearer(request)):
+            principal = machine_tokens(token)
+            if principal is not None and principal.role in ("edge", "metrics") and (
+                    isinstance(rule, Roles) or principal.role != rule.value):
+                principal = None  # a machine token opens its own routes only
+        if principal is None:
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                raise web.HTTPFound("/login")
+            raise web.HTTPUnauthorized(text=json.dumps({"error": "sign in first"}),
+                                       content_type="application/json")
+        if isinstance(rule, Roles) and principal.role not in rule:
+            log.warning("%s (%s) refused %s %s", principal.name, principal.role, request.method, request.path)
+            raise json_error(web.HTTPForbidden, f"the role {principal.role!r} may not do this",
+                             allowed=sorted(rule.names))
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     return [security_headers, authorize]
 
 
-def json_error(status: type[web.HTTPException], message: str, **extra: Any) -> web.HTTPException:
-    return status(text=json.dumps({"error": message, **extra}, ensure_ascii=False), content_type="application/json")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _check_origin(request: web.Request) -> None:
+    """CSRF: a state-changing request carrying a session cookie must come from this origin.
+
+    Browsers send ``Origin`` with every cross-site POST (and ``Sec-Fetch-Site``); a foreign one is
+    refused. Non-browser clients send neither and are not at risk (they hold the cookie themselves)."""
+    if request.method in _SAFE_METHODS:
+        return
+    origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise json_error(web.HTTPForbidden, "cross-site request refused")
+    if origin is not None and origin != "null":
+        expected = f"{request.scheme}://{request.host}"
+        if origin != expected:
+            raise json_error(web.HTTPForbidden, "cross-site request refused")
+    elif origin == "null":
+        raise json_error(web.HTTPForbidden, "cross-site request refused")
+
+
+class LoginLimiter:
+    """Failed logins per account and per address in a sliding window; past the limit, refuse for a while."""
+
+    def __init__(self, per_account: int = 5, per_address: int = 20, window_s: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str) -> list[float]:
+        now = self._clock()
+        times = [t for t in self._failures.get(key, []) if now - t < self.window_s]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def retry_after(self, account: str, address: str) -> float | None:
+        """Seconds until another attempt is allowed, or None when one is allowed now."""
+        for key, limit in ((f"u:{account}", self.per_account), (f"a:{address}", self.per_address)):
+            times = self._recent(key)
+            if len(times) >= limit:
+                return max(1.0, self.window_s - (self._clock() - times[-limit]))
+        return None
+
+    def failed(self, account: str, address: str) -> None:
+        now = self._clock()
+        for key in (f"u:{account}", f"a:{address}"):
+            self._failures.setdefault(key, []).append(now)
+        if len(self._failures) > 10_000:  # a flood of made-up names must not grow this without end
+            for key in list(self._failures)[:5_000]:
+                self._recent(key)
+
+    def succeeded(self, account: str) -> None:
+        self._failures.pop(f"u:{account}", None)
+
+
+def json_error(status: type[web.HTTPException], message: str, headers: Mapping[str, str] | None = None,
+               **extra: Any) -> web.HTTPException:
+    return status(text=json.dumps({"error": message, **extra}, ensure_ascii=False), content_type="application/json",
+                  headers=headers)
 
 
 STATIC_DIR = Path(__file__).with_name("static")
 
 
-LoginHook = Callable[[web.Request, Principal | None], Awaitable[None]]
+LoginHook = Callable[[web.Request, str, Principal | None], Awaitable[None]]
+#: Checks credentials (``{"username", "password"}`` or ``{"code"}``); may be slow (password hashing).
+CheckLogin = Callable[[Mapping[str, str]], Principal | None]
 
 
-def add_login_routes(app: web.Application, sessions: Sessions, check_code: Callable[[str], Principal | None],
-                     *, secure: bool, on_login: LoginHook | None = None) -> None:
+def add_login_routes(app: web.Application, sessions: Sessions, check_login: CheckLogin,
+                     *, on_login: LoginHook | None = None, limiter: LoginLimiter | None = None) -> None:
     """``GET /login`` (the shared login page), ``POST /login`` and ``POST /logout``.
 
-    ``on_login`` hears every attempt (the principal, or None for a failure), e.g. for the audit trail."""
+    ``on_login`` hears every attempt (the account name tried, and the principal or None), e.g. for
+    the audit trail. The cookie is Secure when the request came over HTTPS."""
+    limiter = limiter or LoginLimiter()
 
     async def login_page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC_DIR / "login.html")
 
     async def login(request: web.Request) -> web.StreamResponse:
-        if request.content_type == "application/json":
+        as_json = request.content_type == "application/json"
+        if as_json:
             try:
                 data = await request.json()
             except ValueError:
                 raise json_error(web.HTTPBadRequest, "body is not JSON") from None
-            code = str(data.get("code", "")) if isinstance(data, dict) else ""
+            if not isinstance(data, dict):
+                raise json_error(web.HTTPBadRequest, "body must be a JSON object")
         else:
-            code = str((await request.post()).get("code", ""))
-        principal = check_code(code)
+            data = dict(await request.post())
+        credentials = {k: str(data.get(k, ""))[:256] for k in ("username", "password", "code")}
+        account = credentials["username"] or "(access code)"
+        address = str(request.remote)
+        wait = limiter.retry_after(account, address)
+        if wait is not None:
+            log.warning("login for %r from %s refused: too many failures", account[:64], address)
+            raise json_error(web.HTTPTooManyRequests, "too many failed logins; wait and try again",
+                             retry_after_s=int(wait), headers={"Retry-After": str(int(wait))})
+        principal = await asyncio.to_thread(check_login, credentials)
         if on_login is not None:
-            await on_login(request, principal)
+            await on_login(request, account, principal)
         if principal is None:
-            log.warning("failed login from %s", request.remote)
-            if request.content_type == "application/json":
-                raise json_error(web.HTTPUnauthorized, "wrong access code")
+            limiter.failed(account, address)
+            log.warning("failed login for %r from %s", account[:64], address)
+            if as_json:
+                raise json_error(web.HTTPUnauthorized, "wrong user name, password or access code")
             raise web.HTTPFound("/login?failed=1")
+        limiter.succeeded(account)
         response: web.StreamResponse
-        if request.content_type == "application/json":
-            response = web.json_response({"name": principal.name, "role": principal.role})
+        if as_json:
+            response = web.json_response({"name": principal.name, "role": principal.role,
+                                          "checkpoint": principal.checkpoint})
         else:
             response = web.HTTPFound("/")
-        set_session(response, sessions, principal, secure=secure)
+        set_session(response, sessions, principal, secure=request.secure)
         if isinstance(response, web.HTTPException):
             raise response
         return response
@@ -229,7 +355,7 @@ def add_login_routes(app: web.Application, sessions: Sessions, check_code: Calla
 
 
 #: Access rules of the routes added by add_login_routes.
-LOGIN_POLICY: dict[str, Access] = {
+LOGIN_POLICY: dict[str, Rule] = {
     "login_page": Access.PUBLIC,
     "login": Access.PUBLIC,
     "logout": Access.SESSION,
@@ -237,14 +363,16 @@ LOGIN_POLICY: dict[str, Access] = {
 }
 
 
-async def websocket_feed(request: web.Request, fanout: Any, first: list[Any], encode: Callable[[Any], str],
+async def websocket_feed(request: web.Request, fanout: Any, first: list[Any], encode: Callable[[Any], str | None],
                          sockets: set[web.WebSocketResponse]) -> web.WebSocketResponse:
     """Serve one live WebSocket client from a Fanout until it leaves or falls behind."""
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
 
     async def send(frame: Any) -> None:
-        await ws.send_str(encode(frame))
+        text = encode(frame)
+        if text is not None:  # None: this client may not see this frame (e.g. a covert alert)
+            await ws.send_str(text)
 
     async def drain() -> None:
         async for _ in ws:

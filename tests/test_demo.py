@@ -46,8 +46,12 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
         assert base.endswith(f":{port}")
         assert len(re.findall(r"tablet: http://", banner)) == 2
         assert ("(embedded)" in banner) == (broker == "embedded")
+        commander = re.search(r"(demo-commander) / (\S+) / commander", banner)
+        assert commander and code, banner
         async with session() as http:
-            await login(http, base, code)
+            async with http.post(f"{base}/login", json={"username": commander.group(1),
+                                                        "password": commander.group(2)}) as resp:
+                assert resp.status == 200, "the printed demo account signs in"
             ws = await http.ws_connect(f"{base}/api/v1/ws")
             frame = await next_frame(ws, "alert", timeout=90)
             assert frame["alert"]["hit"]["list_name"]

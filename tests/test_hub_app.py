@@ -126,4 +126,4 @@ async def test_logins_and_exports_are_in_the_audit_trail(client):
     text = (await resp.read()).decode("utf-8-sig")
     assert text.splitlines()[0].startswith("id,at,actor,role,action")
     records = (await (await client.get("/api/v1/audit?action=audit.export")).json())["records"]
-    assert len(records) == 1 and records[0]["actor"] == "console"
+    assert len(records) == 1 and records[0]["actor"] == "access code" and records[0]["role"] == "admin"

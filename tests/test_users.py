@@ -1,0 +1,161 @@
+"""Accounts and roles on the hub: argon2 passwords, sessions that end when the account changes,
+API tokens, role rules per route, covert alerts for the allowed roles only, login limits, CSRF."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from central import keys, users
+from central.app import create_app
+from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
+from tests.support import login, session
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path, dead_broker_url):
+    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
+                           console=ConsoleSettings(token="246810"))
+    return await aiohttp_client(create_app(settings))
+
+
+async def sign_in(client, username, password=PASSWORD):
+    return await client.post("/login", json={"username": username, "password": password})
+
+
+async def make(client, username, role, checkpoint=None):
+    await login(client.session, str(client.make_url("")), "246810")  # the access code opens an admin session
+    resp = await client.post("/api/v1/users", json={"username": username, "role": role, "password": PASSWORD,
+                                                    "checkpoint": checkpoint})
+    assert resp.status == 201, await resp.text()
+    client.session.cookie_jar.clear()
+
+
+def covert_and_open_alerts(app):
+    def alert(aid, action):
+        return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=time.time(),
+                     captured_at=time.time(), camera_id="c", plate_read="鲁A0K88B",
+                     hit=AlertHit(entry_id="e", entry_plate="鲁A0K88B", list_id="l", list_name="专案",
+                                  action=action, priority=70, kind="exact", score=1.0, explanation="x"))
+
+    store = app[keys.STORE]
+    store.submit(lambda db: [store.insert_alert(db, a) for a in (alert("Acov", "covert"), alert("Aint", "intercept"))]
+                 ).result(5)
+
+
+def test_passwords_are_argon2id_and_too_short_ones_are_refused():
+    assert users.hash_password(PASSWORD).startswith("$argon2id$")
+    with pytest.raises(users.UserError, match="at least 10"):
+        users.hash_password("short")
+
+
+async def test_roles_open_their_routes_only(client):
+    await make(client, "li.analyst", "analyst")
+    await make(client, "zhao.audit", "auditor")
+    assert (await sign_in(client, "li.analyst", "wrong password")).status == 401
+    assert (await sign_in(client, "li.analyst")).status == 200
+    assert (await client.get("/api/v1/watchlists")).status == 200
+    resp = await client.post("/api/v1/watchlists", json={"list_id": "x", "name": "x"})
+    assert resp.status == 403 and "analyst" in (await resp.json())["error"]
+    assert (await client.get("/api/v1/audit")).status == 403
+    assert (await client.get("/api/v1/users")).status == 403
+    client.session.cookie_jar.clear()
+    assert (await sign_in(client, "zhao.audit")).status == 200
+    assert (await client.get("/api/v1/audit")).status == 200
+    assert (await client.get("/api/v1/alerts")).status == 403, "an auditor reads the trail, not the record"
+
+
+async def test_covert_alerts_reach_only_the_roles_allowed(client):
+    covert_and_open_alerts(client.server.app)
+    await make(client, "wang.lists", "watchlist_manager")
+    await make(client, "sun.cmd", "commander")
+    await sign_in(client, "wang.lists")
+    seen = {a["alert_id"] for a in (await (await client.get("/api/v1/alerts")).json())["alerts"]}
+    assert seen == {"Aint"}
+    ws = await client.ws_connect("/api/v1/ws")
+    frames = [await ws.receive_json(timeout=5) for _ in range(2)]
+    assert [f["type"] for f in frames] == ["hello", "alert"] and frames[1]["alert"]["alert_id"] == "Aint"
+    await ws.close()
+    client.session.cookie_jar.clear()
+    await sign_in(client, "sun.cmd")
+    seen = {a["alert_id"] for a in (await (await client.get("/api/v1/alerts")).json())["alerts"]}
+    assert seen == {"Aint", "Acov"}
+
+
+async def test_disabling_or_a_new_password_ends_sessions_at_once(client):
+    await make(client, "li.analyst", "analyst")
+    base = str(client.make_url("")).rstrip("/")
+    await login(client.session, base, "246810")  # the admin's session; the analyst has a browser of their own
+    async with session() as analyst:
+        async def works() -> int:
+            async with analyst.get(f"{base}/api/v1/alerts") as resp:
+                return resp.status
+
+        async with analyst.post(f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}) as resp:
+            assert resp.status == 200
+        assert await works() == 200
+        assert (await client.post("/api/v1/users/li.analyst/disable")).status == 200
+        assert await works() == 401, "a disabled account's session is over"
+        async with analyst.post(f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}) as resp:
+            assert resp.status == 401
+        await client.post("/api/v1/users/li.analyst/enable")
+        async with analyst.post(f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}) as resp:
+            assert resp.status == 200
+        assert await works() == 200
+        resp = await client.post("/api/v1/users/li.analyst/password", json={"password": "another long secret"})
+        assert resp.status == 200
+        assert await works() == 401, "a new password ends the old sessions"
+        async with analyst.post(f"{base}/login", json={"username": "li.analyst",
+                                                       "password": "another long secret"}) as resp:
+            assert resp.status == 200
+        assert await works() == 200
+
+
+async def test_api_tokens_act_with_the_accounts_role(client):
+    await make(client, "ops.bot", "commander")
+    await login(client.session, str(client.make_url("")), "246810")
+    token = (await (await client.post("/api/v1/users/ops.bot/token")).json())["token"]
+    client.session.cookie_jar.clear()
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/alerts", headers=auth)).status == 200
+    assert (await client.get("/api/v1/users", headers=auth)).status == 403
+    assert (await client.get("/api/v1/alerts", headers={"Authorization": "Bearer cdt_guess"})).status == 401
+
+
+async def test_failed_logins_are_limited(client):
+    await make(client, "li.analyst", "analyst")
+    for _ in range(5):
+        assert (await sign_in(client, "li.analyst", "nope nope nope")).status == 401
+    resp = await sign_in(client, "li.analyst")
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0, "even the right password waits now"
+
+
+async def test_a_cross_site_post_is_refused(client):
+    await login(client.session, str(client.make_url("")), "246810")
+    resp = await client.post("/api/v1/users", json={"username": "evil", "role": "admin", "password": PASSWORD},
+                             headers={"Origin": "https://attacker.example"})
+    assert resp.status == 403 and "cross-site" in (await resp.json())["error"]
+    resp = await client.post("/api/v1/users/evil/disable", headers={"Sec-Fetch-Site": "cross-site"})
+    assert resp.status == 403
+
+
+def test_user_cli_adds_lists_and_disables(tmp_path):
+    def cli(*args, stdin=""):
+        return subprocess.run([sys.executable, "-m", "cordon.cli", "user", *args, "--data", str(tmp_path)],
+                              input=stdin, capture_output=True, text=True, timeout=60)
+
+    added = cli("add", "chen.officer", "--role", "officer", "--checkpoint", "SD-DZ-001", stdin=PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    assert '"checkpoint": "SD-DZ-001"' in added.stdout and "argon2" not in added.stdout
+    refused = cli("add", "x.officer", "--role", "officer", stdin=PASSWORD + "\n")
+    assert refused.returncode == 1 and "bound to a checkpoint" in refused.stderr
+    assert cli("disable", "chen.officer").returncode == 0
+    listed = cli("list")
+    assert '"disabled": true' in listed.stdout
+    assert cli("disable", "nobody").returncode == 1
