@@ -55,6 +55,7 @@ POLICY: dict[str, Rule] = {
     "user_change": ADMINS,
     "live": STAFF,
     "metrics": Access.METRICS,
+    "openapi": Access.PUBLIC,
 }
 POLICY.update(web_lists.POLICY)
 
@@ -259,6 +260,11 @@ def _webhook_metrics(app: web.Application) -> list[Metric]:
     return [delivered, failed, retries]
 
 
+async def openapi(request: web.Request) -> web.FileResponse:
+    """This API described in OpenAPI 3 (kept true by tests/test_openapi.py)."""
+    return web.FileResponse(Path(__file__).with_name("openapi.json"), headers={"Content-Type": "application/json"})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", console, name="console")
     app.router.add_static("/static/", STATIC, name="static")
@@ -272,3 +278,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/dead-letters", dead_letters, name="dead_letters")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")

@@ -41,6 +41,7 @@ POLICY: dict[str, Rule] = {
     "camera_reads": Access.CAMERA,
     "check": OFFICERS,
     "metrics": Access.METRICS,
+    "openapi": Access.PUBLIC,
 }
 
 
@@ -183,6 +184,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
 
 
+async def openapi(request: web.Request) -> web.FileResponse:
+    """This API described in OpenAPI 3 (kept true by tests/test_openapi.py)."""
+    return web.FileResponse(Path(__file__).with_name("openapi.json"), headers={"Content-Type": "application/json"})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", tablet, name="tablet")
     app.router.add_static("/static/", STATIC, name="static")
@@ -193,3 +199,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
     app.router.add_get("/api/v1/check", check, name="check")
     app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")
