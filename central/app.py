@@ -66,7 +66,7 @@ def create_app(settings: HubSettings) -> web.Application:
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
                    on_message=ingest.handle,
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
-                   on_connected=lambda: app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version))
+                   on_connected=lambda: _on_connected(app))
     link_ref.append(link)
     app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
     app[keys.INGEST] = ingest
@@ -93,6 +93,12 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
         return directory.by_token(token)  # an account's API token acts with the account's role
 
     return check
+
+
+def _on_connected(app: web.Application) -> None:
+    """On every broker connect (paho's thread): the retained feed version and officer accounts."""
+    app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version)
+    web_users.publish_accounts(app)
 
 
 def _on_status_threadsafe(app: web.Application, status: CheckpointStatus, offset: float | None) -> None:
@@ -147,6 +153,8 @@ async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None
                 "SELECT count(*), max(updated_at), total(generation) FROM users").fetchone())
             if now != signature:
                 await asyncio.to_thread(store.read, directory.reload)
+                if signature is not None:  # changed by someone else (cordon user): tell the edges
+                    await asyncio.to_thread(web_users.publish_accounts, app)
                 signature = now
         except Exception:
             log.exception("could not refresh the accounts")

@@ -28,6 +28,7 @@ import sqlite_utils
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from protocols.messages import SCHEMA_VERSION, OfficerAccount, OfficerAccounts
 from runtime.web import Principal, roles
 
 ROLES = ("officer", "commander", "analyst", "watchlist_manager", "admin", "auditor")
@@ -160,6 +161,21 @@ def new_token(db: sqlite_utils.Database, username: str) -> str:
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def officer_checkpoints(db: sqlite_utils.Database) -> list[str]:
+    return [cp for (cp,) in db.conn.execute(
+        "SELECT DISTINCT checkpoint FROM users WHERE role = 'officer' AND checkpoint IS NOT NULL ORDER BY checkpoint")]
+
+
+def officer_accounts(db: sqlite_utils.Database, checkpoint: str) -> OfficerAccounts:
+    """What a checkpoint's edge gets: its officers' hashes and state (retained on its accounts topic)."""
+    rows = db.conn.execute(
+        "SELECT username, display_name, password_hash, disabled, generation FROM users "
+        "WHERE role = 'officer' AND checkpoint = ? ORDER BY username", (checkpoint,))
+    return OfficerAccounts(v=SCHEMA_VERSION, checkpoint=checkpoint, sent_at=time.time(), accounts=[
+        OfficerAccount(username=u, display_name=d, password_hash=h, disabled=bool(x), generation=g)
+        for u, d, h, x, g in rows])
 
 
 # -- read side -----------------------------------------------------------------------------------------

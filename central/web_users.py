@@ -7,15 +7,19 @@ so a disabled account's sessions end with its next request.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
+from protocols import topics
+from protocols.messages import OfficerAccounts, encode
 from runtime.web import json_error, principal_of
 
 from . import audit, keys, users
 
+log = logging.getLogger(__name__)
 Name = Annotated[str, msgspec.Meta(min_length=2, max_length=64)]
 
 
@@ -54,9 +58,11 @@ async def _change(request: web.Request, job: Any) -> Any:
         return result
 
     try:
-        return await app[keys.STORE].run(run)
+        result = await app[keys.STORE].run(run)
     except users.UserError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
+    await asyncio.to_thread(publish_accounts, app)  # the officers' edges get the change (retained) at once
+    return result
 
 
 async def user_list(request: web.Request) -> web.Response:
@@ -112,6 +118,23 @@ async def user_change(request: web.Request) -> web.Response:
         raise json_error(web.HTTPNotFound, f"unknown account action {action!r}")
     user = await _change(request, job)
     return web.json_response({"user": user.public(), **answer})
+
+
+def publish_accounts(app: web.Application) -> int:
+    """Publish every checkpoint's officer accounts, retained (any thread; reads on its own connection)."""
+    store = app[keys.STORE]
+
+    def q(db: Any) -> list[OfficerAccounts]:
+        return [users.officer_accounts(db, cp) for cp in users.officer_checkpoints(db)]
+
+    try:
+        sets = store.read(q)
+    except Exception:
+        log.exception("could not read the officer accounts to publish")
+        return 0
+    for accounts in sets:
+        app[keys.LINK].publish(topics.accounts(accounts.checkpoint), encode(accounts), qos=1, retain=True)
+    return len(sets)
 
 
 def add_routes(app: web.Application) -> None:

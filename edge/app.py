@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from protocols.messages import CameraRead
+from protocols.messages import CameraRead, OfficerAccounts
 from runtime.deadletters import DeadLetterStore
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
 from . import keys
 from . import web as edge_web
+from .accounts import OfficerDirectory
 from .alertlog import AlertLog
 from .feedsync import FeedSync
 from .mirror import Mirror
@@ -44,15 +45,21 @@ def create_app(settings: EdgeSettings) -> web.Application:
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
                           enqueue=lambda items: uplink_ref[0].enqueue(items), alert_log=alert_log, mirror=mirror)
+    officers = OfficerDirectory(data / "accounts.json", settings.checkpoint)
+
+    async def on_accounts(accounts: OfficerAccounts) -> None:
+        await asyncio.to_thread(officers.replace, accounts)
+
     uplink = EdgeUplink(
         settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
         status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
-        on_feed_version=feed.on_version, software=SOFTWARE)
+        on_feed_version=feed.on_version, on_accounts=on_accounts, software=SOFTWARE)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(edge_web.POLICY, sessions, _machine_tokens(settings)))
+                          middlewares=make_middlewares(edge_web.POLICY, sessions, _machine_tokens(settings),
+                                                       still_valid=officers.still_valid))
     app[keys.SETTINGS] = settings
     app[keys.OUTBOX] = outbox
     app[keys.DEAD] = dead
@@ -60,9 +67,10 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.FEED] = feed
     app[keys.SERVICE] = service
     app[keys.UPLINK] = uplink
+    app[keys.OFFICERS] = officers
     app[keys.JSON_SOURCE] = JsonPushSource(settings.cameras, service, dead)
     app[keys.SOCKETS] = set()
-    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint))
+    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers))
     edge_web.add_routes(app)
     app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _simulator])
     app.on_shutdown.append(_close_sockets)
@@ -91,6 +99,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[keys.DEAD].start()
     app[keys.SERVICE].alert_log.start()
     await asyncio.to_thread(app[keys.MIRROR].start)
+    await asyncio.to_thread(app[keys.OFFICERS].load)
     log.info("edge %s: outbox epoch %d", app[keys.SETTINGS].checkpoint, app[keys.OUTBOX].epoch)
     yield
     # Joining the writer threads off the loop: several edges may share one process (demo, benchmarks).

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from runtime.deadletters import DeadLetterStore
 
+from .accounts import OfficerDirectory
 from .feedsync import FeedSync
 from .mirror import Mirror
 from .outbox import OutboxStore
@@ -23,3 +24,4 @@ JSON_SOURCE = web.AppKey("json_source", JsonPushSource)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 MIRROR = web.AppKey("mirror", Mirror)
 FEED = web.AppKey("feed", FeedSync)
+OFFICERS = web.AppKey("officers", OfficerDirectory)

@@ -30,6 +30,7 @@ from protocols.messages import (
     CheckpointStatus,
     DecodeError,
     HubStatus,
+    OfficerAccounts,
     decode,
     encode,
 )
@@ -71,6 +72,7 @@ class EdgeUplink:
                  status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None,
                  on_feed_delta: Callable[[FeedDelta], Awaitable[None]] | None = None,
                  on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None,
+                 on_accounts: Callable[[OfficerAccounts], Awaitable[None]] | None = None,
                  software: str = "") -> None:
         self.checkpoint = checkpoint
         self.config = mqtt
@@ -81,6 +83,7 @@ class EdgeUplink:
         self._status_extra = status_extra
         self._on_feed_delta = on_feed_delta
         self._on_feed_version = on_feed_version
+        self._on_accounts = on_accounts
         self._pending: list[tuple[int, int]] = []
         self._queued: set[int] = set()
         self._inflight: dict[int, tuple[float, int]] = {}
@@ -167,6 +170,8 @@ class EdgeUplink:
             await client.subscribe(topics.feed_delta(), qos=1)
         if self._on_feed_version is not None:
             await client.subscribe(topics.feed_version(), qos=1)
+        if self._on_accounts is not None:
+            await client.subscribe(topics.accounts(cp), qos=1)
         await self.publish_status()
         # A new connection may have lost what was in flight on the old one: send it again.
         self._requeue_inflight(resend=True)
@@ -279,6 +284,8 @@ class EdgeUplink:
                 await self._on_feed_delta(decode(FeedDelta, payload))
             elif parsed.kind is topics.TopicKind.FEED_VERSION and self._on_feed_version is not None:
                 await self._on_feed_version(decode(FeedVersion, payload))
+            elif parsed.kind is topics.TopicKind.ACCOUNTS and self._on_accounts is not None and payload:
+                await self._on_accounts(decode(OfficerAccounts, payload))
         except DecodeError as exc:
             log.warning("uplink: bad %s message from the hub: %s", parsed.kind, exc.reason)
 

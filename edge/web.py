@@ -23,6 +23,7 @@ from runtime.web import (
 )
 
 from . import keys
+from .accounts import OfficerDirectory
 
 STATIC = Path(__file__).with_name("static")
 
@@ -45,8 +46,13 @@ POLICY: dict[str, Rule] = {
 }
 
 
-def officer_login(expected_code: str, checkpoint: str):  # noqa: ANN201 - returns a checker
+def officer_login(expected_code: str, checkpoint: str, officers: OfficerDirectory):  # noqa: ANN201
+    """Officers sign in with their own account (synced from the hub, checked here, uplink or not);
+    the checkpoint's access code (``tablet.token``) is the fallback for a checkpoint without accounts."""
+
     def check(credentials: Mapping[str, str]) -> Principal | None:
+        if credentials.get("username"):
+            return officers.authenticate(credentials["username"], credentials.get("password", ""))
         if token_matches(credentials.get("code"), expected_code):
             return Principal(f"officer@{checkpoint}", "officer", checkpoint)
         return None

@@ -200,6 +200,28 @@ class Alert(msgspec.Struct, **_STRICT):
     vehicle_type: Text32 | None = None
 
 
+class OfficerAccount(msgspec.Struct, **_STRICT):
+    """One officer who may sign in to this checkpoint's tablets, also with the uplink down."""
+
+    username: Text128
+    display_name: Text128
+    password_hash: Annotated[str, msgspec.Meta(max_length=512)]
+    """argon2id, as the hub keeps it; never a password."""
+    disabled: bool
+    generation: int
+    """Bumped by the hub when the account is disabled or gets a new password: older sessions end."""
+
+
+class OfficerAccounts(msgspec.Struct, **_STRICT):
+    """Retained on ``cordon/v1/cp/{checkpoint}/accounts``: every officer account of that checkpoint.
+    The whole set each time, so a disabled account reaches the edge with the next message."""
+
+    v: int
+    checkpoint: Text128
+    sent_at: float
+    accounts: Annotated[list[OfficerAccount], msgspec.Meta(max_length=2000)]
+
+
 def derive_alert_id(checkpoint: str, epoch: int, read_seq: int, entry_id: str) -> str:
     """An alert's identity: from the read and the entry that caused it, so the edge's local alert and
     the hub's alert for the same hit are one alert, and every resend names it the same way."""
@@ -278,4 +300,5 @@ WIRE_MESSAGES: dict[str, type[msgspec.Struct]] = {
     "Alert": Alert,
     "FeedDelta": FeedDelta,
     "FeedVersion": FeedVersion,
+    "OfficerAccounts": OfficerAccounts,
 }

@@ -6,6 +6,7 @@ Layout (MQTT 3.1.1, QoS 1 unless noted)::
     cordon/v1/cp/{checkpoint}/status   edge -> all   retained birth / last will
     cordon/v1/cp/{checkpoint}/ack      hub -> edge   end-to-end acknowledgements by range
     cordon/v1/cp/{checkpoint}/alerts   hub -> edge   alerts for that checkpoint's tablets
+    cordon/v1/cp/{checkpoint}/accounts hub -> edge   retained: the checkpoint's officer accounts
     cordon/v1/hub/status               hub -> all    retained online / offline with last will
     cordon/v1/feed/delta               hub -> edges  watchlist feed changes, one version each
     cordon/v1/feed/version             hub -> edges  retained current feed version
@@ -29,12 +30,13 @@ class TopicKind(StrEnum):
     STATUS = "status"
     ACK = "ack"
     ALERTS = "alerts"
+    ACCOUNTS = "accounts"
     HUB_STATUS = "hub_status"
     FEED_DELTA = "feed_delta"
     FEED_VERSION = "feed_version"
 
 
-_CP_KINDS = (TopicKind.EVENTS, TopicKind.STATUS, TopicKind.ACK, TopicKind.ALERTS)
+_CP_KINDS = (TopicKind.EVENTS, TopicKind.STATUS, TopicKind.ACK, TopicKind.ALERTS, TopicKind.ACCOUNTS)
 
 
 class TopicError(ValueError):
@@ -72,6 +74,10 @@ def ack(checkpoint: str) -> str:
 
 def alerts(checkpoint: str) -> str:
     return _cp(checkpoint, TopicKind.ALERTS)
+
+
+def accounts(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.ACCOUNTS)
 
 
 def hub_status() -> str:

@@ -27,6 +27,8 @@ from protocols.messages import (
     DecodeError,
     EventBatch,
     HubStatus,
+    OfficerAccount,
+    OfficerAccounts,
     Passage,
     PlateRead,
     decode,
@@ -40,13 +42,13 @@ REGENERATE = "regenerate it: see the docstring of protocols/asyncapi_gen.py"
 
 #: Which message each kind of topic carries, and which of them the hub (the document's side) receives.
 CARRIES = {TopicKind.EVENTS: "EventBatch", TopicKind.STATUS: "CheckpointStatus", TopicKind.ACK: "Ack",
-           TopicKind.ALERTS: "Alert", TopicKind.HUB_STATUS: "HubStatus", TopicKind.FEED_DELTA: "FeedDelta",
+           TopicKind.ALERTS: "Alert", TopicKind.ACCOUNTS: "OfficerAccounts", TopicKind.HUB_STATUS: "HubStatus", TopicKind.FEED_DELTA: "FeedDelta",
            TopicKind.FEED_VERSION: "FeedVersion"}
 HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS}
 GLOBAL = {TopicKind.HUB_STATUS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
-RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION}
+RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION, TopicKind.ACCOUNTS}
 BUILDERS = {TopicKind.EVENTS: topics.events, TopicKind.STATUS: topics.status, TopicKind.ACK: topics.ack,
-            TopicKind.ALERTS: topics.alerts, TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
+            TopicKind.ALERTS: topics.alerts, TopicKind.ACCOUNTS: topics.accounts, TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
             TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(), TopicKind.FEED_VERSION: lambda _cp: topics.feed_version()}
 
 
@@ -197,6 +199,9 @@ SAMPLES: dict[str, msgspec.Struct] = {
         ListDelete(list_id="old-list"),
     ]),
     "FeedVersion": FeedVersion(v=SCHEMA_VERSION, version=8, entries=120345, sent_at=1718000050.0),
+    "OfficerAccounts": OfficerAccounts(v=SCHEMA_VERSION, checkpoint=CP, sent_at=1718000060.0, accounts=[
+        OfficerAccount(username="chen.officer", display_name="陈警官", disabled=False, generation=2,
+                       password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")]),
 }
 
 

@@ -27,6 +27,8 @@ from protocols.messages import (
     EventBatch,
     Gap,
     HubStatus,
+    OfficerAccount,
+    OfficerAccounts,
     Passage,
     PlateRead,
     decode,
@@ -59,6 +61,8 @@ VALID = {
         ListUpsert(watchlist=Watchlist(list_id="l", name="n")),
         EntryUpsert(entry=Entry(entry_id="l:鲁A12345", list_id="l", plate="鲁A12345"))]),
     FeedVersion: FeedVersion(v=SCHEMA_VERSION, version=3, entries=1),
+    OfficerAccounts: OfficerAccounts(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", sent_at=NOW, accounts=[
+        OfficerAccount(username="chen", display_name="陈", password_hash="$argon2id$x", disabled=False, generation=1)]),
 }
 
 ODD_VALUES = st.one_of(

@@ -1,0 +1,65 @@
+"""Officer accounts reach their checkpoint's edge: an officer signs in at the tablet, also with the
+uplink down; disabling the account at the hub reaches the edge with the next sync and ends the session."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import edge_service, hub_service, login, running, session, until
+
+pytestmark = pytest.mark.system
+PASSWORD = "checkpoint night 02"
+
+
+async def sign_in(http, base, username, password=PASSWORD) -> int:
+    async with http.post(f"{base}/login", json={"username": username, "password": password}) as resp:
+        return resp.status
+
+
+async def tablet_status(http, base) -> int:
+    async with http.get(f"{base}/api/v1/status") as resp:
+        return resp.status
+
+
+async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(tmp_path, mosquitto):
+    hub = hub_service(tmp_path / "hub", mosquitto.url)
+    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"})
+    other = edge_service(tmp_path / "other", "SD-LC-002", mosquitto.url, cameras={"cam": "t"})
+    for service in (hub, edge, other):
+        service.start()
+    with running(hub, edge, other):
+        async with session() as admin, session() as officer:
+            await login(admin, hub.base, "console-code")
+            for name, cp in (("chen.officer", "SD-DZ-001"), ("liu.officer", "SD-LC-002")):
+                async with admin.post(f"{hub.base}/api/v1/users", json={
+                        "username": name, "role": "officer", "checkpoint": cp, "password": PASSWORD}) as resp:
+                    assert resp.status == 201, await resp.text()
+
+            async def signed_in() -> bool:
+                return await sign_in(officer, edge.base, "chen.officer") == 200
+
+            await until(signed_in, timeout=30, what="the officer account at the edge")
+            assert await tablet_status(officer, edge.base) == 200
+            assert await sign_in(officer, edge.base, "liu.officer") == 401, "another checkpoint's officer"
+            assert await sign_in(officer, edge.base, "chen.officer", "wrong password!") == 401
+
+            mosquitto.stop()  # the uplink is down: the edge checks passwords itself
+            assert await sign_in(officer, edge.base, "chen.officer") == 200
+            assert await tablet_status(officer, edge.base) == 200
+            mosquitto.start()
+
+            # disabled with the command line on the hub's own store, as an admin at the hub would
+            result = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cordon.cli", "user", "disable", "chen.officer",
+                                     "--data", str(tmp_path / "hub" / "data")], capture_output=True, text=True,
+                                    timeout=60)
+            assert result.returncode == 0, result.stderr
+
+            async def session_over() -> bool:
+                return await tablet_status(officer, edge.base) == 401
+
+            await until(session_over, timeout=40, what="the disabled account's tablet session to end")
+            assert await sign_in(officer, edge.base, "chen.officer") == 401
