@@ -13,7 +13,7 @@ from aiohttp import web
 
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.matching import ListAction, PermitRule, Watchlist
-from protocols.messages import CheckpointStatus
+from protocols.messages import AlertOutcome, CheckpointStatus
 from runtime.fanout import Fanout
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
@@ -62,7 +62,8 @@ def create_app(settings: HubSettings) -> web.Application:
     ingest = Ingest(store, app[keys.WATCHLISTS], publish=lambda topic, payload: publish(topic, payload),
                     on_alerts=dispatcher.submit_threadsafe,
                     on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
-                    max_skew_s=settings.clock.max_skew_s)
+                    max_skew_s=settings.clock.max_skew_s,
+                    on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes))
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
                    on_message=ingest.handle,
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
@@ -93,6 +94,17 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
         return directory.by_token(token)  # an account's API token acts with the account's role
 
     return check
+
+
+def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:
+    """Officers recorded what came of alerts: every console sees it at once."""
+    for checkpoint, outcome in outcomes:
+        app[keys.CONSOLE].publish({"type": "outcome", "outcome": outcome_frame(checkpoint, outcome)})
+
+
+def outcome_frame(checkpoint: str, outcome: AlertOutcome) -> dict[str, object]:
+    return {"alert_id": outcome.alert_id, "checkpoint": checkpoint, "outcome": outcome.outcome, "note": outcome.note,
+            "officer": outcome.officer, "acknowledged_at": outcome.acknowledged_at}
 
 
 def _on_connected(app: web.Application) -> None:

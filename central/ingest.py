@@ -25,6 +25,7 @@ from protocols.messages import (
     Ack,
     Alert,
     AlertHit,
+    AlertOutcome,
     CheckpointStatus,
     DecodeError,
     EdgeHit,
@@ -37,6 +38,7 @@ from protocols.messages import (
 )
 from runtime import deadletters
 
+from . import audit
 from .store import HubStore
 from .watchlists import HubWatchlists
 
@@ -54,6 +56,7 @@ class BatchResult:
     duplicates: int = 0
     dead_letters: int = 0
     gap_reads: int = 0
+    outcomes: list[tuple[str, AlertOutcome]] = field(default_factory=list)
     status: CheckpointStatus | None = None
     clock_offset_s: float | None = None
     """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
@@ -79,12 +82,14 @@ class Ingest:
                  publish: Callable[[str, bytes], None],
                  on_alerts: Callable[[list[Alert]], None],
                  on_status: Callable[[CheckpointStatus, float | None], None],
-                 max_skew_s: float = 30.0) -> None:
+                 max_skew_s: float = 30.0,
+                 on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None) -> None:
         self.store = store
         self.watchlists = watchlists
         self._publish = publish
         self._on_alerts = on_alerts
         self._on_status = on_status
+        self._on_outcomes = on_outcomes
         self.max_skew_s = max_skew_s
         self.metrics = IngestMetrics()
 
@@ -121,6 +126,8 @@ class Ingest:
             self._on_alerts(result.alerts)
         if result.status is not None:
             self._on_status(result.status, result.clock_offset_s)
+        if result.outcomes and self._on_outcomes is not None:
+            self._on_outcomes(result.outcomes)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
@@ -178,6 +185,10 @@ class Ingest:
                 self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at)
             elif isinstance(event, EdgeHit):
                 self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at)
+            elif isinstance(event, AlertOutcome):
+                result.outcomes.append((checkpoint, event))
+                audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
+                             detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
             elif isinstance(event, Gap):
                 result.gap_reads += event.count
                 log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from protocols.messages import Alert, EdgeHit, Event, Gap, Passage, PlateRead
+from protocols.messages import Alert, AlertOutcome, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
 from runtime.sqlwriter import SqlWriter, open_database
 
@@ -90,9 +90,18 @@ MIGRATIONS: list[list[str]] = [
     audit.SCHEMA,
     # 6: people and their roles (central/users.py)
     users.SCHEMA,
+    # 7: what came of each alert, as the officers recorded it (a history: an outcome can be corrected)
+    [
+        """CREATE TABLE alert_outcomes (checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+            alert_id TEXT NOT NULL, outcome TEXT NOT NULL, note TEXT NOT NULL, officer TEXT NOT NULL,
+            acknowledged_at REAL NOT NULL, alert_raised_at REAL, received_at REAL NOT NULL,
+            PRIMARY KEY (checkpoint, epoch, seq))""",
+        "CREATE INDEX alert_outcomes_alert ON alert_outcomes (alert_id, acknowledged_at)",
+    ],
 ]
 
-_KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap"}
+_KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
+                           AlertOutcome: "outcome"}
 _encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(type=Alert)
 
@@ -197,6 +206,12 @@ class HubStore:
             db.conn.execute(
                 "INSERT INTO checkpoints (checkpoint, dropped_reads) VALUES (?, ?) ON CONFLICT(checkpoint) "
                 "DO UPDATE SET dropped_reads = dropped_reads + excluded.dropped_reads", (checkpoint, event.count))
+        elif isinstance(event, AlertOutcome):
+            db.conn.execute(
+                """INSERT INTO alert_outcomes (checkpoint, epoch, seq, alert_id, outcome, note, officer, acknowledged_at,
+                alert_raised_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+                (checkpoint, epoch, event.seq, event.alert_id, event.outcome, event.note, event.officer,
+                 event.acknowledged_at, event.alert_raised_at, received_at))
         elif isinstance(event, Passage):
             db.conn.execute(
                 """INSERT INTO passages (checkpoint, epoch, seq, plate, no_plate, colour, vehicle_type, first_seen,
@@ -262,6 +277,22 @@ class HubStore:
             sql += " WHERE action != 'covert'"
         sql += " ORDER BY raised_at DESC LIMIT ?"
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
+
+    def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each alert's outcome history, oldest first."""
+        cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")
+
+        def q(db: sqlite_utils.Database) -> dict[str, list[dict[str, Any]]]:
+            found: dict[str, list[dict[str, Any]]] = {}
+            for i in range(0, len(alert_ids), 500):
+                chunk = alert_ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in db.conn.execute(f"SELECT {', '.join(cols)} FROM alert_outcomes WHERE alert_id IN ({marks}) "
+                                           "ORDER BY acknowledged_at", chunk):
+                    found.setdefault(row[0], []).append(dict(zip(cols, row, strict=True)))
+            return found
+
+        return self.read(q)
 
     def gaps(self, checkpoint: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Reads the edges reported dropped, newest first."""

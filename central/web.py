@@ -122,7 +122,9 @@ def sees_covert(request: web.Request) -> bool:
 async def alerts(request: web.Request) -> web.Response:
     """Recent alerts; covert ones only for the roles allowed to see them."""
     store = request.app[keys.STORE]
-    return _json({"alerts": await asyncio.to_thread(store.recent_alerts, _limit(request), sees_covert(request))})
+    found = await asyncio.to_thread(store.recent_alerts, _limit(request), sees_covert(request))
+    outcomes = await asyncio.to_thread(store.outcomes, [a.alert_id for a in found])
+    return _json({"alerts": found, "outcomes": outcomes})
 
 
 async def checkpoints(request: web.Request) -> web.Response:
@@ -207,6 +209,8 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                                      covert)
     first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values())}]
     first += [{"type": "alert", "alert": a} for a in reversed(recent)]
+    outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, [a.alert_id for a in recent])
+    first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
 
     def encode(frame: dict[str, Any]) -> str | None:
         if not covert and frame.get("type") == "alert" and frame["alert"].hit.action == "covert":

@@ -24,6 +24,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS alerts (
         alert_id TEXT PRIMARY KEY, shown_at REAL NOT NULL, body BLOB NOT NULL) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS alerts_shown ON alerts (shown_at)",
+    """CREATE TABLE IF NOT EXISTS outcomes (
+        alert_id TEXT NOT NULL, acknowledged_at REAL NOT NULL, outcome TEXT NOT NULL, note TEXT NOT NULL,
+        officer TEXT NOT NULL, PRIMARY KEY (alert_id, acknowledged_at))""",
 ]
 
 #: How long an id is remembered: longer than any outage after which the hub could still resend it.
@@ -41,6 +44,8 @@ class AlertLog:
         self._clock = clock
         self.recent: deque[Alert] = deque(maxlen=recent)
         self._ids: set[str] = set()
+        self.outcomes: dict[str, dict[str, object]] = {}
+        """The latest outcome recorded here for each recent alert."""
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         for statement in SCHEMA:
@@ -49,6 +54,12 @@ class AlertLog:
         self._ids = {aid for (aid,) in db.conn.execute("SELECT alert_id FROM alerts")}
         rows = db.conn.execute("SELECT body FROM alerts ORDER BY shown_at DESC LIMIT ?", (self.recent.maxlen,))
         self.recent.extend(reversed([_decoder.decode(body) for (body,) in rows]))
+        db.conn.execute("DELETE FROM outcomes WHERE acknowledged_at < ?", (self._clock() - REMEMBER_S,))
+        recent_ids = {a.alert_id for a in self.recent}
+        for aid, at, outcome, note, officer in db.conn.execute(
+                "SELECT alert_id, acknowledged_at, outcome, note, officer FROM outcomes ORDER BY acknowledged_at"):
+            if aid in recent_ids:
+                self.outcomes[aid] = outcome_frame(aid, at, outcome, note, officer)
 
     def start(self) -> None:
         self._writer.start()
@@ -70,6 +81,19 @@ class AlertLog:
         self.recent.append(alert)
         return True
 
+    def get(self, alert_id: str) -> Alert | None:
+        return next((a for a in self.recent if a.alert_id == alert_id), None)
+
+    async def record_outcome(self, alert_id: str, outcome: str, note: str, officer: str,
+                             at: float) -> dict[str, object]:
+        def job(db: sqlite_utils.Database) -> None:
+            db.conn.execute("INSERT OR REPLACE INTO outcomes (alert_id, acknowledged_at, outcome, note, officer) "
+                            "VALUES (?, ?, ?, ?, ?)", (alert_id, at, outcome, note, officer))
+
+        await self._writer.run(job)
+        frame = self.outcomes[alert_id] = outcome_frame(alert_id, at, outcome, note, officer)
+        return frame
+
     async def save(self, alert: Alert) -> None:
         """Commit a claimed alert, so a restart still knows it was shown."""
         shown_at = self._clock()
@@ -79,3 +103,7 @@ class AlertLog:
                             (alert.alert_id, shown_at, _encoder.encode(alert)))
 
         await self._writer.run(job)
+
+
+def outcome_frame(alert_id: str, at: float, outcome: str, note: str, officer: str) -> dict[str, object]:
+    return {"alert_id": alert_id, "acknowledged_at": at, "outcome": outcome, "note": note, "officer": officer}

@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
-from protocols.messages import EdgeHit, Event, Gap, Passage, PlateRead, seq_ranges
+from protocols.messages import AlertOutcome, EdgeHit, Event, Gap, Passage, PlateRead, seq_ranges
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = """
@@ -261,6 +261,8 @@ def _kind(event: Event) -> str:
         return "hit"
     if isinstance(event, Gap):
         return "gap"
+    if isinstance(event, AlertOutcome):
+        return "outcome"
     raise TypeError(f"unknown event type {type(event).__name__}")
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from protocols import plates
 from protocols.alerting import alert_for
-from protocols.messages import Alert, CameraRead, EdgeHit, Event, Passage, PlateRead
+from protocols.messages import Alert, AlertOutcome, CameraRead, EdgeHit, Event, Passage, PlateRead
 from runtime.fanout import Fanout
 
 from .alertlog import AlertLog
@@ -173,6 +173,21 @@ class EdgeService:
         appended = await self.outbox.append(events, priorities, promote)
         self._enqueue(appended.pending)
         return appended.events
+
+    async def record_outcome(self, alert_id: str, outcome: str, note: str, officer: str) -> dict[str, object]:
+        """An officer acknowledged an alert and said what came of it: kept here, sent to the hub
+        (at hit priority: it replays first), and shown on every tablet. Raises KeyError for an
+        alert this checkpoint has not shown recently."""
+        alert = self.alert_log.get(alert_id)
+        if alert is None:
+            raise KeyError(alert_id)
+        now = self._clock()
+        event = AlertOutcome(seq=1, alert_id=alert_id, outcome=outcome, officer=officer[:128],  # type: ignore[arg-type]
+                             acknowledged_at=now, note=note[:500], alert_raised_at=alert.raised_at)
+        await self._commit([event], [PRIORITY_HIT])
+        frame = await self.alert_log.record_outcome(alert_id, outcome, note[:500], officer[:128], now)
+        self.live.publish({"type": "outcome", "outcome": frame})
+        return frame
 
     @property
     def alerts(self) -> deque[Alert]:

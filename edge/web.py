@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -17,6 +17,7 @@ from runtime.web import (
     Principal,
     Rule,
     json_error,
+    principal_of,
     roles,
     token_matches,
     websocket_feed,
@@ -38,6 +39,7 @@ POLICY: dict[str, Rule] = {
     "health": Access.PUBLIC,
     "status": OFFICERS,
     "alerts": OFFICERS,
+    "alert_outcome": OFFICERS,
     "live": OFFICERS,
     "camera_reads": Access.CAMERA,
     "check": OFFICERS,
@@ -116,14 +118,37 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
 
 async def alerts(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
-    return web.Response(body=msgspec.json.encode({"alerts": list(reversed(service.alerts))}),
+    return web.Response(body=msgspec.json.encode({"alerts": list(reversed(service.alerts)),
+                                                  "outcomes": service.alert_log.outcomes}),
                         content_type="application/json")
+
+
+class OutcomeInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    outcome: Literal["intercepted", "not_found", "misread", "released"]
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+async def alert_outcome(request: web.Request) -> web.Response:
+    """Acknowledge an alert with what came of it (intercepted, not found, misread, released) and a note."""
+    try:
+        data = msgspec.json.decode(await request.read(), type=OutcomeInput)
+    except msgspec.DecodeError as exc:
+        raise json_error(web.HTTPBadRequest, f"invalid outcome: {exc}") from None
+    principal = principal_of(request)
+    officer = principal.name if principal else "?"
+    try:
+        frame = await request.app[keys.SERVICE].record_outcome(request.match_info["alert_id"], data.outcome,
+                                                               data.note, officer)
+    except KeyError:
+        raise json_error(web.HTTPNotFound, "no such recent alert at this checkpoint") from None
+    return web.json_response({"outcome": frame})
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
     service = request.app[keys.SERVICE]
     first: list[Any] = [{"type": "hello", "checkpoint": service.checkpoint}]
     first += [{"type": "alert", "alert": a} for a in service.alerts]
+    first += [{"type": "outcome", "outcome": o} for o in service.alert_log.outcomes.values()]
     return await websocket_feed(request, service.live, first, lambda f: msgspec.json.encode(f).decode(),
                                 request.app[keys.SOCKETS])
 
@@ -201,6 +226,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/health", health, name="health")
     app.router.add_get("/api/v1/status", status, name="status")
     app.router.add_get("/api/v1/alerts", alerts, name="alerts")
+    app.router.add_post("/api/v1/alerts/{alert_id}/outcome", alert_outcome, name="alert_outcome")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
     app.router.add_get("/api/v1/check", check, name="check")

@@ -117,7 +117,27 @@ class Gap(msgspec.Struct, tag="gap", **_STRICT):
     """Reads this outbox has dropped since it was created, this gap included."""
 
 
-Event = PlateRead | Passage | EdgeHit | Gap
+Outcome = Literal["intercepted", "not_found", "misread", "released"]
+OUTCOMES: tuple[str, ...] = ("intercepted", "not_found", "misread", "released")
+
+
+class AlertOutcome(msgspec.Struct, tag="outcome", **_STRICT):
+    """An officer acknowledged an alert at the tablet and said what came of it.
+
+    ``misread`` means the camera misread the plate and the match was false: per match kind, these
+    are the real false-alarm rate of fuzzy matching."""
+
+    seq: Seq
+    alert_id: Text128
+    outcome: Outcome
+    officer: Text128
+    acknowledged_at: float
+    note: Text500 = ""
+    alert_raised_at: float | None = None
+    """When the alert was raised at this edge, so the hub can tell how long acknowledgement took."""
+
+
+Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome
 
 
 class EventBatch(msgspec.Struct, **_STRICT):

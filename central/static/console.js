@@ -3,6 +3,16 @@ applyI18n();
 document.getElementById("lang").addEventListener("click", toggleLang);
 document.getElementById("theme").addEventListener("click", toggleTheme);
 const seen = new Set();
+const outcomes = new Map();
+function showOutcome(o) {
+  outcomes.set(o.alert_id, o);
+  const li = document.querySelector('#alerts li[data-alert-id="' + CSS.escape(o.alert_id) + '"]');
+  if (!li) return;
+  let line = li.querySelector(".outcome-line");
+  if (!line) { line = el("div", "outcome-line"); li.append(line); }
+  line.textContent = t("outcomes") + ": " + t("outcome." + o.outcome) + (o.note ? " · " + o.note : "") + " · " +
+    o.officer + " · " + fmtTime(o.acknowledged_at);
+}
 const checkpoints = new Map();
 function drawCheckpoints() {
   const list = document.getElementById("checkpoints");
@@ -27,7 +37,9 @@ connectLive((frame) => {
     seen.add(frame.alert.alert_id);
     document.getElementById("no-alerts").hidden = true;
     document.getElementById("alerts").prepend(renderAlert(frame.alert));
+    if (outcomes.has(frame.alert.alert_id)) showOutcome(outcomes.get(frame.alert.alert_id));
   }
+  else if (frame.type === "outcome") showOutcome(frame.outcome);
 }, (up) => {
   const badge = document.getElementById("live");
   badge.className = "badge " + (up ? "ok" : "bad");

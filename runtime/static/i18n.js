@@ -9,7 +9,7 @@ const CORDON_I18N = {
     "kind.exact": "完全比中", "kind.equivalent": "形近字比中", "kind.edit": "一字之差", "kind.province": "省份字误识",
     "kind.wildcard": "模糊比中", "checkpoints": "查缉点", "online": "在线", "offline": "离线",
     "reads": "过车记录", "read": "识别", "list": "布控名单", "reason": "布控事由", "camera": "相机", "lane": "车道",
-    "logout": "退出", "theme": "日/夜", "outbox": "待上传", "dropped": "已丢弃过车", "clock": "时钟偏差", "uplink": "上行链路", "hub": "中心", "feed": "布控库",
+    "outcome.intercepted": "已拦截", "outcome.not_found": "未发现", "outcome.misread": "误识别", "outcome.released": "核查放行", "note": "备注（可选）", "ack": "处置", "ack.change": "更改处置", "ack.later": "稍后处理", "ack.failed": "处置未保存", "listed": "布控车牌", "check": "核查车牌", "check.button": "查询", "check.none": "未比中", "check.failed": "查询失败", "check.placeholder": "如 鲁A12345", "status": "状态", "entries": "条", "errors": "错误", "uplink.up": "正常", "uplink.down": "中断", "uplink.unknown": "上行状态未知", "uplink.state.connected": "已连接", "uplink.state.connecting": "连接中", "uplink.state.offline": "离线", "uplink.state.refused": "被拒绝", "hub.offline": "中心离线", "noplate": "无牌", "plate.suspect": "疑似误识", "sound.hint": "轻触屏幕任意位置以启用警报声音", "outcomes": "处置结果", "logout": "退出", "theme": "日/夜", "outbox": "待上传", "dropped": "已丢弃过车", "clock": "时钟偏差", "uplink": "上行链路", "hub": "中心", "feed": "布控库",
   },
   en: {
     "app.console": "Perimeter ring · Command console", "app.tablet": "Checkpoint tablet", "login.title": "Sign in",
@@ -19,7 +19,7 @@ const CORDON_I18N = {
     "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",
     "kind.wildcard": "wildcard", "checkpoints": "Checkpoints", "online": "online", "offline": "offline",
     "reads": "Passing vehicles", "read": "Read", "list": "Watchlist", "reason": "Reason", "camera": "Camera", "lane": "Lane",
-    "logout": "Sign out", "theme": "Day/Night", "outbox": "Outbox", "dropped": "reads dropped", "clock": "clock off by", "uplink": "Uplink", "hub": "Hub", "feed": "Watchlists",
+    "outcome.intercepted": "Intercepted", "outcome.not_found": "Not found", "outcome.misread": "Misread (false match)", "outcome.released": "Checked, released", "note": "Note (optional)", "ack": "Respond", "ack.change": "Change", "ack.later": "Later", "ack.failed": "Outcome not saved", "listed": "Listed plate", "check": "Check a plate", "check.button": "Check", "check.none": "No hit", "check.failed": "Check failed", "check.placeholder": "e.g. 鲁A12345", "status": "Status", "entries": "entries", "errors": "errors", "uplink.up": "up", "uplink.down": "down", "uplink.unknown": "Uplink unknown", "uplink.state.connected": "connected", "uplink.state.connecting": "connecting", "uplink.state.offline": "offline", "uplink.state.refused": "refused", "hub.offline": "hub offline", "noplate": "no plate", "plate.suspect": "suspect read", "sound.hint": "Tap anywhere to enable the alarm sound", "outcomes": "Outcome", "logout": "Sign out", "theme": "Day/Night", "outbox": "Outbox", "dropped": "reads dropped", "clock": "clock off by", "uplink": "Uplink", "hub": "Hub", "feed": "Watchlists",
   },
 };
 function cordonLang() { return localStorage.getItem("cordon.lang") === "en" ? "en" : "zh"; }
@@ -27,6 +27,9 @@ function t(key) { return CORDON_I18N[cordonLang()][key] || key; }
 function applyI18n(root) {
   document.documentElement.lang = cordonLang() === "en" ? "en" : "zh-CN";
   (root || document).querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  });
 }
 function toggleLang() { localStorage.setItem("cordon.lang", cordonLang() === "en" ? "zh" : "en"); applyI18n(); }
 function applyTheme() { document.documentElement.classList.toggle("light", localStorage.getItem("cordon.theme") === "light"); }
@@ -41,3 +44,7 @@ function el(tag, className, text) {
   return node;
 }
 applyTheme();
+// Times as the officers read them: 24-hour clock, in the page's language.
+function fmtTime(unixSeconds) {
+  return new Date(unixSeconds * 1000).toLocaleTimeString(cordonLang() === "en" ? "en-GB" : "zh-CN", { hour12: false });
+}

@@ -20,7 +20,7 @@ function renderAlert(alert, seen) {
   const mid = el("div");
   mid.append(el("strong", null, t("action." + hit.action) + " · " + hit.list_name));
   mid.append(el("div", "muted", alert.checkpoint + " · " + t("camera") + " " + alert.camera_id + " · " +
-    new Date(alert.captured_at * 1000).toLocaleTimeString()));
+    fmtTime(alert.captured_at)));
   li.append(mid);
   li.append(el("span", "badge", t("kind." + hit.kind) + " " + Math.round(hit.score * 100) + "%"));
   li.append(el("div", "why", hit.explanation + (hit.reason ? " — " + t("reason") + ": " + hit.reason : "")));

@@ -1,0 +1,134 @@
+"""The people's side in a real headless Chromium, against real hub, edge and Mosquitto processes:
+an intercept hit pushed at a camera alarms the tablet (sound really playing) and reaches the console;
+the officer's outcome reaches the console; a covert hit reaches a commander's console and never the
+tablet; markup in a plate stays text; the tablet keeps alerting with the hub stopped; both languages
+at 1280x800, with screenshots of the main views saved for the README."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.async_api import async_playwright
+
+from tests.support import edge_service, get_json, hub_service, running, session, until
+
+pytestmark = [pytest.mark.browser, pytest.mark.system]
+FEED_TOKEN = "feed-secret"
+PASSWORD = "command centre 24h"
+WATCHLIST = """plate,list,action,priority,reason
+鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
+鲁B7T5X9,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
+鲁A0K88B,秘密布控车辆,covert,70,专案秘密布控
+"""
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+TIMEOUT_MS = 45_000
+
+
+async def push(http, edge, plate, event_id):
+    async with http.post(f"{edge.base}/api/v1/cameras/cam1/reads",
+                         json={"plate": plate, "colour": "blue", "lane": 1, "event_id": event_id},
+                         headers={"X-Camera-Token": "t1"}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_people_side_end_to_end(tmp_path, mosquitto):
+    wl = tmp_path / "watchlist.csv"
+    wl.write_text(WATCHLIST, encoding="utf-8")
+    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}})
+    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
+                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+    added = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "cordon.cli", "user", "add", "sun.cmd", "--role", "commander",
+        "--data", str(tmp_path / "hub" / "data")], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    hub.start()
+    edge.start()
+    shots = os.environ.get("CORDON_SCREENSHOTS") == "1"
+    with running(hub, edge):
+        async with session() as http, async_playwright() as pw:
+            await until(lambda: _mirrored(http, edge), timeout=40, what="the edge's watchlist mirror")
+            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                               args=["--no-sandbox", "--autoplay-policy=user-gesture-required"])
+            try:
+                view = {"width": 1280, "height": 800}
+                console = await (await browser.new_context(viewport=view)).new_page()
+                await console.goto(hub.base + "/login")
+                await console.fill("input[name=username]", "sun.cmd")
+                await console.fill("input[name=password]", PASSWORD)
+                await console.click("button[type=submit]")
+                await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+
+                tablet = await (await browser.new_context(viewport=view)).new_page()
+                await tablet.goto(edge.base + "/login")
+                await tablet.click("summary")
+                await tablet.fill("input[name=code]", "tablet-code")
+                await tablet.click("button[type=submit]")
+                await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+                await tablet.mouse.click(640, 400)  # the officer's first tap unlocks the alarm sound
+                assert await tablet.evaluate("window.cordonAudioState && window.cordonAudioState()") == "running"
+
+                # an intercept hit: full-screen alarm with sound at the tablet, and on the console
+                await push(http, edge, "鲁Q8K2L1", "ev-1")
+                await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
+                assert "鲁Q8K2L1" in await tablet.inner_text("#overlay-body")
+                assert await tablet.evaluate("window.cordonSirenCount || 0") >= 1, "the siren played"
+                await console.wait_for_selector("#alerts li.intercept", timeout=TIMEOUT_MS)
+                if shots:
+                    await tablet.screenshot(path=str(SHOTS / "tablet-alarm.png"))
+
+                # the officer records the outcome; the console shows it
+                await tablet.fill("#overlay-note", "驾驶员已带回核查")
+                await tablet.click("button[data-outcome=intercepted]")
+                await tablet.wait_for_selector("#overlay", state="hidden", timeout=TIMEOUT_MS)
+                await console.wait_for_selector(".outcome-line", timeout=TIMEOUT_MS)
+                line = await console.inner_text(".outcome-line")
+                assert "已拦截" in line and "驾驶员已带回核查" in line
+
+                # markup in a plate is shown as text
+                await push(http, edge, "<script>x=1</script>", "ev-2")
+                await until(lambda: _shows(tablet, "#reads", "<SCRIPT>X=1"), timeout=45, what="the read on the tablet")
+                assert await tablet.evaluate("typeof x") == "undefined"
+
+                # a covert hit reaches the commander's console ...
+                await push(http, edge, "鲁A0K88B", "ev-3")
+                await console.wait_for_selector("#alerts li.covert", timeout=TIMEOUT_MS)
+                # ... and only after that has been seen: the tablet showed nothing of it
+                assert "鲁A0K88B" not in await tablet.inner_text("#alerts")
+                assert await tablet.is_hidden("#overlay")
+
+                if shots:
+                    await console.screenshot(path=str(SHOTS / "console.png"))
+                    await tablet.screenshot(path=str(SHOTS / "tablet.png"))
+
+                # the hub stops: the tablet keeps alerting from the edge's own mirror
+                hub.stop()
+                await push(http, edge, "鲁B7T5X9", "ev-4")
+                await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
+                assert "鲁B7T5X9" in await tablet.inner_text("#overlay-body")
+                await tablet.click("#overlay-later")
+
+                # English, at 1280x800, nothing spilling sideways
+                await tablet.click("#lang")
+                assert await tablet.inner_text("h2 >> nth=0") == "Alerts"
+                assert await tablet.evaluate("document.documentElement.scrollWidth <= 1280")
+                await console.click("#lang")
+                assert await console.inner_text("h2 >> nth=0") == "Alerts"
+                assert await console.evaluate("document.documentElement.scrollWidth <= 1280")
+            finally:
+                await browser.close()
+
+
+async def _shows(page, selector, text):
+    return text in await page.inner_text(selector)
+
+
+async def _mirrored(http, edge):
+    async with http.post(f"{edge.base}/login", json={"code": "tablet-code"}) as resp:
+        assert resp.status == 200
+    status = await get_json(http, f"{edge.base}/api/v1/status")
+    return status["feed"]["entries"] >= 2
