@@ -24,6 +24,8 @@ from .outbox import OutboxStore
 from .passages import PassageBuilder
 from .service import EdgeService
 from .settings import EdgeSettings
+from .sources.dahua import DahuaSource
+from .sources.folder import FolderLedger, FolderSource
 from .sources.gate import CameraGate
 from .sources.hikvision import HikvisionSource
 from .sources.intake import Intake
@@ -166,16 +168,15 @@ async def _cameras(app: web.Application) -> AsyncIterator[None]:
         health = service.camera(cam.id)
         health.watched_since, health.stale_after_s = now, cam.stale_after_s
     tasks = []
+    ledger = None
+    if any(cam.kind == "folder" for cam in settings.cameras):
+        ledger = FolderLedger(settings.data_path / "folder-ledger.db")
+        await asyncio.to_thread(ledger.start)
     for cam in settings.cameras:
         if cam.kind == "dahua":
-            from .sources.dahua import DahuaSource
-
             tasks.append(asyncio.create_task(DahuaSource(cam, intake).run(), name=f"dahua-{cam.id}"))
-        elif cam.kind == "folder":
-            from .sources.folder import FolderSource
-
-            source = FolderSource(cam, intake, settings.data_path / "folder-ledger.db")
-            tasks.append(asyncio.create_task(source.run(), name=f"folder-{cam.id}"))
+        elif cam.kind == "folder" and ledger is not None:
+            tasks.append(asyncio.create_task(FolderSource(cam, intake, ledger).run(), name=f"folder-{cam.id}"))
 
     async def watch() -> None:
         while True:
@@ -189,6 +190,8 @@ async def _cameras(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if ledger is not None:
+        await asyncio.to_thread(ledger.stop)
 
 
 def warn_stale(service: EdgeService) -> list[str]:

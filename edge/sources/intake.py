@@ -8,6 +8,7 @@ from the camera's ``video`` source when one is configured.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from protocols.messages import CameraRead, PlateRead
@@ -18,6 +19,10 @@ from ..settings import CameraSettings
 from .video import FrameError, grab_frame
 
 log = logging.getLogger(__name__)
+
+
+class PictureError(RuntimeError):
+    """A picture could not be fetched from the camera; the read is kept regardless."""
 
 
 @dataclass(slots=True)
@@ -50,12 +55,21 @@ class Intake:
         self.service = service
         self.evidence = evidence
 
-    async def take(self, read: CameraRead, camera: CameraSettings, pictures: Pictures | None = None) -> Taken:
-        """Commit the read (raises ReadRejected or an outbox error), then keep its pictures."""
+    async def take(self, read: CameraRead, camera: CameraSettings,
+                   pictures: Pictures | Callable[[], Awaitable[Pictures]] | None = None) -> Taken:
+        """Commit the read (raises ReadRejected or an outbox error), then keep its pictures. ``pictures``
+        may be a coroutine function that fetches them: it is called after the commit, so a slow camera
+        picture never delays the read (nor its alert)."""
         recorded = await self.service.record(read, camera.id, camera.lane)
         epoch = self.service.outbox.epoch
-        pictures = pictures or Pictures()
         errors: list[str] = []
+        if callable(pictures):
+            try:
+                pictures = await pictures()
+            except PictureError as exc:
+                errors.append(str(exc))
+                pictures = None
+        pictures = pictures or Pictures()
         if pictures.snapshot is None and pictures.plate is None and camera.video:
             try:
                 pictures.snapshot = await grab_frame(camera.video)
