@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
 import time
@@ -164,6 +165,7 @@ class EvidenceStore:
     def start(self) -> None:
         """Rebuild the index from the files on disk, then apply the quota and retention."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self._index, self.bytes, self._last_prune = {}, 0, 0.0
         for day in sorted(p for p in self.root.iterdir() if p.is_dir() and _DAY.match(p.name)):
             for path in day.iterdir():
                 m = _NAME.match(path.name)
@@ -191,7 +193,7 @@ class EvidenceStore:
             key = (epoch, seq)
             now = self._clock()
             day = time.strftime("%Y-%m-%d", time.localtime(now))
-            await asyncio.to_thread(self._write, key, day, files)
+            await asyncio.to_thread(self._write, key, day, files, now)
             old = self._index.pop(key, None)
             if old is not None:  # a read saved twice (should not happen): the newer pictures win
                 self.bytes -= sum(old.sizes.values())
@@ -204,12 +206,13 @@ class EvidenceStore:
             log.warning("evidence of read %d-%d: %s", epoch, seq, "; ".join(errors))
         return Saved(tuple(files), "; ".join(errors) or None)
 
-    def _write(self, key: tuple[int, int], day: str, files: dict[str, bytes]) -> None:
+    def _write(self, key: tuple[int, int], day: str, files: dict[str, bytes], now: float) -> None:
         (self.root / day).mkdir(parents=True, exist_ok=True)
         for kind, data in files.items():
             final = self._path(key, day, kind)
             tmp = final.with_suffix(".tmp")
             tmp.write_bytes(data)
+            os.utime(tmp, (now, now))  # the file's time is the store's clock: a restart sees the same ages
             tmp.replace(final)  # a reader never sees half a picture
 
     def path(self, epoch: int, seq: int, kind: str) -> Path | None:
