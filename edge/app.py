@@ -18,18 +18,26 @@ from . import keys
 from . import web as edge_web
 from .accounts import OfficerDirectory
 from .alertlog import AlertLog
+from .evidence import EvidenceStore
 from .feedsync import FeedSync
 from .mirror import Mirror
 from .outbox import OutboxStore
 from .passages import PassageBuilder
 from .service import EdgeService
 from .settings import EdgeSettings
+from .sources.dahua import DahuaSource
+from .sources.folder import FolderLedger, FolderSource
+from .sources.gate import CameraGate
+from .sources.hikvision import HikvisionSource
+from .sources.intake import Intake
 from .sources.json_push import JsonPushSource
 from .uplink import EdgeUplink, UplinkRefused
 
 log = logging.getLogger(__name__)
 
 PASSAGE_TICK_S = 1.0
+CAMERA_WATCH_S = 5.0
+INTAKE = web.AppKey("intake", Intake)
 UPLINK_STOP_TIMEOUT_S = 10.0
 SOFTWARE = "cordon-edge/0.1"
 
@@ -44,7 +52,12 @@ def create_app(settings: EdgeSettings) -> web.Application:
     uplink_ref: list[EdgeUplink] = []
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
-                          enqueue=lambda items: uplink_ref[0].enqueue(items), alert_log=alert_log, mirror=mirror)
+                          enqueue=lambda items: uplink_ref[0].enqueue(items), alert_log=alert_log, mirror=mirror,
+                          no_plate_alert=settings.no_plate.alert, no_plate_priority=settings.no_plate.priority)
+    evidence = EvidenceStore(data / "evidence", max_bytes=settings.evidence.max_bytes,
+                             retention_days=settings.evidence.retention_days,
+                             thumb_max_px=settings.evidence.thumb_max_px)
+    intake = Intake(service, evidence)
     officers = OfficerDirectory(data / "accounts.json", settings.checkpoint)
 
     async def on_accounts(accounts: OfficerAccounts) -> None:
@@ -68,11 +81,15 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.SERVICE] = service
     app[keys.UPLINK] = uplink
     app[keys.OFFICERS] = officers
-    app[keys.JSON_SOURCE] = JsonPushSource(settings.cameras, service, dead)
+    app[keys.EVIDENCE] = evidence
+    app[keys.GATE] = CameraGate(settings.cameras, service)
+    app[keys.JSON_SOURCE] = JsonPushSource(intake, dead)
+    app[keys.HIKVISION_SOURCE] = HikvisionSource(intake, dead)
+    app[INTAKE] = intake
     app[keys.SOCKETS] = set()
     add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers))
     edge_web.add_routes(app)
-    app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _simulator])
+    app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _cameras, _simulator])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -100,6 +117,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     app[keys.SERVICE].alert_log.start()
     await asyncio.to_thread(app[keys.MIRROR].start)
     await asyncio.to_thread(app[keys.OFFICERS].load)
+    await asyncio.to_thread(app[keys.EVIDENCE].start)
     log.info("edge %s: outbox epoch %d", app[keys.SETTINGS].checkpoint, app[keys.OUTBOX].epoch)
     yield
     # Joining the writer threads off the loop: several edges may share one process (demo, benchmarks).
@@ -147,6 +165,56 @@ async def _passage_ticker(app: web.Application) -> AsyncIterator[None]:
         await task
     with contextlib.suppress(Exception):
         await service.flush_passages()
+
+
+async def _cameras(app: web.Application) -> AsyncIterator[None]:
+    """The attached cameras (Dahua) and watched folders run as tasks; every configured camera is watched
+    for silence, and a lane that goes quiet is warned about once (and again after it recovers)."""
+    settings, service, intake = app[keys.SETTINGS], app[keys.SERVICE], app[INTAKE]
+    now = service.now()
+    for cam in settings.cameras:
+        health = service.camera(cam.id)
+        health.watched_since, health.stale_after_s = now, cam.stale_after_s
+    tasks = []
+    ledger = None
+    if any(cam.kind == "folder" for cam in settings.cameras):
+        ledger = FolderLedger(settings.data_path / "folder-ledger.db")
+        await asyncio.to_thread(ledger.start)
+    for cam in settings.cameras:
+        if cam.kind == "dahua":
+            tasks.append(asyncio.create_task(DahuaSource(cam, intake).run(), name=f"dahua-{cam.id}"))
+        elif cam.kind == "folder" and ledger is not None:
+            tasks.append(asyncio.create_task(FolderSource(cam, intake, ledger).run(), name=f"folder-{cam.id}"))
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(CAMERA_WATCH_S)
+            warn_stale(service)
+
+    tasks.append(asyncio.create_task(watch(), name="camera-watch"))
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if ledger is not None:
+        await asyncio.to_thread(ledger.stop)
+
+
+def warn_stale(service: EdgeService) -> list[str]:
+    """Log a warning for each camera that has just gone silent; return their ids."""
+    now, gone = service.now(), []
+    for cid, health in service.cameras.items():
+        stale = health.stale(now)
+        if stale and not health.stale_warned:
+            since = health.last_seen_at or health.watched_since or now
+            log.warning("camera %s is stale: nothing from it for %.0f s", cid, now - since)
+            gone.append(cid)
+        elif not stale and health.stale_warned:
+            log.info("camera %s is back", cid)
+        health.stale_warned = stale
+    return gone
 
 
 async def _simulator(app: web.Application) -> AsyncIterator[None]:

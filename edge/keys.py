@@ -7,11 +7,14 @@ from aiohttp import web
 from runtime.deadletters import DeadLetterStore
 
 from .accounts import OfficerDirectory
+from .evidence import EvidenceStore
 from .feedsync import FeedSync
 from .mirror import Mirror
 from .outbox import OutboxStore
 from .service import EdgeService
 from .settings import EdgeSettings
+from .sources.gate import CameraGate
+from .sources.hikvision import HikvisionSource
 from .sources.json_push import JsonPushSource
 from .uplink import EdgeUplink
 
@@ -21,6 +24,9 @@ DEAD = web.AppKey("dead", DeadLetterStore)
 SERVICE = web.AppKey("service", EdgeService)
 UPLINK = web.AppKey("uplink", EdgeUplink)
 JSON_SOURCE = web.AppKey("json_source", JsonPushSource)
+HIKVISION_SOURCE = web.AppKey("hikvision_source", HikvisionSource)
+GATE = web.AppKey("camera_gate", CameraGate)
+EVIDENCE = web.AppKey("evidence", EvidenceStore)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 MIRROR = web.AppKey("mirror", Mirror)
 FEED = web.AppKey("feed", FeedSync)

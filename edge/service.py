@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from protocols import plates
-from protocols.alerting import alert_for
+from protocols.alerting import alert_for, rule_alert
 from protocols.messages import Alert, AlertOutcome, CameraRead, EdgeHit, Event, Passage, PlateRead
 from runtime.fanout import Fanout
 
@@ -21,6 +21,10 @@ from .outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, 
 from .passages import PassageBuilder
 
 log = logging.getLogger(__name__)
+
+
+#: The synthetic list id of the no-plate rule's alerts.
+NO_PLATE_RULE = "rule:no-plate"
 
 
 class ReadRejected(ValueError):
@@ -33,10 +37,31 @@ class CameraHealth:
     errors: int = 0
     refused: int = 0
     last_read_at: float | None = None
+    last_seen_at: float | None = None
+    """Last sign of life: a read, or a heartbeat the camera sends between reads."""
+    last_error: str | None = None
+    watched_since: float | None = None
+    stale_after_s: float | None = None
+    """Set for configured cameras: silent this long means stale."""
+    stale_warned: bool = False
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=600))
 
     def reads_per_minute(self, now: float) -> int:
         return sum(1 for t in self.recent if now - t <= 60)
+
+    def stale(self, now: float) -> bool:
+        """Silent (no read, no heartbeat) for longer than ``stale_after_s`` since it was last seen or
+        since the edge started watching it."""
+        if not self.stale_after_s:
+            return False
+        since = max(t for t in (self.last_seen_at, self.watched_since, 0.0) if t is not None)
+        return now - since > self.stale_after_s
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        return {"reads": self.reads, "errors": self.errors, "refused": self.refused,
+                "last_read_at": self.last_read_at, "last_seen_at": self.last_seen_at,
+                "reads_per_minute": self.reads_per_minute(now), "last_error": self.last_error,
+                "stale": self.stale(now)}
 
 
 def parse_time(value: float | str | None, now: float) -> float:
@@ -87,7 +112,8 @@ class EdgeService:
 
     def __init__(self, checkpoint: str, outbox: OutboxStore, passages: PassageBuilder,
                  enqueue: Callable[[list[Pending]], None], alert_log: AlertLog,
-                 clock: Callable[[], float] = time.time, mirror: Mirror | None = None) -> None:
+                 clock: Callable[[], float] = time.time, mirror: Mirror | None = None,
+                 no_plate_alert: bool = False, no_plate_priority: int = 20) -> None:
         self.checkpoint = checkpoint
         self.mirror = mirror
         self.outbox = outbox
@@ -101,6 +127,11 @@ class EdgeService:
         self.passages_total = 0
         self.local_hits = 0
         self._lock = asyncio.Lock()
+        self.no_plate_alert = no_plate_alert
+        self.no_plate_priority = no_plate_priority
+
+    def now(self) -> float:
+        return self._clock()
 
     def camera(self, camera_id: str) -> CameraHealth:
         return self.cameras.setdefault(camera_id, CameraHealth())
@@ -117,12 +148,17 @@ class EdgeService:
         (numbered,) = await self._commit([event], [PRIORITY_READ])
         assert isinstance(numbered, PlateRead)
         health.reads += 1
-        health.last_read_at = now
+        health.last_read_at = health.last_seen_at = now
         health.recent.append(now)
         self.reads_total += 1
         self.live.publish({"type": "read", "read": _read_frame(numbered)})
         if self.mirror is not None and not numbered.no_plate:
             await self._match_locally(numbered, now)
+        if numbered.no_plate and self.no_plate_alert:
+            await self.on_alert(rule_alert(
+                self.checkpoint, self.outbox.epoch, numbered, rule_id=NO_PLATE_RULE, name="无牌车 no readable plate",
+                action="notify", priority=self.no_plate_priority, raised_at=now,
+                explanation=f"vehicle without a readable plate (camera sent {numbered.plate_raw[:40]!r})"))
         closed = self.passages.observe(numbered, now)
         if closed:
             await self._commit_passages(closed)

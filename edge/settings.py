@@ -42,12 +42,73 @@ class OutboxSettings(msgspec.Struct, **_STRICT):
     (never hits) and the gap is reported to the hub. 0: no quota."""
 
 
+CameraKind = Literal["json", "hikvision", "dahua", "folder"]
+
+
 class CameraSettings(msgspec.Struct, **_STRICT):
+    """One camera; which keys matter depends on ``kind`` (docs/cameras.md shows each kind's section)."""
+
     id: str
-    token: str
-    kind: Literal["json"] = "json"
+    kind: CameraKind = "json"
+    token: str = ""
+    """Push kinds (json, hikvision): the camera's secret, in X-Camera-Token, Bearer or ?token=."""
+    username: str = ""
+    """Push kinds: HTTP basic user for cameras that cannot send a token; dahua: the camera's login."""
+    password: str = ""
+    allow_from: list[str] = msgspec.field(default_factory=list)
+    """Push kinds: source networks allowed to push (CIDR); empty: any address."""
     name: str = ""
     lane: int | None = None
+    url: str = ""
+    """dahua: the camera's base address, e.g. http://192.168.1.108."""
+    auth: Literal["digest", "basic"] = "digest"
+    """dahua: how the edge logs in to the camera."""
+    channel: int = 1
+    """dahua: the video channel whose snapshot is fetched."""
+    path: str = ""
+    """folder: the directory the camera uploads its pictures to (FTP root)."""
+    pattern: str = ""
+    """folder: regex over the file name with named groups time, plate, colour, lane; empty: the default."""
+    poll_s: float = 1.0
+    """folder: how often the directory is scanned."""
+    keep_files: bool = False
+    """folder: leave taken files in place (the ledger still takes each once) instead of removing them."""
+    video: str = ""
+    """Any kind: a video source (rtsp:// URL, device number, file) to grab an evidence frame from when a
+    read comes without a picture."""
+    stale_after_s: float = 300.0
+    """A camera silent this long is reported stale in the status and warned about in the log."""
+
+    def __post_init__(self) -> None:
+        if self.kind in ("json", "hikvision") and not self.token and not (self.username and self.password):
+            raise ValueError(f"camera {self.id!r}: a push camera needs a token or a username and password")
+        if self.kind == "dahua" and not self.url:
+            raise ValueError(f"camera {self.id!r}: a dahua camera needs its url")
+        if self.kind == "folder" and not self.path:
+            raise ValueError(f"camera {self.id!r}: a folder camera needs its path")
+        import ipaddress
+
+        for net in self.allow_from:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"camera {self.id!r}: allow_from {net!r} is not an address or network") from None
+
+
+class EvidenceSettings(msgspec.Struct, **_STRICT):
+    max_bytes: int = 2 * 1024**3
+    """Quota on the evidence pictures on disk; past it the oldest are deleted first."""
+    retention_days: float = 30.0
+    """Pictures older than this are deleted."""
+    thumb_max_px: int = 320
+    """Longest side of the thumbnail that travels with hits and alerts."""
+
+
+class NoPlateSettings(msgspec.Struct, **_STRICT):
+    alert: bool = False
+    """Raise a notify alert on the tablets for a vehicle without a readable plate."""
+    priority: int = 20
+    """Priority of that alert (0-100)."""
 
 
 class HubSettings(msgspec.Struct, **_STRICT):
@@ -96,6 +157,8 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     passages: PassageSettings = msgspec.field(default_factory=PassageSettings)
     tablet: TabletSettings = msgspec.field(default_factory=TabletSettings)
     simulator: SimulatorSettings = msgspec.field(default_factory=SimulatorSettings)
+    evidence: EvidenceSettings = msgspec.field(default_factory=EvidenceSettings)
+    no_plate: NoPlateSettings = msgspec.field(default_factory=NoPlateSettings)
 
     @property
     def data_path(self) -> Path:

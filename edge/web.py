@@ -25,6 +25,7 @@ from runtime.web import (
 
 from . import keys
 from .accounts import OfficerDirectory
+from .evidence import KINDS
 
 STATIC = Path(__file__).with_name("static")
 
@@ -42,6 +43,7 @@ POLICY: dict[str, Rule] = {
     "alert_outcome": OFFICERS,
     "live": OFFICERS,
     "camera_reads": Access.CAMERA,
+    "evidence": OFFICERS,
     "check": OFFICERS,
     "metrics": Access.METRICS,
     "openapi": Access.PUBLIC,
@@ -102,8 +104,10 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
                    "oldest_unacked_s": None if stats.oldest_created_at is None else now - stats.oldest_created_at,
                    "bytes": stats.bytes, "max_bytes": outbox.max_bytes, "dropped_reads": stats.dropped_total,
                    "writer_error": outbox.writer_error},
-        "cameras": {cid: {"reads": h.reads, "errors": h.errors, "refused": h.refused, "last_read_at": h.last_read_at,
-                          "reads_per_minute": h.reads_per_minute(now)} for cid, h in service.cameras.items()},
+        "cameras": {cid: h.snapshot(now) for cid, h in service.cameras.items()},
+        "evidence": {"reads": len(app[keys.EVIDENCE]), "bytes": app[keys.EVIDENCE].bytes,
+                     "max_bytes": app[keys.EVIDENCE].max_bytes, "rejected": app[keys.EVIDENCE].rejected,
+                     "deleted": app[keys.EVIDENCE].deleted},
         "feed": {"version": app[keys.MIRROR].version, "hub_version": app[keys.FEED].hub_version,
                  "entries": len(app[keys.MIRROR]), "snapshots": app[keys.FEED].snapshots,
                  "deltas": app[keys.FEED].deltas, "last_error": app[keys.FEED].last_error},
@@ -176,7 +180,27 @@ async def check(request: web.Request) -> web.Response:
 
 
 async def camera_reads(request: web.Request) -> web.Response:
-    return await request.app[keys.JSON_SOURCE].handle(request)
+    """Every pushing camera posts here; the camera's configured kind says how its body is read."""
+    camera = request.app[keys.GATE].authenticate(request)
+    if camera.kind == "hikvision":
+        return await request.app[keys.HIKVISION_SOURCE].handle(request, camera)
+    return await request.app[keys.JSON_SOURCE].handle(request, camera)
+
+
+async def evidence(request: web.Request) -> web.FileResponse:
+    """A read's picture; the path comes from two integers and a fixed kind, never from the request's text."""
+    try:
+        seq = int(request.match_info["seq"])
+        epoch = int(request.query.get("epoch", request.app[keys.OUTBOX].epoch))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "seq and epoch are numbers") from None
+    kind = request.match_info["kind"]
+    if kind not in KINDS:
+        raise json_error(web.HTTPNotFound, f"kind is one of {', '.join(KINDS)}")
+    path = request.app[keys.EVIDENCE].path(epoch, seq, kind)
+    if path is None or not path.exists():
+        raise json_error(web.HTTPNotFound, f"no {kind} kept for read {epoch}-{seq}")
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -230,5 +254,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
     app.router.add_get("/api/v1/check", check, name="check")
+    app.router.add_get("/api/v1/evidence/{seq}/{kind}", evidence, name="evidence")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")

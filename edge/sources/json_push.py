@@ -1,8 +1,8 @@
 """The generic JSON push source: a camera (or integration) POSTs one read per request.
 
-``POST /api/v1/cameras/{camera_id}/reads`` with the camera's token in ``X-Camera-Token``,
-``Authorization: Bearer`` or ``?token=``; body: protocols.messages.CameraRead as JSON.
-The 200 answer is sent only after the read is committed to the outbox.
+``POST /api/v1/cameras/{camera_id}/reads`` (the camera authenticated by the CameraGate);
+body: protocols.messages.CameraRead as JSON. The 200 answer is sent only after the read is committed
+to the outbox.
 """
 
 from __future__ import annotations
@@ -15,50 +15,41 @@ from aiohttp import web
 from protocols.messages import CameraRead, DecodeError, decode
 from runtime.deadletters import DeadLetterStore
 from runtime.sqlwriter import WriterClosed
-from runtime.web import bearer, json_error, token_matches
+from runtime.web import json_error
 
-from ..service import EdgeService, ReadRejected
+from ..service import ReadRejected
 from ..settings import CameraSettings
+from .intake import Intake, Pictures, Taken
 
 log = logging.getLogger(__name__)
 
 
 class JsonPushSource:
-    def __init__(self, cameras: list[CameraSettings], service: EdgeService, dead: DeadLetterStore) -> None:
-        self.cameras = {c.id: c for c in cameras if c.kind == "json"}
-        self.service = service
+    def __init__(self, intake: Intake, dead: DeadLetterStore) -> None:
+        self.intake = intake
         self.dead = dead
 
-    def authenticate(self, request: web.Request) -> CameraSettings:
-        camera_id = request.match_info["camera_id"]
-        camera = self.cameras.get(camera_id)
-        given = request.headers.get("X-Camera-Token") or bearer(request) or request.query.get("token")
-        if camera is None or not token_matches(given, camera.token):
-            health = self.service.camera(camera_id if camera else "(unknown)")
-            health.refused += 1
-            log.warning("refused push for camera %r from %s", camera_id[:64], request.remote)
-            raise json_error(web.HTTPUnauthorized, "unknown camera or wrong camera token")
-        return camera
-
-    async def handle(self, request: web.Request) -> web.Response:
-        camera = self.authenticate(request)
+    async def handle(self, request: web.Request, camera: CameraSettings) -> web.Response:
         raw = await request.read()
         try:
             read = decode(CameraRead, raw)
         except DecodeError as exc:
-            self.service.camera(camera.id).errors += 1
+            self.intake.service.camera(camera.id).errors += 1
             await self.dead.record(f"camera:{camera.id}", exc.reason, raw)
             raise json_error(web.HTTPBadRequest, exc.reason) from None
-        try:
-            recorded = await self.service.record(read, camera.id, camera.lane)
-        except ReadRejected as exc:
-            await self.dead.record(f"camera:{camera.id}", str(exc), raw)
-            raise json_error(web.HTTPBadRequest, str(exc)) from None
-        except (sqlite3.Error, WriterClosed) as exc:
-            # Not committed: the camera must not get a 200, and should retry.
-            log.error("outbox write failed: %s", exc)
-            raise json_error(web.HTTPServiceUnavailable, "outbox unavailable; retry") from None
-        return web.json_response({
-            "seq": recorded.seq, "epoch": self.service.outbox.epoch, "plate": recorded.plate,
-            "plate_valid": recorded.plate_valid, "plate_problem": recorded.plate_problem,
-        })
+        taken = await take_or_answer(self.intake, self.dead, read, camera, raw)
+        return web.json_response(taken.answer())
+
+
+async def take_or_answer(intake: Intake, dead: DeadLetterStore, read: CameraRead, camera: CameraSettings,
+                         raw: bytes, pictures: Pictures | None = None) -> Taken:
+    """Commit through the intake, turning its refusals into the HTTP answers a pushing camera gets."""
+    try:
+        return await intake.take(read, camera, pictures)
+    except ReadRejected as exc:
+        await dead.record(f"camera:{camera.id}", str(exc), raw)
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
+    except (sqlite3.Error, WriterClosed) as exc:
+        # Not committed: the camera must not get a 200, and should retry.
+        log.error("outbox write failed: %s", exc)
+        raise json_error(web.HTTPServiceUnavailable, "outbox unavailable; retry") from None
