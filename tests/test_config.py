@@ -45,3 +45,17 @@ def test_missing_file_and_bad_toml(tmp_path):
     bad.write_text("[http\n")
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_hub(bad, {})
+
+
+def test_keys_named_file_are_set_from_env_directly_and_as_secret_files(tmp_path):
+    """``mqtt.ca_file`` is a path: CORDON_EDGE_MQTT__CA_FILE sets it, it is not a secret-file reference."""
+    conf = tmp_path / "edge.toml"
+    conf.write_text('checkpoint = "SD-DZ-001"\n')
+    holder = tmp_path / "holder"
+    holder.write_text("/etc/cordon/client.key\n")
+    s = load_edge(conf, {"CORDON_EDGE_MQTT__CA_FILE": "/etc/cordon/ca.crt",
+                         "CORDON_EDGE_MQTT__KEY_FILE_FILE": str(holder)})
+    assert s.mqtt.ca_file == "/etc/cordon/ca.crt"
+    assert s.mqtt.key_file == "/etc/cordon/client.key"
+    h = load_hub(None, {"CORDON_HUB_HTTP__CERT_FILE": "/etc/cordon/hub.crt"})
+    assert h.http.cert_file == "/etc/cordon/hub.crt"
