@@ -138,6 +138,85 @@ def cmd_bench_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pki(args: argparse.Namespace):  # noqa: ANN202 - returns cordon.pki.Pki
+    from .pki import Pki
+
+    passphrase = None
+    if getattr(args, "passphrase_file", None):
+        with open(args.passphrase_file, "rb") as f:
+            passphrase = f.read().strip()
+    return Pki(args.dir, passphrase)
+
+
+def _hosts(text: str | None) -> list[str]:
+    return [h for h in (text or "").split(",") if h.strip()]
+
+
+def cmd_pki(args: argparse.Namespace) -> int:
+    from .pki import PkiError
+
+    pki = _pki(args)
+    try:
+        if args.pki == "init":
+            print(f"CA certificate: {pki.init(common_name=args.name, days=args.days)}")
+        elif args.pki == "issue":
+            print(f"identity of {args.node}: {pki.issue(args.node, _hosts(args.hosts), days=args.days)}")
+        elif args.pki == "issue-server":
+            print(f"server certificate of {args.node}: "
+                  f"{pki.issue_server(args.node, _hosts(args.hosts), days=args.days)}")
+        elif args.pki == "revoke":
+            for record in pki.revoke(args.node):
+                print(f"revoked {record.kind} certificate of {record.name}, serial {record.serial}")
+            print(f"CRL: {pki.root / 'crl.pem'} (install it on the broker and restart Mosquitto)")
+        elif args.pki == "crl":
+            print(f"CRL: {pki.write_crl(days=args.days)}")
+        elif args.pki == "list":
+            records = pki.records()
+            if args.json:
+                from dataclasses import asdict
+
+                print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
+            for r in [] if args.json else records:
+                state = f"revoked {r.revoked_at}" if r.revoked_at else f"valid until {r.not_after}"
+                print(f"{r.name:24} {r.kind:7} {r.serial:40} {state} {','.join(r.hosts)}")
+    except (PkiError, OSError) as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .pki import CA_DAYS, CRL_DAYS, LEAF_DAYS
+
+    pki = sub.add_parser("pki", help="the ring's certificate authority: CA, node identities, revocation")
+    psub = pki.add_subparsers(dest="pki", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = psub.add_parser(name, help=help)
+        p.add_argument("--dir", default="pki", help="the CA folder (default: ./pki)")
+        p.add_argument("--passphrase-file", help="file holding the CA key's passphrase")
+        p.set_defaults(func=cmd_pki)
+        return p
+
+    p = add("init", "create the CA (encrypted with --passphrase-file when given)")
+    p.add_argument("--name", default="Cordon CA", help="the CA's common name")
+    p.add_argument("--days", type=int, default=CA_DAYS)
+    p = add("issue", "a node's identity: client certificate, signing key, server certificate with --hosts")
+    p.add_argument("node", metavar="NAME", help="checkpoint id (or cordon-hub): the certificate's CN and MQTT user")
+    p.add_argument("--hosts", help="comma-separated host names / IPs of the node's web app (server certificate)")
+    p.add_argument("--days", type=int, default=LEAF_DAYS)
+    p = add("issue-server", "a server certificate only (the broker)")
+    p.add_argument("node", metavar="NAME")
+    p.add_argument("--hosts", required=True, help="comma-separated host names / IPs the server is reached by")
+    p.add_argument("--days", type=int, default=LEAF_DAYS)
+    p = add("revoke", "revoke every certificate of NAME and rewrite the CRL")
+    p.add_argument("node", metavar="NAME")
+    p = add("crl", f"re-sign the CRL (it is valid {CRL_DAYS} days; Mosquitto refuses everyone once it expires)")
+    p.add_argument("--days", type=int, default=CRL_DAYS)
+    p = add("list", "every certificate issued, with its state")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -177,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--code", help="console access code")
         p.add_argument("--code-file", help="file holding the console access code")
         p.set_defaults(func=func)
+
+    _add_pki_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)")
     bsub = bench.add_subparsers(dest="bench", required=True)
