@@ -15,6 +15,7 @@ from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import CheckpointStatus
 from runtime.fanout import Fanout
+from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
 from . import keys, web_lists
@@ -59,7 +60,8 @@ def create_app(settings: HubSettings) -> web.Application:
                     on_alerts=dispatcher.submit_threadsafe,
                     on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
                     max_skew_s=settings.clock.max_skew_s)
-    link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
+    _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
+    link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    on_message=ingest.handle,
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
                    on_connected=lambda: app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version))
@@ -69,7 +71,8 @@ def create_app(settings: HubSettings) -> web.Application:
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
 
-    add_login_routes(app, sessions, hub_web.console_login(settings.console.token), secure=False)
+    add_login_routes(app, sessions, hub_web.console_login(settings.console.token),
+                     secure=bool(settings.http.cert_file))
     hub_web.add_routes(app)
     web_lists.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]

@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -23,9 +25,25 @@ def _configure_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: asyncio.Event | None = None,
+Site = tuple[web.Application, str, int] | tuple[web.Application, str, int, ssl.SSLContext | None]
+
+
+def https_context(http: Any, section: str = "http") -> ssl.SSLContext | None:
+    """The HTTPS context of an ``[http]`` section with ``cert_file``/``key_file``; None serves plain HTTP."""
+    from runtime.config import SettingsError
+    from runtime.tls import server_context
+
+    if not http.cert_file and not http.key_file:
+        return None
+    if not http.cert_file:
+        raise SettingsError(f"[{section}] key_file is set without cert_file")
+    return server_context(http.cert_file, http.key_file, section)
+
+
+async def serve_apps(sites: list[Site], ready: asyncio.Event | None = None,
                      stop: asyncio.Event | None = None) -> None:
-    """Run aiohttp apps until SIGINT/SIGTERM (or ``stop``), then shut them down cleanly, last first."""
+    """Run aiohttp apps (each over HTTPS when given an SSL context) until SIGINT/SIGTERM (or ``stop``),
+    then shut them down cleanly, last first."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -38,11 +56,11 @@ async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: async
             loop.add_signal_handler(sig, on_signal, sig)
     runners: list[web.AppRunner] = []
     try:
-        for app, host, port in sites:
+        for app, host, port, *tls in sites:
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port, shutdown_timeout=5).start()
+            await web.TCPSite(runner, host, port, shutdown_timeout=5, ssl_context=tls[0] if tls else None).start()
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -57,8 +75,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from central.settings import load_settings
 
     settings = load_settings(args.config)
-    log.info("hub listening on http://%s:%d", settings.http.host, settings.http.port)
-    asyncio.run(serve_apps([(create_app(settings), settings.http.host, settings.http.port)]))
+    tls = https_context(settings.http)
+    app = create_app(settings)
+    log.info("hub listening on %s://%s:%d", "https" if tls else "http", settings.http.host, settings.http.port)
+    asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
     return 0
 
 
@@ -67,8 +87,11 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from edge.settings import load_settings
 
     settings = load_settings(args.config)
-    log.info("edge %s listening on http://%s:%d", settings.checkpoint, settings.http.host, settings.http.port)
-    asyncio.run(serve_apps([(create_app(settings), settings.http.host, settings.http.port)]))
+    tls = https_context(settings.http)
+    app = create_app(settings)
+    log.info("edge %s listening on %s://%s:%d", settings.checkpoint, "https" if tls else "http",
+             settings.http.host, settings.http.port)
+    asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
     return 0
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from protocols.messages import CameraRead
 from runtime.deadletters import DeadLetterStore
+from runtime.tls import client_context, mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
 from . import keys
@@ -39,7 +40,12 @@ def create_app(settings: EdgeSettings) -> web.Application:
     outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
     dead = DeadLetterStore(data / "deadletters.db")
     mirror = Mirror(data / "mirror.db")
-    feed = FeedSync(mirror, settings.hub.url, settings.hub.token)
+    m, h = settings.mqtt, settings.hub
+    # TLS files are read now, so a missing or bad one stops the edge at start-up naming the key.
+    endpoint = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)
+    hub_tls = (client_context(h.ca_file, h.cert_file, h.key_file, "hub")
+               if h.url.startswith("https:") or h.ca_file or h.cert_file else None)
+    feed = FeedSync(mirror, h.url, h.token, ssl_context=hub_tls)
     uplink_ref: list[EdgeUplink] = []
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
@@ -47,7 +53,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     uplink = EdgeUplink(
         settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
         status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
-        on_feed_version=feed.on_version, software=SOFTWARE)
+        on_feed_version=feed.on_version, software=SOFTWARE, endpoint=endpoint)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))
@@ -63,7 +69,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.JSON_SOURCE] = JsonPushSource(settings.cameras, service, dead)
     app[keys.SOCKETS] = set()
     add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint),
-                     secure=False)
+                     secure=bool(settings.http.cert_file))
     edge_web.add_routes(app)
     app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _simulator])
     app.on_shutdown.append(_close_sockets)
