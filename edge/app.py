@@ -36,15 +36,15 @@ SOFTWARE = "cordon-edge/0.1"
 
 def create_app(settings: EdgeSettings) -> web.Application:
     """Build the edge web app; background work starts with the app and stops with it."""
-    data = settings.data_path
-    outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
-    dead = DeadLetterStore(data / "deadletters.db")
-    mirror = Mirror(data / "mirror.db")
     m, h = settings.mqtt, settings.hub
     # TLS files are read now, so a missing or bad one stops the edge at start-up naming the key.
     endpoint = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)
     hub_tls = (client_context(h.ca_file, h.cert_file, h.key_file, "hub")
                if h.url.startswith("https:") or h.ca_file or h.cert_file else None)
+    data = settings.data_path
+    outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
+    dead = DeadLetterStore(data / "deadletters.db")
+    mirror = Mirror(data / "mirror.db")
     feed = FeedSync(mirror, h.url, h.token, ssl_context=hub_tls)
     uplink_ref: list[EdgeUplink] = []
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
