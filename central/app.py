@@ -40,7 +40,8 @@ def create_app(settings: HubSettings) -> web.Application:
     console = Fanout()
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings)))
+                          middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings),
+                                                       edge_certificates=bool(settings.http.ca_file)))
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
     app[keys.CONSOLE] = console

@@ -26,6 +26,10 @@ class HttpSettings(msgspec.Struct, **_STRICT):
     cert_file: str | None = None
     """With key_file: serve the console and the API over HTTPS."""
     key_file: str | None = None
+    ca_file: str | None = None
+    """Over HTTPS: ask clients for a certificate from this CA; an edge presenting one needs no feed.token."""
+    crl_file: str | None = None
+    """Revoked certificates (the CA's crl.pem), refused at the handshake."""
 
 
 class MqttSettings(msgspec.Struct, **_STRICT):

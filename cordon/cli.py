@@ -34,10 +34,13 @@ def https_context(http: Any, section: str = "http") -> ssl.SSLContext | None:
     from runtime.tls import server_context
 
     if not http.cert_file and not http.key_file:
+        if getattr(http, "ca_file", None):
+            raise SettingsError(f"[{section}] ca_file asks for client certificates, which needs HTTPS (cert_file)")
         return None
     if not http.cert_file:
         raise SettingsError(f"[{section}] key_file is set without cert_file")
-    return server_context(http.cert_file, http.key_file, section)
+    return server_context(http.cert_file, http.key_file, section, client_ca_file=getattr(http, "ca_file", None),
+                          crl_file=getattr(http, "crl_file", None))
 
 
 async def serve_apps(sites: list[Site], ready: asyncio.Event | None = None,

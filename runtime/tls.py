@@ -50,9 +50,10 @@ def client_context(ca_file: str | None, cert_file: str | None, key_file: str | N
 
 
 def server_context(cert_file: str, key_file: str | None, section: str,
-                   client_ca_file: str | None = None) -> ssl.SSLContext:
+                   client_ca_file: str | None = None, crl_file: str | None = None) -> ssl.SSLContext:
     """An HTTPS server's context; with ``client_ca_file`` it asks for (but does not demand) client
-    certificates from that CA, so browsers without one still reach the login page."""
+    certificates from that CA, so browsers without one still reach the login page; a certificate on
+    ``crl_file`` fails the handshake."""
     _check_pair(cert_file, key_file, section)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -63,6 +64,14 @@ def server_context(cert_file: str, key_file: str | None, section: str,
         except (FileNotFoundError, ssl.SSLError) as exc:
             raise SettingsError(f"[{section}] ca_file {client_ca_file}: {exc}") from None
         ctx.verify_mode = ssl.CERT_OPTIONAL
+        if crl_file:
+            try:
+                ctx.load_verify_locations(cafile=crl_file)
+            except (FileNotFoundError, ssl.SSLError) as exc:
+                raise SettingsError(f"[{section}] crl_file {crl_file}: {exc}") from None
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    elif crl_file:
+        raise SettingsError(f"[{section}] crl_file needs ca_file")
     return ctx
 
 

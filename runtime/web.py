@@ -118,9 +118,23 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'")
 
 
+def certificate_name(request: web.Request) -> str | None:
+    """The CN of the client certificate the TLS layer verified for this request (None over plain
+    HTTP, or when the client presented none: the server asks with CERT_OPTIONAL)."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
 def make_middlewares(policy: Mapping[str, Access], sessions: Sessions,
-                     machine_tokens: Callable[[str], Principal | None]) -> list[Any]:
-    """Security headers, then authorization by the route's name in ``policy``."""
+                     machine_tokens: Callable[[str], Principal | None],
+                     edge_certificates: bool = False) -> list[Any]:
+    """Security headers, then authorization by the route's name in ``policy``. With
+    ``edge_certificates``, a verified client certificate opens the ``EDGE`` routes as that node."""
 
     @web.middleware
     async def security_headers(request: web.Request,
@@ -160,6 +174,9 @@ def make_middlewares(policy: Mapping[str, Access], sessions: Sessions,
                 principal = machine_tokens(token)
                 if principal is not None and principal.role in ("edge", "metrics") and principal.role != rule.value:
                     principal = None  # a machine token opens its own routes only
+            if principal is None and rule is Access.EDGE and edge_certificates \
+                    and (name := certificate_name(request)) is not None:
+                principal = Principal(name, "edge")
             if principal is None:
                 if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                     raise web.HTTPFound("/login")

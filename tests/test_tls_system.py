@@ -15,6 +15,7 @@ import struct
 import threading
 import time
 
+import aiohttp
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -45,12 +46,15 @@ def broker(tmp_path, ring):
 def tls_system(tmp_path, ring, broker):
     wl = tmp_path / "wl.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
+    # The hub asks HTTPS clients for a certificate; the edge proves itself with its own, no feed token.
     hub = hub_service(tmp_path / "hub", broker.url, watchlist_csv=wl,
-                      extra={"mqtt": ring.mqtt("cordon-hub"), "http": ring.https("cordon-hub"),
+                      extra={"mqtt": ring.mqtt("cordon-hub"),
+                             "http": {**ring.https("cordon-hub"), "ca_file": str(ring.ca),
+                                      "crl_file": str(ring.pki.root / "crl.pem")},
                              "feed": {"token": FEED_TOKEN}})
     edge = edge_service(tmp_path / "e1", "SD-DZ-001", broker.url, cameras={"cam1": "t1"},
                         extra={"mqtt": ring.mqtt("SD-DZ-001"), "http": ring.https("SD-DZ-001"),
-                               "hub": {"url": hub.base, "token": FEED_TOKEN, **ring.mqtt("SD-DZ-001")}})
+                               "hub": {"url": hub.base, **ring.mqtt("SD-DZ-001")}})
     hub.start()
     edge.start()
     with running(hub, edge):
@@ -74,6 +78,14 @@ def mqtt_connect(port: int, ctx: ssl.SSLContext, client_id: str) -> bytes:
             ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         tls.sendall(bytes([0x10, len(body)]) + body)
         return tls.recv(4)
+
+
+def peer_cn(port: int, ctx: ssl.SSLContext) -> str:
+    """The CN of the certificate a TLS server on ``port`` presents, verified by ``ctx``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        subject = tls.getpeercert()["subject"]
+    return next(value for rdn in subject for key, value in rdn if key == "commonName")
 
 
 def refused(port: int, ctx: ssl.SSLContext, client_id: str) -> bool:
@@ -124,8 +136,7 @@ async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
         # cookie is Secure.
         async with http.get(f"{edge.base}/login") as resp:
             assert resp.status == 200
-            peer = resp.connection.transport.get_extra_info("peercert")
-            assert ("commonName", "SD-DZ-001") in [item for rdn in peer["subject"] for item in rdn]
+        assert peer_cn(edge.port, ring.client_context()) == "SD-DZ-001"  # verified, host name included
         async with http.post(f"{edge.base}/login", json={"code": "tablet-code"}) as resp:
             assert resp.status == 200
             assert "Secure" in resp.headers["Set-Cookie"]
@@ -160,6 +171,18 @@ async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
 
         health = await get_json(console, f"{hub.base}/api/v1/health")
         assert health["checkpoints_online"] == 1 and health["dead_letters_total"] == 0
+
+    # The snapshot route: a ring certificate opens it, no certificate (nor token) does not, a revoked
+    # certificate does not even get through the handshake.
+    snapshot = f"{hub.base}/api/v1/feed/snapshot"
+    async with session(ring.client_context()) as anonymous, anonymous.get(snapshot) as resp:
+        assert resp.status == 401
+    async with session(ring.client_context("SD-LY-001")) as other, other.get(snapshot) as resp:
+        assert resp.status == 200 and (await resp.json())["version"] >= 1
+    async with session(ring.client_context("SD-XX-666")) as revoked:
+        with pytest.raises(aiohttp.ClientError):
+            async with revoked.get(snapshot) as resp:
+                await resp.read()
 
 
 async def _when(fetch, check):
