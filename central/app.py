@@ -15,6 +15,7 @@ from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import AlertOutcome, CheckpointStatus
 from runtime.fanout import Fanout
+from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
 from . import keys, web_lists, web_users
@@ -42,7 +43,8 @@ def create_app(settings: HubSettings) -> web.Application:
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
                           middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings, directory),
-                                                       still_valid=directory.still_valid))
+                                                       still_valid=directory.still_valid,
+                                                       edge_certificates=bool(settings.http.ca_file)))
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
     app[keys.DIRECTORY] = directory
@@ -64,7 +66,8 @@ def create_app(settings: HubSettings) -> web.Application:
                     on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
                     max_skew_s=settings.clock.max_skew_s,
                     on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes))
-    link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s,
+    _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
+    link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    on_message=ingest.handle,
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
                    on_connected=lambda: _on_connected(app))

@@ -4,6 +4,7 @@ and delivery callbacks we need for idempotent alert dispatch)."""
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from protocols import topics
 from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubStatus, encode
+from runtime.tls import MQTT_PORT, MQTTS_PORT
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,18 @@ class HubLink:
 
     def __init__(self, url: str, client_id: str, username: str | None, password: str | None,
                  keepalive_s: int, on_message: OnMessage, reconnect_min_s: float = 0.5,
-                 reconnect_max_s: float = 30.0, on_connected: Callable[[], None] | None = None) -> None:
+                 reconnect_max_s: float = 30.0, on_connected: Callable[[], None] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``."""
         self._url = urlsplit(url)
+        if (self._url.scheme == "mqtts") != (tls is not None):
+            raise ValueError("an mqtts:// url needs a TLS context, and only it may have one")
         self._on_message_cb = on_message
         self._on_connected = on_connected
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                    protocol=paho.MQTTv311)
+        if tls is not None:
+            self._client.tls_set_context(tls)
         if username:
             self._client.username_pw_set(username, password)
         self._client.will_set(topics.hub_status(), self._status(online=False), qos=1, retain=True)
@@ -70,7 +78,8 @@ class HubLink:
                                 schema_versions=sorted(SUPPORTED_VERSIONS)))
 
     def start(self) -> None:
-        self._client.connect_async(self._url.hostname or "127.0.0.1", self._url.port or 1883, self._keepalive)
+        port = self._url.port or (MQTTS_PORT if self._url.scheme == "mqtts" else MQTT_PORT)
+        self._client.connect_async(self._url.hostname or "127.0.0.1", port, self._keepalive)
         self._client.loop_start()
 
     def stop(self) -> None:

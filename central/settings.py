@@ -23,6 +23,13 @@ class HttpSettings(msgspec.Struct, **_STRICT):
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
     max_import_bytes: int = 512 * 1024 * 1024
+    cert_file: str | None = None
+    """With key_file: serve the console and the API over HTTPS."""
+    key_file: str | None = None
+    ca_file: str | None = None
+    """Over HTTPS: ask clients for a certificate from this CA; an edge presenting one needs no feed.token."""
+    crl_file: str | None = None
+    """Revoked certificates (the CA's crl.pem), refused at the handshake."""
 
 
 class MqttSettings(msgspec.Struct, **_STRICT):
@@ -33,6 +40,11 @@ class MqttSettings(msgspec.Struct, **_STRICT):
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    ca_file: str | None = None
+    """With an ``mqtts://`` url: the CA that signed the broker's certificate (default: the system's CAs)."""
+    cert_file: str | None = None
+    """With key_file: the hub's client certificate (CN = the ACL's hub user, ``cordon-hub``)."""
+    key_file: str | None = None
 
 
 class WatchlistSettings(msgspec.Struct, **_STRICT):

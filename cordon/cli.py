@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -23,9 +25,28 @@ def _configure_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: asyncio.Event | None = None,
+Site = tuple[web.Application, str, int] | tuple[web.Application, str, int, ssl.SSLContext | None]
+
+
+def https_context(http: Any, section: str = "http") -> ssl.SSLContext | None:
+    """The HTTPS context of an ``[http]`` section with ``cert_file``/``key_file``; None serves plain HTTP."""
+    from runtime.config import SettingsError
+    from runtime.tls import server_context
+
+    if not http.cert_file and not http.key_file:
+        if getattr(http, "ca_file", None):
+            raise SettingsError(f"[{section}] ca_file asks for client certificates, which needs HTTPS (cert_file)")
+        return None
+    if not http.cert_file:
+        raise SettingsError(f"[{section}] key_file is set without cert_file")
+    return server_context(http.cert_file, http.key_file, section, client_ca_file=getattr(http, "ca_file", None),
+                          crl_file=getattr(http, "crl_file", None))
+
+
+async def serve_apps(sites: list[Site], ready: asyncio.Event | None = None,
                      stop: asyncio.Event | None = None) -> None:
-    """Run aiohttp apps until SIGINT/SIGTERM (or ``stop``), then shut them down cleanly, last first."""
+    """Run aiohttp apps (each over HTTPS when given an SSL context) until SIGINT/SIGTERM (or ``stop``),
+    then shut them down cleanly, last first."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -38,11 +59,11 @@ async def serve_apps(sites: list[tuple[web.Application, str, int]], ready: async
             loop.add_signal_handler(sig, on_signal, sig)
     runners: list[web.AppRunner] = []
     try:
-        for app, host, port in sites:
+        for app, host, port, *tls in sites:
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port, shutdown_timeout=5).start()
+            await web.TCPSite(runner, host, port, shutdown_timeout=5, ssl_context=tls[0] if tls else None).start()
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -57,8 +78,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from central.settings import load_settings
 
     settings = load_settings(args.config)
-    log.info("hub listening on http://%s:%d", settings.http.host, settings.http.port)
-    asyncio.run(serve_apps([(create_app(settings), settings.http.host, settings.http.port)]))
+    tls = https_context(settings.http)
+    app = create_app(settings)
+    log.info("hub listening on %s://%s:%d", "https" if tls else "http", settings.http.host, settings.http.port)
+    asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
     return 0
 
 
@@ -67,8 +90,11 @@ def cmd_edge(args: argparse.Namespace) -> int:
     from edge.settings import load_settings
 
     settings = load_settings(args.config)
-    log.info("edge %s listening on http://%s:%d", settings.checkpoint, settings.http.host, settings.http.port)
-    asyncio.run(serve_apps([(create_app(settings), settings.http.host, settings.http.port)]))
+    tls = https_context(settings.http)
+    app = create_app(settings)
+    log.info("edge %s listening on %s://%s:%d", settings.checkpoint, "https" if tls else "http",
+             settings.http.host, settings.http.port)
+    asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
     return 0
 
 
@@ -180,6 +206,85 @@ def cmd_bench_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pki(args: argparse.Namespace):  # noqa: ANN202 - returns cordon.pki.Pki
+    from .pki import Pki
+
+    passphrase = None
+    if getattr(args, "passphrase_file", None):
+        with open(args.passphrase_file, "rb") as f:
+            passphrase = f.read().strip()
+    return Pki(args.dir, passphrase)
+
+
+def _hosts(text: str | None) -> list[str]:
+    return [h for h in (text or "").split(",") if h.strip()]
+
+
+def cmd_pki(args: argparse.Namespace) -> int:
+    from .pki import PkiError
+
+    pki = _pki(args)
+    try:
+        if args.pki == "init":
+            print(f"CA certificate: {pki.init(common_name=args.name, days=args.days)}")
+        elif args.pki == "issue":
+            print(f"identity of {args.node}: {pki.issue(args.node, _hosts(args.hosts), days=args.days)}")
+        elif args.pki == "issue-server":
+            print(f"server certificate of {args.node}: "
+                  f"{pki.issue_server(args.node, _hosts(args.hosts), days=args.days)}")
+        elif args.pki == "revoke":
+            for record in pki.revoke(args.node):
+                print(f"revoked {record.kind} certificate of {record.name}, serial {record.serial}")
+            print(f"CRL: {pki.root / 'crl.pem'} (install it on the broker and restart Mosquitto)")
+        elif args.pki == "crl":
+            print(f"CRL: {pki.write_crl(days=args.days)}")
+        elif args.pki == "list":
+            records = pki.records()
+            if args.json:
+                from dataclasses import asdict
+
+                print(json.dumps([asdict(r) for r in records], ensure_ascii=False))
+            for r in [] if args.json else records:
+                state = f"revoked {r.revoked_at}" if r.revoked_at else f"valid until {r.not_after}"
+                print(f"{r.name:24} {r.kind:7} {r.serial:40} {state} {','.join(r.hosts)}")
+    except (PkiError, OSError) as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .pki import CA_DAYS, CRL_DAYS, LEAF_DAYS
+
+    pki = sub.add_parser("pki", help="the ring's certificate authority: CA, node identities, revocation")
+    psub = pki.add_subparsers(dest="pki", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = psub.add_parser(name, help=help)
+        p.add_argument("--dir", default="pki", help="the CA folder (default: ./pki)")
+        p.add_argument("--passphrase-file", help="file holding the CA key's passphrase")
+        p.set_defaults(func=cmd_pki)
+        return p
+
+    p = add("init", "create the CA (encrypted with --passphrase-file when given)")
+    p.add_argument("--name", default="Cordon CA", help="the CA's common name")
+    p.add_argument("--days", type=int, default=CA_DAYS)
+    p = add("issue", "a node's identity: client certificate, signing key, server certificate with --hosts")
+    p.add_argument("node", metavar="NAME", help="checkpoint id (or cordon-hub): the certificate's CN and MQTT user")
+    p.add_argument("--hosts", help="comma-separated host names / IPs of the node's web app (server certificate)")
+    p.add_argument("--days", type=int, default=LEAF_DAYS)
+    p = add("issue-server", "a server certificate only (the broker)")
+    p.add_argument("node", metavar="NAME")
+    p.add_argument("--hosts", required=True, help="comma-separated host names / IPs the server is reached by")
+    p.add_argument("--days", type=int, default=LEAF_DAYS)
+    p = add("revoke", "revoke every certificate of NAME and rewrite the CRL")
+    p.add_argument("node", metavar="NAME")
+    p = add("crl", f"re-sign the CRL (it is valid {CRL_DAYS} days; Mosquitto refuses everyone once it expires)")
+    p.add_argument("--days", type=int, default=CRL_DAYS)
+    p = add("list", "every certificate issued, with its state")
+    p.add_argument("--json", action="store_true", help="one JSON array")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -249,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             p.add_argument("--head", help="ID:HASH written down earlier: also proves nothing was cut off the end")
         p.set_defaults(func=cmd_audit)
+    _add_pki_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)")
     bsub = bench.add_subparsers(dest="bench", required=True)

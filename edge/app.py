@@ -12,6 +12,7 @@ from aiohttp import web
 
 from protocols.messages import CameraRead, OfficerAccounts
 from runtime.deadletters import DeadLetterStore
+from runtime.tls import client_context, mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
 from . import keys
@@ -44,11 +45,16 @@ SOFTWARE = "cordon-edge/0.1"
 
 def create_app(settings: EdgeSettings) -> web.Application:
     """Build the edge web app; background work starts with the app and stops with it."""
+    m, h = settings.mqtt, settings.hub
+    # TLS files are read now, so a missing or bad one stops the edge at start-up naming the key.
+    endpoint = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)
+    hub_tls = (client_context(h.ca_file, h.cert_file, h.key_file, "hub")
+               if h.url.startswith("https:") or h.ca_file or h.cert_file else None)
     data = settings.data_path
     outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
     dead = DeadLetterStore(data / "deadletters.db")
     mirror = Mirror(data / "mirror.db")
-    feed = FeedSync(mirror, settings.hub.url, settings.hub.token)
+    feed = FeedSync(mirror, h.url, h.token, ssl_context=hub_tls)
     uplink_ref: list[EdgeUplink] = []
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
     service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
@@ -66,7 +72,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     uplink = EdgeUplink(
         settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
         status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
-        on_feed_version=feed.on_version, on_accounts=on_accounts, software=SOFTWARE)
+        on_feed_version=feed.on_version, on_accounts=on_accounts, software=SOFTWARE, endpoint=endpoint)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 
 import aiohttp
@@ -23,10 +24,12 @@ _snapshot_decoder = msgspec.json.Decoder(type=FeedSnapshot)
 
 
 class FeedSync:
-    def __init__(self, mirror: Mirror, hub_url: str, token: str) -> None:
+    def __init__(self, mirror: Mirror, hub_url: str, token: str, ssl_context: ssl.SSLContext | None = None) -> None:
         self.mirror = mirror
         self.hub_url = hub_url.rstrip("/")
         self.token = token
+        #: verifies the hub's certificate ([hub] ca_file) and presents the checkpoint's ([hub] cert_file)
+        self.ssl_context = ssl_context
         self.hub_version: int | None = None
         self.snapshots = 0
         self.deltas = 0
@@ -88,7 +91,8 @@ class FeedSync:
     async def fetch_snapshot(self) -> int:
         headers = {"Authorization": f"Bearer {self.token}"}
         timeout = aiohttp.ClientTimeout(total=300)
-        async with aiohttp.ClientSession(timeout=timeout) as session, \
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context is not None else True)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, \
                 session.get(f"{self.hub_url}/api/v1/feed/snapshot", headers=headers) as resp:
             if resp.status != 200:
                 raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status,

@@ -20,6 +20,9 @@ class HttpSettings(msgspec.Struct, **_STRICT):
     host: str = "127.0.0.1"
     port: int = 8081
     max_body_bytes: int = 1024 * 1024
+    cert_file: str | None = None
+    """With key_file: serve the tablet app and camera endpoints over HTTPS (``cordon pki issue --hosts``)."""
+    key_file: str | None = None
 
 
 class MqttSettings(msgspec.Struct, **_STRICT):
@@ -34,6 +37,11 @@ class MqttSettings(msgspec.Struct, **_STRICT):
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     status_interval_s: float = 10.0
+    ca_file: str | None = None
+    """With an ``mqtts://`` url: the CA that signed the broker's certificate (default: the system's CAs)."""
+    cert_file: str | None = None
+    """With key_file: the checkpoint's client certificate, whose CN the broker takes as the user name."""
+    key_file: str | None = None
 
 
 class OutboxSettings(msgspec.Struct, **_STRICT):
@@ -116,6 +124,11 @@ class HubSettings(msgspec.Struct, **_STRICT):
     """The hub's HTTP address, for watchlist snapshots (e.g. https://hub.example:8080); empty: deltas only."""
     token: str = ""
     """The bearer token the hub's [feed] token expects."""
+    ca_file: str | None = None
+    """For an https:// url: the CA that signed the hub's certificate (default: the system's CAs)."""
+    cert_file: str | None = None
+    """With key_file: the client certificate presented to the hub (the checkpoint's identity)."""
+    key_file: str | None = None
 
 
 class MetricsSettings(msgspec.Struct, **_STRICT):

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 import aiomqtt
 import msgspec
@@ -34,6 +34,7 @@ from protocols.messages import (
     decode,
     encode,
 )
+from runtime.tls import mqtt_endpoint
 
 from .outbox import OutboxStore, Pending
 from .settings import MqttSettings
@@ -73,9 +74,12 @@ class EdgeUplink:
                  on_feed_delta: Callable[[FeedDelta], Awaitable[None]] | None = None,
                  on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None,
                  on_accounts: Callable[[OfficerAccounts], Awaitable[None]] | None = None,
-                 software: str = "") -> None:
+                 software: str = "",
+                 endpoint: tuple[str, int, ssl.SSLContext | None] | None = None) -> None:
         self.checkpoint = checkpoint
         self.config = mqtt
+        #: host, port, TLS context; create_app builds it at start-up so a bad certificate stops the edge there.
+        self._endpoint = endpoint
         self.username = mqtt.username or checkpoint  # the broker ACL expects the checkpoint id
         self.software = software
         self.outbox = outbox
@@ -119,17 +123,18 @@ class EdgeUplink:
         """Connect, serve, reconnect with backoff; returns only when refused for good."""
         self.enqueue(self.outbox.take_initial_pending())
         delay = self.config.reconnect_min_s
-        url = urlsplit(self.config.url)
+        cfg = self.config
+        host, port, tls = self._endpoint or mqtt_endpoint(cfg.url, cfg.ca_file, cfg.cert_file, cfg.key_file)
         while True:
             self.state = UplinkState.CONNECTING
             will = aiomqtt.Will(topics.status(self.checkpoint),
                                 encode(self._status(online=False)), qos=1, retain=True)
             client = aiomqtt.Client(
-                url.hostname or "127.0.0.1", url.port or 1883,
+                host, port,
                 identifier=self.checkpoint, username=self.username,
                 password=self.config.password, will=will, clean_session=False,
                 keepalive=self.config.keepalive_s, timeout=10,
-                protocol=aiomqtt.ProtocolVersion.V311,
+                protocol=aiomqtt.ProtocolVersion.V311, tls_context=tls,
             )
             try:
                 async with client:

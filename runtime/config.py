@@ -35,19 +35,33 @@ def load(cls: type[T], path: str | Path | None, environ: Mapping[str, str], pref
             raise SettingsError(f"settings file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{path}: not valid TOML: {exc}") from None
-    _apply_env(data, environ, prefix)
+    _apply_env(data, environ, prefix, cls)
     try:
         return msgspec.convert(data, type=cls, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"{source}: {_friendly(str(exc))}") from None
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str], prefix: str) -> None:
+def _is_field(cls: Any, path: list[str]) -> bool:
+    """True when ``path`` names a field of the settings type (through nested sections)."""
+    for key in path:
+        if not (isinstance(cls, type) and issubclass(cls, msgspec.Struct)):
+            return False
+        fields = {f.name: f.type for f in msgspec.structs.fields(cls)}
+        if key not in fields:
+            return False
+        cls = fields[key]
+    return True
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str], prefix: str, cls: Any) -> None:
     for name, value in sorted(environ.items()):
         if not name.startswith(prefix):
             continue
         path = name[len(prefix):].lower().split("__")
-        if path[-1].endswith("_file"):
+        # A key whose own name ends in _file (mqtt.ca_file) is set directly; otherwise _FILE means
+        # "read this key's value from that file" (mqtt.password from CORDON_EDGE_MQTT__PASSWORD_FILE).
+        if path[-1].endswith("_file") and not _is_field(cls, path):
             path[-1] = path[-1][: -len("_file")]
             try:
                 value = Path(value).read_text(encoding="utf-8").strip()

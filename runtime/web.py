@@ -146,13 +146,27 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'")
 
 
+def certificate_name(request: web.Request) -> str | None:
+    """The CN of the client certificate the TLS layer verified for this request (None over plain
+    HTTP, or when the client presented none: the server asks with CERT_OPTIONAL)."""
+    transport = request.transport
+    cert = transport.get_extra_info("peercert") if transport is not None else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
 def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
                      machine_tokens: Callable[[str], Principal | None],
-                     still_valid: Callable[[Principal], bool] | None = None) -> list[Any]:
+                     still_valid: Callable[[Principal], bool] | None = None,
+                     edge_certificates: bool = False) -> list[Any]:
     """Security headers, then authorization by the route's name in ``policy``.
 
     ``still_valid`` is asked about every session (is the account enabled, is the session of its
-    current generation?); machine tokens are checked by ``machine_tokens``."""
+    current generation?); machine tokens are checked by ``machine_tokens``. With
+    ``edge_certificates``, a verified client certificate opens the ``EDGE`` routes as that node."""
 
     @web.middleware
     async def security_headers(request: web.Request,
@@ -201,6 +215,9 @@ def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
             if principal is not None and principal.role in ("edge", "metrics") and (
                     isinstance(rule, Roles) or principal.role != rule.value):
                 principal = None  # a machine token opens its own routes only
+        if principal is None and rule is Access.EDGE and edge_certificates \
+                and (name := certificate_name(request)) is not None:
+            principal = Principal(name, "edge")
         if principal is None:
             if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                 raise web.HTTPFound("/login")

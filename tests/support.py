@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ from typing import Any
 import aiohttp
 
 from cordon.bench import _procs as procs
-from cordon.bench._procs import free_port, write_toml
+from cordon.bench._procs import BrokerTls, free_port, write_toml
+from cordon.pki import Pki
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -51,10 +53,11 @@ class Service:
     workdir: Path
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -107,7 +110,7 @@ def hub_service(workdir: Path, broker_url: str, *, watchlist_csv: Path | None = 
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "hub.toml", config)
-    return Service("hub", ["hub", "--config", str(conf)], workdir, port)
+    return Service("hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config))
 
 
 def edge_service(workdir: Path, checkpoint: str, broker_url: str, *, cameras: dict[str, str],
@@ -127,7 +130,56 @@ def edge_service(workdir: Path, checkpoint: str, broker_url: str, *, cameras: di
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "edge.toml", config)
-    return Service(f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port)
+    return Service(f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port, scheme=_scheme(config))
+
+
+def _scheme(config: dict[str, Any]) -> str:
+    return "https" if config["http"].get("cert_file") else "http"
+
+
+@dataclass
+class Ring:
+    """A real PKI made with ``cordon pki`` for TLS tests: the broker's, the hub's and checkpoints' files."""
+
+    pki: Pki
+
+    @classmethod
+    def create(cls, root: Path, checkpoints: list[str], *, revoked: tuple[str, ...] = ()) -> Ring:
+        pki = Pki(root)
+        pki.init()
+        pki.issue_server("broker", ["127.0.0.1", "localhost"])
+        pki.issue("cordon-hub", ["127.0.0.1"])
+        for name in [*checkpoints, *revoked]:
+            pki.issue(name, ["127.0.0.1"])
+        for name in revoked:
+            pki.revoke(name)
+        return cls(pki)
+
+    @property
+    def ca(self) -> Path:
+        return self.pki.root / "ca.crt"
+
+    def broker(self) -> BrokerTls:
+        folder = self.pki.root / "broker"
+        return BrokerTls(self.ca, folder / "server.crt", folder / "server.key", self.pki.root / "crl.pem")
+
+    def mqtt(self, name: str) -> dict[str, str]:
+        """The ``[mqtt]`` TLS keys of a node."""
+        folder = self.pki.root / name
+        return {"ca_file": str(self.ca), "cert_file": str(folder / "client.crt"),
+                "key_file": str(folder / "client.key")}
+
+    def https(self, name: str) -> dict[str, str]:
+        """The ``[http]`` keys that serve a node's web app over HTTPS."""
+        folder = self.pki.root / name
+        return {"cert_file": str(folder / "server.crt"), "key_file": str(folder / "server.key")}
+
+    def client_context(self, name: str | None = None) -> ssl.SSLContext:
+        """Verifies servers against the ring's CA; presents ``name``'s client certificate when given."""
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if name is not None:
+            ctx.load_cert_chain(self.pki.root / name / "client.crt", self.pki.root / name / "client.key")
+        return ctx
 
 
 async def login(session: aiohttp.ClientSession, base: str, code: str) -> None:
@@ -187,6 +239,8 @@ async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: fl
             return frame
 
 
-def session() -> aiohttp.ClientSession:
-    """A client session that keeps cookies from IP-address hosts (the test servers are on 127.0.0.1)."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+def session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    """A client session that keeps cookies from IP-address hosts (the test servers are on 127.0.0.1);
+    with ``ssl_context`` it verifies HTTPS servers with it."""
+    connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context is not None else None
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector)

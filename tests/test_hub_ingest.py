@@ -15,6 +15,7 @@ from central.watchlists import HubWatchlists, WatchlistFileError, changes_for, p
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
+    CheckpointStatus,
     EventBatch,
     Gap,
     Passage,
@@ -129,6 +130,24 @@ def test_bad_messages_become_dead_letters_with_raw_bytes(hub, topic, body, needl
     # ingest goes on
     ingest.handle(TOPIC, payload([read(9)]), time.time()).result(5)
     assert rows(store, "SELECT count(*) FROM reads") == [(1,)]
+
+
+def test_status_naming_another_checkpoint_is_a_dead_letter_and_changes_nothing(hub):
+    """An edge may publish only on its own status topic (the ACL); one that claims another checkpoint
+    in the payload there is dead-lettered, and neither checkpoint's record changes."""
+    ingest, store, rec = hub
+    forged = encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=False, sent_at=time.time(),
+                                     epoch=42))
+    result = ingest.handle("cordon/v1/cp/SD-LY-001/status", forged, time.time()).result(5)
+    assert result.dead_letters == 1 and result.status is None
+    (reason, raw, checkpoint), = rows(store, "SELECT reason, raw, checkpoint FROM dead_letters")
+    assert "differs from the topic" in reason and raw == forged and checkpoint == "SD-LY-001"
+    assert rows(store, "SELECT checkpoint FROM checkpoints") == []
+    assert rec.statuses == []
+    honest = encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-LY-001", online=True, sent_at=time.time(),
+                                     epoch=42))
+    assert ingest.handle("cordon/v1/cp/SD-LY-001/status", honest, time.time()).result(5).status is not None
+    assert rows(store, "SELECT checkpoint, online FROM checkpoints") == [("SD-LY-001", 1)]
 
 
 def test_watchlisted_read_raises_one_alert_with_derived_id(hub):

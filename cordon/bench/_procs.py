@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+#: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
+DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
 #: Ports never to use: a system broker listens on 1883.
 _AVOID = {1883}
@@ -64,22 +66,85 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float
     return proc.returncode
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """The broker's files for the production config: CA, its own certificate and key, the CRL."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    crlfile: Path
+
+
+#: Keys of deploy/mosquitto/mosquitto.conf whose value is a path on the broker machine.
+_PATH_KEYS = {"cafile", "certfile", "keyfile", "crlfile", "acl_file", "password_file", "persistence_location"}
+
+
+def render_production_config(text: str, *, port: int, tls: BrokerTls, workdir: Path,
+                             acl_file: Path | None = None) -> str:
+    """deploy/mosquitto/mosquitto.conf with only its paths and its listener's port replaced.
+
+    Everything else (authentication, TLS options, ACL, limits) stays as deployed. A key that names a
+    path this function does not know, or a second listener, raises: the tests must not quietly run a
+    broker that differs from the deployed one.
+    """
+    paths = {"cafile": tls.cafile, "certfile": tls.certfile, "keyfile": tls.keyfile, "crlfile": tls.crlfile,
+             "acl_file": acl_file or DEPLOY_MOSQUITTO / "cordon.acl", "persistence_location": f"{workdir}/"}
+    out: list[str] = []
+    listeners = 0
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            out.append(line)
+            continue
+        key = words[0]
+        if key == "listener":
+            listeners += 1
+            if listeners > 1:
+                raise ValueError(f"the production config has a second listener ({line!r}): render it too")
+            out.append(f"listener {port} {HOST}")
+        elif key in _PATH_KEYS:
+            if key not in paths:
+                raise ValueError(f"no test value for {key!r} of the production config")
+            out.append(f"{key} {paths[key]}")
+        elif key in ("log_dest", "user"):
+            continue
+        else:
+            if any(w.startswith("/") for w in words[1:]):
+                raise ValueError(f"unexpected path in the production config: {line!r}")
+            out.append(line)
+    out.append(f"log_dest file {workdir}/mosquitto.log")
+    if os.geteuid() == 0:
+        out.append("user root")  # otherwise Mosquitto drops to a user that cannot read our 0600 key
+    return "\n".join(out) + "\n"
+
+
 @dataclass
 class Mosquitto:
-    """A Mosquitto broker of our own on a free port, configured from nothing but this class."""
+    """A Mosquitto broker of our own on a free port.
+
+    Without ``tls`` it is configured from nothing but this class (anonymous, plain MQTT). With
+    ``tls`` it runs deploy/mosquitto/mosquitto.conf and its ACL as deployed, only paths and the port
+    substituted: client certificates, no anonymous access, the CRL.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     max_queued_messages: int = 10_000
     persistence: bool = False
     extra_config: str = ""
+    tls: BrokerTls | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"mqtt://{HOST}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{HOST}:{self.port}"
 
     def config(self) -> str:
+        if self.tls is not None:
+            text = (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(encoding="utf-8")
+            return render_production_config(text, port=self.port, tls=self.tls, workdir=self.workdir) \
+                + self.extra_config
         lines = [
             f"listener {self.port} {HOST}",
             "allow_anonymous true",
