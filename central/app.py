@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from protocols import signing
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import AlertOutcome, CheckpointStatus
+from runtime import signkeys
 from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -56,7 +58,11 @@ def create_app(settings: HubSettings) -> web.Application:
     m = settings.mqtt
     link_ref: list[HubLink] = []
 
+    hub_key = signkeys.private_key(settings.signing.key_file) if settings.signing.key_file else None
+
     def publish(topic: str, payload: bytes, qos: int = 1, retain: bool = False, on_delivered=None) -> None:  # noqa: ANN001
+        if hub_key is not None and payload:
+            payload = signing.sign(payload, hub_key)  # acks, alerts, deltas: a broker cannot forge them
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)
@@ -65,9 +71,12 @@ def create_app(settings: HubSettings) -> web.Application:
                     on_alerts=dispatcher.submit_threadsafe,
                     on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
                     max_skew_s=settings.clock.max_skew_s,
-                    on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes))
+                    on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
+                    edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
+                    signatures_required=settings.signing.required)
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
+                   sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
                    on_message=ingest.handle,
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
                    on_connected=lambda: _on_connected(app))

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from protocols import topics
+from protocols import signing, topics
 from protocols.alerting import alert_for
 from protocols.matching import Entry
 from protocols.messages import (
@@ -72,6 +73,7 @@ class IngestMetrics:
     alerts: int = 0
     dead_letters: int = 0
     gap_reads: int = 0
+    bad_signatures: int = 0
     commit_failures: int = 0
     commit_seconds_total: float = 0.0
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
@@ -83,13 +85,17 @@ class Ingest:
                  on_alerts: Callable[[list[Alert]], None],
                  on_status: Callable[[CheckpointStatus, float | None], None],
                  max_skew_s: float = 30.0,
-                 on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None) -> None:
+                 on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
+                 edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
+                 signatures_required: bool = False) -> None:
         self.store = store
         self.watchlists = watchlists
         self._publish = publish
         self._on_alerts = on_alerts
         self._on_status = on_status
         self._on_outcomes = on_outcomes
+        self._edge_keys = edge_keys
+        self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
         self.metrics = IngestMetrics()
 
@@ -138,6 +144,15 @@ class Ingest:
         except topics.TopicError as exc:
             return self._dead(db, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
         source = f"mqtt:{topic}"
+        if payload and parsed.checkpoint is not None and parsed.kind in (topics.TopicKind.EVENTS,
+                                                                         topics.TopicKind.STATUS):
+            key = self._edge_keys(parsed.checkpoint) if self._edge_keys is not None else None
+            try:
+                payload = signing.open_signed(payload, key, required=self.signatures_required)
+            except signing.SignatureError as exc:
+                # Not acknowledged: the checkpoint never sent this (or sent it unsigned against the rules).
+                self.metrics.bad_signatures += 1
+                return self._dead(db, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at)
         try:
             if parsed.kind is topics.TopicKind.EVENTS:
                 return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)

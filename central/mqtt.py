@@ -43,13 +43,14 @@ class HubLink:
     def __init__(self, url: str, client_id: str, username: str | None, password: str | None,
                  keepalive_s: int, on_message: OnMessage, reconnect_min_s: float = 0.5,
                  reconnect_max_s: float = 30.0, on_connected: Callable[[], None] | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, sign: Callable[[bytes], bytes] | None = None) -> None:
         """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``."""
         self._url = urlsplit(url)
         if (self._url.scheme == "mqtts") != (tls is not None):
             raise ValueError("an mqtts:// url needs a TLS context, and only it may have one")
         self._on_message_cb = on_message
         self._on_connected = on_connected
+        self._sign = sign
         self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                    protocol=paho.MQTTv311)
         if tls is not None:
@@ -72,10 +73,10 @@ class HubLink:
         self.last_error: str | None = None
         self.connected_event = threading.Event()
 
-    @staticmethod
-    def _status(*, online: bool) -> bytes:
-        return encode(HubStatus(v=SCHEMA_VERSION, online=online, sent_at=time.time(),
+    def _status(self, *, online: bool) -> bytes:
+        body = encode(HubStatus(v=SCHEMA_VERSION, online=online, sent_at=time.time(),
                                 schema_versions=sorted(SUPPORTED_VERSIONS)))
+        return self._sign(body) if self._sign is not None else body
 
     def start(self) -> None:
         port = self._url.port or (MQTTS_PORT if self._url.scheme == "mqtts" else MQTT_PORT)

@@ -84,6 +84,16 @@ class ClockSettings(msgspec.Struct, **_STRICT):
     """An edge whose clock differs from the hub's by more than this is flagged."""
 
 
+class SigningSettings(msgspec.Struct, **_STRICT):
+    key_file: str = ""
+    """The hub's Ed25519 signing key (``cordon pki``: ``DIR/cordon-hub/signing.key``); set: every message
+    the hub publishes is signed (acks, alerts, feed deltas and version, accounts, its status)."""
+    keys_dir: str = ""
+    """The PKI folder: each checkpoint's public key is ``<keys_dir>/<checkpoint>/signing.pub``."""
+    required: bool = False
+    """Refuse (dead-letter, never acknowledge) an edge's message that is unsigned or does not verify."""
+
+
 class WebhookSettings(msgspec.Struct, **_STRICT):
     name: str
     url: str
@@ -116,6 +126,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)
+    signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
 
     @property
     def data_path(self) -> Path:

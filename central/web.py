@@ -236,6 +236,8 @@ async def metrics(request: web.Request) -> web.Response:
         Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(m.commit_failures),
         Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(m.dead_letters),
         *_webhook_metrics(app),
+        Metric("cordon_hub_bad_signatures_total", "counter",
+               "edge messages refused for a missing or wrong signature").add(m.bad_signatures),
         Metric("cordon_hub_gap_reads_total", "counter",
                "plain reads edges reported dropped at their outbox quota, since start").add(m.gap_reads),
         by_kind,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from protocols.messages import CameraRead, OfficerAccounts
+from runtime import signkeys
 from runtime.deadletters import DeadLetterStore
 from runtime.tls import client_context, mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -72,7 +73,11 @@ def create_app(settings: EdgeSettings) -> web.Application:
     uplink = EdgeUplink(
         settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
         status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
-        on_feed_version=feed.on_version, on_accounts=on_accounts, software=SOFTWARE, endpoint=endpoint)
+        on_feed_version=feed.on_version, on_accounts=on_accounts, software=SOFTWARE, endpoint=endpoint,
+        signing_key=signkeys.private_key(settings.signing.key_file) if settings.signing.key_file else None,
+        hub_key=signkeys.public_key(settings.signing.hub_public_key_file)
+        if settings.signing.hub_public_key_file else None,
+        hub_signature_required=settings.signing.required)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))

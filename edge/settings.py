@@ -53,6 +53,17 @@ class OutboxSettings(msgspec.Struct, **_STRICT):
 CameraKind = Literal["json", "hikvision", "dahua", "folder"]
 
 
+class SigningSettings(msgspec.Struct, **_STRICT):
+    key_file: str = ""
+    """This checkpoint's Ed25519 signing key (``cordon pki``: ``DIR/<checkpoint>/signing.key``); set:
+    every message the edge publishes (events, status, its last will) is signed."""
+    hub_public_key_file: str = ""
+    """The hub's public signing key (``DIR/cordon-hub/signing.pub``): messages from the hub are checked."""
+    required: bool = False
+    """Drop any message from the hub (acks, alerts, feed deltas, accounts) that is unsigned or does not
+    verify, so a compromised broker cannot forge an ack (which would delete unsent reads) or a delta."""
+
+
 class CameraSettings(msgspec.Struct, **_STRICT):
     """One camera; which keys matter depends on ``kind`` (docs/cameras.md shows each kind's section)."""
 
@@ -164,6 +175,7 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
+    signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
     hub: HubSettings = msgspec.field(default_factory=HubSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     cameras: list[CameraSettings] = msgspec.field(default_factory=list)

@@ -20,8 +20,9 @@ from enum import StrEnum
 
 import aiomqtt
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from protocols import topics
+from protocols import signing, topics
 from protocols.feed import FeedDelta, FeedVersion
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -75,8 +76,15 @@ class EdgeUplink:
                  on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None,
                  on_accounts: Callable[[OfficerAccounts], Awaitable[None]] | None = None,
                  software: str = "",
-                 endpoint: tuple[str, int, ssl.SSLContext | None] | None = None) -> None:
+                 endpoint: tuple[str, int, ssl.SSLContext | None] | None = None,
+                 signing_key: Ed25519PrivateKey | None = None, hub_key: Ed25519PublicKey | None = None,
+                 hub_signature_required: bool = False) -> None:
         self.checkpoint = checkpoint
+        #: This checkpoint signs what it publishes; it checks what the hub publishes (protocols/signing.py).
+        self._signing_key = signing_key
+        self._hub_key = hub_key
+        self._hub_signature_required = hub_signature_required
+        self.bad_signatures = 0
         self.config = mqtt
         #: host, port, TLS context; create_app builds it at start-up so a bad certificate stops the edge there.
         self._endpoint = endpoint
@@ -128,7 +136,7 @@ class EdgeUplink:
         while True:
             self.state = UplinkState.CONNECTING
             will = aiomqtt.Will(topics.status(self.checkpoint),
-                                encode(self._status(online=False)), qos=1, retain=True)
+                                self._signed(encode(self._status(online=False))), qos=1, retain=True)
             client = aiomqtt.Client(
                 host, port,
                 identifier=self.checkpoint, username=self.username,
@@ -199,7 +207,7 @@ class EdgeUplink:
         if self._status_extra is not None:
             extra = await self._status_extra()
             status = msgspec.structs.replace(status, **extra)
-        await client.publish(topics.status(self.checkpoint), encode(status), qos=1, retain=True)
+        await client.publish(topics.status(self.checkpoint), self._signed(encode(status)), qos=1, retain=True)
 
     async def say_goodbye(self) -> None:
         """On a clean shutdown the will does not fire: publish the offline status ourselves."""
@@ -207,7 +215,7 @@ class EdgeUplink:
         if client is None:
             return
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await client.publish(topics.status(self.checkpoint), encode(self._status(online=False)),
+            await client.publish(topics.status(self.checkpoint), self._signed(encode(self._status(online=False))),
                                  qos=1, retain=True, timeout=2)
 
     async def _status_loop(self) -> None:
@@ -265,19 +273,30 @@ class EdgeUplink:
                 for priority, seq in live:
                     self._inflight[seq] = (now, priority)
                 try:
-                    await client.publish(topics.events(self.checkpoint), encode(batch), qos=1)
+                    await client.publish(topics.events(self.checkpoint), self._signed(encode(batch)), qos=1)
                 except aiomqtt.MqttError:
                     self._requeue_inflight(resend=False)
                     raise
                 self.published_events += len(live)
 
     # -- receiving -------------------------------------------------------------------------
+    def _signed(self, payload: bytes) -> bytes:
+        return signing.sign(payload, self._signing_key) if self._signing_key is not None else payload
+
     async def _on_message(self, topic: str, payload: bytes) -> None:
         try:
             parsed = topics.parse(topic)
         except topics.TopicError:
             log.warning("uplink: ignoring message on unexpected topic %r", topic[:200])
             return
+        if payload:
+            try:
+                payload = signing.open_signed(payload, self._hub_key, required=self._hub_signature_required)
+            except signing.SignatureError as exc:
+                # A message the hub did not sign (a forged ack would delete reads never stored): drop it.
+                self.bad_signatures += 1
+                log.error("uplink: dropping a %s message: %s", parsed.kind, exc)
+                return
         try:
             if parsed.kind is topics.TopicKind.ACK:
                 await self._on_ack(decode(Ack, payload))

@@ -231,6 +231,8 @@ async def metrics(request: web.Request) -> web.Response:
         Metric("cordon_edge_acked_events_total", "counter", "events the hub acknowledged").add(uplink.acked_events),
         Metric("cordon_edge_uplink_connected", "gauge", "1 when the broker link is up").add(
             int(uplink.state.value == "connected")),
+        Metric("cordon_edge_bad_signatures_total", "counter",
+               "messages from the hub dropped for a missing or wrong signature").add(uplink.bad_signatures),
         Metric("cordon_edge_watchlist_version", "gauge", "version of the local watchlist mirror").add(mirror.version),
         Metric("cordon_edge_dead_letters_total", "counter", "pushes dead-lettered since start").add(
             app[keys.DEAD].count),

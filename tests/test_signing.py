@@ -1,0 +1,123 @@
+"""Ed25519 signatures on MQTT messages: a signed message opens only with the sender's key, and a
+compromised broker can forge neither a batch of reads for the hub nor an ack or a delta for an edge."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cordon.pki import Pki
+from protocols import signing, topics
+from protocols.feed import EntryUpsert, FeedDelta
+from protocols.matching import Entry
+from protocols.messages import SCHEMA_VERSION, Ack, EventBatch, PlateRead, encode
+from runtime.signkeys import private_key
+from tests.support import edge_service, get_json, hub_service, login, running, session, until
+
+
+def test_a_signed_message_opens_only_with_the_senders_key():
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    message = b'{"v":1,"x":"\xe9\xb2\x81A12345"}'
+    signed = signing.sign(message, key)
+    assert signed.startswith(message[:-1]) and signed.endswith(b'"}')
+    assert json.loads(signed)["x"] == json.loads(message)["x"], "still one JSON object"
+    assert signing.open_signed(signed, key.public_key(), required=True) == message
+    with pytest.raises(signing.SignatureError, match="does not verify"):
+        signing.open_signed(signed, other.public_key(), required=True)
+    tampered = signed.replace(b"A12345", b"A12346")
+    with pytest.raises(signing.SignatureError, match="does not verify"):
+        signing.open_signed(tampered, key.public_key(), required=True)
+    with pytest.raises(signing.SignatureError, match="unsigned"):
+        signing.open_signed(message, key.public_key(), required=True)
+    assert signing.open_signed(message, key.public_key(), required=False) == message
+    with pytest.raises(ValueError):
+        signing.sign(b"[1,2]", key)
+
+
+def forge(broker_port: int, topic: str, payload: bytes, client_id: str) -> None:
+    """What a compromised broker (or anyone on it) could publish."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.connect("127.0.0.1", broker_port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+
+
+@pytest.mark.system
+async def test_forged_batches_acks_and_deltas_are_refused(tmp_path, mosquitto):
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue("SD-DZ-001")
+    pki.issue("cordon-hub")
+    wl = tmp_path / "wl.csv"
+    wl.write_text("plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n", encoding="utf-8")
+    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={
+        "feed": {"token": "feed-secret"},
+        "signing": {"key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.key"),
+                    "keys_dir": str(tmp_path / "pki"), "required": True}})
+    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"}, extra={
+        "hub": {"url": "", "token": ""},
+        "signing": {"key_file": str(tmp_path / "pki" / "SD-DZ-001" / "signing.key"),
+                    "hub_public_key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.pub"), "required": True}})
+    hub.start()
+    edge.start()
+    stranger = Ed25519PrivateKey.generate()
+    with running(hub, edge):
+        async with session() as http, session() as console:  # one cookie jar per service: same host
+            await login(console, hub.base, "console-code")
+            await login(http, edge.base, "tablet-code")
+            # the honest path, every message signed: a read is stored and acknowledged
+            async with http.post(f"{edge.base}/api/v1/cameras/cam/reads", json={"plate": "鲁A12345", "event_id": "e1"},
+                                 headers={"X-Camera-Token": "t"}) as resp:
+                assert resp.status == 200
+            await until(lambda: _depth(http, edge, 0), timeout=30, what="the signed read acknowledged")
+
+            # a forged batch in the checkpoint's name: dead-lettered, never stored, never acknowledged
+            batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=7, sent_at=time.time(), events=[
+                PlateRead(seq=1, camera_id="cam", captured_at=time.time(), plate="鲁A99999", plate_raw="鲁A99999",
+                          plate_valid=True, camera_event_id="forged")])
+            forge(mosquitto.port, topics.events("SD-DZ-001"), signing.sign(encode(batch), stranger), "forger-1")
+            letters = await until(lambda: _letters(console, hub), timeout=30, what="the forged batch's dead letter")
+            assert "signature does not verify" in letters[0]["reason"]
+
+            # a forged ack: the edge drops it and keeps the read it has not had acknowledged
+            await http.post(f"{edge.base}/api/v1/cameras/cam/reads", json={"plate": "鲁A54321"},
+                            headers={"X-Camera-Token": "t"})
+            hub.stop()  # so no honest ack races the forged one
+            status = await get_json(http, f"{edge.base}/api/v1/status")
+            epoch = status["epoch"]
+            forge(mosquitto.port, topics.ack("SD-DZ-001"),
+                  signing.sign(encode(Ack(v=SCHEMA_VERSION, epoch=epoch, ranges=[(1, 100)])), stranger), "forger-2")
+            # a forged delta: the edge's mirror does not take it
+            delta = FeedDelta(v=SCHEMA_VERSION, version=99, changes=[
+                EntryUpsert(entry=Entry(entry_id="x:鲁A77777", list_id="x", plate="鲁A77777"))])
+            forge(mosquitto.port, topics.feed_delta(), signing.sign(encode(delta), stranger), "forger-3")
+            await until(lambda: _bad_signatures(http, edge, 2), timeout=30, what="both forgeries dropped")
+            status = await get_json(http, f"{edge.base}/api/v1/status")
+            assert status["outbox"]["depth"] >= 1, "the forged ack deleted nothing"
+            assert status["feed"]["version"] != 99
+    with sqlite3.connect(tmp_path / "hub" / "data" / "hub.db") as db:
+        assert db.execute("SELECT count(*) FROM dead_letters WHERE reason LIKE 'signature%'").fetchone()[0] == 1
+    assert private_key(tmp_path / "pki" / "SD-DZ-001" / "signing.key")
+
+
+async def _depth(http, edge, want):
+    return (await get_json(http, f"{edge.base}/api/v1/status"))["outbox"]["depth"] == want
+
+
+async def _letters(http, hub):
+    letters = (await get_json(http, f"{hub.base}/api/v1/dead-letters"))["dead_letters"]
+    return [d for d in letters if "signature" in d["reason"]] or None
+
+
+async def _bad_signatures(http, edge, want):
+    async with http.get(f"{edge.base}/metrics") as resp:
+        text = await resp.text()
+    line = next(x for x in text.splitlines() if x.startswith("cordon_edge_bad_signatures_total"))
+    return float(line.split()[-1]) >= want
