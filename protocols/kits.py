@@ -211,7 +211,7 @@ def hash_id_number(number: str, secret: bytes, params: ScryptParams = ID_HASH_PA
     if len(secret) < 16:
         raise KitError("the ID hash secret must be at least 16 bytes")
     digest = hashlib.scrypt(normalize_id_number(number).encode(), salt=b"cordon-id-v1\x00" + secret,
-                            n=params.n, r=params.r, p=params.p, maxmem=256 * 128 * params.r * params.n,
+                            n=params.n, r=params.r, p=params.p, maxmem=min(2**31 - 1, 2 * 128 * params.r * params.n + 2**20),
                             dklen=32)
     return f"scrypt$n={params.n},r={params.r},p={params.p}${digest.hex()}"
 

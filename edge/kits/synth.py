@@ -22,8 +22,8 @@ from protocols.kits import KitModel, PanelCall, call_panel
 from .card import CARD_H_MM, CARD_W_MM, cassette_origin_mm, render_card
 
 SCENE_PX_PER_MM = 8.0
-PHOTO_SIZE = (2048, 1536)
-"""3 MP: a modest phone or tablet camera."""
+PHOTO_SIZE = (2304, 1728)
+"""4 MP: a modest tablet camera (the reader needs ~6 px/mm at the cassette to see a 3 % line in noise)."""
 LINE_SIGMA_MM = 0.35
 LINE_ABSORB_BGR = np.array([0.45, 0.80, 0.15], np.float32)
 """A colloidal-gold line is purple-red: it takes most green, some blue, little red."""
