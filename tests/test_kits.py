@@ -421,3 +421,34 @@ def test_analyzer_json_keeps_good_tests_and_reports_bad_ones(catalogue):
     assert "not JSON" in parse_json(b"{", catalogue).problems[0].reason
     with pytest.raises(KitError, match="unknown analyzer export format"):
         parse_export(b"", "xml", catalogue)
+
+
+# ---- command line and bench ------------------------------------------------------------------
+
+def test_cli_card_read_and_bench(tmp_path, capsys, catalogue, scenes):
+    from cordon.bench.kits import run
+    from cordon.cli import build_parser
+
+    def main(argv):  # the command's own function, without main()'s logging and signal set-up
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+
+    assert main(["kits", "card", "--out", str(tmp_path / "card.pdf"), "--kit", "DW-5"]) == 0
+    assert (tmp_path / "card.pdf").read_bytes().startswith(b"%PDF")
+    assert main(["kits", "card", "--out", str(tmp_path / "card.png"), "--kit", "NOPE"]) == 1
+    assert "unknown kit model 'NOPE'" in capsys.readouterr().err
+    kit = catalogue.get("SD-URI-MET")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(make_photo(kit, random.Random(3), truths(kit, [0.0]), MILD, scenes[kit.model]).data)
+    capsys.readouterr()
+    assert main(["kits", "read", str(photo), "--kit", "SD-URI-MET"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"] is None and out["panels"][0]["reading"]["call"] == "positive"
+    (tmp_path / "junk.jpg").write_bytes(b"junk")
+    assert main(["kits", "read", str(tmp_path / "junk.jpg"), "--kit", "SD-URI-MET"]) == 1
+    assert "not a readable image" in json.loads(capsys.readouterr().out)["error"]
+    result = run(photos=3, seed=1)
+    assert result["overall"]["readings"] == 6 + 1 + 5
+    assert set(result["by"]["convention"]) == {"competitive", "direct"}
+    assert set(result["bars"]) == {"confident_accuracy>=0.995", "coverage_without_glare_or_shadow>=0.9",
+                                   "confident_false_negatives==0"}
