@@ -72,7 +72,6 @@ class KitModel(msgspec.Struct, **_STRICT):
     model: Text64
     """The catalogue key, e.g. ``SD-SAL6``; results name their kit by it."""
     vendor: Text64
-    name: Text200 = ""
     sample_type: SampleType
     convention: LineConvention
     read_min_minutes: Minutes
@@ -80,6 +79,7 @@ class KitModel(msgspec.Struct, **_STRICT):
     width_mm: Mm
     height_mm: Mm
     panels: list[Panel]
+    name: Text200 = ""
 
     def panel_codes(self) -> list[str]:
         return [p.drug for p in self.panels]
@@ -130,9 +130,11 @@ def check_kit(kit: KitModel) -> list[str]:
 def decode_catalogue(data: bytes | str, fmt: Literal["toml", "json"] = "toml") -> Catalogue:
     """Parse and check a catalogue file's contents; ``KitError`` names every problem."""
     try:
-        raw = tomllib.loads(data.decode() if isinstance(data, bytes) else data) if fmt == "toml" else data
-        catalogue = (msgspec.convert(raw, Catalogue) if fmt == "toml"
-                     else msgspec.json.decode(raw, type=Catalogue))
+        if fmt == "toml":
+            text = data.decode() if isinstance(data, bytes) else data
+            catalogue = msgspec.convert(tomllib.loads(text), Catalogue)
+        else:
+            catalogue = msgspec.json.decode(data, type=Catalogue)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise KitError(f"catalogue is not valid {fmt.upper()}: {exc}") from exc
     except msgspec.ValidationError as exc:

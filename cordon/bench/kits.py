@@ -22,7 +22,7 @@ from typing import Any
 
 from edge.kits.catalogue import load_catalogue
 from edge.kits.reader import read_photo
-from edge.kits.synth import Scene, make_photo, random_conditions, random_panels
+from edge.kits.synth import Occlusion, Scene, make_photo, random_conditions, random_panels
 
 SEED = 20250101
 DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "kits.toml"
@@ -77,7 +77,9 @@ def run(photos: int = 2000, seed: int = SEED, catalogue_path: str | Path = DEFAU
     for i in range(photos):
         scene = scenes[i % len(scenes)]
         kit = scene.kit
-        occlusion = ("glare", "shadow")[(i // OCCLUSION_EVERY) % 2] if i % OCCLUSION_EVERY == 0 else None
+        occlusion: Occlusion | None = None
+        if i % OCCLUSION_EVERY == 0:
+            occlusion = "glare" if (i // OCCLUSION_EVERY) % 2 == 0 else "shadow"
         panels = random_panels(rng, kit)
         conditions = random_conditions(rng, kit, occlusion)
         photo = make_photo(kit, rng, panels, conditions, scene)

@@ -59,8 +59,8 @@ def render_card(px_per_mm: float = 12.0, kits: list[KitModel] | None = None) -> 
         x0, y0 = px(corners[0][0]), px(corners[0][1])
         img[y0:y0 + side, x0:x0 + side] = marker[:, :, None]
     for kit in kits or []:
-        x0, y0 = cassette_origin_mm(kit)
-        cv2.rectangle(img, (px(x0), px(y0)), (px(x0 + kit.width_mm), px(y0 + kit.height_mm)), (150, 150, 150),
+        kx, ky = cassette_origin_mm(kit)
+        cv2.rectangle(img, (px(kx), px(ky)), (px(kx + kit.width_mm), px(ky + kit.height_mm)), (150, 150, 150),
                       max(1, px(0.3)))
     cx, cy = CARD_W_MM / 2, CARD_H_MM / 2
     ticks = [((cx, cy - 30), (cx, cy - 24)), ((cx, cy + 24), (cx, cy + 30)),  # centre marks, clear of every

@@ -129,8 +129,8 @@ class Scene:
         ox, oy = cassette_origin_mm(self.kit)
         dx, dy = rng.uniform(-PLACEMENT_MM, PLACEMENT_MM), rng.uniform(-PLACEMENT_MM, PLACEMENT_MM)
         angle = rng.uniform(-PLACEMENT_DEG, PLACEMENT_DEG)
-        centre = (self.kit.width_mm * s / 2, self.kit.height_mm * s / 2)
-        m = cv2.getRotationMatrix2D(centre, angle, 1.0)
+        pivot = (self.kit.width_mm * s / 2, self.kit.height_mm * s / 2)
+        m = cv2.getRotationMatrix2D(pivot, angle, 1.0)
         m[0, 2] += (ox + dx) * s
         m[1, 2] += (oy + dy) * s
         size = (self.card.shape[1], self.card.shape[0])
