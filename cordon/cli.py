@@ -13,6 +13,7 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -283,6 +284,51 @@ def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--days", type=int, default=CRL_DAYS)
     p = add("list", "every certificate issued, with its state")
     p.add_argument("--json", action="store_true", help="one JSON array")
+def cmd_bench_kits(args: argparse.Namespace) -> int:
+    from .bench.kits import run
+
+    result = run(photos=args.photos, seed=args.seed, catalogue_path=args.catalogue)
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+def _kit_catalogue(extra: list[str] | None):  # the shipped catalogue, then a province's files on top
+    from edge.kits.catalogue import load_catalogue
+
+    return load_catalogue(Path(__file__).resolve().parent / "data" / "kits.toml", *(extra or []))
+
+
+def cmd_kits_card(args: argparse.Namespace) -> int:
+    from edge.kits.card import write_card
+    from protocols.kits import KitError
+
+    try:
+        catalogue = _kit_catalogue(args.catalogue)
+        kits = [catalogue.get(m) for m in args.kit] if args.kit else catalogue.kits
+        path = write_card(args.out, kits, px_per_mm=args.px_per_mm)
+    except (KitError, ValueError, OSError) as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}: print it at 100 % scale (the card must measure 170 x 120 mm)")
+    return 0
+
+
+def cmd_kits_read(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from edge.kits.reader import read_photo
+    from protocols.kits import KitError
+
+    try:
+        kit = _kit_catalogue(args.catalogue).get(args.kit)
+        with open(args.photo, "rb") as f:
+            data = f.read()
+    except (KitError, OSError) as exc:
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 1
+    reading = read_photo(data, kit)
+    print(msgspec.json.encode(reading).decode())
+    return 0 if reading.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,6 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--head", help="ID:HASH written down earlier: also proves nothing was cut off the end")
         p.set_defaults(func=cmd_audit)
     _add_pki_parser(sub)
+    kits = sub.add_parser("kits", help="drug quick-test kits: the reading card, reading a photo")
+    ksub = kits.add_subparsers(dest="kits", required=True)
+    p = ksub.add_parser("card", help="write the printed reading card (PNG or PDF)")
+    p.add_argument("--out", required=True, help="card.png or card.pdf")
+    p.add_argument("--kit", action="append", help="outline only this kit model (repeatable; default: all)")
+    p.add_argument("--px-per-mm", type=float, default=12.0, help="resolution of the card image")
+    p.add_argument("--catalogue", action="append", help="a province's catalogue file on top of the shipped one")
+    p.set_defaults(func=cmd_kits_card)
+    p = ksub.add_parser("read", help="read a photo of a cassette on the card; prints JSON")
+    p.add_argument("photo", help="JPEG or PNG")
+    p.add_argument("--kit", required=True, help="kit model, e.g. SD-SAL6")
+    p.add_argument("--catalogue", action="append", help="a province's catalogue file on top of the shipped one")
+    p.set_defaults(func=cmd_kits_read)
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)")
     bsub = bench.add_subparsers(dest="bench", required=True)
@@ -371,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--additions", type=int, default=100)
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_sync)
+    p = bsub.add_parser("kits", help="cassette photo reader accuracy on generated photos")
+    p.add_argument("--photos", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=20250101)
+    p.add_argument("--catalogue", default=str(Path(__file__).resolve().parent / "data" / "kits.toml"))
+    p.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p.set_defaults(func=cmd_bench_kits)
     return parser
 
 
