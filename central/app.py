@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import secrets
 import time
@@ -25,6 +26,7 @@ from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
+from .readstore import day_of
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = HubStore(settings.data_path / "hub.db")
+    store = HubStore(settings.data_path / "hub.db", utc_offset=settings.record.utc_offset,
+                     attached_max=settings.record.attached_max)
     console = Fanout()
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,
@@ -46,6 +49,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app[keys.CHECKPOINTS] = {}
     app[keys.SOCKETS] = set()
     app[keys.WATCHLISTS] = HubWatchlists()
+    app[keys.PURGED_DAYS] = []
 
     m = settings.mqtt
     link_ref: list[HubLink] = []
@@ -72,7 +76,7 @@ def create_app(settings: HubSettings) -> web.Application:
     hub_web.add_routes(app)
     web_lists.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
-    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream])
+    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream, _retention])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -189,6 +193,29 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
                 source.forget()
                 log.exception("upstream %s: change not applied", name)
             await asyncio.sleep(source.settings.interval_s)
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_purge_loop(app), name="record-retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _purge_loop(app: web.Application) -> None:
+    """Plain reads expire (least data): drop the day files older than the retention, now and then."""
+    settings, store = app[keys.SETTINGS].record, app[keys.STORE]
+    while True:
+        cutoff = day_of(time.time(), store.record.tz) - dt.timedelta(days=settings.retention_days - 1)
+        try:
+            purged = await asyncio.to_thread(store.purge_before, cutoff)
+            if purged:
+                app[keys.PURGED_DAYS].extend(purged)
+                log.info("record: purged %d day(s) before %s", len(purged), cutoff)
+        except Exception:
+            log.exception("record: purge before %s failed; trying again later", cutoff)
+        await asyncio.sleep(settings.purge_interval_s)
 
 
 async def _close_sockets(app: web.Application) -> None:

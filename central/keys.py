@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from aiohttp import web
 
@@ -30,3 +31,4 @@ BASE_COUNTS = web.AppKey("base_counts", Counts)
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 LISTS = web.AppKey("lists", ListService)
 UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
+PURGED_DAYS = web.AppKey("purged_days", list[dt.date])
