@@ -345,10 +345,10 @@ class SqliteReadStore:
 
     # -- writer side (inside the hub store's writer) ----------------------------------------------
     def start(self, db: sqlite_utils.Database) -> None:
-        """Writer set-up: the folder exists, today's file is attached (so the usual read never waits)."""
+        """Writer set-up. No day file is made here: one exists only once it holds a read (the first
+        read of a day costs one attach between two commits)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._attached.clear()
-        self._attach(db, day_of(time.time(), self.tz))
 
     def _schema(self, db: sqlite_utils.Database, day: dt.date, *, create: bool) -> str | None:
         """The alias of an attached day; asks for attachment (outside the transaction) when needed."""
