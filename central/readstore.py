@@ -219,14 +219,16 @@ def _candidate_query(p: Pattern) -> tuple[str, tuple[str, ...]]:
         return "SELECT plate_id FROM plates WHERE plate = ?", (p.glob,)
     head = _selectivity(p.prefix, True) if p.prefix else 1.0
     tail = _selectivity(p.suffix, False) if p.suffix else 1.0
+    # GLOB is applied to the indexed column itself (the reversed pattern to the reversed plate), so
+    # the candidates are found in the index alone, without fetching a row per plate looked at.
     if p.prefix and head <= tail:
         return ("SELECT plate_id FROM plates WHERE plate >= ? AND plate < ? AND plate GLOB ?",
                 (p.prefix, _upper_bound(p.prefix), p.glob))
     if p.suffix:
         r = p.suffix[::-1]
-        return ("SELECT plate_id FROM plates WHERE rplate >= ? AND rplate < ? AND plate GLOB ?",
-                (r, _upper_bound(r), p.glob))
-    return "SELECT plate_id FROM plates WHERE plate GLOB ?", (p.glob,)
+        return ("SELECT plate_id FROM plates WHERE rplate >= ? AND rplate < ? AND rplate GLOB ?",
+                (r, _upper_bound(r), p.glob[::-1]))
+    return "SELECT plate_id FROM plates INDEXED BY plates_plate WHERE plate GLOB ?", (p.glob,)
 
 
 # -- interface -----------------------------------------------------------------------------------
@@ -290,6 +292,9 @@ class ReadStore(Protocol):
 
     def lookup_read(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
                     near: float) -> StoredRead | None: ...
+
+    def identity_taken(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
+                       near: float) -> bool: ...
 
     def search_exact(self, plate: str, since: float, until: float, limit: int = 500) -> SearchResult: ...
 
