@@ -355,15 +355,19 @@ class SqliteReadStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._attached.clear()
 
-    def _schema(self, db: sqlite_utils.Database, day: dt.date, *, create: bool) -> str | None:
+    def _schema(self, db: sqlite_utils.Database, day: dt.date) -> str:
         """The alias of an attached day; asks for attachment (outside the transaction) when needed."""
         alias = self._attached.get(day)
         if alias is not None:
             self._attached.move_to_end(day)
             return alias
-        if not create and not (self.root / file_name(day)).exists():
-            return None
         raise NeedsPreparation(lambda d: self._attach(d, day), f"attach the record of {day}")
+
+    def _existing_schema(self, db: sqlite_utils.Database, day: dt.date) -> str | None:
+        """Like ``_schema``, but None for a day that has no file (nothing to look up there)."""
+        if day not in self._attached and not (self.root / file_name(day)).exists():
+            return None
+        return self._schema(db, day)
 
     def _attach(self, db: sqlite_utils.Database, day: dt.date) -> None:
         if day in self._attached:
@@ -441,7 +445,7 @@ class SqliteReadStore:
                edge_sent_at: float, received_at: float) -> Stored:
         """Insert idempotently into the event's day file (inside a writer job)."""
         when = event.captured_at if isinstance(event, PlateRead) else event.first_seen
-        s = self._schema(db, day_of(when, self.tz), create=True)
+        s = self._schema(db, day_of(when, self.tz))
         d = digest(event)
         table, other = ("reads", "passages") if isinstance(event, PlateRead) else ("passages", "reads")
         found = db.conn.execute(f"SELECT digest FROM {s}.{table} WHERE checkpoint=? AND epoch=? AND seq=?",
@@ -488,7 +492,7 @@ class SqliteReadStore:
         """
         day = day_of(near, self.tz)
         for d in (day, day - dt.timedelta(days=1)):
-            s = self._schema(db, d, create=False)
+            s = self._existing_schema(db, d)
             if s is None:
                 continue
             row = db.conn.execute(_SELECT_READ.format(s=f"{s}.") + " WHERE r.checkpoint=? AND r.epoch=? AND r.seq=?",
@@ -501,7 +505,7 @@ class SqliteReadStore:
         """A read or passage near ``near`` holds this identity (for an edge hit's insert)."""
         day = day_of(near, self.tz)
         for d in (day, day - dt.timedelta(days=1)):
-            s = self._schema(db, d, create=False)
+            s = self._existing_schema(db, d)
             if s is None:
                 continue
             for table in ("reads", "passages"):

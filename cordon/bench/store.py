@@ -48,7 +48,7 @@ from central.readstore import (
 )
 from central.store import HubStore
 from central.watchlists import HubWatchlists
-from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
+from protocols.messages import SCHEMA_VERSION, Event, EventBatch, PlateRead, encode
 
 from .match import _plate
 
@@ -217,7 +217,7 @@ def _purge_under_ingest(data: Path, day_list: list[dt.date], settle_s: float = 2
         seq = 0
         while not stop.is_set():
             now = time.time()
-            events = []
+            events: list[Event] = []
             for _ in range(INGEST_BATCH):
                 seq += 1
                 events.append(PlateRead(seq=seq, camera_id="lane1", captured_at=now, plate=f"鲁Z{seq % 100000:05d}",
