@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -20,13 +22,14 @@ from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import keys, web_lists, web_users
+from . import audit, keys, web_lists, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
+from .readstore import day_of
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -39,7 +42,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = HubStore(settings.data_path / "hub.db")
+    store = HubStore(settings.data_path / "hub.db", utc_offset=settings.record.utc_offset,
+                     attached_max=settings.record.attached_max)
     console = Fanout()
     directory = Directory()
     sessions = Sessions(secrets.token_bytes(32))
@@ -54,6 +58,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app[keys.CHECKPOINTS] = {}
     app[keys.SOCKETS] = set()
     app[keys.WATCHLISTS] = HubWatchlists()
+    app[keys.PURGED_DAYS] = []
 
     m = settings.mqtt
     link_ref: list[HubLink] = []
@@ -92,7 +97,7 @@ def create_app(settings: HubSettings) -> web.Application:
     web_lists.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
-    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream])
+    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream, _retention])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -263,6 +268,33 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
                 source.forget()
                 log.exception("upstream %s: change not applied", name)
             await asyncio.sleep(source.settings.interval_s)
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_purge_loop(app), name="record-retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _purge_loop(app: web.Application) -> None:
+    """Plain reads expire (least data): drop the day files older than the retention, now and then."""
+    settings, store = app[keys.SETTINGS].record, app[keys.STORE]
+    while True:
+        cutoff = day_of(time.time(), store.record.tz) - dt.timedelta(days=settings.retention_days - 1)
+        try:
+            purged = await asyncio.to_thread(store.purge_before, cutoff)
+            if purged:
+                app[keys.PURGED_DAYS].extend(purged)
+                log.info("record: purged %d day(s) before %s", len(purged), cutoff)
+            # Every run is in the audit trail, also when there was nothing to delete.
+            record = {"target": f"before {cutoff.isoformat()}",
+                      "detail": {"days": [d.isoformat() for d in purged], "retention_days": settings.retention_days}}
+            await store.run(lambda db, r=record: audit.append(db, "retention", "system", "retention.purge", **r))
+        except Exception:
+            log.exception("record: purge before %s failed; trying again later", cutoff)
+        await asyncio.sleep(settings.purge_interval_s)
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -38,6 +38,7 @@ from protocols.messages import (
     seq_ranges,
 )
 from runtime import deadletters
+from runtime.sqlwriter import NeedsPreparation
 
 from . import audit
 from .store import HubStore
@@ -158,6 +159,8 @@ class Ingest:
                 return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)
             if parsed.kind is topics.TopicKind.STATUS:
                 return self._status(db, result, source, parsed.checkpoint or "", payload, received_at, retained)
+        except NeedsPreparation:
+            raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
             log.exception("ingest failed on a message from %s", topic)
             return self._dead(db, BatchResult(), source, f"internal error: {type(exc).__name__}: {exc}",
@@ -193,13 +196,17 @@ class Ingest:
                 continue
             if not outcome.inserted:
                 result.duplicates += 1
-                continue
-            if isinstance(event, PlateRead):
+                if not (outcome.seen_before and isinstance(event, PlateRead)):
+                    continue
+                # The read's day file may have committed without hub.db (see central/readstore.py):
+                # match again; alerts are idempotent by id, so only a lost one is raised.
+            elif isinstance(event, PlateRead):
                 result.reads += 1
+            if isinstance(event, PlateRead):
                 self._match(db, result, checkpoint, batch.epoch, event, received_at)
-                self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at)
+                self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at, event.captured_at)
             elif isinstance(event, EdgeHit):
-                self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at)
+                self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
                 result.outcomes.append((checkpoint, event))
                 audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
@@ -229,20 +236,20 @@ class Ingest:
                 result.alerts.append(alert)
 
     def _reconcile(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
-                   read_seq: int, received_at: float) -> None:
+                   read_seq: int, received_at: float, near: float) -> None:
         """Edge and hub hits on one read are one alert (same id). An edge hit the hub did not make
-        itself (its lists differed at that moment) still becomes an alert: the officers saw it."""
-        read = db.conn.execute(
-            "SELECT camera_id, captured_at, plate, lane, colour, vehicle_type FROM reads "
-            "WHERE checkpoint=? AND epoch=? AND seq=?", (checkpoint, epoch, read_seq)).fetchone()
-        if read is None:
+        itself (its lists differed at that moment) still becomes an alert: the officers saw it.
+        ``near`` is about when the read was captured (it tells the record which day to look in)."""
+        stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
+        if stored is None:
             return  # the read comes later (hits replay first); this runs again then
         missing = db.conn.execute(
             "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
             "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
             "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL",
             (checkpoint, epoch, read_seq)).fetchall()
-        camera_id, captured_at, plate, lane, colour, vehicle_type = read
+        camera_id, captured_at, plate, lane, colour, vehicle_type = (
+            stored.camera_id, stored.captured_at, stored.plate, stored.lane, stored.colour, stored.vehicle_type)
         for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
             wl = self.watchlists.lists.get(list_id)
             row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()

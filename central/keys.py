@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 from aiohttp import web
 
@@ -32,3 +33,4 @@ LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 LISTS = web.AppKey("lists", ListService)
 UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
 DIRECTORY = web.AppKey("directory", Directory)
+PURGED_DAYS = web.AppKey("purged_days", list[dt.date])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -112,6 +112,16 @@ class WebhookSettings(msgspec.Struct, **_STRICT):
     give_up_after_s: float = 86400.0
     resume_window_s: float = 86400.0
     """After a restart, alerts this recent that the hook has no record of are sent again."""
+class RecordSettings(msgspec.Struct, **_STRICT):
+    utc_offset: Annotated[str, msgspec.Meta(pattern=r"^[+-](0\d|1[0-4]):[0-5]\d$")] = "+08:00"
+    """The record's days (one file each) are cut at midnight in this offset."""
+    retention_days: Annotated[int, msgspec.Meta(ge=1)] = 30
+    """Plain reads and passages are kept this many days (today included); alerts and hits stay."""
+    purge_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    attached_max: Annotated[int, msgspec.Meta(ge=1, le=8)] = 4
+    """Day files the writer keeps attached (SQLite allows 10 per connection)."""
+    search_max_days: Annotated[int, msgspec.Meta(ge=1)] = 31
+    """Longest time range one search of the record may span."""
 
 
 class HubSettings(msgspec.Struct, **_STRICT):
@@ -123,6 +133,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    record: RecordSettings = msgspec.field(default_factory=RecordSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)

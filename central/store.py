@@ -1,14 +1,17 @@
 """The hub's record: SQLite through one writer thread, explicit schema with numbered migrations.
 
-Every event is inserted idempotently by its identity (checkpoint, epoch, seq) into ``events``,
-the ledger of what was committed; its content digest lets a repeated identity with different
-content be told apart from an honest resend (the first is a dead letter, the second a no-op).
-Keep the public methods the interface: a PostgreSQL store can implement the same.
+``hub.db`` holds what is kept long or looked up often: alerts, edge hits, checkpoints, watchlists,
+dead letters, and the ``events`` ledger of edge hits. Plain reads and passages, millions a day,
+live in day files behind :class:`central.readstore.ReadStore` (see that module for the layout, the
+exactly-once rule and the crash reasoning); the writer attaches the day files it needs, so one
+group commit covers both. Every event is inserted idempotently by its identity (checkpoint, epoch,
+seq); its content digest tells a reused identity with other content (a dead letter) from an honest
+resend (a no-op). Keep the public methods the interface: a PostgreSQL store can implement the same.
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,9 @@ from runtime import deadletters
 from runtime.sqlwriter import SqlWriter, open_database
 
 from . import audit, users
+from .readstore import RecordCounts, SqliteReadStore, digest
+
+__all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
 
 T = TypeVar("T")
 
@@ -102,16 +108,20 @@ MIGRATIONS: list[list[str]] = [
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
                            AlertOutcome: "outcome"}
+RECORD_MIGRATION = 100
+"""Reads and passages leave hub.db for day files (moved by :meth:`SqliteReadStore.import_legacy`); numbered
+apart from the list above so the two sequences never collide."""
+
 _encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(type=Alert)
 
 
-def digest(event: Event) -> bytes:
-    return hashlib.blake2b(_encoder.encode(event), digest_size=16).digest()
+def migrate(db: sqlite_utils.Database, record: SqliteReadStore | None = None) -> None:
+    """Apply the migrations this file has not seen yet, each in its own transaction.
 
-
-def migrate(db: sqlite_utils.Database) -> None:
-    """Apply the migrations this file has not seen yet, each in its own transaction."""
+    Migration 3 moves the ``reads`` and ``passages`` tables of an older hub.db into day files; it
+    needs the record (``record``), and runs again harmlessly if a crash interrupted it.
+    """
     db.conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
     done = {v for (v,) in db.conn.execute("SELECT version FROM schema_migrations")}
     for version, statements in enumerate(MIGRATIONS, start=1):
@@ -122,6 +132,25 @@ def migrate(db: sqlite_utils.Database) -> None:
             db.conn.execute(statement)
         db.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
         db.conn.execute("COMMIT")
+    if record is not None and RECORD_MIGRATION not in done:
+        record.import_legacy(db)
+        db.conn.execute("BEGIN IMMEDIATE")
+        db.conn.execute("DROP TABLE IF EXISTS main.reads")
+        db.conn.execute("DROP TABLE IF EXISTS main.passages")
+        db.conn.execute("DELETE FROM main.events WHERE kind IN ('read', 'passage')")
+        db.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (RECORD_MIGRATION, time.time()))
+        db.conn.execute("COMMIT")
+
+
+def _made_at(event: Event) -> float:
+    """When the edge made a hit, gap or outcome event (where to look for a read with the same identity)."""
+    if isinstance(event, EdgeHit):
+        return event.raised_at
+    if isinstance(event, Gap):
+        return event.dropped_at
+    if isinstance(event, AlertOutcome):
+        return event.acknowledged_at
+    raise TypeError(type(event).__name__)
 
 
 class Outcome(msgspec.Struct):
@@ -129,6 +158,8 @@ class Outcome(msgspec.Struct):
 
     inserted: bool
     dead_letter: str | None = None
+    seen_before: bool = False
+    """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +173,17 @@ class Counts:
 class HubStore:
     """Write side (one writer thread) and read side (short-lived connections) of the hub record."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, record_dir: str | Path | None = None, utc_offset: str = "+08:00",
+                 attached_max: int = 4) -> None:
         self.path = Path(path)
-        self._writer = SqlWriter(self.path, name="hub-store", setup=migrate)
+        self.record = SqliteReadStore(record_dir if record_dir is not None else self.path.parent / "record",
+                                      utc_offset=utc_offset, attached_max=attached_max)
+        self._writer = SqlWriter(self.path, name="hub-store", setup=self._setup)
+        self.record.bind(self._writer)
+
+    def _setup(self, db: sqlite_utils.Database) -> None:
+        self.record.start(db)
+        migrate(db, self.record)
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,32 +204,24 @@ class HubStore:
         return await self._writer.run(job)
 
     # -- write helpers, called inside writer jobs ----------------------------------------------
-    @staticmethod
-    def insert_event(db: sqlite_utils.Database, checkpoint: str, epoch: int, event: Event,
+    def insert_event(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, event: Event,
                      edge_sent_at: float, received_at: float) -> Outcome:
         """Insert idempotently; a reused identity with other content comes back as a dead letter."""
-        kind = _KINDS[type(event)]
+        if isinstance(event, PlateRead | Passage):
+            stored = self.record.insert(db, checkpoint, epoch, event, edge_sent_at, received_at)
+            return Outcome(inserted=stored.inserted, dead_letter=stored.conflict, seen_before=stored.seen_before)
         d = digest(event)
-        cur = db.conn.execute(
-            "INSERT OR IGNORE INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
-            (checkpoint, epoch, event.seq, kind, d, received_at))
-        if cur.rowcount == 0:
-            (existing,) = db.conn.execute(
-                "SELECT digest FROM events WHERE checkpoint=? AND epoch=? AND seq=?",
-                (checkpoint, epoch, event.seq)).fetchone()
-            if existing == d:
-                return Outcome(inserted=False)
-            return Outcome(inserted=False, dead_letter=(
-                f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"))
-        if isinstance(event, PlateRead):
-            db.conn.execute(
-                """INSERT INTO reads (checkpoint, epoch, seq, camera_id, camera_event_id, captured_at, edge_sent_at,
-                received_at, plate, plate_raw, plate_valid, plate_problem, no_plate, colour, vehicle_type, confidence,
-                lane, direction) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (checkpoint, epoch, event.seq, event.camera_id, event.camera_event_id, event.captured_at,
-                 edge_sent_at, received_at, event.plate, event.plate_raw, event.plate_valid, event.plate_problem,
-                 event.no_plate, event.colour, event.vehicle_type, event.confidence, event.lane, event.direction))
-        elif isinstance(event, EdgeHit):
+        taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
+        row = db.conn.execute("SELECT digest FROM events WHERE checkpoint=? AND epoch=? AND seq=?",
+                              (checkpoint, epoch, event.seq)).fetchone()
+        if row is not None:
+            return Outcome(inserted=False) if row[0] == d else Outcome(inserted=False, dead_letter=taken)
+        if self.record.identity_taken(db, checkpoint, epoch, event.seq, near=_made_at(event)):
+            return Outcome(inserted=False, dead_letter=taken)
+        db.conn.execute(
+            "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
+            (checkpoint, epoch, event.seq, _KINDS[type(event)], d, received_at))
+        if isinstance(event, EdgeHit):
             db.conn.execute(
                 """INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score,
                 explanation, feed_version, matcher_version, raised_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
@@ -212,13 +243,6 @@ class HubStore:
                 alert_raised_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)""",
                 (checkpoint, epoch, event.seq, event.alert_id, event.outcome, event.note, event.officer,
                  event.acknowledged_at, event.alert_raised_at, received_at))
-        elif isinstance(event, Passage):
-            db.conn.execute(
-                """INSERT INTO passages (checkpoint, epoch, seq, plate, no_plate, colour, vehicle_type, first_seen,
-                last_seen, best_seq, read_seqs, cameras, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (checkpoint, epoch, event.seq, event.plate, event.no_plate, event.colour, event.vehicle_type,
-                 event.first_seen, event.last_seen, event.best_seq, _encoder.encode(event.read_seqs).decode(),
-                 _encoder.encode(event.cameras).decode(), received_at))
         return Outcome(inserted=True)
 
     @staticmethod
@@ -260,12 +284,20 @@ class HubStore:
             db.conn.close()
 
     def counts(self) -> Counts:
-        def q(db: sqlite_utils.Database) -> Counts:
+        def q(db: sqlite_utils.Database) -> tuple[int, int]:
             one = lambda sql: db.conn.execute(sql).fetchone()[0]  # noqa: E731
-            return Counts(one("SELECT count(*) FROM reads"), one("SELECT count(*) FROM passages"),
-                          one("SELECT count(*) FROM alerts"), one("SELECT count(*) FROM dead_letters"))
+            return one("SELECT count(*) FROM alerts"), one("SELECT count(*) FROM dead_letters")
 
-        return self.read(q)
+        alerts, dead = self.read(q)
+        record = self.record.counts()
+        return Counts(record.reads, record.passages, alerts, dead)
+
+    def record_counts(self) -> RecordCounts:
+        return self.record.counts()
+
+    def purge_before(self, cutoff: dt.date) -> list[dt.date]:
+        """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
+        return self.record.purge_before(cutoff)
 
     def undispatched_alerts(self) -> list[Alert]:
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(

@@ -40,6 +40,8 @@ LIST_WRITERS = roles("watchlist_manager", "admin")
 OPERATIONS = roles("commander", "admin")
 AUDITORS = roles("auditor", "admin")
 ADMINS = roles("admin")
+#: Who may search the record of reads (with a reason, audited).
+SEARCHERS = roles("commander", "analyst", "admin")
 #: The name of the session the shared access code opens (not an account: spaces are not allowed there).
 ACCESS_CODE_PRINCIPAL = "access code"
 TOKEN_PREFIX = "cdt_"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
+import logging
+import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,15 +29,23 @@ from runtime.web import (
 )
 
 from . import audit, keys, web_lists
+from .readstore import PatternError
 from .users import (
     ACCESS_CODE_PRINCIPAL,
     ADMINS,
     AUDITORS,
     COVERT_ROLES,
     OPERATIONS,
+    SEARCHERS,
     STAFF,
     Directory,
 )
+
+log = logging.getLogger(__name__)
+MAX_REASON_CHARS = 200
+#: Reads older than this many days are searched only by these roles (UK ANPR practice), with a reason.
+OLD_DATA_DAYS = 90
+OLD_DATA_ROLES = frozenset({"commander", "admin"})
 
 STATIC = Path(__file__).with_name("static")
 
@@ -53,6 +65,7 @@ POLICY: dict[str, Rule] = {
     "users": ADMINS,
     "user_add": ADMINS,
     "user_change": ADMINS,
+    "reads": SEARCHERS,
     "live": STAFF,
     "metrics": Access.METRICS,
     "openapi": Access.PUBLIC,
@@ -200,6 +213,68 @@ async def audit_export(request: web.Request) -> web.Response:
                         headers={"Content-Disposition": 'attachment; filename="cordon-audit.csv"'})
 
 
+def _moment(text: str | None, name: str, default: float) -> float:
+    """Unix seconds or ISO 8601 with an offset."""
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise json_error(web.HTTPBadRequest, f"{name} must be unix seconds or ISO 8601 with an offset") from None
+        if moment.tzinfo is None:
+            raise json_error(web.HTTPBadRequest, f"{name} needs a UTC offset (e.g. +08:00)") from None
+        value = moment.timestamp()
+    if not math.isfinite(value):
+        raise json_error(web.HTTPBadRequest, f"{name} must be a finite time")
+    return value
+
+
+async def reads(request: web.Request) -> web.Response:
+    """Search the record: ``?plate=`` (exact) or ``?pattern=`` (``*`` any run, ``?`` one character),
+    within ``since``..``until`` (default the last day), with a ``reason`` that is logged."""
+    q, app = request.query, request.app
+    plate, pattern = q.get("plate", "").strip(), q.get("pattern", "").strip()
+    if bool(plate) == bool(pattern):
+        raise json_error(web.HTTPBadRequest, "give exactly one of plate (exact) and pattern (partial, * and ?)")
+    reason = q.get("reason", "").strip()
+    if not reason:
+        raise json_error(web.HTTPBadRequest, "reason is required: every search of the record is logged with it")
+    if len(reason) > MAX_REASON_CHARS:
+        raise json_error(web.HTTPBadRequest, f"reason is longer than {MAX_REASON_CHARS} characters")
+    until = _moment(q.get("until"), "until", time.time())
+    since = _moment(q.get("since"), "since", until - 86400)
+    if since > until:
+        raise json_error(web.HTTPBadRequest, "since is after until")
+    max_days = app[keys.SETTINGS].record.search_max_days
+    if until - since > max_days * 86400:
+        raise json_error(web.HTTPBadRequest, f"a search spans at most {max_days} days")
+    limit = _limit(request, 500)
+    record = app[keys.STORE].record
+    principal = principal_of(request)
+    if since < time.time() - OLD_DATA_DAYS * 86400 and (principal is None or principal.role not in OLD_DATA_ROLES):
+        raise json_error(web.HTTPForbidden, f"records older than {OLD_DATA_DAYS} days need a commander's role",
+                         allowed=sorted(OLD_DATA_ROLES))
+    actor, role = (principal.name, principal.role) if principal else ("?", "")
+    await app[keys.STORE].run(lambda db: audit.append(
+        db, actor, role, "record.search", target=plate or pattern, reason=reason,
+        detail={"kind": "plate" if plate else "pattern", "since": round(since), "until": round(until)}))
+    log.info("record search by %s: %s=%r since=%s until=%s reason=%r",
+             principal.name if principal else "?", "plate" if plate else "pattern", plate or pattern,
+             round(since), round(until), reason)
+    try:
+        if plate:
+            found = await asyncio.to_thread(record.search_exact, plate, since, until, limit)
+        else:
+            found = await asyncio.to_thread(record.search_pattern, pattern, since, until, limit)
+    except PatternError as exc:
+        raise json_error(web.HTTPBadRequest, str(exc)) from None
+    return _json({"reads": found.reads, "truncated": found.truncated, "days_searched": found.days,
+                  "since": since, "until": until})
+
+
 async def live(request: web.Request) -> web.WebSocketResponse:
     """The console's live feed: recent alerts first, then alerts and checkpoint status as they come.
     Covert alerts reach only the roles allowed to see them."""
@@ -250,6 +325,10 @@ async def metrics(request: web.Request) -> web.Response:
             int(store.writer_error is None)),
         Metric("cordon_hub_watchlist_version", "gauge", "field feed version").add(wl.index.feed_version),
         Metric("cordon_hub_watchlist_entries", "gauge", "entries in the hub's index").add(len(wl)),
+        Metric("cordon_hub_record_days", "gauge", "days of plain reads held (one file each)").add(
+            len(await asyncio.to_thread(store.record.days))),
+        Metric("cordon_hub_record_days_purged_total", "counter", "days of plain reads purged since start").add(
+            len(app[keys.PURGED_DAYS])),
     ])
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
 
@@ -282,6 +361,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/audit", audit_trail, name="audit")
     app.router.add_get("/api/v1/audit/export", audit_export, name="audit_export")
     app.router.add_get("/api/v1/dead-letters", dead_letters, name="dead_letters")
+    app.router.add_get("/api/v1/reads", reads, name="reads")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")

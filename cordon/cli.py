@@ -292,6 +292,15 @@ def cmd_bench_kits(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_store(args: argparse.Namespace) -> int:
+    from .bench.store import run
+
+    result = run(args.reads, days=args.days, data=args.data, keep=args.keep, queries=args.queries,
+                 workers=args.workers)
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
 def _kit_catalogue(extra: list[str] | None):  # the shipped catalogue, then a province's files on top
     from edge.kits.catalogue import load_catalogue
 
@@ -436,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalogue", default=str(Path(__file__).resolve().parent / "data" / "kits.toml"))
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_kits)
+    p = bsub.add_parser("store", help="the record at scale: fill day files, search, purge a day under ingest")
+    p.add_argument("--reads", type=int, default=20_000_000, help="reads to fill")
+    p.add_argument("--days", type=int, default=7, help="days they span (ending today)")
+    p.add_argument("--data", default=None, help="folder for the record (default: a new one under /tmp)")
+    p.add_argument("--keep", action="store_true", help="keep the folder afterwards")
+    p.add_argument("--queries", type=int, default=300, help="queries of each kind")
+    p.add_argument("--workers", type=int, default=2, help="processes filling day files")
+    p.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p.set_defaults(func=cmd_bench_store)
     return parser
 
 

@@ -120,7 +120,8 @@ async def test_logins_and_exports_are_in_the_audit_trail(client):
     assert resp.status == 401
     await login(client.session, str(client.make_url("")), "246810")
     records = (await (await client.get("/api/v1/audit")).json())["records"]
-    assert [r["action"] for r in records[:2]] == ["login", "login.failed"]
+    logins = [r["action"] for r in records if r["action"].startswith("login")]
+    assert logins[:2] == ["login", "login.failed"]
     resp = await client.get("/api/v1/audit/export")
     assert resp.status == 200
     text = (await resp.read()).decode("utf-8-sig")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import statistics
 import time
 
@@ -12,6 +11,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central.readstore import SqliteReadStore
 from tests.support import edge_service, get_json, hub_service, login, next_frame, running, session, until
 
 pytestmark = pytest.mark.system
@@ -40,9 +40,9 @@ def system(tmp_path, mosquitto, watchlist):
         yield hub, e1, e2
 
 
-def stored_reads(hub) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(f"file:{hub.workdir / 'data' / 'hub.db'}?mode=ro", uri=True) as db:
-        return db.execute("SELECT checkpoint, camera_event_id, seq FROM reads").fetchall()
+def stored_reads(hub) -> list[tuple[str, str | None, int]]:
+    record = SqliteReadStore(hub.workdir / "data" / "record")
+    return [(r.checkpoint, r.camera_event_id, r.seq) for day in record.days() for r in record.iter_reads(day)]
 
 
 async def push(session, edge, camera, token, body):

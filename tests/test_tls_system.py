@@ -20,6 +20,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central.readstore import SqliteReadStore
 from protocols.messages import SCHEMA_VERSION, CheckpointStatus, EventBatch, PlateRead, encode
 from tests.support import Mosquitto, Ring, edge_service, get_json, hub_service, login, running, session, until
 
@@ -59,6 +60,12 @@ def tls_system(tmp_path, ring, broker):
     edge.start()
     with running(hub, edge):
         yield hub, edge
+
+
+def hub_reads(hub) -> list:
+    """Every read in the hub's record (its day files), through the store's own interface."""
+    record = SqliteReadStore(hub.workdir / "data" / "record")
+    return [r for day in record.days() for r in record.iter_reads(day)]
 
 
 def hub_rows(hub, sql: str) -> list[tuple]:
@@ -147,7 +154,7 @@ async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
             async with http.post(f"{edge.base}/api/v1/cameras/cam1/reads", headers={"X-Camera-Token": "t1"},
                                  json={"plate": f"鲁B{i:05d}", "event_id": f"tls-{i}"}) as resp:
                 assert resp.status == 200, await resp.text()
-        await until(lambda: len(hub_rows(hub, "SELECT seq FROM reads WHERE checkpoint = 'SD-DZ-001'")) == 20,
+        await until(lambda: len([r for r in hub_reads(hub) if r.checkpoint == "SD-DZ-001"]) == 20,
                     timeout=30, what="reads stored by the hub")
 
         async def drained():
@@ -204,9 +211,9 @@ async def test_a_checkpoint_cannot_publish_or_read_for_another(tls_system, ring,
                                               sent_at=time.time(), epoch=7)))
         # Then an honest batch on its own topic, after the others on the same connection.
         rogue.publish("cordon/v1/cp/SD-LY-001/events", batch("SD-LY-001", "marker-cam"))
-        await until(lambda: hub_rows(hub, "SELECT 1 FROM reads WHERE camera_id = 'marker-cam'"), timeout=30,
+        await until(lambda: [r for r in hub_reads(hub) if r.camera_id == "marker-cam"], timeout=30,
                     what="the honest batch stored")
-        assert hub_rows(hub, "SELECT count(*) FROM reads WHERE camera_id = 'forged-cam'") == [(0,)]
+        assert not [r for r in hub_reads(hub) if r.camera_id == "forged-cam"]
         letters = hub_rows(hub, "SELECT checkpoint, reason FROM dead_letters")
         assert len(letters) == 1, letters  # only the status: the forged events never reached the hub
         assert letters[0][0] == "SD-LY-001" and "differs from the topic" in letters[0][1]
