@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = HubStore(settings.data_path / "hub.db")
+    store = HubStore(settings.data_path / "hub.db", busy_timeout_s=settings.store.busy_timeout_s)
     console = Fanout()
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(client_max_size=settings.http.max_body_bytes,

@@ -92,6 +92,12 @@ class WebhookSettings(msgspec.Struct, **_STRICT):
     """After a restart, alerts this recent that the hook has no record of are sent again."""
 
 
+class StoreSettings(msgspec.Struct, **_STRICT):
+    busy_timeout_s: float = 30.0
+    """How long a commit waits for a write lock another process holds on hub.db before it fails
+    (nothing is acknowledged then, and the edges send again)."""
+
+
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -101,6 +107,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     clock: ClockSettings = msgspec.field(default_factory=ClockSettings)
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)

@@ -20,7 +20,7 @@ import sqlite_utils
 
 from protocols.messages import Alert, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
-from runtime.sqlwriter import SqlWriter, open_database
+from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
 from . import audit
 
@@ -131,9 +131,11 @@ class Counts:
 class HubStore:
     """Write side (one writer thread) and read side (short-lived connections) of the hub record."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
-        self._writer = SqlWriter(self.path, name="hub-store", setup=migrate)
+        # Another process holding the file's write lock (a backup, an operator's sqlite3 shell) makes a
+        # commit fail after this long; ingest then acknowledges nothing and the edges send again.
+        self._writer = SqlWriter(self.path, name="hub-store", setup=migrate, busy_timeout_s=busy_timeout_s)
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
