@@ -257,7 +257,15 @@ class EdgeUplink:
                     priority, seq = heapq.heappop(self._pending)
                     self._queued.discard(seq)
                     chosen.append((priority, seq))
-                bodies = await self.outbox.load([seq for _, seq in chosen])
+                try:
+                    bodies = await self.outbox.load([seq for _, seq in chosen])
+                except BaseException:
+                    # Cancelled because the connection died (or the read failed): the chosen events are
+                    # neither queued nor in flight now, so put them back or nothing would send them again.
+                    for item in chosen:
+                        heapq.heappush(self._pending, item)
+                        self._queued.add(item[1])
+                    raise
                 live = [(p, s) for p, s in chosen if s in bodies]  # the rest was acked meanwhile
                 if not live:
                     continue

@@ -37,3 +37,42 @@ async def test_a_broker_that_refuses_us_stops_the_uplink(tmp_path, aiohttp_clien
         assert "not authorized" in (uplink.last_error or "")
     finally:
         broker.stop()
+
+
+async def test_events_chosen_for_a_batch_are_not_forgotten_when_the_connection_dies_meanwhile(tmp_path):
+    """The fault suite's broker-kill case found a read left in the outbox for good: the sender had taken
+    it from the queue and was loading its body when the dying connection cancelled it."""
+    import asyncio
+    import sqlite3
+
+    import aiomqtt
+
+    from edge.outbox import PRIORITY_READ, OutboxStore
+    from edge.uplink import EdgeUplink
+    from protocols.messages import PlateRead
+
+    outbox = OutboxStore(tmp_path / "outbox.db")
+    outbox.start()
+    try:
+        read = PlateRead(seq=1, camera_id="c", captured_at=1.0, plate="鲁A12345", plate_raw="鲁A12345",
+                         plate_valid=True)
+        appended = await outbox.append([read], [PRIORITY_READ])
+
+        async def ignore(alert):
+            return None
+
+        uplink = EdgeUplink("SD-DZ-001", MqttSettings(), outbox, on_alert=ignore)
+        uplink.enqueue(appended.pending)
+        # Another connection's write lock makes the outbox's load wait, so the sender is caught inside it.
+        other = sqlite3.connect(tmp_path / "outbox.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        sender = asyncio.create_task(uplink._sender(aiomqtt.Client("127.0.0.1", 1)))
+        await until(lambda: uplink.queued == 0, timeout=5, what="the sender taking the event")
+        sender.cancel()
+        other.execute("ROLLBACK")
+        other.close()
+        with pytest.raises(asyncio.CancelledError):
+            await sender
+        assert uplink.queued == 1 and uplink.inflight == 0, "the event is queued again, to be sent"
+    finally:
+        outbox.stop()
