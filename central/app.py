@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
     store = HubStore(settings.data_path / "hub.db", utc_offset=settings.record.utc_offset,
-                     attached_max=settings.record.attached_max)
+                     attached_max=settings.record.attached_max, busy_timeout_s=settings.store.busy_timeout_s)
     console = Fanout()
     directory = Directory()
     sessions = Sessions(secrets.token_bytes(32))

@@ -124,6 +124,12 @@ class RecordSettings(msgspec.Struct, **_STRICT):
     """Longest time range one search of the record may span."""
 
 
+class StoreSettings(msgspec.Struct, **_STRICT):
+    busy_timeout_s: float = 30.0
+    """How long a commit waits for a write lock another process holds on hub.db before it fails
+    (nothing is acknowledged then, and the edges send again)."""
+
+
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -134,6 +140,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     record: RecordSettings = msgspec.field(default_factory=RecordSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)

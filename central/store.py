@@ -23,7 +23,7 @@ import sqlite_utils
 
 from protocols.messages import Alert, AlertOutcome, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
-from runtime.sqlwriter import SqlWriter, open_database
+from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
 from . import audit, users
 from .readstore import RecordCounts, SqliteReadStore, digest
@@ -174,11 +174,13 @@ class HubStore:
     """Write side (one writer thread) and read side (short-lived connections) of the hub record."""
 
     def __init__(self, path: str | Path, *, record_dir: str | Path | None = None, utc_offset: str = "+08:00",
-                 attached_max: int = 4) -> None:
+                 attached_max: int = 4, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.record = SqliteReadStore(record_dir if record_dir is not None else self.path.parent / "record",
                                       utc_offset=utc_offset, attached_max=attached_max)
-        self._writer = SqlWriter(self.path, name="hub-store", setup=self._setup)
+        # Another process holding the file's write lock (a backup, an operator's sqlite3 shell) makes a
+        # commit fail after this long; ingest then acknowledges nothing and the edges send again.
+        self._writer = SqlWriter(self.path, name="hub-store", setup=self._setup, busy_timeout_s=busy_timeout_s)
         self.record.bind(self._writer)
 
     def _setup(self, db: sqlite_utils.Database) -> None:

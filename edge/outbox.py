@@ -134,13 +134,11 @@ class OutboxStore:
         pending, self._initial = self._initial, []
         return pending
 
-    async def append(self, events: Sequence[Event], priorities: Sequence[int],
-                     promote: Sequence[int] = ()) -> Appended:
+    async def append(self, events: Sequence[Event], priorities: Sequence[int]) -> Appended:
         """Give each event its sequence number and commit it (dropping old plain reads past the quota).
 
-        ``promote`` names reads that caused a hit: they move up to hit priority in the same commit,
-        so they replay first and are never dropped.
-        """
+        A read that caused a hit comes at hit priority (the edge matches before it commits), so it
+        replays first and is never dropped."""
 
         def job(db: sqlite_utils.Database) -> Appended:
             numbered: list[Event] = []
@@ -158,9 +156,6 @@ class OutboxStore:
                 added += len(body)
             db.conn.executemany(
                 "INSERT INTO outbox (seq, priority, created_at, kind, body) VALUES (?, ?, ?, ?, ?)", rows)
-            if promote:
-                db.conn.executemany("UPDATE outbox SET priority = ? WHERE seq = ? AND priority > ?",
-                                    [(PRIORITY_HIT, seq, PRIORITY_HIT) for seq in promote])
             # Remember the high-water mark even after the rows are acknowledged and deleted.
             db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
                             (str(self._next_seq - 1),))

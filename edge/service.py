@@ -12,6 +12,7 @@ from datetime import datetime
 
 from protocols import plates
 from protocols.alerting import alert_for, rule_alert
+from protocols.matching import Hit
 from protocols.messages import Alert, AlertOutcome, CameraRead, EdgeHit, Event, Passage, PlateRead
 from runtime.fanout import Fanout
 
@@ -145,15 +146,19 @@ class EdgeService:
         except ReadRejected:
             health.errors += 1
             raise
-        (numbered,) = await self._commit([event], [PRIORITY_READ])
+        # Match before the commit: a read that hits must be committed at hit priority in the first place.
+        # Committed as a plain read and promoted later, it could be dropped at the outbox quota in between
+        # (another camera's commit makes room), and the hub would get the hit without its read.
+        hits = self._match(event)
+        (numbered,) = await self._commit([event], [PRIORITY_HIT if hits else PRIORITY_READ])
         assert isinstance(numbered, PlateRead)
         health.reads += 1
         health.last_read_at = health.last_seen_at = now
         health.recent.append(now)
         self.reads_total += 1
         self.live.publish({"type": "read", "read": _read_frame(numbered)})
-        if self.mirror is not None and not numbered.no_plate:
-            await self._match_locally(numbered, now)
+        if hits:
+            await self._alert_locally(numbered, hits, now)
         if numbered.no_plate and self.no_plate_alert:
             await self.on_alert(rule_alert(
                 self.checkpoint, self.outbox.epoch, numbered, rule_id=NO_PLATE_RULE, name="无牌车 no readable plate",
@@ -164,13 +169,16 @@ class EdgeService:
             await self._commit_passages(closed)
         return numbered
 
-    async def _match_locally(self, read: PlateRead, now: float) -> None:
+    def _match(self, read: PlateRead) -> list[Hit]:
+        """The read's hits against the local watchlist mirror (none without a mirror or a plate)."""
+        if self.mirror is None or read.no_plate:
+            return []
+        return self.mirror.match(read.plate, now=read.captured_at, colour=read.colour,
+                                 vehicle_type=read.vehicle_type)
+
+    async def _alert_locally(self, read: PlateRead, hits: list[Hit], now: float) -> None:
         """Alert this checkpoint's tablets from the local mirror, uplink or not; tell the hub (a hit event)."""
         assert self.mirror is not None
-        hits = self.mirror.match(read.plate, now=read.captured_at, colour=read.colour,
-                                 vehicle_type=read.vehicle_type)
-        if not hits:
-            return
         events: list[Event] = []
         alerts: list[Alert] = []
         for hit in hits:
@@ -186,8 +194,7 @@ class EdgeService:
                                   matcher_version=hit.matcher_version, raised_at=now))
         for alert in alerts:  # the tablets first: they must not wait for a disk write
             await self.on_alert(alert)
-        # The read that hit moves up with its hits: it replays first and is never dropped for space.
-        await self._commit(events, [PRIORITY_HIT] * len(events), promote=[read.seq])
+        await self._commit(events, [PRIORITY_HIT] * len(events))
         self.local_hits += len(events)
 
     async def expire_passages(self) -> None:
@@ -204,9 +211,8 @@ class EdgeService:
         await self._commit(closed, [PRIORITY_PASSAGE] * len(closed))
         self.passages_total += len(closed)
 
-    async def _commit(self, events: Sequence[Event], priorities: list[int],
-                      promote: Sequence[int] = ()) -> list[Event]:
-        appended = await self.outbox.append(events, priorities, promote)
+    async def _commit(self, events: Sequence[Event], priorities: list[int]) -> list[Event]:
+        appended = await self.outbox.append(events, priorities)
         self._enqueue(appended.pending)
         return appended.events
 

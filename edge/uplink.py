@@ -20,6 +20,7 @@ from enum import StrEnum
 
 import aiomqtt
 import msgspec
+from aiomqtt.exceptions import MqttConnectError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols import signing, topics
@@ -45,6 +46,19 @@ log = logging.getLogger(__name__)
 #: CONNACK codes that retrying cannot fix (MQTT 3.1.1 codes, and the MQTT 5 codes paho maps them to).
 _REFUSED_FOR_GOOD = {4: "bad user name or password", 5: "not authorized",
                      134: "bad user name or password", 135: "not authorized"}
+
+
+def refused_for_good(exc: aiomqtt.MqttError) -> str | None:
+    """Why the broker refused us for good, or None when retrying may help.
+
+    Only a refused CONNECT counts. Other errors carry paho's own client codes, which overlap the
+    CONNACK codes: a publish on a connection that just died fails with MQTT_ERR_NO_CONN (4), which
+    must not be read as CONNACK 4 (bad user name or password) and end the uplink for good.
+    """
+    if not isinstance(exc, MqttConnectError):
+        return None
+    code = exc.rc if isinstance(exc.rc, int) else int(getattr(exc.rc, "value", 0))
+    return _REFUSED_FOR_GOOD.get(code)
 
 
 class UplinkState(StrEnum):
@@ -153,15 +167,13 @@ class EdgeUplink:
                     delay = self.config.reconnect_min_s
                     log.info("uplink connected to %s", self.config.url)
                     await self._serve(client)
-            except aiomqtt.MqttCodeError as exc:
-                code = exc.rc if isinstance(exc.rc, int) else int(getattr(exc.rc, "value", 0))
-                if code in _REFUSED_FOR_GOOD:
+            except aiomqtt.MqttError as exc:
+                refusal = refused_for_good(exc)
+                if refusal is not None:
                     self.state = UplinkState.REFUSED
-                    self.last_error = f"broker refused the connection: {_REFUSED_FOR_GOOD[code]}"
+                    self.last_error = f"broker refused the connection: {refusal}"
                     log.error("uplink: %s; not retrying, fix the [mqtt] credentials", self.last_error)
                     raise UplinkRefused(self.last_error) from None
-                self._lost(exc)
-            except aiomqtt.MqttError as exc:
                 self._lost(exc)
             finally:
                 self._client = None
@@ -263,7 +275,15 @@ class EdgeUplink:
                     priority, seq = heapq.heappop(self._pending)
                     self._queued.discard(seq)
                     chosen.append((priority, seq))
-                bodies = await self.outbox.load([seq for _, seq in chosen])
+                try:
+                    bodies = await self.outbox.load([seq for _, seq in chosen])
+                except BaseException:
+                    # Cancelled because the connection died (or the read failed): the chosen events are
+                    # neither queued nor in flight now, so put them back or nothing would send them again.
+                    for item in chosen:
+                        heapq.heappush(self._pending, item)
+                        self._queued.add(item[1])
+                    raise
                 live = [(p, s) for p, s in chosen if s in bodies]  # the rest was acked meanwhile
                 if not live:
                     continue

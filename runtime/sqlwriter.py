@@ -51,14 +51,19 @@ class NeedsPreparation(Exception):  # noqa: N818 - a request, not an error
 _Item = tuple[Job, "Future[Any]", bool]
 
 
-def open_database(path: str | Path, *, synchronous: str = "FULL") -> sqlite_utils.Database:
+#: How long a write waits for a lock another connection holds before it fails (``database is locked``).
+BUSY_TIMEOUT_S = 30.0
+
+
+def open_database(path: str | Path, *, synchronous: str = "FULL",
+                  busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
     """Open a SQLite file in WAL mode with the durability this project expects."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True, timeout=30)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True, timeout=busy_timeout_s)
     db = sqlite_utils.Database(conn)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     return db
 
 
@@ -66,10 +71,11 @@ class SqlWriter:
     """Owns the write connection of one SQLite file; run jobs on it with group commit."""
 
     def __init__(self, path: str | Path, *, name: str, synchronous: str = "FULL",
-                 setup: Job | None = None) -> None:
+                 setup: Job | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.name = name
         self._synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
         self._setup = setup
         self._jobs: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -112,7 +118,7 @@ class SqlWriter:
 
     def _main(self, ready: Future[None]) -> None:
         try:
-            db = open_database(self.path, synchronous=self._synchronous)
+            db = open_database(self.path, synchronous=self._synchronous, busy_timeout_s=self._busy_timeout_s)
             if self._setup is not None:
                 with db.conn:
                     self._setup(db)

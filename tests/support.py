@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -9,7 +10,9 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from central.readstore import SqliteReadStore
 from cordon.bench import _procs as procs
 from cordon.bench._procs import BrokerTls, free_port, write_toml
 from cordon.pki import Pki
@@ -42,6 +46,10 @@ class Mosquitto(procs.Mosquitto):
         super().start()
         wait_port(self.port)
         return self
+
+    def restart(self) -> Mosquitto:
+        """Start again on the same port and folder (after ``kill()`` or ``stop()``)."""
+        return self.start()
 
 
 @dataclass
@@ -244,3 +252,131 @@ def session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
     with ``ssl_context`` it verifies HTTPS servers with it."""
     connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context is not None else None
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector)
+
+
+def stored_camera_event_ids(hub_data_dir: Path) -> Counter[str]:
+    """How many times each camera ``event_id`` is in the hub's record of reads.
+
+    The one place tests read the layout of the hub's store (read-only): a test that wants to know
+    whether a read is in the record exactly once asks this, so a new layout changes only this helper.
+    """
+    record = SqliteReadStore(Path(hub_data_dir) / "record")
+    return Counter(r.camera_event_id for day in record.days() for r in record.iter_reads(day)
+                   if r.camera_event_id is not None)
+
+
+async def scrape(http: aiohttp.ClientSession, base: str, token: str) -> dict[str, float]:
+    """A service's /metrics as {sample name with labels: value} (Prometheus text, read with its token)."""
+    async with http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 200, f"{base}/metrics: {resp.status} {await resp.text()}"
+        text = await resp.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def broker_sys_value(port: int, topic: str, timeout: float = 10.0) -> float:
+    """One number from a broker's ``$SYS`` tree (retained, refreshed every ``sys_interval``)."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        got.append(bytes(message.payload))
+        arrived.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sys-reader-{time.monotonic_ns()}",
+                         protocol=paho.MQTTv311)
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        if not arrived.wait(timeout):
+            raise TimeoutError(f"the broker published no {topic} within {timeout}s")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return float(got[0])
+
+
+class UplinkCut:
+    """A TCP relay between an edge and its broker that a test can cut like a cable.
+
+    Cut, it forwards nothing and closes nothing: the edge and the broker each notice only when their
+    MQTT keepalive runs out, as with a real line down. New connections are accepted and left silent.
+    Restored, every connection that lived through the cut is reset (the line's state is gone after an
+    outage) and new ones are forwarded again.
+    """
+
+    def __init__(self, broker_port: int) -> None:
+        self.broker_port = broker_port
+        self.port = free_port()
+        self.is_cut = False
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> UplinkCut:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        return self
+
+    def cut(self) -> None:
+        self.is_cut = True
+
+    def restore(self) -> None:
+        self.is_cut = False
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    async def close(self) -> None:
+        self.restore()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._open.add(writer)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            if self.is_cut:
+                while await reader.read(65536):
+                    pass  # the line is down: what the edge sends goes nowhere
+                return
+            up_reader, upstream = await asyncio.open_connection("127.0.0.1", self.broker_port)
+            self._open.add(upstream)
+            await asyncio.gather(self._pipe(reader, upstream), self._pipe(up_reader, writer))
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for w in (writer, upstream):
+                if w is not None:
+                    self._open.discard(w)
+                    w.transport.abort()
+            self._tasks.discard(task)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                if self.is_cut:
+                    continue
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.transport.abort()

@@ -136,3 +136,34 @@ async def test_manual_plate_check_uses_the_local_mirror(client):
     assert hit["entry_plate"] == "鲁Q8K2L1" and hit["kind"] == "equivalent" and hit["list_name"] == "涉毒"
     assert (await (await client.get("/api/v1/check", params={"plate": "鲁B00000"})).json())["hits"] == []
     assert (await client.get("/api/v1/check")).status == 400
+
+
+async def test_a_read_that_hits_is_never_dropped_at_the_outbox_quota(tmp_path, dead_broker_url):
+    """The fault suite's case 5 found it: a watched read committed as a plain read and promoted only with
+    its hit was dropped in between, when the outbox was full of what it may not drop."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from edge import keys
+    from edge.outbox import PRIORITY_HIT
+    from edge.settings import OutboxSettings
+    from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
+    from protocols.matching import Entry, Watchlist
+    from protocols.messages import PlateRead
+
+    app = create_app(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
+                                  mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+                                  cameras=[CameraSettings(id="lane1", token="cam-secret")],
+                                  outbox=OutboxSettings(max_bytes=2000)))
+    async with TestClient(TestServer(app)) as client:
+        await app[keys.MIRROR].apply_delta(FeedDelta(v=1, version=1, changes=[
+            ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+            EntryUpsert(entry=Entry(entry_id="drugs:鲁Q8K2L1", list_id="drugs", plate="鲁Q8K2L1"))]))
+        outbox = app[keys.OUTBOX]
+        keep = [PlateRead(seq=1, camera_id="x", captured_at=1.0, plate="鲁A12345", plate_raw="鲁A12345",
+                          plate_valid=True)] * 12
+        await outbox.append(keep, [PRIORITY_HIT] * len(keep))  # over the quota, nothing it may drop
+        resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM, json={"plate": "鲁Q8K2L1"})
+        assert resp.status == 200
+        seq = (await resp.json())["seq"]
+        assert (await outbox.load([seq])).get(seq), "the read that hit was dropped"
+        assert (await outbox.stats()).dropped_total == 0

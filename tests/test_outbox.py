@@ -103,9 +103,9 @@ async def test_quota_drops_oldest_plain_reads_only_and_reports_the_gap(tmp_path)
     try:
         size = len((await box.load([(await box.append([read()], [PRIORITY_READ])).events[0].seq])) [1])
         box.max_bytes = size * 10  # room for about ten reads
-        # seq 2: a read that hit (promoted with its hit, seq 3); seq 4: a passage; then plain reads
-        await box.append([read("鲁Q8K2L1")], [PRIORITY_READ])
-        await box.append([hit(2)], [PRIORITY_HIT], promote=[2])
+        # seq 2: a read that hit (committed at hit priority), seq 3 its hit; seq 4: a passage; then plain reads
+        await box.append([read("鲁Q8K2L1")], [PRIORITY_HIT])
+        await box.append([hit(2)], [PRIORITY_HIT])
         passage = Passage(seq=1, plate="鲁A12345", first_seen=1.0, last_seen=2.0, best_seq=1, read_seqs=[1], cameras=["c"])
         await box.append([passage], [PRIORITY_PASSAGE])
         gaps: list[Gap] = []

@@ -132,6 +132,9 @@ class Mosquitto:
     port: int = field(default_factory=free_port)
     max_queued_messages: int = 10_000
     persistence: bool = False
+    #: Seconds between saves of the persistence file (Mosquitto's default is 1800): a broker killed
+    #: with SIGKILL keeps only what it saved, so tests of a crash with persistence make this short.
+    autosave_interval_s: int | None = None
     extra_config: str = ""
     tls: BrokerTls | None = None
     proc: subprocess.Popen[bytes] | None = None
@@ -155,6 +158,8 @@ class Mosquitto:
             "log_type error", "log_type warning", "log_type notice",
             "sys_interval 1",
         ]
+        if self.persistence and self.autosave_interval_s is not None:
+            lines.append(f"autosave_interval {self.autosave_interval_s}")
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise Mosquitto drops to a user that cannot write our folder
         return "\n".join(lines) + "\n" + self.extra_config
