@@ -72,6 +72,11 @@ MIGRATIONS: list[list[str]] = [
             matcher_version TEXT NOT NULL, raised_at REAL NOT NULL, PRIMARY KEY (checkpoint, epoch, seq))""",
         "CREATE INDEX edge_hits_read ON edge_hits (checkpoint, epoch, read_seq)",
     ],
+    # 3: ingest looks a read up by its identity (reconciling edge hits) for every read and hit it stores;
+    # without this index each lookup scanned the whole reads table, so ingest slowed as the record grew
+    [
+        "CREATE INDEX IF NOT EXISTS reads_identity ON reads (checkpoint, epoch, seq)",
+    ],
 ]
 
 _encoder = msgspec.json.Encoder()
