@@ -102,6 +102,7 @@ class Mosquitto:
             f"log_dest file {self.workdir}/mosquitto.log",
             "log_type error", "log_type warning", "log_type notice",
             "sys_interval 1",
+            "set_tcp_nodelay true",  # as deploy/mosquitto/mosquitto.conf
         ]
         if os.geteuid() == 0:
             lines.append("user root")  # otherwise Mosquitto drops to a user that cannot write our folder
