@@ -31,6 +31,7 @@ import multiprocessing as mp
 import os
 import platform
 import secrets
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -149,6 +150,12 @@ def _plate_reads(prefix: str, plates: Sequence[str], first_seq: int = 1) -> list
             for i, p in enumerate(plates)]
 
 
+def _send_at_once(client: Any, userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY, as the edge uplink sets it (see EdgeUplink), so packets never wait for a delayed ACK."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class SimEdge:
     """One simulated checkpoint: its own paho connection, its batches, the uplink's in-flight window."""
 
@@ -168,6 +175,7 @@ class SimEdge:
                                   protocol=paho.MQTTv311)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
+        self.client.on_socket_open = _send_at_once
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.connected = threading.Event()
@@ -335,6 +343,7 @@ def raw_subscriber_main(conn: Connection, port: int, expected_messages: int, tim
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-drain", clean_session=True,
                          protocol=paho.MQTTv311)
     client.on_message = on_message
+    client.on_socket_open = _send_at_once  # its PUBACKs must not wait either: the raw drain is the best case
     client.on_subscribe = lambda *a: subscribed.set()
     client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{RAW_PREFIX}/cp/+/{topics.TopicKind.EVENTS.value}",
                                                           qos=1)
