@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_sync)
     p = bsub.add_parser("e2e", help="load and latency end to end: raw drain vs hub ingest, alert latency, replay")
-    p.add_argument("--reads", type=int, default=400_000, help="reads in the ingest phase")
+    p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
     p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
     p.add_argument("--backlog", type=int, default=200_000, help="events in the edge's outbox for the replay")
     p.add_argument("--entries", type=int, default=1_000_000, help="watchlist entries loaded in the hub")

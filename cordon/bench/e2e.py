@@ -743,7 +743,7 @@ async def _run(reads: int, hits: int, backlog: int, entries: int, seed: int, kee
     return result
 
 
-def run(reads: int = 400_000, hits: int = 1000, backlog: int = 200_000, *, entries: int = WATCHLIST_ENTRIES,
+def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entries: int = WATCHLIST_ENTRIES,
         seed: int = 5, keep: str | None = None) -> dict[str, Any]:
     """Run every phase (see the module doc) and return one JSON-ready dict."""
     global _started
@@ -809,7 +809,7 @@ def run(reads: int = 400_000, hits: int = 1000, backlog: int = 200_000, *, entri
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--reads", type=int, default=400_000)
+    parser.add_argument("--reads", type=int, default=600_000)
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--entries", type=int, default=WATCHLIST_ENTRIES)
