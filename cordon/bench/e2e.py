@@ -536,6 +536,9 @@ async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token
     hit_plates = [rig.plates[i * step] for i in range(hits)]
     armed: dict[str, float] = {}
     arrived: dict[str, float] = {}
+    armed_wall: dict[str, float] = {}
+    at_hub: dict[str, float] = {}
+    http_s: list[float] = []
     ok_ids: list[str] = []
     failed: Counter[str] = Counter()
     all_arrived = asyncio.Event()
@@ -554,6 +557,8 @@ async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token
                 plate = frame["alert"]["plate_read"]
                 if plate in armed and plate not in arrived:
                     arrived[plate] = now - armed[plate]
+                    # the hub stamps raised_at when the read reaches it (same machine, same clock)
+                    at_hub[plate] = frame["alert"]["raised_at"] - armed_wall[plate]
                     if len(arrived) == hits:
                         all_arrived.set()
 
@@ -567,11 +572,13 @@ async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token
             async def push(i: int, plate: str) -> None:
                 event_id = f"hit:{i}"
                 armed[plate] = time.monotonic()  # the clock starts just before the POST
+                armed_wall[plate] = time.time()
                 async with http.post(f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
                                      headers={"X-Camera-Token": camera_token},
                                      json={"plate": plate, "event_id": event_id, "captured_at": time.time(),
                                            "lane": 1}) as resp:
                     await resp.read()
+                    http_s.append(time.monotonic() - armed[plate])
                     if resp.status == 200:
                         ok_ids.append(event_id)
                     else:
@@ -599,6 +606,12 @@ async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token
             "alert_latency_ms": {"p50": percentile_ms(latencies, 50), "p99": percentile_ms(latencies, 99),
                                  "max": round(max(latencies) * 1000, 1) if latencies else None,
                                  "count": len(latencies)},
+            "alert_latency_parts_ms": {
+                "camera_http_p50": percentile_ms(http_s, 50), "camera_http_p99": percentile_ms(http_s, 99),
+                "push_to_hub_p50": percentile_ms(list(at_hub.values()), 50),
+                "push_to_hub_p99": percentile_ms(list(at_hub.values()), 99),
+                "hub_to_console_p50": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 50),
+                "hub_to_console_p99": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 99)},
             "hits_pushed": hits, "hits_ok": len(ok_ids), "hits_failed": dict(failed),
             "alerts_missing": hits - len(latencies),
             "background_sent": bg_result["sent"], "background_ok": len(bg_ok),
@@ -698,11 +711,12 @@ async def _run(reads: int, hits: int, backlog: int, entries: int, seed: int, kee
         result["hub_load_s"] = loaded["hub_load_s"]
         result["watchlist_entries"] = loaded["entries"]
         rig = Rig(base, broker, hub, plates, console, feed_token, loaded["version"])
-        try:
-            result.update(await ingest_phase(rig, reads, BATCH, PUBLISHERS, EDGES_PER_PUBLISHER, seed))
-        except Exception as exc:
-            errors.append(f"ingest phase: {type(exc).__name__}: {exc}"[:2000])
-            _say(errors[-1])
+        if reads > 0:
+            try:
+                result.update(await ingest_phase(rig, reads, BATCH, PUBLISHERS, EDGES_PER_PUBLISHER, seed))
+            except Exception as exc:
+                errors.append(f"ingest phase: {type(exc).__name__}: {exc}"[:2000])
+                _say(errors[-1])
         tablet, camera_token = "tablet-bench", "camera-bench"
         edge = edge_process(base / "edge", "SD-BENCH-001", broker.url, hub_url=hub.base, feed_token=feed_token,
                             tablet_token=tablet, cameras={CAMERA_ID: camera_token})
