@@ -179,8 +179,7 @@ class SimEdge:
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.connected = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(topics.ack(checkpoint), qos=1),
-                                                        self.connected.set())
+        self.client.on_connect = self._on_connect
         self.client.connect(HOST, port, 60)
         self.client.loop_start()
         self._reset("hub")
@@ -198,6 +197,10 @@ class SimEdge:
         self.last_done = 0.0
 
     # paho thread
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        client.subscribe(topics.ack(self.checkpoint), qos=1)
+        self.connected.set()
+
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         if self.mode != "hub":
             return
@@ -811,7 +814,9 @@ def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entri
             "both clocks start at one instant every publisher waits for. The simulated edges send reads "
             "only (no passages). alert_latency_ms: from just before the camera's HTTP POST to a real "
             "`cordon edge` until the console WebSocket frame of the alert with that plate, hits paced at "
-            "hits_per_s while another process pushes background_reads_per_s unlisted reads to the same edge. "
+            "hits_per_s while another process pushes background_reads_per_s unlisted reads to the same edge; "
+            "alert_latency_parts_ms splits it at the camera's 200 and at the alert's raised_at (the hub's "
+            "receive time, same clock). "
             "replay_per_s: the edge is stopped, `backlog` reads are committed to its outbox through "
             "edge.outbox.OutboxStore (as after an outage), the edge is started again; the clock runs from its "
             "'uplink connected' log line (millisecond stamp) until GET /api/v1/status (polled every 0.1 s) "
