@@ -240,14 +240,17 @@ class Ingest:
         """Edge and hub hits on one read are one alert (same id). An edge hit the hub did not make
         itself (its lists differed at that moment) still becomes an alert: the officers saw it.
         ``near`` is about when the read was captured (it tells the record which day to look in)."""
-        stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
-        if stored is None:
-            return  # the read comes later (hits replay first); this runs again then
+        # Edge hits first: almost every read has none, and then the read need not be looked up at all.
         missing = db.conn.execute(
             "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
             "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
             "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL",
             (checkpoint, epoch, read_seq)).fetchall()
+        if not missing:
+            return
+        stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
+        if stored is None:
+            return  # the read comes later (hits replay first); this runs again then
         camera_id, captured_at, plate, lane, colour, vehicle_type = (
             stored.camera_id, stored.captured_at, stored.plate, stored.lane, stored.colour, stored.vehicle_type)
         for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:

@@ -292,6 +292,14 @@ def cmd_bench_kits(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from .bench.e2e import run
+
+    result = run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep)
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_bench_store(args: argparse.Namespace) -> int:
     from .bench.store import run
 
@@ -454,6 +462,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes filling day files")
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_store)
+    p = bsub.add_parser("e2e", help="load and latency end to end: raw drain vs hub ingest, alert latency, replay")
+    p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
+    p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
+    p.add_argument("--backlog", type=int, default=200_000, help="events in the edge's outbox for the replay")
+    p.add_argument("--entries", type=int, default=1_000_000, help="watchlist entries loaded in the hub")
+    p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
+    p.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p.set_defaults(func=cmd_bench_e2e)
     return parser
 
 

@@ -16,6 +16,7 @@ from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
     CheckpointStatus,
+    EdgeHit,
     EventBatch,
     Gap,
     Passage,
@@ -166,6 +167,32 @@ def test_watchlisted_read_raises_one_alert_with_derived_id(hub):
     ingest.handle(TOPIC, payload([read(1, "鲁Q8K2LI")]), time.time()).result(5)
     assert len(rec.alerts) == 1
     assert rows(store, "SELECT count(*) FROM alerts WHERE dispatched_at IS NULL") == [(1,)]
+
+
+def test_ingest_never_scans_a_whole_table(hub):
+    """Every statement ingest runs for a read, a hit or a passage is an index lookup or an insert: one full
+    scan per event makes ingest slow down as the record grows (it once scanned reads for every read)."""
+    ingest, store, _ = hub
+    ingest.handle(TOPIC, payload([read(s) for s in range(1, 50)]), time.time()).result(5)
+    statements: list[str] = []
+    store.submit(lambda db: db.conn.set_trace_callback(statements.append)).result(5)
+    hit = EdgeHit(seq=51, read_seq=52, alert_id=derive_alert_id("SD-DZ-001", 42, 52, "涉毒:鲁Q8K2L1"),
+                  entry_id="涉毒:鲁Q8K2L1", list_id="涉毒", kind="exact", score=1.0, explanation="exact",
+                  feed_version=1, matcher_version="m1", raised_at=time.time())
+    p = Passage(seq=53, plate="鲁Q8K2L1", first_seen=time.time(), last_seen=time.time(), best_seq=52,
+                read_seqs=[52], cameras=["cam"])
+    ingest.handle(TOPIC, payload([hit, read(52, "鲁Q8K2L1"), p]), time.time()).result(5)
+    store.submit(lambda db: db.conn.set_trace_callback(None)).result(5)
+    # the lookups this test is about did run: the read by its identity in its day file, the edge hits
+    assert any(".reads" in sql and "seq" in sql for sql in statements), statements
+    assert any("FROM edge_hits" in sql for sql in statements)
+    queries = [sql for sql in statements if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE"))]
+
+    def plans(db):  # in the writer's own connection, where the day files are attached
+        return [(sql, row[3]) for sql in queries for row in db.conn.execute("EXPLAIN QUERY PLAN " + sql)]
+
+    scans = [(sql, detail) for sql, detail in store.submit(plans).result(5) if detail.startswith("SCAN")]
+    assert not scans
 
 
 def test_passages_are_stored(hub):

@@ -1,4 +1,5 @@
-"""Real parts for benchmarks: Mosquitto on a free port, ``cordon hub``/``cordon edge`` processes.
+"""Real parts for benchmarks: Mosquitto on a free port, ``cordon hub``/``cordon edge`` processes,
+and the plates, CSV, HTTP and timing helpers more than one benchmark needs.
 
 Benchmarks must not import ``tests/``; this is the little they need of it. Every helper can be
 stopped more than once and kills what it started when a polite stop does not work.
@@ -8,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import aiohttp
+import numpy as np
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
@@ -24,6 +31,12 @@ DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
 #: Ports never to use: a system broker listens on 1883.
 _AVOID = {1883}
+PROVINCES = "鲁冀豫苏皖"
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # A-Z without I and O
+SERIAL = LETTERS + "0123456789"
+LIST_ID = "bench-intercept"
+HUB_LOAD_TIMEOUT_S = 480.0
+POLL_S = 0.02
 
 
 def free_port() -> int:
@@ -157,6 +170,7 @@ class Mosquitto:
             f"log_dest file {self.workdir}/mosquitto.log",
             "log_type error", "log_type warning", "log_type notice",
             "sys_interval 1",
+            "set_tcp_nodelay true",  # as deploy/mosquitto/mosquitto.conf
         ]
         if self.persistence and self.autosave_interval_s is not None:
             lines.append(f"autosave_interval {self.autosave_interval_s}")
@@ -304,3 +318,101 @@ def edge_process(workdir: Path, checkpoint: str, broker_url: str, *, hub_url: st
         "cameras": [{"id": cid, "token": tok} for cid, tok in cameras.items()],
     })
     return CordonProcess(f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port)
+
+
+# -- data shared by benchmarks --------------------------------------------------------------------------------------
+
+def make_plates(n: int, seed: int) -> list[str]:
+    """``n`` unique plates: 鲁/冀/豫/苏/皖, a letter, five serial characters (no I or O)."""
+    rng = np.random.default_rng(seed)
+    prov = np.array([ord(c) for c in PROVINCES], dtype=np.uint32)
+    letters = np.array([ord(c) for c in LETTERS], dtype=np.uint32)
+    serial = np.array([ord(c) for c in SERIAL], dtype=np.uint32)
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        k = int((n - len(seen)) * 1.01) + 16
+        codes = np.empty((k, 7), dtype=np.uint32)
+        codes[:, 0] = prov[rng.integers(0, len(prov), k)]
+        codes[:, 1] = letters[rng.integers(0, len(letters), k)]
+        codes[:, 2:] = serial[rng.integers(0, len(serial), (k, 5))]
+        for plate in codes.view("<U7").ravel().tolist():
+            seen[plate] = None
+    return list(seen)[:n]
+
+
+def write_csv(path: Path, plates: Sequence[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        f.write("plate,list,action,priority,reason\n")
+        f.writelines(f"{p},{LIST_ID},intercept,80,bench\n" for p in plates)
+    return path
+
+
+def percentile_ms(values: Sequence[float], q: float) -> float | None:
+    return round(float(np.percentile(np.array(values) * 1000.0, q)), 1) if values else None
+
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def log_time(text: str, needle: str) -> float | None:
+    """Unix time of the first log line containing ``needle`` (cordon's logging format, local time)."""
+    for line in text.splitlines():
+        if needle in line and (m := _LOG_TIME.match(line)):
+            return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+def http_session(timeout: float = 60) -> aiohttp.ClientSession:
+    # unsafe=True keeps cookies from IP-address hosts (everything here is 127.0.0.1)
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                 timeout=aiohttp.ClientTimeout(total=timeout))
+
+
+async def login(http: aiohttp.ClientSession, base: str, code: str) -> None:
+    async with http.post(f"{base}/login", json={"code": code}) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"login at {base}: {resp.status} {await resp.text()}")
+
+
+async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"GET {url}: {resp.status} {(await resp.text())[:300]}")
+        return await resp.json()
+
+
+async def until(predicate: Callable[[], Awaitable[Any]], within_s: float, what: str,
+                interval: float = POLL_S) -> Any:
+    deadline = time.monotonic() + within_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within_s:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def start_hub(workdir: Path, broker: Mosquitto, plates: Sequence[str], console: str, feed_token: str,
+                    say: Callable[[str], None]) -> tuple[CordonProcess, dict[str, Any]]:
+    """A hub process that loads ``plates`` from a CSV; returns when its feed holds them all."""
+    csv_path = await asyncio.to_thread(write_csv, workdir / "watchlist.csv", plates)
+    hub = hub_process(workdir, broker.url, console_token=console, feed_token=feed_token, csv_files=[csv_path])
+    hub.start()
+    say(f"hub started, loading {len(plates)} entries from CSV")
+    await hub.wait_listening(HUB_LOAD_TIMEOUT_S)
+    async with http_session() as http:
+        await login(http, hub.base, console)
+
+        async def loaded() -> dict[str, Any] | None:
+            feed = await get_json(http, f"{hub.base}/api/v1/feed")
+            return feed if feed["entries"] == len(plates) else None
+
+        feed = await until(loaded, HUB_LOAD_TIMEOUT_S, what="the hub's feed to hold every entry",
+                           interval=0.1)
+    load_s = time.monotonic() - hub.started_mono
+    say(f"hub holds {feed['entries']} entries at feed version {feed['version']} after {load_s:.1f} s")
+    return hub, {"hub_load_s": round(load_s, 2), "version": feed["version"], "entries": feed["entries"]}

@@ -23,137 +23,43 @@ import json
 import logging
 import os
 import platform
-import re
 import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 
-from ._procs import CordonProcess, Mosquitto, edge_process, hub_process, rss_mb
+from ._procs import (
+    LIST_ID,
+    Mosquitto,
+    edge_process,
+    get_json,
+    http_session,
+    log_time,
+    login,
+    make_plates,
+    percentile_ms,
+    rss_mb,
+    start_hub,
+    until,
+)
 
-PROVINCES = "鲁冀豫苏皖"
-LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # A-Z without I and O
-SERIAL = LETTERS + "0123456789"
-LIST_ID = "bench-intercept"
 CAMERA_ID = "bench-cam"
 SNAPSHOT_BAR_S = 30.0
 DELTA_BAR_MS = 1000.0
 DELTA_TIMEOUT_S = 5.0
-HUB_LOAD_TIMEOUT_S = 480.0
 SNAPSHOT_TIMEOUT_S = 300.0
 EDGES_READY_TIMEOUT_S = 420.0
-POLL_S = 0.02
 
 _started = time.monotonic()
 
 
 def _say(message: str) -> None:
     print(f"[bench sync {time.monotonic() - _started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-
-# -- data --------------------------------------------------------------------------------------
-
-def make_plates(n: int, seed: int) -> list[str]:
-    """``n`` unique plates: 鲁/冀/豫/苏/皖, a letter, five serial characters (no I or O)."""
-    rng = np.random.default_rng(seed)
-    prov = np.array([ord(c) for c in PROVINCES], dtype=np.uint32)
-    letters = np.array([ord(c) for c in LETTERS], dtype=np.uint32)
-    serial = np.array([ord(c) for c in SERIAL], dtype=np.uint32)
-    seen: dict[str, None] = {}
-    while len(seen) < n:
-        k = int((n - len(seen)) * 1.01) + 16
-        codes = np.empty((k, 7), dtype=np.uint32)
-        codes[:, 0] = prov[rng.integers(0, len(prov), k)]
-        codes[:, 1] = letters[rng.integers(0, len(letters), k)]
-        codes[:, 2:] = serial[rng.integers(0, len(serial), (k, 5))]
-        for plate in codes.view("<U7").ravel().tolist():
-            seen[plate] = None
-    return list(seen)[:n]
-
-
-def write_csv(path: Path, plates: Sequence[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        f.write("plate,list,action,priority,reason\n")
-        f.writelines(f"{p},{LIST_ID},intercept,80,bench\n" for p in plates)
-    return path
-
-
-def percentile_ms(values: Sequence[float], q: float) -> float | None:
-    return round(float(np.percentile(np.array(values) * 1000.0, q)), 1) if values else None
-
-
-_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-
-
-def log_time(text: str, needle: str) -> float | None:
-    """Unix time of the first log line containing ``needle`` (cordon's logging format, local time)."""
-    for line in text.splitlines():
-        if needle in line and (m := _LOG_TIME.match(line)):
-            return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-    return None
-
-
-# -- HTTP --------------------------------------------------------------------------------------
-
-def _session(timeout: float = 60) -> aiohttp.ClientSession:
-    # unsafe=True keeps cookies from IP-address hosts (everything here is 127.0.0.1)
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                 timeout=aiohttp.ClientTimeout(total=timeout))
-
-
-async def _login(http: aiohttp.ClientSession, base: str, code: str) -> None:
-    async with http.post(f"{base}/login", json={"code": code}) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"login at {base}: {resp.status} {await resp.text()}")
-
-
-async def _get_json(http: aiohttp.ClientSession, url: str) -> Any:
-    async with http.get(url) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"GET {url}: {resp.status} {(await resp.text())[:300]}")
-        return await resp.json()
-
-
-async def _until(predicate: Callable[[], Awaitable[Any]], within_s: float, what: str,
-                 interval: float = POLL_S) -> Any:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {within_s:.0f} s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-async def _start_hub(workdir: Path, broker: Mosquitto, plates: Sequence[str], console: str,
-                     feed_token: str) -> tuple[CordonProcess, dict[str, Any]]:
-    """A hub process that loads ``plates`` from a CSV; returns when its feed holds them all."""
-    csv_path = await asyncio.to_thread(write_csv, workdir / "watchlist.csv", plates)
-    hub = hub_process(workdir, broker.url, console_token=console, feed_token=feed_token, csv_files=[csv_path])
-    hub.start()
-    _say(f"hub started, loading {len(plates)} entries from CSV")
-    await hub.wait_listening(HUB_LOAD_TIMEOUT_S)
-    async with _session() as http:
-        await _login(http, hub.base, console)
-
-        async def loaded() -> dict[str, Any] | None:
-            feed = await _get_json(http, f"{hub.base}/api/v1/feed")
-            return feed if feed["entries"] == len(plates) else None
-
-        feed = await _until(loaded, HUB_LOAD_TIMEOUT_S, what="the hub's feed to hold every entry",
-                            interval=0.1)
-    load_s = time.monotonic() - hub.started_mono
-    _say(f"hub holds {feed['entries']} entries at feed version {feed['version']} after {load_s:.1f} s")
-    return hub, {"hub_load_s": round(load_s, 2), "version": feed["version"], "entries": feed["entries"]}
 
 
 # -- phase 1: a big snapshot to a fresh edge ---------------------------------------------------
@@ -167,7 +73,7 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     stop_later.append(broker)
     await broker.start().ready()
     console, feed_token, tablet, camera_token = "console-bench", secrets.token_urlsafe(16), "tablet-bench", "cam-t"
-    hub, loaded = await _start_hub(workdir / "hub", broker, plates, console, feed_token)
+    hub, loaded = await start_hub(workdir / "hub", broker, plates, console, feed_token, _say)
     stop_later.append(hub)
     out["hub_load_s"] = loaded["hub_load_s"]
     version = loaded["version"]
@@ -177,12 +83,12 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     edge = edge_process(workdir / "edge", "SD-BENCH-SNAP", broker.url, hub_url=hub.base, feed_token=feed_token,
                         tablet_token=tablet, cameras={CAMERA_ID: camera_token})
     stop_later.append(edge)
-    async with _session(timeout=SNAPSHOT_TIMEOUT_S) as http:
+    async with http_session(timeout=SNAPSHOT_TIMEOUT_S) as http:
         _say("starting a fresh edge process (the snapshot clock starts now)")
         edge.start()
         t0 = edge.started_mono
         await edge.wait_listening(60)
-        await _login(http, edge.base, tablet)
+        await login(http, edge.base, tablet)
         async with http.get(f"{edge.base}/api/v1/check", params={"plate": target}) as resp:
             body = await resp.json(content_type=None) if resp.status == 200 else None
         has_check = isinstance(body, dict) and "hits" in body
@@ -196,17 +102,17 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
                 return any(h.get("entry_id") == target_id or h.get("entry_plate") == target
                            for h in data.get("hits") or [])
 
-            await _until(found, SNAPSHOT_TIMEOUT_S, "the edge's check to find a listed plate")
+            await until(found, SNAPSHOT_TIMEOUT_S, "the edge's check to find a listed plate")
             snapshot_s = time.monotonic() - t0
         else:
             out["snapshot_method"] = "status feed.version, then camera read + tablet WebSocket alert"
             ws = await http.ws_connect(f"{edge.base}/api/v1/ws")
             try:
                 async def mirrored() -> bool:
-                    status = await _get_json(http, f"{edge.base}/api/v1/status")
+                    status = await get_json(http, f"{edge.base}/api/v1/status")
                     return bool(status["feed"]["version"] >= version and status["feed"]["entries"] > 0)
 
-                await _until(mirrored, SNAPSHOT_TIMEOUT_S, "the edge's mirror to reach the hub's version")
+                await until(mirrored, SNAPSHOT_TIMEOUT_S, "the edge's mirror to reach the hub's version")
                 mirror_at = time.monotonic() - t0
                 async with http.post(f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
                                      headers={"X-Camera-Token": camera_token},
@@ -228,7 +134,7 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
         if mirror_at is not None:
             out["snapshot_mirror_at_version_s"] = round(mirror_at, 2)
         _say(f"fresh edge found a listed plate {snapshot_s:.2f} s after its process was started")
-        status = await _get_json(http, f"{edge.base}/api/v1/status")
+        status = await get_json(http, f"{edge.base}/api/v1/status")
         out["snapshot_edge_entries"] = status["feed"]["entries"]
         out["snapshot_edge_snapshots"] = status["feed"]["snapshots"]
         out["snapshot_edge_rss_mb"] = edge.rss_mb()
@@ -242,7 +148,7 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     edge.stop()
 
     # Diagnostics, after the clock: how long the hub takes to serve the snapshot, and its size.
-    async with _session(timeout=SNAPSHOT_TIMEOUT_S) as http:
+    async with http_session(timeout=SNAPSHOT_TIMEOUT_S) as http:
         t = time.monotonic()
         async with http.get(f"{hub.base}/api/v1/feed/snapshot",
                             headers={"Authorization": f"Bearer {feed_token}"}) as resp:
@@ -392,7 +298,7 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
     stop_later.append(broker)
     await broker.start().ready()
     console, feed_token = "console-bench", secrets.token_urlsafe(16)
-    hub, loaded = await _start_hub(workdir / "hub", broker, feed_plates, console, feed_token)
+    hub, loaded = await start_hub(workdir / "hub", broker, feed_plates, console, feed_token, _say)
     stop_later.append(hub)
     out["feed_entries"] = loaded["entries"]
     out["feed_hub_load_s"] = loaded["hub_load_s"]
@@ -441,7 +347,7 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
             _say(f"{ready()}/{edges} edges hold the {feed_entries}-entry feed")
         return await all_ready()
 
-    await _until(all_ready_reporting, EDGES_READY_TIMEOUT_S, "every edge to mirror the feed", interval=0.1)
+    await until(all_ready_reporting, EDGES_READY_TIMEOUT_S, "every edge to mirror the feed", interval=0.1)
     out["edges_ready_s"] = round(time.monotonic() - t, 2)
     connected = sum(app[edge_keys.UPLINK].state.value == "connected" for app in apps)
     _say(f"{edges} edges hold the feed after {out['edges_ready_s']} s ({connected} uplinks connected)")
@@ -457,8 +363,8 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
     late_edges: dict[str, int] = {}
     slowest: list[tuple[float, int]] = []
     later: list[float] = []  # every pair but the first addition's (see the report: that one is slow)
-    async with _session() as http:
-        await _login(http, hub.base, console)
+    async with http_session() as http:
+        await login(http, hub.base, console)
         for k, plate in enumerate(new_plates):
             entry_id = f"{LIST_ID}:{plate}"
             probe.addition = k

@@ -1,0 +1,839 @@
+"""End-to-end load and latency: broker, hub with a 1,000,000-entry watchlist, edges, on this machine.
+
+``run()`` starts real parts on loopback (its own Mosquitto, one ``cordon hub`` process loaded from a
+CSV, ``cordon edge`` processes, publisher and subscriber processes) and measures four things:
+
+* ingest: simulated edges (``publishers`` processes, several checkpoints each, one paho connection
+  per checkpoint) publish EventBatch messages of ``batch`` plate reads, the wire bytes a real edge's
+  uplink sends, at QoS 1, keeping at most ``mqtt.max_inflight`` events unacknowledged by the hub, as
+  the edge does. The same publishers first send the same batches (same count, same bytes, on a topic
+  of the same length) to a bare paho QoS 1 subscriber on the same broker: that is the raw drain.
+  Both clocks start at one instant all publishers wait for; the raw one stops at the subscriber's
+  last message, the ingest one at the hub's last acknowledgement.
+* alert latency: a real edge process with a JSON push camera; ``hits`` reads of listed plates are
+  pushed over HTTP, each timed from just before its POST until the alert with that plate arrives on
+  the hub console's WebSocket, while another process pushes a background load of unlisted reads.
+* replay: that edge is stopped, its outbox is filled with ``backlog`` reads through OutboxStore (as
+  after an outage), and it is started again; the clock runs from its uplink's connect (its log line)
+  until its status reports an empty outbox.
+* lost / duplicated: every camera event id that got a 200, every simulated and pre-filled event,
+  looked up in the hub's record (``stored_camera_event_ids``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import secrets
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from central.readstore import SqliteReadStore
+from edge.outbox import PRIORITY_READ, OutboxStore, encode_event
+from edge.settings import MqttSettings as EdgeMqttSettings
+from protocols import topics
+from protocols.messages import SCHEMA_VERSION, Ack, PlateRead, decode, encode
+
+from ._procs import (
+    HOST,
+    CordonProcess,
+    Mosquitto,
+    edge_process,
+    get_json,
+    http_session,
+    log_time,
+    login,
+    make_plates,
+    percentile_ms,
+    rss_mb,
+    start_hub,
+    until,
+)
+
+WATCHLIST_ENTRIES = 1_000_000
+_EDGE_DEFAULTS = EdgeMqttSettings()
+#: What a real edge's uplink sends: batches of up to ``mqtt.batch_max`` events, at most
+#: ``mqtt.max_inflight`` events unacknowledged, resent after ``mqtt.ack_timeout_s``.
+BATCH = _EDGE_DEFAULTS.batch_max
+INFLIGHT_EVENTS = _EDGE_DEFAULTS.max_inflight
+ACK_TIMEOUT_S = _EDGE_DEFAULTS.ack_timeout_s
+PUBLISHERS = 2
+EDGES_PER_PUBLISHER = 4
+#: The raw drain's topics: the events topic with a prefix of the same length, so the hub never sees them.
+RAW_PREFIX = "rawdrn/v1"
+BACKGROUND_PER_S = 500.0
+HIT_RATE_PER_S = 20.0
+ALERT_TIMEOUT_S = 10.0
+CAMERA_ID = "bench-cam"
+INGEST_BAR = 0.7
+P99_BAR_MS = 100.0
+REPLAY_BAR_PER_S = 5000.0
+PHASE_TIMEOUT_S = 900.0
+
+assert len(RAW_PREFIX) == len(topics.PREFIX)
+
+_started = time.monotonic()
+
+
+def _say(message: str) -> None:
+    print(f"[bench e2e {time.monotonic() - _started:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+# -- the record ----------------------------------------------------------------------------------
+
+def stored_camera_event_ids(hub_data: Path, prefixes: Iterable[str]) -> Counter[str]:
+    """How many times each camera event id starting with one of ``prefixes`` is in the hub's record.
+
+    The one place the benchmark reads the hub's store: its day files, through the store's own
+    read-only interface.
+    """
+    wanted = tuple(prefixes)
+    record = SqliteReadStore(hub_data / "record")
+    return Counter(r.camera_event_id for day in record.days() for r in record.iter_reads(day)
+                   if r.camera_event_id is not None and r.camera_event_id.startswith(wanted))
+
+
+def lost_and_duplicated(stored: Counter[str], expected: Iterable[str]) -> tuple[int, int, list[str]]:
+    """Ids expected but absent, ids stored more than once, and a few lost ids for diagnosis."""
+    lost = [e for e in expected if stored.get(e, 0) == 0]
+    duplicated = sum(1 for n in stored.values() if n > 1)
+    return len(lost), duplicated, lost[:10]
+
+
+# -- simulated edges (publisher processes) --------------------------------------------------------
+
+class _WireBatch(msgspec.Struct):
+    """protocols.messages.EventBatch with its events already encoded, as the edge uplink sends it."""
+
+    v: int
+    checkpoint: str
+    epoch: int
+    sent_at: float
+    events: list[msgspec.Raw]
+
+
+def sim_checkpoint(publisher: int, k: int) -> str:
+    return f"SD-SIM-{publisher:02d}{k:02d}"
+
+
+def sim_event_id(checkpoint: str, seq: int) -> str:
+    return f"sim:{checkpoint}:{seq}"
+
+
+def _plate_reads(prefix: str, plates: Sequence[str], first_seq: int = 1) -> list[PlateRead]:
+    now = time.time()
+    return [PlateRead(seq=first_seq + i, camera_id="sim-lane-1", captured_at=now, plate=p, plate_raw=p,
+                      plate_valid=True, confidence=91.0, lane=1, camera_event_id=f"{prefix}{first_seq + i}")
+            for i, p in enumerate(plates)]
+
+
+def _send_at_once(client: Any, userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY, as the edge uplink sets it (see EdgeUplink), so packets never wait for a delayed ACK."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SimEdge:
+    """One simulated checkpoint: its own paho connection, its batches, the uplink's in-flight window."""
+
+    def __init__(self, port: int, checkpoint: str, epoch: int, plates: Sequence[str], batch: int,
+                 inflight_events: int) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
+        reads = _plate_reads(f"sim:{checkpoint}:", plates)
+        raws = [msgspec.Raw(encode_event(r)) for r in reads]
+        self.batches = [raws[i:i + batch] for i in range(0, len(raws), batch)]
+        self.events = len(raws)
+        self.window = max(1, inflight_events // batch) * batch
+        self.cond = threading.Condition()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{checkpoint}-sim", clean_session=True,
+                                  protocol=paho.MQTTv311)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.on_socket_open = _send_at_once
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.connect(HOST, port, 60)
+        self.client.loop_start()
+        self._reset("hub")
+
+    def _reset(self, mode: str) -> None:
+        self.mode = mode
+        self.acked = bytearray(self.events + 1)
+        self.done = [False] * len(self.batches)
+        self.done_count = 0
+        self.inflight: dict[int, float] = {}
+        self.mids: dict[int, int] = {}
+        self.early: set[int] = set()
+        self.resent = 0
+        self.bytes = 0
+        self.last_done = 0.0
+
+    # paho thread
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        client.subscribe(topics.ack(self.checkpoint), qos=1)
+        self.connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if self.mode != "hub":
+            return
+        ack = decode(Ack, bytes(message.payload))
+        if ack.epoch != self.epoch:
+            return
+        with self.cond:
+            for lo, hi in ack.ranges:
+                self.acked[lo:hi + 1] = b"\x01" * (hi - lo + 1)
+                for i in range((lo - 1) // self.batch, (hi - 1) // self.batch + 1):
+                    start = i * self.batch + 1
+                    end = min(start + self.batch, self.events + 1)
+                    if not self.done[i] and self.acked.count(0, start, end) == 0:
+                        self._complete(i)
+            self.cond.notify()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        if self.mode != "raw":
+            return
+        with self.cond:
+            i = self.mids.pop(mid, None)
+            if i is None:
+                self.early.add(mid)
+            else:
+                self._complete(i)
+            self.cond.notify()
+
+    def _complete(self, i: int) -> None:
+        if not self.done[i]:
+            self.done[i] = True
+            self.done_count += 1
+            self.inflight.pop(i, None)
+            self.last_done = time.time()
+
+    # sender thread
+    def send_all(self, mode: str, go_at: float) -> dict[str, Any]:
+        """Send every batch in ``mode`` ("raw": broker PUBACK completes a batch; "hub": the hub's ack)."""
+        self._reset(mode)
+        topic = topics.events(self.checkpoint)
+        if mode == "raw":
+            topic = RAW_PREFIX + topic[len(topics.PREFIX):]
+        n = len(self.batches)
+        next_i = 0
+        time.sleep(max(0.0, go_at - time.time()))
+        while True:
+            to_send: list[int] = []
+            with self.cond:
+                if self.done_count == n:
+                    break
+                now = time.monotonic()
+                if mode == "hub":
+                    stale = [i for i, t in self.inflight.items() if now - t > ACK_TIMEOUT_S]
+                    for i in stale:
+                        self.inflight[i] = now
+                    self.resent += len(stale)
+                    to_send += stale
+                used = sum(len(self.batches[i]) for i in self.inflight)
+                while next_i < n and used + len(self.batches[next_i]) <= self.window:
+                    self.inflight[next_i] = now
+                    used += len(self.batches[next_i])
+                    to_send.append(next_i)
+                    next_i += 1
+                if not to_send:
+                    self.cond.wait(0.5)
+                    continue
+            for i in to_send:  # never call paho with our lock held: its thread takes ours in callbacks
+                payload = encode(_WireBatch(v=SCHEMA_VERSION, checkpoint=self.checkpoint, epoch=self.epoch,
+                                            sent_at=time.time(), events=self.batches[i]))
+                self.bytes += len(payload)
+                info = self.client.publish(topic, payload, qos=1)
+                if mode == "raw":
+                    with self.cond:
+                        if info.mid in self.early:
+                            self.early.discard(info.mid)
+                            self._complete(i)
+                        else:
+                            self.mids[info.mid] = i
+        return {"events": self.events, "messages": n, "bytes": self.bytes, "last_done": self.last_done,
+                "resent": self.resent}
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _send_into(results: list[dict[str, Any]], i: int, sim: SimEdge, mode: str, go_at: float) -> None:
+    results[i] = sim.send_all(mode, go_at)
+
+
+def publisher_main(conn: Connection, port: int, publisher: int, edges: int, events_per_edge: int, batch: int,
+                   inflight_events: int, seed: int) -> None:
+    """A publisher process: build its simulated edges, then run each phase the parent asks for."""
+    try:
+        plates = make_plates(edges * events_per_edge, seed + 1000 + publisher)
+        sims = []
+        for k in range(edges):
+            cp = sim_checkpoint(publisher, k)
+            epoch = int(time.time() * 1000) * 1000 + publisher * 100 + k
+            sims.append(SimEdge(port, cp, epoch, plates[k * events_per_edge:(k + 1) * events_per_edge], batch,
+                                inflight_events))
+        for s in sims:
+            if not s.connected.wait(30):
+                raise RuntimeError(f"{s.checkpoint}: no MQTT connection")
+        conn.send({"ready": True, "checkpoints": [s.checkpoint for s in sims]})
+        while True:
+            command = conn.recv()
+            if command[0] == "stop":
+                break
+            _, mode, go_at = command
+            results: list[dict[str, Any]] = [{} for _ in sims]
+            threads = [threading.Thread(target=_send_into, args=(results, i, s, mode, go_at))
+                       for i, s in enumerate(sims)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            conn.send({"mode": mode, "edges": results})
+        for s in sims:
+            s.close()
+    except Exception as exc:  # the parent reports it
+        conn.send({"error": f"publisher {publisher}: {type(exc).__name__}: {exc}"})
+
+
+def raw_subscriber_main(conn: Connection, port: int, expected_messages: int, timeout_s: float) -> None:
+    """A bare paho QoS 1 subscriber on the raw topics: counts messages and bytes, notes first and last."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    state = {"messages": 0, "bytes": 0, "first": 0.0, "last": 0.0}
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: Any, userdata: Any, message: Any) -> None:
+        now = time.time()
+        if not state["messages"]:
+            state["first"] = now
+        state["messages"] += 1
+        state["bytes"] += len(message.payload)
+        state["last"] = now
+        if state["messages"] >= expected_messages:
+            done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-drain", clean_session=True,
+                         protocol=paho.MQTTv311)
+    client.on_message = on_message
+    client.on_socket_open = _send_at_once  # its PUBACKs must not wait either: the raw drain is the best case
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{RAW_PREFIX}/cp/+/{topics.TopicKind.EVENTS.value}",
+                                                          qos=1)
+    client.connect(HOST, port, 60)
+    client.loop_start()
+    if not subscribed.wait(30):
+        conn.send({"error": "raw subscriber: no SUBACK"})
+        return
+    conn.send({"ready": True})
+    done.wait(timeout_s)
+    client.disconnect()
+    client.loop_stop()
+    conn.send(state)
+
+
+# -- background load (a process of its own, so it does not disturb the latency clock) -------------
+
+def background_main(conn: Connection, base: str, token: str, per_s: float, seed: int) -> None:
+    """Push unlisted reads to an edge at ``per_s`` until told to stop; report the ids that got a 200."""
+    plates = make_plates(int(per_s * 600), seed + 77)
+
+    async def main() -> dict[str, Any]:
+        ok: list[str] = []
+        failed: Counter[str] = Counter()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(conn.fileno(), stop.set)
+        pending: set[asyncio.Task[None]] = set()
+        limit = asyncio.Semaphore(200)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
+                                         connector=aiohttp.TCPConnector(limit=200)) as http:
+            async def push(i: int) -> None:
+                event_id = f"bg:{i}"
+                try:
+                    async with limit, http.post(f"{base}/api/v1/cameras/{CAMERA_ID}/reads",
+                                                headers={"X-Camera-Token": token},
+                                                json={"plate": plates[i % len(plates)], "event_id": event_id,
+                                                      "captured_at": time.time(), "lane": 2}) as resp:
+                        await resp.read()
+                        if resp.status == 200:
+                            ok.append(event_id)
+                        else:
+                            failed[str(resp.status)] += 1
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    failed[type(exc).__name__] += 1
+
+            conn.send({"ready": True})
+            t0 = time.monotonic()
+            i = 0
+            while not stop.is_set():
+                due = t0 + i / per_s
+                delay = due - time.monotonic()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    continue
+                task = asyncio.create_task(push(i))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                i += 1
+            elapsed = time.monotonic() - t0
+            if pending:
+                await asyncio.wait(pending)
+        return {"sent": i, "ok_ids": ok, "failed": dict(failed), "elapsed_s": elapsed}
+
+    result = asyncio.run(main())
+    conn.recv()
+    conn.send(result)
+
+
+# -- phases ----------------------------------------------------------------------------------------
+
+@dataclass
+class Rig:
+    """What the phases share: the working folder, the broker, the hub and the plates it holds."""
+
+    workdir: Path
+    broker: Mosquitto
+    hub: CordonProcess
+    plates: list[str]
+    console: str
+    feed_token: str
+    feed_version: int
+
+    @property
+    def hub_data(self) -> Path:
+        return self.hub.workdir / "data"
+
+
+def _spawn(ctx: Any, target: Any, *args: Any) -> tuple[Any, Connection]:
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+def _recv(conn: Connection, within_s: float, what: str) -> dict[str, Any]:
+    if not conn.poll(within_s):
+        raise TimeoutError(f"no answer from {what} within {within_s:.0f} s")
+    msg = conn.recv()
+    if "error" in msg:
+        raise RuntimeError(msg["error"])
+    return dict(msg)
+
+
+def _stop_procs(procs: list[Any]) -> None:
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.terminate()
+            p.join(5)
+
+
+async def ingest_phase(rig: Rig, reads: int, batch: int, publishers: int, edges_per: int,
+                       seed: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    n_edges = publishers * edges_per
+    per_edge = max(batch, reads // n_edges)
+    out: dict[str, Any] = {"ingest_reads": per_edge * n_edges, "batch_events": batch,
+                           "inflight_events": INFLIGHT_EVENTS, "publisher_processes": publishers,
+                           "simulated_edges": n_edges}
+    procs: list[Any] = []
+    try:
+        conns = []
+        for p in range(publishers):
+            proc, conn = _spawn(ctx, publisher_main, rig.broker.port, p, edges_per, per_edge, batch,
+                                INFLIGHT_EVENTS, seed)
+            procs.append(proc)
+            conns.append(conn)
+        checkpoints: list[str] = []
+        for c in conns:
+            checkpoints += (await asyncio.to_thread(_recv, c, 300, "a publisher"))["checkpoints"]
+        messages = n_edges * -(-per_edge // batch)
+        sub, sub_conn = _spawn(ctx, raw_subscriber_main, rig.broker.port, messages, 300.0)
+        procs.append(sub)
+        await asyncio.to_thread(_recv, sub_conn, 60, "the raw subscriber")
+        _say(f"{n_edges} simulated edges in {publishers} processes ready; raw drain of {messages} messages")
+
+        async def phase(mode: str) -> tuple[float, list[dict[str, Any]]]:
+            go_at = time.time() + 1.0
+            for c in conns:
+                c.send(("run", mode, go_at))
+            results = [await asyncio.to_thread(_recv, c, PHASE_TIMEOUT_S, f"a publisher ({mode})") for c in conns]
+            return go_at, [e for r in results for e in r["edges"]]
+
+        go_at, raw_edges = await phase("raw")
+        sub_result = await asyncio.to_thread(_recv, sub_conn, PHASE_TIMEOUT_S, "the raw subscriber")
+        raw_s = sub_result["last"] - go_at
+        events = sum(e["events"] for e in raw_edges)
+        out.update({
+            "raw_drain_per_s": round(events / raw_s) if sub_result["messages"] == messages else None,
+            "raw_s": round(raw_s, 2), "raw_messages_received": sub_result["messages"],
+            "raw_messages_sent": sum(e["messages"] for e in raw_edges),
+            "raw_mb_per_s": round(sub_result["bytes"] / raw_s / 1e6, 1),
+        })
+        _say(f"raw drain: {events} reads in {raw_s:.2f} s = {out['raw_drain_per_s']}/s")
+
+        go_at, hub_edges = await phase("hub")
+        ingest_s = max(e["last_done"] for e in hub_edges) - go_at
+        out.update({
+            "ingest_per_s": round(events / ingest_s), "ingest_s": round(ingest_s, 2),
+            "ingest_resent_batches": sum(e["resent"] for e in hub_edges),
+            "ingest_bytes": sum(e["bytes"] for e in hub_edges),
+            "raw_bytes": sum(e["bytes"] for e in raw_edges),
+        })
+        _say(f"hub ingest: {events} reads in {ingest_s:.2f} s = {out['ingest_per_s']}/s")
+        for c in conns:
+            c.send(("stop",))
+        stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["sim:"])
+        expected = (sim_event_id(cp, s) for cp in checkpoints for s in range(1, per_edge + 1))
+        lost, dup, examples = lost_and_duplicated(stored, expected)
+        out.update({"ingest_lost": lost, "ingest_duplicated": dup, "ingest_lost_examples": examples})
+    finally:
+        _stop_procs(procs)
+    return out
+
+
+async def _edge_ready(http: aiohttp.ClientSession, edge: CordonProcess, version: int) -> dict[str, Any] | None:
+    status = await get_json(http, f"{edge.base}/api/v1/status")
+    ok = (status["feed"]["version"] >= version and status["feed"]["entries"] > 0
+          and status["uplink"]["state"] == "connected" and status["uplink"]["hub_online"] is True)
+    return status if ok else None
+
+
+async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token: str, hits: int,
+                        seed: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out: dict[str, Any] = {}
+    step = max(1, len(rig.plates) // hits)
+    hit_plates = [rig.plates[i * step] for i in range(hits)]
+    armed: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    armed_wall: dict[str, float] = {}
+    at_hub: dict[str, float] = {}
+    http_s: list[float] = []
+    ok_ids: list[str] = []
+    failed: Counter[str] = Counter()
+    all_arrived = asyncio.Event()
+    async with http_session() as http:
+        await login(http, rig.hub.base, rig.console)
+        ws = await http.ws_connect(f"{rig.hub.base}/api/v1/ws", heartbeat=None, max_msg_size=0)
+
+        async def listen() -> None:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                now = time.monotonic()
+                frame = json.loads(msg.data)
+                if frame.get("type") != "alert":
+                    continue
+                plate = frame["alert"]["plate_read"]
+                if plate in armed and plate not in arrived:
+                    arrived[plate] = now - armed[plate]
+                    # the hub stamps raised_at when the read reaches it (same machine, same clock)
+                    at_hub[plate] = frame["alert"]["raised_at"] - armed_wall[plate]
+                    if len(arrived) == hits:
+                        all_arrived.set()
+
+        listener = asyncio.create_task(listen())
+        bg, bg_conn = _spawn(ctx, background_main, edge.base, camera_token, BACKGROUND_PER_S, seed)
+        try:
+            await asyncio.to_thread(_recv, bg_conn, 120, "the background pusher")
+            await asyncio.sleep(2.0)  # let the background load settle before the first hit
+            _say(f"background load of {BACKGROUND_PER_S:.0f} reads/s running; pushing {hits} hits")
+
+            async def push(i: int, plate: str) -> None:
+                event_id = f"hit:{i}"
+                armed[plate] = time.monotonic()  # the clock starts just before the POST
+                armed_wall[plate] = time.time()
+                async with http.post(f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
+                                     headers={"X-Camera-Token": camera_token},
+                                     json={"plate": plate, "event_id": event_id, "captured_at": time.time(),
+                                           "lane": 1}) as resp:
+                    await resp.read()
+                    http_s.append(time.monotonic() - armed[plate])
+                    if resp.status == 200:
+                        ok_ids.append(event_id)
+                    else:
+                        failed[str(resp.status)] += 1
+
+            tasks = []
+            t0 = time.monotonic()
+            for i, plate in enumerate(hit_plates):
+                await asyncio.sleep(max(0.0, t0 + i / HIT_RATE_PER_S - time.monotonic()))
+                tasks.append(asyncio.create_task(push(i, plate)))
+            await asyncio.gather(*tasks)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_arrived.wait(), ALERT_TIMEOUT_S)
+            bg_conn.send("stop")
+            bg_result = await asyncio.to_thread(_recv, bg_conn, 120, "the background pusher")
+        finally:
+            _stop_procs([bg])
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await ws.close()
+        latencies = list(arrived.values())
+        bg_ok = bg_result["ok_ids"]
+        out.update({
+            "alert_latency_ms": {"p50": percentile_ms(latencies, 50), "p99": percentile_ms(latencies, 99),
+                                 "max": round(max(latencies) * 1000, 1) if latencies else None,
+                                 "count": len(latencies)},
+            "alert_latency_parts_ms": {
+                "camera_http_p50": percentile_ms(http_s, 50), "camera_http_p99": percentile_ms(http_s, 99),
+                "push_to_hub_p50": percentile_ms(list(at_hub.values()), 50),
+                "push_to_hub_p99": percentile_ms(list(at_hub.values()), 99),
+                "hub_to_console_p50": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 50),
+                "hub_to_console_p99": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 99)},
+            "hits_pushed": hits, "hits_ok": len(ok_ids), "hits_failed": dict(failed),
+            "alerts_missing": hits - len(latencies),
+            "background_sent": bg_result["sent"], "background_ok": len(bg_ok),
+            "background_failed": bg_result["failed"],
+            "background_per_s": round(bg_result["sent"] / bg_result["elapsed_s"], 1),
+        })
+        _say(f"alert latency p50 {out['alert_latency_ms']['p50']} ms, p99 {out['alert_latency_ms']['p99']} ms "
+             f"over {len(latencies)} hits; background {out['background_per_s']} reads/s")
+
+        await login(http, edge.base, tablet)
+
+        async def drained() -> bool:
+            status = await get_json(http, f"{edge.base}/api/v1/status")
+            return bool(status["outbox"]["depth"] == 0)
+
+        await until(drained, 300, "the edge's outbox to empty after the latency phase", interval=0.2)
+    stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["hit:", "bg:"])
+    lost, dup, examples = lost_and_duplicated(stored, [*ok_ids, *bg_ok])
+    out.update({"latency_lost": lost, "latency_duplicated": dup, "latency_lost_examples": examples})
+    return out
+
+
+async def prefill_outbox(path: Path, backlog: int, seed: int) -> None:
+    """Commit ``backlog`` reads to an edge's outbox file, as if its uplink had been down for a while."""
+    plates = make_plates(backlog, seed + 4242)
+    outbox = OutboxStore(path)
+    await asyncio.to_thread(outbox.start)
+    try:
+        for i in range(0, backlog, 5000):
+            chunk = plates[i:i + 5000]
+            reads = _plate_reads("replay:", chunk, first_seq=i)  # the outbox numbers them itself
+            await outbox.append(reads, [PRIORITY_READ] * len(reads))
+    finally:
+        await asyncio.to_thread(outbox.stop)
+
+
+async def replay_phase(rig: Rig, edge: CordonProcess, tablet: str, backlog: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"backlog": backlog}
+    edge.stop()
+    t = time.monotonic()
+    await prefill_outbox(edge.workdir / "data" / "outbox.db", backlog, seed)
+    out["prefill_s"] = round(time.monotonic() - t, 1)
+    log_offset = len(edge.log_text())
+    _say(f"edge stopped, {backlog} reads committed to its outbox in {out['prefill_s']} s; starting it again")
+    edge.start()
+    await edge.wait_listening(120)
+    depth_at_start: int | None = None
+    async with http_session() as http:
+        await login(http, edge.base, tablet)
+        done_at = 0.0
+
+        async def empty() -> bool:
+            nonlocal done_at, depth_at_start
+            status = await get_json(http, f"{edge.base}/api/v1/status")
+            if depth_at_start is None:
+                depth_at_start = status["outbox"]["depth"]
+            if status["outbox"]["depth"] == 0:
+                done_at = time.time()
+                return True
+            return False
+
+        await until(empty, PHASE_TIMEOUT_S, "the edge's outbox to empty", interval=0.1)
+    connected_at = log_time(edge.log_text()[log_offset:], "uplink connected to")
+    if connected_at is None:
+        raise RuntimeError("no 'uplink connected' line in the restarted edge's log")
+    replay_s = done_at - connected_at
+    out.update({"replay_s": round(replay_s, 2), "replay_per_s": round(backlog / replay_s),
+                "replay_depth_at_first_status": depth_at_start,
+                "replay_from_process_start_s": round(done_at - edge.started_wall, 2)})
+    _say(f"replay: {backlog} events in {replay_s:.2f} s = {out['replay_per_s']}/s")
+    stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["replay:"])
+    lost, dup, examples = lost_and_duplicated(stored, (f"replay:{i}" for i in range(backlog)))
+    out.update({"replay_lost": lost, "replay_duplicated": dup, "replay_lost_examples": examples})
+    return out
+
+
+# -- the whole run -----------------------------------------------------------------------------------
+
+async def _run(reads: int, hits: int, backlog: int, entries: int, seed: int, keep: str | None) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    errors: list[str] = []
+    base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="cordon-bench-e2e-"))
+    base.mkdir(parents=True, exist_ok=True)
+    _say(f"working in {base}")
+    stop_later: list[Any] = []
+    try:
+        t = time.monotonic()
+        plates = await asyncio.to_thread(make_plates, entries, seed)
+        _say(f"{entries} plates generated in {time.monotonic() - t:.1f} s")
+        # Mosquitto's queue per client must hold a whole raw phase if the subscriber falls behind.
+        broker = Mosquitto(base / "mqtt", max_queued_messages=0)
+        stop_later.append(broker)
+        await broker.start().ready()
+        console, feed_token = "console-bench", secrets.token_urlsafe(16)
+        hub, loaded = await start_hub(base / "hub", broker, plates, console, feed_token, _say)
+        stop_later.append(hub)
+        result["hub_load_s"] = loaded["hub_load_s"]
+        result["watchlist_entries"] = loaded["entries"]
+        rig = Rig(base, broker, hub, plates, console, feed_token, loaded["version"])
+        if reads > 0:
+            try:
+                result.update(await ingest_phase(rig, reads, BATCH, PUBLISHERS, EDGES_PER_PUBLISHER, seed))
+            except Exception as exc:
+                errors.append(f"ingest phase: {type(exc).__name__}: {exc}"[:2000])
+                _say(errors[-1])
+        tablet, camera_token = "tablet-bench", "camera-bench"
+        edge = edge_process(base / "edge", "SD-BENCH-001", broker.url, hub_url=hub.base, feed_token=feed_token,
+                            tablet_token=tablet, cameras={CAMERA_ID: camera_token})
+        stop_later.append(edge)
+        edge.start()
+        await edge.wait_listening(120)
+        async with http_session() as http:
+            await login(http, edge.base, tablet)
+            await until(lambda: _edge_ready(http, edge, loaded["version"]), 600,
+                        "the edge to mirror the watchlist and connect", interval=0.2)
+        result["edge_ready_s"] = round(time.monotonic() - edge.started_mono, 1)
+        _say(f"edge holds the feed and is connected after {result['edge_ready_s']} s")
+        if hits > 0:
+            try:
+                result.update(await latency_phase(rig, edge, tablet, camera_token, hits, seed))
+            except Exception as exc:
+                errors.append(f"latency phase: {type(exc).__name__}: {exc}"[:2000])
+                _say(errors[-1])
+        result["edge_rss_mb"] = edge.rss_mb()
+        if backlog > 0:
+            try:
+                result.update(await replay_phase(rig, edge, tablet, backlog, seed))
+            except Exception as exc:
+                errors.append(f"replay phase: {type(exc).__name__}: {exc}"[:2000])
+                _say(errors[-1])
+        result["hub_rss_mb"] = hub.rss_mb()
+    finally:
+        for item in reversed(stop_later):
+            try:
+                item.stop()
+            except Exception as exc:  # keep stopping the rest
+                errors.append(f"cleanup: {exc!r}")
+        if not keep:
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+    result["errors"] = errors
+    return result
+
+
+def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entries: int = WATCHLIST_ENTRIES,
+        seed: int = 5, keep: str | None = None) -> dict[str, Any]:
+    """Run every phase (see the module doc) and return one JSON-ready dict."""
+    global _started
+    _started = time.monotonic()
+    m = asyncio.run(_run(reads, hits, backlog, entries, seed, keep))
+    raw, ingest = m.get("raw_drain_per_s"), m.get("ingest_per_s")
+    ratio = round(ingest / raw, 3) if raw and ingest else None
+    latency = m.get("alert_latency_ms") or {}
+    lost = sum(m.get(k, 0) for k in ("ingest_lost", "latency_lost", "replay_lost"))
+    duplicated = sum(m.get(k, 0) for k in ("ingest_duplicated", "latency_duplicated", "replay_duplicated"))
+    replay = m.get("replay_per_s")
+    complete = not m["errors"]
+    bars = {
+        "ingest_ratio_ge_0.7": ratio is not None and ratio >= INGEST_BAR,
+        "alert_p99_ms_le_100": latency.get("p99") is not None and latency["p99"] <= P99_BAR_MS
+        and latency.get("count", 0) >= min(hits, 1000) and m.get("alerts_missing", 1) == 0,
+        "replay_per_s_ge_5000": replay is not None and replay >= REPLAY_BAR_PER_S,
+        "lost_and_duplicated_0": complete and lost == 0 and duplicated == 0,
+    }
+    return {
+        "raw_drain_per_s": raw,
+        "ingest_per_s": ingest,
+        "ingest_ratio": ratio,
+        "alert_latency_ms": latency or None,
+        "replay_per_s": replay,
+        "lost": lost,
+        "duplicated": duplicated,
+        "bars": bars,
+        "pass": all(bars.values()),
+        "parameters": {"reads": reads, "hits": hits, "backlog": backlog, "watchlist_entries": entries,
+                       "batch_events": BATCH, "inflight_events": INFLIGHT_EVENTS,
+                       "publisher_processes": PUBLISHERS, "simulated_edges": PUBLISHERS * EDGES_PER_PUBLISHER,
+                       "background_reads_per_s": BACKGROUND_PER_S, "hits_per_s": HIT_RATE_PER_S, "seed": seed},
+        **{k: v for k, v in m.items() if k not in {"raw_drain_per_s", "ingest_per_s", "alert_latency_ms",
+                                                   "replay_per_s", "errors"}},
+        "errors": m["errors"],
+        "total_s": round(time.monotonic() - _started, 1),
+        "bench_rss_mb": rss_mb(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "note": (
+            "Everything runs on this one machine and shares its CPUs (cpus_usable): Mosquitto, the hub, the "
+            "edge, the publisher, subscriber and background processes and the benchmark itself. Rates are "
+            "plate reads per second. raw_drain_per_s and ingest_per_s: the same publisher processes send the "
+            "same EventBatch messages (batch_events reads each, encoded as the edge uplink encodes them, "
+            "at most inflight_events unacknowledged per simulated edge); raw: to a bare paho QoS 1 subscriber, "
+            "a batch is done at the broker's PUBACK, the clock stops at the subscriber's last message; ingest: "
+            "to the hub, a batch is done at the hub's ack (after its commit), the clock stops at the last ack; "
+            "both clocks start at one instant every publisher waits for. The simulated edges send reads "
+            "only (no passages). alert_latency_ms: from just before the camera's HTTP POST to a real "
+            "`cordon edge` until the console WebSocket frame of the alert with that plate, hits paced at "
+            "hits_per_s while another process pushes background_reads_per_s unlisted reads to the same edge; "
+            "alert_latency_parts_ms splits it at the camera's 200 and at the alert's raised_at (the hub's "
+            "receive time, same clock). "
+            "replay_per_s: the edge is stopped, `backlog` reads are committed to its outbox through "
+            "edge.outbox.OutboxStore (as after an outage), the edge is started again; the clock runs from its "
+            "'uplink connected' log line (millisecond stamp) until GET /api/v1/status (polled every 0.1 s) "
+            "shows outbox depth 0. lost: event ids (every HTTP 200, every simulated and pre-filled event) not "
+            "in the hub's reads table; duplicated: ids stored more than once."
+        ),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--reads", type=int, default=600_000)
+    parser.add_argument("--hits", type=int, default=1000)
+    parser.add_argument("--backlog", type=int, default=200_000)
+    parser.add_argument("--entries", type=int, default=WATCHLIST_ENTRIES)
+    parser.add_argument("--keep", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
