@@ -816,7 +816,7 @@ def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entri
             "edge.outbox.OutboxStore (as after an outage), the edge is started again; the clock runs from its "
             "'uplink connected' log line (millisecond stamp) until GET /api/v1/status (polled every 0.1 s) "
             "shows outbox depth 0. lost: event ids (every HTTP 200, every simulated and pre-filled event) not "
-            "in the hub's reads table; duplicated: ids stored more than once."
+            "in the hub's record (its day files); duplicated: ids stored more than once."
         ),
     }
 
