@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import secrets
 import time
@@ -22,14 +21,13 @@ from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import audit, keys, web_lists, web_users
+from . import keys, retention, web_lists, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
-from .readstore import day_of
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -279,21 +277,14 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _purge_loop(app: web.Application) -> None:
-    """Plain reads expire (least data): drop the day files older than the retention, now and then."""
+    """Least data: the retention rules run now and then (central/retention.py)."""
     settings, store = app[keys.SETTINGS].record, app[keys.STORE]
     while True:
-        cutoff = day_of(time.time(), store.record.tz) - dt.timedelta(days=settings.retention_days - 1)
         try:
-            purged = await asyncio.to_thread(store.purge_before, cutoff)
-            if purged:
-                app[keys.PURGED_DAYS].extend(purged)
-                log.info("record: purged %d day(s) before %s", len(purged), cutoff)
-            # Every run is in the audit trail, also when there was nothing to delete.
-            record = {"target": f"before {cutoff.isoformat()}",
-                      "detail": {"days": [d.isoformat() for d in purged], "retention_days": settings.retention_days}}
-            await store.run(lambda db, r=record: audit.append(db, "retention", "system", "retention.purge", **r))
+            report = await asyncio.to_thread(retention.purge, store, settings, time.time())
+            app[keys.PURGED_DAYS].extend(report.days)
         except Exception:
-            log.exception("record: purge before %s failed; trying again later", cutoff)
+            log.exception("retention run failed; trying again later")
         await asyncio.sleep(settings.purge_interval_s)
 
 

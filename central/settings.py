@@ -117,6 +117,8 @@ class RecordSettings(msgspec.Struct, **_STRICT):
     """The record's days (one file each) are cut at midnight in this offset."""
     retention_days: Annotated[int, msgspec.Meta(ge=1)] = 30
     """Plain reads and passages are kept this many days (today included); alerts and hits stay."""
+    hits_retention_days: Annotated[int, msgspec.Meta(ge=1)] = 365
+    """Alerts, their outcomes, edge hits, gap reports and dead letters are kept this many days."""
     purge_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     attached_max: Annotated[int, msgspec.Meta(ge=1, le=8)] = 4
     """Day files the writer keeps attached (SQLite allows 10 per connection)."""

@@ -301,6 +301,20 @@ class HubStore:
         """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
         return self.record.purge_before(cutoff)
 
+    #: What the hits retention removes: (table, time column). The audit trail is never purged.
+    HIT_TABLES = (("alerts", "raised_at"), ("alert_outcomes", "acknowledged_at"), ("edge_hits", "raised_at"),
+                  ("events", "received_at"), ("webhook_deliveries", "at"), ("gaps", "received_at"),
+                  ("dead_letters", "received_at"))
+
+    def purge_hits_before(self, cutoff: float) -> dict[str, int]:
+        """Delete alerts, outcomes, edge hits, gap reports and dead letters older than ``cutoff`` (unix s)."""
+
+        def job(db: sqlite_utils.Database) -> dict[str, int]:
+            return {table: db.conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
+                    for table, column in self.HIT_TABLES}
+
+        return self._writer.submit(job).result()
+
     def undispatched_alerts(self) -> list[Alert]:
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(
             "SELECT body FROM alerts WHERE dispatched_at IS NULL ORDER BY raised_at")])
