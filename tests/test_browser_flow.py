@@ -82,12 +82,14 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                     await tablet.screenshot(path=str(SHOTS / "tablet-alarm.png"))
 
                 # the officer records the outcome; the console shows it
-                await tablet.fill("#overlay-note", "驾驶员已带回核查")
+                await tablet.fill("#overlay-note", "驾驶员已带回核查 <img src=x onerror=window.pwn=1>")
                 await tablet.click("button[data-outcome=intercepted]")
                 await tablet.wait_for_selector("#overlay", state="hidden", timeout=TIMEOUT_MS)
                 await console.wait_for_selector(".outcome-line", timeout=TIMEOUT_MS)
                 line = await console.inner_text(".outcome-line")
                 assert "已拦截" in line and "驾驶员已带回核查" in line
+                assert "<img src=x onerror=window.pwn=1>" in line, "a note with markup is shown as text"
+                assert await console.evaluate("typeof window.pwn") == "undefined"
 
                 # markup in a plate is shown as text
                 await push(http, edge, "<script>x=1</script>", "ev-2")

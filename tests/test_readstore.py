@@ -385,3 +385,26 @@ def test_a_reader_never_creates_a_day_file(tmp_path):
     assert list(record.iter_reads(dt.date(2026, 11, 28))) == []
     assert record.passages_of(dt.date(2026, 11, 28)) == []
     assert list((tmp_path / "record").iterdir()) == []
+
+
+async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_nothing(client):
+    """Search fields are bound parameters or refused patterns: quotes and SQL keywords are just text."""
+    now = time.time()
+    client.app[keys.INGEST].handle(TOPIC, _batch([read(1, "鲁A12345", at=now - 10)]), now).result(10)
+    await client.post("/login", json={"code": "246810"})
+    hostile = ["' OR '1'='1", "鲁A12345' --", "x'; DROP TABLE reads; --", '" OR ""="', "%", "_"]
+    for text in hostile:
+        resp = await client.get("/api/v1/reads", params={"plate": text, "reason": "test"})
+        assert resp.status in (200, 400), text
+        if resp.status == 200:
+            assert (await resp.json())["reads"] == [], text
+        resp = await client.get("/api/v1/reads", params={"pattern": text, "reason": "test"})
+        assert resp.status == 400, f"a pattern with SQL in it is refused: {text}"
+        lists = (await (await client.get("/api/v1/watchlists")).json())["watchlists"]
+        resp = await client.get(f"/api/v1/watchlists/{lists[0]['watchlist']['list_id']}/entries", params={"q": text})
+        # LIKE's own wildcards are stripped from q, so "%" alone is an empty filter (every entry of a list
+        # the caller may read anyway); anything with SQL in it matches no plate
+        expected = 1 if text in ("%", "_") else 0
+        assert resp.status == 200 and len((await resp.json())["entries"]) == expected, text
+    resp = await client.get("/api/v1/reads", params={"plate": "鲁A12345", "reason": "test"})
+    assert [r["seq"] for r in (await resp.json())["reads"]] == [1], "the record is intact"
