@@ -26,10 +26,17 @@ log = logging.getLogger(__name__)
 MARK_BATCH_WAIT_S = 0.05
 
 
+def hidden_from_checkpoints(alert: Alert, restricted: Callable[[str], bool]) -> bool:
+    """A covert list's hit, or a restricted list's: for the hub's privileged roles only, never a tablet."""
+    return alert.hit.action == "covert" or restricted(alert.hit.list_id)
+
+
 class AlertDispatcher:
     def __init__(self, store: HubStore, publish: Callable[..., None], console: Fanout,
-                 webhooks: WebhookSender | None = None) -> None:
+                 webhooks: WebhookSender | None = None,
+                 restricted: Callable[[str], bool] = lambda list_id: False) -> None:
         self.store = store
+        self.restricted = restricted
         self.webhooks = webhooks
         self._publish = publish
         self.console = console
@@ -52,8 +59,8 @@ class AlertDispatcher:
             self.console.publish({"type": "alert", "alert": alert})
             if self.webhooks is not None:
                 self.webhooks.offer(alert)
-            if alert.hit.action == "covert":
-                # Covert hits never leave the hub: the vehicle's occupants must not be alarmed.
+            if hidden_from_checkpoints(alert, self.restricted):
+                # Covert and restricted hits never leave the hub: no tablet may sound for them.
                 self._delivered.put_nowait(alert.alert_id)
                 continue
             aid = alert.alert_id

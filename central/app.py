@@ -69,7 +69,7 @@ def create_app(settings: HubSettings) -> web.Application:
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)
-    dispatcher = AlertDispatcher(store, publish, console, webhooks)
+    dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id))
     ingest = Ingest(store, app[keys.WATCHLISTS], publish=lambda topic, payload: publish(topic, payload),
                     on_alerts=dispatcher.submit_threadsafe,
                     on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
@@ -109,6 +109,11 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
         return directory.by_token(token)  # an account's API token acts with the account's role
 
     return check
+
+
+def _restricted(app: web.Application, list_id: str) -> bool:
+    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
+    return watchlist is not None and watchlist.restricted
 
 
 def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:

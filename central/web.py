@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from protocols.messages import Alert
 from runtime.metrics import CONTENT_TYPE, Metric, render
 from runtime.web import (
     LOGIN_POLICY,
@@ -132,10 +133,18 @@ def sees_covert(request: web.Request) -> bool:
     return principal is not None and principal.role in COVERT_ROLES
 
 
+def _privileged_only(app: web.Application, alert: Alert) -> bool:
+    watchlist = app[keys.WATCHLISTS].lists.get(alert.hit.list_id)
+    return alert.hit.action == "covert" or (watchlist is not None and watchlist.restricted)
+
+
 async def alerts(request: web.Request) -> web.Response:
-    """Recent alerts; covert ones only for the roles allowed to see them."""
-    store = request.app[keys.STORE]
-    found = await asyncio.to_thread(store.recent_alerts, _limit(request), sees_covert(request))
+    """Recent alerts; covert and restricted lists' hits only for the roles allowed to see them."""
+    store, app = request.app[keys.STORE], request.app
+    covert = sees_covert(request)
+    found = await asyncio.to_thread(store.recent_alerts, _limit(request), covert)
+    if not covert:
+        found = [a for a in found if not _privileged_only(app, a)]
     outcomes = await asyncio.to_thread(store.outcomes, [a.alert_id for a in found])
     return _json({"alerts": found, "outcomes": outcomes})
 
@@ -283,12 +292,14 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts,
                                      covert)
     first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values())}]
+    if not covert:
+        recent = [a for a in recent if not _privileged_only(app, a)]
     first += [{"type": "alert", "alert": a} for a in reversed(recent)]
     outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, [a.alert_id for a in recent])
     first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
 
     def encode(frame: dict[str, Any]) -> str | None:
-        if not covert and frame.get("type") == "alert" and frame["alert"].hit.action == "covert":
+        if not covert and frame.get("type") == "alert" and _privileged_only(app, frame["alert"]):
             return None
         return msgspec.json.encode(frame).decode()
 

@@ -12,6 +12,7 @@ import pytest
 from central import keys, users
 from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from protocols.matching import Watchlist
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 from tests.support import login, session
 
@@ -38,15 +39,16 @@ async def make(client, username, role, checkpoint=None):
 
 
 def covert_and_open_alerts(app):
-    def alert(aid, action):
+    def alert(aid, action, list_id="l"):
         return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=time.time(),
                      captured_at=time.time(), camera_id="c", plate_read="鲁A0K88B",
-                     hit=AlertHit(entry_id="e", entry_plate="鲁A0K88B", list_id="l", list_name="专案",
+                     hit=AlertHit(entry_id="e", entry_plate="鲁A0K88B", list_id=list_id, list_name="专案",
                                   action=action, priority=70, kind="exact", score=1.0, explanation="x"))
 
+    app[keys.WATCHLISTS].set_list(Watchlist(list_id="r", name="限定名单", restricted=True))
     store = app[keys.STORE]
-    store.submit(lambda db: [store.insert_alert(db, a) for a in (alert("Acov", "covert"), alert("Aint", "intercept"))]
-                 ).result(5)
+    store.submit(lambda db: [store.insert_alert(db, a) for a in (
+        alert("Acov", "covert"), alert("Aint", "intercept"), alert("Ares", "intercept", "r"))]).result(5)
 
 
 def test_passwords_are_argon2id_and_too_short_ones_are_refused():
@@ -77,7 +79,7 @@ async def test_covert_alerts_reach_only_the_roles_allowed(client):
     await make(client, "sun.cmd", "commander")
     await sign_in(client, "wang.lists")
     seen = {a["alert_id"] for a in (await (await client.get("/api/v1/alerts")).json())["alerts"]}
-    assert seen == {"Aint"}
+    assert seen == {"Aint"}, "neither the covert list's hit nor the restricted list's"
     ws = await client.ws_connect("/api/v1/ws")
     frames = [await ws.receive_json(timeout=5) for _ in range(2)]
     assert [f["type"] for f in frames] == ["hello", "alert"] and frames[1]["alert"]["alert_id"] == "Aint"
@@ -85,7 +87,7 @@ async def test_covert_alerts_reach_only_the_roles_allowed(client):
     client.session.cookie_jar.clear()
     await sign_in(client, "sun.cmd")
     seen = {a["alert_id"] for a in (await (await client.get("/api/v1/alerts")).json())["alerts"]}
-    assert seen == {"Aint", "Acov"}
+    assert seen == {"Aint", "Acov", "Ares"}
 
 
 async def test_disabling_or_a_new_password_ends_sessions_at_once(client):
@@ -159,3 +161,30 @@ def test_user_cli_adds_lists_and_disables(tmp_path):
     listed = cli("list")
     assert '"disabled": true' in listed.stdout
     assert cli("disable", "nobody").returncode == 1
+
+
+def test_covert_and_restricted_hits_never_go_to_a_checkpoint(tmp_path):
+    """The dispatcher sends a checkpoint only hits of lists its tablets may sound for."""
+    import asyncio
+
+    from central.alerts import AlertDispatcher
+    from central.store import HubStore
+    from runtime.fanout import Fanout
+
+    sent: list[str] = []
+    store = HubStore(tmp_path / "hub.db")
+    dispatcher = AlertDispatcher(store, lambda topic, payload, **kw: sent.append(topic), Fanout(),
+                                 restricted=lambda list_id: list_id == "r")
+
+    def alert(aid, action, list_id="l"):
+        return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=0.0,
+                     captured_at=0.0, camera_id="c", plate_read="鲁A0K88B",
+                     hit=AlertHit(entry_id="e", entry_plate="鲁A0K88B", list_id=list_id, list_name="n",
+                                  action=action, priority=70, kind="exact", score=1.0, explanation="x"))
+
+    async def run():
+        dispatcher.bind(asyncio.get_running_loop())
+        dispatcher.dispatch([alert("A1", "covert"), alert("A2", "intercept", "r"), alert("A3", "intercept")])
+
+    asyncio.run(run())
+    assert sent == ["cordon/v1/cp/SD-DZ-001/alerts"], "only the open list's hit went to the checkpoint"
