@@ -27,6 +27,7 @@ from protocols.messages import (
     Alert,
     AlertHit,
     AlertOutcome,
+    AuditEvent,
     CheckpointStatus,
     DecodeError,
     EdgeHit,
@@ -211,6 +212,15 @@ class Ingest:
                 result.outcomes.append((checkpoint, event))
                 audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
                              detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
+            elif isinstance(event, AuditEvent):
+                try:
+                    detail = msgspec.json.decode(event.detail.encode())
+                except msgspec.DecodeError:
+                    detail = {"raw": event.detail[:1000]}
+                detail = {**(detail if isinstance(detail, dict) else {"value": detail}), "checkpoint": checkpoint,
+                          "received_at": received_at}
+                audit.append(db, event.actor, event.role, event.action, target=event.target, detail=detail,
+                             at=event.at)
             elif isinstance(event, Gap):
                 result.gap_reads += event.count
                 log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,

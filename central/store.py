@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from protocols.messages import Alert, AlertOutcome, EdgeHit, Event, Gap, Passage, PlateRead
+from protocols.messages import Alert, AlertOutcome, AuditEvent, EdgeHit, Event, Gap, Passage, PlateRead
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
@@ -107,7 +107,7 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
-                           AlertOutcome: "outcome"}
+                           AlertOutcome: "outcome", AuditEvent: "audit"}
 RECORD_MIGRATION = 100
 """Reads and passages leave hub.db for day files (moved by :meth:`SqliteReadStore.import_legacy`); numbered
 apart from the list above so the two sequences never collide."""
@@ -150,6 +150,8 @@ def _made_at(event: Event) -> float:
         return event.dropped_at
     if isinstance(event, AlertOutcome):
         return event.acknowledged_at
+    if isinstance(event, AuditEvent):
+        return event.at
     raise TypeError(type(event).__name__)
 
 

@@ -81,6 +81,20 @@ class AlertLog:
         self.recent.append(alert)
         return True
 
+    async def forget_old(self) -> int:
+        """Drop alert ids (and outcomes) older than ``REMEMBER_S``; return how many alerts went."""
+        cutoff = self._clock() - REMEMBER_S
+
+        def job(db: sqlite_utils.Database) -> list[str]:
+            gone = [aid for (aid,) in db.conn.execute("SELECT alert_id FROM alerts WHERE shown_at < ?", (cutoff,))]
+            db.conn.execute("DELETE FROM alerts WHERE shown_at < ?", (cutoff,))
+            db.conn.execute("DELETE FROM outcomes WHERE acknowledged_at < ?", (cutoff,))
+            return gone
+
+        gone = await self._writer.run(job)
+        self._ids.difference_update(gone)
+        return len(gone)
+
     def get(self, alert_id: str) -> Alert | None:
         return next((a for a in self.recent if a.alert_id == alert_id), None)
 

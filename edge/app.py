@@ -98,11 +98,46 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.HIKVISION_SOURCE] = HikvisionSource(intake, dead)
     app[INTAKE] = intake
     app[keys.SOCKETS] = set()
-    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers))
+    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers),
+                     on_login=_audit_login)
     edge_web.add_routes(app)
-    app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _cameras, _simulator])
+    app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _cameras, _retention, _simulator])
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+async def _audit_login(request: web.Request, account: str, principal: Principal | None) -> None:
+    """Every tablet login attempt reaches the hub's audit trail (as an event: also after an outage)."""
+    service = request.app[keys.SERVICE]
+    detail = {"remote": str(request.remote)}
+    if principal is None:
+        await service.audit("login.failed", account, detail=detail)
+    else:
+        await service.audit("login", principal.name, role=principal.role, detail=detail)
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_retention_loop(app), name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _retention_loop(app: web.Application) -> None:
+    """The edge's retention on schedule: pictures past their time or the quota, alert ids past 30 days.
+    Every run is sent to the hub's audit trail."""
+    settings, service, evidence = app[keys.SETTINGS], app[keys.SERVICE], app[keys.EVIDENCE]
+    while True:
+        await asyncio.sleep(settings.evidence.purge_interval_s)  # the store prunes at start-up by itself
+        try:
+            pictures = await asyncio.to_thread(evidence.prune)
+            alerts = await service.alert_log.forget_old()
+            await service.audit("retention.purge", "retention", role="system", detail={
+                "evidence_reads_deleted": pictures, "alerts_forgotten": alerts,
+                "evidence_retention_days": settings.evidence.retention_days})
+        except Exception:
+            log.exception("edge retention run failed; trying again later")
 
 
 def _machine_tokens(settings: EdgeSettings):  # noqa: ANN202 - returns the token checker

@@ -239,6 +239,13 @@ class EvidenceStore:
     def __len__(self) -> int:
         return len(self._index)
 
+    def prune(self) -> int:
+        """Apply the retention and the quota now; return how many reads' pictures were deleted."""
+        before = self.deleted
+        self._last_prune = -PRUNE_EVERY_S
+        self._prune()
+        return self.deleted - before
+
     def _prune(self) -> None:
         now = self._clock()
         over_quota = self.max_bytes and self.bytes > self.max_bytes

@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
-from protocols.messages import AlertOutcome, EdgeHit, Event, Gap, Passage, PlateRead, seq_ranges
+from protocols.messages import AlertOutcome, AuditEvent, EdgeHit, Event, Gap, Passage, PlateRead, seq_ranges
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = """
@@ -258,6 +258,8 @@ def _kind(event: Event) -> str:
         return "gap"
     if isinstance(event, AlertOutcome):
         return "outcome"
+    if isinstance(event, AuditEvent):
+        return "audit"
     raise TypeError(f"unknown event type {type(event).__name__}")
 
 

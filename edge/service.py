@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -13,7 +14,7 @@ from datetime import datetime
 from protocols import plates
 from protocols.alerting import alert_for, rule_alert
 from protocols.matching import Hit
-from protocols.messages import Alert, AlertOutcome, CameraRead, EdgeHit, Event, Passage, PlateRead
+from protocols.messages import Alert, AlertOutcome, AuditEvent, CameraRead, EdgeHit, Event, Passage, PlateRead
 from runtime.fanout import Fanout
 
 from .alertlog import AlertLog
@@ -215,6 +216,14 @@ class EdgeService:
         appended = await self.outbox.append(events, priorities)
         self._enqueue(appended.pending)
         return appended.events
+
+    async def audit(self, action: str, actor: str, *, role: str = "", target: str = "",
+                    detail: dict[str, object] | None = None) -> None:
+        """Send something the hub's audit trail must hold (an officer's login, a retention run) as an
+        event: it is committed here first, so it reaches the hub even after an outage."""
+        event = AuditEvent(seq=1, action=action[:128], actor=actor[:128], at=self._clock(), role=role[:32],
+                           target=target[:500], detail=json.dumps(detail or {}, ensure_ascii=False)[:4000])
+        await self._commit([event], [PRIORITY_HIT])
 
     async def record_outcome(self, alert_id: str, outcome: str, note: str, officer: str) -> dict[str, object]:
         """An officer acknowledged an alert and said what came of it: kept here, sent to the hub

@@ -121,6 +121,8 @@ class EvidenceSettings(msgspec.Struct, **_STRICT):
     """Pictures older than this are deleted."""
     thumb_max_px: int = 320
     """Longest side of the thumbnail that travels with hits and alerts."""
+    purge_interval_s: float = 3600.0
+    """How often the retention runs on schedule (each run is sent to the hub's audit trail)."""
 
 
 class NoPlateSettings(msgspec.Struct, **_STRICT):

@@ -137,7 +137,22 @@ class AlertOutcome(msgspec.Struct, tag="outcome", **_STRICT):
     """When the alert was raised at this edge, so the hub can tell how long acknowledgement took."""
 
 
-Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome
+class AuditEvent(msgspec.Struct, tag="audit", **_STRICT):
+    """Something the hub's audit trail must hold that happened at the edge (an officer's login at the
+    tablet, a retention run): it travels like any event, exactly once, and the hub appends it to its
+    hash-chained trail with the checkpoint named."""
+
+    seq: Seq
+    action: Text128
+    actor: Text128
+    at: float
+    role: Text32 = ""
+    target: Text500 = ""
+    detail: Annotated[str, msgspec.Meta(max_length=4000)] = "{}"
+    """A JSON object as text."""
+
+
+Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome | AuditEvent
 
 
 class EventBatch(msgspec.Struct, **_STRICT):

@@ -27,7 +27,8 @@ async def tablet_status(http, base) -> int:
 
 async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(tmp_path, mosquitto):
     hub = hub_service(tmp_path / "hub", mosquitto.url)
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"})
+    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"},
+                        extra={"evidence": {"purge_interval_s": 1.0}})
     other = edge_service(tmp_path / "other", "SD-LC-002", mosquitto.url, cameras={"cam": "t"})
     for service in (hub, edge, other):
         service.start()
@@ -63,3 +64,16 @@ async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(t
 
             await until(session_over, timeout=40, what="the disabled account's tablet session to end")
             assert await sign_in(officer, edge.base, "chen.officer") == 401
+
+            # the tablet's logins, good and bad (the one with the uplink down too), and the edge's
+            # retention runs are in the hub's audit trail, named with their checkpoint
+            async def edge_audit() -> list | None:
+                async with admin.get(f"{hub.base}/api/v1/audit", params={"limit": "1000"}) as resp:
+                    records = (await resp.json())["records"]
+                from_edge = [r for r in records if '"checkpoint":"SD-DZ-001"' in r["detail"]]
+                actions = [(r["action"], r["actor"]) for r in from_edge]
+                wanted = {("login", "chen.officer"), ("login.failed", "chen.officer"), ("retention.purge", "retention")}
+                return actions if wanted <= set(actions) else None
+
+            actions = await until(edge_audit, timeout=40, what="the edge's audit events at the hub")
+            assert actions.count(("login", "chen.officer")) == 2, "each login once, the one made offline too"
