@@ -24,6 +24,7 @@ WATCHLIST = """plate,list,action,priority,reason
 鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
 鲁B7T5X9,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
 鲁A0K88B,秘密布控车辆,covert,70,专案秘密布控
+鲁C3M7P2,<img src=x onerror=window.pwn3=1>名单,intercept,80,<b>事由</b>
 """
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 TIMEOUT_MS = 45_000
@@ -107,6 +108,17 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                     await console.screenshot(path=str(SHOTS / "console.png"))
                     await tablet.screenshot(path=str(SHOTS / "tablet.png"))
 
+                # markup in a list name and a reason is shown as text on the tablet and the console
+                await push(http, edge, "鲁C3M7P2", "ev-5")
+                await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
+                shown = await tablet.inner_text("#overlay-body")
+                assert "<img src=x onerror=window.pwn3=1>名单" in shown and "<b>事由</b>" in shown
+                await tablet.click("#overlay-later")
+                await until(lambda: _shows(console, "#alerts", "<img src=x onerror=window.pwn3=1>名单"), timeout=45,
+                            what="the list name on the console")
+                for page in (tablet, console):
+                    assert await page.evaluate("typeof window.pwn3") == "undefined"
+
                 # the hub stops: the tablet keeps alerting from the edge's own mirror
                 hub.stop()
                 await push(http, edge, "鲁B7T5X9", "ev-4")
@@ -133,4 +145,4 @@ async def _mirrored(http, edge):
     async with http.post(f"{edge.base}/login", json={"code": "tablet-code"}) as resp:
         assert resp.status == 200
     status = await get_json(http, f"{edge.base}/api/v1/status")
-    return status["feed"]["entries"] >= 2
+    return status["feed"]["entries"] >= 3
