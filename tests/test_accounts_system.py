@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support import edge_service, hub_service, login, running, session, until
+from tests.support import Mosquitto, Ring, edge_service, hub_service, login, running, session, until
 
 pytestmark = pytest.mark.system
 PASSWORD = "checkpoint night 02"
@@ -25,11 +25,27 @@ async def tablet_status(http, base) -> int:
         return resp.status
 
 
-async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(tmp_path, mosquitto):
-    hub = hub_service(tmp_path / "hub", mosquitto.url)
+@pytest.fixture(params=["test-broker", "production-config"])
+def broker(request, tmp_path):
+    """The plain test broker, and Mosquitto on the production config (deploy/mosquitto: TLS, client
+    certificates, the ACL that lets a checkpoint read only its own accounts topic)."""
+    ring = Ring.create(tmp_path / "pki", ["SD-DZ-001", "SD-LC-002"]) if request.param == "production-config" else None
+    mosquitto = Mosquitto(tmp_path / "mosquitto", tls=ring.broker() if ring else None).start()
+    yield mosquitto, ring
+    mosquitto.stop()
+
+
+async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(tmp_path, broker):
+    mosquitto, ring = broker
+
+    def identity(name: str) -> dict:
+        return {"mqtt": ring.mqtt(name)} if ring else {}
+
+    hub = hub_service(tmp_path / "hub", mosquitto.url, extra=identity("cordon-hub"))
     edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"},
-                        extra={"evidence": {"purge_interval_s": 1.0}})
-    other = edge_service(tmp_path / "other", "SD-LC-002", mosquitto.url, cameras={"cam": "t"})
+                        extra={"evidence": {"purge_interval_s": 1.0}, **identity("SD-DZ-001")})
+    other = edge_service(tmp_path / "other", "SD-LC-002", mosquitto.url, cameras={"cam": "t"},
+                         extra=identity("SD-LC-002"))
     for service in (hub, edge, other):
         service.start()
     with running(hub, edge, other):
