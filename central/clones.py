@@ -15,7 +15,6 @@ failed commit is compared with the sighting before it rather than with itself.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 
@@ -50,12 +49,17 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
+Pending = dict[str, tuple[Sighting, ...]]
+"""A job's changes to the index: plate -> its latest sightings as the job sees them."""
+
+
 class CloneIndex:
-    """Plate -> its latest eligible sightings; bounded LRU."""
+    """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
+    plates forgotten first (a plain dict kept in use order: cheaper per read than an OrderedDict)."""
 
     def __init__(self, max_plates: int = 2_000_000) -> None:
         self.max_plates = max_plates
-        self._plates: OrderedDict[str, tuple[Sighting, ...]] = OrderedDict()
+        self._plates: dict[str, tuple[Sighting, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._plates)
@@ -63,18 +67,30 @@ class CloneIndex:
     def get(self, plate: str) -> tuple[Sighting, ...]:
         return self._plates.get(plate, ())
 
-    def put(self, s: Sighting) -> None:
-        held = [x for x in self._plates.get(s.plate, ()) if x.identity != s.identity]
-        held.append(s)
-        held.sort(key=lambda x: x.captured_at)
-        self._plates[s.plate] = tuple(held[-2:])
-        self._plates.move_to_end(s.plate)
-        while len(self._plates) > self.max_plates:
-            self._plates.popitem(last=False)
+    def apply(self, pending: Pending) -> None:
+        plates_ = self._plates
+        for plate, sightings in pending.items():
+            plates_.pop(plate, None)
+            plates_[plate] = sightings
+        while len(plates_) > self.max_plates:
+            del plates_[next(iter(plates_))]
+
+
+def _merge(held: tuple[Sighting, ...], new: Sighting) -> tuple[Sighting, ...]:
+    """The two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
+    kept = [s for s in held if s.identity != new.identity]
+    kept.append(new)
+    if len(kept) > 1:
+        kept.sort(key=lambda s: s.captured_at)
+    return tuple(kept[-2:])
 
 
 class CloneCheck:
-    """Finds clones for ingest; see the module docstring for what state it keeps."""
+    """Finds clones for ingest; see the module docstring for what state it keeps.
+
+    Runs on every read inside the writer, so the common cases (an ineligible read, a plate not seen
+    yet, the same place with the same attributes, a trip slower than the fastest) are decided here
+    without building a finding; only what may be a clone goes to :func:`protocols.clones.check`."""
 
     def __init__(self, settings: CloneSettings, geography: Geography, utc_offset: str = "+08:00") -> None:
         self.settings = settings
@@ -82,34 +98,76 @@ class CloneCheck:
         self.rule = rule_from(settings, utc_offset)
         self.index = CloneIndex(settings.max_plates)
         self.findings = 0
+        self.explained_as_misreads = 0
+        self._min_confidence = self.rule.min_confidence
+        self._window = self.rule.same_time_window_s
+        self._trips: dict[tuple[str, str], float | None] = {}
 
-    def begin(self) -> dict[str, tuple[Sighting, ...]]:
-        """A job's pending changes (plate -> sightings as this job sees them)."""
+    def begin(self) -> Pending:
         return {}
 
-    def read(self, pending: dict[str, tuple[Sighting, ...]], checkpoint: str, epoch: int,
-             read: PlateRead) -> CloneFinding | None:
-        """Check one stored read; remember it in ``pending`` (applied by :meth:`commit`)."""
-        if not clones.eligible(read, self.rule):
+    def commit(self, pending: Pending) -> None:
+        """Apply a finished job's changes (only then: a job run again must not see its own first try)."""
+        self.index.apply(pending)
+
+    def _trip_s(self, a: str, b: str) -> float | None:
+        key = (a, b)
+        if key not in self._trips:
+            km = self.geography.distance_km(a, b)
+            self._trips[key] = None if km is None else clones.min_trip_s(km, self.rule)
+        return self._trips[key]
+
+    def _fits(self, prev: Sighting, new: Sighting) -> bool:
+        """True when one vehicle surely explains both (no need for the full rule)."""
+        if prev.colour != new.colour or prev.vehicle_type != new.vehicle_type:
+            return False
+        if prev.checkpoint == new.checkpoint:
+            return True
+        gap = abs(new.captured_at - prev.captured_at)
+        if gap <= self._window:
+            return False
+        trip = self._trip_s(prev.checkpoint, new.checkpoint)
+        return trip is None or gap >= trip
+
+    def read(self, pending: Pending, checkpoint: str, epoch: int, read: PlateRead) -> CloneFinding | None:
+        """Check one stored read against its plate's sightings; remember it in ``pending``."""
+        confidence = read.confidence
+        if confidence is None or confidence < self._min_confidence or not read.plate_valid or read.no_plate:
             return None
-        new = clones.sighting(checkpoint, epoch, read)
-        held = pending.get(read.plate)
+        plate = read.plate
+        # A canonical plate normalizes to itself, so raw == plate needs no normalizing.
+        if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
+            return None
+        new = Sighting(checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
+                       read.vehicle_type)
+        held = pending.get(plate)
         if held is None:
-            held = self.index.get(read.plate)
+            held = self.index.get(plate)
         finding = None
-        for previous in sorted(held, key=lambda x: -x.captured_at):
-            finding = clones.check(previous, new, self.geography, self.rule)
+        for prev in reversed(held):
+            if prev.identity == new.identity or self._fits(prev, new):
+                continue
+            finding = clones.check(prev, new, self.geography, self.rule)
             if finding is not None:
+                if self._misread(pending, prev) or self._misread(pending, new):
+                    self.explained_as_misreads += 1
+                    finding = None
                 break
-        merged = [x for x in held if x.identity != new.identity] + [new]
-        merged.sort(key=lambda x: x.captured_at)
-        pending[read.plate] = tuple(merged[-2:])
+        pending[plate] = _merge(held, new) if held else (new,)
         return finding
 
-    def commit(self, pending: dict[str, tuple[Sighting, ...]]) -> None:
-        for sightings in pending.values():
-            for s in sightings:
-                self.index.put(s)
+    def _misread(self, pending: Pending, s: Sighting) -> bool:
+        """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
+        a vehicle with a plate one look-alike character away that fits being there then."""
+        for other in clones.look_alikes(s.plate):
+            held = pending.get(other)
+            if held is None:
+                held = self.index.get(other)
+            as_other = s._replace(plate=other)
+            for seen in held:
+                if clones.check(seen, as_other, self.geography, self.rule) is None:
+                    return True
+        return False
 
     def alert(self, finding: CloneFinding, raised_at: float) -> Alert:
         """The alert for a finding, on the later read; its id names both reads (idempotent on resend)."""

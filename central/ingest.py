@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import signing, topics
 from protocols.alerting import alert_for
-from protocols.clones import Sighting
 from protocols.matching import Entry
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -42,7 +41,7 @@ from runtime import deadletters
 from runtime.sqlwriter import NeedsPreparation
 
 from . import audit
-from .clones import CloneCheck
+from .clones import CloneCheck, Pending
 from .store import HubStore
 from .watchlists import HubWatchlists
 
@@ -243,7 +242,7 @@ class Ingest:
             if self.store.insert_alert(db, alert):
                 result.alerts.append(alert)
 
-    def _clone_check(self, db: sqlite_utils.Database, result: BatchResult, pending: dict[str, tuple[Sighting, ...]], checkpoint: str,
+    def _clone_check(self, db: sqlite_utils.Database, result: BatchResult, pending: Pending, checkpoint: str,
                      epoch: int, read: PlateRead, received_at: float) -> None:
         """The plate seen where its vehicle could not have been: an alert naming both reads."""
         assert self.clones is not None

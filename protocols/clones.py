@@ -15,7 +15,7 @@ import datetime as dt
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from . import plates
 from .messages import PlateRead
@@ -121,9 +121,8 @@ class CloneRule:
     """Clock times in explanations are local (the record's offset)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """What the clone check keeps of one eligible read."""
+class Sighting(NamedTuple):
+    """What the clone check keeps of one eligible read (a tuple: ingest makes one per read)."""
 
     checkpoint: str
     epoch: int
@@ -151,6 +150,23 @@ def eligible(read: PlateRead, rule: CloneRule) -> bool:
     if read.confidence is None or read.confidence < rule.min_confidence:
         return False
     return plates.normalize(read.plate_raw).plate == read.plate
+
+
+# Characters plate cameras confuse with one another (both ways). A read whose plate differs from a
+# plate on the road by one of these is likelier a misread of that vehicle than a clone.
+LOOK_ALIKE: dict[str, str] = {}
+for _group in ("0DQ", "8B", "5S", "2Z", "6G", "1I7", "4A", "UV"):
+    for _ch in _group:
+        LOOK_ALIKE[_ch] = LOOK_ALIKE.get(_ch, "") + _group.replace(_ch, "")
+
+
+def look_alikes(plate: str) -> list[str]:
+    """Plates one look-alike character away (the province and authority letter stay)."""
+    out = []
+    for i in range(2, len(plate)):
+        for other in LOOK_ALIKE.get(plate[i], ""):
+            out.append(plate[:i] + other + plate[i + 1:])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
