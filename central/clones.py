@@ -49,7 +49,12 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
-Pending = dict[str, tuple[Sighting, ...]]
+Seen = tuple[str, int, int, float, str, str, str | None, str | None]
+"""A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
+CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
+NamedTuples), and millions of tracked objects would slow every collection during ingest."""
+CP, EPOCH, SEQ, AT, CAM, COLOUR, VTYPE = 0, 1, 2, 3, 5, 6, 7
+Pending = dict[str, tuple[Seen, ...]]
 """A job's changes to the index: plate -> its latest sightings as the job sees them."""
 
 
@@ -59,12 +64,12 @@ class CloneIndex:
 
     def __init__(self, max_plates: int = 2_000_000) -> None:
         self.max_plates = max_plates
-        self._plates: dict[str, tuple[Sighting, ...]] = {}
+        self._plates: dict[str, tuple[Seen, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._plates)
 
-    def get(self, plate: str) -> tuple[Sighting, ...]:
+    def get(self, plate: str) -> tuple[Seen, ...]:
         return self._plates.get(plate, ())
 
     def apply(self, pending: Pending) -> None:
@@ -76,12 +81,18 @@ class CloneIndex:
             del plates_[next(iter(plates_))]
 
 
-def _merge(held: tuple[Sighting, ...], new: Sighting) -> tuple[Sighting, ...]:
+def _same(a: Seen, b: Seen) -> bool:
+    return a[SEQ] == b[SEQ] and a[CP] == b[CP] and a[EPOCH] == b[EPOCH]
+
+
+def _merge(held: tuple[Seen, ...], new: Seen) -> tuple[Seen, ...]:
     """The two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
-    kept = [s for s in held if s.identity != new.identity]
+    last = held[-1]
+    if new[AT] >= last[AT] and not _same(last, new) and not (len(held) > 1 and _same(held[0], new)):
+        return (last, new)  # the usual case: reads arrive in time order
+    kept = [s for s in held if not _same(s, new)]
     kept.append(new)
-    if len(kept) > 1:
-        kept.sort(key=lambda s: s.captured_at)
+    kept.sort(key=lambda s: s[AT])
     return tuple(kept[-2:])
 
 
@@ -117,16 +128,16 @@ class CloneCheck:
             self._trips[key] = None if km is None else clones.min_trip_s(km, self.rule)
         return self._trips[key]
 
-    def _fits(self, prev: Sighting, new: Sighting) -> bool:
+    def _fits(self, prev: Seen, new: Seen) -> bool:
         """True when one vehicle surely explains both (no need for the full rule)."""
-        if prev.colour != new.colour or prev.vehicle_type != new.vehicle_type:
+        if prev[COLOUR] != new[COLOUR] or prev[VTYPE] != new[VTYPE]:
             return False
-        if prev.checkpoint == new.checkpoint:
+        if prev[CP] == new[CP]:
             return True
-        gap = abs(new.captured_at - prev.captured_at)
+        gap = abs(new[AT] - prev[AT])
         if gap <= self._window:
             return False
-        trip = self._trip_s(prev.checkpoint, new.checkpoint)
+        trip = self._trip_s(prev[CP], new[CP])
         return trip is None or gap >= trip
 
     def read(self, pending: Pending, checkpoint: str, epoch: int, read: PlateRead) -> CloneFinding | None:
@@ -138,16 +149,16 @@ class CloneCheck:
         # A canonical plate normalizes to itself, so raw == plate needs no normalizing.
         if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
             return None
-        new = Sighting(checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
-                       read.vehicle_type)
+        new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
+                     read.vehicle_type)
         held = pending.get(plate)
         if held is None:
             held = self.index.get(plate)
         finding = None
         for prev in reversed(held):
-            if prev.identity == new.identity or self._fits(prev, new):
+            if _same(prev, new) or self._fits(prev, new):
                 continue
-            finding = clones.check(prev, new, self.geography, self.rule)
+            finding = clones.check(Sighting(*prev), Sighting(*new), self.geography, self.rule)
             if finding is not None:
                 if self._misread(pending, prev) or self._misread(pending, new):
                     self.explained_as_misreads += 1
@@ -156,16 +167,17 @@ class CloneCheck:
         pending[plate] = _merge(held, new) if held else (new,)
         return finding
 
-    def _misread(self, pending: Pending, s: Sighting) -> bool:
+    def _misread(self, pending: Pending, seen: Seen) -> bool:
         """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
         a vehicle with a plate one look-alike character away that fits being there then."""
+        s = Sighting(*seen)
         for other in clones.look_alikes(s.plate):
             held = pending.get(other)
             if held is None:
                 held = self.index.get(other)
             as_other = s._replace(plate=other)
-            for seen in held:
-                if clones.check(seen, as_other, self.geography, self.rule) is None:
+            for known in held:
+                if clones.check(Sighting(*known), as_other, self.geography, self.rule) is None:
                     return True
         return False
 
