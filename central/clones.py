@@ -114,13 +114,6 @@ class CloneCheck:
         self._window = self.rule.same_time_window_s
         self._trips: dict[tuple[str, str], float | None] = {}
 
-    def begin(self) -> Pending:
-        return {}
-
-    def commit(self, pending: Pending) -> None:
-        """Apply a finished job's changes (only then: a job run again must not see its own first try)."""
-        self.index.apply(pending)
-
     def _trip_s(self, a: str, b: str) -> float | None:
         key = (a, b)
         if key not in self._trips:
@@ -128,43 +121,62 @@ class CloneCheck:
             self._trips[key] = None if km is None else clones.min_trip_s(km, self.rule)
         return self._trips[key]
 
-    def _fits(self, prev: Seen, new: Seen) -> bool:
-        """True when one vehicle surely explains both (no need for the full rule)."""
-        if prev[COLOUR] != new[COLOUR] or prev[VTYPE] != new[VTYPE]:
-            return False
-        if prev[CP] == new[CP]:
-            return True
-        gap = abs(new[AT] - prev[AT])
-        if gap <= self._window:
-            return False
-        trip = self._trip_s(prev[CP], new[CP])
-        return trip is None or gap >= trip
+    def batch(self, checkpoint: str, epoch: int, reads: list[PlateRead]) -> list[CloneFinding]:
+        """Check one batch's stored reads against their plates' sightings, then remember them.
 
-    def read(self, pending: Pending, checkpoint: str, epoch: int, read: PlateRead) -> CloneFinding | None:
-        """Check one stored read against its plate's sightings; remember it in ``pending``."""
-        confidence = read.confidence
-        if confidence is None or confidence < self._min_confidence or not read.plate_valid or read.no_plate:
-            return None
-        plate = read.plate
-        # A canonical plate normalizes to itself, so raw == plate needs no normalizing.
-        if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
-            return None
-        new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
-                     read.vehicle_type)
-        held = pending.get(plate)
-        if held is None:
-            held = self.index.get(plate)
-        finding = None
-        for prev in reversed(held):
-            if _same(prev, new) or self._fits(prev, new):
+        Called once per batch at the end of the ingest job: a job the writer runs again (to attach a
+        day file) stops before this, so a first attempt leaves nothing behind. The common cases
+        (ineligible, plate not seen yet, same place and attributes, a trip slower than the fastest)
+        are decided inline, as this runs for every read ingest stores."""
+        findings: list[CloneFinding] = []
+        pending: Pending = {}
+        index = self.index._plates
+        min_conf, window, trips = self._min_confidence, self._window, self._trips
+        for read in reads:
+            confidence = read.confidence
+            if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
                 continue
-            finding = clones.check(Sighting(*prev), Sighting(*new), self.geography, self.rule)
-            if finding is not None:
-                if self._misread(pending, prev) or self._misread(pending, new):
-                    self.explained_as_misreads += 1
-                    finding = None
-                break
-        pending[plate] = _merge(held, new) if held else (new,)
+            plate = read.plate
+            # A canonical plate normalizes to itself, so raw == plate needs no normalizing.
+            if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
+                continue
+            new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
+                         read.vehicle_type)
+            held = pending.get(plate)
+            if held is None:
+                held = index.get(plate)
+                if held is None:
+                    pending[plate] = (new,)
+                    continue
+            for prev in reversed(held):
+                if prev[SEQ] == new[SEQ] and prev[CP] == checkpoint and prev[EPOCH] == epoch:
+                    continue  # this very read, sent again
+                if prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]:
+                    if prev[CP] == checkpoint:
+                        continue
+                    gap = abs(new[AT] - prev[AT])
+                    if gap > window:
+                        trip = trips.get((prev[CP], checkpoint), -1.0)
+                        if trip == -1.0:
+                            trip = self._trip_s(prev[CP], checkpoint)
+                        if trip is None or gap >= trip:
+                            continue
+                finding = self._finding(pending, prev, new)
+                if finding is not None:
+                    findings.append(finding)
+                    break
+            pending[plate] = _merge(held, new)
+        self.index.apply(pending)
+        self.findings += len(findings)
+        return findings
+
+    def _finding(self, pending: Pending, prev: Seen, new: Seen) -> CloneFinding | None:
+        """The full rule, for a pair the fast path could not clear; None also when either read is
+        better explained as a misread of a look-alike plate."""
+        finding = clones.check(Sighting(*prev), Sighting(*new), self.geography, self.rule)
+        if finding is not None and (self._misread(pending, prev) or self._misread(pending, new)):
+            self.explained_as_misreads += 1
+            return None
         return finding
 
     def _misread(self, pending: Pending, seen: Seen) -> bool:
