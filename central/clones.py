@@ -7,10 +7,11 @@ checkpoint reading one vehicle are the same place, so they never make a trip too
 
 The index lives in memory (plate -> its two latest sightings, least recently seen plates forgotten
 past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
-found only once both vehicles have been seen again. It is touched only from the writer thread, and a
-job's changes are applied only when the job finishes (a job the writer runs again after attaching a
-day file changes nothing twice). Two sightings per plate, not one, so a read sent again after a
-failed commit is compared with the sighting before it rather than with itself.
+found only once both vehicles have been seen again. It is touched only from the writer thread, at
+the end of an ingest job (a job the writer runs again after attaching a day file stops before that).
+Two sightings per plate, not one, so a read sent again after a failed commit (the index remembers
+it, the record does not) is compared with the sighting before it rather than with itself, and the
+alert it makes has the same id as the first time.
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ Seen = tuple[str, int, int, float, str, str, str | None, str | None]
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
 NamedTuples), and millions of tracked objects would slow every collection during ingest."""
 CP, EPOCH, SEQ, AT, CAM, COLOUR, VTYPE = 0, 1, 2, 3, 5, 6, 7
-Pending = dict[str, tuple[Seen, ...]]
-"""A job's changes to the index: plate -> its latest sightings as the job sees them."""
 
 
 class CloneIndex:
@@ -72,11 +71,8 @@ class CloneIndex:
     def get(self, plate: str) -> tuple[Seen, ...]:
         return self._plates.get(plate, ())
 
-    def apply(self, pending: Pending) -> None:
+    def evict(self) -> None:
         plates_ = self._plates
-        for plate, sightings in pending.items():
-            plates_.pop(plate, None)
-            plates_[plate] = sightings
         while len(plates_) > self.max_plates:
             del plates_[next(iter(plates_))]
 
@@ -129,7 +125,6 @@ class CloneCheck:
         (ineligible, plate not seen yet, same place and attributes, a trip slower than the fastest)
         are decided inline, as this runs for every read ingest stores."""
         findings: list[CloneFinding] = []
-        pending: Pending = {}
         index = self.index._plates
         min_conf, window, trips = self._min_confidence, self._window, self._trips
         for read in reads:
@@ -142,51 +137,66 @@ class CloneCheck:
                 continue
             new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
                          read.vehicle_type)
-            held = pending.get(plate)
+            held = index.pop(plate, None)  # put back last: the dict's order is least recently seen first
             if held is None:
-                held = index.get(plate)
-                if held is None:
-                    pending[plate] = (new,)
-                    continue
+                index[plate] = (new,)
+                continue
+            last = held[-1]
+            at, seq = read.captured_at, read.seq
+            if at >= last[AT] and not (last[SEQ] == seq and last[CP] == checkpoint and last[EPOCH] == epoch):
+                # The usual case, reads in time order: the latest sighting is enough (trip times add
+                # up, so if it fits the one before and the new one, one vehicle explains all three).
+                if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
+                        and self._fits_in_time(last, checkpoint, at, window, trips)):
+                    finding = self._finding(last, new)
+                    if finding is not None:
+                        findings.append(finding)
+                index[plate] = (last, new)
+                continue
             for prev in reversed(held):
-                if prev[SEQ] == new[SEQ] and prev[CP] == checkpoint and prev[EPOCH] == epoch:
+                if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
                     continue  # this very read, sent again
-                if prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]:
-                    if prev[CP] == checkpoint:
-                        continue
-                    gap = abs(new[AT] - prev[AT])
-                    if gap > window:
-                        trip = trips.get((prev[CP], checkpoint), -1.0)
-                        if trip == -1.0:
-                            trip = self._trip_s(prev[CP], checkpoint)
-                        if trip is None or gap >= trip:
-                            continue
-                finding = self._finding(pending, prev, new)
+                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]
+                        and self._fits_in_time(prev, checkpoint, at, window, trips)):
+                    continue
+                finding = self._finding(prev, new)
                 if finding is not None:
                     findings.append(finding)
                     break
-            pending[plate] = _merge(held, new)
-        self.index.apply(pending)
+            index[plate] = _merge(held, new)
+        if len(index) > self.index.max_plates:
+            self.index.evict()
         self.findings += len(findings)
         return findings
 
-    def _finding(self, pending: Pending, prev: Seen, new: Seen) -> CloneFinding | None:
+    def _fits_in_time(self, prev: Seen, checkpoint: str, at: float, window: float,
+                      trips: dict[tuple[str, str], float | None]) -> bool:
+        """The same place, or two places far enough apart in time for one vehicle."""
+        if prev[CP] == checkpoint:
+            return True
+        gap = abs(at - prev[AT])
+        if gap <= window:
+            return False
+        trip = trips.get((prev[CP], checkpoint), -1.0)
+        if trip == -1.0:
+            trip = self._trip_s(prev[CP], checkpoint)
+        return trip is None or gap >= trip
+
+    def _finding(self, prev: Seen, new: Seen) -> CloneFinding | None:
         """The full rule, for a pair the fast path could not clear; None also when either read is
         better explained as a misread of a look-alike plate."""
         finding = clones.check(Sighting(*prev), Sighting(*new), self.geography, self.rule)
-        if finding is not None and (self._misread(pending, prev) or self._misread(pending, new)):
+        if finding is not None and (self._misread(prev) or self._misread(new)):
             self.explained_as_misreads += 1
             return None
         return finding
 
-    def _misread(self, pending: Pending, seen: Seen) -> bool:
+    def _misread(self, seen: Seen) -> bool:
         """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
         a vehicle with a plate one look-alike character away that fits being there then."""
         s = Sighting(*seen)
         for other in clones.look_alikes(s.plate):
-            held = pending.get(other)
-            if held is None:
-                held = self.index.get(other)
+            held = self.index.get(other)
             as_other = s._replace(plate=other)
             for known in held:
                 if clones.check(Sighting(*known), as_other, self.geography, self.rule) is None:
