@@ -191,3 +191,21 @@ def test_clone_settings_are_validated():
     assert settings.clones.enabled is False and settings.clones.action == "intercept"
     with pytest.raises(Exception, match="action"):
         load_settings(None, {"CORDON_HUB_CLONES__ACTION": "shout"})
+
+
+def test_confident_misread_onto_a_look_alike_plate_on_the_road_is_not_a_clone(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 7200
+    # 鲁QBK2L1 (a real plate, one look-alike character from 鲁Q8K2L1) was seen at 临清 an hour ago.
+    send(ingest, LINQING, [read(1, now, "鲁QBK2L1", colour="blue")])
+    # 鲁Q8K2L1 passes 郯城; a second camera there misreads it as 鲁QBK2L1, confidently.
+    send(ingest, TANCHENG, [read(1, now + 3600, colour="yellow"),
+                            read(2, now + 3600.4, "鲁QBK2L1", confidence=96.0, colour="yellow")])
+    assert clone_alerts(store) == [] and dispatched == []
+    assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    # Without the look-alike vehicle nearby, the same two sightings of 鲁QBK2L1 are a clone.
+    send(ingest, LINSHU, [read(1, now + 3700, "鲁QBK2L9", colour="blue"),
+                          read(2, now + 3700.4, "鲁QBK2L9", confidence=96.0, colour="blue")])
+    send(ingest, LINQING, [read(2, now + 3900, "鲁QBK2L9", colour="blue")])
+    [alert] = clone_alerts(store)
+    assert alert.plate_read == "鲁QBK2L9" and alert.checkpoint == LINQING
