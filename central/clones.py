@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Final
 
 from protocols import clones
 from protocols.alerting import rule_alert
@@ -54,7 +55,12 @@ Seen = tuple[str, int, int, float, str, str, str | None, str | None]
 """A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
 NamedTuples), and millions of tracked objects would slow every collection during ingest."""
-CP, EPOCH, SEQ, AT, CAM, COLOUR, VTYPE = 0, 1, 2, 3, 5, 6, 7
+CP: Final = 0
+EPOCH: Final = 1
+SEQ: Final = 2
+AT: Final = 3
+COLOUR: Final = 6
+VTYPE: Final = 7
 
 
 class CloneIndex:

@@ -102,13 +102,13 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float) -> d
     taken: set[str] = set()
     n_vehicles = max(100, passages // 4)
     while len(vehicles) < n_vehicles:
-        p = _plate(rng)
-        if p in taken:
+        plate = _plate(rng)
+        if plate in taken:
             continue
         colour, vtype = rng.choice(["blue", "blue", "blue", "yellow", "green"]), rng.choice(["car", "car", "truck"])
-        vehicles.append(Vehicle(len(vehicles), p, colour, vtype))
-        taken.add(p)
-        twin = _twin(p, rng) if rng.random() < 0.10 else None
+        vehicles.append(Vehicle(len(vehicles), plate, colour, vtype))
+        taken.add(plate)
+        twin = _twin(plate, rng) if rng.random() < 0.10 else None
         if twin and twin not in taken:
             vehicles.append(Vehicle(len(vehicles), twin, rng.choice(["blue", "yellow"]), rng.choice(["car", "truck"])))
             taken.add(twin)
