@@ -24,6 +24,7 @@ from runtime.web import Principal, Sessions, add_login_routes, close_sockets, ma
 from . import keys, retention, web_lists, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
+from .clones import CloneCheck, load_geography
 from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
@@ -76,7 +77,8 @@ def create_app(settings: HubSettings) -> web.Application:
                     max_skew_s=settings.clock.max_skew_s,
                     on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
                     edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
-                    signatures_required=settings.signing.required)
+                    signatures_required=settings.signing.required,
+                    clones=_clone_check(settings))
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
@@ -98,6 +100,13 @@ def create_app(settings: HubSettings) -> web.Application:
     app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream, _retention])
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _clone_check(settings: HubSettings) -> CloneCheck | None:
+    """The clone check, or None when off; a bad checkpoints or distances file stops start-up here."""
+    if not settings.clones.enabled:
+        return None
+    return CloneCheck(settings.clones, load_geography(settings.clones), settings.record.utc_offset)
 
 
 def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN202 - returns the token checker

@@ -42,6 +42,7 @@ from runtime import deadletters
 from runtime.sqlwriter import NeedsPreparation
 
 from . import audit
+from .clones import CloneCheck
 from .store import HubStore
 from .watchlists import HubWatchlists
 
@@ -89,8 +90,9 @@ class Ingest:
                  max_skew_s: float = 30.0,
                  on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
-                 signatures_required: bool = False) -> None:
+                 signatures_required: bool = False, clones: CloneCheck | None = None) -> None:
         self.store = store
+        self.clones = clones
         self.watchlists = watchlists
         self._publish = publish
         self._on_alerts = on_alerts
@@ -187,6 +189,7 @@ class Ingest:
                               f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
                               payload, checkpoint, received_at)
         result.checkpoint, result.epoch = checkpoint, batch.epoch
+        stored_reads: list[PlateRead] = []
         for event in batch.events:
             outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
@@ -205,6 +208,7 @@ class Ingest:
                 result.reads += 1
             if isinstance(event, PlateRead):
                 self._match(db, result, checkpoint, batch.epoch, event, received_at)
+                stored_reads.append(event)
                 self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at, event.captured_at)
             elif isinstance(event, EdgeHit):
                 self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at)
@@ -225,6 +229,12 @@ class Ingest:
                 result.gap_reads += event.count
                 log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,
                             event.count, event.dropped_total, event.reason)
+        if self.clones is not None and stored_reads:
+            # Last: a job the writer runs again after attaching a day file never got here.
+            for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
+                alert = self.clones.alert(finding, raised_at=received_at)
+                if self.store.insert_alert(db, alert):
+                    result.alerts.append(alert)
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)

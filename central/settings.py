@@ -126,6 +126,24 @@ class RecordSettings(msgspec.Struct, **_STRICT):
     """Longest time range one search of the record may span."""
 
 
+class CloneSettings(msgspec.Struct, **_STRICT):
+    enabled: bool = True
+    min_confidence: Annotated[float, msgspec.Meta(ge=0, le=100)] = 90.0
+    """Only reads at least this confident take part (misreads must not look like clones)."""
+    max_speed_kmh: Annotated[float, msgspec.Meta(gt=0)] = 150.0
+    road_factor: Annotated[float, msgspec.Meta(ge=1)] = 1.3
+    """Road distance = straight line times this, where distances_csv names no distance."""
+    same_time_window_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    checkpoints_csv: str = ""
+    """Checkpoint coordinates (id, lat, lon, name_zh); empty: the ring shipped in cordon/data."""
+    distances_csv: str = ""
+    """Road distances in km (from, to, km); empty: straight line times road_factor."""
+    action: Literal["intercept", "covert", "notify"] = "notify"
+    priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 40
+    max_plates: Annotated[int, msgspec.Meta(ge=1)] = 2_000_000
+    """Plates the in-memory index remembers (least recently seen forgotten first)."""
+
+
 class StoreSettings(msgspec.Struct, **_STRICT):
     busy_timeout_s: float = 30.0
     """How long a commit waits for a write lock another process holds on hub.db before it fails
@@ -143,6 +161,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     record: RecordSettings = msgspec.field(default_factory=RecordSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    clones: CloneSettings = msgspec.field(default_factory=CloneSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)

@@ -300,6 +300,14 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_intel(args: argparse.Namespace) -> int:
+    from .bench.intel import run
+
+    result = run(args.passages, seed=args.seed, repeats=args.repeats)
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
 def cmd_bench_store(args: argparse.Namespace) -> int:
     from .bench.store import run
 
@@ -470,6 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_e2e)
+    p = bsub.add_parser("intel", help="cloned plates: recall, false alerts from misreads, cost added to ingest")
+    p.add_argument("--passages", type=int, default=200_000, help="simulated passages (up to 20M)")
+    p.add_argument("--seed", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=2, help="ingest runs with the check off and on, alternating")
+    p.add_argument("--json", action="store_true", help="one JSON object on one line")
+    p.set_defaults(func=cmd_bench_intel)
     return parser
 
 

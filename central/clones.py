@@ -1,0 +1,231 @@
+"""The hub's clone check: each newly stored eligible read against the last sightings of its plate.
+
+Reads, not passages: the hub gets every camera's reads from every checkpoint, and a read carries
+what the check needs (its camera's confidence, whether the plate was taken exactly as read, colour
+and vehicle type); passages are merged per checkpoint and lose the confidence. Two cameras at one
+checkpoint reading one vehicle are the same place, so they never make a trip too fast.
+
+The index lives in memory (plate -> its two latest sightings, least recently seen plates forgotten
+past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
+found only once both vehicles have been seen again. It is touched only from the writer thread, at
+the end of an ingest job (a job the writer runs again after attaching a day file stops before that).
+Two sightings per plate, not one, so a read sent again after a failed commit (the index remembers
+it, the record does not) is compared with the sighting before it rather than with itself, and the
+alert it makes has the same id as the first time.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from protocols import clones
+from protocols.alerting import rule_alert
+from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
+from protocols.messages import Alert, PlateRead, derive_alert_id
+
+from .settings import CloneSettings
+
+NAME = "suspected cloned plate 疑似套牌"
+RULE = clones.RULE_ID
+
+
+def load_geography(settings: CloneSettings) -> Geography:
+    """Checkpoints and distances from the configured files (the shipped ring by default)."""
+    if settings.checkpoints_csv:
+        text = Path(settings.checkpoints_csv).read_text(encoding="utf-8")
+    else:  # the ring shipped with the package (a data file, not a code dependency on cordon)
+        text = resources.files("cordon").joinpath("data/ring-checkpoints.csv").read_text(encoding="utf-8")
+    distances = {}
+    if settings.distances_csv:
+        distances = clones.parse_distances(Path(settings.distances_csv).read_text(encoding="utf-8"))
+    return Geography(clones.parse_checkpoints(text), road_factor=settings.road_factor, distances=distances)
+
+
+def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
+    sign = -1 if utc_offset.startswith("-") else 1
+    hours, minutes = utc_offset[1:].split(":")
+    return CloneRule(min_confidence=settings.min_confidence, max_speed_kmh=settings.max_speed_kmh,
+                     same_time_window_s=settings.same_time_window_s,
+                     utc_offset_h=sign * (int(hours) + int(minutes) / 60))
+
+
+Seen = tuple[str, int, int, float, str, str, str | None, str | None]
+"""A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
+CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
+NamedTuples), and millions of tracked objects would slow every collection during ingest."""
+CP: Final = 0
+EPOCH: Final = 1
+SEQ: Final = 2
+AT: Final = 3
+COLOUR: Final = 6
+VTYPE: Final = 7
+
+
+class CloneIndex:
+    """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
+    plates forgotten first (a plain dict kept in use order: cheaper per read than an OrderedDict)."""
+
+    def __init__(self, max_plates: int = 2_000_000) -> None:
+        self.max_plates = max_plates
+        self._plates: dict[str, tuple[Seen, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._plates)
+
+    def get(self, plate: str) -> tuple[Seen, ...]:
+        return self._plates.get(plate, ())
+
+    def evict(self) -> None:
+        plates_ = self._plates
+        while len(plates_) > self.max_plates:
+            del plates_[next(iter(plates_))]
+
+
+def _same(a: Seen, b: Seen) -> bool:
+    return a[SEQ] == b[SEQ] and a[CP] == b[CP] and a[EPOCH] == b[EPOCH]
+
+
+def _merge(held: tuple[Seen, ...], new: Seen) -> tuple[Seen, ...]:
+    """The two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
+    last = held[-1]
+    if new[AT] >= last[AT] and not _same(last, new) and not (len(held) > 1 and _same(held[0], new)):
+        return (last, new)  # the usual case: reads arrive in time order
+    kept = [s for s in held if not _same(s, new)]
+    kept.append(new)
+    kept.sort(key=lambda s: s[AT])
+    return tuple(kept[-2:])
+
+
+class CloneCheck:
+    """Finds clones for ingest; see the module docstring for what state it keeps.
+
+    Runs on every read inside the writer, so the common cases (an ineligible read, a plate not seen
+    yet, the same place with the same attributes, a trip slower than the fastest) are decided here
+    without building a finding; only what may be a clone goes to :func:`protocols.clones.check`."""
+
+    def __init__(self, settings: CloneSettings, geography: Geography, utc_offset: str = "+08:00") -> None:
+        self.settings = settings
+        self.geography = geography
+        self.rule = rule_from(settings, utc_offset)
+        self.index = CloneIndex(settings.max_plates)
+        self.findings = 0
+        self.explained_as_misreads = 0
+        self._min_confidence = self.rule.min_confidence
+        self._window = self.rule.same_time_window_s
+        self._trips: dict[tuple[str, str], float | None] = {}
+
+    def _trip_s(self, a: str, b: str) -> float | None:
+        key = (a, b)
+        if key not in self._trips:
+            km = self.geography.distance_km(a, b)
+            self._trips[key] = None if km is None else clones.min_trip_s(km, self.rule)
+        return self._trips[key]
+
+    def batch(self, checkpoint: str, epoch: int, reads: list[PlateRead]) -> list[CloneFinding]:
+        """Check one batch's stored reads against their plates' sightings, then remember them.
+
+        Called once per batch at the end of the ingest job: a job the writer runs again (to attach a
+        day file) stops before this, so a first attempt leaves nothing behind. The common cases
+        (ineligible, plate not seen yet, same place and attributes, a trip slower than the fastest)
+        are decided inline, as this runs for every read ingest stores."""
+        findings: list[CloneFinding] = []
+        index = self.index._plates
+        min_conf, window, trips = self._min_confidence, self._window, self._trips
+        for read in reads:
+            confidence = read.confidence
+            if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
+                continue
+            plate = read.plate
+            # A canonical plate normalizes to itself, so raw == plate needs no normalizing.
+            if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
+                continue
+            new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
+                         read.vehicle_type)
+            held = index.pop(plate, None)  # put back last: the dict's order is least recently seen first
+            if held is None:
+                index[plate] = (new,)
+                continue
+            last = held[-1]
+            at, seq = read.captured_at, read.seq
+            if at >= last[AT] and not (last[SEQ] == seq and last[CP] == checkpoint and last[EPOCH] == epoch):
+                # The usual case, reads in time order: the latest sighting is enough (trip times add
+                # up, so if it fits the one before and the new one, one vehicle explains all three).
+                if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
+                        and self._fits_in_time(last, checkpoint, at, window, trips)):
+                    finding = self._finding(last, new)
+                    if finding is not None:
+                        findings.append(finding)
+                index[plate] = (last, new)
+                continue
+            for prev in reversed(held):
+                if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
+                    continue  # this very read, sent again
+                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]
+                        and self._fits_in_time(prev, checkpoint, at, window, trips)):
+                    continue
+                finding = self._finding(prev, new)
+                if finding is not None:
+                    findings.append(finding)
+                    break
+            index[plate] = _merge(held, new)
+        if len(index) > self.index.max_plates:
+            self.index.evict()
+        self.findings += len(findings)
+        return findings
+
+    def _fits_in_time(self, prev: Seen, checkpoint: str, at: float, window: float,
+                      trips: dict[tuple[str, str], float | None]) -> bool:
+        """The same place, or two places far enough apart in time for one vehicle."""
+        if prev[CP] == checkpoint:
+            return True
+        gap = abs(at - prev[AT])
+        if gap <= window:
+            return False
+        trip = trips.get((prev[CP], checkpoint), -1.0)
+        if trip == -1.0:
+            trip = self._trip_s(prev[CP], checkpoint)
+        return trip is None or gap >= trip
+
+    def _finding(self, prev: Seen, new: Seen) -> CloneFinding | None:
+        """The full rule, for a pair the fast path could not clear; None also when either read is
+        better explained as a misread of a look-alike plate."""
+        finding = clones.check(Sighting(*prev), Sighting(*new), self.geography, self.rule)
+        if finding is not None and (self._misread(prev) or self._misread(new)):
+            self.explained_as_misreads += 1
+            return None
+        return finding
+
+    def _misread(self, seen: Seen) -> bool:
+        """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
+        a vehicle with a plate one look-alike character away that fits being there then."""
+        s = Sighting(*seen)
+        for other in clones.look_alikes(s.plate):
+            held = self.index.get(other)
+            as_other = s._replace(plate=other)
+            for known in held:
+                if clones.check(Sighting(*known), as_other, self.geography, self.rule) is None:
+                    return True
+        return False
+
+    def alert(self, finding: CloneFinding, raised_at: float) -> Alert:
+        """The alert for a finding, on the later read; its id names both reads (idempotent on resend)."""
+        later, earlier = finding.later, finding.earlier
+        other = f"{RULE}:{earlier.checkpoint}/{earlier.epoch}/{earlier.seq}"
+        read = PlateRead(seq=later.seq, camera_id=later.camera_id, captured_at=later.captured_at, plate=later.plate,
+                         plate_raw=later.plate, plate_valid=True, colour=later.colour,
+                         vehicle_type=later.vehicle_type)
+        alert = rule_alert(later.checkpoint, later.epoch, read, rule_id=RULE, name=NAME,
+                           action=self.settings.action, priority=self.settings.priority,
+                           explanation=finding.explanation, raised_at=raised_at)
+        alert.alert_id = derive_alert_id(later.checkpoint, later.epoch, later.seq, other)
+        alert.hit.entry_id = other[:128]
+        alert.hit.entry_plate = later.plate
+        alert.hit.kind = "clone"
+        # The evidence: both reads by identity (their pictures are kept with them at the checkpoints).
+        alert.hit.reason = (f"{finding.kind}; earlier read {earlier.checkpoint}/{earlier.epoch}/{earlier.seq} "
+                            f"camera {earlier.camera_id}; later read {later.checkpoint}/{later.epoch}/{later.seq} "
+                            f"camera {later.camera_id}")[:500]
+        return alert
+

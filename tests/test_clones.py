@@ -1,0 +1,211 @@
+"""Cloned plates: the rules (protocols/clones.py) and the check inside hub ingest (central/clones.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import msgspec
+import pytest
+
+from central.clones import CloneCheck, load_geography
+from central.ingest import Ingest
+from central.settings import CloneSettings, load_settings
+from central.store import HubStore
+from central.watchlists import HubWatchlists
+from protocols import clones
+from protocols.clones import CloneRule, Geography, GeographyError, Sighting
+from protocols.messages import SCHEMA_VERSION, Alert, EventBatch, PlateRead, encode
+
+TANCHENG, LINQING, LINSHU = "SD-LY-001", "SD-LC-001", "SD-LY-002"
+T0 = 1_767_000_000.0  # some day; times below are offsets from it
+RULE = CloneRule()
+
+
+@pytest.fixture(scope="module")
+def geo() -> Geography:
+    return load_geography(CloneSettings())
+
+
+def read(seq: int, at: float, plate: str = "鲁Q8K2L1", *, raw: str | None = None, confidence: float | None = 97.0,
+         valid: bool = True, **kw) -> PlateRead:
+    return PlateRead(seq=seq, camera_id="cam1", captured_at=at, plate=plate, plate_raw=raw or plate,
+                     plate_valid=valid, confidence=confidence, **kw)
+
+
+def sight(checkpoint: str, seq: int, at: float, plate: str = "鲁Q8K2L1", **kw) -> Sighting:
+    return clones.sighting(checkpoint, 1, read(seq, at, plate, **kw))
+
+
+# -- the rules -----------------------------------------------------------------------------------
+
+def test_trip_faster_than_possible_is_a_clone_and_explained(geo):
+    km = geo.distance_km(TANCHENG, LINQING)
+    assert km is not None and 400 < km < 600  # straight line x 1.3
+    finding = clones.check(sight(TANCHENG, 1, T0), sight(LINQING, 2, T0 + 39 * 60), geo, RULE)
+    assert finding is not None and finding.kind == "impossible_trip"
+    assert finding.earlier.checkpoint == TANCHENG and finding.later.checkpoint == LINQING
+    assert finding.min_trip_s == pytest.approx(km / 150 * 3600)
+    en, zh = finding.explanation_en, finding.explanation_zh
+    assert "鲁Q8K2L1 at 郯城京沪高速检查站" in en and "临清青银高速检查站" in en
+    assert "the fastest trip is 3 h" in en and "it took 39 min" in en
+    assert "两地最快车程 3小时" in zh and "实际间隔 39分钟" in zh
+    assert len(finding.explanation) <= 500
+
+
+def test_plausible_fast_trip_is_not_a_clone(geo):
+    # 郯城 -> 临沭 is about 55 km by road: 30 minutes is a fast but possible drive.
+    assert clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 30 * 60), geo, RULE) is None
+    # The far pair, given enough time (5 hours), is an ordinary trip too.
+    assert clones.check(sight(TANCHENG, 1, T0), sight(LINQING, 2, T0 + 5 * 3600), geo, RULE) is None
+
+
+def test_order_of_arrival_does_not_matter(geo):
+    later, earlier = sight(LINQING, 2, T0 + 600), sight(TANCHENG, 1, T0)
+    finding = clones.check(later, earlier, geo, RULE)  # the earlier read arrives last (a replay)
+    assert finding is not None and finding.earlier.checkpoint == TANCHENG
+
+
+def test_explicit_distance_matrix_wins_over_the_straight_line(geo):
+    matrix = Geography(geo.checkpoints, distances=clones.parse_distances("from,to,km\nSD-LY-002,SD-LY-001,200\n"))
+    # 30 minutes for 200 km (80 min at 150 km/h): impossible with the matrix, possible by the straight line.
+    assert clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 1800), matrix, RULE).kind == "impossible_trip"
+    assert clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 1800), geo, RULE) is None
+
+
+def test_same_time_at_two_places(geo):
+    finding = clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 20), geo, RULE)
+    assert finding is not None and finding.kind == "same_time"
+    assert "the same time at two places" in finding.explanation_en and "同一时间出现在两地" in finding.explanation_zh
+    # Checkpoints with no coordinates: the same time still tells, a longer gap says nothing.
+    unknown = Geography({})
+    assert clones.check(sight("X-1", 1, T0), sight("X-2", 2, T0 + 5), unknown, RULE).kind == "same_time"
+    assert clones.check(sight("X-1", 1, T0), sight("X-2", 2, T0 + 3600), unknown, RULE) is None
+
+
+def test_attribute_conflicts(geo):
+    # Plate colour, in any of the names cameras use, compared as a colour.
+    f = clones.check(sight(TANCHENG, 1, T0, colour="蓝"), sight(TANCHENG, 2, T0 + 7200, colour="yellow"), geo, RULE)
+    assert f is not None and f.kind == "attribute_conflict" and "plate colour blue vs yellow" in f.explanation_en
+    assert clones.check(sight(TANCHENG, 1, T0, colour="蓝色"), sight(LINQING, 2, T0 + 9 * 3600, colour="Blue"),
+                        geo, RULE) is None
+    f = clones.check(sight(TANCHENG, 1, T0, vehicle_type="car"), sight(LINQING, 2, T0 + 9 * 3600, vehicle_type="truck"),
+                     geo, RULE)
+    assert f is not None and f.kind == "attribute_conflict" and "车辆类型car与truck不符" in f.explanation_zh
+    # Unknown on one side is no conflict.
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_type="car"), sight(LINQING, 2, T0 + 9 * 3600),
+                        geo, RULE) is None
+
+
+def test_misreads_do_not_take_part():
+    assert clones.eligible(read(1, T0), RULE)
+    assert not clones.eligible(read(1, T0, confidence=89.9), RULE)  # low confidence
+    assert not clones.eligible(read(1, T0, confidence=None), RULE)  # a camera that gives none
+    assert not clones.eligible(read(1, T0, valid=False), RULE)
+    assert not clones.eligible(read(1, T0, "", raw="无牌", no_plate=True), RULE)
+    # A plate that is not exactly what the camera read (a look-alike correction I->1): out.
+    assert not clones.eligible(read(1, T0, "鲁Q8K2L1", raw="鲁Q8K2LI"), RULE)
+    # Only cleaning (spaces, a colour word) is not a correction.
+    assert clones.eligible(read(1, T0, "鲁Q8K2L1", raw="蓝 鲁Q8K2L1"), RULE)
+
+
+def test_bad_geography_files_name_the_problem():
+    with pytest.raises(GeographyError, match="lat"):
+        clones.parse_checkpoints("id,name\nA,x\n")
+    with pytest.raises(GeographyError, match="line 2"):
+        clones.parse_checkpoints("id,lat,lon\nA,north,1\n")
+    with pytest.raises(GeographyError, match="line 3"):
+        clones.parse_distances("from,to,km\nA,B,3\nA,C,-1\n")
+
+
+# -- inside ingest -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def hub(tmp_path):
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    dispatched: list[Alert] = []
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=dispatched.extend,
+                    on_status=lambda status, offset: None,
+                    clones=CloneCheck(CloneSettings(), load_geography(CloneSettings())))
+    yield ingest, store, dispatched
+    store.stop()
+
+
+def send(ingest: Ingest, checkpoint: str, events: list[PlateRead], epoch: int = 1):
+    body = encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=epoch, sent_at=time.time(),
+                             events=events))
+    return ingest.handle(f"cordon/v1/cp/{checkpoint}/events", body, time.time()).result(10)
+
+
+def clone_alerts(store: HubStore) -> list[Alert]:
+    with sqlite3.connect(store.path) as db:
+        bodies = db.execute("SELECT body FROM alerts WHERE list_id='rule:clone'").fetchall()
+    return [msgspec.json.decode(b[0], type=Alert) for b in bodies]
+
+
+def test_ingest_raises_a_clone_alert_once_even_when_resent(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 3600
+    send(ingest, TANCHENG, [read(1, now), read(2, now + 1, "鲁B12345")])
+    assert clone_alerts(store) == [] and dispatched == []
+    later = [read(7, now + 40 * 60)]
+    result = send(ingest, LINQING, later)
+    [alert] = clone_alerts(store)
+    assert [a.alert_id for a in result.alerts] == [alert.alert_id] and [a.alert_id for a in dispatched] == [alert.alert_id]
+    assert alert.checkpoint == LINQING and alert.seq == 7 and alert.plate_read == "鲁Q8K2L1"
+    assert alert.hit.list_id == "rule:clone" and alert.hit.kind == "clone" and alert.hit.action == "notify"
+    assert alert.hit.entry_id == f"rule:clone:{TANCHENG}/1/1"  # the other read, the evidence
+    assert "fastest trip" in alert.hit.explanation and "两地最快车程" in alert.hit.explanation
+    # The edge sends the batch again (its ack was lost): nothing new is stored or dispatched.
+    again = send(ingest, LINQING, later)
+    assert again.duplicates == 1 and again.alerts == []
+    assert len(clone_alerts(store)) == 1 and len(dispatched) == 1
+    assert ingest.metrics.alerts_by_kind == {"clone": 1}
+
+
+def test_ingest_ignores_misreads_and_plausible_trips(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 3600
+    send(ingest, TANCHENG, [read(1, now)])
+    # A misread near the plate at 临清 minutes later (low confidence, or corrected look-alike): no clone.
+    send(ingest, LINQING, [read(1, now + 600, confidence=70.0), read(2, now + 660, raw="鲁Q8K2LI"),
+                           read(3, now + 700, valid=False)])
+    # The real vehicle 35 minutes later at 临沭 (a possible drive): no clone.
+    send(ingest, LINSHU, [read(1, now + 35 * 60)])
+    assert clone_alerts(store) == [] and dispatched == []
+
+
+def test_same_batch_and_attribute_conflict_at_one_checkpoint(hub):
+    ingest, store, _ = hub
+    now = time.time() - 3600
+    send(ingest, TANCHENG, [read(1, now, colour="blue"), read(2, now + 5, colour="blue")])
+    result = send(ingest, TANCHENG, [read(3, now + 3 * 3600, colour="yellow")])
+    [alert] = clone_alerts(store)
+    assert [a.alert_id for a in result.alerts] == [alert.alert_id]
+    assert "plate colour blue vs yellow" in alert.hit.explanation and alert.hit.entry_id.endswith("/1/2")
+
+
+def test_clone_settings_are_validated():
+    settings = load_settings(None, {"CORDON_HUB_CLONES__ENABLED": "false", "CORDON_HUB_CLONES__ACTION": "intercept"})
+    assert settings.clones.enabled is False and settings.clones.action == "intercept"
+    with pytest.raises(Exception, match="action"):
+        load_settings(None, {"CORDON_HUB_CLONES__ACTION": "shout"})
+
+
+def test_confident_misread_onto_a_look_alike_plate_on_the_road_is_not_a_clone(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 7200
+    # 鲁QBK2L1 (a real plate, one look-alike character from 鲁Q8K2L1) was seen at 临清 an hour ago.
+    send(ingest, LINQING, [read(1, now, "鲁QBK2L1", colour="blue")])
+    # 鲁Q8K2L1 passes 郯城; a second camera there misreads it as 鲁QBK2L1, confidently.
+    send(ingest, TANCHENG, [read(1, now + 3600, colour="yellow"),
+                            read(2, now + 3600.4, "鲁QBK2L1", confidence=96.0, colour="yellow")])
+    assert clone_alerts(store) == [] and dispatched == []
+    assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    # Without the look-alike vehicle nearby, the same two sightings of 鲁QBK2L1 are a clone.
+    send(ingest, LINSHU, [read(1, now + 3700, "鲁QBK2L9", colour="blue"),
+                          read(2, now + 3700.4, "鲁QBK2L9", confidence=96.0, colour="blue")])
+    send(ingest, LINQING, [read(2, now + 3900, "鲁QBK2L9", colour="blue")])
+    [alert] = clone_alerts(store)
+    assert alert.plate_read == "鲁QBK2L9" and alert.checkpoint == LINQING
