@@ -1,7 +1,7 @@
 // The ring as a schematic map: checkpoints placed from their coordinates (no map tiles, works offline).
 "use strict";
 const SVG_NS = "http://www.w3.org/2000/svg";
-const MAP_W = 600, MAP_H = 440, MAP_PAD = 60;
+const MAP_W = 600, MAP_H = 440, PAD_X = 120, PAD_Y = 30;  // room for the labels either side
 function svgEl(tag, attrs, text) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
@@ -13,7 +13,7 @@ function projector(points) {
   const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
   const k = Math.cos((Math.min(...lats) + Math.max(...lats)) / 2 * Math.PI / 180);
   const x0 = Math.min(...lons) * k, x1 = Math.max(...lons) * k, y0 = Math.min(...lats), y1 = Math.max(...lats);
-  const scale = Math.min((MAP_W - 2 * MAP_PAD) / Math.max(x1 - x0, 1e-6), (MAP_H - 2 * MAP_PAD) / Math.max(y1 - y0, 1e-6));
+  const scale = Math.min((MAP_W - 2 * PAD_X) / Math.max(x1 - x0, 1e-6), (MAP_H - 2 * PAD_Y) / Math.max(y1 - y0, 1e-6));
   const ox = (MAP_W - (x1 - x0) * scale) / 2, oy = (MAP_H - (y1 - y0) * scale) / 2;
   return (p) => [ox + (p.lon * k - x0) * scale, MAP_H - (oy + (p.lat - y0) * scale)];
 }
@@ -40,12 +40,13 @@ function drawMap(svg, ring, statusOf) {
     g.dataset.checkpoint = c.checkpoint;
     g.dataset.status = status;
     g.append(svgEl("title", {}, c.checkpoint + " · " + t("status." + status)));
-    g.append(svgEl("circle", { r: 11 }));
+    g.append(svgEl("circle", { r: 9 }));
     const right = xy[0] >= centre[0];
     const label = cordonLang() === "en" ? (c.name_en || c.checkpoint) : (c.name || c.checkpoint);
     const anchor = { "text-anchor": right ? "start" : "end", x: right ? 16 : -16 };
     g.append(svgEl("text", { ...anchor, y: -2, class: "cp-name" }, label));
-    g.append(svgEl("text", { ...anchor, y: 14, class: "cp-id" }, c.checkpoint + " · " + t("rpm.unknown")));
+    // Read rates: the status the edges send carries no counts yet (the legend says so), so none is drawn here.
+    g.append(svgEl("text", { ...anchor, y: 12, class: "cp-id" }, c.checkpoint));
     svg.append(g);
   }
 }
