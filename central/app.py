@@ -21,7 +21,7 @@ from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import keys, retention, web_lists, web_users
+from . import escalation, keys, retention, web_lists, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .clones import CloneCheck, load_geography
@@ -29,6 +29,7 @@ from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
+from .ring import load_ring, ring_path
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -97,7 +98,7 @@ def create_app(settings: HubSettings) -> web.Application:
     web_lists.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
-    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream, _retention])
+    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream, _retention, _console])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -300,6 +301,38 @@ async def _purge_loop(app: web.Application) -> None:
         except Exception:
             log.exception("retention run failed; trying again later")
         await asyncio.sleep(settings.purge_interval_s)
+
+
+async def _console(app: web.Application) -> AsyncIterator[None]:
+    """The console's map (a bad checkpoints file stops start-up, naming it) and the escalation timer."""
+    app[keys.RING] = await asyncio.to_thread(load_ring, ring_path(app[keys.SETTINGS].console.checkpoints_csv))
+    task = asyncio.create_task(_escalate_loop(app), name="escalation")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _escalate_loop(app: web.Application) -> None:
+    """Escalate intercept alerts left without an outcome: audited once, then told to every console."""
+    after_s = app[keys.SETTINGS].console.escalate_after_s
+    while True:
+        try:
+            for frame in await escalate_once(app):
+                log.warning("alert %s at %s escalated: no outcome after %.0f s",
+                            frame["alert_id"], frame["checkpoint"], after_s)
+        except Exception:
+            log.exception("escalation check failed; trying again")
+        await asyncio.sleep(escalation.check_interval(after_s))
+
+
+async def escalate_once(app: web.Application, now: float | None = None) -> list[dict[str, object]]:
+    """One escalation pass: audit what is due (one writer transaction), then publish the frames."""
+    after_s = app[keys.SETTINGS].console.escalate_after_s
+    frames = await app[keys.STORE].run(lambda db: escalation.escalate_due(db, after_s, now))
+    for frame in frames:
+        app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
+    return frames
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -56,6 +56,10 @@ class ConsoleSettings(msgspec.Struct, **_STRICT):
     token: str = ""
     """Access code for the command console; empty refuses every login."""
     recent_alerts: int = 100
+    checkpoints_csv: str = ""
+    """The ring's checkpoints for the console map (id, lat, lon, names); empty: the shipped ring."""
+    escalate_after_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    """An intercept alert without an outcome this long is escalated (audited, highlighted, sounded)."""
 
 
 class FeedSettings(msgspec.Struct, **_STRICT):

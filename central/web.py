@@ -29,7 +29,7 @@ from runtime.web import (
     websocket_feed,
 )
 
-from . import audit, keys, web_lists
+from . import audit, escalation, keys, web_lists
 from .readstore import PatternError
 from .users import (
     ACCESS_CODE_PRINCIPAL,
@@ -58,6 +58,7 @@ POLICY: dict[str, Rule] = {
     "health": Access.PUBLIC,
     "alerts": STAFF,
     "checkpoints": STAFF,
+    "ring": STAFF,
     "dead_letters": OPERATIONS,
     "gaps": STAFF,
     "webhooks": OPERATIONS,
@@ -133,9 +134,13 @@ def sees_covert(request: web.Request) -> bool:
     return principal is not None and principal.role in COVERT_ROLES
 
 
+def _restricted_list(app: web.Application, list_id: str) -> bool:
+    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
+    return watchlist is not None and watchlist.restricted
+
+
 def _privileged_only(app: web.Application, alert: Alert) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(alert.hit.list_id)
-    return alert.hit.action == "covert" or (watchlist is not None and watchlist.restricted)
+    return alert.hit.action == "covert" or _restricted_list(app, alert.hit.list_id)
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -151,6 +156,11 @@ async def alerts(request: web.Request) -> web.Response:
 
 async def checkpoints(request: web.Request) -> web.Response:
     return _json({"checkpoints": await asyncio.to_thread(request.app[keys.STORE].checkpoints)})
+
+
+async def ring(request: web.Request) -> web.Response:
+    """Where the checkpoints stand (``console.checkpoints_csv``), for the console's map."""
+    return _json({"checkpoints": request.app[keys.RING]})
 
 
 async def dead_letters(request: web.Request) -> web.Response:
@@ -291,15 +301,21 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     covert = sees_covert(request)
     recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts,
                                      covert)
-    first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values())}]
+    first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values()),
+                         "escalate_after_s": app[keys.SETTINGS].console.escalate_after_s}]
     if not covert:
         recent = [a for a in recent if not _privileged_only(app, a)]
     first += [{"type": "alert", "alert": a} for a in reversed(recent)]
-    outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, [a.alert_id for a in recent])
+    ids = [a.alert_id for a in recent]
+    outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, ids)
     first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
+    escalated = await asyncio.to_thread(app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids))
+    first += [{"type": "escalation", "escalation": e} for e in escalated]
 
     def encode(frame: dict[str, Any]) -> str | None:
         if not covert and frame.get("type") == "alert" and _privileged_only(app, frame["alert"]):
+            return None
+        if not covert and frame.get("type") == "escalation" and _restricted_list(app, frame["escalation"]["list_id"]):
             return None
         return msgspec.json.encode(frame).decode()
 
@@ -367,6 +383,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/health", health, name="health")
     app.router.add_get("/api/v1/alerts", alerts, name="alerts")
     app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
+    app.router.add_get("/api/v1/ring", ring, name="ring")
     app.router.add_get("/api/v1/gaps", gaps, name="gaps")
     app.router.add_get("/api/v1/webhooks", webhooks, name="webhooks")
     app.router.add_get("/api/v1/audit", audit_trail, name="audit")

@@ -1,0 +1,52 @@
+// The ring as a schematic map: checkpoints placed from their coordinates (no map tiles, works offline).
+"use strict";
+const SVG_NS = "http://www.w3.org/2000/svg";
+const MAP_W = 600, MAP_H = 440, PAD_X = 120, PAD_Y = 30;  // room for the labels either side
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+// Equirectangular with the longitude squeezed by cos(mean latitude): true enough for one province.
+function projector(points) {
+  const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
+  const k = Math.cos((Math.min(...lats) + Math.max(...lats)) / 2 * Math.PI / 180);
+  const x0 = Math.min(...lons) * k, x1 = Math.max(...lons) * k, y0 = Math.min(...lats), y1 = Math.max(...lats);
+  const scale = Math.min((MAP_W - 2 * PAD_X) / Math.max(x1 - x0, 1e-6), (MAP_H - 2 * PAD_Y) / Math.max(y1 - y0, 1e-6));
+  const ox = (MAP_W - (x1 - x0) * scale) / 2, oy = (MAP_H - (y1 - y0) * scale) / 2;
+  return (p) => [ox + (p.lon * k - x0) * scale, MAP_H - (oy + (p.lat - y0) * scale)];
+}
+// online green; offline red; clock suspect, dropped reads or a backed-up outbox amber; never heard grey.
+function checkpointStatus(c) {
+  if (!c) return "unknown";
+  if (!c.online) return "offline";
+  if (c.clock_suspect || c.dropped_reads || (c.oldest_unacked_s || 0) > 60) return "degraded";
+  return "online";
+}
+function drawMap(svg, ring, statusOf) {
+  const title = svg.querySelector("title");
+  svg.replaceChildren(title);
+  if (!ring.length) return;
+  const project = projector(ring);
+  const centre = ring.map(project).reduce((a, p) => [a[0] + p[0] / ring.length, a[1] + p[1] / ring.length], [0, 0]);
+  // The ring line joins the checkpoints in the order they go round the centre.
+  const around = ring.map((c) => ({ c, xy: project(c) }))
+    .sort((a, b) => Math.atan2(a.xy[1] - centre[1], a.xy[0] - centre[0]) - Math.atan2(b.xy[1] - centre[1], b.xy[0] - centre[0]));
+  svg.append(svgEl("polygon", { class: "ring-line", points: around.map((a) => a.xy.map((v) => v.toFixed(1)).join(",")).join(" ") }));
+  for (const { c, xy } of around) {
+    const status = checkpointStatus(statusOf(c.checkpoint));
+    const g = svgEl("g", { class: "cp " + status, transform: "translate(" + xy[0].toFixed(1) + "," + xy[1].toFixed(1) + ")" });
+    g.dataset.checkpoint = c.checkpoint;
+    g.dataset.status = status;
+    g.append(svgEl("title", {}, c.checkpoint + " · " + t("status." + status)));
+    g.append(svgEl("circle", { r: 9 }));
+    const right = xy[0] >= centre[0];
+    const label = cordonLang() === "en" ? (c.name_en || c.checkpoint) : (c.name || c.checkpoint);
+    const anchor = { "text-anchor": right ? "start" : "end", x: right ? 16 : -16 };
+    g.append(svgEl("text", { ...anchor, y: -2, class: "cp-name" }, label));
+    // Read rates: the status the edges send carries no counts yet (the legend says so), so none is drawn here.
+    g.append(svgEl("text", { ...anchor, y: 12, class: "cp-id" }, c.checkpoint));
+    svg.append(g);
+  }
+}
