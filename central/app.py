@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -17,6 +16,7 @@ from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import AlertOutcome, CheckpointStatus
 from runtime import signkeys
+from runtime.background import background, stop
 from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -98,7 +98,8 @@ def create_app(settings: HubSettings) -> web.Application:
     web_lists.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
-    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream, _retention, _console])
+    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream,
+                           background("record-retention", _purge_loop), _console])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -179,9 +180,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
             "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s}
     app[keys.LOOP] = asyncio.get_running_loop()
     yield
-    refresher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await refresher
+    await stop(refresher)
     await asyncio.to_thread(store.stop)
 
 
@@ -235,9 +234,7 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     await dispatcher.resume()
     yield
     for task in (marker, hooks):
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
@@ -252,10 +249,7 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
              for source in app[keys.UPSTREAM]]
     yield
     for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
 
 
 async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
@@ -283,14 +277,6 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
             await asyncio.sleep(source.settings.interval_s)
 
 
-async def _retention(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_purge_loop(app), name="record-retention")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _purge_loop(app: web.Application) -> None:
     """Least data: the retention rules run now and then (central/retention.py)."""
     settings, store = app[keys.SETTINGS].record, app[keys.STORE]
@@ -308,9 +294,7 @@ async def _console(app: web.Application) -> AsyncIterator[None]:
     app[keys.RING] = await asyncio.to_thread(load_ring, ring_path(app[keys.SETTINGS].console.checkpoints_csv))
     task = asyncio.create_task(_escalate_loop(app), name="escalation")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop(task)
 
 
 async def _escalate_loop(app: web.Application) -> None:

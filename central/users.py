@@ -25,10 +25,9 @@ import time
 from dataclasses import dataclass
 
 import sqlite_utils
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from protocols.messages import SCHEMA_VERSION, OfficerAccount, OfficerAccounts
+from runtime import passwords
 from runtime.web import Principal, roles
 
 ROLES = ("officer", "commander", "analyst", "watchlist_manager", "admin", "auditor")
@@ -55,8 +54,6 @@ SCHEMA = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
-_hasher = PasswordHasher()  # argon2id with the library's current defaults (RFC 9106 low-memory profile)
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))  # for timing-equal answers to unknown names
 
 
 class UserError(ValueError):
@@ -93,7 +90,7 @@ def check_password_rules(password: str) -> None:
 
 def hash_password(password: str) -> str:
     check_password_rules(password)
-    return _hasher.hash(password)
+    return passwords.hash_password(password)
 
 
 def _validate(username: str, role: str, checkpoint: str | None) -> None:
@@ -210,14 +207,7 @@ class Directory:
         """Check a password (slow on purpose: call from a thread); None for any failure."""
         with self._lock:
             user, stored = self._users.get(username), self._hashes.get(username)
-        try:
-            if user is None or stored is None:
-                _hasher.verify(_DUMMY_HASH, password)  # same cost as a real check: names are not probed
-                return None
-            _hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if user.disabled:
+        if not passwords.verify(stored if user is not None else None, password) or user is None or user.disabled:
             return None
         return user.principal()
 

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import threading
 from pathlib import Path
 
 import msgspec
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from protocols.messages import OfficerAccount, OfficerAccounts
+from runtime import passwords
 from runtime.web import Principal
 
 log = logging.getLogger(__name__)
 
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 _decoder = msgspec.json.Decoder(type=OfficerAccounts)
 
 
@@ -74,14 +70,8 @@ class OfficerDirectory:
         """Check a password against the synced hash (slow on purpose: call from a thread)."""
         with self._lock:
             account = self._accounts.get(username)
-        try:
-            if account is None:
-                _hasher.verify(_DUMMY_HASH, password)
-                return None
-            _hasher.verify(account.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return None
-        if account.disabled:
+        if not passwords.verify(account.password_hash if account else None, password) or account is None \
+                or account.disabled:
             return None
         return Principal(account.username, "officer", self.checkpoint, account.generation)
 

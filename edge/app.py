@@ -12,6 +12,8 @@ from aiohttp import web
 
 from protocols.messages import CameraRead, OfficerAccounts
 from runtime import signkeys
+from runtime.background import background
+from runtime.background import stop as stop_task
 from runtime.deadletters import DeadLetterStore
 from runtime.tls import client_context, mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -101,7 +103,8 @@ def create_app(settings: EdgeSettings) -> web.Application:
     add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers),
                      on_login=_audit_login)
     edge_web.add_routes(app)
-    app.cleanup_ctx.extend([_stores, _feed, _uplink, _passage_ticker, _cameras, _retention, _simulator])
+    app.cleanup_ctx.extend([_stores, background("feed-sync", lambda app: app[keys.FEED].run()), _uplink,
+                           _passage_ticker, _cameras, background("retention", _retention_loop), _simulator])
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -114,14 +117,6 @@ async def _audit_login(request: web.Request, account: str, principal: Principal 
         await service.audit("login.failed", account, detail=detail)
     else:
         await service.audit("login", principal.name, role=principal.role, detail=detail)
-
-
-async def _retention(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_retention_loop(app), name="retention")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _retention_loop(app: web.Application) -> None:
@@ -171,14 +166,6 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(store.stop)
 
 
-async def _feed(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[keys.FEED].run(), name="feed-sync")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 async def _uplink(app: web.Application) -> AsyncIterator[None]:
     uplink = app[keys.UPLINK]
     task = asyncio.create_task(uplink.run(), name="uplink")
@@ -206,9 +193,7 @@ async def _passage_ticker(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(tick(), name="passages")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)
     with contextlib.suppress(Exception):
         await service.flush_passages()
 
@@ -240,10 +225,7 @@ async def _cameras(app: web.Application) -> AsyncIterator[None]:
     tasks.append(asyncio.create_task(watch(), name="camera-watch"))
     yield
     for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
     if ledger is not None:
         await asyncio.to_thread(ledger.stop)
 
@@ -289,9 +271,7 @@ async def _simulator(app: web.Application) -> AsyncIterator[None]:
                                              stop=stop), name="simulator")
     yield
     stop.set()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await stop_task(task)
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -3,7 +3,6 @@ password is told so; a plate with markup arrives on the console as text."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -64,6 +63,5 @@ async def test_an_account_signs_in_and_markup_in_a_plate_stays_text(hub):
             text = await page.inner_text("#alerts")
             assert "<script>" in text and "<b>list</b>" in text, "markup is shown as text"
             assert await page.evaluate("window.pwned === undefined")
-            await asyncio.sleep(0)
         finally:
             await browser.close()
