@@ -164,6 +164,11 @@ class CloneCheck:
                 if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
                         and self._fits_in_time(last, checkpoint, at, window, trips)):
                     finding = self._finding(last, new, reads)
+                    if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at,
+                                                                                      window, trips):
+                        # The latest sighting fits but for its attributes (which one read does not
+                        # settle): the one before may still make a trip too fast.
+                        finding = self._finding(held[0], new, reads)
                     if finding is not None:
                         findings.append(finding)
                 index[plate] = (last, new)
@@ -220,11 +225,13 @@ class CloneCheck:
                    and clones.eligible(r, self.rule))
 
     def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:
-        """Another camera at the same checkpoint read a look-alike plate within the window (any
-        confidence): the passage's vehicle is likelier that plate, misread here."""
+        """Another camera at the same checkpoint read a look-alike plate within the window, as
+        confidently as a read that takes part: the passage's vehicle may well be that plate, misread
+        here (a less confident look-alike read is the other camera's misread, not this one's)."""
         others = set(clones.look_alikes(new[4]))
-        window, at = self._window, new[AT]
-        return any(r.plate in others and abs(r.captured_at - at) <= window for r in batch)
+        window, at, floor = self._window, new[AT], self._min_confidence
+        return any(r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
+                   for r in batch)
 
     def _misread(self, seen: Seen) -> bool:
         """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
