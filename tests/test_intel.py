@@ -18,7 +18,7 @@ TARGET = "鲁Q8K2L1"
 SCOUT = "鲁A55K01"   # a real companion: 2 minutes ahead of the load at 5 of its 6 checkpoints
 CHANCE = "鲁B77321"  # the same motorway for two checkpoints, by chance
 CROWD = "鲁C90000"   # passes every checkpoint, but hours away from the load
-CPS = ["SD-DZ-001", "SD-JN-001", "SD-TA-001", "SD-LY-001", "SD-LY-002", "SD-HZ-001"]
+CPS = ["SD-DZ-001", "SD-JN-001", "SD-ZZ-001", "SD-LY-001", "SD-LY-002", "SD-HZ-001"]
 
 
 def passage(seq: int, plate: str, at: float) -> Passage:
@@ -60,7 +60,7 @@ def test_route_is_the_plates_passages_in_time_order(store):
     fill(store, start)
     found = store.record.route(TARGET, start - 60, start + 6 * 3600)
     assert [p["checkpoint"] for p in found.reads] == CPS and found.truncated is False
-    assert store.record.route(TARGET, start + 1.5 * 3600, start + 3.5 * 3600).reads[0]["checkpoint"] == "SD-TA-001"
+    assert store.record.route(TARGET, start + 1.5 * 3600, start + 3.5 * 3600).reads[0]["checkpoint"] == "SD-ZZ-001"
 
 
 def test_companions_are_ranked_by_shared_passages_then_closeness(store):
