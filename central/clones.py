@@ -5,8 +5,8 @@ what the check needs (its camera's confidence, whether the plate was taken exact
 and vehicle type); passages are merged per checkpoint and lose the confidence. Two cameras at one
 checkpoint reading one vehicle are the same place, so they never make a trip too fast.
 
-The index lives in memory (plate -> its two latest sightings, least recently seen plates forgotten
-past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
+The index lives in memory (plate -> its two latest sightings, least recently seen plates, to within
+``REFRESH_S``, forgotten past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
 found only once both vehicles have been seen again. It is touched only from the writer thread, at
 the end of an ingest job (a job the writer runs again after attaching a day file stops before that).
 Two sightings per plate, not one, so a read sent again after a failed commit (the index remembers
@@ -62,13 +62,17 @@ AT: Final = 3
 COLOUR: Final = 6
 VTYPE: Final = 7
 READS: Final = 8
+REFRESH_S: Final = 3600.0
+"""A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
 """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
 window) back the sighting: two cameras agreeing on a passage."""
 
 
 class CloneIndex:
     """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
-    plates forgotten first (a plain dict kept in use order: cheaper per read than an OrderedDict)."""
+    plates forgotten first (a plain dict kept in use order to within ``REFRESH_S``: a plate moves to
+    the end when seen again after that long, not on every read, which would cost ingest more than
+    the rest of the check)."""
 
     def __init__(self, max_plates: int = 2_000_000) -> None:
         self.max_plates = max_plates
@@ -147,20 +151,37 @@ class CloneCheck:
                 continue
             new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
                          read.vehicle_type, 1)
-            held = index.pop(plate, None)  # put back last: the dict's order is least recently seen first
+            held = index.get(plate)
             if held is None:
                 index[plate] = (new,)
                 continue
             last = held[-1]
             at, seq = read.captured_at, read.seq
+            if at - last[AT] > REFRESH_S:
+                # Seen again after a while: re-inserted below, at the end of the dict's order. Not on
+                # every read: a pop and insert per read costs ingest more than the rest of the check.
+                del index[plate]
             if at >= last[AT] and not (last[SEQ] == seq and last[CP] == checkpoint and last[EPOCH] == epoch):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
-                if (last[CP] == checkpoint and at - last[AT] <= window and last[COLOUR] == new[COLOUR]
-                        and last[VTYPE] == new[VTYPE]):
-                    # Another camera (or the same one again) on the same passage: one sighting, better backed.
-                    index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
-                    continue
+                if last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]:
+                    prev_cp = last[CP]
+                    gap = at - last[AT]
+                    if prev_cp == checkpoint:
+                        if gap <= window:
+                            # Another camera (or the same one again) on the same passage: one
+                            # sighting, better backed.
+                            index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
+                        else:
+                            index[plate] = (last, new)
+                        continue
+                    if gap > window:
+                        trip = trips.get((prev_cp, checkpoint), -1.0)
+                        if trip == -1.0:
+                            trip = self._trip_s(prev_cp, checkpoint)
+                        if trip is None or gap >= trip:
+                            index[plate] = (last, new)
+                            continue
                 if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
                         and self._fits_in_time(last, checkpoint, at, window, trips)):
                     finding = self._finding(last, new, reads)
