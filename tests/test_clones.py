@@ -215,3 +215,22 @@ def test_confident_misread_onto_a_look_alike_plate_on_the_road_is_not_a_clone(hu
     send(ingest, LINQING, [read(2, now + 3900, "鲁QBK2L9", colour="blue")])
     [alert] = clone_alerts(store)
     assert alert.plate_read == "鲁QBK2L9" and alert.checkpoint == LINQING
+
+
+def test_a_misread_by_one_camera_of_a_passage_the_other_read_as_a_look_alike_is_not_a_clone(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 7200
+    send(ingest, LINQING, [read(1, now)])  # the listed 鲁Q8K2L1 at 临清
+    # Twenty minutes later 鲁QBK2L1 (never seen before) passes 郯城: one camera misreads it as
+    # 鲁Q8K2L1 confidently, the other reads it right. Without the other camera this is a clone.
+    send(ingest, TANCHENG, [read(1, now + 1200, confidence=93.0), read(2, now + 1200.4, "鲁QBK2L1", confidence=96.0)])
+    assert clone_alerts(store) == [] and dispatched == []
+    assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    # A look-alike read nearby that is itself unsure (the other camera's misread) explains nothing:
+    # 鲁A12345 at 临清, then at 郯城 twenty minutes later (one camera sure, the other unsure of a 5).
+    send(ingest, LINQING, [read(2, now + 3000, "鲁A12345")])
+    send(ingest, TANCHENG, [read(3, now + 4200, "鲁A12345"), read(4, now + 4200.4, "鲁A1234S", confidence=70.0)])
+    [alert] = clone_alerts(store)
+    assert alert.checkpoint == TANCHENG and alert.seq == 3 and alert.plate_read == "鲁A12345"
+    assert alert.hit.entry_id == f"rule:clone:{LINQING}/1/2"
+    assert f"{LINQING}/1/2" in alert.hit.reason and f"{TANCHENG}/1/3" in alert.hit.reason, "both passages named"
