@@ -150,3 +150,13 @@ async def test_companion_query_refuses_bad_input_with_a_reason(client, params, n
     resp = await client.get("/api/v1/intel/companions", params={"reason": "r", **params})
     assert resp.status == 400
     assert needle in (await resp.json())["error"]
+
+
+def test_companion_benchmark_finds_the_injected_scouts(tmp_path):
+    from cordon.bench import companions
+
+    result = companions.run(passages=50_000, days=3, pairs=20, workers=1, data=str(tmp_path))
+    assert result["companion_pairs"] == 20 and result["companion_queries"] == 40
+    assert result["companion_passages"] > 50_000 and len(list((tmp_path / "record").glob("reads-*.db"))) == 3
+    assert result["companion_recall_top5"] >= 0.9
+    assert set(result) >= {"companion_query_p99_s", "companion_fill_s", "companion_rank_counts"}
