@@ -5,8 +5,8 @@ what the check needs (its camera's confidence, whether the plate was taken exact
 and vehicle type); passages are merged per checkpoint and lose the confidence. Two cameras at one
 checkpoint reading one vehicle are the same place, so they never make a trip too fast.
 
-The index lives in memory (plate -> its two latest sightings, least recently seen plates forgotten
-past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
+The index lives in memory (plate -> its two latest sightings, least recently seen plates, to within
+``REFRESH_S``, forgotten past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
 found only once both vehicles have been seen again. It is touched only from the writer thread, at
 the end of an ingest job (a job the writer runs again after attaching a day file stops before that).
 Two sightings per plate, not one, so a read sent again after a failed commit (the index remembers
@@ -51,7 +51,7 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
-Seen = tuple[str, int, int, float, str, str, str | None, str | None]
+Seen = tuple[str, int, int, float, str, str, str | None, str | None, int]
 """A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
 NamedTuples), and millions of tracked objects would slow every collection during ingest."""
@@ -61,11 +61,18 @@ SEQ: Final = 2
 AT: Final = 3
 COLOUR: Final = 6
 VTYPE: Final = 7
+READS: Final = 8
+REFRESH_S: Final = 3600.0
+"""A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
+"""How many concordant eligible reads (same checkpoint, same attributes, within the same-time
+window) back the sighting: two cameras agreeing on a passage."""
 
 
 class CloneIndex:
     """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
-    plates forgotten first (a plain dict kept in use order: cheaper per read than an OrderedDict)."""
+    plates forgotten first (a plain dict kept in use order to within ``REFRESH_S``: a plate moves to
+    the end when seen again after that long, not on every read, which would cost ingest more than
+    the rest of the check)."""
 
     def __init__(self, max_plates: int = 2_000_000) -> None:
         self.max_plates = max_plates
@@ -112,6 +119,7 @@ class CloneCheck:
         self.index = CloneIndex(settings.max_plates)
         self.findings = 0
         self.explained_as_misreads = 0
+        self.uncorroborated = 0
         self._min_confidence = self.rule.min_confidence
         self._window = self.rule.same_time_window_s
         self._trips: dict[tuple[str, str], float | None] = {}
@@ -142,19 +150,46 @@ class CloneCheck:
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
             new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
-                         read.vehicle_type)
-            held = index.pop(plate, None)  # put back last: the dict's order is least recently seen first
+                         read.vehicle_type, 1)
+            held = index.get(plate)
             if held is None:
                 index[plate] = (new,)
                 continue
             last = held[-1]
             at, seq = read.captured_at, read.seq
+            if at - last[AT] > REFRESH_S:
+                # Seen again after a while: re-inserted below, at the end of the dict's order. Not on
+                # every read: a pop and insert per read costs ingest more than the rest of the check.
+                del index[plate]
             if at >= last[AT] and not (last[SEQ] == seq and last[CP] == checkpoint and last[EPOCH] == epoch):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
+                if last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]:
+                    prev_cp = last[CP]
+                    gap = at - last[AT]
+                    if prev_cp == checkpoint:
+                        if gap <= window:
+                            # Another camera (or the same one again) on the same passage: one
+                            # sighting, better backed.
+                            index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
+                        else:
+                            index[plate] = (last, new)
+                        continue
+                    if gap > window:
+                        trip = trips.get((prev_cp, checkpoint), -1.0)
+                        if trip == -1.0:
+                            trip = self._trip_s(prev_cp, checkpoint)
+                        if trip is None or gap >= trip:
+                            index[plate] = (last, new)
+                            continue
                 if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
                         and self._fits_in_time(last, checkpoint, at, window, trips)):
-                    finding = self._finding(last, new)
+                    finding = self._finding(last, new, reads)
+                    if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at,
+                                                                                      window, trips):
+                        # The latest sighting fits but for its attributes (which one read does not
+                        # settle): the one before may still make a trip too fast.
+                        finding = self._finding(held[0], new, reads)
                     if finding is not None:
                         findings.append(finding)
                 index[plate] = (last, new)
@@ -165,7 +200,7 @@ class CloneCheck:
                 if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]
                         and self._fits_in_time(prev, checkpoint, at, window, trips)):
                     continue
-                finding = self._finding(prev, new)
+                finding = self._finding(prev, new, reads)
                 if finding is not None:
                     findings.append(finding)
                     break
@@ -188,24 +223,46 @@ class CloneCheck:
             trip = self._trip_s(prev[CP], checkpoint)
         return trip is None or gap >= trip
 
-    def _finding(self, prev: Seen, new: Seen) -> CloneFinding | None:
+    def _finding(self, prev: Seen, new: Seen, batch: list[PlateRead]) -> CloneFinding | None:
         """The full rule, for a pair the fast path could not clear; None also when either read is
-        better explained as a misread of a look-alike plate."""
-        finding = clones.check(Sighting(*prev), Sighting(*new), self.geography, self.rule)
-        if finding is not None and (self._misread(prev) or self._misread(new)):
+        better explained as a misread of a look-alike plate, or when only the vehicles' attributes
+        disagree and a sighting rests on one read (a camera's colour or type call is noisy too)."""
+        finding = clones.check(Sighting(*prev[:READS]), Sighting(*new[:READS]), self.geography, self.rule)
+        if finding is None:
+            return None
+        if self._misread(prev) or self._misread(new) or self._look_alike_nearby(new, batch):
             self.explained_as_misreads += 1
             return None
+        if finding.kind == "attribute_conflict" and (prev[READS] < 2 or self._backing(new, batch) < 2):
+            self.uncorroborated += 1
+            return None
         return finding
+
+    def _backing(self, new: Seen, batch: list[PlateRead]) -> int:
+        """Eligible reads of the batch (one checkpoint) agreeing with ``new`` within the window."""
+        window, at = self._window, new[AT]
+        return sum(1 for r in batch if r.plate == new[4] and abs(r.captured_at - at) <= window
+                   and r.colour == new[COLOUR] and r.vehicle_type == new[VTYPE]
+                   and clones.eligible(r, self.rule))
+
+    def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:
+        """Another camera at the same checkpoint read a look-alike plate within the window, as
+        confidently as a read that takes part: the passage's vehicle may well be that plate, misread
+        here (a less confident look-alike read is the other camera's misread, not this one's)."""
+        others = set(clones.look_alikes(new[4]))
+        window, at, floor = self._window, new[AT], self._min_confidence
+        return any(r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
+                   for r in batch)
 
     def _misread(self, seen: Seen) -> bool:
         """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
         a vehicle with a plate one look-alike character away that fits being there then."""
-        s = Sighting(*seen)
+        s = Sighting(*seen[:READS])
         for other in clones.look_alikes(s.plate):
             held = self.index.get(other)
             as_other = s._replace(plate=other)
             for known in held:
-                if clones.check(Sighting(*known), as_other, self.geography, self.rule) is None:
+                if clones.check(Sighting(*known[:READS]), as_other, self.geography, self.rule) is None:
                     return True
         return False
 

@@ -145,7 +145,7 @@ class CloneSettings(msgspec.Struct, **_STRICT):
     action: Literal["intercept", "covert", "notify"] = "notify"
     priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 40
     max_plates: Annotated[int, msgspec.Meta(ge=1)] = 2_000_000
-    """Plates the in-memory index remembers (least recently seen forgotten first)."""
+    """Plates the in-memory index remembers (least recently seen, to within an hour, forgotten first)."""
 
 
 class StoreSettings(msgspec.Struct, **_STRICT):

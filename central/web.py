@@ -29,7 +29,7 @@ from runtime.web import (
     websocket_feed,
 )
 
-from . import audit, escalation, keys, web_lists
+from . import audit, escalation, keys, web_intel, web_lists
 from .readstore import PatternError
 from .users import (
     ACCESS_CODE_PRINCIPAL,
@@ -73,6 +73,7 @@ POLICY: dict[str, Rule] = {
     "openapi": Access.PUBLIC,
 }
 POLICY.update(web_lists.POLICY)
+POLICY.update(web_intel.POLICY)
 
 
 def console_login(expected_code: str, directory: Directory):  # noqa: ANN201 - returns a checker

@@ -303,7 +303,11 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
 def cmd_bench_intel(args: argparse.Namespace) -> int:
     from .bench.intel import run
 
-    result = run(args.passages, seed=args.seed, repeats=args.repeats)
+    if args.quick:
+        result = run(min(args.passages, 20_000), seed=args.seed, repeats=1,
+                     companion_passages=min(args.companion_passages, 200_000))
+    else:
+        result = run(args.passages, seed=args.seed, repeats=args.repeats, companion_passages=args.companion_passages)
     print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
     return 0
 
@@ -482,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passages", type=int, default=200_000, help="simulated passages (up to 20M)")
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2, help="ingest runs with the check off and on, alternating")
+    p.add_argument("--companion-passages", type=int, default=20_000_000,
+                   help="passages in the simulated week for the companion query (60 checkpoints)")
+    p.add_argument("--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests")
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_intel)
     return parser

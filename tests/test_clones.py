@@ -179,11 +179,17 @@ def test_ingest_ignores_misreads_and_plausible_trips(hub):
 def test_same_batch_and_attribute_conflict_at_one_checkpoint(hub):
     ingest, store, _ = hub
     now = time.time() - 3600
-    send(ingest, TANCHENG, [read(1, now, colour="blue"), read(2, now + 5, colour="blue")])
-    result = send(ingest, TANCHENG, [read(3, now + 3 * 3600, colour="yellow")])
+    send(ingest, TANCHENG, [read(1, now, colour="blue"), read(2, now + 5, colour="blue"),
+                            read(3, now + 6, "鲁B12345", colour="blue"), read(4, now + 7, "鲁B12345", colour="blue")])
+    # One camera calling the colour yellow once is not enough: a colour call is noisy too.
+    assert send(ingest, TANCHENG, [read(6, now + 2 * 3600, "鲁B12345", colour="yellow")]).alerts == []
+    assert ingest.clones is not None and ingest.clones.uncorroborated == 1
+    # Two cameras agreeing on yellow, and two that agreed on blue: a clone.
+    result = send(ingest, TANCHENG, [read(4, now + 3 * 3600, colour="yellow"),
+                                     read(5, now + 3 * 3600 + 0.4, colour="yellow")])
     [alert] = clone_alerts(store)
     assert [a.alert_id for a in result.alerts] == [alert.alert_id]
-    assert "plate colour blue vs yellow" in alert.hit.explanation and alert.hit.entry_id.endswith("/1/2")
+    assert "plate colour blue vs yellow" in alert.hit.explanation
 
 
 def test_clone_settings_are_validated():
@@ -209,3 +215,22 @@ def test_confident_misread_onto_a_look_alike_plate_on_the_road_is_not_a_clone(hu
     send(ingest, LINQING, [read(2, now + 3900, "鲁QBK2L9", colour="blue")])
     [alert] = clone_alerts(store)
     assert alert.plate_read == "鲁QBK2L9" and alert.checkpoint == LINQING
+
+
+def test_a_misread_by_one_camera_of_a_passage_the_other_read_as_a_look_alike_is_not_a_clone(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 7200
+    send(ingest, LINQING, [read(1, now)])  # the listed 鲁Q8K2L1 at 临清
+    # Twenty minutes later 鲁QBK2L1 (never seen before) passes 郯城: one camera misreads it as
+    # 鲁Q8K2L1 confidently, the other reads it right. Without the other camera this is a clone.
+    send(ingest, TANCHENG, [read(1, now + 1200, confidence=93.0), read(2, now + 1200.4, "鲁QBK2L1", confidence=96.0)])
+    assert clone_alerts(store) == [] and dispatched == []
+    assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    # A look-alike read nearby that is itself unsure (the other camera's misread) explains nothing:
+    # 鲁A12345 at 临清, then at 郯城 twenty minutes later (one camera sure, the other unsure of a 5).
+    send(ingest, LINQING, [read(2, now + 3000, "鲁A12345")])
+    send(ingest, TANCHENG, [read(3, now + 4200, "鲁A12345"), read(4, now + 4200.4, "鲁A1234S", confidence=70.0)])
+    [alert] = clone_alerts(store)
+    assert alert.checkpoint == TANCHENG and alert.seq == 3 and alert.plate_read == "鲁A12345"
+    assert alert.hit.entry_id == f"rule:clone:{LINQING}/1/2"
+    assert f"{LINQING}/1/2" in alert.hit.reason and f"{TANCHENG}/1/3" in alert.hit.reason, "both passages named"

@@ -15,7 +15,9 @@ with the check off as on, alternating, and the fastest run of each is compared.
   passages (alerts from two honest vehicles are counted separately in ``false_clone_alerts_other``);
 * ``ingest_cost_increase``: (ingest time with the check - without) / without; the check's own time on
   the same reads without the database (``check_only_s``) is reported too, as it is far less noisy on a
-  shared machine.
+  shared machine;
+* ``companion_query_p99_s`` and ``companion_recall_top5``: see ``cordon/bench/companions.py`` (a week of
+  a 60-checkpoint ring, ``companion_passages`` passages, injected scout-and-load pairs).
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ from central.watchlists import HubWatchlists
 from protocols import plates
 from protocols.messages import SCHEMA_VERSION, Alert, EventBatch, PlateRead, encode
 
+from . import companions
+
 BARS = {"clone_recall": (">=", 0.95), "false_clone_alerts_per_million_passages": ("<=", 1.0),
-        "ingest_cost_increase": ("<=", 0.10)}
+        "ingest_cost_increase": ("<=", 0.10), "companion_query_p99_s": ("<=", 2.0),
+        "companion_recall_top5": (">=", 0.9)}
 LOOK_ALIKE = {"0": "D", "D": "0", "8": "B", "B": "8", "5": "S", "S": "5", "2": "Z", "Z": "2", "6": "G", "G": "6",
               "1": "I", "Q": "0"}
 SERIAL = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
@@ -206,8 +211,10 @@ def _ingest(batches: list[tuple[str, bytes]], check: CloneCheck | None, folder: 
     return elapsed, alerts
 
 
-def run(passages: int = 200_000, seed: int = 8, repeats: int = 2) -> dict[str, Any]:
-    """Simulate, ingest with and without the check, score; return one JSON-able dict."""
+def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
+        companion_passages: int = 20_000_000) -> dict[str, Any]:
+    """Simulate, ingest with and without the check, score; then the companion query over a week
+    (``cordon/bench/companions.py``); return one JSON-able dict."""
     settings = CloneSettings()
     geography = load_geography(settings)
     started = time.perf_counter()
@@ -252,10 +259,13 @@ def run(passages: int = 200_000, seed: int = 8, repeats: int = 2) -> dict[str, A
             false_other += 1
     n_passages = sim["passages"]
     off, on = min(off_runs), min(on_runs)
+    companion = companions.run(companion_passages, seed=seed)
     figures = {
         "clone_recall": round(len(found) / len(clones), 4),
         "false_clone_alerts_per_million_passages": round(false_misread / n_passages * 1e6, 2),
         "ingest_cost_increase": round((on - off) / off, 4),
+        "companion_query_p99_s": companion.pop("companion_query_p99_s"),
+        "companion_recall_top5": companion.pop("companion_recall_top5"),
     }
     passed = {name: bool(figures[name] >= bar if op == ">=" else figures[name] <= bar)
               for name, (op, bar) in BARS.items()}
@@ -281,6 +291,7 @@ def run(passages: int = 200_000, seed: int = 8, repeats: int = 2) -> dict[str, A
         "simulate_s": round(sim_s, 1), "seed": seed, "cpus": os.cpu_count(),
         "settings": {"min_confidence": settings.min_confidence, "max_speed_kmh": settings.max_speed_kmh,
                      "road_factor": settings.road_factor, "same_time_window_s": settings.same_time_window_s},
+        **companion,
         "min_trip_floor_min": round(min((geography.distance_km(a, b) or math.inf)
                                         for a in geography.checkpoints for b in geography.checkpoints if a != b)
                                     / settings.max_speed_kmh * 60, 1),
