@@ -31,6 +31,7 @@ from protocols.messages import (
     CheckpointStatus,
     DecodeError,
     EdgeHit,
+    Event,
     EventBatch,
     Gap,
     PlateRead,
@@ -190,6 +191,7 @@ class Ingest:
                               payload, checkpoint, received_at)
         result.checkpoint, result.epoch = checkpoint, batch.epoch
         stored_reads: list[PlateRead] = []
+        first_alert = len(result.alerts)
         for event in batch.events:
             outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
@@ -229,6 +231,7 @@ class Ingest:
                 result.gap_reads += event.count
                 log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,
                             event.count, event.dropped_total, event.reason)
+        self._thumbnails(db, result, first_alert, batch.events)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
@@ -239,6 +242,27 @@ class Ingest:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
         return result
+
+    def _thumbnails(self, db: sqlite_utils.Database, result: BatchResult, first_alert: int,
+                    events: list[Event]) -> None:
+        """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
+        a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
+        hit stored earlier for an alert made now (hits replay before reads)."""
+        thumbs = {e.alert_id: e.thumbnail for e in events if isinstance(e, EdgeHit) and e.thumbnail}
+        for i in range(first_alert, len(result.alerts)):
+            alert = result.alerts[i]
+            thumb = thumbs.pop(alert.alert_id, None)
+            if thumb is None:
+                row = db.conn.execute(
+                    "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
+                    "AND thumbnail IS NOT NULL LIMIT 1",
+                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)).fetchone()
+                thumb = row[0] if row else None
+            if thumb is not None and alert.thumbnail is None:
+                result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
+                self.store.add_thumbnail(db, alert.alert_id, thumb)
+        for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: kept for the console
+            self.store.add_thumbnail(db, alert_id, thumb)
 
     def _match(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                read: PlateRead, received_at: float) -> None:
