@@ -62,6 +62,8 @@ class BatchResult:
     dead_letters: int = 0
     gap_reads: int = 0
     outcomes: list[tuple[str, AlertOutcome]] = field(default_factory=list)
+    pictures: list[Alert] = field(default_factory=list)
+    """Alerts raised before their edge hit brought the picture, now with it."""
     status: CheckpointStatus | None = None
     clock_offset_s: float | None = None
     """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
@@ -90,6 +92,7 @@ class Ingest:
                  on_status: Callable[[CheckpointStatus, float | None], None],
                  max_skew_s: float = 30.0,
                  on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
+                 on_pictures: Callable[[list[Alert]], None] | None = None,
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
                  signatures_required: bool = False, clones: CloneCheck | None = None) -> None:
         self.store = store
@@ -99,6 +102,7 @@ class Ingest:
         self._on_alerts = on_alerts
         self._on_status = on_status
         self._on_outcomes = on_outcomes
+        self._on_pictures = on_pictures
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -139,6 +143,8 @@ class Ingest:
             self._on_status(result.status, result.clock_offset_s)
         if result.outcomes and self._on_outcomes is not None:
             self._on_outcomes(result.outcomes)
+        if result.pictures and self._on_pictures is not None:
+            self._on_pictures(result.pictures)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
@@ -261,8 +267,10 @@ class Ingest:
             if thumb is not None and alert.thumbnail is None:
                 result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
                 self.store.add_thumbnail(db, alert.alert_id, thumb)
-        for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: kept for the console
-            self.store.add_thumbnail(db, alert_id, thumb)
+        for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: the consoles get
+            updated = self.store.add_thumbnail(db, alert_id, thumb)  # the picture (not the tablets: they had it)
+            if updated is not None:
+                result.pictures.append(updated)
 
     def _match(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                read: PlateRead, received_at: float) -> None:

@@ -263,17 +263,18 @@ class HubStore:
         return cur.rowcount == 1
 
     @staticmethod
-    def add_thumbnail(db: sqlite_utils.Database, alert_id: str, thumbnail: str) -> bool:
-        """Put an edge hit's thumbnail on a stored alert that has none (the hit came after its read)."""
+    def add_thumbnail(db: sqlite_utils.Database, alert_id: str, thumbnail: str) -> Alert | None:
+        """Put an edge hit's thumbnail on a stored alert that has none (the hit came after its read);
+        the alert as it is now, or None when there is no such alert or it had a picture already."""
         row = db.conn.execute("SELECT body FROM alerts WHERE alert_id=?", (alert_id,)).fetchone()
         if row is None:
-            return False
+            return None
         alert = _alert_decoder.decode(row[0])
         if alert.thumbnail is not None:
-            return False
-        db.conn.execute("UPDATE alerts SET body=? WHERE alert_id=?",
-                        (_encoder.encode(msgspec.structs.replace(alert, thumbnail=thumbnail)), alert_id))
-        return True
+            return None
+        alert = msgspec.structs.replace(alert, thumbnail=thumbnail)
+        db.conn.execute("UPDATE alerts SET body=? WHERE alert_id=?", (_encoder.encode(alert), alert_id))
+        return alert
 
     @staticmethod
     def update_checkpoint(db: sqlite_utils.Database, checkpoint: str, **fields: Any) -> None:

@@ -297,9 +297,11 @@ def test_edge_hit_after_its_alert_puts_the_thumbnail_on_the_stored_alert(hub):
     ingest.handle(TOPIC, payload([read(7, "鲁Q8K2L1")]), time.time()).result(5)
     (alert,) = rec.alerts
     assert alert.thumbnail is None and stored_thumbnail(store, aid) is None
-    ingest.handle(TOPIC, payload([hit(8, 7, aid, entry)]), time.time()).result(5)
+    result = ingest.handle(TOPIC, payload([hit(8, 7, aid, entry)]), time.time()).result(5)
     assert len(rec.alerts) == 1  # not raised twice
     assert stored_thumbnail(store, aid) == THUMB
+    (again,) = result.pictures  # for the consoles
+    assert again.alert_id == aid and again.thumbnail == THUMB
     # a later hit without a picture, or another picture, does not replace it
     ingest.handle(TOPIC, payload([hit(9, 7, aid, entry, "QUJD")]), time.time()).result(5)
     assert stored_thumbnail(store, aid) == THUMB

@@ -69,7 +69,7 @@ function openAlert(alert, alarm) {
   const card = renderAlert(alert);
   card.append(el("div", "listed", t("listed") + " " + (alert.hit.entry_plate || "—") + " · " + t("list") + " " +
     alert.hit.list_name));
-  body.replaceChildren(card);
+  body.replaceChildren(card, tabletEvidence(alert));  // tablet-evidence.js
   document.getElementById("overlay-note").value = "";
   overlay.hidden = false;
   if (alarm) startSiren();
