@@ -51,7 +51,7 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
-Seen = tuple[str, int, int, float, str, str, str | None, str | None]
+Seen = tuple[str, int, int, float, str, str, str | None, str | None, str | None, str | None]
 """A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
 NamedTuples), and millions of tracked objects would slow every collection during ingest."""
@@ -61,6 +61,8 @@ SEQ: Final = 2
 AT: Final = 3
 COLOUR: Final = 6
 VTYPE: Final = 7
+VCOLOUR: Final = 8
+VBRAND: Final = 9
 
 
 class CloneIndex:
@@ -142,7 +144,7 @@ class CloneCheck:
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
             new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
-                         read.vehicle_type)
+                         read.vehicle_type, read.vehicle_colour, read.vehicle_brand)
             held = index.pop(plate, None)  # put back last: the dict's order is least recently seen first
             if held is None:
                 index[plate] = (new,)
@@ -153,6 +155,7 @@ class CloneCheck:
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
                 if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
+                        and last[VCOLOUR] == new[VCOLOUR] and last[VBRAND] == new[VBRAND]
                         and self._fits_in_time(last, checkpoint, at, window, trips)):
                     finding = self._finding(last, new)
                     if finding is not None:
@@ -162,8 +165,8 @@ class CloneCheck:
             for prev in reversed(held):
                 if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
                     continue  # this very read, sent again
-                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]
-                        and self._fits_in_time(prev, checkpoint, at, window, trips)):
+                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE] and prev[VCOLOUR] == new[VCOLOUR]
+                        and prev[VBRAND] == new[VBRAND] and self._fits_in_time(prev, checkpoint, at, window, trips)):
                     continue
                 finding = self._finding(prev, new)
                 if finding is not None:

@@ -97,6 +97,27 @@ def test_attribute_conflicts(geo):
                         geo, RULE) is None
 
 
+def test_vehicle_colour_and_make_conflicts(geo):
+    later = T0 + 9 * 3600  # a trip one vehicle can make: only the vehicles' looks can tell
+    f = clones.check(sight(TANCHENG, 1, T0, vehicle_colour="白色"), sight(LINQING, 2, later, vehicle_colour="Red"),
+                     geo, RULE)
+    assert f is not None and f.kind == "attribute_conflict" and "vehicle colour white vs red" in f.explanation_en
+    assert "车身颜色" in f.explanation_zh
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_colour="白"), sight(LINQING, 2, later, vehicle_colour="WHITE"),
+                        geo, RULE) is None
+    # a colour name only one camera uses is unknown, not a second colour
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_colour="white"),
+                        sight(LINQING, 2, later, vehicle_colour="champagne"), geo, RULE) is None
+    f = clones.check(sight(TANCHENG, 1, T0, vehicle_brand="Volkswagen"), sight(LINQING, 2, later, vehicle_brand="Audi"),
+                     geo, RULE)
+    assert f is not None and "vehicle make Volkswagen vs Audi" in f.explanation_en
+    # a Hikvision logo code and a Dahua name cannot be compared; two codes can
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_brand="1036"), sight(LINQING, 2, later, vehicle_brand="Audi"),
+                        geo, RULE) is None
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_brand="1036"), sight(LINQING, 2, later, vehicle_brand="12"),
+                        geo, RULE) is not None
+
+
 def test_misreads_do_not_take_part():
     assert clones.eligible(read(1, T0), RULE)
     assert not clones.eligible(read(1, T0, confidence=89.9), RULE)  # low confidence
@@ -184,6 +205,18 @@ def test_same_batch_and_attribute_conflict_at_one_checkpoint(hub):
     [alert] = clone_alerts(store)
     assert [a.alert_id for a in result.alerts] == [alert.alert_id]
     assert "plate colour blue vs yellow" in alert.hit.explanation and alert.hit.entry_id.endswith("/1/2")
+
+
+def test_ingest_finds_a_vehicle_colour_conflict_the_cameras_reported(hub):
+    ingest, store, _ = hub
+    now = time.time() - 3600
+    send(ingest, TANCHENG, [read(1, now, vehicle_colour="white", vehicle_brand="Volkswagen")])
+    send(ingest, TANCHENG, [read(2, now + 600, vehicle_colour="White")])  # the same vehicle, brand not read
+    assert clone_alerts(store) == []
+    result = send(ingest, TANCHENG, [read(3, now + 3 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen")])
+    [alert] = clone_alerts(store)
+    assert [a.alert_id for a in result.alerts] == [alert.alert_id]
+    assert "vehicle colour white vs black" in alert.hit.explanation
 
 
 def test_clone_settings_are_validated():
