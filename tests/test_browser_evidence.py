@@ -1,6 +1,6 @@
 """Evidence pictures in a real headless Chromium against real hub, edge and Mosquitto processes: a
 Hikvision push with its JPEG parts hits a watchlist; the tablet's full-screen alarm shows the scene and
-the plate close-up from the edge's own store; the hub's alert carries the edge's thumbnail, and the
+the plate close-up from the edge's own store, and its live passages the read's thumbnail; the hub's alert carries the edge's thumbnail, and the
 console shows it in the alert queue and, larger, in the alert detail."""
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mo
                 await until(lambda: _loaded(tablet, "#overlay img.evidence-plate"), timeout=30, what="the crop")
                 src = await tablet.get_attribute("#overlay img.evidence-scene", "src")
                 assert src.startswith(f"/api/v1/evidence/{seq}/snapshot")  # the edge's full picture
+                # the live passages: the read's row shows its thumbnail
+                await until(lambda: _loaded(tablet, f'#reads li[data-seq="{seq}"] img.read-thumb'), timeout=30,
+                            what="the live row's thumbnail")
 
                 # the console: the thumbnail beside the alert in the queue, larger in the detail
                 await console.wait_for_selector("#alerts li.intercept img.evidence-thumb", timeout=TIMEOUT_MS)

@@ -207,8 +207,10 @@ async def test_a_hit_carries_the_thumbnail_to_the_tablet_and_towards_the_hub(cli
         resp = await push(client, "cn_v20.multipart")
         assert resp.status == 200, await resp.text()
         body = await resp.json()
-        frames = [await ws.receive_json(timeout=5) for _ in range(2)]
+        frames = [await ws.receive_json(timeout=5) for _ in range(3)]
     (alert,) = [f["alert"] for f in frames if f["type"] == "alert"]
+    (kept,) = [f for f in frames if f["type"] == "evidence"]  # the tablets learn the pictures are kept
+    assert kept["seq"] == body["seq"] and sorted(kept["kinds"]) == ["plate", "snapshot", "thumb"]
     thumb = client.app[keys.EVIDENCE].thumbnail(body["seq"])
     assert alert["plate_read"] == "皖A7XG66" and base64.b64decode(alert["thumbnail"]) == thumb
     with sqlite3.connect(settings.data_path / "outbox.db") as db:

@@ -81,6 +81,7 @@ class Intake:
                 errors.append(saved.error)
             if errors:
                 self.service.camera(camera.id).errors += 1
+            self._announce(epoch, recorded.seq, saved.kinds)
             return Taken(recorded, epoch, saved.kinds, "; ".join(errors) or None)
         if callable(pictures):
             try:
@@ -107,4 +108,10 @@ class Intake:
                 errors.append(saved.error)
         if errors:
             self.service.camera(camera.id).errors += 1
+        self._announce(epoch, recorded.seq, kinds)
         return Taken(recorded, epoch, kinds, "; ".join(errors) or None)
+
+    def _announce(self, epoch: int, seq: int, kinds: tuple[str, ...]) -> None:
+        """Tell the tablets a read's pictures are kept (its live row then shows the thumbnail)."""
+        if kinds:
+            self.service.live.publish({"type": "evidence", "epoch": epoch, "seq": seq, "kinds": list(kinds)})

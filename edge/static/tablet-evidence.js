@@ -33,3 +33,15 @@ function tabletEvidence(alert) {
   fig.append(scene, plate);
   return fig;
 }
+// A read's pictures are kept: its row in the live passages gets the thumbnail.
+function readEvidence(frame) {
+  if (!Array.isArray(frame.kinds) || !frame.kinds.includes("thumb")) return;
+  const li = document.querySelector('#reads li[data-seq="' + Number(frame.seq) + '"]');
+  if (!li || li.querySelector("img.read-thumb")) return;
+  const img = document.createElement("img");
+  img.className = "read-thumb";
+  img.alt = "";
+  img.addEventListener("error", () => img.remove(), { once: true });
+  img.src = evidenceUrl({ seq: frame.seq, epoch: frame.epoch }, "thumb");
+  li.prepend(img);
+}
