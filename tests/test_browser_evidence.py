@@ -1,10 +1,12 @@
 """Evidence pictures in a real headless Chromium against real hub, edge and Mosquitto processes: a
 Hikvision push with its JPEG parts hits a watchlist; the tablet's full-screen alarm shows the scene and
 the plate close-up from the edge's own store, and its live passages the read's thumbnail; the hub's alert carries the edge's thumbnail, and the
-console shows it in the alert queue and, larger, in the alert detail."""
+console shows it in the alert queue and, larger, in the alert detail. Screenshots
+docs/screenshots/console-evidence.png and tablet-evidence.png with CORDON_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -19,6 +21,7 @@ WATCHLIST = "plate,list,action,priority,reason\n皖A7XG66,涉毒嫌疑车辆,int
 HIK = Path(__file__).parent / "fixtures" / "cameras" / "hikvision"
 BOUNDARY = "---------------------------7e13971310878"
 TIMEOUT_MS = 45_000
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mosquitto):
@@ -85,6 +88,9 @@ async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mo
                 width = await console.evaluate(
                     "document.querySelector('#detail-body img.evidence-picture').naturalWidth")
                 assert width == 320  # the edge's thumbnail, decoded
+                if os.environ.get("CORDON_SCREENSHOTS") == "1":
+                    await console.screenshot(path=str(SHOTS / "console-evidence.png"))
+                    await tablet.screenshot(path=str(SHOTS / "tablet-evidence.png"))
                 await console.click("#lang")
                 assert await console.get_attribute("#detail-body img.evidence-picture", "alt") is not None
                 assert await console.evaluate("document.documentElement.scrollWidth <= 1280")
