@@ -52,6 +52,13 @@ class AlertDispatcher:
         assert self._loop is not None, "dispatcher not bound to a loop"
         self._loop.call_soon_threadsafe(self.dispatch, alerts)
 
+    def pictures_threadsafe(self, alerts: list[Alert]) -> None:
+        """Alerts already dispatched whose edge hit brought their picture later: the consoles get them
+        again (a console replaces an alert by its id); tablets and webhooks are not told twice."""
+        assert self._loop is not None, "dispatcher not bound to a loop"
+        self._loop.call_soon_threadsafe(
+            lambda: [self.console.publish({"type": "alert", "alert": alert}) for alert in alerts])
+
     def dispatch(self, alerts: list[Alert]) -> None:
         loop = self._loop
         assert loop is not None

@@ -73,7 +73,7 @@ def create_app(settings: HubSettings) -> web.Application:
     webhooks = WebhookSender(store, settings.webhooks)
     dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id))
     ingest = Ingest(store, app[keys.WATCHLISTS], publish=lambda topic, payload: publish(topic, payload),
-                    on_alerts=dispatcher.submit_threadsafe,
+                    on_alerts=dispatcher.submit_threadsafe, on_pictures=dispatcher.pictures_threadsafe,
                     on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
                     max_skew_s=settings.clock.max_skew_s,
                     on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),

@@ -51,7 +51,7 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
-Seen = tuple[str, int, int, float, str, str, str | None, str | None, int]
+Seen = tuple[str, int, int, float, str, str, str | None, str | None, str | None, str | None, int]
 """A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
 NamedTuples), and millions of tracked objects would slow every collection during ingest."""
@@ -61,11 +61,13 @@ SEQ: Final = 2
 AT: Final = 3
 COLOUR: Final = 6
 VTYPE: Final = 7
-READS: Final = 8
-REFRESH_S: Final = 3600.0
-"""A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
+VCOLOUR: Final = 8
+VBRAND: Final = 9
+READS: Final = 10
 """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
 window) back the sighting: two cameras agreeing on a passage."""
+REFRESH_S: Final = 3600.0
+"""A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
 
 
 class CloneIndex:
@@ -149,8 +151,13 @@ class CloneCheck:
             # A canonical plate normalizes to itself, so raw == plate needs no normalizing.
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
+            vcolour, vbrand = read.vehicle_colour, read.vehicle_brand
+            if vcolour is not None or vbrand is not None:
+                # One spelling per colour and make, so that 白色 and White are one sighting's colour.
+                vcolour = clones.body_colour(vcolour)
+                vbrand = vbrand.strip().casefold() or None if vbrand else None
             new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
-                         read.vehicle_type, 1)
+                         read.vehicle_type, vcolour, vbrand, 1)
             held = index.get(plate)
             if held is None:
                 index[plate] = (new,)
@@ -164,7 +171,8 @@ class CloneCheck:
             if at >= last[AT] and not (last[SEQ] == seq and last[CP] == checkpoint and last[EPOCH] == epoch):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
-                if last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]:
+                if (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
+                        and last[VCOLOUR] == new[VCOLOUR] and last[VBRAND] == new[VBRAND]):
                     prev_cp = last[CP]
                     gap = at - last[AT]
                     if prev_cp == checkpoint:
@@ -183,6 +191,7 @@ class CloneCheck:
                             index[plate] = (last, new)
                             continue
                 if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
+                        and last[VCOLOUR] == new[VCOLOUR] and last[VBRAND] == new[VBRAND]
                         and self._fits_in_time(last, checkpoint, at, window, trips)):
                     finding = self._finding(last, new, reads)
                     if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at,
@@ -197,8 +206,8 @@ class CloneCheck:
             for prev in reversed(held):
                 if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
                     continue  # this very read, sent again
-                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE]
-                        and self._fits_in_time(prev, checkpoint, at, window, trips)):
+                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE] and prev[VCOLOUR] == new[VCOLOUR]
+                        and prev[VBRAND] == new[VBRAND] and self._fits_in_time(prev, checkpoint, at, window, trips)):
                     continue
                 finding = self._finding(prev, new, reads)
                 if finding is not None:
@@ -243,6 +252,8 @@ class CloneCheck:
         window, at = self._window, new[AT]
         return sum(1 for r in batch if r.plate == new[4] and abs(r.captured_at - at) <= window
                    and r.colour == new[COLOUR] and r.vehicle_type == new[VTYPE]
+                   and clones.body_colour(r.vehicle_colour) == new[VCOLOUR]
+                   and ((r.vehicle_brand or "").strip().casefold() or None) == new[VBRAND]
                    and clones.eligible(r, self.rule))
 
     def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:

@@ -31,6 +31,7 @@ from protocols.messages import (
     CheckpointStatus,
     DecodeError,
     EdgeHit,
+    Event,
     EventBatch,
     Gap,
     PlateRead,
@@ -61,6 +62,8 @@ class BatchResult:
     dead_letters: int = 0
     gap_reads: int = 0
     outcomes: list[tuple[str, AlertOutcome]] = field(default_factory=list)
+    pictures: list[Alert] = field(default_factory=list)
+    """Alerts raised before their edge hit brought the picture, now with it."""
     status: CheckpointStatus | None = None
     clock_offset_s: float | None = None
     """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
@@ -89,6 +92,7 @@ class Ingest:
                  on_status: Callable[[CheckpointStatus, float | None], None],
                  max_skew_s: float = 30.0,
                  on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
+                 on_pictures: Callable[[list[Alert]], None] | None = None,
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
                  signatures_required: bool = False, clones: CloneCheck | None = None) -> None:
         self.store = store
@@ -98,6 +102,7 @@ class Ingest:
         self._on_alerts = on_alerts
         self._on_status = on_status
         self._on_outcomes = on_outcomes
+        self._on_pictures = on_pictures
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -138,6 +143,8 @@ class Ingest:
             self._on_status(result.status, result.clock_offset_s)
         if result.outcomes and self._on_outcomes is not None:
             self._on_outcomes(result.outcomes)
+        if result.pictures and self._on_pictures is not None:
+            self._on_pictures(result.pictures)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
@@ -190,6 +197,7 @@ class Ingest:
                               payload, checkpoint, received_at)
         result.checkpoint, result.epoch = checkpoint, batch.epoch
         stored_reads: list[PlateRead] = []
+        first_alert = len(result.alerts)
         for event in batch.events:
             outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
@@ -229,6 +237,7 @@ class Ingest:
                 result.gap_reads += event.count
                 log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,
                             event.count, event.dropped_total, event.reason)
+        self._thumbnails(db, result, first_alert, batch.events)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
@@ -239,6 +248,29 @@ class Ingest:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
         return result
+
+    def _thumbnails(self, db: sqlite_utils.Database, result: BatchResult, first_alert: int,
+                    events: list[Event]) -> None:
+        """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
+        a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
+        hit stored earlier for an alert made now (hits replay before reads)."""
+        thumbs = {e.alert_id: e.thumbnail for e in events if isinstance(e, EdgeHit) and e.thumbnail}
+        for i in range(first_alert, len(result.alerts)):
+            alert = result.alerts[i]
+            thumb = thumbs.pop(alert.alert_id, None)
+            if thumb is None:
+                row = db.conn.execute(
+                    "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
+                    "AND thumbnail IS NOT NULL LIMIT 1",
+                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)).fetchone()
+                thumb = row[0] if row else None
+            if thumb is not None and alert.thumbnail is None:
+                result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
+                self.store.add_thumbnail(db, alert.alert_id, thumb)
+        for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: the consoles get
+            updated = self.store.add_thumbnail(db, alert_id, thumb)  # the picture (not the tablets: they had it)
+            if updated is not None:
+                result.pictures.append(updated)
 
     def _match(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                read: PlateRead, received_at: float) -> None:

@@ -91,7 +91,7 @@ TABLES: list[str] = [
         digest BLOB NOT NULL, plate_id INTEGER NOT NULL, camera_id TEXT NOT NULL, camera_event_id TEXT,
         captured_at REAL NOT NULL, edge_sent_at REAL, received_at REAL NOT NULL, plate_raw TEXT NOT NULL,
         plate_valid INTEGER NOT NULL, plate_problem TEXT, no_plate INTEGER NOT NULL, colour TEXT,
-        vehicle_type TEXT, confidence REAL, lane INTEGER, direction TEXT)""",
+        vehicle_type TEXT, confidence REAL, lane INTEGER, direction TEXT, attributes TEXT)""",
     """CREATE TABLE IF NOT EXISTS passages (
         id INTEGER PRIMARY KEY, checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
         digest BLOB NOT NULL, plate TEXT NOT NULL, no_plate INTEGER NOT NULL, colour TEXT, vehicle_type TEXT,
@@ -111,6 +111,9 @@ INDEXES: list[str] = [
 READ_COLUMNS = ("checkpoint", "epoch", "seq", "digest", "plate_id", "camera_id", "camera_event_id", "captured_at",
                 "edge_sent_at", "received_at", "plate_raw", "plate_valid", "plate_problem", "no_plate", "colour",
                 "vehicle_type", "confidence", "lane", "direction")
+#: Added later (branch evidence): JSON of the read's optional attributes (``vehicle_colour``, ``vehicle_brand``,
+#: ``has_evidence``), NULL when it has none. A day file made before it gets the column when first attached.
+ATTRIBUTES_COLUMN = "attributes"
 
 
 class PatternError(ValueError):
@@ -414,6 +417,13 @@ _SELECT_READ = ("SELECT r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at
                 "r.camera_event_id, r.received_at FROM {s}reads r JOIN {s}plates p ON p.plate_id = r.plate_id")
 
 
+def read_attributes(read: PlateRead) -> str | None:
+    """The read's optional attributes as the day file keeps them (JSON), or None when it has none."""
+    attrs = {k: v for k, v in (("vehicle_colour", read.vehicle_colour), ("vehicle_brand", read.vehicle_brand),
+                               ("has_evidence", read.has_evidence)) if v}
+    return _encoder.encode(attrs).decode() if attrs else None
+
+
 def _row_to_read(row: tuple) -> StoredRead:  # type: ignore[type-arg]
     (cp, epoch, seq, cam, at, plate, raw, valid, no_plate, colour, vt, conf, lane, direction, ev, rec) = row
     return StoredRead(checkpoint=cp, epoch=epoch, seq=seq, camera_id=cam, captured_at=at, plate=plate,
@@ -482,6 +492,9 @@ class SqliteReadStore:
             db.conn.execute(f"PRAGMA {alias}.synchronous=FULL")
             db.conn.execute("BEGIN IMMEDIATE")
             create_schema(db.conn, alias)
+            columns = {row[1] for row in db.conn.execute(f"PRAGMA {alias}.table_info(reads)")}
+            if ATTRIBUTES_COLUMN not in columns:  # a day file from before the column
+                db.conn.execute(f"ALTER TABLE {alias}.reads ADD COLUMN {ATTRIBUTES_COLUMN} TEXT")
             db.conn.execute("COMMIT")
         except BaseException:
             if db.conn.in_transaction:
@@ -560,12 +573,13 @@ class SqliteReadStore:
             return Stored(False, conflict=taken)
         if isinstance(event, PlateRead):
             plate_id = self._plate_id(db, s, event.plate)
+            columns = (*READ_COLUMNS, ATTRIBUTES_COLUMN)
             db.conn.execute(
-                f"INSERT INTO {s}.reads ({', '.join(READ_COLUMNS)}) VALUES ({', '.join('?' * len(READ_COLUMNS))})",
+                f"INSERT INTO {s}.reads ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                 (checkpoint, epoch, event.seq, d, plate_id, event.camera_id, event.camera_event_id,
                  event.captured_at, edge_sent_at, received_at, event.plate_raw, event.plate_valid,
                  event.plate_problem, event.no_plate, event.colour, event.vehicle_type, event.confidence,
-                 event.lane, event.direction))
+                 event.lane, event.direction, read_attributes(event)))
         else:
             db.conn.execute(
                 f"""INSERT INTO {s}.passages (checkpoint, epoch, seq, digest, plate, no_plate, colour, vehicle_type,

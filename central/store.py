@@ -104,6 +104,10 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (checkpoint, epoch, seq))""",
         "CREATE INDEX alert_outcomes_alert ON alert_outcomes (alert_id, acknowledged_at)",
     ],
+    # 8: the thumbnail an edge hit carried, for an alert made when its read arrives later (branch evidence)
+    [
+        "ALTER TABLE edge_hits ADD COLUMN thumbnail TEXT",
+    ],
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
@@ -228,10 +232,10 @@ class HubStore:
         if isinstance(event, EdgeHit):
             db.conn.execute(
                 """INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score,
-                explanation, feed_version, matcher_version, raised_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                explanation, feed_version, matcher_version, raised_at, thumbnail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (checkpoint, epoch, event.seq, event.read_seq, event.alert_id, event.entry_id, event.list_id,
                  event.kind, event.score, event.explanation, event.feed_version, event.matcher_version,
-                 event.raised_at))
+                 event.raised_at, event.thumbnail))
         elif isinstance(event, Gap):
             db.conn.executemany(
                 """INSERT INTO gaps (checkpoint, epoch, seq, lo, hi, count, reason, dropped_at, received_at)
@@ -257,6 +261,20 @@ class HubStore:
             (alert.alert_id, alert.checkpoint, alert.epoch, alert.seq, alert.hit.entry_id, alert.hit.list_id,
              alert.hit.action, alert.hit.priority, alert.raised_at, _encoder.encode(alert)))
         return cur.rowcount == 1
+
+    @staticmethod
+    def add_thumbnail(db: sqlite_utils.Database, alert_id: str, thumbnail: str) -> Alert | None:
+        """Put an edge hit's thumbnail on a stored alert that has none (the hit came after its read);
+        the alert as it is now, or None when there is no such alert or it had a picture already."""
+        row = db.conn.execute("SELECT body FROM alerts WHERE alert_id=?", (alert_id,)).fetchone()
+        if row is None:
+            return None
+        alert = _alert_decoder.decode(row[0])
+        if alert.thumbnail is not None:
+            return None
+        alert = msgspec.structs.replace(alert, thumbnail=thumbnail)
+        db.conn.execute("UPDATE alerts SET body=? WHERE alert_id=?", (_encoder.encode(alert), alert_id))
+        return alert
 
     @staticmethod
     def update_checkpoint(db: sqlite_utils.Database, checkpoint: str, **fields: Any) -> None:

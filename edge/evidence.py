@@ -24,11 +24,13 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from protocols.messages import THUMBNAIL_MAX_BYTES
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["snapshot", "plate", "thumb"]
 KINDS: tuple[Kind, ...] = ("snapshot", "plate", "thumb")
-THUMB_QUALITY = 70
+THUMB_QUALITIES = (70, 55, 40, 30)
 CROP_QUALITY = 90
 #: Hikvision's plateRect is in thousandths of the picture's width and height, origin top left.
 RECT_SCALE = 1000
@@ -106,13 +108,22 @@ def crop(image: np.ndarray, rect: PlateRect) -> np.ndarray:
     return image[y0:y1, x0:x1]
 
 
-def thumbnail(image: np.ndarray, max_px: int) -> bytes:
-    h, w = image.shape[:2]
-    scale = min(1.0, max_px / max(h, w))
-    if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA)
-    return encode_jpeg(image, THUMB_QUALITY)
+def thumbnail(image: np.ndarray, max_px: int, max_bytes: int = THUMBNAIL_MAX_BYTES) -> bytes:
+    """A JPEG of at most ``max_px`` on its longest side and at most ``max_bytes``: the quality is lowered
+    step by step first, then the picture is made smaller (a noisy night scene is large at any quality)."""
+    while True:
+        h, w = image.shape[:2]
+        scale = min(1.0, max_px / max(h, w))
+        if scale < 1.0:
+            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
+        for quality in THUMB_QUALITIES:
+            data = encode_jpeg(image, quality)
+            if len(data) <= max_bytes:
+                return data
+        if max(h, w) <= 16:
+            raise ImageError(f"no thumbnail fits in {max_bytes} bytes")
+        max_px = max(16, max(image.shape[:2]) * 3 // 4)
 
 
 def render(snapshot: bytes | None, plate: bytes | None, rect: PlateRect | None,
@@ -141,7 +152,10 @@ def render(snapshot: bytes | None, plate: bytes | None, rect: PlateRect | None,
             errors.append(str(exc))
     source = scene if scene is not None else plate_img
     if source is not None:
-        files["thumb"] = thumbnail(source, thumb_max_px)
+        try:
+            files["thumb"] = thumbnail(source, thumb_max_px)
+        except ImageError as exc:
+            errors.append(str(exc))
     return files, errors
 
 
@@ -188,7 +202,19 @@ class EvidenceStore:
         """Keep one read's pictures; a picture that does not decode is named in ``Saved.error``."""
         if snapshot is None and plate is None:
             return Saved(())
-        files, errors = await asyncio.to_thread(render, snapshot, plate, plate_rect, self.thumb_max_px)
+        return await self.keep(epoch, seq, await self.render(snapshot, plate, plate_rect))
+
+    async def render(self, snapshot: bytes | None, plate: bytes | None,
+                     plate_rect: PlateRect | None = None) -> tuple[dict[str, bytes], list[str]]:
+        """Decode and make the files of one read (off the loop) before it is numbered, so its thumbnail can
+        travel with its hit; :meth:`keep` stores them."""
+        if snapshot is None and plate is None:
+            return {}, []
+        return await asyncio.to_thread(render, snapshot, plate, plate_rect, self.thumb_max_px)
+
+    async def keep(self, epoch: int, seq: int, rendered: tuple[dict[str, bytes], list[str]]) -> Saved:
+        """Store what :meth:`render` made for read ``epoch``-``seq``."""
+        files, errors = rendered
         if files:
             key = (epoch, seq)
             now = self._clock()

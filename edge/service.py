@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -11,10 +12,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 from protocols import plates
 from protocols.alerting import alert_for, rule_alert
 from protocols.matching import Hit
-from protocols.messages import Alert, AlertOutcome, AuditEvent, CameraRead, EdgeHit, Event, Passage, PlateRead
+from protocols.messages import (
+    THUMBNAIL_MAX_BYTES,
+    Alert,
+    AlertOutcome,
+    AuditEvent,
+    CameraRead,
+    EdgeHit,
+    Event,
+    Passage,
+    PlateRead,
+)
 from runtime.fanout import Fanout
 
 from .alertlog import AlertLog
@@ -102,6 +115,8 @@ def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = 
         no_plate=norm.no_plate,
         colour=colour.value if colour else None,
         vehicle_type=read.vehicle_type,
+        vehicle_colour=read.vehicle_colour,
+        vehicle_brand=read.vehicle_brand,
         confidence=read.confidence,
         lane=read.lane if read.lane is not None else lane,
         direction=read.direction,
@@ -138,12 +153,17 @@ class EdgeService:
     def camera(self, camera_id: str) -> CameraHealth:
         return self.cameras.setdefault(camera_id, CameraHealth())
 
-    async def record(self, read: CameraRead, camera_id: str, lane: int | None = None) -> PlateRead:
-        """Record one camera read durably; return it numbered. Raises ReadRejected."""
+    async def record(self, read: CameraRead, camera_id: str, lane: int | None = None, *,
+                     thumbnail: bytes | None = None, has_evidence: bool = False) -> PlateRead:
+        """Record one camera read durably; return it numbered. Raises ReadRejected. ``thumbnail`` (a small
+        JPEG of the read's picture) travels with its hits and alerts; the read itself only says
+        ``has_evidence``."""
         now = self._clock()
         health = self.camera(camera_id)
         try:
             event = plate_read(read, camera_id, now, lane)
+            if has_evidence:
+                event = msgspec.structs.replace(event, has_evidence=True)
         except ReadRejected:
             health.errors += 1
             raise
@@ -159,7 +179,12 @@ class EdgeService:
         self.reads_total += 1
         self.live.publish({"type": "read", "read": _read_frame(numbered)})
         if hits:
-            await self._alert_locally(numbered, hits, now)
+            thumb = base64.b64encode(thumbnail).decode("ascii") if thumbnail else None
+            if thumb is not None and len(thumbnail) > THUMBNAIL_MAX_BYTES:
+                log.warning("thumbnail of read %d (%d bytes) is over the cap; the hit goes without", numbered.seq,
+                            len(thumbnail))
+                thumb = None
+            await self._alert_locally(numbered, hits, now, thumb)
         if numbered.no_plate and self.no_plate_alert:
             await self.on_alert(rule_alert(
                 self.checkpoint, self.outbox.epoch, numbered, rule_id=NO_PLATE_RULE, name="无牌车 no readable plate",
@@ -177,7 +202,8 @@ class EdgeService:
         return self.mirror.match(read.plate, now=read.captured_at, colour=read.colour,
                                  vehicle_type=read.vehicle_type)
 
-    async def _alert_locally(self, read: PlateRead, hits: list[Hit], now: float) -> None:
+    async def _alert_locally(self, read: PlateRead, hits: list[Hit], now: float,
+                             thumbnail: str | None = None) -> None:
         """Alert this checkpoint's tablets from the local mirror, uplink or not; tell the hub (a hit event)."""
         assert self.mirror is not None
         events: list[Event] = []
@@ -188,11 +214,13 @@ class EdgeService:
             alert = alert_for(self.checkpoint, self.outbox.epoch, read, hit,
                               list_name=wl.name if wl else hit.list_id, reason=entry.reason if entry else "",
                               raised_at=now)
+            if thumbnail is not None:
+                alert = msgspec.structs.replace(alert, thumbnail=thumbnail)
             alerts.append(alert)
             events.append(EdgeHit(seq=1, read_seq=read.seq, alert_id=alert.alert_id, entry_id=hit.entry_id,
                                   list_id=hit.list_id, kind=hit.kind.value, score=hit.score,
                                   explanation=hit.explanation[:500], feed_version=hit.feed_version,
-                                  matcher_version=hit.matcher_version, raised_at=now))
+                                  matcher_version=hit.matcher_version, raised_at=now, thumbnail=thumbnail))
         for alert in alerts:  # the tablets first: they must not wait for a disk write
             await self.on_alert(alert)
         await self._commit(events, [PRIORITY_HIT] * len(events))

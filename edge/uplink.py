@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from protocols import signing, topics
 from protocols.feed import FeedDelta, FeedVersion
 from protocols.messages import (
+    MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
     Ack,
     Alert,
@@ -43,6 +44,8 @@ from .outbox import OutboxStore, Pending
 from .settings import MqttSettings
 
 log = logging.getLogger(__name__)
+BATCH_BYTES = MAX_PAYLOAD_BYTES - 8192
+"""Events per batch stop short of the hub's payload limit; the rest is room for the envelope and signature."""
 
 #: CONNACK codes that retrying cannot fix (MQTT 3.1.1 codes, and the MQTT 5 codes paho maps them to).
 _REFUSED_FOR_GOOD = {4: "bad user name or password", 5: "not authorized",
@@ -289,6 +292,7 @@ class EdgeUplink:
                         self._queued.add(item[1])
                     raise
                 live = [(p, s) for p, s in chosen if s in bodies]  # the rest was acked meanwhile
+                live = self._fit(live, bodies)
                 if not live:
                     continue
                 batch = _OutgoingBatch(v=SCHEMA_VERSION, checkpoint=self.checkpoint, epoch=self.outbox.epoch,
@@ -302,6 +306,19 @@ class EdgeUplink:
                     self._requeue_inflight(resend=False)
                     raise
                 self.published_events += len(live)
+
+    def _fit(self, chosen: list[tuple[int, int]], bodies: dict[int, bytes]) -> list[tuple[int, int]]:
+        """The chosen events that fit in one batch under the hub's payload limit (hits carrying
+        thumbnails are ~16 KB each); the rest go back to the queue for the next batch."""
+        size, fits = 0, []
+        for item in chosen:
+            size += len(bodies[item[1]]) + 1
+            if fits and size > BATCH_BYTES:
+                heapq.heappush(self._pending, item)
+                self._queued.add(item[1])
+            else:
+                fits.append(item)
+        return fits
 
     # -- receiving -------------------------------------------------------------------------
     def _signed(self, payload: bytes) -> bytes:

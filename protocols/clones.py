@@ -132,6 +132,8 @@ class Sighting(NamedTuple):
     camera_id: str
     colour: str | None = None
     vehicle_type: str | None = None
+    vehicle_colour: str | None = None
+    vehicle_brand: str | None = None
 
     @property
     def identity(self) -> tuple[str, int, int]:
@@ -140,7 +142,7 @@ class Sighting(NamedTuple):
 
 def sighting(checkpoint: str, epoch: int, read: PlateRead) -> Sighting:
     return Sighting(checkpoint, epoch, read.seq, read.captured_at, read.plate, read.camera_id, read.colour,
-                    read.vehicle_type)
+                    read.vehicle_type, read.vehicle_colour, read.vehicle_brand)
 
 
 def eligible(read: PlateRead, rule: CloneRule) -> bool:
@@ -218,7 +220,30 @@ def _attribute_conflicts(a: Sighting, b: Sighting) -> list[tuple[str, str, str, 
         out.append(("plate colour", "号牌颜色", str(ca), str(cb), ""))
     if a.vehicle_type and b.vehicle_type and a.vehicle_type.strip().casefold() != b.vehicle_type.strip().casefold():
         out.append(("vehicle type", "车辆类型", a.vehicle_type, b.vehicle_type, ""))
+    va, vb = body_colour(a.vehicle_colour), body_colour(b.vehicle_colour)
+    if va is not None and vb is not None and va != vb:
+        out.append(("vehicle colour", "车身颜色", va, vb, ""))
+    ba, bb = (a.vehicle_brand or "").strip().casefold(), (b.vehicle_brand or "").strip().casefold()
+    # Hikvision names the make by a logo code, Dahua by name: only two of one kind can be compared.
+    if ba and bb and ba.isdigit() == bb.isdigit() and ba != bb:
+        out.append(("vehicle make", "车辆品牌", a.vehicle_brand or "", b.vehicle_brand or "", ""))
     return out
+
+
+_BODY_COLOURS = {"白": "white", "黑": "black", "红": "red", "蓝": "blue", "黄": "yellow", "绿": "green",
+                 "灰": "gray", "grey": "gray", "银": "silver", "棕": "brown", "紫": "purple", "粉": "pink",
+                 "橙": "orange"}
+_BODY_NAMES = frozenset(_BODY_COLOURS.values())
+
+
+def body_colour(name: str | None) -> str | None:
+    """A camera's vehicle colour as one name (``白色``, ``White`` -> ``white``); None when unknown, so that
+    a name one camera uses and another does not never looks like two colours."""
+    if not name:
+        return None
+    text = name.strip().casefold().removesuffix("色")
+    text = _BODY_COLOURS.get(text, text)
+    return text if text in _BODY_NAMES else None
 
 
 def check(previous: Sighting, new: Sighting, geography: Geography, rule: CloneRule) -> CloneFinding | None:

@@ -31,6 +31,10 @@ Seq = Annotated[int, msgspec.Meta(ge=1)]
 Confidence = Annotated[float, msgspec.Meta(ge=0, le=100)]
 Lane = Annotated[int, msgspec.Meta(ge=0, le=99)]
 Direction = Literal["in", "out"]
+THUMBNAIL_MAX_BYTES = 12 * 1024
+"""Largest thumbnail JPEG that travels with a hit or an alert (its base64 text is 4/3 of that)."""
+Thumbnail = Annotated[str, msgspec.Meta(max_length=(THUMBNAIL_MAX_BYTES + 2) // 3 * 4,
+                                        pattern="^[A-Za-z0-9+/]*={0,2}$")]
 
 T = TypeVar("T")
 
@@ -50,6 +54,10 @@ class CameraRead(msgspec.Struct, **_STRICT):
     vehicle_type: Text32 | None = None
     event_id: Text128 | None = None
     """The camera's own id for this read, kept for tracing and duplicate detection."""
+    vehicle_colour: Text32 | None = None
+    """The vehicle's body colour as the camera named it (e.g. ``white``), when it says."""
+    vehicle_brand: Text32 | None = None
+    """The vehicle's make as the camera named it (e.g. ``Volkswagen``), when it says."""
 
 
 class PlateRead(msgspec.Struct, tag="read", **_STRICT):
@@ -70,6 +78,10 @@ class PlateRead(msgspec.Struct, tag="read", **_STRICT):
     lane: Lane | None = None
     direction: Direction | None = None
     camera_event_id: Text128 | None = None
+    vehicle_colour: Text32 | None = None
+    vehicle_brand: Text32 | None = None
+    has_evidence: bool = False
+    """The edge kept a picture of this read (plain reads never carry pictures: ask for it by request)."""
 
 
 class Passage(msgspec.Struct, tag="passage", **_STRICT):
@@ -101,6 +113,8 @@ class EdgeHit(msgspec.Struct, tag="hit", **_STRICT):
     feed_version: int
     matcher_version: Text32
     raised_at: float
+    thumbnail: Thumbnail | None = None
+    """Base64 of a small JPEG of the read's picture, when the edge had one at the moment of the hit."""
 
 
 class Gap(msgspec.Struct, tag="gap", **_STRICT):
@@ -233,6 +247,8 @@ class Alert(msgspec.Struct, **_STRICT):
     lane: Lane | None = None
     colour: Text32 | None = None
     vehicle_type: Text32 | None = None
+    thumbnail: Thumbnail | None = None
+    """Base64 of a small JPEG of the read's picture (from the edge's hit), shown beside the alert."""
 
 
 class OfficerAccount(msgspec.Struct, **_STRICT):

@@ -25,6 +25,7 @@ from protocols.messages import (
     AlertHit,
     CheckpointStatus,
     DecodeError,
+    EdgeHit,
     EventBatch,
     HubStatus,
     OfficerAccount,
@@ -176,7 +177,10 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "EventBatch": EventBatch(v=SCHEMA_VERSION, checkpoint=CP, epoch=EPOCH, sent_at=1718000042.5, events=[
         read(40),
         read(41, plate_problem=None, colour="blue", vehicle_type="car", confidence=91.5, lane=1, direction="in",
-             camera_event_id="e-1"),
+             camera_event_id="e-1", vehicle_colour="white", vehicle_brand="Volkswagen", has_evidence=True),
+        EdgeHit(seq=44, read_seq=41, alert_id="A8d2403ac9ae3979f0220b5e8", entry_id="E17", list_id="stolen",
+                kind="exact", score=1.0, explanation="exact match", feed_version=7, matcher_version="m1",
+                raised_at=1718000042.0, thumbnail="/9j/4AAQSkZJRg=="),
         PlateRead(seq=43, camera_id="lane2", captured_at=1718000043.0, plate="", plate_raw="无车牌",
                   plate_valid=False, plate_problem="no plate", no_plate=True),
         Passage(seq=42, plate="鲁A12345", colour="blue", first_seen=1718000040.2, last_seen=1718000041.9,
@@ -189,7 +193,7 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "HubStatus": HubStatus(v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1]),
     "Alert": Alert(v=SCHEMA_VERSION, alert_id="A8d2403ac9ae3979f0220b5e8", checkpoint=CP, epoch=EPOCH, seq=41,
                    raised_at=1718000042.6, captured_at=1718000041.9, camera_id="lane1", plate_read="鲁A12345",
-                   lane=1, hit=AlertHit(entry_id="E17", entry_plate="鲁A12345", list_id="stolen",
+                   lane=1, thumbnail="/9j/4AAQSkZJRg==", hit=AlertHit(entry_id="E17", entry_plate="鲁A12345", list_id="stolen",
                                         list_name="Stolen vehicles", action="intercept", priority=90,
                                         kind="exact", score=1.0, explanation="exact match")),
     "FeedDelta": FeedDelta(v=SCHEMA_VERSION, version=8, sent_at=1718000050.0, changes=[

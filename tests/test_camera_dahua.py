@@ -120,6 +120,8 @@ async def test_events_become_reads_with_snapshots_across_a_torn_part_and_a_recon
     assert first["colour"] == "blue" and first["lane"] == 2 and first["direction"] == "in"
     assert first["captured_at"] == 1795832102 and first["camera_event_id"] == "dahua:10516"
     assert first["vehicle_type"] == "Saloon"
+    assert first["vehicle_colour"] == "White" and first["vehicle_brand"] == "Volkswagen"
+    assert got[1]["vehicle_colour"] == "Red" and got[1].get("vehicle_brand") is None
     assert got[1]["colour"] == "yellow" and got[1]["direction"] == "out"
     assert got[2]["no_plate"] is True and got[2]["plate_raw"] == "无车牌"
     health = service.cameras["itc1"]

@@ -1,5 +1,6 @@
 """The Hikvision ISAPI ANPR push, against recorded-format fixtures (tests/fixtures/cameras/hikvision)."""
 
+import base64
 import json
 import sqlite3
 from pathlib import Path
@@ -54,6 +55,9 @@ async def test_chinese_firmware_push_is_committed_with_its_pictures(client, sett
     stored = outbox_read(settings, body["seq"])  # committed before the answer
     assert stored["colour"] == "blue" and stored["lane"] == 2 and stored["direction"] == "in"
     assert stored["confidence"] == 94 and stored["vehicle_type"] == "SUVMPV"
+    assert stored["vehicle_colour"] == "white" and stored["vehicle_brand"] == "1036"
+    assert stored["has_evidence"] is True  # the read says so; its picture does not travel with it
+    assert stored.get("thumbnail") is None
     assert stored["camera_event_id"] == "46dd0716-1dd2-11b2-821f-8ba17e6f56b7"
     assert stored["captured_at"] == 1795832102.0  # 2026-11-28T10:15:02+08:00
     evidence = client.app[keys.EVIDENCE]
@@ -188,3 +192,45 @@ async def test_evidence_route_needs_a_session_and_serves_only_kept_pictures(clie
     cam = status["cameras"]["hik1"]
     assert cam["reads"] == 1 and cam["stale"] is False and cam["reads_per_minute"] == 1
     assert status["evidence"]["reads"] == 1
+
+
+async def test_a_hit_carries_the_thumbnail_to_the_tablet_and_towards_the_hub(client, settings):
+    from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
+    from protocols.matching import Entry, Watchlist
+
+    await client.app[keys.MIRROR].apply_delta(FeedDelta(v=1, version=1, changes=[
+        ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+        EntryUpsert(entry=Entry(entry_id="drugs:皖A7XG66", list_id="drugs", plate="皖A7XG66"))]))
+    await client.post("/login", json={"code": "123456"})
+    async with client.ws_connect("/api/v1/ws") as ws:
+        await ws.receive_json(timeout=5)  # hello
+        resp = await push(client, "cn_v20.multipart")
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        frames = [await ws.receive_json(timeout=5) for _ in range(3)]
+    (alert,) = [f["alert"] for f in frames if f["type"] == "alert"]
+    (kept,) = [f for f in frames if f["type"] == "evidence"]  # the tablets learn the pictures are kept
+    assert kept["seq"] == body["seq"] and sorted(kept["kinds"]) == ["plate", "snapshot", "thumb"]
+    thumb = client.app[keys.EVIDENCE].thumbnail(body["seq"])
+    assert alert["plate_read"] == "皖A7XG66" and base64.b64decode(alert["thumbnail"]) == thumb
+    with sqlite3.connect(settings.data_path / "outbox.db") as db:
+        (raw,) = db.execute("SELECT body FROM outbox WHERE kind = 'hit'").fetchone()
+    hit = json.loads(raw)
+    assert hit["read_seq"] == body["seq"] and base64.b64decode(hit["thumbnail"]) == thumb
+    assert len(hit["thumbnail"]) <= 16_384
+
+
+async def test_a_hit_on_a_read_with_a_corrupt_picture_has_no_thumbnail_and_is_still_raised(client, settings):
+    from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
+    from protocols.matching import Entry, Watchlist
+
+    resp = await push(client, "corrupt_jpeg.multipart")
+    plate = (await resp.json())["plate"]
+    await client.app[keys.MIRROR].apply_delta(FeedDelta(v=1, version=1, changes=[
+        ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+        EntryUpsert(entry=Entry(entry_id=f"drugs:{plate}", list_id="drugs", plate=plate))]))
+    resp = await push(client, "corrupt_jpeg.multipart")
+    body = await resp.json()
+    assert resp.status == 200 and body["evidence_error"]
+    alert = client.app[keys.SERVICE].alerts[-1]
+    assert alert.seq == body["seq"] and alert.thumbnail is None

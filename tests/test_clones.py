@@ -97,6 +97,27 @@ def test_attribute_conflicts(geo):
                         geo, RULE) is None
 
 
+def test_vehicle_colour_and_make_conflicts(geo):
+    later = T0 + 9 * 3600  # a trip one vehicle can make: only the vehicles' looks can tell
+    f = clones.check(sight(TANCHENG, 1, T0, vehicle_colour="白色"), sight(LINQING, 2, later, vehicle_colour="Red"),
+                     geo, RULE)
+    assert f is not None and f.kind == "attribute_conflict" and "vehicle colour white vs red" in f.explanation_en
+    assert "车身颜色" in f.explanation_zh
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_colour="白"), sight(LINQING, 2, later, vehicle_colour="WHITE"),
+                        geo, RULE) is None
+    # a colour name only one camera uses is unknown, not a second colour
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_colour="white"),
+                        sight(LINQING, 2, later, vehicle_colour="champagne"), geo, RULE) is None
+    f = clones.check(sight(TANCHENG, 1, T0, vehicle_brand="Volkswagen"), sight(LINQING, 2, later, vehicle_brand="Audi"),
+                     geo, RULE)
+    assert f is not None and "vehicle make Volkswagen vs Audi" in f.explanation_en
+    # a Hikvision logo code and a Dahua name cannot be compared; two codes can
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_brand="1036"), sight(LINQING, 2, later, vehicle_brand="Audi"),
+                        geo, RULE) is None
+    assert clones.check(sight(TANCHENG, 1, T0, vehicle_brand="1036"), sight(LINQING, 2, later, vehicle_brand="12"),
+                        geo, RULE) is not None
+
+
 def test_misreads_do_not_take_part():
     assert clones.eligible(read(1, T0), RULE)
     assert not clones.eligible(read(1, T0, confidence=89.9), RULE)  # low confidence
@@ -185,11 +206,26 @@ def test_same_batch_and_attribute_conflict_at_one_checkpoint(hub):
     assert send(ingest, TANCHENG, [read(6, now + 2 * 3600, "鲁B12345", colour="yellow")]).alerts == []
     assert ingest.clones is not None and ingest.clones.uncorroborated == 1
     # Two cameras agreeing on yellow, and two that agreed on blue: a clone.
-    result = send(ingest, TANCHENG, [read(4, now + 3 * 3600, colour="yellow"),
-                                     read(5, now + 3 * 3600 + 0.4, colour="yellow")])
+    result = send(ingest, TANCHENG, [read(7, now + 3 * 3600, colour="yellow"),
+                                     read(8, now + 3 * 3600 + 0.4, colour="yellow")])
     [alert] = clone_alerts(store)
     assert [a.alert_id for a in result.alerts] == [alert.alert_id]
     assert "plate colour blue vs yellow" in alert.hit.explanation
+
+
+def test_ingest_finds_a_vehicle_colour_conflict_the_cameras_reported(hub):
+    ingest, store, _ = hub
+    now = time.time() - 3600
+    # Two cameras agree on each sighting (spelled their own way): an attribute conflict needs both sides
+    # corroborated.
+    send(ingest, TANCHENG, [read(1, now, vehicle_colour="white", vehicle_brand="Volkswagen"),
+                            read(2, now + 0.4, vehicle_colour="白色", vehicle_brand="volkswagen ")])
+    assert clone_alerts(store) == []
+    result = send(ingest, TANCHENG, [read(5, now + 20 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen"),
+                                     read(6, now + 20 * 3600 + 0.4, vehicle_colour="Black", vehicle_brand="Volkswagen")])
+    [alert] = clone_alerts(store)
+    assert [a.alert_id for a in result.alerts] == [alert.alert_id]
+    assert "vehicle colour white vs black" in alert.hit.explanation
 
 
 def test_clone_settings_are_validated():

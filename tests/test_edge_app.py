@@ -167,3 +167,18 @@ async def test_a_read_that_hits_is_never_dropped_at_the_outbox_quota(tmp_path, d
         seq = (await resp.json())["seq"]
         assert (await outbox.load([seq])).get(seq), "the read that hit was dropped"
         assert (await outbox.stats()).dropped_total == 0
+
+
+async def test_json_push_carries_vehicle_colour_and_brand(client, settings):
+    resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM,
+                             json={"plate": "鲁A12345", "vehicle_colour": "白", "vehicle_brand": "大众"})
+    assert resp.status == 200, await resp.text()
+    seq = (await resp.json())["seq"]
+    with sqlite3.connect(settings.data_path / "outbox.db") as db:
+        (raw,) = db.execute("SELECT body FROM outbox WHERE seq = ?", (seq,)).fetchone()
+    stored = json.loads(raw)
+    assert stored["vehicle_colour"] == "白" and stored["vehicle_brand"] == "大众"
+    assert stored["has_evidence"] is False  # the JSON push brings no picture
+    long = await client.post("/api/v1/cameras/lane1/reads", headers=CAM,
+                             json={"plate": "鲁A12345", "vehicle_brand": "x" * 33})
+    assert long.status == 400

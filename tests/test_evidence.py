@@ -9,9 +9,10 @@ import pytest
 
 from edge import keys
 from edge.app import create_app, warn_stale
-from edge.evidence import EvidenceStore, ImageError, PlateRect, decode_image
+from edge.evidence import EvidenceStore, ImageError, PlateRect, decode_image, thumbnail
 from edge.settings import CameraSettings, EdgeSettings, MqttSettings
 from edge.sources.video import FrameError, grab_frame
+from protocols.messages import THUMBNAIL_MAX_BYTES
 
 SCENE = (Path(__file__).parent / "fixtures" / "cameras" / "dahua" / "snapshot.jpg").read_bytes()
 
@@ -115,3 +116,24 @@ async def test_a_silent_camera_turns_stale_and_is_warned_about_once(aiohttp_clie
     assert "camera lane1 is stale" in caplog.text and health.snapshot(clock.t)["stale"] is True
     await client.post("/api/v1/cameras/lane1/reads?token=t", json={"plate": "鲁A12345"})
     assert health.snapshot(clock.t)["stale"] is False and warn_stale(service) == []
+
+
+def test_thumbnail_is_small_and_capped_even_for_a_noisy_scene():
+    noise = np.random.default_rng(7).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)  # JPEG's worst case
+    data = thumbnail(noise, 320)
+    assert len(data) <= THUMBNAIL_MAX_BYTES
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None and max(picture.shape[:2]) <= 320
+    scene = thumbnail(decode_image(SCENE, "snapshot"), 320)  # a real scene keeps its full 320 px
+    assert max(cv2.imdecode(np.frombuffer(scene, np.uint8), cv2.IMREAD_COLOR).shape[:2]) == 320
+    with pytest.raises(ImageError, match="no thumbnail fits"):
+        thumbnail(noise, 320, max_bytes=100)
+
+
+async def test_render_then_keep_is_what_save_does(tmp_path):
+    s = store(tmp_path, Clock())
+    files, errors = await s.render(SCENE, b"not a picture", PlateRect(420, 600, 200, 90))
+    assert set(files) == {"snapshot", "plate", "thumb"} and "plate picture" in errors[0]
+    saved = await s.keep(3, 9, (files, errors))
+    assert saved.kinds == ("snapshot", "plate", "thumb") and "plate picture" in saved.error
+    assert s.thumbnail(9, 3) == files["thumb"]

@@ -247,3 +247,71 @@ def test_gap_is_recorded_acknowledged_once_and_counted(hub):
     (cp,) = store.checkpoints()
     assert cp["checkpoint"] == "SD-DZ-001" and cp["dropped_reads"] == 6
     assert [g["lo"] for g in store.gaps("SD-DZ-001")] == [5, 1]
+
+
+THUMB = "/9j/4AAQSkZJRgABAQ=="
+
+
+def hit(seq, read_seq, alert_id, entry_id, thumbnail=THUMB):
+    return EdgeHit(seq=seq, read_seq=read_seq, alert_id=alert_id, entry_id=entry_id, list_id="涉毒", kind="exact",
+                   score=1.0, explanation="exact", feed_version=1, matcher_version="m", raised_at=time.time(),
+                   thumbnail=thumbnail)
+
+
+def stored_thumbnail(store, alert_id):
+    (body,) = rows(store, f"SELECT body FROM alerts WHERE alert_id='{alert_id}'")[0]
+    return json.loads(body).get("thumbnail")
+
+
+def listed_entry(store):
+    (entry_id,) = rows(store, "SELECT entry_id FROM wl_entries WHERE plate='鲁Q8K2L1'")[0]
+    return entry_id
+
+
+def test_edge_hit_thumbnail_rides_on_the_alert_in_the_same_batch(hub):
+    ingest, store, rec = hub
+    entry = listed_entry(store)
+    aid = derive_alert_id("SD-DZ-001", 42, 1, entry)
+    ingest.handle(TOPIC, payload([read(1, "鲁Q8K2L1", has_evidence=True), hit(2, 1, aid, entry)]),
+                  time.time()).result(5)
+    (alert,) = rec.alerts
+    assert alert.alert_id == aid and alert.thumbnail == THUMB
+    assert stored_thumbnail(store, aid) == THUMB
+
+
+def test_edge_hit_before_its_read_still_gives_the_alert_its_thumbnail(hub):
+    ingest, store, rec = hub
+    entry = listed_entry(store)
+    aid = derive_alert_id("SD-DZ-001", 42, 5, entry)
+    ingest.handle(TOPIC, payload([hit(6, 5, aid, entry)]), time.time()).result(5)
+    assert rec.alerts == []  # the read is not there yet
+    ingest.handle(TOPIC, payload([read(5, "鲁Q8K2L1")]), time.time()).result(5)
+    (alert,) = rec.alerts
+    assert alert.thumbnail == THUMB and stored_thumbnail(store, aid) == THUMB
+
+
+def test_edge_hit_after_its_alert_puts_the_thumbnail_on_the_stored_alert(hub):
+    ingest, store, rec = hub
+    entry = listed_entry(store)
+    aid = derive_alert_id("SD-DZ-001", 42, 7, entry)
+    ingest.handle(TOPIC, payload([read(7, "鲁Q8K2L1")]), time.time()).result(5)
+    (alert,) = rec.alerts
+    assert alert.thumbnail is None and stored_thumbnail(store, aid) is None
+    result = ingest.handle(TOPIC, payload([hit(8, 7, aid, entry)]), time.time()).result(5)
+    assert len(rec.alerts) == 1  # not raised twice
+    assert stored_thumbnail(store, aid) == THUMB
+    (again,) = result.pictures  # for the consoles
+    assert again.alert_id == aid and again.thumbnail == THUMB
+    # a later hit without a picture, or another picture, does not replace it
+    ingest.handle(TOPIC, payload([hit(9, 7, aid, entry, "QUJD")]), time.time()).result(5)
+    assert stored_thumbnail(store, aid) == THUMB
+
+
+def test_a_thumbnail_that_is_not_base64_or_too_long_is_a_dead_letter(hub):
+    ingest, store, rec = hub
+    for bad in ("<script>", "A" * 20_000):
+        raw = json.loads(payload([hit(2, 1, "A1", "e", None)]))
+        raw["events"][0]["thumbnail"] = bad
+        ingest.handle(TOPIC, json.dumps(raw).encode(), time.time()).result(5)
+    assert rows(store, "SELECT count(*) FROM dead_letters") == [(2,)]
+    assert rows(store, "SELECT count(*) FROM edge_hits") == [(0,)]

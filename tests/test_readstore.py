@@ -408,3 +408,28 @@ async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_noth
         assert resp.status == 200 and len((await resp.json())["entries"]) == expected, text
     resp = await client.get("/api/v1/reads", params={"plate": "鲁A12345", "reason": "test"})
     assert [r["seq"] for r in (await resp.json())["reads"]] == [1], "the record is intact"
+
+
+def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(tmp_path):
+    from central.readstore import INDEXES, TABLES, day_of, parse_offset
+
+    s = HubStore(tmp_path / "hub.db")
+    s.start()
+    try:
+        old_day = day_of(T0 - DAY, parse_offset("+08:00"))
+        old_file = s.record.root / file_name(old_day)  # a day file as the hub wrote it before
+        with sqlite3.connect(old_file) as db:
+            for statement in TABLES + INDEXES:
+                db.execute(statement.replace(", attributes TEXT", ""))
+            assert "attributes" not in {r[1] for r in db.execute("PRAGMA table_info(reads)")}
+        assert put(s, read(1, at=T0 - DAY, vehicle_colour="white", vehicle_brand="1036", has_evidence=True)).inserted
+        assert put(s, read(2, at=T0, vehicle_brand="Volkswagen")).inserted  # a new day file
+        assert put(s, read(3, at=T0)).inserted  # nothing to keep: NULL
+    finally:
+        s.stop()
+    kept = {}
+    for day in (old_day, day_of(T0, parse_offset("+08:00"))):
+        with sqlite3.connect(s.record.root / file_name(day)) as db:
+            kept.update(db.execute("SELECT seq, attributes FROM reads").fetchall())
+    assert msgspec.json.decode(kept[1]) == {"vehicle_colour": "white", "vehicle_brand": "1036", "has_evidence": True}
+    assert msgspec.json.decode(kept[2]) == {"vehicle_brand": "Volkswagen"} and kept[3] is None

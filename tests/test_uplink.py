@@ -76,3 +76,60 @@ async def test_events_chosen_for_a_batch_are_not_forgotten_when_the_connection_d
         assert uplink.queued == 1 and uplink.inflight == 0, "the event is queued again, to be sent"
     finally:
         outbox.stop()
+
+
+async def test_hits_with_thumbnails_are_sent_in_batches_under_the_hubs_payload_limit(tmp_path, mosquitto):
+    """A replay of many hits, each carrying a ~16 KB thumbnail, must not make a batch the hub refuses
+    as oversized (it would be a dead letter, the hits lost to the record)."""
+    import asyncio
+    import base64
+    import os
+
+    import aiomqtt
+
+    from edge.outbox import PRIORITY_HIT, OutboxStore
+    from edge.uplink import EdgeUplink
+    from protocols import topics
+    from protocols.messages import MAX_PAYLOAD_BYTES, THUMBNAIL_MAX_BYTES, EdgeHit, EventBatch, decode
+
+    outbox = OutboxStore(tmp_path / "outbox.db")
+    outbox.start()
+    thumb = base64.b64encode(os.urandom(THUMBNAIL_MAX_BYTES)).decode()
+    hits = [EdgeHit(seq=1, read_seq=i + 1, alert_id=f"A{i}", entry_id="e", list_id="l", kind="exact", score=1.0,
+                    explanation="x", feed_version=1, matcher_version="m", raised_at=1.0, thumbnail=thumb)
+            for i in range(80)]  # 80 x 16 KB: about 2.5 times the limit
+    appended = await outbox.append(hits, [PRIORITY_HIT] * len(hits))
+    payloads: list[bytes] = []
+
+    async def ignore(alert):
+        return None
+
+    uplink = EdgeUplink("SD-DZ-001", MqttSettings(), outbox, on_alert=ignore)
+    uplink.enqueue(appended.pending)
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="hub-test") as hub, \
+                aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="SD-DZ-001") as edge:
+            await hub.subscribe(topics.events("SD-DZ-001"), qos=1)
+
+            async def collect():
+                async for message in hub.messages:
+                    payloads.append(bytes(message.payload))
+
+            collector = asyncio.create_task(collect())
+            sender = asyncio.create_task(uplink._sender(edge))
+            uplink._wake.set()
+
+            def all_sent():
+                return sum(len(decode(EventBatch, p).events) for p in payloads) >= len(hits)
+
+            try:
+                await until(all_sent, timeout=30, what="every hit published")
+            finally:
+                sender.cancel()
+                collector.cancel()
+                await asyncio.gather(sender, collector, return_exceptions=True)
+    finally:
+        outbox.stop()
+    assert len(payloads) >= 3 and all(len(p) <= MAX_PAYLOAD_BYTES for p in payloads)
+    seqs = sorted(e.seq for p in payloads for e in decode(EventBatch, p).events)
+    assert seqs == sorted(p.seq for p in appended.pending)  # each hit once, none lost

@@ -52,6 +52,8 @@ function drawAlerts() {
   document.getElementById("no-alerts").hidden = sorted.length > 0;
   document.getElementById("alerts").replaceChildren(...sorted.map((a) => {
     const li = renderAlert(a);
+    const thumb = evidenceThumb(a);  // console-evidence.js
+    if (thumb) li.prepend(thumb);
     const history = outcomes.get(a.alert_id);
     if (history) li.append(el("div", "outcome-line", t("outcomes") + ": " + outcomeText(history[history.length - 1])));
     if (escalations.has(a.alert_id)) {
@@ -111,7 +113,7 @@ function drawDetail(searchPassages) {
   const history = el("ul", "history");
   const past = outcomes.get(a.alert_id) || [];
   history.replaceChildren(...(past.length ? past.map((o) => el("li", null, outcomeText(o))) : [el("li", "muted", t("outcomes.none"))]));
-  body.replaceChildren(el("span", "plate " + (a.colour || ""), a.plate_read), dl,
+  body.replaceChildren(el("span", "plate " + (a.colour || ""), a.plate_read), evidenceFigure(a), dl,
     el("h3", null, t("outcomes")), history, el("h3", null, t("passages")), passages);
   if (searchPassages) loadPassages(a, passages);
 }

@@ -146,13 +146,17 @@ def camera_read(data: dict[str, Any], action: str = "Pulse") -> CameraRead:
     vehicle = data.get("Vehicle")
     vehicle_type = car.get("VehicleType") or (vehicle.get("Category") if isinstance(vehicle, dict) else None)
     event_id = data.get("EventID") or data.get("GroupID")
+    vehicle_colour = car.get("VehicleColor")
+    brand = car.get("VehicleSign") or (vehicle.get("Text") if isinstance(vehicle, dict) else None)
     return CameraRead(
         plate=plate[:32], colour=str(colour)[:32] if colour else None,
         captured_at=float(utc) if isinstance(utc, int | float) and utc > 0 else None,
         lane=lane if isinstance(lane, int) and 0 <= lane <= 99 else None,
         direction=DIRECTIONS.get(str(data.get("JunctionDirection", "")).lower()),  # type: ignore[arg-type]
         vehicle_type=str(vehicle_type)[:32] if vehicle_type else None,
-        event_id=f"dahua:{event_id}"[:128] if event_id is not None else None)
+        event_id=f"dahua:{event_id}"[:128] if event_id is not None else None,
+        vehicle_colour=str(vehicle_colour)[:32] if vehicle_colour and vehicle_colour != "Unknown" else None,
+        vehicle_brand=str(brand)[:32] if brand and brand != "Unknown" else None)
 
 
 class DahuaSource:

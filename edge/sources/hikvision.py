@@ -205,7 +205,9 @@ def camera_read(event: AnprEvent) -> CameraRead:
                       captured_at=event.date_time, confidence=event.confidence, lane=event.lane,
                       direction=event.direction,  # type: ignore[arg-type]
                       vehicle_type=(event.vehicle_type or None) and event.vehicle_type[:32],
-                      event_id=(event.uuid or None) and event.uuid[:128])
+                      event_id=(event.uuid or None) and event.uuid[:128],
+                      vehicle_colour=(event.vehicle_colour or None) and event.vehicle_colour[:32],
+                      vehicle_brand=(event.vehicle_brand or None) and event.vehicle_brand[:32])
 
 
 def match_pictures(event: AnprEvent, images: list[Part]) -> Pictures:

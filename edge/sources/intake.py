@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from protocols.messages import CameraRead, PlateRead
 
-from ..evidence import EvidenceStore, PlateRect
+from ..evidence import EvidenceStore, PlateRect, Saved
 from ..service import EdgeService
 from ..settings import CameraSettings
 from .video import FrameError, grab_frame
@@ -60,9 +60,29 @@ class Intake:
         """Commit the read (raises ReadRejected or an outbox error), then keep its pictures. ``pictures``
         may be a coroutine function that fetches them: it is called after the commit, so a slow camera
         picture never delays the read (nor its alert)."""
-        recorded = await self.service.record(read, camera.id, camera.lane)
+        rendered: tuple[dict[str, bytes], list[str]] | None = None
+        if isinstance(pictures, Pictures) and (pictures.snapshot is not None or pictures.plate is not None):
+            # Pictures in hand (a push with JPEG parts, a dropped file): decoded before the commit, so the
+            # read says it has evidence and a hit carries the thumbnail to the tablets and the hub.
+            rendered = await self.evidence.render(pictures.snapshot, pictures.plate, pictures.plate_rect)
+        thumb = rendered[0].get("thumb") if rendered else None
+        recorded = await self.service.record(read, camera.id, camera.lane, thumbnail=thumb,
+                                             has_evidence=bool(rendered and rendered[0]))
         epoch = self.service.outbox.epoch
         errors: list[str] = []
+        if rendered is not None:
+            try:
+                saved = await self.evidence.keep(epoch, recorded.seq, rendered)
+            except OSError as exc:  # disk full or gone: the read is committed; say so and go on
+                log.error("evidence of read %d-%d not kept: %s", epoch, recorded.seq, exc)
+                errors.append(f"evidence not kept: {exc.strerror or exc}")
+                saved = Saved(())
+            if saved.error:
+                errors.append(saved.error)
+            if errors:
+                self.service.camera(camera.id).errors += 1
+            self._announce(epoch, recorded.seq, saved.kinds)
+            return Taken(recorded, epoch, saved.kinds, "; ".join(errors) or None)
         if callable(pictures):
             try:
                 pictures = await pictures()
@@ -88,4 +108,10 @@ class Intake:
                 errors.append(saved.error)
         if errors:
             self.service.camera(camera.id).errors += 1
+        self._announce(epoch, recorded.seq, kinds)
         return Taken(recorded, epoch, kinds, "; ".join(errors) or None)
+
+    def _announce(self, epoch: int, seq: int, kinds: tuple[str, ...]) -> None:
+        """Tell the tablets a read's pictures are kept (its live row then shows the thumbnail)."""
+        if kinds:
+            self.service.live.publish({"type": "evidence", "epoch": epoch, "seq": seq, "kinds": list(kinds)})

@@ -69,7 +69,7 @@ function openAlert(alert, alarm) {
   const card = renderAlert(alert);
   card.append(el("div", "listed", t("listed") + " " + (alert.hit.entry_plate || "—") + " · " + t("list") + " " +
     alert.hit.list_name));
-  body.replaceChildren(card);
+  body.replaceChildren(card, tabletEvidence(alert));  // tablet-evidence.js
   document.getElementById("overlay-note").value = "";
   overlay.hidden = false;
   if (alarm) startSiren();
@@ -104,6 +104,7 @@ document.querySelectorAll(".outcome").forEach((button) => button.addEventListene
 
 function receiveRead(read) {
   const li = el("li");
+  li.dataset.seq = read.seq;
   li.append(el("span", "plate " + (read.colour || ""), read.no_plate ? t("noplate") : read.plate));
   li.append(el("span", "muted", (read.lane !== null && read.lane !== undefined ? t("lane") + " " + read.lane + " · " : "") +
     read.camera_id + " · " + fmtTime(read.captured_at)));
@@ -159,6 +160,7 @@ connectLive((frame) => {
   else if (frame.type === "alert") receiveAlert(frame.alert, greeted && Date.now() / 1000 - frame.alert.raised_at < 300);
   else if (frame.type === "outcome") { outcomes.set(frame.outcome.alert_id, frame.outcome); drawAlerts(); }
   else if (frame.type === "read") receiveRead(frame.read);
+  else if (frame.type === "evidence") readEvidence(frame);  // tablet-evidence.js
 }, (up) => {
   const badge = document.getElementById("live");
   badge.className = "badge " + (up ? "ok" : "bad");

@@ -1,0 +1,47 @@
+// The picture in the full-screen alarm: the scene and the plate close-up from this edge's own evidence
+// store (an officer-only route, works with the uplink down); the thumbnail that came with the alert stands
+// in when the store has no scene. Only <img> elements with URLs built from numbers or checked base64.
+"use strict";
+Object.assign(CORDON_I18N.zh, { "evidence": "现场图片", "evidence.none": "无现场图片" });
+Object.assign(CORDON_I18N.en, { "evidence": "Evidence picture", "evidence.none": "No picture" });
+const EVIDENCE_BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+function evidenceUrl(alert, kind) {
+  return "/api/v1/evidence/" + Number(alert.seq) + "/" + kind + "?epoch=" + Number(alert.epoch);
+}
+function tabletEvidence(alert) {
+  const fig = el("figure", "evidence");
+  const scene = document.createElement("img");
+  scene.className = "evidence-scene";
+  scene.dataset.role = "evidence";
+  scene.alt = t("evidence") + " · " + alert.plate_read;
+  scene.addEventListener("error", () => {
+    if (typeof alert.thumbnail === "string" && EVIDENCE_BASE64.test(alert.thumbnail) && !scene.dataset.fallback) {
+      scene.dataset.fallback = "thumbnail";
+      scene.src = "data:image/jpeg;base64," + alert.thumbnail;
+    } else {
+      scene.replaceWith(el("p", "muted evidence-none", t("evidence.none")));
+    }
+  });
+  scene.src = evidenceUrl(alert, "snapshot");
+  const plate = document.createElement("img");
+  plate.className = "evidence-plate";
+  plate.dataset.role = "evidence-plate";
+  plate.alt = alert.plate_read;
+  plate.addEventListener("error", () => plate.remove(), { once: true });
+  plate.src = evidenceUrl(alert, "plate");
+  fig.append(scene, plate);
+  return fig;
+}
+// A read's pictures are kept: its row in the live passages gets the thumbnail.
+function readEvidence(frame) {
+  if (!Array.isArray(frame.kinds) || !frame.kinds.includes("thumb")) return;
+  const li = document.querySelector('#reads li[data-seq="' + Number(frame.seq) + '"]');
+  if (!li || li.querySelector("img.read-thumb")) return;
+  const img = document.createElement("img");
+  img.className = "read-thumb";
+  img.alt = "";
+  img.addEventListener("error", () => img.remove(), { once: true });
+  img.src = evidenceUrl({ seq: frame.seq, epoch: frame.epoch }, "thumb");
+  li.prepend(img);
+}
