@@ -30,6 +30,7 @@ from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
 from .ring import load_ring, ring_path
+from .routing import Router
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -79,7 +80,10 @@ def create_app(settings: HubSettings) -> web.Application:
                     on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
                     edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
                     signatures_required=settings.signing.required,
-                    clones=_clone_check(settings))
+                    clones=_clone_check(settings),
+                    router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
+                    fold_window_s=settings.alerts.fold_window_s,
+                    on_folded=dispatcher.submit_folded_threadsafe)
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,

@@ -41,8 +41,9 @@ from protocols.messages import (
 from runtime import deadletters
 from runtime.sqlwriter import NeedsPreparation
 
-from . import audit
+from . import audit, folding
 from .clones import CloneCheck
+from .routing import Router
 from .store import HubStore
 from .watchlists import HubWatchlists
 
@@ -56,6 +57,8 @@ class BatchResult:
     epoch: int | None = None
     committed: list[int] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    folded: list[Alert] = field(default_factory=list)
+    """Open alerts that a hit of this batch was folded into (central/folding.py), as updated."""
     reads: int = 0
     duplicates: int = 0
     dead_letters: int = 0
@@ -90,8 +93,13 @@ class Ingest:
                  max_skew_s: float = 30.0,
                  on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
-                 signatures_required: bool = False, clones: CloneCheck | None = None) -> None:
+                 signatures_required: bool = False, clones: CloneCheck | None = None,
+                 router: Router | None = None, fold_window_s: float = 0.0,
+                 on_folded: Callable[[list[Alert]], None] | None = None) -> None:
         self.store = store
+        self.router = router or Router()
+        self.fold_window_s = fold_window_s
+        self._on_folded = on_folded
         self.clones = clones
         self.watchlists = watchlists
         self._publish = publish
@@ -134,6 +142,8 @@ class Ingest:
             self._publish(topics.ack(result.checkpoint), encode(ack))
         if result.alerts:
             self._on_alerts(result.alerts)
+        if result.folded and self._on_folded is not None:
+            self._on_folded(result.folded)
         if result.status is not None:
             self._on_status(result.status, result.clock_offset_s)
         if result.outcomes and self._on_outcomes is not None:
@@ -233,8 +243,7 @@ class Ingest:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
-                if self.store.insert_alert(db, alert):
-                    result.alerts.append(alert)
+                self._raise(db, result, alert)
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
@@ -252,8 +261,19 @@ class Ingest:
             entry = _entry_decoder.decode(row[0]) if row else None
             alert = alert_for(checkpoint, epoch, read, hit, list_name=wl.name if wl else hit.list_id,
                               reason=entry.reason if entry else "", raised_at=received_at)
-            if self.store.insert_alert(db, alert):
-                result.alerts.append(alert)
+            self._raise(db, result, alert)
+
+    def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+        """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
+        folded = folding.fold(db, alert, self.fold_window_s)
+        if folded is not None:
+            result.folded = [a for a in result.folded if a.alert_id != folded.alert_id] + [folded]
+            return
+        if folding.known(db, alert.alert_id):
+            return
+        routed = self.router.route(alert)
+        if self.store.insert_alert(db, routed):
+            result.alerts.append(routed)
 
     def _reconcile(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                    read_seq: int, received_at: float, near: float) -> None:
@@ -264,7 +284,8 @@ class Ingest:
         missing = db.conn.execute(
             "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
             "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
-            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL",
+            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
             (checkpoint, epoch, read_seq)).fetchall()
         if not missing:
             return
@@ -288,8 +309,7 @@ class Ingest:
                              explanation=f"{explanation} (matched at the checkpoint, feed version {feed_version})"[:500],
                              reason=(entry.reason if entry else "")[:500], feed_version=feed_version,
                              matcher_version=matcher_version))
-            if self.store.insert_alert(db, alert):
-                result.alerts.append(alert)
+            self._raise(db, result, alert)
 
     def _status(self, db: sqlite_utils.Database, result: BatchResult, source: str, checkpoint: str,
                 payload: bytes, received_at: float, retained: bool) -> BatchResult:

@@ -25,7 +25,7 @@ from protocols.messages import Alert, AlertOutcome, AuditEvent, EdgeHit, Event, 
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
-from . import audit, users
+from . import audit, folding, users
 from .readstore import RecordCounts, SqliteReadStore, digest
 
 __all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
@@ -104,6 +104,8 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (checkpoint, epoch, seq))""",
         "CREATE INDEX alert_outcomes_alert ON alert_outcomes (alert_id, acknowledged_at)",
     ],
+    # 8: folding repeated hits into the open alert (central/folding.py) (branch routing)
+    folding.SCHEMA,
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",

@@ -216,6 +216,15 @@ class AlertHit(msgspec.Struct, **_STRICT):
     matcher_version: Text32 = ""
 
 
+class AlertRoute(msgspec.Struct, **_STRICT):
+    """One checkpoint an alert was routed to, and why (central/routing.py)."""
+
+    checkpoint: Text128
+    why: Literal["read", "approach", "downstream"]
+    """``read``: it read the vehicle; ``approach``: early warning from a camera ahead of it;
+    ``downstream``: the vehicle is heading its way."""
+
+
 class Alert(msgspec.Struct, **_STRICT):
     """A hit made for people: sent to the console and to the checkpoint's tablets."""
 
@@ -233,6 +242,13 @@ class Alert(msgspec.Struct, **_STRICT):
     lane: Lane | None = None
     colour: Text32 | None = None
     vehicle_type: Text32 | None = None
+    direction: Direction | None = None
+    routed_to: list[AlertRoute] = []
+    """The checkpoints the hub sent it to (empty: only its own, or none when it is covert/restricted)."""
+    folded: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Later hits of the same entry on the same list folded into this open alert (alerts.fold_window_s)."""
+    last_seen_at: float | None = None
+    last_seen_checkpoint: Text128 | None = None
 
 
 class OfficerAccount(msgspec.Struct, **_STRICT):

@@ -20,6 +20,7 @@ from protocols.messages import (
     Ack,
     Alert,
     AlertHit,
+    AlertRoute,
     CameraRead,
     CheckpointStatus,
     DecodeError,
@@ -54,7 +55,9 @@ VALID = {
     Alert: Alert(v=SCHEMA_VERSION, alert_id="A1", checkpoint="SD-DZ-001", epoch=7, seq=1, raised_at=NOW,
                  captured_at=NOW, camera_id="cam", plate_read="鲁A12345",
                  hit=AlertHit(entry_id="e", entry_plate="鲁A12345", list_id="l", list_name="n", action="intercept",
-                              priority=50, kind="exact", score=1.0, explanation="x")),
+                              priority=50, kind="exact", score=1.0, explanation="x"),
+                 direction="out", routed_to=[AlertRoute(checkpoint="SD-DZ-002", why="approach")], folded=1,
+                 last_seen_at=NOW, last_seen_checkpoint="SD-DZ-002"),
     CameraRead: CameraRead(plate="鲁A12345", colour="blue", captured_at=NOW, confidence=80.0, lane=2,
                            direction="out", vehicle_type="car", event_id="x"),
     FeedDelta: FeedDelta(v=SCHEMA_VERSION, version=3, changes=[
