@@ -313,7 +313,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     first += [{"type": "escalation", "escalation": e} for e in escalated]
 
     def encode(frame: dict[str, Any]) -> str | None:
-        if not covert and frame.get("type") == "alert" and _privileged_only(app, frame["alert"]):
+        if not covert and frame.get("type") in ("alert", "alert_folded") and _privileged_only(app, frame["alert"]):
             return None
         if not covert and frame.get("type") == "escalation" and _restricted_list(app, frame["escalation"]["list_id"]):
             return None

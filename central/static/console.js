@@ -52,6 +52,8 @@ function drawAlerts() {
   document.getElementById("no-alerts").hidden = sorted.length > 0;
   document.getElementById("alerts").replaceChildren(...sorted.map((a) => {
     const li = renderAlert(a);
+    const fold = foldBadge(a);
+    if (fold) li.append(fold);
     const history = outcomes.get(a.alert_id);
     if (history) li.append(el("div", "outcome-line", t("outcomes") + ": " + outcomeText(history[history.length - 1])));
     if (escalations.has(a.alert_id)) {
@@ -103,6 +105,7 @@ function drawDetail(searchPassages) {
     [t("reason"), a.hit.reason || "—"],
     [t("checkpoint"), a.checkpoint + " · " + t("camera") + " " + a.camera_id + (a.lane ? " · " + t("lane") + " " + a.lane : "")],
     [t("time"), fmtTime(a.captured_at)],
+    ...routingFacts(a),
   ];
   const dl = el("dl", "facts");
   for (const [k, v] of rows) { dl.append(el("dt", null, k), el("dd", null, v)); }
@@ -149,7 +152,7 @@ connectLive((frame) => {
   } else if (frame.type === "checkpoint") {
     checkpoints.set(frame.checkpoint.checkpoint, frame.checkpoint);
     drawCheckpoints();
-  } else if (frame.type === "alert") {
+  } else if (frame.type === "alert" || frame.type === "alert_folded") {
     alerts.set(frame.alert.alert_id, frame.alert);
     drawAlerts();
   } else if (frame.type === "outcome") {
