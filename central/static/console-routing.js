@@ -30,3 +30,30 @@ function routingFacts(a) {
   }
   return rows;
 }
+// The shift commander's notice: on a commander's console an escalation (an intercept alert nobody answered)
+// also raises a banner of its own until it is dismissed; once per alert, also across reconnects.
+Object.assign(CORDON_I18N.zh, { "commander.notice": "值班长升级提醒：拦截预警超时未处置", "commander.dismiss": "知道了" });
+Object.assign(CORDON_I18N.en, { "commander.notice": "Shift commander: an intercept alert has no outcome", "commander.dismiss": "Dismiss" });
+const noticed = new Set();
+function commanderNotice(e, answered) {
+  if (!e.commander_notice || answered || noticed.has(e.alert_id)) return;
+  noticed.add(e.alert_id);
+  let box = document.getElementById("commander-notices");
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "commander-notices";
+    box.setAttribute("role", "alert");
+    document.body.prepend(box);
+  }
+  const row = document.createElement("div");
+  row.className = "commander-notice";
+  row.dataset.alertId = e.alert_id;
+  const text = document.createElement("span");
+  text.textContent = t("commander.notice") + " · " + (e.plate_read || "") + " · " + (e.checkpoint || "") +
+    (e.raised_at ? " · " + fmtTime(e.raised_at) : "");
+  const dismiss = document.createElement("button");
+  dismiss.textContent = t("commander.dismiss");
+  dismiss.addEventListener("click", () => row.remove());
+  row.append(text, dismiss);
+  box.append(row);
+}

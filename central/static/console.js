@@ -163,6 +163,7 @@ connectLive((frame) => {
     const e = frame.escalation;
     escalations.set(e.alert_id, { ...(escalations.get(e.alert_id) || {}), ...e });
     if (!outcomes.has(e.alert_id)) escalationSound(e.alert_id);
+    commanderNotice(e, outcomes.has(e.alert_id));
     drawAlerts();
     if (e.alert_id === selected) drawDetail(false);
   }
