@@ -165,7 +165,9 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
              "oldest_unacked_s": status.oldest_unacked_s, "epoch": status.epoch, "software": status.software,
              "clock_offset_s": None if offset is None else round(offset, 3),
              "clock_suspect": offset is not None and abs(offset) > skew,
-             "dropped_reads": status.dropped_reads or 0, "feed_version": status.feed_version}
+             "dropped_reads": status.dropped_reads or 0, "feed_version": status.feed_version,
+             "stale_cameras": list(status.stale_cameras or []),
+             "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint)}
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     app[keys.CONSOLE].publish({"type": "checkpoint", "checkpoint": entry})
 

@@ -9,7 +9,9 @@ to the dispatcher. A failed commit acknowledges nothing, so the edges send those
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -85,6 +87,36 @@ class IngestMetrics:
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
 
 
+class ReadRates:
+    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map)."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, checkpoint: str, reads: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.setdefault(checkpoint, deque())
+            seen.append((now, reads))
+            self._trim(seen, now)
+
+    def per_minute(self, checkpoint: str, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.get(checkpoint)
+            if not seen:
+                return 0
+            self._trim(seen, now)
+            return sum(n for _, n in seen)
+
+    def _trim(self, seen: deque[tuple[float, int]], now: float) -> None:
+        while seen and now - seen[0][0] > self.WINDOW_S:
+            seen.popleft()
+
+
 class Ingest:
     def __init__(self, store: HubStore, watchlists: HubWatchlists,
                  publish: Callable[[str, bytes], None],
@@ -110,6 +142,7 @@ class Ingest:
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
         self.metrics = IngestMetrics()
+        self.rates = ReadRates()
 
     # -- MQTT thread ----------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, received_at: float, retained: bool = False) -> Future[BatchResult]:
@@ -131,6 +164,8 @@ class Ingest:
         m.batches_committed += 1
         m.commit_seconds_total += time.perf_counter() - started
         m.reads += result.reads
+        if result.checkpoint is not None and result.reads:
+            self.rates.add(result.checkpoint, result.reads)
         m.duplicates += result.duplicates
         m.dead_letters += result.dead_letters
         m.gap_reads += result.gap_reads

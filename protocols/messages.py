@@ -188,6 +188,8 @@ class CheckpointStatus(msgspec.Struct, **_STRICT):
     software: Text128 | None = None
     dropped_reads: int | None = None
     """Plain reads dropped from the outbox since it was created (disk quota)."""
+    stale_cameras: list[Text128] | None = None
+    """Configured cameras silent longer than their ``stale_after_s`` (the console colours the checkpoint)."""
 
 
 class HubStatus(msgspec.Struct, **_STRICT):
