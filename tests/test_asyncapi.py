@@ -186,7 +186,7 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "Ack": Ack(v=SCHEMA_VERSION, epoch=EPOCH, ranges=[(1, 40), (42, 42)]),
     "CheckpointStatus": CheckpointStatus(v=SCHEMA_VERSION, checkpoint=CP, online=True, sent_at=1718000000.0,
                                          epoch=EPOCH, outbox_depth=3, oldest_unacked_s=1.5, feed_version=7,
-                                         software="cordon 0.1.0"),
+                                         software="cordon 0.1.0", stale_cameras=["lane2"]),
     "HubStatus": HubStatus(v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1]),
     "Alert": Alert(v=SCHEMA_VERSION, alert_id="A8d2403ac9ae3979f0220b5e8", checkpoint=CP, epoch=EPOCH, seq=41,
                    raised_at=1718000042.6, captured_at=1718000041.9, camera_id="lane1", plate_read="鲁A12345",

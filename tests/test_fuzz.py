@@ -50,7 +50,7 @@ VALID = {
         Gap(seq=4, ranges=[(5, 9)], count=5, reason="quota", dropped_at=NOW, dropped_total=5)]),
     Ack: Ack(v=SCHEMA_VERSION, epoch=7, ranges=[(1, 2), (4, 4)]),
     CheckpointStatus: CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=NOW,
-                                       epoch=7, outbox_depth=3, dropped_reads=2),
+                                       epoch=7, outbox_depth=3, dropped_reads=2, stale_cameras=["cam2"]),
     HubStatus: HubStatus(v=SCHEMA_VERSION, online=True, sent_at=NOW, schema_versions=[1]),
     Alert: Alert(v=SCHEMA_VERSION, alert_id="A1", checkpoint="SD-DZ-001", epoch=7, seq=1, raised_at=NOW,
                  captured_at=NOW, camera_id="cam", plate_read="鲁A12345",
