@@ -168,7 +168,7 @@ class RoutingSettings(msgspec.Struct, **_STRICT):
 
 
 class AlertSettings(msgspec.Struct, **_STRICT):
-    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     """A hit of the same entry on the same list this soon after the open alert was last seen is folded
     into it (count, last seen, where) instead of raising a new alert; 0: never fold."""
 
