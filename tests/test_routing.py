@@ -195,3 +195,42 @@ def test_folding_is_exactly_once_across_restarts_and_replays(hub):
     send(ingest, "CP12", 1, "鲁Q8K2L1", T0 + 90)
     assert alerts2 == [] and [f.folded for f in folded2] == [2]
     assert count(store, "SELECT count(*) FROM alert_folds") == 2
+
+
+# -- dispatch: one copy per routed checkpoint, marked dispatched only when the broker took every copy ------
+
+
+async def test_dispatch_publishes_each_route_and_marks_after_every_copy(tmp_path):
+    import asyncio
+
+    from central.alerts import AlertDispatcher
+    from runtime.fanout import Fanout
+    from tests.support import until
+
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    try:
+        sent = []
+        dispatcher = AlertDispatcher(store, lambda topic, payload, qos, on_delivered: sent.append((topic, on_delivered)),
+                                     Fanout())
+        dispatcher.bind(asyncio.get_running_loop())
+        marker = asyncio.create_task(dispatcher.run_marker())
+        routed = Router(ROUTING).route(alert(direction="in"))
+        covert = Router(ROUTING).route(alert(direction="in", action="covert", aid="a2"))
+        for a in (routed, covert):
+            await store.run(lambda db, a=a: store.insert_alert(db, a))
+        dispatcher.dispatch([routed, covert])
+        assert [t for t, _ in sent] == [f"cordon/v1/cp/{cp}/alerts" for cp in ("CP01", "CP07", "CP12", "CP05")]
+
+        def undispatched():
+            return sorted(a.alert_id for a in store.undispatched_alerts())
+        await until(lambda: undispatched() == ["a1"], what="the covert alert marked (nothing to send)")
+        for _, delivered in sent[:3]:
+            delivered()
+        await until(lambda: dispatcher._copies.get("a1") == 1, what="three copies counted")
+        assert dispatcher._delivered.empty() and undispatched() == ["a1"], "one copy is still out"
+        sent[3][1]()
+        await until(lambda: undispatched() == [], what="marked after the last copy")
+        marker.cancel()
+    finally:
+        store.stop()
