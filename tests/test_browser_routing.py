@@ -67,3 +67,57 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
                 assert "推送至" in detail and "SD-DZ-001" in detail and "重复比中" in detail
             finally:
                 await browser.close()
+
+
+ROUTING = """
+[[routing.downstream]]
+from = "SD-DZ-001"
+direction = "in"
+to = ["SD-LY-001"]
+"""
+
+
+async def test_the_downstream_tablet_marks_the_alert_and_its_outcome_reaches_the_console(tmp_path, mosquitto):
+    wl = tmp_path / "watchlist.csv"
+    wl.write_text(WATCHLIST, encoding="utf-8")
+    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl)
+    conf = hub.workdir / "hub.toml"
+    conf.write_text(conf.read_text(encoding="utf-8") + ROUTING, encoding="utf-8")
+    e1 = edge_service(tmp_path / "e1", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"})
+    e2 = edge_service(tmp_path / "e2", "SD-LY-001", mosquitto.url, cameras={"cam1": "t2"})
+    for service in (hub, e1, e2):
+        service.start()
+    with running(hub, e1, e2):
+        async with session() as http, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            try:
+                ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+                console, tablet = await ctx.new_page(), await ctx.new_page()
+                await console.goto(f"{hub.base}/login")
+                await console.click("summary")
+                await console.fill("input[name=code]", "console-code")
+                await console.click("button[type=submit]")
+                await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+                await tablet.goto(e2.base + "/login")
+                await tablet.click("summary")
+                await tablet.fill("input[name=code]", "tablet-code")
+                await tablet.click("button[type=submit]")
+                await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+                await tablet.mouse.click(640, 400)
+
+                async with http.post(f"{e1.base}/api/v1/cameras/cam1/reads",
+                                     json={"plate": "鲁Q8K2L1", "event_id": "in-1", "direction": "in"},
+                                     headers={"X-Camera-Token": "t1"}) as resp:
+                    assert resp.status == 200, await resp.text()
+                await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
+                note = tablet.locator('#overlay-body .route-note[data-why="downstream"]')
+                assert await note.count() == 1
+                assert "车辆正驶向本查缉点" in await note.text_content() and "SD-DZ-001" in await note.text_content()
+                await tablet.click("button[data-outcome=not_found]")
+                await tablet.wait_for_selector("#overlay", state="hidden", timeout=TIMEOUT_MS)
+                await console.wait_for_selector("#alerts li.intercept .outcome-line", timeout=TIMEOUT_MS)
+                assert "未发现" in await console.text_content("#alerts li.intercept .outcome-line")
+                await console.click("#alerts li.intercept")
+                assert "下游查缉点" in await console.inner_text("#detail-body")
+            finally:
+                await browser.close()
