@@ -322,6 +322,8 @@ async def escalate_once(app: web.Application, now: float | None = None) -> list[
     frames = await app[keys.STORE].run(lambda db: escalation.escalate_due(db, after_s, now))
     for frame in frames:
         app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
+        if app[keys.DISPATCHER].webhooks is not None:
+            app[keys.DISPATCHER].webhooks.offer_escalation(frame)
     return frames
 
 

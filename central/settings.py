@@ -110,6 +110,8 @@ class WebhookSettings(msgspec.Struct, **_STRICT):
         default_factory=lambda: ["intercept", "notify"])
     """Covert alerts go out only to a hook that names ``covert`` here."""
     min_priority: int = 0
+    escalations: bool = False
+    """Also POST the escalations of the intercept alerts this hook's lists take (the shift commander's pager)."""
     timeout_s: float = 5.0
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0

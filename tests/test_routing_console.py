@@ -98,3 +98,57 @@ async def test_an_escalation_carries_the_commanders_notice_to_commander_consoles
     # a commander console connecting later gets the notice with the catch-up too
     again = await console("sun.cmd")
     assert (await frames_until(again, "escalation", "due"))[-1]["escalation"]["commander_notice"] is True
+
+
+async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_after_a_restart(tmp_path):
+    """The commander's pager: an escalation POSTed with its own key; one the hub recorded but never sent
+    (it stopped first) goes out after the restart, from the audit trail."""
+    import asyncio
+    import contextlib
+
+    from central import escalation
+    from central.settings import WebhookSettings
+    from central.store import HubStore
+    from central.webhooks import WebhookSender
+    from tests.support import until
+    from tests.test_webhooks import Receiver
+
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    receiver = Receiver()
+    now = time.time()
+    try:
+        async with receiver.serve() as url:
+            hooks = [WebhookSettings(name="pager", url=url, escalations=True, lists=["l"], retry_min_s=0.05),
+                     WebhookSettings(name="sms", url=url, lists=["l"], retry_min_s=0.05)]
+            for a in (alert("due", now - 2 * AFTER_S), alert("later", now - 2 * AFTER_S)):
+                await store.run(lambda db, a=a: store.insert_alert(db, a))
+            # "later" was escalated (recorded) just before a stop: nobody was told yet
+            frames = await store.run(lambda db: escalation.escalate_due(db, AFTER_S, now))
+            assert {f["alert_id"] for f in frames} == {"due", "later"}
+            sender = WebhookSender(store, hooks)
+            task = asyncio.create_task(sender.run())
+            try:
+                sender.offer_escalation(next(f for f in frames if f["alert_id"] == "due"))
+                assert await sender.resume() >= 1  # picks up "later" (and "due", not yet recorded, at most once more)
+                await until(lambda: {k for k, _, b in receiver.requests if b["type"] == "escalation"} >= {"esc:due",
+                                                                                                        "esc:later"},
+                            what="both escalations at the pager")
+                await until(lambda: sender.hooks["pager"].queue.empty(), what="the pager's queue drained")
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            esc = [(k, b["escalation"]) for k, _, b in receiver.requests if b["type"] == "escalation"]
+            assert all(e["plate_read"] == "鲁Q8K2L1" and e["checkpoint"] == "SD-DZ-001" for _, e in esc)
+            # after a second restart nothing is sent again: both are recorded as delivered
+            again = WebhookSender(store, hooks)
+            await until(lambda: len(store.read(lambda db: db.conn.execute(
+                "SELECT alert_id FROM webhook_deliveries WHERE hook='pager'").fetchall())) >= 2,
+                what="deliveries recorded")
+            await again.resume()
+            for name in ("pager", "sms"):
+                queued = list(again.hooks[name].queue._queue)  # noqa: SLF001
+                assert not [d.key for d in queued if d.key.startswith("esc:")], name
+    finally:
+        store.stop()
