@@ -337,6 +337,7 @@ class Ingest:
                 v=SCHEMA_VERSION, alert_id=aid, checkpoint=checkpoint, epoch=epoch, seq=read_seq,
                 raised_at=received_at, captured_at=captured_at, camera_id=camera_id, plate_read=plate,
                 lane=lane, colour=colour, vehicle_type=vehicle_type,
+                direction=stored.direction if stored.direction in ("in", "out") else None,  # type: ignore[arg-type]
                 hit=AlertHit(entry_id=entry_id, entry_plate=entry.plate if entry else "", list_id=list_id,
                              list_name=wl.name if wl else list_id,
                              action=wl.action.value if wl else "intercept",

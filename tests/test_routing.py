@@ -234,3 +234,19 @@ async def test_dispatch_publishes_each_route_and_marks_after_every_copy(tmp_path
         marker.cancel()
     finally:
         store.stop()
+
+
+def test_an_edge_only_hit_is_routed_by_its_reads_direction(hub):
+    """A hit the edge made with lists the hub did not have at that moment still becomes an alert, and is
+    routed downstream like one the hub made (the direction comes from the stored read)."""
+    from protocols.messages import EdgeHit, derive_alert_id
+
+    (ingest, _, alerts, _), _ = hub
+    aid = derive_alert_id("CP01", 1, 1, "本地:鲁C00001")
+    hit = EdgeHit(seq=2, read_seq=1, alert_id=aid, entry_id="本地:鲁C00001", list_id="本地", kind="exact", score=1.0,
+                  explanation="exact", feed_version=1, matcher_version="m1", raised_at=T0)
+    send(ingest, "CP01", 1, "鲁C00001", T0, direction="in", extra=[hit])
+    (a,) = alerts
+    assert a.alert_id == aid and a.direction == "in"
+    assert [(r.checkpoint, r.why) for r in a.routed_to] == [("CP01", "read"), ("CP07", "downstream"),
+                                                            ("CP12", "downstream"), ("CP05", "downstream")]
