@@ -3,7 +3,8 @@
 A hit on the same entry of the same list, captured within the window of the open alert's last sighting,
 does not raise a new alert: the open alert's ``folded`` count, ``last_seen_at`` and ``last_seen_checkpoint``
 grow instead. The fold key is the entry, so another listed vehicle is never held back by this one's window.
-An alert with an outcome recorded is closed: the next hit raises a new alert.
+An alert with an outcome recorded is closed: the next hit raises a new alert. An outcome an officer
+recorded for a hit folded into it (the reading edge alerted its tablets under that hit's own id) closes it too.
 
 Everything is decided inside the writer's transaction, from the database: the folded hit's own alert id
 is remembered in ``alert_folds``, so a replayed read (after an edge or hub restart) folds nothing twice
@@ -45,7 +46,8 @@ def fold(db: sqlite_utils.Database, alert: Alert, window_s: float) -> Alert | No
         return None
     rows = db.conn.execute(
         """SELECT body FROM alerts a WHERE list_id=? AND entry_id=? AND raised_at >= ?
-           AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id)
+           AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id OR o.alert_id IN
+                           (SELECT f.alert_id FROM alert_folds f WHERE f.into_id = a.alert_id))
            ORDER BY raised_at DESC LIMIT 20""",
         (alert.hit.list_id, alert.hit.entry_id, alert.raised_at - window_s - 86400.0)).fetchall()
     for (body,) in rows:

@@ -250,3 +250,18 @@ def test_an_edge_only_hit_is_routed_by_its_reads_direction(hub):
     assert a.alert_id == aid and a.direction == "in"
     assert [(r.checkpoint, r.why) for r in a.routed_to] == [("CP01", "read"), ("CP07", "downstream"),
                                                             ("CP12", "downstream"), ("CP05", "downstream")]
+
+
+def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
+    """The edge that read the repeat alerted its own tablets under the repeat's id; the officer's outcome
+    for that id closes the alert it was folded into."""
+    from protocols.messages import derive_alert_id
+
+    (ingest, store, alerts, folded), _ = hub
+    send(ingest, "CP01", 1, "鲁Q8K2L1", T0)
+    send(ingest, "CP07", 1, "鲁Q8K2L1", T0 + 60)
+    assert len(alerts) == 1 and len(folded) == 1
+    repeat_id = derive_alert_id("CP07", 1, 1, alerts[0].hit.entry_id)
+    answer = AlertOutcome(seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90)
+    send(ingest, "CP07", 3, "鲁Q8K2L1", T0 + 120, extra=[answer])
+    assert len(alerts) == 2 and len(folded) == 1
