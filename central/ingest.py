@@ -258,7 +258,9 @@ class Ingest:
             elif isinstance(event, EdgeHit):
                 self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
-                result.outcomes.append((checkpoint, event))
+                # An outcome for a hit folded into an open alert is that alert's outcome on the console.
+                into = db.conn.execute("SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)).fetchone()
+                result.outcomes.append((checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event))
                 audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
                              detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
             elif isinstance(event, AuditEvent):

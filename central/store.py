@@ -331,7 +331,7 @@ class HubStore:
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
 
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Each alert's outcome history, oldest first."""
+        """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""
         cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")
 
         def q(db: sqlite_utils.Database) -> dict[str, list[dict[str, Any]]]:
@@ -339,8 +339,12 @@ class HubStore:
             for i in range(0, len(alert_ids), 500):
                 chunk = alert_ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                for row in db.conn.execute(f"SELECT {', '.join(cols)} FROM alert_outcomes WHERE alert_id IN ({marks}) "
-                                           "ORDER BY acknowledged_at", chunk):
+                picked = ", ".join(f"o.{c}" for c in cols[1:])
+                for row in db.conn.execute(
+                        f"SELECT COALESCE(f.into_id, o.alert_id), {picked} FROM alert_outcomes o "
+                        f"LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.alert_id IN ({marks}) "
+                        f"OR o.alert_id IN (SELECT alert_id FROM alert_folds WHERE into_id IN ({marks})) "
+                        "ORDER BY o.acknowledged_at", (*chunk, *chunk)):
                     found.setdefault(row[0], []).append(dict(zip(cols, row, strict=True)))
             return found
 

@@ -265,3 +265,23 @@ def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
     answer = AlertOutcome(seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90)
     send(ingest, "CP07", 3, "鲁Q8K2L1", T0 + 120, extra=[answer])
     assert len(alerts) == 2 and len(folded) == 1
+
+
+def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its_escalation(hub):
+    from central import escalation
+    from protocols.messages import derive_alert_id
+
+    (ingest, store, alerts, _), _ = hub
+    outcomes = []
+    ingest._on_outcomes = outcomes.extend  # noqa: SLF001 - the console's callback, as app.py wires it
+    send(ingest, "CP01", 1, "鲁Q8K2L1", T0)
+    send(ingest, "CP07", 1, "鲁Q8K2L1", T0 + 60)
+    open_id = alerts[0].alert_id
+    repeat_id = derive_alert_id("CP07", 1, 1, alerts[0].hit.entry_id)
+    answer = AlertOutcome(seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90)
+    ingest.handle("cordon/v1/cp/CP07/events", encode(EventBatch(v=SCHEMA_VERSION, checkpoint="CP07", epoch=1,
+                                                                 sent_at=time.time(), events=[answer])),
+                  time.time()).result(5)
+    assert [(cp, o.alert_id) for cp, o in outcomes] == [("CP07", open_id)]
+    assert [o["outcome"] for o in store.outcomes([open_id])[open_id]] == ["intercepted"]
+    assert store.submit(lambda db: escalation.escalate_due(db, 60.0, T0 + 10_000)).result(5) == []
