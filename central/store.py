@@ -308,7 +308,7 @@ class HubStore:
     #: What the hits retention removes: (table, time column). The audit trail is never purged.
     HIT_TABLES = (("alerts", "raised_at"), ("alert_outcomes", "acknowledged_at"), ("edge_hits", "raised_at"),
                   ("events", "received_at"), ("webhook_deliveries", "at"), ("gaps", "received_at"),
-                  ("dead_letters", "received_at"))
+                  ("dead_letters", "received_at"), ("alert_folds", "raised_at"))
 
     def purge_hits_before(self, cutoff: float) -> dict[str, int]:
         """Delete alerts, outcomes, edge hits, gap reports and dead letters older than ``cutoff`` (unix s)."""
