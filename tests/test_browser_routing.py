@@ -1,8 +1,13 @@
 """The console map in a real headless Chromium against real hub, edge and Mosquitto processes: a checkpoint
 whose edge reports a stale camera is coloured as such, and its read rate (reads per minute as stored by
-the hub) is drawn next to it; a folded repeat shows its count on the queue row."""
+the hub) is drawn next to it, labels of close checkpoints do not overlap; a folded repeat shows its count on
+the queue row and the detail says where the alert was routed. Screenshot docs/screenshots/console-routing.png
+with CORDON_SCREENSHOTS=1."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright
@@ -12,6 +17,7 @@ from tests.support import edge_service, hub_service, running, session, until
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 WATCHLIST = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
 TIMEOUT_MS = 45_000
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 async def push(http, edge, event_id, plate):
@@ -58,6 +64,17 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
                     return text if text.startswith("9 ") else None
                 assert (await until(rate, timeout=45, what="the read rate on the map")) == "9 辆/分"
 
+                # labels of close checkpoints do not overlap
+                boxes = await page.eval_on_selector_all("#map g.cp text.cp-name", """ts => ts.map(t => {
+                    const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; })""")
+                assert len(boxes) > 10
+                overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                               if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+                assert not overlapping, overlapping
+                frame = await page.eval_on_selector("#map", "m => { const b = m.getBoundingClientRect(); "
+                                                    "return [b.left, b.top, b.right, b.bottom]; }")
+                assert all(frame[1] <= b[1] and b[3] <= frame[3] for b in boxes), (frame, [b for b in boxes if not (frame[1] <= b[1] and b[3] <= frame[3])], len(boxes))
+
                 row = "#alerts li.intercept"
                 await page.wait_for_selector(row + " .badge.folded", timeout=TIMEOUT_MS)
                 assert await page.locator(row).count() == 1
@@ -65,6 +82,8 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
                 await page.click(row)
                 detail = await page.inner_text("#detail-body")
                 assert "推送至" in detail and "SD-DZ-001" in detail and "重复比中" in detail
+                if os.environ.get("CORDON_SCREENSHOTS") == "1":
+                    await page.screenshot(path=str(SHOTS / "console-routing.png"))
             finally:
                 await browser.close()
 

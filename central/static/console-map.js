@@ -49,10 +49,10 @@ function drawMap(svg, ring, statusOf) {
     const right = xy[0] >= centre[0];
     const label = cordonLang() === "en" ? (c.name_en || c.checkpoint) : (c.name || c.checkpoint);
     const anchor = { "text-anchor": right ? "start" : "end", x: right ? 16 : -16 };
-    g.append(svgEl("text", { ...anchor, y: -2, class: "cp-name" }, label));
-    g.append(svgEl("text", { ...anchor, y: 12, class: "cp-id" }, c.checkpoint));
+    g.append(svgEl("text", { ...anchor, y: -1, class: "cp-name" }, label));
+    g.append(svgEl("text", { ...anchor, y: 10, class: "cp-id" }, c.checkpoint));
     if (st && st.online && typeof st.reads_per_minute === "number") {
-      g.append(svgEl("text", { ...anchor, y: 26, class: "cp-rate" }, st.reads_per_minute + " " + t("rpm.unit")));
+      g.append(svgEl("text", { ...anchor, y: 21, class: "cp-rate" }, st.reads_per_minute + " " + t("rpm.unit")));
     }
     svg.append(g);
     placed.push({ g, xy, right });
@@ -63,20 +63,33 @@ function drawMap(svg, ring, statusOf) {
 // checkpoint status, every mqtt.status_interval_s of the edge), and the cameras the edge reports silent.
 Object.assign(CORDON_I18N.zh, { "status.stale": "相机失联", "rpm.unit": "辆/分", "rpm.legend": "数字：每分钟过车（中心入库）" });
 Object.assign(CORDON_I18N.en, { "status.stale": "stale camera", "rpm.unit": "/min", "rpm.legend": "Numbers: reads per minute (as stored by the hub)" });
-// Labels of close checkpoints must not overlap: on each side, push a label block down until it clears the
-// one above it (a leader line joins a moved label to its dot).
-const LABEL_H = 44;
+// Labels of close checkpoints must not overlap: on each side, a label block (name, id, rate) moves down until
+// it clears the one above it, then the column moves up where it ran past the map's bottom (a leader line joins
+// a moved label to its dot).
+const LABEL_H = 38, LABEL_H_COMPACT = 26, LABEL_TOP = 13, LABEL_BOTTOM = MAP_H - 25;
 function spreadLabels(placed) {
   for (const side of [true, false]) {
     const column = placed.filter((p) => p.right === side).sort((a, b) => a.xy[1] - b.xy[1]);
-    let floor = -Infinity;
-    for (const p of column) {
-      const dy = Math.max(0, floor - p.xy[1]);
-      floor = p.xy[1] + dy + LABEL_H;
-      if (!dy) continue;
+    let h = LABEL_H;
+    if (column.length * LABEL_H > LABEL_BOTTOM - LABEL_TOP + LABEL_H) {
+      // Too many on this side for three lines each: the id goes to the tooltip, the rate moves up.
+      h = LABEL_H_COMPACT;
+      for (const p of column) {
+        p.g.querySelector(".cp-id")?.remove();
+        p.g.querySelector(".cp-rate")?.setAttribute("y", "10");
+      }
+    }
+    const at = column.map((p) => Math.max(p.xy[1], LABEL_TOP));
+    for (let i = 1; i < at.length; i++) at[i] = Math.max(at[i], at[i - 1] + h);
+    for (let i = at.length - 1; i >= 0; i--) {
+      at[i] = Math.max(LABEL_TOP, Math.min(at[i], i === at.length - 1 ? LABEL_BOTTOM : at[i + 1] - h));
+    }
+    column.forEach((p, i) => {
+      const dy = at[i] - p.xy[1];
+      if (Math.abs(dy) < 0.5) return;
       for (const text of p.g.querySelectorAll("text")) text.setAttribute("y", String(Number(text.getAttribute("y")) + dy));
       p.g.prepend(svgEl("line", { class: "leader", x1: 0, y1: 0, x2: p.right ? 14 : -14, y2: dy }));
       p.g.dataset.labelShift = String(Math.round(dy));
-    }
+    });
   }
 }
