@@ -30,7 +30,7 @@ from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
 from .ring import load_ring, ring_path
-from .routing import Router
+from .routing import Router, unknown_checkpoints
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -298,6 +298,10 @@ async def _purge_loop(app: web.Application) -> None:
 async def _console(app: web.Application) -> AsyncIterator[None]:
     """The console's map (a bad checkpoints file stops start-up, naming it) and the escalation timer."""
     app[keys.RING] = await asyncio.to_thread(load_ring, ring_path(app[keys.SETTINGS].console.checkpoints_csv))
+    unknown = unknown_checkpoints(app[keys.SETTINGS].routing, {c["checkpoint"] for c in app[keys.RING]})
+    if unknown:
+        log.warning("[routing] names checkpoints that are not on the ring (console.checkpoints_csv): %s",
+                    ", ".join(unknown))
     task = asyncio.create_task(_escalate_loop(app), name="escalation")
     yield
     await stop(task)

@@ -20,6 +20,13 @@ from protocols.messages import Alert, AlertRoute
 from .settings import RoutingSettings
 
 
+def unknown_checkpoints(settings: RoutingSettings, known: set[str]) -> list[str]:
+    """Checkpoints a route names that the ring does not know (a typo routes an alert nowhere, silently)."""
+    named = [a.checkpoint for a in settings.approach] + [d.from_ for d in settings.downstream]
+    named += [cp for d in settings.downstream for cp in d.to]
+    return sorted({cp for cp in named if cp not in known})
+
+
 class Router:
     def __init__(self, settings: RoutingSettings | None = None,
                  restricted: Callable[[str], bool] = lambda list_id: False) -> None:

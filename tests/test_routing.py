@@ -285,3 +285,10 @@ def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its
     assert [(cp, o.alert_id) for cp, o in outcomes] == [("CP07", open_id)]
     assert [o["outcome"] for o in store.outcomes([open_id])[open_id]] == ["intercepted"]
     assert store.submit(lambda db: escalation.escalate_due(db, 60.0, T0 + 10_000)).result(5) == []
+
+
+def test_routes_naming_checkpoints_off_the_ring_are_reported():
+    from central.routing import unknown_checkpoints
+
+    assert unknown_checkpoints(ROUTING, {"CP01", "CP02", "CP03", "CP05", "CP07", "CP12"}) == []
+    assert unknown_checkpoints(ROUTING, {"CP01", "CP02", "CP05"}) == ["CP03", "CP07", "CP12"]
