@@ -1,9 +1,10 @@
-"""Alert dispatch: console, checkpoint and webhooks, idempotent, resumed after a restart.
+"""Alert dispatch: console, checkpoints and webhooks, idempotent, resumed after a restart.
 
-Alerts are committed by ingest before they get here. Dispatch sends each one to the console's
-live feed, unless its list is covert to its checkpoint's edge over MQTT, and to every webhook that
-takes it (central/webhooks.py, which keeps its own delivery record). An alert is marked dispatched
-once the broker has taken the edge's copy. At start-up every alert not marked is sent again;
+Alerts are committed by ingest before they get here, already routed (central/routing.py). Dispatch sends
+each one to the console's live feed, unless its list is covert or restricted to every checkpoint in its
+``routed_to`` over MQTT (each on its own alerts topic), and to every webhook that takes it
+(central/webhooks.py, which keeps its own delivery record). An alert is marked dispatched once the
+broker has taken every checkpoint's copy. At start-up every alert not marked is sent again;
 receivers drop an alert id they have already shown (the console page, the edge's alert log,
 webhook receivers by the idempotency key), so a resend is never shown or acted on twice.
 """
@@ -18,6 +19,7 @@ from protocols import topics
 from protocols.messages import Alert, encode
 from runtime.fanout import Fanout
 
+from .routing import Router
 from .store import HubStore
 from .webhooks import WebhookSender
 
@@ -28,7 +30,7 @@ MARK_BATCH_WAIT_S = 0.05
 
 def hidden_from_checkpoints(alert: Alert, restricted: Callable[[str], bool]) -> bool:
     """A covert list's hit, or a restricted list's: for the hub's privileged roles only, never a tablet."""
-    return alert.hit.action == "covert" or restricted(alert.hit.list_id)
+    return Router(restricted=restricted).hidden(alert)
 
 
 class AlertDispatcher:
@@ -37,6 +39,8 @@ class AlertDispatcher:
                  restricted: Callable[[str], bool] = lambda list_id: False) -> None:
         self.store = store
         self.restricted = restricted
+        self.router = Router(restricted=restricted)
+        self._copies: dict[str, int] = {}
         self.webhooks = webhooks
         self._publish = publish
         self.console = console
@@ -66,14 +70,35 @@ class AlertDispatcher:
             self.console.publish({"type": "alert", "alert": alert})
             if self.webhooks is not None:
                 self.webhooks.offer(alert)
-            if hidden_from_checkpoints(alert, self.restricted):
+            recipients = self.router.recipients(alert)
+            if not recipients:
                 # Covert and restricted hits never leave the hub: no tablet may sound for them.
                 self._delivered.put_nowait(alert.alert_id)
                 continue
             aid = alert.alert_id
-            self._publish(topics.alerts(alert.checkpoint), encode(alert), qos=1,
-                          on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._delivered.put_nowait, aid))
+            self._copies[aid] = self._copies.get(aid, 0) + len(recipients)
+            payload = encode(alert)
+            for checkpoint in recipients:
+                self._publish(topics.alerts(checkpoint), payload, qos=1,
+                              on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._copy_delivered, aid))
         self.dispatched += len(alerts)
+
+    def dispatch_folded(self, alerts: list[Alert]) -> None:
+        """Open alerts that took a repeated hit: the consoles update their row (count, last seen, where)."""
+        for alert in alerts:
+            self.console.publish({"type": "alert_folded", "alert": alert})
+
+    def submit_folded_threadsafe(self, alerts: list[Alert]) -> None:
+        assert self._loop is not None, "dispatcher not bound to a loop"
+        self._loop.call_soon_threadsafe(self.dispatch_folded, alerts)
+
+    def _copy_delivered(self, aid: str) -> None:
+        left = self._copies.get(aid, 1) - 1
+        if left > 0:
+            self._copies[aid] = left
+            return
+        self._copies.pop(aid, None)
+        self._delivered.put_nowait(aid)
 
     async def resume(self) -> int:
         """Send again every committed alert that was not marked dispatched (after a crash)."""

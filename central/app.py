@@ -30,6 +30,7 @@ from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
 from .mqtt import HubLink
 from .ring import load_ring, ring_path
+from .routing import Router, unknown_checkpoints
 from .settings import HubSettings
 from .store import HubStore
 from .upstream import UpstreamError, UpstreamSource
@@ -79,7 +80,10 @@ def create_app(settings: HubSettings) -> web.Application:
                     on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
                     edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
                     signatures_required=settings.signing.required,
-                    clones=_clone_check(settings))
+                    clones=_clone_check(settings),
+                    router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
+                    fold_window_s=settings.alerts.fold_window_s,
+                    on_folded=dispatcher.submit_folded_threadsafe)
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
@@ -162,7 +166,9 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
              "oldest_unacked_s": status.oldest_unacked_s, "epoch": status.epoch, "software": status.software,
              "clock_offset_s": None if offset is None else round(offset, 3),
              "clock_suspect": offset is not None and abs(offset) > skew,
-             "dropped_reads": status.dropped_reads or 0, "feed_version": status.feed_version}
+             "dropped_reads": status.dropped_reads or 0, "feed_version": status.feed_version,
+             "stale_cameras": list(status.stale_cameras or []),
+             "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint)}
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     app[keys.CONSOLE].publish({"type": "checkpoint", "checkpoint": entry})
 
@@ -293,6 +299,10 @@ async def _purge_loop(app: web.Application) -> None:
 async def _console(app: web.Application) -> AsyncIterator[None]:
     """The console's map (a bad checkpoints file stops start-up, naming it) and the escalation timer."""
     app[keys.RING] = await asyncio.to_thread(load_ring, ring_path(app[keys.SETTINGS].console.checkpoints_csv))
+    unknown = unknown_checkpoints(app[keys.SETTINGS].routing, {c["checkpoint"] for c in app[keys.RING]})
+    if unknown:
+        log.warning("[routing] names checkpoints that are not on the ring (console.checkpoints_csv): %s",
+                    ", ".join(unknown))
     task = asyncio.create_task(_escalate_loop(app), name="escalation")
     yield
     await stop(task)
@@ -317,6 +327,8 @@ async def escalate_once(app: web.Application, now: float | None = None) -> list[
     frames = await app[keys.STORE].run(lambda db: escalation.escalate_due(db, after_s, now))
     for frame in frames:
         app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
+        if app[keys.DISPATCHER].webhooks is not None:
+            app[keys.DISPATCHER].webhooks.offer_escalation(frame)
     return frames
 
 

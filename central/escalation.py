@@ -30,7 +30,8 @@ def escalate_due(db: sqlite_utils.Database, after_s: float, now: float | None = 
     now = time.time() if now is None else now
     rows = db.conn.execute(
         """SELECT body FROM alerts a WHERE action = 'intercept' AND raised_at <= ? AND raised_at >= ?
-           AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id)
+           AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id OR o.alert_id IN
+                           (SELECT f.alert_id FROM alert_folds f WHERE f.into_id = a.alert_id))
            AND NOT EXISTS (SELECT 1 FROM audit u WHERE u.actor = ? AND u.action = ? AND u.target = a.alert_id)
            ORDER BY raised_at""", (now - after_s, now - after_s - LOOKBACK_S, ACTOR, ACTION)).fetchall()
     escalated = []

@@ -9,7 +9,9 @@ to the dispatcher. A failed commit acknowledges nothing, so the edges send those
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,8 +44,9 @@ from protocols.messages import (
 from runtime import deadletters
 from runtime.sqlwriter import NeedsPreparation
 
-from . import audit
+from . import audit, folding
 from .clones import CloneCheck
+from .routing import Router
 from .store import HubStore
 from .watchlists import HubWatchlists
 
@@ -57,6 +60,8 @@ class BatchResult:
     epoch: int | None = None
     committed: list[int] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    folded: list[Alert] = field(default_factory=list)
+    """Open alerts that a hit of this batch was folded into (central/folding.py), as updated."""
     reads: int = 0
     duplicates: int = 0
     dead_letters: int = 0
@@ -85,6 +90,36 @@ class IngestMetrics:
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
 
 
+class ReadRates:
+    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map)."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, checkpoint: str, reads: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.setdefault(checkpoint, deque())
+            seen.append((now, reads))
+            self._trim(seen, now)
+
+    def per_minute(self, checkpoint: str, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.get(checkpoint)
+            if not seen:
+                return 0
+            self._trim(seen, now)
+            return sum(n for _, n in seen)
+
+    def _trim(self, seen: deque[tuple[float, int]], now: float) -> None:
+        while seen and now - seen[0][0] > self.WINDOW_S:
+            seen.popleft()
+
+
 class Ingest:
     def __init__(self, store: HubStore, watchlists: HubWatchlists,
                  publish: Callable[[str, bytes], None],
@@ -94,8 +129,13 @@ class Ingest:
                  on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
                  on_pictures: Callable[[list[Alert]], None] | None = None,
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
-                 signatures_required: bool = False, clones: CloneCheck | None = None) -> None:
+                 signatures_required: bool = False, clones: CloneCheck | None = None,
+                 router: Router | None = None, fold_window_s: float = 0.0,
+                 on_folded: Callable[[list[Alert]], None] | None = None) -> None:
         self.store = store
+        self.router = router or Router()
+        self.fold_window_s = fold_window_s
+        self._on_folded = on_folded
         self.clones = clones
         self.watchlists = watchlists
         self._publish = publish
@@ -107,6 +147,7 @@ class Ingest:
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
         self.metrics = IngestMetrics()
+        self.rates = ReadRates()
 
     # -- MQTT thread ----------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, received_at: float, retained: bool = False) -> Future[BatchResult]:
@@ -128,6 +169,8 @@ class Ingest:
         m.batches_committed += 1
         m.commit_seconds_total += time.perf_counter() - started
         m.reads += result.reads
+        if result.checkpoint is not None and result.reads:
+            self.rates.add(result.checkpoint, result.reads)
         m.duplicates += result.duplicates
         m.dead_letters += result.dead_letters
         m.gap_reads += result.gap_reads
@@ -139,6 +182,8 @@ class Ingest:
             self._publish(topics.ack(result.checkpoint), encode(ack))
         if result.alerts:
             self._on_alerts(result.alerts)
+        if result.folded and self._on_folded is not None:
+            self._on_folded(result.folded)
         if result.status is not None:
             self._on_status(result.status, result.clock_offset_s)
         if result.outcomes and self._on_outcomes is not None:
@@ -221,7 +266,9 @@ class Ingest:
             elif isinstance(event, EdgeHit):
                 self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
-                result.outcomes.append((checkpoint, event))
+                # An outcome for a hit folded into an open alert is that alert's outcome on the console.
+                into = db.conn.execute("SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)).fetchone()
+                result.outcomes.append((checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event))
                 audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
                              detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
             elif isinstance(event, AuditEvent):
@@ -242,8 +289,7 @@ class Ingest:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
-                if self.store.insert_alert(db, alert):
-                    result.alerts.append(alert)
+                self._raise(db, result, alert)
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
@@ -284,8 +330,19 @@ class Ingest:
             entry = _entry_decoder.decode(row[0]) if row else None
             alert = alert_for(checkpoint, epoch, read, hit, list_name=wl.name if wl else hit.list_id,
                               reason=entry.reason if entry else "", raised_at=received_at)
-            if self.store.insert_alert(db, alert):
-                result.alerts.append(alert)
+            self._raise(db, result, alert)
+
+    def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+        """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
+        folded = folding.fold(db, alert, self.fold_window_s)
+        if folded is not None:
+            result.folded = [a for a in result.folded if a.alert_id != folded.alert_id] + [folded]
+            return
+        if folding.known(db, alert.alert_id):
+            return
+        routed = self.router.route(alert)
+        if self.store.insert_alert(db, routed):
+            result.alerts.append(routed)
 
     def _reconcile(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                    read_seq: int, received_at: float, near: float) -> None:
@@ -296,7 +353,8 @@ class Ingest:
         missing = db.conn.execute(
             "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
             "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
-            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL",
+            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
             (checkpoint, epoch, read_seq)).fetchall()
         if not missing:
             return
@@ -313,6 +371,7 @@ class Ingest:
                 v=SCHEMA_VERSION, alert_id=aid, checkpoint=checkpoint, epoch=epoch, seq=read_seq,
                 raised_at=received_at, captured_at=captured_at, camera_id=camera_id, plate_read=plate,
                 lane=lane, colour=colour, vehicle_type=vehicle_type,
+                direction=stored.direction if stored.direction in ("in", "out") else None,  # type: ignore[arg-type]
                 hit=AlertHit(entry_id=entry_id, entry_plate=entry.plate if entry else "", list_id=list_id,
                              list_name=wl.name if wl else list_id,
                              action=wl.action.value if wl else "intercept",
@@ -320,8 +379,7 @@ class Ingest:
                              explanation=f"{explanation} (matched at the checkpoint, feed version {feed_version})"[:500],
                              reason=(entry.reason if entry else "")[:500], feed_version=feed_version,
                              matcher_version=matcher_version))
-            if self.store.insert_alert(db, alert):
-                result.alerts.append(alert)
+            self._raise(db, result, alert)
 
     def _status(self, db: sqlite_utils.Database, result: BatchResult, source: str, checkpoint: str,
                 payload: bytes, received_at: float, retained: bool) -> BatchResult:

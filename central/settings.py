@@ -110,6 +110,8 @@ class WebhookSettings(msgspec.Struct, **_STRICT):
         default_factory=lambda: ["intercept", "notify"])
     """Covert alerts go out only to a hook that names ``covert`` here."""
     min_priority: int = 0
+    escalations: bool = False
+    """Also POST the escalations of the intercept alerts this hook's lists take (the shift commander's pager)."""
     timeout_s: float = 5.0
     retry_min_s: float = 1.0
     retry_max_s: float = 60.0
@@ -148,6 +150,31 @@ class CloneSettings(msgspec.Struct, **_STRICT):
     """Plates the in-memory index remembers (least recently seen, to within an hour, forgotten first)."""
 
 
+class ApproachRoute(msgspec.Struct, **_STRICT):
+    source: str
+    """A camera id, or a checkpoint id, placed ahead of ``checkpoint``."""
+    checkpoint: str
+    """Gets the alerts of ``source``'s reads as an early warning."""
+
+
+class DownstreamRoute(msgspec.Struct, **_STRICT):
+    from_: str = msgspec.field(name="from")
+    to: list[str] = msgspec.field(default_factory=list)
+    direction: Literal["in", "out"] | None = None
+    """The read's direction this rule is for; unset: any direction."""
+
+
+class RoutingSettings(msgspec.Struct, **_STRICT):
+    approach: list[ApproachRoute] = msgspec.field(default_factory=list)
+    downstream: list[DownstreamRoute] = msgspec.field(default_factory=list)
+
+
+class AlertSettings(msgspec.Struct, **_STRICT):
+    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    """A hit of the same entry on the same list this soon after the open alert was last seen is folded
+    into it (count, last seen, where) instead of raising a new alert; 0: never fold."""
+
+
 class StoreSettings(msgspec.Struct, **_STRICT):
     busy_timeout_s: float = 30.0
     """How long a commit waits for a write lock another process holds on hub.db before it fails
@@ -169,6 +196,8 @@ class HubSettings(msgspec.Struct, **_STRICT):
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)
+    routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
 
     @property

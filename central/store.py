@@ -25,7 +25,7 @@ from protocols.messages import Alert, AlertOutcome, AuditEvent, EdgeHit, Event, 
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
-from . import audit, users
+from . import audit, folding, users
 from .readstore import RecordCounts, SqliteReadStore, digest
 
 __all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
@@ -104,10 +104,12 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (checkpoint, epoch, seq))""",
         "CREATE INDEX alert_outcomes_alert ON alert_outcomes (alert_id, acknowledged_at)",
     ],
-    # 8: the thumbnail an edge hit carried, for an alert made when its read arrives later (branch evidence)
+    # 8: the thumbnail an edge hit carried, for an alert made when its read arrives later
     [
         "ALTER TABLE edge_hits ADD COLUMN thumbnail TEXT",
     ],
+    # 9: folding repeated hits into the open alert (central/folding.py)
+    folding.SCHEMA,
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
@@ -324,7 +326,7 @@ class HubStore:
     #: What the hits retention removes: (table, time column). The audit trail is never purged.
     HIT_TABLES = (("alerts", "raised_at"), ("alert_outcomes", "acknowledged_at"), ("edge_hits", "raised_at"),
                   ("events", "received_at"), ("webhook_deliveries", "at"), ("gaps", "received_at"),
-                  ("dead_letters", "received_at"))
+                  ("dead_letters", "received_at"), ("alert_folds", "raised_at"))
 
     def purge_hits_before(self, cutoff: float) -> dict[str, int]:
         """Delete alerts, outcomes, edge hits, gap reports and dead letters older than ``cutoff`` (unix s)."""
@@ -347,7 +349,7 @@ class HubStore:
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
 
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Each alert's outcome history, oldest first."""
+        """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""
         cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")
 
         def q(db: sqlite_utils.Database) -> dict[str, list[dict[str, Any]]]:
@@ -355,8 +357,12 @@ class HubStore:
             for i in range(0, len(alert_ids), 500):
                 chunk = alert_ids[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                for row in db.conn.execute(f"SELECT {', '.join(cols)} FROM alert_outcomes WHERE alert_id IN ({marks}) "
-                                           "ORDER BY acknowledged_at", chunk):
+                picked = ", ".join(f"o.{c}" for c in cols[1:])
+                for row in db.conn.execute(
+                        f"SELECT COALESCE(f.into_id, o.alert_id), {picked} FROM alert_outcomes o "
+                        f"LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.alert_id IN ({marks}) "
+                        f"OR o.alert_id IN (SELECT alert_id FROM alert_folds WHERE into_id IN ({marks})) "
+                        "ORDER BY o.acknowledged_at", (*chunk, *chunk)):
                     found.setdefault(row[0], []).append(dict(zip(cols, row, strict=True)))
             return found
 

@@ -130,6 +130,10 @@ def _limit(request: web.Request, default: int = 100) -> int:
     return max(1, min(value, 1000))
 
 
+#: Roles whose consoles get the shift commander's notice of an escalation.
+COMMANDER_ROLES = frozenset({"commander"})
+
+
 def sees_covert(request: web.Request) -> bool:
     principal = principal_of(request)
     return principal is not None and principal.role in COVERT_ROLES
@@ -313,11 +317,17 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     escalated = await asyncio.to_thread(app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids))
     first += [{"type": "escalation", "escalation": e} for e in escalated]
 
+    principal = principal_of(request)
+    commander = principal is not None and principal.role in COMMANDER_ROLES
+
     def encode(frame: dict[str, Any]) -> str | None:
-        if not covert and frame.get("type") == "alert" and _privileged_only(app, frame["alert"]):
+        if not covert and frame.get("type") in ("alert", "alert_folded") and _privileged_only(app, frame["alert"]):
             return None
         if not covert and frame.get("type") == "escalation" and _restricted_list(app, frame["escalation"]["list_id"]):
             return None
+        if commander and frame.get("type") == "escalation":
+            # The shift commander's console: the same escalation, flagged for a notice of its own.
+            frame = {"type": "escalation", "escalation": {**frame["escalation"], "commander_notice": True}}
         return msgspec.json.encode(frame).decode()
 
     return await websocket_feed(request, app[keys.CONSOLE], first, encode, app[keys.SOCKETS])

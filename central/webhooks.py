@@ -8,6 +8,10 @@ is delivered when the receiver answers 2xx; that is recorded in the hub's store
 at once (and logged). After a restart every matching alert of the last ``resume_window_s`` with no
 record for the hook is sent again: a hub killed between its commit and the POST, or between the
 POST and the record, loses nothing, and a receiver sees the same key twice at worst.
+
+A hook with ``escalations = true`` also gets every escalation (central/escalation.py) of an alert on its
+lists, as ``{"type": "escalation", "escalation": {…}}`` with the key ``esc:<alert id>``, recorded and
+resumed the same way (from the audit trail, where each escalation is recorded once).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sqlite_utils
 
 from protocols.messages import Alert
 
+from . import audit, escalation
 from .settings import WebhookSettings
 from .store import HubStore
 
@@ -41,10 +46,31 @@ def wants(hook: WebhookSettings, alert: Alert) -> bool:
             and alert.hit.priority >= hook.min_priority)
 
 
+def wants_escalation(hook: WebhookSettings, frame: dict[str, object]) -> bool:
+    return hook.escalations and (not hook.lists or frame.get("list_id") in hook.lists)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    key: str
+    """The idempotency key: the alert id, or ``esc:<alert id>`` for its escalation."""
+    alert_id: str
+    body: bytes
+
+    @classmethod
+    def of_alert(cls, alert: Alert) -> Delivery:
+        return cls(alert.alert_id, alert.alert_id, msgspec.json.encode({"type": "alert", "alert": alert}))
+
+    @classmethod
+    def of_escalation(cls, frame: dict[str, object]) -> Delivery:
+        aid = str(frame["alert_id"])
+        return cls(f"esc:{aid}", aid, msgspec.json.encode({"type": "escalation", "escalation": frame}))
+
+
 @dataclass
 class HookState:
     settings: WebhookSettings
-    queue: asyncio.Queue[Alert] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     delivered: int = 0
     failed: int = 0
     retries: int = 0
@@ -65,7 +91,16 @@ class WebhookSender:
             key = (name, alert.alert_id)
             if key not in self._queued and wants(state.settings, alert):
                 self._queued.add(key)
-                state.queue.put_nowait(alert)
+                state.queue.put_nowait(Delivery.of_alert(alert))
+
+    def offer_escalation(self, frame: dict[str, object]) -> None:
+        """An escalation (the shift commander must hear of it): to every hook that takes escalations."""
+        delivery = Delivery.of_escalation(frame)
+        for name, state in self.hooks.items():
+            key = (name, delivery.key)
+            if key not in self._queued and wants_escalation(state.settings, frame):
+                self._queued.add(key)
+                state.queue.put_nowait(delivery)
 
     async def resume(self) -> int:
         """Queue every recent matching alert a hook has no record of (after a crash or an outage)."""
@@ -82,8 +117,16 @@ class WebhookSender:
                 key = (name, alert.alert_id)
                 if key not in self._queued and wants(state.settings, alert):
                     self._queued.add(key)
-                    state.queue.put_nowait(alert)
+                    state.queue.put_nowait(Delivery.of_alert(alert))
                     queued += 1
+            if state.settings.escalations:
+                for frame in await asyncio.to_thread(self.store.read, lambda db, name=name, since=since:
+                                                     _unsent_escalations(db, name, since)):
+                    delivery = Delivery.of_escalation(frame)
+                    if (name, delivery.key) not in self._queued and wants_escalation(state.settings, frame):
+                        self._queued.add((name, delivery.key))
+                        state.queue.put_nowait(delivery)
+                        queued += 1
         if queued:
             log.info("webhooks: %d alert(s) from before the restart to deliver", queued)
         return queued
@@ -96,19 +139,20 @@ class WebhookSender:
 
     async def _deliver_forever(self, session: aiohttp.ClientSession, state: HookState) -> None:
         while True:
-            alert = await state.queue.get()
-            outcome, detail = await self._deliver(session, state, alert)
+            delivery = await state.queue.get()
+            outcome, detail = await self._deliver(session, state, delivery)
             with contextlib.suppress(Exception):
-                await self._record(state.settings.name, alert.alert_id, outcome, detail)
-            self._queued.discard((state.settings.name, alert.alert_id))
+                await self._record(state.settings.name, delivery.key, outcome, detail)
+            self._queued.discard((state.settings.name, delivery.key))
 
-    async def _deliver(self, session: aiohttp.ClientSession, state: HookState, alert: Alert) -> tuple[str, str]:
+    async def _deliver(self, session: aiohttp.ClientSession, state: HookState,
+                       delivery: Delivery) -> tuple[str, str]:
         hook = state.settings
-        headers = {"Content-Type": "application/json", "Idempotency-Key": alert.alert_id,
-                   "X-Cordon-Alert-Id": alert.alert_id}
+        headers = {"Content-Type": "application/json", "Idempotency-Key": delivery.key,
+                   "X-Cordon-Alert-Id": delivery.alert_id}
         if hook.token:
             headers["Authorization"] = f"Bearer {hook.token}"
-        body = msgspec.json.encode({"type": "alert", "alert": alert})
+        body = delivery.body
         started = time.monotonic()
         delay = hook.retry_min_s
         while True:
@@ -123,18 +167,18 @@ class WebhookSender:
                     if response.status < 500 and response.status not in _RETRY_STATUSES:
                         state.failed += 1
                         state.last_error = error
-                        log.error("webhook %s refused alert %s (%s): not retrying", hook.name, alert.alert_id, error)
+                        log.error("webhook %s refused %s (%s): not retrying", hook.name, delivery.key, error)
                         return "refused", error
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:300]
             state.last_error = error
             if time.monotonic() - started + delay > hook.give_up_after_s:
                 state.failed += 1
-                log.error("webhook %s: giving up on alert %s after %.0f s: %s", hook.name, alert.alert_id,
+                log.error("webhook %s: giving up on %s after %.0f s: %s", hook.name, delivery.key,
                           time.monotonic() - started, error)
                 return "gave_up", error
             state.retries += 1
-            log.warning("webhook %s: alert %s not delivered (%s); retrying in %.1f s", hook.name, alert.alert_id,
+            log.warning("webhook %s: %s not delivered (%s); retrying in %.1f s", hook.name, delivery.key,
                         error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, hook.retry_max_s)
@@ -153,3 +197,19 @@ class WebhookSender:
         return [{"name": name, "queued": s.queue.qsize(), "delivered": s.delivered, "failed": s.failed,
                  "retries": s.retries, "last_error": s.last_error, "last_delivered_at": s.last_delivered_at}
                 for name, s in self.hooks.items()]
+
+
+def _unsent_escalations(db: sqlite_utils.Database, hook: str, since: float) -> list[dict[str, object]]:
+    """Escalations recorded since ``since`` that this hook has no delivery record of, as their frames."""
+    frames: list[dict[str, object]] = []
+    for record in audit.records(db, actor=escalation.ACTOR, action=escalation.ACTION, since=since):
+        if db.conn.execute("SELECT 1 FROM webhook_deliveries WHERE hook=? AND alert_id=?",
+                           (hook, f"esc:{record.target}")).fetchone():
+            continue
+        try:
+            detail = msgspec.json.decode(record.detail or "{}")
+        except msgspec.DecodeError:
+            detail = {}
+        frames.append({**(detail if isinstance(detail, dict) else {}), "alert_id": record.target,
+                       "escalated_at": record.at})
+    return frames

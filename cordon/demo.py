@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from central.app import create_app as create_hub
-from central.settings import ConsoleSettings, FeedSettings, HubSettings, WatchlistSettings
+from central.settings import AlertSettings, ConsoleSettings, FeedSettings, HubSettings, WatchlistSettings
 from central.settings import HttpSettings as HubHttp
 from central.settings import MqttSettings as HubMqtt
 from edge.app import create_app as create_edge
@@ -117,7 +117,8 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
     hub = HubSettings(data_dir=str(data / "hub"), http=HubHttp(host=HOST, port=hub_port),
                       mqtt=HubMqtt(url=url, client_id="cordon-hub-demo", username="cordon-hub"),
                       watchlists=WatchlistSettings(csv=[str(demo_watchlist_path())]),
-                      console=ConsoleSettings(token=console_code), feed=FeedSettings(token=feed_token))
+                      console=ConsoleSettings(token=console_code), feed=FeedSettings(token=feed_token),
+                      alerts=AlertSettings(fold_window_s=600))
     accounts = await asyncio.to_thread(demo_accounts, data / "hub")
     sites = [(create_hub(hub), HOST, hub_port)]
     lines = [f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",

@@ -148,7 +148,8 @@ async def _status_extra(outbox: OutboxStore, service: EdgeService) -> dict[str, 
     stats = await outbox.stats()
     oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
     return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest, "dropped_reads": stats.dropped_total,
-            "feed_version": service.mirror.version if service.mirror is not None else None}
+            "feed_version": service.mirror.version if service.mirror is not None else None,
+            "stale_cameras": sorted(cid for cid, health in service.cameras.items() if health.stale(time.time()))}
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:

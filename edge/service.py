@@ -273,10 +273,14 @@ class EdgeService:
         """The most recent alerts shown here, oldest first."""
         return self.alert_log.recent
 
+    def routed_here(self, alert: Alert) -> bool:
+        """Read here, or routed here by the hub (an approach camera's early warning, a vehicle heading this way)."""
+        return alert.checkpoint == self.checkpoint or any(r.checkpoint == self.checkpoint for r in alert.routed_to)
+
     async def on_alert(self, alert: Alert) -> None:
         """An alert for this checkpoint (raised here or sent by the hub): show it once on every tablet,
         ever: a repeat of an id already shown is dropped, across restarts too."""
-        if alert.checkpoint != self.checkpoint or not self.alert_log.claim(alert):
+        if not self.routed_here(alert) or not self.alert_log.claim(alert):
             return
         log.info("alert %s: %s matched %s", alert.alert_id, alert.plate_read, alert.hit.list_name)
         self.live.publish({"type": "alert", "alert": alert})

@@ -15,7 +15,7 @@ def alert_for(checkpoint: str, epoch: int, read: PlateRead, hit: Hit, *, list_na
         v=SCHEMA_VERSION, alert_id=derive_alert_id(checkpoint, epoch, read.seq, hit.entry_id),
         checkpoint=checkpoint, epoch=epoch, seq=read.seq, raised_at=raised_at, captured_at=read.captured_at,
         camera_id=read.camera_id, plate_read=read.plate, lane=read.lane, colour=read.colour,
-        vehicle_type=read.vehicle_type,
+        vehicle_type=read.vehicle_type, direction=read.direction,
         hit=AlertHit(entry_id=hit.entry_id, entry_plate=hit.entry_plate, list_id=hit.list_id, list_name=list_name,
                      action=hit.action.value, priority=hit.priority, kind=hit.kind.value, score=hit.score,
                      explanation=hit.explanation[:500], reason=reason[:500], feed_version=hit.feed_version,

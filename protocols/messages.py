@@ -202,6 +202,8 @@ class CheckpointStatus(msgspec.Struct, **_STRICT):
     software: Text128 | None = None
     dropped_reads: int | None = None
     """Plain reads dropped from the outbox since it was created (disk quota)."""
+    stale_cameras: list[Text128] | None = None
+    """Configured cameras silent longer than their ``stale_after_s`` (the console colours the checkpoint)."""
 
 
 class HubStatus(msgspec.Struct, **_STRICT):
@@ -230,6 +232,15 @@ class AlertHit(msgspec.Struct, **_STRICT):
     matcher_version: Text32 = ""
 
 
+class AlertRoute(msgspec.Struct, **_STRICT):
+    """One checkpoint an alert was routed to, and why (central/routing.py)."""
+
+    checkpoint: Text128
+    why: Literal["read", "approach", "downstream"]
+    """``read``: it read the vehicle; ``approach``: early warning from a camera ahead of it;
+    ``downstream``: the vehicle is heading its way."""
+
+
 class Alert(msgspec.Struct, **_STRICT):
     """A hit made for people: sent to the console and to the checkpoint's tablets."""
 
@@ -249,6 +260,13 @@ class Alert(msgspec.Struct, **_STRICT):
     vehicle_type: Text32 | None = None
     thumbnail: Thumbnail | None = None
     """Base64 of a small JPEG of the read's picture (from the edge's hit), shown beside the alert."""
+    direction: Direction | None = None
+    routed_to: list[AlertRoute] = []
+    """The checkpoints the hub sent it to (empty: only its own, or none when it is covert/restricted)."""
+    folded: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Later hits of the same entry on the same list folded into this open alert (alerts.fold_window_s)."""
+    last_seen_at: float | None = None
+    last_seen_checkpoint: Text128 | None = None
 
 
 class OfficerAccount(msgspec.Struct, **_STRICT):

@@ -18,11 +18,11 @@ def keys(struct_type, prefix=""):
         ann = field.type
         inner = getattr(ann, "__args__", (None,))[0] if getattr(ann, "__origin__", None) is list else None
         if isinstance(ann, type) and issubclass(ann, msgspec.Struct):
-            out += keys(ann, f"{prefix}{field.name}.")
+            out += keys(ann, f"{prefix}{field.encode_name}.")
         elif isinstance(inner, type) and issubclass(inner, msgspec.Struct):
-            out += keys(inner, f"{prefix}{field.name}[].")
+            out += keys(inner, f"{prefix}{field.encode_name}[].")
         else:
-            out.append(prefix + field.name)
+            out.append(prefix + field.encode_name)
     return out
 
 

@@ -54,6 +54,8 @@ function drawAlerts() {
     const li = renderAlert(a);
     const thumb = evidenceThumb(a);  // console-evidence.js
     if (thumb) li.prepend(thumb);
+    const fold = foldBadge(a);
+    if (fold) li.append(fold);
     const history = outcomes.get(a.alert_id);
     if (history) li.append(el("div", "outcome-line", t("outcomes") + ": " + outcomeText(history[history.length - 1])));
     if (escalations.has(a.alert_id)) {
@@ -105,6 +107,7 @@ function drawDetail(searchPassages) {
     [t("reason"), a.hit.reason || "—"],
     [t("checkpoint"), a.checkpoint + " · " + t("camera") + " " + a.camera_id + (a.lane ? " · " + t("lane") + " " + a.lane : "")],
     [t("time"), fmtTime(a.captured_at)],
+    ...routingFacts(a),
   ];
   const dl = el("dl", "facts");
   for (const [k, v] of rows) { dl.append(el("dt", null, k), el("dd", null, v)); }
@@ -151,7 +154,7 @@ connectLive((frame) => {
   } else if (frame.type === "checkpoint") {
     checkpoints.set(frame.checkpoint.checkpoint, frame.checkpoint);
     drawCheckpoints();
-  } else if (frame.type === "alert") {
+  } else if (frame.type === "alert" || frame.type === "alert_folded") {
     alerts.set(frame.alert.alert_id, frame.alert);
     drawAlerts();
   } else if (frame.type === "outcome") {
@@ -162,6 +165,7 @@ connectLive((frame) => {
     const e = frame.escalation;
     escalations.set(e.alert_id, { ...(escalations.get(e.alert_id) || {}), ...e });
     if (!outcomes.has(e.alert_id)) escalationSound(e.alert_id);
+    commanderNotice(e, outcomes.has(e.alert_id));
     drawAlerts();
     if (e.alert_id === selected) drawDetail(false);
   }

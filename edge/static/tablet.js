@@ -46,6 +46,8 @@ function outcomeText(o) {
 function alertItem(alert) {
   const li = renderAlert(alert);
   const hit = alert.hit;
+  const routed = routeNote(alert);
+  if (routed) li.append(routed);
   if (hit.entry_plate && hit.entry_plate !== alert.plate_read) {
     li.append(el("div", "listed", t("listed") + " " + hit.entry_plate));
   }
@@ -69,6 +71,8 @@ function openAlert(alert, alarm) {
   const card = renderAlert(alert);
   card.append(el("div", "listed", t("listed") + " " + (alert.hit.entry_plate || "—") + " · " + t("list") + " " +
     alert.hit.list_name));
+  const routed = routeNote(alert);  // tablet-routing.js
+  if (routed) card.append(routed);
   body.replaceChildren(card, tabletEvidence(alert));  // tablet-evidence.js
   document.getElementById("overlay-note").value = "";
   overlay.hidden = false;
@@ -133,6 +137,7 @@ async function refreshStatus() {
     const resp = await fetch("/api/v1/status");
     if (!resp.ok) return;
     const s = await resp.json();
+    setTabletCheckpoint(s.checkpoint);
     document.getElementById("checkpoint").textContent = s.name ? s.name + " (" + s.checkpoint + ")" : s.checkpoint;
     const up = s.uplink.state === "connected" && s.uplink.hub_online !== false;
     const badge = document.getElementById("uplink");
