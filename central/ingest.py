@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import signing, topics
 from protocols.alerting import alert_for
+from protocols.kits import overall_call
 from protocols.matching import Entry
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -33,6 +34,7 @@ from protocols.messages import (
     EdgeHit,
     EventBatch,
     Gap,
+    KitResultEvent,
     PlateRead,
     decode,
     encode,
@@ -61,6 +63,8 @@ class BatchResult:
     dead_letters: int = 0
     gap_reads: int = 0
     outcomes: list[tuple[str, AlertOutcome]] = field(default_factory=list)
+    kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
+    """Quick-test results stored from this batch (first time only)."""
     status: CheckpointStatus | None = None
     clock_offset_s: float | None = None
     """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
@@ -90,7 +94,8 @@ class Ingest:
                  max_skew_s: float = 30.0,
                  on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
-                 signatures_required: bool = False, clones: CloneCheck | None = None) -> None:
+                 signatures_required: bool = False, clones: CloneCheck | None = None,
+                 on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None) -> None:
         self.store = store
         self.clones = clones
         self.watchlists = watchlists
@@ -98,6 +103,7 @@ class Ingest:
         self._on_alerts = on_alerts
         self._on_status = on_status
         self._on_outcomes = on_outcomes
+        self._on_kits = on_kits
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -138,6 +144,8 @@ class Ingest:
             self._on_status(result.status, result.clock_offset_s)
         if result.outcomes and self._on_outcomes is not None:
             self._on_outcomes(result.outcomes)
+        if result.kits and self._on_kits is not None:
+            self._on_kits(result.kits)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
@@ -216,6 +224,13 @@ class Ingest:
                 result.outcomes.append((checkpoint, event))
                 audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
                              detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
+            elif isinstance(event, KitResultEvent):
+                result.kits.append((checkpoint, event))
+                r = event.result
+                audit.append(db, event.checkpoint_officer, "officer", "kit.result", target=r.result_id,
+                             detail={"checkpoint": checkpoint, "kit_model": r.kit_model, "result": overall_call(r.panels),
+                                     "id_last4": r.subject.id_last4, "person_hits": event.person_hits},
+                             at=received_at)
             elif isinstance(event, AuditEvent):
                 try:
                     detail = msgspec.json.decode(event.detail.encode())
