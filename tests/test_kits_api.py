@@ -190,3 +190,33 @@ async def test_analyzer_export_is_read(client):
     body = await resp.json()
     assert body["problems"] == [] and len(body["tests"]) == 1
     assert [p["call"] for p in body["tests"][0]["panels"]] == ["negative"] * len(kit["panels"])
+
+
+async def test_person_watchlist_hit_offline_at_the_edge_and_never_a_plate(client):
+    from edge import keys
+    from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
+    from protocols.matching import Entry, ListKind, Watchlist
+    from protocols.messages import SCHEMA_VERSION
+
+    mirror = client.server.app[keys.MIRROR]
+    person_hash = hash_id_number(ID_NUMBER, SECRET)
+    await mirror.apply_delta(FeedDelta(v=SCHEMA_VERSION, version=mirror.version + 1, changes=[
+        ListUpsert(watchlist=Watchlist(list_id="persons", name="在逃人员", kind=ListKind.PERSON)),
+        EntryUpsert(entry=Entry(entry_id="persons:1", list_id="persons", plate=person_hash, reason="在逃")),
+        # a person entry that happens to look like a plate must still never answer a plate read
+        EntryUpsert(entry=Entry(entry_id="persons:2", list_id="persons", plate="鲁A12345"))]))
+    kit = (await catalogue(client))["SD-SAL6"]
+    calls = ["negative"] * len(kit["panels"])
+    async with client.ws_connect("/api/v1/ws") as ws:
+        resp = await client.post("/api/v1/kits/results", json=result_body(kit, calls))
+        assert resp.status == 200, await resp.text()
+        saved = await resp.json()
+        assert saved["person_hits"] == ["persons:1"] and saved["person_lists"] == ["在逃人员"]
+        assert saved["result"] == "negative" and saved["alert"] is True  # the person hit alone alerts
+        while (frame := await ws.receive_json(timeout=10))["type"] != "kit_alert":
+            pass
+        assert frame["kit"]["person_hits"] == ["persons:1"]
+    other = result_body(kit, calls, id_number="110105194912310010")
+    assert (await (await client.post("/api/v1/kits/results", json=other)).json())["person_hits"] == []
+    check = await (await client.get("/api/v1/check", params={"plate": "鲁A12345"})).json()
+    assert check["hits"] == []

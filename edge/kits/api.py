@@ -174,8 +174,8 @@ async def save_result(request: web.Request) -> web.Response:
         result = check_result(result, state.catalogue)
     except (KitError, msgspec.ValidationError) as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    hits = request.app[keys.MIRROR].match_person(subject.id_hash, now=time.time()) \
-        if hasattr(request.app[keys.MIRROR], "match_person") else []
+    # Offline, against the mirror's person lists: the edge knows at once, uplink or not.
+    hits = await request.app[keys.MIRROR].match_person(subject.id_hash, now=time.time())
     event = KitResultEvent(seq=1, checkpoint_officer=officer[:128], recorded_at=time.time(), result=result,
                            person_hits=[h.entry_id for h in hits])
     await service._commit([event], [PRIORITY_HIT])  # noqa: SLF001
@@ -184,7 +184,10 @@ async def save_result(request: web.Request) -> web.Response:
     frame = {"result_id": result.result_id, "result": call, "kit_model": result.kit_model,
              "id_last4": subject.id_last4, "kit_expired": result.kit_expired,
              "outside_read_window": result.outside_read_window, "id_problem": subject.id_problem,
-             "person_hits": event.person_hits, "alert": raises_alert(result)}
+             "person_hits": event.person_hits,
+             "person_lists": [request.app[keys.MIRROR].lists[h.list_id].name for h in hits
+                              if h.list_id in request.app[keys.MIRROR].lists],
+             "alert": raises_alert(result) or bool(hits)}
     if frame["alert"]:
         service.live.publish({"type": "kit_alert", "kit": frame})
     return web.Response(body=msgspec.json.encode(frame), content_type="application/json")
