@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocols import signing, topics
 from protocols.alerting import alert_for
 from protocols.kits import overall_call
-from protocols.matching import Entry
+from protocols.matching import Entry, ListKind, Watchlist
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -37,6 +37,7 @@ from protocols.messages import (
     KitResultEvent,
     PlateRead,
     decode,
+    derive_alert_id,
     encode,
     seq_ranges,
 )
@@ -226,6 +227,7 @@ class Ingest:
                              detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
             elif isinstance(event, KitResultEvent):
                 result.kits.append((checkpoint, event))
+                self._match_person(db, result, checkpoint, batch.epoch, event, received_at)
                 r = event.result
                 audit.append(db, event.checkpoint_officer, "officer", "kit.result", target=r.result_id,
                              detail={"checkpoint": checkpoint, "kit_model": r.kit_model, "result": overall_call(r.panels),
@@ -267,6 +269,29 @@ class Ingest:
             entry = _entry_decoder.decode(row[0]) if row else None
             alert = alert_for(checkpoint, epoch, read, hit, list_name=wl.name if wl else hit.list_id,
                               reason=entry.reason if entry else "", raised_at=received_at)
+            if self.store.insert_alert(db, alert):
+                result.alerts.append(alert)
+
+    def _match_person(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
+                      event: KitResultEvent, received_at: float) -> None:
+        """The hub checks a quick-test subject again against every person list (covert ones included,
+        which never reach an edge); a hit is an alert like a plate hit, routed by the same rules."""
+        r = event.result
+        rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
+        for (body,) in rows:
+            entry = _entry_decoder.decode(body)
+            wl = self.watchlists.lists.get(entry.list_id)
+            if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
+                continue
+            shown = f"ID …{r.subject.id_last4}"
+            alert = Alert(
+                v=SCHEMA_VERSION, alert_id=derive_alert_id(checkpoint, epoch, event.seq, entry.entry_id),
+                checkpoint=checkpoint, epoch=epoch, seq=event.seq, raised_at=received_at, captured_at=r.sampled_at,
+                camera_id="kit", plate_read=shown,
+                hit=AlertHit(entry_id=entry.entry_id[:128], entry_plate=shown, list_id=wl.list_id[:128],
+                             list_name=wl.name[:128], action=wl.action.value, priority=wl.priority, kind="person",
+                             score=1.0, explanation=f"quick test {r.result_id}: the subject's keyed ID hash is on "
+                             f"this person list"[:500], reason=entry.reason[:500]))
             if self.store.insert_alert(db, alert):
                 result.alerts.append(alert)
 
@@ -327,3 +352,8 @@ class Ingest:
         self.store.update_checkpoint(db, checkpoint, **fields)
         result.status = status
         return result
+
+
+def _valid(wl: Watchlist, entry: Entry, at: float) -> bool:
+    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and \
+        all(hi is None or at < hi for hi in (wl.valid_until, entry.valid_until))

@@ -69,3 +69,55 @@ async def test_kit_results_are_stored_once_and_served_with_filters(client):
     assert len(earlier) == 2 and all(r["result_id"] != "SD-DZ-001-1" or r["checkpoint"] == "SD-DZ-002" for r in earlier)
     assert (await client.get("/api/v1/kit-results?result=maybe")).status == 400
     assert (await client.get("/api/v1/kit-results?since=yesterday")).status == 400
+
+
+async def test_person_list_takes_id_numbers_hashed_and_the_hub_alerts_on_a_kit_subject(aiohttp_client, tmp_path,
+                                                                                       dead_broker_url):
+    from central.settings import KitsSettings
+    from protocols.kits import hash_id_number
+    from protocols.messages import PlateRead
+
+    secret = b"hub-kits-secret-0123456789"
+    (tmp_path / "secret").write_bytes(secret)
+    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
+                           console=ConsoleSettings(token="246810"),
+                           kits=KitsSettings(id_secret_file=str(tmp_path / "secret")))
+    client = await aiohttp_client(create_app(settings))
+    app = client.server.app
+    assert (await client.post("/login", json={"code": "246810"})).status == 200
+    resp = await client.post("/api/v1/watchlists", json={"list_id": "persons", "name": "在逃人员", "kind": "person",
+                                                         "priority": 95})
+    assert resp.status == 200, await resp.text()
+    number = "11010519491231002X"
+    url = "/api/v1/watchlists/persons/entries"
+    resp = await client.post(url, json={"id_number": number, "reason": "在逃"})
+    assert resp.status == 200, await resp.text()
+    entry = (await resp.json())["entry"]
+    hashed = hash_id_number(number, secret)
+    assert entry["plate"] == hashed and number not in entry["entry_id"]
+    # a pre-hashed value is taken as it is; a plate, both, or a malformed hash are refused
+    other = hash_id_number("110105194912310010", secret)
+    assert (await client.post(url, json={"id_hash": other})).status == 200
+    for bad in ({"plate": "鲁A12345"}, {"id_number": number, "id_hash": other}, {"id_hash": "md5$x"}):
+        assert (await client.post(url, json=bad)).status == 400, bad
+    assert (await client.post("/api/v1/watchlists", json={"list_id": "cars", "name": "车"})).status == 200
+    assert (await client.post("/api/v1/watchlists/cars/entries", json={"id_number": number})).status == 400
+    with sqlite3.connect(app[keys.STORE].path) as db:
+        for table in ("wl_entries", "audit", "feed_changes"):
+            try:
+                dump = "\n".join(str(row) for row in db.execute(f"SELECT * FROM {table}"))  # noqa: S608
+            except sqlite3.OperationalError:
+                continue
+            assert number not in dump, table
+
+    event = kit_event(1)
+    event = KitResultEvent(seq=1, checkpoint_officer="chen", recorded_at=event.recorded_at,
+                           result=KitResult(**{**{f: getattr(event.result, f) for f in event.result.__struct_fields__},
+                                               "subject": Subject(id_hash=hashed, id_last4="002X")}))
+    stored = ingest(app, [event])
+    (alert,) = stored.alerts
+    assert alert.hit.kind == "person" and alert.hit.list_name == "在逃人员" and alert.plate_read == "ID …002X"
+    assert hashed not in alert.hit.entry_plate
+    # A plate read never answers a person entry, whatever it holds.
+    read = PlateRead(seq=2, camera_id="c", captured_at=time.time(), plate=hashed[:32], plate_raw="x", plate_valid=False)
+    assert ingest(app, [read]).alerts == []
