@@ -1,7 +1,7 @@
 """The quick-test flow in a real headless Chromium, against real hub, edge and Mosquitto processes:
 on the tablet an officer types the ID number, picks the kit, uploads a cassette photo (made by
 edge/kits/synth.py), sees the machine reading per panel, confirms each, names the second officer,
-seals the samples of the positive and saves; the result reaches the hub (API), and the ID number is
+seals the samples of the positive and saves; the result reaches the hub (API and the console's panel), and the ID number is
 nowhere in the edge's data."""
 
 from __future__ import annotations
@@ -107,6 +107,21 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 assert (stored["sample_a"], stored["sample_b"], stored["needs_lab"]) == ("A-778", "B-778", True)
                 assert [p["officer_call"] for p in stored["panels"]] == truth
                 assert all(p["machine"] is not None for p in stored["panels"])
+
+                # ... and on the console's quick-test panel
+                console = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
+                await console.goto(hub.base + "/login")
+                await console.click("summary")
+                await console.fill("input[name=code]", "console-code")
+                await console.click("button[type=submit]")
+                await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+                await console.click("#kits-open")
+                row = f"#kits-rows tr[data-result-id='{result_id}']"
+                await console.wait_for_selector(row, timeout=TIMEOUT_MS)
+                text = await console.inner_text(row)
+                assert "SD-DZ-001" in text and "…002X" in text and "阳性" in text and "A-778" in text
+                await console.select_option("#kits-result", "negative")
+                await console.wait_for_selector(row, state="detached", timeout=TIMEOUT_MS)
             finally:
                 await browser.close()
     for path in (tmp_path / "edge").rglob("*"):
