@@ -19,8 +19,8 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import signing, topics
-from protocols.alerting import alert_for
-from protocols.kits import overall_call
+from protocols.alerting import alert_for, kit_alert, person_alert
+from protocols.kits import overall_call, raises_alert
 from protocols.matching import Entry, ListKind, Watchlist
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -37,7 +37,6 @@ from protocols.messages import (
     KitResultEvent,
     PlateRead,
     decode,
-    derive_alert_id,
     encode,
     seq_ranges,
 )
@@ -274,24 +273,21 @@ class Ingest:
 
     def _match_person(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                       event: KitResultEvent, received_at: float) -> None:
-        """The hub checks a quick-test subject again against every person list (covert ones included,
+        """A positive or invalid quick test is an alert (the same one the edge raised: one id); and the hub
+        checks the subject again against every person list (covert ones included,
         which never reach an edge); a hit is an alert like a plate hit, routed by the same rules."""
         r = event.result
+        if raises_alert(r):
+            alert = kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
+            if self.store.insert_alert(db, alert):
+                result.alerts.append(alert)
         rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
         for (body,) in rows:
             entry = _entry_decoder.decode(body)
             wl = self.watchlists.lists.get(entry.list_id)
             if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
                 continue
-            shown = f"ID …{r.subject.id_last4}"
-            alert = Alert(
-                v=SCHEMA_VERSION, alert_id=derive_alert_id(checkpoint, epoch, event.seq, entry.entry_id),
-                checkpoint=checkpoint, epoch=epoch, seq=event.seq, raised_at=received_at, captured_at=r.sampled_at,
-                camera_id="kit", plate_read=shown,
-                hit=AlertHit(entry_id=entry.entry_id[:128], entry_plate=shown, list_id=wl.list_id[:128],
-                             list_name=wl.name[:128], action=wl.action.value, priority=wl.priority, kind="person",
-                             score=1.0, explanation=f"quick test {r.result_id}: the subject's keyed ID hash is on "
-                             f"this person list"[:500], reason=entry.reason[:500]))
+            alert = person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
             if self.store.insert_alert(db, alert):
                 result.alerts.append(alert)
 

@@ -93,6 +93,9 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 result_id = await tablet.get_attribute("#kit-result", "data-result-id")
                 assert "阳性" in await tablet.inner_text("#kit-result")
                 assert await tablet.input_value("#kit-id") == ""
+                # the positive is an alert on the tablet too (the edge's alert log), the subject as its last four
+                await tablet.click("#kit-close")
+                await tablet.wait_for_selector("#alerts li .plate >> text=ID …002X", timeout=TIMEOUT_MS)
 
                 await login(http, hub.base, "console-code")
 

@@ -173,11 +173,16 @@ async def test_positive_goes_to_lab_with_seals_and_alerts_the_tablet(client):
         assert resp.status == 200, await resp.text()
         saved = await resp.json()
         assert saved["result"] == "positive" and saved["alert"] is True
-        while True:
-            frame = await ws.receive_json(timeout=10)
-            if frame["type"] == "kit_alert":
-                break
-        assert frame["kit"]["result_id"] == saved["result_id"] and frame["kit"]["id_last4"] == "002X"
+        while (frame := await ws.receive_json(timeout=10))["type"] != "alert":
+            pass
+        alert = frame["alert"]
+        assert [alert["alert_id"]] == saved["alert_ids"]
+        assert alert["plate_read"] == "ID …002X" and alert["hit"]["kind"] == "kit"
+        assert saved["result_id"] in alert["hit"]["explanation"] and "MOR/OPI" in alert["hit"]["explanation"]
+    # in the edge's alert log, as any alert (the officer can acknowledge it), and never the number
+    alerts = (await (await client.get("/api/v1/alerts")).json())["alerts"]
+    assert [a["alert_id"] for a in alerts] == saved["alert_ids"]
+    assert ID_NUMBER not in json.dumps(alerts, ensure_ascii=False)
 
 
 async def test_analyzer_export_is_read(client):
@@ -213,9 +218,10 @@ async def test_person_watchlist_hit_offline_at_the_edge_and_never_a_plate(client
         saved = await resp.json()
         assert saved["person_hits"] == ["persons:1"] and saved["person_lists"] == ["在逃人员"]
         assert saved["result"] == "negative" and saved["alert"] is True  # the person hit alone alerts
-        while (frame := await ws.receive_json(timeout=10))["type"] != "kit_alert":
+        while (frame := await ws.receive_json(timeout=10))["type"] != "alert":
             pass
-        assert frame["kit"]["person_hits"] == ["persons:1"]
+        assert frame["alert"]["hit"]["kind"] == "person" and frame["alert"]["hit"]["list_name"] == "在逃人员"
+        assert saved["alert_ids"] == [frame["alert"]["alert_id"]]
     other = result_body(kit, calls, id_number="110105194912310010")
     assert (await (await client.post("/api/v1/kits/results", json=other)).json())["person_hits"] == []
     check = await (await client.get("/api/v1/check", params={"plate": "鲁A12345"})).json()

@@ -44,6 +44,10 @@ async def test_kit_results_are_stored_once_and_served_with_filters(client):
     app = client.server.app
     first = ingest(app, [kit_event(1, "positive", sampled_at=1_800_000_000.0), kit_event(2)])
     assert first.committed == [1, 2] and len(first.kits) == 2
+    (alert,) = first.alerts  # the positive one, with the id the edge gave it
+    assert alert.hit.kind == "kit" and alert.hit.action == "notify" and alert.plate_read == "ID …002X"
+    from protocols.alerting import kit_alert
+    assert alert.alert_id == kit_alert("SD-DZ-001", 1, 1, kit_event(1, "positive").result, raised_at=0).alert_id
     again = ingest(app, [kit_event(1, "positive", sampled_at=1_800_000_000.0)])
     assert again.duplicates == 1 and again.kits == []
     ingest(app, [kit_event(1, "invalid")], checkpoint="SD-DZ-002")

@@ -2,6 +2,7 @@
 // filtered by checkpoint and result. Refreshed while open. Everything rendered as text (el()).
 "use strict";
 Object.assign(CORDON_I18N.zh, {
+  "kind.kit": "毒品快检", "kind.person": "人员布控比中",
   "kits.panel": "快检结果", "kits.title": "毒品快速检测结果", "kits.close": "关闭", "kits.all": "全部",
   "kits.positive": "阳性", "kits.negative": "阴性", "kits.invalid": "无效", "kits.checkpoint": "查缉点",
   "kits.time": "取样时间", "kits.subject": "身份证尾号", "kits.kit": "试剂盒", "kits.panels": "逐项（民警/机器）",
@@ -9,6 +10,7 @@ Object.assign(CORDON_I18N.zh, {
   "kits.person": "比中人员布控", "kits.lab": "送检", "kits.none": "暂无快检结果", "kits.failed": "无法读取快检结果",
 });
 Object.assign(CORDON_I18N.en, {
+  "kind.kit": "drug quick test", "kind.person": "person watchlist",
   "kits.panel": "Quick tests", "kits.title": "Drug quick-test results", "kits.close": "Close", "kits.all": "All",
   "kits.positive": "positive", "kits.negative": "negative", "kits.invalid": "invalid", "kits.checkpoint": "Checkpoint",
   "kits.time": "Sampled", "kits.subject": "ID (last 4)", "kits.kit": "Kit", "kits.panels": "Panels (officer/machine)",

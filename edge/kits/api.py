@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
+from protocols.alerting import kit_alert, person_alert
 from protocols.kits import (
     DrugCode,
     KitError,
@@ -178,16 +179,20 @@ async def save_result(request: web.Request) -> web.Response:
     hits = await request.app[keys.MIRROR].match_person(subject.id_hash, now=time.time())
     event = KitResultEvent(seq=1, checkpoint_officer=officer[:128], recorded_at=time.time(), result=result,
                            person_hits=[h.entry_id for h in hits])
-    await service._commit([event], [PRIORITY_HIT])  # noqa: SLF001
+    (committed,) = await service._commit([event], [PRIORITY_HIT])  # noqa: SLF001
     call = overall_call(result.panels)
     log.info("kit result %s: %s (%s)", result.result_id, call, result.kit_model)
+    mirror, epoch, now = request.app[keys.MIRROR], request.app[keys.OUTBOX].epoch, time.time()
+    # Into the edge's alert log and onto every tablet, as any alert; the hub raises the same ids on ingest.
+    alerts = [kit_alert(service.checkpoint, epoch, committed.seq, result, raised_at=now)] if raises_alert(result) else []
+    alerts += [person_alert(service.checkpoint, epoch, committed.seq, result, h, mirror.lists[h.list_id], raised_at=now)
+               for h in hits if h.list_id in mirror.lists]
+    for alert in alerts:
+        await service.on_alert(alert)
     frame = {"result_id": result.result_id, "result": call, "kit_model": result.kit_model,
              "id_last4": subject.id_last4, "kit_expired": result.kit_expired,
              "outside_read_window": result.outside_read_window, "id_problem": subject.id_problem,
              "person_hits": event.person_hits,
-             "person_lists": [request.app[keys.MIRROR].lists[h.list_id].name for h in hits
-                              if h.list_id in request.app[keys.MIRROR].lists],
-             "alert": raises_alert(result) or bool(hits)}
-    if frame["alert"]:
-        service.live.publish({"type": "kit_alert", "kit": frame})
+             "person_lists": [mirror.lists[h.list_id].name for h in hits if h.list_id in mirror.lists],
+             "alert": bool(alerts), "alert_ids": [a.alert_id for a in alerts]}
     return web.Response(body=msgspec.json.encode(frame), content_type="application/json")

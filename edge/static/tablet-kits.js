@@ -4,6 +4,7 @@
 // Nothing received is parsed as HTML (el() sets textContent only).
 "use strict";
 Object.assign(CORDON_I18N.zh, {
+  "kind.kit": "毒品快检", "kind.person": "人员布控比中",
   "kits.open": "毒品快检", "kits.title": "毒品快速检测", "kits.close": "关闭", "kits.id": "身份证号",
   "kits.name": "姓名（可选）", "kits.kit": "试剂盒", "kits.lot": "批号", "kits.expiry": "有效期",
   "kits.sample": "样本", "kits.sample.saliva": "唾液", "kits.sample.urine": "尿液", "kits.minutes": "取样至今（分钟）",
@@ -15,6 +16,7 @@ Object.assign(CORDON_I18N.zh, {
   "kits.window": "超出判读时间窗", "kits.alert": "快检阳性/无效", "kits.person": "比中人员布控", "kits.new": "新的检测",
 });
 Object.assign(CORDON_I18N.en, {
+  "kind.kit": "drug quick test", "kind.person": "person watchlist",
   "kits.open": "Drug test", "kits.title": "Drug quick test", "kits.close": "Close", "kits.id": "ID-card number",
   "kits.name": "Name (optional)", "kits.kit": "Kit", "kits.lot": "Lot", "kits.expiry": "Expiry",
   "kits.sample": "Sample", "kits.sample.saliva": "saliva", "kits.sample.urine": "urine", "kits.minutes": "Minutes since sampling",
