@@ -235,6 +235,11 @@ async def watchlist_import(request: web.Request) -> web.Response:
     existing = await asyncio.to_thread(store.read, lambda db: get_list(db, list_id))
     if existing is None and request.query.get("create") not in ("1", "true", "yes"):
         raise json_error(web.HTTPNotFound, f"no list {list_id!r} (create it first, or pass create=1)")
+    if existing is not None and existing.kind == ListKind.PERSON:
+        # The plate importer would keep ID numbers as they are: person entries go one by one through
+        # POST /api/v1/watchlists/{list_id}/entries, which hashes them.
+        raise json_error(web.HTTPBadRequest, f"{list_id!r} is a person list: add its entries with "
+                         f"POST /api/v1/watchlists/{list_id}/entries (id_number or id_hash); bulk import is not built")
     try:
         result = await asyncio.to_thread(importer.parse_entries, data, fmt, list_id,  # type: ignore[arg-type]
                                          created_by=_actor(request),

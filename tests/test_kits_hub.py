@@ -104,6 +104,8 @@ async def test_person_list_takes_id_numbers_hashed_and_the_hub_alerts_on_a_kit_s
     assert (await client.post(url, json={"id_hash": other})).status == 200
     for bad in ({"plate": "鲁A12345"}, {"id_number": number, "id_hash": other}, {"id_hash": "md5$x"}):
         assert (await client.post(url, json=bad)).status == 400, bad
+    resp = await client.post("/api/v1/watchlists/persons/import?format=csv", data=f"plate\n{number}\n".encode())
+    assert resp.status == 400 and "person list" in (await resp.json())["error"]
     assert (await client.post("/api/v1/watchlists", json={"list_id": "cars", "name": "车"})).status == 200
     assert (await client.post("/api/v1/watchlists/cars/entries", json={"id_number": number})).status == 400
     with sqlite3.connect(app[keys.STORE].path) as db:

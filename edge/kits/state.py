@@ -26,7 +26,10 @@ class KitsState:
         catalogue = load_catalogue(SHIPPED_CATALOGUE, *k.catalogue_files)
         secret = None
         if k.id_secret_file:
-            secret = Path(k.id_secret_file).read_bytes().strip()
+            try:
+                secret = Path(k.id_secret_file).read_bytes().strip()
+            except OSError as exc:
+                raise ValueError(f"kits.id_secret_file {k.id_secret_file}: {exc.strerror}") from None
             if len(secret) < 16:
                 raise ValueError(f"kits.id_secret_file {k.id_secret_file}: the secret must be at least 16 bytes")
         return cls(catalogue, secret, settings.data_path / "kits" / "photos", k.max_photo_bytes,
