@@ -6,6 +6,7 @@ nowhere in the edge's data."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -21,6 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.system]
 ID_NUMBER = "11010519491231002X"
 TIMEOUT_MS = 45_000
 MODEL = "SD-SAL6"
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 def cassette_photo(path: Path) -> list[str]:
@@ -88,6 +90,8 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 await tablet.check("#kit-needs-lab")
                 await tablet.fill("#kit-seal-a", "A-778")
                 await tablet.fill("#kit-seal-b", "B-778")
+                if os.environ.get("CORDON_SCREENSHOTS") == "1":
+                    await tablet.screenshot(path=str(SHOTS / "tablet-kits.png"))
                 await tablet.click("#kit-save")
                 await tablet.wait_for_selector("#kit-result .ok", timeout=TIMEOUT_MS)
                 result_id = await tablet.get_attribute("#kit-result", "data-result-id")
@@ -123,6 +127,8 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 await console.wait_for_selector(row, timeout=TIMEOUT_MS)
                 text = await console.inner_text(row)
                 assert "SD-DZ-001" in text and "…002X" in text and "阳性" in text and "A-778" in text
+                if os.environ.get("CORDON_SCREENSHOTS") == "1":
+                    await console.screenshot(path=str(SHOTS / "console-kits.png"))
                 await console.select_option("#kits-result", "negative")
                 await console.wait_for_selector(row, state="detached", timeout=TIMEOUT_MS)
             finally:
