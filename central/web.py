@@ -194,9 +194,15 @@ async def kit_results(request: web.Request) -> web.Response:
     result = request.query.get("result") or None
     if result not in (None, "positive", "negative", "invalid"):
         raise json_error(web.HTTPBadRequest, "result is positive, negative or invalid")
-    rows = await asyncio.to_thread(request.app[keys.STORE].kit_results, request.query.get("checkpoint") or None,
-                                   _time_param(request, "since"), _time_param(request, "until"), result,
-                                   _limit(request))
+    store, principal = request.app[keys.STORE], principal_of(request)
+    checkpoint, since, until = request.query.get("checkpoint") or None, _time_param(request, "since"), \
+        _time_param(request, "until")
+    rows = await asyncio.to_thread(store.kit_results, checkpoint, since, until, result, _limit(request))
+    # Test results are health data: who looked at which of them is on the record.
+    await store.run(lambda db: audit.append(db, principal.name if principal else "?",
+                                            principal.role if principal else "", "kit_results.read",
+                                            detail={"checkpoint": checkpoint, "since": since, "until": until,
+                                                    "result": result, "rows": len(rows)}))
     return _json({"kit_results": rows})
 
 

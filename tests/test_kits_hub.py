@@ -73,6 +73,9 @@ async def test_kit_results_are_stored_once_and_served_with_filters(client):
     assert len(earlier) == 2 and all(r["result_id"] != "SD-DZ-001-1" or r["checkpoint"] == "SD-DZ-002" for r in earlier)
     assert (await client.get("/api/v1/kit-results?result=maybe")).status == 400
     assert (await client.get("/api/v1/kit-results?since=yesterday")).status == 400
+    with sqlite3.connect(app[keys.STORE].path) as db:
+        reads = db.execute("SELECT actor, detail FROM audit WHERE action = 'kit_results.read'").fetchall()
+    assert len(reads) == 5 and all(actor == "access code" for actor, _ in reads)
 
 
 async def test_person_list_takes_id_numbers_hashed_and_the_hub_alerts_on_a_kit_subject(aiohttp_client, tmp_path,
