@@ -338,10 +338,11 @@ class HubStore:
     #: What the hits retention removes: (table, time column). The audit trail is never purged.
     HIT_TABLES = (("alerts", "raised_at"), ("alert_outcomes", "acknowledged_at"), ("edge_hits", "raised_at"),
                   ("events", "received_at"), ("webhook_deliveries", "at"), ("gaps", "received_at"),
-                  ("dead_letters", "received_at"))
+                  ("dead_letters", "received_at"), ("kit_results", "received_at"))
 
     def purge_hits_before(self, cutoff: float) -> dict[str, int]:
-        """Delete alerts, outcomes, edge hits, gap reports and dead letters older than ``cutoff`` (unix s)."""
+        """Delete alerts, outcomes, edge hits, gap reports, dead letters and quick-test results older than
+        ``cutoff`` (unix s)."""
 
         def job(db: sqlite_utils.Database) -> dict[str, int]:
             return {table: db.conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount

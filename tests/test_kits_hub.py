@@ -130,3 +130,12 @@ async def test_person_list_takes_id_numbers_hashed_and_the_hub_alerts_on_a_kit_s
     # A plate read never answers a person entry, whatever it holds.
     read = PlateRead(seq=2, camera_id="c", captured_at=time.time(), plate=hashed[:32], plate_raw="x", plate_valid=False)
     assert ingest(app, [read]).alerts == []
+
+
+async def test_kit_results_follow_the_hits_retention(client):
+    app = client.server.app
+    ingest(app, [kit_event(1), kit_event(2)])
+    store = app[keys.STORE]
+    assert store.purge_hits_before(time.time() - 3600)["kit_results"] == 0
+    assert store.purge_hits_before(time.time() + 1)["kit_results"] == 2
+    assert store.kit_results() == []
