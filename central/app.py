@@ -13,8 +13,9 @@ from aiohttp import web
 
 from protocols import signing
 from protocols.feed import FeedChange, ListUpsert, PermitRules
+from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
-from protocols.messages import AlertOutcome, CheckpointStatus
+from protocols.messages import AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
 from runtime.background import background, stop
 from runtime.fanout import Fanout
@@ -83,7 +84,8 @@ def create_app(settings: HubSettings) -> web.Application:
                     clones=_clone_check(settings),
                     router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
                     fold_window_s=settings.alerts.fold_window_s,
-                    on_folded=dispatcher.submit_folded_threadsafe)
+                    on_folded=dispatcher.submit_folded_threadsafe,
+                    on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits))
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
@@ -136,6 +138,21 @@ def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]])
     """Officers recorded what came of alerts: every console sees it at once."""
     for checkpoint, outcome in outcomes:
         app[keys.CONSOLE].publish({"type": "outcome", "outcome": outcome_frame(checkpoint, outcome)})
+
+
+def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> None:
+    """Quick-test results arrived: every console sees them; a positive or invalid one, or a subject on a
+    person list, is flagged as an alert in the frame (the console raises it)."""
+    for checkpoint, event in kits:
+        app[keys.CONSOLE].publish({"type": "kit", "kit": kit_frame(checkpoint, event)})
+
+
+def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:
+    r = event.result
+    return {"result_id": r.result_id, "checkpoint": checkpoint, "result": overall_call(r.panels),
+            "kit_model": r.kit_model, "id_last4": r.subject.id_last4, "sampled_at": r.sampled_at,
+            "officers": r.officers, "kit_expired": r.kit_expired, "outside_read_window": r.outside_read_window,
+            "person_hits": event.person_hits, "alert": raises_alert(r) or bool(event.person_hits)}
 
 
 def outcome_frame(checkpoint: str, outcome: AlertOutcome) -> dict[str, object]:

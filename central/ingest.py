@@ -21,8 +21,9 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import signing, topics
-from protocols.alerting import alert_for
-from protocols.matching import Entry
+from protocols.alerting import alert_for, kit_alert, person_alert
+from protocols.kits import overall_call, raises_alert
+from protocols.matching import Entry, ListKind, Watchlist
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -36,6 +37,7 @@ from protocols.messages import (
     Event,
     EventBatch,
     Gap,
+    KitResultEvent,
     PlateRead,
     decode,
     encode,
@@ -69,6 +71,8 @@ class BatchResult:
     outcomes: list[tuple[str, AlertOutcome]] = field(default_factory=list)
     pictures: list[Alert] = field(default_factory=list)
     """Alerts raised before their edge hit brought the picture, now with it."""
+    kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
+    """Quick-test results stored from this batch (first time only)."""
     status: CheckpointStatus | None = None
     clock_offset_s: float | None = None
     """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
@@ -131,7 +135,8 @@ class Ingest:
                  edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
                  signatures_required: bool = False, clones: CloneCheck | None = None,
                  router: Router | None = None, fold_window_s: float = 0.0,
-                 on_folded: Callable[[list[Alert]], None] | None = None) -> None:
+                 on_folded: Callable[[list[Alert]], None] | None = None,
+                 on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None) -> None:
         self.store = store
         self.router = router or Router()
         self.fold_window_s = fold_window_s
@@ -143,6 +148,7 @@ class Ingest:
         self._on_status = on_status
         self._on_outcomes = on_outcomes
         self._on_pictures = on_pictures
+        self._on_kits = on_kits
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -190,6 +196,8 @@ class Ingest:
             self._on_outcomes(result.outcomes)
         if result.pictures and self._on_pictures is not None:
             self._on_pictures(result.pictures)
+        if result.kits and self._on_kits is not None:
+            self._on_kits(result.kits)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
@@ -271,6 +279,14 @@ class Ingest:
                 result.outcomes.append((checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event))
                 audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
                              detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
+            elif isinstance(event, KitResultEvent):
+                result.kits.append((checkpoint, event))
+                self._match_person(db, result, checkpoint, batch.epoch, event, received_at)
+                r = event.result
+                audit.append(db, event.checkpoint_officer, "officer", "kit.result", target=r.result_id,
+                             detail={"checkpoint": checkpoint, "kit_model": r.kit_model, "result": overall_call(r.panels),
+                                     "id_last4": r.subject.id_last4, "person_hits": event.person_hits},
+                             at=received_at)
             elif isinstance(event, AuditEvent):
                 try:
                     detail = msgspec.json.decode(event.detail.encode())
@@ -344,6 +360,29 @@ class Ingest:
         if self.store.insert_alert(db, routed):
             result.alerts.append(routed)
 
+    def _match_person(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
+                      event: KitResultEvent, received_at: float) -> None:
+        """A positive or invalid quick test is an alert (the same one the edge raised: one id); and the hub
+        checks the subject again against every person list (covert ones included,
+        which never reach an edge); a hit is an alert like a plate hit, routed by the same rules."""
+        r = event.result
+        if raises_alert(r):
+            self._raise_unfolded(db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at))
+        rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
+        for (body,) in rows:
+            entry = _entry_decoder.decode(body)
+            wl = self.watchlists.lists.get(entry.list_id)
+            if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
+                continue
+            self._raise_unfolded(db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl,
+                                                          raised_at=received_at))
+
+    def _raise_unfolded(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+        """A quick test's alert: each test is its own event (never folded), routed like any alert."""
+        routed = self.router.route(alert)
+        if self.store.insert_alert(db, routed):
+            result.alerts.append(routed)
+
     def _reconcile(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
                    read_seq: int, received_at: float, near: float) -> None:
         """Edge and hub hits on one read are one alert (same id). An edge hit the hub did not make
@@ -402,3 +441,8 @@ class Ingest:
         self.store.update_checkpoint(db, checkpoint, **fields)
         result.status = status
         return result
+
+
+def _valid(wl: Watchlist, entry: Entry, at: float) -> bool:
+    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and \
+        all(hi is None or at < hi for hi in (wl.valid_until, entry.valid_until))

@@ -181,6 +181,12 @@ class StoreSettings(msgspec.Struct, **_STRICT):
     (nothing is acknowledged then, and the edges send again)."""
 
 
+class KitsSettings(msgspec.Struct, **_STRICT):
+    id_secret_file: str = ""
+    """The deployment secret that keys the ID-number hash: the same file as the edges' ``kits.id_secret_file``.
+    The person-list entry API hashes ID numbers with it; empty: only pre-hashed values are accepted."""
+
+
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -199,6 +205,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
+    kits: KitsSettings = msgspec.field(default_factory=KitsSettings)
 
     @property
     def data_path(self) -> Path:

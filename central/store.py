@@ -21,7 +21,18 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from protocols.messages import Alert, AlertOutcome, AuditEvent, EdgeHit, Event, Gap, Passage, PlateRead
+from protocols.kits import KitResult, overall_call
+from protocols.messages import (
+    Alert,
+    AlertOutcome,
+    AuditEvent,
+    EdgeHit,
+    Event,
+    Gap,
+    KitResultEvent,
+    Passage,
+    PlateRead,
+)
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
@@ -110,10 +121,20 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 9: folding repeated hits into the open alert (central/folding.py)
     folding.SCHEMA,
+    # 10: drug quick-test results from the tablets; body is the KitResult as sent
+    [
+        """CREATE TABLE kit_results (checkpoint TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL,
+            result_id TEXT NOT NULL, id_hash TEXT NOT NULL, id_last4 TEXT NOT NULL, kit_model TEXT NOT NULL,
+            result TEXT NOT NULL, officer TEXT NOT NULL, sampled_at REAL NOT NULL, read_at REAL NOT NULL,
+            kit_expired INTEGER NOT NULL, outside_read_window INTEGER NOT NULL, person_hits TEXT NOT NULL,
+            body BLOB NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (checkpoint, epoch, seq))""",
+        "CREATE INDEX kit_results_time ON kit_results (sampled_at)",
+        "CREATE INDEX kit_results_subject ON kit_results (id_hash)",
+    ],
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
-                           AlertOutcome: "outcome", AuditEvent: "audit"}
+                           AlertOutcome: "outcome", AuditEvent: "audit", KitResultEvent: "kit"}
 RECORD_MIGRATION = 100
 """Reads and passages leave hub.db for day files (moved by :meth:`SqliteReadStore.import_legacy`); numbered
 apart from the list above so the two sequences never collide."""
@@ -158,6 +179,8 @@ def _made_at(event: Event) -> float:
         return event.acknowledged_at
     if isinstance(event, AuditEvent):
         return event.at
+    if isinstance(event, KitResultEvent):
+        return event.recorded_at
     raise TypeError(type(event).__name__)
 
 
@@ -253,6 +276,15 @@ class HubStore:
                 alert_raised_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)""",
                 (checkpoint, epoch, event.seq, event.alert_id, event.outcome, event.note, event.officer,
                  event.acknowledged_at, event.alert_raised_at, received_at))
+        elif isinstance(event, KitResultEvent):
+            r = event.result
+            db.conn.execute(
+                """INSERT INTO kit_results (checkpoint, epoch, seq, result_id, id_hash, id_last4, kit_model, result,
+                officer, sampled_at, read_at, kit_expired, outside_read_window, person_hits, body, received_at)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (checkpoint, epoch, event.seq, r.result_id, r.subject.id_hash, r.subject.id_last4, r.kit_model,
+                 overall_call(r.panels), event.checkpoint_officer, r.sampled_at, r.read_at, int(r.kit_expired),
+                 int(r.outside_read_window), ",".join(event.person_hits), _encoder.encode(r), received_at))
         return Outcome(inserted=True)
 
     @staticmethod
@@ -326,10 +358,12 @@ class HubStore:
     #: What the hits retention removes: (table, time column). The audit trail is never purged.
     HIT_TABLES = (("alerts", "raised_at"), ("alert_outcomes", "acknowledged_at"), ("edge_hits", "raised_at"),
                   ("events", "received_at"), ("webhook_deliveries", "at"), ("gaps", "received_at"),
-                  ("dead_letters", "received_at"), ("alert_folds", "raised_at"))
+                  ("dead_letters", "received_at"), ("alert_folds", "raised_at"),
+                  ("kit_results", "received_at"))
 
     def purge_hits_before(self, cutoff: float) -> dict[str, int]:
-        """Delete alerts, outcomes, edge hits, gap reports and dead letters older than ``cutoff`` (unix s)."""
+        """Delete alerts, outcomes, edge hits, gap reports, dead letters and quick-test results older than
+        ``cutoff`` (unix s)."""
 
         def job(db: sqlite_utils.Database) -> dict[str, int]:
             return {table: db.conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
@@ -379,6 +413,30 @@ class HubStore:
         cols = ("checkpoint", "epoch", "lo", "hi", "count", "reason", "dropped_at", "received_at")
         return self.read(lambda db: [dict(zip(cols, row, strict=True))
                                      for row in db.conn.execute(sql, (*args, limit))])
+
+    def kit_results(self, checkpoint: str | None = None, since: float | None = None, until: float | None = None,
+                    result: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Quick-test results, newest first (the subject only as hash and last four)."""
+        where, args = [], []
+        for cond, value in (("checkpoint = ?", checkpoint), ("sampled_at >= ?", since), ("sampled_at < ?", until),
+                            ("result = ?", result)):
+            if value is not None:
+                where.append(cond)
+                args.append(value)
+        sql = ("SELECT checkpoint, epoch, seq, officer, person_hits, body, received_at FROM kit_results"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY sampled_at DESC LIMIT ?")
+
+        def q(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+            out = []
+            for cp, epoch, seq, officer, hits, body, received in db.conn.execute(sql, (*args, limit)):
+                record = msgspec.json.decode(body)
+                record.update(checkpoint=cp, epoch=epoch, seq=seq, recorded_by=officer, received_at=received,
+                              person_hits=[h for h in hits.split(",") if h],
+                              result=overall_call(msgspec.json.decode(body, type=KitResult).panels))
+                out.append(record)
+            return out
+
+        return self.read(q)
 
     def dead_letters(self, limit: int = 100, before_id: int | None = None) -> list[deadletters.DeadLetter]:
         return self.read(lambda db: deadletters.recent(db, limit, before_id))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from protocols import plates
 from protocols.feed import FeedChange, ListUpsert
-from protocols.matching import Entry, Hit, ListAction, MatchKind, PermitRule, Watchlist
+from protocols.matching import Entry, Hit, ListAction, ListKind, MatchKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
 
 from .importer import diff_entries
@@ -135,6 +135,8 @@ class HubWatchlists:
         if not plate:
             return []
         hits = self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+        # A person list's entries hold keyed ID hashes, not plates: they never answer a plate read.
+        hits = [h for h in hits if (wl := self.lists.get(h.list_id)) is None or wl.kind != ListKind.PERSON]
         if self.permit_rules:
             hits += self.index.check_permit(plate, colour, vehicle_type, self.permit_rules, now=now)
         return hits

@@ -61,6 +61,7 @@ POLICY: dict[str, Rule] = {
     "ring": STAFF,
     "dead_letters": OPERATIONS,
     "gaps": STAFF,
+    "kit_results": SEARCHERS,
     "webhooks": OPERATIONS,
     "audit": AUDITORS,
     "audit_export": AUDITORS,
@@ -176,6 +177,38 @@ async def dead_letters(request: web.Request) -> web.Response:
     except ValueError:
         raise json_error(web.HTTPBadRequest, "before_id must be a whole number") from None
     return _json({"dead_letters": await asyncio.to_thread(store.dead_letters, _limit(request), before_id)})
+
+
+def _time_param(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, f"{name}: unix seconds or ISO 8601") from None
+
+
+async def kit_results(request: web.Request) -> web.Response:
+    """Drug quick-test results from the tablets, newest first (?checkpoint=, ?since=, ?until=,
+    ?result=positive|negative|invalid, ?limit=); the subject only as hash and last four."""
+    result = request.query.get("result") or None
+    if result not in (None, "positive", "negative", "invalid"):
+        raise json_error(web.HTTPBadRequest, "result is positive, negative or invalid")
+    store, principal = request.app[keys.STORE], principal_of(request)
+    checkpoint, since, until = request.query.get("checkpoint") or None, _time_param(request, "since"), \
+        _time_param(request, "until")
+    rows = await asyncio.to_thread(store.kit_results, checkpoint, since, until, result, _limit(request))
+    # Test results are health data: who looked at which of them is on the record.
+    await store.run(lambda db: audit.append(db, principal.name if principal else "?",
+                                            principal.role if principal else "", "kit_results.read",
+                                            detail={"checkpoint": checkpoint, "since": since, "until": until,
+                                                    "result": result, "rows": len(rows)}))
+    return _json({"kit_results": rows})
 
 
 async def gaps(request: web.Request) -> web.Response:
@@ -396,6 +429,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
     app.router.add_get("/api/v1/ring", ring, name="ring")
     app.router.add_get("/api/v1/gaps", gaps, name="gaps")
+    app.router.add_get("/api/v1/kit-results", kit_results, name="kit_results")
     app.router.add_get("/api/v1/webhooks", webhooks, name="webhooks")
     app.router.add_get("/api/v1/audit", audit_trail, name="audit")
     app.router.add_get("/api/v1/audit/export", audit_export, name="audit_export")

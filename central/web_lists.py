@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -52,7 +53,10 @@ class ListInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class EntryInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    plate: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    plate: Annotated[str, msgspec.Meta(max_length=32)] = ""
+    """For a vehicle list; a person list takes ``id_number`` (hashed here, never stored) or ``id_hash``."""
+    id_number: Annotated[str, msgspec.Meta(min_length=4, max_length=32)] | None = None
+    id_hash: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     entry_id: Id | None = None
     colour: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     vehicle_type: Annotated[str, msgspec.Meta(max_length=32)] | None = None
@@ -151,6 +155,11 @@ async def entries(request: web.Request) -> web.Response:
 async def entry_save(request: web.Request) -> web.Response:
     list_id = request.match_info["list_id"]
     data: EntryInput = await _body(request, EntryInput)
+    wl = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: get_list(db, list_id))
+    if wl is not None and wl.kind == ListKind.PERSON:
+        return await _person_entry_save(request, list_id, data)
+    if data.id_number or data.id_hash:
+        raise json_error(web.HTTPBadRequest, "id_number and id_hash belong to person lists only")
     plate = normalize_pattern(data.plate)
     if not plate.strip("*?"):
         raise json_error(web.HTTPBadRequest, "plate has no readable characters")
@@ -167,6 +176,33 @@ async def entry_save(request: web.Request) -> web.Response:
                   valid_from=data.valid_from, valid_until=data.valid_until, created_by=_actor(request))
     result = await _apply(request, [EntryUpsert(entry=entry)])
     return _json({**result, "entry": entry})
+
+
+async def _person_entry_save(request: web.Request, list_id: str, data: EntryInput) -> web.Response:
+    """A person-list entry holds the subject's keyed ID hash (the deployment secret, as at the edges), never
+    the number: the same hash the edges compute for a quick-test subject, so they match offline."""
+    from protocols.kits import KitError, hash_id_number, id_hash_params, last4
+
+    if data.plate or bool(data.id_number) == bool(data.id_hash):
+        raise json_error(web.HTTPBadRequest, "a person-list entry takes exactly one of id_number or id_hash (no plate)")
+    if data.id_hash:
+        try:
+            id_hash_params(data.id_hash)
+        except KitError as exc:
+            raise json_error(web.HTTPBadRequest, str(exc)) from None
+        hashed, shown = data.id_hash, ""
+    else:
+        secret_file = request.app[keys.SETTINGS].kits.id_secret_file
+        if not secret_file:
+            raise json_error(web.HTTPBadRequest, "kits.id_secret_file is not configured: send id_hash instead")
+        secret = (await asyncio.to_thread(Path(secret_file).read_bytes)).strip()
+        hashed = await asyncio.to_thread(hash_id_number, data.id_number or "", secret)
+        shown = last4(data.id_number or "")
+    entry = Entry(entry_id=data.entry_id or f"{list_id}:id-{hashed[-16:]}", list_id=list_id, plate=hashed,
+                  reason=data.reason, case_ref=data.case_ref, valid_from=data.valid_from, valid_until=data.valid_until,
+                  created_by=_actor(request))
+    result = await _apply(request, [EntryUpsert(entry=entry)])
+    return _json({**result, "entry": entry, "id_last4": shown})
 
 
 async def entry_delete(request: web.Request) -> web.Response:
@@ -199,6 +235,11 @@ async def watchlist_import(request: web.Request) -> web.Response:
     existing = await asyncio.to_thread(store.read, lambda db: get_list(db, list_id))
     if existing is None and request.query.get("create") not in ("1", "true", "yes"):
         raise json_error(web.HTTPNotFound, f"no list {list_id!r} (create it first, or pass create=1)")
+    if existing is not None and existing.kind == ListKind.PERSON:
+        # The plate importer would keep ID numbers as they are: person entries go one by one through
+        # POST /api/v1/watchlists/{list_id}/entries, which hashes them.
+        raise json_error(web.HTTPBadRequest, f"{list_id!r} is a person list: add its entries with "
+                         f"POST /api/v1/watchlists/{list_id}/entries (id_number or id_hash); bulk import is not built")
     try:
         result = await asyncio.to_thread(importer.parse_entries, data, fmt, list_id,  # type: ignore[arg-type]
                                          created_by=_actor(request),

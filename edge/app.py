@@ -24,6 +24,7 @@ from .accounts import OfficerDirectory
 from .alertlog import AlertLog
 from .evidence import EvidenceStore
 from .feedsync import FeedSync
+from .kits.state import KitsState
 from .mirror import Mirror
 from .outbox import OutboxStore
 from .passages import PassageBuilder
@@ -95,6 +96,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.UPLINK] = uplink
     app[keys.OFFICERS] = officers
     app[keys.EVIDENCE] = evidence
+    app[keys.KITS] = KitsState.from_settings(settings)
     app[keys.GATE] = CameraGate(settings.cameras, service)
     app[keys.JSON_SOURCE] = JsonPushSource(intake, dead)
     app[keys.HIKVISION_SOURCE] = HikvisionSource(intake, dead)

@@ -9,6 +9,7 @@ from runtime.deadletters import DeadLetterStore
 from .accounts import OfficerDirectory
 from .evidence import EvidenceStore
 from .feedsync import FeedSync
+from .kits.state import KitsState
 from .mirror import Mirror
 from .outbox import OutboxStore
 from .service import EdgeService
@@ -31,3 +32,4 @@ SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 MIRROR = web.AppKey("mirror", Mirror)
 FEED = web.AppKey("feed", FeedSync)
 OFFICERS = web.AppKey("officers", OfficerDirectory)
+KITS = web.AppKey("kits", KitsState)

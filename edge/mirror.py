@@ -8,6 +8,7 @@ changed on the event loop, where matching runs, so a match never sees a half-app
 from __future__ import annotations
 
 import asyncio
+import hmac
 from enum import StrEnum
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from protocols.feed import (
     ListUpsert,
     PermitRules,
 )
-from protocols.matching import Entry, Hit, PermitRule, Watchlist
+from protocols.matching import Entry, Hit, ListKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
 from runtime.sqlwriter import SqlWriter
 
@@ -94,9 +95,29 @@ class Mirror:
         if not plate:
             return []
         hits = self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type) if len(self.index) else []
+        # A person list's entries hold ID hashes, not plates: they must never answer a plate read.
+        hits = [h for h in hits if (wl := self.lists.get(h.list_id)) is None or wl.kind != ListKind.PERSON]
         if self.permit_rules:
             hits += self.index.check_permit(plate, colour, vehicle_type, self.permit_rules, now=now)
         return hits
+
+    async def match_person(self, id_hash: str, *, now: float) -> list[Entry]:
+        """Entries of person lists (kind ``person``) whose ``plate`` holds this keyed ID hash; offline,
+        from the mirror's own file. Person entries never answer plate reads (see :meth:`match`)."""
+        person_lists = [lid for lid, wl in self.lists.items() if wl.kind == ListKind.PERSON
+                        and (wl.valid_from is None or wl.valid_from <= now)
+                        and (wl.valid_until is None or now < wl.valid_until)]
+        if not person_lists or not id_hash:
+            return []
+
+        def q(db: sqlite_utils.Database) -> list[Entry]:
+            marks = ",".join("?" * len(person_lists))
+            rows = db.conn.execute(f"SELECT body FROM entries WHERE list_id IN ({marks})", person_lists)  # noqa: S608
+            found = [_entry_dec.decode(body) for (body,) in rows]
+            return [e for e in found if hmac.compare_digest(e.plate.encode(), id_hash.encode())
+                    and (e.valid_from is None or e.valid_from <= now) and (e.valid_until is None or now < e.valid_until)]
+
+        return await self._writer.run(q)
 
     async def entry(self, entry_id: str) -> Entry | None:
         def q(db: sqlite_utils.Database) -> Entry | None:

@@ -23,7 +23,17 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
-from protocols.messages import AlertOutcome, AuditEvent, EdgeHit, Event, Gap, Passage, PlateRead, seq_ranges
+from protocols.messages import (
+    AlertOutcome,
+    AuditEvent,
+    EdgeHit,
+    Event,
+    Gap,
+    KitResultEvent,
+    Passage,
+    PlateRead,
+    seq_ranges,
+)
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = """
@@ -260,6 +270,8 @@ def _kind(event: Event) -> str:
         return "outcome"
     if isinstance(event, AuditEvent):
         return "audit"
+    if isinstance(event, KitResultEvent):
+        return "kit"
     raise TypeError(f"unknown event type {type(event).__name__}")
 
 

@@ -125,6 +125,18 @@ class EvidenceSettings(msgspec.Struct, **_STRICT):
     """How often the retention runs on schedule (each run is sent to the hub's audit trail)."""
 
 
+class KitsSettings(msgspec.Struct, **_STRICT):
+    id_secret_file: str = ""
+    """File holding the deployment secret (at least 16 bytes) that keys the ID-number hash; the hub's
+    ``kits.id_secret_file`` must hold the same. Empty: the tablet cannot save quick-test results."""
+    catalogue_files: list[str] = msgspec.field(default_factory=list)
+    """A province's own kit catalogue files, on top of the shipped one (docs/kits.md)."""
+    max_photo_bytes: int = 512 * 1024**2
+    """Quota on the kept cassette photos (data_dir/kits/photos); past it the oldest are deleted first."""
+    max_upload_bytes: int = 15 * 1024**2
+    """Largest cassette photo the tablet may upload."""
+
+
 class NoPlateSettings(msgspec.Struct, **_STRICT):
     alert: bool = False
     """Raise a notify alert on the tablets for a vehicle without a readable plate."""
@@ -186,6 +198,7 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     simulator: SimulatorSettings = msgspec.field(default_factory=SimulatorSettings)
     evidence: EvidenceSettings = msgspec.field(default_factory=EvidenceSettings)
     no_plate: NoPlateSettings = msgspec.field(default_factory=NoPlateSettings)
+    kits: KitsSettings = msgspec.field(default_factory=KitsSettings)
 
     @property
     def data_path(self) -> Path:

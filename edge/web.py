@@ -26,6 +26,7 @@ from runtime.web import (
 from . import keys
 from .accounts import OfficerDirectory
 from .evidence import KINDS
+from .kits import api as kits_api
 
 STATIC = Path(__file__).with_name("static")
 
@@ -47,6 +48,10 @@ POLICY: dict[str, Rule] = {
     "check": OFFICERS,
     "metrics": Access.METRICS,
     "openapi": Access.PUBLIC,
+    "kits_catalogue": OFFICERS,
+    "kits_read_photo": OFFICERS,
+    "kits_read_analyzer": OFFICERS,
+    "kits_results": OFFICERS,
 }
 
 
@@ -259,3 +264,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/evidence/{seq}/{kind}", evidence, name="evidence")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")
+    app.router.add_get("/api/v1/kits", kits_api.catalogue, name="kits_catalogue")
+    app.router.add_post("/api/v1/kits/read", kits_api.read_cassette, name="kits_read_photo")
+    app.router.add_post("/api/v1/kits/analyzer", kits_api.read_analyzer, name="kits_read_analyzer")
+    app.router.add_post("/api/v1/kits/results", kits_api.save_result, name="kits_results")

@@ -18,6 +18,7 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 
 from .feed import FeedDelta, FeedVersion
+from .kits import KitResult
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
@@ -166,7 +167,21 @@ class AuditEvent(msgspec.Struct, tag="audit", **_STRICT):
     """A JSON object as text."""
 
 
-Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome | AuditEvent
+class KitResultEvent(msgspec.Struct, tag="kit", **_STRICT):
+    """A drug quick-test result recorded at the tablet (protocols/kits.py): the subject only as a keyed
+    hash and the last four characters of the ID number, both officers, the machine reading and the
+    officer's call per panel. It travels like any event, exactly once, at hit priority."""
+
+    seq: Seq
+    checkpoint_officer: Text128
+    """The signed-in officer who saved it (one of ``result.officers``' two people)."""
+    recorded_at: float
+    result: KitResult
+    person_hits: list[Text128] = []
+    """Person-watchlist entry ids the edge matched the subject's hash against offline."""
+
+
+Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome | AuditEvent | KitResultEvent
 
 
 class EventBatch(msgspec.Struct, **_STRICT):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from importlib import resources
@@ -16,6 +17,7 @@ from referencing.jsonschema import DRAFT7, DRAFT202012, Specification
 
 from protocols import asyncapi_gen, topics
 from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedVersion, ListDelete, ListUpsert
+from protocols.kits import KitResult, MachineReading, PanelResult, Subject
 from protocols.matching import Entry, Watchlist
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -29,6 +31,7 @@ from protocols.messages import (
     EdgeHit,
     EventBatch,
     HubStatus,
+    KitResultEvent,
     OfficerAccount,
     OfficerAccounts,
     Passage,
@@ -186,6 +189,13 @@ SAMPLES: dict[str, msgspec.Struct] = {
                   plate_valid=False, plate_problem="no plate", no_plate=True),
         Passage(seq=42, plate="鲁A12345", colour="blue", first_seen=1718000040.2, last_seen=1718000041.9,
                 best_seq=41, read_seqs=[40, 41], cameras=["lane1"]),
+        KitResultEvent(seq=44, checkpoint_officer="chen.officer", recorded_at=1718000044.0, person_hits=["persons:1"],
+                       result=KitResult(result_id="SD-DZ-001-1", subject=Subject(id_hash="scrypt$n=32768,r=8,p=1$" + "ab" * 32,
+                                        id_last4="002X"), kit_model="SD-SAL6", lot="L1", expiry=dt.date(2027, 1, 1),
+                                        sample_type="saliva", panels=[PanelResult(drug="MET", officer_call="positive",
+                                        machine=MachineReading(call="uncertain", confidence=0.4))],
+                                        sampled_at=1718000044.0, read_at=1718000044.0, officers=["chen.officer", "002"], source="manual",
+                                        needs_lab=True, sample_a="A1", sample_b="B1")),
     ]),
     "Ack": Ack(v=SCHEMA_VERSION, epoch=EPOCH, ranges=[(1, 40), (42, 42)]),
     "CheckpointStatus": CheckpointStatus(v=SCHEMA_VERSION, checkpoint=CP, online=True, sent_at=1718000000.0,

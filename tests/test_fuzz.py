@@ -6,6 +6,7 @@ added), and arbitrary bytes. 1,000 examples per decoder here; `make fuzz` runs 1
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocols.feed import EntryUpsert, FeedDelta, FeedVersion, ListUpsert
+from protocols.kits import KitResult, MachineReading, PanelResult, Subject
 from protocols.matching import Entry, Watchlist
 from protocols.messages import (
     SCHEMA_VERSION,
@@ -28,6 +30,7 @@ from protocols.messages import (
     EventBatch,
     Gap,
     HubStatus,
+    KitResultEvent,
     OfficerAccount,
     OfficerAccounts,
     Passage,
@@ -48,7 +51,14 @@ VALID = {
         Passage(seq=2, plate="鲁A12345", first_seen=NOW, last_seen=NOW, best_seq=1, read_seqs=[1], cameras=["cam"]),
         EdgeHit(seq=3, read_seq=1, alert_id="A1", entry_id="e", list_id="l", kind="exact", score=1.0,
                 explanation="x", feed_version=1, matcher_version="m", raised_at=NOW, thumbnail="/9j/2w=="),
-        Gap(seq=4, ranges=[(5, 9)], count=5, reason="quota", dropped_at=NOW, dropped_total=5)]),
+        Gap(seq=4, ranges=[(5, 9)], count=5, reason="quota", dropped_at=NOW, dropped_total=5),
+        KitResultEvent(seq=5, checkpoint_officer="chen.officer", recorded_at=NOW, person_hits=["persons:1"],
+                       result=KitResult(result_id="SD-DZ-001-1", subject=Subject(id_hash="scrypt$n=32768,r=8,p=1$" + "ab" * 32,
+                                        id_last4="002X"), kit_model="SD-SAL6", lot="L1", expiry=dt.date(2027, 1, 1),
+                                        sample_type="saliva", panels=[PanelResult(drug="MET", officer_call="positive",
+                                        machine=MachineReading(call="uncertain", confidence=0.4))],
+                                        sampled_at=NOW, read_at=NOW, officers=["chen.officer", "002"], source="manual",
+                                        needs_lab=True, sample_a="A1", sample_b="B1"))]),
     Ack: Ack(v=SCHEMA_VERSION, epoch=7, ranges=[(1, 2), (4, 4)]),
     CheckpointStatus: CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=NOW,
                                        epoch=7, outbox_depth=3, dropped_reads=2, stale_cameras=["cam2"]),

@@ -1,0 +1,211 @@
+// The tablet's drug quick-test view: type the ID number, choose the kit, photograph the cassette on the
+// reading card, see the machine's reading per panel, confirm or correct each one, name the second officer,
+// seal the samples of a positive, save. Everything is served and saved by the edge: works with the uplink down.
+// Nothing received is parsed as HTML (el() sets textContent only).
+"use strict";
+Object.assign(CORDON_I18N.zh, {
+  "kind.kit": "毒品快检", "kind.person": "人员布控比中",
+  "kits.open": "毒品快检", "kits.title": "毒品快速检测", "kits.close": "关闭", "kits.id": "身份证号",
+  "kits.name": "姓名（可选）", "kits.kit": "试剂盒", "kits.lot": "批号", "kits.expiry": "有效期",
+  "kits.sample": "样本", "kits.sample.saliva": "唾液", "kits.sample.urine": "尿液", "kits.minutes": "取样至今（分钟）",
+  "kits.photo": "拍摄检测板", "kits.reading": "正在判读照片…", "kits.read.failed": "照片无法判读",
+  "kits.panels": "逐项结果（请确认或更正）", "kits.machine": "机器判读", "kits.uncertain": "不确定，请确认",
+  "kits.positive": "阳性", "kits.negative": "阴性", "kits.invalid": "无效", "kits.unconfirmed": "尚有项目未确认",
+  "kits.officer2": "第二名民警（姓名/警号）", "kits.lab": "阳性送检", "kits.sealA": "A 样封签号", "kits.sealB": "B 样封签号",
+  "kits.save": "保存结果", "kits.saved": "已保存", "kits.save.failed": "未保存", "kits.expired": "试剂已过期",
+  "kits.window": "超出判读时间窗", "kits.alert": "快检阳性/无效", "kits.person": "比中人员布控", "kits.new": "新的检测",
+});
+Object.assign(CORDON_I18N.en, {
+  "kind.kit": "drug quick test", "kind.person": "person watchlist",
+  "kits.open": "Drug test", "kits.title": "Drug quick test", "kits.close": "Close", "kits.id": "ID-card number",
+  "kits.name": "Name (optional)", "kits.kit": "Kit", "kits.lot": "Lot", "kits.expiry": "Expiry",
+  "kits.sample": "Sample", "kits.sample.saliva": "saliva", "kits.sample.urine": "urine", "kits.minutes": "Minutes since sampling",
+  "kits.photo": "Photograph the cassette", "kits.reading": "Reading the photo…", "kits.read.failed": "Photo not read",
+  "kits.panels": "Per panel (confirm or correct)", "kits.machine": "machine", "kits.uncertain": "uncertain, confirm",
+  "kits.positive": "positive", "kits.negative": "negative", "kits.invalid": "invalid", "kits.unconfirmed": "Some panels are not confirmed",
+  "kits.officer2": "Second officer (name/badge)", "kits.lab": "Positive sent to the lab", "kits.sealA": "Seal A number", "kits.sealB": "Seal B number",
+  "kits.save": "Save result", "kits.saved": "Saved", "kits.save.failed": "Not saved", "kits.expired": "kit expired",
+  "kits.window": "read outside the window", "kits.alert": "Quick test positive/invalid", "kits.person": "person watchlist hit", "kits.new": "New test",
+});
+
+const kits = { catalogue: [], panels: [], photo: null, source: "manual" };
+const CALLS = ["positive", "negative", "invalid"];
+
+function field(labelKey, input) {
+  const label = el("label", "kit-field");
+  const span = el("span", null, t(labelKey));
+  span.dataset.i18n = labelKey;
+  label.append(span, input);
+  return label;
+}
+function input(id, attrs) {
+  const node = el("input");
+  node.id = id;
+  Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+  return node;
+}
+function i18nButton(id, key, cls) {
+  const b = el("button", cls || null, t(key));
+  b.id = id; b.type = "button"; b.dataset.i18n = key;
+  return b;
+}
+
+function buildView() {
+  const view = el("section", "kits-view");
+  view.id = "kits"; view.hidden = true;
+  const head = el("div", "kits-head");
+  const h = el("h2", null, t("kits.title")); h.dataset.i18n = "kits.title";
+  head.append(h, i18nButton("kit-new", "kits.new"), i18nButton("kit-close", "kits.close"));
+  const model = el("select"); model.id = "kit-model";
+  const sample = el("select"); sample.id = "kit-sample";
+  ["saliva", "urine"].forEach((s) => { const o = el("option", null, t("kits.sample." + s)); o.value = s; sample.append(o); });
+  const photo = input("kit-photo", { type: "file", accept: "image/*", capture: "environment" });
+  const grid = el("div", "kits-grid");
+  grid.append(
+    field("kits.id", input("kit-id", { maxlength: "32", autocomplete: "off", inputmode: "text", spellcheck: "false" })),
+    field("kits.name", input("kit-name", { maxlength: "64", autocomplete: "off" })),
+    field("kits.kit", model), field("kits.sample", sample),
+    field("kits.lot", input("kit-lot", { maxlength: "64", autocomplete: "off" })),
+    field("kits.expiry", input("kit-expiry", { type: "date" })),
+    field("kits.minutes", input("kit-minutes", { type: "number", min: "0", max: "1440", step: "1", value: "10" })),
+    field("kits.photo", photo),
+    field("kits.officer2", input("kit-officer2", { maxlength: "64", autocomplete: "off" })));
+  const ph = el("h3", null, t("kits.panels")); ph.dataset.i18n = "kits.panels";
+  const status = el("div", "kit-status"); status.id = "kit-status"; status.setAttribute("aria-live", "polite");
+  const panels = el("ul", "kit-panels"); panels.id = "kit-panels";
+  const lab = el("div", "kit-lab"); lab.id = "kit-lab"; lab.hidden = true;
+  const needsLab = input("kit-needs-lab", { type: "checkbox" });
+  lab.append(field("kits.lab", needsLab), field("kits.sealA", input("kit-seal-a", { maxlength: "64" })),
+    field("kits.sealB", input("kit-seal-b", { maxlength: "64" })));
+  const result = el("div", "kit-result"); result.id = "kit-result"; result.setAttribute("aria-live", "polite");
+  view.append(head, grid, status, ph, panels, lab, i18nButton("kit-save", "kits.save", "primary"), result);
+  document.querySelector("main").after(view);
+}
+
+function currentKit() {
+  return kits.catalogue.find((k) => k.model === document.getElementById("kit-model").value);
+}
+
+function resetPanels() {
+  const kit = currentKit();
+  kits.photo = null; kits.source = "manual";
+  kits.panels = kit ? kit.panels.map((p) => ({ drug: p.drug, machine: null, officer_call: null })) : [];
+  if (kit) document.getElementById("kit-sample").value = kit.sample_type;
+  document.getElementById("kit-status").replaceChildren();
+  drawPanels();
+}
+
+function drawPanels() {
+  const list = document.getElementById("kit-panels");
+  list.replaceChildren(...kits.panels.map((p, i) => {
+    const li = el("li", "kit-panel" + (p.machine && p.machine.call === "uncertain" ? " uncertain" : ""));
+    li.dataset.drug = p.drug;
+    li.append(el("span", "drug", p.drug));
+    if (p.machine) {
+      const m = p.machine.call === "uncertain" ? t("kits.uncertain") : t("kits." + p.machine.call);
+      li.append(el("span", "machine", t("kits.machine") + ": " + m + " (" + Math.round(p.machine.confidence * 100) + "%)"));
+    }
+    const calls = el("span", "calls");
+    CALLS.forEach((c) => {
+      const b = el("button", "call " + c + (p.officer_call === c ? " chosen" : ""), t("kits." + c));
+      b.type = "button"; b.dataset.call = c;
+      b.addEventListener("click", () => { kits.panels[i].officer_call = c; drawPanels(); });
+      calls.append(b);
+    });
+    li.append(calls);
+    return li;
+  }));
+  document.getElementById("kit-lab").hidden = !kits.panels.some((p) => p.officer_call === "positive");
+}
+
+async function loadCatalogue() {
+  const resp = await fetch("/api/v1/kits");
+  if (!resp.ok) return;
+  kits.catalogue = (await resp.json()).kits;
+  const select = document.getElementById("kit-model");
+  select.replaceChildren(...kits.catalogue.map((k) => {
+    const o = el("option", null, k.model + (k.name ? " · " + k.name : "")); o.value = k.model; return o;
+  }));
+  resetPanels();
+}
+
+async function readPhoto(file) {
+  const kit = currentKit();
+  const status = document.getElementById("kit-status");
+  if (!kit || !file) return;
+  status.replaceChildren(el("span", "muted", t("kits.reading")));
+  const form = new FormData();
+  form.append("photo", file);
+  const resp = await fetch("/api/v1/kits/read?kit=" + encodeURIComponent(kit.model), { method: "POST", body: form });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    status.replaceChildren(el("span", "error", t("kits.read.failed") + ": " + (body.error || resp.status)));
+    return;
+  }
+  kits.photo = body.photo_sha256; kits.source = "photo";
+  // A confident machine call is preselected for the officer to confirm; an uncertain one must be chosen.
+  kits.panels = body.panels.map((p) => ({ drug: p.drug, machine: p.machine,
+    officer_call: p.uncertain ? null : p.call }));
+  status.replaceChildren(el("span", "ok", t("kits.machine") + " ✓"));
+  status.dataset.read = "1";
+  drawPanels();
+}
+
+async function saveResult() {
+  const out = document.getElementById("kit-result");
+  const kit = currentKit();
+  if (!kit) return;
+  if (kits.panels.some((p) => !p.officer_call)) { out.replaceChildren(el("span", "error", t("kits.unconfirmed"))); return; }
+  const now = Date.now() / 1000;
+  const minutes = Number(document.getElementById("kit-minutes").value || 0);
+  const needsLab = document.getElementById("kit-needs-lab").checked && kits.panels.some((p) => p.officer_call === "positive");
+  const body = {
+    id_number: document.getElementById("kit-id").value.trim(), name: document.getElementById("kit-name").value.trim(),
+    kit_model: kit.model, lot: document.getElementById("kit-lot").value.trim(),
+    expiry: document.getElementById("kit-expiry").value, sample_type: document.getElementById("kit-sample").value,
+    panels: kits.panels.map((p) => (p.machine ? { drug: p.drug, officer_call: p.officer_call, machine: p.machine }
+      : { drug: p.drug, officer_call: p.officer_call })),
+    sampled_at: now - minutes * 60, read_at: now, second_officer: document.getElementById("kit-officer2").value.trim(),
+    source: kits.source, needs_lab: needsLab,
+    sample_a: needsLab ? document.getElementById("kit-seal-a").value.trim() : "",
+    sample_b: needsLab ? document.getElementById("kit-seal-b").value.trim() : "",
+  };
+  if (kits.photo) body.photo_sha256 = kits.photo;
+  const button = document.getElementById("kit-save");
+  button.disabled = true;
+  try {
+    const resp = await fetch("/api/v1/kits/results", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body) });
+    const r = await resp.json().catch(() => ({}));
+    if (!resp.ok) { out.replaceChildren(el("span", "error", t("kits.save.failed") + ": " + (r.error || resp.status))); return; }
+    const parts = [el("span", "ok", t("kits.saved") + " · " + r.result_id + " · " + t("kits." + r.result) + " · …" + r.id_last4)];
+    if (r.kit_expired) parts.push(el("span", "badge warn", t("kits.expired")));
+    if (r.outside_read_window) parts.push(el("span", "badge warn", t("kits.window")));
+    if (r.person_hits && r.person_hits.length) parts.push(el("span", "badge bad", t("kits.person")));
+    out.replaceChildren(...parts);
+    out.dataset.resultId = r.result_id;
+    document.getElementById("kit-id").value = "";  // the number leaves the page once saved
+  } finally { button.disabled = false; }
+}
+
+buildView();
+document.getElementById("kits-open").addEventListener("click", () => {
+  document.getElementById("kits").hidden = false;
+  document.querySelector("main").hidden = true;
+  if (!kits.catalogue.length) loadCatalogue();
+});
+document.getElementById("kit-close").addEventListener("click", () => {
+  document.getElementById("kits").hidden = true;
+  document.querySelector("main").hidden = false;
+});
+document.getElementById("kit-new").addEventListener("click", () => {
+  ["kit-id", "kit-name", "kit-seal-a", "kit-seal-b"].forEach((id) => { document.getElementById(id).value = ""; });
+  document.getElementById("kit-photo").value = "";
+  document.getElementById("kit-result").replaceChildren();
+  resetPanels();
+});
+document.getElementById("kit-model").addEventListener("change", resetPanels);
+document.getElementById("kit-photo").addEventListener("change", (ev) => readPhoto(ev.target.files[0]));
+document.getElementById("kit-save").addEventListener("click", saveResult);
+document.getElementById("lang").addEventListener("click", drawPanels);
+applyI18n();  // tablet.js ran before these strings were added
