@@ -55,20 +55,20 @@ function wlMsg(text, bad) {
   m.textContent = text; m.className = bad ? "badge bad" : "badge ok"; m.hidden = !text;
 }
 function fmtWhen(ts) { return ts ? new Date(ts * 1000).toLocaleString(cordonLang() === "en" ? "en-GB" : "zh-CN", { hour12: false }) : "—"; }
-function field(labelKey, input) {
+function wlField(labelKey, input) {
   const label = el("label", "wl-field"); label.append(el("span", null, t(labelKey)), input); return label;
 }
-function input(name, type, value) {
+function wlInput(name, type, value) {
   const i = document.createElement("input"); i.name = name; i.type = type || "text";
   if (type === "checkbox") i.checked = !!value; else if (value !== undefined && value !== null) i.value = String(value);
   return i;
 }
-function select(name, options, value) {
+function wlSelectEl(name, options, value) {
   const s = document.createElement("select"); s.name = name;
   for (const o of options) { const op = el("option", null, t(o[1])); op.value = o[0]; s.append(op); }
   s.value = value; return s;
 }
-function button(key, onClick, cls) {
+function wlButton(key, onClick, cls) {
   const b = el("button", cls || null, t(key)); b.type = "button"; b.addEventListener("click", onClick); return b;
 }
 
@@ -105,15 +105,15 @@ function wlListForm(w) {
   const kinds = new Set(w ? w.alert_kinds : ["exact", "equivalent"]);
   const ak = el("span", "wl-kinds");
   for (const k of ["exact", "equivalent", "fuzzy", "pattern"]) {
-    const c = input("ak-" + k, "checkbox", kinds.has(k)); const l = el("label"); l.append(c, el("span", null, k)); ak.append(l);
+    const c = wlInput("ak-" + k, "checkbox", kinds.has(k)); const l = el("label"); l.append(c, el("span", null, k)); ak.append(l);
   }
   const date = (ts) => ts ? new Date(ts * 1000).toISOString().slice(0, 10) : "";
-  f.append(field("wl.id", input("list_id", "text", w ? w.list_id : "")), field("wl.name", input("name", "text", w ? w.name : "")),
-    field("wl.kind", select("kind", [["vehicle", "kind.vehicle"], ["person", "kind.person"]], w ? w.kind : "vehicle")),
-    field("wl.action", select("action", [["intercept", "action.intercept"], ["covert", "action.covert"], ["notify", "action.notify"]], w ? w.action : "intercept")),
-    field("wl.priority", input("priority", "number", w ? w.priority : 50)),
-    field("wl.restricted", input("restricted", "checkbox", w ? w.restricted : false)), field("wl.alert_kinds", ak),
-    field("wl.validity", input("valid_from", "date", date(w && w.valid_from))), input("valid_until", "date", date(w && w.valid_until)));
+  f.append(wlField("wl.id", wlInput("list_id", "text", w ? w.list_id : "")), wlField("wl.name", wlInput("name", "text", w ? w.name : "")),
+    wlField("wl.kind", wlSelectEl("kind", [["vehicle", "kind.vehicle"], ["person", "kind.person"]], w ? w.kind : "vehicle")),
+    wlField("wl.action", wlSelectEl("action", [["intercept", "action.intercept"], ["covert", "action.covert"], ["notify", "action.notify"]], w ? w.action : "intercept")),
+    wlField("wl.priority", wlInput("priority", "number", w ? w.priority : 50)),
+    wlField("wl.restricted", wlInput("restricted", "checkbox", w ? w.restricted : false)), wlField("wl.alert_kinds", ak),
+    wlField("wl.validity", wlInput("valid_from", "date", date(w && w.valid_from))), wlInput("valid_until", "date", date(w && w.valid_until)));
   if (w) f.elements.list_id.readOnly = true;
   const save = el("button", "primary", t("wl.save")); save.type = "submit"; f.append(save);
   f.addEventListener("submit", async (ev) => {
@@ -163,8 +163,8 @@ async function wlEntries() {
       el("td", null, expired ? t("wl.expired") : (e.valid_until ? fmtWhen(e.valid_until) : t("wl.always"))));
     const act = el("td");
     if (WL.canWrite) {
-      if (!expired) act.append(button("wl.expire", () => wlEntryAction("POST", "/api/v1/entries/" + encodeURIComponent(e.entry_id) + "/expire")));
-      act.append(button("wl.delete", () => wlEntryAction("DELETE", "/api/v1/entries/" + encodeURIComponent(e.entry_id)), "danger"));
+      if (!expired) act.append(wlButton("wl.expire", () => wlEntryAction("POST", "/api/v1/entries/" + encodeURIComponent(e.entry_id) + "/expire")));
+      act.append(wlButton("wl.delete", () => wlEntryAction("DELETE", "/api/v1/entries/" + encodeURIComponent(e.entry_id)), "danger"));
     }
     tr.append(act); return tr;
   }));
