@@ -48,6 +48,10 @@ async def has_entry(page, entry_id):
     return entry_id in [await tr.get_attribute("data-entry") for tr in await page.query_selector_all("#wl-rows tr")]
 
 
+async def reason_is(page, text):
+    return await page.inner_text("#wl-rows .wl-reason") == text
+
+
 async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
     hub = hub_service(tmp_path / "hub", mosquitto.url, extra={"feed": {"token": FEED_TOKEN}})
     edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
@@ -84,6 +88,12 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                 assert await page.inner_text("#wl-rows .wl-reason") == XSS
                 assert await page.locator("#wl-rows img").count() == 0
                 assert await page.evaluate("window.__xss === undefined")
+                # edit it: the same entry, a new reason
+                await page.click('#wl-rows button:has-text("修改")')
+                await page.fill("#wl-add input[name=reason]", "涉嫌运输毒品")
+                await page.click("#wl-add button[type=submit]")
+                await until(lambda: reason_is(page, "涉嫌运输毒品"), timeout=45, what="the edited reason")
+                assert await page.locator("#wl-rows tr").count() == 1
 
                 # import a CSV: the job reaches done, its rows counted, the list shows the new total
                 await page.set_input_files("#wl-import input[name=file]", files=[
@@ -144,5 +154,21 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                     {method: 'POST', headers: {'Content-Type': 'application/json'},
                      body: JSON.stringify({plate: '鲁A99999'})})).status""")
                 assert status == 403
+
+                # the checkpoint goes away and the hub moves on: its version is shown as lagging
+                edge.stop()
+                async with http.post(f"{hub.base}/api/v1/watchlists/drugs/entries", json={"plate": "鲁A99999"}) as r:
+                    assert r.status == 200
+
+                async def edge_lagging():
+                    await analyst.click("#tab-lists")
+                    row = analyst.locator('#wl-edges li[data-checkpoint="SD-DZ-001"].lagging')
+                    return await row.count() == 1 and await row.inner_text()
+
+                shown = await until(edge_lagging, timeout=45, interval=1, what="the stopped edge shown as lagging")
+                feed = await get_json(http, f"{hub.base}/api/v1/feed")
+                held = [e["feed_version"] for e in feed["edges"] if e["checkpoint"] == "SD-DZ-001"]
+                assert held and (held[0] is None or held[0] < feed["version"]), feed
+                assert f"v{held[0] if held[0] is not None else '—'}" in shown
             finally:
                 await browser.close()

@@ -7,7 +7,7 @@ Object.assign(CORDON_I18N.zh, {
   "wl.restricted": "限制查看", "wl.alert_kinds": "报警比对方式", "wl.validity": "有效期", "wl.entries": "布控对象",
   "wl.count": "条", "wl.readonly": "只读：您的角色不能修改布控名单", "wl.search": "按号牌检索", "wl.prev": "上一页",
   "wl.next": "下一页", "wl.plate": "号牌", "wl.reason": "布控事由", "wl.case_ref": "案件编号", "wl.add": "添加布控对象",
-  "wl.expire": "撤控", "wl.delete": "删除", "wl.expired": "已失效", "wl.import": "导入 CSV", "wl.import.go": "开始导入",
+  "wl.expire": "撤控", "wl.delete": "删除", "wl.edit": "修改", "wl.expired": "已失效", "wl.import": "导入 CSV", "wl.import.go": "开始导入",
   "wl.import.running": "正在导入", "wl.import.applying": "正在生效", "wl.import.done": "导入完成",
   "wl.import.rejected": "导入被拒绝，未做任何修改", "wl.import.failed": "导入失败", "wl.line": "第 {n} 行",
   "wl.upstream": "上级名单来源", "wl.upstream.none": "未配置上级来源", "wl.last_poll": "最近拉取",
@@ -24,7 +24,7 @@ Object.assign(CORDON_I18N.en, {
   "wl.entries": "Entries", "wl.count": "entries", "wl.readonly": "Read-only: your role cannot change watchlists",
   "wl.search": "Search by plate", "wl.prev": "Previous", "wl.next": "Next", "wl.plate": "Plate",
   "wl.reason": "Reason", "wl.case_ref": "Case ref", "wl.add": "Add entry", "wl.expire": "Expire",
-  "wl.delete": "Delete", "wl.expired": "expired", "wl.import": "Import CSV", "wl.import.go": "Import",
+  "wl.delete": "Delete", "wl.edit": "Edit", "wl.expired": "expired", "wl.import": "Import CSV", "wl.import.go": "Import",
   "wl.import.running": "Importing", "wl.import.applying": "Applying", "wl.import.done": "Import done",
   "wl.import.rejected": "Import rejected, nothing changed", "wl.import.failed": "Import failed", "wl.line": "line {n}",
   "wl.upstream": "Upstream sources", "wl.upstream.none": "No upstream sources configured",
@@ -164,6 +164,7 @@ async function wlEntries() {
     const act = el("td");
     if (WL.canWrite) {
       if (!expired) act.append(wlButton("wl.expire", () => wlEntryAction("POST", "/api/v1/entries/" + encodeURIComponent(e.entry_id) + "/expire")));
+      act.append(wlButton("wl.edit", () => wlEditEntry(e)));
       act.append(wlButton("wl.delete", () => wlEntryAction("DELETE", "/api/v1/entries/" + encodeURIComponent(e.entry_id)), "danger"));
     }
     tr.append(act); return tr;
@@ -180,11 +181,25 @@ async function wlEntryAction(method, path) {
   await wlLoad();
 }
 
+// Edit: the add form filled with the entry, saved under its id (an upsert of the same entry).
+function wlEditEntry(entry) {
+  const e = document.getElementById("wl-add").elements;
+  e.plate.value = entry.plate; e.reason.value = entry.reason; e.case_ref.value = entry.case_ref;
+  WL.editing = entry;
+  e.plate.focus();
+}
+
 async function wlAddEntry(ev) {
   ev.preventDefault();
   const f = ev.target, e = f.elements;
-  const r = await wlApi("POST", "/api/v1/watchlists/" + encodeURIComponent(WL.current) + "/entries",
-    { plate: e.plate.value, reason: e.reason.value, case_ref: e.case_ref.value });
+  const body = { plate: e.plate.value, reason: e.reason.value, case_ref: e.case_ref.value };
+  const old = WL.editing;
+  if (old && old.plate === body.plate) {
+    Object.assign(body, { entry_id: old.entry_id, colour: old.colour, vehicle_type: old.vehicle_type,
+      valid_from: old.valid_from, valid_until: old.valid_until });
+  }
+  WL.editing = null;
+  const r = await wlApi("POST", "/api/v1/watchlists/" + encodeURIComponent(WL.current) + "/entries", body);
   wlMsg(r.ok ? t("wl.saved") : (r.data && r.data.error) || String(r.status), !r.ok);
   if (r.ok) { f.reset(); await wlLoad(); }
 }
