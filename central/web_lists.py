@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ POLICY: dict[str, Rule] = {
     "entry_delete": LIST_WRITERS,
     "entry_expire": LIST_WRITERS,
     "watchlist_import": LIST_WRITERS,
+    "watchlist_import_job": LIST_WRITERS,
     "watchlist_export": LIST_WRITERS,
     "feed_status": STAFF,
     "upstream_status": STAFF,
@@ -99,8 +101,12 @@ def _actor(request: web.Request) -> str:
 
 
 async def _apply(request: web.Request, changes: list[Any]) -> dict[str, Any]:
+    return await _apply_as(request.app, _actor(request), changes)
+
+
+async def _apply_as(app: web.Application, actor: str, changes: list[Any]) -> dict[str, Any]:
     try:
-        applied = await request.app[keys.LISTS].apply(changes, _actor(request))
+        applied = await app[keys.LISTS].apply(changes, actor)
     except NotFound as exc:
         raise json_error(web.HTTPNotFound, str(exc)) from None
     except ListError as exc:
@@ -137,19 +143,27 @@ async def entries(request: web.Request) -> web.Response:
         limit = max(1, min(int(request.query.get("limit", "100")), 1000))
     except ValueError:
         raise json_error(web.HTTPBadRequest, "limit must be a whole number") from None
+    try:
+        offset = max(0, int(request.query.get("offset", "0")))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "offset must be a whole number") from None
 
-    def q(db: Any) -> list[Entry] | None:
+    def q(db: Any) -> tuple[list[Entry], int] | None:
         if get_list(db, list_id) is None:
             return None
         pattern = "%" + normalize_pattern(needle).replace("%", "").replace("_", "") + "%"
-        rows = db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id LIMIT ?",
-                               (list_id, pattern, limit))
-        return [msgspec.json.decode(b, type=Entry) for (b,) in rows]
+        rows = db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id "
+                               "LIMIT ? OFFSET ?", (list_id, pattern, limit, offset))
+        found = [msgspec.json.decode(b, type=Entry) for (b,) in rows]
+        (total,) = db.conn.execute("SELECT count(*) FROM wl_entries WHERE list_id=? AND plate LIKE ?",
+                                   (list_id, pattern)).fetchone()
+        return found, total
 
-    found = await asyncio.to_thread(request.app[keys.STORE].read, q)
-    if found is None:
+    result = await asyncio.to_thread(request.app[keys.STORE].read, q)
+    if result is None:
         raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
-    return _json({"entries": found})
+    found, total = result
+    return _json({"entries": found, "total": total, "offset": offset, "limit": limit})
 
 
 async def entry_save(request: web.Request) -> web.Response:
@@ -223,6 +237,8 @@ async def watchlist_import(request: web.Request) -> web.Response:
 
     ``mode=replace`` (default) makes the list hold exactly the file's entries; ``merge`` adds and
     updates only. ``create=1`` creates a missing list (name = id, intercept, priority 50).
+    ``job=1`` answers 202 at once with a job id; ``GET /api/v1/watchlists/imports/{job}`` then reports
+    the rows done, the problems by line and the result.
     """
     list_id = request.match_info["list_id"]
     fmt = request.query.get("format", "csv")
@@ -240,23 +256,115 @@ async def watchlist_import(request: web.Request) -> web.Response:
         # POST /api/v1/watchlists/{list_id}/entries, which hashes them.
         raise json_error(web.HTTPBadRequest, f"{list_id!r} is a person list: add its entries with "
                          f"POST /api/v1/watchlists/{list_id}/entries (id_number or id_hash); bulk import is not built")
+    job = ImportJob(list_id, _rows_in(data, fmt), _actor(request))
+    run = _run_import(request.app, job, data, fmt, mode, skip_invalid, existing is not None)
+    if request.query.get("job") not in ("1", "true", "yes"):
+        await run
+        if job.state == "rejected":
+            raise json_error(web.HTTPUnprocessableEntity, "import rejected: nothing was changed",
+                             problems=job.problems)
+        if job.failure is not None:
+            raise job.failure
+        return _json(job.result)
+    jobs = request.app[IMPORT_JOBS]
+    while len(jobs) >= MAX_IMPORT_JOBS and _forget_oldest_finished(jobs):
+        pass
+    jobs[job.job_id] = job
+    job.task = asyncio.create_task(run, name=f"import-{job.job_id}")
+    return _json(job.status(), status=202)
+
+
+async def watchlist_import_job(request: web.Request) -> web.Response:
+    job = request.app[IMPORT_JOBS].get(request.match_info["job"])
+    if job is None:
+        raise json_error(web.HTTPNotFound, f"no import job {request.match_info['job']!r}")
+    return _json(job.status())
+
+
+MAX_IMPORT_JOBS = 50  # finished jobs kept for their status route; the oldest finished go first
+_job_ids = itertools.count(1)
+
+
+class ImportJob:
+    """One import's progress: rows parsed of the file's rows, then applied (one feed version) or rejected."""
+
+    def __init__(self, list_id: str, rows_total: int, actor: str) -> None:
+        self.job_id = f"{int(time.time())}-{next(_job_ids)}"
+        self.list_id, self.rows_total, self.actor = list_id, rows_total, actor
+        self.rows_done = 0
+        self.state = "running"  # running -> applying -> done | rejected | failed
+        self.problems: list[dict[str, Any]] = []
+        self.result: dict[str, Any] | None = None
+        self.error = ""
+        self.task: asyncio.Task[None] | None = None
+        self.failure: web.HTTPException | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"job": self.job_id, "list_id": self.list_id, "state": self.state, "rows_done": self.rows_done,
+                "rows_total": self.rows_total, "problems": self.problems, "result": self.result,
+                "error": self.error}
+
+
+IMPORT_JOBS = web.AppKey("import_jobs", dict[str, ImportJob])
+
+
+def _forget_oldest_finished(jobs: dict[str, ImportJob]) -> bool:
+    for job_id, job in jobs.items():
+        if job.state not in ("running", "applying"):
+            del jobs[job_id]
+            return True
+    return False
+
+
+def _rows_in(data: bytes, fmt: str) -> int:
+    """Data rows in the file, for the progress bar (CSV: lines after the header; JSON: counted while parsing)."""
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    return max(lines - 1, 0) if fmt == "csv" else 0
+
+
+async def _run_import(app: web.Application, job: ImportJob, data: bytes, fmt: str, mode: str,
+                      skip_invalid: bool, list_exists: bool) -> None:
+    def progress(rows: int) -> None:
+        job.rows_done = rows  # an int written from the worker thread, read by the status route
+
     try:
-        result = await asyncio.to_thread(importer.parse_entries, data, fmt, list_id,  # type: ignore[arg-type]
-                                         created_by=_actor(request),
-                                         skip_invalid=skip_invalid)
+        parsed = await asyncio.to_thread(importer.parse_entries, data, fmt, job.list_id,  # type: ignore[arg-type]
+                                         created_by=job.actor, skip_invalid=skip_invalid, progress=progress)
     except importer.ImportRejected as exc:
-        raise json_error(web.HTTPUnprocessableEntity, "import rejected: nothing was changed",
-                         problems=[{"line": p.line, "reason": p.reason} for p in exc.problems]) from None
-    have = await asyncio.to_thread(store.read, lambda db: {e.entry_id: e for e in list_entries(db, list_id)})
-    wanted = {e.entry_id: e for e in result.entries}
-    changes: list[Any] = [] if existing else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=list_id))]
-    diff = importer.diff_entries(have, wanted.values())
-    changes += [c for c in diff if mode == "replace" or not isinstance(c, EntryDelete)]
-    applied = await _apply(request, changes)
-    removed = sum(1 for c in changes if isinstance(c, EntryDelete))
-    return _json({**applied, "rows": result.rows, "entries": len(result.entries), "removed": removed,
+        job.problems = [{"line": p.line, "reason": p.reason} for p in exc.problems]
+        job.state = "rejected"
+        return
+    job.rows_done = parsed.rows
+    job.rows_total = max(job.rows_total, parsed.rows)
+    job.problems = [{"line": p.line, "reason": p.reason} for p in parsed.problems]
+    job.state = "applying"
+    list_id = job.list_id
+    try:
+        have = await asyncio.to_thread(app[keys.STORE].read,
+                                       lambda db: {e.entry_id: e for e in list_entries(db, list_id)})
+        wanted = {e.entry_id: e for e in parsed.entries}
+        changes: list[Any] = [] if list_exists else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=list_id))]
+        diff = importer.diff_entries(have, wanted.values())
+        changes += [c for c in diff if mode == "replace" or not isinstance(c, EntryDelete)]
+        applied = await _apply_as(app, job.actor, changes)
+    except web.HTTPException as exc:
+        job.failure = exc
+        job.error, job.state = msgspec.json.decode(exc.text or "{}").get("error", exc.reason), "failed"
+        return
+    job.result = {**applied, "rows": parsed.rows, "entries": len(parsed.entries),
+                  "removed": sum(1 for c in changes if isinstance(c, EntryDelete)),
                   "added_or_updated": sum(1 for c in changes if isinstance(c, EntryUpsert)),
-                  "skipped": [{"line": p.line, "reason": p.reason} for p in result.problems]})
+                  "skipped": job.problems}
+    job.state = "done"
+
+
+async def _import_jobs_ctx(app: web.Application) -> Any:
+    app[IMPORT_JOBS] = {}
+    yield
+    tasks = [j.task for j in app[IMPORT_JOBS].values() if j.task is not None and not j.task.done()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _read_capped(request: web.Request, cap: int) -> bytes:
@@ -311,6 +419,7 @@ async def feed_snapshot(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(_import_jobs_ctx)
     r = app.router
     r.add_get("/api/v1/watchlists", watchlists, name="watchlists")
     r.add_post("/api/v1/watchlists", watchlist_save, name="watchlist_save")
@@ -320,6 +429,7 @@ def add_routes(app: web.Application) -> None:
     r.add_delete("/api/v1/entries/{entry_id}", entry_delete, name="entry_delete")
     r.add_post("/api/v1/entries/{entry_id}/expire", entry_expire, name="entry_expire")
     r.add_post("/api/v1/watchlists/{list_id}/import", watchlist_import, name="watchlist_import")
+    r.add_get("/api/v1/watchlists/imports/{job}", watchlist_import_job, name="watchlist_import_job")
     r.add_get("/api/v1/watchlists/{list_id}/export", watchlist_export, name="watchlist_export")
     r.add_get("/api/v1/feed", feed_status, name="feed_status")
     r.add_get("/api/v1/upstream", upstream_status, name="upstream_status")

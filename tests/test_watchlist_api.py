@@ -144,3 +144,49 @@ async def test_upstream_file_source_is_applied_as_one_version_per_change(aiohttp
 async def _upstream_error(client):
     (source,) = (await (await client.get("/api/v1/upstream")).json())["sources"]
     return source if source["state"]["last_error"] else None
+
+
+async def test_entries_are_paged_and_searched_server_side(client):
+    await client.post("/api/v1/watchlists", json={"list_id": "big", "name": "big"})
+    rows = "plate,reason\n" + "".join(f"鲁A{n:05d},r{n}\n" for n in range(250))
+    assert (await client.post("/api/v1/watchlists/big/import", data=rows.encode())).status == 200
+    page = await (await client.get("/api/v1/watchlists/big/entries", params={"limit": "100", "offset": "200"})).json()
+    assert page["total"] == 250 and len(page["entries"]) == 50 and page["offset"] == 200
+    assert page["entries"][0]["plate"] == "鲁A00200"
+    found = await (await client.get("/api/v1/watchlists/big/entries", params={"q": "A0012", "limit": "5"})).json()
+    assert found["total"] == 10 and len(found["entries"]) == 5
+    assert (await client.get("/api/v1/watchlists/big/entries", params={"offset": "x"})).status == 400
+
+
+async def _job(client, job_id):
+    from tests.support import until
+    status = {}
+
+    async def finished():
+        status.update(await (await client.get(f"/api/v1/watchlists/imports/{job_id}")).json())
+        return status["state"] not in ("running", "applying")
+
+    await until(finished, timeout=30)
+    return status
+
+
+async def test_import_as_a_job_reports_progress_and_line_errors(client, monkeypatch):
+    from central import importer
+    monkeypatch.setattr(importer, "PROGRESS_EVERY", 7)
+    rows = "plate,reason\n" + "".join(f"冀F{n:05d},x\n" for n in range(40))
+    resp = await client.post("/api/v1/watchlists/jobs/import", params={"create": "1", "job": "1"}, data=rows.encode())
+    assert resp.status == 202
+    started = await resp.json()
+    assert started["rows_total"] == 40 and started["state"] in ("running", "applying", "done")
+    done = await _job(client, started["job"])
+    assert done["state"] == "done" and done["rows_done"] == 40 and done["result"]["entries"] == 40
+    listed = (await (await client.get("/api/v1/watchlists")).json())["watchlists"]
+    assert listed[0]["entries"] == 40
+    # A bad file: rejected whole, every bad line named, the list untouched.
+    bad = "plate,reason\n鲁A12345,ok\n,empty\n,also empty\n"
+    resp = await client.post("/api/v1/watchlists/jobs/import", params={"job": "1"}, data=bad.encode())
+    failed = await _job(client, (await resp.json())["job"])
+    assert failed["state"] == "rejected" and failed["result"] is None
+    assert {p["line"] for p in failed["problems"]} >= {3, 4}
+    assert matches(client, "鲁A12345") == []
+    assert (await client.get("/api/v1/watchlists/imports/nope")).status == 404
