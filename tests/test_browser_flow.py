@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import edge_service, get_json, hub_service, running, session, until
+from tests.support import Ring, chromium_args, edge_service, get_json, hub_service, running, session, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 FEED_TOKEN = "feed-secret"
@@ -40,9 +40,13 @@ async def push(http, edge, plate, event_id):
 async def test_people_side_end_to_end(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}})
+    ring = Ring.create(tmp_path / "pki", ["SD-DZ-001"])  # both web apps over HTTPS from the project's PKI
+    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl,
+                      extra={"feed": {"token": FEED_TOKEN}, "http": ring.https("cordon-hub")})
     edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN, "ca_file": str(ring.ca)},
+                               "http": ring.https("SD-DZ-001")})
+    assert hub.base.startswith("https://") and edge.base.startswith("https://")
     added = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "cordon.cli", "user", "add", "sun.cmd", "--role", "commander",
         "--data", str(tmp_path / "hub" / "data")], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
@@ -51,10 +55,12 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
     edge.start()
     shots = os.environ.get("CORDON_SCREENSHOTS") == "1"
     with running(hub, edge):
-        async with session() as http, async_playwright() as pw:
+        async with session(ring.client_context()) as http, async_playwright() as pw:
             await until(lambda: _mirrored(http, edge), timeout=40, what="the edge's watchlist mirror")
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                               args=["--no-sandbox", "--autoplay-policy=user-gesture-required"])
+                                               args=[*chromium_args(ring.pki.root / "cordon-hub" / "server.crt",
+                                                                    ring.pki.root / "SD-DZ-001" / "server.crt"),
+                                                     "--autoplay-policy=user-gesture-required"])
             try:
                 view = {"width": 1280, "height": 800}
                 console = await (await browser.new_context(viewport=view)).new_page()
