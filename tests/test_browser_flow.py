@@ -84,6 +84,9 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
                 assert "鲁Q8K2L1" in await tablet.inner_text("#overlay-body")
                 assert await tablet.evaluate("window.cordonSirenCount || 0") >= 1, "the siren played"
+                box = await tablet.locator("#overlay").bounding_box()
+                assert box == {"x": 0, "y": 0, "width": 1280, "height": 800}, "the alarm fills the screen"
+                assert await _overflowing(tablet, "#overlay button, #overlay-body .plate") == []
                 await console.wait_for_selector("#alerts li.intercept", timeout=TIMEOUT_MS)
                 if shots:
                     await tablet.screenshot(path=str(SHOTS / "tablet-alarm.png"))
@@ -132,15 +135,27 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 assert "鲁B7T5X9" in await tablet.inner_text("#overlay-body")
                 await tablet.click("#overlay-later")
 
-                # English, at 1280x800, nothing spilling sideways
+                # Chinese then English, at 1280x800, nothing spilling sideways or cut off
+                assert await tablet.locator("header button").count() >= 3  # the overflow checks look at something
+                assert await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
+                assert await _overflowing(console, "header button, header .badge, h1, h2") == []
                 await tablet.click("#lang")
                 assert await tablet.inner_text("h2 >> nth=0") == "Alerts"
                 assert await tablet.evaluate("document.documentElement.scrollWidth <= 1280")
+                assert await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
                 await console.click("#lang")
                 assert await console.inner_text("h2 >> nth=0") == "Alerts"
                 assert await console.evaluate("document.documentElement.scrollWidth <= 1280")
+                assert await _overflowing(console, "header button, header .badge, h1, h2") == []
             finally:
                 await browser.close()
+
+
+async def _overflowing(page, selector):
+    """The visible elements matching ``selector`` whose text is wider than their box (cut off or spilling)."""
+    return await page.eval_on_selector_all(selector, """els => els
+        .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.tagName + '#' + e.id + ': ' + e.textContent.trim().slice(0, 40))""")
 
 
 async def _shows(page, selector, text):
