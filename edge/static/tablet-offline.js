@@ -31,11 +31,19 @@ window.addEventListener("online", probeEdge);
 setInterval(probeEdge, 15000);
 probeEdge();
 
+// The first page load is not yet controlled; the worker claims it when it activates.
+function waitForControl() {
+  if (navigator.serviceWorker.controller) return Promise.resolve();
+  return new Promise((resolve) => navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true }));
+}
+
 window.cordonServiceWorker = "unsupported";
 if ("serviceWorker" in navigator && window.isSecureContext) {
   window.cordonServiceWorker = "registering";
   navigator.serviceWorker.register("/sw.js", { scope: "/" })
     .then(() => navigator.serviceWorker.ready)
+    .then(() => waitForControl())
+    .then(() => fetch("/", { credentials: "same-origin" }))  // through the worker: the page itself is cached now
     .then(() => { window.cordonServiceWorker = "ready"; })
     .catch((e) => { window.cordonServiceWorker = "failed: " + e; });
 }
