@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from .evidence import KINDS
 from .kits import api as kits_api
 
 STATIC = Path(__file__).with_name("static")
+mimetypes.add_type("application/manifest+json", ".webmanifest")
 
 #: Every route's access rule; a route missing here is refused (tests/test_routes_policy.py).
 #: Who works the tablet: this checkpoint's officers, and the commanders and admins who may stand in.
@@ -38,6 +40,7 @@ POLICY: dict[str, Rule] = {
     **LOGIN_POLICY,
     "tablet": OFFICERS,
     "static": Access.PUBLIC,
+    "service_worker": Access.PUBLIC,
     "health": Access.PUBLIC,
     "status": OFFICERS,
     "alerts": OFFICERS,
@@ -71,6 +74,13 @@ def officer_login(expected_code: str, checkpoint: str, officers: OfficerDirector
 
 async def tablet(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "tablet.html")
+
+
+async def service_worker(request: web.Request) -> web.FileResponse:
+    """The tablet's service worker, from the root so its scope covers the page; browsers register it
+    only in a secure context (the edge over HTTPS). Revalidated on every load so updates reach tablets."""
+    return web.FileResponse(STATIC / "sw.js", headers={"Content-Type": "text/javascript",
+                                                       "Cache-Control": "no-cache"})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -254,6 +264,7 @@ async def openapi(request: web.Request) -> web.FileResponse:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", tablet, name="tablet")
     app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_get("/sw.js", service_worker, name="service_worker")
     app.router.add_get("/api/v1/health", health, name="health")
     app.router.add_get("/api/v1/status", status, name="status")
     app.router.add_get("/api/v1/alerts", alerts, name="alerts")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -380,3 +382,22 @@ class UplinkCut:
                 await dst.drain()
         finally:
             dst.transport.abort()
+
+
+def spki_hash(cert_file: Path) -> str:
+    """base64 SHA-256 of a certificate's public key, as Chromium's ``--ignore-certificate-errors-spki-list``
+    takes it: the browser then trusts exactly these test certificates, and the origin stays a secure context."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def chromium_args(*server_certs: Path) -> list[str]:
+    """Launch arguments for the Debian Chromium that trust the ring's server certificates."""
+    args = ["--no-sandbox"]
+    if server_certs:
+        args.append("--ignore-certificate-errors-spki-list=" + ",".join(spki_hash(c) for c in server_certs))
+    return args

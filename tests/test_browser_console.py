@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import UplinkCut, edge_service, get_json, hub_service, login, running, session, until
+from tests.support import (
+    Ring,
+    UplinkCut,
+    chromium_args,
+    edge_service,
+    get_json,
+    hub_service,
+    login,
+    running,
+    session,
+    until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 FEED_TOKEN = "feed-secret"
@@ -29,10 +40,13 @@ TIMEOUT_MS = 45_000
 async def test_console_map_escalation_and_detail(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
+    pki = Ring.create(tmp_path / "pki", ["SD-DZ-001"])  # the hub's console over HTTPS from the project's PKI
     hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl,
-                      extra={"feed": {"token": FEED_TOKEN}, "console": {"escalate_after_s": 2}})
+                      extra={"feed": {"token": FEED_TOKEN}, "console": {"escalate_after_s": 2},
+                             "http": pki.https("cordon-hub")})
     edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN, "ca_file": str(pki.ca)}})
+    assert hub.base.startswith("https://")
     added = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "cordon.cli", "user", "add", "sun.cmd", "--role", "commander",
         "--data", str(tmp_path / "hub" / "data")], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
@@ -41,13 +55,14 @@ async def test_console_map_escalation_and_detail(tmp_path, mosquitto):
     edge.start()
     line = await UplinkCut(hub.port).start()  # the console reaches the hub through a line the test can cut
     with running(hub, edge):
-        async with session() as http, async_playwright() as pw:
+        async with session(pki.client_context()) as http, async_playwright() as pw:
             await login(http, hub.base, "console-code")  # an admin session, to read the audit trail
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                               args=["--no-sandbox", "--autoplay-policy=user-gesture-required"])
+                                               args=[*chromium_args(pki.pki.root / "cordon-hub" / "server.crt"),
+                                                     "--autoplay-policy=user-gesture-required"])
             try:
                 page = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await page.goto(f"http://127.0.0.1:{line.port}/login")
+                await page.goto(f"https://127.0.0.1:{line.port}/login")
                 await page.fill("input[name=username]", "sun.cmd")
                 await page.fill("input[name=password]", PASSWORD)
                 await page.click("button[type=submit]")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import edge_service, get_json, hub_service, running, session, until
+from tests.support import Ring, chromium_args, edge_service, get_json, hub_service, running, session, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 FEED_TOKEN = "feed-secret"
@@ -40,9 +40,13 @@ async def push(http, edge, plate, event_id):
 async def test_people_side_end_to_end(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}})
+    ring = Ring.create(tmp_path / "pki", ["SD-DZ-001"])  # both web apps over HTTPS from the project's PKI
+    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl,
+                      extra={"feed": {"token": FEED_TOKEN}, "http": ring.https("cordon-hub")})
     edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN, "ca_file": str(ring.ca)},
+                               "http": ring.https("SD-DZ-001")})
+    assert hub.base.startswith("https://") and edge.base.startswith("https://")
     added = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "cordon.cli", "user", "add", "sun.cmd", "--role", "commander",
         "--data", str(tmp_path / "hub" / "data")], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
@@ -51,10 +55,12 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
     edge.start()
     shots = os.environ.get("CORDON_SCREENSHOTS") == "1"
     with running(hub, edge):
-        async with session() as http, async_playwright() as pw:
+        async with session(ring.client_context()) as http, async_playwright() as pw:
             await until(lambda: _mirrored(http, edge), timeout=40, what="the edge's watchlist mirror")
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                               args=["--no-sandbox", "--autoplay-policy=user-gesture-required"])
+                                               args=[*chromium_args(ring.pki.root / "cordon-hub" / "server.crt",
+                                                                    ring.pki.root / "SD-DZ-001" / "server.crt"),
+                                                     "--autoplay-policy=user-gesture-required"])
             try:
                 view = {"width": 1280, "height": 800}
                 console = await (await browser.new_context(viewport=view)).new_page()
@@ -78,6 +84,9 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
                 assert "鲁Q8K2L1" in await tablet.inner_text("#overlay-body")
                 assert await tablet.evaluate("window.cordonSirenCount || 0") >= 1, "the siren played"
+                box = await tablet.locator("#overlay").bounding_box()
+                assert box == {"x": 0, "y": 0, "width": 1280, "height": 800}, "the alarm fills the screen"
+                assert await _overflowing(tablet, "#overlay button, #overlay-body .plate") == []
                 await console.wait_for_selector("#alerts li.intercept", timeout=TIMEOUT_MS)
                 if shots:
                     await tablet.screenshot(path=str(SHOTS / "tablet-alarm.png"))
@@ -126,15 +135,27 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 assert "鲁B7T5X9" in await tablet.inner_text("#overlay-body")
                 await tablet.click("#overlay-later")
 
-                # English, at 1280x800, nothing spilling sideways
+                # Chinese then English, at 1280x800, nothing spilling sideways or cut off
+                assert await tablet.locator("header button").count() >= 3  # the overflow checks look at something
+                assert await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
+                assert await _overflowing(console, "header button, header .badge, h1, h2") == []
                 await tablet.click("#lang")
                 assert await tablet.inner_text("h2 >> nth=0") == "Alerts"
                 assert await tablet.evaluate("document.documentElement.scrollWidth <= 1280")
+                assert await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
                 await console.click("#lang")
                 assert await console.inner_text("h2 >> nth=0") == "Alerts"
                 assert await console.evaluate("document.documentElement.scrollWidth <= 1280")
+                assert await _overflowing(console, "header button, header .badge, h1, h2") == []
             finally:
                 await browser.close()
+
+
+async def _overflowing(page, selector):
+    """The visible elements matching ``selector`` whose text is wider than their box (cut off or spilling)."""
+    return await page.eval_on_selector_all(selector, """els => els
+        .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.tagName + '#' + e.id + ': ' + e.textContent.trim().slice(0, 40))""")
 
 
 async def _shows(page, selector, text):

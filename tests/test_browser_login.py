@@ -4,6 +4,7 @@ password is told so; a plate with markup arrives on the console as text."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -14,7 +15,8 @@ from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.settings import HttpSettings as HubHttp
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
-from tests.support import free_port
+from runtime.tls import server_context
+from tests.support import Ring, chromium_args, free_port
 
 pytestmark = pytest.mark.browser
 PASSWORD = "night shift 0200"
@@ -28,18 +30,21 @@ async def hub(tmp_path, dead_broker_url):
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    ring = Ring.create(tmp_path / "pki", [])  # the console over HTTPS with the hub's certificate from the PKI
+    tls = ring.https("cordon-hub")
+    await web.TCPSite(runner, "127.0.0.1", port,
+                      ssl_context=server_context(tls["cert_file"], tls["key_file"], "http")).start()
     hashed = users.hash_password(PASSWORD)
     app[keys.STORE].submit(lambda db: (users.add(db, "sun.cmd", "commander", hashed),
                                        app[keys.DIRECTORY].reload(db))).result(5)
-    yield app, f"http://127.0.0.1:{port}"
+    yield app, f"https://127.0.0.1:{port}", Path(tls["cert_file"])
     await runner.cleanup()
 
 
 async def test_an_account_signs_in_and_markup_in_a_plate_stays_text(hub):
-    app, base = hub
+    app, base, cert = hub
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args(cert))
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 800})
             await page.goto(base + "/")
@@ -53,6 +58,8 @@ async def test_an_account_signs_in_and_markup_in_a_plate_stays_text(hub):
             await page.click("button[type=submit]")
             await page.wait_for_selector("#alerts", state="attached", timeout=15000)
             await page.wait_for_selector("#live.ok", timeout=15000)
+            cookies = await page.context.cookies()
+            assert cookies and all(c["secure"] and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies)
             evil = "<script>window.pwned=1</script>"
             alert = Alert(v=SCHEMA_VERSION, alert_id="Axss", checkpoint="SD-DZ-001", epoch=1, seq=1,
                           raised_at=time.time(), captured_at=time.time(), camera_id="c", plate_read=evil[:32],
