@@ -124,7 +124,10 @@ class EvidenceCache:
 
     def checkpoint_online(self, checkpoint: str) -> None:
         """A checkpoint came (back) online: ask again for what it could not send before."""
-        for epoch, seq in sorted(self._deferred.pop(checkpoint, set())):
+        deferred = sorted(self._deferred.pop(checkpoint, set()))
+        if deferred:
+            log.info("evidence: %s is online; asking again for %d read(s)", checkpoint, len(deferred))
+        for epoch, seq in deferred:
             self._request(checkpoint, epoch, seq)
 
     # -- replies (MQTT thread -> loop) ---------------------------------------------------------
@@ -148,6 +151,8 @@ class EvidenceCache:
             log.warning("evidence: a reply from %s to no request of ours (%s)", checkpoint, reply.request_id)
             return
         self.replies += 1
+        log.info("evidence: %s read %d/%d %s: %s", checkpoint, reply.epoch, reply.seq, reply.kind,
+                 reply.error or f"picture, {len(reply.data or '')} base64 chars")
         key: Key = (checkpoint, reply.epoch, reply.seq, reply.kind)
         outcome = Outcome(error=reply.error)
         if reply.data is not None:

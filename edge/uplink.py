@@ -367,6 +367,7 @@ class EdgeUplink:
         replies = await asyncio.to_thread(evidence_reply.answer, self._evidence, self.checkpoint,
                                           self.outbox.epoch, request)
         client = self._client
+        log.info("uplink: evidence request %s for read %d/%d", request.request_id, request.epoch, request.seq)
         if client is None:
             return  # the hub asks again when this checkpoint is back online
         for reply in replies:
