@@ -15,7 +15,8 @@ from tests.support import edge_service, get_json, hub_service, login, running, s
 pytestmark = [pytest.mark.system]
 CP = "SD-DZ-001"
 FEED_TOKEN = "feed-secret"
-WATCHLIST = "plate,list,action,priority,reason\n皖A7XG66,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
+WATCHLIST = ("plate,list,action,priority,reason\n皖A7XG66,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
+             "鲁A12345,秘密布控,covert,80,内部线索\n")
 HIK = Path(__file__).parent / "fixtures" / "cameras" / "hikvision"
 BOUNDARY = "---------------------------7e13971310878"
 PASSWORD = "correct horse battery staple 9"
@@ -44,7 +45,8 @@ async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mos
     hub.start()
     edge.start()
     with running(hub, edge):
-        async with session() as tablet, session() as http, session() as stranger, session() as officer:
+        async with session() as tablet, session() as http, session() as stranger, session() as officer, \
+                session() as manager:
             await login(tablet, edge.base, "tablet-code")
             await login(http, hub.base, "console-code")
             await until(lambda: _mirrored(tablet, edge), timeout=40, what="the edge's watchlist mirror")
@@ -67,6 +69,12 @@ async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mos
                                     json={"username": "wang.officer", "password": PASSWORD}) as resp:
                 assert resp.status == 200, await resp.text()
             assert (await _get(officer, f"{url}/scene"))[0] == 403
+            async with http.post(f"{hub.base}/api/v1/users", json={
+                    "username": "li.manager", "role": "watchlist_manager", "password": PASSWORD}) as resp:
+                assert resp.status in (200, 201), await resp.text()
+            async with manager.post(f"{hub.base}/login",
+                                    json={"username": "li.manager", "password": PASSWORD}) as resp:
+                assert resp.status == 200, await resp.text()
             assert (await _get(http, f"{url}/video"))[0] == 400
 
             # online: asked over MQTT, the edge's very bytes come back as a JPEG
@@ -87,6 +95,11 @@ async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mos
             seq2 = await _push(tablet, edge, "old_firmware.multipart")
             kept2 = await _get(tablet, f"{edge.base}/api/v1/evidence/{seq2}/snapshot")
             assert kept2[0] == 200
+            # its read hit a covert list: the picture is for the privileged roles only
+            await until(lambda: _alert(http, hub, "鲁A12345"), timeout=40, what="the covert alert")
+            assert (await _get(manager, f"{url}/scene"))[0] == 200  # the intercept alert's picture: staff
+            status, body, _ = await _get(manager, f"{hub.base}/api/v1/evidence/{CP}/{epoch}/{seq2}/scene")
+            assert status == 404, body
             assert edge.stop() == 0
             await until(lambda: _online(http, hub, False), timeout=40, what="the checkpoint offline")
             url2 = f"{hub.base}/api/v1/evidence/{CP}/{epoch}/{seq2}/scene"
@@ -117,6 +130,6 @@ async def _mirrored(http, edge):
     return status["feed"]["entries"] >= 1
 
 
-async def _alert(http, hub):
+async def _alert(http, hub, plate="皖A7XG66"):
     alerts = (await get_json(http, f"{hub.base}/api/v1/alerts"))["alerts"]
-    return next((a for a in alerts if a["plate_read"] == "皖A7XG66"), None)
+    return next((a for a in alerts if a["plate_read"] == plate), None)
