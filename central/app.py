@@ -22,10 +22,11 @@ from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import escalation, keys, retention, web_intel, web_lists, web_users
+from . import escalation, keys, retention, web_evidence, web_intel, web_lists, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .clones import CloneCheck, load_geography
+from .evidence import EvidenceCache
 from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
 from .lists import ListService, get_list, list_entries
@@ -86,10 +87,17 @@ def create_app(settings: HubSettings) -> web.Application:
                     fold_window_s=settings.alerts.fold_window_s,
                     on_folded=dispatcher.submit_folded_threadsafe,
                     on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits))
+    evidence = EvidenceCache(settings.data_path / "evidence", settings.evidence.max_bytes, publish,
+                             edge_keys=signkeys.PublicKeys(settings.signing.keys_dir)
+                             if settings.signing.keys_dir else None,
+                             signatures_required=settings.signing.required, wait_s=settings.evidence.wait_s)
+    app[keys.EVIDENCE] = evidence
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
     link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
                    sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
-                   on_message=ingest.handle,
+                   on_message=lambda topic, payload, received_at, retained=False: (
+                       evidence.handle_threadsafe if topic.endswith("/evidence/reply") else ingest.handle)(
+                       topic, payload, received_at, retained),
                    reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
                    on_connected=lambda: _on_connected(app))
     link_ref.append(link)
@@ -103,6 +111,7 @@ def create_app(settings: HubSettings) -> web.Application:
     hub_web.add_routes(app)
     web_lists.add_routes(app)
     web_intel.add_routes(app)
+    web_evidence.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
     app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream,
@@ -187,6 +196,8 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
              "stale_cameras": list(status.stale_cameras or []),
              "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint)}
     app[keys.CHECKPOINTS][status.checkpoint] = entry
+    if status.online and not previous.get("online"):
+        app[keys.EVIDENCE].checkpoint_online(status.checkpoint)
     app[keys.CONSOLE].publish({"type": "checkpoint", "checkpoint": entry})
 
 
@@ -203,6 +214,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
             "clock_offset_s": offset, "dropped_reads": row["dropped_reads"],
             "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s}
     app[keys.LOOP] = asyncio.get_running_loop()
+    app[keys.EVIDENCE].bind(app[keys.LOOP])
     yield
     await stop(refresher)
     await asyncio.to_thread(store.stop)

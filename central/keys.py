@@ -10,6 +10,7 @@ from aiohttp import web
 from runtime.fanout import Fanout
 
 from .alerts import AlertDispatcher
+from .evidence import EvidenceCache
 from .ingest import Ingest
 from .lists import ListService
 from .mqtt import HubLink
@@ -24,6 +25,7 @@ STORE = web.AppKey("store", HubStore)
 WATCHLISTS = web.AppKey("watchlists", HubWatchlists)
 INGEST = web.AppKey("ingest", Ingest)
 LINK = web.AppKey("link", HubLink)
+EVIDENCE = web.AppKey("evidence", EvidenceCache)
 DISPATCHER = web.AppKey("dispatcher", AlertDispatcher)
 CONSOLE = web.AppKey("console", Fanout)
 CHECKPOINTS = web.AppKey("checkpoints", dict[str, dict[str, object]])

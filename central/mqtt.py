@@ -143,7 +143,8 @@ class HubLink:
                 log.warning("hub MQTT: %s", self.last_error)
             return
         client.subscribe([(topics.all_checkpoints(topics.TopicKind.EVENTS), 1),
-                          (topics.all_checkpoints(topics.TopicKind.STATUS), 1)])
+                          (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
+                          (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1)])
         client.publish(topics.hub_status(), self._status(online=True), qos=1, retain=True)
         self.state = LinkState.CONNECTED
         self.last_error = None

@@ -175,6 +175,13 @@ class AlertSettings(msgspec.Struct, **_STRICT):
     into it (count, last seen, where) instead of raising a new alert; 0: never fold."""
 
 
+class EvidenceSettings(msgspec.Struct, **_STRICT):
+    max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 2 * 1024**3
+    """Quota of the hub's cache of full evidence pictures fetched from the edges; oldest go first."""
+    wait_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 5.0
+    """How long a console request waits for a checkpoint's reply before answering "requested"."""
+
+
 class StoreSettings(msgspec.Struct, **_STRICT):
     busy_timeout_s: float = 30.0
     """How long a commit waits for a write lock another process holds on hub.db before it fails
@@ -198,6 +205,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     record: RecordSettings = msgspec.field(default_factory=RecordSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    evidence: EvidenceSettings = msgspec.field(default_factory=EvidenceSettings)
     clones: CloneSettings = msgspec.field(default_factory=CloneSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)

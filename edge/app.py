@@ -80,7 +80,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
         signing_key=signkeys.private_key(settings.signing.key_file) if settings.signing.key_file else None,
         hub_key=signkeys.public_key(settings.signing.hub_public_key_file)
         if settings.signing.hub_public_key_file else None,
-        hub_signature_required=settings.signing.required)
+        hub_signature_required=settings.signing.required, evidence=evidence)
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))

@@ -37,7 +37,7 @@ RECT_SCALE = 1000
 PRUNE_EVERY_S = 60.0
 MAX_PIXELS = 64_000_000  # a "JPEG" claiming more is a decompression bomb, not a camera picture
 
-_NAME = re.compile(r"^(\d{1,12})-(\d{1,18})-(snapshot|plate|thumb)\.jpg$")
+_NAME = re.compile(r"^(\d{1,20})-(\d{1,20})-(snapshot|plate|thumb)\.jpg$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

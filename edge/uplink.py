@@ -33,6 +33,7 @@ from protocols.messages import (
     Alert,
     CheckpointStatus,
     DecodeError,
+    EvidenceRequest,
     HubStatus,
     OfficerAccounts,
     decode,
@@ -40,6 +41,8 @@ from protocols.messages import (
 )
 from runtime.tls import mqtt_endpoint
 
+from . import evidence_reply
+from .evidence import EvidenceStore
 from .outbox import OutboxStore, Pending
 from .settings import MqttSettings
 
@@ -99,8 +102,10 @@ class EdgeUplink:
                  software: str = "",
                  endpoint: tuple[str, int, ssl.SSLContext | None] | None = None,
                  signing_key: Ed25519PrivateKey | None = None, hub_key: Ed25519PublicKey | None = None,
-                 hub_signature_required: bool = False) -> None:
+                 hub_signature_required: bool = False, evidence: EvidenceStore | None = None) -> None:
         self.checkpoint = checkpoint
+        #: Full pictures the hub may ask for over MQTT (edge/evidence_reply.py).
+        self._evidence = evidence
         #: This checkpoint signs what it publishes; it checks what the hub publishes (protocols/signing.py).
         self._signing_key = signing_key
         self._hub_key = hub_key
@@ -204,6 +209,7 @@ class EdgeUplink:
             await client.subscribe(topics.feed_version(), qos=1)
         if self._on_accounts is not None:
             await client.subscribe(topics.accounts(cp), qos=1)
+        await client.subscribe(topics.evidence_request(cp), qos=1)
         await self.publish_status()
         # A new connection may have lost what was in flight on the old one: send it again.
         self._requeue_inflight(resend=True)
@@ -351,8 +357,21 @@ class EdgeUplink:
                 await self._on_feed_version(decode(FeedVersion, payload))
             elif parsed.kind is topics.TopicKind.ACCOUNTS and self._on_accounts is not None and payload:
                 await self._on_accounts(decode(OfficerAccounts, payload))
+            elif parsed.kind is topics.TopicKind.EVIDENCE_REQUEST:
+                await self._on_evidence_request(decode(EvidenceRequest, payload))
         except DecodeError as exc:
             log.warning("uplink: bad %s message from the hub: %s", parsed.kind, exc.reason)
+
+    async def _on_evidence_request(self, request: EvidenceRequest) -> None:
+        # Replies are signed like every other message this checkpoint publishes.
+        replies = await asyncio.to_thread(evidence_reply.answer, self._evidence, self.checkpoint,
+                                          self.outbox.epoch, request)
+        client = self._client
+        log.info("uplink: evidence request %s for read %d/%d", request.request_id, request.epoch, request.seq)
+        if client is None:
+            return  # the hub asks again when this checkpoint is back online
+        for reply in replies:
+            await client.publish(topics.evidence_reply(self.checkpoint), self._signed(encode(reply)), qos=1)
 
     async def _on_ack(self, ack: Ack) -> None:
         if ack.epoch != self.outbox.epoch:

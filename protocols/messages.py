@@ -306,6 +306,37 @@ class OfficerAccounts(msgspec.Struct, **_STRICT):
     accounts: Annotated[list[OfficerAccount], msgspec.Meta(max_length=2000)]
 
 
+EvidenceKind = Literal["scene", "plate"]
+
+
+class EvidenceRequest(msgspec.Struct, **_STRICT):
+    """Hub -> edge on ``cordon/v1/cp/{checkpoint}/evidence/request``: send the full pictures of one read.
+    The hub never connects to an edge (mobile NAT); it asks over the broker and the edge answers."""
+
+    v: int
+    request_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    epoch: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Seq
+    kinds: Annotated[list[EvidenceKind], msgspec.Meta(min_length=1, max_length=2)]
+
+
+class EvidenceReply(msgspec.Struct, **_STRICT):
+    """Edge -> hub on ``cordon/v1/cp/{checkpoint}/evidence/reply``: one picture per message, or an error
+    (never silence). ``reencoded`` is true when the edge made the JPEG smaller to fit the payload limit."""
+
+    v: int
+    request_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+    checkpoint: Text128
+    epoch: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Seq
+    kind: EvidenceKind
+    content_type: Annotated[str, msgspec.Meta(max_length=64)] = "image/jpeg"
+    data: Annotated[str, msgspec.Meta(max_length=MAX_PAYLOAD_BYTES - 4096)] | None = None
+    """The image, base64."""
+    error: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    reencoded: bool = False
+
+
 def derive_alert_id(checkpoint: str, epoch: int, read_seq: int, entry_id: str) -> str:
     """An alert's identity: from the read and the entry that caused it, so the edge's local alert and
     the hub's alert for the same hit are one alert, and every resend names it the same way."""
@@ -385,4 +416,6 @@ WIRE_MESSAGES: dict[str, type[msgspec.Struct]] = {
     "FeedDelta": FeedDelta,
     "FeedVersion": FeedVersion,
     "OfficerAccounts": OfficerAccounts,
+    "EvidenceRequest": EvidenceRequest,
+    "EvidenceReply": EvidenceReply,
 }

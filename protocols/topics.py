@@ -7,6 +7,8 @@ Layout (MQTT 3.1.1, QoS 1 unless noted)::
     cordon/v1/cp/{checkpoint}/ack      hub -> edge   end-to-end acknowledgements by range
     cordon/v1/cp/{checkpoint}/alerts   hub -> edge   alerts for that checkpoint's tablets
     cordon/v1/cp/{checkpoint}/accounts hub -> edge   retained: the checkpoint's officer accounts
+    cordon/v1/cp/{checkpoint}/evidence/request  hub -> edge  ask for a read's full evidence image
+    cordon/v1/cp/{checkpoint}/evidence/reply    edge -> hub  the image (base64) or why not
     cordon/v1/hub/status               hub -> all    retained online / offline with last will
     cordon/v1/feed/delta               hub -> edges  watchlist feed changes, one version each
     cordon/v1/feed/version             hub -> edges  retained current feed version
@@ -31,12 +33,22 @@ class TopicKind(StrEnum):
     ACK = "ack"
     ALERTS = "alerts"
     ACCOUNTS = "accounts"
+    EVIDENCE_REQUEST = "evidence/request"
+    EVIDENCE_REPLY = "evidence/reply"
     HUB_STATUS = "hub_status"
     FEED_DELTA = "feed_delta"
     FEED_VERSION = "feed_version"
 
 
-_CP_KINDS = (TopicKind.EVENTS, TopicKind.STATUS, TopicKind.ACK, TopicKind.ALERTS, TopicKind.ACCOUNTS)
+_CP_KINDS = (
+    TopicKind.EVENTS,
+    TopicKind.STATUS,
+    TopicKind.ACK,
+    TopicKind.ALERTS,
+    TopicKind.ACCOUNTS,
+    TopicKind.EVIDENCE_REQUEST,
+    TopicKind.EVIDENCE_REPLY,
+)
 
 
 class TopicError(ValueError):
@@ -80,6 +92,14 @@ def accounts(checkpoint: str) -> str:
     return _cp(checkpoint, TopicKind.ACCOUNTS)
 
 
+def evidence_request(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.EVIDENCE_REQUEST)
+
+
+def evidence_reply(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.EVIDENCE_REPLY)
+
+
 def hub_status() -> str:
     return f"{PREFIX}/hub/status"
 
@@ -108,8 +128,8 @@ def parse(topic: str) -> Topic:
     if topic == feed_version():
         return Topic(TopicKind.FEED_VERSION, None)
     parts = topic.split("/")
-    if len(parts) == 5 and f"{parts[0]}/{parts[1]}" == PREFIX and parts[2] == "cp":
-        checkpoint, leaf = parts[3], parts[4]
+    if len(parts) in (5, 6) and f"{parts[0]}/{parts[1]}" == PREFIX and parts[2] == "cp":
+        checkpoint, leaf = parts[3], "/".join(parts[4:])
         if valid_checkpoint_id(checkpoint):
             for kind in _CP_KINDS:
                 if leaf == kind.value:

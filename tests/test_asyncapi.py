@@ -30,6 +30,8 @@ from protocols.messages import (
     DecodeError,
     EdgeHit,
     EventBatch,
+    EvidenceReply,
+    EvidenceRequest,
     HubStatus,
     KitResultEvent,
     OfficerAccount,
@@ -48,13 +50,15 @@ REGENERATE = "regenerate it: see the docstring of protocols/asyncapi_gen.py"
 #: Which message each kind of topic carries, and which of them the hub (the document's side) receives.
 CARRIES = {TopicKind.EVENTS: "EventBatch", TopicKind.STATUS: "CheckpointStatus", TopicKind.ACK: "Ack",
            TopicKind.ALERTS: "Alert", TopicKind.ACCOUNTS: "OfficerAccounts", TopicKind.HUB_STATUS: "HubStatus", TopicKind.FEED_DELTA: "FeedDelta",
-           TopicKind.FEED_VERSION: "FeedVersion"}
-HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS}
+           TopicKind.FEED_VERSION: "FeedVersion", TopicKind.EVIDENCE_REQUEST: "EvidenceRequest",
+           TopicKind.EVIDENCE_REPLY: "EvidenceReply"}
+HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS, TopicKind.EVIDENCE_REPLY}
 GLOBAL = {TopicKind.HUB_STATUS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
 RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION, TopicKind.ACCOUNTS}
 BUILDERS = {TopicKind.EVENTS: topics.events, TopicKind.STATUS: topics.status, TopicKind.ACK: topics.ack,
             TopicKind.ALERTS: topics.alerts, TopicKind.ACCOUNTS: topics.accounts, TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
-            TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(), TopicKind.FEED_VERSION: lambda _cp: topics.feed_version()}
+            TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(), TopicKind.FEED_VERSION: lambda _cp: topics.feed_version(),
+            TopicKind.EVIDENCE_REQUEST: topics.evidence_request, TopicKind.EVIDENCE_REPLY: topics.evidence_reply}
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +224,10 @@ SAMPLES: dict[str, msgspec.Struct] = {
     "OfficerAccounts": OfficerAccounts(v=SCHEMA_VERSION, checkpoint=CP, sent_at=1718000060.0, accounts=[
         OfficerAccount(username="chen.officer", display_name="陈警官", disabled=False, generation=2,
                        password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")]),
+    "EvidenceRequest": EvidenceRequest(v=SCHEMA_VERSION, request_id="R3f9a1c2b4d5e6f70", epoch=EPOCH, seq=42,
+                                       kinds=["scene", "plate"]),
+    "EvidenceReply": EvidenceReply(v=SCHEMA_VERSION, request_id="R3f9a1c2b4d5e6f70", checkpoint=CP, epoch=EPOCH,
+                                   seq=42, kind="scene", data="/9j/4AAQSkZJRg==", reencoded=True),
 }
 
 

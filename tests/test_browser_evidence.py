@@ -88,6 +88,15 @@ async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mo
                 width = await console.evaluate(
                     "document.querySelector('#detail-body img.evidence-picture').naturalWidth")
                 assert width == 320  # the edge's thumbnail, decoded
+                # beside it, the full scene and plate crop, fetched by the hub from the edge over MQTT
+                kept = tmp_path / "edge" / "data" / "evidence"
+                (scene_file,) = kept.glob(f"*/{alert['epoch']}-{seq}-snapshot.jpg")
+                full = "#detail-body img.evidence-full-picture[data-kind=scene]"
+                await until(lambda: _loaded(console, full), timeout=30, what="the full scene")
+                await until(lambda: _loaded(console, "#detail-body img.evidence-full-picture[data-kind=plate]"),
+                            timeout=30, what="the full plate crop")
+                natural = await console.evaluate(f"document.querySelector('{full}').naturalWidth")
+                assert natural == _jpeg_width(scene_file.read_bytes()) and natural > 320
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
                     await console.screenshot(path=str(SHOTS / "console-evidence.png"))
                     await tablet.screenshot(path=str(SHOTS / "tablet-evidence.png"))
@@ -96,6 +105,17 @@ async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mo
                 assert await console.evaluate("document.documentElement.scrollWidth <= 1280")
             finally:
                 await browser.close()
+
+
+def _jpeg_width(data: bytes) -> int:
+    """The width in a JPEG's start-of-frame marker."""
+    i = 2
+    while i < len(data):
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return int.from_bytes(data[i + 7:i + 9], "big")
+        i += 2 + length
+    raise ValueError("no start of frame")
 
 
 async def _mirrored(http, edge):

@@ -137,3 +137,33 @@ async def test_render_then_keep_is_what_save_does(tmp_path):
     saved = await s.keep(3, 9, (files, errors))
     assert saved.kinds == ("snapshot", "plate", "thumb") and "plate picture" in saved.error
     assert s.thumbnail(9, 3) == files["thumb"]
+
+
+async def test_the_answer_to_the_hubs_request_over_mqtt(tmp_path):
+    import base64
+
+    from edge import evidence_reply
+    from protocols.messages import MAX_PAYLOAD_BYTES, EvidenceReply, EvidenceRequest, decode, encode
+
+    epoch = 1795887127600975  # a real epoch's 16 digits: the index must still find it after a restart
+    s = store(tmp_path, Clock())
+    await s.save(epoch, 2, snapshot=SCENE)
+    s = store(tmp_path, Clock())  # restarted
+    ask = EvidenceRequest(v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene", "plate"])
+    scene, plate = evidence_reply.answer(s, "SD-DZ-001", epoch, ask)
+    assert base64.b64decode(scene.data) == s.path(epoch, 2, "snapshot").read_bytes() and not scene.reencoded
+    assert plate.data is None and "not kept" in plate.error  # no plate rectangle: an error, never silence
+    (old,) = evidence_reply.answer(s, "SD-DZ-001", epoch + 1, EvidenceRequest(
+        v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene"]))
+    assert "not kept" in old.error and old.data is None
+    # A picture too big for one message is re-encoded smaller, and the reply says so.
+    noisy = np.random.default_rng(1).integers(0, 256, (2000, 2600, 3), dtype=np.uint8)
+    big = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    assert len(big) > MAX_PAYLOAD_BYTES
+    s.path(epoch, 2, "snapshot").write_bytes(big)
+    (fitted,) = evidence_reply.answer(s, "SD-DZ-001", epoch, EvidenceRequest(
+        v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene"]))
+    payload = encode(fitted)
+    assert fitted.reencoded and len(payload) < MAX_PAYLOAD_BYTES
+    assert decode(EvidenceReply, payload) == fitted
+    assert decode_image(base64.b64decode(fitted.data), "re-encoded").ndim == 3

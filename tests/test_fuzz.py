@@ -28,6 +28,8 @@ from protocols.messages import (
     DecodeError,
     EdgeHit,
     EventBatch,
+    EvidenceReply,
+    EvidenceRequest,
     Gap,
     HubStatus,
     KitResultEvent,
@@ -78,6 +80,9 @@ VALID = {
     FeedVersion: FeedVersion(v=SCHEMA_VERSION, version=3, entries=1),
     OfficerAccounts: OfficerAccounts(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", sent_at=NOW, accounts=[
         OfficerAccount(username="chen", display_name="陈", password_hash="$argon2id$x", disabled=False, generation=1)]),
+    EvidenceRequest: EvidenceRequest(v=SCHEMA_VERSION, request_id="R0123456789", epoch=7, seq=1, kinds=["scene"]),
+    EvidenceReply: EvidenceReply(v=SCHEMA_VERSION, request_id="R0123456789", checkpoint="SD-DZ-001", epoch=7, seq=1,
+                                 kind="plate", error="not kept"),
 }
 
 ODD_VALUES = st.one_of(

@@ -76,7 +76,13 @@ async def test_forged_batches_acks_and_deltas_are_refused(tmp_path, mosquitto):
             async with http.post(f"{edge.base}/api/v1/cameras/cam/reads", json={"plate": "鲁A12345", "event_id": "e1"},
                                  headers={"X-Camera-Token": "t"}) as resp:
                 assert resp.status == 200
+                seq = (await resp.json())["seq"]
             await until(lambda: _depth(http, edge, 0), timeout=30, what="the signed read acknowledged")
+            # the evidence round trip is signed too: the hub takes the edge's signed reply (this read has
+            # no picture, so the reply is a reason; a refused signature would leave the hub waiting: 504)
+            epoch = (await get_json(http, f"{edge.base}/api/v1/status"))["epoch"]
+            async with console.get(f"{hub.base}/api/v1/evidence/SD-DZ-001/{epoch}/{seq}/scene") as resp:
+                assert resp.status == 404 and "not kept" in (await resp.json())["error"]
 
             # a forged batch in the checkpoint's name: dead-lettered, never stored, never acknowledged
             batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=7, sent_at=time.time(), events=[

@@ -226,6 +226,18 @@ async def test_a_checkpoint_cannot_publish_or_read_for_another(tls_system, ring,
         await until(lambda: rogue.received, timeout=10, what="LY's own alert")
         # One publisher, one subscriber: had the broker let DZ's alert through, it would have come first.
         assert rogue.received == [("cordon/v1/cp/SD-LY-001/alerts", b"for LY")]
+
+        # Evidence: a checkpoint reads only its own requests and answers only on its own reply topic.
+        rogue.subscribe("cordon/v1/cp/SD-DZ-001/evidence/request", "cordon/v1/cp/SD-LY-001/evidence/request")
+        fake_hub.subscribe("cordon/v1/cp/+/evidence/reply")
+        fake_hub.publish("cordon/v1/cp/SD-DZ-001/evidence/request", b"DZ's request")
+        fake_hub.publish("cordon/v1/cp/SD-LY-001/evidence/request", b"LY's request")
+        await until(lambda: len(rogue.received) >= 2, timeout=10, what="LY's own evidence request")
+        assert rogue.received[1:] == [("cordon/v1/cp/SD-LY-001/evidence/request", b"LY's request")]
+        rogue.publish("cordon/v1/cp/SD-DZ-001/evidence/reply", b"forged DZ picture")
+        rogue.publish("cordon/v1/cp/SD-LY-001/evidence/reply", b"LY's picture")
+        await until(lambda: fake_hub.received, timeout=10, what="LY's own evidence reply")
+        assert fake_hub.received == [("cordon/v1/cp/SD-LY-001/evidence/reply", b"LY's picture")]
     finally:
         rogue.close()
         fake_hub.close()
