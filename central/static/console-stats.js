@@ -120,15 +120,30 @@ function stBars(rows) {
 
 function stValue(row, key) { return key === "intercepted" ? row.outcomes.intercepted : row[key]; }
 
-function stDaily(rows) {
+function stEveryDay(found) {
+  // Days without anything are zero, so the line shows them.
+  const byDay = new Map(found.rows.map((r) => [r.key, r]));
+  const days = [];
+  for (let d = new Date(found.from + "T00:00:00Z"); d <= new Date(found.to + "T00:00:00Z") && days.length < 400;
+       d = new Date(d.getTime() + 86400000)) {
+    const key = d.toISOString().slice(0, 10);
+    days.push(byDay.get(key) || { key, reads: 0, alerts: 0, positives: 0, outcomes: { intercepted: 0 } });
+  }
+  return days;
+}
+
+function stDaily(found) {
   const box = document.getElementById("st-daily"); box.replaceChildren();
-  if (!rows.length) { stEmpty(box); return; }
+  if (!found.rows.length) { stEmpty(box); return; }
+  const rows = stEveryDay(found);
   const W = 560, H = 200, pad = 30, step = rows.length > 1 ? (W - 2 * pad) / (rows.length - 1) : 0;
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H + 40}`, class: "st-chart st-daily", role: "img" });
   SERIES.forEach(([key, label], n) => {
     const max = Math.max(1, ...rows.map((r) => stValue(r, key)));
     const points = rows.map((r, i) => `${pad + i * step},${H - 10 - (H - 30) * stValue(r, key) / max}`).join(" ");
     chart.append(svg("polyline", { points, class: `st-line st-s${n}`, "data-series": key, fill: "none" }));
+    points.split(" ").forEach((p) => { const [cx, cy] = p.split(",");
+      chart.append(svg("circle", { cx, cy, r: 3, class: `st-s${n}-text` })); });
     chart.append(svg("text", { x: pad + n * 135, y: H + 30, class: `st-s${n}-text` }, `${t(label)} (${t("st.max")} ${max})`));
   });
   rows.forEach((r, i) => { if (rows.length <= 10 || i % Math.ceil(rows.length / 10) === 0) {
@@ -173,7 +188,7 @@ function stMisreads(found) {
 
 function stDraw() {
   if (!ST.data) return;
-  stBars(ST.data.rows); stDaily(ST.daily.rows); stOutcomes(ST.data.rows); stMisreads(ST.misreads);
+  stBars(ST.data.rows); stDaily(ST.daily); stOutcomes(ST.data.rows); stMisreads(ST.misreads);
 }
 
 function stShow(on) {
