@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -90,7 +90,12 @@ def _key(group: str, checkpoint: str, day: str, ring: dict[str, dict[str, Any]])
     return str(value) if value else "?"
 
 
-def _alerts(db: sqlite_utils.Database, since: float, until: float) -> list[tuple[Alert, tuple | None]]:
+Hidden = Callable[[Alert], bool] | None
+"""Alerts a caller may not know of (covert and restricted lists' hits for roles that do not see them)."""
+
+
+def _alerts(db: sqlite_utils.Database, since: float, until: float,
+            hidden: Hidden = None) -> list[tuple[Alert, tuple | None]]:
     """Alerts raised in [since, until) with their first outcome (outcome, seconds to acknowledge)."""
     rows = db.conn.execute(
         """SELECT a.body, o.outcome, o.acknowledged_at, o.alert_raised_at FROM alerts a
@@ -100,6 +105,8 @@ def _alerts(db: sqlite_utils.Database, since: float, until: float) -> list[tuple
     found = []
     for body, outcome, acked, edge_raised in rows:
         alert = _alert_decoder.decode(body)
+        if hidden is not None and hidden(alert):
+            continue
         first = None
         if outcome is not None:
             first = (outcome, max(0.0, acked - (edge_raised if edge_raised is not None else alert.raised_at)))
@@ -115,8 +122,8 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date, tz: dt.timezone,
-            ring: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    """Every number over the days [first, last], one row per group value."""
+            ring: Iterable[dict[str, Any]] = (), hidden: Hidden = None) -> dict[str, Any]:
+    """Every number over the days [first, last], one row per group value (without the ``hidden`` alerts)."""
     if group not in GROUPS:
         raise ValueError(f"group must be one of {', '.join(GROUPS)}")
     by_cp = {str(c["checkpoint"]): c for c in ring}
@@ -138,7 +145,7 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
         r["reads"] += reads
         r["passages"] += passages
         r["no_plate"] += no_plate
-    for alert, outcome in _alerts(db, since, until):
+    for alert, outcome in _alerts(db, since, until, hidden):
         r = row(_key(group, alert.checkpoint, day_of(alert.raised_at, tz).isoformat(), by_cp))
         r["alerts"] += 1
         r["hits_by_list"][alert.hit.list_id] = r["hits_by_list"].get(alert.hit.list_id, 0) + 1
@@ -176,7 +183,8 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
             "stale_cameras": stale_cameras}
 
 
-def misreads(db: sqlite_utils.Database, first: dt.date, last: dt.date, tz: dt.timezone) -> dict[str, Any]:
+def misreads(db: sqlite_utils.Database, first: dt.date, last: dt.date, tz: dt.timezone,
+             hidden: Hidden = None) -> dict[str, Any]:
     """Misread outcomes over alerts with an outcome, per match kind and per list (``few`` when fewer
     than :data:`FEW_OUTCOMES` outcomes stand behind a rate)."""
     since, until = day_bounds(first, tz)[0], day_bounds(last, tz)[1]
@@ -184,7 +192,7 @@ def misreads(db: sqlite_utils.Database, first: dt.date, last: dt.date, tz: dt.ti
     bad_kind: Counter[str] = Counter()
     by_list: Counter[str] = Counter()
     bad_list: Counter[str] = Counter()
-    for alert, outcome in _alerts(db, since, until):
+    for alert, outcome in _alerts(db, since, until, hidden):
         if outcome is None:
             continue
         by_kind[alert.hit.kind] += 1

@@ -46,10 +46,21 @@ def _group(request: web.Request) -> str:
     return group
 
 
+def _hidden(request: web.Request) -> stats.Hidden:
+    """Covert and restricted lists' hits are not counted for the roles that may not see them."""
+    from . import web as hub_web
+
+    if hub_web.sees_covert(request):
+        return None
+    app = request.app
+    return lambda alert: hub_web._privileged_only(app, alert)
+
+
 async def _summary(request: web.Request) -> dict[str, Any]:
-    group, (first, last) = _group(request), _days(request)
+    group, (first, last), hidden = _group(request), _days(request), _hidden(request)
     store, ring = request.app[keys.STORE], request.app.get(keys.RING, [])
-    return await asyncio.to_thread(store.read, lambda db: stats.summary(db, group, first, last, store.record.tz, ring))
+    return await asyncio.to_thread(store.read, lambda db: stats.summary(db, group, first, last, store.record.tz, ring,
+                                                                        hidden))
 
 
 async def stats_summary(request: web.Request) -> web.Response:
@@ -63,10 +74,10 @@ async def stats_misreads(request: web.Request) -> web.Response:
     """The misread rate per match kind and per list over [``from``, ``to``]."""
     from . import web as hub_web
 
-    first, last = _days(request)
+    (first, last), hidden = _days(request), _hidden(request)
     store = request.app[keys.STORE]
     return hub_web._json(await asyncio.to_thread(store.read, lambda db: stats.misreads(db, first, last,
-                                                                                       store.record.tz)))
+                                                                                       store.record.tz, hidden)))
 
 
 async def stats_export(request: web.Request) -> web.Response:

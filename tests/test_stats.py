@@ -46,9 +46,9 @@ def today() -> str:
     return day_of(time.time(), TZ).isoformat()
 
 
-def summary(store, group="checkpoint", first=None, last=None, ring=()):
+def summary(store, group="checkpoint", first=None, last=None, ring=(), hidden=None):
     d = dt.date.fromisoformat(today())
-    return store.read(lambda db: stats.summary(db, group, first or d, last or d, TZ, ring))
+    return store.read(lambda db: stats.summary(db, group, first or d, last or d, TZ, ring, hidden))
 
 
 def passage(seq, plate="鲁B12345", no_plate=False):
@@ -113,6 +113,9 @@ def test_alerts_outcomes_ack_times_and_misreads_per_kind(hub):
     assert by_kind["exact"] == {"kind": "exact", "outcomes": 3, "misreads": 0, "rate": 0.0, "few": True}
     assert by_kind[fuzzy[0].hit.kind]["outcomes"] == 2 and by_kind[fuzzy[0].hit.kind]["rate"] == 0.5
     assert sum(r["outcomes"] for r in found["by_list"]) == 5
+    # Roles that may not see covert lists' hits do not count them either.
+    (seen,) = summary(store, hidden=lambda a: a.hit.action == "covert")["rows"]
+    assert seen["alerts"] == 7 and len(seen["hits_by_list"]) == 1
 
 
 def test_camera_uptime_from_live_status(hub):
