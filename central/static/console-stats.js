@@ -6,8 +6,8 @@ Object.assign(CORDON_I18N.zh, {
   "tab.stats": "统计", "st.title": "统计分析", "st.group": "分组", "st.group.checkpoint": "按查缉点",
   "st.group.county": "按区县", "st.group.city": "按地市", "st.from": "起", "st.to": "止", "st.show": "查询",
   "st.reads": "过车", "st.hits": "比中预警", "st.intercepted": "拦截", "st.positives": "快检阳性",
-  "st.by_group": "过车与比中", "st.daily": "每日趋势", "st.outcomes": "处置结果", "st.misreads": "误识率（按比对方式）",
-  "st.kind": "比对方式", "st.n": "处置数", "st.misread_n": "误识", "st.rate": "误识率", "st.few": "样本少",
+  "st.by_group": "过车与比中", "st.daily": "每日趋势", "st.outcomes": "处置结果", "st.misreads": "误识别率（按比对方式）",
+  "st.kind": "比对方式", "st.n": "处置数", "st.misread_n": "误识别", "st.rate": "误识别率", "st.few": "样本少",
   "st.none": "所选时段无数据", "st.failed": "统计无法读取", "st.reason": "导出事由（必填）", "st.export": "导出 CSV",
   "st.max": "最大",
 });
