@@ -188,3 +188,26 @@ async def test_routes_roles_positives_by_drug_and_audited_csv(client):
     await login(client.session, str(client.make_url("")), "246810")
     trail = (await (await client.get("/api/v1/audit", params={"action": "stats.export"})).json())["records"]
     assert [(r["actor"], r["reason"]) for r in trail] == [("sun.audit", "月报 11月")]
+
+
+async def test_covert_hits_are_counted_only_for_roles_that_see_them(client):
+    app = client.server.app
+    await login(client.session, str(client.make_url("")), "246810")
+    resp = await client.post("/api/v1/watchlists", json={"list_id": "secret", "name": "专案", "action": "covert"})
+    assert resp.status in (200, 201), await resp.text()
+    resp = await client.post("/api/v1/watchlists/secret/entries", json={"plate": "鲁A0K88B"})
+    assert resp.status in (200, 201), await resp.text()
+    client.session.cookie_jar.clear()
+    done = ingest(app, [read(1, plate="鲁A0K88B"), kit_event(2, "positive")], checkpoint="SD-DZ-001")
+    assert len(done.alerts) == 2
+    await make(client, "sun.audit", "auditor")
+    await make(client, "li.analyst", "analyst")
+    params = {"from": today(), "to": today()}
+    seen = {}
+    for name in ("sun.audit", "li.analyst"):
+        assert (await client.post("/login", json={"username": name, "password": PASSWORD})).status == 200
+        (row,) = (await (await client.get("/api/v1/stats", params=params)).json())["rows"]
+        seen[name] = (row["alerts"], sorted(row["hits_by_list"]))
+        client.session.cookie_jar.clear()
+    assert seen["li.analyst"][0] == 2 and "secret" in seen["li.analyst"][1]
+    assert seen["sun.audit"][0] == 1 and "secret" not in seen["sun.audit"][1]
