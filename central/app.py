@@ -22,7 +22,7 @@ from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
 
-from . import escalation, keys, retention, web_evidence, web_intel, web_lists, web_users
+from . import escalation, keys, retention, web_evidence, web_intel, web_lists, web_stats, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
 from .clones import CloneCheck, load_geography
@@ -112,6 +112,7 @@ def create_app(settings: HubSettings) -> web.Application:
     web_lists.add_routes(app)
     web_intel.add_routes(app)
     web_evidence.add_routes(app)
+    web_stats.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
     app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream,

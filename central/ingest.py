@@ -46,7 +46,7 @@ from protocols.messages import (
 from runtime import deadletters
 from runtime.sqlwriter import NeedsPreparation
 
-from . import audit, folding
+from . import audit, folding, stats
 from .clones import CloneCheck
 from .routing import Router
 from .store import HubStore
@@ -251,6 +251,7 @@ class Ingest:
         result.checkpoint, result.epoch = checkpoint, batch.epoch
         stored_reads: list[PlateRead] = []
         first_alert = len(result.alerts)
+        tally = stats.Tally(self.store.record.tz)
         for event in batch.events:
             outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
@@ -265,8 +266,10 @@ class Ingest:
                     continue
                 # The read's day file may have committed without hub.db (see central/readstore.py):
                 # match again; alerts are idempotent by id, so only a lost one is raised.
-            elif isinstance(event, PlateRead):
-                result.reads += 1
+            else:
+                tally.add(checkpoint, event)
+                if isinstance(event, PlateRead):
+                    result.reads += 1
             if isinstance(event, PlateRead):
                 self._match(db, result, checkpoint, batch.epoch, event, received_at)
                 stored_reads.append(event)
@@ -301,6 +304,7 @@ class Ingest:
                 log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,
                             event.count, event.dropped_total, event.reason)
         self._thumbnails(db, result, first_alert, batch.events)
+        tally.write(db)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
@@ -438,6 +442,7 @@ class Ingest:
             fields["last_seen"] = received_at
             if status.online:
                 fields["clock_offset_s"] = result.clock_offset_s = status.sent_at - received_at
+                stats.sample_status(db, status, received_at, self.store.record.tz)
         self.store.update_checkpoint(db, checkpoint, **fields)
         result.status = status
         return result

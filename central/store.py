@@ -36,7 +36,7 @@ from protocols.messages import (
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
-from . import audit, folding, users
+from . import audit, folding, stats, users
 from .readstore import RecordCounts, SqliteReadStore, digest
 
 __all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
@@ -131,6 +131,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX kit_results_time ON kit_results (sampled_at)",
         "CREATE INDEX kit_results_subject ON kit_results (id_hash)",
     ],
+    # 11: daily statistics (central/stats.py)
+    stats.SCHEMA,
 ]
 
 _KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",

@@ -226,3 +226,5 @@ class Directory:
         if user is None:
             return principal.name == ACCESS_CODE_PRINCIPAL  # the shared access code's session (not an account)
         return not user.disabled and user.generation == principal.generation and user.role == principal.role
+#: Who may see the command center's numbers (aggregates, no plates).
+STATISTICIANS = roles("commander", "analyst", "admin", "auditor")

@@ -29,7 +29,7 @@ from runtime.web import (
     websocket_feed,
 )
 
-from . import audit, escalation, keys, web_evidence, web_intel, web_lists
+from . import audit, escalation, keys, web_evidence, web_intel, web_lists, web_stats
 from .readstore import PatternError
 from .users import (
     ACCESS_CODE_PRINCIPAL,
@@ -76,6 +76,7 @@ POLICY: dict[str, Rule] = {
 POLICY.update(web_lists.POLICY)
 POLICY.update(web_intel.POLICY)
 POLICY.update(web_evidence.POLICY)
+POLICY.update(web_stats.POLICY)
 
 
 def console_login(expected_code: str, directory: Directory):  # noqa: ANN201 - returns a checker
