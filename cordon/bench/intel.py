@@ -280,7 +280,8 @@ def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    by_identity = {(cp, read.seq): (vid, mis) for cp, read, vid, mis in reads}
+    # An alert's earlier sighting may be from the warm-up day (same vehicles, seqs continue).
+    by_identity = {(cp, read.seq): (vid, mis) for cp, read, vid, mis in [*warm["reads"], *reads]}
     found, false_misread, false_other = _score(alerts, by_identity, clones)
     cold_found, cold_false_misread, _ = _score(cold_alerts, by_identity, clones)
     n_passages = sim["passages"]
