@@ -99,7 +99,7 @@ def _misread(plate: str, rng: random.Random) -> str:
 
 def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
              population: list[Vehicle] | None = None, seqs: dict[str, int] | None = None,
-             inject_clones: bool = True) -> dict[str, Any]:
+             inject_clones: bool = True, before: dict[int, Pass] | None = None) -> dict[str, Any]:
     """Vehicles, passages, reads (with truth) and the injected clones, all in memory. ``population``
     (and ``seqs``, each checkpoint's last read number) continue an earlier day of the same vehicles."""
     rng = random.Random(seed)
@@ -127,6 +127,10 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
         if v.vid in per_vehicle:
             continue
         cp, at = rng.choice(ids), start + rng.random() * DAY_S * 0.8
+        prior = (before or {}).get(v.vid)
+        if prior is not None:  # the vehicle drove on from where the day before left it
+            straight = (geo.distance_km(prior.checkpoint, cp) or 0) / geo.road_factor
+            at = max(at, prior.at + straight / rng.uniform(40, 100) * 3600 + rng.uniform(0, 3600))
         trip = [Pass(v.vid, cp, at)]
         for _ in range(rng.randint(0, 6)):
             nxt = rng.choice(near[cp])
@@ -167,7 +171,9 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
                              plate_raw=text, plate_valid=check.valid, plate_problem=check.problem,
                              colour=v.colour, vehicle_type=v.vehicle_type, confidence=round(conf, 1))
             reads.append((p.checkpoint, read, p.vid, mis and text != v.plate))
-    return {"vehicles": vehicles, "passages": len(out), "reads": reads, "clones": clones, "seqs": seqs}
+    last = {p.vid: p for p in out}  # sorted by time: each vehicle's last passage
+    return {"vehicles": vehicles, "passages": len(out), "reads": reads, "clones": clones, "seqs": seqs,
+            "last": last}
 
 
 def _batches(reads: list[tuple[str, PlateRead, int, bool]]) -> list[tuple[str, bytes]]:
@@ -246,7 +252,7 @@ def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
     # the check (what the index holds after running a day, or after warming from the record at start).
     warm = simulate(passages, seed + 1, CloneCheck(settings, geography), start - DAY_S, inject_clones=False)
     sim = simulate(passages, seed, CloneCheck(settings, geography), start, population=warm["vehicles"],
-                   seqs=dict(warm["seqs"]))
+                   seqs=dict(warm["seqs"]), before=warm["last"])
     reads, clones = sim["reads"], sim["clones"]
     batches = _batches(reads)
     warm_decoded = [msgspec.json.decode(body, type=EventBatch) for _, body in _batches(warm["reads"])]
