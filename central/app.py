@@ -25,7 +25,7 @@ from runtime.web import Principal, Sessions, add_login_routes, close_sockets, ma
 from . import escalation, keys, retention, web_evidence, web_intel, web_lists, web_stats, web_users
 from . import web as hub_web
 from .alerts import AlertDispatcher
-from .clones import CloneCheck, load_geography
+from .clones import CloneCheck, load_geography, recent_reads
 from .evidence import EvidenceCache
 from .importer import ImportRejected, diff_entries
 from .ingest import Ingest
@@ -115,7 +115,7 @@ def create_app(settings: HubSettings) -> web.Application:
     web_stats.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
-    app.cleanup_ctx.extend([_store, _watchlists, _dispatch, _broker, _upstream,
+    app.cleanup_ctx.extend([_store, background("clone-warm", _warm_clones), _watchlists, _dispatch, _broker, _upstream,
                            background("record-retention", _purge_loop), _console])
     app.on_shutdown.append(_close_sockets)
     return app
@@ -312,6 +312,18 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
                 source.forget()
                 log.exception("upstream %s: change not applied", name)
             await asyncio.sleep(source.settings.interval_s)
+
+
+async def _warm_clones(app: web.Application) -> None:
+    """After a restart the clone index learns the record's recent hours (ingest is not held up)."""
+    check = app[keys.INGEST].clones
+    hours = app[keys.SETTINGS].clones.warm_hours
+    if check is None or hours <= 0:
+        return
+    since = time.time() - hours * 3600.0
+    record = app[keys.STORE].record
+    plates = await asyncio.to_thread(lambda: check.warm_from(recent_reads(record, since)))
+    log.info("clone index warmed from the record's last %.1f h: %d plates", hours, plates)
 
 
 async def _purge_loop(app: web.Application) -> None:

@@ -16,16 +16,22 @@ alert it makes has the same id as the first time.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from protocols import clones
 from protocols.alerting import rule_alert
 from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
 from protocols.messages import Alert, PlateRead, derive_alert_id
 
+from .readstore import day_of
 from .settings import CloneSettings
+
+if TYPE_CHECKING:
+    from .readstore import SqliteReadStore, StoredRead
 
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID
@@ -68,6 +74,17 @@ READS: Final = 10
 window) back the sighting: two cameras agreeing on a passage."""
 REFRESH_S: Final = 3600.0
 """A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
+
+
+def recent_reads(record: SqliteReadStore, since: float) -> Iterator[StoredRead]:
+    """The record's reads captured at or after ``since``, oldest first (for :meth:`CloneCheck.warm_from`)."""
+    first = day_of(since, record.tz)
+    for day in record.days():
+        if day < first:
+            continue
+        for read in record.iter_reads(day):
+            if read.captured_at >= since:
+                yield read
 
 
 class CloneIndex:
@@ -125,6 +142,60 @@ class CloneCheck:
         self._min_confidence = self.rule.min_confidence
         self._window = self.rule.same_time_window_s
         self._trips: dict[tuple[str, str], float | None] = {}
+        self._warmed: dict[str, tuple[Seen, ...]] | None = None
+        self.warmed_plates = 0
+
+    def warm_from(self, reads: Iterable[StoredRead]) -> int:
+        """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
+
+        Safe from any thread while ingest runs: the sightings go to a separate index that the
+        writer adopts at the start of its next batch (:meth:`batch`), so ingest is never blocked
+        and no plate is written from two threads. Returns how many plates were learnt."""
+        min_conf = self._min_confidence
+        warm: dict[str, tuple[Seen, ...]] = {}
+        window = self._window
+        for read in reads:
+            confidence = read.confidence
+            if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
+                continue
+            plate = read.plate
+            if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
+                continue
+            new: Seen = (sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate,
+                         read.camera_id, read.colour, read.vehicle_type, None, None, 1)
+            # (the record's search rows carry no vehicle colour or make: a warmed sighting leaves them unknown)
+            held = warm.get(plate)
+            if held is None:
+                warm[plate] = (new,)
+                continue
+            last = held[-1]
+            if (last[CP] == new[CP] and 0 <= new[AT] - last[AT] <= window
+                    and last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]):
+                warm[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
+            else:
+                warm[plate] = _merge(held, new)
+        self._warmed = warm
+        return len(warm)
+
+    def _adopt_warmed(self) -> None:
+        """Merge the record's sightings into the live index (on the writer thread)."""
+        warm, self._warmed = self._warmed, None
+        if not warm:
+            return
+        index = self.index._plates
+        live = dict(index)
+        index.clear()
+        index.update(warm)  # older sightings first: least recently seen end of the order
+        for plate, held in live.items():
+            old = index.pop(plate, None)
+            if old is not None:
+                for seen in held:
+                    old = _merge(old, seen)
+                held = old
+            index[plate] = held
+        self.warmed_plates = len(warm)
+        if len(index) > self.index.max_plates:
+            self.index.evict()
 
     def _trip_s(self, a: str, b: str) -> float | None:
         key = (a, b)
@@ -140,6 +211,8 @@ class CloneCheck:
         day file) stops before this, so a first attempt leaves nothing behind. The common cases
         (ineligible, plate not seen yet, same place and attributes, a trip slower than the fastest)
         are decided inline, as this runs for every read ingest stores."""
+        if self._warmed is not None:
+            self._adopt_warmed()
         findings: list[CloneFinding] = []
         index = self.index._plates
         min_conf, window, trips = self._min_confidence, self._window, self._trips

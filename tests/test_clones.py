@@ -8,7 +8,7 @@ import time
 import msgspec
 import pytest
 
-from central.clones import CloneCheck, load_geography
+from central.clones import CloneCheck, load_geography, recent_reads
 from central.ingest import Ingest
 from central.settings import CloneSettings, load_settings
 from central.store import HubStore
@@ -270,3 +270,58 @@ def test_a_misread_by_one_camera_of_a_passage_the_other_read_as_a_look_alike_is_
     assert alert.checkpoint == TANCHENG and alert.seq == 3 and alert.plate_read == "鲁A12345"
     assert alert.hit.entry_id == f"rule:clone:{LINQING}/1/2"
     assert f"{LINQING}/1/2" in alert.hit.reason and f"{TANCHENG}/1/3" in alert.hit.reason, "both passages named"
+
+
+def _restarted(tmp_path, warm_hours: float):
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    dispatched: list[Alert] = []
+    check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=dispatched.extend,
+                    on_status=lambda status, offset: None, clones=check)
+    learnt = check.warm_from(recent_reads(store.record, time.time() - warm_hours * 3600)) if warm_hours else 0
+    return ingest, store, dispatched, learnt
+
+
+@pytest.mark.parametrize("warm_hours", [24.0, 0.0])
+def test_a_clone_spanning_a_hub_restart_is_found_once_the_index_is_warmed_from_the_record(tmp_path, warm_hours):
+    now = time.time() - 3600
+    ingest, store, _, _ = _restarted(tmp_path, 0)
+    send(ingest, TANCHENG, [read(1, now), read(2, now + 1, "鲁B12345"), read(3, now - 30 * 3600, "鲁C77777")])
+    store.stop()
+    # The hub restarts: a new (cold) index, warmed from the record's last hours before ingest goes on.
+    ingest, store, dispatched, learnt = _restarted(tmp_path, warm_hours)
+    try:
+        send(ingest, LINQING, [read(7, now + 40 * 60), read(8, now + 40 * 60 + 5, "鲁C77777")])
+        alerts = clone_alerts(store)
+        if warm_hours:
+            # Two plates from the last 24 h (the read 30 h old is beyond the window).
+            assert learnt == 2 and ingest.clones.warmed_plates == 2
+            [alert] = alerts
+            assert alert.plate_read == "鲁Q8K2L1" and alert.hit.entry_id == f"rule:clone:{TANCHENG}/1/1"
+            assert [a.alert_id for a in dispatched] == [alert.alert_id]
+        else:
+            assert alerts == [] and dispatched == []  # cold: the sighting before the restart is unknown
+    finally:
+        store.stop()
+
+
+def test_warming_merges_with_sightings_ingest_made_meanwhile(tmp_path):
+    now = time.time() - 3600
+    ingest, store, _, _ = _restarted(tmp_path, 0)
+    send(ingest, TANCHENG, [read(1, now)])
+    store.stop()
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
+                    on_status=lambda status, offset: None, clones=check)
+    try:
+        warmed = list(recent_reads(store.record, now - 60))
+        # Ingest goes on before the background warm-up finishes: a plausible trip to 临沭 is seen first.
+        send(ingest, LINSHU, [read(2, now + 30 * 60, "鲁B12345")])
+        assert check.warm_from(warmed) == 1 and len(check.index) == 1  # not adopted until the next batch
+        send(ingest, LINQING, [read(3, now + 40 * 60)])
+        assert len(check.index) == 2 and len(clone_alerts(store)) == 1
+    finally:
+        store.stop()

@@ -97,16 +97,19 @@ def _misread(plate: str, rng: random.Random) -> str:
     return plate[:i] + LOOK_ALIKE[plate[i]] + plate[i + 1:]
 
 
-def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float) -> dict[str, Any]:
-    """Vehicles, passages, reads (with truth) and the injected clones, all in memory."""
+def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
+             population: list[Vehicle] | None = None, seqs: dict[str, int] | None = None,
+             inject_clones: bool = True, before: dict[int, Pass] | None = None) -> dict[str, Any]:
+    """Vehicles, passages, reads (with truth) and the injected clones, all in memory. ``population``
+    (and ``seqs``, each checkpoint's last read number) continue an earlier day of the same vehicles."""
     rng = random.Random(seed)
     geo = geo_check.geography
     ids = sorted(geo.checkpoints)
     near = {a: sorted((b for b in ids if b != a), key=lambda b: geo.distance_km(a, b) or 0)[:4] for a in ids}
-    vehicles: list[Vehicle] = []
-    taken: set[str] = set()
+    vehicles: list[Vehicle] = list(population or [])
+    taken: set[str] = {v.plate for v in vehicles}
     n_vehicles = max(100, passages // 4)
-    while len(vehicles) < n_vehicles:
+    while population is None and len(vehicles) < n_vehicles:
         plate = _plate(rng)
         if plate in taken:
             continue
@@ -119,11 +122,15 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float) -> d
             taken.add(twin)
     out: list[Pass] = []
     per_vehicle: dict[int, list[Pass]] = {}
-    while len(out) < passages:
+    while len(out) < passages and len(per_vehicle) < len(vehicles):
         v = rng.choice(vehicles)
         if v.vid in per_vehicle:
             continue
         cp, at = rng.choice(ids), start + rng.random() * DAY_S * 0.8
+        prior = (before or {}).get(v.vid)
+        if prior is not None:  # the vehicle drove on from where the day before left it
+            straight = (geo.distance_km(prior.checkpoint, cp) or 0) / geo.road_factor
+            at = max(at, prior.at + straight / rng.uniform(40, 100) * 3600 + rng.uniform(0, 3600))
         trip = [Pass(v.vid, cp, at)]
         for _ in range(rng.randint(0, 6)):
             nxt = rng.choice(near[cp])
@@ -136,7 +143,7 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float) -> d
     # Clones: a new vehicle with an existing plate, seen far away sooner than any trip allows.
     clones: list[tuple[int, int]] = []  # (original vid, clone vid)
     rule = geo_check.rule
-    for _ in range(max(10, passages // 2000)):
+    for _ in range(max(10, passages // 2000) if inject_clones else 0):
         original = vehicles[rng.choice(list(per_vehicle))]
         ref = rng.choice(per_vehicle[original.vid])
         far = [b for b in ids if (geo.distance_km(ref.checkpoint, b) or 0) >= 150]
@@ -151,7 +158,7 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float) -> d
         out.append(Pass(clone.vid, where, at))
     out.sort(key=lambda p: p.at)
     reads: list[tuple[str, PlateRead, int, bool]] = []  # (checkpoint, read, vid, misread)
-    seqs: dict[str, int] = {}
+    seqs = {} if seqs is None else seqs
     for p in out:
         v = vehicles[p.vid]
         for cam in range(1 if rng.random() < 0.7 else 2):
@@ -164,7 +171,9 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float) -> d
                              plate_raw=text, plate_valid=check.valid, plate_problem=check.problem,
                              colour=v.colour, vehicle_type=v.vehicle_type, confidence=round(conf, 1))
             reads.append((p.checkpoint, read, p.vid, mis and text != v.plate))
-    return {"vehicles": vehicles, "passages": len(out), "reads": reads, "clones": clones}
+    last = {p.vid: p for p in out}  # sorted by time: each vehicle's last passage
+    return {"vehicles": vehicles, "passages": len(out), "reads": reads, "clones": clones, "seqs": seqs,
+            "last": last}
 
 
 def _batches(reads: list[tuple[str, PlateRead, int, bool]]) -> list[tuple[str, bytes]]:
@@ -211,38 +220,9 @@ def _ingest(batches: list[tuple[str, bytes]], check: CloneCheck | None, folder: 
     return elapsed, alerts
 
 
-def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
-        companion_passages: int = 20_000_000) -> dict[str, Any]:
-    """Simulate, ingest with and without the check, score; then the companion query over a week
-    (``cordon/bench/companions.py``); return one JSON-able dict."""
-    settings = CloneSettings()
-    geography = load_geography(settings)
-    started = time.perf_counter()
-    start = time.time() - DAY_S  # yesterday and today: inside the record's retention
-    sim = simulate(passages, seed, CloneCheck(settings, geography), start)
-    reads, clones = sim["reads"], sim["clones"]
-    batches = _batches(reads)
-    sim_s = time.perf_counter() - started
-    # The check alone, on the same reads, without the database.
-    check = CloneCheck(settings, geography)
-    decoded = [msgspec.json.decode(body, type=EventBatch) for _, body in batches]
-    t0 = time.perf_counter()
-    for batch in decoded:
-        check.batch(batch.checkpoint, batch.epoch, batch.events)  # type: ignore[arg-type]  # reads only
-    check_only_s = time.perf_counter() - t0
-
-    root = Path(tempfile.mkdtemp(prefix="cordon-bench-intel-", dir="/tmp"))
-    off_runs, on_runs = [], []
-    alerts: list[Alert] = []
-    try:
-        for r in range(repeats):
-            off_runs.append(_ingest(batches, None, root / f"off{r}")[0])
-            elapsed, alerts = _ingest(batches, CloneCheck(settings, geography), root / f"on{r}")
-            on_runs.append(elapsed)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-    by_identity = {(cp, read.seq): (vid, mis) for cp, read, vid, mis in reads}
+def _score(alerts: list[Alert], by_identity: dict[tuple[str, int], tuple[int, bool]],
+           clones: list[tuple[int, int]]) -> tuple[set[tuple[int, int]], int, int]:
+    """Clone pairs found, alerts a misread took part in, other false alerts."""
     found: set[tuple[int, int]] = set()
     false_misread = false_other = 0
     for alert in alerts:
@@ -257,6 +237,59 @@ def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
             false_misread += 1  # a misread took part: the alert is false whatever else is true
         else:
             false_other += 1
+    return found, false_misread, false_other
+
+
+def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
+        companion_passages: int = 20_000_000) -> dict[str, Any]:
+    """Simulate, ingest with and without the check, score; then the companion query over a week
+    (``cordon/bench/companions.py``); return one JSON-able dict."""
+    settings = CloneSettings()
+    geography = load_geography(settings)
+    started = time.perf_counter()
+    start = time.time() - DAY_S  # yesterday and today: inside the record's retention
+    # A hub in steady state: the day before the measured one, of the same vehicles, has gone through
+    # the check (what the index holds after running a day, or after warming from the record at start).
+    warm = simulate(passages, seed + 1, CloneCheck(settings, geography), start - DAY_S, inject_clones=False)
+    sim = simulate(passages, seed, CloneCheck(settings, geography), start, population=warm["vehicles"],
+                   seqs=dict(warm["seqs"]), before=warm["last"])
+    reads, clones = sim["reads"], sim["clones"]
+    batches = _batches(reads)
+    warm_decoded = [msgspec.json.decode(body, type=EventBatch) for _, body in _batches(warm["reads"])]
+    sim_s = time.perf_counter() - started
+
+    def warmed() -> CloneCheck:
+        check = CloneCheck(settings, geography)
+        for batch in warm_decoded:
+            check.batch(batch.checkpoint, batch.epoch, batch.events)  # type: ignore[arg-type]  # reads only
+        return check
+
+    # The check alone, on the same reads, without the database.
+    check = warmed()
+    decoded = [msgspec.json.decode(body, type=EventBatch) for _, body in batches]
+    t0 = time.perf_counter()
+    for batch in decoded:
+        check.batch(batch.checkpoint, batch.epoch, batch.events)  # type: ignore[arg-type]  # reads only
+    check_only_s = time.perf_counter() - t0
+
+    root = Path(tempfile.mkdtemp(prefix="cordon-bench-intel-", dir="/tmp"))
+    off_runs, on_runs, cold_runs = [], [], []
+    alerts: list[Alert] = []
+    cold_alerts: list[Alert] = []
+    try:
+        for r in range(repeats):
+            off_runs.append(_ingest(batches, None, root / f"off{r}")[0])
+            elapsed, alerts = _ingest(batches, warmed(), root / f"on{r}")
+            on_runs.append(elapsed)
+            elapsed, cold_alerts = _ingest(batches, CloneCheck(settings, geography), root / f"cold{r}")
+            cold_runs.append(elapsed)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    # An alert's earlier sighting may be from the warm-up day (same vehicles, seqs continue).
+    by_identity = {(cp, read.seq): (vid, mis) for cp, read, vid, mis in [*warm["reads"], *reads]}
+    found, false_misread, false_other = _score(alerts, by_identity, clones)
+    cold_found, cold_false_misread, _ = _score(cold_alerts, by_identity, clones)
     n_passages = sim["passages"]
     off, on = min(off_runs), min(on_runs)
     companion = companions.run(companion_passages, seed=seed)
@@ -275,6 +308,14 @@ def run(passages: int = 200_000, seed: int = 8, repeats: int = 2,
         "bars": {name: f"{op} {bar}" for name, (op, bar) in BARS.items()},
         "pass": passed,
         "all_pass": all(passed.values()),
+        "warm_up_passages": warm["passages"],
+        "steady_state": "the measured day follows a warm-up day of the same vehicles that went through the "
+                        "check first (a hub running, or warmed from the record at start: clones.warm_hours); "
+                        "cold_* is the same day with an empty index (the first day after a restart without warming)",
+        "cold_clone_recall": round(len(cold_found) / len(clones), 4),
+        "cold_false_clone_alerts_per_million_passages": round(cold_false_misread / n_passages * 1e6, 2),
+        "cold_ingest_cost_increase": round((min(cold_runs) - min(off_runs)) / min(off_runs), 4),
+        "ingest_cold_s": [round(x, 2) for x in cold_runs],
         "check_only_s": round(check_only_s, 3),
         "check_only_share_of_ingest": round(check_only_s / off, 4),
         "ingest_off_s": [round(x, 2) for x in off_runs], "ingest_on_s": [round(x, 2) for x in on_runs],
