@@ -328,9 +328,11 @@ class ReadStore(Protocol):
     def identity_taken(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
                        near: float) -> bool: ...
 
-    def search_exact(self, plate: str, since: float, until: float, limit: int = 500) -> SearchResult: ...
+    def search_exact(self, plate: str, since: float, until: float, limit: int = 500,
+                     checkpoint: str | None = None) -> SearchResult: ...
 
-    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500) -> SearchResult: ...
+    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500,
+                       checkpoint: str | None = None) -> SearchResult: ...
 
     # -- intelligence: routes and companions ---------------------------------------------------------
     def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult:
@@ -656,18 +658,24 @@ class SqliteReadStore:
         first, last = day_of(since, self.tz), day_of(until, self.tz)
         return [d for d in self.days() if first <= d <= last]
 
-    def search_exact(self, plate: str, since: float, until: float, limit: int = 500) -> SearchResult:
-        """Reads of one plate in [since, until], newest first."""
-        return self._search(Pattern(clean_plate(plate), "", ""), since, until, limit)
+    def search_exact(self, plate: str, since: float, until: float, limit: int = 500,
+                     checkpoint: str | None = None) -> SearchResult:
+        """Reads of one plate in [since, until] (at one checkpoint if given), newest first."""
+        return self._search(Pattern(clean_plate(plate), "", ""), since, until, limit, checkpoint)
 
-    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500) -> SearchResult:
+    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500,
+                       checkpoint: str | None = None) -> SearchResult:
         """Reads whose plate matches a partial plate (``*`` any run, ``?`` one character), newest first."""
-        return self._search(parse_pattern(pattern), since, until, limit)
+        return self._search(parse_pattern(pattern), since, until, limit, checkpoint)
 
-    def _search(self, p: Pattern, since: float, until: float, limit: int) -> SearchResult:
+    def _search(self, p: Pattern, since: float, until: float, limit: int,
+                checkpoint: str | None = None) -> SearchResult:
         limit = max(1, min(limit, MAX_LIMIT))
         candidates, params = _candidate_query(p)
-        sql = (_SELECT_READ.format(s="") + f" WHERE r.plate_id IN ({candidates}) "
+        place = "AND r.checkpoint = ? " if checkpoint else ""
+        if checkpoint:
+            params = (*params, checkpoint)
+        sql = (_SELECT_READ.format(s="") + f" WHERE r.plate_id IN ({candidates}) {place}"
                "AND r.captured_at >= ? AND r.captured_at <= ? ORDER BY r.captured_at DESC LIMIT ?")
         out: list[StoredRead] = []
         days = self._days_between(since, until)

@@ -293,7 +293,8 @@ def _moment(text: str | None, name: str, default: float) -> float:
 
 async def reads(request: web.Request) -> web.Response:
     """Search the record: ``?plate=`` (exact) or ``?pattern=`` (``*`` any run, ``?`` one character),
-    within ``since``..``until`` (default the last day), with a ``reason`` that is logged."""
+    within ``since``..``until`` (default the last day), optionally at one ``checkpoint``, with a ``reason``
+    that is logged."""
     q, app = request.query, request.app
     plate, pattern = q.get("plate", "").strip(), q.get("pattern", "").strip()
     if bool(plate) == bool(pattern):
@@ -311,6 +312,9 @@ async def reads(request: web.Request) -> web.Response:
     if until - since > max_days * 86400:
         raise json_error(web.HTTPBadRequest, f"a search spans at most {max_days} days")
     limit = _limit(request, 500)
+    checkpoint = q.get("checkpoint", "").strip() or None
+    if checkpoint is not None and len(checkpoint) > 128:
+        raise json_error(web.HTTPBadRequest, "checkpoint is longer than 128 characters")
     record = app[keys.STORE].record
     principal = principal_of(request)
     if since < time.time() - OLD_DATA_DAYS * 86400 and (principal is None or principal.role not in OLD_DATA_ROLES):
@@ -319,15 +323,16 @@ async def reads(request: web.Request) -> web.Response:
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await app[keys.STORE].run(lambda db: audit.append(
         db, actor, role, "record.search", target=plate or pattern, reason=reason,
-        detail={"kind": "plate" if plate else "pattern", "since": round(since), "until": round(until)}))
+        detail={"kind": "plate" if plate else "pattern", "since": round(since), "until": round(until),
+                "checkpoint": checkpoint}))
     log.info("record search by %s: %s=%r since=%s until=%s reason=%r",
              principal.name if principal else "?", "plate" if plate else "pattern", plate or pattern,
              round(since), round(until), reason)
     try:
         if plate:
-            found = await asyncio.to_thread(record.search_exact, plate, since, until, limit)
+            found = await asyncio.to_thread(record.search_exact, plate, since, until, limit, checkpoint)
         else:
-            found = await asyncio.to_thread(record.search_pattern, pattern, since, until, limit)
+            found = await asyncio.to_thread(record.search_pattern, pattern, since, until, limit, checkpoint)
     except PatternError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
     return _json({"reads": found.reads, "truncated": found.truncated, "days_searched": found.days,

@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from central.store import HubStore
+from protocols.messages import PlateRead
 from tests.support import get_json, hub_service, login, running, session, until
 from tests.test_intel import CPS, SCOUT, TARGET, fill
 
@@ -26,6 +27,10 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
     record = HubStore(tmp_path / "hub" / "data" / "hub.db")  # the record, written before the hub starts
     record.start()
     fill(record, time.time() - 10 * 3600)
+    for i, cp in enumerate(CPS[:2]):  # two camera reads of the load, for the record search by place
+        read = PlateRead(seq=1000 + i, camera_id="cam1", captured_at=time.time() - 3600 + i, plate=TARGET,
+                         plate_raw=TARGET, plate_valid=True, confidence=96.0)
+        record.submit(lambda db, cp=cp, read=read: record.insert_event(db, cp, 1, read, 0.0, time.time())).result(10)
     record.stop()
     hub.start()
     with running(hub):
@@ -50,6 +55,20 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
                 assert await page.locator("#intel-map g.intel-stop").count() == len(CPS)
                 assert await page.locator("#intel-results .intel-table tr").count() == len(CPS)
                 assert "德州京沪高速检查站" in await page.inner_text("#intel-results")
+
+                # The record search: a partial plate at one place (the reason is audited with the place).
+                await page.fill("#intel-plate", TARGET[:5] + "*")
+                await page.select_option("#intel-place", CPS[1])
+                await page.click("#intel-search")
+                await page.wait_for_selector("#intel-reads tr", timeout=TIMEOUT_MS)
+                assert await page.locator("#intel-reads tr").count() == 1
+                row = await page.inner_text("#intel-reads tr")
+                assert TARGET in row and "cam1" in row
+                trail = await get_json(http, f"{hub.base}/api/v1/audit?action=record.search")
+                [search] = trail["records"]
+                assert search["target"] == TARGET[:5] + "*" and search["reason"] == "专案 2026-118"
+                assert CPS[1] in str(search["detail"])
+                await page.fill("#intel-plate", TARGET)
 
                 await page.click("#intel-companions")
                 await page.wait_for_selector(f'.intel-companion[data-plate="{SCOUT}"]', timeout=TIMEOUT_MS)

@@ -9,6 +9,7 @@ Object.assign(CORDON_I18N.zh, {
   "intel.denied": "无权查询", "intel.shared": "同行", "intel.times": "次", "intel.meanGap": "平均间隔",
   "intel.add": "加入名单", "intel.added": "已加入", "intel.addFailed": "加入失败", "intel.list": "名单",
   "intel.gap": "间隔", "intel.truncated": "结果过多，仅显示部分",
+  "intel.search": "检索记录", "intel.place": "地点（全部）", "intel.plateHint": "车牌或部分车牌（* 任意，? 一位）",
 });
 Object.assign(CORDON_I18N.en, {
   "intel": "Intel", "intel.title": "Vehicle intelligence: route and companions", "intel.plate": "Plate",
@@ -18,6 +19,7 @@ Object.assign(CORDON_I18N.en, {
   "intel.shared": "shared", "intel.times": "times", "intel.meanGap": "mean gap", "intel.add": "Add to list",
   "intel.added": "Added", "intel.addFailed": "Could not add", "intel.list": "List", "intel.gap": "gap",
   "intel.truncated": "Too many results, showing some",
+  "intel.search": "Search record", "intel.place": "Place (all)", "intel.plateHint": "Plate or partial plate (* any, ? one)",
 });
 
 (function intel() {
@@ -50,7 +52,11 @@ Object.assign(CORDON_I18N.en, {
   const [minL, minShared] = field("intel.minShared", { id: "intel-min", type: "number", min: "1", max: "50", value: "3" });
   const routeBtn = button("intel.route", "intel-route"), compBtn = button("intel.companions", "intel-companions");
   const close = button("intel.close", "intel-close");
-  form.append(plateL, reasonL, daysL, windowL, minL, routeBtn, compBtn, close);
+  plate.dataset.i18nPlaceholder = "intel.plateHint"; plate.placeholder = t("intel.plateHint");
+  // The record search: a plate or a partial plate, over the days given, at one checkpoint or all.
+  const place = document.createElement("select"); place.id = "intel-place";
+  const searchBtn = button("intel.search", "intel-search");
+  form.append(plateL, reasonL, daysL, place, windowL, minL, searchBtn, routeBtn, compBtn, close);
   const status = el("p", "muted"); status.id = "intel-status";
   const map = svgEl("svg", { id: "intel-map", class: "ring-map intel-map", viewBox: "0 0 600 440", role: "img" });
   const results = el("div", "intel-results"); results.id = "intel-results";
@@ -61,8 +67,16 @@ Object.assign(CORDON_I18N.en, {
   close.addEventListener("click", () => { panel.hidden = true; });
   document.getElementById("lang").addEventListener("click", () => applyI18n(panel));
 
+  function fillPlaces() {
+    const any = el("option", "", t("intel.place")); any.value = ""; any.dataset.i18n = "intel.place";
+    const chosen = place.value;
+    place.replaceChildren(any);
+    for (const [id, name] of names()) { const o = el("option", "", name); o.value = id; place.append(o); }
+    place.value = chosen;
+  }
   fetch("/api/v1/ring", { credentials: "same-origin" }).then((r) => r.ok ? r.json() : { checkpoints: [] })
-    .then((b) => { ringCps = b.checkpoints || []; }).catch(() => { ringCps = []; });
+    .then((b) => { ringCps = b.checkpoints || []; fillPlaces(); }).catch(() => { ringCps = []; });
+  document.getElementById("lang").addEventListener("click", fillPlaces);
 
   function params() {
     const until = Date.now() / 1000;
@@ -117,6 +131,35 @@ Object.assign(CORDON_I18N.en, {
     });
     return table;
   }
+
+  searchBtn.addEventListener("click", async () => {
+    if (!form.reportValidity()) return;
+    const until = Date.now() / 1000;
+    const span = Math.min(31, Math.max(1, Number(days.value) || 7)) * 86400;
+    const text = plate.value.trim();
+    const q = new URLSearchParams({ reason: reason.value.trim(), since: String(until - span + 1), until: String(until) });
+    q.set(/[*?]/.test(text) ? "pattern" : "plate", text);
+    if (place.value) q.set("checkpoint", place.value);
+    status.textContent = "…";
+    const resp = await fetch("/api/v1/reads?" + q, { credentials: "same-origin" });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      status.textContent = (resp.status === 403 ? t("intel.denied") : t("intel.failed")) + (body.error ? ": " + body.error : "");
+      return;
+    }
+    status.textContent = "";
+    const n = names();
+    const table = el("table", "intel-table"); table.id = "intel-reads";
+    for (const r of body.reads) {
+      const tr = el("tr");
+      tr.append(el("td", "", fmtTime(r.captured_at)), el("td", "plate", r.plate || r.plate_raw),
+        el("td", "", n.get(r.checkpoint) || r.checkpoint), el("td", "muted", r.camera_id),
+        el("td", "muted", r.confidence == null ? "" : String(r.confidence)));
+      table.append(tr);
+    }
+    results.replaceChildren(body.reads.length ? table : el("p", "muted", t("intel.none")));
+    if (body.truncated) results.prepend(el("p", "muted", t("intel.truncated")));
+  });
 
   routeBtn.addEventListener("click", async () => {
     const body = await query("/api/v1/intel/route");
