@@ -335,75 +335,10 @@ class ReadStore(Protocol):
                        checkpoint: str | None = None) -> SearchResult: ...
 
     # -- intelligence: routes and companions ---------------------------------------------------------
-    def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult:
-        """Passages of one plate in [since, until], oldest first (its trip across the ring)."""
-        plate = clean_plate(plate)
-        limit = max(1, min(limit, MAX_LIMIT))
-        out: list[dict[str, object]] = []
-        searched = 0
-        for day in self._days_between(since, until):
-            conn = self._open(day)
-            if conn is None:
-                continue
-            try:
-                searched += 1
-                cur = conn.execute(_SELECT_PASSAGE + " WHERE plate=? AND first_seen >= ? AND first_seen <= ? "
-                                   "ORDER BY first_seen LIMIT ?", (plate, since, until, limit - len(out) + 1))
-                out.extend(_passage_row(cur.description, row) for row in cur.fetchall())
-            finally:
-                conn.close()
-            if len(out) > limit:
-                break
-        return SearchResult(out[:limit], len(out) > limit, searched)  # type: ignore[arg-type]
+    def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult: ...
 
     def companions(self, plate: str, since: float, until: float, window_s: float = 120.0, min_shared: int = 3,
-                   limit: int = 20) -> Companions:
-        """Vehicles that passed the checkpoints ``plate`` passed, within ``window_s`` of it, on at
-        least ``min_shared`` of its passages; most shared passages first, then the closest in time.
-
-        For each of the plate's passages (by ``passages_plate``) one range read of the checkpoint's
-        passages around that moment (by ``passages_checkpoint``), in the day file of each end of the
-        window: cost grows with the plate's passages, not with the record."""
-        target = self.route(plate, since, until).reads
-        plate = clean_plate(plate)
-        shared: dict[str, dict[int, tuple[float, dict[str, object]]]] = {}
-        conns: dict[dt.date, sqlite3.Connection | None] = {}
-        held = set(self.days())
-        sql = (_SELECT_PASSAGE + " WHERE checkpoint=? AND first_seen >= ? AND first_seen <= ? AND plate != ? "
-               "AND no_plate = 0 AND plate != ''")
-        try:
-            for i, mine in enumerate(target):
-                at, cp = float(mine["first_seen"]), str(mine["checkpoint"])  # type: ignore[arg-type]
-                for day in sorted({day_of(at - window_s, self.tz), day_of(at + window_s, self.tz)}):
-                    if day not in held:
-                        continue
-                    if day not in conns:
-                        conns[day] = self._open(day)
-                    conn = conns[day]
-                    if conn is None:
-                        continue
-                    cur = conn.execute(sql, (cp, at - window_s, at + window_s, plate))
-                    for row in cur.fetchall():
-                        other = _passage_row(cur.description, row)
-                        gap = abs(float(other["first_seen"]) - at)  # type: ignore[arg-type]
-                        seen = shared.setdefault(str(other["plate"]), {})
-                        if i not in seen or gap < seen[i][0]:
-                            seen[i] = (gap, other)
-        finally:
-            for conn in conns.values():
-                if conn is not None:
-                    conn.close()
-        ranked = []
-        for other_plate, by_passage in shared.items():
-            if len(by_passage) < min_shared:
-                continue
-            gaps = [g for g, _ in by_passage.values()]
-            ranked.append(Companion(
-                plate=other_plate, shared=len(by_passage), mean_gap_s=round(sum(gaps) / len(gaps), 1),
-                passages=[{**p, "gap_s": round(float(p["first_seen"]) - float(target[i]["first_seen"]), 1),  # type: ignore[arg-type]
-                           "with_seq": target[i]["seq"]} for i, (_, p) in sorted(by_passage.items())]))
-        ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
-        return Companions(target, ranked[:max(1, limit)], len(ranked))
+                   limit: int = 20) -> Companions: ...
 
     def counts(self) -> RecordCounts: ...
 
