@@ -32,6 +32,7 @@ from protocols.messages import (
     KitResultEvent,
     Passage,
     PlateRead,
+    event_kind,
 )
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
@@ -135,8 +136,6 @@ MIGRATIONS: list[list[str]] = [
     stats.SCHEMA,
 ]
 
-_KINDS: dict[type, str] = {PlateRead: "read", Passage: "passage", EdgeHit: "hit", Gap: "gap",
-                           AlertOutcome: "outcome", AuditEvent: "audit", KitResultEvent: "kit"}
 RECORD_MIGRATION = 100
 """Reads and passages leave hub.db for day files (moved by :meth:`SqliteReadStore.import_legacy`); numbered
 apart from the list above so the two sequences never collide."""
@@ -255,7 +254,7 @@ class HubStore:
             return Outcome(inserted=False, dead_letter=taken)
         db.conn.execute(
             "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
-            (checkpoint, epoch, event.seq, _KINDS[type(event)], d, received_at))
+            (checkpoint, epoch, event.seq, event_kind(event), d, received_at))
         if isinstance(event, EdgeHit):
             db.conn.execute(
                 """INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score,

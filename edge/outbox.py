@@ -24,14 +24,9 @@ import msgspec
 import sqlite_utils
 
 from protocols.messages import (
-    AlertOutcome,
-    AuditEvent,
-    EdgeHit,
     Event,
     Gap,
-    KitResultEvent,
-    Passage,
-    PlateRead,
+    event_kind,
     seq_ranges,
 )
 from runtime.sqlwriter import SqlWriter
@@ -157,7 +152,7 @@ class OutboxStore:
             for event, priority in zip(events, priorities, strict=True):
                 event = msgspec.structs.replace(event, seq=self._take_seq())
                 numbered.append(event)
-                rows.append((event.seq, priority, now, _kind(event), encode_event(event)))
+                rows.append((event.seq, priority, now, event_kind(event), encode_event(event)))
             added = sum(len(r[4]) for r in rows)
             gaps = self._make_room(db, added, now) if self.max_bytes is not None else []
             for gap in gaps:
@@ -256,23 +251,6 @@ class OutboxStore:
 
         return await self._writer.run(job)
 
-
-def _kind(event: Event) -> str:
-    if isinstance(event, PlateRead):
-        return "read"
-    if isinstance(event, Passage):
-        return "passage"
-    if isinstance(event, EdgeHit):
-        return "hit"
-    if isinstance(event, Gap):
-        return "gap"
-    if isinstance(event, AlertOutcome):
-        return "outcome"
-    if isinstance(event, AuditEvent):
-        return "audit"
-    if isinstance(event, KitResultEvent):
-        return "kit"
-    raise TypeError(f"unknown event type {type(event).__name__}")
 
 
 def _describe(spans: list[tuple[int, int]]) -> str:

@@ -184,6 +184,11 @@ class KitResultEvent(msgspec.Struct, tag="kit", **_STRICT):
 Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome | AuditEvent | KitResultEvent
 
 
+
+def event_kind(event: Event) -> str:
+    """An event's kind, as stored and counted: its tag on the wire ("read", "passage", "hit"...)."""
+    return type(event).__struct_config__.tag  # type: ignore[return-value]
+
 class EventBatch(msgspec.Struct, **_STRICT):
     """Events from one edge epoch, in one MQTT message on ``cordon/v1/cp/{checkpoint}/events``."""
 
