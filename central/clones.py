@@ -72,19 +72,22 @@ VBRAND: Final = 9
 READS: Final = 10
 """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
 window) back the sighting: two cameras agreeing on a passage."""
+SUSPECTS_MAX: Final = 100_000
+"""Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
 REFRESH_S: Final = 3600.0
 """A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
 
 
-def recent_reads(record: SqliteReadStore, since: float) -> Iterator[StoredRead]:
-    """The record's reads captured at or after ``since``, oldest first (for :meth:`CloneCheck.warm_from`)."""
+def recent_reads(record: SqliteReadStore, since: float) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+    """The record's reads captured at or after ``since``, oldest first, each with its vehicle colour and
+    make (for :meth:`CloneCheck.warm_from`)."""
     first = day_of(since, record.tz)
     for day in record.days():
         if day < first:
             continue
-        for read in record.iter_reads(day):
-            if read.captured_at >= since:
-                yield read
+        for sighted in record.iter_sightings(day):
+            if sighted[0].captured_at >= since:
+                yield sighted
 
 
 class CloneIndex:
@@ -113,6 +116,10 @@ def _same(a: Seen, b: Seen) -> bool:
     return a[SEQ] == b[SEQ] and a[CP] == b[CP] and a[EPOCH] == b[EPOCH]
 
 
+def _described_alike(a: Seen, b: Seen) -> bool:
+    return a[COLOUR] == b[COLOUR] and a[VTYPE] == b[VTYPE] and a[VCOLOUR] == b[VCOLOUR] and a[VBRAND] == b[VBRAND]
+
+
 def _merge(held: tuple[Seen, ...], new: Seen) -> tuple[Seen, ...]:
     """The two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
     last = held[-1]
@@ -139,13 +146,17 @@ class CloneCheck:
         self.findings = 0
         self.explained_as_misreads = 0
         self.uncorroborated = 0
+        self.misreads_ruled_out = 0
+        self._suspects: dict[str, tuple] = {}
+        """plate -> the sightings that could be the misread behind its last explained conflict, then
+        that conflict's capture time (see _one_misread_explains)."""
         self._min_confidence = self.rule.min_confidence
         self._window = self.rule.same_time_window_s
         self._trips: dict[tuple[str, str], float | None] = {}
         self._warmed: dict[str, tuple[Seen, ...]] | None = None
         self.warmed_plates = 0
 
-    def warm_from(self, reads: Iterable[StoredRead]) -> int:
+    def warm_from(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
         """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
 
         Safe from any thread while ingest runs: the sightings go to a separate index that the
@@ -154,7 +165,7 @@ class CloneCheck:
         min_conf = self._min_confidence
         warm: dict[str, tuple[Seen, ...]] = {}
         window = self._window
-        for read in reads:
+        for read, vcolour, vbrand in reads:
             confidence = read.confidence
             if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
                 continue
@@ -162,15 +173,14 @@ class CloneCheck:
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
             new: Seen = (sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate,
-                         read.camera_id, read.colour, read.vehicle_type, None, None, 1)
-            # (the record's search rows carry no vehicle colour or make: a warmed sighting leaves them unknown)
+                         read.camera_id, read.colour, read.vehicle_type, clones.body_colour(vcolour),
+                         clones.vehicle_make(vbrand), 1)
             held = warm.get(plate)
             if held is None:
                 warm[plate] = (new,)
                 continue
             last = held[-1]
-            if (last[CP] == new[CP] and 0 <= new[AT] - last[AT] <= window
-                    and last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]):
+            if last[CP] == new[CP] and 0 <= new[AT] - last[AT] <= window and _described_alike(last, new):
                 warm[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
             else:
                 warm[plate] = _merge(held, new)
@@ -228,7 +238,7 @@ class CloneCheck:
             if vcolour is not None or vbrand is not None:
                 # One spelling per colour and make, so that 白色 and White are one sighting's colour.
                 vcolour = clones.body_colour(vcolour)
-                vbrand = vbrand.strip().casefold() or None if vbrand else None
+                vbrand = clones.vehicle_make(vbrand)
             new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
                          read.vehicle_type, vcolour, vbrand, 1)
             held = index.get(plate)
@@ -306,19 +316,59 @@ class CloneCheck:
         return trip is None or gap >= trip
 
     def _finding(self, prev: Seen, new: Seen, batch: list[PlateRead]) -> CloneFinding | None:
-        """The full rule, for a pair the fast path could not clear; None also when either read is
-        better explained as a misread of a look-alike plate, or when only the vehicles' attributes
-        disagree and a sighting rests on one read (a camera's colour or type call is noisy too)."""
+        """The full rule, for a pair the fast path could not clear; None also when only the vehicles'
+        attributes disagree and a sighting rests on one read (a camera's colour or type call is noisy
+        too), and when one misread of a look-alike plate explains this conflict and the plate's
+        conflicts before it (:meth:`_one_misread_explains`)."""
         finding = clones.check(Sighting(*prev[:READS]), Sighting(*new[:READS]), self.geography, self.rule)
         if finding is None:
             return None
-        if self._misread(prev) or self._misread(new) or self._look_alike_nearby(new, batch):
-            self.explained_as_misreads += 1
-            return None
-        if finding.kind == "attribute_conflict" and (prev[READS] < 2 or self._backing(new, batch) < 2):
+        backing = self._backing(new, batch)
+        if finding.kind == "attribute_conflict" and (prev[READS] < 2 or backing < 2):
             self.uncorroborated += 1
             return None
+        # Which of the two sightings could be a misread of a look-alike plate on the road. Two cameras
+        # reading the same plate exactly and confidently are not both misreading it.
+        if self._look_alike_there(prev) or self._look_alike_there(new) or self._look_alike_nearby(new, batch):
+            self.explained_as_misreads += 1  # that passage was read both ways: a misread for sure
+            return None
+        suspects = []
+        if prev[READS] < 2 and self._misread(prev, new):
+            suspects.append(prev)
+        if backing < 2 and self._misread(new, prev):
+            suspects.append(new)
+        if suspects and self._one_misread_explains(new, suspects):
+            self.explained_as_misreads += 1
+            return None
+        if suspects:
+            self.misreads_ruled_out += 1
         return finding
+
+    def _one_misread_explains(self, new: Seen, suspects: list[Seen]) -> bool:
+        """Whether the plate's conflicts so far need no more than one misread to explain them.
+
+        A single misread of a look-alike vehicle (鲁Q8K2L1 read where 鲁QBK2L1 passed) conflicts with
+        the true vehicle's sightings before and after it; every such conflict has that one read in
+        common. A second vehicle with the plate conflicts at each of its passages, and no one
+        sighting is common to them all: explaining them away would take a second confident misread
+        into the same plate, which is far less likely than a clone. So the sightings that could be
+        the misread are remembered per plate (for ``misread_memory_s``); a conflict sharing one of
+        them is explained, one that shares none is raised."""
+        plate, at = new[4], new[AT]
+        held = self._suspects.pop(plate, None)  # popped and put back: the dict stays in age order
+        if held is not None and at - held[-1] <= self.settings.misread_memory_s:
+            window = self._window
+            common = tuple(s for s in suspects if any(
+                s[CP] == h[CP] and abs(s[AT] - h[AT]) <= window for h in held[:-1]))
+            if common:
+                self._suspects[plate] = (*common, at)
+                return True
+            self._suspects[plate] = (*suspects, at)
+            return False
+        self._suspects[plate] = (*suspects, at)
+        if len(self._suspects) > SUSPECTS_MAX:
+            del self._suspects[next(iter(self._suspects))]
+        return True
 
     def _backing(self, new: Seen, batch: list[PlateRead]) -> int:
         """Eligible reads of the batch (one checkpoint) agreeing with ``new`` within the window."""
@@ -326,7 +376,7 @@ class CloneCheck:
         return sum(1 for r in batch if r.plate == new[4] and abs(r.captured_at - at) <= window
                    and r.colour == new[COLOUR] and r.vehicle_type == new[VTYPE]
                    and clones.body_colour(r.vehicle_colour) == new[VCOLOUR]
-                   and ((r.vehicle_brand or "").strip().casefold() or None) == new[VBRAND]
+                   and clones.vehicle_make(r.vehicle_brand) == new[VBRAND]
                    and clones.eligible(r, self.rule))
 
     def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:
@@ -338,12 +388,35 @@ class CloneCheck:
         return any(r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
                    for r in batch)
 
-    def _misread(self, seen: Seen) -> bool:
+    def _look_alike_there(self, seen: Seen) -> bool:
+        """Whether a look-alike plate was read at the same checkpoint within the same-time window
+        (the other camera of the passage, most often, read it the other way)."""
+        window, cp, at = self._window, seen[CP], seen[AT]
+        for other in clones.look_alikes(seen[4]):
+            for known in self.index.get(other):
+                if known[CP] == cp and abs(known[AT] - at) <= window:
+                    return True
+        return False
+
+    def _misread(self, seen: Seen, counterpart: Seen) -> bool:
         """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
-        a vehicle with a plate one look-alike character away that fits being there then."""
+        a vehicle with a plate one look-alike character away that fits being there then.
+
+        A plate seen only once, by one camera, and of the same description as a vehicle seen with
+        this plate (``counterpart`` is the other side of the conflict) may itself be a misread of
+        this plate, and then explains nothing: a vehicle of another description, or seen at two
+        passages or by two cameras at one, is on the road."""
         s = Sighting(*seen[:READS])
+        own: tuple[Seen, ...] | None = None
         for other in clones.look_alikes(s.plate):
             held = self.index.get(other)
+            if not held:
+                continue
+            if len(held) == 1 and held[0][READS] < 2:
+                if own is None:
+                    own = (counterpart, *(h for h in self.index.get(s.plate) if not _same(h, seen)))
+                if any(_described_alike(h, held[0]) for h in own):
+                    continue
             as_other = s._replace(plate=other)
             for known in held:
                 if clones.check(Sighting(*known[:READS]), as_other, self.geography, self.rule) is None:

@@ -259,6 +259,9 @@ class StoredRead(msgspec.Struct, kw_only=True):
     received_at: float
 
 
+_attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
+
+
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What happened to one read or passage at insert."""
@@ -738,6 +741,22 @@ class SqliteReadStore:
         try:
             for row in conn.execute(_SELECT_READ.format(s="") + " ORDER BY r.captured_at"):
                 yield _row_to_read(row)
+        finally:
+            conn.close()
+
+    def iter_sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+        """Every read of one day, oldest first, with the vehicle colour and make that the search rows
+        leave out (what the clone check learns at start-up)."""
+        conn = self._open(day)
+        if conn is None:
+            return
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(reads)")}
+            attrs = f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"  # a day file from before it
+            sql = _SELECT_READ.format(s="").replace(" FROM ", f", {attrs} FROM ", 1) + " ORDER BY r.captured_at"
+            for row in conn.execute(sql):
+                extra = _attributes_decoder.decode(row[-1]) if row[-1] else {}
+                yield _row_to_read(row[:-1]), extra.get("vehicle_colour"), extra.get("vehicle_brand")
         finally:
             conn.close()
 

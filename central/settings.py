@@ -147,9 +147,13 @@ class CloneSettings(msgspec.Struct, **_STRICT):
     action: Literal["intercept", "covert", "notify"] = "notify"
     priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 40
     max_plates: Annotated[int, msgspec.Meta(ge=1)] = 2_000_000
+    """Plates the in-memory index remembers (least recently seen, to within an hour, forgotten first)."""
     warm_hours: Annotated[float, msgspec.Meta(ge=0)] = 24.0
     """At start-up the index learns the record's last this many hours, in the background (0: start cold)."""
-    """Plates the in-memory index remembers (least recently seen, to within an hour, forgotten first)."""
+    misread_memory_s: Annotated[float, msgspec.Meta(ge=0)] = 86400.0
+    """A conflict that a misread of a look-alike plate could explain is put down to one misread only
+    if the plate's conflicts within this many seconds before it share that sighting: one plate
+    conflicting at separate passages would take two confident misreads, and is raised."""
 
 
 class ApproachRoute(msgspec.Struct, **_STRICT):

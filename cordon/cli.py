@@ -483,7 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_e2e)
     p = bsub.add_parser("intel", help="cloned plates: recall, false alerts from misreads, cost added to ingest")
-    p.add_argument("--passages", type=int, default=200_000, help="simulated passages (up to 20M)")
+    p.add_argument("--passages", type=int, default=1_000_000,
+                   help="simulated passages in the measured day (the warm-up day has as many; about 2 GB of memory "
+                        "per million)")
     p.add_argument("--seed", type=int, default=8)
     p.add_argument("--repeats", type=int, default=2, help="ingest runs with the check off and on, alternating")
     p.add_argument("--companion-passages", type=int, default=20_000_000,

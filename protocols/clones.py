@@ -246,6 +246,11 @@ def body_colour(name: str | None) -> str | None:
     return text if text in _BODY_NAMES else None
 
 
+def vehicle_make(name: str | None) -> str | None:
+    """A camera's vehicle make as one spelling (``Volkswagen``, `` volkswagen`` -> ``volkswagen``); None when unknown."""
+    return name.strip().casefold() or None if name else None
+
+
 def check(previous: Sighting, new: Sighting, geography: Geography, rule: CloneRule) -> CloneFinding | None:
     """A suspected clone from two eligible sightings of one plate, or None when one vehicle fits."""
     if previous.plate != new.plate or previous.identity == new.identity:

@@ -14,7 +14,7 @@ from playwright.async_api import async_playwright
 from central.ingest import Ingest
 from central.store import HubStore
 from central.watchlists import HubWatchlists
-from protocols.messages import AlertOutcome
+from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
 from tests.support import hub_service, running, until
 from tests.test_hub_ingest import payload, read
 from tests.test_kits_hub import kit_event
@@ -26,7 +26,8 @@ TIMEOUT_MS = 45_000
 
 def fill(path: Path) -> None:
     """Through the real ingest, before the hub starts: SD-DZ-001 3 reads and 2 positive tests (2 alerts, one
-    answered as a misread), SD-JN-001 5 reads and no alert."""
+    answered as a misread), SD-JN-001 5 reads and no alert; SD-DZ-001's camera lane2 stale in one of four
+    live statuses."""
     store = HubStore(path)
     store.start()
     try:
@@ -41,6 +42,10 @@ def fill(path: Path) -> None:
         ingest.handle("cordon/v1/cp/SD-DZ-001/events", payload([answer], checkpoint="SD-DZ-001"), time.time()).result(10)
         ingest.handle("cordon/v1/cp/SD-JN-001/events", payload([read(i) for i in range(1, 6)], checkpoint="SD-JN-001"),
                       time.time()).result(10)
+        for stale in ([], ["lane2"], [], []):
+            status = CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=time.time(),
+                                      stale_cameras=stale)
+            ingest.handle("cordon/v1/cp/SD-DZ-001/status", encode(status), time.time()).result(10)
     finally:
         store.stop()
 
@@ -82,6 +87,17 @@ async def test_stats_tab_draws_the_counts_in_both_languages(tmp_path, mosquitto)
                 row = page.locator('#st-misreads tr[data-kind="kit"]')
                 assert "毒品快检" in await row.inner_text() and "100.0%" in await row.inner_text()
                 assert await page.locator("#st-daily svg polyline").count() == 4
+                # The table of every figure: SD-DZ-001's cameras up 75% of the samples, shown as low.
+                dz = page.locator('#st-table tr[data-key="SD-DZ-001"]')
+                cells = await dz.locator("td").all_inner_texts()
+                # (the reads in fill() are sent without their passages)
+                assert cells[:9] == ["SD-DZ-001", "3", "0", "0", "2", "40 s", "0", "2", "2 (MET 2)"]
+                uptime = dz.locator("td.st-uptime")
+                assert await uptime.inner_text() == "75.0%" and "st-low" in await uptime.get_attribute("class")
+                assert await page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
+                assert "相机在线率" in await page.text_content("#st-table")
+                stale = await page.locator('#st-table tr[data-camera="SD-DZ-001/lane2"] td').all_inner_texts()
+                assert stale == ["SD-DZ-001", "lane2", "4", "75.0%"]
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
                     await page.screenshot(path=str(SHOTS / "console-stats.png"))
                 await page.click("#lang")
@@ -94,6 +110,7 @@ async def test_stats_tab_draws_the_counts_in_both_languages(tmp_path, mosquitto)
                 assert await bars(page) == {"SD-DZ-001": ("3", "2", 2), "SD-JN-001": ("5", "0", 2)}
                 assert "drug quick test" in await page.inner_text('#st-misreads tr[data-kind="kit"]')
                 assert "Misread (false match) 1" in await page.text_content("#st-outcomes")
+                assert "Camera uptime" in await page.text_content("#st-table")
                 assert await page.evaluate("document.documentElement.scrollWidth <= 1280")
                 await page.click("#tab-live")
                 assert await page.locator("#stats-view").is_hidden()

@@ -306,6 +306,25 @@ def test_a_clone_spanning_a_hub_restart_is_found_once_the_index_is_warmed_from_t
         store.stop()
 
 
+def test_a_vehicle_colour_conflict_spanning_a_restart_is_found_from_the_record(tmp_path):
+    now = time.time() - 3 * 3600
+    ingest, store, _, _ = _restarted(tmp_path, 0)
+    send(ingest, TANCHENG, [read(1, now, vehicle_colour="白色", vehicle_brand="Volkswagen"),
+                            read(2, now + 0.4, vehicle_colour="White", vehicle_brand="volkswagen")])
+    store.stop()
+    ingest, store, _, learnt = _restarted(tmp_path, 24.0)
+    try:
+        [warmed] = [(colour, make) for r, colour, make in recent_reads(store.record, now - 60) if r.seq == 1]
+        assert warmed == ("白色", "Volkswagen")  # kept in the day file
+        assert learnt == 1
+        send(ingest, TANCHENG, [read(3, now + 2 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen"),
+                                read(4, now + 2 * 3600 + 0.4, vehicle_colour="black", vehicle_brand="Volkswagen")])
+        [alert] = clone_alerts(store)
+        assert alert.seq == 3 and "vehicle colour white vs black" in alert.hit.explanation
+    finally:
+        store.stop()
+
+
 def test_warming_merges_with_sightings_ingest_made_meanwhile(tmp_path):
     now = time.time() - 3600
     ingest, store, _, _ = _restarted(tmp_path, 0)
@@ -325,3 +344,57 @@ def test_warming_merges_with_sightings_ingest_made_meanwhile(tmp_path):
         assert len(check.index) == 2 and len(clone_alerts(store)) == 1
     finally:
         store.stop()
+
+
+GUANXIAN, WEIHAI = "SD-LC-002", "SD-WH-001"
+
+
+def test_a_clone_of_a_plate_with_a_look_alike_on_the_road_is_raised_at_its_second_conflict(hub):
+    ingest, store, dispatched = hub
+    now = time.time() - 12 * 3600
+    # 鲁QBK2L1, one look-alike character from 鲁Q8K2L1, is a real vehicle: seen at 威海 at two passages.
+    send(ingest, WEIHAI, [read(1, now, "鲁QBK2L1"), read(2, now + 3600, "鲁QBK2L1")])
+    t = now + 10 * 3600
+    send(ingest, TANCHENG, [read(3, t)])  # 鲁Q8K2L1 at 郯城
+    send(ingest, LINQING, [read(4, t + 40 * 60)])  # ... and 40 min later at 临清, hours away
+    # One confident misread of 鲁QBK2L1 (which could have reached 临清 by then) explains it.
+    assert clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    send(ingest, LINSHU, [read(5, t + 60 * 60)])  # 鲁Q8K2L1 again near 郯城
+    # The same single read at 临清 explains this conflict too: one misread, no clone.
+    assert clone_alerts(store) == [] and ingest.clones.explained_as_misreads == 2
+    # 冠县, near 临清, forty minutes after 临沭: a third conflict, and no one sighting explains all three
+    # (临清 or 临沭 would both have to be misreads). Two vehicles carry the plate.
+    send(ingest, GUANXIAN, [read(6, t + 100 * 60)])
+    [alert] = clone_alerts(store)
+    assert alert.checkpoint == GUANXIAN and alert.seq == 6 and alert.hit.entry_id == f"rule:clone:{LINSHU}/1/5"
+    assert ingest.clones.misreads_ruled_out == 1 and [a.alert_id for a in dispatched] == [alert.alert_id]
+
+
+def test_a_look_alike_seen_once_like_this_plates_own_vehicle_explains_nothing(hub):
+    ingest, store, _ = hub
+    now = time.time() - 12 * 3600
+    # 鲁QBK2L1 seen once, by one camera, a blue car: as likely a misread of a blue-car 鲁Q8K2L1 as a vehicle.
+    send(ingest, WEIHAI, [read(1, now, "鲁QBK2L1", colour="blue", vehicle_type="car")])
+    t = now + 10 * 3600
+    send(ingest, TANCHENG, [read(2, t, colour="blue", vehicle_type="car")])
+    send(ingest, LINQING, [read(3, t + 40 * 60, colour="blue", vehicle_type="car")])
+    [alert] = clone_alerts(store)
+    assert alert.checkpoint == LINQING and alert.seq == 3
+    # A look-alike seen once but of another description is another vehicle: it may explain a misread.
+    send(ingest, WEIHAI, [read(4, now, "鲁QBK2L9", colour="yellow", vehicle_type="truck")])
+    send(ingest, TANCHENG, [read(5, t + 3600, "鲁Q8K2L9", colour="blue", vehicle_type="car")])
+    send(ingest, LINQING, [read(6, t + 3600 + 40 * 60, "鲁Q8K2L9", colour="yellow", vehicle_type="truck")])
+    assert len(clone_alerts(store)) == 1
+    assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+
+
+def test_the_look_alike_read_of_the_same_passage_explains_a_misread_from_an_earlier_batch(hub):
+    ingest, store, _ = hub
+    now = time.time() - 7200
+    send(ingest, LINQING, [read(1, now)])  # 鲁Q8K2L1 at 临清
+    # 鲁QBK2L1 (never seen before) passes 郯城 twenty minutes later; one camera's read of it arrives in
+    # one batch, the other camera's confident misread as 鲁Q8K2L1 in the next.
+    send(ingest, TANCHENG, [read(1, now + 1200, "鲁QBK2L1")])
+    send(ingest, TANCHENG, [read(2, now + 1200.4, confidence=93.0)])
+    assert clone_alerts(store) == []
+    assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1

@@ -9,7 +9,9 @@ Object.assign(CORDON_I18N.zh, {
   "st.by_group": "过车与比中", "st.daily": "每日趋势", "st.outcomes": "处置结果", "st.misreads": "误识别率（按比对方式）",
   "st.kind": "比对方式", "st.n": "处置数", "st.misread_n": "误识别", "st.rate": "误识别率", "st.few": "样本少",
   "st.none": "所选时段无数据", "st.failed": "统计无法读取", "st.reason": "导出事由（必填）", "st.export": "导出 CSV",
-  "st.max": "最大",
+  "st.max": "最大", "st.table": "明细", "st.key": "分组", "st.passages": "车次", "st.no_plate": "无牌车",
+  "st.alerts": "预警", "st.ack": "签收用时（中位）", "st.tests": "快检", "st.uptime": "相机在线率",
+  "st.stale": "离线相机", "st.camera": "相机", "st.samples": "采样",
 });
 Object.assign(CORDON_I18N.en, {
   "tab.stats": "Statistics", "st.title": "Statistics", "st.group": "Group", "st.group.checkpoint": "By checkpoint",
@@ -18,7 +20,9 @@ Object.assign(CORDON_I18N.en, {
   "st.by_group": "Reads and hits", "st.daily": "Day by day", "st.outcomes": "Outcomes", "st.misreads": "Misread rate per match kind",
   "st.kind": "Match kind", "st.n": "Outcomes", "st.misread_n": "Misreads", "st.rate": "Rate", "st.few": "few",
   "st.none": "No data in this period", "st.failed": "Statistics not available", "st.reason": "Export reason (required)",
-  "st.export": "Export CSV", "st.max": "max",
+  "st.export": "Export CSV", "st.max": "max", "st.table": "Details", "st.key": "Group", "st.passages": "Passages",
+  "st.no_plate": "No plate", "st.alerts": "Alerts", "st.ack": "Time to acknowledge (median)", "st.tests": "Quick tests",
+  "st.uptime": "Camera uptime", "st.stale": "Cameras that went stale", "st.camera": "Camera", "st.samples": "Samples",
 });
 
 const SVGNS = "http://www.w3.org/2000/svg";
@@ -52,6 +56,10 @@ function buildStatsView() {
   [["st-bars", "st.by_group"], ["st-daily", "st.daily"], ["st-outcomes", "st.outcomes"], ["st-misreads", "st.misreads"]]
     .forEach(([id, key]) => { const box = el("section", "st-box"); const body = el("div"); body.id = id;
       box.append(stLabel("h3", key), body); grid.append(box); });
+  const details = el("section", "st-box st-wide");
+  const table = el("div"); table.id = "st-table";
+  details.append(stLabel("h3", "st.table"), table);
+  grid.append(details);
   view.append(bar, msg, grid);
   show.addEventListener("click", stLoad);
   exp.addEventListener("click", () => {
@@ -186,9 +194,48 @@ function stMisreads(found) {
   box.append(table);
 }
 
+function stPercent(x) { return x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)}%`; }
+function stSeconds(s) { return s === null || s === undefined ? "–" : s < 120 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`; }
+
+function stTable(found) {
+  // Every figure the CSV export has, per group; camera uptime coloured when it falls below 95%.
+  const box = document.getElementById("st-table"); box.replaceChildren();
+  if (!found.rows.length) { stEmpty(box); return; }
+  const table = el("table", "st-table st-rows");
+  const head = el("tr");
+  ["st.key", "st.reads", "st.passages", "st.no_plate", "st.alerts", "st.ack", "st.intercepted", "st.tests",
+   "st.positives", "st.uptime"].forEach((k) => head.append(stLabel("th", k)));
+  table.append(head);
+  found.rows.forEach((r) => {
+    const tr = el("tr"); tr.dataset.key = r.key;
+    const drugs = Object.entries(r.positives_by_drug || {}).map(([d, n]) => `${d} ${n}`).join(", ");
+    const uptime = el("td", "st-uptime", stPercent(r.camera_uptime));
+    uptime.dataset.uptime = r.camera_uptime === null ? "" : String(r.camera_uptime);
+    if (r.camera_uptime !== null && r.camera_uptime < 0.95) uptime.classList.add("st-low");
+    tr.append(el("td", null, r.key), el("td", null, r.reads), el("td", null, r.passages), el("td", null, r.no_plate),
+              el("td", null, r.alerts), el("td", null, stSeconds(r.ack_median_s)), el("td", null, r.outcomes.intercepted),
+              el("td", null, r.tests), el("td", null, drugs ? `${r.positives} (${drugs})` : r.positives), uptime);
+    table.append(tr);
+  });
+  box.append(table);
+  if ((found.stale_cameras || []).length) {
+    const stale = el("table", "st-table st-stale");
+    const h = el("tr");
+    ["st.stale", "st.camera", "st.samples", "st.uptime"].forEach((k) => h.append(stLabel("th", k)));
+    stale.append(h);
+    found.stale_cameras.forEach((c) => {
+      const tr = el("tr"); tr.dataset.camera = `${c.checkpoint}/${c.camera}`;
+      tr.append(el("td", null, c.checkpoint), el("td", null, c.camera), el("td", null, c.samples),
+                el("td", "st-low", stPercent(c.uptime)));
+      stale.append(tr);
+    });
+    box.append(stale);
+  }
+}
+
 function stDraw() {
   if (!ST.data) return;
-  stBars(ST.data.rows); stDaily(ST.daily); stOutcomes(ST.data.rows); stMisreads(ST.misreads);
+  stBars(ST.data.rows); stDaily(ST.daily); stOutcomes(ST.data.rows); stMisreads(ST.misreads); stTable(ST.data);
 }
 
 function stShow(on) {
