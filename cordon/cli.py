@@ -301,9 +301,11 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_intel(args: argparse.Namespace) -> int:
-    from .bench.intel import run
+    from .bench.intel import run, week
 
-    if args.quick:
+    if args.week:
+        result = week(args.passages_per_day, days=args.days, seed=args.seed)
+    elif args.quick:
         result = run(min(args.passages, 20_000), seed=args.seed, repeats=1,
                      companion_passages=min(args.companion_passages, 200_000))
     else:
@@ -491,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--companion-passages", type=int, default=20_000_000,
                    help="passages in the simulated week for the companion query (60 checkpoints)")
     p.add_argument("--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests")
+    p.add_argument("--week", action="store_true",
+                   help="instead: the clone check alone over a simulated week (--days, --passages-per-day)")
+    p.add_argument("--days", type=int, default=7, help="with --week: days, the first one warming the index up")
+    p.add_argument("--passages-per-day", type=int, default=2_860_000, help="with --week (7 x 2.86M = 20M)")
     p.add_argument("--json", action="store_true", help="one JSON object on one line")
     p.set_defaults(func=cmd_bench_intel)
     return parser

@@ -20,3 +20,12 @@ def test_a_small_run_finds_the_injected_clones_and_scores_them():
     assert result["misreads_at_or_above_threshold"] > 50
     assert len(result["ingest_off_s"]) == len(result["ingest_on_s"]) == 1
     assert result["companion_recall_top5"] >= 0.9 and result["companion_pairs"] > 0
+
+
+def test_the_week_run_keeps_one_index_across_days_and_scores_the_days_after_the_first():
+    result = intel.week(10_000, days=3, seed=8)
+    assert result["days_measured"] == 2 and [d["clones_injected"] for d in result["per_day"]] == [0, 10, 10]
+    assert result["clones_injected"] == 20 and result["clones_found"] >= 18
+    # One index all week: the plates of the first day are still there on the last.
+    assert result["per_day"][0]["index_plates"] < result["per_day"][2]["index_plates"] == result["index_plates"]
+    assert result["false_clone_alerts_misread"] == 0
