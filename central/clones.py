@@ -147,9 +147,9 @@ class CloneCheck:
         self.explained_as_misreads = 0
         self.uncorroborated = 0
         self.misreads_ruled_out = 0
-        self._suspects: dict[str, tuple] = {}
-        """plate -> the sightings that could be the misread behind its last explained conflict, then
-        that conflict's capture time (see _one_misread_explains)."""
+        self._suspects: dict[str, tuple[tuple[Seen, ...], tuple[Seen, ...], float]] = {}
+        """plate -> (the sightings that could be the misread behind its explained conflicts, those of
+        its raised conflicts, the capture time of its last conflict): see _one_misread_explains."""
         self._min_confidence = self.rule.min_confidence
         self._window = self.rule.same_time_window_s
         self._trips: dict[tuple[str, str], float | None] = {}
@@ -355,20 +355,28 @@ class CloneCheck:
         the misread are remembered per plate (for ``misread_memory_s``); a conflict sharing one of
         them is explained, one that shares none is raised."""
         plate, at = new[4], new[AT]
-        held = self._suspects.pop(plate, None)  # popped and put back: the dict stays in age order
-        if held is not None and at - held[-1] <= self.settings.misread_memory_s:
-            window = self._window
-            common = tuple(s for s in suspects if any(
-                s[CP] == h[CP] and abs(s[AT] - h[AT]) <= window for h in held[:-1]))
+        entry = self._suspects.pop(plate, None)  # popped and put back: the dict stays in age order
+        window = self._window
+
+        def shared(sightings: tuple[Seen, ...]) -> tuple[Seen, ...]:
+            return tuple(s for s in suspects if any(s[CP] == h[CP] and abs(s[AT] - h[AT]) <= window
+                                                    for h in sightings))
+
+        if entry is None or at - entry[2] > self.settings.misread_memory_s:
+            self._suspects[plate] = (tuple(suspects), (), at)
+            if len(self._suspects) > SUSPECTS_MAX:
+                del self._suspects[next(iter(self._suspects))]
+            return True
+        held, raised, _ = entry
+        if not shared(raised):
+            common = shared(held)
             if common:
-                self._suspects[plate] = (*common, at)
+                self._suspects[plate] = (common, raised, at)
                 return True
-            self._suspects[plate] = (*suspects, at)
-            return False
-        self._suspects[plate] = (*suspects, at)
-        if len(self._suspects) > SUSPECTS_MAX:
-            del self._suspects[next(iter(self._suspects))]
-        return True
+        # Raised, and remembered as raised: the same conflict again (a batch sent again after its
+        # commit failed) is raised again, with the same alert id, rather than explained away.
+        self._suspects[plate] = (held, (*raised, *suspects)[-8:], at)
+        return False
 
     def _backing(self, new: Seen, batch: list[PlateRead]) -> int:
         """Eligible reads of the batch (one checkpoint) agreeing with ``new`` within the window."""

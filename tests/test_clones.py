@@ -368,6 +368,10 @@ def test_a_clone_of_a_plate_with_a_look_alike_on_the_road_is_raised_at_its_secon
     [alert] = clone_alerts(store)
     assert alert.checkpoint == GUANXIAN and alert.seq == 6 and alert.hit.entry_id == f"rule:clone:{LINSHU}/1/5"
     assert ingest.clones.misreads_ruled_out == 1 and [a.alert_id for a in dispatched] == [alert.alert_id]
+    # Had that commit failed, the edge sends the batch again: the index and the memory of possible misreads
+    # already hold it, and the same conflict is raised again, with the same alert id, not explained away.
+    [again] = ingest.clones.batch(GUANXIAN, 1, [read(6, t + 100 * 60)])
+    assert ingest.clones.alert(again, raised_at=time.time()).alert_id == alert.alert_id
 
 
 def test_a_look_alike_seen_once_like_this_plates_own_vehicle_explains_nothing(hub):
