@@ -174,14 +174,14 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
         r["ack_median_s"] = round(statistics.median(times), 1) if times else None
         r["ack_p90_s"] = _pct(times, 0.9)
         r["camera_uptime"] = round(1 - r["camera_stale"] / r["camera_samples"], 4) if r["camera_samples"] else None
-    # A camera has a row only on days it went stale: its samples are its checkpoint's on those days.
+    # A camera has a row only on days it went stale: its samples are its checkpoint's over the period.
     stale_cameras = [{"checkpoint": cp, "camera": cam, "samples": s, "stale": st,
                       "uptime": round(1 - st / s, 4) if s else None}
                      for cp, cam, s, st in db.conn.execute(
-                         """SELECT c.checkpoint, c.camera, SUM(a.samples), SUM(c.stale) FROM camera_samples c
-                         JOIN camera_samples a ON a.day = c.day AND a.checkpoint = c.checkpoint AND a.camera = ?
-                         WHERE c.camera != ? AND c.day BETWEEN ? AND ? GROUP BY c.checkpoint, c.camera""",
-                         (ALL_CAMERAS, ALL_CAMERAS, lo, hi))]
+                         """SELECT c.checkpoint, c.camera, (SELECT SUM(a.samples) FROM camera_samples a
+                         WHERE a.checkpoint = c.checkpoint AND a.camera = ? AND a.day BETWEEN ? AND ?), SUM(c.stale)
+                         FROM camera_samples c WHERE c.camera != ? AND c.day BETWEEN ? AND ?
+                         GROUP BY c.checkpoint, c.camera""", (ALL_CAMERAS, lo, hi, ALL_CAMERAS, lo, hi))]
     return {"group": group, "from": lo, "to": hi, "rows": sorted(rows.values(), key=lambda r: r["key"]),
             "stale_cameras": stale_cameras}
 

@@ -133,6 +133,13 @@ def test_camera_uptime_from_live_status(hub):
     # lane2 was stale in one of the checkpoint's four live statuses.
     assert found["stale_cameras"] == [{"checkpoint": "SD-DZ-001", "camera": "lane2", "samples": 4, "stale": 1,
                                        "uptime": 0.75}]
+    # Four more samples the day before, all cameras up: lane2's uptime is over all eight.
+    yesterday = time.time() - 86400
+    for _ in range(4):
+        store.submit(lambda db: stats.sample_status(db, CheckpointStatus(
+            v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=yesterday), yesterday, TZ)).result(5)
+    found = summary(store, first=dt.date.fromisoformat(today()) - dt.timedelta(days=1))
+    assert found["stale_cameras"][0]["samples"] == 8 and found["stale_cameras"][0]["uptime"] == 0.875
 
 
 def test_csv_cells_cannot_run_as_formulas():
