@@ -197,6 +197,14 @@ async def login(session: aiohttp.ClientSession, base: str, code: str) -> None:
         assert resp.status == 200, await resp.text()
 
 
+async def sign_in_page(page: Any, base: str, code: str) -> None:
+    """Sign a browser page in with an access code on the login page of ``base`` (console or tablet)."""
+    await page.goto(f"{base}/login")
+    await page.click("summary")
+    await page.fill("input[name=code]", code)
+    await page.click("button[type=submit]")
+
+
 @contextlib.contextmanager
 def running(*services: Service | Mosquitto) -> Iterator[None]:
     try:

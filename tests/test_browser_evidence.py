@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import edge_service, get_json, hub_service, login, running, session, until, write_toml
+from tests.support import (
+    edge_service,
+    get_json,
+    hub_service,
+    login,
+    running,
+    session,
+    sign_in_page,
+    until,
+    write_toml,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 FEED_TOKEN = "feed-secret"
@@ -44,16 +54,10 @@ async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mo
             try:
                 view = {"width": 1280, "height": 800}
                 tablet = await (await browser.new_context(viewport=view)).new_page()
-                await tablet.goto(edge.base + "/login")
-                await tablet.click("summary")
-                await tablet.fill("input[name=code]", "tablet-code")
-                await tablet.click("button[type=submit]")
+                await sign_in_page(tablet, edge.base, "tablet-code")
                 await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 console = await (await browser.new_context(viewport=view)).new_page()
-                await console.goto(hub.base + "/login")
-                await console.click("summary")
-                await console.fill("input[name=code]", "console-code")
-                await console.click("button[type=submit]")
+                await sign_in_page(console, hub.base, "console-code")
                 await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
 
                 async with http.post(f"{edge.base}/api/v1/cameras/hik1/reads?token=t1",

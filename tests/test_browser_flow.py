@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import Ring, chromium_args, edge_service, get_json, hub_service, running, session, until
+from tests.support import (
+    Ring,
+    chromium_args,
+    edge_service,
+    get_json,
+    hub_service,
+    running,
+    session,
+    sign_in_page,
+    until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 FEED_TOKEN = "feed-secret"
@@ -71,10 +81,7 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
 
                 tablet = await (await browser.new_context(viewport=view)).new_page()
-                await tablet.goto(edge.base + "/login")
-                await tablet.click("summary")
-                await tablet.fill("input[name=code]", "tablet-code")
-                await tablet.click("button[type=submit]")
+                await sign_in_page(tablet, edge.base, "tablet-code")
                 await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 await tablet.mouse.click(640, 400)  # the officer's first tap unlocks the alarm sound
                 assert await tablet.evaluate("window.cordonAudioState && window.cordonAudioState()") == "running"

@@ -14,7 +14,7 @@ from playwright.async_api import async_playwright
 
 from central.store import HubStore
 from protocols.messages import PlateRead
-from tests.support import get_json, hub_service, login, running, session, until
+from tests.support import get_json, hub_service, login, running, session, sign_in_page, until
 from tests.test_intel import CPS, SCOUT, TARGET, fill
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
@@ -42,10 +42,7 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             try:
                 page = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await page.goto(f"{hub.base}/login")
-                await page.click("summary")
-                await page.fill("input[name=code]", "console-code")
-                await page.click("button[type=submit]")
+                await sign_in_page(page, hub.base, "console-code")
                 await page.wait_for_selector("#intel-open", timeout=TIMEOUT_MS)
                 await page.click("#intel-open")
                 await page.fill("#intel-plate", TARGET)

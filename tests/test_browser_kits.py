@@ -16,7 +16,7 @@ from playwright.async_api import async_playwright
 from edge.kits.catalogue import load_catalogue
 from edge.kits.state import SHIPPED_CATALOGUE
 from edge.kits.synth import PanelTruth, make_photo
-from tests.support import edge_service, get_json, hub_service, login, running, session, until
+from tests.support import edge_service, get_json, hub_service, login, running, session, sign_in_page, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 ID_NUMBER = "11010519491231002X"
@@ -50,10 +50,7 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             try:
                 tablet = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await tablet.goto(edge.base + "/login")
-                await tablet.click("summary")
-                await tablet.fill("input[name=code]", "tablet-code")
-                await tablet.click("button[type=submit]")
+                await sign_in_page(tablet, edge.base, "tablet-code")
                 await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 assert await tablet.inner_text("#kits-open") == "毒品快检"  # Chinese by default
 
@@ -122,10 +119,7 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
 
                 # ... and on the console's quick-test panel
                 console = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await console.goto(hub.base + "/login")
-                await console.click("summary")
-                await console.fill("input[name=code]", "console-code")
-                await console.click("button[type=submit]")
+                await sign_in_page(console, hub.base, "console-code")
                 await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 await console.click("#kits-open")
                 row = f"#kits-rows tr[data-result-id='{result_id}']"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import Ring, chromium_args, edge_service, running, until
+from tests.support import Ring, chromium_args, edge_service, running, sign_in_page, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 TIMEOUT_MS = 45_000
@@ -31,10 +31,7 @@ async def test_tablet_over_https_installs_and_opens_offline(tmp_path, mosquitto)
             try:
                 context = await browser.new_context(viewport={"width": 1280, "height": 800})
                 page = await context.new_page()
-                await page.goto(edge.base + "/login")
-                await page.click("summary")
-                await page.fill("input[name=code]", "tablet-code")
-                await page.click("button[type=submit]")
+                await sign_in_page(page, edge.base, "tablet-code")
                 await page.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 assert await page.evaluate("window.isSecureContext") is True
                 cookies = await context.cookies()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.support import edge_service, hub_service, running, session, until
+from tests.support import edge_service, hub_service, running, session, sign_in_page, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
 WATCHLIST = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
@@ -47,10 +47,7 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             try:
                 page = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await page.goto(f"{hub.base}/login")
-                await page.click("summary")
-                await page.fill("input[name=code]", "console-code")
-                await page.click("button[type=submit]")
+                await sign_in_page(page, hub.base, "console-code")
                 await page.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 cp = '#map g.cp[data-checkpoint="SD-DZ-001"]'
                 await page.wait_for_selector(cp + ".stale", timeout=TIMEOUT_MS)
@@ -112,15 +109,9 @@ async def test_the_downstream_tablet_marks_the_alert_and_its_outcome_reaches_the
             try:
                 ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
                 console, tablet = await ctx.new_page(), await ctx.new_page()
-                await console.goto(f"{hub.base}/login")
-                await console.click("summary")
-                await console.fill("input[name=code]", "console-code")
-                await console.click("button[type=submit]")
+                await sign_in_page(console, hub.base, "console-code")
                 await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
-                await tablet.goto(e2.base + "/login")
-                await tablet.click("summary")
-                await tablet.fill("input[name=code]", "tablet-code")
-                await tablet.click("button[type=submit]")
+                await sign_in_page(tablet, e2.base, "tablet-code")
                 await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 await tablet.mouse.click(640, 400)
 

@@ -15,7 +15,7 @@ from central.ingest import Ingest
 from central.store import HubStore
 from central.watchlists import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
-from tests.support import hub_service, running, until
+from tests.support import hub_service, running, sign_in_page, until
 from tests.test_hub_ingest import payload, read
 from tests.test_kits_hub import kit_event
 
@@ -69,10 +69,7 @@ async def test_stats_tab_draws_the_counts_in_both_languages(tmp_path, mosquitto)
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             try:
                 page = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await page.goto(f"{hub.base}/login")
-                await page.click("summary")
-                await page.fill("input[name=code]", "console-code")
-                await page.click("button[type=submit]")
+                await sign_in_page(page, hub.base, "console-code")
                 await page.wait_for_selector("#tab-stats", timeout=TIMEOUT_MS)
                 assert await page.inner_text("#tab-stats") == "统计"
                 await page.click("#tab-stats")
