@@ -57,21 +57,28 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
-Seen = tuple[str, int, int, float, str, str, str | None, str | None, str | None, str | None, int]
+Description = tuple[str | None, str | None, str | None, str | None]
+"""What the cameras say the vehicle is: plate colour, vehicle type, body colour, make (the last two
+in one spelling each). One shared tuple per description (see CloneCheck._described)."""
+Seen = tuple[str, int, int, float, str, str, Description, int]
 """A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
-NamedTuples), and millions of tracked objects would slow every collection during ingest."""
+NamedTuples), and millions of tracked objects would slow every collection during ingest. Its
+checkpoint and description are shared objects, so that the index holds and compares pointers to a
+few hot objects rather than millions of copies."""
 CP: Final = 0
 EPOCH: Final = 1
 SEQ: Final = 2
 AT: Final = 3
-COLOUR: Final = 6
-VTYPE: Final = 7
-VCOLOUR: Final = 8
-VBRAND: Final = 9
-READS: Final = 10
+PLATE: Final = 4
+CAMERA: Final = 5
+DESC: Final = 6
+READS: Final = 7
 """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
 window) back the sighting: two cameras agreeing on a passage."""
+DESCRIPTIONS_MAX: Final = 10_000
+"""Distinct descriptions shared at most (cameras' vocabularies are small; past this, each sighting
+keeps its own, which only costs memory)."""
 SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
 REFRESH_S: Final = 3600.0
@@ -116,8 +123,12 @@ def _same(a: Seen, b: Seen) -> bool:
     return a[SEQ] == b[SEQ] and a[CP] == b[CP] and a[EPOCH] == b[EPOCH]
 
 
+def _sighting(seen: Seen) -> Sighting:
+    return Sighting(*seen[:DESC], *seen[DESC])
+
+
 def _described_alike(a: Seen, b: Seen) -> bool:
-    return a[COLOUR] == b[COLOUR] and a[VTYPE] == b[VTYPE] and a[VCOLOUR] == b[VCOLOUR] and a[VBRAND] == b[VBRAND]
+    return a[DESC] == b[DESC]
 
 
 def _merge(held: tuple[Seen, ...], new: Seen) -> tuple[Seen, ...]:
@@ -153,8 +164,23 @@ class CloneCheck:
         self._min_confidence = self.rule.min_confidence
         self._window = self.rule.same_time_window_s
         self._trips: dict[tuple[str, str], float | None] = {}
+        self._trips_to: dict[str, dict[str, float]] = {}
+        """checkpoint -> previous checkpoint -> the fastest trip from there in seconds (0.0 where the
+        distance is unknown), for batch."""
         self._warmed: dict[str, tuple[Seen, ...]] | None = None
         self.warmed_plates = 0
+        self._descriptions: dict[Description, Description] = {}
+
+    def _described(self, colour: str | None, vehicle_type: str | None, vcolour: str | None,
+                   vbrand: str | None) -> Description:
+        """The shared tuple for a description (a camera's strings are new objects on every read)."""
+        desc = (colour, vehicle_type, vcolour, vbrand)
+        shared = self._descriptions.get(desc)
+        if shared is not None:
+            return shared
+        if len(self._descriptions) < DESCRIPTIONS_MAX:
+            self._descriptions[desc] = desc
+        return desc
 
     def warm_from(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
         """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
@@ -173,8 +199,8 @@ class CloneCheck:
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
             new: Seen = (sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate,
-                         read.camera_id, read.colour, read.vehicle_type, clones.body_colour(vcolour),
-                         clones.vehicle_make(vbrand), 1)
+                         read.camera_id, self._described(read.colour, read.vehicle_type, clones.body_colour(vcolour),
+                                                         clones.vehicle_make(vbrand)), 1)
             held = warm.get(plate)
             if held is None:
                 warm[plate] = (new,)
@@ -226,6 +252,11 @@ class CloneCheck:
         findings: list[CloneFinding] = []
         index = self.index._plates
         min_conf, window, trips = self._min_confidence, self._window, self._trips
+        checkpoint = sys.intern(checkpoint)  # one string per checkpoint, compared by identity first
+        to_here = self._trips_to.get(checkpoint)
+        if to_here is None:
+            to_here = self._trips_to[checkpoint] = {}
+        descriptions = self._descriptions
         for read in reads:
             confidence = read.confidence
             if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
@@ -235,47 +266,50 @@ class CloneCheck:
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
             vcolour, vbrand = read.vehicle_colour, read.vehicle_brand
-            if vcolour is not None or vbrand is not None:
+            if vcolour is None and vbrand is None:
+                desc = (read.colour, read.vehicle_type, None, None)
+            else:
                 # One spelling per colour and make, so that 白色 and White are one sighting's colour.
-                vcolour = clones.body_colour(vcolour)
-                vbrand = clones.vehicle_make(vbrand)
-            new: Seen = (checkpoint, epoch, read.seq, read.captured_at, plate, read.camera_id, read.colour,
-                         read.vehicle_type, vcolour, vbrand, 1)
+                desc = (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand))
+            shared = descriptions.get(desc)
+            if shared is None:
+                shared = self._described(*desc)
+            at, seq = read.captured_at, read.seq
             held = index.get(plate)
             if held is None:
-                index[plate] = (new,)
+                index[plate] = ((checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1),)
                 continue
             last = held[-1]
-            at, seq = read.captured_at, read.seq
-            if at - last[AT] > REFRESH_S:
+            gap = at - last[AT]
+            if gap > REFRESH_S:
                 # Seen again after a while: re-inserted below, at the end of the dict's order. Not on
                 # every read: a pop and insert per read costs ingest more than the rest of the check.
                 del index[plate]
-            if at >= last[AT] and not (last[SEQ] == seq and last[CP] == checkpoint and last[EPOCH] == epoch):
+            # (A read sent again has the same capture time: a later one is never the same read.)
+            if gap > 0.0 or (gap == 0.0 and not (last[SEQ] == seq and last[CP] == checkpoint
+                                                 and last[EPOCH] == epoch)):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
-                if (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
-                        and last[VCOLOUR] == new[VCOLOUR] and last[VBRAND] == new[VBRAND]):
+                alike = last[DESC] == shared
+                if alike:
                     prev_cp = last[CP]
-                    gap = at - last[AT]
                     if prev_cp == checkpoint:
                         if gap <= window:
                             # Another camera (or the same one again) on the same passage: one
                             # sighting, better backed.
                             index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
                         else:
-                            index[plate] = (last, new)
+                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1))
                         continue
                     if gap > window:
-                        trip = trips.get((prev_cp, checkpoint), -1.0)
-                        if trip == -1.0:
-                            trip = self._trip_s(prev_cp, checkpoint)
-                        if trip is None or gap >= trip:
-                            index[plate] = (last, new)
+                        trip = to_here.get(prev_cp)
+                        if trip is None:  # 0.0 where the distance is unknown: any gap fits
+                            trip = to_here[prev_cp] = self._trip_s(prev_cp, checkpoint) or 0.0
+                        if gap >= trip:
+                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1))
                             continue
-                if not (last[COLOUR] == new[COLOUR] and last[VTYPE] == new[VTYPE]
-                        and last[VCOLOUR] == new[VCOLOUR] and last[VBRAND] == new[VBRAND]
-                        and self._fits_in_time(last, checkpoint, at, window, trips)):
+                new: Seen = (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1)
+                if not (alike and self._fits_in_time(last, checkpoint, at, window, trips)):
                     finding = self._finding(last, new, reads)
                     if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at,
                                                                                       window, trips):
@@ -286,11 +320,11 @@ class CloneCheck:
                         findings.append(finding)
                 index[plate] = (last, new)
                 continue
+            new = (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1)
             for prev in reversed(held):
                 if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
                     continue  # this very read, sent again
-                if (prev[COLOUR] == new[COLOUR] and prev[VTYPE] == new[VTYPE] and prev[VCOLOUR] == new[VCOLOUR]
-                        and prev[VBRAND] == new[VBRAND] and self._fits_in_time(prev, checkpoint, at, window, trips)):
+                if prev[DESC] == shared and self._fits_in_time(prev, checkpoint, at, window, trips):
                     continue
                 finding = self._finding(prev, new, reads)
                 if finding is not None:
@@ -320,7 +354,7 @@ class CloneCheck:
         attributes disagree and a sighting rests on one read (a camera's colour or type call is noisy
         too), and when one misread of a look-alike plate explains this conflict and the plate's
         conflicts before it (:meth:`_one_misread_explains`)."""
-        finding = clones.check(Sighting(*prev[:READS]), Sighting(*new[:READS]), self.geography, self.rule)
+        finding = clones.check(_sighting(prev), _sighting(new), self.geography, self.rule)
         if finding is None:
             return None
         backing = self._backing(new, batch)
@@ -354,7 +388,7 @@ class CloneCheck:
         into the same plate, which is far less likely than a clone. So the sightings that could be
         the misread are remembered per plate (for ``misread_memory_s``); a conflict sharing one of
         them is explained, one that shares none is raised."""
-        plate, at = new[4], new[AT]
+        plate, at = new[PLATE], new[AT]
         entry = self._suspects.pop(plate, None)  # popped and put back: the dict stays in age order
         window = self._window
 
@@ -381,17 +415,16 @@ class CloneCheck:
     def _backing(self, new: Seen, batch: list[PlateRead]) -> int:
         """Eligible reads of the batch (one checkpoint) agreeing with ``new`` within the window."""
         window, at = self._window, new[AT]
-        return sum(1 for r in batch if r.plate == new[4] and abs(r.captured_at - at) <= window
-                   and r.colour == new[COLOUR] and r.vehicle_type == new[VTYPE]
-                   and clones.body_colour(r.vehicle_colour) == new[VCOLOUR]
-                   and clones.vehicle_make(r.vehicle_brand) == new[VBRAND]
+        return sum(1 for r in batch if r.plate == new[PLATE] and abs(r.captured_at - at) <= window
+                   and (r.colour, r.vehicle_type, clones.body_colour(r.vehicle_colour),
+                        clones.vehicle_make(r.vehicle_brand)) == new[DESC]
                    and clones.eligible(r, self.rule))
 
     def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:
         """Another camera at the same checkpoint read a look-alike plate within the window, as
         confidently as a read that takes part: the passage's vehicle may well be that plate, misread
         here (a less confident look-alike read is the other camera's misread, not this one's)."""
-        others = set(clones.look_alikes(new[4]))
+        others = set(clones.look_alikes(new[PLATE]))
         window, at, floor = self._window, new[AT], self._min_confidence
         return any(r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
                    for r in batch)
@@ -400,7 +433,7 @@ class CloneCheck:
         """Whether a look-alike plate was read at the same checkpoint within the same-time window
         (the other camera of the passage, most often, read it the other way)."""
         window, cp, at = self._window, seen[CP], seen[AT]
-        for other in clones.look_alikes(seen[4]):
+        for other in clones.look_alikes(seen[PLATE]):
             for known in self.index.get(other):
                 if known[CP] == cp and abs(known[AT] - at) <= window:
                     return True
@@ -414,7 +447,7 @@ class CloneCheck:
         this plate (``counterpart`` is the other side of the conflict) may itself be a misread of
         this plate, and then explains nothing: a vehicle of another description, or seen at two
         passages or by two cameras at one, is on the road."""
-        s = Sighting(*seen[:READS])
+        s = _sighting(seen)
         own: tuple[Seen, ...] | None = None
         for other in clones.look_alikes(s.plate):
             held = self.index.get(other)
@@ -427,7 +460,7 @@ class CloneCheck:
                     continue
             as_other = s._replace(plate=other)
             for known in held:
-                if clones.check(Sighting(*known[:READS]), as_other, self.geography, self.rule) is None:
+                if clones.check(_sighting(known), as_other, self.geography, self.rule) is None:
                     return True
         return False
 
