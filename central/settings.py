@@ -150,10 +150,12 @@ class CloneSettings(msgspec.Struct, **_STRICT):
     """Plates the in-memory index remembers (least recently seen, to within an hour, forgotten first)."""
     warm_hours: Annotated[float, msgspec.Meta(ge=0)] = 24.0
     """At start-up the index learns the record's last this many hours, in the background (0: start cold)."""
-    misread_memory_s: Annotated[float, msgspec.Meta(ge=0)] = 86400.0
+    misread_memory_s: Annotated[float, msgspec.Meta(ge=0)] = 10800.0
     """A conflict that a misread of a look-alike plate could explain is put down to one misread only
     if the plate's conflicts within this many seconds before it share that sighting: one plate
-    conflicting at separate passages would take two confident misreads, and is raised."""
+    conflicting at separate passages would take two confident misreads, and is raised. A clone's
+    conflicts come at its consecutive passages, an hour or two apart; two misreads of one look-alike
+    vehicle into this plate grow likelier the longer the span (3 h: see docs/architecture.md)."""
 
 
 class ApproachRoute(msgspec.Struct, **_STRICT):

@@ -489,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated passages in the measured day (the warm-up day has as many; about 2 GB of memory "
                         "per million)")
     p.add_argument("--seed", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=2, help="ingest runs with the check off and on, alternating")
+    p.add_argument("--repeats", type=int, default=5, help="ingest runs with the check off and on, alternating")
     p.add_argument("--companion-passages", type=int, default=20_000_000,
                    help="passages in the simulated week for the companion query (60 checkpoints)")
     p.add_argument("--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests")

@@ -15,7 +15,7 @@ def test_a_small_run_finds_the_injected_clones_and_scores_them():
     assert result["clones_found"] >= 18 and result["clone_alerts"] >= result["clones_found"]
     assert result["clone_recall"] == round(result["clones_found"] / 20, 4)
     assert result["clone_recall_first_passage"] <= result["clone_recall"]
-    assert result["false_clone_alerts_misread"] == 0 and result["false_clone_alerts_other"] == 0
+    assert result["false_clone_alerts_misread"] == 0 and result["false_clone_alerts_same_vehicle"] == 0
     # The noise model really makes confident misreads (what the false-alert figure is about).
     assert result["misreads_at_or_above_threshold"] > 50
     assert len(result["ingest_off_s"]) == len(result["ingest_on_s"]) == 1

@@ -402,3 +402,20 @@ def test_the_look_alike_read_of_the_same_passage_explains_a_misread_from_an_earl
     send(ingest, TANCHENG, [read(2, now + 1200.4, confidence=93.0)])
     assert clone_alerts(store) == []
     assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+
+
+def test_a_look_alike_misread_again_hours_later_is_put_down_to_a_misread_again(hub):
+    ingest, store, _ = hub
+    now = time.time() - 20 * 3600
+    send(ingest, WEIHAI, [read(1, now, "鲁QBK2L1"), read(2, now + 3600, "鲁QBK2L1")])
+    t = now + 10 * 3600
+    send(ingest, TANCHENG, [read(3, t)])  # 鲁Q8K2L1 at 郯城
+    send(ingest, LINQING, [read(4, t + 40 * 60)])  # a confident misread of 鲁QBK2L1 at 临清
+    assert clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    # Six hours on, 鲁Q8K2L1 is back at 郯城 and 鲁QBK2L1 is misread the same way at 临清 again: a second
+    # misread, but longer after the first than clones.misread_memory_s (3 h), when two misreads of one
+    # look-alike are no longer unlikely. A clone's conflicts come at its next passages, an hour or two apart.
+    assert ingest.clones.settings.misread_memory_s < 6 * 3600
+    send(ingest, TANCHENG, [read(5, t + 6 * 3600)])
+    send(ingest, LINQING, [read(6, t + 6 * 3600 + 40 * 60)])
+    assert clone_alerts(store) == [] and ingest.clones.explained_as_misreads == 2
