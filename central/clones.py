@@ -285,7 +285,8 @@ class CloneCheck:
                 # Seen again after a while: re-inserted below, at the end of the dict's order. Not on
                 # every read: a pop and insert per read costs ingest more than the rest of the check.
                 del index[plate]
-            # (A read sent again has the same capture time: a later one is never the same read.)
+            # (A read sent again has its capture time: a later read is another read, or else the same
+            # read with its time changed, which only the same-passage branch below must not count.)
             if gap > 0.0 or (gap == 0.0 and not (last[SEQ] == seq and last[CP] == checkpoint
                                                  and last[EPOCH] == epoch)):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
@@ -297,7 +298,10 @@ class CloneCheck:
                         if gap <= window:
                             # Another camera (or the same one again) on the same passage: one
                             # sighting, better backed.
-                            index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
+                            if last[SEQ] != seq or last[EPOCH] != epoch:
+                                index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
+                            else:
+                                index[plate] = held
                         else:
                             index[plate] = (last, (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1))
                         continue

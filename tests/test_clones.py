@@ -419,3 +419,14 @@ def test_a_look_alike_misread_again_hours_later_is_put_down_to_a_misread_again(h
     send(ingest, TANCHENG, [read(5, t + 6 * 3600)])
     send(ingest, LINQING, [read(6, t + 6 * 3600 + 40 * 60)])
     assert clone_alerts(store) == [] and ingest.clones.explained_as_misreads == 2
+
+
+def test_a_read_sent_again_with_another_capture_time_does_not_back_its_own_sighting():
+    check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
+    now = time.time() - 4 * 3600
+    assert check.batch(TANCHENG, 1, [read(1, now, colour="blue")]) == []
+    assert check.batch(TANCHENG, 1, [read(1, now + 0.4, colour="blue")]) == []  # the same read, its time changed
+    # Two cameras call the plate yellow: against one read of blue, the colours are not corroborated.
+    assert check.batch(TANCHENG, 1, [read(7, now + 3 * 3600, colour="yellow"),
+                                     read(8, now + 3 * 3600 + 0.4, colour="yellow")]) == []
+    assert check.uncorroborated == 1
