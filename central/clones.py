@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from protocols import clones
 from protocols.alerting import rule_alert
@@ -33,6 +33,7 @@ from .settings import CloneSettings
 if TYPE_CHECKING:
     from .readstore import SqliteReadStore, StoredRead
 
+T = TypeVar("T")
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID
 
@@ -59,13 +60,14 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
 
 Description = tuple[str | None, str | None, str | None, str | None]
 """What the cameras say the vehicle is: plate colour, vehicle type, body colour, make (the last two
-in one spelling each). One shared tuple per description (see CloneCheck._described)."""
+in one spelling each). One shared tuple per description (see CloneCheck._share)."""
 Seen = tuple[str, int, int, float, str, str, Description, int]
 """A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
 CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
 NamedTuples), and millions of tracked objects would slow every collection during ingest. Its
-checkpoint and description are shared objects, so that the index holds and compares pointers to a
-few hot objects rather than millions of copies."""
+checkpoint, camera, description and plate are shared objects (one per checkpoint, camera and
+description, one per plate), so that the index holds and compares pointers to a few hot objects
+rather than millions of copies, and forgetting a sighting frees little."""
 CP: Final = 0
 EPOCH: Final = 1
 SEQ: Final = 2
@@ -76,9 +78,9 @@ DESC: Final = 6
 READS: Final = 7
 """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
 window) back the sighting: two cameras agreeing on a passage."""
-DESCRIPTIONS_MAX: Final = 10_000
-"""Distinct descriptions shared at most (cameras' vocabularies are small; past this, each sighting
-keeps its own, which only costs memory)."""
+SHARED_MAX: Final = 20_000
+"""Distinct camera ids and descriptions shared at most (a ring's cameras and their vocabularies are
+small; past this, each sighting keeps its own, which only costs memory)."""
 SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
 REFRESH_S: Final = 3600.0
@@ -169,18 +171,17 @@ class CloneCheck:
         distance is unknown), for batch."""
         self._warmed: dict[str, tuple[Seen, ...]] | None = None
         self.warmed_plates = 0
-        self._descriptions: dict[Description, Description] = {}
+        self._shared: dict[Any, Any] = {}
 
-    def _described(self, colour: str | None, vehicle_type: str | None, vcolour: str | None,
-                   vbrand: str | None) -> Description:
-        """The shared tuple for a description (a camera's strings are new objects on every read)."""
-        desc = (colour, vehicle_type, vcolour, vbrand)
-        shared = self._descriptions.get(desc)
+    def _share(self, value: T) -> T:
+        """The one object kept for a camera id or description equal to ``value`` (every read
+        decodes new strings)."""
+        shared = self._shared.get(value)
         if shared is not None:
             return shared
-        if len(self._descriptions) < DESCRIPTIONS_MAX:
-            self._descriptions[desc] = desc
-        return desc
+        if len(self._shared) < SHARED_MAX:
+            self._shared[value] = value
+        return value
 
     def warm_from(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
         """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
@@ -199,8 +200,9 @@ class CloneCheck:
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
             new: Seen = (sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate,
-                         read.camera_id, self._described(read.colour, read.vehicle_type, clones.body_colour(vcolour),
-                                                         clones.vehicle_make(vbrand)), 1)
+                         self._share(read.camera_id), self._share((read.colour, read.vehicle_type,
+                                                                   clones.body_colour(vcolour),
+                                                                   clones.vehicle_make(vbrand))), 1)
             held = warm.get(plate)
             if held is None:
                 warm[plate] = (new,)
@@ -256,7 +258,7 @@ class CloneCheck:
         to_here = self._trips_to.get(checkpoint)
         if to_here is None:
             to_here = self._trips_to[checkpoint] = {}
-        descriptions = self._descriptions
+        kept = self._shared
         for read in reads:
             confidence = read.confidence
             if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
@@ -271,15 +273,19 @@ class CloneCheck:
             else:
                 # One spelling per colour and make, so that 白色 and White are one sighting's colour.
                 desc = (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand))
-            shared = descriptions.get(desc)
+            shared = kept.get(desc)
             if shared is None:
-                shared = self._described(*desc)
+                shared = self._share(desc)
+            camera = kept.get(read.camera_id)
+            if camera is None:
+                camera = self._share(read.camera_id)
             at, seq = read.captured_at, read.seq
             held = index.get(plate)
             if held is None:
-                index[plate] = ((checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1),)
+                index[plate] = ((checkpoint, epoch, seq, at, plate, camera, shared, 1),)
                 continue
             last = held[-1]
+            plate = last[PLATE]  # the string the index already holds for the plate
             gap = at - last[AT]
             if gap > REFRESH_S:
                 # Seen again after a while: re-inserted below, at the end of the dict's order. Not on
@@ -303,16 +309,16 @@ class CloneCheck:
                             else:
                                 index[plate] = held
                         else:
-                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1))
+                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, camera, shared, 1))
                         continue
                     if gap > window:
                         trip = to_here.get(prev_cp)
                         if trip is None:  # 0.0 where the distance is unknown: any gap fits
                             trip = to_here[prev_cp] = self._trip_s(prev_cp, checkpoint) or 0.0
                         if gap >= trip:
-                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1))
+                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, camera, shared, 1))
                             continue
-                new: Seen = (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1)
+                new: Seen = (checkpoint, epoch, seq, at, plate, camera, shared, 1)
                 if not (alike and self._fits_in_time(last, checkpoint, at, window, trips)):
                     finding = self._finding(last, new, reads)
                     if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at,
@@ -324,7 +330,7 @@ class CloneCheck:
                         findings.append(finding)
                 index[plate] = (last, new)
                 continue
-            new = (checkpoint, epoch, seq, at, plate, read.camera_id, shared, 1)
+            new = (checkpoint, epoch, seq, at, plate, camera, shared, 1)
             for prev in reversed(held):
                 if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
                     continue  # this very read, sent again
