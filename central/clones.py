@@ -165,10 +165,9 @@ class CloneCheck:
         its raised conflicts, the capture time of its last conflict): see _one_misread_explains."""
         self._min_confidence = self.rule.min_confidence
         self._window = self.rule.same_time_window_s
-        self._trips: dict[tuple[str, str], float | None] = {}
         self._trips_to: dict[str, dict[str, float]] = {}
         """checkpoint -> previous checkpoint -> the fastest trip from there in seconds (0.0 where the
-        distance is unknown), for batch."""
+        distance is unknown): see _trip_s."""
         self._warmed: dict[str, tuple[Seen, ...]] | None = None
         self.warmed_plates = 0
         self._shared: dict[Any, Any] = {}
@@ -235,12 +234,17 @@ class CloneCheck:
         if len(index) > self.index.max_plates:
             self.index.evict()
 
-    def _trip_s(self, a: str, b: str) -> float | None:
-        key = (a, b)
-        if key not in self._trips:
+    def _trip_s(self, a: str, b: str) -> float:
+        """The fastest trip from ``a`` to ``b`` in seconds; 0.0 where the distance is unknown, so that
+        any gap fits (batch reads the same cache inline)."""
+        to_b = self._trips_to.get(b)
+        if to_b is None:
+            to_b = self._trips_to[b] = {}
+        trip = to_b.get(a)
+        if trip is None:
             km = self.geography.distance_km(a, b)
-            self._trips[key] = None if km is None else clones.min_trip_s(km, self.rule)
-        return self._trips[key]
+            trip = to_b[a] = 0.0 if km is None else clones.min_trip_s(km, self.rule)
+        return trip
 
     def batch(self, checkpoint: str, epoch: int, reads: list[PlateRead]) -> list[CloneFinding]:
         """Check one batch's stored reads against their plates' sightings, then remember them.
@@ -253,7 +257,7 @@ class CloneCheck:
             self._adopt_warmed()
         findings: list[CloneFinding] = []
         index = self.index._plates
-        min_conf, window, trips = self._min_confidence, self._window, self._trips
+        min_conf, window = self._min_confidence, self._window
         checkpoint = sys.intern(checkpoint)  # one string per checkpoint, compared by identity first
         to_here = self._trips_to.get(checkpoint)
         if to_here is None:
@@ -313,16 +317,15 @@ class CloneCheck:
                         continue
                     if gap > window:
                         trip = to_here.get(prev_cp)
-                        if trip is None:  # 0.0 where the distance is unknown: any gap fits
-                            trip = to_here[prev_cp] = self._trip_s(prev_cp, checkpoint) or 0.0
+                        if trip is None:
+                            trip = self._trip_s(prev_cp, checkpoint)
                         if gap >= trip:
                             index[plate] = (last, (checkpoint, epoch, seq, at, plate, camera, shared, 1))
                             continue
                 new: Seen = (checkpoint, epoch, seq, at, plate, camera, shared, 1)
-                if not (alike and self._fits_in_time(last, checkpoint, at, window, trips)):
+                if not (alike and self._fits_in_time(last, checkpoint, at)):
                     finding = self._finding(last, new, reads)
-                    if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at,
-                                                                                      window, trips):
+                    if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at):
                         # The latest sighting fits but for its attributes (which one read does not
                         # settle): the one before may still make a trip too fast.
                         finding = self._finding(held[0], new, reads)
@@ -334,7 +337,7 @@ class CloneCheck:
             for prev in reversed(held):
                 if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
                     continue  # this very read, sent again
-                if prev[DESC] == shared and self._fits_in_time(prev, checkpoint, at, window, trips):
+                if prev[DESC] == shared and self._fits_in_time(prev, checkpoint, at):
                     continue
                 finding = self._finding(prev, new, reads)
                 if finding is not None:
@@ -346,18 +349,12 @@ class CloneCheck:
         self.findings += len(findings)
         return findings
 
-    def _fits_in_time(self, prev: Seen, checkpoint: str, at: float, window: float,
-                      trips: dict[tuple[str, str], float | None]) -> bool:
+    def _fits_in_time(self, prev: Seen, checkpoint: str, at: float) -> bool:
         """The same place, or two places far enough apart in time for one vehicle."""
         if prev[CP] == checkpoint:
             return True
         gap = abs(at - prev[AT])
-        if gap <= window:
-            return False
-        trip = trips.get((prev[CP], checkpoint), -1.0)
-        if trip == -1.0:
-            trip = self._trip_s(prev[CP], checkpoint)
-        return trip is None or gap >= trip
+        return gap > self._window and gap >= self._trip_s(prev[CP], checkpoint)
 
     def _finding(self, prev: Seen, new: Seen, batch: list[PlateRead]) -> CloneFinding | None:
         """The full rule, for a pair the fast path could not clear; None also when only the vehicles'

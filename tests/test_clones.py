@@ -349,16 +349,21 @@ def test_warming_merges_with_sightings_ingest_made_meanwhile(tmp_path):
 GUANXIAN, WEIHAI = "SD-LC-002", "SD-WH-001"
 
 
+def explained_conflict_with_a_twin(ingest: Ingest, store: HubStore, t: float) -> None:
+    """鲁QBK2L1, one look-alike character from 鲁Q8K2L1, is a real vehicle seen at 威海 at two passages
+    ten and nine hours before ``t``; 鲁Q8K2L1 passes 郯城 at ``t`` and is read 40 min later at 临清, hours
+    away. One confident misread of 鲁QBK2L1 (which could have reached 临清 by then) explains it."""
+    send(ingest, WEIHAI, [read(1, t - 10 * 3600, "鲁QBK2L1"), read(2, t - 9 * 3600, "鲁QBK2L1")])
+    send(ingest, TANCHENG, [read(3, t)])
+    send(ingest, LINQING, [read(4, t + 40 * 60)])
+    assert clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+
+
 def test_a_clone_of_a_plate_with_a_look_alike_on_the_road_is_raised_at_its_second_conflict(hub):
     ingest, store, dispatched = hub
-    now = time.time() - 12 * 3600
-    # 鲁QBK2L1, one look-alike character from 鲁Q8K2L1, is a real vehicle: seen at 威海 at two passages.
-    send(ingest, WEIHAI, [read(1, now, "鲁QBK2L1"), read(2, now + 3600, "鲁QBK2L1")])
-    t = now + 10 * 3600
-    send(ingest, TANCHENG, [read(3, t)])  # 鲁Q8K2L1 at 郯城
-    send(ingest, LINQING, [read(4, t + 40 * 60)])  # ... and 40 min later at 临清, hours away
-    # One confident misread of 鲁QBK2L1 (which could have reached 临清 by then) explains it.
-    assert clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    t = time.time() - 2 * 3600
+    explained_conflict_with_a_twin(ingest, store, t)
+    assert ingest.clones is not None
     send(ingest, LINSHU, [read(5, t + 60 * 60)])  # 鲁Q8K2L1 again near 郯城
     # The same single read at 临清 explains this conflict too: one misread, no clone.
     assert clone_alerts(store) == [] and ingest.clones.explained_as_misreads == 2
@@ -406,12 +411,9 @@ def test_the_look_alike_read_of_the_same_passage_explains_a_misread_from_an_earl
 
 def test_a_look_alike_misread_again_hours_later_is_put_down_to_a_misread_again(hub):
     ingest, store, _ = hub
-    now = time.time() - 20 * 3600
-    send(ingest, WEIHAI, [read(1, now, "鲁QBK2L1"), read(2, now + 3600, "鲁QBK2L1")])
-    t = now + 10 * 3600
-    send(ingest, TANCHENG, [read(3, t)])  # 鲁Q8K2L1 at 郯城
-    send(ingest, LINQING, [read(4, t + 40 * 60)])  # a confident misread of 鲁QBK2L1 at 临清
-    assert clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    t = time.time() - 10 * 3600
+    explained_conflict_with_a_twin(ingest, store, t)
+    assert ingest.clones is not None
     # Six hours on, 鲁Q8K2L1 is back at 郯城 and 鲁QBK2L1 is misread the same way at 临清 again: a second
     # misread, but longer after the first than clones.misread_memory_s (3 h), when two misreads of one
     # look-alike are no longer unlikely. A clone's conflicts come at its next passages, an hour or two apart.
