@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .bench.cli import add_parser as add_bench_parser
+
 log = logging.getLogger("cordon")
 
 
@@ -190,23 +192,6 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_match(args: argparse.Namespace) -> int:
-    from .bench.match import run
-
-    result = run(args.entries, reads=args.reads, seed=args.seed)
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
-    return 0
-
-
-def cmd_bench_sync(args: argparse.Namespace) -> int:
-    from .bench.sync import run
-
-    result = run(snapshot_entries=args.snapshot_entries, edges=args.edges, feed_entries=args.feed_entries,
-                 additions=args.additions)
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
-    return 0
-
-
 def _pki(args: argparse.Namespace):  # noqa: ANN202 - returns cordon.pki.Pki
     from .pki import Pki
 
@@ -284,45 +269,6 @@ def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--days", type=int, default=CRL_DAYS)
     p = add("list", "every certificate issued, with its state")
     p.add_argument("--json", action="store_true", help="one JSON array")
-def cmd_bench_kits(args: argparse.Namespace) -> int:
-    from .bench.kits import run
-
-    result = run(photos=args.photos, seed=args.seed, catalogue_path=args.catalogue)
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
-    return 0
-
-
-def cmd_bench_e2e(args: argparse.Namespace) -> int:
-    from .bench.e2e import run
-
-    result = run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep)
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
-    return 0
-
-
-def cmd_bench_intel(args: argparse.Namespace) -> int:
-    from .bench.intel import run, week
-
-    if args.week:
-        result = week(args.passages_per_day, days=args.days, seed=args.seed)
-    elif args.quick:
-        result = run(min(args.passages, 20_000), seed=args.seed, repeats=1,
-                     companion_passages=min(args.companion_passages, 200_000))
-    else:
-        result = run(args.passages, seed=args.seed, repeats=args.repeats, companion_passages=args.companion_passages)
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
-    return 0
-
-
-def cmd_bench_store(args: argparse.Namespace) -> int:
-    from .bench.store import run
-
-    result = run(args.reads, days=args.days, data=args.data, keep=args.keep, queries=args.queries,
-                 workers=args.workers)
-    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
-    return 0
-
-
 def _kit_catalogue(extra: list[str] | None):  # the shipped catalogue, then a province's files on top
     from edge.kits.catalogue import load_catalogue
 
@@ -446,59 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalogue", action="append", help="a province's catalogue file on top of the shipped one")
     p.set_defaults(func=cmd_kits_read)
 
-    bench = sub.add_parser("bench", help="benchmarks (print JSON)")
-    bsub = bench.add_subparsers(dest="bench", required=True)
-    p = bsub.add_parser("match", help="watchlist matching at scale")
-    p.add_argument("--entries", type=int, default=1_000_000)
-    p.add_argument("--reads", type=int, default=20_000)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--json", action="store_true", help="one JSON object on one line")
-    p.set_defaults(func=cmd_bench_match)
-    p = bsub.add_parser("sync", help="watchlist sync: snapshot to a fresh edge, delta latency to many edges")
-    p.add_argument("--snapshot-entries", type=int, default=1_000_000)
-    p.add_argument("--edges", type=int, default=50)
-    p.add_argument("--feed-entries", type=int, default=100_000)
-    p.add_argument("--additions", type=int, default=100)
-    p.add_argument("--json", action="store_true", help="one JSON object on one line")
-    p.set_defaults(func=cmd_bench_sync)
-    p = bsub.add_parser("kits", help="cassette photo reader accuracy on generated photos")
-    p.add_argument("--photos", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=20250101)
-    p.add_argument("--catalogue", default=str(Path(__file__).resolve().parent / "data" / "kits.toml"))
-    p.add_argument("--json", action="store_true", help="one JSON object on one line")
-    p.set_defaults(func=cmd_bench_kits)
-    p = bsub.add_parser("store", help="the record at scale: fill day files, search, purge a day under ingest")
-    p.add_argument("--reads", type=int, default=20_000_000, help="reads to fill")
-    p.add_argument("--days", type=int, default=7, help="days they span (ending today)")
-    p.add_argument("--data", default=None, help="folder for the record (default: a new one under /tmp)")
-    p.add_argument("--keep", action="store_true", help="keep the folder afterwards")
-    p.add_argument("--queries", type=int, default=300, help="queries of each kind")
-    p.add_argument("--workers", type=int, default=2, help="processes filling day files")
-    p.add_argument("--json", action="store_true", help="one JSON object on one line")
-    p.set_defaults(func=cmd_bench_store)
-    p = bsub.add_parser("e2e", help="load and latency end to end: raw drain vs hub ingest, alert latency, replay")
-    p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
-    p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
-    p.add_argument("--backlog", type=int, default=200_000, help="events in the edge's outbox for the replay")
-    p.add_argument("--entries", type=int, default=1_000_000, help="watchlist entries loaded in the hub")
-    p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
-    p.add_argument("--json", action="store_true", help="one JSON object on one line")
-    p.set_defaults(func=cmd_bench_e2e)
-    p = bsub.add_parser("intel", help="cloned plates: recall, false alerts from misreads, cost added to ingest")
-    p.add_argument("--passages", type=int, default=1_000_000,
-                   help="simulated passages in the measured day (the warm-up day has as many; about 2 GB of memory "
-                        "per million)")
-    p.add_argument("--seed", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5, help="ingest runs with the check off and on, alternating")
-    p.add_argument("--companion-passages", type=int, default=20_000_000,
-                   help="passages in the simulated week for the companion query (60 checkpoints)")
-    p.add_argument("--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests")
-    p.add_argument("--week", action="store_true",
-                   help="instead: the clone check alone over a simulated week (--days, --passages-per-day)")
-    p.add_argument("--days", type=int, default=7, help="with --week: days, the first one warming the index up")
-    p.add_argument("--passages-per-day", type=int, default=2_860_000, help="with --week (7 x 2.86M = 20M)")
-    p.add_argument("--json", action="store_true", help="one JSON object on one line")
-    p.set_defaults(func=cmd_bench_intel)
+    add_bench_parser(sub)
     return parser
 
 

@@ -1,0 +1,118 @@
+"""``cordon bench ...``: the benchmark commands. Each runs one benchmark module and prints its result,
+one JSON object (on one line with ``--json``). The modules are imported only when their command runs:
+some pull in heavy dependencies (OpenCV for the kit reader)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+KITS_CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "kits.toml"
+
+
+def _emit(result: dict[str, Any], args: argparse.Namespace) -> int:
+    print(json.dumps(result, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from .match import run
+
+    return _emit(run(args.entries, reads=args.reads, seed=args.seed), args)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .sync import run
+
+    return _emit(run(snapshot_entries=args.snapshot_entries, edges=args.edges, feed_entries=args.feed_entries,
+                     additions=args.additions), args)
+
+
+def cmd_kits(args: argparse.Namespace) -> int:
+    from .kits import run
+
+    return _emit(run(photos=args.photos, seed=args.seed, catalogue_path=args.catalogue), args)
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from .store import run
+
+    return _emit(run(args.reads, days=args.days, data=args.data, keep=args.keep, queries=args.queries,
+                     workers=args.workers), args)
+
+
+def cmd_e2e(args: argparse.Namespace) -> int:
+    from .e2e import run
+
+    return _emit(run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep), args)
+
+
+def cmd_intel(args: argparse.Namespace) -> int:
+    from .intel import run, week
+
+    if args.week:
+        return _emit(week(args.passages_per_day, days=args.days, seed=args.seed), args)
+    if args.quick:
+        return _emit(run(min(args.passages, 20_000), seed=args.seed, repeats=1,
+                         companion_passages=min(args.companion_passages, 200_000)), args)
+    return _emit(run(args.passages, seed=args.seed, repeats=args.repeats,
+                     companion_passages=args.companion_passages), args)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``bench`` and its subcommands on the ``cordon`` command's subparsers."""
+    bench = sub.add_parser("bench", help="benchmarks (print JSON)")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="one JSON object on one line")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        return bsub.add_parser(name, help=help_, parents=[json_flag])  # type: ignore[no-any-return]
+
+    p = add("match", "watchlist matching at scale")
+    p.add_argument("--entries", type=int, default=1_000_000)
+    p.add_argument("--reads", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_match)
+    p = add("sync", "watchlist sync: snapshot to a fresh edge, delta latency to many edges")
+    p.add_argument("--snapshot-entries", type=int, default=1_000_000)
+    p.add_argument("--edges", type=int, default=50)
+    p.add_argument("--feed-entries", type=int, default=100_000)
+    p.add_argument("--additions", type=int, default=100)
+    p.set_defaults(func=cmd_sync)
+    p = add("kits", "cassette photo reader accuracy on generated photos")
+    p.add_argument("--photos", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=20250101)
+    p.add_argument("--catalogue", default=str(KITS_CATALOGUE))
+    p.set_defaults(func=cmd_kits)
+    p = add("store", "the record at scale: fill day files, search, purge a day under ingest")
+    p.add_argument("--reads", type=int, default=20_000_000, help="reads to fill")
+    p.add_argument("--days", type=int, default=7, help="days they span (ending today)")
+    p.add_argument("--data", default=None, help="folder for the record (default: a new one under /tmp)")
+    p.add_argument("--keep", action="store_true", help="keep the folder afterwards")
+    p.add_argument("--queries", type=int, default=300, help="queries of each kind")
+    p.add_argument("--workers", type=int, default=2, help="processes filling day files")
+    p.set_defaults(func=cmd_store)
+    p = add("e2e", "load and latency end to end: raw drain vs hub ingest, alert latency, replay")
+    p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
+    p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
+    p.add_argument("--backlog", type=int, default=200_000, help="events in the edge's outbox for the replay")
+    p.add_argument("--entries", type=int, default=1_000_000, help="watchlist entries loaded in the hub")
+    p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
+    p.set_defaults(func=cmd_e2e)
+    p = add("intel", "cloned plates: recall, false alerts from misreads, cost added to ingest")
+    p.add_argument("--passages", type=int, default=1_000_000,
+                   help="simulated passages in the measured day (the warm-up day has as many; about 2 GB of memory "
+                        "per million)")
+    p.add_argument("--seed", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=5, help="ingest runs with the check off and on, alternating")
+    p.add_argument("--companion-passages", type=int, default=20_000_000,
+                   help="passages in the simulated week for the companion query (60 checkpoints)")
+    p.add_argument("--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests")
+    p.add_argument("--week", action="store_true",
+                   help="instead: the clone check alone over a simulated week (--days, --passages-per-day)")
+    p.add_argument("--days", type=int, default=7, help="with --week: days, the first one warming the index up")
+    p.add_argument("--passages-per-day", type=int, default=2_860_000, help="with --week (7 x 2.86M = 20M)")
+    p.set_defaults(func=cmd_intel)
