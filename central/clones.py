@@ -5,7 +5,7 @@ what the check needs (its camera's confidence, whether the plate was taken exact
 and vehicle type); passages are merged per checkpoint and lose the confidence. Two cameras at one
 checkpoint reading one vehicle are the same place, so they never make a trip too fast.
 
-The index lives in memory (plate -> its two latest sightings, least recently seen plates, to within
+The index lives in memory (plate -> its two latest sightings, packed in one value; least recently seen plates, to within
 ``REFRESH_S``, forgotten past ``max_plates``) and starts empty when the hub starts: for a while after a restart a clone is
 found only once both vehicles have been seen again. It is touched only from the writer thread, at
 the end of an ingest job (a job the writer runs again after attaching a day file stops before that).
@@ -16,11 +16,14 @@ alert it makes has the same id as the first time.
 
 from __future__ import annotations
 
+import struct
 import sys
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from protocols import clones
 from protocols.alerting import rule_alert
@@ -33,7 +36,6 @@ from .settings import CloneSettings
 if TYPE_CHECKING:
     from .readstore import SqliteReadStore, StoredRead
 
-T = TypeVar("T")
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID
 
@@ -60,27 +62,46 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
 
 Description = tuple[str | None, str | None, str | None, str | None]
 """What the cameras say the vehicle is: plate colour, vehicle type, body colour, make (the last two
-in one spelling each). One shared tuple per description (see CloneCheck._share)."""
-Seen = tuple[str, int, int, float, str, str, Description, int]
-"""A sighting as the index keeps it: the fields of :class:`Sighting` in a plain tuple, because
-CPython's garbage collector stops tracking plain tuples of strings and numbers (it keeps tracking
-NamedTuples), and millions of tracked objects would slow every collection during ingest. Its
-checkpoint, camera, description and plate are shared objects (one per checkpoint, camera and
-description, one per plate), so that the index holds and compares pointers to a few hot objects
-rather than millions of copies, and forgetting a sighting frees little."""
-CP: Final = 0
-EPOCH: Final = 1
-SEQ: Final = 2
-AT: Final = 3
-PLATE: Final = 4
-CAMERA: Final = 5
-DESC: Final = 6
-READS: Final = 7
-"""How many concordant eligible reads (same checkpoint, same attributes, within the same-time
-window) back the sighting: two cameras agreeing on a passage."""
-SHARED_MAX: Final = 20_000
-"""Distinct camera ids and descriptions shared at most (a ring's cameras and their vocabularies are
-small; past this, each sighting keeps its own, which only costs memory)."""
+in one spelling each)."""
+
+
+class Seen(msgspec.Struct, gc=False):
+    """A sighting (the fields of :class:`Sighting`, the description in one), as the rule's slower
+    paths and the warm-up see it; the index keeps it packed (see :class:`CloneIndex`). Not tracked by
+    the garbage collector: it holds only strings, numbers and a tuple of strings."""
+
+    cp: str
+    epoch: int
+    seq: int
+    at: float
+    plate: str
+    camera: str
+    desc: Description
+    reads: int = 1
+    """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
+    window) back the sighting: two cameras agreeing on a passage."""
+
+
+class Held(msgspec.Struct, gc=False):
+    """A plate's two latest sightings by capture time (``before`` None until it has two), while
+    warming up from the record and on the rule's slower paths."""
+
+    last: Seen
+    before: Seen | None = None
+
+    def both(self) -> tuple[Seen, ...]:
+        return (self.last,) if self.before is None else (self.before, self.last)
+
+
+ONE: Final = struct.Struct("<dqqIIII")
+"""A packed sighting: capture time, seq, epoch, then the ids of its checkpoint, description and
+camera (see CloneIndex.id), and how many reads back it."""
+TWO: Final = struct.Struct("<dqqIIIIdqqIIII")
+"""A plate's two sightings, the latest first."""
+SEQ_MAX: Final = 2**63 - 1
+IDS_MAX: Final = 1_000_000
+"""Distinct checkpoints, descriptions and camera ids numbered at most (see CloneCheck._number)."""
+UNKNOWN: Final[Description] = (None, None, None, None)
 SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
 REFRESH_S: Final = 3600.0
@@ -103,17 +124,57 @@ class CloneIndex:
     """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
     plates forgotten first (a plain dict kept in use order to within ``REFRESH_S``: a plate moves to
     the end when seen again after that long, not on every read, which would cost ingest more than
-    the rest of the check)."""
+    the rest of the check).
+
+    Each plate's sightings are one ``bytes`` value (:data:`ONE` or :data:`TWO`), and checkpoints,
+    descriptions and camera ids are small numbers in it. The check runs on every read inside the
+    writer, and what it costs ingest is mostly memory traffic: sightings as objects (a tuple per
+    sighting, its time and seq objects of their own) were new objects for the garbage collector to
+    visit, kept the reads' objects alive, scattered among ingest's own, and freeing each plate's
+    older sighting touched three of them again. A packed value is one object, replaced whole, and
+    holds no other object (docs/architecture.md has the figures)."""
 
     def __init__(self, max_plates: int = 2_000_000) -> None:
         self.max_plates = max_plates
-        self._plates: dict[str, tuple[Seen, ...]] = {}
+        self._plates: dict[str, bytes] = {}
+        self._ids: dict[Any, int] = {}
+        """Checkpoint, description or camera id -> its number in packed sightings (a ring's
+        checkpoints, cameras and their vocabularies are small, so this stays small)."""
+        self._values: list[Any] = []
 
     def __len__(self) -> int:
         return len(self._plates)
 
+    def id(self, value: Any) -> int:
+        """The number standing for ``value`` in packed sightings (writer thread only)."""
+        number = self._ids.get(value)
+        if number is None:
+            number = self._ids[value] = len(self._values)
+            self._values.append(value)
+        return number
+
+    def unpack(self, plate: str, packed: bytes) -> tuple[Seen, ...]:
+        """A packed value's sightings, oldest first."""
+        values = self._values
+        out = []
+        for offset in ((ONE.size, 0) if len(packed) > ONE.size else (0,)):
+            at, seq, epoch, cp, desc, camera, reads = ONE.unpack_from(packed, offset)
+            out.append(Seen(values[cp], epoch, seq, at, plate, values[camera], values[desc], reads))
+        return tuple(out)
+
+    def pack(self, sightings: tuple[Seen, ...]) -> bytes:
+        """The packed value of one or two sightings (oldest first)."""
+        fields = []
+        for s in reversed(sightings):
+            fields += (s.at, s.seq, s.epoch, self.id(s.cp), self.id(s.desc), self.id(s.camera), s.reads)
+        return (TWO if len(sightings) == 2 else ONE).pack(*fields)
+
     def get(self, plate: str) -> tuple[Seen, ...]:
-        return self._plates.get(plate, ())
+        packed = self._plates.get(plate)
+        return () if packed is None else self.unpack(plate, packed)
+
+    def put(self, plate: str, sightings: tuple[Seen, ...]) -> None:
+        self._plates[plate] = self.pack(sightings)
 
     def evict(self) -> None:
         plates_ = self._plates
@@ -122,26 +183,24 @@ class CloneIndex:
 
 
 def _same(a: Seen, b: Seen) -> bool:
-    return a[SEQ] == b[SEQ] and a[CP] == b[CP] and a[EPOCH] == b[EPOCH]
+    return a.seq == b.seq and a.cp == b.cp and a.epoch == b.epoch
 
 
 def _sighting(seen: Seen) -> Sighting:
-    return Sighting(*seen[:DESC], *seen[DESC])
+    return Sighting(seen.cp, seen.epoch, seen.seq, seen.at, seen.plate, seen.camera, *seen.desc)
 
 
-def _described_alike(a: Seen, b: Seen) -> bool:
-    return a[DESC] == b[DESC]
-
-
-def _merge(held: tuple[Seen, ...], new: Seen) -> tuple[Seen, ...]:
-    """The two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
-    last = held[-1]
-    if new[AT] >= last[AT] and not _same(last, new) and not (len(held) > 1 and _same(held[0], new)):
-        return (last, new)  # the usual case: reads arrive in time order
-    kept = [s for s in held if not _same(s, new)]
+def _merge(held: Held, new: Seen) -> None:
+    """Keep the two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
+    last, before = held.last, held.before
+    if new.at >= last.at and not _same(last, new) and not (before is not None and _same(before, new)):
+        held.before, held.last = last, new  # the usual case: reads arrive in time order
+        return
+    kept = [s for s in held.both() if not _same(s, new)]
     kept.append(new)
-    kept.sort(key=lambda s: s[AT])
-    return tuple(kept[-2:])
+    kept.sort(key=lambda s: s.at)
+    held.last = kept[-1]
+    held.before = kept[-2] if len(kept) > 1 else None
 
 
 class CloneCheck:
@@ -168,19 +227,16 @@ class CloneCheck:
         self._trips_to: dict[str, dict[str, float]] = {}
         """checkpoint -> previous checkpoint -> the fastest trip from there in seconds (0.0 where the
         distance is unknown): see _trip_s."""
-        self._warmed: dict[str, tuple[Seen, ...]] | None = None
+        self._warmed: dict[str, Held] | None = None
         self.warmed_plates = 0
-        self._shared: dict[Any, Any] = {}
 
-    def _share(self, value: T) -> T:
-        """The one object kept for a camera id or description equal to ``value`` (every read
-        decodes new strings)."""
-        shared = self._shared.get(value)
-        if shared is not None:
-            return shared
-        if len(self._shared) < SHARED_MAX:
-            self._shared[value] = value
-        return value
+    def _number(self, value: Any, fallback: Any) -> int:
+        """``value``'s number in packed sightings; past ``IDS_MAX`` distinct values (a camera
+        sending makes or ids no ring has), ``fallback``'s: an unknown description or camera."""
+        index = self.index
+        if len(index._values) >= IDS_MAX:
+            return index.id(fallback)
+        return index.id(value)
 
     def warm_from(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
         """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
@@ -189,7 +245,7 @@ class CloneCheck:
         writer adopts at the start of its next batch (:meth:`batch`), so ingest is never blocked
         and no plate is written from two threads. Returns how many plates were learnt."""
         min_conf = self._min_confidence
-        warm: dict[str, tuple[Seen, ...]] = {}
+        warm: dict[str, Held] = {}
         window = self._window
         for read, vcolour, vbrand in reads:
             confidence = read.confidence
@@ -198,19 +254,17 @@ class CloneCheck:
             plate = read.plate
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
-            new: Seen = (sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate,
-                         self._share(read.camera_id), self._share((read.colour, read.vehicle_type,
-                                                                   clones.body_colour(vcolour),
-                                                                   clones.vehicle_make(vbrand))), 1)
+            new = Seen(sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate, read.camera_id,
+                       (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand)))
             held = warm.get(plate)
             if held is None:
-                warm[plate] = (new,)
+                warm[plate] = Held(new)
                 continue
-            last = held[-1]
-            if last[CP] == new[CP] and 0 <= new[AT] - last[AT] <= window and _described_alike(last, new):
-                warm[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
+            last = held.last
+            if last.cp == new.cp and 0 <= new.at - last.at <= window and last.desc == new.desc:
+                last.reads += 1
             else:
-                warm[plate] = _merge(held, new)
+                _merge(held, new)
         self._warmed = warm
         return len(warm)
 
@@ -219,20 +273,23 @@ class CloneCheck:
         warm, self._warmed = self._warmed, None
         if not warm:
             return
-        index = self.index._plates
-        live = dict(index)
-        index.clear()
-        index.update(warm)  # older sightings first: least recently seen end of the order
-        for plate, held in live.items():
-            old = index.pop(plate, None)
-            if old is not None:
-                for seen in held:
-                    old = _merge(old, seen)
-                held = old
-            index[plate] = held
+        index = self.index
+        plates_ = index._plates
+        live = dict(plates_)
+        plates_.clear()
+        for plate, held in warm.items():  # older sightings first: least recently seen end of the order
+            if plate not in live:
+                plates_[plate] = index.pack(held.both())
+        for plate, packed in live.items():
+            held = warm.get(plate)
+            if held is not None:
+                for seen in index.unpack(plate, packed):
+                    _merge(held, seen)
+                packed = index.pack(held.both())
+            plates_[plate] = packed
         self.warmed_plates = len(warm)
-        if len(index) > self.index.max_plates:
-            self.index.evict()
+        if len(plates_) > index.max_plates:
+            index.evict()
 
     def _trip_s(self, a: str, b: str) -> float:
         """The fastest trip from ``a`` to ``b`` in seconds; 0.0 where the distance is unknown, so that
@@ -255,14 +312,19 @@ class CloneCheck:
         are decided inline, as this runs for every read ingest stores."""
         if self._warmed is not None:
             self._adopt_warmed()
+        if epoch > SEQ_MAX:
+            return []  # not storable (the record keeps 64-bit numbers): never a sighting
         findings: list[CloneFinding] = []
         index = self.index._plates
+        ids = self.index._ids
         min_conf, window = self._min_confidence, self._window
         checkpoint = sys.intern(checkpoint)  # one string per checkpoint, compared by identity first
+        here = self.index.id(checkpoint)
         to_here = self._trips_to.get(checkpoint)
         if to_here is None:
             to_here = self._trips_to[checkpoint] = {}
-        kept = self._shared
+        values = self.index._values
+        one, two = ONE.pack, TWO.pack
         for read in reads:
             confidence = read.confidence
             if confidence is None or confidence < min_conf or not read.plate_valid or read.no_plate:
@@ -277,84 +339,91 @@ class CloneCheck:
             else:
                 # One spelling per colour and make, so that 白色 and White are one sighting's colour.
                 desc = (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand))
-            shared = kept.get(desc)
-            if shared is None:
-                shared = self._share(desc)
-            camera = kept.get(read.camera_id)
+            described = ids.get(desc)
+            if described is None:
+                described = self._number(desc, UNKNOWN)
+            camera = ids.get(read.camera_id)
             if camera is None:
-                camera = self._share(read.camera_id)
+                camera = self._number(read.camera_id, "")
             at, seq = read.captured_at, read.seq
-            held = index.get(plate)
-            if held is None:
-                index[plate] = ((checkpoint, epoch, seq, at, plate, camera, shared, 1),)
+            if seq > SEQ_MAX:
+                continue  # not storable (the record keeps 64-bit numbers): never a sighting
+            packed = index.get(plate)
+            if packed is None:
+                index[plate] = one(at, seq, epoch, here, described, camera, 1)
                 continue
-            last = held[-1]
-            plate = last[PLATE]  # the string the index already holds for the plate
-            gap = at - last[AT]
+            last_at, last_seq, last_epoch, last_cp, last_desc, last_camera, last_reads = ONE.unpack_from(packed)
+            gap = at - last_at
             if gap > REFRESH_S:
-                # Seen again after a while: re-inserted below, at the end of the dict's order. Not on
-                # every read: a pop and insert per read costs ingest more than the rest of the check.
+                # Seen again after a while: to the recently seen end of the dict's order. Not on every
+                # read: a pop and insert per read costs ingest more than the rest of the check.
                 del index[plate]
+                index[plate] = packed
             # (A read sent again has its capture time: a later read is another read, or else the same
             # read with its time changed, which only the same-passage branch below must not count.)
-            if gap > 0.0 or (gap == 0.0 and not (last[SEQ] == seq and last[CP] == checkpoint
-                                                 and last[EPOCH] == epoch)):
+            if gap > 0.0 or (gap == 0.0 and not (last_seq == seq and last_cp == here and last_epoch == epoch)):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
-                alike = last[DESC] == shared
-                if alike:
-                    prev_cp = last[CP]
-                    if prev_cp == checkpoint:
+                fits = False
+                if last_desc == described:
+                    if last_cp == here:
                         if gap <= window:
                             # Another camera (or the same one again) on the same passage: one
                             # sighting, better backed.
-                            if last[SEQ] != seq or last[EPOCH] != epoch:
-                                index[plate] = (*held[:-1], (*last[:READS], last[READS] + 1))
-                            else:
-                                index[plate] = held
-                        else:
-                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, camera, shared, 1))
-                        continue
-                    if gap > window:
+                            if last_seq != seq or last_epoch != epoch:
+                                index[plate] = one(last_at, last_seq, last_epoch, last_cp, last_desc, last_camera,
+                                                   last_reads + 1) + packed[ONE.size:]
+                            continue
+                        fits = True  # a later passage at the same place
+                    elif gap > window:
+                        prev_cp = values[last_cp]
                         trip = to_here.get(prev_cp)
                         if trip is None:
                             trip = self._trip_s(prev_cp, checkpoint)
-                        if gap >= trip:
-                            index[plate] = (last, (checkpoint, epoch, seq, at, plate, camera, shared, 1))
-                            continue
-                new: Seen = (checkpoint, epoch, seq, at, plate, camera, shared, 1)
-                if not (alike and self._fits_in_time(last, checkpoint, at)):
-                    finding = self._finding(last, new, reads)
-                    if finding is None and len(held) > 1 and not self._fits_in_time(held[0], checkpoint, at):
+                        fits = gap >= trip
+                if not fits:
+                    # Perhaps a clone: the rule's full paths, on the sightings as objects.
+                    held = self._held(plate, packed)
+                    new = Seen(checkpoint, epoch, seq, at, plate, values[camera], values[described])
+                    finding = self._finding(held.last, new, reads)
+                    before = held.before
+                    if finding is None and before is not None and not self._fits_in_time(before, checkpoint, at):
                         # The latest sighting fits but for its attributes (which one read does not
                         # settle): the one before may still make a trip too fast.
-                        finding = self._finding(held[0], new, reads)
+                        finding = self._finding(before, new, reads)
                     if finding is not None:
                         findings.append(finding)
-                index[plate] = (last, new)
+                index[plate] = two(at, seq, epoch, here, described, camera, 1, last_at, last_seq, last_epoch,
+                                   last_cp, last_desc, last_camera, last_reads)
                 continue
-            new = (checkpoint, epoch, seq, at, plate, camera, shared, 1)
-            for prev in reversed(held):
-                if prev[SEQ] == seq and prev[CP] == checkpoint and prev[EPOCH] == epoch:
+            held = self._held(plate, packed)
+            new = Seen(checkpoint, epoch, seq, at, plate, values[camera], values[described])
+            for prev in reversed(held.both()):
+                if prev.seq == seq and prev.cp == checkpoint and prev.epoch == epoch:
                     continue  # this very read, sent again
-                if prev[DESC] == shared and self._fits_in_time(prev, checkpoint, at):
+                if prev.desc == new.desc and self._fits_in_time(prev, checkpoint, at):
                     continue
                 finding = self._finding(prev, new, reads)
                 if finding is not None:
                     findings.append(finding)
                     break
-            index[plate] = _merge(held, new)
+            _merge(held, new)
+            self.index.put(plate, held.both())
         if len(index) > self.index.max_plates:
             self.index.evict()
         self.findings += len(findings)
         return findings
 
+    def _held(self, plate: str, packed: bytes) -> Held:
+        sightings = self.index.unpack(plate, packed)
+        return Held(sightings[-1], sightings[0] if len(sightings) > 1 else None)
+
     def _fits_in_time(self, prev: Seen, checkpoint: str, at: float) -> bool:
         """The same place, or two places far enough apart in time for one vehicle."""
-        if prev[CP] == checkpoint:
+        if prev.cp == checkpoint:
             return True
-        gap = abs(at - prev[AT])
-        return gap > self._window and gap >= self._trip_s(prev[CP], checkpoint)
+        gap = abs(at - prev.at)
+        return gap > self._window and gap >= self._trip_s(prev.cp, checkpoint)
 
     def _finding(self, prev: Seen, new: Seen, batch: list[PlateRead]) -> CloneFinding | None:
         """The full rule, for a pair the fast path could not clear; None also when only the vehicles'
@@ -365,7 +434,7 @@ class CloneCheck:
         if finding is None:
             return None
         backing = self._backing(new, batch)
-        if finding.kind == "attribute_conflict" and (prev[READS] < 2 or backing < 2):
+        if finding.kind == "attribute_conflict" and (prev.reads < 2 or backing < 2):
             self.uncorroborated += 1
             return None
         # Which of the two sightings could be a misread of a look-alike plate on the road. Two cameras
@@ -374,7 +443,7 @@ class CloneCheck:
             self.explained_as_misreads += 1  # that passage was read both ways: a misread for sure
             return None
         suspects = []
-        if prev[READS] < 2 and self._misread(prev, new):
+        if prev.reads < 2 and self._misread(prev, new):
             suspects.append(prev)
         if backing < 2 and self._misread(new, prev):
             suspects.append(new)
@@ -395,12 +464,12 @@ class CloneCheck:
         into the same plate, which is far less likely than a clone. So the sightings that could be
         the misread are remembered per plate (for ``misread_memory_s``); a conflict sharing one of
         them is explained, one that shares none is raised."""
-        plate, at = new[PLATE], new[AT]
+        plate, at = new.plate, new.at
         entry = self._suspects.pop(plate, None)  # popped and put back: the dict stays in age order
         window = self._window
 
         def shared(sightings: tuple[Seen, ...]) -> tuple[Seen, ...]:
-            return tuple(s for s in suspects if any(s[CP] == h[CP] and abs(s[AT] - h[AT]) <= window
+            return tuple(s for s in suspects if any(s.cp == h.cp and abs(s.at - h.at) <= window
                                                     for h in sightings))
 
         if entry is None or at - entry[2] > self.settings.misread_memory_s:
@@ -421,28 +490,28 @@ class CloneCheck:
 
     def _backing(self, new: Seen, batch: list[PlateRead]) -> int:
         """Eligible reads of the batch (one checkpoint) agreeing with ``new`` within the window."""
-        window, at = self._window, new[AT]
-        return sum(1 for r in batch if r.plate == new[PLATE] and abs(r.captured_at - at) <= window
+        window, at = self._window, new.at
+        return sum(1 for r in batch if r.plate == new.plate and abs(r.captured_at - at) <= window
                    and (r.colour, r.vehicle_type, clones.body_colour(r.vehicle_colour),
-                        clones.vehicle_make(r.vehicle_brand)) == new[DESC]
+                        clones.vehicle_make(r.vehicle_brand)) == new.desc
                    and clones.eligible(r, self.rule))
 
     def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:
         """Another camera at the same checkpoint read a look-alike plate within the window, as
         confidently as a read that takes part: the passage's vehicle may well be that plate, misread
         here (a less confident look-alike read is the other camera's misread, not this one's)."""
-        others = set(clones.look_alikes(new[PLATE]))
-        window, at, floor = self._window, new[AT], self._min_confidence
+        others = set(clones.look_alikes(new.plate))
+        window, at, floor = self._window, new.at, self._min_confidence
         return any(r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
                    for r in batch)
 
     def _look_alike_there(self, seen: Seen) -> bool:
         """Whether a look-alike plate was read at the same checkpoint within the same-time window
         (the other camera of the passage, most often, read it the other way)."""
-        window, cp, at = self._window, seen[CP], seen[AT]
-        for other in clones.look_alikes(seen[PLATE]):
+        window, cp, at = self._window, seen.cp, seen.at
+        for other in clones.look_alikes(seen.plate):
             for known in self.index.get(other):
-                if known[CP] == cp and abs(known[AT] - at) <= window:
+                if known.cp == cp and abs(known.at - at) <= window:
                     return True
         return False
 
@@ -460,10 +529,10 @@ class CloneCheck:
             held = self.index.get(other)
             if not held:
                 continue
-            if len(held) == 1 and held[0][READS] < 2:
+            if len(held) == 1 and held[0].reads < 2:
                 if own is None:
                     own = (counterpart, *(h for h in self.index.get(s.plate) if not _same(h, seen)))
-                if any(_described_alike(h, held[0]) for h in own):
+                if any(h.desc == held[0].desc for h in own):
                     continue
             as_other = s._replace(plate=other)
             for known in held:

@@ -432,3 +432,39 @@ def test_a_read_sent_again_with_another_capture_time_does_not_back_its_own_sight
     assert check.batch(TANCHENG, 1, [read(7, now + 3 * 3600, colour="yellow"),
                                      read(8, now + 3 * 3600 + 0.4, colour="yellow")]) == []
     assert check.uncorroborated == 1
+
+
+def test_a_look_alike_seen_once_like_any_sighting_of_this_plate_explains_nothing():
+    """The rule looks at every sighting the index holds for the plate, not only the other side of the
+    conflict, however long since the plate was last seen (it once missed them when that was over an hour)."""
+    check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
+    now = time.time() - 20 * 3600
+    blue, truck = {"colour": "blue", "vehicle_type": "car"}, {"colour": "yellow", "vehicle_type": "truck"}
+    assert check.batch(WEIHAI, 1, [read(1, now, "鲁QBK2L1", **blue)]) == []  # one camera, once: a blue car
+    t = now + 10 * 3600
+    assert check.batch(TANCHENG, 1, [read(2, t, **blue), read(3, t + 0.4, **blue)]) == []
+    [first] = check.batch(LINQING, 1, [read(4, t + 40 * 60, **truck)])  # 40 min from 郯城: a yellow truck
+    assert first.kind == "impossible_trip" and first.later.seq == 4
+    # A blue car with the plate at 临沭 (near 郯城) 90 minutes after 临清: the trip is too fast again. The
+    # look-alike's one sighting is like the blue car seen at 郯城, so it may be a misread of this plate
+    # itself and explains nothing: two vehicles carry the plate.
+    [second] = check.batch(LINSHU, 1, [read(5, t + 130 * 60, **blue)])
+    assert second.kind == "impossible_trip" and (second.earlier.seq, second.later.seq) == (4, 5)
+    assert check.explained_as_misreads == 0
+
+
+def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_grow_it(monkeypatch):
+    from central import clones as hub_clones
+
+    check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
+    now = time.time() - 4 * 3600
+    # Numbers past 64 bits cannot be stored in the record either: the check skips them, raising nothing.
+    assert check.batch(TANCHENG, 1, [read(2**64, now)]) == [] and len(check.index) == 0
+    assert check.batch(TANCHENG, 2**64, [read(1, now)]) == [] and len(check.index) == 0
+    # A camera sending a new make with every read: past IDS_MAX numbers, its descriptions are unknown ones.
+    monkeypatch.setattr(hub_clones, "IDS_MAX", 10)
+    makes = [read(10 + i, now + 600 * i, f"鲁B1234{i}", vehicle_brand=f"make{i}") for i in range(8)]
+    assert check.batch(TANCHENG, 1, makes) == []
+    assert len(check.index._values) <= 12 and len(check.index) == 8
+    assert check.index.get("鲁B12347")[0].desc == hub_clones.UNKNOWN
+    assert check.index.get("鲁B12340")[0].desc[3] == "make0"
