@@ -100,7 +100,7 @@ TWO: Final = struct.Struct("<dqqIIIIdqqIIII")
 """A plate's two sightings, the latest first."""
 SEQ_MAX: Final = 2**63 - 1
 IDS_MAX: Final = 1_000_000
-"""Distinct checkpoints, descriptions and camera ids numbered at most (see CloneCheck._number)."""
+"""Distinct descriptions and camera ids (with the checkpoints) numbered at most (see CloneIndex.number)."""
 UNKNOWN: Final[Description] = (None, None, None, None)
 SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
@@ -153,6 +153,15 @@ class CloneIndex:
             self._values.append(value)
         return number
 
+    def number(self, value: Any, fallback: Any) -> int:
+        """Like :meth:`id` for a description or camera id; past ``IDS_MAX`` distinct values (a camera
+        sending makes or ids no ring has), a new one gets ``fallback``'s number: an unknown
+        description or camera, rather than a table growing without bound."""
+        number = self._ids.get(value)
+        if number is None:
+            number = self.id(fallback if len(self._values) >= IDS_MAX else value)
+        return number
+
     def unpack(self, plate: str, packed: bytes) -> tuple[Seen, ...]:
         """A packed value's sightings, oldest first."""
         values = self._values
@@ -166,7 +175,8 @@ class CloneIndex:
         """The packed value of one or two sightings (oldest first)."""
         fields = []
         for s in reversed(sightings):
-            fields += (s.at, s.seq, s.epoch, self.id(s.cp), self.id(s.desc), self.id(s.camera), s.reads)
+            fields += (s.at, s.seq, s.epoch, self.id(s.cp), self.number(s.desc, UNKNOWN), self.number(s.camera, ""),
+                       s.reads)
         return (TWO if len(sightings) == 2 else ONE).pack(*fields)
 
     def get(self, plate: str) -> tuple[Seen, ...]:
@@ -229,14 +239,6 @@ class CloneCheck:
         distance is unknown): see _trip_s."""
         self._warmed: dict[str, Held] | None = None
         self.warmed_plates = 0
-
-    def _number(self, value: Any, fallback: Any) -> int:
-        """``value``'s number in packed sightings; past ``IDS_MAX`` distinct values (a camera
-        sending makes or ids no ring has), ``fallback``'s: an unknown description or camera."""
-        index = self.index
-        if len(index._values) >= IDS_MAX:
-            return index.id(fallback)
-        return index.id(value)
 
     def warm_from(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
         """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
@@ -341,10 +343,10 @@ class CloneCheck:
                 desc = (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand))
             described = ids.get(desc)
             if described is None:
-                described = self._number(desc, UNKNOWN)
+                described = self.index.number(desc, UNKNOWN)
             camera = ids.get(read.camera_id)
             if camera is None:
-                camera = self._number(read.camera_id, "")
+                camera = self.index.number(read.camera_id, "")
             at, seq = read.captured_at, read.seq
             if seq > SEQ_MAX:
                 continue  # not storable (the record keeps 64-bit numbers): never a sighting

@@ -468,3 +468,8 @@ def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_gr
     assert len(check.index._values) <= 12 and len(check.index) == 8
     assert check.index.get("鲁B12347")[0].desc == hub_clones.UNKNOWN
     assert check.index.get("鲁B12340")[0].desc[3] == "make0"
+    # The same past the cap when sightings warmed from the record are packed.
+    warmed = hub_clones.Seen(TANCHENG, 1, 99, now, "鲁B99999", "cam-new", ("blue", "car", "red", "odd make"))
+    check.index.put("鲁B99999", (warmed,))
+    assert check.index.get("鲁B99999")[0].desc == hub_clones.UNKNOWN and check.index.get("鲁B99999")[0].camera == ""
+    assert len(check.index._values) <= 12
