@@ -16,20 +16,18 @@ alert it makes has the same id as the first time.
 
 from __future__ import annotations
 
-import struct
 import sys
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-
-import msgspec
+from typing import TYPE_CHECKING, Final
 
 from protocols import clones
 from protocols.alerting import rule_alert
 from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
 from protocols.messages import Alert, PlateRead, derive_alert_id
 
+from .cloneindex import ONE, REFRESH_S, SEQ_MAX, TWO, UNKNOWN, CloneIndex, Held, Seen, merge, same
 from .readstore import day_of
 from .settings import CloneSettings
 
@@ -60,54 +58,8 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
                      utc_offset_h=sign * (int(hours) + int(minutes) / 60))
 
 
-Description = tuple[str | None, str | None, str | None, str | None]
-"""What the cameras say the vehicle is: plate colour, vehicle type, body colour, make (the last two
-in one spelling each)."""
-
-
-class Seen(msgspec.Struct, gc=False):
-    """A sighting (the fields of :class:`Sighting`, the description in one), as the rule's slower
-    paths and the warm-up see it; the index keeps it packed (see :class:`CloneIndex`). Not tracked by
-    the garbage collector: it holds only strings, numbers and a tuple of strings."""
-
-    cp: str
-    epoch: int
-    seq: int
-    at: float
-    plate: str
-    camera: str
-    desc: Description
-    reads: int = 1
-    """How many concordant eligible reads (same checkpoint, same attributes, within the same-time
-    window) back the sighting: two cameras agreeing on a passage."""
-
-
-class Held(msgspec.Struct, gc=False):
-    """A plate's two latest sightings by capture time (``before`` None until it has two), while
-    warming up from the record and on the rule's slower paths."""
-
-    last: Seen
-    before: Seen | None = None
-
-    def both(self) -> tuple[Seen, ...]:
-        return (self.last,) if self.before is None else (self.before, self.last)
-
-
-ONE: Final = struct.Struct("<dqqIIII")
-"""A packed sighting: capture time, seq, epoch, then the ids of its checkpoint, description and
-camera (see CloneIndex.id), and how many reads back it."""
-TWO: Final = struct.Struct("<dqqIIIIdqqIIII")
-"""A plate's two sightings, the latest first."""
-SEQ_MAX: Final = 2**63 - 1
-IDS_MAX: Final = 1_000_000
-"""Distinct descriptions and camera ids (with the checkpoints) numbered at most (see CloneIndex.number)."""
-UNKNOWN: Final[Description] = (None, None, None, None)
 SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
-REFRESH_S: Final = 3600.0
-"""A plate seen again after this long moves to the recently-seen end of the index (see batch)."""
-
-
 def recent_reads(record: SqliteReadStore, since: float) -> Iterator[tuple[StoredRead, str | None, str | None]]:
     """The record's reads captured at or after ``since``, oldest first, each with its vehicle colour and
     make (for :meth:`CloneCheck.warm_from`)."""
@@ -120,97 +72,8 @@ def recent_reads(record: SqliteReadStore, since: float) -> Iterator[tuple[Stored
                 yield sighted
 
 
-class CloneIndex:
-    """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
-    plates forgotten first (a plain dict kept in use order to within ``REFRESH_S``: a plate moves to
-    the end when seen again after that long, not on every read, which would cost ingest more than
-    the rest of the check).
-
-    Each plate's sightings are one ``bytes`` value (:data:`ONE` or :data:`TWO`), and checkpoints,
-    descriptions and camera ids are small numbers in it. The check runs on every read inside the
-    writer, and what it costs ingest is mostly memory traffic: sightings as objects (a tuple per
-    sighting, its time and seq objects of their own) were new objects for the garbage collector to
-    visit, kept the reads' objects alive, scattered among ingest's own, and freeing each plate's
-    older sighting touched three of them again. A packed value is one object, replaced whole, and
-    holds no other object (docs/architecture.md has the figures)."""
-
-    def __init__(self, max_plates: int = 2_000_000) -> None:
-        self.max_plates = max_plates
-        self._plates: dict[str, bytes] = {}
-        self._ids: dict[Any, int] = {}
-        """Checkpoint, description or camera id -> its number in packed sightings (a ring's
-        checkpoints, cameras and their vocabularies are small, so this stays small)."""
-        self._values: list[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._plates)
-
-    def id(self, value: Any) -> int:
-        """The number standing for ``value`` in packed sightings (writer thread only)."""
-        number = self._ids.get(value)
-        if number is None:
-            number = self._ids[value] = len(self._values)
-            self._values.append(value)
-        return number
-
-    def number(self, value: Any, fallback: Any) -> int:
-        """Like :meth:`id` for a description or camera id; past ``IDS_MAX`` distinct values (a camera
-        sending makes or ids no ring has), a new one gets ``fallback``'s number: an unknown
-        description or camera, rather than a table growing without bound."""
-        number = self._ids.get(value)
-        if number is None:
-            number = self.id(fallback if len(self._values) >= IDS_MAX else value)
-        return number
-
-    def unpack(self, plate: str, packed: bytes) -> tuple[Seen, ...]:
-        """A packed value's sightings, oldest first."""
-        values = self._values
-        out = []
-        for offset in ((ONE.size, 0) if len(packed) > ONE.size else (0,)):
-            at, seq, epoch, cp, desc, camera, reads = ONE.unpack_from(packed, offset)
-            out.append(Seen(values[cp], epoch, seq, at, plate, values[camera], values[desc], reads))
-        return tuple(out)
-
-    def pack(self, sightings: tuple[Seen, ...]) -> bytes:
-        """The packed value of one or two sightings (oldest first)."""
-        fields = []
-        for s in reversed(sightings):
-            fields += (s.at, s.seq, s.epoch, self.id(s.cp), self.number(s.desc, UNKNOWN), self.number(s.camera, ""),
-                       s.reads)
-        return (TWO if len(sightings) == 2 else ONE).pack(*fields)
-
-    def get(self, plate: str) -> tuple[Seen, ...]:
-        packed = self._plates.get(plate)
-        return () if packed is None else self.unpack(plate, packed)
-
-    def put(self, plate: str, sightings: tuple[Seen, ...]) -> None:
-        self._plates[plate] = self.pack(sightings)
-
-    def evict(self) -> None:
-        plates_ = self._plates
-        while len(plates_) > self.max_plates:
-            del plates_[next(iter(plates_))]
-
-
-def _same(a: Seen, b: Seen) -> bool:
-    return a.seq == b.seq and a.cp == b.cp and a.epoch == b.epoch
-
-
 def _sighting(seen: Seen) -> Sighting:
     return Sighting(seen.cp, seen.epoch, seen.seq, seen.at, seen.plate, seen.camera, *seen.desc)
-
-
-def _merge(held: Held, new: Seen) -> None:
-    """Keep the two latest sightings of ``held`` and ``new`` by capture time (``new`` replaces itself)."""
-    last, before = held.last, held.before
-    if new.at >= last.at and not _same(last, new) and not (before is not None and _same(before, new)):
-        held.before, held.last = last, new  # the usual case: reads arrive in time order
-        return
-    kept = [s for s in held.both() if not _same(s, new)]
-    kept.append(new)
-    kept.sort(key=lambda s: s.at)
-    held.last = kept[-1]
-    held.before = kept[-2] if len(kept) > 1 else None
 
 
 class CloneCheck:
@@ -266,7 +129,7 @@ class CloneCheck:
             if last.cp == new.cp and 0 <= new.at - last.at <= window and last.desc == new.desc:
                 last.reads += 1
             else:
-                _merge(held, new)
+                merge(held, new)
         self._warmed = warm
         return len(warm)
 
@@ -286,7 +149,7 @@ class CloneCheck:
             held = warm.get(plate)
             if held is not None:
                 for seen in index.unpack(plate, packed):
-                    _merge(held, seen)
+                    merge(held, seen)
                 packed = index.pack(held.both())
             plates_[plate] = packed
         self.warmed_plates = len(warm)
@@ -385,7 +248,7 @@ class CloneCheck:
                         fits = gap >= trip
                 if not fits:
                     # Perhaps a clone: the rule's full paths, on the sightings as objects.
-                    held = self._held(plate, packed)
+                    held = self.index.held(plate, packed)
                     new = Seen(checkpoint, epoch, seq, at, plate, values[camera], values[described])
                     finding = self._finding(held.last, new, reads)
                     before = held.before
@@ -398,7 +261,7 @@ class CloneCheck:
                 index[plate] = two(at, seq, epoch, here, described, camera, 1, last_at, last_seq, last_epoch,
                                    last_cp, last_desc, last_camera, last_reads)
                 continue
-            held = self._held(plate, packed)
+            held = self.index.held(plate, packed)
             new = Seen(checkpoint, epoch, seq, at, plate, values[camera], values[described])
             for prev in reversed(held.both()):
                 if prev.seq == seq and prev.cp == checkpoint and prev.epoch == epoch:
@@ -409,16 +272,12 @@ class CloneCheck:
                 if finding is not None:
                     findings.append(finding)
                     break
-            _merge(held, new)
+            merge(held, new)
             self.index.put(plate, held.both())
         if len(index) > self.index.max_plates:
             self.index.evict()
         self.findings += len(findings)
         return findings
-
-    def _held(self, plate: str, packed: bytes) -> Held:
-        sightings = self.index.unpack(plate, packed)
-        return Held(sightings[-1], sightings[0] if len(sightings) > 1 else None)
 
     def _fits_in_time(self, prev: Seen, checkpoint: str, at: float) -> bool:
         """The same place, or two places far enough apart in time for one vehicle."""
@@ -533,7 +392,7 @@ class CloneCheck:
                 continue
             if len(held) == 1 and held[0].reads < 2:
                 if own is None:
-                    own = (counterpart, *(h for h in self.index.get(s.plate) if not _same(h, seen)))
+                    own = (counterpart, *(h for h in self.index.get(s.plate) if not same(h, seen)))
                 if any(h.desc == held[0].desc for h in own):
                     continue
             as_other = s._replace(plate=other)

@@ -454,7 +454,7 @@ def test_a_look_alike_seen_once_like_any_sighting_of_this_plate_explains_nothing
 
 
 def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_grow_it(monkeypatch):
-    from central import clones as hub_clones
+    from central import cloneindex
 
     check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
     now = time.time() - 4 * 3600
@@ -462,14 +462,14 @@ def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_gr
     assert check.batch(TANCHENG, 1, [read(2**64, now)]) == [] and len(check.index) == 0
     assert check.batch(TANCHENG, 2**64, [read(1, now)]) == [] and len(check.index) == 0
     # A camera sending a new make with every read: past IDS_MAX numbers, its descriptions are unknown ones.
-    monkeypatch.setattr(hub_clones, "IDS_MAX", 10)
+    monkeypatch.setattr(cloneindex, "IDS_MAX", 10)
     makes = [read(10 + i, now + 600 * i, f"鲁B1234{i}", vehicle_brand=f"make{i}") for i in range(8)]
     assert check.batch(TANCHENG, 1, makes) == []
     assert len(check.index._values) <= 12 and len(check.index) == 8
-    assert check.index.get("鲁B12347")[0].desc == hub_clones.UNKNOWN
+    assert check.index.get("鲁B12347")[0].desc == cloneindex.UNKNOWN
     assert check.index.get("鲁B12340")[0].desc[3] == "make0"
     # The same past the cap when sightings warmed from the record are packed.
-    warmed = hub_clones.Seen(TANCHENG, 1, 99, now, "鲁B99999", "cam-new", ("blue", "car", "red", "odd make"))
+    warmed = cloneindex.Seen(TANCHENG, 1, 99, now, "鲁B99999", "cam-new", ("blue", "car", "red", "odd make"))
     check.index.put("鲁B99999", (warmed,))
-    assert check.index.get("鲁B99999")[0].desc == hub_clones.UNKNOWN and check.index.get("鲁B99999")[0].camera == ""
+    assert check.index.get("鲁B99999")[0].desc == cloneindex.UNKNOWN and check.index.get("鲁B99999")[0].camera == ""
     assert len(check.index._values) <= 12
