@@ -147,7 +147,7 @@ class CloneSettings(msgspec.Struct, **_STRICT):
     action: Literal["intercept", "covert", "notify"] = "notify"
     priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 40
     max_plates: Annotated[int, msgspec.Meta(ge=1)] = 2_000_000
-    """Plates the in-memory index remembers (least recently seen, to within an hour, forgotten first)."""
+    """Plates the in-memory index remembers (least recently seen, to within six hours, forgotten first)."""
     warm_hours: Annotated[float, msgspec.Meta(ge=0)] = 24.0
     """At start-up the index learns the record's last this many hours, in the background (0: start cold)."""
     misread_memory_s: Annotated[float, msgspec.Meta(ge=0)] = 10800.0

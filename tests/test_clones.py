@@ -473,3 +473,22 @@ def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_gr
     check.index.put("鲁B99999", (warmed,))
     assert check.index.get("鲁B99999")[0].desc == cloneindex.UNKNOWN and check.index.get("鲁B99999")[0].camera == ""
     assert len(check.index._values) <= 12
+
+
+def test_past_max_plates_the_least_recently_seen_plates_are_forgotten_first(geo):
+    from central.cloneindex import REFRESH_S
+
+    check = CloneCheck(CloneSettings(max_plates=3), geo)
+    t = time.time() - 2 * 86400
+    plates_ = ["鲁B10001", "鲁B10002", "鲁B10003"]
+    check.batch(TANCHENG, 1, [read(i + 1, t + i, p) for i, p in enumerate(plates_)])
+    # The oldest plate seen again, soon: it keeps its place (moving on every read would cost ingest).
+    check.batch(TANCHENG, 1, [read(10, t + 60, plates_[0])])
+    # The second plate seen again after REFRESH_S: it moves to the recently seen end.
+    check.batch(LINSHU, 1, [read(11, t + REFRESH_S + 100, plates_[1])])
+    check.batch(LINSHU, 1, [read(12, t + REFRESH_S + 200, "鲁B10004")])
+    assert len(check.index) == 3 and check.index.get(plates_[0]) == ()
+    check.batch(LINSHU, 1, [read(13, t + REFRESH_S + 300, "鲁B10005")])
+    assert check.index.get(plates_[2]) == ()
+    assert [s.cp for s in check.index.get(plates_[1])] == [TANCHENG, LINSHU]
+    assert check.index.get("鲁B10004") and check.index.get("鲁B10005")
