@@ -19,6 +19,9 @@ def test_a_small_run_finds_the_injected_clones_and_scores_them():
     # The noise model really makes confident misreads (what the false-alert figure is about).
     assert result["misreads_at_or_above_threshold"] > 50
     assert len(result["ingest_off_s"]) == len(result["ingest_on_s"]) == 1
+    # One run each way: the medians are those runs, and a single run has no spread.
+    assert result["ingest_cost_increase_median"] == result["ingest_cost_increase"]
+    assert result["ingest_off_spread"] == 0.0
     assert result["companion_recall_top5"] >= 0.9 and result["companion_pairs"] > 0
 
 
