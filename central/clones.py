@@ -303,10 +303,13 @@ class CloneCheck:
         if self._look_alike_there(prev) or self._look_alike_there(new) or self._look_alike_nearby(new, batch):
             self.explained_as_misreads += 1  # that passage was read both ways: a misread for sure
             return None
+        # An attribute conflict has both sightings backed by two reads (above): either may still be a
+        # look-alike's vehicle misread alike by both cameras, if it looks exactly like it (_misread).
+        attributes = finding.kind == "attribute_conflict"
         suspects = []
-        if prev.reads < 2 and self._misread(prev, new):
+        if (prev.reads < 2 or attributes) and self._misread(prev, new, backed=prev.reads >= 2):
             suspects.append(prev)
-        if backing < 2 and self._misread(new, prev):
+        if (backing < 2 or attributes) and self._misread(new, prev, backed=backing >= 2):
             suspects.append(new)
         if suspects and self._one_misread_explains(new, suspects):
             self.explained_as_misreads += 1
@@ -376,14 +379,23 @@ class CloneCheck:
                     return True
         return False
 
-    def _misread(self, seen: Seen, counterpart: Seen) -> bool:
+    def _misread(self, seen: Seen, counterpart: Seen, backed: bool = False) -> bool:
         """Whether ``s`` is as well explained as a look-alike misread of another plate on the road:
         a vehicle with a plate one look-alike character away that fits being there then.
 
         A plate seen only once, by one camera, and of the same description as a vehicle seen with
         this plate (``counterpart`` is the other side of the conflict) may itself be a misread of
         this plate, and then explains nothing: a vehicle of another description, or seen at two
-        passages or by two cameras at one, is on the road."""
+        passages or by two cameras at one, is on the road.
+
+        A sighting ``backed`` by two cameras (``_finding`` asks only for a side of an attribute
+        conflict) is a misread only where the look-alike's vehicle was seen with the very
+        description these cameras gave, known rather than merely not contradicting it. Two cameras
+        seldom misread a plate alike; but a sighting that differs from the plate's other vehicle
+        and looks exactly like a look-alike's vehicle that fits being there is that vehicle far more
+        often than a clone that happens to look like it. (For a trip too fast, where the two
+        vehicles of a clone usually look alike and so often look like a look-alike's too, it is
+        not: there, on the simulated day, it cost clones found.)"""
         s = _sighting(seen)
         own: tuple[Seen, ...] | None = None
         for other in clones.look_alikes(s.plate):
@@ -397,6 +409,8 @@ class CloneCheck:
                     continue
             as_other = s._replace(plate=other)
             for known in held:
+                if backed and known.desc != seen.desc:
+                    continue
                 if clones.check(_sighting(known), as_other, self.geography, self.rule) is None:
                     return True
         return False

@@ -492,3 +492,30 @@ def test_past_max_plates_the_least_recently_seen_plates_are_forgotten_first(geo)
     assert check.index.get(plates_[2]) == ()
     assert [s.cp for s in check.index.get(plates_[1])] == [TANCHENG, LINSHU]
     assert check.index.get("鲁B10004") and check.index.get("鲁B10005")
+
+
+def test_an_attribute_conflict_looking_exactly_like_a_look_alike_vehicle_that_fits_is_a_misread():
+    """Both cameras of a passage may misread one plate alike. A sighting that differs from the plate's
+    vehicle and looks exactly like a look-alike plate's vehicle, which could be there then, is that
+    vehicle; one that looks otherwise is still a clone."""
+    check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
+    now = time.time() - 20 * 3600
+    car, truck = {"colour": "blue", "vehicle_type": "car"}, {"colour": "yellow", "vehicle_type": "truck"}
+    for n, (plate, twin, twin_looks) in enumerate([("鲁Q8K2L1", "鲁QBK2L1", truck),
+                                                   ("鲁Q8K2L9", "鲁QBK2L9", {**truck, "vehicle_type": "car"})]):
+        seq = 10 * n
+        t = now + n * 3600
+        # The look-alike at 威海 at two passages; the plate's blue car at 郯城, both cameras agreeing.
+        assert check.batch(WEIHAI, 1, [read(seq + 1, t, twin, **twin_looks),
+                                       read(seq + 2, t + 3600, twin, **twin_looks)]) == []
+        assert check.batch(TANCHENG, 1, [read(seq + 3, t + 2 * 3600, plate, **car),
+                                         read(seq + 4, t + 2 * 3600 + 0.4, plate, **car)]) == []
+        # Ten hours later at 临清 both cameras read the plate on a yellow truck: the vehicles differ.
+        findings = check.batch(LINQING, 1, [read(seq + 5, t + 12 * 3600, plate, **truck),
+                                            read(seq + 6, t + 12 * 3600 + 0.4, plate, **truck)])
+        if n == 0:  # the look-alike is a yellow truck that could have reached 临清: it is that truck
+            assert findings == [] and check.explained_as_misreads == 1
+        else:  # the look-alike is a yellow car: nothing on the road looks like this truck
+            [finding] = findings
+            assert finding.kind == "attribute_conflict" and finding.later.plate == plate
+            assert check.explained_as_misreads == 1
