@@ -3,7 +3,8 @@
 Both the edge and the hub match with this module (through ``protocols.plateindex``), so a hit at
 a checkpoint and a hit at the hub mean the same thing. ``match_one`` is the reference: it decides
 one read against one entry. The fast index must return exactly what ``match_one`` over every
-entry returns; ``ReferenceIndex`` is that brute force, kept as the oracle for tests.
+entry returns; ``protocols.reference.ReferenceIndex`` is that brute force, kept as the oracle for
+tests. Transport-permit rules are in ``protocols.permits``.
 
 Rules, best first (each read/entry pair yields at most one hit, the best-scoring kind that applies):
 
@@ -26,11 +27,11 @@ Pure: standard library and msgspec only, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import msgspec
 
@@ -45,14 +46,11 @@ __all__ = [
     "ListAction",
     "ListKind",
     "MatchKind",
-    "PermitLookup",
     "PermitRule",
-    "ReferenceIndex",
     "Verdict",
     "Watchlist",
     "admissible",
     "alerts",
-    "check_permit",
     "class_tables",
     "classify_pattern",
     "classify_plain",
@@ -62,7 +60,6 @@ __all__ = [
     "make_hit",
     "match_one",
     "readable",
-    "reference_match",
     "sort_hits",
     "verdict",
 ]
@@ -540,222 +537,3 @@ def hit_order(hit: Hit) -> tuple[float, int, str]:
 
 def sort_hits(hits: Iterable[Hit]) -> list[Hit]:
     return sorted(hits, key=hit_order)
-
-
-def reference_match(
-    read_plate: str,
-    entries: Iterable[Entry],
-    watchlists: dict[str, Watchlist],
-    *,
-    now: float,
-    colour: str | None = None,
-    vehicle_type: str | None = None,
-    classes: tuple[str, ...] = DEFAULT_CLASSES,
-    alerting_only: bool = True,
-    feed_version: int = 0,
-) -> list[Hit]:
-    """``match_one`` over every entry: the oracle any index must equal.
-
-    Entries whose list is unknown, or a permit list, are skipped.
-    """
-    hits = []
-    for entry in entries:
-        wl = watchlists.get(entry.list_id)
-        if wl is None or wl.kind == ListKind.PERMIT:
-            continue
-        hit = match_one(
-            read_plate,
-            entry,
-            wl,
-            now=now,
-            colour=colour,
-            vehicle_type=vehicle_type,
-            classes=classes,
-            feed_version=feed_version,
-        )
-        if hit is not None and (not alerting_only or hit.kind in wl.alert_kinds):
-            hits.append(hit)
-    return sort_hits(hits)
-
-
-# ---------------------------------------------------------------------------------------------
-# permits
-
-
-class PermitLookup(Protocol):
-    def on_list(
-        self,
-        plate: str,
-        list_id: str,
-        *,
-        now: float,
-        colour: str | None = None,
-        vehicle_type: str | None = None,
-    ) -> bool: ...
-
-
-def _rule_watches(rule: PermitRule, colour: str | None, vehicle_type: str | None) -> bool:
-    if not rule.colours and not rule.vehicle_types:
-        return False
-    if rule.colours and colour not in rule.colours:
-        return False
-    if rule.vehicle_types and vehicle_type not in rule.vehicle_types:
-        return False
-    return True
-
-
-def check_permit(
-    read_plate: str,
-    colour: str | None,
-    vehicle_type: str | None,
-    rules: Iterable[PermitRule],
-    permit_index: PermitLookup,
-    now: float,
-    *,
-    feed_version: int = 0,
-) -> list[Hit]:
-    """Hits for every rule that watches this vehicle's class while its plate is not on the permit list.
-
-    "On the list" means an active EXACT or EQUIVALENT match of an entry of the rule's list (an
-    unknown list holds nothing, so its watched vehicles are all flagged: fail closed). A read
-    without the attributes a rule watches is not of that class.
-    """
-    if not readable(read_plate):
-        return []
-    hits = []
-    for rule in rules:
-        if not _rule_watches(rule, colour, vehicle_type):
-            continue
-        if permit_index.on_list(read_plate, rule.list_id, now=now, colour=colour, vehicle_type=vehicle_type):
-            continue
-        what = " ".join(w for w in (vehicle_type, colour) if w)
-        hits.append(
-            Hit(
-                entry_id=rule.rule_id,
-                list_id=rule.list_id,
-                kind=MatchKind.EXACT,
-                score=1.0,
-                explanation=f"{what} plate {read_plate} has no {rule.permit_name}".strip(),
-                read_plate=read_plate,
-                entry_plate="",
-                action=rule.action,
-                priority=rule.priority,
-                feed_version=feed_version,
-                matcher_version=MATCHER_VERSION,
-            )
-        )
-    return sort_hits(hits)
-
-
-_PERMIT_KINDS = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
-
-
-# ---------------------------------------------------------------------------------------------
-# the brute-force index: the oracle, and a drop-in for small feeds
-
-
-class ReferenceIndex:
-    """Same API as ``PlateIndex``, answering by ``match_one`` over every entry. O(entries) per read."""
-
-    def __init__(self, classes: tuple[str, ...] = DEFAULT_CLASSES) -> None:
-        self.classes = tuple(classes)
-        self.feed_version = 0
-        self.watchlists: dict[str, Watchlist] = {}
-        self.entries: dict[str, Entry] = {}
-
-    def build(
-        self, watchlists: Iterable[Watchlist], entries: Iterable[Entry], *, feed_version: int = 0
-    ) -> None:
-        self.watchlists = {wl.list_id: wl for wl in watchlists}
-        self.entries = {}
-        for e in entries:
-            self.entries.pop(e.entry_id, None)  # a repeated id: the last one wins
-            self.entries[e.entry_id] = e
-        self.feed_version = feed_version
-
-    def upsert(self, entry: Entry) -> None:
-        self.entries.pop(entry.entry_id, None)
-        self.entries[entry.entry_id] = entry
-
-    def remove(self, entry_id: str) -> None:
-        self.entries.pop(entry_id, None)
-
-    def set_watchlist(self, wl: Watchlist) -> None:
-        self.watchlists[wl.list_id] = wl
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def match(
-        self,
-        plate: str,
-        *,
-        now: float,
-        colour: str | None = None,
-        vehicle_type: str | None = None,
-        alerting_only: bool = True,
-    ) -> list[Hit]:
-        return reference_match(
-            plate,
-            self.entries.values(),
-            self.watchlists,
-            now=now,
-            colour=colour,
-            vehicle_type=vehicle_type,
-            classes=self.classes,
-            alerting_only=alerting_only,
-            feed_version=self.feed_version,
-        )
-
-    def match_batch(
-        self,
-        plates: Sequence[str],
-        *,
-        now: float,
-        alerting_only: bool = True,
-        colours: Sequence[str | None] | None = None,
-        vehicle_types: Sequence[str | None] | None = None,
-    ) -> list[list[Hit]]:
-        return [
-            self.match(
-                p,
-                now=now,
-                alerting_only=alerting_only,
-                colour=colours[i] if colours is not None else None,
-                vehicle_type=vehicle_types[i] if vehicle_types is not None else None,
-            )
-            for i, p in enumerate(plates)
-        ]
-
-    def on_list(
-        self,
-        plate: str,
-        list_id: str,
-        *,
-        now: float,
-        colour: str | None = None,
-        vehicle_type: str | None = None,
-    ) -> bool:
-        wl = self.watchlists.get(list_id)
-        if wl is None:
-            return False
-        for e in self.entries.values():
-            if e.list_id != list_id:
-                continue
-            hit = match_one(
-                plate, e, wl, now=now, colour=colour, vehicle_type=vehicle_type, classes=self.classes
-            )
-            if hit is not None and hit.kind in _PERMIT_KINDS:
-                return True
-        return False
-
-    def check_permit(
-        self,
-        plate: str,
-        colour: str | None,
-        vehicle_type: str | None,
-        rules: Iterable[PermitRule],
-        *,
-        now: float,
-    ) -> list[Hit]:
-        return check_permit(plate, colour, vehicle_type, rules, self, now, feed_version=self.feed_version)

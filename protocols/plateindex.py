@@ -3,31 +3,11 @@
 How it stays exact: the index only *proposes* candidates, a superset of the entries that can
 match, and every candidate is decided by the rule code of ``protocols.matching`` (the same
 ``readable`` / ``admissible`` / ``verdict`` / ``make_hit`` steps ``match_one`` runs), so results
-are identical to the brute-force oracle by construction. What makes the superset complete:
-
-Each non-pattern kind implies a simple relation, and each relation is one kind of hash-key
-equality (``~`` maps every character to its look-alike class representative):
-
-    kind                relation                         entry key            read probe
-    EXACT, EQUIVALENT   ~r == ~e                         H(~e)                H(~r)
-    PROVINCE (missing)  ~r == ~e[1:]                     H(~e[1:]) ^ T0       H(~r) ^ T0
-    PROVINCE (other)    ~r[1:] == ~e[1:]                 (same key)           H(~r[1:]) ^ T0
-    EDIT (read lacks)   r == del_j e       for some j    H(del_j e) ^ R[j]    H(r) ^ R[j], every j
-    EDIT (read extra)   del_i r == e       for some i    H(e) ^ R             H(del_i r) ^ R, every i
-    EDIT (substitution) del_i r == del_i e for some i    H(del_i e) ^ R[i]    H(del_i r) ^ R[i]
-
-So an entry has (3 + its length) keys and a read makes up to (3 * its length + 4) probes; the
-tags (T0, R, R[j]: fixed random 64-bit values) keep the families apart. Edits are keyed on the
-raw strings, not the class form: class-form keys would also propose every pair one edit apart
-*after* mapping, which on a dense national feed is several non-matching candidates per read.
-When no list alerts on EDIT (production's default) and ``alerting_only`` is set, only the probes
-the alerting kinds need are made: one for EXACT/EQUIVALENT, two more for PROVINCE.
-
-H is a polynomial hash mod 2**64 (odd base), chosen because a deletion's hash follows from prefix
-sums in O(1), in numpy (batch) and in plain Python (single read) alike, with equal values; keys
-are then multiplied by an odd constant (a bijection) so their top bits are well mixed. A hash
-collision only adds a candidate the rules reject; it can never lose one. In batch mode a
-vectorized test (``_could_match``) drops impossible pairs before Python decides the rest.
+are identical to the brute-force oracle by construction. What makes the superset complete: every
+entry has a few hash keys and every read a few hash probes, one key equal to one probe for each
+relation a match kind implies (``protocols.platekeys``). A hash collision only adds a candidate
+the rules reject; it can never lose one. In batch mode a vectorized test (``_could_match``) drops
+impossible pairs before Python decides the rest.
 
 Layout (memory bar: <= 400 bytes per entry at 1M):
 - keys: one ``uint64`` word per key (the key's low bits packed with its row number), grouped by
@@ -39,9 +19,8 @@ Layout (memory bar: <= 400 bytes per entry at 1M):
   arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
   the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
-- wildcard patterns (~0.1% of entries) are kept as ``Entry`` objects, bucketed by up to three
-  anchored literal characters (positions fixed from the start or the end of the plate); a read
-  looks up one key per bucket shape. Patterns without anchors are tried on every read.
+- wildcard patterns (~0.1% of entries) are kept as ``Entry`` objects, bucketed by anchored
+  literal characters (``protocols.platewild``).
 
 Entries the base cannot hold (longer than ``BASE_MAX_CHARS``, containing NUL, a non-finite
 validity bound) live in the overlay for good; empty plates never match and are only counted.
@@ -55,10 +34,8 @@ Pure: numpy and the standard library, no I/O.
 from __future__ import annotations
 
 import math
-import operator
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -73,7 +50,6 @@ from protocols.matching import (
     PermitRule,
     Watchlist,
     admissible,
-    check_permit,
     class_tables,
     hit_order,
     is_pattern,
@@ -81,6 +57,9 @@ from protocols.matching import (
     readable,
     verdict,
 )
+from protocols.permits import PERMIT_KINDS, check_permit
+from protocols.platekeys import entry_keys, mix, np_entry_keys, np_hashes, np_read_probes, read_probes
+from protocols.platewild import Wildcards, expand
 
 __all__ = ["BASE_MAX_CHARS", "PlateIndex"]
 
@@ -90,133 +69,7 @@ COMPACT_FLOOR = 50_000
 COMPACT_FRACTION = 0.25
 _BUILD_CHUNK = 1 << 17
 
-_M = (1 << 64) - 1
-_B = 0x9E3779B97F4A7C15  # odd, so invertible mod 2**64
-_BINV = pow(_B, -1, 1 << 64)
-_MIX = 0xD6E8FEB86659FD93  # odd: key -> key * _MIX is a bijection that spreads into the top bits
-_NPOS = MAX_READ_CHARS + 2
-_BP = [pow(_B, k, 1 << 64) for k in range(_NPOS + 1)]
-
-
-def _splitmix(seed: int, n: int) -> list[int]:
-    out = []
-    x = seed
-    for _ in range(n):
-        x = (x + 0x9E3779B97F4A7C15) & _M
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M
-        out.append(z ^ (z >> 31))
-    return out
-
-
-_TAG = _splitmix(0xC0DD0, _NPOS + 1)
-_RAW = _splitmix(0x5A5A, 1)[0]  # raw-string keys live apart from class-form keys
-_TAG_RAW = [x ^ _RAW for x in _TAG]
-_BP_NP = np.array(_BP, dtype=np.uint64)
-_TAG_NP = np.array(_TAG, dtype=np.uint64)
-_RAW_NP = np.uint64(_RAW)
-_TAG_RAW_NP = np.array(_TAG_RAW, dtype=np.uint64)
-_BINV_NP = np.uint64(_BINV)
-_MIX_NP = np.uint64(_MIX)
 _PLAIN = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
-_PERMIT_KINDS = _PLAIN
-
-
-def _py_hashes(t: str) -> tuple[int, list[int]]:
-    """H(t) and H(del_i t) for every i, in plain Python; equal to ``_np_hashes``."""
-    bp = _BP
-    pre = [0]
-    h = 0
-    for k, c in enumerate(t):
-        h += (ord(c) + 1) * bp[k]  # masked once below: Python ints do not overflow
-        pre.append(h)
-    binv = _BINV
-    return h & _M, [(pre[i] + binv * (h - pre[i + 1])) & _M for i in range(len(t))]
-
-
-def _np_hashes(rep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise H and deletion hashes of an (n, L) matrix of representative code points."""
-    length = rep.shape[1]
-    v = rep.astype(np.uint64)
-    v += np.uint64(1)
-    t = v * _BP_NP[:length]
-    c = np.cumsum(t, axis=1, dtype=np.uint64)
-    h = c[:, -1].copy()
-    d = (c - t) + _BINV_NP * (h[:, None] - c)
-    return h, d
-
-
-def _entry_keys(plate: str, t: str) -> list[int]:
-    """Keys of an entry plate (``t``: its representative form); see the module doc."""
-    hr, dr = _py_hashes(t)
-    h, dels = _py_hashes(plate) if t != plate else (hr, dr)
-    raw = [hr, dr[0] ^ _TAG[0], h ^ _RAW]
-    raw += [d ^ x for d, x in zip(dels, _TAG_RAW, strict=False)]
-    return [(x * _MIX) & _M for x in raw]
-
-
-def _read_probes(plate: str, t: str, exact: bool, province: bool, edit: bool) -> list[int]:
-    """Probes of a read (``t``: its representative form), for the kinds that may alert.
-
-    Equal to the ``_py_hashes`` formulas, written out once: this is the single-read hot path.
-    """
-    bp = _BP
-    pre = [0]
-    h = 0
-    for k, c in enumerate(plate):
-        h += (ord(c) + 1) * bp[k]  # masked when used: Python ints do not overflow
-        pre.append(h)
-    raw: list[int] = []
-    if exact or province:
-        # the class form differs from the raw read only where look-alikes were mapped
-        hr = h
-        if t != plate:
-            for k, (a, b) in enumerate(zip(t, plate, strict=True)):
-                if a != b:
-                    hr += (ord(a) - ord(b)) * bp[k]
-        hr &= _M
-        if exact:
-            raw.append(hr)
-        if province:
-            raw.append(hr ^ _TAG[0])
-            raw.append(((_BINV * (hr - ord(t[0]) - 1)) & _M) ^ _TAG[0])
-    if edit:
-        binv = _BINV
-        dels = [(pre[i] + binv * (h - pre[i + 1])) & _M for i in range(len(plate))]
-        h &= _M
-        tr = _TAG_RAW
-        raw += [h ^ tr[j] for j in range(len(plate) + 1)]
-        raw += [d ^ _RAW for d in dels]
-        raw += [d ^ x for d, x in zip(dels, tr, strict=False)]
-    return [(x * _MIX) & _M for x in raw]
-
-
-def _np_read_probes(
-    rep: tuple[np.ndarray, np.ndarray],
-    raw: tuple[np.ndarray, np.ndarray] | None,
-    exact: bool,
-    province: bool,
-    edit: bool,
-) -> np.ndarray:
-    """(n, probes) matrix, same probes and order as ``_read_probes``."""
-    hr, dr = rep
-    cols = []
-    if exact:
-        cols.append(hr[:, None])
-    if province:
-        cols.append((hr ^ _TAG_NP[0])[:, None])
-        cols.append((dr[:, 0] ^ _TAG_NP[0])[:, None])
-    if edit:
-        assert raw is not None
-        h, d = raw
-        length = d.shape[1]
-        cols.append(h[:, None] ^ _TAG_RAW_NP[: length + 1])
-        cols.append(d ^ _RAW_NP)
-        cols.append(d ^ _TAG_RAW_NP[:length])
-    out = np.hstack(cols) if len(cols) > 1 else cols[0].copy()
-    out *= _MIX_NP
-    return out
 
 
 def _opt(x: float) -> float | None:
@@ -228,124 +81,6 @@ def _plain_window(e: Entry) -> bool:
     return (e.valid_from is None or math.isfinite(e.valid_from)) and (
         e.valid_until is None or math.isfinite(e.valid_until)
     )
-
-
-def _expand(owners: np.ndarray, lo: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Turn ranges [lo, lo+cnt) tagged with owners into flat (owner, position) arrays."""
-    total = int(cnt.sum())
-    starts = np.cumsum(cnt) - cnt
-    pos = np.arange(total, dtype=np.int64) - np.repeat(starts - lo, cnt)
-    return np.repeat(owners, cnt), pos
-
-
-# ---------------------------------------------------------------------------------------------
-# wildcard patterns
-
-
-@dataclass(slots=True)
-class _Shape:
-    """One bucket shape of the wildcard index: which positions are anchored."""
-
-    length: int  # exact read length for ?-only patterns, -1 for patterns with *
-    anchors: tuple[int, ...]  # >= 0 from the start, < 0 from the end
-    need: int  # shortest read the anchors fit in
-    get: Callable[[str], object] | None
-    table: dict[object, list[str]] = field(default_factory=dict)
-    keys: np.ndarray | None = None
-    ids: list[str] = field(default_factory=list)
-
-
-def _anchor_int(chars: Iterable[int]) -> int:
-    key = 0
-    for i, c in enumerate(chars):
-        key |= c << (21 * i)
-    return key
-
-
-class _Wildcards:
-    """Pattern entries bucketed by anchored literal characters (representative form)."""
-
-    def __init__(self, patterns: dict[str, Entry], rep: dict[int, int]) -> None:
-        self.fixed: dict[int, list[_Shape]] = {}
-        self.star: list[_Shape] = []
-        self.anywhere: list[str] = []  # patterns with no anchored literal: tried on every read
-        self._by_len: dict[int, list[tuple[Callable[[str], object], dict[object, list[str]]]]] = {}
-        shapes: dict[tuple[int, tuple[int, ...]], _Shape] = {}
-        for e in patterns.values():
-            q = e.plate.translate(rep)
-            if "*" not in q:
-                length = len(q)
-                cands = [k for k, c in enumerate(q) if c != "?"]
-            else:
-                length = -1
-                head = q[: q.index("*")]
-                tail = q[q.rindex("*") + 1 :]
-                cands = [k for k, c in enumerate(head) if c != "?"]
-                cands += [k - len(tail) for k, c in enumerate(tail) if c != "?"]
-            # Serial positions are the selective ones (the province and city letter are shared by
-            # most plates): prefer the end, then the serial start.
-            # Fixed-length patterns rank positions from the end; patterns with * rank the tail first,
-            # then the head's serial positions: one consistent order keeps the number of shapes down.
-            if length >= 0:
-                cands.sort(key=lambda a: (0 if a >= 2 else 3 - a, -a))
-            else:
-                cands.sort(key=lambda a: (0, -a) if a < 0 else (1 if a >= 2 else 4 - a, a))
-            anchors = tuple(sorted(cands[:3]))
-            if not anchors:
-                self.anywhere.append(e.entry_id)
-                continue
-            shape = shapes.get((length, anchors))
-            if shape is None:
-                need = max([a + 1 for a in anchors if a >= 0] + [-a for a in anchors if a < 0])
-                shape = _Shape(length, anchors, need, operator.itemgetter(*anchors))
-                shapes[(length, anchors)] = shape
-                (self.star if length < 0 else self.fixed.setdefault(length, [])).append(shape)
-            assert shape.get is not None
-            shape.table.setdefault(shape.get(q), []).append(e.entry_id)
-        for shape in shapes.values():
-            pairs = sorted(
-                (_anchor_int(ord(c) for c in (key if isinstance(key, tuple) else (key,))), eid)
-                for key, ids in shape.table.items()
-                for eid in ids
-            )
-            shape.keys = np.array([k for k, _ in pairs], dtype=np.uint64)
-            shape.ids = [eid for _, eid in pairs]
-
-    def candidates(self, t: str) -> list[str]:
-        n = len(t)
-        probes = self._by_len.get(n)
-        if probes is None:
-            probes = self._by_len[n] = [
-                (shape.get, shape.table) for shape in (*self.fixed.get(n, ()), *self.star) if n >= shape.need
-            ]
-        out = list(self.anywhere)
-        for get, table in probes:
-            ids = table.get(get(t))
-            if ids:
-                out += ids
-        return out
-
-    def candidates_batch(self, rep: np.ndarray, owners: np.ndarray) -> list[tuple[int, str]]:
-        """(owner, pattern id) pairs for a group of reads of one length: ``rep`` is (n, L)."""
-        n, length = rep.shape
-        out = [(o, eid) for o in owners.tolist() for eid in self.anywhere]
-        for shapes in (self.fixed.get(length, ()), self.star):
-            for shape in shapes:
-                if length < shape.need:
-                    continue
-                key = np.zeros(n, dtype=np.uint64)
-                for i, a in enumerate(shape.anchors):
-                    key |= rep[:, a].astype(np.uint64) << np.uint64(21 * i)
-                assert shape.keys is not None
-                lo = np.searchsorted(shape.keys, key, "left")
-                hi = np.searchsorted(shape.keys, key, "right")
-                cnt = hi - lo
-                sel = np.flatnonzero(cnt)
-                if len(sel):
-                    o, pos = _expand(owners[sel], lo[sel], cnt[sel])
-                    ids = shape.ids
-                    out += [(oo, ids[p]) for oo, p in zip(o.tolist(), pos.tolist(), strict=True)]
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +131,7 @@ class PlateIndex:
         self._ov_keys: dict[int, list[str]] = {}
         self._ov_arrays: tuple[np.ndarray, list[str]] | None = None
         self._pat: dict[str, Entry] = {}
-        self._wild: _Wildcards | None = None
+        self._wild: Wildcards | None = None
         self._refresh_lists()
 
     def _set_keys(self, keys: np.ndarray, rows: np.ndarray) -> None:
@@ -517,22 +252,19 @@ class PlateIndex:
         at = 0
         for length in np.unique(lengths).tolist():
             group = np.flatnonzero(lengths == length)
-            tags = _TAG_RAW_NP[:length]
             for s in range(0, len(group), _BUILD_CHUNK):
                 g = group[s : s + _BUILD_CHUNK]
                 m = len(g)
                 raw = codes[g, :length]
-                hr, dr = _np_hashes(self._rep_codes(raw))
-                h, d = _np_hashes(raw)
-                d ^= tags
-                for part in (hr, dr[:, 0] ^ _TAG_NP[0], h ^ _RAW_NP):
+                parts, d = np_entry_keys(self._rep_codes(raw), raw)
+                for part in parts:
                     keys[at : at + m] = part
                     rows[at : at + m] = g
                     at += m
                 keys[at : at + m * length] = d.ravel()
                 rows[at : at + m * length] = np.repeat(g, length)
                 at += m * length
-        keys *= _MIX_NP
+        mix(keys)
         order = np.argsort(keys)
         keys = keys[order]
         rows = rows[order]
@@ -563,7 +295,7 @@ class PlateIndex:
     def _ov_keys_of(self, e: Entry) -> set[int]:
         if not e.plate or len(e.plate) > MAX_READ_CHARS + 1:
             return set()  # nothing this long is within one edit of a read
-        return set(_entry_keys(e.plate, e.plate.translate(self._rep)))
+        return set(entry_keys(e.plate, e.plate.translate(self._rep)))
 
     def _ov_add(self, e: Entry) -> None:
         self._ov[e.entry_id] = e
@@ -697,9 +429,9 @@ class PlateIndex:
             return
         out.append(make_hit(read, e.entry_id, e.list_id, e.plate, wl, found, self.feed_version))
 
-    def _wildcards(self) -> _Wildcards:
+    def _wildcards(self) -> Wildcards:
         if self._wild is None:
-            self._wild = _Wildcards(self._pat, self._rep)
+            self._wild = Wildcards(self._pat, self._rep)
         return self._wild
 
     def _flags(self, alerting_only: bool) -> tuple[bool, bool, bool, bool]:
@@ -727,7 +459,7 @@ class PlateIndex:
         out: list[Hit] = []
         t = plate.translate(self._rep)
         if exact or province or edit:
-            probes = _read_probes(plate, t, exact, province, edit)
+            probes = read_probes(plate, t, exact, province, edit)
             if self._n and len(plate) <= self._width + 1:
                 words, dir_, shift = self._words_mv, self._dir_mv, self._shift
                 rowbits, rowmask, lowmask = self._rowbits, self._rowmask, self._lowmask
@@ -800,8 +532,8 @@ class PlateIndex:
             if wildcards is not None:
                 wild_pairs += wildcards.candidates_batch(rep, owners)
             if keyed:
-                probes = _np_read_probes(
-                    _np_hashes(rep), _np_hashes(codes) if edit else None, exact, province, edit
+                probes = np_read_probes(
+                    np_hashes(rep), np_hashes(codes) if edit else None, exact, province, edit
                 )
                 probe_parts.append(probes.ravel())
                 owner_parts.append(np.repeat(owners, probes.shape[1]))
@@ -828,7 +560,7 @@ class PlateIndex:
                 cnt = hi - lo
                 sel = np.flatnonzero(cnt)
                 if len(sel):
-                    o, pos = _expand(owners[sel], lo[sel], cnt[sel])
+                    o, pos = expand(owners[sel], lo[sel], cnt[sel])
                     for oo, eid in sorted(
                         {(a, oids[b]) for a, b in zip(o.tolist(), pos.tolist(), strict=True)}
                     ):
@@ -855,7 +587,7 @@ class PlateIndex:
         sel = np.flatnonzero(cnt)
         if not len(sel):
             return []
-        which, pos = _expand(sel, lo[sel], cnt[sel])
+        which, pos = expand(sel, lo[sel], cnt[sel])
         words = self._words[pos]
         eq = (words >> np.uint64(self._rowbits)) == (probes[which] & np.uint64(self._lowmask))
         o = owners[which[eq]]
@@ -937,7 +669,7 @@ class PlateIndex:
         if wl is None or not readable(plate):
             return False
         code = self._list_codes.get(list_id)
-        [p] = _read_probes(plate, plate.translate(self._rep), True, False, False)
+        [p] = read_probes(plate, plate.translate(self._rep), True, False, False)
         out: list[Hit] = []
         if self._n:
             b = p >> self._shift
@@ -951,7 +683,7 @@ class PlateIndex:
             e = self._ov[eid]
             if e.list_id == list_id:
                 self._decide_any(plate, e, wl, now, colour, vehicle_type, out)
-        return any(h.kind in _PERMIT_KINDS for h in out)
+        return any(h.kind in PERMIT_KINDS for h in out)
 
     def _decide_any(
         self,
@@ -978,5 +710,5 @@ class PlateIndex:
         *,
         now: float,
     ) -> list[Hit]:
-        """``matching.check_permit`` against this index, stamped with its feed version."""
+        """``permits.check_permit`` against this index, stamped with its feed version."""
         return check_permit(plate, colour, vehicle_type, rules, self, now, feed_version=self.feed_version)

@@ -17,15 +17,14 @@ from protocols.matching import (
     ListKind,
     MatchKind,
     PermitRule,
-    ReferenceIndex,
     Watchlist,
     alerts,
-    check_permit,
     class_tables,
     match_one,
-    reference_match,
     sort_hits,
 )
+from protocols.permits import check_permit
+from protocols.reference import ReferenceIndex, reference_match
 
 K = MatchKind
 NOW = 1_700_000_000.0

@@ -18,11 +18,11 @@ from protocols.matching import (
     ListKind,
     MatchKind,
     PermitRule,
-    ReferenceIndex,
     Watchlist,
-    check_permit,
 )
+from protocols.permits import check_permit
 from protocols.plateindex import PlateIndex
+from protocols.reference import ReferenceIndex
 
 NOW = 1_700_000_000.0
 SERIAL = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789" + "0OD8B2Z5S"  # look-alikes over-represented
@@ -360,7 +360,7 @@ _JUNK_PAIR = _junk_pair()
     )
 )
 def test_python_and_numpy_probes_agree(reads: list[str]) -> None:
-    from protocols import plateindex as pi
+    from protocols import platekeys as pk
 
     idx = PlateIndex()
     for length in {len(r) for r in reads}:
@@ -368,13 +368,19 @@ def test_python_and_numpy_probes_agree(reads: list[str]) -> None:
         codes = np.array(group, dtype=f"U{length}").view(np.uint32).reshape(-1, length)
         rep = idx._rep_codes(codes)
         for flags in [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]:
-            got = pi._np_read_probes(pi._np_hashes(rep), pi._np_hashes(codes), *flags)
+            got = pk.np_read_probes(pk.np_hashes(rep), pk.np_hashes(codes), *flags)
             for row, r in zip(got.tolist(), group, strict=True):
-                assert row == pi._read_probes(r, r.translate(idx._rep), *flags)
+                assert row == pk.read_probes(r, r.translate(idx._rep), *flags)
+        # Entry keys too: the index builds its base with numpy, its overlay with plain Python.
+        parts, dels = pk.np_entry_keys(rep, codes)
+        keys = np.hstack([np.stack(parts, axis=1), dels])
+        pk.mix(keys)
+        for row, r in zip(keys.tolist(), group, strict=True):
+            assert row == pk.entry_keys(r, r.translate(idx._rep))
 
 
 def test_entry_keys_meet_read_probes_for_every_kind() -> None:
-    from protocols import plateindex as pi
+    from protocols import platekeys as pk
 
     idx = PlateIndex()
     rep = idx._rep
@@ -389,8 +395,8 @@ def test_entry_keys_meet_read_probes_for_every_kind() -> None:
         ("A", "B"),
     ]
     for plate, read in cases:
-        keys = set(pi._entry_keys(plate, plate.translate(rep)))
-        assert keys & set(pi._read_probes(read, read.translate(rep), True, True, True)), (plate, read)
+        keys = set(pk.entry_keys(plate, plate.translate(rep)))
+        assert keys & set(pk.read_probes(read, read.translate(rep), True, True, True)), (plate, read)
 
 
 def test_raw_prefilter_keeps_every_plain_match() -> None:
