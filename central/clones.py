@@ -32,7 +32,8 @@ from .readstore import day_of
 from .settings import CloneSettings
 
 if TYPE_CHECKING:
-    from .readstore import SqliteReadStore, StoredRead
+    from .readstore import SqliteReadStore
+    from .record import StoredRead
 
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID

@@ -15,7 +15,7 @@ index range on the pattern's literal head (``plate``) or literal tail (``rplate`
 more selective; then the reads of the matching plates are fetched by ``plate_id``. A pattern with
 neither (``*23?5`` has only the tail ``5``) scans a larger share of the distinct plates: that cost is
 measured by ``cordon bench store``, not hidden. Patterns are validated (length, alphabet) and always
-bound as parameters; ``%``, ``_``, ``[``, quotes and the like are refused with a clear reason.
+bound as parameters (:mod:`central.platepattern`).
 
 **Exactly once.** A read's identity ``(checkpoint, epoch, seq)`` is UNIQUE in its day file, next to
 the content digest. The same event always maps to the same day (``captured_at`` is part of its
@@ -44,8 +44,8 @@ transactions when a job needs it (:class:`runtime.sqlwriter.NeedsPreparation`). 
 day files they need with short-lived connections of their own (``mode=rw``: a reader never
 creates a file).
 
-:class:`ReadStore` is the interface a PostgreSQL store (declarative partitions by day, pg_trgm for
-partial plates) can implement too; :class:`SqliteReadStore` is the one this hub runs.
+:class:`SqliteReadStore` implements :class:`central.record.ReadStore`, the interface a PostgreSQL
+store (declarative partitions by day, pg_trgm for partial plates) can implement too.
 """
 
 from __future__ import annotations
@@ -59,9 +59,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import msgspec
 import sqlite_utils
@@ -69,14 +67,14 @@ import sqlite_utils
 from protocols.messages import Event, Passage, PlateRead
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
 
+from .platepattern import Pattern, candidate_query, clean_plate, parse_pattern
+from .record import MAX_LIMIT, Companion, Companions, RecordCounts, SearchResult, Stored, StoredRead
+
 log = logging.getLogger(__name__)
 
 FILE_PREFIX = "reads-"
 FILE_SUFFIX = ".db"
 PURGED_SUFFIX = ".purged"
-MAX_PATTERN_CHARS = 16
-MIN_PATTERN_LITERALS = 2
-MAX_LIMIT = 5000
 # captured_at outside these bounds (a broken edge clock) is routed to the nearest bound's day.
 _EARLIEST, _LATEST = 0.0, 4_102_444_799.0  # 1970-01-01 .. 2099-12-31 UTC
 
@@ -116,10 +114,6 @@ READ_COLUMNS = ("checkpoint", "epoch", "seq", "digest", "plate_id", "camera_id",
 ATTRIBUTES_COLUMN = "attributes"
 
 
-class PatternError(ValueError):
-    """A search plate or pattern that cannot be used; the message says why."""
-
-
 def digest(event: Event) -> bytes:
     """Content digest of an event: equal for an honest resend, different for a reused identity."""
     return hashlib.blake2b(_encoder.encode(event), digest_size=16).digest()
@@ -153,152 +147,9 @@ def file_name(day: dt.date) -> str:
 _DAY_FILE = re.compile(rf"{FILE_PREFIX}(\d{{4}}-\d{{2}}-\d{{2}}){re.escape(FILE_SUFFIX)}")
 
 
-# -- patterns ------------------------------------------------------------------------------------
-
-def _allowed(ch: str) -> bool:
-    # What canonical plates are made of: ASCII capitals and digits, CJK ideographs (provinces, 警, 学, 挂...).
-    return ("A" <= ch <= "Z") or ("0" <= ch <= "9") or ("\u4e00" <= ch <= "\u9fff")
-
-
-def clean_plate(text: str) -> str:
-    """Validate an exact search plate: upper-cased, plate characters only."""
-    plate = text.strip().upper()
-    if not plate:
-        raise PatternError("plate is empty")
-    if len(plate) > MAX_PATTERN_CHARS:
-        raise PatternError(f"plate is longer than {MAX_PATTERN_CHARS} characters")
-    bad = sorted({c for c in plate if not _allowed(c)})
-    if bad:
-        raise PatternError(f"plate has characters a plate cannot have: {' '.join(repr(c) for c in bad)}")
-    return plate
-
-
-@dataclass(frozen=True, slots=True)
-class Pattern:
-    """A validated partial plate: the GLOB text (safe: only plate characters, * and ?) and its literal ends."""
-
-    glob: str
-    prefix: str
-    suffix: str
-
-    @property
-    def exact(self) -> bool:
-        return "*" not in self.glob and "?" not in self.glob
-
-
-def parse_pattern(text: str) -> Pattern:
-    """``鲁A*23?5`` -> Pattern; refuses anything but plate characters, ``*`` and ``?``."""
-    pattern = re.sub(r"\*+", "*", text.strip().upper())
-    if not pattern:
-        raise PatternError("pattern is empty")
-    if len(pattern) > MAX_PATTERN_CHARS:
-        raise PatternError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
-    bad = sorted({c for c in pattern if c not in "*?" and not _allowed(c)})
-    if bad:
-        raise PatternError("pattern may hold plate characters, * (any run) and ? (one character) only; "
-                           f"not {' '.join(repr(c) for c in bad)}")
-    literals = sum(1 for c in pattern if c not in "*?")
-    if literals < MIN_PATTERN_LITERALS:
-        raise PatternError(f"pattern needs at least {MIN_PATTERN_LITERALS} known characters")
-    prefix = re.match(r"[^*?]*", pattern).group(0)  # type: ignore[union-attr]
-    suffix = re.search(r"[^*?]*$", pattern).group(0)  # type: ignore[union-attr]
-    return Pattern(pattern, prefix, suffix)
-
-
-def _selectivity(literal: str, head: bool) -> float:
-    """Rough share of plates a literal head (or tail) keeps: provinces barely narrow, serial characters do."""
-    share = 1.0
-    for i, ch in enumerate(literal):
-        share *= 0.6 if (head and i == 0 and ch >= "\u4e00") else 1 / 12 if (head and i == 1) else 1 / 30
-    return share
-
-
-def _upper_bound(prefix: str) -> str:
-    """The smallest text greater than every text starting with ``prefix``."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def _candidate_query(p: Pattern) -> tuple[str, tuple[str, ...]]:
-    """SQL (constant text) and parameters selecting the plate_ids a pattern matches in one day file."""
-    if p.exact:
-        return "SELECT plate_id FROM plates WHERE plate = ?", (p.glob,)
-    head = _selectivity(p.prefix, True) if p.prefix else 1.0
-    tail = _selectivity(p.suffix, False) if p.suffix else 1.0
-    # GLOB is applied to the indexed column itself (the reversed pattern to the reversed plate), so
-    # the candidates are found in the index alone, without fetching a row per plate looked at.
-    if p.prefix and head <= tail:
-        return ("SELECT plate_id FROM plates WHERE plate >= ? AND plate < ? AND plate GLOB ?",
-                (p.prefix, _upper_bound(p.prefix), p.glob))
-    if p.suffix:
-        r = p.suffix[::-1]
-        return ("SELECT plate_id FROM plates WHERE rplate >= ? AND rplate < ? AND rplate GLOB ?",
-                (r, _upper_bound(r), p.glob[::-1]))
-    return "SELECT plate_id FROM plates INDEXED BY plates_plate WHERE plate GLOB ?", (p.glob,)
-
-
-# -- interface -----------------------------------------------------------------------------------
-
-class StoredRead(msgspec.Struct, kw_only=True):
-    """One read as a search returns it."""
-
-    checkpoint: str
-    epoch: int
-    seq: int
-    camera_id: str
-    captured_at: float
-    plate: str
-    plate_raw: str
-    plate_valid: bool
-    no_plate: bool
-    colour: str | None
-    vehicle_type: str | None
-    confidence: float | None
-    lane: int | None
-    direction: str | None
-    camera_event_id: str | None
-    received_at: float
-
+# -- SQLite day files ----------------------------------------------------------------------------
 
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What happened to one read or passage at insert."""
-
-    inserted: bool
-    """New in the record."""
-    seen_before: bool = False
-    """Already there with the same content (a resend): matching runs again (see the module docstring)."""
-    conflict: str | None = None
-    """The identity is taken by other content: a dead letter."""
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    reads: list[StoredRead]
-    truncated: bool
-    days: int
-
-
-class Companion(msgspec.Struct, kw_only=True):
-    """A vehicle seen near another: its plate, how many of that vehicle's passages it shared, the
-    mean gap in seconds, and the shared passages (each with ``gap_s``: + after, - before)."""
-
-    plate: str
-    shared: int
-    mean_gap_s: float
-    passages: list[dict[str, object]]
-
-
-@dataclass(frozen=True, slots=True)
-class Companions:
-    route: list[dict[str, object]]
-    """The asked-about plate's passages in the period."""
-    found: list[Companion]
-    candidates: int
-    """Vehicles that met ``min_shared`` (``found`` holds the first ``limit`` of them)."""
-
 
 _SELECT_PASSAGE = ("SELECT checkpoint, epoch, seq, plate, colour, vehicle_type, first_seen, last_seen, best_seq "
                    "FROM passages")
@@ -307,50 +158,6 @@ _SELECT_PASSAGE = ("SELECT checkpoint, epoch, seq, plate, colour, vehicle_type, 
 def _passage_row(description: object, row: tuple) -> dict[str, object]:  # type: ignore[type-arg]
     return dict(zip((c[0] for c in description), row, strict=True))  # type: ignore[attr-defined]
 
-
-@dataclass(frozen=True, slots=True)
-class RecordCounts:
-    reads: int
-    passages: int
-    days: int
-
-
-class ReadStore(Protocol):
-    """What the hub needs of the record of plain reads and passages (SQLite day files now; PostgreSQL later).
-
-    ``insert`` and ``lookup_read`` run inside the hub store's writer job (``db`` is the write
-    connection); the rest run on their own connections, from any thread.
-    """
-
-    def insert(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, event: PlateRead | Passage,
-               edge_sent_at: float, received_at: float) -> Stored: ...
-
-    def lookup_read(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
-                    near: float) -> StoredRead | None: ...
-
-    def identity_taken(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
-                       near: float) -> bool: ...
-
-    def search_exact(self, plate: str, since: float, until: float, limit: int = 500,
-                     checkpoint: str | None = None) -> SearchResult: ...
-
-    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500,
-                       checkpoint: str | None = None) -> SearchResult: ...
-
-    # -- intelligence: routes and companions ---------------------------------------------------------
-    def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult: ...
-
-    def companions(self, plate: str, since: float, until: float, window_s: float = 120.0, min_shared: int = 3,
-                   limit: int = 20) -> Companions: ...
-
-    def counts(self) -> RecordCounts: ...
-
-    def days(self) -> list[dt.date]: ...
-
-    def purge_before(self, cutoff: dt.date) -> list[dt.date]: ...
-
-
-# -- SQLite day files ----------------------------------------------------------------------------
 
 _SELECT_READ = ("SELECT r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at, p.plate, r.plate_raw, "
                 "r.plate_valid, r.no_plate, r.colour, r.vehicle_type, r.confidence, r.lane, r.direction, "
@@ -609,7 +416,7 @@ class SqliteReadStore:
     def _search(self, p: Pattern, since: float, until: float, limit: int,
                 checkpoint: str | None = None) -> SearchResult:
         limit = max(1, min(limit, MAX_LIMIT))
-        candidates, params = _candidate_query(p)
+        candidates, params = candidate_query(p)
         place = "AND r.checkpoint = ? " if checkpoint else ""
         if checkpoint:
             params = (*params, checkpoint)

@@ -2,7 +2,7 @@
 
 ``hub.db`` holds what is kept long or looked up often: alerts, edge hits, checkpoints, watchlists,
 dead letters, and the ``events`` ledger of edge hits. Plain reads and passages, millions a day,
-live in day files behind :class:`central.readstore.ReadStore` (see that module for the layout, the
+live in day files behind :class:`central.record.ReadStore` (see that module for the layout, the
 exactly-once rule and the crash reasoning); the writer attaches the day files it needs, so one
 group commit covers both. Every event is inserted idempotently by its identity (checkpoint, epoch,
 seq); its content digest tells a reused identity with other content (a dead letter) from an honest
@@ -38,7 +38,8 @@ from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
 from . import audit, folding, stats, users
-from .readstore import RecordCounts, SqliteReadStore, digest
+from .readstore import SqliteReadStore, digest
+from .record import RecordCounts
 
 __all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
 

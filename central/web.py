@@ -30,7 +30,7 @@ from runtime.web import (
 )
 
 from . import audit, escalation, keys, web_evidence, web_intel, web_lists, web_stats
-from .readstore import PatternError
+from .platepattern import PatternError
 from .users import (
     ACCESS_CODE_PRINCIPAL,
     ADMINS,

@@ -18,7 +18,7 @@ from aiohttp import web
 from runtime.web import Rule, json_error, principal_of
 
 from . import audit, keys
-from .readstore import PatternError
+from .platepattern import PatternError
 from .users import SEARCHERS
 
 log = logging.getLogger(__name__)

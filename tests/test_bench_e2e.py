@@ -9,7 +9,7 @@ import msgspec
 from central.ingest import Ingest
 from central.store import HubStore
 from central.watchlists import HubWatchlists
-from cordon.bench import e2e
+from cordon.bench import e2e, e2e_load
 from protocols.messages import SCHEMA_VERSION, EventBatch, encode
 
 
@@ -18,7 +18,7 @@ def test_record_lookup_finds_lost_and_duplicated_ids(tmp_path):
     store.start()
     ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
                     on_status=lambda s: None)
-    reads = e2e._plate_reads("sim:SD-T-001:", ["鲁B12345", "鲁B12346", "鲁B12347"])
+    reads = e2e_load.plate_reads("sim:SD-T-001:", ["鲁B12345", "鲁B12346", "鲁B12347"])
     # A camera that sent one read twice (two sequence numbers, one camera event id) is a duplicate.
     reads.append(msgspec.structs.replace(reads[2], seq=4))
     batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-T-001", epoch=7, sent_at=time.time(), events=reads)
@@ -26,9 +26,9 @@ def test_record_lookup_finds_lost_and_duplicated_ids(tmp_path):
     ingest.handle("cordon/v1/cp/SD-T-001/events", encode(batch), time.time()).result(10)  # a resend
     store.stop()
 
-    stored = e2e.stored_camera_event_ids(tmp_path, ["sim:"])
+    stored = e2e_load.stored_camera_event_ids(tmp_path, ["sim:"])
     assert stored == {"sim:SD-T-001:1": 1, "sim:SD-T-001:2": 1, "sim:SD-T-001:3": 2}
-    lost, duplicated, examples = e2e.lost_and_duplicated(stored, [f"sim:SD-T-001:{s}" for s in range(1, 6)])
+    lost, duplicated, examples = e2e_load.lost_and_duplicated(stored, [f"sim:SD-T-001:{s}" for s in range(1, 6)])
     assert (lost, duplicated, examples) == (2, 1, ["sim:SD-T-001:4", "sim:SD-T-001:5"])
 
 

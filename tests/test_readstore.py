@@ -14,7 +14,8 @@ import sqlite_utils
 from central import keys
 from central.app import create_app
 from central.ingest import Ingest
-from central.readstore import PatternError, SqliteReadStore, file_name, parse_pattern
+from central.platepattern import PatternError, parse_pattern
+from central.readstore import SqliteReadStore, file_name
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
 from central.store import MIGRATIONS, HubStore, digest
 from central.watchlists import HubWatchlists
