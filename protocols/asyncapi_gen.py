@@ -16,10 +16,14 @@ draft 07's ``items: [...]`` with ``additionalItems``, and the OpenAPI-style ``di
 (AsyncAPI's ``discriminator`` is a plain string naming a schema) is dropped: the ``type`` tag that
 every event carries is already an ``enum`` of one value in each alternative. Any other keyword that
 draft 07 does not know is an error here rather than a silently wrong document.
+
+Descriptions (the types' docstrings) are cleaned as ``inspect.cleandoc`` does: msgspec 0.23 and later
+dedent them and earlier releases do not, and the document must not depend on which one is installed.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import msgspec
@@ -75,6 +79,8 @@ def _draft07(schema: Any, where: str) -> Any:
             out[key] = {name: _draft07(sub, f"{at}/{name}") for name, sub in value.items()}
         elif key == "default" and schema.get("uniqueItems") and isinstance(value, list):
             out[key] = sorted(value, key=str)  # a set's default: its order would change from run to run
+        elif key == "description" and isinstance(value, str):
+            out[key] = inspect.cleandoc(value)
         elif key in _PLAIN:
             out[key] = value
         else:
@@ -99,11 +105,17 @@ def render(schemas: dict[str, Any]) -> str:
         flow = len(data) <= 3 and all(map(small, data.values()))
         return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
 
+    def represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+        # A docstring of several lines reads as one, as a literal block (PyYAML quotes it anyway
+        # where a block cannot hold it).
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+    Dumper.add_representer(str, represent_str)
     Dumper.add_representer(list, represent_list)
     Dumper.add_representer(dict, represent_dict)
     text = yaml.dump({"schemas": schemas}, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110,
                      indent=2)
-    return "".join(f"  {line}\n" for line in text.splitlines())
+    return "".join(f"  {line}\n" if line else "\n" for line in text.splitlines())
 
 
 def main() -> None:
