@@ -33,7 +33,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: $(DEV_STAMP) system-deps
+test: lint system-deps
 	$(VENV)/bin/pytest -q
 
 # Property-based tests of every decoder with 10,000 examples each (make test runs 1,000).
@@ -43,8 +43,10 @@ fuzz: $(DEV_STAMP)
 test-fast: $(DEV_STAMP)
 	$(VENV)/bin/pytest -q -m "not system and not fault and not browser"
 
+# One formatter (ruff format, pinned in pyproject.toml so every machine formats alike) and one linter.
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check protocols runtime edge central cordon tests
+	$(VENV)/bin/ruff format --check --quiet protocols runtime edge central cordon tests
+	$(VENV)/bin/ruff check --quiet protocols runtime edge central cordon tests
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache

@@ -34,9 +34,14 @@ def hidden_from_checkpoints(alert: Alert, restricted: Callable[[str], bool]) -> 
 
 
 class AlertDispatcher:
-    def __init__(self, store: HubStore, publish: Callable[..., None], console: Fanout,
-                 webhooks: WebhookSender | None = None,
-                 restricted: Callable[[str], bool] = lambda list_id: False) -> None:
+    def __init__(
+        self,
+        store: HubStore,
+        publish: Callable[..., None],
+        console: Fanout,
+        webhooks: WebhookSender | None = None,
+        restricted: Callable[[str], bool] = lambda list_id: False,
+    ) -> None:
         self.store = store
         self.restricted = restricted
         self.router = Router(restricted=restricted)
@@ -61,7 +66,8 @@ class AlertDispatcher:
         again (a console replaces an alert by its id); tablets and webhooks are not told twice."""
         assert self._loop is not None, "dispatcher not bound to a loop"
         self._loop.call_soon_threadsafe(
-            lambda: [self.console.publish({"type": "alert", "alert": alert}) for alert in alerts])
+            lambda: [self.console.publish({"type": "alert", "alert": alert}) for alert in alerts]
+        )
 
     def dispatch(self, alerts: list[Alert]) -> None:
         loop = self._loop
@@ -79,8 +85,12 @@ class AlertDispatcher:
             self._copies[aid] = self._copies.get(aid, 0) + len(recipients)
             payload = encode(alert)
             for checkpoint in recipients:
-                self._publish(topics.alerts(checkpoint), payload, qos=1,
-                              on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._copy_delivered, aid))
+                self._publish(
+                    topics.alerts(checkpoint),
+                    payload,
+                    qos=1,
+                    on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._copy_delivered, aid),
+                )
         self.dispatched += len(alerts)
 
     def dispatch_folded(self, alerts: list[Alert]) -> None:
@@ -118,4 +128,6 @@ class AlertDispatcher:
             try:
                 await self.store.mark_dispatched(ids)
             except Exception:
-                log.exception("could not mark %d alert(s) dispatched; they will be resent after a restart", len(ids))
+                log.exception(
+                    "could not mark %d alert(s) dispatched; they will be resent after a restart", len(ids)
+                )

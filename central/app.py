@@ -45,15 +45,25 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = HubStore(settings.data_path / "hub.db", utc_offset=settings.record.utc_offset,
-                     attached_max=settings.record.attached_max, busy_timeout_s=settings.store.busy_timeout_s)
+    store = HubStore(
+        settings.data_path / "hub.db",
+        utc_offset=settings.record.utc_offset,
+        attached_max=settings.record.attached_max,
+        busy_timeout_s=settings.store.busy_timeout_s,
+    )
     console = Fanout()
     directory = Directory()
     sessions = Sessions(secrets.token_bytes(32))
-    app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(hub_web.POLICY, sessions, _machine_tokens(settings, directory),
-                                                       still_valid=directory.still_valid,
-                                                       edge_certificates=bool(settings.http.ca_file)))
+    app = web.Application(
+        client_max_size=settings.http.max_body_bytes,
+        middlewares=make_middlewares(
+            hub_web.POLICY,
+            sessions,
+            _machine_tokens(settings, directory),
+            still_valid=directory.still_valid,
+            edge_certificates=bool(settings.http.ca_file),
+        ),
+    )
     app[keys.SETTINGS] = settings
     app[keys.STORE] = store
     app[keys.DIRECTORY] = directory
@@ -74,40 +84,60 @@ def create_app(settings: HubSettings) -> web.Application:
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)
-    dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id))
-    ingest = Ingest(store, app[keys.WATCHLISTS], publish=lambda topic, payload: publish(topic, payload),
-                    on_alerts=dispatcher.submit_threadsafe, on_pictures=dispatcher.pictures_threadsafe,
-                    on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
-                    max_skew_s=settings.clock.max_skew_s,
-                    on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
-                    edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
-                    signatures_required=settings.signing.required,
-                    clones=_clone_check(settings),
-                    router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
-                    fold_window_s=settings.alerts.fold_window_s,
-                    on_folded=dispatcher.submit_folded_threadsafe,
-                    on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits))
-    evidence = EvidenceCache(settings.data_path / "evidence", settings.evidence.max_bytes, publish,
-                             edge_keys=signkeys.PublicKeys(settings.signing.keys_dir)
-                             if settings.signing.keys_dir else None,
-                             signatures_required=settings.signing.required, wait_s=settings.evidence.wait_s)
+    dispatcher = AlertDispatcher(
+        store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id)
+    )
+    ingest = Ingest(
+        store,
+        app[keys.WATCHLISTS],
+        publish=lambda topic, payload: publish(topic, payload),
+        on_alerts=dispatcher.submit_threadsafe,
+        on_pictures=dispatcher.pictures_threadsafe,
+        on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
+        max_skew_s=settings.clock.max_skew_s,
+        on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
+        edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
+        signatures_required=settings.signing.required,
+        clones=_clone_check(settings),
+        router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
+        fold_window_s=settings.alerts.fold_window_s,
+        on_folded=dispatcher.submit_folded_threadsafe,
+        on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits),
+    )
+    evidence = EvidenceCache(
+        settings.data_path / "evidence",
+        settings.evidence.max_bytes,
+        publish,
+        edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
+        signatures_required=settings.signing.required,
+        wait_s=settings.evidence.wait_s,
+    )
     app[keys.EVIDENCE] = evidence
     _, _, mqtt_tls = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)  # bad files stop start-up here
-    link = HubLink(m.url, m.client_id, m.username, m.password, m.keepalive_s, tls=mqtt_tls,
-                   sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
-                   on_message=lambda topic, payload, received_at, retained=False: (
-                       evidence.handle_threadsafe if topic.endswith("/evidence/reply") else ingest.handle)(
-                       topic, payload, received_at, retained),
-                   reconnect_min_s=m.reconnect_min_s, reconnect_max_s=m.reconnect_max_s,
-                   on_connected=lambda: _on_connected(app))
+    link = HubLink(
+        m.url,
+        m.client_id,
+        m.username,
+        m.password,
+        m.keepalive_s,
+        tls=mqtt_tls,
+        sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
+        on_message=lambda topic, payload, received_at, retained=False: (
+            evidence.handle_threadsafe if topic.endswith("/evidence/reply") else ingest.handle
+        )(topic, payload, received_at, retained),
+        reconnect_min_s=m.reconnect_min_s,
+        reconnect_max_s=m.reconnect_max_s,
+        on_connected=lambda: _on_connected(app),
+    )
     link_ref.append(link)
     app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
     app[keys.INGEST] = ingest
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
 
-    add_login_routes(app, sessions, hub_web.console_login(settings.console.token, directory),
-                     on_login=hub_web.audit_login)
+    add_login_routes(
+        app, sessions, hub_web.console_login(settings.console.token, directory), on_login=hub_web.audit_login
+    )
     hub_web.add_routes(app)
     web_lists.add_routes(app)
     web_intel.add_routes(app)
@@ -115,8 +145,18 @@ def create_app(settings: HubSettings) -> web.Application:
     web_stats.add_routes(app)
     web_users.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
-    app.cleanup_ctx.extend([_store, background("clone-warm", _warm_clones), _watchlists, _dispatch, _broker, _upstream,
-                           background("record-retention", _purge_loop), _console])
+    app.cleanup_ctx.extend(
+        [
+            _store,
+            background("clone-warm", _warm_clones),
+            _watchlists,
+            _dispatch,
+            _broker,
+            _upstream,
+            background("record-retention", _purge_loop),
+            _console,
+        ]
+    )
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -159,15 +199,30 @@ def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> No
 
 def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:
     r = event.result
-    return {"result_id": r.result_id, "checkpoint": checkpoint, "result": overall_call(r.panels),
-            "kit_model": r.kit_model, "id_last4": r.subject.id_last4, "sampled_at": r.sampled_at,
-            "officers": r.officers, "kit_expired": r.kit_expired, "outside_read_window": r.outside_read_window,
-            "person_hits": event.person_hits, "alert": raises_alert(r) or bool(event.person_hits)}
+    return {
+        "result_id": r.result_id,
+        "checkpoint": checkpoint,
+        "result": overall_call(r.panels),
+        "kit_model": r.kit_model,
+        "id_last4": r.subject.id_last4,
+        "sampled_at": r.sampled_at,
+        "officers": r.officers,
+        "kit_expired": r.kit_expired,
+        "outside_read_window": r.outside_read_window,
+        "person_hits": event.person_hits,
+        "alert": raises_alert(r) or bool(event.person_hits),
+    }
 
 
 def outcome_frame(checkpoint: str, outcome: AlertOutcome) -> dict[str, object]:
-    return {"alert_id": outcome.alert_id, "checkpoint": checkpoint, "outcome": outcome.outcome, "note": outcome.note,
-            "officer": outcome.officer, "acknowledged_at": outcome.acknowledged_at}
+    return {
+        "alert_id": outcome.alert_id,
+        "checkpoint": checkpoint,
+        "outcome": outcome.outcome,
+        "note": outcome.note,
+        "officer": outcome.officer,
+        "acknowledged_at": outcome.acknowledged_at,
+    }
 
 
 def _on_connected(app: web.Application) -> None:
@@ -189,13 +244,20 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
     previous = app[keys.CHECKPOINTS].get(status.checkpoint, {})
     if offset is None:
         offset = previous.get("clock_offset_s")  # type: ignore[assignment]
-    entry = {"checkpoint": status.checkpoint, "online": status.online, "outbox_depth": status.outbox_depth,
-             "oldest_unacked_s": status.oldest_unacked_s, "epoch": status.epoch, "software": status.software,
-             "clock_offset_s": None if offset is None else round(offset, 3),
-             "clock_suspect": offset is not None and abs(offset) > skew,
-             "dropped_reads": status.dropped_reads or 0, "feed_version": status.feed_version,
-             "stale_cameras": list(status.stale_cameras or []),
-             "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint)}
+    entry = {
+        "checkpoint": status.checkpoint,
+        "online": status.online,
+        "outbox_depth": status.outbox_depth,
+        "oldest_unacked_s": status.oldest_unacked_s,
+        "epoch": status.epoch,
+        "software": status.software,
+        "clock_offset_s": None if offset is None else round(offset, 3),
+        "clock_suspect": offset is not None and abs(offset) > skew,
+        "dropped_reads": status.dropped_reads or 0,
+        "feed_version": status.feed_version,
+        "stale_cameras": list(status.stale_cameras or []),
+        "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint),
+    }
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     if status.online and not previous.get("online"):
         app[keys.EVIDENCE].checkpoint_online(status.checkpoint)
@@ -211,9 +273,13 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     for row in await asyncio.to_thread(store.checkpoints):
         offset = row["clock_offset_s"]
         app[keys.CHECKPOINTS][row["checkpoint"]] = {
-            "checkpoint": row["checkpoint"], "online": row["online"], "epoch": row["epoch"],
-            "clock_offset_s": offset, "dropped_reads": row["dropped_reads"],
-            "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s}
+            "checkpoint": row["checkpoint"],
+            "online": row["online"],
+            "epoch": row["epoch"],
+            "clock_offset_s": offset,
+            "dropped_reads": row["dropped_reads"],
+            "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s,
+        }
     app[keys.LOOP] = asyncio.get_running_loop()
     app[keys.EVIDENCE].bind(app[keys.LOOP])
     yield
@@ -227,8 +293,12 @@ async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None
     signature = None
     while True:
         try:
-            now = await asyncio.to_thread(store.read, lambda db: db.conn.execute(
-                "SELECT count(*), max(updated_at), total(generation) FROM users").fetchone())
+            now = await asyncio.to_thread(
+                store.read,
+                lambda db: db.conn.execute(
+                    "SELECT count(*), max(updated_at), total(generation) FROM users"
+                ).fetchone(),
+            )
             if now != signature:
                 await asyncio.to_thread(store.read, directory.reload)
                 if signature is not None:  # changed by someone else (cordon user): tell the edges
@@ -246,15 +316,26 @@ async def _watchlists(app: web.Application) -> AsyncIterator[None]:
     if files:
         # Configured files are sources like any other: their lists are made to hold exactly their rows.
         loaded = await asyncio.to_thread(load_files, files)
-        current = await asyncio.to_thread(app[keys.STORE].read, lambda db: {
-            lid: {e.entry_id: e for e in list_entries(db, lid)} for lid in loaded.lists})
+        current = await asyncio.to_thread(
+            app[keys.STORE].read,
+            lambda db: {lid: {e.entry_id: e for e in list_entries(db, lid)} for lid in loaded.lists},
+        )
         changes = changes_for(loaded, current)
         applied = await lists.apply(changes, actor="config")
         count = len(app[keys.WATCHLISTS])
         log.info("watchlist files applied: feed version %d", applied.version)
-    rules = [PermitRule(rule_id=p.rule_id, list_id=p.list_id, colours=frozenset(p.colours),
-                        vehicle_types=frozenset(p.vehicle_types), permit_name=p.permit_name,
-                        action=ListAction(p.action), priority=p.priority) for p in app[keys.SETTINGS].permits]
+    rules = [
+        PermitRule(
+            rule_id=p.rule_id,
+            list_id=p.list_id,
+            colours=frozenset(p.colours),
+            vehicle_types=frozenset(p.vehicle_types),
+            permit_name=p.permit_name,
+            action=ListAction(p.action),
+            priority=p.priority,
+        )
+        for p in app[keys.SETTINGS].permits
+    ]
     if rules != app[keys.WATCHLISTS].permit_rules:
         await lists.apply([PermitRules(rules=rules)], actor="config")
     log.info("%d watchlist entries in %d list(s)", count, len(app[keys.WATCHLISTS].lists))
@@ -282,8 +363,10 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upstream(app: web.Application) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(_poll_source(app, source), name=f"upstream-{source.settings.name}")
-             for source in app[keys.UPSTREAM]]
+    tasks = [
+        asyncio.create_task(_poll_source(app, source), name=f"upstream-{source.settings.name}")
+        for source in app[keys.UPSTREAM]
+    ]
     yield
     for task in tasks:
         await stop(task)
@@ -297,14 +380,24 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
             try:
                 result = await source.poll(session)
                 if result is not None:
-                    current = await asyncio.to_thread(app[keys.STORE].read, lambda db: (
-                        get_list(db, list_id), {e.entry_id: e for e in list_entries(db, list_id)}))
-                    changes: list[FeedChange] = [] if current[0] else [ListUpsert(watchlist=Watchlist(
-                        list_id=list_id, name=name, source=name))]
+                    current = await asyncio.to_thread(
+                        app[keys.STORE].read,
+                        lambda db: (
+                            get_list(db, list_id),
+                            {e.entry_id: e for e in list_entries(db, list_id)},
+                        ),
+                    )
+                    changes: list[FeedChange] = (
+                        []
+                        if current[0]
+                        else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=name, source=name))]
+                    )
                     changes += diff_entries(current[1], result.entries)
                     if changes:
                         applied = await app[keys.LISTS].apply(changes, actor=f"upstream:{name}")
-                        log.info("upstream %s: %d change(s), feed version %d", name, len(changes), applied.version)
+                        log.info(
+                            "upstream %s: %d change(s), feed version %d", name, len(changes), applied.version
+                        )
             except (UpstreamError, ImportRejected) as exc:
                 log.warning("upstream %s: %s", name, exc)
             except Exception:
@@ -343,8 +436,10 @@ async def _console(app: web.Application) -> AsyncIterator[None]:
     app[keys.RING] = await asyncio.to_thread(load_ring, ring_path(app[keys.SETTINGS].console.checkpoints_csv))
     unknown = unknown_checkpoints(app[keys.SETTINGS].routing, {c["checkpoint"] for c in app[keys.RING]})
     if unknown:
-        log.warning("[routing] names checkpoints that are not on the ring (console.checkpoints_csv): %s",
-                    ", ".join(unknown))
+        log.warning(
+            "[routing] names checkpoints that are not on the ring (console.checkpoints_csv): %s",
+            ", ".join(unknown),
+        )
     task = asyncio.create_task(_escalate_loop(app), name="escalation")
     yield
     await stop(task)
@@ -356,8 +451,12 @@ async def _escalate_loop(app: web.Application) -> None:
     while True:
         try:
             for frame in await escalate_once(app):
-                log.warning("alert %s at %s escalated: no outcome after %.0f s",
-                            frame["alert_id"], frame["checkpoint"], after_s)
+                log.warning(
+                    "alert %s at %s escalated: no outcome after %.0f s",
+                    frame["alert_id"],
+                    frame["checkpoint"],
+                    after_s,
+                )
         except Exception:
             log.exception("escalation check failed; trying again")
         await asyncio.sleep(escalation.check_interval(after_s))

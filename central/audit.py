@@ -56,16 +56,36 @@ class Record:
         return {c: getattr(self, c) for c in COLUMNS}
 
 
-def record_hash(prev_hash: str, id_: int, at: float, actor: str, role: str, action: str, target: str,
-                reason: str, detail: str) -> str:
+def record_hash(
+    prev_hash: str,
+    id_: int,
+    at: float,
+    actor: str,
+    role: str,
+    action: str,
+    target: str,
+    reason: str,
+    detail: str,
+) -> str:
     """The chain link: canonical JSON of the record's content and the previous hash."""
-    canonical = json.dumps([prev_hash, id_, repr(at), actor, role, action, target, reason, detail],
-                           ensure_ascii=False, separators=(",", ":"))
+    canonical = json.dumps(
+        [prev_hash, id_, repr(at), actor, role, action, target, reason, detail],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def append(db: sqlite_utils.Database, actor: str, role: str, action: str, target: str = "", reason: str = "",
-           detail: dict[str, Any] | None = None, at: float | None = None) -> Record:
+def append(
+    db: sqlite_utils.Database,
+    actor: str,
+    role: str,
+    action: str,
+    target: str = "",
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
+    at: float | None = None,
+) -> Record:
     """Append one record inside the caller's transaction (writer thread) and return it."""
     last = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     id_, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
@@ -73,18 +93,33 @@ def append(db: sqlite_utils.Database, actor: str, role: str, action: str, target
     text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     fields = (actor[:128], role[:32], action[:64], target[:500], reason[:1000], text[:8000])
     digest = record_hash(prev, id_, at, *fields)
-    db.conn.execute("INSERT INTO audit (id, at, actor, role, action, target, reason, detail, prev_hash, hash) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)", (id_, at, *fields, prev, digest))
+    db.conn.execute(
+        "INSERT INTO audit (id, at, actor, role, action, target, reason, detail, prev_hash, hash) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (id_, at, *fields, prev, digest),
+    )
     return Record(id_, at, *fields, prev, digest)
 
 
-def records(db: sqlite_utils.Database, *, since: float | None = None, until: float | None = None,
-            actor: str | None = None, action: str | None = None, limit: int | None = None,
-            before_id: int | None = None) -> list[Record]:
+def records(
+    db: sqlite_utils.Database,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+    before_id: int | None = None,
+) -> list[Record]:
     """Newest first, filtered."""
     where, args = [], []
-    for clause, value in (("at >= ?", since), ("at < ?", until), ("actor = ?", actor), ("action = ?", action),
-                          ("id < ?", before_id)):
+    for clause, value in (
+        ("at >= ?", since),
+        ("at < ?", until),
+        ("actor = ?", actor),
+        ("action = ?", action),
+        ("id < ?", before_id),
+    ):
         if value is not None:
             where.append(clause)
             args.append(value)
@@ -117,20 +152,34 @@ def verify(db: sqlite_utils.Database, head: tuple[int, str] | None = None) -> Ve
     prev, expected_id, count, last = GENESIS, 1, 0, None
     for rec in _all(db):
         if rec.id != expected_id:
-            return Verdict(False, count, expected_id - 1, prev,
-                           f"record {expected_id} is missing (the next one is {rec.id})")
+            return Verdict(
+                False,
+                count,
+                expected_id - 1,
+                prev,
+                f"record {expected_id} is missing (the next one is {rec.id})",
+            )
         if rec.prev_hash != prev:
             return Verdict(False, count, rec.id, prev, f"record {rec.id} does not follow record {rec.id - 1}")
-        if record_hash(prev, rec.id, rec.at, rec.actor, rec.role, rec.action, rec.target, rec.reason,
-                       rec.detail) != rec.hash:
+        if (
+            record_hash(
+                prev, rec.id, rec.at, rec.actor, rec.role, rec.action, rec.target, rec.reason, rec.detail
+            )
+            != rec.hash
+        ):
             return Verdict(False, count, rec.id, prev, f"record {rec.id} was changed after it was written")
         prev, expected_id, count, last = rec.hash, rec.id + 1, count + 1, rec
     head_id, head_hash = (last.id, last.hash) if last else (0, GENESIS)
     if head is not None:
         want_id, want_hash = head
         if head_id < want_id:
-            return Verdict(False, count, head_id, head_hash,
-                           f"the trail ends at record {head_id}, but record {want_id} was written down as its head")
+            return Verdict(
+                False,
+                count,
+                head_id,
+                head_hash,
+                f"the trail ends at record {head_id}, but record {want_id} was written down as its head",
+            )
         row = db.conn.execute("SELECT hash FROM audit WHERE id = ?", (want_id,)).fetchone()
         if row is None or row[0] != want_hash:
             return Verdict(False, count, head_id, head_hash, f"record {want_id} is not the head written down")

@@ -60,7 +60,6 @@ an hour moved a plate on two reads in three, six hours on one in five (the move 
 insert, a tenth of the check's time at an hour)."""
 
 
-
 class CloneIndex:
     """Plate -> its two latest eligible sightings (by capture time); bounded, least recently seen
     plates forgotten first (a plain dict kept in use order to within ``REFRESH_S``: a plate moves to
@@ -107,7 +106,7 @@ class CloneIndex:
         """A packed value's sightings, oldest first."""
         values = self._values
         out = []
-        for offset in ((ONE.size, 0) if len(packed) > ONE.size else (0,)):
+        for offset in (ONE.size, 0) if len(packed) > ONE.size else (0,):
             at, seq, epoch, cp, desc, camera, reads = ONE.unpack_from(packed, offset)
             out.append(Seen(values[cp], epoch, seq, at, plate, values[camera], values[desc], reads))
         return tuple(out)
@@ -116,8 +115,15 @@ class CloneIndex:
         """The packed value of one or two sightings (oldest first)."""
         fields = []
         for s in reversed(sightings):
-            fields += (s.at, s.seq, s.epoch, self.id(s.cp), self.number(s.desc, UNKNOWN), self.number(s.camera, ""),
-                       s.reads)
+            fields += (
+                s.at,
+                s.seq,
+                s.epoch,
+                self.id(s.cp),
+                self.number(s.desc, UNKNOWN),
+                self.number(s.camera, ""),
+                s.reads,
+            )
         return (TWO if len(sightings) == 2 else ONE).pack(*fields)
 
     def held(self, plate: str, packed: bytes) -> Held:

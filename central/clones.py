@@ -54,14 +54,21 @@ def load_geography(settings: CloneSettings) -> Geography:
 def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
     sign = -1 if utc_offset.startswith("-") else 1
     hours, minutes = utc_offset[1:].split(":")
-    return CloneRule(min_confidence=settings.min_confidence, max_speed_kmh=settings.max_speed_kmh,
-                     same_time_window_s=settings.same_time_window_s,
-                     utc_offset_h=sign * (int(hours) + int(minutes) / 60))
+    return CloneRule(
+        min_confidence=settings.min_confidence,
+        max_speed_kmh=settings.max_speed_kmh,
+        same_time_window_s=settings.same_time_window_s,
+        utc_offset_h=sign * (int(hours) + int(minutes) / 60),
+    )
 
 
 SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
-def recent_reads(record: SqliteReadStore, since: float) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+
+
+def recent_reads(
+    record: SqliteReadStore, since: float
+) -> Iterator[tuple[StoredRead, str | None, str | None]]:
     """The record's reads captured at or after ``since``, oldest first, each with its vehicle colour and
     make (for :meth:`CloneCheck.warm_from`)."""
     first = day_of(since, record.tz)
@@ -120,8 +127,15 @@ class CloneCheck:
             plate = read.plate
             if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
                 continue
-            new = Seen(sys.intern(read.checkpoint), read.epoch, read.seq, read.captured_at, plate, read.camera_id,
-                       (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand)))
+            new = Seen(
+                sys.intern(read.checkpoint),
+                read.epoch,
+                read.seq,
+                read.captured_at,
+                plate,
+                read.camera_id,
+                (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand)),
+            )
             held = warm.get(plate)
             if held is None:
                 warm[plate] = Held(new)
@@ -204,7 +218,12 @@ class CloneCheck:
                 desc = (read.colour, read.vehicle_type, None, None)
             else:
                 # One spelling per colour and make, so that 白色 and White are one sighting's colour.
-                desc = (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand))
+                desc = (
+                    read.colour,
+                    read.vehicle_type,
+                    clones.body_colour(vcolour),
+                    clones.vehicle_make(vbrand),
+                )
             described = ids.get(desc)
             if described is None:
                 described = self.index.number(desc, UNKNOWN)
@@ -218,7 +237,9 @@ class CloneCheck:
             if packed is None:
                 index[plate] = one(at, seq, epoch, here, described, camera, 1)
                 continue
-            last_at, last_seq, last_epoch, last_cp, last_desc, last_camera, last_reads = ONE.unpack_from(packed)
+            last_at, last_seq, last_epoch, last_cp, last_desc, last_camera, last_reads = ONE.unpack_from(
+                packed
+            )
             gap = at - last_at
             if gap > REFRESH_S:
                 # Seen again after a while: to the recently seen end of the dict's order. Not on every
@@ -227,7 +248,9 @@ class CloneCheck:
                 index[plate] = packed
             # (A read sent again has its capture time: a later read is another read, or else the same
             # read with its time changed, which only the same-passage branch below must not count.)
-            if gap > 0.0 or (gap == 0.0 and not (last_seq == seq and last_cp == here and last_epoch == epoch)):
+            if gap > 0.0 or (
+                gap == 0.0 and not (last_seq == seq and last_cp == here and last_epoch == epoch)
+            ):
                 # The usual case, reads in time order: the latest sighting is enough (trip times add
                 # up, so if it fits the one before and the new one, one vehicle explains all three).
                 fits = False
@@ -237,8 +260,18 @@ class CloneCheck:
                             # Another camera (or the same one again) on the same passage: one
                             # sighting, better backed.
                             if last_seq != seq or last_epoch != epoch:
-                                index[plate] = one(last_at, last_seq, last_epoch, last_cp, last_desc, last_camera,
-                                                   last_reads + 1) + packed[ONE.size:]
+                                index[plate] = (
+                                    one(
+                                        last_at,
+                                        last_seq,
+                                        last_epoch,
+                                        last_cp,
+                                        last_desc,
+                                        last_camera,
+                                        last_reads + 1,
+                                    )
+                                    + packed[ONE.size :]
+                                )
                             continue
                         fits = True  # a later passage at the same place
                     elif gap > window:
@@ -253,14 +286,32 @@ class CloneCheck:
                     new = Seen(checkpoint, epoch, seq, at, plate, values[camera], values[described])
                     finding = self._finding(held.last, new, reads)
                     before = held.before
-                    if finding is None and before is not None and not self._fits_in_time(before, checkpoint, at):
+                    if (
+                        finding is None
+                        and before is not None
+                        and not self._fits_in_time(before, checkpoint, at)
+                    ):
                         # The latest sighting fits but for its attributes (which one read does not
                         # settle): the one before may still make a trip too fast.
                         finding = self._finding(before, new, reads)
                     if finding is not None:
                         findings.append(finding)
-                index[plate] = two(at, seq, epoch, here, described, camera, 1, last_at, last_seq, last_epoch,
-                                   last_cp, last_desc, last_camera, last_reads)
+                index[plate] = two(
+                    at,
+                    seq,
+                    epoch,
+                    here,
+                    described,
+                    camera,
+                    1,
+                    last_at,
+                    last_seq,
+                    last_epoch,
+                    last_cp,
+                    last_desc,
+                    last_camera,
+                    last_reads,
+                )
                 continue
             held = self.index.held(plate, packed)
             new = Seen(checkpoint, epoch, seq, at, plate, values[camera], values[described])
@@ -334,8 +385,9 @@ class CloneCheck:
         window = self._window
 
         def shared(sightings: tuple[Seen, ...]) -> tuple[Seen, ...]:
-            return tuple(s for s in suspects if any(s.cp == h.cp and abs(s.at - h.at) <= window
-                                                    for h in sightings))
+            return tuple(
+                s for s in suspects if any(s.cp == h.cp and abs(s.at - h.at) <= window for h in sightings)
+            )
 
         if entry is None or at - entry[2] > self.settings.misread_memory_s:
             self._suspects[plate] = (tuple(suspects), (), at)
@@ -356,10 +408,20 @@ class CloneCheck:
     def _backing(self, new: Seen, batch: list[PlateRead]) -> int:
         """Eligible reads of the batch (one checkpoint) agreeing with ``new`` within the window."""
         window, at = self._window, new.at
-        return sum(1 for r in batch if r.plate == new.plate and abs(r.captured_at - at) <= window
-                   and (r.colour, r.vehicle_type, clones.body_colour(r.vehicle_colour),
-                        clones.vehicle_make(r.vehicle_brand)) == new.desc
-                   and clones.eligible(r, self.rule))
+        return sum(
+            1
+            for r in batch
+            if r.plate == new.plate
+            and abs(r.captured_at - at) <= window
+            and (
+                r.colour,
+                r.vehicle_type,
+                clones.body_colour(r.vehicle_colour),
+                clones.vehicle_make(r.vehicle_brand),
+            )
+            == new.desc
+            and clones.eligible(r, self.rule)
+        )
 
     def _look_alike_nearby(self, new: Seen, batch: list[PlateRead]) -> bool:
         """Another camera at the same checkpoint read a look-alike plate within the window, as
@@ -367,8 +429,10 @@ class CloneCheck:
         here (a less confident look-alike read is the other camera's misread, not this one's)."""
         others = set(clones.look_alikes(new.plate))
         window, at, floor = self._window, new.at, self._min_confidence
-        return any(r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
-                   for r in batch)
+        return any(
+            r.plate in others and abs(r.captured_at - at) <= window and (r.confidence or 0) >= floor
+            for r in batch
+        )
 
     def _look_alike_there(self, seen: Seen) -> bool:
         """Whether a look-alike plate was read at the same checkpoint within the same-time window
@@ -420,19 +484,35 @@ class CloneCheck:
         """The alert for a finding, on the later read; its id names both reads (idempotent on resend)."""
         later, earlier = finding.later, finding.earlier
         other = f"{RULE}:{earlier.checkpoint}/{earlier.epoch}/{earlier.seq}"
-        read = PlateRead(seq=later.seq, camera_id=later.camera_id, captured_at=later.captured_at, plate=later.plate,
-                         plate_raw=later.plate, plate_valid=True, colour=later.colour,
-                         vehicle_type=later.vehicle_type)
-        alert = rule_alert(later.checkpoint, later.epoch, read, rule_id=RULE, name=NAME,
-                           action=self.settings.action, priority=self.settings.priority,
-                           explanation=finding.explanation, raised_at=raised_at)
+        read = PlateRead(
+            seq=later.seq,
+            camera_id=later.camera_id,
+            captured_at=later.captured_at,
+            plate=later.plate,
+            plate_raw=later.plate,
+            plate_valid=True,
+            colour=later.colour,
+            vehicle_type=later.vehicle_type,
+        )
+        alert = rule_alert(
+            later.checkpoint,
+            later.epoch,
+            read,
+            rule_id=RULE,
+            name=NAME,
+            action=self.settings.action,
+            priority=self.settings.priority,
+            explanation=finding.explanation,
+            raised_at=raised_at,
+        )
         alert.alert_id = derive_alert_id(later.checkpoint, later.epoch, later.seq, other)
         alert.hit.entry_id = other[:128]
         alert.hit.entry_plate = later.plate
         alert.hit.kind = "clone"
         # The evidence: both reads by identity (their pictures are kept with them at the checkpoints).
-        alert.hit.reason = (f"{finding.kind}; earlier read {earlier.checkpoint}/{earlier.epoch}/{earlier.seq} "
-                            f"camera {earlier.camera_id}; later read {later.checkpoint}/{later.epoch}/{later.seq} "
-                            f"camera {later.camera_id}")[:500]
+        alert.hit.reason = (
+            f"{finding.kind}; earlier read {earlier.checkpoint}/{earlier.epoch}/{earlier.seq} "
+            f"camera {earlier.camera_id}; later read {later.checkpoint}/{later.epoch}/{later.seq} "
+            f"camera {later.camera_id}"
+        )[:500]
         return alert
-

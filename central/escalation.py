@@ -33,16 +33,31 @@ def escalate_due(db: sqlite_utils.Database, after_s: float, now: float | None = 
            AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id OR o.alert_id IN
                            (SELECT f.alert_id FROM alert_folds f WHERE f.into_id = a.alert_id))
            AND NOT EXISTS (SELECT 1 FROM audit u WHERE u.actor = ? AND u.action = ? AND u.target = a.alert_id)
-           ORDER BY raised_at""", (now - after_s, now - after_s - LOOKBACK_S, ACTOR, ACTION)).fetchall()
+           ORDER BY raised_at""",
+        (now - after_s, now - after_s - LOOKBACK_S, ACTOR, ACTION),
+    ).fetchall()
     escalated = []
     for (body,) in rows:
         alert = _decoder.decode(body)
-        frame = {"alert_id": alert.alert_id, "checkpoint": alert.checkpoint, "plate_read": alert.plate_read,
-                 "list_id": alert.hit.list_id, "raised_at": alert.raised_at, "escalated_at": now,
-                 "after_s": after_s}
-        audit.append(db, ACTOR, "system", ACTION, target=alert.alert_id,
-                     reason=f"no outcome {round(after_s)} s after the alert",
-                     detail={k: frame[k] for k in ("checkpoint", "plate_read", "list_id", "raised_at")}, at=now)
+        frame = {
+            "alert_id": alert.alert_id,
+            "checkpoint": alert.checkpoint,
+            "plate_read": alert.plate_read,
+            "list_id": alert.hit.list_id,
+            "raised_at": alert.raised_at,
+            "escalated_at": now,
+            "after_s": after_s,
+        }
+        audit.append(
+            db,
+            ACTOR,
+            "system",
+            ACTION,
+            target=alert.alert_id,
+            reason=f"no outcome {round(after_s)} s after the alert",
+            detail={k: frame[k] for k in ("checkpoint", "plate_read", "list_id", "raised_at")},
+            at=now,
+        )
         escalated.append(frame)
     return escalated
 
@@ -51,11 +66,12 @@ def escalated_among(db: sqlite_utils.Database, alert_ids: list[str]) -> list[dic
     """The escalations already recorded for these alerts (a console connecting gets them with the alerts)."""
     found: list[dict[str, Any]] = []
     for i in range(0, len(alert_ids), 500):
-        chunk = alert_ids[i:i + 500]
+        chunk = alert_ids[i : i + 500]
         marks = ",".join("?" * len(chunk))
         for target, at in db.conn.execute(
-                f"SELECT target, at FROM audit WHERE actor = ? AND action = ? AND target IN ({marks})",
-                (ACTOR, ACTION, *chunk)):
+            f"SELECT target, at FROM audit WHERE actor = ? AND action = ? AND target IN ({marks})",
+            (ACTOR, ACTION, *chunk),
+        ):
             found.append({"alert_id": target, "escalated_at": at})
     return found
 

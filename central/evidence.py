@@ -38,8 +38,15 @@ class Outcome:
 
 
 class EvidenceCache:
-    def __init__(self, root: Path, max_bytes: int, publish, edge_keys=None,  # noqa: ANN001 - callables
-                 signatures_required: bool = False, wait_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        max_bytes: int,
+        publish,
+        edge_keys=None,  # noqa: ANN001 - callables
+        signatures_required: bool = False,
+        wait_s: float = 5.0,
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self._publish = publish
@@ -93,9 +100,12 @@ class EvidenceCache:
         request_id = "R" + secrets.token_hex(12)
         self._requests[request_id] = (checkpoint, epoch, seq)
         while len(self._requests) > MAX_OPEN_REQUESTS:
-            self._requests.pop(next(iter(self._requests)))  # the oldest: its reply may still fill the cache late
-        message = EvidenceRequest(v=SCHEMA_VERSION, request_id=request_id, epoch=epoch, seq=seq,
-                                  kinds=list(KINDS))
+            self._requests.pop(
+                next(iter(self._requests))
+            )  # the oldest: its reply may still fill the cache late
+        message = EvidenceRequest(
+            v=SCHEMA_VERSION, request_id=request_id, epoch=epoch, seq=seq, kinds=list(KINDS)
+        )
         self._publish(topics.evidence_request(checkpoint), encode(message))
 
     async def fetch(self, key: Key, online: bool) -> Outcome:
@@ -105,7 +115,9 @@ class EvidenceCache:
         checkpoint, epoch, seq, _ = key
         if not online:
             self._deferred.setdefault(checkpoint, set()).add((epoch, seq))
-            return Outcome(pending=True, error="checkpoint offline; requested, will be fetched when it reconnects")
+            return Outcome(
+                pending=True, error="checkpoint offline; requested, will be fetched when it reconnects"
+            )
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
         self._request(checkpoint, epoch, seq)
@@ -113,8 +125,11 @@ class EvidenceCache:
             return await asyncio.wait_for(asyncio.shield(future), self.wait_s)
         except TimeoutError:
             self._deferred.setdefault(checkpoint, set()).add((epoch, seq))
-            return Outcome(pending=True, error=f"no reply from the checkpoint within {self.wait_s:g} s; "
-                                               "requested again, will be fetched when it reconnects")
+            return Outcome(
+                pending=True,
+                error=f"no reply from the checkpoint within {self.wait_s:g} s; "
+                "requested again, will be fetched when it reconnects",
+            )
         finally:
             waiters = self._waiting.get(key, [])
             if future in waiters:
@@ -131,7 +146,9 @@ class EvidenceCache:
             self._request(checkpoint, epoch, seq)
 
     # -- replies (MQTT thread -> loop) ---------------------------------------------------------
-    def handle_threadsafe(self, topic: str, payload: bytes, received_at: float, retained: bool = False) -> None:
+    def handle_threadsafe(
+        self, topic: str, payload: bytes, received_at: float, retained: bool = False
+    ) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._reply(topic, payload)))
 
@@ -151,8 +168,14 @@ class EvidenceCache:
             log.warning("evidence: a reply from %s to no request of ours (%s)", checkpoint, reply.request_id)
             return
         self.replies += 1
-        log.info("evidence: %s read %d/%d %s: %s", checkpoint, reply.epoch, reply.seq, reply.kind,
-                 reply.error or f"picture, {len(reply.data or '')} base64 chars")
+        log.info(
+            "evidence: %s read %d/%d %s: %s",
+            checkpoint,
+            reply.epoch,
+            reply.seq,
+            reply.kind,
+            reply.error or f"picture, {len(reply.data or '')} base64 chars",
+        )
         key: Key = (checkpoint, reply.epoch, reply.seq, reply.kind)
         outcome = Outcome(error=reply.error)
         if reply.data is not None:

@@ -35,8 +35,13 @@ def foldable(alert: Alert) -> bool:
 
 def known(db: sqlite_utils.Database, alert_id: str) -> bool:
     """This alert id was already raised or folded (a replay)."""
-    return db.conn.execute("SELECT 1 FROM alerts WHERE alert_id=? UNION ALL SELECT 1 FROM alert_folds WHERE alert_id=?",
-                           (alert_id, alert_id)).fetchone() is not None
+    return (
+        db.conn.execute(
+            "SELECT 1 FROM alerts WHERE alert_id=? UNION ALL SELECT 1 FROM alert_folds WHERE alert_id=?",
+            (alert_id, alert_id),
+        ).fetchone()
+        is not None
+    )
 
 
 def fold(db: sqlite_utils.Database, alert: Alert, window_s: float) -> Alert | None:
@@ -49,21 +54,29 @@ def fold(db: sqlite_utils.Database, alert: Alert, window_s: float) -> Alert | No
            AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id OR o.alert_id IN
                            (SELECT f.alert_id FROM alert_folds f WHERE f.into_id = a.alert_id))
            ORDER BY raised_at DESC LIMIT 20""",
-        (alert.hit.list_id, alert.hit.entry_id, alert.raised_at - window_s - 86400.0)).fetchall()
+        (alert.hit.list_id, alert.hit.entry_id, alert.raised_at - window_s - 86400.0),
+    ).fetchall()
     for (body,) in rows:
         open_alert = _decoder.decode(body)
         last = open_alert.last_seen_at if open_alert.last_seen_at is not None else open_alert.captured_at
         if not (open_alert.captured_at - window_s <= alert.captured_at <= last + window_s):
             continue
-        db.conn.execute("INSERT INTO alert_folds (alert_id, into_id, checkpoint, captured_at, raised_at) "
-                        "VALUES (?,?,?,?,?)", (alert.alert_id, open_alert.alert_id, alert.checkpoint,
-                                               alert.captured_at, alert.raised_at))
+        db.conn.execute(
+            "INSERT INTO alert_folds (alert_id, into_id, checkpoint, captured_at, raised_at) "
+            "VALUES (?,?,?,?,?)",
+            (alert.alert_id, open_alert.alert_id, alert.checkpoint, alert.captured_at, alert.raised_at),
+        )
         newer = alert.captured_at >= last
         updated = msgspec.structs.replace(
-            open_alert, folded=open_alert.folded + 1,
+            open_alert,
+            folded=open_alert.folded + 1,
             last_seen_at=alert.captured_at if newer else last,
-            last_seen_checkpoint=alert.checkpoint if newer else (open_alert.last_seen_checkpoint
-                                                                 or open_alert.checkpoint))
-        db.conn.execute("UPDATE alerts SET body=? WHERE alert_id=?", (_encoder.encode(updated), open_alert.alert_id))
+            last_seen_checkpoint=alert.checkpoint
+            if newer
+            else (open_alert.last_seen_checkpoint or open_alert.checkpoint),
+        )
+        db.conn.execute(
+            "UPDATE alerts SET body=? WHERE alert_id=?", (_encoder.encode(updated), open_alert.alert_id)
+        )
         return updated
     return None

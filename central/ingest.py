@@ -125,18 +125,24 @@ class ReadRates:
 
 
 class Ingest:
-    def __init__(self, store: HubStore, watchlists: HubWatchlists,
-                 publish: Callable[[str, bytes], None],
-                 on_alerts: Callable[[list[Alert]], None],
-                 on_status: Callable[[CheckpointStatus, float | None], None],
-                 max_skew_s: float = 30.0,
-                 on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
-                 on_pictures: Callable[[list[Alert]], None] | None = None,
-                 edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
-                 signatures_required: bool = False, clones: CloneCheck | None = None,
-                 router: Router | None = None, fold_window_s: float = 0.0,
-                 on_folded: Callable[[list[Alert]], None] | None = None,
-                 on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: HubStore,
+        watchlists: HubWatchlists,
+        publish: Callable[[str, bytes], None],
+        on_alerts: Callable[[list[Alert]], None],
+        on_status: Callable[[CheckpointStatus, float | None], None],
+        max_skew_s: float = 30.0,
+        on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
+        on_pictures: Callable[[list[Alert]], None] | None = None,
+        edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
+        signatures_required: bool = False,
+        clones: CloneCheck | None = None,
+        router: Router | None = None,
+        fold_window_s: float = 0.0,
+        on_folded: Callable[[list[Alert]], None] | None = None,
+        on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None,
+    ) -> None:
         self.store = store
         self.router = router or Router()
         self.fold_window_s = fold_window_s
@@ -156,7 +162,9 @@ class Ingest:
         self.rates = ReadRates()
 
     # -- MQTT thread ----------------------------------------------------------------------------
-    def handle(self, topic: str, payload: bytes, received_at: float, retained: bool = False) -> Future[BatchResult]:
+    def handle(
+        self, topic: str, payload: bytes, received_at: float, retained: bool = False
+    ) -> Future[BatchResult]:
         """Queue one MQTT message for the writer; the returned future resolves after the commit."""
         self.metrics.messages += 1
         started = time.perf_counter()
@@ -200,54 +208,97 @@ class Ingest:
             self._on_kits(result.kits)
 
     # -- writer thread ----------------------------------------------------------------------------
-    def _job(self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float,
-             retained: bool) -> BatchResult:
+    def _job(
+        self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float, retained: bool
+    ) -> BatchResult:
         result = BatchResult()
         try:
             parsed = topics.parse(topic)
         except topics.TopicError as exc:
             return self._dead(db, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
         source = f"mqtt:{topic}"
-        if payload and parsed.checkpoint is not None and parsed.kind in (topics.TopicKind.EVENTS,
-                                                                         topics.TopicKind.STATUS):
+        if (
+            payload
+            and parsed.checkpoint is not None
+            and parsed.kind in (topics.TopicKind.EVENTS, topics.TopicKind.STATUS)
+        ):
             key = self._edge_keys(parsed.checkpoint) if self._edge_keys is not None else None
             try:
                 payload = signing.open_signed(payload, key, required=self.signatures_required)
             except signing.SignatureError as exc:
                 # Not acknowledged: the checkpoint never sent this (or sent it unsigned against the rules).
                 self.metrics.bad_signatures += 1
-                return self._dead(db, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at)
+                return self._dead(
+                    db, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at
+                )
         try:
             if parsed.kind is topics.TopicKind.EVENTS:
                 return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)
             if parsed.kind is topics.TopicKind.STATUS:
-                return self._status(db, result, source, parsed.checkpoint or "", payload, received_at, retained)
+                return self._status(
+                    db, result, source, parsed.checkpoint or "", payload, received_at, retained
+                )
         except NeedsPreparation:
             raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
             log.exception("ingest failed on a message from %s", topic)
-            return self._dead(db, BatchResult(), source, f"internal error: {type(exc).__name__}: {exc}",
-                              payload, parsed.checkpoint, received_at)
-        return self._dead(db, result, source, f"the hub does not take {parsed.kind} messages", payload,
-                          parsed.checkpoint, received_at)
+            return self._dead(
+                db,
+                BatchResult(),
+                source,
+                f"internal error: {type(exc).__name__}: {exc}",
+                payload,
+                parsed.checkpoint,
+                received_at,
+            )
+        return self._dead(
+            db,
+            result,
+            source,
+            f"the hub does not take {parsed.kind} messages",
+            payload,
+            parsed.checkpoint,
+            received_at,
+        )
 
-    def _dead(self, db: sqlite_utils.Database, result: BatchResult, source: str, reason: str, payload: bytes,
-              checkpoint: str | None, received_at: float) -> BatchResult:
+    def _dead(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        reason: str,
+        payload: bytes,
+        checkpoint: str | None,
+        received_at: float,
+    ) -> BatchResult:
         deadletters.insert(db, source, reason, payload, checkpoint, received_at)
         result.dead_letters += 1
         log.warning("dead letter from %s: %s", source, reason)
         return result
 
-    def _events(self, db: sqlite_utils.Database, result: BatchResult, source: str, checkpoint: str,
-                payload: bytes, received_at: float) -> BatchResult:
+    def _events(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        checkpoint: str,
+        payload: bytes,
+        received_at: float,
+    ) -> BatchResult:
         try:
             batch = decode(EventBatch, payload)
         except DecodeError as exc:
             return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
         if batch.checkpoint != checkpoint:
-            return self._dead(db, result, source,
-                              f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
-                              payload, checkpoint, received_at)
+            return self._dead(
+                db,
+                result,
+                source,
+                f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                payload,
+                checkpoint,
+                received_at,
+            )
         result.checkpoint, result.epoch = checkpoint, batch.epoch
         stored_reads: list[PlateRead] = []
         first_alert = len(result.alerts)
@@ -257,8 +308,15 @@ class Ingest:
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
             result.committed.append(event.seq)
             if outcome.dead_letter:
-                self._dead(db, result, source, outcome.dead_letter, msgspec.json.encode(event), checkpoint,
-                           received_at)
+                self._dead(
+                    db,
+                    result,
+                    source,
+                    outcome.dead_letter,
+                    msgspec.json.encode(event),
+                    checkpoint,
+                    received_at,
+                )
                 continue
             if not outcome.inserted:
                 result.duplicates += 1
@@ -273,36 +331,72 @@ class Ingest:
             if isinstance(event, PlateRead):
                 self._match(db, result, checkpoint, batch.epoch, event, received_at)
                 stored_reads.append(event)
-                self._reconcile(db, result, checkpoint, batch.epoch, event.seq, received_at, event.captured_at)
+                self._reconcile(
+                    db, result, checkpoint, batch.epoch, event.seq, received_at, event.captured_at
+                )
             elif isinstance(event, EdgeHit):
-                self._reconcile(db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at)
+                self._reconcile(
+                    db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at
+                )
             elif isinstance(event, AlertOutcome):
                 # An outcome for a hit folded into an open alert is that alert's outcome on the console.
-                into = db.conn.execute("SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)).fetchone()
-                result.outcomes.append((checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event))
-                audit.append(db, event.officer, "officer", "alert.outcome", target=event.alert_id, reason=event.note,
-                             detail={"checkpoint": checkpoint, "outcome": event.outcome}, at=received_at)
+                into = db.conn.execute(
+                    "SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)
+                ).fetchone()
+                result.outcomes.append(
+                    (checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event)
+                )
+                audit.append(
+                    db,
+                    event.officer,
+                    "officer",
+                    "alert.outcome",
+                    target=event.alert_id,
+                    reason=event.note,
+                    detail={"checkpoint": checkpoint, "outcome": event.outcome},
+                    at=received_at,
+                )
             elif isinstance(event, KitResultEvent):
                 result.kits.append((checkpoint, event))
                 self._match_person(db, result, checkpoint, batch.epoch, event, received_at)
                 r = event.result
-                audit.append(db, event.checkpoint_officer, "officer", "kit.result", target=r.result_id,
-                             detail={"checkpoint": checkpoint, "kit_model": r.kit_model, "result": overall_call(r.panels),
-                                     "id_last4": r.subject.id_last4, "person_hits": event.person_hits},
-                             at=received_at)
+                audit.append(
+                    db,
+                    event.checkpoint_officer,
+                    "officer",
+                    "kit.result",
+                    target=r.result_id,
+                    detail={
+                        "checkpoint": checkpoint,
+                        "kit_model": r.kit_model,
+                        "result": overall_call(r.panels),
+                        "id_last4": r.subject.id_last4,
+                        "person_hits": event.person_hits,
+                    },
+                    at=received_at,
+                )
             elif isinstance(event, AuditEvent):
                 try:
                     detail = msgspec.json.decode(event.detail.encode())
                 except msgspec.DecodeError:
                     detail = {"raw": event.detail[:1000]}
-                detail = {**(detail if isinstance(detail, dict) else {"value": detail}), "checkpoint": checkpoint,
-                          "received_at": received_at}
-                audit.append(db, event.actor, event.role, event.action, target=event.target, detail=detail,
-                             at=event.at)
+                detail = {
+                    **(detail if isinstance(detail, dict) else {"value": detail}),
+                    "checkpoint": checkpoint,
+                    "received_at": received_at,
+                }
+                audit.append(
+                    db, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
+                )
             elif isinstance(event, Gap):
                 result.gap_reads += event.count
-                log.warning("%s dropped %d plain reads at its outbox quota (%d in all): %s", checkpoint,
-                            event.count, event.dropped_total, event.reason)
+                log.warning(
+                    "%s dropped %d plain reads at its outbox quota (%d in all): %s",
+                    checkpoint,
+                    event.count,
+                    event.dropped_total,
+                    event.reason,
+                )
         self._thumbnails(db, result, first_alert, batch.events)
         tally.write(db)
         if self.clones is not None and stored_reads:
@@ -315,8 +409,9 @@ class Ingest:
             self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
         return result
 
-    def _thumbnails(self, db: sqlite_utils.Database, result: BatchResult, first_alert: int,
-                    events: list[Event]) -> None:
+    def _thumbnails(
+        self, db: sqlite_utils.Database, result: BatchResult, first_alert: int, events: list[Event]
+    ) -> None:
         """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
         a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
         hit stored earlier for an alert made now (hits replay before reads)."""
@@ -328,28 +423,46 @@ class Ingest:
                 row = db.conn.execute(
                     "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
                     "AND thumbnail IS NOT NULL LIMIT 1",
-                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)).fetchone()
+                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id),
+                ).fetchone()
                 thumb = row[0] if row else None
             if thumb is not None and alert.thumbnail is None:
                 result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
                 self.store.add_thumbnail(db, alert.alert_id, thumb)
         for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: the consoles get
-            updated = self.store.add_thumbnail(db, alert_id, thumb)  # the picture (not the tablets: they had it)
+            updated = self.store.add_thumbnail(
+                db, alert_id, thumb
+            )  # the picture (not the tablets: they had it)
             if updated is not None:
                 result.pictures.append(updated)
 
-    def _match(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
-               read: PlateRead, received_at: float) -> None:
+    def _match(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        checkpoint: str,
+        epoch: int,
+        read: PlateRead,
+        received_at: float,
+    ) -> None:
         if read.no_plate or not read.plate:
             return
-        hits = self.watchlists.match(read.plate, now=read.captured_at, colour=read.colour,
-                                     vehicle_type=read.vehicle_type)
+        hits = self.watchlists.match(
+            read.plate, now=read.captured_at, colour=read.colour, vehicle_type=read.vehicle_type
+        )
         for hit in hits:
             wl = self.watchlists.lists.get(hit.list_id)
             row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (hit.entry_id,)).fetchone()
             entry = _entry_decoder.decode(row[0]) if row else None
-            alert = alert_for(checkpoint, epoch, read, hit, list_name=wl.name if wl else hit.list_id,
-                              reason=entry.reason if entry else "", raised_at=received_at)
+            alert = alert_for(
+                checkpoint,
+                epoch,
+                read,
+                hit,
+                list_name=wl.name if wl else hit.list_id,
+                reason=entry.reason if entry else "",
+                raised_at=received_at,
+            )
             self._raise(db, result, alert)
 
     def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
@@ -364,22 +477,32 @@ class Ingest:
         if self.store.insert_alert(db, routed):
             result.alerts.append(routed)
 
-    def _match_person(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
-                      event: KitResultEvent, received_at: float) -> None:
+    def _match_person(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        checkpoint: str,
+        epoch: int,
+        event: KitResultEvent,
+        received_at: float,
+    ) -> None:
         """A positive or invalid quick test is an alert (the same one the edge raised: one id); and the hub
         checks the subject again against every person list (covert ones included,
         which never reach an edge); a hit is an alert like a plate hit, routed by the same rules."""
         r = event.result
         if raises_alert(r):
-            self._raise_unfolded(db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at))
+            self._raise_unfolded(
+                db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
+            )
         rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
         for (body,) in rows:
             entry = _entry_decoder.decode(body)
             wl = self.watchlists.lists.get(entry.list_id)
             if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
                 continue
-            self._raise_unfolded(db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl,
-                                                          raised_at=received_at))
+            self._raise_unfolded(
+                db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
+            )
 
     def _raise_unfolded(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
         """A quick test's alert: each test is its own event (never folded), routed like any alert."""
@@ -387,8 +510,16 @@ class Ingest:
         if self.store.insert_alert(db, routed):
             result.alerts.append(routed)
 
-    def _reconcile(self, db: sqlite_utils.Database, result: BatchResult, checkpoint: str, epoch: int,
-                   read_seq: int, received_at: float, near: float) -> None:
+    def _reconcile(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        checkpoint: str,
+        epoch: int,
+        read_seq: int,
+        received_at: float,
+        near: float,
+    ) -> None:
         """Edge and hub hits on one read are one alert (same id). An edge hit the hub did not make
         itself (its lists differed at that moment) still becomes an alert: the officers saw it.
         ``near`` is about when the read was captured (it tells the record which day to look in)."""
@@ -398,34 +529,68 @@ class Ingest:
             "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
             "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
             "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
-            (checkpoint, epoch, read_seq)).fetchall()
+            (checkpoint, epoch, read_seq),
+        ).fetchall()
         if not missing:
             return
         stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
         if stored is None:
             return  # the read comes later (hits replay first); this runs again then
         camera_id, captured_at, plate, lane, colour, vehicle_type = (
-            stored.camera_id, stored.captured_at, stored.plate, stored.lane, stored.colour, stored.vehicle_type)
+            stored.camera_id,
+            stored.captured_at,
+            stored.plate,
+            stored.lane,
+            stored.colour,
+            stored.vehicle_type,
+        )
         for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
             wl = self.watchlists.lists.get(list_id)
             row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()
             entry = _entry_decoder.decode(row[0]) if row else None
             alert = Alert(
-                v=SCHEMA_VERSION, alert_id=aid, checkpoint=checkpoint, epoch=epoch, seq=read_seq,
-                raised_at=received_at, captured_at=captured_at, camera_id=camera_id, plate_read=plate,
-                lane=lane, colour=colour, vehicle_type=vehicle_type,
+                v=SCHEMA_VERSION,
+                alert_id=aid,
+                checkpoint=checkpoint,
+                epoch=epoch,
+                seq=read_seq,
+                raised_at=received_at,
+                captured_at=captured_at,
+                camera_id=camera_id,
+                plate_read=plate,
+                lane=lane,
+                colour=colour,
+                vehicle_type=vehicle_type,
                 direction=stored.direction if stored.direction in ("in", "out") else None,  # type: ignore[arg-type]
-                hit=AlertHit(entry_id=entry_id, entry_plate=entry.plate if entry else "", list_id=list_id,
-                             list_name=wl.name if wl else list_id,
-                             action=wl.action.value if wl else "intercept",
-                             priority=wl.priority if wl else 50, kind=kind, score=score,
-                             explanation=f"{explanation} (matched at the checkpoint, feed version {feed_version})"[:500],
-                             reason=(entry.reason if entry else "")[:500], feed_version=feed_version,
-                             matcher_version=matcher_version))
+                hit=AlertHit(
+                    entry_id=entry_id,
+                    entry_plate=entry.plate if entry else "",
+                    list_id=list_id,
+                    list_name=wl.name if wl else list_id,
+                    action=wl.action.value if wl else "intercept",
+                    priority=wl.priority if wl else 50,
+                    kind=kind,
+                    score=score,
+                    explanation=f"{explanation} (matched at the checkpoint, feed version {feed_version})"[
+                        :500
+                    ],
+                    reason=(entry.reason if entry else "")[:500],
+                    feed_version=feed_version,
+                    matcher_version=matcher_version,
+                ),
+            )
             self._raise(db, result, alert)
 
-    def _status(self, db: sqlite_utils.Database, result: BatchResult, source: str, checkpoint: str,
-                payload: bytes, received_at: float, retained: bool) -> BatchResult:
+    def _status(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        checkpoint: str,
+        payload: bytes,
+        received_at: float,
+        retained: bool,
+    ) -> BatchResult:
         if not payload:
             return result  # a retained status being cleared
         try:
@@ -433,11 +598,21 @@ class Ingest:
         except DecodeError as exc:
             return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
         if status.checkpoint != checkpoint:
-            return self._dead(db, result, source,
-                              f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
-                              payload, checkpoint, received_at)
-        fields: dict[str, object] = {"online": status.online, "status": encode(status).decode(),
-                                     "epoch": status.epoch, "feed_version": status.feed_version}
+            return self._dead(
+                db,
+                result,
+                source,
+                f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                payload,
+                checkpoint,
+                received_at,
+            )
+        fields: dict[str, object] = {
+            "online": status.online,
+            "status": encode(status).decode(),
+            "epoch": status.epoch,
+            "feed_version": status.feed_version,
+        }
         if not retained:
             fields["last_seen"] = received_at
             if status.online:
@@ -449,5 +624,6 @@ class Ingest:
 
 
 def _valid(wl: Watchlist, entry: Entry, at: float) -> bool:
-    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and \
-        all(hi is None or at < hi for hi in (wl.valid_until, entry.valid_until))
+    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and all(
+        hi is None or at < hi for hi in (wl.valid_until, entry.valid_until)
+    )

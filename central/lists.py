@@ -88,8 +88,12 @@ def get_entry(db: sqlite_utils.Database, entry_id: str) -> Entry | None:
 
 
 def list_entries(db: sqlite_utils.Database, list_id: str) -> list[Entry]:
-    return [_entry_dec.decode(b) for (b,) in
-            db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? ORDER BY entry_id", (list_id,))]
+    return [
+        _entry_dec.decode(b)
+        for (b,) in db.conn.execute(
+            "SELECT body FROM wl_entries WHERE list_id=? ORDER BY entry_id", (list_id,)
+        )
+    ]
 
 
 def permit_rules(db: sqlite_utils.Database) -> list[PermitRule]:
@@ -115,8 +119,15 @@ def _target_of(change: FeedChange) -> str:
     return "permits"
 
 
-def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watchlists: HubWatchlists,
-                  actor: str, now: float | None = None, role: str = "", reason: str = "") -> Applied:
+def apply_changes(
+    db: sqlite_utils.Database,
+    changes: Iterable[FeedChange],
+    watchlists: HubWatchlists,
+    actor: str,
+    now: float | None = None,
+    role: str = "",
+    reason: str = "",
+) -> Applied:
     """Write the changes, prepare the index updates, record a feed version if the field feed moved,
     and an audit record of the whole change (in the same transaction)."""
     now = time.time() if now is None else now
@@ -140,8 +151,10 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
         if isinstance(change, ListUpsert):
             wl = change.watchlist
             old = get_list(db, wl.list_id)
-            db.conn.execute("INSERT OR REPLACE INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (?,?,?,?)",
-                            (wl.list_id, _enc.encode(wl), now, actor))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (?,?,?,?)",
+                (wl.list_id, _enc.encode(wl), now, actor),
+            )
             cache[wl.list_id] = wl
             ops.append(partial(watchlists.set_list, wl))
             was, now_in = old is not None and in_field_feed(old), in_field_feed(wl)
@@ -155,7 +168,12 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
             old = get_list(db, change.list_id)
             if old is None:
                 raise NotFound(f"no list {change.list_id!r}")
-            ids = [i for (i,) in db.conn.execute("SELECT entry_id FROM wl_entries WHERE list_id=?", (change.list_id,))]
+            ids = [
+                i
+                for (i,) in db.conn.execute(
+                    "SELECT entry_id FROM wl_entries WHERE list_id=?", (change.list_id,)
+                )
+            ]
             db.conn.execute("DELETE FROM wl_entries WHERE list_id=?", (change.list_id,))
             db.conn.execute("DELETE FROM wl_lists WHERE list_id=?", (change.list_id,))
             cache[change.list_id] = None
@@ -172,13 +190,17 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
                 raise ListError(f"entry {entry.entry_id!r} belongs to list {previous.list_id!r}")
             db.conn.execute(
                 "INSERT OR REPLACE INTO wl_entries (entry_id, list_id, plate, body, updated_at, updated_by) "
-                "VALUES (?,?,?,?,?,?)", (entry.entry_id, entry.list_id, entry.plate, _enc.encode(entry), now, actor))
+                "VALUES (?,?,?,?,?,?)",
+                (entry.entry_id, entry.list_id, entry.plate, _enc.encode(entry), now, actor),
+            )
             ops.append(partial(watchlists.index.upsert, entry))
             if in_field_feed(owner):
                 field_changes.append(change)
         elif isinstance(change, PermitRules):
-            db.conn.execute("INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('permit_rules', ?)",
-                            (_enc.encode(change.rules).decode(),))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('permit_rules', ?)",
+                (_enc.encode(change.rules).decode(),),
+            )
             ops.append(partial(watchlists.set_permit_rules, list(change.rules)))
             field_changes.append(change)  # edges check permits offline too
         elif isinstance(change, EntryDelete):
@@ -196,15 +218,30 @@ def apply_changes(db: sqlite_utils.Database, changes: Iterable[FeedChange], watc
         version += 1
         delta = FeedDelta(v=SCHEMA_VERSION, version=version, changes=field_changes, sent_at=now)
         # The log keeps small deltas whole; a bulk change (which edges take as a snapshot) by its size only.
-        body = _enc.encode(delta) if len(field_changes) <= MAX_DELTA_CHANGES else _enc.encode(
-            {"v": SCHEMA_VERSION, "version": version, "bulk_changes": len(field_changes)})
-        db.conn.execute("INSERT INTO feed_changes (version, at, actor, body) VALUES (?,?,?,?)",
-                        (version, now, actor, body))
-        db.conn.execute("INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),))
+        body = (
+            _enc.encode(delta)
+            if len(field_changes) <= MAX_DELTA_CHANGES
+            else _enc.encode({"v": SCHEMA_VERSION, "version": version, "bulk_changes": len(field_changes)})
+        )
+        db.conn.execute(
+            "INSERT INTO feed_changes (version, at, actor, body) VALUES (?,?,?,?)",
+            (version, now, actor, body),
+        )
+        db.conn.execute(
+            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),)
+        )
     ops.append(partial(watchlists.set_feed_version, version))
     if count:
-        audit.append(db, actor, role, "watchlist.change", target=",".join(sorted(touched))[:500], reason=reason,
-                     detail={"changes": count, "by_kind": kinds, "feed_version": version}, at=now)
+        audit.append(
+            db,
+            actor,
+            role,
+            "watchlist.change",
+            target=",".join(sorted(touched))[:500],
+            reason=reason,
+            detail={"changes": count, "by_kind": kinds, "feed_version": version},
+            at=now,
+        )
     return Applied(version=version, changes=count, delta=delta, index_ops=ops)
 
 
@@ -216,20 +253,23 @@ def versioned_snapshot(db: sqlite_utils.Database) -> tuple[int, bytes]:
         lists = [(lid, body) for lid, body in db.conn.execute("SELECT list_id, body FROM wl_lists")]
         field_ids = {lid for lid, body in lists if in_field_feed(_list_dec.decode(body))}
         wl_raw = [msgspec.Raw(body) for lid, body in lists if lid in field_ids]
-        entries = [msgspec.Raw(body) for lid, body in
-                   db.conn.execute("SELECT list_id, body FROM wl_entries ORDER BY entry_id") if lid in field_ids]
+        entries = [
+            msgspec.Raw(body)
+            for lid, body in db.conn.execute("SELECT list_id, body FROM wl_entries ORDER BY entry_id")
+            if lid in field_ids
+        ]
         rules = permit_rules(db)
     finally:
         db.conn.execute("COMMIT")
-    return version, _enc.encode({"version": version, "watchlists": wl_raw, "entries": entries,
-                                 "permit_rules": rules})
+    return version, _enc.encode(
+        {"version": version, "watchlists": wl_raw, "entries": entries, "permit_rules": rules}
+    )
 
 
 class ListService:
     """Applies changes through the store's writer and tells the edges."""
 
-    def __init__(self, store: HubStore, watchlists: HubWatchlists,
-                 publish: Callable[..., None]) -> None:
+    def __init__(self, store: HubStore, watchlists: HubWatchlists, publish: Callable[..., None]) -> None:
         self.store = store
         self.watchlists = watchlists
         self._publish = publish
@@ -276,12 +316,17 @@ class ListService:
         if len(delta.changes) <= MAX_DELTA_CHANGES:
             self._publish(topics.feed_delta(), encode(delta), qos=1)
         else:
-            log.info("feed version %d has %d changes: edges will fetch a snapshot", delta.version,
-                     len(delta.changes))
+            log.info(
+                "feed version %d has %d changes: edges will fetch a snapshot",
+                delta.version,
+                len(delta.changes),
+            )
         self.publish_version(delta.version)
 
     def publish_version(self, version: int) -> None:
-        message = FeedVersion(v=SCHEMA_VERSION, version=version, entries=len(self.watchlists), sent_at=time.time())
+        message = FeedVersion(
+            v=SCHEMA_VERSION, version=version, entries=len(self.watchlists), sent_at=time.time()
+        )
         self._publish(topics.feed_version(), encode(message), qos=1, retain=True)
 
     async def snapshot(self) -> bytes:

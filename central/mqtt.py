@@ -22,8 +22,12 @@ from runtime.tls import MQTT_PORT, MQTTS_PORT
 log = logging.getLogger(__name__)
 
 #: CONNACK reason codes (MQTT 3.1.1 codes as paho 2 maps them) that retrying cannot fix.
-REFUSED_FOR_GOOD = {134: "bad user name or password", 135: "not authorized", 4: "bad user name or password",
-                    5: "not authorized"}
+REFUSED_FOR_GOOD = {
+    134: "bad user name or password",
+    135: "not authorized",
+    4: "bad user name or password",
+    5: "not authorized",
+}
 
 #: Message ids acknowledged before their callback was registered, remembered at most (ids wrap at 65535).
 _EARLY_KEEP = 4096
@@ -49,10 +53,20 @@ class LinkState(StrEnum):
 class HubLink:
     """Connects the hub to the broker; calls ``on_message(topic, payload, received_at, retained)`` from its thread."""
 
-    def __init__(self, url: str, client_id: str, username: str | None, password: str | None,
-                 keepalive_s: int, on_message: OnMessage, reconnect_min_s: float = 0.5,
-                 reconnect_max_s: float = 30.0, on_connected: Callable[[], None] | None = None,
-                 tls: ssl.SSLContext | None = None, sign: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        keepalive_s: int,
+        on_message: OnMessage,
+        reconnect_min_s: float = 0.5,
+        reconnect_max_s: float = 30.0,
+        on_connected: Callable[[], None] | None = None,
+        tls: ssl.SSLContext | None = None,
+        sign: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``."""
         self._url = urlsplit(url)
         if (self._url.scheme == "mqtts") != (tls is not None):
@@ -60,8 +74,9 @@ class HubLink:
         self._on_message_cb = on_message
         self._on_connected = on_connected
         self._sign = sign
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
-                                   protocol=paho.MQTTv311)
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=paho.MQTTv311
+        )
         if tls is not None:
             self._client.tls_set_context(tls)
         if username:
@@ -84,8 +99,14 @@ class HubLink:
         self.connected_event = threading.Event()
 
     def _status(self, *, online: bool) -> bytes:
-        body = encode(HubStatus(v=SCHEMA_VERSION, online=online, sent_at=time.time(),
-                                schema_versions=sorted(SUPPORTED_VERSIONS)))
+        body = encode(
+            HubStatus(
+                v=SCHEMA_VERSION,
+                online=online,
+                sent_at=time.time(),
+                schema_versions=sorted(SUPPORTED_VERSIONS),
+            )
+        )
         return self._sign(body) if self._sign is not None else body
 
     def start(self) -> None:
@@ -108,8 +129,15 @@ class HubLink:
     def connected(self) -> bool:
         return self.state is LinkState.CONNECTED
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                on_delivered: Callable[[], None] | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        on_delivered: Callable[[], None] | None = None,
+    ) -> None:
         """Publish from any thread. ``on_delivered`` runs (in the MQTT thread) when the broker has it.
 
         paho's own locks are held while it calls ``on_publish``, so ours is never held while calling
@@ -129,8 +157,9 @@ class HubLink:
         on_delivered()
 
     # -- paho callbacks (MQTT thread) -----------------------------------------------------------
-    def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object,
-                    properties: object) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, properties: object
+    ) -> None:
         code = getattr(reason, "value", reason)
         if code != 0:
             self.last_error = f"broker refused the connection: {reason}"
@@ -142,9 +171,13 @@ class HubLink:
             else:
                 log.warning("hub MQTT: %s", self.last_error)
             return
-        client.subscribe([(topics.all_checkpoints(topics.TopicKind.EVENTS), 1),
-                          (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
-                          (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1)])
+        client.subscribe(
+            [
+                (topics.all_checkpoints(topics.TopicKind.EVENTS), 1),
+                (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
+                (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1),
+            ]
+        )
         client.publish(topics.hub_status(), self._status(online=True), qos=1, retain=True)
         self.state = LinkState.CONNECTED
         self.last_error = None
@@ -154,8 +187,9 @@ class HubLink:
             # Retained messages (the feed version) may be gone with a broker restarted without persistence.
             self._on_connected()
 
-    def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
-                       properties: object) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, properties: object
+    ) -> None:
         if self.state is not LinkState.REFUSED:
             self.state = LinkState.OFFLINE
             self.last_error = f"disconnected: {reason}"
@@ -165,8 +199,9 @@ class HubLink:
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         self._on_message_cb(message.topic, bytes(message.payload), time.time(), bool(message.retain))
 
-    def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason: object,
-                    properties: object) -> None:
+    def _on_publish(
+        self, client: paho.Client, userdata: object, mid: int, reason: object, properties: object
+    ) -> None:
         with self._lock:
             callback = self._delivered.pop(mid, None)
             if callback is None:

@@ -60,8 +60,10 @@ def parse_pattern(text: str) -> Pattern:
         raise PatternError(f"pattern is longer than {MAX_PATTERN_CHARS} characters")
     bad = sorted({c for c in pattern if c not in "*?" and not _allowed(c)})
     if bad:
-        raise PatternError("pattern may hold plate characters, * (any run) and ? (one character) only; "
-                           f"not {' '.join(repr(c) for c in bad)}")
+        raise PatternError(
+            "pattern may hold plate characters, * (any run) and ? (one character) only; "
+            f"not {' '.join(repr(c) for c in bad)}"
+        )
     literals = sum(1 for c in pattern if c not in "*?")
     if literals < MIN_PATTERN_LITERALS:
         raise PatternError(f"pattern needs at least {MIN_PATTERN_LITERALS} known characters")
@@ -92,10 +94,14 @@ def candidate_query(p: Pattern) -> tuple[str, tuple[str, ...]]:
     # GLOB is applied to the indexed column itself (the reversed pattern to the reversed plate), so
     # the candidates are found in the index alone, without fetching a row per plate looked at.
     if p.prefix and head <= tail:
-        return ("SELECT plate_id FROM plates WHERE plate >= ? AND plate < ? AND plate GLOB ?",
-                (p.prefix, _upper_bound(p.prefix), p.glob))
+        return (
+            "SELECT plate_id FROM plates WHERE plate >= ? AND plate < ? AND plate GLOB ?",
+            (p.prefix, _upper_bound(p.prefix), p.glob),
+        )
     if p.suffix:
         r = p.suffix[::-1]
-        return ("SELECT plate_id FROM plates WHERE rplate >= ? AND rplate < ? AND rplate GLOB ?",
-                (r, _upper_bound(r), p.glob[::-1]))
+        return (
+            "SELECT plate_id FROM plates WHERE rplate >= ? AND rplate < ? AND rplate GLOB ?",
+            (r, _upper_bound(r), p.glob[::-1]),
+        )
     return "SELECT plate_id FROM plates INDEXED BY plates_plate WHERE plate GLOB ?", (p.glob,)

@@ -106,9 +106,27 @@ INDEXES: list[str] = [
     # Companion vehicles: who passed this checkpoint within a few minutes of that moment.
     "CREATE INDEX IF NOT EXISTS passages_checkpoint ON passages (checkpoint, first_seen)",
 ]
-READ_COLUMNS = ("checkpoint", "epoch", "seq", "digest", "plate_id", "camera_id", "camera_event_id", "captured_at",
-                "edge_sent_at", "received_at", "plate_raw", "plate_valid", "plate_problem", "no_plate", "colour",
-                "vehicle_type", "confidence", "lane", "direction")
+READ_COLUMNS = (
+    "checkpoint",
+    "epoch",
+    "seq",
+    "digest",
+    "plate_id",
+    "camera_id",
+    "camera_event_id",
+    "captured_at",
+    "edge_sent_at",
+    "received_at",
+    "plate_raw",
+    "plate_valid",
+    "plate_problem",
+    "no_plate",
+    "colour",
+    "vehicle_type",
+    "confidence",
+    "lane",
+    "direction",
+)
 #: Added later (branch evidence): JSON of the read's optional attributes (``vehicle_colour``, ``vehicle_brand``,
 #: ``has_evidence``), NULL when it has none. A day file made before it gets the column when first attached.
 ATTRIBUTES_COLUMN = "attributes"
@@ -151,32 +169,57 @@ _DAY_FILE = re.compile(rf"{FILE_PREFIX}(\d{{4}}-\d{{2}}-\d{{2}}){re.escape(FILE_
 
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
 
-_SELECT_PASSAGE = ("SELECT checkpoint, epoch, seq, plate, colour, vehicle_type, first_seen, last_seen, best_seq "
-                   "FROM passages")
+_SELECT_PASSAGE = (
+    "SELECT checkpoint, epoch, seq, plate, colour, vehicle_type, first_seen, last_seen, best_seq "
+    "FROM passages"
+)
 
 
 def _passage_row(description: object, row: tuple) -> dict[str, object]:  # type: ignore[type-arg]
     return dict(zip((c[0] for c in description), row, strict=True))  # type: ignore[attr-defined]
 
 
-_SELECT_READ = ("SELECT r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at, p.plate, r.plate_raw, "
-                "r.plate_valid, r.no_plate, r.colour, r.vehicle_type, r.confidence, r.lane, r.direction, "
-                "r.camera_event_id, r.received_at FROM {s}reads r JOIN {s}plates p ON p.plate_id = r.plate_id")
+_SELECT_READ = (
+    "SELECT r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at, p.plate, r.plate_raw, "
+    "r.plate_valid, r.no_plate, r.colour, r.vehicle_type, r.confidence, r.lane, r.direction, "
+    "r.camera_event_id, r.received_at FROM {s}reads r JOIN {s}plates p ON p.plate_id = r.plate_id"
+)
 
 
 def read_attributes(read: PlateRead) -> str | None:
     """The read's optional attributes as the day file keeps them (JSON), or None when it has none."""
-    attrs = {k: v for k, v in (("vehicle_colour", read.vehicle_colour), ("vehicle_brand", read.vehicle_brand),
-                               ("has_evidence", read.has_evidence)) if v}
+    attrs = {
+        k: v
+        for k, v in (
+            ("vehicle_colour", read.vehicle_colour),
+            ("vehicle_brand", read.vehicle_brand),
+            ("has_evidence", read.has_evidence),
+        )
+        if v
+    }
     return _encoder.encode(attrs).decode() if attrs else None
 
 
 def _row_to_read(row: tuple) -> StoredRead:  # type: ignore[type-arg]
     (cp, epoch, seq, cam, at, plate, raw, valid, no_plate, colour, vt, conf, lane, direction, ev, rec) = row
-    return StoredRead(checkpoint=cp, epoch=epoch, seq=seq, camera_id=cam, captured_at=at, plate=plate,
-                      plate_raw=raw, plate_valid=bool(valid), no_plate=bool(no_plate), colour=colour,
-                      vehicle_type=vt, confidence=conf, lane=lane, direction=direction, camera_event_id=ev,
-                      received_at=rec)
+    return StoredRead(
+        checkpoint=cp,
+        epoch=epoch,
+        seq=seq,
+        camera_id=cam,
+        captured_at=at,
+        plate=plate,
+        plate_raw=raw,
+        plate_valid=bool(valid),
+        no_plate=bool(no_plate),
+        colour=colour,
+        vehicle_type=vt,
+        confidence=conf,
+        lane=lane,
+        direction=direction,
+        camera_event_id=ev,
+        received_at=rec,
+    )
 
 
 def create_schema(conn: sqlite3.Connection, schema: str = "main", *, indexes: bool = True) -> None:
@@ -259,13 +302,17 @@ class SqliteReadStore:
         tables = {n for (n,) in db.conn.execute("SELECT name FROM main.sqlite_master WHERE type='table'")}
         if "reads" not in tables and "passages" not in tables:
             return 0
-        db.conn.create_function("cordon_day", 1, lambda ts: day_of(ts, self.tz).isoformat(), deterministic=True)
+        db.conn.create_function(
+            "cordon_day", 1, lambda ts: day_of(ts, self.tz).isoformat(), deterministic=True
+        )
         db.conn.create_function("cordon_reverse", 1, lambda s: s[::-1], deterministic=True)
         days: set[str] = set()
         if "reads" in tables:
             days |= {d for (d,) in db.conn.execute("SELECT DISTINCT cordon_day(captured_at) FROM main.reads")}
         if "passages" in tables:
-            days |= {d for (d,) in db.conn.execute("SELECT DISTINCT cordon_day(first_seen) FROM main.passages")}
+            days |= {
+                d for (d,) in db.conn.execute("SELECT DISTINCT cordon_day(first_seen) FROM main.passages")
+            }
         moved = 0
         for text in sorted(days):
             day = dt.date.fromisoformat(text)
@@ -275,14 +322,18 @@ class SqliteReadStore:
             if "reads" in tables:
                 db.conn.execute(
                     f"INSERT OR IGNORE INTO {s}.plates (plate, rplate) SELECT DISTINCT plate, cordon_reverse(plate) "
-                    "FROM main.reads WHERE cordon_day(captured_at) = ?", (text,))
+                    "FROM main.reads WHERE cordon_day(captured_at) = ?",
+                    (text,),
+                )
                 moved += db.conn.execute(
                     f"INSERT OR IGNORE INTO {s}.reads ({', '.join(READ_COLUMNS)}) SELECT r.checkpoint, r.epoch, r.seq, "
                     "coalesce(e.digest, x''), p.plate_id, r.camera_id, r.camera_event_id, r.captured_at, r.edge_sent_at, "
                     "r.received_at, r.plate_raw, r.plate_valid, r.plate_problem, r.no_plate, r.colour, r.vehicle_type, "
                     f"r.confidence, r.lane, r.direction FROM main.reads r JOIN {s}.plates p ON p.plate = r.plate "
                     "LEFT JOIN main.events e ON e.checkpoint = r.checkpoint AND e.epoch = r.epoch AND e.seq = r.seq "
-                    "WHERE cordon_day(r.captured_at) = ? ORDER BY r.captured_at", (text,)).rowcount
+                    "WHERE cordon_day(r.captured_at) = ? ORDER BY r.captured_at",
+                    (text,),
+                ).rowcount
             if "passages" in tables:
                 moved += db.conn.execute(
                     f"INSERT OR IGNORE INTO {s}.passages (checkpoint, epoch, seq, digest, plate, no_plate, colour, "
@@ -290,7 +341,9 @@ class SqliteReadStore:
                     "q.epoch, q.seq, coalesce(e.digest, x''), q.plate, q.no_plate, q.colour, q.vehicle_type, q.first_seen, "
                     "q.last_seen, q.best_seq, q.read_seqs, q.cameras, q.received_at FROM main.passages q LEFT JOIN "
                     "main.events e ON e.checkpoint = q.checkpoint AND e.epoch = q.epoch AND e.seq = q.seq "
-                    "WHERE cordon_day(q.first_seen) = ? ORDER BY q.first_seen", (text,)).rowcount
+                    "WHERE cordon_day(q.first_seen) = ? ORDER BY q.first_seen",
+                    (text,),
+                ).rowcount
             db.conn.execute("COMMIT")
         if moved:
             log.info("moved %d reads and passages of %d day(s) from hub.db into day files", moved, len(days))
@@ -301,39 +354,87 @@ class SqliteReadStore:
             _, alias = self._attached.popitem()
             db.conn.execute(f"DETACH DATABASE {alias}")
 
-    def insert(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, event: PlateRead | Passage,
-               edge_sent_at: float, received_at: float) -> Stored:
+    def insert(
+        self,
+        db: sqlite_utils.Database,
+        checkpoint: str,
+        epoch: int,
+        event: PlateRead | Passage,
+        edge_sent_at: float,
+        received_at: float,
+    ) -> Stored:
         """Insert idempotently into the event's day file (inside a writer job)."""
         when = event.captured_at if isinstance(event, PlateRead) else event.first_seen
         s = self._schema(db, day_of(when, self.tz))
         d = digest(event)
         table, other = ("reads", "passages") if isinstance(event, PlateRead) else ("passages", "reads")
-        found = db.conn.execute(f"SELECT digest FROM {s}.{table} WHERE checkpoint=? AND epoch=? AND seq=?",
-                                (checkpoint, epoch, event.seq)).fetchone()
+        found = db.conn.execute(
+            f"SELECT digest FROM {s}.{table} WHERE checkpoint=? AND epoch=? AND seq=?",
+            (checkpoint, epoch, event.seq),
+        ).fetchone()
         taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
         if found is not None:
             return Stored(False, seen_before=True) if found[0] == d else Stored(False, conflict=taken)
-        if db.conn.execute(f"SELECT 1 FROM {s}.{other} WHERE checkpoint=? AND epoch=? AND seq=?",
-                           (checkpoint, epoch, event.seq)).fetchone() or db.conn.execute(
+        if (
+            db.conn.execute(
+                f"SELECT 1 FROM {s}.{other} WHERE checkpoint=? AND epoch=? AND seq=?",
+                (checkpoint, epoch, event.seq),
+            ).fetchone()
+            or db.conn.execute(
                 "SELECT 1 FROM main.events WHERE checkpoint=? AND epoch=? AND seq=?",
-                (checkpoint, epoch, event.seq)).fetchone():
+                (checkpoint, epoch, event.seq),
+            ).fetchone()
+        ):
             return Stored(False, conflict=taken)
         if isinstance(event, PlateRead):
             plate_id = self._plate_id(db, s, event.plate)
             columns = (*READ_COLUMNS, ATTRIBUTES_COLUMN)
             db.conn.execute(
                 f"INSERT INTO {s}.reads ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                (checkpoint, epoch, event.seq, d, plate_id, event.camera_id, event.camera_event_id,
-                 event.captured_at, edge_sent_at, received_at, event.plate_raw, event.plate_valid,
-                 event.plate_problem, event.no_plate, event.colour, event.vehicle_type, event.confidence,
-                 event.lane, event.direction, read_attributes(event)))
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    d,
+                    plate_id,
+                    event.camera_id,
+                    event.camera_event_id,
+                    event.captured_at,
+                    edge_sent_at,
+                    received_at,
+                    event.plate_raw,
+                    event.plate_valid,
+                    event.plate_problem,
+                    event.no_plate,
+                    event.colour,
+                    event.vehicle_type,
+                    event.confidence,
+                    event.lane,
+                    event.direction,
+                    read_attributes(event),
+                ),
+            )
         else:
             db.conn.execute(
                 f"""INSERT INTO {s}.passages (checkpoint, epoch, seq, digest, plate, no_plate, colour, vehicle_type,
                 first_seen, last_seen, best_seq, read_seqs, cameras, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (checkpoint, epoch, event.seq, d, event.plate, event.no_plate, event.colour, event.vehicle_type,
-                 event.first_seen, event.last_seen, event.best_seq, _encoder.encode(event.read_seqs).decode(),
-                 _encoder.encode(event.cameras).decode(), received_at))
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    d,
+                    event.plate,
+                    event.no_plate,
+                    event.colour,
+                    event.vehicle_type,
+                    event.first_seen,
+                    event.last_seen,
+                    event.best_seq,
+                    _encoder.encode(event.read_seqs).decode(),
+                    _encoder.encode(event.cameras).decode(),
+                    received_at,
+                ),
+            )
         return Stored(True)
 
     @staticmethod
@@ -344,8 +445,9 @@ class SqliteReadStore:
         cur = db.conn.execute(f"INSERT INTO {s}.plates (plate, rplate) VALUES (?, ?)", (plate, plate[::-1]))
         return int(cur.lastrowid or 0)
 
-    def lookup_read(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
-                    near: float) -> StoredRead | None:
+    def lookup_read(
+        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> StoredRead | None:
         """The read with this identity, looked for on the day of ``near`` and the day before (writer side).
 
         ``near`` is when the caller expects the read (an edge hit's ``raised_at``): hits are raised at
@@ -356,13 +458,17 @@ class SqliteReadStore:
             s = self._existing_schema(db, d)
             if s is None:
                 continue
-            row = db.conn.execute(_SELECT_READ.format(s=f"{s}.") + " WHERE r.checkpoint=? AND r.epoch=? AND r.seq=?",
-                                  (checkpoint, epoch, seq)).fetchone()
+            row = db.conn.execute(
+                _SELECT_READ.format(s=f"{s}.") + " WHERE r.checkpoint=? AND r.epoch=? AND r.seq=?",
+                (checkpoint, epoch, seq),
+            ).fetchone()
             if row is not None:
                 return _row_to_read(row)
         return None
 
-    def identity_taken(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float) -> bool:
+    def identity_taken(
+        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> bool:
         """A read or passage near ``near`` holds this identity (for an edge hit's insert)."""
         day = day_of(near, self.tz)
         for d in (day, day - dt.timedelta(days=1)):
@@ -370,8 +476,10 @@ class SqliteReadStore:
             if s is None:
                 continue
             for table in ("reads", "passages"):
-                if db.conn.execute(f"SELECT 1 FROM {s}.{table} WHERE checkpoint=? AND epoch=? AND seq=?",
-                                   (checkpoint, epoch, seq)).fetchone():
+                if db.conn.execute(
+                    f"SELECT 1 FROM {s}.{table} WHERE checkpoint=? AND epoch=? AND seq=?",
+                    (checkpoint, epoch, seq),
+                ).fetchone():
                     return True
         return False
 
@@ -403,25 +511,30 @@ class SqliteReadStore:
         first, last = day_of(since, self.tz), day_of(until, self.tz)
         return [d for d in self.days() if first <= d <= last]
 
-    def search_exact(self, plate: str, since: float, until: float, limit: int = 500,
-                     checkpoint: str | None = None) -> SearchResult:
+    def search_exact(
+        self, plate: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult:
         """Reads of one plate in [since, until] (at one checkpoint if given), newest first."""
         return self._search(Pattern(clean_plate(plate), "", ""), since, until, limit, checkpoint)
 
-    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500,
-                       checkpoint: str | None = None) -> SearchResult:
+    def search_pattern(
+        self, pattern: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult:
         """Reads whose plate matches a partial plate (``*`` any run, ``?`` one character), newest first."""
         return self._search(parse_pattern(pattern), since, until, limit, checkpoint)
 
-    def _search(self, p: Pattern, since: float, until: float, limit: int,
-                checkpoint: str | None = None) -> SearchResult:
+    def _search(
+        self, p: Pattern, since: float, until: float, limit: int, checkpoint: str | None = None
+    ) -> SearchResult:
         limit = max(1, min(limit, MAX_LIMIT))
         candidates, params = candidate_query(p)
         place = "AND r.checkpoint = ? " if checkpoint else ""
         if checkpoint:
             params = (*params, checkpoint)
-        sql = (_SELECT_READ.format(s="") + f" WHERE r.plate_id IN ({candidates}) {place}"
-               "AND r.captured_at >= ? AND r.captured_at <= ? ORDER BY r.captured_at DESC LIMIT ?")
+        sql = (
+            _SELECT_READ.format(s="") + f" WHERE r.plate_id IN ({candidates}) {place}"
+            "AND r.captured_at >= ? AND r.captured_at <= ? ORDER BY r.captured_at DESC LIMIT ?"
+        )
         out: list[StoredRead] = []
         days = self._days_between(since, until)
         searched = 0
@@ -452,8 +565,11 @@ class SqliteReadStore:
                 continue
             try:
                 searched += 1
-                cur = conn.execute(_SELECT_PASSAGE + " WHERE plate=? AND first_seen >= ? AND first_seen <= ? "
-                                   "ORDER BY first_seen LIMIT ?", (plate, since, until, limit - len(out) + 1))
+                cur = conn.execute(
+                    _SELECT_PASSAGE + " WHERE plate=? AND first_seen >= ? AND first_seen <= ? "
+                    "ORDER BY first_seen LIMIT ?",
+                    (plate, since, until, limit - len(out) + 1),
+                )
                 out.extend(_passage_row(cur.description, row) for row in cur.fetchall())
             finally:
                 conn.close()
@@ -461,8 +577,15 @@ class SqliteReadStore:
                 break
         return SearchResult(out[:limit], len(out) > limit, searched)  # type: ignore[arg-type]
 
-    def companions(self, plate: str, since: float, until: float, window_s: float = 120.0, min_shared: int = 3,
-                   limit: int = 20) -> Companions:
+    def companions(
+        self,
+        plate: str,
+        since: float,
+        until: float,
+        window_s: float = 120.0,
+        min_shared: int = 3,
+        limit: int = 20,
+    ) -> Companions:
         """Vehicles that passed the checkpoints ``plate`` passed, within ``window_s`` of it, on at
         least ``min_shared`` of its passages; most shared passages first, then the closest in time.
 
@@ -474,8 +597,10 @@ class SqliteReadStore:
         shared: dict[str, dict[int, tuple[float, dict[str, object]]]] = {}
         conns: dict[dt.date, sqlite3.Connection | None] = {}
         held = set(self.days())
-        sql = (_SELECT_PASSAGE + " WHERE checkpoint=? AND first_seen >= ? AND first_seen <= ? AND plate != ? "
-               "AND no_plate = 0 AND plate != ''")
+        sql = (
+            _SELECT_PASSAGE + " WHERE checkpoint=? AND first_seen >= ? AND first_seen <= ? AND plate != ? "
+            "AND no_plate = 0 AND plate != ''"
+        )
         try:
             for i, mine in enumerate(target):
                 at, cp = float(mine["first_seen"]), str(mine["checkpoint"])  # type: ignore[arg-type]
@@ -503,12 +628,23 @@ class SqliteReadStore:
             if len(by_passage) < min_shared:
                 continue
             gaps = [g for g, _ in by_passage.values()]
-            ranked.append(Companion(
-                plate=other_plate, shared=len(by_passage), mean_gap_s=round(sum(gaps) / len(gaps), 1),
-                passages=[{**p, "gap_s": round(float(p["first_seen"]) - float(target[i]["first_seen"]), 1),  # type: ignore[arg-type]
-                           "with_seq": target[i]["seq"]} for i, (_, p) in sorted(by_passage.items())]))
+            ranked.append(
+                Companion(
+                    plate=other_plate,
+                    shared=len(by_passage),
+                    mean_gap_s=round(sum(gaps) / len(gaps), 1),
+                    passages=[
+                        {
+                            **p,
+                            "gap_s": round(float(p["first_seen"]) - float(target[i]["first_seen"]), 1),  # type: ignore[arg-type]
+                            "with_seq": target[i]["seq"],
+                        }
+                        for i, (_, p) in sorted(by_passage.items())
+                    ],
+                )
+            )
         ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
-        return Companions(target, ranked[:max(1, limit)], len(ranked))
+        return Companions(target, ranked[: max(1, limit)], len(ranked))
 
     def counts(self) -> RecordCounts:
         """Rows held. Day files are append-only (rows leave with their file), so max(id) is the count."""
@@ -533,8 +669,10 @@ class SqliteReadStore:
         if conn is None:
             return []
         try:
-            cur = conn.execute("SELECT checkpoint, epoch, seq, plate, first_seen, last_seen, best_seq, read_seqs, "
-                               "cameras FROM passages ORDER BY first_seen")
+            cur = conn.execute(
+                "SELECT checkpoint, epoch, seq, plate, first_seen, last_seen, best_seq, read_seqs, "
+                "cameras FROM passages ORDER BY first_seen"
+            )
             names = [c[0] for c in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         finally:
@@ -559,8 +697,12 @@ class SqliteReadStore:
             return
         try:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(reads)")}
-            attrs = f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"  # a day file from before it
-            sql = _SELECT_READ.format(s="").replace(" FROM ", f", {attrs} FROM ", 1) + " ORDER BY r.captured_at"
+            attrs = (
+                f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"
+            )  # a day file from before it
+            sql = (
+                _SELECT_READ.format(s="").replace(" FROM ", f", {attrs} FROM ", 1) + " ORDER BY r.captured_at"
+            )
             for row in conn.execute(sql):
                 extra = _attributes_decoder.decode(row[-1]) if row[-1] else {}
                 yield _row_to_read(row[:-1]), extra.get("vehicle_colour"), extra.get("vehicle_brand")

@@ -92,26 +92,44 @@ class ReadStore(Protocol):
     connection); the rest run on their own connections, from any thread.
     """
 
-    def insert(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, event: PlateRead | Passage,
-               edge_sent_at: float, received_at: float) -> Stored: ...
+    def insert(
+        self,
+        db: sqlite_utils.Database,
+        checkpoint: str,
+        epoch: int,
+        event: PlateRead | Passage,
+        edge_sent_at: float,
+        received_at: float,
+    ) -> Stored: ...
 
-    def lookup_read(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
-                    near: float) -> StoredRead | None: ...
+    def lookup_read(
+        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> StoredRead | None: ...
 
-    def identity_taken(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int,
-                       near: float) -> bool: ...
+    def identity_taken(
+        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> bool: ...
 
-    def search_exact(self, plate: str, since: float, until: float, limit: int = 500,
-                     checkpoint: str | None = None) -> SearchResult: ...
+    def search_exact(
+        self, plate: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult: ...
 
-    def search_pattern(self, pattern: str, since: float, until: float, limit: int = 500,
-                       checkpoint: str | None = None) -> SearchResult: ...
+    def search_pattern(
+        self, pattern: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult: ...
 
     # -- intelligence: routes and companions ---------------------------------------------------------
     def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult: ...
 
-    def companions(self, plate: str, since: float, until: float, window_s: float = 120.0, min_shared: int = 3,
-                   limit: int = 20) -> Companions: ...
+    def companions(
+        self,
+        plate: str,
+        since: float,
+        until: float,
+        window_s: float = 120.0,
+        min_shared: int = 3,
+        limit: int = 20,
+    ) -> Companions: ...
 
     def counts(self) -> RecordCounts: ...
 

@@ -35,13 +35,29 @@ def purge(store: HubStore, settings: RecordSettings, now: float) -> PurgeReport:
     days = store.purge_before(reads_before)
     hit_rows = store.purge_hits_before(hits_before)
     report = PurgeReport(reads_before, hits_before, days, hit_rows)
-    detail = {"days": [d.isoformat() for d in days], "retention_days": settings.retention_days,
-              "hits_retention_days": settings.hits_retention_days,
-              "hits_before": round(hits_before), "rows": {k: v for k, v in hit_rows.items() if v}}
-    store.submit(lambda db: audit.append(db, "retention", "system", "retention.purge",
-                                         target=f"reads before {reads_before.isoformat()}", detail=detail,
-                                         at=now)).result()
+    detail = {
+        "days": [d.isoformat() for d in days],
+        "retention_days": settings.retention_days,
+        "hits_retention_days": settings.hits_retention_days,
+        "hits_before": round(hits_before),
+        "rows": {k: v for k, v in hit_rows.items() if v},
+    }
+    store.submit(
+        lambda db: audit.append(
+            db,
+            "retention",
+            "system",
+            "retention.purge",
+            target=f"reads before {reads_before.isoformat()}",
+            detail=detail,
+            at=now,
+        )
+    ).result()
     if days or any(hit_rows.values()):
-        log.info("retention: %d day(s) of reads before %s, %s", len(days), reads_before,
-                 ", ".join(f"{n} {t}" for t, n in hit_rows.items() if n) or "no hits")
+        log.info(
+            "retention: %d day(s) of reads before %s, %s",
+            len(days),
+            reads_before,
+            ", ".join(f"{n} {t}" for t, n in hit_rows.items() if n) or "no hits",
+        )
     return report

@@ -44,8 +44,13 @@ def load_ring(path: Path) -> list[dict[str, Any]]:
         if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
             raise RingError(f"{path} line {number}: lat/lon out of range")
         seen.add(checkpoint)
-        entry: dict[str, Any] = {"checkpoint": checkpoint, "name": (row.get("name_zh") or row.get("name") or "").strip(),
-                                 "name_en": (row.get("name_en") or "").strip(), "lat": lat, "lon": lon}
+        entry: dict[str, Any] = {
+            "checkpoint": checkpoint,
+            "name": (row.get("name_zh") or row.get("name") or "").strip(),
+            "name_en": (row.get("name_en") or "").strip(),
+            "lat": lat,
+            "lon": lon,
+        }
         for optional in ("city", "county", "road"):
             if row.get(optional):
                 entry[optional] = row[optional].strip()

@@ -28,8 +28,11 @@ def unknown_checkpoints(settings: RoutingSettings, known: set[str]) -> list[str]
 
 
 class Router:
-    def __init__(self, settings: RoutingSettings | None = None,
-                 restricted: Callable[[str], bool] = lambda list_id: False) -> None:
+    def __init__(
+        self,
+        settings: RoutingSettings | None = None,
+        restricted: Callable[[str], bool] = lambda list_id: False,
+    ) -> None:
         settings = settings or RoutingSettings()
         self.restricted = restricted
         self.approach: dict[str, list[str]] = {}

@@ -107,7 +107,8 @@ class WebhookSettings(msgspec.Struct, **_STRICT):
     lists: list[str] = msgspec.field(default_factory=list)
     """List ids this hook takes; empty: every list."""
     actions: list[Literal["intercept", "covert", "notify"]] = msgspec.field(
-        default_factory=lambda: ["intercept", "notify"])
+        default_factory=lambda: ["intercept", "notify"]
+    )
     """Covert alerts go out only to a hook that names ``covert`` here."""
     min_priority: int = 0
     escalations: bool = False
@@ -118,6 +119,8 @@ class WebhookSettings(msgspec.Struct, **_STRICT):
     give_up_after_s: float = 86400.0
     resume_window_s: float = 86400.0
     """After a restart, alerts this recent that the hook has no record of are sent again."""
+
+
 class RecordSettings(msgspec.Struct, **_STRICT):
     utc_offset: Annotated[str, msgspec.Meta(pattern=r"^[+-](0\d|1[0-4]):[0-5]\d$")] = "+08:00"
     """The record's days (one file each) are cut at midnight in this offset."""

@@ -58,7 +58,8 @@ class Tally:
             """INSERT INTO daily_counts (day, checkpoint, reads, passages, no_plate) VALUES (?,?,?,?,?)
             ON CONFLICT (day, checkpoint) DO UPDATE SET reads=reads+excluded.reads,
             passages=passages+excluded.passages, no_plate=no_plate+excluded.no_plate""",
-            [(day, cp, *c) for (day, cp), c in self.counts.items()])
+            [(day, cp, *c) for (day, cp), c in self.counts.items()],
+        )
 
 
 def sample_status(db: sqlite_utils.Database, status: CheckpointStatus, at: float, tz: dt.timezone) -> None:
@@ -66,10 +67,14 @@ def sample_status(db: sqlite_utils.Database, status: CheckpointStatus, at: float
     does not list every camera) and each stale camera by name."""
     day = day_of(at, tz).isoformat()
     stale = sorted(set(status.stale_cameras or []))
-    rows = [(day, status.checkpoint, ALL_CAMERAS, 1 if stale else 0)] + [(day, status.checkpoint, c, 1) for c in stale]
+    rows = [(day, status.checkpoint, ALL_CAMERAS, 1 if stale else 0)] + [
+        (day, status.checkpoint, c, 1) for c in stale
+    ]
     db.conn.executemany(
         """INSERT INTO camera_samples (day, checkpoint, camera, samples, stale) VALUES (?,?,?,1,?)
-        ON CONFLICT (day, checkpoint, camera) DO UPDATE SET samples=samples+1, stale=stale+excluded.stale""", rows)
+        ON CONFLICT (day, checkpoint, camera) DO UPDATE SET samples=samples+1, stale=stale+excluded.stale""",
+        rows,
+    )
 
 
 def parse_day(text: str | None, name: str, default: dt.date) -> dt.date:
@@ -94,14 +99,17 @@ Hidden = Callable[[Alert], bool] | None
 """Alerts a caller may not know of (covert and restricted lists' hits for roles that do not see them)."""
 
 
-def _alerts(db: sqlite_utils.Database, since: float, until: float,
-            hidden: Hidden = None) -> list[tuple[Alert, tuple | None]]:
+def _alerts(
+    db: sqlite_utils.Database, since: float, until: float, hidden: Hidden = None
+) -> list[tuple[Alert, tuple | None]]:
     """Alerts raised in [since, until) with their first outcome (outcome, seconds to acknowledge)."""
     rows = db.conn.execute(
         """SELECT a.body, o.outcome, o.acknowledged_at, o.alert_raised_at FROM alerts a
         LEFT JOIN alert_outcomes o ON o.rowid = (SELECT rowid FROM alert_outcomes WHERE alert_id = a.alert_id
                                                  ORDER BY acknowledged_at, rowid LIMIT 1)
-        WHERE a.raised_at >= ? AND a.raised_at < ?""", (since, until)).fetchall()
+        WHERE a.raised_at >= ? AND a.raised_at < ?""",
+        (since, until),
+    ).fetchall()
     found = []
     for body, outcome, acked, edge_raised in rows:
         alert = _alert_decoder.decode(body)
@@ -121,8 +129,15 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))], 1)
 
 
-def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date, tz: dt.timezone,
-            ring: Iterable[dict[str, Any]] = (), hidden: Hidden = None) -> dict[str, Any]:
+def summary(
+    db: sqlite_utils.Database,
+    group: str,
+    first: dt.date,
+    last: dt.date,
+    tz: dt.timezone,
+    ring: Iterable[dict[str, Any]] = (),
+    hidden: Hidden = None,
+) -> dict[str, Any]:
     """Every number over the days [first, last], one row per group value (without the ``hidden`` alerts)."""
     if group not in GROUPS:
         raise ValueError(f"group must be one of {', '.join(GROUPS)}")
@@ -134,13 +149,27 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
 
     def row(key: str) -> dict[str, Any]:
         if key not in rows:
-            rows[key] = {"key": key, "reads": 0, "passages": 0, "no_plate": 0, "alerts": 0, "hits_by_list": {},
-                         "hits_by_kind": {}, "outcomes": dict.fromkeys(OUTCOMES, 0), "tests": 0, "positives": 0,
-                         "positives_by_drug": {}, "camera_samples": 0, "camera_stale": 0}
+            rows[key] = {
+                "key": key,
+                "reads": 0,
+                "passages": 0,
+                "no_plate": 0,
+                "alerts": 0,
+                "hits_by_list": {},
+                "hits_by_kind": {},
+                "outcomes": dict.fromkeys(OUTCOMES, 0),
+                "tests": 0,
+                "positives": 0,
+                "positives_by_drug": {},
+                "camera_samples": 0,
+                "camera_stale": 0,
+            }
         return rows[key]
 
     for day, cp, reads, passages, no_plate in db.conn.execute(
-            "SELECT day, checkpoint, reads, passages, no_plate FROM daily_counts WHERE day BETWEEN ? AND ?", (lo, hi)):
+        "SELECT day, checkpoint, reads, passages, no_plate FROM daily_counts WHERE day BETWEEN ? AND ?",
+        (lo, hi),
+    ):
         r = row(_key(group, cp, day, by_cp))
         r["reads"] += reads
         r["passages"] += passages
@@ -154,8 +183,9 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
             r["outcomes"][outcome[0]] += 1
             acks[r["key"]].append(outcome[1])
     for cp, sampled_at, body in db.conn.execute(
-            "SELECT checkpoint, sampled_at, body FROM kit_results WHERE sampled_at >= ? AND sampled_at < ?",
-            (since, until)):
+        "SELECT checkpoint, sampled_at, body FROM kit_results WHERE sampled_at >= ? AND sampled_at < ?",
+        (since, until),
+    ):
         result = _kit_decoder.decode(body)
         r = row(_key(group, cp, day_of(sampled_at, tz).isoformat(), by_cp))
         r["tests"] += 1
@@ -164,8 +194,9 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
         for drug in drugs:
             r["positives_by_drug"][drug] = r["positives_by_drug"].get(drug, 0) + 1
     for day, cp, samples, stale in db.conn.execute(
-            "SELECT day, checkpoint, samples, stale FROM camera_samples WHERE camera = ? AND day BETWEEN ? AND ?",
-            (ALL_CAMERAS, lo, hi)):
+        "SELECT day, checkpoint, samples, stale FROM camera_samples WHERE camera = ? AND day BETWEEN ? AND ?",
+        (ALL_CAMERAS, lo, hi),
+    ):
         r = row(_key(group, cp, day, by_cp))
         r["camera_samples"] += samples
         r["camera_stale"] += stale
@@ -173,21 +204,38 @@ def summary(db: sqlite_utils.Database, group: str, first: dt.date, last: dt.date
         times = acks.get(key, [])
         r["ack_median_s"] = round(statistics.median(times), 1) if times else None
         r["ack_p90_s"] = _pct(times, 0.9)
-        r["camera_uptime"] = round(1 - r["camera_stale"] / r["camera_samples"], 4) if r["camera_samples"] else None
+        r["camera_uptime"] = (
+            round(1 - r["camera_stale"] / r["camera_samples"], 4) if r["camera_samples"] else None
+        )
     # A camera has a row only on days it went stale: its samples are its checkpoint's over the period.
-    stale_cameras = [{"checkpoint": cp, "camera": cam, "samples": s, "stale": st,
-                      "uptime": round(1 - st / s, 4) if s else None}
-                     for cp, cam, s, st in db.conn.execute(
-                         """SELECT c.checkpoint, c.camera, (SELECT SUM(a.samples) FROM camera_samples a
+    stale_cameras = [
+        {
+            "checkpoint": cp,
+            "camera": cam,
+            "samples": s,
+            "stale": st,
+            "uptime": round(1 - st / s, 4) if s else None,
+        }
+        for cp, cam, s, st in db.conn.execute(
+            """SELECT c.checkpoint, c.camera, (SELECT SUM(a.samples) FROM camera_samples a
                          WHERE a.checkpoint = c.checkpoint AND a.camera = ? AND a.day BETWEEN ? AND ?), SUM(c.stale)
                          FROM camera_samples c WHERE c.camera != ? AND c.day BETWEEN ? AND ?
-                         GROUP BY c.checkpoint, c.camera""", (ALL_CAMERAS, lo, hi, ALL_CAMERAS, lo, hi))]
-    return {"group": group, "from": lo, "to": hi, "rows": sorted(rows.values(), key=lambda r: r["key"]),
-            "stale_cameras": stale_cameras}
+                         GROUP BY c.checkpoint, c.camera""",
+            (ALL_CAMERAS, lo, hi, ALL_CAMERAS, lo, hi),
+        )
+    ]
+    return {
+        "group": group,
+        "from": lo,
+        "to": hi,
+        "rows": sorted(rows.values(), key=lambda r: r["key"]),
+        "stale_cameras": stale_cameras,
+    }
 
 
-def misreads(db: sqlite_utils.Database, first: dt.date, last: dt.date, tz: dt.timezone,
-             hidden: Hidden = None) -> dict[str, Any]:
+def misreads(
+    db: sqlite_utils.Database, first: dt.date, last: dt.date, tz: dt.timezone, hidden: Hidden = None
+) -> dict[str, Any]:
     """Misread outcomes over alerts with an outcome, per match kind and per list (``few`` when fewer
     than :data:`FEW_OUTCOMES` outcomes stand behind a rate)."""
     since, until = day_bounds(first, tz)[0], day_bounds(last, tz)[1]
@@ -205,16 +253,44 @@ def misreads(db: sqlite_utils.Database, first: dt.date, last: dt.date, tz: dt.ti
             bad_list[alert.hit.list_id] += 1
 
     def rates(total: Counter[str], bad: Counter[str], name: str) -> list[dict[str, Any]]:
-        return [{name: k, "outcomes": n, "misreads": bad[k], "rate": round(bad[k] / n, 4), "few": n < FEW_OUTCOMES}
-                for k, n in sorted(total.items())]
+        return [
+            {
+                name: k,
+                "outcomes": n,
+                "misreads": bad[k],
+                "rate": round(bad[k] / n, 4),
+                "few": n < FEW_OUTCOMES,
+            }
+            for k, n in sorted(total.items())
+        ]
 
-    return {"from": first.isoformat(), "to": last.isoformat(), "by_kind": rates(by_kind, bad_kind, "kind"),
-            "by_list": rates(by_list, bad_list, "list_id")}
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "by_kind": rates(by_kind, bad_kind, "kind"),
+        "by_list": rates(by_list, bad_list, "list_id"),
+    }
 
 
-CSV_COLUMNS = ("key", "reads", "passages", "no_plate", "alerts", "intercepted", "not_found", "misread", "released",
-               "ack_median_s", "ack_p90_s", "tests", "positives", "camera_uptime", "hits_by_list", "hits_by_kind",
-               "positives_by_drug")
+CSV_COLUMNS = (
+    "key",
+    "reads",
+    "passages",
+    "no_plate",
+    "alerts",
+    "intercepted",
+    "not_found",
+    "misread",
+    "released",
+    "ack_median_s",
+    "ack_p90_s",
+    "tests",
+    "positives",
+    "camera_uptime",
+    "hits_by_list",
+    "hits_by_kind",
+    "positives_by_drug",
+)
 
 
 def csv_rows(found: dict[str, Any]) -> list[list[str]]:

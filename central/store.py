@@ -151,7 +151,9 @@ def migrate(db: sqlite_utils.Database, record: SqliteReadStore | None = None) ->
     Migration 3 moves the ``reads`` and ``passages`` tables of an older hub.db into day files; it
     needs the record (``record``), and runs again harmlessly if a crash interrupted it.
     """
-    db.conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    db.conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
     done = {v for (v,) in db.conn.execute("SELECT version FROM schema_migrations")}
     for version, statements in enumerate(MIGRATIONS, start=1):
         if version in done:
@@ -206,14 +208,26 @@ class Counts:
 class HubStore:
     """Write side (one writer thread) and read side (short-lived connections) of the hub record."""
 
-    def __init__(self, path: str | Path, *, record_dir: str | Path | None = None, utc_offset: str = "+08:00",
-                 attached_max: int = 4, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        record_dir: str | Path | None = None,
+        utc_offset: str = "+08:00",
+        attached_max: int = 4,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
         self.path = Path(path)
-        self.record = SqliteReadStore(record_dir if record_dir is not None else self.path.parent / "record",
-                                      utc_offset=utc_offset, attached_max=attached_max)
+        self.record = SqliteReadStore(
+            record_dir if record_dir is not None else self.path.parent / "record",
+            utc_offset=utc_offset,
+            attached_max=attached_max,
+        )
         # Another process holding the file's write lock (a backup, an operator's sqlite3 shell) makes a
         # commit fail after this long; ingest then acknowledges nothing and the edges send again.
-        self._writer = SqlWriter(self.path, name="hub-store", setup=self._setup, busy_timeout_s=busy_timeout_s)
+        self._writer = SqlWriter(
+            self.path, name="hub-store", setup=self._setup, busy_timeout_s=busy_timeout_s
+        )
         self.record.bind(self._writer)
 
     def _setup(self, db: sqlite_utils.Database) -> None:
@@ -239,54 +253,122 @@ class HubStore:
         return await self._writer.run(job)
 
     # -- write helpers, called inside writer jobs ----------------------------------------------
-    def insert_event(self, db: sqlite_utils.Database, checkpoint: str, epoch: int, event: Event,
-                     edge_sent_at: float, received_at: float) -> Outcome:
+    def insert_event(
+        self,
+        db: sqlite_utils.Database,
+        checkpoint: str,
+        epoch: int,
+        event: Event,
+        edge_sent_at: float,
+        received_at: float,
+    ) -> Outcome:
         """Insert idempotently; a reused identity with other content comes back as a dead letter."""
         if isinstance(event, PlateRead | Passage):
             stored = self.record.insert(db, checkpoint, epoch, event, edge_sent_at, received_at)
-            return Outcome(inserted=stored.inserted, dead_letter=stored.conflict, seen_before=stored.seen_before)
+            return Outcome(
+                inserted=stored.inserted, dead_letter=stored.conflict, seen_before=stored.seen_before
+            )
         d = digest(event)
         taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
-        row = db.conn.execute("SELECT digest FROM events WHERE checkpoint=? AND epoch=? AND seq=?",
-                              (checkpoint, epoch, event.seq)).fetchone()
+        row = db.conn.execute(
+            "SELECT digest FROM events WHERE checkpoint=? AND epoch=? AND seq=?",
+            (checkpoint, epoch, event.seq),
+        ).fetchone()
         if row is not None:
             return Outcome(inserted=False) if row[0] == d else Outcome(inserted=False, dead_letter=taken)
         if self.record.identity_taken(db, checkpoint, epoch, event.seq, near=_made_at(event)):
             return Outcome(inserted=False, dead_letter=taken)
         db.conn.execute(
             "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
-            (checkpoint, epoch, event.seq, event_kind(event), d, received_at))
+            (checkpoint, epoch, event.seq, event_kind(event), d, received_at),
+        )
         if isinstance(event, EdgeHit):
             db.conn.execute(
                 """INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score,
                 explanation, feed_version, matcher_version, raised_at, thumbnail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (checkpoint, epoch, event.seq, event.read_seq, event.alert_id, event.entry_id, event.list_id,
-                 event.kind, event.score, event.explanation, event.feed_version, event.matcher_version,
-                 event.raised_at, event.thumbnail))
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    event.read_seq,
+                    event.alert_id,
+                    event.entry_id,
+                    event.list_id,
+                    event.kind,
+                    event.score,
+                    event.explanation,
+                    event.feed_version,
+                    event.matcher_version,
+                    event.raised_at,
+                    event.thumbnail,
+                ),
+            )
         elif isinstance(event, Gap):
             db.conn.executemany(
                 """INSERT INTO gaps (checkpoint, epoch, seq, lo, hi, count, reason, dropped_at, received_at)
                 VALUES (?,?,?,?,?,?,?,?,?)""",
-                [(checkpoint, epoch, event.seq, lo, hi, hi - lo + 1, event.reason, event.dropped_at, received_at)
-                 for lo, hi in event.ranges])
+                [
+                    (
+                        checkpoint,
+                        epoch,
+                        event.seq,
+                        lo,
+                        hi,
+                        hi - lo + 1,
+                        event.reason,
+                        event.dropped_at,
+                        received_at,
+                    )
+                    for lo, hi in event.ranges
+                ],
+            )
             db.conn.execute(
                 "INSERT INTO checkpoints (checkpoint, dropped_reads) VALUES (?, ?) ON CONFLICT(checkpoint) "
-                "DO UPDATE SET dropped_reads = dropped_reads + excluded.dropped_reads", (checkpoint, event.count))
+                "DO UPDATE SET dropped_reads = dropped_reads + excluded.dropped_reads",
+                (checkpoint, event.count),
+            )
         elif isinstance(event, AlertOutcome):
             db.conn.execute(
                 """INSERT INTO alert_outcomes (checkpoint, epoch, seq, alert_id, outcome, note, officer, acknowledged_at,
                 alert_raised_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)""",
-                (checkpoint, epoch, event.seq, event.alert_id, event.outcome, event.note, event.officer,
-                 event.acknowledged_at, event.alert_raised_at, received_at))
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    event.alert_id,
+                    event.outcome,
+                    event.note,
+                    event.officer,
+                    event.acknowledged_at,
+                    event.alert_raised_at,
+                    received_at,
+                ),
+            )
         elif isinstance(event, KitResultEvent):
             r = event.result
             db.conn.execute(
                 """INSERT INTO kit_results (checkpoint, epoch, seq, result_id, id_hash, id_last4, kit_model, result,
                 officer, sampled_at, read_at, kit_expired, outside_read_window, person_hits, body, received_at)
                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (checkpoint, epoch, event.seq, r.result_id, r.subject.id_hash, r.subject.id_last4, r.kit_model,
-                 overall_call(r.panels), event.checkpoint_officer, r.sampled_at, r.read_at, int(r.kit_expired),
-                 int(r.outside_read_window), ",".join(event.person_hits), _encoder.encode(r), received_at))
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    r.result_id,
+                    r.subject.id_hash,
+                    r.subject.id_last4,
+                    r.kit_model,
+                    overall_call(r.panels),
+                    event.checkpoint_officer,
+                    r.sampled_at,
+                    r.read_at,
+                    int(r.kit_expired),
+                    int(r.outside_read_window),
+                    ",".join(event.person_hits),
+                    _encoder.encode(r),
+                    received_at,
+                ),
+            )
         return Outcome(inserted=True)
 
     @staticmethod
@@ -294,8 +376,19 @@ class HubStore:
         cur = db.conn.execute(
             """INSERT OR IGNORE INTO alerts (alert_id, checkpoint, epoch, seq, entry_id, list_id, action, priority,
             raised_at, body) VALUES (?,?,?,?,?,?,?,?,?,?)""",
-            (alert.alert_id, alert.checkpoint, alert.epoch, alert.seq, alert.hit.entry_id, alert.hit.list_id,
-             alert.hit.action, alert.hit.priority, alert.raised_at, _encoder.encode(alert)))
+            (
+                alert.alert_id,
+                alert.checkpoint,
+                alert.epoch,
+                alert.seq,
+                alert.hit.entry_id,
+                alert.hit.list_id,
+                alert.hit.action,
+                alert.hit.priority,
+                alert.raised_at,
+                _encoder.encode(alert),
+            ),
+        )
         return cur.rowcount == 1
 
     @staticmethod
@@ -318,14 +411,18 @@ class HubStore:
         updates = ", ".join(f"{c}=excluded.{c}" for c in fields)
         db.conn.execute(
             f"INSERT INTO checkpoints ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT(checkpoint) DO UPDATE SET {updates}", (checkpoint, *fields.values()))
+            f"ON CONFLICT(checkpoint) DO UPDATE SET {updates}",
+            (checkpoint, *fields.values()),
+        )
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None:
         now = time.time()
 
         def job(db: sqlite_utils.Database) -> None:
-            db.conn.executemany("UPDATE alerts SET dispatched_at=? WHERE alert_id=? AND dispatched_at IS NULL",
-                                [(now, a) for a in alert_ids])
+            db.conn.executemany(
+                "UPDATE alerts SET dispatched_at=? WHERE alert_id=? AND dispatched_at IS NULL",
+                [(now, a) for a in alert_ids],
+            )
 
         await self._writer.run(job)
 
@@ -358,24 +455,39 @@ class HubStore:
         return self.record.purge_before(cutoff)
 
     #: What the hits retention removes: (table, time column). The audit trail is never purged.
-    HIT_TABLES = (("alerts", "raised_at"), ("alert_outcomes", "acknowledged_at"), ("edge_hits", "raised_at"),
-                  ("events", "received_at"), ("webhook_deliveries", "at"), ("gaps", "received_at"),
-                  ("dead_letters", "received_at"), ("alert_folds", "raised_at"),
-                  ("kit_results", "received_at"))
+    HIT_TABLES = (
+        ("alerts", "raised_at"),
+        ("alert_outcomes", "acknowledged_at"),
+        ("edge_hits", "raised_at"),
+        ("events", "received_at"),
+        ("webhook_deliveries", "at"),
+        ("gaps", "received_at"),
+        ("dead_letters", "received_at"),
+        ("alert_folds", "raised_at"),
+        ("kit_results", "received_at"),
+    )
 
     def purge_hits_before(self, cutoff: float) -> dict[str, int]:
         """Delete alerts, outcomes, edge hits, gap reports, dead letters and quick-test results older than
         ``cutoff`` (unix s)."""
 
         def job(db: sqlite_utils.Database) -> dict[str, int]:
-            return {table: db.conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
-                    for table, column in self.HIT_TABLES}
+            return {
+                table: db.conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
+                for table, column in self.HIT_TABLES
+            }
 
         return self._writer.submit(job).result()
 
     def undispatched_alerts(self) -> list[Alert]:
-        return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(
-            "SELECT body FROM alerts WHERE dispatched_at IS NULL ORDER BY raised_at")])
+        return self.read(
+            lambda db: [
+                _alert_decoder.decode(b)
+                for (b,) in db.conn.execute(
+                    "SELECT body FROM alerts WHERE dispatched_at IS NULL ORDER BY raised_at"
+                )
+            ]
+        )
 
     def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]:
         sql = "SELECT body FROM alerts"
@@ -391,14 +503,16 @@ class HubStore:
         def q(db: sqlite_utils.Database) -> dict[str, list[dict[str, Any]]]:
             found: dict[str, list[dict[str, Any]]] = {}
             for i in range(0, len(alert_ids), 500):
-                chunk = alert_ids[i:i + 500]
+                chunk = alert_ids[i : i + 500]
                 marks = ",".join("?" * len(chunk))
                 picked = ", ".join(f"o.{c}" for c in cols[1:])
                 for row in db.conn.execute(
-                        f"SELECT COALESCE(f.into_id, o.alert_id), {picked} FROM alert_outcomes o "
-                        f"LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.alert_id IN ({marks}) "
-                        f"OR o.alert_id IN (SELECT alert_id FROM alert_folds WHERE into_id IN ({marks})) "
-                        "ORDER BY o.acknowledged_at", (*chunk, *chunk)):
+                    f"SELECT COALESCE(f.into_id, o.alert_id), {picked} FROM alert_outcomes o "
+                    f"LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.alert_id IN ({marks}) "
+                    f"OR o.alert_id IN (SELECT alert_id FROM alert_folds WHERE into_id IN ({marks})) "
+                    "ORDER BY o.acknowledged_at",
+                    (*chunk, *chunk),
+                ):
                     found.setdefault(row[0], []).append(dict(zip(cols, row, strict=True)))
             return found
 
@@ -413,28 +527,48 @@ class HubStore:
             args = (checkpoint,)
         sql += " ORDER BY received_at DESC, lo DESC LIMIT ?"
         cols = ("checkpoint", "epoch", "lo", "hi", "count", "reason", "dropped_at", "received_at")
-        return self.read(lambda db: [dict(zip(cols, row, strict=True))
-                                     for row in db.conn.execute(sql, (*args, limit))])
+        return self.read(
+            lambda db: [dict(zip(cols, row, strict=True)) for row in db.conn.execute(sql, (*args, limit))]
+        )
 
-    def kit_results(self, checkpoint: str | None = None, since: float | None = None, until: float | None = None,
-                    result: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    def kit_results(
+        self,
+        checkpoint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        result: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
         """Quick-test results, newest first (the subject only as hash and last four)."""
         where, args = [], []
-        for cond, value in (("checkpoint = ?", checkpoint), ("sampled_at >= ?", since), ("sampled_at < ?", until),
-                            ("result = ?", result)):
+        for cond, value in (
+            ("checkpoint = ?", checkpoint),
+            ("sampled_at >= ?", since),
+            ("sampled_at < ?", until),
+            ("result = ?", result),
+        ):
             if value is not None:
                 where.append(cond)
                 args.append(value)
-        sql = ("SELECT checkpoint, epoch, seq, officer, person_hits, body, received_at FROM kit_results"
-               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY sampled_at DESC LIMIT ?")
+        sql = (
+            "SELECT checkpoint, epoch, seq, officer, person_hits, body, received_at FROM kit_results"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY sampled_at DESC LIMIT ?"
+        )
 
         def q(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             out = []
             for cp, epoch, seq, officer, hits, body, received in db.conn.execute(sql, (*args, limit)):
                 record = msgspec.json.decode(body)
-                record.update(checkpoint=cp, epoch=epoch, seq=seq, recorded_by=officer, received_at=received,
-                              person_hits=[h for h in hits.split(",") if h],
-                              result=overall_call(msgspec.json.decode(body, type=KitResult).panels))
+                record.update(
+                    checkpoint=cp,
+                    epoch=epoch,
+                    seq=seq,
+                    recorded_by=officer,
+                    received_at=received,
+                    person_hits=[h for h in hits.split(",") if h],
+                    result=overall_call(msgspec.json.decode(body, type=KitResult).panels),
+                )
                 out.append(record)
             return out
 
@@ -447,10 +581,19 @@ class HubStore:
         def q(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             rows = db.conn.execute(
                 "SELECT checkpoint, online, epoch, status, last_seen, clock_offset_s, dropped_reads FROM checkpoints "
-                "ORDER BY checkpoint")
-            return [{"checkpoint": c, "online": bool(o), "epoch": e,
-                     "status": msgspec.json.decode(s) if s else None, "last_seen": ls, "clock_offset_s": off,
-                     "dropped_reads": dropped}
-                    for c, o, e, s, ls, off, dropped in rows]
+                "ORDER BY checkpoint"
+            )
+            return [
+                {
+                    "checkpoint": c,
+                    "online": bool(o),
+                    "epoch": e,
+                    "status": msgspec.json.decode(s) if s else None,
+                    "last_seen": ls,
+                    "clock_offset_s": off,
+                    "dropped_reads": dropped,
+                }
+                for c, o, e, s, ls, off, dropped in rows
+            ]
 
         return self.read(q)

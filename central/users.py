@@ -76,9 +76,16 @@ class User:
         return Principal(self.username, self.role, self.checkpoint, self.generation)
 
     def public(self) -> dict[str, object]:
-        return {"username": self.username, "display_name": self.display_name, "role": self.role,
-                "checkpoint": self.checkpoint, "disabled": self.disabled, "has_token": self.has_token,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role,
+            "checkpoint": self.checkpoint,
+            "disabled": self.disabled,
+            "has_token": self.has_token,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 def check_password_rules(password: str) -> None:
@@ -104,7 +111,9 @@ def _validate(username: str, role: str, checkpoint: str | None) -> None:
         raise UserError("only officers are bound to a checkpoint")
 
 
-_COLUMNS = "username, display_name, role, checkpoint, disabled, generation, created_at, updated_at, token_hash"
+_COLUMNS = (
+    "username, display_name, role, checkpoint, disabled, generation, created_at, updated_at, token_hash"
+)
 
 
 def _user(row: tuple) -> User:
@@ -112,15 +121,25 @@ def _user(row: tuple) -> User:
 
 
 # -- writer-thread operations (inside HubStore.run / submit jobs) ---------------------------------
-def add(db: sqlite_utils.Database, username: str, role: str, password_hash: str, *, display_name: str = "",
-        checkpoint: str | None = None, now: float | None = None) -> User:
+def add(
+    db: sqlite_utils.Database,
+    username: str,
+    role: str,
+    password_hash: str,
+    *,
+    display_name: str = "",
+    checkpoint: str | None = None,
+    now: float | None = None,
+) -> User:
     _validate(username, role, checkpoint)
     now = time.time() if now is None else now
     if db.conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
         raise UserError(f"user {username!r} exists already")
-    db.conn.execute("INSERT INTO users (username, display_name, role, checkpoint, password_hash, created_at, "
-                    "updated_at) VALUES (?,?,?,?,?,?,?)",
-                    (username, display_name or username, role, checkpoint, password_hash, now, now))
+    db.conn.execute(
+        "INSERT INTO users (username, display_name, role, checkpoint, password_hash, created_at, "
+        "updated_at) VALUES (?,?,?,?,?,?,?)",
+        (username, display_name or username, role, checkpoint, password_hash, now, now),
+    )
     return get(db, username)
 
 
@@ -137,15 +156,19 @@ def all_users(db: sqlite_utils.Database) -> list[User]:
 
 def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool) -> User:
     get(db, username)
-    db.conn.execute("UPDATE users SET disabled = ?, generation = generation + 1, updated_at = ? WHERE username = ?",
-                    (int(disabled), time.time(), username))
+    db.conn.execute(
+        "UPDATE users SET disabled = ?, generation = generation + 1, updated_at = ? WHERE username = ?",
+        (int(disabled), time.time(), username),
+    )
     return get(db, username)
 
 
 def set_password(db: sqlite_utils.Database, username: str, password_hash: str) -> User:
     get(db, username)
-    db.conn.execute("UPDATE users SET password_hash = ?, generation = generation + 1, updated_at = ? "
-                    "WHERE username = ?", (password_hash, time.time(), username))
+    db.conn.execute(
+        "UPDATE users SET password_hash = ?, generation = generation + 1, updated_at = ? WHERE username = ?",
+        (password_hash, time.time(), username),
+    )
     return get(db, username)
 
 
@@ -153,8 +176,10 @@ def new_token(db: sqlite_utils.Database, username: str) -> str:
     """A fresh API token for the account (replacing any earlier one); returned once, stored hashed."""
     get(db, username)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.conn.execute("UPDATE users SET token_hash = ?, updated_at = ? WHERE username = ?",
-                    (_token_hash(token), time.time(), username))
+    db.conn.execute(
+        "UPDATE users SET token_hash = ?, updated_at = ? WHERE username = ?",
+        (_token_hash(token), time.time(), username),
+    )
     return token
 
 
@@ -163,18 +188,30 @@ def _token_hash(token: str) -> str:
 
 
 def officer_checkpoints(db: sqlite_utils.Database) -> list[str]:
-    return [cp for (cp,) in db.conn.execute(
-        "SELECT DISTINCT checkpoint FROM users WHERE role = 'officer' AND checkpoint IS NOT NULL ORDER BY checkpoint")]
+    return [
+        cp
+        for (cp,) in db.conn.execute(
+            "SELECT DISTINCT checkpoint FROM users WHERE role = 'officer' AND checkpoint IS NOT NULL ORDER BY checkpoint"
+        )
+    ]
 
 
 def officer_accounts(db: sqlite_utils.Database, checkpoint: str) -> OfficerAccounts:
     """What a checkpoint's edge gets: its officers' hashes and state (retained on its accounts topic)."""
     rows = db.conn.execute(
         "SELECT username, display_name, password_hash, disabled, generation FROM users "
-        "WHERE role = 'officer' AND checkpoint = ? ORDER BY username", (checkpoint,))
-    return OfficerAccounts(v=SCHEMA_VERSION, checkpoint=checkpoint, sent_at=time.time(), accounts=[
-        OfficerAccount(username=u, display_name=d, password_hash=h, disabled=bool(x), generation=g)
-        for u, d, h, x, g in rows])
+        "WHERE role = 'officer' AND checkpoint = ? ORDER BY username",
+        (checkpoint,),
+    )
+    return OfficerAccounts(
+        v=SCHEMA_VERSION,
+        checkpoint=checkpoint,
+        sent_at=time.time(),
+        accounts=[
+            OfficerAccount(username=u, display_name=d, password_hash=h, disabled=bool(x), generation=g)
+            for u, d, h, x, g in rows
+        ],
+    )
 
 
 # -- read side -----------------------------------------------------------------------------------------
@@ -207,7 +244,11 @@ class Directory:
         """Check a password (slow on purpose: call from a thread); None for any failure."""
         with self._lock:
             user, stored = self._users.get(username), self._hashes.get(username)
-        if not passwords.verify(stored if user is not None else None, password) or user is None or user.disabled:
+        if (
+            not passwords.verify(stored if user is not None else None, password)
+            or user is None
+            or user.disabled
+        ):
             return None
         return user.principal()
 
@@ -224,7 +265,11 @@ class Directory:
         with self._lock:
             user = self._users.get(principal.name)
         if user is None:
-            return principal.name == ACCESS_CODE_PRINCIPAL  # the shared access code's session (not an account)
+            return (
+                principal.name == ACCESS_CODE_PRINCIPAL
+            )  # the shared access code's session (not an account)
         return not user.disabled and user.generation == principal.generation and user.role == principal.role
+
+
 #: Who may see the command center's numbers (aggregates, no plates).
 STATISTICIANS = roles("commander", "analyst", "admin", "auditor")

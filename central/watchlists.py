@@ -73,16 +73,30 @@ def parse_csv(text: str, source: str = "csv", into: LoadedLists | None = None) -
             continue
         wl = out.lists.get(name) or new_lists.get(name)
         if wl is None:
-            wl = new_lists[name] = Watchlist(list_id=name, name=name, action=action, priority=priority,
-                                             alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT}),
-                                             source=source)
+            wl = new_lists[name] = Watchlist(
+                list_id=name,
+                name=name,
+                action=action,
+                priority=priority,
+                alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT}),
+                source=source,
+            )
         elif wl.action != action or wl.priority != priority:
-            problems.append(f"line {line}: list {name!r} already has action {wl.action} priority {wl.priority}")
+            problems.append(
+                f"line {line}: list {name!r} already has action {wl.action} priority {wl.priority}"
+            )
             continue
-        new_entries.append(Entry(entry_id=f"{name}:{norm.plate}", list_id=name, plate=norm.plate,
-                                 colour=colour.value if colour else None,
-                                 vehicle_type=(row.get("vehicle_type") or "").strip() or None,
-                                 reason=(row.get("reason") or "").strip(), created_by=source))
+        new_entries.append(
+            Entry(
+                entry_id=f"{name}:{norm.plate}",
+                list_id=name,
+                plate=norm.plate,
+                colour=colour.value if colour else None,
+                vehicle_type=(row.get("vehicle_type") or "").strip() or None,
+                reason=(row.get("reason") or "").strip(),
+                created_by=source,
+            )
+        )
     if problems:
         raise WatchlistFileError(source, problems)
     out.lists.update(new_lists)
@@ -108,8 +122,13 @@ class HubWatchlists:
     def __len__(self) -> int:
         return len(self.index)
 
-    def build(self, lists: list[Watchlist], entries: list[Entry], feed_version: int = 0,
-              permit_rules: list[PermitRule] | None = None) -> None:
+    def build(
+        self,
+        lists: list[Watchlist],
+        entries: list[Entry],
+        feed_version: int = 0,
+        permit_rules: list[PermitRule] | None = None,
+    ) -> None:
         self.lists = {wl.list_id: wl for wl in lists}
         self.permit_rules = list(permit_rules or [])
         index = PlateIndex()

@@ -110,19 +110,23 @@ async def health(request: web.Request) -> web.Response:
     ingest, link, store = app[keys.INGEST], app[keys.LINK], app[keys.STORE]
     reasons = []
     if not link.connected:
-        reasons.append(f"broker link {link.state.value}" + (f": {link.last_error}" if link.last_error else ""))
+        reasons.append(
+            f"broker link {link.state.value}" + (f": {link.last_error}" if link.last_error else "")
+        )
     if store.writer_error:
         reasons.append(f"store writer: {store.writer_error}")
     base = app[keys.BASE_COUNTS]
-    return _json({
-        "status": "degraded" if reasons else "ok",
-        "reasons": reasons,
-        "checkpoints_online": checkpoints_online(app),
-        "reads_total": base.reads + ingest.metrics.reads,
-        "alerts_total": base.alerts + ingest.metrics.alerts,
-        "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
-        "watchlist_entries": len(app[keys.WATCHLISTS]),
-    })
+    return _json(
+        {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "checkpoints_online": checkpoints_online(app),
+            "reads_total": base.reads + ingest.metrics.reads,
+            "alerts_total": base.alerts + ingest.metrics.alerts,
+            "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
+            "watchlist_entries": len(app[keys.WATCHLISTS]),
+        }
+    )
 
 
 def _limit(request: web.Request, default: int = 100) -> int:
@@ -202,14 +206,28 @@ async def kit_results(request: web.Request) -> web.Response:
     if result not in (None, "positive", "negative", "invalid"):
         raise json_error(web.HTTPBadRequest, "result is positive, negative or invalid")
     store, principal = request.app[keys.STORE], principal_of(request)
-    checkpoint, since, until = request.query.get("checkpoint") or None, _time_param(request, "since"), \
-        _time_param(request, "until")
+    checkpoint, since, until = (
+        request.query.get("checkpoint") or None,
+        _time_param(request, "since"),
+        _time_param(request, "until"),
+    )
     rows = await asyncio.to_thread(store.kit_results, checkpoint, since, until, result, _limit(request))
     # Test results are health data: who looked at which of them is on the record.
-    await store.run(lambda db: audit.append(db, principal.name if principal else "?",
-                                            principal.role if principal else "", "kit_results.read",
-                                            detail={"checkpoint": checkpoint, "since": since, "until": until,
-                                                    "result": result, "rows": len(rows)}))
+    await store.run(
+        lambda db: audit.append(
+            db,
+            principal.name if principal else "?",
+            principal.role if principal else "",
+            "kit_results.read",
+            detail={
+                "checkpoint": checkpoint,
+                "since": since,
+                "until": until,
+                "result": result,
+                "rows": len(rows),
+            },
+        )
+    )
     return _json({"kit_results": rows})
 
 
@@ -232,25 +250,33 @@ async def audit_login(request: web.Request, account: str, principal: Principal |
     if principal is None:
         await store.run(lambda db: audit.append(db, account, "", "login.failed", detail={"remote": remote}))
     else:
-        await store.run(lambda db: audit.append(db, principal.name, principal.role, "login",
-                                                detail={"remote": remote}))
+        await store.run(
+            lambda db: audit.append(db, principal.name, principal.role, "login", detail={"remote": remote})
+        )
 
 
 def _audit_filters(request: web.Request) -> dict[str, Any]:
     q = request.query
     try:
-        return {"since": float(q["since"]) if q.get("since") else None,
-                "until": float(q["until"]) if q.get("until") else None,
-                "before_id": int(q["before_id"]) if q.get("before_id") else None,
-                "actor": q.get("actor") or None, "action": q.get("action") or None}
+        return {
+            "since": float(q["since"]) if q.get("since") else None,
+            "until": float(q["until"]) if q.get("until") else None,
+            "before_id": int(q["before_id"]) if q.get("before_id") else None,
+            "actor": q.get("actor") or None,
+            "action": q.get("action") or None,
+        }
     except ValueError:
-        raise json_error(web.HTTPBadRequest, "since/until are unix seconds, before_id a whole number") from None
+        raise json_error(
+            web.HTTPBadRequest, "since/until are unix seconds, before_id a whole number"
+        ) from None
 
 
 async def audit_trail(request: web.Request) -> web.Response:
     """The audit trail, newest first (``since``, ``until``, ``actor``, ``action``, ``before_id``, ``limit``)."""
     filters, limit = _audit_filters(request), _limit(request)
-    found = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: audit.records(db, limit=limit, **filters))
+    found = await asyncio.to_thread(
+        request.app[keys.STORE].read, lambda db: audit.records(db, limit=limit, **filters)
+    )
     return _json({"records": [r.as_dict() for r in found]})
 
 
@@ -259,17 +285,27 @@ async def audit_export(request: web.Request) -> web.Response:
     filters = _audit_filters(request)
     principal = principal_of(request)
     store = request.app[keys.STORE]
-    await store.run(lambda db: audit.append(db, principal.name if principal else "?",
-                                            principal.role if principal else "", "audit.export",
-                                            detail={k: v for k, v in filters.items() if v is not None}))
+    await store.run(
+        lambda db: audit.append(
+            db,
+            principal.name if principal else "?",
+            principal.role if principal else "",
+            "audit.export",
+            detail={k: v for k, v in filters.items() if v is not None},
+        )
+    )
     found = await asyncio.to_thread(store.read, lambda db: audit.records(db, **filters))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(audit.COLUMNS)
     for r in reversed(found):
         writer.writerow([getattr(r, c) for c in audit.COLUMNS])
-    return web.Response(body=out.getvalue().encode("utf-8-sig"), content_type="text/csv", charset="utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="cordon-audit.csv"'})
+    return web.Response(
+        body=out.getvalue().encode("utf-8-sig"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="cordon-audit.csv"'},
+    )
 
 
 def _moment(text: str | None, name: str, default: float) -> float:
@@ -282,7 +318,9 @@ def _moment(text: str | None, name: str, default: float) -> float:
         try:
             moment = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise json_error(web.HTTPBadRequest, f"{name} must be unix seconds or ISO 8601 with an offset") from None
+            raise json_error(
+                web.HTTPBadRequest, f"{name} must be unix seconds or ISO 8601 with an offset"
+            ) from None
         if moment.tzinfo is None:
             raise json_error(web.HTTPBadRequest, f"{name} needs a UTC offset (e.g. +08:00)") from None
         value = moment.timestamp()
@@ -298,10 +336,14 @@ async def reads(request: web.Request) -> web.Response:
     q, app = request.query, request.app
     plate, pattern = q.get("plate", "").strip(), q.get("pattern", "").strip()
     if bool(plate) == bool(pattern):
-        raise json_error(web.HTTPBadRequest, "give exactly one of plate (exact) and pattern (partial, * and ?)")
+        raise json_error(
+            web.HTTPBadRequest, "give exactly one of plate (exact) and pattern (partial, * and ?)"
+        )
     reason = q.get("reason", "").strip()
     if not reason:
-        raise json_error(web.HTTPBadRequest, "reason is required: every search of the record is logged with it")
+        raise json_error(
+            web.HTTPBadRequest, "reason is required: every search of the record is logged with it"
+        )
     if len(reason) > MAX_REASON_CHARS:
         raise json_error(web.HTTPBadRequest, f"reason is longer than {MAX_REASON_CHARS} characters")
     until = _moment(q.get("until"), "until", time.time())
@@ -317,17 +359,40 @@ async def reads(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, "checkpoint is longer than 128 characters")
     record = app[keys.STORE].record
     principal = principal_of(request)
-    if since < time.time() - OLD_DATA_DAYS * 86400 and (principal is None or principal.role not in OLD_DATA_ROLES):
-        raise json_error(web.HTTPForbidden, f"records older than {OLD_DATA_DAYS} days need a commander's role",
-                         allowed=sorted(OLD_DATA_ROLES))
+    if since < time.time() - OLD_DATA_DAYS * 86400 and (
+        principal is None or principal.role not in OLD_DATA_ROLES
+    ):
+        raise json_error(
+            web.HTTPForbidden,
+            f"records older than {OLD_DATA_DAYS} days need a commander's role",
+            allowed=sorted(OLD_DATA_ROLES),
+        )
     actor, role = (principal.name, principal.role) if principal else ("?", "")
-    await app[keys.STORE].run(lambda db: audit.append(
-        db, actor, role, "record.search", target=plate or pattern, reason=reason,
-        detail={"kind": "plate" if plate else "pattern", "since": round(since), "until": round(until),
-                "checkpoint": checkpoint}))
-    log.info("record search by %s: %s=%r since=%s until=%s reason=%r",
-             principal.name if principal else "?", "plate" if plate else "pattern", plate or pattern,
-             round(since), round(until), reason)
+    await app[keys.STORE].run(
+        lambda db: audit.append(
+            db,
+            actor,
+            role,
+            "record.search",
+            target=plate or pattern,
+            reason=reason,
+            detail={
+                "kind": "plate" if plate else "pattern",
+                "since": round(since),
+                "until": round(until),
+                "checkpoint": checkpoint,
+            },
+        )
+    )
+    log.info(
+        "record search by %s: %s=%r since=%s until=%s reason=%r",
+        principal.name if principal else "?",
+        "plate" if plate else "pattern",
+        plate or pattern,
+        round(since),
+        round(until),
+        reason,
+    )
     try:
         if plate:
             found = await asyncio.to_thread(record.search_exact, plate, since, until, limit, checkpoint)
@@ -335,8 +400,15 @@ async def reads(request: web.Request) -> web.Response:
             found = await asyncio.to_thread(record.search_pattern, pattern, since, until, limit, checkpoint)
     except PatternError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    return _json({"reads": found.reads, "truncated": found.truncated, "days_searched": found.days,
-                  "since": since, "until": until})
+    return _json(
+        {
+            "reads": found.reads,
+            "truncated": found.truncated,
+            "days_searched": found.days,
+            "since": since,
+            "until": until,
+        }
+    )
 
 
 async def live(request: web.Request) -> web.WebSocketResponse:
@@ -344,10 +416,16 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     Covert alerts reach only the roles allowed to see them."""
     app = request.app
     covert = sees_covert(request)
-    recent = await asyncio.to_thread(app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts,
-                                     covert)
-    first: list[Any] = [{"type": "hello", "checkpoints": list(app[keys.CHECKPOINTS].values()),
-                         "escalate_after_s": app[keys.SETTINGS].console.escalate_after_s}]
+    recent = await asyncio.to_thread(
+        app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts, covert
+    )
+    first: list[Any] = [
+        {
+            "type": "hello",
+            "checkpoints": list(app[keys.CHECKPOINTS].values()),
+            "escalate_after_s": app[keys.SETTINGS].console.escalate_after_s,
+        }
+    ]
     if not covert:
         recent = [a for a in recent if not _privileged_only(app, a)]
     first += [{"type": "alert", "alert": a} for a in reversed(recent)]
@@ -361,9 +439,17 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     commander = principal is not None and principal.role in COMMANDER_ROLES
 
     def encode(frame: dict[str, Any]) -> str | None:
-        if not covert and frame.get("type") in ("alert", "alert_folded") and _privileged_only(app, frame["alert"]):
+        if (
+            not covert
+            and frame.get("type") in ("alert", "alert_folded")
+            and _privileged_only(app, frame["alert"])
+        ):
             return None
-        if not covert and frame.get("type") == "escalation" and _restricted_list(app, frame["escalation"]["list_id"]):
+        if (
+            not covert
+            and frame.get("type") == "escalation"
+            and _restricted_list(app, frame["escalation"]["list_id"])
+        ):
             return None
         if commander and frame.get("type") == "escalation":
             # The shift commander's console: the same escalation, flagged for a notice of its own.
@@ -379,41 +465,71 @@ async def metrics(request: web.Request) -> web.Response:
     by_kind = Metric("cordon_hub_alerts_total", "counter", "alerts raised since start, by match kind")
     for kind, count in sorted(m.alerts_by_kind.items()):
         by_kind.add(count, kind=kind)
-    text = render([
-        Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(m.messages),
-        Metric("cordon_hub_reads_ingested_total", "counter", "reads committed since start").add(m.reads),
-        Metric("cordon_hub_duplicates_total", "counter", "resent events already stored").add(m.duplicates),
-        Metric("cordon_hub_batches_committed_total", "counter", "messages committed").add(m.batches_committed),
-        Metric("cordon_hub_commit_seconds_total", "counter", "time from receipt to commit, summed").add(
-            m.commit_seconds_total),
-        Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(m.commit_failures),
-        Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(m.dead_letters),
-        *_webhook_metrics(app),
-        Metric("cordon_hub_bad_signatures_total", "counter",
-               "edge messages refused for a missing or wrong signature").add(m.bad_signatures),
-        Metric("cordon_hub_gap_reads_total", "counter",
-               "plain reads edges reported dropped at their outbox quota, since start").add(m.gap_reads),
-        by_kind,
-        Metric("cordon_hub_alerts_dispatched_total", "counter", "alerts handed to console and edges").add(
-            app[keys.DISPATCHER].dispatched),
-        Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
-            checkpoints_online(app)),
-        Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(int(link.connected)),
-        Metric("cordon_hub_store_writer_ok", "gauge", "1 when the last commit succeeded").add(
-            int(store.writer_error is None)),
-        Metric("cordon_hub_watchlist_version", "gauge", "field feed version").add(wl.index.feed_version),
-        Metric("cordon_hub_watchlist_entries", "gauge", "entries in the hub's index").add(len(wl)),
-        Metric("cordon_hub_record_days", "gauge", "days of plain reads held (one file each)").add(
-            len(await asyncio.to_thread(store.record.days))),
-        Metric("cordon_hub_record_days_purged_total", "counter", "days of plain reads purged since start").add(
-            len(app[keys.PURGED_DAYS])),
-    ])
+    text = render(
+        [
+            Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(
+                m.messages
+            ),
+            Metric("cordon_hub_reads_ingested_total", "counter", "reads committed since start").add(m.reads),
+            Metric("cordon_hub_duplicates_total", "counter", "resent events already stored").add(
+                m.duplicates
+            ),
+            Metric("cordon_hub_batches_committed_total", "counter", "messages committed").add(
+                m.batches_committed
+            ),
+            Metric("cordon_hub_commit_seconds_total", "counter", "time from receipt to commit, summed").add(
+                m.commit_seconds_total
+            ),
+            Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(
+                m.commit_failures
+            ),
+            Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(
+                m.dead_letters
+            ),
+            *_webhook_metrics(app),
+            Metric(
+                "cordon_hub_bad_signatures_total",
+                "counter",
+                "edge messages refused for a missing or wrong signature",
+            ).add(m.bad_signatures),
+            Metric(
+                "cordon_hub_gap_reads_total",
+                "counter",
+                "plain reads edges reported dropped at their outbox quota, since start",
+            ).add(m.gap_reads),
+            by_kind,
+            Metric("cordon_hub_alerts_dispatched_total", "counter", "alerts handed to console and edges").add(
+                app[keys.DISPATCHER].dispatched
+            ),
+            Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
+                checkpoints_online(app)
+            ),
+            Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(
+                int(link.connected)
+            ),
+            Metric("cordon_hub_store_writer_ok", "gauge", "1 when the last commit succeeded").add(
+                int(store.writer_error is None)
+            ),
+            Metric("cordon_hub_watchlist_version", "gauge", "field feed version").add(wl.index.feed_version),
+            Metric("cordon_hub_watchlist_entries", "gauge", "entries in the hub's index").add(len(wl)),
+            Metric("cordon_hub_record_days", "gauge", "days of plain reads held (one file each)").add(
+                len(await asyncio.to_thread(store.record.days))
+            ),
+            Metric(
+                "cordon_hub_record_days_purged_total", "counter", "days of plain reads purged since start"
+            ).add(len(app[keys.PURGED_DAYS])),
+        ]
+    )
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
 
 
 def _webhook_metrics(app: web.Application) -> list[Metric]:
-    delivered = Metric("cordon_hub_webhook_delivered_total", "counter", "alerts a webhook took (2xx), since start")
-    failed = Metric("cordon_hub_webhook_failed_total", "counter", "alerts a webhook refused or that were given up")
+    delivered = Metric(
+        "cordon_hub_webhook_delivered_total", "counter", "alerts a webhook took (2xx), since start"
+    )
+    failed = Metric(
+        "cordon_hub_webhook_failed_total", "counter", "alerts a webhook refused or that were given up"
+    )
     retries = Metric("cordon_hub_webhook_retries_total", "counter", "webhook attempts that will be retried")
     sender = app[keys.DISPATCHER].webhooks
     for s in sender.status() if sender is not None else []:
@@ -425,7 +541,9 @@ def _webhook_metrics(app: web.Application) -> list[Metric]:
 
 async def openapi(request: web.Request) -> web.FileResponse:
     """This API described in OpenAPI 3 (kept true by tests/test_openapi.py)."""
-    return web.FileResponse(Path(__file__).with_name("openapi.json"), headers={"Content-Type": "application/json"})
+    return web.FileResponse(
+        Path(__file__).with_name("openapi.json"), headers={"Content-Type": "application/json"}
+    )
 
 
 def add_routes(app: web.Application) -> None:

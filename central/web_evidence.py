@@ -27,6 +27,8 @@ POLICY = {"evidence": STAFF}
 def _restricted(app: web.Application, list_id: str) -> bool:
     watchlist = app[keys.WATCHLISTS].lists.get(list_id)
     return watchlist is not None and watchlist.restricted
+
+
 _decoder = msgspec.json.Decoder(Alert)
 
 
@@ -34,7 +36,8 @@ def _alerts_naming(db, checkpoint: str, epoch: int, seq: int) -> list[Alert]:  #
     """Alerts of this read, and clone alerts that name it as the other read ("rule:clone:CP/epoch/seq")."""
     rows = db.conn.execute(
         "SELECT body FROM alerts WHERE (checkpoint = ? AND epoch = ? AND seq = ?) OR entry_id = ?",
-        (checkpoint, epoch, seq, f"rule:clone:{checkpoint}/{epoch}/{seq}")).fetchall()
+        (checkpoint, epoch, seq, f"rule:clone:{checkpoint}/{epoch}/{seq}"),
+    ).fetchall()
     return [_decoder.decode(body) for (body,) in rows]
 
 
@@ -50,10 +53,13 @@ async def evidence(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, f"no such evidence: kind is one of {', '.join(KINDS)}")
     principal = principal_of(request)
     role = principal.role if principal is not None else ""
-    found = await asyncio.to_thread(app[keys.STORE].read, lambda db: _alerts_naming(db, checkpoint, epoch, seq))
+    found = await asyncio.to_thread(
+        app[keys.STORE].read, lambda db: _alerts_naming(db, checkpoint, epoch, seq)
+    )
     if found:
-        allowed = role in COVERT_ROLES or any(not hidden_from_checkpoints(a, lambda lid: _restricted(app, lid))
-                                              for a in found)
+        allowed = role in COVERT_ROLES or any(
+            not hidden_from_checkpoints(a, lambda lid: _restricted(app, lid)) for a in found
+        )
     else:
         allowed = role in SEARCHERS
     if not allowed:
@@ -61,8 +67,9 @@ async def evidence(request: web.Request) -> web.Response:
     online = bool(app[keys.CHECKPOINTS].get(checkpoint, {}).get("online"))
     outcome = await app[keys.EVIDENCE].fetch((checkpoint, epoch, seq, kind), online)
     if outcome.data is not None:
-        return web.Response(body=outcome.data, content_type="image/jpeg",
-                            headers={"Cache-Control": "private, max-age=3600"})
+        return web.Response(
+            body=outcome.data, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
     if outcome.pending:
         status = web.HTTPGatewayTimeout if online else web.HTTPConflict
         raise json_error(status, outcome.error or "requested", pending=True)

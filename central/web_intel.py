@@ -47,13 +47,16 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 async def _guarded(request: web.Request, action: str, detail: dict[str, Any]) -> tuple[str, float, float]:
     """Plate, since, until of a record query that may run: reason given, range and age allowed, audited."""
     from . import web as hub_web  # here: central.web imports this module for its POLICY
+
     q, app = request.query, request.app
     plate = q.get("plate", "").strip().upper()
     if not plate:
         raise json_error(web.HTTPBadRequest, "plate is required")
     reason = q.get("reason", "").strip()
     if not reason:
-        raise json_error(web.HTTPBadRequest, "reason is required: every query of the record is logged with it")
+        raise json_error(
+            web.HTTPBadRequest, "reason is required: every query of the record is logged with it"
+        )
     if len(reason) > hub_web.MAX_REASON_CHARS:
         raise json_error(web.HTTPBadRequest, f"reason is longer than {hub_web.MAX_REASON_CHARS} characters")
     until = hub_web._moment(q.get("to") or q.get("until"), "to", time.time())
@@ -65,15 +68,34 @@ async def _guarded(request: web.Request, action: str, detail: dict[str, Any]) ->
         raise json_error(web.HTTPBadRequest, f"a query spans at most {max_days} days")
     principal = principal_of(request)
     if since < time.time() - hub_web.OLD_DATA_DAYS * 86400 and (
-            principal is None or principal.role not in hub_web.OLD_DATA_ROLES):
-        raise json_error(web.HTTPForbidden, f"records older than {hub_web.OLD_DATA_DAYS} days need a commander's role",
-                         allowed=sorted(hub_web.OLD_DATA_ROLES))
+        principal is None or principal.role not in hub_web.OLD_DATA_ROLES
+    ):
+        raise json_error(
+            web.HTTPForbidden,
+            f"records older than {hub_web.OLD_DATA_DAYS} days need a commander's role",
+            allowed=sorted(hub_web.OLD_DATA_ROLES),
+        )
     actor, role = (principal.name, principal.role) if principal else ("?", "")
-    await app[keys.STORE].run(lambda db: audit.append(
-        db, actor, role, action, target=plate, reason=reason,
-        detail={**detail, "since": round(since), "until": round(until)}))
-    log.info("%s by %s: plate=%r since=%s until=%s reason=%r", action, actor, plate, round(since), round(until),
-             reason)
+    await app[keys.STORE].run(
+        lambda db: audit.append(
+            db,
+            actor,
+            role,
+            action,
+            target=plate,
+            reason=reason,
+            detail={**detail, "since": round(since), "until": round(until)},
+        )
+    )
+    log.info(
+        "%s by %s: plate=%r since=%s until=%s reason=%r",
+        action,
+        actor,
+        plate,
+        round(since),
+        round(until),
+        reason,
+    )
     return plate, since, until
 
 
@@ -86,8 +108,16 @@ async def intel_route(request: web.Request) -> web.Response:
         found = await asyncio.to_thread(request.app[keys.STORE].record.route, plate, since, until)
     except PatternError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    return hub_web._json({"plate": plate, "passages": found.reads, "truncated": found.truncated,
-                          "days_searched": found.days, "since": since, "until": until})
+    return hub_web._json(
+        {
+            "plate": plate,
+            "passages": found.reads,
+            "truncated": found.truncated,
+            "days_searched": found.days,
+            "since": since,
+            "until": until,
+        }
+    )
 
 
 async def intel_companions(request: web.Request) -> web.Response:
@@ -98,15 +128,27 @@ async def intel_companions(request: web.Request) -> web.Response:
     window = _number(request, "window_s", 120.0, 1.0, MAX_WINDOW_S)
     min_shared = int(_number(request, "min_shared", 3.0, 1.0, MAX_SHARED))
     limit = int(_number(request, "limit", 20.0, 1.0, 200.0))
-    plate, since, until = await _guarded(request, "intel.companions", {"window_s": window, "min_shared": min_shared})
+    plate, since, until = await _guarded(
+        request, "intel.companions", {"window_s": window, "min_shared": min_shared}
+    )
     try:
-        found = await asyncio.to_thread(request.app[keys.STORE].record.companions, plate, since, until, window,
-                                        min_shared, limit)
+        found = await asyncio.to_thread(
+            request.app[keys.STORE].record.companions, plate, since, until, window, min_shared, limit
+        )
     except PatternError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    return hub_web._json({"plate": plate, "route": found.route, "companions": msgspec.to_builtins(found.found),
-                          "candidates": found.candidates, "window_s": window, "min_shared": min_shared,
-                          "since": since, "until": until})
+    return hub_web._json(
+        {
+            "plate": plate,
+            "route": found.route,
+            "companions": msgspec.to_builtins(found.found),
+            "candidates": found.candidates,
+            "window_s": window,
+            "min_shared": min_shared,
+            "since": since,
+            "until": until,
+        }
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -152,11 +152,14 @@ async def entries(request: web.Request) -> web.Response:
         if get_list(db, list_id) is None:
             return None
         pattern = "%" + normalize_pattern(needle).replace("%", "").replace("_", "") + "%"
-        rows = db.conn.execute("SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id "
-                               "LIMIT ? OFFSET ?", (list_id, pattern, limit, offset))
+        rows = db.conn.execute(
+            "SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id LIMIT ? OFFSET ?",
+            (list_id, pattern, limit, offset),
+        )
         found = [msgspec.json.decode(b, type=Entry) for (b,) in rows]
-        (total,) = db.conn.execute("SELECT count(*) FROM wl_entries WHERE list_id=? AND plate LIKE ?",
-                                   (list_id, pattern)).fetchone()
+        (total,) = db.conn.execute(
+            "SELECT count(*) FROM wl_entries WHERE list_id=? AND plate LIKE ?", (list_id, pattern)
+        ).fetchone()
         return found, total
 
     result = await asyncio.to_thread(request.app[keys.STORE].read, q)
@@ -185,9 +188,18 @@ async def entry_save(request: web.Request) -> web.Response:
         colour = parsed.value
     if data.valid_from is not None and data.valid_until is not None and data.valid_from >= data.valid_until:
         raise json_error(web.HTTPBadRequest, "valid_from must be before valid_until")
-    entry = Entry(entry_id=data.entry_id or f"{list_id}:{plate}", list_id=list_id, plate=plate, colour=colour,
-                  vehicle_type=data.vehicle_type, reason=data.reason, case_ref=data.case_ref,
-                  valid_from=data.valid_from, valid_until=data.valid_until, created_by=_actor(request))
+    entry = Entry(
+        entry_id=data.entry_id or f"{list_id}:{plate}",
+        list_id=list_id,
+        plate=plate,
+        colour=colour,
+        vehicle_type=data.vehicle_type,
+        reason=data.reason,
+        case_ref=data.case_ref,
+        valid_from=data.valid_from,
+        valid_until=data.valid_until,
+        created_by=_actor(request),
+    )
     result = await _apply(request, [EntryUpsert(entry=entry)])
     return _json({**result, "entry": entry})
 
@@ -198,7 +210,9 @@ async def _person_entry_save(request: web.Request, list_id: str, data: EntryInpu
     from protocols.kits import KitError, hash_id_number, id_hash_params, last4
 
     if data.plate or bool(data.id_number) == bool(data.id_hash):
-        raise json_error(web.HTTPBadRequest, "a person-list entry takes exactly one of id_number or id_hash (no plate)")
+        raise json_error(
+            web.HTTPBadRequest, "a person-list entry takes exactly one of id_number or id_hash (no plate)"
+        )
     if data.id_hash:
         try:
             id_hash_params(data.id_hash)
@@ -208,13 +222,22 @@ async def _person_entry_save(request: web.Request, list_id: str, data: EntryInpu
     else:
         secret_file = request.app[keys.SETTINGS].kits.id_secret_file
         if not secret_file:
-            raise json_error(web.HTTPBadRequest, "kits.id_secret_file is not configured: send id_hash instead")
+            raise json_error(
+                web.HTTPBadRequest, "kits.id_secret_file is not configured: send id_hash instead"
+            )
         secret = (await asyncio.to_thread(Path(secret_file).read_bytes)).strip()
         hashed = await asyncio.to_thread(hash_id_number, data.id_number or "", secret)
         shown = last4(data.id_number or "")
-    entry = Entry(entry_id=data.entry_id or f"{list_id}:id-{hashed[-16:]}", list_id=list_id, plate=hashed,
-                  reason=data.reason, case_ref=data.case_ref, valid_from=data.valid_from, valid_until=data.valid_until,
-                  created_by=_actor(request))
+    entry = Entry(
+        entry_id=data.entry_id or f"{list_id}:id-{hashed[-16:]}",
+        list_id=list_id,
+        plate=hashed,
+        reason=data.reason,
+        case_ref=data.case_ref,
+        valid_from=data.valid_from,
+        valid_until=data.valid_until,
+        created_by=_actor(request),
+    )
     result = await _apply(request, [EntryUpsert(entry=entry)])
     return _json({**result, "entry": entry, "id_last4": shown})
 
@@ -254,15 +277,19 @@ async def watchlist_import(request: web.Request) -> web.Response:
     if existing is not None and existing.kind == ListKind.PERSON:
         # The plate importer would keep ID numbers as they are: person entries go one by one through
         # POST /api/v1/watchlists/{list_id}/entries, which hashes them.
-        raise json_error(web.HTTPBadRequest, f"{list_id!r} is a person list: add its entries with "
-                         f"POST /api/v1/watchlists/{list_id}/entries (id_number or id_hash); bulk import is not built")
+        raise json_error(
+            web.HTTPBadRequest,
+            f"{list_id!r} is a person list: add its entries with "
+            f"POST /api/v1/watchlists/{list_id}/entries (id_number or id_hash); bulk import is not built",
+        )
     job = ImportJob(list_id, _rows_in(data, fmt), _actor(request))
     run = _run_import(request.app, job, data, fmt, mode, skip_invalid, existing is not None)
     if request.query.get("job") not in ("1", "true", "yes"):
         await run
         if job.state == "rejected":
-            raise json_error(web.HTTPUnprocessableEntity, "import rejected: nothing was changed",
-                             problems=job.problems)
+            raise json_error(
+                web.HTTPUnprocessableEntity, "import rejected: nothing was changed", problems=job.problems
+            )
         if job.failure is not None:
             raise job.failure
         return _json(job.result)
@@ -300,9 +327,16 @@ class ImportJob:
         self.failure: web.HTTPException | None = None
 
     def status(self) -> dict[str, Any]:
-        return {"job": self.job_id, "list_id": self.list_id, "state": self.state, "rows_done": self.rows_done,
-                "rows_total": self.rows_total, "problems": self.problems, "result": self.result,
-                "error": self.error}
+        return {
+            "job": self.job_id,
+            "list_id": self.list_id,
+            "state": self.state,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "problems": self.problems,
+            "result": self.result,
+            "error": self.error,
+        }
 
 
 IMPORT_JOBS = web.AppKey("import_jobs", dict[str, ImportJob])
@@ -322,14 +356,28 @@ def _rows_in(data: bytes, fmt: str) -> int:
     return max(lines - 1, 0) if fmt == "csv" else 0
 
 
-async def _run_import(app: web.Application, job: ImportJob, data: bytes, fmt: str, mode: str,
-                      skip_invalid: bool, list_exists: bool) -> None:
+async def _run_import(
+    app: web.Application,
+    job: ImportJob,
+    data: bytes,
+    fmt: str,
+    mode: str,
+    skip_invalid: bool,
+    list_exists: bool,
+) -> None:
     def progress(rows: int) -> None:
         job.rows_done = rows  # an int written from the worker thread, read by the status route
 
     try:
-        parsed = await asyncio.to_thread(importer.parse_entries, data, fmt, job.list_id,  # type: ignore[arg-type]
-                                         created_by=job.actor, skip_invalid=skip_invalid, progress=progress)
+        parsed = await asyncio.to_thread(
+            importer.parse_entries,
+            data,
+            fmt,
+            job.list_id,  # type: ignore[arg-type]
+            created_by=job.actor,
+            skip_invalid=skip_invalid,
+            progress=progress,
+        )
     except importer.ImportRejected as exc:
         job.problems = [{"line": p.line, "reason": p.reason} for p in exc.problems]
         job.state = "rejected"
@@ -340,10 +388,13 @@ async def _run_import(app: web.Application, job: ImportJob, data: bytes, fmt: st
     job.state = "applying"
     list_id = job.list_id
     try:
-        have = await asyncio.to_thread(app[keys.STORE].read,
-                                       lambda db: {e.entry_id: e for e in list_entries(db, list_id)})
+        have = await asyncio.to_thread(
+            app[keys.STORE].read, lambda db: {e.entry_id: e for e in list_entries(db, list_id)}
+        )
         wanted = {e.entry_id: e for e in parsed.entries}
-        changes: list[Any] = [] if list_exists else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=list_id))]
+        changes: list[Any] = (
+            [] if list_exists else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=list_id))]
+        )
         diff = importer.diff_entries(have, wanted.values())
         changes += [c for c in diff if mode == "replace" or not isinstance(c, EntryDelete)]
         applied = await _apply_as(app, job.actor, changes)
@@ -351,10 +402,14 @@ async def _run_import(app: web.Application, job: ImportJob, data: bytes, fmt: st
         job.failure = exc
         job.error, job.state = msgspec.json.decode(exc.text or "{}").get("error", exc.reason), "failed"
         return
-    job.result = {**applied, "rows": parsed.rows, "entries": len(parsed.entries),
-                  "removed": sum(1 for c in changes if isinstance(c, EntryDelete)),
-                  "added_or_updated": sum(1 for c in changes if isinstance(c, EntryUpsert)),
-                  "skipped": job.problems}
+    job.result = {
+        **applied,
+        "rows": parsed.rows,
+        "entries": len(parsed.entries),
+        "removed": sum(1 for c in changes if isinstance(c, EntryDelete)),
+        "added_or_updated": sum(1 for c in changes if isinstance(c, EntryUpsert)),
+        "skipped": job.problems,
+    }
     job.state = "done"
 
 
@@ -373,7 +428,9 @@ async def _read_capped(request: web.Request, cap: int) -> bytes:
     async for chunk in request.content.iter_chunked(1 << 20):
         size += len(chunk)
         if size > cap:
-            raise json_error(web.HTTPRequestEntityTooLarge, f"file larger than {cap} bytes ([http] max_import_bytes)")
+            raise json_error(
+                web.HTTPRequestEntityTooLarge, f"file larger than {cap} bytes ([http] max_import_bytes)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -393,24 +450,47 @@ async def watchlist_export(request: web.Request) -> web.Response:
     if body is None:
         raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
     principal = principal_of(request)
-    await request.app[keys.STORE].run(lambda db: audit.append(
-        db, _actor(request), principal.role if principal else "", "watchlist.export", target=list_id,
-        detail={"format": fmt, "bytes": len(body)}))
-    return web.Response(body=body, content_type="text/csv" if fmt == "csv" else "application/json",
-                        headers={"Content-Disposition": f'attachment; filename="watchlist.{fmt}"'})
+    await request.app[keys.STORE].run(
+        lambda db: audit.append(
+            db,
+            _actor(request),
+            principal.role if principal else "",
+            "watchlist.export",
+            target=list_id,
+            detail={"format": fmt, "bytes": len(body)},
+        )
+    )
+    return web.Response(
+        body=body,
+        content_type="text/csv" if fmt == "csv" else "application/json",
+        headers={"Content-Disposition": f'attachment; filename="watchlist.{fmt}"'},
+    )
 
 
 async def feed_status(request: web.Request) -> web.Response:
     app = request.app
-    edges = [{"checkpoint": c["checkpoint"], "feed_version": c.get("feed_version"), "online": c.get("online")}
-             for c in app[keys.CHECKPOINTS].values()]
-    return _json({"version": app[keys.WATCHLISTS].index.feed_version, "entries": len(app[keys.WATCHLISTS]),
-                  "edges": edges})
+    edges = [
+        {"checkpoint": c["checkpoint"], "feed_version": c.get("feed_version"), "online": c.get("online")}
+        for c in app[keys.CHECKPOINTS].values()
+    ]
+    return _json(
+        {
+            "version": app[keys.WATCHLISTS].index.feed_version,
+            "entries": len(app[keys.WATCHLISTS]),
+            "edges": edges,
+        }
+    )
 
 
 async def upstream_status(request: web.Request) -> web.Response:
-    return _json({"sources": [{"settings": {**msgspec.structs.asdict(s.settings), "token": None}, "state": s.state}
-                              for s in request.app[keys.UPSTREAM]]})
+    return _json(
+        {
+            "sources": [
+                {"settings": {**msgspec.structs.asdict(s.settings), "token": None}, "state": s.state}
+                for s in request.app[keys.UPSTREAM]
+            ]
+        }
+    )
 
 
 async def feed_snapshot(request: web.Request) -> web.Response:

@@ -59,8 +59,9 @@ def _hidden(request: web.Request) -> stats.Hidden:
 async def _summary(request: web.Request) -> dict[str, Any]:
     group, (first, last), hidden = _group(request), _days(request), _hidden(request)
     store, ring = request.app[keys.STORE], request.app.get(keys.RING, [])
-    return await asyncio.to_thread(store.read, lambda db: stats.summary(db, group, first, last, store.record.tz, ring,
-                                                                        hidden))
+    return await asyncio.to_thread(
+        store.read, lambda db: stats.summary(db, group, first, last, store.record.tz, ring, hidden)
+    )
 
 
 async def stats_summary(request: web.Request) -> web.Response:
@@ -76,8 +77,11 @@ async def stats_misreads(request: web.Request) -> web.Response:
 
     (first, last), hidden = _days(request), _hidden(request)
     store = request.app[keys.STORE]
-    return hub_web._json(await asyncio.to_thread(store.read, lambda db: stats.misreads(db, first, last,
-                                                                                       store.record.tz, hidden)))
+    return hub_web._json(
+        await asyncio.to_thread(
+            store.read, lambda db: stats.misreads(db, first, last, store.record.tz, hidden)
+        )
+    )
 
 
 async def stats_export(request: web.Request) -> web.Response:
@@ -92,13 +96,24 @@ async def stats_export(request: web.Request) -> web.Response:
     found = await _summary(request)
     principal = principal_of(request)
     actor, role = (principal.name, principal.role) if principal else ("?", "")
-    await request.app[keys.STORE].run(lambda db: audit.append(
-        db, actor, role, "stats.export", reason=reason,
-        detail={"group": found["group"], "from": found["from"], "to": found["to"]}))
+    await request.app[keys.STORE].run(
+        lambda db: audit.append(
+            db,
+            actor,
+            role,
+            "stats.export",
+            reason=reason,
+            detail={"group": found["group"], "from": found["from"], "to": found["to"]},
+        )
+    )
     out = io.StringIO()
     csv.writer(out).writerows(stats.csv_rows(found))
-    return web.Response(body=out.getvalue().encode("utf-8-sig"), content_type="text/csv", charset="utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="cordon-stats.csv"'})
+    return web.Response(
+        body=out.getvalue().encode("utf-8-sig"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="cordon-stats.csv"'},
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -79,10 +79,17 @@ async def user_add(request: web.Request) -> web.Response:
     actor, role = _who(request)
 
     def job(db: Any) -> users.User:
-        user = users.add(db, data.username, data.role, hashed, display_name=data.display_name,
-                         checkpoint=data.checkpoint)
-        audit.append(db, actor, role, "user.add", target=user.username,
-                     detail={"role": user.role, "checkpoint": user.checkpoint})
+        user = users.add(
+            db, data.username, data.role, hashed, display_name=data.display_name, checkpoint=data.checkpoint
+        )
+        audit.append(
+            db,
+            actor,
+            role,
+            "user.add",
+            target=user.username,
+            detail={"role": user.role, "checkpoint": user.checkpoint},
+        )
         return user
 
     user = await _change(request, job)
@@ -94,6 +101,7 @@ async def user_change(request: web.Request) -> web.Response:
     actor, role = _who(request)
     answer: dict[str, Any] = {}
     if action in ("disable", "enable"):
+
         def job(db: Any) -> users.User:
             user = users.set_disabled(db, username, action == "disable")
             audit.append(db, actor, role, f"user.{action}", target=username)
@@ -110,6 +118,7 @@ async def user_change(request: web.Request) -> web.Response:
             audit.append(db, actor, role, "user.password", target=username)
             return user
     elif action == "token":
+
         def job(db: Any) -> users.User:
             answer["token"] = users.new_token(db, username)
             audit.append(db, actor, role, "user.token", target=username)
@@ -140,5 +149,6 @@ def publish_accounts(app: web.Application) -> int:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/users", user_list, name="users")
     app.router.add_post("/api/v1/users", user_add, name="user_add")
-    app.router.add_post("/api/v1/users/{username}/{action:disable|enable|password|token}", user_change,
-                        name="user_change")
+    app.router.add_post(
+        "/api/v1/users/{username}/{action:disable|enable|password|token}", user_change, name="user_change"
+    )

@@ -41,9 +41,11 @@ _decoder = msgspec.json.Decoder(type=Alert)
 
 def wants(hook: WebhookSettings, alert: Alert) -> bool:
     """Does this hook take this alert (by list, action and priority)?"""
-    return ((not hook.lists or alert.hit.list_id in hook.lists)
-            and alert.hit.action in hook.actions
-            and alert.hit.priority >= hook.min_priority)
+    return (
+        (not hook.lists or alert.hit.list_id in hook.lists)
+        and alert.hit.action in hook.actions
+        and alert.hit.priority >= hook.min_priority
+    )
 
 
 def wants_escalation(hook: WebhookSettings, frame: dict[str, object]) -> bool:
@@ -107,11 +109,18 @@ class WebhookSender:
         queued = 0
         for name, state in self.hooks.items():
             since = time.time() - state.settings.resume_window_s
-            bodies = await asyncio.to_thread(self.store.read, lambda db, name=name, since=since: [
-                b for (b,) in db.conn.execute(
-                    "SELECT a.body FROM alerts a LEFT JOIN webhook_deliveries d "
-                    "ON d.alert_id = a.alert_id AND d.hook = ? "
-                    "WHERE a.raised_at >= ? AND d.alert_id IS NULL ORDER BY a.raised_at", (name, since))])
+            bodies = await asyncio.to_thread(
+                self.store.read,
+                lambda db, name=name, since=since: [
+                    b
+                    for (b,) in db.conn.execute(
+                        "SELECT a.body FROM alerts a LEFT JOIN webhook_deliveries d "
+                        "ON d.alert_id = a.alert_id AND d.hook = ? "
+                        "WHERE a.raised_at >= ? AND d.alert_id IS NULL ORDER BY a.raised_at",
+                        (name, since),
+                    )
+                ],
+            )
             for body in bodies:
                 alert = _decoder.decode(body)
                 key = (name, alert.alert_id)
@@ -120,8 +129,9 @@ class WebhookSender:
                     state.queue.put_nowait(Delivery.of_alert(alert))
                     queued += 1
             if state.settings.escalations:
-                for frame in await asyncio.to_thread(self.store.read, lambda db, name=name, since=since:
-                                                     _unsent_escalations(db, name, since)):
+                for frame in await asyncio.to_thread(
+                    self.store.read, lambda db, name=name, since=since: _unsent_escalations(db, name, since)
+                ):
                     delivery = Delivery.of_escalation(frame)
                     if (name, delivery.key) not in self._queued and wants_escalation(state.settings, frame):
                         self._queued.add((name, delivery.key))
@@ -132,10 +142,14 @@ class WebhookSender:
         return queued
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session, \
-                asyncio.TaskGroup() as tasks:
+        async with (
+            aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session,
+            asyncio.TaskGroup() as tasks,
+        ):
             for state in self.hooks.values():
-                tasks.create_task(self._deliver_forever(session, state), name=f"webhook-{state.settings.name}")
+                tasks.create_task(
+                    self._deliver_forever(session, state), name=f"webhook-{state.settings.name}"
+                )
 
     async def _deliver_forever(self, session: aiohttp.ClientSession, state: HookState) -> None:
         while True:
@@ -145,11 +159,15 @@ class WebhookSender:
                 await self._record(state.settings.name, delivery.key, outcome, detail)
             self._queued.discard((state.settings.name, delivery.key))
 
-    async def _deliver(self, session: aiohttp.ClientSession, state: HookState,
-                       delivery: Delivery) -> tuple[str, str]:
+    async def _deliver(
+        self, session: aiohttp.ClientSession, state: HookState, delivery: Delivery
+    ) -> tuple[str, str]:
         hook = state.settings
-        headers = {"Content-Type": "application/json", "Idempotency-Key": delivery.key,
-                   "X-Cordon-Alert-Id": delivery.alert_id}
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": delivery.key,
+            "X-Cordon-Alert-Id": delivery.alert_id,
+        }
         if hook.token:
             headers["Authorization"] = f"Bearer {hook.token}"
         body = delivery.body
@@ -157,8 +175,9 @@ class WebhookSender:
         delay = hook.retry_min_s
         while True:
             try:
-                async with session.post(hook.url, data=body, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=hook.timeout_s)) as response:
+                async with session.post(
+                    hook.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=hook.timeout_s)
+                ) as response:
                     if 200 <= response.status < 300:
                         state.delivered += 1
                         state.last_delivered_at = time.time()
@@ -174,12 +193,18 @@ class WebhookSender:
             state.last_error = error
             if time.monotonic() - started + delay > hook.give_up_after_s:
                 state.failed += 1
-                log.error("webhook %s: giving up on %s after %.0f s: %s", hook.name, delivery.key,
-                          time.monotonic() - started, error)
+                log.error(
+                    "webhook %s: giving up on %s after %.0f s: %s",
+                    hook.name,
+                    delivery.key,
+                    time.monotonic() - started,
+                    error,
+                )
                 return "gave_up", error
             state.retries += 1
-            log.warning("webhook %s: %s not delivered (%s); retrying in %.1f s", hook.name, delivery.key,
-                        error, delay)
+            log.warning(
+                "webhook %s: %s not delivered (%s); retrying in %.1f s", hook.name, delivery.key, error, delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, hook.retry_max_s)
 
@@ -189,27 +214,43 @@ class WebhookSender:
         def job(db: sqlite_utils.Database) -> None:
             db.conn.execute(
                 "INSERT OR REPLACE INTO webhook_deliveries (hook, alert_id, outcome, detail, at) VALUES (?,?,?,?,?)",
-                (hook, alert_id, outcome, detail, now))
+                (hook, alert_id, outcome, detail, now),
+            )
 
         await self.store.run(job)
 
     def status(self) -> list[dict[str, object]]:
-        return [{"name": name, "queued": s.queue.qsize(), "delivered": s.delivered, "failed": s.failed,
-                 "retries": s.retries, "last_error": s.last_error, "last_delivered_at": s.last_delivered_at}
-                for name, s in self.hooks.items()]
+        return [
+            {
+                "name": name,
+                "queued": s.queue.qsize(),
+                "delivered": s.delivered,
+                "failed": s.failed,
+                "retries": s.retries,
+                "last_error": s.last_error,
+                "last_delivered_at": s.last_delivered_at,
+            }
+            for name, s in self.hooks.items()
+        ]
 
 
 def _unsent_escalations(db: sqlite_utils.Database, hook: str, since: float) -> list[dict[str, object]]:
     """Escalations recorded since ``since`` that this hook has no delivery record of, as their frames."""
     frames: list[dict[str, object]] = []
     for record in audit.records(db, actor=escalation.ACTOR, action=escalation.ACTION, since=since):
-        if db.conn.execute("SELECT 1 FROM webhook_deliveries WHERE hook=? AND alert_id=?",
-                           (hook, f"esc:{record.target}")).fetchone():
+        if db.conn.execute(
+            "SELECT 1 FROM webhook_deliveries WHERE hook=? AND alert_id=?", (hook, f"esc:{record.target}")
+        ).fetchone():
             continue
         try:
             detail = msgspec.json.decode(record.detail or "{}")
         except msgspec.DecodeError:
             detail = {}
-        frames.append({**(detail if isinstance(detail, dict) else {}), "alert_id": record.target,
-                       "escalated_at": record.at})
+        frames.append(
+            {
+                **(detail if isinstance(detail, dict) else {}),
+                "alert_id": record.target,
+                "escalated_at": record.at,
+            }
+        )
     return frames

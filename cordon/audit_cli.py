@@ -37,8 +37,16 @@ def verify(path: Path, head: tuple[int, str] | None) -> tuple[bool, str]:
         verdict = audit.verify(db, head)
     finally:
         db.conn.close()
-    return verdict.ok, json.dumps({"ok": verdict.ok, "records": verdict.records, "head_id": verdict.head_id,
-                                   "head_hash": verdict.head_hash, "problem": verdict.problem}, ensure_ascii=False)
+    return verdict.ok, json.dumps(
+        {
+            "ok": verdict.ok,
+            "records": verdict.records,
+            "head_id": verdict.head_id,
+            "head_hash": verdict.head_hash,
+            "problem": verdict.problem,
+        },
+        ensure_ascii=False,
+    )
 
 
 def head(path: Path) -> str:

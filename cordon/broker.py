@@ -22,7 +22,9 @@ class EmbeddedBroker:
 
         # Demo clients all log in with user names: amqtt drops the queued messages of anonymous sessions.
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 200}},
+            "listeners": {
+                "default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 200}
+            },
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
         for noisy in ("amqtt", "transitions"):

@@ -24,8 +24,10 @@ log = logging.getLogger("cordon")
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 Site = tuple[web.Application, str, int] | tuple[web.Application, str, int, ssl.SSLContext | None]
@@ -38,16 +40,24 @@ def https_context(http: Any, section: str = "http") -> ssl.SSLContext | None:
 
     if not http.cert_file and not http.key_file:
         if getattr(http, "ca_file", None):
-            raise SettingsError(f"[{section}] ca_file asks for client certificates, which needs HTTPS (cert_file)")
+            raise SettingsError(
+                f"[{section}] ca_file asks for client certificates, which needs HTTPS (cert_file)"
+            )
         return None
     if not http.cert_file:
         raise SettingsError(f"[{section}] key_file is set without cert_file")
-    return server_context(http.cert_file, http.key_file, section, client_ca_file=getattr(http, "ca_file", None),
-                          crl_file=getattr(http, "crl_file", None))
+    return server_context(
+        http.cert_file,
+        http.key_file,
+        section,
+        client_ca_file=getattr(http, "ca_file", None),
+        crl_file=getattr(http, "crl_file", None),
+    )
 
 
-async def serve_apps(sites: list[Site], ready: asyncio.Event | None = None,
-                     stop: asyncio.Event | None = None) -> None:
+async def serve_apps(
+    sites: list[Site], ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
     """Run aiohttp apps (each over HTTPS when given an SSL context) until SIGINT/SIGTERM (or ``stop``),
     then shut them down cleanly, last first."""
     stop = stop or asyncio.Event()
@@ -66,7 +76,9 @@ async def serve_apps(sites: list[Site], ready: asyncio.Event | None = None,
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port, shutdown_timeout=5, ssl_context=tls[0] if tls else None).start()
+            await web.TCPSite(
+                runner, host, port, shutdown_timeout=5, ssl_context=tls[0] if tls else None
+            ).start()
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -83,7 +95,9 @@ def cmd_hub(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     tls = https_context(settings.http)
     app = create_app(settings)
-    log.info("hub listening on %s://%s:%d", "https" if tls else "http", settings.http.host, settings.http.port)
+    log.info(
+        "hub listening on %s://%s:%d", "https" if tls else "http", settings.http.host, settings.http.port
+    )
     asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
     return 0
 
@@ -95,8 +109,13 @@ def cmd_edge(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     tls = https_context(settings.http)
     app = create_app(settings)
-    log.info("edge %s listening on %s://%s:%d", settings.checkpoint, "https" if tls else "http",
-             settings.http.host, settings.http.port)
+    log.info(
+        "edge %s listening on %s://%s:%d",
+        settings.checkpoint,
+        "https" if tls else "http",
+        settings.http.host,
+        settings.http.port,
+    )
     asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
     return 0
 
@@ -104,8 +123,14 @@ def cmd_edge(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions, run_demo
 
-    options = DemoOptions(port=args.port, checkpoints=args.checkpoints, broker=args.broker, data=os.path.abspath(args.data),
-                          vehicles_per_minute=args.vehicles_per_minute, duration_s=args.duration)
+    options = DemoOptions(
+        port=args.port,
+        checkpoints=args.checkpoints,
+        broker=args.broker,
+        data=os.path.abspath(args.data),
+        vehicles_per_minute=args.vehicles_per_minute,
+        duration_s=args.duration,
+    )
     asyncio.run(run_demo(options))
     return 0
 
@@ -116,9 +141,18 @@ def cmd_watchlist_import(args: argparse.Namespace) -> int:
     from .watchlist_cli import CliError, _code, import_file
 
     try:
-        answer = asyncio.run(import_file(args.file, args.list, hub=args.hub, code=_code(args.code, args.code_file),
-                                         fmt=args.format, merge=args.merge, skip_invalid=args.skip_invalid,
-                                         create=args.create))
+        answer = asyncio.run(
+            import_file(
+                args.file,
+                args.list,
+                hub=args.hub,
+                code=_code(args.code, args.code_file),
+                fmt=args.format,
+                merge=args.merge,
+                skip_invalid=args.skip_invalid,
+                create=args.create,
+            )
+        )
     except ImportRejected as exc:
         print(f"cordon: {args.file}: import refused, nothing was changed:", file=sys.stderr)
         for problem in exc.problems[:200]:
@@ -137,8 +171,9 @@ def cmd_watchlist_export(args: argparse.Namespace) -> int:
     from .watchlist_cli import CliError, _code, export_list
 
     try:
-        body = asyncio.run(export_list(args.list, hub=args.hub, code=_code(args.code, args.code_file),
-                                       fmt=args.format))
+        body = asyncio.run(
+            export_list(args.list, hub=args.hub, code=_code(args.code, args.code_file), fmt=args.format)
+        )
     except CliError as exc:
         print(f"cordon: {exc}", file=sys.stderr)
         return 1
@@ -183,7 +218,11 @@ def cmd_user(args: argparse.Namespace) -> int:
             print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user == "reset-password":
             password = user_cli.read_password(args.password_file)
-            print(json.dumps(user_cli.reset_password(data, args.username, password).public(), ensure_ascii=False))
+            print(
+                json.dumps(
+                    user_cli.reset_password(data, args.username, password).public(), ensure_ascii=False
+                )
+            )
         elif args.user == "token":
             print(user_cli.token(data, args.username))
     except user_cli.UserCliError as exc:
@@ -216,8 +255,10 @@ def cmd_pki(args: argparse.Namespace) -> int:
         elif args.pki == "issue":
             print(f"identity of {args.node}: {pki.issue(args.node, _hosts(args.hosts), days=args.days)}")
         elif args.pki == "issue-server":
-            print(f"server certificate of {args.node}: "
-                  f"{pki.issue_server(args.node, _hosts(args.hosts), days=args.days)}")
+            print(
+                f"server certificate of {args.node}: "
+                f"{pki.issue_server(args.node, _hosts(args.hosts), days=args.days)}"
+            )
         elif args.pki == "revoke":
             for record in pki.revoke(args.node):
                 print(f"revoked {record.kind} certificate of {record.name}, serial {record.serial}")
@@ -256,8 +297,12 @@ def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--name", default="Cordon CA", help="the CA's common name")
     p.add_argument("--days", type=int, default=CA_DAYS)
     p = add("issue", "a node's identity: client certificate, signing key, server certificate with --hosts")
-    p.add_argument("node", metavar="NAME", help="checkpoint id (or cordon-hub): the certificate's CN and MQTT user")
-    p.add_argument("--hosts", help="comma-separated host names / IPs of the node's web app (server certificate)")
+    p.add_argument(
+        "node", metavar="NAME", help="checkpoint id (or cordon-hub): the certificate's CN and MQTT user"
+    )
+    p.add_argument(
+        "--hosts", help="comma-separated host names / IPs of the node's web app (server certificate)"
+    )
     p.add_argument("--days", type=int, default=LEAF_DAYS)
     p = add("issue-server", "a server certificate only (the broker)")
     p.add_argument("node", metavar="NAME")
@@ -265,10 +310,14 @@ def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--days", type=int, default=LEAF_DAYS)
     p = add("revoke", "revoke every certificate of NAME and rewrite the CRL")
     p.add_argument("node", metavar="NAME")
-    p = add("crl", f"re-sign the CRL (it is valid {CRL_DAYS} days; Mosquitto refuses everyone once it expires)")
+    p = add(
+        "crl", f"re-sign the CRL (it is valid {CRL_DAYS} days; Mosquitto refuses everyone once it expires)"
+    )
     p.add_argument("--days", type=int, default=CRL_DAYS)
     p = add("list", "every certificate issued, with its state")
     p.add_argument("--json", action="store_true", help="one JSON array")
+
+
 def _kit_catalogue(extra: list[str] | None):  # the shipped catalogue, then a province's files on top
     from edge.kits.catalogue import load_catalogue
 
@@ -324,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run broker, hub and simulated checkpoints on this machine")
     p.add_argument("--port", type=int, default=8080, help="console port (a free one is picked if taken)")
     p.add_argument("--checkpoints", type=int, default=3, help="number of simulated checkpoints")
-    p.add_argument("--broker", default=None, help="use this broker (mqtt://host:port) instead of the embedded one")
+    p.add_argument(
+        "--broker", default=None, help="use this broker (mqtt://host:port) instead of the embedded one"
+    )
     p.add_argument("--data", default="./demo-data", help="folder for the demo's databases")
     p.add_argument("--vehicles-per-minute", type=float, default=30.0, help="simulated traffic per checkpoint")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -336,8 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = wsub.add_parser(name, help=f"{name} a watchlist (CSV or JSON)")
         if name == "import":
             p.add_argument("file", help="CSV or JSON (array or JSON Lines) file")
-            p.add_argument("--merge", action="store_true", help="add and update only (default: the list becomes the file)")
-            p.add_argument("--skip-invalid", action="store_true", help="apply the good rows, report the bad ones")
+            p.add_argument(
+                "--merge",
+                action="store_true",
+                help="add and update only (default: the list becomes the file)",
+            )
+            p.add_argument(
+                "--skip-invalid", action="store_true", help="apply the good rows, report the bad ones"
+            )
             p.add_argument("--create", action="store_true", help="create the list if it does not exist")
         else:
             p.add_argument("-o", "--output", help="file to write (default: standard output)")
@@ -350,17 +407,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     us = sub.add_parser("user", help="accounts and roles, on the hub's store")
     usub = us.add_subparsers(dest="user", required=True)
-    for name, text in (("add", "add an account (password asked, or one line on standard input, or --password-file)"),
-                       ("list", "list the accounts"), ("disable", "disable an account (ends its sessions)"),
-                       ("enable", "enable it again"), ("reset-password", "set a new password (ends its sessions)"),
-                       ("token", "issue a new API token for the account (printed once)")):
+    for name, text in (
+        ("add", "add an account (password asked, or one line on standard input, or --password-file)"),
+        ("list", "list the accounts"),
+        ("disable", "disable an account (ends its sessions)"),
+        ("enable", "enable it again"),
+        ("reset-password", "set a new password (ends its sessions)"),
+        ("token", "issue a new API token for the account (printed once)"),
+    ):
         p = usub.add_parser(name, help=text)
         p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
         if name != "list":
             p.add_argument("username")
         if name == "add":
-            p.add_argument("--role", required=True, choices=["officer", "commander", "analyst", "watchlist_manager",
-                                                             "admin", "auditor"])
+            p.add_argument(
+                "--role",
+                required=True,
+                choices=["officer", "commander", "analyst", "watchlist_manager", "admin", "auditor"],
+            )
             p.add_argument("--checkpoint", help="the officer's checkpoint")
             p.add_argument("--display-name", default="", help="the name shown in the console")
         if name in ("add", "reset-password"):
@@ -369,13 +433,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     au = sub.add_parser("audit", help="check the hub's hash-chained audit trail")
     asub = au.add_subparsers(dest="audit", required=True)
-    for name, text in (("verify", "walk the whole chain; exit 1 and say where when a record was changed or removed"),
-                       ("head", "print the last record's id and hash (ID:HASH), to write down elsewhere")):
+    for name, text in (
+        ("verify", "walk the whole chain; exit 1 and say where when a record was changed or removed"),
+        ("head", "print the last record's id and hash (ID:HASH), to write down elsewhere"),
+    ):
         p = asub.add_parser(name, help=text)
         p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
         p.add_argument("--db", help="or the hub database file itself")
         if name == "verify":
-            p.add_argument("--head", help="ID:HASH written down earlier: also proves nothing was cut off the end")
+            p.add_argument(
+                "--head", help="ID:HASH written down earlier: also proves nothing was cut off the end"
+            )
         p.set_defaults(func=cmd_audit)
     _add_pki_parser(sub)
     kits = sub.add_parser("kits", help="drug quick-test kits: the reading card, reading a photo")
@@ -384,12 +452,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="card.png or card.pdf")
     p.add_argument("--kit", action="append", help="outline only this kit model (repeatable; default: all)")
     p.add_argument("--px-per-mm", type=float, default=12.0, help="resolution of the card image")
-    p.add_argument("--catalogue", action="append", help="a province's catalogue file on top of the shipped one")
+    p.add_argument(
+        "--catalogue", action="append", help="a province's catalogue file on top of the shipped one"
+    )
     p.set_defaults(func=cmd_kits_card)
     p = ksub.add_parser("read", help="read a photo of a cassette on the card; prints JSON")
     p.add_argument("photo", help="JPEG or PNG")
     p.add_argument("--kit", required=True, help="kit model, e.g. SD-SAL6")
-    p.add_argument("--catalogue", action="append", help="a province's catalogue file on top of the shipped one")
+    p.add_argument(
+        "--catalogue", action="append", help="a province's catalogue file on top of the shipped one"
+    )
     p.set_defaults(func=cmd_kits_read)
 
     add_bench_parser(sub)

@@ -69,8 +69,13 @@ def watchlisted_plates() -> list[str]:
         return [row["plate"] for row in csv.DictReader(f)]
 
 
-DEMO_ROLES = (("demo-commander", "commander"), ("demo-analyst", "analyst"), ("demo-lists", "watchlist_manager"),
-              ("demo-auditor", "auditor"), ("demo-admin", "admin"))
+DEMO_ROLES = (
+    ("demo-commander", "commander"),
+    ("demo-analyst", "analyst"),
+    ("demo-lists", "watchlist_manager"),
+    ("demo-auditor", "auditor"),
+    ("demo-admin", "admin"),
+)
 
 
 def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
@@ -100,8 +105,9 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     return made
 
 
-async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
-                   stop: asyncio.Event | None = None) -> None:
+async def run_demo(
+    options: DemoOptions, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
     data = Path(options.data)  # made absolute by the caller
     await asyncio.to_thread(data.mkdir, parents=True, exist_ok=True)
     broker: EmbeddedBroker | None = None
@@ -114,29 +120,43 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
     tablet_code = f"{secrets.randbelow(10**6):06d}"
     feed_token = secrets.token_urlsafe(16)
     hub_port = free_port(options.port)
-    hub = HubSettings(data_dir=str(data / "hub"), http=HubHttp(host=HOST, port=hub_port),
-                      mqtt=HubMqtt(url=url, client_id="cordon-hub-demo", username="cordon-hub"),
-                      watchlists=WatchlistSettings(csv=[str(demo_watchlist_path())]),
-                      console=ConsoleSettings(token=console_code), feed=FeedSettings(token=feed_token),
-                      alerts=AlertSettings(fold_window_s=600))
+    hub = HubSettings(
+        data_dir=str(data / "hub"),
+        http=HubHttp(host=HOST, port=hub_port),
+        mqtt=HubMqtt(url=url, client_id="cordon-hub-demo", username="cordon-hub"),
+        watchlists=WatchlistSettings(csv=[str(demo_watchlist_path())]),
+        console=ConsoleSettings(token=console_code),
+        feed=FeedSettings(token=feed_token),
+        alerts=AlertSettings(fold_window_s=600),
+    )
     accounts = await asyncio.to_thread(demo_accounts, data / "hub")
     sites = [(create_hub(hub), HOST, hub_port)]
-    lines = [f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",
-             "  demo accounts (user name / password / role):",
-             *[f"    {name} / {password} / {role}" for name, role, password in accounts]]
+    lines = [
+        f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",
+        "  demo accounts (user name / password / role):",
+        *[f"    {name} / {password} / {role}" for name, role, password in accounts],
+    ]
     plates = watchlisted_plates()
     for row in ring_checkpoints(options.checkpoints):
         port = free_port()
         cp = row["id"]
         edge = EdgeSettings(
-            checkpoint=cp, name=row["name_zh"], data_dir=str(data / f"edge-{cp}"),
-            http=EdgeHttp(host=HOST, port=port), mqtt=EdgeMqtt(url=url),
+            checkpoint=cp,
+            name=row["name_zh"],
+            data_dir=str(data / f"edge-{cp}"),
+            http=EdgeHttp(host=HOST, port=port),
+            mqtt=EdgeMqtt(url=url),
             hub=EdgeHub(url=f"http://{HOST}:{hub_port}", token=feed_token),
             cameras=[CameraSettings(id="demo-cam", token=secrets.token_urlsafe(12))],
             tablet=TabletSettings(token=tablet_code),
-            simulator=SimulatorSettings(enabled=True, vehicles_per_minute=options.vehicles_per_minute,
-                                        neighbour=row.get("neighbour") or "冀", watchlisted=plates,
-                                        watchlisted_share=0.04))
+            simulator=SimulatorSettings(
+                enabled=True,
+                vehicles_per_minute=options.vehicles_per_minute,
+                neighbour=row.get("neighbour") or "冀",
+                watchlisted=plates,
+                watchlisted_share=0.04,
+            ),
+        )
         sites.append((create_edge(edge), HOST, port))
         lines.append(f"  {row['name_zh']} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
     started = asyncio.Event()
@@ -150,7 +170,9 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None,
         print("\nCordon demo is running (Ctrl-C stops it)", flush=True)
         print(f"  MQTT broker: {url}" + (" (embedded)" if broker else ""), flush=True)
         print("\n".join(lines), flush=True)
-        print("Watchlisted plates appear in the simulated traffic; alerts show within a minute.\n", flush=True)
+        print(
+            "Watchlisted plates appear in the simulated traffic; alerts show within a minute.\n", flush=True
+        )
         if ready is not None:
             ready.set()
 

@@ -45,8 +45,10 @@ CA_DAYS = 3650
 LEAF_DAYS = 825
 #: OpenSSL refuses every client once the CRL's next update has passed: re-sign it (``cordon pki crl``) before.
 CRL_DAYS = 365
-_DNS_RE = re.compile(r"^(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_DNS_RE = re.compile(
+    r"^(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
 
 
 class PkiError(RuntimeError):
@@ -85,10 +87,12 @@ def _write(path: Path, data: bytes, *, private: bool) -> None:
         raise
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
-             passphrase: bytes | None = None) -> bytes:
+def _key_pem(
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, passphrase: bytes | None = None
+) -> bytes:
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption())
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
@@ -131,20 +135,40 @@ class Pki:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cordon"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cordon"),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            ]
+        )
         now = _now()
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                             key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                             key_cert_sign=True, crl_sign=True, encipher_only=False,
-                                             decipher_only=False), critical=True)
-                .add_extension(ski, critical=False)
-                .sign(key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(ski, critical=False)
+            .sign(key, hashes.SHA256())
+        )
         _write(self.root / CA_KEY, _key_pem(key, self.passphrase), private=True)
         _write(self.root / CA_CERT, cert.public_bytes(serialization.Encoding.PEM), private=False)
         self._save_index([])
@@ -161,7 +185,9 @@ class Pki:
         try:
             data = (self.root / CA_KEY).read_bytes()
         except FileNotFoundError:
-            raise PkiError(f"no CA key in {self.root}: run `cordon pki init --dir {self.root}` first") from None
+            raise PkiError(
+                f"no CA key in {self.root}: run `cordon pki init --dir {self.root}` first"
+            ) from None
         try:
             key = serialization.load_pem_private_key(data, self.passphrase)
         except TypeError:
@@ -190,8 +216,13 @@ class Pki:
         if not (folder / SIGNING_KEY).exists():  # a reissued certificate keeps the node's signing key
             signing = ed25519.Ed25519PrivateKey.generate()
             _write(folder / SIGNING_KEY, _key_pem(signing), private=True)
-            _write(folder / SIGNING_PUB, signing.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), private=False)
+            _write(
+                folder / SIGNING_PUB,
+                signing.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ),
+                private=False,
+            )
         self._copy_ca(folder)
         return folder
 
@@ -210,41 +241,70 @@ class Pki:
     def _refuse_live(self, name: str, kind: str) -> None:
         for record in self.records():
             if record.name == name and record.kind == kind and record.revoked_at is None:
-                raise PkiError(f"{name} already has a live {kind} certificate (serial {record.serial}); "
-                               f"revoke it first: cordon pki revoke {name}")
+                raise PkiError(
+                    f"{name} already has a live {kind} certificate (serial {record.serial}); "
+                    f"revoke it first: cordon pki revoke {name}"
+                )
 
-    def _leaf(self, name: str, kind: str, sans: list[x509.GeneralName], days: int,
-              cert_path: Path, key_path: Path) -> x509.Certificate:
+    def _leaf(
+        self, name: str, kind: str, sans: list[x509.GeneralName], days: int, cert_path: Path, key_path: Path
+    ) -> x509.Certificate:
         ca_key = self._ca_key()
         ca = self.ca_cert()
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if kind == "client" else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cordon"),
-                                            x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .issuer_name(ca.subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5))
-                   .not_valid_after(min(now + dt.timedelta(days=days), ca.not_valid_after_utc))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                                  critical=False))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cordon"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, name),
+                    ]
+                )
+            )
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(min(now + dt.timedelta(days=days), ca.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+        )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
         _write(key_path, _key_pem(key), private=True)
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
         records = self.records()
-        records.append(Record(name=name, kind=kind, serial=format(cert.serial_number, "x"),
-                              not_after=cert.not_valid_after_utc.isoformat(),
-                              hosts=[str(n.value) for n in sans]))
+        records.append(
+            Record(
+                name=name,
+                kind=kind,
+                serial=format(cert.serial_number, "x"),
+                not_after=cert.not_valid_after_utc.isoformat(),
+                hosts=[str(n.value) for n in sans],
+            )
+        )
         self._save_index(records)
         return cert
 
@@ -282,16 +342,24 @@ class Pki:
                 number = previous.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
             except x509.ExtensionNotFound:
                 pass
-        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
-                   .last_update(now - dt.timedelta(minutes=5)).next_update(now + dt.timedelta(days=days))
-                   .add_extension(x509.CRLNumber(number), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                                  critical=False))
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(now + dt.timedelta(days=days))
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+        )
         for record in self.records():
             if record.revoked_at is not None:
                 builder = builder.add_revoked_certificate(
-                    x509.RevokedCertificateBuilder().serial_number(int(record.serial, 16))
-                    .revocation_date(dt.datetime.fromisoformat(record.revoked_at)).build())
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(int(record.serial, 16))
+                    .revocation_date(dt.datetime.fromisoformat(record.revoked_at))
+                    .build()
+                )
         crl = builder.sign(ca_key, hashes.SHA256())
         _write(old, crl.public_bytes(serialization.Encoding.PEM), private=False)
         return old

@@ -55,13 +55,16 @@ def _with_store(data_dir: str, job: Any) -> Any:
         store.stop()
 
 
-def add(data_dir: str, username: str, role: str, password: str, checkpoint: str | None,
-        display_name: str) -> users.User:
+def add(
+    data_dir: str, username: str, role: str, password: str, checkpoint: str | None, display_name: str
+) -> users.User:
     hashed = users.hash_password(password)
 
     def job(db: Any) -> users.User:
         user = users.add(db, username, role, hashed, display_name=display_name, checkpoint=checkpoint)
-        audit.append(db, _actor(), "", "user.add", target=username, detail={"role": role, "checkpoint": checkpoint})
+        audit.append(
+            db, _actor(), "", "user.add", target=username, detail={"role": role, "checkpoint": checkpoint}
+        )
         return user
 
     return _with_store(data_dir, job)

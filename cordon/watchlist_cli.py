@@ -45,17 +45,33 @@ def _code(code: str | None, code_file: str | None) -> str:
     raise CliError("give the console access code with --code or --code-file")
 
 
-async def import_file(path: str, list_id: str, *, hub: str, code: str, fmt: str | None = None,
-                      merge: bool = False, skip_invalid: bool = False, create: bool = False,
-                      show_progress: bool = True) -> dict[str, Any]:
+async def import_file(
+    path: str,
+    list_id: str,
+    *,
+    hub: str,
+    code: str,
+    fmt: str | None = None,
+    merge: bool = False,
+    skip_invalid: bool = False,
+    create: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
     """Check the file locally, then send it to the hub; return the hub's answer."""
     data = await asyncio.to_thread(Path(path).read_bytes)
     fmt = fmt or ("json" if path.lower().endswith((".json", ".jsonl", ".ndjson")) else "csv")
     total = max(0, data.count(b"\n") - (1 if fmt == "csv" else 0))
     progress = progress_bar(total) if show_progress and total >= importer.PROGRESS_EVERY else None
     try:
-        result = await asyncio.to_thread(importer.parse_entries, data, fmt, list_id,  # type: ignore[arg-type]
-                                         created_by="cli", skip_invalid=skip_invalid, progress=progress)
+        result = await asyncio.to_thread(
+            importer.parse_entries,
+            data,
+            fmt,
+            list_id,  # type: ignore[arg-type]
+            created_by="cli",
+            skip_invalid=skip_invalid,
+            progress=progress,
+        )
     finally:
         if progress is not None:
             sys.stderr.write("\n")
@@ -70,11 +86,15 @@ async def import_file(path: str, list_id: str, *, hub: str, code: str, fmt: str 
     async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         await _login(session, hub, code)
         print(f"  sending {len(data):,} bytes to {hub} ...", file=sys.stderr)
-        async with session.post(f"{hub}/api/v1/watchlists/{list_id}/import", params=params, data=data) as resp:
+        async with session.post(
+            f"{hub}/api/v1/watchlists/{list_id}/import", params=params, data=data
+        ) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200:
-                raise CliError(f"{resp.status}: {body.get('error')}" + "".join(
-                    f"\n  line {p['line']}: {p['reason']}" for p in body.get("problems", [])[:50]))
+                raise CliError(
+                    f"{resp.status}: {body.get('error')}"
+                    + "".join(f"\n  line {p['line']}: {p['reason']}" for p in body.get("problems", [])[:50])
+                )
             return dict(body)
 
 

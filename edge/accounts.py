@@ -39,8 +39,12 @@ class OfficerDirectory:
         except FileNotFoundError:
             return
         except (msgspec.DecodeError, OSError) as exc:
-            log.error("officer accounts file %s unreadable (%s); officers need the access code until the hub "
-                      "sends them again", self.path, exc)
+            log.error(
+                "officer accounts file %s unreadable (%s); officers need the access code until the hub "
+                "sends them again",
+                self.path,
+                exc,
+            )
             return
         self._set(accounts)
 
@@ -70,8 +74,11 @@ class OfficerDirectory:
         """Check a password against the synced hash (slow on purpose: call from a thread)."""
         with self._lock:
             account = self._accounts.get(username)
-        if not passwords.verify(account.password_hash if account else None, password) or account is None \
-                or account.disabled:
+        if (
+            not passwords.verify(account.password_hash if account else None, password)
+            or account is None
+            or account.disabled
+        ):
             return None
         return Principal(account.username, "officer", self.checkpoint, account.generation)
 

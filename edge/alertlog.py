@@ -52,12 +52,15 @@ class AlertLog:
             db.conn.execute(statement)
         db.conn.execute("DELETE FROM alerts WHERE shown_at < ?", (self._clock() - REMEMBER_S,))
         self._ids = {aid for (aid,) in db.conn.execute("SELECT alert_id FROM alerts")}
-        rows = db.conn.execute("SELECT body FROM alerts ORDER BY shown_at DESC LIMIT ?", (self.recent.maxlen,))
+        rows = db.conn.execute(
+            "SELECT body FROM alerts ORDER BY shown_at DESC LIMIT ?", (self.recent.maxlen,)
+        )
         self.recent.extend(reversed([_decoder.decode(body) for (body,) in rows]))
         db.conn.execute("DELETE FROM outcomes WHERE acknowledged_at < ?", (self._clock() - REMEMBER_S,))
         recent_ids = {a.alert_id for a in self.recent}
         for aid, at, outcome, note, officer in db.conn.execute(
-                "SELECT alert_id, acknowledged_at, outcome, note, officer FROM outcomes ORDER BY acknowledged_at"):
+            "SELECT alert_id, acknowledged_at, outcome, note, officer FROM outcomes ORDER BY acknowledged_at"
+        ):
             if aid in recent_ids:
                 self.outcomes[aid] = outcome_frame(aid, at, outcome, note, officer)
 
@@ -86,7 +89,9 @@ class AlertLog:
         cutoff = self._clock() - REMEMBER_S
 
         def job(db: sqlite_utils.Database) -> list[str]:
-            gone = [aid for (aid,) in db.conn.execute("SELECT alert_id FROM alerts WHERE shown_at < ?", (cutoff,))]
+            gone = [
+                aid for (aid,) in db.conn.execute("SELECT alert_id FROM alerts WHERE shown_at < ?", (cutoff,))
+            ]
             db.conn.execute("DELETE FROM alerts WHERE shown_at < ?", (cutoff,))
             db.conn.execute("DELETE FROM outcomes WHERE acknowledged_at < ?", (cutoff,))
             return gone
@@ -98,11 +103,15 @@ class AlertLog:
     def get(self, alert_id: str) -> Alert | None:
         return next((a for a in self.recent if a.alert_id == alert_id), None)
 
-    async def record_outcome(self, alert_id: str, outcome: str, note: str, officer: str,
-                             at: float) -> dict[str, object]:
+    async def record_outcome(
+        self, alert_id: str, outcome: str, note: str, officer: str, at: float
+    ) -> dict[str, object]:
         def job(db: sqlite_utils.Database) -> None:
-            db.conn.execute("INSERT OR REPLACE INTO outcomes (alert_id, acknowledged_at, outcome, note, officer) "
-                            "VALUES (?, ?, ?, ?, ?)", (alert_id, at, outcome, note, officer))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO outcomes (alert_id, acknowledged_at, outcome, note, officer) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (alert_id, at, outcome, note, officer),
+            )
 
         await self._writer.run(job)
         frame = self.outcomes[alert_id] = outcome_frame(alert_id, at, outcome, note, officer)
@@ -113,8 +122,10 @@ class AlertLog:
         shown_at = self._clock()
 
         def job(db: sqlite_utils.Database) -> None:
-            db.conn.execute("INSERT OR IGNORE INTO alerts (alert_id, shown_at, body) VALUES (?, ?, ?)",
-                            (alert.alert_id, shown_at, _encoder.encode(alert)))
+            db.conn.execute(
+                "INSERT OR IGNORE INTO alerts (alert_id, shown_at, body) VALUES (?, ?, ?)",
+                (alert.alert_id, shown_at, _encoder.encode(alert)),
+            )
 
         await self._writer.run(job)
 

@@ -52,8 +52,11 @@ def create_app(settings: EdgeSettings) -> web.Application:
     m, h = settings.mqtt, settings.hub
     # TLS files are read now, so a missing or bad one stops the edge at start-up naming the key.
     endpoint = mqtt_endpoint(m.url, m.ca_file, m.cert_file, m.key_file)
-    hub_tls = (client_context(h.ca_file, h.cert_file, h.key_file, "hub")
-               if h.url.startswith("https:") or h.ca_file or h.cert_file else None)
+    hub_tls = (
+        client_context(h.ca_file, h.cert_file, h.key_file, "hub")
+        if h.url.startswith("https:") or h.ca_file or h.cert_file
+        else None
+    )
     data = settings.data_path
     outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
     dead = DeadLetterStore(data / "deadletters.db")
@@ -61,12 +64,22 @@ def create_app(settings: EdgeSettings) -> web.Application:
     feed = FeedSync(mirror, h.url, h.token, ssl_context=hub_tls)
     uplink_ref: list[EdgeUplink] = []
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
-    service = EdgeService(settings.checkpoint, outbox, PassageBuilder(settings.passages.window_s),
-                          enqueue=lambda items: uplink_ref[0].enqueue(items), alert_log=alert_log, mirror=mirror,
-                          no_plate_alert=settings.no_plate.alert, no_plate_priority=settings.no_plate.priority)
-    evidence = EvidenceStore(data / "evidence", max_bytes=settings.evidence.max_bytes,
-                             retention_days=settings.evidence.retention_days,
-                             thumb_max_px=settings.evidence.thumb_max_px)
+    service = EdgeService(
+        settings.checkpoint,
+        outbox,
+        PassageBuilder(settings.passages.window_s),
+        enqueue=lambda items: uplink_ref[0].enqueue(items),
+        alert_log=alert_log,
+        mirror=mirror,
+        no_plate_alert=settings.no_plate.alert,
+        no_plate_priority=settings.no_plate.priority,
+    )
+    evidence = EvidenceStore(
+        data / "evidence",
+        max_bytes=settings.evidence.max_bytes,
+        retention_days=settings.evidence.retention_days,
+        thumb_max_px=settings.evidence.thumb_max_px,
+    )
     intake = Intake(service, evidence)
     officers = OfficerDirectory(data / "accounts.json", settings.checkpoint)
 
@@ -74,19 +87,32 @@ def create_app(settings: EdgeSettings) -> web.Application:
         await asyncio.to_thread(officers.replace, accounts)
 
     uplink = EdgeUplink(
-        settings.checkpoint, settings.mqtt, outbox, on_alert=service.on_alert,
-        status_extra=lambda: _status_extra(outbox, service), on_feed_delta=feed.on_delta,
-        on_feed_version=feed.on_version, on_accounts=on_accounts, software=SOFTWARE, endpoint=endpoint,
+        settings.checkpoint,
+        settings.mqtt,
+        outbox,
+        on_alert=service.on_alert,
+        status_extra=lambda: _status_extra(outbox, service),
+        on_feed_delta=feed.on_delta,
+        on_feed_version=feed.on_version,
+        on_accounts=on_accounts,
+        software=SOFTWARE,
+        endpoint=endpoint,
         signing_key=signkeys.private_key(settings.signing.key_file) if settings.signing.key_file else None,
         hub_key=signkeys.public_key(settings.signing.hub_public_key_file)
-        if settings.signing.hub_public_key_file else None,
-        hub_signature_required=settings.signing.required, evidence=evidence)
+        if settings.signing.hub_public_key_file
+        else None,
+        hub_signature_required=settings.signing.required,
+        evidence=evidence,
+    )
     uplink_ref.append(uplink)
 
     sessions = Sessions(secrets.token_bytes(32))
-    app = web.Application(client_max_size=settings.http.max_body_bytes,
-                          middlewares=make_middlewares(edge_web.POLICY, sessions, _machine_tokens(settings),
-                                                       still_valid=officers.still_valid))
+    app = web.Application(
+        client_max_size=settings.http.max_body_bytes,
+        middlewares=make_middlewares(
+            edge_web.POLICY, sessions, _machine_tokens(settings), still_valid=officers.still_valid
+        ),
+    )
     app[keys.SETTINGS] = settings
     app[keys.OUTBOX] = outbox
     app[keys.DEAD] = dead
@@ -102,11 +128,24 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.HIKVISION_SOURCE] = HikvisionSource(intake, dead)
     app[INTAKE] = intake
     app[keys.SOCKETS] = set()
-    add_login_routes(app, sessions, edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers),
-                     on_login=_audit_login)
+    add_login_routes(
+        app,
+        sessions,
+        edge_web.officer_login(settings.tablet.token, settings.checkpoint, officers),
+        on_login=_audit_login,
+    )
     edge_web.add_routes(app)
-    app.cleanup_ctx.extend([_stores, background("feed-sync", lambda app: app[keys.FEED].run()), _uplink,
-                           _passage_ticker, _cameras, background("retention", _retention_loop), _simulator])
+    app.cleanup_ctx.extend(
+        [
+            _stores,
+            background("feed-sync", lambda app: app[keys.FEED].run()),
+            _uplink,
+            _passage_ticker,
+            _cameras,
+            background("retention", _retention_loop),
+            _simulator,
+        ]
+    )
     app.on_shutdown.append(_close_sockets)
     return app
 
@@ -130,9 +169,16 @@ async def _retention_loop(app: web.Application) -> None:
         try:
             pictures = await asyncio.to_thread(evidence.prune)
             alerts = await service.alert_log.forget_old()
-            await service.audit("retention.purge", "retention", role="system", detail={
-                "evidence_reads_deleted": pictures, "alerts_forgotten": alerts,
-                "evidence_retention_days": settings.evidence.retention_days})
+            await service.audit(
+                "retention.purge",
+                "retention",
+                role="system",
+                detail={
+                    "evidence_reads_deleted": pictures,
+                    "alerts_forgotten": alerts,
+                    "evidence_retention_days": settings.evidence.retention_days,
+                },
+            )
         except Exception:
             log.exception("edge retention run failed; trying again later")
 
@@ -149,9 +195,13 @@ async def _status_extra(outbox: OutboxStore, service: EdgeService) -> dict[str, 
 
     stats = await outbox.stats()
     oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
-    return {"outbox_depth": stats.depth, "oldest_unacked_s": oldest, "dropped_reads": stats.dropped_total,
-            "feed_version": service.mirror.version if service.mirror is not None else None,
-            "stale_cameras": sorted(cid for cid, health in service.cameras.items() if health.stale(time.time()))}
+    return {
+        "outbox_depth": stats.depth,
+        "oldest_unacked_s": oldest,
+        "dropped_reads": stats.dropped_total,
+        "feed_version": service.mirror.version if service.mirror is not None else None,
+        "stale_cameras": sorted(cid for cid, health in service.cameras.items() if health.stale(time.time())),
+    }
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:
@@ -178,8 +228,11 @@ async def _uplink(app: web.Application) -> AsyncIterator[None]:
     done, _ = await asyncio.wait({task}, timeout=UPLINK_STOP_TIMEOUT_S)
     if not done:
         log.error("uplink did not stop within %.0f s; leaving it behind", UPLINK_STOP_TIMEOUT_S)
-    elif not task.cancelled() and isinstance(task.exception(), Exception) and \
-            not isinstance(task.exception(), UplinkRefused):
+    elif (
+        not task.cancelled()
+        and isinstance(task.exception(), Exception)
+        and not isinstance(task.exception(), UplinkRefused)
+    ):
         log.error("uplink ended with %r", task.exception())
 
 
@@ -218,7 +271,9 @@ async def _cameras(app: web.Application) -> AsyncIterator[None]:
         if cam.kind == "dahua":
             tasks.append(asyncio.create_task(DahuaSource(cam, intake).run(), name=f"dahua-{cam.id}"))
         elif cam.kind == "folder" and ledger is not None:
-            tasks.append(asyncio.create_task(FolderSource(cam, intake, ledger).run(), name=f"folder-{cam.id}"))
+            tasks.append(
+                asyncio.create_task(FolderSource(cam, intake, ledger).run(), name=f"folder-{cam.id}")
+            )
 
     async def watch() -> None:
         while True:
@@ -256,22 +311,36 @@ async def _simulator(app: web.Application) -> AsyncIterator[None]:
     from .sources.simulator import SimulatedRead, TrafficSimulator, run_simulator
 
     service = app[keys.SERVICE]
-    sim = TrafficSimulator(app[keys.SETTINGS].checkpoint, sim_settings.cameras, neighbour=sim_settings.neighbour,
-                           seed=sim_settings.seed, watchlisted=sim_settings.watchlisted,
-                           watchlisted_share=sim_settings.watchlisted_share, misread_rate=sim_settings.misread_rate)
+    sim = TrafficSimulator(
+        app[keys.SETTINGS].checkpoint,
+        sim_settings.cameras,
+        neighbour=sim_settings.neighbour,
+        seed=sim_settings.seed,
+        watchlisted=sim_settings.watchlisted,
+        watchlisted_share=sim_settings.watchlisted_share,
+        misread_rate=sim_settings.misread_rate,
+    )
 
     async def emit(read: SimulatedRead) -> None:
-        camera_read = CameraRead(plate=read.plate_read, colour=read.colour, captured_at=read.captured_at,
-                                 confidence=read.confidence, lane=read.lane, direction=read.direction,  # type: ignore[arg-type]
-                                 vehicle_type=read.vehicle_type)
+        camera_read = CameraRead(
+            plate=read.plate_read,
+            colour=read.colour,
+            captured_at=read.captured_at,
+            confidence=read.confidence,
+            lane=read.lane,
+            direction=read.direction,  # type: ignore[arg-type]
+            vehicle_type=read.vehicle_type,
+        )
         try:
             await service.record(camera_read, read.camera_id)
         except Exception:
             log.exception("simulated read not recorded")
 
     stop = asyncio.Event()
-    task = asyncio.create_task(run_simulator(sim, emit, vehicles_per_minute=sim_settings.vehicles_per_minute,
-                                             stop=stop), name="simulator")
+    task = asyncio.create_task(
+        run_simulator(sim, emit, vehicles_per_minute=sim_settings.vehicles_per_minute, stop=stop),
+        name="simulator",
+    )
     yield
     stop.set()
     await stop_task(task)

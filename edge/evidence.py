@@ -115,8 +115,9 @@ def thumbnail(image: np.ndarray, max_px: int, max_bytes: int = THUMBNAIL_MAX_BYT
         h, w = image.shape[:2]
         scale = min(1.0, max_px / max(h, w))
         if scale < 1.0:
-            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
-                               interpolation=cv2.INTER_AREA)
+            image = cv2.resize(
+                image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
         for quality in THUMB_QUALITIES:
             data = encode_jpeg(image, quality)
             if len(data) <= max_bytes:
@@ -126,8 +127,9 @@ def thumbnail(image: np.ndarray, max_px: int, max_bytes: int = THUMBNAIL_MAX_BYT
         max_px = max(16, max(image.shape[:2]) * 3 // 4)
 
 
-def render(snapshot: bytes | None, plate: bytes | None, rect: PlateRect | None,
-           thumb_max_px: int) -> tuple[dict[str, bytes], list[str]]:
+def render(
+    snapshot: bytes | None, plate: bytes | None, rect: PlateRect | None, thumb_max_px: int
+) -> tuple[dict[str, bytes], list[str]]:
     """The files to keep for one read (kind -> bytes) and the problems met; CPU work, run off the loop."""
     files: dict[str, bytes] = {}
     errors: list[str] = []
@@ -136,7 +138,9 @@ def render(snapshot: bytes | None, plate: bytes | None, rect: PlateRect | None,
         try:
             scene = decode_image(snapshot, "snapshot")
             # The camera's own bytes are the evidence; only a non-JPEG is re-encoded.
-            files["snapshot"] = snapshot if snapshot[:3] == b"\xff\xd8\xff" else encode_jpeg(scene, CROP_QUALITY)
+            files["snapshot"] = (
+                snapshot if snapshot[:3] == b"\xff\xd8\xff" else encode_jpeg(scene, CROP_QUALITY)
+            )
         except ImageError as exc:
             errors.append(str(exc))
     if plate is not None:
@@ -162,8 +166,15 @@ def render(snapshot: bytes | None, plate: bytes | None, rect: PlateRect | None,
 class EvidenceStore:
     """Pictures per read under a quota and a retention period; call ``start()`` before use."""
 
-    def __init__(self, root: str | Path, *, max_bytes: int, retention_days: float, thumb_max_px: int = 320,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        max_bytes: int,
+        retention_days: float,
+        thumb_max_px: int = 320,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.retention_s = retention_days * 86400
@@ -197,15 +208,23 @@ class EvidenceStore:
     def _path(self, key: tuple[int, int], day: str, kind: str) -> Path:
         return self.root / day / f"{key[0]}-{key[1]}-{kind}.jpg"
 
-    async def save(self, epoch: int, seq: int, *, snapshot: bytes | None = None, plate: bytes | None = None,
-                   plate_rect: PlateRect | None = None) -> Saved:
+    async def save(
+        self,
+        epoch: int,
+        seq: int,
+        *,
+        snapshot: bytes | None = None,
+        plate: bytes | None = None,
+        plate_rect: PlateRect | None = None,
+    ) -> Saved:
         """Keep one read's pictures; a picture that does not decode is named in ``Saved.error``."""
         if snapshot is None and plate is None:
             return Saved(())
         return await self.keep(epoch, seq, await self.render(snapshot, plate, plate_rect))
 
-    async def render(self, snapshot: bytes | None, plate: bytes | None,
-                     plate_rect: PlateRect | None = None) -> tuple[dict[str, bytes], list[str]]:
+    async def render(
+        self, snapshot: bytes | None, plate: bytes | None, plate_rect: PlateRect | None = None
+    ) -> tuple[dict[str, bytes], list[str]]:
         """Decode and make the files of one read (off the loop) before it is numbered, so its thumbnail can
         travel with its hit; :meth:`keep` stores them."""
         if snapshot is None and plate is None:

@@ -37,18 +37,26 @@ def _fit(data: bytes) -> tuple[bytes, bool]:
             out = encode_jpeg(image, quality)
             if len(out) <= MAX_IMAGE_BYTES:
                 return out, True
-        image = cv2.resize(image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)),
-                           interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            image, (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2)), interpolation=cv2.INTER_AREA
+        )
     raise ImageError("picture could not be made small enough for one message")
 
 
-def answer(store: EvidenceStore | None, checkpoint: str, current_epoch: int,
-           request: EvidenceRequest) -> list[EvidenceReply]:
+def answer(
+    store: EvidenceStore | None, checkpoint: str, current_epoch: int, request: EvidenceRequest
+) -> list[EvidenceReply]:
     """One reply per kind asked for: the picture, or the reason it cannot be sent."""
     replies = []
     for kind in dict.fromkeys(request.kinds):
-        reply = EvidenceReply(v=SCHEMA_VERSION, request_id=request.request_id, checkpoint=checkpoint,
-                              epoch=request.epoch, seq=request.seq, kind=kind)
+        reply = EvidenceReply(
+            v=SCHEMA_VERSION,
+            request_id=request.request_id,
+            checkpoint=checkpoint,
+            epoch=request.epoch,
+            seq=request.seq,
+            kind=kind,
+        )
         path = None
         if store is None:
             reply.error = "this edge keeps no evidence"

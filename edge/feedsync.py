@@ -24,7 +24,9 @@ _snapshot_decoder = msgspec.json.Decoder(type=FeedSnapshot)
 
 
 class FeedSync:
-    def __init__(self, mirror: Mirror, hub_url: str, token: str, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, mirror: Mirror, hub_url: str, token: str, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.mirror = mirror
         self.hub_url = hub_url.rstrip("/")
         self.token = token
@@ -54,7 +56,9 @@ class FeedSync:
         if result is Applied.APPLIED:
             self.deltas += 1
         elif result is Applied.GAP:
-            log.info("feed gap: mirror at %d, delta %d; fetching a snapshot", self.mirror.version, delta.version)
+            log.info(
+                "feed gap: mirror at %d, delta %d; fetching a snapshot", self.mirror.version, delta.version
+            )
             self._last_delta_at = 0.0
             self._wake.set()
 
@@ -73,8 +77,9 @@ class FeedSync:
                 continue
             # Deltas still arriving (or being applied) will close the gap themselves: wait until
             # none has come for the grace period before paying for a whole snapshot.
-            while self.behind() and (self._applying or  # noqa: ASYNC110 - a quiet period, not an event
-                                     time.monotonic() < self._last_delta_at + DELTA_GRACE_S):
+            while self.behind() and (  # noqa: ASYNC110 - a quiet period, not an event
+                self._applying or time.monotonic() < self._last_delta_at + DELTA_GRACE_S
+            ):
                 await asyncio.sleep(max(0.05, self._last_delta_at + DELTA_GRACE_S - time.monotonic()))
             if not self.behind():
                 continue
@@ -92,16 +97,22 @@ class FeedSync:
         headers = {"Authorization": f"Bearer {self.token}"}
         timeout = aiohttp.ClientTimeout(total=300)
         connector = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context is not None else True)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session, \
-                session.get(f"{self.hub_url}/api/v1/feed/snapshot", headers=headers) as resp:
+        async with (
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
+            session.get(f"{self.hub_url}/api/v1/feed/snapshot", headers=headers) as resp,
+        ):
             if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, resp.history, status=resp.status,
-                                                  message=(await resp.text())[:200])
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, resp.history, status=resp.status, message=(await resp.text())[:200]
+                )
             body = await resp.read()
         snapshot = await asyncio.to_thread(_snapshot_decoder.decode, body)
         if not await self.mirror.replace(snapshot):
-            log.info("feed snapshot %d is not newer than the mirror (%d); ignored", snapshot.version,
-                     self.mirror.version)
+            log.info(
+                "feed snapshot %d is not newer than the mirror (%d); ignored",
+                snapshot.version,
+                self.mirror.version,
+            )
             return self.mirror.version
         self.snapshots += 1
         self.last_error = None

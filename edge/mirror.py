@@ -94,7 +94,11 @@ class Mirror:
     def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
         if not plate:
             return []
-        hits = self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type) if len(self.index) else []
+        hits = (
+            self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+            if len(self.index)
+            else []
+        )
         # A person list's entries hold ID hashes, not plates: they must never answer a plate read.
         hits = [h for h in hits if (wl := self.lists.get(h.list_id)) is None or wl.kind != ListKind.PERSON]
         if self.permit_rules:
@@ -104,9 +108,13 @@ class Mirror:
     async def match_person(self, id_hash: str, *, now: float) -> list[Entry]:
         """Entries of person lists (kind ``person``) whose ``plate`` holds this keyed ID hash; offline,
         from the mirror's own file. Person entries never answer plate reads (see :meth:`match`)."""
-        person_lists = [lid for lid, wl in self.lists.items() if wl.kind == ListKind.PERSON
-                        and (wl.valid_from is None or wl.valid_from <= now)
-                        and (wl.valid_until is None or now < wl.valid_until)]
+        person_lists = [
+            lid
+            for lid, wl in self.lists.items()
+            if wl.kind == ListKind.PERSON
+            and (wl.valid_from is None or wl.valid_from <= now)
+            and (wl.valid_until is None or now < wl.valid_until)
+        ]
         if not person_lists or not id_hash:
             return []
 
@@ -114,8 +122,13 @@ class Mirror:
             marks = ",".join("?" * len(person_lists))
             rows = db.conn.execute(f"SELECT body FROM entries WHERE list_id IN ({marks})", person_lists)  # noqa: S608
             found = [_entry_dec.decode(body) for (body,) in rows]
-            return [e for e in found if hmac.compare_digest(e.plate.encode(), id_hash.encode())
-                    and (e.valid_from is None or e.valid_from <= now) and (e.valid_until is None or now < e.valid_until)]
+            return [
+                e
+                for e in found
+                if hmac.compare_digest(e.plate.encode(), id_hash.encode())
+                and (e.valid_from is None or e.valid_from <= now)
+                and (e.valid_until is None or now < e.valid_until)
+            ]
 
         return await self._writer.run(q)
 
@@ -137,22 +150,32 @@ class Mirror:
                 dropped: dict[str, list[str]] = {}
                 for change in delta.changes:
                     if isinstance(change, ListUpsert):
-                        db.conn.execute("INSERT OR REPLACE INTO lists VALUES (?, ?)",
-                                        (change.watchlist.list_id, _enc.encode(change.watchlist)))
+                        db.conn.execute(
+                            "INSERT OR REPLACE INTO lists VALUES (?, ?)",
+                            (change.watchlist.list_id, _enc.encode(change.watchlist)),
+                        )
                     elif isinstance(change, ListDelete):
-                        dropped[change.list_id] = [i for (i,) in db.conn.execute(
-                            "SELECT entry_id FROM entries WHERE list_id=?", (change.list_id,))]
+                        dropped[change.list_id] = [
+                            i
+                            for (i,) in db.conn.execute(
+                                "SELECT entry_id FROM entries WHERE list_id=?", (change.list_id,)
+                            )
+                        ]
                         db.conn.execute("DELETE FROM entries WHERE list_id=?", (change.list_id,))
                         db.conn.execute("DELETE FROM lists WHERE list_id=?", (change.list_id,))
                     elif isinstance(change, EntryUpsert):
                         e = change.entry
-                        db.conn.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
-                                        (e.entry_id, e.list_id, _enc.encode(e)))
+                        db.conn.execute(
+                            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+                            (e.entry_id, e.list_id, _enc.encode(e)),
+                        )
                     elif isinstance(change, EntryDelete):
                         db.conn.execute("DELETE FROM entries WHERE entry_id=?", (change.entry_id,))
                     elif isinstance(change, PermitRules):
-                        db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
-                                        (_enc.encode(change.rules).decode(),))
+                        db.conn.execute(
+                            "INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                            (_enc.encode(change.rules).decode(),),
+                        )
                 db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(delta.version),))
                 return dropped
 
@@ -188,18 +211,25 @@ class Mirror:
             def job(db: sqlite_utils.Database) -> None:
                 db.conn.execute("DELETE FROM entries")
                 db.conn.execute("DELETE FROM lists")
-                db.conn.executemany("INSERT INTO lists VALUES (?, ?)",
-                                    [(wl.list_id, _enc.encode(wl)) for wl in snapshot.watchlists])
-                db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)",
-                                    [(e.entry_id, e.list_id, _enc.encode(e)) for e in snapshot.entries])
+                db.conn.executemany(
+                    "INSERT INTO lists VALUES (?, ?)",
+                    [(wl.list_id, _enc.encode(wl)) for wl in snapshot.watchlists],
+                )
+                db.conn.executemany(
+                    "INSERT INTO entries VALUES (?, ?, ?)",
+                    [(e.entry_id, e.list_id, _enc.encode(e)) for e in snapshot.entries],
+                )
                 db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(snapshot.version),))
-                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
-                                (_enc.encode(snapshot.permit_rules).decode(),))
+                db.conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                    (_enc.encode(snapshot.permit_rules).decode(),),
+                )
 
             await self._writer.run(job)
             index = PlateIndex()
-            await asyncio.to_thread(index.build, snapshot.watchlists, snapshot.entries,
-                                    feed_version=snapshot.version)
+            await asyncio.to_thread(
+                index.build, snapshot.watchlists, snapshot.entries, feed_version=snapshot.version
+            )
             self.index, self.version = index, snapshot.version
             self.permit_rules = list(snapshot.permit_rules)
             self.lists = {wl.list_id: wl for wl in snapshot.watchlists}

@@ -117,8 +117,10 @@ class OutboxStore:
         top = db.conn.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0
         self.epoch = epoch
         self._next_seq = max(int(last[0]) if last else 0, top) + 1
-        self._initial = [Pending(p, s) for p, s in
-                         db.conn.execute("SELECT priority, seq FROM outbox ORDER BY priority, seq")]
+        self._initial = [
+            Pending(p, s)
+            for p, s in db.conn.execute("SELECT priority, seq FROM outbox ORDER BY priority, seq")
+        ]
         self._bytes = db.conn.execute("SELECT coalesce(sum(length(body)), 0) FROM outbox").fetchone()[0]
         dropped = db.conn.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
         self.dropped_total = int(dropped[0]) if dropped else 0
@@ -160,10 +162,12 @@ class OutboxStore:
                 rows.append((gap.seq, PRIORITY_HIT, now, "gap", body))
                 added += len(body)
             db.conn.executemany(
-                "INSERT INTO outbox (seq, priority, created_at, kind, body) VALUES (?, ?, ?, ?, ?)", rows)
+                "INSERT INTO outbox (seq, priority, created_at, kind, body) VALUES (?, ?, ?, ?, ?)", rows
+            )
             # Remember the high-water mark even after the rows are acknowledged and deleted.
-            db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)",
-                            (str(self._next_seq - 1),))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(self._next_seq - 1),)
+            )
             self._bytes += added
             pending = [Pending(r[1], r[0]) for r in rows]
             return Appended(numbered, pending, gaps)
@@ -184,8 +188,9 @@ class OutboxStore:
         dropped: list[int] = []
         freed = 0
         while freed < excess:
-            rows = db.conn.execute("SELECT seq, length(body) FROM outbox WHERE priority = ? ORDER BY seq LIMIT 500",
-                                   (DROPPABLE,)).fetchall()
+            rows = db.conn.execute(
+                "SELECT seq, length(body) FROM outbox WHERE priority = ? ORDER BY seq LIMIT 500", (DROPPABLE,)
+            ).fetchall()
             if not rows:
                 break
             for seq, size in rows:
@@ -196,22 +201,38 @@ class OutboxStore:
             # The chosen rows are the lowest sequence numbers of their priority: one range delete.
             db.conn.execute("DELETE FROM outbox WHERE priority = ? AND seq <= ?", (DROPPABLE, dropped[-1]))
         if freed < excess:
-            log.error("outbox over its quota by %d bytes and nothing left to drop but hits: keeping them",
-                      excess - freed)
+            log.error(
+                "outbox over its quota by %d bytes and nothing left to drop but hits: keeping them",
+                excess - freed,
+            )
         if not dropped:
             return []
         self._bytes -= freed
         self.dropped_total += len(dropped)
-        db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped_total', ?)",
-                        (str(self.dropped_total),))
+        db.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped_total', ?)", (str(self.dropped_total),)
+        )
         spans = seq_ranges(dropped)
-        log.warning("outbox quota of %d bytes reached: dropped %d oldest plain reads (seq %s); %d dropped in all",
-                    self.max_bytes, len(dropped), _describe(spans), self.dropped_total)
+        log.warning(
+            "outbox quota of %d bytes reached: dropped %d oldest plain reads (seq %s); %d dropped in all",
+            self.max_bytes,
+            len(dropped),
+            _describe(spans),
+            self.dropped_total,
+        )
         gaps = []
         for i in range(0, len(spans), MAX_GAP_RANGES):
-            part = spans[i:i + MAX_GAP_RANGES]
-            gaps.append(Gap(seq=self._take_seq(), ranges=part, count=sum(hi - lo + 1 for lo, hi in part),
-                            reason=GAP_REASON, dropped_at=now, dropped_total=self.dropped_total))
+            part = spans[i : i + MAX_GAP_RANGES]
+            gaps.append(
+                Gap(
+                    seq=self._take_seq(),
+                    ranges=part,
+                    count=sum(hi - lo + 1 for lo, hi in part),
+                    reason=GAP_REASON,
+                    dropped_at=now,
+                    dropped_total=self.dropped_total,
+                )
+            )
         return gaps
 
     async def acknowledge(self, ranges: Iterable[tuple[int, int]]) -> int:
@@ -222,8 +243,10 @@ class OutboxStore:
             removed = 0
             for lo, hi in spans:
                 if self.max_bytes is not None:
-                    self._bytes -= db.conn.execute("SELECT coalesce(sum(length(body)), 0) FROM outbox "
-                                                   "WHERE seq BETWEEN ? AND ?", (lo, hi)).fetchone()[0]
+                    self._bytes -= db.conn.execute(
+                        "SELECT coalesce(sum(length(body)), 0) FROM outbox WHERE seq BETWEEN ? AND ?",
+                        (lo, hi),
+                    ).fetchone()[0]
                 removed += db.conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
             return removed
 
@@ -235,9 +258,11 @@ class OutboxStore:
         def job(db: sqlite_utils.Database) -> dict[int, bytes]:
             found: dict[int, bytes] = {}
             for i in range(0, len(seqs), 500):
-                chunk = seqs[i:i + 500]
+                chunk = seqs[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                for seq, body in db.conn.execute(f"SELECT seq, body FROM outbox WHERE seq IN ({marks})", chunk):
+                for seq, body in db.conn.execute(
+                    f"SELECT seq, body FROM outbox WHERE seq IN ({marks})", chunk
+                ):
                     found[seq] = body
             return found
 
@@ -246,11 +271,11 @@ class OutboxStore:
     async def stats(self) -> OutboxStats:
         def job(db: sqlite_utils.Database) -> OutboxStats:
             depth, oldest, size = db.conn.execute(
-                "SELECT count(*), min(created_at), coalesce(sum(length(body)), 0) FROM outbox").fetchone()
+                "SELECT count(*), min(created_at), coalesce(sum(length(body)), 0) FROM outbox"
+            ).fetchone()
             return OutboxStats(depth, oldest, size, self.dropped_total)
 
         return await self._writer.run(job)
-
 
 
 def _describe(spans: list[tuple[int, int]]) -> str:

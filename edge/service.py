@@ -73,10 +73,16 @@ class CameraHealth:
         return now - since > self.stale_after_s
 
     def snapshot(self, now: float) -> dict[str, object]:
-        return {"reads": self.reads, "errors": self.errors, "refused": self.refused,
-                "last_read_at": self.last_read_at, "last_seen_at": self.last_seen_at,
-                "reads_per_minute": self.reads_per_minute(now), "last_error": self.last_error,
-                "stale": self.stale(now)}
+        return {
+            "reads": self.reads,
+            "errors": self.errors,
+            "refused": self.refused,
+            "last_read_at": self.last_read_at,
+            "last_seen_at": self.last_seen_at,
+            "reads_per_minute": self.reads_per_minute(now),
+            "last_error": self.last_error,
+            "stale": self.stale(now),
+        }
 
 
 def parse_time(value: float | str | None, now: float) -> float:
@@ -127,10 +133,18 @@ def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = 
 class EdgeService:
     """Commits reads and passages to the outbox and tells the uplink and the tablets."""
 
-    def __init__(self, checkpoint: str, outbox: OutboxStore, passages: PassageBuilder,
-                 enqueue: Callable[[list[Pending]], None], alert_log: AlertLog,
-                 clock: Callable[[], float] = time.time, mirror: Mirror | None = None,
-                 no_plate_alert: bool = False, no_plate_priority: int = 20) -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        outbox: OutboxStore,
+        passages: PassageBuilder,
+        enqueue: Callable[[list[Pending]], None],
+        alert_log: AlertLog,
+        clock: Callable[[], float] = time.time,
+        mirror: Mirror | None = None,
+        no_plate_alert: bool = False,
+        no_plate_priority: int = 20,
+    ) -> None:
         self.checkpoint = checkpoint
         self.mirror = mirror
         self.outbox = outbox
@@ -153,8 +167,15 @@ class EdgeService:
     def camera(self, camera_id: str) -> CameraHealth:
         return self.cameras.setdefault(camera_id, CameraHealth())
 
-    async def record(self, read: CameraRead, camera_id: str, lane: int | None = None, *,
-                     thumbnail: bytes | None = None, has_evidence: bool = False) -> PlateRead:
+    async def record(
+        self,
+        read: CameraRead,
+        camera_id: str,
+        lane: int | None = None,
+        *,
+        thumbnail: bytes | None = None,
+        has_evidence: bool = False,
+    ) -> PlateRead:
         """Record one camera read durably; return it numbered. Raises ReadRejected. ``thumbnail`` (a small
         JPEG of the read's picture) travels with its hits and alerts; the read itself only says
         ``has_evidence``."""
@@ -181,15 +202,27 @@ class EdgeService:
         if hits:
             thumb = base64.b64encode(thumbnail).decode("ascii") if thumbnail else None
             if thumb is not None and len(thumbnail) > THUMBNAIL_MAX_BYTES:
-                log.warning("thumbnail of read %d (%d bytes) is over the cap; the hit goes without", numbered.seq,
-                            len(thumbnail))
+                log.warning(
+                    "thumbnail of read %d (%d bytes) is over the cap; the hit goes without",
+                    numbered.seq,
+                    len(thumbnail),
+                )
                 thumb = None
             await self._alert_locally(numbered, hits, now, thumb)
         if numbered.no_plate and self.no_plate_alert:
-            await self.on_alert(rule_alert(
-                self.checkpoint, self.outbox.epoch, numbered, rule_id=NO_PLATE_RULE, name="无牌车 no readable plate",
-                action="notify", priority=self.no_plate_priority, raised_at=now,
-                explanation=f"vehicle without a readable plate (camera sent {numbered.plate_raw[:40]!r})"))
+            await self.on_alert(
+                rule_alert(
+                    self.checkpoint,
+                    self.outbox.epoch,
+                    numbered,
+                    rule_id=NO_PLATE_RULE,
+                    name="无牌车 no readable plate",
+                    action="notify",
+                    priority=self.no_plate_priority,
+                    raised_at=now,
+                    explanation=f"vehicle without a readable plate (camera sent {numbered.plate_raw[:40]!r})",
+                )
+            )
         closed = self.passages.observe(numbered, now)
         if closed:
             await self._commit_passages(closed)
@@ -199,11 +232,13 @@ class EdgeService:
         """The read's hits against the local watchlist mirror (none without a mirror or a plate)."""
         if self.mirror is None or read.no_plate:
             return []
-        return self.mirror.match(read.plate, now=read.captured_at, colour=read.colour,
-                                 vehicle_type=read.vehicle_type)
+        return self.mirror.match(
+            read.plate, now=read.captured_at, colour=read.colour, vehicle_type=read.vehicle_type
+        )
 
-    async def _alert_locally(self, read: PlateRead, hits: list[Hit], now: float,
-                             thumbnail: str | None = None) -> None:
+    async def _alert_locally(
+        self, read: PlateRead, hits: list[Hit], now: float, thumbnail: str | None = None
+    ) -> None:
         """Alert this checkpoint's tablets from the local mirror, uplink or not; tell the hub (a hit event)."""
         assert self.mirror is not None
         events: list[Event] = []
@@ -211,16 +246,34 @@ class EdgeService:
         for hit in hits:
             wl = self.mirror.lists.get(hit.list_id)
             entry = await self.mirror.entry(hit.entry_id)
-            alert = alert_for(self.checkpoint, self.outbox.epoch, read, hit,
-                              list_name=wl.name if wl else hit.list_id, reason=entry.reason if entry else "",
-                              raised_at=now)
+            alert = alert_for(
+                self.checkpoint,
+                self.outbox.epoch,
+                read,
+                hit,
+                list_name=wl.name if wl else hit.list_id,
+                reason=entry.reason if entry else "",
+                raised_at=now,
+            )
             if thumbnail is not None:
                 alert = msgspec.structs.replace(alert, thumbnail=thumbnail)
             alerts.append(alert)
-            events.append(EdgeHit(seq=1, read_seq=read.seq, alert_id=alert.alert_id, entry_id=hit.entry_id,
-                                  list_id=hit.list_id, kind=hit.kind.value, score=hit.score,
-                                  explanation=hit.explanation[:500], feed_version=hit.feed_version,
-                                  matcher_version=hit.matcher_version, raised_at=now, thumbnail=thumbnail))
+            events.append(
+                EdgeHit(
+                    seq=1,
+                    read_seq=read.seq,
+                    alert_id=alert.alert_id,
+                    entry_id=hit.entry_id,
+                    list_id=hit.list_id,
+                    kind=hit.kind.value,
+                    score=hit.score,
+                    explanation=hit.explanation[:500],
+                    feed_version=hit.feed_version,
+                    matcher_version=hit.matcher_version,
+                    raised_at=now,
+                    thumbnail=thumbnail,
+                )
+            )
         for alert in alerts:  # the tablets first: they must not wait for a disk write
             await self.on_alert(alert)
         await self._commit(events, [PRIORITY_HIT] * len(events))
@@ -245,12 +298,26 @@ class EdgeService:
         self._enqueue(appended.pending)
         return appended.events
 
-    async def audit(self, action: str, actor: str, *, role: str = "", target: str = "",
-                    detail: dict[str, object] | None = None) -> None:
+    async def audit(
+        self,
+        action: str,
+        actor: str,
+        *,
+        role: str = "",
+        target: str = "",
+        detail: dict[str, object] | None = None,
+    ) -> None:
         """Send something the hub's audit trail must hold (an officer's login, a retention run) as an
         event: it is committed here first, so it reaches the hub even after an outage."""
-        event = AuditEvent(seq=1, action=action[:128], actor=actor[:128], at=self._clock(), role=role[:32],
-                           target=target[:500], detail=json.dumps(detail or {}, ensure_ascii=False)[:4000])
+        event = AuditEvent(
+            seq=1,
+            action=action[:128],
+            actor=actor[:128],
+            at=self._clock(),
+            role=role[:32],
+            target=target[:500],
+            detail=json.dumps(detail or {}, ensure_ascii=False)[:4000],
+        )
         await self._commit([event], [PRIORITY_HIT])
 
     async def record_outcome(self, alert_id: str, outcome: str, note: str, officer: str) -> dict[str, object]:
@@ -261,8 +328,15 @@ class EdgeService:
         if alert is None:
             raise KeyError(alert_id)
         now = self._clock()
-        event = AlertOutcome(seq=1, alert_id=alert_id, outcome=outcome, officer=officer[:128],  # type: ignore[arg-type]
-                             acknowledged_at=now, note=note[:500], alert_raised_at=alert.raised_at)
+        event = AlertOutcome(
+            seq=1,
+            alert_id=alert_id,
+            outcome=outcome,
+            officer=officer[:128],  # type: ignore[arg-type]
+            acknowledged_at=now,
+            note=note[:500],
+            alert_raised_at=alert.raised_at,
+        )
         await self._commit([event], [PRIORITY_HIT])
         frame = await self.alert_log.record_outcome(alert_id, outcome, note[:500], officer[:128], now)
         self.live.publish({"type": "outcome", "outcome": frame})
@@ -275,7 +349,9 @@ class EdgeService:
 
     def routed_here(self, alert: Alert) -> bool:
         """Read here, or routed here by the hub (an approach camera's early warning, a vehicle heading this way)."""
-        return alert.checkpoint == self.checkpoint or any(r.checkpoint == self.checkpoint for r in alert.routed_to)
+        return alert.checkpoint == self.checkpoint or any(
+            r.checkpoint == self.checkpoint for r in alert.routed_to
+        )
 
     async def on_alert(self, alert: Alert) -> None:
         """An alert for this checkpoint (raised here or sent by the hub): show it once on every tablet,
@@ -288,6 +364,13 @@ class EdgeService:
 
 
 def _read_frame(read: PlateRead) -> dict[str, object]:
-    return {"seq": read.seq, "plate": read.plate, "colour": read.colour, "camera_id": read.camera_id,
-            "lane": read.lane, "captured_at": read.captured_at, "plate_valid": read.plate_valid,
-            "no_plate": read.no_plate}
+    return {
+        "seq": read.seq,
+        "plate": read.plate,
+        "colour": read.colour,
+        "camera_id": read.camera_id,
+        "lane": read.lane,
+        "captured_at": read.captured_at,
+        "plate_valid": read.plate_valid,
+        "no_plate": read.no_plate,
+    }

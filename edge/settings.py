@@ -111,7 +111,9 @@ class CameraSettings(msgspec.Struct, **_STRICT):
             try:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
-                raise ValueError(f"camera {self.id!r}: allow_from {net!r} is not an address or network") from None
+                raise ValueError(
+                    f"camera {self.id!r}: allow_from {net!r} is not an address or network"
+                ) from None
 
 
 class EvidenceSettings(msgspec.Struct, **_STRICT):

@@ -51,8 +51,12 @@ BATCH_BYTES = MAX_PAYLOAD_BYTES - 8192
 """Events per batch stop short of the hub's payload limit; the rest is room for the envelope and signature."""
 
 #: CONNACK codes that retrying cannot fix (MQTT 3.1.1 codes, and the MQTT 5 codes paho maps them to).
-_REFUSED_FOR_GOOD = {4: "bad user name or password", 5: "not authorized",
-                     134: "bad user name or password", 135: "not authorized"}
+_REFUSED_FOR_GOOD = {
+    4: "bad user name or password",
+    5: "not authorized",
+    134: "bad user name or password",
+    135: "not authorized",
+}
 
 
 def refused_for_good(exc: aiomqtt.MqttError) -> str | None:
@@ -66,6 +70,8 @@ def refused_for_good(exc: aiomqtt.MqttError) -> str | None:
         return None
     code = exc.rc if isinstance(exc.rc, int) else int(getattr(exc.rc, "value", 0))
     return _REFUSED_FOR_GOOD.get(code)
+
+
 #: Nagle's algorithm off: with it on, a packet written while an earlier one is unacknowledged waits for
 #: the broker's delayed TCP ACK (about 40 ms on Linux), and every batch paid that before the hub had it.
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -93,16 +99,23 @@ class _OutgoingBatch(msgspec.Struct):
 
 
 class EdgeUplink:
-    def __init__(self, checkpoint: str, mqtt: MqttSettings, outbox: OutboxStore,
-                 on_alert: Callable[[Alert], Awaitable[None]],
-                 status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None,
-                 on_feed_delta: Callable[[FeedDelta], Awaitable[None]] | None = None,
-                 on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None,
-                 on_accounts: Callable[[OfficerAccounts], Awaitable[None]] | None = None,
-                 software: str = "",
-                 endpoint: tuple[str, int, ssl.SSLContext | None] | None = None,
-                 signing_key: Ed25519PrivateKey | None = None, hub_key: Ed25519PublicKey | None = None,
-                 hub_signature_required: bool = False, evidence: EvidenceStore | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str,
+        mqtt: MqttSettings,
+        outbox: OutboxStore,
+        on_alert: Callable[[Alert], Awaitable[None]],
+        status_extra: Callable[[], Awaitable[dict[str, object]]] | None = None,
+        on_feed_delta: Callable[[FeedDelta], Awaitable[None]] | None = None,
+        on_feed_version: Callable[[FeedVersion], Awaitable[None]] | None = None,
+        on_accounts: Callable[[OfficerAccounts], Awaitable[None]] | None = None,
+        software: str = "",
+        endpoint: tuple[str, int, ssl.SSLContext | None] | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+        hub_key: Ed25519PublicKey | None = None,
+        hub_signature_required: bool = False,
+        evidence: EvidenceStore | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         #: Full pictures the hub may ask for over MQTT (edge/evidence_reply.py).
         self._evidence = evidence
@@ -161,14 +174,25 @@ class EdgeUplink:
         host, port, tls = self._endpoint or mqtt_endpoint(cfg.url, cfg.ca_file, cfg.cert_file, cfg.key_file)
         while True:
             self.state = UplinkState.CONNECTING
-            will = aiomqtt.Will(topics.status(self.checkpoint),
-                                self._signed(encode(self._status(online=False))), qos=1, retain=True)
+            will = aiomqtt.Will(
+                topics.status(self.checkpoint),
+                self._signed(encode(self._status(online=False))),
+                qos=1,
+                retain=True,
+            )
             client = aiomqtt.Client(
-                host, port,
-                identifier=self.checkpoint, username=self.username,
-                password=self.config.password, will=will, clean_session=False,
-                keepalive=self.config.keepalive_s, timeout=10,
-                protocol=aiomqtt.ProtocolVersion.V311, tls_context=tls, socket_options=_SOCKET_OPTIONS,
+                host,
+                port,
+                identifier=self.checkpoint,
+                username=self.username,
+                password=self.config.password,
+                will=will,
+                clean_session=False,
+                keepalive=self.config.keepalive_s,
+                timeout=10,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                tls_context=tls,
+                socket_options=_SOCKET_OPTIONS,
             )
             try:
                 async with client:
@@ -240,8 +264,13 @@ class EdgeUplink:
         if client is None:
             return
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await client.publish(topics.status(self.checkpoint), self._signed(encode(self._status(online=False))),
-                                 qos=1, retain=True, timeout=2)
+            await client.publish(
+                topics.status(self.checkpoint),
+                self._signed(encode(self._status(online=False))),
+                qos=1,
+                retain=True,
+                timeout=2,
+            )
 
     async def _status_loop(self) -> None:
         while True:
@@ -249,9 +278,14 @@ class EdgeUplink:
             await self.publish_status()
 
     def _status(self, *, online: bool) -> CheckpointStatus:
-        return CheckpointStatus(v=SCHEMA_VERSION, checkpoint=self.checkpoint, online=online,
-                                sent_at=time.time(), epoch=self.outbox.epoch,
-                                software=self.software or None)
+        return CheckpointStatus(
+            v=SCHEMA_VERSION,
+            checkpoint=self.checkpoint,
+            online=online,
+            sent_at=time.time(),
+            epoch=self.outbox.epoch,
+            software=self.software or None,
+        )
 
     # -- sending ---------------------------------------------------------------------------
     def _requeue_inflight(self, *, resend: bool, older_than: float | None = None) -> int:
@@ -301,8 +335,13 @@ class EdgeUplink:
                 live = self._fit(live, bodies)
                 if not live:
                     continue
-                batch = _OutgoingBatch(v=SCHEMA_VERSION, checkpoint=self.checkpoint, epoch=self.outbox.epoch,
-                                       sent_at=time.time(), events=[msgspec.Raw(bodies[s]) for _, s in live])
+                batch = _OutgoingBatch(
+                    v=SCHEMA_VERSION,
+                    checkpoint=self.checkpoint,
+                    epoch=self.outbox.epoch,
+                    sent_at=time.time(),
+                    events=[msgspec.Raw(bodies[s]) for _, s in live],
+                )
                 now = time.monotonic()
                 for priority, seq in live:
                     self._inflight[seq] = (now, priority)
@@ -364,8 +403,9 @@ class EdgeUplink:
 
     async def _on_evidence_request(self, request: EvidenceRequest) -> None:
         # Replies are signed like every other message this checkpoint publishes.
-        replies = await asyncio.to_thread(evidence_reply.answer, self._evidence, self.checkpoint,
-                                          self.outbox.epoch, request)
+        replies = await asyncio.to_thread(
+            evidence_reply.answer, self._evidence, self.checkpoint, self.outbox.epoch, request
+        )
         client = self._client
         log.info("uplink: evidence request %s for read %d/%d", request.request_id, request.epoch, request.seq)
         if client is None:

@@ -79,8 +79,9 @@ async def tablet(request: web.Request) -> web.FileResponse:
 async def service_worker(request: web.Request) -> web.FileResponse:
     """The tablet's service worker, from the root so its scope covers the page; browsers register it
     only in a secure context (the edge over HTTPS). Revalidated on every load so updates reach tablets."""
-    return web.FileResponse(STATIC / "sw.js", headers={"Content-Type": "text/javascript",
-                                                       "Cache-Control": "no-cache"})
+    return web.FileResponse(
+        STATIC / "sw.js", headers={"Content-Type": "text/javascript", "Cache-Control": "no-cache"}
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -94,10 +95,13 @@ async def health(request: web.Request) -> web.Response:
         reasons.append(f"outbox: {status['outbox']['writer_error']}")
     box = status["outbox"]
     if box["max_bytes"] and box["bytes"] >= 0.9 * box["max_bytes"]:
-        reasons.append(f"outbox at {box['bytes'] * 100 // box['max_bytes']}% of its quota; "
-                       f"{box['dropped_reads']} plain reads dropped so far")
-    return web.json_response({"status": "degraded" if reasons else "ok", "reasons": reasons,
-                              "checkpoint": status["checkpoint"]})
+        reasons.append(
+            f"outbox at {box['bytes'] * 100 // box['max_bytes']}% of its quota; "
+            f"{box['dropped_reads']} plain reads dropped so far"
+        )
+    return web.json_response(
+        {"status": "degraded" if reasons else "ok", "reasons": reasons, "checkpoint": status["checkpoint"]}
+    )
 
 
 async def status(request: web.Request) -> web.Response:
@@ -112,20 +116,41 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
         "checkpoint": service.checkpoint,
         "name": app[keys.SETTINGS].name,
         "epoch": outbox.epoch,
-        "uplink": {"state": uplink.state.value, "hub_online": uplink.hub_online, "last_error": uplink.last_error,
-                   "inflight": uplink.inflight, "queued": uplink.queued, "published": uplink.published_events,
-                   "resent": uplink.resent_events, "acked": uplink.acked_events, "connects": uplink.connects},
-        "outbox": {"depth": stats.depth,
-                   "oldest_unacked_s": None if stats.oldest_created_at is None else now - stats.oldest_created_at,
-                   "bytes": stats.bytes, "max_bytes": outbox.max_bytes, "dropped_reads": stats.dropped_total,
-                   "writer_error": outbox.writer_error},
+        "uplink": {
+            "state": uplink.state.value,
+            "hub_online": uplink.hub_online,
+            "last_error": uplink.last_error,
+            "inflight": uplink.inflight,
+            "queued": uplink.queued,
+            "published": uplink.published_events,
+            "resent": uplink.resent_events,
+            "acked": uplink.acked_events,
+            "connects": uplink.connects,
+        },
+        "outbox": {
+            "depth": stats.depth,
+            "oldest_unacked_s": None if stats.oldest_created_at is None else now - stats.oldest_created_at,
+            "bytes": stats.bytes,
+            "max_bytes": outbox.max_bytes,
+            "dropped_reads": stats.dropped_total,
+            "writer_error": outbox.writer_error,
+        },
         "cameras": {cid: h.snapshot(now) for cid, h in service.cameras.items()},
-        "evidence": {"reads": len(app[keys.EVIDENCE]), "bytes": app[keys.EVIDENCE].bytes,
-                     "max_bytes": app[keys.EVIDENCE].max_bytes, "rejected": app[keys.EVIDENCE].rejected,
-                     "deleted": app[keys.EVIDENCE].deleted},
-        "feed": {"version": app[keys.MIRROR].version, "hub_version": app[keys.FEED].hub_version,
-                 "entries": len(app[keys.MIRROR]), "snapshots": app[keys.FEED].snapshots,
-                 "deltas": app[keys.FEED].deltas, "last_error": app[keys.FEED].last_error},
+        "evidence": {
+            "reads": len(app[keys.EVIDENCE]),
+            "bytes": app[keys.EVIDENCE].bytes,
+            "max_bytes": app[keys.EVIDENCE].max_bytes,
+            "rejected": app[keys.EVIDENCE].rejected,
+            "deleted": app[keys.EVIDENCE].deleted,
+        },
+        "feed": {
+            "version": app[keys.MIRROR].version,
+            "hub_version": app[keys.FEED].hub_version,
+            "entries": len(app[keys.MIRROR]),
+            "snapshots": app[keys.FEED].snapshots,
+            "deltas": app[keys.FEED].deltas,
+            "last_error": app[keys.FEED].last_error,
+        },
         "local_hits": service.local_hits,
         "reads_total": service.reads_total,
         "passages_total": service.passages_total,
@@ -137,9 +162,12 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
 
 async def alerts(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
-    return web.Response(body=msgspec.json.encode({"alerts": list(reversed(service.alerts)),
-                                                  "outcomes": service.alert_log.outcomes}),
-                        content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(
+            {"alerts": list(reversed(service.alerts)), "outcomes": service.alert_log.outcomes}
+        ),
+        content_type="application/json",
+    )
 
 
 class OutcomeInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -156,8 +184,9 @@ async def alert_outcome(request: web.Request) -> web.Response:
     principal = principal_of(request)
     officer = principal.name if principal else "?"
     try:
-        frame = await request.app[keys.SERVICE].record_outcome(request.match_info["alert_id"], data.outcome,
-                                                               data.note, officer)
+        frame = await request.app[keys.SERVICE].record_outcome(
+            request.match_info["alert_id"], data.outcome, data.note, officer
+        )
     except KeyError:
         raise json_error(web.HTTPNotFound, "no such recent alert at this checkpoint") from None
     return web.json_response({"outcome": frame})
@@ -168,8 +197,9 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     first: list[Any] = [{"type": "hello", "checkpoint": service.checkpoint}]
     first += [{"type": "alert", "alert": a} for a in service.alerts]
     first += [{"type": "outcome", "outcome": o} for o in service.alert_log.outcomes.values()]
-    return await websocket_feed(request, service.live, first, lambda f: msgspec.json.encode(f).decode(),
-                                request.app[keys.SOCKETS])
+    return await websocket_feed(
+        request, service.live, first, lambda f: msgspec.json.encode(f).decode(), request.app[keys.SOCKETS]
+    )
 
 
 async def check(request: web.Request) -> web.Response:
@@ -181,17 +211,37 @@ async def check(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, "plate: 1 to 32 characters")
     norm = plates.normalize(raw)
     mirror = request.app[keys.MIRROR]
-    hits = mirror.match(norm.plate, now=time.time(), colour=request.query.get("colour") or None,
-                        vehicle_type=request.query.get("vehicle_type") or None)
+    hits = mirror.match(
+        norm.plate,
+        now=time.time(),
+        colour=request.query.get("colour") or None,
+        vehicle_type=request.query.get("vehicle_type") or None,
+    )
     checked = plates.check(norm.plate) if norm.plate else None
-    return web.Response(body=msgspec.json.encode({
-        "plate": norm.plate, "plate_valid": bool(checked and checked.valid),
-        "plate_problem": checked.problem if checked else "no readable plate",
-        "feed_version": mirror.version,
-        "hits": [{"entry_id": h.entry_id, "entry_plate": h.entry_plate, "list_id": h.list_id,
-                  "list_name": mirror.lists[h.list_id].name if h.list_id in mirror.lists else h.list_id,
-                  "action": h.action.value, "kind": h.kind.value, "score": h.score,
-                  "explanation": h.explanation} for h in hits]}), content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(
+            {
+                "plate": norm.plate,
+                "plate_valid": bool(checked and checked.valid),
+                "plate_problem": checked.problem if checked else "no readable plate",
+                "feed_version": mirror.version,
+                "hits": [
+                    {
+                        "entry_id": h.entry_id,
+                        "entry_plate": h.entry_plate,
+                        "list_id": h.list_id,
+                        "list_name": mirror.lists[h.list_id].name if h.list_id in mirror.lists else h.list_id,
+                        "action": h.action.value,
+                        "kind": h.kind.value,
+                        "score": h.score,
+                        "explanation": h.explanation,
+                    }
+                    for h in hits
+                ],
+            }
+        ),
+        content_type="application/json",
+    )
 
 
 async def camera_reads(request: web.Request) -> web.Response:
@@ -215,7 +265,9 @@ async def evidence(request: web.Request) -> web.FileResponse:
     path = request.app[keys.EVIDENCE].path(epoch, seq, kind)
     if path is None or not path.exists():
         raise json_error(web.HTTPNotFound, f"no {kind} kept for read {epoch}-{seq}")
-    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"})
+    return web.FileResponse(
+        path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=3600"}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -223,42 +275,74 @@ async def metrics(request: web.Request) -> web.Response:
     service, uplink, mirror = app[keys.SERVICE], app[keys.UPLINK], app[keys.MIRROR]
     stats = await app[keys.OUTBOX].stats()
     oldest = None if stats.oldest_created_at is None else time.time() - stats.oldest_created_at
-    cams = [Metric("cordon_edge_camera_reads_total", "counter", "reads recorded, by camera"),
-            Metric("cordon_edge_camera_errors_total", "counter", "pushes refused as malformed, by camera"),
-            Metric("cordon_edge_camera_refused_total", "counter", "pushes refused for credentials, by camera")]
+    cams = [
+        Metric("cordon_edge_camera_reads_total", "counter", "reads recorded, by camera"),
+        Metric("cordon_edge_camera_errors_total", "counter", "pushes refused as malformed, by camera"),
+        Metric("cordon_edge_camera_refused_total", "counter", "pushes refused for credentials, by camera"),
+    ]
     for cid, h in sorted(service.cameras.items()):
         cams[0].add(h.reads, camera=cid)
         cams[1].add(h.errors, camera=cid)
         cams[2].add(h.refused, camera=cid)
-    text = render([
-        Metric("cordon_edge_reads_total", "counter", "reads committed to the outbox since start").add(
-            service.reads_total),
-        Metric("cordon_edge_passages_total", "counter", "passages closed since start").add(service.passages_total),
-        Metric("cordon_edge_local_hits_total", "counter", "hits against the local mirror").add(service.local_hits),
-        Metric("cordon_edge_outbox_depth", "gauge", "events not yet acknowledged by the hub").add(stats.depth),
-        Metric("cordon_edge_outbox_oldest_seconds", "gauge", "age of the oldest unacknowledged event").add(oldest),
-        Metric("cordon_edge_outbox_bytes", "gauge", "bytes of unacknowledged events (what the quota counts)").add(
-            stats.bytes),
-        Metric("cordon_edge_outbox_dropped_reads_total", "counter",
-               "plain reads dropped from the outbox at its quota, since it was created").add(stats.dropped_total),
-        Metric("cordon_edge_published_events_total", "counter", "events published").add(uplink.published_events),
-        Metric("cordon_edge_replayed_events_total", "counter", "events sent again").add(uplink.resent_events),
-        Metric("cordon_edge_acked_events_total", "counter", "events the hub acknowledged").add(uplink.acked_events),
-        Metric("cordon_edge_uplink_connected", "gauge", "1 when the broker link is up").add(
-            int(uplink.state.value == "connected")),
-        Metric("cordon_edge_bad_signatures_total", "counter",
-               "messages from the hub dropped for a missing or wrong signature").add(uplink.bad_signatures),
-        Metric("cordon_edge_watchlist_version", "gauge", "version of the local watchlist mirror").add(mirror.version),
-        Metric("cordon_edge_dead_letters_total", "counter", "pushes dead-lettered since start").add(
-            app[keys.DEAD].count),
-        *cams,
-    ])
+    text = render(
+        [
+            Metric("cordon_edge_reads_total", "counter", "reads committed to the outbox since start").add(
+                service.reads_total
+            ),
+            Metric("cordon_edge_passages_total", "counter", "passages closed since start").add(
+                service.passages_total
+            ),
+            Metric("cordon_edge_local_hits_total", "counter", "hits against the local mirror").add(
+                service.local_hits
+            ),
+            Metric("cordon_edge_outbox_depth", "gauge", "events not yet acknowledged by the hub").add(
+                stats.depth
+            ),
+            Metric(
+                "cordon_edge_outbox_oldest_seconds", "gauge", "age of the oldest unacknowledged event"
+            ).add(oldest),
+            Metric(
+                "cordon_edge_outbox_bytes", "gauge", "bytes of unacknowledged events (what the quota counts)"
+            ).add(stats.bytes),
+            Metric(
+                "cordon_edge_outbox_dropped_reads_total",
+                "counter",
+                "plain reads dropped from the outbox at its quota, since it was created",
+            ).add(stats.dropped_total),
+            Metric("cordon_edge_published_events_total", "counter", "events published").add(
+                uplink.published_events
+            ),
+            Metric("cordon_edge_replayed_events_total", "counter", "events sent again").add(
+                uplink.resent_events
+            ),
+            Metric("cordon_edge_acked_events_total", "counter", "events the hub acknowledged").add(
+                uplink.acked_events
+            ),
+            Metric("cordon_edge_uplink_connected", "gauge", "1 when the broker link is up").add(
+                int(uplink.state.value == "connected")
+            ),
+            Metric(
+                "cordon_edge_bad_signatures_total",
+                "counter",
+                "messages from the hub dropped for a missing or wrong signature",
+            ).add(uplink.bad_signatures),
+            Metric("cordon_edge_watchlist_version", "gauge", "version of the local watchlist mirror").add(
+                mirror.version
+            ),
+            Metric("cordon_edge_dead_letters_total", "counter", "pushes dead-lettered since start").add(
+                app[keys.DEAD].count
+            ),
+            *cams,
+        ]
+    )
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
 
 
 async def openapi(request: web.Request) -> web.FileResponse:
     """This API described in OpenAPI 3 (kept true by tests/test_openapi.py)."""
-    return web.FileResponse(Path(__file__).with_name("openapi.json"), headers={"Content-Type": "application/json"})
+    return web.FileResponse(
+        Path(__file__).with_name("openapi.json"), headers={"Content-Type": "application/json"}
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -33,16 +33,50 @@ from protocols.messages import WIRE_MESSAGES
 REF_TEMPLATE = "#/components/schemas/{name}"
 
 # Keywords whose value is one schema, a list of schemas, or a map of name -> schema.
-_ONE = {"items", "additionalItems", "additionalProperties", "not", "contains", "propertyNames",
-        "if", "then", "else"}
+_ONE = {
+    "items",
+    "additionalItems",
+    "additionalProperties",
+    "not",
+    "contains",
+    "propertyNames",
+    "if",
+    "then",
+    "else",
+}
 _LIST = {"anyOf", "oneOf", "allOf"}
 _MAP = {"properties", "patternProperties", "definitions"}
 # Keywords that mean the same in draft 07 and 2020-12 and hold plain values.
-_PLAIN = {"title", "description", "type", "enum", "const", "default", "examples", "required", "format",
-          "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-          "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems",
-          "minProperties", "maxProperties", "contentEncoding", "contentMediaType",
-          "readOnly", "writeOnly", "deprecated", "$ref"}
+_PLAIN = {
+    "title",
+    "description",
+    "type",
+    "enum",
+    "const",
+    "default",
+    "examples",
+    "required",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "contentEncoding",
+    "contentMediaType",
+    "readOnly",
+    "writeOnly",
+    "deprecated",
+    "$ref",
+}
 # Next to a $ref, draft 07 ignores everything; only annotations may stand there.
 _ANNOTATIONS = {"$ref", "title", "description", "default", "examples"}
 
@@ -59,7 +93,9 @@ def _draft07(schema: Any, where: str) -> Any:
     if not isinstance(schema, dict):
         raise ValueError(f"{where}: expected a schema, got {schema!r}")
     if "$ref" in schema and not set(schema) <= _ANNOTATIONS:
-        raise ValueError(f"{where}: draft 07 ignores keywords beside $ref: {sorted(set(schema) - _ANNOTATIONS)}")
+        raise ValueError(
+            f"{where}: draft 07 ignores keywords beside $ref: {sorted(set(schema) - _ANNOTATIONS)}"
+        )
     out: dict[str, Any] = {}
     for key, value in schema.items():
         at = f"{where}/{key}"
@@ -113,8 +149,9 @@ def render(schemas: dict[str, Any]) -> str:
     Dumper.add_representer(str, represent_str)
     Dumper.add_representer(list, represent_list)
     Dumper.add_representer(dict, represent_dict)
-    text = yaml.dump({"schemas": schemas}, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110,
-                     indent=2)
+    text = yaml.dump(
+        {"schemas": schemas}, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=110, indent=2
+    )
     return "".join(f"  {line}\n" if line else "\n" for line in text.splitlines())
 
 

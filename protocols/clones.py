@@ -141,8 +141,18 @@ class Sighting(NamedTuple):
 
 
 def sighting(checkpoint: str, epoch: int, read: PlateRead) -> Sighting:
-    return Sighting(checkpoint, epoch, read.seq, read.captured_at, read.plate, read.camera_id, read.colour,
-                    read.vehicle_type, read.vehicle_colour, read.vehicle_brand)
+    return Sighting(
+        checkpoint,
+        epoch,
+        read.seq,
+        read.captured_at,
+        read.plate,
+        read.camera_id,
+        read.colour,
+        read.vehicle_type,
+        read.vehicle_colour,
+        read.vehicle_brand,
+    )
 
 
 def eligible(read: PlateRead, rule: CloneRule) -> bool:
@@ -167,7 +177,7 @@ def look_alikes(plate: str) -> list[str]:
     out = []
     for i in range(2, len(plate)):
         for other in LOOK_ALIKE.get(plate[i], ""):
-            out.append(plate[:i] + other + plate[i + 1:])
+            out.append(plate[:i] + other + plate[i + 1 :])
     return out
 
 
@@ -218,7 +228,11 @@ def _attribute_conflicts(a: Sighting, b: Sighting) -> list[tuple[str, str, str, 
     ca, cb = plates.parse_colour(a.colour), plates.parse_colour(b.colour)
     if ca is not None and cb is not None and ca != cb:
         out.append(("plate colour", "号牌颜色", str(ca), str(cb), ""))
-    if a.vehicle_type and b.vehicle_type and a.vehicle_type.strip().casefold() != b.vehicle_type.strip().casefold():
+    if (
+        a.vehicle_type
+        and b.vehicle_type
+        and a.vehicle_type.strip().casefold() != b.vehicle_type.strip().casefold()
+    ):
         out.append(("vehicle type", "车辆类型", a.vehicle_type, b.vehicle_type, ""))
     va, vb = body_colour(a.vehicle_colour), body_colour(b.vehicle_colour)
     if va is not None and vb is not None and va != vb:
@@ -230,9 +244,21 @@ def _attribute_conflicts(a: Sighting, b: Sighting) -> list[tuple[str, str, str, 
     return out
 
 
-_BODY_COLOURS = {"白": "white", "黑": "black", "红": "red", "蓝": "blue", "黄": "yellow", "绿": "green",
-                 "灰": "gray", "grey": "gray", "银": "silver", "棕": "brown", "紫": "purple", "粉": "pink",
-                 "橙": "orange"}
+_BODY_COLOURS = {
+    "白": "white",
+    "黑": "black",
+    "红": "red",
+    "蓝": "blue",
+    "黄": "yellow",
+    "绿": "green",
+    "灰": "gray",
+    "grey": "gray",
+    "银": "silver",
+    "棕": "brown",
+    "紫": "purple",
+    "粉": "pink",
+    "橙": "orange",
+}
 _BODY_NAMES = frozenset(_BODY_COLOURS.values())
 
 
@@ -258,29 +284,50 @@ def check(previous: Sighting, new: Sighting, geography: Geography, rule: CloneRu
     earlier, later = (previous, new) if previous.captured_at <= new.captured_at else (new, previous)
     gap = later.captured_at - earlier.captured_at
     where_e, where_l = geography.name(earlier.checkpoint), geography.name(later.checkpoint)
-    head_en = f"{new.plate} at {where_e} {_clock(earlier.captured_at, rule)} and at {where_l} " \
-              f"{_clock(later.captured_at, rule)}"
+    head_en = (
+        f"{new.plate} at {where_e} {_clock(earlier.captured_at, rule)} and at {where_l} "
+        f"{_clock(later.captured_at, rule)}"
+    )
     head_zh = f"{new.plate} {_clock(earlier.captured_at, rule)} 在{where_e}、{_clock(later.captured_at, rule)} 在{where_l}"
     if earlier.checkpoint != later.checkpoint:
         km = geography.distance_km(earlier.checkpoint, later.checkpoint)
         trip = min_trip_s(km, rule) if km is not None else None
         if gap <= rule.same_time_window_s and (trip is None or gap < trip):
             return CloneFinding(
-                "same_time", earlier, later, gap, km, trip,
-                f"{head_en}: the same time at two places"
-                + (f" {km:.0f} km apart" if km is not None else ""),
-                f"{head_zh}：同一时间出现在两地" + (f"（相距 {km:.0f} 公里）" if km is not None else ""))
+                "same_time",
+                earlier,
+                later,
+                gap,
+                km,
+                trip,
+                f"{head_en}: the same time at two places" + (f" {km:.0f} km apart" if km is not None else ""),
+                f"{head_zh}：同一时间出现在两地" + (f"（相距 {km:.0f} 公里）" if km is not None else ""),
+            )
         if trip is not None and gap < trip:
             return CloneFinding(
-                "impossible_trip", earlier, later, gap, km, trip,
+                "impossible_trip",
+                earlier,
+                later,
+                gap,
+                km,
+                trip,
                 f"{head_en}; the fastest trip is {_duration_en(trip)} ({km:.0f} km at "
                 f"{rule.max_speed_kmh:.0f} km/h), it took {_duration_en(gap)}",
                 f"{head_zh}；两地最快车程 {_duration_zh(trip)}（{km:.0f} 公里，按 {rule.max_speed_kmh:.0f} 公里/小时），"
-                f"实际间隔 {_duration_zh(gap)}")
+                f"实际间隔 {_duration_zh(gap)}",
+            )
     conflicts = _attribute_conflicts(earlier, later)
     if conflicts:
         en = "; ".join(f"{what} {va} vs {vb}" for what, _, va, vb, _ in conflicts)
         zh = "；".join(f"{what}{va}与{vb}不符" for _, what, va, vb, _ in conflicts)
-        return CloneFinding("attribute_conflict", earlier, later, gap, None, None,
-                            f"{head_en}: the vehicles differ ({en})", f"{head_zh}：车辆特征不一致（{zh}）")
+        return CloneFinding(
+            "attribute_conflict",
+            earlier,
+            later,
+            gap,
+            None,
+            None,
+            f"{head_en}: the vehicles differ ({en})",
+            f"{head_zh}：车辆特征不一致（{zh}）",
+        )
     return None

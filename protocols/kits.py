@@ -212,9 +212,15 @@ def hash_id_number(number: str, secret: bytes, params: ScryptParams = ID_HASH_PA
     """
     if len(secret) < 16:
         raise KitError("the ID hash secret must be at least 16 bytes")
-    digest = hashlib.scrypt(normalize_id_number(number).encode(), salt=b"cordon-id-v1\x00" + secret,
-                            n=params.n, r=params.r, p=params.p, maxmem=min(2**31 - 1, 2 * 128 * params.r * params.n + 2**20),
-                            dklen=32)
+    digest = hashlib.scrypt(
+        normalize_id_number(number).encode(),
+        salt=b"cordon-id-v1\x00" + secret,
+        n=params.n,
+        r=params.r,
+        p=params.p,
+        maxmem=min(2**31 - 1, 2 * 128 * params.r * params.n + 2**20),
+        dklen=32,
+    )
     return f"scrypt$n={params.n},r={params.r},p={params.p}${digest.hex()}"
 
 
@@ -272,8 +278,12 @@ def subject_from_id(number: str, secret: bytes, name: str | None = None) -> Subj
     n = normalize_id_number(number)
     if len(n) < 4:
         raise KitError("an ID number needs at least 4 characters")
-    return Subject(id_hash=hash_id_number(n, secret), id_last4=last4(n), id_problem=id_number_problem(n),
-                   name=name or None)
+    return Subject(
+        id_hash=hash_id_number(n, secret),
+        id_last4=last4(n),
+        id_problem=id_number_problem(n),
+        name=name or None,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

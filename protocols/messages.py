@@ -34,8 +34,9 @@ Lane = Annotated[int, msgspec.Meta(ge=0, le=99)]
 Direction = Literal["in", "out"]
 THUMBNAIL_MAX_BYTES = 12 * 1024
 """Largest thumbnail JPEG that travels with a hit or an alert (its base64 text is 4/3 of that)."""
-Thumbnail = Annotated[str, msgspec.Meta(max_length=(THUMBNAIL_MAX_BYTES + 2) // 3 * 4,
-                                        pattern="^[A-Za-z0-9+/]*={0,2}$")]
+Thumbnail = Annotated[
+    str, msgspec.Meta(max_length=(THUMBNAIL_MAX_BYTES + 2) // 3 * 4, pattern="^[A-Za-z0-9+/]*={0,2}$")
+]
 
 T = TypeVar("T")
 
@@ -184,10 +185,10 @@ class KitResultEvent(msgspec.Struct, tag="kit", **_STRICT):
 Event = PlateRead | Passage | EdgeHit | Gap | AlertOutcome | AuditEvent | KitResultEvent
 
 
-
 def event_kind(event: Event) -> str:
     """An event's kind, as stored and counted: its tag on the wire ("read", "passage", "hit"...)."""
     return type(event).__struct_config__.tag  # type: ignore[return-value]
+
 
 class EventBatch(msgspec.Struct, **_STRICT):
     """Events from one edge epoch, in one MQTT message on ``cordon/v1/cp/{checkpoint}/events``."""
@@ -390,7 +391,9 @@ def decode(kind: type[T], payload: bytes) -> T:
         raise DecodeError(_explain(kind, payload, exc)) from None
     version = getattr(message, "v", None)
     if version is not None and version not in SUPPORTED_VERSIONS:
-        raise DecodeError(f"unsupported schema version {version}; this side accepts {sorted(SUPPORTED_VERSIONS)}")
+        raise DecodeError(
+            f"unsupported schema version {version}; this side accepts {sorted(SUPPORTED_VERSIONS)}"
+        )
     return message
 
 

@@ -45,7 +45,7 @@ def split(payload: bytes) -> tuple[bytes, bytes | None]:
         signature = base64.urlsafe_b64decode(match.group(1) + b"==")
     except (binascii.Error, ValueError):
         return payload, None
-    return payload[:match.start()] + b"}", signature
+    return payload[: match.start()] + b"}", signature
 
 
 def open_signed(payload: bytes, key: Ed25519PublicKey | None, *, required: bool) -> bytes:

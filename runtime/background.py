@@ -17,8 +17,9 @@ async def stop(task: asyncio.Task[Any]) -> None:
         await task
 
 
-def background(name: str, run: Callable[[web.Application], Awaitable[None]]
-               ) -> Callable[[web.Application], AsyncIterator[None]]:
+def background(
+    name: str, run: Callable[[web.Application], Awaitable[None]]
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """An ``app.cleanup_ctx`` entry that runs ``run(app)`` as a task named ``name`` for the app's lifetime."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:

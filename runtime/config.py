@@ -58,7 +58,7 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str], prefix: str, cl
     for name, value in sorted(environ.items()):
         if not name.startswith(prefix):
             continue
-        path = name[len(prefix):].lower().split("__")
+        path = name[len(prefix) :].lower().split("__")
         # A key whose own name ends in _file (mqtt.ca_file) is set directly; otherwise _FILE means
         # "read this key's value from that file" (mqtt.password from CORDON_EDGE_MQTT__PASSWORD_FILE).
         if path[-1].endswith("_file") and not _is_field(cls, path):

@@ -41,12 +41,19 @@ def create_schema(db: sqlite_utils.Database) -> None:
         db.conn.execute(statement)
 
 
-def insert(db: sqlite_utils.Database, source: str, reason: str, raw: bytes,
-           checkpoint: str | None = None, received_at: float | None = None) -> int:
+def insert(
+    db: sqlite_utils.Database,
+    source: str,
+    reason: str,
+    raw: bytes,
+    checkpoint: str | None = None,
+    received_at: float | None = None,
+) -> int:
     """Insert one dead letter inside the caller's transaction; return its id."""
     cur = db.conn.execute(
         "INSERT INTO dead_letters (received_at, source, checkpoint, reason, raw, raw_bytes) VALUES (?,?,?,?,?,?)",
-        (received_at or time.time(), source[:200], checkpoint, reason[:2000], raw[:MAX_RAW_BYTES], len(raw)))
+        (received_at or time.time(), source[:200], checkpoint, reason[:2000], raw[:MAX_RAW_BYTES], len(raw)),
+    )
     return int(cur.lastrowid or 0)
 
 
@@ -58,8 +65,10 @@ def recent(db: sqlite_utils.Database, limit: int = 100, before_id: int | None = 
         args.append(before_id)
     sql += " ORDER BY id DESC LIMIT ?"
     args.append(limit)
-    return [DeadLetter(i, t, s, c, r, n, bytes(raw[:2000]).decode("utf-8", "replace"))
-            for i, t, s, c, r, n, raw in db.conn.execute(sql, args)]
+    return [
+        DeadLetter(i, t, s, c, r, n, bytes(raw[:2000]).decode("utf-8", "replace"))
+        for i, t, s, c, r, n, raw in db.conn.execute(sql, args)
+    ]
 
 
 class DeadLetterStore:

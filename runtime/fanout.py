@@ -53,7 +53,7 @@ class Fanout:
     async def serve(self, name: str, send: Send, first: list[Any] | None = None) -> None:
         """Feed one client until it disconnects or falls behind; ``first`` frames go out first."""
         sub = Subscriber(name, send, self._queue_size)
-        for frame in (first or [])[-self._queue_size:]:
+        for frame in (first or [])[-self._queue_size :]:
             sub.queue.put_nowait(frame)
         self._subscribers.add(sub)
         sender = asyncio.create_task(sub.run(), name=f"fanout-{name}")

@@ -18,12 +18,23 @@ from .web import Access, Roles, Rule
 
 #: How each kind of rule is written in a document: ``security`` and the ``x-roles`` extension.
 SECURITY_SCHEMES: dict[str, Any] = {
-    "session": {"type": "apiKey", "in": "cookie", "name": "cordon_session",
-                "description": "a signed-in person's session (POST /login)"},
-    "apiToken": {"type": "http", "scheme": "bearer",
-                 "description": "an account's API token (acts with the account's role) or a machine token"},
-    "cameraToken": {"type": "apiKey", "in": "header", "name": "X-Camera-Token",
-                    "description": "the camera's own token (also Authorization: Bearer or ?token=)"},
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "cordon_session",
+        "description": "a signed-in person's session (POST /login)",
+    },
+    "apiToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an account's API token (acts with the account's role) or a machine token",
+    },
+    "cameraToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Camera-Token",
+        "description": "the camera's own token (also Authorization: Bearer or ?token=)",
+    },
 }
 
 
@@ -90,13 +101,19 @@ def problems(app: web.Application, policy: dict[str, Rule], document: dict[str, 
         op = documented[key]
         security, roles = security_of(policy[name])
         if op.get("security") != security:
-            found.append(f"{key[0].upper()} {key[1]}: security {op.get('security')} but the route needs {security}")
+            found.append(
+                f"{key[0].upper()} {key[1]}: security {op.get('security')} but the route needs {security}"
+            )
         if op.get("x-roles") != roles:
-            found.append(f"{key[0].upper()} {key[1]}: x-roles {op.get('x-roles')} but the route allows {roles}")
+            found.append(
+                f"{key[0].upper()} {key[1]}: x-roles {op.get('x-roles')} but the route allows {roles}"
+            )
         if not op.get("summary"):
             found.append(f"{key[0].upper()} {key[1]}: no summary")
         if op.get("operationId") != name:
-            found.append(f"{key[0].upper()} {key[1]}: operationId {op.get('operationId')!r}, route name {name!r}")
+            found.append(
+                f"{key[0].upper()} {key[1]}: operationId {op.get('operationId')!r}, route name {name!r}"
+            )
     for key in sorted(set(documented) - set(actual)):
         found.append(f"{key[0].upper()} {key[1]} is documented but the app has no such route")
     return found
@@ -106,7 +123,9 @@ def load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def skeleton(app: web.Application, policy: dict[str, Rule], title: str, summaries: dict[str, str]) -> dict[str, Any]:
+def skeleton(
+    app: web.Application, policy: dict[str, Rule], title: str, summaries: dict[str, str]
+) -> dict[str, Any]:
     """A document for the app as it is (used to start or extend the kept file; summaries by route name)."""
     paths: dict[str, dict[str, Any]] = {}
     for (method, path), name in sorted(routes(app).items(), key=lambda kv: (kv[0][1], kv[0][0])):
@@ -116,13 +135,18 @@ def skeleton(app: web.Application, policy: dict[str, Rule], title: str, summarie
             op["x-roles"] = roles
         params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
         if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                                for p in params]
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
+            ]
         op["responses"] = {"200": {"description": "OK"}}
         if security:
             op["responses"]["401"] = {"description": "no or wrong credentials"}
         if roles is not None and roles != ["any"]:
             op["responses"]["403"] = {"description": "signed in, but not in one of the roles in x-roles"}
         paths.setdefault(path, {})[method] = op
-    return {"openapi": "3.0.3", "info": {"title": title, "version": "1"},
-            "components": {"securitySchemes": SECURITY_SCHEMES}, "paths": paths}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "version": "1"},
+        "components": {"securitySchemes": SECURITY_SCHEMES},
+        "paths": paths,
+    }

@@ -55,8 +55,9 @@ _Item = tuple[Job, "Future[Any]", bool]
 BUSY_TIMEOUT_S = 30.0
 
 
-def open_database(path: str | Path, *, synchronous: str = "FULL",
-                  busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite_utils.Database:
+def open_database(
+    path: str | Path, *, synchronous: str = "FULL", busy_timeout_s: float = BUSY_TIMEOUT_S
+) -> sqlite_utils.Database:
     """Open a SQLite file in WAL mode with the durability this project expects."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True, timeout=busy_timeout_s)
     db = sqlite_utils.Database(conn)
@@ -70,8 +71,15 @@ def open_database(path: str | Path, *, synchronous: str = "FULL",
 class SqlWriter:
     """Owns the write connection of one SQLite file; run jobs on it with group commit."""
 
-    def __init__(self, path: str | Path, *, name: str, synchronous: str = "FULL",
-                 setup: Job | None = None, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        synchronous: str = "FULL",
+        setup: Job | None = None,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
         self.path = Path(path)
         self.name = name
         self._synchronous = synchronous
@@ -86,8 +94,9 @@ class SqlWriter:
     def start(self) -> None:
         """Open the database in the writer thread and run ``setup`` (schema, migrations)."""
         ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._main, args=(ready,), name=f"sqlwriter-{self.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._main, args=(ready,), name=f"sqlwriter-{self.name}", daemon=True
+        )
         self._thread.start()
         ready.result()
 
@@ -170,8 +179,9 @@ class SqlWriter:
         fut.set_result(value)
         return True
 
-    def _commit(self, db: sqlite_utils.Database, batch: list[tuple[Job, Future[Any]]], *,
-                final: bool = False) -> list[tuple[Job, Future[Any]]]:
+    def _commit(
+        self, db: sqlite_utils.Database, batch: list[tuple[Job, Future[Any]]], *, final: bool = False
+    ) -> list[tuple[Job, Future[Any]]]:
         """Run and commit a group of jobs; return the jobs to run again after their preparation."""
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         again: list[tuple[Job, Future[Any], Job]] = []
@@ -184,7 +194,9 @@ class SqlWriter:
                 except NeedsPreparation as exc:
                     db.conn.execute("ROLLBACK TO job")
                     if final:
-                        results.append((fut, None, RuntimeError(f"{exc} (still, after {MAX_PREPARATIONS} tries)")))
+                        results.append(
+                            (fut, None, RuntimeError(f"{exc} (still, after {MAX_PREPARATIONS} tries)"))
+                        )
                     else:
                         again.append((job, fut, exc.prepare))
                 except Exception as exc:  # one failing job must not undo the others

@@ -20,9 +20,13 @@ def _load_chain(ctx: ssl.SSLContext, cert_file: str, key_file: str | None, secti
     try:
         ctx.load_cert_chain(cert_file, key_file)
     except FileNotFoundError as exc:
-        raise SettingsError(f"[{section}] cert_file / key_file: {exc.filename or cert_file}: not found") from None
+        raise SettingsError(
+            f"[{section}] cert_file / key_file: {exc.filename or cert_file}: not found"
+        ) from None
     except (ssl.SSLError, OSError) as exc:
-        raise SettingsError(f"[{section}] cert_file {cert_file} / key_file {key_file}: cannot load: {exc}") from None
+        raise SettingsError(
+            f"[{section}] cert_file {cert_file} / key_file {key_file}: cannot load: {exc}"
+        ) from None
 
 
 def _check_pair(cert_file: str | None, key_file: str | None, section: str) -> None:
@@ -30,8 +34,9 @@ def _check_pair(cert_file: str | None, key_file: str | None, section: str) -> No
         raise SettingsError(f"[{section}] cert_file and key_file go together: set both or neither")
 
 
-def client_context(ca_file: str | None, cert_file: str | None, key_file: str | None,
-                   section: str) -> ssl.SSLContext:
+def client_context(
+    ca_file: str | None, cert_file: str | None, key_file: str | None, section: str
+) -> ssl.SSLContext:
     """Verifies the server against ``ca_file`` (or the system's CAs) and its host name; presents
     ``cert_file`` when given (the node's client certificate)."""
     _check_pair(cert_file, key_file, section)
@@ -49,8 +54,13 @@ def client_context(ca_file: str | None, cert_file: str | None, key_file: str | N
     return ctx
 
 
-def server_context(cert_file: str, key_file: str | None, section: str,
-                   client_ca_file: str | None = None, crl_file: str | None = None) -> ssl.SSLContext:
+def server_context(
+    cert_file: str,
+    key_file: str | None,
+    section: str,
+    client_ca_file: str | None = None,
+    crl_file: str | None = None,
+) -> ssl.SSLContext:
     """An HTTPS server's context; with ``client_ca_file`` it asks for (but does not demand) client
     certificates from that CA, so browsers without one still reach the login page; a certificate on
     ``crl_file`` fails the handshake."""
@@ -75,16 +85,19 @@ def server_context(cert_file: str, key_file: str | None, section: str,
     return ctx
 
 
-def mqtt_endpoint(url: str, ca_file: str | None, cert_file: str | None, key_file: str | None,
-                  section: str = "mqtt") -> tuple[str, int, ssl.SSLContext | None]:
+def mqtt_endpoint(
+    url: str, ca_file: str | None, cert_file: str | None, key_file: str | None, section: str = "mqtt"
+) -> tuple[str, int, ssl.SSLContext | None]:
     """Host, port and TLS context of an ``mqtt://`` or ``mqtts://`` URL (TLS only with ``mqtts``)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts"):
         raise SettingsError(f"[{section}] url {url!r}: the scheme must be mqtt:// or mqtts://")
     tls = parts.scheme == "mqtts"
     if not tls and (ca_file or cert_file or key_file):
-        raise SettingsError(f"[{section}] ca_file / cert_file / key_file are set but url {url!r} is not "
-                            "mqtts://: the certificates would not be used")
+        raise SettingsError(
+            f"[{section}] ca_file / cert_file / key_file are set but url {url!r} is not "
+            "mqtts://: the certificates would not be used"
+        )
     try:
         port = parts.port
     except ValueError:

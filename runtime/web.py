@@ -75,8 +75,6 @@ def roles(*names: str) -> Roles:
 Rule = Access | Roles
 
 
-
-
 class Sessions:
     """Signs and verifies session cookies with a per-process (or configured) secret."""
 
@@ -85,8 +83,16 @@ class Sessions:
         self.max_age_s = max_age_s
 
     def issue(self, principal: Principal) -> str:
-        body = json.dumps({"n": principal.name, "r": principal.role, "c": principal.checkpoint,
-                           "g": principal.generation, "t": int(time.time())}, separators=(",", ":")).encode()
+        body = json.dumps(
+            {
+                "n": principal.name,
+                "r": principal.role,
+                "c": principal.checkpoint,
+                "g": principal.generation,
+                "t": int(time.time()),
+            },
+            separators=(",", ":"),
+        ).encode()
         sig = hmac.new(self._secret, body, hashlib.sha256).digest()
         return _b64(body) + "." + _b64(sig)
 
@@ -103,8 +109,9 @@ class Sessions:
             if time.time() - int(data["t"]) > self.max_age_s:
                 return None
             checkpoint = data.get("c")
-            return Principal(str(data["n"]), str(data["r"]), str(checkpoint) if checkpoint else None,
-                             int(data.get("g", 0)))
+            return Principal(
+                str(data["n"]), str(data["r"]), str(checkpoint) if checkpoint else None, int(data.get("g", 0))
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -117,9 +124,18 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def set_session(response: web.StreamResponse, sessions: Sessions, principal: Principal, *, secure: bool) -> None:
-    response.set_cookie(SESSION_COOKIE, sessions.issue(principal), max_age=sessions.max_age_s, httponly=True,
-                        samesite="Strict", secure=secure, path="/")
+def set_session(
+    response: web.StreamResponse, sessions: Sessions, principal: Principal, *, secure: bool
+) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        sessions.issue(principal),
+        max_age=sessions.max_age_s,
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+        path="/",
+    )
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -141,9 +157,11 @@ def bearer(request: web.Request) -> str | None:
     return None
 
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; media-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; "
-       "form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; media-src 'self' data: blob:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
 
 
 def certificate_name(request: web.Request) -> str | None:
@@ -158,10 +176,13 @@ def certificate_name(request: web.Request) -> str | None:
     return None
 
 
-def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
-                     machine_tokens: Callable[[str], Principal | None],
-                     still_valid: Callable[[Principal], bool] | None = None,
-                     edge_certificates: bool = False) -> list[Any]:
+def make_middlewares(
+    policy: Mapping[str, Rule],
+    sessions: Sessions,
+    machine_tokens: Callable[[str], Principal | None],
+    still_valid: Callable[[Principal], bool] | None = None,
+    edge_certificates: bool = False,
+) -> list[Any]:
     """Security headers, then authorization by the route's name in ``policy``.
 
     ``still_valid`` is asked about every session (is the account enabled, is the session of its
@@ -169,9 +190,9 @@ def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
     ``edge_certificates``, a verified client certificate opens the ``EDGE`` routes as that node."""
 
     @web.middleware
-    async def security_headers(request: web.Request,
-                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                               ) -> web.StreamResponse:
+    async def security_headers(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -188,8 +209,9 @@ def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
         return response
 
     @web.middleware
-    async def authorize(request: web.Request,
-                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def authorize(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         route = request.match_info.route
         name = route.name if route is not None else None
         if name is None and isinstance(request.match_info, web.UrlMappingMatchInfo):
@@ -212,21 +234,30 @@ def make_middlewares(policy: Mapping[str, Rule], sessions: Sessions,
                 _check_origin(request)
         if principal is None and (token := bearer(request)):
             principal = machine_tokens(token)
-            if principal is not None and principal.role in ("edge", "metrics") and (
-                    isinstance(rule, Roles) or principal.role != rule.value):
+            if (
+                principal is not None
+                and principal.role in ("edge", "metrics")
+                and (isinstance(rule, Roles) or principal.role != rule.value)
+            ):
                 principal = None  # a machine token opens its own routes only
-        if principal is None and rule is Access.EDGE and edge_certificates \
-                and (name := certificate_name(request)) is not None:
+        if (
+            principal is None
+            and rule is Access.EDGE
+            and edge_certificates
+            and (name := certificate_name(request)) is not None
+        ):
             principal = Principal(name, "edge")
         if principal is None:
             if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                 raise web.HTTPFound("/login")
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "sign in first"}),
-                                       content_type="application/json")
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"error": "sign in first"}), content_type="application/json"
+            )
         if isinstance(rule, Roles) and principal.role not in rule:
             log.warning("%s (%s) refused %s %s", principal.name, principal.role, request.method, request.path)
-            raise json_error(web.HTTPForbidden, f"the role {principal.role!r} may not do this",
-                             allowed=sorted(rule.names))
+            raise json_error(
+                web.HTTPForbidden, f"the role {principal.role!r} may not do this", allowed=sorted(rule.names)
+            )
         request[PRINCIPAL] = principal
         return await handler(request)
 
@@ -258,8 +289,13 @@ def _check_origin(request: web.Request) -> None:
 class LoginLimiter:
     """Failed logins per account and per address in a sliding window; past the limit, refuse for a while."""
 
-    def __init__(self, per_account: int = 5, per_address: int = 20, window_s: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_account: int = 5,
+        per_address: int = 20,
+        window_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.per_account = per_account
         self.per_address = per_address
         self.window_s = window_s
@@ -295,10 +331,14 @@ class LoginLimiter:
         self._failures.pop(f"u:{account}", None)
 
 
-def json_error(status: type[web.HTTPException], message: str, headers: Mapping[str, str] | None = None,
-               **extra: Any) -> web.HTTPException:
-    return status(text=json.dumps({"error": message, **extra}, ensure_ascii=False), content_type="application/json",
-                  headers=headers)
+def json_error(
+    status: type[web.HTTPException], message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> web.HTTPException:
+    return status(
+        text=json.dumps({"error": message, **extra}, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
 
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -309,8 +349,14 @@ LoginHook = Callable[[web.Request, str, Principal | None], Awaitable[None]]
 CheckLogin = Callable[[Mapping[str, str]], Principal | None]
 
 
-def add_login_routes(app: web.Application, sessions: Sessions, check_login: CheckLogin,
-                     *, on_login: LoginHook | None = None, limiter: LoginLimiter | None = None) -> None:
+def add_login_routes(
+    app: web.Application,
+    sessions: Sessions,
+    check_login: CheckLogin,
+    *,
+    on_login: LoginHook | None = None,
+    limiter: LoginLimiter | None = None,
+) -> None:
     """``GET /login`` (the shared login page), ``POST /login`` and ``POST /logout``.
 
     ``on_login`` hears every attempt (the account name tried, and the principal or None), e.g. for
@@ -337,8 +383,12 @@ def add_login_routes(app: web.Application, sessions: Sessions, check_login: Chec
         wait = limiter.retry_after(account, address)
         if wait is not None:
             log.warning("login for %r from %s refused: too many failures", account[:64], address)
-            raise json_error(web.HTTPTooManyRequests, "too many failed logins; wait and try again",
-                             retry_after_s=int(wait), headers={"Retry-After": str(int(wait))})
+            raise json_error(
+                web.HTTPTooManyRequests,
+                "too many failed logins; wait and try again",
+                retry_after_s=int(wait),
+                headers={"Retry-After": str(int(wait))},
+            )
         principal = await asyncio.to_thread(check_login, credentials)
         if on_login is not None:
             await on_login(request, account, principal)
@@ -351,8 +401,9 @@ def add_login_routes(app: web.Application, sessions: Sessions, check_login: Chec
         limiter.succeeded(account)
         response: web.StreamResponse
         if as_json:
-            response = web.json_response({"name": principal.name, "role": principal.role,
-                                          "checkpoint": principal.checkpoint})
+            response = web.json_response(
+                {"name": principal.name, "role": principal.role, "checkpoint": principal.checkpoint}
+            )
         else:
             response = web.HTTPFound("/")
         set_session(response, sessions, principal, secure=request.secure)
@@ -380,8 +431,13 @@ LOGIN_POLICY: dict[str, Rule] = {
 }
 
 
-async def websocket_feed(request: web.Request, fanout: Any, first: list[Any], encode: Callable[[Any], str | None],
-                         sockets: set[web.WebSocketResponse]) -> web.WebSocketResponse:
+async def websocket_feed(
+    request: web.Request,
+    fanout: Any,
+    first: list[Any],
+    encode: Callable[[Any], str | None],
+    sockets: set[web.WebSocketResponse],
+) -> web.WebSocketResponse:
     """Serve one live WebSocket client from a Fanout until it leaves or falls behind."""
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)

@@ -76,8 +76,9 @@ class Service:
     def start(self, wait: bool = True) -> Service:
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log,
-                                     env=env, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
+        )
         if wait:
             try:
                 wait_port(self.port, timeout=30)
@@ -105,14 +106,25 @@ class Service:
         return self.proc.returncode
 
 
-def hub_service(workdir: Path, broker_url: str, *, watchlist_csv: Path | None = None, token: str = "console-code",
-                extra: dict[str, Any] | None = None) -> Service:
+def hub_service(
+    workdir: Path,
+    broker_url: str,
+    *,
+    watchlist_csv: Path | None = None,
+    token: str = "console-code",
+    extra: dict[str, Any] | None = None,
+) -> Service:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "data_dir": str(workdir / "data"),
         "http": {"host": "127.0.0.1", "port": port},
-        "mqtt": {"url": broker_url, "client_id": "cordon-hub-test", "reconnect_min_s": 0.2, "reconnect_max_s": 1},
+        "mqtt": {
+            "url": broker_url,
+            "client_id": "cordon-hub-test",
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1,
+        },
         "console": {"token": token},
     }
     if watchlist_csv is not None:
@@ -123,16 +135,28 @@ def hub_service(workdir: Path, broker_url: str, *, watchlist_csv: Path | None = 
     return Service("hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config))
 
 
-def edge_service(workdir: Path, checkpoint: str, broker_url: str, *, cameras: dict[str, str],
-                 tablet_token: str = "tablet-code", extra: dict[str, Any] | None = None) -> Service:
+def edge_service(
+    workdir: Path,
+    checkpoint: str,
+    broker_url: str,
+    *,
+    cameras: dict[str, str],
+    tablet_token: str = "tablet-code",
+    extra: dict[str, Any] | None = None,
+) -> Service:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "checkpoint": checkpoint,
         "data_dir": str(workdir / "data"),
         "http": {"host": "127.0.0.1", "port": port},
-        "mqtt": {"url": broker_url, "ack_timeout_s": 3.0, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
-                 "status_interval_s": 2.0},
+        "mqtt": {
+            "url": broker_url,
+            "ack_timeout_s": 3.0,
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1.0,
+            "status_interval_s": 2.0,
+        },
         "tablet": {"token": tablet_token},
         "passages": {"window_s": 2.0},
         "cameras": [{"id": cid, "token": tok} for cid, tok in cameras.items()],
@@ -140,7 +164,9 @@ def edge_service(workdir: Path, checkpoint: str, broker_url: str, *, cameras: di
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "edge.toml", config)
-    return Service(f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port, scheme=_scheme(config))
+    return Service(
+        f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port, scheme=_scheme(config)
+    )
 
 
 def _scheme(config: dict[str, Any]) -> str:
@@ -176,8 +202,11 @@ class Ring:
     def mqtt(self, name: str) -> dict[str, str]:
         """The ``[mqtt]`` TLS keys of a node."""
         folder = self.pki.root / name
-        return {"ca_file": str(self.ca), "cert_file": str(folder / "client.crt"),
-                "key_file": str(folder / "client.key")}
+        return {
+            "ca_file": str(self.ca),
+            "cert_file": str(folder / "client.crt"),
+            "key_file": str(folder / "client.key"),
+        }
 
     def https(self, name: str) -> dict[str, str]:
         """The ``[http]`` keys that serve a node's web app over HTTPS."""
@@ -214,8 +243,9 @@ def running(*services: Service | Mosquitto) -> Iterator[None]:
             service.stop()
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
-                what: str = "condition") -> Any:
+async def until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     """Async polling: await ``predicate()`` (sync or async) until truthy, or fail after ``timeout``."""
     import asyncio
     import inspect
@@ -238,8 +268,12 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
-async def next_frame(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 30.0,
-                     where: Callable[[dict[str, Any]], bool] = lambda f: True) -> dict[str, Any]:
+async def next_frame(
+    ws: aiohttp.ClientWebSocketResponse,
+    kind: str,
+    timeout: float = 30.0,
+    where: Callable[[dict[str, Any]], bool] = lambda f: True,
+) -> dict[str, Any]:
     """The next live frame of ``kind`` that satisfies ``where``; other frames are skipped."""
 
     deadline = time.monotonic() + timeout
@@ -271,8 +305,12 @@ def stored_camera_event_ids(hub_data_dir: Path) -> Counter[str]:
     whether a read is in the record exactly once asks this, so a new layout changes only this helper.
     """
     record = SqliteReadStore(Path(hub_data_dir) / "record")
-    return Counter(r.camera_event_id for day in record.days() for r in record.iter_reads(day)
-                   if r.camera_event_id is not None)
+    return Counter(
+        r.camera_event_id
+        for day in record.days()
+        for r in record.iter_reads(day)
+        if r.camera_event_id is not None
+    )
 
 
 async def scrape(http: aiohttp.ClientSession, base: str, token: str) -> dict[str, float]:
@@ -300,8 +338,9 @@ def broker_sys_value(port: int, topic: str, timeout: float = 10.0) -> float:
         got.append(bytes(message.payload))
         arrived.set()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sys-reader-{time.monotonic_ns()}",
-                         protocol=paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"sys-reader-{time.monotonic_ns()}", protocol=paho.MQTTv311
+    )
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe(topic, qos=0)
     client.connect("127.0.0.1", port)
@@ -399,7 +438,9 @@ def spki_hash(cert_file: Path) -> str:
     from cryptography.hazmat.primitives import serialization
 
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 

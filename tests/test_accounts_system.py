@@ -29,7 +29,11 @@ async def tablet_status(http, base) -> int:
 def broker(request, tmp_path):
     """The plain test broker, and Mosquitto on the production config (deploy/mosquitto: TLS, client
     certificates, the ACL that lets a checkpoint read only its own accounts topic)."""
-    ring = Ring.create(tmp_path / "pki", ["SD-DZ-001", "SD-LC-002"]) if request.param == "production-config" else None
+    ring = (
+        Ring.create(tmp_path / "pki", ["SD-DZ-001", "SD-LC-002"])
+        if request.param == "production-config"
+        else None
+    )
     mosquitto = Mosquitto(tmp_path / "mosquitto", tls=ring.broker() if ring else None).start()
     yield mosquitto, ring
     mosquitto.stop()
@@ -42,18 +46,26 @@ async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(t
         return {"mqtt": ring.mqtt(name)} if ring else {}
 
     hub = hub_service(tmp_path / "hub", mosquitto.url, extra=identity("cordon-hub"))
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"},
-                        extra={"evidence": {"purge_interval_s": 1.0}, **identity("SD-DZ-001")})
-    other = edge_service(tmp_path / "other", "SD-LC-002", mosquitto.url, cameras={"cam": "t"},
-                         extra=identity("SD-LC-002"))
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam": "t"},
+        extra={"evidence": {"purge_interval_s": 1.0}, **identity("SD-DZ-001")},
+    )
+    other = edge_service(
+        tmp_path / "other", "SD-LC-002", mosquitto.url, cameras={"cam": "t"}, extra=identity("SD-LC-002")
+    )
     for service in (hub, edge, other):
         service.start()
     with running(hub, edge, other):
         async with session() as admin, session() as officer:
             await login(admin, hub.base, "console-code")
             for name, cp in (("chen.officer", "SD-DZ-001"), ("liu.officer", "SD-LC-002")):
-                async with admin.post(f"{hub.base}/api/v1/users", json={
-                        "username": name, "role": "officer", "checkpoint": cp, "password": PASSWORD}) as resp:
+                async with admin.post(
+                    f"{hub.base}/api/v1/users",
+                    json={"username": name, "role": "officer", "checkpoint": cp, "password": PASSWORD},
+                ) as resp:
                     assert resp.status == 201, await resp.text()
 
             async def signed_in() -> bool:
@@ -70,9 +82,22 @@ async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(t
             mosquitto.start()
 
             # disabled with the command line on the hub's own store, as an admin at the hub would
-            result = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cordon.cli", "user", "disable", "chen.officer",
-                                     "--data", str(tmp_path / "hub" / "data")], capture_output=True, text=True,
-                                    timeout=60)
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    sys.executable,
+                    "-m",
+                    "cordon.cli",
+                    "user",
+                    "disable",
+                    "chen.officer",
+                    "--data",
+                    str(tmp_path / "hub" / "data"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert result.returncode == 0, result.stderr
 
             async def session_over() -> bool:
@@ -88,7 +113,11 @@ async def test_officers_sign_in_at_their_edge_offline_and_disabling_reaches_it(t
                     records = (await resp.json())["records"]
                 from_edge = [r for r in records if '"checkpoint":"SD-DZ-001"' in r["detail"]]
                 actions = [(r["action"], r["actor"]) for r in from_edge]
-                wanted = {("login", "chen.officer"), ("login.failed", "chen.officer"), ("retention.purge", "retention")}
+                wanted = {
+                    ("login", "chen.officer"),
+                    ("login.failed", "chen.officer"),
+                    ("retention.purge", "retention"),
+                }
                 return actions if wanted <= set(actions) else None
 
             actions = await until(edge_audit, timeout=40, what="the edge's audit events at the hub")

@@ -9,10 +9,28 @@ from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 
 
 def alert(aid: str) -> Alert:
-    return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=time.time(),
-                 captured_at=time.time(), camera_id="c", plate_read="鲁Q8K2L1",
-                 hit=AlertHit(entry_id="e", entry_plate="鲁Q8K2L1", list_id="l", list_name="涉毒", action="intercept",
-                              priority=90, kind="exact", score=1.0, explanation="x"))
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=aid,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        seq=1,
+        raised_at=time.time(),
+        captured_at=time.time(),
+        camera_id="c",
+        plate_read="鲁Q8K2L1",
+        hit=AlertHit(
+            entry_id="e",
+            entry_plate="鲁Q8K2L1",
+            list_id="l",
+            list_name="涉毒",
+            action="intercept",
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="x",
+        ),
+    )
 
 
 async def test_an_alert_id_is_claimed_once_even_after_a_restart(tmp_path):

@@ -48,17 +48,33 @@ EPOCH = 1718000000000123
 REGENERATE = "regenerate it: see the docstring of protocols/asyncapi_gen.py"
 
 #: Which message each kind of topic carries, and which of them the hub (the document's side) receives.
-CARRIES = {TopicKind.EVENTS: "EventBatch", TopicKind.STATUS: "CheckpointStatus", TopicKind.ACK: "Ack",
-           TopicKind.ALERTS: "Alert", TopicKind.ACCOUNTS: "OfficerAccounts", TopicKind.HUB_STATUS: "HubStatus", TopicKind.FEED_DELTA: "FeedDelta",
-           TopicKind.FEED_VERSION: "FeedVersion", TopicKind.EVIDENCE_REQUEST: "EvidenceRequest",
-           TopicKind.EVIDENCE_REPLY: "EvidenceReply"}
+CARRIES = {
+    TopicKind.EVENTS: "EventBatch",
+    TopicKind.STATUS: "CheckpointStatus",
+    TopicKind.ACK: "Ack",
+    TopicKind.ALERTS: "Alert",
+    TopicKind.ACCOUNTS: "OfficerAccounts",
+    TopicKind.HUB_STATUS: "HubStatus",
+    TopicKind.FEED_DELTA: "FeedDelta",
+    TopicKind.FEED_VERSION: "FeedVersion",
+    TopicKind.EVIDENCE_REQUEST: "EvidenceRequest",
+    TopicKind.EVIDENCE_REPLY: "EvidenceReply",
+}
 HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS, TopicKind.EVIDENCE_REPLY}
 GLOBAL = {TopicKind.HUB_STATUS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
 RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION, TopicKind.ACCOUNTS}
-BUILDERS = {TopicKind.EVENTS: topics.events, TopicKind.STATUS: topics.status, TopicKind.ACK: topics.ack,
-            TopicKind.ALERTS: topics.alerts, TopicKind.ACCOUNTS: topics.accounts, TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
-            TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(), TopicKind.FEED_VERSION: lambda _cp: topics.feed_version(),
-            TopicKind.EVIDENCE_REQUEST: topics.evidence_request, TopicKind.EVIDENCE_REPLY: topics.evidence_reply}
+BUILDERS = {
+    TopicKind.EVENTS: topics.events,
+    TopicKind.STATUS: topics.status,
+    TopicKind.ACK: topics.ack,
+    TopicKind.ALERTS: topics.alerts,
+    TopicKind.ACCOUNTS: topics.accounts,
+    TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
+    TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(),
+    TopicKind.FEED_VERSION: lambda _cp: topics.feed_version(),
+    TopicKind.EVIDENCE_REQUEST: topics.evidence_request,
+    TopicKind.EVIDENCE_REPLY: topics.evidence_reply,
+}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +167,9 @@ def test_operations_say_who_sends_what(doc):
         assert op["bindings"]["mqtt"]["qos"] == 1, name
         assert op["bindings"]["mqtt"]["retain"] is (kind in RETAINED), name
         for ref in op["messages"]:
-            assert ref["$ref"].startswith(op["channel"]["$ref"] + "/messages/"), f"{name}: {ref} is not on its channel"
+            assert ref["$ref"].startswith(op["channel"]["$ref"] + "/messages/"), (
+                f"{name}: {ref} is not on its channel"
+            )
     assert operated == set(TopicKind), "every channel has an operation"
 
 
@@ -177,64 +195,197 @@ def test_every_reference_resolves(doc):
 
 # -- (d) real messages validate against the schemas --------------------------------------------------
 def read(seq: int, **extra: Any) -> PlateRead:
-    return PlateRead(seq=seq, camera_id="lane1", captured_at=1718000041.9, plate="鲁A12345",
-                     plate_raw="蓝鲁Ａ·12345", plate_valid=True, **extra)
+    return PlateRead(
+        seq=seq,
+        camera_id="lane1",
+        captured_at=1718000041.9,
+        plate="鲁A12345",
+        plate_raw="蓝鲁Ａ·12345",
+        plate_valid=True,
+        **extra,
+    )
 
 
 SAMPLES: dict[str, msgspec.Struct] = {
-    "EventBatch": EventBatch(v=SCHEMA_VERSION, checkpoint=CP, epoch=EPOCH, sent_at=1718000042.5, events=[
-        read(40),
-        read(41, plate_problem=None, colour="blue", vehicle_type="car", confidence=91.5, lane=1, direction="in",
-             camera_event_id="e-1", vehicle_colour="white", vehicle_brand="Volkswagen", has_evidence=True),
-        EdgeHit(seq=44, read_seq=41, alert_id="A8d2403ac9ae3979f0220b5e8", entry_id="E17", list_id="stolen",
-                kind="exact", score=1.0, explanation="exact match", feed_version=7, matcher_version="m1",
-                raised_at=1718000042.0, thumbnail="/9j/4AAQSkZJRg=="),
-        PlateRead(seq=43, camera_id="lane2", captured_at=1718000043.0, plate="", plate_raw="无车牌",
-                  plate_valid=False, plate_problem="no plate", no_plate=True),
-        Passage(seq=42, plate="鲁A12345", colour="blue", first_seen=1718000040.2, last_seen=1718000041.9,
-                best_seq=41, read_seqs=[40, 41], cameras=["lane1"]),
-        KitResultEvent(seq=44, checkpoint_officer="chen.officer", recorded_at=1718000044.0, person_hits=["persons:1"],
-                       result=KitResult(result_id="SD-DZ-001-1", subject=Subject(id_hash="scrypt$n=32768,r=8,p=1$" + "ab" * 32,
-                                        id_last4="002X"), kit_model="SD-SAL6", lot="L1", expiry=dt.date(2027, 1, 1),
-                                        sample_type="saliva", panels=[PanelResult(drug="MET", officer_call="positive",
-                                        machine=MachineReading(call="uncertain", confidence=0.4))],
-                                        sampled_at=1718000044.0, read_at=1718000044.0, officers=["chen.officer", "002"], source="manual",
-                                        needs_lab=True, sample_a="A1", sample_b="B1")),
-    ]),
+    "EventBatch": EventBatch(
+        v=SCHEMA_VERSION,
+        checkpoint=CP,
+        epoch=EPOCH,
+        sent_at=1718000042.5,
+        events=[
+            read(40),
+            read(
+                41,
+                plate_problem=None,
+                colour="blue",
+                vehicle_type="car",
+                confidence=91.5,
+                lane=1,
+                direction="in",
+                camera_event_id="e-1",
+                vehicle_colour="white",
+                vehicle_brand="Volkswagen",
+                has_evidence=True,
+            ),
+            EdgeHit(
+                seq=44,
+                read_seq=41,
+                alert_id="A8d2403ac9ae3979f0220b5e8",
+                entry_id="E17",
+                list_id="stolen",
+                kind="exact",
+                score=1.0,
+                explanation="exact match",
+                feed_version=7,
+                matcher_version="m1",
+                raised_at=1718000042.0,
+                thumbnail="/9j/4AAQSkZJRg==",
+            ),
+            PlateRead(
+                seq=43,
+                camera_id="lane2",
+                captured_at=1718000043.0,
+                plate="",
+                plate_raw="无车牌",
+                plate_valid=False,
+                plate_problem="no plate",
+                no_plate=True,
+            ),
+            Passage(
+                seq=42,
+                plate="鲁A12345",
+                colour="blue",
+                first_seen=1718000040.2,
+                last_seen=1718000041.9,
+                best_seq=41,
+                read_seqs=[40, 41],
+                cameras=["lane1"],
+            ),
+            KitResultEvent(
+                seq=44,
+                checkpoint_officer="chen.officer",
+                recorded_at=1718000044.0,
+                person_hits=["persons:1"],
+                result=KitResult(
+                    result_id="SD-DZ-001-1",
+                    subject=Subject(id_hash="scrypt$n=32768,r=8,p=1$" + "ab" * 32, id_last4="002X"),
+                    kit_model="SD-SAL6",
+                    lot="L1",
+                    expiry=dt.date(2027, 1, 1),
+                    sample_type="saliva",
+                    panels=[
+                        PanelResult(
+                            drug="MET",
+                            officer_call="positive",
+                            machine=MachineReading(call="uncertain", confidence=0.4),
+                        )
+                    ],
+                    sampled_at=1718000044.0,
+                    read_at=1718000044.0,
+                    officers=["chen.officer", "002"],
+                    source="manual",
+                    needs_lab=True,
+                    sample_a="A1",
+                    sample_b="B1",
+                ),
+            ),
+        ],
+    ),
     "Ack": Ack(v=SCHEMA_VERSION, epoch=EPOCH, ranges=[(1, 40), (42, 42)]),
-    "CheckpointStatus": CheckpointStatus(v=SCHEMA_VERSION, checkpoint=CP, online=True, sent_at=1718000000.0,
-                                         epoch=EPOCH, outbox_depth=3, oldest_unacked_s=1.5, feed_version=7,
-                                         software="cordon 0.1.0", stale_cameras=["lane2"]),
+    "CheckpointStatus": CheckpointStatus(
+        v=SCHEMA_VERSION,
+        checkpoint=CP,
+        online=True,
+        sent_at=1718000000.0,
+        epoch=EPOCH,
+        outbox_depth=3,
+        oldest_unacked_s=1.5,
+        feed_version=7,
+        software="cordon 0.1.0",
+        stale_cameras=["lane2"],
+    ),
     "HubStatus": HubStatus(v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1]),
-    "Alert": Alert(v=SCHEMA_VERSION, alert_id="A8d2403ac9ae3979f0220b5e8", checkpoint=CP, epoch=EPOCH, seq=41,
-                   raised_at=1718000042.6, captured_at=1718000041.9, camera_id="lane1", plate_read="鲁A12345",
-                   lane=1, thumbnail="/9j/4AAQSkZJRg==", hit=AlertHit(entry_id="E17", entry_plate="鲁A12345", list_id="stolen",
-                                        list_name="Stolen vehicles", action="intercept", priority=90,
-                                        kind="exact", score=1.0, explanation="exact match"),
-                   direction="in", routed_to=[AlertRoute(checkpoint=CP, why="read"),
-                                              AlertRoute(checkpoint="SD-DZ-007", why="downstream")],
-                   folded=2, last_seen_at=1718000400.0, last_seen_checkpoint="SD-DZ-007"),
-    "FeedDelta": FeedDelta(v=SCHEMA_VERSION, version=8, sent_at=1718000050.0, changes=[
-        ListUpsert(watchlist=Watchlist(list_id="stolen", name="Stolen vehicles", priority=90)),
-        EntryUpsert(entry=Entry(entry_id="stolen:鲁A12345", list_id="stolen", plate="鲁A12345", reason="stolen")),
-        EntryDelete(entry_id="stolen:鲁B00001"),
-        ListDelete(list_id="old-list"),
-    ]),
+    "Alert": Alert(
+        v=SCHEMA_VERSION,
+        alert_id="A8d2403ac9ae3979f0220b5e8",
+        checkpoint=CP,
+        epoch=EPOCH,
+        seq=41,
+        raised_at=1718000042.6,
+        captured_at=1718000041.9,
+        camera_id="lane1",
+        plate_read="鲁A12345",
+        lane=1,
+        thumbnail="/9j/4AAQSkZJRg==",
+        hit=AlertHit(
+            entry_id="E17",
+            entry_plate="鲁A12345",
+            list_id="stolen",
+            list_name="Stolen vehicles",
+            action="intercept",
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="exact match",
+        ),
+        direction="in",
+        routed_to=[
+            AlertRoute(checkpoint=CP, why="read"),
+            AlertRoute(checkpoint="SD-DZ-007", why="downstream"),
+        ],
+        folded=2,
+        last_seen_at=1718000400.0,
+        last_seen_checkpoint="SD-DZ-007",
+    ),
+    "FeedDelta": FeedDelta(
+        v=SCHEMA_VERSION,
+        version=8,
+        sent_at=1718000050.0,
+        changes=[
+            ListUpsert(watchlist=Watchlist(list_id="stolen", name="Stolen vehicles", priority=90)),
+            EntryUpsert(
+                entry=Entry(entry_id="stolen:鲁A12345", list_id="stolen", plate="鲁A12345", reason="stolen")
+            ),
+            EntryDelete(entry_id="stolen:鲁B00001"),
+            ListDelete(list_id="old-list"),
+        ],
+    ),
     "FeedVersion": FeedVersion(v=SCHEMA_VERSION, version=8, entries=120345, sent_at=1718000050.0),
-    "OfficerAccounts": OfficerAccounts(v=SCHEMA_VERSION, checkpoint=CP, sent_at=1718000060.0, accounts=[
-        OfficerAccount(username="chen.officer", display_name="陈警官", disabled=False, generation=2,
-                       password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")]),
-    "EvidenceRequest": EvidenceRequest(v=SCHEMA_VERSION, request_id="R3f9a1c2b4d5e6f70", epoch=EPOCH, seq=42,
-                                       kinds=["scene", "plate"]),
-    "EvidenceReply": EvidenceReply(v=SCHEMA_VERSION, request_id="R3f9a1c2b4d5e6f70", checkpoint=CP, epoch=EPOCH,
-                                   seq=42, kind="scene", data="/9j/4AAQSkZJRg==", reencoded=True),
+    "OfficerAccounts": OfficerAccounts(
+        v=SCHEMA_VERSION,
+        checkpoint=CP,
+        sent_at=1718000060.0,
+        accounts=[
+            OfficerAccount(
+                username="chen.officer",
+                display_name="陈警官",
+                disabled=False,
+                generation=2,
+                password_hash="$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            )
+        ],
+    ),
+    "EvidenceRequest": EvidenceRequest(
+        v=SCHEMA_VERSION, request_id="R3f9a1c2b4d5e6f70", epoch=EPOCH, seq=42, kinds=["scene", "plate"]
+    ),
+    "EvidenceReply": EvidenceReply(
+        v=SCHEMA_VERSION,
+        request_id="R3f9a1c2b4d5e6f70",
+        checkpoint=CP,
+        epoch=EPOCH,
+        seq=42,
+        kind="scene",
+        data="/9j/4AAQSkZJRg==",
+        reencoded=True,
+    ),
 }
 
 
 def validator(schemas: dict[str, Any], name: str, spec: Specification[Any]) -> jsonschema.protocols.Validator:
     """Validate against ``schemas[name]`` with its ``#/components/schemas/...`` references resolvable."""
-    registry = Registry().with_resource("urn:cordon:asyncapi",
-                                        spec.create_resource({"components": {"schemas": schemas}}))
+    registry = Registry().with_resource(
+        "urn:cordon:asyncapi", spec.create_resource({"components": {"schemas": schemas}})
+    )
     cls = jsonschema.Draft7Validator if spec is DRAFT7 else jsonschema.Draft202012Validator
     return cls({"$ref": f"urn:cordon:asyncapi#/components/schemas/{name}"}, registry=registry)
 
@@ -242,9 +393,13 @@ def validator(schemas: dict[str, Any], name: str, spec: Specification[Any]) -> j
 @pytest.fixture(scope="module")
 def validators(doc) -> dict[str, list[jsonschema.protocols.Validator]]:
     # The document's schemas (AsyncAPI's dialect, draft 07) and msgspec's own (2020-12) must agree.
-    _, raw = msgspec.json.schema_components(list(WIRE_MESSAGES.values()), ref_template=asyncapi_gen.REF_TEMPLATE)
+    _, raw = msgspec.json.schema_components(
+        list(WIRE_MESSAGES.values()), ref_template=asyncapi_gen.REF_TEMPLATE
+    )
     schemas = doc["components"]["schemas"]
-    return {name: [validator(schemas, name, DRAFT7), validator(raw, name, DRAFT202012)] for name in WIRE_MESSAGES}
+    return {
+        name: [validator(schemas, name, DRAFT7), validator(raw, name, DRAFT202012)] for name in WIRE_MESSAGES
+    }
 
 
 def test_every_message_has_a_sample():

@@ -24,13 +24,23 @@ def store(tmp_path):
 
 def append(store, n):
     for i in range(n):
-        store.submit(lambda db, i=i: audit.append(db, f"user{i}", "analyst", "search", target="鲁A*23?5",
-                                                  reason="案件 2026-113", detail={"hits": i})).result(5)
+        store.submit(
+            lambda db, i=i: audit.append(
+                db,
+                f"user{i}",
+                "analyst",
+                "search",
+                target="鲁A*23?5",
+                reason="案件 2026-113",
+                detail={"hits": i},
+            )
+        ).result(5)
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "cordon.cli", "audit", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cordon.cli", "audit", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_clean_chain_verifies_and_the_table_refuses_edits(store):
@@ -82,8 +92,11 @@ def test_a_watchlist_change_is_audited_in_its_own_transaction(store):
     watchlists = HubWatchlists()
     ListService(store, watchlists, lambda *a, **k: None).load()
     rows = parse_csv("plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n")
-    store.submit(lambda db: apply_changes(db, changes_for(rows, {}), watchlists, "wang", role="manager",
-                                          reason="新线索")).result(5)
+    store.submit(
+        lambda db: apply_changes(
+            db, changes_for(rows, {}), watchlists, "wang", role="manager", reason="新线索"
+        )
+    ).result(5)
     (rec,) = store.read(lambda db: audit.records(db, action="watchlist.change"))
     assert rec.actor == "wang" and rec.role == "manager" and rec.reason == "新线索"
     assert "涉毒" in rec.target and '"EntryUpsert":1' in rec.detail

@@ -16,8 +16,9 @@ from protocols.messages import SCHEMA_VERSION, EventBatch, encode
 def test_record_lookup_finds_lost_and_duplicated_ids(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
-    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                    on_status=lambda s: None)
+    ingest = Ingest(
+        store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None, on_status=lambda s: None
+    )
     reads = e2e_load.plate_reads("sim:SD-T-001:", ["鲁B12345", "鲁B12346", "鲁B12347"])
     # A camera that sent one read twice (two sequence numbers, one camera event id) is a duplicate.
     reads.append(msgspec.structs.replace(reads[2], seq=4))
@@ -28,7 +29,9 @@ def test_record_lookup_finds_lost_and_duplicated_ids(tmp_path):
 
     stored = e2e_load.stored_camera_event_ids(tmp_path, ["sim:"])
     assert stored == {"sim:SD-T-001:1": 1, "sim:SD-T-001:2": 1, "sim:SD-T-001:3": 2}
-    lost, duplicated, examples = e2e_load.lost_and_duplicated(stored, [f"sim:SD-T-001:{s}" for s in range(1, 6)])
+    lost, duplicated, examples = e2e_load.lost_and_duplicated(
+        stored, [f"sim:SD-T-001:{s}" for s in range(1, 6)]
+    )
     assert (lost, duplicated, examples) == (2, 1, ["sim:SD-T-001:4", "sim:SD-T-001:5"])
 
 
@@ -42,5 +45,9 @@ def test_small_run_accounts_for_every_event(tmp_path):
     assert result["replay_depth_at_first_status"] >= 400
     assert (result["lost"], result["duplicated"]) == (0, 0)
     assert result["bars"]["lost_and_duplicated_0"] is True
-    assert set(result["bars"]) == {"ingest_ratio_ge_0.7", "alert_p99_ms_le_100", "replay_per_s_ge_5000",
-                                   "lost_and_duplicated_0"}
+    assert set(result["bars"]) == {
+        "ingest_ratio_ge_0.7",
+        "alert_p99_ms_le_100",
+        "replay_per_s_ge_5000",
+        "lost_and_duplicated_0",
+    }

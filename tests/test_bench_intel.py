@@ -30,5 +30,7 @@ def test_the_week_run_keeps_one_index_across_days_and_scores_the_days_after_the_
     assert result["days_measured"] == 2 and [d["clones_injected"] for d in result["per_day"]] == [0, 10, 10]
     assert result["clones_injected"] == 20 and result["clones_found"] >= 18
     # One index all week: the plates of the first day are still there on the last.
-    assert result["per_day"][0]["index_plates"] < result["per_day"][2]["index_plates"] == result["index_plates"]
+    assert (
+        result["per_day"][0]["index_plates"] < result["per_day"][2]["index_plates"] == result["index_plates"]
+    )
     assert result["false_clone_alerts_misread"] == 0

@@ -37,9 +37,16 @@ SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}})
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"hik1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+    hub = hub_service(
+        tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}}
+    )
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"hik1": "t1"},
+        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}},
+    )
     conf = tmp_path / "edge" / "edge.toml"
     config = tomllib.loads(conf.read_text(encoding="utf-8"))
     config["cameras"][0]["kind"] = "hikvision"
@@ -60,45 +67,67 @@ async def test_the_picture_reaches_the_tablet_alarm_and_the_console(tmp_path, mo
                 await sign_in_page(console, hub.base, "console-code")
                 await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
 
-                async with http.post(f"{edge.base}/api/v1/cameras/hik1/reads?token=t1",
-                                     data=(HIK / "cn_v20.multipart").read_bytes(),
-                                     headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}) as resp:
+                async with http.post(
+                    f"{edge.base}/api/v1/cameras/hik1/reads?token=t1",
+                    data=(HIK / "cn_v20.multipart").read_bytes(),
+                    headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+                ) as resp:
                     assert resp.status == 200, await resp.text()
                     seq = (await resp.json())["seq"]
 
                 # the tablet: the alarm shows the scene and the plate crop, both decoded by the browser
-                await tablet.wait_for_selector("#overlay:not([hidden]) img.evidence-scene", timeout=TIMEOUT_MS)
-                await until(lambda: _loaded(tablet, "#overlay img.evidence-scene"), timeout=30, what="the scene")
-                await until(lambda: _loaded(tablet, "#overlay img.evidence-plate"), timeout=30, what="the crop")
+                await tablet.wait_for_selector(
+                    "#overlay:not([hidden]) img.evidence-scene", timeout=TIMEOUT_MS
+                )
+                await until(
+                    lambda: _loaded(tablet, "#overlay img.evidence-scene"), timeout=30, what="the scene"
+                )
+                await until(
+                    lambda: _loaded(tablet, "#overlay img.evidence-plate"), timeout=30, what="the crop"
+                )
                 src = await tablet.get_attribute("#overlay img.evidence-scene", "src")
                 assert src.startswith(f"/api/v1/evidence/{seq}/snapshot")  # the edge's full picture
                 # the live passages: the read's row shows its thumbnail
-                await until(lambda: _loaded(tablet, f'#reads li[data-seq="{seq}"] img.read-thumb'), timeout=30,
-                            what="the live row's thumbnail")
+                await until(
+                    lambda: _loaded(tablet, f'#reads li[data-seq="{seq}"] img.read-thumb'),
+                    timeout=30,
+                    what="the live row's thumbnail",
+                )
 
                 # the console: the thumbnail beside the alert in the queue, larger in the detail
                 await console.wait_for_selector("#alerts li.intercept img.evidence-thumb", timeout=TIMEOUT_MS)
-                await until(lambda: _loaded(console, "#alerts li.intercept img.evidence-thumb"), timeout=30,
-                            what="the queue's thumbnail")
+                await until(
+                    lambda: _loaded(console, "#alerts li.intercept img.evidence-thumb"),
+                    timeout=30,
+                    what="the queue's thumbnail",
+                )
                 await login(http, hub.base, "console-code")
                 alerts = (await get_json(http, f"{hub.base}/api/v1/alerts"))["alerts"]
                 (alert,) = [a for a in alerts if a["plate_read"] == "皖A7XG66"]
                 assert alert["thumbnail"] and alert["seq"] == seq  # kept with the alert at the hub
                 await console.click("#alerts li.intercept")
-                await console.wait_for_selector("#detail-body figure.evidence img.evidence-picture",
-                                                timeout=TIMEOUT_MS)
-                await until(lambda: _loaded(console, "#detail-body img.evidence-picture"), timeout=30,
-                            what="the detail's picture")
+                await console.wait_for_selector(
+                    "#detail-body figure.evidence img.evidence-picture", timeout=TIMEOUT_MS
+                )
+                await until(
+                    lambda: _loaded(console, "#detail-body img.evidence-picture"),
+                    timeout=30,
+                    what="the detail's picture",
+                )
                 width = await console.evaluate(
-                    "document.querySelector('#detail-body img.evidence-picture').naturalWidth")
+                    "document.querySelector('#detail-body img.evidence-picture').naturalWidth"
+                )
                 assert width == 320  # the edge's thumbnail, decoded
                 # beside it, the full scene and plate crop, fetched by the hub from the edge over MQTT
                 kept = tmp_path / "edge" / "data" / "evidence"
                 (scene_file,) = kept.glob(f"*/{alert['epoch']}-{seq}-snapshot.jpg")
                 full = "#detail-body img.evidence-full-picture[data-kind=scene]"
                 await until(lambda: _loaded(console, full), timeout=30, what="the full scene")
-                await until(lambda: _loaded(console, "#detail-body img.evidence-full-picture[data-kind=plate]"),
-                            timeout=30, what="the full plate crop")
+                await until(
+                    lambda: _loaded(console, "#detail-body img.evidence-full-picture[data-kind=plate]"),
+                    timeout=30,
+                    what="the full plate crop",
+                )
                 natural = await console.evaluate(f"document.querySelector('{full}').naturalWidth")
                 assert natural == _jpeg_width(scene_file.read_bytes()) and natural > 320
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
@@ -115,9 +144,9 @@ def _jpeg_width(data: bytes) -> int:
     """The width in a JPEG's start-of-frame marker."""
     i = 2
     while i < len(data):
-        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
         if marker in (0xC0, 0xC1, 0xC2):
-            return int.from_bytes(data[i + 7:i + 9], "big")
+            return int.from_bytes(data[i + 7 : i + 9], "big")
         i += 2 + length
     raise ValueError("no start of frame")
 
@@ -129,4 +158,6 @@ async def _mirrored(http, edge):
 
 async def _loaded(page, selector):
     return await page.evaluate(
-        "(s) => { const i = document.querySelector(s); return !!i && i.complete && i.naturalWidth > 0; }", selector)
+        "(s) => { const i = document.querySelector(s); return !!i && i.complete && i.naturalWidth > 0; }",
+        selector,
+    )

@@ -41,9 +41,11 @@ TIMEOUT_MS = 45_000
 
 
 async def push(http, edge, plate, event_id):
-    async with http.post(f"{edge.base}/api/v1/cameras/cam1/reads",
-                         json={"plate": plate, "colour": "blue", "lane": 1, "event_id": event_id},
-                         headers={"X-Camera-Token": "t1"}) as resp:
+    async with http.post(
+        f"{edge.base}/api/v1/cameras/cam1/reads",
+        json={"plate": plate, "colour": "blue", "lane": 1, "event_id": event_id},
+        headers={"X-Camera-Token": "t1"},
+    ) as resp:
         assert resp.status == 200, await resp.text()
 
 
@@ -51,15 +53,42 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
     ring = Ring.create(tmp_path / "pki", ["SD-DZ-001"])  # both web apps over HTTPS from the project's PKI
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl,
-                      extra={"feed": {"token": FEED_TOKEN}, "http": ring.https("cordon-hub")})
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN, "ca_file": str(ring.ca)},
-                               "http": ring.https("SD-DZ-001")})
+    hub = hub_service(
+        tmp_path / "hub",
+        mosquitto.url,
+        watchlist_csv=wl,
+        extra={"feed": {"token": FEED_TOKEN}, "http": ring.https("cordon-hub")},
+    )
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam1": "t1"},
+        extra={
+            "hub": {"url": hub.base, "token": FEED_TOKEN, "ca_file": str(ring.ca)},
+            "http": ring.https("SD-DZ-001"),
+        },
+    )
     assert hub.base.startswith("https://") and edge.base.startswith("https://")
-    added = await asyncio.to_thread(subprocess.run, [
-        sys.executable, "-m", "cordon.cli", "user", "add", "sun.cmd", "--role", "commander",
-        "--data", str(tmp_path / "hub" / "data")], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    added = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "cordon.cli",
+            "user",
+            "add",
+            "sun.cmd",
+            "--role",
+            "commander",
+            "--data",
+            str(tmp_path / "hub" / "data"),
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert added.returncode == 0, added.stderr
     hub.start()
     edge.start()
@@ -67,10 +96,16 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
     with running(hub, edge):
         async with session(ring.client_context()) as http, async_playwright() as pw:
             await until(lambda: _mirrored(http, edge), timeout=40, what="the edge's watchlist mirror")
-            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                               args=[*chromium_args(ring.pki.root / "cordon-hub" / "server.crt",
-                                                                    ring.pki.root / "SD-DZ-001" / "server.crt"),
-                                                     "--autoplay-policy=user-gesture-required"])
+            browser = await pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    *chromium_args(
+                        ring.pki.root / "cordon-hub" / "server.crt",
+                        ring.pki.root / "SD-DZ-001" / "server.crt",
+                    ),
+                    "--autoplay-policy=user-gesture-required",
+                ],
+            )
             try:
                 view = {"width": 1280, "height": 800}
                 console = await (await browser.new_context(viewport=view)).new_page()
@@ -84,7 +119,9 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 await sign_in_page(tablet, edge.base, "tablet-code")
                 await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 await tablet.mouse.click(640, 400)  # the officer's first tap unlocks the alarm sound
-                assert await tablet.evaluate("window.cordonAudioState && window.cordonAudioState()") == "running"
+                assert (
+                    await tablet.evaluate("window.cordonAudioState && window.cordonAudioState()") == "running"
+                )
 
                 # an intercept hit: full-screen alarm with sound at the tablet, and on the console
                 await push(http, edge, "鲁Q8K2L1", "ev-1")
@@ -110,7 +147,9 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
 
                 # markup in a plate is shown as text
                 await push(http, edge, "<script>x=1</script>", "ev-2")
-                await until(lambda: _shows(tablet, "#reads", "<SCRIPT>X=1"), timeout=45, what="the read on the tablet")
+                await until(
+                    lambda: _shows(tablet, "#reads", "<SCRIPT>X=1"), timeout=45, what="the read on the tablet"
+                )
                 assert await tablet.evaluate("typeof x") == "undefined"
 
                 # a covert hit reaches the commander's console ...
@@ -130,8 +169,11 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 shown = await tablet.inner_text("#overlay-body")
                 assert "<img src=x onerror=window.pwn3=1>名单" in shown and "<b>事由</b>" in shown
                 await tablet.click("#overlay-later")
-                await until(lambda: _shows(console, "#alerts", "<img src=x onerror=window.pwn3=1>名单"), timeout=45,
-                            what="the list name on the console")
+                await until(
+                    lambda: _shows(console, "#alerts", "<img src=x onerror=window.pwn3=1>名单"),
+                    timeout=45,
+                    what="the list name on the console",
+                )
                 for page in (tablet, console):
                     assert await page.evaluate("typeof window.pwn3") == "undefined"
 
@@ -143,13 +185,19 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 await tablet.click("#overlay-later")
 
                 # Chinese then English, at 1280x800, nothing spilling sideways or cut off
-                assert await tablet.locator("header button").count() >= 3  # the overflow checks look at something
-                assert await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
+                assert (
+                    await tablet.locator("header button").count() >= 3
+                )  # the overflow checks look at something
+                assert (
+                    await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
+                )
                 assert await _overflowing(console, "header button, header .badge, h1, h2") == []
                 await tablet.click("#lang")
                 assert await tablet.inner_text("h2 >> nth=0") == "Alerts"
                 assert await tablet.evaluate("document.documentElement.scrollWidth <= 1280")
-                assert await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
+                assert (
+                    await _overflowing(tablet, "header button, header .badge, h1, h2, .col-side button") == []
+                )
                 await console.click("#lang")
                 assert await console.inner_text("h2 >> nth=0") == "Alerts"
                 assert await console.evaluate("document.documentElement.scrollWidth <= 1280")
@@ -160,9 +208,12 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
 
 async def _overflowing(page, selector):
     """The visible elements matching ``selector`` whose text is wider than their box (cut off or spilling)."""
-    return await page.eval_on_selector_all(selector, """els => els
+    return await page.eval_on_selector_all(
+        selector,
+        """els => els
         .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
-        .map(e => e.tagName + '#' + e.id + ': ' + e.textContent.trim().slice(0, 40))""")
+        .map(e => e.tagName + '#' + e.id + ': ' + e.textContent.trim().slice(0, 40))""",
+    )
 
 
 async def _shows(page, selector, text):

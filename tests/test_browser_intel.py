@@ -28,16 +28,28 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
     record.start()
     fill(record, time.time() - 10 * 3600)
     for i, cp in enumerate(CPS[:2]):  # two camera reads of the load, for the record search by place
-        read = PlateRead(seq=1000 + i, camera_id="cam1", captured_at=time.time() - 3600 + i, plate=TARGET,
-                         plate_raw=TARGET, plate_valid=True, confidence=96.0)
-        record.submit(lambda db, cp=cp, read=read: record.insert_event(db, cp, 1, read, 0.0, time.time())).result(10)
+        read = PlateRead(
+            seq=1000 + i,
+            camera_id="cam1",
+            captured_at=time.time() - 3600 + i,
+            plate=TARGET,
+            plate_raw=TARGET,
+            plate_valid=True,
+            confidence=96.0,
+        )
+        record.submit(
+            lambda db, cp=cp, read=read: record.insert_event(db, cp, 1, read, 0.0, time.time())
+        ).result(10)
     record.stop()
     hub.start()
     with running(hub):
         async with session() as http, async_playwright() as pw:
             await login(http, hub.base, "console-code")
-            resp = await http.post(f"{hub.base}/api/v1/watchlists", json={"list_id": "scouts", "name": "探路车"},
-                                   headers={"Origin": hub.base})
+            resp = await http.post(
+                f"{hub.base}/api/v1/watchlists",
+                json={"list_id": "scouts", "name": "探路车"},
+                headers={"Origin": hub.base},
+            )
             assert resp.status in (200, 201), await resp.text()
             browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             try:
@@ -81,6 +93,7 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
                 async def listed() -> bool:
                     body = await get_json(http, f"{hub.base}/api/v1/watchlists/scouts/entries")
                     return any(e.get("plate") == SCOUT for e in body.get("entries", []))
+
                 await until(listed, timeout=30, what="the scout on the list")
 
                 trail = await get_json(http, f"{hub.base}/api/v1/audit?action=intel.companions")

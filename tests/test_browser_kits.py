@@ -29,8 +29,10 @@ def cassette_photo(path: Path) -> list[str]:
     kit = load_catalogue(SHIPPED_CATALOGUE).get(MODEL)
     calls = ["negative"] * len(kit.panels)
     calls[0] = "positive"
-    panels = [PanelTruth(drug=p.drug, call=c, c_strength=0.8, t_contrast=0.0 if c == "positive" else 0.6)
-              for p, c in zip(kit.panels, calls, strict=True)]
+    panels = [
+        PanelTruth(drug=p.drug, call=c, c_strength=0.8, t_contrast=0.0 if c == "positive" else 0.6)
+        for p, c in zip(kit.panels, calls, strict=True)
+    ]
     path.write_bytes(make_photo(kit, random.Random(11), panels=panels).data)
     return calls
 
@@ -39,8 +41,13 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
     secret = tmp_path / "id-secret"
     secret.write_bytes(b"browser-kits-secret-0123456789")
     hub = hub_service(tmp_path / "hub", mosquitto.url)
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"kits": {"id_secret_file": str(secret)}})
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam1": "t1"},
+        extra={"kits": {"id_secret_file": str(secret)}},
+    )
     photo = tmp_path / "cassette.jpg"
     truth = cassette_photo(photo)
     hub.start()
@@ -55,8 +62,9 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 assert await tablet.inner_text("#kits-open") == "毒品快检"  # Chinese by default
 
                 await tablet.click("#kits-open")
-                await tablet.wait_for_selector(f"#kit-model option[value='{MODEL}']", state="attached",
-                                               timeout=TIMEOUT_MS)
+                await tablet.wait_for_selector(
+                    f"#kit-model option[value='{MODEL}']", state="attached", timeout=TIMEOUT_MS
+                )
                 await tablet.select_option("#kit-model", MODEL)
                 await tablet.fill("#kit-id", ID_NUMBER)
                 await tablet.fill("#kit-lot", "L2026-11")
@@ -79,11 +87,14 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                     # (each click redraws the list, so rows are found again by position).
                     await tablet.click(f"{row} button[data-call={call}]")
                 for row_index, call in enumerate(truth):
-                    chosen = await tablet.get_attribute(f"#kit-panels li:nth-child({row_index + 1}) button.chosen",
-                                                        "data-call")
+                    chosen = await tablet.get_attribute(
+                        f"#kit-panels li:nth-child({row_index + 1}) button.chosen", "data-call"
+                    )
                     assert chosen == call
 
-                await tablet.wait_for_selector("#kit-lab:not([hidden])", timeout=TIMEOUT_MS)  # a positive: seals
+                await tablet.wait_for_selector(
+                    "#kit-lab:not([hidden])", timeout=TIMEOUT_MS
+                )  # a positive: seals
                 await tablet.check("#kit-needs-lab")
                 await tablet.fill("#kit-seal-a", "A-778")
                 await tablet.fill("#kit-seal-b", "B-778")
@@ -113,12 +124,18 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 assert stored["result"] == "positive" and stored["checkpoint"] == "SD-DZ-001"
                 assert stored["subject"]["id_last4"] == "002X" and stored["source"] == "photo"
                 assert stored["officers"] == ["officer@SD-DZ-001", "王警官 002"]
-                assert (stored["sample_a"], stored["sample_b"], stored["needs_lab"]) == ("A-778", "B-778", True)
+                assert (stored["sample_a"], stored["sample_b"], stored["needs_lab"]) == (
+                    "A-778",
+                    "B-778",
+                    True,
+                )
                 assert [p["officer_call"] for p in stored["panels"]] == truth
                 assert all(p["machine"] is not None for p in stored["panels"])
 
                 # ... and on the console's quick-test panel
-                console = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
+                console = await (
+                    await browser.new_context(viewport={"width": 1280, "height": 800})
+                ).new_page()
                 await sign_in_page(console, hub.base, "console-code")
                 await console.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 await console.click("#kits-open")

@@ -27,9 +27,25 @@ CSV = "plate,reason\n" + "".join(f"鲁N{n:05d},线索{n}\n" for n in range(120))
 
 
 async def add_user(tmp_path, name, role):
-    done = await asyncio.to_thread(subprocess.run, [
-        sys.executable, "-m", "cordon.cli", "user", "add", name, "--role", role,
-        "--data", str(tmp_path / "hub" / "data")], input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "cordon.cli",
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--data",
+            str(tmp_path / "hub" / "data"),
+        ],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -45,7 +61,9 @@ async def sign_in(browser, base, name):
 
 
 async def has_entry(page, entry_id):
-    return entry_id in [await tr.get_attribute("data-entry") for tr in await page.query_selector_all("#wl-rows tr")]
+    return entry_id in [
+        await tr.get_attribute("data-entry") for tr in await page.query_selector_all("#wl-rows tr")
+    ]
 
 
 async def reason_is(page, text):
@@ -54,8 +72,13 @@ async def reason_is(page, text):
 
 async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
     hub = hub_service(tmp_path / "hub", mosquitto.url, extra={"feed": {"token": FEED_TOKEN}})
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam1": "t1"},
+        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}},
+    )
     await add_user(tmp_path, "li.lists", "watchlist_manager")
     await add_user(tmp_path, "wang.analyst", "analyst")
     hub.start()
@@ -96,13 +119,16 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                 assert await page.locator("#wl-rows tr").count() == 1
 
                 # import a CSV: the job reaches done, its rows counted, the list shows the new total
-                await page.set_input_files("#wl-import input[name=file]", files=[
-                    {"name": "drugs.csv", "mimeType": "text/csv", "buffer": CSV.encode()}])
+                await page.set_input_files(
+                    "#wl-import input[name=file]",
+                    files=[{"name": "drugs.csv", "mimeType": "text/csv", "buffer": CSV.encode()}],
+                )
                 await page.click("#wl-import button[type=submit]")
                 await page.wait_for_selector('#wl-job[data-state="done"]', timeout=TIMEOUT_MS)
                 assert "120 / 120" in await page.inner_text("#wl-job")
-                await page.wait_for_selector('#wl-lists li[data-list="drugs"] .wl-count:has-text("121")',
-                                             timeout=TIMEOUT_MS)
+                await page.wait_for_selector(
+                    '#wl-lists li[data-list="drugs"] .wl-count:has-text("121")', timeout=TIMEOUT_MS
+                )
                 # server-side paging and search
                 assert await page.inner_text("#wl-page") == "1–50 / 121"
                 await page.click("#wl-next")
@@ -112,8 +138,16 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                 await page.wait_for_selector('#wl-page:has-text("1–10 / 10")', timeout=TIMEOUT_MS)
 
                 # a bad file: rejected as a whole, the bad line named
-                await page.set_input_files("#wl-import input[name=file]", files=[
-                    {"name": "bad.csv", "mimeType": "text/csv", "buffer": "plate,reason\n鲁A12345,ok\n,empty\n".encode()}])
+                await page.set_input_files(
+                    "#wl-import input[name=file]",
+                    files=[
+                        {
+                            "name": "bad.csv",
+                            "mimeType": "text/csv",
+                            "buffer": "plate,reason\n鲁A12345,ok\n,empty\n".encode(),
+                        }
+                    ],
+                )
                 await page.click("#wl-import button[type=submit]")
                 await page.wait_for_selector('#wl-job[data-state="rejected"]', timeout=TIMEOUT_MS)
                 assert "第 3 行" in await page.inner_text("#wl-problems")
@@ -127,8 +161,9 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                     row = page.locator('#wl-edges li[data-checkpoint="SD-DZ-001"]')
                     if await row.count() == 0:
                         return False
-                    return (await row.inner_text()).find(f"v{hub_version}") >= 0 and \
-                        "lagging" not in (await row.get_attribute("class"))
+                    return (await row.inner_text()).find(f"v{hub_version}") >= 0 and "lagging" not in (
+                        await row.get_attribute("class")
+                    )
 
                 await until(edge_current, timeout=60, interval=1, what="the edge at the hub's feed version")
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
@@ -146,7 +181,9 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                 await analyst.wait_for_selector('#wl-page:has-text("/ 121")', timeout=TIMEOUT_MS)
                 await analyst.fill("#wl-q", "Q8K2")  # sorted by id, it is on the last page: search instead
                 await analyst.click("#wl-search button[type=submit]")
-                await until(lambda: has_entry(analyst, "drugs:鲁Q8K2L1"), timeout=45, what="the entry, read-only")
+                await until(
+                    lambda: has_entry(analyst, "drugs:鲁Q8K2L1"), timeout=45, what="the entry, read-only"
+                )
                 assert await analyst.is_hidden("#wl-write")
                 assert await analyst.locator("#wl-rows button").count() == 0
                 assert await analyst.locator("#wl-edit form").count() == 0
@@ -157,7 +194,9 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
 
                 # the checkpoint goes away and the hub moves on: its version is shown as lagging
                 edge.stop()
-                async with http.post(f"{hub.base}/api/v1/watchlists/drugs/entries", json={"plate": "鲁A99999"}) as r:
+                async with http.post(
+                    f"{hub.base}/api/v1/watchlists/drugs/entries", json={"plate": "鲁A99999"}
+                ) as r:
                     assert r.status == 200
 
                 async def edge_lagging():
@@ -165,7 +204,9 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
                     row = analyst.locator('#wl-edges li[data-checkpoint="SD-DZ-001"].lagging')
                     return await row.count() == 1 and await row.inner_text()
 
-                shown = await until(edge_lagging, timeout=45, interval=1, what="the stopped edge shown as lagging")
+                shown = await until(
+                    edge_lagging, timeout=45, interval=1, what="the stopped edge shown as lagging"
+                )
                 feed = await get_json(http, f"{hub.base}/api/v1/feed")
                 held = [e["feed_version"] for e in feed["edges"] if e["checkpoint"] == "SD-DZ-001"]
                 assert held and (held[0] is None or held[0] < feed["version"]), feed

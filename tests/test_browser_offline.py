@@ -20,14 +20,21 @@ SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 async def test_tablet_over_https_installs_and_opens_offline(tmp_path, mosquitto):
     ring = Ring.create(tmp_path / "pki", ["SD-DZ-001"])
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"http": ring.https("SD-DZ-001")})
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam1": "t1"},
+        extra={"http": ring.https("SD-DZ-001")},
+    )
     assert edge.base.startswith("https://")
     edge.start()
     with running(edge):
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                               args=chromium_args(ring.pki.root / "SD-DZ-001" / "server.crt"))
+            browser = await pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=chromium_args(ring.pki.root / "SD-DZ-001" / "server.crt"),
+            )
             try:
                 context = await browser.new_context(viewport={"width": 1280, "height": 800})
                 page = await context.new_page()
@@ -35,10 +42,13 @@ async def test_tablet_over_https_installs_and_opens_offline(tmp_path, mosquitto)
                 await page.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 assert await page.evaluate("window.isSecureContext") is True
                 cookies = await context.cookies()
-                assert cookies and all(c["secure"] and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies)
+                assert cookies and all(
+                    c["secure"] and c["httpOnly"] and c["sameSite"] == "Strict" for c in cookies
+                )
 
                 manifest = await page.evaluate(
-                    "fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())")
+                    "fetch(document.querySelector('link[rel=manifest]').href).then(r => r.json())"
+                )
                 assert manifest["display"] == "standalone" and manifest["start_url"] == "/"
                 assert {icon["sizes"] for icon in manifest["icons"]} >= {"192x192", "512x512"}
 
@@ -53,8 +63,7 @@ async def test_tablet_over_https_installs_and_opens_offline(tmp_path, mosquitto)
                 assert "离线" in await page.inner_text("#offline")
                 assert await page.inner_text("h2 >> nth=0") == "预警", "the cached shell renders, in Chinese"
                 # API data is never answered from the cache
-                failed = await page.evaluate(
-                    "fetch('/api/v1/status').then(() => false, () => true)")
+                failed = await page.evaluate("fetch('/api/v1/status').then(() => false, () => true)")
                 assert failed, "an API request offline fails instead of coming from a cache"
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
                     await page.screenshot(path=str(SHOTS / "tablet-offline.png"))

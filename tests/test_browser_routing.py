@@ -21,20 +21,28 @@ SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 async def push(http, edge, event_id, plate):
-    async with http.post(f"{edge.base}/api/v1/cameras/cam1/reads", json={"plate": plate, "event_id": event_id},
-                         headers={"X-Camera-Token": "t1"}) as resp:
+    async with http.post(
+        f"{edge.base}/api/v1/cameras/cam1/reads",
+        json={"plate": plate, "event_id": event_id},
+        headers={"X-Camera-Token": "t1"},
+    ) as resp:
         assert resp.status == 200, await resp.text()
 
 
 async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"alerts": {"fold_window_s": 600}})
+    hub = hub_service(
+        tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"alerts": {"fold_window_s": 600}}
+    )
     edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"})
     conf = edge.workdir / "edge.toml"
     # a second camera that never sends anything: stale after a second
-    conf.write_text(conf.read_text(encoding="utf-8") + '\n[[cameras]]\nid = "cam-dead"\ntoken = "t9"\n'
-                    'stale_after_s = 1\n', encoding="utf-8")
+    conf.write_text(
+        conf.read_text(encoding="utf-8") + '\n[[cameras]]\nid = "cam-dead"\ntoken = "t9"\n'
+        "stale_after_s = 1\n",
+        encoding="utf-8",
+    )
     hub.start()
     edge.start()
     with running(hub, edge):
@@ -53,24 +61,45 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
                 await page.wait_for_selector(cp + ".stale", timeout=TIMEOUT_MS)
                 assert "cam-dead" in await page.text_content(cp + " title")
                 colour = await page.eval_on_selector(cp + " circle", "c => getComputedStyle(c).fill")
-                online = await page.eval_on_selector(".dot.online", "d => getComputedStyle(d).backgroundColor")
+                online = await page.eval_on_selector(
+                    ".dot.online", "d => getComputedStyle(d).backgroundColor"
+                )
                 assert colour != online
 
                 async def rate():
-                    text = await page.text_content(cp + " .cp-rate") if await page.locator(cp + " .cp-rate").count() else ""
+                    text = (
+                        await page.text_content(cp + " .cp-rate")
+                        if await page.locator(cp + " .cp-rate").count()
+                        else ""
+                    )
                     return text if text.startswith("9 ") else None
+
                 assert (await until(rate, timeout=45, what="the read rate on the map")) == "9 辆/分"
 
                 # labels of close checkpoints do not overlap
-                boxes = await page.eval_on_selector_all("#map g.cp text.cp-name", """ts => ts.map(t => {
-                    const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; })""")
+                boxes = await page.eval_on_selector_all(
+                    "#map g.cp text.cp-name",
+                    """ts => ts.map(t => {
+                    const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; })""",
+                )
                 assert len(boxes) > 10
-                overlapping = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
-                               if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+                overlapping = [
+                    (a, b)
+                    for i, a in enumerate(boxes)
+                    for b in boxes[i + 1 :]
+                    if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                ]
                 assert not overlapping, overlapping
-                frame = await page.eval_on_selector("#map", "m => { const b = m.getBoundingClientRect(); "
-                                                    "return [b.left, b.top, b.right, b.bottom]; }")
-                assert all(frame[1] <= b[1] and b[3] <= frame[3] for b in boxes), (frame, [b for b in boxes if not (frame[1] <= b[1] and b[3] <= frame[3])], len(boxes))
+                frame = await page.eval_on_selector(
+                    "#map",
+                    "m => { const b = m.getBoundingClientRect(); "
+                    "return [b.left, b.top, b.right, b.bottom]; }",
+                )
+                assert all(frame[1] <= b[1] and b[3] <= frame[3] for b in boxes), (
+                    frame,
+                    [b for b in boxes if not (frame[1] <= b[1] and b[3] <= frame[3])],
+                    len(boxes),
+                )
 
                 row = "#alerts li.intercept"
                 await page.wait_for_selector(row + " .badge.folded", timeout=TIMEOUT_MS)
@@ -115,14 +144,19 @@ async def test_the_downstream_tablet_marks_the_alert_and_its_outcome_reaches_the
                 await tablet.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
                 await tablet.mouse.click(640, 400)
 
-                async with http.post(f"{e1.base}/api/v1/cameras/cam1/reads",
-                                     json={"plate": "鲁Q8K2L1", "event_id": "in-1", "direction": "in"},
-                                     headers={"X-Camera-Token": "t1"}) as resp:
+                async with http.post(
+                    f"{e1.base}/api/v1/cameras/cam1/reads",
+                    json={"plate": "鲁Q8K2L1", "event_id": "in-1", "direction": "in"},
+                    headers={"X-Camera-Token": "t1"},
+                ) as resp:
                     assert resp.status == 200, await resp.text()
                 await tablet.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
                 note = tablet.locator('#overlay-body .route-note[data-why="downstream"]')
                 assert await note.count() == 1
-                assert "车辆正驶向本查缉点" in await note.text_content() and "SD-DZ-001" in await note.text_content()
+                assert (
+                    "车辆正驶向本查缉点" in await note.text_content()
+                    and "SD-DZ-001" in await note.text_content()
+                )
                 await tablet.click("button[data-outcome=not_found]")
                 await tablet.wait_for_selector("#overlay", state="hidden", timeout=TIMEOUT_MS)
                 await console.wait_for_selector("#alerts li.intercept .outcome-line", timeout=TIMEOUT_MS)

@@ -31,20 +31,46 @@ def fill(path: Path) -> None:
     store = HubStore(path)
     store.start()
     try:
-        ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                        on_status=lambda s, o: None)
-        done = ingest.handle("cordon/v1/cp/SD-DZ-001/events", payload(
-            [read(1), read(2), read(3), kit_event(4, "positive"), kit_event(5, "positive")], checkpoint="SD-DZ-001"),
-            time.time()).result(10)
+        ingest = Ingest(
+            store,
+            HubWatchlists(),
+            publish=lambda t, p: None,
+            on_alerts=lambda a: None,
+            on_status=lambda s, o: None,
+        )
+        done = ingest.handle(
+            "cordon/v1/cp/SD-DZ-001/events",
+            payload(
+                [read(1), read(2), read(3), kit_event(4, "positive"), kit_event(5, "positive")],
+                checkpoint="SD-DZ-001",
+            ),
+            time.time(),
+        ).result(10)
         assert len(done.alerts) == 2
-        answer = AlertOutcome(seq=6, alert_id=done.alerts[0].alert_id, outcome="misread", officer="li",
-                              acknowledged_at=time.time() + 40, alert_raised_at=time.time())
-        ingest.handle("cordon/v1/cp/SD-DZ-001/events", payload([answer], checkpoint="SD-DZ-001"), time.time()).result(10)
-        ingest.handle("cordon/v1/cp/SD-JN-001/events", payload([read(i) for i in range(1, 6)], checkpoint="SD-JN-001"),
-                      time.time()).result(10)
+        answer = AlertOutcome(
+            seq=6,
+            alert_id=done.alerts[0].alert_id,
+            outcome="misread",
+            officer="li",
+            acknowledged_at=time.time() + 40,
+            alert_raised_at=time.time(),
+        )
+        ingest.handle(
+            "cordon/v1/cp/SD-DZ-001/events", payload([answer], checkpoint="SD-DZ-001"), time.time()
+        ).result(10)
+        ingest.handle(
+            "cordon/v1/cp/SD-JN-001/events",
+            payload([read(i) for i in range(1, 6)], checkpoint="SD-JN-001"),
+            time.time(),
+        ).result(10)
         for stale in ([], ["lane2"], [], []):
-            status = CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=time.time(),
-                                      stale_cameras=stale)
+            status = CheckpointStatus(
+                v=SCHEMA_VERSION,
+                checkpoint="SD-DZ-001",
+                online=True,
+                sent_at=time.time(),
+                stale_cameras=stale,
+            )
             ingest.handle("cordon/v1/cp/SD-DZ-001/status", encode(status), time.time()).result(10)
     finally:
         store.stop()
@@ -53,9 +79,11 @@ def fill(path: Path) -> None:
 async def bars(page) -> dict[str, tuple[str | None, str | None, int]]:
     found = {}
     for g in await page.query_selector_all("#st-bars svg g.st-row"):
-        found[await g.get_attribute("data-key")] = (await g.get_attribute("data-reads"),
-                                                    await g.get_attribute("data-hits"),
-                                                    len(await g.query_selector_all("rect.st-bar")))
+        found[await g.get_attribute("data-key")] = (
+            await g.get_attribute("data-reads"),
+            await g.get_attribute("data-hits"),
+            len(await g.query_selector_all("rect.st-bar")),
+        )
     return found
 
 
@@ -90,8 +118,12 @@ async def test_stats_tab_draws_the_counts_in_both_languages(tmp_path, mosquitto)
                 # (the reads in fill() are sent without their passages)
                 assert cells[:9] == ["SD-DZ-001", "3", "0", "0", "2", "40 s", "0", "2", "2 (MET 2)"]
                 uptime = dz.locator("td.st-uptime")
-                assert await uptime.inner_text() == "75.0%" and "st-low" in await uptime.get_attribute("class")
-                assert await page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
+                assert await uptime.inner_text() == "75.0%" and "st-low" in await uptime.get_attribute(
+                    "class"
+                )
+                assert (
+                    await page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
+                )
                 assert "相机在线率" in await page.text_content("#st-table")
                 stale = await page.locator('#st-table tr[data-camera="SD-DZ-001/lane2"] td').all_inner_texts()
                 assert stale == ["SD-DZ-001", "lane2", "4", "75.0%"]
@@ -100,8 +132,9 @@ async def test_stats_tab_draws_the_counts_in_both_languages(tmp_path, mosquitto)
                 await page.click("#lang")
 
                 async def english() -> bool:
-                    return await page.inner_text("#tab-stats") == "Statistics" and \
-                        "Hits" in await page.text_content("#st-bars svg .st-legend")
+                    return await page.inner_text(
+                        "#tab-stats"
+                    ) == "Statistics" and "Hits" in await page.text_content("#st-bars svg .st-legend")
 
                 await until(english, timeout=30, what="the statistics in English")
                 assert await bars(page) == {"SD-DZ-001": ("3", "2", 2), "SD-JN-001": ("5", "0", 2)}

@@ -44,15 +44,23 @@ class FakeDahua:
         ha1 = md5(f"{p.get('username')}:{REALM}:{self.password}")
         ha2 = md5(f"{request.method}:{p.get('uri')}")
         expected = md5(f"{ha1}:{p.get('nonce')}:{p.get('nc')}:{p.get('cnonce')}:{p.get('qop')}:{ha2}")
-        ok = p.get("username") == "admin" and p.get("nonce") == NONCE and p.get("response") == expected \
+        ok = (
+            p.get("username") == "admin"
+            and p.get("nonce") == NONCE
+            and p.get("response") == expected
             and p.get("uri") == request.raw_path
+        )
         self.uris.append(p.get("uri", ""))
         return ok
 
     def challenge(self) -> web.Response:
         self.refused += 1
-        return web.Response(status=401, headers={
-            "WWW-Authenticate": f'Digest realm="{REALM}", qop="auth", nonce="{NONCE}", opaque="5ccc0", algorithm=MD5'})
+        return web.Response(
+            status=401,
+            headers={
+                "WWW-Authenticate": f'Digest realm="{REALM}", qop="auth", nonce="{NONCE}", opaque="5ccc0", algorithm=MD5'
+            },
+        )
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
@@ -69,7 +77,9 @@ class FakeDahua:
             await asyncio.sleep(0.2)
             if request.transport is None or request.transport.is_closing():
                 break
-            await resp.write(b"--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nHeartbeat\r\n")
+            await resp.write(
+                b"--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nHeartbeat\r\n"
+            )
         return resp
 
     async def snapshot(self, request: web.Request) -> web.Response:
@@ -94,20 +104,29 @@ def fast_backoff(monkeypatch):
 
 async def edge_for(aiohttp_client, aiohttp_server, tmp_path, dead_broker_url, camera, password="admin123"):
     server = await aiohttp_server(camera.app())
-    settings = EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                            mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                            cameras=[CameraSettings(id="itc1", kind="dahua", url=str(server.make_url("/")),
-                                                    username="admin", password=password)])
+    settings = EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+        cameras=[
+            CameraSettings(
+                id="itc1", kind="dahua", url=str(server.make_url("/")), username="admin", password=password
+            )
+        ],
+    )
     return settings, await aiohttp_client(create_app(settings))
 
 
 def reads(settings):
     with sqlite3.connect(settings.data_path / "outbox.db") as db:
-        return [json.loads(b) for (b,) in db.execute("SELECT body FROM outbox WHERE kind = 'read' ORDER BY seq")]
+        return [
+            json.loads(b) for (b,) in db.execute("SELECT body FROM outbox WHERE kind = 'read' ORDER BY seq")
+        ]
 
 
 async def test_events_become_reads_with_snapshots_across_a_torn_part_and_a_reconnect(
-        aiohttp_client, aiohttp_server, tmp_path, dead_broker_url):
+    aiohttp_client, aiohttp_server, tmp_path, dead_broker_url
+):
     camera = FakeDahua()
     settings, client = await edge_for(aiohttp_client, aiohttp_server, tmp_path, dead_broker_url, camera)
     service = client.app[keys.SERVICE]
@@ -130,15 +149,19 @@ async def test_events_become_reads_with_snapshots_across_a_torn_part_and_a_recon
     epoch = client.app[keys.OUTBOX].epoch
     await until(lambda: evidence.path(epoch, got[2]["seq"], "thumb") is not None, timeout=10, what="evidence")
     assert evidence.path(epoch, got[0]["seq"], "snapshot").read_bytes() == (FIX / "snapshot.jpg").read_bytes()
-    assert all(uri.startswith("/cgi-bin/") and "[TrafficJunction]" in uri or "snapshot" in uri
-               for uri in camera.uris)
+    assert all(
+        uri.startswith("/cgi-bin/") and "[TrafficJunction]" in uri or "snapshot" in uri for uri in camera.uris
+    )
     await client.close()  # the edge hangs up first, so the fake camera's stream ends at once
 
 
-async def test_wrong_password_is_counted_and_retried(aiohttp_client, aiohttp_server, tmp_path, dead_broker_url):
+async def test_wrong_password_is_counted_and_retried(
+    aiohttp_client, aiohttp_server, tmp_path, dead_broker_url
+):
     camera = FakeDahua()
-    settings, client = await edge_for(aiohttp_client, aiohttp_server, tmp_path, dead_broker_url, camera,
-                                      password="wrong")
+    settings, client = await edge_for(
+        aiohttp_client, aiohttp_server, tmp_path, dead_broker_url, camera, password="wrong"
+    )
     health = client.app[keys.SERVICE].camera("itc1")
     await until(lambda: health.errors >= 3, timeout=20, what="three failed attaches")
     assert "refused the login" in health.last_error
@@ -152,8 +175,10 @@ async def test_stream_parser_splits_on_boundaries_not_lengths():
     loop = asyncio.get_running_loop()
     reader = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
     # A lying Content-Length, a preamble and a closing boundary.
-    reader.feed_data(b"junk\r\n--myboundary\r\nContent-Length: 999\r\n\r\nHeartbeat\r\n"
-                     b"--myboundary\r\nContent-Type: text/plain\r\n\r\nCode=X;action=Start;index=0\r\n--myboundary--\r\n")
+    reader.feed_data(
+        b"junk\r\n--myboundary\r\nContent-Length: 999\r\n\r\nHeartbeat\r\n"
+        b"--myboundary\r\nContent-Type: text/plain\r\n\r\nCode=X;action=Start;index=0\r\n--myboundary--\r\n"
+    )
     reader.feed_eof()
     parts = [p async for p in dahua.stream_parts(reader, b"myboundary")]
     assert parts == [b"Heartbeat", b"Code=X;action=Start;index=0"]

@@ -19,15 +19,21 @@ LANE_FIRST = r"(?P<lane>\d{2})_(?P<time>\d{17})_(?P<plate>[^_]+)_(?P<colour>[^_.
 
 
 def settings_for(tmp_path, broker, drop, keep_files=True):
-    return EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                        mqtt=MqttSettings(url=broker, reconnect_min_s=5),
-                        cameras=[CameraSettings(id="ftp1", kind="folder", path=str(drop), poll_s=0.05,
-                                                keep_files=keep_files)])
+    return EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=broker, reconnect_min_s=5),
+        cameras=[
+            CameraSettings(id="ftp1", kind="folder", path=str(drop), poll_s=0.05, keep_files=keep_files)
+        ],
+    )
 
 
 def reads(settings):
     with sqlite3.connect(settings.data_path / "outbox.db") as db:
-        return [json.loads(b) for (b,) in db.execute("SELECT body FROM outbox WHERE kind = 'read' ORDER BY seq")]
+        return [
+            json.loads(b) for (b,) in db.execute("SELECT body FROM outbox WHERE kind = 'read' ORDER BY seq")
+        ]
 
 
 def test_names_parse_with_both_documented_patterns():
@@ -38,7 +44,9 @@ def test_names_parse_with_both_documented_patterns():
     other = read_from_name("02_20261128101502123_冀B8K2L1_黄.jpg", re.compile(LANE_FIRST))
     assert other.plate == "冀B8K2L1" and other.lane == 2 and other.colour == "黄"
     assert read_from_name("IMG_0001.jpg", re.compile(DEFAULT_PATTERN)) is None
-    assert read_from_name("20261399101502123_鲁A12345_蓝_1.jpg", re.compile(DEFAULT_PATTERN)) is None  # month 13
+    assert (
+        read_from_name("20261399101502123_鲁A12345_蓝_1.jpg", re.compile(DEFAULT_PATTERN)) is None
+    )  # month 13
 
 
 async def test_files_are_taken_exactly_once_across_a_restart(aiohttp_client, tmp_path, dead_broker_url):
@@ -46,7 +54,9 @@ async def test_files_are_taken_exactly_once_across_a_restart(aiohttp_client, tmp
     drop.mkdir()
     (drop / "20261128101502123_鲁A12345_蓝_1.jpg").write_bytes(SCENE)
     # An FTP client that wrote the name in GBK.
-    with open(os.path.join(os.fsencode(drop), "20261128101503000_冀B8K2L1_黄_2.jpg".encode("gbk")), "wb") as f:
+    with open(
+        os.path.join(os.fsencode(drop), "20261128101503000_冀B8K2L1_黄_2.jpg".encode("gbk")), "wb"
+    ) as f:
         f.write(SCENE)
     (drop / "IMG_0001.jpg").write_bytes(SCENE)  # no read in the name
     (drop / "20261128101504000_鲁Q8K2L1_蓝_1.jpg").write_bytes(SCENE[: len(SCENE) // 2])  # cut-off upload
@@ -54,14 +64,23 @@ async def test_files_are_taken_exactly_once_across_a_restart(aiohttp_client, tmp
     settings = settings_for(tmp_path, dead_broker_url, drop)
     client = await aiohttp_client(create_app(settings))
     service = client.app[keys.SERVICE]
-    await until(lambda: service.reads_total >= 3 and (drop / "quarantine").exists()
-                and len(list((drop / "quarantine").iterdir())) == 2, timeout=15, what="three reads, two quarantined")
+    await until(
+        lambda: (
+            service.reads_total >= 3
+            and (drop / "quarantine").exists()
+            and len(list((drop / "quarantine").iterdir())) == 2
+        ),
+        timeout=15,
+        what="three reads, two quarantined",
+    )
     got = reads(settings)
     assert sorted(r["plate"] for r in got) == ["冀B8K2L1", "鲁A12345", "鲁Q8K2L1"]
     first = next(r for r in got if r["plate"] == "鲁A12345")
     assert first["colour"] == "blue" and first["lane"] == 1 and first["camera_id"] == "ftp1"
-    assert sorted(p.name for p in (drop / "quarantine").iterdir()) == ["20261128101504000_鲁Q8K2L1_蓝_1.jpg",
-                                                                      "IMG_0001.jpg"]
+    assert sorted(p.name for p in (drop / "quarantine").iterdir()) == [
+        "20261128101504000_鲁Q8K2L1_蓝_1.jpg",
+        "IMG_0001.jpg",
+    ]
     evidence, epoch = client.app[keys.EVIDENCE], client.app[keys.OUTBOX].epoch
     assert evidence.path(epoch, first["seq"], "snapshot").read_bytes() == SCENE
     cut = next(r for r in got if r["plate"] == "鲁Q8K2L1")
@@ -90,8 +109,9 @@ async def test_taken_files_are_removed_and_a_growing_file_waits(aiohttp_client, 
     drop.mkdir()
     settings = settings_for(tmp_path, dead_broker_url, drop, keep_files=False)
     # The app runs no folder camera of its own here: the test drives the source's scans itself.
-    client = await aiohttp_client(create_app(EdgeSettings(checkpoint="SD-DZ-001", data_dir=settings.data_dir,
-                                                          mqtt=settings.mqtt)))
+    client = await aiohttp_client(
+        create_app(EdgeSettings(checkpoint="SD-DZ-001", data_dir=settings.data_dir, mqtt=settings.mqtt))
+    )
     app = client.app
     ledger = FolderLedger(tmp_path / "ledger.db")
     ledger.start()

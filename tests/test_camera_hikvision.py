@@ -20,14 +20,24 @@ URL = "/api/v1/cameras/hik1/reads?token=hik-secret"
 
 @pytest.fixture
 def settings(tmp_path, dead_broker_url):
-    return EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                        cameras=[CameraSettings(id="hik1", kind="hikvision", token="hik-secret"),
-                                 CameraSettings(id="hik-basic", kind="hikvision", username="admin",
-                                                password="pa:ss", allow_from=["127.0.0.0/8"]),
-                                 CameraSettings(id="hik-far", kind="hikvision", token="t",
-                                                allow_from=["192.168.1.0/24"])],
-                        tablet=TabletSettings(token="123456"), no_plate=NoPlateSettings(alert=True))
+    return EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+        cameras=[
+            CameraSettings(id="hik1", kind="hikvision", token="hik-secret"),
+            CameraSettings(
+                id="hik-basic",
+                kind="hikvision",
+                username="admin",
+                password="pa:ss",
+                allow_from=["127.0.0.0/8"],
+            ),
+            CameraSettings(id="hik-far", kind="hikvision", token="t", allow_from=["192.168.1.0/24"]),
+        ],
+        tablet=TabletSettings(token="123456"),
+        no_plate=NoPlateSettings(alert=True),
+    )
 
 
 @pytest.fixture
@@ -71,7 +81,7 @@ def _part(path, name):
     raw = path.read_bytes()
     head = raw.index(f'name="{name}"'.encode())
     start = raw.index(b"\r\n\r\n", head) + 4
-    return raw[start:raw.index(b"\r\n--" + BOUNDARY.encode(), start)]
+    return raw[start : raw.index(b"\r\n--" + BOUNDARY.encode(), start)]
 
 
 async def test_old_firmware_without_picture_list_crops_the_plate_from_nothing(client, settings):
@@ -95,7 +105,11 @@ def test_parse_event_keeps_the_firmware_shapes():
     event = parse_event((FIX / "anpr_cn_v20.xml").read_bytes())
     (plate_pic, scene) = event.pictures
     assert plate_pic.type == "licensePlatePicture" and plate_pic.plate_rect is None
-    assert scene.file_name == "detectionPicture.jpg" and scene.plate_rect.x == 375 and scene.plate_rect.height == 118
+    assert (
+        scene.file_name == "detectionPicture.jpg"
+        and scene.plate_rect.x == 375
+        and scene.plate_rect.height == 118
+    )
     assert parse_event((FIX / "anpr_gbk.xml").read_bytes()).charset == "gb2312"
     assert parse_event((FIX / "anpr_wrong_charset.xml").read_bytes()).charset == "gb18030"
 
@@ -121,13 +135,16 @@ async def test_corrupt_jpeg_is_refused_but_the_read_is_kept(client, settings):
     assert status.reads == 1 and status.errors == 1
 
 
-@pytest.mark.parametrize("name, status, needle", [
-    ("truncated.multipart", 400, "truncated or malformed multipart"),
-    ("missing_xml.multipart", 400, "no XML part"),
-    ("bomb.multipart", 400, "DTDForbidden"),
-    ("xxe.multipart", 400, "DTDForbidden"),
-    ("undecodable.multipart", 400, "nor GB18030"),
-])
+@pytest.mark.parametrize(
+    "name, status, needle",
+    [
+        ("truncated.multipart", 400, "truncated or malformed multipart"),
+        ("missing_xml.multipart", 400, "no XML part"),
+        ("bomb.multipart", 400, "DTDForbidden"),
+        ("xxe.multipart", 400, "DTDForbidden"),
+        ("undecodable.multipart", 400, "nor GB18030"),
+    ],
+)
 async def test_broken_pushes_get_a_clear_400_and_the_edge_goes_on(client, settings, name, status, needle):
     resp = await push(client, name)
     assert resp.status == status
@@ -140,17 +157,28 @@ async def test_broken_pushes_get_a_clear_400_and_the_edge_goes_on(client, settin
 
 async def test_too_many_parts_is_refused(client):
     xml = (FIX / "anpr_cn_v20.xml").read_bytes()
-    parts = b"".join(b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="p%d"\r\n\r\nx\r\n' % i
-                     for i in range(20))
-    body = (b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="anpr.xml"\r\n'
-            b"Content-Type: application/xml\r\n\r\n" + xml + b"\r\n" + parts + b"--" + BOUNDARY.encode() + b"--\r\n")
+    parts = b"".join(
+        b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="p%d"\r\n\r\nx\r\n' % i
+        for i in range(20)
+    )
+    body = (
+        b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="anpr.xml"\r\n'
+        b"Content-Type: application/xml\r\n\r\n"
+        + xml
+        + b"\r\n"
+        + parts
+        + b"--"
+        + BOUNDARY.encode()
+        + b"--\r\n"
+    )
     resp = await client.post(URL, data=body, headers=MULTIPART)
     assert resp.status == 413 and "parts" in (await resp.json())["error"]
 
 
 async def test_heartbeat_is_answered_and_ignored(client):
-    resp = await client.post(URL, data=(FIX / "heartbeat.xml").read_bytes(),
-                             headers={"Content-Type": "application/xml"})
+    resp = await client.post(
+        URL, data=(FIX / "heartbeat.xml").read_bytes(), headers={"Content-Type": "application/xml"}
+    )
     assert resp.status == 200 and (await resp.json()) == {"ignored": "videoloss"}
     health = client.app[keys.SERVICE].cameras["hik1"]
     assert health.reads == 0 and health.last_seen_at is not None
@@ -165,10 +193,17 @@ async def test_camera_credentials_and_address(client):
     assert first.status == 401 and first.headers["WWW-Authenticate"].startswith("Basic")
     import aiohttp
 
-    ok = await client.post("/api/v1/cameras/hik-basic/reads", data=(FIX / "cn_v20.multipart").read_bytes(),
-                           headers={**MULTIPART, "Authorization": aiohttp.BasicAuth("admin", "pa:ss").encode()})
+    ok = await client.post(
+        "/api/v1/cameras/hik-basic/reads",
+        data=(FIX / "cn_v20.multipart").read_bytes(),
+        headers={**MULTIPART, "Authorization": aiohttp.BasicAuth("admin", "pa:ss").encode()},
+    )
     assert ok.status == 200, await ok.text()
-    bad = await client.post("/api/v1/cameras/hik-basic/reads", data=b"", headers={**MULTIPART, "Authorization": aiohttp.BasicAuth("admin", "wrong").encode()})
+    bad = await client.post(
+        "/api/v1/cameras/hik-basic/reads",
+        data=b"",
+        headers={**MULTIPART, "Authorization": aiohttp.BasicAuth("admin", "wrong").encode()},
+    )
     assert bad.status == 401
     # an address outside allow_from: 403 with the reason, even with the right token
     far = await push(client, "cn_v20.multipart", url="/api/v1/cameras/hik-far/reads?token=t")
@@ -185,8 +220,12 @@ async def test_evidence_route_needs_a_session_and_serves_only_kept_pictures(clie
     resp = await client.get(url)
     assert resp.status == 200 and resp.headers["Content-Type"] == "image/jpeg"
     assert (await resp.read()) == client.app[keys.EVIDENCE].thumbnail(body["seq"])
-    for bad in ("/api/v1/evidence/1/..%2F..%2Foutbox.db", "/api/v1/evidence/..%2F1/thumb",
-                f"/api/v1/evidence/{body['seq'] + 1}/snapshot", "/api/v1/evidence/1/thumb?epoch=x"):
+    for bad in (
+        "/api/v1/evidence/1/..%2F..%2Foutbox.db",
+        "/api/v1/evidence/..%2F1/thumb",
+        f"/api/v1/evidence/{body['seq'] + 1}/snapshot",
+        "/api/v1/evidence/1/thumb?epoch=x",
+    ):
         assert (await client.get(bad)).status in (400, 404), bad
     status = await (await client.get("/api/v1/status")).json()
     cam = status["cameras"]["hik1"]
@@ -198,9 +237,16 @@ async def test_a_hit_carries_the_thumbnail_to_the_tablet_and_towards_the_hub(cli
     from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
     from protocols.matching import Entry, Watchlist
 
-    await client.app[keys.MIRROR].apply_delta(FeedDelta(v=1, version=1, changes=[
-        ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
-        EntryUpsert(entry=Entry(entry_id="drugs:皖A7XG66", list_id="drugs", plate="皖A7XG66"))]))
+    await client.app[keys.MIRROR].apply_delta(
+        FeedDelta(
+            v=1,
+            version=1,
+            changes=[
+                ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+                EntryUpsert(entry=Entry(entry_id="drugs:皖A7XG66", list_id="drugs", plate="皖A7XG66")),
+            ],
+        )
+    )
     await client.post("/login", json={"code": "123456"})
     async with client.ws_connect("/api/v1/ws") as ws:
         await ws.receive_json(timeout=5)  # hello
@@ -226,9 +272,16 @@ async def test_a_hit_on_a_read_with_a_corrupt_picture_has_no_thumbnail_and_is_st
 
     resp = await push(client, "corrupt_jpeg.multipart")
     plate = (await resp.json())["plate"]
-    await client.app[keys.MIRROR].apply_delta(FeedDelta(v=1, version=1, changes=[
-        ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
-        EntryUpsert(entry=Entry(entry_id=f"drugs:{plate}", list_id="drugs", plate=plate))]))
+    await client.app[keys.MIRROR].apply_delta(
+        FeedDelta(
+            v=1,
+            version=1,
+            changes=[
+                ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+                EntryUpsert(entry=Entry(entry_id=f"drugs:{plate}", list_id="drugs", plate=plate)),
+            ],
+        )
+    )
     resp = await push(client, "corrupt_jpeg.multipart")
     body = await resp.json()
     assert resp.status == 200 and body["evidence_error"]

@@ -27,10 +27,26 @@ def geo() -> Geography:
     return load_geography(CloneSettings())
 
 
-def read(seq: int, at: float, plate: str = "鲁Q8K2L1", *, raw: str | None = None, confidence: float | None = 97.0,
-         valid: bool = True, **kw) -> PlateRead:
-    return PlateRead(seq=seq, camera_id="cam1", captured_at=at, plate=plate, plate_raw=raw or plate,
-                     plate_valid=valid, confidence=confidence, **kw)
+def read(
+    seq: int,
+    at: float,
+    plate: str = "鲁Q8K2L1",
+    *,
+    raw: str | None = None,
+    confidence: float | None = 97.0,
+    valid: bool = True,
+    **kw,
+) -> PlateRead:
+    return PlateRead(
+        seq=seq,
+        camera_id="cam1",
+        captured_at=at,
+        plate=plate,
+        plate_raw=raw or plate,
+        plate_valid=valid,
+        confidence=confidence,
+        **kw,
+    )
 
 
 def sight(checkpoint: str, seq: int, at: float, plate: str = "鲁Q8K2L1", **kw) -> Sighting:
@@ -38,6 +54,7 @@ def sight(checkpoint: str, seq: int, at: float, plate: str = "鲁Q8K2L1", **kw) 
 
 
 # -- the rules -----------------------------------------------------------------------------------
+
 
 def test_trip_faster_than_possible_is_a_clone_and_explained(geo):
     km = geo.distance_km(TANCHENG, LINQING)
@@ -67,16 +84,24 @@ def test_order_of_arrival_does_not_matter(geo):
 
 
 def test_explicit_distance_matrix_wins_over_the_straight_line(geo):
-    matrix = Geography(geo.checkpoints, distances=clones.parse_distances("from,to,km\nSD-LY-002,SD-LY-001,200\n"))
+    matrix = Geography(
+        geo.checkpoints, distances=clones.parse_distances("from,to,km\nSD-LY-002,SD-LY-001,200\n")
+    )
     # 30 minutes for 200 km (80 min at 150 km/h): impossible with the matrix, possible by the straight line.
-    assert clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 1800), matrix, RULE).kind == "impossible_trip"
+    assert (
+        clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 1800), matrix, RULE).kind
+        == "impossible_trip"
+    )
     assert clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 1800), geo, RULE) is None
 
 
 def test_same_time_at_two_places(geo):
     finding = clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 20), geo, RULE)
     assert finding is not None and finding.kind == "same_time"
-    assert "the same time at two places" in finding.explanation_en and "同一时间出现在两地" in finding.explanation_zh
+    assert (
+        "the same time at two places" in finding.explanation_en
+        and "同一时间出现在两地" in finding.explanation_zh
+    )
     # Checkpoints with no coordinates: the same time still tells, a longer gap says nothing.
     unknown = Geography({})
     assert clones.check(sight("X-1", 1, T0), sight("X-2", 2, T0 + 5), unknown, RULE).kind == "same_time"
@@ -85,37 +110,89 @@ def test_same_time_at_two_places(geo):
 
 def test_attribute_conflicts(geo):
     # Plate colour, in any of the names cameras use, compared as a colour.
-    f = clones.check(sight(TANCHENG, 1, T0, colour="蓝"), sight(TANCHENG, 2, T0 + 7200, colour="yellow"), geo, RULE)
-    assert f is not None and f.kind == "attribute_conflict" and "plate colour blue vs yellow" in f.explanation_en
-    assert clones.check(sight(TANCHENG, 1, T0, colour="蓝色"), sight(LINQING, 2, T0 + 9 * 3600, colour="Blue"),
-                        geo, RULE) is None
-    f = clones.check(sight(TANCHENG, 1, T0, vehicle_type="car"), sight(LINQING, 2, T0 + 9 * 3600, vehicle_type="truck"),
-                     geo, RULE)
+    f = clones.check(
+        sight(TANCHENG, 1, T0, colour="蓝"), sight(TANCHENG, 2, T0 + 7200, colour="yellow"), geo, RULE
+    )
+    assert (
+        f is not None and f.kind == "attribute_conflict" and "plate colour blue vs yellow" in f.explanation_en
+    )
+    assert (
+        clones.check(
+            sight(TANCHENG, 1, T0, colour="蓝色"), sight(LINQING, 2, T0 + 9 * 3600, colour="Blue"), geo, RULE
+        )
+        is None
+    )
+    f = clones.check(
+        sight(TANCHENG, 1, T0, vehicle_type="car"),
+        sight(LINQING, 2, T0 + 9 * 3600, vehicle_type="truck"),
+        geo,
+        RULE,
+    )
     assert f is not None and f.kind == "attribute_conflict" and "车辆类型car与truck不符" in f.explanation_zh
     # Unknown on one side is no conflict.
-    assert clones.check(sight(TANCHENG, 1, T0, vehicle_type="car"), sight(LINQING, 2, T0 + 9 * 3600),
-                        geo, RULE) is None
+    assert (
+        clones.check(sight(TANCHENG, 1, T0, vehicle_type="car"), sight(LINQING, 2, T0 + 9 * 3600), geo, RULE)
+        is None
+    )
 
 
 def test_vehicle_colour_and_make_conflicts(geo):
     later = T0 + 9 * 3600  # a trip one vehicle can make: only the vehicles' looks can tell
-    f = clones.check(sight(TANCHENG, 1, T0, vehicle_colour="白色"), sight(LINQING, 2, later, vehicle_colour="Red"),
-                     geo, RULE)
-    assert f is not None and f.kind == "attribute_conflict" and "vehicle colour white vs red" in f.explanation_en
+    f = clones.check(
+        sight(TANCHENG, 1, T0, vehicle_colour="白色"),
+        sight(LINQING, 2, later, vehicle_colour="Red"),
+        geo,
+        RULE,
+    )
+    assert (
+        f is not None and f.kind == "attribute_conflict" and "vehicle colour white vs red" in f.explanation_en
+    )
     assert "车身颜色" in f.explanation_zh
-    assert clones.check(sight(TANCHENG, 1, T0, vehicle_colour="白"), sight(LINQING, 2, later, vehicle_colour="WHITE"),
-                        geo, RULE) is None
+    assert (
+        clones.check(
+            sight(TANCHENG, 1, T0, vehicle_colour="白"),
+            sight(LINQING, 2, later, vehicle_colour="WHITE"),
+            geo,
+            RULE,
+        )
+        is None
+    )
     # a colour name only one camera uses is unknown, not a second colour
-    assert clones.check(sight(TANCHENG, 1, T0, vehicle_colour="white"),
-                        sight(LINQING, 2, later, vehicle_colour="champagne"), geo, RULE) is None
-    f = clones.check(sight(TANCHENG, 1, T0, vehicle_brand="Volkswagen"), sight(LINQING, 2, later, vehicle_brand="Audi"),
-                     geo, RULE)
+    assert (
+        clones.check(
+            sight(TANCHENG, 1, T0, vehicle_colour="white"),
+            sight(LINQING, 2, later, vehicle_colour="champagne"),
+            geo,
+            RULE,
+        )
+        is None
+    )
+    f = clones.check(
+        sight(TANCHENG, 1, T0, vehicle_brand="Volkswagen"),
+        sight(LINQING, 2, later, vehicle_brand="Audi"),
+        geo,
+        RULE,
+    )
     assert f is not None and "vehicle make Volkswagen vs Audi" in f.explanation_en
     # a Hikvision logo code and a Dahua name cannot be compared; two codes can
-    assert clones.check(sight(TANCHENG, 1, T0, vehicle_brand="1036"), sight(LINQING, 2, later, vehicle_brand="Audi"),
-                        geo, RULE) is None
-    assert clones.check(sight(TANCHENG, 1, T0, vehicle_brand="1036"), sight(LINQING, 2, later, vehicle_brand="12"),
-                        geo, RULE) is not None
+    assert (
+        clones.check(
+            sight(TANCHENG, 1, T0, vehicle_brand="1036"),
+            sight(LINQING, 2, later, vehicle_brand="Audi"),
+            geo,
+            RULE,
+        )
+        is None
+    )
+    assert (
+        clones.check(
+            sight(TANCHENG, 1, T0, vehicle_brand="1036"),
+            sight(LINQING, 2, later, vehicle_brand="12"),
+            geo,
+            RULE,
+        )
+        is not None
+    )
 
 
 def test_misreads_do_not_take_part():
@@ -141,21 +218,28 @@ def test_bad_geography_files_name_the_problem():
 
 # -- inside ingest -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def hub(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
     dispatched: list[Alert] = []
-    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=dispatched.extend,
-                    on_status=lambda status, offset: None,
-                    clones=CloneCheck(CloneSettings(), load_geography(CloneSettings())))
+    ingest = Ingest(
+        store,
+        HubWatchlists(),
+        publish=lambda t, p: None,
+        on_alerts=dispatched.extend,
+        on_status=lambda status, offset: None,
+        clones=CloneCheck(CloneSettings(), load_geography(CloneSettings())),
+    )
     yield ingest, store, dispatched
     store.stop()
 
 
 def send(ingest: Ingest, checkpoint: str, events: list[PlateRead], epoch: int = 1):
-    body = encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=epoch, sent_at=time.time(),
-                             events=events))
+    body = encode(
+        EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=epoch, sent_at=time.time(), events=events)
+    )
     return ingest.handle(f"cordon/v1/cp/{checkpoint}/events", body, time.time()).result(10)
 
 
@@ -173,7 +257,9 @@ def test_ingest_raises_a_clone_alert_once_even_when_resent(hub):
     later = [read(7, now + 40 * 60)]
     result = send(ingest, LINQING, later)
     [alert] = clone_alerts(store)
-    assert [a.alert_id for a in result.alerts] == [alert.alert_id] and [a.alert_id for a in dispatched] == [alert.alert_id]
+    assert [a.alert_id for a in result.alerts] == [alert.alert_id] and [a.alert_id for a in dispatched] == [
+        alert.alert_id
+    ]
     assert alert.checkpoint == LINQING and alert.seq == 7 and alert.plate_read == "鲁Q8K2L1"
     assert alert.hit.list_id == "rule:clone" and alert.hit.kind == "clone" and alert.hit.action == "notify"
     assert alert.hit.entry_id == f"rule:clone:{TANCHENG}/1/1"  # the other read, the evidence
@@ -190,8 +276,15 @@ def test_ingest_ignores_misreads_and_plausible_trips(hub):
     now = time.time() - 3600
     send(ingest, TANCHENG, [read(1, now)])
     # A misread near the plate at 临清 minutes later (low confidence, or corrected look-alike): no clone.
-    send(ingest, LINQING, [read(1, now + 600, confidence=70.0), read(2, now + 660, raw="鲁Q8K2LI"),
-                           read(3, now + 700, valid=False)])
+    send(
+        ingest,
+        LINQING,
+        [
+            read(1, now + 600, confidence=70.0),
+            read(2, now + 660, raw="鲁Q8K2LI"),
+            read(3, now + 700, valid=False),
+        ],
+    )
     # The real vehicle 35 minutes later at 临沭 (a possible drive): no clone.
     send(ingest, LINSHU, [read(1, now + 35 * 60)])
     assert clone_alerts(store) == [] and dispatched == []
@@ -200,14 +293,25 @@ def test_ingest_ignores_misreads_and_plausible_trips(hub):
 def test_same_batch_and_attribute_conflict_at_one_checkpoint(hub):
     ingest, store, _ = hub
     now = time.time() - 3600
-    send(ingest, TANCHENG, [read(1, now, colour="blue"), read(2, now + 5, colour="blue"),
-                            read(3, now + 6, "鲁B12345", colour="blue"), read(4, now + 7, "鲁B12345", colour="blue")])
+    send(
+        ingest,
+        TANCHENG,
+        [
+            read(1, now, colour="blue"),
+            read(2, now + 5, colour="blue"),
+            read(3, now + 6, "鲁B12345", colour="blue"),
+            read(4, now + 7, "鲁B12345", colour="blue"),
+        ],
+    )
     # One camera calling the colour yellow once is not enough: a colour call is noisy too.
     assert send(ingest, TANCHENG, [read(6, now + 2 * 3600, "鲁B12345", colour="yellow")]).alerts == []
     assert ingest.clones is not None and ingest.clones.uncorroborated == 1
     # Two cameras agreeing on yellow, and two that agreed on blue: a clone.
-    result = send(ingest, TANCHENG, [read(7, now + 3 * 3600, colour="yellow"),
-                                     read(8, now + 3 * 3600 + 0.4, colour="yellow")])
+    result = send(
+        ingest,
+        TANCHENG,
+        [read(7, now + 3 * 3600, colour="yellow"), read(8, now + 3 * 3600 + 0.4, colour="yellow")],
+    )
     [alert] = clone_alerts(store)
     assert [a.alert_id for a in result.alerts] == [alert.alert_id]
     assert "plate colour blue vs yellow" in alert.hit.explanation
@@ -218,18 +322,32 @@ def test_ingest_finds_a_vehicle_colour_conflict_the_cameras_reported(hub):
     now = time.time() - 3600
     # Two cameras agree on each sighting (spelled their own way): an attribute conflict needs both sides
     # corroborated.
-    send(ingest, TANCHENG, [read(1, now, vehicle_colour="white", vehicle_brand="Volkswagen"),
-                            read(2, now + 0.4, vehicle_colour="白色", vehicle_brand="volkswagen ")])
+    send(
+        ingest,
+        TANCHENG,
+        [
+            read(1, now, vehicle_colour="white", vehicle_brand="Volkswagen"),
+            read(2, now + 0.4, vehicle_colour="白色", vehicle_brand="volkswagen "),
+        ],
+    )
     assert clone_alerts(store) == []
-    result = send(ingest, TANCHENG, [read(5, now + 20 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen"),
-                                     read(6, now + 20 * 3600 + 0.4, vehicle_colour="Black", vehicle_brand="Volkswagen")])
+    result = send(
+        ingest,
+        TANCHENG,
+        [
+            read(5, now + 20 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen"),
+            read(6, now + 20 * 3600 + 0.4, vehicle_colour="Black", vehicle_brand="Volkswagen"),
+        ],
+    )
     [alert] = clone_alerts(store)
     assert [a.alert_id for a in result.alerts] == [alert.alert_id]
     assert "vehicle colour white vs black" in alert.hit.explanation
 
 
 def test_clone_settings_are_validated():
-    settings = load_settings(None, {"CORDON_HUB_CLONES__ENABLED": "false", "CORDON_HUB_CLONES__ACTION": "intercept"})
+    settings = load_settings(
+        None, {"CORDON_HUB_CLONES__ENABLED": "false", "CORDON_HUB_CLONES__ACTION": "intercept"}
+    )
     assert settings.clones.enabled is False and settings.clones.action == "intercept"
     with pytest.raises(Exception, match="action"):
         load_settings(None, {"CORDON_HUB_CLONES__ACTION": "shout"})
@@ -241,13 +359,25 @@ def test_confident_misread_onto_a_look_alike_plate_on_the_road_is_not_a_clone(hu
     # 鲁QBK2L1 (a real plate, one look-alike character from 鲁Q8K2L1) was seen at 临清 an hour ago.
     send(ingest, LINQING, [read(1, now, "鲁QBK2L1", colour="blue")])
     # 鲁Q8K2L1 passes 郯城; a second camera there misreads it as 鲁QBK2L1, confidently.
-    send(ingest, TANCHENG, [read(1, now + 3600, colour="yellow"),
-                            read(2, now + 3600.4, "鲁QBK2L1", confidence=96.0, colour="yellow")])
+    send(
+        ingest,
+        TANCHENG,
+        [
+            read(1, now + 3600, colour="yellow"),
+            read(2, now + 3600.4, "鲁QBK2L1", confidence=96.0, colour="yellow"),
+        ],
+    )
     assert clone_alerts(store) == [] and dispatched == []
     assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
     # Without the look-alike vehicle nearby, the same two sightings of 鲁QBK2L1 are a clone.
-    send(ingest, LINSHU, [read(1, now + 3700, "鲁QBK2L9", colour="blue"),
-                          read(2, now + 3700.4, "鲁QBK2L9", confidence=96.0, colour="blue")])
+    send(
+        ingest,
+        LINSHU,
+        [
+            read(1, now + 3700, "鲁QBK2L9", colour="blue"),
+            read(2, now + 3700.4, "鲁QBK2L9", confidence=96.0, colour="blue"),
+        ],
+    )
     send(ingest, LINQING, [read(2, now + 3900, "鲁QBK2L9", colour="blue")])
     [alert] = clone_alerts(store)
     assert alert.plate_read == "鲁QBK2L9" and alert.checkpoint == LINQING
@@ -259,17 +389,27 @@ def test_a_misread_by_one_camera_of_a_passage_the_other_read_as_a_look_alike_is_
     send(ingest, LINQING, [read(1, now)])  # the listed 鲁Q8K2L1 at 临清
     # Twenty minutes later 鲁QBK2L1 (never seen before) passes 郯城: one camera misreads it as
     # 鲁Q8K2L1 confidently, the other reads it right. Without the other camera this is a clone.
-    send(ingest, TANCHENG, [read(1, now + 1200, confidence=93.0), read(2, now + 1200.4, "鲁QBK2L1", confidence=96.0)])
+    send(
+        ingest,
+        TANCHENG,
+        [read(1, now + 1200, confidence=93.0), read(2, now + 1200.4, "鲁QBK2L1", confidence=96.0)],
+    )
     assert clone_alerts(store) == [] and dispatched == []
     assert ingest.clones is not None and ingest.clones.explained_as_misreads == 1
     # A look-alike read nearby that is itself unsure (the other camera's misread) explains nothing:
     # 鲁A12345 at 临清, then at 郯城 twenty minutes later (one camera sure, the other unsure of a 5).
     send(ingest, LINQING, [read(2, now + 3000, "鲁A12345")])
-    send(ingest, TANCHENG, [read(3, now + 4200, "鲁A12345"), read(4, now + 4200.4, "鲁A1234S", confidence=70.0)])
+    send(
+        ingest,
+        TANCHENG,
+        [read(3, now + 4200, "鲁A12345"), read(4, now + 4200.4, "鲁A1234S", confidence=70.0)],
+    )
     [alert] = clone_alerts(store)
     assert alert.checkpoint == TANCHENG and alert.seq == 3 and alert.plate_read == "鲁A12345"
     assert alert.hit.entry_id == f"rule:clone:{LINQING}/1/2"
-    assert f"{LINQING}/1/2" in alert.hit.reason and f"{TANCHENG}/1/3" in alert.hit.reason, "both passages named"
+    assert f"{LINQING}/1/2" in alert.hit.reason and f"{TANCHENG}/1/3" in alert.hit.reason, (
+        "both passages named"
+    )
 
 
 def _restarted(tmp_path, warm_hours: float):
@@ -277,14 +417,22 @@ def _restarted(tmp_path, warm_hours: float):
     store.start()
     dispatched: list[Alert] = []
     check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
-    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=dispatched.extend,
-                    on_status=lambda status, offset: None, clones=check)
+    ingest = Ingest(
+        store,
+        HubWatchlists(),
+        publish=lambda t, p: None,
+        on_alerts=dispatched.extend,
+        on_status=lambda status, offset: None,
+        clones=check,
+    )
     learnt = check.warm_from(recent_reads(store.record, time.time() - warm_hours * 3600)) if warm_hours else 0
     return ingest, store, dispatched, learnt
 
 
 @pytest.mark.parametrize("warm_hours", [24.0, 0.0])
-def test_a_clone_spanning_a_hub_restart_is_found_once_the_index_is_warmed_from_the_record(tmp_path, warm_hours):
+def test_a_clone_spanning_a_hub_restart_is_found_once_the_index_is_warmed_from_the_record(
+    tmp_path, warm_hours
+):
     now = time.time() - 3600
     ingest, store, _, _ = _restarted(tmp_path, 0)
     send(ingest, TANCHENG, [read(1, now), read(2, now + 1, "鲁B12345"), read(3, now - 30 * 3600, "鲁C77777")])
@@ -309,16 +457,28 @@ def test_a_clone_spanning_a_hub_restart_is_found_once_the_index_is_warmed_from_t
 def test_a_vehicle_colour_conflict_spanning_a_restart_is_found_from_the_record(tmp_path):
     now = time.time() - 3 * 3600
     ingest, store, _, _ = _restarted(tmp_path, 0)
-    send(ingest, TANCHENG, [read(1, now, vehicle_colour="白色", vehicle_brand="Volkswagen"),
-                            read(2, now + 0.4, vehicle_colour="White", vehicle_brand="volkswagen")])
+    send(
+        ingest,
+        TANCHENG,
+        [
+            read(1, now, vehicle_colour="白色", vehicle_brand="Volkswagen"),
+            read(2, now + 0.4, vehicle_colour="White", vehicle_brand="volkswagen"),
+        ],
+    )
     store.stop()
     ingest, store, _, learnt = _restarted(tmp_path, 24.0)
     try:
         [warmed] = [(colour, make) for r, colour, make in recent_reads(store.record, now - 60) if r.seq == 1]
         assert warmed == ("白色", "Volkswagen")  # kept in the day file
         assert learnt == 1
-        send(ingest, TANCHENG, [read(3, now + 2 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen"),
-                                read(4, now + 2 * 3600 + 0.4, vehicle_colour="black", vehicle_brand="Volkswagen")])
+        send(
+            ingest,
+            TANCHENG,
+            [
+                read(3, now + 2 * 3600, vehicle_colour="黑色", vehicle_brand="Volkswagen"),
+                read(4, now + 2 * 3600 + 0.4, vehicle_colour="black", vehicle_brand="Volkswagen"),
+            ],
+        )
         [alert] = clone_alerts(store)
         assert alert.seq == 3 and "vehicle colour white vs black" in alert.hit.explanation
     finally:
@@ -333,8 +493,14 @@ def test_warming_merges_with_sightings_ingest_made_meanwhile(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
     check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
-    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                    on_status=lambda status, offset: None, clones=check)
+    ingest = Ingest(
+        store,
+        HubWatchlists(),
+        publish=lambda t, p: None,
+        on_alerts=lambda a: None,
+        on_status=lambda status, offset: None,
+        clones=check,
+    )
     try:
         warmed = list(recent_reads(store.record, now - 60))
         # Ingest goes on before the background warm-up finishes: a plausible trip to 临沭 is seen first.
@@ -356,7 +522,9 @@ def explained_conflict_with_a_twin(ingest: Ingest, store: HubStore, t: float) ->
     send(ingest, WEIHAI, [read(1, t - 10 * 3600, "鲁QBK2L1"), read(2, t - 9 * 3600, "鲁QBK2L1")])
     send(ingest, TANCHENG, [read(3, t)])
     send(ingest, LINQING, [read(4, t + 40 * 60)])
-    assert clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    assert (
+        clone_alerts(store) == [] and ingest.clones is not None and ingest.clones.explained_as_misreads == 1
+    )
 
 
 def test_a_clone_of_a_plate_with_a_look_alike_on_the_road_is_raised_at_its_second_conflict(hub):
@@ -371,7 +539,9 @@ def test_a_clone_of_a_plate_with_a_look_alike_on_the_road_is_raised_at_its_secon
     # (临清 or 临沭 would both have to be misreads). Two vehicles carry the plate.
     send(ingest, GUANXIAN, [read(6, t + 100 * 60)])
     [alert] = clone_alerts(store)
-    assert alert.checkpoint == GUANXIAN and alert.seq == 6 and alert.hit.entry_id == f"rule:clone:{LINSHU}/1/5"
+    assert (
+        alert.checkpoint == GUANXIAN and alert.seq == 6 and alert.hit.entry_id == f"rule:clone:{LINSHU}/1/5"
+    )
     assert ingest.clones.misreads_ruled_out == 1 and [a.alert_id for a in dispatched] == [alert.alert_id]
     # Had that commit failed, the edge sends the batch again: the index and the memory of possible misreads
     # already hold it, and the same conflict is raised again, with the same alert id, not explained away.
@@ -427,10 +597,18 @@ def test_a_read_sent_again_with_another_capture_time_does_not_back_its_own_sight
     check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
     now = time.time() - 4 * 3600
     assert check.batch(TANCHENG, 1, [read(1, now, colour="blue")]) == []
-    assert check.batch(TANCHENG, 1, [read(1, now + 0.4, colour="blue")]) == []  # the same read, its time changed
+    assert (
+        check.batch(TANCHENG, 1, [read(1, now + 0.4, colour="blue")]) == []
+    )  # the same read, its time changed
     # Two cameras call the plate yellow: against one read of blue, the colours are not corroborated.
-    assert check.batch(TANCHENG, 1, [read(7, now + 3 * 3600, colour="yellow"),
-                                     read(8, now + 3 * 3600 + 0.4, colour="yellow")]) == []
+    assert (
+        check.batch(
+            TANCHENG,
+            1,
+            [read(7, now + 3 * 3600, colour="yellow"), read(8, now + 3 * 3600 + 0.4, colour="yellow")],
+        )
+        == []
+    )
     assert check.uncorroborated == 1
 
 
@@ -471,7 +649,10 @@ def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_gr
     # The same past the cap when sightings warmed from the record are packed.
     warmed = cloneindex.Seen(TANCHENG, 1, 99, now, "鲁B99999", "cam-new", ("blue", "car", "red", "odd make"))
     check.index.put("鲁B99999", (warmed,))
-    assert check.index.get("鲁B99999")[0].desc == cloneindex.UNKNOWN and check.index.get("鲁B99999")[0].camera == ""
+    assert (
+        check.index.get("鲁B99999")[0].desc == cloneindex.UNKNOWN
+        and check.index.get("鲁B99999")[0].camera == ""
+    )
     assert len(check.index._values) <= 12
 
 
@@ -501,18 +682,35 @@ def test_an_attribute_conflict_looking_exactly_like_a_look_alike_vehicle_that_fi
     check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
     now = time.time() - 20 * 3600
     car, truck = {"colour": "blue", "vehicle_type": "car"}, {"colour": "yellow", "vehicle_type": "truck"}
-    for n, (plate, twin, twin_looks) in enumerate([("鲁Q8K2L1", "鲁QBK2L1", truck),
-                                                   ("鲁Q8K2L9", "鲁QBK2L9", {**truck, "vehicle_type": "car"})]):
+    for n, (plate, twin, twin_looks) in enumerate(
+        [("鲁Q8K2L1", "鲁QBK2L1", truck), ("鲁Q8K2L9", "鲁QBK2L9", {**truck, "vehicle_type": "car"})]
+    ):
         seq = 10 * n
         t = now + n * 3600
         # The look-alike at 威海 at two passages; the plate's blue car at 郯城, both cameras agreeing.
-        assert check.batch(WEIHAI, 1, [read(seq + 1, t, twin, **twin_looks),
-                                       read(seq + 2, t + 3600, twin, **twin_looks)]) == []
-        assert check.batch(TANCHENG, 1, [read(seq + 3, t + 2 * 3600, plate, **car),
-                                         read(seq + 4, t + 2 * 3600 + 0.4, plate, **car)]) == []
+        assert (
+            check.batch(
+                WEIHAI, 1, [read(seq + 1, t, twin, **twin_looks), read(seq + 2, t + 3600, twin, **twin_looks)]
+            )
+            == []
+        )
+        assert (
+            check.batch(
+                TANCHENG,
+                1,
+                [read(seq + 3, t + 2 * 3600, plate, **car), read(seq + 4, t + 2 * 3600 + 0.4, plate, **car)],
+            )
+            == []
+        )
         # Ten hours later at 临清 both cameras read the plate on a yellow truck: the vehicles differ.
-        findings = check.batch(LINQING, 1, [read(seq + 5, t + 12 * 3600, plate, **truck),
-                                            read(seq + 6, t + 12 * 3600 + 0.4, plate, **truck)])
+        findings = check.batch(
+            LINQING,
+            1,
+            [
+                read(seq + 5, t + 12 * 3600, plate, **truck),
+                read(seq + 6, t + 12 * 3600 + 0.4, plate, **truck),
+            ],
+        )
         if n == 0:  # the look-alike is a yellow truck that could have reached 临清: it is that truck
             assert findings == [] and check.explained_as_misreads == 1
         else:  # the look-alike is a yellow car: nothing on the road looks like this truck

@@ -10,8 +10,10 @@ def test_edge_settings_from_file_and_env(tmp_path):
     conf.write_text('checkpoint = "SD-DZ-001"\n[http]\nport = 9000\n[[cameras]]\nid = "lane1"\ntoken = "t"\n')
     secret = tmp_path / "pw"
     secret.write_text("s3cret\n")
-    s = load_edge(conf, {"CORDON_EDGE_HTTP__PORT": "9100", "CORDON_EDGE_MQTT__PASSWORD_FILE": str(secret),
-                         "UNRELATED": "x"})
+    s = load_edge(
+        conf,
+        {"CORDON_EDGE_HTTP__PORT": "9100", "CORDON_EDGE_MQTT__PASSWORD_FILE": str(secret), "UNRELATED": "x"},
+    )
     assert s.http.port == 9100
     assert s.mqtt.password == "s3cret"
     assert s.cameras[0].id == "lane1"
@@ -53,8 +55,10 @@ def test_keys_named_file_are_set_from_env_directly_and_as_secret_files(tmp_path)
     conf.write_text('checkpoint = "SD-DZ-001"\n')
     holder = tmp_path / "holder"
     holder.write_text("/etc/cordon/client.key\n")
-    s = load_edge(conf, {"CORDON_EDGE_MQTT__CA_FILE": "/etc/cordon/ca.crt",
-                         "CORDON_EDGE_MQTT__KEY_FILE_FILE": str(holder)})
+    s = load_edge(
+        conf,
+        {"CORDON_EDGE_MQTT__CA_FILE": "/etc/cordon/ca.crt", "CORDON_EDGE_MQTT__KEY_FILE_FILE": str(holder)},
+    )
     assert s.mqtt.ca_file == "/etc/cordon/ca.crt"
     assert s.mqtt.key_file == "/etc/cordon/client.key"
     h = load_hub(None, {"CORDON_HUB_HTTP__CERT_FILE": "/etc/cordon/hub.crt"})
@@ -88,8 +92,15 @@ def test_tls_files_are_checked_at_start_up_naming_the_key(tmp_path):
     with pytest.raises(SettingsError, match=r"\[http\] key_file is set without cert_file"):
         https_context(HttpSettings(key_file=key))
     assert https_context(HttpSettings()) is None
-    assert https_context(HttpSettings(cert_file=str(folder / "server.crt"), key_file=str(folder / "server.key")))
+    assert https_context(
+        HttpSettings(cert_file=str(folder / "server.crt"), key_file=str(folder / "server.key"))
+    )
     # the edge refuses to start on them, before anything runs
     with pytest.raises(SettingsError, match="mqtt"):
-        create_app(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                                mqtt=MqttSettings(url="mqtts://b", cert_file=crt)))
+        create_app(
+            EdgeSettings(
+                checkpoint="SD-DZ-001",
+                data_dir=str(tmp_path / "edge"),
+                mqtt=MqttSettings(url="mqtts://b", cert_file=crt),
+            )
+        )

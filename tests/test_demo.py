@@ -35,9 +35,27 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
     extra = ["--broker", request.getfixturevalue("mosquitto").url] if broker == "mosquitto" else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cordon", "demo", "--port", str(port), "--checkpoints", "2",
-         "--vehicles-per-minute", "600", "--data", str(tmp_path / "demo"), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "cordon",
+            "demo",
+            "--port",
+            str(port),
+            "--checkpoints",
+            "2",
+            "--vehicles-per-minute",
+            "600",
+            "--data",
+            str(tmp_path / "demo"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         banner = read_banner(proc)
         console = re.search(r"command console: (http://\S+)/\s+access code: (\d{6})", banner)
@@ -49,8 +67,9 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
         commander = re.search(r"(demo-commander) / (\S+) / commander", banner)
         assert commander and code, banner
         async with session() as http:
-            async with http.post(f"{base}/login", json={"username": commander.group(1),
-                                                        "password": commander.group(2)}) as resp:
+            async with http.post(
+                f"{base}/login", json={"username": commander.group(1), "password": commander.group(2)}
+            ) as resp:
                 assert resp.status == 200, "the printed demo account signs in"
             ws = await http.ws_connect(f"{base}/api/v1/ws")
             frame = await next_frame(ws, "alert", timeout=90)

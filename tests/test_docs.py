@@ -44,7 +44,9 @@ def commands(parser, prefix="cordon"):
 
 
 def test_every_command_is_documented():
-    text = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "docs" / "cli.md").read_text(
+        encoding="utf-8"
+    )
     missing = [c for c in commands(build_parser()) if c not in text]
     assert not missing, f"undocumented commands: {missing}"
 

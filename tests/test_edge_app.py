@@ -11,10 +11,13 @@ from edge.settings import CameraSettings, EdgeSettings, MqttSettings, TabletSett
 
 @pytest.fixture
 def settings(tmp_path, dead_broker_url):
-    return EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                        cameras=[CameraSettings(id="lane1", token="cam-secret", lane=1)],
-                        tablet=TabletSettings(token="123456"))
+    return EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+        cameras=[CameraSettings(id="lane1", token="cam-secret", lane=1)],
+        tablet=TabletSettings(token="123456"),
+    )
 
 
 @pytest.fixture
@@ -26,8 +29,11 @@ CAM = {"X-Camera-Token": "cam-secret"}
 
 
 async def test_push_commits_before_answering(client, settings):
-    resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM,
-                             json={"plate": "蓝鲁Ａ·12345", "confidence": 91.5, "event_id": "e-1"})
+    resp = await client.post(
+        "/api/v1/cameras/lane1/reads",
+        headers=CAM,
+        json={"plate": "蓝鲁Ａ·12345", "confidence": 91.5, "event_id": "e-1"},
+    )
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body["plate"] == "鲁A12345" and body["plate_valid"] is True and body["seq"] == 1
@@ -52,15 +58,19 @@ async def test_no_plate_vehicle_is_recorded(client):
     assert (await resp.json())["plate"] == ""
 
 
-@pytest.mark.parametrize("body, needle", [
-    (b"{not json", "not valid JSON"),
-    (b'{"plate": "A", "extra": 1}', "extra"),
-    (b'{"confidence": 90}', "plate"),
-    (b'{"plate": "A", "captured_at": "yesterday"}', "captured_at"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"plate": "A", "extra": 1}', "extra"),
+        (b'{"confidence": 90}', "plate"),
+        (b'{"plate": "A", "captured_at": "yesterday"}', "captured_at"),
+    ],
+)
 async def test_bad_push_is_400_with_reason_and_dead_letter(client, body, needle):
-    resp = await client.post("/api/v1/cameras/lane1/reads", headers={**CAM, "Content-Type": "application/json"},
-                             data=body)
+    resp = await client.post(
+        "/api/v1/cameras/lane1/reads", headers={**CAM, "Content-Type": "application/json"}, data=body
+    )
     assert resp.status == 400
     assert needle in (await resp.json())["error"]
     assert client.app[__import__("edge.keys").keys.DEAD].count == 1
@@ -69,20 +79,30 @@ async def test_bad_push_is_400_with_reason_and_dead_letter(client, body, needle)
     assert ok.status == 200
 
 
-@pytest.mark.parametrize("headers, path", [
-    ({}, "/api/v1/cameras/lane1/reads"),
-    ({"X-Camera-Token": "wrong"}, "/api/v1/cameras/lane1/reads"),
-    ({"X-Camera-Token": "cam-secret"}, "/api/v1/cameras/lane9/reads"),
-])
+@pytest.mark.parametrize(
+    "headers, path",
+    [
+        ({}, "/api/v1/cameras/lane1/reads"),
+        ({"X-Camera-Token": "wrong"}, "/api/v1/cameras/lane1/reads"),
+        ({"X-Camera-Token": "cam-secret"}, "/api/v1/cameras/lane9/reads"),
+    ],
+)
 async def test_camera_must_authenticate(client, headers, path):
     resp = await client.post(path, headers=headers, json={"plate": "鲁A12345"})
     assert resp.status == 401
 
 
 async def test_token_in_query_and_bearer_work(client):
-    assert (await client.post("/api/v1/cameras/lane1/reads?token=cam-secret", json={"plate": "鲁A1"})).status == 200
-    assert (await client.post("/api/v1/cameras/lane1/reads", headers={"Authorization": "Bearer cam-secret"},
-                              json={"plate": "鲁A1"})).status == 200
+    assert (
+        await client.post("/api/v1/cameras/lane1/reads?token=cam-secret", json={"plate": "鲁A1"})
+    ).status == 200
+    assert (
+        await client.post(
+            "/api/v1/cameras/lane1/reads",
+            headers={"Authorization": "Bearer cam-secret"},
+            json={"plate": "鲁A1"},
+        )
+    ).status == 200
 
 
 async def test_tablet_needs_login(client):
@@ -127,9 +147,16 @@ async def test_manual_plate_check_uses_the_local_mirror(client):
 
     await client.post("/login", json={"code": "123456"})
     mirror = client.app[keys.MIRROR]
-    await mirror.apply_delta(FeedDelta(v=1, version=1, changes=[
-        ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
-        EntryUpsert(entry=Entry(entry_id="drugs:鲁Q8K2L1", list_id="drugs", plate="鲁Q8K2L1"))]))
+    await mirror.apply_delta(
+        FeedDelta(
+            v=1,
+            version=1,
+            changes=[
+                ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+                EntryUpsert(entry=Entry(entry_id="drugs:鲁Q8K2L1", list_id="drugs", plate="鲁Q8K2L1")),
+            ],
+        )
+    )
     body = await (await client.get("/api/v1/check", params={"plate": "鲁Q8K2LI"})).json()
     assert body["feed_version"] == 1
     (hit,) = body["hits"]
@@ -150,17 +177,37 @@ async def test_a_read_that_hits_is_never_dropped_at_the_outbox_quota(tmp_path, d
     from protocols.matching import Entry, Watchlist
     from protocols.messages import PlateRead
 
-    app = create_app(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                                  mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                                  cameras=[CameraSettings(id="lane1", token="cam-secret")],
-                                  outbox=OutboxSettings(max_bytes=2000)))
+    app = create_app(
+        EdgeSettings(
+            checkpoint="SD-DZ-001",
+            data_dir=str(tmp_path / "edge"),
+            mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+            cameras=[CameraSettings(id="lane1", token="cam-secret")],
+            outbox=OutboxSettings(max_bytes=2000),
+        )
+    )
     async with TestClient(TestServer(app)) as client:
-        await app[keys.MIRROR].apply_delta(FeedDelta(v=1, version=1, changes=[
-            ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
-            EntryUpsert(entry=Entry(entry_id="drugs:鲁Q8K2L1", list_id="drugs", plate="鲁Q8K2L1"))]))
+        await app[keys.MIRROR].apply_delta(
+            FeedDelta(
+                v=1,
+                version=1,
+                changes=[
+                    ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")),
+                    EntryUpsert(entry=Entry(entry_id="drugs:鲁Q8K2L1", list_id="drugs", plate="鲁Q8K2L1")),
+                ],
+            )
+        )
         outbox = app[keys.OUTBOX]
-        keep = [PlateRead(seq=1, camera_id="x", captured_at=1.0, plate="鲁A12345", plate_raw="鲁A12345",
-                          plate_valid=True)] * 12
+        keep = [
+            PlateRead(
+                seq=1,
+                camera_id="x",
+                captured_at=1.0,
+                plate="鲁A12345",
+                plate_raw="鲁A12345",
+                plate_valid=True,
+            )
+        ] * 12
         await outbox.append(keep, [PRIORITY_HIT] * len(keep))  # over the quota, nothing it may drop
         resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM, json={"plate": "鲁Q8K2L1"})
         assert resp.status == 200
@@ -170,8 +217,11 @@ async def test_a_read_that_hits_is_never_dropped_at_the_outbox_quota(tmp_path, d
 
 
 async def test_json_push_carries_vehicle_colour_and_brand(client, settings):
-    resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM,
-                             json={"plate": "鲁A12345", "vehicle_colour": "白", "vehicle_brand": "大众"})
+    resp = await client.post(
+        "/api/v1/cameras/lane1/reads",
+        headers=CAM,
+        json={"plate": "鲁A12345", "vehicle_colour": "白", "vehicle_brand": "大众"},
+    )
     assert resp.status == 200, await resp.text()
     seq = (await resp.json())["seq"]
     with sqlite3.connect(settings.data_path / "outbox.db") as db:
@@ -179,6 +229,7 @@ async def test_json_push_carries_vehicle_colour_and_brand(client, settings):
     stored = json.loads(raw)
     assert stored["vehicle_colour"] == "白" and stored["vehicle_brand"] == "大众"
     assert stored["has_evidence"] is False  # the JSON push brings no picture
-    long = await client.post("/api/v1/cameras/lane1/reads", headers=CAM,
-                             json={"plate": "鲁A12345", "vehicle_brand": "x" * 33})
+    long = await client.post(
+        "/api/v1/cameras/lane1/reads", headers=CAM, json={"plate": "鲁A12345", "vehicle_brand": "x" * 33}
+    )
     assert long.status == 400

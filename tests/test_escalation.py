@@ -20,16 +20,37 @@ AHEAD_S = 3600.0
 
 
 def alert(aid: str, raised_at: float, action: str = "intercept") -> Alert:
-    return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=int(raised_at) % 100000,
-                 raised_at=raised_at, captured_at=raised_at, camera_id="c", plate_read="鲁Q8K2L1",
-                 hit=AlertHit(entry_id="e", entry_plate="鲁Q8K2L1", list_id="l", list_name="涉毒", action=action,
-                              priority=90, kind="exact", score=1.0, explanation="完全比中"))
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=aid,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        seq=int(raised_at) % 100000,
+        raised_at=raised_at,
+        captured_at=raised_at,
+        camera_id="c",
+        plate_read="鲁Q8K2L1",
+        hit=AlertHit(
+            entry_id="e",
+            entry_plate="鲁Q8K2L1",
+            list_id="l",
+            list_name="涉毒",
+            action=action,
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="完全比中",
+        ),
+    )
 
 
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, dead_broker_url):
-    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                           console=ConsoleSettings(token="246810", escalate_after_s=AFTER_S))
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        console=ConsoleSettings(token="246810", escalate_after_s=AFTER_S),
+    )
     return await aiohttp_client(create_app(settings))
 
 
@@ -40,11 +61,18 @@ def escalations(app):
 async def test_an_unanswered_intercept_alert_is_escalated_once(client):
     app, now = client.app, time.time() + AHEAD_S
     store = app[keys.STORE]
-    for a in (alert("due", now - 2 * AFTER_S), alert("answered", now - 2 * AFTER_S),
-              alert("young", now - AFTER_S / 2), alert("notify", now - 2 * AFTER_S, "notify"),
-              alert("covert", now - 2 * AFTER_S, "covert"), alert("ancient", now - escalation.LOOKBACK_S - 2 * AFTER_S)):
+    for a in (
+        alert("due", now - 2 * AFTER_S),
+        alert("answered", now - 2 * AFTER_S),
+        alert("young", now - AFTER_S / 2),
+        alert("notify", now - 2 * AFTER_S, "notify"),
+        alert("covert", now - 2 * AFTER_S, "covert"),
+        alert("ancient", now - escalation.LOOKBACK_S - 2 * AFTER_S),
+    ):
         await store.run(lambda db, a=a: store.insert_alert(db, a))
-    answer = AlertOutcome(seq=1, alert_id="answered", outcome="not_found", officer="li", acknowledged_at=now - AFTER_S)
+    answer = AlertOutcome(
+        seq=1, alert_id="answered", outcome="not_found", officer="li", acknowledged_at=now - AFTER_S
+    )
     await store.run(lambda db: store.insert_event(db, "SD-DZ-001", 1, answer, now, now))
 
     first = await escalate_once(app, now)
@@ -89,7 +117,9 @@ async def test_the_ring_is_served_to_staff(client):
     ring = (await (await client.get("/api/v1/ring")).json())["checkpoints"]
     assert len(ring) == len(SHIPPED.read_text(encoding="utf-8").strip().splitlines()) - 1
     dz = next(c for c in ring if c["checkpoint"] == "SD-DZ-001")
-    assert dz["lat"] == 37.47 and dz["lon"] == 116.33 and dz["city"] == "德州" and dz["name"].startswith("德州")
+    assert (
+        dz["lat"] == 37.47 and dz["lon"] == 116.33 and dz["city"] == "德州" and dz["name"].startswith("德州")
+    )
 
 
 def test_a_bad_checkpoints_file_is_refused_naming_the_line(tmp_path):

@@ -26,8 +26,13 @@ class Clock:
 
 
 def store(tmp_path, clock, **kw):
-    s = EvidenceStore(tmp_path / "evidence", max_bytes=kw.pop("max_bytes", 0),
-                      retention_days=kw.pop("retention_days", 30), clock=clock, **kw)
+    s = EvidenceStore(
+        tmp_path / "evidence",
+        max_bytes=kw.pop("max_bytes", 0),
+        retention_days=kw.pop("retention_days", 30),
+        clock=clock,
+        **kw,
+    )
     s.start()
     return s
 
@@ -44,11 +49,14 @@ async def test_snapshot_crop_and_thumbnail(tmp_path):
     assert s.thumbnail(8) is None and s.path(3, 7, "../../x") is None
 
 
-@pytest.mark.parametrize("data, needle", [
-    (b"", "empty"),
-    (SCENE[:-600], "truncated JPEG"),
-    (b"GIF89a not really", "not a decodable image"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (b"", "empty"),
+        (SCENE[:-600], "truncated JPEG"),
+        (b"GIF89a not really", "not a decodable image"),
+    ],
+)
 async def test_corrupt_pictures_are_refused_with_a_reason(tmp_path, data, needle):
     with pytest.raises(ImageError, match=needle):
         decode_image(data, "snapshot")
@@ -62,7 +70,9 @@ async def test_quota_and_retention_delete_the_oldest_first_and_survive_a_restart
     for seq in range(1, 6):
         clock.t += 60
         await s.save(1, seq, snapshot=SCENE)
-    assert s.bytes <= s.max_bytes and s.path(1, 1, "snapshot") is None and s.path(1, 5, "snapshot") is not None
+    assert (
+        s.bytes <= s.max_bytes and s.path(1, 1, "snapshot") is None and s.path(1, 5, "snapshot") is not None
+    )
     kept = [seq for seq in range(1, 6) if s.path(1, seq, "thumb")]
     assert kept == list(range(6 - len(kept), 6)) and len(kept) >= 2
     # A restart rebuilds the index from the files.
@@ -88,22 +98,33 @@ async def test_video_frame_for_a_read_without_a_picture(aiohttp_client, tmp_path
     assert cv2.imdecode(np.frombuffer(frame, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
     with pytest.raises(FrameError, match="did not open"):
         await grab_frame(str(tmp_path / "missing.avi"))
-    settings = EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                            mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                            cameras=[CameraSettings(id="lane1", token="t", video=str(video)),
-                                     CameraSettings(id="lane2", token="t2", video=str(tmp_path / "none.avi"))])
+    settings = EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+        cameras=[
+            CameraSettings(id="lane1", token="t", video=str(video)),
+            CameraSettings(id="lane2", token="t2", video=str(tmp_path / "none.avi")),
+        ],
+    )
     client = await aiohttp_client(create_app(settings))
     body = await (await client.post("/api/v1/cameras/lane1/reads?token=t", json={"plate": "鲁A12345"})).json()
     assert body["evidence"] == ["snapshot", "thumb"] and body["evidence_error"] is None
-    body = await (await client.post("/api/v1/cameras/lane2/reads?token=t2", json={"plate": "鲁A12345"})).json()
+    body = await (
+        await client.post("/api/v1/cameras/lane2/reads?token=t2", json={"plate": "鲁A12345"})
+    ).json()
     assert body["seq"] == 2 and body["evidence"] == [] and "did not open" in body["evidence_error"]
 
 
-async def test_a_silent_camera_turns_stale_and_is_warned_about_once(aiohttp_client, tmp_path, dead_broker_url,
-                                                                     caplog):
-    settings = EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                            mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                            cameras=[CameraSettings(id="lane1", token="t", stale_after_s=60)])
+async def test_a_silent_camera_turns_stale_and_is_warned_about_once(
+    aiohttp_client, tmp_path, dead_broker_url, caplog
+):
+    settings = EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+        cameras=[CameraSettings(id="lane1", token="t", stale_after_s=60)],
+    )
     client = await aiohttp_client(create_app(settings))
     service = client.app[keys.SERVICE]
     clock = Clock(service.now())
@@ -153,16 +174,24 @@ async def test_the_answer_to_the_hubs_request_over_mqtt(tmp_path):
     scene, plate = evidence_reply.answer(s, "SD-DZ-001", epoch, ask)
     assert base64.b64decode(scene.data) == s.path(epoch, 2, "snapshot").read_bytes() and not scene.reencoded
     assert plate.data is None and "not kept" in plate.error  # no plate rectangle: an error, never silence
-    (old,) = evidence_reply.answer(s, "SD-DZ-001", epoch + 1, EvidenceRequest(
-        v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene"]))
+    (old,) = evidence_reply.answer(
+        s,
+        "SD-DZ-001",
+        epoch + 1,
+        EvidenceRequest(v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene"]),
+    )
     assert "not kept" in old.error and old.data is None
     # A picture too big for one message is re-encoded smaller, and the reply says so.
     noisy = np.random.default_rng(1).integers(0, 256, (2000, 2600, 3), dtype=np.uint8)
     big = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
     assert len(big) > MAX_PAYLOAD_BYTES
     s.path(epoch, 2, "snapshot").write_bytes(big)
-    (fitted,) = evidence_reply.answer(s, "SD-DZ-001", epoch, EvidenceRequest(
-        v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene"]))
+    (fitted,) = evidence_reply.answer(
+        s,
+        "SD-DZ-001",
+        epoch,
+        EvidenceRequest(v=1, request_id="R0123456789", epoch=epoch, seq=2, kinds=["scene"]),
+    )
     payload = encode(fitted)
     assert fitted.reencoded and len(payload) < MAX_PAYLOAD_BYTES
     assert decode(EvidenceReply, payload) == fitted

@@ -15,8 +15,10 @@ from tests.support import edge_service, get_json, hub_service, login, running, s
 pytestmark = [pytest.mark.system]
 CP = "SD-DZ-001"
 FEED_TOKEN = "feed-secret"
-WATCHLIST = ("plate,list,action,priority,reason\n皖A7XG66,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
-             "鲁A12345,秘密布控,covert,80,内部线索\n")
+WATCHLIST = (
+    "plate,list,action,priority,reason\n皖A7XG66,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
+    "鲁A12345,秘密布控,covert,80,内部线索\n"
+)
 HIK = Path(__file__).parent / "fixtures" / "cameras" / "hikvision"
 BOUNDARY = "---------------------------7e13971310878"
 PASSWORD = "correct horse battery staple 9"
@@ -35,9 +37,16 @@ async def _online(http, hub, online):
 async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mosquitto):
     wl = tmp_path / "watchlist.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}})
-    edge = edge_service(tmp_path / "edge", CP, mosquitto.url, cameras={"hik1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+    hub = hub_service(
+        tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}}
+    )
+    edge = edge_service(
+        tmp_path / "edge",
+        CP,
+        mosquitto.url,
+        cameras={"hik1": "t1"},
+        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}},
+    )
     conf = tmp_path / "edge" / "edge.toml"
     config = tomllib.loads(conf.read_text(encoding="utf-8"))
     config["cameras"][0]["kind"] = "hikvision"
@@ -45,8 +54,13 @@ async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mos
     hub.start()
     edge.start()
     with running(hub, edge):
-        async with session() as tablet, session() as http, session() as stranger, session() as officer, \
-                session() as manager:
+        async with (
+            session() as tablet,
+            session() as http,
+            session() as stranger,
+            session() as officer,
+            session() as manager,
+        ):
             await login(tablet, edge.base, "tablet-code")
             await login(http, hub.base, "console-code")
             await until(lambda: _mirrored(tablet, edge), timeout=40, what="the edge's watchlist mirror")
@@ -61,19 +75,29 @@ async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mos
 
             # nobody signed in, and an officer (of another checkpoint) are refused
             assert (await _get(stranger, f"{url}/scene"))[0] == 401
-            async with http.post(f"{hub.base}/api/v1/users", json={
-                    "username": "wang.officer", "role": "officer", "password": PASSWORD,
-                    "checkpoint": "SD-DZ-002"}) as resp:
+            async with http.post(
+                f"{hub.base}/api/v1/users",
+                json={
+                    "username": "wang.officer",
+                    "role": "officer",
+                    "password": PASSWORD,
+                    "checkpoint": "SD-DZ-002",
+                },
+            ) as resp:
                 assert resp.status in (200, 201), await resp.text()
-            async with officer.post(f"{hub.base}/login",
-                                    json={"username": "wang.officer", "password": PASSWORD}) as resp:
+            async with officer.post(
+                f"{hub.base}/login", json={"username": "wang.officer", "password": PASSWORD}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
             assert (await _get(officer, f"{url}/scene"))[0] == 403
-            async with http.post(f"{hub.base}/api/v1/users", json={
-                    "username": "li.manager", "role": "watchlist_manager", "password": PASSWORD}) as resp:
+            async with http.post(
+                f"{hub.base}/api/v1/users",
+                json={"username": "li.manager", "role": "watchlist_manager", "password": PASSWORD},
+            ) as resp:
                 assert resp.status in (200, 201), await resp.text()
-            async with manager.post(f"{hub.base}/login",
-                                    json={"username": "li.manager", "password": PASSWORD}) as resp:
+            async with manager.post(
+                f"{hub.base}/login", json={"username": "li.manager", "password": PASSWORD}
+            ) as resp:
                 assert resp.status == 200, await resp.text()
             assert (await _get(http, f"{url}/video"))[0] == 400
 
@@ -112,15 +136,21 @@ async def test_the_hub_fetches_the_picture_from_the_edge_over_mqtt(tmp_path, mos
             # back online: the hub asks again by itself and keeps the picture
             edge.start()
             await until(lambda: _online(http, hub, True), timeout=40, what="the checkpoint online")
-            await until(cached.with_name(f"{epoch}-{seq2}-scene.jpg").exists, timeout=40,
-                        what="the picture fetched after the reconnect")
+            await until(
+                cached.with_name(f"{epoch}-{seq2}-scene.jpg").exists,
+                timeout=40,
+                what="the picture fetched after the reconnect",
+            )
             status, body, ctype = await _get(http, url2)
             assert status == 200 and ctype == "image/jpeg" and body == kept2[1]
 
 
 async def _push(http, edge, fixture):
-    async with http.post(f"{edge.base}/api/v1/cameras/hik1/reads?token=t1", data=(HIK / fixture).read_bytes(),
-                         headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}) as resp:
+    async with http.post(
+        f"{edge.base}/api/v1/cameras/hik1/reads?token=t1",
+        data=(HIK / fixture).read_bytes(),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    ) as resp:
         assert resp.status == 200, await resp.text()
         return (await resp.json())["seq"]
 

@@ -61,9 +61,11 @@ TABLET_CODE = "tablet-code"
 METRICS_TOKEN = "scrape-secret"
 FEED_TOKEN = "feed-secret"
 WATCHED = ("鲁Q8K2L1", "冀F7M395")
-WATCHLIST = ("plate,list,action,priority,reason\n"
-             "鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
-             "冀F7M395,涉毒嫌疑车辆,intercept,90,毒品案件关联车辆\n")
+WATCHLIST = (
+    "plate,list,action,priority,reason\n"
+    "鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品\n"
+    "冀F7M395,涉毒嫌疑车辆,intercept,90,毒品案件关联车辆\n"
+)
 #: Every HIT_EVERY-th read of a camera is of a watched plate.
 HIT_EVERY = 10
 KEEPALIVE_S = 2
@@ -75,6 +77,7 @@ SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
 
 
 # -- cameras -------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -121,13 +124,18 @@ class Cameras:
         i = self._count[camera]
         self._count[camera] += 1
         event_id = f"{self.tag}-{camera}-{i}"
-        plate = WATCHED[(i // HIT_EVERY) % len(WATCHED)] if i % HIT_EVERY == HIT_EVERY - 1 \
+        plate = (
+            WATCHED[(i // HIT_EVERY) % len(WATCHED)]
+            if i % HIT_EVERY == HIT_EVERY - 1
             else f"鲁C{camera[-1]}{i:04d}"
+        )
         assert self._http is not None
         try:
-            async with self._http.post(f"{self.edge.base}/api/v1/cameras/{camera}/reads",
-                                       json={"plate": plate, "event_id": event_id, "confidence": 90},
-                                       headers={"X-Camera-Token": token}) as resp:
+            async with self._http.post(
+                f"{self.edge.base}/api/v1/cameras/{camera}/reads",
+                json={"plate": plate, "event_id": event_id, "confidence": 90},
+                headers={"X-Camera-Token": token},
+            ) as resp:
                 if resp.status != 200:
                     self.unanswered[f"HTTP {resp.status}"] += 1
                     return False
@@ -149,6 +157,7 @@ class Cameras:
 
 
 # -- alerts on the live feeds ----------------------------------------------------------------------------
+
 
 class AlertWatch:
     """Counts alert frames per ``alert_id`` on a live feed (console or tablet), one counter per connection.
@@ -202,7 +211,11 @@ class AlertWatch:
                             if frame.get("type") == "alert":
                                 alert = frame["alert"]
                                 counts[alert["alert_id"]] += 1
-                                self.keys[alert["alert_id"]] = (alert["checkpoint"], alert["epoch"], alert["seq"])
+                                self.keys[alert["alert_id"]] = (
+                                    alert["checkpoint"],
+                                    alert["epoch"],
+                                    alert["seq"],
+                                )
             except (aiohttp.ClientError, AssertionError, OSError, TimeoutError):
                 pass  # the service is away: try again
             await asyncio.sleep(0.3)
@@ -211,11 +224,16 @@ class AlertWatch:
         return {self.keys[a] for counts in self.connections for a in counts}
 
     def twice(self) -> list[str]:
-        return [f"{self.name} connection {i}: alert {a} arrived {n} times"
-                for i, counts in enumerate(self.connections) for a, n in counts.items() if n > 1]
+        return [
+            f"{self.name} connection {i}: alert {a} arrived {n} times"
+            for i, counts in enumerate(self.connections)
+            for a, n in counts.items()
+            if n > 1
+        ]
 
 
 # -- the system under test -----------------------------------------------------------------------------
+
 
 @dataclass
 class Rig:
@@ -247,7 +265,9 @@ class Rig:
                 self.figures["in_flight_at_fault"] = depth
                 return depth
             if time.monotonic() > deadline:
-                pytest.fail("fault missed: the edge's outbox held no unacknowledged events when the fault was due")
+                pytest.fail(
+                    "fault missed: the edge's outbox held no unacknowledged events when the fault was due"
+                )
             await asyncio.sleep(0.01)
 
     async def checkpoint(self) -> dict[str, Any] | None:
@@ -257,8 +277,13 @@ class Rig:
     def logs(self) -> str:
         return f"--- hub log ---\n{self.hub.log()[-2500:]}\n--- edge log ---\n{self.edge.log()[-2500:]}"
 
-    async def settle(self, cams: Cameras, console: AlertWatch, tablet: AlertWatch,
-                     dropped: list[tuple[int, int, int]] | None = None) -> None:
+    async def settle(
+        self,
+        cams: Cameras,
+        console: AlertWatch,
+        tablet: AlertWatch,
+        dropped: list[tuple[int, int, int]] | None = None,
+    ) -> None:
         """After recovery: every accepted read stored exactly once (or, given ``dropped`` (epoch, lo, hi)
         ranges, inside one of them), every expected alert on console and tablet once, the outbox empty."""
         accepted = cams.accepted
@@ -268,13 +293,19 @@ class Rig:
             return [e for e, a in accepted.items() if stored[e] == 0 and not _within(a, dropped)]
 
         try:
-            await until(lambda: not owed(self.stored()), timeout=SETTLE_S, interval=0.3,
-                        what="every accepted read in the hub's record")
+            await until(
+                lambda: not owed(self.stored()),
+                timeout=SETTLE_S,
+                interval=0.3,
+                what="every accepted read in the hub's record",
+            )
             await until(self._drained, timeout=SETTLE_S, interval=0.3, what="the edge's outbox drained")
         except TimeoutError as exc:
             missing = owed(self.stored())
-            pytest.fail(f"{exc}: {len(missing)} of {len(accepted)} accepted reads not stored "
-                        f"(e.g. {missing[:5]})\n{self.logs()}")
+            pytest.fail(
+                f"{exc}: {len(missing)} of {len(accepted)} accepted reads not stored "
+                f"(e.g. {missing[:5]})\n{self.logs()}"
+            )
         self.figures["settle_s"] = round(time.monotonic() - started, 1)
         await asyncio.sleep(ACK_TIMEOUT_S + 1)  # a late resend stored twice would show now
         stored = self.stored()
@@ -285,17 +316,26 @@ class Rig:
         expected = cams.expected_alerts()
         assert expected, "the stream had no watched plates: no alert was put to the test"
         try:
-            await until(lambda: expected <= console.delivered() and expected <= tablet.delivered(),
-                        timeout=30, what="every expected alert on console and tablet")
+            await until(
+                lambda: expected <= console.delivered() and expected <= tablet.delivered(),
+                timeout=30,
+                what="every expected alert on console and tablet",
+            )
         except TimeoutError:
-            pytest.fail(f"alerts never delivered: console {sorted(expected - console.delivered())[:5]}, "
-                        f"tablet {sorted(expected - tablet.delivered())[:5]}\n{self.logs()}")
+            pytest.fail(
+                f"alerts never delivered: console {sorted(expected - console.delivered())[:5]}, "
+                f"tablet {sorted(expected - tablet.delivered())[:5]}\n{self.logs()}"
+            )
         await asyncio.sleep(1)  # a second copy of an alert would arrive now
         twice_alerts = console.twice() + tablet.twice()
         assert not twice_alerts, "\n".join(twice_alerts[:10])
-        self.figures.update(accepted=len(accepted), alerts=len(expected), unanswered=dict(cams.unanswered),
-                            console_connections=len(console.connections),
-                            tablet_connections=len(tablet.connections))
+        self.figures.update(
+            accepted=len(accepted),
+            alerts=len(expected),
+            unanswered=dict(cams.unanswered),
+            console_connections=len(console.connections),
+            tablet_connections=len(tablet.connections),
+        )
         print(f"\nfault case {cams.tag}: {json.dumps(self.figures)}")
 
     async def _drained(self) -> bool:
@@ -307,7 +347,9 @@ def _within(read: Accepted, dropped: list[tuple[int, int, int]] | None) -> bool:
     return bool(dropped) and any(read.epoch == e and lo <= read.seq <= hi for e, lo, hi in dropped or [])
 
 
-def _merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def _merge(
+    base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
     out = {k: dict(v) for k, v in base.items()}
     for section, values in (extra or {}).items():
         out.setdefault(section, {}).update(values)
@@ -319,24 +361,58 @@ async def _start(service: Service) -> None:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, *, persistence: bool = False, max_queued: int = 1000, via_cut: bool = False,
-              hub_extra: dict[str, dict[str, Any]] | None = None,
-              edge_extra: dict[str, dict[str, Any]] | None = None) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path,
+    *,
+    persistence: bool = False,
+    max_queued: int = 1000,
+    via_cut: bool = False,
+    hub_extra: dict[str, dict[str, Any]] | None = None,
+    edge_extra: dict[str, dict[str, Any]] | None = None,
+) -> AsyncIterator[Rig]:
     """Broker, hub and one edge (optionally behind an ``UplinkCut``), the edge's watchlist mirror in sync."""
-    broker = Mosquitto(tmp_path / "mosquitto", persistence=persistence, autosave_interval_s=1,
-                       max_queued_messages=max_queued)
+    broker = Mosquitto(
+        tmp_path / "mosquitto", persistence=persistence, autosave_interval_s=1, max_queued_messages=max_queued
+    )
     watchlist = tmp_path / "watchlist.csv"
     watchlist.write_text(WATCHLIST, encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", broker.url, watchlist_csv=watchlist, token=CONSOLE_CODE, extra=_merge({
-        "mqtt": {"keepalive_s": KEEPALIVE_S}, "metrics": {"token": METRICS_TOKEN}, "feed": {"token": FEED_TOKEN},
-        "console": {"recent_alerts": 1000}}, hub_extra))
+    hub = hub_service(
+        tmp_path / "hub",
+        broker.url,
+        watchlist_csv=watchlist,
+        token=CONSOLE_CODE,
+        extra=_merge(
+            {
+                "mqtt": {"keepalive_s": KEEPALIVE_S},
+                "metrics": {"token": METRICS_TOKEN},
+                "feed": {"token": FEED_TOKEN},
+                "console": {"recent_alerts": 1000},
+            },
+            hub_extra,
+        ),
+    )
     cut = UplinkCut(broker.port) if via_cut else None
-    edge = edge_service(tmp_path / "edge", CHECKPOINT, cut.url if cut else broker.url, cameras=CAMERAS,
-                        tablet_token=TABLET_CODE, extra=_merge({
-                            "mqtt": {"keepalive_s": KEEPALIVE_S, "ack_timeout_s": ACK_TIMEOUT_S,
-                                     "status_interval_s": 1.0},
-                            "hub": {"url": hub.base, "token": FEED_TOKEN}, "metrics": {"token": METRICS_TOKEN},
-                            "passages": {"window_s": 1.0}, "tablet": {"recent_alerts": 1000}}, edge_extra))
+    edge = edge_service(
+        tmp_path / "edge",
+        CHECKPOINT,
+        cut.url if cut else broker.url,
+        cameras=CAMERAS,
+        tablet_token=TABLET_CODE,
+        extra=_merge(
+            {
+                "mqtt": {
+                    "keepalive_s": KEEPALIVE_S,
+                    "ack_timeout_s": ACK_TIMEOUT_S,
+                    "status_interval_s": 1.0,
+                },
+                "hub": {"url": hub.base, "token": FEED_TOKEN},
+                "metrics": {"token": METRICS_TOKEN},
+                "passages": {"window_s": 1.0},
+                "tablet": {"recent_alerts": 1000},
+            },
+            edge_extra,
+        ),
+    )
     http = session()
     try:
         await asyncio.to_thread(broker.start)
@@ -350,7 +426,9 @@ async def rig(tmp_path: Path, *, persistence: bool = False, max_queued: int = 10
 
         async def mirror_in_sync() -> bool:
             m = await r.edge_metrics()
-            return m["cordon_edge_watchlist_version"] >= hub_version and m["cordon_edge_uplink_connected"] == 1
+            return (
+                m["cordon_edge_watchlist_version"] >= hub_version and m["cordon_edge_uplink_connected"] == 1
+            )
 
         await until(mirror_in_sync, timeout=30, what="the edge's watchlist mirror in sync")
         yield r
@@ -387,6 +465,7 @@ async def streaming(r: Rig, tag: str) -> AsyncIterator[Cameras]:
 
 # -- 1. the hub is killed -----------------------------------------------------------------------------
 
+
 async def test_hub_killed_and_restarted(tmp_path):
     async with rig(tmp_path) as r, watching(r) as (console, tablet):
         async with streaming(r, "hubkill") as cams:
@@ -402,15 +481,20 @@ async def test_hub_killed_and_restarted(tmp_path):
 
 # -- 2. the broker is killed ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("persistence", [False, True], ids=["no-persistence", "persistence"])
 async def test_broker_killed_and_restarted(tmp_path, persistence):
     async with rig(tmp_path, persistence=persistence) as r, watching(r) as (console, tablet):
         async with streaming(r, "brokerkill") as cams:
             await cams.pushed(60)
-            await asyncio.sleep(1.5)  # with persistence, let an autosave happen: a real broker has run a while
+            await asyncio.sleep(
+                1.5
+            )  # with persistence, let an autosave happen: a real broker has run a while
             await r.work_in_flight()
             if persistence:
-                assert (r.broker.workdir / "mosquitto.db").exists(), "the broker has saved nothing to restart from"
+                assert (r.broker.workdir / "mosquitto.db").exists(), (
+                    "the broker has saved nothing to restart from"
+                )
             r.broker.kill()
             await cams.pushed(60, what="reads accepted with the broker dead")
             await asyncio.to_thread(r.broker.restart)
@@ -419,6 +503,7 @@ async def test_broker_killed_and_restarted(tmp_path, persistence):
 
 
 # -- 3. the edge is killed right after answering cameras ----------------------------------------------------
+
 
 async def test_edge_killed_right_after_answering_and_restarted(tmp_path):
     async with rig(tmp_path) as r, watching(r) as (console, tablet):
@@ -444,13 +529,15 @@ async def test_edge_killed_right_after_answering_and_restarted(tmp_path):
 
 # -- 4. the uplink is cut for longer than keepalive and session --------------------------------------------
 
+
 def _end_session(port: int, client_id: str) -> None:
     """End a client's persistent session on the broker, as its expiry would: subscriptions and queued
     messages are gone. Mosquitto 2.0 cannot expire an MQTT 3.1.1 session sooner than an hour
     (``persistent_client_expiration`` takes hours at least), so the test does what the broker does at
     expiry by taking over the client id with a clean session."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True,
-                         protocol=paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=paho.MQTTv311
+    )
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
@@ -498,8 +585,10 @@ OUTBOX_QUOTA = 48 * 1024
 
 
 async def test_outbox_quota_drops_oldest_plain_reads_and_reports_them(tmp_path):
-    async with rig(tmp_path, via_cut=True, edge_extra={"outbox": {"max_bytes": OUTBOX_QUOTA}}) as r, \
-            watching(r) as (console, tablet):
+    async with (
+        rig(tmp_path, via_cut=True, edge_extra={"outbox": {"max_bytes": OUTBOX_QUOTA}}) as r,
+        watching(r) as (console, tablet),
+    ):
         assert r.cut is not None
         async with streaming(r, "quota") as cams:
             await cams.pushed(40)
@@ -524,14 +613,22 @@ async def test_outbox_quota_drops_oldest_plain_reads_and_reports_them(tmp_path):
             m = await r.edge_metrics()
             edge_dropped = m["cordon_edge_outbox_dropped_reads_total"]
             row = await r.checkpoint()
-            return m["cordon_edge_outbox_depth"] == 0 and row is not None and row["dropped_reads"] == edge_dropped
+            return (
+                m["cordon_edge_outbox_depth"] == 0
+                and row is not None
+                and row["dropped_reads"] == edge_dropped
+            )
 
         try:
             await until(hub_knows_all_dropped, timeout=SETTLE_S, interval=0.3, what="the hub's dropped_reads")
         except TimeoutError:
-            pytest.fail(f"the hub's record of dropped reads {await r.checkpoint()} never matched the edge's "
-                        f"{edge_dropped}\n{r.logs()}")
-        gaps = (await get_json(r.http, f"{r.hub.base}/api/v1/gaps?checkpoint={CHECKPOINT}&limit=1000"))["gaps"]
+            pytest.fail(
+                f"the hub's record of dropped reads {await r.checkpoint()} never matched the edge's "
+                f"{edge_dropped}\n{r.logs()}"
+            )
+        gaps = (await get_json(r.http, f"{r.hub.base}/api/v1/gaps?checkpoint={CHECKPOINT}&limit=1000"))[
+            "gaps"
+        ]
         ranges = [(g["epoch"], g["lo"], g["hi"]) for g in gaps]
         assert sum(g["count"] for g in gaps) == edge_dropped
         r.figures.update(dropped_reads=edge_dropped, gap_ranges=len(ranges))
@@ -560,14 +657,18 @@ LOCK_HELD_S = 5.0
 
 
 async def test_hub_database_locked_by_another_process(tmp_path):
-    async with rig(tmp_path, hub_extra={"store": {"busy_timeout_s": BUSY_TIMEOUT_S}}) as r, \
-            watching(r) as (console, tablet):
+    async with (
+        rig(tmp_path, hub_extra={"store": {"busy_timeout_s": BUSY_TIMEOUT_S}}) as r,
+        watching(r) as (console, tablet),
+    ):
         failures_before = (await r.hub_metrics())["cordon_hub_commit_failures_total"]
         async with streaming(r, "locked") as cams:
             await cams.pushed(60)
             await r.work_in_flight()
-            locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(r.hub.workdir / "data" / "hub.db"),
-                                       str(LOCK_HELD_S)], stdout=subprocess.PIPE)
+            locker = subprocess.Popen(
+                [sys.executable, "-c", LOCKER, str(r.hub.workdir / "data" / "hub.db"), str(LOCK_HELD_S)],
+                stdout=subprocess.PIPE,
+            )
             try:
                 assert locker.stdout is not None
                 line = await asyncio.to_thread(locker.stdout.readline)
@@ -579,7 +680,9 @@ async def test_hub_database_locked_by_another_process(tmp_path):
                     return health["status"] == "degraded" and "locked" in " ".join(health["reasons"])
 
                 await until(says_locked, timeout=LOCK_HELD_S, what="the hub's health naming the locked store")
-                assert r.hub.proc is not None and r.hub.proc.poll() is None, "the hub died of a locked database"
+                assert r.hub.proc is not None and r.hub.proc.poll() is None, (
+                    "the hub died of a locked database"
+                )
                 await asyncio.to_thread(locker.wait, LOCK_HELD_S + 30)
             finally:
                 if locker.poll() is None:
@@ -603,8 +706,10 @@ async def test_burst_beyond_the_brokers_queue_for_a_stopped_hub(tmp_path):
     """The hub stops taking messages (SIGSTOP: its persistent session stays, its socket goes quiet) while
     the edge publishes one event per message, far more than Mosquitto queues per client; the broker's
     dropped-message counter must rise, so the loss was real, and the edge's resends must make it good."""
-    async with rig(tmp_path, max_queued=BROKER_QUEUE, edge_extra={"mqtt": {"batch_max": 1}}) as r, \
-            watching(r) as (console, tablet):
+    async with (
+        rig(tmp_path, max_queued=BROKER_QUEUE, edge_extra={"mqtt": {"batch_max": 1}}) as r,
+        watching(r) as (console, tablet),
+    ):
         dropped_before = await asyncio.to_thread(broker_sys_value, r.broker.port, SYS_DROPPED)
         async with streaming(r, "burst") as cams:
             await cams.pushed(40)

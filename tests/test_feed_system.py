@@ -24,8 +24,13 @@ FEED_TOKEN = "feed-secret"
 
 
 def edge(tmp_path, name, cp, broker, hub):
-    return edge_service(tmp_path / name, cp, broker.url, cameras={"cam1": "t1"},
-                        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}})
+    return edge_service(
+        tmp_path / name,
+        cp,
+        broker.url,
+        cameras={"cam1": "t1"},
+        extra={"hub": {"url": hub.base, "token": FEED_TOKEN}},
+    )
 
 
 async def edge_status(http, edge):
@@ -38,8 +43,11 @@ async def feed_at(http, edge, version):
 
 
 async def push(http, edge, plate, event_id):
-    async with http.post(f"{edge.base}/api/v1/cameras/cam1/reads", headers={"X-Camera-Token": "t1"},
-                         json={"plate": plate, "event_id": event_id}) as resp:
+    async with http.post(
+        f"{edge.base}/api/v1/cameras/cam1/reads",
+        headers={"X-Camera-Token": "t1"},
+        json={"plate": plate, "event_id": event_id},
+    ) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
@@ -48,7 +56,9 @@ async def push(http, edge, plate, event_id):
 def hub(tmp_path, mosquitto):
     wl = tmp_path / "wl.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
-    service = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}})
+    service = hub_service(
+        tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={"feed": {"token": FEED_TOKEN}}
+    )
     service.start()
     yield service
     service.stop()
@@ -64,8 +74,10 @@ async def test_fresh_edge_takes_a_snapshot_then_follows_deltas(tmp_path, mosquit
             status = await until(lambda: feed_at(http, e1, 1), timeout=30, what="first snapshot")
             assert status["feed"]["snapshots"] == 1 and status["feed"]["entries"] == 1
             # A new entry reaches the edge as a delta and the edge matches it locally.
-            async with console.post(f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries",
-                                    json={"plate": "冀F7M395", "reason": "新线索"}) as resp:
+            async with console.post(
+                f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries",
+                json={"plate": "冀F7M395", "reason": "新线索"},
+            ) as resp:
                 assert resp.status == 200, await resp.text()
                 version = (await resp.json())["feed_version"]
             status = await until(lambda: feed_at(http, e1, version), timeout=10, what="delta applied")
@@ -82,15 +94,20 @@ async def test_fresh_edge_takes_a_snapshot_then_follows_deltas(tmp_path, mosquit
             await until(lambda: feed_at(http, e1, version), timeout=10, what="delete applied")
             assert (await edge_status(http, e1))["feed"]["entries"] == 1
             # The console sees which edge holds which version.
-            feed = await until(lambda: _edge_reports(console, hub, "SD-DZ-001", version), timeout=20,
-                               what="edge version at the hub")
+            feed = await until(
+                lambda: _edge_reports(console, hub, "SD-DZ-001", version),
+                timeout=20,
+                what="edge version at the hub",
+            )
             assert feed["version"] == version
             await ws.close()
 
 
 async def _edge_reports(http, hub, cp, version):
     feed = await get_json(http, f"{hub.base}/api/v1/feed")
-    return feed if any(e["checkpoint"] == cp and e["feed_version"] == version for e in feed["edges"]) else None
+    return (
+        feed if any(e["checkpoint"] == cp and e["feed_version"] == version for e in feed["edges"]) else None
+    )
 
 
 async def test_offline_edge_catches_up(tmp_path, mosquitto, hub):
@@ -102,7 +119,9 @@ async def test_offline_edge_catches_up(tmp_path, mosquitto, hub):
         e1.stop()
         versions = []
         for plate in ("苏C5H0D8", "豫N6B823", "皖L2G506"):
-            async with console.post(f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": plate}) as r:
+            async with console.post(
+                f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": plate}
+            ) as r:
                 versions.append((await r.json())["feed_version"])
         e1.start()
         with running(e1):
@@ -153,7 +172,9 @@ async def test_edge_that_missed_deltas_takes_a_snapshot(tmp_path, mosquitto, hub
         await login(console, hub.base, "console-code")
         await until(lambda: feed_at(http, e1, 1), timeout=30, what="first snapshot")
         e1.stop()
-        async with console.post(f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": "苏C5H0D8"}) as r:
+        async with console.post(
+            f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": "苏C5H0D8"}
+        ) as r:
             missed = (await r.json())["feed_version"]
         mosquitto.kill()
         mosquitto.start()

@@ -46,49 +46,176 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 
 NOW = 1_800_000_000.0
 VALID = {
-    EventBatch: EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=7, sent_at=NOW, events=[
-        PlateRead(seq=1, camera_id="cam", captured_at=NOW, plate="鲁A12345", plate_raw="蓝鲁A12345", plate_valid=True,
-                  colour="blue", confidence=90.0, lane=1, direction="in", camera_event_id="e1",
-                  vehicle_colour="white", vehicle_brand="Volkswagen", has_evidence=True),
-        Passage(seq=2, plate="鲁A12345", first_seen=NOW, last_seen=NOW, best_seq=1, read_seqs=[1], cameras=["cam"]),
-        EdgeHit(seq=3, read_seq=1, alert_id="A1", entry_id="e", list_id="l", kind="exact", score=1.0,
-                explanation="x", feed_version=1, matcher_version="m", raised_at=NOW, thumbnail="/9j/2w=="),
-        Gap(seq=4, ranges=[(5, 9)], count=5, reason="quota", dropped_at=NOW, dropped_total=5),
-        KitResultEvent(seq=5, checkpoint_officer="chen.officer", recorded_at=NOW, person_hits=["persons:1"],
-                       result=KitResult(result_id="SD-DZ-001-1", subject=Subject(id_hash="scrypt$n=32768,r=8,p=1$" + "ab" * 32,
-                                        id_last4="002X"), kit_model="SD-SAL6", lot="L1", expiry=dt.date(2027, 1, 1),
-                                        sample_type="saliva", panels=[PanelResult(drug="MET", officer_call="positive",
-                                        machine=MachineReading(call="uncertain", confidence=0.4))],
-                                        sampled_at=NOW, read_at=NOW, officers=["chen.officer", "002"], source="manual",
-                                        needs_lab=True, sample_a="A1", sample_b="B1"))]),
+    EventBatch: EventBatch(
+        v=SCHEMA_VERSION,
+        checkpoint="SD-DZ-001",
+        epoch=7,
+        sent_at=NOW,
+        events=[
+            PlateRead(
+                seq=1,
+                camera_id="cam",
+                captured_at=NOW,
+                plate="鲁A12345",
+                plate_raw="蓝鲁A12345",
+                plate_valid=True,
+                colour="blue",
+                confidence=90.0,
+                lane=1,
+                direction="in",
+                camera_event_id="e1",
+                vehicle_colour="white",
+                vehicle_brand="Volkswagen",
+                has_evidence=True,
+            ),
+            Passage(
+                seq=2,
+                plate="鲁A12345",
+                first_seen=NOW,
+                last_seen=NOW,
+                best_seq=1,
+                read_seqs=[1],
+                cameras=["cam"],
+            ),
+            EdgeHit(
+                seq=3,
+                read_seq=1,
+                alert_id="A1",
+                entry_id="e",
+                list_id="l",
+                kind="exact",
+                score=1.0,
+                explanation="x",
+                feed_version=1,
+                matcher_version="m",
+                raised_at=NOW,
+                thumbnail="/9j/2w==",
+            ),
+            Gap(seq=4, ranges=[(5, 9)], count=5, reason="quota", dropped_at=NOW, dropped_total=5),
+            KitResultEvent(
+                seq=5,
+                checkpoint_officer="chen.officer",
+                recorded_at=NOW,
+                person_hits=["persons:1"],
+                result=KitResult(
+                    result_id="SD-DZ-001-1",
+                    subject=Subject(id_hash="scrypt$n=32768,r=8,p=1$" + "ab" * 32, id_last4="002X"),
+                    kit_model="SD-SAL6",
+                    lot="L1",
+                    expiry=dt.date(2027, 1, 1),
+                    sample_type="saliva",
+                    panels=[
+                        PanelResult(
+                            drug="MET",
+                            officer_call="positive",
+                            machine=MachineReading(call="uncertain", confidence=0.4),
+                        )
+                    ],
+                    sampled_at=NOW,
+                    read_at=NOW,
+                    officers=["chen.officer", "002"],
+                    source="manual",
+                    needs_lab=True,
+                    sample_a="A1",
+                    sample_b="B1",
+                ),
+            ),
+        ],
+    ),
     Ack: Ack(v=SCHEMA_VERSION, epoch=7, ranges=[(1, 2), (4, 4)]),
-    CheckpointStatus: CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=NOW,
-                                       epoch=7, outbox_depth=3, dropped_reads=2, stale_cameras=["cam2"]),
+    CheckpointStatus: CheckpointStatus(
+        v=SCHEMA_VERSION,
+        checkpoint="SD-DZ-001",
+        online=True,
+        sent_at=NOW,
+        epoch=7,
+        outbox_depth=3,
+        dropped_reads=2,
+        stale_cameras=["cam2"],
+    ),
     HubStatus: HubStatus(v=SCHEMA_VERSION, online=True, sent_at=NOW, schema_versions=[1]),
-    Alert: Alert(v=SCHEMA_VERSION, alert_id="A1", checkpoint="SD-DZ-001", epoch=7, seq=1, raised_at=NOW,
-                 captured_at=NOW, camera_id="cam", plate_read="鲁A12345", thumbnail="/9j/2w==",
-                 hit=AlertHit(entry_id="e", entry_plate="鲁A12345", list_id="l", list_name="n", action="intercept",
-                              priority=50, kind="exact", score=1.0, explanation="x"),
-                 direction="out", routed_to=[AlertRoute(checkpoint="SD-DZ-002", why="approach")], folded=1,
-                 last_seen_at=NOW, last_seen_checkpoint="SD-DZ-002"),
-    CameraRead: CameraRead(plate="鲁A12345", colour="blue", captured_at=NOW, confidence=80.0, lane=2,
-                           direction="out", vehicle_type="car", event_id="x", vehicle_colour="white",
-                           vehicle_brand="Volkswagen"),
-    FeedDelta: FeedDelta(v=SCHEMA_VERSION, version=3, changes=[
-        ListUpsert(watchlist=Watchlist(list_id="l", name="n")),
-        EntryUpsert(entry=Entry(entry_id="l:鲁A12345", list_id="l", plate="鲁A12345"))]),
+    Alert: Alert(
+        v=SCHEMA_VERSION,
+        alert_id="A1",
+        checkpoint="SD-DZ-001",
+        epoch=7,
+        seq=1,
+        raised_at=NOW,
+        captured_at=NOW,
+        camera_id="cam",
+        plate_read="鲁A12345",
+        thumbnail="/9j/2w==",
+        hit=AlertHit(
+            entry_id="e",
+            entry_plate="鲁A12345",
+            list_id="l",
+            list_name="n",
+            action="intercept",
+            priority=50,
+            kind="exact",
+            score=1.0,
+            explanation="x",
+        ),
+        direction="out",
+        routed_to=[AlertRoute(checkpoint="SD-DZ-002", why="approach")],
+        folded=1,
+        last_seen_at=NOW,
+        last_seen_checkpoint="SD-DZ-002",
+    ),
+    CameraRead: CameraRead(
+        plate="鲁A12345",
+        colour="blue",
+        captured_at=NOW,
+        confidence=80.0,
+        lane=2,
+        direction="out",
+        vehicle_type="car",
+        event_id="x",
+        vehicle_colour="white",
+        vehicle_brand="Volkswagen",
+    ),
+    FeedDelta: FeedDelta(
+        v=SCHEMA_VERSION,
+        version=3,
+        changes=[
+            ListUpsert(watchlist=Watchlist(list_id="l", name="n")),
+            EntryUpsert(entry=Entry(entry_id="l:鲁A12345", list_id="l", plate="鲁A12345")),
+        ],
+    ),
     FeedVersion: FeedVersion(v=SCHEMA_VERSION, version=3, entries=1),
-    OfficerAccounts: OfficerAccounts(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", sent_at=NOW, accounts=[
-        OfficerAccount(username="chen", display_name="陈", password_hash="$argon2id$x", disabled=False, generation=1)]),
-    EvidenceRequest: EvidenceRequest(v=SCHEMA_VERSION, request_id="R0123456789", epoch=7, seq=1, kinds=["scene"]),
-    EvidenceReply: EvidenceReply(v=SCHEMA_VERSION, request_id="R0123456789", checkpoint="SD-DZ-001", epoch=7, seq=1,
-                                 kind="plate", error="not kept"),
+    OfficerAccounts: OfficerAccounts(
+        v=SCHEMA_VERSION,
+        checkpoint="SD-DZ-001",
+        sent_at=NOW,
+        accounts=[
+            OfficerAccount(
+                username="chen", display_name="陈", password_hash="$argon2id$x", disabled=False, generation=1
+            )
+        ],
+    ),
+    EvidenceRequest: EvidenceRequest(
+        v=SCHEMA_VERSION, request_id="R0123456789", epoch=7, seq=1, kinds=["scene"]
+    ),
+    EvidenceReply: EvidenceReply(
+        v=SCHEMA_VERSION,
+        request_id="R0123456789",
+        checkpoint="SD-DZ-001",
+        epoch=7,
+        seq=1,
+        kind="plate",
+        error="not kept",
+    ),
 }
 
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False), st.text(max_size=300), st.lists(st.integers(), max_size=5),
-    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=300),
+    st.lists(st.integers(), max_size=5),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
 
 
 def paths(node, prefix=()):
@@ -161,13 +288,26 @@ def test_hub_ingest_door_never_raises(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
     try:
-        ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                        on_status=lambda s, o: None)
+        ingest = Ingest(
+            store,
+            HubWatchlists(),
+            publish=lambda t, p: None,
+            on_alerts=lambda a: None,
+            on_status=lambda s, o: None,
+        )
 
         @settings(max_examples=max(100, EXAMPLES // 5), deadline=None)
-        @given(payload=st.one_of(mutated(EventBatch), mutated(CheckpointStatus), st.binary(max_size=2048)),
-               topic=st.sampled_from(["cordon/v1/cp/SD-DZ-001/events", "cordon/v1/cp/SD-DZ-001/status",
-                                      "cordon/v1/cp/SD-DZ-001/ack", "nonsense/topic"]))
+        @given(
+            payload=st.one_of(mutated(EventBatch), mutated(CheckpointStatus), st.binary(max_size=2048)),
+            topic=st.sampled_from(
+                [
+                    "cordon/v1/cp/SD-DZ-001/events",
+                    "cordon/v1/cp/SD-DZ-001/status",
+                    "cordon/v1/cp/SD-DZ-001/ack",
+                    "nonsense/topic",
+                ]
+            ),
+        )
         def run(payload, topic):
             result = ingest.handle(topic, payload, time.time()).result(10)
             assert result is not None

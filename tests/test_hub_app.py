@@ -16,14 +16,32 @@ CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n
 async def client(aiohttp_client, tmp_path, dead_broker_url):
     wl = tmp_path / "wl.csv"
     wl.write_text(CSV, encoding="utf-8")
-    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                           watchlists=WatchlistSettings(csv=[str(wl)]), console=ConsoleSettings(token="246810"))
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        watchlists=WatchlistSettings(csv=[str(wl)]),
+        console=ConsoleSettings(token="246810"),
+    )
     return await aiohttp_client(create_app(settings))
 
 
 def ingest(app, plate, seq):
-    batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=time.time(), events=[
-        PlateRead(seq=seq, camera_id="c", captured_at=time.time(), plate=plate, plate_raw=plate, plate_valid=True)])
+    batch = EventBatch(
+        v=SCHEMA_VERSION,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        sent_at=time.time(),
+        events=[
+            PlateRead(
+                seq=seq,
+                camera_id="c",
+                captured_at=time.time(),
+                plate=plate,
+                plate_raw=plate,
+                plate_valid=True,
+            )
+        ],
+    )
     return app[keys.INGEST].handle("cordon/v1/cp/SD-DZ-001/events", encode(batch), time.time()).result(5)
 
 
@@ -86,11 +104,16 @@ async def test_an_edge_whose_clock_is_off_is_flagged_only_from_live_status(clien
     def status(sent_at, retained):
         from protocols.messages import CheckpointStatus
 
-        body = encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=sent_at,
-                                       dropped_reads=7))
+        body = encode(
+            CheckpointStatus(
+                v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=sent_at, dropped_reads=7
+            )
+        )
         return app[keys.INGEST].handle(topic, body, time.time(), retained=retained).result(5)
 
-    assert status(time.time() - 3600, retained=True).clock_offset_s is None, "a retained status is old by nature"
+    assert status(time.time() - 3600, retained=True).clock_offset_s is None, (
+        "a retained status is old by nature"
+    )
     await _until(lambda: "SD-DZ-001" in app[keys.CHECKPOINTS])
     assert app[keys.CHECKPOINTS]["SD-DZ-001"]["clock_suspect"] is False
     live = status(time.time() + 95, retained=False)

@@ -45,22 +45,38 @@ def hub(tmp_path):
     watchlists = HubWatchlists()
     ListService(store, watchlists, lambda *a, **k: None).load()
     loaded = parse_csv(CSV)
-    store.submit(lambda db: [op() for op in apply_changes(db, changes_for(loaded, {}), watchlists, "test").index_ops]
-                 ).result(5)
-    ingest = Ingest(store, watchlists, publish=lambda t, p: rec.published.append((t, p)),
-                    on_alerts=rec.alerts.extend, on_status=lambda status, offset: rec.statuses.append(status))
+    store.submit(
+        lambda db: [op() for op in apply_changes(db, changes_for(loaded, {}), watchlists, "test").index_ops]
+    ).result(5)
+    ingest = Ingest(
+        store,
+        watchlists,
+        publish=lambda t, p: rec.published.append((t, p)),
+        on_alerts=rec.alerts.extend,
+        on_status=lambda status, offset: rec.statuses.append(status),
+    )
     yield ingest, store, rec
     store.stop()
 
 
 def read(seq, plate="鲁B12345", **kw):
-    return PlateRead(seq=seq, camera_id="cam", captured_at=time.time(), plate=plate, plate_raw=plate,
-                     plate_valid=True, **kw)
+    return PlateRead(
+        seq=seq,
+        camera_id="cam",
+        captured_at=time.time(),
+        plate=plate,
+        plate_raw=plate,
+        plate_valid=True,
+        **kw,
+    )
 
 
 def payload(events, checkpoint="SD-DZ-001", epoch=42, **kw):
-    return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=epoch, sent_at=time.time(),
-                             events=events, **kw))
+    return encode(
+        EventBatch(
+            v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=epoch, sent_at=time.time(), events=events, **kw
+        )
+    )
 
 
 TOPIC = "cordon/v1/cp/SD-DZ-001/events"
@@ -86,7 +102,7 @@ def test_batch_is_stored_then_acknowledged_by_ranges(hub):
     result = ingest.handle(TOPIC, payload([read(1), read(2), read(4)]), time.time()).result(5)
     assert result.reads == 3
     assert len(record(store)) == 3
-    (topic, body), = rec.published
+    ((topic, body),) = rec.published
     assert topic == "cordon/v1/cp/SD-DZ-001/ack"
     ack = decode(Ack, body)
     assert ack.epoch == 42 and ack.ranges == [(1, 2), (4, 4)]
@@ -108,7 +124,7 @@ def test_same_identity_other_content_is_a_dead_letter_not_an_overwrite(hub):
     result = ingest.handle(TOPIC, payload([read(1, "鲁B22222")]), time.time()).result(5)
     assert result.dead_letters == 1
     assert [r.plate for r in record(store)] == ["鲁B11111"]
-    (reason,), = rows(store, "SELECT reason FROM dead_letters")
+    ((reason,),) = rows(store, "SELECT reason FROM dead_letters")
     assert "already stored with different content" in reason
 
 
@@ -119,18 +135,21 @@ def test_same_seq_in_another_epoch_is_another_event(hub):
     assert len(record(store)) == 2
 
 
-@pytest.mark.parametrize("topic, body, needle", [
-    (TOPIC, b"garbage", "not valid JSON"),
-    (TOPIC, b'{"v": 7}', "unsupported schema version 7"),
-    ("cordon/v1/cp/SD-XX-000/events", None, "differs from the topic"),
-    ("cordon/v1/cp/SD-DZ-001/nonsense", b"{}", "not a Cordon topic"),
-])
+@pytest.mark.parametrize(
+    "topic, body, needle",
+    [
+        (TOPIC, b"garbage", "not valid JSON"),
+        (TOPIC, b'{"v": 7}', "unsupported schema version 7"),
+        ("cordon/v1/cp/SD-XX-000/events", None, "differs from the topic"),
+        ("cordon/v1/cp/SD-DZ-001/nonsense", b"{}", "not a Cordon topic"),
+    ],
+)
 def test_bad_messages_become_dead_letters_with_raw_bytes(hub, topic, body, needle):
     ingest, store, rec = hub
     body = body if body is not None else payload([read(1)])
     result = ingest.handle(topic, body, time.time()).result(5)
     assert result.dead_letters == 1
-    (reason, raw), = rows(store, "SELECT reason, raw FROM dead_letters")
+    ((reason, raw),) = rows(store, "SELECT reason, raw FROM dead_letters")
     assert needle in reason and raw == body
     assert rec.published == []
     # ingest goes on
@@ -142,16 +161,20 @@ def test_status_naming_another_checkpoint_is_a_dead_letter_and_changes_nothing(h
     """An edge may publish only on its own status topic (the ACL); one that claims another checkpoint
     in the payload there is dead-lettered, and neither checkpoint's record changes."""
     ingest, store, rec = hub
-    forged = encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=False, sent_at=time.time(),
-                                     epoch=42))
+    forged = encode(
+        CheckpointStatus(
+            v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=False, sent_at=time.time(), epoch=42
+        )
+    )
     result = ingest.handle("cordon/v1/cp/SD-LY-001/status", forged, time.time()).result(5)
     assert result.dead_letters == 1 and result.status is None
-    (reason, raw, checkpoint), = rows(store, "SELECT reason, raw, checkpoint FROM dead_letters")
+    ((reason, raw, checkpoint),) = rows(store, "SELECT reason, raw, checkpoint FROM dead_letters")
     assert "differs from the topic" in reason and raw == forged and checkpoint == "SD-LY-001"
     assert rows(store, "SELECT checkpoint FROM checkpoints") == []
     assert rec.statuses == []
-    honest = encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-LY-001", online=True, sent_at=time.time(),
-                                     epoch=42))
+    honest = encode(
+        CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-LY-001", online=True, sent_at=time.time(), epoch=42)
+    )
     assert ingest.handle("cordon/v1/cp/SD-LY-001/status", honest, time.time()).result(5).status is not None
     assert rows(store, "SELECT checkpoint, online FROM checkpoints") == [("SD-LY-001", 1)]
 
@@ -176,11 +199,28 @@ def test_ingest_never_scans_a_whole_table(hub):
     ingest.handle(TOPIC, payload([read(s) for s in range(1, 50)]), time.time()).result(5)
     statements: list[str] = []
     store.submit(lambda db: db.conn.set_trace_callback(statements.append)).result(5)
-    hit = EdgeHit(seq=51, read_seq=52, alert_id=derive_alert_id("SD-DZ-001", 42, 52, "涉毒:鲁Q8K2L1"),
-                  entry_id="涉毒:鲁Q8K2L1", list_id="涉毒", kind="exact", score=1.0, explanation="exact",
-                  feed_version=1, matcher_version="m1", raised_at=time.time())
-    p = Passage(seq=53, plate="鲁Q8K2L1", first_seen=time.time(), last_seen=time.time(), best_seq=52,
-                read_seqs=[52], cameras=["cam"])
+    hit = EdgeHit(
+        seq=51,
+        read_seq=52,
+        alert_id=derive_alert_id("SD-DZ-001", 42, 52, "涉毒:鲁Q8K2L1"),
+        entry_id="涉毒:鲁Q8K2L1",
+        list_id="涉毒",
+        kind="exact",
+        score=1.0,
+        explanation="exact",
+        feed_version=1,
+        matcher_version="m1",
+        raised_at=time.time(),
+    )
+    p = Passage(
+        seq=53,
+        plate="鲁Q8K2L1",
+        first_seen=time.time(),
+        last_seen=time.time(),
+        best_seq=52,
+        read_seqs=[52],
+        cameras=["cam"],
+    )
     ingest.handle(TOPIC, payload([hit, read(52, "鲁Q8K2L1"), p]), time.time()).result(5)
     store.submit(lambda db: db.conn.set_trace_callback(None)).result(5)
     # the lookups this test is about did run: the read by its identity in its day file, the edge hits
@@ -197,8 +237,15 @@ def test_ingest_never_scans_a_whole_table(hub):
 
 def test_passages_are_stored(hub):
     ingest, store, _ = hub
-    p = Passage(seq=3, plate="鲁B12345", first_seen=1.0, last_seen=2.0, best_seq=1, read_seqs=[1, 2],
-                cameras=["a", "b"])
+    p = Passage(
+        seq=3,
+        plate="鲁B12345",
+        first_seen=1.0,
+        last_seen=2.0,
+        best_seq=1,
+        read_seqs=[1, 2],
+        cameras=["a", "b"],
+    )
     ingest.handle(TOPIC, payload([read(1), read(2), p]), time.time()).result(5)
     (stored,) = [q for day in store.record.days() for q in store.record.passages_of(day)]
     assert json.loads(stored["read_seqs"]) == [1, 2] and json.loads(stored["cameras"]) == ["a", "b"]
@@ -236,8 +283,14 @@ def test_watchlist_csv_is_all_or_nothing_with_line_numbers():
 
 def test_gap_is_recorded_acknowledged_once_and_counted(hub):
     ingest, store, rec = hub
-    gap = Gap(seq=9, ranges=[(1, 3), (5, 7)], count=6, reason="outbox disk quota reached", dropped_at=time.time(),
-              dropped_total=6)
+    gap = Gap(
+        seq=9,
+        ranges=[(1, 3), (5, 7)],
+        count=6,
+        reason="outbox disk quota reached",
+        dropped_at=time.time(),
+        dropped_total=6,
+    )
     batch = payload([read(4), gap])
     result = ingest.handle(TOPIC, batch, time.time()).result(5)
     assert result.gap_reads == 6 and ingest.metrics.gap_reads == 6
@@ -253,9 +306,20 @@ THUMB = "/9j/4AAQSkZJRgABAQ=="
 
 
 def hit(seq, read_seq, alert_id, entry_id, thumbnail=THUMB):
-    return EdgeHit(seq=seq, read_seq=read_seq, alert_id=alert_id, entry_id=entry_id, list_id="涉毒", kind="exact",
-                   score=1.0, explanation="exact", feed_version=1, matcher_version="m", raised_at=time.time(),
-                   thumbnail=thumbnail)
+    return EdgeHit(
+        seq=seq,
+        read_seq=read_seq,
+        alert_id=alert_id,
+        entry_id=entry_id,
+        list_id="涉毒",
+        kind="exact",
+        score=1.0,
+        explanation="exact",
+        feed_version=1,
+        matcher_version="m",
+        raised_at=time.time(),
+        thumbnail=thumbnail,
+    )
 
 
 def stored_thumbnail(store, alert_id):
@@ -272,8 +336,9 @@ def test_edge_hit_thumbnail_rides_on_the_alert_in_the_same_batch(hub):
     ingest, store, rec = hub
     entry = listed_entry(store)
     aid = derive_alert_id("SD-DZ-001", 42, 1, entry)
-    ingest.handle(TOPIC, payload([read(1, "鲁Q8K2L1", has_evidence=True), hit(2, 1, aid, entry)]),
-                  time.time()).result(5)
+    ingest.handle(
+        TOPIC, payload([read(1, "鲁Q8K2L1", has_evidence=True), hit(2, 1, aid, entry)]), time.time()
+    ).result(5)
     (alert,) = rec.alerts
     assert alert.alert_id == aid and alert.thumbnail == THUMB
     assert stored_thumbnail(store, aid) == THUMB

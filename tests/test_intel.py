@@ -15,15 +15,23 @@ from tests.support import login
 
 PASSWORD = "correct horse battery"
 TARGET = "鲁Q8K2L1"
-SCOUT = "鲁A55K01"   # a real companion: 2 minutes ahead of the load at 5 of its 6 checkpoints
+SCOUT = "鲁A55K01"  # a real companion: 2 minutes ahead of the load at 5 of its 6 checkpoints
 CHANCE = "鲁B77321"  # the same motorway for two checkpoints, by chance
-CROWD = "鲁C90000"   # passes every checkpoint, but hours away from the load
+CROWD = "鲁C90000"  # passes every checkpoint, but hours away from the load
 CPS = ["SD-DZ-001", "SD-JN-001", "SD-ZZ-001", "SD-LY-001", "SD-LY-002", "SD-HZ-001"]
 
 
 def passage(seq: int, plate: str, at: float) -> Passage:
-    return Passage(seq=seq, plate=plate, first_seen=at, last_seen=at + 2, best_seq=seq, read_seqs=[seq],
-                   cameras=["lane1"], no_plate=not plate)
+    return Passage(
+        seq=seq,
+        plate=plate,
+        first_seen=at,
+        last_seen=at + 2,
+        best_seq=seq,
+        read_seqs=[seq],
+        cameras=["lane1"],
+        no_plate=not plate,
+    )
 
 
 def fill(store: HubStore, start: float) -> None:
@@ -60,7 +68,10 @@ def test_route_is_the_plates_passages_in_time_order(store):
     fill(store, start)
     found = store.record.route(TARGET, start - 60, start + 6 * 3600)
     assert [p["checkpoint"] for p in found.reads] == CPS and found.truncated is False
-    assert store.record.route(TARGET, start + 1.5 * 3600, start + 3.5 * 3600).reads[0]["checkpoint"] == "SD-ZZ-001"
+    assert (
+        store.record.route(TARGET, start + 1.5 * 3600, start + 3.5 * 3600).reads[0]["checkpoint"]
+        == "SD-ZZ-001"
+    )
 
 
 def test_companions_are_ranked_by_shared_passages_then_closeness(store):
@@ -69,22 +80,29 @@ def test_companions_are_ranked_by_shared_passages_then_closeness(store):
     found = store.record.companions(TARGET, start - 60, start + 6 * 3600, window_s=180, min_shared=3)
     assert [c.plate for c in found.found] == [SCOUT], "a chance convoy on two checkpoints is not a companion"
     scout = found.found[0]
-    assert scout.shared == 5 and [p["checkpoint"] for p in scout.passages] == [c for i, c in enumerate(CPS) if i != 3]
+    assert scout.shared == 5 and [p["checkpoint"] for p in scout.passages] == [
+        c for i, c in enumerate(CPS) if i != 3
+    ]
     assert all(-120 <= p["gap_s"] <= -115 for p in scout.passages), "the scout is ahead: negative gaps"
     loose = store.record.companions(TARGET, start - 60, start + 6 * 3600, window_s=180, min_shared=2)
     assert [c.plate for c in loose.found] == [SCOUT, CHANCE]
     wide = store.record.companions(TARGET, start - 60, start + 6 * 3600, window_s=300, min_shared=3)
-    assert [(c.plate, c.shared) for c in wide.found] == [("鲁D00001", 6), (SCOUT, 5)], \
+    assert [(c.plate, c.shared) for c in wide.found] == [("鲁D00001", 6), (SCOUT, 5)], (
         "more shared passages rank first, even when further away"
+    )
     assert store.record.companions("鲁Z99999", start - 60, start + 6 * 3600).found == []
 
 
 # -- the API --------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, dead_broker_url):
-    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                           console=ConsoleSettings(token="246810"))
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        console=ConsoleSettings(token="246810"),
+    )
     return await aiohttp_client(create_app(settings))
 
 
@@ -113,8 +131,15 @@ async def test_intel_queries_need_a_searcher_and_a_reason_and_are_audited(client
     await sign_in(client, "li.analyst")
     missing = await client.get(path, params=params)
     assert missing.status == 400 and "reason" in (await missing.json())["error"]
-    old = await client.get(path, params={**params, "from": str(time.time() - 100 * 86400),
-                                         "to": str(time.time() - 95 * 86400), "reason": "r"})
+    old = await client.get(
+        path,
+        params={
+            **params,
+            "from": str(time.time() - 100 * 86400),
+            "to": str(time.time() - 95 * 86400),
+            "reason": "r",
+        },
+    )
     assert old.status == 403 and "90 days" in (await old.json())["error"]
     resp = await client.get(path, params={**params, "reason": "案件 2026-118"})
     assert resp.status == 200
@@ -128,23 +153,34 @@ async def test_intel_queries_need_a_searcher_and_a_reason_and_are_audited(client
     await login(client.session, str(client.make_url("")), "246810")  # admin reads the audit trail
     action = "intel.route" if path.endswith("route") else "intel.companions"
     trail = (await (await client.get("/api/v1/audit", params={"action": action})).json())["records"]
-    assert [(r["actor"], r["reason"], r["target"]) for r in trail] == [("li.analyst", "案件 2026-118", TARGET)], \
-        "each query that ran is audited once, with who, why and which plate"
+    assert [(r["actor"], r["reason"], r["target"]) for r in trail] == [
+        ("li.analyst", "案件 2026-118", TARGET)
+    ], "each query that ran is audited once, with who, why and which plate"
     # A commander may look at old data (nothing there, but allowed).
-    resp = await client.get(path, params={**params, "from": str(time.time() - 100 * 86400),
-                                          "to": str(time.time() - 95 * 86400), "reason": "旧案"})
+    resp = await client.get(
+        path,
+        params={
+            **params,
+            "from": str(time.time() - 100 * 86400),
+            "to": str(time.time() - 95 * 86400),
+            "reason": "旧案",
+        },
+    )
     assert resp.status == 200
 
 
-@pytest.mark.parametrize("params, needle", [
-    ({"plate": ""}, "plate is required"),
-    ({"plate": "鲁A%1"}, "characters a plate cannot have"),
-    ({"plate": TARGET, "window_s": "0"}, "window_s must be between"),
-    ({"plate": TARGET, "window_s": "x"}, "window_s must be a number"),
-    ({"plate": TARGET, "min_shared": "100"}, "min_shared must be between"),
-    ({"plate": TARGET, "from": "2000000000", "to": "1000000000"}, "from is after to"),
-    ({"plate": TARGET, "from": "0", "to": "1000000000"}, "at most 31 days"),
-])
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({"plate": ""}, "plate is required"),
+        ({"plate": "鲁A%1"}, "characters a plate cannot have"),
+        ({"plate": TARGET, "window_s": "0"}, "window_s must be between"),
+        ({"plate": TARGET, "window_s": "x"}, "window_s must be a number"),
+        ({"plate": TARGET, "min_shared": "100"}, "min_shared must be between"),
+        ({"plate": TARGET, "from": "2000000000", "to": "1000000000"}, "from is after to"),
+        ({"plate": TARGET, "from": "0", "to": "1000000000"}, "at most 31 days"),
+    ],
+)
 async def test_companion_query_refuses_bad_input_with_a_reason(client, params, needle):
     await login(client.session, str(client.make_url("")), "246810")
     resp = await client.get("/api/v1/intel/companions", params={"reason": "r", **params})

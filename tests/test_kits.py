@@ -60,6 +60,7 @@ def scenes(catalogue):
 
 # ---- catalogue -------------------------------------------------------------------------------
 
+
 def test_shipped_catalogue_covers_both_conventions(catalogue):
     assert len(catalogue.kits) >= 3
     assert catalogue.conventions() == {"competitive", "direct"}
@@ -86,15 +87,18 @@ window = { x = 20, y = 2, width = 5, height = 16, c_mm = 4, t_mm = 11 }
 """
 
 
-@pytest.mark.parametrize("change, message", [
-    (("t_mm = 11", "t_mm = 5"), "closer than"),
-    (("x = 20", "x = 58"), "runs off"),
-    (("read_max_minutes = 10", "read_max_minutes = 4"), "read window"),
-    (('convention = "competitive"', 'convention = "sideways"'), "convention"),
-    (('vendor = "V"', 'vendor = "V"\ncolour = "red"'), "unknown field"),
-    (("c_mm = 4", "c_mm = 15.5"), "not inside"),
-    (('drug = "MET"', 'drug = "met amphetamine"'), "drug"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("t_mm = 11", "t_mm = 5"), "closer than"),
+        (("x = 20", "x = 58"), "runs off"),
+        (("read_max_minutes = 10", "read_max_minutes = 4"), "read window"),
+        (('convention = "competitive"', 'convention = "sideways"'), "convention"),
+        (('vendor = "V"', 'vendor = "V"\ncolour = "red"'), "unknown field"),
+        (("c_mm = 4", "c_mm = 15.5"), "not inside"),
+        (('drug = "MET"', 'drug = "met amphetamine"'), "drug"),
+    ],
+)
 def test_bad_catalogue_is_refused_with_the_reason(change, message):
     decode_catalogue(KIT_TOML)  # the unchanged one is fine
     with pytest.raises(KitError, match=message):
@@ -124,16 +128,20 @@ def test_a_province_extends_and_overrides_the_catalogue(tmp_path, catalogue):
 
 # ---- panel rules -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("convention, c, t, call", [
-    ("competitive", True, True, "negative"),
-    ("competitive", True, False, "positive"),
-    ("competitive", False, True, "invalid"),
-    ("competitive", False, False, "invalid"),
-    ("direct", True, True, "positive"),
-    ("direct", True, False, "negative"),
-    ("direct", False, True, "invalid"),
-    ("direct", False, False, "invalid"),
-])
+
+@pytest.mark.parametrize(
+    "convention, c, t, call",
+    [
+        ("competitive", True, True, "negative"),
+        ("competitive", True, False, "positive"),
+        ("competitive", False, True, "invalid"),
+        ("competitive", False, False, "invalid"),
+        ("direct", True, True, "positive"),
+        ("direct", True, False, "negative"),
+        ("direct", False, True, "invalid"),
+        ("direct", False, False, "invalid"),
+    ],
+)
 def test_panel_call_rules(convention, c, t, call):
     assert call_panel(convention, c, t) == call
     if call != "invalid":
@@ -141,6 +149,7 @@ def test_panel_call_rules(convention, c, t, call):
 
 
 # ---- subject identity ------------------------------------------------------------------------
+
 
 def test_id_number_check_digit():
     assert id_number_problem(VALID_ID) is None
@@ -187,12 +196,25 @@ def result(catalogue, calls=None, **kw) -> KitResult:
     kit = catalogue.get(kw.pop("kit_model", "SD-SAL6"))
     calls = calls or ["negative"] * len(kit.panels)
     base = dict(
-        result_id="r1", subject=Subject(id_hash="scrypt$n=1024,r=8,p=1$" + "0" * 64, id_last4="002X"),
-        kit_model=kit.model, lot="L2409A", expiry=dt.date(2025, 9, 30), sample_type=kit.sample_type,
-        panels=[PanelResult(drug=p.drug, officer_call=c,
-                            machine=MachineReading(call="uncertain", reason="T line borderline"))
-                for p, c in zip(kit.panels, calls, strict=True)],
-        sampled_at=T0, read_at=T0 + 10 * 60, officers=["370001", "370002"], source="manual")
+        result_id="r1",
+        subject=Subject(id_hash="scrypt$n=1024,r=8,p=1$" + "0" * 64, id_last4="002X"),
+        kit_model=kit.model,
+        lot="L2409A",
+        expiry=dt.date(2025, 9, 30),
+        sample_type=kit.sample_type,
+        panels=[
+            PanelResult(
+                drug=p.drug,
+                officer_call=c,
+                machine=MachineReading(call="uncertain", reason="T line borderline"),
+            )
+            for p, c in zip(kit.panels, calls, strict=True)
+        ],
+        sampled_at=T0,
+        read_at=T0 + 10 * 60,
+        officers=["370001", "370002"],
+        source="manual",
+    )
     base.update(kw)
     return KitResult(**base)
 
@@ -223,19 +245,32 @@ def test_positive_and_invalid_raise_alerts(catalogue):
     assert overall_call(inv.panels) == "invalid" and raises_alert(inv)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(officers=["370001"]), "two different officers"),
-    (dict(officers=["370001", "370001"]), "two different officers"),
-    (dict(needs_lab=True), "only a positive"),
-    (dict(calls=["positive"] + ["negative"] * 5, needs_lab=True), "sealed sample numbers"),
-    (dict(calls=["positive"] + ["negative"] * 5, needs_lab=True, sample_a="A1", sample_b="A1"), "different numbers"),
-    (dict(sample_type="urine"), "takes saliva"),
-    (dict(kit_model="SD-URI-MET", calls=["negative"], sample_type="urine",
-          panels=[PanelResult(drug="THC", officer_call="negative")]), "do not match"),
-    (dict(read_at=T0 - 60), "read before"),
-    (dict(source="photo"), "sha256"),
-    (dict(kit_model="NOPE"), "unknown kit model"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(officers=["370001"]), "two different officers"),
+        (dict(officers=["370001", "370001"]), "two different officers"),
+        (dict(needs_lab=True), "only a positive"),
+        (dict(calls=["positive"] + ["negative"] * 5, needs_lab=True), "sealed sample numbers"),
+        (
+            dict(calls=["positive"] + ["negative"] * 5, needs_lab=True, sample_a="A1", sample_b="A1"),
+            "different numbers",
+        ),
+        (dict(sample_type="urine"), "takes saliva"),
+        (
+            dict(
+                kit_model="SD-URI-MET",
+                calls=["negative"],
+                sample_type="urine",
+                panels=[PanelResult(drug="THC", officer_call="negative")],
+            ),
+            "do not match",
+        ),
+        (dict(read_at=T0 - 60), "read before"),
+        (dict(source="photo"), "sha256"),
+        (dict(kit_model="NOPE"), "unknown kit model"),
+    ],
+)
 def test_result_breaking_the_procedure_is_refused(catalogue, change, message):
     change = dict(change)
     if change.get("kit_model") == "NOPE":
@@ -247,7 +282,9 @@ def test_result_breaking_the_procedure_is_refused(catalogue, change, message):
 
 
 def test_positive_for_the_lab_with_sealed_samples_passes(catalogue):
-    r = result(catalogue, ["positive"] + ["negative"] * 5, needs_lab=True, sample_a="A-0091", sample_b="B-0091")
+    r = result(
+        catalogue, ["positive"] + ["negative"] * 5, needs_lab=True, sample_a="A-0091", sample_b="B-0091"
+    )
     assert check_result(r, catalogue).needs_lab
 
 
@@ -299,8 +336,11 @@ def test_a_faint_line_is_a_line_or_uncertain_never_no_line(catalogue, scenes, mo
         panels = truths(kit, [0.035])
         reading = read_photo(make_photo(kit, random.Random(seed), panels, rough, scenes[model]).data, kit)
         assert reading.ok
-        wrong += [p.reading for p, t in zip(reading.panels, panels, strict=True)
-                  if p.reading.call not in (t.call, "uncertain")]
+        wrong += [
+            p.reading
+            for p, t in zip(reading.panels, panels, strict=True)
+            if p.reading.call not in (t.call, "uncertain")
+        ]
     assert not wrong, wrong
 
 
@@ -315,11 +355,14 @@ def test_glare_on_a_window_makes_that_panel_uncertain(catalogue, scenes):
     assert all(c in (t.call, "uncertain") for c, t in zip(others, panels[:2] + panels[3:], strict=True))
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"not a photo at all", "not a readable image"),
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"not a photo at all", "not a readable image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 100, "not a readable image"),
+    ],
+)
 def test_corrupt_bytes_are_an_error_result(catalogue, data, message):
     reading = read_photo(data, catalogue.get("DW-5"))
     assert not reading.ok and message in reading.error and reading.panels == []
@@ -342,6 +385,7 @@ def test_truncated_photo_and_missing_markers_are_error_results(catalogue, scenes
 
 # ---- the card --------------------------------------------------------------------------------
 
+
 def test_card_png_has_the_four_markers_and_pdf_is_well_formed(tmp_path, catalogue):
     png = write_card(tmp_path / "card.png", catalogue.kits, px_per_mm=6)
     img = cv2.imread(str(png))
@@ -362,24 +406,33 @@ def test_card_png_has_the_four_markers_and_pdf_is_well_formed(tmp_path, catalogu
 CSV_HEAD = "time,device_serial,test_id,kit_model,lot,expiry,sample_type,panel,result\n"
 
 
-def csv_rows(test_id, calls, kit="SD-URI-MET", drugs=("MET",), sample="urine", time="2025-03-01T10:15:00+08:00"):
-    return "".join(f"{time},AX2-001,{test_id},{kit},L1,2026-01-31,{sample},{d},{c}\n"
-                   for d, c in zip(drugs, calls, strict=True))
+def csv_rows(
+    test_id, calls, kit="SD-URI-MET", drugs=("MET",), sample="urine", time="2025-03-01T10:15:00+08:00"
+):
+    return "".join(
+        f"{time},AX2-001,{test_id},{kit},L1,2026-01-31,{sample},{d},{c}\n"
+        for d, c in zip(drugs, calls, strict=True)
+    )
 
 
 def test_analyzer_csv_keeps_good_tests_and_reports_bad_rows(catalogue):
     dw = catalogue.get("DW-5").panel_codes()
-    text = (CSV_HEAD + csv_rows("T1", ["POS"])
-            + csv_rows("T2", ["negative"] * 5, kit="DW-5", drugs=dw, sample="saliva")
-            + csv_rows("T3", ["maybe"])
-            + csv_rows("T4", ["negative"] * 4, kit="DW-5", drugs=dw[:4], sample="saliva")
-            + csv_rows("T5", ["negative"], time="yesterday")
-            + csv_rows("T6", ["negative"], kit="NOPE")
-            + "2025-03-01T10:15:00+08:00,AX2-001,T7\n")
+    text = (
+        CSV_HEAD
+        + csv_rows("T1", ["POS"])
+        + csv_rows("T2", ["negative"] * 5, kit="DW-5", drugs=dw, sample="saliva")
+        + csv_rows("T3", ["maybe"])
+        + csv_rows("T4", ["negative"] * 4, kit="DW-5", drugs=dw[:4], sample="saliva")
+        + csv_rows("T5", ["negative"], time="yesterday")
+        + csv_rows("T6", ["negative"], kit="NOPE")
+        + "2025-03-01T10:15:00+08:00,AX2-001,T7\n"
+    )
     imported = parse_csv(text.encode(), catalogue)
     assert [t.test_id for t in imported.tests] == ["T1", "T2"]
     t1 = imported.tests[0]
-    assert t1.panels[0][0] == "MET" and t1.panels[0][1].call == "positive" and t1.expiry == dt.date(2026, 1, 31)
+    assert (
+        t1.panels[0][0] == "MET" and t1.panels[0][1].call == "positive" and t1.expiry == dt.date(2026, 1, 31)
+    )
     assert t1.read_at == dt.datetime.fromisoformat("2025-03-01T10:15:00+08:00").timestamp()
     problems = {p.where: p.reason for p in imported.problems}
     assert "line 8: result 'maybe' is not positive, negative or invalid" in problems["line 8"]
@@ -398,16 +451,26 @@ def test_analyzer_csv_without_the_header_is_refused(catalogue):
 
 def test_analyzer_json_keeps_good_tests_and_reports_bad_ones(catalogue):
     sal6 = catalogue.get("SD-SAL6").panel_codes()
-    good = {"test_id": "J1", "time": "2025-03-01T10:15:00+08:00", "kit_model": "SD-SAL6", "lot": "L9",
-            "expiry": "2026-02-28", "sample_type": "saliva", "panels": {d: "negative" for d in sal6}}
-    doc = {"device_serial": "AX2-777", "tests": [
-        good,
-        dict(good, test_id="J2", time="2025-03-01T10:15:00"),
-        dict(good, test_id="J3", sample_type="urine"),
-        dict(good, test_id="J4", expiry="someday"),
-        dict(good, test_id="J5", panels=dict(good["panels"], LSD="negative")),
-        "not an object",
-    ]}
+    good = {
+        "test_id": "J1",
+        "time": "2025-03-01T10:15:00+08:00",
+        "kit_model": "SD-SAL6",
+        "lot": "L9",
+        "expiry": "2026-02-28",
+        "sample_type": "saliva",
+        "panels": {d: "negative" for d in sal6},
+    }
+    doc = {
+        "device_serial": "AX2-777",
+        "tests": [
+            good,
+            dict(good, test_id="J2", time="2025-03-01T10:15:00"),
+            dict(good, test_id="J3", sample_type="urine"),
+            dict(good, test_id="J4", expiry="someday"),
+            dict(good, test_id="J5", panels=dict(good["panels"], LSD="negative")),
+            "not an object",
+        ],
+    }
     imported = parse_export(json.dumps(doc).encode(), "json", catalogue)
     assert [t.test_id for t in imported.tests] == ["J1"]
     assert imported.tests[0].device_serial == "AX2-777"
@@ -424,6 +487,7 @@ def test_analyzer_json_keeps_good_tests_and_reports_bad_ones(catalogue):
 
 
 # ---- command line and bench ------------------------------------------------------------------
+
 
 def test_cli_card_read_and_bench(tmp_path, capsys, catalogue, scenes):
     from cordon.bench.kits import run
@@ -450,5 +514,8 @@ def test_cli_card_read_and_bench(tmp_path, capsys, catalogue, scenes):
     result = run(photos=3, seed=1)
     assert result["overall"]["readings"] == 6 + 1 + 5
     assert set(result["by"]["convention"]) == {"competitive", "direct"}
-    assert set(result["bars"]) == {"confident_accuracy>=0.995", "coverage_without_glare_or_shadow>=0.9",
-                                   "confident_false_negatives==0"}
+    assert set(result["bars"]) == {
+        "confident_accuracy>=0.995",
+        "coverage_without_glare_or_shadow>=0.9",
+        "confident_false_negatives==0",
+    }

@@ -25,9 +25,13 @@ SECRET = b"kits-test-secret-0123456789"
 def settings(tmp_path, dead_broker_url):
     secret = tmp_path / "id-secret"
     secret.write_bytes(SECRET)
-    return EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
-                        tablet=TabletSettings(token="123456"), kits=KitsSettings(id_secret_file=str(secret)))
+    return EdgeSettings(
+        checkpoint="SD-DZ-001",
+        data_dir=str(tmp_path / "edge"),
+        mqtt=MqttSettings(url=dead_broker_url, reconnect_min_s=5),
+        tablet=TabletSettings(token="123456"),
+        kits=KitsSettings(id_secret_file=str(secret)),
+    )
 
 
 @pytest.fixture
@@ -45,8 +49,10 @@ async def catalogue(client):
 
 def photo_of(kit_model, calls, seed=7):
     kit = load_catalogue(SHIPPED_CATALOGUE).get(kit_model)
-    panels = [PanelTruth(drug=p.drug, call=c, c_strength=0.8, t_contrast=0.0 if (c == "positive") else 0.6)
-              for p, c in zip(kit.panels, calls, strict=True)]
+    panels = [
+        PanelTruth(drug=p.drug, call=c, c_strength=0.8, t_contrast=0.0 if (c == "positive") else 0.6)
+        for p, c in zip(kit.panels, calls, strict=True)
+    ]
     return kit, make_photo(kit, random.Random(seed), panels=panels)
 
 
@@ -58,10 +64,17 @@ def upload(data, name="photo"):
 
 def result_body(kit, calls, **over):
     now = time.time()
-    body = {"id_number": ID_NUMBER, "kit_model": kit["model"], "lot": "L2026-11", "expiry": "2099-12-31",
-            "sample_type": kit["sample_type"], "sampled_at": now - 10 * 60, "read_at": now,
-            "second_officer": "警号 002",
-            "panels": [{"drug": p["drug"], "officer_call": c} for p, c in zip(kit["panels"], calls, strict=True)]}
+    body = {
+        "id_number": ID_NUMBER,
+        "kit_model": kit["model"],
+        "lot": "L2026-11",
+        "expiry": "2099-12-31",
+        "sample_type": kit["sample_type"],
+        "sampled_at": now - 10 * 60,
+        "read_at": now,
+        "second_officer": "警号 002",
+        "panels": [{"drug": p["drug"], "officer_call": c} for p, c in zip(kit["panels"], calls, strict=True)],
+    }
     body.update(over)
     return body
 
@@ -133,22 +146,30 @@ async def test_expired_kit_and_read_window_are_flagged_not_refused(client):
     kit = (await catalogue(client))["SD-SAL6"]
     calls = ["negative"] * len(kit["panels"])
     now = time.time()
-    late = result_body(kit, calls, expiry=(dt.date.today() - dt.timedelta(days=30)).isoformat(),
-                       sampled_at=now - 3600, read_at=now)
+    late = result_body(
+        kit,
+        calls,
+        expiry=(dt.date.today() - dt.timedelta(days=30)).isoformat(),
+        sampled_at=now - 3600,
+        read_at=now,
+    )
     body = await (await client.post("/api/v1/kits/results", json=late)).json()
     assert body["kit_expired"] is True and body["outside_read_window"] is True
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    ({"id_number": None}, "id_number"),
-    ({"second_officer": ""}, "second_officer"),
-    ({"second_officer": "officer@SD-DZ-001"}, "two different officers"),
-    ({"kit_model": "NOPE"}, "unknown kit model"),
-    ({"panels": []}, "panels"),
-    ({"needs_lab": True}, "only a positive"),
-    ({"source": "photo"}, "sha256"),
-    ({"photo_sha256": "0" * 64}, "no such photo"),
-])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"id_number": None}, "id_number"),
+        ({"second_officer": ""}, "second_officer"),
+        ({"second_officer": "officer@SD-DZ-001"}, "two different officers"),
+        ({"kit_model": "NOPE"}, "unknown kit model"),
+        ({"panels": []}, "panels"),
+        ({"needs_lab": True}, "only a positive"),
+        ({"source": "photo"}, "sha256"),
+        ({"photo_sha256": "0" * 64}, "no such photo"),
+    ],
+)
 async def test_bad_result_is_400_naming_the_problem(client, settings, change, needle):
     kit = (await catalogue(client))["SD-SAL6"]
     body = result_body(kit, ["negative"] * len(kit["panels"]))
@@ -188,9 +209,13 @@ async def test_positive_goes_to_lab_with_seals_and_alerts_the_tablet(client):
 async def test_analyzer_export_is_read(client):
     kit = (await catalogue(client))["SD-SAL6"]
     rows = ["time,device_serial,test_id,kit_model,lot,expiry,sample_type,panel,result"]
-    rows += [f"2026-11-28T10:00:00+08:00,DEV1,T1,SD-SAL6,L1,2099-01-01,saliva,{p['drug']},negative"
-             for p in kit["panels"]]
-    resp = await client.post("/api/v1/kits/analyzer?format=csv", data=upload("\n".join(rows).encode(), "export"))
+    rows += [
+        f"2026-11-28T10:00:00+08:00,DEV1,T1,SD-SAL6,L1,2099-01-01,saliva,{p['drug']},negative"
+        for p in kit["panels"]
+    ]
+    resp = await client.post(
+        "/api/v1/kits/analyzer?format=csv", data=upload("\n".join(rows).encode(), "export")
+    )
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body["problems"] == [] and len(body["tests"]) == 1
@@ -205,11 +230,20 @@ async def test_person_watchlist_hit_offline_at_the_edge_and_never_a_plate(client
 
     mirror = client.server.app[keys.MIRROR]
     person_hash = hash_id_number(ID_NUMBER, SECRET)
-    await mirror.apply_delta(FeedDelta(v=SCHEMA_VERSION, version=mirror.version + 1, changes=[
-        ListUpsert(watchlist=Watchlist(list_id="persons", name="在逃人员", kind=ListKind.PERSON)),
-        EntryUpsert(entry=Entry(entry_id="persons:1", list_id="persons", plate=person_hash, reason="在逃")),
-        # a person entry that happens to look like a plate must still never answer a plate read
-        EntryUpsert(entry=Entry(entry_id="persons:2", list_id="persons", plate="鲁A12345"))]))
+    await mirror.apply_delta(
+        FeedDelta(
+            v=SCHEMA_VERSION,
+            version=mirror.version + 1,
+            changes=[
+                ListUpsert(watchlist=Watchlist(list_id="persons", name="在逃人员", kind=ListKind.PERSON)),
+                EntryUpsert(
+                    entry=Entry(entry_id="persons:1", list_id="persons", plate=person_hash, reason="在逃")
+                ),
+                # a person entry that happens to look like a plate must still never answer a plate read
+                EntryUpsert(entry=Entry(entry_id="persons:2", list_id="persons", plate="鲁A12345")),
+            ],
+        )
+    )
     kit = (await catalogue(client))["SD-SAL6"]
     calls = ["negative"] * len(kit["panels"])
     async with client.ws_connect("/api/v1/ws") as ws:

@@ -15,17 +15,30 @@ pytestmark = [pytest.mark.system]
 
 def body(n: int, drugs: list[str]) -> dict[str, object]:
     now = time.time()
-    return {"id_number": "11010519491231002X", "kit_model": "SD-SAL6", "lot": f"L{n}", "expiry": "2099-12-31",
-            "sample_type": "saliva", "sampled_at": now - 600, "read_at": now, "second_officer": "002",
-            "panels": [{"drug": d, "officer_call": "negative"} for d in drugs]}
+    return {
+        "id_number": "11010519491231002X",
+        "kit_model": "SD-SAL6",
+        "lot": f"L{n}",
+        "expiry": "2099-12-31",
+        "sample_type": "saliva",
+        "sampled_at": now - 600,
+        "read_at": now,
+        "second_officer": "002",
+        "panels": [{"drug": d, "officer_call": "negative"} for d in drugs],
+    }
 
 
 async def test_results_saved_offline_sync_exactly_once(tmp_path, mosquitto):
     secret = tmp_path / "id-secret"
     secret.write_bytes(b"system-kits-secret-0123456789")
     hub = hub_service(tmp_path / "hub", mosquitto.url)
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam1": "t1"},
-                        extra={"kits": {"id_secret_file": str(secret)}})
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam1": "t1"},
+        extra={"kits": {"id_secret_file": str(secret)}},
+    )
     mosquitto.stop()  # the uplink is down from the start
     edge.start()
     hub.start()
@@ -33,7 +46,9 @@ async def test_results_saved_offline_sync_exactly_once(tmp_path, mosquitto):
         async with session() as http:
             await login(http, edge.base, "tablet-code")
             catalogue = await get_json(http, f"{edge.base}/api/v1/kits")
-            drugs = [p["drug"] for p in next(k for k in catalogue["kits"] if k["model"] == "SD-SAL6")["panels"]]
+            drugs = [
+                p["drug"] for p in next(k for k in catalogue["kits"] if k["model"] == "SD-SAL6")["panels"]
+            ]
             ids = []
             for n in range(3):
                 async with http.post(f"{edge.base}/api/v1/kits/results", json=body(n, drugs)) as resp:

@@ -6,8 +6,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-IO_MODULES = {"aiohttp", "aiomqtt", "paho", "sqlite3", "sqlite_utils", "socket", "cv2", "requests", "urllib",
-              "http", "subprocess", "asyncio", "threading"}
+IO_MODULES = {
+    "aiohttp",
+    "aiomqtt",
+    "paho",
+    "sqlite3",
+    "sqlite_utils",
+    "socket",
+    "cv2",
+    "requests",
+    "urllib",
+    "http",
+    "subprocess",
+    "asyncio",
+    "threading",
+}
 ALLOWED = {
     "protocols": {"protocols"},
     "runtime": {"runtime"},

@@ -24,7 +24,9 @@ def service(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
     published = []
-    svc = ListService(store, HubWatchlists(), lambda topic, payload, **kw: published.append((topic, payload, kw)))
+    svc = ListService(
+        store, HubWatchlists(), lambda topic, payload, **kw: published.append((topic, payload, kw))
+    )
     svc.load()
     yield svc, published
     store.stop()
@@ -43,13 +45,16 @@ async def test_field_changes_get_versions_and_are_published(service):
     (topic, payload, kw) = published[-1]
     assert topic == topics.feed_version() and kw["retain"] is True
     assert decode(FeedVersion, payload).version == 1
-    assert [h.entry_id for h in svc.watchlists.match("鲁A1234S", now=0, colour=None, vehicle_type=None)] \
-        == ["drugs:鲁A12345"]
+    assert [h.entry_id for h in svc.watchlists.match("鲁A1234S", now=0, colour=None, vehicle_type=None)] == [
+        "drugs:鲁A12345"
+    ]
 
 
 async def test_covert_lists_never_enter_the_feed(service):
     svc, published = service
-    applied = await svc.apply([ListUpsert(watchlist=COVERT), EntryUpsert(entry=entry("鲁A0K88B", "case"))], "t")
+    applied = await svc.apply(
+        [ListUpsert(watchlist=COVERT), EntryUpsert(entry=entry("鲁A0K88B", "case"))], "t"
+    )
     assert applied.version == 0 and deltas(published) == []
     assert svc.watchlists.match("鲁A0K88B", now=0, colour=None, vehicle_type=None), "the hub still matches it"
     snapshot = svc.store.read(versioned_snapshot)[1]
@@ -92,8 +97,11 @@ def test_apply_changes_is_all_or_nothing_in_a_transaction(tmp_path):
     store.start()
     try:
         wl = HubWatchlists()
-        fut = store.submit(lambda db: apply_changes(db, [ListUpsert(watchlist=DRUGS),
-                                                         EntryUpsert(entry=entry("鲁A1", "missing"))], wl, "t"))
+        fut = store.submit(
+            lambda db: apply_changes(
+                db, [ListUpsert(watchlist=DRUGS), EntryUpsert(entry=entry("鲁A1", "missing"))], wl, "t"
+            )
+        )
         with pytest.raises(NotFound):
             fut.result(5)
         assert store.read(lambda db: db.conn.execute("SELECT count(*) FROM wl_lists").fetchone()[0]) == 0
@@ -107,10 +115,21 @@ async def test_permit_rules_flag_watched_vehicles_without_a_permit(service):
 
     svc, published = service
     permits = Watchlist(list_id="precursor-permits", name="易制毒运输许可", kind=ListKind.PERMIT)
-    rule = PermitRule(rule_id="hazmat-yellow", list_id="precursor-permits", colours=frozenset({"yellow"}),
-                      vehicle_types=frozenset({"hazmat"}), permit_name="易制毒化学品运输许可证")
-    await svc.apply([ListUpsert(watchlist=permits), EntryUpsert(entry=entry("鲁H12345", "precursor-permits")),
-                     PermitRules(rules=[rule])], "t")
+    rule = PermitRule(
+        rule_id="hazmat-yellow",
+        list_id="precursor-permits",
+        colours=frozenset({"yellow"}),
+        vehicle_types=frozenset({"hazmat"}),
+        permit_name="易制毒化学品运输许可证",
+    )
+    await svc.apply(
+        [
+            ListUpsert(watchlist=permits),
+            EntryUpsert(entry=entry("鲁H12345", "precursor-permits")),
+            PermitRules(rules=[rule]),
+        ],
+        "t",
+    )
     match = svc.watchlists.match
     (hit,) = match("鲁H99999", now=0, colour="yellow", vehicle_type="hazmat")
     assert hit.entry_id == "hazmat-yellow" and "鲁H99999" in hit.explanation

@@ -23,16 +23,37 @@ from protocols.messages import (
 
 
 def read(seq=1, **kw):
-    base = dict(seq=seq, camera_id="cam-1", captured_at=time.time(), plate="鲁A12345", plate_raw="鲁A12345",
-                plate_valid=True)
+    base = dict(
+        seq=seq,
+        camera_id="cam-1",
+        captured_at=time.time(),
+        plate="鲁A12345",
+        plate_raw="鲁A12345",
+        plate_valid=True,
+    )
     base.update(kw)
     return PlateRead(**base)
 
 
 def batch(**kw):
-    base = dict(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=7, sent_at=time.time(),
-                events=[read(1), Passage(seq=2, plate="鲁A12345", first_seen=1.0, last_seen=2.0, best_seq=1,
-                                         read_seqs=[1], cameras=["cam-1"])])
+    base = dict(
+        v=SCHEMA_VERSION,
+        checkpoint="SD-DZ-001",
+        epoch=7,
+        sent_at=time.time(),
+        events=[
+            read(1),
+            Passage(
+                seq=2,
+                plate="鲁A12345",
+                first_seen=1.0,
+                last_seen=2.0,
+                best_seq=1,
+                read_seqs=[1],
+                cameras=["cam-1"],
+            ),
+        ],
+    )
     base.update(kw)
     return EventBatch(**base)
 
@@ -44,15 +65,27 @@ def test_round_trip_keeps_event_types():
     assert decoded == original
 
 
-@pytest.mark.parametrize("payload, needle", [
-    (b"not json", "not valid JSON"),
-    (b'{"v": 99, "checkpoint": "x", "epoch": 1, "sent_at": 1, "events": []}', "unsupported schema version 99"),
-    (b'{"v": 1, "checkpoint": "x", "epoch": 1, "sent_at": 1}', "missing required field `events`"),
-    (b'{"v": 1, "checkpoint": "x", "epoch": 0, "sent_at": 1, "events": []}', "epoch"),
-    (b'{"v": 1, "checkpoint": 5, "epoch": 1, "sent_at": 1, "events": []}', "Expected `str`"),
-    (b'{"v": 1, "checkpoint": "x", "epoch": 1, "sent_at": 1, "events": [{"type": "read"}]}', "missing required field"),
-    (b'{"v": 1, "checkpoint": "x", "epoch": 1, "sent_at": 1, "events": [{"type": "bogus", "seq": 1}]}', "bogus"),
-])
+@pytest.mark.parametrize(
+    "payload, needle",
+    [
+        (b"not json", "not valid JSON"),
+        (
+            b'{"v": 99, "checkpoint": "x", "epoch": 1, "sent_at": 1, "events": []}',
+            "unsupported schema version 99",
+        ),
+        (b'{"v": 1, "checkpoint": "x", "epoch": 1, "sent_at": 1}', "missing required field `events`"),
+        (b'{"v": 1, "checkpoint": "x", "epoch": 0, "sent_at": 1, "events": []}', "epoch"),
+        (b'{"v": 1, "checkpoint": 5, "epoch": 1, "sent_at": 1, "events": []}', "Expected `str`"),
+        (
+            b'{"v": 1, "checkpoint": "x", "epoch": 1, "sent_at": 1, "events": [{"type": "read"}]}',
+            "missing required field",
+        ),
+        (
+            b'{"v": 1, "checkpoint": "x", "epoch": 1, "sent_at": 1, "events": [{"type": "bogus", "seq": 1}]}',
+            "bogus",
+        ),
+    ],
+)
 def test_bad_batches_say_what_is_wrong(payload, needle):
     with pytest.raises(DecodeError) as err:
         decode(EventBatch, payload)

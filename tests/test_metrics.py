@@ -36,15 +36,34 @@ def test_render_escapes_label_values():
 async def test_hub_metrics(aiohttp_client, tmp_path, dead_broker_url):
     wl = tmp_path / "wl.csv"
     wl.write_text("plate,list\n鲁Q8K2L1,drugs\n", encoding="utf-8")
-    app = create_hub(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=HubMqtt(url=dead_broker_url),
-                                 console=ConsoleSettings(token="c"), metrics=MetricsSettings(token="scrape"),
-                                 watchlists=WatchlistSettings(csv=[str(wl)])))
+    app = create_hub(
+        HubSettings(
+            data_dir=str(tmp_path / "hub"),
+            mqtt=HubMqtt(url=dead_broker_url),
+            console=ConsoleSettings(token="c"),
+            metrics=MetricsSettings(token="scrape"),
+            watchlists=WatchlistSettings(csv=[str(wl)]),
+        )
+    )
     client = await aiohttp_client(app)
     assert (await client.get("/metrics")).status == 401
     assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status == 401
-    batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=time.time(), events=[
-        PlateRead(seq=1, camera_id="c", captured_at=time.time(), plate="鲁Q8K2LI", plate_raw="鲁Q8K2LI",
-                  plate_valid=True)])
+    batch = EventBatch(
+        v=SCHEMA_VERSION,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        sent_at=time.time(),
+        events=[
+            PlateRead(
+                seq=1,
+                camera_id="c",
+                captured_at=time.time(),
+                plate="鲁Q8K2LI",
+                plate_raw="鲁Q8K2LI",
+                plate_valid=True,
+            )
+        ],
+    )
     app[hub_keys.INGEST].handle("cordon/v1/cp/SD-DZ-001/events", encode(batch), time.time()).result(5)
     app[hub_keys.INGEST].handle("cordon/v1/cp/SD-DZ-001/events", b"junk", time.time()).result(5)
     resp = await client.get("/metrics", headers={"Authorization": "Bearer scrape"})
@@ -60,12 +79,20 @@ async def test_hub_metrics(aiohttp_client, tmp_path, dead_broker_url):
 
 
 async def test_edge_metrics(aiohttp_client, tmp_path, dead_broker_url):
-    app = create_edge(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                                   mqtt=EdgeMqtt(url=dead_broker_url, reconnect_min_s=5),
-                                   cameras=[CameraSettings(id="lane1", token="t")], metrics=EdgeMetrics(token="s")))
+    app = create_edge(
+        EdgeSettings(
+            checkpoint="SD-DZ-001",
+            data_dir=str(tmp_path / "edge"),
+            mqtt=EdgeMqtt(url=dead_broker_url, reconnect_min_s=5),
+            cameras=[CameraSettings(id="lane1", token="t")],
+            metrics=EdgeMetrics(token="s"),
+        )
+    )
     client = await aiohttp_client(app)
     for body in ({"plate": "鲁A12345"}, {"plate": "鲁B12345"}):
-        assert (await client.post("/api/v1/cameras/lane1/reads", headers={"X-Camera-Token": "t"}, json=body)).status == 200
+        assert (
+            await client.post("/api/v1/cameras/lane1/reads", headers={"X-Camera-Token": "t"}, json=body)
+        ).status == 200
     await client.post("/api/v1/cameras/lane1/reads", headers={"X-Camera-Token": "nope"}, json={"plate": "x"})
     assert (await client.get("/metrics")).status == 401
     values = parse(await (await client.get("/metrics", headers={"Authorization": "Bearer s"})).text())

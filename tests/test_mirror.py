@@ -32,8 +32,10 @@ def mirror(tmp_path):
 
 
 async def test_deltas_apply_in_order_stale_ignored_gap_reported(mirror):
-    assert await mirror.apply_delta(delta(1, ListUpsert(watchlist=WL), EntryUpsert(entry=entry("鲁A12345")))) \
+    assert (
+        await mirror.apply_delta(delta(1, ListUpsert(watchlist=WL), EntryUpsert(entry=entry("鲁A12345"))))
         is Applied.APPLIED
+    )
     assert hits(mirror, "鲁A12345") == ["drugs:鲁A12345"]
     assert await mirror.apply_delta(delta(1, EntryDelete(entry_id="drugs:鲁A12345"))) is Applied.STALE
     assert hits(mirror, "鲁A12345") == ["drugs:鲁A12345"], "a stale delta changes nothing"
@@ -72,10 +74,20 @@ async def test_permit_rules_reach_the_mirror_and_survive_a_restart(tmp_path):
 
     m = Mirror(tmp_path / "m.db")
     m.start()
-    rule = PermitRule(rule_id="hazmat", list_id="permits", colours=frozenset({"yellow"}),
-                      vehicle_types=frozenset({"hazmat"}))
-    await m.apply_delta(delta(1, ListUpsert(watchlist=Watchlist(list_id="permits", name="p", kind=ListKind.PERMIT)),
-                              EntryUpsert(entry=entry("鲁H12345", "permits")), PermitRules(rules=[rule])))
+    rule = PermitRule(
+        rule_id="hazmat",
+        list_id="permits",
+        colours=frozenset({"yellow"}),
+        vehicle_types=frozenset({"hazmat"}),
+    )
+    await m.apply_delta(
+        delta(
+            1,
+            ListUpsert(watchlist=Watchlist(list_id="permits", name="p", kind=ListKind.PERMIT)),
+            EntryUpsert(entry=entry("鲁H12345", "permits")),
+            PermitRules(rules=[rule]),
+        )
+    )
     m.stop()
     again = Mirror(tmp_path / "m.db")
     again.start()

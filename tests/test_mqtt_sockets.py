@@ -43,8 +43,11 @@ async def test_edge_uplink_sends_at_once(mosquitto, tmp_path):
     uplink = EdgeUplink("SD-T-001", MqttSettings(url=mosquitto.url), outbox, on_alert=on_alert)
     task = asyncio.create_task(uplink.run())
     try:
-        await until(lambda: uplink.state is UplinkState.CONNECTED and uplink._client is not None, 10,
-                    what="the uplink to connect")
+        await until(
+            lambda: uplink.state is UplinkState.CONNECTED and uplink._client is not None,
+            10,
+            what="the uplink to connect",
+        )
         assert uplink._client is not None
         assert _nodelay(uplink._client._client.socket()) == 1
     finally:

@@ -23,10 +23,15 @@ from runtime.openapi import load, problems
 @pytest.fixture
 def apps(tmp_path, dead_broker_url):
     hub = create_hub(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=HubMqtt(url=dead_broker_url)))
-    edge_app = create_edge(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                                        mqtt=EdgeMqtt(url=dead_broker_url)))
-    return {"hub": (hub, HUB_POLICY, Path(central.__file__).with_name("openapi.json")),
-            "edge": (edge_app, EDGE_POLICY, Path(edge.__file__).with_name("openapi.json"))}
+    edge_app = create_edge(
+        EdgeSettings(
+            checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"), mqtt=EdgeMqtt(url=dead_broker_url)
+        )
+    )
+    return {
+        "hub": (hub, HUB_POLICY, Path(central.__file__).with_name("openapi.json")),
+        "edge": (edge_app, EDGE_POLICY, Path(edge.__file__).with_name("openapi.json")),
+    }
 
 
 @pytest.mark.parametrize("side", ["hub", "edge"])

@@ -7,7 +7,9 @@ from protocols.messages import EdgeHit, Gap, Passage, PlateRead
 
 
 def read(plate="鲁A12345"):
-    return PlateRead(seq=1, camera_id="c", captured_at=time.time(), plate=plate, plate_raw=plate, plate_valid=True)
+    return PlateRead(
+        seq=1, camera_id="c", captured_at=time.time(), plate=plate, plate_raw=plate, plate_valid=True
+    )
 
 
 @pytest.fixture
@@ -19,7 +21,9 @@ def outbox(tmp_path):
 
 
 async def test_append_numbers_and_persists(outbox, tmp_path):
-    events = (await outbox.append([read("鲁A11111"), read("鲁A22222")], [PRIORITY_READ, PRIORITY_READ])).events
+    events = (
+        await outbox.append([read("鲁A11111"), read("鲁A22222")], [PRIORITY_READ, PRIORITY_READ])
+    ).events
     assert [e.seq for e in events] == [1, 2]
     bodies = await outbox.load([1, 2])
     assert decode_event(bodies[2]).plate == "鲁A22222"
@@ -93,20 +97,33 @@ async def test_a_cancelled_caller_does_not_stop_the_writer(outbox):
 
 
 def hit(read_seq: int) -> EdgeHit:
-    return EdgeHit(seq=1, read_seq=read_seq, alert_id="A1", entry_id="e", list_id="l", kind="exact", score=1.0,
-                   explanation="x", feed_version=1, matcher_version="m", raised_at=time.time())
+    return EdgeHit(
+        seq=1,
+        read_seq=read_seq,
+        alert_id="A1",
+        entry_id="e",
+        list_id="l",
+        kind="exact",
+        score=1.0,
+        explanation="x",
+        feed_version=1,
+        matcher_version="m",
+        raised_at=time.time(),
+    )
 
 
 async def test_quota_drops_oldest_plain_reads_only_and_reports_the_gap(tmp_path):
     box = OutboxStore(tmp_path / "outbox.db")
     box.start()
     try:
-        size = len((await box.load([(await box.append([read()], [PRIORITY_READ])).events[0].seq])) [1])
+        size = len((await box.load([(await box.append([read()], [PRIORITY_READ])).events[0].seq]))[1])
         box.max_bytes = size * 10  # room for about ten reads
         # seq 2: a read that hit (committed at hit priority), seq 3 its hit; seq 4: a passage; then plain reads
         await box.append([read("鲁Q8K2L1")], [PRIORITY_HIT])
         await box.append([hit(2)], [PRIORITY_HIT])
-        passage = Passage(seq=1, plate="鲁A12345", first_seen=1.0, last_seen=2.0, best_seq=1, read_seqs=[1], cameras=["c"])
+        passage = Passage(
+            seq=1, plate="鲁A12345", first_seen=1.0, last_seen=2.0, best_seq=1, read_seqs=[1], cameras=["c"]
+        )
         await box.append([passage], [PRIORITY_PASSAGE])
         gaps: list[Gap] = []
         for _ in range(12):
@@ -129,7 +146,7 @@ async def test_quota_drops_oldest_plain_reads_only_and_reports_the_gap(tmp_path)
     try:
         assert again.dropped_total == box.dropped_total, "the count survives a restart"
         pending = again.take_initial_pending()
-        first = [p.seq for p in pending[:len(gaps) + 2]]
+        first = [p.seq for p in pending[: len(gaps) + 2]]
         assert set(first) == {2, 3} | {g.seq for g in gaps}, "hits, their reads and gaps replay first"
     finally:
         again.stop()

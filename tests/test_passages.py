@@ -3,8 +3,16 @@ from protocols.messages import PlateRead
 
 
 def read(seq, plate, camera="c1", at=100.0, confidence=90.0, valid=True, no_plate=False):
-    return PlateRead(seq=seq, camera_id=camera, captured_at=at, plate=plate, plate_raw=plate, plate_valid=valid,
-                     confidence=confidence, no_plate=no_plate)
+    return PlateRead(
+        seq=seq,
+        camera_id=camera,
+        captured_at=at,
+        plate=plate,
+        plate_raw=plate,
+        plate_valid=valid,
+        confidence=confidence,
+        no_plate=no_plate,
+    )
 
 
 def test_group_key_ignores_lookalikes_and_province():

@@ -29,7 +29,9 @@ def eku(c: x509.Certificate) -> list:
 
 def sans(c: x509.Certificate) -> set:
     ext = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return set(ext.get_values_for_type(x509.DNSName)) | {str(a) for a in ext.get_values_for_type(x509.IPAddress)}
+    return set(ext.get_values_for_type(x509.DNSName)) | {
+        str(a) for a in ext.get_values_for_type(x509.IPAddress)
+    }
 
 
 @pytest.fixture
@@ -43,7 +45,9 @@ def test_init_makes_a_ca_with_a_private_key_and_an_empty_crl(pki):
     ca = cert(pki.root / "ca.crt")
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     ca.verify_directly_issued_by(ca)
-    assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey) and ca.public_key().curve.name == "secp256r1"
+    assert (
+        isinstance(ca.public_key(), ec.EllipticCurvePublicKey) and ca.public_key().curve.name == "secp256r1"
+    )
     assert mode(pki.root / "ca.key") == 0o600
     crl = x509.load_pem_x509_crl((pki.root / "crl.pem").read_bytes())
     assert crl.is_signature_valid(ca.public_key())
@@ -141,10 +145,38 @@ def test_the_command_line(tmp_path, capfd):
     secret = tmp_path / "pass"
     secret.write_text("s3cret\n")
     assert main(["pki", "init", "--dir", d, "--passphrase-file", str(secret)]) == 0
-    assert main(["pki", "issue", "SD-DZ-001", "--dir", d, "--passphrase-file", str(secret),
-                 "--hosts", "edge1.local,10.1.1.1"]) == 0
-    assert main(["pki", "issue-server", "broker", "--dir", d, "--passphrase-file", str(secret),
-                 "--hosts", "127.0.0.1"]) == 0
+    assert (
+        main(
+            [
+                "pki",
+                "issue",
+                "SD-DZ-001",
+                "--dir",
+                d,
+                "--passphrase-file",
+                str(secret),
+                "--hosts",
+                "edge1.local,10.1.1.1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "pki",
+                "issue-server",
+                "broker",
+                "--dir",
+                d,
+                "--passphrase-file",
+                str(secret),
+                "--hosts",
+                "127.0.0.1",
+            ]
+        )
+        == 0
+    )
     assert main(["pki", "issue", "SD-LY-001", "--dir", d]) == 1  # no passphrase: a clear error
     assert "passphrase" in capfd.readouterr().err
     assert main(["pki", "revoke", "SD-DZ-001", "--dir", d, "--passphrase-file", str(secret)]) == 0
@@ -155,5 +187,8 @@ def test_the_command_line(tmp_path, capfd):
 
     listed = json.loads(capfd.readouterr().out)
     assert [(r["name"], r["kind"], r["revoked_at"] is not None) for r in listed] == [
-        ("SD-DZ-001", "client", True), ("SD-DZ-001", "server", True), ("broker", "server", False)]
+        ("SD-DZ-001", "client", True),
+        ("SD-DZ-001", "server", True),
+        ("broker", "server", False),
+    ]
     assert main(["pki", "list", "--dir", str(tmp_path / "nothing")]) == 1

@@ -29,7 +29,9 @@ TOPIC = "cordon/v1/cp/SD-DZ-001/events"
 
 
 def read(seq, plate="鲁B12345", at=T0, **kw):
-    return PlateRead(seq=seq, camera_id="cam", captured_at=at, plate=plate, plate_raw=plate, plate_valid=True, **kw)
+    return PlateRead(
+        seq=seq, camera_id="cam", captured_at=at, plate=plate, plate_raw=plate, plate_valid=True, **kw
+    )
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def store(tmp_path):
 
 
 def put(store, event, checkpoint="SD-DZ-001", epoch=1):
-    return store.submit(lambda db: store.insert_event(db, checkpoint, epoch, event, 0.0, time.time())).result(10)
+    return store.submit(lambda db: store.insert_event(db, checkpoint, epoch, event, 0.0, time.time())).result(
+        10
+    )
 
 
 def everything(store):
@@ -50,7 +54,10 @@ def everything(store):
 
 # -- routing --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("offset, day", [("+08:00", "2026-11-28"), ("+00:00", "2026-11-27"), ("-05:00", "2026-11-27")])
+
+@pytest.mark.parametrize(
+    "offset, day", [("+08:00", "2026-11-28"), ("+00:00", "2026-11-27"), ("-05:00", "2026-11-27")]
+)
 def test_a_read_is_filed_under_its_day_in_the_configured_offset(tmp_path, offset, day):
     s = HubStore(tmp_path / "hub.db", utc_offset=offset)
     s.start()
@@ -66,8 +73,18 @@ def test_midnight_splits_days_and_passages_go_by_first_seen(store):
     midnight = dt.datetime(2026, 11, 28, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
     put(store, read(1, at=midnight - 0.001))
     put(store, read(2, at=midnight))
-    put(store, Passage(seq=3, plate="鲁B12345", first_seen=midnight - 1, last_seen=midnight + 5, best_seq=1,
-                       read_seqs=[1, 2], cameras=["cam"]))
+    put(
+        store,
+        Passage(
+            seq=3,
+            plate="鲁B12345",
+            first_seen=midnight - 1,
+            last_seen=midnight + 5,
+            best_seq=1,
+            read_seqs=[1, 2],
+            cameras=["cam"],
+        ),
+    )
     assert [d.isoformat() for d in store.record.days()] == ["2026-11-27", "2026-11-28"]
     assert [q["seq"] for q in store.record.passages_of(dt.date(2026, 11, 27))] == [3]
     assert [r.seq for r in store.record.iter_reads(dt.date(2026, 11, 28))] == [2]
@@ -87,6 +104,7 @@ def test_more_days_than_attached_files_are_all_stored(tmp_path):
 
 # -- exactly once ---------------------------------------------------------------------------------
 
+
 def test_resend_is_a_duplicate_and_other_content_a_conflict(store):
     assert put(store, read(1, "鲁B11111")).inserted
     again = put(store, read(1, "鲁B11111"))
@@ -99,10 +117,23 @@ def test_resend_is_a_duplicate_and_other_content_a_conflict(store):
 
 def test_a_read_a_passage_and_a_hit_cannot_share_an_identity(store):
     assert put(store, read(1)).inserted
-    passage = Passage(seq=1, plate="鲁B12345", first_seen=T0, last_seen=T0, best_seq=1, read_seqs=[1], cameras=["c"])
+    passage = Passage(
+        seq=1, plate="鲁B12345", first_seen=T0, last_seen=T0, best_seq=1, read_seqs=[1], cameras=["c"]
+    )
     assert put(store, passage).dead_letter
-    hit = EdgeHit(seq=1, read_seq=1, alert_id="a", entry_id="e", list_id="l", kind="exact", score=1.0,
-                  explanation="x", feed_version=1, matcher_version="1", raised_at=T0 + 1)
+    hit = EdgeHit(
+        seq=1,
+        read_seq=1,
+        alert_id="a",
+        entry_id="e",
+        list_id="l",
+        kind="exact",
+        score=1.0,
+        explanation="x",
+        feed_version=1,
+        matcher_version="1",
+        raised_at=T0 + 1,
+    )
     assert put(store, hit).dead_letter
     hit2 = msgspec.structs.replace(hit, seq=7)
     assert put(store, hit2).inserted
@@ -112,8 +143,20 @@ def test_a_read_a_passage_and_a_hit_cannot_share_an_identity(store):
 
 # -- search ---------------------------------------------------------------------------------------
 
-PLATES = ["鲁A12345", "鲁A99235", "鲁A1235", "鲁AD12315", "鲁B12345", "冀A12345", "鲁A%2345", "鲁A_2345", "鲁A[2345",
-          "鲁Q8K2L1", "", "鲁A23X5"]
+PLATES = [
+    "鲁A12345",
+    "鲁A99235",
+    "鲁A1235",
+    "鲁AD12315",
+    "鲁B12345",
+    "冀A12345",
+    "鲁A%2345",
+    "鲁A_2345",
+    "鲁A[2345",
+    "鲁Q8K2L1",
+    "",
+    "鲁A23X5",
+]
 
 
 @pytest.fixture
@@ -129,8 +172,23 @@ def oracle(pattern: str, plates):
     return sorted(p for p in plates if rx.match(p))
 
 
-@pytest.mark.parametrize("pattern", ["鲁A*23?5", "*23?5", "鲁A?2345", "*2345", "鲁A*", "鲁?1*5", "*K2L?", "鲁AD*",
-                                     "鲁A1235", "冀A*", "??12345", "*A*3*"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "鲁A*23?5",
+        "*23?5",
+        "鲁A?2345",
+        "*2345",
+        "鲁A*",
+        "鲁?1*5",
+        "*K2L?",
+        "鲁AD*",
+        "鲁A1235",
+        "冀A*",
+        "??12345",
+        "*A*3*",
+    ],
+)
 def test_partial_search_matches_what_the_pattern_says(filled, pattern):
     found = filled.record.search_pattern(pattern, T0 - DAY, T0 + DAY)
     assert sorted(r.plate for r in found.reads) == oracle(pattern, [p for p in PLATES if p])
@@ -146,10 +204,19 @@ def test_exact_search_over_a_range_newest_first(filled):
     assert len(limited.reads) == 1 and limited.truncated
 
 
-@pytest.mark.parametrize("bad, why", [
-    ("鲁A%2345", "not '%'"), ("鲁A_2345", "not '_'"), ("鲁A[2]345", "'['"), ("鲁A';DROP--", "not"),
-    ("*", "at least 2 known"), ("?*?", "at least 2 known"), ("", "empty"), ("鲁A1234567890123456", "longer than"),
-])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("鲁A%2345", "not '%'"),
+        ("鲁A_2345", "not '_'"),
+        ("鲁A[2]345", "'['"),
+        ("鲁A';DROP--", "not"),
+        ("*", "at least 2 known"),
+        ("?*?", "at least 2 known"),
+        ("", "empty"),
+        ("鲁A1234567890123456", "longer than"),
+    ],
+)
 def test_patterns_with_glob_or_sql_metacharacters_are_refused_clearly(filled, bad, why):
     with pytest.raises(PatternError, match=re.escape(why)):
         filled.record.search_pattern(bad, T0 - DAY, T0 + DAY)
@@ -169,6 +236,7 @@ def test_the_pattern_takes_the_more_selective_literal_end():
 
 # -- purge ----------------------------------------------------------------------------------------
 
+
 def test_purge_removes_exactly_the_days_before_the_cutoff(store):
     for i in range(5):
         put(store, read(i, at=T0 - i * DAY))
@@ -177,7 +245,9 @@ def test_purge_removes_exactly_the_days_before_the_cutoff(store):
     cutoff = days[2]
     assert store.purge_before(cutoff) == days[:2]
     assert store.record.days() == days[2:]
-    assert sorted(p.name for p in store.record.root.iterdir() if p.suffix == ".db") == [file_name(d) for d in days[2:]]
+    assert sorted(p.name for p in store.record.root.iterdir() if p.suffix == ".db") == [
+        file_name(d) for d in days[2:]
+    ]
     assert not list(store.record.root.glob("*.purged-*"))
     assert {r.seq for r in everything(store)} == {0, 1, 2}
     assert store.purge_before(cutoff) == []
@@ -206,16 +276,21 @@ def _hub_ingest(store):
 
     watchlists = HubWatchlists()
     ListService(store, watchlists, lambda *a, **k: None).load()
-    store.submit(lambda db: [op() for op in apply_changes(db, changes_for(parse_csv(CSV), {}), watchlists,
-                                                              "test").index_ops]).result(5)
+    store.submit(
+        lambda db: [
+            op() for op in apply_changes(db, changes_for(parse_csv(CSV), {}), watchlists, "test").index_ops
+        ]
+    ).result(5)
     alerts = []
-    return Ingest(store, watchlists, publish=lambda t, p: None, on_alerts=alerts.extend,
-                  on_status=lambda s: None), alerts
+    return Ingest(
+        store, watchlists, publish=lambda t, p: None, on_alerts=alerts.extend, on_status=lambda s: None
+    ), alerts
 
 
 def _batch(events, epoch=1):
-    return encode(EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=epoch, sent_at=time.time(),
-                             events=events))
+    return encode(
+        EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=epoch, sent_at=time.time(), events=events)
+    )
 
 
 def test_resend_after_the_day_file_committed_without_hub_db_still_raises_the_alert_once(store):
@@ -238,13 +313,25 @@ def test_edge_hit_after_its_read_is_reconciled_through_the_record(store):
     ingest, alerts = _hub_ingest(store)
     now = time.time()
     ingest.handle(TOPIC, _batch([read(1, "鲁B00001", at=now)]), now).result(10)
-    hit = EdgeHit(seq=2, read_seq=1, alert_id="edge-alert-1", entry_id="涉毒:鲁Q8K2L1", list_id="涉毒", kind="exact",
-                  score=1.0, explanation="edge", feed_version=1, matcher_version="1", raised_at=now + 0.2)
+    hit = EdgeHit(
+        seq=2,
+        read_seq=1,
+        alert_id="edge-alert-1",
+        entry_id="涉毒:鲁Q8K2L1",
+        list_id="涉毒",
+        kind="exact",
+        score=1.0,
+        explanation="edge",
+        feed_version=1,
+        matcher_version="1",
+        raised_at=now + 0.2,
+    )
     ingest.handle(TOPIC, _batch([hit]), now).result(10)
     assert [(a.alert_id, a.plate_read) for a in alerts] == [("edge-alert-1", "鲁B00001")]
 
 
 # -- migration ------------------------------------------------------------------------------------
+
 
 def _old_hub_db(path, rows):
     """A hub.db as the code before day files made it: migrations 1 and 2, reads in hub.db."""
@@ -261,18 +348,26 @@ def _old_hub_db(path, rows):
             db.conn.execute(
                 "INSERT INTO reads (checkpoint, epoch, seq, camera_id, captured_at, received_at, plate, plate_raw, "
                 "plate_valid, no_plate) VALUES ('SD-DZ-001', 1, ?, ?, ?, 0, ?, ?, 1, 0)",
-                (ev.seq, ev.camera_id, ev.captured_at, ev.plate, ev.plate_raw))
+                (ev.seq, ev.camera_id, ev.captured_at, ev.plate, ev.plate_raw),
+            )
         else:
             db.conn.execute(
                 "INSERT INTO passages (checkpoint, epoch, seq, plate, no_plate, first_seen, last_seen, best_seq, "
                 "read_seqs, cameras, received_at) VALUES ('SD-DZ-001', 1, ?, ?, 0, ?, ?, ?, '[1]', '[]', 0)",
-                (ev.seq, ev.plate, ev.first_seen, ev.last_seen, ev.best_seq))
+                (ev.seq, ev.plate, ev.first_seen, ev.last_seen, ev.best_seq),
+            )
     db.conn.close()
 
 
 def test_an_old_hub_db_opens_and_its_reads_move_into_day_files(tmp_path):
-    old = [read(1, "鲁A11111", at=T0), read(2, "鲁A22222", at=T0 - DAY), read(3, "鲁A11111", at=T0 - 2 * DAY),
-           Passage(seq=4, plate="鲁A11111", first_seen=T0, last_seen=T0 + 3, best_seq=1, read_seqs=[1], cameras=[])]
+    old = [
+        read(1, "鲁A11111", at=T0),
+        read(2, "鲁A22222", at=T0 - DAY),
+        read(3, "鲁A11111", at=T0 - 2 * DAY),
+        Passage(
+            seq=4, plate="鲁A11111", first_seen=T0, last_seen=T0 + 3, best_seq=1, read_seqs=[1], cameras=[]
+        ),
+    ]
     _old_hub_db(tmp_path / "hub.db", old)
     s = HubStore(tmp_path / "hub.db")
     s.start()
@@ -299,6 +394,7 @@ def test_an_old_hub_db_opens_and_its_reads_move_into_day_files(tmp_path):
 
 # -- the writer's preparation protocol -----------------------------------------------------------
 
+
 def test_a_job_that_needs_preparation_runs_again_after_it_and_others_commit(tmp_path):
     w = SqlWriter(tmp_path / "x.db", name="t", setup=lambda db: db.conn.execute("CREATE TABLE t (v)"))
     w.start()
@@ -322,26 +418,34 @@ def test_a_job_that_needs_preparation_runs_again_after_it_and_others_commit(tmp_
         with pytest.raises(RuntimeError, match="still"):
             w.submit(never).result(5)
         assert w.submit(lambda db: db.conn.in_transaction, transaction=False).result(5) is False
-        assert sorted(v for (v,) in w.submit(lambda db: db.conn.execute("SELECT v FROM t").fetchall()).result(5)) == [
-            "needy", "other"]
+        assert sorted(
+            v for (v,) in w.submit(lambda db: db.conn.execute("SELECT v FROM t").fetchall()).result(5)
+        ) == ["needy", "other"]
     finally:
         w.stop()
 
 
 # -- the API --------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, dead_broker_url):
     wl = tmp_path / "wl.csv"
     wl.write_text(CSV, encoding="utf-8")
-    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                           watchlists=WatchlistSettings(csv=[str(wl)]), console=ConsoleSettings(token="246810"))
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        watchlists=WatchlistSettings(csv=[str(wl)]),
+        console=ConsoleSettings(token="246810"),
+    )
     return await aiohttp_client(create_app(settings))
 
 
 async def test_search_api_needs_a_session_and_a_reason(client, caplog):
     now = time.time()
-    batch = _batch([read(1, "鲁A12345", at=now - 60), read(2, "鲁A99235", at=now - 30), read(3, "鲁B12345", at=now)])
+    batch = _batch(
+        [read(1, "鲁A12345", at=now - 60), read(2, "鲁A99235", at=now - 30), read(3, "鲁B12345", at=now)]
+    )
     client.app[keys.INGEST].handle(TOPIC, batch, now).result(10)
     assert (await client.get("/api/v1/reads?plate=鲁A12345&reason=x")).status == 401
     await client.post("/login", json={"code": "246810"})
@@ -354,7 +458,9 @@ async def test_search_api_needs_a_session_and_a_reason(client, caplog):
     assert [r["seq"] for r in body["reads"]] == [1] and body["truncated"] is False
     assert "案件 2026-118" in caplog.text and "by access code" in caplog.text
     trail = (await (await client.get("/api/v1/audit", params={"action": "record.search"})).json())["records"]
-    assert trail[0]["reason"] == "案件 2026-118" and trail[0]["target"] == "鲁a12345", "every search is audited"
+    assert trail[0]["reason"] == "案件 2026-118" and trail[0]["target"] == "鲁a12345", (
+        "every search is audited"
+    )
     resp = await client.get("/api/v1/reads", params={"pattern": "*23?5", "reason": "线索"})
     assert sorted(r["plate"] for r in (await resp.json())["reads"]) == ["鲁A12345", "鲁B12345"]
     since = dt.datetime.fromtimestamp(now - 45, dt.UTC).isoformat()
@@ -362,16 +468,19 @@ async def test_search_api_needs_a_session_and_a_reason(client, caplog):
     assert sorted(r["seq"] for r in (await resp.json())["reads"]) == [2, 3]
 
 
-@pytest.mark.parametrize("params, needle", [
-    ({"pattern": "鲁A%23"}, "not '%'"),
-    ({"plate": "鲁A1", "pattern": "鲁A*"}, "exactly one"),
-    ({}, "exactly one"),
-    ({"plate": "鲁A1", "since": "yesterday"}, "since must be"),
-    ({"plate": "鲁A1", "since": "2026-11-28T00:00:00"}, "UTC offset"),
-    ({"plate": "鲁A1", "since": "2000000000", "until": "1000000000"}, "since is after until"),
-    ({"plate": "鲁A1", "since": "0", "until": "1000000000"}, "at most 31 days"),
-    ({"plate": "鲁A1", "since": "nan"}, "finite"),
-])
+@pytest.mark.parametrize(
+    "params, needle",
+    [
+        ({"pattern": "鲁A%23"}, "not '%'"),
+        ({"plate": "鲁A1", "pattern": "鲁A*"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"plate": "鲁A1", "since": "yesterday"}, "since must be"),
+        ({"plate": "鲁A1", "since": "2026-11-28T00:00:00"}, "UTC offset"),
+        ({"plate": "鲁A1", "since": "2000000000", "until": "1000000000"}, "since is after until"),
+        ({"plate": "鲁A1", "since": "0", "until": "1000000000"}, "at most 31 days"),
+        ({"plate": "鲁A1", "since": "nan"}, "finite"),
+    ],
+)
 async def test_search_api_refuses_bad_input_with_a_reason(client, params, needle):
     await client.post("/login", json={"code": "246810"})
     resp = await client.get("/api/v1/reads", params={"reason": "r", **params})
@@ -402,7 +511,9 @@ async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_noth
         resp = await client.get("/api/v1/reads", params={"pattern": text, "reason": "test"})
         assert resp.status == 400, f"a pattern with SQL in it is refused: {text}"
         lists = (await (await client.get("/api/v1/watchlists")).json())["watchlists"]
-        resp = await client.get(f"/api/v1/watchlists/{lists[0]['watchlist']['list_id']}/entries", params={"q": text})
+        resp = await client.get(
+            f"/api/v1/watchlists/{lists[0]['watchlist']['list_id']}/entries", params={"q": text}
+        )
         # LIKE's own wildcards are stripped from q, so "%" alone is an empty filter (every entry of a list
         # the caller may read anyway); anything with SQL in it matches no plate
         expected = 1 if text in ("%", "_") else 0
@@ -423,7 +534,9 @@ def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(t
             for statement in TABLES + INDEXES:
                 db.execute(statement.replace(", attributes TEXT", ""))
             assert "attributes" not in {r[1] for r in db.execute("PRAGMA table_info(reads)")}
-        assert put(s, read(1, at=T0 - DAY, vehicle_colour="white", vehicle_brand="1036", has_evidence=True)).inserted
+        assert put(
+            s, read(1, at=T0 - DAY, vehicle_colour="white", vehicle_brand="1036", has_evidence=True)
+        ).inserted
         assert put(s, read(2, at=T0, vehicle_brand="Volkswagen")).inserted  # a new day file
         assert put(s, read(3, at=T0)).inserted  # nothing to keep: NULL
     finally:
@@ -432,5 +545,9 @@ def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(t
     for day in (old_day, day_of(T0, parse_offset("+08:00"))):
         with sqlite3.connect(s.record.root / file_name(day)) as db:
             kept.update(db.execute("SELECT seq, attributes FROM reads").fetchall())
-    assert msgspec.json.decode(kept[1]) == {"vehicle_colour": "white", "vehicle_brand": "1036", "has_evidence": True}
+    assert msgspec.json.decode(kept[1]) == {
+        "vehicle_colour": "white",
+        "vehicle_brand": "1036",
+        "has_evidence": True,
+    }
     assert msgspec.json.decode(kept[2]) == {"vehicle_brand": "Volkswagen"} and kept[3] is None

@@ -14,14 +14,34 @@ DAY = 86400.0
 
 
 def read(seq: int, at: float) -> PlateRead:
-    return PlateRead(seq=seq, camera_id="c", captured_at=at, plate="鲁A12345", plate_raw="鲁A12345", plate_valid=True)
+    return PlateRead(
+        seq=seq, camera_id="c", captured_at=at, plate="鲁A12345", plate_raw="鲁A12345", plate_valid=True
+    )
 
 
 def alert(aid: str, at: float) -> Alert:
-    return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=at,
-                 captured_at=at, camera_id="c", plate_read="鲁Q8K2L1",
-                 hit=AlertHit(entry_id="e", entry_plate="鲁Q8K2L1", list_id="l", list_name="涉毒", action="intercept",
-                              priority=90, kind="exact", score=1.0, explanation="x"))
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=aid,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        seq=1,
+        raised_at=at,
+        captured_at=at,
+        camera_id="c",
+        plate_read="鲁Q8K2L1",
+        hit=AlertHit(
+            entry_id="e",
+            entry_plate="鲁Q8K2L1",
+            list_id="l",
+            list_name="涉毒",
+            action="intercept",
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="x",
+        ),
+    )
 
 
 def test_reads_then_hits_expire_and_every_run_is_audited(tmp_path):
@@ -32,14 +52,27 @@ def test_reads_then_hits_expire_and_every_run_is_audited(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
     try:
-        ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                        on_status=lambda s, o: None)
+        ingest = Ingest(
+            store,
+            HubWatchlists(),
+            publish=lambda t, p: None,
+            on_alerts=lambda a: None,
+            on_status=lambda s, o: None,
+        )
         old, recent = now - 40 * DAY, now - 2 * DAY
-        batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=now,
-                           events=[read(1, old), read(2, recent)])
+        batch = EventBatch(
+            v=SCHEMA_VERSION,
+            checkpoint="SD-DZ-001",
+            epoch=1,
+            sent_at=now,
+            events=[read(1, old), read(2, recent)],
+        )
         ingest.handle("cordon/v1/cp/SD-DZ-001/events", encode(batch), now).result(5)
-        store.submit(lambda db: [store.insert_alert(db, a) for a in
-                                 (alert("A-old", now - 400 * DAY), alert("A-young", old))]).result(5)
+        store.submit(
+            lambda db: [
+                store.insert_alert(db, a) for a in (alert("A-old", now - 400 * DAY), alert("A-young", old))
+            ]
+        ).result(5)
         assert store.counts().reads == 2
         settings = RecordSettings()  # 30 days of reads, 365 of hits
 

@@ -36,8 +36,11 @@ def sample_path(name: str, formatter: str, pattern) -> str:  # noqa: ANN001
 @pytest.fixture
 def apps(tmp_path, dead_broker_url):
     hub = create_hub(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=HubMqtt(url=dead_broker_url)))
-    edge = create_edge(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                                    mqtt=EdgeMqtt(url=dead_broker_url)))
+    edge = create_edge(
+        EdgeSettings(
+            checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"), mqtt=EdgeMqtt(url=dead_broker_url)
+        )
+    )
     return {"hub": (hub, HUB_POLICY), "edge": (edge, EDGE_POLICY)}
 
 

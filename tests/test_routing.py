@@ -25,19 +25,43 @@ from protocols.messages import (
     encode,
 )
 
-ROUTING = msgspec.convert({
-    "approach": [{"source": "cam-ahead", "checkpoint": "CP02"}, {"source": "CP09", "checkpoint": "CP01"}],
-    "downstream": [{"from": "CP01", "direction": "in", "to": ["CP07", "CP12"]},
-                   {"from": "CP01", "direction": "out", "to": ["CP03"]},
-                   {"from": "CP01", "to": ["CP05"]}],
-}, RoutingSettings)
+ROUTING = msgspec.convert(
+    {
+        "approach": [{"source": "cam-ahead", "checkpoint": "CP02"}, {"source": "CP09", "checkpoint": "CP01"}],
+        "downstream": [
+            {"from": "CP01", "direction": "in", "to": ["CP07", "CP12"]},
+            {"from": "CP01", "direction": "out", "to": ["CP03"]},
+            {"from": "CP01", "to": ["CP05"]},
+        ],
+    },
+    RoutingSettings,
+)
 
 
 def alert(checkpoint="CP01", camera="cam-1", direction=None, action="intercept", list_id="L1", aid="a1"):
-    return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint=checkpoint, epoch=1, seq=1, raised_at=1.0,
-                 captured_at=1.0, camera_id=camera, plate_read="鲁Q8K2L1", direction=direction,
-                 hit=AlertHit(entry_id="e1", entry_plate="鲁Q8K2L1", list_id=list_id, list_name="涉毒",
-                              action=action, priority=90, kind="exact", score=1.0, explanation="exact"))
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=aid,
+        checkpoint=checkpoint,
+        epoch=1,
+        seq=1,
+        raised_at=1.0,
+        captured_at=1.0,
+        camera_id=camera,
+        plate_read="鲁Q8K2L1",
+        direction=direction,
+        hit=AlertHit(
+            entry_id="e1",
+            entry_plate="鲁Q8K2L1",
+            list_id=list_id,
+            list_name="涉毒",
+            action=action,
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="exact",
+        ),
+    )
 
 
 def routes(router, a):
@@ -46,10 +70,13 @@ def routes(router, a):
 
 def test_settings_take_the_documented_toml_shape(tmp_path):
     path = tmp_path / "hub.toml"
-    path.write_text('[alerts]\nfold_window_s = 90\n[[routing.downstream]]\nfrom = "CP01"\ndirection = "in"\n'
-                    'to = ["CP07", "CP12"]\n[[routing.approach]]\nsource = "cam-ahead"\ncheckpoint = "CP02"\n',
-                    encoding="utf-8")
+    path.write_text(
+        '[alerts]\nfold_window_s = 90\n[[routing.downstream]]\nfrom = "CP01"\ndirection = "in"\n'
+        'to = ["CP07", "CP12"]\n[[routing.approach]]\nsource = "cam-ahead"\ncheckpoint = "CP02"\n',
+        encoding="utf-8",
+    )
     from central.settings import load_settings
+
     s = load_settings(path, environ={})
     assert isinstance(s, HubSettings) and s.alerts.fold_window_s == 90
     assert s.routing.downstream[0].from_ == "CP01" and s.routing.downstream[0].to == ["CP07", "CP12"]
@@ -62,24 +89,37 @@ def test_the_reading_checkpoint_by_default():
 
 
 def test_an_approach_camera_warns_the_checkpoint_ahead():
-    assert routes(Router(ROUTING), alert(checkpoint="CP08", camera="cam-ahead")) == [("CP08", "read"),
-                                                                                    ("CP02", "approach")]
+    assert routes(Router(ROUTING), alert(checkpoint="CP08", camera="cam-ahead")) == [
+        ("CP08", "read"),
+        ("CP02", "approach"),
+    ]
     # a whole checkpoint can be the approach of another
     assert ("CP01", "approach") in routes(Router(ROUTING), alert(checkpoint="CP09"))
 
 
 def test_downstream_by_direction():
     r = Router(ROUTING)
-    assert routes(r, alert(direction="in")) == [("CP01", "read"), ("CP07", "downstream"), ("CP12", "downstream"),
-                                                ("CP05", "downstream")]
-    assert routes(r, alert(direction="out")) == [("CP01", "read"), ("CP03", "downstream"), ("CP05", "downstream")]
+    assert routes(r, alert(direction="in")) == [
+        ("CP01", "read"),
+        ("CP07", "downstream"),
+        ("CP12", "downstream"),
+        ("CP05", "downstream"),
+    ]
+    assert routes(r, alert(direction="out")) == [
+        ("CP01", "read"),
+        ("CP03", "downstream"),
+        ("CP05", "downstream"),
+    ]
     assert routes(r, alert(direction=None)) == [("CP01", "read"), ("CP05", "downstream")]
 
 
 def test_covert_and_restricted_never_go_to_any_checkpoint():
     r = Router(ROUTING, restricted=lambda list_id: list_id == "secret")
-    for a in (alert(direction="in", action="covert"), alert(direction="in", list_id="secret"),
-              alert(checkpoint="CP08", camera="cam-ahead", action="covert")):
+    for a in (
+        alert(direction="in", action="covert"),
+        alert(direction="in", list_id="secret"),
+        alert(checkpoint="CP08", camera="cam-ahead", action="covert"),
+    ):
         assert r.routes(a) == [] and r.recipients(a) == []
     # also an alert stored with routes before its list turned restricted goes nowhere now
     stored = Router(ROUTING).route(alert(direction="in", list_id="secret"))
@@ -87,8 +127,13 @@ def test_covert_and_restricted_never_go_to_any_checkpoint():
 
 
 def test_each_recipient_once_and_the_same_alert_id():
-    settings = msgspec.convert({"approach": [{"source": "cam-1", "checkpoint": "CP07"}],
-                                "downstream": [{"from": "CP01", "to": ["CP07", "CP01"]}]}, RoutingSettings)
+    settings = msgspec.convert(
+        {
+            "approach": [{"source": "cam-1", "checkpoint": "CP07"}],
+            "downstream": [{"from": "CP01", "to": ["CP07", "CP01"]}],
+        },
+        RoutingSettings,
+    )
     routed = Router(settings).route(alert(direction="in"))
     assert [(r.checkpoint, r.why) for r in routed.routed_to] == [("CP01", "read"), ("CP07", "approach")]
     assert routed.alert_id == "a1"
@@ -107,15 +152,23 @@ def hub(tmp_path):
         watchlists = HubWatchlists()
         ListService(store, watchlists, lambda *a, **k: None).load()
         alerts, folded = [], []
-        ingest = Ingest(store, watchlists, publish=lambda t, p: None, on_alerts=alerts.extend,
-                        on_status=lambda status, offset: None, router=Router(ROUTING), fold_window_s=600,
-                        on_folded=folded.extend)
+        ingest = Ingest(
+            store,
+            watchlists,
+            publish=lambda t, p: None,
+            on_alerts=alerts.extend,
+            on_status=lambda status, offset: None,
+            router=Router(ROUTING),
+            fold_window_s=600,
+            on_folded=folded.extend,
+        )
         return ingest, store, watchlists, alerts, folded
 
     ingest, store, watchlists, alerts, folded = start()
     loaded = parse_csv(CSV)
-    store.submit(lambda db: [op() for op in apply_changes(db, changes_for(loaded, {}), watchlists, "test").index_ops]
-                 ).result(5)
+    store.submit(
+        lambda db: [op() for op in apply_changes(db, changes_for(loaded, {}), watchlists, "test").index_ops]
+    ).result(5)
     running = [store]
 
     def restart():
@@ -132,9 +185,18 @@ T0 = time.time() - 3000
 
 
 def send(ingest, checkpoint, seq, plate, at, direction="in", extra=()):
-    read = PlateRead(seq=seq, camera_id="cam-1", captured_at=at, plate=plate, plate_raw=plate, plate_valid=True,
-                     direction=direction)
-    batch = EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=time.time(), events=[*extra, read])
+    read = PlateRead(
+        seq=seq,
+        camera_id="cam-1",
+        captured_at=at,
+        plate=plate,
+        plate_raw=plate,
+        plate_valid=True,
+        direction=direction,
+    )
+    batch = EventBatch(
+        v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=time.time(), events=[*extra, read]
+    )
     return ingest.handle(f"cordon/v1/cp/{checkpoint}/events", encode(batch), time.time()).result(5)
 
 
@@ -147,8 +209,12 @@ def test_a_new_alert_is_stored_with_its_routes(hub):
     (ingest, store, alerts, _), _ = hub
     send(ingest, "CP01", 1, "鲁Q8K2L1", T0)
     (a,) = alerts
-    assert [(r.checkpoint, r.why) for r in a.routed_to] == [("CP01", "read"), ("CP07", "downstream"),
-                                                            ("CP12", "downstream"), ("CP05", "downstream")]
+    assert [(r.checkpoint, r.why) for r in a.routed_to] == [
+        ("CP01", "read"),
+        ("CP07", "downstream"),
+        ("CP12", "downstream"),
+        ("CP05", "downstream"),
+    ]
     stored = store.recent_alerts()[0]
     assert stored.routed_to == a.routed_to and stored.direction == "in"
 
@@ -175,8 +241,9 @@ def test_repeated_hits_fold_and_another_vehicle_is_never_suppressed(hub):
 def test_an_outcome_closes_the_alert(hub):
     (ingest, store, alerts, folded), _ = hub
     send(ingest, "CP01", 1, "鲁Q8K2L1", T0)
-    answer = AlertOutcome(seq=2, alert_id=alerts[0].alert_id, outcome="not_found", officer="li",
-                          acknowledged_at=T0 + 10)
+    answer = AlertOutcome(
+        seq=2, alert_id=alerts[0].alert_id, outcome="not_found", officer="li", acknowledged_at=T0 + 10
+    )
     send(ingest, "CP01", 3, "鲁Q8K2L1", T0 + 20, extra=[answer])
     assert len(alerts) == 2 and folded == []
 
@@ -211,8 +278,9 @@ async def test_dispatch_publishes_each_route_and_marks_after_every_copy(tmp_path
     store.start()
     try:
         sent = []
-        dispatcher = AlertDispatcher(store, lambda topic, payload, qos, on_delivered: sent.append((topic, on_delivered)),
-                                     Fanout())
+        dispatcher = AlertDispatcher(
+            store, lambda topic, payload, qos, on_delivered: sent.append((topic, on_delivered)), Fanout()
+        )
         dispatcher.bind(asyncio.get_running_loop())
         marker = asyncio.create_task(dispatcher.run_marker())
         routed = Router(ROUTING).route(alert(direction="in"))
@@ -220,10 +288,13 @@ async def test_dispatch_publishes_each_route_and_marks_after_every_copy(tmp_path
         for a in (routed, covert):
             await store.run(lambda db, a=a: store.insert_alert(db, a))
         dispatcher.dispatch([routed, covert])
-        assert [t for t, _ in sent] == [f"cordon/v1/cp/{cp}/alerts" for cp in ("CP01", "CP07", "CP12", "CP05")]
+        assert [t for t, _ in sent] == [
+            f"cordon/v1/cp/{cp}/alerts" for cp in ("CP01", "CP07", "CP12", "CP05")
+        ]
 
         def undispatched():
             return sorted(a.alert_id for a in store.undispatched_alerts())
+
         await until(lambda: undispatched() == ["a1"], what="the covert alert marked (nothing to send)")
         for _, delivered in sent[:3]:
             delivered()
@@ -243,13 +314,28 @@ def test_an_edge_only_hit_is_routed_by_its_reads_direction(hub):
 
     (ingest, _, alerts, _), _ = hub
     aid = derive_alert_id("CP01", 1, 1, "本地:鲁C00001")
-    hit = EdgeHit(seq=2, read_seq=1, alert_id=aid, entry_id="本地:鲁C00001", list_id="本地", kind="exact", score=1.0,
-                  explanation="exact", feed_version=1, matcher_version="m1", raised_at=T0)
+    hit = EdgeHit(
+        seq=2,
+        read_seq=1,
+        alert_id=aid,
+        entry_id="本地:鲁C00001",
+        list_id="本地",
+        kind="exact",
+        score=1.0,
+        explanation="exact",
+        feed_version=1,
+        matcher_version="m1",
+        raised_at=T0,
+    )
     send(ingest, "CP01", 1, "鲁C00001", T0, direction="in", extra=[hit])
     (a,) = alerts
     assert a.alert_id == aid and a.direction == "in"
-    assert [(r.checkpoint, r.why) for r in a.routed_to] == [("CP01", "read"), ("CP07", "downstream"),
-                                                            ("CP12", "downstream"), ("CP05", "downstream")]
+    assert [(r.checkpoint, r.why) for r in a.routed_to] == [
+        ("CP01", "read"),
+        ("CP07", "downstream"),
+        ("CP12", "downstream"),
+        ("CP05", "downstream"),
+    ]
 
 
 def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
@@ -262,7 +348,9 @@ def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
     send(ingest, "CP07", 1, "鲁Q8K2L1", T0 + 60)
     assert len(alerts) == 1 and len(folded) == 1
     repeat_id = derive_alert_id("CP07", 1, 1, alerts[0].hit.entry_id)
-    answer = AlertOutcome(seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90)
+    answer = AlertOutcome(
+        seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90
+    )
     send(ingest, "CP07", 3, "鲁Q8K2L1", T0 + 120, extra=[answer])
     assert len(alerts) == 2 and len(folded) == 1
 
@@ -278,10 +366,16 @@ def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its
     send(ingest, "CP07", 1, "鲁Q8K2L1", T0 + 60)
     open_id = alerts[0].alert_id
     repeat_id = derive_alert_id("CP07", 1, 1, alerts[0].hit.entry_id)
-    answer = AlertOutcome(seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90)
-    ingest.handle("cordon/v1/cp/CP07/events", encode(EventBatch(v=SCHEMA_VERSION, checkpoint="CP07", epoch=1,
-                                                                 sent_at=time.time(), events=[answer])),
-                  time.time()).result(5)
+    answer = AlertOutcome(
+        seq=2, alert_id=repeat_id, outcome="intercepted", officer="zhao", acknowledged_at=T0 + 90
+    )
+    ingest.handle(
+        "cordon/v1/cp/CP07/events",
+        encode(
+            EventBatch(v=SCHEMA_VERSION, checkpoint="CP07", epoch=1, sent_at=time.time(), events=[answer])
+        ),
+        time.time(),
+    ).result(5)
     assert [(cp, o.alert_id) for cp, o in outcomes] == [("CP07", open_id)]
     assert [o["outcome"] for o in store.outcomes([open_id])[open_id]] == ["intercepted"]
     assert store.submit(lambda db: escalation.escalate_due(db, 60.0, T0 + 10_000)).result(5) == []

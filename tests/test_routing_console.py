@@ -19,23 +19,48 @@ AFTER_S = 60.0
 
 
 def alert(aid: str, raised_at: float, action: str = "intercept") -> Alert:
-    return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=int(raised_at) % 100000,
-                 raised_at=raised_at, captured_at=raised_at, camera_id="c", plate_read="鲁Q8K2L1",
-                 hit=AlertHit(entry_id="e-" + aid, entry_plate="鲁Q8K2L1", list_id="l", list_name="涉毒",
-                              action=action, priority=90, kind="exact", score=1.0, explanation="完全比中"))
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=aid,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        seq=int(raised_at) % 100000,
+        raised_at=raised_at,
+        captured_at=raised_at,
+        camera_id="c",
+        plate_read="鲁Q8K2L1",
+        hit=AlertHit(
+            entry_id="e-" + aid,
+            entry_plate="鲁Q8K2L1",
+            list_id="l",
+            list_name="涉毒",
+            action=action,
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="完全比中",
+        ),
+    )
 
 
 @pytest.fixture
 async def hub(aiohttp_server, tmp_path, dead_broker_url):
-    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                           console=ConsoleSettings(token="", escalate_after_s=AFTER_S))
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        console=ConsoleSettings(token="", escalate_after_s=AFTER_S),
+    )
     app = create_app(settings)
     server = await aiohttp_server(app)
     hashed = users.hash_password(PASSWORD)
-    app[keys.STORE].submit(lambda db: (users.add(db, "sun.cmd", "commander", hashed),
-                                       users.add(db, "li.ana", "analyst", hashed),
-                                       users.add(db, "wang.wl", "watchlist_manager", hashed),
-                                       app[keys.DIRECTORY].reload(db))).result(5)
+    app[keys.STORE].submit(
+        lambda db: (
+            users.add(db, "sun.cmd", "commander", hashed),
+            users.add(db, "li.ana", "analyst", hashed),
+            users.add(db, "wang.wl", "watchlist_manager", hashed),
+            app[keys.DIRECTORY].reload(db),
+        )
+    ).result(5)
     sessions = []
 
     async def console(username):
@@ -72,8 +97,10 @@ async def test_a_folded_covert_alert_reaches_only_the_consoles_that_may_see_it(h
     wl, ana = await console("wang.wl"), await console("li.ana")
     for ws in (wl, ana):
         await frames_until(ws, "alert", "open")  # the catch-up
-    folded = [msgspec.structs.replace(a, folded=1, last_seen_at=now + 30, last_seen_checkpoint="SD-LY-001")
-              for a in (covert, open_)]
+    folded = [
+        msgspec.structs.replace(a, folded=1, last_seen_at=now + 30, last_seen_checkpoint="SD-LY-001")
+        for a in (covert, open_)
+    ]
     app[keys.DISPATCHER].dispatch_folded(folded)
     got_ana = await frames_until(ana, "alert_folded", "open")
     assert [f["alert"]["alert_id"] for f in got_ana if f["type"] == "alert_folded"] == ["covert", "open"]
@@ -119,8 +146,10 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
     now = time.time()
     try:
         async with receiver.serve() as url:
-            hooks = [WebhookSettings(name="pager", url=url, escalations=True, lists=["l"], retry_min_s=0.05),
-                     WebhookSettings(name="sms", url=url, lists=["l"], retry_min_s=0.05)]
+            hooks = [
+                WebhookSettings(name="pager", url=url, escalations=True, lists=["l"], retry_min_s=0.05),
+                WebhookSettings(name="sms", url=url, lists=["l"], retry_min_s=0.05),
+            ]
             for a in (alert("due", now - 2 * AFTER_S), alert("later", now - 2 * AFTER_S)):
                 await store.run(lambda db, a=a: store.insert_alert(db, a))
             # "later" was escalated (recorded) just before a stop: nobody was told yet
@@ -130,10 +159,16 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
             task = asyncio.create_task(sender.run())
             try:
                 sender.offer_escalation(next(f for f in frames if f["alert_id"] == "due"))
-                assert await sender.resume() >= 1  # picks up "later" (and "due", not yet recorded, at most once more)
-                await until(lambda: {k for k, _, b in receiver.requests if b["type"] == "escalation"} >= {"esc:due",
-                                                                                                        "esc:later"},
-                            what="both escalations at the pager")
+                assert (
+                    await sender.resume() >= 1
+                )  # picks up "later" (and "due", not yet recorded, at most once more)
+                await until(
+                    lambda: (
+                        {k for k, _, b in receiver.requests if b["type"] == "escalation"}
+                        >= {"esc:due", "esc:later"}
+                    ),
+                    what="both escalations at the pager",
+                )
                 await until(lambda: sender.hooks["pager"].queue.empty(), what="the pager's queue drained")
             finally:
                 task.cancel()
@@ -143,9 +178,19 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
             assert all(e["plate_read"] == "鲁Q8K2L1" and e["checkpoint"] == "SD-DZ-001" for _, e in esc)
             # after a second restart nothing is sent again: both are recorded as delivered
             again = WebhookSender(store, hooks)
-            await until(lambda: len(store.read(lambda db: db.conn.execute(
-                "SELECT alert_id FROM webhook_deliveries WHERE hook='pager'").fetchall())) >= 2,
-                what="deliveries recorded")
+            await until(
+                lambda: (
+                    len(
+                        store.read(
+                            lambda db: db.conn.execute(
+                                "SELECT alert_id FROM webhook_deliveries WHERE hook='pager'"
+                            ).fetchall()
+                        )
+                    )
+                    >= 2
+                ),
+                what="deliveries recorded",
+            )
             await again.resume()
             for name in ("pager", "sms"):
                 queued = list(again.hooks[name].queue._queue)  # noqa: SLF001

@@ -48,9 +48,11 @@ async def test_the_downstream_checkpoints_tablet_gets_the_alert_and_never_a_cove
         await next_frame(tablet_ws, "hello")
 
         for event_id, plate in (("hit-covert", "鲁A0K88B"), ("hit-in", "鲁Q8K2L1")):
-            async with cameras.post(f"{e1.base}/api/v1/cameras/cam1/reads",
-                                    json={"plate": plate, "event_id": event_id, "direction": "in"},
-                                    headers={"X-Camera-Token": "t1"}) as resp:
+            async with cameras.post(
+                f"{e1.base}/api/v1/cameras/cam1/reads",
+                json={"plate": plate, "event_id": event_id, "direction": "in"},
+                headers={"X-Camera-Token": "t1"},
+            ) as resp:
                 assert resp.status == 200, await resp.text()
 
         seen = {}
@@ -59,7 +61,9 @@ async def test_the_downstream_checkpoints_tablet_gets_the_alert_and_never_a_cove
             seen[a["plate_read"]] = a
         assert seen["鲁A0K88B"]["routed_to"] == [], "a covert alert goes to no checkpoint"
         assert [(r["checkpoint"], r["why"]) for r in seen["鲁Q8K2L1"]["routed_to"]] == [
-            ("SD-DZ-001", "read"), ("SD-LY-001", "downstream")]
+            ("SD-DZ-001", "read"),
+            ("SD-LY-001", "downstream"),
+        ]
 
         got = (await next_frame(tablet_ws, "alert", timeout=60))["alert"]
         assert got["plate_read"] == "鲁Q8K2L1" and got["checkpoint"] == "SD-DZ-001"

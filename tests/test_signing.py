@@ -57,14 +57,33 @@ async def test_forged_batches_acks_and_deltas_are_refused(tmp_path, mosquitto):
     pki.issue("cordon-hub")
     wl = tmp_path / "wl.csv"
     wl.write_text("plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n", encoding="utf-8")
-    hub = hub_service(tmp_path / "hub", mosquitto.url, watchlist_csv=wl, extra={
-        "feed": {"token": "feed-secret"},
-        "signing": {"key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.key"),
-                    "keys_dir": str(tmp_path / "pki"), "required": True}})
-    edge = edge_service(tmp_path / "edge", "SD-DZ-001", mosquitto.url, cameras={"cam": "t"}, extra={
-        "hub": {"url": "", "token": ""},
-        "signing": {"key_file": str(tmp_path / "pki" / "SD-DZ-001" / "signing.key"),
-                    "hub_public_key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.pub"), "required": True}})
+    hub = hub_service(
+        tmp_path / "hub",
+        mosquitto.url,
+        watchlist_csv=wl,
+        extra={
+            "feed": {"token": "feed-secret"},
+            "signing": {
+                "key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.key"),
+                "keys_dir": str(tmp_path / "pki"),
+                "required": True,
+            },
+        },
+    )
+    edge = edge_service(
+        tmp_path / "edge",
+        "SD-DZ-001",
+        mosquitto.url,
+        cameras={"cam": "t"},
+        extra={
+            "hub": {"url": "", "token": ""},
+            "signing": {
+                "key_file": str(tmp_path / "pki" / "SD-DZ-001" / "signing.key"),
+                "hub_public_key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.pub"),
+                "required": True,
+            },
+        },
+    )
     hub.start()
     edge.start()
     stranger = Ed25519PrivateKey.generate()
@@ -73,8 +92,11 @@ async def test_forged_batches_acks_and_deltas_are_refused(tmp_path, mosquitto):
             await login(console, hub.base, "console-code")
             await login(http, edge.base, "tablet-code")
             # the honest path, every message signed: a read is stored and acknowledged
-            async with http.post(f"{edge.base}/api/v1/cameras/cam/reads", json={"plate": "鲁A12345", "event_id": "e1"},
-                                 headers={"X-Camera-Token": "t"}) as resp:
+            async with http.post(
+                f"{edge.base}/api/v1/cameras/cam/reads",
+                json={"plate": "鲁A12345", "event_id": "e1"},
+                headers={"X-Camera-Token": "t"},
+            ) as resp:
                 assert resp.status == 200
                 seq = (await resp.json())["seq"]
             await until(lambda: _depth(http, edge, 0), timeout=30, what="the signed read acknowledged")
@@ -85,31 +107,61 @@ async def test_forged_batches_acks_and_deltas_are_refused(tmp_path, mosquitto):
                 assert resp.status == 404 and "not kept" in (await resp.json())["error"]
 
             # a forged batch in the checkpoint's name: dead-lettered, never stored, never acknowledged
-            batch = EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=7, sent_at=time.time(), events=[
-                PlateRead(seq=1, camera_id="cam", captured_at=time.time(), plate="鲁A99999", plate_raw="鲁A99999",
-                          plate_valid=True, camera_event_id="forged")])
-            forge(mosquitto.port, topics.events("SD-DZ-001"), signing.sign(encode(batch), stranger), "forger-1")
-            letters = await until(lambda: _letters(console, hub), timeout=30, what="the forged batch's dead letter")
+            batch = EventBatch(
+                v=SCHEMA_VERSION,
+                checkpoint="SD-DZ-001",
+                epoch=7,
+                sent_at=time.time(),
+                events=[
+                    PlateRead(
+                        seq=1,
+                        camera_id="cam",
+                        captured_at=time.time(),
+                        plate="鲁A99999",
+                        plate_raw="鲁A99999",
+                        plate_valid=True,
+                        camera_event_id="forged",
+                    )
+                ],
+            )
+            forge(
+                mosquitto.port, topics.events("SD-DZ-001"), signing.sign(encode(batch), stranger), "forger-1"
+            )
+            letters = await until(
+                lambda: _letters(console, hub), timeout=30, what="the forged batch's dead letter"
+            )
             assert "signature does not verify" in letters[0]["reason"]
 
             # a forged ack: the edge drops it and keeps the read it has not had acknowledged
-            await http.post(f"{edge.base}/api/v1/cameras/cam/reads", json={"plate": "鲁A54321"},
-                            headers={"X-Camera-Token": "t"})
+            await http.post(
+                f"{edge.base}/api/v1/cameras/cam/reads",
+                json={"plate": "鲁A54321"},
+                headers={"X-Camera-Token": "t"},
+            )
             hub.stop()  # so no honest ack races the forged one
             status = await get_json(http, f"{edge.base}/api/v1/status")
             epoch = status["epoch"]
-            forge(mosquitto.port, topics.ack("SD-DZ-001"),
-                  signing.sign(encode(Ack(v=SCHEMA_VERSION, epoch=epoch, ranges=[(1, 100)])), stranger), "forger-2")
+            forge(
+                mosquitto.port,
+                topics.ack("SD-DZ-001"),
+                signing.sign(encode(Ack(v=SCHEMA_VERSION, epoch=epoch, ranges=[(1, 100)])), stranger),
+                "forger-2",
+            )
             # a forged delta: the edge's mirror does not take it
-            delta = FeedDelta(v=SCHEMA_VERSION, version=99, changes=[
-                EntryUpsert(entry=Entry(entry_id="x:鲁A77777", list_id="x", plate="鲁A77777"))])
+            delta = FeedDelta(
+                v=SCHEMA_VERSION,
+                version=99,
+                changes=[EntryUpsert(entry=Entry(entry_id="x:鲁A77777", list_id="x", plate="鲁A77777"))],
+            )
             forge(mosquitto.port, topics.feed_delta(), signing.sign(encode(delta), stranger), "forger-3")
             await until(lambda: _bad_signatures(http, edge, 2), timeout=30, what="both forgeries dropped")
             status = await get_json(http, f"{edge.base}/api/v1/status")
             assert status["outbox"]["depth"] >= 1, "the forged ack deleted nothing"
             assert status["feed"]["version"] != 99
     with sqlite3.connect(tmp_path / "hub" / "data" / "hub.db") as db:
-        assert db.execute("SELECT count(*) FROM dead_letters WHERE reason LIKE 'signature%'").fetchone()[0] == 1
+        assert (
+            db.execute("SELECT count(*) FROM dead_letters WHERE reason LIKE 'signature%'").fetchone()[0] == 1
+        )
     assert private_key(tmp_path / "pki" / "SD-DZ-001" / "signing.key")
 
 

@@ -46,16 +46,16 @@ def stored_reads(hub) -> list[tuple[str, str | None, int]]:
 
 
 async def push(session, edge, camera, token, body):
-    async with session.post(f"{edge.base}/api/v1/cameras/{camera}/reads", json=body,
-                            headers={"X-Camera-Token": token}) as resp:
+    async with session.post(
+        f"{edge.base}/api/v1/cameras/{camera}/reads", json=body, headers={"X-Camera-Token": token}
+    ) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
 
 async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system):
     hub, e1, e2 = system
-    async with session() as console, session() as tablet, \
-            session() as cameras:
+    async with session() as console, session() as tablet, session() as cameras:
         await login(console, hub.base, "console-code")
         await login(tablet, e1.base, "tablet-code")
         console_ws = await console.ws_connect(f"{hub.base}/api/v1/ws")
@@ -70,14 +70,26 @@ async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system
                 event_id = f"{prefix}-{i}"
                 # each checkpoint sees its own vehicles: one plate at two checkpoints at once is a clone
                 letter = "B" if edge is e1 else "C"
-                await push(cameras, edge, camera, token, {"plate": f"鲁{letter}{i % 10}{i:04d}"[:7],
-                                                          "event_id": event_id, "confidence": 90})
+                await push(
+                    cameras,
+                    edge,
+                    camera,
+                    token,
+                    {"plate": f"鲁{letter}{i % 10}{i:04d}"[:7], "event_id": event_id, "confidence": 90},
+                )
                 pushed.add(event_id)
 
-        await asyncio.gather(lane(e1, "cam1", "t1", "a", 120), lane(e1, "cam2", "t2", "b", 120),
-                             lane(e2, "cam1", "t3", "c", 120))
+        await asyncio.gather(
+            lane(e1, "cam1", "t1", "a", 120),
+            lane(e1, "cam2", "t2", "b", 120),
+            lane(e2, "cam1", "t3", "c", 120),
+        )
         # A listed plate read exactly, one read with a look-alike (1 -> I), and a covert plate, all at e1.
-        for event_id, plate in (("hit-exact", "鲁Q8K2L1"), ("hit-lookalike", "鲁Q8K2LI"), ("hit-covert", "鲁A0K88B")):
+        for event_id, plate in (
+            ("hit-exact", "鲁Q8K2L1"),
+            ("hit-lookalike", "鲁Q8K2LI"),
+            ("hit-covert", "鲁A0K88B"),
+        ):
             await push(cameras, e1, "cam1", "t1", {"plate": plate, "event_id": event_id})
             pushed.add(event_id)
 
@@ -128,10 +140,26 @@ async def test_malformed_mqtt_payload_is_dead_lettered_and_ingest_goes_on(system
     client.loop_start()
     try:
         client.publish("cordon/v1/cp/SD-DZ-001/events", b"\x00\xffnot json at all", qos=1).wait_for_publish(5)
-        forged = {"v": 1, "checkpoint": "SD-XX-999", "epoch": 1, "sent_at": time.time(),
-                  "events": [{"type": "read", "seq": 1, "camera_id": "c", "captured_at": 1.0, "plate": "鲁A1",
-                              "plate_raw": "鲁A1", "plate_valid": False}]}
-        client.publish("cordon/v1/cp/SD-DZ-001/events", json.dumps(forged).encode(), qos=1).wait_for_publish(5)
+        forged = {
+            "v": 1,
+            "checkpoint": "SD-XX-999",
+            "epoch": 1,
+            "sent_at": time.time(),
+            "events": [
+                {
+                    "type": "read",
+                    "seq": 1,
+                    "camera_id": "c",
+                    "captured_at": 1.0,
+                    "plate": "鲁A1",
+                    "plate_raw": "鲁A1",
+                    "plate_valid": False,
+                }
+            ],
+        }
+        client.publish("cordon/v1/cp/SD-DZ-001/events", json.dumps(forged).encode(), qos=1).wait_for_publish(
+            5
+        )
     finally:
         client.loop_stop()
         client.disconnect()
@@ -147,8 +175,9 @@ async def test_malformed_mqtt_payload_is_dead_lettered_and_ingest_goes_on(system
         assert "differs from the topic" in reasons
         assert all(d["raw_bytes"] > 0 for d in letters)
         await push(http, e1, "cam1", "t1", {"plate": "鲁C12345", "event_id": "after-junk"})
-        await until(lambda: any(r[1] == "after-junk" for r in stored_reads(hub)), timeout=30,
-                    what="ingest after junk")
+        await until(
+            lambda: any(r[1] == "after-junk" for r in stored_reads(hub)), timeout=30, what="ingest after junk"
+        )
         health = await get_json(http, f"{hub.base}/api/v1/health")
         assert health["dead_letters_total"] >= 2
 
@@ -169,11 +198,16 @@ async def test_push_to_console_alert_latency(system):
         for i in range(100):
             started = time.perf_counter()
             answer = await push(cameras, e1, "cam1", "t1", {"plate": "鲁Q8K2L1", "event_id": f"lat-{i}"})
-            frame = await next_frame(ws, "alert", timeout=30, where=lambda f, seq=answer["seq"]: f["alert"]["seq"] == seq)
+            frame = await next_frame(
+                ws, "alert", timeout=30, where=lambda f, seq=answer["seq"]: f["alert"]["seq"] == seq
+            )
             latencies.append((time.perf_counter() - started) * 1000)
             assert frame["alert"]["hit"]["list_name"] == "涉毒嫌疑车辆"
-        result = {"reads": len(latencies), "median_ms": round(statistics.median(latencies), 2),
-                  "worst_ms": round(max(latencies), 2)}
+        result = {
+            "reads": len(latencies),
+            "median_ms": round(statistics.median(latencies), 2),
+            "worst_ms": round(max(latencies), 2),
+        }
         print("\npush-to-console alert latency:", json.dumps(result))
         assert len(latencies) == 100
         await ws.close()

@@ -48,14 +48,31 @@ def tls_system(tmp_path, ring, broker):
     wl = tmp_path / "wl.csv"
     wl.write_text(WATCHLIST, encoding="utf-8")
     # The hub asks HTTPS clients for a certificate; the edge proves itself with its own, no feed token.
-    hub = hub_service(tmp_path / "hub", broker.url, watchlist_csv=wl,
-                      extra={"mqtt": ring.mqtt("cordon-hub"),
-                             "http": {**ring.https("cordon-hub"), "ca_file": str(ring.ca),
-                                      "crl_file": str(ring.pki.root / "crl.pem")},
-                             "feed": {"token": FEED_TOKEN}})
-    edge = edge_service(tmp_path / "e1", "SD-DZ-001", broker.url, cameras={"cam1": "t1"},
-                        extra={"mqtt": ring.mqtt("SD-DZ-001"), "http": ring.https("SD-DZ-001"),
-                               "hub": {"url": hub.base, **ring.mqtt("SD-DZ-001")}})
+    hub = hub_service(
+        tmp_path / "hub",
+        broker.url,
+        watchlist_csv=wl,
+        extra={
+            "mqtt": ring.mqtt("cordon-hub"),
+            "http": {
+                **ring.https("cordon-hub"),
+                "ca_file": str(ring.ca),
+                "crl_file": str(ring.pki.root / "crl.pem"),
+            },
+            "feed": {"token": FEED_TOKEN},
+        },
+    )
+    edge = edge_service(
+        tmp_path / "e1",
+        "SD-DZ-001",
+        broker.url,
+        cameras={"cam1": "t1"},
+        extra={
+            "mqtt": ring.mqtt("SD-DZ-001"),
+            "http": ring.https("SD-DZ-001"),
+            "hub": {"url": hub.base, **ring.mqtt("SD-DZ-001")},
+        },
+    )
     hub.start()
     edge.start()
     with running(hub, edge):
@@ -81,16 +98,20 @@ def mqtt_connect(port: int, ctx: ssl.SSLContext, client_id: str) -> bytes:
     """
     ident = client_id.encode()
     body = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack("!H", len(ident)) + ident
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall(bytes([0x10, len(body)]) + body)
         return tls.recv(4)
 
 
 def peer_cn(port: int, ctx: ssl.SSLContext) -> str:
     """The CN of the certificate a TLS server on ``port`` presents, verified by ``ctx``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         subject = tls.getpeercert()["subject"]
     return next(value for rdn in subject for key, value in rdn if key == "commonName")
 
@@ -131,8 +152,12 @@ class Client:
 
 
 def batch(checkpoint: str, camera: str, plate: str = "鲁B12345") -> bytes:
-    read = PlateRead(seq=1, camera_id=camera, captured_at=time.time(), plate=plate, plate_raw=plate, plate_valid=True)
-    return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=7, sent_at=time.time(), events=[read]))
+    read = PlateRead(
+        seq=1, camera_id=camera, captured_at=time.time(), plate=plate, plate_raw=plate, plate_valid=True
+    )
+    return encode(
+        EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=7, sent_at=time.time(), events=[read])
+    )
 
 
 async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
@@ -151,11 +176,17 @@ async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
 
         # Reads pushed over HTTPS reach the hub over MQTT+TLS and are acknowledged back to the edge.
         for i in range(20):
-            async with http.post(f"{edge.base}/api/v1/cameras/cam1/reads", headers={"X-Camera-Token": "t1"},
-                                 json={"plate": f"鲁B{i:05d}", "event_id": f"tls-{i}"}) as resp:
+            async with http.post(
+                f"{edge.base}/api/v1/cameras/cam1/reads",
+                headers={"X-Camera-Token": "t1"},
+                json={"plate": f"鲁B{i:05d}", "event_id": f"tls-{i}"},
+            ) as resp:
                 assert resp.status == 200, await resp.text()
-        await until(lambda: len([r for r in hub_reads(hub) if r.checkpoint == "SD-DZ-001"]) == 20,
-                    timeout=30, what="reads stored by the hub")
+        await until(
+            lambda: len([r for r in hub_reads(hub) if r.checkpoint == "SD-DZ-001"]) == 20,
+            timeout=30,
+            what="reads stored by the hub",
+        )
 
         async def drained():
             status = await get_json(http, f"{edge.base}/api/v1/status")
@@ -168,12 +199,18 @@ async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
         async def feed():
             return (await get_json(http, f"{edge.base}/api/v1/status"))["feed"]
 
-        first = await until(lambda: _when(feed, lambda f: f["snapshots"] == 1 and f["entries"] == 1),
-                            timeout=30, what="snapshot over HTTPS")
-        async with console.post(f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries",
-                                json={"plate": "冀F7M395"}) as resp:
+        first = await until(
+            lambda: _when(feed, lambda f: f["snapshots"] == 1 and f["entries"] == 1),
+            timeout=30,
+            what="snapshot over HTTPS",
+        )
+        async with console.post(
+            f"{hub.base}/api/v1/watchlists/涉毒嫌疑车辆/entries", json={"plate": "冀F7M395"}
+        ) as resp:
             assert resp.status == 200, await resp.text()
-        after = await until(lambda: _when(feed, lambda f: f["entries"] == 2), timeout=30, what="delta over MQTT")
+        after = await until(
+            lambda: _when(feed, lambda f: f["entries"] == 2), timeout=30, what="delta over MQTT"
+        )
         assert after["deltas"] >= 1 and after["version"] > first["version"]
 
         health = await get_json(console, f"{hub.base}/api/v1/health")
@@ -206,13 +243,21 @@ async def test_a_checkpoint_cannot_publish_or_read_for_another(tls_system, ring,
         # A perfect forgery on another checkpoint's topic: the broker drops it (ACL).
         rogue.publish("cordon/v1/cp/SD-DZ-001/events", batch("SD-DZ-001", "forged-cam"))
         # On its own status topic, claiming to be another checkpoint: reaches the hub, which refuses it.
-        rogue.publish("cordon/v1/cp/SD-LY-001/status",
-                      encode(CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=False,
-                                              sent_at=time.time(), epoch=7)))
+        rogue.publish(
+            "cordon/v1/cp/SD-LY-001/status",
+            encode(
+                CheckpointStatus(
+                    v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=False, sent_at=time.time(), epoch=7
+                )
+            ),
+        )
         # Then an honest batch on its own topic, after the others on the same connection.
         rogue.publish("cordon/v1/cp/SD-LY-001/events", batch("SD-LY-001", "marker-cam"))
-        await until(lambda: [r for r in hub_reads(hub) if r.camera_id == "marker-cam"], timeout=30,
-                    what="the honest batch stored")
+        await until(
+            lambda: [r for r in hub_reads(hub) if r.camera_id == "marker-cam"],
+            timeout=30,
+            what="the honest batch stored",
+        )
         assert not [r for r in hub_reads(hub) if r.camera_id == "forged-cam"]
         letters = hub_rows(hub, "SELECT checkpoint, reason FROM dead_letters")
         assert len(letters) == 1, letters  # only the status: the forged events never reached the hub
@@ -249,7 +294,9 @@ def test_clients_without_a_valid_certificate_are_refused(tmp_path, ring, broker)
     assert refused(broker.port, ring.client_context("SD-XX-666"), "revoked")
     other = Ring.create(tmp_path / "other-pki", ["SD-DZ-001"])
     foreign = ssl.create_default_context(cafile=str(ring.ca))  # trusts our broker, holds another CA's cert
-    foreign.load_cert_chain(other.pki.root / "SD-DZ-001" / "client.crt", other.pki.root / "SD-DZ-001" / "client.key")
+    foreign.load_cert_chain(
+        other.pki.root / "SD-DZ-001" / "client.crt", other.pki.root / "SD-DZ-001" / "client.key"
+    )
     assert refused(broker.port, foreign, "foreign")
     # And nobody gets in over plain MQTT on the TLS port.
     with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as raw:

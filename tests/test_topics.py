@@ -4,10 +4,15 @@ from protocols import topics
 from protocols.topics import TopicError, TopicKind
 
 
-@pytest.mark.parametrize("build, kind", [
-    (topics.events, TopicKind.EVENTS), (topics.status, TopicKind.STATUS),
-    (topics.ack, TopicKind.ACK), (topics.alerts, TopicKind.ALERTS),
-])
+@pytest.mark.parametrize(
+    "build, kind",
+    [
+        (topics.events, TopicKind.EVENTS),
+        (topics.status, TopicKind.STATUS),
+        (topics.ack, TopicKind.ACK),
+        (topics.alerts, TopicKind.ALERTS),
+    ],
+)
 def test_build_and_parse_round_trip(build, kind):
     topic = build("SD-DZ-001")
     assert topic == f"cordon/v1/cp/SD-DZ-001/{kind.value}"
@@ -25,10 +30,18 @@ def test_checkpoint_ids_that_would_break_topics_are_refused(bad):
         topics.events(bad)
 
 
-@pytest.mark.parametrize("topic", [
-    "cordon/v1/cp/SD-DZ-001/other", "cordon/v2/cp/SD-DZ-001/events", "cordon/v1/cp/+/events",
-    "cordon/v1/cp/SD-DZ-001/events/x", "x", "", "cordon/v1/hub/other",
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "cordon/v1/cp/SD-DZ-001/other",
+        "cordon/v2/cp/SD-DZ-001/events",
+        "cordon/v1/cp/+/events",
+        "cordon/v1/cp/SD-DZ-001/events/x",
+        "x",
+        "",
+        "cordon/v1/hub/other",
+    ],
+)
 def test_parse_refuses_foreign_topics(topic):
     with pytest.raises(TopicError):
         topics.parse(topic)

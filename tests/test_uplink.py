@@ -21,7 +21,10 @@ def test_only_a_refused_connect_is_for_good():
     assert refused_for_good(MqttCodeError(4, "Could not publish message")) is None
     assert refused_for_good(MqttCodeError(5)) is None
     assert refused_for_good(MqttConnectError(4)) == "bad user name or password"
-    assert refused_for_good(MqttConnectError(ReasonCode(PacketTypes.CONNACK, identifier=135))) == "not authorized"
+    assert (
+        refused_for_good(MqttConnectError(ReasonCode(PacketTypes.CONNACK, identifier=135)))
+        == "not authorized"
+    )
     assert refused_for_good(MqttConnectError(3)) is None, "server unavailable: try again"
 
 
@@ -29,8 +32,13 @@ def test_only_a_refused_connect_is_for_good():
 async def test_a_broker_that_refuses_us_stops_the_uplink(tmp_path, aiohttp_client):
     broker = Mosquitto(tmp_path / "mosquitto", extra_config="allow_anonymous false\n").start()
     try:
-        app = create_app(EdgeSettings(checkpoint="SD-DZ-001", data_dir=str(tmp_path / "edge"),
-                                      mqtt=MqttSettings(url=broker.url, reconnect_min_s=0.2, reconnect_max_s=0.5)))
+        app = create_app(
+            EdgeSettings(
+                checkpoint="SD-DZ-001",
+                data_dir=str(tmp_path / "edge"),
+                mqtt=MqttSettings(url=broker.url, reconnect_min_s=0.2, reconnect_max_s=0.5),
+            )
+        )
         await aiohttp_client(app)
         uplink = app[keys.UPLINK]
         await until(lambda: uplink.state.value == "refused", timeout=20, what="the uplink to give up")
@@ -54,8 +62,9 @@ async def test_events_chosen_for_a_batch_are_not_forgotten_when_the_connection_d
     outbox = OutboxStore(tmp_path / "outbox.db")
     outbox.start()
     try:
-        read = PlateRead(seq=1, camera_id="c", captured_at=1.0, plate="鲁A12345", plate_raw="鲁A12345",
-                         plate_valid=True)
+        read = PlateRead(
+            seq=1, camera_id="c", captured_at=1.0, plate="鲁A12345", plate_raw="鲁A12345", plate_valid=True
+        )
         appended = await outbox.append([read], [PRIORITY_READ])
 
         async def ignore(alert):
@@ -95,9 +104,23 @@ async def test_hits_with_thumbnails_are_sent_in_batches_under_the_hubs_payload_l
     outbox = OutboxStore(tmp_path / "outbox.db")
     outbox.start()
     thumb = base64.b64encode(os.urandom(THUMBNAIL_MAX_BYTES)).decode()
-    hits = [EdgeHit(seq=1, read_seq=i + 1, alert_id=f"A{i}", entry_id="e", list_id="l", kind="exact", score=1.0,
-                    explanation="x", feed_version=1, matcher_version="m", raised_at=1.0, thumbnail=thumb)
-            for i in range(80)]  # 80 x 16 KB: about 2.5 times the limit
+    hits = [
+        EdgeHit(
+            seq=1,
+            read_seq=i + 1,
+            alert_id=f"A{i}",
+            entry_id="e",
+            list_id="l",
+            kind="exact",
+            score=1.0,
+            explanation="x",
+            feed_version=1,
+            matcher_version="m",
+            raised_at=1.0,
+            thumbnail=thumb,
+        )
+        for i in range(80)
+    ]  # 80 x 16 KB: about 2.5 times the limit
     appended = await outbox.append(hits, [PRIORITY_HIT] * len(hits))
     payloads: list[bytes] = []
 
@@ -107,8 +130,10 @@ async def test_hits_with_thumbnails_are_sent_in_batches_under_the_hubs_payload_l
     uplink = EdgeUplink("SD-DZ-001", MqttSettings(), outbox, on_alert=ignore)
     uplink.enqueue(appended.pending)
     try:
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="hub-test") as hub, \
-                aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="SD-DZ-001") as edge:
+        async with (
+            aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="hub-test") as hub,
+            aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="SD-DZ-001") as edge,
+        ):
             await hub.subscribe(topics.events("SD-DZ-001"), qos=1)
 
             async def collect():

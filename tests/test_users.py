@@ -21,8 +21,11 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, dead_broker_url):
-    settings = HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                           console=ConsoleSettings(token="246810"))
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        console=ConsoleSettings(token="246810"),
+    )
     return await aiohttp_client(create_app(settings))
 
 
@@ -32,23 +35,47 @@ async def sign_in(client, username, password=PASSWORD):
 
 async def make(client, username, role, checkpoint=None):
     await login(client.session, str(client.make_url("")), "246810")  # the access code opens an admin session
-    resp = await client.post("/api/v1/users", json={"username": username, "role": role, "password": PASSWORD,
-                                                    "checkpoint": checkpoint})
+    resp = await client.post(
+        "/api/v1/users",
+        json={"username": username, "role": role, "password": PASSWORD, "checkpoint": checkpoint},
+    )
     assert resp.status == 201, await resp.text()
     client.session.cookie_jar.clear()
 
 
 def covert_and_open_alerts(app):
     def alert(aid, action, list_id="l"):
-        return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=time.time(),
-                     captured_at=time.time(), camera_id="c", plate_read="鲁A0K88B",
-                     hit=AlertHit(entry_id="e", entry_plate="鲁A0K88B", list_id=list_id, list_name="专案",
-                                  action=action, priority=70, kind="exact", score=1.0, explanation="x"))
+        return Alert(
+            v=SCHEMA_VERSION,
+            alert_id=aid,
+            checkpoint="SD-DZ-001",
+            epoch=1,
+            seq=1,
+            raised_at=time.time(),
+            captured_at=time.time(),
+            camera_id="c",
+            plate_read="鲁A0K88B",
+            hit=AlertHit(
+                entry_id="e",
+                entry_plate="鲁A0K88B",
+                list_id=list_id,
+                list_name="专案",
+                action=action,
+                priority=70,
+                kind="exact",
+                score=1.0,
+                explanation="x",
+            ),
+        )
 
     app[keys.WATCHLISTS].set_list(Watchlist(list_id="r", name="限定名单", restricted=True))
     store = app[keys.STORE]
-    store.submit(lambda db: [store.insert_alert(db, a) for a in (
-        alert("Acov", "covert"), alert("Aint", "intercept"), alert("Ares", "intercept", "r"))]).result(5)
+    store.submit(
+        lambda db: [
+            store.insert_alert(db, a)
+            for a in (alert("Acov", "covert"), alert("Aint", "intercept"), alert("Ares", "intercept", "r"))
+        ]
+    ).result(5)
 
 
 def test_passwords_are_argon2id_and_too_short_ones_are_refused():
@@ -95,26 +122,36 @@ async def test_disabling_or_a_new_password_ends_sessions_at_once(client):
     base = str(client.make_url("")).rstrip("/")
     await login(client.session, base, "246810")  # the admin's session; the analyst has a browser of their own
     async with session() as analyst:
+
         async def works() -> int:
             async with analyst.get(f"{base}/api/v1/alerts") as resp:
                 return resp.status
 
-        async with analyst.post(f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}) as resp:
+        async with analyst.post(
+            f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}
+        ) as resp:
             assert resp.status == 200
         assert await works() == 200
         assert (await client.post("/api/v1/users/li.analyst/disable")).status == 200
         assert await works() == 401, "a disabled account's session is over"
-        async with analyst.post(f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}) as resp:
+        async with analyst.post(
+            f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}
+        ) as resp:
             assert resp.status == 401
         await client.post("/api/v1/users/li.analyst/enable")
-        async with analyst.post(f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}) as resp:
+        async with analyst.post(
+            f"{base}/login", json={"username": "li.analyst", "password": PASSWORD}
+        ) as resp:
             assert resp.status == 200
         assert await works() == 200
-        resp = await client.post("/api/v1/users/li.analyst/password", json={"password": "another long secret"})
+        resp = await client.post(
+            "/api/v1/users/li.analyst/password", json={"password": "another long secret"}
+        )
         assert resp.status == 200
         assert await works() == 401, "a new password ends the old sessions"
-        async with analyst.post(f"{base}/login", json={"username": "li.analyst",
-                                                       "password": "another long secret"}) as resp:
+        async with analyst.post(
+            f"{base}/login", json={"username": "li.analyst", "password": "another long secret"}
+        ) as resp:
             assert resp.status == 200
         assert await works() == 200
 
@@ -140,8 +177,11 @@ async def test_failed_logins_are_limited(client):
 
 async def test_a_cross_site_post_is_refused(client):
     await login(client.session, str(client.make_url("")), "246810")
-    resp = await client.post("/api/v1/users", json={"username": "evil", "role": "admin", "password": PASSWORD},
-                             headers={"Origin": "https://attacker.example"})
+    resp = await client.post(
+        "/api/v1/users",
+        json={"username": "evil", "role": "admin", "password": PASSWORD},
+        headers={"Origin": "https://attacker.example"},
+    )
     assert resp.status == 403 and "cross-site" in (await resp.json())["error"]
     resp = await client.post("/api/v1/users/evil/disable", headers={"Sec-Fetch-Site": "cross-site"})
     assert resp.status == 403
@@ -149,10 +189,17 @@ async def test_a_cross_site_post_is_refused(client):
 
 def test_user_cli_adds_lists_and_disables(tmp_path):
     def cli(*args, stdin=""):
-        return subprocess.run([sys.executable, "-m", "cordon.cli", "user", *args, "--data", str(tmp_path)],
-                              input=stdin, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "cordon.cli", "user", *args, "--data", str(tmp_path)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
-    added = cli("add", "chen.officer", "--role", "officer", "--checkpoint", "SD-DZ-001", stdin=PASSWORD + "\n")
+    added = cli(
+        "add", "chen.officer", "--role", "officer", "--checkpoint", "SD-DZ-001", stdin=PASSWORD + "\n"
+    )
     assert added.returncode == 0, added.stderr
     assert '"checkpoint": "SD-DZ-001"' in added.stdout and "argon2" not in added.stdout
     refused = cli("add", "x.officer", "--role", "officer", stdin=PASSWORD + "\n")
@@ -173,14 +220,36 @@ def test_covert_and_restricted_hits_never_go_to_a_checkpoint(tmp_path):
 
     sent: list[str] = []
     store = HubStore(tmp_path / "hub.db")
-    dispatcher = AlertDispatcher(store, lambda topic, payload, **kw: sent.append(topic), Fanout(),
-                                 restricted=lambda list_id: list_id == "r")
+    dispatcher = AlertDispatcher(
+        store,
+        lambda topic, payload, **kw: sent.append(topic),
+        Fanout(),
+        restricted=lambda list_id: list_id == "r",
+    )
 
     def alert(aid, action, list_id="l"):
-        return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=0.0,
-                     captured_at=0.0, camera_id="c", plate_read="鲁A0K88B",
-                     hit=AlertHit(entry_id="e", entry_plate="鲁A0K88B", list_id=list_id, list_name="n",
-                                  action=action, priority=70, kind="exact", score=1.0, explanation="x"))
+        return Alert(
+            v=SCHEMA_VERSION,
+            alert_id=aid,
+            checkpoint="SD-DZ-001",
+            epoch=1,
+            seq=1,
+            raised_at=0.0,
+            captured_at=0.0,
+            camera_id="c",
+            plate_read="鲁A0K88B",
+            hit=AlertHit(
+                entry_id="e",
+                entry_plate="鲁A0K88B",
+                list_id=list_id,
+                list_name="n",
+                action=action,
+                priority=70,
+                kind="exact",
+                score=1.0,
+                explanation="x",
+            ),
+        )
 
     async def run():
         dispatcher.bind(asyncio.get_running_loop())

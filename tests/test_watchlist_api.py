@@ -18,21 +18,33 @@ CODE = "135790"
 
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, dead_broker_url):
-    app = create_app(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                                 console=ConsoleSettings(token=CODE)))
+    app = create_app(
+        HubSettings(
+            data_dir=str(tmp_path / "hub"),
+            mqtt=MqttSettings(url=dead_broker_url),
+            console=ConsoleSettings(token=CODE),
+        )
+    )
     c = await aiohttp_client(app)
     assert (await c.post("/login", json={"code": CODE})).status == 200
     return c
 
 
 def matches(client, plate):
-    return [h.entry_id for h in client.app[keys.WATCHLISTS].match(plate, now=time.time(), colour=None, vehicle_type=None)]
+    return [
+        h.entry_id
+        for h in client.app[keys.WATCHLISTS].match(plate, now=time.time(), colour=None, vehicle_type=None)
+    ]
 
 
 async def test_lists_and_entries_crud(client):
-    resp = await client.post("/api/v1/watchlists", json={"list_id": "stolen", "name": "被盗抢车辆", "priority": 80})
+    resp = await client.post(
+        "/api/v1/watchlists", json={"list_id": "stolen", "name": "被盗抢车辆", "priority": 80}
+    )
     assert resp.status == 200 and (await resp.json())["feed_version"] == 1
-    resp = await client.post("/api/v1/watchlists/stolen/entries", json={"plate": "豫N·6B823", "reason": "被盗"})
+    resp = await client.post(
+        "/api/v1/watchlists/stolen/entries", json={"plate": "豫N·6B823", "reason": "被盗"}
+    )
     assert resp.status == 200
     entry = (await resp.json())["entry"]
     assert entry["plate"] == "豫N6B823" and entry["entry_id"] == "stolen:豫N6B823"
@@ -41,7 +53,9 @@ async def test_lists_and_entries_crud(client):
     assert (await resp.json())["entry"]["plate"] == "鲁A*23?5", "wildcards survive normalization"
     listed = (await (await client.get("/api/v1/watchlists")).json())["watchlists"]
     assert listed[0]["entries"] == 2 and listed[0]["watchlist"]["name"] == "被盗抢车辆"
-    found = (await (await client.get("/api/v1/watchlists/stolen/entries", params={"q": "6B8"})).json())["entries"]
+    found = (await (await client.get("/api/v1/watchlists/stolen/entries", params={"q": "6B8"})).json())[
+        "entries"
+    ]
     assert [e["plate"] for e in found] == ["豫N6B823"]
     assert (await client.post("/api/v1/entries/stolen:豫N6B823/expire")).status == 200
     assert matches(client, "豫N6B823") == [], "expired entries never match"
@@ -49,7 +63,9 @@ async def test_lists_and_entries_crud(client):
     assert (await client.delete("/api/v1/entries/stolen:豫N6B823")).status == 404
     assert (await client.post("/api/v1/watchlists/nope/entries", json={"plate": "鲁A1"})).status == 404
     assert (await client.post("/api/v1/watchlists", json={"list_id": "x"})).status == 400
-    assert (await client.post("/api/v1/watchlists/stolen/entries", json={"plate": "鲁A1", "colour": "pink"})).status == 400
+    assert (
+        await client.post("/api/v1/watchlists/stolen/entries", json={"plate": "鲁A1", "colour": "pink"})
+    ).status == 400
     assert (await client.delete("/api/v1/watchlists/stolen")).status == 200
     assert (await (await client.get("/api/v1/watchlists")).json())["watchlists"] == []
 
@@ -72,8 +88,9 @@ async def test_import_replace_merge_reject_and_export(client):
     assert 3 in [p["line"] for p in problems]
     assert matches(client, "鲁A12345") == [] and client.app[keys.WATCHLISTS].index.feed_version == version
     # With skip_invalid the good rows are applied and the bad ones reported.
-    resp = await client.post("/api/v1/watchlists/drugs/import", params={"skip_invalid": "1", "mode": "merge"},
-                             data=bad.encode())
+    resp = await client.post(
+        "/api/v1/watchlists/drugs/import", params={"skip_invalid": "1", "mode": "merge"}, data=bad.encode()
+    )
     body = await resp.json()
     assert resp.status == 200 and body["skipped"] and body["removed"] == 0
     assert matches(client, "鲁A12345") == ["drugs:鲁A12345"] and matches(client, "鲁Q8K2L1")
@@ -92,38 +109,77 @@ def test_cli_import_and_export_against_a_hub(tmp_path, mosquitto):
     hub = hub_service(tmp_path / "hub", mosquitto.url, token=CODE).start()
     try:
         f = tmp_path / "list.csv"
-        f.write_text("plate,reason\n" + "".join(f"鲁B{i:05d},r{i}\n" for i in range(25_000)), encoding="utf-8")
+        f.write_text(
+            "plate,reason\n" + "".join(f"鲁B{i:05d},r{i}\n" for i in range(25_000)), encoding="utf-8"
+        )
         run = [sys.executable, "-m", "cordon", "watchlist"]
-        out = subprocess.run([*run, "import", str(f), "--list", "bulk", "--create", "--hub", hub.base,
-                              "--code", CODE], capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [*run, "import", str(f), "--list", "bulk", "--create", "--hub", hub.base, "--code", CODE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
-        assert '"entries": 25000' in out.stdout and "checking [" in out.stderr, "a progress bar for long files"
+        assert '"entries": 25000' in out.stdout and "checking [" in out.stderr, (
+            "a progress bar for long files"
+        )
         bad = tmp_path / "bad.csv"
         bad.write_text("plate,colour\n鲁A12345,blue\n鲁A23456,pink\n", encoding="utf-8")
-        out = subprocess.run([*run, "import", str(bad), "--list", "bulk", "--hub", hub.base, "--code", CODE],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [*run, "import", str(bad), "--list", "bulk", "--hub", hub.base, "--code", CODE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 1 and "line 3" in out.stderr and "nothing was changed" in out.stderr
-        out = subprocess.run([*run, "export", "--list", "bulk", "--hub", hub.base, "--code", CODE,
-                              "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                *run,
+                "export",
+                "--list",
+                "bulk",
+                "--hub",
+                hub.base,
+                "--code",
+                CODE,
+                "-o",
+                str(tmp_path / "out.csv"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stderr
         assert (tmp_path / "out.csv").read_text(encoding="utf-8").count("\n") == 25_001
-        out = subprocess.run([*run, "export", "--list", "bulk", "--hub", hub.base, "--code", "wrong"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [*run, "export", "--list", "bulk", "--hub", hub.base, "--code", "wrong"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 1 and "refused" in out.stderr
     finally:
         hub.stop()
 
 
-async def test_upstream_file_source_is_applied_as_one_version_per_change(aiohttp_client, tmp_path, dead_broker_url):
+async def test_upstream_file_source_is_applied_as_one_version_per_change(
+    aiohttp_client, tmp_path, dead_broker_url
+):
     from central.upstream import UpstreamSettings
     from tests.support import until
 
     source = tmp_path / "upstream.csv"
     source.write_text("plate,reason\n鲁Q8K2L1,a\n冀F7M395,b\n", encoding="utf-8")
-    app = create_app(HubSettings(data_dir=str(tmp_path / "hub"), mqtt=MqttSettings(url=dead_broker_url),
-                                 console=ConsoleSettings(token=CODE),
-                                 upstream=[UpstreamSettings(name="省厅下发", list_id="province", path=str(source),
-                                                            interval_s=0.1)]))
+    app = create_app(
+        HubSettings(
+            data_dir=str(tmp_path / "hub"),
+            mqtt=MqttSettings(url=dead_broker_url),
+            console=ConsoleSettings(token=CODE),
+            upstream=[
+                UpstreamSettings(name="省厅下发", list_id="province", path=str(source), interval_s=0.1)
+            ],
+        )
+    )
     client = await aiohttp_client(app)
     await client.post("/login", json={"code": CODE})
     wl = app[keys.WATCHLISTS]
@@ -135,7 +191,9 @@ async def test_upstream_file_source_is_applied_as_one_version_per_change(aiohttp
     assert wl.index.feed_version == first + 1, "one change of the source is one feed version"
     assert [h.entry_id for h in wl.match("苏C5H0D8", now=time.time(), colour=None, vehicle_type=None)]
     assert not wl.match("冀F7M395", now=time.time(), colour=None, vehicle_type=None)
-    source.write_text("plate,colour\n鲁A1,pink\n", encoding="utf-8")  # a bad upstream file: never half-applied
+    source.write_text(
+        "plate,colour\n鲁A1,pink\n", encoding="utf-8"
+    )  # a bad upstream file: never half-applied
     status = await until(lambda: _upstream_error(client), timeout=10, what="error reported")
     assert "pink" in status["state"]["last_error"] and wl.index.feed_version == first + 1
     assert len(wl) == 2
@@ -150,16 +208,21 @@ async def test_entries_are_paged_and_searched_server_side(client):
     await client.post("/api/v1/watchlists", json={"list_id": "big", "name": "big"})
     rows = "plate,reason\n" + "".join(f"鲁A{n:05d},r{n}\n" for n in range(250))
     assert (await client.post("/api/v1/watchlists/big/import", data=rows.encode())).status == 200
-    page = await (await client.get("/api/v1/watchlists/big/entries", params={"limit": "100", "offset": "200"})).json()
+    page = await (
+        await client.get("/api/v1/watchlists/big/entries", params={"limit": "100", "offset": "200"})
+    ).json()
     assert page["total"] == 250 and len(page["entries"]) == 50 and page["offset"] == 200
     assert page["entries"][0]["plate"] == "鲁A00200"
-    found = await (await client.get("/api/v1/watchlists/big/entries", params={"q": "A0012", "limit": "5"})).json()
+    found = await (
+        await client.get("/api/v1/watchlists/big/entries", params={"q": "A0012", "limit": "5"})
+    ).json()
     assert found["total"] == 10 and len(found["entries"]) == 5
     assert (await client.get("/api/v1/watchlists/big/entries", params={"offset": "x"})).status == 400
 
 
 async def _job(client, job_id):
     from tests.support import until
+
     status = {}
 
     async def finished():
@@ -172,9 +235,12 @@ async def _job(client, job_id):
 
 async def test_import_as_a_job_reports_progress_and_line_errors(client, monkeypatch):
     from central import importer
+
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 7)
     rows = "plate,reason\n" + "".join(f"冀F{n:05d},x\n" for n in range(40))
-    resp = await client.post("/api/v1/watchlists/jobs/import", params={"create": "1", "job": "1"}, data=rows.encode())
+    resp = await client.post(
+        "/api/v1/watchlists/jobs/import", params={"create": "1", "job": "1"}, data=rows.encode()
+    )
     assert resp.status == 202
     started = await resp.json()
     assert started["rows_total"] == 40 and started["state"] in ("running", "applying", "done")

@@ -18,10 +18,28 @@ from tests.support import free_port
 
 
 def alert(aid: str, *, list_id: str = "drugs", action: str = "intercept", priority: int = 90) -> Alert:
-    return Alert(v=SCHEMA_VERSION, alert_id=aid, checkpoint="SD-DZ-001", epoch=1, seq=1, raised_at=time.time(),
-                 captured_at=time.time(), camera_id="c", plate_read="鲁Q8K2L1",
-                 hit=AlertHit(entry_id="e", entry_plate="鲁Q8K2L1", list_id=list_id, list_name="涉毒",
-                              action=action, priority=priority, kind="exact", score=1.0, explanation="x"))
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=aid,
+        checkpoint="SD-DZ-001",
+        epoch=1,
+        seq=1,
+        raised_at=time.time(),
+        captured_at=time.time(),
+        camera_id="c",
+        plate_read="鲁Q8K2L1",
+        hit=AlertHit(
+            entry_id="e",
+            entry_plate="鲁Q8K2L1",
+            list_id=list_id,
+            list_name="涉毒",
+            action=action,
+            priority=priority,
+            kind="exact",
+            score=1.0,
+            explanation="x",
+        ),
+    )
 
 
 class Receiver:
@@ -33,8 +51,9 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.requests.append((request.headers.get("Idempotency-Key", ""), request.headers.get("Authorization", ""),
-                              body))
+        self.requests.append(
+            (request.headers.get("Idempotency-Key", ""), request.headers.get("Authorization", ""), body)
+        )
         if self.fail_first > 0:
             self.fail_first -= 1
             return web.Response(status=503)
@@ -107,7 +126,9 @@ async def test_delivered_once_with_the_alert_id_as_idempotency_key_through_failu
     assert keys == ["A1", "A1", "A1"], "two 503s retried, then taken; every attempt carries the same key"
     assert receiver.requests[-1][1] == "Bearer t0k"
     assert receiver.requests[-1][2]["alert"]["alert_id"] == "A1"
-    rows = store.read(lambda db: db.conn.execute("SELECT hook, alert_id, outcome FROM webhook_deliveries").fetchall())
+    rows = store.read(
+        lambda db: db.conn.execute("SELECT hook, alert_id, outcome FROM webhook_deliveries").fetchall()
+    )
     assert rows == [("sms", "A1", "delivered")]
 
 
@@ -115,8 +136,11 @@ async def test_after_a_restart_only_alerts_without_a_record_are_sent(store):
     receiver = Receiver()
     async with receiver.serve() as url:
         await insert(store, alert("A1"), alert("A2"), alert("A3", list_id="stolen"))
-        await store.run(lambda db: db.conn.execute(
-            "INSERT INTO webhook_deliveries (hook, alert_id, outcome, detail, at) VALUES ('sms','A1','delivered','',0)"))
+        await store.run(
+            lambda db: db.conn.execute(
+                "INSERT INTO webhook_deliveries (hook, alert_id, outcome, detail, at) VALUES ('sms','A1','delivered','',0)"
+            )
+        )
         sender = WebhookSender(store, [hook(url, lists=["drugs"])])  # the hub restarted: a new sender
         assert await sender.resume() == 1
         task = asyncio.create_task(sender.run())
@@ -126,7 +150,9 @@ async def test_after_a_restart_only_alerts_without_a_record_are_sent(store):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    assert [k for k, _, _ in receiver.requests] == ["A2"], "A1 was delivered before, A3 is not this hook's list"
+    assert [k for k, _, _ in receiver.requests] == ["A2"], (
+        "A1 was delivered before, A3 is not this hook's list"
+    )
 
 
 async def test_a_refusal_is_recorded_and_not_retried(store):
@@ -155,4 +181,6 @@ async def test_a_refusal_is_recorded_and_not_retried(store):
             await task
         await runner.cleanup()
     assert calls == [1] and sender.hooks["sms"].last_error == "HTTP 400"
-    assert await WebhookSender(store, [hook("http://127.0.0.1:1/x")]).resume() == 0, "a refusal is a record too"
+    assert await WebhookSender(store, [hook("http://127.0.0.1:1/x")]).resume() == 0, (
+        "a refusal is a record too"
+    )

@@ -54,8 +54,13 @@ def port_open(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
-async def wait_port(port: int, within_s: float, proc: subprocess.Popen[bytes] | None = None,
-                    interval: float = 0.02, what: str = "process") -> None:
+async def wait_port(
+    port: int,
+    within_s: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.02,
+    what: str = "process",
+) -> None:
     """Wait until something listens on ``port``; fail early when ``proc`` has exited."""
     deadline = time.monotonic() + within_s
     while not port_open(port):
@@ -93,16 +98,23 @@ class BrokerTls:
 _PATH_KEYS = {"cafile", "certfile", "keyfile", "crlfile", "acl_file", "password_file", "persistence_location"}
 
 
-def render_production_config(text: str, *, port: int, tls: BrokerTls, workdir: Path,
-                             acl_file: Path | None = None) -> str:
+def render_production_config(
+    text: str, *, port: int, tls: BrokerTls, workdir: Path, acl_file: Path | None = None
+) -> str:
     """deploy/mosquitto/mosquitto.conf with only its paths and its listener's port replaced.
 
     Everything else (authentication, TLS options, ACL, limits) stays as deployed. A key that names a
     path this function does not know, or a second listener, raises: the tests must not quietly run a
     broker that differs from the deployed one.
     """
-    paths = {"cafile": tls.cafile, "certfile": tls.certfile, "keyfile": tls.keyfile, "crlfile": tls.crlfile,
-             "acl_file": acl_file or DEPLOY_MOSQUITTO / "cordon.acl", "persistence_location": f"{workdir}/"}
+    paths = {
+        "cafile": tls.cafile,
+        "certfile": tls.certfile,
+        "keyfile": tls.keyfile,
+        "crlfile": tls.crlfile,
+        "acl_file": acl_file or DEPLOY_MOSQUITTO / "cordon.acl",
+        "persistence_location": f"{workdir}/",
+    }
     out: list[str] = []
     listeners = 0
     for line in text.splitlines():
@@ -159,8 +171,10 @@ class Mosquitto:
     def config(self) -> str:
         if self.tls is not None:
             text = (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(encoding="utf-8")
-            return render_production_config(text, port=self.port, tls=self.tls, workdir=self.workdir) \
+            return (
+                render_production_config(text, port=self.port, tls=self.tls, workdir=self.workdir)
                 + self.extra_config
+            )
         lines = [
             f"listener {self.port} {HOST}",
             "allow_anonymous true",
@@ -168,7 +182,9 @@ class Mosquitto:
             f"persistence_location {self.workdir}/",
             f"max_queued_messages {self.max_queued_messages}",
             f"log_dest file {self.workdir}/mosquitto.log",
-            "log_type error", "log_type warning", "log_type notice",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
             "sys_interval 1",
             "set_tcp_nodelay true",  # as deploy/mosquitto/mosquitto.conf
         ]
@@ -183,8 +199,9 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(self.config())
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         return self
 
     async def ready(self) -> None:
@@ -223,8 +240,9 @@ class CordonProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log,
-                                     env=env, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
+        )
         log.close()
         return self
 
@@ -288,39 +306,59 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def hub_process(workdir: Path, broker_url: str, *, console_token: str, feed_token: str,
-                csv_files: list[Path]) -> CordonProcess:
+def hub_process(
+    workdir: Path, broker_url: str, *, console_token: str, feed_token: str, csv_files: list[Path]
+) -> CordonProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = write_toml(workdir / "hub.toml", {
-        "data_dir": str(workdir / "data"),
-        "http": {"host": HOST, "port": port, "max_body_bytes": 4 * 1024 * 1024},
-        "mqtt": {"url": broker_url, "client_id": f"cordon-hub-bench-{port}", "reconnect_min_s": 0.2,
-                 "reconnect_max_s": 1},
-        "watchlists": {"csv": [str(p) for p in csv_files]},
-        "console": {"token": console_token},
-        "feed": {"token": feed_token},
-    })
+    conf = write_toml(
+        workdir / "hub.toml",
+        {
+            "data_dir": str(workdir / "data"),
+            "http": {"host": HOST, "port": port, "max_body_bytes": 4 * 1024 * 1024},
+            "mqtt": {
+                "url": broker_url,
+                "client_id": f"cordon-hub-bench-{port}",
+                "reconnect_min_s": 0.2,
+                "reconnect_max_s": 1,
+            },
+            "watchlists": {"csv": [str(p) for p in csv_files]},
+            "console": {"token": console_token},
+            "feed": {"token": feed_token},
+        },
+    )
     return CordonProcess("hub", ["hub", "--config", str(conf)], workdir, port)
 
 
-def edge_process(workdir: Path, checkpoint: str, broker_url: str, *, hub_url: str, feed_token: str,
-                 tablet_token: str, cameras: dict[str, str]) -> CordonProcess:
+def edge_process(
+    workdir: Path,
+    checkpoint: str,
+    broker_url: str,
+    *,
+    hub_url: str,
+    feed_token: str,
+    tablet_token: str,
+    cameras: dict[str, str],
+) -> CordonProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    conf = write_toml(workdir / "edge.toml", {
-        "checkpoint": checkpoint,
-        "data_dir": str(workdir / "data"),
-        "http": {"host": HOST, "port": port},
-        "mqtt": {"url": broker_url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
-        "hub": {"url": hub_url, "token": feed_token},
-        "tablet": {"token": tablet_token},
-        "cameras": [{"id": cid, "token": tok} for cid, tok in cameras.items()],
-    })
+    conf = write_toml(
+        workdir / "edge.toml",
+        {
+            "checkpoint": checkpoint,
+            "data_dir": str(workdir / "data"),
+            "http": {"host": HOST, "port": port},
+            "mqtt": {"url": broker_url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+            "hub": {"url": hub_url, "token": feed_token},
+            "tablet": {"token": tablet_token},
+            "cameras": [{"id": cid, "token": tok} for cid, tok in cameras.items()],
+        },
+    )
     return CordonProcess(f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port)
 
 
 # -- data shared by benchmarks --------------------------------------------------------------------------------------
+
 
 def make_plates(n: int, seed: int) -> list[str]:
     """``n`` unique plates: 鲁/冀/豫/苏/皖, a letter, five serial characters (no I or O)."""
@@ -365,10 +403,12 @@ def log_time(text: str, needle: str) -> float | None:
 
 # -- HTTP --------------------------------------------------------------------------------------
 
+
 def http_session(timeout: float = 60) -> aiohttp.ClientSession:
     # unsafe=True keeps cookies from IP-address hosts (everything here is 127.0.0.1)
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                 timeout=aiohttp.ClientTimeout(total=timeout))
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=timeout)
+    )
 
 
 async def login(http: aiohttp.ClientSession, base: str, code: str) -> None:
@@ -384,8 +424,9 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
-async def until(predicate: Callable[[], Awaitable[Any]], within_s: float, what: str,
-                interval: float = POLL_S) -> Any:
+async def until(
+    predicate: Callable[[], Awaitable[Any]], within_s: float, what: str, interval: float = POLL_S
+) -> Any:
     deadline = time.monotonic() + within_s
     while True:
         value = await predicate()
@@ -396,8 +437,14 @@ async def until(predicate: Callable[[], Awaitable[Any]], within_s: float, what: 
         await asyncio.sleep(interval)
 
 
-async def start_hub(workdir: Path, broker: Mosquitto, plates: Sequence[str], console: str, feed_token: str,
-                    say: Callable[[str], None]) -> tuple[CordonProcess, dict[str, Any]]:
+async def start_hub(
+    workdir: Path,
+    broker: Mosquitto,
+    plates: Sequence[str],
+    console: str,
+    feed_token: str,
+    say: Callable[[str], None],
+) -> tuple[CordonProcess, dict[str, Any]]:
     """A hub process that loads ``plates`` from a CSV; returns when its feed holds them all."""
     csv_path = await asyncio.to_thread(write_csv, workdir / "watchlist.csv", plates)
     hub = hub_process(workdir, broker.url, console_token=console, feed_token=feed_token, csv_files=[csv_path])
@@ -411,8 +458,9 @@ async def start_hub(workdir: Path, broker: Mosquitto, plates: Sequence[str], con
             feed = await get_json(http, f"{hub.base}/api/v1/feed")
             return feed if feed["entries"] == len(plates) else None
 
-        feed = await until(loaded, HUB_LOAD_TIMEOUT_S, what="the hub's feed to hold every entry",
-                           interval=0.1)
+        feed = await until(
+            loaded, HUB_LOAD_TIMEOUT_S, what="the hub's feed to hold every entry", interval=0.1
+        )
     load_s = time.monotonic() - hub.started_mono
     say(f"hub holds {feed['entries']} entries at feed version {feed['version']} after {load_s:.1f} s")
     return hub, {"hub_load_s": round(load_s, 2), "version": feed["version"], "entries": feed["entries"]}

@@ -26,8 +26,15 @@ def cmd_match(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     from .sync import run
 
-    return _emit(run(snapshot_entries=args.snapshot_entries, edges=args.edges, feed_entries=args.feed_entries,
-                     additions=args.additions), args)
+    return _emit(
+        run(
+            snapshot_entries=args.snapshot_entries,
+            edges=args.edges,
+            feed_entries=args.feed_entries,
+            additions=args.additions,
+        ),
+        args,
+    )
 
 
 def cmd_kits(args: argparse.Namespace) -> int:
@@ -39,8 +46,17 @@ def cmd_kits(args: argparse.Namespace) -> int:
 def cmd_store(args: argparse.Namespace) -> int:
     from .store import run
 
-    return _emit(run(args.reads, days=args.days, data=args.data, keep=args.keep, queries=args.queries,
-                     workers=args.workers), args)
+    return _emit(
+        run(
+            args.reads,
+            days=args.days,
+            data=args.data,
+            keep=args.keep,
+            queries=args.queries,
+            workers=args.workers,
+        ),
+        args,
+    )
 
 
 def cmd_e2e(args: argparse.Namespace) -> int:
@@ -55,10 +71,19 @@ def cmd_intel(args: argparse.Namespace) -> int:
     if args.week:
         return _emit(week(args.passages_per_day, days=args.days, seed=args.seed), args)
     if args.quick:
-        return _emit(run(min(args.passages, 20_000), seed=args.seed, repeats=1,
-                         companion_passages=min(args.companion_passages, 200_000)), args)
-    return _emit(run(args.passages, seed=args.seed, repeats=args.repeats,
-                     companion_passages=args.companion_passages), args)
+        return _emit(
+            run(
+                min(args.passages, 20_000),
+                seed=args.seed,
+                repeats=1,
+                companion_passages=min(args.companion_passages, 200_000),
+            ),
+            args,
+        )
+    return _emit(
+        run(args.passages, seed=args.seed, repeats=args.repeats, companion_passages=args.companion_passages),
+        args,
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -103,16 +128,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
     p.set_defaults(func=cmd_e2e)
     p = add("intel", "cloned plates: recall, false alerts from misreads, cost added to ingest")
-    p.add_argument("--passages", type=int, default=1_000_000,
-                   help="simulated passages in the measured day (the warm-up day has as many; about 2 GB of memory "
-                        "per million)")
+    p.add_argument(
+        "--passages",
+        type=int,
+        default=1_000_000,
+        help="simulated passages in the measured day (the warm-up day has as many; about 2 GB of memory "
+        "per million)",
+    )
     p.add_argument("--seed", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5, help="ingest runs with the check off and on, alternating")
-    p.add_argument("--companion-passages", type=int, default=20_000_000,
-                   help="passages in the simulated week for the companion query (60 checkpoints)")
-    p.add_argument("--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests")
-    p.add_argument("--week", action="store_true",
-                   help="instead: the clone check alone over a simulated week (--days, --passages-per-day)")
-    p.add_argument("--days", type=int, default=7, help="with --week: days, the first one warming the index up")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="ingest runs with the check off and on, alternating"
+    )
+    p.add_argument(
+        "--companion-passages",
+        type=int,
+        default=20_000_000,
+        help="passages in the simulated week for the companion query (60 checkpoints)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes (20k passages, a 200k-passage week): for tests"
+    )
+    p.add_argument(
+        "--week",
+        action="store_true",
+        help="instead: the clone check alone over a simulated week (--days, --passages-per-day)",
+    )
+    p.add_argument(
+        "--days", type=int, default=7, help="with --week: days, the first one warming the index up"
+    )
     p.add_argument("--passages-per-day", type=int, default=2_860_000, help="with --week (7 x 2.86M = 20M)")
     p.set_defaults(func=cmd_intel)

@@ -101,12 +101,29 @@ def _fill_day(job: tuple[str, str, int, int, list[tuple[str, int, float]]]) -> d
     def gen():  # type: ignore[no-untyped-def]
         for plate, c, t in rows:
             seqs[c] += 1
-            yield (names[c], 1, seqs[c], b"", plate, False, "blue", None, t, t + 1.5, seqs[c], "[]", '["lane1"]',
-                   t + 2.0)
+            yield (
+                names[c],
+                1,
+                seqs[c],
+                b"",
+                plate,
+                False,
+                "blue",
+                None,
+                t,
+                t + 1.5,
+                seqs[c],
+                "[]",
+                '["lane1"]',
+                t + 2.0,
+            )
 
-    conn.executemany("INSERT INTO passages (checkpoint, epoch, seq, digest, plate, no_plate, colour, vehicle_type, "
-                     "first_seen, last_seen, best_seq, read_seqs, cameras, received_at) "
-                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", gen())
+    conn.executemany(
+        "INSERT INTO passages (checkpoint, epoch, seq, digest, plate, no_plate, colour, vehicle_type, "
+        "first_seen, last_seen, best_seq, read_seqs, cameras, received_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        gen(),
+    )
     conn.execute("COMMIT")
     for statement in INDEXES:
         conn.execute(statement)
@@ -115,8 +132,14 @@ def _fill_day(job: tuple[str, str, int, int, list[tuple[str, int, float]]]) -> d
     return {"day": day_text, "passages": len(rows)}
 
 
-def run(passages: int = 20_000_000, days: int = 7, pairs: int = 50, seed: int = 8, workers: int = 2,
-        data: str | None = None) -> dict[str, Any]:
+def run(
+    passages: int = 20_000_000,
+    days: int = 7,
+    pairs: int = 50,
+    seed: int = 8,
+    workers: int = 2,
+    data: str | None = None,
+) -> dict[str, Any]:
     """Fill, query, score; one JSON-able dict."""
     global _population
     root = Path(data) if data else Path(tempfile.mkdtemp(prefix="cordon-bench-companions-", dir="/tmp"))
@@ -145,8 +168,10 @@ def run(passages: int = 20_000_000, days: int = 7, pairs: int = 50, seed: int = 
                     if day in injected:
                         injected[day].append((cv[key], c, at))
         per_day = [passages // days + (1 if i < passages % days else 0) for i in range(days)]
-        jobs = [(str(record_dir), d.isoformat(), n, seed + 10 + i, injected[d])
-                for i, (d, n) in enumerate(zip(day_list, per_day, strict=True))]
+        jobs = [
+            (str(record_dir), d.isoformat(), n, seed + 10 + i, injected[d])
+            for i, (d, n) in enumerate(zip(day_list, per_day, strict=True))
+        ]
         started = time.perf_counter()
         with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
             filled = pool.map(_fill_day, jobs, chunksize=1)
@@ -177,15 +202,21 @@ def run(passages: int = 20_000_000, days: int = 7, pairs: int = 50, seed: int = 
             "companion_query_p50_s": round(float(np.percentile(lat, 50)), 3),
             "companion_queries": len(latencies),
             "companion_pairs": len(convoys),
-            "companion_scouts_sharing_fewer_than_min": sum(1 for cv in convoys
-                                                           if len(cv["scout_passes"]) < MIN_SHARED),
-            "companion_rank_counts": {str(r): ranks.count(r) for r in sorted(set(ranks), key=lambda r: r or 99)},
-            "companion_passages": sum(f["passages"] for f in filled), "companion_days": days,
-            "companion_checkpoints": CHECKPOINTS, "companion_vehicles": len(population),
-            "companion_window_s": WINDOW_S, "companion_min_shared": MIN_SHARED,
+            "companion_scouts_sharing_fewer_than_min": sum(
+                1 for cv in convoys if len(cv["scout_passes"]) < MIN_SHARED
+            ),
+            "companion_rank_counts": {
+                str(r): ranks.count(r) for r in sorted(set(ranks), key=lambda r: r or 99)
+            },
+            "companion_passages": sum(f["passages"] for f in filled),
+            "companion_days": days,
+            "companion_checkpoints": CHECKPOINTS,
+            "companion_vehicles": len(population),
+            "companion_window_s": WINDOW_S,
+            "companion_min_shared": MIN_SHARED,
             "companion_fill_s": round(fill_s, 1),
             "companion_fill_method": "bulk: day files written directly with the store's TABLES and INDEXES "
-                                     "(no journal, indexes after the load, passage digests left empty)",
+            "(no journal, indexes after the load, passage digests left empty)",
         }
     finally:
         if not data:

@@ -92,6 +92,7 @@ def _say(message: str) -> None:
 
 # -- phases ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Rig:
     """What the phases share: the working folder, the broker, the hub and the plates it holds."""
@@ -133,20 +134,26 @@ def _stop_procs(procs: list[Any]) -> None:
             p.join(5)
 
 
-async def ingest_phase(rig: Rig, reads: int, batch: int, publishers: int, edges_per: int,
-                       seed: int) -> dict[str, Any]:
+async def ingest_phase(
+    rig: Rig, reads: int, batch: int, publishers: int, edges_per: int, seed: int
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     n_edges = publishers * edges_per
     per_edge = max(batch, reads // n_edges)
-    out: dict[str, Any] = {"ingest_reads": per_edge * n_edges, "batch_events": batch,
-                           "inflight_events": INFLIGHT_EVENTS, "publisher_processes": publishers,
-                           "simulated_edges": n_edges}
+    out: dict[str, Any] = {
+        "ingest_reads": per_edge * n_edges,
+        "batch_events": batch,
+        "inflight_events": INFLIGHT_EVENTS,
+        "publisher_processes": publishers,
+        "simulated_edges": n_edges,
+    }
     procs: list[Any] = []
     try:
         conns = []
         for p in range(publishers):
-            proc, conn = _spawn(ctx, publisher_main, rig.broker.port, p, edges_per, per_edge, batch,
-                                INFLIGHT_EVENTS, seed)
+            proc, conn = _spawn(
+                ctx, publisher_main, rig.broker.port, p, edges_per, per_edge, batch, INFLIGHT_EVENTS, seed
+            )
             procs.append(proc)
             conns.append(conn)
         checkpoints: list[str] = []
@@ -162,29 +169,37 @@ async def ingest_phase(rig: Rig, reads: int, batch: int, publishers: int, edges_
             go_at = time.time() + 1.0
             for c in conns:
                 c.send(("run", mode, go_at))
-            results = [await asyncio.to_thread(_recv, c, PHASE_TIMEOUT_S, f"a publisher ({mode})") for c in conns]
+            results = [
+                await asyncio.to_thread(_recv, c, PHASE_TIMEOUT_S, f"a publisher ({mode})") for c in conns
+            ]
             return go_at, [e for r in results for e in r["edges"]]
 
         go_at, raw_edges = await phase("raw")
         sub_result = await asyncio.to_thread(_recv, sub_conn, PHASE_TIMEOUT_S, "the raw subscriber")
         raw_s = sub_result["last"] - go_at
         events = sum(e["events"] for e in raw_edges)
-        out.update({
-            "raw_drain_per_s": round(events / raw_s) if sub_result["messages"] == messages else None,
-            "raw_s": round(raw_s, 2), "raw_messages_received": sub_result["messages"],
-            "raw_messages_sent": sum(e["messages"] for e in raw_edges),
-            "raw_mb_per_s": round(sub_result["bytes"] / raw_s / 1e6, 1),
-        })
+        out.update(
+            {
+                "raw_drain_per_s": round(events / raw_s) if sub_result["messages"] == messages else None,
+                "raw_s": round(raw_s, 2),
+                "raw_messages_received": sub_result["messages"],
+                "raw_messages_sent": sum(e["messages"] for e in raw_edges),
+                "raw_mb_per_s": round(sub_result["bytes"] / raw_s / 1e6, 1),
+            }
+        )
         _say(f"raw drain: {events} reads in {raw_s:.2f} s = {out['raw_drain_per_s']}/s")
 
         go_at, hub_edges = await phase("hub")
         ingest_s = max(e["last_done"] for e in hub_edges) - go_at
-        out.update({
-            "ingest_per_s": round(events / ingest_s), "ingest_s": round(ingest_s, 2),
-            "ingest_resent_batches": sum(e["resent"] for e in hub_edges),
-            "ingest_bytes": sum(e["bytes"] for e in hub_edges),
-            "raw_bytes": sum(e["bytes"] for e in raw_edges),
-        })
+        out.update(
+            {
+                "ingest_per_s": round(events / ingest_s),
+                "ingest_s": round(ingest_s, 2),
+                "ingest_resent_batches": sum(e["resent"] for e in hub_edges),
+                "ingest_bytes": sum(e["bytes"] for e in hub_edges),
+                "raw_bytes": sum(e["bytes"] for e in raw_edges),
+            }
+        )
         _say(f"hub ingest: {events} reads in {ingest_s:.2f} s = {out['ingest_per_s']}/s")
         for c in conns:
             c.send(("stop",))
@@ -197,15 +212,22 @@ async def ingest_phase(rig: Rig, reads: int, batch: int, publishers: int, edges_
     return out
 
 
-async def _edge_ready(http: aiohttp.ClientSession, edge: CordonProcess, version: int) -> dict[str, Any] | None:
+async def _edge_ready(
+    http: aiohttp.ClientSession, edge: CordonProcess, version: int
+) -> dict[str, Any] | None:
     status = await get_json(http, f"{edge.base}/api/v1/status")
-    ok = (status["feed"]["version"] >= version and status["feed"]["entries"] > 0
-          and status["uplink"]["state"] == "connected" and status["uplink"]["hub_online"] is True)
+    ok = (
+        status["feed"]["version"] >= version
+        and status["feed"]["entries"] > 0
+        and status["uplink"]["state"] == "connected"
+        and status["uplink"]["hub_online"] is True
+    )
     return status if ok else None
 
 
-async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token: str, hits: int,
-                        seed: int) -> dict[str, Any]:
+async def latency_phase(
+    rig: Rig, edge: CordonProcess, tablet: str, camera_token: str, hits: int, seed: int
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     out: dict[str, Any] = {}
     step = max(1, len(rig.plates) // hits)
@@ -249,10 +271,11 @@ async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token
                 event_id = f"hit:{i}"
                 armed[plate] = time.monotonic()  # the clock starts just before the POST
                 armed_wall[plate] = time.time()
-                async with http.post(f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
-                                     headers={"X-Camera-Token": camera_token},
-                                     json={"plate": plate, "event_id": event_id, "captured_at": time.time(),
-                                           "lane": 1}) as resp:
+                async with http.post(
+                    f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
+                    headers={"X-Camera-Token": camera_token},
+                    json={"plate": plate, "event_id": event_id, "captured_at": time.time(), "lane": 1},
+                ) as resp:
                     await resp.read()
                     http_s.append(time.monotonic() - armed[plate])
                     if resp.status == 200:
@@ -278,24 +301,36 @@ async def latency_phase(rig: Rig, edge: CordonProcess, tablet: str, camera_token
             await ws.close()
         latencies = list(arrived.values())
         bg_ok = bg_result["ok_ids"]
-        out.update({
-            "alert_latency_ms": {"p50": percentile_ms(latencies, 50), "p99": percentile_ms(latencies, 99),
-                                 "max": round(max(latencies) * 1000, 1) if latencies else None,
-                                 "count": len(latencies)},
-            "alert_latency_parts_ms": {
-                "camera_http_p50": percentile_ms(http_s, 50), "camera_http_p99": percentile_ms(http_s, 99),
-                "push_to_hub_p50": percentile_ms(list(at_hub.values()), 50),
-                "push_to_hub_p99": percentile_ms(list(at_hub.values()), 99),
-                "hub_to_console_p50": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 50),
-                "hub_to_console_p99": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 99)},
-            "hits_pushed": hits, "hits_ok": len(ok_ids), "hits_failed": dict(failed),
-            "alerts_missing": hits - len(latencies),
-            "background_sent": bg_result["sent"], "background_ok": len(bg_ok),
-            "background_failed": bg_result["failed"],
-            "background_per_s": round(bg_result["sent"] / bg_result["elapsed_s"], 1),
-        })
-        _say(f"alert latency p50 {out['alert_latency_ms']['p50']} ms, p99 {out['alert_latency_ms']['p99']} ms "
-             f"over {len(latencies)} hits; background {out['background_per_s']} reads/s")
+        out.update(
+            {
+                "alert_latency_ms": {
+                    "p50": percentile_ms(latencies, 50),
+                    "p99": percentile_ms(latencies, 99),
+                    "max": round(max(latencies) * 1000, 1) if latencies else None,
+                    "count": len(latencies),
+                },
+                "alert_latency_parts_ms": {
+                    "camera_http_p50": percentile_ms(http_s, 50),
+                    "camera_http_p99": percentile_ms(http_s, 99),
+                    "push_to_hub_p50": percentile_ms(list(at_hub.values()), 50),
+                    "push_to_hub_p99": percentile_ms(list(at_hub.values()), 99),
+                    "hub_to_console_p50": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 50),
+                    "hub_to_console_p99": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 99),
+                },
+                "hits_pushed": hits,
+                "hits_ok": len(ok_ids),
+                "hits_failed": dict(failed),
+                "alerts_missing": hits - len(latencies),
+                "background_sent": bg_result["sent"],
+                "background_ok": len(bg_ok),
+                "background_failed": bg_result["failed"],
+                "background_per_s": round(bg_result["sent"] / bg_result["elapsed_s"], 1),
+            }
+        )
+        _say(
+            f"alert latency p50 {out['alert_latency_ms']['p50']} ms, p99 {out['alert_latency_ms']['p99']} ms "
+            f"over {len(latencies)} hits; background {out['background_per_s']} reads/s"
+        )
 
         await login(http, edge.base, tablet)
 
@@ -317,7 +352,7 @@ async def prefill_outbox(path: Path, backlog: int, seed: int) -> None:
     await asyncio.to_thread(outbox.start)
     try:
         for i in range(0, backlog, 5000):
-            chunk = plates[i:i + 5000]
+            chunk = plates[i : i + 5000]
             reads = plate_reads("replay:", chunk, first_seq=i)  # the outbox numbers them itself
             await outbox.append(reads, [PRIORITY_READ] * len(reads))
     finally:
@@ -354,9 +389,14 @@ async def replay_phase(rig: Rig, edge: CordonProcess, tablet: str, backlog: int,
     if connected_at is None:
         raise RuntimeError("no 'uplink connected' line in the restarted edge's log")
     replay_s = done_at - connected_at
-    out.update({"replay_s": round(replay_s, 2), "replay_per_s": round(backlog / replay_s),
-                "replay_depth_at_first_status": depth_at_start,
-                "replay_from_process_start_s": round(done_at - edge.started_wall, 2)})
+    out.update(
+        {
+            "replay_s": round(replay_s, 2),
+            "replay_per_s": round(backlog / replay_s),
+            "replay_depth_at_first_status": depth_at_start,
+            "replay_from_process_start_s": round(done_at - edge.started_wall, 2),
+        }
+    )
     _say(f"replay: {backlog} events in {replay_s:.2f} s = {out['replay_per_s']}/s")
     stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["replay:"])
     lost, dup, examples = lost_and_duplicated(stored, (f"replay:{i}" for i in range(backlog)))
@@ -366,7 +406,10 @@ async def replay_phase(rig: Rig, edge: CordonProcess, tablet: str, backlog: int,
 
 # -- the whole run -----------------------------------------------------------------------------------
 
-async def _run(reads: int, hits: int, backlog: int, entries: int, seed: int, keep: str | None) -> dict[str, Any]:
+
+async def _run(
+    reads: int, hits: int, backlog: int, entries: int, seed: int, keep: str | None
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     errors: list[str] = []
     base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="cordon-bench-e2e-"))
@@ -394,15 +437,26 @@ async def _run(reads: int, hits: int, backlog: int, entries: int, seed: int, kee
                 errors.append(f"ingest phase: {type(exc).__name__}: {exc}"[:2000])
                 _say(errors[-1])
         tablet, camera_token = "tablet-bench", "camera-bench"
-        edge = edge_process(base / "edge", "SD-BENCH-001", broker.url, hub_url=hub.base, feed_token=feed_token,
-                            tablet_token=tablet, cameras={CAMERA_ID: camera_token})
+        edge = edge_process(
+            base / "edge",
+            "SD-BENCH-001",
+            broker.url,
+            hub_url=hub.base,
+            feed_token=feed_token,
+            tablet_token=tablet,
+            cameras={CAMERA_ID: camera_token},
+        )
         stop_later.append(edge)
         edge.start()
         await edge.wait_listening(120)
         async with http_session() as http:
             await login(http, edge.base, tablet)
-            await until(lambda: _edge_ready(http, edge, loaded["version"]), 600,
-                        "the edge to mirror the watchlist and connect", interval=0.2)
+            await until(
+                lambda: _edge_ready(http, edge, loaded["version"]),
+                600,
+                "the edge to mirror the watchlist and connect",
+                interval=0.2,
+            )
         result["edge_ready_s"] = round(time.monotonic() - edge.started_mono, 1)
         _say(f"edge holds the feed and is connected after {result['edge_ready_s']} s")
         if hits > 0:
@@ -433,8 +487,15 @@ async def _run(reads: int, hits: int, backlog: int, entries: int, seed: int, kee
     return result
 
 
-def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entries: int = WATCHLIST_ENTRIES,
-        seed: int = 5, keep: str | None = None) -> dict[str, Any]:
+def run(
+    reads: int = 600_000,
+    hits: int = 1000,
+    backlog: int = 200_000,
+    *,
+    entries: int = WATCHLIST_ENTRIES,
+    seed: int = 5,
+    keep: str | None = None,
+) -> dict[str, Any]:
     """Run every phase (see the module doc) and return one JSON-ready dict."""
     global _started
     _started = time.monotonic()
@@ -448,8 +509,10 @@ def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entri
     complete = not m["errors"]
     bars = {
         "ingest_ratio_ge_0.7": ratio is not None and ratio >= INGEST_BAR,
-        "alert_p99_ms_le_100": latency.get("p99") is not None and latency["p99"] <= P99_BAR_MS
-        and latency.get("count", 0) >= min(hits, 1000) and m.get("alerts_missing", 1) == 0,
+        "alert_p99_ms_le_100": latency.get("p99") is not None
+        and latency["p99"] <= P99_BAR_MS
+        and latency.get("count", 0) >= min(hits, 1000)
+        and m.get("alerts_missing", 1) == 0,
         "replay_per_s_ge_5000": replay is not None and replay >= REPLAY_BAR_PER_S,
         "lost_and_duplicated_0": complete and lost == 0 and duplicated == 0,
     }
@@ -463,12 +526,24 @@ def run(reads: int = 600_000, hits: int = 1000, backlog: int = 200_000, *, entri
         "duplicated": duplicated,
         "bars": bars,
         "pass": all(bars.values()),
-        "parameters": {"reads": reads, "hits": hits, "backlog": backlog, "watchlist_entries": entries,
-                       "batch_events": BATCH, "inflight_events": INFLIGHT_EVENTS,
-                       "publisher_processes": PUBLISHERS, "simulated_edges": PUBLISHERS * EDGES_PER_PUBLISHER,
-                       "background_reads_per_s": BACKGROUND_PER_S, "hits_per_s": HIT_RATE_PER_S, "seed": seed},
-        **{k: v for k, v in m.items() if k not in {"raw_drain_per_s", "ingest_per_s", "alert_latency_ms",
-                                                   "replay_per_s", "errors"}},
+        "parameters": {
+            "reads": reads,
+            "hits": hits,
+            "backlog": backlog,
+            "watchlist_entries": entries,
+            "batch_events": BATCH,
+            "inflight_events": INFLIGHT_EVENTS,
+            "publisher_processes": PUBLISHERS,
+            "simulated_edges": PUBLISHERS * EDGES_PER_PUBLISHER,
+            "background_reads_per_s": BACKGROUND_PER_S,
+            "hits_per_s": HIT_RATE_PER_S,
+            "seed": seed,
+        },
+        **{
+            k: v
+            for k, v in m.items()
+            if k not in {"raw_drain_per_s", "ingest_per_s", "alert_latency_ms", "replay_per_s", "errors"}
+        },
         "errors": m["errors"],
         "total_s": round(time.monotonic() - _started, 1),
         "bench_rss_mb": rss_mb(),

@@ -46,6 +46,7 @@ assert len(RAW_PREFIX) == len(topics.PREFIX)
 
 # -- the record ----------------------------------------------------------------------------------
 
+
 def stored_camera_event_ids(hub_data: Path, prefixes: Iterable[str]) -> Counter[str]:
     """How many times each camera event id starting with one of ``prefixes`` is in the hub's record.
 
@@ -54,8 +55,12 @@ def stored_camera_event_ids(hub_data: Path, prefixes: Iterable[str]) -> Counter[
     """
     wanted = tuple(prefixes)
     record = SqliteReadStore(hub_data / "record")
-    return Counter(r.camera_event_id for day in record.days() for r in record.iter_reads(day)
-                   if r.camera_event_id is not None and r.camera_event_id.startswith(wanted))
+    return Counter(
+        r.camera_event_id
+        for day in record.days()
+        for r in record.iter_reads(day)
+        if r.camera_event_id is not None and r.camera_event_id.startswith(wanted)
+    )
 
 
 def lost_and_duplicated(stored: Counter[str], expected: Iterable[str]) -> tuple[int, int, list[str]]:
@@ -66,6 +71,7 @@ def lost_and_duplicated(stored: Counter[str], expected: Iterable[str]) -> tuple[
 
 
 # -- simulated edges (publisher processes) --------------------------------------------------------
+
 
 class _WireBatch(msgspec.Struct):
     """protocols.messages.EventBatch with its events already encoded, as the edge uplink sends it."""
@@ -87,9 +93,20 @@ def sim_event_id(checkpoint: str, seq: int) -> str:
 
 def plate_reads(prefix: str, plates: Sequence[str], first_seq: int = 1) -> list[PlateRead]:
     now = time.time()
-    return [PlateRead(seq=first_seq + i, camera_id="sim-lane-1", captured_at=now, plate=p, plate_raw=p,
-                      plate_valid=True, confidence=91.0, lane=1, camera_event_id=f"{prefix}{first_seq + i}")
-            for i, p in enumerate(plates)]
+    return [
+        PlateRead(
+            seq=first_seq + i,
+            camera_id="sim-lane-1",
+            captured_at=now,
+            plate=p,
+            plate_raw=p,
+            plate_valid=True,
+            confidence=91.0,
+            lane=1,
+            camera_event_id=f"{prefix}{first_seq + i}",
+        )
+        for i, p in enumerate(plates)
+    ]
 
 
 def _send_at_once(client: Any, userdata: Any, sock: Any) -> None:
@@ -101,20 +118,25 @@ def _send_at_once(client: Any, userdata: Any, sock: Any) -> None:
 class SimEdge:
     """One simulated checkpoint: its own paho connection, its batches, the uplink's in-flight window."""
 
-    def __init__(self, port: int, checkpoint: str, epoch: int, plates: Sequence[str], batch: int,
-                 inflight_events: int) -> None:
+    def __init__(
+        self, port: int, checkpoint: str, epoch: int, plates: Sequence[str], batch: int, inflight_events: int
+    ) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
         reads = plate_reads(f"sim:{checkpoint}:", plates)
         raws = [msgspec.Raw(encode_event(r)) for r in reads]
-        self.batches = [raws[i:i + batch] for i in range(0, len(raws), batch)]
+        self.batches = [raws[i : i + batch] for i in range(0, len(raws), batch)]
         self.events = len(raws)
         self.window = max(1, inflight_events // batch) * batch
         self.cond = threading.Condition()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{checkpoint}-sim", clean_session=True,
-                                  protocol=paho.MQTTv311)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{checkpoint}-sim",
+            clean_session=True,
+            protocol=paho.MQTTv311,
+        )
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.on_socket_open = _send_at_once
@@ -151,7 +173,7 @@ class SimEdge:
             return
         with self.cond:
             for lo, hi in ack.ranges:
-                self.acked[lo:hi + 1] = b"\x01" * (hi - lo + 1)
+                self.acked[lo : hi + 1] = b"\x01" * (hi - lo + 1)
                 for i in range((lo - 1) // self.batch, (hi - 1) // self.batch + 1):
                     start = i * self.batch + 1
                     end = min(start + self.batch, self.events + 1)
@@ -183,7 +205,7 @@ class SimEdge:
         self._reset(mode)
         topic = topics.events(self.checkpoint)
         if mode == "raw":
-            topic = RAW_PREFIX + topic[len(topics.PREFIX):]
+            topic = RAW_PREFIX + topic[len(topics.PREFIX) :]
         n = len(self.batches)
         next_i = 0
         time.sleep(max(0.0, go_at - time.time()))
@@ -209,8 +231,15 @@ class SimEdge:
                     self.cond.wait(0.5)
                     continue
             for i in to_send:  # never call paho with our lock held: its thread takes ours in callbacks
-                payload = encode(_WireBatch(v=SCHEMA_VERSION, checkpoint=self.checkpoint, epoch=self.epoch,
-                                            sent_at=time.time(), events=self.batches[i]))
+                payload = encode(
+                    _WireBatch(
+                        v=SCHEMA_VERSION,
+                        checkpoint=self.checkpoint,
+                        epoch=self.epoch,
+                        sent_at=time.time(),
+                        events=self.batches[i],
+                    )
+                )
                 self.bytes += len(payload)
                 info = self.client.publish(topic, payload, qos=1)
                 if mode == "raw":
@@ -220,8 +249,13 @@ class SimEdge:
                             self._complete(i)
                         else:
                             self.mids[info.mid] = i
-        return {"events": self.events, "messages": n, "bytes": self.bytes, "last_done": self.last_done,
-                "resent": self.resent}
+        return {
+            "events": self.events,
+            "messages": n,
+            "bytes": self.bytes,
+            "last_done": self.last_done,
+            "resent": self.resent,
+        }
 
     def close(self) -> None:
         self.client.disconnect()
@@ -232,8 +266,16 @@ def _send_into(results: list[dict[str, Any]], i: int, sim: SimEdge, mode: str, g
     results[i] = sim.send_all(mode, go_at)
 
 
-def publisher_main(conn: Connection, port: int, publisher: int, edges: int, events_per_edge: int, batch: int,
-                   inflight_events: int, seed: int) -> None:
+def publisher_main(
+    conn: Connection,
+    port: int,
+    publisher: int,
+    edges: int,
+    events_per_edge: int,
+    batch: int,
+    inflight_events: int,
+    seed: int,
+) -> None:
     """A publisher process: build its simulated edges, then run each phase the parent asks for."""
     try:
         plates = make_plates(edges * events_per_edge, seed + 1000 + publisher)
@@ -241,8 +283,16 @@ def publisher_main(conn: Connection, port: int, publisher: int, edges: int, even
         for k in range(edges):
             cp = sim_checkpoint(publisher, k)
             epoch = int(time.time() * 1000) * 1000 + publisher * 100 + k
-            sims.append(SimEdge(port, cp, epoch, plates[k * events_per_edge:(k + 1) * events_per_edge], batch,
-                                inflight_events))
+            sims.append(
+                SimEdge(
+                    port,
+                    cp,
+                    epoch,
+                    plates[k * events_per_edge : (k + 1) * events_per_edge],
+                    batch,
+                    inflight_events,
+                )
+            )
         for s in sims:
             if not s.connected.wait(30):
                 raise RuntimeError(f"{s.checkpoint}: no MQTT connection")
@@ -253,8 +303,10 @@ def publisher_main(conn: Connection, port: int, publisher: int, edges: int, even
                 break
             _, mode, go_at = command
             results: list[dict[str, Any]] = [{} for _ in sims]
-            threads = [threading.Thread(target=_send_into, args=(results, i, s, mode, go_at))
-                       for i, s in enumerate(sims)]
+            threads = [
+                threading.Thread(target=_send_into, args=(results, i, s, mode, go_at))
+                for i, s in enumerate(sims)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -285,13 +337,15 @@ def raw_subscriber_main(conn: Connection, port: int, expected_messages: int, tim
         if state["messages"] >= expected_messages:
             done.set()
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw-drain", clean_session=True,
-                         protocol=paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-raw-drain", clean_session=True, protocol=paho.MQTTv311
+    )
     client.on_message = on_message
     client.on_socket_open = _send_at_once  # its PUBACKs must not wait either: the raw drain is the best case
     client.on_subscribe = lambda *a: subscribed.set()
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{RAW_PREFIX}/cp/+/{topics.TopicKind.EVENTS.value}",
-                                                          qos=1)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+        f"{RAW_PREFIX}/cp/+/{topics.TopicKind.EVENTS.value}", qos=1
+    )
     client.connect(HOST, port, 60)
     client.loop_start()
     if not subscribed.wait(30):
@@ -306,6 +360,7 @@ def raw_subscriber_main(conn: Connection, port: int, expected_messages: int, tim
 
 # -- background load (a process of its own, so it does not disturb the latency clock) -------------
 
+
 def background_main(conn: Connection, base: str, token: str, per_s: float, seed: int) -> None:
     """Push unlisted reads to an edge at ``per_s`` until told to stop; report the ids that got a 200."""
     plates = make_plates(int(per_s * 600), seed + 77)
@@ -318,15 +373,26 @@ def background_main(conn: Connection, base: str, token: str, per_s: float, seed:
         loop.add_reader(conn.fileno(), stop.set)
         pending: set[asyncio.Task[None]] = set()
         limit = asyncio.Semaphore(200)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60),
-                                         connector=aiohttp.TCPConnector(limit=200)) as http:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=60), connector=aiohttp.TCPConnector(limit=200)
+        ) as http:
+
             async def push(i: int) -> None:
                 event_id = f"bg:{i}"
                 try:
-                    async with limit, http.post(f"{base}/api/v1/cameras/{CAMERA_ID}/reads",
-                                                headers={"X-Camera-Token": token},
-                                                json={"plate": plates[i % len(plates)], "event_id": event_id,
-                                                      "captured_at": time.time(), "lane": 2}) as resp:
+                    async with (
+                        limit,
+                        http.post(
+                            f"{base}/api/v1/cameras/{CAMERA_ID}/reads",
+                            headers={"X-Camera-Token": token},
+                            json={
+                                "plate": plates[i % len(plates)],
+                                "event_id": event_id,
+                                "captured_at": time.time(),
+                                "lane": 2,
+                            },
+                        ) as resp,
+                    ):
                         await resp.read()
                         if resp.status == 200:
                             ok.append(event_id)

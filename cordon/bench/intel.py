@@ -57,11 +57,27 @@ from protocols.messages import SCHEMA_VERSION, Alert, EventBatch, PlateRead, enc
 
 from . import companions
 
-BARS = {"clone_recall": (">=", 0.95), "false_clone_alerts_per_million_passages": ("<=", 1.0),
-        "ingest_cost_increase": ("<=", 0.10), "companion_query_p99_s": ("<=", 2.0),
-        "companion_recall_top5": (">=", 0.9)}
-LOOK_ALIKE = {"0": "D", "D": "0", "8": "B", "B": "8", "5": "S", "S": "5", "2": "Z", "Z": "2", "6": "G", "G": "6",
-              "1": "I", "Q": "0"}
+BARS = {
+    "clone_recall": (">=", 0.95),
+    "false_clone_alerts_per_million_passages": ("<=", 1.0),
+    "ingest_cost_increase": ("<=", 0.10),
+    "companion_query_p99_s": ("<=", 2.0),
+    "companion_recall_top5": (">=", 0.9),
+}
+LOOK_ALIKE = {
+    "0": "D",
+    "D": "0",
+    "8": "B",
+    "B": "8",
+    "5": "S",
+    "S": "5",
+    "2": "Z",
+    "Z": "2",
+    "6": "G",
+    "G": "6",
+    "1": "I",
+    "Q": "0",
+}
 SERIAL = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 MISREAD_RATE = 0.02
@@ -95,7 +111,7 @@ def _twin(plate: str, rng: random.Random) -> str | None:
     spots = [i for i in range(2, len(plate)) if plate[i] in LOOK_ALIKE]
     rng.shuffle(spots)
     for i in spots:
-        twin = plate[:i] + LOOK_ALIKE[plate[i]] + plate[i + 1:]
+        twin = plate[:i] + LOOK_ALIKE[plate[i]] + plate[i + 1 :]
         if plates.check(twin).valid:
             return twin
     return None
@@ -106,13 +122,20 @@ def _misread(plate: str, rng: random.Random) -> str:
     if not spots:
         return plate[:-1] + rng.choice(SERIAL)
     i = rng.choice(spots)
-    return plate[:i] + LOOK_ALIKE[plate[i]] + plate[i + 1:]
+    return plate[:i] + LOOK_ALIKE[plate[i]] + plate[i + 1 :]
 
 
-def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
-             population: list[Vehicle] | None = None, seqs: dict[str, int] | None = None,
-             inject_clones: bool = True, before: dict[int, Pass] | None = None,
-             clone_trips: bool = True) -> dict[str, Any]:
+def simulate(
+    passages: int,
+    seed: int,
+    geo_check: CloneCheck,
+    start: float,
+    population: list[Vehicle] | None = None,
+    seqs: dict[str, int] | None = None,
+    inject_clones: bool = True,
+    before: dict[int, Pass] | None = None,
+    clone_trips: bool = True,
+) -> dict[str, Any]:
     """Vehicles, passages, reads (with truth) and the injected clones, all in memory. ``population``
     (and ``seqs``, each checkpoint's last read number) continue an earlier day of the same vehicles."""
     rng = random.Random(seed)
@@ -126,12 +149,17 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
         plate = _plate(rng)
         if plate in taken:
             continue
-        colour, vtype = rng.choice(["blue", "blue", "blue", "yellow", "green"]), rng.choice(["car", "car", "truck"])
+        colour, vtype = (
+            rng.choice(["blue", "blue", "blue", "yellow", "green"]),
+            rng.choice(["car", "car", "truck"]),
+        )
         vehicles.append(Vehicle(len(vehicles), plate, colour, vtype))
         taken.add(plate)
         twin = _twin(plate, rng) if rng.random() < 0.10 else None
         if twin and twin not in taken:
-            vehicles.append(Vehicle(len(vehicles), twin, rng.choice(["blue", "yellow"]), rng.choice(["car", "truck"])))
+            vehicles.append(
+                Vehicle(len(vehicles), twin, rng.choice(["blue", "yellow"]), rng.choice(["car", "truck"]))
+            )
             taken.add(twin)
     out: list[Pass] = []
     per_vehicle: dict[int, list[Pass]] = {}
@@ -165,16 +193,21 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
         trip_s = (geo.distance_km(ref.checkpoint, where) or 0) / rule.max_speed_kmh * 3600
         at = ref.at + rng.choice([-1, 1]) * rng.uniform(0.02, 0.8) * trip_s
         odd = rng.random() < 0.3
-        clone = Vehicle(len(vehicles), original.plate, "yellow" if odd and original.colour != "yellow" else
-                        original.colour, "truck" if odd and original.vehicle_type != "truck" else original.vehicle_type)
+        clone = Vehicle(
+            len(vehicles),
+            original.plate,
+            "yellow" if odd and original.colour != "yellow" else original.colour,
+            "truck" if odd and original.vehicle_type != "truck" else original.vehicle_type,
+        )
         vehicles.append(clone)
         clones.append((original.vid, clone.vid))
         out.append(Pass(clone.vid, where, at))
         first_passage.add((clone.vid, where, at))
         for _ in range(rng.randint(0, 6) if clone_trips else 0):  # it drives on, like any vehicle
             nxt = rng.choice(near[where])
-            at += (geo.distance_km(where, nxt) or 0) / geo.road_factor / rng.uniform(40, 100) * 3600 \
-                + rng.uniform(0, 3600)
+            at += (geo.distance_km(where, nxt) or 0) / geo.road_factor / rng.uniform(
+                40, 100
+            ) * 3600 + rng.uniform(0, 3600)
             where = nxt
             out.append(Pass(clone.vid, where, at))
     out.sort(key=lambda p: p.at)
@@ -189,15 +222,31 @@ def simulate(passages: int, seed: int, geo_check: CloneCheck, start: float,
             conf = min(100.0, max(0.0, rng.gauss(84, 6) if mis else rng.gauss(95, 3)))
             check = plates.check(text)
             seq = seqs[p.checkpoint] = seqs.get(p.checkpoint, 0) + 1
-            read = PlateRead(seq=seq, camera_id=f"lane{cam + 1}", captured_at=round(p.at + cam * 0.4, 3), plate=text,
-                             plate_raw=text, plate_valid=check.valid, plate_problem=check.problem,
-                             colour=v.colour, vehicle_type=v.vehicle_type, confidence=round(conf, 1))
+            read = PlateRead(
+                seq=seq,
+                camera_id=f"lane{cam + 1}",
+                captured_at=round(p.at + cam * 0.4, 3),
+                plate=text,
+                plate_raw=text,
+                plate_valid=check.valid,
+                plate_problem=check.problem,
+                colour=v.colour,
+                vehicle_type=v.vehicle_type,
+                confidence=round(conf, 1),
+            )
             reads.append((p.checkpoint, read, p.vid, mis and text != v.plate))
             if (p.vid, p.checkpoint, p.at) in first_passage:
                 first_reads.add((p.checkpoint, seq))
     last = {p.vid: p for p in out}  # sorted by time: each vehicle's last passage
-    return {"vehicles": vehicles, "passages": len(out), "reads": reads, "clones": clones, "seqs": seqs,
-            "last": last, "first_reads": first_reads}
+    return {
+        "vehicles": vehicles,
+        "passages": len(out),
+        "reads": reads,
+        "clones": clones,
+        "seqs": seqs,
+        "last": last,
+        "first_reads": first_reads,
+    }
 
 
 def _batches(reads: list[tuple[str, PlateRead, int, bool]]) -> list[tuple[str, bytes]]:
@@ -207,8 +256,11 @@ def _batches(reads: list[tuple[str, PlateRead, int, bool]]) -> list[tuple[str, b
 
     def flush(cp: str) -> None:
         events = pending.pop(cp)
-        body = encode(EventBatch(v=SCHEMA_VERSION, checkpoint=cp, epoch=1, sent_at=events[-1].captured_at,
-                                 events=list(events)))
+        body = encode(
+            EventBatch(
+                v=SCHEMA_VERSION, checkpoint=cp, epoch=1, sent_at=events[-1].captured_at, events=list(events)
+            )
+        )
         out.append((f"cordon/v1/cp/{cp}/events", body))
 
     for cp, read, _, _ in reads:
@@ -220,8 +272,9 @@ def _batches(reads: list[tuple[str, PlateRead, int, bool]]) -> list[tuple[str, b
     return out
 
 
-def _ingest(batches: list[tuple[str, bytes]], check: CloneCheck | None,
-            folder: Path) -> tuple[float, list[Alert], float]:
+def _ingest(
+    batches: list[tuple[str, bytes]], check: CloneCheck | None, folder: Path
+) -> tuple[float, list[Alert], float]:
     """Ingest time, alerts, and the time spent inside the clone check (its batch method)."""
     store = HubStore(folder / "hub.db", record_dir=folder / "record")
     store.start()
@@ -239,8 +292,14 @@ def _ingest(batches: list[tuple[str, bytes]], check: CloneCheck | None,
                 in_check[0] += time.perf_counter() - t0
 
         check.batch = timed  # type: ignore[method-assign]
-    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=alerts.extend,
-                    on_status=lambda s, o: None, clones=check)
+    ingest = Ingest(
+        store,
+        HubWatchlists(),
+        publish=lambda t, p: None,
+        on_alerts=alerts.extend,
+        on_status=lambda s, o: None,
+        clones=check,
+    )
     try:
         started = time.perf_counter()
         futures: list[Future[BatchResult]] = []
@@ -259,9 +318,12 @@ def _ingest(batches: list[tuple[str, bytes]], check: CloneCheck | None,
     return elapsed, alerts, in_check[0]
 
 
-def _score(alerts: list[Alert], by_identity: dict[tuple[str, int], tuple[int, bool]],
-           clones: list[tuple[int, int]], first_reads: set[tuple[str, int]] | None = None,
-           ) -> tuple[set[tuple[int, int]], int, int, int]:
+def _score(
+    alerts: list[Alert],
+    by_identity: dict[tuple[str, int], tuple[int, bool]],
+    clones: list[tuple[int, int]],
+    first_reads: set[tuple[str, int]] | None = None,
+) -> tuple[set[tuple[int, int]], int, int, int]:
     """Clone pairs found (only by alerts naming a read in ``first_reads``, when given); alerts a
     misread took part in (false); alerts on two exact reads of one vehicle (false: a trip or a
     description the check got wrong); alerts on two vehicles carrying one plate other than an injected
@@ -277,7 +339,11 @@ def _score(alerts: list[Alert], by_identity: dict[tuple[str, int], tuple[int, bo
         if a[1] or b[1]:
             false_misread += 1  # a misread took part: the alert is false whatever else is true
         elif pair is not None:
-            if first_reads is None or (alert.checkpoint, alert.seq) in first_reads or (ocp, int(oseq)) in first_reads:
+            if (
+                first_reads is None
+                or (alert.checkpoint, alert.seq) in first_reads
+                or (ocp, int(oseq)) in first_reads
+            ):
                 found.add(pair)
         elif a[0] == b[0]:
             false_same_vehicle += 1
@@ -286,8 +352,9 @@ def _score(alerts: list[Alert], by_identity: dict[tuple[str, int], tuple[int, bo
     return found, false_misread, false_same_vehicle, other_pairs
 
 
-def run(passages: int = 1_000_000, seed: int = 8, repeats: int = 5,
-        companion_passages: int = 20_000_000) -> dict[str, Any]:
+def run(
+    passages: int = 1_000_000, seed: int = 8, repeats: int = 5, companion_passages: int = 20_000_000
+) -> dict[str, Any]:
     """Simulate, ingest with and without the check, score; then the companion query over a week
     (``cordon/bench/companions.py``); return one JSON-able dict."""
     settings = CloneSettings()
@@ -297,8 +364,15 @@ def run(passages: int = 1_000_000, seed: int = 8, repeats: int = 5,
     # A hub in steady state: the day before the measured one, of the same vehicles, has gone through
     # the check (what the index holds after running a day, or after warming from the record at start).
     warm = simulate(passages, seed + 1, CloneCheck(settings, geography), start - DAY_S, inject_clones=False)
-    sim = simulate(passages, seed, CloneCheck(settings, geography), start, population=warm["vehicles"],
-                   seqs=dict(warm["seqs"]), before=warm["last"])
+    sim = simulate(
+        passages,
+        seed,
+        CloneCheck(settings, geography),
+        start,
+        population=warm["vehicles"],
+        seqs=dict(warm["seqs"]),
+        before=warm["last"],
+    )
     reads, clones = sim["reads"], sim["clones"]
     batches = _batches(reads)
     warm_decoded = [msgspec.json.decode(body, type=EventBatch) for _, body in _batches(warm["reads"])]
@@ -350,8 +424,10 @@ def run(passages: int = 1_000_000, seed: int = 8, repeats: int = 5,
         "companion_query_p99_s": companion.pop("companion_query_p99_s"),
         "companion_recall_top5": companion.pop("companion_recall_top5"),
     }
-    passed = {name: bool(figures[name] >= bar if op == ">=" else figures[name] <= bar)
-              for name, (op, bar) in BARS.items()}
+    passed = {
+        name: bool(figures[name] >= bar if op == ">=" else figures[name] <= bar)
+        for name, (op, bar) in BARS.items()
+    }
     return {
         "benchmark": "intel",
         **figures,
@@ -360,16 +436,22 @@ def run(passages: int = 1_000_000, seed: int = 8, repeats: int = 5,
         "all_pass": all(passed.values()),
         "warm_up_passages": warm["passages"],
         "steady_state": "the measured day follows a warm-up day of the same vehicles that went through the "
-                        "check first (a hub running, or warmed from the record at start: clones.warm_hours); "
-                        "cold_* is the same day with an empty index (the first day after a restart without warming)",
+        "check first (a hub running, or warmed from the record at start: clones.warm_hours); "
+        "cold_* is the same day with an empty index (the first day after a restart without warming)",
         "clone_recall_first_passage": round(len(found_first) / len(clones), 4),
         "clones_without_an_eligible_read": sum(
-            1 for _, clone_vid in clones if not any(vid == clone_vid and not mis and (r.confidence or 0)
-                                                    >= settings.min_confidence for _, r, vid, mis in reads)),
+            1
+            for _, clone_vid in clones
+            if not any(
+                vid == clone_vid and not mis and (r.confidence or 0) >= settings.min_confidence
+                for _, r, vid, mis in reads
+            )
+        ),
         "cold_clone_recall": round(len(cold_found) / len(clones), 4),
         "cold_false_clone_alerts_per_million_passages": round(cold_false_misread / n_passages * 1e6, 2),
-        "ingest_cost_increase_median": round((statistics.median(on_runs) - statistics.median(off_runs))
-                                             / statistics.median(off_runs), 4),
+        "ingest_cost_increase_median": round(
+            (statistics.median(on_runs) - statistics.median(off_runs)) / statistics.median(off_runs), 4
+        ),
         "ingest_off_spread": round((max(off_runs) - off) / off, 4),
         "cold_ingest_cost_increase": round((min(cold_runs) - min(off_runs)) / min(off_runs), 4),
         "ingest_cold_s": [round(x, 2) for x in cold_runs],
@@ -377,25 +459,47 @@ def run(passages: int = 1_000_000, seed: int = 8, repeats: int = 5,
         "check_only_share_of_ingest": round(check_only_s / off, 4),
         "check_in_ingest_s": [round(x, 2) for x in in_check],
         "check_in_ingest_share": round(min(in_check) / off, 4),
-        "ingest_off_s": [round(x, 2) for x in off_runs], "ingest_on_s": [round(x, 2) for x in on_runs],
-        "reads_per_s_off": round(len(reads) / off), "reads_per_s_on": round(len(reads) / on),
-        "passages": n_passages, "reads": len(reads), "batches": len(batches),
-        "vehicles": len(sim["vehicles"]), "clones_injected": len(clones), "clones_found": len(found),
-        "clone_alerts": len(alerts), "false_clone_alerts_misread": false_misread,
+        "ingest_off_s": [round(x, 2) for x in off_runs],
+        "ingest_on_s": [round(x, 2) for x in on_runs],
+        "reads_per_s_off": round(len(reads) / off),
+        "reads_per_s_on": round(len(reads) / on),
+        "passages": n_passages,
+        "reads": len(reads),
+        "batches": len(batches),
+        "vehicles": len(sim["vehicles"]),
+        "clones_injected": len(clones),
+        "clones_found": len(found),
+        "clone_alerts": len(alerts),
+        "false_clone_alerts_misread": false_misread,
         "false_clone_alerts_same_vehicle": false_same_vehicle,
         "clone_alerts_other_vehicle_pairs": other_pairs,
         "misreads": sum(1 for *_, mis in reads if mis),
-        "misreads_at_or_above_threshold": sum(1 for _, r, _, mis in reads if mis and (r.confidence or 0)
-                                              >= settings.min_confidence),
+        "misreads_at_or_above_threshold": sum(
+            1 for _, r, _, mis in reads if mis and (r.confidence or 0) >= settings.min_confidence
+        ),
         "noise_model": f"misread rate {MISREAD_RATE} (one look-alike character), misread confidence N(84,6), "
-                       "correct N(95,3); 10% of plates have a look-alike twin on the road",
-        "simulate_s": round(sim_s, 1), "seed": seed, "cpus": os.cpu_count(),
-        "settings": {"min_confidence": settings.min_confidence, "max_speed_kmh": settings.max_speed_kmh,
-                     "road_factor": settings.road_factor, "same_time_window_s": settings.same_time_window_s},
+        "correct N(95,3); 10% of plates have a look-alike twin on the road",
+        "simulate_s": round(sim_s, 1),
+        "seed": seed,
+        "cpus": os.cpu_count(),
+        "settings": {
+            "min_confidence": settings.min_confidence,
+            "max_speed_kmh": settings.max_speed_kmh,
+            "road_factor": settings.road_factor,
+            "same_time_window_s": settings.same_time_window_s,
+        },
         **companion,
-        "min_trip_floor_min": round(min((geography.distance_km(a, b) or math.inf)
-                                        for a in geography.checkpoints for b in geography.checkpoints if a != b)
-                                    / settings.max_speed_kmh * 60, 1),
+        "min_trip_floor_min": round(
+            min(
+                (geography.distance_km(a, b) or math.inf)
+                for a in geography.checkpoints
+                for b in geography.checkpoints
+                if a != b
+            )
+            / settings.max_speed_kmh
+            * 60,
+            1,
+        ),
     }
 
 
@@ -424,8 +528,16 @@ def week(passages_per_day: int = 2_860_000, days: int = 7, seed: int = 8) -> dic
     per_day = []
     check_s = 0.0
     for day in range(days):
-        sim = simulate(passages_per_day, seed + day, check, start + day * DAY_S, population=population,
-                       seqs=seqs, before=last, inject_clones=day > 0)  # day 0 warms the index up
+        sim = simulate(
+            passages_per_day,
+            seed + day,
+            check,
+            start + day * DAY_S,
+            population=population,
+            seqs=seqs,
+            before=last,
+            inject_clones=day > 0,
+        )  # day 0 warms the index up
         population, seqs, last = sim["vehicles"], sim["seqs"], {**(last or {}), **sim["last"]}
         identity.update({(cp, read.seq): (vid, mis) for cp, read, vid, mis in sim["reads"]})
         decoded = [msgspec.json.decode(body, type=EventBatch) for _, body in _batches(sim["reads"])]
@@ -442,22 +554,44 @@ def week(passages_per_day: int = 2_860_000, days: int = 7, seed: int = 8) -> dic
             passages += sim["passages"]
             reads += len(sim["reads"])
             misreads += sum(1 for *_, mis in sim["reads"] if mis)
-        per_day.append({"day": day, "passages": sim["passages"], "clones_injected": len(sim["clones"]),
-                        "clone_alerts": found_today, "index_plates": len(check.index)})
+        per_day.append(
+            {
+                "day": day,
+                "passages": sim["passages"],
+                "clones_injected": len(sim["clones"]),
+                "clone_alerts": found_today,
+                "index_plates": len(check.index),
+            }
+        )
         del sim, decoded
     found, false_misread, false_same_vehicle, other_pairs = _score(alerts, identity, clones)
     return {
         "benchmark": "intel-week",
         "clone_recall": round(len(found) / max(1, len(clones)), 4),
         "false_clone_alerts_per_million_passages": round(false_misread / max(1, passages) * 1e6, 2),
-        "bars": {name: f"{op} {bar}" for name, (op, bar) in BARS.items() if name.startswith(("clone", "false"))},
-        "days_measured": days - 1, "warm_up_days": 1, "passages": passages, "reads": reads, "misreads": misreads,
-        "clones_injected": len(clones), "clones_found": len(found), "clone_alerts": len(alerts),
-        "false_clone_alerts_misread": false_misread, "false_clone_alerts_same_vehicle": false_same_vehicle,
+        "bars": {
+            name: f"{op} {bar}" for name, (op, bar) in BARS.items() if name.startswith(("clone", "false"))
+        },
+        "days_measured": days - 1,
+        "warm_up_days": 1,
+        "passages": passages,
+        "reads": reads,
+        "misreads": misreads,
+        "clones_injected": len(clones),
+        "clones_found": len(found),
+        "clone_alerts": len(alerts),
+        "false_clone_alerts_misread": false_misread,
+        "false_clone_alerts_same_vehicle": false_same_vehicle,
         "clone_alerts_other_vehicle_pairs": other_pairs,
-        "explained_as_misreads": check.explained_as_misreads, "misreads_ruled_out": check.misreads_ruled_out,
+        "explained_as_misreads": check.explained_as_misreads,
+        "misreads_ruled_out": check.misreads_ruled_out,
         "uncorroborated_attribute_conflicts": check.uncorroborated,
-        "check_s": round(check_s, 1), "check_us_per_read": round(check_s / max(1, reads) * 1e6, 2),
-        "index_plates": len(check.index), "max_plates": settings.max_plates, "per_day": per_day,
-        "vehicles": len(population or []), "seed": seed, "elapsed_s": round(time.perf_counter() - started, 1),
+        "check_s": round(check_s, 1),
+        "check_us_per_read": round(check_s / max(1, reads) * 1e6, 2),
+        "index_plates": len(check.index),
+        "max_plates": settings.max_plates,
+        "per_day": per_day,
+        "vehicles": len(population or []),
+        "seed": seed,
+        "elapsed_s": round(time.perf_counter() - started, 1),
     }

@@ -64,7 +64,9 @@ class _Tally:
         }
 
 
-def run(photos: int = 2000, seed: int = SEED, catalogue_path: str | Path = DEFAULT_CATALOGUE) -> dict[str, Any]:
+def run(
+    photos: int = 2000, seed: int = SEED, catalogue_path: str | Path = DEFAULT_CATALOGUE
+) -> dict[str, Any]:
     catalogue = load_catalogue(catalogue_path)
     scenes = [Scene(kit) for kit in catalogue.kits]
     rng = random.Random(seed)

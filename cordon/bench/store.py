@@ -52,8 +52,12 @@ from protocols.messages import SCHEMA_VERSION, Event, EventBatch, PlateRead, enc
 
 from .match import _plate
 
-BARS = {"exact_search_p99_ms": 20.0, "partial_search_p99_ms": 300.0, "purge_day_s": 2.0,
-        "ingest_p99_ms_during_purge": 100.0}
+BARS = {
+    "exact_search_p99_ms": 20.0,
+    "partial_search_p99_ms": 300.0,
+    "purge_day_s": 2.0,
+    "ingest_p99_ms_during_purge": 100.0,
+}
 UTC_OFFSET = "+08:00"
 SKEW = 3.0
 """Vehicle i of N is drawn as floor(N * u**SKEW): the lowest 1% of ids make ~21% of the traffic."""
@@ -102,28 +106,65 @@ def _fill_day(job: tuple[str, str, int, int, int, int]) -> dict[str, Any]:
     for statement in TABLES:
         conn.execute(statement)
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO plates (plate_id, plate, rplate) VALUES (?,?,?)",
-                     ((i + 1, pop[v], pop[v][::-1]) for i, v in enumerate(distinct.tolist())))
+    conn.executemany(
+        "INSERT INTO plates (plate_id, plate, rplate) VALUES (?,?,?)",
+        ((i + 1, pop[v], pop[v][::-1]) for i, v in enumerate(distinct.tolist())),
+    )
     conn.execute("COMMIT")
     cp_names = [f"SD-R{c // 10:02d}-{c % 10 + 1:03d}" for c in range(checkpoints)]
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for lo in range(0, n, CHUNK):
             hi = min(n, lo + CHUNK)
-            for i, v, t, c, lane, conf, pid in zip(range(lo, hi), ids[lo:hi].tolist(), times[lo:hi].tolist(),
-                                                    cps[lo:hi].tolist(), lanes[lo:hi].tolist(),
-                                                    confidence[lo:hi].tolist(), plate_ids[lo:hi].tolist(),
-                                                    strict=True):
+            for i, v, t, c, lane, conf, pid in zip(
+                range(lo, hi),
+                ids[lo:hi].tolist(),
+                times[lo:hi].tolist(),
+                cps[lo:hi].tolist(),
+                lanes[lo:hi].tolist(),
+                confidence[lo:hi].tolist(),
+                plate_ids[lo:hi].tolist(),
+                strict=True,
+            ):
                 plate = pop[v]
                 camera = f"lane{lane}"
-                read = PlateRead(seq=seq_base + i, camera_id=camera, captured_at=t, plate=plate, plate_raw=plate,
-                                 plate_valid=True, colour="blue", confidence=conf, lane=lane)
-                yield (cp_names[c], 1, seq_base + i, digest(read), pid, camera, None, t, t + 0.5, t + 0.7, plate,
-                       True, None, False, "blue", None, conf, lane, None)
+                read = PlateRead(
+                    seq=seq_base + i,
+                    camera_id=camera,
+                    captured_at=t,
+                    plate=plate,
+                    plate_raw=plate,
+                    plate_valid=True,
+                    colour="blue",
+                    confidence=conf,
+                    lane=lane,
+                )
+                yield (
+                    cp_names[c],
+                    1,
+                    seq_base + i,
+                    digest(read),
+                    pid,
+                    camera,
+                    None,
+                    t,
+                    t + 0.5,
+                    t + 0.7,
+                    plate,
+                    True,
+                    None,
+                    False,
+                    "blue",
+                    None,
+                    conf,
+                    lane,
+                    None,
+                )
 
     conn.execute("BEGIN")
-    conn.executemany(f"INSERT INTO reads ({', '.join(READ_COLUMNS)}) VALUES ({', '.join('?' * len(READ_COLUMNS))})",
-                     rows())
+    conn.executemany(
+        f"INSERT INTO reads ({', '.join(READ_COLUMNS)}) VALUES ({', '.join('?' * len(READ_COLUMNS))})", rows()
+    )
     conn.execute("COMMIT")
     for statement in INDEXES:
         conn.execute(statement)
@@ -132,27 +173,33 @@ def _fill_day(job: tuple[str, str, int, int, int, int]) -> dict[str, Any]:
     return {"day": day_text, "reads": n, "distinct_plates": int(len(distinct))}
 
 
-def _fill(root: Path, reads: int, days: int, checkpoints: int, workers: int, seed: int,
-          tz: dt.timezone) -> tuple[list[dt.date], list[dict[str, Any]]]:
+def _fill(
+    root: Path, reads: int, days: int, checkpoints: int, workers: int, seed: int, tz: dt.timezone
+) -> tuple[list[dt.date], list[dict[str, Any]]]:
     today = day_of(time.time(), tz)
     day_list = [today - dt.timedelta(days=days - 1 - i) for i in range(days)]
     per_day = [reads // days + (1 if i < reads % days else 0) for i in range(days)]
-    jobs = [(str(root), d.isoformat(), n, 10_000_000 * (i + 1), checkpoints, seed + i)
-            for i, (d, n) in enumerate(zip(day_list, per_day, strict=True))]
+    jobs = [
+        (str(root), d.isoformat(), n, 10_000_000 * (i + 1), checkpoints, seed + i)
+        for i, (d, n) in enumerate(zip(day_list, per_day, strict=True))
+    ]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
         filled = pool.map(_fill_day, jobs, chunksize=1)
     return day_list, filled
 
 
-def _sample_plates(root: Path, day_list: list[dt.date], n: int, rng: random.Random,
-                   home_only: bool = False) -> list[tuple[dt.date, str]]:
+def _sample_plates(
+    root: Path, day_list: list[dt.date], n: int, rng: random.Random, home_only: bool = False
+) -> list[tuple[dt.date, str]]:
     out: list[tuple[dt.date, str]] = []
     while len(out) < n:
         day = rng.choice(day_list)
         with sqlite3.connect(root / file_name(day)) as conn:
             (top,) = conn.execute("SELECT max(plate_id) FROM plates").fetchone()
-            (plate,) = conn.execute("SELECT plate FROM plates WHERE plate_id=?", (rng.randint(1, top),)).fetchone()
+            (plate,) = conn.execute(
+                "SELECT plate FROM plates WHERE plate_id=?", (rng.randint(1, top),)
+            ).fetchone()
         if home_only and not (plate.startswith("鲁") and len(plate) == 7):
             continue
         out.append((day, plate))
@@ -165,8 +212,9 @@ def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, value
 
 
-def _searches(record: SqliteReadStore, root: Path, day_list: list[dt.date], queries: int,
-              rng: random.Random) -> dict[str, Any]:
+def _searches(
+    record: SqliteReadStore, root: Path, day_list: list[dt.date], queries: int, rng: random.Random
+) -> dict[str, Any]:
     tz = record.tz
     week = (day_bounds(day_list[0], tz)[0], day_bounds(day_list[-1], tz)[1] - 0.001)
     exact, exact_day, exact_rows = [], [], []
@@ -191,10 +239,13 @@ def _searches(record: SqliteReadStore, root: Path, day_list: list[dt.date], quer
         leading.append(ms)
         leading_rows.append(len(found.reads))
     return {
-        "exact_search_p99_ms": _percentile(exact, 99), "exact_search_p50_ms": _percentile(exact, 50),
-        "exact_search_range_days": len(day_list), "exact_search_rows_mean": round(float(np.mean(exact_rows)), 1),
+        "exact_search_p99_ms": _percentile(exact, 99),
+        "exact_search_p50_ms": _percentile(exact, 50),
+        "exact_search_range_days": len(day_list),
+        "exact_search_rows_mean": round(float(np.mean(exact_rows)), 1),
         "exact_search_1day_p99_ms": _percentile(exact_day, 99),
-        "partial_search_p99_ms": _percentile(partial, 99), "partial_search_p50_ms": _percentile(partial, 50),
+        "partial_search_p99_ms": _percentile(partial, 99),
+        "partial_search_p50_ms": _percentile(partial, 50),
         "partial_search_rows_mean": round(float(np.mean(partial_rows)), 1),
         "partial_leading_wildcard_p99_ms": _percentile(leading, 99),
         "partial_leading_wildcard_p50_ms": _percentile(leading, 50),
@@ -206,8 +257,9 @@ def _searches(record: SqliteReadStore, root: Path, day_list: list[dt.date], quer
 def _purge_under_ingest(data: Path, day_list: list[dt.date], settle_s: float = 2.0) -> dict[str, Any]:
     store = HubStore(data / "hub.db", record_dir=data / "record", utc_offset=UTC_OFFSET)
     store.start()
-    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None,
-                    on_status=lambda s: None)
+    ingest = Ingest(
+        store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None, on_status=lambda s: None
+    )
     topic = "cordon/v1/cp/SD-BENCH-001/events"
     samples: list[tuple[float, float]] = []  # (started, latency ms)
     stop = threading.Event()
@@ -220,10 +272,19 @@ def _purge_under_ingest(data: Path, day_list: list[dt.date], settle_s: float = 2
             events: list[Event] = []
             for _ in range(INGEST_BATCH):
                 seq += 1
-                events.append(PlateRead(seq=seq, camera_id="lane1", captured_at=now, plate=f"鲁Z{seq % 100000:05d}",
-                                        plate_raw=f"鲁Z{seq % 100000:05d}", plate_valid=True))
-            payload = encode(EventBatch(v=SCHEMA_VERSION, checkpoint="SD-BENCH-001", epoch=1, sent_at=now,
-                                        events=events))
+                events.append(
+                    PlateRead(
+                        seq=seq,
+                        camera_id="lane1",
+                        captured_at=now,
+                        plate=f"鲁Z{seq % 100000:05d}",
+                        plate_raw=f"鲁Z{seq % 100000:05d}",
+                        plate_valid=True,
+                    )
+                )
+            payload = encode(
+                EventBatch(v=SCHEMA_VERSION, checkpoint="SD-BENCH-001", epoch=1, sent_at=now, events=events)
+            )
             started = time.perf_counter()
             try:
                 ingest.handle(topic, payload, now).result(60)
@@ -244,7 +305,9 @@ def _purge_under_ingest(data: Path, day_list: list[dt.date], settle_s: float = 2
         stop.set()
         thread.join()
         store.stop()
-    during = [ms for at, ms in samples if purge_started <= at <= purge_ended or at <= purge_started < at + ms / 1000]
+    during = [
+        ms for at, ms in samples if purge_started <= at <= purge_ended or at <= purge_started < at + ms / 1000
+    ]
     before = [ms for at, ms in samples if at + ms / 1000 < purge_started]
     near = [ms for at, ms in samples if purge_started - 1 <= at <= purge_ended + 1]
     assert purged == [oldest], f"purge dropped {purged}, expected [{oldest}]"
@@ -267,9 +330,17 @@ def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run(reads: int = 20_000_000, days: int = 7, data: str | None = None, keep: bool = False,
-        checkpoints: int = 60, vehicles: int | None = None, queries: int = 300, workers: int = 2,
-        seed: int = 7) -> dict[str, Any]:
+def run(
+    reads: int = 20_000_000,
+    days: int = 7,
+    data: str | None = None,
+    keep: bool = False,
+    checkpoints: int = 60,
+    vehicles: int | None = None,
+    queries: int = 300,
+    workers: int = 2,
+    seed: int = 7,
+) -> dict[str, Any]:
     """Fill, measure, clean up; return the figures as one JSON-able dict."""
     if days < 2:
         raise ValueError("--days must be at least 2 (one day is purged)")
@@ -306,13 +377,22 @@ def run(reads: int = 20_000_000, days: int = 7, data: str | None = None, keep: b
         "pass": passed,
         "all_pass": all(passed.values()),
         **{k: v for k, v in figures.items() if k not in BARS},
-        "reads": reads, "days": days, "checkpoints": checkpoints, "vehicles": vehicles,
+        "reads": reads,
+        "days": days,
+        "checkpoints": checkpoints,
+        "vehicles": vehicles,
         "distinct_plates_per_day_mean": round(sum(f["distinct_plates"] for f in filled) / len(filled)),
         "fill_method": "bulk: worker processes write day files directly with readstore.TABLES and INDEXES "
-                       "(no journal, indexes after load, real digests); searches, purge and ingest use the hub's code",
-        "fill_workers": workers, "fill_s": round(fill_s, 1), "population_s": round(population_s, 1),
-        "fill_bytes": fill_bytes, "utc_offset": UTC_OFFSET, "data_dir": str(root_dir), "kept": keep,
-        "sqlite": sqlite3.sqlite_version, "cpus": os.cpu_count(),
+        "(no journal, indexes after load, real digests); searches, purge and ingest use the hub's code",
+        "fill_workers": workers,
+        "fill_s": round(fill_s, 1),
+        "population_s": round(population_s, 1),
+        "fill_bytes": fill_bytes,
+        "utc_offset": UTC_OFFSET,
+        "data_dir": str(root_dir),
+        "kept": keep,
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
     }
 
 

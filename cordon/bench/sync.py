@@ -64,6 +64,7 @@ def _say(message: str) -> None:
 
 # -- phase 1: a big snapshot to a fresh edge ---------------------------------------------------
 
+
 async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"snapshot_entries": entries}
     t = time.monotonic()
@@ -72,7 +73,12 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     broker = Mosquitto(workdir / "mqtt")
     stop_later.append(broker)
     await broker.start().ready()
-    console, feed_token, tablet, camera_token = "console-bench", secrets.token_urlsafe(16), "tablet-bench", "cam-t"
+    console, feed_token, tablet, camera_token = (
+        "console-bench",
+        secrets.token_urlsafe(16),
+        "tablet-bench",
+        "cam-t",
+    )
     hub, loaded = await start_hub(workdir / "hub", broker, plates, console, feed_token, _say)
     stop_later.append(hub)
     out["hub_load_s"] = loaded["hub_load_s"]
@@ -80,8 +86,15 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     target = plates[len(plates) // 2]
     target_id = f"{LIST_ID}:{target}"
 
-    edge = edge_process(workdir / "edge", "SD-BENCH-SNAP", broker.url, hub_url=hub.base, feed_token=feed_token,
-                        tablet_token=tablet, cameras={CAMERA_ID: camera_token})
+    edge = edge_process(
+        workdir / "edge",
+        "SD-BENCH-SNAP",
+        broker.url,
+        hub_url=hub.base,
+        feed_token=feed_token,
+        tablet_token=tablet,
+        cameras={CAMERA_ID: camera_token},
+    )
     stop_later.append(edge)
     async with http_session(timeout=SNAPSHOT_TIMEOUT_S) as http:
         _say("starting a fresh edge process (the snapshot clock starts now)")
@@ -99,8 +112,10 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
             async def found() -> bool:
                 async with http.get(f"{edge.base}/api/v1/check", params={"plate": target}) as resp:
                     data = await resp.json(content_type=None)
-                return any(h.get("entry_id") == target_id or h.get("entry_plate") == target
-                           for h in data.get("hits") or [])
+                return any(
+                    h.get("entry_id") == target_id or h.get("entry_plate") == target
+                    for h in data.get("hits") or []
+                )
 
             await until(found, SNAPSHOT_TIMEOUT_S, "the edge's check to find a listed plate")
             snapshot_s = time.monotonic() - t0
@@ -108,15 +123,18 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
             out["snapshot_method"] = "status feed.version, then camera read + tablet WebSocket alert"
             ws = await http.ws_connect(f"{edge.base}/api/v1/ws")
             try:
+
                 async def mirrored() -> bool:
                     status = await get_json(http, f"{edge.base}/api/v1/status")
                     return bool(status["feed"]["version"] >= version and status["feed"]["entries"] > 0)
 
                 await until(mirrored, SNAPSHOT_TIMEOUT_S, "the edge's mirror to reach the hub's version")
                 mirror_at = time.monotonic() - t0
-                async with http.post(f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
-                                     headers={"X-Camera-Token": camera_token},
-                                     json={"plate": target, "event_id": "bench-snapshot-1"}) as resp:
+                async with http.post(
+                    f"{edge.base}/api/v1/cameras/{CAMERA_ID}/reads",
+                    headers={"X-Camera-Token": camera_token},
+                    json={"plate": target, "event_id": "bench-snapshot-1"},
+                ) as resp:
                     if resp.status != 200:
                         raise RuntimeError(f"camera push: {resp.status} {await resp.text()}")
                 deadline = time.monotonic() + 30
@@ -150,8 +168,9 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     # Diagnostics, after the clock: how long the hub takes to serve the snapshot, and its size.
     async with http_session(timeout=SNAPSHOT_TIMEOUT_S) as http:
         t = time.monotonic()
-        async with http.get(f"{hub.base}/api/v1/feed/snapshot",
-                            headers={"Authorization": f"Bearer {feed_token}"}) as resp:
+        async with http.get(
+            f"{hub.base}/api/v1/feed/snapshot", headers={"Authorization": f"Bearer {feed_token}"}
+        ) as resp:
             body_len = len(await resp.read())
         out["hub_snapshot_serve_s"] = round(time.monotonic() - t, 2)
         out["snapshot_bytes"] = body_len
@@ -161,6 +180,7 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
 
 
 # -- phase 2: deltas to many in-process edges --------------------------------------------------
+
 
 class LoopMonitor:
     """How late the benchmark's event loop runs a 10 ms timer, and the garbage collector's long pauses."""
@@ -245,10 +265,16 @@ class DeltaProbe:
             installed = await replace(snapshot)
             self.check(idx, mirror)
             if self.measuring:
-                self.snapshot_events.append({
-                    "edge": idx, "at_s": round(time.monotonic() - self.t0, 3), "mirror_before": before,
-                    "highest_before": self.highest.get(idx, 0), "snapshot_version": snapshot.version,
-                    "plate_pending": self.plate is not None})
+                self.snapshot_events.append(
+                    {
+                        "edge": idx,
+                        "at_s": round(time.monotonic() - self.t0, 3),
+                        "mirror_before": before,
+                        "highest_before": self.highest.get(idx, 0),
+                        "snapshot_version": snapshot.version,
+                        "plate_pending": self.plate is not None,
+                    }
+                )
             self.highest[idx] = max(self.highest.get(idx, 0), mirror.version)
             return bool(installed)
 
@@ -261,12 +287,22 @@ class DeltaProbe:
 
         async def observed_fetch() -> Any:
             if self.measuring:
-                self.fetch_starts.append({
-                    "edge": idx, "at_s": round(time.monotonic() - self.t0, 3), "addition": self.addition,
-                    "mirror_version": feed.mirror.version, "hub_version": feed.hub_version,
-                    # private state, read for diagnosis only: is a delta being applied, when did one arrive
-                    "delta_being_applied": getattr(getattr(feed.mirror, "_lock", None), "locked", lambda: None)(),
-                    "since_last_delta_s": round(time.monotonic() - getattr(feed, "_last_delta_at", 0.0), 3)})
+                self.fetch_starts.append(
+                    {
+                        "edge": idx,
+                        "at_s": round(time.monotonic() - self.t0, 3),
+                        "addition": self.addition,
+                        "mirror_version": feed.mirror.version,
+                        "hub_version": feed.hub_version,
+                        # private state, read for diagnosis only: is a delta being applied, when did one arrive
+                        "delta_being_applied": getattr(
+                            getattr(feed.mirror, "_lock", None), "locked", lambda: None
+                        )(),
+                        "since_last_delta_s": round(
+                            time.monotonic() - getattr(feed, "_last_delta_at", 0.0), 3
+                        ),
+                    }
+                )
             return await fetch()
 
         feed.fetch_snapshot = observed_fetch
@@ -281,8 +317,9 @@ class DeltaProbe:
                 self.done.set()
 
 
-async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: int, seed: int,
-                      stop_later: list[Any]) -> dict[str, Any]:
+async def delta_phase(
+    workdir: Path, edges: int, feed_entries: int, additions: int, seed: int, stop_later: list[Any]
+) -> dict[str, Any]:
     from aiohttp import web
 
     from edge import keys as edge_keys
@@ -308,8 +345,9 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
     runners: list[web.AppRunner] = []
 
     async def stop_edges() -> None:
-        results = await asyncio.wait_for(asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True),
-                                         timeout=120)
+        results = await asyncio.wait_for(
+            asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True), timeout=120
+        )
         for r in results:
             if isinstance(r, BaseException):
                 _say(f"an edge did not stop cleanly: {r!r}")
@@ -320,10 +358,13 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
     _say(f"starting {edges} edge apps in this process")
     for i in range(edges):
         cp = f"SD-BENCH-{i:03d}"
-        settings = EdgeSettings(checkpoint=cp, data_dir=str(workdir / "edges" / cp),
-                                mqtt=EdgeMqtt(url=broker.url, reconnect_min_s=0.2, reconnect_max_s=1.0),
-                                hub=EdgeHub(url=hub.base, token=feed_token),
-                                tablet=TabletSettings(token=secrets.token_urlsafe(8)))
+        settings = EdgeSettings(
+            checkpoint=cp,
+            data_dir=str(workdir / "edges" / cp),
+            mqtt=EdgeMqtt(url=broker.url, reconnect_min_s=0.2, reconnect_max_s=1.0),
+            hub=EdgeHub(url=hub.base, token=feed_token),
+            tablet=TabletSettings(token=secrets.token_urlsafe(8)),
+        )
         app = create_app(settings)
         probe.attach(i, app[edge_keys.MIRROR])
         probe.attach_feed(i, app[edge_keys.FEED])
@@ -333,8 +374,10 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
         runners.append(runner)
 
     def ready() -> int:
-        return sum(app[edge_keys.MIRROR].version >= loaded["version"] and len(app[edge_keys.MIRROR]) > 0
-                   for app in apps)
+        return sum(
+            app[edge_keys.MIRROR].version >= loaded["version"] and len(app[edge_keys.MIRROR]) > 0
+            for app in apps
+        )
 
     async def all_ready() -> bool:
         return ready() == edges
@@ -369,7 +412,9 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
             entry_id = f"{LIST_ID}:{plate}"
             probe.addition = k
             probe.arm(plate, entry_id)  # the clock starts here, just before the API call
-            async with http.post(f"{hub.base}/api/v1/watchlists/{LIST_ID}/entries", json={"plate": plate}) as resp:
+            async with http.post(
+                f"{hub.base}/api/v1/watchlists/{LIST_ID}/entries", json={"plate": plate}
+            ) as resp:
                 if resp.status != 200:
                     raise RuntimeError(f"adding an entry: {resp.status} {await resp.text()}")
                 await resp.read()
@@ -389,38 +434,45 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
                         cp = f"SD-BENCH-{i:03d}"
                         late_edges[cp] = late_edges.get(cp, 0) + 1
             if (k + 1) % 10 == 0 or k + 1 == len(new_plates):
-                _say(f"{k + 1}/{len(new_plates)} additions; p50 {percentile_ms(latencies, 50)} ms, "
-                     f"p99 {percentile_ms(latencies, 99)} ms, missed {missed}")
+                _say(
+                    f"{k + 1}/{len(new_plates)} additions; p50 {percentile_ms(latencies, 50)} ms, "
+                    f"p99 {percentile_ms(latencies, 99)} ms, missed {missed}"
+                )
     await monitor.stop()
     snapshots_after = sum(app[edge_keys.FEED].snapshots for app in apps)
-    out.update({
-        "deltas": len(new_plates),
-        "pairs": edges * len(new_plates),
-        "delta_p50_ms": percentile_ms(latencies, 50),
-        "delta_p90_ms": percentile_ms(latencies, 90),
-        "delta_p99_ms": percentile_ms(latencies, 99),
-        "delta_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
-        "delta_p99_ms_without_first_addition": percentile_ms(later, 99),
-        "missed": missed,
-        "missed_by_edge": late_edges,
-        "add_api_p50_ms": percentile_ms(api, 50),
-        "add_api_p99_ms": percentile_ms(api, 99),
-        "snapshots_taken_by_edges": snapshots_after,
-        "snapshots_during_additions": snapshots_after - snapshots_before,
-        "deltas_applied_by_edges": sum(app[edge_keys.FEED].deltas for app in apps) - deltas_before,
-        "delta_results": probe.results,
-        "slowest_additions": [{"addition": k, "max_ms": ms} for ms, k in sorted(slowest, reverse=True)[:5]],
-        "apply_delta_p99_ms": percentile_ms(probe.apply_s, 99),
-        "apply_delta_max_ms": round(max(probe.apply_s) * 1000, 1) if probe.apply_s else None,
-        "snapshots_moving_mirror_back": sum(e["snapshot_version"] < e["highest_before"]
-                                            for e in probe.snapshot_events),
-        "snapshot_events_during_additions": probe.snapshot_events[:20],
-        "snapshot_fetches_during_additions": probe.fetch_starts[:20],
-        "loop_lag_max_ms": round(monitor.max_lag * 1000, 1),
-        "gc_pauses_over_50ms": [round(x * 1000) for x in monitor.gc_pauses[:10]],
-        "bench_process_rss_mb": rss_mb(),
-        "feed_hub_rss_mb": hub.rss_mb(),
-    })
+    out.update(
+        {
+            "deltas": len(new_plates),
+            "pairs": edges * len(new_plates),
+            "delta_p50_ms": percentile_ms(latencies, 50),
+            "delta_p90_ms": percentile_ms(latencies, 90),
+            "delta_p99_ms": percentile_ms(latencies, 99),
+            "delta_max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+            "delta_p99_ms_without_first_addition": percentile_ms(later, 99),
+            "missed": missed,
+            "missed_by_edge": late_edges,
+            "add_api_p50_ms": percentile_ms(api, 50),
+            "add_api_p99_ms": percentile_ms(api, 99),
+            "snapshots_taken_by_edges": snapshots_after,
+            "snapshots_during_additions": snapshots_after - snapshots_before,
+            "deltas_applied_by_edges": sum(app[edge_keys.FEED].deltas for app in apps) - deltas_before,
+            "delta_results": probe.results,
+            "slowest_additions": [
+                {"addition": k, "max_ms": ms} for ms, k in sorted(slowest, reverse=True)[:5]
+            ],
+            "apply_delta_p99_ms": percentile_ms(probe.apply_s, 99),
+            "apply_delta_max_ms": round(max(probe.apply_s) * 1000, 1) if probe.apply_s else None,
+            "snapshots_moving_mirror_back": sum(
+                e["snapshot_version"] < e["highest_before"] for e in probe.snapshot_events
+            ),
+            "snapshot_events_during_additions": probe.snapshot_events[:20],
+            "snapshot_fetches_during_additions": probe.fetch_starts[:20],
+            "loop_lag_max_ms": round(monitor.max_lag * 1000, 1),
+            "gc_pauses_over_50ms": [round(x * 1000) for x in monitor.gc_pauses[:10]],
+            "bench_process_rss_mb": rss_mb(),
+            "feed_hub_rss_mb": hub.rss_mb(),
+        }
+    )
     await stop_edges()
     hub.stop()
     broker.stop()
@@ -429,8 +481,10 @@ async def delta_phase(workdir: Path, edges: int, feed_entries: int, additions: i
 
 # -- the whole run ---------------------------------------------------------------------------
 
-async def _run(snapshot_entries: int, edges: int, feed_entries: int, additions: int, seed: int,
-               keep: str | None) -> dict[str, Any]:
+
+async def _run(
+    snapshot_entries: int, edges: int, feed_entries: int, additions: int, seed: int, keep: str | None
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     errors: list[str] = []
     base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="cordon-bench-sync-"))
@@ -463,7 +517,9 @@ async def _run(snapshot_entries: int, edges: int, feed_entries: int, additions: 
                 await cleanup()
         if edges > 0 and additions > 0:
             try:
-                result.update(await delta_phase(base / "deltas", edges, feed_entries, additions, seed, stop_later))
+                result.update(
+                    await delta_phase(base / "deltas", edges, feed_entries, additions, seed, stop_later)
+                )
             except Exception as exc:
                 errors.append(f"delta phase: {type(exc).__name__}: {exc}"[:2000])
                 _say(errors[-1])
@@ -480,8 +536,15 @@ async def _run(snapshot_entries: int, edges: int, feed_entries: int, additions: 
     return result
 
 
-def run(snapshot_entries: int = 1_000_000, edges: int = 50, feed_entries: int = 100_000, additions: int = 100,
-        *, seed: int = 11, keep: str | None = None) -> dict[str, Any]:
+def run(
+    snapshot_entries: int = 1_000_000,
+    edges: int = 50,
+    feed_entries: int = 100_000,
+    additions: int = 100,
+    *,
+    seed: int = 11,
+    keep: str | None = None,
+) -> dict[str, Any]:
     """Run both measurements (see the module doc) and return one JSON-ready dict."""
     global _started
     _started = time.monotonic()
@@ -499,8 +562,20 @@ def run(snapshot_entries: int = 1_000_000, edges: int = 50, feed_entries: int = 
         "deltas": measured.pop("deltas", 0),
         "missed": missed,
         "snapshots_taken_by_edges": measured.pop("snapshots_taken_by_edges", None),
-        **{k: v for k, v in measured.items() if k not in {"snapshot_entries", "snapshot_s", "edges", "feed_entries",
-                                                          "delta_p99_ms", "missed", "errors"}},
+        **{
+            k: v
+            for k, v in measured.items()
+            if k
+            not in {
+                "snapshot_entries",
+                "snapshot_s",
+                "edges",
+                "feed_entries",
+                "delta_p99_ms",
+                "missed",
+                "errors",
+            }
+        },
         "bars": {
             "snapshot_s_le_30": snapshot_s is not None and snapshot_s <= SNAPSHOT_BAR_S,
             "delta_p99_ms_le_1000": p99 is not None and p99 <= DELTA_BAR_MS and missed == 0,
@@ -543,8 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(args.snapshot_entries, args.edges, args.feed_entries, args.additions, seed=args.seed,
-                 keep=args.keep)
+    result = run(
+        args.snapshot_entries, args.edges, args.feed_entries, args.additions, seed=args.seed, keep=args.keep
+    )
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

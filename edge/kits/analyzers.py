@@ -32,11 +32,26 @@ import msgspec
 from protocols.kits import Catalogue, KitError, MachineReading, PanelCall
 
 MAX_EXPORT_BYTES = 10 * 1024 * 1024
-CSV_COLUMNS = ("time", "device_serial", "test_id", "kit_model", "lot", "expiry", "sample_type", "panel", "result")
+CSV_COLUMNS = (
+    "time",
+    "device_serial",
+    "test_id",
+    "kit_model",
+    "lot",
+    "expiry",
+    "sample_type",
+    "panel",
+    "result",
+)
 _RESULTS: dict[str, PanelCall] = {
-    "positive": "positive", "pos": "positive", "+": "positive",
-    "negative": "negative", "neg": "negative", "-": "negative",
-    "invalid": "invalid", "inv": "invalid",
+    "positive": "positive",
+    "pos": "positive",
+    "+": "positive",
+    "negative": "negative",
+    "neg": "negative",
+    "-": "negative",
+    "invalid": "invalid",
+    "inv": "invalid",
 }
 
 
@@ -119,26 +134,39 @@ def _build(head: dict[str, Any], calls: dict[str, PanelCall], catalogue: Catalog
         raise KitError(f"panels do not match kit {kit.model}: missing {missing}, not on the kit {extra}")
     device = _text(head, "device_serial")
     return AnalyzerTest(
-        test_id=_text(head, "test_id"), device_serial=device, read_at=_time(head.get("time")),
-        kit_model=kit.model, lot=_text(head, "lot"), expiry=_date(head.get("expiry")), sample_type=sample_type,
-        panels=[(d, MachineReading(call=calls[d], confidence=1.0, reason=f"analyzer {device}"))
-                for d in kit.panel_codes()],
+        test_id=_text(head, "test_id"),
+        device_serial=device,
+        read_at=_time(head.get("time")),
+        kit_model=kit.model,
+        lot=_text(head, "lot"),
+        expiry=_date(head.get("expiry")),
+        sample_type=sample_type,
+        panels=[
+            (d, MachineReading(call=calls[d], confidence=1.0, reason=f"analyzer {device}"))
+            for d in kit.panel_codes()
+        ],
     )
 
 
 def parse_csv(data: bytes, catalogue: Catalogue) -> AnalyzerImport:
     """The example CSV export: rows grouped into tests by (device_serial, test_id)."""
     if len(data) > MAX_EXPORT_BYTES:
-        return AnalyzerImport(tests=[], problems=[Problem(where="file", reason=f"larger than {MAX_EXPORT_BYTES} bytes")])
+        return AnalyzerImport(
+            tests=[], problems=[Problem(where="file", reason=f"larger than {MAX_EXPORT_BYTES} bytes")]
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return AnalyzerImport(tests=[], problems=[Problem(where="file", reason=f"not UTF-8 text: {exc.reason}")])
+        return AnalyzerImport(
+            tests=[], problems=[Problem(where="file", reason=f"not UTF-8 text: {exc.reason}")]
+        )
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in reader.fieldnames or []]
     absent = [c for c in CSV_COLUMNS if c not in header]
     if absent:
-        return AnalyzerImport(tests=[], problems=[Problem(where="line 1", reason=f"header lacks columns {absent}")])
+        return AnalyzerImport(
+            tests=[], problems=[Problem(where="line 1", reason=f"header lacks columns {absent}")]
+        )
     reader.fieldnames = header
     problems: list[Problem] = []
     groups: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(list)
@@ -180,13 +208,18 @@ def parse_csv(data: bytes, catalogue: Catalogue) -> AnalyzerImport:
 def parse_json(data: bytes, catalogue: Catalogue) -> AnalyzerImport:
     """The example JSON export: ``{"device_serial": ..., "tests": [...]}``."""
     if len(data) > MAX_EXPORT_BYTES:
-        return AnalyzerImport(tests=[], problems=[Problem(where="file", reason=f"larger than {MAX_EXPORT_BYTES} bytes")])
+        return AnalyzerImport(
+            tests=[], problems=[Problem(where="file", reason=f"larger than {MAX_EXPORT_BYTES} bytes")]
+        )
     try:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         return AnalyzerImport(tests=[], problems=[Problem(where="file", reason=f"not JSON: {exc}")])
     if not isinstance(doc, dict) or not isinstance(doc.get("tests"), list):
-        return AnalyzerImport(tests=[], problems=[Problem(where="file", reason='expected {"device_serial": ..., "tests": [...]}')])
+        return AnalyzerImport(
+            tests=[],
+            problems=[Problem(where="file", reason='expected {"device_serial": ..., "tests": [...]}')],
+        )
     tests, problems = [], []
     for i, item in enumerate(doc["tests"]):
         where = f"tests[{i}]"

@@ -44,6 +44,7 @@ from .state import KitsState
 class TooLarge(web.HTTPClientError):
     status_code = 413
 
+
 log = logging.getLogger(__name__)
 
 Text64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -87,8 +88,14 @@ async def _upload(request: web.Request, field: str, limit: int) -> bytes:
 
 
 def _reading_json(drug: str, reading: MachineReading) -> dict[str, object]:
-    return {"drug": drug, "call": reading.call, "confidence": reading.confidence, "reason": reading.reason,
-            "uncertain": reading.call == "uncertain", "machine": reading}
+    return {
+        "drug": drug,
+        "call": reading.call,
+        "confidence": reading.confidence,
+        "reason": reading.reason,
+        "uncertain": reading.call == "uncertain",
+        "machine": reading,
+    }
 
 
 async def read_cassette(request: web.Request) -> web.Response:
@@ -103,9 +110,17 @@ async def read_cassette(request: web.Request) -> web.Response:
     if not reading.ok:
         raise json_error(web.HTTPBadRequest, f"photo not read: {reading.error}")
     sha = await asyncio.to_thread(state.keep_photo, data)
-    return web.Response(body=msgspec.json.encode({
-        "kit_model": kit.model, "photo_sha256": sha, "px_per_mm": reading.px_per_mm,
-        "panels": [_reading_json(p.drug, p.reading) for p in reading.panels]}), content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(
+            {
+                "kit_model": kit.model,
+                "photo_sha256": sha,
+                "px_per_mm": reading.px_per_mm,
+                "panels": [_reading_json(p.drug, p.reading) for p in reading.panels],
+            }
+        ),
+        content_type="application/json",
+    )
 
 
 async def read_analyzer(request: web.Request) -> web.Response:
@@ -116,11 +131,27 @@ async def read_analyzer(request: web.Request) -> web.Response:
         parsed = await asyncio.to_thread(parse_export, data, fmt, _state(request).catalogue)
     except KitError as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
-    return web.Response(body=msgspec.json.encode({
-        "tests": [{"test_id": t.test_id, "device_serial": t.device_serial, "read_at": t.read_at,
-                   "kit_model": t.kit_model, "lot": t.lot, "expiry": t.expiry, "sample_type": t.sample_type,
-                   "panels": [_reading_json(d, r) for d, r in t.panels]} for t in parsed.tests],
-        "problems": parsed.problems}), content_type="application/json")
+    return web.Response(
+        body=msgspec.json.encode(
+            {
+                "tests": [
+                    {
+                        "test_id": t.test_id,
+                        "device_serial": t.device_serial,
+                        "read_at": t.read_at,
+                        "kit_model": t.kit_model,
+                        "lot": t.lot,
+                        "expiry": t.expiry,
+                        "sample_type": t.sample_type,
+                        "panels": [_reading_json(d, r) for d, r in t.panels],
+                    }
+                    for t in parsed.tests
+                ],
+                "problems": parsed.problems,
+            }
+        ),
+        content_type="application/json",
+    )
 
 
 class PanelInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -166,33 +197,67 @@ async def save_result(request: web.Request) -> web.Response:
     try:
         subject = await asyncio.to_thread(subject_from_id, data.id_number, state.secret, data.name or None)
         result = KitResult(
-            result_id=f"{service.checkpoint}-{uuid.uuid4().hex[:16]}", subject=subject, kit_model=data.kit_model,
-            lot=data.lot, expiry=data.expiry, sample_type=data.sample_type,
-            panels=[PanelResult(drug=p.drug, officer_call=p.officer_call, machine=p.machine) for p in data.panels],
-            sampled_at=data.sampled_at, read_at=data.read_at, officers=[officer[:64], data.second_officer],
-            source=data.source, photo_sha256=data.photo_sha256, needs_lab=data.needs_lab,
-            sample_a=data.sample_a or None, sample_b=data.sample_b or None, notes=data.notes)
+            result_id=f"{service.checkpoint}-{uuid.uuid4().hex[:16]}",
+            subject=subject,
+            kit_model=data.kit_model,
+            lot=data.lot,
+            expiry=data.expiry,
+            sample_type=data.sample_type,
+            panels=[
+                PanelResult(drug=p.drug, officer_call=p.officer_call, machine=p.machine) for p in data.panels
+            ],
+            sampled_at=data.sampled_at,
+            read_at=data.read_at,
+            officers=[officer[:64], data.second_officer],
+            source=data.source,
+            photo_sha256=data.photo_sha256,
+            needs_lab=data.needs_lab,
+            sample_a=data.sample_a or None,
+            sample_b=data.sample_b or None,
+            notes=data.notes,
+        )
         result = check_result(result, state.catalogue)
     except (KitError, msgspec.ValidationError) as exc:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
     # Offline, against the mirror's person lists: the edge knows at once, uplink or not.
     hits = await request.app[keys.MIRROR].match_person(subject.id_hash, now=time.time())
-    event = KitResultEvent(seq=1, checkpoint_officer=officer[:128], recorded_at=time.time(), result=result,
-                           person_hits=[h.entry_id for h in hits])
+    event = KitResultEvent(
+        seq=1,
+        checkpoint_officer=officer[:128],
+        recorded_at=time.time(),
+        result=result,
+        person_hits=[h.entry_id for h in hits],
+    )
     (committed,) = await service._commit([event], [PRIORITY_HIT])  # noqa: SLF001
     call = overall_call(result.panels)
     log.info("kit result %s: %s (%s)", result.result_id, call, result.kit_model)
     mirror, epoch, now = request.app[keys.MIRROR], request.app[keys.OUTBOX].epoch, time.time()
     # Into the edge's alert log and onto every tablet, as any alert; the hub raises the same ids on ingest.
-    alerts = [kit_alert(service.checkpoint, epoch, committed.seq, result, raised_at=now)] if raises_alert(result) else []
-    alerts += [person_alert(service.checkpoint, epoch, committed.seq, result, h, mirror.lists[h.list_id], raised_at=now)
-               for h in hits if h.list_id in mirror.lists]
+    alerts = (
+        [kit_alert(service.checkpoint, epoch, committed.seq, result, raised_at=now)]
+        if raises_alert(result)
+        else []
+    )
+    alerts += [
+        person_alert(
+            service.checkpoint, epoch, committed.seq, result, h, mirror.lists[h.list_id], raised_at=now
+        )
+        for h in hits
+        if h.list_id in mirror.lists
+    ]
     for alert in alerts:
         await service.on_alert(alert)
-    frame = {"result_id": result.result_id, "result": call, "kit_model": result.kit_model,
-             "id_last4": subject.id_last4, "kit_expired": result.kit_expired,
-             "outside_read_window": result.outside_read_window, "id_problem": subject.id_problem,
-             "person_hits": event.person_hits,
-             "person_lists": [mirror.lists[h.list_id].name for h in hits if h.list_id in mirror.lists],
-             "alert": bool(alerts), "alert_ids": [a.alert_id for a in alerts]}
+    frame = {
+        "result_id": result.result_id,
+        "result": call,
+        "kit_model": result.kit_model,
+        "id_last4": subject.id_last4,
+        "kit_expired": result.kit_expired,
+        "outside_read_window": result.outside_read_window,
+        "id_problem": subject.id_problem,
+        "person_hits": event.person_hits,
+        "person_lists": [mirror.lists[h.list_id].name for h in hits if h.list_id in mirror.lists],
+        "alert": bool(alerts),
+        "alert_ids": [a.alert_id for a in alerts],
+    }
     return web.Response(body=msgspec.json.encode(frame), content_type="application/json")

@@ -31,11 +31,16 @@ INSTRUCTIONS = (
 
 def marker_corners_mm() -> dict[int, np.ndarray]:
     """Each marker's four corners on the card (mm), in ArUco's order: clockwise from top-left."""
-    lo, hi_x, hi_y = MARKER_INSET_MM, CARD_W_MM - MARKER_INSET_MM - MARKER_MM, CARD_H_MM - MARKER_INSET_MM - MARKER_MM
+    lo, hi_x, hi_y = (
+        MARKER_INSET_MM,
+        CARD_W_MM - MARKER_INSET_MM - MARKER_MM,
+        CARD_H_MM - MARKER_INSET_MM - MARKER_MM,
+    )
     out = {}
     for marker_id, (x, y) in zip(MARKER_IDS, [(lo, lo), (hi_x, lo), (hi_x, hi_y), (lo, hi_y)], strict=True):
-        out[marker_id] = np.array([[x, y], [x + MARKER_MM, y], [x + MARKER_MM, y + MARKER_MM], [x, y + MARKER_MM]],
-                                  dtype=np.float32)
+        out[marker_id] = np.array(
+            [[x, y], [x + MARKER_MM, y], [x + MARKER_MM, y + MARKER_MM], [x, y + MARKER_MM]], dtype=np.float32
+        )
     return out
 
 
@@ -57,23 +62,47 @@ def render_card(px_per_mm: float = 12.0, kits: list[KitModel] | None = None) -> 
         side = px(MARKER_MM)
         marker = cv2.aruco.generateImageMarker(dictionary, marker_id, side)
         x0, y0 = px(corners[0][0]), px(corners[0][1])
-        img[y0:y0 + side, x0:x0 + side] = marker[:, :, None]
+        img[y0 : y0 + side, x0 : x0 + side] = marker[:, :, None]
     for kit in kits or []:
         kx, ky = cassette_origin_mm(kit)
-        cv2.rectangle(img, (px(kx), px(ky)), (px(kx + kit.width_mm), px(ky + kit.height_mm)), (150, 150, 150),
-                      max(1, px(0.3)))
+        cv2.rectangle(
+            img,
+            (px(kx), px(ky)),
+            (px(kx + kit.width_mm), px(ky + kit.height_mm)),
+            (150, 150, 150),
+            max(1, px(0.3)),
+        )
     cx, cy = CARD_W_MM / 2, CARD_H_MM / 2
-    ticks = [((cx, cy - 30), (cx, cy - 24)), ((cx, cy + 24), (cx, cy + 30)),  # centre marks, clear of every
-             ((cx - 72, cy), (cx - 66, cy)), ((cx + 66, cy), (cx + 72, cy))]  # cassette's windows
+    ticks = [
+        ((cx, cy - 30), (cx, cy - 24)),
+        ((cx, cy + 24), (cx, cy + 30)),  # centre marks, clear of every
+        ((cx - 72, cy), (cx - 66, cy)),
+        ((cx + 66, cy), (cx + 72, cy)),
+    ]  # cassette's windows
     for (ax, ay), (bx, by) in ticks:
         cv2.line(img, (px(ax), px(ay)), (px(bx), px(by)), (120, 120, 120), max(1, px(0.4)))
     scale = px_per_mm / 12 * 0.55
     for i, text in enumerate(INSTRUCTIONS):
-        cv2.putText(img, text, (px(MARKER_INSET_MM + MARKER_MM + 3), px(MARKER_INSET_MM + 6 + 5 * i)),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (60, 60, 60), max(1, round(scale * 2)), cv2.LINE_AA)
-    cv2.putText(img, "Cordon reading card - print at 100% - 170 x 120 mm",
-                (px(MARKER_INSET_MM + MARKER_MM + 3), px(CARD_H_MM - MARKER_INSET_MM - 2)),
-                cv2.FONT_HERSHEY_SIMPLEX, scale, (60, 60, 60), max(1, round(scale * 2)), cv2.LINE_AA)
+        cv2.putText(
+            img,
+            text,
+            (px(MARKER_INSET_MM + MARKER_MM + 3), px(MARKER_INSET_MM + 6 + 5 * i)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (60, 60, 60),
+            max(1, round(scale * 2)),
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        img,
+        "Cordon reading card - print at 100% - 170 x 120 mm",
+        (px(MARKER_INSET_MM + MARKER_MM + 3), px(CARD_H_MM - MARKER_INSET_MM - 2)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (60, 60, 60),
+        max(1, round(scale * 2)),
+        cv2.LINE_AA,
+    )
     return img
 
 
@@ -92,18 +121,25 @@ def card_pdf(img: np.ndarray) -> bytes:
     page_w, page_h = A4_LANDSCAPE_PT
     img_w, img_h = CARD_W_MM * MM_TO_PT, CARD_H_MM * MM_TO_PT
     x0, y0 = (page_w - img_w) / 2, (page_h - img_h) / 2
-    content = (f"q {img_w:.2f} 0 0 {img_h:.2f} {x0:.2f} {y0:.2f} cm /Card Do Q\n"
-               f"BT /F1 9 Tf {x0:.2f} {y0 - 14:.2f} Td (Print at 100% scale \\(no fit to page\\): "
-               f"the card must measure 170 x 120 mm.) Tj ET\n").encode()
+    content = (
+        f"q {img_w:.2f} 0 0 {img_h:.2f} {x0:.2f} {y0:.2f} cm /Card Do Q\n"
+        f"BT /F1 9 Tf {x0:.2f} {y0 - 14:.2f} Td (Print at 100% scale \\(no fit to page\\): "
+        f"the card must measure 170 x 120 mm.) Tj ET\n"
+    ).encode()
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w} {page_h}] /Contents 4 0 R "
-         f"/Resources << /XObject << /Card 5 0 R >> /Font << /F1 6 0 R >> >> >>").encode(),
+        (
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {page_w} {page_h}] /Contents 4 0 R "
+            f"/Resources << /XObject << /Card 5 0 R >> /Font << /F1 6 0 R >> >> >>"
+        ).encode(),
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-        (f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
-         f"/BitsPerComponent 8 /Filter /FlateDecode /Length {len(stream)} >>\nstream\n").encode()
-        + stream + b"\nendstream",
+        (
+            f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB "
+            f"/BitsPerComponent 8 /Filter /FlateDecode /Length {len(stream)} >>\nstream\n"
+        ).encode()
+        + stream
+        + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")

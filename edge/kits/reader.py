@@ -120,8 +120,10 @@ def _read(data: bytes, kit: KitModel) -> PhotoReading:
         return fail(why)
     px_per_mm = _photo_px_per_mm(homography, kit)
     if px_per_mm < MIN_PX_PER_MM:
-        return fail(f"the card is too small in the photo ({px_per_mm:.1f} px/mm at the cassette, "
-                    f"need {MIN_PX_PER_MM}): take it closer")
+        return fail(
+            f"the card is too small in the photo ({px_per_mm:.1f} px/mm at the cassette, "
+            f"need {MIN_PX_PER_MM}): take it closer"
+        )
     cassette = _straighten(img, homography, kit)
     panels = [PanelReadout(drug=p.drug, reading=_read_panel(cassette, p, kit)) for p in kit.panels]
     return PhotoReading(kit_model=kit.model, panels=panels, px_per_mm=round(px_per_mm, 2))
@@ -149,8 +151,10 @@ def _card_homography(img: np.ndarray) -> tuple[np.ndarray | None, str]:
         return None, f"marker {sorted(duplicated)} seen twice: one reading card per photo"
     missing = [m for m in MARKER_IDS if m not in found]
     if missing:
-        return None, (f"reading card markers not found: {missing} of {list(MARKER_IDS)}; "
-                      "all four corners of the card must be in the photo")
+        return None, (
+            f"reading card markers not found: {missing} of {list(MARKER_IDS)}; "
+            "all four corners of the card must be in the photo"
+        )
     reference = marker_corners_mm()
     src = np.concatenate([found[m] for m in MARKER_IDS]).astype(np.float32)
     dst = np.concatenate([reference[m] for m in MARKER_IDS]).astype(np.float32)
@@ -177,18 +181,20 @@ def _photo_px_per_mm(homography: np.ndarray, kit: KitModel) -> float:
 def _straighten(img: np.ndarray, homography: np.ndarray, kit: KitModel) -> np.ndarray:
     """The cassette's area of the photo, in its own mm frame at ``PX_PER_MM``."""
     x0, y0 = cassette_origin_mm(kit)
-    to_cassette = np.array([[PX_PER_MM, 0, -x0 * PX_PER_MM - 0.5],
-                            [0, PX_PER_MM, -y0 * PX_PER_MM - 0.5], [0, 0, 1]])
+    to_cassette = np.array(
+        [[PX_PER_MM, 0, -x0 * PX_PER_MM - 0.5], [0, PX_PER_MM, -y0 * PX_PER_MM - 0.5], [0, 0, 1]]
+    )
     size = (round(kit.width_mm * PX_PER_MM), round(kit.height_mm * PX_PER_MM))
-    return cv2.warpPerspective(img, to_cassette @ homography, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(
+        img, to_cassette @ homography, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def _trimmed_rows(band: np.ndarray) -> np.ndarray:
     """Mean of the middle half of each row: noise-efficient like a mean, deaf to a speck of dust."""
     s = np.sort(band, axis=1)
     n = s.shape[1]
-    return s[:, n // 4: n - n // 4].mean(axis=1)
+    return s[:, n // 4 : n - n // 4].mean(axis=1)
 
 
 def _box(p: np.ndarray, lo: int, hi: int, start: int, stop: int) -> np.ndarray:
@@ -252,7 +258,7 @@ def _strip_edges(cassette: np.ndarray, panel: Panel) -> tuple[float, float]:
     """
     w = panel.window
     r = PX_PER_MM
-    rows = cassette[round(w.y * r): round((w.y + w.height) * r), :, 1].astype(np.float32)
+    rows = cassette[round(w.y * r) : round((w.y + w.height) * r), :, 1].astype(np.float32)
     columns = np.median(rows, axis=0)
     reach = round(RIM_SEARCH_MM * r)
     edges = []
@@ -294,18 +300,27 @@ def _read_panel(cassette: np.ndarray, panel: Panel, kit: KitModel) -> MachineRea
         t_at = min(max(t_at, prof.far), prof.n - prof.far - 1)
     t_dark = prof.darkness(t_at)
     sigma = prof.noise([c_at, t_at])
-    lines_off = [i for i in range(prof.far, prof.n - prof.far)
-                 if abs(i - c_at) > prof.near and abs(i - t_at) > prof.near]
+    lines_off = [
+        i
+        for i in range(prof.far, prof.n - prof.far)
+        if abs(i - c_at) > prof.near and abs(i - t_at) > prof.near
+    ]
     background = prof.whole[lines_off] if len(lines_off) >= 8 else prof.whole
-    spread = float((np.percentile(background, 95) - np.percentile(background, 5)) / max(1e-6, np.median(background)))
+    spread = float(
+        (np.percentile(background, 95) - np.percentile(background, 5)) / max(1e-6, np.median(background))
+    )
     measures = {"c_contrast": round(c_dark, 4)}
 
     if c_dark <= C_ABSENT_MAX_DARKNESS and c_dark / sigma < Z_CONFIDENT / 1.5:
         if prof.unevenness(c_at) > UNEVEN_MAX:
             return _uncertain("no clear C line, but uneven light (glare or shadow) over it", **measures)
         confidence = 1 - 0.5 * math.erfc((C_MIN_DARKNESS - c_dark) / sigma / math.sqrt(2))
-        return MachineReading(call="invalid", confidence=round(confidence, 4),
-                              reason="no C line: the test did not run", **measures)
+        return MachineReading(
+            call="invalid",
+            confidence=round(confidence, 4),
+            reason="no C line: the test did not run",
+            **measures,
+        )
     if c_dark < C_MIN_DARKNESS or c_dark / sigma < 2 * Z_CONFIDENT:
         return _uncertain(f"C line weak ({c_dark:.3f}): confirm", **measures)
     ratio = t_dark / c_dark
@@ -328,7 +343,9 @@ def _read_panel(cassette: np.ndarray, panel: Panel, kit: KitModel) -> MachineRea
     elif z_absent >= z_absent_needed:
         t_line, z = False, z_absent
     else:
-        return _uncertain(f"T line borderline ({ratio:.1%} of C, noise {sigma_ratio:.1%}): confirm", **measures)
+        return _uncertain(
+            f"T line borderline ({ratio:.1%} of C, noise {sigma_ratio:.1%}): confirm", **measures
+        )
     confidence = 1 - 0.5 * math.erfc(z / math.sqrt(2))
     call = call_panel(kit.convention, True, t_line)
     reason = f"T line {'present' if t_line else 'absent'} ({ratio:.1%} of C)"

@@ -15,8 +15,14 @@ SHIPPED_CATALOGUE = Path(__file__).resolve().parents[2] / "cordon" / "data" / "k
 class KitsState:
     """The catalogue, the ID hash secret and the folder of kept cassette photos (under a quota)."""
 
-    def __init__(self, catalogue: Catalogue, secret: bytes | None, photo_dir: Path, max_photo_bytes: int,
-                 max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        secret: bytes | None,
+        photo_dir: Path,
+        max_photo_bytes: int,
+        max_upload_bytes: int,
+    ) -> None:
         self.catalogue, self.secret, self.photo_dir = catalogue, secret, photo_dir
         self.max_photo_bytes, self.max_upload_bytes = max_photo_bytes, max_upload_bytes
 
@@ -31,9 +37,12 @@ class KitsState:
             except OSError as exc:
                 raise ValueError(f"kits.id_secret_file {k.id_secret_file}: {exc.strerror}") from None
             if len(secret) < 16:
-                raise ValueError(f"kits.id_secret_file {k.id_secret_file}: the secret must be at least 16 bytes")
-        return cls(catalogue, secret, settings.data_path / "kits" / "photos", k.max_photo_bytes,
-                   k.max_upload_bytes)
+                raise ValueError(
+                    f"kits.id_secret_file {k.id_secret_file}: the secret must be at least 16 bytes"
+                )
+        return cls(
+            catalogue, secret, settings.data_path / "kits" / "photos", k.max_photo_bytes, k.max_upload_bytes
+        )
 
     def keep_photo(self, data: bytes) -> str:
         """Keep a photo by its sha256 (idempotent); past the quota the oldest are deleted first."""

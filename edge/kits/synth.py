@@ -70,9 +70,14 @@ def random_conditions(rng: random.Random, kit: KitModel, occlusion: Occlusion | 
 
     The camera's roll is not a condition: any of four quarter turns, +-15 deg (see ``_camera``).
     """
-    return Conditions(tilt_deg=rng.uniform(0, 25), blur_sigma_px=rng.uniform(0, 2), noise_sigma=rng.uniform(0, 8 / 255),
-                      gradient=rng.uniform(0, 0.4), occlusion=occlusion,
-                      occluded_panel=rng.randrange(len(kit.panels)) if occlusion else None)
+    return Conditions(
+        tilt_deg=rng.uniform(0, 25),
+        blur_sigma_px=rng.uniform(0, 2),
+        noise_sigma=rng.uniform(0, 8 / 255),
+        gradient=rng.uniform(0, 0.4),
+        occlusion=occlusion,
+        occluded_panel=rng.randrange(len(kit.panels)) if occlusion else None,
+    )
 
 
 def random_panels(rng: random.Random, kit: KitModel, invalid_share: float = 0.04) -> list[PanelTruth]:
@@ -135,7 +140,9 @@ class Scene:
         m[1, 2] += (oy + dy) * s
         size = (self.card.shape[1], self.card.shape[0])
         scene = self.card.astype(np.float32)
-        return cv2.warpAffine(body, m, size, dst=scene, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+        return cv2.warpAffine(
+            body, m, size, dst=scene, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT
+        )
 
 
 def _light(scene: np.ndarray, template: Scene, cond: Conditions, rng: random.Random) -> np.ndarray:
@@ -185,7 +192,10 @@ def _camera(cond: Conditions, rng: random.Random) -> np.ndarray:
     extent = np.max(np.abs(proj), axis=0)
     fill = rng.uniform(0.8, 0.92)
     scale = min(PHOTO_SIZE[0] / 2 / extent[0], PHOTO_SIZE[1] / 2 / extent[1]) * fill
-    photo_pts = proj * scale + [PHOTO_SIZE[0] / 2 + rng.uniform(-30, 30), PHOTO_SIZE[1] / 2 + rng.uniform(-30, 30)]
+    photo_pts = proj * scale + [
+        PHOTO_SIZE[0] / 2 + rng.uniform(-30, 30),
+        PHOTO_SIZE[1] / 2 + rng.uniform(-30, 30),
+    ]
     return cv2.getPerspectiveTransform((corners * s).astype(np.float32), photo_pts.astype(np.float32))
 
 
@@ -206,24 +216,38 @@ def _add_noise(photo: np.ndarray, rng: random.Random, sigma: float) -> np.ndarra
     bank = _noise_bank.get(shape)
     if bank is None:
         z = np.random.default_rng(12345).standard_normal(
-            (shape[0] + _NOISE_MARGIN, shape[1] + _NOISE_MARGIN, shape[2]), dtype=np.float32)
+            (shape[0] + _NOISE_MARGIN, shape[1] + _NOISE_MARGIN, shape[2]), dtype=np.float32
+        )
         bank = np.clip(np.rint(128 + _NOISE_UNIT * z), 0, 255).astype(np.uint8)
         _noise_bank[shape] = bank
     y, x = rng.randrange(_NOISE_MARGIN), rng.randrange(_NOISE_MARGIN)
     gain = sigma / _NOISE_UNIT
-    return cv2.addWeighted(photo, 1.0, bank[y:y + shape[0], x:x + shape[1]], gain, -128 * gain, dtype=cv2.CV_8U)
+    return cv2.addWeighted(
+        photo, 1.0, bank[y : y + shape[0], x : x + shape[1]], gain, -128 * gain, dtype=cv2.CV_8U
+    )
 
 
-def make_photo(kit: KitModel, rng: random.Random, panels: list[PanelTruth] | None = None,
-               conditions: Conditions | None = None, scene: Scene | None = None) -> Photo:
+def make_photo(
+    kit: KitModel,
+    rng: random.Random,
+    panels: list[PanelTruth] | None = None,
+    conditions: Conditions | None = None,
+    scene: Scene | None = None,
+) -> Photo:
     """One photo of ``kit``: random truth and conditions unless given; same rng state, same photo."""
     scene = scene or Scene(kit)
     panels = panels if panels is not None else random_panels(rng, kit)
     cond = conditions if conditions is not None else random_conditions(rng, kit)
     flat = np.clip(_light(scene.draw(panels, rng), scene, cond, rng), 0, 255).astype(np.uint8)
     table = round(rng.uniform(40, 120))
-    photo = cv2.warpPerspective(flat, _camera(cond, rng), PHOTO_SIZE, flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=(table, table, table))
+    photo = cv2.warpPerspective(
+        flat,
+        _camera(cond, rng),
+        PHOTO_SIZE,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(table, table, table),
+    )
     if cond.blur_sigma_px > 0.05:
         photo = cv2.GaussianBlur(photo, (0, 0), cond.blur_sigma_px)
     if cond.noise_sigma > 0:

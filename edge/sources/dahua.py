@@ -54,8 +54,9 @@ class AuthFailed(StreamError):
     """The camera refused the edge's login."""
 
 
-async def stream_parts(content: aiohttp.StreamReader, boundary: bytes,
-                       max_part: int = MAX_PART_BYTES) -> AsyncIterator[bytes]:
+async def stream_parts(
+    content: aiohttp.StreamReader, boundary: bytes, max_part: int = MAX_PART_BYTES
+) -> AsyncIterator[bytes]:
     """The bodies of a multipart/x-mixed-replace stream.
 
     A part with a ``Content-Length`` is yielded as soon as that many bytes are in, so an event is not held
@@ -96,8 +97,11 @@ async def stream_parts(content: aiohttp.StreamReader, boundary: bytes,
             raise StreamError(f"part of {length} bytes announced, more than {max_part}")
         while True:
             next_delim = buf.find(delim, head_end)
-            if length is not None and len(buf) - head_end >= length and \
-                    (next_delim < 0 or next_delim >= head_end + length):
+            if (
+                length is not None
+                and len(buf) - head_end >= length
+                and (next_delim < 0 or next_delim >= head_end + length)
+            ):
                 body_end = head_end + length
                 break
             if next_delim >= 0:
@@ -129,7 +133,9 @@ def parse_event(body: bytes) -> tuple[str, dict[str, Any] | None]:
     try:
         data = json.loads(data_text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{code} event with torn data ({exc.msg} at {exc.pos} of {len(data_text)})") from None
+        raise ValueError(
+            f"{code} event with torn data ({exc.msg} at {exc.pos} of {len(data_text)})"
+        ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{code} event data is not an object")
     return code, data
@@ -149,14 +155,16 @@ def camera_read(data: dict[str, Any], action: str = "Pulse") -> CameraRead:
     vehicle_colour = car.get("VehicleColor")
     brand = car.get("VehicleSign") or (vehicle.get("Text") if isinstance(vehicle, dict) else None)
     return CameraRead(
-        plate=plate[:32], colour=str(colour)[:32] if colour else None,
+        plate=plate[:32],
+        colour=str(colour)[:32] if colour else None,
         captured_at=float(utc) if isinstance(utc, int | float) and utc > 0 else None,
         lane=lane if isinstance(lane, int) and 0 <= lane <= 99 else None,
         direction=DIRECTIONS.get(str(data.get("JunctionDirection", "")).lower()),  # type: ignore[arg-type]
         vehicle_type=str(vehicle_type)[:32] if vehicle_type else None,
         event_id=f"dahua:{event_id}"[:128] if event_id is not None else None,
         vehicle_colour=str(vehicle_colour)[:32] if vehicle_colour and vehicle_colour != "Unknown" else None,
-        vehicle_brand=str(brand)[:32] if brand and brand != "Unknown" else None)
+        vehicle_brand=str(brand)[:32] if brand and brand != "Unknown" else None,
+    )
 
 
 class DahuaSource:
@@ -170,8 +178,9 @@ class DahuaSource:
 
     def _session(self) -> aiohttp.ClientSession:
         if self.camera.auth == "digest" and self.camera.username:
-            return aiohttp.ClientSession(middlewares=(
-                aiohttp.DigestAuthMiddleware(self.camera.username, self.camera.password),))
+            return aiohttp.ClientSession(
+                middlewares=(aiohttp.DigestAuthMiddleware(self.camera.username, self.camera.password),)
+            )
         headers = {}
         if self.camera.username:
             headers["Authorization"] = aiohttp.BasicAuth(self.camera.username, self.camera.password).encode()
@@ -201,8 +210,10 @@ class DahuaSource:
                 delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _attach(self, http: aiohttp.ClientSession) -> AsyncIterator[None]:
-        url = URL(f"{self.base}/cgi-bin/eventManager.cgi?action=attach&codes=[{CODES}]&heartbeat={HEARTBEAT_S}",
-                  encoded=True)  # the camera wants the brackets as they are
+        url = URL(
+            f"{self.base}/cgi-bin/eventManager.cgi?action=attach&codes=[{CODES}]&heartbeat={HEARTBEAT_S}",
+            encoded=True,
+        )  # the camera wants the brackets as they are
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=HEARTBEAT_S * 3)
         async with http.get(url, timeout=timeout) as resp:
             if resp.status == 401:
@@ -211,7 +222,9 @@ class DahuaSource:
                 raise StreamError(f"event stream answered HTTP {resp.status}")
             m = _BOUNDARY.search(resp.headers.get("Content-Type", ""))
             if m is None:
-                raise StreamError(f"event stream is not multipart: {resp.headers.get('Content-Type', '')[:80]}")
+                raise StreamError(
+                    f"event stream is not multipart: {resp.headers.get('Content-Type', '')[:80]}"
+                )
             self.connects += 1
             self.connected = True
             log.info("dahua camera %s: attached to %s", self.camera.id, self.base)
@@ -245,8 +258,12 @@ class DahuaSource:
             # The camera will not resend; say loudly that this read is lost.
             health.errors += 1
             health.last_error = f"outbox write failed: {exc}"
-            log.error("dahua camera %s: read %r NOT recorded, outbox write failed: %s", self.camera.id,
-                      read.plate, exc)
+            log.error(
+                "dahua camera %s: read %r NOT recorded, outbox write failed: %s",
+                self.camera.id,
+                read.plate,
+                exc,
+            )
 
     async def _snapshot(self, http: aiohttp.ClientSession) -> Pictures:
         url = f"{self.base}/cgi-bin/snapshot.cgi?channel={self.camera.channel}"

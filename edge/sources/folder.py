@@ -69,16 +69,32 @@ class FolderLedger:
 
     async def taken(self, camera_id: str, name: str, size: int, mtime_ns: int) -> bool:
         def job(db: sqlite_utils.Database) -> bool:
-            return db.conn.execute("SELECT 1 FROM taken WHERE camera_id=? AND name=? AND size=? AND mtime_ns=?",
-                                   (camera_id, name, size, mtime_ns)).fetchone() is not None
+            return (
+                db.conn.execute(
+                    "SELECT 1 FROM taken WHERE camera_id=? AND name=? AND size=? AND mtime_ns=?",
+                    (camera_id, name, size, mtime_ns),
+                ).fetchone()
+                is not None
+            )
 
         return await self._writer.run(job)
 
-    async def record(self, camera_id: str, name: str, size: int, mtime_ns: int, *, epoch: int | None,
-                     seq: int | None, outcome: str) -> None:
+    async def record(
+        self,
+        camera_id: str,
+        name: str,
+        size: int,
+        mtime_ns: int,
+        *,
+        epoch: int | None,
+        seq: int | None,
+        outcome: str,
+    ) -> None:
         def job(db: sqlite_utils.Database) -> None:
-            db.conn.execute("INSERT OR REPLACE INTO taken VALUES (?,?,?,?,?,?,?,?)",
-                            (camera_id, name, size, mtime_ns, time.time(), epoch, seq, outcome))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO taken VALUES (?,?,?,?,?,?,?,?)",
+                (camera_id, name, size, mtime_ns, time.time(), epoch, seq, outcome),
+            )
 
         await self._writer.run(job)
 
@@ -121,8 +137,13 @@ def read_from_name(name: str, pattern: re.Pattern[str]) -> CameraRead | None:
     if lane is not None and not 0 <= lane <= 99:
         return None
     plate = (groups.get("plate") or "")[:32]
-    return CameraRead(plate=plate, colour=(groups.get("colour") or None) and groups["colour"][:32],
-                      captured_at=captured, lane=lane, event_id=f"file:{name}"[:128])
+    return CameraRead(
+        plate=plate,
+        colour=(groups.get("colour") or None) and groups["colour"][:32],
+        captured_at=captured,
+        lane=lane,
+        event_id=f"file:{name}"[:128],
+    )
 
 
 class FolderSource:
@@ -208,16 +229,30 @@ class FolderSource:
             await self._quarantine(path, raw)
             return False
         except (sqlite3.Error, WriterClosed) as exc:
-            log.error("folder camera %s: outbox write failed (%s); the file waits for the next scan", camera.id, exc)
+            log.error(
+                "folder camera %s: outbox write failed (%s); the file waits for the next scan", camera.id, exc
+            )
             self._previous.pop(raw, None)
             return False
         error = error or taken.evidence_error
-        await self.ledger.record(camera.id, name, seen.size, seen.mtime_ns, epoch=taken.epoch, seq=taken.read.seq,
-                                 outcome=error or "ok")
+        await self.ledger.record(
+            camera.id,
+            name,
+            seen.size,
+            seen.mtime_ns,
+            epoch=taken.epoch,
+            seq=taken.read.seq,
+            outcome=error or "ok",
+        )
         self.taken += 1
         if error:
-            log.warning("folder camera %s: %r recorded as read %d; picture refused (%s); quarantined",
-                        camera.id, name, taken.read.seq, error)
+            log.warning(
+                "folder camera %s: %r recorded as read %d; picture refused (%s); quarantined",
+                camera.id,
+                name,
+                taken.read.seq,
+                error,
+            )
             await self._quarantine(path, raw)
         elif not camera.keep_files:
             await asyncio.to_thread(_remove, path)

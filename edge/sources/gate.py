@@ -37,8 +37,13 @@ class CameraGate:
         if camera is None:
             raise self._refuse(request, "(unknown)", camera_id, web.HTTPUnauthorized, "unknown camera")
         if not self._address_allowed(camera, request.remote):
-            raise self._refuse(request, camera.id, camera_id, web.HTTPForbidden,
-                               f"source address {request.remote} is not in this camera's allow_from")
+            raise self._refuse(
+                request,
+                camera.id,
+                camera_id,
+                web.HTTPForbidden,
+                f"source address {request.remote} is not in this camera's allow_from",
+            )
         token = request.headers.get("X-Camera-Token") or bearer(request) or request.query.get("token")
         if camera.token and token_matches(token, camera.token):
             return camera
@@ -51,8 +56,14 @@ class CameraGate:
             # A basic-auth camera asks without credentials first and retries after the challenge:
             # that is the protocol, not an intrusion, so it is not counted.
             raise _challenge()
-        raise self._refuse(request, camera.id, camera_id, web.HTTPUnauthorized, "wrong camera credentials",
-                           challenge=bool(camera.username))
+        raise self._refuse(
+            request,
+            camera.id,
+            camera_id,
+            web.HTTPUnauthorized,
+            "wrong camera credentials",
+            challenge=bool(camera.username),
+        )
 
     def _address_allowed(self, camera: CameraSettings, remote: str | None) -> bool:
         nets = self._nets.get(camera.id)
@@ -66,8 +77,15 @@ class CameraGate:
             address = address.ipv4_mapped
         return any(address in net for net in nets)
 
-    def _refuse(self, request: web.Request, health_id: str, camera_id: str, status: type[web.HTTPException],
-                reason: str, challenge: bool = False) -> web.HTTPException:
+    def _refuse(
+        self,
+        request: web.Request,
+        health_id: str,
+        camera_id: str,
+        status: type[web.HTTPException],
+        reason: str,
+        challenge: bool = False,
+    ) -> web.HTTPException:
         self.service.camera(health_id).refused += 1
         log.warning("refused push for camera %r from %s: %s", camera_id[:64], request.remote, reason)
         if challenge:

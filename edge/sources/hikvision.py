@@ -154,23 +154,29 @@ def decode_xml(data: bytes, header_charset: str | None = None) -> tuple[str, str
 def parse_event(data: bytes, header_charset: str | None = None) -> AnprEvent:
     """Parse an EventNotificationAlert safely; HikvisionError says what is wrong with it."""
     if len(data) > MAX_XML_BYTES:
-        raise HikvisionError(f"anpr.xml is {len(data)} bytes, more than {MAX_XML_BYTES}",
-                             TooLarge)
+        raise HikvisionError(f"anpr.xml is {len(data)} bytes, more than {MAX_XML_BYTES}", TooLarge)
     text, charset = decode_xml(data, header_charset)
     # The text is decoded already; the prolog's encoding would only mislead the parser.
     text = _XML_DECL.sub("", text, count=1)
     try:
         root = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException as exc:
-        raise HikvisionError(f"anpr.xml refused: {type(exc).__name__} (DTDs and entities are not accepted)") \
-            from None
+        raise HikvisionError(
+            f"anpr.xml refused: {type(exc).__name__} (DTDs and entities are not accepted)"
+        ) from None
     except ParseError as exc:
         raise HikvisionError(f"anpr.xml is not well-formed XML: {exc}") from None
     if _local(root.tag) != "eventnotificationalert":
-        raise HikvisionError(f"anpr.xml: root element is <{_local(root.tag)[:40]}>, not EventNotificationAlert")
-    event = AnprEvent(event_type=(_text(root, "eventType") or "").strip()[:40], charset=charset,
-                      event_state=_text(root, "eventState"), date_time=_text(root, "dateTime"),
-                      uuid=_text(root, "UUID"))
+        raise HikvisionError(
+            f"anpr.xml: root element is <{_local(root.tag)[:40]}>, not EventNotificationAlert"
+        )
+    event = AnprEvent(
+        event_type=(_text(root, "eventType") or "").strip()[:40],
+        charset=charset,
+        event_state=_text(root, "eventState"),
+        date_time=_text(root, "dateTime"),
+        uuid=_text(root, "UUID"),
+    )
     anpr = _child(root, "ANPR")
     if event.event_type.upper() != "ANPR" or anpr is None:
         return event
@@ -201,13 +207,18 @@ def parse_event(data: bytes, header_charset: str | None = None) -> AnprEvent:
 
 def camera_read(event: AnprEvent) -> CameraRead:
     """The generic read of an ANPR event (text cut to the wire's limits: the camera is untrusted)."""
-    return CameraRead(plate=event.plate[:32], colour=(event.plate_colour or None) and event.plate_colour[:32],
-                      captured_at=event.date_time, confidence=event.confidence, lane=event.lane,
-                      direction=event.direction,  # type: ignore[arg-type]
-                      vehicle_type=(event.vehicle_type or None) and event.vehicle_type[:32],
-                      event_id=(event.uuid or None) and event.uuid[:128],
-                      vehicle_colour=(event.vehicle_colour or None) and event.vehicle_colour[:32],
-                      vehicle_brand=(event.vehicle_brand or None) and event.vehicle_brand[:32])
+    return CameraRead(
+        plate=event.plate[:32],
+        colour=(event.plate_colour or None) and event.plate_colour[:32],
+        captured_at=event.date_time,
+        confidence=event.confidence,
+        lane=event.lane,
+        direction=event.direction,  # type: ignore[arg-type]
+        vehicle_type=(event.vehicle_type or None) and event.vehicle_type[:32],
+        event_id=(event.uuid or None) and event.uuid[:128],
+        vehicle_colour=(event.vehicle_colour or None) and event.vehicle_colour[:32],
+        vehicle_brand=(event.vehicle_brand or None) and event.vehicle_brand[:32],
+    )
 
 
 def match_pictures(event: AnprEvent, images: list[Part]) -> Pictures:
@@ -237,8 +248,13 @@ def match_pictures(event: AnprEvent, images: list[Part]) -> Pictures:
     return pictures
 
 
-async def read_parts(request: web.Request, *, max_parts: int = MAX_PARTS, max_part: int = MAX_PART_BYTES,
-                     max_total: int = MAX_TOTAL_BYTES) -> list[Part]:
+async def read_parts(
+    request: web.Request,
+    *,
+    max_parts: int = MAX_PARTS,
+    max_part: int = MAX_PART_BYTES,
+    max_total: int = MAX_TOTAL_BYTES,
+) -> list[Part]:
     """Every part of a multipart body, within hard limits; HikvisionError otherwise."""
     try:
         reader = await request.multipart()
@@ -260,23 +276,29 @@ async def read_parts(request: web.Request, *, max_parts: int = MAX_PARTS, max_pa
                 data += chunk
                 total += len(chunk)
                 if len(data) > max_part:
-                    raise HikvisionError(f"part {part.name!r} larger than {max_part} bytes",
-                                         TooLarge)
+                    raise HikvisionError(f"part {part.name!r} larger than {max_part} bytes", TooLarge)
                 if total > max_total:
                     raise HikvisionError(f"body larger than {max_total} bytes", TooLarge)
-            parts.append(Part(part.name or "", part.filename or "", part.headers.get("Content-Type", ""),
-                              bytes(data)))
+            parts.append(
+                Part(part.name or "", part.filename or "", part.headers.get("Content-Type", ""), bytes(data))
+            )
     except HikvisionError:
         raise
     except (ValueError, AssertionError, RuntimeError, UnicodeDecodeError) as exc:
-        raise HikvisionError(f"truncated or malformed multipart body after {len(parts)} parts: "
-                             f"{str(exc)[:200] or type(exc).__name__}") from None
+        raise HikvisionError(
+            f"truncated or malformed multipart body after {len(parts)} parts: "
+            f"{str(exc)[:200] or type(exc).__name__}"
+        ) from None
     return parts
 
 
 def _is_xml(part: Part) -> bool:
     names = f"{part.name} {part.filename}".lower()
-    return ".xml" in names or "xml" in part.content_type.lower() or names.strip() in ("anpr", "eventnotificationalert")
+    return (
+        ".xml" in names
+        or "xml" in part.content_type.lower()
+        or names.strip() in ("anpr", "eventnotificationalert")
+    )
 
 
 class HikvisionSource:
@@ -296,8 +318,10 @@ class HikvisionSource:
                 parts = [Part("anpr.xml", "", request.headers.get("Content-Type", ""), body)]
             xml_parts = [p for p in parts if _is_xml(p)]
             if not xml_parts:
-                raise HikvisionError(f"no XML part among {len(parts)} parts "
-                                     f"({', '.join(p.name or p.filename or '?' for p in parts)[:200]})")
+                raise HikvisionError(
+                    f"no XML part among {len(parts)} parts "
+                    f"({', '.join(p.name or p.filename or '?' for p in parts)[:200]})"
+                )
             xml = xml_parts[0]
             raw_xml = xml.data
             m = _CHARSET.search(xml.content_type)

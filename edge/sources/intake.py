@@ -44,10 +44,16 @@ class Taken:
 
     def answer(self) -> dict[str, object]:
         """The JSON a pushing camera gets back."""
-        return {"seq": self.read.seq, "epoch": self.epoch, "plate": self.read.plate,
-                "plate_valid": self.read.plate_valid, "plate_problem": self.read.plate_problem,
-                "no_plate": self.read.no_plate, "evidence": list(self.evidence),
-                "evidence_error": self.evidence_error}
+        return {
+            "seq": self.read.seq,
+            "epoch": self.epoch,
+            "plate": self.read.plate,
+            "plate_valid": self.read.plate_valid,
+            "plate_problem": self.read.plate_problem,
+            "no_plate": self.read.no_plate,
+            "evidence": list(self.evidence),
+            "evidence_error": self.evidence_error,
+        }
 
 
 class Intake:
@@ -55,8 +61,12 @@ class Intake:
         self.service = service
         self.evidence = evidence
 
-    async def take(self, read: CameraRead, camera: CameraSettings,
-                   pictures: Pictures | Callable[[], Awaitable[Pictures]] | None = None) -> Taken:
+    async def take(
+        self,
+        read: CameraRead,
+        camera: CameraSettings,
+        pictures: Pictures | Callable[[], Awaitable[Pictures]] | None = None,
+    ) -> Taken:
         """Commit the read (raises ReadRejected or an outbox error), then keep its pictures. ``pictures``
         may be a coroutine function that fetches them: it is called after the commit, so a slow camera
         picture never delays the read (nor its alert)."""
@@ -66,8 +76,9 @@ class Intake:
             # read says it has evidence and a hit carries the thumbnail to the tablets and the hub.
             rendered = await self.evidence.render(pictures.snapshot, pictures.plate, pictures.plate_rect)
         thumb = rendered[0].get("thumb") if rendered else None
-        recorded = await self.service.record(read, camera.id, camera.lane, thumbnail=thumb,
-                                             has_evidence=bool(rendered and rendered[0]))
+        recorded = await self.service.record(
+            read, camera.id, camera.lane, thumbnail=thumb, has_evidence=bool(rendered and rendered[0])
+        )
         epoch = self.service.outbox.epoch
         errors: list[str] = []
         if rendered is not None:
@@ -96,8 +107,13 @@ class Intake:
             except FrameError as exc:
                 errors.append(str(exc))
         try:
-            saved = await self.evidence.save(epoch, recorded.seq, snapshot=pictures.snapshot,
-                                             plate=pictures.plate, plate_rect=pictures.plate_rect)
+            saved = await self.evidence.save(
+                epoch,
+                recorded.seq,
+                snapshot=pictures.snapshot,
+                plate=pictures.plate,
+                plate_rect=pictures.plate_rect,
+            )
         except OSError as exc:  # disk full or gone: the read is committed; say so and go on
             log.error("evidence of read %d-%d not kept: %s", epoch, recorded.seq, exc)
             errors.append(f"evidence not kept: {exc.strerror or exc}")

@@ -41,8 +41,14 @@ class JsonPushSource:
         return web.json_response(taken.answer())
 
 
-async def take_or_answer(intake: Intake, dead: DeadLetterStore, read: CameraRead, camera: CameraSettings,
-                         raw: bytes, pictures: Pictures | None = None) -> Taken:
+async def take_or_answer(
+    intake: Intake,
+    dead: DeadLetterStore,
+    read: CameraRead,
+    camera: CameraSettings,
+    raw: bytes,
+    pictures: Pictures | None = None,
+) -> Taken:
     """Commit through the intake, turning its refusals into the HTTP answers a pushing camera gets."""
     try:
         return await intake.take(read, camera, pictures)
