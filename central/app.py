@@ -11,6 +11,28 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from central.alerts import escalation
+from central.alerts.dispatch import AlertDispatcher
+from central.alerts.evidence import EvidenceCache
+from central.alerts.webhooks import WebhookSender
+from central.ingest.pipeline import Ingest
+from central.ingest.routing import Router, unknown_checkpoints
+from central.intel.clones import CloneCheck, load_geography, recent_reads
+from central.intel.ring import load_ring, ring_path
+from central.mqtt import HubLink
+from central.people.users import Directory
+from central.record import retention
+from central.record.store import HubStore
+from central.settings import HubSettings
+from central.watchlists.files import ImportRejected, diff_entries
+from central.watchlists.index import HubWatchlists, changes_for, load_files
+from central.watchlists.lists import ListService, get_list, list_entries
+from central.watchlists.upstream import UpstreamError, UpstreamSource
+from central.web import console as hub_console
+from central.web import keys
+from central.web import policy as hub_policy
+from central.web import users as web_users
+from central.web.audit import audit_login
 from protocols import signing
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.kits import overall_call, raises_alert
@@ -21,24 +43,6 @@ from runtime.background import background, stop
 from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
-
-from . import escalation, keys, retention, web_evidence, web_intel, web_lists, web_stats, web_users
-from . import web as hub_web
-from .alerts import AlertDispatcher
-from .clones import CloneCheck, load_geography, recent_reads
-from .evidence import EvidenceCache
-from .importer import ImportRejected, diff_entries
-from .ingest import Ingest
-from .lists import ListService, get_list, list_entries
-from .mqtt import HubLink
-from .ring import load_ring, ring_path
-from .routing import Router, unknown_checkpoints
-from .settings import HubSettings
-from .store import HubStore
-from .upstream import UpstreamError, UpstreamSource
-from .users import Directory
-from .watchlists import HubWatchlists, changes_for, load_files
-from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ def create_app(settings: HubSettings) -> web.Application:
     app = web.Application(
         client_max_size=settings.http.max_body_bytes,
         middlewares=make_middlewares(
-            hub_web.POLICY,
+            hub_policy.POLICY,
             sessions,
             _machine_tokens(settings, directory),
             still_valid=directory.still_valid,
@@ -136,14 +140,9 @@ def create_app(settings: HubSettings) -> web.Application:
     app[keys.LINK] = link
 
     add_login_routes(
-        app, sessions, hub_web.console_login(settings.console.token, directory), on_login=hub_web.audit_login
+        app, sessions, hub_console.console_login(settings.console.token, directory), on_login=audit_login
     )
-    hub_web.add_routes(app)
-    web_lists.add_routes(app)
-    web_intel.add_routes(app)
-    web_evidence.add_routes(app)
-    web_stats.add_routes(app)
-    web_users.add_routes(app)
+    hub_policy.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
     app.cleanup_ctx.extend(
         [
@@ -420,7 +419,7 @@ async def _warm_clones(app: web.Application) -> None:
 
 
 async def _purge_loop(app: web.Application) -> None:
-    """Least data: the retention rules run now and then (central/retention.py)."""
+    """Least data: the retention rules run now and then (central/record/retention.py)."""
     settings, store = app[keys.SETTINGS].record, app[keys.STORE]
     while True:
         try:

@@ -11,11 +11,21 @@ import msgspec
 
 from runtime import config
 
-from .upstream import UpstreamSettings
-
 ENV_PREFIX = "CORDON_HUB_"
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+
+
+class UpstreamSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One upstream list: exactly one of ``url`` and ``path``."""
+
+    name: str
+    list_id: str
+    url: str | None = None
+    path: str | None = None
+    format: Literal["csv", "json"] = "csv"
+    interval_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    token: str | None = None  # sent as Authorization: Bearer when set
 
 
 class HttpSettings(msgspec.Struct, **_STRICT):
@@ -144,7 +154,7 @@ class CloneSettings(msgspec.Struct, **_STRICT):
     """Road distance = straight line times this, where distances_csv names no distance."""
     same_time_window_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     checkpoints_csv: str = ""
-    """Checkpoint coordinates (id, lat, lon, name_zh); empty: the ring shipped in cordon/data."""
+    """Checkpoint coordinates (id, lat, lon, name_zh); empty: the ring shipped in central/intel/ring-checkpoints.csv."""
     distances_csv: str = ""
     """Road distances in km (from, to, km); empty: straight line times road_factor."""
     action: Literal["intercept", "covert", "notify"] = "notify"

@@ -13,7 +13,6 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -136,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_watchlist_import(args: argparse.Namespace) -> int:
-    from central.importer import ImportRejected
+    from central.watchlists.files import ImportRejected
 
     from .watchlist_cli import CliError, _code, import_file
 
@@ -319,9 +318,9 @@ def _add_pki_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _kit_catalogue(extra: list[str] | None):  # the shipped catalogue, then a province's files on top
-    from edge.kits.catalogue import load_catalogue
+    from edge.kits.catalogue import SHIPPED_CATALOGUE, load_catalogue
 
-    return load_catalogue(Path(__file__).resolve().parent / "data" / "kits.toml", *(extra or []))
+    return load_catalogue(SHIPPED_CATALOGUE, *(extra or []))
 
 
 def cmd_kits_card(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from central.app import create_app as create_hub
+from central.intel.ring import SHIPPED
 from central.settings import AlertSettings, ConsoleSettings, FeedSettings, HubSettings, WatchlistSettings
 from central.settings import HttpSettings as HubHttp
 from central.settings import MqttSettings as HubMqtt
@@ -53,7 +54,7 @@ def free_port(preferred: int | None = None) -> int:
 
 def ring_checkpoints(count: int) -> list[dict[str, str]]:
     """``count`` checkpoints spread evenly around the demo ring."""
-    text = resources.files("cordon").joinpath("data/ring-checkpoints.csv").read_text(encoding="utf-8")
+    text = SHIPPED.read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     count = max(1, min(count, len(rows)))
     step = len(rows) / count
@@ -80,8 +81,8 @@ DEMO_ROLES = (
 
 def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     """One account per console role, with a fresh password each run (printed in the banner)."""
-    from central import audit, users
-    from central.store import HubStore
+    from central.people import audit, users
+    from central.record.store import HubStore
 
     made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]
     hashes = {name: users.hash_password(password) for name, _, password in made}

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from central import audit, users
-from central.store import HubStore
+from central.people import audit, users
+from central.record.store import HubStore
 
 
 class UserCliError(RuntimeError):

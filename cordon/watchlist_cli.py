@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from central import importer
+from central.watchlists import files as importer
 
 
 class CliError(RuntimeError):

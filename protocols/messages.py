@@ -254,7 +254,7 @@ class AlertHit(msgspec.Struct, **_STRICT):
 
 
 class AlertRoute(msgspec.Struct, **_STRICT):
-    """One checkpoint an alert was routed to, and why (central/routing.py)."""
+    """One checkpoint an alert was routed to, and why (central/ingest/routing.py)."""
 
     checkpoint: Text128
     why: Literal["read", "approach", "downstream"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from central.readstore import SqliteReadStore
+from central.record.dayfiles import SqliteReadStore
 from cordon.bench import _procs as procs
 from cordon.bench._procs import BrokerTls, free_port, write_toml
 from cordon.pki import Pki

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from central import audit
-from central.lists import ListService, apply_changes
-from central.store import HubStore
-from central.watchlists import HubWatchlists, changes_for, parse_csv
+from central.people import audit
+from central.record.store import HubStore
+from central.watchlists.index import HubWatchlists, changes_for, parse_csv
+from central.watchlists.lists import ListService, apply_changes
 
 
 @pytest.fixture

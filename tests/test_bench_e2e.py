@@ -6,9 +6,9 @@ import time
 
 import msgspec
 
-from central.ingest import Ingest
-from central.store import HubStore
-from central.watchlists import HubWatchlists
+from central.ingest.pipeline import Ingest
+from central.record.store import HubStore
+from central.watchlists.index import HubWatchlists
 from cordon.bench import e2e, e2e_load
 from protocols.messages import SCHEMA_VERSION, EventBatch, encode
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from central.store import HubStore
+from central.record.store import HubStore
 from protocols.messages import PlateRead
 from tests.support import get_json, hub_service, login, running, session, sign_in_page, until
 from tests.test_intel import CPS, SCOUT, TARGET, fill

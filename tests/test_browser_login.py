@@ -10,10 +10,11 @@ import pytest
 from aiohttp import web
 from playwright.async_api import async_playwright
 
-from central import keys, users
 from central.app import create_app
+from central.people import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.settings import HttpSettings as HubHttp
+from central.web import keys
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 from runtime.tls import server_context
 from tests.support import Ring, chromium_args, free_port

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
-from central.ingest import Ingest
-from central.store import HubStore
-from central.watchlists import HubWatchlists
+from central.ingest.pipeline import Ingest
+from central.record.store import HubStore
+from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
 from tests.support import hub_service, running, sign_in_page, until
 from tests.test_hub_ingest import payload, read

@@ -1,4 +1,4 @@
-"""Cloned plates: the rules (protocols/clones.py) and the check inside hub ingest (central/clones.py)."""
+"""Cloned plates: the rules (protocols/clones.py) and the check inside hub ingest (central/intel/clones.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import time
 import msgspec
 import pytest
 
-from central.clones import CloneCheck, load_geography, recent_reads
-from central.ingest import Ingest
+from central.ingest.pipeline import Ingest
+from central.intel.clones import CloneCheck, load_geography, recent_reads
+from central.record.store import HubStore
 from central.settings import CloneSettings, load_settings
-from central.store import HubStore
-from central.watchlists import HubWatchlists
+from central.watchlists.index import HubWatchlists
 from protocols import clones
 from protocols.clones import CloneRule, Geography, GeographyError, Sighting
 from protocols.messages import SCHEMA_VERSION, Alert, EventBatch, PlateRead, encode
@@ -632,7 +632,7 @@ def test_a_look_alike_seen_once_like_any_sighting_of_this_plate_explains_nothing
 
 
 def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_grow_it(monkeypatch):
-    from central import cloneindex
+    from central.intel import cloneindex
 
     check = CloneCheck(CloneSettings(), load_geography(CloneSettings()))
     now = time.time() - 4 * 3600
@@ -657,7 +657,7 @@ def test_reads_the_index_cannot_hold_are_left_out_and_odd_descriptions_do_not_gr
 
 
 def test_past_max_plates_the_least_recently_seen_plates_are_forgotten_first(geo):
-    from central.cloneindex import REFRESH_S
+    from central.intel.cloneindex import REFRESH_S
 
     check = CloneCheck(CloneSettings(max_plates=3), geo)
     t = time.time() - 2 * 86400

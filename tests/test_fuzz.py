@@ -281,9 +281,9 @@ for _kind in VALID:
 
 def test_hub_ingest_door_never_raises(tmp_path):
     """The hub's MQTT door: whatever arrives becomes stored data or a dead letter, never an exception."""
-    from central.ingest import Ingest
-    from central.store import HubStore
-    from central.watchlists import HubWatchlists
+    from central.ingest.pipeline import Ingest
+    from central.record.store import HubStore
+    from central.watchlists.index import HubWatchlists
 
     store = HubStore(tmp_path / "hub.db")
     store.start()

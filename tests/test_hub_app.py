@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from central import keys
 from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
+from central.web import keys
 from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
 
 CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n"

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from central.ingest import Ingest
-from central.lists import ListService, apply_changes
-from central.store import HubStore
-from central.watchlists import HubWatchlists, WatchlistFileError, changes_for, parse_csv
+from central.ingest.pipeline import Ingest
+from central.record.store import HubStore
+from central.watchlists.index import HubWatchlists, WatchlistFileError, changes_for, parse_csv
+from central.watchlists.lists import ListService, apply_changes
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,

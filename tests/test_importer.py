@@ -1,4 +1,4 @@
-"""Watchlist import and export: central.importer."""
+"""Watchlist import and export: central.watchlists.files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from central import importer
-from central.importer import (
+from central.watchlists import files as importer
+from central.watchlists.files import (
     COLUMNS,
     ImportRejected,
     Problem,

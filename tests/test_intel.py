@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from central import keys
 from central.app import create_app
+from central.record.store import HubStore
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
-from central.store import HubStore
+from central.web import keys
 from protocols.messages import Passage
 from tests.support import login
 

@@ -42,7 +42,7 @@ from protocols.kits import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOGUE_PATH = ROOT / "cordon" / "data" / "kits.toml"
+CATALOGUE_PATH = ROOT / "edge" / "kits" / "kits.toml"
 SECRET = b"deployment-secret-for-tests-0001"
 FAST = ScryptParams(n=2**10, r=8, p=1)  # test speed only; the default is what deployments use
 VALID_ID = "11010519491231002X"  # the standard's own example number

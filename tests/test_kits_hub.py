@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from central import keys
 from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from central.web import keys
 from protocols.kits import KitResult, MachineReading, PanelResult, Subject
 from protocols.messages import SCHEMA_VERSION, EventBatch, KitResultEvent, encode
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from central import lists as lists_mod
-from central.lists import ListService, NotFound, apply_changes, versioned_snapshot
-from central.store import HubStore
-from central.watchlists import HubWatchlists
+from central.record.store import HubStore
+from central.watchlists import lists as lists_mod
+from central.watchlists.index import HubWatchlists
+from central.watchlists.lists import ListService, NotFound, apply_changes, versioned_snapshot
 from protocols import topics
 from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedVersion, ListDelete, ListUpsert
 from protocols.matching import Entry, ListAction, Watchlist

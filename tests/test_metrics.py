@@ -3,10 +3,10 @@
 import re
 import time
 
-from central import keys as hub_keys
 from central.app import create_app as create_hub
 from central.settings import ConsoleSettings, HubSettings, MetricsSettings, WatchlistSettings
 from central.settings import MqttSettings as HubMqtt
+from central.web import keys as hub_keys
 from edge.app import create_app as create_edge
 from edge.settings import CameraSettings, EdgeSettings
 from edge.settings import MetricsSettings as EdgeMetrics

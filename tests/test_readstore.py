@@ -11,14 +11,14 @@ import msgspec
 import pytest
 import sqlite_utils
 
-from central import keys
 from central.app import create_app
-from central.ingest import Ingest
-from central.platepattern import PatternError, parse_pattern
-from central.readstore import SqliteReadStore, file_name
+from central.ingest.pipeline import Ingest
+from central.record.dayfiles import SqliteReadStore, file_name
+from central.record.platepattern import PatternError, parse_pattern
+from central.record.store import MIGRATIONS, HubStore, digest
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
-from central.store import MIGRATIONS, HubStore, digest
-from central.watchlists import HubWatchlists
+from central.watchlists.index import HubWatchlists
+from central.web import keys
 from protocols.messages import SCHEMA_VERSION, EdgeHit, EventBatch, Passage, PlateRead, encode
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
 
@@ -271,8 +271,8 @@ CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n
 
 
 def _hub_ingest(store):
-    from central.lists import ListService, apply_changes
-    from central.watchlists import changes_for, parse_csv
+    from central.watchlists.index import changes_for, parse_csv
+    from central.watchlists.lists import ListService, apply_changes
 
     watchlists = HubWatchlists()
     ListService(store, watchlists, lambda *a, **k: None).load()
@@ -523,7 +523,7 @@ async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_noth
 
 
 def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(tmp_path):
-    from central.readstore import INDEXES, TABLES, day_of, parse_offset
+    from central.record.dayfiles import INDEXES, TABLES, day_of, parse_offset
 
     s = HubStore(tmp_path / "hub.db")
     s.start()

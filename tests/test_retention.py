@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 
-from central import audit, retention
+from central.people import audit
+from central.record import retention
+from central.record.store import HubStore
 from central.settings import RecordSettings
-from central.store import HubStore
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, EventBatch, PlateRead, encode
 
 DAY = 86400.0
@@ -45,8 +46,8 @@ def alert(aid: str, at: float) -> Alert:
 
 
 def test_reads_then_hits_expire_and_every_run_is_audited(tmp_path):
-    from central.ingest import Ingest
-    from central.watchlists import HubWatchlists
+    from central.ingest.pipeline import Ingest
+    from central.watchlists.index import HubWatchlists
 
     now = time.time()
     store = HubStore(tmp_path / "hub.db")

@@ -7,7 +7,7 @@ import pytest
 from central.app import create_app as create_hub
 from central.settings import HubSettings
 from central.settings import MqttSettings as HubMqtt
-from central.web import POLICY as HUB_POLICY
+from central.web.policy import POLICY as HUB_POLICY
 from edge.app import create_app as create_edge
 from edge.settings import EdgeSettings
 from edge.settings import MqttSettings as EdgeMqtt

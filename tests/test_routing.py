@@ -1,4 +1,4 @@
-"""Who gets an alert (central/routing.py) and folding of repeated hits (central/folding.py), with a real
+"""Who gets an alert (central/ingest/routing.py) and folding of repeated hits (central/ingest/folding.py), with a real
 SQLite store and the real ingest."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import time
 import msgspec
 import pytest
 
-from central.ingest import Ingest
-from central.lists import ListService, apply_changes
-from central.routing import Router
+from central.ingest.pipeline import Ingest
+from central.ingest.routing import Router
+from central.record.store import HubStore
 from central.settings import HubSettings, RoutingSettings
-from central.store import HubStore
-from central.watchlists import HubWatchlists, changes_for, parse_csv
+from central.watchlists.index import HubWatchlists, changes_for, parse_csv
+from central.watchlists.lists import ListService, apply_changes
 from protocols.messages import (
     SCHEMA_VERSION,
     Alert,
@@ -270,7 +270,7 @@ def test_folding_is_exactly_once_across_restarts_and_replays(hub):
 async def test_dispatch_publishes_each_route_and_marks_after_every_copy(tmp_path):
     import asyncio
 
-    from central.alerts import AlertDispatcher
+    from central.alerts.dispatch import AlertDispatcher
     from runtime.fanout import Fanout
     from tests.support import until
 
@@ -356,7 +356,7 @@ def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
 
 
 def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its_escalation(hub):
-    from central import escalation
+    from central.alerts import escalation
     from protocols.messages import derive_alert_id
 
     (ingest, store, alerts, _), _ = hub
@@ -382,7 +382,7 @@ def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its
 
 
 def test_routes_naming_checkpoints_off_the_ring_are_reported():
-    from central.routing import unknown_checkpoints
+    from central.ingest.routing import unknown_checkpoints
 
     assert unknown_checkpoints(ROUTING, {"CP01", "CP02", "CP03", "CP05", "CP07", "CP12"}) == []
     assert unknown_checkpoints(ROUTING, {"CP01", "CP02", "CP05"}) == ["CP03", "CP07", "CP12"]

@@ -9,9 +9,10 @@ import aiohttp
 import msgspec
 import pytest
 
-from central import keys, users
 from central.app import create_app, escalate_once
+from central.people import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from central.web import keys
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 
 PASSWORD = "correct horse battery staple"
@@ -133,10 +134,10 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
     import asyncio
     import contextlib
 
-    from central import escalation
+    from central.alerts import escalation
+    from central.alerts.webhooks import WebhookSender
+    from central.record.store import HubStore
     from central.settings import WebhookSettings
-    from central.store import HubStore
-    from central.webhooks import WebhookSender
     from tests.support import until
     from tests.test_webhooks import Receiver
 

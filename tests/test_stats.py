@@ -1,4 +1,4 @@
-"""Statistics for command (central/stats.py, central/web_stats.py): counts kept at ingest through the real
+"""Statistics for command (central/intel/stats.py, central/web/stats.py): counts kept at ingest through the real
 Ingest and HubStore, alerts with their outcomes and acknowledgement times, misread rates per match kind,
 quick-test positives by drug, camera uptime, and the audited, formula-safe CSV export."""
 
@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from central import stats
 from central.app import create_app
-from central.ingest import Ingest
-from central.lists import ListService, apply_changes
-from central.readstore import day_of, parse_offset
+from central.ingest.pipeline import Ingest
+from central.intel import stats
+from central.record.dayfiles import day_of, parse_offset
+from central.record.store import HubStore
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
-from central.store import HubStore
-from central.watchlists import HubWatchlists, changes_for, parse_csv
+from central.watchlists.index import HubWatchlists, changes_for, parse_csv
+from central.watchlists.lists import ListService, apply_changes
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, Passage, encode
 from tests.support import login
 from tests.test_hub_ingest import CSV, TOPIC, Recorder, payload, read

@@ -1,4 +1,4 @@
-"""Upstream list sources: central.upstream against a real HTTP server and real files."""
+"""Upstream list sources: central.watchlists.upstream against a real HTTP server and real files."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from central import upstream
-from central.importer import ImportRejected
-from central.upstream import SourceState, UpstreamError, UpstreamSettings, UpstreamSource
+from central.watchlists import upstream
+from central.watchlists.files import ImportRejected
+from central.watchlists.upstream import SourceState, UpstreamError, UpstreamSettings, UpstreamSource
 from tests.support import free_port
 
 LIST_V1 = "plate,reason\n京A12345,stolen\n京B2345*,pattern\n".encode()

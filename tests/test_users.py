@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from central import keys, users
 from central.app import create_app
+from central.people import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from central.web import keys
 from protocols.matching import Watchlist
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 from tests.support import login, session
@@ -214,8 +215,8 @@ def test_covert_and_restricted_hits_never_go_to_a_checkpoint(tmp_path):
     """The dispatcher sends a checkpoint only hits of lists its tablets may sound for."""
     import asyncio
 
-    from central.alerts import AlertDispatcher
-    from central.store import HubStore
+    from central.alerts.dispatch import AlertDispatcher
+    from central.record.store import HubStore
     from runtime.fanout import Fanout
 
     sent: list[str] = []

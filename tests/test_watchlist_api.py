@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from central import keys
 from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
+from central.web import keys
 from tests.support import hub_service
 
 CODE = "135790"
@@ -165,7 +165,7 @@ def test_cli_import_and_export_against_a_hub(tmp_path, mosquitto):
 async def test_upstream_file_source_is_applied_as_one_version_per_change(
     aiohttp_client, tmp_path, dead_broker_url
 ):
-    from central.upstream import UpstreamSettings
+    from central.watchlists.upstream import UpstreamSettings
     from tests.support import until
 
     source = tmp_path / "upstream.csv"
@@ -234,7 +234,7 @@ async def _job(client, job_id):
 
 
 async def test_import_as_a_job_reports_progress_and_line_errors(client, monkeypatch):
-    from central import importer
+    from central.watchlists import files as importer
 
     monkeypatch.setattr(importer, "PROGRESS_EVERY", 7)
     rows = "plate,reason\n" + "".join(f"冀F{n:05d},x\n" for n in range(40))

@@ -10,9 +10,9 @@ import time
 import pytest
 from aiohttp import web
 
+from central.alerts.webhooks import WebhookSender, wants
+from central.record.store import HubStore
 from central.settings import WebhookSettings
-from central.store import HubStore
-from central.webhooks import WebhookSender, wants
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 from tests.support import free_port
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-KITS_CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "kits.toml"
+from edge.kits.catalogue import SHIPPED_CATALOGUE as KITS_CATALOGUE
 
 
 def _emit(result: dict[str, Any], args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from central.readstore import INDEXES, TABLES, SqliteReadStore, day_bounds, day_of, file_name
+from central.record.dayfiles import INDEXES, TABLES, SqliteReadStore, day_bounds, day_of, file_name
 
 from .match import _plate
 

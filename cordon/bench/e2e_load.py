@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from central.readstore import SqliteReadStore
+from central.record.dayfiles import SqliteReadStore
 from edge.outbox import encode_event
 from edge.settings import MqttSettings as EdgeMqttSettings
 from protocols import topics

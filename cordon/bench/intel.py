@@ -1,6 +1,6 @@
 """Cloned plates at scale: recall, false alerts caused by misreads, and what the check adds to ingest.
 
-``run()`` simulates a day of traffic over the ring of checkpoints (``cordon/data/ring-checkpoints.csv``):
+``run()`` simulates a day of traffic over the ring of checkpoints (``central/intel/ring-checkpoints.csv``):
 a population of vehicles (10% of them with a look-alike twin plate, e.g. 鲁Q8K2L1 / 鲁QBK2L1, so
 misreads land on real plates) drives from checkpoint to checkpoint at plausible speeds; each passage
 gives one or two camera reads with OCR noise (look-alike misreads with their own, lower confidence).
@@ -46,11 +46,11 @@ from typing import Any
 
 import msgspec
 
-from central.clones import CloneCheck, load_geography
-from central.ingest import BatchResult, Ingest
+from central.ingest.pipeline import BatchResult, Ingest
+from central.intel.clones import CloneCheck, load_geography
+from central.record.store import HubStore
 from central.settings import CloneSettings
-from central.store import HubStore
-from central.watchlists import HubWatchlists
+from central.watchlists.index import HubWatchlists
 from protocols import plates
 from protocols.clones import CloneFinding
 from protocols.messages import SCHEMA_VERSION, Alert, EventBatch, PlateRead, encode

@@ -20,12 +20,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from edge.kits.catalogue import load_catalogue
+from edge.kits.catalogue import SHIPPED_CATALOGUE, load_catalogue
 from edge.kits.reader import read_photo
 from edge.kits.synth import Occlusion, Scene, make_photo, random_conditions, random_panels
 
 SEED = 20250101
-DEFAULT_CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "kits.toml"
+DEFAULT_CATALOGUE = SHIPPED_CATALOGUE
 OCCLUSION_EVERY = 7
 BARS = {"confident_accuracy": 0.995, "coverage_without_glare_or_shadow": 0.9, "confident_false_negatives": 0}
 

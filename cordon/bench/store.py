@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from central.ingest import Ingest
-from central.readstore import (
+from central.ingest.pipeline import Ingest
+from central.record.dayfiles import (
     INDEXES,
     READ_COLUMNS,
     TABLES,
@@ -46,8 +46,8 @@ from central.readstore import (
     digest,
     file_name,
 )
-from central.store import HubStore
-from central.watchlists import HubWatchlists
+from central.record.store import HubStore
+from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, Event, EventBatch, PlateRead, encode
 
 from .match import _plate

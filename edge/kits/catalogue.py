@@ -6,6 +6,9 @@ from pathlib import Path
 
 from protocols.kits import Catalogue, KitError, decode_catalogue, merge_catalogues
 
+#: The kit models shipped with Cordon (package data beside this module).
+SHIPPED_CATALOGUE = Path(__file__).with_name("kits.toml")
+
 
 def load_catalogue(*paths: str | Path) -> Catalogue:
     """Read and check each file (TOML or JSON by extension); later files add or replace kit models."""

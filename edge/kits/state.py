@@ -7,9 +7,7 @@ from pathlib import Path
 
 from protocols.kits import Catalogue
 
-from .catalogue import load_catalogue
-
-SHIPPED_CATALOGUE = Path(__file__).resolve().parents[2] / "cordon" / "data" / "kits.toml"
+from .catalogue import SHIPPED_CATALOGUE, load_catalogue
 
 
 class KitsState:

@@ -1,0 +1,132 @@
+"""Alert dispatch: console, checkpoints and webhooks, idempotent, resumed after a restart.
+
+Alerts are committed by ingest before they get here, already routed (central/ingest/routing.py). Dispatch sends
+each one to the console's live feed, unless its list is covert or restricted to every checkpoint in its
+``routed_to`` over MQTT (each on its own alerts topic), and to every webhook that takes it
+(central/alerts/webhooks.py, which keeps its own delivery record). An alert is marked dispatched once the
+broker has taken every checkpoint's copy. At start-up every alert not marked is sent again;
+receivers drop an alert id they have already shown (the console page, the edge's alert log,
+webhook receivers by the idempotency key), so a resend is never shown or acted on twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from central.alerts.webhooks import WebhookSender
+from central.ingest.routing import Router
+from central.record.store import HubStore
+from protocols import topics
+from protocols.messages import Alert, encode
+from runtime.fanout import Fanout
+
+log = logging.getLogger(__name__)
+
+MARK_BATCH_WAIT_S = 0.05
+
+
+def hidden_from_checkpoints(alert: Alert, restricted: Callable[[str], bool]) -> bool:
+    """A covert list's hit, or a restricted list's: for the hub's privileged roles only, never a tablet."""
+    return Router(restricted=restricted).hidden(alert)
+
+
+class AlertDispatcher:
+    def __init__(
+        self,
+        store: HubStore,
+        publish: Callable[..., None],
+        console: Fanout,
+        webhooks: WebhookSender | None = None,
+        restricted: Callable[[str], bool] = lambda list_id: False,
+    ) -> None:
+        self.store = store
+        self.restricted = restricted
+        self.router = Router(restricted=restricted)
+        self._copies: dict[str, int] = {}
+        self.webhooks = webhooks
+        self._publish = publish
+        self.console = console
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._delivered: asyncio.Queue[str] = asyncio.Queue()
+        self.dispatched = 0
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def submit_threadsafe(self, alerts: list[Alert]) -> None:
+        """Called from the writer thread after the commit."""
+        assert self._loop is not None, "dispatcher not bound to a loop"
+        self._loop.call_soon_threadsafe(self.dispatch, alerts)
+
+    def pictures_threadsafe(self, alerts: list[Alert]) -> None:
+        """Alerts already dispatched whose edge hit brought their picture later: the consoles get them
+        again (a console replaces an alert by its id); tablets and webhooks are not told twice."""
+        assert self._loop is not None, "dispatcher not bound to a loop"
+        self._loop.call_soon_threadsafe(
+            lambda: [self.console.publish({"type": "alert", "alert": alert}) for alert in alerts]
+        )
+
+    def dispatch(self, alerts: list[Alert]) -> None:
+        loop = self._loop
+        assert loop is not None
+        for alert in alerts:
+            self.console.publish({"type": "alert", "alert": alert})
+            if self.webhooks is not None:
+                self.webhooks.offer(alert)
+            recipients = self.router.recipients(alert)
+            if not recipients:
+                # Covert and restricted hits never leave the hub: no tablet may sound for them.
+                self._delivered.put_nowait(alert.alert_id)
+                continue
+            aid = alert.alert_id
+            self._copies[aid] = self._copies.get(aid, 0) + len(recipients)
+            payload = encode(alert)
+            for checkpoint in recipients:
+                self._publish(
+                    topics.alerts(checkpoint),
+                    payload,
+                    qos=1,
+                    on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._copy_delivered, aid),
+                )
+        self.dispatched += len(alerts)
+
+    def dispatch_folded(self, alerts: list[Alert]) -> None:
+        """Open alerts that took a repeated hit: the consoles update their row (count, last seen, where)."""
+        for alert in alerts:
+            self.console.publish({"type": "alert_folded", "alert": alert})
+
+    def submit_folded_threadsafe(self, alerts: list[Alert]) -> None:
+        assert self._loop is not None, "dispatcher not bound to a loop"
+        self._loop.call_soon_threadsafe(self.dispatch_folded, alerts)
+
+    def _copy_delivered(self, aid: str) -> None:
+        left = self._copies.get(aid, 1) - 1
+        if left > 0:
+            self._copies[aid] = left
+            return
+        self._copies.pop(aid, None)
+        self._delivered.put_nowait(aid)
+
+    async def resume(self) -> int:
+        """Send again every committed alert that was not marked dispatched (after a crash)."""
+        pending = await asyncio.to_thread(self.store.undispatched_alerts)
+        if pending:
+            log.info("dispatching %d alert(s) left over from before the restart", len(pending))
+            self.dispatch(pending)
+        return len(pending)
+
+    async def run_marker(self) -> None:
+        """Mark delivered alerts in the store, a small batch at a time."""
+        while True:
+            ids = [await self._delivered.get()]
+            await asyncio.sleep(MARK_BATCH_WAIT_S)
+            while not self._delivered.empty():
+                ids.append(self._delivered.get_nowait())
+            try:
+                await self.store.mark_dispatched(ids)
+            except Exception:
+                log.exception(
+                    "could not mark %d alert(s) dispatched; they will be resent after a restart", len(ids)
+                )

@@ -1,0 +1,256 @@
+"""Webhooks: alerts POSTed to other systems (an SMS gateway, a case system), at least once, each
+carrying its alert id as the idempotency key, so a receiver that honours it acts exactly once.
+
+Which alerts a webhook takes is configured per hook (lists, actions, lowest priority). An alert
+is delivered when the receiver answers 2xx; that is recorded in the hub's store
+(``webhook_deliveries``). A network error, a timeout, 408, 429 or 5xx is retried with backoff until
+``give_up_after_s``; another 4xx means the receiver will never take it, so it is recorded as failed
+at once (and logged). After a restart every matching alert of the last ``resume_window_s`` with no
+record for the hook is sent again: a hub killed between its commit and the POST, or between the
+POST and the record, loses nothing, and a receiver sees the same key twice at worst.
+
+A hook with ``escalations = true`` also gets every escalation (central/alerts/escalation.py) of an alert on its
+lists, as ``{"type": "escalation", "escalation": {…}}`` with the key ``esc:<alert id>``, recorded and
+resumed the same way (from the audit trail, where each escalation is recorded once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import msgspec
+import sqlite_utils
+
+from central.alerts import escalation
+from central.people import audit
+from central.record.store import HubStore
+from central.settings import WebhookSettings
+from protocols.messages import Alert
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "cordon-hub/0.1"
+_RETRY_STATUSES = {408, 425, 429}
+_decoder = msgspec.json.Decoder(type=Alert)
+
+
+def wants(hook: WebhookSettings, alert: Alert) -> bool:
+    """Does this hook take this alert (by list, action and priority)?"""
+    return (
+        (not hook.lists or alert.hit.list_id in hook.lists)
+        and alert.hit.action in hook.actions
+        and alert.hit.priority >= hook.min_priority
+    )
+
+
+def wants_escalation(hook: WebhookSettings, frame: dict[str, object]) -> bool:
+    return hook.escalations and (not hook.lists or frame.get("list_id") in hook.lists)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    key: str
+    """The idempotency key: the alert id, or ``esc:<alert id>`` for its escalation."""
+    alert_id: str
+    body: bytes
+
+    @classmethod
+    def of_alert(cls, alert: Alert) -> Delivery:
+        return cls(alert.alert_id, alert.alert_id, msgspec.json.encode({"type": "alert", "alert": alert}))
+
+    @classmethod
+    def of_escalation(cls, frame: dict[str, object]) -> Delivery:
+        aid = str(frame["alert_id"])
+        return cls(f"esc:{aid}", aid, msgspec.json.encode({"type": "escalation", "escalation": frame}))
+
+
+@dataclass
+class HookState:
+    settings: WebhookSettings
+    queue: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    delivered: int = 0
+    failed: int = 0
+    retries: int = 0
+    last_error: str | None = None
+    last_delivered_at: float | None = None
+
+
+class WebhookSender:
+    """One delivery task per hook; ``offer`` is called by the alert dispatcher for every alert."""
+
+    def __init__(self, store: HubStore, hooks: list[WebhookSettings]) -> None:
+        self.store = store
+        self.hooks = {h.name: HookState(h) for h in hooks}
+        self._queued: set[tuple[str, str]] = set()
+
+    def offer(self, alert: Alert) -> None:
+        for name, state in self.hooks.items():
+            key = (name, alert.alert_id)
+            if key not in self._queued and wants(state.settings, alert):
+                self._queued.add(key)
+                state.queue.put_nowait(Delivery.of_alert(alert))
+
+    def offer_escalation(self, frame: dict[str, object]) -> None:
+        """An escalation (the shift commander must hear of it): to every hook that takes escalations."""
+        delivery = Delivery.of_escalation(frame)
+        for name, state in self.hooks.items():
+            key = (name, delivery.key)
+            if key not in self._queued and wants_escalation(state.settings, frame):
+                self._queued.add(key)
+                state.queue.put_nowait(delivery)
+
+    async def resume(self) -> int:
+        """Queue every recent matching alert a hook has no record of (after a crash or an outage)."""
+        queued = 0
+        for name, state in self.hooks.items():
+            since = time.time() - state.settings.resume_window_s
+            bodies = await asyncio.to_thread(
+                self.store.read,
+                lambda db, name=name, since=since: [
+                    b
+                    for (b,) in db.conn.execute(
+                        "SELECT a.body FROM alerts a LEFT JOIN webhook_deliveries d "
+                        "ON d.alert_id = a.alert_id AND d.hook = ? "
+                        "WHERE a.raised_at >= ? AND d.alert_id IS NULL ORDER BY a.raised_at",
+                        (name, since),
+                    )
+                ],
+            )
+            for body in bodies:
+                alert = _decoder.decode(body)
+                key = (name, alert.alert_id)
+                if key not in self._queued and wants(state.settings, alert):
+                    self._queued.add(key)
+                    state.queue.put_nowait(Delivery.of_alert(alert))
+                    queued += 1
+            if state.settings.escalations:
+                for frame in await asyncio.to_thread(
+                    self.store.read, lambda db, name=name, since=since: _unsent_escalations(db, name, since)
+                ):
+                    delivery = Delivery.of_escalation(frame)
+                    if (name, delivery.key) not in self._queued and wants_escalation(state.settings, frame):
+                        self._queued.add((name, delivery.key))
+                        state.queue.put_nowait(delivery)
+                        queued += 1
+        if queued:
+            log.info("webhooks: %d alert(s) from before the restart to deliver", queued)
+        return queued
+
+    async def run(self) -> None:
+        async with (
+            aiohttp.ClientSession(headers={"User-Agent": USER_AGENT}) as session,
+            asyncio.TaskGroup() as tasks,
+        ):
+            for state in self.hooks.values():
+                tasks.create_task(
+                    self._deliver_forever(session, state), name=f"webhook-{state.settings.name}"
+                )
+
+    async def _deliver_forever(self, session: aiohttp.ClientSession, state: HookState) -> None:
+        while True:
+            delivery = await state.queue.get()
+            outcome, detail = await self._deliver(session, state, delivery)
+            with contextlib.suppress(Exception):
+                await self._record(state.settings.name, delivery.key, outcome, detail)
+            self._queued.discard((state.settings.name, delivery.key))
+
+    async def _deliver(
+        self, session: aiohttp.ClientSession, state: HookState, delivery: Delivery
+    ) -> tuple[str, str]:
+        hook = state.settings
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": delivery.key,
+            "X-Cordon-Alert-Id": delivery.alert_id,
+        }
+        if hook.token:
+            headers["Authorization"] = f"Bearer {hook.token}"
+        body = delivery.body
+        started = time.monotonic()
+        delay = hook.retry_min_s
+        while True:
+            try:
+                async with session.post(
+                    hook.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=hook.timeout_s)
+                ) as response:
+                    if 200 <= response.status < 300:
+                        state.delivered += 1
+                        state.last_delivered_at = time.time()
+                        return "delivered", str(response.status)
+                    error = f"HTTP {response.status}"
+                    if response.status < 500 and response.status not in _RETRY_STATUSES:
+                        state.failed += 1
+                        state.last_error = error
+                        log.error("webhook %s refused %s (%s): not retrying", hook.name, delivery.key, error)
+                        return "refused", error
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            state.last_error = error
+            if time.monotonic() - started + delay > hook.give_up_after_s:
+                state.failed += 1
+                log.error(
+                    "webhook %s: giving up on %s after %.0f s: %s",
+                    hook.name,
+                    delivery.key,
+                    time.monotonic() - started,
+                    error,
+                )
+                return "gave_up", error
+            state.retries += 1
+            log.warning(
+                "webhook %s: %s not delivered (%s); retrying in %.1f s", hook.name, delivery.key, error, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, hook.retry_max_s)
+
+    async def _record(self, hook: str, alert_id: str, outcome: str, detail: str) -> None:
+        now = time.time()
+
+        def job(db: sqlite_utils.Database) -> None:
+            db.conn.execute(
+                "INSERT OR REPLACE INTO webhook_deliveries (hook, alert_id, outcome, detail, at) VALUES (?,?,?,?,?)",
+                (hook, alert_id, outcome, detail, now),
+            )
+
+        await self.store.run(job)
+
+    def status(self) -> list[dict[str, object]]:
+        return [
+            {
+                "name": name,
+                "queued": s.queue.qsize(),
+                "delivered": s.delivered,
+                "failed": s.failed,
+                "retries": s.retries,
+                "last_error": s.last_error,
+                "last_delivered_at": s.last_delivered_at,
+            }
+            for name, s in self.hooks.items()
+        ]
+
+
+def _unsent_escalations(db: sqlite_utils.Database, hook: str, since: float) -> list[dict[str, object]]:
+    """Escalations recorded since ``since`` that this hook has no delivery record of, as their frames."""
+    frames: list[dict[str, object]] = []
+    for record in audit.records(db, actor=escalation.ACTOR, action=escalation.ACTION, since=since):
+        if db.conn.execute(
+            "SELECT 1 FROM webhook_deliveries WHERE hook=? AND alert_id=?", (hook, f"esc:{record.target}")
+        ).fetchone():
+            continue
+        try:
+            detail = msgspec.json.decode(record.detail or "{}")
+        except msgspec.DecodeError:
+            detail = {}
+        frames.append(
+            {
+                **(detail if isinstance(detail, dict) else {}),
+                "alert_id": record.target,
+                "escalated_at": record.at,
+            }
+        )
+    return frames

@@ -1,0 +1,630 @@
+"""Hub ingest: validate, insert idempotently, match, commit, then acknowledge.
+
+Runs where the messages arrive: the MQTT thread hands each message to the store's writer thread
+as one job. The writer commits every job that is already waiting in one transaction (a batch
+without a timer), and only after that commit are acknowledgements published and alerts handed
+to the dispatcher. A failed commit acknowledges nothing, so the edges send those events again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import msgspec
+import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from central.ingest import folding
+from central.ingest.routing import Router
+from central.intel import stats
+from central.intel.clones import CloneCheck
+from central.people import audit
+from central.record.store import HubStore
+from central.watchlists.index import HubWatchlists
+from protocols import signing, topics
+from protocols.alerting import alert_for, kit_alert, person_alert
+from protocols.kits import overall_call, raises_alert
+from protocols.matching import Entry, ListKind, Watchlist
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Ack,
+    Alert,
+    AlertHit,
+    AlertOutcome,
+    AuditEvent,
+    CheckpointStatus,
+    DecodeError,
+    EdgeHit,
+    Event,
+    EventBatch,
+    Gap,
+    KitResultEvent,
+    PlateRead,
+    decode,
+    encode,
+    seq_ranges,
+)
+from runtime import deadletters
+from runtime.sqlwriter import NeedsPreparation
+
+log = logging.getLogger(__name__)
+_entry_decoder = msgspec.json.Decoder(type=Entry)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    checkpoint: str | None = None
+    epoch: int | None = None
+    committed: list[int] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    folded: list[Alert] = field(default_factory=list)
+    """Open alerts that a hit of this batch was folded into (central/ingest/folding.py), as updated."""
+    reads: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    gap_reads: int = 0
+    outcomes: list[tuple[str, AlertOutcome]] = field(default_factory=list)
+    pictures: list[Alert] = field(default_factory=list)
+    """Alerts raised before their edge hit brought the picture, now with it."""
+    kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
+    """Quick-test results stored from this batch (first time only)."""
+    status: CheckpointStatus | None = None
+    clock_offset_s: float | None = None
+    """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
+
+
+@dataclass(slots=True)
+class IngestMetrics:
+    messages: int = 0
+    batches_committed: int = 0
+    reads: int = 0
+    passages: int = 0
+    duplicates: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    gap_reads: int = 0
+    bad_signatures: int = 0
+    commit_failures: int = 0
+    commit_seconds_total: float = 0.0
+    alerts_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class ReadRates:
+    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map)."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, checkpoint: str, reads: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.setdefault(checkpoint, deque())
+            seen.append((now, reads))
+            self._trim(seen, now)
+
+    def per_minute(self, checkpoint: str, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.get(checkpoint)
+            if not seen:
+                return 0
+            self._trim(seen, now)
+            return sum(n for _, n in seen)
+
+    def _trim(self, seen: deque[tuple[float, int]], now: float) -> None:
+        while seen and now - seen[0][0] > self.WINDOW_S:
+            seen.popleft()
+
+
+class Ingest:
+    def __init__(
+        self,
+        store: HubStore,
+        watchlists: HubWatchlists,
+        publish: Callable[[str, bytes], None],
+        on_alerts: Callable[[list[Alert]], None],
+        on_status: Callable[[CheckpointStatus, float | None], None],
+        max_skew_s: float = 30.0,
+        on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
+        on_pictures: Callable[[list[Alert]], None] | None = None,
+        edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
+        signatures_required: bool = False,
+        clones: CloneCheck | None = None,
+        router: Router | None = None,
+        fold_window_s: float = 0.0,
+        on_folded: Callable[[list[Alert]], None] | None = None,
+        on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.router = router or Router()
+        self.fold_window_s = fold_window_s
+        self._on_folded = on_folded
+        self.clones = clones
+        self.watchlists = watchlists
+        self._publish = publish
+        self._on_alerts = on_alerts
+        self._on_status = on_status
+        self._on_outcomes = on_outcomes
+        self._on_pictures = on_pictures
+        self._on_kits = on_kits
+        self._edge_keys = edge_keys
+        self.signatures_required = signatures_required
+        self.max_skew_s = max_skew_s
+        self.metrics = IngestMetrics()
+        self.rates = ReadRates()
+
+    # -- MQTT thread ----------------------------------------------------------------------------
+    def handle(
+        self, topic: str, payload: bytes, received_at: float, retained: bool = False
+    ) -> Future[BatchResult]:
+        """Queue one MQTT message for the writer; the returned future resolves after the commit."""
+        self.metrics.messages += 1
+        started = time.perf_counter()
+        future = self.store.submit(lambda db: self._job(db, topic, payload, received_at, retained))
+        future.add_done_callback(lambda fut: self._after_commit(fut, started))
+        return future
+
+    def _after_commit(self, future: Future[BatchResult], started: float) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:
+            self.metrics.commit_failures += 1
+            log.error("ingest commit failed (edges will resend): %s", exc)
+            return
+        m = self.metrics
+        m.batches_committed += 1
+        m.commit_seconds_total += time.perf_counter() - started
+        m.reads += result.reads
+        if result.checkpoint is not None and result.reads:
+            self.rates.add(result.checkpoint, result.reads)
+        m.duplicates += result.duplicates
+        m.dead_letters += result.dead_letters
+        m.gap_reads += result.gap_reads
+        m.alerts += len(result.alerts)
+        for alert in result.alerts:
+            m.alerts_by_kind[alert.hit.kind] = m.alerts_by_kind.get(alert.hit.kind, 0) + 1
+        if result.checkpoint is not None and result.epoch is not None and result.committed:
+            ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=seq_ranges(result.committed))
+            self._publish(topics.ack(result.checkpoint), encode(ack))
+        if result.alerts:
+            self._on_alerts(result.alerts)
+        if result.folded and self._on_folded is not None:
+            self._on_folded(result.folded)
+        if result.status is not None:
+            self._on_status(result.status, result.clock_offset_s)
+        if result.outcomes and self._on_outcomes is not None:
+            self._on_outcomes(result.outcomes)
+        if result.pictures and self._on_pictures is not None:
+            self._on_pictures(result.pictures)
+        if result.kits and self._on_kits is not None:
+            self._on_kits(result.kits)
+
+    # -- writer thread ----------------------------------------------------------------------------
+    def _job(
+        self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float, retained: bool
+    ) -> BatchResult:
+        result = BatchResult()
+        try:
+            parsed = topics.parse(topic)
+        except topics.TopicError as exc:
+            return self._dead(db, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
+        source = f"mqtt:{topic}"
+        if (
+            payload
+            and parsed.checkpoint is not None
+            and parsed.kind in (topics.TopicKind.EVENTS, topics.TopicKind.STATUS)
+        ):
+            key = self._edge_keys(parsed.checkpoint) if self._edge_keys is not None else None
+            try:
+                payload = signing.open_signed(payload, key, required=self.signatures_required)
+            except signing.SignatureError as exc:
+                # Not acknowledged: the checkpoint never sent this (or sent it unsigned against the rules).
+                self.metrics.bad_signatures += 1
+                return self._dead(
+                    db, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at
+                )
+        try:
+            if parsed.kind is topics.TopicKind.EVENTS:
+                return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)
+            if parsed.kind is topics.TopicKind.STATUS:
+                return self._status(
+                    db, result, source, parsed.checkpoint or "", payload, received_at, retained
+                )
+        except NeedsPreparation:
+            raise  # the writer attaches a day file of the record and runs this message again
+        except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
+            log.exception("ingest failed on a message from %s", topic)
+            return self._dead(
+                db,
+                BatchResult(),
+                source,
+                f"internal error: {type(exc).__name__}: {exc}",
+                payload,
+                parsed.checkpoint,
+                received_at,
+            )
+        return self._dead(
+            db,
+            result,
+            source,
+            f"the hub does not take {parsed.kind} messages",
+            payload,
+            parsed.checkpoint,
+            received_at,
+        )
+
+    def _dead(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        reason: str,
+        payload: bytes,
+        checkpoint: str | None,
+        received_at: float,
+    ) -> BatchResult:
+        deadletters.insert(db, source, reason, payload, checkpoint, received_at)
+        result.dead_letters += 1
+        log.warning("dead letter from %s: %s", source, reason)
+        return result
+
+    def _events(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        checkpoint: str,
+        payload: bytes,
+        received_at: float,
+    ) -> BatchResult:
+        try:
+            batch = decode(EventBatch, payload)
+        except DecodeError as exc:
+            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+        if batch.checkpoint != checkpoint:
+            return self._dead(
+                db,
+                result,
+                source,
+                f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                payload,
+                checkpoint,
+                received_at,
+            )
+        result.checkpoint, result.epoch = checkpoint, batch.epoch
+        stored_reads: list[PlateRead] = []
+        first_alert = len(result.alerts)
+        tally = stats.Tally(self.store.record.tz)
+        for event in batch.events:
+            outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
+            # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
+            result.committed.append(event.seq)
+            if outcome.dead_letter:
+                self._dead(
+                    db,
+                    result,
+                    source,
+                    outcome.dead_letter,
+                    msgspec.json.encode(event),
+                    checkpoint,
+                    received_at,
+                )
+                continue
+            if not outcome.inserted:
+                result.duplicates += 1
+                if not (outcome.seen_before and isinstance(event, PlateRead)):
+                    continue
+                # The read's day file may have committed without hub.db (see central/record/dayfiles.py):
+                # match again; alerts are idempotent by id, so only a lost one is raised.
+            else:
+                tally.add(checkpoint, event)
+                if isinstance(event, PlateRead):
+                    result.reads += 1
+            if isinstance(event, PlateRead):
+                self._match(db, result, checkpoint, batch.epoch, event, received_at)
+                stored_reads.append(event)
+                self._reconcile(
+                    db, result, checkpoint, batch.epoch, event.seq, received_at, event.captured_at
+                )
+            elif isinstance(event, EdgeHit):
+                self._reconcile(
+                    db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at
+                )
+            elif isinstance(event, AlertOutcome):
+                # An outcome for a hit folded into an open alert is that alert's outcome on the console.
+                into = db.conn.execute(
+                    "SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)
+                ).fetchone()
+                result.outcomes.append(
+                    (checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event)
+                )
+                audit.append(
+                    db,
+                    event.officer,
+                    "officer",
+                    "alert.outcome",
+                    target=event.alert_id,
+                    reason=event.note,
+                    detail={"checkpoint": checkpoint, "outcome": event.outcome},
+                    at=received_at,
+                )
+            elif isinstance(event, KitResultEvent):
+                result.kits.append((checkpoint, event))
+                self._match_person(db, result, checkpoint, batch.epoch, event, received_at)
+                r = event.result
+                audit.append(
+                    db,
+                    event.checkpoint_officer,
+                    "officer",
+                    "kit.result",
+                    target=r.result_id,
+                    detail={
+                        "checkpoint": checkpoint,
+                        "kit_model": r.kit_model,
+                        "result": overall_call(r.panels),
+                        "id_last4": r.subject.id_last4,
+                        "person_hits": event.person_hits,
+                    },
+                    at=received_at,
+                )
+            elif isinstance(event, AuditEvent):
+                try:
+                    detail = msgspec.json.decode(event.detail.encode())
+                except msgspec.DecodeError:
+                    detail = {"raw": event.detail[:1000]}
+                detail = {
+                    **(detail if isinstance(detail, dict) else {"value": detail}),
+                    "checkpoint": checkpoint,
+                    "received_at": received_at,
+                }
+                audit.append(
+                    db, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
+                )
+            elif isinstance(event, Gap):
+                result.gap_reads += event.count
+                log.warning(
+                    "%s dropped %d plain reads at its outbox quota (%d in all): %s",
+                    checkpoint,
+                    event.count,
+                    event.dropped_total,
+                    event.reason,
+                )
+        self._thumbnails(db, result, first_alert, batch.events)
+        tally.write(db)
+        if self.clones is not None and stored_reads:
+            # Last: a job the writer runs again after attaching a day file never got here.
+            for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
+                alert = self.clones.alert(finding, raised_at=received_at)
+                self._raise(db, result, alert)
+        if abs(received_at - batch.sent_at) <= 5:
+            # Only fresh batches say anything about the edge's clock (replays are old by design).
+            self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
+        return result
+
+    def _thumbnails(
+        self, db: sqlite_utils.Database, result: BatchResult, first_alert: int, events: list[Event]
+    ) -> None:
+        """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
+        a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
+        hit stored earlier for an alert made now (hits replay before reads)."""
+        thumbs = {e.alert_id: e.thumbnail for e in events if isinstance(e, EdgeHit) and e.thumbnail}
+        for i in range(first_alert, len(result.alerts)):
+            alert = result.alerts[i]
+            thumb = thumbs.pop(alert.alert_id, None)
+            if thumb is None:
+                row = db.conn.execute(
+                    "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
+                    "AND thumbnail IS NOT NULL LIMIT 1",
+                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id),
+                ).fetchone()
+                thumb = row[0] if row else None
+            if thumb is not None and alert.thumbnail is None:
+                result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
+                self.store.add_thumbnail(db, alert.alert_id, thumb)
+        for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: the consoles get
+            updated = self.store.add_thumbnail(
+                db, alert_id, thumb
+            )  # the picture (not the tablets: they had it)
+            if updated is not None:
+                result.pictures.append(updated)
+
+    def _match(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        checkpoint: str,
+        epoch: int,
+        read: PlateRead,
+        received_at: float,
+    ) -> None:
+        if read.no_plate or not read.plate:
+            return
+        hits = self.watchlists.match(
+            read.plate, now=read.captured_at, colour=read.colour, vehicle_type=read.vehicle_type
+        )
+        for hit in hits:
+            wl = self.watchlists.lists.get(hit.list_id)
+            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (hit.entry_id,)).fetchone()
+            entry = _entry_decoder.decode(row[0]) if row else None
+            alert = alert_for(
+                checkpoint,
+                epoch,
+                read,
+                hit,
+                list_name=wl.name if wl else hit.list_id,
+                reason=entry.reason if entry else "",
+                raised_at=received_at,
+            )
+            self._raise(db, result, alert)
+
+    def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+        """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
+        folded = folding.fold(db, alert, self.fold_window_s)
+        if folded is not None:
+            result.folded = [a for a in result.folded if a.alert_id != folded.alert_id] + [folded]
+            return
+        if folding.known(db, alert.alert_id):
+            return
+        routed = self.router.route(alert)
+        if self.store.insert_alert(db, routed):
+            result.alerts.append(routed)
+
+    def _match_person(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        checkpoint: str,
+        epoch: int,
+        event: KitResultEvent,
+        received_at: float,
+    ) -> None:
+        """A positive or invalid quick test is an alert (the same one the edge raised: one id); and the hub
+        checks the subject again against every person list (covert ones included,
+        which never reach an edge); a hit is an alert like a plate hit, routed by the same rules."""
+        r = event.result
+        if raises_alert(r):
+            self._raise_unfolded(
+                db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
+            )
+        rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
+        for (body,) in rows:
+            entry = _entry_decoder.decode(body)
+            wl = self.watchlists.lists.get(entry.list_id)
+            if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
+                continue
+            self._raise_unfolded(
+                db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
+            )
+
+    def _raise_unfolded(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+        """A quick test's alert: each test is its own event (never folded), routed like any alert."""
+        routed = self.router.route(alert)
+        if self.store.insert_alert(db, routed):
+            result.alerts.append(routed)
+
+    def _reconcile(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        checkpoint: str,
+        epoch: int,
+        read_seq: int,
+        received_at: float,
+        near: float,
+    ) -> None:
+        """Edge and hub hits on one read are one alert (same id). An edge hit the hub did not make
+        itself (its lists differed at that moment) still becomes an alert: the officers saw it.
+        ``near`` is about when the read was captured (it tells the record which day to look in)."""
+        # Edge hits first: almost every read has none, and then the read need not be looked up at all.
+        missing = db.conn.execute(
+            "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
+            "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
+            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
+            (checkpoint, epoch, read_seq),
+        ).fetchall()
+        if not missing:
+            return
+        stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
+        if stored is None:
+            return  # the read comes later (hits replay first); this runs again then
+        camera_id, captured_at, plate, lane, colour, vehicle_type = (
+            stored.camera_id,
+            stored.captured_at,
+            stored.plate,
+            stored.lane,
+            stored.colour,
+            stored.vehicle_type,
+        )
+        for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
+            wl = self.watchlists.lists.get(list_id)
+            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()
+            entry = _entry_decoder.decode(row[0]) if row else None
+            alert = Alert(
+                v=SCHEMA_VERSION,
+                alert_id=aid,
+                checkpoint=checkpoint,
+                epoch=epoch,
+                seq=read_seq,
+                raised_at=received_at,
+                captured_at=captured_at,
+                camera_id=camera_id,
+                plate_read=plate,
+                lane=lane,
+                colour=colour,
+                vehicle_type=vehicle_type,
+                direction=stored.direction if stored.direction in ("in", "out") else None,  # type: ignore[arg-type]
+                hit=AlertHit(
+                    entry_id=entry_id,
+                    entry_plate=entry.plate if entry else "",
+                    list_id=list_id,
+                    list_name=wl.name if wl else list_id,
+                    action=wl.action.value if wl else "intercept",
+                    priority=wl.priority if wl else 50,
+                    kind=kind,
+                    score=score,
+                    explanation=f"{explanation} (matched at the checkpoint, feed version {feed_version})"[
+                        :500
+                    ],
+                    reason=(entry.reason if entry else "")[:500],
+                    feed_version=feed_version,
+                    matcher_version=matcher_version,
+                ),
+            )
+            self._raise(db, result, alert)
+
+    def _status(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        checkpoint: str,
+        payload: bytes,
+        received_at: float,
+        retained: bool,
+    ) -> BatchResult:
+        if not payload:
+            return result  # a retained status being cleared
+        try:
+            status = decode(CheckpointStatus, payload)
+        except DecodeError as exc:
+            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+        if status.checkpoint != checkpoint:
+            return self._dead(
+                db,
+                result,
+                source,
+                f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                payload,
+                checkpoint,
+                received_at,
+            )
+        fields: dict[str, object] = {
+            "online": status.online,
+            "status": encode(status).decode(),
+            "epoch": status.epoch,
+            "feed_version": status.feed_version,
+        }
+        if not retained:
+            fields["last_seen"] = received_at
+            if status.online:
+                fields["clock_offset_s"] = result.clock_offset_s = status.sent_at - received_at
+                stats.sample_status(db, status, received_at, self.store.record.tz)
+        self.store.update_checkpoint(db, checkpoint, **fields)
+        result.status = status
+        return result
+
+
+def _valid(wl: Watchlist, entry: Entry, at: float) -> bool:
+    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and all(
+        hi is None or at < hi for hi in (wl.valid_until, entry.valid_until)
+    )

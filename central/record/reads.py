@@ -1,0 +1,138 @@
+"""What the hub's record of plain reads and passages is, whatever holds it: the interface and its results.
+
+``ReadStore`` is what the hub needs of the record; ``central.record.dayfiles.SqliteReadStore`` (one SQLite
+file per day) is the one this hub runs, and a PostgreSQL store (declarative partitions by day,
+pg_trgm for partial plates) can implement it too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+import sqlite_utils
+
+from protocols.messages import Passage, PlateRead
+
+MAX_LIMIT = 5000
+
+
+class StoredRead(msgspec.Struct, kw_only=True):
+    """One read as a search returns it."""
+
+    checkpoint: str
+    epoch: int
+    seq: int
+    camera_id: str
+    captured_at: float
+    plate: str
+    plate_raw: str
+    plate_valid: bool
+    no_plate: bool
+    colour: str | None
+    vehicle_type: str | None
+    confidence: float | None
+    lane: int | None
+    direction: str | None
+    camera_event_id: str | None
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What happened to one read or passage at insert."""
+
+    inserted: bool
+    """New in the record."""
+    seen_before: bool = False
+    """Already there with the same content (a resend): matching runs again (see the module docstring)."""
+    conflict: str | None = None
+    """The identity is taken by other content: a dead letter."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    reads: list[StoredRead]
+    truncated: bool
+    days: int
+
+
+class Companion(msgspec.Struct, kw_only=True):
+    """A vehicle seen near another: its plate, how many of that vehicle's passages it shared, the
+    mean gap in seconds, and the shared passages (each with ``gap_s``: + after, - before)."""
+
+    plate: str
+    shared: int
+    mean_gap_s: float
+    passages: list[dict[str, object]]
+
+
+@dataclass(frozen=True, slots=True)
+class Companions:
+    route: list[dict[str, object]]
+    """The asked-about plate's passages in the period."""
+    found: list[Companion]
+    candidates: int
+    """Vehicles that met ``min_shared`` (``found`` holds the first ``limit`` of them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCounts:
+    reads: int
+    passages: int
+    days: int
+
+
+class ReadStore(Protocol):
+    """What the hub needs of the record of plain reads and passages (SQLite day files now; PostgreSQL later).
+
+    ``insert`` and ``lookup_read`` run inside the hub store's writer job (``db`` is the write
+    connection); the rest run on their own connections, from any thread.
+    """
+
+    def insert(
+        self,
+        db: sqlite_utils.Database,
+        checkpoint: str,
+        epoch: int,
+        event: PlateRead | Passage,
+        edge_sent_at: float,
+        received_at: float,
+    ) -> Stored: ...
+
+    def lookup_read(
+        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> StoredRead | None: ...
+
+    def identity_taken(
+        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> bool: ...
+
+    def search_exact(
+        self, plate: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult: ...
+
+    def search_pattern(
+        self, pattern: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult: ...
+
+    # -- intelligence: routes and companions ---------------------------------------------------------
+    def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult: ...
+
+    def companions(
+        self,
+        plate: str,
+        since: float,
+        until: float,
+        window_s: float = 120.0,
+        min_shared: int = 3,
+        limit: int = 20,
+    ) -> Companions: ...
+
+    def counts(self) -> RecordCounts: ...
+
+    def days(self) -> list[dt.date]: ...
+
+    def purge_before(self, cutoff: dt.date) -> list[dt.date]: ...

@@ -1,0 +1,507 @@
+"""The hub's record: SQLite through one writer thread, explicit schema with numbered migrations.
+
+``hub.db`` holds what is kept long or looked up often: alerts, edge hits, checkpoints, watchlists,
+dead letters, and the ``events`` ledger of edge hits. Plain reads and passages, millions a day,
+live in day files behind :class:`central.record.reads.ReadStore` (see that module for the layout, the
+exactly-once rule and the crash reasoning); the writer attaches the day files it needs, so one
+group commit covers both. Every event is inserted idempotently by its identity (checkpoint, epoch,
+seq); its content digest tells a reused identity with other content (a dead letter) from an honest
+resend (a no-op). Keep the public methods the interface: a PostgreSQL store can implement the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import sqlite_utils
+
+from central.record.dayfiles import SqliteReadStore, digest
+from central.record.reads import RecordCounts
+from central.record.schema import MIGRATIONS
+from protocols.kits import KitResult, overall_call
+from protocols.messages import (
+    Alert,
+    AlertOutcome,
+    AuditEvent,
+    EdgeHit,
+    Event,
+    Gap,
+    KitResultEvent,
+    Passage,
+    PlateRead,
+    event_kind,
+)
+from runtime import deadletters
+from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
+
+__all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
+
+T = TypeVar("T")
+
+
+RECORD_MIGRATION = 100
+"""Reads and passages leave hub.db for day files (moved by :meth:`SqliteReadStore.import_legacy`); numbered
+apart from the list above so the two sequences never collide."""
+
+_encoder = msgspec.json.Encoder()
+_alert_decoder = msgspec.json.Decoder(type=Alert)
+
+
+def migrate(db: sqlite_utils.Database, record: SqliteReadStore | None = None) -> None:
+    """Apply the migrations this file has not seen yet, each in its own transaction.
+
+    Migration 3 moves the ``reads`` and ``passages`` tables of an older hub.db into day files; it
+    needs the record (``record``), and runs again harmlessly if a crash interrupted it.
+    """
+    db.conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
+    )
+    done = {v for (v,) in db.conn.execute("SELECT version FROM schema_migrations")}
+    for version, statements in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        db.conn.execute("BEGIN IMMEDIATE")
+        for statement in statements:
+            db.conn.execute(statement)
+        db.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+        db.conn.execute("COMMIT")
+    if record is not None and RECORD_MIGRATION not in done:
+        record.import_legacy(db)
+        db.conn.execute("BEGIN IMMEDIATE")
+        db.conn.execute("DROP TABLE IF EXISTS main.reads")
+        db.conn.execute("DROP TABLE IF EXISTS main.passages")
+        db.conn.execute("DELETE FROM main.events WHERE kind IN ('read', 'passage')")
+        db.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (RECORD_MIGRATION, time.time()))
+        db.conn.execute("COMMIT")
+
+
+def _made_at(event: Event) -> float:
+    """When the edge made a hit, gap or outcome event (where to look for a read with the same identity)."""
+    if isinstance(event, EdgeHit):
+        return event.raised_at
+    if isinstance(event, Gap):
+        return event.dropped_at
+    if isinstance(event, AlertOutcome):
+        return event.acknowledged_at
+    if isinstance(event, AuditEvent):
+        return event.at
+    if isinstance(event, KitResultEvent):
+        return event.recorded_at
+    raise TypeError(type(event).__name__)
+
+
+class Outcome(msgspec.Struct):
+    """What happened to one event of a batch."""
+
+    inserted: bool
+    dead_letter: str | None = None
+    seen_before: bool = False
+    """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    reads: int
+    passages: int
+    alerts: int
+    dead_letters: int
+
+
+class HubStore:
+    """Write side (one writer thread) and read side (short-lived connections) of the hub record."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        record_dir: str | Path | None = None,
+        utc_offset: str = "+08:00",
+        attached_max: int = 4,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = Path(path)
+        self.record = SqliteReadStore(
+            record_dir if record_dir is not None else self.path.parent / "record",
+            utc_offset=utc_offset,
+            attached_max=attached_max,
+        )
+        # Another process holding the file's write lock (a backup, an operator's sqlite3 shell) makes a
+        # commit fail after this long; ingest then acknowledges nothing and the edges send again.
+        self._writer = SqlWriter(
+            self.path, name="hub-store", setup=self._setup, busy_timeout_s=busy_timeout_s
+        )
+        self.record.bind(self._writer)
+
+    def _setup(self, db: sqlite_utils.Database) -> None:
+        self.record.start(db)
+        migrate(db, self.record)
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer.start()
+
+    def stop(self) -> None:
+        self._writer.stop()
+
+    @property
+    def writer_error(self) -> str | None:
+        return self._writer.last_error
+
+    def submit(self, job: Callable[[sqlite_utils.Database], T]):  # noqa: ANN201 - concurrent Future[T]
+        """Run a job in the writer thread (used by ingest, which works from the MQTT thread)."""
+        return self._writer.submit(job)
+
+    async def run(self, job: Callable[[sqlite_utils.Database], T]) -> T:
+        return await self._writer.run(job)
+
+    # -- write helpers, called inside writer jobs ----------------------------------------------
+    def insert_event(
+        self,
+        db: sqlite_utils.Database,
+        checkpoint: str,
+        epoch: int,
+        event: Event,
+        edge_sent_at: float,
+        received_at: float,
+    ) -> Outcome:
+        """Insert idempotently; a reused identity with other content comes back as a dead letter."""
+        if isinstance(event, PlateRead | Passage):
+            stored = self.record.insert(db, checkpoint, epoch, event, edge_sent_at, received_at)
+            return Outcome(
+                inserted=stored.inserted, dead_letter=stored.conflict, seen_before=stored.seen_before
+            )
+        d = digest(event)
+        taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
+        row = db.conn.execute(
+            "SELECT digest FROM events WHERE checkpoint=? AND epoch=? AND seq=?",
+            (checkpoint, epoch, event.seq),
+        ).fetchone()
+        if row is not None:
+            return Outcome(inserted=False) if row[0] == d else Outcome(inserted=False, dead_letter=taken)
+        if self.record.identity_taken(db, checkpoint, epoch, event.seq, near=_made_at(event)):
+            return Outcome(inserted=False, dead_letter=taken)
+        db.conn.execute(
+            "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
+            (checkpoint, epoch, event.seq, event_kind(event), d, received_at),
+        )
+        if isinstance(event, EdgeHit):
+            db.conn.execute(
+                """INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score,
+                explanation, feed_version, matcher_version, raised_at, thumbnail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    event.read_seq,
+                    event.alert_id,
+                    event.entry_id,
+                    event.list_id,
+                    event.kind,
+                    event.score,
+                    event.explanation,
+                    event.feed_version,
+                    event.matcher_version,
+                    event.raised_at,
+                    event.thumbnail,
+                ),
+            )
+        elif isinstance(event, Gap):
+            db.conn.executemany(
+                """INSERT INTO gaps (checkpoint, epoch, seq, lo, hi, count, reason, dropped_at, received_at)
+                VALUES (?,?,?,?,?,?,?,?,?)""",
+                [
+                    (
+                        checkpoint,
+                        epoch,
+                        event.seq,
+                        lo,
+                        hi,
+                        hi - lo + 1,
+                        event.reason,
+                        event.dropped_at,
+                        received_at,
+                    )
+                    for lo, hi in event.ranges
+                ],
+            )
+            db.conn.execute(
+                "INSERT INTO checkpoints (checkpoint, dropped_reads) VALUES (?, ?) ON CONFLICT(checkpoint) "
+                "DO UPDATE SET dropped_reads = dropped_reads + excluded.dropped_reads",
+                (checkpoint, event.count),
+            )
+        elif isinstance(event, AlertOutcome):
+            db.conn.execute(
+                """INSERT INTO alert_outcomes (checkpoint, epoch, seq, alert_id, outcome, note, officer, acknowledged_at,
+                alert_raised_at, received_at) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    event.alert_id,
+                    event.outcome,
+                    event.note,
+                    event.officer,
+                    event.acknowledged_at,
+                    event.alert_raised_at,
+                    received_at,
+                ),
+            )
+        elif isinstance(event, KitResultEvent):
+            r = event.result
+            db.conn.execute(
+                """INSERT INTO kit_results (checkpoint, epoch, seq, result_id, id_hash, id_last4, kit_model, result,
+                officer, sampled_at, read_at, kit_expired, outside_read_window, person_hits, body, received_at)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    checkpoint,
+                    epoch,
+                    event.seq,
+                    r.result_id,
+                    r.subject.id_hash,
+                    r.subject.id_last4,
+                    r.kit_model,
+                    overall_call(r.panels),
+                    event.checkpoint_officer,
+                    r.sampled_at,
+                    r.read_at,
+                    int(r.kit_expired),
+                    int(r.outside_read_window),
+                    ",".join(event.person_hits),
+                    _encoder.encode(r),
+                    received_at,
+                ),
+            )
+        return Outcome(inserted=True)
+
+    @staticmethod
+    def insert_alert(db: sqlite_utils.Database, alert: Alert) -> bool:
+        cur = db.conn.execute(
+            """INSERT OR IGNORE INTO alerts (alert_id, checkpoint, epoch, seq, entry_id, list_id, action, priority,
+            raised_at, body) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+            (
+                alert.alert_id,
+                alert.checkpoint,
+                alert.epoch,
+                alert.seq,
+                alert.hit.entry_id,
+                alert.hit.list_id,
+                alert.hit.action,
+                alert.hit.priority,
+                alert.raised_at,
+                _encoder.encode(alert),
+            ),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def add_thumbnail(db: sqlite_utils.Database, alert_id: str, thumbnail: str) -> Alert | None:
+        """Put an edge hit's thumbnail on a stored alert that has none (the hit came after its read);
+        the alert as it is now, or None when there is no such alert or it had a picture already."""
+        row = db.conn.execute("SELECT body FROM alerts WHERE alert_id=?", (alert_id,)).fetchone()
+        if row is None:
+            return None
+        alert = _alert_decoder.decode(row[0])
+        if alert.thumbnail is not None:
+            return None
+        alert = msgspec.structs.replace(alert, thumbnail=thumbnail)
+        db.conn.execute("UPDATE alerts SET body=? WHERE alert_id=?", (_encoder.encode(alert), alert_id))
+        return alert
+
+    @staticmethod
+    def update_checkpoint(db: sqlite_utils.Database, checkpoint: str, **fields: Any) -> None:
+        columns = ["checkpoint", *fields]
+        updates = ", ".join(f"{c}=excluded.{c}" for c in fields)
+        db.conn.execute(
+            f"INSERT INTO checkpoints ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT(checkpoint) DO UPDATE SET {updates}",
+            (checkpoint, *fields.values()),
+        )
+
+    async def mark_dispatched(self, alert_ids: list[str]) -> None:
+        now = time.time()
+
+        def job(db: sqlite_utils.Database) -> None:
+            db.conn.executemany(
+                "UPDATE alerts SET dispatched_at=? WHERE alert_id=? AND dispatched_at IS NULL",
+                [(now, a) for a in alert_ids],
+            )
+
+        await self._writer.run(job)
+
+    # -- read side ---------------------------------------------------------------------------------
+    def _read(self) -> sqlite_utils.Database:
+        return open_database(self.path, synchronous="NORMAL")
+
+    def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run a read-only query on a connection of its own (call it via asyncio.to_thread)."""
+        db = self._read()
+        try:
+            return fn(db)
+        finally:
+            db.conn.close()
+
+    def counts(self) -> Counts:
+        def q(db: sqlite_utils.Database) -> tuple[int, int]:
+            one = lambda sql: db.conn.execute(sql).fetchone()[0]  # noqa: E731
+            return one("SELECT count(*) FROM alerts"), one("SELECT count(*) FROM dead_letters")
+
+        alerts, dead = self.read(q)
+        record = self.record.counts()
+        return Counts(record.reads, record.passages, alerts, dead)
+
+    def record_counts(self) -> RecordCounts:
+        return self.record.counts()
+
+    def purge_before(self, cutoff: dt.date) -> list[dt.date]:
+        """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
+        return self.record.purge_before(cutoff)
+
+    #: What the hits retention removes: (table, time column). The audit trail is never purged.
+    HIT_TABLES = (
+        ("alerts", "raised_at"),
+        ("alert_outcomes", "acknowledged_at"),
+        ("edge_hits", "raised_at"),
+        ("events", "received_at"),
+        ("webhook_deliveries", "at"),
+        ("gaps", "received_at"),
+        ("dead_letters", "received_at"),
+        ("alert_folds", "raised_at"),
+        ("kit_results", "received_at"),
+    )
+
+    def purge_hits_before(self, cutoff: float) -> dict[str, int]:
+        """Delete alerts, outcomes, edge hits, gap reports, dead letters and quick-test results older than
+        ``cutoff`` (unix s)."""
+
+        def job(db: sqlite_utils.Database) -> dict[str, int]:
+            return {
+                table: db.conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (cutoff,)).rowcount
+                for table, column in self.HIT_TABLES
+            }
+
+        return self._writer.submit(job).result()
+
+    def undispatched_alerts(self) -> list[Alert]:
+        return self.read(
+            lambda db: [
+                _alert_decoder.decode(b)
+                for (b,) in db.conn.execute(
+                    "SELECT body FROM alerts WHERE dispatched_at IS NULL ORDER BY raised_at"
+                )
+            ]
+        )
+
+    def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]:
+        sql = "SELECT body FROM alerts"
+        if not include_covert:
+            sql += " WHERE action != 'covert'"
+        sql += " ORDER BY raised_at DESC LIMIT ?"
+        return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
+
+    def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""
+        cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")
+
+        def q(db: sqlite_utils.Database) -> dict[str, list[dict[str, Any]]]:
+            found: dict[str, list[dict[str, Any]]] = {}
+            for i in range(0, len(alert_ids), 500):
+                chunk = alert_ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                picked = ", ".join(f"o.{c}" for c in cols[1:])
+                for row in db.conn.execute(
+                    f"SELECT COALESCE(f.into_id, o.alert_id), {picked} FROM alert_outcomes o "
+                    f"LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.alert_id IN ({marks}) "
+                    f"OR o.alert_id IN (SELECT alert_id FROM alert_folds WHERE into_id IN ({marks})) "
+                    "ORDER BY o.acknowledged_at",
+                    (*chunk, *chunk),
+                ):
+                    found.setdefault(row[0], []).append(dict(zip(cols, row, strict=True)))
+            return found
+
+        return self.read(q)
+
+    def gaps(self, checkpoint: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Reads the edges reported dropped, newest first."""
+        sql = "SELECT checkpoint, epoch, lo, hi, count, reason, dropped_at, received_at FROM gaps"
+        args: tuple[Any, ...] = ()
+        if checkpoint is not None:
+            sql += " WHERE checkpoint = ?"
+            args = (checkpoint,)
+        sql += " ORDER BY received_at DESC, lo DESC LIMIT ?"
+        cols = ("checkpoint", "epoch", "lo", "hi", "count", "reason", "dropped_at", "received_at")
+        return self.read(
+            lambda db: [dict(zip(cols, row, strict=True)) for row in db.conn.execute(sql, (*args, limit))]
+        )
+
+    def kit_results(
+        self,
+        checkpoint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        result: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Quick-test results, newest first (the subject only as hash and last four)."""
+        where, args = [], []
+        for cond, value in (
+            ("checkpoint = ?", checkpoint),
+            ("sampled_at >= ?", since),
+            ("sampled_at < ?", until),
+            ("result = ?", result),
+        ):
+            if value is not None:
+                where.append(cond)
+                args.append(value)
+        sql = (
+            "SELECT checkpoint, epoch, seq, officer, person_hits, body, received_at FROM kit_results"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY sampled_at DESC LIMIT ?"
+        )
+
+        def q(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+            out = []
+            for cp, epoch, seq, officer, hits, body, received in db.conn.execute(sql, (*args, limit)):
+                record = msgspec.json.decode(body)
+                record.update(
+                    checkpoint=cp,
+                    epoch=epoch,
+                    seq=seq,
+                    recorded_by=officer,
+                    received_at=received,
+                    person_hits=[h for h in hits.split(",") if h],
+                    result=overall_call(msgspec.json.decode(body, type=KitResult).panels),
+                )
+                out.append(record)
+            return out
+
+        return self.read(q)
+
+    def dead_letters(self, limit: int = 100, before_id: int | None = None) -> list[deadletters.DeadLetter]:
+        return self.read(lambda db: deadletters.recent(db, limit, before_id))
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        def q(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+            rows = db.conn.execute(
+                "SELECT checkpoint, online, epoch, status, last_seen, clock_offset_s, dropped_reads FROM checkpoints "
+                "ORDER BY checkpoint"
+            )
+            return [
+                {
+                    "checkpoint": c,
+                    "online": bool(o),
+                    "epoch": e,
+                    "status": msgspec.json.decode(s) if s else None,
+                    "last_seen": ls,
+                    "clock_offset_s": off,
+                    "dropped_reads": dropped,
+                }
+                for c, o, e, s, ls, off, dropped in rows
+            ]
+
+        return self.read(q)

@@ -1,0 +1,171 @@
+"""The hub's watchlists: loaded from CSV files for now, matched with the shared index."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from central.watchlists.files import diff_entries
+from protocols import plates
+from protocols.feed import FeedChange, ListUpsert
+from protocols.matching import Entry, Hit, ListAction, ListKind, MatchKind, PermitRule, Watchlist
+from protocols.plateindex import PlateIndex
+
+CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehicle_type")
+REQUIRED = ("plate", "list")
+
+
+class WatchlistFileError(ValueError):
+    """A watchlist file with bad rows; ``problems`` lists every line number and reason."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} bad row(s): " + "; ".join(problems[:20]))
+        self.problems = problems
+
+
+@dataclass(slots=True)
+class LoadedLists:
+    lists: dict[str, Watchlist] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+
+
+def parse_csv(text: str, source: str = "csv", into: LoadedLists | None = None) -> LoadedLists:
+    """Parse a watchlist CSV; all-or-nothing: any bad row rejects the file with every reason."""
+    out = into or LoadedLists()
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise WatchlistFileError(source, [f"header lacks column(s) {', '.join(missing)}"])
+    unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
+    if unknown:
+        raise WatchlistFileError(source, [f"header has unknown column(s) {', '.join(unknown)}"])
+    problems: list[str] = []
+    new_lists: dict[str, Watchlist] = {}
+    new_entries: list[Entry] = []
+    for row in reader:
+        line = reader.line_num
+        name = (row.get("list") or "").strip()
+        norm = plates.normalize(row.get("plate") or "")
+        if not name:
+            problems.append(f"line {line}: empty list name")
+            continue
+        if norm.no_plate or not norm.plate:
+            problems.append(f"line {line}: empty plate")
+            continue
+        try:
+            action = ListAction((row.get("action") or "intercept").strip())
+        except ValueError:
+            problems.append(f"line {line}: action must be intercept, covert or notify")
+            continue
+        try:
+            priority = int((row.get("priority") or "50").strip())
+            if not 0 <= priority <= 100:
+                raise ValueError
+        except ValueError:
+            problems.append(f"line {line}: priority must be a whole number from 0 to 100")
+            continue
+        colour = plates.parse_colour(row.get("colour")) if (row.get("colour") or "").strip() else None
+        if (row.get("colour") or "").strip() and colour is None:
+            problems.append(f"line {line}: unknown plate colour {row.get('colour')!r}")
+            continue
+        wl = out.lists.get(name) or new_lists.get(name)
+        if wl is None:
+            wl = new_lists[name] = Watchlist(
+                list_id=name,
+                name=name,
+                action=action,
+                priority=priority,
+                alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT}),
+                source=source,
+            )
+        elif wl.action != action or wl.priority != priority:
+            problems.append(
+                f"line {line}: list {name!r} already has action {wl.action} priority {wl.priority}"
+            )
+            continue
+        new_entries.append(
+            Entry(
+                entry_id=f"{name}:{norm.plate}",
+                list_id=name,
+                plate=norm.plate,
+                colour=colour.value if colour else None,
+                vehicle_type=(row.get("vehicle_type") or "").strip() or None,
+                reason=(row.get("reason") or "").strip(),
+                created_by=source,
+            )
+        )
+    if problems:
+        raise WatchlistFileError(source, problems)
+    out.lists.update(new_lists)
+    out.entries.extend(new_entries)
+    return out
+
+
+def load_files(paths: list[str]) -> LoadedLists:
+    loaded = LoadedLists()
+    for path in paths:
+        parse_csv(Path(path).read_text(encoding="utf-8"), source=str(path), into=loaded)
+    return loaded
+
+
+class HubWatchlists:
+    """The hub's lists and its index. Used only from the store's writer thread (matching and changes)."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, Watchlist] = {}
+        self.index = PlateIndex()
+        self.permit_rules: list[PermitRule] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def build(
+        self,
+        lists: list[Watchlist],
+        entries: list[Entry],
+        feed_version: int = 0,
+        permit_rules: list[PermitRule] | None = None,
+    ) -> None:
+        self.lists = {wl.list_id: wl for wl in lists}
+        self.permit_rules = list(permit_rules or [])
+        index = PlateIndex()
+        index.build(lists, entries, feed_version=feed_version)
+        self.index = index
+
+    def set_list(self, wl: Watchlist) -> None:
+        self.lists[wl.list_id] = wl
+        self.index.set_watchlist(wl)
+
+    def drop_list(self, list_id: str, entry_ids: list[str]) -> None:
+        for entry_id in entry_ids:
+            self.index.remove(entry_id)
+        self.lists.pop(list_id, None)
+
+    def set_permit_rules(self, rules: list[PermitRule]) -> None:
+        self.permit_rules = rules
+
+    def set_feed_version(self, version: int) -> None:
+        self.index.feed_version = version
+
+    def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
+        if not plate:
+            return []
+        hits = self.index.match(plate, now=now, colour=colour, vehicle_type=vehicle_type)
+        # A person list's entries hold keyed ID hashes, not plates: they never answer a plate read.
+        hits = [h for h in hits if (wl := self.lists.get(h.list_id)) is None or wl.kind != ListKind.PERSON]
+        if self.permit_rules:
+            hits += self.index.check_permit(plate, colour, vehicle_type, self.permit_rules, now=now)
+        return hits
+
+
+def changes_for(loaded: LoadedLists, current: dict[str, dict[str, Entry]]) -> list[FeedChange]:
+    """The changes that make each loaded list hold exactly the loaded entries (``current``: list -> entries)."""
+    changes: list[FeedChange] = [ListUpsert(watchlist=wl) for wl in loaded.lists.values()]
+    by_list: dict[str, dict[str, Entry]] = {lid: {} for lid in loaded.lists}
+    for entry in loaded.entries:
+        by_list[entry.list_id][entry.entry_id] = entry
+    for list_id, wanted in by_list.items():
+        changes += diff_entries(current.get(list_id, {}), wanted.values())
+    return changes

@@ -1,0 +1,235 @@
+"""The command console: its page, its live feed, the ring map's checkpoints, health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from central.alerts import escalation
+from central.people.users import ACCESS_CODE_PRINCIPAL, STAFF, Directory
+from central.web import keys
+from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, restricted_list, sees_covert
+from runtime.metrics import CONTENT_TYPE, Metric, render
+from runtime.web import Access, Principal, Rule, principal_of, token_matches, websocket_feed
+
+log = logging.getLogger(__name__)
+
+#: The console's page and scripts (package data of ``central``).
+STATIC = Path(__file__).resolve().parent.parent / "static"
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
+
+POLICY: dict[str, Rule] = {
+    "console": STAFF,
+    "static": Access.PUBLIC,
+    "health": Access.PUBLIC,
+    "checkpoints": STAFF,
+    "ring": STAFF,
+    "live": STAFF,
+    "metrics": Access.METRICS,
+    "openapi": Access.PUBLIC,
+}
+
+
+def console_login(expected_code: str, directory: Directory):  # noqa: ANN201 - returns a checker
+    """Accounts sign in with user name and password; the shared access code (``console.token``, for
+    the demo and the first start, before any account exists) signs in as an admin session."""
+
+    def check(credentials: Mapping[str, str]) -> Principal | None:
+        if credentials.get("username"):
+            return directory.authenticate(credentials["username"], credentials.get("password", ""))
+        if token_matches(credentials.get("code"), expected_code):
+            return Principal(ACCESS_CODE_PRINCIPAL, "admin")
+        return None
+
+    return check
+
+
+async def console(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "console.html")
+
+
+def checkpoints_online(app: web.Application) -> int:
+    return sum(1 for c in app[keys.CHECKPOINTS].values() if c.get("online"))
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    ingest, link, store = app[keys.INGEST], app[keys.LINK], app[keys.STORE]
+    reasons = []
+    if not link.connected:
+        reasons.append(
+            f"broker link {link.state.value}" + (f": {link.last_error}" if link.last_error else "")
+        )
+    if store.writer_error:
+        reasons.append(f"store writer: {store.writer_error}")
+    base = app[keys.BASE_COUNTS]
+    return json_response(
+        {
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
+            "checkpoints_online": checkpoints_online(app),
+            "reads_total": base.reads + ingest.metrics.reads,
+            "alerts_total": base.alerts + ingest.metrics.alerts,
+            "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
+            "watchlist_entries": len(app[keys.WATCHLISTS]),
+        }
+    )
+
+
+async def checkpoints(request: web.Request) -> web.Response:
+    return json_response({"checkpoints": await asyncio.to_thread(request.app[keys.STORE].checkpoints)})
+
+
+async def ring(request: web.Request) -> web.Response:
+    """Where the checkpoints stand (``console.checkpoints_csv``), for the console's map."""
+    return json_response({"checkpoints": request.app[keys.RING]})
+
+
+async def live(request: web.Request) -> web.WebSocketResponse:
+    """The console's live feed: recent alerts first, then alerts and checkpoint status as they come.
+    Covert alerts reach only the roles allowed to see them."""
+    app = request.app
+    covert = sees_covert(request)
+    recent = await asyncio.to_thread(
+        app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts, covert
+    )
+    first: list[Any] = [
+        {
+            "type": "hello",
+            "checkpoints": list(app[keys.CHECKPOINTS].values()),
+            "escalate_after_s": app[keys.SETTINGS].console.escalate_after_s,
+        }
+    ]
+    if not covert:
+        recent = [a for a in recent if not privileged_only(app, a)]
+    first += [{"type": "alert", "alert": a} for a in reversed(recent)]
+    ids = [a.alert_id for a in recent]
+    outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, ids)
+    first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
+    escalated = await asyncio.to_thread(app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids))
+    first += [{"type": "escalation", "escalation": e} for e in escalated]
+
+    principal = principal_of(request)
+    commander = principal is not None and principal.role in COMMANDER_ROLES
+
+    def encode(frame: dict[str, Any]) -> str | None:
+        if (
+            not covert
+            and frame.get("type") in ("alert", "alert_folded")
+            and privileged_only(app, frame["alert"])
+        ):
+            return None
+        if (
+            not covert
+            and frame.get("type") == "escalation"
+            and restricted_list(app, frame["escalation"]["list_id"])
+        ):
+            return None
+        if commander and frame.get("type") == "escalation":
+            # The shift commander's console: the same escalation, flagged for a notice of its own.
+            frame = {"type": "escalation", "escalation": {**frame["escalation"], "commander_notice": True}}
+        return msgspec.json.encode(frame).decode()
+
+    return await websocket_feed(request, app[keys.CONSOLE], first, encode, app[keys.SOCKETS])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    m, link, store, wl = app[keys.INGEST].metrics, app[keys.LINK], app[keys.STORE], app[keys.WATCHLISTS]
+    by_kind = Metric("cordon_hub_alerts_total", "counter", "alerts raised since start, by match kind")
+    for kind, count in sorted(m.alerts_by_kind.items()):
+        by_kind.add(count, kind=kind)
+    text = render(
+        [
+            Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(
+                m.messages
+            ),
+            Metric("cordon_hub_reads_ingested_total", "counter", "reads committed since start").add(m.reads),
+            Metric("cordon_hub_duplicates_total", "counter", "resent events already stored").add(
+                m.duplicates
+            ),
+            Metric("cordon_hub_batches_committed_total", "counter", "messages committed").add(
+                m.batches_committed
+            ),
+            Metric("cordon_hub_commit_seconds_total", "counter", "time from receipt to commit, summed").add(
+                m.commit_seconds_total
+            ),
+            Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(
+                m.commit_failures
+            ),
+            Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(
+                m.dead_letters
+            ),
+            *_webhook_metrics(app),
+            Metric(
+                "cordon_hub_bad_signatures_total",
+                "counter",
+                "edge messages refused for a missing or wrong signature",
+            ).add(m.bad_signatures),
+            Metric(
+                "cordon_hub_gap_reads_total",
+                "counter",
+                "plain reads edges reported dropped at their outbox quota, since start",
+            ).add(m.gap_reads),
+            by_kind,
+            Metric("cordon_hub_alerts_dispatched_total", "counter", "alerts handed to console and edges").add(
+                app[keys.DISPATCHER].dispatched
+            ),
+            Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
+                checkpoints_online(app)
+            ),
+            Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(
+                int(link.connected)
+            ),
+            Metric("cordon_hub_store_writer_ok", "gauge", "1 when the last commit succeeded").add(
+                int(store.writer_error is None)
+            ),
+            Metric("cordon_hub_watchlist_version", "gauge", "field feed version").add(wl.index.feed_version),
+            Metric("cordon_hub_watchlist_entries", "gauge", "entries in the hub's index").add(len(wl)),
+            Metric("cordon_hub_record_days", "gauge", "days of plain reads held (one file each)").add(
+                len(await asyncio.to_thread(store.record.days))
+            ),
+            Metric(
+                "cordon_hub_record_days_purged_total", "counter", "days of plain reads purged since start"
+            ).add(len(app[keys.PURGED_DAYS])),
+        ]
+    )
+    return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
+
+
+def _webhook_metrics(app: web.Application) -> list[Metric]:
+    delivered = Metric(
+        "cordon_hub_webhook_delivered_total", "counter", "alerts a webhook took (2xx), since start"
+    )
+    failed = Metric(
+        "cordon_hub_webhook_failed_total", "counter", "alerts a webhook refused or that were given up"
+    )
+    retries = Metric("cordon_hub_webhook_retries_total", "counter", "webhook attempts that will be retried")
+    sender = app[keys.DISPATCHER].webhooks
+    for s in sender.status() if sender is not None else []:
+        delivered.add(s["delivered"], hook=s["name"])
+        failed.add(s["failed"], hook=s["name"])
+        retries.add(s["retries"], hook=s["name"])
+    return [delivered, failed, retries]
+
+
+async def openapi(request: web.Request) -> web.FileResponse:
+    """This API described in OpenAPI 3 (kept true by tests/test_openapi.py)."""
+    return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", console, name="console")
+    app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_get("/api/v1/health", health, name="health")
+    app.router.add_get("/api/v1/checkpoints", checkpoints, name="checkpoints")
+    app.router.add_get("/api/v1/ring", ring, name="ring")
+    app.router.add_get("/api/v1/ws", live, name="live")
+    app.router.add_get("/metrics", metrics, name="metrics")
+    app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")

@@ -1,0 +1,79 @@
+"""GET /api/v1/evidence/{checkpoint}/{epoch}/{seq}/{kind}: a read's full picture, fetched from its edge.
+
+Who may see it: the picture of a read that raised alerts follows the alerts (a covert or restricted
+list's hit only for the privileged roles, as /api/v1/alerts); a read without an alert only for the
+roles that may search reads. A refused look says "not found", so it does not tell that a covert hit exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiohttp import web
+
+from central.alerts.dispatch import hidden_from_checkpoints
+from central.alerts.evidence import KINDS
+from central.people.users import COVERT_ROLES, SEARCHERS, STAFF
+from central.web import keys
+from protocols import topics
+from protocols.messages import Alert
+from runtime.web import json_error, principal_of
+
+POLICY = {"evidence": STAFF}
+
+
+def _restricted(app: web.Application, list_id: str) -> bool:
+    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
+    return watchlist is not None and watchlist.restricted
+
+
+_decoder = msgspec.json.Decoder(Alert)
+
+
+def _alerts_naming(db, checkpoint: str, epoch: int, seq: int) -> list[Alert]:  # noqa: ANN001 - sqlite_utils db
+    """Alerts of this read, and clone alerts that name it as the other read ("rule:clone:CP/epoch/seq")."""
+    rows = db.conn.execute(
+        "SELECT body FROM alerts WHERE (checkpoint = ? AND epoch = ? AND seq = ?) OR entry_id = ?",
+        (checkpoint, epoch, seq, f"rule:clone:{checkpoint}/{epoch}/{seq}"),
+    ).fetchall()
+    return [_decoder.decode(body) for (body,) in rows]
+
+
+async def evidence(request: web.Request) -> web.Response:
+    app = request.app
+    info = request.match_info
+    checkpoint, kind = info["checkpoint"], info["kind"]
+    try:
+        epoch, seq = int(info["epoch"]), int(info["seq"])
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "epoch and seq are whole numbers") from None
+    if kind not in KINDS or not topics.valid_checkpoint_id(checkpoint) or epoch < 1 or seq < 1:
+        raise json_error(web.HTTPBadRequest, f"no such evidence: kind is one of {', '.join(KINDS)}")
+    principal = principal_of(request)
+    role = principal.role if principal is not None else ""
+    found = await asyncio.to_thread(
+        app[keys.STORE].read, lambda db: _alerts_naming(db, checkpoint, epoch, seq)
+    )
+    if found:
+        allowed = role in COVERT_ROLES or any(
+            not hidden_from_checkpoints(a, lambda lid: _restricted(app, lid)) for a in found
+        )
+    else:
+        allowed = role in SEARCHERS
+    if not allowed:
+        raise json_error(web.HTTPNotFound, "no such evidence")
+    online = bool(app[keys.CHECKPOINTS].get(checkpoint, {}).get("online"))
+    outcome = await app[keys.EVIDENCE].fetch((checkpoint, epoch, seq, kind), online)
+    if outcome.data is not None:
+        return web.Response(
+            body=outcome.data, content_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        )
+    if outcome.pending:
+        status = web.HTTPGatewayTimeout if online else web.HTTPConflict
+        raise json_error(status, outcome.error or "requested", pending=True)
+    raise json_error(web.HTTPNotFound, f"the checkpoint answered: {outcome.error}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/evidence/{checkpoint}/{epoch}/{seq}/{kind}", evidence, name="evidence")

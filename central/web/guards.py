@@ -1,0 +1,92 @@
+"""What every route of the hub shares: JSON answers, query parameters, and who may see covert alerts.
+
+The roles behind each rule are in ``central.people.users``; each route's rule is in ``central.web.policy``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from central.people.users import COVERT_ROLES
+from central.web import keys
+from protocols.messages import Alert
+from runtime.web import json_error, principal_of
+
+MAX_REASON_CHARS = 200
+
+
+#: Reads older than this many days are searched only by these roles (UK ANPR practice), with a reason.
+OLD_DATA_DAYS = 90
+
+
+OLD_DATA_ROLES = frozenset({"commander", "admin"})
+
+
+#: Roles whose consoles get the shift commander's notice of an escalation.
+COMMANDER_ROLES = frozenset({"commander"})
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+def limit_param(request: web.Request, default: int = 100) -> int:
+    try:
+        value = int(request.query.get("limit", default))
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "limit must be a whole number") from None
+    return max(1, min(value, 1000))
+
+
+def time_param(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, f"{name}: unix seconds or ISO 8601") from None
+
+
+def moment_param(text: str | None, name: str, default: float) -> float:
+    """Unix seconds or ISO 8601 with an offset."""
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise json_error(
+                web.HTTPBadRequest, f"{name} must be unix seconds or ISO 8601 with an offset"
+            ) from None
+        if moment.tzinfo is None:
+            raise json_error(web.HTTPBadRequest, f"{name} needs a UTC offset (e.g. +08:00)") from None
+        value = moment.timestamp()
+    if not math.isfinite(value):
+        raise json_error(web.HTTPBadRequest, f"{name} must be a finite time")
+    return value
+
+
+def sees_covert(request: web.Request) -> bool:
+    principal = principal_of(request)
+    return principal is not None and principal.role in COVERT_ROLES
+
+
+def restricted_list(app: web.Application, list_id: str) -> bool:
+    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
+    return watchlist is not None and watchlist.restricted
+
+
+def privileged_only(app: web.Application, alert: Alert) -> bool:
+    return alert.hit.action == "covert" or restricted_list(app, alert.hit.list_id)

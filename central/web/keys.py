@@ -1,0 +1,38 @@
+"""Typed application keys of the hub app, declared in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from aiohttp import web
+
+from central.alerts.dispatch import AlertDispatcher
+from central.alerts.evidence import EvidenceCache
+from central.ingest.pipeline import Ingest
+from central.mqtt import HubLink
+from central.people.users import Directory
+from central.record.store import Counts, HubStore
+from central.settings import HubSettings
+from central.watchlists.index import HubWatchlists
+from central.watchlists.lists import ListService
+from central.watchlists.upstream import UpstreamSource
+from runtime.fanout import Fanout
+
+SETTINGS = web.AppKey("settings", HubSettings)
+STORE = web.AppKey("store", HubStore)
+WATCHLISTS = web.AppKey("watchlists", HubWatchlists)
+INGEST = web.AppKey("ingest", Ingest)
+LINK = web.AppKey("link", HubLink)
+EVIDENCE = web.AppKey("evidence", EvidenceCache)
+DISPATCHER = web.AppKey("dispatcher", AlertDispatcher)
+CONSOLE = web.AppKey("console", Fanout)
+CHECKPOINTS = web.AppKey("checkpoints", dict[str, dict[str, object]])
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+BASE_COUNTS = web.AppKey("base_counts", Counts)
+LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
+LISTS = web.AppKey("lists", ListService)
+UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
+DIRECTORY = web.AppKey("directory", Directory)
+PURGED_DAYS = web.AppKey("purged_days", list[dt.date])
+RING = web.AppKey("ring", list[dict[str, object]])
