@@ -83,8 +83,7 @@ def create_app(settings: HubSettings) -> web.Application:
     hub_key = signkeys.private_key(settings.signing.key_file) if settings.signing.key_file else None
 
     def publish(topic: str, payload: bytes, qos: int = 1, retain: bool = False, on_delivered=None) -> None:  # noqa: ANN001
-        if hub_key is not None and payload:
-            payload = signing.sign(payload, hub_key)  # acks, alerts, deltas: a broker cannot forge them
+        # The link signs every message it publishes (acks, alerts, deltas, accounts, evidence requests).
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)

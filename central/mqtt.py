@@ -138,12 +138,16 @@ class HubLink:
         retain: bool = False,
         on_delivered: Callable[[], None] | None = None,
     ) -> None:
-        """Publish from any thread. ``on_delivered`` runs (in the MQTT thread) when the broker has it.
+        """Publish from any thread, signed when the hub has a signing key (every topic: a broker cannot
+        forge what the hub says; an empty payload, which clears a retained message, stays empty).
+        ``on_delivered`` runs (in the MQTT thread) when the broker has it.
 
         paho's own locks are held while it calls ``on_publish``, so ours is never held while calling
         into paho (that order deadlocks). A PUBACK can therefore arrive before we have registered the
         callback; ``_early`` remembers such message ids, and whichever side comes second runs it.
         """
+        if payload and self._sign is not None:
+            payload = self._sign(payload)
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if on_delivered is None:
             return

@@ -15,7 +15,7 @@ from cordon.pki import Pki
 from protocols import signing, topics
 from protocols.feed import EntryUpsert, FeedDelta
 from protocols.matching import Entry
-from protocols.messages import SCHEMA_VERSION, Ack, EventBatch, PlateRead, encode
+from protocols.messages import SCHEMA_VERSION, Ack, CheckpointStatus, EventBatch, PlateRead, encode
 from runtime.signkeys import private_key
 from tests.support import edge_service, get_json, hub_service, login, running, session, until
 
@@ -179,3 +179,123 @@ async def _bad_signatures(http, edge, want):
         text = await resp.text()
     line = next(x for x in text.splitlines() if x.startswith("cordon_edge_bad_signatures_total"))
     return float(line.split()[-1]) >= want
+
+
+#: Every topic the hub publishes on (the edges publish the others: events, status, evidence replies).
+HUB_PUBLISHES = {
+    topics.TopicKind.ACK,
+    topics.TopicKind.ALERTS,
+    topics.TopicKind.ACCOUNTS,
+    topics.TopicKind.EVIDENCE_REQUEST,
+    topics.TopicKind.HUB_STATUS,
+    topics.TopicKind.FEED_DELTA,
+    topics.TopicKind.FEED_VERSION,
+}
+
+
+def _kind(topic: str) -> topics.TopicKind | None:
+    try:
+        return topics.parse(topic).kind
+    except topics.TopicError:
+        return None
+
+
+@pytest.mark.system
+async def test_everything_the_hub_publishes_is_signed(tmp_path, mosquitto):
+    """Acks, alerts, officer accounts, evidence requests, hub status, feed deltas and versions: with a
+    signing key, the hub signs every one (an unsigned account set is dropped by edges that require
+    signatures, so disabling an officer would never reach the checkpoint)."""
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue("SD-DZ-001")
+    pki.issue("cordon-hub")
+    hub_public = private_key(tmp_path / "pki" / "cordon-hub" / "signing.key").public_key()
+    edge_key = private_key(tmp_path / "pki" / "SD-DZ-001" / "signing.key")
+    wl = tmp_path / "wl.csv"
+    wl.write_text("plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n", encoding="utf-8")
+    seen: list[tuple[str, bytes]] = []
+    sniffer = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="sniffer")
+    sniffer.on_message = lambda c, u, m: seen.append((m.topic, bytes(m.payload)))
+    sniffer.connect("127.0.0.1", mosquitto.port)
+    sniffer.subscribe(topics.PREFIX + "/#", qos=1)
+    sniffer.loop_start()
+    hub = hub_service(
+        tmp_path / "hub",
+        mosquitto.url,
+        watchlist_csv=wl,
+        extra={
+            "evidence": {"wait_s": 0.5},
+            "signing": {
+                "key_file": str(tmp_path / "pki" / "cordon-hub" / "signing.key"),
+                "keys_dir": str(tmp_path / "pki"),
+                "required": True,
+            },
+        },
+    )
+    hub.start()
+    try:
+        with running(hub):
+            async with session() as console:
+                await login(console, hub.base, "console-code")
+                # a listed plate from the checkpoint, signed with its key: an ack and an alert
+                now = time.time()
+                read = PlateRead(
+                    seq=1,
+                    camera_id="cam",
+                    captured_at=now,
+                    plate="鲁Q8K2L1",
+                    plate_raw="鲁Q8K2L1",
+                    plate_valid=True,
+                )
+                batch = EventBatch(
+                    v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=7, sent_at=now, events=[read]
+                )
+                forge(
+                    mosquitto.port, topics.events("SD-DZ-001"), signing.sign(encode(batch), edge_key), "edge"
+                )
+                # an officer account for the checkpoint, and a watchlist change: accounts, delta, version
+                async with console.post(
+                    f"{hub.base}/api/v1/users",
+                    json={
+                        "username": "chen.officer",
+                        "role": "officer",
+                        "checkpoint": "SD-DZ-001",
+                        "password": "checkpoint night 02",
+                    },
+                ) as resp:
+                    assert resp.status == 201, await resp.text()
+                async with console.post(
+                    f"{hub.base}/api/v1/watchlists/涉毒/entries", json={"plate": "鲁A77777"}
+                ) as resp:
+                    assert resp.status < 300, await resp.text()
+                # a picture asked of the checkpoint, online (nobody answers: the request is what counts)
+                status = CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=now)
+                forge(
+                    mosquitto.port, topics.status("SD-DZ-001"), signing.sign(encode(status), edge_key), "edge"
+                )
+
+                async def online() -> bool:
+                    listed = (await get_json(console, f"{hub.base}/api/v1/checkpoints"))["checkpoints"]
+                    return any(c["checkpoint"] == "SD-DZ-001" and c.get("online") for c in listed)
+
+                await until(online, timeout=30, what="the checkpoint online at the hub")
+                async with console.get(f"{hub.base}/api/v1/evidence/SD-DZ-001/7/1/scene") as resp:
+                    assert resp.status in (404, 504)
+
+                def kinds() -> set:
+                    return {_kind(t) for t, p in seen if p}
+
+                await until(
+                    lambda: HUB_PUBLISHES <= kinds() or None, timeout=30, what=f"every hub topic ({kinds()})"
+                )
+    finally:
+        sniffer.loop_stop()
+        sniffer.disconnect()
+    from_hub = [(t, p) for t, p in seen if p and _kind(t) in HUB_PUBLISHES]
+    unsigned = []
+    for topic, payload in from_hub:
+        try:
+            signing.open_signed(payload, hub_public, required=True)
+        except signing.SignatureError as exc:
+            unsigned.append((topic, str(exc)))
+    assert not unsigned, f"published by the hub without a valid signature: {unsigned}"
