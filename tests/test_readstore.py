@@ -468,6 +468,66 @@ async def test_search_api_needs_a_session_and_a_reason(client, caplog):
     assert sorted(r["seq"] for r in (await resp.json())["reads"]) == [2, 3]
 
 
+async def test_search_api_returns_what_the_edge_sent_with_a_read(client):
+    """Vehicle colour and make, and whether the edge kept a picture, come back with the read."""
+    now = time.time()
+    batch = _batch(
+        [
+            read(
+                1,
+                "鲁A12345",
+                at=now - 60,
+                vehicle_colour="white",
+                vehicle_brand="1036",
+                has_evidence=True,
+                colour="blue",
+                vehicle_type="truck",
+                confidence=93.5,
+                lane=2,
+            ),
+            read(2, "鲁A12345", at=now - 30),
+        ]
+    )
+    client.app[keys.INGEST].handle(TOPIC, batch, now).result(10)
+    await client.post("/login", json={"code": "246810"})
+    resp = await client.get("/api/v1/reads", params={"plate": "鲁A12345", "reason": "案件 2026-119"})
+    assert resp.status == 200
+    reads = {r["seq"]: r for r in (await resp.json())["reads"]}
+    first = reads[1]
+    assert (first["vehicle_colour"], first["vehicle_brand"], first["has_evidence"]) == ("white", "1036", True)
+    assert (first["colour"], first["vehicle_type"], first["confidence"], first["lane"]) == (
+        "blue",
+        "truck",
+        93.5,
+        2,
+    )
+    assert (reads[2]["vehicle_colour"], reads[2]["vehicle_brand"], reads[2]["has_evidence"]) == (
+        None,
+        None,
+        False,
+    )
+
+
+def test_search_of_a_day_file_from_before_the_attributes_column(tmp_path):
+    """A day file written before the column existed is searched all the same, its reads without attributes."""
+    from central.record.dayfiles import INDEXES, TABLES, day_of, parse_offset
+
+    s = HubStore(tmp_path / "hub.db")
+    old_day = day_of(T0, parse_offset("+08:00"))
+    s.record.root.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(s.record.root / file_name(old_day)) as db:
+        for statement in TABLES + INDEXES:
+            db.execute(statement.replace(", attributes TEXT", ""))
+        db.execute("INSERT INTO plates (plate_id, plate, rplate) VALUES (1, '鲁B12345', '54321B鲁')")
+        db.execute(
+            "INSERT INTO reads (checkpoint, epoch, seq, digest, camera_id, captured_at, received_at, plate_id,"
+            " plate_raw, plate_valid, no_plate) VALUES ('SD-DZ-001', 1, 1, x'00', 'cam', ?, ?, 1, '鲁B12345', 1, 0)",
+            (T0, T0),
+        )
+    found = s.record.search_exact("鲁B12345", T0 - 60, T0 + 60)
+    assert [(r.seq, r.vehicle_colour, r.has_evidence) for r in found.reads] == [(1, None, False)]
+
+
 @pytest.mark.parametrize(
     "params, needle",
     [

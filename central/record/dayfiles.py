@@ -189,8 +189,17 @@ def _passage_row(description: object, row: tuple) -> dict[str, object]:  # type:
 _SELECT_READ = (
     "SELECT r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at, p.plate, r.plate_raw, "
     "r.plate_valid, r.no_plate, r.colour, r.vehicle_type, r.confidence, r.lane, r.direction, "
-    "r.camera_event_id, r.received_at FROM {s}reads r JOIN {s}plates p ON p.plate_id = r.plate_id"
+    "r.camera_event_id, r.received_at, {attrs} FROM {s}reads r JOIN {s}plates p ON p.plate_id = r.plate_id"
 )
+
+
+def _select_read(conn: sqlite3.Connection, s: str = "") -> str:
+    """The read query for one day file (``s``: its schema with a dot, or empty for ``main``); a file from
+    before the attributes column was added gives NULL in its place."""
+    schema = s.rstrip(".") or "main"
+    columns = {row[1] for row in conn.execute(f"PRAGMA {schema}.table_info(reads)")}
+    attrs = f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"
+    return _SELECT_READ.format(s=s, attrs=attrs)
 
 
 def read_attributes(read: PlateRead) -> str | None:
@@ -208,7 +217,26 @@ def read_attributes(read: PlateRead) -> str | None:
 
 
 def _row_to_read(row: tuple) -> StoredRead:  # type: ignore[type-arg]
-    (cp, epoch, seq, cam, at, plate, raw, valid, no_plate, colour, vt, conf, lane, direction, ev, rec) = row
+    (
+        cp,
+        epoch,
+        seq,
+        cam,
+        at,
+        plate,
+        raw,
+        valid,
+        no_plate,
+        colour,
+        vt,
+        conf,
+        lane,
+        direction,
+        ev,
+        rec,
+        attrs,
+    ) = row
+    extra = _attributes_decoder.decode(attrs) if attrs else {}
     return StoredRead(
         checkpoint=cp,
         epoch=epoch,
@@ -226,6 +254,9 @@ def _row_to_read(row: tuple) -> StoredRead:  # type: ignore[type-arg]
         direction=direction,
         camera_event_id=ev,
         received_at=rec,
+        vehicle_colour=extra.get("vehicle_colour"),  # type: ignore[arg-type]
+        vehicle_brand=extra.get("vehicle_brand"),  # type: ignore[arg-type]
+        has_evidence=bool(extra.get("has_evidence")),
     )
 
 
@@ -466,7 +497,8 @@ class SqliteReadStore:
             if s is None:
                 continue
             row = db.conn.execute(
-                _SELECT_READ.format(s=f"{s}.") + " WHERE r.checkpoint=? AND r.epoch=? AND r.seq=?",
+                _SELECT_READ.format(s=f"{s}.", attrs=f"r.{ATTRIBUTES_COLUMN}")  # attached: it has the column
+                + " WHERE r.checkpoint=? AND r.epoch=? AND r.seq=?",
                 (checkpoint, epoch, seq),
             ).fetchone()
             if row is not None:
@@ -538,8 +570,8 @@ class SqliteReadStore:
         place = "AND r.checkpoint = ? " if checkpoint else ""
         if checkpoint:
             params = (*params, checkpoint)
-        sql = (
-            _SELECT_READ.format(s="") + f" WHERE r.plate_id IN ({candidates}) {place}"
+        where = (
+            f" WHERE r.plate_id IN ({candidates}) {place}"
             "AND r.captured_at >= ? AND r.captured_at <= ? ORDER BY r.captured_at DESC LIMIT ?"
         )
         out: list[StoredRead] = []
@@ -551,6 +583,7 @@ class SqliteReadStore:
                 continue
             try:
                 searched += 1
+                sql = _select_read(conn) + where
                 rows = conn.execute(sql, (*params, since, until, limit - len(out) + 1)).fetchall()
             finally:
                 conn.close()
@@ -691,28 +724,21 @@ class SqliteReadStore:
         if conn is None:
             return
         try:
-            for row in conn.execute(_SELECT_READ.format(s="") + " ORDER BY r.captured_at"):
+            for row in conn.execute(_select_read(conn) + " ORDER BY r.captured_at"):
                 yield _row_to_read(row)
         finally:
             conn.close()
 
     def iter_sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
-        """Every read of one day, oldest first, with the vehicle colour and make that the search rows
-        leave out (what the clone check learns at start-up)."""
+        """Every read of one day, oldest first, with its vehicle colour and make (what the clone check
+        learns at start-up)."""
         conn = self._open(day)
         if conn is None:
             return
         try:
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(reads)")}
-            attrs = (
-                f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"
-            )  # a day file from before it
-            sql = (
-                _SELECT_READ.format(s="").replace(" FROM ", f", {attrs} FROM ", 1) + " ORDER BY r.captured_at"
-            )
-            for row in conn.execute(sql):
-                extra = _attributes_decoder.decode(row[-1]) if row[-1] else {}
-                yield _row_to_read(row[:-1]), extra.get("vehicle_colour"), extra.get("vehicle_brand")
+            for row in conn.execute(_select_read(conn) + " ORDER BY r.captured_at"):
+                read = _row_to_read(row)
+                yield read, read.vehicle_colour, read.vehicle_brand
         finally:
             conn.close()
 

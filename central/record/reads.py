@@ -38,6 +38,10 @@ class StoredRead(msgspec.Struct, kw_only=True):
     direction: str | None
     camera_event_id: str | None
     received_at: float
+    vehicle_colour: str | None = None
+    vehicle_brand: str | None = None
+    has_evidence: bool = False
+    """The edge kept a picture of this read (ask for it: ``GET /api/v1/evidence/...``)."""
 
 
 @dataclass(frozen=True, slots=True)
