@@ -9,6 +9,10 @@ newest, then passages. The outbox has an optional quota on the bytes of the even
 (``[outbox] max_bytes``). Past it, appending drops the oldest *plain* reads (never a hit, nor a
 read that caused one, nor a gap report) in the same transaction, and records what it dropped as a
 ``Gap`` event that travels to the hub like any other, so the record shows the hole and why.
+
+The counters (last sequence number, bytes held, reads dropped) live in ``meta`` and change in the
+transaction that makes them true: appends that share one group commit each see the others' numbers,
+and a commit that fails (a full disk, the very case the quota exists for) takes them back with the rows.
 """
 
 from __future__ import annotations
@@ -90,6 +94,36 @@ class Appended:
     gaps: list[Gap]
 
 
+@dataclass(slots=True)
+class _Counters:
+    """The outbox's counters as the current transaction sees them (``meta``; writer thread)."""
+
+    last_seq: int  # kept after its rows are acknowledged and deleted: a number is never reused
+    bytes: int
+    dropped_total: int
+
+    @classmethod
+    def read(cls, db: sqlite_utils.Database) -> _Counters:
+        values = dict(
+            db.conn.execute("SELECT key, value FROM meta WHERE key IN ('last_seq', 'bytes', 'dropped_total')")
+        )
+        return cls(*(int(values.get(key, 0)) for key in ("last_seq", "bytes", "dropped_total")))
+
+    def write(self, db: sqlite_utils.Database) -> None:
+        db.conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("last_seq", str(self.last_seq)),
+                ("bytes", str(self.bytes)),
+                ("dropped_total", str(self.dropped_total)),
+            ],
+        )
+
+    def take_seq(self) -> int:
+        self.last_seq += 1
+        return self.last_seq
+
+
 class OutboxStore:
     """SQLite outbox with one writer thread; ``append`` returns after the commit."""
 
@@ -97,10 +131,8 @@ class OutboxStore:
         self._writer = SqlWriter(path, name="outbox", setup=self._setup)
         self.max_bytes = max_bytes or None
         self.epoch = 0
-        self._next_seq = 1
         self._initial: list[Pending] = []
-        self._bytes = 0
-        self.dropped_total = 0
+        self.dropped_total = 0  # as of the last commit
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         for statement in SCHEMA.split(";"):
@@ -113,17 +145,17 @@ class OutboxStore:
             db.conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),))
         else:
             epoch = int(row[0])
-        last = db.conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        counters = _Counters.read(db)
         top = db.conn.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0
+        counters.last_seq = max(counters.last_seq, top)
+        counters.bytes = db.conn.execute("SELECT coalesce(sum(length(body)), 0) FROM outbox").fetchone()[0]
+        counters.write(db)
         self.epoch = epoch
-        self._next_seq = max(int(last[0]) if last else 0, top) + 1
         self._initial = [
             Pending(p, s)
             for p, s in db.conn.execute("SELECT priority, seq FROM outbox ORDER BY priority, seq")
         ]
-        self._bytes = db.conn.execute("SELECT coalesce(sum(length(body)), 0) FROM outbox").fetchone()[0]
-        dropped = db.conn.execute("SELECT value FROM meta WHERE key = 'dropped_total'").fetchone()
-        self.dropped_total = int(dropped[0]) if dropped else 0
+        self.dropped_total = counters.dropped_total
 
     def start(self) -> None:
         self._writer.start()
@@ -147,16 +179,17 @@ class OutboxStore:
         A read that caused a hit comes at hit priority (the edge matches before it commits), so it
         replays first and is never dropped."""
 
-        def job(db: sqlite_utils.Database) -> Appended:
+        def job(db: sqlite_utils.Database) -> tuple[Appended, int]:
+            counters = _Counters.read(db)
             numbered: list[Event] = []
             rows = []
             now = time.time()
             for event, priority in zip(events, priorities, strict=True):
-                event = msgspec.structs.replace(event, seq=self._take_seq())
+                event = msgspec.structs.replace(event, seq=counters.take_seq())
                 numbered.append(event)
                 rows.append((event.seq, priority, now, event_kind(event), encode_event(event)))
             added = sum(len(r[4]) for r in rows)
-            gaps = self._make_room(db, added, now) if self.max_bytes is not None else []
+            gaps = self._make_room(db, counters, added, now) if self.max_bytes is not None else []
             for gap in gaps:
                 body = encode_event(gap)
                 rows.append((gap.seq, PRIORITY_HIT, now, "gap", body))
@@ -164,25 +197,30 @@ class OutboxStore:
             db.conn.executemany(
                 "INSERT INTO outbox (seq, priority, created_at, kind, body) VALUES (?, ?, ?, ?, ?)", rows
             )
-            # Remember the high-water mark even after the rows are acknowledged and deleted.
-            db.conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (str(self._next_seq - 1),)
-            )
-            self._bytes += added
+            counters.bytes += added
+            counters.write(db)
             pending = [Pending(r[1], r[0]) for r in rows]
-            return Appended(numbered, pending, gaps)
+            return Appended(numbered, pending, gaps), counters.dropped_total
 
-        return await self._writer.run(job)
+        appended, dropped_total = await self._writer.run(job)
+        if appended.gaps:  # only now, committed, did they leave the outbox
+            self.dropped_total = dropped_total
+            spans = [span for gap in appended.gaps for span in gap.ranges]
+            log.warning(
+                "outbox quota of %d bytes reached: dropped %d oldest plain reads (seq %s); %d dropped in all",
+                self.max_bytes,
+                sum(gap.count for gap in appended.gaps),
+                _describe(spans),
+                dropped_total,
+            )
+        return appended
 
-    def _take_seq(self) -> int:
-        seq = self._next_seq
-        self._next_seq += 1
-        return seq
-
-    def _make_room(self, db: sqlite_utils.Database, adding: int, now: float) -> list[Gap]:
+    def _make_room(
+        self, db: sqlite_utils.Database, counters: _Counters, adding: int, now: float
+    ) -> list[Gap]:
         """Drop the oldest plain reads until ``adding`` more bytes fit under the quota (writer thread)."""
         assert self.max_bytes is not None
-        excess = self._bytes + adding - self.max_bytes
+        excess = counters.bytes + adding - self.max_bytes
         if excess <= 0:
             return []
         dropped: list[int] = []
@@ -207,30 +245,20 @@ class OutboxStore:
             )
         if not dropped:
             return []
-        self._bytes -= freed
-        self.dropped_total += len(dropped)
-        db.conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped_total', ?)", (str(self.dropped_total),)
-        )
+        counters.bytes -= freed
+        counters.dropped_total += len(dropped)
         spans = seq_ranges(dropped)
-        log.warning(
-            "outbox quota of %d bytes reached: dropped %d oldest plain reads (seq %s); %d dropped in all",
-            self.max_bytes,
-            len(dropped),
-            _describe(spans),
-            self.dropped_total,
-        )
         gaps = []
         for i in range(0, len(spans), MAX_GAP_RANGES):
             part = spans[i : i + MAX_GAP_RANGES]
             gaps.append(
                 Gap(
-                    seq=self._take_seq(),
+                    seq=counters.take_seq(),
                     ranges=part,
                     count=sum(hi - lo + 1 for lo, hi in part),
                     reason=GAP_REASON,
                     dropped_at=now,
-                    dropped_total=self.dropped_total,
+                    dropped_total=counters.dropped_total,
                 )
             )
         return gaps
@@ -240,14 +268,17 @@ class OutboxStore:
         spans = [(lo, hi) for lo, hi in ranges if lo <= hi]
 
         def job(db: sqlite_utils.Database) -> int:
+            counters = _Counters.read(db) if self.max_bytes is not None else None
             removed = 0
             for lo, hi in spans:
-                if self.max_bytes is not None:
-                    self._bytes -= db.conn.execute(
+                if counters is not None:
+                    counters.bytes -= db.conn.execute(
                         "SELECT coalesce(sum(length(body)), 0) FROM outbox WHERE seq BETWEEN ? AND ?",
                         (lo, hi),
                     ).fetchone()[0]
                 removed += db.conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
+            if counters is not None:
+                counters.write(db)
             return removed
 
         return await self._writer.run(job)
@@ -273,7 +304,7 @@ class OutboxStore:
             depth, oldest, size = db.conn.execute(
                 "SELECT count(*), min(created_at), coalesce(sum(length(body)), 0) FROM outbox"
             ).fetchone()
-            return OutboxStats(depth, oldest, size, self.dropped_total)
+            return OutboxStats(depth, oldest, size, _Counters.read(db).dropped_total)
 
         return await self._writer.run(job)
 

@@ -107,6 +107,8 @@ def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = 
     problem: str | None
     if norm.no_plate:
         valid, problem = False, "no readable plate"
+    elif norm.problem is not None:  # a broken camera: its plate is matched, its read is not clean
+        valid, problem = False, norm.problem
     else:
         checked = plates.check(norm.plate, colour)
         valid, problem = checked.valid, checked.problem

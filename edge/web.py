@@ -222,8 +222,8 @@ async def check(request: web.Request) -> web.Response:
         body=msgspec.json.encode(
             {
                 "plate": norm.plate,
-                "plate_valid": bool(checked and checked.valid),
-                "plate_problem": checked.problem if checked else "no readable plate",
+                "plate_valid": bool(checked and checked.valid) and norm.problem is None,
+                "plate_problem": norm.problem or (checked.problem if checked else "no readable plate"),
                 "feed_version": mirror.version,
                 "hits": [
                     {

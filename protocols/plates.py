@@ -1,8 +1,8 @@
 """The canonical plate form and the Chinese plate rules (GA 36-2018).
 
 Plates arrive as untrusted camera text. ``normalize`` turns whatever a camera sent into the one
-canonical form every other module compares; ``check`` says whether that form fits a plate the
-standard allows. A plate that fails ``check`` is still a read: misreads are exactly what the
+canonical form every other module compares (and says when the text itself came damaged); ``check``
+says whether that form fits a plate the standard allows. A plate that fails ``check`` is still a read: misreads are exactly what the
 watchlist matcher exists for, so validity is a flag, never a reason to drop anything.
 
 Pure: standard library only, no I/O.
@@ -10,6 +10,7 @@ Pure: standard library only, no I/O.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -126,6 +127,11 @@ _CLEAN_TABLE.update({cp: cp - 32 for cp in range(ord("a"), ord("z") + 1)})
 _CLEAN_TABLE[0x3000] = 0x20
 
 
+# Control characters (C0 but the tab and line ends that wrap text, DEL, C1) are no part of any plate
+# text: a camera that sends one is broken, so cleaning them away must not make a clean read.
+_DAMAGE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _clean(text: str) -> str:
     """Half-width, upper-case ASCII; no whitespace, separators, control or format characters."""
     text = text[:_MAX_RAW_CHARS].translate(_CLEAN_TABLE)
@@ -179,6 +185,8 @@ class Normalized:
     plate: str
     colour: PlateColour | None
     no_plate: bool
+    problem: str | None = None
+    """Set when the camera's text came damaged: the plate is still matched, the read is not valid."""
 
 
 _NO_PLATE = Normalized("", None, True)
@@ -198,7 +206,9 @@ def normalize(raw: str) -> Normalized:
         colour = colour or found
         if text in _NO_PLATE_KEYS:  # 蓝牌 alone, 黄无牌: a colour but no plate
             return _NO_PLATE
-    return Normalized(text[:MAX_PLATE_CHARS], colour, False)
+    damage = _DAMAGE.search(raw, 0, _MAX_RAW_CHARS)
+    problem = f"control character {damage[0]!r} in the plate text" if damage else None
+    return Normalized(text[:MAX_PLATE_CHARS], colour, False, problem)
 
 
 # ---------------------------------------------------------------------------------------------

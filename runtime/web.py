@@ -7,7 +7,8 @@ Sessions are HMAC-signed cookies (HttpOnly, SameSite=Strict, Secure over HTTPS) 
 person, their role, their checkpoint (officers) and their account's session generation, so
 disabling an account or changing its password ends its sessions at once. State-changing requests
 from a browser must come from the app's own origin (``Origin`` checked; CSRF). Failed logins are
-rate-limited per account and per address.
+rate-limited per account and per address. A request that is not well-formed HTTP is the client's
+fault, logged as one warning line rather than as a server error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,36 @@ def certificate_name(request: web.Request) -> str | None:
     return None
 
 
+#: How much of the parser's complaint (its reason, then an excerpt of the client's bytes) a warning keeps.
+MAX_BAD_REQUEST_LOG_CHARS = 300
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse (a NUL in a header, raw bytes in the URL) with 400, then
+    logs it at ERROR with a traceback as if the server had failed. The client is at fault: one warning line.
+    A handler's own failure stays an error, and what aiohttp logs at debug (TLS on the HTTP port) stays so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno < logging.ERROR or not isinstance(exc, BadHttpMessage):
+            return True
+        # The parser's message is a reason, then the offending line (repr, so escaped) and a caret under it.
+        parts = [line.strip() for line in exc.message.splitlines() if line.strip().strip("^")]
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        log.warning("bad HTTP request from %s: %s", remote, " ".join(parts)[:MAX_BAD_REQUEST_LOG_CHARS])
+        return False
+
+
+_MALFORMED_REQUESTS = _MalformedRequests()
+
+
+def log_malformed_requests_as_warnings() -> None:
+    """Install :class:`_MalformedRequests` on aiohttp's server log (once per process)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if _MALFORMED_REQUESTS not in server_log.filters:
+        server_log.addFilter(_MALFORMED_REQUESTS)
+
+
 def make_middlewares(
     policy: Mapping[str, Rule],
     sessions: Sessions,
@@ -187,7 +219,9 @@ def make_middlewares(
 
     ``still_valid`` is asked about every session (is the account enabled, is the session of its
     current generation?); machine tokens are checked by ``machine_tokens``. With
-    ``edge_certificates``, a verified client certificate opens the ``EDGE`` routes as that node."""
+    ``edge_certificates``, a verified client certificate opens the ``EDGE`` routes as that node.
+    Both apps build theirs here, so this is also where malformed requests are set to log as warnings."""
+    log_malformed_requests_as_warnings()
 
     @web.middleware
     async def security_headers(

@@ -52,6 +52,18 @@ async def test_invalid_plate_is_flagged_not_rejected(client):
     assert body["plate_valid"] is False and body["plate_problem"]
 
 
+async def test_a_plate_with_a_nul_from_a_broken_camera_is_flagged_and_kept_raw(client, settings):
+    resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM, json={"plate": "鲁A\x0012345"})
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["plate"] == "鲁A12345", "matched as the plate it most likely is"
+    assert body["plate_valid"] is False and "control character" in body["plate_problem"]
+    with sqlite3.connect(settings.data_path / "outbox.db") as db:
+        (raw,) = db.execute("SELECT body FROM outbox WHERE seq = ?", (body["seq"],)).fetchone()
+    stored = json.loads(raw)
+    assert stored["plate_raw"] == "鲁A\x0012345" and stored["plate_valid"] is False
+
+
 async def test_no_plate_vehicle_is_recorded(client):
     resp = await client.post("/api/v1/cameras/lane1/reads", headers=CAM, json={"plate": "无车牌"})
     assert resp.status == 200
@@ -162,6 +174,8 @@ async def test_manual_plate_check_uses_the_local_mirror(client):
     (hit,) = body["hits"]
     assert hit["entry_plate"] == "鲁Q8K2L1" and hit["kind"] == "equivalent" and hit["list_name"] == "涉毒"
     assert (await (await client.get("/api/v1/check", params={"plate": "鲁B00000"})).json())["hits"] == []
+    body = await (await client.get("/api/v1/check", params={"plate": "鲁Q8K2L\x001"})).json()
+    assert body["hits"] and body["plate_valid"] is False and "control character" in body["plate_problem"]
     assert (await client.get("/api/v1/check")).status == 400
 
 

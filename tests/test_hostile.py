@@ -1,6 +1,10 @@
-"""Hostile requests at the edge's doors: path traversal in picture requests, oversized bodies."""
+"""Hostile requests at the edge's doors: path traversal in picture requests, oversized bodies,
+requests that are not well-formed HTTP."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import pytest
 
@@ -49,3 +53,42 @@ async def test_an_oversized_push_is_refused_and_nothing_is_recorded(client):
     status = await (await client.get("/api/v1/status")).json()
     assert status["reads_total"] == 0, "no read was recorded (the outbox holds only the login's audit event)"
     assert status["outbox"]["depth"] == 1
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "problem"),
+    [
+        (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Evil: a\x00b\r\n\r\n", "header"),
+        ("GET /api/v1/check?plate=鲁A12345 HTTP/1.1\r\nHost: x\r\n\r\n".encode(), "url"),
+    ],
+    ids=["nul-in-header", "raw-non-ascii-in-query"],
+)
+async def test_a_malformed_request_is_a_400_and_one_warning_line(client, caplog, request_bytes, problem):
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request_bytes)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert b" 400 " in status_line, status_line  # aiohttp logs before it answers: the records are in
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], (
+        "a client's mistake is no server error"
+    )
+    assert not [r for r in caplog.records if r.exc_info or r.exc_text], "no traceback"
+    (line,) = [r.getMessage() for r in caplog.records if "HTTP request" in r.getMessage()]
+    assert [r.levelno for r in caplog.records if r.getMessage() == line] == [logging.WARNING]
+    assert "\n" not in line and "bad HTTP request from 127.0.0.1" in line and problem in line.lower(), line
+
+
+def test_a_server_failure_is_still_an_error_with_its_traceback(caplog):
+    from runtime.web import log_malformed_requests_as_warnings
+
+    log_malformed_requests_as_warnings()
+    try:
+        raise RuntimeError("a handler's own bug")
+    except RuntimeError:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "127.0.0.1")
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info, "only the client's mistakes are demoted"

@@ -1,8 +1,10 @@
+import sqlite3
 import time
+from unittest import mock
 
 import pytest
 
-from edge.outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStore, decode_event
+from edge.outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStats, OutboxStore, decode_event
 from protocols.messages import EdgeHit, Gap, Passage, PlateRead
 
 
@@ -156,3 +158,84 @@ async def test_without_quota_nothing_is_dropped(outbox):
     for _ in range(50):
         assert not (await outbox.append([read()], [PRIORITY_READ])).gaps
     assert (await outbox.stats()).depth == 50 and outbox.dropped_total == 0
+
+
+# SQLite refuses a commit: a full disk in the field; here a deferred constraint that every insert into
+# the outbox breaks (checked only at COMMIT), or a trigger that fails the insert itself.
+FAILURES = {
+    "commit": """
+        CREATE TABLE IF NOT EXISTS doomed (seq INTEGER REFERENCES nowhere (seq) DEFERRABLE INITIALLY DEFERRED);
+        CREATE TABLE IF NOT EXISTS nowhere (seq INTEGER PRIMARY KEY);
+        CREATE TRIGGER disk_full AFTER INSERT ON outbox BEGIN INSERT INTO doomed VALUES (NEW.seq); END;
+    """,
+    "insert": """
+        CREATE TRIGGER disk_full BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+    """,
+}
+
+
+@pytest.mark.parametrize("failing", sorted(FAILURES))
+async def test_a_failed_commit_leaves_the_counters_as_the_database_has_them(tmp_path, caplog, failing):
+    path = tmp_path / "outbox.db"
+    box = OutboxStore(path)
+    box.start()
+    other = sqlite3.connect(path, isolation_level=None)
+
+    async def disk_full(appends: int) -> None:
+        other.executescript(FAILURES[failing])
+        for _ in range(appends):
+            with pytest.raises(sqlite3.Error):
+                await box.append([read()], [PRIORITY_READ])
+        other.execute("DROP TRIGGER disk_full")
+
+    async def counters_match_the_database(reads: int) -> None:
+        depth, size_in_db, top = other.execute(
+            "SELECT count(*), sum(length(body)), max(seq) FROM outbox"
+        ).fetchone()
+        assert (depth, top) == (reads, reads), "the failed appends wrote nothing"
+        assert await box.stats() == OutboxStats(reads, mock.ANY, size_in_db, 0)
+        assert box.dropped_total == 0, "nothing was dropped: the drops were rolled back with the commit"
+        assert not [r for r in caplog.records if r.name == "edge.outbox"], "no drop was logged: none happened"
+
+    try:
+        size = len((await box.load([(await box.append([read()], [PRIORITY_READ])).events[0].seq]))[1])
+        box.max_bytes = size * 10 + size // 2  # room for ten reads
+        for _ in range(4):
+            await box.append([read()], [PRIORITY_READ])
+        await disk_full(10)  # five reads held, ten more refused
+        await counters_match_the_database(5)
+        appended = [await box.append([read()], [PRIORITY_READ]) for _ in range(5)]  # the disk has room again
+        assert [e.seq for a in appended for e in a.events] == [6, 7, 8, 9, 10], (
+            "no number lost to the failures"
+        )
+        assert not [a.gaps for a in appended if a.gaps], "ten reads fit the quota: none dropped"
+        await disk_full(3)  # full now: each of these would have dropped a read
+        await counters_match_the_database(10)
+        appended = [await box.append([read()], [PRIORITY_READ])]
+        assert [e.seq for a in appended for e in a.events] == [11]
+        assert [g.ranges for a in appended for g in a.gaps] == [[(1, 1)]], "one read out for one read in"
+        assert box.dropped_total == (await box.stats()).dropped_total == 1
+    finally:
+        other.close()
+        box.stop()
+
+
+async def test_appends_sharing_one_commit_each_see_the_others_numbers(tmp_path):
+    import asyncio
+    import threading
+
+    box = OutboxStore(tmp_path / "outbox.db", max_bytes=10**6)
+    box.start()
+    try:
+        release = threading.Event()
+        busy = box._writer.submit(lambda db: release.wait(5))  # the appends queue up behind it
+        appends = [asyncio.ensure_future(box.append([read()], [PRIORITY_READ])) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        commits = box._writer.commits
+        release.set()
+        await asyncio.wrap_future(busy)
+        seqs = [e.seq for a in await asyncio.gather(*appends) for e in a.events]
+        assert box._writer.commits <= commits + 2, "the five appends shared a commit"
+        assert sorted(seqs) == [1, 2, 3, 4, 5]
+    finally:
+        box.stop()

@@ -55,7 +55,6 @@ def test_provinces_are_the_31_province_characters() -> None:
         ("鲁A\u2027\u22c512345", "鲁A12345", None),
         ("  鲁A12345\t\r\n", "鲁A12345", None),
         ("鲁A\u200b12345\ufeff", "鲁A12345", None),  # zero-width space, BOM
-        ("鲁A\x0012345", "鲁A12345", None),
         # colour words cameras prepend
         ("蓝皖A7XG66", "皖A7XG66", C.BLUE),
         ("蓝牌皖A7XG66", "皖A7XG66", C.BLUE),
@@ -109,6 +108,25 @@ def test_normalize_output_is_a_fixed_point_for_the_examples() -> None:
     for raw in ("蓝蓝皖A7XG66", "黄绿黄鲁A12345", "黑黑黑A12345", "蓝" * 40 + "鲁A12345"):
         first = normalize(raw)
         assert normalize(first.plate).plate == first.plate
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["鲁A\x0012345", "鲁A12345\x00", "\x00鲁A12345", "鲁A\x0712345", "鲁A\x1b12345", "鲁A\x7f12345"]
+    + [f"鲁A123{chr(cp)}45" for cp in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)],
+)
+def test_control_characters_flag_the_read_but_keep_the_plate(raw: str) -> None:
+    """A camera that sends a NUL or an escape is broken: its text is not a clean read, whatever the plate."""
+    n = normalize(raw)
+    assert n.plate == "鲁A12345" and not n.no_plate, "still matched as the plate it most likely is"
+    assert n.problem is not None and "control character" in n.problem
+    assert check(n.plate).valid, "the plate rules alone cannot tell: normalize must say it"
+
+
+@pytest.mark.parametrize("raw", ["鲁A12345", "  鲁A12345\t\r\n", "蓝鲁Ａ·12345", "鲁A\u200b12345\ufeff"])
+def test_a_clean_camera_text_has_no_problem(raw: str) -> None:
+    n = normalize(raw)
+    assert n.plate == "鲁A12345" and n.problem is None and check(n.plate).valid
 
 
 def test_normalize_repeated_colour_words_keep_the_first() -> None:
