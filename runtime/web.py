@@ -215,7 +215,7 @@ def make_middlewares(
     still_valid: Callable[[Principal], bool] | None = None,
     edge_certificates: bool = False,
 ) -> list[Any]:
-    """Security headers, then authorization by the route's name in ``policy``.
+    """Security headers, then authorization by the route's name in ``policy``, then the type of scripts.
 
     ``still_valid`` is asked about every session (is the account enabled, is the session of its
     current generation?); machine tokens are checked by ``machine_tokens``. With
@@ -295,7 +295,21 @@ def make_middlewares(
         request[PRINCIPAL] = principal
         return await handler(request)
 
-    return [security_headers, authorize]
+    @web.middleware
+    async def javascript_type(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # A static file's type comes from aiohttp's copy of Python's built-in table: .js is
+        # application/javascript before Python 3.12 (obsolete since RFC 9239, still run by browsers) and
+        # text/javascript after. Browsers refuse a module script whose type is not JavaScript, so the
+        # type of scripts is set here, the same on every Python, instead of being left to the table.
+        response = await handler(request)
+        if isinstance(response, web.FileResponse) and request.path.endswith(".js"):
+            response.content_type = "text/javascript"
+            response.charset = "utf-8"
+        return response
+
+    return [security_headers, authorize, javascript_type]
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -4,7 +4,8 @@
 // hit.entry_id ("rule:clone:CP/epoch/seq"): its pictures are shown too. Nothing from the network becomes
 // HTML: pictures are only ever <img> elements (data: URL checked to be base64, or a blob: URL), reasons
 // are textContent.
-"use strict";
+import { CORDON_I18N, el, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, {
   "evidence": "现场图片", "evidence.none": "该预警无现场图片", "evidence.scene": "现场全景",
   "evidence.plate": "车牌特写", "evidence.loading": "正在从检查站获取原图…", "evidence.other": "另一次识别",
@@ -28,7 +29,7 @@ function evidenceImg(alert, className) {
   return img;
 }
 // Hook for the alert queue: the row's picture, or nothing.
-function evidenceThumb(alert) { return evidenceImg(alert, "evidence-thumb"); }
+export function evidenceThumb(alert) { return evidenceImg(alert, "evidence-thumb"); }
 
 // One full picture of one read: a placeholder now, the picture (or the reason) when the hub answers.
 function evidenceFull(read, kind, plate) {
@@ -56,7 +57,7 @@ function evidenceFull(read, kind, plate) {
 
 // Hook for the detail panel: the thumbnail with its caption (or a line saying there is none), then the
 // full scene and plate crop of the read, and of the other read of a clone alert.
-function evidenceFigure(alert) {
+export function evidenceFigure(alert) {
   const box = el("div", "evidence-box");
   const fig = el("figure", "evidence");
   fig.append(evidenceImg(alert, "evidence-picture") || el("p", "muted evidence-none", t("evidence.none")),

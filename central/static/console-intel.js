@@ -1,7 +1,9 @@
 // Intelligence view of the console: a plate's route across the ring (table and map) and the vehicles
 // that travel with it, with "add to list" in one step. Every query carries a reason (the hub audits it).
-// Uses console-map.js's projector() and svgEl() (loaded before this file); renders with textContent only.
-"use strict";
+// Uses console-map.js's projector() and svgEl(); renders with textContent only.
+import { applyI18n, CORDON_I18N, cordonLang, el, fmtTime, t } from "/common/i18n.js";
+import { projector, svgEl } from "./console-map.js";
+
 Object.assign(CORDON_I18N.zh, {
   "intel": "研判", "intel.title": "车辆研判：行车轨迹与同行车辆", "intel.plate": "车牌", "intel.reason": "查询事由（必填，留痕）",
   "intel.days": "天数", "intel.window": "前后间隔（秒）", "intel.minShared": "最少同行次数", "intel.route": "行车轨迹",

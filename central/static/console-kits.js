@@ -1,6 +1,7 @@
 // The console's quick-test results panel: drug quick tests from the checkpoints' tablets, newest first,
 // filtered by checkpoint and result. Refreshed while open. Everything rendered as text (el()).
-"use strict";
+import { applyI18n, CORDON_I18N, cordonLang, el, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, {
   "kind.kit": "毒品快检", "kind.person": "人员布控比中",
   "kits.panel": "快检结果", "kits.title": "毒品快速检测结果", "kits.close": "关闭", "kits.all": "全部",

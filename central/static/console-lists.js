@@ -1,6 +1,7 @@
 // Watchlist management in the console: lists, their entries (paged on the server), CSV import with
 // progress, upstream sources and which edge holds which feed version. Everything received is set as text.
-"use strict";
+import { applyI18n, CORDON_I18N, cordonLang, el, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, {
   "tab.live": "态势", "tab.lists": "布控名单", "wl.lists": "布控名单", "wl.new": "新建名单", "wl.save": "保存",
   "wl.id": "名单编号", "wl.name": "名称", "wl.kind": "类型", "wl.action": "处置方式", "wl.priority": "优先级",

@@ -1,15 +1,16 @@
 // The ring as a schematic map: checkpoints placed from their coordinates (no map tiles, works offline).
-"use strict";
+import { CORDON_I18N, cordonLang, t } from "/common/i18n.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 const MAP_W = 600, MAP_H = 440, PAD_X = 120, PAD_Y = 30;  // room for the labels either side
-function svgEl(tag, attrs, text) {
+export function svgEl(tag, attrs, text) {
   const node = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
   if (text !== undefined && text !== null) node.textContent = String(text);
   return node;
 }
 // Equirectangular with the longitude squeezed by cos(mean latitude): true enough for one province.
-function projector(points) {
+export function projector(points) {
   const lats = points.map((p) => p.lat), lons = points.map((p) => p.lon);
   const k = Math.cos((Math.min(...lats) + Math.max(...lats)) / 2 * Math.PI / 180);
   const x0 = Math.min(...lons) * k, x1 = Math.max(...lons) * k, y0 = Math.min(...lats), y1 = Math.max(...lats);
@@ -26,7 +27,7 @@ function checkpointStatus(c) {
   if (c.clock_suspect || c.dropped_reads || (c.oldest_unacked_s || 0) > 60) return "degraded";
   return "online";
 }
-function drawMap(svg, ring, statusOf) {
+export function drawMap(svg, ring, statusOf) {
   const title = svg.querySelector("title");
   svg.replaceChildren(title);
   if (!ring.length) return;

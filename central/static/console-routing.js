@@ -1,5 +1,6 @@
 // Alert routing and folding on the console: who an alert went to, and repeated hits folded into it.
-"use strict";
+import { CORDON_I18N, fmtTime, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, {
   "route.read": "本查缉点", "route.approach": "前置预警", "route.downstream": "下游查缉点（车辆正驶来）",
   "routed": "推送至", "routed.none": "仅指挥中心（不推送查缉点）", "folded": "重复比中", "folded.times": "次",
@@ -11,7 +12,7 @@ Object.assign(CORDON_I18N.en, {
   "last.seen": "Last seen",
 });
 // A badge for the queue row: "repeated ×N" when later hits were folded into this alert.
-function foldBadge(a) {
+export function foldBadge(a) {
   if (!a.folded) return null;
   const badge = document.createElement("span");
   badge.className = "badge warn folded";
@@ -20,7 +21,7 @@ function foldBadge(a) {
   return badge;
 }
 // Rows for the detail's fact list: where it was routed and, if folded, when and where last seen.
-function routingFacts(a) {
+export function routingFacts(a) {
   const routes = a.routed_to || [];
   const rows = [[t("routed"), routes.length ? routes.map((r) => r.checkpoint + " (" + t("route." + r.why) + ")").join(" · ")
     : t("routed.none")]];
@@ -35,7 +36,7 @@ function routingFacts(a) {
 Object.assign(CORDON_I18N.zh, { "commander.notice": "值班长升级提醒：拦截预警超时未处置", "commander.dismiss": "知道了" });
 Object.assign(CORDON_I18N.en, { "commander.notice": "Shift commander: an intercept alert has no outcome", "commander.dismiss": "Dismiss" });
 const noticed = new Set();
-function commanderNotice(e, answered) {
+export function commanderNotice(e, answered) {
   if (!e.commander_notice || answered || noticed.has(e.alert_id)) return;
   noticed.add(e.alert_id);
   let box = document.getElementById("commander-notices");

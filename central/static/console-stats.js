@@ -1,7 +1,8 @@
 // The console's statistics tab: reads and hits per checkpoint (or county), a daily line of reads, hits,
 // interceptions and positives, the outcome breakdown and the misread rate per match kind. Plain SVG
 // built element by element; every received value is set as text or a number attribute.
-"use strict";
+import { applyI18n, CORDON_I18N, el, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, {
   "tab.stats": "统计", "st.title": "统计分析", "st.group": "分组", "st.group.checkpoint": "按查缉点",
   "st.group.county": "按区县", "st.group.city": "按地市", "st.from": "起", "st.to": "止", "st.show": "查询",

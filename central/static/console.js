@@ -1,4 +1,9 @@
-"use strict";
+import { applyI18n, el, fmtTime, t, toggleLang, toggleTheme } from "/common/i18n.js";
+import { connectLive, renderAlert } from "/common/live.js";
+import { evidenceFigure, evidenceThumb } from "./console-evidence.js";
+import { drawMap } from "./console-map.js";
+import { commanderNotice, foldBadge, routingFacts } from "./console-routing.js";
+
 applyI18n();
 document.getElementById("lang").addEventListener("click", () => { toggleLang(); redraw(); });
 document.getElementById("theme").addEventListener("click", toggleTheme);
@@ -52,7 +57,7 @@ function drawAlerts() {
   document.getElementById("no-alerts").hidden = sorted.length > 0;
   document.getElementById("alerts").replaceChildren(...sorted.map((a) => {
     const li = renderAlert(a);
-    const thumb = evidenceThumb(a);  // console-evidence.js
+    const thumb = evidenceThumb(a);
     if (thumb) li.prepend(thumb);
     const fold = foldBadge(a);
     if (fold) li.append(fold);

@@ -1,7 +1,8 @@
 // The picture in the full-screen alarm: the scene and the plate close-up from this edge's own evidence
 // store (an officer-only route, works with the uplink down); the thumbnail that came with the alert stands
 // in when the store has no scene. Only <img> elements with URLs built from numbers or checked base64.
-"use strict";
+import { CORDON_I18N, el, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, { "evidence": "现场图片", "evidence.none": "无现场图片" });
 Object.assign(CORDON_I18N.en, { "evidence": "Evidence picture", "evidence.none": "No picture" });
 const EVIDENCE_BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -10,7 +11,7 @@ const evidenceKept = new Set();  // "epoch/seq" of reads whose pictures the edge
 function evidenceUrl(alert, kind) {
   return "/api/v1/evidence/" + Number(alert.seq) + "/" + kind + "?epoch=" + Number(alert.epoch);
 }
-function tabletEvidence(alert) {
+export function tabletEvidence(alert) {
   const fig = el("figure", "evidence");
   fig.dataset.seq = String(Number(alert.seq));
   fig.dataset.epoch = String(Number(alert.epoch));
@@ -49,7 +50,7 @@ function tabletEvidence(alert) {
   return fig;
 }
 // A read's pictures are kept: its row in the live passages gets the thumbnail.
-function readEvidence(frame) {
+export function readEvidence(frame) {
   evidenceKept.add(Number(frame.epoch) + "/" + Number(frame.seq));
   retryAlarmEvidence(frame);
   if (!Array.isArray(frame.kinds) || !frame.kinds.includes("thumb")) return;

@@ -2,7 +2,8 @@
 // reading card, see the machine's reading per panel, confirm or correct each one, name the second officer,
 // seal the samples of a positive, save. Everything is served and saved by the edge: works with the uplink down.
 // Nothing received is parsed as HTML (el() sets textContent only).
-"use strict";
+import { applyI18n, CORDON_I18N, el, t } from "/common/i18n.js";
+
 Object.assign(CORDON_I18N.zh, {
   "kind.kit": "毒品快检", "kind.person": "人员布控比中",
   "kits.open": "毒品快检", "kits.title": "毒品快速检测", "kits.close": "关闭", "kits.id": "身份证号",

@@ -1,4 +1,5 @@
-"use strict";
+import { CORDON_I18N, el, t } from "/common/i18n.js";
+
 // Installable offline app: registers the service worker (secure context only: the edge over HTTPS)
 // and shows a clear "offline" banner when the edge cannot be reached.
 Object.assign(CORDON_I18N.zh, { "offline": "离线：无法连接本查缉点服务器，显示的是缓存的界面" });

@@ -1,6 +1,10 @@
-"use strict";
 // The officer's tablet: live passages, full-screen alarm for intercept hits (sound + vibration),
 // acknowledgement with the outcome, manual plate check, checkpoint status. Text only, never HTML.
+import { applyI18n, applyTheme, el, fmtTime, t, toggleLang, toggleTheme } from "/common/i18n.js";
+import { connectLive, renderAlert } from "/common/live.js";
+import { readEvidence, tabletEvidence } from "./tablet-evidence.js";
+import { routeNote, setTabletCheckpoint } from "./tablet-routing.js";
+
 applyI18n();
 document.getElementById("lang").addEventListener("click", () => { toggleLang(); redrawAll(); });
 document.getElementById("theme").addEventListener("click", toggleTheme);
@@ -71,9 +75,9 @@ function openAlert(alert, alarm) {
   const card = renderAlert(alert);
   card.append(el("div", "listed", t("listed") + " " + (alert.hit.entry_plate || "—") + " · " + t("list") + " " +
     alert.hit.list_name));
-  const routed = routeNote(alert);  // tablet-routing.js
+  const routed = routeNote(alert);
   if (routed) card.append(routed);
-  body.replaceChildren(card, tabletEvidence(alert));  // tablet-evidence.js
+  body.replaceChildren(card, tabletEvidence(alert));
   document.getElementById("overlay-note").value = "";
   overlay.hidden = false;
   if (alarm) startSiren();
@@ -165,7 +169,7 @@ connectLive((frame) => {
   else if (frame.type === "alert") receiveAlert(frame.alert, greeted && Date.now() / 1000 - frame.alert.raised_at < 300);
   else if (frame.type === "outcome") { outcomes.set(frame.outcome.alert_id, frame.outcome); drawAlerts(); }
   else if (frame.type === "read") receiveRead(frame.read);
-  else if (frame.type === "evidence") readEvidence(frame);  // tablet-evidence.js
+  else if (frame.type === "evidence") readEvidence(frame);
 }, (up) => {
   const badge = document.getElementById("live");
   badge.className = "badge " + (up ? "ok" : "bad");

@@ -1,6 +1,5 @@
 // Minimal i18n: zh-CN by default, English on request; remembered per device.
-"use strict";
-const CORDON_I18N = {
+export const CORDON_I18N = {
   zh: {
     "app.console": "环省查缉防控圈 · 指挥中心", "app.tablet": "查缉点警务终端", "login.title": "登录",
     "login.code": "访问码", "login.submit": "登录", "login.failed": "用户名、密码或访问码错误", "login.username": "用户名", "login.password": "密码", "login.useCode": "使用访问码", "lang": "English",
@@ -24,22 +23,22 @@ const CORDON_I18N = {
     "map": "Ring status", "status.online": "online", "status.offline": "offline", "status.degraded": "degraded", "status.unknown": "unknown", "rpm.none": "Read rates: not reported by the checkpoints yet", "map.absent": "not on the map", "escalated": "No outcome · escalated", "detail": "Alert detail", "detail.none": "Click an alert for its detail", "explanation": "Why it matched", "priority": "priority", "checkpoint": "Checkpoint", "time": "Time", "outcomes.none": "No outcome yet", "passages": "Recent passages", "passages.none": "No reads in the last 24 hours", "passages.failed": "Could not search the passages", "passages.denied": "Your role may not search the record", "reconnected": "Reconnected, caught up",
   },
 };
-function cordonLang() { return localStorage.getItem("cordon.lang") === "en" ? "en" : "zh"; }
-function t(key) { return CORDON_I18N[cordonLang()][key] || key; }
-function applyI18n(root) {
+export function cordonLang() { return localStorage.getItem("cordon.lang") === "en" ? "en" : "zh"; }
+export function t(key) { return CORDON_I18N[cordonLang()][key] || key; }
+export function applyI18n(root) {
   document.documentElement.lang = cordonLang() === "en" ? "en" : "zh-CN";
   (root || document).querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
     el.placeholder = t(el.dataset.i18nPlaceholder);
   });
 }
-function toggleLang() { localStorage.setItem("cordon.lang", cordonLang() === "en" ? "zh" : "en"); applyI18n(); }
-function applyTheme() { document.documentElement.classList.toggle("light", localStorage.getItem("cordon.theme") === "light"); }
-function toggleTheme() {
+export function toggleLang() { localStorage.setItem("cordon.lang", cordonLang() === "en" ? "zh" : "en"); applyI18n(); }
+export function applyTheme() { document.documentElement.classList.toggle("light", localStorage.getItem("cordon.theme") === "light"); }
+export function toggleTheme() {
   localStorage.setItem("cordon.theme", localStorage.getItem("cordon.theme") === "light" ? "dark" : "light"); applyTheme();
 }
 // Build an element with text content only: nothing received from the network is ever parsed as HTML.
-function el(tag, className, text) {
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined && text !== null) node.textContent = String(text);
@@ -47,6 +46,6 @@ function el(tag, className, text) {
 }
 applyTheme();
 // Times as the officers read them: 24-hour clock, in the page's language.
-function fmtTime(unixSeconds) {
+export function fmtTime(unixSeconds) {
   return new Date(unixSeconds * 1000).toLocaleTimeString(cordonLang() === "en" ? "en-GB" : "zh-CN", { hour12: false });
 }

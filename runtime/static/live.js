@@ -1,6 +1,7 @@
 // One WebSocket to the server's live feed, reconnecting with backoff. Frames are JSON objects.
-"use strict";
-function connectLive(onFrame, onState) {
+import { el, fmtTime, t } from "./i18n.js";
+
+export function connectLive(onFrame, onState) {
   let delay = 500;
   function open() {
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/ws");
@@ -10,7 +11,7 @@ function connectLive(onFrame, onState) {
   }
   open();
 }
-function renderAlert(alert, seen) {
+export function renderAlert(alert, seen) {
   const hit = alert.hit;
   const li = el("li", "alert " + hit.action);
   li.dataset.alertId = alert.alert_id;
