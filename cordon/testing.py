@@ -1,7 +1,9 @@
-"""Real parts for benchmarks: Mosquitto on a free port, ``cordon hub``/``cordon edge`` processes,
-and the plates, CSV, HTTP and timing helpers more than one benchmark needs.
+"""The harness that tests and benchmarks use to run real Mosquitto, hub and edge processes.
 
-Benchmarks must not import ``tests/``; this is the little they need of it. Every helper can be
+Mosquitto on a free port (plain, or the deployed TLS config with only paths and the port replaced),
+``cordon hub`` and ``cordon edge`` processes with generated configs, and the plates, CSV, HTTP and
+timing helpers more than one benchmark needs. ``tests/support.py`` builds the tests' helpers on it;
+benchmarks (``cordon/bench/``) import it directly and never import ``tests/``. Every helper can be
 stopped more than once and kills what it started when a polite stop does not work.
 """
 
@@ -27,7 +29,7 @@ import numpy as np
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
-DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
 #: Ports never to use: a system broker listens on 1883.
 _AVOID = {1883}
