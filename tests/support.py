@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 
 from central.record.dayfiles import SqliteReadStore
-from cordon.bench import _procs as procs
-from cordon.bench._procs import BrokerTls, free_port, write_toml
+from cordon import testing
 from cordon.pki import Pki
+from cordon.testing import BrokerTls, free_port, write_toml
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -39,7 +39,7 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 @dataclass
-class Mosquitto(procs.Mosquitto):
+class Mosquitto(testing.Mosquitto):
     """A real Mosquitto broker of the test's own, on a free port; ``start()`` waits until it listens."""
 
     max_queued_messages: int = 1000  # Mosquitto's own default: the tests meet the real limit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 
 import paho.mqtt.client as paho
@@ -106,6 +105,7 @@ async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system
             seen.append(frame["alert"])
         by_plate = {a["plate_read"]: a for a in seen}
         assert by_plate["鲁Q8K2L1"]["hit"]["kind"] == "exact"
+        assert by_plate["鲁Q8K2L1"]["hit"]["list_name"] == "涉毒嫌疑车辆"
         assert by_plate["鲁Q8K2LI"]["hit"]["kind"] == "equivalent"
         assert "1" in by_plate["鲁Q8K2LI"]["hit"]["explanation"]
         assert by_plate["鲁A0K88B"]["hit"]["action"] == "covert"
@@ -185,29 +185,3 @@ async def test_malformed_mqtt_payload_is_dead_lettered_and_ingest_goes_on(system
 async def _at_least(fetch, n):
     items = await fetch()
     return items if len(items) >= n else None
-
-
-async def test_push_to_console_alert_latency(system):
-    """Measures (does not assert) the push-to-console time of 100 alerting reads; printed for the record."""
-    hub, e1, _ = system
-    async with session() as console, session() as cameras:
-        await login(console, hub.base, "console-code")
-        ws = await console.ws_connect(f"{hub.base}/api/v1/ws")
-        await next_frame(ws, "hello")
-        latencies = []
-        for i in range(100):
-            started = time.perf_counter()
-            answer = await push(cameras, e1, "cam1", "t1", {"plate": "鲁Q8K2L1", "event_id": f"lat-{i}"})
-            frame = await next_frame(
-                ws, "alert", timeout=30, where=lambda f, seq=answer["seq"]: f["alert"]["seq"] == seq
-            )
-            latencies.append((time.perf_counter() - started) * 1000)
-            assert frame["alert"]["hit"]["list_name"] == "涉毒嫌疑车辆"
-        result = {
-            "reads": len(latencies),
-            "median_ms": round(statistics.median(latencies), 2),
-            "worst_ms": round(max(latencies), 2),
-        }
-        print("\npush-to-console alert latency:", json.dumps(result))
-        assert len(latencies) == 100
-        await ws.close()

@@ -64,6 +64,12 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     return _emit(run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep), args)
 
 
+def cmd_spine(args: argparse.Namespace) -> int:
+    from .spine import run
+
+    return _emit(run(args.hits, entries=args.entries, seed=args.seed, keep=args.keep), args)
+
+
 def cmd_intel(args: argparse.Namespace) -> int:
     from .intel import run, week
 
@@ -126,6 +132,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--entries", type=int, default=1_000_000, help="watchlist entries loaded in the hub")
     p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
     p.set_defaults(func=cmd_e2e)
+    p = add(
+        "spine", "alert latency on the idle spine: camera push at an edge to the console alert, one at a time"
+    )
+    p.add_argument("--hits", type=int, default=100, help="listed reads, each timed to its console alert")
+    p.add_argument("--entries", type=int, default=1000, help="watchlist entries loaded in the hub")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
+    p.set_defaults(func=cmd_spine)
     p = add("intel", "cloned plates: recall, false alerts from misreads, cost added to ingest")
     p.add_argument(
         "--passages",

@@ -43,9 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from edge.outbox import PRIORITY_READ, OutboxStore
-
-from ._procs import (
+from cordon.testing import (
     CordonProcess,
     Mosquitto,
     edge_process,
@@ -59,6 +57,8 @@ from ._procs import (
     start_hub,
     until,
 )
+from edge.outbox import PRIORITY_READ, OutboxStore
+
 from .e2e_load import (
     BATCH,
     CAMERA_ID,

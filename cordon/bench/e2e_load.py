@@ -24,12 +24,11 @@ import aiohttp
 import msgspec
 
 from central.record.dayfiles import SqliteReadStore
+from cordon.testing import HOST, make_plates
 from edge.outbox import encode_event
 from edge.settings import MqttSettings as EdgeMqttSettings
 from protocols import topics
 from protocols.messages import SCHEMA_VERSION, Ack, PlateRead, decode, encode
-
-from ._procs import HOST, make_plates
 
 _EDGE_DEFAULTS = EdgeMqttSettings()
 #: What a real edge's uplink sends: batches of up to ``mqtt.batch_max`` events, at most

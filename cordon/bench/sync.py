@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from ._procs import (
+from cordon.testing import (
     LIST_ID,
     Mosquitto,
     edge_process,

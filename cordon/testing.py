@@ -1,7 +1,9 @@
-"""Real parts for benchmarks: Mosquitto on a free port, ``cordon hub``/``cordon edge`` processes,
-and the plates, CSV, HTTP and timing helpers more than one benchmark needs.
+"""The harness that tests and benchmarks use to run real Mosquitto, hub and edge processes.
 
-Benchmarks must not import ``tests/``; this is the little they need of it. Every helper can be
+Mosquitto on a free port (plain, or the deployed TLS config with only paths and the port replaced),
+``cordon hub`` and ``cordon edge`` processes with generated configs, and the plates, CSV, HTTP and
+timing helpers more than one benchmark needs. ``tests/support.py`` builds the tests' helpers on it;
+benchmarks (``cordon/bench/``) import it directly and never import ``tests/``. Every helper can be
 stopped more than once and kills what it started when a polite stop does not work.
 """
 
@@ -27,7 +29,7 @@ import numpy as np
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
-DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
 #: Ports never to use: a system broker listens on 1883.
 _AVOID = {1883}
@@ -50,6 +52,7 @@ def free_port() -> int:
 
 
 def port_open(port: int) -> bool:
+    """Whether something listens on ``port`` of the loopback interface."""
     with socket.socket() as s:
         return s.connect_ex((HOST, port)) == 0
 
@@ -278,6 +281,7 @@ def rss_mb(pid: int | None = None) -> float | None:
 
 
 def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal (bool, number, string, list of these)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -309,6 +313,7 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
 def hub_process(
     workdir: Path, broker_url: str, *, console_token: str, feed_token: str, csv_files: list[Path]
 ) -> CordonProcess:
+    """A ``cordon hub`` process (not started) on a free port, its watchlists loaded from ``csv_files``."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = write_toml(
@@ -340,6 +345,7 @@ def edge_process(
     tablet_token: str,
     cameras: dict[str, str],
 ) -> CordonProcess:
+    """A ``cordon edge`` process (not started) on a free port with JSON push ``cameras`` {id: token}."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = write_toml(
@@ -379,6 +385,7 @@ def make_plates(n: int, seed: int) -> list[str]:
 
 
 def write_csv(path: Path, plates: Sequence[str]) -> Path:
+    """A watchlist CSV that lists every plate of ``plates`` on ``LIST_ID`` as intercept."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         f.write("plate,list,action,priority,reason\n")
@@ -387,6 +394,7 @@ def write_csv(path: Path, plates: Sequence[str]) -> Path:
 
 
 def percentile_ms(values: Sequence[float], q: float) -> float | None:
+    """The ``q``th percentile of ``values`` (seconds) in milliseconds, one decimal; None when empty."""
     return round(float(np.percentile(np.array(values) * 1000.0, q)), 1) if values else None
 
 
@@ -405,6 +413,7 @@ def log_time(text: str, needle: str) -> float | None:
 
 
 def http_session(timeout: float = 60) -> aiohttp.ClientSession:
+    """A client session that keeps the login cookie of a loopback server."""
     # unsafe=True keeps cookies from IP-address hosts (everything here is 127.0.0.1)
     return aiohttp.ClientSession(
         cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=timeout)
@@ -412,12 +421,14 @@ def http_session(timeout: float = 60) -> aiohttp.ClientSession:
 
 
 async def login(http: aiohttp.ClientSession, base: str, code: str) -> None:
+    """Sign ``http`` in at ``base`` (hub console or edge tablet) with an access code."""
     async with http.post(f"{base}/login", json={"code": code}) as resp:
         if resp.status != 200:
             raise RuntimeError(f"login at {base}: {resp.status} {await resp.text()}")
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
+    """GET ``url`` and decode its JSON; anything but 200 raises."""
     async with http.get(url) as resp:
         if resp.status != 200:
             raise RuntimeError(f"GET {url}: {resp.status} {(await resp.text())[:300]}")
@@ -427,6 +438,7 @@ async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
 async def until(
     predicate: Callable[[], Awaitable[Any]], within_s: float, what: str, interval: float = POLL_S
 ) -> Any:
+    """Await ``predicate()`` every ``interval`` until it is truthy and return that; fail after ``within_s``."""
     deadline = time.monotonic() + within_s
     while True:
         value = await predicate()
