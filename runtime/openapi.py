@@ -35,6 +35,12 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "name": "X-Camera-Token",
         "description": "the camera's own token (also Authorization: Bearer or ?token=)",
     },
+    "viidDigest": {
+        "type": "http",
+        "scheme": "digest",
+        "description": "GA/T 1400: the device registers with HTTP digest (MD5, qop=auth), then names "
+        "itself in User-Identify on every request",
+    },
 }
 
 
@@ -44,6 +50,8 @@ def security_of(rule: Rule) -> tuple[list[dict[str, list[str]]], list[str] | Non
         return [], None
     if rule is Access.CAMERA:
         return [{"cameraToken": []}], None
+    if rule is Access.VIID:
+        return [{"viidDigest": []}], None
     if isinstance(rule, Roles):
         return [{"session": []}, {"apiToken": []}], sorted(rule.names)
     if rule is Access.SESSION:

@@ -44,6 +44,9 @@ class Access(StrEnum):
     """A signed-in person (cookie) or a machine with a bearer token."""
     CAMERA = "camera"
     """A camera; the handler checks that camera's own credentials."""
+    VIID = "viid"
+    """A GA/T 1400 device or platform: registered with HTTP digest, then known by ``User-Identify``;
+    the handler checks both (runtime/digest.py)."""
     EDGE = "edge"
     """An edge agent with its machine token (or a signed-in person)."""
     METRICS = "metrics"
@@ -256,7 +259,7 @@ def make_middlewares(
         if rule is None:
             log.error("route %s (%s) has no access rule; refusing", name, request.path)
             raise web.HTTPForbidden(text="route has no access rule")
-        if rule in (Access.PUBLIC, Access.CAMERA):
+        if rule in (Access.PUBLIC, Access.CAMERA, Access.VIID):
             return await handler(request)
         principal = None
         cookie = request.cookies.get(SESSION_COOKIE)
