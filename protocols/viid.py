@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,8 +36,14 @@ __all__ = [
     "device_id_of",
     "format_time",
     "list_objects",
+    "disposition_notification",
     "motor_vehicle_objects",
+    "new_subscribe_id",
     "notification_objects",
+    "parse_notification",
+    "read_identity",
+    "subscribe_object",
+    "Notification",
     "parse_offset",
     "parse_record",
     "parse_time",
@@ -353,3 +360,110 @@ def parse_record(obj: object, offset_s: int) -> VehicleRecord:
         images=_images(obj, record_id, notes),
         notes=notes,
     )
+
+
+# -- subscriptions (the hub as the subscribing, "upper" platform) --------------------------------------
+
+#: ``SubscribeDetail`` code of motor vehicle records (GA/T 1400.4; 12 is faces, 7 checkpoint directory).
+SUBSCRIBE_MOTOR_VEHICLES = "13"
+
+
+def read_identity(platform_id: str, record_id: str) -> tuple[int, int]:
+    """The (epoch, seq) a record of a 视图库 gets at the hub: the same for the same record however often
+    it is notified. The epoch is the platform's (below 2**32, so never an edge's: those are milliseconds
+    times 1000); the seq 62 bits of a hash of the platform and the record's ``MotorVehicleID``."""
+    epoch = 1 + int.from_bytes(hashlib.sha256(f"viid-epoch:{platform_id}".encode()).digest()[:4], "big")
+    digest = hashlib.sha256(f"viid:{platform_id}/{record_id}".encode()).digest()
+    return epoch, 1 + (int.from_bytes(digest[:8], "big") >> 2)
+
+
+def subscribe_object(
+    *,
+    subscribe_id: str,
+    resource_uri: str,
+    receive_addr: str,
+    begin: float,
+    end: float,
+    offset_s: int,
+    applicant: str = "cordon",
+    org: str = "cordon",
+    title: str = "Cordon ring: motor vehicle records",
+) -> dict:
+    """One ``SubscribeObject`` for motor vehicle records of the devices in ``resource_uri``."""
+    return {
+        "SubscribeID": subscribe_id,
+        "Title": title,
+        "SubscribeDetail": SUBSCRIBE_MOTOR_VEHICLES,
+        "ResourceURI": resource_uri,
+        "ApplicantName": applicant,
+        "ApplicantOrg": org,
+        "BeginTime": format_time(begin, offset_s),
+        "EndTime": format_time(end, offset_s),
+        "ReceiveAddr": receive_addr,
+        "OperateType": 0,
+        "Reason": "环省查缉防控圈 checkpoint watchlist matching",
+    }
+
+
+def new_subscribe_id(org_code: str, now: float, serial: int, offset_s: int) -> str:
+    """A ``SubscribeID``: the applicant's 12-digit organisation code, ``03`` (subscription), the time
+    and a 5-digit serial, as GA/T 1400.4 composes it."""
+    org = (re.sub(r"[^0-9]", "", org_code) + "0" * 12)[:12]
+    return f"{org}03{format_time(now, offset_s)}{serial % 100000:05d}"
+
+
+@dataclass(slots=True)
+class Notification:
+    """One ``SubscribeNotificationObject`` with its motor vehicle records (still unparsed)."""
+
+    notification_id: str
+    subscribe_id: str
+    records: list[Any]
+
+
+def parse_notification(obj: object) -> Notification:
+    """RecordError when the object is not a notification; a notification of other objects has no records."""
+    if not isinstance(obj, dict):
+        raise RecordError("a SubscribeNotificationObject is not an object")
+    notification_id = _text(obj, "NotificationID", 64) or ""
+    subscribe_id = _text(obj, "SubscribeID", 64) or ""
+    holder = obj.get("MotorVehicleObjectList")
+    records: list[Any] = []
+    if holder is not None:
+        items = holder.get("MotorVehicleObject") if isinstance(holder, dict) else None
+        if isinstance(items, dict):
+            items = [items]
+        if not isinstance(items, list):
+            raise RecordError("MotorVehicleObjectList has no MotorVehicleObject list", notification_id)
+        if len(items) > MAX_RECORDS:
+            raise RecordError(
+                f"a notification holds {len(items)} records, more than {MAX_RECORDS}", notification_id
+            )
+        records = items
+    return Notification(notification_id, subscribe_id, records)
+
+
+def disposition_notification(
+    *,
+    notification_id: str,
+    disposition_id: str,
+    title: str,
+    record: dict,
+    now: float,
+    offset_s: int,
+) -> dict:
+    """A ``DispositionNotificationListObject`` (布控告警) telling the platform one of its records hit."""
+    return {
+        "DispositionNotificationListObject": {
+            "DispositionNotificationObject": [
+                {
+                    "NotificationID": notification_id,
+                    "DispositionID": disposition_id,
+                    "Title": title[:128],
+                    "TriggerTime": format_time(now, offset_s),
+                    "CntObjectID": str(record.get("MotorVehicleID", ""))[:64],
+                    "MotorVehicleObject": record,
+                }
+            ]
+        }
+    }

@@ -327,3 +327,28 @@ def test_digest_nonces_expire_and_replays_are_refused():
     with pytest.raises(DigestError) as stale:
         check(header("00000004"))
     assert stale.value.stale
+
+
+def test_the_standard_s_times_codes_and_identities():
+    from protocols import viid
+
+    assert viid.parse_time("20261128101502", 8 * 3600) == 1795832102.0
+    assert viid.parse_time("20261128101502123", 8 * 3600) == pytest.approx(1795832102.123)
+    assert viid.format_time(1795832102.0, 8 * 3600) == "20261128101502"
+    for bad in ("2026-11-28", "20261345250000", None, 3.5):
+        with pytest.raises(ValueError):
+            viid.parse_time(bad, 0)
+    assert viid.parse_offset("+08:00") == 28800 and viid.parse_offset("-0330") == -12600
+    record = viid.parse_record(
+        {"MotorVehicleID": "1", "PlateNo": "鲁A12345", "PlateColor": "6", "HasPlate": 1}, 0
+    )
+    assert record.plate_colour == "yellow" and record.has_plate and record.pass_time is None
+    assert (
+        viid.parse_record({"MotorVehicleID": "2", "PlateNo": "鲁A12345", "HasPlate": "false"}, 0).plate
+        == "无车牌"
+    )
+    epoch, seq = viid.read_identity(PLATFORM, "X1")
+    assert (epoch, seq) == viid.read_identity(PLATFORM, "X1") and epoch < 2**32 and 1 <= seq < 2**62 + 1
+    assert viid.read_identity(PLATFORM, "X2")[1] != seq and viid.read_identity(CAMERA, "X1")[0] != epoch
+    sid = viid.new_subscribe_id("371400000000", 1795832102.0, 7, 8 * 3600)
+    assert sid == "3714000000000320261128101502" + "00007" and len(sid) == 33
