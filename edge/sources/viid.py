@@ -199,7 +199,7 @@ class ViidSource:
         header = request.headers.get("Authorization", "")
         if header:
             try:
-                user = self.guard.verify(
+                self.guard.verify(
                     request.method,
                     request.raw_path,
                     header,
@@ -214,7 +214,6 @@ class ViidSource:
                         )
                     ) from None
                 raise self._refuse(request, sender.health_id, f"digest: {exc}", challenge=True) from None
-            del user
         elif registering is not None or self.settings.require_digest:
             # The first request of the digest exchange: answered with a challenge, not counted.
             headers = {"WWW-Authenticate": self.guard.challenge()}
@@ -248,8 +247,8 @@ class ViidSource:
         return sender
 
     async def _small_body(self, request: web.Request, envelope: str) -> tuple[bytes, object]:
-        raw = await request.content.read(MAX_SMALL_BODY + 1)
-        if len(raw) > MAX_SMALL_BODY:
+        raw = await _read_limited(request, MAX_SMALL_BODY)
+        if raw is None:
             raise Refused(
                 self._status(request, viid.Status.INVALID_JSON_CONTENT, "", "body too large", http=413)
             )
@@ -329,13 +328,12 @@ class ViidSource:
             await self.dead.record(f"viid:{sender.device_id}", reason, b"")
             raise Refused(self._status(request, viid.Status.INVALID_JSON_CONTENT, "", reason, http=413))
         data = bytearray()
-        while chunk := await request.content.read(CHUNK):
-            data += chunk
-            if len(data) > limit:
-                reason = f"body is over the limit of {limit} bytes"
-                await self.dead.record(f"viid:{sender.device_id}", reason, bytes(data))
-                raise Refused(self._status(request, viid.Status.INVALID_JSON_CONTENT, "", reason, http=413))
-        return bytes(data)
+        raw = await _read_limited(request, limit, data)
+        if raw is None:
+            reason = f"body is over the limit of {limit} bytes"
+            await self.dead.record(f"viid:{sender.device_id}", reason, bytes(data))
+            raise Refused(self._status(request, viid.Status.INVALID_JSON_CONTENT, "", reason, http=413))
+        return raw
 
     def _camera_for(self, sender: Sender, record: viid.VehicleRecord) -> CameraSettings | None:
         cam = sender.cameras.get(record.device_id)
@@ -480,6 +478,16 @@ class ViidSource:
             content_type=CONTENT_TYPE,
             charset="utf-8",
         )
+
+
+async def _read_limited(request: web.Request, limit: int, into: bytearray | None = None) -> bytes | None:
+    """The whole body, or None past ``limit`` bytes (``into`` then holds what was read)."""
+    data = into if into is not None else bytearray()
+    while chunk := await request.content.read(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            return None
+    return bytes(data)
 
 
 def _raw(obj: object) -> bytes:
