@@ -35,11 +35,13 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "name": "X-Camera-Token",
         "description": "the camera's own token (also Authorization: Bearer or ?token=)",
     },
-    "viidDigest": {
-        "type": "http",
-        "scheme": "digest",
-        "description": "GA/T 1400: the device registers with HTTP digest (MD5, qop=auth), then names "
-        "itself in User-Identify on every request",
+    "viidIdentity": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "User-Identify",
+        "description": "GA/T 1400: the peer's 20-digit code; the edge takes it only from a device registered "
+        "with HTTP digest (MD5, qop=auth), the hub only from a configured platform with its notify token "
+        "(?token=) from an allowed address",
     },
 }
 
@@ -51,7 +53,7 @@ def security_of(rule: Rule) -> tuple[list[dict[str, list[str]]], list[str] | Non
     if rule is Access.CAMERA:
         return [{"cameraToken": []}], None
     if rule is Access.VIID:
-        return [{"viidDigest": []}], None
+        return [{"viidIdentity": []}], None
     if isinstance(rule, Roles):
         return [{"session": []}, {"apiToken": []}], sorted(rule.names)
     if rule is Access.SESSION:

@@ -45,8 +45,8 @@ class Access(StrEnum):
     CAMERA = "camera"
     """A camera; the handler checks that camera's own credentials."""
     VIID = "viid"
-    """A GA/T 1400 device or platform: registered with HTTP digest, then known by ``User-Identify``;
-    the handler checks both (runtime/digest.py)."""
+    """A GA/T 1400 peer known by its code in ``User-Identify``; the handler checks how it proved it
+    (at the edge a registration with HTTP digest, runtime/digest.py; at the hub the platform's token)."""
     EDGE = "edge"
     """An edge agent with its machine token (or a signed-in person)."""
     METRICS = "metrics"
