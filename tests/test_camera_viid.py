@@ -352,3 +352,25 @@ def test_the_standard_s_times_codes_and_identities():
     assert viid.read_identity(PLATFORM, "X2")[1] != seq and viid.read_identity(CAMERA, "X1")[0] != epoch
     sid = viid.new_subscribe_id("371400000000", 1795832102.0, 7, 8 * 3600)
     assert sid == "3714000000000320261128101502" + "00007" and len(sid) == 33
+
+
+async def test_with_require_digest_every_request_must_carry_one(aiohttp_server, settings):
+    import msgspec
+
+    strict = msgspec.structs.replace(
+        settings, viid=msgspec.structs.replace(settings.viid, require_digest=True)
+    )
+    server = await aiohttp_server(create_app(strict))
+    async with aiohttp.ClientSession(
+        base_url=str(server.make_url("/")),
+        middlewares=(aiohttp.DigestAuthMiddleware(CAMERA, PASSWORD),),
+        headers={"User-Identify": CAMERA},
+    ) as device:
+        assert (await register(device))[0] == 200
+        assert (await post(device, "/VIID/MotorVehicles", "single.json"))[0] == 200  # digest on each
+    async with aiohttp.ClientSession(
+        base_url=str(server.make_url("/")), headers={"User-Identify": CAMERA}
+    ) as bare:
+        async with bare.post("/VIID/MotorVehicles", data=fixture("single.json")) as resp:
+            assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Digest ")
+    assert server.app[keys.SERVICE].reads_total == 1

@@ -119,7 +119,7 @@ async def notifications(request: web.Request) -> web.Response:
             log.error("viid %s: records not committed: %s", platform.settings.name, exc)
             return _status(request, viid.Status.DEVICE_BUSY, "not stored; send again", 503, offset)
         state.records += result.reads
-        state.duplicates += len(reads) - result.reads - result.dead_letters
+        state.duplicates += result.duplicates
         state.dead_letters += result.dead_letters
         if platform.settings.report_hits:
             _report(request, platform, result.alerts, parsed.records)
