@@ -9,7 +9,8 @@ subscribes (``POST /VIID/Subscribes``, ``SubscribeDetail`` 13, ``ResourceURI`` t
 over (register, subscribe) whenever the platform answers 401 or refuses the renewal: a platform that
 restarted has forgotten both. A hub that restarts subscribes anew at start.
 
-``ViidIntake`` turns a ``SubscribeNotificationListObject`` into reads. Each record's identity is
+``parse_notifications`` turns a ``SubscribeNotificationListObject`` into reads (central/web/viid.py
+serves the door). Each record's identity is
 derived from the platform's code and its ``MotorVehicleID`` (protocols.viid.read_identity), so a
 notification sent twice, or by an old subscription next to a new one, is stored once by the ingest's
 own idempotency. A record of a device the settings do not map to a checkpoint, or one that does not
@@ -38,6 +39,7 @@ from central.settings import ViidPlatformSettings
 from protocols import viid
 from protocols.messages import CameraRead, PlateRead
 from protocols.reads import plate_read
+from runtime.web import address_allowed
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +119,7 @@ class ViidPlatform:
         return f"{url}{'&' if '?' in url else '?'}token={self.notify_token}"
 
     def address_allowed(self, remote: str | None) -> bool:
-        if not self.nets:
-            return True
-        try:
-            address = ipaddress.ip_address((remote or "").split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in self.nets)
+        return address_allowed(remote, self.nets)
 
     def checkpoint_of(self, record: viid.VehicleRecord) -> str | None:
         mapping = self.settings.checkpoints

@@ -33,6 +33,7 @@ from protocols.messages import CameraRead
 from runtime.deadletters import DeadLetterStore
 from runtime.digest import DigestError, DigestGuard
 from runtime.sqlwriter import WriterClosed
+from runtime.web import address_allowed
 
 from ..service import ReadRejected
 from ..settings import CameraSettings, ViidSettings
@@ -171,17 +172,6 @@ class ViidSource:
         return Refused(self._status(request, code, ident, reason, http=http, headers=headers))
 
     # -- who is asking -----------------------------------------------------------------------------
-    def _address_allowed(self, sender: Sender, remote: str | None) -> bool:
-        if not sender.nets:
-            return True
-        try:
-            address = ipaddress.ip_address((remote or "").split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in sender.nets)
-
     def authenticate(self, request: web.Request, *, registering: str | None = None) -> Sender:
         """The registered sender of this request, or Refused with the answer it gets.
 
@@ -192,7 +182,7 @@ class ViidSource:
         if sender is None:
             shown = ident[:40] or "(no User-Identify)"
             raise self._refuse(request, "(unknown)", f"device {shown} is not configured at this checkpoint")
-        if not self._address_allowed(sender, request.remote):
+        if not address_allowed(request.remote, sender.nets):
             raise self._refuse(
                 request, sender.health_id, f"source address {request.remote} is not allowed", http=403
             )
