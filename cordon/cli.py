@@ -356,9 +356,44 @@ def cmd_kits_read(args: argparse.Namespace) -> int:
     return 0 if reading.ok else 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from central.record.backups import BackupError
+
+    from .backup_cli import backup
+
+    try:
+        print(json.dumps(backup(args.config, args.to, args.keep), ensure_ascii=False))
+    except BackupError as exc:
+        print(f"cordon backup: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from central.record.backups import BackupError
+
+    from .backup_cli import restore
+
+    if not args.config and not args.data:
+        print("cordon restore: say where to: --config hub.toml (its data_dir) or --data DIR", file=sys.stderr)
+        return 2
+    try:
+        ok, summary = restore(args.backup, args.config, args.data)
+    except BackupError as exc:
+        print(f"cordon restore: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import version
+
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"cordon {version()} (Python {sys.version.split()[0]})"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("hub", help="run the central hub")
@@ -444,6 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
                 "--head", help="ID:HASH written down earlier: also proves nothing was cut off the end"
             )
         p.set_defaults(func=cmd_audit)
+    p = sub.add_parser(
+        "backup", help="back up the hub (running or not) as one consistent cut, then rotate the backups"
+    )
+    p.add_argument("--config", help="hub.toml (its data_dir, record and backup settings)")
+    p.add_argument("--to", help="backup folder (default: backup.dir)")
+    p.add_argument("--keep", type=int, help="backups kept (default: backup.keep)")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser(
+        "restore", help="restore a backup into an empty data folder and verify its audit chain"
+    )
+    p.add_argument("backup", help="a backup folder (hub-YYYYMMDDTHHMMSSZ)")
+    p.add_argument("--config", help="hub.toml: restore into its data_dir")
+    p.add_argument("--data", help="or into this folder")
+    p.set_defaults(func=cmd_restore)
     _add_pki_parser(sub)
     kits = sub.add_parser("kits", help="drug quick-test kits: the reading card, reading a photo")
     ksub = kits.add_subparsers(dest="kits", required=True)

@@ -36,8 +36,16 @@ for arch in "$@"; do
         $platforms --platform "manylinux2014_${arch}" --platform "linux_${arch}" \
         --dest "$out" --requirement "$repo/deploy/requirements.lock"
 done
-# Cordon itself: pure Python, one wheel for every target.
-"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$out" "$repo"
+# Cordon itself: pure Python, one wheel for every target, built from a copy of the source files (git's
+# tracked and new ones when it is a clone), so nothing stale in a build/ folder can ride along.
+source=$(mktemp -d)
+trap 'rm -rf "$source"' EXIT
+if [ -d "$repo/.git" ] || [ -f "$repo/.git" ]; then
+    (cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$source")
+else
+    (cd "$repo" && tar --exclude=./build --exclude=./.venv -cf - .) | (cd "$source" && tar -xf -)
+fi
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$out" "$source"
 cp "$repo/deploy/requirements.lock" "$out/requirements.lock"
 rm -rf "$out/deploy"
 cp -R "$repo/deploy" "$out/deploy"
