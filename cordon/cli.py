@@ -386,6 +386,54 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .init_cli import InitError, init_edge, init_hub
+
+    try:
+        if args.init == "hub":
+            written = init_hub(
+                Path(args.config), Path(args.data), args.mqtt_url, Path(args.backup_dir), args.group
+            )
+        else:
+            written = init_edge(
+                Path(args.config),
+                args.checkpoint,
+                Path(args.data),
+                args.mqtt_url,
+                args.hub_url,
+                Path(args.id_secret) if args.id_secret else None,
+                args.group,
+            )
+    except (InitError, OSError) as exc:
+        print(f"cordon init: {exc}", file=sys.stderr)
+        return 1
+    for path in written.files:
+        print(f"wrote {path}")
+    for note in written.notes:
+        print(f"note: {note}")
+    print(
+        f"next: copy the certificates into {Path(args.config).parent / 'tls'}, then cordon doctor {args.init}"
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import Doctor
+
+    doctor = Doctor(args.side, args.config, timeout_s=args.timeout)
+    checks = doctor.run()
+    if args.json:
+        print(json.dumps([{"level": c.level, "what": c.what, "message": c.message} for c in checks]))
+    else:
+        for c in checks:
+            print(f"{c.level:<4}  {c.what}: {c.message}")
+        worst = {0: "all well", 1: "warnings", 2: "FAILED"}[doctor.status]
+        print(f"cordon doctor {args.side}: {worst}")
+    return doctor.status
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import version
 
@@ -493,6 +541,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="hub.toml: restore into its data_dir")
     p.add_argument("--data", help="or into this folder")
     p.set_defaults(func=cmd_restore)
+    ini = sub.add_parser("init", help="write a first configuration with fresh secrets (never over one)")
+    isub = ini.add_subparsers(dest="init", required=True)
+    for side in ("hub", "edge"):
+        p = isub.add_parser(side, help=f"a commented {side}.toml with fresh tokens and keys")
+        p.add_argument("--config", default=f"/etc/cordon/{side}.toml", help="the file to write")
+        p.add_argument("--data", default=f"/var/lib/cordon/{side}", help="its data_dir")
+        p.add_argument("--mqtt-url", default="mqtts://mqtt.ring.example", help="the broker")
+        p.add_argument("--group", default="cordon", help="group given the secret files (when it exists)")
+        if side == "hub":
+            p.add_argument("--backup-dir", default="/var/backups/cordon", help="backup.dir")
+        else:
+            p.add_argument("--checkpoint", required=True, help="the checkpoint id, e.g. SD-DZ-001")
+            p.add_argument("--hub-url", default="https://hub.ring.example:8443", help="the hub's address")
+            p.add_argument("--id-secret", help="a copy of the hub's id-secret file (kits.id_secret_file)")
+        p.set_defaults(func=cmd_init)
+    doc = sub.add_parser(
+        "doctor", help="check a hub or an edge where it runs; exit 0 ok, 1 warnings, 2 failures"
+    )
+    dsub = doc.add_subparsers(dest="side", required=True)
+    for side in ("hub", "edge"):
+        p = dsub.add_parser(side, help=f"check this box's {side}")
+        p.add_argument("--config", default=f"/etc/cordon/{side}.toml", help=f"{side}.toml")
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker or the hub")
+        p.add_argument("--json", action="store_true", help="the checks as one JSON array")
+        p.set_defaults(func=cmd_doctor)
     _add_pki_parser(sub)
     kits = sub.add_parser("kits", help="drug quick-test kits: the reading card, reading a photo")
     ksub = kits.add_subparsers(dest="kits", required=True)
