@@ -420,10 +420,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    import time
+
     from .doctor import Doctor
 
-    doctor = Doctor(args.side, args.config, timeout_s=args.timeout)
-    checks = doctor.run()
+    deadline = time.monotonic() + args.wait
+    while True:
+        doctor = Doctor(args.side, args.config, timeout_s=args.timeout)
+        checks = doctor.run()
+        answering = any(c.what == "port" and c.level == "ok" for c in checks)
+        if answering or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
     if args.json:
         print(json.dumps([{"level": c.level, "what": c.what, "message": c.message} for c in checks]))
     else:
@@ -565,6 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default=f"/etc/cordon/{side}.toml", help=f"{side}.toml")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker or the hub")
         p.add_argument("--json", action="store_true", help="the checks as one JSON array")
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            help="check again for up to this many seconds until the service answers",
+        )
         p.set_defaults(func=cmd_doctor)
     _add_pki_parser(sub)
     kits = sub.add_parser("kits", help="drug quick-test kits: the reading card, reading a photo")

@@ -104,7 +104,7 @@ key_file = "{tls}/client.key"
 [console]
 # The bootstrap access code: it opens an admin session so the first admin account can be made.
 # Retire it (set it to "") once that account exists: docs/deploy.md, "First start".
-token = "{access_code}"
+token = "{access_code}"  # bootstrap access code: set it to "" once the first admin exists
 
 [feed]
 token = "{_token()}"             # only for an edge without a client certificate

@@ -5,14 +5,16 @@
 #
 #   deploy/wheelhouse.sh OUT [ARCH ...]      ARCH: x86_64 (amd64), aarch64 (arm64); default both
 #
-# Environment: PYTHON (default python3, only for pip), GLIBC_MAX (default 36: Debian 12's glibc 2.36).
+# Environment: PYTHON (default python3, only for pip), GLIBC_MAX (default 36: Debian 12's glibc 2.36),
+# WHEELHOUSE_ARCHES (the default ARCH list; tests set it to this machine's alone).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 [ $# -ge 1 ] || { echo "usage: $0 OUT [x86_64|aarch64 ...]" >&2; exit 2; }
 out=$1
 shift
-[ $# -ge 1 ] || set -- x86_64 aarch64
+# shellcheck disable=SC2086
+[ $# -ge 1 ] || set -- ${WHEELHOUSE_ARCHES:-x86_64 aarch64}
 python=${PYTHON:-python3}
 glibc_max=${GLIBC_MAX:-36}
 mkdir -p "$out"
