@@ -104,6 +104,8 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
                 page = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
                 await sign_in_page(page, hub.base, "console-code")
                 await page.wait_for_selector("#tab-intel", timeout=TIMEOUT_MS)
+                # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+                await page.wait_for_function("document.readyState === 'complete'", timeout=TIMEOUT_MS)
                 await page.click("#tab-intel")
                 await page.fill("#intel-plate", TARGET)
                 await page.fill("#intel-reason", "专案 2026-118")
@@ -172,6 +174,8 @@ async def test_route_companions_and_add_to_list(tmp_path, mosquitto):
                     other = await ctx.new_page()
                     await sign_in_page(other, hub.base, "console-code")
                     await other.wait_for_selector("#tab-intel", timeout=TIMEOUT_MS)
+                    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+                    await other.wait_for_function("document.readyState === 'complete'", timeout=TIMEOUT_MS)
                     await other.click("#tab-intel")
                     await other.fill("#intel-plate", TARGET)
                     await other.fill("#intel-reason", "专案 2026-118")

@@ -154,6 +154,8 @@ def open_stats(browser, hub, width, height, lang, theme):
     page.fill("input[name=code]", "console-code")
     page.click("button[type=submit]")
     page.wait_for_selector("#tab-stats", timeout=TIMEOUT_MS)
+    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+    page.wait_for_function("document.readyState === 'complete'", timeout=TIMEOUT_MS)
     page.click("#tab-stats")
     page.wait_for_selector("#stats-view[data-drawn]", timeout=TIMEOUT_MS)
     return ctx, page, errors
