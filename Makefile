@@ -31,7 +31,8 @@ demo: $(STAMP)
 
 # Mosquitto (system tests), Chromium and a CJK font (browser tests), and for the deployment's tests:
 # promtool (the prometheus package), haproxy (its configuration is checked, its unit verified) and
-# systemd-analyze (systemd), from Debian packages when missing.
+# systemd-analyze (systemd), ip (iproute2, the runbook test's private network), from Debian packages
+# when missing.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
@@ -40,6 +41,7 @@ system-deps:
 	test -x /usr/bin/promtool || missing="$$missing prometheus"; \
 	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	test -x /usr/bin/systemd-analyze || missing="$$missing systemd"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
