@@ -165,3 +165,19 @@ async def test_the_edge_shows_a_newer_hubs_alert_and_dead_letters_a_major_it_doe
     finally:
         dead.stop()
         outbox.stop()
+
+
+def test_the_previous_release_is_named_by_a_commit_this_clone_has():
+    """RELEASES names the first release, the commit the edges in the field run (docs/protocol.md)."""
+    from tests import compat
+
+    previous = compat.previous_release()
+    assert previous.commit.startswith("aedf3f6") and len(previous.commit) == 40
+    compat.check_commit(previous)
+
+
+def test_a_release_missing_from_the_clone_fails_with_what_to_do():
+    from tests import compat
+
+    with pytest.raises(compat.CompatError, match=r"not in this clone's history.*git fetch --unshallow"):
+        compat.check_commit(compat.Release("0" * 40, "r0"))
