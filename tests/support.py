@@ -65,7 +65,8 @@ class Service:
     proc: subprocess.Popen[bytes] | None = None
     scheme: str = "http"
     python: str = sys.executable
-    """The interpreter that runs ``-m cordon``: another environment's runs another release (tests/compat.py)."""
+    """The interpreter that runs ``-m cordon``: another environment's runs another release
+    (cordon.testing.previous_release_python)."""
 
     @property
     def base(self) -> str:

@@ -9,11 +9,13 @@ The same rule between real releases: tests/test_compat_system.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from cordon import testing
 from edge.kits.api import PanelInput
 from edge.settings import MqttSettings
 from edge.uplink import EdgeUplink
@@ -36,6 +38,7 @@ from protocols.messages import (
 from runtime.deadletters import DeadLetterStore
 from tests.test_asyncapi import CP, EPOCH, SAMPLES
 
+ROOT = Path(__file__).resolve().parents[1]
 #: Every wire message, and beside the samples of the AsyncAPI test the events and changes they lack.
 MORE = {
     "EventBatch (gap, outcome, audit)": EventBatch(
@@ -169,15 +172,11 @@ async def test_the_edge_shows_a_newer_hubs_alert_and_dead_letters_a_major_it_doe
 
 def test_the_previous_release_is_named_by_a_commit_this_clone_has():
     """RELEASES names the first release, the commit the edges in the field run (docs/protocol.md)."""
-    from tests import compat
-
-    previous = compat.previous_release()
+    previous = testing.previous_release(ROOT)
     assert previous.commit.startswith("aedf3f6") and len(previous.commit) == 40
-    compat.check_commit(previous)
+    testing.check_release(ROOT, previous)
 
 
 def test_a_release_missing_from_the_clone_fails_with_what_to_do():
-    from tests import compat
-
-    with pytest.raises(compat.CompatError, match=r"not in this clone's history.*git fetch --unshallow"):
-        compat.check_commit(compat.Release("0" * 40, "r0"))
+    with pytest.raises(testing.ReleaseError, match=r"not in this clone's history.*git fetch --unshallow"):
+        testing.check_release(ROOT, testing.Release("0" * 40, "r0"))

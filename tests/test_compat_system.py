@@ -2,7 +2,7 @@
 processes on a real Mosquitto: the previous release's edges against this checkout's hub, and this
 checkout's edges against the previous release's hub.
 
-The previous release is the last line of RELEASES; tests/compat.py runs it from its own environment,
+The previous release is the last line of RELEASES; cordon.testing.previous_release_python runs it from its own environment,
 built from the clone's history (the test fails, not skips, when the commit is missing). Each run has
 two checkpoints, SD-DZ-001 and SD-LY-001 downstream of it, both of one release, and goes through what
 crosses the wire: snapshot and deltas of the watchlist feed, officer accounts, reads and hits up,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import compat
+from cordon.testing import ReleaseError, previous_release_python
 from tests.support import (
     Service,
     edge_service,
@@ -43,6 +43,7 @@ to = ["SD-LY-001"]
 FEED_TOKEN = "feed-secret"
 PASSWORD = "checkpoint night 02"
 LY, DZ = "SD-LY-001", "SD-DZ-001"
+ROOT = Path(__file__).resolve().parents[1]
 NEW_PLATE = "冀F7M395"
 LISTED = "鲁Q8K2L1"
 
@@ -51,8 +52,8 @@ LISTED = "鲁Q8K2L1"
 def previous_python() -> str:
     """The previous release's Python (built on first use; ``make test`` builds it before pytest starts)."""
     try:
-        return str(compat.release_python())
-    except compat.CompatError as exc:
+        return str(previous_release_python(ROOT))
+    except ReleaseError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
