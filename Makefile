@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-fast fuzz lint system-deps clean lock
+.PHONY: demo test test-fast fuzz lint system-deps compat-env clean lock
 
 # The lock of every dependency with the hashes of every platform's files (deploy/requirements.lock), from
 # pyproject.toml, with pip-tools in a tool environment of its own; run it after changing a dependency.
@@ -48,7 +48,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: lint system-deps
+# The previous release (the last line of RELEASES) in an environment of its own, for the compatibility
+# test (tests/test_compat_system.py); built once per release under ~/.cache/cordon-compat.
+compat-env: $(DEV_STAMP)
+	-$(PY) -m tests.compat  # failing here, the compatibility test fails and says why; the rest still runs
+
+test: lint system-deps compat-env
 	$(VENV)/bin/pytest -q
 
 # Property-based tests of every decoder with 10,000 examples each (make test runs 1,000).
@@ -64,4 +69,4 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --quiet protocols runtime edge central cordon tests
 
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache
+	rm -rf $(VENV) demo-data .pytest_cache  # ~/.cache/cordon-compat (the previous release) is left

@@ -363,9 +363,11 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_edge_watchlist_version", "gauge", "version of the local watchlist mirror").add(
                 mirror.version
             ),
-            Metric("cordon_edge_dead_letters_total", "counter", "pushes dead-lettered since start").add(
-                app[keys.DEAD].count
-            ),
+            Metric(
+                "cordon_edge_dead_letters_total",
+                "counter",
+                "camera pushes and hub messages dead-lettered since start",
+            ).add(app[keys.DEAD].count),
             *cams,
             *certificate_metrics(tls_files),
         ]

@@ -65,7 +65,8 @@ class Service:
     proc: subprocess.Popen[bytes] | None = None
     scheme: str = "http"
     python: str = sys.executable
-    """The interpreter that runs ``-m cordon``: another environment's runs another release (tests/compat.py)."""
+    """The interpreter that runs ``-m cordon``: another environment's runs another release
+    (cordon.testing.previous_release_python)."""
 
     @property
     def base(self) -> str:
@@ -285,21 +286,22 @@ async def next_frame(
     timeout: float = 30.0,
     where: Callable[[dict[str, Any]], bool] = lambda f: True,
 ) -> dict[str, Any]:
-    """The next live frame of ``kind`` that satisfies ``where``; other frames are skipped."""
+    """The next live frame of ``kind`` that satisfies ``where``; other frames are skipped.
 
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no {kind} frame within {timeout}s")
-        try:
-            frame = await ws.receive_json(timeout=left)
-        except TypeError:
-            raise AssertionError("live feed closed") from None
-        except TimeoutError:
-            continue
-        if frame.get("type") == kind and where(frame):
-            return frame
+    One deadline for the whole wait: aiohttp restarts a ``receive(timeout=...)`` after each ping it
+    answers, so with the apps' 20 s heartbeat a per-receive timeout longer than that never ran out and
+    a frame that never came hung the test until pytest's own timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    frame = await ws.receive_json()
+                except TypeError:
+                    raise AssertionError("live feed closed") from None
+                if frame.get("type") == kind and where(frame):
+                    return frame
+    except TimeoutError:
+        raise TimeoutError(f"no {kind} frame within {timeout}s") from None
 
 
 def session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:

@@ -21,7 +21,7 @@ import pytest
 
 from central.record.schema import MIGRATIONS
 from central.record.store import RECORD_MIGRATION
-from cordon.testing import previous_release_python
+from cordon.testing import ReleaseError, previous_release_python
 from tests.support import (
     edge_service,
     get_json,
@@ -44,7 +44,7 @@ CHECKPOINTS = ("SD-DZ-001", "SD-LY-001")
 def previous_python() -> str:
     try:
         return str(previous_release_python(ROOT))
-    except RuntimeError as exc:
+    except ReleaseError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
