@@ -118,7 +118,9 @@ class CloneRule:
     """Two different checkpoints within this many seconds count as "the same time" (used also
     when the distance between them is unknown)."""
     utc_offset_h: float = 8.0
-    """Clock times in explanations are local (the record's offset)."""
+    """Clock times in explanations are local (the record's offset)..."""
+    tz: dt.tzinfo | None = None
+    """...or, when given, in this time zone (the hub's ``time_zone``, the one the console shows)."""
 
 
 class Sighting(NamedTuple):
@@ -202,7 +204,7 @@ def min_trip_s(distance_km: float, rule: CloneRule) -> float:
 
 
 def _clock(at: float, rule: CloneRule) -> str:
-    tz = dt.timezone(dt.timedelta(hours=rule.utc_offset_h))
+    tz = rule.tz or dt.timezone(dt.timedelta(hours=rule.utc_offset_h))
     return dt.datetime.fromtimestamp(at, tz).strftime("%H:%M:%S")
 
 

@@ -70,6 +70,27 @@ def test_trip_faster_than_possible_is_a_clone_and_explained(geo):
     assert len(finding.explanation) <= 500
 
 
+def test_explanations_tell_clock_times_in_the_hubs_time_zone(geo):
+    """The console shows every time in the hub's ``time_zone``; a clone's explanation says its clock
+    times in the same zone, not in the record's fixed offset."""
+    from central.intel.clones import rule_from
+
+    at = 1_767_000_000.0  # 2025-12-29 09:20:00 UTC: 17:20 in Shanghai, 04:20 in New York
+    pair = (sight(TANCHENG, 1, at), sight(LINQING, 2, at + 39 * 60))
+    shanghai = clones.check(*pair, geo, rule_from(CloneSettings(), "+08:00", "Asia/Shanghai"))
+    new_york = clones.check(*pair, geo, rule_from(CloneSettings(), "+08:00", "America/New_York"))
+    assert (
+        shanghai is not None
+        and "17:20:00" in shanghai.explanation_zh
+        and "17:20:00" in shanghai.explanation_en
+    )
+    assert (
+        new_york is not None
+        and "04:20:00" in new_york.explanation_zh
+        and "04:20:00" in new_york.explanation_en
+    )
+
+
 def test_plausible_fast_trip_is_not_a_clone(geo):
     # 郯城 -> 临沭 is about 55 km by road: 30 minutes is a fast but possible drive.
     assert clones.check(sight(TANCHENG, 1, T0), sight(LINSHU, 2, T0 + 30 * 60), geo, RULE) is None

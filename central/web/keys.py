@@ -18,6 +18,7 @@ from central.watchlists.index import HubWatchlists
 from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamSource
 from runtime.fanout import Fanout
+from runtime.web import Rule
 
 SETTINGS = web.AppKey("settings", HubSettings)
 STORE = web.AppKey("store", HubStore)
@@ -36,3 +37,5 @@ UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
 DIRECTORY = web.AppKey("directory", Directory)
 PURGED_DAYS = web.AppKey("purged_days", list[dt.date])
 RING = web.AppKey("ring", list[dict[str, object]])
+POLICY = web.AppKey("policy", dict[str, Rule])
+"""Every route's access rule (``central.web.policy.POLICY``), for ``GET /api/v1/me``."""
