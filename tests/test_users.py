@@ -267,7 +267,15 @@ async def test_me_says_who_is_signed_in_and_what_the_console_may_offer(client):
     for name, role in (("sun.cmd", "commander"), ("li.lists", "watchlist_manager"), ("zhao.aud", "auditor")):
         await make(client, name, role)
     expected = {
-        "sun.cmd": {"alerts", "alerts.covert", "escalation.notice", "record.search", "intel", "stats", "kits"},
+        "sun.cmd": {
+            "alerts",
+            "alerts.covert",
+            "escalation.notice",
+            "record.search",
+            "intel",
+            "stats",
+            "kits",
+        },
         "li.lists": {"alerts", "watchlists", "watchlists.write", "watchlists.import", "watchlists.export"},
         "zhao.aud": {"stats", "audit"},
     }
