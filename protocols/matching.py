@@ -91,7 +91,9 @@ ALL_KINDS: frozenset[MatchKind] = frozenset(MatchKind)
 #: What a list alerts on unless told otherwise: exact and look-alike reads of its plates, and the reads its
 #: patterns match (WILDCARD hits come only from pattern entries such as ``鲁A*23?5``, which someone wrote
 #: to be alerted on). EDIT and PROVINCE, the loosest, only when a list asks for them.
-DEFAULT_ALERT_KINDS: frozenset[MatchKind] = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT, MatchKind.WILDCARD})
+DEFAULT_ALERT_KINDS: frozenset[MatchKind] = frozenset(
+    {MatchKind.EXACT, MatchKind.EQUIVALENT, MatchKind.WILDCARD}
+)
 # Tie-break between kinds of equal score: the stricter kind wins.
 _KIND_RANK = {
     MatchKind.EXACT: 0,
