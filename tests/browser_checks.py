@@ -11,6 +11,8 @@
   ``data-id``, or words with digits, ``-``, ``_``, ``/``, ``.``, ``:``) and units aside, and the short
   reviewed ``ALLOWED_WORDS``.
 - ``dictionary_gaps``: keys that one language of the page's dictionary has and the other lacks.
+- ``low_contrast_text``: visible text whose colour is too close to the background it is drawn on (dark
+  text on a dark select in the light theme, amber on white): under 3:1, WCAG's floor for large text.
 
 All run inside the page (Playwright's ``page.evaluate``); the dictionary is read from the page's own
 ``/common/i18n.js`` module, with whatever every script added to it.
@@ -225,3 +227,54 @@ async def untranslated_text(
         elif leaked := english_words(text, allowed):
             found.append({**item, "why": f"English words {leaked}"})
     return found
+
+
+_CONTRAST = (
+    """
+(args) => {
+"""
+    + _VISIBLE
+    + """
+  const [skip, minimum] = args;
+  const rgba = (c) => { const m = c.match(/[\\d.]+/g); return m ? m.map(Number).concat([1]).slice(0, 4) : [0, 0, 0, 0]; };
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  // The colour behind an element: the first ancestor that paints one (none drawn as a picture or gradient).
+  const behind = (el) => {
+    for (let n = el; n; n = n.parentElement) {
+      const s = getComputedStyle(n);
+      if (s.backgroundImage && s.backgroundImage !== "none") return null;
+      const c = rgba(s.backgroundColor);
+      if (c[3] > 0.5) return c;
+    }
+    return rgba(getComputedStyle(document.documentElement).backgroundColor);
+  };
+  const found = [];
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || seen.has(el) || !visible(el) || el instanceof SVGElement) continue;
+    if (skip.some((s) => el.closest(s)) || el.closest("option")) continue;
+    seen.add(el);
+    const s = getComputedStyle(el);
+    if (s.animationName && s.animationName !== "none") continue;  // mid-flash, its colours are in motion
+    const fg = rgba(s.color), bg = behind(el);
+    if (!bg || fg[3] < 0.5) continue;
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < minimum) found.push({ text: el.textContent.trim().slice(0, 40), where: describe(el), ratio: Math.round(ratio * 100) / 100 });
+  }
+  return found;
+}
+"""
+)
+
+
+async def low_contrast_text(
+    page: Any, skip: tuple[str, ...] = (), minimum: float = 3.0
+) -> list[dict[str, Any]]:
+    """Visible text drawn under ``minimum`` contrast with what is behind it (see the module docstring)."""
+    return await page.evaluate(_CONTRAST, [list(skip), minimum])

@@ -64,7 +64,9 @@ def test_trip_faster_than_possible_is_a_clone_and_explained(geo):
     assert finding.earlier.checkpoint == TANCHENG and finding.later.checkpoint == LINQING
     assert finding.min_trip_s == pytest.approx(km / 150 * 3600)
     en, zh = finding.explanation_en, finding.explanation_zh
-    assert "鲁Q8K2L1 at 郯城京沪高速检查站" in en and "临清青银高速检查站" in en
+    # each half in its own language, the checkpoints' names too
+    assert "鲁Q8K2L1 at Tancheng G2 Expressway" in en and "Linqing G20 Expressway" in en
+    assert "郯城京沪高速检查站" in zh and "临清青银高速检查站" in zh
     assert "the fastest trip is 3 h" in en and "it took 39 min" in en
     assert "两地最快车程 3小时" in zh and "实际间隔 39分钟" in zh
     assert len(finding.explanation) <= 500

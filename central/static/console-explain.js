@@ -31,6 +31,8 @@ Object.assign(CORDON_I18N.zh, {
   "clone.reads": "{kind}：先经 {first}（相机 {first_cam}），后经 {second}（相机 {second_cam}）",
   "colour.blue": "蓝牌", "colour.yellow": "黄牌", "colour.green": "绿牌", "colour.yellow_green": "黄绿牌",
   "colour.white": "白牌", "colour.black": "黑牌",
+  "vtype.car": "小型车", "vtype.suv": "越野车", "vtype.van": "面包车", "vtype.bus": "客车", "vtype.truck": "货车",
+  "vtype.hazmat": "危化品运输车", "vtype.trailer": "挂车", "vtype.motorcycle": "摩托车",
 });
 Object.assign(CORDON_I18N.en, {
   "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",
@@ -56,6 +58,8 @@ Object.assign(CORDON_I18N.en, {
   "clone.reads": "{kind}: first at {first} (camera {first_cam}), then at {second} (camera {second_cam})",
   "colour.blue": "blue plate", "colour.yellow": "yellow plate", "colour.green": "green plate",
   "colour.yellow_green": "yellow-green plate", "colour.white": "white plate", "colour.black": "black plate",
+  "vtype.car": "car", "vtype.suv": "SUV", "vtype.van": "van", "vtype.bus": "bus", "vtype.truck": "truck",
+  "vtype.hazmat": "hazmat vehicle", "vtype.trailer": "trailer", "vtype.motorcycle": "motorcycle",
 });
 
 const AT_EDGE = / \(matched at the checkpoint, feed version (\d+)\)$/;
@@ -90,9 +94,10 @@ const FORMS = [
 function listSep() { return cordonLang() === "zh" ? "、" : ", "; }
 function swaps(text) { return text.split(", ").join(listSep()); }
 function swapsAfter(text) { return text ? tf("why.swaps", { swaps: swaps(text) }) : ""; }
-function colourWord(word) {
-  return Object.prototype.hasOwnProperty.call(CORDON_I18N[cordonLang()], "colour." + word) ? t("colour." + word) : word;
-}
+function known(key) { return Object.prototype.hasOwnProperty.call(CORDON_I18N[cordonLang()], key); }
+// A plate colour or vehicle type the camera named, in words when it is one of the usual ones.
+function colourWord(word) { return known("colour." + word) ? t("colour." + word) : vehicleWord(word); }
+export function vehicleWord(word) { return known("vtype." + String(word).toLowerCase()) ? t("vtype." + String(word).toLowerCase()) : word; }
 
 // A clone's explanation is "中文 / English" and the checkpoint names appear as often in either half, so
 // the halves are found by counting separators even when a name holds one.

@@ -105,5 +105,5 @@ function showKits(open) {
   button.addEventListener("click", () => showKits(document.getElementById("kits").hidden));
   buildKitPanel();
   document.addEventListener("cordon-lang", () => { if (!document.getElementById("kits").hidden) loadKitResults(); });
-  applyI18n();
+  applyI18n(document.getElementById("kits"));
 })();

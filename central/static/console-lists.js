@@ -28,7 +28,7 @@ Object.assign(CORDON_I18N.zh, {
   "wl.kind.vehicle": "车辆", "wl.kind.person": "人员", "wl.kind.permit": "许可名单（白名单）",
   "wl.kinds.none": "至少选择一种比对方式", "wl.id.bad": "名单编号不能为空，不能含空格或 /",
   "wl.name.bad": "请填写名称", "wl.priority.bad": "优先级为 0 到 100 的整数", "wl.max_swaps.bad": "形近字为 0 到 16 的整数",
-  "wl.dates.bad": "失效日期须晚于生效日期",
+  "wl.dates.bad": "失效日期须晚于生效日期", "wl.date.hint": "如 2026-12-31", "wl.date.bad": "日期写作 年-月-日，如 2026-12-31",
   "err.400": "填写有误，未保存", "err.403": "无权限", "err.404": "对象不存在", "err.409": "与现有数据冲突，未保存",
   "err.413": "文件过大", "err.422": "文件有误，未做任何修改", "err.other": "操作失败（{status}）", "err.network": "无法连接中心",
   "wl.p.empty_plate": "号牌为空", "wl.p.no_plate": "没有号牌", "wl.p.plate_long": "号牌超过 {n} 个字符",
@@ -62,6 +62,7 @@ Object.assign(CORDON_I18N.en, {
   "wl.kinds.none": "Choose at least one match kind", "wl.id.bad": "The list id must not be empty, nor hold spaces or /",
   "wl.name.bad": "Give the list a name", "wl.priority.bad": "Priority is a whole number from 0 to 100",
   "wl.max_swaps.bad": "Look-alike characters: a whole number from 0 to 16", "wl.dates.bad": "Valid until must be after valid from",
+  "wl.date.hint": "e.g. 2026-12-31", "wl.date.bad": "Write dates as year-month-day, e.g. 2026-12-31",
   "err.400": "Not valid, not saved", "err.403": "Not allowed", "err.404": "Not found", "err.409": "Conflicts with what is there, not saved",
   "err.413": "File too large", "err.422": "The file has errors, nothing changed", "err.other": "Failed ({status})",
   "err.network": "Cannot reach the hub",
@@ -166,8 +167,13 @@ function wlListForm(w) {
     const c = wlInput("ak-" + k, "checkbox", kinds.has(k)); c.value = k;
     const l = el("label"); l.append(c, el("span", null, t("kind." + k))); ak.append(l);
   }
-  const from = wlInput("valid_from", "date", w && w.valid_from ? fmtDate(w.valid_from) : "");
-  const until = wlInput("valid_until", "date", w && w.valid_until ? fmtDate(w.valid_until) : "");
+  // Dates as text (YYYY-MM-DD, in the hub's time zone): a date input shows the browser's own language.
+  const dateInput = (name, ts) => {
+    const i = wlInput(name, "text", ts ? fmtDate(ts) : ""); i.className = "wl-date"; i.placeholder = t("wl.date.hint");
+    i.pattern = "\\d{4}-\\d{2}-\\d{2}"; i.inputMode = "numeric"; return i;
+  };
+  const from = dateInput("valid_from", w && w.valid_from);
+  const until = dateInput("valid_until", w && w.valid_until);
   const priority = wlInput("priority", "number", w ? w.priority : 50); priority.min = "0"; priority.max = "100";
   const swaps = wlInput("max_swaps", "number", w ? w.max_swaps : 2); swaps.min = "0"; swaps.max = "16";
   const restricted = el("label", "wl-check");
@@ -189,7 +195,11 @@ function wlListForm(w) {
   if (!w) actions.append(wlButton("wl.cancel", () => f.remove()));
   f.append(actions);
   // A date left as it was keeps its exact time (a list saved through the API may end at any hour).
-  const dateOf = (input, was) => (input.value === (was ? fmtDate(was) : "") ? (was || null) : (input.value ? zoneMidnight(input.value) : null));
+  const dateOf = (input, was) => {
+    const v = input.value.trim();
+    if (v === (was ? fmtDate(was) : "")) return was || null;
+    return v ? zoneMidnight(v) : null;
+  };
   f.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const e = f.elements;
@@ -198,7 +208,8 @@ function wlListForm(w) {
       restricted: e.restricted.checked, alert_kinds: KINDS.filter((k) => e["ak-" + k].checked),
       valid_from: dateOf(e.valid_from, w && w.valid_from), valid_until: dateOf(e.valid_until, w && w.valid_until),
       source: e.source.value.trim(), owner: e.owner.value.trim() };
-    const bad = !body.list_id || /[\s/]/.test(body.list_id) ? "wl.id.bad" : !body.name ? "wl.name.bad"
+    const badDate = [e.valid_from.value, e.valid_until.value].some((v) => v && !/^\d{4}-\d{2}-\d{2}$/.test(v.trim()));
+    const bad = badDate ? "wl.date.bad" : !body.list_id || /[\s/]/.test(body.list_id) ? "wl.id.bad" : !body.name ? "wl.name.bad"
       : !Number.isInteger(body.priority) || body.priority < 0 || body.priority > 100 ? "wl.priority.bad"
       : !Number.isInteger(body.max_swaps) || body.max_swaps < 0 || body.max_swaps > 16 ? "wl.max_swaps.bad"
       : !body.alert_kinds.length ? "wl.kinds.none"
@@ -235,7 +246,8 @@ async function wlEntries() {
     ...[["wl.kind", t("wl.kind." + w.kind)], ["wl.action", t("action." + w.action)], ["wl.priority", String(w.priority)],
       ["wl.alert_kinds", kinds], ["wl.max_swaps", String(w.max_swaps)],
       ["wl.restricted.short", t(w.restricted ? "wl.yes" : "wl.no")],
-      ["wl.validity", (w.valid_from ? fmtWhen(w.valid_from) : t("wl.always")) + " – " + (w.valid_until ? fmtWhen(w.valid_until) : t("wl.always"))],
+      ["wl.validity", !w.valid_from && !w.valid_until ? t("wl.always")
+        : (w.valid_from ? fmtWhen(w.valid_from) : t("wl.always")) + " – " + (w.valid_until ? fmtWhen(w.valid_until) : t("wl.always"))],
       ["wl.source", w.source || t("wl.none.value")], ["wl.owner", w.owner || t("wl.none.value")]]
       .flatMap(([k, v]) => [el("dt", null, t(k)), el("dd", null, v)]));
   const edit = document.getElementById("wl-edit"); edit.replaceChildren();
@@ -411,5 +423,4 @@ document.addEventListener("cordon-lang", () => {
   }
 });
 applyI18n(document.getElementById("lists-view"));
-applyI18n(document.querySelector("nav.tabs"));
 me.then(() => applyCapabilities(document.getElementById("lists-view"))).catch(() => {});

@@ -28,7 +28,7 @@ export const me = fetch("/api/v1/me", { credentials: "same-origin" }).then(async
 // Module scripts run one after another, but the answer may arrive between two of them: what is shown or
 // hidden waits for both the answer and every script (DOMContentLoaded comes after all module scripts ran).
 // (Module scripts run while the document is already "interactive", before DOMContentLoaded.)
-const parsed = new Promise((resolve) => {
+export const parsed = new Promise((resolve) => {
   if (document.readyState === "complete") { resolve(); return; }
   document.addEventListener("DOMContentLoaded", resolve, { once: true });
   window.addEventListener("load", resolve, { once: true });

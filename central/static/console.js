@@ -6,7 +6,7 @@ import { connectLive } from "/common/live.js";
 import { evidenceFigure } from "./console-evidence.js";
 import { explain, kindWords, reasonText, scoreText } from "./console-explain.js";
 import { drawMap } from "./console-map.js";
-import { applyCapabilities, can, drawMeFailure, drawWho, ready } from "./console-me.js";
+import { applyCapabilities, can, drawMeFailure, drawWho, parsed, ready } from "./console-me.js";
 import { checkpointName, listName, ringLoaded } from "./console-names.js";
 import { actionBadge, drawQueueState, keyboardQueue, queueRow, refreshAges, stateBadge, timeAgo } from "./console-queue.js";
 import { commanderNotice, drawNotices, noticeAlert, noticeAnswered, routingFacts } from "./console-routing.js";
@@ -29,7 +29,8 @@ Object.assign(CORDON_I18N.en, {
   "outcome.line": "{outcome} · {officer} · {time}",
 });
 
-applyI18n();
+// Every module adds its own words to the dictionary: the page is put in its language once all have run.
+parsed.then(() => applyI18n());
 document.getElementById("lang").addEventListener("click", toggleLang);
 document.addEventListener("cordon-lang", () => redraw());
 document.getElementById("theme").addEventListener("click", toggleTheme);
@@ -120,8 +121,8 @@ function drawCheckpoints() {
     const head = el("div", "cp-head");
     const id = el("span", "muted cp-id", c.checkpoint);
     id.dataset.id = "";
-    head.append(name, id, ...(onMap.has(c.checkpoint) ? [] : [el("span", "muted", t("map.absent"))]),
-      el("span", "badge " + (c.online ? "ok" : "bad"), t(c.online ? "online" : "offline")));
+    head.append(el("span", "badge " + (c.online ? "ok" : "bad"), t(c.online ? "online" : "offline")), name, id,
+      ...(onMap.has(c.checkpoint) ? [] : [el("span", "muted", t("map.absent"))]));
     const facts = el("div", "cp-facts");
     facts.append(el("span", "cp-software", c.software ? tf("cp.software", { v: c.software }) : t("cp.software.none")));
     const hasFeed = c.feed_version !== undefined && c.feed_version !== null;
