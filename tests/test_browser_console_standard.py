@@ -352,11 +352,10 @@ async def _open_views(page: Any) -> AsyncIterator[str]:
         "#stats-view:not([hidden]) #st-table table, #stats-view .st-none", timeout=TIMEOUT_MS
     )
     yield "statistics"
-    await page.click("#tab-live")
-    await page.click("#intel-open")
+    await page.click("#tab-intel")
     await page.wait_for_selector("#intel:not([hidden])", timeout=TIMEOUT_MS)
     yield "intelligence"
-    await page.click("#intel-close")
+    await page.click("#tab-live")
     await page.click("#kits-open")
     await page.wait_for_selector("#kits:not([hidden]) #kits-note", state="attached", timeout=TIMEOUT_MS)
     yield "quick tests"
@@ -411,8 +410,8 @@ async def test_each_role_sees_what_it_may_and_nothing_is_refused(world):
     logs no refusal (a commander's console used to poll the import endpoint for a 403)."""
     await seed(world)
     shown = {
-        "sun.cmd": {"#tab-lists", "#tab-stats", "#kits-open", "#intel-open", "#wl-readonly"},
-        "wang.ana": {"#tab-lists", "#tab-stats", "#kits-open", "#intel-open", "#wl-readonly"},
+        "sun.cmd": {"#tab-lists", "#tab-stats", "#kits-open", "#tab-intel", "#wl-readonly"},
+        "wang.ana": {"#tab-lists", "#tab-stats", "#kits-open", "#tab-intel", "#wl-readonly"},
         "li.lists": {"#tab-lists", "#wl-new"},
     }
     every = set().union(*shown.values())

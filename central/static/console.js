@@ -273,8 +273,8 @@ function onState(up) {
 
 // Who is signed in first (the zone of every time, what to show), then the ring's names, then live.
 ready.then(async () => {
-  // console-intel.js adds its button without a capability of its own: the record's searches decide it.
-  const intel = document.getElementById("intel-open");
+  // console-intel.js adds its tab without a capability of its own: the record's searches decide it.
+  const intel = document.getElementById("tab-intel");
   if (intel && !intel.dataset.capability) intel.dataset.capability = "intel";
   applyCapabilities();
   drawWho();
