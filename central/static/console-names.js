@@ -10,7 +10,7 @@ Object.assign(CORDON_I18N.zh, {
   "drug.AMP": "苯丙胺", "drug.BZO": "苯二氮䓬类", "drug.MTD": "美沙酮", "drug.BUP": "丁丙诺啡",
 });
 Object.assign(CORDON_I18N.en, {
-  "rule.clone": "Suspected cloned plate", "rule.no-plate": "No readable plate", "rule.kit.positive": "Quick test positive",
+  "rule.clone": "Suspected clone", "rule.no-plate": "No readable plate", "rule.kit.positive": "Quick test positive",
   "rule.kit.invalid": "Quick test invalid", "rule.kit": "Drug quick test",
   "drug.MET": "methamphetamine", "drug.MOR/OPI": "morphine/opiates", "drug.MOR": "morphine", "drug.OPI": "opiates",
   "drug.KET": "ketamine", "drug.MDMA": "MDMA (ecstasy)", "drug.THC": "cannabis", "drug.COC": "cocaine",
