@@ -10,6 +10,7 @@
   of the dictionary, or holds an English word at all; plates (``.plate``), ids (an element marked
   ``data-id``, or words with digits, ``-``, ``_``, ``/``, ``.``, ``:``) and units aside, and the short
   reviewed ``ALLOWED_WORDS``.
+- ``keys_shown``: in either language, visible text that is, or holds as a word, a dictionary key.
 - ``dictionary_gaps``: keys that one language of the page's dictionary has and the other lacks.
 - ``low_contrast_text``: visible text whose colour is too close to the background it is drawn on (dark
   text on a dark select in the light theme, amber on white): under 3:1, WCAG's floor for large text.
@@ -203,6 +204,19 @@ def english_words(text: str, allowed: frozenset[str] = ALLOWED_WORDS) -> list[st
             continue
         words += [w for w in re.findall(r"[A-Za-z]{3,}", chunk) if w not in allowed]
     return words
+
+
+async def keys_shown(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """In either language: visible texts that are a dictionary key (``kind.clone``, ``folded.times``)."""
+    words = await dictionary(page)
+    values = set(words["zh"].values()) | set(words["en"].values())
+    keys = set(words["zh"]) - values  # a key that is also a text (en "online") is no sign of a leak
+    dotted = {k for k in keys if "." in k}
+    return [
+        {**item, "why": "a dictionary key"}
+        for item in await page.evaluate(_TEXTS, list(skip))
+        if item["text"] in keys or any(word.strip("()（）:：,，") in dotted for word in item["text"].split())
+    ]
 
 
 async def untranslated_text(

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -36,6 +38,7 @@ from protocols.messages import SCHEMA_VERSION, CheckpointStatus, EventBatch, Pla
 from tests.browser_checks import (
     PageWatch,
     dictionary_gaps,
+    keys_shown,
     low_contrast_text,
     overflowing_text,
     untranslated_text,
@@ -71,6 +74,8 @@ USERS = {
     "li.lists": ("watchlist_manager", "李名单"),
 }
 SHOOT = os.environ.get("CORDON_SCREENSHOTS") == "1"
+#: The browsers run in another zone than the hub's (Asia/Shanghai): every time shown must be the hub's.
+BROWSER_ZONE = "America/New_York"
 SIZES = {"1920x1080": {"width": 1920, "height": 1080}, "1280x800": {"width": 1280, "height": 800}}
 
 
@@ -146,7 +151,9 @@ class World:
         """A console page signed in as ``who`` (an account, or "admin": the access code), in a context of
         its own, and what went wrong on it from the start; each account signs in through the login page
         once, later pages reuse its session."""
-        context = await self.browser.new_context(viewport=SIZES[size], storage_state=self.sessions.get(who))
+        context = await self.browser.new_context(
+            viewport=SIZES[size], storage_state=self.sessions.get(who), timezone_id=BROWSER_ZONE
+        )
         await context.add_init_script(
             f"localStorage.setItem('cordon.lang', '{lang}'); localStorage.setItem('cordon.theme', '{theme}');"
         )
@@ -290,12 +297,29 @@ async def test_the_walk_of_an_alert_on_the_commanders_console(world):
     assert await page.locator("#queue-state").is_hidden()
 
     # keyboard: focus the queue, move, open with Enter; the detail opens beside the queue
-    await page.locator(row).focus()
+    await world.push("鲁C3M7P2", "walk-0")
+    second = '#alerts li.alert:has([data-role=plate-read]:text-is("鲁C3M7P2"))'
+    await page.wait_for_selector(second, timeout=TIMEOUT_MS)
+    # the newer one stands above (same priority): down from it reaches the first, Enter opens it
+    await page.locator(second).focus()
+    await page.keyboard.press("ArrowDown")
+    focused = await page.evaluate("document.activeElement.dataset.alertId")
+    assert focused == await page.get_attribute(row, "data-alert-id")
     await page.keyboard.press("Enter")
     await page.wait_for_selector("#detail-body:not([hidden]) .facts", timeout=TIMEOUT_MS)
     detail = await page.inner_text("#detail-body")
     assert "识别号牌 鲁Q8K2L1 与布控号牌 鲁Q8K2L1 完全一致" in detail and "涉嫌运输毒品" in detail
     assert "该预警无现场图片" in detail and "尚无处置" in detail
+    # in the hub's time zone, not the browser's
+    (alert,) = [
+        a
+        for a in (await get_json(world.http, f"{world.hub.base}/api/v1/alerts"))["alerts"]
+        if a["plate_read"] == "鲁Q8K2L1"
+    ]
+    shanghai = datetime.fromtimestamp(alert["captured_at"], ZoneInfo("Asia/Shanghai")).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+    assert shanghai in detail, (shanghai, detail)
     queue_box = await page.locator("#alerts").bounding_box()
     detail_box = await page.locator("#detail").bounding_box()
     assert detail_box["x"] >= queue_box["x"] + queue_box["width"] - 1, "the detail stands beside the queue"
@@ -392,6 +416,15 @@ async def test_every_view_in_both_languages_themes_and_sizes(world):
                 found += [f"{where}: low contrast {c}" for c in await low_contrast_text(page)]
                 if lang == "zh":
                     found += [f"{where}: untranslated {u}" for u in await untranslated_text(page)]
+                else:
+                    found += [f"{where}: a key shown {k}" for k in await keys_shown(page)]
+                    text = await page.inner_text("body")
+                    found += [
+                        f"{where}: {m!r}" for m in re.findall(r"\b1 (?:entries|alerts|times|hits)\b", text)
+                    ]
+                    header = await page.inner_text("header")
+                    if header.count("Live") > 1:
+                        found.append(f"{where}: 'Live' twice in the header: {header!r}")
                 if view.startswith("live, a clone") and theme == "dark" and size == "1920x1080" and SHOOT:
                     await page.screenshot(path=str(SHOTS / f"console-live-{lang}.png"))
         await page.click("#lang")  # back to Chinese for the next size
@@ -642,3 +675,34 @@ async def test_every_explanation_is_said_in_the_pages_language(world):
         and "Tancheng" in clone_en[2]
     )
     assert watch.problems() == [], watch.problems()
+
+
+async def test_the_queue_says_when_it_is_offline_or_cannot_load(world):
+    """The queue's designed states beyond loading and empty: offline (the live feed cannot connect: the
+    rows it has stay, dimmed, and it says they will be caught up) and error (the page cannot tell who it
+    serves: it says so, with the way to sign in again)."""
+    if "sun.cmd" not in world.sessions:
+        await (await world.page("sun.cmd"))[0].context.close()
+    context = await world.browser.new_context(
+        storage_state=world.sessions["sun.cmd"], timezone_id=BROWSER_ZONE
+    )
+    page = await context.new_page()
+    await page.route_web_socket("**/api/v1/ws", lambda ws: ws.close())
+    await page.goto(world.hub.base + "/")
+    await page.wait_for_selector("#queue-state.offline:not([hidden])", timeout=TIMEOUT_MS)
+    assert "与中心的连接已中断" in await page.inner_text("#queue-state")
+    assert await page.get_attribute("#live", "class") == "badge bad"
+    await context.close()
+
+    context = await world.browser.new_context(
+        storage_state=world.sessions["sun.cmd"], timezone_id=BROWSER_ZONE
+    )
+    page = await context.new_page()
+    await page.route("**/api/v1/me", lambda route: route.fulfill(status=401, json={"error": "sign in first"}))
+    await page.goto(world.hub.base + "/")
+    await page.wait_for_selector("#page-error:not([hidden])", timeout=TIMEOUT_MS)
+    assert "登录已失效，请重新登录" in await page.inner_text("#page-error")
+    assert await page.get_attribute("#page-error a", "href") == "/login"
+    await page.wait_for_selector("#queue-state.error:not([hidden])", timeout=TIMEOUT_MS)
+    assert "无法载入预警" in await page.inner_text("#queue-state")
+    await context.close()
