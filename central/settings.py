@@ -212,6 +212,13 @@ class StoreSettings(msgspec.Struct, **_STRICT):
     (nothing is acknowledged then, and the edges send again)."""
 
 
+class BackupSettings(msgspec.Struct, **_STRICT):
+    dir: str = "/var/backups/cordon"
+    """Where ``cordon backup`` puts its backups (one folder each) and rotates them."""
+    keep: Annotated[int, msgspec.Meta(ge=1)] = 7
+    """Backups kept; each is also pruned to the retention (central/record/backups.py)."""
+
+
 class KitsSettings(msgspec.Struct, **_STRICT):
     id_secret_file: str = ""
     """The deployment secret that keys the ID-number hash: the same file as the edges' ``kits.id_secret_file``.
@@ -297,6 +304,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
     kits: KitsSettings = msgspec.field(default_factory=KitsSettings)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
 
     def __post_init__(self) -> None:
         try:

@@ -476,3 +476,75 @@ async def start_hub(
     load_s = time.monotonic() - hub.started_mono
     say(f"hub holds {feed['entries']} entries at feed version {feed['version']} after {load_s:.1f} s")
     return hub, {"hub_load_s": round(load_s, 2), "version": feed["version"], "entries": feed["entries"]}
+
+
+#: The previous release (its commit), until the compatibility work names releases in a RELEASES file.
+PREVIOUS_RELEASE = "aedf3f6ee3ba000b0a95be658efb542b423cbc75"
+
+
+def previous_release_python(repo: Path, commit: str | None = None) -> Path:
+    """The Python of an environment running an earlier release of Cordon (tests of upgrades).
+
+    The release's source comes out of the clone's history with ``git archive`` (no worktree) into
+    ``~/.cache/cordon-compat/<commit>/src`` (``$CORDON_COMPAT_CACHE``) and is installed editable into a
+    virtual environment beside it, with the library versions of the running environment as pip
+    constraints, so the two sides differ in Cordon's code alone. The layout is the compatibility test's
+    (tests/compat.py on its branch), so either builds it once for both. A clone without the commit fails
+    with what to do.
+    """
+    import fcntl
+    import importlib.metadata
+    import io
+    import tarfile
+
+    commit = commit or PREVIOUS_RELEASE
+    known = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"], check=False)
+    if known.returncode != 0:
+        raise RuntimeError(
+            f"the previous release {commit} is not in this clone's history: `git fetch --unshallow` fetches it"
+        )
+    root = Path(os.environ.get("CORDON_COMPAT_CACHE") or Path.home() / ".cache" / "cordon-compat")
+    home = root / commit
+    python = home / "venv" / "bin" / "python"
+    if (home / "ready").exists() and python.exists():
+        return python
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / f"{commit}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / "ready").exists() and python.exists():
+            return python
+        shutil.rmtree(home, ignore_errors=True)
+        (home / "src").mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", commit], capture_output=True
+        )
+        if archive.returncode != 0:
+            raise RuntimeError(f"git archive {commit}: {archive.stderr.decode()[-2000:]}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(home / "src", filter="data")
+        subprocess.run([sys.executable, "-m", "venv", str(home / "venv")], check=True)
+        pins = sorted(
+            f"{d.metadata['Name']}=={d.version}"
+            for d in importlib.metadata.distributions()
+            if d.metadata["Name"] and d.metadata["Name"].lower() != "cordon"
+        )
+        (home / "constraints.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+        done = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "-c",
+                str(home / "constraints.txt"),
+                "-e",
+                str(home / "src"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"installing release {commit}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        (home / "ready").write_text(f"{commit}\n", encoding="utf-8")
+    return python

@@ -64,6 +64,8 @@ class Service:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     scheme: str = "http"
+    python: str = sys.executable
+    """The interpreter that runs ``-m cordon``: another environment's runs another release (tests/compat.py)."""
 
     @property
     def base(self) -> str:
@@ -77,7 +79,7 @@ class Service:
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
+            [self.python, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
         )
         if wait:
             try:
@@ -113,6 +115,7 @@ def hub_service(
     watchlist_csv: Path | None = None,
     token: str = "console-code",
     extra: dict[str, Any] | None = None,
+    python: str = sys.executable,
 ) -> Service:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,9 @@ def hub_service(
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "hub.toml", config)
-    return Service("hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config))
+    return Service(
+        "hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config), python=python
+    )
 
 
 def edge_service(
@@ -143,6 +148,7 @@ def edge_service(
     cameras: dict[str, str],
     tablet_token: str = "tablet-code",
     extra: dict[str, Any] | None = None,
+    python: str = sys.executable,
 ) -> Service:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +171,12 @@ def edge_service(
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "edge.toml", config)
     return Service(
-        f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port, scheme=_scheme(config)
+        f"edge-{checkpoint}",
+        ["edge", "--config", str(conf)],
+        workdir,
+        port,
+        scheme=_scheme(config),
+        python=python,
     )
 
 

@@ -15,7 +15,7 @@ from central.alerts import escalation
 from central.people.users import ACCESS_CODE_PRINCIPAL, COVERT_ROLES, STAFF, Directory
 from central.web import keys
 from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, restricted_list, sees_covert
-from runtime.metrics import CONTENT_TYPE, Metric, render
+from runtime.metrics import CONTENT_TYPE, Metric, certificate_metrics, render
 from runtime.web import Access, Principal, Roles, Rule, principal_of, token_matches, websocket_feed
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,9 @@ def checkpoints_online(app: web.Application) -> int:
     return sum(1 for c in app[keys.CHECKPOINTS].values() if c.get("online"))
 
 
-async def health(request: web.Request) -> web.Response:
-    app = request.app
-    ingest, link, store = app[keys.INGEST], app[keys.LINK], app[keys.STORE]
+def degraded_reasons(app: web.Application) -> list[str]:
+    """Why the hub is degraded (empty: it is not): its health route and its metrics say the same."""
+    link, store = app[keys.LINK], app[keys.STORE]
     reasons = []
     if not link.connected:
         reasons.append(
@@ -123,6 +123,13 @@ async def health(request: web.Request) -> web.Response:
         )
     if store.writer_error:
         reasons.append(f"store writer: {store.writer_error}")
+    return reasons
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    ingest = app[keys.INGEST]
+    reasons = degraded_reasons(app)
     base = app[keys.BASE_COUNTS]
     return json_response(
         {
@@ -203,6 +210,17 @@ async def metrics(request: web.Request) -> web.Response:
     by_kind = Metric("cordon_hub_alerts_total", "counter", "alerts raised since start, by match kind")
     for kind, count in sorted(m.alerts_by_kind.items()):
         by_kind.add(count, kind=kind)
+    online = Metric("cordon_hub_checkpoint_online", "gauge", "1 while a checkpoint's status is online")
+    for checkpoint, entry in sorted(app[keys.CHECKPOINTS].items()):
+        online.add(int(bool(entry.get("online"))), checkpoint=checkpoint)
+    s = app[keys.SETTINGS]
+    tls_files = {
+        "http.cert_file": s.http.cert_file,
+        "http.ca_file": s.http.ca_file,
+        "http.crl_file": s.http.crl_file,
+        "mqtt.cert_file": s.mqtt.cert_file,
+        "mqtt.ca_file": s.mqtt.ca_file,
+    }
     text = render(
         [
             Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(
@@ -242,6 +260,13 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
                 checkpoints_online(app)
             ),
+            online,
+            Metric(
+                "cordon_hub_degraded",
+                "gauge",
+                "1 while GET /api/v1/health says degraded (broker link, store)",
+            ).add(int(bool(degraded_reasons(app)))),
+            *certificate_metrics(tls_files),
             Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(
                 int(link.connected)
             ),
