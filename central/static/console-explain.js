@@ -8,8 +8,8 @@ import { CORDON_I18N, cordonLang, t, tf } from "/common/i18n.js";
 import { checkpointName, drugName } from "./console-names.js";
 
 Object.assign(CORDON_I18N.zh, {
-  "kind.exact": "完全比中", "kind.equivalent": "形近字比中", "kind.edit": "一字之差", "kind.province": "省份字误识",
-  "kind.wildcard": "模糊比中", "kind.clone": "套牌研判", "kind.rule": "规则报警", "kind.kit": "毒品快检",
+  // (the five match kinds' words are in i18n.js, shared with the tablet)
+  "kind.clone": "套牌研判", "kind.rule": "规则报警", "kind.kit": "毒品快检",
   "kind.person": "人员布控比中", "kind.permit": "无运输许可",
   "why.exact": "识别号牌 {read} 与布控号牌 {entry} 完全一致",
   "why.equivalent": "识别号牌 {read} 与布控号牌 {entry} 仅形近字不同：{swaps}",
@@ -35,8 +35,7 @@ Object.assign(CORDON_I18N.zh, {
   "vtype.hazmat": "危化品运输车", "vtype.trailer": "挂车", "vtype.motorcycle": "摩托车",
 });
 Object.assign(CORDON_I18N.en, {
-  "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",
-  "kind.wildcard": "pattern", "kind.clone": "cloned plate", "kind.rule": "rule", "kind.kit": "drug quick test",
+  "kind.clone": "cloned plate", "kind.rule": "rule", "kind.kit": "drug quick test",
   "kind.person": "person watchlist", "kind.permit": "no permit",
   "why.exact": "read {read} is exactly the listed {entry}",
   "why.equivalent": "read {read} differs from the listed {entry} only by look-alike characters: {swaps}",
