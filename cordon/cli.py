@@ -134,6 +134,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``cordon watchlist import`` flags that set the list it creates (``--alert-kinds`` is ``alert_kinds``).
+LIST_FLAGS = (
+    "name",
+    "action",
+    "priority",
+    "alert_kinds",
+    "max_swaps",
+    "restricted",
+    "valid_from",
+    "valid_until",
+    "source",
+    "owner",
+)
+
+
 def cmd_watchlist_import(args: argparse.Namespace) -> int:
     from central.watchlists.files import ImportRejected
 
@@ -150,6 +165,7 @@ def cmd_watchlist_import(args: argparse.Namespace) -> int:
                 merge=args.merge,
                 skip_invalid=args.skip_invalid,
                 create=args.create,
+                list_settings={key: value for key in LIST_FLAGS if (value := getattr(args, key)) is not None},
             )
         )
     except ImportRejected as exc:
@@ -486,6 +502,26 @@ def build_parser() -> argparse.ArgumentParser:
                 "--skip-invalid", action="store_true", help="apply the good rows, report the bad ones"
             )
             p.add_argument("--create", action="store_true", help="create the list if it does not exist")
+            # The new list's settings (with --create), as POST /api/v1/watchlists takes them.
+            for flag, helptext in (
+                ("--name", "the new list's name (default: its id)"),
+                ("--action", "intercept, covert or notify (default intercept)"),
+                ("--priority", "0-100 (default 50)"),
+                (
+                    "--alert-kinds",
+                    "match kinds that alert, comma-separated (default exact,equivalent,wildcard)",
+                ),
+                ("--max-swaps", "look-alike characters a match may differ by (default 2)"),
+                (
+                    "--restricted",
+                    "1: only commanders, analysts and admins see it, and it never leaves the hub",
+                ),
+                ("--valid-from", "ISO 8601 with an offset, or unix seconds"),
+                ("--valid-until", "ISO 8601 with an offset, or unix seconds"),
+                ("--source", "where the list comes from"),
+                ("--owner", "who answers for it"),
+            ):
+                p.add_argument(flag, help=helptext)
         else:
             p.add_argument("-o", "--output", help="file to write (default: standard output)")
         p.add_argument("--list", required=True, help="list id")

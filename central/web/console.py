@@ -12,11 +12,11 @@ import msgspec
 from aiohttp import web
 
 from central.alerts import escalation
-from central.people.users import ACCESS_CODE_PRINCIPAL, STAFF, Directory
+from central.people.users import ACCESS_CODE_PRINCIPAL, COVERT_ROLES, STAFF, Directory
 from central.web import keys
 from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, restricted_list, sees_covert
 from runtime.metrics import CONTENT_TYPE, Metric, certificate_metrics, render
-from runtime.web import Access, Principal, Rule, principal_of, token_matches, websocket_feed
+from runtime.web import Access, Principal, Roles, Rule, principal_of, token_matches, websocket_feed
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,30 @@ POLICY: dict[str, Rule] = {
     "live": STAFF,
     "metrics": Access.METRICS,
     "openapi": Access.PUBLIC,
+    "me": Access.SESSION,
+}
+
+#: What a console may offer, each decided by the access rule of the route that does it, so the page
+#: and the policy cannot disagree (``GET /api/v1/me``). Two are not routes: who sees covert lists'
+#: alerts, and whose console gets the shift commander's notice of an escalation.
+CAPABILITY_ROUTES: dict[str, str] = {
+    "alerts": "alerts",
+    "record.search": "reads",
+    "intel": "intel_route",
+    "stats": "stats",
+    "stats.export": "stats_export",
+    "kits": "kit_results",
+    "watchlists": "watchlists",
+    "watchlists.write": "watchlist_save",
+    "watchlists.import": "watchlist_import",
+    "watchlists.export": "watchlist_export",
+    "feed": "feed_status",
+    "upstream": "upstream_status",
+    "gaps": "gaps",
+    "dead_letters": "dead_letters",
+    "webhooks": "webhooks",
+    "audit": "audit",
+    "users": "users",
 }
 
 
@@ -48,6 +72,37 @@ def console_login(expected_code: str, directory: Directory):  # noqa: ANN201 - r
         return None
 
     return check
+
+
+def capabilities(policy: Mapping[str, Rule], role: str) -> list[str]:
+    """The capabilities (``CAPABILITY_ROUTES`` and the two role sets) a role has under ``policy``."""
+
+    def may(rule: Rule | None) -> bool:
+        return rule is Access.SESSION or rule is Access.PUBLIC or (isinstance(rule, Roles) and role in rule)
+
+    found = [name for name, route in CAPABILITY_ROUTES.items() if may(policy.get(route))]
+    if role in COVERT_ROLES:
+        found.append("alerts.covert")
+    if role in COMMANDER_ROLES:
+        found.append("escalation.notice")
+    return sorted(found)
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who is signed in, their role, what the console may offer them, and the hub's time zone: the console
+    asks once and shows only what the role may do (it never probes routes to find out)."""
+    principal = principal_of(request)
+    assert principal is not None  # Access.SESSION
+    app = request.app
+    return json_response(
+        {
+            "user": principal.name,
+            "display_name": app[keys.DIRECTORY].display_name(principal.name),
+            "role": principal.role,
+            "capabilities": capabilities(app[keys.POLICY], principal.role),
+            "time_zone": app[keys.SETTINGS].time_zone,
+        }
+    )
 
 
 async def console(request: web.Request) -> web.FileResponse:
@@ -119,7 +174,10 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     ids = [a.alert_id for a in recent]
     outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, ids)
     first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
-    escalated = await asyncio.to_thread(app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids))
+    after_s = app[keys.SETTINGS].console.escalate_after_s
+    escalated = await asyncio.to_thread(
+        app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids, after_s)
+    )
     first += [{"type": "escalation", "escalation": e} for e in escalated]
 
     principal = principal_of(request)
@@ -258,3 +316,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")
+    app.router.add_get("/api/v1/me", me, name="me")
