@@ -103,8 +103,11 @@ def create_app(settings: EdgeSettings) -> web.Application:
         else None,
         hub_signature_required=settings.signing.required,
         evidence=evidence,
+        on_connected=service.flush_receipts,
+        on_fold_window=alert_log.set_fold_window,
     )
     uplink_ref.append(uplink)
+    service.publish_receipt = uplink.publish_receipt
 
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(
