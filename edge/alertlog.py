@@ -69,6 +69,8 @@ class AlertLog:
         """The receipt of each recent alert shown on a tablet here."""
         self.unsent: set[str] = set()
         """Alert ids whose latest receipt the broker has not taken yet."""
+        self.receipt_updated: dict[str, float] = {}
+        """When each receipt last changed."""
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         for statement in SCHEMA:
@@ -97,10 +99,13 @@ class AlertLog:
         window = db.conn.execute("SELECT value FROM meta WHERE key='fold_window_s'").fetchone()
         if window is not None:
             self.fold_window_s = float(window[0])
-        for body, sent in db.conn.execute("SELECT body, sent FROM receipts ORDER BY updated_at"):
+        for body, sent, updated in db.conn.execute(
+            "SELECT body, sent, updated_at FROM receipts ORDER BY updated_at"
+        ):
             receipt = _receipt_decoder.decode(body)
             if receipt.alert_id in open_ids or not sent:
                 self.receipts[receipt.alert_id] = receipt
+                self.receipt_updated[receipt.alert_id] = updated
             if not sent:
                 self.unsent.add(receipt.alert_id)
         db.conn.execute("DELETE FROM outcomes WHERE acknowledged_at < ?", (self._clock() - REMEMBER_S,))
@@ -250,6 +255,7 @@ class AlertLog:
             return None
         receipt = msgspec.structs.replace(receipt, sent_at=now)
         self.receipts[alert_id] = receipt
+        self.receipt_updated[alert_id] = now
         self.unsent.add(alert_id)
 
         def job(db: sqlite_utils.Database) -> None:

@@ -105,6 +105,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
         evidence=evidence,
         on_connected=service.flush_receipts,
         on_fold_window=alert_log.set_fold_window,
+        on_hub_online=service.replay_receipts,
     )
     uplink_ref.append(uplink)
     service.publish_receipt = uplink.publish_receipt

@@ -39,6 +39,9 @@ from .passages import PassageBuilder
 log = logging.getLogger(__name__)
 
 
+#: Receipts changed this recently are sent again when the hub comes back online (EdgeService.replay_receipts).
+RECEIPT_REPLAY_S = 3600.0
+
 #: The synthetic list id of the no-plate rule's alerts.
 NO_PLATE_RULE = "rule:no-plate"
 
@@ -378,6 +381,18 @@ class EdgeService:
             return False
         if sent:
             await self.alert_log.receipt_sent(receipt)
+        return sent
+
+    async def replay_receipts(self) -> int:
+        """The hub came (back) online: send again the receipts of the last ``RECEIPT_REPLAY_S``. The broker
+        may have taken them while the hub was not subscribed (a broker restarted without its sessions);
+        the hub keeps a receipt idempotently, so a second copy costs nothing."""
+        since = self._clock() - RECEIPT_REPLAY_S
+        sent = 0
+        for alert_id, updated in sorted(self.alert_log.receipt_updated.items()):
+            receipt = self.alert_log.receipts.get(alert_id)
+            if updated >= since and receipt is not None and await self.send_receipt(receipt):
+                sent += 1
         return sent
 
     async def flush_receipts(self) -> int:

@@ -118,12 +118,15 @@ class EdgeUplink:
         evidence: EvidenceStore | None = None,
         on_connected: Callable[[], Awaitable[object]] | None = None,
         on_fold_window: Callable[[float], Awaitable[None]] | None = None,
+        on_hub_online: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         #: Run on every connect once subscribed (the edge sends the receipts the broker has not taken).
         self._on_connected = on_connected
         #: The hub announced its fold window (protocols/folding.py) in its status.
         self._on_fold_window = on_fold_window
+        #: The hub's status turned online (it has subscribed again: what it may have missed is sent again).
+        self._on_hub_online = on_hub_online
         #: Full pictures the hub may ask for over MQTT (edge/evidence_reply.py).
         self._evidence = evidence
         #: This checkpoint signs what it publishes; it checks what the hub publishes (protocols/signing.py).
@@ -409,9 +412,12 @@ class EdgeUplink:
                 await self._on_alert(decode(Alert, payload))
             elif parsed.kind is topics.TopicKind.HUB_STATUS:
                 status = decode(HubStatus, payload)
+                was = self.hub_online
                 self._on_hub_status(status)
                 if status.fold_window_s is not None and self._on_fold_window is not None:
                     await self._on_fold_window(status.fold_window_s)
+                if status.online and was is not True and self._on_hub_online is not None:
+                    await self._on_hub_online()
             elif parsed.kind is topics.TopicKind.FEED_DELTA and self._on_feed_delta is not None:
                 await self._on_feed_delta(decode(FeedDelta, payload))
             elif parsed.kind is topics.TopicKind.FEED_VERSION and self._on_feed_version is not None:
