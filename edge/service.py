@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 #: Receipts changed this recently are sent again when the hub comes back online (EdgeService.replay_receipts).
 RECEIPT_REPLAY_S = 3600.0
 
+#: Passing vehicles a tablet gets when it connects (its list shows as many).
+RECENT_READS = 40
+
 #: The synthetic list id of the no-plate rule's alerts.
 NO_PLATE_RULE = "rule:no-plate"
 
@@ -166,6 +169,8 @@ class EdgeService:
         self._lock = asyncio.Lock()
         self.no_plate_alert = no_plate_alert
         self.no_plate_priority = no_plate_priority
+        self.recent_reads: deque[dict[str, object]] = deque(maxlen=RECENT_READS)
+        """The latest reads as the tablets' live feed shows them, oldest first (a tablet that connects gets them)."""
         self.publish_receipt: Callable[[AlertReceipt], Awaitable[bool]] | None = None
         """Hands a receipt to the broker (the uplink's); True once the broker has it."""
 
@@ -206,7 +211,9 @@ class EdgeService:
         health.last_read_at = health.last_seen_at = now
         health.recent.append(now)
         self.reads_total += 1
-        self.live.publish({"type": "read", "read": _read_frame(numbered)})
+        frame = _read_frame(numbered)
+        self.recent_reads.append(frame)
+        self.live.publish({"type": "read", "read": frame})
         if hits:
             thumb = base64.b64encode(thumbnail).decode("ascii") if thumbnail else None
             if thumb is not None and len(thumbnail) > THUMBNAIL_MAX_BYTES:

@@ -216,6 +216,16 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     first: list[Any] = [{"type": "hello", "checkpoint": service.checkpoint}]
     first += [{"type": "alert", "alert": a} for a in service.alerts]
     first += [{"type": "outcome", "outcome": o} for o in service.alert_log.outcomes.values()]
+    first += [{"type": "read", "read": r} for r in service.recent_reads]
+    # Which recent alerts' and reads' pictures are kept here: the tablet asks only for pictures that exist.
+    store, epoch = request.app[keys.EVIDENCE], request.app[keys.OUTBOX].epoch
+    shown = {(a.epoch, a.seq) for a in service.alerts if a.checkpoint == service.checkpoint}
+    shown |= {(epoch, int(r["seq"])) for r in service.recent_reads}  # type: ignore[call-overload]
+    first += [
+        {"type": "evidence", "epoch": e, "seq": seq, "kinds": kinds}
+        for e, seq in sorted(shown)
+        if (kinds := store.kinds(e, seq))
+    ]
     return await websocket_feed(
         request, service.live, first, lambda f: msgspec.json.encode(f).decode(), request.app[keys.SOCKETS]
     )

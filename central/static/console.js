@@ -2,6 +2,7 @@ import { applyI18n, el, fmtTime, t, toggleLang, toggleTheme } from "/common/i18n
 import { connectLive, renderAlert } from "/common/live.js";
 import { evidenceFigure, evidenceThumb } from "./console-evidence.js";
 import { drawMap } from "./console-map.js";
+import { receiptBadge, receiptFacts, receiveReceipt } from "./console-receipts.js";
 import { commanderNotice, foldBadge, routingFacts } from "./console-routing.js";
 
 applyI18n();
@@ -61,6 +62,8 @@ function drawAlerts() {
     if (thumb) li.prepend(thumb);
     const fold = foldBadge(a);
     if (fold) li.append(fold);
+    const receipt = receiptBadge(a);
+    if (receipt) li.append(receipt);
     const history = outcomes.get(a.alert_id);
     if (history) li.append(el("div", "outcome-line", t("outcomes") + ": " + outcomeText(history[history.length - 1])));
     if (escalations.has(a.alert_id)) {
@@ -113,6 +116,7 @@ function drawDetail(searchPassages) {
     [t("checkpoint"), a.checkpoint + " · " + t("camera") + " " + a.camera_id + (a.lane ? " · " + t("lane") + " " + a.lane : "")],
     [t("time"), fmtTime(a.captured_at)],
     ...routingFacts(a),
+    ...receiptFacts(a),
   ];
   const dl = el("dl", "facts");
   for (const [k, v] of rows) { dl.append(el("dt", null, k), el("dd", null, v)); }
@@ -166,6 +170,10 @@ connectLive((frame) => {
     addOutcome(frame.outcome);
     drawAlerts();
     if (frame.outcome.alert_id === selected) drawDetail(false);
+  } else if (frame.type === "receipt") {
+    receiveReceipt(frame.receipt);
+    drawAlerts();
+    if (frame.receipt.alert_id === selected) drawDetail(false);
   } else if (frame.type === "escalation") {
     const e = frame.escalation;
     escalations.set(e.alert_id, { ...(escalations.get(e.alert_id) || {}), ...e });
