@@ -18,7 +18,7 @@ Object.assign(CORDON_I18N.en, {
   "kits.person": "person watchlist hit", "kits.lab": "to lab", "kits.none": "No quick-test results yet", "kits.failed": "Quick-test results not available",
 });
 
-const kitPanel = { timer: null };
+const kitPanel = { timer: null, loaded: false };
 
 function kitI18n(tag, key, cls) {
   const node = el(tag, cls || null, t(key));
@@ -86,6 +86,7 @@ async function loadKitResults() {
   const note = document.getElementById("kits-note");
   const resp = await fetch("/api/v1/kit-results?" + params);
   if (!resp.ok) { note.dataset.i18n = "kits.failed"; note.textContent = t("kits.failed") + " (" + resp.status + ")"; return; }
+  kitPanel.loaded = true;
   const rows = (await resp.json()).kit_results;
   document.getElementById("kits-rows").replaceChildren(...rows.map(kitRow));
   note.textContent = rows.length ? "" : t("kits.none");
@@ -104,6 +105,7 @@ function showKits(open) {
   document.getElementById("theme").before(button);
   button.addEventListener("click", () => showKits(document.getElementById("kits").hidden));
   buildKitPanel();
-  document.addEventListener("cordon-lang", () => { if (!document.getElementById("kits").hidden) loadKitResults(); });
+  // shown or not, what was drawn follows the language (a hidden panel shown later would say its old words)
+  document.addEventListener("cordon-lang", () => { if (kitPanel.loaded) loadKitResults(); });
   applyI18n(document.getElementById("kits"));
 })();

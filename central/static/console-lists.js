@@ -77,7 +77,7 @@ Object.assign(CORDON_I18N.en, {
 
 const KINDS = ["exact", "equivalent", "edit", "province", "wildcard"];  // protocols/matching.py MatchKind
 const DEFAULT_KINDS = ["exact", "equivalent", "wildcard"];             // DEFAULT_ALERT_KINDS
-const WL = { lists: [], canWrite: false, current: null, q: "", offset: 0, total: 0, job: null, editing: null };
+const WL = { lists: [], canWrite: false, current: null, q: "", offset: 0, total: 0, job: null, editing: null, loaded: false };
 const PAGE = 50;
 
 async function wlApi(method, path, body, raw) {
@@ -127,6 +127,7 @@ function wlButton(key, onClick, cls) {
 
 async function wlLoad() {
   await me;
+  WL.loaded = true;
   WL.canWrite = can("watchlists.write");
   const r = await wlApi("GET", "/api/v1/watchlists");
   WL.lists = r.ok ? r.data.watchlists : [];
@@ -415,12 +416,13 @@ document.getElementById("wl-search").addEventListener("submit", (ev) => {
 });
 document.getElementById("wl-prev").addEventListener("click", () => { WL.offset = Math.max(0, WL.offset - PAGE); wlEntries(); });
 document.getElementById("wl-next").addEventListener("click", () => { WL.offset += PAGE; wlEntries(); });
+// Everything drawn is drawn again in the new language, shown or not (else a hidden view, shown later, would
+// say its old words until its data came again).
 document.addEventListener("cordon-lang", () => {
-  if (!document.getElementById("lists-view").hidden) {
-    const form = document.querySelector("#wl-create form");
-    if (form) form.remove();  // a half-filled new list form is drawn again empty in the new language
-    wlDrawLists(); wlEntries(); wlFeed(); wlUpstream();
-  }
+  if (!WL.loaded) return;
+  const form = document.querySelector("#wl-create form");
+  if (form) form.remove();  // a half-filled new list form is drawn again empty in the new language
+  wlDrawLists(); wlEntries(); wlFeed(); wlUpstream();
 });
 applyI18n(document.getElementById("lists-view"));
 me.then(() => applyCapabilities(document.getElementById("lists-view"))).catch(() => {});

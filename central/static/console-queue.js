@@ -42,8 +42,8 @@ export function stateBadge(history, escalated) {
   return el("span", "badge warn state", t("state.pending"));
 }
 
-// One row of the queue.
-export function queueRow(a, history, escalated, selected) {
+// One row of the queue; `marks` are more small badges for its state column (a tablet's receipt).
+export function queueRow(a, history, escalated, selected, marks) {
   const hit = a.hit;
   const li = el("li", "alert " + hit.action + (selected ? " selected" : ""));
   li.dataset.alertId = a.alert_id;
@@ -83,12 +83,15 @@ export function queueRow(a, history, escalated, selected) {
   } else {
     state.append(stateBadge(history, escalated));
   }
+  const more = el("div", "row-marks");
   if (a.folded) {
     const fold = el("span", "badge warn folded", "×" + (a.folded + 1));
     fold.dataset.folded = String(a.folded);
     fold.title = tf("folded.title", { n: a.folded + 1 });
-    state.append(fold);
+    more.append(fold);
   }
+  more.append(...(marks || []).filter(Boolean));
+  if (more.childElementCount) state.append(more);
   li.append(plate, main, meta, state);
   return li;
 }

@@ -8,7 +8,7 @@ Object.assign(CORDON_I18N.zh, {
 });
 Object.assign(CORDON_I18N.en, {
   "receipt": "Checkpoint tablet", "receipt.shown": "shown on the tablet", "receipt.acked": "acknowledged", "receipt.unacked": "not acknowledged yet",
-  "receipt.none": "No receipt from a tablet yet", "receipt.badge": "shown at checkpoint", "receipt.badge.acked": "acknowledged at checkpoint",
+  "receipt.none": "No receipt from a tablet yet", "receipt.badge": "shown on tablet", "receipt.badge.acked": "tablet acked",
 });
 
 const receipts = new Map();  // alert_id -> Map(checkpoint -> receipt)
@@ -40,5 +40,6 @@ export function receiptBadge(a) {
   const acked = [...byCheckpoint.values()].some((r) => r.acknowledged_at);
   const badge = el("span", "badge " + (acked ? "ok" : "warn") + " receipt", t(acked ? "receipt.badge.acked" : "receipt.badge"));
   badge.dataset.receipt = acked ? "acknowledged" : "shown";
+  badge.title = [...byCheckpoint.values()].map(line).join("\n");
   return badge;
 }

@@ -1,12 +1,12 @@
 // The command console's live view: the alert queue and the selected alert's detail beside it, the ring map
 // and the checkpoints (status, software and feed version), the shift commander's notices; live over one
 // WebSocket. It asks once who is signed in (console-me.js) and shows only what the role may do.
-import { applyI18n, CORDON_I18N, el, fmtDateTime, fmtTime, t, tf, toggleLang, toggleTheme } from "/common/i18n.js";
+import { CORDON_I18N, el, fmtDateTime, fmtTime, t, tf, toggleLang, toggleTheme } from "/common/i18n.js";
 import { connectLive } from "/common/live.js";
 import { evidenceFigure } from "./console-evidence.js";
 import { explain, kindWords, reasonText, scoreText } from "./console-explain.js";
 import { drawMap } from "./console-map.js";
-import { applyCapabilities, can, drawMeFailure, drawWho, parsed, ready } from "./console-me.js";
+import { applyCapabilities, can, drawMeFailure, drawWho, ready } from "./console-me.js";
 import { checkpointName, listName, ringLoaded } from "./console-names.js";
 import { actionBadge, drawQueueState, keyboardQueue, queueRow, refreshAges, stateBadge, timeAgo } from "./console-queue.js";
 import { receiptBadge, receiptFacts, receiveReceipt } from "./console-receipts.js";
@@ -30,8 +30,6 @@ Object.assign(CORDON_I18N.en, {
   "outcome.line": "{outcome} · {officer} · {time}",
 });
 
-// Every module adds its own words to the dictionary: the page is put in its language once all have run.
-parsed.then(() => applyI18n());
 document.getElementById("lang").addEventListener("click", toggleLang);
 document.addEventListener("cordon-lang", () => redraw());
 document.getElementById("theme").addEventListener("click", toggleTheme);
@@ -88,9 +86,8 @@ function drawAlerts() {
   const focused = list.contains(document.activeElement) ? document.activeElement.dataset.alertId : null;
   const sorted = [...alerts.values()].sort((a, b) => (b.hit.priority - a.hit.priority) || (b.raised_at - a.raised_at));
   list.replaceChildren(...sorted.map((a) => {
-    const li = queueRow(a, outcomes.get(a.alert_id), escalations.has(a.alert_id), a.alert_id === selected);
-    const receipt = receiptBadge(a);  // the checkpoint's tablet showed the alarm (and when it was acknowledged)
-    if (receipt) li.append(receipt);
+    // the checkpoint's tablet showed the alarm (and when it was acknowledged): a mark in the row's state
+    const li = queueRow(a, outcomes.get(a.alert_id), escalations.has(a.alert_id), a.alert_id === selected, [receiptBadge(a)]);
     li.addEventListener("click", () => select(a.alert_id));
     return li;
   }));

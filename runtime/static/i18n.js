@@ -39,13 +39,22 @@ export function tf(key, values) {
   const one = n === 1 && Object.prototype.hasOwnProperty.call(CORDON_I18N[cordonLang()], key + ".one");
   return t(one ? key + ".one" : key).replace(/\{(\w+)\}/g, (m, name) => (values && name in values ? String(values[name]) : m));
 }
+// Each module adds its own words when it runs, so while the page's modules are still running a key may not
+// be there yet: such an element keeps its text for now, and the whole page is put in its language once every
+// module has run (DOMContentLoaded comes after the last module script). A key missing after that is a bug.
+let settled = false;
+function known(key) { return Object.prototype.hasOwnProperty.call(CORDON_I18N[cordonLang()], key); }
 export function applyI18n(root) {
   document.documentElement.lang = cordonLang() === "en" ? "en" : "zh-CN";
-  (root || document).querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  (root || document).querySelectorAll("[data-i18n]").forEach((el) => {
+    if (settled || known(el.dataset.i18n)) el.textContent = t(el.dataset.i18n);
+  });
   (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
-    el.placeholder = t(el.dataset.i18nPlaceholder);
+    if (settled || known(el.dataset.i18nPlaceholder)) el.placeholder = t(el.dataset.i18nPlaceholder);
   });
 }
+if (document.readyState === "complete") settled = true;
+else document.addEventListener("DOMContentLoaded", () => { settled = true; applyI18n(); }, { once: true });
 // Switching language tells every module once the new language is in place ("cordon-lang" on document),
 // so what a module drew is drawn again in it, whichever module's listener on the button runs first.
 export function toggleLang() {
