@@ -21,12 +21,14 @@ $(DEV_STAMP): pyproject.toml $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cordon demo
 
-# Mosquitto (system tests), Chromium and a CJK font (browser tests) from Debian packages when missing.
+# Mosquitto (system tests), Chromium and a CJK font (browser tests), PostgreSQL 15 (the record's
+# PostgreSQL tests start their own cluster from /usr/lib/postgresql/15/bin) from Debian packages when missing.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || missing="$$missing fonts-wqy-microhei"; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

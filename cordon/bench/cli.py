@@ -58,6 +58,12 @@ def cmd_store(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_pgdriver(args: argparse.Namespace) -> int:
+    from .pgdriver import run
+
+    return _emit(run(args.batches, args.batch, args.lookups, args.rounds), args)
+
+
 def cmd_e2e(args: argparse.Namespace) -> int:
     from .e2e import run
 
@@ -125,6 +131,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--queries", type=int, default=300, help="queries of each kind")
     p.add_argument("--workers", type=int, default=2, help="processes filling day files")
     p.set_defaults(func=cmd_store)
+    p = add("pgdriver", "PostgreSQL drivers (asyncpg, psycopg 3) on the record's batch insert and lookup")
+    p.add_argument("--batches", type=int, default=300, help="batches inserted per run")
+    p.add_argument("--batch", type=int, default=200, help="reads per batch (one statement, one commit)")
+    p.add_argument("--lookups", type=int, default=2000, help="exact plate lookups per run")
+    p.add_argument("--rounds", type=int, default=2, help="runs of each driver, alternating")
+    p.set_defaults(func=cmd_pgdriver)
     p = add("e2e", "load and latency end to end: raw drain vs hub ingest, alert latency, replay")
     p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
     p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
