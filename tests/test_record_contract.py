@@ -203,6 +203,7 @@ def test_a_read_comes_back_as_it_was_sent(backend):
     )
     put1(backend, sent)
     (got,) = everything(backend)
+    assert list(backend.store.iter_sightings(dt.date(2026, 11, 28))) == [(got, "白色", "Volkswagen")]
     for field in sent.__struct_fields__:
         if field in got.__struct_fields__:  # StoredRead has all but plate_problem
             assert getattr(got, field) == getattr(sent, field), field

@@ -765,6 +765,18 @@ class PgReadStore:
         for row in rows:
             yield _row_to_read(row)
 
+    def sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+        """A day's reads with their vehicle colour and make, in capture order (the clone index warms on
+        them), fetched in pages so a day of millions is never held at once."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="sightings") as cur:
+            cur.itersize = 5000
+            cur.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,))
+            for row in cur:
+                read = _row_to_read(row)
+                yield read, read.vehicle_colour, read.vehicle_brand
+
+    iter_sightings = sightings  # the name the interface has until issue 21's seam
+
     def passages_of(self, day: dt.date) -> list[dict[str, object]]:
         """Every passage of one day (for tests and exports), with its read seqs and cameras."""
         with self._pool.connection() as conn:
