@@ -17,6 +17,7 @@ from central.alerts.evidence import EvidenceCache
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
+from central.ingest.viid import ViidPlatform, ViidSubscriber
 from central.intel.clones import CloneCheck, load_geography, recent_reads
 from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink
@@ -40,6 +41,7 @@ from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
 from runtime.background import background, stop
+from runtime.config import SettingsError
 from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
 from runtime.web import Principal, Sessions, add_login_routes, close_sockets, make_middlewares, token_matches
@@ -143,6 +145,10 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     hub_policy.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
+    try:
+        app[keys.VIID_PLATFORMS] = [ViidPlatform(p) for p in settings.viid]
+    except ValueError as exc:  # a secret file that cannot be read stops start-up, naming the key
+        raise SettingsError(str(exc)) from None
     app.cleanup_ctx.extend(
         [
             _store,
@@ -151,6 +157,7 @@ def create_app(settings: HubSettings) -> web.Application:
             _dispatch,
             _broker,
             _upstream,
+            _viid,
             background("record-retention", _purge_loop),
             _console,
         ]
@@ -364,6 +371,17 @@ async def _upstream(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(_poll_source(app, source), name=f"upstream-{source.settings.name}")
         for source in app[keys.UPSTREAM]
+    ]
+    yield
+    for task in tasks:
+        await stop(task)
+
+
+async def _viid(app: web.Application) -> AsyncIterator[None]:
+    """Each 视图库's registration and subscription, kept alive (central/ingest/viid.py)."""
+    tasks = [
+        asyncio.create_task(ViidSubscriber(p).run(), name=f"viid-{p.settings.name}")
+        for p in app[keys.VIID_PLATFORMS]
     ]
     yield
     for task in tasks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from protocols import viid
 from runtime import config
 
 ENV_PREFIX = "CORDON_HUB_"
@@ -215,6 +217,61 @@ class KitsSettings(msgspec.Struct, **_STRICT):
     The person-list entry API hashes ID numbers with it; empty: only pre-hashed values are accepted."""
 
 
+class ViidPlatformSettings(msgspec.Struct, **_STRICT):
+    """One 视图库 the hub subscribes to (``[[viid]]`` in hub.toml)."""
+
+    name: str
+    url: str
+    """The platform's address, e.g. ``http://10.0.0.5:1400`` (the ``/VIID/...`` paths are appended)."""
+    platform_id: str
+    """The platform's 20-digit code: its notifications carry it in ``User-Identify``."""
+    hub_id: str
+    """The hub's own 20-digit code at this platform (it registers with it)."""
+    username: str = ""
+    """Digest user name the platform gave the hub; empty: ``hub_id``."""
+    password: str = ""
+    password_file: str = ""
+    """A file holding the digest password (instead of ``password``)."""
+    receive_url: str
+    """Where the platform sends notifications: the hub's ``…/VIID/SubscribeNotifications`` as the
+    platform reaches it."""
+    notify_token: str = ""
+    """Added to ``receive_url`` as ``?token=``; a notification without it is refused."""
+    notify_token_file: str = ""
+    allow_from: list[str] = msgspec.field(default_factory=list)
+    """Addresses the platform's notifications may come from (CIDR); empty: any."""
+    checkpoints: dict[str, str] = msgspec.field(default_factory=dict)
+    """The devices subscribed to: 20-digit ``DeviceID`` (or ``TollgateID``) -> checkpoint id."""
+    subscribe_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
+    renew_before_s: Annotated[float, msgspec.Meta(ge=0)] = 3600.0
+    keepalive_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    utc_offset: str = "+08:00"
+    report_hits: bool = False
+    """Send hits on this platform's records back as disposition notifications (布控告警)."""
+    disposition_id: str = ""
+    """The ``DispositionID`` the platform knows those notifications by (its 布控 for the ring)."""
+
+    def __post_init__(self) -> None:
+        where = f"viid platform {self.name!r}"
+        for key in ("platform_id", "hub_id"):
+            if not viid.valid_device_id(getattr(self, key)):
+                raise ValueError(f"{where}: {key} is not a 20-digit GA/T 1400 code")
+        for device in self.checkpoints:
+            if not viid.valid_device_id(device):
+                raise ValueError(f"{where}: checkpoints key {device!r} is not a 20-digit code")
+        if not self.checkpoints:
+            raise ValueError(f"{where}: checkpoints maps no device to a checkpoint")
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"{where}: url must start with http:// or https://")
+        if not (self.notify_token or self.notify_token_file or self.allow_from):
+            raise ValueError(f"{where}: set notify_token or allow_from, or anyone could send reads")
+        if self.report_hits and not self.disposition_id:
+            raise ValueError(f"{where}: report_hits needs the disposition_id the platform gave the ring")
+        for net in self.allow_from:
+            ipaddress.ip_network(net, strict=False)
+        viid.parse_offset(self.utc_offset)
+
+
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -230,6 +287,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     clones: CloneSettings = msgspec.field(default_factory=CloneSettings)
     permits: list[PermitSettings] = msgspec.field(default_factory=list)
     upstream: list[UpstreamSettings] = msgspec.field(default_factory=list)
+    viid: list[ViidPlatformSettings] = msgspec.field(default_factory=list)
     webhooks: list[WebhookSettings] = msgspec.field(default_factory=list)
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)

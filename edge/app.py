@@ -36,6 +36,7 @@ from .sources.gate import CameraGate
 from .sources.hikvision import HikvisionSource
 from .sources.intake import Intake
 from .sources.json_push import JsonPushSource
+from .sources.viid import ViidSource
 from .uplink import EdgeUplink, UplinkRefused
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
     app[keys.GATE] = CameraGate(settings.cameras, service)
     app[keys.JSON_SOURCE] = JsonPushSource(intake, dead)
     app[keys.HIKVISION_SOURCE] = HikvisionSource(intake, dead)
+    app[keys.VIID_SOURCE] = ViidSource(settings.viid, settings.cameras, intake, dead)
     app[INTAKE] = intake
     app[keys.SOCKETS] = set()
     add_login_routes(

@@ -17,6 +17,7 @@ from .settings import EdgeSettings
 from .sources.gate import CameraGate
 from .sources.hikvision import HikvisionSource
 from .sources.json_push import JsonPushSource
+from .sources.viid import ViidSource
 from .uplink import EdgeUplink
 
 SETTINGS = web.AppKey("settings", EdgeSettings)
@@ -27,6 +28,7 @@ UPLINK = web.AppKey("uplink", EdgeUplink)
 JSON_SOURCE = web.AppKey("json_source", JsonPushSource)
 HIKVISION_SOURCE = web.AppKey("hikvision_source", HikvisionSource)
 GATE = web.AppKey("camera_gate", CameraGate)
+VIID_SOURCE = web.AppKey("viid_source", ViidSource)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 MIRROR = web.AppKey("mirror", Mirror)

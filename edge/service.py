@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 
-from protocols import plates
+from protocols import reads
 from protocols.alerting import alert_for, rule_alert
 from protocols.matching import Hit
 from protocols.messages import (
@@ -100,36 +100,8 @@ def parse_time(value: float | str | None, now: float) -> float:
 
 
 def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = None) -> PlateRead:
-    """Turn a camera's read into the edge's record; plate problems are flagged, never fatal."""
-    norm = plates.normalize(read.plate)
-    colour = plates.parse_colour(read.colour) or norm.colour
-    valid: bool
-    problem: str | None
-    if norm.no_plate:
-        valid, problem = False, "no readable plate"
-    elif norm.problem is not None:  # a broken camera: its plate is matched, its read is not clean
-        valid, problem = False, norm.problem
-    else:
-        checked = plates.check(norm.plate, colour)
-        valid, problem = checked.valid, checked.problem
-    return PlateRead(
-        seq=1,  # numbered by the outbox
-        camera_id=camera_id,
-        captured_at=parse_time(read.captured_at, now),
-        plate=norm.plate,
-        plate_raw=read.plate,
-        plate_valid=valid,
-        plate_problem=problem,
-        no_plate=norm.no_plate,
-        colour=colour.value if colour else None,
-        vehicle_type=read.vehicle_type,
-        vehicle_colour=read.vehicle_colour,
-        vehicle_brand=read.vehicle_brand,
-        confidence=read.confidence,
-        lane=read.lane if read.lane is not None else lane,
-        direction=read.direction,
-        camera_event_id=read.event_id,
-    )
+    """Turn a camera's read into the edge's record (protocols/reads.py); raises ReadRejected for its time."""
+    return reads.plate_read(read, camera_id, parse_time(read.captured_at, now), lane)
 
 
 class EdgeService:

@@ -50,7 +50,7 @@ class OutboxSettings(msgspec.Struct, **_STRICT):
     (never hits) and the gap is reported to the hub. 0: no quota."""
 
 
-CameraKind = Literal["json", "hikvision", "dahua", "folder"]
+CameraKind = Literal["json", "hikvision", "dahua", "folder", "viid"]
 
 
 class SigningSettings(msgspec.Struct, **_STRICT):
@@ -97,6 +97,12 @@ class CameraSettings(msgspec.Struct, **_STRICT):
     read comes without a picture."""
     stale_after_s: float = 300.0
     """A camera silent this long is reported stale in the status and warned about in the log."""
+    device_id: str = ""
+    """viid: the camera's 20-digit GA/T 1400 code (the ``DeviceID`` it registers with and puts in its
+    records)."""
+    via: str = ""
+    """viid: the 20-digit code of the platform that registers and pushes this camera's records, when the
+    camera does not push itself (its records still carry the camera's own ``device_id``)."""
 
     def __post_init__(self) -> None:
         if self.kind in ("json", "hikvision") and not self.token and not (self.username and self.password):
@@ -105,6 +111,13 @@ class CameraSettings(msgspec.Struct, **_STRICT):
             raise ValueError(f"camera {self.id!r}: a dahua camera needs its url")
         if self.kind == "folder" and not self.path:
             raise ValueError(f"camera {self.id!r}: a folder camera needs its path")
+        if self.kind == "viid":
+            import re
+
+            for key in ("device_id", "via"):
+                value = getattr(self, key)
+                if (value or key == "device_id") and not re.fullmatch(r"[0-9]{20}", value):
+                    raise ValueError(f"camera {self.id!r}: {key} {value!r} is not a 20-digit GA/T 1400 code")
         import ipaddress
 
         for net in self.allow_from:
@@ -114,6 +127,38 @@ class CameraSettings(msgspec.Struct, **_STRICT):
                 raise ValueError(
                     f"camera {self.id!r}: allow_from {net!r} is not an address or network"
                 ) from None
+
+
+class ViidSettings(msgspec.Struct, **_STRICT):
+    """The edge as a GA/T 1400 receiving platform for ``viid`` cameras (docs/cameras.md)."""
+
+    server_id: str = ""
+    """This edge's own 20-digit code, as the devices are told it (``VIIDServerID``); empty: zeros."""
+    realm: str = "cordon-viid"
+    """The digest realm offered to devices (some platforms use their own 20-digit code)."""
+    username: str = ""
+    """Digest user name for cameras without their own ``username``; empty: the device's 20-digit code."""
+    password: str = ""
+    """Digest password for cameras without their own (``CORDON_EDGE_VIID__PASSWORD_FILE``)."""
+    register_ttl_s: float = 300.0
+    """A registration lapses after this long without a keepalive or another request."""
+    nonce_ttl_s: float = 300.0
+    """A digest nonce is answered ``stale`` after this long (the device retries with a fresh one)."""
+    require_digest: bool = False
+    """Every request, not only the registration, must carry a valid digest (devices that send one)."""
+    utc_offset: str = "+08:00"
+    """The devices' local time zone: GA/T 1400 times carry none."""
+    max_body_bytes: int = 32 * 1024**2
+    """Largest motor vehicle list (with its base64 pictures) taken in one request; larger is a 413."""
+
+    def __post_init__(self) -> None:
+        import re
+
+        from protocols.viid import parse_offset
+
+        if self.server_id and not re.fullmatch(r"[0-9]{20}", self.server_id):
+            raise ValueError(f"viid server_id {self.server_id!r} is not a 20-digit GA/T 1400 code")
+        parse_offset(self.utc_offset)
 
 
 class EvidenceSettings(msgspec.Struct, **_STRICT):
@@ -201,6 +246,18 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     evidence: EvidenceSettings = msgspec.field(default_factory=EvidenceSettings)
     no_plate: NoPlateSettings = msgspec.field(default_factory=NoPlateSettings)
     kits: KitsSettings = msgspec.field(default_factory=KitsSettings)
+    viid: ViidSettings = msgspec.field(default_factory=ViidSettings)
+
+    def __post_init__(self) -> None:
+        devices: set[str] = set()
+        for cam in self.cameras:
+            if cam.kind != "viid":
+                continue
+            if cam.device_id in devices:
+                raise ValueError(f"camera {cam.id!r}: device_id {cam.device_id} is configured twice")
+            devices.add(cam.device_id)
+            if not (cam.password or self.viid.password):
+                raise ValueError(f"camera {cam.id!r}: a viid camera needs a password here or in [viid]")
 
     @property
     def data_path(self) -> Path:

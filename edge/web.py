@@ -47,6 +47,12 @@ POLICY: dict[str, Rule] = {
     "alert_outcome": OFFICERS,
     "live": OFFICERS,
     "camera_reads": Access.CAMERA,
+    "viid_register": Access.VIID,
+    "viid_unregister": Access.VIID,
+    "viid_keepalive": Access.VIID,
+    "viid_time": Access.VIID,
+    "viid_motor_vehicles": Access.VIID,
+    "viid_not_supported": Access.VIID,
     "evidence": OFFICERS,
     "check": OFFICERS,
     "metrics": Access.METRICS,
@@ -104,6 +110,19 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+def viid_status(app: web.Application) -> dict[str, Any]:
+    """GA/T 1400 devices: who is registered (until when), refusals, objects answered as not supported."""
+    source = app[keys.VIID_SOURCE]
+    return {
+        "registered": {
+            device: {"remote": reg.remote, "expires_at": reg.expires_at}
+            for device, reg in source.registered.items()
+        },
+        "refused": source.refused,
+        "not_supported": source.unsupported,
+    }
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(await status_snapshot(request.app))
 
@@ -151,6 +170,7 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
             "deltas": app[keys.FEED].deltas,
             "last_error": app[keys.FEED].last_error,
         },
+        "viid": viid_status(app),
         "local_hits": service.local_hits,
         "reads_total": service.reads_total,
         "passages_total": service.passages_total,
@@ -345,6 +365,21 @@ async def openapi(request: web.Request) -> web.FileResponse:
     )
 
 
+def add_viid_routes(app: web.Application) -> None:
+    """GA/T 1400 devices' routes (edge/sources/viid.py); the paths are the standard's."""
+    source = app[keys.VIID_SOURCE]
+    app.router.add_post("/VIID/System/Register", source.register, name="viid_register")
+    app.router.add_post("/VIID/System/UnRegister", source.unregister, name="viid_unregister")
+    app.router.add_post("/VIID/System/Keepalive", source.keepalive, name="viid_keepalive")
+    app.router.add_get("/VIID/System/Time", source.system_time, name="viid_time")
+    app.router.add_post("/VIID/MotorVehicles", source.motor_vehicles, name="viid_motor_vehicles")
+    app.router.add_post(
+        "/VIID/{kind:Persons|Faces|NonMotorVehicles|Things|Scenes}",
+        source.not_supported,
+        name="viid_not_supported",
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", tablet, name="tablet")
     app.router.add_static("/static/", STATIC, name="static")
@@ -356,6 +391,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
     app.router.add_get("/api/v1/check", check, name="check")
+    add_viid_routes(app)
     app.router.add_get("/api/v1/evidence/{seq}/{kind}", evidence, name="evidence")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")

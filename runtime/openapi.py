@@ -35,6 +35,14 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "name": "X-Camera-Token",
         "description": "the camera's own token (also Authorization: Bearer or ?token=)",
     },
+    "viidIdentity": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "User-Identify",
+        "description": "GA/T 1400: the peer's 20-digit code; the edge takes it only from a device registered "
+        "with HTTP digest (MD5, qop=auth), the hub only from a configured platform with its notify token "
+        "(?token=) from an allowed address",
+    },
 }
 
 
@@ -44,6 +52,8 @@ def security_of(rule: Rule) -> tuple[list[dict[str, list[str]]], list[str] | Non
         return [], None
     if rule is Access.CAMERA:
         return [{"cameraToken": []}], None
+    if rule is Access.VIID:
+        return [{"viidIdentity": []}], None
     if isinstance(rule, Roles):
         return [{"session": []}, {"apiToken": []}], sorted(rule.names)
     if rule is Access.SESSION:

@@ -18,11 +18,12 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +45,9 @@ class Access(StrEnum):
     """A signed-in person (cookie) or a machine with a bearer token."""
     CAMERA = "camera"
     """A camera; the handler checks that camera's own credentials."""
+    VIID = "viid"
+    """A GA/T 1400 peer known by its code in ``User-Identify``; the handler checks how it proved it
+    (at the edge a registration with HTTP digest, runtime/digest.py; at the hub the platform's token)."""
     EDGE = "edge"
     """An edge agent with its machine token (or a signed-in person)."""
     METRICS = "metrics"
@@ -145,6 +149,23 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 
 def principal_of(request: web.Request) -> Principal | None:
     return request.get(PRINCIPAL)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def address_allowed(remote: str | None, nets: Sequence[Network]) -> bool:
+    """Whether a peer's address is in one of ``nets`` (an IPv4-mapped IPv6 address counts as IPv4);
+    no nets: any address."""
+    if not nets:
+        return True
+    try:
+        address = ipaddress.ip_address((remote or "").split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in net for net in nets)
 
 
 def token_matches(given: str | None, expected: str) -> bool:
@@ -256,7 +277,7 @@ def make_middlewares(
         if rule is None:
             log.error("route %s (%s) has no access rule; refusing", name, request.path)
             raise web.HTTPForbidden(text="route has no access rule")
-        if rule in (Access.PUBLIC, Access.CAMERA):
+        if rule in (Access.PUBLIC, Access.CAMERA, Access.VIID):
             return await handler(request)
         principal = None
         cookie = request.cookies.get(SESSION_COOKIE)

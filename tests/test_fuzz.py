@@ -316,3 +316,51 @@ def test_hub_ingest_door_never_raises(tmp_path):
         assert ingest.metrics.commit_failures == 0
     finally:
         store.stop()
+
+
+def _viid_doc() -> dict:
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "cameras" / "viid" / "broken_image.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@st.composite
+def mutated_viid(draw):
+    doc = _viid_doc()
+    spots = [p for p, _ in paths(doc) if p]
+    path = draw(st.sampled_from(spots))
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    if draw(st.booleans()) or not isinstance(parent, dict):
+        parent[path[-1]] = draw(ODD_VALUES)
+    else:
+        del parent[path[-1]]
+    return doc
+
+
+@FUZZ
+@given(doc=mutated_viid())
+def test_viid_records_parse_or_say_why(doc):
+    """The GA/T 1400 door (edge MotorVehicles, hub notifications): a record parses or is a RecordError."""
+    from protocols import viid
+
+    try:
+        objects = viid.motor_vehicle_objects(doc)
+    except viid.RecordError as exc:
+        assert str(exc)
+        return
+    for obj in objects:
+        try:
+            viid.parse_record(obj, 8 * 3600)
+        except viid.RecordError as exc:
+            assert str(exc)
+    wrapped = {
+        "SubscribeNotificationListObject": {"SubscribeNotificationObject": [{"MotorVehicleObjectList": doc}]}
+    }
+    for note in viid.notification_objects(wrapped):
+        try:
+            viid.parse_notification(note)
+        except viid.RecordError as exc:
+            assert str(exc)

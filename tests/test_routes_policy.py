@@ -24,7 +24,7 @@ def route_names(app):
 
 
 #: Routes whose variable parts are constrained by a pattern: a path that matches them.
-SAMPLES = {"user_change": "/api/v1/users/x/disable"}
+SAMPLES = {"user_change": "/api/v1/users/x/disable", "viid_not_supported": "/VIID/Faces"}
 
 
 def sample_path(name: str, formatter: str, pattern) -> str:  # noqa: ANN001

@@ -4,6 +4,8 @@ Runs where the messages arrive: the MQTT thread hands each message to the store'
 as one job. The writer commits every job that is already waiting in one transaction (a batch
 without a timer), and only after that commit are acknowledgements published and alerts handed
 to the dispatcher. A failed commit acknowledges nothing, so the edges send those events again.
+Reads from an upstream (a 视图库, ``viid.py``) come through ``take_upstream``: the same path without the
+acknowledgement.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -74,6 +76,8 @@ class BatchResult:
     """Alerts raised before their edge hit brought the picture, now with it."""
     kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
     """Quick-test results stored from this batch (first time only)."""
+    acknowledge: bool = True
+    """False for reads from an upstream (a 视图库): no edge waits for an acknowledgement."""
     status: CheckpointStatus | None = None
     clock_offset_s: float | None = None
     """Edge clock minus hub clock, from a live (not retained) status; None when unknown."""
@@ -173,6 +177,40 @@ class Ingest:
         future.add_done_callback(lambda fut: self._after_commit(fut, started))
         return future
 
+    def take_upstream(
+        self, source: str, checkpoint: str, epoch: int, reads: list[PlateRead], received_at: float
+    ) -> Future[BatchResult]:
+        """Queue reads that an upstream (a 视图库) delivered for ``checkpoint`` under its own ``epoch``:
+        stored, matched and alerted on exactly like an edge's, idempotent by the same identity, but not
+        acknowledged over MQTT and saying nothing about the checkpoint's edge being online."""
+        self.metrics.messages += 1
+        started = time.perf_counter()
+
+        def job(db: sqlite_utils.Database) -> BatchResult:
+            result = BatchResult(acknowledge=False)
+            try:
+                return self._store_events(
+                    db, result, source, checkpoint, epoch, reads, received_at, received_at
+                )
+            except NeedsPreparation:
+                raise
+            except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
+                log.exception("ingest failed on reads from %s", source)
+                raw = msgspec.json.encode(reads)
+                return self._dead(
+                    db,
+                    BatchResult(acknowledge=False),
+                    source,
+                    f"internal error: {exc}",
+                    raw,
+                    checkpoint,
+                    received_at,
+                )
+
+        future = self.store.submit(job)
+        future.add_done_callback(lambda fut: self._after_commit(fut, started))
+        return future
+
     def _after_commit(self, future: Future[BatchResult], started: float) -> None:
         try:
             result = future.result()
@@ -192,7 +230,12 @@ class Ingest:
         m.alerts += len(result.alerts)
         for alert in result.alerts:
             m.alerts_by_kind[alert.hit.kind] = m.alerts_by_kind.get(alert.hit.kind, 0) + 1
-        if result.checkpoint is not None and result.epoch is not None and result.committed:
+        if (
+            result.acknowledge
+            and result.checkpoint is not None
+            and result.epoch is not None
+            and result.committed
+        ):
             ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=seq_ranges(result.committed))
             self._publish(topics.ack(result.checkpoint), encode(ack))
         if result.alerts:
@@ -300,12 +343,32 @@ class Ingest:
                 checkpoint,
                 received_at,
             )
-        result.checkpoint, result.epoch = checkpoint, batch.epoch
+        self._store_events(
+            db, result, source, checkpoint, batch.epoch, batch.events, batch.sent_at, received_at
+        )
+        if abs(received_at - batch.sent_at) <= 5:
+            # Only fresh batches say anything about the edge's clock (replays are old by design).
+            self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
+        return result
+
+    def _store_events(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[Event],
+        sent_at: float,
+        received_at: float,
+    ) -> BatchResult:
+        """Insert, match and reconcile one checkpoint's events (inside the writer's transaction)."""
+        result.checkpoint, result.epoch = checkpoint, epoch
         stored_reads: list[PlateRead] = []
         first_alert = len(result.alerts)
         tally = stats.Tally(self.store.record.tz)
-        for event in batch.events:
-            outcome = self.store.insert_event(db, checkpoint, batch.epoch, event, batch.sent_at, received_at)
+        for event in events:
+            outcome = self.store.insert_event(db, checkpoint, epoch, event, sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
             result.committed.append(event.seq)
             if outcome.dead_letter:
@@ -330,15 +393,11 @@ class Ingest:
                 if isinstance(event, PlateRead):
                     result.reads += 1
             if isinstance(event, PlateRead):
-                self._match(db, result, checkpoint, batch.epoch, event, received_at)
+                self._match(db, result, checkpoint, epoch, event, received_at)
                 stored_reads.append(event)
-                self._reconcile(
-                    db, result, checkpoint, batch.epoch, event.seq, received_at, event.captured_at
-                )
+                self._reconcile(db, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
             elif isinstance(event, EdgeHit):
-                self._reconcile(
-                    db, result, checkpoint, batch.epoch, event.read_seq, received_at, event.raised_at
-                )
+                self._reconcile(db, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
                 # An outcome for a hit folded into an open alert is that alert's outcome on the console.
                 into = db.conn.execute(
@@ -359,7 +418,7 @@ class Ingest:
                 )
             elif isinstance(event, KitResultEvent):
                 result.kits.append((checkpoint, event))
-                self._match_person(db, result, checkpoint, batch.epoch, event, received_at)
+                self._match_person(db, result, checkpoint, epoch, event, received_at)
                 r = event.result
                 audit.append(
                     db,
@@ -398,16 +457,13 @@ class Ingest:
                     event.dropped_total,
                     event.reason,
                 )
-        self._thumbnails(db, result, first_alert, batch.events)
+        self._thumbnails(db, result, first_alert, events)
         tally.write(db)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
-            for finding in self.clones.batch(checkpoint, batch.epoch, stored_reads):
+            for finding in self.clones.batch(checkpoint, epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
                 self._raise(db, result, alert)
-        if abs(received_at - batch.sent_at) <= 5:
-            # Only fresh batches say anything about the edge's clock (replays are old by design).
-            self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
         return result
 
     def _thumbnails(

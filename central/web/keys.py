@@ -10,6 +10,7 @@ from aiohttp import web
 from central.alerts.dispatch import AlertDispatcher
 from central.alerts.evidence import EvidenceCache
 from central.ingest.pipeline import Ingest
+from central.ingest.viid import ViidPlatform
 from central.mqtt import HubLink
 from central.people.users import Directory
 from central.record.store import Counts, HubStore
@@ -33,6 +34,7 @@ BASE_COUNTS = web.AppKey("base_counts", Counts)
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 LISTS = web.AppKey("lists", ListService)
 UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
+VIID_PLATFORMS = web.AppKey("viid_platforms", list[ViidPlatform])
 DIRECTORY = web.AppKey("directory", Directory)
 PURGED_DAYS = web.AppKey("purged_days", list[dt.date])
 RING = web.AppKey("ring", list[dict[str, object]])

@@ -489,7 +489,18 @@ async def upstream_status(request: web.Request) -> web.Response:
             "sources": [
                 {"settings": {**msgspec.structs.asdict(s.settings), "token": None}, "state": s.state}
                 for s in request.app[keys.UPSTREAM]
-            ]
+            ],
+            # 视图库 subscriptions (central/ingest/viid.py): link state and counts, never a secret.
+            "viid": [
+                {
+                    "name": p.settings.name,
+                    "url": p.settings.url,
+                    "platform_id": p.settings.platform_id,
+                    "checkpoints": p.settings.checkpoints,
+                    "state": p.state,
+                }
+                for p in request.app[keys.VIID_PLATFORMS]
+            ],
         }
     )
 

@@ -7,10 +7,10 @@ from types import ModuleType
 
 from aiohttp import web
 
-from central.web import audit, console, evidence, intel, lists, records, stats, users
+from central.web import audit, console, evidence, intel, lists, records, stats, users, viid
 from runtime.web import LOGIN_POLICY, Rule
 
-AREAS: tuple[ModuleType, ...] = (console, records, audit, lists, intel, evidence, stats, users)
+AREAS: tuple[ModuleType, ...] = (console, records, audit, lists, intel, evidence, stats, users, viid)
 
 POLICY: dict[str, Rule] = {**LOGIN_POLICY}
 for _area in AREAS:

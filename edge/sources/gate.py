@@ -13,7 +13,7 @@ import logging
 
 from aiohttp import web
 
-from runtime.web import bearer, json_error, token_matches
+from runtime.web import address_allowed, bearer, json_error, token_matches
 
 from ..service import EdgeService
 from ..settings import CameraSettings
@@ -66,16 +66,7 @@ class CameraGate:
         )
 
     def _address_allowed(self, camera: CameraSettings, remote: str | None) -> bool:
-        nets = self._nets.get(camera.id)
-        if not nets:
-            return True
-        try:
-            address = ipaddress.ip_address((remote or "").split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in nets)
+        return address_allowed(remote, self._nets.get(camera.id, []))
 
     def _refuse(
         self,
