@@ -176,3 +176,24 @@ def test_a_purge_a_crash_interrupted_is_finished_at_start(store, pg_dsn):
         assert again.counts().reads == 2
     finally:
         again.stop()
+
+
+def test_the_tests_cluster_is_our_own_durable_and_unprivileged(pg_cluster, pg_dsn):
+    import os
+
+    with psycopg.connect(pg_dsn) as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("fsync", "synchronous_commit", "full_page_writes", "listen_addresses", "port")
+        }
+    assert settings == {
+        "fsync": "on",
+        "synchronous_commit": "on",
+        "full_page_writes": "on",
+        "listen_addresses": "127.0.0.1",
+        "port": str(pg_cluster.port),
+    }
+    assert pg_cluster.port != 5432
+    assert not str(pg_cluster.data).startswith("/tmp/pytest-of-"), "outside pytest's private folder"
+    owner = os.stat(f"/proc/{pg_cluster.server_pids()[0]}").st_uid
+    assert owner != 0, "the server never runs as root"
