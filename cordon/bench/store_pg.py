@@ -16,8 +16,8 @@ queries have a record to search. Then, through :class:`PgReadStore` (the code th
   (``companions_during_purge``, their p99).
 
 The fill is a bulk path (``fill_method``): worker processes create each day's partitions as standalone
-tables with the store's own definitions (``LIKE`` the partitioned tables), ``COPY`` the rows in with real
-content digests, fill the day's plates from its reads, then ``ATTACH`` them (the indexes are built then)
+tables with the store's own definitions (``LIKE`` the partitioned tables), ``COPY`` the rows in (reads with
+real content digests, passages with zeros: no query reads them), fill the day's plates from its reads, then ``ATTACH`` them (the indexes are built then)
 and record the day's counts, as :meth:`PgReadStore.prepare` does for an empty day; then ``VACUUM
 ANALYZE``, as autovacuum would have done on days that old. Everything after the fill goes through the
 hub's code.
