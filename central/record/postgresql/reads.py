@@ -612,12 +612,19 @@ class PgReadStore:
     def write(self, items: Sequence[Item]) -> list[Stored]:
         """Insert a batch in a transaction of its own on the store's writer connection and commit it
         (what the hub's writer does with a group of batches; tests and benchmarks call it directly)."""
-        self.prepare(self.day_of_event(item[2]) for item in items)
-        with self._writer_lock:
-            if self._writer is None or self._writer.closed or self._writer.broken:
-                self._writer = connect(self.dsn, autocommit=False)
-            with self._writer.transaction():
-                return self.insert_many(self._writer, items)
+        days = {self.day_of_event(item[2]) for item in items}
+        for attempt in (1, 2):
+            self.prepare(days)
+            with self._writer_lock:
+                if self._writer is None or self._writer.closed or self._writer.broken:
+                    self._writer = connect(self.dsn, autocommit=False)
+                try:
+                    with self._writer.transaction():
+                        return self.insert_many(self._writer, items)
+                except DaysNotReady:  # a purge took one of its days meanwhile: made again, run again
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
 
     def run(self, job: Any) -> Any:
         """Run ``job(connection)`` in a transaction of the writer connection (lookups for tests)."""
