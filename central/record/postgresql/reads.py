@@ -681,13 +681,20 @@ class PgReadStore:
                 out = [_row_to_read(r) for r in rows]
                 return SearchResult(out[:limit], len(out) > limit, len(days))
             n = narrowing(p)
+            # Each selects only the indexed column it narrows on (the plate is the reversal of rplate), so
+            # the candidates come from an index-only scan, without a heap fetch per plate looked at.
             if n.column is None:
                 candidates = "SELECT plate FROM plates WHERE day = %s AND plate LIKE %s"
                 cparams: tuple[Any, ...] = (_like(n.glob),)
+            elif n.column == "plate":
+                candidates = (
+                    "SELECT plate FROM plates WHERE day = %s AND plate >= %s AND plate < %s AND plate LIKE %s"
+                )
+                cparams = (n.low, n.high, _like(n.glob))
             else:
                 candidates = (
-                    f"SELECT plate FROM plates WHERE day = %s AND {n.column} >= %s AND {n.column} < %s "
-                    f"AND {n.column} LIKE %s"
+                    "SELECT reverse(rplate) FROM plates WHERE day = %s AND rplate >= %s AND rplate < %s "
+                    "AND rplate LIKE %s"
                 )
                 cparams = (n.low, n.high, _like(n.glob))
             searched = 0

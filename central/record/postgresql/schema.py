@@ -24,7 +24,8 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE plates (
             day date NOT NULL, plate text COLLATE "C" NOT NULL, rplate text COLLATE "C" NOT NULL,
             UNIQUE (plate, day)) PARTITION BY RANGE (day)""",
-        "CREATE INDEX plates_rplate ON plates (rplate)",
+        # (rplate, day): a tail's range and the day are checked in the index alone (an index-only scan).
+        "CREATE INDEX plates_rplate ON plates (rplate, day)",
         """CREATE TABLE reads (
             day date NOT NULL, checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
             digest bytea NOT NULL, plate text COLLATE "C" NOT NULL, plate_exact bytea,
