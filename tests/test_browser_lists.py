@@ -56,6 +56,8 @@ async def sign_in(browser, base, name):
     await page.fill("input[name=password]", PASSWORD)
     await page.click("button[type=submit]")
     await page.wait_for_selector("#tab-lists", timeout=TIMEOUT_MS)
+    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+    await page.wait_for_function("document.readyState === 'complete'", timeout=TIMEOUT_MS)
     await page.click("#tab-lists")
     return page
 

@@ -74,7 +74,10 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
                     )
                     return text if text.startswith("9 ") else None
 
-                assert (await until(rate, timeout=45, what="the read rate on the map")) == "9 辆/分"
+                # the rate and, as the checkpoint is not plainly online, its state in words
+                assert (
+                    await until(rate, timeout=45, what="the read rate on the map")
+                ) == "9 辆/分 · 相机失联"
 
                 # labels of close checkpoints do not overlap
                 boxes = await page.eval_on_selector_all(

@@ -1,6 +1,10 @@
-"""The console's statistics tab in a real headless Chromium against a real hub process: SVG bars of reads
-and hits per checkpoint with the counts the ingest kept, the outcome bar and the misread table, in Chinese
-and in English. Screenshot docs/screenshots/console-stats.png with CORDON_SCREENSHOTS=1."""
+"""The console's statistics tab in a real headless Chromium against a real hub process, its statistics
+seeded with known counts through the real ingest: the charts (Apache ECharts) hold exactly those counts,
+read back from the chart library's own instances, and so does the table under each chart; counts of one
+kind share one axis (reads apart, in their own panel on the same groups or days); the legend names the
+series and invents nothing (no "max 1" where the table says 0); a tooltip shows on hover. In Chinese and
+English, dark and light, at 1920×1080 and 1280×800; one hub and one browser for the module. Screenshot
+docs/screenshots/console-stats.png (1920×1080) with CORDON_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
@@ -9,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright
+from playwright.sync_api import sync_playwright
 
 from central.ingest.pipeline import Ingest
 from central.record.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
-from tests.support import hub_service, running, sign_in_page, until
+from tests.support import Mosquitto, hub_service
 from tests.test_hub_ingest import payload, read
 from tests.test_kits_hub import kit_event
 
@@ -76,74 +80,188 @@ def fill(path: Path) -> None:
         store.stop()
 
 
-async def bars(page) -> dict[str, tuple[str | None, str | None, int]]:
-    found = {}
-    for g in await page.query_selector_all("#st-bars svg g.st-row"):
-        found[await g.get_attribute("data-key")] = (
-            await g.get_attribute("data-reads"),
-            await g.get_attribute("data-hits"),
-            len(await g.query_selector_all("rect.st-bar")),
-        )
-    return found
+#: What fill() puts in, per checkpoint: reads, alerts, intercepted, positive tests; all of it today.
+SEEDED = {"SD-DZ-001": (3, 2, 0, 2), "SD-JN-001": (5, 0, 0, 0)}
+SERIES = {
+    "zh": ["过车", "比中预警", "拦截", "快检阳性"],
+    "en": ["Reads", "Hits", "Intercepted", "Positive tests"],
+}
+
+READ_CHARTS = """async () => {
+  const echarts = await import('/static/vendor/echarts/echarts.esm.min.js');
+  const read = (id) => {
+    const chart = echarts.getInstanceByDom(document.getElementById(id));
+    if (!chart) return null;
+    const o = chart.getOption();
+    return {
+      series: o.series.map((s) => ({ id: s.id, name: s.name, axis: [s.xAxisIndex, s.yAxisIndex],
+        data: s.data.map((d) => (d !== null && typeof d === 'object') ? d.value : d) })),
+      x: o.xAxis.map((a) => a.data || null), y: o.yAxis.map((a) => a.data || null),
+      legend: (o.legend[0] && o.legend[0].show !== false) ? o.series.map((s) => s.name) : [],
+      tooltip: o.tooltip[0].trigger,
+    };
+  };
+  const table = (css) => [...document.querySelectorAll(css + ' tr')].map((tr) => [...tr.cells].map((c) => c.innerText));
+  return { bars: read('st-bars-chart'), daily: read('st-daily-chart'), outcomes: read('st-outcomes-chart'),
+           details: table('#st-table table.st-rows:not(.st-stale)'), dailyTable: table('#st-daily-table'),
+           outcomesTable: table('#st-outcomes-table'),
+           legendText: [...document.querySelectorAll('#stats-view .st-echart text')].map((t) => t.textContent).join(' ') };
+}"""
 
 
-async def test_stats_tab_draws_the_counts_in_both_languages(tmp_path, mosquitto):
-    hub = hub_service(tmp_path / "hub", mosquitto.url)
-    (tmp_path / "hub" / "data").mkdir(parents=True, exist_ok=True)
-    fill(tmp_path / "hub" / "data" / "hub.db")
-    hub.start()
-    with running(hub):
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stats")
+    broker = Mosquitto(root / "mosquitto").start()
+    service = hub_service(root / "hub", broker.url)
+    (root / "hub" / "data").mkdir(parents=True, exist_ok=True)
+    fill(root / "hub" / "data" / "hub.db")
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def open_stats(browser, hub, width, height, lang, theme):
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    ctx.add_init_script(
+        f"localStorage.setItem('cordon.lang', '{lang}'); localStorage.setItem('cordon.theme', '{theme}');"
+    )
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{hub.base}/login")
+    page.click("summary")
+    page.fill("input[name=code]", "console-code")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#tab-stats", timeout=TIMEOUT_MS)
+    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+    page.wait_for_function("document.readyState === 'complete'", timeout=TIMEOUT_MS)
+    page.click("#tab-stats")
+    page.wait_for_selector("#stats-view[data-drawn]", timeout=TIMEOUT_MS)
+    return ctx, page, errors
+
+
+def check_charts(seen: dict, lang: str) -> None:
+    names = SERIES[lang]
+    keys = sorted(SEEDED)
+    # per group: the chart's categories and values are the seeded counts and the table's
+    bars = seen["bars"]
+    assert bars["y"][0] == bars["y"][1] == keys, "both panels on the same groups"
+    by_id = {s["id"]: s for s in bars["series"]}
+    for n, series in enumerate(("reads", "alerts", "intercepted", "positives")):
+        assert by_id[series]["data"] == [SEEDED[k][n] for k in keys], series
+        assert by_id[series]["name"] == names[n]
+    assert by_id["reads"]["axis"] == [0, 0]
+    assert {tuple(by_id[k]["axis"]) for k in ("alerts", "intercepted", "positives")} == {(1, 1)}, (
+        "one shared axis"
+    )
+    header, *rows = seen["details"]
+    table = {r[0]: r for r in rows}
+    for k in keys:  # the details table: reads, alerts, intercepted, positives in columns 1, 4, 6, 8
+        cells = table[k]
+        assert [int(cells[1]), int(cells[4]), int(cells[6]), int(cells[8].split(" ")[0])] == list(SEEDED[k])
+    # day by day: every day zero but today, which holds the sums; the same in the table under it
+    daily = seen["daily"]
+    assert daily["x"][0] == daily["x"][1] and len(daily["x"][0]) == 7, "both panels on the same 7 days"
+    sums = [sum(v[n] for v in SEEDED.values()) for n in range(4)]
+    by_id = {s["id"]: s for s in daily["series"]}
+    for n, series in enumerate(("reads", "alerts", "intercepted", "positives")):
+        assert by_id[series]["data"] == [0] * 6 + [sums[n]], series
+    assert by_id["reads"]["axis"] == [0, 0]
+    assert {tuple(by_id[k]["axis"]) for k in ("alerts", "intercepted", "positives")} == {(1, 1)}
+    header, *rows = seen["dailyTable"]
+    assert [[int(c) for c in r[1:]] for r in rows] == [
+        list(x) for x in zip(*(s["data"] for s in daily["series"]), strict=True)
+    ]
+    assert rows[-1][0].endswith(daily["x"][0][-1])
+    # the legend names the series and nothing else (issue 20: "拦截 (最大 1)" where the table said 0)
+    assert daily["legend"] == names and bars["legend"] == names
+    assert "最大" not in seen["legendText"] and "max" not in seen["legendText"]
+    assert daily["tooltip"] == bars["tooltip"] == "axis"
+    # outcomes: one misread, in the chart and its table
+    assert seen["outcomes"]["series"][0]["data"] == [0, 0, 1, 0]
+    assert [r[1] for r in seen["outcomesTable"][1:]] == ["0", "0", "1", "0"]
+
+
+@pytest.mark.parametrize("width,height", [(1920, 1080), (1280, 800)])
+def test_charts_hold_the_seeded_counts_and_match_their_tables(hub, browser, width, height):
+    for lang in ("zh", "en"):
+        for theme in ("dark", "light"):
+            ctx, page, errors = open_stats(browser, hub, width, height, lang, theme)
             try:
-                page = await (await browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
-                await sign_in_page(page, hub.base, "console-code")
-                await page.wait_for_selector("#tab-stats", timeout=TIMEOUT_MS)
-                assert await page.inner_text("#tab-stats") == "统计"
-                await page.click("#tab-stats")
-                await page.wait_for_selector("#st-bars svg g.st-row", timeout=TIMEOUT_MS)
-                assert await bars(page) == {"SD-DZ-001": ("3", "2", 2), "SD-JN-001": ("5", "0", 2)}
-                assert await page.locator("main.console").is_hidden()
-                legend = await page.text_content("#st-bars svg .st-legend")
-                assert "过车" in legend and "比中预警" in legend
-                out = page.locator('#st-outcomes rect[data-outcome="misread"]')
-                assert await out.get_attribute("data-count") == "1"
-                assert "误识别 1" in await page.text_content("#st-outcomes")
-                row = page.locator('#st-misreads tr[data-kind="kit"]')
-                assert "毒品快检" in await row.inner_text() and "100.0%" in await row.inner_text()
-                assert await page.locator("#st-daily svg polyline").count() == 4
-                # The table of every figure: SD-DZ-001's cameras up 75% of the samples, shown as low.
-                dz = page.locator('#st-table tr[data-key="SD-DZ-001"]')
-                cells = await dz.locator("td").all_inner_texts()
-                # (the reads in fill() are sent without their passages)
-                assert cells[:9] == ["SD-DZ-001", "3", "0", "0", "2", "40 s", "0", "2", "2 (MET 2)"]
-                uptime = dz.locator("td.st-uptime")
-                assert await uptime.inner_text() == "75.0%" and "st-low" in await uptime.get_attribute(
-                    "class"
-                )
-                assert (
-                    await page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
-                )
-                assert "相机在线率" in await page.text_content("#st-table")
-                stale = await page.locator('#st-table tr[data-camera="SD-DZ-001/lane2"] td').all_inner_texts()
-                assert stale == ["SD-DZ-001", "lane2", "4", "75.0%"]
-                if os.environ.get("CORDON_SCREENSHOTS") == "1":
-                    await page.screenshot(path=str(SHOTS / "console-stats.png"))
-                await page.click("#lang")
-
-                async def english() -> bool:
-                    return await page.inner_text(
-                        "#tab-stats"
-                    ) == "Statistics" and "Hits" in await page.text_content("#st-bars svg .st-legend")
-
-                await until(english, timeout=30, what="the statistics in English")
-                assert await bars(page) == {"SD-DZ-001": ("3", "2", 2), "SD-JN-001": ("5", "0", 2)}
-                assert "drug quick test" in await page.inner_text('#st-misreads tr[data-kind="kit"]')
-                assert "Misread (false match) 1" in await page.text_content("#st-outcomes")
-                assert "Camera uptime" in await page.text_content("#st-table")
-                assert await page.evaluate("document.documentElement.scrollWidth <= 1280")
-                await page.click("#tab-live")
-                assert await page.locator("#stats-view").is_hidden()
-                assert await page.locator("main.console").is_visible()
+                seen = page.evaluate(READ_CHARTS)
+                check_charts(seen, lang)
+                # a tooltip on hover, with the series' names
+                box = page.locator("#st-daily-chart").bounding_box()
+                page.mouse.move(box["x"] + box["width"] - 30, box["y"] + box["height"] * 0.75)
+                tip = page.locator("#st-daily-chart .st-tooltip")
+                tip.wait_for(state="visible", timeout=TIMEOUT_MS)
+                assert SERIES[lang][1] in tip.inner_text()
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                if os.environ.get("CORDON_SCREENSHOTS") == "1" and (width, lang, theme) == (
+                    1920,
+                    "zh",
+                    "dark",
+                ):
+                    page.mouse.move(0, 0)
+                    page.screenshot(path=str(SHOTS / "console-stats.png"))
+                if os.environ.get("CORDON_MAP_SHOTS"):
+                    page.screenshot(path=f"{os.environ['CORDON_MAP_SHOTS']}-stats-{width}-{lang}-{theme}.png")
+                assert not errors, errors
             finally:
-                await browser.close()
+                ctx.close()
+
+
+def test_the_tables_language_switch_and_tabs(hub, browser):
+    ctx, page, errors = open_stats(browser, hub, 1280, 800, "zh", "dark")
+    try:
+        assert page.inner_text("#tab-stats") == "统计"
+        assert page.locator("main.console").is_hidden()
+        row = page.locator('#st-misreads tr[data-kind="kit"]')
+        assert "毒品快检" in row.inner_text() and "100.0%" in row.inner_text()
+        # The table of every figure: SD-DZ-001's cameras up 75% of the samples, shown as low.
+        dz = page.locator('#st-table tr[data-key="SD-DZ-001"]')
+        cells = dz.locator("td").all_inner_texts()
+        # (the reads in fill() are sent without their passages)
+        assert cells[:9] == ["SD-DZ-001", "3", "0", "0", "2", "40 s", "0", "2", "2 (MET 2)"]
+        uptime = dz.locator("td.st-uptime")
+        assert uptime.inner_text() == "75.0%" and "st-low" in uptime.get_attribute("class")
+        assert page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
+        assert "相机在线率" in page.text_content("#st-table")
+        stale = page.locator('#st-table tr[data-camera="SD-DZ-001/lane2"] td').all_inner_texts()
+        assert stale == ["SD-DZ-001", "lane2", "4", "75.0%"]
+        before = page.get_attribute("#stats-view", "data-drawn")
+        page.click("#lang")
+        page.wait_for_function(
+            f"document.getElementById('stats-view').dataset.drawn !== '{before}'", timeout=TIMEOUT_MS
+        )
+        assert page.inner_text("#tab-stats") == "Statistics"
+        check_charts(page.evaluate(READ_CHARTS), "en")
+        assert "drug quick test" in page.inner_text('#st-misreads tr[data-kind="kit"]')
+        assert "Camera uptime" in page.text_content("#st-table")
+        page.click("#tab-live")
+        assert page.locator("#stats-view").is_hidden()
+        assert page.locator("main.console").is_visible()
+        assert not errors, errors
+    finally:
+        ctx.close()

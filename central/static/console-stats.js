@@ -1,6 +1,9 @@
-// The console's statistics tab: reads and hits per checkpoint (or county), a daily line of reads, hits,
-// interceptions and positives, the outcome breakdown and the misread rate per match kind. Plain SVG
-// built element by element; every received value is set as text or a number attribute.
+// The console's statistics tab: reads and hits per checkpoint (or county, city), a daily chart of reads, hits,
+// interceptions and positives, the outcome breakdown and the misread rate per match kind, each chart with the
+// same figures in a table under it. Charts by Apache ECharts (vendored: vendor/echarts/, Apache-2.0, loaded
+// when the tab first opens): series that count the same thing share one axis, reads (hundreds to thousands a
+// day) get their own panel on the same time axis rather than a second scale drawn over the others; tooltips
+// are built element by element (every received value set as text).
 import { applyI18n, CORDON_I18N, el, t } from "/common/i18n.js";
 
 Object.assign(CORDON_I18N.zh, {
@@ -10,9 +13,10 @@ Object.assign(CORDON_I18N.zh, {
   "st.by_group": "过车与比中", "st.daily": "每日趋势", "st.outcomes": "处置结果", "st.misreads": "误识别率（按比对方式）",
   "st.kind": "比对方式", "st.n": "处置数", "st.misread_n": "误识别", "st.rate": "误识别率", "st.few": "样本少",
   "st.none": "所选时段无数据", "st.failed": "统计无法读取", "st.reason": "导出事由（必填）", "st.export": "导出 CSV",
-  "st.max": "最大", "st.table": "明细", "st.key": "分组", "st.passages": "车次", "st.no_plate": "无牌车",
+  "st.table": "明细", "st.key": "分组", "st.passages": "车次", "st.no_plate": "无牌车",
   "st.alerts": "预警", "st.ack": "签收用时（中位）", "st.tests": "快检", "st.uptime": "相机在线率",
-  "st.stale": "离线相机", "st.camera": "相机", "st.samples": "采样",
+  "st.stale": "离线相机", "st.camera": "相机", "st.samples": "采样", "st.day": "日期", "st.count": "次数",
+  "st.chartFailed": "图表库无法加载，数字见下表",
 });
 Object.assign(CORDON_I18N.en, {
   "tab.stats": "Statistics", "st.title": "Statistics", "st.group": "Group", "st.group.checkpoint": "By checkpoint",
@@ -21,27 +25,22 @@ Object.assign(CORDON_I18N.en, {
   "st.by_group": "Reads and hits", "st.daily": "Day by day", "st.outcomes": "Outcomes", "st.misreads": "Misread rate per match kind",
   "st.kind": "Match kind", "st.n": "Outcomes", "st.misread_n": "Misreads", "st.rate": "Rate", "st.few": "few",
   "st.none": "No data in this period", "st.failed": "Statistics not available", "st.reason": "Export reason (required)",
-  "st.export": "Export CSV", "st.max": "max", "st.table": "Details", "st.key": "Group", "st.passages": "Passages",
+  "st.export": "Export CSV", "st.table": "Details", "st.key": "Group", "st.passages": "Passages",
   "st.no_plate": "No plate", "st.alerts": "Alerts", "st.ack": "Time to acknowledge (median)", "st.tests": "Quick tests",
   "st.uptime": "Camera uptime", "st.stale": "Cameras that went stale", "st.camera": "Camera", "st.samples": "Samples",
+  "st.day": "Day", "st.count": "Count", "st.chartFailed": "The chart library did not load; the figures are in the table",
 });
 
-const SVGNS = "http://www.w3.org/2000/svg";
 const ST = { data: null, daily: null, misreads: null };
-const SERIES = [["reads", "st.reads"], ["alerts", "st.hits"], ["intercepted", "st.intercepted"], ["positives", "st.positives"]];
+const CHARTS = new Map();  // element id -> ECharts instance
+let echarts = null;
 
-function svg(tag, attrs, text) {
-  const node = document.createElementNS(SVGNS, tag);
-  Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, String(v)));
-  if (text !== undefined) node.textContent = String(text);
-  return node;
-}
 function stLabel(tag, key, cls) { const n = el(tag, cls || null, t(key)); n.dataset.i18n = key; return n; }
 
 function buildStatsView() {
   const view = el("main", "stats-view"); view.id = "stats-view"; view.hidden = true;
   const bar = el("div", "st-controls");
-  const group = el("select"); group.id = "st-group";
+  const group = el("select", "cordon-select"); group.id = "st-group";
   ["checkpoint", "county", "city"].forEach((g) => { const o = stLabel("option", "st.group." + g); o.value = g; group.append(o); });
   const from = el("input"); from.type = "date"; from.id = "st-from";
   const to = el("input"); to.type = "date"; to.id = "st-to";
@@ -102,29 +101,83 @@ async function stLoad() {
 
 function stEmpty(box) { box.append(stLabel("p", "st.none", "st-none")); }
 
+// ECharts, once, when the tab first shows (1 MB the live view never needs).
+async function stEcharts() {
+  if (!echarts) echarts = await import("./vendor/echarts/echarts.esm.min.js");
+  return echarts;
+}
+function stColours() {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name) => css.getPropertyValue(name).trim();
+  return { text: v("--text"), muted: v("--muted"), line: v("--line"), panel: v("--panel"), bg: v("--bg"),
+    series: ["#4a90d9", "#e0533d", "#3fb56b", "#d9a400"] };
+}
+// A tooltip as elements: the axis value, then one line per series with its colour and value.
+function stTooltip(params) {
+  const list = Array.isArray(params) ? params : [params];
+  const box = el("div", "st-tip");
+  box.append(el("div", "st-tip-head", list[0].axisValueLabel ?? list[0].name));
+  for (const p of list) {
+    const row = el("div", "st-tip-row");
+    const mark = el("span", "st-tip-mark"); mark.style.backgroundColor = p.color;
+    row.append(mark, el("span", null, p.seriesName), el("b", null, p.value));
+    box.append(row);
+  }
+  return box;
+}
+function stChart(box, option) {
+  // A fresh chart on each draw (the box was emptied): the last one is disposed with its element.
+  const holder = el("div", "st-echart"); holder.id = box.id + "-chart"; box.prepend(holder);
+  const old = CHARTS.get(holder.id);
+  if (old) { old.dispose(); old.observer.disconnect(); }
+  const chart = echarts.init(holder, null, { renderer: "svg" });
+  chart.observer = new ResizeObserver(() => chart.resize());
+  chart.observer.observe(holder);
+  CHARTS.set(holder.id, chart);
+  const c = stColours();
+  chart.setOption({
+    animation: false, color: c.series, textStyle: { color: c.text, fontFamily: getComputedStyle(document.body).fontFamily },
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, formatter: stTooltip, backgroundColor: c.bg,
+      borderColor: c.line, textStyle: { color: c.text }, className: "st-tooltip" },
+    legend: { top: 0, textStyle: { color: c.text } },
+    ...option,
+  }, true);
+  return chart;
+}
+const stAxis = (c, extra) => ({ axisLabel: { color: c.muted }, axisLine: { lineStyle: { color: c.line } },
+  splitLine: { lineStyle: { color: c.line } }, ...extra });
+function stTableOf(id, heads, rows) {
+  const table = el("table", "st-table st-rows"); table.id = id;
+  const head = el("tr");
+  heads.forEach((k) => head.append(stLabel("th", k)));
+  table.append(head);
+  rows.forEach((cells) => { const tr = el("tr"); tr.dataset.key = cells[0]; cells.forEach((v) => tr.append(el("td", null, v))); table.append(tr); });
+  return table;
+}
+
+// Reads and hits per group: reads on the left, alerts, interceptions and positives on one shared axis on the
+// right, both panels on the same list of groups; the table under it has the same four figures.
 function stBars(rows) {
   const box = document.getElementById("st-bars"); box.replaceChildren();
   if (!rows.length) { stEmpty(box); return; }
-  const W = 560, rowH = 34, left = 130, width = W - left - 70;
-  const maxReads = Math.max(1, ...rows.map((r) => r.reads)), maxHits = Math.max(1, ...rows.map((r) => r.alerts));
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${rows.length * rowH + 24}`, class: "st-chart st-bars", role: "img" });
-  rows.forEach((r, i) => {
-    const y = i * rowH + 4;
-    const g = svg("g", { class: "st-row", "data-key": r.key, "data-reads": r.reads, "data-hits": r.alerts });
-    g.append(svg("text", { x: left - 6, y: y + 18, "text-anchor": "end", class: "st-axis" }, r.key));
-    g.append(svg("rect", { x: left, y, width: Math.max(1, width * r.reads / maxReads), height: 13, class: "st-bar st-reads" }));
-    g.append(svg("text", { x: left + width * r.reads / maxReads + 4, y: y + 11, class: "st-value" }, r.reads));
-    g.append(svg("rect", { x: left, y: y + 15, width: Math.max(1, width * r.alerts / maxHits), height: 13, class: "st-bar st-hits" }));
-    g.append(svg("text", { x: left + width * r.alerts / maxHits + 4, y: y + 26, class: "st-value" }, r.alerts));
-    chart.append(g);
+  const c = stColours(), keys = rows.map((r) => r.key);
+  const hits = [["alerts", "st.hits"], ["intercepted", "st.intercepted"], ["positives", "st.positives"]];
+  stChart(box, {
+    axisPointer: { link: [{ yAxisIndex: "all" }] },
+    grid: [{ left: 8, width: "38%", top: 34, bottom: 8, containLabel: true }, { left: "56%", right: 16, top: 34, bottom: 8, containLabel: true }],
+    xAxis: [stAxis(c, { type: "value", gridIndex: 0, minInterval: 1, name: t("st.reads"), nameTextStyle: { color: c.muted } }),
+            stAxis(c, { type: "value", gridIndex: 1, minInterval: 1, name: t("st.count"), nameTextStyle: { color: c.muted } })],
+    yAxis: [stAxis(c, { type: "category", gridIndex: 0, data: keys, inverse: true }),
+            stAxis(c, { type: "category", gridIndex: 1, data: keys, inverse: true, axisLabel: { show: false } })],
+    series: [
+      { id: "reads", name: t("st.reads"), type: "bar", xAxisIndex: 0, yAxisIndex: 0, data: rows.map((r) => r.reads),
+        label: { show: true, position: "right", color: c.text } },
+      ...hits.map(([k, label]) => ({ id: k, name: t(label), type: "bar", xAxisIndex: 1, yAxisIndex: 1,
+        data: rows.map((r) => stValue(r, k)), label: { show: true, position: "right", color: c.text } })),
+    ],
   });
-  const legend = svg("g", { class: "st-legend" });
-  legend.append(svg("rect", { x: left, y: rows.length * rowH + 10, width: 10, height: 10, class: "st-reads" }),
-                svg("text", { x: left + 14, y: rows.length * rowH + 19 }, t("st.reads")),
-                svg("rect", { x: left + 110, y: rows.length * rowH + 10, width: 10, height: 10, class: "st-hits" }),
-                svg("text", { x: left + 124, y: rows.length * rowH + 19 }, t("st.hits")));
-  chart.append(legend);
-  box.append(chart);
+  box.querySelector(".st-echart").style.height = Math.max(220, 60 + rows.length * 64) + "px";
+  CHARTS.get("st-bars-chart").resize();
 }
 
 function stValue(row, key) { return key === "intercepted" ? row.outcomes.intercepted : row[key]; }
@@ -141,41 +194,46 @@ function stEveryDay(found) {
   return days;
 }
 
+// Day by day: reads in the upper panel, hits, interceptions and positives in the lower one on one shared
+// axis, both panels on the same days (one tooltip for both); the table under it has every figure.
+const DAILY = [["reads", "st.reads"], ["alerts", "st.hits"], ["intercepted", "st.intercepted"], ["positives", "st.positives"]];
 function stDaily(found) {
   const box = document.getElementById("st-daily"); box.replaceChildren();
   if (!found.rows.length) { stEmpty(box); return; }
-  const rows = stEveryDay(found);
-  const W = 560, H = 200, pad = 30, step = rows.length > 1 ? (W - 2 * pad) / (rows.length - 1) : 0;
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${H + 40}`, class: "st-chart st-daily", role: "img" });
-  SERIES.forEach(([key, label], n) => {
-    const max = Math.max(1, ...rows.map((r) => stValue(r, key)));
-    const points = rows.map((r, i) => `${pad + i * step},${H - 10 - (H - 30) * stValue(r, key) / max}`).join(" ");
-    chart.append(svg("polyline", { points, class: `st-line st-s${n}`, "data-series": key, fill: "none" }));
-    points.split(" ").forEach((p) => { const [cx, cy] = p.split(",");
-      chart.append(svg("circle", { cx, cy, r: 3, class: `st-s${n}-text` })); });
-    chart.append(svg("text", { x: pad + n * 135, y: H + 30, class: `st-s${n}-text` }, `${t(label)} (${t("st.max")} ${max})`));
+  const rows = stEveryDay(found), c = stColours(), days = rows.map((r) => r.key.slice(5));
+  stChart(box, {
+    axisPointer: { link: [{ xAxisIndex: "all" }] },
+    grid: [{ left: 8, right: 16, top: 34, height: "30%", containLabel: true }, { left: 8, right: 16, top: "56%", bottom: 8, containLabel: true }],
+    xAxis: [stAxis(c, { type: "category", gridIndex: 0, data: days, axisLabel: { show: false } }),
+            stAxis(c, { type: "category", gridIndex: 1, data: days })],
+    yAxis: [stAxis(c, { type: "value", gridIndex: 0, minInterval: 1, name: t("st.reads"), nameTextStyle: { color: c.muted } }),
+            stAxis(c, { type: "value", gridIndex: 1, minInterval: 1, name: t("st.count"), nameTextStyle: { color: c.muted } })],
+    series: DAILY.map(([k, label], n) => ({ id: k, name: t(label), type: rows.length > 1 ? "line" : "bar",
+      xAxisIndex: n ? 1 : 0, yAxisIndex: n ? 1 : 0, symbolSize: 6, data: rows.map((r) => stValue(r, k)) })),
   });
-  rows.forEach((r, i) => { if (rows.length <= 10 || i % Math.ceil(rows.length / 10) === 0) {
-    chart.append(svg("text", { x: pad + i * step, y: H + 8, "text-anchor": "middle", class: "st-axis" }, r.key.slice(5)));
-  } });
-  box.append(chart);
+  box.append(stTableOf("st-daily-table", ["st.day", ...DAILY.map(([, label]) => label)],
+    rows.map((r) => [r.key, ...DAILY.map(([k]) => stValue(r, k))])));
 }
 
+const OUTCOMES = ["intercepted", "not_found", "misread", "released"];
 function stOutcomes(rows) {
   const box = document.getElementById("st-outcomes"); box.replaceChildren();
-  const totals = { intercepted: 0, not_found: 0, misread: 0, released: 0 };
-  rows.forEach((r) => Object.keys(totals).forEach((k) => { totals[k] += r.outcomes[k] || 0; }));
-  const all = Object.values(totals).reduce((a, b) => a + b, 0);
-  if (!all) { stEmpty(box); return; }
-  const W = 560, chart = svg("svg", { viewBox: `0 0 ${W} 70`, class: "st-chart st-outcomes", role: "img" });
-  let x = 0;
-  Object.entries(totals).forEach(([k, n], i) => {
-    const w = (W - 2) * n / all;
-    chart.append(svg("rect", { x, y: 4, width: w, height: 26, class: `st-out st-out-${k}`, "data-outcome": k, "data-count": n }));
-    chart.append(svg("text", { x: 4 + i * 140, y: 52, class: `st-out-${k}-text` }, `${t("outcome." + k)} ${n}`));
-    x += w;
+  const totals = Object.fromEntries(OUTCOMES.map((k) => [k, 0]));
+  rows.forEach((r) => OUTCOMES.forEach((k) => { totals[k] += r.outcomes[k] || 0; }));
+  if (!Object.values(totals).some(Boolean)) { stEmpty(box); return; }
+  const c = stColours(), colours = { intercepted: "#3fb56b", not_found: "#8a8f98", misread: "#e0533d", released: "#d9a400" };
+  stChart(box, {
+    legend: { show: false },
+    grid: { left: 8, right: 40, top: 8, bottom: 8, containLabel: true },
+    xAxis: stAxis(c, { type: "value", minInterval: 1 }),
+    yAxis: stAxis(c, { type: "category", data: OUTCOMES.map((k) => t("outcome." + k)), inverse: true }),
+    series: [{ id: "outcomes", name: t("st.outcomes"), type: "bar", label: { show: true, position: "right", color: c.text },
+      data: OUTCOMES.map((k) => ({ value: totals[k], itemStyle: { color: colours[k] } })) }],
   });
-  box.append(chart);
+  box.querySelector(".st-echart").style.height = "190px";
+  CHARTS.get("st-outcomes-chart").resize();
+  box.append(stTableOf("st-outcomes-table", ["st.outcomes", "st.count"], OUTCOMES.map((k) => [t("outcome." + k), totals[k]])));
+  box.querySelectorAll("#st-outcomes-table tr[data-key]").forEach((tr, i) => { tr.dataset.outcome = OUTCOMES[i]; });
 }
 
 function stMisreads(found) {
@@ -234,9 +292,18 @@ function stTable(found) {
   }
 }
 
-function stDraw() {
+async function stDraw() {
   if (!ST.data) return;
+  try {
+    await stEcharts();
+  } catch (e) {
+    const msg = document.getElementById("st-msg");
+    msg.textContent = t("st.chartFailed"); msg.hidden = false;
+    stMisreads(ST.misreads); stTable(ST.data);
+    return;
+  }
   stBars(ST.data.rows); stDaily(ST.daily); stOutcomes(ST.data.rows); stMisreads(ST.misreads); stTable(ST.data);
+  document.getElementById("stats-view").dataset.drawn = String(Date.now());
 }
 
 function stShow(on) {
@@ -258,5 +325,6 @@ function stShow(on) {
     const b = document.getElementById(id); if (b) b.addEventListener("click", () => stShow(false));
   });
   document.getElementById("lang").addEventListener("click", () => { applyI18n(view); stDraw(); });
+  document.getElementById("theme").addEventListener("click", () => { if (!view.hidden) stDraw(); });
   applyI18n(view); applyI18n(document.querySelector("nav.tabs"));
 })();
