@@ -19,8 +19,13 @@ import psycopg
 
 
 def connect(dsn: str, *, autocommit: bool) -> psycopg.Connection:
-    """One connection; a statement run twice on it is prepared on the server."""
-    conn = psycopg.connect(dsn, autocommit=autocommit)
+    """One connection; a statement run twice on it is prepared on the server, and planned anew each time.
+
+    ``plan_cache_mode = force_custom_plan``: a generic plan of a statement over a partitioned table holds
+    every partition, and PostgreSQL 15 locks all of them before it runs one; when a purge's ``DETACH ...
+    CONCURRENTLY`` queues for its ACCESS EXCLUSIVE lock on an old day, that statement would queue behind
+    it. A custom plan is pruned to the days its parameters name, and never holds a day being detached."""
+    conn = psycopg.connect(dsn, autocommit=autocommit, options="-c plan_cache_mode=force_custom_plan")
     conn.prepare_threshold = 2
     return conn
 

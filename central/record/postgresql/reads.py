@@ -193,7 +193,8 @@ def _insert_statement(table: str, other: str, columns: list[tuple[str, str]], co
     )
     return (
         f"WITH input AS (SELECT * FROM unnest({unnest}) AS t({names})), "
-        f"free AS (SELECT * FROM input n WHERE NOT EXISTS (SELECT 1 FROM {other} o WHERE o.day = n.day "
+        f"free AS (SELECT * FROM input n WHERE NOT EXISTS (SELECT 1 FROM {other} o WHERE o.day = ANY(%b::date[]) "
+        "AND o.day = n.day "
         "AND o.checkpoint = n.checkpoint AND o.epoch = n.epoch AND o.seq = n.seq)), "
         f"added AS (INSERT INTO {table} ({', '.join(stored)}) SELECT {values} FROM free "
         "ON CONFLICT DO NOTHING RETURNING day, checkpoint, epoch, seq, plate), "
@@ -202,8 +203,8 @@ def _insert_statement(table: str, other: str, columns: list[tuple[str, str]], co
         "FROM added GROUP BY day) c WHERE d.day = c.day) "
         "SELECT n.i, a.seq IS NOT NULL, x.digest FROM input n "
         "LEFT JOIN added a ON a.day = n.day AND a.checkpoint = n.checkpoint AND a.epoch = n.epoch AND a.seq = n.seq "
-        f"LEFT JOIN {table} x ON x.day = n.day AND x.checkpoint = n.checkpoint AND x.epoch = n.epoch "
-        "AND x.seq = n.seq"
+        f"LEFT JOIN {table} x ON x.day = ANY(%b::date[]) AND x.day = n.day AND x.checkpoint = n.checkpoint "
+        "AND x.epoch = n.epoch AND x.seq = n.seq"
     )
 
 
@@ -555,7 +556,11 @@ class PgReadStore:
         out: list[Stored | None],
     ) -> None:
         unknown = []
-        for i, new, stored in db.execute(statement, cols, prepare=True).fetchall():  # type: ignore[arg-type]
+        # The batch's days as a constant as well: the plan touches those days' partitions only, never one
+        # that a purge is detaching (see connections.connect for why plans are never generic).
+        days = sorted(set(cols[1]))
+        rows = db.execute(statement, [*cols, days, days], prepare=True).fetchall()  # type: ignore[arg-type]
+        for i, new, stored in rows:
             checkpoint, epoch, event, _, _ = items[i]
             taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
             if new:
