@@ -657,3 +657,141 @@ async def start_hub(
     load_s = time.monotonic() - hub.started_mono
     say(f"hub holds {feed['entries']} entries at feed version {feed['version']} after {load_s:.1f} s")
     return hub, {"hub_load_s": round(load_s, 2), "version": feed["version"], "entries": feed["entries"]}
+
+
+_RELEASE_LINE = re.compile(r"^([0-9a-f]{40})\s+(\S+)")
+
+
+class ReleaseError(RuntimeError):
+    """An earlier release cannot be run: the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release as ``RELEASES`` names it: the full commit it was cut from, and its name."""
+
+    commit: str
+    name: str
+
+
+def releases(repo: Path) -> list[Release]:
+    """Every release the repository's ``RELEASES`` file names, oldest first."""
+    path = repo / "RELEASES"
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _RELEASE_LINE.match(line.strip())
+        if match is None:
+            raise ReleaseError(f"{path}:{number}: expected '<40-hex commit> <name>', got {line!r}")
+        out.append(Release(match[1], match[2]))
+    if not out:
+        raise ReleaseError(f"{path} names no release")
+    return out
+
+
+def previous_release(repo: Path) -> Release:
+    """The release before the code in ``repo``: the last one ``RELEASES`` names."""
+    return releases(repo)[-1]
+
+
+def check_release(repo: Path, release: Release) -> None:
+    """Fail with what to do when the clone lacks the release's commit (a shallow clone, say)."""
+    known = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "-e", f"{release.commit}^{{commit}}"], capture_output=True
+    )
+    if known.returncode != 0:
+        shallow = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True
+        ).stdout.strip()
+        raise ReleaseError(
+            f"release {release.name} ({release.commit}), named in RELEASES, is not in this clone's history"
+            f"{' (a shallow clone)' if shallow == 'true' else ''}: the tests that run it need it. Fetch the "
+            f"history: `git fetch --unshallow` (or `git fetch origin {release.commit}`)."
+        )
+
+
+def release_cache() -> Path:
+    """Where earlier releases' environments are kept (``$CORDON_COMPAT_CACHE``, else ~/.cache/cordon-compat)."""
+    configured = os.environ.get("CORDON_COMPAT_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "cordon-compat"
+
+
+def previous_release_python(
+    repo: Path, release: Release | None = None, say: Callable[[str], None] | None = None
+) -> Path:
+    """The Python of an environment running an earlier release of Cordon (by default the previous one).
+
+    The release's source comes out of the clone's history with ``git archive`` (no worktree, nothing
+    left in the clone) into ``<cache>/<commit>/src`` and is installed editable, as ``make`` installs
+    (the first release's wheel lacks package data), into a virtual environment beside it, with the
+    library versions of the running environment as pip constraints, so the two sides differ in
+    Cordon's code alone. Built once per commit, under a file lock (test runs may share the cache). A
+    clone without the commit fails with what to fetch (:class:`ReleaseError`).
+    """
+    import fcntl
+    import importlib.metadata
+    import io
+    import tarfile
+
+    release = release or previous_release(repo)
+    check_release(repo, release)
+    root = release_cache()
+    home = root / release.commit
+    python = home / "venv" / "bin" / "python"
+    if (home / "ready").exists() and python.exists():
+        return python
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / f"{release.commit}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / "ready").exists() and python.exists():
+            return python  # another process built it while this one waited
+        started = time.monotonic()
+        if say is not None:
+            say(f"building release {release.name} ({release.commit[:10]}) in {home} ...")
+        shutil.rmtree(home, ignore_errors=True)  # a build that died half-way
+        (home / "src").mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", release.commit], capture_output=True
+        )
+        if archive.returncode != 0:
+            raise ReleaseError(f"git archive {release.commit}: {archive.stderr.decode()[-2000:]}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+                tar.extractall(home / "src", filter="data")
+            else:
+                tar.extractall(home / "src")  # our own repository's commit
+        made = subprocess.run(
+            [sys.executable, "-m", "venv", str(home / "venv")], capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            raise ReleaseError(f"creating the environment of release {release.name}: {made.stderr[-2000:]}")
+        pins = sorted(
+            f"{d.metadata['Name']}=={d.version}"
+            for d in importlib.metadata.distributions()
+            if d.metadata["Name"] and d.metadata["Name"].lower() != "cordon"
+        )
+        (home / "constraints.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+        done = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "-c",
+                str(home / "constraints.txt"),
+                "-e",
+                str(home / "src"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise ReleaseError(
+                f"installing release {release.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+        (home / "ready").write_text(f"{release.name} {release.commit}\n", encoding="utf-8")
+        if say is not None:
+            say(f"built in {time.monotonic() - started:.0f} s")
+    return python

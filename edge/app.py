@@ -104,6 +104,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
         else None,
         hub_signature_required=settings.signing.required,
         evidence=evidence,
+        dead=dead,
     )
     uplink_ref.append(uplink)
 

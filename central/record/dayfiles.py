@@ -172,6 +172,12 @@ def file_name(day: dt.date) -> str:
 _DAY_FILE = re.compile(rf"{FILE_PREFIX}(\d{{4}}-\d{{2}}-\d{{2}}){re.escape(FILE_SUFFIX)}")
 
 
+def file_day(name: str) -> dt.date | None:
+    """The day a day file's name says (``reads-2026-12-07.db``), None for any other name."""
+    m = _DAY_FILE.fullmatch(name)
+    return dt.date.fromisoformat(m.group(1)) if m else None
+
+
 # -- SQLite day files ----------------------------------------------------------------------------
 
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
@@ -720,6 +726,24 @@ class SqliteReadStore:
                 yield read, read.vehicle_colour, read.vehicle_brand
         finally:
             conn.close()
+
+    # -- backup ---------------------------------------------------------------------------------------
+    def snapshots(self) -> list[tuple[dt.date, sqlite3.Connection]]:
+        """A read transaction on every day file, each begun now: with the writer held off (``HubStore.backup``
+        holds hub.db's write lock meanwhile) they are one cut. The caller closes the connections."""
+        out = []
+        for day in self.days():
+            conn = self._open(day)
+            if conn is None:
+                continue  # purged (renamed) since it was listed: past the retention anyway
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+            except sqlite3.DatabaseError:
+                conn.close()
+                raise
+            out.append((day, conn))
+        return out
 
     # -- retention ------------------------------------------------------------------------------------
     def purge_before(self, cutoff: dt.date) -> list[dt.date]:
