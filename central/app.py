@@ -111,6 +111,7 @@ def create_app(settings: HubSettings) -> web.Application:
         fold_window_s=settings.alerts.fold_window_s,
         on_folded=dispatcher.submit_folded_threadsafe,
         on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits),
+        on_receipts=lambda receipts: app[keys.LOOP].call_soon_threadsafe(_on_receipts, app, receipts),
     )
     evidence = EvidenceCache(
         settings.data_path / "evidence",
@@ -130,6 +131,7 @@ def create_app(settings: HubSettings) -> web.Application:
         m.keepalive_s,
         tls=mqtt_tls,
         sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
+        fold_window_s=settings.alerts.fold_window_s,
         on_message=lambda topic, payload, received_at, retained=False: (
             evidence.handle_threadsafe if topic.endswith("/evidence/reply") else ingest.handle
         )(topic, payload, received_at, retained),
@@ -205,6 +207,12 @@ def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> No
     person list, is flagged as an alert in the frame (the console raises it)."""
     for checkpoint, event in kits:
         app[keys.CONSOLE].publish({"type": "kit", "kit": kit_frame(checkpoint, event)})
+
+
+def _on_receipts(app: web.Application, receipts: list[dict[str, object]]) -> None:
+    """A checkpoint's tablet showed an alarm, or an officer acknowledged it: every console sees the receipt."""
+    for receipt in receipts:
+        app[keys.CONSOLE].publish({"type": "receipt", "receipt": receipt})
 
 
 def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:

@@ -66,8 +66,11 @@ class HubLink:
         on_connected: Callable[[], None] | None = None,
         tls: ssl.SSLContext | None = None,
         sign: Callable[[bytes], bytes] | None = None,
+        fold_window_s: float | None = None,
     ) -> None:
-        """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``."""
+        """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``;
+        ``fold_window_s`` is announced in the hub's status so edges fold repeated hits alike."""
+        self._fold_window_s = fold_window_s
         self._url = urlsplit(url)
         if (self._url.scheme == "mqtts") != (tls is not None):
             raise ValueError("an mqtts:// url needs a TLS context, and only it may have one")
@@ -105,6 +108,7 @@ class HubLink:
                 online=online,
                 sent_at=time.time(),
                 schema_versions=sorted(SUPPORTED_VERSIONS),
+                fold_window_s=self._fold_window_s,
             )
         )
         return self._sign(body) if self._sign is not None else body
@@ -180,6 +184,7 @@ class HubLink:
                 (topics.all_checkpoints(topics.TopicKind.EVENTS), 1),
                 (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
                 (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1),
+                (topics.all_checkpoints(topics.TopicKind.RECEIPT), 1),
             ]
         )
         client.publish(topics.hub_status(), self._status(online=True), qos=1, retain=True)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from protocols import viid
+from protocols.folding import FOLD_WINDOW_S
 from runtime import config
 
 ENV_PREFIX = "CORDON_HUB_"
@@ -194,9 +195,10 @@ class RoutingSettings(msgspec.Struct, **_STRICT):
 
 
 class AlertSettings(msgspec.Struct, **_STRICT):
-    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] = FOLD_WINDOW_S
     """A hit of the same entry on the same list this soon after the open alert was last seen is folded
-    into it (count, last seen, where) instead of raising a new alert; 0: never fold."""
+    into it (count, last seen, where) instead of raising a new alert; 0: never fold. The rule is
+    protocols/folding.py's; the hub announces this window to the edges, whose tablets fold the same."""
 
 
 class EvidenceSettings(msgspec.Struct, **_STRICT):

@@ -15,11 +15,13 @@ from central.app import create_app as create_hub
 from central.intel.ring import SHIPPED
 from central.settings import AlertSettings, ConsoleSettings, FeedSettings, HubSettings, WatchlistSettings
 from central.settings import HttpSettings as HubHttp
+from central.settings import KitsSettings as HubKits
 from central.settings import MqttSettings as HubMqtt
 from edge.app import create_app as create_edge
 from edge.settings import CameraSettings, EdgeSettings, SimulatorSettings, TabletSettings
 from edge.settings import HttpSettings as EdgeHttp
 from edge.settings import HubSettings as EdgeHub
+from edge.settings import KitsSettings as EdgeKits
 from edge.settings import MqttSettings as EdgeMqtt
 
 from .broker import EmbeddedBroker
@@ -28,6 +30,11 @@ from .cli import serve_apps
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+#: Each simulated checkpoint's cameras: configured (with a token each, printed) and fed by the simulator,
+#: so every configured camera reads and a camera push can be tried against any of them.
+DEMO_CAMERAS = ("sim-lane-1", "sim-lane-2")
+#: The deployment secret that keys ID-number hashes (kits.id_secret_file), made once in the demo's folder.
+KITS_SECRET = "kits-id-secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,17 @@ def ring_checkpoints(count: int) -> list[dict[str, str]]:
     count = max(1, min(count, len(rows)))
     step = len(rows) / count
     return [rows[int(i * step)] for i in range(count)]
+
+
+def demo_kits_secret(data: Path) -> Path:
+    """The demo's ``kits.id_secret_file`` (hub and every edge share it), made on the first run and kept, so
+    quick-test subjects hash the same across runs. Readable by its owner only."""
+    path = data / KITS_SECRET
+    if not path.exists() or path.stat().st_size < 16:
+        data.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_bytes(secrets.token_bytes(32))
+    return path
 
 
 def demo_watchlist_path() -> Path:
@@ -121,6 +139,7 @@ async def run_demo(
     tablet_code = f"{secrets.randbelow(10**6):06d}"
     feed_token = secrets.token_urlsafe(16)
     hub_port = free_port(options.port)
+    kits_secret = await asyncio.to_thread(demo_kits_secret, data)
     hub = HubSettings(
         data_dir=str(data / "hub"),
         http=HubHttp(host=HOST, port=hub_port),
@@ -129,6 +148,7 @@ async def run_demo(
         console=ConsoleSettings(token=console_code),
         feed=FeedSettings(token=feed_token),
         alerts=AlertSettings(fold_window_s=600),
+        kits=HubKits(id_secret_file=str(kits_secret)),
     )
     accounts = await asyncio.to_thread(demo_accounts, data / "hub")
     sites = [(create_hub(hub), HOST, hub_port)]
@@ -138,9 +158,14 @@ async def run_demo(
         *[f"    {name} / {password} / {role}" for name, role, password in accounts],
     ]
     plates = watchlisted_plates()
+    cameras_lines = []
     for row in ring_checkpoints(options.checkpoints):
         port = free_port()
         cp = row["id"]
+        cameras = [
+            CameraSettings(id=cid, token=secrets.token_urlsafe(12), lane=lane)
+            for lane, cid in enumerate(DEMO_CAMERAS, start=1)
+        ]
         edge = EdgeSettings(
             checkpoint=cp,
             name=row["name_zh"],
@@ -148,10 +173,12 @@ async def run_demo(
             http=EdgeHttp(host=HOST, port=port),
             mqtt=EdgeMqtt(url=url),
             hub=EdgeHub(url=f"http://{HOST}:{hub_port}", token=feed_token),
-            cameras=[CameraSettings(id="demo-cam", token=secrets.token_urlsafe(12))],
+            cameras=cameras,
             tablet=TabletSettings(token=tablet_code),
+            kits=EdgeKits(id_secret_file=str(kits_secret)),
             simulator=SimulatorSettings(
                 enabled=True,
+                cameras=list(DEMO_CAMERAS),
                 vehicles_per_minute=options.vehicles_per_minute,
                 neighbour=row.get("neighbour") or "冀",
                 watchlisted=plates,
@@ -160,6 +187,15 @@ async def run_demo(
         )
         sites.append((create_edge(edge), HOST, port))
         lines.append(f"  {row['name_zh']} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
+        lines.append("    cameras (id / token): " + " · ".join(f"{c.id} / {c.token}" for c in cameras))
+        if not cameras_lines:
+            first = cameras[0]
+            cameras_lines = [
+                "  Push a read as a camera (README, docs/protocol.md):",
+                f"    curl -X POST http://{HOST}:{port}/api/v1/cameras/{first.id}/reads "
+                f"-H 'X-Camera-Token: {first.token}' -H 'Content-Type: application/json' "
+                """-d '{"plate": "鲁Q8K2L1", "colour": "blue", "lane": 1}'""",
+            ]
     started = asyncio.Event()
     stop = stop or asyncio.Event()
     timer = None
@@ -170,7 +206,7 @@ async def run_demo(
         await started.wait()
         print("\nCordon demo is running (Ctrl-C stops it)", flush=True)
         print(f"  MQTT broker: {url}" + (" (embedded)" if broker else ""), flush=True)
-        print("\n".join(lines), flush=True)
+        print("\n".join(lines + cameras_lines), flush=True)
         print(
             "Watchlisted plates appear in the simulated traffic; alerts show within a minute.\n", flush=True
         )

@@ -29,7 +29,7 @@ from .mirror import Mirror
 from .outbox import OutboxStore
 from .passages import PassageBuilder
 from .service import EdgeService
-from .settings import EdgeSettings
+from .settings import CameraSettings, EdgeSettings
 from .sources.dahua import DahuaSource
 from .sources.folder import FolderLedger, FolderSource
 from .sources.gate import CameraGate
@@ -105,8 +105,12 @@ def create_app(settings: EdgeSettings) -> web.Application:
         hub_signature_required=settings.signing.required,
         evidence=evidence,
         dead=dead,
+        on_connected=service.flush_receipts,
+        on_fold_window=alert_log.set_fold_window,
+        on_hub_online=service.replay_receipts,
     )
     uplink_ref.append(uplink)
+    service.publish_receipt = uplink.publish_receipt
 
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(
@@ -307,15 +311,21 @@ def warn_stale(service: EdgeService) -> list[str]:
 
 
 async def _simulator(app: web.Application) -> AsyncIterator[None]:
-    sim_settings = app[keys.SETTINGS].simulator
+    """Simulated traffic (the demo): each read comes with the pictures a plate camera sends (a drawn scene
+    and plate close-up), through the same intake as a real camera's push, so evidence works as in the field.
+    A simulated camera configured in ``cameras`` is that camera (its lane, its silence watched)."""
+    settings = app[keys.SETTINGS]
+    sim_settings = settings.simulator
     if not sim_settings.enabled:
         yield
         return
-    from .sources.simulator import SimulatedRead, TrafficSimulator, run_simulator
+    from .sources.intake import Pictures
+    from .sources.simulator import SimulatedRead, TrafficSimulator, run_simulator, scene_pictures
 
-    service = app[keys.SERVICE]
+    intake = app[INTAKE]
+    configured = {cam.id: cam for cam in settings.cameras}
     sim = TrafficSimulator(
-        app[keys.SETTINGS].checkpoint,
+        settings.checkpoint,
         sim_settings.cameras,
         neighbour=sim_settings.neighbour,
         seed=sim_settings.seed,
@@ -334,8 +344,10 @@ async def _simulator(app: web.Application) -> AsyncIterator[None]:
             direction=read.direction,  # type: ignore[arg-type]
             vehicle_type=read.vehicle_type,
         )
+        camera = configured.get(read.camera_id) or CameraSettings(id=read.camera_id, token="simulator")
         try:
-            await service.record(camera_read, read.camera_id)
+            drawn = await asyncio.to_thread(scene_pictures, read, settings.checkpoint)
+            await intake.take(camera_read, camera, Pictures(snapshot=drawn.scene, plate=drawn.plate))
         except Exception:
             log.exception("simulated read not recorded")
 

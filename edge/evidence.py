@@ -267,6 +267,11 @@ class EvidenceStore:
             return None
         return self._path((epoch, seq), entry.day, kind)
 
+    def kinds(self, epoch: int, seq: int) -> list[str]:
+        """The kinds of picture kept for a read (none: an empty list)."""
+        entry = self._index.get((epoch, seq))
+        return [kind for kind in KINDS if entry is not None and kind in entry.sizes]
+
     def thumbnail(self, seq: int, epoch: int | None = None) -> bytes | None:
         """The thumbnail of a read (of ``epoch``, or of the newest epoch that has one): what travels with
         hits and alerts."""

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from protocols.messages import (
     THUMBNAIL_MAX_BYTES,
     Alert,
     AlertOutcome,
+    AlertReceipt,
     AuditEvent,
     CameraRead,
     EdgeHit,
@@ -37,6 +38,12 @@ from .passages import PassageBuilder
 
 log = logging.getLogger(__name__)
 
+
+#: Receipts changed this recently are sent again when the hub comes back online (EdgeService.replay_receipts).
+RECEIPT_REPLAY_S = 3600.0
+
+#: Passing vehicles a tablet gets when it connects (its list shows as many).
+RECENT_READS = 40
 
 #: The synthetic list id of the no-plate rule's alerts.
 NO_PLATE_RULE = "rule:no-plate"
@@ -134,6 +141,10 @@ class EdgeService:
         self._lock = asyncio.Lock()
         self.no_plate_alert = no_plate_alert
         self.no_plate_priority = no_plate_priority
+        self.recent_reads: deque[dict[str, object]] = deque(maxlen=RECENT_READS)
+        """The latest reads as the tablets' live feed shows them, oldest first (a tablet that connects gets them)."""
+        self.publish_receipt: Callable[[AlertReceipt], Awaitable[bool]] | None = None
+        """Hands a receipt to the broker (the uplink's); True once the broker has it."""
 
     def now(self) -> float:
         return self._clock()
@@ -172,7 +183,9 @@ class EdgeService:
         health.last_read_at = health.last_seen_at = now
         health.recent.append(now)
         self.reads_total += 1
-        self.live.publish({"type": "read", "read": _read_frame(numbered)})
+        frame = _read_frame(numbered)
+        self.recent_reads.append(frame)
+        self.live.publish({"type": "read", "read": frame})
         if hits:
             thumb = base64.b64encode(thumbnail).decode("ascii") if thumbnail else None
             if thumb is not None and len(thumbnail) > THUMBNAIL_MAX_BYTES:
@@ -297,10 +310,12 @@ class EdgeService:
     async def record_outcome(self, alert_id: str, outcome: str, note: str, officer: str) -> dict[str, object]:
         """An officer acknowledged an alert and said what came of it: kept here, sent to the hub
         (at hit priority: it replays first), and shown on every tablet. Raises KeyError for an
-        alert this checkpoint has not shown recently."""
+        alert this checkpoint has not shown recently. A folded hit's id stands for the alert it was
+        folded into (the one the tablets show)."""
         alert = self.alert_log.get(alert_id)
         if alert is None:
             raise KeyError(alert_id)
+        alert_id = alert.alert_id
         now = self._clock()
         event = AlertOutcome(
             seq=1,
@@ -314,7 +329,59 @@ class EdgeService:
         await self._commit([event], [PRIORITY_HIT])
         frame = await self.alert_log.record_outcome(alert_id, outcome, note[:500], officer[:128], now)
         self.live.publish({"type": "outcome", "outcome": frame})
+        receipt = await self.alert_log.note_receipt(
+            self.checkpoint, alert_id, acknowledged_at=now, outcome=outcome, officer=officer[:128]
+        )
+        if receipt is not None:
+            await self.send_receipt(receipt)
         return frame
+
+    async def alarm_shown(self, alert_id: str, officer: str) -> AlertReceipt:
+        """A tablet put this alert's alarm on screen: the first showing is the receipt the hub gets (the
+        console shows it). Raises KeyError for an alert this checkpoint has not shown recently."""
+        alert = self.alert_log.get(alert_id)
+        if alert is None:
+            raise KeyError(alert_id)
+        receipt = await self.alert_log.note_receipt(
+            self.checkpoint, alert.alert_id, shown_at=self._clock(), shown_by=officer[:128]
+        )
+        if receipt is not None:
+            await self.send_receipt(receipt)
+        return self.alert_log.receipts[alert.alert_id]
+
+    async def send_receipt(self, receipt: AlertReceipt) -> bool:
+        """Hand a receipt to the broker; kept as unsent (and sent on the next connect) when it cannot."""
+        if self.publish_receipt is None:
+            return False
+        try:
+            sent = await self.publish_receipt(receipt)
+        except Exception as exc:  # the link dropped meanwhile: it is sent again on the next connect
+            log.info("receipt of %s not sent yet: %s", receipt.alert_id, exc)
+            return False
+        if sent:
+            await self.alert_log.receipt_sent(receipt)
+        return sent
+
+    async def replay_receipts(self) -> int:
+        """The hub came (back) online: send again the receipts of the last ``RECEIPT_REPLAY_S``. The broker
+        may have taken them while the hub was not subscribed (a broker restarted without its sessions);
+        the hub keeps a receipt idempotently, so a second copy costs nothing."""
+        since = self._clock() - RECEIPT_REPLAY_S
+        sent = 0
+        for alert_id, updated in sorted(self.alert_log.receipt_updated.items()):
+            receipt = self.alert_log.receipts.get(alert_id)
+            if updated >= since and receipt is not None and await self.send_receipt(receipt):
+                sent += 1
+        return sent
+
+    async def flush_receipts(self) -> int:
+        """Send every receipt the broker has not taken yet (the uplink calls it on each connect)."""
+        sent = 0
+        for alert_id in sorted(self.alert_log.unsent):
+            receipt = self.alert_log.receipts.get(alert_id)
+            if receipt is not None and await self.send_receipt(receipt):
+                sent += 1
+        return sent
 
     @property
     def alerts(self) -> deque[Alert]:
@@ -329,8 +396,25 @@ class EdgeService:
 
     async def on_alert(self, alert: Alert) -> None:
         """An alert for this checkpoint (raised here or sent by the hub): show it once on every tablet,
-        ever: a repeat of an id already shown is dropped, across restarts too."""
-        if not self.routed_here(alert) or not self.alert_log.claim(alert):
+        ever: a repeat of an id already shown is dropped, across restarts too. A repeated hit of a vehicle
+        whose alarm is still open (protocols/folding.py, as the hub folds it for the console) is folded
+        into that alarm: the tablets get the alarm with its count grown, not a second alarm."""
+        if not self.routed_here(alert) or alert.alert_id in self.alert_log:
+            return
+        open_alert = self.alert_log.open_alert_for(alert)
+        if open_alert is not None:
+            updated = self.alert_log.fold(alert, open_alert)
+            log.info(
+                "alert %s: %s again, folded into %s (x%d)",
+                alert.alert_id,
+                alert.plate_read,
+                updated.alert_id,
+                updated.folded + 1,
+            )
+            self.live.publish({"type": "alert_folded", "alert": updated, "folded_id": alert.alert_id})
+            await self.alert_log.save_fold(alert, updated)
+            return
+        if not self.alert_log.claim(alert):
             return
         log.info("alert %s: %s matched %s", alert.alert_id, alert.plate_read, alert.hit.list_name)
         self.live.publish({"type": "alert", "alert": alert})

@@ -32,6 +32,7 @@ from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
     Alert,
+    AlertReceipt,
     CheckpointStatus,
     DecodeError,
     EvidenceRequest,
@@ -119,12 +120,21 @@ class EdgeUplink:
         hub_signature_required: bool = False,
         evidence: EvidenceStore | None = None,
         dead: DeadLetterStore | None = None,
+        on_connected: Callable[[], Awaitable[object]] | None = None,
+        on_fold_window: Callable[[float], Awaitable[None]] | None = None,
+        on_hub_online: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         #: Where a message from the hub that does not decode is kept, with the reason (a major version
         #: this edge does not read, a broken payload); the edge goes on either way.
         self._dead = dead
         self.bad_messages = 0
+        #: Run on every connect once subscribed (the edge sends the receipts the broker has not taken).
+        self._on_connected = on_connected
+        #: The hub announced its fold window (protocols/folding.py) in its status.
+        self._on_fold_window = on_fold_window
+        #: The hub's status turned online (it has subscribed again: what it may have missed is sent again).
+        self._on_hub_online = on_hub_online
         #: Full pictures the hub may ask for over MQTT (edge/evidence_reply.py).
         self._evidence = evidence
         #: This checkpoint signs what it publishes; it checks what the hub publishes (protocols/signing.py).
@@ -245,6 +255,8 @@ class EdgeUplink:
         await self.publish_status()
         # A new connection may have lost what was in flight on the old one: send it again.
         self._requeue_inflight(resend=True)
+        if self._on_connected is not None:
+            await self._on_connected()
         # A lost connection surfaces inside the task group as an ExceptionGroup; unwrap it so run()
         # sees the MqttError and reconnects instead of letting the uplink task die.
         try:
@@ -265,6 +277,16 @@ class EdgeUplink:
             extra = await self._status_extra()
             status = msgspec.structs.replace(status, **extra)
         await client.publish(topics.status(self.checkpoint), self._signed(encode(status)), qos=1, retain=True)
+
+    async def publish_receipt(self, receipt: AlertReceipt) -> bool:
+        """Publish an alarm receipt (QoS 1, signed); True once the broker has it, False while offline."""
+        client = self._client
+        if client is None or self.state is not UplinkState.CONNECTED:
+            return False
+        await client.publish(
+            topics.receipt(self.checkpoint), self._signed(encode(receipt)), qos=1, timeout=10
+        )
+        return True
 
     async def say_goodbye(self) -> None:
         """On a clean shutdown the will does not fire: publish the offline status ourselves."""
@@ -397,7 +419,13 @@ class EdgeUplink:
             elif parsed.kind is topics.TopicKind.ALERTS:
                 await self._on_alert(decode(Alert, payload))
             elif parsed.kind is topics.TopicKind.HUB_STATUS:
-                self._on_hub_status(decode(HubStatus, payload))
+                status = decode(HubStatus, payload)
+                was = self.hub_online
+                self._on_hub_status(status)
+                if status.fold_window_s is not None and self._on_fold_window is not None:
+                    await self._on_fold_window(status.fold_window_s)
+                if status.online and was is not True and self._on_hub_online is not None:
+                    await self._on_hub_online()
             elif parsed.kind is topics.TopicKind.FEED_DELTA and self._on_feed_delta is not None:
                 await self._on_feed_delta(decode(FeedDelta, payload))
             elif parsed.kind is topics.TopicKind.FEED_VERSION and self._on_feed_version is not None:

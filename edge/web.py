@@ -45,6 +45,7 @@ POLICY: dict[str, Rule] = {
     "status": OFFICERS,
     "alerts": OFFICERS,
     "alert_outcome": OFFICERS,
+    "alert_shown": OFFICERS,
     "live": OFFICERS,
     "camera_reads": Access.CAMERA,
     "viid_register": Access.VIID,
@@ -176,6 +177,7 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
         "passages_total": service.passages_total,
         "open_passages": len(service.passages),
         "alerts": len(service.alerts),
+        "fold_window_s": service.alert_log.fold_window_s,
         "dead_letters": app[keys.DEAD].count,
     }
 
@@ -184,7 +186,11 @@ async def alerts(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
     return web.Response(
         body=msgspec.json.encode(
-            {"alerts": list(reversed(service.alerts)), "outcomes": service.alert_log.outcomes}
+            {
+                "alerts": list(reversed(service.alerts)),
+                "outcomes": service.alert_log.outcomes,
+                "receipts": service.alert_log.receipts,
+            }
         ),
         content_type="application/json",
     )
@@ -212,11 +218,34 @@ async def alert_outcome(request: web.Request) -> web.Response:
     return web.json_response({"outcome": frame})
 
 
+async def alert_shown(request: web.Request) -> web.Response:
+    """A tablet put this alert's alarm on screen: the receipt goes to the hub (the console shows when the
+    alarm was shown here, and later when it was acknowledged)."""
+    principal = principal_of(request)
+    try:
+        receipt = await request.app[keys.SERVICE].alarm_shown(
+            request.match_info["alert_id"], principal.name if principal else "?"
+        )
+    except KeyError:
+        raise json_error(web.HTTPNotFound, "no such recent alert at this checkpoint") from None
+    return web.Response(body=msgspec.json.encode({"receipt": receipt}), content_type="application/json")
+
+
 async def live(request: web.Request) -> web.WebSocketResponse:
     service = request.app[keys.SERVICE]
     first: list[Any] = [{"type": "hello", "checkpoint": service.checkpoint}]
     first += [{"type": "alert", "alert": a} for a in service.alerts]
     first += [{"type": "outcome", "outcome": o} for o in service.alert_log.outcomes.values()]
+    first += [{"type": "read", "read": r} for r in service.recent_reads]
+    # Which recent alerts' and reads' pictures are kept here: the tablet asks only for pictures that exist.
+    store, epoch = request.app[keys.EVIDENCE], request.app[keys.OUTBOX].epoch
+    shown = {(a.epoch, a.seq) for a in service.alerts if a.checkpoint == service.checkpoint}
+    shown |= {(epoch, int(r["seq"])) for r in service.recent_reads}  # type: ignore[call-overload]
+    first += [
+        {"type": "evidence", "epoch": e, "seq": seq, "kinds": kinds}
+        for e, seq in sorted(shown)
+        if (kinds := store.kinds(e, seq))
+    ]
     return await websocket_feed(
         request, service.live, first, lambda f: msgspec.json.encode(f).decode(), request.app[keys.SOCKETS]
     )
@@ -405,6 +434,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/status", status, name="status")
     app.router.add_get("/api/v1/alerts", alerts, name="alerts")
     app.router.add_post("/api/v1/alerts/{alert_id}/outcome", alert_outcome, name="alert_outcome")
+    app.router.add_post("/api/v1/alerts/{alert_id}/shown", alert_shown, name="alert_shown")
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_post("/api/v1/cameras/{camera_id}/reads", camera_reads, name="camera_reads")
     app.router.add_get("/api/v1/check", check, name="check")

@@ -243,6 +243,10 @@ class HubStatus(msgspec.Struct, **_WIRE):
     online: bool
     sent_at: float
     schema_versions: list[int] = []
+    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    """The hub's ``alerts.fold_window_s``: edges fold repeated hits for their tablets with the same window
+    (protocols/folding.py), and keep it for when the uplink is down. Absent: an older hub; edges keep the
+    window they last heard."""
 
 
 class AlertHit(msgspec.Struct, **_WIRE):
@@ -319,6 +323,27 @@ class OfficerAccounts(msgspec.Struct, **_WIRE):
     checkpoint: Text128
     sent_at: float
     accounts: Annotated[list[OfficerAccount], msgspec.Meta(max_length=2000)]
+
+
+class AlertReceipt(msgspec.Struct, **_WIRE):
+    """Edge -> hub on ``cordon/v1/cp/{checkpoint}/receipt``: the alarm of ``alert_id`` was shown on a
+    tablet at this checkpoint (``shown_at``: the first time a tablet put it on screen) and, once an officer
+    recorded an outcome there, when (``acknowledged_at``). Sent again whenever it changes, and after an
+    outage until the broker took it; the hub keeps the earliest showing and the latest acknowledgement
+    and pushes each receipt to the consoles (docs/protocol.md). An optional message: a hub that does not
+    know it never subscribes to its topic."""
+
+    v: int
+    checkpoint: Text128
+    alert_id: Text128
+    sent_at: float
+    shown_at: float | None = None
+    shown_by: Text128 = ""
+    """The signed-in officer whose tablet showed it."""
+    acknowledged_at: float | None = None
+    outcome: Outcome | None = None
+    officer: Text128 = ""
+    """The officer who recorded the outcome."""
 
 
 EvidenceKind = Literal["scene", "plate"]
@@ -440,4 +465,5 @@ WIRE_MESSAGES: dict[str, type[msgspec.Struct]] = {
     "OfficerAccounts": OfficerAccounts,
     "EvidenceRequest": EvidenceRequest,
     "EvidenceReply": EvidenceReply,
+    "AlertReceipt": AlertReceipt,
 }

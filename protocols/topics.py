@@ -9,6 +9,7 @@ Layout (MQTT 3.1.1, QoS 1 unless noted)::
     cordon/v1/cp/{checkpoint}/accounts hub -> edge   retained: the checkpoint's officer accounts
     cordon/v1/cp/{checkpoint}/evidence/request  hub -> edge  ask for a read's full evidence image
     cordon/v1/cp/{checkpoint}/evidence/reply    edge -> hub  the image (base64) or why not
+    cordon/v1/cp/{checkpoint}/receipt  edge -> hub   an alarm shown on a tablet there, and acknowledged
     cordon/v1/hub/status               hub -> all    retained online / offline with last will
     cordon/v1/feed/delta               hub -> edges  watchlist feed changes, one version each
     cordon/v1/feed/version             hub -> edges  retained current feed version
@@ -35,6 +36,7 @@ class TopicKind(StrEnum):
     ACCOUNTS = "accounts"
     EVIDENCE_REQUEST = "evidence/request"
     EVIDENCE_REPLY = "evidence/reply"
+    RECEIPT = "receipt"
     HUB_STATUS = "hub_status"
     FEED_DELTA = "feed_delta"
     FEED_VERSION = "feed_version"
@@ -48,6 +50,7 @@ _CP_KINDS = (
     TopicKind.ACCOUNTS,
     TopicKind.EVIDENCE_REQUEST,
     TopicKind.EVIDENCE_REPLY,
+    TopicKind.RECEIPT,
 )
 
 
@@ -98,6 +101,10 @@ def evidence_request(checkpoint: str) -> str:
 
 def evidence_reply(checkpoint: str) -> str:
     return _cp(checkpoint, TopicKind.EVIDENCE_REPLY)
+
+
+def receipt(checkpoint: str) -> str:
+    return _cp(checkpoint, TopicKind.RECEIPT)
 
 
 def hub_status() -> str:

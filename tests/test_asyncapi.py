@@ -25,6 +25,7 @@ from protocols.messages import (
     Ack,
     Alert,
     AlertHit,
+    AlertReceipt,
     AlertRoute,
     CheckpointStatus,
     DecodeError,
@@ -59,8 +60,9 @@ CARRIES = {
     TopicKind.FEED_VERSION: "FeedVersion",
     TopicKind.EVIDENCE_REQUEST: "EvidenceRequest",
     TopicKind.EVIDENCE_REPLY: "EvidenceReply",
+    TopicKind.RECEIPT: "AlertReceipt",
 }
-HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS, TopicKind.EVIDENCE_REPLY}
+HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS, TopicKind.EVIDENCE_REPLY, TopicKind.RECEIPT}
 GLOBAL = {TopicKind.HUB_STATUS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
 RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION, TopicKind.ACCOUNTS}
 BUILDERS = {
@@ -74,6 +76,7 @@ BUILDERS = {
     TopicKind.FEED_VERSION: lambda _cp: topics.feed_version(),
     TopicKind.EVIDENCE_REQUEST: topics.evidence_request,
     TopicKind.EVIDENCE_REPLY: topics.evidence_reply,
+    TopicKind.RECEIPT: topics.receipt,
 }
 
 
@@ -304,7 +307,9 @@ SAMPLES: dict[str, msgspec.Struct] = {
         software="cordon 0.1.0",
         stale_cameras=["lane2"],
     ),
-    "HubStatus": HubStatus(v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1]),
+    "HubStatus": HubStatus(
+        v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1], fold_window_s=600.0
+    ),
     "Alert": Alert(
         v=SCHEMA_VERSION,
         alert_id="A8d2403ac9ae3979f0220b5e8",
@@ -377,6 +382,17 @@ SAMPLES: dict[str, msgspec.Struct] = {
         kind="scene",
         data="/9j/4AAQSkZJRg==",
         reencoded=True,
+    ),
+    "AlertReceipt": AlertReceipt(
+        v=SCHEMA_VERSION,
+        checkpoint=CP,
+        alert_id="A3f9a1c2b4d5e6f7081920a1b",
+        sent_at=1718000095.0,
+        shown_at=1718000031.2,
+        shown_by="chen.officer",
+        acknowledged_at=1718000094.8,
+        outcome="intercepted",
+        officer="chen.officer",
     ),
 }
 

@@ -2,7 +2,8 @@
 an intercept hit pushed at a camera alarms the tablet (sound really playing) and reaches the console;
 the officer's outcome reaches the console; a covert hit reaches a commander's console and never the
 tablet; markup in a plate stays text; the tablet keeps alerting with the hub stopped; both languages
-at 1280x800, with screenshots of the main views saved for the README."""
+at 1280x800, with a screenshot of the console saved for the README (the tablet's views at every size are
+tests/test_browser_tablet.py's)."""
 
 from __future__ import annotations
 
@@ -132,8 +133,6 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 assert box == {"x": 0, "y": 0, "width": 1280, "height": 800}, "the alarm fills the screen"
                 assert await _overflowing(tablet, "#overlay button, #overlay-body .plate") == []
                 await console.wait_for_selector("#alerts li.intercept", timeout=TIMEOUT_MS)
-                if shots:
-                    await tablet.screenshot(path=str(SHOTS / "tablet-alarm.png"))
 
                 # the officer records the outcome; the console shows it
                 await tablet.fill("#overlay-note", "驾驶员已带回核查 <img src=x onerror=window.pwn=1>")
@@ -160,8 +159,9 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 assert await tablet.is_hidden("#overlay")
 
                 if shots:
-                    await console.screenshot(path=str(SHOTS / "console.png"))
-                    await tablet.screenshot(path=str(SHOTS / "tablet.png"))
+                    await console.screenshot(
+                        path=str(SHOTS / "console.png")
+                    )  # the tablet's: test_browser_tablet
 
                 # markup in a list name and a reason is shown as text on the tablet and the console
                 await push(http, edge, "鲁C3M7P2", "ev-5")

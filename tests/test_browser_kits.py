@@ -107,7 +107,9 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 assert await tablet.input_value("#kit-id") == ""
                 # the positive is an alert on the tablet too (the edge's alert log), the subject as its last four
                 await tablet.click("#kit-close")
-                await tablet.wait_for_selector("#alerts li .plate >> text=ID …002X", timeout=TIMEOUT_MS)
+                await tablet.wait_for_selector(
+                    "#alerts li .plate >> text=身份证尾号 …002X", timeout=TIMEOUT_MS
+                )
                 await tablet.click("#lang")  # English on request, the quick-test view included
                 assert await tablet.inner_text("#kits-open") == "Drug test"
                 await tablet.click("#kits-open")

@@ -1,4 +1,6 @@
-"""`cordon demo` starts, produces reads and alerts, and stops cleanly on Ctrl-C."""
+"""`cordon demo` starts, produces reads and alerts, and stops cleanly on Ctrl-C; it sets up what the README
+shows: every configured camera reads (none goes stale while the list says online) and its token is printed
+for the camera push example, the simulated cameras send pictures, and a quick test can be saved."""
 
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
             assert edge["feed"]["entries"] == 7, "the demo's field feed, without its covert list"
             assert health["checkpoints_online"] == 2
             await ws.close()
+            await _every_camera_reads_and_its_token_is_printed(http, banner, tablet.group(1))
+            await _a_quick_test_is_saved(http, tablet.group(1))
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out[-3000:]
@@ -90,6 +94,59 @@ async def test_demo_runs_and_stops_cleanly(tmp_path, broker, request):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _every_camera_reads_and_its_token_is_printed(http, banner, base):
+    """Each configured camera is one the simulator reads with (none stays silent and turns the checkpoint
+    purple after five minutes), sends pictures, and its printed token works for a push."""
+    printed = re.findall(r"cameras \(id / token\): (.+)", banner)
+    assert len(printed) == 2, banner
+    tokens = dict(pair.split(" / ") for pair in printed[0].split(" · "))
+    status = await until(lambda: _all_cameras_read(http, base), timeout=30, what="every camera reading")
+    assert set(status["cameras"]) == set(tokens), "the configured cameras are the simulated ones"
+    assert status["evidence"]["reads"] > 0, "the simulated cameras send pictures"
+    curl = re.search(r"curl -X POST (http://\S+) -H 'X-Camera-Token: (\S+)'", banner)
+    assert curl and curl.group(1).startswith(base), banner
+    camera = curl.group(1).split("/cameras/")[1].split("/")[0]
+    assert tokens[camera] == curl.group(2)
+    async with http.post(
+        curl.group(1), json={"plate": "鲁A12345"}, headers={"X-Camera-Token": curl.group(2)}
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    # a read the simulator made has its scene and plate pictures at the edge
+    async with http.ws_connect(f"{base}/api/v1/ws") as tablet_ws:
+        frame = await next_frame(tablet_ws, "evidence", timeout=30)
+    assert {"snapshot", "plate", "thumb"} <= set(frame["kinds"])
+    for kind in ("snapshot", "plate"):
+        async with http.get(f"{base}/api/v1/evidence/{frame['seq']}/{kind}?epoch={frame['epoch']}") as resp:
+            assert resp.status == 200 and resp.content_type == "image/jpeg"
+            assert (await resp.read())[:3] == b"\xff\xd8\xff"
+
+
+async def _all_cameras_read(http, base):
+    status = await get_json(http, f"{base}/api/v1/status")
+    cameras = status["cameras"]
+    return status if cameras and all(c["reads"] > 0 and not c["stale"] for c in cameras.values()) else None
+
+
+async def _a_quick_test_is_saved(http, base):
+    """The README's quick-test flow works in the demo: the demo made kits.id_secret_file for hub and edges."""
+    kit = (await get_json(http, f"{base}/api/v1/kits"))["kits"][0]
+    now = time.time()
+    body = {
+        "id_number": "11010519491231002X",
+        "kit_model": kit["model"],
+        "lot": "L1",
+        "expiry": "2099-12-31",
+        "sample_type": kit["sample_type"],
+        "sampled_at": now - 600,
+        "read_at": now,
+        "second_officer": "王警官 002",
+        "panels": [{"drug": p["drug"], "officer_call": "negative"} for p in kit["panels"]],
+    }
+    async with http.post(f"{base}/api/v1/kits/results", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["result"] == "negative"
 
 
 async def _reads(session, base):

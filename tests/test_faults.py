@@ -387,6 +387,9 @@ async def rig(
                 "metrics": {"token": METRICS_TOKEN},
                 "feed": {"token": FEED_TOKEN},
                 "console": {"recent_alerts": 1000},
+                # Every watched read must raise its own alert, on the console and the tablet (the hub
+                # announces the window to the edge): this suite counts each one delivered, so nothing folds.
+                "alerts": {"fold_window_s": 0},
             },
             hub_extra,
         ),

@@ -325,3 +325,31 @@ async def test_run_simulator_refuses_a_non_positive_rate() -> None:
 
     with pytest.raises(ValueError):
         await run_simulator(make_sim(), emit, vehicles_per_minute=0, stop=asyncio.Event())
+
+
+def test_scene_pictures_are_camera_like_jpegs_with_the_plate() -> None:
+    """What a simulated camera sends: a decodable scene with the vehicle's plate drawn in it and the plate
+    close-up (none for a vehicle without a plate); one vehicle looks the same in every lane."""
+    import cv2
+    import numpy as np
+
+    from edge.evidence import decode_image
+    from edge.sources.simulator import PLATE_SIZE, SCENE_SIZE, scene_pictures
+
+    sim = make_sim(watchlisted=["鲁Q8K2L1"], watchlisted_share=1.0, misread_rate=0.0)
+    reads = sim.next_vehicle() + sim.next_vehicle()
+    for read in reads:
+        pictures = scene_pictures(read, "SD-DZ-001")
+        scene = decode_image(pictures.scene, "scene")
+        assert (scene.shape[1], scene.shape[0]) == SCENE_SIZE
+        plate = decode_image(pictures.plate, "plate")
+        assert (plate.shape[1], plate.shape[0]) == PLATE_SIZE
+        # a yellow or blue plate's background fills most of the close-up
+        assert float(np.mean(cv2.cvtColor(plate, cv2.COLOR_BGR2HSV)[:, :, 1])) > 80
+    same = [r for r in reads if r.vehicle_no == reads[0].vehicle_no]
+    if len(same) > 1:
+        a, b = (decode_image(scene_pictures(r, "SD-DZ-001").scene, "s") for r in same[:2])
+        assert float(np.mean(cv2.absdiff(a[40:], b[40:]))) < 3, "the same vehicle in both lanes"
+    no_plate = make_sim(no_plate_rate=1.0).next_vehicle()[0]
+    pictures = scene_pictures(no_plate, "SD-DZ-001")
+    assert pictures.plate is None and decode_image(pictures.scene, "scene") is not None

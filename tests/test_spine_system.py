@@ -17,6 +17,7 @@ pytestmark = pytest.mark.system
 
 WATCHLIST = """plate,list,action,priority,reason
 鲁Q8K2L1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
+鲁H3D9Z1,涉毒嫌疑车辆,intercept,90,涉嫌运输毒品
 鲁A0K88B,秘密布控车辆,covert,70,专案秘密布控
 """
 
@@ -83,10 +84,11 @@ async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system
             lane(e1, "cam2", "t2", "b", 120),
             lane(e2, "cam1", "t3", "c", 120),
         )
-        # A listed plate read exactly, one read with a look-alike (1 -> I), and a covert plate, all at e1.
+        # A listed plate read exactly, another with a look-alike (1 -> I), and a covert plate, all at e1.
+        # (Another listed vehicle: a second read of the same one would fold into its alert, alerts.fold_window_s.)
         for event_id, plate in (
             ("hit-exact", "鲁Q8K2L1"),
-            ("hit-lookalike", "鲁Q8K2LI"),
+            ("hit-lookalike", "鲁H3D9ZI"),
             ("hit-covert", "鲁A0K88B"),
         ):
             await push(cameras, e1, "cam1", "t1", {"plate": plate, "event_id": event_id})
@@ -106,13 +108,13 @@ async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system
         by_plate = {a["plate_read"]: a for a in seen}
         assert by_plate["鲁Q8K2L1"]["hit"]["kind"] == "exact"
         assert by_plate["鲁Q8K2L1"]["hit"]["list_name"] == "涉毒嫌疑车辆"
-        assert by_plate["鲁Q8K2LI"]["hit"]["kind"] == "equivalent"
-        assert "1" in by_plate["鲁Q8K2LI"]["hit"]["explanation"]
+        assert by_plate["鲁H3D9ZI"]["hit"]["kind"] == "equivalent"
+        assert "1" in by_plate["鲁H3D9ZI"]["hit"]["explanation"]
         assert by_plate["鲁A0K88B"]["hit"]["action"] == "covert"
         assert all(a["checkpoint"] == "SD-DZ-001" for a in seen)
 
         tablet_alerts = [(await next_frame(tablet_ws, "alert", timeout=30))["alert"] for _ in range(2)]
-        assert {a["plate_read"] for a in tablet_alerts} == {"鲁Q8K2L1", "鲁Q8K2LI"}
+        assert {a["plate_read"] for a in tablet_alerts} == {"鲁Q8K2L1", "鲁H3D9ZI"}
         # The covert alert reached the console above; the tablet must never get it.
         with pytest.raises(TimeoutError):
             await next_frame(tablet_ws, "alert", timeout=2)

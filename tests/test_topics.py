@@ -11,6 +11,7 @@ from protocols.topics import TopicError, TopicKind
         (topics.status, TopicKind.STATUS),
         (topics.ack, TopicKind.ACK),
         (topics.alerts, TopicKind.ALERTS),
+        (topics.receipt, TopicKind.RECEIPT),
     ],
 )
 def test_build_and_parse_round_trip(build, kind):

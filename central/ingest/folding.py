@@ -1,6 +1,7 @@
 """Folding repeated hits of one listed vehicle into its open alert (``alerts.fold_window_s``).
 
-A hit on the same entry of the same list, captured within the window of the open alert's last sighting,
+What folds into what is defined once, in protocols/folding.py, which the edges use for their tablets too:
+a hit on the same entry of the same list, captured within the window of the open alert's sightings,
 does not raise a new alert: the open alert's ``folded`` count, ``last_seen_at`` and ``last_seen_checkpoint``
 grow instead. The fold key is the entry, so another listed vehicle is never held back by this one's window.
 An alert with an outcome recorded is closed: the next hit raises a new alert. An outcome an officer
@@ -15,6 +16,7 @@ from __future__ import annotations
 import msgspec
 import sqlite_utils
 
+from protocols import folding
 from protocols.messages import Alert
 
 _decoder = msgspec.json.Decoder(Alert)
@@ -23,7 +25,7 @@ _encoder = msgspec.json.Encoder()
 
 def foldable(alert: Alert) -> bool:
     """Only hits on a listed entry fold; clone findings and rules (no entry) always raise."""
-    return alert.hit.kind not in ("clone", "rule") and not alert.hit.entry_id.startswith("rule:")
+    return folding.fold_key(alert) is not None
 
 
 def known(db: sqlite_utils.Database, alert_id: str) -> bool:
@@ -51,23 +53,14 @@ def fold(db: sqlite_utils.Database, alert: Alert, window_s: float) -> Alert | No
     ).fetchall()
     for (body,) in rows:
         open_alert = _decoder.decode(body)
-        last = open_alert.last_seen_at if open_alert.last_seen_at is not None else open_alert.captured_at
-        if not (open_alert.captured_at - window_s <= alert.captured_at <= last + window_s):
+        if not folding.folds_into(open_alert, alert, window_s):
             continue
         db.conn.execute(
             "INSERT INTO alert_folds (alert_id, into_id, checkpoint, captured_at, raised_at) "
             "VALUES (?,?,?,?,?)",
             (alert.alert_id, open_alert.alert_id, alert.checkpoint, alert.captured_at, alert.raised_at),
         )
-        newer = alert.captured_at >= last
-        updated = msgspec.structs.replace(
-            open_alert,
-            folded=open_alert.folded + 1,
-            last_seen_at=alert.captured_at if newer else last,
-            last_seen_checkpoint=alert.checkpoint
-            if newer
-            else (open_alert.last_seen_checkpoint or open_alert.checkpoint),
-        )
+        updated = folding.fold_into(open_alert, alert)
         db.conn.execute(
             "UPDATE alerts SET body=? WHERE alert_id=?", (_encoder.encode(updated), open_alert.alert_id)
         )

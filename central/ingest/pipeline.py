@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import sqlite_utils
@@ -39,6 +40,7 @@ from protocols.messages import (
     Alert,
     AlertHit,
     AlertOutcome,
+    AlertReceipt,
     AuditEvent,
     CheckpointStatus,
     DecodeError,
@@ -76,6 +78,8 @@ class BatchResult:
     """Alerts raised before their edge hit brought the picture, now with it."""
     kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
     """Quick-test results stored from this batch (first time only)."""
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    """Alarm receipts as stored (the consoles' frames, central/record/store.py)."""
     acknowledge: bool = True
     """False for reads from an upstream (a 视图库): no edge waits for an acknowledgement."""
     status: CheckpointStatus | None = None
@@ -147,6 +151,7 @@ class Ingest:
         fold_window_s: float = 0.0,
         on_folded: Callable[[list[Alert]], None] | None = None,
         on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None,
+        on_receipts: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.store = store
         self.router = router or Router()
@@ -160,6 +165,7 @@ class Ingest:
         self._on_outcomes = on_outcomes
         self._on_pictures = on_pictures
         self._on_kits = on_kits
+        self._on_receipts = on_receipts
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -250,6 +256,8 @@ class Ingest:
             self._on_pictures(result.pictures)
         if result.kits and self._on_kits is not None:
             self._on_kits(result.kits)
+        if result.receipts and self._on_receipts is not None:
+            self._on_receipts(result.receipts)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(
@@ -264,7 +272,7 @@ class Ingest:
         if (
             payload
             and parsed.checkpoint is not None
-            and parsed.kind in (topics.TopicKind.EVENTS, topics.TopicKind.STATUS)
+            and parsed.kind in (topics.TopicKind.EVENTS, topics.TopicKind.STATUS, topics.TopicKind.RECEIPT)
         ):
             key = self._edge_keys(parsed.checkpoint) if self._edge_keys is not None else None
             try:
@@ -282,6 +290,8 @@ class Ingest:
                 return self._status(
                     db, result, source, parsed.checkpoint or "", payload, received_at, retained
                 )
+            if parsed.kind is topics.TopicKind.RECEIPT:
+                return self._receipt(db, result, source, parsed.checkpoint or "", payload, received_at)
         except NeedsPreparation:
             raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
@@ -637,6 +647,33 @@ class Ingest:
                 ),
             )
             self._raise(db, result, alert)
+
+    def _receipt(
+        self,
+        db: sqlite_utils.Database,
+        result: BatchResult,
+        source: str,
+        checkpoint: str,
+        payload: bytes,
+        received_at: float,
+    ) -> BatchResult:
+        """An alarm receipt: a tablet at ``checkpoint`` showed an alert, or an officer acknowledged it."""
+        try:
+            receipt = decode(AlertReceipt, payload)
+        except DecodeError as exc:
+            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+        if receipt.checkpoint != checkpoint:
+            return self._dead(
+                db,
+                result,
+                source,
+                f"checkpoint {receipt.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
+                payload,
+                checkpoint,
+                received_at,
+            )
+        result.receipts.append(self.store.insert_receipt(db, receipt, received_at))
+        return result
 
     def _status(
         self,

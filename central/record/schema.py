@@ -134,4 +134,10 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 11: daily statistics (central/intel/stats.py)
     STATS_SCHEMA,
+    # 12: alarm receipts from the checkpoints: when a tablet showed an alert, when it was acknowledged there
+    [
+        """CREATE TABLE alert_receipts (alert_id TEXT NOT NULL, checkpoint TEXT NOT NULL, shown_at REAL,
+            shown_by TEXT NOT NULL, acknowledged_at REAL, outcome TEXT, officer TEXT NOT NULL,
+            received_at REAL NOT NULL, PRIMARY KEY (alert_id, checkpoint)) WITHOUT ROWID""",
+    ],
 ]

@@ -30,6 +30,7 @@ from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,
     AlertOutcome,
+    AlertReceipt,
     AuditEvent,
     EdgeHit,
     Event,
@@ -476,6 +477,7 @@ class HubStore:
         ("dead_letters", "received_at"),
         ("alert_folds", "raised_at"),
         ("kit_results", "received_at"),
+        ("alert_receipts", "received_at"),
     )
 
     def purge_hits_before(self, cutoff: float) -> dict[str, int]:
@@ -525,6 +527,92 @@ class HubStore:
                     (*chunk, *chunk),
                 ):
                     found.setdefault(row[0], []).append(dict(zip(cols, row, strict=True)))
+            return found
+
+        return self.read(q)
+
+    #: A receipt as the console gets it (docs/protocol.md, "Alarm receipts").
+    RECEIPT_COLUMNS = (
+        "checkpoint",
+        "shown_at",
+        "shown_by",
+        "acknowledged_at",
+        "outcome",
+        "officer",
+        "received_at",
+    )
+
+    @classmethod
+    def insert_receipt(
+        cls, db: sqlite_utils.Database, receipt: AlertReceipt, received_at: float
+    ) -> dict[str, Any]:
+        """Inside a writer job: keep an alarm receipt (the earliest showing, the latest acknowledgement per
+        alert and checkpoint) and return it as the console's frame: under the alert the console shows (the
+        open alert a folded hit went into), with that alert's list and action when the hub has it."""
+        db.conn.execute(
+            """INSERT INTO alert_receipts (alert_id, checkpoint, shown_at, shown_by, acknowledged_at, outcome,
+                   officer, received_at) VALUES (?,?,?,?,?,?,?,?)
+               ON CONFLICT (alert_id, checkpoint) DO UPDATE SET
+                   shown_at = CASE WHEN alert_receipts.shown_at IS NULL THEN excluded.shown_at
+                       WHEN excluded.shown_at IS NULL THEN alert_receipts.shown_at
+                       ELSE MIN(alert_receipts.shown_at, excluded.shown_at) END,
+                   shown_by = CASE WHEN alert_receipts.shown_by = '' THEN excluded.shown_by
+                       ELSE alert_receipts.shown_by END,
+                   outcome = CASE WHEN excluded.acknowledged_at >= COALESCE(alert_receipts.acknowledged_at, 0)
+                       THEN excluded.outcome ELSE alert_receipts.outcome END,
+                   officer = CASE WHEN excluded.acknowledged_at >= COALESCE(alert_receipts.acknowledged_at, 0)
+                       THEN excluded.officer ELSE alert_receipts.officer END,
+                   acknowledged_at = MAX(COALESCE(alert_receipts.acknowledged_at, excluded.acknowledged_at),
+                       COALESCE(excluded.acknowledged_at, alert_receipts.acknowledged_at)),
+                   received_at = excluded.received_at""",
+            (
+                receipt.alert_id,
+                receipt.checkpoint,
+                receipt.shown_at,
+                receipt.shown_by,
+                receipt.acknowledged_at,
+                receipt.outcome,
+                receipt.officer,
+                received_at,
+            ),
+        )
+        row = db.conn.execute(
+            f"SELECT {', '.join(cls.RECEIPT_COLUMNS)} FROM alert_receipts WHERE alert_id=? AND checkpoint=?",
+            (receipt.alert_id, receipt.checkpoint),
+        ).fetchone()
+        frame: dict[str, Any] = dict(zip(cls.RECEIPT_COLUMNS, row, strict=True))
+        into = db.conn.execute(
+            "SELECT into_id FROM alert_folds WHERE alert_id=?", (receipt.alert_id,)
+        ).fetchone()
+        frame["alert_id"] = into[0] if into else receipt.alert_id
+        if into:
+            frame["folded_id"] = receipt.alert_id
+        known = db.conn.execute(
+            "SELECT list_id, action FROM alerts WHERE alert_id=?", (frame["alert_id"],)
+        ).fetchone()
+        frame["list_id"], frame["action"] = known if known else (None, None)
+        return frame
+
+    def receipts(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each alert's receipts from the checkpoints (with those of hits folded into it), by checkpoint."""
+        cols = self.RECEIPT_COLUMNS
+
+        def q(db: sqlite_utils.Database) -> dict[str, list[dict[str, Any]]]:
+            found: dict[str, list[dict[str, Any]]] = {}
+            for i in range(0, len(alert_ids), 500):
+                chunk = alert_ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                picked = ", ".join(f"r.{c}" for c in cols)
+                for row in db.conn.execute(
+                    f"SELECT COALESCE(f.into_id, r.alert_id), {picked} FROM alert_receipts r "
+                    f"LEFT JOIN alert_folds f ON f.alert_id = r.alert_id WHERE r.alert_id IN ({marks}) "
+                    f"OR r.alert_id IN (SELECT alert_id FROM alert_folds WHERE into_id IN ({marks})) "
+                    "ORDER BY r.checkpoint",
+                    (*chunk, *chunk),
+                ):
+                    found.setdefault(row[0], []).append(
+                        {"alert_id": row[0], **dict(zip(cols, row[1:], strict=True))}
+                    )
             return found
 
         return self.read(q)

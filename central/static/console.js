@@ -9,6 +9,7 @@ import { drawMap } from "./console-map.js";
 import { applyCapabilities, can, drawMeFailure, drawWho, parsed, ready } from "./console-me.js";
 import { checkpointName, listName, ringLoaded } from "./console-names.js";
 import { actionBadge, drawQueueState, keyboardQueue, queueRow, refreshAges, stateBadge, timeAgo } from "./console-queue.js";
+import { receiptBadge, receiptFacts, receiveReceipt } from "./console-receipts.js";
 import { commanderNotice, drawNotices, noticeAlert, noticeAnswered, routingFacts } from "./console-routing.js";
 
 Object.assign(CORDON_I18N.zh, {
@@ -88,6 +89,8 @@ function drawAlerts() {
   const sorted = [...alerts.values()].sort((a, b) => (b.hit.priority - a.hit.priority) || (b.raised_at - a.raised_at));
   list.replaceChildren(...sorted.map((a) => {
     const li = queueRow(a, outcomes.get(a.alert_id), escalations.has(a.alert_id), a.alert_id === selected);
+    const receipt = receiptBadge(a);  // the checkpoint's tablet showed the alarm (and when it was acknowledged)
+    if (receipt) li.append(receipt);
     li.addEventListener("click", () => select(a.alert_id));
     return li;
   }));
@@ -178,6 +181,7 @@ function drawDetail(searchPassages) {
     [t("fact.time"), fmtDateTime(a.captured_at) + " · " + timeAgo(a.captured_at)],
     [t("fact.priority"), String(hit.priority)],
     ...routingFacts(a),
+    ...receiptFacts(a),
   ];
   if (esc) rows.push([t("fact.escalated"), history.length ? tf("fact.escalated.answered", { time: fmtTime(esc.escalated_at) }) : fmtTime(esc.escalated_at)]);
   const dl = el("dl", "facts");
@@ -253,6 +257,10 @@ function onFrame(frame) {
     noticeAnswered(frame.outcome.alert_id);
     drawAlerts();
     if (frame.outcome.alert_id === selected) drawDetail(false);
+  } else if (frame.type === "receipt") {
+    receiveReceipt(frame.receipt);
+    drawAlerts();
+    if (frame.receipt.alert_id === selected) drawDetail(false);
   } else if (frame.type === "escalation") {
     const e = frame.escalation;
     escalations.set(e.alert_id, { ...(escalations.get(e.alert_id) || {}), ...e });

@@ -179,6 +179,8 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids, after_s)
     )
     first += [{"type": "escalation", "escalation": e} for e in escalated]
+    receipts = await asyncio.to_thread(app[keys.STORE].receipts, ids)
+    first += [{"type": "receipt", "receipt": r} for rows in receipts.values() for r in rows]
 
     principal = principal_of(request)
     commander = principal is not None and principal.role in COMMANDER_ROLES
@@ -194,6 +196,15 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             not covert
             and frame.get("type") == "escalation"
             and restricted_list(app, frame["escalation"]["list_id"])
+        ):
+            return None
+        if (
+            not covert
+            and frame.get("type") == "receipt"
+            and (
+                frame["receipt"].get("action") == "covert"
+                or restricted_list(app, frame["receipt"].get("list_id") or "")
+            )
         ):
             return None
         if commander and frame.get("type") == "escalation":

@@ -2,15 +2,21 @@
 
 ``TrafficSimulator`` is a pure generator (seeded, clock injected) so tests and demos get the same
 stream every time; ``run_simulator`` is the small async driver that paces it in real time.
+``scene_pictures`` draws what a plate camera would send with each read (a road scene with the vehicle
+and its plate, and the plate close-up), so the demo shows evidence pictures like a real ring.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+import cv2
+import numpy as np
 
 from protocols.plates import (
     AUTHORITY_LETTERS,
@@ -25,7 +31,15 @@ from protocols.plates import (
     normalize,
 )
 
-__all__ = ["RING_NEIGHBOURS", "VEHICLE_TYPES", "SimulatedRead", "TrafficSimulator", "run_simulator"]
+__all__ = [
+    "RING_NEIGHBOURS",
+    "VEHICLE_TYPES",
+    "ScenePictures",
+    "SimulatedRead",
+    "TrafficSimulator",
+    "run_simulator",
+    "scene_pictures",
+]
 
 VEHICLE_TYPES: tuple[str, ...] = ("car", "suv", "van", "bus", "truck", "hazmat", "trailer", "motorcycle")
 
@@ -358,3 +372,163 @@ async def run_simulator(
             if stop.is_set():
                 return
             await emit(read)
+
+
+# -- pictures ---------------------------------------------------------------------------------------
+
+SCENE_SIZE = (640, 360)  # width, height: small, as a camera's sub-stream snapshot
+PLATE_SIZE = (240, 76)  # the plate close-up, about the 440 x 140 mm plate's shape
+SCENE_QUALITY = 75
+PLATE_QUALITY = 85
+
+# Plate background and text colours (BGR) by plate colour; yellow-green is drawn as its two halves.
+_PLATE_COLOURS: dict[str | None, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "blue": ((170, 70, 10), (255, 255, 255)),
+    "yellow": ((0, 190, 240), (0, 0, 0)),
+    "green": ((110, 200, 90), (0, 0, 0)),
+    "yellow_green": ((0, 200, 200), (0, 0, 0)),
+    "white": ((245, 245, 245), (0, 0, 0)),
+    "black": ((20, 20, 20), (255, 255, 255)),
+    None: ((150, 150, 150), (0, 0, 0)),
+}
+_BODY_COLOURS = ((235, 235, 235), (40, 40, 40), (150, 150, 155), (40, 40, 170), (150, 90, 30), (60, 110, 60))
+_SIZES = {  # vehicle type -> (width, height) in the scene, pixels
+    "car": (230, 130), "suv": (240, 150), "van": (250, 170), "bus": (290, 220), "truck": (300, 220),
+    "hazmat": (300, 215), "trailer": (310, 210), "motorcycle": (90, 120),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ScenePictures:
+    """What a simulated camera sends with a read: the scene and the plate close-up (JPEG bytes)."""
+
+    scene: bytes
+    plate: bytes | None
+
+
+def _glyphs(plate: str) -> list[str | None]:
+    """The plate's characters as OpenCV can draw them: Hershey fonts have no CJK, so a Chinese character
+    (the province, 挂, 学, 警 ...) is None and drawn as a box."""
+    return [ch if ch.isascii() else None for ch in plate]
+
+
+def _plate_image(plate: str, colour: str | None) -> np.ndarray:
+    width, height = PLATE_SIZE
+    background, ink = _PLATE_COLOURS.get(colour, _PLATE_COLOURS[None])
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:] = background
+    if colour == "yellow_green":
+        img[:, : width // 3] = (0, 190, 240)
+        img[:, width // 3 :] = (110, 200, 90)
+    cv2.rectangle(img, (3, 3), (width - 4, height - 4), ink, 2)
+    glyphs = _glyphs(plate) or [None]
+    step = (width - 20) / len(glyphs)
+    for i, ch in enumerate(glyphs):
+        x = int(10 + i * step)
+        if ch is None:  # a CJK character: a box of its size
+            cv2.rectangle(img, (x + 3, 14), (x + int(step) - 4, height - 14), ink, 2)
+            cv2.line(img, (x + 3, height // 2), (x + int(step) - 4, height // 2), ink, 1)
+        else:
+            cv2.putText(img, ch, (x + 2, height - 18), cv2.FONT_HERSHEY_SIMPLEX, 1.45, ink, 4, cv2.LINE_AA)
+    return img
+
+
+_BACKGROUND: list[np.ndarray] = []
+
+
+def _background() -> np.ndarray:
+    """The empty road (sky, verge, lanes converging on the horizon, a little grain), drawn once."""
+    if not _BACKGROUND:
+        width, height = SCENE_SIZE
+        img = np.zeros((height, width, 3), np.uint8)
+        horizon = height * 2 // 5
+        sky = np.linspace(215, 150, horizon)
+        img[:horizon] = np.stack([sky, sky - 20, sky - 60], axis=1).clip(0, 255).astype(np.uint8)[:, None, :]
+        img[horizon:] = (82, 84, 86)
+        cv2.rectangle(img, (0, horizon - 30), (width, horizon), (70, 110, 80), -1)  # the verge
+        for lane_x in (width // 3, 2 * width // 3):
+            cv2.line(
+                img, (lane_x, height), (width // 2 + (lane_x - width // 2) // 6, horizon), (230, 230, 230), 3
+            )
+        grain = np.random.default_rng(7).integers(0, 10, (height - horizon, width), dtype=np.uint8)
+        img[horizon:] = cv2.add(img[horizon:], cv2.merge([grain] * 3))
+        _BACKGROUND.append(img)
+    return _BACKGROUND[0]
+
+
+def scene_pictures(read: SimulatedRead, checkpoint_id: str) -> ScenePictures:
+    """Draw the scene a plate camera would send with ``read``: sky, road and lane marks, the vehicle (its
+    colour fixed per vehicle, so every lane shows the same one) with its true plate, the camera's caption;
+    and the plate close-up. A vehicle without a plate gets no close-up. A few milliseconds per read."""
+    width, height = SCENE_SIZE
+    digest = hashlib.blake2b(f"{read.plate_true}|{read.vehicle_no}".encode(), digest_size=8).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
+    img = _background().copy()
+
+    vw, vh = _SIZES.get(read.vehicle_type, _SIZES["car"])
+    cx = width // 2 + rng.randint(-40, 40)
+    bottom = height - 30
+    left, top = cx - vw // 2, bottom - vh
+    body = _BODY_COLOURS[rng.randrange(len(_BODY_COLOURS))]
+    if read.vehicle_type in ("truck", "hazmat", "trailer", "bus"):
+        cv2.rectangle(img, (left, top), (left + vw, bottom - 20), body, -1)
+        cv2.rectangle(img, (left + 25, top + 15), (left + vw - 25, top + vh // 3), (60, 50, 40), -1)
+        if read.vehicle_type == "hazmat":
+            cv2.rectangle(
+                img, (cx - 25, top + vh // 3 + 15), (cx + 25, top + vh // 3 + 45), (0, 140, 255), -1
+            )
+    elif read.vehicle_type == "motorcycle":
+        cv2.ellipse(img, (cx, bottom - 50), (30, 55), 0, 0, 360, body, -1)
+        cv2.circle(img, (cx, top + 12), 16, (30, 30, 30), -1)
+    else:
+        roof = vh // 2
+        cv2.fillConvexPoly(
+            img,
+            np.array(
+                [
+                    [left + 35, top + roof],
+                    [left + 60, top],
+                    [left + vw - 60, top],
+                    [left + vw - 35, top + roof],
+                ]
+            ),
+            body,
+        )
+        cv2.fillConvexPoly(
+            img,
+            np.array(
+                [
+                    [left + 50, top + roof - 4],
+                    [left + 68, top + 10],
+                    [left + vw - 68, top + 10],
+                    [left + vw - 50, top + roof - 4],
+                ]
+            ),
+            (70, 55, 45),
+        )  # the windscreen
+        cv2.rectangle(img, (left, top + roof - 2), (left + vw, bottom - 18), body, -1)
+    for wx in (left + 28, left + vw - 28):  # wheels
+        cv2.rectangle(img, (wx - 16, bottom - 24), (wx + 16, bottom + 2), (20, 20, 20), -1)
+    if read.vehicle_type != "motorcycle":
+        for lx in (left + 22, left + vw - 22):  # lamps
+            cv2.ellipse(img, (lx, bottom - 55), (16, 9), 0, 0, 360, (200, 230, 240), -1)
+
+    plate_img = None
+    if read.plate_true:
+        plate_img = _plate_image(read.plate_true, read.colour)
+        pw, ph = 90, 29
+        px, py = cx - pw // 2, bottom - 48
+        img[py : py + ph, px : px + pw] = cv2.resize(plate_img, (pw, ph), interpolation=cv2.INTER_AREA)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(read.captured_at))
+    caption = f"{stamp}  {checkpoint_id}  {read.camera_id}  LANE {read.lane}"
+    cv2.rectangle(img, (0, 0), (width, 22), (0, 0, 0), -1)
+    cv2.putText(img, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    scene = _jpeg(img, SCENE_QUALITY)
+    return ScenePictures(scene, _jpeg(plate_img, PLATE_QUALITY) if plate_img is not None else None)
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, out = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV encodes any 8-bit BGR picture
+        raise RuntimeError("could not encode the simulated picture")
+    return out.tobytes()

@@ -15,6 +15,7 @@ Object.assign(CORDON_I18N.zh, {
   "kits.officer2": "第二名民警（姓名/警号）", "kits.lab": "阳性送检", "kits.sealA": "A 样封签号", "kits.sealB": "B 样封签号",
   "kits.save": "保存结果", "kits.saved": "已保存", "kits.save.failed": "未保存", "kits.expired": "试剂已过期",
   "kits.window": "超出判读时间窗", "kits.alert": "快检阳性/无效", "kits.person": "比中人员布控", "kits.new": "新的检测",
+  "kits.items": "{n} 项", "kits.photo.choose": "拍照或选择照片", "kits.photo.none": "未选择照片",
 });
 Object.assign(CORDON_I18N.en, {
   "kind.kit": "drug quick test", "kind.person": "person watchlist",
@@ -27,9 +28,10 @@ Object.assign(CORDON_I18N.en, {
   "kits.officer2": "Second officer (name/badge)", "kits.lab": "Positive sent to the lab", "kits.sealA": "Seal A number", "kits.sealB": "Seal B number",
   "kits.save": "Save result", "kits.saved": "Saved", "kits.save.failed": "Not saved", "kits.expired": "kit expired",
   "kits.window": "read outside the window", "kits.alert": "Quick test positive/invalid", "kits.person": "person watchlist hit", "kits.new": "New test",
+  "kits.items": "{n}-panel", "kits.photo.choose": "Take or choose a photo", "kits.photo.none": "No photo chosen",
 });
 
-const kits = { catalogue: [], panels: [], photo: null, source: "manual" };
+const kits = { catalogue: [], panels: [], photo: null, source: "manual", status: null, saved: null };
 const CALLS = ["positive", "negative", "invalid"];
 
 function field(labelKey, input) {
@@ -37,6 +39,26 @@ function field(labelKey, input) {
   const span = el("span", null, t(labelKey));
   span.dataset.i18n = labelKey;
   label.append(span, input);
+  return label;
+}
+// The cassette photo: the browser's own file button speaks the browser's language ("Choose File"), so it is
+// hidden behind a button of ours that says what the file is in the page's language.
+function photoField(photo) {
+  const label = field("kits.photo", photo);
+  photo.classList.add("photo-input");
+  const button = el("span", "button photo-button", t("kits.photo.choose"));
+  button.dataset.i18n = "kits.photo.choose";
+  const chosen = el("span", "muted photo-chosen", t("kits.photo.none"));
+  chosen.id = "kit-photo-chosen";
+  chosen.dataset.i18n = "kits.photo.none";
+  photo.addEventListener("change", () => {
+    const file = photo.files[0];
+    if (file) { delete chosen.dataset.i18n; chosen.textContent = file.name; }
+    else { chosen.dataset.i18n = "kits.photo.none"; chosen.textContent = t("kits.photo.none"); }
+  });
+  const row = el("span", "photo-row");
+  row.append(button, chosen);
+  label.append(row);
   return label;
 }
 function input(id, attrs) {
@@ -69,7 +91,7 @@ function buildView() {
     field("kits.lot", input("kit-lot", { maxlength: "64", autocomplete: "off" })),
     field("kits.expiry", input("kit-expiry", { type: "date" })),
     field("kits.minutes", input("kit-minutes", { type: "number", min: "0", max: "1440", step: "1", value: "10" })),
-    field("kits.photo", photo),
+    photoField(photo),
     field("kits.officer2", input("kit-officer2", { maxlength: "64", autocomplete: "off" })));
   const ph = el("h3", null, t("kits.panels")); ph.dataset.i18n = "kits.panels";
   const status = el("div", "kit-status"); status.id = "kit-status"; status.setAttribute("aria-live", "polite");
@@ -89,10 +111,10 @@ function currentKit() {
 
 function resetPanels() {
   const kit = currentKit();
-  kits.photo = null; kits.source = "manual";
+  kits.photo = null; kits.source = "manual"; kits.status = null;
   kits.panels = kit ? kit.panels.map((p) => ({ drug: p.drug, machine: null, officer_call: null })) : [];
   if (kit) document.getElementById("kit-sample").value = kit.sample_type;
-  document.getElementById("kit-status").replaceChildren();
+  drawStatus();
   drawPanels();
 }
 
@@ -124,39 +146,71 @@ async function loadCatalogue() {
   if (!resp.ok) return;
   kits.catalogue = (await resp.json()).kits;
   const select = document.getElementById("kit-model");
-  select.replaceChildren(...kits.catalogue.map((k) => {
-    const o = el("option", null, k.model + (k.name ? " · " + k.name : "")); o.value = k.model; return o;
-  }));
+  select.replaceChildren(...kits.catalogue.map((k) => { const o = el("option"); o.value = k.model; return o; }));
+  labelKits();
   resetPanels();
+}
+// A kit by what the officer reads on its pouch: model, sample, panels. The catalogue's free-text name is
+// shown only where it is in the page's language (a shipped name is English; a province's may be Chinese).
+function labelKits() {
+  const cjk = /[\u3400-\u9fff]/;
+  document.querySelectorAll("#kit-model option").forEach((o) => {
+    const k = kits.catalogue.find((x) => x.model === o.value);
+    if (!k) return;
+    const own = k.name && (cjk.test(k.name) === (document.documentElement.lang === "zh-CN")) ? " · " + k.name : "";
+    o.textContent = k.model + " · " + t("kits.sample." + k.sample_type) + " · " + t("kits.items").replace("{n}", k.panels.length) + own;
+  });
+  document.querySelectorAll("#kit-sample option").forEach((o) => { o.textContent = t("kits.sample." + o.value); });
+}
+// What the photo reading said (kept as data, so a language switch says it again in the new language).
+function drawStatus() {
+  const status = document.getElementById("kit-status");
+  const s = kits.status;
+  if (!s) { status.replaceChildren(); delete status.dataset.read; return; }
+  if (s.kind === "reading") status.replaceChildren(el("span", "muted", t("kits.reading")));
+  else if (s.kind === "failed") status.replaceChildren(el("span", "error", t("kits.read.failed") + ": " + s.error));
+  else { status.replaceChildren(el("span", "ok", t("kits.machine") + " ✓")); status.dataset.read = "1"; }
+}
+function drawResult() {
+  const out = document.getElementById("kit-result");
+  const r = kits.saved;
+  if (!r) { out.replaceChildren(); delete out.dataset.resultId; return; }
+  if (r.error !== undefined) { out.replaceChildren(el("span", "error", t(r.error) + (r.detail ? ": " + r.detail : ""))); return; }
+  const parts = [el("span", "ok", t("kits.saved") + " · " + r.result_id + " · " + t("kits." + r.result) + " · …" + r.id_last4)];
+  if (r.kit_expired) parts.push(el("span", "badge warn", t("kits.expired")));
+  if (r.outside_read_window) parts.push(el("span", "badge warn", t("kits.window")));
+  if (r.person_hits && r.person_hits.length) parts.push(el("span", "badge bad", t("kits.person")));
+  out.replaceChildren(...parts);
+  out.dataset.resultId = r.result_id;
 }
 
 async function readPhoto(file) {
   const kit = currentKit();
-  const status = document.getElementById("kit-status");
   if (!kit || !file) return;
-  status.replaceChildren(el("span", "muted", t("kits.reading")));
+  kits.status = { kind: "reading" };
+  drawStatus();
   const form = new FormData();
   form.append("photo", file);
   const resp = await fetch("/api/v1/kits/read?kit=" + encodeURIComponent(kit.model), { method: "POST", body: form });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) {
-    status.replaceChildren(el("span", "error", t("kits.read.failed") + ": " + (body.error || resp.status)));
+    kits.status = { kind: "failed", error: String(body.error || resp.status) };
+    drawStatus();
     return;
   }
   kits.photo = body.photo_sha256; kits.source = "photo";
   // A confident machine call is preselected for the officer to confirm; an uncertain one must be chosen.
   kits.panels = body.panels.map((p) => ({ drug: p.drug, machine: p.machine,
     officer_call: p.uncertain ? null : p.call }));
-  status.replaceChildren(el("span", "ok", t("kits.machine") + " ✓"));
-  status.dataset.read = "1";
+  kits.status = { kind: "read" };
+  drawStatus();
   drawPanels();
 }
 
 async function saveResult() {
-  const out = document.getElementById("kit-result");
   const kit = currentKit();
   if (!kit) return;
-  if (kits.panels.some((p) => !p.officer_call)) { out.replaceChildren(el("span", "error", t("kits.unconfirmed"))); return; }
+  if (kits.panels.some((p) => !p.officer_call)) { kits.saved = { error: "kits.unconfirmed" }; drawResult(); return; }
   const now = Date.now() / 1000;
   const minutes = Number(document.getElementById("kit-minutes").value || 0);
   const needsLab = document.getElementById("kit-needs-lab").checked && kits.panels.some((p) => p.officer_call === "positive");
@@ -178,13 +232,9 @@ async function saveResult() {
     const resp = await fetch("/api/v1/kits/results", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body) });
     const r = await resp.json().catch(() => ({}));
-    if (!resp.ok) { out.replaceChildren(el("span", "error", t("kits.save.failed") + ": " + (r.error || resp.status))); return; }
-    const parts = [el("span", "ok", t("kits.saved") + " · " + r.result_id + " · " + t("kits." + r.result) + " · …" + r.id_last4)];
-    if (r.kit_expired) parts.push(el("span", "badge warn", t("kits.expired")));
-    if (r.outside_read_window) parts.push(el("span", "badge warn", t("kits.window")));
-    if (r.person_hits && r.person_hits.length) parts.push(el("span", "badge bad", t("kits.person")));
-    out.replaceChildren(...parts);
-    out.dataset.resultId = r.result_id;
+    if (!resp.ok) { kits.saved = { error: "kits.save.failed", detail: String(r.error || resp.status) }; drawResult(); return; }
+    kits.saved = r;
+    drawResult();
     document.getElementById("kit-id").value = "";  // the number leaves the page once saved
   } finally { button.disabled = false; }
 }
@@ -202,11 +252,13 @@ document.getElementById("kit-close").addEventListener("click", () => {
 document.getElementById("kit-new").addEventListener("click", () => {
   ["kit-id", "kit-name", "kit-seal-a", "kit-seal-b"].forEach((id) => { document.getElementById(id).value = ""; });
   document.getElementById("kit-photo").value = "";
-  document.getElementById("kit-result").replaceChildren();
+  document.getElementById("kit-photo").dispatchEvent(new Event("change"));
+  kits.saved = null;
+  drawResult();
   resetPanels();
 });
 document.getElementById("kit-model").addEventListener("change", resetPanels);
 document.getElementById("kit-photo").addEventListener("change", (ev) => readPhoto(ev.target.files[0]));
 document.getElementById("kit-save").addEventListener("click", saveResult);
-document.getElementById("lang").addEventListener("click", drawPanels);
+document.getElementById("lang").addEventListener("click", () => { labelKits(); drawPanels(); drawStatus(); drawResult(); });
 applyI18n();  // tablet.js ran before these strings were added

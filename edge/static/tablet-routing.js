@@ -6,6 +6,8 @@ Object.assign(CORDON_I18N.zh, { "route.approach": "前置预警 · 车辆即将�
 Object.assign(CORDON_I18N.en, { "route.approach": "Early warning · vehicle approaching", "route.downstream": "Vehicle heading your way", "route.from": "read at" });
 let tabletCheckpoint = null;  // set from the status (tablet.js) once known
 export function setTabletCheckpoint(cp) { tabletCheckpoint = cp; }
+// This tablet's checkpoint id (null until the first status).
+export function tabletCheckpointId() { return tabletCheckpoint; }
 // The banner for an alert routed here from elsewhere, or null for one read here.
 export function routeNote(alert) {
   if (tabletCheckpoint && alert.checkpoint === tabletCheckpoint) return null;
