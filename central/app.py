@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import secrets
 import time
+import zoneinfo
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -71,6 +73,7 @@ def create_app(settings: HubSettings) -> web.Application:
         ),
     )
     app[keys.SETTINGS] = settings
+    app[keys.POLICY] = hub_policy.POLICY
     app[keys.STORE] = store
     app[keys.DIRECTORY] = directory
     app[keys.CONSOLE] = console
@@ -172,7 +175,9 @@ def _clone_check(settings: HubSettings) -> CloneCheck | None:
     """The clone check, or None when off; a bad checkpoints or distances file stops start-up here."""
     if not settings.clones.enabled:
         return None
-    return CloneCheck(settings.clones, load_geography(settings.clones), settings.record.utc_offset)
+    return CloneCheck(
+        settings.clones, load_geography(settings.clones), settings.record.utc_offset, settings.time_zone
+    )
 
 
 def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN202 - returns the token checker
@@ -263,11 +268,14 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
         "outbox_depth": status.outbox_depth,
         "oldest_unacked_s": status.oldest_unacked_s,
         "epoch": status.epoch,
-        "software": status.software,
+        # A last will says less than a live status: what it leaves out stays as last known.
+        "software": status.software or previous.get("software"),
         "clock_offset_s": None if offset is None else round(offset, 3),
         "clock_suspect": offset is not None and abs(offset) > skew,
         "dropped_reads": status.dropped_reads or 0,
-        "feed_version": status.feed_version,
+        "feed_version": status.feed_version
+        if status.feed_version is not None
+        else previous.get("feed_version"),
         "stale_cameras": list(status.stale_cameras or []),
         "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint),
     }
@@ -285,6 +293,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     refresher = asyncio.create_task(_refresh_directory(app), name="directory")
     for row in await asyncio.to_thread(store.checkpoints):
         offset = row["clock_offset_s"]
+        last = row["status"] if isinstance(row["status"], dict) else {}
         app[keys.CHECKPOINTS][row["checkpoint"]] = {
             "checkpoint": row["checkpoint"],
             "online": row["online"],
@@ -292,6 +301,10 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
             "clock_offset_s": offset,
             "dropped_reads": row["dropped_reads"],
             "clock_suspect": offset is not None and abs(offset) > app[keys.SETTINGS].clock.max_skew_s,
+            # what the edge last said of itself: the console shows its software and feed version
+            "software": last.get("software"),
+            "feed_version": last.get("feed_version"),
+            "stale_cameras": list(last.get("stale_cameras") or []),
         }
     app[keys.LOOP] = asyncio.get_running_loop()
     app[keys.EVIDENCE].bind(app[keys.LOOP])
@@ -464,9 +477,29 @@ async def _console(app: web.Application) -> AsyncIterator[None]:
             "[routing] names checkpoints that are not on the ring (console.checkpoints_csv): %s",
             ", ".join(unknown),
         )
+    _warn_if_the_days_are_cut_elsewhere(app[keys.SETTINGS])
     task = asyncio.create_task(_escalate_loop(app), name="escalation")
     yield
     await stop(task)
+
+
+def _warn_if_the_days_are_cut_elsewhere(settings: HubSettings) -> None:
+    """The console shows times in ``time_zone``; the record and the statistics cut days at
+    ``record.utc_offset``. Different offsets would make a day's figures disagree with the console's clock."""
+    zone = zoneinfo.ZoneInfo(settings.time_zone)
+    offset = dt.datetime.now(zone).utcoffset() or dt.timedelta(0)
+    sign, text = ("-" if offset < dt.timedelta(0) else "+"), settings.record.utc_offset
+    minutes = abs(int(offset.total_seconds())) // 60
+    if f"{sign}{minutes // 60:02d}:{minutes % 60:02d}" != text:
+        log.warning(
+            "time_zone %s is at UTC%s%02d:%02d now but record.utc_offset is %s: the console's clock and "
+            "the record's days disagree",
+            settings.time_zone,
+            sign,
+            minutes // 60,
+            minutes % 60,
+            text,
+        )
 
 
 async def _escalate_loop(app: web.Application) -> None:

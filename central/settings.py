@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -213,6 +214,13 @@ class StoreSettings(msgspec.Struct, **_STRICT):
     (nothing is acknowledged then, and the edges send again)."""
 
 
+class BackupSettings(msgspec.Struct, **_STRICT):
+    dir: str = "/var/backups/cordon"
+    """Where ``cordon backup`` puts its backups (one folder each) and rotates them."""
+    keep: Annotated[int, msgspec.Meta(ge=1)] = 7
+    """Backups kept; each is also pruned to the retention (central/record/backups.py)."""
+
+
 class KitsSettings(msgspec.Struct, **_STRICT):
     id_secret_file: str = ""
     """The deployment secret that keys the ID-number hash: the same file as the edges' ``kits.id_secret_file``.
@@ -276,6 +284,9 @@ class ViidPlatformSettings(msgspec.Struct, **_STRICT):
 
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
+    time_zone: str = "Asia/Shanghai"
+    """The one time zone (IANA name) every time is shown in: the console's clocks and dates, and the
+    clock times written into cloned-plate explanations."""
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     watchlists: WatchlistSettings = msgspec.field(default_factory=WatchlistSettings)
@@ -295,6 +306,15 @@ class HubSettings(msgspec.Struct, **_STRICT):
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
     kits: KitsSettings = msgspec.field(default_factory=KitsSettings)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+
+    def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"time_zone {self.time_zone!r} is not a known IANA time zone (e.g. Asia/Shanghai)"
+            ) from None
 
     @property
     def data_path(self) -> Path:

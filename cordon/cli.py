@@ -134,6 +134,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``cordon watchlist import`` flags that set the list it creates (``--alert-kinds`` is ``alert_kinds``).
+LIST_FLAGS = (
+    "name",
+    "action",
+    "priority",
+    "alert_kinds",
+    "max_swaps",
+    "restricted",
+    "valid_from",
+    "valid_until",
+    "source",
+    "owner",
+)
+
+
 def cmd_watchlist_import(args: argparse.Namespace) -> int:
     from central.watchlists.files import ImportRejected
 
@@ -150,6 +165,7 @@ def cmd_watchlist_import(args: argparse.Namespace) -> int:
                 merge=args.merge,
                 skip_invalid=args.skip_invalid,
                 create=args.create,
+                list_settings={key: value for key in LIST_FLAGS if (value := getattr(args, key)) is not None},
             )
         )
     except ImportRejected as exc:
@@ -356,9 +372,100 @@ def cmd_kits_read(args: argparse.Namespace) -> int:
     return 0 if reading.ok else 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from central.record.backups import BackupError
+
+    from .backup_cli import backup
+
+    try:
+        print(json.dumps(backup(args.config, args.to, args.keep), ensure_ascii=False))
+    except BackupError as exc:
+        print(f"cordon backup: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from central.record.backups import BackupError
+
+    from .backup_cli import restore
+
+    if not args.config and not args.data:
+        print("cordon restore: say where to: --config hub.toml (its data_dir) or --data DIR", file=sys.stderr)
+        return 2
+    try:
+        ok, summary = restore(args.backup, args.config, args.data)
+    except BackupError as exc:
+        print(f"cordon restore: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0 if ok else 1
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .init_cli import InitError, init_edge, init_hub
+
+    try:
+        if args.init == "hub":
+            written = init_hub(
+                Path(args.config), Path(args.data), args.mqtt_url, Path(args.backup_dir), args.group
+            )
+        else:
+            written = init_edge(
+                Path(args.config),
+                args.checkpoint,
+                Path(args.data),
+                args.mqtt_url,
+                args.hub_url,
+                Path(args.id_secret) if args.id_secret else None,
+                args.group,
+            )
+    except (InitError, OSError) as exc:
+        print(f"cordon init: {exc}", file=sys.stderr)
+        return 1
+    for path in written.files:
+        print(f"wrote {path}")
+    for note in written.notes:
+        print(f"note: {note}")
+    print(
+        f"next: copy the certificates into {Path(args.config).parent / 'tls'}, then cordon doctor {args.init}"
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import time
+
+    from .doctor import Doctor
+
+    deadline = time.monotonic() + args.wait
+    while True:
+        doctor = Doctor(args.side, args.config, timeout_s=args.timeout)
+        checks = doctor.run()
+        answering = any(c.what == "port" and c.level == "ok" for c in checks)
+        if answering or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    if args.json:
+        print(json.dumps([{"level": c.level, "what": c.what, "message": c.message} for c in checks]))
+    else:
+        for c in checks:
+            print(f"{c.level:<4}  {c.what}: {c.message}")
+        worst = {0: "all well", 1: "warnings", 2: "FAILED"}[doctor.status]
+        print(f"cordon doctor {args.side}: {worst}")
+    return doctor.status
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import version
+
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"cordon {version()} (Python {sys.version.split()[0]})"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("hub", help="run the central hub")
@@ -395,6 +502,26 @@ def build_parser() -> argparse.ArgumentParser:
                 "--skip-invalid", action="store_true", help="apply the good rows, report the bad ones"
             )
             p.add_argument("--create", action="store_true", help="create the list if it does not exist")
+            # The new list's settings (with --create), as POST /api/v1/watchlists takes them.
+            for flag, helptext in (
+                ("--name", "the new list's name (default: its id)"),
+                ("--action", "intercept, covert or notify (default intercept)"),
+                ("--priority", "0-100 (default 50)"),
+                (
+                    "--alert-kinds",
+                    "match kinds that alert, comma-separated (default exact,equivalent,wildcard)",
+                ),
+                ("--max-swaps", "look-alike characters a match may differ by (default 2)"),
+                (
+                    "--restricted",
+                    "1: only commanders, analysts and admins see it, and it never leaves the hub",
+                ),
+                ("--valid-from", "ISO 8601 with an offset, or unix seconds"),
+                ("--valid-until", "ISO 8601 with an offset, or unix seconds"),
+                ("--source", "where the list comes from"),
+                ("--owner", "who answers for it"),
+            ):
+                p.add_argument(flag, help=helptext)
         else:
             p.add_argument("-o", "--output", help="file to write (default: standard output)")
         p.add_argument("--list", required=True, help="list id")
@@ -444,6 +571,51 @@ def build_parser() -> argparse.ArgumentParser:
                 "--head", help="ID:HASH written down earlier: also proves nothing was cut off the end"
             )
         p.set_defaults(func=cmd_audit)
+    p = sub.add_parser(
+        "backup", help="back up the hub (running or not) as one consistent cut, then rotate the backups"
+    )
+    p.add_argument("--config", help="hub.toml (its data_dir, record and backup settings)")
+    p.add_argument("--to", help="backup folder (default: backup.dir)")
+    p.add_argument("--keep", type=int, help="backups kept (default: backup.keep)")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser(
+        "restore", help="restore a backup into an empty data folder and verify its audit chain"
+    )
+    p.add_argument("backup", help="a backup folder (hub-YYYYMMDDTHHMMSSZ)")
+    p.add_argument("--config", help="hub.toml: restore into its data_dir")
+    p.add_argument("--data", help="or into this folder")
+    p.set_defaults(func=cmd_restore)
+    ini = sub.add_parser("init", help="write a first configuration with fresh secrets (never over one)")
+    isub = ini.add_subparsers(dest="init", required=True)
+    for side in ("hub", "edge"):
+        p = isub.add_parser(side, help=f"a commented {side}.toml with fresh tokens and keys")
+        p.add_argument("--config", default=f"/etc/cordon/{side}.toml", help="the file to write")
+        p.add_argument("--data", default=f"/var/lib/cordon/{side}", help="its data_dir")
+        p.add_argument("--mqtt-url", default="mqtts://mqtt.ring.example", help="the broker")
+        p.add_argument("--group", default="cordon", help="group given the secret files (when it exists)")
+        if side == "hub":
+            p.add_argument("--backup-dir", default="/var/backups/cordon", help="backup.dir")
+        else:
+            p.add_argument("--checkpoint", required=True, help="the checkpoint id, e.g. SD-DZ-001")
+            p.add_argument("--hub-url", default="https://hub.ring.example:8443", help="the hub's address")
+            p.add_argument("--id-secret", help="a copy of the hub's id-secret file (kits.id_secret_file)")
+        p.set_defaults(func=cmd_init)
+    doc = sub.add_parser(
+        "doctor", help="check a hub or an edge where it runs; exit 0 ok, 1 warnings, 2 failures"
+    )
+    dsub = doc.add_subparsers(dest="side", required=True)
+    for side in ("hub", "edge"):
+        p = dsub.add_parser(side, help=f"check this box's {side}")
+        p.add_argument("--config", default=f"/etc/cordon/{side}.toml", help=f"{side}.toml")
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker or the hub")
+        p.add_argument("--json", action="store_true", help="the checks as one JSON array")
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            help="check again for up to this many seconds until the service answers",
+        )
+        p.set_defaults(func=cmd_doctor)
     _add_pki_parser(sub)
     kits = sub.add_parser("kits", help="drug quick-test kits: the reading card, reading a photo")
     ksub = kits.add_subparsers(dest="kits", required=True)

@@ -87,6 +87,23 @@ def _write(path: Path, data: bytes, *, private: bool) -> None:
         raise
 
 
+def write_signing_key(folder: Path) -> bool:
+    """A node's Ed25519 signing key in ``folder`` (``signing.key`` 0600, ``signing.pub``) unless it has one;
+    True when it was made now."""
+    if (folder / SIGNING_KEY).exists():
+        return False
+    signing = ed25519.Ed25519PrivateKey.generate()
+    _write(folder / SIGNING_KEY, _key_pem(signing), private=True)
+    _write(
+        folder / SIGNING_PUB,
+        signing.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        private=False,
+    )
+    return True
+
+
 def _key_pem(
     key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey, passphrase: bytes | None = None
 ) -> bytes:
@@ -213,16 +230,7 @@ class Pki:
         self._leaf(name, "client", [], days, folder / CLIENT_CERT, folder / CLIENT_KEY)
         if sans:
             self._leaf(name, "server", sans, days, folder / SERVER_CERT, folder / SERVER_KEY)
-        if not (folder / SIGNING_KEY).exists():  # a reissued certificate keeps the node's signing key
-            signing = ed25519.Ed25519PrivateKey.generate()
-            _write(folder / SIGNING_KEY, _key_pem(signing), private=True)
-            _write(
-                folder / SIGNING_PUB,
-                signing.public_key().public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                ),
-                private=False,
-            )
+        write_signing_key(folder)  # a reissued certificate keeps the node's signing key
         self._copy_ca(folder)
         return folder
 

@@ -1,22 +1,29 @@
-"""The harness that tests and benchmarks use to run real Mosquitto, hub and edge processes.
+"""The harness that tests and benchmarks use to run real Mosquitto, PostgreSQL, hub and edge processes.
 
 Mosquitto on a free port (plain, or the deployed TLS config with only paths and the port replaced),
 ``cordon hub`` and ``cordon edge`` processes with generated configs, and the plates, CSV, HTTP and
 timing helpers more than one benchmark needs. ``tests/support.py`` builds the tests' helpers on it;
 benchmarks (``cordon/bench/``) import it directly and never import ``tests/``. Every helper can be
 stopped more than once and kills what it started when a polite stop does not work.
+
+``PostgresCluster`` is a PostgreSQL cluster of its own (``initdb`` in a new folder under /tmp, on a free
+port of 127.0.0.1, ``fsync`` and ``synchronous_commit`` on), run as an unprivileged user through
+``runuser`` when the caller is root; it never touches a server that may already listen on 5432.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +38,8 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
 DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
-#: Ports never to use: a system broker listens on 1883.
-_AVOID = {1883}
+#: Ports never to use: a system broker listens on 1883, a system PostgreSQL on 5432.
+_AVOID = {1883, 5432}
 PROVINCES = "鲁冀豫苏皖"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # A-Z without I and O
 SERIAL = LETTERS + "0123456789"
@@ -42,7 +49,7 @@ POLL_S = 0.02
 
 
 def free_port() -> int:
-    """A free TCP port on the loopback interface (never 1883)."""
+    """A free TCP port on the loopback interface (never 1883 or 5432)."""
     while True:
         with socket.socket() as s:
             s.bind((HOST, 0))
@@ -215,6 +222,180 @@ class Mosquitto:
 
     def stop(self) -> None:
         _stop_process(self.proc, signal.SIGTERM, 10)
+
+
+PG_BIN = Path(os.environ.get("CORDON_PG_BIN", "/usr/lib/postgresql/15/bin"))
+"""Where Debian's PostgreSQL 15 keeps ``initdb``, ``pg_ctl`` and ``postgres`` (``make test`` installs it)."""
+PG_RUN_AS = os.environ.get("CORDON_PG_USER", "nobody")
+"""The unprivileged user a root caller runs the cluster as (PostgreSQL refuses to run as root)."""
+
+
+class PostgresError(RuntimeError):
+    """The test cluster could not be made, started or stopped; the message says why (and the log's tail)."""
+
+
+@dataclass
+class PostgresCluster:
+    """A PostgreSQL cluster of our own: a new data folder under /tmp, a free port on 127.0.0.1 only.
+
+    The folder is made outside pytest's temporary folder on purpose: a root caller's pytest folders are
+    readable by root alone, and the server runs as ``PG_RUN_AS``, who must own its data folder. The
+    superuser is ``cordon`` with a random password (SCRAM over TCP; no Unix socket). ``settings`` are
+    added to postgresql.conf (a benchmark gives the server more memory); ``fsync``, ``synchronous_commit``
+    and ``full_page_writes`` are always on, as in production.
+    """
+
+    settings: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    user: str = "cordon"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    folder: Path | None = None
+    started: bool = False
+
+    @property
+    def data(self) -> Path:
+        assert self.folder is not None, "start() the cluster first"
+        return self.folder / "data"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.folder is not None, "start() the cluster first"
+        return self.folder / "postgres.log"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """A libpq connection string for one database of this cluster."""
+        return (
+            f"host={HOST} port={self.port} user={self.user} password={self.password} "
+            f"dbname={dbname} connect_timeout=10"
+        )
+
+    def _as_server(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", PG_RUN_AS, "--", *argv] if os.geteuid() == 0 else argv
+
+    def _run(self, argv: list[str], what: str, timeout: float = 120) -> None:
+        done = subprocess.run(
+            self._as_server(argv), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise PostgresError(
+                f"{what} failed ({done.returncode}): {done.stderr.strip()[-1500:]}{self.log_tail()}"
+            )
+
+    def log_tail(self, chars: int = 1500) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except (OSError, AssertionError):
+            return ""
+        return "\n--- postgres.log ---\n" + text[-chars:]
+
+    def start(self) -> PostgresCluster:
+        """initdb (once) and start the server; returns when it takes connections."""
+        if not (PG_BIN / "initdb").exists():
+            raise PostgresError(
+                f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing): run `make system-deps` "
+                "(Debian package postgresql), or set CORDON_PG_BIN"
+            )
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="cordon-pg-", dir="/tmp"))
+            pwfile = self.folder / "pwfile"
+            pwfile.write_text(self.password + "\n", encoding="utf-8")
+            if os.geteuid() == 0:
+                owner = pwd.getpwnam(PG_RUN_AS)
+                for path in (self.folder, pwfile):
+                    os.chown(path, owner.pw_uid, owner.pw_gid)
+            self._run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",  # the folder is thrown away; the server itself runs with fsync on
+                ],
+                "initdb",
+            )
+            pwfile.unlink()
+            conf = {
+                "listen_addresses": f"'{HOST}'",
+                "port": str(self.port),
+                "unix_socket_directories": "''",
+                "fsync": "on",
+                "synchronous_commit": "on",
+                "full_page_writes": "on",
+                "max_connections": "60",
+                "logging_collector": "off",
+                **self.settings,
+            }
+            with (self.data / "postgresql.conf").open("a", encoding="utf-8") as f:
+                f.write("\n# cordon.testing.PostgresCluster\n")
+                f.writelines(f"{key} = {value}\n" for key, value in conf.items())
+        self._run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log_path),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            "pg_ctl start",
+        )
+        self.started = True
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``immediate`` is a crash: no checkpoint, recovery at the next start)."""
+        if self.started:
+            self.started = False
+            self._run(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"],
+                "pg_ctl stop",
+            )
+
+    def destroy(self) -> None:
+        """Stop the server and remove its folder."""
+        try:
+            self.stop()
+        finally:
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder = None
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; returns its connection string."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, ending the sessions still connected to it."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def server_pids(self) -> list[int]:
+        """The postmaster's pid and its children's (for CPU accounting)."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        kids = Path(f"/proc/{postmaster}/task/{postmaster}/children")
+        try:
+            return [postmaster, *(int(p) for p in kids.read_text().split())]
+        except OSError:
+            return [postmaster]
 
 
 @dataclass
@@ -476,3 +657,141 @@ async def start_hub(
     load_s = time.monotonic() - hub.started_mono
     say(f"hub holds {feed['entries']} entries at feed version {feed['version']} after {load_s:.1f} s")
     return hub, {"hub_load_s": round(load_s, 2), "version": feed["version"], "entries": feed["entries"]}
+
+
+_RELEASE_LINE = re.compile(r"^([0-9a-f]{40})\s+(\S+)")
+
+
+class ReleaseError(RuntimeError):
+    """An earlier release cannot be run: the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release as ``RELEASES`` names it: the full commit it was cut from, and its name."""
+
+    commit: str
+    name: str
+
+
+def releases(repo: Path) -> list[Release]:
+    """Every release the repository's ``RELEASES`` file names, oldest first."""
+    path = repo / "RELEASES"
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _RELEASE_LINE.match(line.strip())
+        if match is None:
+            raise ReleaseError(f"{path}:{number}: expected '<40-hex commit> <name>', got {line!r}")
+        out.append(Release(match[1], match[2]))
+    if not out:
+        raise ReleaseError(f"{path} names no release")
+    return out
+
+
+def previous_release(repo: Path) -> Release:
+    """The release before the code in ``repo``: the last one ``RELEASES`` names."""
+    return releases(repo)[-1]
+
+
+def check_release(repo: Path, release: Release) -> None:
+    """Fail with what to do when the clone lacks the release's commit (a shallow clone, say)."""
+    known = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "-e", f"{release.commit}^{{commit}}"], capture_output=True
+    )
+    if known.returncode != 0:
+        shallow = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--is-shallow-repository"], capture_output=True, text=True
+        ).stdout.strip()
+        raise ReleaseError(
+            f"release {release.name} ({release.commit}), named in RELEASES, is not in this clone's history"
+            f"{' (a shallow clone)' if shallow == 'true' else ''}: the tests that run it need it. Fetch the "
+            f"history: `git fetch --unshallow` (or `git fetch origin {release.commit}`)."
+        )
+
+
+def release_cache() -> Path:
+    """Where earlier releases' environments are kept (``$CORDON_COMPAT_CACHE``, else ~/.cache/cordon-compat)."""
+    configured = os.environ.get("CORDON_COMPAT_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "cordon-compat"
+
+
+def previous_release_python(
+    repo: Path, release: Release | None = None, say: Callable[[str], None] | None = None
+) -> Path:
+    """The Python of an environment running an earlier release of Cordon (by default the previous one).
+
+    The release's source comes out of the clone's history with ``git archive`` (no worktree, nothing
+    left in the clone) into ``<cache>/<commit>/src`` and is installed editable, as ``make`` installs
+    (the first release's wheel lacks package data), into a virtual environment beside it, with the
+    library versions of the running environment as pip constraints, so the two sides differ in
+    Cordon's code alone. Built once per commit, under a file lock (test runs may share the cache). A
+    clone without the commit fails with what to fetch (:class:`ReleaseError`).
+    """
+    import fcntl
+    import importlib.metadata
+    import io
+    import tarfile
+
+    release = release or previous_release(repo)
+    check_release(repo, release)
+    root = release_cache()
+    home = root / release.commit
+    python = home / "venv" / "bin" / "python"
+    if (home / "ready").exists() and python.exists():
+        return python
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / f"{release.commit}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / "ready").exists() and python.exists():
+            return python  # another process built it while this one waited
+        started = time.monotonic()
+        if say is not None:
+            say(f"building release {release.name} ({release.commit[:10]}) in {home} ...")
+        shutil.rmtree(home, ignore_errors=True)  # a build that died half-way
+        (home / "src").mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", release.commit], capture_output=True
+        )
+        if archive.returncode != 0:
+            raise ReleaseError(f"git archive {release.commit}: {archive.stderr.decode()[-2000:]}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+                tar.extractall(home / "src", filter="data")
+            else:
+                tar.extractall(home / "src")  # our own repository's commit
+        made = subprocess.run(
+            [sys.executable, "-m", "venv", str(home / "venv")], capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            raise ReleaseError(f"creating the environment of release {release.name}: {made.stderr[-2000:]}")
+        pins = sorted(
+            f"{d.metadata['Name']}=={d.version}"
+            for d in importlib.metadata.distributions()
+            if d.metadata["Name"] and d.metadata["Name"].lower() != "cordon"
+        )
+        (home / "constraints.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
+        done = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "-c",
+                str(home / "constraints.txt"),
+                "-e",
+                str(home / "src"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise ReleaseError(
+                f"installing release {release.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
+        (home / "ready").write_text(f"{release.name} {release.commit}\n", encoding="utf-8")
+        if say is not None:
+            say(f"built in {time.monotonic() - started:.0f} s")
+    return python

@@ -56,8 +56,10 @@ async def import_file(
     skip_invalid: bool = False,
     create: bool = False,
     show_progress: bool = True,
+    list_settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Check the file locally, then send it to the hub; return the hub's answer."""
+    """Check the file locally, then send it to the hub; return the hub's answer. ``list_settings`` are the
+    settings of a list the import creates (query parameters of the import, named as the list's fields)."""
     data = await asyncio.to_thread(Path(path).read_bytes)
     fmt = fmt or ("json" if path.lower().endswith((".json", ".jsonl", ".ndjson")) else "csv")
     total = max(0, data.count(b"\n") - (1 if fmt == "csv" else 0))
@@ -82,6 +84,7 @@ async def import_file(
         params["skip_invalid"] = "1"
     if create:
         params["create"] = "1"
+    params.update(list_settings or {})  # the new list's settings: the hub checks them
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar, timeout=aiohttp.ClientTimeout(total=3600)) as session:
         await _login(session, hub, code)

@@ -104,6 +104,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
         else None,
         hub_signature_required=settings.signing.required,
         evidence=evidence,
+        dead=dead,
         on_connected=service.flush_receipts,
         on_fold_window=alert_log.set_fold_window,
         on_hub_online=service.replay_receipts,

@@ -14,6 +14,7 @@ import contextlib
 import heapq
 import logging
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,8 @@ from protocols.messages import (
     decode,
     encode,
 )
+from runtime.deadletters import DeadLetterStore
+from runtime.sqlwriter import WriterClosed
 from runtime.tls import mqtt_endpoint
 
 from . import evidence_reply
@@ -116,11 +119,16 @@ class EdgeUplink:
         hub_key: Ed25519PublicKey | None = None,
         hub_signature_required: bool = False,
         evidence: EvidenceStore | None = None,
+        dead: DeadLetterStore | None = None,
         on_connected: Callable[[], Awaitable[object]] | None = None,
         on_fold_window: Callable[[float], Awaitable[None]] | None = None,
         on_hub_online: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
+        #: Where a message from the hub that does not decode is kept, with the reason (a major version
+        #: this edge does not read, a broken payload); the edge goes on either way.
+        self._dead = dead
+        self.bad_messages = 0
         #: Run on every connect once subscribed (the edge sends the receipts the broker has not taken).
         self._on_connected = on_connected
         #: The hub announced its fold window (protocols/folding.py) in its status.
@@ -427,7 +435,13 @@ class EdgeUplink:
             elif parsed.kind is topics.TopicKind.EVIDENCE_REQUEST:
                 await self._on_evidence_request(decode(EvidenceRequest, payload))
         except DecodeError as exc:
+            self.bad_messages += 1
             log.warning("uplink: bad %s message from the hub: %s", parsed.kind, exc.reason)
+            if self._dead is not None:
+                try:
+                    await self._dead.record(f"hub:{parsed.kind}", exc.reason, payload, self.checkpoint)
+                except (sqlite3.Error, WriterClosed) as err:  # shutting down, or a full disk
+                    log.error("uplink: could not keep the bad message as a dead letter: %s", err)
 
     async def _on_evidence_request(self, request: EvidenceRequest) -> None:
         # Replies are signed like every other message this checkpoint publishes.

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from aiohttp import web
 
-from runtime.metrics import CONTENT_TYPE, Metric, render
+from runtime.metrics import CONTENT_TYPE, Metric, certificate_metrics, render
 from runtime.web import (
     LOGIN_POLICY,
     Access,
@@ -328,11 +328,25 @@ async def metrics(request: web.Request) -> web.Response:
         Metric("cordon_edge_camera_reads_total", "counter", "reads recorded, by camera"),
         Metric("cordon_edge_camera_errors_total", "counter", "pushes refused as malformed, by camera"),
         Metric("cordon_edge_camera_refused_total", "counter", "pushes refused for credentials, by camera"),
+        Metric(
+            "cordon_edge_camera_stale",
+            "gauge",
+            "1 while a configured camera is silent past its stale_after_s",
+        ),
     ]
+    now = time.time()
     for cid, h in sorted(service.cameras.items()):
         cams[0].add(h.reads, camera=cid)
         cams[1].add(h.errors, camera=cid)
         cams[2].add(h.refused, camera=cid)
+        cams[3].add(int(h.stale(now)), camera=cid)
+    s = app[keys.SETTINGS]
+    tls_files = {
+        "http.cert_file": s.http.cert_file,
+        "mqtt.cert_file": s.mqtt.cert_file,
+        "mqtt.ca_file": s.mqtt.ca_file,
+        "hub.cert_file": s.hub.cert_file,
+    }
     text = render(
         [
             Metric("cordon_edge_reads_total", "counter", "reads committed to the outbox since start").add(
@@ -378,10 +392,13 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_edge_watchlist_version", "gauge", "version of the local watchlist mirror").add(
                 mirror.version
             ),
-            Metric("cordon_edge_dead_letters_total", "counter", "pushes dead-lettered since start").add(
-                app[keys.DEAD].count
-            ),
+            Metric(
+                "cordon_edge_dead_letters_total",
+                "counter",
+                "camera pushes and hub messages dead-lettered since start",
+            ).add(app[keys.DEAD].count),
             *cams,
+            *certificate_metrics(tls_files),
         ]
     )
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")

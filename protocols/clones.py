@@ -32,6 +32,7 @@ class Checkpoint:
     name: str
     lat: float
     lon: float
+    name_en: str = ""
 
 
 class GeographyError(ValueError):
@@ -69,13 +70,17 @@ class Geography:
             return None
         return haversine_km(ca.lat, ca.lon, cb.lat, cb.lon) * self.road_factor
 
-    def name(self, checkpoint: str) -> str:
+    def name(self, checkpoint: str, english: bool = False) -> str:
+        """The checkpoint's name (in English when asked and known), else its id."""
         cp = self.checkpoints.get(checkpoint)
-        return cp.name if cp and cp.name else checkpoint
+        if cp is None:
+            return checkpoint
+        return (cp.name_en if english and cp.name_en else cp.name) or checkpoint
 
 
 def parse_checkpoints(text: str) -> dict[str, Checkpoint]:
-    """Checkpoints from CSV text with columns id, lat, lon and a name (``name_zh`` or ``name``)."""
+    """Checkpoints from CSV text with columns id, lat, lon, a name (``name_zh`` or ``name``) and, if known,
+    ``name_en`` (the English explanation names checkpoints by it)."""
     reader = csv.DictReader(io.StringIO(text))
     missing = {"id", "lat", "lon"} - set(reader.fieldnames or [])
     if missing:
@@ -88,7 +93,8 @@ def parse_checkpoints(text: str) -> dict[str, Checkpoint]:
             raise GeographyError(f"checkpoints CSV line {line}: lat/lon are not numbers") from None
         if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not row["id"]:
             raise GeographyError(f"checkpoints CSV line {line}: bad id or coordinates")
-        out[row["id"]] = Checkpoint(row["id"], row.get("name_zh") or row.get("name") or row["id"], lat, lon)
+        name = row.get("name_zh") or row.get("name") or row["id"]
+        out[row["id"]] = Checkpoint(row["id"], name, lat, lon, row.get("name_en") or "")
     return out
 
 
@@ -118,7 +124,9 @@ class CloneRule:
     """Two different checkpoints within this many seconds count as "the same time" (used also
     when the distance between them is unknown)."""
     utc_offset_h: float = 8.0
-    """Clock times in explanations are local (the record's offset)."""
+    """Clock times in explanations are local (the record's offset)..."""
+    tz: dt.tzinfo | None = None
+    """...or, when given, in this time zone (the hub's ``time_zone``, the one the console shows)."""
 
 
 class Sighting(NamedTuple):
@@ -202,7 +210,7 @@ def min_trip_s(distance_km: float, rule: CloneRule) -> float:
 
 
 def _clock(at: float, rule: CloneRule) -> str:
-    tz = dt.timezone(dt.timedelta(hours=rule.utc_offset_h))
+    tz = rule.tz or dt.timezone(dt.timedelta(hours=rule.utc_offset_h))
     return dt.datetime.fromtimestamp(at, tz).strftime("%H:%M:%S")
 
 
@@ -284,8 +292,12 @@ def check(previous: Sighting, new: Sighting, geography: Geography, rule: CloneRu
     earlier, later = (previous, new) if previous.captured_at <= new.captured_at else (new, previous)
     gap = later.captured_at - earlier.captured_at
     where_e, where_l = geography.name(earlier.checkpoint), geography.name(later.checkpoint)
+    en_e, en_l = (
+        geography.name(earlier.checkpoint, english=True),
+        geography.name(later.checkpoint, english=True),
+    )
     head_en = (
-        f"{new.plate} at {where_e} {_clock(earlier.captured_at, rule)} and at {where_l} "
+        f"{new.plate} at {en_e} {_clock(earlier.captured_at, rule)} and at {en_l} "
         f"{_clock(later.captured_at, rule)}"
     )
     head_zh = f"{new.plate} {_clock(earlier.captured_at, rule)} 在{where_e}、{_clock(later.captured_at, rule)} 在{where_l}"

@@ -14,30 +14,31 @@ import msgspec
 
 from .matching import Entry, ListAction, PermitRule, Watchlist
 
-_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+_WIRE = {"kw_only": True}
+"""Wire messages: a field this release does not know is ignored (the rule in protocols/messages.py)."""
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-class ListUpsert(msgspec.Struct, tag="list_upsert", **_STRICT):
+class ListUpsert(msgspec.Struct, tag="list_upsert", **_WIRE):
     watchlist: Watchlist
 
 
-class ListDelete(msgspec.Struct, tag="list_delete", **_STRICT):
+class ListDelete(msgspec.Struct, tag="list_delete", **_WIRE):
     """The list and all its entries leave the feed."""
 
     list_id: Id
 
 
-class EntryUpsert(msgspec.Struct, tag="entry_upsert", **_STRICT):
+class EntryUpsert(msgspec.Struct, tag="entry_upsert", **_WIRE):
     entry: Entry
 
 
-class EntryDelete(msgspec.Struct, tag="entry_delete", **_STRICT):
+class EntryDelete(msgspec.Struct, tag="entry_delete", **_WIRE):
     entry_id: Id
 
 
-class PermitRules(msgspec.Struct, tag="permit_rules", **_STRICT):
+class PermitRules(msgspec.Struct, tag="permit_rules", **_WIRE):
     """The whole set of permit rules (which vehicle classes must be on which permit list)."""
 
     rules: list[PermitRule]
@@ -46,7 +47,7 @@ class PermitRules(msgspec.Struct, tag="permit_rules", **_STRICT):
 FeedChange = ListUpsert | ListDelete | EntryUpsert | EntryDelete | PermitRules
 
 
-class FeedDelta(msgspec.Struct, **_STRICT):
+class FeedDelta(msgspec.Struct, **_WIRE):
     """The changes that turn feed version ``version - 1`` into ``version``."""
 
     v: int
@@ -55,7 +56,7 @@ class FeedDelta(msgspec.Struct, **_STRICT):
     sent_at: float = 0.0
 
 
-class FeedVersion(msgspec.Struct, **_STRICT):
+class FeedVersion(msgspec.Struct, **_WIRE):
     """The hub's current field-feed version (retained), so an edge knows whether it is behind."""
 
     v: int
@@ -64,7 +65,7 @@ class FeedVersion(msgspec.Struct, **_STRICT):
     sent_at: float = 0.0
 
 
-class FeedSnapshot(msgspec.Struct, **_STRICT):
+class FeedSnapshot(msgspec.Struct, **_WIRE):
     """The whole field feed at ``version`` (served over HTTP to an edge that is behind)."""
 
     version: int

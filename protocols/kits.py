@@ -36,6 +36,11 @@ DrugCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9/\-]{0,15}$")]
 Minutes = Annotated[float, msgspec.Meta(ge=0, le=24 * 60)]
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+"""The catalogue (a configuration file): an unknown key is an error."""
+_WIRE = {"kw_only": True}
+"""The result record travels to the hub in a ``KitResultEvent``: a field this release does not know is
+ignored there (the rule in protocols/messages.py). The tablet's input is checked strictly by its own
+types at the edge (edge/kits/api.py)."""
 
 
 class KitError(ValueError):
@@ -265,7 +270,7 @@ def id_number_problem(number: str) -> str | None:
     return None
 
 
-class Subject(msgspec.Struct, **_STRICT):
+class Subject(msgspec.Struct, **_WIRE):
     id_hash: str
     id_last4: Annotated[str, msgspec.Meta(min_length=4, max_length=4)]
     id_problem: Text200 | None = None
@@ -290,7 +295,7 @@ def subject_from_id(number: str, secret: bytes, name: str | None = None) -> Subj
 # The result record
 
 
-class MachineReading(msgspec.Struct, **_STRICT):
+class MachineReading(msgspec.Struct, **_WIRE):
     """What the photo reader or an analyzer said about one panel, before the officer's call."""
 
     call: MachineCall
@@ -303,14 +308,14 @@ class MachineReading(msgspec.Struct, **_STRICT):
     """The noise width of ``t_ratio`` in the same units: how far a reading could be off."""
 
 
-class PanelResult(msgspec.Struct, **_STRICT):
+class PanelResult(msgspec.Struct, **_WIRE):
     drug: DrugCode
     officer_call: PanelCall
     """The officer confirms or corrects every panel; this is the call of record."""
     machine: MachineReading | None = None
 
 
-class KitResult(msgspec.Struct, **_STRICT):
+class KitResult(msgspec.Struct, **_WIRE):
     result_id: Text64
     subject: Subject
     kit_model: Text64

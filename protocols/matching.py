@@ -37,6 +37,7 @@ import msgspec
 
 __all__ = [
     "ALL_KINDS",
+    "DEFAULT_ALERT_KINDS",
     "DEFAULT_CLASSES",
     "MATCHER_VERSION",
     "MAX_READ_CHARS",
@@ -87,6 +88,12 @@ class MatchKind(StrEnum):
 
 
 ALL_KINDS: frozenset[MatchKind] = frozenset(MatchKind)
+#: What a list alerts on unless told otherwise: exact and look-alike reads of its plates, and the reads its
+#: patterns match (WILDCARD hits come only from pattern entries such as ``鲁A*23?5``, which someone wrote
+#: to be alerted on). EDIT and PROVINCE, the loosest, only when a list asks for them.
+DEFAULT_ALERT_KINDS: frozenset[MatchKind] = frozenset(
+    {MatchKind.EXACT, MatchKind.EQUIVALENT, MatchKind.WILDCARD}
+)
 # Tie-break between kinds of equal score: the stricter kind wins.
 _KIND_RANK = {
     MatchKind.EXACT: 0,
@@ -122,7 +129,7 @@ class Watchlist(msgspec.Struct, frozen=True, kw_only=True):
     action: ListAction = ListAction.INTERCEPT
     priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
     restricted: bool = False
-    alert_kinds: frozenset[MatchKind] = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
+    alert_kinds: frozenset[MatchKind] = DEFAULT_ALERT_KINDS
     max_swaps: Annotated[int, msgspec.Meta(ge=0, le=16)] = 2
     valid_from: float | None = None
     valid_until: float | None = None

@@ -1,12 +1,16 @@
-"""Wire messages between cameras, edges and the hub: typed, versioned, strict.
+"""Wire messages between cameras, edges and the hub: typed, versioned, tolerant of what they do not know.
 
-Compatibility rule (see docs/protocol.md): every MQTT message carries ``v``, the schema version.
-A receiver accepts the versions in ``SUPPORTED_VERSIONS`` and dead-letters anything else. Decoders
-are strict: a missing required field, a field of the wrong type or an unknown field is an error,
-because a field the receiver does not understand may carry meaning it would silently drop. So a
-change that adds, removes or retypes a field is a new schema version; the hub learns it first
-(and keeps accepting the previous one), edges are upgraded after it. The hub announces the
-versions it accepts in its retained status message.
+Compatibility rule (docs/protocol.md, "Schema versions and compatibility"): every MQTT message
+carries ``v``, the *major* schema version. Within a major version a receiver ignores the fields it
+does not know, so a release may add an optional field whose absence means what the previous release
+did, and a receiver one release behind decodes the message as before. A new required field, a field
+removed, retyped or given another meaning, a new event type or a new value in an enumeration is a new
+major version: a receiver dead-letters a major version it does not read. The hub serves edges one
+release behind: it is upgraded first and reads (and writes to each edge) the major versions of the
+previous release too, and announces the ones it reads in its retained status.
+
+Strictness stays where it protects: the HTTP input a camera pushes (``CameraRead``) still refuses an
+unknown field, because there a misspelt field name is a mistake that would silently lose data.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from .feed import FeedDelta, FeedVersion
 from .kits import KitResult
 
 SCHEMA_VERSION = 1
+"""The major schema version this release writes in ``v``."""
 SUPPORTED_VERSIONS: frozenset[int] = frozenset({1})
+"""The major versions this release reads; anything else is dead-lettered (the hub announces these)."""
 MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_BATCH_EVENTS = 1000
 
@@ -41,6 +47,9 @@ Thumbnail = Annotated[
 T = TypeVar("T")
 
 _STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+"""HTTP input: an unknown field is an error."""
+_WIRE = {"kw_only": True}
+"""Wire messages: a field this release does not know is ignored (the compatibility rule above)."""
 
 
 class CameraRead(msgspec.Struct, **_STRICT):
@@ -62,7 +71,7 @@ class CameraRead(msgspec.Struct, **_STRICT):
     """The vehicle's make as the camera named it (e.g. ``Volkswagen``), when it says."""
 
 
-class PlateRead(msgspec.Struct, tag="read", **_STRICT):
+class PlateRead(msgspec.Struct, tag="read", **_WIRE):
     """One camera's recognition of one plate, as the edge recorded it."""
 
     seq: Seq
@@ -86,7 +95,7 @@ class PlateRead(msgspec.Struct, tag="read", **_STRICT):
     """The edge kept a picture of this read (plain reads never carry pictures: ask for it by request)."""
 
 
-class Passage(msgspec.Struct, tag="passage", **_STRICT):
+class Passage(msgspec.Struct, tag="passage", **_WIRE):
     """One vehicle passing one checkpoint: several reads merged, with the best one named."""
 
     seq: Seq
@@ -101,7 +110,7 @@ class Passage(msgspec.Struct, tag="passage", **_STRICT):
     vehicle_type: Text32 | None = None
 
 
-class EdgeHit(msgspec.Struct, tag="hit", **_STRICT):
+class EdgeHit(msgspec.Struct, tag="hit", **_WIRE):
     """The edge matched one of its reads against its mirror and alerted its tablets."""
 
     seq: Seq
@@ -119,7 +128,7 @@ class EdgeHit(msgspec.Struct, tag="hit", **_STRICT):
     """Base64 of a small JPEG of the read's picture, when the edge had one at the moment of the hit."""
 
 
-class Gap(msgspec.Struct, tag="gap", **_STRICT):
+class Gap(msgspec.Struct, tag="gap", **_WIRE):
     """Plain reads the edge had to drop from its outbox (disk quota), by sequence range, so the
     hub's record shows the hole and why instead of silently missing it. Hits are never dropped."""
 
@@ -137,7 +146,7 @@ Outcome = Literal["intercepted", "not_found", "misread", "released"]
 OUTCOMES: tuple[str, ...] = ("intercepted", "not_found", "misread", "released")
 
 
-class AlertOutcome(msgspec.Struct, tag="outcome", **_STRICT):
+class AlertOutcome(msgspec.Struct, tag="outcome", **_WIRE):
     """An officer acknowledged an alert at the tablet and said what came of it.
 
     ``misread`` means the camera misread the plate and the match was false: per match kind, these
@@ -153,7 +162,7 @@ class AlertOutcome(msgspec.Struct, tag="outcome", **_STRICT):
     """When the alert was raised at this edge, so the hub can tell how long acknowledgement took."""
 
 
-class AuditEvent(msgspec.Struct, tag="audit", **_STRICT):
+class AuditEvent(msgspec.Struct, tag="audit", **_WIRE):
     """Something the hub's audit trail must hold that happened at the edge (an officer's login at the
     tablet, a retention run): it travels like any event, exactly once, and the hub appends it to its
     hash-chained trail with the checkpoint named."""
@@ -168,7 +177,7 @@ class AuditEvent(msgspec.Struct, tag="audit", **_STRICT):
     """A JSON object as text."""
 
 
-class KitResultEvent(msgspec.Struct, tag="kit", **_STRICT):
+class KitResultEvent(msgspec.Struct, tag="kit", **_WIRE):
     """A drug quick-test result recorded at the tablet (protocols/kits.py): the subject only as a keyed
     hash and the last four characters of the ID number, both officers, the machine reading and the
     officer's call per panel. It travels like any event, exactly once, at hit priority."""
@@ -190,7 +199,7 @@ def event_kind(event: Event) -> str:
     return type(event).__struct_config__.tag  # type: ignore[return-value]
 
 
-class EventBatch(msgspec.Struct, **_STRICT):
+class EventBatch(msgspec.Struct, **_WIRE):
     """Events from one edge epoch, in one MQTT message on ``cordon/v1/cp/{checkpoint}/events``."""
 
     v: int
@@ -201,7 +210,7 @@ class EventBatch(msgspec.Struct, **_STRICT):
     events: Annotated[list[Event], msgspec.Meta(min_length=1, max_length=MAX_BATCH_EVENTS)]
 
 
-class Ack(msgspec.Struct, **_STRICT):
+class Ack(msgspec.Struct, **_WIRE):
     """The hub has committed these sequence numbers of this epoch (inclusive ranges)."""
 
     v: int
@@ -209,7 +218,7 @@ class Ack(msgspec.Struct, **_STRICT):
     ranges: Annotated[list[tuple[Seq, Seq]], msgspec.Meta(min_length=1, max_length=10_000)]
 
 
-class CheckpointStatus(msgspec.Struct, **_STRICT):
+class CheckpointStatus(msgspec.Struct, **_WIRE):
     """An edge's retained status: its birth message, its last will, and periodic updates."""
 
     v: int
@@ -227,7 +236,7 @@ class CheckpointStatus(msgspec.Struct, **_STRICT):
     """Configured cameras silent longer than their ``stale_after_s`` (the console colours the checkpoint)."""
 
 
-class HubStatus(msgspec.Struct, **_STRICT):
+class HubStatus(msgspec.Struct, **_WIRE):
     """The hub's retained status; edges replay their outbox when it turns online."""
 
     v: int
@@ -240,7 +249,7 @@ class HubStatus(msgspec.Struct, **_STRICT):
     window they last heard."""
 
 
-class AlertHit(msgspec.Struct, **_STRICT):
+class AlertHit(msgspec.Struct, **_WIRE):
     """What an alert matched and why."""
 
     entry_id: Text128
@@ -257,7 +266,7 @@ class AlertHit(msgspec.Struct, **_STRICT):
     matcher_version: Text32 = ""
 
 
-class AlertRoute(msgspec.Struct, **_STRICT):
+class AlertRoute(msgspec.Struct, **_WIRE):
     """One checkpoint an alert was routed to, and why (central/ingest/routing.py)."""
 
     checkpoint: Text128
@@ -266,7 +275,7 @@ class AlertRoute(msgspec.Struct, **_STRICT):
     ``downstream``: the vehicle is heading its way."""
 
 
-class Alert(msgspec.Struct, **_STRICT):
+class Alert(msgspec.Struct, **_WIRE):
     """A hit made for people: sent to the console and to the checkpoint's tablets."""
 
     v: int
@@ -294,7 +303,7 @@ class Alert(msgspec.Struct, **_STRICT):
     last_seen_checkpoint: Text128 | None = None
 
 
-class OfficerAccount(msgspec.Struct, **_STRICT):
+class OfficerAccount(msgspec.Struct, **_WIRE):
     """One officer who may sign in to this checkpoint's tablets, also with the uplink down."""
 
     username: Text128
@@ -306,7 +315,7 @@ class OfficerAccount(msgspec.Struct, **_STRICT):
     """Bumped by the hub when the account is disabled or gets a new password: older sessions end."""
 
 
-class OfficerAccounts(msgspec.Struct, **_STRICT):
+class OfficerAccounts(msgspec.Struct, **_WIRE):
     """Retained on ``cordon/v1/cp/{checkpoint}/accounts``: every officer account of that checkpoint.
     The whole set each time, so a disabled account reaches the edge with the next message."""
 
@@ -316,7 +325,7 @@ class OfficerAccounts(msgspec.Struct, **_STRICT):
     accounts: Annotated[list[OfficerAccount], msgspec.Meta(max_length=2000)]
 
 
-class AlertReceipt(msgspec.Struct, **_STRICT):
+class AlertReceipt(msgspec.Struct, **_WIRE):
     """Edge -> hub on ``cordon/v1/cp/{checkpoint}/receipt``: the alarm of ``alert_id`` was shown on a
     tablet at this checkpoint (``shown_at``: the first time a tablet put it on screen) and, once an officer
     recorded an outcome there, when (``acknowledged_at``). Sent again whenever it changes, and after an
@@ -340,7 +349,7 @@ class AlertReceipt(msgspec.Struct, **_STRICT):
 EvidenceKind = Literal["scene", "plate"]
 
 
-class EvidenceRequest(msgspec.Struct, **_STRICT):
+class EvidenceRequest(msgspec.Struct, **_WIRE):
     """Hub -> edge on ``cordon/v1/cp/{checkpoint}/evidence/request``: send the full pictures of one read.
     The hub never connects to an edge (mobile NAT); it asks over the broker and the edge answers."""
 
@@ -351,7 +360,7 @@ class EvidenceRequest(msgspec.Struct, **_STRICT):
     kinds: Annotated[list[EvidenceKind], msgspec.Meta(min_length=1, max_length=2)]
 
 
-class EvidenceReply(msgspec.Struct, **_STRICT):
+class EvidenceReply(msgspec.Struct, **_WIRE):
     """Edge -> hub on ``cordon/v1/cp/{checkpoint}/evidence/reply``: one picture per message, or an error
     (never silence). ``reencoded`` is true when the edge made the JPEG smaller to fit the payload limit."""
 
@@ -416,10 +425,15 @@ def decode(kind: type[T], payload: bytes) -> T:
         raise DecodeError(_explain(kind, payload, exc)) from None
     version = getattr(message, "v", None)
     if version is not None and version not in SUPPORTED_VERSIONS:
-        raise DecodeError(
-            f"unsupported schema version {version}; this side accepts {sorted(SUPPORTED_VERSIONS)}"
-        )
+        raise DecodeError(_unsupported(kind, str(version)))
     return message
+
+
+def _unsupported(kind: type, version: str) -> str:
+    return (
+        f"unsupported schema version {version[:20]} of {kind.__name__}: this side reads major version "
+        f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))} (a new major version is a change it cannot ignore)"
+    )
 
 
 def _explain(kind: type, payload: bytes, exc: msgspec.DecodeError) -> str:
@@ -432,7 +446,7 @@ def _explain(kind: type, payload: bytes, exc: msgspec.DecodeError) -> str:
         version = probe.get("v") if isinstance(probe, dict) else None
         # Only a whole number is a version; anything else in "v" is an ordinary schema error below.
         if isinstance(version, int) and not isinstance(version, bool) and version not in SUPPORTED_VERSIONS:
-            return f"unsupported schema version {str(version)[:20]}; this side accepts {sorted(SUPPORTED_VERSIONS)}"
+            return _unsupported(kind, str(version))
     text = str(exc)
     if text.startswith("JSON is malformed") or text.startswith("Input data was truncated"):
         return f"not valid JSON: {text}"

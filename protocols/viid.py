@@ -339,7 +339,9 @@ def parse_record(obj: object, offset_s: int) -> VehicleRecord:
     lane = None
     lane_text = _text(obj, "LaneNo", 8)
     if lane_text is not None:
-        if not lane_text.isdigit() or not 0 <= int(lane_text) <= 99:
+        if (
+            not (lane_text.isascii() and lane_text.isdigit()) or not 0 <= int(lane_text) <= 99
+        ):  # "¹" is a digit to isdigit, not to int
             raise RecordError(f"LaneNo {lane_text!r} is not a lane number (0-99)", record_id)
         lane = int(lane_text)
     plate_colour = _text(obj, "PlateColor", 16)

@@ -36,3 +36,36 @@ def render(metrics: Iterable[Metric]) -> str:
 
 CONTENT_TYPE = "text/plain"
 """With ``charset=utf-8`` and ``version=0.0.4`` as Prometheus expects."""
+
+
+def certificate_metrics(files: Mapping[str, str | None]) -> list[Metric]:
+    """When each named certificate ends and when each CRL's next update is due, as unix seconds, by
+    ``key`` (the setting that names the file): what a rule needs to warn weeks before TLS stops."""
+    from pathlib import Path
+
+    from cryptography import x509
+
+    certs = Metric(
+        "cordon_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "when a configured certificate ends (unix seconds), by the setting that names it",
+    )
+    crls = Metric(
+        "cordon_tls_crl_next_update_timestamp_seconds",
+        "gauge",
+        "when the configured CRL must be re-signed (unix seconds); past it OpenSSL refuses every client",
+    )
+    for key, name in sorted(files.items()):
+        if not name:
+            continue
+        try:
+            data = Path(name).read_bytes()
+            if key.endswith("crl_file"):
+                crl = x509.load_pem_x509_crl(data)
+                if crl.next_update_utc is not None:
+                    crls.add(crl.next_update_utc.timestamp(), key=key)
+            else:
+                certs.add(x509.load_pem_x509_certificate(data).not_valid_after_utc.timestamp(), key=key)
+        except (OSError, ValueError):
+            continue  # unreadable now: cordon doctor names it; the scrape goes on
+    return [certs, crls]

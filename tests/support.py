@@ -64,6 +64,9 @@ class Service:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     scheme: str = "http"
+    python: str = sys.executable
+    """The interpreter that runs ``-m cordon``: another environment's runs another release
+    (cordon.testing.previous_release_python)."""
 
     @property
     def base(self) -> str:
@@ -77,7 +80,7 @@ class Service:
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
+            [self.python, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
         )
         if wait:
             try:
@@ -113,6 +116,7 @@ def hub_service(
     watchlist_csv: Path | None = None,
     token: str = "console-code",
     extra: dict[str, Any] | None = None,
+    python: str = sys.executable,
 ) -> Service:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +136,9 @@ def hub_service(
     for section, values in (extra or {}).items():
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "hub.toml", config)
-    return Service("hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config))
+    return Service(
+        "hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config), python=python
+    )
 
 
 def edge_service(
@@ -143,6 +149,7 @@ def edge_service(
     cameras: dict[str, str],
     tablet_token: str = "tablet-code",
     extra: dict[str, Any] | None = None,
+    python: str = sys.executable,
 ) -> Service:
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +172,12 @@ def edge_service(
         config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "edge.toml", config)
     return Service(
-        f"edge-{checkpoint}", ["edge", "--config", str(conf)], workdir, port, scheme=_scheme(config)
+        f"edge-{checkpoint}",
+        ["edge", "--config", str(conf)],
+        workdir,
+        port,
+        scheme=_scheme(config),
+        python=python,
     )
 
 
@@ -274,21 +286,22 @@ async def next_frame(
     timeout: float = 30.0,
     where: Callable[[dict[str, Any]], bool] = lambda f: True,
 ) -> dict[str, Any]:
-    """The next live frame of ``kind`` that satisfies ``where``; other frames are skipped."""
+    """The next live frame of ``kind`` that satisfies ``where``; other frames are skipped.
 
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no {kind} frame within {timeout}s")
-        try:
-            frame = await ws.receive_json(timeout=left)
-        except TypeError:
-            raise AssertionError("live feed closed") from None
-        except TimeoutError:
-            continue
-        if frame.get("type") == kind and where(frame):
-            return frame
+    One deadline for the whole wait: aiohttp restarts a ``receive(timeout=...)`` after each ping it
+    answers, so with the apps' 20 s heartbeat a per-receive timeout longer than that never ran out and
+    a frame that never came hung the test until pytest's own timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    frame = await ws.receive_json()
+                except TypeError:
+                    raise AssertionError("live feed closed") from None
+                if frame.get("type") == kind and where(frame):
+                    return frame
+    except TimeoutError:
+        raise TimeoutError(f"no {kind} frame within {timeout}s") from None
 
 
 def session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:

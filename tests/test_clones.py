@@ -64,10 +64,33 @@ def test_trip_faster_than_possible_is_a_clone_and_explained(geo):
     assert finding.earlier.checkpoint == TANCHENG and finding.later.checkpoint == LINQING
     assert finding.min_trip_s == pytest.approx(km / 150 * 3600)
     en, zh = finding.explanation_en, finding.explanation_zh
-    assert "鲁Q8K2L1 at 郯城京沪高速检查站" in en and "临清青银高速检查站" in en
+    # each half in its own language, the checkpoints' names too
+    assert "鲁Q8K2L1 at Tancheng G2 Expressway" in en and "Linqing G20 Expressway" in en
+    assert "郯城京沪高速检查站" in zh and "临清青银高速检查站" in zh
     assert "the fastest trip is 3 h" in en and "it took 39 min" in en
     assert "两地最快车程 3小时" in zh and "实际间隔 39分钟" in zh
     assert len(finding.explanation) <= 500
+
+
+def test_explanations_tell_clock_times_in_the_hubs_time_zone(geo):
+    """The console shows every time in the hub's ``time_zone``; a clone's explanation says its clock
+    times in the same zone, not in the record's fixed offset."""
+    from central.intel.clones import rule_from
+
+    at = 1_767_000_000.0  # 2025-12-29 09:20:00 UTC: 17:20 in Shanghai, 04:20 in New York
+    pair = (sight(TANCHENG, 1, at), sight(LINQING, 2, at + 39 * 60))
+    shanghai = clones.check(*pair, geo, rule_from(CloneSettings(), "+08:00", "Asia/Shanghai"))
+    new_york = clones.check(*pair, geo, rule_from(CloneSettings(), "+08:00", "America/New_York"))
+    assert (
+        shanghai is not None
+        and "17:20:00" in shanghai.explanation_zh
+        and "17:20:00" in shanghai.explanation_en
+    )
+    assert (
+        new_york is not None
+        and "04:20:00" in new_york.explanation_zh
+        and "04:20:00" in new_york.explanation_en
+    )
 
 
 def test_plausible_fast_trip_is_not_a_clone(geo):

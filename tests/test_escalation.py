@@ -110,7 +110,10 @@ async def test_consoles_are_told_live_and_get_the_escalations_again_when_they_re
     frames = [await ws.receive_json(timeout=10) for _ in range(3)]
     await ws.close()
     assert [f["type"] for f in frames] == ["hello", "alert", "escalation"]
-    assert frames[2]["escalation"] == {"alert_id": "due", "escalated_at": now}
+    # replayed to a console that connects later, the escalation names its alert as the live one did
+    # (it used to carry only the id and time: the notice read "拦截预警超时未处置 · ·")
+    assert frames[2]["escalation"] == {**live["escalation"], "escalated_at": now}
+    assert live["escalation"]["plate_read"] and live["escalation"]["list_name"]
 
 
 async def test_the_ring_is_served_to_staff(client):

@@ -151,3 +151,32 @@ async def test_logins_and_exports_are_in_the_audit_trail(client):
     assert text.splitlines()[0].startswith("id,at,actor,role,action")
     records = (await (await client.get("/api/v1/audit?action=audit.export")).json())["records"]
     assert len(records) == 1 and records[0]["actor"] == "access code" and records[0]["role"] == "admin"
+
+
+async def test_a_restart_with_the_same_lists_keeps_the_feed_version(
+    aiohttp_client, tmp_path, dead_broker_url
+):
+    """The configured list files and permit rules are applied at every start: unchanged, they are no change,
+    so the edges are not sent a new feed version (and a snapshot) for nothing."""
+    from central.settings import PermitSettings
+
+    wl = tmp_path / "wl.csv"
+    wl.write_text(CSV, encoding="utf-8")
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        watchlists=WatchlistSettings(csv=[str(wl)]),
+        console=ConsoleSettings(token="246810"),
+        permits=[PermitSettings(rule_id="hazmat", list_id="permits", colours=["yellow"])],
+    )
+    versions = []
+    for _ in range(3):
+        client = await aiohttp_client(create_app(settings))
+        versions.append(client.app[keys.WATCHLISTS].index.feed_version)
+        await client.close()
+    assert versions[0] >= 1 and versions == [versions[0]] * 3, versions
+    # a real change of the file is still a new version
+    wl.write_text(CSV + "鲁A12345,涉毒,intercept,90,新线索\n", encoding="utf-8")
+    client = await aiohttp_client(create_app(settings))
+    assert client.app[keys.WATCHLISTS].index.feed_version == versions[0] + 1
+    await client.close()

@@ -380,3 +380,33 @@ def test_a_thumbnail_that_is_not_base64_or_too_long_is_a_dead_letter(hub):
         ingest.handle(TOPIC, json.dumps(raw).encode(), time.time()).result(5)
     assert rows(store, "SELECT count(*) FROM dead_letters") == [(2,)]
     assert rows(store, "SELECT count(*) FROM edge_hits") == [(0,)]
+
+
+def test_a_batch_with_fields_this_hub_does_not_know_is_stored_matched_and_acknowledged(hub):
+    """The compatibility rule at the hub (docs/protocol.md): a newer edge's optional fields are ignored,
+    in the batch and in every event, and do not make a resend of the same events look different."""
+    ingest, store, rec = hub
+    plain = payload([read(1), read(2, "鲁Q8K2L1")])
+    newer = json.loads(plain)
+    newer["route_hint"] = "G20"
+    for event in newer["events"]:
+        event["tyre_colour"] = {"front": "black"}
+    result = ingest.handle(TOPIC, json.dumps(newer).encode(), time.time()).result(5)
+    assert (result.reads, result.dead_letters) == (2, 0)
+    assert [a.plate_read for a in rec.alerts] == ["鲁Q8K2L1"]
+    ((_, body),) = rec.published
+    assert decode(Ack, body).ranges == [(1, 2)]
+    again = ingest.handle(TOPIC, plain, time.time()).result(5)
+    assert (again.duplicates, again.dead_letters) == (2, 0)
+    assert rows(store, "SELECT count(*) FROM dead_letters") == [(0,)]
+
+
+def test_a_batch_of_a_major_version_this_hub_does_not_read_is_a_dead_letter_and_not_acknowledged(hub):
+    """Not acknowledged, so the events stay in the edge's outbox until a hub that reads them runs."""
+    ingest, store, rec = hub
+    body = json.dumps({**json.loads(payload([read(1)])), "v": 2}).encode()
+    result = ingest.handle(TOPIC, body, time.time()).result(5)
+    assert result.dead_letters == 1 and rec.published == [] and record(store) == []
+    ((reason, raw),) = rows(store, "SELECT reason, raw FROM dead_letters")
+    assert reason.startswith("unsupported schema version 2 of EventBatch: this side reads major version 1")
+    assert raw == body

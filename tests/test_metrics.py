@@ -101,3 +101,52 @@ async def test_edge_metrics(aiohttp_client, tmp_path, dead_broker_url):
     assert values["cordon_edge_uplink_connected"] == 0
     assert values['cordon_edge_camera_reads_total{camera="lane1"}'] == 2
     assert values["cordon_edge_outbox_oldest_seconds"] >= 0
+
+
+async def test_what_the_alert_rules_need_is_exposed(aiohttp_client, tmp_path, dead_broker_url):
+    """deploy/prometheus/cordon.rules.yml reads these: the hub degraded, each checkpoint online, a stale
+    camera, certificate ends and the CRL's next update (tests/test_prometheus.py fires each rule)."""
+    from cordon.pki import Pki
+
+    pki = Pki(tmp_path / "pki")
+    pki.init()
+    pki.issue("cordon-hub", ["127.0.0.1"], days=40)
+    hub_dir = tmp_path / "pki" / "cordon-hub"
+    app = create_hub(
+        HubSettings(
+            data_dir=str(tmp_path / "hub"),
+            mqtt=HubMqtt(url=dead_broker_url),
+            metrics=MetricsSettings(token="scrape"),
+        )
+    )
+    app[hub_keys.SETTINGS].http.cert_file = str(hub_dir / "server.crt")
+    app[hub_keys.SETTINGS].http.crl_file = str(tmp_path / "pki" / "crl.pem")
+    app[hub_keys.CHECKPOINTS]["SD-DZ-001"] = {"checkpoint": "SD-DZ-001", "online": False}
+    client = await aiohttp_client(app)
+    values = parse(await (await client.get("/metrics", headers={"Authorization": "Bearer scrape"})).text())
+    assert values["cordon_hub_degraded"] == 1, "the broker link is down"
+    assert values['cordon_hub_checkpoint_online{checkpoint="SD-DZ-001"}'] == 0
+    ends = values['cordon_tls_certificate_expiry_timestamp_seconds{key="http.cert_file"}']
+    assert 39 * 86400 < ends - time.time() < 41 * 86400
+    assert values['cordon_tls_crl_next_update_timestamp_seconds{key="http.crl_file"}'] > time.time()
+
+    edge = create_edge(
+        EdgeSettings(
+            checkpoint="SD-DZ-001",
+            data_dir=str(tmp_path / "edge"),
+            mqtt=EdgeMqtt(url=dead_broker_url, reconnect_min_s=5),
+            cameras=[CameraSettings(id="lane1", token="t", stale_after_s=0.2)],
+            metrics=EdgeMetrics(token="s"),
+        )
+    )
+    client = await aiohttp_client(edge)
+    assert (
+        await client.post(
+            "/api/v1/cameras/lane1/reads", headers={"X-Camera-Token": "t"}, json={"plate": "鲁A12345"}
+        )
+    ).status == 200
+    values = parse(await (await client.get("/metrics", headers={"Authorization": "Bearer s"})).text())
+    assert values['cordon_edge_camera_stale{camera="lane1"}'] == 0
+    time.sleep(0.3)
+    values = parse(await (await client.get("/metrics", headers={"Authorization": "Bearer s"})).text())
+    assert values['cordon_edge_camera_stale{camera="lane1"}'] == 1

@@ -258,3 +258,41 @@ def test_covert_and_restricted_hits_never_go_to_a_checkpoint(tmp_path):
 
     asyncio.run(run())
     assert sent == ["cordon/v1/cp/SD-DZ-001/alerts"], "only the open list's hit went to the checkpoint"
+
+
+async def test_me_says_who_is_signed_in_and_what_the_console_may_offer(client):
+    """The console asks once who it is (GET /api/v1/me) instead of probing routes for a 403; the
+    capabilities follow the route policy, so the page and the hub cannot disagree."""
+    assert (await client.get("/api/v1/me")).status == 401
+    for name, role in (("sun.cmd", "commander"), ("li.lists", "watchlist_manager"), ("zhao.aud", "auditor")):
+        await make(client, name, role)
+    expected = {
+        "sun.cmd": {
+            "alerts",
+            "alerts.covert",
+            "escalation.notice",
+            "record.search",
+            "intel",
+            "stats",
+            "kits",
+        },
+        "li.lists": {"alerts", "watchlists", "watchlists.write", "watchlists.import", "watchlists.export"},
+        "zhao.aud": {"stats", "audit"},
+    }
+    refused = {
+        "sun.cmd": {"watchlists.write", "watchlists.import", "users", "audit"},
+        "li.lists": {"alerts.covert", "record.search", "intel", "stats", "kits", "escalation.notice"},
+        "zhao.aud": {"alerts", "watchlists", "record.search"},
+    }
+    for name in expected:
+        assert (await sign_in(client, name)).status == 200
+        me = await (await client.get("/api/v1/me")).json()
+        client.session.cookie_jar.clear()
+        assert me["user"] == name and me["display_name"] == name and me["time_zone"] == "Asia/Shanghai"
+        assert expected[name] <= set(me["capabilities"]), (name, me)
+        assert not refused[name] & set(me["capabilities"]), (name, me)
+    # each capability is what the route's rule says: the watchlist manager may save a list, the commander not
+    from central.web.console import CAPABILITY_ROUTES
+    from central.web.policy import POLICY
+
+    assert set(CAPABILITY_ROUTES.values()) <= set(POLICY), "every capability names a real route"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 
 from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
-from tests.support import hub_service
+from tests.support import get_json, hub_service, login, session
 
 CODE = "135790"
 
@@ -158,6 +160,51 @@ def test_cli_import_and_export_against_a_hub(tmp_path, mosquitto):
             timeout=60,
         )
         assert out.returncode == 1 and "refused" in out.stderr
+        # a list created by the command takes its settings from the command line
+        small = tmp_path / "small.csv"
+        small.write_text("plate\n鲁A*23?5\n", encoding="utf-8")
+        settings = [
+            "--name",
+            "部分号牌",
+            "--action",
+            "notify",
+            "--alert-kinds",
+            "wildcard,edit",
+            "--max-swaps",
+            "1",
+        ]
+        out = subprocess.run(
+            [
+                *run,
+                "import",
+                str(small),
+                "--list",
+                "part",
+                "--create",
+                *settings,
+                "--hub",
+                hub.base,
+                "--code",
+                CODE,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+
+        async def lists():
+            async with session() as http:
+                await login(http, hub.base, CODE)
+                return (await get_json(http, f"{hub.base}/api/v1/watchlists"))["watchlists"]
+
+        (part,) = [w["watchlist"] for w in asyncio.run(lists()) if w["watchlist"]["list_id"] == "part"]
+        assert (part["name"], part["action"], sorted(part["alert_kinds"]), part["max_swaps"]) == (
+            "部分号牌",
+            "notify",
+            ["edit", "wildcard"],
+            1,
+        )
     finally:
         hub.stop()
 
@@ -256,3 +303,61 @@ async def test_import_as_a_job_reports_progress_and_line_errors(client, monkeypa
     assert {p["line"] for p in failed["problems"]} >= {3, 4}
     assert matches(client, "鲁A12345") == []
     assert (await client.get("/api/v1/watchlists/imports/nope")).status == 404
+
+
+async def test_a_pattern_entry_alerts_on_its_pattern_by_default(client):
+    """A list made without naming its alert kinds alerts on what its patterns match: a wildcard entry
+    such as 鲁A*23?5 was written to be alerted on (it never alerted unless the list was changed by hand)."""
+    assert (await client.post("/api/v1/watchlists", json={"list_id": "p", "name": "部分号牌"})).status == 200
+    assert (await client.post("/api/v1/watchlists/p/entries", json={"plate": "鲁A*23?5"})).status == 200
+    assert matches(client, "鲁AK2385") == ["p:鲁A*23?5"]
+    listed = (await (await client.get("/api/v1/watchlists")).json())["watchlists"][0]["watchlist"]
+    assert sorted(listed["alert_kinds"]) == ["equivalent", "exact", "wildcard"]
+    # the same through an import that creates its list
+    resp = await client.post(
+        "/api/v1/watchlists/q/import", params={"create": "1"}, data="plate\n鲁B*88?9\n".encode()
+    )
+    assert resp.status == 200, await resp.text()
+    assert matches(client, "鲁BQ8819") == ["q:鲁B*88?9"]
+
+
+async def test_an_import_that_creates_its_list_takes_every_list_setting(client):
+    params = {
+        "create": "1",
+        "name": "专案关注",
+        "kind": "vehicle",
+        "action": "covert",
+        "priority": "70",
+        "restricted": "1",
+        "alert_kinds": "exact,edit,province,wildcard",
+        "max_swaps": "1",
+        "valid_until": "2031-01-01T00:00:00+08:00",
+        "source": "专案组",
+        "owner": "wang.analyst",
+    }
+    resp = await client.post("/api/v1/watchlists/case7/import", params=params, data=CSV.encode())
+    assert resp.status == 200, await resp.text()
+    (got,) = [w["watchlist"] for w in (await (await client.get("/api/v1/watchlists")).json())["watchlists"]]
+    got["alert_kinds"] = sorted(got["alert_kinds"])
+    assert got == {
+        "list_id": "case7",
+        "name": "专案关注",
+        "kind": "vehicle",
+        "action": "covert",
+        "priority": 70,
+        "restricted": True,
+        "alert_kinds": ["edit", "exact", "province", "wildcard"],
+        "max_swaps": 1,
+        "valid_from": None,
+        "valid_until": datetime.fromisoformat("2031-01-01T00:00:00+08:00").timestamp(),
+        "source": "专案组",
+        "owner": "wang.analyst",
+    }
+    # a bad setting is a clear 400 and changes nothing; settings for a list that exists are refused
+    bad = await client.post(
+        "/api/v1/watchlists/other/import", params={"create": "1", "alert_kinds": "fuzzy"}, data=CSV.encode()
+    )
+    assert bad.status == 400 and "list settings" in (await bad.json())["error"]
+    again = await client.post("/api/v1/watchlists/case7/import", params={"priority": "10"}, data=CSV.encode())
+    assert again.status == 409 and "POST /api/v1/watchlists" in (await again.json())["error"]
+    assert len((await (await client.get("/api/v1/watchlists")).json())["watchlists"]) == 1

@@ -38,15 +38,7 @@ def escalate_due(db: sqlite_utils.Database, after_s: float, now: float | None = 
     escalated = []
     for (body,) in rows:
         alert = _decoder.decode(body)
-        frame = {
-            "alert_id": alert.alert_id,
-            "checkpoint": alert.checkpoint,
-            "plate_read": alert.plate_read,
-            "list_id": alert.hit.list_id,
-            "raised_at": alert.raised_at,
-            "escalated_at": now,
-            "after_s": after_s,
-        }
+        frame = _frame(alert, now, after_s)
         audit.append(
             db,
             ACTOR,
@@ -61,17 +53,34 @@ def escalate_due(db: sqlite_utils.Database, after_s: float, now: float | None = 
     return escalated
 
 
-def escalated_among(db: sqlite_utils.Database, alert_ids: list[str]) -> list[dict[str, Any]]:
-    """The escalations already recorded for these alerts (a console connecting gets them with the alerts)."""
+def _frame(alert: Alert, escalated_at: float, after_s: float) -> dict[str, Any]:
+    """An escalation as consoles get it: it names its alert (plate, list, checkpoint), so a notice can say
+    which vehicle nobody answered for without the alert at hand."""
+    return {
+        "alert_id": alert.alert_id,
+        "checkpoint": alert.checkpoint,
+        "plate_read": alert.plate_read,
+        "list_id": alert.hit.list_id,
+        "list_name": alert.hit.list_name,
+        "raised_at": alert.raised_at,
+        "escalated_at": escalated_at,
+        "after_s": after_s,
+    }
+
+
+def escalated_among(db: sqlite_utils.Database, alert_ids: list[str], after_s: float) -> list[dict[str, Any]]:
+    """The escalations already recorded for these alerts (a console connecting gets them with the alerts),
+    as whole frames like the ones ``escalate_due`` returns."""
     found: list[dict[str, Any]] = []
     for i in range(0, len(alert_ids), 500):
         chunk = alert_ids[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        for target, at in db.conn.execute(
-            f"SELECT target, at FROM audit WHERE actor = ? AND action = ? AND target IN ({marks})",
+        for at, body in db.conn.execute(
+            f"""SELECT u.at, a.body FROM audit u JOIN alerts a ON a.alert_id = u.target
+                WHERE u.actor = ? AND u.action = ? AND u.target IN ({marks})""",
             (ACTOR, ACTION, *chunk),
         ):
-            found.append({"alert_id": target, "escalated_at": at})
+            found.append(_frame(_decoder.decode(body), at, after_s))
     return found
 
 

@@ -17,6 +17,7 @@ alert it makes has the same id as the first time.
 from __future__ import annotations
 
 import sys
+import zoneinfo
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -61,7 +62,9 @@ def load_geography(settings: CloneSettings) -> Geography:
     return Geography(clones.parse_checkpoints(text), road_factor=settings.road_factor, distances=distances)
 
 
-def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
+def rule_from(settings: CloneSettings, utc_offset: str = "+08:00", time_zone: str | None = None) -> CloneRule:
+    """The rule from the settings; explanations tell clock times in ``time_zone`` when given (the hub's
+    ``time_zone``), else in ``utc_offset``."""
     sign = -1 if utc_offset.startswith("-") else 1
     hours, minutes = utc_offset[1:].split(":")
     return CloneRule(
@@ -69,6 +72,7 @@ def rule_from(settings: CloneSettings, utc_offset: str = "+08:00") -> CloneRule:
         max_speed_kmh=settings.max_speed_kmh,
         same_time_window_s=settings.same_time_window_s,
         utc_offset_h=sign * (int(hours) + int(minutes) / 60),
+        tz=zoneinfo.ZoneInfo(time_zone) if time_zone else None,
     )
 
 
@@ -101,10 +105,16 @@ class CloneCheck:
     yet, the same place with the same attributes, a trip slower than the fastest) are decided here
     without building a finding; only what may be a clone goes to :func:`protocols.clones.check`."""
 
-    def __init__(self, settings: CloneSettings, geography: Geography, utc_offset: str = "+08:00") -> None:
+    def __init__(
+        self,
+        settings: CloneSettings,
+        geography: Geography,
+        utc_offset: str = "+08:00",
+        time_zone: str | None = None,
+    ) -> None:
         self.settings = settings
         self.geography = geography
-        self.rule = rule_from(settings, utc_offset)
+        self.rule = rule_from(settings, utc_offset, time_zone)
         self.index = CloneIndex(settings.max_plates)
         self.findings = 0
         self.explained_as_misreads = 0

@@ -252,6 +252,12 @@ class Directory:
             user = self._users.get(name) if name else None
         return user.principal() if user is not None and not user.disabled else None
 
+    def display_name(self, username: str) -> str:
+        """The name to show for an account (its user name when it has none, or is not an account)."""
+        with self._lock:
+            user = self._users.get(username)
+        return user.display_name if user is not None and user.display_name else username
+
     def still_valid(self, principal: Principal) -> bool:
         """Is a session of this principal still good (account enabled, same generation)?"""
         with self._lock:

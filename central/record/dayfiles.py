@@ -67,12 +67,12 @@ import sqlite_utils
 from central.record.platepattern import Pattern, candidate_query, clean_plate, parse_pattern
 from central.record.reads import (
     MAX_LIMIT,
-    Companion,
     Companions,
     RecordCounts,
     SearchResult,
     Stored,
     StoredRead,
+    rank_companions,
 )
 from protocols.messages import Event, Passage, PlateRead
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
@@ -170,6 +170,12 @@ def file_name(day: dt.date) -> str:
 
 
 _DAY_FILE = re.compile(rf"{FILE_PREFIX}(\d{{4}}-\d{{2}}-\d{{2}}){re.escape(FILE_SUFFIX)}")
+
+
+def file_day(name: str) -> dt.date | None:
+    """The day a day file's name says (``reads-2026-12-07.db``), None for any other name."""
+    m = _DAY_FILE.fullmatch(name)
+    return dt.date.fromisoformat(m.group(1)) if m else None
 
 
 # -- SQLite day files ----------------------------------------------------------------------------
@@ -663,28 +669,7 @@ class SqliteReadStore:
             for conn in conns.values():
                 if conn is not None:
                     conn.close()
-        ranked = []
-        for other_plate, by_passage in shared.items():
-            if len(by_passage) < min_shared:
-                continue
-            gaps = [g for g, _ in by_passage.values()]
-            ranked.append(
-                Companion(
-                    plate=other_plate,
-                    shared=len(by_passage),
-                    mean_gap_s=round(sum(gaps) / len(gaps), 1),
-                    passages=[
-                        {
-                            **p,
-                            "gap_s": round(float(p["first_seen"]) - float(target[i]["first_seen"]), 1),  # type: ignore[arg-type]
-                            "with_seq": target[i]["seq"],
-                        }
-                        for i, (_, p) in sorted(by_passage.items())
-                    ],
-                )
-            )
-        ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
-        return Companions(target, ranked[: max(1, limit)], len(ranked))
+        return rank_companions(target, shared, min_shared, limit)
 
     def counts(self) -> RecordCounts:
         """Rows held. Day files are append-only (rows leave with their file), so max(id) is the count."""
@@ -741,6 +726,24 @@ class SqliteReadStore:
                 yield read, read.vehicle_colour, read.vehicle_brand
         finally:
             conn.close()
+
+    # -- backup ---------------------------------------------------------------------------------------
+    def snapshots(self) -> list[tuple[dt.date, sqlite3.Connection]]:
+        """A read transaction on every day file, each begun now: with the writer held off (``HubStore.backup``
+        holds hub.db's write lock meanwhile) they are one cut. The caller closes the connections."""
+        out = []
+        for day in self.days():
+            conn = self._open(day)
+            if conn is None:
+                continue  # purged (renamed) since it was listed: past the retention anyway
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+            except sqlite3.DatabaseError:
+                conn.close()
+                raise
+            out.append((day, conn))
+        return out
 
     # -- retention ------------------------------------------------------------------------------------
     def purge_before(self, cutoff: dt.date) -> list[dt.date]:

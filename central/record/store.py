@@ -12,6 +12,8 @@ resend (a no-op). Keep the public methods the interface: a PostgreSQL store can 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from central.record.dayfiles import SqliteReadStore, digest
+from central.record.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
 from central.record.reads import RecordCounts
 from central.record.schema import MIGRATIONS
 from protocols.kits import KitResult, overall_call
@@ -41,7 +43,7 @@ from protocols.messages import (
 from runtime import deadletters
 from runtime.sqlwriter import BUSY_TIMEOUT_S, SqlWriter, open_database
 
-__all__ = ["HubStore", "Outcome", "Counts", "digest", "migrate"]
+__all__ = ["BackupCut", "HubStore", "Outcome", "Counts", "digest", "migrate"]
 
 T = TypeVar("T")
 
@@ -112,6 +114,22 @@ class Counts:
     passages: int
     alerts: int
     dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCut:
+    """What one backup holds: files relative to its folder, what is in them, and the writer's pause."""
+
+    files: list[str]
+    reads: int
+    passages: int
+    alerts: int
+    audit_records: int
+    audit_head: str
+    """``ID:HASH`` of the last audit record in the cut (``cordon audit verify --head``)."""
+    migrations: list[int]
+    paused_s: float
+    """How long hub.db's write lock was held: the longest a commit of the hub's writer waited for it."""
 
 
 class HubStore:
@@ -363,6 +381,91 @@ class HubStore:
         """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
         return self.record.purge_before(cutoff)
 
+    # -- backup and restore ---------------------------------------------------------------------------
+    def backup(self, dest: Path, *, lock_timeout_s: float = BUSY_TIMEOUT_S) -> BackupCut:
+        """Copy hub.db and every day file into the empty folder ``dest`` as one consistent cut.
+
+        Works from any process, the hub running or not. Every commit of the hub's writer begins with
+        ``BEGIN IMMEDIATE`` on hub.db (day files are attached to that connection), so holding hub.db's
+        write lock holds the writer between two commits; meanwhile a read transaction is begun on
+        hub.db and on each day file, and the lock is let go. The copies are then taken from those read
+        transactions (SQLite's backup API) while the hub goes on writing.
+        """
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "record").mkdir(exist_ok=True)
+        lock = sqlite3.connect(str(self.path), isolation_level=None, timeout=lock_timeout_s)
+        main = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=30)
+        days: list[tuple[dt.date, sqlite3.Connection]] = []
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            held = time.monotonic()
+            try:
+                main.execute("BEGIN")
+                main.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                days = self.record.snapshots()
+            finally:
+                lock.execute("ROLLBACK")
+                paused = time.monotonic() - held
+            files = ["hub.db"]
+            _copy(main, dest / "hub.db")
+            reads = passages = 0
+            for day, conn in days:
+                name = f"record/{file_name(day)}"
+                _copy(conn, dest / name)
+                files.append(name)
+                reads += conn.execute("SELECT coalesce(max(id), 0) FROM reads").fetchone()[0]
+                passages += conn.execute("SELECT coalesce(max(id), 0) FROM passages").fetchone()[0]
+            one = lambda sql: main.execute(sql).fetchone()  # noqa: E731
+            head = one("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+            return BackupCut(
+                files=files,
+                reads=reads,
+                passages=passages,
+                alerts=one("SELECT count(*) FROM alerts")[0],
+                audit_records=one("SELECT count(*) FROM audit")[0],
+                audit_head=f"{head[0]}:{head[1]}" if head else f"0:{'0' * 64}",
+                migrations=[v for (v,) in main.execute("SELECT version FROM schema_migrations ORDER BY 1")],
+                paused_s=paused,
+            )
+        finally:
+            for _, conn in days:
+                conn.close()
+            main.close()
+            lock.close()
+
+    @classmethod
+    def prune_backup(cls, folder: Path, days_before: dt.date, hits_before: float) -> dict[str, Any]:
+        """Apply the retention to a backup's copy: day files before ``days_before`` are deleted, and
+        hub.db's hit rows (the hits retention's tables) older than ``hits_before``; never the audit trail."""
+        removed = []
+        for path in sorted((folder / "record").glob(f"*{FILE_SUFFIX}")):
+            day = file_day(path.name)
+            if day is not None and day < days_before:
+                path.unlink()
+                removed.append(f"record/{path.name}")
+        conn = sqlite3.connect(str(folder / "hub.db"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = {
+                table: conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (hits_before,)).rowcount
+                for table, column in cls.HIT_TABLES
+            }
+            conn.execute("COMMIT")
+            if any(rows.values()):
+                conn.execute("VACUUM")  # deleted rows must not linger in free pages
+        finally:
+            conn.close()
+        return {"removed": removed, "hit_rows": {k: v for k, v in rows.items() if v}}
+
+    @staticmethod
+    def restore_backup(folder: Path, files: list[str], data_dir: Path) -> None:
+        """Copy a backup's files into ``data_dir`` (hub.db and record/), which must hold nothing yet."""
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise FileExistsError(f"{data_dir} is not empty: restore into an empty data folder")
+        (data_dir / "record").mkdir(parents=True, exist_ok=True)
+        for name in files:
+            shutil.copyfile(folder / name, data_dir / name)
+
     #: What the hits retention removes: (table, time column). The audit trail is never purged.
     HIT_TABLES = (
         ("alerts", "raised_at"),
@@ -593,3 +696,12 @@ class HubStore:
             ]
 
         return self.read(q)
+
+
+def _copy(source: sqlite3.Connection, target: Path) -> None:
+    """The source connection's snapshot, page by page, into a new file (SQLite's backup API)."""
+    out = sqlite3.connect(str(target))
+    try:
+        source.backup(out)
+    finally:
+        out.close()

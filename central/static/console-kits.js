@@ -1,9 +1,9 @@
 // The console's quick-test results panel: drug quick tests from the checkpoints' tablets, newest first,
 // filtered by checkpoint and result. Refreshed while open. Everything rendered as text (el()).
-import { applyI18n, CORDON_I18N, cordonLang, el, t } from "/common/i18n.js";
+import { applyI18n, CORDON_I18N, el, fmtDateTime, t } from "/common/i18n.js";
+import { checkpointName, drugName } from "./console-names.js";
 
 Object.assign(CORDON_I18N.zh, {
-  "kind.kit": "毒品快检", "kind.person": "人员布控比中",
   "kits.panel": "快检结果", "kits.title": "毒品快速检测结果", "kits.close": "关闭", "kits.all": "全部",
   "kits.positive": "阳性", "kits.negative": "阴性", "kits.invalid": "无效", "kits.checkpoint": "查缉点",
   "kits.time": "取样时间", "kits.subject": "身份证尾号", "kits.kit": "试剂盒", "kits.panels": "逐项（民警/机器）",
@@ -11,7 +11,6 @@ Object.assign(CORDON_I18N.zh, {
   "kits.person": "比中人员布控", "kits.lab": "送检", "kits.none": "暂无快检结果", "kits.failed": "无法读取快检结果",
 });
 Object.assign(CORDON_I18N.en, {
-  "kind.kit": "drug quick test", "kind.person": "person watchlist",
   "kits.panel": "Quick tests", "kits.title": "Drug quick-test results", "kits.close": "Close", "kits.all": "All",
   "kits.positive": "positive", "kits.negative": "negative", "kits.invalid": "invalid", "kits.checkpoint": "Checkpoint",
   "kits.time": "Sampled", "kits.subject": "ID (last 4)", "kits.kit": "Kit", "kits.panels": "Panels (officer/machine)",
@@ -57,13 +56,16 @@ function buildKitPanel() {
 function kitRow(r) {
   const tr = el("tr", "kit-row " + r.result);
   tr.dataset.resultId = r.result_id;
-  tr.append(el("td", null, new Date(r.sampled_at * 1000).toLocaleString(cordonLang() === "en" ? "en-GB" : "zh-CN", { hour12: false })),
-    el("td", null, r.checkpoint), el("td", null, "…" + r.subject.id_last4 + (r.subject.name ? " " + r.subject.name : "")),
+  const place = el("td");
+  const name = el("span", null, checkpointName(r.checkpoint)); name.dataset.name = "checkpoint";
+  place.append(name, el("span", "muted", " · " + r.checkpoint));
+  tr.append(el("td", null, fmtDateTime(r.sampled_at)), place,
+    el("td", null, "…" + r.subject.id_last4 + (r.subject.name ? " " + r.subject.name : "")),
     el("td", null, r.kit_model + " · " + r.lot));
   const panels = el("td");
   r.panels.forEach((p) => {
     const machine = p.machine ? "/" + (p.machine.call === "uncertain" ? "?" : t("kits." + p.machine.call)) : "";
-    panels.append(el("span", "panel " + p.officer_call, p.drug + " " + t("kits." + p.officer_call) + machine));
+    panels.append(el("span", "panel " + p.officer_call, drugName(p.drug) + " " + t("kits." + p.officer_call) + machine));
   });
   const flags = el("td");
   flags.append(el("span", "badge " + (r.result === "negative" ? "ok" : "bad"), t("kits." + r.result)));
@@ -98,9 +100,10 @@ function showKits(open) {
 
 (function hookKits() {
   const button = kitI18n("button", "kits.panel"); button.id = "kits-open"; button.type = "button";
+  button.dataset.capability = "kits"; button.hidden = true;  // shown by console-me.js to roles that may read them
   document.getElementById("theme").before(button);
   button.addEventListener("click", () => showKits(document.getElementById("kits").hidden));
   buildKitPanel();
-  document.getElementById("lang").addEventListener("click", () => { if (!document.getElementById("kits").hidden) loadKitResults(); });
-  applyI18n();
+  document.addEventListener("cordon-lang", () => { if (!document.getElementById("kits").hidden) loadKitResults(); });
+  applyI18n(document.getElementById("kits"));
 })();

@@ -164,7 +164,7 @@ function stBars(rows) {
   const hits = [["alerts", "st.hits"], ["intercepted", "st.intercepted"], ["positives", "st.positives"]];
   stChart(box, {
     axisPointer: { link: [{ yAxisIndex: "all" }] },
-    grid: [{ left: 8, width: "38%", top: 34, bottom: 8, containLabel: true }, { left: "56%", right: 16, top: 34, bottom: 8, containLabel: true }],
+    grid: [{ left: 8, width: "38%", top: 34, bottom: 8, containLabel: true }, { left: "56%", right: 48, top: 34, bottom: 8, containLabel: true }],
     xAxis: [stAxis(c, { type: "value", gridIndex: 0, minInterval: 1, name: t("st.reads"), nameTextStyle: { color: c.muted } }),
             stAxis(c, { type: "value", gridIndex: 1, minInterval: 1, name: t("st.count"), nameTextStyle: { color: c.muted } })],
     yAxis: [stAxis(c, { type: "category", gridIndex: 0, data: keys, inverse: true }),

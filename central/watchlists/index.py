@@ -10,7 +10,7 @@ from pathlib import Path
 from central.watchlists.files import diff_entries
 from protocols import plates
 from protocols.feed import FeedChange, ListUpsert
-from protocols.matching import Entry, Hit, ListAction, ListKind, MatchKind, PermitRule, Watchlist
+from protocols.matching import Entry, Hit, ListAction, ListKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
 
 CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehicle_type")
@@ -77,7 +77,6 @@ def parse_csv(text: str, source: str = "csv", into: LoadedLists | None = None) -
                 name=name,
                 action=action,
                 priority=priority,
-                alert_kinds=frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT}),
                 source=source,
             )
         elif wl.action != action or wl.priority != priority:

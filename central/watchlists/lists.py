@@ -118,6 +118,19 @@ def _target_of(change: FeedChange) -> str:
     return "permits"
 
 
+def _unchanged(
+    db: sqlite_utils.Database,
+    change: FeedChange,
+    get_list: Callable[[sqlite_utils.Database, str], Watchlist | None],
+) -> bool:
+    """Whether an upsert would write exactly what is stored already."""
+    if isinstance(change, ListUpsert):
+        return get_list(db, change.watchlist.list_id) == change.watchlist
+    if isinstance(change, EntryUpsert):
+        return get_entry(db, change.entry.entry_id) == change.entry
+    return False
+
+
 def apply_changes(
     db: sqlite_utils.Database,
     changes: Iterable[FeedChange],
@@ -143,6 +156,8 @@ def apply_changes(
     kinds: dict[str, int] = {}
     touched: set[str] = set()
     for change in changes:
+        if _unchanged(db, change, get_list):
+            continue  # the same list or entry again (a restart re-applying its files): no new version
         count += 1
         kind = type(change).__name__
         kinds[kind] = kinds.get(kind, 0) + 1

@@ -12,11 +12,11 @@ import msgspec
 from aiohttp import web
 
 from central.alerts import escalation
-from central.people.users import ACCESS_CODE_PRINCIPAL, STAFF, Directory
+from central.people.users import ACCESS_CODE_PRINCIPAL, COVERT_ROLES, STAFF, Directory
 from central.web import keys
 from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, restricted_list, sees_covert
-from runtime.metrics import CONTENT_TYPE, Metric, render
-from runtime.web import Access, Principal, Rule, principal_of, token_matches, websocket_feed
+from runtime.metrics import CONTENT_TYPE, Metric, certificate_metrics, render
+from runtime.web import Access, Principal, Roles, Rule, principal_of, token_matches, websocket_feed
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,30 @@ POLICY: dict[str, Rule] = {
     "live": STAFF,
     "metrics": Access.METRICS,
     "openapi": Access.PUBLIC,
+    "me": Access.SESSION,
+}
+
+#: What a console may offer, each decided by the access rule of the route that does it, so the page
+#: and the policy cannot disagree (``GET /api/v1/me``). Two are not routes: who sees covert lists'
+#: alerts, and whose console gets the shift commander's notice of an escalation.
+CAPABILITY_ROUTES: dict[str, str] = {
+    "alerts": "alerts",
+    "record.search": "reads",
+    "intel": "intel_route",
+    "stats": "stats",
+    "stats.export": "stats_export",
+    "kits": "kit_results",
+    "watchlists": "watchlists",
+    "watchlists.write": "watchlist_save",
+    "watchlists.import": "watchlist_import",
+    "watchlists.export": "watchlist_export",
+    "feed": "feed_status",
+    "upstream": "upstream_status",
+    "gaps": "gaps",
+    "dead_letters": "dead_letters",
+    "webhooks": "webhooks",
+    "audit": "audit",
+    "users": "users",
 }
 
 
@@ -50,6 +74,37 @@ def console_login(expected_code: str, directory: Directory):  # noqa: ANN201 - r
     return check
 
 
+def capabilities(policy: Mapping[str, Rule], role: str) -> list[str]:
+    """The capabilities (``CAPABILITY_ROUTES`` and the two role sets) a role has under ``policy``."""
+
+    def may(rule: Rule | None) -> bool:
+        return rule is Access.SESSION or rule is Access.PUBLIC or (isinstance(rule, Roles) and role in rule)
+
+    found = [name for name, route in CAPABILITY_ROUTES.items() if may(policy.get(route))]
+    if role in COVERT_ROLES:
+        found.append("alerts.covert")
+    if role in COMMANDER_ROLES:
+        found.append("escalation.notice")
+    return sorted(found)
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who is signed in, their role, what the console may offer them, and the hub's time zone: the console
+    asks once and shows only what the role may do (it never probes routes to find out)."""
+    principal = principal_of(request)
+    assert principal is not None  # Access.SESSION
+    app = request.app
+    return json_response(
+        {
+            "user": principal.name,
+            "display_name": app[keys.DIRECTORY].display_name(principal.name),
+            "role": principal.role,
+            "capabilities": capabilities(app[keys.POLICY], principal.role),
+            "time_zone": app[keys.SETTINGS].time_zone,
+        }
+    )
+
+
 async def console(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "console.html")
 
@@ -58,9 +113,9 @@ def checkpoints_online(app: web.Application) -> int:
     return sum(1 for c in app[keys.CHECKPOINTS].values() if c.get("online"))
 
 
-async def health(request: web.Request) -> web.Response:
-    app = request.app
-    ingest, link, store = app[keys.INGEST], app[keys.LINK], app[keys.STORE]
+def degraded_reasons(app: web.Application) -> list[str]:
+    """Why the hub is degraded (empty: it is not): its health route and its metrics say the same."""
+    link, store = app[keys.LINK], app[keys.STORE]
     reasons = []
     if not link.connected:
         reasons.append(
@@ -68,6 +123,13 @@ async def health(request: web.Request) -> web.Response:
         )
     if store.writer_error:
         reasons.append(f"store writer: {store.writer_error}")
+    return reasons
+
+
+async def health(request: web.Request) -> web.Response:
+    app = request.app
+    ingest = app[keys.INGEST]
+    reasons = degraded_reasons(app)
     base = app[keys.BASE_COUNTS]
     return json_response(
         {
@@ -112,7 +174,10 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     ids = [a.alert_id for a in recent]
     outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, ids)
     first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
-    escalated = await asyncio.to_thread(app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids))
+    after_s = app[keys.SETTINGS].console.escalate_after_s
+    escalated = await asyncio.to_thread(
+        app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids, after_s)
+    )
     first += [{"type": "escalation", "escalation": e} for e in escalated]
     receipts = await asyncio.to_thread(app[keys.STORE].receipts, ids)
     first += [{"type": "receipt", "receipt": r} for rows in receipts.values() for r in rows]
@@ -156,6 +221,17 @@ async def metrics(request: web.Request) -> web.Response:
     by_kind = Metric("cordon_hub_alerts_total", "counter", "alerts raised since start, by match kind")
     for kind, count in sorted(m.alerts_by_kind.items()):
         by_kind.add(count, kind=kind)
+    online = Metric("cordon_hub_checkpoint_online", "gauge", "1 while a checkpoint's status is online")
+    for checkpoint, entry in sorted(app[keys.CHECKPOINTS].items()):
+        online.add(int(bool(entry.get("online"))), checkpoint=checkpoint)
+    s = app[keys.SETTINGS]
+    tls_files = {
+        "http.cert_file": s.http.cert_file,
+        "http.ca_file": s.http.ca_file,
+        "http.crl_file": s.http.crl_file,
+        "mqtt.cert_file": s.mqtt.cert_file,
+        "mqtt.ca_file": s.mqtt.ca_file,
+    }
     text = render(
         [
             Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(
@@ -195,6 +271,13 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
                 checkpoints_online(app)
             ),
+            online,
+            Metric(
+                "cordon_hub_degraded",
+                "gauge",
+                "1 while GET /api/v1/health says degraded (broker link, store)",
+            ).add(int(bool(degraded_reasons(app)))),
+            *certificate_metrics(tls_files),
             Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(
                 int(link.connected)
             ),
@@ -244,3 +327,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", live, name="live")
     app.router.add_get("/metrics", metrics, name="metrics")
     app.router.add_get("/api/v1/openapi.json", openapi, name="openapi")
+    app.router.add_get("/api/v1/me", me, name="me")

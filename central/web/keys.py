@@ -19,6 +19,7 @@ from central.watchlists.index import HubWatchlists
 from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamSource
 from runtime.fanout import Fanout
+from runtime.web import Rule
 
 SETTINGS = web.AppKey("settings", HubSettings)
 STORE = web.AppKey("store", HubStore)
@@ -38,3 +39,5 @@ VIID_PLATFORMS = web.AppKey("viid_platforms", list[ViidPlatform])
 DIRECTORY = web.AppKey("directory", Directory)
 PURGED_DAYS = web.AppKey("purged_days", list[dt.date])
 RING = web.AppKey("ring", list[dict[str, object]])
+POLICY = web.AppKey("policy", dict[str, Rule])
+"""Every route's access rule (``central.web.policy.POLICY``), for ``GET /api/v1/me``."""

@@ -16,9 +16,10 @@ from central.people.users import LIST_WRITERS, STAFF
 from central.watchlists import files as importer
 from central.watchlists.lists import ListError, NotFound, get_entry, get_list, list_entries
 from central.web import keys
+from central.web.guards import moment_param
 from protocols import plates
 from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert
-from protocols.matching import Entry, ListAction, ListKind, MatchKind, Watchlist
+from protocols.matching import DEFAULT_ALERT_KINDS, Entry, ListAction, ListKind, MatchKind, Watchlist
 from runtime.web import Access, Rule, json_error, principal_of
 
 POLICY: dict[str, Rule] = {
@@ -47,7 +48,7 @@ class ListInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     action: ListAction = ListAction.INTERCEPT
     priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
     restricted: bool = False
-    alert_kinds: frozenset[MatchKind] = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
+    alert_kinds: frozenset[MatchKind] = DEFAULT_ALERT_KINDS
     max_swaps: Annotated[int, msgspec.Meta(ge=0, le=16)] = 2
     valid_from: float | None = None
     valid_until: float | None = None
@@ -260,7 +261,8 @@ async def watchlist_import(request: web.Request) -> web.Response:
     """Import a CSV or JSON file into a list, atomically: all rows, or (skip_invalid) all good rows, or none.
 
     ``mode=replace`` (default) makes the list hold exactly the file's entries; ``merge`` adds and
-    updates only. ``create=1`` creates a missing list (name = id, intercept, priority 50).
+    updates only. ``create=1`` creates a missing list: with the list settings given in the query (every
+    setting of ``POST /api/v1/watchlists``, see ``_list_settings``), else the defaults, named by its id.
     ``job=1`` answers 202 at once with a job id; ``GET /api/v1/watchlists/imports/{job}`` then reports
     the rows done, the problems by line and the result.
     """
@@ -270,11 +272,20 @@ async def watchlist_import(request: web.Request) -> web.Response:
     if fmt not in ("csv", "json") or mode not in ("replace", "merge"):
         raise json_error(web.HTTPBadRequest, "format must be csv or json; mode replace or merge")
     skip_invalid = request.query.get("skip_invalid") in ("1", "true", "yes")
+    settings = _list_settings(request, list_id)
     data = await _read_capped(request, request.app[keys.SETTINGS].http.max_import_bytes)
     store = request.app[keys.STORE]
     existing = await asyncio.to_thread(store.read, lambda db: get_list(db, list_id))
     if existing is None and request.query.get("create") not in ("1", "true", "yes"):
         raise json_error(web.HTTPNotFound, f"no list {list_id!r} (create it first, or pass create=1)")
+    if existing is not None and settings is not None:
+        raise json_error(
+            web.HTTPConflict,
+            f"list {list_id!r} exists: its settings are changed with POST /api/v1/watchlists, "
+            "an import sets them only when it creates the list",
+        )
+    if existing is None and settings is not None and settings.kind == ListKind.PERSON:
+        raise json_error(web.HTTPBadRequest, "a person list's entries are added one by one, never imported")
     if existing is not None and existing.kind == ListKind.PERSON:
         # The plate importer would keep ID numbers as they are: person entries go one by one through
         # POST /api/v1/watchlists/{list_id}/entries, which hashes them.
@@ -284,7 +295,8 @@ async def watchlist_import(request: web.Request) -> web.Response:
             f"POST /api/v1/watchlists/{list_id}/entries (id_number or id_hash); bulk import is not built",
         )
     job = ImportJob(list_id, _rows_in(data, fmt), _actor(request))
-    run = _run_import(request.app, job, data, fmt, mode, skip_invalid, existing is not None)
+    new_list = None if existing is not None else (settings or Watchlist(list_id=list_id, name=list_id))
+    run = _run_import(request.app, job, data, fmt, mode, skip_invalid, new_list)
     if request.query.get("job") not in ("1", "true", "yes"):
         await run
         if job.state == "rejected":
@@ -300,6 +312,34 @@ async def watchlist_import(request: web.Request) -> web.Response:
     jobs[job.job_id] = job
     job.task = asyncio.create_task(run, name=f"import-{job.job_id}")
     return _json(job.status(), status=202)
+
+
+#: The list settings an import that creates its list takes as query parameters (all of ``ListInput``).
+LIST_SETTINGS = tuple(f.name for f in msgspec.structs.fields(ListInput) if f.name != "list_id")
+
+
+def _list_settings(request: web.Request, list_id: str) -> Watchlist | None:
+    """The new list's settings from the import's query (``name``, ``action``, ``alert_kinds=exact,wildcard``,
+    ``max_swaps``, ``restricted=1``, ``valid_until`` ...), checked as ``POST /api/v1/watchlists`` checks them;
+    None when the query names none (a list created by an import then has the defaults, named by its id)."""
+    given = {k: request.query[k] for k in LIST_SETTINGS if k in request.query}
+    if not given:
+        return None
+    raw: dict[str, Any] = {"list_id": list_id, "name": list_id, **given}
+    if "alert_kinds" in raw:
+        raw["alert_kinds"] = [k.strip() for k in raw["alert_kinds"].split(",") if k.strip()]
+    for key in ("valid_from", "valid_until"):
+        if key in raw:
+            raw[key] = moment_param(raw[key], key, 0.0) if raw[key] else None
+    if "restricted" in raw:
+        if raw["restricted"] not in ("0", "1", "true", "false"):
+            raise json_error(web.HTTPBadRequest, "restricted must be 1 or 0")
+        raw["restricted"] = raw["restricted"] in ("1", "true")
+    try:
+        data = msgspec.convert(raw, ListInput, strict=False)
+    except msgspec.ValidationError as exc:
+        raise json_error(web.HTTPBadRequest, f"list settings: {exc}") from None
+    return Watchlist(**msgspec.structs.asdict(data))
 
 
 async def watchlist_import_job(request: web.Request) -> web.Response:
@@ -364,7 +404,7 @@ async def _run_import(
     fmt: str,
     mode: str,
     skip_invalid: bool,
-    list_exists: bool,
+    new_list: Watchlist | None,
 ) -> None:
     def progress(rows: int) -> None:
         job.rows_done = rows  # an int written from the worker thread, read by the status route
@@ -393,9 +433,7 @@ async def _run_import(
             app[keys.STORE].read, lambda db: {e.entry_id: e for e in list_entries(db, list_id)}
         )
         wanted = {e.entry_id: e for e in parsed.entries}
-        changes: list[Any] = (
-            [] if list_exists else [ListUpsert(watchlist=Watchlist(list_id=list_id, name=list_id))]
-        )
+        changes: list[Any] = [] if new_list is None else [ListUpsert(watchlist=new_list)]
         diff = importer.diff_entries(have, wanted.values())
         changes += [c for c in diff if mode == "replace" or not isinstance(c, EntryDelete)]
         applied = await _apply_as(app, job.actor, changes)

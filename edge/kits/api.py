@@ -154,10 +154,15 @@ async def read_analyzer(request: web.Request) -> web.Response:
     )
 
 
+class MachineInput(MachineReading, forbid_unknown_fields=True):
+    """A machine reading as the tablet sends it back: HTTP input, so an unknown field is an error here,
+    while the same record on the wire to the hub tolerates one (protocols/messages.py)."""
+
+
 class PanelInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drug: DrugCode
     officer_call: PanelCall
-    machine: MachineReading | None = None
+    machine: MachineInput | None = None
 
 
 class ResultInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -177,6 +182,10 @@ class ResultInput(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sample_a: Annotated[str, msgspec.Meta(max_length=64)] = ""
     sample_b: Annotated[str, msgspec.Meta(max_length=64)] = ""
     notes: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+def _machine(reading: MachineInput | None) -> MachineReading | None:
+    return None if reading is None else MachineReading(**msgspec.structs.asdict(reading))
 
 
 async def save_result(request: web.Request) -> web.Response:
@@ -204,7 +213,8 @@ async def save_result(request: web.Request) -> web.Response:
             expiry=data.expiry,
             sample_type=data.sample_type,
             panels=[
-                PanelResult(drug=p.drug, officer_call=p.officer_call, machine=p.machine) for p in data.panels
+                PanelResult(drug=p.drug, officer_call=p.officer_call, machine=_machine(p.machine))
+                for p in data.panels
             ],
             sampled_at=data.sampled_at,
             read_at=data.read_at,

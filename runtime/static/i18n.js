@@ -14,7 +14,7 @@ export const CORDON_I18N = {
   en: {
     "app.console": "Perimeter ring · Command console", "app.tablet": "Checkpoint tablet", "login.title": "Sign in",
     "login.code": "Access code", "login.submit": "Sign in", "login.failed": "Wrong user name, password or access code", "login.username": "User name", "login.password": "Password", "login.useCode": "Use an access code", "lang": "中文",
-    "alerts": "Alerts", "alerts.none": "No alerts yet", "live.connected": "Live", "live.lost": "Connection lost, reconnecting",
+    "alerts": "Alerts", "alerts.none": "No alerts yet", "live.connected": "Connected", "live.lost": "Connection lost, reconnecting",
     "action.intercept": "Intercept", "action.covert": "Covert", "action.notify": "Notify",
     "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",
     "kind.wildcard": "wildcard", "checkpoints": "Checkpoints", "online": "online", "offline": "offline",
@@ -24,7 +24,21 @@ export const CORDON_I18N = {
   },
 };
 export function cordonLang() { return localStorage.getItem("cordon.lang") === "en" ? "en" : "zh"; }
-export function t(key) { return CORDON_I18N[cordonLang()][key] || key; }
+// A key missing from the page's language is a bug, told once per key on the console (the browser checks
+// of `make test` fail on it), and shown as the key rather than as nothing.
+const missingKeys = new Set();
+export function t(key) {
+  const table = CORDON_I18N[cordonLang()];
+  if (Object.prototype.hasOwnProperty.call(table, key)) return table[key];
+  if (!missingKeys.has(key)) { missingKeys.add(key); console.error("i18n: no " + cordonLang() + " text for " + key); }
+  return key;
+}
+// A text with {name} slots; a count takes the key's ".one" form for 1 when the language has one ("1 entry").
+export function tf(key, values) {
+  const n = values && values.n;
+  const one = n === 1 && Object.prototype.hasOwnProperty.call(CORDON_I18N[cordonLang()], key + ".one");
+  return t(one ? key + ".one" : key).replace(/\{(\w+)\}/g, (m, name) => (values && name in values ? String(values[name]) : m));
+}
 export function applyI18n(root) {
   document.documentElement.lang = cordonLang() === "en" ? "en" : "zh-CN";
   (root || document).querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
@@ -32,7 +46,13 @@ export function applyI18n(root) {
     el.placeholder = t(el.dataset.i18nPlaceholder);
   });
 }
-export function toggleLang() { localStorage.setItem("cordon.lang", cordonLang() === "en" ? "zh" : "en"); applyI18n(); }
+// Switching language tells every module once the new language is in place ("cordon-lang" on document),
+// so what a module drew is drawn again in it, whichever module's listener on the button runs first.
+export function toggleLang() {
+  localStorage.setItem("cordon.lang", cordonLang() === "en" ? "zh" : "en");
+  applyI18n();
+  document.dispatchEvent(new CustomEvent("cordon-lang"));
+}
 export function applyTheme() { document.documentElement.classList.toggle("light", localStorage.getItem("cordon.theme") === "light"); }
 export function toggleTheme() {
   localStorage.setItem("cordon.theme", localStorage.getItem("cordon.theme") === "light" ? "dark" : "light"); applyTheme();
@@ -45,7 +65,33 @@ export function el(tag, className, text) {
   return node;
 }
 applyTheme();
-// Times as the officers read them: 24-hour clock, in the page's language.
+// Times as the officers read them: 24-hour clock, in the page's language, in one time zone: the one the
+// server names (setTimeZone; the hub's time_zone setting), else the browser's own.
+let timeZone;
+export function setTimeZone(zone) { timeZone = zone || undefined; }
+function locale() { return cordonLang() === "en" ? "en-GB" : "zh-CN"; }
 export function fmtTime(unixSeconds) {
-  return new Date(unixSeconds * 1000).toLocaleTimeString(cordonLang() === "en" ? "en-GB" : "zh-CN", { hour12: false });
+  return new Date(unixSeconds * 1000).toLocaleTimeString(locale(), { hour12: false, timeZone });
+}
+// YYYY-MM-DD and YYYY-MM-DD HH:MM:SS in that zone (the same in both languages, as forms and tables want).
+function zoneParts(unixSeconds) {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone, hourCycle: "h23", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }).formatToParts(new Date(unixSeconds * 1000));
+  return Object.fromEntries(parts.map((p) => [p.type, p.value]));
+}
+export function fmtDate(unixSeconds) { const p = zoneParts(unixSeconds); return p.year + "-" + p.month + "-" + p.day; }
+export function fmtDateTime(unixSeconds) {
+  const p = zoneParts(unixSeconds);
+  return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute + ":" + p.second;
+}
+// Unix seconds of midnight starting a YYYY-MM-DD day in that zone (for date inputs).
+export function zoneMidnight(isoDate) {
+  const [y, m, d] = isoDate.split("-").map(Number);
+  let guess = Date.UTC(y, m - 1, d) / 1000;
+  for (let i = 0; i < 2; i++) {
+    const p = zoneParts(guess);
+    const shown = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) / 1000;
+    guess -= shown - Date.UTC(y, m - 1, d) / 1000;
+  }
+  return guess;
 }

@@ -1,0 +1,143 @@
+"""``cordon init`` writes a configuration that loads, with fresh secrets, and never over one; ``cordon doctor``
+says in plain words what is wrong, with the exit status monitoring expects (0 ok, 1 warn, 2 fail), against a
+real TLS broker (deploy/mosquitto/mosquitto.conf) and a real hub."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from central.settings import load_settings as load_hub
+from edge.settings import load_settings as load_edge
+from tests.support import Mosquitto, Ring, Service, running
+from tests.support import wait_port as wait_for_port
+
+pytestmark = pytest.mark.system
+
+
+def cordon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cordon", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def copy_identity(ring: Ring, name: str, tls: Path) -> None:
+    tls.mkdir(parents=True, exist_ok=True)
+    folder = ring.pki.root / name
+    for f in folder.iterdir():
+        (tls / f.name).write_bytes(f.read_bytes())
+    (tls / "crl.pem").write_bytes((ring.pki.root / "crl.pem").read_bytes())
+
+
+def test_init_writes_fresh_secrets_that_load_and_refuses_to_overwrite(tmp_path):
+    hub_conf = tmp_path / "a" / "hub.toml"
+    done = cordon("init", "hub", "--config", str(hub_conf), "--data", str(tmp_path / "a" / "data"))
+    assert done.returncode == 0, done.stderr
+    settings = load_hub(hub_conf)
+    assert len(settings.console.token) >= 24 and len(settings.feed.token) >= 24
+    assert settings.console.token != settings.feed.token != settings.metrics.token
+    assert Path(settings.kits.id_secret_file).stat().st_mode & 0o777 == 0o640
+    assert hub_conf.stat().st_mode & 0o777 == 0o640
+    assert Path(settings.signing.key_file).is_file()  # made here: no PKI folder was copied in
+    assert "# The bootstrap access code" in hub_conf.read_text()
+
+    other = tmp_path / "b" / "hub.toml"
+    assert cordon("init", "hub", "--config", str(other), "--data", str(tmp_path / "b")).returncode == 0
+    assert load_hub(other).console.token != settings.console.token  # fresh each time
+
+    before = hub_conf.read_bytes()
+    again = cordon("init", "hub", "--config", str(hub_conf))
+    assert again.returncode == 1 and "never overwrites" in again.stderr
+    assert hub_conf.read_bytes() == before
+
+    edge_conf = tmp_path / "e" / "edge.toml"
+    done = cordon(
+        "init", "edge", "--checkpoint", "SD-DZ-001", "--config", str(edge_conf),
+        "--id-secret", settings.kits.id_secret_file,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    edge = load_edge(edge_conf)
+    assert edge.checkpoint == "SD-DZ-001" and edge.cameras[0].token
+    assert Path(edge.kits.id_secret_file).read_text() == Path(settings.kits.id_secret_file).read_text()
+    bad = cordon("init", "edge", "--checkpoint", "no good", "--config", str(tmp_path / "x.toml"))
+    assert bad.returncode == 1 and "not a checkpoint id" in bad.stderr
+
+
+def doctor(side: str, conf: Path) -> tuple[int, dict[str, tuple[str, str]]]:
+    done = cordon("doctor", side, "--config", str(conf), "--json", "--timeout", "10")
+    checks = {c["what"]: (c["level"], c["message"]) for c in json.loads(done.stdout)}
+    return done.returncode, checks
+
+
+def retarget(conf: Path, **replace: str) -> None:
+    text = conf.read_text()
+    for old, new in replace.items():
+        text = re.sub(old, new, text)
+    conf.write_text(text)
+
+
+async def test_doctor_on_a_hub_before_and_after_its_start_and_what_it_catches(tmp_path):
+    ring = Ring.create(tmp_path / "pki", ["SD-DZ-001"])
+    broker = Mosquitto(tmp_path / "broker", tls=ring.broker())
+    conf = tmp_path / "etc" / "hub.toml"
+    copy_identity(ring, "cordon-hub", tmp_path / "etc" / "tls")
+    assert cordon("init", "hub", "--config", str(conf), "--data", str(tmp_path / "data"),
+                  "--mqtt-url", broker.url).returncode == 0  # fmt: skip
+    from cordon.testing import free_port
+
+    port = free_port()
+    retarget(conf, **{'host = "0.0.0.0"': 'host = "127.0.0.1"', "port = 8443": f"port = {port}"})
+    (tmp_path / "etc" / "edges").mkdir()
+
+    status, checks = doctor("hub", conf)  # no broker yet, no hub
+    assert status == 2 and checks["broker"][0] == "FAIL" and "cannot reach" in checks["broker"][1]
+    assert checks["config"][0] == checks["files"][0] == "ok"
+    assert checks["http.cert_file"][0] == "ok" and "CN cordon-hub" in checks["http.cert_file"][1]
+    assert checks["store"][0] == "warn" and "first start" in checks["store"][1]
+    assert checks["port"][0] == "warn" and "not running" in checks["port"][1]
+
+    broker.start()
+    await broker.ready()
+    hub = Service("hub", ["hub", "--config", str(conf)], tmp_path / "hubwork", port, scheme="https")
+    hub.workdir.mkdir()
+    with running(broker, hub):
+        hub.start()
+        wait_for_port(port)
+        time.sleep(1)
+        status, checks = doctor("hub", conf)
+        assert checks["broker"][0] == "ok", checks["broker"]
+        assert checks["store"][0] == "ok" and "schema current" in checks["store"][1]
+        assert checks["port"] == ("ok", f"cordon-hub answers on 127.0.0.1:{port}: ok")
+        assert status == max({"ok": 0, "warn": 1, "FAIL": 2}[lvl] for lvl, _ in checks.values())
+        assert all(lvl == "ok" for what, (lvl, _) in checks.items() if what != "clock"), checks
+
+    # What it catches: a key that is not the certificate's, a missing file, a certificate near its end.
+    tls = tmp_path / "etc" / "tls"
+    (tls / "client.key").write_bytes((ring.pki.root / "SD-DZ-001" / "client.key").read_bytes())
+    (tls / "crl.pem").unlink()
+    status, checks = doctor("hub", conf)
+    assert status == 2
+    assert checks["mqtt.cert_file"] == ("FAIL", f"{tls}/client.crt and {tls}/client.key are not a pair")
+    assert checks["files"][0] == "FAIL" and f"http.crl_file = {tls}/crl.pem" in checks["files"][1]
+
+    ring.pki.issue("short", ["127.0.0.1"], days=10)
+    for name in ("server.crt", "server.key"):
+        (tls / name).write_bytes((ring.pki.root / "short" / name).read_bytes())
+    _, checks = doctor("hub", conf)
+    assert checks["http.cert_file"][0] == "warn" and re.search(
+        r"ends in (9|10) days", checks["http.cert_file"][1]
+    )
+
+
+def test_doctor_on_a_broken_configuration_says_which_key(tmp_path):
+    conf = tmp_path / "edge.toml"
+    conf.write_text('checkpoint = "SD-DZ-001"\n[mqtt]\nurll = "x"\n')
+    done = cordon("doctor", "edge", "--config", str(conf))
+    assert done.returncode == 2
+    assert "FAIL  config:" in done.stdout and "urll" in done.stdout
