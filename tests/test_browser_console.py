@@ -49,6 +49,7 @@ async def test_console_map_escalation_and_detail(tmp_path, mosquitto):
             "feed": {"token": FEED_TOKEN},
             "console": {"escalate_after_s": 2},
             "http": pki.https("cordon-hub"),
+            "alerts": {"fold_window_s": 0},  # the same vehicle twice: two alerts (it tests their delivery)
         },
     )
     edge = edge_service(
