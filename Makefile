@@ -29,7 +29,8 @@ $(DEV_STAMP): pyproject.toml $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cordon demo
 
-# Mosquitto (system tests), Chromium and a CJK font (browser tests), and for the deployment's tests:
+# Mosquitto (system tests), Chromium and a CJK font (browser tests), PostgreSQL 15 (the record's
+# PostgreSQL tests start their own cluster from /usr/lib/postgresql/15/bin), and for the deployment's tests:
 # promtool (the prometheus package), haproxy (its configuration is checked, its unit verified) and
 # systemd-analyze (systemd), ip (iproute2, the runbook test's private network), from Debian packages
 # when missing.
@@ -38,6 +39,7 @@ system-deps:
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || missing="$$missing fonts-wqy-microhei"; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql"; \
 	test -x /usr/bin/promtool || missing="$$missing prometheus"; \
 	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	test -x /usr/bin/systemd-analyze || missing="$$missing systemd"; \

@@ -1,22 +1,29 @@
-"""The harness that tests and benchmarks use to run real Mosquitto, hub and edge processes.
+"""The harness that tests and benchmarks use to run real Mosquitto, PostgreSQL, hub and edge processes.
 
 Mosquitto on a free port (plain, or the deployed TLS config with only paths and the port replaced),
 ``cordon hub`` and ``cordon edge`` processes with generated configs, and the plates, CSV, HTTP and
 timing helpers more than one benchmark needs. ``tests/support.py`` builds the tests' helpers on it;
 benchmarks (``cordon/bench/``) import it directly and never import ``tests/``. Every helper can be
 stopped more than once and kills what it started when a polite stop does not work.
+
+``PostgresCluster`` is a PostgreSQL cluster of its own (``initdb`` in a new folder under /tmp, on a free
+port of 127.0.0.1, ``fsync`` and ``synchronous_commit`` on), run as an unprivileged user through
+``runuser`` when the caller is root; it never touches a server that may already listen on 5432.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +38,8 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
 DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
-#: Ports never to use: a system broker listens on 1883.
-_AVOID = {1883}
+#: Ports never to use: a system broker listens on 1883, a system PostgreSQL on 5432.
+_AVOID = {1883, 5432}
 PROVINCES = "鲁冀豫苏皖"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # A-Z without I and O
 SERIAL = LETTERS + "0123456789"
@@ -42,7 +49,7 @@ POLL_S = 0.02
 
 
 def free_port() -> int:
-    """A free TCP port on the loopback interface (never 1883)."""
+    """A free TCP port on the loopback interface (never 1883 or 5432)."""
     while True:
         with socket.socket() as s:
             s.bind((HOST, 0))
@@ -215,6 +222,180 @@ class Mosquitto:
 
     def stop(self) -> None:
         _stop_process(self.proc, signal.SIGTERM, 10)
+
+
+PG_BIN = Path(os.environ.get("CORDON_PG_BIN", "/usr/lib/postgresql/15/bin"))
+"""Where Debian's PostgreSQL 15 keeps ``initdb``, ``pg_ctl`` and ``postgres`` (``make test`` installs it)."""
+PG_RUN_AS = os.environ.get("CORDON_PG_USER", "nobody")
+"""The unprivileged user a root caller runs the cluster as (PostgreSQL refuses to run as root)."""
+
+
+class PostgresError(RuntimeError):
+    """The test cluster could not be made, started or stopped; the message says why (and the log's tail)."""
+
+
+@dataclass
+class PostgresCluster:
+    """A PostgreSQL cluster of our own: a new data folder under /tmp, a free port on 127.0.0.1 only.
+
+    The folder is made outside pytest's temporary folder on purpose: a root caller's pytest folders are
+    readable by root alone, and the server runs as ``PG_RUN_AS``, who must own its data folder. The
+    superuser is ``cordon`` with a random password (SCRAM over TCP; no Unix socket). ``settings`` are
+    added to postgresql.conf (a benchmark gives the server more memory); ``fsync``, ``synchronous_commit``
+    and ``full_page_writes`` are always on, as in production.
+    """
+
+    settings: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    user: str = "cordon"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    folder: Path | None = None
+    started: bool = False
+
+    @property
+    def data(self) -> Path:
+        assert self.folder is not None, "start() the cluster first"
+        return self.folder / "data"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.folder is not None, "start() the cluster first"
+        return self.folder / "postgres.log"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """A libpq connection string for one database of this cluster."""
+        return (
+            f"host={HOST} port={self.port} user={self.user} password={self.password} "
+            f"dbname={dbname} connect_timeout=10"
+        )
+
+    def _as_server(self, argv: list[str]) -> list[str]:
+        return ["runuser", "-u", PG_RUN_AS, "--", *argv] if os.geteuid() == 0 else argv
+
+    def _run(self, argv: list[str], what: str, timeout: float = 120) -> None:
+        done = subprocess.run(
+            self._as_server(argv), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise PostgresError(
+                f"{what} failed ({done.returncode}): {done.stderr.strip()[-1500:]}{self.log_tail()}"
+            )
+
+    def log_tail(self, chars: int = 1500) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except (OSError, AssertionError):
+            return ""
+        return "\n--- postgres.log ---\n" + text[-chars:]
+
+    def start(self) -> PostgresCluster:
+        """initdb (once) and start the server; returns when it takes connections."""
+        if not (PG_BIN / "initdb").exists():
+            raise PostgresError(
+                f"PostgreSQL 15 is not installed ({PG_BIN}/initdb is missing): run `make system-deps` "
+                "(Debian package postgresql), or set CORDON_PG_BIN"
+            )
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="cordon-pg-", dir="/tmp"))
+            pwfile = self.folder / "pwfile"
+            pwfile.write_text(self.password + "\n", encoding="utf-8")
+            if os.geteuid() == 0:
+                owner = pwd.getpwnam(PG_RUN_AS)
+                for path in (self.folder, pwfile):
+                    os.chown(path, owner.pw_uid, owner.pw_gid)
+            self._run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                    "--no-sync",  # the folder is thrown away; the server itself runs with fsync on
+                ],
+                "initdb",
+            )
+            pwfile.unlink()
+            conf = {
+                "listen_addresses": f"'{HOST}'",
+                "port": str(self.port),
+                "unix_socket_directories": "''",
+                "fsync": "on",
+                "synchronous_commit": "on",
+                "full_page_writes": "on",
+                "max_connections": "60",
+                "logging_collector": "off",
+                **self.settings,
+            }
+            with (self.data / "postgresql.conf").open("a", encoding="utf-8") as f:
+                f.write("\n# cordon.testing.PostgresCluster\n")
+                f.writelines(f"{key} = {value}\n" for key, value in conf.items())
+        self._run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log_path),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            "pg_ctl start",
+        )
+        self.started = True
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``immediate`` is a crash: no checkpoint, recovery at the next start)."""
+        if self.started:
+            self.started = False
+            self._run(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"],
+                "pg_ctl stop",
+            )
+
+    def destroy(self) -> None:
+        """Stop the server and remove its folder."""
+        try:
+            self.stop()
+        finally:
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder = None
+
+    def create_database(self, name: str) -> str:
+        """A new, empty database; returns its connection string."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, ending the sessions still connected to it."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def server_pids(self) -> list[int]:
+        """The postmaster's pid and its children's (for CPU accounting)."""
+        try:
+            postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        kids = Path(f"/proc/{postmaster}/task/{postmaster}/children")
+        try:
+            return [postmaster, *(int(p) for p in kids.read_text().split())]
+        except OSError:
+            return [postmaster]
 
 
 @dataclass

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import itertools
+import os
+
 import pytest
 
+from cordon.testing import PostgresCluster
 from tests.support import Mosquitto, free_port
 
 
@@ -16,3 +20,23 @@ def mosquitto(tmp_path):
 def dead_broker_url():
     """A broker URL nothing listens on: apps under test run with their uplink down."""
     return f"mqtt://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL cluster of our own for the whole run (see cordon.testing.PostgresCluster)."""
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.destroy()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster):
+    """A fresh, empty database in the session's cluster for one test; dropped afterwards."""
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    dsn = pg_cluster.create_database(name)
+    yield dsn
+    pg_cluster.drop_database(name)

@@ -51,6 +51,7 @@ async def test_console_map_escalation_and_detail(tmp_path, mosquitto):
             # the same vehicle again is a second alert here (folding, on by default, would make it a repeat)
             "alerts": {"fold_window_s": 0},
             "http": pki.https("cordon-hub"),
+            "alerts": {"fold_window_s": 0},  # the same vehicle twice: two alerts (it tests their delivery)
         },
     )
     edge = edge_service(

@@ -6,13 +6,15 @@ The previous release is the last line of RELEASES; cordon.testing.previous_relea
 built from the clone's history (the test fails, not skips, when the commit is missing). Each run has
 two checkpoints, SD-DZ-001 and SD-LY-001 downstream of it, both of one release, and goes through what
 crosses the wire: snapshot and deltas of the watchlist feed, officer accounts, reads and hits up,
-acknowledgements, alerts (one routed from the other checkpoint), outcomes and audit events up, statuses.
+acknowledgements, alerts (one routed from the other checkpoint), outcomes and audit events up, statuses,
+a read's picture fetched by the hub from the edge (evidence request and reply).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,7 @@ from tests.support import (
     session,
     stored_camera_event_ids,
     until,
+    write_toml,
 )
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
@@ -45,6 +48,8 @@ PASSWORD = "checkpoint night 02"
 LY, DZ = "SD-LY-001", "SD-DZ-001"
 ROOT = Path(__file__).resolve().parents[1]
 NEW_PLATE = "冀F7M395"
+HIK = Path(__file__).parent / "fixtures" / "cameras" / "hikvision"
+BOUNDARY = "---------------------------7e13971310878"
 LISTED = "鲁Q8K2L1"
 
 
@@ -79,8 +84,16 @@ async def exercise(tmp_path: Path, mosquitto, *, hub_python: str, edge_python: s
     conf.write_text(conf.read_text(encoding="utf-8") + ROUTING, encoding="utf-8")
     feed = {"hub": {"url": hub.base, "token": FEED_TOKEN}}
     ly = edge_service(
-        tmp_path / "ly", LY, mosquitto.url, cameras={"cam1": "t1"}, extra=feed, python=edge_python
+        tmp_path / "ly",
+        LY,
+        mosquitto.url,
+        cameras={"cam1": "t1", "hik1": "t4"},
+        extra=feed,
+        python=edge_python,
     )
+    config = tomllib.loads((ly.workdir / "edge.toml").read_text(encoding="utf-8"))
+    config["cameras"][1]["kind"] = "hikvision"  # a camera that sends pictures: evidence on request
+    write_toml(ly.workdir / "edge.toml", config)
     dz = edge_service(
         tmp_path / "dz", DZ, mosquitto.url, cameras={"cam1": "t2"}, extra=feed, python=edge_python
     )
@@ -164,6 +177,22 @@ async def _exercise(hub: Service, ly: Service, dz: Service, *, hub_is_this_relea
         assert {"checkpoint": LY, "why": "downstream"} in routed["routed_to"]
         await ws.close()
 
+        # Evidence: the hub asks the edge for a read's picture over MQTT and serves the edge's bytes.
+        async with cameras.post(
+            f"{ly.base}/api/v1/cameras/hik1/reads?token=t4",
+            data=(HIK / "cn_v20.multipart").read_bytes(),
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            pictured = await resp.json()
+        async with tablet.get(f"{ly.base}/api/v1/evidence/{pictured['seq']}/snapshot") as resp:
+            assert resp.status == 200
+            kept = await resp.read()
+        evidence = f"{hub.base}/api/v1/evidence/{LY}/{pictured['epoch']}/{pictured['seq']}/scene"
+        async with console.get(evidence) as resp:
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["Content-Type"] == "image/jpeg" and await resp.read() == kept
+
         # The officer's outcome goes up as an event, like the reads.
         async with officer.post(
             f"{ly.base}/api/v1/alerts/{local['alert_id']}/outcome",
@@ -177,10 +206,10 @@ async def _exercise(hub: Service, ly: Service, dz: Service, *, hub_is_this_relea
 
         # Stored once each, the edge's hit and the hub's match one alert, the outcome and the login kept.
         health = await get_json(console, f"{hub.base}/api/v1/health")
-        assert health["reads_total"] == len(pushed), health
+        assert health["reads_total"] == len(pushed) + 1, health  # and the Hikvision camera's
         if hub_is_this_release:
             counts = stored_camera_event_ids(hub.workdir / "data")
-            assert set(counts) == pushed and set(counts.values()) == {1}
+            assert pushed <= set(counts) and set(counts.values()) == {1}
         alerts = await until(
             lambda: _alerts_with_outcome(console, hub, local["alert_id"]), timeout=30, what="the outcome"
         )

@@ -148,10 +148,17 @@ async def test_tablet_alerts_with_the_uplink_down_and_the_hub_keeps_one_alert(tm
             # The uplink comes back: the hub records the read, its own hit and the edge's hit as ONE alert.
             mosquitto.start()  # the same broker again: the fixture stops it at the end
             await until(lambda: _alerts(console, hub), timeout=60, what="alert at the hub")
-            await asyncio.sleep(2)  # the edge's hit event arrives too; it must not make a second alert
+            # The edge's hit event goes up too and must not make a second alert: once the edge's
+            # outbox is empty, the hub has committed it (it acknowledges only what it committed).
+            await until(lambda: _outbox_empty(http, e1), timeout=30, what="the edge's hit acknowledged")
             alerts = await _alerts(console, hub)
             assert [a["alert_id"] for a in alerts] == [frame["alert"]["alert_id"]]
             await ws.close()
+
+
+async def _outbox_empty(http, edge):
+    status = await edge_status(http, edge)
+    return status["outbox"]["depth"] == 0 and status["uplink"]["inflight"] == 0
 
 
 async def _uplink_down(http, edge):

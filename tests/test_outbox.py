@@ -6,6 +6,7 @@ import pytest
 
 from edge.outbox import PRIORITY_HIT, PRIORITY_PASSAGE, PRIORITY_READ, OutboxStats, OutboxStore, decode_event
 from protocols.messages import EdgeHit, Gap, Passage, PlateRead
+from tests.support import until
 
 
 def read(plate="鲁A12345"):
@@ -90,7 +91,7 @@ async def test_a_cancelled_caller_does_not_stop_the_writer(outbox):
     busy = outbox._writer.submit(hold)
     assert started.wait(5)
     first = asyncio.ensure_future(outbox.append([read("鲁A11111")], [PRIORITY_READ]))
-    await asyncio.sleep(0.05)  # its job is queued now
+    await until(lambda: outbox._writer._jobs.qsize() == 1, timeout=5, what="its job queued")
     first.cancel()  # the camera hung up
     await asyncio.wrap_future(busy)
     (later,) = (await asyncio.wait_for(outbox.append([read("鲁A22222")], [PRIORITY_READ]), 5)).events
@@ -227,10 +228,16 @@ async def test_appends_sharing_one_commit_each_see_the_others_numbers(tmp_path):
     box = OutboxStore(tmp_path / "outbox.db", max_bytes=10**6)
     box.start()
     try:
-        release = threading.Event()
-        busy = box._writer.submit(lambda db: release.wait(5))  # the appends queue up behind it
+        release, started = threading.Event(), threading.Event()
+
+        def hold(db):
+            started.set()
+            release.wait(5)
+
+        busy = box._writer.submit(hold)  # the appends queue up behind it
+        assert started.wait(5)
         appends = [asyncio.ensure_future(box.append([read()], [PRIORITY_READ])) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        await until(lambda: box._writer._jobs.qsize() == 5, timeout=5, what="the five appends queued")
         commits = box._writer.commits
         release.set()
         await asyncio.wrap_future(busy)

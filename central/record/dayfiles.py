@@ -67,12 +67,12 @@ import sqlite_utils
 from central.record.platepattern import Pattern, candidate_query, clean_plate, parse_pattern
 from central.record.reads import (
     MAX_LIMIT,
-    Companion,
     Companions,
     RecordCounts,
     SearchResult,
     Stored,
     StoredRead,
+    rank_companions,
 )
 from protocols.messages import Event, Passage, PlateRead
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
@@ -669,28 +669,7 @@ class SqliteReadStore:
             for conn in conns.values():
                 if conn is not None:
                     conn.close()
-        ranked = []
-        for other_plate, by_passage in shared.items():
-            if len(by_passage) < min_shared:
-                continue
-            gaps = [g for g, _ in by_passage.values()]
-            ranked.append(
-                Companion(
-                    plate=other_plate,
-                    shared=len(by_passage),
-                    mean_gap_s=round(sum(gaps) / len(gaps), 1),
-                    passages=[
-                        {
-                            **p,
-                            "gap_s": round(float(p["first_seen"]) - float(target[i]["first_seen"]), 1),  # type: ignore[arg-type]
-                            "with_seq": target[i]["seq"],
-                        }
-                        for i, (_, p) in sorted(by_passage.items())
-                    ],
-                )
-            )
-        ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
-        return Companions(target, ranked[: max(1, limit)], len(ranked))
+        return rank_companions(target, shared, min_shared, limit)
 
     def counts(self) -> RecordCounts:
         """Rows held. Day files are append-only (rows leave with their file), so max(id) is the count."""

@@ -85,23 +85,46 @@ def _upper_bound(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """How to find a pattern's plates among a day's distinct plates, whatever the database: an index range
+    ``[low, high)`` on ``column`` (``plate``, or ``rplate``, the plate reversed), then ``glob`` (``*`` any
+    run, ``?`` one character) on that same column; no range (``column`` None) scans every plate."""
+
+    column: str | None
+    low: str
+    high: str
+    glob: str
+
+
+def narrowing(p: Pattern) -> Narrowing:
+    """The literal head or tail of a pattern, whichever is estimated more selective, as an index range."""
+    head = _selectivity(p.prefix, True) if p.prefix else 1.0
+    tail = _selectivity(p.suffix, False) if p.suffix else 1.0
+    if p.prefix and head <= tail:
+        return Narrowing("plate", p.prefix, _upper_bound(p.prefix), p.glob)
+    if p.suffix:
+        r = p.suffix[::-1]
+        return Narrowing("rplate", r, _upper_bound(r), p.glob[::-1])
+    return Narrowing(None, "", "", p.glob)
+
+
 def candidate_query(p: Pattern) -> tuple[str, tuple[str, ...]]:
     """SQL (constant text) and parameters selecting the plate_ids a pattern matches in one day file."""
     if p.exact:
         return "SELECT plate_id FROM plates WHERE plate = ?", (p.glob,)
-    head = _selectivity(p.prefix, True) if p.prefix else 1.0
-    tail = _selectivity(p.suffix, False) if p.suffix else 1.0
+    n = narrowing(p)
     # GLOB is applied to the indexed column itself (the reversed pattern to the reversed plate), so
     # the candidates are found in the index alone, without fetching a row per plate looked at.
-    if p.prefix and head <= tail:
-        return (
-            "SELECT plate_id FROM plates WHERE plate >= ? AND plate < ? AND plate GLOB ?",
-            (p.prefix, _upper_bound(p.prefix), p.glob),
+    if n.column == "plate":
+        return "SELECT plate_id FROM plates WHERE plate >= ? AND plate < ? AND plate GLOB ?", (
+            n.low,
+            n.high,
+            n.glob,
         )
-    if p.suffix:
-        r = p.suffix[::-1]
+    if n.column == "rplate":
         return (
             "SELECT plate_id FROM plates WHERE rplate >= ? AND rplate < ? AND rplate GLOB ?",
-            (r, _upper_bound(r), p.glob[::-1]),
+            (n.low, n.high, n.glob),
         )
     return "SELECT plate_id FROM plates INDEXED BY plates_plate WHERE plate GLOB ?", (p.glob,)

@@ -140,3 +140,38 @@ class ReadStore(Protocol):
     def days(self) -> list[dt.date]: ...
 
     def purge_before(self, cutoff: dt.date) -> list[dt.date]: ...
+
+
+def rank_companions(
+    target: list[dict[str, object]],
+    shared: dict[str, dict[int, tuple[float, dict[str, object]]]],
+    min_shared: int,
+    limit: int,
+) -> Companions:
+    """Rank the vehicles met near ``target``'s passages, whatever store found them.
+
+    ``shared`` maps each other plate to, for each of the target's passages it shared (by index), its
+    closest passage and the gap; plates with at least ``min_shared`` come first by most shared
+    passages, then by the smallest mean gap."""
+    ranked = []
+    for other_plate, by_passage in shared.items():
+        if len(by_passage) < min_shared:
+            continue
+        gaps = [g for g, _ in by_passage.values()]
+        ranked.append(
+            Companion(
+                plate=other_plate,
+                shared=len(by_passage),
+                mean_gap_s=round(sum(gaps) / len(gaps), 1),
+                passages=[
+                    {
+                        **p,
+                        "gap_s": round(float(p["first_seen"]) - float(target[i]["first_seen"]), 1),  # type: ignore[arg-type]
+                        "with_seq": target[i]["seq"],
+                    }
+                    for i, (_, p) in sorted(by_passage.items())
+                ],
+            )
+        )
+    ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
+    return Companions(target, ranked[: max(1, limit)], len(ranked))

@@ -43,6 +43,15 @@ def cmd_kits(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    if args.backend == "postgresql":
+        from .store_pg import run as run_pg
+
+        if args.data:
+            raise SystemExit("--data is for the SQLite run; the PostgreSQL run makes a cluster of its own")
+        return _emit(
+            run_pg(args.reads, days=args.days, keep=args.keep, queries=args.queries, workers=args.workers),
+            args,
+        )
     from .store import run
 
     return _emit(
@@ -56,6 +65,12 @@ def cmd_store(args: argparse.Namespace) -> int:
         ),
         args,
     )
+
+
+def cmd_pgdriver(args: argparse.Namespace) -> int:
+    from .pgdriver import run
+
+    return _emit(run(args.batches, args.batch, args.lookups, args.rounds), args)
 
 
 def cmd_e2e(args: argparse.Namespace) -> int:
@@ -117,14 +132,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--seed", type=int, default=20250101)
     p.add_argument("--catalogue", default=str(KITS_CATALOGUE))
     p.set_defaults(func=cmd_kits)
-    p = add("store", "the record at scale: fill day files, search, purge a day under ingest")
+    p = add("store", "the record at scale: fill a week, search, purge a day under ingest")
     p.add_argument("--reads", type=int, default=20_000_000, help="reads to fill")
     p.add_argument("--days", type=int, default=7, help="days they span (ending today)")
     p.add_argument("--data", default=None, help="folder for the record (default: a new one under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the folder afterwards")
     p.add_argument("--queries", type=int, default=300, help="queries of each kind")
-    p.add_argument("--workers", type=int, default=2, help="processes filling day files")
+    p.add_argument("--workers", type=int, default=2, help="processes filling day files (or days' partitions)")
+    p.add_argument(
+        "--backend",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the store: SQLite day files, or PostgreSQL (a cluster of its own under /tmp)",
+    )
     p.set_defaults(func=cmd_store)
+    p = add("pgdriver", "PostgreSQL drivers (asyncpg, psycopg 3) on the record's batch insert and lookup")
+    p.add_argument("--batches", type=int, default=300, help="batches inserted per run")
+    p.add_argument("--batch", type=int, default=200, help="reads per batch (one statement, one commit)")
+    p.add_argument("--lookups", type=int, default=2000, help="exact plate lookups per run")
+    p.add_argument("--rounds", type=int, default=2, help="runs of each driver, alternating")
+    p.set_defaults(func=cmd_pgdriver)
     p = add("e2e", "load and latency end to end: raw drain vs hub ingest, alert latency, replay")
     p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
     p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")

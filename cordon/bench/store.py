@@ -29,7 +29,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,13 +212,17 @@ def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
     return (time.perf_counter() - started) * 1000, value
 
 
+Sampler = Callable[[list[dt.date], int, random.Random, bool], list[tuple[dt.date, str]]]
+
+
 def _searches(
-    record: SqliteReadStore, root: Path, day_list: list[dt.date], queries: int, rng: random.Random
+    record: Any, day_list: list[dt.date], queries: int, rng: random.Random, sample: Sampler
 ) -> dict[str, Any]:
+    """The search figures through ``record``'s own methods (either store), for plates ``sample`` draws."""
     tz = record.tz
     week = (day_bounds(day_list[0], tz)[0], day_bounds(day_list[-1], tz)[1] - 0.001)
     exact, exact_day, exact_rows = [], [], []
-    for day, plate in _sample_plates(root, day_list, queries, rng):
+    for day, plate in sample(day_list, queries, rng, False):
         ms, found = _timed(record.search_exact, plate, *week)
         assert found.reads, f"{plate} exists but was not found"
         exact.append(ms)
@@ -228,7 +232,7 @@ def _searches(
         assert found.reads, f"{plate} exists on {day} but was not found"
         exact_day.append(ms)
     partial, leading, partial_rows, leading_rows = [], [], [], []
-    for day, plate in _sample_plates(root, day_list, queries, rng, home_only=True):
+    for day, plate in sample(day_list, queries, rng, True):
         lo, hi = day_bounds(day, tz)
         shaped = f"{plate[:2]}*{plate[-4:-2]}?{plate[-1]}"  # 鲁A12345 -> 鲁A*23?5
         ms, found = _timed(record.search_pattern, shaped, lo, hi - 0.001, 500)
@@ -364,7 +368,9 @@ def run(
         fill_bytes = _du(record_dir)
         counted = record.counts()
         assert counted.reads == reads, f"filled {counted.reads} reads, expected {reads}"
-        figures = _searches(record, record_dir, day_list, queries, rng)
+        figures = _searches(
+            record, day_list, queries, rng, lambda d, n, r, home: _sample_plates(record_dir, d, n, r, home)
+        )
         figures |= _purge_under_ingest(root_dir, day_list)
     finally:
         if not keep:

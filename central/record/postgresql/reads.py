@@ -1,0 +1,860 @@
+"""The record of plain reads and passages on PostgreSQL, partitioned by day: ``PgReadStore``.
+
+It implements :class:`central.record.reads.ReadStore` as the SQLite day files do, so the two behave the
+same (``tests/test_record_contract.py`` runs one suite against both).
+
+**Days.** ``reads``, ``passages`` and ``plates`` (the day's distinct plates) are partitioned by
+``RANGE (day)``, ``day`` being the record day of the capture time (a passage's ``first_seen``) in the
+configured UTC offset, computed as the day files are (:func:`central.record.dayfiles.day_of`, absurd times
+clamped to 1970-01-01 or 2099-12-31). A unique key on a partitioned table must hold the partition key,
+so a read's identity is UNIQUE ``(checkpoint, epoch, seq, day)``: an honest resend carries the same
+capture time, lands in the same partition and finds itself there. A day's partitions are made when its
+first row comes (:meth:`PgReadStore.prepare`), as an empty table that is then attached (``ATTACH
+PARTITION`` takes a SHARE UPDATE EXCLUSIVE lock on the parent, which searches and inserts do not
+conflict with; ``CREATE TABLE ... PARTITION OF`` would queue behind a long search for an ACCESS EXCLUSIVE
+lock and stall everything behind it). That DDL runs on a connection of its own, outside the writer's
+transaction: an insert inside a transaction that meets a day without partitions raises
+:class:`DaysNotReady` and the caller prepares the days and runs its job again (the SQLite writer's
+``NeedsPreparation`` does the same for attaching a day file).
+
+**A batch in one statement.** :meth:`PgReadStore.insert_many` sends a batch's reads as arrays in one
+``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`` whose answer tells, for each read,
+whether it is new, or else the digest already stored under its identity (equal: a resend, seen before;
+other: a conflict, dead-lettered); the same statement adds the new reads' plates to ``plates`` and
+counts them in ``record_days``. Passages go the same way in a second statement. A read may not take a
+passage's identity nor a passage a read's (both are checked in the statements). An identity that
+appears twice in one batch splits it, so the second sees the first as SQLite's row-by-row insert does.
+
+**Text PostgreSQL refuses.** ``text`` cannot hold a NUL. What the camera and the edge sent and the
+record only keeps (the raw plate text, camera and event ids, colours, the problem, the attributes) is
+kept as ``bytea`` (UTF-8, lone surrogates passed through), so it comes back exactly. The plate is
+searched, so it stays ``text COLLATE "C"``: a plate holding a NUL (only a broken edge sends one; the
+edge's normalizer removes them) is searchable with U+FFFD in the NUL's place and is kept exactly in
+``plate_exact``, which is what every search returns. A pattern is made of plate characters only, so
+it matches U+FFFD exactly where it would match the NUL (``?`` or ``*``).
+
+**Partial plates.** As the day files do: the day's distinct plates are in ``plates`` with the plate
+reversed (``rplate``), both ``COLLATE "C"`` and indexed; a pattern (``鲁A*23?5``) is narrowed by an index
+range on its literal head or tail, whichever is estimated more selective
+(:func:`central.record.platepattern.narrowing`), filtered with ``LIKE`` (``*`` -> ``%``, ``?`` -> ``_``: a
+pattern holds no other metacharacter), and the reads of the matching plates are fetched by ``(plate,
+captured_at)``. Code-point order makes the range exact for Chinese characters, and a literal run of one
+or two characters narrows as well as a long one; pg_trgm was not chosen: it indexes runs of three
+characters (a pattern such as ``鲁A*23?5`` has none), and under the C locale it takes CJK characters for
+separators.
+
+**Retention.** :meth:`PgReadStore.purge_before` detaches each expired day's partitions with ``DETACH
+PARTITION ... CONCURRENTLY`` (it waits for the statements that may still see the partition, never
+blocks new ones) under ``lock_timeout``, then drops them. A detach the timeout interrupted is finished
+(``FINALIZE``) by the next purge or at start-up; searches use short autocommit statements
+(:class:`central.record.postgresql.connections.Pool`), so none holds a detach back for long.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from central.record.dayfiles import day_of, digest, parse_offset, read_attributes
+from central.record.platepattern import Pattern, clean_plate, narrowing, parse_pattern
+from central.record.postgresql.connections import Pool, connect
+from central.record.postgresql.schema import migrate
+from central.record.reads import (
+    MAX_LIMIT,
+    Companions,
+    RecordCounts,
+    SearchResult,
+    Stored,
+    StoredRead,
+    rank_companions,
+)
+from protocols.messages import Passage, PlateRead
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, int, PlateRead | Passage, float, float]
+"""One event to insert: checkpoint, epoch, the read or passage, when the edge sent it, when the hub got it."""
+
+TABLES = ("reads", "passages", "plates")
+_PARTITION = re.compile(r"(reads|passages|plates)_(\d{8})")
+_attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
+
+
+class DaysNotReady(Exception):
+    """An insert inside a transaction met days that have no partitions yet: roll back, ``prepare(days)``,
+    run the job again."""
+
+    def __init__(self, days: Sequence[dt.date]) -> None:
+        super().__init__(f"the record has no partitions for {', '.join(d.isoformat() for d in days)} yet")
+        self.days = list(days)
+
+
+def _b(text: str | None) -> bytes | None:
+    """Text the record keeps but never searches, as bytes (a NUL and lone surrogates survive)."""
+    return None if text is None else text.encode("utf-8", "surrogatepass")
+
+
+def _s(raw: bytes | None) -> str | None:
+    return None if raw is None else bytes(raw).decode("utf-8", "surrogatepass")
+
+
+def plate_forms(plate: str) -> tuple[str, bytes | None]:
+    """The plate as ``text`` can hold it (NUL and lone surrogates as U+FFFD), and the exact plate as bytes
+    when that differs (None otherwise)."""
+    text = plate.replace("\0", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text, (None if text == plate else plate.encode("utf-8", "surrogatepass"))
+
+
+def _like(glob: str) -> str:
+    # parse_pattern admits plate characters, * and ? only: nothing else is special to LIKE.
+    return glob.replace("*", "%").replace("?", "_")
+
+
+def partition_name(table: str, day: dt.date) -> str:
+    return f"{table}_{day:%Y%m%d}"
+
+
+_READ_INPUT = [
+    ("i", "int4"),
+    ("day", "date"),
+    ("checkpoint", "text"),
+    ("epoch", "int8"),
+    ("seq", "int8"),
+    ("digest", "bytea"),
+    ("plate", "text"),
+    ("plate_exact", "bytea"),
+    ("camera_id", "bytea"),
+    ("camera_event_id", "bytea"),
+    ("captured_at", "float8"),
+    ("edge_sent_at", "float8"),
+    ("received_at", "float8"),
+    ("plate_raw", "bytea"),
+    ("plate_valid", "bool"),
+    ("plate_problem", "bytea"),
+    ("no_plate", "bool"),
+    ("colour", "bytea"),
+    ("vehicle_type", "bytea"),
+    ("confidence", "float8"),
+    ("lane", "int4"),
+    ("direction", "bytea"),
+    ("attributes", "bytea"),
+]
+_PASSAGE_INPUT = [
+    ("i", "int4"),
+    ("day", "date"),
+    ("checkpoint", "text"),
+    ("epoch", "int8"),
+    ("seq", "int8"),
+    ("digest", "bytea"),
+    ("plate", "text"),
+    ("plate_exact", "bytea"),
+    ("no_plate", "bool"),
+    ("colour", "bytea"),
+    ("vehicle_type", "bytea"),
+    ("first_seen", "float8"),
+    ("last_seen", "float8"),
+    ("best_seq", "int8"),
+    ("read_seqs", "text"),  # int8[] of each passage, as an array literal: unnest cannot take ragged arrays
+    ("cameras", "text"),  # bytea[] likewise
+    ("received_at", "float8"),
+]
+
+
+def _insert_statement(table: str, other: str, columns: list[tuple[str, str]], count: str) -> str:
+    """One statement for a batch: unnest the arrays, skip identities the other table holds, insert the rest
+    with ON CONFLICT DO NOTHING, add new plates and counts; answer (i, new, digest already stored)."""
+    stored = [name for name, _ in columns if name != "i"]
+    unnest = ", ".join(f"%b::{kind}[]" for _, kind in columns)
+    names = ", ".join(name for name, _ in columns)
+    values = ", ".join(
+        f"{name}::{'int8[]' if name == 'read_seqs' else 'bytea[]'}"
+        if name in ("read_seqs", "cameras")
+        else name
+        for name in stored
+    )
+    plates = (
+        "new_plates AS (INSERT INTO plates (day, plate, rplate) SELECT DISTINCT day, plate, reverse(plate) "
+        "FROM added ON CONFLICT DO NOTHING), "
+        if table == "reads"
+        else ""
+    )
+    return (
+        f"WITH input AS (SELECT * FROM unnest({unnest}) AS t({names})), "
+        f"free AS (SELECT * FROM input n WHERE NOT EXISTS (SELECT 1 FROM {other} o WHERE o.day = ANY(%b::date[]) "
+        "AND o.day = n.day "
+        "AND o.checkpoint = n.checkpoint AND o.epoch = n.epoch AND o.seq = n.seq)), "
+        f"added AS (INSERT INTO {table} ({', '.join(stored)}) SELECT {values} FROM free "
+        "ON CONFLICT DO NOTHING RETURNING day, checkpoint, epoch, seq, plate), "
+        f"{plates}"
+        f"counted AS (UPDATE record_days d SET {count} = d.{count} + c.n FROM (SELECT day, count(*) AS n "
+        "FROM added GROUP BY day) c WHERE d.day = c.day) "
+        "SELECT n.i, a.seq IS NOT NULL, x.digest FROM input n "
+        "LEFT JOIN added a ON a.day = n.day AND a.checkpoint = n.checkpoint AND a.epoch = n.epoch AND a.seq = n.seq "
+        f"LEFT JOIN {table} x ON x.day = ANY(%b::date[]) AND x.day = n.day AND x.checkpoint = n.checkpoint "
+        "AND x.epoch = n.epoch AND x.seq = n.seq"
+    )
+
+
+INSERT_READS = _insert_statement("reads", "passages", _READ_INPUT, "reads")
+INSERT_PASSAGES = _insert_statement("passages", "reads", _PASSAGE_INPUT, "passages")
+
+_READ_COLUMNS = (
+    "r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at, r.plate, r.plate_exact, r.plate_raw, "
+    "r.plate_valid, r.no_plate, r.colour, r.vehicle_type, r.confidence, r.lane, r.direction, "
+    "r.camera_event_id, r.received_at, r.attributes"
+)
+_SELECT_READ = f"SELECT {_READ_COLUMNS} FROM reads r"
+#: The days held in a range, computed once in the statement that searches it (one round trip, not two).
+_HELD = "(SELECT count(*) FROM record_days WHERE day BETWEEN %s AND %s)"
+_SELECT_PASSAGE = (
+    "SELECT checkpoint, epoch, seq, plate, plate_exact, colour, vehicle_type, first_seen, last_seen, best_seq "
+    "FROM passages"
+)
+
+
+def _row_to_read(row: Sequence[Any]) -> StoredRead:
+    (
+        cp,
+        epoch,
+        seq,
+        cam,
+        at,
+        plate,
+        exact,
+        raw,
+        valid,
+        no_plate,
+        colour,
+        vt,
+        conf,
+        lane,
+        direction,
+        ev,
+        rec,
+        attrs,
+    ) = row
+    extra = _attributes_decoder.decode(attrs) if attrs else {}
+    return StoredRead(
+        checkpoint=cp,
+        epoch=epoch,
+        seq=seq,
+        camera_id=_s(cam) or "",
+        captured_at=at,
+        plate=plate if exact is None else _s(exact) or "",
+        plate_raw=_s(raw) or "",
+        plate_valid=valid,
+        no_plate=no_plate,
+        colour=_s(colour),
+        vehicle_type=_s(vt),
+        confidence=conf,
+        lane=lane,
+        direction=_s(direction),
+        camera_event_id=_s(ev),
+        received_at=rec,
+        vehicle_colour=extra.get("vehicle_colour"),  # type: ignore[arg-type]
+        vehicle_brand=extra.get("vehicle_brand"),  # type: ignore[arg-type]
+        has_evidence=bool(extra.get("has_evidence")),
+    )
+
+
+def _row_to_passage(row: Sequence[Any]) -> dict[str, object]:
+    cp, epoch, seq, plate, exact, colour, vt, first, last, best = row
+    return {
+        "checkpoint": cp,
+        "epoch": epoch,
+        "seq": seq,
+        "plate": plate if exact is None else _s(exact),
+        "colour": _s(colour),
+        "vehicle_type": _s(vt),
+        "first_seen": first,
+        "last_seen": last,
+        "best_seq": best,
+    }
+
+
+def _array_literal(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of the given element texts (each quoted, quotes and backslashes escaped)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+class PgReadStore:
+    """The record in PostgreSQL; see the module docstring.
+
+    ``insert``, ``insert_many``, ``lookup_read`` and ``identity_taken`` take the writer's connection
+    (``db``: a psycopg connection, in the writer's transaction); the rest use pooled autocommit
+    connections from any thread. ``start()`` connects and migrates; nothing connects before it.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        utc_offset: str = "+08:00",
+        pool_size: int = 4,
+        lock_timeout_s: float = 2.0,
+    ) -> None:
+        self.dsn = dsn
+        self.tz = parse_offset(utc_offset)
+        self.lock_timeout_s = lock_timeout_s
+        self._pool = Pool(dsn, pool_size)
+        self._ddl: psycopg.Connection | None = None
+        self._ddl_lock = threading.Lock()
+        self._writer: psycopg.Connection | None = None
+        self._writer_lock = threading.Lock()
+        self._days: set[dt.date] = set()
+        self._days_lock = threading.Lock()
+
+    # -- life ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect, apply the migrations, finish a purge or a day's set-up a crash interrupted."""
+        with self._ddl_lock:
+            self._ddl = connect(self.dsn, autocommit=False)
+            migrate(self._ddl)
+            self._ddl.autocommit = True
+            self._ddl.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
+            self._recover()
+            held = {d for (d,) in self._ddl.execute("SELECT day FROM record_days").fetchall()}
+        with self._days_lock:
+            self._days = held
+
+    def stop(self) -> None:
+        self._pool.close()
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        with self._ddl_lock:
+            if self._ddl is not None:
+                self._ddl.close()
+                self._ddl = None
+
+    def _ddl_conn(self) -> psycopg.Connection:
+        if self._ddl is None or self._ddl.closed or self._ddl.broken:
+            self._ddl = connect(self.dsn, autocommit=True)
+            self._ddl.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
+        return self._ddl
+
+    # -- partitions ---------------------------------------------------------------------------------
+    def _partitions(self, conn: psycopg.Connection) -> dict[str, bool | None]:
+        """Every table named like a day's partition: True attached, None detach pending, False detached."""
+        rows = conn.execute(
+            "SELECT c.relname, i.inhdetachpending FROM pg_class c "
+            "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid "
+            "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
+            "AND c.relname ~ '^(reads|passages|plates)_[0-9]{8}$'"
+        ).fetchall()
+        return {name: (None if pending else True) if pending is not None else False for name, pending in rows}
+
+    def prepare(self, days: Iterable[dt.date]) -> None:
+        """Make the partitions of days that have none (outside the caller's transaction: DDL on a
+        connection of its own, each day committed before it is used)."""
+        wanted = sorted(set(days) - self._days)
+        if not wanted:
+            return
+        with self._ddl_lock:
+            conn = self._ddl_conn()
+            parts = self._partitions(conn)
+            for day in wanted:
+                if day in self._days:
+                    continue
+                for table in TABLES:  # detached or pending: a leftover of an interrupted purge
+                    name = partition_name(table, day)
+                    if name in parts and parts[name] is not True:
+                        self._drop(conn, table, name, parts[name])
+                with conn.transaction():  # one commit for the day's three partitions and its row
+                    for table in TABLES:
+                        name = partition_name(table, day)
+                        if parts.get(name) is True:
+                            continue
+                        ident = sql.Identifier(name)
+                        conn.execute(
+                            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
+                                ident, sql.Identifier(table)
+                            )
+                        )
+                        conn.execute(
+                            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                                sql.Identifier(table),
+                                ident,
+                                sql.Literal(day),
+                                sql.Literal(day + dt.timedelta(days=1)),
+                            )
+                        )
+                    conn.execute("INSERT INTO record_days (day) VALUES (%s) ON CONFLICT DO NOTHING", (day,))
+                with self._days_lock:
+                    self._days.add(day)
+
+    def _drop(self, conn: psycopg.Connection, table: str, name: str, state: bool | None) -> None:
+        """Detach (concurrently, or finish a detach left pending) and drop one partition."""
+        ident = sql.Identifier(name)
+        if state is True:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+                    sql.Identifier(table), ident
+                )
+            )
+        elif state is None:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(sql.Identifier(table), ident)
+            )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+
+    def _recover(self) -> None:
+        """At start-up: drop what an interrupted purge left (a partition detached or pending, a day whose
+        partitions are partly gone)."""
+        conn = self._ddl_conn()
+        parts = self._partitions(conn)
+        for name, state in parts.items():
+            if state is not True:
+                self._drop(conn, name.split("_")[0], name, state)
+        for (day,) in conn.execute("SELECT day FROM record_days").fetchall():
+            names = [partition_name(t, day) for t in TABLES]
+            if all(parts.get(n) is True for n in names):
+                continue
+            log.warning("finishing the purge of %s that was interrupted", day)
+            for table, name in zip(TABLES, names, strict=True):
+                if parts.get(name) is True:
+                    self._drop(conn, table, name, True)
+            conn.execute("DELETE FROM record_days WHERE day = %s", (day,))
+
+    # -- writer side ----------------------------------------------------------------------------------
+    def day_of_event(self, event: PlateRead | Passage) -> dt.date:
+        return day_of(event.captured_at if isinstance(event, PlateRead) else event.first_seen, self.tz)
+
+    def insert(
+        self,
+        db: psycopg.Connection,
+        checkpoint: str,
+        epoch: int,
+        event: PlateRead | Passage,
+        edge_sent_at: float,
+        received_at: float,
+    ) -> Stored:
+        """Insert one read or passage idempotently (see ``insert_many``)."""
+        return self.insert_many(db, [(checkpoint, epoch, event, edge_sent_at, received_at)])[0]
+
+    def insert_many(self, db: psycopg.Connection, items: Sequence[Item]) -> list[Stored]:
+        """Insert a batch idempotently by identity, in one statement for its reads and one for its
+        passages; one ``Stored`` per item, in order.
+
+        Outside a transaction the days the batch needs are prepared first; inside one, a day without
+        partitions raises :class:`DaysNotReady` (roll back, ``prepare``, run again)."""
+        days = [self.day_of_event(item[2]) for item in items]
+        missing = sorted(set(days) - self._days)
+        if missing:
+            if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise DaysNotReady(missing)
+            self.prepare(missing)
+        out: list[Stored | None] = [None] * len(items)
+        wave: list[int] = []
+        seen: set[tuple[str, int, int]] = set()
+        for i, (checkpoint, epoch, event, _, _) in enumerate(items):
+            key = (checkpoint, epoch, event.seq)
+            if key in seen:  # the same identity again: after the first is in, as row by row
+                self._insert_wave(db, items, days, wave, out)
+                wave, seen = [], set()
+            seen.add(key)
+            wave.append(i)
+        self._insert_wave(db, items, days, wave, out)
+        return out  # type: ignore[return-value]
+
+    def _insert_wave(
+        self,
+        db: psycopg.Connection,
+        items: Sequence[Item],
+        days: list[dt.date],
+        wave: list[int],
+        out: list[Stored | None],
+    ) -> None:
+        reads = [i for i in wave if isinstance(items[i][2], PlateRead)]
+        passages = [i for i in wave if not isinstance(items[i][2], PlateRead)]
+        digests: dict[int, bytes] = {}
+        if reads:
+            cols: list[list[Any]] = [[] for _ in _READ_INPUT]
+            for i in reads:
+                checkpoint, epoch, read, sent, received = items[i]
+                assert isinstance(read, PlateRead)
+                digests[i] = digest(read)
+                plate, exact = plate_forms(read.plate)
+                row = (
+                    i,
+                    days[i],
+                    checkpoint,
+                    epoch,
+                    read.seq,
+                    digests[i],
+                    plate,
+                    exact,
+                    _b(read.camera_id),
+                    _b(read.camera_event_id),
+                    read.captured_at,
+                    sent,
+                    received,
+                    _b(read.plate_raw),
+                    read.plate_valid,
+                    _b(read.plate_problem),
+                    read.no_plate,
+                    _b(read.colour),
+                    _b(read.vehicle_type),
+                    read.confidence,
+                    read.lane,
+                    _b(read.direction),
+                    _b(read_attributes(read)),
+                )
+                for col, value in zip(cols, row, strict=True):
+                    col.append(value)
+            self._resolve(db, INSERT_READS, cols, "reads", items, digests, out)
+        if passages:
+            cols = [[] for _ in _PASSAGE_INPUT]
+            for i in passages:
+                checkpoint, epoch, passage, _, received = items[i]
+                assert isinstance(passage, Passage)
+                digests[i] = digest(passage)
+                plate, exact = plate_forms(passage.plate)
+                row = (
+                    i,
+                    days[i],
+                    checkpoint,
+                    epoch,
+                    passage.seq,
+                    digests[i],
+                    plate,
+                    exact,
+                    passage.no_plate,
+                    _b(passage.colour),
+                    _b(passage.vehicle_type),
+                    passage.first_seen,
+                    passage.last_seen,
+                    passage.best_seq,
+                    "{" + ",".join(str(int(s)) for s in passage.read_seqs) + "}",
+                    _array_literal("\\x" + c.encode("utf-8", "surrogatepass").hex() for c in passage.cameras),
+                    received,
+                )
+                for col, value in zip(cols, row, strict=True):
+                    col.append(value)
+            self._resolve(db, INSERT_PASSAGES, cols, "passages", items, digests, out)
+
+    def _resolve(
+        self,
+        db: psycopg.Connection,
+        statement: str,
+        cols: list[list[Any]],
+        table: str,
+        items: Sequence[Item],
+        digests: dict[int, bytes],
+        out: list[Stored | None],
+    ) -> None:
+        unknown = []
+        # The batch's days as a constant as well: the plan touches those days' partitions only, never one
+        # that a purge is detaching (see connections.connect for why plans are never generic).
+        days = sorted(set(cols[1]))
+        rows = db.execute(statement, [*cols, days, days], prepare=True).fetchall()  # type: ignore[arg-type]
+        for i, new, stored in rows:
+            checkpoint, epoch, event, _, _ = items[i]
+            taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
+            if new:
+                out[i] = Stored(True)
+            elif stored is None:
+                unknown.append(i)
+            else:
+                out[i] = (
+                    Stored(False, seen_before=True)
+                    if bytes(stored) == digests[i]
+                    else Stored(False, conflict=taken)
+                )
+        for i in unknown:
+            # Not inserted and not in the table as the statement saw it: the other table holds the
+            # identity, or another session committed it meanwhile (looked up again, now visible).
+            checkpoint, epoch, event, _, _ = items[i]
+            taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
+            row = db.execute(
+                sql.SQL(
+                    "SELECT digest FROM {} WHERE day = %s AND checkpoint = %s AND epoch = %s AND seq = %s"
+                ).format(sql.Identifier(table)),
+                (self.day_of_event(event), checkpoint, epoch, event.seq),
+            ).fetchone()
+            same = row is not None and bytes(row[0]) == digests[i]
+            out[i] = Stored(False, seen_before=True) if same else Stored(False, conflict=taken)
+
+    def lookup_read(
+        self, db: psycopg.Connection, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> StoredRead | None:
+        """The read with this identity on the day of ``near`` or the day before (writer side)."""
+        day = day_of(near, self.tz)
+        row = db.execute(
+            _SELECT_READ + " WHERE r.day IN (%s, %s) AND r.checkpoint = %s AND r.epoch = %s AND r.seq = %s "
+            "ORDER BY r.day DESC LIMIT 1",
+            (day, day - dt.timedelta(days=1), checkpoint, epoch, seq),
+        ).fetchone()
+        return None if row is None else _row_to_read(row)
+
+    def identity_taken(
+        self, db: psycopg.Connection, checkpoint: str, epoch: int, seq: int, near: float
+    ) -> bool:
+        """A read or passage on the day of ``near`` or the day before holds this identity."""
+        day = day_of(near, self.tz)
+        days = (day, day - dt.timedelta(days=1))
+        return bool(
+            db.execute(
+                "SELECT EXISTS (SELECT 1 FROM reads WHERE day IN (%s, %s) AND checkpoint = %s AND epoch = %s "
+                "AND seq = %s) OR EXISTS (SELECT 1 FROM passages WHERE day IN (%s, %s) AND checkpoint = %s "
+                "AND epoch = %s AND seq = %s)",
+                (*days, checkpoint, epoch, seq, *days, checkpoint, epoch, seq),
+            ).fetchone()[0]  # type: ignore[index]
+        )
+
+    def write(self, items: Sequence[Item]) -> list[Stored]:
+        """Insert a batch in a transaction of its own on the store's writer connection and commit it
+        (what the hub's writer does with a group of batches; tests and benchmarks call it directly)."""
+        days = {self.day_of_event(item[2]) for item in items}
+        for attempt in (1, 2):
+            self.prepare(days)
+            with self._writer_lock:
+                if self._writer is None or self._writer.closed or self._writer.broken:
+                    self._writer = connect(self.dsn, autocommit=False)
+                try:
+                    with self._writer.transaction():
+                        return self.insert_many(self._writer, items)
+                except DaysNotReady:  # a purge took one of its days meanwhile: made again, run again
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def run(self, job: Any) -> Any:
+        """Run ``job(connection)`` in a transaction of the writer connection (lookups for tests)."""
+        with self._writer_lock:
+            if self._writer is None or self._writer.closed or self._writer.broken:
+                self._writer = connect(self.dsn, autocommit=False)
+            with self._writer.transaction():
+                return job(self._writer)
+
+    # -- read side ------------------------------------------------------------------------------------
+    def days(self) -> list[dt.date]:
+        """Days held, oldest first."""
+        with self._pool.connection() as conn:
+            return [d for (d,) in conn.execute("SELECT day FROM record_days ORDER BY day").fetchall()]
+
+    def _held_between(self, conn: psycopg.Connection, since: float, until: float) -> list[dt.date]:
+        first, last = day_of(since, self.tz), day_of(until, self.tz)
+        return [
+            d
+            for (d,) in conn.execute(
+                "SELECT day FROM record_days WHERE day BETWEEN %s AND %s ORDER BY day", (first, last)
+            ).fetchall()
+        ]
+
+    def search_exact(
+        self, plate: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult:
+        """Reads of one plate in [since, until] (at one checkpoint if given), newest first."""
+        return self._search(Pattern(clean_plate(plate), "", ""), since, until, limit, checkpoint)
+
+    def search_pattern(
+        self, pattern: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
+    ) -> SearchResult:
+        """Reads whose plate matches a partial plate (``*`` any run, ``?`` one character), newest first."""
+        return self._search(parse_pattern(pattern), since, until, limit, checkpoint)
+
+    def _search(
+        self, p: Pattern, since: float, until: float, limit: int, checkpoint: str | None = None
+    ) -> SearchResult:
+        limit = max(1, min(limit, MAX_LIMIT))
+        place = " AND r.checkpoint = %s" if checkpoint else ""
+        extra: tuple[Any, ...] = (checkpoint,) if checkpoint else ()
+        order = " AND r.captured_at >= %s AND r.captured_at <= %s ORDER BY r.captured_at DESC LIMIT %s"
+        out: list[StoredRead] = []
+        first, last = day_of(since, self.tz), day_of(until, self.tz)
+        with self._pool.connection() as conn:
+            if p.exact:  # one statement over the range: a merge of the days' (plate, captured_at) indexes
+                rows = conn.execute(
+                    f"SELECT {_HELD}, {_READ_COLUMNS} FROM reads r WHERE r.day BETWEEN %s AND %s AND r.plate = %s"
+                    + place
+                    + order,
+                    (first, last, first, last, p.glob, *extra, since, until, limit + 1),
+                ).fetchall()
+                held = rows[0][0] if rows else len(self._held_between(conn, since, until))
+                out = [_row_to_read(r[1:]) for r in rows]
+                return SearchResult(out[:limit], len(out) > limit, held)
+            days = self._held_between(conn, since, until)
+            n = narrowing(p)
+            # Each selects only the indexed column it narrows on (the plate is the reversal of rplate), so
+            # the candidates come from an index-only scan, without a heap fetch per plate looked at; they
+            # are gathered into an array first, then the day's reads fetched by (plate, captured_at).
+            if n.column is None:
+                candidates = "SELECT plate FROM plates WHERE day = %s AND plate LIKE %s"
+                cparams: tuple[Any, ...] = (_like(n.glob),)
+            elif n.column == "plate":
+                candidates = (
+                    "SELECT plate FROM plates WHERE day = %s AND plate >= %s AND plate < %s AND plate LIKE %s"
+                )
+                cparams = (n.low, n.high, _like(n.glob))
+            else:
+                candidates = (
+                    "SELECT reverse(rplate) FROM plates WHERE day = %s AND rplate >= %s AND rplate < %s "
+                    "AND rplate LIKE %s"
+                )
+                cparams = (n.low, n.high, _like(n.glob))
+            statement = (
+                f"{_SELECT_READ} WHERE r.day = %s AND r.plate = ANY(ARRAY({candidates})){place}{order}"
+            )
+            searched = 0
+            for day in reversed(days):
+                searched += 1
+                rows = conn.execute(
+                    statement, (day, day, *cparams, *extra, since, until, limit - len(out) + 1)
+                ).fetchall()
+                out.extend(_row_to_read(r) for r in rows)
+                if len(out) > limit:
+                    break
+        return SearchResult(out[:limit], len(out) > limit, searched)
+
+    # -- intelligence: routes and companions ---------------------------------------------------------
+    def route(self, plate: str, since: float, until: float, limit: int = MAX_LIMIT) -> SearchResult:
+        """Passages of one plate in [since, until], oldest first (its trip across the ring)."""
+        plate = clean_plate(plate)
+        limit = max(1, min(limit, MAX_LIMIT))
+        first, last = day_of(since, self.tz), day_of(until, self.tz)
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_HELD}, "
+                + _SELECT_PASSAGE.removeprefix("SELECT ")
+                + " WHERE day BETWEEN %s AND %s "
+                "AND plate = %s AND first_seen >= %s AND first_seen <= %s ORDER BY first_seen LIMIT %s",
+                (first, last, first, last, plate, since, until, limit + 1),
+            ).fetchall()
+            held = rows[0][0] if rows else len(self._held_between(conn, since, until))
+        out = [_row_to_passage(r[1:]) for r in rows]
+        return SearchResult(out[:limit], len(out) > limit, held)  # type: ignore[arg-type]
+
+    def companions(
+        self,
+        plate: str,
+        since: float,
+        until: float,
+        window_s: float = 120.0,
+        min_shared: int = 3,
+        limit: int = 20,
+    ) -> Companions:
+        """Vehicles that passed the checkpoints ``plate`` passed, within ``window_s`` of it, on at least
+        ``min_shared`` of its passages (ranked as the day files rank them).
+
+        One short statement per passage of the plate (``passages_checkpoint`` on each end's day), each
+        in autocommit: a week's query never holds one snapshot that a day's detach must wait for."""
+        target = self.route(plate, since, until).reads
+        plate = clean_plate(plate)
+        shared: dict[str, dict[int, tuple[float, dict[str, object]]]] = {}
+        statement = (
+            _SELECT_PASSAGE + " WHERE day BETWEEN %s AND %s AND checkpoint = %s AND first_seen >= %s "
+            "AND first_seen <= %s AND plate <> %s AND NOT no_plate AND plate <> ''"
+        )
+        with self._pool.connection() as conn:
+            for i, mine in enumerate(target):
+                at, cp = float(mine["first_seen"]), str(mine["checkpoint"])  # type: ignore[arg-type]
+                lo, hi = at - window_s, at + window_s
+                rows = conn.execute(
+                    statement, (day_of(lo, self.tz), day_of(hi, self.tz), cp, lo, hi, plate), prepare=True
+                ).fetchall()
+                for row in rows:
+                    other = _row_to_passage(row)
+                    gap = abs(float(other["first_seen"]) - at)  # type: ignore[arg-type]
+                    seen = shared.setdefault(str(other["plate"]), {})
+                    if i not in seen or gap < seen[i][0]:
+                        seen[i] = (gap, other)
+        return rank_companions(target, shared, min_shared, limit)  # type: ignore[arg-type]
+
+    def counts(self) -> RecordCounts:
+        """Rows held, from the per-day counts the inserts keep (no scan of the record)."""
+        with self._pool.connection() as conn:
+            days, reads, passages = conn.execute(
+                "SELECT count(*), coalesce(sum(reads), 0), coalesce(sum(passages), 0) FROM record_days"
+            ).fetchone()  # type: ignore[misc]
+        return RecordCounts(int(reads), int(passages), int(days))
+
+    def iter_reads(self, day: dt.date) -> Iterator[StoredRead]:
+        """Every read of one day, oldest first."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,)).fetchall()
+        for row in rows:
+            yield _row_to_read(row)
+
+    def sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+        """A day's reads with their vehicle colour and make, in capture order (the clone index warms on
+        them), fetched in pages so a day of millions is never held at once."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="sightings") as cur:
+            cur.itersize = 5000
+            cur.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,))
+            for row in cur:
+                read = _row_to_read(row)
+                yield read, read.vehicle_colour, read.vehicle_brand
+
+    iter_sightings = sightings  # the name the interface has until issue 21's seam
+
+    def passages_of(self, day: dt.date) -> list[dict[str, object]]:
+        """Every passage of one day (for tests and exports), with its read seqs and cameras."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT checkpoint, epoch, seq, plate, plate_exact, first_seen, last_seen, best_seq, read_seqs, "
+                "cameras FROM passages WHERE day = %s ORDER BY first_seen",
+                (day,),
+            ).fetchall()
+        return [
+            {
+                "checkpoint": cp,
+                "epoch": epoch,
+                "seq": seq,
+                "plate": plate if exact is None else _s(exact),
+                "first_seen": first,
+                "last_seen": last,
+                "best_seq": best,
+                "read_seqs": list(read_seqs),
+                "cameras": [_s(c) for c in cameras],
+            }
+            for cp, epoch, seq, plate, exact, first, last, best, read_seqs, cameras in rows
+        ]
+
+    # -- retention ------------------------------------------------------------------------------------
+    def purge_before(self, cutoff: dt.date) -> list[dt.date]:
+        """Drop every day before ``cutoff``: its partitions detached concurrently (under ``lock_timeout``)
+        and dropped, then its row of counts. Ingest goes on meanwhile; a detach that timed out is left to
+        the next purge (the day is then still held and reported as not purged)."""
+        done: list[dt.date] = []
+        with self._ddl_lock:
+            conn = self._ddl_conn()
+            parts = self._partitions(conn)
+            held = {
+                d for (d,) in conn.execute("SELECT day FROM record_days WHERE day < %s", (cutoff,)).fetchall()
+            }
+            named = {
+                dt.datetime.strptime(m.group(2), "%Y%m%d").date()
+                for m in (_PARTITION.fullmatch(n) for n in parts)
+                if m is not None
+            }
+            for day in sorted(d for d in held | named if d < cutoff):
+                with self._days_lock:
+                    self._days.discard(day)  # an insert for it now prepares it again, after this purge
+                try:
+                    for table in TABLES:
+                        name = partition_name(table, day)
+                        if name in parts:
+                            self._drop(conn, table, name, parts[name])
+                except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
+                    # Left out of the known days: an insert for it prepares it again, finishing the drop.
+                    log.warning("purging %s stopped (%s); the next purge finishes it", day, exc)
+                    break
+                conn.execute("DELETE FROM record_days WHERE day = %s", (day,))
+                if day in held:
+                    done.append(day)
+        return done

@@ -1,0 +1,199 @@
+"""What only the PostgreSQL record has: its schema and migrations, partitions made between transactions,
+retention by ``DETACH PARTITION ... CONCURRENTLY`` under ``lock_timeout`` while ingest goes on, and the
+purge a crash interrupted. The behaviour both stores share is in tests/test_record_contract.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import psycopg
+import pytest
+
+from central.record.postgresql.reads import DaysNotReady, PgReadStore
+from central.record.postgresql.schema import MIGRATIONS
+from protocols.messages import Passage, PlateRead
+
+DAY = 86400.0
+CP = "SD-DZ-001"
+TZ = dt.timezone(dt.timedelta(hours=8))
+
+
+def read(seq, at, plate="鲁A12345"):
+    return PlateRead(seq=seq, camera_id="cam", captured_at=at, plate=plate, plate_raw=plate, plate_valid=True)
+
+
+def item(event):
+    return (CP, 1, event, 0.0, time.time())
+
+
+@pytest.fixture
+def store(pg_dsn):
+    s = PgReadStore(pg_dsn, lock_timeout_s=0.5)
+    s.start()
+    yield s
+    s.stop()
+
+
+def tables_named_like_partitions(dsn):
+    with psycopg.connect(dsn) as conn:
+        return sorted(
+            name
+            for (name,) in conn.execute(
+                "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname ~ '^(reads|passages|plates)_[0-9]{8}$'"
+            )
+        )
+
+
+def test_the_schema_is_partitioned_by_day_with_raw_text_as_bytes(store, pg_dsn):
+    with psycopg.connect(pg_dsn) as conn:
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == list(
+            range(1, len(MIGRATIONS) + 1)
+        )
+        keys = conn.execute(
+            "SELECT c.relname, p.partstrat, a.attname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+            "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] ORDER BY c.relname"
+        ).fetchall()
+        assert keys == [("passages", "r", "day"), ("plates", "r", "day"), ("reads", "r", "day")]
+        identity = conn.execute(
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 'reads'::regclass AND i.indisunique"
+        ).fetchone()[0]
+        assert "(checkpoint, epoch, seq, day)" in identity
+        types = dict(
+            conn.execute(
+                "SELECT column_name, data_type || coalesce(' ' || collation_name, '') FROM information_schema.columns "
+                "WHERE table_name = 'reads'"
+            ).fetchall()
+        )
+        assert types["plate"] == "text C" and types["plate_raw"] == "bytea" and types["camera_id"] == "bytea"
+    again = PgReadStore(pg_dsn)
+    again.start()  # nothing left to migrate
+    again.stop()
+
+
+def test_an_insert_inside_a_transaction_asks_for_a_new_day_first(store, pg_dsn):
+    now = time.time()
+    with psycopg.connect(pg_dsn) as conn:
+        with pytest.raises(DaysNotReady) as raised, conn.transaction():
+            conn.execute("SELECT 1")
+            store.insert_many(conn, [item(read(1, now))])
+        assert raised.value.days == [dt.datetime.fromtimestamp(now, TZ).date()]
+        store.prepare(raised.value.days)
+        with conn.transaction():
+            assert store.insert_many(conn, [item(read(1, now))])[0].inserted
+    assert store.counts().reads == 1
+
+
+def test_ingest_goes_on_while_a_day_is_detached_behind_a_long_search(pg_dsn):
+    """A search that holds its snapshot makes the detach wait; new reads are committed all the while."""
+    store = PgReadStore(pg_dsn, lock_timeout_s=30)
+    store.start()
+    now = time.time()
+    old = dt.datetime.fromtimestamp(now - 3 * DAY, TZ).date()
+    try:
+        store.write([item(read(1, now - 3 * DAY)), item(read(2, now))])
+        search = psycopg.connect(pg_dsn)
+        search.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        assert search.execute("SELECT count(*) FROM reads").fetchone()[0] == 2  # both days' partitions read
+        purged: list = []
+        purge = threading.Thread(target=lambda: purged.append(store.purge_before(old + dt.timedelta(days=1))))
+        purge.start()
+        try:
+            with psycopg.connect(pg_dsn, autocommit=True) as watch:
+                deadline = time.monotonic() + 30
+                while not watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'ALTER TABLE%%DETACH%%' AND wait_event_type = 'Lock'"
+                ).fetchone()[0]:
+                    assert time.monotonic() < deadline, "the detach never waited"
+                    time.sleep(0.05)
+            for seq in range(3, 8):  # ingest while the detach waits
+                assert store.write([item(read(seq, now, plate=f"鲁B0000{seq}"))])[0].inserted
+            assert purge.is_alive(), "the detach waited for the search"
+            assert [r.plate for r in store.search_exact("鲁B00005", now - 60, now + 60).reads] == ["鲁B00005"]
+        finally:
+            search.rollback()
+            search.close()
+            purge.join(30)
+        assert purged == [[old]]
+        assert store.counts().reads == 6
+        assert not any(name.endswith(f"{old:%Y%m%d}") for name in tables_named_like_partitions(pg_dsn))
+    finally:
+        store.stop()
+
+
+def test_a_detach_that_times_out_is_finished_by_the_next_purge(store, pg_dsn):
+    now = time.time()
+    old = dt.datetime.fromtimestamp(now - 3 * DAY, TZ).date()
+    store.write([item(read(1, now - 3 * DAY)), item(read(2, now))])
+    holder = psycopg.connect(pg_dsn)
+    holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    holder.execute("SELECT count(*) FROM reads").fetchone()
+    try:
+        assert store.purge_before(old + dt.timedelta(days=1)) == [], "lock_timeout (0.5 s) stopped it"
+        assert old in store.days()
+        assert store.write([item(read(3, now))])[0].inserted, "ingest is not held up"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert store.purge_before(old + dt.timedelta(days=1)) == [old]
+    assert store.days() == [dt.datetime.fromtimestamp(now, TZ).date()]
+    assert not any(name.endswith(f"{old:%Y%m%d}") for name in tables_named_like_partitions(pg_dsn))
+    assert store.counts().reads == 2
+
+
+def test_a_purge_a_crash_interrupted_is_finished_at_start(store, pg_dsn):
+    now = time.time()
+    old = dt.datetime.fromtimestamp(now - 3 * DAY, TZ).date()
+    store.write(
+        [
+            item(read(1, now - 3 * DAY)),
+            item(
+                Passage(
+                    seq=2,
+                    plate="鲁A1",
+                    first_seen=now - 3 * DAY,
+                    last_seen=now - 3 * DAY,
+                    best_seq=1,
+                    read_seqs=[1],
+                    cameras=["c"],
+                )
+            ),
+        ]
+    )
+    store.write([item(read(3, now))])
+    store.stop()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # the crash: reads detached, nothing dropped
+        conn.execute(f"ALTER TABLE reads DETACH PARTITION reads_{old:%Y%m%d}")
+    again = PgReadStore(pg_dsn)
+    again.start()
+    try:
+        assert again.days() == [dt.datetime.fromtimestamp(now, TZ).date()]
+        assert not any(name.endswith(f"{old:%Y%m%d}") for name in tables_named_like_partitions(pg_dsn))
+        assert again.write([item(read(1, now - 3 * DAY))])[0].inserted, (
+            "the day is made again when a read comes"
+        )
+        assert again.counts().reads == 2
+    finally:
+        again.stop()
+
+
+def test_the_tests_cluster_is_our_own_durable_and_unprivileged(pg_cluster, pg_dsn):
+    import os
+
+    with psycopg.connect(pg_dsn) as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("fsync", "synchronous_commit", "full_page_writes", "listen_addresses", "port")
+        }
+    assert settings == {
+        "fsync": "on",
+        "synchronous_commit": "on",
+        "full_page_writes": "on",
+        "listen_addresses": "127.0.0.1",
+        "port": str(pg_cluster.port),
+    }
+    assert pg_cluster.port != 5432
+    assert not str(pg_cluster.data).startswith("/tmp/pytest-of-"), "outside pytest's private folder"
+    owner = os.stat(f"/proc/{pg_cluster.server_pids()[0]}").st_uid
+    assert owner != 0, "the server never runs as root"
