@@ -48,8 +48,6 @@ async def test_console_map_escalation_and_detail(tmp_path, mosquitto):
         extra={
             "feed": {"token": FEED_TOKEN},
             "console": {"escalate_after_s": 2},
-            # the same vehicle again is a second alert here (folding, on by default, would make it a repeat)
-            "alerts": {"fold_window_s": 0},
             "http": pki.https("cordon-hub"),
             "alerts": {"fold_window_s": 0},  # the same vehicle twice: two alerts (it tests their delivery)
         },
