@@ -446,9 +446,14 @@ class HubStore:
         conn = sqlite3.connect(str(folder / "hub.db"), isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # A backup of an earlier release may lack a table a later migration added: nothing to prune there.
+            present = {
+                name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             rows = {
                 table: conn.execute(f"DELETE FROM {table} WHERE {column} < ?", (hits_before,)).rowcount
                 for table, column in cls.HIT_TABLES
+                if table in present
             }
             conn.execute("COMMIT")
             if any(rows.values()):
