@@ -16,6 +16,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from protocols import topics
+from protocols.folding import FOLD_WINDOW_S
 from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubStatus, encode
 from runtime.tls import MQTT_PORT, MQTTS_PORT
 
@@ -108,7 +109,9 @@ class HubLink:
                 online=online,
                 sent_at=time.time(),
                 schema_versions=sorted(SUPPORTED_VERSIONS),
-                fold_window_s=self._fold_window_s,
+                # Only a window other than the protocol's default goes on the wire: an r1 edge refuses
+                # a status with a field it does not know (the hub serves edges one release behind).
+                fold_window_s=None if self._fold_window_s == FOLD_WINDOW_S else self._fold_window_s,
             )
         )
         return self._sign(body) if self._sign is not None else body

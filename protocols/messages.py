@@ -236,8 +236,11 @@ class CheckpointStatus(msgspec.Struct, **_WIRE):
     """Configured cameras silent longer than their ``stale_after_s`` (the console colours the checkpoint)."""
 
 
-class HubStatus(msgspec.Struct, **_WIRE):
-    """The hub's retained status; edges replay their outbox when it turns online."""
+class HubStatus(msgspec.Struct, omit_defaults=True, **_WIRE):
+    """The hub's retained status; edges replay their outbox when it turns online.
+
+    Fields at their default are left out on the wire: an edge of release r1 refuses a status with a field
+    it does not know, and the hub serves edges one release behind (docs/protocol.md)."""
 
     v: int
     online: bool
@@ -245,8 +248,9 @@ class HubStatus(msgspec.Struct, **_WIRE):
     schema_versions: list[int] = []
     fold_window_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """The hub's ``alerts.fold_window_s``: edges fold repeated hits for their tablets with the same window
-    (protocols/folding.py), and keep it for when the uplink is down. Absent: an older hub; edges keep the
-    window they last heard."""
+    (protocols/folding.py), and keep it for when the uplink is down. The hub sends it only when it differs
+    from ``protocols.folding.FOLD_WINDOW_S`` (so r1 edges still read the status). Absent: the default window,
+    or an older hub; edges keep the window they last heard."""
 
 
 class AlertHit(msgspec.Struct, **_WIRE):
