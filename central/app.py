@@ -25,7 +25,7 @@ from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink
 from central.people.users import Directory
 from central.record import retention
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import HubSettings
 from central.watchlists.files import ImportRejected, diff_entries
 from central.watchlists.index import HubWatchlists, changes_for, load_files

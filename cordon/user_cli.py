@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from central.people import audit, users
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 
 
 class UserCliError(RuntimeError):

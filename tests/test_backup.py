@@ -16,8 +16,8 @@ import pytest
 
 from central.people import audit
 from central.record import backups
-from central.record.dayfiles import day_of, file_name, parse_offset
-from central.record.store import HubStore
+from central.record.sqlite.dayfiles import day_of, file_name, parse_offset
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 from cordon.audit_cli import verify
 from protocols.messages import PlateRead

@@ -7,7 +7,7 @@ import time
 import msgspec
 
 from central.ingest.pipeline import Ingest
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from cordon.bench import e2e, e2e_load
 from protocols.messages import SCHEMA_VERSION, EventBatch, encode

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from central.ingest.pipeline import Ingest
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
 from tests.support import Mosquitto, hub_service

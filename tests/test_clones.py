@@ -10,7 +10,7 @@ import pytest
 
 from central.ingest.pipeline import Ingest
 from central.intel.clones import CloneCheck, load_geography, recent_reads
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import CloneSettings, load_settings
 from central.watchlists.index import HubWatchlists
 from protocols import clones

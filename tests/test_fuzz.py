@@ -282,7 +282,7 @@ for _kind in VALID:
 def test_hub_ingest_door_never_raises(tmp_path):
     """The hub's MQTT door: whatever arrives becomes stored data or a dead letter, never an exception."""
     from central.ingest.pipeline import Ingest
-    from central.record.store import HubStore
+    from central.record.sqlite.store import HubStore
     from central.watchlists.index import HubWatchlists
 
     store = HubStore(tmp_path / "hub.db")

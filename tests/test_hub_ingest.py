@@ -9,7 +9,7 @@ import time
 import pytest
 
 from central.ingest.pipeline import Ingest
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists, WatchlistFileError, changes_for, parse_csv
 from central.watchlists.lists import ListService, apply_changes
 from protocols.messages import (

@@ -65,7 +65,7 @@ def imports(path: Path) -> set[str]:
 
 
 def central_part(module: str) -> str | None:
-    """The hub part a dotted module name belongs to (``central.record.store`` -> ``record``)."""
+    """The hub part a dotted module name belongs to (``central.record.sqlite.store`` -> ``record``)."""
     parts = module.split(".")
     return parts[1] if parts[0] == "central" and len(parts) > 1 and parts[1] in CENTRAL_LAYERS else None
 

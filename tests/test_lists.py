@@ -2,7 +2,7 @@
 
 import pytest
 
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists import lists as lists_mod
 from central.watchlists.index import HubWatchlists
 from central.watchlists.lists import ListService, NotFound, apply_changes, versioned_snapshot

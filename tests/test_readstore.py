@@ -13,9 +13,9 @@ import sqlite_utils
 
 from central.app import create_app
 from central.ingest.pipeline import Ingest
-from central.record.dayfiles import SqliteReadStore, file_name
 from central.record.platepattern import PatternError, parse_pattern
-from central.record.store import MIGRATIONS, HubStore, digest
+from central.record.sqlite.dayfiles import SqliteReadStore, file_name
+from central.record.sqlite.store import MIGRATIONS, HubStore, digest
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
 from central.watchlists.index import HubWatchlists
 from central.web import keys
@@ -510,7 +510,7 @@ async def test_search_api_returns_what_the_edge_sent_with_a_read(client):
 
 def test_search_of_a_day_file_from_before_the_attributes_column(tmp_path):
     """A day file written before the column existed is searched all the same, its reads without attributes."""
-    from central.record.dayfiles import INDEXES, TABLES, day_of, parse_offset
+    from central.record.sqlite.dayfiles import INDEXES, TABLES, day_of, parse_offset
 
     s = HubStore(tmp_path / "hub.db")
     old_day = day_of(T0, parse_offset("+08:00"))
@@ -583,7 +583,7 @@ async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_noth
 
 
 def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(tmp_path):
-    from central.record.dayfiles import INDEXES, TABLES, day_of, parse_offset
+    from central.record.sqlite.dayfiles import INDEXES, TABLES, day_of, parse_offset
 
     s = HubStore(tmp_path / "hub.db")
     s.start()

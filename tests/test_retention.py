@@ -7,7 +7,7 @@ import time
 
 from central.people import audit
 from central.record import retention
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, EventBatch, PlateRead, encode
 

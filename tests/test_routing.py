@@ -11,7 +11,7 @@ import pytest
 
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import HubSettings, RoutingSettings
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
 from central.watchlists.lists import ListService, apply_changes

@@ -136,7 +136,7 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
 
     from central.alerts import escalation
     from central.alerts.webhooks import WebhookSender
-    from central.record.store import HubStore
+    from central.record.sqlite.store import HubStore
     from central.settings import WebhookSettings
     from tests.support import until
     from tests.test_webhooks import Receiver

@@ -14,8 +14,8 @@ import pytest
 from central.app import create_app
 from central.ingest.pipeline import Ingest
 from central.intel import stats
-from central.record.dayfiles import day_of, parse_offset
-from central.record.store import HubStore
+from central.record.sqlite.dayfiles import day_of, parse_offset
+from central.record.sqlite.store import HubStore
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
 from central.watchlists.lists import ListService, apply_changes

@@ -75,7 +75,7 @@ def test_the_key_and_the_window_are_defined_once():
 async def test_the_edge_and_the_hub_count_a_sequence_of_hits_alike(tmp_path):
     """The same hits in the same order: the edge's alert log and the hub's store end with the same open
     alerts and the same counts (the hub through its real folding in SQLite)."""
-    from central.record.store import HubStore
+    from central.record.sqlite.store import HubStore
 
     t = 1_000_000.0
     hits = [

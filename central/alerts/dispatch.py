@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from central.alerts.webhooks import WebhookSender
 from central.ingest.routing import Router
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from protocols import topics
 from protocols.messages import Alert, encode
 from runtime.fanout import Fanout

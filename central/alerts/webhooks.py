@@ -28,7 +28,7 @@ import sqlite_utils
 
 from central.alerts import escalation
 from central.people import audit
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import WebhookSettings
 from protocols.messages import Alert
 

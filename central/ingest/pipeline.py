@@ -28,7 +28,7 @@ from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
 from central.people import audit
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
 from protocols.alerting import alert_for, kit_alert, person_alert
@@ -79,7 +79,7 @@ class BatchResult:
     kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
     """Quick-test results stored from this batch (first time only)."""
     receipts: list[dict[str, Any]] = field(default_factory=list)
-    """Alarm receipts as stored (the consoles' frames, central/record/store.py)."""
+    """Alarm receipts as stored (the consoles' frames, central/record/sqlite/store.py)."""
     acknowledge: bool = True
     """False for reads from an upstream (a 视图库): no edge waits for an acknowledgement."""
     status: CheckpointStatus | None = None
@@ -396,7 +396,7 @@ class Ingest:
                 result.duplicates += 1
                 if not (outcome.seen_before and isinstance(event, PlateRead)):
                     continue
-                # The read's day file may have committed without hub.db (see central/record/dayfiles.py):
+                # The read's day file may have committed without hub.db (see central/record/sqlite/dayfiles.py):
                 # match again; alerts are idempotent by id, so only a lost one is raised.
             else:
                 tally.add(checkpoint, event)

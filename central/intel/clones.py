@@ -35,7 +35,7 @@ from central.intel.cloneindex import (
     same,
 )
 from central.intel.ring import SHIPPED
-from central.record.dayfiles import day_of
+from central.record.days import day_of
 from central.settings import CloneSettings
 from protocols import clones
 from protocols.alerting import rule_alert
@@ -43,8 +43,8 @@ from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
 from protocols.messages import Alert, PlateRead, derive_alert_id
 
 if TYPE_CHECKING:
-    from central.record.dayfiles import SqliteReadStore
     from central.record.reads import StoredRead
+    from central.record.sqlite.dayfiles import SqliteReadStore
 
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from central.record.dayfiles import day_bounds, day_of
+from central.record.days import day_bounds, day_of
 from protocols.kits import KitResult
 from protocols.messages import OUTCOMES, Alert, CheckpointStatus, Passage, PlateRead
 

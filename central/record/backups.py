@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from central.record.dayfiles import day_of, parse_offset
-from central.record.store import HubStore
+from central.record.days import day_of, parse_offset
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 
 PREFIX = "hub-"

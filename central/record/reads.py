@@ -1,6 +1,6 @@
 """What the hub's record of plain reads and passages is, whatever holds it: the interface and its results.
 
-``ReadStore`` is what the hub needs of the record; ``central.record.dayfiles.SqliteReadStore`` (one SQLite
+``ReadStore`` is what the hub needs of the record; ``central.record.sqlite.dayfiles.SqliteReadStore`` (one SQLite
 file per day) is the one this hub runs, and a PostgreSQL store (declarative partitions by day,
 pg_trgm for partial plates) can implement it too.
 """

@@ -1,6 +1,6 @@
 """Retention: the hub forgets what it no longer needs, on a schedule, and says so in the audit trail.
 
-Plain reads and passages go after ``record.retention_days`` (whole day files, see central/record/dayfiles.py);
+Plain reads and passages go after ``record.retention_days`` (whole day files, see central/record/sqlite/dayfiles.py);
 alerts, their outcomes, edge hits, gap reports and dead letters after ``record.hits_retention_days``. The
 audit trail itself is never purged. One run is one call of :func:`purge`, given the time to purge at, so a
 test drives it with a clock of its own.
@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass, field
 
 from central.people import audit
-from central.record.dayfiles import day_of
-from central.record.store import HubStore
+from central.record.days import day_of
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 
 log = logging.getLogger(__name__)

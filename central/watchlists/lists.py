@@ -20,7 +20,7 @@ import msgspec
 import sqlite_utils
 
 from central.people import audit
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols import topics
 from protocols.feed import (

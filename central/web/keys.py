@@ -13,7 +13,7 @@ from central.ingest.pipeline import Ingest
 from central.ingest.viid import ViidPlatform
 from central.mqtt import HubLink
 from central.people.users import Directory
-from central.record.store import Counts, HubStore
+from central.record.sqlite.store import Counts, HubStore
 from central.settings import HubSettings
 from central.watchlists.index import HubWatchlists
 from central.watchlists.lists import ListService

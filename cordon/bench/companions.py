@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from central.record.dayfiles import INDEXES, TABLES, SqliteReadStore, day_bounds, day_of, file_name
+from central.record.sqlite.dayfiles import INDEXES, TABLES, SqliteReadStore, day_bounds, day_of, file_name
 
 from .match import _plate
 

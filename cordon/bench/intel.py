@@ -48,7 +48,7 @@ import msgspec
 
 from central.ingest.pipeline import BatchResult, Ingest
 from central.intel.clones import CloneCheck, load_geography
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import CloneSettings
 from central.watchlists.index import HubWatchlists
 from protocols import plates

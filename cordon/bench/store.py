@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from central.ingest.pipeline import Ingest
-from central.record.dayfiles import (
+from central.record.sqlite.dayfiles import (
     INDEXES,
     READ_COLUMNS,
     TABLES,
@@ -46,7 +46,7 @@ from central.record.dayfiles import (
     digest,
     file_name,
 )
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, Event, EventBatch, PlateRead, encode
 

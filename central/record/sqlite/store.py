@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
-from central.record.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
 from central.record.reads import RecordCounts
-from central.record.schema import MIGRATIONS
+from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
+from central.record.sqlite.schema import MIGRATIONS
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,

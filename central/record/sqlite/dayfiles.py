@@ -51,7 +51,6 @@ store (declarative partitions by day, pg_trgm for partial plates) can implement 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import re
@@ -64,6 +63,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
+from central.record.days import day_of, digest, parse_offset, read_attributes
 from central.record.platepattern import Pattern, candidate_query, clean_plate, parse_pattern
 from central.record.reads import (
     MAX_LIMIT,
@@ -74,7 +74,7 @@ from central.record.reads import (
     StoredRead,
     rank_companions,
 )
-from protocols.messages import Event, Passage, PlateRead
+from protocols.messages import Passage, PlateRead
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,6 @@ log = logging.getLogger(__name__)
 FILE_PREFIX = "reads-"
 FILE_SUFFIX = ".db"
 PURGED_SUFFIX = ".purged"
-# captured_at outside these bounds (a broken edge clock) is routed to the nearest bound's day.
-_EARLIEST, _LATEST = 0.0, 4_102_444_799.0  # 1970-01-01 .. 2099-12-31 UTC
 
 _encoder = msgspec.json.Encoder()
 
@@ -139,32 +137,6 @@ READ_COLUMNS = (
 ATTRIBUTES_COLUMN = "attributes"
 
 
-def digest(event: Event) -> bytes:
-    """Content digest of an event: equal for an honest resend, different for a reused identity."""
-    return hashlib.blake2b(_encoder.encode(event), digest_size=16).digest()
-
-
-def parse_offset(text: str) -> dt.timezone:
-    """``+08:00`` -> the fixed offset the record's days are cut in."""
-    m = re.fullmatch(r"([+-])(\d{2}):(\d{2})", text.strip())
-    if not m or int(m.group(2)) > 14 or int(m.group(3)) > 59:
-        raise ValueError(f"UTC offset must look like +08:00, not {text!r}")
-    minutes = int(m.group(2)) * 60 + int(m.group(3))
-    return dt.timezone(dt.timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
-
-
-def day_of(ts: float, tz: dt.timezone) -> dt.date:
-    """The record day of a timestamp (clamped to 1970..2099, so any float has a day)."""
-    ts = min(max(ts, _EARLIEST), _LATEST) if ts == ts else _EARLIEST  # NaN -> earliest
-    return dt.datetime.fromtimestamp(ts, tz).date()
-
-
-def day_bounds(day: dt.date, tz: dt.timezone) -> tuple[float, float]:
-    """[start, end) of a record day in unix seconds."""
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
-    return start, start + 86400.0
-
-
 def file_name(day: dt.date) -> str:
     return f"{FILE_PREFIX}{day.isoformat()}{FILE_SUFFIX}"
 
@@ -206,20 +178,6 @@ def _select_read(conn: sqlite3.Connection, s: str = "") -> str:
     columns = {row[1] for row in conn.execute(f"PRAGMA {schema}.table_info(reads)")}
     attrs = f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"
     return _SELECT_READ.format(s=s, attrs=attrs)
-
-
-def read_attributes(read: PlateRead) -> str | None:
-    """The read's optional attributes as the day file keeps them (JSON), or None when it has none."""
-    attrs = {
-        k: v
-        for k, v in (
-            ("vehicle_colour", read.vehicle_colour),
-            ("vehicle_brand", read.vehicle_brand),
-            ("has_evidence", read.has_evidence),
-        )
-        if v
-    }
-    return _encoder.encode(attrs).decode() if attrs else None
 
 
 def _row_to_read(row: tuple) -> StoredRead:  # type: ignore[type-arg]
