@@ -29,7 +29,7 @@ from central.record.sqlite.store import HubStore
 from central.settings import HubSettings
 from central.watchlists.files import ImportRejected, diff_entries
 from central.watchlists.index import HubWatchlists, changes_for, load_files
-from central.watchlists.lists import ListService, get_list, list_entries
+from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamError, UpstreamSource
 from central.web import console as hub_console
 from central.web import keys
@@ -344,7 +344,10 @@ async def _watchlists(app: web.Application) -> AsyncIterator[None]:
         loaded = await asyncio.to_thread(load_files, files)
         current = await asyncio.to_thread(
             app[keys.STORE].read,
-            lambda db: {lid: {e.entry_id: e for e in list_entries(db, lid)} for lid in loaded.lists},
+            lambda tx: {
+                lid: {e.entry_id: e for e in app[keys.STORE].watchlists.list_entries(tx, lid)}
+                for lid in loaded.lists
+            },
         )
         changes = changes_for(loaded, current)
         applied = await lists.apply(changes, actor="config")
@@ -419,9 +422,9 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
                 if result is not None:
                     current = await asyncio.to_thread(
                         app[keys.STORE].read,
-                        lambda db: (
-                            get_list(db, list_id),
-                            {e.entry_id: e for e in list_entries(db, list_id)},
+                        lambda tx: (
+                            app[keys.STORE].watchlists.get_list(tx, list_id),
+                            {e.entry_id: e for e in app[keys.STORE].watchlists.list_entries(tx, list_id)},
                         ),
                     )
                     changes: list[FeedChange] = (
@@ -522,7 +525,7 @@ async def _escalate_loop(app: web.Application) -> None:
 async def escalate_once(app: web.Application, now: float | None = None) -> list[dict[str, object]]:
     """One escalation pass: audit what is due (one writer transaction), then publish the frames."""
     after_s = app[keys.SETTINGS].console.escalate_after_s
-    frames = await app[keys.STORE].run(lambda db: escalation.escalate_due(db, after_s, now))
+    frames = await app[keys.STORE].run(lambda tx: app[keys.STORE].escalate_due(tx, after_s, now))
     for frame in frames:
         app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
         if app[keys.DISPATCHER].webhooks is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from central.people import audit
+from central.record.sqlite import audit
 from runtime.sqlwriter import open_database
 
 

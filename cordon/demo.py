@@ -99,7 +99,8 @@ DEMO_ROLES = (
 
 def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     """One account per console role, with a fresh password each run (printed in the banner)."""
-    from central.people import audit, users
+    from central.people import users
+    from central.record.sqlite import audit
     from central.record.sqlite.store import HubStore
 
     made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]

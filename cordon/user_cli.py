@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from central.people import audit, users
+from central.people import users
+from central.record.sqlite import audit
 from central.record.sqlite.store import HubStore
 
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from central.people import audit
 from central.record import backups
+from central.record.sqlite import audit
 from central.record.sqlite.dayfiles import day_of, file_name, parse_offset
 from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings

@@ -10,8 +10,9 @@ import pytest
 
 from central.ingest.pipeline import Ingest
 from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.watchlists.index import HubWatchlists, WatchlistFileError, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,

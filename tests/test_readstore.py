@@ -271,8 +271,9 @@ CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n
 
 
 def _hub_ingest(store):
+    from central.record.sqlite.watchlists import apply_changes
     from central.watchlists.index import changes_for, parse_csv
-    from central.watchlists.lists import ListService, apply_changes
+    from central.watchlists.lists import ListService
 
     watchlists = HubWatchlists()
     ListService(store, watchlists, lambda *a, **k: None).load()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from central.people import audit
 from central.record import retention
+from central.record.sqlite import audit
 from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, EventBatch, PlateRead, encode

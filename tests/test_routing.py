@@ -12,9 +12,10 @@ import pytest
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router
 from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.settings import HubSettings, RoutingSettings
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 from protocols.messages import (
     SCHEMA_VERSION,
     Alert,
@@ -356,7 +357,7 @@ def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
 
 
 def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its_escalation(hub):
-    from central.alerts import escalation
+    from central.record.sqlite import escalation
     from protocols.messages import derive_alert_id
 
     (ingest, store, alerts, _), _ = hub

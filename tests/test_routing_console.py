@@ -134,8 +134,8 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
     import asyncio
     import contextlib
 
-    from central.alerts import escalation
     from central.alerts.webhooks import WebhookSender
+    from central.record.sqlite import escalation
     from central.record.sqlite.store import HubStore
     from central.settings import WebhookSettings
     from tests.support import until

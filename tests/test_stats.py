@@ -16,9 +16,10 @@ from central.ingest.pipeline import Ingest
 from central.intel import stats
 from central.record.sqlite.dayfiles import day_of, parse_offset
 from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, Passage, encode
 from tests.support import login
 from tests.test_hub_ingest import CSV, TOPIC, Recorder, payload, read

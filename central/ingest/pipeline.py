@@ -27,7 +27,6 @@ from central.ingest import folding
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
-from central.people import audit
 from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
@@ -416,7 +415,7 @@ class Ingest:
                 result.outcomes.append(
                     (checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event)
                 )
-                audit.append(
+                self.store.audit.append(
                     db,
                     event.officer,
                     "officer",
@@ -430,7 +429,7 @@ class Ingest:
                 result.kits.append((checkpoint, event))
                 self._match_person(db, result, checkpoint, epoch, event, received_at)
                 r = event.result
-                audit.append(
+                self.store.audit.append(
                     db,
                     event.checkpoint_officer,
                     "officer",
@@ -455,7 +454,7 @@ class Ingest:
                     "checkpoint": checkpoint,
                     "received_at": received_at,
                 }
-                audit.append(
+                self.store.audit.append(
                     db, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
                 )
             elif isinstance(event, Gap):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
-import sqlite_utils
 
+from central.record.tx import Tx
 from protocols.messages import Passage, PlateRead
 
 MAX_LIMIT = 5000
@@ -98,7 +98,7 @@ class ReadStore(Protocol):
 
     def insert(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         checkpoint: str,
         epoch: int,
         event: PlateRead | Passage,
@@ -107,12 +107,10 @@ class ReadStore(Protocol):
     ) -> Stored: ...
 
     def lookup_read(
-        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+        self, db: Tx, checkpoint: str, epoch: int, seq: int, near: float
     ) -> StoredRead | None: ...
 
-    def identity_taken(
-        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
-    ) -> bool: ...
+    def identity_taken(self, db: Tx, checkpoint: str, epoch: int, seq: int, near: float) -> bool: ...
 
     def search_exact(
         self, plate: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None

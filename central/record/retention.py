@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from central.people import audit
 from central.record.days import day_of
 from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
@@ -43,7 +42,7 @@ def purge(store: HubStore, settings: RecordSettings, now: float) -> PurgeReport:
         "rows": {k: v for k, v in hit_rows.items() if v},
     }
     store.submit(
-        lambda db: audit.append(
+        lambda db: store.audit.append(
             db,
             "retention",
             "system",

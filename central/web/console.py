@@ -11,7 +11,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from central.alerts import escalation
 from central.people.users import ACCESS_CODE_PRINCIPAL, COVERT_ROLES, STAFF, Directory
 from central.web import keys
 from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, restricted_list, sees_covert
@@ -176,7 +175,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
     after_s = app[keys.SETTINGS].console.escalate_after_s
     escalated = await asyncio.to_thread(
-        app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids, after_s)
+        app[keys.STORE].read, lambda tx: app[keys.STORE].escalated_among(tx, ids, after_s)
     )
     first += [{"type": "escalation", "escalation": e} for e in escalated]
     receipts = await asyncio.to_thread(app[keys.STORE].receipts, ids)

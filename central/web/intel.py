@@ -15,7 +15,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from central.people import audit
 from central.people.users import SEARCHERS
 from central.record.platepattern import PatternError
 from central.web import guards, keys
@@ -75,7 +74,7 @@ async def _guarded(request: web.Request, action: str, detail: dict[str, Any]) ->
         )
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await app[keys.STORE].run(
-        lambda db: audit.append(
+        lambda db: request.app[keys.STORE].audit.append(
             db,
             actor,
             role,

@@ -8,7 +8,6 @@ import time
 
 from aiohttp import web
 
-from central.people import audit
 from central.people.users import OPERATIONS, SEARCHERS, STAFF
 from central.record.platepattern import PatternError
 from central.web import keys
@@ -88,7 +87,7 @@ async def reads(request: web.Request) -> web.Response:
         )
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await app[keys.STORE].run(
-        lambda db: audit.append(
+        lambda db: request.app[keys.STORE].audit.append(
             db,
             actor,
             role,
@@ -165,7 +164,7 @@ async def kit_results(request: web.Request) -> web.Response:
     rows = await asyncio.to_thread(store.kit_results, checkpoint, since, until, result, limit_param(request))
     # Test results are health data: who looked at which of them is on the record.
     await store.run(
-        lambda db: audit.append(
+        lambda db: request.app[keys.STORE].audit.append(
             db,
             principal.name if principal else "?",
             principal.role if principal else "",

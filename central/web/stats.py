@@ -12,7 +12,6 @@ from typing import Any
 from aiohttp import web
 
 from central.intel import stats
-from central.people import audit
 from central.people.users import STATISTICIANS
 from central.web import guards, keys
 from runtime.web import Rule, json_error, principal_of
@@ -90,7 +89,7 @@ async def stats_export(request: web.Request) -> web.Response:
     principal = principal_of(request)
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await request.app[keys.STORE].run(
-        lambda db: audit.append(
+        lambda db: request.app[keys.STORE].audit.append(
             db,
             actor,
             role,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from central.people import audit, users
+from central.people import users
 from central.web import keys
 from protocols import topics
 from protocols.messages import OfficerAccounts, encode
@@ -88,7 +88,7 @@ async def user_add(request: web.Request) -> web.Response:
         user = users.add(
             db, data.username, data.role, hashed, display_name=data.display_name, checkpoint=data.checkpoint
         )
-        audit.append(
+        request.app[keys.STORE].audit.append(
             db,
             actor,
             role,
@@ -110,7 +110,7 @@ async def user_change(request: web.Request) -> web.Response:
 
         def job(db: Any) -> users.User:
             user = users.set_disabled(db, username, action == "disable")
-            audit.append(db, actor, role, f"user.{action}", target=username)
+            request.app[keys.STORE].audit.append(db, actor, role, f"user.{action}", target=username)
             return user
     elif action == "password":
         data = await _decode(request, PasswordInput)
@@ -121,13 +121,13 @@ async def user_change(request: web.Request) -> web.Response:
 
         def job(db: Any) -> users.User:
             user = users.set_password(db, username, hashed)
-            audit.append(db, actor, role, "user.password", target=username)
+            request.app[keys.STORE].audit.append(db, actor, role, "user.password", target=username)
             return user
     elif action == "token":
 
         def job(db: Any) -> users.User:
             answer["token"] = users.new_token(db, username)
-            audit.append(db, actor, role, "user.token", target=username)
+            request.app[keys.STORE].audit.append(db, actor, role, "user.token", target=username)
             return users.get(db, username)
     else:
         raise json_error(web.HTTPNotFound, f"unknown account action {action!r}")

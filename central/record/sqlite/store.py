@@ -24,8 +24,12 @@ import msgspec
 import sqlite_utils
 
 from central.record.reads import RecordCounts
+from central.record.sqlite import escalation
+from central.record.sqlite.audit import SqliteAuditStore
 from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
 from central.record.sqlite.schema import MIGRATIONS
+from central.record.sqlite.watchlists import SqliteWatchlistStore
+from central.record.sqlite.webhooks import SqliteWebhookStore
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,
@@ -156,6 +160,9 @@ class HubStore:
             self.path, name="hub-store", setup=self._setup, busy_timeout_s=busy_timeout_s
         )
         self.record.bind(self._writer)
+        self.audit = SqliteAuditStore()
+        self.webhooks = SqliteWebhookStore()
+        self.watchlists = SqliteWatchlistStore()
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         self.record.start(db)
@@ -341,6 +348,11 @@ class HubStore:
             f"ON CONFLICT(checkpoint) DO UPDATE SET {updates}",
             (checkpoint, *fields.values()),
         )
+
+    #: Inside a writer job: escalate the intercept alerts nobody answered (audited once each), their frames.
+    escalate_due = staticmethod(escalation.escalate_due)
+    #: On a read connection: the escalations already recorded for these alerts, as frames.
+    escalated_among = staticmethod(escalation.escalated_among)
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None:
         now = time.time()

@@ -1,0 +1,14 @@
+"""The handle of one open transaction of the hub's store, opaque to everything above ``record/``.
+
+A store hands it to the job it runs (``IngestStore.ingest``, ``run``, ``read``) and takes it back in
+its own methods; what it is (a SQLite connection with the day files attached, a PostgreSQL
+connection) is the implementation's business. Code outside ``central/record/`` only passes it on.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Tx(Protocol):
+    """One open transaction (write) or one read connection of the hub's store; use it only to pass on."""
