@@ -60,7 +60,7 @@ def create_app(settings: HubSettings) -> web.Application:
         busy_timeout_s=settings.store.busy_timeout_s,
     )
     console = Fanout()
-    directory = Directory()
+    directory = Directory(store.users.directory)
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(
         client_max_size=settings.http.max_body_bytes,
@@ -321,9 +321,7 @@ async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None
         try:
             now = await asyncio.to_thread(
                 store.read,
-                lambda db: db.conn.execute(
-                    "SELECT count(*), max(updated_at), total(generation) FROM users"
-                ).fetchone(),
+                store.users.signature,
             )
             if now != signature:
                 await asyncio.to_thread(store.read, directory.reload)

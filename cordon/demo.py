@@ -101,6 +101,7 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     """One account per console role, with a fresh password each run (printed in the banner)."""
     from central.people import users
     from central.record.sqlite import audit
+    from central.record.sqlite import users as user_store
     from central.record.sqlite.store import HubStore
 
     made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]
@@ -112,10 +113,10 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     def job(db):  # noqa: ANN001, ANN202
         for name, role, _ in made:
             try:
-                users.add(db, name, role, hashes[name], display_name=f"演示 {role}")
+                user_store.add(db, name, role, hashes[name], display_name=f"演示 {role}")
                 audit.append(db, "cordon demo", "", "user.add", target=name, detail={"role": role})
             except users.UserError:  # kept from an earlier run: a new password
-                users.set_password(db, name, hashes[name])
+                user_store.set_password(db, name, hashes[name])
                 audit.append(db, "cordon demo", "", "user.password", target=name)
 
     try:

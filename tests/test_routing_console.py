@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from central.app import create_app, escalate_once
-from central.people import users
+from central.record.sqlite import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit

@@ -28,6 +28,7 @@ from central.record.sqlite import escalation
 from central.record.sqlite.audit import SqliteAuditStore
 from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
 from central.record.sqlite.schema import MIGRATIONS
+from central.record.sqlite.users import SqliteUserStore
 from central.record.sqlite.watchlists import SqliteWatchlistStore
 from central.record.sqlite.webhooks import SqliteWebhookStore
 from protocols.kits import KitResult, overall_call
@@ -163,6 +164,7 @@ class HubStore:
         self.audit = SqliteAuditStore()
         self.webhooks = SqliteWebhookStore()
         self.watchlists = SqliteWatchlistStore()
+        self.users = SqliteUserStore()
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         self.record.start(db)
