@@ -9,7 +9,7 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from central.ingest import folding as hub_folding
+from central.record.sqlite import folding as hub_folding
 from edge import keys
 from edge.alertlog import AlertLog
 from edge.app import create_app

@@ -23,7 +23,6 @@ import msgspec
 import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from central.ingest import folding
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
@@ -467,7 +466,7 @@ class Ingest:
                     event.reason,
                 )
         self._thumbnails(db, result, first_alert, events)
-        tally.write(db)
+        self.store.stats.add_daily_counts(db, tally.counts)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, epoch, stored_reads):
@@ -533,11 +532,11 @@ class Ingest:
 
     def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
         """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
-        folded = folding.fold(db, alert, self.fold_window_s)
+        folded = self.store.fold(db, alert, self.fold_window_s)
         if folded is not None:
             result.folded = [a for a in result.folded if a.alert_id != folded.alert_id] + [folded]
             return
-        if folding.known(db, alert.alert_id):
+        if self.store.folded_or_raised(db, alert.alert_id):
             return
         routed = self.router.route(alert)
         if self.store.insert_alert(db, routed):
@@ -710,7 +709,7 @@ class Ingest:
             fields["last_seen"] = received_at
             if status.online:
                 fields["clock_offset_s"] = result.clock_offset_s = status.sent_at - received_at
-                stats.sample_status(db, status, received_at, self.store.record.tz)
+                self.store.stats.sample_status(db, status, received_at, self.store.record.tz)
         self.store.update_checkpoint(db, checkpoint, **fields)
         result.status = status
         return result

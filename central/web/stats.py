@@ -58,7 +58,7 @@ async def _summary(request: web.Request) -> dict[str, Any]:
     group, (first, last), hidden = _group(request), _days(request), _hidden(request)
     store, ring = request.app[keys.STORE], request.app.get(keys.RING, [])
     return await asyncio.to_thread(
-        store.read, lambda db: stats.summary(db, group, first, last, store.record.tz, ring, hidden)
+        store.read, lambda tx: store.stats.summary(tx, group, first, last, store.record.tz, ring, hidden)
     )
 
 
@@ -73,7 +73,7 @@ async def stats_misreads(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
     return guards.json_response(
         await asyncio.to_thread(
-            store.read, lambda db: stats.misreads(db, first, last, store.record.tz, hidden)
+            store.read, lambda tx: store.stats.misreads(tx, first, last, store.record.tz, hidden)
         )
     )
 

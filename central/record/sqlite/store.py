@@ -24,10 +24,11 @@ import msgspec
 import sqlite_utils
 
 from central.record.reads import RecordCounts
-from central.record.sqlite import escalation
+from central.record.sqlite import escalation, folding
 from central.record.sqlite.audit import SqliteAuditStore
 from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
 from central.record.sqlite.schema import MIGRATIONS
+from central.record.sqlite.stats import SqliteStatsStore
 from central.record.sqlite.users import SqliteUserStore
 from central.record.sqlite.watchlists import SqliteWatchlistStore
 from central.record.sqlite.webhooks import SqliteWebhookStore
@@ -165,6 +166,7 @@ class HubStore:
         self.webhooks = SqliteWebhookStore()
         self.watchlists = SqliteWatchlistStore()
         self.users = SqliteUserStore()
+        self.stats = SqliteStatsStore()
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         self.record.start(db)
@@ -355,6 +357,12 @@ class HubStore:
     escalate_due = staticmethod(escalation.escalate_due)
     #: On a read connection: the escalations already recorded for these alerts, as frames.
     escalated_among = staticmethod(escalation.escalated_among)
+
+    #: Inside a writer job: fold an alert into the open alert of its entry and list (the alert as updated),
+    #: or None when it is to be raised.
+    fold = staticmethod(folding.fold)
+    #: Inside a writer job: this alert id was already raised or folded (a replay).
+    folded_or_raised = staticmethod(folding.known)
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None:
         now = time.time()
