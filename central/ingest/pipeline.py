@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
 from central.record.sqlite.store import HubStore
+from central.record.tx import RunAgain, Tx
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
 from protocols.alerting import alert_for, kit_alert, person_alert
@@ -52,11 +52,8 @@ from protocols.messages import (
     encode,
     seq_ranges,
 )
-from runtime import deadletters
-from runtime.sqlwriter import NeedsPreparation
 
 log = logging.getLogger(__name__)
-_entry_decoder = msgspec.json.Decoder(type=Entry)
 
 
 @dataclass(slots=True)
@@ -190,13 +187,13 @@ class Ingest:
         self.metrics.messages += 1
         started = time.perf_counter()
 
-        def job(db: sqlite_utils.Database) -> BatchResult:
+        def job(db: Tx) -> BatchResult:
             result = BatchResult(acknowledge=False)
             try:
                 return self._store_events(
                     db, result, source, checkpoint, epoch, reads, received_at, received_at
                 )
-            except NeedsPreparation:
+            except RunAgain:
                 raise
             except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
                 log.exception("ingest failed on reads from %s", source)
@@ -258,9 +255,7 @@ class Ingest:
             self._on_receipts(result.receipts)
 
     # -- writer thread ----------------------------------------------------------------------------
-    def _job(
-        self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float, retained: bool
-    ) -> BatchResult:
+    def _job(self, db: Tx, topic: str, payload: bytes, received_at: float, retained: bool) -> BatchResult:
         result = BatchResult()
         try:
             parsed = topics.parse(topic)
@@ -290,7 +285,7 @@ class Ingest:
                 )
             if parsed.kind is topics.TopicKind.RECEIPT:
                 return self._receipt(db, result, source, parsed.checkpoint or "", payload, received_at)
-        except NeedsPreparation:
+        except RunAgain:
             raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
             log.exception("ingest failed on a message from %s", topic)
@@ -315,7 +310,7 @@ class Ingest:
 
     def _dead(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         source: str,
         reason: str,
@@ -323,14 +318,14 @@ class Ingest:
         checkpoint: str | None,
         received_at: float,
     ) -> BatchResult:
-        deadletters.insert(db, source, reason, payload, checkpoint, received_at)
+        self.store.dead_letter(db, source, reason, payload, checkpoint, received_at)
         result.dead_letters += 1
         log.warning("dead letter from %s: %s", source, reason)
         return result
 
     def _events(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -361,7 +356,7 @@ class Ingest:
 
     def _store_events(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -408,11 +403,9 @@ class Ingest:
                 self._reconcile(db, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
                 # An outcome for a hit folded into an open alert is that alert's outcome on the console.
-                into = db.conn.execute(
-                    "SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)
-                ).fetchone()
+                into = self.store.folded_into(db, event.alert_id)
                 result.outcomes.append(
-                    (checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event)
+                    (checkpoint, msgspec.structs.replace(event, alert_id=into) if into else event)
                 )
                 self.store.audit.append(
                     db,
@@ -474,9 +467,7 @@ class Ingest:
                 self._raise(db, result, alert)
         return result
 
-    def _thumbnails(
-        self, db: sqlite_utils.Database, result: BatchResult, first_alert: int, events: list[Event]
-    ) -> None:
+    def _thumbnails(self, db: Tx, result: BatchResult, first_alert: int, events: list[Event]) -> None:
         """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
         a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
         hit stored earlier for an alert made now (hits replay before reads)."""
@@ -485,12 +476,7 @@ class Ingest:
             alert = result.alerts[i]
             thumb = thumbs.pop(alert.alert_id, None)
             if thumb is None:
-                row = db.conn.execute(
-                    "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
-                    "AND thumbnail IS NOT NULL LIMIT 1",
-                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id),
-                ).fetchone()
-                thumb = row[0] if row else None
+                thumb = self.store.hit_thumbnail(db, alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)
             if thumb is not None and alert.thumbnail is None:
                 result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
                 self.store.add_thumbnail(db, alert.alert_id, thumb)
@@ -503,7 +489,7 @@ class Ingest:
 
     def _match(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -517,8 +503,7 @@ class Ingest:
         )
         for hit in hits:
             wl = self.watchlists.lists.get(hit.list_id)
-            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (hit.entry_id,)).fetchone()
-            entry = _entry_decoder.decode(row[0]) if row else None
+            entry = self.store.watchlists.get_entry(db, hit.entry_id)
             alert = alert_for(
                 checkpoint,
                 epoch,
@@ -530,7 +515,7 @@ class Ingest:
             )
             self._raise(db, result, alert)
 
-    def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+    def _raise(self, db: Tx, result: BatchResult, alert: Alert) -> None:
         """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
         folded = self.store.fold(db, alert, self.fold_window_s)
         if folded is not None:
@@ -544,7 +529,7 @@ class Ingest:
 
     def _match_person(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -559,9 +544,7 @@ class Ingest:
             self._raise_unfolded(
                 db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
             )
-        rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
-        for (body,) in rows:
-            entry = _entry_decoder.decode(body)
+        for entry in self.store.watchlists.entries_with_plate(db, r.subject.id_hash):
             wl = self.watchlists.lists.get(entry.list_id)
             if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
                 continue
@@ -569,7 +552,7 @@ class Ingest:
                 db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
             )
 
-    def _raise_unfolded(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+    def _raise_unfolded(self, db: Tx, result: BatchResult, alert: Alert) -> None:
         """A quick test's alert: each test is its own event (never folded), routed like any alert."""
         routed = self.router.route(alert)
         if self.store.insert_alert(db, routed):
@@ -577,7 +560,7 @@ class Ingest:
 
     def _reconcile(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -589,13 +572,7 @@ class Ingest:
         itself (its lists differed at that moment) still becomes an alert: the officers saw it.
         ``near`` is about when the read was captured (it tells the record which day to look in)."""
         # Edge hits first: almost every read has none, and then the read need not be looked up at all.
-        missing = db.conn.execute(
-            "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
-            "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
-            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
-            (checkpoint, epoch, read_seq),
-        ).fetchall()
+        missing = self.store.unalerted_edge_hits(db, checkpoint, epoch, read_seq)
         if not missing:
             return
         stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
@@ -611,8 +588,7 @@ class Ingest:
         )
         for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
             wl = self.watchlists.lists.get(list_id)
-            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()
-            entry = _entry_decoder.decode(row[0]) if row else None
+            entry = self.store.watchlists.get_entry(db, entry_id)
             alert = Alert(
                 v=SCHEMA_VERSION,
                 alert_id=aid,
@@ -648,7 +624,7 @@ class Ingest:
 
     def _receipt(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -675,7 +651,7 @@ class Ingest:
 
     def _status(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,

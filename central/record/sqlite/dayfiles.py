@@ -74,8 +74,15 @@ from central.record.reads import (
     StoredRead,
     rank_companions,
 )
+from central.record.tx import RunAgain
 from protocols.messages import Passage, PlateRead
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
+
+
+class _NeedsDayFile(NeedsPreparation, RunAgain):
+    """The writer attaches the day file between transactions and runs the job again (the store's
+    ``RunAgain`` to the code above the seam)."""
+
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +270,7 @@ class SqliteReadStore:
         if alias is not None:
             self._attached.move_to_end(day)
             return alias
-        raise NeedsPreparation(lambda d: self._attach(d, day), f"attach the record of {day}")
+        raise _NeedsDayFile(lambda d: self._attach(d, day), f"attach the record of {day}")
 
     def _existing_schema(self, db: sqlite_utils.Database, day: dt.date) -> str | None:
         """Like ``_schema``, but None for a day that has no file (nothing to look up there)."""

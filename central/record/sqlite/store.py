@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import msgspec
 import sqlite_utils
 
+from central.record.alerts import PendingHit
 from central.record.reads import RecordCounts
 from central.record.sqlite import escalation, folding
 from central.record.sqlite.audit import SqliteAuditStore
@@ -363,6 +364,61 @@ class HubStore:
     fold = staticmethod(folding.fold)
     #: Inside a writer job: this alert id was already raised or folded (a replay).
     folded_or_raised = staticmethod(folding.known)
+
+    @staticmethod
+    def folded_into(db: sqlite_utils.Database, alert_id: str) -> str | None:
+        """Inside a writer job: the open alert a hit's alert was folded into, None when it was not folded."""
+        row = db.conn.execute("SELECT into_id FROM alert_folds WHERE alert_id=?", (alert_id,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def hit_thumbnail(
+        db: sqlite_utils.Database, checkpoint: str, epoch: int, read_seq: int, alert_id: str
+    ) -> str | None:
+        """Inside a writer job: the picture an edge hit stored earlier carried for this alert of this read."""
+        row = db.conn.execute(
+            "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
+            "AND thumbnail IS NOT NULL LIMIT 1",
+            (checkpoint, epoch, read_seq, alert_id),
+        ).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def unalerted_edge_hits(
+        db: sqlite_utils.Database, checkpoint: str, epoch: int, read_seq: int
+    ) -> list[PendingHit]:
+        """Inside a writer job: the edge hits on this read that have no alert yet and were not folded."""
+        return [
+            PendingHit(*row)
+            for row in db.conn.execute(
+                "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
+                "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
+                "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
+                (checkpoint, epoch, read_seq),
+            ).fetchall()
+        ]
+
+    @staticmethod
+    def dead_letter(
+        db: sqlite_utils.Database,
+        source: str,
+        reason: str,
+        raw: bytes,
+        checkpoint: str | None = None,
+        received_at: float | None = None,
+    ) -> int:
+        """Inside a writer job: keep what could not be taken, with the reason and the raw bytes; its id."""
+        return deadletters.insert(db, source, reason, raw, checkpoint, received_at)
+
+    @staticmethod
+    def alerts_naming(db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int) -> list[Alert]:
+        """Alerts of this read, and clone alerts that name it as the other read ("rule:clone:CP/epoch/seq")."""
+        rows = db.conn.execute(
+            "SELECT body FROM alerts WHERE (checkpoint = ? AND epoch = ? AND seq = ?) OR entry_id = ?",
+            (checkpoint, epoch, seq, f"rule:clone:{checkpoint}/{epoch}/{seq}"),
+        ).fetchall()
+        return [_alert_decoder.decode(body) for (body,) in rows]
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None:
         now = time.time()

@@ -245,6 +245,14 @@ def versioned_snapshot(db: sqlite_utils.Database) -> tuple[int, bytes]:
     )
 
 
+def entries_with_plate(db: sqlite_utils.Database, plate: str) -> list[Entry]:
+    """Every entry, of any list, whose plate field is ``plate`` (a person list keeps the ID hash there)."""
+    return [
+        _entry_dec.decode(b)
+        for (b,) in db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (plate,))
+    ]
+
+
 def list_summaries(db: sqlite_utils.Database) -> list[tuple[Watchlist, int]]:
     """Every list with its number of entries, by list id."""
     counts = dict(db.conn.execute("SELECT list_id, count(*) FROM wl_entries GROUP BY list_id"))
@@ -285,4 +293,5 @@ class SqliteWatchlistStore:
     apply_changes = staticmethod(apply_changes)
     versioned_snapshot = staticmethod(versioned_snapshot)
     list_summaries = staticmethod(list_summaries)
+    entries_with_plate = staticmethod(entries_with_plate)
     search_entries = staticmethod(search_entries)
