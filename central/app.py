@@ -25,7 +25,7 @@ from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink
 from central.people.users import Directory
 from central.record import retention
-from central.record.sqlite.store import HubStore
+from central.record.factory import open_store
 from central.settings import HubSettings
 from central.watchlists.files import ImportRejected, diff_entries
 from central.watchlists.index import HubWatchlists, changes_for, load_files
@@ -53,12 +53,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = HubStore(
-        settings.data_path / "hub.db",
-        utc_offset=settings.record.utc_offset,
-        attached_max=settings.record.attached_max,
-        busy_timeout_s=settings.store.busy_timeout_s,
-    )
+    store = open_store(settings)
     console = Fanout()
     directory = Directory(store.users.directory)
     sessions = Sessions(secrets.token_bytes(32))

@@ -511,7 +511,8 @@ async def test_search_api_returns_what_the_edge_sent_with_a_read(client):
 
 def test_search_of_a_day_file_from_before_the_attributes_column(tmp_path):
     """A day file written before the column existed is searched all the same, its reads without attributes."""
-    from central.record.sqlite.dayfiles import INDEXES, TABLES, day_of, parse_offset
+    from central.record.days import day_of, parse_offset
+    from central.record.sqlite.dayfiles import INDEXES, TABLES
 
     s = HubStore(tmp_path / "hub.db")
     old_day = day_of(T0, parse_offset("+08:00"))
@@ -584,7 +585,8 @@ async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_noth
 
 
 def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(tmp_path):
-    from central.record.sqlite.dayfiles import INDEXES, TABLES, day_of, parse_offset
+    from central.record.days import day_of, parse_offset
+    from central.record.sqlite.dayfiles import INDEXES, TABLES
 
     s = HubStore(tmp_path / "hub.db")
     s.start()

@@ -14,8 +14,8 @@ import pytest
 from central.app import create_app
 from central.ingest.pipeline import Ingest
 from central.intel import stats
+from central.record.days import day_of, parse_offset
 from central.record.sqlite import stats as stats_store
-from central.record.sqlite.dayfiles import day_of, parse_offset
 from central.record.sqlite.store import HubStore
 from central.record.sqlite.watchlists import apply_changes
 from central.settings import ConsoleSettings, HubSettings, MqttSettings

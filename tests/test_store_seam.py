@@ -4,6 +4,7 @@ or the SQLite writer, and no string literal holds SQL; inside ``central/record/`
 SQLite implementations) touches SQLite, and ``postgresql/`` holds PostgreSQL's SQL."""
 
 import ast
+import inspect
 import re
 from pathlib import Path
 
@@ -91,20 +92,46 @@ def test_nothing_outside_the_record_touches_sqlite_or_writes_sql():
     )
 
 
+def test_the_hub_reaches_the_implementations_only_through_the_factory():
+    """Above ``record/`` the hub names the Protocols; only ``record/factory.py`` names an implementation."""
+    bad = {}
+    for path in sorted(CENTRAL.rglob("*.py")):
+        if path.is_relative_to(RECORD):
+            continue
+        named = set()
+        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.Import):
+                named |= {a.name for a in n.names}
+            elif isinstance(n, ast.ImportFrom) and n.module:
+                named |= {n.module, *(f"{n.module}.{a.name}" for a in n.names)}
+        wrong = sorted(
+            {m for m in named if m and m.startswith(("central.record.sqlite", "central.record.postgresql"))}
+        )
+        if wrong:
+            bad[str(path.relative_to(ROOT))] = wrong
+    assert not bad, f"implementations named above the seam (use central.record.stores): {bad}"
+
+
+def test_the_postgresql_record_is_a_read_store():
+    from central.record.postgresql.reads import PgReadStore
+    from central.record.reads import ReadStore
+
+    wanted = {m for m in vars(ReadStore) if not m.startswith("_")} | set(ReadStore.__annotations__)
+    assert not sorted(m for m in wanted if m != "tz" and not hasattr(PgReadStore, m))
+    assert "self.tz =" in Path(inspect.getsourcefile(PgReadStore)).read_text(encoding="utf-8")
+
+
 def test_only_the_sqlite_implementations_touch_sqlite():
     inside = offences(RECORD, skip=SQLITE_DIR)
     assert not inside, f"SQLite outside central/record/sqlite/: {inside}"
 
 
-def test_the_record_names_its_stores():
-    """The Protocols the rest of the hub is written against exist, and the SQLite package is there."""
-    tree = ast.parse((RECORD / "stores.py").read_text(encoding="utf-8"))
-    protocols = {
-        n.name
-        for n in ast.walk(tree)
-        if isinstance(n, ast.ClassDef) and any(getattr(b, "id", None) == "Protocol" for b in n.bases)
-    }
-    assert {
+def test_the_record_names_its_stores(tmp_path):
+    """The Protocols the rest of the hub is written against exist, and the SQLite stores have every method."""
+    from central.record import stores
+    from central.record.sqlite.store import HubStore
+
+    names = (
         "AlertStore",
         "ReadStore",
         "WatchlistStore",
@@ -117,8 +144,26 @@ def test_the_record_names_its_stores():
         "ImportJobStore",
         "EvidenceStore",
         "IngestStore",
-    } <= protocols
-    assert (SQLITE_DIR / "__init__.py").exists()
+        "HubStores",
+    )
+    assert all(getattr(getattr(stores, n, None), "_is_protocol", False) for n in names)
+
+    def methods(protocol: type) -> set[str]:
+        return {m for k in protocol.__mro__ if k is not object for m in vars(k) if not m.startswith("_")}
+
+    hub = HubStore(tmp_path / "hub.db")  # not started: nothing is opened
+    parts = {
+        stores.HubStores: hub,
+        stores.ReadStore: hub.record,
+        stores.AuditStore: hub.audit,
+        stores.UserStore: hub.users,
+        stores.WatchlistStore: hub.watchlists,
+        stores.WebhookStore: hub.webhooks,
+        stores.StatsStore: hub.stats,
+    }
+    for protocol, implementation in parts.items():
+        missing = sorted(m for m in methods(protocol) if not hasattr(implementation, m))
+        assert not missing, f"{type(implementation).__name__} lacks {protocol.__name__}'s {missing}"
 
 
 @pytest.mark.parametrize(

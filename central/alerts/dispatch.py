@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from central.alerts.webhooks import WebhookSender
 from central.ingest.routing import Router
-from central.record.sqlite.store import HubStore
+from central.record.stores import HubStores
 from protocols import topics
 from protocols.messages import Alert, encode
 from runtime.fanout import Fanout
@@ -35,7 +35,7 @@ def hidden_from_checkpoints(alert: Alert, restricted: Callable[[str], bool]) -> 
 class AlertDispatcher:
     def __init__(
         self,
-        store: HubStore,
+        store: HubStores,
         publish: Callable[..., None],
         console: Fanout,
         webhooks: WebhookSender | None = None,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import msgspec
 
-from central.record.sqlite.store import HubStore
+from central.record.stores import HubStores
 from central.settings import WebhookSettings
 from protocols.messages import Alert
 
@@ -80,7 +80,7 @@ class HookState:
 class WebhookSender:
     """One delivery task per hook; ``offer`` is called by the alert dispatcher for every alert."""
 
-    def __init__(self, store: HubStore, hooks: list[WebhookSettings]) -> None:
+    def __init__(self, store: HubStores, hooks: list[WebhookSettings]) -> None:
         self.store = store
         self.hooks = {h.name: HookState(h) for h in hooks}
         self._queued: set[tuple[str, str]] = set()

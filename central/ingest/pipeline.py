@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
-from central.record.sqlite.store import HubStore
+from central.record.stores import HubStores
 from central.record.tx import RunAgain, Tx
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
@@ -131,7 +131,7 @@ class ReadRates:
 class Ingest:
     def __init__(
         self,
-        store: HubStore,
+        store: HubStores,
         watchlists: HubWatchlists,
         publish: Callable[[str, bytes], None],
         on_alerts: Callable[[list[Alert]], None],

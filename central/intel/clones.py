@@ -43,8 +43,7 @@ from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
 from protocols.messages import Alert, PlateRead, derive_alert_id
 
 if TYPE_CHECKING:
-    from central.record.reads import StoredRead
-    from central.record.sqlite.dayfiles import SqliteReadStore
+    from central.record.reads import SightingSource, StoredRead
 
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID
@@ -80,9 +79,7 @@ SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
 
 
-def recent_reads(
-    record: SqliteReadStore, since: float
-) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+def recent_reads(record: SightingSource, since: float) -> Iterator[tuple[StoredRead, str | None, str | None]]:
     """The record's reads captured at or after ``since``, oldest first, each with its vehicle colour and
     make (for :meth:`CloneCheck.warm_from`)."""
     first = day_of(since, record.tz)

@@ -8,6 +8,7 @@ pg_trgm for partial plates) can implement it too.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -96,6 +97,9 @@ class ReadStore(Protocol):
     connection); the rest run on their own connections, from any thread.
     """
 
+    tz: dt.timezone
+    """The fixed UTC offset the record's days are cut in (``record.utc_offset``)."""
+
     def insert(
         self,
         db: Tx,
@@ -173,3 +177,14 @@ def rank_companions(
         )
     ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
     return Companions(target, ranked[: max(1, limit)], len(ranked))
+
+
+class SightingSource(Protocol):
+    """The record's reads with the vehicle's colour and make, day by day, for the clone index to learn
+    after a restart (the SQLite day files give it; the PostgreSQL record does not yet)."""
+
+    tz: dt.timezone
+
+    def days(self) -> list[dt.date]: ...
+
+    def iter_sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]: ...

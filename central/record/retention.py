@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from central.record.days import day_of
-from central.record.sqlite.store import HubStore
+from central.record.stores import HubStores
 from central.settings import RecordSettings
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class PurgeReport:
     hit_rows: dict[str, int] = field(default_factory=dict)
 
 
-def purge(store: HubStore, settings: RecordSettings, now: float) -> PurgeReport:
+def purge(store: HubStores, settings: RecordSettings, now: float) -> PurgeReport:
     """One retention run at ``now`` (blocking: call it from a thread). Audited, also when nothing went."""
     reads_before = day_of(now, store.record.tz) - dt.timedelta(days=settings.retention_days - 1)
     hits_before = now - settings.hits_retention_days * 86400

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from central.record.sqlite.store import HubStore
+from central.record.stores import HubStores
 from central.record.tx import Tx
 from central.record.watchlists import MAX_DELTA_CHANGES, Applied, ListError, NotFound
 from central.watchlists.index import HubWatchlists
@@ -33,7 +33,7 @@ __all__ = ["MAX_DELTA_CHANGES", "REBUILD_ABOVE", "Applied", "ListError", "ListSe
 class ListService:
     """Applies changes through the store's writer and tells the edges."""
 
-    def __init__(self, store: HubStore, watchlists: HubWatchlists, publish: Callable[..., None]) -> None:
+    def __init__(self, store: HubStores, watchlists: HubWatchlists, publish: Callable[..., None]) -> None:
         self.store = store
         self.watchlists = watchlists
         self._publish = publish

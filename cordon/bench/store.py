@@ -36,16 +36,8 @@ from typing import Any
 import numpy as np
 
 from central.ingest.pipeline import Ingest
-from central.record.sqlite.dayfiles import (
-    INDEXES,
-    READ_COLUMNS,
-    TABLES,
-    SqliteReadStore,
-    day_bounds,
-    day_of,
-    digest,
-    file_name,
-)
+from central.record.days import day_bounds, day_of, digest
+from central.record.sqlite.dayfiles import INDEXES, READ_COLUMNS, TABLES, SqliteReadStore, file_name
 from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, Event, EventBatch, PlateRead, encode

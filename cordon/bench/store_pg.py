@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from central.record.days import day_bounds, day_of, digest, parse_offset
 from central.record.postgresql.reads import TABLES, PgReadStore, partition_name
-from central.record.sqlite.dayfiles import day_bounds, day_of, digest, parse_offset
 from cordon.testing import PostgresCluster
 from protocols.messages import PlateRead
 

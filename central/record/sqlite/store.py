@@ -16,7 +16,6 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,15 +23,17 @@ import msgspec
 import sqlite_utils
 
 from central.record.alerts import PendingHit
+from central.record.days import digest
 from central.record.reads import RecordCounts
 from central.record.sqlite import escalation, folding
 from central.record.sqlite.audit import SqliteAuditStore
-from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
+from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, file_day, file_name
 from central.record.sqlite.schema import MIGRATIONS
 from central.record.sqlite.stats import SqliteStatsStore
 from central.record.sqlite.users import SqliteUserStore
 from central.record.sqlite.watchlists import SqliteWatchlistStore
 from central.record.sqlite.webhooks import SqliteWebhookStore
+from central.record.stores import BackupCut, Counts, Outcome
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,
@@ -104,39 +105,6 @@ def _made_at(event: Event) -> float:
     if isinstance(event, KitResultEvent):
         return event.recorded_at
     raise TypeError(type(event).__name__)
-
-
-class Outcome(msgspec.Struct):
-    """What happened to one event of a batch."""
-
-    inserted: bool
-    dead_letter: str | None = None
-    seen_before: bool = False
-    """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    reads: int
-    passages: int
-    alerts: int
-    dead_letters: int
-
-
-@dataclass(frozen=True, slots=True)
-class BackupCut:
-    """What one backup holds: files relative to its folder, what is in them, and the writer's pause."""
-
-    files: list[str]
-    reads: int
-    passages: int
-    alerts: int
-    audit_records: int
-    audit_head: str
-    """``ID:HASH`` of the last audit record in the cut (``cordon audit verify --head``)."""
-    migrations: list[int]
-    paused_s: float
-    """How long hub.db's write lock was held: the longest a commit of the hub's writer waited for it."""
 
 
 class HubStore:
