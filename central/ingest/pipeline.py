@@ -174,7 +174,7 @@ class Ingest:
         """Queue one MQTT message for the writer; the returned future resolves after the commit."""
         self.metrics.messages += 1
         started = time.perf_counter()
-        future = self.store.submit(lambda db: self._job(db, topic, payload, received_at, retained))
+        future = self.store.submit(lambda tx: self._job(tx, topic, payload, received_at, retained))
         future.add_done_callback(lambda fut: self._after_commit(fut, started))
         return future
 
@@ -187,11 +187,11 @@ class Ingest:
         self.metrics.messages += 1
         started = time.perf_counter()
 
-        def job(db: Tx) -> BatchResult:
+        def job(tx: Tx) -> BatchResult:
             result = BatchResult(acknowledge=False)
             try:
                 return self._store_events(
-                    db, result, source, checkpoint, epoch, reads, received_at, received_at
+                    tx, result, source, checkpoint, epoch, reads, received_at, received_at
                 )
             except RunAgain:
                 raise
@@ -199,7 +199,7 @@ class Ingest:
                 log.exception("ingest failed on reads from %s", source)
                 raw = msgspec.json.encode(reads)
                 return self._dead(
-                    db,
+                    tx,
                     BatchResult(acknowledge=False),
                     source,
                     f"internal error: {exc}",
@@ -255,12 +255,12 @@ class Ingest:
             self._on_receipts(result.receipts)
 
     # -- writer thread ----------------------------------------------------------------------------
-    def _job(self, db: Tx, topic: str, payload: bytes, received_at: float, retained: bool) -> BatchResult:
+    def _job(self, tx: Tx, topic: str, payload: bytes, received_at: float, retained: bool) -> BatchResult:
         result = BatchResult()
         try:
             parsed = topics.parse(topic)
         except topics.TopicError as exc:
-            return self._dead(db, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
+            return self._dead(tx, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
         source = f"mqtt:{topic}"
         if (
             payload
@@ -274,23 +274,23 @@ class Ingest:
                 # Not acknowledged: the checkpoint never sent this (or sent it unsigned against the rules).
                 self.metrics.bad_signatures += 1
                 return self._dead(
-                    db, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at
+                    tx, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at
                 )
         try:
             if parsed.kind is topics.TopicKind.EVENTS:
-                return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)
+                return self._events(tx, result, source, parsed.checkpoint or "", payload, received_at)
             if parsed.kind is topics.TopicKind.STATUS:
                 return self._status(
-                    db, result, source, parsed.checkpoint or "", payload, received_at, retained
+                    tx, result, source, parsed.checkpoint or "", payload, received_at, retained
                 )
             if parsed.kind is topics.TopicKind.RECEIPT:
-                return self._receipt(db, result, source, parsed.checkpoint or "", payload, received_at)
+                return self._receipt(tx, result, source, parsed.checkpoint or "", payload, received_at)
         except RunAgain:
             raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
             log.exception("ingest failed on a message from %s", topic)
             return self._dead(
-                db,
+                tx,
                 BatchResult(),
                 source,
                 f"internal error: {type(exc).__name__}: {exc}",
@@ -299,7 +299,7 @@ class Ingest:
                 received_at,
             )
         return self._dead(
-            db,
+            tx,
             result,
             source,
             f"the hub does not take {parsed.kind} messages",
@@ -310,7 +310,7 @@ class Ingest:
 
     def _dead(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         source: str,
         reason: str,
@@ -318,14 +318,14 @@ class Ingest:
         checkpoint: str | None,
         received_at: float,
     ) -> BatchResult:
-        self.store.dead_letter(db, source, reason, payload, checkpoint, received_at)
+        self.store.dead_letter(tx, source, reason, payload, checkpoint, received_at)
         result.dead_letters += 1
         log.warning("dead letter from %s: %s", source, reason)
         return result
 
     def _events(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -335,10 +335,10 @@ class Ingest:
         try:
             batch = decode(EventBatch, payload)
         except DecodeError as exc:
-            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+            return self._dead(tx, result, source, exc.reason, payload, checkpoint, received_at)
         if batch.checkpoint != checkpoint:
             return self._dead(
-                db,
+                tx,
                 result,
                 source,
                 f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
@@ -347,16 +347,16 @@ class Ingest:
                 received_at,
             )
         self._store_events(
-            db, result, source, checkpoint, batch.epoch, batch.events, batch.sent_at, received_at
+            tx, result, source, checkpoint, batch.epoch, batch.events, batch.sent_at, received_at
         )
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
-            self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
+            self.store.update_checkpoint(tx, checkpoint, last_seen=received_at, epoch=batch.epoch)
         return result
 
     def _store_events(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -371,12 +371,12 @@ class Ingest:
         first_alert = len(result.alerts)
         tally = stats.Tally(self.store.record.tz)
         for event in events:
-            outcome = self.store.insert_event(db, checkpoint, epoch, event, sent_at, received_at)
+            outcome = self.store.insert_event(tx, checkpoint, epoch, event, sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
             result.committed.append(event.seq)
             if outcome.dead_letter:
                 self._dead(
-                    db,
+                    tx,
                     result,
                     source,
                     outcome.dead_letter,
@@ -396,19 +396,19 @@ class Ingest:
                 if isinstance(event, PlateRead):
                     result.reads += 1
             if isinstance(event, PlateRead):
-                self._match(db, result, checkpoint, epoch, event, received_at)
+                self._match(tx, result, checkpoint, epoch, event, received_at)
                 stored_reads.append(event)
-                self._reconcile(db, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
+                self._reconcile(tx, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
             elif isinstance(event, EdgeHit):
-                self._reconcile(db, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
+                self._reconcile(tx, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
                 # An outcome for a hit folded into an open alert is that alert's outcome on the console.
-                into = self.store.folded_into(db, event.alert_id)
+                into = self.store.folded_into(tx, event.alert_id)
                 result.outcomes.append(
                     (checkpoint, msgspec.structs.replace(event, alert_id=into) if into else event)
                 )
                 self.store.audit.append(
-                    db,
+                    tx,
                     event.officer,
                     "officer",
                     "alert.outcome",
@@ -419,10 +419,10 @@ class Ingest:
                 )
             elif isinstance(event, KitResultEvent):
                 result.kits.append((checkpoint, event))
-                self._match_person(db, result, checkpoint, epoch, event, received_at)
+                self._match_person(tx, result, checkpoint, epoch, event, received_at)
                 r = event.result
                 self.store.audit.append(
-                    db,
+                    tx,
                     event.checkpoint_officer,
                     "officer",
                     "kit.result",
@@ -447,7 +447,7 @@ class Ingest:
                     "received_at": received_at,
                 }
                 self.store.audit.append(
-                    db, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
+                    tx, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
                 )
             elif isinstance(event, Gap):
                 result.gap_reads += event.count
@@ -458,16 +458,16 @@ class Ingest:
                     event.dropped_total,
                     event.reason,
                 )
-        self._thumbnails(db, result, first_alert, events)
-        self.store.stats.add_daily_counts(db, tally.counts)
+        self._thumbnails(tx, result, first_alert, events)
+        self.store.stats.add_daily_counts(tx, tally.counts)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
-                self._raise(db, result, alert)
+                self._raise(tx, result, alert)
         return result
 
-    def _thumbnails(self, db: Tx, result: BatchResult, first_alert: int, events: list[Event]) -> None:
+    def _thumbnails(self, tx: Tx, result: BatchResult, first_alert: int, events: list[Event]) -> None:
         """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
         a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
         hit stored earlier for an alert made now (hits replay before reads)."""
@@ -476,20 +476,20 @@ class Ingest:
             alert = result.alerts[i]
             thumb = thumbs.pop(alert.alert_id, None)
             if thumb is None:
-                thumb = self.store.hit_thumbnail(db, alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)
+                thumb = self.store.hit_thumbnail(tx, alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)
             if thumb is not None and alert.thumbnail is None:
                 result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
-                self.store.add_thumbnail(db, alert.alert_id, thumb)
+                self.store.add_thumbnail(tx, alert.alert_id, thumb)
         for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: the consoles get
             updated = self.store.add_thumbnail(
-                db, alert_id, thumb
+                tx, alert_id, thumb
             )  # the picture (not the tablets: they had it)
             if updated is not None:
                 result.pictures.append(updated)
 
     def _match(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -503,7 +503,7 @@ class Ingest:
         )
         for hit in hits:
             wl = self.watchlists.lists.get(hit.list_id)
-            entry = self.store.watchlists.get_entry(db, hit.entry_id)
+            entry = self.store.watchlists.get_entry(tx, hit.entry_id)
             alert = alert_for(
                 checkpoint,
                 epoch,
@@ -513,23 +513,23 @@ class Ingest:
                 reason=entry.reason if entry else "",
                 raised_at=received_at,
             )
-            self._raise(db, result, alert)
+            self._raise(tx, result, alert)
 
-    def _raise(self, db: Tx, result: BatchResult, alert: Alert) -> None:
+    def _raise(self, tx: Tx, result: BatchResult, alert: Alert) -> None:
         """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
-        folded = self.store.fold(db, alert, self.fold_window_s)
+        folded = self.store.fold(tx, alert, self.fold_window_s)
         if folded is not None:
             result.folded = [a for a in result.folded if a.alert_id != folded.alert_id] + [folded]
             return
-        if self.store.folded_or_raised(db, alert.alert_id):
+        if self.store.folded_or_raised(tx, alert.alert_id):
             return
         routed = self.router.route(alert)
-        if self.store.insert_alert(db, routed):
+        if self.store.insert_alert(tx, routed):
             result.alerts.append(routed)
 
     def _match_person(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -542,25 +542,25 @@ class Ingest:
         r = event.result
         if raises_alert(r):
             self._raise_unfolded(
-                db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
+                tx, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
             )
-        for entry in self.store.watchlists.entries_with_plate(db, r.subject.id_hash):
+        for entry in self.store.watchlists.entries_with_plate(tx, r.subject.id_hash):
             wl = self.watchlists.lists.get(entry.list_id)
             if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
                 continue
             self._raise_unfolded(
-                db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
+                tx, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
             )
 
-    def _raise_unfolded(self, db: Tx, result: BatchResult, alert: Alert) -> None:
+    def _raise_unfolded(self, tx: Tx, result: BatchResult, alert: Alert) -> None:
         """A quick test's alert: each test is its own event (never folded), routed like any alert."""
         routed = self.router.route(alert)
-        if self.store.insert_alert(db, routed):
+        if self.store.insert_alert(tx, routed):
             result.alerts.append(routed)
 
     def _reconcile(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -572,10 +572,10 @@ class Ingest:
         itself (its lists differed at that moment) still becomes an alert: the officers saw it.
         ``near`` is about when the read was captured (it tells the record which day to look in)."""
         # Edge hits first: almost every read has none, and then the read need not be looked up at all.
-        missing = self.store.unalerted_edge_hits(db, checkpoint, epoch, read_seq)
+        missing = self.store.unalerted_edge_hits(tx, checkpoint, epoch, read_seq)
         if not missing:
             return
-        stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
+        stored = self.store.record.lookup_read(tx, checkpoint, epoch, read_seq, near)
         if stored is None:
             return  # the read comes later (hits replay first); this runs again then
         camera_id, captured_at, plate, lane, colour, vehicle_type = (
@@ -588,7 +588,7 @@ class Ingest:
         )
         for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
             wl = self.watchlists.lists.get(list_id)
-            entry = self.store.watchlists.get_entry(db, entry_id)
+            entry = self.store.watchlists.get_entry(tx, entry_id)
             alert = Alert(
                 v=SCHEMA_VERSION,
                 alert_id=aid,
@@ -620,11 +620,11 @@ class Ingest:
                     matcher_version=matcher_version,
                 ),
             )
-            self._raise(db, result, alert)
+            self._raise(tx, result, alert)
 
     def _receipt(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -635,10 +635,10 @@ class Ingest:
         try:
             receipt = decode(AlertReceipt, payload)
         except DecodeError as exc:
-            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+            return self._dead(tx, result, source, exc.reason, payload, checkpoint, received_at)
         if receipt.checkpoint != checkpoint:
             return self._dead(
-                db,
+                tx,
                 result,
                 source,
                 f"checkpoint {receipt.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
@@ -646,12 +646,12 @@ class Ingest:
                 checkpoint,
                 received_at,
             )
-        result.receipts.append(self.store.insert_receipt(db, receipt, received_at))
+        result.receipts.append(self.store.insert_receipt(tx, receipt, received_at))
         return result
 
     def _status(
         self,
-        db: Tx,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -664,10 +664,10 @@ class Ingest:
         try:
             status = decode(CheckpointStatus, payload)
         except DecodeError as exc:
-            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+            return self._dead(tx, result, source, exc.reason, payload, checkpoint, received_at)
         if status.checkpoint != checkpoint:
             return self._dead(
-                db,
+                tx,
                 result,
                 source,
                 f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
@@ -685,8 +685,8 @@ class Ingest:
             fields["last_seen"] = received_at
             if status.online:
                 fields["clock_offset_s"] = result.clock_offset_s = status.sent_at - received_at
-                self.store.stats.sample_status(db, status, received_at, self.store.record.tz)
-        self.store.update_checkpoint(db, checkpoint, **fields)
+                self.store.stats.sample_status(tx, status, received_at, self.store.record.tz)
+        self.store.update_checkpoint(tx, checkpoint, **fields)
         result.status = status
         return result
 

@@ -27,14 +27,14 @@ async def audit_login(request: web.Request, account: str, principal: Principal |
     remote = str(request.remote)
     if principal is None:
         await store.run(
-            lambda db: request.app[keys.STORE].audit.append(
-                db, account, "", "login.failed", detail={"remote": remote}
+            lambda tx: request.app[keys.STORE].audit.append(
+                tx, account, "", "login.failed", detail={"remote": remote}
             )
         )
     else:
         await store.run(
-            lambda db: request.app[keys.STORE].audit.append(
-                db, principal.name, principal.role, "login", detail={"remote": remote}
+            lambda tx: request.app[keys.STORE].audit.append(
+                tx, principal.name, principal.role, "login", detail={"remote": remote}
             )
         )
 
@@ -60,7 +60,7 @@ async def audit_trail(request: web.Request) -> web.Response:
     filters, limit = _audit_filters(request), limit_param(request)
     found = await asyncio.to_thread(
         request.app[keys.STORE].read,
-        lambda db: request.app[keys.STORE].audit.records(db, limit=limit, **filters),
+        lambda tx: request.app[keys.STORE].audit.records(tx, limit=limit, **filters),
     )
     return json_response({"records": [r.as_dict() for r in found]})
 
@@ -71,8 +71,8 @@ async def audit_export(request: web.Request) -> web.Response:
     principal = principal_of(request)
     store = request.app[keys.STORE]
     await store.run(
-        lambda db: request.app[keys.STORE].audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             principal.name if principal else "?",
             principal.role if principal else "",
             "audit.export",
@@ -80,7 +80,7 @@ async def audit_export(request: web.Request) -> web.Response:
         )
     )
     found = await asyncio.to_thread(
-        store.read, lambda db: request.app[keys.STORE].audit.records(db, **filters)
+        store.read, lambda tx: request.app[keys.STORE].audit.records(tx, **filters)
     )
     out = io.StringIO()
     writer = csv.writer(out)

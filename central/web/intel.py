@@ -74,8 +74,8 @@ async def _guarded(request: web.Request, action: str, detail: dict[str, Any]) ->
         )
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await app[keys.STORE].run(
-        lambda db: request.app[keys.STORE].audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             actor,
             role,
             action,

@@ -486,8 +486,8 @@ async def watchlist_export(request: web.Request) -> web.Response:
         raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
     principal = principal_of(request)
     await request.app[keys.STORE].run(
-        lambda db: request.app[keys.STORE].audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             _actor(request),
             principal.role if principal else "",
             "watchlist.export",

@@ -87,8 +87,8 @@ async def reads(request: web.Request) -> web.Response:
         )
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await app[keys.STORE].run(
-        lambda db: request.app[keys.STORE].audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             actor,
             role,
             "record.search",
@@ -164,8 +164,8 @@ async def kit_results(request: web.Request) -> web.Response:
     rows = await asyncio.to_thread(store.kit_results, checkpoint, since, until, result, limit_param(request))
     # Test results are health data: who looked at which of them is on the record.
     await store.run(
-        lambda db: request.app[keys.STORE].audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             principal.name if principal else "?",
             principal.role if principal else "",
             "kit_results.read",

@@ -89,8 +89,8 @@ async def stats_export(request: web.Request) -> web.Response:
     principal = principal_of(request)
     actor, role = (principal.name, principal.role) if principal else ("?", "")
     await request.app[keys.STORE].run(
-        lambda db: request.app[keys.STORE].audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             actor,
             role,
             "stats.export",

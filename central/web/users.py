@@ -59,9 +59,9 @@ async def _change(request: web.Request, job: Any) -> Any:
     app = request.app
     directory = app[keys.DIRECTORY]
 
-    def run(db: Any) -> Any:
-        result = job(db)
-        directory.reload(db)
+    def run(tx: Tx) -> Any:
+        result = job(tx)
+        directory.reload(tx)
         return result
 
     try:
@@ -85,12 +85,12 @@ async def user_add(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
     actor, role = _who(request)
 
-    def job(db: Any) -> users.User:
+    def job(tx: Tx) -> users.User:
         user = request.app[keys.STORE].users.add(
-            db, data.username, data.role, hashed, display_name=data.display_name, checkpoint=data.checkpoint
+            tx, data.username, data.role, hashed, display_name=data.display_name, checkpoint=data.checkpoint
         )
         request.app[keys.STORE].audit.append(
-            db,
+            tx,
             actor,
             role,
             "user.add",
@@ -109,9 +109,9 @@ async def user_change(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {}
     if action in ("disable", "enable"):
 
-        def job(db: Any) -> users.User:
-            user = request.app[keys.STORE].users.set_disabled(db, username, action == "disable")
-            request.app[keys.STORE].audit.append(db, actor, role, f"user.{action}", target=username)
+        def job(tx: Tx) -> users.User:
+            user = request.app[keys.STORE].users.set_disabled(tx, username, action == "disable")
+            request.app[keys.STORE].audit.append(tx, actor, role, f"user.{action}", target=username)
             return user
     elif action == "password":
         data = await _decode(request, PasswordInput)
@@ -120,16 +120,16 @@ async def user_change(request: web.Request) -> web.Response:
         except users.UserError as exc:
             raise json_error(web.HTTPBadRequest, str(exc)) from None
 
-        def job(db: Any) -> users.User:
-            user = request.app[keys.STORE].users.set_password(db, username, hashed)
-            request.app[keys.STORE].audit.append(db, actor, role, "user.password", target=username)
+        def job(tx: Tx) -> users.User:
+            user = request.app[keys.STORE].users.set_password(tx, username, hashed)
+            request.app[keys.STORE].audit.append(tx, actor, role, "user.password", target=username)
             return user
     elif action == "token":
 
-        def job(db: Any) -> users.User:
-            answer["token"] = request.app[keys.STORE].users.new_token(db, username)
-            request.app[keys.STORE].audit.append(db, actor, role, "user.token", target=username)
-            return request.app[keys.STORE].users.get(db, username)
+        def job(tx: Tx) -> users.User:
+            answer["token"] = request.app[keys.STORE].users.new_token(tx, username)
+            request.app[keys.STORE].audit.append(tx, actor, role, "user.token", target=username)
+            return request.app[keys.STORE].users.get(tx, username)
     else:
         raise json_error(web.HTTPNotFound, f"unknown account action {action!r}")
     user = await _change(request, job)
