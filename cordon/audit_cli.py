@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from central.people.audit import GENESIS
 from central.record.sqlite import audit
 from runtime.sqlwriter import open_database
 
@@ -52,7 +53,7 @@ def verify(path: Path, head: tuple[int, str] | None) -> tuple[bool, str]:
 def head(path: Path) -> str:
     db = open_database(path, synchronous="NORMAL")
     try:
-        row = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        last = audit.head(db)
     finally:
         db.conn.close()
-    return f"{row[0]}:{row[1]}" if row else f"0:{audit.GENESIS}"
+    return f"{last[0]}:{last[1]}" if last else f"0:{GENESIS}"

@@ -278,6 +278,8 @@ class AuditStore(Protocol):
         at: float | None = None,
     ) -> Record: ...
 
+    def head(self, tx: Tx) -> tuple[int, str] | None: ...
+
     def records(
         self,
         tx: Tx,

@@ -22,8 +22,7 @@ def append(
     at: float | None = None,
 ) -> Record:
     """Append one record inside the caller's transaction (writer thread) and return it."""
-    last = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    rec = next_record(tuple(last) if last else None, actor, role, action, target, reason, detail, at)
+    rec = next_record(head(db), actor, role, action, target, reason, detail, at)
     db.conn.execute(
         "INSERT INTO audit (id, at, actor, role, action, target, reason, detail, prev_hash, hash) "
         "VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -41,6 +40,12 @@ def append(
         ),
     )
     return rec
+
+
+def head(db: sqlite_utils.Database) -> tuple[int, str] | None:
+    """The last record's id and hash (None for an empty trail)."""
+    row = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def records(
@@ -94,5 +99,6 @@ class SqliteAuditStore:
     """``AuditStore`` on hub.db: the functions above, as the store's ``audit``."""
 
     append = staticmethod(append)
+    head = staticmethod(head)
     records = staticmethod(records)
     verify = staticmethod(verify)
