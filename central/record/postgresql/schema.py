@@ -7,6 +7,9 @@ edge sent is kept as ``bytea`` where it is only stored (PostgreSQL's ``text`` ca
 plates that are searched are ``text COLLATE "C"`` (code-point order, so an index range on a literal head
 or tail is exact for Chinese characters, whatever the server's locale), with a plate that text cannot
 hold stored exactly beside its searchable form (``plate_exact``).
+
+Migrations 2 to 6 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
+deliveries, import jobs and cached evidence pictures.
 """
 
 from __future__ import annotations
@@ -45,6 +48,53 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX passages_plate ON passages (plate, first_seen)",
         # Companion vehicles: who passed this checkpoint within a few minutes of that moment.
         "CREATE INDEX passages_checkpoint ON passages (checkpoint, first_seen)",
+    ],
+    # 2: people and their roles (central.record.postgresql.users); the display name is what an admin
+    # typed, kept as bytes like any text PostgreSQL's text type cannot always hold.
+    [
+        """CREATE TABLE users (
+            username text PRIMARY KEY, display_name bytea NOT NULL, role text NOT NULL, checkpoint text,
+            password_hash text NOT NULL, disabled boolean NOT NULL DEFAULT false,
+            generation bigint NOT NULL DEFAULT 0, token_hash text, created_at double precision NOT NULL,
+            updated_at double precision NOT NULL)""",
+        "CREATE UNIQUE INDEX users_token ON users (token_hash) WHERE token_hash IS NOT NULL",
+        # Failed logins per account (u:NAME) and address (a:ADDRESS), shared by every hub on the database.
+        "CREATE TABLE login_failures (key text NOT NULL, at double precision NOT NULL)",
+        "CREATE INDEX login_failures_key ON login_failures (key, at)",
+    ],
+    # 3: the audit trail (central.record.postgresql.audit): append-only, hash-chained. Its text is kept as
+    # bytes (a reason may hold a NUL) so that every record hashes back to what it was.
+    [
+        """CREATE TABLE audit (
+            id bigint PRIMARY KEY, at double precision NOT NULL, actor bytea NOT NULL, role bytea NOT NULL,
+            action bytea NOT NULL, target bytea NOT NULL, reason bytea NOT NULL, detail bytea NOT NULL,
+            prev_hash text NOT NULL, hash text NOT NULL)""",
+        "CREATE INDEX audit_at ON audit (at)",
+        "CREATE INDEX audit_actor ON audit (actor, at)",
+        "CREATE INDEX audit_action ON audit (action, at)",
+        """CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$""",
+        """CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit
+            FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+        """CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
+    ],
+    # 4: what each webhook was given (delivered, refused, gave up), so a restart resends only the rest
+    [
+        """CREATE TABLE webhook_deliveries (hook text NOT NULL, alert_id text NOT NULL, outcome text NOT NULL,
+            detail bytea, at double precision NOT NULL, PRIMARY KEY (hook, alert_id))""",
+    ],
+    # 5: watchlist imports in progress and their outcome, by job id (their status as JSON)
+    [
+        """CREATE TABLE import_jobs (job_id text PRIMARY KEY, status bytea NOT NULL,
+            updated_at double precision NOT NULL)""",
+    ],
+    # 6: pictures fetched from the edges, by (checkpoint, epoch, seq, kind)
+    [
+        """CREATE TABLE evidence (checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
+            kind text NOT NULL, data bytea NOT NULL, kept_at double precision NOT NULL,
+            PRIMARY KEY (checkpoint, epoch, seq, kind))""",
+        "CREATE INDEX evidence_kept ON evidence (kept_at)",
     ],
 ]
 

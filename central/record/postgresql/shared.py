@@ -1,0 +1,155 @@
+"""What a hub keeps in memory on SQLite and in the database on PostgreSQL, so that every hub on the
+database sees the same: failed logins (``LoginLimitStore``), import jobs (``ImportJobStore``) and cached
+evidence pictures (``EvidenceStore``). Each call is one short statement on a pooled autocommit connection,
+from any thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from central.alerts.evidence import KINDS
+from central.record.postgresql.connections import Pool
+from protocols import topics
+
+
+class PgLoginLimitStore:
+    """Failed logins per account and per address in a sliding window, as ``runtime.web.LoginLimiter``
+    counts them in memory; here every hub on the database counts the same failures. ``clock`` is wall
+    time (several hosts), not a process's monotonic clock."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        per_account: int = 5,
+        per_address: int = 20,
+        window_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window_s = window_s
+        self._clock = clock
+
+    def retry_after(self, account: str, address: str) -> float | None:
+        """Seconds until another attempt is allowed, or None when one is allowed now."""
+        now = self._clock()
+        with self._pool.connection() as conn:
+            for key, limit in ((f"u:{account}", self.per_account), (f"a:{address}", self.per_address)):
+                # The limit-th most recent failure inside the window decides when one more is allowed.
+                row = conn.execute(
+                    "SELECT at FROM login_failures WHERE key = %s AND at > %s ORDER BY at DESC OFFSET %s LIMIT 1",
+                    (_key(key), now - self.window_s, limit - 1),
+                ).fetchone()
+                if row is not None:
+                    return max(1.0, self.window_s - (now - row[0]))
+        return None
+
+    def failed(self, account: str, address: str) -> None:
+        now = self._clock()
+        keys = [_key(f"u:{account}"), _key(f"a:{address}")]
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "DELETE FROM login_failures WHERE key = ANY(%s) AND at <= %s", (keys, now - self.window_s)
+            )
+            conn.execute("INSERT INTO login_failures (key, at) SELECT unnest(%s::text[]), %s", (keys, now))
+
+    def succeeded(self, account: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute("DELETE FROM login_failures WHERE key = %s", (_key(f"u:{account}"),))
+
+    def forget_older_than(self, age_s: float | None = None) -> int:
+        """Drop failures past the window (the hub's hourly housekeeping); returns how many."""
+        cutoff = self._clock() - (self.window_s if age_s is None else age_s)
+        with self._pool.connection() as conn:
+            return conn.execute("DELETE FROM login_failures WHERE at <= %s", (cutoff,)).rowcount
+
+
+def _key(key: str) -> str:
+    # A name typed at the login form may hold a NUL, which text cannot: it counts under U+FFFD instead.
+    return key.replace("\0", "\ufffd")
+
+
+class StoredJob:
+    """An import job read back from the database: its last saved status."""
+
+    __slots__ = ("job_id", "_status")
+
+    def __init__(self, job_id: str, status: dict[str, Any]) -> None:
+        self.job_id = job_id
+        self._status = status
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._status)
+
+
+class PgImportJobStore:
+    """Import jobs by id, as their status (``job.status()``, saved each time the job is stored again):
+    any hub on the database answers for a job another hub runs. ``get`` gives a :class:`StoredJob`."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def get(self, job_id: str, /) -> StoredJob | None:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT status FROM import_jobs WHERE job_id = %s", (job_id,)).fetchone()
+        return None if row is None else StoredJob(job_id, msgspec.json.decode(bytes(row[0])))
+
+    def __setitem__(self, job_id: str, job: Any, /) -> None:
+        status = msgspec.json.encode(job.status())
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO import_jobs (job_id, status, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+                (job_id, status, time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute("SELECT count(*) FROM import_jobs").fetchone()[0])  # type: ignore[index]
+
+
+class PgEvidenceStore:
+    """Pictures fetched from the edges, by (checkpoint, epoch, seq, kind), at most ``max_bytes`` of them
+    (the oldest kept go first), as ``central.alerts.evidence.EvidenceCache`` keeps them on disk."""
+
+    def __init__(self, pool: Pool, max_bytes: int) -> None:
+        self._pool = pool
+        self.max_bytes = max_bytes
+
+    @staticmethod
+    def _check(key: tuple[str, int, int, str]) -> tuple[str, int, int, str]:
+        checkpoint, epoch, seq, kind = key
+        if not topics.valid_checkpoint_id(checkpoint) or kind not in KINDS:
+            raise ValueError("bad evidence key")
+        return checkpoint, int(epoch), int(seq), kind
+
+    def cached(self, key: tuple[str, int, int, str]) -> bytes | None:
+        key = self._check(key)
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT data FROM evidence WHERE checkpoint = %s AND epoch = %s AND seq = %s AND kind = %s",
+                key,
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def keep(self, key: tuple[str, int, int, str], data: bytes) -> None:
+        key = self._check(key)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO evidence (checkpoint, epoch, seq, kind, data, kept_at) VALUES (%s,%s,%s,%s,%s,%s) "
+                "ON CONFLICT (checkpoint, epoch, seq, kind) DO UPDATE SET data = excluded.data, "
+                "kept_at = excluded.kept_at",
+                (*key, data, time.time()),
+            )
+            # Trim to max_bytes, oldest first: what is kept newest counts first.
+            conn.execute(
+                "DELETE FROM evidence e USING (SELECT checkpoint, epoch, seq, kind, sum(length(data)) OVER "
+                "(ORDER BY kept_at DESC, checkpoint, epoch, seq, kind) AS total FROM evidence) t "
+                "WHERE t.total > %s AND (e.checkpoint, e.epoch, e.seq, e.kind) = (t.checkpoint, t.epoch, t.seq, t.kind)",
+                (self.max_bytes,),
+            )
