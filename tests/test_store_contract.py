@@ -5,16 +5,37 @@ evidence must behave the same on both; text with a NUL in it comes back exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
+import msgspec
 import pytest
 
 from central.alerts.evidence import EvidenceCache
 from central.people.users import User, UserError, token_hash
 from central.record.escalation import ACTION, ACTOR
 from central.record.sqlite.store import HubStore
+from protocols.kits import KitResult, MachineReading, PanelResult, Subject
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Alert,
+    AlertHit,
+    AlertOutcome,
+    AuditEvent,
+    CheckpointStatus,
+    EdgeHit,
+    Gap,
+    KitResultEvent,
+    PlateRead,
+)
 from runtime.web import LoginLimiter
+
+TZ = dt.timezone(dt.timedelta(hours=8))
+# 2026-11-28 10:00 in China
+T0 = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC).timestamp()
+DAY = dt.date(2026, 11, 28)
+CP = "SD-DZ-001"
 
 
 class Clock:
@@ -36,6 +57,7 @@ class SqliteBackend:
         self.import_jobs: dict = {}
         self.evidence = EvidenceCache(tmp_path / "evidence", evidence_max_bytes, publish=None)
         self.evidence.root.mkdir(parents=True)
+        self.events, self.stats = self.hub, self.hub.stats
 
     def write(self, job):
         return self.hub.submit(job).result(30)
@@ -65,6 +87,7 @@ class PostgresBackend:
             s._pool, per_account=3, per_address=5, window_s=600, clock=clock
         )
         self.import_jobs, self.evidence = s.import_jobs, s.evidence
+        self.events, self.stats = s, s.stats
 
     def write(self, job):
         return self.stores.submit(job).result(30)
@@ -304,6 +327,214 @@ def test_evidence_is_kept_by_key_within_its_size(backend):
     assert ev.cached(key) is None
     assert ev.cached(("SD-DZ-001", 3, 42, "scene")) == bytes(400)
     assert ev.cached(("SD-DZ-001", 3, 43, "scene")) == bytes(400)
+
+
+# -- events, alerts, quick tests, statistics ----------------------------------------------------------
+def kit_event(seq, call="negative", at=T0, officer="chen", hits=()):
+    result = KitResult(
+        result_id=f"{CP}-{seq}",
+        subject=Subject(id_hash="ab" * 32, id_last4="002X"),
+        kit_model="SD-SAL6",
+        lot="L1",
+        expiry=dt.date(2099, 1, 1),
+        sample_type="saliva",
+        panels=[
+            PanelResult(
+                drug="MET", officer_call=call, machine=MachineReading(call="uncertain", confidence=0.4)
+            ),
+            PanelResult(drug="KET", officer_call="negative"),
+        ],
+        sampled_at=at,
+        read_at=at + 600,
+        officers=["chen", "002"],
+        source="manual",
+    )
+    return KitResultEvent(
+        seq=seq, checkpoint_officer=officer, recorded_at=at + 601, result=result, person_hits=list(hits)
+    )
+
+
+def alert(n, kind="exact", list_id="stolen", action="intercept", at=T0, checkpoint=CP):
+    hit = AlertHit(
+        entry_id=f"{list_id}:鲁B{n:05d}",
+        entry_plate=f"鲁B{n:05d}",
+        list_id=list_id,
+        list_name=list_id,
+        action=action,
+        priority=50,
+        kind=kind,
+        score=1.0,
+        explanation="完全一致",
+    )
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=f"A{n}",
+        checkpoint=checkpoint,
+        epoch=1,
+        seq=n,
+        raised_at=at + n,
+        captured_at=at + n - 1,
+        camera_id="cam",
+        plate_read=f"鲁B{n:05d}",
+        hit=hit,
+    )
+
+
+def outcome(seq, alert_id, what, after_s, officer="li", note=""):
+    return AlertOutcome(
+        seq=seq,
+        alert_id=alert_id,
+        outcome=what,
+        officer=officer,
+        acknowledged_at=T0 + 100 + after_s,
+        alert_raised_at=T0 + 100,
+        note=note,
+    )
+
+
+def insert(backend, *events, checkpoint=CP, epoch=1):
+    return backend.write(
+        lambda tx: [backend.events.insert_event(tx, checkpoint, epoch, e, T0, T0 + 1) for e in events]
+    )
+
+
+def test_events_are_stored_once_and_a_taken_identity_is_a_dead_letter(backend):
+    hit = EdgeHit(
+        seq=2,
+        read_seq=1,
+        alert_id="E1",
+        entry_id="stolen:鲁B00001",
+        list_id="stolen",
+        kind="exact",
+        score=1.0,
+        explanation="说明\0",
+        feed_version=3,
+        matcher_version="m1",
+        raised_at=T0,
+    )
+    events = [
+        PlateRead(
+            seq=1, camera_id="cam", captured_at=T0, plate="鲁B00001", plate_raw="鲁B00001", plate_valid=True
+        ),
+        hit,
+        Gap(
+            seq=3, ranges=[(10, 12), (20, 20)], count=4, reason="disk\0quota", dropped_at=T0, dropped_total=4
+        ),
+        outcome(4, "A1", "intercepted", 30, note="备注\0"),
+        AuditEvent(seq=5, action="officer.login", actor="chen", at=T0),
+        kit_event(6),
+    ]
+    first = insert(backend, *events)
+    assert [(o.inserted, o.dead_letter) for o in first] == [(True, None)] * 6
+    again = insert(backend, *events)  # an honest resend: nothing new, nothing refused
+    assert [o.inserted for o in again] == [False] * 6 and all(o.dead_letter is None for o in again)
+    assert again[0].seen_before
+    other = insert(backend, msgspec.structs.replace(hit, score=0.5), outcome(1, "A1", "released", 5))
+    assert [o.inserted for o in other] == [False, False]
+    assert "already stored with different content" in other[0].dead_letter
+    assert "already stored with different content" in other[1].dead_letter  # seq 1 is a read
+    assert [o.inserted for o in insert(backend, hit, epoch=2)] == [True]  # a new epoch is a new identity
+
+
+def test_kit_results_are_served_newest_first_with_filters(backend):
+    insert(
+        backend,
+        kit_event(1, at=T0),
+        kit_event(2, "positive", at=T0 + 60, officer="王\0"),
+        kit_event(3, at=T0 + 120, hits=["p:1", "p:2"]),
+    )
+    insert(backend, kit_event(1, "positive", at=T0 + 30), checkpoint="SD-DZ-002")
+    found = backend.events.kit_results()
+    assert [(r["checkpoint"], r["seq"]) for r in found] == [(CP, 3), (CP, 2), ("SD-DZ-002", 1), (CP, 1)]
+    assert found[0]["person_hits"] == ["p:1", "p:2"] and found[1]["person_hits"] == []
+    assert found[1]["recorded_by"] == "王\0" and found[1]["result"] == "positive"
+    assert (found[0]["subject"]["id_hash"], found[0]["subject"]["id_last4"]) == ("ab" * 32, "002X") and found[
+        0
+    ]["received_at"] == T0 + 1
+    assert [r["seq"] for r in backend.events.kit_results(checkpoint=CP, result="positive")] == [2]
+    assert [r["seq"] for r in backend.events.kit_results(since=T0 + 30, until=T0 + 120)] == [2, 1]
+    assert [r["seq"] for r in backend.events.kit_results(limit=1)] == [3]
+
+
+def test_statistics_are_counted_and_summed_alike(backend):
+    st = backend.stats
+    backend.write(
+        lambda tx: st.add_daily_counts(
+            tx, {(DAY.isoformat(), CP): [10, 4, 1], (DAY.isoformat(), "SD-DZ-002"): [3, 1, 0]}
+        )
+    )
+    backend.write(lambda tx: st.add_daily_counts(tx, {(DAY.isoformat(), CP): [5, 2, 1]}))
+    for stale in ([], ["lane2"], [], []):
+        status = CheckpointStatus(
+            v=SCHEMA_VERSION, checkpoint=CP, online=True, sent_at=T0, stale_cameras=stale
+        )
+        backend.write(lambda tx, status=status: st.sample_status(tx, status, T0, TZ))
+    alerts = [alert(1), alert(2), alert(3, kind="fuzzy"), alert(4, list_id="covert", action="covert")]
+    assert backend.write(lambda tx: [backend.events.insert_alert(tx, a) for a in alerts]) == [True] * 4
+    assert backend.write(lambda tx: backend.events.insert_alert(tx, alerts[0])) is False
+    insert(
+        backend,
+        outcome(1, "A1", "intercepted", 30),
+        outcome(2, "A3", "misread", 10),
+        outcome(3, "A3", "intercepted", 500),  # a correction: the first outcome stands
+        outcome(4, "A2", "not_found", 60),
+        kit_event(5, "positive"),
+        kit_event(6),
+    )
+    ring = [{"checkpoint": CP, "county": "德城区"}, {"checkpoint": "SD-DZ-002", "county": "德城区"}]
+    found = backend.read(lambda tx: st.summary(tx, "checkpoint", DAY, DAY, TZ))
+    rows = {r["key"]: r for r in found["rows"]}
+    row = rows[CP]
+    assert (row["reads"], row["passages"], row["no_plate"], row["alerts"]) == (15, 6, 2, 4)
+    assert row["hits_by_kind"] == {"exact": 3, "fuzzy": 1} and row["hits_by_list"] == {
+        "stolen": 3,
+        "covert": 1,
+    }
+    assert row["outcomes"] == {"intercepted": 1, "not_found": 1, "misread": 1, "released": 0}
+    assert (row["ack_median_s"], row["ack_p90_s"]) == (30, 60)
+    assert (row["tests"], row["positives"], row["positives_by_drug"]) == (2, 1, {"MET": 1})
+    assert (row["camera_samples"], row["camera_stale"], row["camera_uptime"]) == (4, 1, 0.75)
+    assert rows["SD-DZ-002"]["reads"] == 3 and rows["SD-DZ-002"]["camera_uptime"] is None
+    assert found["stale_cameras"] == [
+        {"checkpoint": CP, "camera": "lane2", "samples": 4, "stale": 1, "uptime": 0.75}
+    ]
+    by_county = backend.read(
+        lambda tx: st.summary(
+            tx, "county", DAY, DAY, TZ, ring=ring, hidden=lambda a: a.hit.action == "covert"
+        )
+    )
+    (county,) = by_county["rows"]
+    assert county["key"] == "德城区" and county["reads"] == 18 and county["alerts"] == 3
+    assert backend.read(lambda tx: st.summary(tx, "day", DAY, DAY, TZ))["rows"][0]["key"] == DAY.isoformat()
+    assert (
+        backend.read(
+            lambda tx: st.summary(tx, "day", DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=1), TZ)
+        )["rows"]
+        == []
+    )
+    with pytest.raises(ValueError):
+        backend.read(lambda tx: st.summary(tx, "lane", DAY, DAY, TZ))
+    misreads = backend.read(lambda tx: st.misreads(tx, DAY, DAY, TZ))
+    assert misreads["by_kind"] == [
+        {"kind": "exact", "outcomes": 2, "misreads": 0, "rate": 0.0, "few": True},
+        {"kind": "fuzzy", "outcomes": 1, "misreads": 1, "rate": 1.0, "few": True},
+    ]
+    assert misreads == backend.read(lambda tx: st.misreads(tx, DAY, DAY, TZ, hidden=lambda a: False))
+
+
+def test_a_hook_is_given_the_alerts_it_has_no_delivery_of(backend):
+    w = backend.webhooks
+    backend.write(lambda tx: [backend.events.insert_alert(tx, alert(n)) for n in (1, 2, 3, 4)])
+    backend.write(lambda tx: w.record_delivery(tx, "duty", "A2", "delivered", "", T0 + 10))
+    backend.write(lambda tx: w.record_delivery(tx, "duty", "A3", "gave_up", "HTTP 503\0", T0 + 10))
+    backend.write(lambda tx: w.record_delivery(tx, "other", "A1", "delivered", "", T0 + 10))
+    bodies = backend.read(lambda tx: w.undelivered_alerts(tx, "duty", T0))
+    assert [msgspec.json.decode(b, type=Alert).alert_id for b in bodies] == ["A1", "A4"]
+    assert [msgspec.json.decode(b, type=Alert) for b in bodies] == [alert(1), alert(4)]
+    assert [
+        msgspec.json.decode(b, type=Alert).alert_id
+        for b in backend.read(lambda tx: w.undelivered_alerts(tx, "duty", T0 + 2))
+    ] == ["A4"]
 
 
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------

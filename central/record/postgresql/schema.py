@@ -8,8 +8,9 @@ plates that are searched are ``text COLLATE "C"`` (code-point order, so an index
 or tail is exact for Chinese characters, whatever the server's locale), with a plate that text cannot
 hold stored exactly beside its searchable form (``plate_exact``).
 
-Migrations 2 to 6 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
-deliveries, import jobs and cached evidence pictures.
+Migrations 2 to 8 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
+deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
+results, and the daily statistics.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 4: what each webhook was given (delivered, refused, gave up), so a restart resends only the rest
     [
-        """CREATE TABLE webhook_deliveries (hook text NOT NULL, alert_id text NOT NULL, outcome text NOT NULL,
+        """CREATE TABLE webhook_deliveries (hook text NOT NULL, alert_id text COLLATE "C" NOT NULL, outcome text NOT NULL,
             detail bytea, at double precision NOT NULL, PRIMARY KEY (hook, alert_id))""",
     ],
     # 5: watchlist imports in progress and their outcome, by job id (their status as JSON)
@@ -95,6 +96,59 @@ MIGRATIONS: list[list[str]] = [
             kind text NOT NULL, data bytea NOT NULL, kept_at double precision NOT NULL,
             PRIMARY KEY (checkpoint, epoch, seq, kind))""",
         "CREATE INDEX evidence_kept ON evidence (kept_at)",
+    ],
+    # 7: events from the edges other than reads and passages, and alerts (central.record.postgresql.events).
+    # What an edge sent as free text is kept as bytes; the ids that are joined and looked up are text in
+    # code-point order, a NUL in one stored as U+FFFD (the exact id is in the alert's body).
+    [
+        """CREATE TABLE events (
+            checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL, kind text NOT NULL,
+            digest bytea NOT NULL, received_at double precision NOT NULL, PRIMARY KEY (checkpoint, epoch, seq))""",
+        """CREATE TABLE alerts (
+            alert_id text COLLATE "C" PRIMARY KEY, checkpoint text NOT NULL, epoch bigint NOT NULL,
+            seq bigint NOT NULL, entry_id text COLLATE "C" NOT NULL, list_id text COLLATE "C" NOT NULL,
+            action text NOT NULL, priority integer NOT NULL, raised_at double precision NOT NULL,
+            body bytea NOT NULL, dispatched_at double precision)""",
+        "CREATE INDEX alerts_raised ON alerts (raised_at)",
+        "CREATE INDEX alerts_undispatched ON alerts (dispatched_at) WHERE dispatched_at IS NULL",
+        "CREATE INDEX alerts_entry ON alerts (list_id, entry_id, raised_at)",
+        """CREATE TABLE checkpoints (
+            checkpoint text PRIMARY KEY, online boolean NOT NULL DEFAULT false, epoch bigint, status bytea,
+            last_seen double precision, clock_offset_s double precision, feed_version bigint,
+            dropped_reads bigint NOT NULL DEFAULT 0)""",
+        """CREATE TABLE edge_hits (checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
+            read_seq bigint NOT NULL, alert_id text COLLATE "C" NOT NULL, entry_id text COLLATE "C" NOT NULL,
+            list_id text COLLATE "C" NOT NULL, kind text NOT NULL, score double precision NOT NULL,
+            explanation bytea NOT NULL, feed_version bigint NOT NULL, matcher_version bytea NOT NULL,
+            raised_at double precision NOT NULL, thumbnail bytea, PRIMARY KEY (checkpoint, epoch, seq))""",
+        "CREATE INDEX edge_hits_read ON edge_hits (checkpoint, epoch, read_seq)",
+        """CREATE TABLE gaps (checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
+            lo bigint NOT NULL, hi bigint NOT NULL, count bigint NOT NULL, reason bytea NOT NULL,
+            dropped_at double precision NOT NULL, received_at double precision NOT NULL,
+            PRIMARY KEY (checkpoint, epoch, seq, lo))""",
+        """CREATE TABLE alert_outcomes (checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
+            alert_id text COLLATE "C" NOT NULL, outcome text NOT NULL, note bytea NOT NULL, officer bytea NOT NULL,
+            acknowledged_at double precision NOT NULL, alert_raised_at double precision,
+            received_at double precision NOT NULL, n bigint GENERATED ALWAYS AS IDENTITY,
+            PRIMARY KEY (checkpoint, epoch, seq))""",
+        # n: the order outcomes were stored in, which decides between two acknowledged at the same moment.
+        "CREATE INDEX alert_outcomes_alert ON alert_outcomes (alert_id, acknowledged_at, n)",
+        """CREATE TABLE kit_results (checkpoint text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
+            result_id bytea NOT NULL, id_hash text NOT NULL, id_last4 bytea NOT NULL, kit_model bytea NOT NULL,
+            result text NOT NULL, officer bytea NOT NULL, sampled_at double precision NOT NULL,
+            read_at double precision NOT NULL, kit_expired boolean NOT NULL, outside_read_window boolean NOT NULL,
+            person_hits bytea NOT NULL, body bytea NOT NULL, received_at double precision NOT NULL,
+            PRIMARY KEY (checkpoint, epoch, seq))""",
+        "CREATE INDEX kit_results_time ON kit_results (sampled_at)",
+        "CREATE INDEX kit_results_subject ON kit_results (id_hash)",
+    ],
+    # 8: the command center's daily statistics (central.record.postgresql.stats)
+    [
+        """CREATE TABLE daily_counts (day date NOT NULL, checkpoint text NOT NULL, reads bigint NOT NULL DEFAULT 0,
+            passages bigint NOT NULL DEFAULT 0, no_plate bigint NOT NULL DEFAULT 0, PRIMARY KEY (day, checkpoint))""",
+        """CREATE TABLE camera_samples (day date NOT NULL, checkpoint text NOT NULL, camera text NOT NULL,
+            samples bigint NOT NULL DEFAULT 0, stale bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, checkpoint, camera))""",
     ],
 ]
 
