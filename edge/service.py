@@ -16,6 +16,7 @@ import msgspec
 
 from protocols import reads
 from protocols.alerting import alert_for, rule_alert
+from protocols.errors import CordonError
 from protocols.matching import Hit
 from protocols.messages import (
     THUMBNAIL_MAX_BYTES,
@@ -49,7 +50,7 @@ RECENT_READS = 40
 NO_PLATE_RULE = "rule:no-plate"
 
 
-class ReadRejected(ValueError):
+class ReadRejected(CordonError, ValueError):
     """A camera read that cannot be recorded as sent (for example an unparseable time)."""
 
 

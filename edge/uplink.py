@@ -26,6 +26,7 @@ from aiomqtt.exceptions import MqttConnectError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols import signing, topics
+from protocols.errors import CordonError
 from protocols.feed import FeedDelta, FeedVersion
 from protocols.messages import (
     MAX_PAYLOAD_BYTES,
@@ -88,7 +89,7 @@ class UplinkState(StrEnum):
     REFUSED = "refused"
 
 
-class UplinkRefused(RuntimeError):
+class UplinkRefused(CordonError, RuntimeError):
     """The broker refused our credentials; retrying will not help."""
 
 

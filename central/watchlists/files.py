@@ -28,6 +28,7 @@ from typing import Any, Literal
 import msgspec
 
 from protocols import plates
+from protocols.errors import CordonError
 from protocols.feed import EntryDelete, EntryUpsert, FeedChange
 from protocols.matching import Entry
 
@@ -77,7 +78,7 @@ class Problem(msgspec.Struct, frozen=True):
     reason: str
 
 
-class ImportRejected(ValueError):
+class ImportRejected(CordonError, ValueError):
     """A file that was not imported; ``problems`` lists every problem with its line number."""
 
     def __init__(self, problems: list[Problem]) -> None:
