@@ -5,8 +5,6 @@ The roles behind each rule are in ``central.people.users``; each route's rule is
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from typing import Any
 
 import msgspec
@@ -15,6 +13,7 @@ from aiohttp import web
 from central.people.users import COVERT_ROLES
 from central.web import keys
 from protocols.messages import Alert
+from protocols.times import TimeError, parse_time
 from runtime.web import json_error, principal_of
 
 MAX_REASON_CHARS = 200
@@ -44,38 +43,21 @@ def limit_param(request: web.Request, default: int = 100) -> int:
 
 
 def time_param(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        return dt.datetime.fromisoformat(raw).timestamp()
-    except ValueError:
-        raise json_error(web.HTTPBadRequest, f"{name}: unix seconds or ISO 8601") from None
+    """The query parameter ``name`` as a time (protocols/times.py), None when absent; 400 when not a time."""
+    text = request.query.get(name)
+    return _time(text, name) if text else None
 
 
 def moment_param(text: str | None, name: str, default: float) -> float:
-    """Unix seconds or ISO 8601 with an offset."""
-    if text is None or text == "":
-        return default
+    """Unix seconds or ISO 8601 with an offset (protocols/times.py); ``default`` when empty."""
+    return _time(text, name) if text else default
+
+
+def _time(text: str, name: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        try:
-            moment = dt.datetime.fromisoformat(text)
-        except ValueError:
-            raise json_error(
-                web.HTTPBadRequest, f"{name} must be unix seconds or ISO 8601 with an offset"
-            ) from None
-        if moment.tzinfo is None:
-            raise json_error(web.HTTPBadRequest, f"{name} needs a UTC offset (e.g. +08:00)") from None
-        value = moment.timestamp()
-    if not math.isfinite(value):
-        raise json_error(web.HTTPBadRequest, f"{name} must be a finite time")
-    return value
+        return parse_time(text)
+    except TimeError as exc:
+        raise json_error(web.HTTPBadRequest, f"{name} must be a time: {exc}") from None
 
 
 def sees_covert(request: web.Request) -> bool:
