@@ -23,6 +23,7 @@ from central.ingest.viid import ViidPlatform, ViidSubscriber
 from central.intel.clones import CloneCheck, load_geography, recent_reads
 from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink
+from central.people import visibility
 from central.people.users import Directory
 from central.record import retention
 from central.record.store import HubStore
@@ -92,9 +93,8 @@ def create_app(settings: HubSettings) -> web.Application:
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)
-    dispatcher = AlertDispatcher(
-        store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id)
-    )
+    restricted = visibility.restricted_in(lambda: app[keys.WATCHLISTS].lists)
+    dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=restricted)
     ingest = Ingest(
         store,
         app[keys.WATCHLISTS],
@@ -107,7 +107,7 @@ def create_app(settings: HubSettings) -> web.Application:
         edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
         signatures_required=settings.signing.required,
         clones=_clone_check(settings),
-        router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
+        router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
         on_folded=dispatcher.submit_folded_threadsafe,
         on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits),
@@ -189,11 +189,6 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
         return directory.by_token(token)  # an account's API token acts with the account's role
 
     return check
-
-
-def _restricted(app: web.Application, list_id: str) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
-    return watchlist is not None and watchlist.restricted
 
 
 def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:

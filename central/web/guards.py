@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from central.people.users import COVERT_ROLES
+from central.people import visibility
 from central.web import keys
 from protocols.messages import Alert
 from protocols.times import TimeError, parse_time
@@ -60,15 +60,21 @@ def _time(text: str, name: str) -> float:
         raise json_error(web.HTTPBadRequest, f"{name} must be a time: {exc}") from None
 
 
-def sees_covert(request: web.Request) -> bool:
+def role_of(request: web.Request) -> str | None:
     principal = principal_of(request)
-    return principal is not None and principal.role in COVERT_ROLES
+    return principal.role if principal is not None else None
 
 
-def restricted_list(app: web.Application, list_id: str) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
-    return watchlist is not None and watchlist.restricted
+def sees_covert(request: web.Request) -> bool:
+    """The requester sees covert and restricted lists' alerts (central/people/visibility.py)."""
+    return visibility.sees_privileged(role_of(request))
+
+
+def restricted(app: web.Application) -> visibility.Restricted:
+    """Whether a list of the hub's is restricted, asked when it matters."""
+    return visibility.restricted_in(lambda: app[keys.WATCHLISTS].lists)
 
 
 def privileged_only(app: web.Application, alert: Alert) -> bool:
-    return alert.hit.action == "covert" or restricted_list(app, alert.hit.list_id)
+    """A covert or restricted list's alert (central/people/visibility.py)."""
+    return visibility.alert_privileged(alert, restricted(app))
