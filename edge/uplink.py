@@ -36,6 +36,7 @@ from protocols.messages import (
     CheckpointStatus,
     DecodeError,
     EvidenceRequest,
+    HubParameters,
     HubStatus,
     OfficerAccounts,
     decode,
@@ -117,7 +118,7 @@ class EdgeUplink:
         self.bad_messages = 0
         #: Run on every connect once subscribed (the edge sends the receipts the broker has not taken).
         self._on_connected = on_connected
-        #: The hub announced its fold window (protocols/folding.py) in its status.
+        #: The hub announced its fold window (protocols/folding.py) in its parameters.
         self._on_fold_window = on_fold_window
         #: The hub's status turned online (it has subscribed again: what it may have missed is sent again).
         self._on_hub_online = on_hub_online
@@ -231,6 +232,7 @@ class EdgeUplink:
         await client.subscribe(topics.ack(cp), qos=1)
         await client.subscribe(topics.alerts(cp), qos=1)
         await client.subscribe(topics.hub_status(), qos=1)
+        await client.subscribe(topics.hub_parameters(), qos=1)
         if self._on_feed_delta is not None:
             await client.subscribe(topics.feed_delta(), qos=1)
         if self._on_feed_version is not None:
@@ -408,10 +410,12 @@ class EdgeUplink:
                 status = decode(HubStatus, payload)
                 was = self.hub_online
                 self._on_hub_status(status)
-                if status.fold_window_s is not None and self._on_fold_window is not None:
-                    await self._on_fold_window(status.fold_window_s)
                 if status.online and was is not True and self._on_hub_online is not None:
                     await self._on_hub_online()
+            elif parsed.kind is topics.TopicKind.HUB_PARAMETERS and payload:
+                parameters = decode(HubParameters, payload)
+                if self._on_fold_window is not None:
+                    await self._on_fold_window(parameters.fold_window_s)
             elif parsed.kind is topics.TopicKind.FEED_DELTA and self._on_feed_delta is not None:
                 await self._on_feed_delta(decode(FeedDelta, payload))
             elif parsed.kind is topics.TopicKind.FEED_VERSION and self._on_feed_version is not None:
