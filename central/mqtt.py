@@ -9,7 +9,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
@@ -18,17 +17,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from protocols import topics
 from protocols.folding import FOLD_WINDOW_S
 from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubParameters, HubStatus, encode
+from runtime.link import REFUSED_FOR_GOOD, LinkState
 from runtime.tls import MQTT_PORT, MQTTS_PORT
 
 log = logging.getLogger(__name__)
 
-#: CONNACK reason codes (MQTT 3.1.1 codes as paho 2 maps them) that retrying cannot fix.
-REFUSED_FOR_GOOD = {
-    134: "bad user name or password",
-    135: "not authorized",
-    4: "bad user name or password",
-    5: "not authorized",
-}
 
 #: Message ids acknowledged before their callback was registered, remembered at most (ids wrap at 65535).
 _EARLY_KEEP = 4096
@@ -42,13 +35,6 @@ def _send_at_once(client: paho.Client, userdata: object, sock: object) -> None:
     an edge's events paid that on the way in and again for their acknowledgement."""
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class LinkState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    OFFLINE = "offline"
-    REFUSED = "refused"
 
 
 class HubLink:

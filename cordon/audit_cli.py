@@ -7,10 +7,11 @@ from pathlib import Path
 
 from central.people.audit import GENESIS
 from central.record.sqlite import audit
+from protocols.errors import CordonError
 from runtime.sqlwriter import open_database
 
 
-class AuditCliError(RuntimeError):
+class AuditCliError(CordonError, RuntimeError):
     """Something to report in one line."""
 
 

@@ -17,9 +17,10 @@ from central.people import users
 from central.record.sqlite import audit
 from central.record.sqlite import users as user_store
 from central.record.sqlite.store import HubStore
+from protocols.errors import CordonError
 
 
-class UserCliError(RuntimeError):
+class UserCliError(CordonError, RuntimeError):
     """Something to report in one line."""
 
 

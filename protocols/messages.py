@@ -21,6 +21,7 @@ from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
+from .errors import CordonError
 from .feed import FeedDelta, FeedVersion
 from .kits import KitResult
 
@@ -405,7 +406,7 @@ def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
-class DecodeError(ValueError):
+class DecodeError(CordonError, ValueError):
     """A payload that is not a valid message; ``reason`` says what was wrong."""
 
     def __init__(self, reason: str) -> None:

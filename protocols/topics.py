@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .errors import CordonError
+
 PREFIX = "cordon/v1"
 _CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -56,7 +58,7 @@ _CP_KINDS = (
 )
 
 
-class TopicError(ValueError):
+class TopicError(CordonError, ValueError):
     """A topic (or checkpoint id) that does not follow Cordon's layout."""
 
 

@@ -8,8 +8,14 @@ is the memory of what was escalated (``central.record.escalation``)."""
 from __future__ import annotations
 
 from central.record.escalation import ACTION, ACTOR, LOOKBACK_S, frame
+from protocols.matching import ListAction
 
-__all__ = ["ACTION", "ACTOR", "LOOKBACK_S", "check_interval", "frame"]
+__all__ = ["ACTION", "ACTION_OF_ESCALATED", "ACTOR", "LOOKBACK_S", "check_interval", "frame"]
+
+#: The action of every alert that escalates (the alert store's ``escalate_due`` takes only these): an
+#: escalation frame names its list but not its action, and who may see it is decided by both
+#: (central/people/visibility.py).
+ACTION_OF_ESCALATED = ListAction.INTERCEPT
 
 
 def check_interval(after_s: float) -> float:

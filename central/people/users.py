@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.errors import CordonError
 from runtime import passwords
 from runtime.web import Principal, roles
 
@@ -46,7 +47,7 @@ TOKEN_PREFIX = "cdt_"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 
 
-class UserError(ValueError):
+class UserError(CordonError, ValueError):
     """A request about accounts that cannot be done as asked; the message says why."""
 
 

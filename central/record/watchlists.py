@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from protocols.errors import CordonError
 from protocols.feed import FeedDelta
 from protocols.matching import Entry, PermitRule, Watchlist
 
@@ -15,7 +16,7 @@ from protocols.matching import Entry, PermitRule, Watchlist
 MAX_DELTA_CHANGES = 1000
 
 
-class ListError(ValueError):
+class ListError(CordonError, ValueError):
     """A change that cannot be applied (unknown list, entry of another list...)."""
 
 

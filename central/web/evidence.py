@@ -11,19 +11,14 @@ import asyncio
 
 from aiohttp import web
 
-from central.alerts.dispatch import hidden_from_checkpoints
 from central.alerts.evidence import KINDS
-from central.people.users import COVERT_ROLES, SEARCHERS, STAFF
-from central.web import keys
+from central.people import visibility
+from central.people.users import SEARCHERS, STAFF
+from central.web import guards, keys
 from protocols import topics
 from runtime.web import json_error, principal_of
 
 POLICY = {"evidence": STAFF}
-
-
-def _restricted(app: web.Application, list_id: str) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
-    return watchlist is not None and watchlist.restricted
 
 
 async def evidence(request: web.Request) -> web.Response:
@@ -42,9 +37,8 @@ async def evidence(request: web.Request) -> web.Response:
         app[keys.STORE].read, lambda tx: app[keys.STORE].alerts_naming(tx, checkpoint, epoch, seq)
     )
     if found:
-        allowed = role in COVERT_ROLES or any(
-            not hidden_from_checkpoints(a, lambda lid: _restricted(app, lid)) for a in found
-        )
+        restricted = guards.restricted(app)
+        allowed = any(visibility.may_see(role, a.hit.action, a.hit.list_id, restricted) for a in found)
     else:
         allowed = role in SEARCHERS
     if not allowed:
