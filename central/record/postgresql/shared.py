@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
-from central.alerts.evidence import KINDS
 from central.record.postgresql.connections import Pool
 from protocols import topics
+from protocols.messages import EvidenceKind
+
+#: The pictures an edge sends of a read (the wire's ``EvidenceKind``).
+KINDS = get_args(EvidenceKind)
 
 
 class PgLoginLimitStore:
