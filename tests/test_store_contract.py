@@ -22,6 +22,7 @@ from protocols.messages import (
     Alert,
     AlertHit,
     AlertOutcome,
+    AlertReceipt,
     AuditEvent,
     CheckpointStatus,
     EdgeHit,
@@ -354,10 +355,11 @@ def kit_event(seq, call="negative", at=T0, officer="chen", hits=()):
     )
 
 
-def alert(n, kind="exact", list_id="stolen", action="intercept", at=T0, checkpoint=CP):
+def alert(n, kind="exact", list_id="stolen", action="intercept", at=T0, checkpoint=CP, entry=None, **kw):
+    entry = n if entry is None else entry
     hit = AlertHit(
-        entry_id=f"{list_id}:鲁B{n:05d}",
-        entry_plate=f"鲁B{n:05d}",
+        entry_id=f"{list_id}:鲁B{entry:05d}",
+        entry_plate=f"鲁B{entry:05d}",
         list_id=list_id,
         list_name=list_id,
         action=action,
@@ -375,8 +377,9 @@ def alert(n, kind="exact", list_id="stolen", action="intercept", at=T0, checkpoi
         raised_at=at + n,
         captured_at=at + n - 1,
         camera_id="cam",
-        plate_read=f"鲁B{n:05d}",
+        plate_read=f"鲁B{entry:05d}",
         hit=hit,
+        **kw,
     )
 
 
@@ -434,6 +437,7 @@ def test_events_are_stored_once_and_a_taken_identity_is_a_dead_letter(backend):
     assert "already stored with different content" in other[0].dead_letter
     assert "already stored with different content" in other[1].dead_letter  # seq 1 is a read
     assert [o.inserted for o in insert(backend, hit, epoch=2)] == [True]  # a new epoch is a new identity
+    assert backend.events.counts().reads == 1
 
 
 def test_kit_results_are_served_newest_first_with_filters(backend):
@@ -535,6 +539,245 @@ def test_a_hook_is_given_the_alerts_it_has_no_delivery_of(backend):
         msgspec.json.decode(b, type=Alert).alert_id
         for b in backend.read(lambda tx: w.undelivered_alerts(tx, "duty", T0 + 2))
     ] == ["A4"]
+
+
+# -- the rest of the alert store --------------------------------------------------------------------
+def test_alerts_are_listed_dispatched_and_named_alike(backend):
+    ev = backend.events
+    clone = alert(9, kind="clone", list_id="rule:clone", entry=9)
+    clone = msgspec.structs.replace(
+        clone, hit=msgspec.structs.replace(clone.hit, entry_id=f"rule:clone:{CP}/1/3")
+    )
+    alerts = [alert(1), alert(2, action="covert"), alert(3, entry=3), clone]
+    backend.write(lambda tx: [ev.insert_alert(tx, a) for a in alerts])
+    assert [a.alert_id for a in ev.recent_alerts()] == ["A9", "A3", "A2", "A1"]
+    assert [a.alert_id for a in ev.recent_alerts(limit=2, include_covert=False)] == ["A9", "A3"]
+    assert [a.alert_id for a in ev.undispatched_alerts()] == ["A1", "A2", "A3", "A9"]
+    import asyncio
+
+    asyncio.run(ev.mark_dispatched(["A1", "A3"]))
+    assert [a.alert_id for a in ev.undispatched_alerts()] == ["A2", "A9"]
+    assert sorted(a.alert_id for a in backend.read(lambda tx: ev.alerts_naming(tx, CP, 1, 3))) == ["A3", "A9"]
+    assert backend.read(lambda tx: ev.alerts_naming(tx, CP, 1, 5)) == []
+    pictured = backend.write(lambda tx: ev.add_thumbnail(tx, "A1", "/9j/AA=="))
+    assert pictured.thumbnail == "/9j/AA==" and ev.recent_alerts()[-1].thumbnail == "/9j/AA=="
+    assert backend.write(lambda tx: ev.add_thumbnail(tx, "A1", "/9j/BB==")) is None  # it has one
+    assert backend.write(lambda tx: ev.add_thumbnail(tx, "A404", "/9j/BB==")) is None
+    backend.write(lambda tx: ev.dead_letter(tx, "mqtt", "bad\0json", b"\x00\xffraw", CP, T0))
+    counts = ev.counts()
+    assert (counts.alerts, counts.dead_letters, counts.reads) == (4, 1, 0)
+
+
+def test_repeated_hits_fold_into_the_open_alert_until_it_has_an_outcome(backend):
+    ev = backend.events
+    first = alert(1, entry=7)
+    backend.write(lambda tx: ev.insert_alert(tx, first))
+    again = alert(2, entry=7, checkpoint="SD-DZ-002")
+    folded = backend.write(lambda tx: ev.fold(tx, again, 600))
+    assert folded.alert_id == "A1" and folded.folded == 1 and folded.last_seen_checkpoint == "SD-DZ-002"
+    assert ev.recent_alerts()[0].folded == 1
+    assert backend.read(lambda tx: ev.folded_into(tx, "A2")) == "A1"
+    assert backend.read(lambda tx: ev.folded_into(tx, "A1")) is None
+    assert backend.read(lambda tx: ev.folded_or_raised(tx, "A2")) and backend.read(
+        lambda tx: ev.folded_or_raised(tx, "A1")
+    )
+    assert not backend.read(lambda tx: ev.folded_or_raised(tx, "A3"))
+    assert backend.write(lambda tx: ev.fold(tx, again, 600)) is None  # a replay folds nothing twice
+    assert backend.write(lambda tx: ev.fold(tx, alert(3, entry=8), 600)) is None  # another entry
+    assert (
+        backend.write(lambda tx: ev.fold(tx, alert(4, entry=7, at=T0 + 5000), 600)) is None
+    )  # past the window
+    assert backend.write(lambda tx: ev.fold(tx, alert(5, entry=7), 0)) is None  # folding off
+    # An outcome on the folded hit closes the open alert: the next repeat raises anew.
+    insert(backend, outcome(1, "A2", "intercepted", 30, note="拦截\0", officer="李"))
+    assert backend.write(lambda tx: ev.fold(tx, alert(6, entry=7), 600)) is None
+    found = ev.outcomes(["A1"])
+    assert [(o["alert_id"], o["outcome"], o["note"], o["officer"]) for o in found["A1"]] == [
+        ("A1", "intercepted", "拦截\0", "李")
+    ]
+    assert ev.outcomes(["A404"]) == {}
+
+    # Receipts: the earliest showing, the latest acknowledgement, under the open alert.
+    def receipt(shown=None, acked=None, what=None, by="", officer=""):
+        return AlertReceipt(
+            v=SCHEMA_VERSION,
+            checkpoint="SD-DZ-002",
+            alert_id="A2",
+            sent_at=T0,
+            shown_at=shown,
+            shown_by=by,
+            acknowledged_at=acked,
+            outcome=what,
+            officer=officer,
+        )
+
+    got = backend.write(lambda tx: ev.insert_receipt(tx, receipt(shown=T0 + 20, by="wang"), T0 + 21))
+    assert (
+        got["alert_id"],
+        got["folded_id"],
+        got["list_id"],
+        got["action"],
+        got["shown_at"],
+        got["shown_by"],
+    ) == ("A1", "A2", "stolen", "intercept", T0 + 20, "wang")
+    got = backend.write(
+        lambda tx: ev.insert_receipt(
+            tx, receipt(shown=T0 + 10, acked=T0 + 40, what="intercepted", by="zhao", officer="王\0"), T0 + 41
+        )
+    )
+    assert (got["shown_at"], got["shown_by"], got["acknowledged_at"], got["outcome"], got["officer"]) == (
+        T0 + 10,
+        "wang",
+        T0 + 40,
+        "intercepted",
+        "王\0",
+    )
+    got = backend.write(
+        lambda tx: ev.insert_receipt(tx, receipt(acked=T0 + 30, what="released", officer="li"), T0 + 42)
+    )
+    assert (got["acknowledged_at"], got["outcome"], got["officer"], got["received_at"]) == (
+        T0 + 40,
+        "intercepted",
+        "王\0",
+        T0 + 42,
+    )
+    (kept,) = ev.receipts(["A1"])["A1"]
+    assert {k: kept[k] for k in ("alert_id", "checkpoint", "shown_at", "outcome", "officer")} == {
+        "alert_id": "A1",
+        "checkpoint": "SD-DZ-002",
+        "shown_at": T0 + 10,
+        "outcome": "intercepted",
+        "officer": "王\0",
+    }
+
+
+def test_edge_hits_gaps_checkpoints_and_dead_letters_alike(backend):
+    ev = backend.events
+
+    def hit(seq, read_seq, alert_id, thumbnail=None):
+        return EdgeHit(
+            seq=seq,
+            read_seq=read_seq,
+            alert_id=alert_id,
+            entry_id="stolen:鲁B00001",
+            list_id="stolen",
+            kind="exact",
+            score=1.0,
+            explanation="说明\0",
+            feed_version=3,
+            matcher_version="m1",
+            raised_at=T0,
+            thumbnail=thumbnail,
+        )
+
+    insert(backend, hit(2, 1, "E1", "/9j/AA=="), hit(3, 1, "E2"), hit(4, 1, "E3"), hit(5, 9, "E9"))
+    backend.write(
+        lambda tx: ev.insert_alert(
+            tx, alert(1, alert_id="E2") if False else msgspec.structs.replace(alert(1), alert_id="E2")
+        )
+    )
+    backend.write(lambda tx: ev.insert_alert(tx, msgspec.structs.replace(alert(1, entry=5), alert_id="E0")))
+    backend.write(lambda tx: ev.fold(tx, msgspec.structs.replace(alert(2, entry=5), alert_id="E3"), 600))
+    assert backend.read(lambda tx: ev.hit_thumbnail(tx, CP, 1, 1, "E1")) == "/9j/AA=="
+    assert backend.read(lambda tx: ev.hit_thumbnail(tx, CP, 1, 1, "E2")) is None
+    pending = backend.read(lambda tx: ev.unalerted_edge_hits(tx, CP, 1, 1))
+    assert [(p.alert_id, p.explanation, p.feed_version, p.matcher_version) for p in pending] == [
+        ("E1", "说明\0", 3, "m1")
+    ]
+    insert(
+        backend,
+        Gap(seq=10, ranges=[(10, 12), (20, 20)], count=4, reason="quota\0", dropped_at=T0, dropped_total=4),
+    )
+    insert(
+        backend,
+        Gap(seq=11, ranges=[(30, 31)], count=2, reason="quota", dropped_at=T0, dropped_total=6),
+        checkpoint="SD-DZ-002",
+    )
+    gaps = ev.gaps()
+    assert [(g["checkpoint"], g["lo"], g["hi"], g["count"]) for g in gaps] == [
+        ("SD-DZ-002", 30, 31, 2),
+        (CP, 20, 20, 1),
+        (CP, 10, 12, 3),
+    ]
+    assert gaps[1]["reason"] == "quota\0" and [g["lo"] for g in ev.gaps(CP, limit=1)] == [20]
+    status = '{"v":1,"checkpoint":"SD-DZ-001","online":true}'
+    backend.write(
+        lambda tx: ev.update_checkpoint(
+            tx, CP, online=True, status=status, epoch=1, last_seen=T0, clock_offset_s=0.5
+        )
+    )
+    backend.write(lambda tx: ev.update_checkpoint(tx, CP, last_seen=T0 + 9))
+    cps = {c["checkpoint"]: c for c in ev.checkpoints()}
+    assert cps[CP] == {
+        "checkpoint": CP,
+        "online": True,
+        "epoch": 1,
+        "status": {"v": 1, "checkpoint": CP, "online": True},
+        "last_seen": T0 + 9,
+        "clock_offset_s": 0.5,
+        "dropped_reads": 4,
+    }
+    assert cps["SD-DZ-002"]["dropped_reads"] == 2 and cps["SD-DZ-002"]["online"] is False
+    ids = [
+        backend.write(
+            lambda tx, i=i: ev.dead_letter(tx, "mqtt", f"bad {i}\0", b"\x00\xff" + bytes(70_000), CP, T0 + i)
+        )
+        for i in range(3)
+    ]
+    letters = ev.dead_letters(limit=2)
+    assert (
+        [d.id for d in letters] == ids[:0:-1]
+        and letters[0].reason == "bad 2\0"
+        and letters[0].raw_bytes == 70_002
+    )
+    assert (
+        letters[0].raw_preview == b"\x00\xff".decode("utf-8", "replace") + "\0" * 1998
+        and letters[0].checkpoint == CP
+    )
+    assert [d.id for d in ev.dead_letters(before_id=ids[1])] == [ids[0]]
+
+
+def test_unanswered_intercepts_are_escalated_once(backend):
+    ev = backend.events
+    backend.write(
+        lambda tx: [
+            ev.insert_alert(tx, a)
+            for a in (alert(1), alert(2), alert(3, action="notify"), alert(4, entry=9, at=T0 + 100))
+        ]
+    )
+    insert(backend, outcome(1, "A2", "intercepted", 10))
+    due = backend.write(lambda tx: ev.escalate_due(tx, 300, now=T0 + 400))
+    assert [(f["alert_id"], f["escalated_at"], f["after_s"]) for f in due] == [("A1", T0 + 400, 300)]
+    assert backend.write(lambda tx: ev.escalate_due(tx, 300, now=T0 + 403)) == []  # once
+    later = backend.write(lambda tx: ev.escalate_due(tx, 300, now=T0 + 404.5))
+    assert [f["alert_id"] for f in later] == ["A4"]
+    known = backend.read(lambda tx: ev.escalated_among(tx, ["A1", "A2", "A4"], 300))
+    assert sorted((f["alert_id"], f["escalated_at"]) for f in known) == [("A1", T0 + 400), ("A4", T0 + 404.5)]
+    assert backend.read(backend.audit.verify).records == 2
+    # An outcome on a hit folded into the alert answers it as well.
+    backend.write(lambda tx: ev.insert_alert(tx, alert(5, entry=11)))
+    backend.write(lambda tx: ev.fold(tx, alert(6, entry=11), 600))
+    insert(backend, outcome(2, "A6", "not_found", 10))
+    assert backend.write(lambda tx: ev.escalate_due(tx, 300, now=T0 + 800)) == []
+
+
+def test_the_hits_retention_removes_what_is_older(backend):
+    ev = backend.events
+    backend.write(lambda tx: [ev.insert_alert(tx, alert(n, at=at)) for n, at in ((1, T0 - 90_000), (2, T0))])
+    insert(backend, outcome(1, "A1", "intercepted", -90_000), kit_event(2, at=T0))
+    backend.write(lambda tx: ev.dead_letter(tx, "mqtt", "bad", b"x", CP, T0 - 90_000))
+    removed = ev.purge_hits_before(T0 - 3600)
+    assert removed["alerts"] == 1 and removed["alert_outcomes"] == 1 and removed["dead_letters"] == 1
+    assert removed["kit_results"] == 0 and set(removed) >= {
+        "alerts",
+        "edge_hits",
+        "events",
+        "gaps",
+        "alert_folds",
+        "alert_receipts",
+        "webhook_deliveries",
+    }
+    assert [a.alert_id for a in ev.recent_alerts()] == ["A2"] and len(ev.kit_results()) == 1
 
 
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------
@@ -643,3 +886,70 @@ def test_concurrent_appends_are_read_in_id_order_with_none_skipped(pg_dsn):
         assert verdict.ok and verdict.records == total
     finally:
         stores.stop()
+
+
+def test_alert_positions_follow_commits_so_a_console_catching_up_skips_none(pg_dsn):
+    """As the audit trail: an alert's position is taken under a lock held to the commit, so a second
+    transaction cannot take a later position and commit before an earlier one."""
+    import psycopg
+
+    from central.record.postgresql.events import ALERT_LOCK, PgEvents
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        first, second = psycopg.connect(pg_dsn), psycopg.connect(pg_dsn)
+        assert PgEvents.insert_alert(first, alert(1))  # position 1 taken, not committed
+        done = threading.Event()
+
+        def late():
+            PgEvents.insert_alert(second, alert(2))
+            second.commit()
+            done.set()
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        with psycopg.connect(pg_dsn, autocommit=True) as watcher:
+            deadline = time.monotonic() + 20
+            while not watcher.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s)",
+                (ALERT_LOCK & 0xFFFFFFFF,),
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the second alert never queued on the alerts' lock"
+                time.sleep(0.02)
+        assert stores.alerts_after(0) == [] and not done.is_set()
+        first.commit()
+        thread.join(20)
+        assert done.is_set()
+        assert [(pos, a.alert_id) for pos, a in stores.alerts_after(0)] == [(1, "A1"), (2, "A2")]
+        assert [a.alert_id for _, a in stores.alerts_after(1)] == ["A2"]
+        first.close()
+        second.close()
+    finally:
+        stores.stop()
+
+
+def test_the_postgresql_stores_have_every_method_of_their_interfaces():
+    from central.record import stores as seam
+    from central.record.postgresql.store import PgStores
+
+    def wanted(protocol):
+        return {m for m in vars(protocol) if not m.startswith("_")} - {"__setitem__"}
+
+    pg = PgStores("postgresql://unused")  # nothing connects before start()
+    parts = {
+        seam.IngestStore: pg,
+        seam.AlertStore: pg,
+        seam.KitResultStore: pg,
+        seam.UserStore: pg.users,
+        seam.AuditStore: pg.audit,
+        seam.WebhookStore: pg.webhooks,
+        seam.StatsStore: pg.stats,
+        seam.LoginLimitStore: pg.login_limits,
+        seam.ImportJobStore: pg.import_jobs,
+        seam.EvidenceStore: pg.evidence,
+    }
+    missing = {p.__name__: sorted(m for m in wanted(p) if not hasattr(impl, m)) for p, impl in parts.items()}
+    assert not any(missing.values()), missing
+    assert hasattr(pg.import_jobs, "__setitem__") and hasattr(pg.import_jobs, "__len__")

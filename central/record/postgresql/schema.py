@@ -8,7 +8,7 @@ plates that are searched are ``text COLLATE "C"`` (code-point order, so an index
 or tail is exact for Chinese characters, whatever the server's locale), with a plate that text cannot
 hold stored exactly beside its searchable form (``plate_exact``).
 
-Migrations 2 to 8 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
+Migrations 2 to 9 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
 results, and the daily statistics.
 """
@@ -149,6 +149,22 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE camera_samples (day date NOT NULL, checkpoint text NOT NULL, camera text NOT NULL,
             samples bigint NOT NULL DEFAULT 0, stale bigint NOT NULL DEFAULT 0,
             PRIMARY KEY (day, checkpoint, camera))""",
+    ],
+    # 9: the rest of the alert store: folded hits, alarm receipts, dead letters; alerts get a position in
+    # commit order (``pos``, taken under a lock held to the commit: central.record.postgresql.events).
+    [
+        """CREATE TABLE alert_folds (alert_id text COLLATE "C" PRIMARY KEY, into_id text COLLATE "C" NOT NULL,
+            checkpoint text NOT NULL, captured_at double precision NOT NULL, raised_at double precision NOT NULL)""",
+        "CREATE INDEX alert_folds_into ON alert_folds (into_id)",
+        """CREATE TABLE alert_receipts (alert_id text COLLATE "C" NOT NULL, checkpoint text NOT NULL,
+            shown_at double precision, shown_by bytea NOT NULL, acknowledged_at double precision, outcome text,
+            officer bytea NOT NULL, received_at double precision NOT NULL, PRIMARY KEY (alert_id, checkpoint))""",
+        """CREATE TABLE dead_letters (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            received_at double precision NOT NULL, source bytea NOT NULL, checkpoint bytea, reason bytea NOT NULL,
+            raw bytea NOT NULL, raw_bytes integer NOT NULL)""",
+        "CREATE INDEX dead_letters_received ON dead_letters (received_at)",
+        "ALTER TABLE alerts ADD COLUMN pos bigint",
+        "CREATE UNIQUE INDEX alerts_pos ON alerts (pos)",
     ],
 ]
 

@@ -1,11 +1,10 @@
 """The hub's stores on PostgreSQL: ``PgStores`` runs jobs in transactions (``submit``, ``run``, ``read``,
 as the SQLite ``HubStore`` does) and holds the parts that are on PostgreSQL today: the record of reads
 (``record``), accounts, the audit trail, webhook deliveries, statistics, failed logins, import jobs, cached
-evidence, and of the alert store the edges' events (``insert_event``, every kind), alerts
-(``insert_alert``) and quick-test results (``kit_results``).
+evidence, and the alert store (events, alerts, folding, outcomes, receipts, checkpoints, dead letters,
+escalations, quick-test results).
 
-What is not here yet (the rest of the alert store: folding, receipts, escalations, dead letters,
-checkpoints, the console's reads of alerts; the watchlist store) keeps the hub on SQLite:
+What is not here yet (the watchlist store, backups) keeps the hub on SQLite:
 ``central.record.factory`` does not offer PostgreSQL to the hub until every interface has it
 (docs/architecture.md).
 
@@ -20,8 +19,10 @@ record's ``DaysNotReady``, as ``RunAgain`` on SQLite).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -37,8 +38,9 @@ from central.record.postgresql.shared import PgEvidenceStore, PgImportJobStore, 
 from central.record.postgresql.stats import PgStatsStore
 from central.record.postgresql.users import PgUserStore
 from central.record.postgresql.webhooks import PgWebhookStore
-from central.record.stores import Outcome
-from protocols.messages import Event
+from central.record.reads import RecordCounts
+from central.record.stores import Counts, Outcome
+from protocols.messages import Alert, Event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -131,7 +133,7 @@ class PgStores:
         with self._pool.connection() as conn, conn.transaction():
             return fn(conn)
 
-    # -- the alert store's part that is on PostgreSQL ----------------------------------------------------
+    # -- the alert store (central.record.postgresql.events) -------------------------------------------
     def insert_event(
         self,
         tx: psycopg.Connection,
@@ -144,6 +146,55 @@ class PgStores:
         return self._events.insert_event(tx, checkpoint, epoch, event, edge_sent_at, received_at)
 
     insert_alert = staticmethod(PgEvents.insert_alert)
+    add_thumbnail = staticmethod(PgEvents.add_thumbnail)
+    update_checkpoint = staticmethod(PgEvents.update_checkpoint)
+    fold = staticmethod(PgEvents.fold)
+    folded_or_raised = staticmethod(PgEvents.folded_or_raised)
+    folded_into = staticmethod(PgEvents.folded_into)
+    hit_thumbnail = staticmethod(PgEvents.hit_thumbnail)
+    unalerted_edge_hits = staticmethod(PgEvents.unalerted_edge_hits)
+    insert_receipt = staticmethod(PgEvents.insert_receipt)
+    dead_letter = staticmethod(PgEvents.dead_letter)
+    escalate_due = staticmethod(PgEvents.escalate_due)
+    escalated_among = staticmethod(PgEvents.escalated_among)
+    alerts_naming = staticmethod(PgEvents.alerts_naming)
+
+    async def mark_dispatched(self, alert_ids: list[str]) -> None:
+        now = time.time()
+        await self.run(lambda tx: PgEvents.mark_dispatched(tx, alert_ids, now))
+
+    def undispatched_alerts(self) -> list[Alert]:
+        return self.read(PgEvents.undispatched_alerts)
+
+    def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]:
+        return self.read(lambda tx: PgEvents.recent_alerts(tx, limit, include_covert))
+
+    def alerts_after(self, position: int, limit: int = 500) -> list[tuple[int, Alert]]:
+        """Alerts after ``position`` in commit order, with their positions (PostgreSQL only, for now)."""
+        return self.read(lambda tx: PgEvents.alerts_after(tx, position, limit))
+
+    def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return self.read(lambda tx: PgEvents.outcomes(tx, alert_ids))
+
+    def receipts(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return self.read(lambda tx: PgEvents.receipts(tx, alert_ids))
+
+    def gaps(self, checkpoint: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self.read(lambda tx: PgEvents.gaps(tx, checkpoint, limit))
+
+    def dead_letters(self, limit: int = 100, before_id: int | None = None) -> list[Any]:
+        return self.read(lambda tx: PgEvents.dead_letters(tx, limit, before_id))
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return self.read(PgEvents.checkpoints)
+
+    def counts(self) -> Counts:
+        alerts, dead = self.read(PgEvents.counts)
+        record = self.record.counts()
+        return Counts(record.reads, record.passages, alerts, dead)
+
+    def purge_hits_before(self, cutoff: float) -> dict[str, int]:
+        return self.submit(lambda tx: PgEvents.purge_hits_before(tx, cutoff)).result()
 
     def kit_results(
         self,
@@ -155,3 +206,11 @@ class PgStores:
     ) -> list[dict[str, Any]]:
         """Quick-test results, newest first (``KitResultStore``)."""
         return self.read(lambda tx: PgEvents.kit_results(tx, checkpoint, since, until, result, limit))
+
+    # -- the record ----------------------------------------------------------------------------------
+    def record_counts(self) -> RecordCounts:
+        return self.record.counts()
+
+    def purge_before(self, cutoff: dt.date) -> list[dt.date]:
+        """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
+        return self.record.purge_before(cutoff)
