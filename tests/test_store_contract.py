@@ -58,7 +58,7 @@ class SqliteBackend:
         self.import_jobs: dict = {}
         self.evidence = EvidenceCache(tmp_path / "evidence", evidence_max_bytes, publish=None)
         self.evidence.root.mkdir(parents=True)
-        self.events, self.stats = self.hub, self.hub.stats
+        self.events, self.stats, self.watchlists = self.hub, self.hub.stats, self.hub.watchlists
 
     def write(self, job):
         return self.hub.submit(job).result(30)
@@ -88,7 +88,7 @@ class PostgresBackend:
             s._pool, per_account=3, per_address=5, window_s=600, clock=clock
         )
         self.import_jobs, self.evidence = s.import_jobs, s.evidence
-        self.events, self.stats = s, s.stats
+        self.events, self.stats, self.watchlists = s, s.stats, s.watchlists
 
     def write(self, job):
         return self.stores.submit(job).result(30)
@@ -780,6 +780,129 @@ def test_the_hits_retention_removes_what_is_older(backend):
     assert [a.alert_id for a in ev.recent_alerts()] == ["A2"] and len(ev.kit_results()) == 1
 
 
+# -- watchlists ------------------------------------------------------------------------------------
+class Index:
+    """A ListIndex that records what the store tells it to do after the commit."""
+
+    def __init__(self):
+        self.done: list = []
+        self.index = self
+
+    def upsert(self, entry):
+        self.done.append(("upsert", entry.entry_id))
+
+    def remove(self, entry_id):
+        self.done.append(("remove", entry_id))
+
+    def set_list(self, wl):
+        self.done.append(("list", wl.list_id))
+
+    def drop_list(self, list_id, entry_ids):
+        self.done.append(("drop", list_id, sorted(entry_ids)))
+
+    def set_permit_rules(self, rules):
+        self.done.append(("permits", len(rules)))
+
+    def set_feed_version(self, version):
+        self.done.append(("version", version))
+
+
+def test_watchlist_changes_are_applied_versioned_and_audited_alike(backend):
+    from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert, PermitRules
+    from protocols.matching import Entry, ListAction, PermitRule, Watchlist
+
+    wl = backend.watchlists
+    stolen = Watchlist(list_id="stolen", name="被盗\0车辆")
+    covert = Watchlist(list_id="covert", name="秘密", action=ListAction.COVERT)
+    e1 = Entry(entry_id="stolen:鲁B12345", list_id="stolen", plate="鲁B12345", reason="案件\0")
+    e2 = Entry(entry_id="stolen:鲁BAB345", list_id="stolen", plate="鲁BAB345")
+    e3 = Entry(entry_id="covert:鲁C00001", list_id="covert", plate="鲁C00001")
+    index = Index()
+
+    def change(*changes, actor="wang"):
+        applied = backend.write(
+            lambda tx: wl.apply_changes(
+                tx, list(changes), index, actor, now=T0, role="watchlist_manager", reason="导入"
+            )
+        )
+        for op in applied.index_ops:
+            op()
+        return applied
+
+    first = change(
+        ListUpsert(watchlist=stolen),
+        ListUpsert(watchlist=covert),
+        EntryUpsert(entry=e1),
+        EntryUpsert(entry=e2),
+        EntryUpsert(entry=e3),
+    )
+    assert (first.version, first.changes, len(first.delta.changes)) == (
+        1,
+        5,
+        3,
+    )  # the covert list stays on the hub
+    assert index.done[-1] == ("version", 1) and ("upsert", "covert:鲁C00001") in index.done
+    same = change(ListUpsert(watchlist=stolen), EntryUpsert(entry=e1))  # nothing new: no new version
+    assert (same.version, same.changes, same.delta) == (1, 0, None)
+    hidden = change(EntryUpsert(entry=Entry(entry_id="covert:鲁C00002", list_id="covert", plate="鲁C00002")))
+    assert (hidden.version, hidden.changes, hidden.delta) == (1, 1, None)
+    from central.record.watchlists import ListError, NotFound
+
+    with pytest.raises(NotFound):
+        change(EntryUpsert(entry=Entry(entry_id="x:1", list_id="nolist", plate="鲁A1")))
+    with pytest.raises(ListError):
+        change(EntryUpsert(entry=Entry(entry_id="stolen:鲁B12345", list_id="covert", plate="鲁B12345")))
+    with pytest.raises(NotFound):
+        change(EntryDelete(entry_id="stolen:nothing"))
+    assert backend.read(wl.feed_version) == 1  # the refused changes left nothing behind
+    rules = [PermitRule(rule_id="r1", list_id="permits", colours=frozenset({"yellow"}))]
+    second = change(EntryDelete(entry_id="stolen:鲁BAB345"), PermitRules(rules=rules))
+    assert second.version == 2 and index.done[-3:] == [
+        ("remove", "stolen:鲁BAB345"),
+        ("permits", len(rules)),
+        ("version", 2),
+    ]
+    assert backend.read(wl.permit_rules) == rules
+
+    assert backend.read(lambda tx: wl.get_list(tx, "stolen")) == stolen
+    assert backend.read(lambda tx: wl.get_entry(tx, "stolen:鲁B12345")) == e1
+    assert backend.read(lambda tx: wl.get_entry(tx, "stolen:nothing")) is None
+    assert backend.read(lambda tx: wl.list_entries(tx, "covert")) == [
+        e3,
+        Entry(entry_id="covert:鲁C00002", list_id="covert", plate="鲁C00002"),
+    ]
+    assert backend.read(lambda tx: wl.entries_with_plate(tx, "鲁B12345")) == [e1]
+    assert [(w.list_id, n) for w, n in backend.read(wl.list_summaries)] == [("covert", 2), ("stolen", 1)]
+    lists, entries, version, got_rules = backend.read(wl.load_all)
+    assert (
+        sorted(w.list_id for w in lists) == ["covert", "stolen"]
+        and len(entries) == 3
+        and version == 2
+        and got_rules == rules
+    )
+    found, total = backend.read(lambda tx: wl.search_entries(tx, "covert", "C0000", 1, 1))
+    assert [e.entry_id for e in found] == ["covert:鲁C00002"] and total == 2
+    assert backend.read(lambda tx: wl.search_entries(tx, "stolen", "b12", 10, 0))[1] == 1  # ASCII in any case
+    assert backend.read(lambda tx: wl.search_entries(tx, "stolen", "%", 10, 0))[1] == 1  # no wildcards
+    version, snapshot = backend.read(wl.versioned_snapshot)
+    body = msgspec.json.decode(snapshot)
+    assert version == 2 and body["version"] == 2 and [w["list_id"] for w in body["watchlists"]] == ["stolen"]
+    assert [e["entry_id"] for e in body["entries"]] == ["stolen:鲁B12345"]
+    dropped = change(ListDelete(list_id="covert"))
+    assert dropped.version == 2 and index.done[-2] == (
+        "drop",
+        "covert",
+        ["covert:鲁C00001", "covert:鲁C00002"],
+    )
+    assert backend.read(lambda tx: wl.get_list(tx, "covert")) is None
+    assert backend.read(lambda tx: wl.list_entries(tx, "covert")) == []
+    gone = change(ListDelete(list_id="stolen"))
+    assert gone.version == 3 and gone.delta.changes == [ListDelete(list_id="stolen")]
+    trail = backend.read(lambda tx: backend.audit.records(tx, action="watchlist.change"))
+    assert len(trail) == 5 and trail[-1].reason == "导入" and trail[-1].role == "watchlist_manager"
+    assert backend.read(backend.audit.verify).ok
+
+
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------
 def test_audit_positions_follow_commits_so_a_reader_paging_by_id_skips_none(pg_dsn):
     """Two transactions append; the first stays open while the second tries to commit first. The second's
@@ -953,3 +1076,49 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
     missing = {p.__name__: sorted(m for m in wanted(p) if not hasattr(impl, m)) for p, impl in parts.items()}
     assert not any(missing.values()), missing
     assert hasattr(pg.import_jobs, "__setitem__") and hasattr(pg.import_jobs, "__len__")
+
+
+def test_feed_versions_follow_commits(pg_dsn):
+    """Two changes to the lists at once: the second waits for the first's commit (the feed's lock), so it
+    makes version 2 on top of version 1, never a second version 1, and version 1 commits first."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+    from central.record.postgresql.watchlists import FEED_LOCK, PgWatchlistStore
+    from protocols.feed import ListUpsert
+    from protocols.matching import Watchlist
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        first, second = psycopg.connect(pg_dsn), psycopg.connect(pg_dsn)
+        one = PgWatchlistStore.apply_changes(
+            first, [ListUpsert(watchlist=Watchlist(list_id="a", name="a"))], Index(), "wang"
+        )
+        got = {}
+
+        def late():
+            got["applied"] = PgWatchlistStore.apply_changes(
+                second, [ListUpsert(watchlist=Watchlist(list_id="b", name="b"))], Index(), "li"
+            )
+            second.commit()
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        with psycopg.connect(pg_dsn, autocommit=True) as watcher:
+            deadline = time.monotonic() + 20
+            while not watcher.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s)",
+                (FEED_LOCK & 0xFFFFFFFF,),
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the second change never queued on the feed's lock"
+                time.sleep(0.02)
+        assert stores.read(PgWatchlistStore.feed_version) == 0 and "applied" not in got
+        first.commit()
+        thread.join(20)
+        assert (one.version, got["applied"].version) == (1, 2)
+        assert stores.read(PgWatchlistStore.feed_version) == 2
+        first.close()
+        second.close()
+    finally:
+        stores.stop()

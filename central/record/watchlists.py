@@ -1,15 +1,30 @@
 """What the watchlist store takes and gives, whatever holds it: its errors, what applying a change gives
-back, and the hub's index as the store drives it (the index itself is ``central.watchlists.index``)."""
+back, the hub's index as the store drives it (the index itself is ``central.watchlists.index``), and the
+rule of applying a change (``apply``), which every store runs over its own rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
+
+import msgspec
 
 from protocols.errors import CordonError
-from protocols.feed import FeedDelta
+from protocols.feed import (
+    EntryDelete,
+    EntryUpsert,
+    FeedChange,
+    FeedDelta,
+    ListDelete,
+    ListUpsert,
+    PermitRules,
+    in_field_feed,
+)
 from protocols.matching import Entry, PermitRule, Watchlist
+from protocols.messages import SCHEMA_VERSION
 
 #: A change larger than this is not sent as a delta (an MQTT message must stay small): edges see
 #: the new retained version, no delta arrives, and they fetch a snapshot.
@@ -51,3 +66,170 @@ class ListIndex(Protocol):
     def set_permit_rules(self, rules: list[PermitRule]) -> None: ...
 
     def set_feed_version(self, version: int) -> None: ...
+
+
+# -- applying a change, whatever holds the rows -----------------------------------------------------------
+# Each store gives its rows through ``ListRows``; ``apply`` is the one rule of what a change writes, what
+# the field feed gets, and what is audited (``WatchlistStore.apply_changes`` on SQLite and PostgreSQL).
+
+
+class ListRows(Protocol):
+    """The watchlist store's rows as ``apply`` reads and writes them, inside the caller's transaction."""
+
+    def get_list(self, tx: Any, list_id: str) -> Watchlist | None: ...
+
+    def get_entry(self, tx: Any, entry_id: str) -> Entry | None: ...
+
+    def list_entries(self, tx: Any, list_id: str) -> list[Entry]: ...
+
+    def put_list(self, tx: Any, wl: Watchlist, now: float, actor: str) -> None: ...
+
+    def delete_list(self, tx: Any, list_id: str) -> list[str]:
+        """Remove the list and its entries; the ids of the entries removed."""
+        ...
+
+    def put_entry(self, tx: Any, entry: Entry, now: float, actor: str) -> None: ...
+
+    def delete_entry(self, tx: Any, entry_id: str) -> None: ...
+
+    def put_permit_rules(self, tx: Any, rules: list[PermitRule]) -> None: ...
+
+    def feed_version(self, tx: Any) -> int: ...
+
+    def record_version(self, tx: Any, version: int, now: float, actor: str, body: bytes) -> None:
+        """Log a new feed version (``body``: its delta, or its size) and make it the current one."""
+        ...
+
+    def audit(
+        self, tx: Any, actor: str, role: str, target: str, reason: str, detail: dict[str, Any], at: float
+    ) -> None:
+        """Append the audit record of a change."""
+        ...
+
+
+def _target_of(change: FeedChange) -> str:
+    if isinstance(change, ListUpsert):
+        return change.watchlist.list_id
+    if isinstance(change, ListDelete):
+        return change.list_id
+    if isinstance(change, EntryUpsert):
+        return change.entry.list_id
+    if isinstance(change, EntryDelete):
+        return change.entry_id.split(":", 1)[0]
+    return "permits"
+
+
+_enc = msgspec.json.Encoder()
+
+
+def apply(
+    rows: ListRows,
+    tx: Any,
+    changes: Iterable[FeedChange],
+    watchlists: ListIndex,
+    actor: str,
+    now: float | None = None,
+    role: str = "",
+    reason: str = "",
+) -> Applied:
+    """Write the changes, prepare the index updates, record a feed version if the field feed moved,
+    and an audit record of the whole change (in the same transaction)."""
+    now = time.time() if now is None else now
+    cache: dict[str, Watchlist | None] = {}
+
+    def get_list(list_id: str) -> Watchlist | None:
+        if list_id not in cache:
+            cache[list_id] = rows.get_list(tx, list_id)
+        return cache[list_id]
+
+    def unchanged(change: FeedChange) -> bool:
+        """Whether an upsert would write exactly what is stored already."""
+        if isinstance(change, ListUpsert):
+            return get_list(change.watchlist.list_id) == change.watchlist
+        if isinstance(change, EntryUpsert):
+            return rows.get_entry(tx, change.entry.entry_id) == change.entry
+        return False
+
+    field_changes: list[FeedChange] = []
+    ops: list[Callable[[], None]] = []
+    count = 0
+    kinds: dict[str, int] = {}
+    touched: set[str] = set()
+    for change in changes:
+        if unchanged(change):
+            continue  # the same list or entry again (a restart re-applying its files): no new version
+        count += 1
+        kind = type(change).__name__
+        kinds[kind] = kinds.get(kind, 0) + 1
+        touched.add(_target_of(change))
+        if isinstance(change, ListUpsert):
+            wl = change.watchlist
+            old = get_list(wl.list_id)
+            rows.put_list(tx, wl, now, actor)
+            cache[wl.list_id] = wl
+            ops.append(partial(watchlists.set_list, wl))
+            was, now_in = old is not None and in_field_feed(old), in_field_feed(wl)
+            if now_in:
+                field_changes.append(change)
+                if not was:  # a list coming into the field feed brings its entries along
+                    field_changes.extend(EntryUpsert(entry=e) for e in rows.list_entries(tx, wl.list_id))
+            elif was:
+                field_changes.append(ListDelete(list_id=wl.list_id))
+        elif isinstance(change, ListDelete):
+            old = get_list(change.list_id)
+            if old is None:
+                raise NotFound(f"no list {change.list_id!r}")
+            ids = rows.delete_list(tx, change.list_id)
+            cache[change.list_id] = None
+            ops.append(partial(watchlists.drop_list, change.list_id, ids))
+            if in_field_feed(old):
+                field_changes.append(change)
+        elif isinstance(change, EntryUpsert):
+            entry = change.entry
+            owner = get_list(entry.list_id)
+            if owner is None:
+                raise NotFound(f"entry {entry.entry_id!r}: no list {entry.list_id!r}")
+            previous = rows.get_entry(tx, entry.entry_id)
+            if previous is not None and previous.list_id != entry.list_id:
+                raise ListError(f"entry {entry.entry_id!r} belongs to list {previous.list_id!r}")
+            rows.put_entry(tx, entry, now, actor)
+            ops.append(partial(watchlists.index.upsert, entry))
+            if in_field_feed(owner):
+                field_changes.append(change)
+        elif isinstance(change, PermitRules):
+            rows.put_permit_rules(tx, list(change.rules))
+            ops.append(partial(watchlists.set_permit_rules, list(change.rules)))
+            field_changes.append(change)  # edges check permits offline too
+        elif isinstance(change, EntryDelete):
+            previous = rows.get_entry(tx, change.entry_id)
+            if previous is None:
+                raise NotFound(f"no entry {change.entry_id!r}")
+            rows.delete_entry(tx, change.entry_id)
+            ops.append(partial(watchlists.index.remove, change.entry_id))
+            owner = get_list(previous.list_id)
+            if owner is not None and in_field_feed(owner):
+                field_changes.append(change)
+    version = rows.feed_version(tx)
+    delta = None
+    if field_changes:
+        version += 1
+        delta = FeedDelta(v=SCHEMA_VERSION, version=version, changes=field_changes, sent_at=now)
+        # The log keeps small deltas whole; a bulk change (which edges take as a snapshot) by its size only.
+        body = (
+            _enc.encode(delta)
+            if len(field_changes) <= MAX_DELTA_CHANGES
+            else _enc.encode({"v": SCHEMA_VERSION, "version": version, "bulk_changes": len(field_changes)})
+        )
+        rows.record_version(tx, version, now, actor, body)
+    ops.append(partial(watchlists.set_feed_version, version))
+    if count:
+        rows.audit(
+            tx,
+            actor,
+            role,
+            ",".join(sorted(touched))[:500],
+            reason,
+            {"changes": count, "by_kind": kinds, "feed_version": version},
+            now,
+        )
+    return Applied(version=version, changes=count, delta=delta, index_ops=ops)

@@ -8,9 +8,9 @@ plates that are searched are ``text COLLATE "C"`` (code-point order, so an index
 or tail is exact for Chinese characters, whatever the server's locale), with a plate that text cannot
 hold stored exactly beside its searchable form (``plate_exact``).
 
-Migrations 2 to 9 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
+Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
-results, and the daily statistics.
+results, the daily statistics, and the watchlists with the field feed.
 """
 
 from __future__ import annotations
@@ -165,6 +165,20 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX dead_letters_received ON dead_letters (received_at)",
         "ALTER TABLE alerts ADD COLUMN pos bigint",
         "CREATE UNIQUE INDEX alerts_pos ON alerts (pos)",
+    ],
+    # 10: watchlists and the field feed (central.record.postgresql.watchlists); feed versions are taken
+    # under a lock held to the commit, so they commit in order.
+    [
+        """CREATE TABLE wl_lists (list_id text COLLATE "C" PRIMARY KEY, body bytea NOT NULL,
+            updated_at double precision NOT NULL, updated_by bytea)""",
+        """CREATE TABLE wl_entries (entry_id text COLLATE "C" PRIMARY KEY, list_id text COLLATE "C" NOT NULL,
+            plate text COLLATE "C" NOT NULL, body bytea NOT NULL, updated_at double precision NOT NULL,
+            updated_by bytea)""",
+        "CREATE INDEX wl_entries_list ON wl_entries (list_id, entry_id)",
+        "CREATE INDEX wl_entries_plate ON wl_entries (plate)",
+        """CREATE TABLE feed_changes (version bigint PRIMARY KEY, at double precision NOT NULL, actor bytea,
+            body bytea NOT NULL)""",
+        "CREATE TABLE hub_meta (key text PRIMARY KEY, value text NOT NULL)",
     ],
 ]
 

@@ -1,10 +1,10 @@
 """The hub's stores on PostgreSQL: ``PgStores`` runs jobs in transactions (``submit``, ``run``, ``read``,
 as the SQLite ``HubStore`` does) and holds the parts that are on PostgreSQL today: the record of reads
 (``record``), accounts, the audit trail, webhook deliveries, statistics, failed logins, import jobs, cached
-evidence, and the alert store (events, alerts, folding, outcomes, receipts, checkpoints, dead letters,
-escalations, quick-test results).
+evidence, the watchlists, and the alert store (events, alerts, folding, outcomes, receipts, checkpoints,
+dead letters, escalations, quick-test results).
 
-What is not here yet (the watchlist store, backups) keeps the hub on SQLite:
+What is not here yet (the hub's wiring, backups) keeps the hub on SQLite:
 ``central.record.factory`` does not offer PostgreSQL to the hub until every interface has it
 (docs/architecture.md).
 
@@ -37,6 +37,7 @@ from central.record.postgresql.schema import migrate
 from central.record.postgresql.shared import PgEvidenceStore, PgImportJobStore, PgLoginLimitStore
 from central.record.postgresql.stats import PgStatsStore
 from central.record.postgresql.users import PgUserStore
+from central.record.postgresql.watchlists import PgWatchlistStore
 from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
 from central.record.stores import Counts, Outcome
@@ -69,6 +70,7 @@ class PgStores:
         self.audit = PgAuditStore()
         self.webhooks = PgWebhookStore()
         self.stats = PgStatsStore()
+        self.watchlists = PgWatchlistStore()
         self.login_limits = PgLoginLimitStore(self._pool)
         self.import_jobs = PgImportJobStore(self._pool)
         self.evidence = PgEvidenceStore(self._pool, evidence_max_bytes)

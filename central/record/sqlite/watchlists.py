@@ -4,27 +4,16 @@ transaction with its audit record (see ``central.watchlists.lists`` for the flow
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 import sqlite_utils
 
 from central.record.sqlite import audit
-from central.record.watchlists import MAX_DELTA_CHANGES, Applied, ListError, ListIndex, NotFound
-from protocols.feed import (
-    EntryDelete,
-    EntryUpsert,
-    FeedChange,
-    FeedDelta,
-    ListDelete,
-    ListUpsert,
-    PermitRules,
-    in_field_feed,
-)
+from central.record.watchlists import Applied, ListIndex, apply
+from protocols.feed import FeedChange, in_field_feed
 from protocols.matching import Entry, PermitRule, Watchlist
-from protocols.messages import SCHEMA_VERSION
 
 _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
@@ -71,29 +60,77 @@ def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], i
     return lists, entries, feed_version(db), permit_rules(db)
 
 
-def _target_of(change: FeedChange) -> str:
-    if isinstance(change, ListUpsert):
-        return change.watchlist.list_id
-    if isinstance(change, ListDelete):
-        return change.list_id
-    if isinstance(change, EntryUpsert):
-        return change.entry.list_id
-    if isinstance(change, EntryDelete):
-        return change.entry_id.split(":", 1)[0]
-    return "permits"
+class _Rows:
+    """hub.db's watchlist rows, as ``central.record.watchlists.apply`` writes them."""
 
+    get_list = staticmethod(_get_list)
 
-def _unchanged(
-    db: sqlite_utils.Database,
-    change: FeedChange,
-    get_list: Callable[[sqlite_utils.Database, str], Watchlist | None],
-) -> bool:
-    """Whether an upsert would write exactly what is stored already."""
-    if isinstance(change, ListUpsert):
-        return get_list(db, change.watchlist.list_id) == change.watchlist
-    if isinstance(change, EntryUpsert):
-        return get_entry(db, change.entry.entry_id) == change.entry
-    return False
+    @staticmethod
+    def get_entry(db: sqlite_utils.Database, entry_id: str) -> Entry | None:
+        return get_entry(db, entry_id)
+
+    @staticmethod
+    def list_entries(db: sqlite_utils.Database, list_id: str) -> list[Entry]:
+        return list_entries(db, list_id)
+
+    @staticmethod
+    def put_list(db: sqlite_utils.Database, wl: Watchlist, now: float, actor: str) -> None:
+        db.conn.execute(
+            "INSERT OR REPLACE INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (?,?,?,?)",
+            (wl.list_id, _enc.encode(wl), now, actor),
+        )
+
+    @staticmethod
+    def delete_list(db: sqlite_utils.Database, list_id: str) -> list[str]:
+        ids = [i for (i,) in db.conn.execute("SELECT entry_id FROM wl_entries WHERE list_id=?", (list_id,))]
+        db.conn.execute("DELETE FROM wl_entries WHERE list_id=?", (list_id,))
+        db.conn.execute("DELETE FROM wl_lists WHERE list_id=?", (list_id,))
+        return ids
+
+    @staticmethod
+    def put_entry(db: sqlite_utils.Database, entry: Entry, now: float, actor: str) -> None:
+        db.conn.execute(
+            "INSERT OR REPLACE INTO wl_entries (entry_id, list_id, plate, body, updated_at, updated_by) "
+            "VALUES (?,?,?,?,?,?)",
+            (entry.entry_id, entry.list_id, entry.plate, _enc.encode(entry), now, actor),
+        )
+
+    @staticmethod
+    def delete_entry(db: sqlite_utils.Database, entry_id: str) -> None:
+        db.conn.execute("DELETE FROM wl_entries WHERE entry_id=?", (entry_id,))
+
+    @staticmethod
+    def put_permit_rules(db: sqlite_utils.Database, rules: list[PermitRule]) -> None:
+        db.conn.execute(
+            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('permit_rules', ?)",
+            (_enc.encode(rules).decode(),),
+        )
+
+    @staticmethod
+    def feed_version(db: sqlite_utils.Database) -> int:
+        return feed_version(db)
+
+    @staticmethod
+    def record_version(db: sqlite_utils.Database, version: int, now: float, actor: str, body: bytes) -> None:
+        db.conn.execute(
+            "INSERT INTO feed_changes (version, at, actor, body) VALUES (?,?,?,?)",
+            (version, now, actor, body),
+        )
+        db.conn.execute(
+            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),)
+        )
+
+    @staticmethod
+    def audit(
+        db: sqlite_utils.Database,
+        actor: str,
+        role: str,
+        target: str,
+        reason: str,
+        detail: dict[str, Any],
+        at: float,
+    ) -> None:
+        audit.append(db, actor, role, "watchlist.change", target=target, reason=reason, detail=detail, at=at)
 
 
 def apply_changes(
@@ -106,122 +143,8 @@ def apply_changes(
     reason: str = "",
 ) -> Applied:
     """Write the changes, prepare the index updates, record a feed version if the field feed moved,
-    and an audit record of the whole change (in the same transaction)."""
-    now = time.time() if now is None else now
-    cache: dict[str, Watchlist | None] = {}
-
-    def get_list(db: sqlite_utils.Database, list_id: str) -> Watchlist | None:
-        if list_id not in cache:
-            cache[list_id] = _get_list(db, list_id)
-        return cache[list_id]
-
-    field_changes: list[FeedChange] = []
-    ops: list[Callable[[], None]] = []
-    count = 0
-    kinds: dict[str, int] = {}
-    touched: set[str] = set()
-    for change in changes:
-        if _unchanged(db, change, get_list):
-            continue  # the same list or entry again (a restart re-applying its files): no new version
-        count += 1
-        kind = type(change).__name__
-        kinds[kind] = kinds.get(kind, 0) + 1
-        touched.add(_target_of(change))
-        if isinstance(change, ListUpsert):
-            wl = change.watchlist
-            old = get_list(db, wl.list_id)
-            db.conn.execute(
-                "INSERT OR REPLACE INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (?,?,?,?)",
-                (wl.list_id, _enc.encode(wl), now, actor),
-            )
-            cache[wl.list_id] = wl
-            ops.append(partial(watchlists.set_list, wl))
-            was, now_in = old is not None and in_field_feed(old), in_field_feed(wl)
-            if now_in:
-                field_changes.append(change)
-                if not was:  # a list coming into the field feed brings its entries along
-                    field_changes.extend(EntryUpsert(entry=e) for e in list_entries(db, wl.list_id))
-            elif was:
-                field_changes.append(ListDelete(list_id=wl.list_id))
-        elif isinstance(change, ListDelete):
-            old = get_list(db, change.list_id)
-            if old is None:
-                raise NotFound(f"no list {change.list_id!r}")
-            ids = [
-                i
-                for (i,) in db.conn.execute(
-                    "SELECT entry_id FROM wl_entries WHERE list_id=?", (change.list_id,)
-                )
-            ]
-            db.conn.execute("DELETE FROM wl_entries WHERE list_id=?", (change.list_id,))
-            db.conn.execute("DELETE FROM wl_lists WHERE list_id=?", (change.list_id,))
-            cache[change.list_id] = None
-            ops.append(partial(watchlists.drop_list, change.list_id, ids))
-            if in_field_feed(old):
-                field_changes.append(change)
-        elif isinstance(change, EntryUpsert):
-            entry = change.entry
-            owner = get_list(db, entry.list_id)
-            if owner is None:
-                raise NotFound(f"entry {entry.entry_id!r}: no list {entry.list_id!r}")
-            previous = get_entry(db, entry.entry_id)
-            if previous is not None and previous.list_id != entry.list_id:
-                raise ListError(f"entry {entry.entry_id!r} belongs to list {previous.list_id!r}")
-            db.conn.execute(
-                "INSERT OR REPLACE INTO wl_entries (entry_id, list_id, plate, body, updated_at, updated_by) "
-                "VALUES (?,?,?,?,?,?)",
-                (entry.entry_id, entry.list_id, entry.plate, _enc.encode(entry), now, actor),
-            )
-            ops.append(partial(watchlists.index.upsert, entry))
-            if in_field_feed(owner):
-                field_changes.append(change)
-        elif isinstance(change, PermitRules):
-            db.conn.execute(
-                "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('permit_rules', ?)",
-                (_enc.encode(change.rules).decode(),),
-            )
-            ops.append(partial(watchlists.set_permit_rules, list(change.rules)))
-            field_changes.append(change)  # edges check permits offline too
-        elif isinstance(change, EntryDelete):
-            previous = get_entry(db, change.entry_id)
-            if previous is None:
-                raise NotFound(f"no entry {change.entry_id!r}")
-            db.conn.execute("DELETE FROM wl_entries WHERE entry_id=?", (change.entry_id,))
-            ops.append(partial(watchlists.index.remove, change.entry_id))
-            owner = get_list(db, previous.list_id)
-            if owner is not None and in_field_feed(owner):
-                field_changes.append(change)
-    version = feed_version(db)
-    delta = None
-    if field_changes:
-        version += 1
-        delta = FeedDelta(v=SCHEMA_VERSION, version=version, changes=field_changes, sent_at=now)
-        # The log keeps small deltas whole; a bulk change (which edges take as a snapshot) by its size only.
-        body = (
-            _enc.encode(delta)
-            if len(field_changes) <= MAX_DELTA_CHANGES
-            else _enc.encode({"v": SCHEMA_VERSION, "version": version, "bulk_changes": len(field_changes)})
-        )
-        db.conn.execute(
-            "INSERT INTO feed_changes (version, at, actor, body) VALUES (?,?,?,?)",
-            (version, now, actor, body),
-        )
-        db.conn.execute(
-            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),)
-        )
-    ops.append(partial(watchlists.set_feed_version, version))
-    if count:
-        audit.append(
-            db,
-            actor,
-            role,
-            "watchlist.change",
-            target=",".join(sorted(touched))[:500],
-            reason=reason,
-            detail={"changes": count, "by_kind": kinds, "feed_version": version},
-            at=now,
-        )
-    return Applied(version=version, changes=count, delta=delta, index_ops=ops)
+    and an audit record of the whole change (in the same transaction; the rule: ``record.watchlists.apply``)."""
+    return apply(_Rows(), db, changes, watchlists, actor, now, role, reason)
 
 
 def versioned_snapshot(db: sqlite_utils.Database) -> tuple[int, bytes]:

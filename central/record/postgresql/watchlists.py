@@ -1,0 +1,246 @@
+"""Watchlists on PostgreSQL: lists (``wl_lists``), entries (``wl_entries``), the feed version and permit
+rules (``hub_meta``) and the field feed's log (``feed_changes``); a change applied in the caller's
+transaction with its audit record, by the rule every store shares (``central.record.watchlists.apply``).
+
+**Feed versions in commit order.** ``apply_changes`` takes one advisory lock held to the commit before it
+reads anything, so two changes (two hubs, or two jobs) never both make version N + 1, and the change that
+made N commits before any other can make N + 1: an edge or a hub reading "after the version it has"
+never skips one. ``versioned_snapshot`` reads the version and the lists in one statement, one snapshot.
+Ids and plates are ``text COLLATE "C"`` (code-point order, as SQLite sorts them; a NUL as U+FFFD), bodies
+and names as bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import psycopg
+
+from central.record.postgresql.audit import PgAuditStore
+from central.record.postgresql.events import b, key
+from central.record.watchlists import Applied, ListIndex, apply
+from protocols.feed import FeedChange, in_field_feed
+from protocols.matching import Entry, PermitRule, Watchlist
+
+#: The lock every change to the lists takes (any constant unique to Cordon's watchlists).
+FEED_LOCK = 0x636F72646F71
+
+_enc = msgspec.json.Encoder()
+_list_dec = msgspec.json.Decoder(type=Watchlist)
+_entry_dec = msgspec.json.Decoder(type=Entry)
+_rules_dec = msgspec.json.Decoder(type=list[PermitRule])
+
+
+class _Rows:
+    """The watchlist rows as ``apply`` writes them."""
+
+    @staticmethod
+    def get_list(tx: psycopg.Connection, list_id: str) -> Watchlist | None:
+        row = tx.execute("SELECT body FROM wl_lists WHERE list_id = %s", (key(list_id),)).fetchone()
+        return _list_dec.decode(bytes(row[0])) if row else None
+
+    @staticmethod
+    def get_entry(tx: psycopg.Connection, entry_id: str) -> Entry | None:
+        row = tx.execute("SELECT body FROM wl_entries WHERE entry_id = %s", (key(entry_id),)).fetchone()
+        return _entry_dec.decode(bytes(row[0])) if row else None
+
+    @staticmethod
+    def list_entries(tx: psycopg.Connection, list_id: str) -> list[Entry]:
+        return [
+            _entry_dec.decode(bytes(body))
+            for (body,) in tx.execute(
+                "SELECT body FROM wl_entries WHERE list_id = %s ORDER BY entry_id", (key(list_id),)
+            )
+        ]
+
+    @staticmethod
+    def put_list(tx: psycopg.Connection, wl: Watchlist, now: float, actor: str) -> None:
+        tx.execute(
+            "INSERT INTO wl_lists (list_id, body, updated_at, updated_by) VALUES (%s,%s,%s,%s) "
+            "ON CONFLICT (list_id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at, "
+            "updated_by = excluded.updated_by",
+            (key(wl.list_id), _enc.encode(wl), now, b(actor)),
+        )
+
+    @staticmethod
+    def delete_list(tx: psycopg.Connection, list_id: str) -> list[str]:
+        removed = tx.execute(
+            "DELETE FROM wl_entries WHERE list_id = %s RETURNING body", (key(list_id),)
+        ).fetchall()
+        tx.execute("DELETE FROM wl_lists WHERE list_id = %s", (key(list_id),))
+        return [_entry_dec.decode(bytes(body)).entry_id for (body,) in removed]
+
+    @staticmethod
+    def put_entry(tx: psycopg.Connection, entry: Entry, now: float, actor: str) -> None:
+        tx.execute(
+            "INSERT INTO wl_entries (entry_id, list_id, plate, body, updated_at, updated_by) "
+            "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (entry_id) DO UPDATE SET list_id = excluded.list_id, "
+            "plate = excluded.plate, body = excluded.body, updated_at = excluded.updated_at, "
+            "updated_by = excluded.updated_by",
+            (key(entry.entry_id), key(entry.list_id), key(entry.plate), _enc.encode(entry), now, b(actor)),
+        )
+
+    @staticmethod
+    def delete_entry(tx: psycopg.Connection, entry_id: str) -> None:
+        tx.execute("DELETE FROM wl_entries WHERE entry_id = %s", (key(entry_id),))
+
+    @staticmethod
+    def put_permit_rules(tx: psycopg.Connection, rules: list[PermitRule]) -> None:
+        _set_meta(tx, "permit_rules", _enc.encode(rules).decode())
+
+    @staticmethod
+    def feed_version(tx: psycopg.Connection) -> int:
+        row = tx.execute("SELECT value FROM hub_meta WHERE key = 'feed_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def record_version(tx: psycopg.Connection, version: int, now: float, actor: str, body: bytes) -> None:
+        tx.execute(
+            "INSERT INTO feed_changes (version, at, actor, body) VALUES (%s,%s,%s,%s)",
+            (version, now, b(actor), body),
+        )
+        _set_meta(tx, "feed_version", str(version))
+
+    @staticmethod
+    def audit(
+        tx: psycopg.Connection,
+        actor: str,
+        role: str,
+        target: str,
+        reason: str,
+        detail: dict[str, Any],
+        at: float,
+    ) -> None:
+        PgAuditStore.append(
+            tx, actor, role, "watchlist.change", target=target, reason=reason, detail=detail, at=at
+        )
+
+
+def _set_meta(tx: psycopg.Connection, name: str, value: str) -> None:
+    tx.execute(
+        "INSERT INTO hub_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+
+
+class PgWatchlistStore:
+    """``WatchlistStore`` on PostgreSQL; every method takes the store's transaction."""
+
+    feed_version = staticmethod(_Rows.feed_version)
+    get_list = staticmethod(_Rows.get_list)
+    get_entry = staticmethod(_Rows.get_entry)
+    list_entries = staticmethod(_Rows.list_entries)
+
+    @staticmethod
+    def entries_with_plate(tx: psycopg.Connection, plate: str) -> list[Entry]:
+        """Every entry, of any list, whose plate field is ``plate`` (a person list keeps the ID hash there)."""
+        return [
+            _entry_dec.decode(bytes(body))
+            for (body,) in tx.execute(
+                "SELECT body FROM wl_entries WHERE plate = %s ORDER BY entry_id", (key(plate),)
+            )
+        ]
+
+    @staticmethod
+    def permit_rules(tx: psycopg.Connection) -> list[PermitRule]:
+        row = tx.execute("SELECT value FROM hub_meta WHERE key = 'permit_rules'").fetchone()
+        return _rules_dec.decode(row[0]) if row else []
+
+    @staticmethod
+    def load_all(tx: psycopg.Connection) -> tuple[list[Watchlist], list[Entry], int, list[PermitRule]]:
+        version, lists, entries, rules = _snapshot_rows(tx)
+        return (
+            [_list_dec.decode(body) for _, body in lists],
+            [_entry_dec.decode(body) for _, body in entries],
+            version,
+            rules,
+        )
+
+    @staticmethod
+    def list_summaries(tx: psycopg.Connection) -> list[tuple[Watchlist, int]]:
+        """Every list with its number of entries, by list id."""
+        return [
+            (_list_dec.decode(bytes(body)), int(n))
+            for body, n in tx.execute(
+                "SELECT l.body, (SELECT count(*) FROM wl_entries e WHERE e.list_id = l.list_id) "
+                "FROM wl_lists l ORDER BY l.list_id"
+            )
+        ]
+
+    @staticmethod
+    def search_entries(
+        tx: psycopg.Connection, list_id: str, plate_part: str, limit: int, offset: int
+    ) -> tuple[list[Entry], int]:
+        """A page of a list's entries whose plate holds ``plate_part`` (no wildcards; ASCII letters in any
+        case, as SQLite's LIKE), by entry id, and how many there are in all."""
+        pattern = "%" + key(plate_part).replace("%", "").replace("_", "") + "%"
+        rows = tx.execute(
+            "SELECT body, count(*) OVER () FROM wl_entries WHERE list_id = %s AND plate ILIKE %s ESCAPE '' "
+            "ORDER BY entry_id LIMIT %s OFFSET %s",
+            (key(list_id), pattern, limit, offset),
+        ).fetchall()
+        if rows:
+            return [_entry_dec.decode(bytes(body)) for body, _ in rows], int(rows[0][1])
+        total = tx.execute(
+            "SELECT count(*) FROM wl_entries WHERE list_id = %s AND plate ILIKE %s ESCAPE ''",
+            (key(list_id), pattern),
+        ).fetchone()
+        return [], int(total[0])  # type: ignore[index]
+
+    @staticmethod
+    def apply_changes(
+        tx: psycopg.Connection,
+        changes: Iterable[FeedChange],
+        watchlists: ListIndex,
+        actor: str,
+        now: float | None = None,
+        role: str = "",
+        reason: str = "",
+    ) -> Applied:
+        """Write the changes with their feed version and audit record, under the feed's lock (held to the
+        commit: versions commit in order)."""
+        tx.execute("SELECT pg_advisory_xact_lock(%s)", (FEED_LOCK,))
+        return apply(_Rows(), tx, changes, watchlists, actor, now, role, reason)
+
+    @staticmethod
+    def versioned_snapshot(tx: psycopg.Connection) -> tuple[int, bytes]:
+        """The feed version a snapshot holds, and the snapshot (the field feed's lists and their entries)."""
+        version, lists, entries, rules = _snapshot_rows(tx)
+        field_ids = {lid for lid, body in lists if in_field_feed(_list_dec.decode(body))}
+        return version, _enc.encode(
+            {
+                "version": version,
+                "watchlists": [msgspec.Raw(body) for lid, body in lists if lid in field_ids],
+                "entries": [msgspec.Raw(body) for lid, body in entries if lid in field_ids],
+                "permit_rules": rules,
+            }
+        )
+
+
+def _snapshot_rows(
+    tx: psycopg.Connection,
+) -> tuple[int, list[tuple[str, bytes]], list[tuple[str, bytes]], list[PermitRule]]:
+    """The version, the lists, the entries (by entry id) and the permit rules, read by one statement: one
+    snapshot, whatever commits meanwhile."""
+    version, rules = 0, []
+    lists: list[tuple[str, bytes]] = []
+    entries: list[tuple[str, bytes]] = []
+    for kind, list_id, body in tx.execute(
+        "SELECT kind, list_id, body FROM ("
+        "SELECT 0 AS kind, key AS list_id, convert_to(value, 'UTF8') AS body, ''::text COLLATE \"C\" AS sort "
+        "FROM hub_meta WHERE key IN ('feed_version', 'permit_rules') "
+        "UNION ALL SELECT 1, list_id, body, list_id FROM wl_lists "
+        "UNION ALL SELECT 2, list_id, body, entry_id FROM wl_entries) t ORDER BY kind, sort"
+    ):
+        if kind == 0:
+            if list_id == "feed_version":
+                version = int(bytes(body).decode())
+            else:
+                rules = _rules_dec.decode(bytes(body))
+        elif kind == 1:
+            lists.append((list_id, bytes(body)))
+        else:
+            entries.append((list_id, bytes(body)))
+    return version, lists, entries, rules
