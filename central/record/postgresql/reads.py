@@ -77,6 +77,7 @@ from central.record.reads import (
     StoredRead,
     rank_companions,
 )
+from central.record.tx import RunAgain
 from protocols.messages import Passage, PlateRead
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,9 @@ _PARTITION = re.compile(r"(reads|passages|plates)_(\d{8})")
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
 
 
-class DaysNotReady(Exception):
+class DaysNotReady(RunAgain):
     """An insert inside a transaction met days that have no partitions yet: roll back, ``prepare(days)``,
-    run the job again."""
+    run the job again (a ``RunAgain``: code above the seam lets it through)."""
 
     def __init__(self, days: Sequence[dt.date]) -> None:
         super().__init__(f"the record has no partitions for {', '.join(d.isoformat() for d in days)} yet")
