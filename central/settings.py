@@ -196,9 +196,37 @@ class EvidenceSettings(msgspec.Struct, **_STRICT):
 
 
 class StoreSettings(msgspec.Struct, **_STRICT):
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    """Where the hub keeps everything: ``sqlite`` (hub.db and the day files under ``data_dir``, the
+    default) or ``postgresql`` (the database ``dsn`` names)."""
     busy_timeout_s: float = 30.0
     """How long a commit waits for a write lock another process holds on hub.db before it fails
     (nothing is acknowledged then, and the edges send again)."""
+    dsn: str = ""
+    """With ``backend = "postgresql"``: the database, as a libpq connection string or URI without the
+    password (``host=db.example port=5432 dbname=cordon user=cordon``)."""
+    password: str = ""
+    """The database password; better from a secret file (``password_file``, or the environment:
+    ``CORDON_HUB_STORE__PASSWORD_FILE``)."""
+    password_file: str = ""
+    """A file holding the database password (instead of ``password``)."""
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """PostgreSQL connections kept open for searches and other reads."""
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgresql" and not self.dsn:
+            raise ValueError('store.backend = "postgresql" needs store.dsn')
+
+    def database_password(self) -> str:
+        """The password, read from ``password_file`` when one is named."""
+        if not self.password_file:
+            return self.password
+        try:
+            return Path(self.password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise config.SettingsError(
+                f"store.password_file: cannot read {self.password_file}: {exc.strerror or exc}"
+            ) from None
 
 
 class BackupSettings(msgspec.Struct, **_STRICT):

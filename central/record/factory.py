@@ -13,6 +13,15 @@ from central.settings import HubSettings
 
 def open_store(settings: HubSettings) -> HubStores:
     """The hub's stores for these settings, not started yet (``start`` opens them)."""
+    if settings.store.backend == "postgresql":
+        from central.record.postgresql.connections import with_password
+        from central.record.postgresql.store import PgStores
+
+        return PgStores(
+            with_password(settings.store.dsn, settings.store.database_password()),
+            utc_offset=settings.record.utc_offset,
+            pool_size=settings.store.pool_size,
+        )
     return HubStore(
         settings.data_path / "hub.db",
         utc_offset=settings.record.utc_offset,

@@ -16,6 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+import psycopg.conninfo
+
+
+def with_password(dsn: str, password: str) -> str:
+    """The connection string with the password added (kept out of the settings file: a secret file or the
+    environment gives it); unchanged when there is none."""
+    return psycopg.conninfo.make_conninfo(dsn, password=password) if password else dsn
 
 
 def connect(dsn: str, *, autocommit: bool) -> psycopg.Connection:

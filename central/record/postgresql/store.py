@@ -4,9 +4,8 @@ as the SQLite ``HubStore`` does) and holds the parts that are on PostgreSQL toda
 evidence, the watchlists, and the alert store (events, alerts, folding, outcomes, receipts, checkpoints,
 dead letters, escalations, quick-test results).
 
-What is not here yet (the hub's wiring, backups) keeps the hub on SQLite:
-``central.record.factory`` does not offer PostgreSQL to the hub until every interface has it
-(docs/architecture.md).
+``central.record.factory`` gives the hub these stores with ``[store] backend = "postgresql"``. Backups
+are PostgreSQL's own (``backup`` refuses).
 
 **Transactions.** A write job runs on the store's one writer connection, in a thread of its own, inside one
 transaction at READ COMMITTED, and its future resolves after the commit; a failed job rolls back and its
@@ -25,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -40,7 +40,8 @@ from central.record.postgresql.users import PgUserStore
 from central.record.postgresql.watchlists import PgWatchlistStore
 from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
-from central.record.stores import Counts, Outcome
+from central.record.stores import BackupCut, Counts, Outcome
+from protocols.errors import CordonError
 from protocols.messages import Alert, Event
 
 log = logging.getLogger(__name__)
@@ -216,3 +217,14 @@ class PgStores:
     def purge_before(self, cutoff: dt.date) -> list[dt.date]:
         """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
         return self.record.purge_before(cutoff)
+
+    def backup(self, dest: Path, *, lock_timeout_s: float = 30.0) -> BackupCut:
+        """``cordon backup`` copies SQLite files; a PostgreSQL store is backed up by PostgreSQL's own tools."""
+        raise BackupRefused(
+            "the hub's store is on PostgreSQL: back it up with PostgreSQL's tools (pg_basebackup and WAL "
+            "archiving, or pg_dump), not cordon backup"
+        )
+
+
+class BackupRefused(CordonError, RuntimeError):
+    """``cordon backup`` asked of a store it cannot copy."""
