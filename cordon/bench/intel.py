@@ -46,6 +46,7 @@ from typing import Any
 
 import msgspec
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import BatchResult, Ingest
 from central.intel.clones import CloneCheck, load_geography
 from central.record.store import HubStore
@@ -296,8 +297,7 @@ def _ingest(
         store,
         HubWatchlists(),
         publish=lambda t, p: None,
-        on_alerts=alerts.extend,
-        on_status=lambda s, o: None,
+        listener=Recorder(alerts=alerts),
         clones=check,
     )
     try:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
 from central.record.dayfiles import (
     INDEXES,
@@ -261,9 +262,7 @@ def _searches(
 def _purge_under_ingest(data: Path, day_list: list[dt.date], settle_s: float = 2.0) -> dict[str, Any]:
     store = HubStore(data / "hub.db", record_dir=data / "record", utc_offset=UTC_OFFSET)
     store.start()
-    ingest = Ingest(
-        store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None, on_status=lambda s: None
-    )
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, listener=Recorder())
     topic = "cordon/v1/cp/SD-BENCH-001/events"
     samples: list[tuple[float, float]] = []  # (started, latency ms)
     stop = threading.Event()
