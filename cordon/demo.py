@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 import secrets
 import socket
@@ -17,6 +16,7 @@ from central.settings import AlertSettings, ConsoleSettings, FeedSettings, HubSe
 from central.settings import HttpSettings as HubHttp
 from central.settings import KitsSettings as HubKits
 from central.settings import MqttSettings as HubMqtt
+from central.watchlists.index import parse_csv
 from edge.app import create_app as create_edge
 from edge.settings import CameraSettings, EdgeSettings, SimulatorSettings, TabletSettings
 from edge.settings import HttpSettings as EdgeHttp
@@ -84,8 +84,9 @@ def demo_watchlist_path() -> Path:
 
 
 def watchlisted_plates() -> list[str]:
-    with demo_watchlist_path().open(encoding="utf-8") as f:
-        return [row["plate"] for row in csv.DictReader(f)]
+    """The plates of the demo's list file, as the hub reads them (the one parser of list files)."""
+    path = demo_watchlist_path()
+    return [e.plate for e in parse_csv(path.read_text(encoding="utf-8"), source=str(path)).entries]
 
 
 DEMO_ROLES = (
