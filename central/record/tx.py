@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from protocols.errors import CordonError
+
 
 class Tx(Protocol):
     """One open transaction (write) or one read connection of the hub's store; use it only to pass on."""
 
 
-class RunAgain(Exception):  # noqa: N818 - a request, not an error
+class RunAgain(CordonError):  # noqa: N818 - a request, not an error
     """Raised by a store method inside a job: the store must do something outside any transaction first
     (on SQLite, attach a day file) and then runs the whole job again. A job lets it through untouched;
-    turning it into a dead letter would lose the event."""
+    turning it into a dead letter would lose the event. (A ``CordonError`` like every exception Cordon
+    defines, though nobody ever sees it: the store always takes it back.)"""
