@@ -1143,15 +1143,12 @@ def test_the_hubs_ingest_runs_alike_on_either_store(backend):
             for op in store.watchlists.apply_changes(tx, changes_for(loaded, {}), watchlists, "t").index_ops
         ]
     )
-    published, alerts, folded = [], [], []
+    from central.ingest.listener import Recorder
+
+    published, heard = [], Recorder()
+    alerts, folded = heard.alerts, heard.folded
     ingest = Ingest(
-        store,
-        watchlists,
-        publish=lambda t, p: published.append((t, p)),
-        on_alerts=alerts.extend,
-        on_status=lambda status, offset: None,
-        fold_window_s=600,
-        on_folded=folded.extend,
+        store, watchlists, publish=lambda t, p: published.append((t, p)), listener=heard, fold_window_s=600
     )
     now = time.time()
 
