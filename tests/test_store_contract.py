@@ -1177,3 +1177,39 @@ def test_the_hubs_ingest_runs_alike_on_either_store(backend):
     assert stored.folded == 1 and store.counts().reads == 3 and store.counts().dead_letters == 1
     day = store.record.days()[-1]
     assert sorted(r.plate for r in store.record.iter_reads(day)) == ["鲁B12345", "鲁Q8K2L1", "鲁Q8K2L1"]
+
+
+def test_a_message_that_fails_inside_the_store_costs_one_dead_letter(backend):
+    """A statement the store refuses (a sequence number past 64 bits) inside a batch: the pipeline's
+    guard dead-letters the message on either backend (on PostgreSQL after rolling the job back, since a
+    failed statement aborts the transaction), and the next batch is taken as usual."""
+    from central.ingest.listener import Recorder
+    from central.ingest.pipeline import Ingest
+    from central.watchlists.index import HubWatchlists
+    from protocols.messages import EventBatch, encode
+
+    store = backend.hub if backend.name == "sqlite" else backend.stores
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, listener=Recorder())
+    now = time.time()
+
+    def batch(*seqs):
+        reads = [
+            PlateRead(
+                seq=s,
+                camera_id="cam",
+                captured_at=now,
+                plate="鲁B12345",
+                plate_raw="鲁B12345",
+                plate_valid=True,
+            )
+            for s in seqs
+        ]
+        return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=CP, epoch=7, sent_at=now, events=reads))
+
+    topic = f"cordon/v1/cp/{CP}/events"
+    bad = ingest.handle(topic, batch(2**63 + 5), now).result(30)
+    assert bad.dead_letters == 1 and bad.reads == 0
+    (letter,) = store.dead_letters()
+    assert letter.reason.startswith("internal error")
+    good = ingest.handle(topic, batch(1, 2), now).result(30)
+    assert good.reads == 2 and good.dead_letters == 0 and store.counts().reads == 2

@@ -55,6 +55,8 @@ _alert_decoder = msgspec.json.Decoder(type=Alert)
 
 #: The lock every new alert's position is taken under (any constant unique to Cordon's alerts).
 ALERT_LOCK = 0x636F72646F70
+#: The savepoint ``PgStores`` takes at the start of every write job (``dead_letter`` rolls back to it).
+JOB_SAVEPOINT = "cordon_job"
 #: At most this much of a dead letter's raw bytes is kept (its full size is recorded).
 MAX_RAW_BYTES = 64 * 1024
 #: What the hits' retention removes: (table, time column). The audit trail is never purged.
@@ -495,7 +497,12 @@ class PgEvents:
         checkpoint: str | None = None,
         received_at: float | None = None,
     ) -> int:
-        """Keep what could not be taken, with the reason and the raw bytes (bounded); its id."""
+        """Keep what could not be taken, with the reason and the raw bytes (bounded); its id.
+
+        After a failed statement (the transaction is aborted, and nothing of the job can commit) the job is
+        first rolled back to its start, so the dead letter is what the job leaves."""
+        if tx.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+            tx.execute(f"ROLLBACK TO SAVEPOINT {JOB_SAVEPOINT}")
         row = tx.execute(
             "INSERT INTO dead_letters (received_at, source, checkpoint, reason, raw, raw_bytes) "
             "VALUES (%s,%s,%s,%s,%s,%s) RETURNING id",

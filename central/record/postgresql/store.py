@@ -12,7 +12,9 @@ transaction at READ COMMITTED, and its future resolves after the commit; a faile
 future raises. A read runs on a pooled connection inside a transaction of its own, so what it reads is
 one snapshot per statement and every statement sees what committed before it. A job whose reads meet a
 day the record has no partitions for yet is rolled back, the days are made, and it runs again (the
-record's ``DaysNotReady``, as ``RunAgain`` on SQLite).
+record's ``DaysNotReady``, as ``RunAgain`` on SQLite). A job starts at a savepoint: on PostgreSQL a failed
+statement aborts the transaction, so a dead letter written after one (the ingest pipeline's "a bug costs
+one dead letter") first rolls the job back to its start (``dead_letter``), and the dead letter commits.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import psycopg
 
 from central.record.postgresql.audit import PgAuditStore
 from central.record.postgresql.connections import Pool, connect
-from central.record.postgresql.events import PgEvents
+from central.record.postgresql.events import JOB_SAVEPOINT, PgEvents
 from central.record.postgresql.reads import DaysNotReady, PgReadStore
 from central.record.postgresql.schema import migrate
 from central.record.postgresql.shared import PgEvidenceStore, PgImportJobStore, PgLoginLimitStore
@@ -108,6 +110,7 @@ class PgStores:
                 self._writer = connect(self.dsn, autocommit=False)
             try:
                 with self._writer.transaction():
+                    self._writer.execute(f"SAVEPOINT {JOB_SAVEPOINT}")
                     result = job(self._writer)
             except DaysNotReady as exc:  # rolled back: make the days, run the whole job again
                 if attempt == 2:
