@@ -1213,3 +1213,25 @@ def test_a_message_that_fails_inside_the_store_costs_one_dead_letter(backend):
     assert letter.reason.startswith("internal error")
     good = ingest.handle(topic, batch(1, 2), now).result(30)
     assert good.reads == 2 and good.dead_letters == 0 and store.counts().reads == 2
+
+
+def test_the_clone_index_warms_from_either_record(backend):
+    """After a restart the clone index learns the record's recent reads (``SightingSource``) on both."""
+    from central.intel.clones import recent_reads
+
+    reads = [
+        PlateRead(
+            seq=s,
+            camera_id="cam",
+            captured_at=T0 + s * 60,
+            plate=f"鲁B1234{s}",
+            plate_raw=f"鲁B1234{s}",
+            plate_valid=True,
+            colour="blue",
+        )
+        for s in (1, 2, 3)
+    ]
+    insert(backend, *reads)
+    store = backend.hub if backend.name == "sqlite" else backend.stores
+    found = list(recent_reads(store.record, T0 + 90))
+    assert [(r.seq, r.plate) for r, _, _ in found] == [(2, "鲁B12342"), (3, "鲁B12343")]

@@ -181,7 +181,7 @@ def rank_companions(
 
 class SightingSource(Protocol):
     """The record's reads with the vehicle's colour and make, day by day, for the clone index to learn
-    after a restart (the SQLite day files give it; the PostgreSQL record does not yet)."""
+    after a restart (the SQLite day files and the PostgreSQL record give it)."""
 
     tz: dt.timezone
 
