@@ -1235,3 +1235,32 @@ def test_the_clone_index_warms_from_either_record(backend):
     store = backend.hub if backend.name == "sqlite" else backend.stores
     found = list(recent_reads(store.record, T0 + 90))
     assert [(r.seq, r.plate) for r, _, _ in found] == [(2, "鲁B12342"), (3, "鲁B12343")]
+
+
+def test_failed_logins_past_the_window_are_forgotten_on_postgresql(pg_dsn):
+    """A flood of made-up names does not grow the failures table for good: each new failure drops up to
+    a hundred that left the window."""
+    from central.record.postgresql.shared import FORGET_PER_FAILURE, PgLoginLimitStore
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    clock = Clock()
+    limits = PgLoginLimitStore(stores._pool, window_s=600, clock=clock)
+
+    def rows():
+        return stores.read(lambda tx: tx.execute("SELECT count(*) FROM login_failures").fetchone()[0])
+
+    try:
+        for i in range(150):
+            limits.failed(f"name{i}", f"10.1.{i // 250}.{i % 250}")
+        assert rows() == 300
+        clock.now += 601
+        for i in range(3):
+            limits.failed(f"later{i}", "10.2.0.1")
+        assert FORGET_PER_FAILURE == 100 and rows() == 6
+        assert (
+            limits.retry_after("later0", "10.9.9.9") is None and limits.retry_after("x", "10.2.0.1") is None
+        )
+    finally:
+        stores.stop()

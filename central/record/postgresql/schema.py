@@ -62,6 +62,7 @@ MIGRATIONS: list[list[str]] = [
         # Failed logins per account (u:NAME) and address (a:ADDRESS), shared by every hub on the database.
         "CREATE TABLE login_failures (key text NOT NULL, at double precision NOT NULL)",
         "CREATE INDEX login_failures_key ON login_failures (key, at)",
+        "CREATE INDEX login_failures_at ON login_failures (at)",
     ],
     # 3: the audit trail (central.record.postgresql.audit): append-only, hash-chained. Its text is kept as
     # bytes (a reason may hold a NUL) so that every record hashes back to what it was.

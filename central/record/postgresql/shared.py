@@ -19,6 +19,10 @@ from protocols.messages import EvidenceKind
 KINDS = get_args(EvidenceKind)
 
 
+#: Failures past the window dropped with each new failure (more than one comes in, so the table shrinks).
+FORGET_PER_FAILURE = 100
+
+
 class PgLoginLimitStore:
     """Failed logins per account and per address in a sliding window, as ``runtime.web.LoginLimiter``
     counts them in memory; here every hub on the database counts the same failures. ``clock`` is wall
@@ -56,8 +60,11 @@ class PgLoginLimitStore:
         now = self._clock()
         keys = [_key(f"u:{account}"), _key(f"a:{address}")]
         with self._pool.connection() as conn, conn.transaction():
+            # What left the window goes, a little at a time: a flood of made-up names must not grow the table.
             conn.execute(
-                "DELETE FROM login_failures WHERE key = ANY(%s) AND at <= %s", (keys, now - self.window_s)
+                "DELETE FROM login_failures WHERE ctid = ANY(ARRAY(SELECT ctid FROM login_failures "
+                "WHERE at <= %s LIMIT %s))",
+                (now - self.window_s, FORGET_PER_FAILURE),
             )
             conn.execute("INSERT INTO login_failures (key, at) SELECT unnest(%s::text[]), %s", (keys, now))
 
