@@ -72,12 +72,6 @@ class PgLoginLimitStore:
         with self._pool.connection() as conn:
             conn.execute("DELETE FROM login_failures WHERE key = %s", (_key(f"u:{account}"),))
 
-    def forget_older_than(self, age_s: float | None = None) -> int:
-        """Drop failures past the window (the hub's hourly housekeeping); returns how many."""
-        cutoff = self._clock() - (self.window_s if age_s is None else age_s)
-        with self._pool.connection() as conn:
-            return conn.execute("DELETE FROM login_failures WHERE at <= %s", (cutoff,)).rowcount
-
 
 def _key(key: str) -> str:
     # A name typed at the login form may hold a NUL, which text cannot: it counts under U+FFFD instead.
