@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from playwright.sync_api import sync_playwright
 
 from central.intel.ring import SHIPPED, load_ring
 from protocols import topics
-from protocols.messages import SCHEMA_VERSION, CheckpointStatus, encode
+from protocols.messages import SCHEMA_VERSION, Ack, CheckpointStatus, decode, encode
 from tests.support import Mosquitto, hub_service
 from tests.test_hub_ingest import payload, read
 
@@ -62,17 +63,34 @@ def expected_label(cp: str, lang: str) -> tuple[str, str]:
 
 
 def report_through_mqtt(url: str) -> None:
-    """Each checkpoint as its edge would: its reads, then its status (the hub takes the rate then)."""
+    """Each checkpoint as its edge would: its reads, then, once the hub has committed them all (its
+    acknowledgements cover every sequence number), its status (the hub takes the rate then)."""
     host, port = url.removeprefix("mqtt://").split(":")
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="fake-edges", protocol=paho.MQTTv311)
+    acked: dict[str, set[int]] = {cp: set() for cp in REPORTS}
+    all_acked = threading.Event()
+    want = {cp: set(range(1, reads + 1)) for cp, (reads, _) in REPORTS.items()}
+
+    def on_message(_client, _userdata, message) -> None:
+        cp = topics.parse(message.topic).checkpoint
+        for first, last in decode(Ack, message.payload).ranges:
+            acked[cp].update(range(first, last + 1))
+        if all(want[c] <= acked[c] for c in want):
+            all_acked.set()
+
+    subscribed = threading.Event()
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
     client.connect(host, int(port))
     client.loop_start()
     try:
+        client.subscribe([(topics.ack(cp), 1) for cp in REPORTS])
+        assert subscribed.wait(10), "the broker granted the subscription to the acknowledgements"
         for cp, (reads, _fields) in REPORTS.items():
             if reads:
                 events = [read(n, plate=f"鲁B{n:05d}") for n in range(1, reads + 1)]
                 client.publish(topics.events(cp), payload(events, checkpoint=cp), qos=1).wait_for_publish(10)
-        time.sleep(1.0)  # the hub has stored the reads before the statuses arrive
+        assert all_acked.wait(30), {cp: sorted(want[cp] - acked[cp]) for cp in want}
         for cp, (_, fields) in REPORTS.items():
             status = CheckpointStatus(
                 v=SCHEMA_VERSION, checkpoint=cp, epoch=42, sent_at=time.time(), **{"online": True, **fields}
