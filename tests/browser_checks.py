@@ -12,6 +12,10 @@
   reviewed ``ALLOWED_WORDS``.
 - ``keys_shown``: in either language, visible text that is, or holds as a word, a dictionary key.
 - ``dictionary_gaps``: keys that one language of the page's dictionary has and the other lacks.
+- ``broken_names``: a plate, checkpoint name or list name (``.plate``, ``[data-name]``, or an element marked
+  ``data-whole``) laid out on more than one line: a plate split after its province character, a name
+  wrapped in a column too narrow for it, reads as two things.
+- ``dense_rows``: rows of a list (a selector) taller than a dense row may be, in lines of their text.
 - ``low_contrast_text``: visible text whose colour is too close to the background it is drawn on (dark
   text on a dark select in the light theme, amber on white): under 3:1, WCAG's floor for large text.
 
@@ -150,12 +154,20 @@ _TEXTS = (
     + """
   const skipped = (el) => skip.some((s) => el.closest(s));
   const out = [];
+  const joined = new Set();
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   while (walker.nextNode()) {
     const node = walker.currentNode;
-    const parent = node.parentElement;
-    const text = node.textContent.trim();
+    let parent = node.parentElement;
+    let text = node.textContent.trim();
     if (!text || !visible(parent) || skipped(parent) || parent.closest(".plate, [data-id], title, script, style")) continue;
+    // a sentence with a plate or id kept whole in a span of its own ([data-whole]) is read as one text
+    if (parent.matches("[data-whole]")) parent = parent.parentElement;
+    if (parent.querySelector(":scope > [data-whole]")) {
+      if (joined.has(parent)) continue;
+      joined.add(parent);
+      text = parent.textContent.trim();
+    }
     out.push({ text, where: describe(parent) });
   }
   for (const el of document.querySelectorAll("input[placeholder], select, button, input[type=button], input[type=submit]")) {
@@ -292,3 +304,58 @@ async def low_contrast_text(
 ) -> list[dict[str, Any]]:
     """Visible text drawn under ``minimum`` contrast with what is behind it (see the module docstring)."""
     return await page.evaluate(_CONTRAST, [list(skip), minimum])
+
+
+_BROKEN = (
+    """
+([skip, mayWrap]) => {
+"""
+    + _VISIBLE
+    + """
+  const found = [];
+  for (const el of document.querySelectorAll(".plate, [data-name], [data-whole]")) {
+    if (!visible(el) || skip.some((s) => el.closest(s)) || !el.textContent.trim()) continue;
+    if (el.matches("[data-name]") && !el.matches(".plate, [data-whole]") && mayWrap.some((s) => el.closest(s))) continue;
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.bottom)));
+    if (tops.size > 1) found.push({ text: el.textContent.trim().slice(0, 60), where: describe(el), lines: tops.size });
+  }
+  return found;
+}
+"""
+)
+
+
+async def broken_names(
+    page: Any, skip: tuple[str, ...] = (), names_may_wrap: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Plates and names laid out on more than one line (see the module docstring); a name (never a plate)
+    inside ``names_may_wrap`` may take two lines (say why at the call)."""
+    return await page.evaluate(_BROKEN, [list(skip), list(names_may_wrap)])
+
+
+_ROWS = (
+    """
+([selector, most]) => {
+"""
+    + _VISIBLE
+    + """
+  const found = [];
+  for (const row of document.querySelectorAll(selector)) {
+    if (!visible(row)) continue;
+    const s = getComputedStyle(row);
+    const line = parseFloat(s.lineHeight) || 1.2 * parseFloat(s.fontSize);
+    const inner = row.clientHeight - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom);
+    const lines = Math.round((inner / line) * 10) / 10;
+    if (lines > most) found.push({ text: row.innerText.replace(/\\s+/g, " ").slice(0, 80), lines });
+  }
+  return found;
+}
+"""
+)
+
+
+async def dense_rows(page: Any, selector: str, most: int) -> list[dict[str, Any]]:
+    """Rows matching ``selector`` taller than ``most`` lines of their own text (their padding aside)."""
+    return await page.evaluate(_ROWS, [selector, most])
