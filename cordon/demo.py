@@ -97,6 +97,10 @@ DEMO_ROLES = (
 )
 
 
+#: The auditor's role has no console page (the console says so on its sign-in page): where its work is.
+AUDITOR_NOTE = "   (no console page: the audit trail is GET /api/v1/audit, `cordon audit verify`)"
+
+
 def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     """One account per console role, with a fresh password each run (printed in the banner)."""
     from central.people import audit, users
@@ -155,7 +159,10 @@ async def run_demo(
     lines = [
         f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",
         "  demo accounts (user name / password / role):",
-        *[f"    {name} / {password} / {role}" for name, role, password in accounts],
+        *[
+            f"    {name} / {password} / {role}" + AUDITOR_NOTE * (role == "auditor")
+            for name, role, password in accounts
+        ],
     ]
     plates = watchlisted_plates()
     cameras_lines = []
