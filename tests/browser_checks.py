@@ -67,6 +67,49 @@ class PageWatch:
         self.errors.clear()
 
 
+#: The ways through a page's own buttons from (zh, dark) to every language and theme: (lang, theme, button).
+SWITCHES = (
+    ("zh", "dark", None),
+    ("zh", "light", "#theme"),
+    ("en", "light", "#lang"),
+    ("en", "dark", "#theme"),
+)
+
+
+def open_console_sync(
+    browser: Any, base: str, width: int, height: int, *, code: str = "console-code", timeout_ms: int = 45_000
+) -> tuple[Any, PageWatch]:
+    """A console page (sync Playwright) in a context of its own at ``width`` x ``height``, signed in with
+    the access code, in Chinese and the dark theme, every module script run; and its ``PageWatch``. Tests
+    reach the other languages and themes with the page's own buttons (``SWITCHES``): what was drawn before
+    a switch must follow it, and a new sign-in per variant cost seconds each."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.add_init_script(
+        "localStorage.setItem('cordon.lang', 'zh'); localStorage.setItem('cordon.theme', 'dark');"
+    )
+    page = context.new_page()
+    watch = PageWatch(page)
+    page.goto(f"{base}/login")
+    page.click("summary")
+    page.fill("input[name=code]", code)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live.ok", timeout=timeout_ms)
+    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+    page.wait_for_function("document.readyState === 'complete'", timeout=timeout_ms)
+    return page, watch
+
+
+def switch_sync(page: Any, button: str | None, lang: str, theme: str, timeout_ms: int = 45_000) -> None:
+    """Press a language or theme button (or none) and wait until the page says it is in ``lang``/``theme``."""
+    if button:
+        page.click(button)
+    page.wait_for_function(
+        f"document.documentElement.lang === '{'zh-CN' if lang == 'zh' else 'en'}'"
+        f" && document.documentElement.classList.contains('light') === {str(theme == 'light').lower()}",
+        timeout=timeout_ms,
+    )
+
+
 _VISIBLE = """
 function visible(el) {
   if (!el || !el.isConnected) return false;
