@@ -88,13 +88,16 @@ def watchlisted_plates() -> list[str]:
         return [row["plate"] for row in csv.DictReader(f)]
 
 
+#: (user name, role, display name): the display name is a person's name on the page, in Chinese as the
+#: ring's staff would be named ("演示 commander" put an English word in the Chinese header).
 DEMO_ROLES = (
-    ("demo-commander", "commander"),
-    ("demo-analyst", "analyst"),
-    ("demo-lists", "watchlist_manager"),
-    ("demo-auditor", "auditor"),
-    ("demo-admin", "admin"),
+    ("demo-commander", "commander", "演示值班长"),
+    ("demo-analyst", "analyst", "演示研判员"),
+    ("demo-lists", "watchlist_manager", "演示名单管理员"),
+    ("demo-auditor", "auditor", "演示审计员"),
+    ("demo-admin", "admin", "演示管理员"),
 )
+DISPLAY_NAMES = {name: display for name, _, display in DEMO_ROLES}
 
 
 #: The auditor's role has no console page (the console says so on its sign-in page): where its work is.
@@ -106,7 +109,7 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     from central.people import audit, users
     from central.record.store import HubStore
 
-    made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]
+    made = [(name, role, secrets.token_urlsafe(9)) for name, role, _ in DEMO_ROLES]
     hashes = {name: users.hash_password(password) for name, _, password in made}
     hub_dir.mkdir(parents=True, exist_ok=True)
     store = HubStore(hub_dir / "hub.db")
@@ -115,7 +118,7 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     def job(db):  # noqa: ANN001, ANN202
         for name, role, _ in made:
             try:
-                users.add(db, name, role, hashes[name], display_name=f"演示 {role}")
+                users.add(db, name, role, hashes[name], display_name=DISPLAY_NAMES[name])
                 audit.append(db, "cordon demo", "", "user.add", target=name, detail={"role": role})
             except users.UserError:  # kept from an earlier run: a new password
                 users.set_password(db, name, hashes[name])
