@@ -28,7 +28,7 @@ import pytest_asyncio
 from playwright.async_api import async_playwright
 
 from cordon.testing import write_toml
-from tests.browser_checks import untranslated_text
+from tests.browser_checks import broken_names, dictionary_gaps, keys_shown, untranslated_text
 from tests.support import Mosquitto, edge_service, free_port, get_json, running, session, until
 from tests.tablet_checks import PageErrors, problems
 
@@ -297,6 +297,14 @@ async def test_an_alarm_on_duty_folds_queues_and_reaches_the_console(browser, de
     assert errors.take() == []
 
 
+async def standard(page, lang: str) -> list[dict]:
+    """The console's checks too (tests/browser_checks.py): on the Chinese page no English word at all (not
+    only the dictionary's), in both no key; no plate or name broken over two lines."""
+    found = await broken_names(page)
+    found += await untranslated_text(page) if lang == "zh" else await keys_shown(page)
+    return found
+
+
 async def test_every_view_fits_every_screen_in_both_languages_and_themes(demo, tablets, errors):
     """The full-screen alarm with its queue, the main view and the quick-test view at each size, in each
     language and theme, switched with the page's own buttons (so every row is redrawn, not reloaded)."""
@@ -313,16 +321,19 @@ async def test_every_view_fits_every_screen_in_both_languages_and_themes(demo, t
                     await page.click("#pending")
                 await page.wait_for_selector("#overlay:not([hidden])")
                 assert await problems(page, "#overlay", zh=lang == "zh") == {}, f"alarm, {where}"
+                assert await standard(page, lang) == [], f"alarm, {where}"
                 if SCREENSHOTS and (lang, theme) == ("zh", "dark") and size != "landscape":
                     await page.screenshot(path=str(SHOTS / f"tablet-alarm-{size}.png"))
                 await page.click("#overlay-later")
                 await page.wait_for_selector("#overlay", state="hidden")
                 assert await problems(page, "body", zh=lang == "zh") == {}, f"main view, {where}"
+                assert await standard(page, lang) == [], f"main view, {where}"
                 if SCREENSHOTS and (lang, theme) == ("zh", "dark"):
                     await page.screenshot(path=str(SHOTS / f"tablet-{size}.png"), full_page=size == "handset")
                 await page.click("#kits-open")
                 await page.wait_for_selector("#kit-model option", state="attached", timeout=TIMEOUT_MS)
                 assert await problems(page, "body", zh=lang == "zh") == {}, f"quick test, {where}"
+                assert await standard(page, lang) == [], f"quick test, {where}"
                 if SCREENSHOTS and (lang, theme, size) == ("zh", "dark", "portrait"):
                     await page.screenshot(path=str(SHOTS / "tablet-kits-portrait.png"))
                 await page.click("#kit-close")
@@ -331,6 +342,7 @@ async def test_every_view_fits_every_screen_in_both_languages_and_themes(demo, t
         assert await page.evaluate("document.documentElement.lang") == "zh-CN"
         assert not await page.evaluate("document.documentElement.classList.contains('light')")
     page = tablets["landscape"]
+    assert await dictionary_gaps(page) == {"zh_only": [], "en_only": []}
     await page.click("#pending")
     for _ in range(2):
         await page.wait_for_selector("#overlay:not([hidden])", timeout=TIMEOUT_MS)
