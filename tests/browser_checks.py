@@ -110,6 +110,23 @@ def switch_sync(page: Any, button: str | None, lang: str, theme: str, timeout_ms
     )
 
 
+#: The console's screenshots in docs/screenshots/ are taken at a command-center wall's size.
+WALL = {"width": 1920, "height": 1080}
+
+
+async def wall_screenshot(page: Any, path: str) -> None:
+    """Save a console screenshot at 1920x1080 (``WALL``) whatever size the test drives the page at, then
+    give the page its size back; the map and charts redraw for a size (ResizeObserver) before the next
+    frame, so two frames later the picture is of the page as drawn at that size."""
+    frames = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    before = page.viewport_size
+    await page.set_viewport_size(WALL)
+    await page.evaluate(frames)
+    await page.screenshot(path=path)
+    await page.set_viewport_size(before)
+    await page.evaluate(frames)
+
+
 _VISIBLE = """
 function visible(el) {
   if (!el || !el.isConnected) return false;
