@@ -22,7 +22,8 @@ from central.ingest.routing import Router, unknown_checkpoints
 from central.ingest.viid import ViidPlatform, ViidSubscriber
 from central.intel.clones import CloneCheck, load_geography, recent_reads
 from central.intel.ring import load_ring, ring_path
-from central.mqtt import HubLink
+from central.mqtt import HubLink, OnMessage
+from central.people import visibility
 from central.people.users import Directory
 from central.record import retention
 from central.record.store import HubStore
@@ -36,7 +37,7 @@ from central.web import keys
 from central.web import policy as hub_policy
 from central.web import users as web_users
 from central.web.audit import audit_login
-from protocols import signing
+from protocols import signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
@@ -92,9 +93,8 @@ def create_app(settings: HubSettings) -> web.Application:
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)
-    dispatcher = AlertDispatcher(
-        store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id)
-    )
+    restricted = visibility.restricted_in(lambda: app[keys.WATCHLISTS].lists)
+    dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=restricted)
     ingest = Ingest(
         store,
         app[keys.WATCHLISTS],
@@ -107,7 +107,7 @@ def create_app(settings: HubSettings) -> web.Application:
         edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
         signatures_required=settings.signing.required,
         clones=_clone_check(settings),
-        router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
+        router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
         on_folded=dispatcher.submit_folded_threadsafe,
         on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits),
@@ -132,9 +132,7 @@ def create_app(settings: HubSettings) -> web.Application:
         tls=mqtt_tls,
         sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
         fold_window_s=settings.alerts.fold_window_s,
-        on_message=lambda topic, payload, received_at, retained=False: (
-            evidence.handle_threadsafe if topic.endswith("/evidence/reply") else ingest.handle
-        )(topic, payload, received_at, retained),
+        on_message=_messages_to(ingest, evidence),
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
         on_connected=lambda: _on_connected(app),
@@ -191,9 +189,19 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
     return check
 
 
-def _restricted(app: web.Application, list_id: str) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
-    return watchlist is not None and watchlist.restricted
+def _messages_to(ingest: Ingest, evidence: EvidenceCache) -> OnMessage:
+    """The link's messages to their part, by the topic's kind (protocols/topics.py): an edge's evidence
+    reply to the evidence broker, everything else to ingest (which dead-letters what is no Cordon topic)."""
+
+    def on_message(topic: str, payload: bytes, received_at: float, retained: bool = False) -> object:
+        try:
+            kind = topics.parse(topic).kind
+        except topics.TopicError:
+            kind = None
+        to = evidence.handle_threadsafe if kind is topics.TopicKind.EVIDENCE_REPLY else ingest.handle
+        return to(topic, payload, received_at, retained)
+
+    return on_message
 
 
 def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from central.people import audit
+from protocols.errors import CordonError
 from runtime.sqlwriter import open_database
 
 
-class AuditCliError(RuntimeError):
+class AuditCliError(CordonError, RuntimeError):
     """Something to report in one line."""
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from protocols.errors import CordonError
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
 DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
@@ -230,7 +232,7 @@ PG_RUN_AS = os.environ.get("CORDON_PG_USER", "nobody")
 """The unprivileged user a root caller runs the cluster as (PostgreSQL refuses to run as root)."""
 
 
-class PostgresError(RuntimeError):
+class PostgresError(CordonError, RuntimeError):
     """The test cluster could not be made, started or stopped; the message says why (and the log's tail)."""
 
 
@@ -662,7 +664,7 @@ async def start_hub(
 _RELEASE_LINE = re.compile(r"^([0-9a-f]{40})\s+(\S+)")
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(CordonError, RuntimeError):
     """An earlier release cannot be run: the message says why and what to do."""
 
 

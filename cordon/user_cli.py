@@ -15,9 +15,10 @@ from typing import Any
 
 from central.people import audit, users
 from central.record.store import HubStore
+from protocols.errors import CordonError
 
 
-class UserCliError(RuntimeError):
+class UserCliError(CordonError, RuntimeError):
     """Something to report in one line."""
 
 

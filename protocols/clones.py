@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from . import plates
+from .errors import ConfigError
 from .messages import PlateRead
 
 RULE_ID = "rule:clone"
@@ -35,7 +36,7 @@ class Checkpoint:
     name_en: str = ""
 
 
-class GeographyError(ValueError):
+class GeographyError(ConfigError, ValueError):
     """A checkpoints or distances file that cannot be used (names the line)."""
 
 

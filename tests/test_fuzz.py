@@ -31,6 +31,7 @@ from protocols.messages import (
     EvidenceReply,
     EvidenceRequest,
     Gap,
+    HubParameters,
     HubStatus,
     KitResultEvent,
     OfficerAccount,
@@ -134,6 +135,7 @@ VALID = {
         stale_cameras=["cam2"],
     ),
     HubStatus: HubStatus(v=SCHEMA_VERSION, online=True, sent_at=NOW, schema_versions=[1]),
+    HubParameters: HubParameters(v=SCHEMA_VERSION, sent_at=NOW, fold_window_s=90.0),
     Alert: Alert(
         v=SCHEMA_VERSION,
         alert_id="A1",

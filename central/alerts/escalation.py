@@ -13,6 +13,7 @@ import msgspec
 import sqlite_utils
 
 from central.people import audit
+from protocols.matching import ListAction
 from protocols.messages import Alert
 
 ACTOR = "escalation"
@@ -51,6 +52,11 @@ def escalate_due(db: sqlite_utils.Database, after_s: float, now: float | None = 
         )
         escalated.append(frame)
     return escalated
+
+
+#: The action of every alert that escalates (the query above takes only these): an escalation frame names
+#: its list but not its action, and who may see it is decided by both (central/people/visibility.py).
+ACTION_OF_ESCALATED = ListAction.INTERCEPT
 
 
 def _frame(alert: Alert, escalated_at: float, after_s: float) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
 from protocols.alerting import alert_for, kit_alert, person_alert
 from protocols.kits import overall_call, raises_alert
-from protocols.matching import Entry, ListKind, Watchlist
+from protocols.matching import Entry, ListKind, is_active
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -565,7 +565,12 @@ class Ingest:
         for (body,) in rows:
             entry = _entry_decoder.decode(body)
             wl = self.watchlists.lists.get(entry.list_id)
-            if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
+            if (
+                wl is None
+                or wl.kind != ListKind.PERSON
+                or not is_active(wl.valid_from, wl.valid_until, r.sampled_at)
+                or not is_active(entry.valid_from, entry.valid_until, r.sampled_at)
+            ):
                 continue
             self._raise_unfolded(
                 db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
@@ -715,9 +720,3 @@ class Ingest:
         self.store.update_checkpoint(db, checkpoint, **fields)
         result.status = status
         return result
-
-
-def _valid(wl: Watchlist, entry: Entry, at: float) -> bool:
-    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and all(
-        hi is None or at < hi for hi in (wl.valid_until, entry.valid_until)
-    )

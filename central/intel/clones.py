@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import sys
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from central.intel.cloneindex import (
     ONE,
@@ -39,12 +39,14 @@ from central.record.dayfiles import day_of
 from central.settings import CloneSettings
 from protocols import clones
 from protocols.alerting import rule_alert
-from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
+from protocols.clones import CloneFinding, CloneRule, Geography, GeographyError, Sighting
 from protocols.messages import Alert, PlateRead, derive_alert_id
 
 if TYPE_CHECKING:
     from central.record.dayfiles import SqliteReadStore
     from central.record.reads import StoredRead
+
+T = TypeVar("T")
 
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID
@@ -52,14 +54,24 @@ RULE = clones.RULE_ID
 
 def load_geography(settings: CloneSettings) -> Geography:
     """Checkpoints and distances from the configured files (the shipped ring by default)."""
-    if settings.checkpoints_csv:
-        text = Path(settings.checkpoints_csv).read_text(encoding="utf-8")
-    else:
-        text = SHIPPED.read_text(encoding="utf-8")
+    path = Path(settings.checkpoints_csv) if settings.checkpoints_csv else SHIPPED
+    checkpoints = _parse_file("clones.checkpoints_csv", path, clones.parse_checkpoints)
     distances = {}
     if settings.distances_csv:
-        distances = clones.parse_distances(Path(settings.distances_csv).read_text(encoding="utf-8"))
-    return Geography(clones.parse_checkpoints(text), road_factor=settings.road_factor, distances=distances)
+        distances = _parse_file("clones.distances_csv", Path(settings.distances_csv), clones.parse_distances)
+    return Geography(checkpoints, road_factor=settings.road_factor, distances=distances)
+
+
+def _parse_file(key: str, path: Path, parse: Callable[[str], T]) -> T:
+    """A configured file parsed, or a GeographyError naming the key and the file (it stops start-up)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GeographyError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return parse(text)
+    except GeographyError as exc:
+        raise GeographyError(f"{key}: {path}: {exc}") from None
 
 
 def rule_from(settings: CloneSettings, utc_offset: str = "+08:00", time_zone: str | None = None) -> CloneRule:

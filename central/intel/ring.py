@@ -7,11 +7,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from protocols.errors import ConfigError
+
 #: The ring shipped with Cordon (package data beside this module; the demo and benchmarks use it too).
 SHIPPED = Path(__file__).with_name("ring-checkpoints.csv")
 
 
-class RingError(ValueError):
+class RingError(ConfigError, ValueError):
     """The checkpoints file cannot be used; the message names the file and the row."""
 
 

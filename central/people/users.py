@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from protocols.errors import CordonError
 from protocols.messages import SCHEMA_VERSION, OfficerAccount, OfficerAccounts
 from runtime import passwords
 from runtime.web import Principal, roles
@@ -48,7 +49,7 @@ TOKEN_PREFIX = "cdt_"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 
 
-class UserError(ValueError):
+class UserError(CordonError, ValueError):
     """A request about accounts that cannot be done as asked; the message says why."""
 
 

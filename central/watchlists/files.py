@@ -28,8 +28,10 @@ from typing import Any, Literal
 import msgspec
 
 from protocols import plates
+from protocols.errors import CordonError
 from protocols.feed import EntryDelete, EntryUpsert, FeedChange
 from protocols.matching import Entry
+from protocols.times import TimeError, parse_time
 
 __all__ = [
     "COLUMNS",
@@ -66,7 +68,6 @@ MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 _WILDCARDS = "*?"
 _WIDE_WILDCARDS = {ord("＊"): "*", ord("？"): "?"}
-_NUMBER = re.compile(r"[+-]?\d+(?:\.\d*)?")
 _BYTE_AT = re.compile(r"byte (\d+)")
 
 
@@ -77,7 +78,7 @@ class Problem(msgspec.Struct, frozen=True):
     reason: str
 
 
-class ImportRejected(ValueError):
+class ImportRejected(CordonError, ValueError):
     """A file that was not imported; ``problems`` lists every problem with its line number."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -178,15 +179,10 @@ def _plate(raw: str, problems: list[str]) -> tuple[str, plates.PlateColour | Non
 @lru_cache(maxsize=1024)  # files repeat the same few validity dates on row after row
 def _time_text(text: str) -> float | str:
     """Seconds from ISO 8601 text with an offset, or from unix seconds; a str is the problem."""
-    if _NUMBER.fullmatch(text):
-        return float(text)
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return f"{text[:40]!r} is neither ISO 8601 with an offset nor unix seconds"
-    if moment.tzinfo is None:
-        return f"{text[:40]!r} has no UTC offset (add Z or +08:00)"
-    return moment.timestamp()
+        return parse_time(text)
+    except TimeError as exc:
+        return str(exc)
 
 
 def _parse_time(value: str | float | None, what: str, problems: list[str]) -> float | None:

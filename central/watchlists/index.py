@@ -9,6 +9,7 @@ from pathlib import Path
 
 from central.watchlists.files import diff_entries
 from protocols import plates
+from protocols.errors import ConfigError
 from protocols.feed import FeedChange, ListUpsert
 from protocols.matching import Entry, Hit, ListAction, ListKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
@@ -17,7 +18,7 @@ CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehic
 REQUIRED = ("plate", "list")
 
 
-class WatchlistFileError(ValueError):
+class WatchlistFileError(ConfigError, ValueError):
     """A watchlist file with bad rows; ``problems`` lists every line number and reason."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

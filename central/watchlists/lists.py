@@ -23,6 +23,7 @@ from central.people import audit
 from central.record.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols import topics
+from protocols.errors import CordonError
 from protocols.feed import (
     EntryDelete,
     EntryUpsert,
@@ -51,7 +52,7 @@ _entry_dec = msgspec.json.Decoder(type=Entry)
 _rules_dec = msgspec.json.Decoder(type=list[PermitRule])
 
 
-class ListError(ValueError):
+class ListError(CordonError, ValueError):
     """A change that cannot be applied (unknown list, entry of another list...)."""
 
 
