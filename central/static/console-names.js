@@ -1,13 +1,14 @@
 // Names people read instead of ids: checkpoints by their name on the ring (GET /api/v1/ring, in the page's
 // language), the rule "lists" (套牌, 无牌车, 快检) by their name in the dictionary, kit drugs by name (/common/drugs.js).
+import { ruleListName } from "/common/hits.js";
 import { CORDON_I18N, cordonLang, t } from "/common/i18n.js";
 
 Object.assign(CORDON_I18N.zh, {
-  "rule.clone": "疑似套牌车", "rule.no-plate": "无牌车", "rule.kit.positive": "毒品快检阳性",
+  "rule.kit.positive": "毒品快检阳性",
   "rule.kit.invalid": "毒品快检无效", "rule.kit": "毒品快检",
 });
 Object.assign(CORDON_I18N.en, {
-  "rule.clone": "Suspected clone", "rule.no-plate": "No readable plate", "rule.kit.positive": "Quick test positive",
+  "rule.kit.positive": "Quick test positive",
   "rule.kit.invalid": "Quick test invalid", "rule.kit": "Drug quick test",
 });
 
@@ -30,8 +31,8 @@ export function checkpointName(id) {
 
 // The name of an alert's list: a watchlist's own name, or a rule's name from the dictionary.
 export function listName(hit) {
-  if (hit.list_id === "rule:clone") return t("rule.clone");
-  if (hit.list_id === "rule:no-plate") return t("rule.no-plate");
+  const rule = ruleListName(hit);
+  if (rule) return rule;
   if (hit.list_id === "rule:kit") {
     const call = /(positive|invalid)$/.exec(hit.list_name || "");
     return t(call ? "rule.kit." + call[1] : "rule.kit");
