@@ -12,7 +12,8 @@ without mistake, in Chinese and English, dark and light, at 1920Ã—1080 and 1280Ã
   the above true and splits clusters.
 
 One hub and one browser for the module, one page per size: the language and theme are switched with the
-page's own buttons, so the labels must follow a switch. CORDON_SCREENSHOTS=1 writes docs/screenshots/console-ring-map*.png."""
+page's own buttons, so the labels must follow a switch. CORDON_SCREENSHOTS=1 writes
+docs/screenshots/console-ring-map*.png."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ seeded with known counts through the real ingest: the charts (Apache ECharts) ho
 read back from the chart library's own instances, and so does the table under each chart; counts of one
 kind share one axis (reads apart, in their own panel on the same groups or days); the legend names the
 series and invents nothing (no "max 1" where the table says 0); a tooltip shows on hover. In Chinese and
-English, dark and light, at 1920×1080 and 1280×800; one hub and one browser for the module, one page per size, the language and theme switched with the
-page's own buttons. Screenshot
+English, dark and light, at 1920×1080 and 1280×800; one hub and one browser for the module, one page per
+size, the language and theme switched with the page's own buttons. Screenshot
 docs/screenshots/console-stats.png (1920×1080) with CORDON_SCREENSHOTS=1."""
 
 from __future__ import annotations
