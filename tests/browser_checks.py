@@ -278,25 +278,20 @@ def english_words(text: str, allowed: frozenset[str] = ALLOWED_WORDS) -> list[st
     return words
 
 
-async def keys_shown(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """In either language: visible texts that are a dictionary key (``kind.clone``, ``folded.times``)."""
-    words = await dictionary(page)
+def _keys_in(words: dict[str, dict[str, str]], texts: list[dict[str, str]]) -> list[dict[str, str]]:
     values = set(words["zh"].values()) | set(words["en"].values())
     keys = set(words["zh"]) - values  # a key that is also a text (en "online") is no sign of a leak
     dotted = {k for k in keys if "." in k}
     return [
         {**item, "why": "a dictionary key"}
-        for item in await page.evaluate(_TEXTS, list(skip))
+        for item in texts
         if item["text"] in keys or any(word.strip("()（）:：,，") in dotted for word in item["text"].split())
     ]
 
 
-async def untranslated_text(
-    page: Any, skip: tuple[str, ...] = (), allowed: frozenset[str] = ALLOWED_WORDS
+def _untranslated_in(
+    words: dict[str, dict[str, str]], texts: list[dict[str, str]], allowed: frozenset[str]
 ) -> list[dict[str, str]]:
-    """On a Chinese page: visible texts that are a dictionary key, contain an English value of the
-    dictionary, or contain an English word (see ``english_words``)."""
-    words = await dictionary(page)
     keys = set(words["zh"])
     english = {
         v.strip()
@@ -304,7 +299,7 @@ async def untranslated_text(
         if "{" not in v and words["zh"].get(k) != v and len(english_words(v, allowed)) > 0
     }
     found = []
-    for item in await page.evaluate(_TEXTS, list(skip)):
+    for item in texts:
         text = item["text"]
         if text in keys:
             found.append({**item, "why": "a dictionary key"})
@@ -313,6 +308,31 @@ async def untranslated_text(
         elif leaked := english_words(text, allowed):
             found.append({**item, "why": f"English words {leaked}"})
     return found
+
+
+async def keys_shown(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """In either language: visible texts that are a dictionary key (``kind.clone``, ``folded.times``)."""
+    return _keys_in(await dictionary(page), await page.evaluate(_TEXTS, list(skip)))
+
+
+def keys_shown_sync(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """``keys_shown`` for a page of Playwright's sync API."""
+    return _keys_in(page.evaluate(_DICTIONARY), page.evaluate(_TEXTS, list(skip)))
+
+
+async def untranslated_text(
+    page: Any, skip: tuple[str, ...] = (), allowed: frozenset[str] = ALLOWED_WORDS
+) -> list[dict[str, str]]:
+    """On a Chinese page: visible texts that are a dictionary key, contain an English value of the
+    dictionary, or contain an English word (see ``english_words``)."""
+    return _untranslated_in(await dictionary(page), await page.evaluate(_TEXTS, list(skip)), allowed)
+
+
+def untranslated_text_sync(
+    page: Any, skip: tuple[str, ...] = (), allowed: frozenset[str] = ALLOWED_WORDS
+) -> list[dict[str, str]]:
+    """``untranslated_text`` for a page of Playwright's sync API."""
+    return _untranslated_in(page.evaluate(_DICTIONARY), page.evaluate(_TEXTS, list(skip)), allowed)
 
 
 _CONTRAST = (

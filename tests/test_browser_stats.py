@@ -16,10 +16,17 @@ from pathlib import Path
 import pytest
 
 from central.ingest.pipeline import Ingest
+from central.intel.ring import SHIPPED, load_ring
 from central.record.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
-from tests.browser_checks import SWITCHES, open_console_sync, switch_sync
+from tests.browser_checks import (
+    SWITCHES,
+    keys_shown_sync,
+    open_console_sync,
+    switch_sync,
+    untranslated_text_sync,
+)
 from tests.support import Mosquitto, hub_service
 from tests.test_hub_ingest import payload, read
 from tests.test_kits_hub import kit_event
@@ -143,12 +150,18 @@ def switch_stats(page, button, lang, theme) -> None:
         )
 
 
+def place(cp: str, lang: str) -> str:
+    """A checkpoint's name on the ring in ``lang``: how the statistics name a group of one checkpoint."""
+    c = next(c for c in load_ring(SHIPPED) if c["checkpoint"] == cp)
+    return c["name"] if lang == "zh" else c["name_en"]
+
+
 def check_charts(seen: dict, lang: str) -> None:
     names = SERIES[lang]
     keys = sorted(SEEDED)
-    # per group: the chart's categories and values are the seeded counts and the table's
+    # per group: the chart's categories (the checkpoints by name) and values are the seeded counts and the table's
     bars = seen["bars"]
-    assert bars["y"][0] == bars["y"][1] == keys, "both panels on the same groups"
+    assert bars["y"][0] == bars["y"][1] == [place(k, lang) for k in keys], "both panels on the same groups"
     by_id = {s["id"]: s for s in bars["series"]}
     for n, series in enumerate(("reads", "alerts", "intercepted", "positives")):
         assert by_id[series]["data"] == [SEEDED[k][n] for k in keys], series
@@ -158,7 +171,8 @@ def check_charts(seen: dict, lang: str) -> None:
         "one shared axis"
     )
     header, *rows = seen["details"]
-    table = {r[0]: r for r in rows}
+    table = {r[0].split()[-1]: r for r in rows}  # "德州京沪高速检查站 SD-DZ-001": the name, then the id
+    assert {r[0] for r in rows} == {f"{place(k, lang)} {k}" for k in keys}
     for k in keys:  # the details table: reads, alerts, intercepted, positives in columns 1, 4, 6, 8
         cells = table[k]
         assert [int(cells[1]), int(cells[4]), int(cells[6]), int(cells[8].split(" ")[0])] == list(SEEDED[k])
@@ -200,8 +214,12 @@ def test_charts_hold_the_seeded_counts_and_match_their_tables(hub, sync_browser,
             tip.wait_for(state="visible", timeout=TIMEOUT_MS)
             assert SERIES[lang][1] in tip.inner_text()
             assert page.evaluate("document.documentElement.scrollWidth") <= width
+            # every figure in words of the page's language (the table said "2 (MET 2)" on the Chinese page)
+            said = untranslated_text_sync(page) if lang == "zh" else keys_shown_sync(page)
+            assert said == [], (lang, theme, said)
             if os.environ.get("CORDON_SCREENSHOTS") == "1" and (width, lang, theme) == (1920, "zh", "dark"):
                 page.mouse.move(0, 0)
+                tip.wait_for(state="hidden", timeout=TIMEOUT_MS)
                 page.screenshot(path=str(SHOTS / "console-stats.png"))
             if os.environ.get("CORDON_MAP_SHOTS"):
                 page.screenshot(path=f"{os.environ['CORDON_MAP_SHOTS']}-stats-{width}-{lang}-{theme}.png")
@@ -223,13 +241,23 @@ def test_the_tables_language_switch_and_tabs(hub, sync_browser):
         dz = page.locator('#st-table tr[data-key="SD-DZ-001"]')
         cells = dz.locator("td").all_inner_texts()
         # (the reads in fill() are sent without their passages)
-        assert cells[:9] == ["SD-DZ-001", "3", "0", "0", "2", "40 s", "0", "2", "2 (MET 2)"]
+        assert cells[:9] == [
+            "德州京沪高速检查站 SD-DZ-001",
+            "3",
+            "0",
+            "0",
+            "2",
+            "40 s",
+            "0",
+            "2",
+            "2 (甲基苯丙胺 2)",
+        ]
         uptime = dz.locator("td.st-uptime")
         assert uptime.inner_text() == "75.0%" and "st-low" in uptime.get_attribute("class")
         assert page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
         assert "相机在线率" in page.text_content("#st-table")
         stale = page.locator('#st-table tr[data-camera="SD-DZ-001/lane2"] td').all_inner_texts()
-        assert stale == ["SD-DZ-001", "lane2", "4", "75.0%"]
+        assert stale == ["德州京沪高速检查站", "lane2", "4", "75.0%"]
         before = page.get_attribute("#stats-view", "data-drawn")
         page.click("#lang")
         page.wait_for_function(
