@@ -320,8 +320,10 @@ async def test_every_view_fits_every_screen_in_both_languages_and_themes(demo, t
     language and theme, switched with the page's own buttons (so every row is redrawn, not reloaded)."""
     await push(demo, "皖L2G506", "sim-lane-1")
     await push(demo, "鲁H3D9Z2", "sim-lane-2")
+    await push(demo, "鲁H3D9Z2", "sim-lane-1")  # the one on screen again: a repeat badge on the alarm
     for size, page in tablets.items():
         await wait_js(page, "document.querySelectorAll('#overlay-queue-list li').length === 1")
+        await page.wait_for_selector("#overlay-body .fold-count", timeout=TIMEOUT_MS)
         if size != "landscape":  # these two pages were not touched yet: the officer's first tap
             await page.click("#overlay-title")
         for lang in ("zh", "en"):
