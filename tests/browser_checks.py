@@ -352,7 +352,6 @@ _CONTRAST = (
     for (let n = el; n; n = n.parentElement) {
       const s = getComputedStyle(n);
       if (s.backgroundImage && s.backgroundImage !== "none") return null;
-      if (s.animationName && s.animationName !== "none") return null;  // a row flashing as it arrives
       const c = rgba(s.backgroundColor);
       if (c[3] > 0.5) return c;
     }
