@@ -8,7 +8,8 @@ import logging
 import secrets
 import time
 import zoneinfo
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -41,7 +42,7 @@ from protocols import signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
-from protocols.messages import AlertOutcome, CheckpointStatus, KitResultEvent
+from protocols.messages import Alert, AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
 from runtime.background import background, stop
 from runtime.config import SettingsError
@@ -99,19 +100,13 @@ def create_app(settings: HubSettings) -> web.Application:
         store,
         app[keys.WATCHLISTS],
         publish=lambda topic, payload: publish(topic, payload),
-        on_alerts=dispatcher.submit_threadsafe,
-        on_pictures=dispatcher.pictures_threadsafe,
-        on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
+        listener=HubEvents(app, dispatcher),
         max_skew_s=settings.clock.max_skew_s,
-        on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
         edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
         signatures_required=settings.signing.required,
         clones=_clone_check(settings),
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
-        on_folded=dispatcher.submit_folded_threadsafe,
-        on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits),
-        on_receipts=lambda receipts: app[keys.LOOP].call_soon_threadsafe(_on_receipts, app, receipts),
     )
     evidence = EvidenceCache(
         settings.data_path / "evidence",
@@ -187,6 +182,39 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
         return directory.by_token(token)  # an account's API token acts with the account's role
 
     return check
+
+
+class HubEvents:
+    """The hub's ``IngestListener`` (central/ingest/listener.py): alerts, folds and pictures to the
+    dispatcher; the rest to the event loop, for the consoles (called from the writer thread)."""
+
+    def __init__(self, app: web.Application, dispatcher: AlertDispatcher) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+
+    def _on_loop(self, handler: Callable[[web.Application, Any], None], what: Any) -> None:
+        self.app[keys.LOOP].call_soon_threadsafe(handler, self.app, what)
+
+    def alerts_raised(self, alerts: list[Alert]) -> None:
+        self.dispatcher.submit_threadsafe(alerts)
+
+    def alerts_folded(self, alerts: list[Alert]) -> None:
+        self.dispatcher.submit_folded_threadsafe(alerts)
+
+    def status_changed(self, status: CheckpointStatus, clock_offset_s: float | None) -> None:
+        _on_status_threadsafe(self.app, status, clock_offset_s)
+
+    def outcomes_recorded(self, outcomes: list[tuple[str, AlertOutcome]]) -> None:
+        self._on_loop(_on_outcomes, outcomes)
+
+    def pictures_arrived(self, alerts: list[Alert]) -> None:
+        self.dispatcher.pictures_threadsafe(alerts)
+
+    def kits_recorded(self, kits: list[tuple[str, KitResultEvent]]) -> None:
+        self._on_loop(_on_kits, kits)
+
+    def receipts_recorded(self, receipts: list[dict[str, Any]]) -> None:
+        self._on_loop(_on_receipts, receipts)
 
 
 def _messages_to(ingest: Ingest, evidence: EvidenceCache) -> OnMessage:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
 from central.intel.ring import SHIPPED, load_ring
 from central.record.store import HubStore
@@ -47,8 +48,7 @@ def fill(path: Path) -> None:
             store,
             HubWatchlists(),
             publish=lambda t, p: None,
-            on_alerts=lambda a: None,
-            on_status=lambda s, o: None,
+            listener=Recorder(),
         )
         done = ingest.handle(
             "cordon/v1/cp/SD-DZ-001/events",

@@ -111,7 +111,7 @@ def _error_classes() -> list[str]:
 
 def test_every_error_cordon_raises_descends_from_cordon_error():
     names = [n for n in _error_classes() if n not in NOT_ERRORS]
-    assert "central.intel.ring.RingError" in names  # the search finds what it should
+    assert "protocols.ring.RingError" in names  # the search finds what it should
     outside = []
     for name in names:
         module, _, cls = name.rpartition(".")
@@ -124,7 +124,7 @@ def test_every_error_cordon_raises_descends_from_cordon_error():
     "name",
     [
         "runtime.config.SettingsError",
-        "central.intel.ring.RingError",
+        "protocols.ring.RingError",
         "protocols.clones.GeographyError",
         "central.watchlists.index.WatchlistFileError",
     ],

@@ -14,6 +14,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from central.ingest.listener import Recorder
 from protocols.feed import EntryUpsert, FeedDelta, FeedVersion, ListUpsert
 from protocols.kits import KitResult, MachineReading, PanelResult, Subject
 from protocols.matching import Entry, Watchlist
@@ -294,8 +295,7 @@ def test_hub_ingest_door_never_raises(tmp_path):
             store,
             HubWatchlists(),
             publish=lambda t, p: None,
-            on_alerts=lambda a: None,
-            on_status=lambda s, o: None,
+            listener=Recorder(),
         )
 
         @settings(max_examples=max(100, EXAMPLES // 5), deadline=None)

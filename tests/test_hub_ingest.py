@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from central.ingest import listener as ingest_listener
 from central.ingest.pipeline import Ingest
 from central.record.store import HubStore
 from central.watchlists.index import HubWatchlists, WatchlistFileError, changes_for, parse_csv
@@ -52,8 +53,7 @@ def hub(tmp_path):
         store,
         watchlists,
         publish=lambda t, p: rec.published.append((t, p)),
-        on_alerts=rec.alerts.extend,
-        on_status=lambda status, offset: rec.statuses.append(status),
+        listener=ingest_listener.Recorder(alerts=rec.alerts, statuses=rec.statuses),
     )
     yield ingest, store, rec
     store.stop()

@@ -12,6 +12,7 @@ import pytest
 import sqlite_utils
 
 from central.app import create_app
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
 from central.record.dayfiles import SqliteReadStore, file_name
 from central.record.platepattern import PatternError, parse_pattern
@@ -282,9 +283,7 @@ def _hub_ingest(store):
         ]
     ).result(5)
     alerts = []
-    return Ingest(
-        store, watchlists, publish=lambda t, p: None, on_alerts=alerts.extend, on_status=lambda s: None
-    ), alerts
+    return Ingest(store, watchlists, publish=lambda t, p: None, listener=Recorder(alerts=alerts)), alerts
 
 
 def _batch(events, epoch=1):

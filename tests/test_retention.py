@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from central.ingest.listener import Recorder
 from central.people import audit
 from central.record import retention
 from central.record.store import HubStore
@@ -57,8 +58,7 @@ def test_reads_then_hits_expire_and_every_run_is_audited(tmp_path):
             store,
             HubWatchlists(),
             publish=lambda t, p: None,
-            on_alerts=lambda a: None,
-            on_status=lambda s, o: None,
+            listener=Recorder(),
         )
         old, recent = now - 40 * DAY, now - 2 * DAY
         batch = EventBatch(

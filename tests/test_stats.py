@@ -12,6 +12,7 @@ import time
 import pytest
 
 from central.app import create_app
+from central.ingest import listener as ingest_listener
 from central.ingest.pipeline import Ingest
 from central.intel import stats
 from central.record.dayfiles import day_of, parse_offset
@@ -45,8 +46,7 @@ def hub(tmp_path):
             store,
             watchlists,
             publish=lambda t, p: rec.published.append((t, p)),
-            on_alerts=rec.alerts.extend,
-            on_status=lambda status, offset: rec.statuses.append(status),
+            listener=ingest_listener.Recorder(alerts=rec.alerts, statuses=rec.statuses),
         ),
         store,
         rec,

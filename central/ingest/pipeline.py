@@ -3,7 +3,7 @@
 Runs where the messages arrive: the MQTT thread hands each message to the store's writer thread
 as one job. The writer commits every job that is already waiting in one transaction (a batch
 without a timer), and only after that commit are acknowledgements published and alerts handed
-to the dispatcher. A failed commit acknowledges nothing, so the edges send those events again.
+to the listener (``listener.py``). A failed commit acknowledges nothing, so the edges send those events again.
 Reads from an upstream (a 视图库, ``viid.py``) come through ``take_upstream``: the same path without the
 acknowledgement.
 """
@@ -24,6 +24,7 @@ import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.ingest import folding
+from central.ingest.listener import IngestListener
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
@@ -139,33 +140,21 @@ class Ingest:
         store: HubStore,
         watchlists: HubWatchlists,
         publish: Callable[[str, bytes], None],
-        on_alerts: Callable[[list[Alert]], None],
-        on_status: Callable[[CheckpointStatus, float | None], None],
+        listener: IngestListener,
         max_skew_s: float = 30.0,
-        on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
-        on_pictures: Callable[[list[Alert]], None] | None = None,
         edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
         signatures_required: bool = False,
         clones: CloneCheck | None = None,
         router: Router | None = None,
         fold_window_s: float = 0.0,
-        on_folded: Callable[[list[Alert]], None] | None = None,
-        on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None,
-        on_receipts: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.store = store
         self.router = router or Router()
         self.fold_window_s = fold_window_s
-        self._on_folded = on_folded
         self.clones = clones
         self.watchlists = watchlists
         self._publish = publish
-        self._on_alerts = on_alerts
-        self._on_status = on_status
-        self._on_outcomes = on_outcomes
-        self._on_pictures = on_pictures
-        self._on_kits = on_kits
-        self._on_receipts = on_receipts
+        self.listener = listener
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -244,20 +233,21 @@ class Ingest:
         ):
             ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=seq_ranges(result.committed))
             self._publish(topics.ack(result.checkpoint), encode(ack))
+        events = self.listener
         if result.alerts:
-            self._on_alerts(result.alerts)
-        if result.folded and self._on_folded is not None:
-            self._on_folded(result.folded)
+            events.alerts_raised(result.alerts)
+        if result.folded:
+            events.alerts_folded(result.folded)
         if result.status is not None:
-            self._on_status(result.status, result.clock_offset_s)
-        if result.outcomes and self._on_outcomes is not None:
-            self._on_outcomes(result.outcomes)
-        if result.pictures and self._on_pictures is not None:
-            self._on_pictures(result.pictures)
-        if result.kits and self._on_kits is not None:
-            self._on_kits(result.kits)
-        if result.receipts and self._on_receipts is not None:
-            self._on_receipts(result.receipts)
+            events.status_changed(result.status, result.clock_offset_s)
+        if result.outcomes:
+            events.outcomes_recorded(result.outcomes)
+        if result.pictures:
+            events.pictures_arrived(result.pictures)
+        if result.kits:
+            events.kits_recorded(result.kits)
+        if result.receipts:
+            events.receipts_recorded(result.receipts)
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(

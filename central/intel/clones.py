@@ -34,7 +34,7 @@ from central.intel.cloneindex import (
     merge,
     same,
 )
-from central.intel.ring import SHIPPED
+from central.intel.ring import read_ring, ring_path
 from central.record.dayfiles import day_of
 from central.settings import CloneSettings
 from protocols import clones
@@ -54,8 +54,8 @@ RULE = clones.RULE_ID
 
 def load_geography(settings: CloneSettings) -> Geography:
     """Checkpoints and distances from the configured files (the shipped ring by default)."""
-    path = Path(settings.checkpoints_csv) if settings.checkpoints_csv else SHIPPED
-    checkpoints = _parse_file("clones.checkpoints_csv", path, clones.parse_checkpoints)
+    ring = read_ring(ring_path(settings.checkpoints_csv), "clones.checkpoints_csv")
+    checkpoints = clones.checkpoints_of(ring)
     distances = {}
     if settings.distances_csv:
         distances = _parse_file("clones.distances_csv", Path(settings.distances_csv), clones.parse_distances)
