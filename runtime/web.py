@@ -310,6 +310,10 @@ def make_middlewares(
             )
         if isinstance(rule, Roles) and principal.role not in rule:
             log.warning("%s (%s) refused %s %s", principal.name, principal.role, request.method, request.path)
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                # a person whose role has no page here (an auditor at the console) is told so in words on the
+                # sign-in page, with the way to sign in as someone else, not shown a JSON refusal
+                raise web.HTTPFound("/login?refused=1")
             raise json_error(
                 web.HTTPForbidden, f"the role {principal.role!r} may not do this", allowed=sorted(rule.names)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -353,3 +354,20 @@ def test_scene_pictures_are_camera_like_jpegs_with_the_plate() -> None:
     no_plate = make_sim(no_plate_rate=1.0).next_vehicle()[0]
     pictures = scene_pictures(no_plate, "SD-DZ-001")
     assert pictures.plate is None and decode_image(pictures.scene, "scene") is not None
+
+
+def test_the_pictures_caption_is_china_standard_time_on_any_host(monkeypatch) -> None:
+    """The camera's clock in the picture agrees with the console's Asia/Shanghai, not the host's zone."""
+    import time
+
+    from edge.sources.simulator import scene_caption
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        read = make_sim().next_vehicle()[0]
+        read = dataclasses.replace(read, captured_at=1796620980.0)  # 2026-12-07 05:23:00 UTC
+        assert scene_caption(read, "SD-DZ-001").startswith("2026-12-07 13:23:00  SD-DZ-001  ")
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import cv2
 import numpy as np
@@ -456,6 +457,17 @@ def _background() -> np.ndarray:
     return _BACKGROUND[0]
 
 
+#: The simulated cameras' on-screen clock: China Standard Time, as the ring's cameras are set, whatever the
+#: host's zone (on a UTC host the picture said 05:23 beside a console saying 13:23).
+CAMERA_CLOCK = timezone(timedelta(hours=8))
+
+
+def scene_caption(read: SimulatedRead, checkpoint_id: str) -> str:
+    """The caption a camera burns into its picture: its clock's time, the checkpoint, the camera, the lane."""
+    stamp = datetime.fromtimestamp(read.captured_at, CAMERA_CLOCK).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp}  {checkpoint_id}  {read.camera_id}  LANE {read.lane}"
+
+
 def scene_pictures(read: SimulatedRead, checkpoint_id: str) -> ScenePictures:
     """Draw the scene a plate camera would send with ``read``: sky, road and lane marks, the vehicle (its
     colour fixed per vehicle, so every lane shows the same one) with its true plate, the camera's caption;
@@ -519,8 +531,7 @@ def scene_pictures(read: SimulatedRead, checkpoint_id: str) -> ScenePictures:
         pw, ph = 90, 29
         px, py = cx - pw // 2, bottom - 48
         img[py : py + ph, px : px + pw] = cv2.resize(plate_img, (pw, ph), interpolation=cv2.INTER_AREA)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(read.captured_at))
-    caption = f"{stamp}  {checkpoint_id}  {read.camera_id}  LANE {read.lane}"
+    caption = scene_caption(read, checkpoint_id)
     cv2.rectangle(img, (0, 0), (width, 22), (0, 0, 0), -1)
     cv2.putText(img, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     scene = _jpeg(img, SCENE_QUALITY)
