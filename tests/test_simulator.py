@@ -371,3 +371,25 @@ def test_the_pictures_caption_is_china_standard_time_on_any_host(monkeypatch) ->
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_plate_close_ups_draw_every_chinese_character_a_plate_can_have():
+    """The demo's plate crops draw the province and suffix characters (OpenCV's fonts have none: they were
+    drawn as empty boxes) from the glyph sheet; each is inked, and unlike the box drawn for a character no
+    font here has."""
+    import numpy as np
+
+    from edge.sources import simulator
+    from protocols.plates import _SUFFIX_KINDS, PROVINCES
+
+    for ch in PROVINCES + "".join(_SUFFIX_KINDS) + "使":
+        assert simulator._glyphs(ch) == [ch], f"{ch} has no glyph"
+    drawn = simulator._plate_image("鲁A12345", "blue")
+    boxed = simulator._plate_image("\u4e00A12345", "blue")  # 一: on no plate, so no glyph: a box
+    assert simulator._glyphs("\u4e00") == [None]
+    width = simulator.PLATE_SIZE[0]
+    first = slice(10, 10 + (width - 20) // 7)
+    assert not np.array_equal(drawn[:, first], boxed[:, first]), "鲁 was drawn as the box"
+    background = np.array(simulator._PLATE_COLOURS["blue"][0])
+    inked = np.any(drawn[14:-14, first] != background, axis=2).mean()
+    assert 0.1 < inked < 0.7, f"the province character covers {inked:.0%} of its cell"

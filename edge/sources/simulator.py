@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -407,10 +408,28 @@ class ScenePictures:
     plate: bytes | None
 
 
+_GLYPH_DIR = Path(__file__).with_name("plateglyphs")
+_GLYPH_SHEET: dict[str, np.ndarray] = {}
+
+
+def _chinese_glyphs() -> dict[str, np.ndarray]:
+    """The Chinese characters a plate has (provinces, 使 领 警 学 挂 港 澳) as grey masks, from a sheet drawn
+    from WenQuanYi Micro Hei (plateglyphs/: OpenCV's Hershey fonts have no Chinese); loaded once."""
+    if not _GLYPH_SHEET:
+        chars = (_GLYPH_DIR / "glyphs.txt").read_text(encoding="utf-8").strip()
+        sheet = cv2.imread(str(_GLYPH_DIR / "glyphs.png"), cv2.IMREAD_GRAYSCALE)
+        if sheet is None:
+            raise RuntimeError(f"cannot read {_GLYPH_DIR / 'glyphs.png'}")
+        width = sheet.shape[1] // len(chars)
+        _GLYPH_SHEET.update({ch: sheet[:, i * width : (i + 1) * width] for i, ch in enumerate(chars)})
+    return _GLYPH_SHEET
+
+
 def _glyphs(plate: str) -> list[str | None]:
-    """The plate's characters as OpenCV can draw them: Hershey fonts have no CJK, so a Chinese character
-    (the province, 挂, 学, 警 ...) is None and drawn as a box."""
-    return [ch if ch.isascii() else None for ch in plate]
+    """The plate's characters as they can be drawn: ASCII by OpenCV, the Chinese ones from the glyph sheet;
+    a character neither has is None (drawn as a box)."""
+    chinese = _chinese_glyphs()
+    return [ch if ch.isascii() or ch in chinese else None for ch in plate]
 
 
 def _plate_image(plate: str, colour: str | None) -> np.ndarray:
@@ -426,9 +445,16 @@ def _plate_image(plate: str, colour: str | None) -> np.ndarray:
     step = (width - 20) / len(glyphs)
     for i, ch in enumerate(glyphs):
         x = int(10 + i * step)
-        if ch is None:  # a CJK character: a box of its size
+        if ch is None:  # a character no font here has: a box of its size
             cv2.rectangle(img, (x + 3, 14), (x + int(step) - 4, height - 14), ink, 2)
             cv2.line(img, (x + 3, height // 2), (x + int(step) - 4, height // 2), ink, 1)
+        elif not ch.isascii():  # a Chinese character: its mask, scaled into the cell, inked
+            cell = img[12 : height - 12, x + 1 : x + int(step) - 1]
+            mask = cv2.resize(
+                _chinese_glyphs()[ch], (cell.shape[1], cell.shape[0]), interpolation=cv2.INTER_AREA
+            )
+            alpha = (mask.astype(np.float32) / 255.0)[:, :, None]
+            cell[:] = (cell * (1 - alpha) + np.array(ink, np.float32) * alpha).astype(np.uint8)
         else:
             cv2.putText(img, ch, (x + 2, height - 18), cv2.FONT_HERSHEY_SIMPLEX, 1.45, ink, 4, cv2.LINE_AA)
     return img
