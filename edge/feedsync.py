@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
@@ -47,6 +48,14 @@ class _DeltaLog(msgspec.Struct):
 
 
 _delta_log_decoder = msgspec.json.Decoder(type=_DeltaLog)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 class NoFeedFile(Exception):
@@ -170,28 +179,32 @@ class FeedSync:
         self._fetching = True
         try:
             try:
-                snapshot = await self._fetch_file()
+                path = await self._fetch_file()
             except NoFeedFile:
                 snapshot = await self._fetch_json()
-            version = await self._install(snapshot)
+                installed = await self.mirror.replace(snapshot)
+                version, count = snapshot.version, len(snapshot.entries)
+                del snapshot
+            else:
+                try:
+                    installed, version, count = await self.mirror.replace_file(path)
+                finally:
+                    path.unlink(missing_ok=True)
+            if not installed:
+                log.info(
+                    "feed snapshot %d is not newer than the mirror (%d); ignored",
+                    version,
+                    self.mirror.version,
+                )
+            else:
+                self.snapshots += 1
+                self.last_error = None
+                log.info("feed snapshot applied: version %d, %d entries", version, count)
             await self._catch_up()
-            return version
+            return self.mirror.version
         finally:
             self._fetching = False
             self._pending.clear()
-
-    async def _install(self, snapshot: FeedSnapshot) -> int:
-        if not await self.mirror.replace(snapshot):
-            log.info(
-                "feed snapshot %d is not newer than the mirror (%d); ignored",
-                snapshot.version,
-                self.mirror.version,
-            )
-        else:
-            self.snapshots += 1
-            self.last_error = None
-            log.info("feed snapshot applied: version %d, %d entries", snapshot.version, len(snapshot.entries))
-        return self.mirror.version
 
     async def _apply_in_order(self, deltas: dict[int, FeedDelta]) -> None:
         for version in sorted(deltas):
@@ -238,7 +251,8 @@ class FeedSync:
         part = self.download_dir / PART_NAME
         return part, part.with_name(PART_NAME + ".etag")
 
-    async def _fetch_file(self) -> FeedSnapshot:
+    async def _fetch_file(self) -> Path:
+        """Download the newest feed file (resuming a partial one) and check it; returns its path."""
         paths = self._part()
         if paths is None:
             raise NoFeedFile  # nowhere to keep a partial file: the JSON snapshot of earlier releases
@@ -280,24 +294,24 @@ class FeedSync:
                 async for chunk in resp.content.iter_chunked(256 * 1024):
                     f.write(chunk)
                     self.bytes_fetched += len(chunk)
-        data = await asyncio.to_thread(part.read_bytes)
+        digest = await asyncio.to_thread(_file_digest, part)
         try:
-            if feedfile.digest_of(data) != new_tag.strip('"'):
+            if digest != new_tag.strip('"'):
                 raise feedfile.FeedFileError("the feed file does not match its digest (ETag)")
             if self.hub_key is not None and signature is not None:
-                feedfile.verify_digest(new_tag.strip('"'), signature, self.hub_key)
+                feedfile.verify_digest(digest, signature, self.hub_key)
             elif self.signature_required:
                 raise feedfile.FeedFileError("the feed file is unsigned or the hub's key is unknown")
-            snapshot = await asyncio.to_thread(feedfile.decode, data)
         except feedfile.FeedFileError:
             # A damaged or forged file is never resumed either: the next try starts it afresh.
             self.refused_files += 1
             part.unlink(missing_ok=True)
             tag.unlink(missing_ok=True)
             raise
-        part.unlink(missing_ok=True)
+        checked = part.with_name(PART_NAME + ".checked")
+        part.replace(checked)
         tag.unlink(missing_ok=True)
-        return snapshot
+        return checked
 
     async def _fetch_json(self) -> FeedSnapshot:
         async with (
