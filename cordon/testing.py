@@ -412,9 +412,11 @@ class CordonProcess:
     started_wall: float = 0.0
     started_mono: float = 0.0
 
+    scheme: str = "http"
+
     @property
     def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -444,23 +446,37 @@ class CordonProcess:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_text()[-chars:]
 
-    def rss_mb(self) -> float | None:
-        return rss_mb(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
+    def rss_mb(self, field: str = "VmRSS") -> float | None:
+        return rss_mb(self.proc.pid, field) if self.proc is not None and self.proc.poll() is None else None
+
+    def cpu_s(self) -> float | None:
+        return cpu_s(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
 
     def stop(self, timeout: float = 30) -> int | None:
         return _stop_process(self.proc, signal.SIGINT, timeout)
 
 
-def rss_mb(pid: int | None = None) -> float | None:
-    """Resident memory of a process (this one by default), in MiB; None when unknown."""
+def rss_mb(pid: int | None = None, field: str = "VmRSS") -> float | None:
+    """Resident memory of a process (this one by default), in MiB; None when unknown. ``field="VmHWM"``:
+    its peak so far."""
     try:
         with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, in seconds; None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def toml_value(value: Any) -> str:
@@ -494,16 +510,23 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
 
 
 def hub_process(
-    workdir: Path, broker_url: str, *, console_token: str, feed_token: str, csv_files: list[Path]
+    workdir: Path,
+    broker_url: str,
+    *,
+    console_token: str,
+    feed_token: str,
+    csv_files: list[Path],
+    http: dict[str, Any] | None = None,
 ) -> CordonProcess:
-    """A ``cordon hub`` process (not started) on a free port, its watchlists loaded from ``csv_files``."""
+    """A ``cordon hub`` process (not started) on a free port, its watchlists loaded from ``csv_files``;
+    ``http``: more ``[http]`` keys (``cert_file`` and ``key_file`` serve HTTPS)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = write_toml(
         workdir / "hub.toml",
         {
             "data_dir": str(workdir / "data"),
-            "http": {"host": HOST, "port": port, "max_body_bytes": 4 * 1024 * 1024},
+            "http": {"host": HOST, "port": port, "max_body_bytes": 4 * 1024 * 1024, **(http or {})},
             "mqtt": {
                 "url": broker_url,
                 "client_id": f"cordon-hub-bench-{port}",
@@ -1016,3 +1039,23 @@ class ThinLine:
             self._server = None
             await asyncio.sleep(self.refuse_s)
             self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+
+
+def seed_hub(data_dir: Path, lists: Sequence[Any], entries: Sequence[Any]) -> int:
+    """Write lists and entries into a hub's store before the hub starts (the way its API would, as one
+    change); returns the feed version. For benchmarks whose feeds hold what no CSV can (person lists,
+    patterns, expiries)."""
+    from central.record.store import HubStore
+    from central.watchlists.index import HubWatchlists
+    from central.watchlists.lists import apply_changes
+    from protocols.feed import EntryUpsert, ListUpsert
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = HubStore(data_dir / "hub.db")
+    store.start()
+    try:
+        changes = [ListUpsert(watchlist=wl) for wl in lists] + [EntryUpsert(entry=e) for e in entries]
+        applied = store.submit(lambda db: apply_changes(db, changes, HubWatchlists(), "bench")).result()
+        return applied.version
+    finally:
+        store.stop()
