@@ -16,7 +16,7 @@ Layout (memory bar: <= 400 bytes per entry at 1M):
   per bucket), so a probe costs two memory reads instead of a 23-step binary search. ~10 keys
   per entry: ~80 bytes, plus ~32 for the directory.
 - rows: plates in one fixed-width numpy unicode array (also the code matrix for hashing), entry
-  ids as one UTF-8 buffer with offsets, list/colour/type as small int codes, validity as float
+  ids only where they are not ``list_id:plate`` (a dict by row; the usual ones are made on demand), list/colour/type as small int codes, validity as float
   arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
   the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
@@ -109,8 +109,10 @@ class RowsBuilder:
         self.vtype = np.empty(capacity, dtype=np.int32)
         self.vfrom = np.empty(capacity, dtype=np.float64)
         self.vuntil = np.empty(capacity, dtype=np.float64)
-        self.ids = bytearray()
-        self.id_off = array("q", [0])
+        self.odd_ids: dict[int, str] = {}
+        """Entry ids other than ``list_id:plate``, by row (the usual ones are not kept)."""
+        self.skipped = 0
+        """Entries a caller chose not to add (counted for it, e.g. the edge's person entries)."""
         self.extra: list[Entry] = []
         self.list_names: list[str] = []
         self._lists: dict[str, int] = {}
@@ -157,8 +159,8 @@ class RowsBuilder:
         self.vtype[i] = self._attr(e.vehicle_type)
         self.vfrom[i] = -math.inf if e.valid_from is None else e.valid_from
         self.vuntil[i] = math.inf if e.valid_until is None else e.valid_until
-        self.ids += e.entry_id.encode("utf-8", "surrogatepass")
-        self.id_off.append(len(self.ids))
+        if e.entry_id != f"{e.list_id}:{e.plate}":
+            self.odd_ids[i] = e.entry_id
         self.n = i + 1
 
 
@@ -198,8 +200,8 @@ class PlateIndex:
         self._vtype = array("i")
         self._vfrom = array("d")
         self._vuntil = array("d")
-        self._ids = b""
-        self._id_off = array("q", [0])
+        # entry ids: ``list_id:plate`` (nearly all) is not stored; only the others, by row
+        self._odd_ids: dict[int, str] = {}
         self._id_hash = np.zeros(0, dtype=np.int64)
         self._id_rows = np.zeros(0, dtype=np.int32)
         self._alive = bytearray()
@@ -328,9 +330,8 @@ class PlateIndex:
         self._vtype = array("i", attr_lut[built.vtype[:n]].tobytes())
         self._vfrom = array("d", built.vfrom[:n].tobytes())
         self._vuntil = array("d", built.vuntil[:n].tobytes())
-        self._ids = bytes(built.ids)
-        self._id_off = built.id_off
-        built.ids, built.id_off = bytearray(), array("q", [0])
+        self._odd_ids = built.odd_ids
+        built.odd_ids = {}
         hashes = np.fromiter((hash(self._entry_id(row)) for row in range(n)), dtype=np.int64, count=n)
         order = np.argsort(hashes, kind="stable")
         self._id_hash = hashes[order]
@@ -390,7 +391,10 @@ class PlateIndex:
         return -1
 
     def _entry_id(self, row: int) -> str:
-        return self._ids[self._id_off[row] : self._id_off[row + 1]].decode("utf-8", "surrogatepass")
+        odd = self._odd_ids.get(row)
+        if odd is not None:
+            return odd
+        return f"{self._list_names[self._list[row]]}:{self._plates.item(row)}"
 
     def _ov_keys_of(self, e: Entry) -> set[int]:
         if not e.plate or len(e.plate) > MAX_READ_CHARS + 1:
