@@ -16,7 +16,8 @@ Layout (memory bar: <= 400 bytes per entry at 1M):
   per bucket), so a probe costs two memory reads instead of a 23-step binary search. ~10 keys
   per entry: ~80 bytes, plus ~32 for the directory.
 - rows: plates in one fixed-width numpy unicode array (also the code matrix for hashing), entry
-  ids only where they are not ``list_id:plate`` (a dict by row; the usual ones are made on demand), list/colour/type as small int codes, validity as float
+  ids as one UTF-8 buffer with offsets (an id of the usual form ``list_id:plate`` stored empty and
+  made on demand), list/colour/type as small int codes, validity as float
   arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
   the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
@@ -109,8 +110,10 @@ class RowsBuilder:
         self.vtype = np.empty(capacity, dtype=np.int32)
         self.vfrom = np.empty(capacity, dtype=np.float64)
         self.vuntil = np.empty(capacity, dtype=np.float64)
-        self.odd_ids: dict[int, str] = {}
-        """Entry ids other than ``list_id:plate``, by row (the usual ones are not kept)."""
+        self.ids = bytearray()
+        self.id_off = array("q", [0])
+        """Entry ids in UTF-8 and their offsets; an id of the usual form ``list_id:plate`` is stored
+        empty (the index makes it on demand)."""
         self.skipped = 0
         """Entries a caller chose not to add (counted for it, e.g. the edge's person entries)."""
         self.extra: list[Entry] = []
@@ -144,8 +147,8 @@ class RowsBuilder:
         return code
 
     def add(self, e: Entry) -> None:
-        if not fits_base(e):
-            self.extra.append(e)
+        if not fits_base(e) or not e.entry_id:
+            self.extra.append(e)  # (an empty id could not be told from the usual form)
             return
         if self.n == len(self.plates):
             self._grow()
@@ -160,7 +163,8 @@ class RowsBuilder:
         self.vfrom[i] = -math.inf if e.valid_from is None else e.valid_from
         self.vuntil[i] = math.inf if e.valid_until is None else e.valid_until
         if e.entry_id != f"{e.list_id}:{e.plate}":
-            self.odd_ids[i] = e.entry_id
+            self.ids += e.entry_id.encode("utf-8", "surrogatepass")
+        self.id_off.append(len(self.ids))
         self.n = i + 1
 
 
@@ -200,8 +204,10 @@ class PlateIndex:
         self._vtype = array("i")
         self._vfrom = array("d")
         self._vuntil = array("d")
-        # entry ids: ``list_id:plate`` (nearly all) is not stored; only the others, by row
-        self._odd_ids: dict[int, str] = {}
+        # entry ids as one UTF-8 buffer with offsets; ``list_id:plate`` (the usual form) is stored
+        # empty and made on demand
+        self._ids = b""
+        self._id_off = array("q", [0])
         self._id_hash = np.zeros(0, dtype=np.int64)
         self._id_rows = np.zeros(0, dtype=np.int32)
         self._alive = bytearray()
@@ -330,8 +336,9 @@ class PlateIndex:
         self._vtype = array("i", attr_lut[built.vtype[:n]].tobytes())
         self._vfrom = array("d", built.vfrom[:n].tobytes())
         self._vuntil = array("d", built.vuntil[:n].tobytes())
-        self._odd_ids = built.odd_ids
-        built.odd_ids = {}
+        self._ids = bytes(built.ids)
+        self._id_off = built.id_off
+        built.ids, built.id_off = bytearray(), array("q", [0])
         hashes = np.fromiter((hash(self._entry_id(row)) for row in range(n)), dtype=np.int64, count=n)
         order = np.argsort(hashes, kind="stable")
         self._id_hash = hashes[order]
@@ -391,10 +398,10 @@ class PlateIndex:
         return -1
 
     def _entry_id(self, row: int) -> str:
-        odd = self._odd_ids.get(row)
-        if odd is not None:
-            return odd
-        return f"{self._list_names[self._list[row]]}:{self._plates.item(row)}"
+        a, b = self._id_off[row], self._id_off[row + 1]
+        if a == b:
+            return f"{self._list_names[self._list[row]]}:{self._plates.item(row)}"
+        return self._ids[a:b].decode("utf-8", "surrogatepass")
 
     def _ov_keys_of(self, e: Entry) -> set[int]:
         if not e.plate or len(e.plate) > MAX_READ_CHARS + 1:
