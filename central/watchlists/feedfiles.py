@@ -25,11 +25,10 @@ import msgspec
 import sqlite_utils
 
 from central.record.store import HubStore
+from central.watchlists.lists import feed_version, permit_rules
 from protocols import feedfile
 from protocols.feed import in_field_feed
 from protocols.matching import Entry, Watchlist
-
-from .lists import feed_version, permit_rules
 
 log = logging.getLogger(__name__)
 
