@@ -8,7 +8,8 @@ import logging
 import secrets
 import time
 import zoneinfo
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,26 +23,27 @@ from central.ingest.routing import Router, unknown_checkpoints
 from central.ingest.viid import ViidPlatform, ViidSubscriber
 from central.intel.clones import CloneCheck, load_geography, recent_reads
 from central.intel.ring import load_ring, ring_path
-from central.mqtt import HubLink
+from central.mqtt import HubLink, OnMessage
+from central.people import visibility
 from central.people.users import Directory
 from central.record import retention
-from central.record.store import HubStore
+from central.record.factory import open_store
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
 from central.watchlists.index import HubWatchlists, changes_for, load_files
-from central.watchlists.lists import ListService, get_list, list_entries
+from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamError, UpstreamSource
 from central.web import console as hub_console
 from central.web import keys
 from central.web import policy as hub_policy
 from central.web import users as web_users
 from central.web.audit import audit_login
-from protocols import feedfile, signing
+from protocols import feedfile, signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
-from protocols.messages import AlertOutcome, CheckpointStatus, KitResultEvent
+from protocols.messages import Alert, AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
 from runtime.background import background, stop
 from runtime.config import SettingsError
@@ -54,14 +56,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = HubStore(
-        settings.data_path / "hub.db",
-        utc_offset=settings.record.utc_offset,
-        attached_max=settings.record.attached_max,
-        busy_timeout_s=settings.store.busy_timeout_s,
-    )
+    store = open_store(settings)
     console = Fanout()
-    directory = Directory()
+    directory = Directory(store.users.directory)
     sessions = Sessions(secrets.token_bytes(32))
     app = web.Application(
         client_max_size=settings.http.max_body_bytes,
@@ -93,26 +90,19 @@ def create_app(settings: HubSettings) -> web.Application:
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
     webhooks = WebhookSender(store, settings.webhooks)
-    dispatcher = AlertDispatcher(
-        store, publish, console, webhooks, restricted=lambda list_id: _restricted(app, list_id)
-    )
+    restricted = visibility.restricted_in(lambda: app[keys.WATCHLISTS].lists)
+    dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=restricted)
     ingest = Ingest(
         store,
         app[keys.WATCHLISTS],
         publish=lambda topic, payload: publish(topic, payload),
-        on_alerts=dispatcher.submit_threadsafe,
-        on_pictures=dispatcher.pictures_threadsafe,
-        on_status=lambda status, offset: _on_status_threadsafe(app, status, offset),
+        listener=HubEvents(app, dispatcher),
         max_skew_s=settings.clock.max_skew_s,
-        on_outcomes=lambda outcomes: app[keys.LOOP].call_soon_threadsafe(_on_outcomes, app, outcomes),
         edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
         signatures_required=settings.signing.required,
         clones=_clone_check(settings),
-        router=Router(settings.routing, restricted=lambda list_id: _restricted(app, list_id)),
+        router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
-        on_folded=dispatcher.submit_folded_threadsafe,
-        on_kits=lambda kits: app[keys.LOOP].call_soon_threadsafe(_on_kits, app, kits),
-        on_receipts=lambda receipts: app[keys.LOOP].call_soon_threadsafe(_on_receipts, app, receipts),
     )
     evidence = EvidenceCache(
         settings.data_path / "evidence",
@@ -133,9 +123,7 @@ def create_app(settings: HubSettings) -> web.Application:
         tls=mqtt_tls,
         sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
         fold_window_s=settings.alerts.fold_window_s,
-        on_message=lambda topic, payload, received_at, retained=False: (
-            evidence.handle_threadsafe if topic.endswith("/evidence/reply") else ingest.handle
-        )(topic, payload, received_at, retained),
+        on_message=_messages_to(ingest, evidence),
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,
         on_connected=lambda: _on_connected(app),
@@ -204,9 +192,52 @@ def _machine_tokens(settings: HubSettings, directory: Directory):  # noqa: ANN20
     return check
 
 
-def _restricted(app: web.Application, list_id: str) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
-    return watchlist is not None and watchlist.restricted
+class HubEvents:
+    """The hub's ``IngestListener`` (central/ingest/listener.py): alerts, folds and pictures to the
+    dispatcher; the rest to the event loop, for the consoles (called from the writer thread)."""
+
+    def __init__(self, app: web.Application, dispatcher: AlertDispatcher) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+
+    def _on_loop(self, handler: Callable[[web.Application, Any], None], what: Any) -> None:
+        self.app[keys.LOOP].call_soon_threadsafe(handler, self.app, what)
+
+    def alerts_raised(self, alerts: list[Alert]) -> None:
+        self.dispatcher.submit_threadsafe(alerts)
+
+    def alerts_folded(self, alerts: list[Alert]) -> None:
+        self.dispatcher.submit_folded_threadsafe(alerts)
+
+    def status_changed(self, status: CheckpointStatus, clock_offset_s: float | None) -> None:
+        _on_status_threadsafe(self.app, status, clock_offset_s)
+
+    def outcomes_recorded(self, outcomes: list[tuple[str, AlertOutcome]]) -> None:
+        self._on_loop(_on_outcomes, outcomes)
+
+    def pictures_arrived(self, alerts: list[Alert]) -> None:
+        self.dispatcher.pictures_threadsafe(alerts)
+
+    def kits_recorded(self, kits: list[tuple[str, KitResultEvent]]) -> None:
+        self._on_loop(_on_kits, kits)
+
+    def receipts_recorded(self, receipts: list[dict[str, Any]]) -> None:
+        self._on_loop(_on_receipts, receipts)
+
+
+def _messages_to(ingest: Ingest, evidence: EvidenceCache) -> OnMessage:
+    """The link's messages to their part, by the topic's kind (protocols/topics.py): an edge's evidence
+    reply to the evidence broker, everything else to ingest (which dead-letters what is no Cordon topic)."""
+
+    def on_message(topic: str, payload: bytes, received_at: float, retained: bool = False) -> object:
+        try:
+            kind = topics.parse(topic).kind
+        except topics.TopicError:
+            kind = None
+        to = evidence.handle_threadsafe if kind is topics.TopicKind.EVIDENCE_REPLY else ingest.handle
+        return to(topic, payload, received_at, retained)
+
+    return on_message
 
 
 def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:
@@ -334,9 +365,7 @@ async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None
         try:
             now = await asyncio.to_thread(
                 store.read,
-                lambda db: db.conn.execute(
-                    "SELECT count(*), max(updated_at), total(generation) FROM users"
-                ).fetchone(),
+                store.users.signature,
             )
             if now != signature:
                 await asyncio.to_thread(store.read, directory.reload)
@@ -357,7 +386,10 @@ async def _watchlists(app: web.Application) -> AsyncIterator[None]:
         loaded = await asyncio.to_thread(load_files, files)
         current = await asyncio.to_thread(
             app[keys.STORE].read,
-            lambda db: {lid: {e.entry_id: e for e in list_entries(db, lid)} for lid in loaded.lists},
+            lambda tx: {
+                lid: {e.entry_id: e for e in app[keys.STORE].watchlists.list_entries(tx, lid)}
+                for lid in loaded.lists
+            },
         )
         changes = changes_for(loaded, current)
         applied = await lists.apply(changes, actor="config")
@@ -432,9 +464,9 @@ async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
                 if result is not None:
                     current = await asyncio.to_thread(
                         app[keys.STORE].read,
-                        lambda db: (
-                            get_list(db, list_id),
-                            {e.entry_id: e for e in list_entries(db, list_id)},
+                        lambda tx: (
+                            app[keys.STORE].watchlists.get_list(tx, list_id),
+                            {e.entry_id: e for e in app[keys.STORE].watchlists.list_entries(tx, list_id)},
                         ),
                     )
                     changes: list[FeedChange] = (
@@ -535,7 +567,7 @@ async def _escalate_loop(app: web.Application) -> None:
 async def escalate_once(app: web.Application, now: float | None = None) -> list[dict[str, object]]:
     """One escalation pass: audit what is due (one writer transaction), then publish the frames."""
     after_s = app[keys.SETTINGS].console.escalate_after_s
-    frames = await app[keys.STORE].run(lambda db: escalation.escalate_due(db, after_s, now))
+    frames = await app[keys.STORE].run(lambda tx: app[keys.STORE].escalate_due(tx, after_s, now))
     for frame in frames:
         app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
         if app[keys.DISPATCHER].webhooks is not None:

@@ -9,7 +9,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
@@ -17,18 +16,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from protocols import topics
 from protocols.folding import FOLD_WINDOW_S
-from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubStatus, encode
+from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubParameters, HubStatus, encode
+from runtime.link import REFUSED_FOR_GOOD, LinkState
 from runtime.tls import MQTT_PORT, MQTTS_PORT
 
 log = logging.getLogger(__name__)
 
-#: CONNACK reason codes (MQTT 3.1.1 codes as paho 2 maps them) that retrying cannot fix.
-REFUSED_FOR_GOOD = {
-    134: "bad user name or password",
-    135: "not authorized",
-    4: "bad user name or password",
-    5: "not authorized",
-}
 
 #: Message ids acknowledged before their callback was registered, remembered at most (ids wrap at 65535).
 _EARLY_KEEP = 4096
@@ -42,13 +35,6 @@ def _send_at_once(client: paho.Client, userdata: object, sock: object) -> None:
     an edge's events paid that on the way in and again for their acknowledgement."""
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class LinkState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    OFFLINE = "offline"
-    REFUSED = "refused"
 
 
 class HubLink:
@@ -70,7 +56,7 @@ class HubLink:
         fold_window_s: float | None = None,
     ) -> None:
         """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``;
-        ``fold_window_s`` is announced in the hub's status so edges fold repeated hits alike."""
+        ``fold_window_s`` is announced, retained, in the hub's parameters so edges fold repeated hits alike."""
         self._fold_window_s = fold_window_s
         self._url = urlsplit(url)
         if (self._url.scheme == "mqtts") != (tls is not None):
@@ -109,11 +95,13 @@ class HubLink:
                 online=online,
                 sent_at=time.time(),
                 schema_versions=sorted(SUPPORTED_VERSIONS),
-                # Only a window other than the protocol's default goes on the wire: an r1 edge refuses
-                # a status with a field it does not know (the hub serves edges one release behind).
-                fold_window_s=None if self._fold_window_s == FOLD_WINDOW_S else self._fold_window_s,
             )
         )
+        return self._sign(body) if self._sign is not None else body
+
+    def _parameters(self) -> bytes:
+        window = FOLD_WINDOW_S if self._fold_window_s is None else self._fold_window_s
+        body = encode(HubParameters(v=SCHEMA_VERSION, sent_at=time.time(), fold_window_s=window))
         return self._sign(body) if self._sign is not None else body
 
     def start(self) -> None:
@@ -190,6 +178,8 @@ class HubLink:
                 (topics.all_checkpoints(topics.TopicKind.RECEIPT), 1),
             ]
         )
+        # The parameters before the birth: an edge that sees the hub online already knows its rules.
+        client.publish(topics.hub_parameters(), self._parameters(), qos=1, retain=True)
         client.publish(topics.hub_status(), self._status(online=True), qos=1, retain=True)
         self.state = LinkState.CONNECTED
         self.last_error = None

@@ -14,10 +14,12 @@ import msgspec
 from protocols import viid
 from protocols.folding import FOLD_WINDOW_S
 from runtime import config
+from runtime import settings as shared
 
 ENV_PREFIX = "CORDON_HUB_"
 
-_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+_STRICT = shared.STRICT
+MetricsSettings = shared.MetricsSettings
 
 
 class UpstreamSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -32,33 +34,23 @@ class UpstreamSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     token: str | None = None  # sent as Authorization: Bearer when set
 
 
-class HttpSettings(msgspec.Struct, **_STRICT):
-    host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 4 * 1024 * 1024
+class HttpSettings(shared.HttpSettings, **_STRICT):
+    """``[http]`` of the hub: the shared keys (runtime/settings.py), and how large an import may be,
+    and the client certificates it asks for."""
+
     max_import_bytes: int = 512 * 1024 * 1024
-    cert_file: str | None = None
-    """With key_file: serve the console and the API over HTTPS."""
-    key_file: str | None = None
     ca_file: str | None = None
     """Over HTTPS: ask clients for a certificate from this CA; an edge presenting one needs no feed.token."""
     crl_file: str | None = None
     """Revoked certificates (the CA's crl.pem), refused at the handshake."""
 
 
-class MqttSettings(msgspec.Struct, **_STRICT):
-    url: str = "mqtt://127.0.0.1:1883"
+class MqttSettings(shared.MqttSettings, **_STRICT):
+    """``[mqtt]`` of the hub: the shared keys (runtime/settings.py); its client id and user name (the
+    ACL's hub user, also the CN of its client certificate) default to ``cordon-hub``."""
+
     client_id: str = "cordon-hub"
     username: str | None = "cordon-hub"
-    password: str | None = None
-    keepalive_s: int = 30
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    ca_file: str | None = None
-    """With an ``mqtts://`` url: the CA that signed the broker's certificate (default: the system's CAs)."""
-    cert_file: str | None = None
-    """With key_file: the hub's client certificate (CN = the ACL's hub user, ``cordon-hub``)."""
-    key_file: str | None = None
 
 
 class WatchlistSettings(msgspec.Struct, **_STRICT):
@@ -95,11 +87,6 @@ class PermitSettings(msgspec.Struct, **_STRICT):
     permit_name: str = "permit"
     action: Literal["intercept", "covert", "notify"] = "intercept"
     priority: int = 50
-
-
-class MetricsSettings(msgspec.Struct, **_STRICT):
-    token: str = ""
-    """Bearer token a Prometheus scraper presents at /metrics; empty: signed-in people only."""
 
 
 class ClockSettings(msgspec.Struct, **_STRICT):

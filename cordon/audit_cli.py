@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from central.people import audit
+from central.people.audit import GENESIS
+from central.record.sqlite import audit
+from protocols.errors import CordonError
 from runtime.sqlwriter import open_database
 
 
-class AuditCliError(RuntimeError):
+class AuditCliError(CordonError, RuntimeError):
     """Something to report in one line."""
 
 
@@ -52,7 +54,7 @@ def verify(path: Path, head: tuple[int, str] | None) -> tuple[bool, str]:
 def head(path: Path) -> str:
     db = open_database(path, synchronous="NORMAL")
     try:
-        row = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        last = audit.head(db)
     finally:
         db.conn.close()
-    return f"{row[0]}:{row[1]}" if row else f"0:{audit.GENESIS}"
+    return f"{last[0]}:{last[1]}" if last else f"0:{GENESIS}"

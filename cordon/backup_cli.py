@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from central.record import backups
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import HubSettings, load_settings
 
 from . import version

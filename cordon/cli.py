@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from protocols.errors import ConfigError, CordonError
+
 from .bench.cli import add_parser as add_bench_parser
 
 log = logging.getLogger("cordon")
@@ -649,13 +651,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # settings errors and the like: one clear line, no traceback
-        from runtime.config import SettingsError
-
-        if isinstance(exc, SettingsError):
-            print(f"cordon: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except CordonError as exc:  # an error Cordon raised on purpose: one clear line, no traceback
+        print(f"cordon: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
 
 
 if __name__ == "__main__":

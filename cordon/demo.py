@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 import secrets
 import socket
@@ -12,17 +11,19 @@ from importlib import resources
 from pathlib import Path
 
 from central.app import create_app as create_hub
-from central.intel.ring import SHIPPED
+from central.intel.ring import SHIPPED, read_ring
 from central.settings import AlertSettings, ConsoleSettings, FeedSettings, HubSettings, WatchlistSettings
 from central.settings import HttpSettings as HubHttp
 from central.settings import KitsSettings as HubKits
 from central.settings import MqttSettings as HubMqtt
+from central.watchlists.index import parse_csv
 from edge.app import create_app as create_edge
 from edge.settings import CameraSettings, EdgeSettings, SimulatorSettings, TabletSettings
 from edge.settings import HttpSettings as EdgeHttp
 from edge.settings import HubSettings as EdgeHub
 from edge.settings import KitsSettings as EdgeKits
 from edge.settings import MqttSettings as EdgeMqtt
+from protocols.ring import RingCheckpoint
 
 from .broker import EmbeddedBroker
 from .cli import serve_apps
@@ -59,10 +60,9 @@ def free_port(preferred: int | None = None) -> int:
     raise RuntimeError("no free port")
 
 
-def ring_checkpoints(count: int) -> list[dict[str, str]]:
+def ring_checkpoints(count: int) -> list[RingCheckpoint]:
     """``count`` checkpoints spread evenly around the demo ring."""
-    text = SHIPPED.read_text(encoding="utf-8")
-    rows = list(csv.DictReader(text.splitlines()))
+    rows = read_ring(SHIPPED)
     count = max(1, min(count, len(rows)))
     step = len(rows) / count
     return [rows[int(i * step)] for i in range(count)]
@@ -84,8 +84,9 @@ def demo_watchlist_path() -> Path:
 
 
 def watchlisted_plates() -> list[str]:
-    with demo_watchlist_path().open(encoding="utf-8") as f:
-        return [row["plate"] for row in csv.DictReader(f)]
+    """The plates of the demo's list file, as the hub reads them (the one parser of list files)."""
+    path = demo_watchlist_path()
+    return [e.plate for e in parse_csv(path.read_text(encoding="utf-8"), source=str(path)).entries]
 
 
 DEMO_ROLES = (
@@ -99,8 +100,10 @@ DEMO_ROLES = (
 
 def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     """One account per console role, with a fresh password each run (printed in the banner)."""
-    from central.people import audit, users
-    from central.record.store import HubStore
+    from central.people import users
+    from central.record.sqlite import audit
+    from central.record.sqlite import users as user_store
+    from central.record.sqlite.store import HubStore
 
     made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]
     hashes = {name: users.hash_password(password) for name, _, password in made}
@@ -111,10 +114,10 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     def job(db):  # noqa: ANN001, ANN202
         for name, role, _ in made:
             try:
-                users.add(db, name, role, hashes[name], display_name=f"演示 {role}")
+                user_store.add(db, name, role, hashes[name], display_name=f"演示 {role}")
                 audit.append(db, "cordon demo", "", "user.add", target=name, detail={"role": role})
             except users.UserError:  # kept from an earlier run: a new password
-                users.set_password(db, name, hashes[name])
+                user_store.set_password(db, name, hashes[name])
                 audit.append(db, "cordon demo", "", "user.password", target=name)
 
     try:
@@ -161,14 +164,14 @@ async def run_demo(
     cameras_lines = []
     for row in ring_checkpoints(options.checkpoints):
         port = free_port()
-        cp = row["id"]
+        cp = row.id
         cameras = [
             CameraSettings(id=cid, token=secrets.token_urlsafe(12), lane=lane)
             for lane, cid in enumerate(DEMO_CAMERAS, start=1)
         ]
         edge = EdgeSettings(
             checkpoint=cp,
-            name=row["name_zh"],
+            name=row.name,
             data_dir=str(data / f"edge-{cp}"),
             http=EdgeHttp(host=HOST, port=port),
             mqtt=EdgeMqtt(url=url),
@@ -180,13 +183,13 @@ async def run_demo(
                 enabled=True,
                 cameras=list(DEMO_CAMERAS),
                 vehicles_per_minute=options.vehicles_per_minute,
-                neighbour=row.get("neighbour") or "冀",
+                neighbour=row.neighbour or "冀",
                 watchlisted=plates,
                 watchlisted_share=0.04,
             ),
         )
         sites.append((create_edge(edge), HOST, port))
-        lines.append(f"  {row['name_zh']} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
+        lines.append(f"  {row.name} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
         lines.append("    cameras (id / token): " + " · ".join(f"{c.id} / {c.token}" for c in cameras))
         if not cameras_lines:
             first = cameras[0]

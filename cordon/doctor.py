@@ -196,8 +196,8 @@ class Doctor:
 
     # -- the store ----------------------------------------------------------------------------------
     def hub_store(self, settings: Any) -> None:
-        from central.record.schema import MIGRATIONS
-        from central.record.store import RECORD_MIGRATION
+        from central.record.sqlite.schema import MIGRATIONS
+        from central.record.sqlite.store import RECORD_MIGRATION
 
         db = settings.data_path / "hub.db"
         if not db.exists():

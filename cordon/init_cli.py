@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cordon.pki import SIGNING_KEY, SIGNING_PUB, write_signing_key
+from protocols.errors import ConfigError
 
 
-class InitError(RuntimeError):
+class InitError(ConfigError, RuntimeError):
     """Nothing was written; the message says why."""
 
 

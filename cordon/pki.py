@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from protocols.errors import CordonError
 from protocols.topics import valid_checkpoint_id
 
 CA_CERT = "ca.crt"
@@ -51,7 +52,7 @@ _DNS_RE = re.compile(
 )
 
 
-class PkiError(RuntimeError):
+class PkiError(CordonError, RuntimeError):
     """A PKI operation that cannot be done; the message says why and what to do."""
 
 

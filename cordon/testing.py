@@ -36,6 +36,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from protocols.errors import CordonError
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 #: The deployed broker configuration, which ``Mosquitto(tls=...)`` renders for a test or benchmark.
 DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
@@ -232,7 +234,7 @@ PG_RUN_AS = os.environ.get("CORDON_PG_USER", "nobody")
 """The unprivileged user a root caller runs the cluster as (PostgreSQL refuses to run as root)."""
 
 
-class PostgresError(RuntimeError):
+class PostgresError(CordonError, RuntimeError):
     """The test cluster could not be made, started or stopped; the message says why (and the log's tail)."""
 
 
@@ -687,7 +689,7 @@ async def start_hub(
 _RELEASE_LINE = re.compile(r"^([0-9a-f]{40})\s+(\S+)")
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(CordonError, RuntimeError):
     """An earlier release cannot be run: the message says why and what to do."""
 
 
@@ -1045,17 +1047,19 @@ def seed_hub(data_dir: Path, lists: Sequence[Any], entries: Sequence[Any]) -> in
     """Write lists and entries into a hub's store before the hub starts (the way its API would, as one
     change); returns the feed version. For benchmarks whose feeds hold what no CSV can (person lists,
     patterns, expiries)."""
-    from central.record.store import HubStore
+    from central.record.factory import open_store
+    from central.settings import HubSettings
     from central.watchlists.index import HubWatchlists
-    from central.watchlists.lists import apply_changes
     from protocols.feed import EntryUpsert, ListUpsert
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = HubStore(data_dir / "hub.db")
+    store = open_store(HubSettings(data_dir=str(data_dir)))
     store.start()
     try:
         changes = [ListUpsert(watchlist=wl) for wl in lists] + [EntryUpsert(entry=e) for e in entries]
-        applied = store.submit(lambda db: apply_changes(db, changes, HubWatchlists(), "bench")).result()
+        applied = store.submit(
+            lambda tx: store.watchlists.apply_changes(tx, changes, HubWatchlists(), "bench")
+        ).result()
         return applied.version
     finally:
         store.stop()

@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from central.people import audit, users
-from central.record.store import HubStore
+from central.people import users
+from central.record.sqlite import audit
+from central.record.sqlite import users as user_store
+from central.record.sqlite.store import HubStore
+from protocols.errors import CordonError
 
 
-class UserCliError(RuntimeError):
+class UserCliError(CordonError, RuntimeError):
     """Something to report in one line."""
 
 
@@ -61,7 +64,7 @@ def add(
     hashed = users.hash_password(password)
 
     def job(db: Any) -> users.User:
-        user = users.add(db, username, role, hashed, display_name=display_name, checkpoint=checkpoint)
+        user = user_store.add(db, username, role, hashed, display_name=display_name, checkpoint=checkpoint)
         audit.append(
             db, _actor(), "", "user.add", target=username, detail={"role": role, "checkpoint": checkpoint}
         )
@@ -71,12 +74,12 @@ def add(
 
 
 def listing(data_dir: str) -> list[users.User]:
-    return _with_store(data_dir, users.all_users)
+    return _with_store(data_dir, user_store.all_users)
 
 
 def set_disabled(data_dir: str, username: str, disabled: bool) -> users.User:
     def job(db: Any) -> users.User:
-        user = users.set_disabled(db, username, disabled)
+        user = user_store.set_disabled(db, username, disabled)
         audit.append(db, _actor(), "", "user.disable" if disabled else "user.enable", target=username)
         return user
 
@@ -87,7 +90,7 @@ def reset_password(data_dir: str, username: str, password: str) -> users.User:
     hashed = users.hash_password(password)
 
     def job(db: Any) -> users.User:
-        user = users.set_password(db, username, hashed)
+        user = user_store.set_password(db, username, hashed)
         audit.append(db, _actor(), "", "user.password", target=username)
         return user
 
@@ -96,7 +99,7 @@ def reset_password(data_dir: str, username: str, password: str) -> users.User:
 
 def token(data_dir: str, username: str) -> str:
     def job(db: Any) -> str:
-        value = users.new_token(db, username)
+        value = user_store.new_token(db, username)
         audit.append(db, _actor(), "", "user.token", target=username)
         return value
 

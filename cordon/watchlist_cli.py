@@ -15,9 +15,10 @@ from typing import Any
 import aiohttp
 
 from central.watchlists import files as importer
+from protocols.errors import CordonError
 
 
-class CliError(RuntimeError):
+class CliError(CordonError, RuntimeError):
     """A failure to report in one line."""
 
 

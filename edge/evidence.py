@@ -24,6 +24,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from protocols.errors import CordonError
 from protocols.messages import THUMBNAIL_MAX_BYTES
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ _NAME = re.compile(r"^(\d{1,20})-(\d{1,20})-(snapshot|plate|thumb)\.jpg$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class ImageError(ValueError):
+class ImageError(CordonError, ValueError):
     """A picture that cannot be used as evidence (corrupt, truncated, not an image)."""
 
 

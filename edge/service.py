@@ -10,12 +10,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import msgspec
 
-from protocols import reads
+from protocols import reads, times
 from protocols.alerting import alert_for, rule_alert
+from protocols.errors import CordonError
 from protocols.matching import Hit
 from protocols.messages import (
     THUMBNAIL_MAX_BYTES,
@@ -49,7 +49,7 @@ RECENT_READS = 40
 NO_PLATE_RULE = "rule:no-plate"
 
 
-class ReadRejected(ValueError):
+class ReadRejected(CordonError, ValueError):
     """A camera read that cannot be recorded as sent (for example an unparseable time)."""
 
 
@@ -93,17 +93,17 @@ class CameraHealth:
 
 
 def parse_time(value: float | str | None, now: float) -> float:
-    """Camera time as unix seconds: a number, ISO 8601 (naive means this machine's zone), or now."""
+    """Camera time as unix seconds: a number, ISO 8601 (naive means this machine's zone: protocols/times.py),
+    or now."""
     if value is None:
         return now
-    if isinstance(value, int | float):
-        if not 0 < value < 1e11:
-            raise ReadRejected(f"captured_at {value} is not unix seconds")
-        return float(value)
     try:
-        return datetime.fromisoformat(value.strip()).timestamp()
-    except ValueError:
-        raise ReadRejected(f"captured_at {value[:40]!r} is neither unix seconds nor ISO 8601") from None
+        seconds = times.parse_time(value, naive="local")
+    except times.TimeError as exc:
+        raise ReadRejected(f"captured_at {exc}") from None
+    if not 0 < seconds < 1e11:
+        raise ReadRejected(f"captured_at {value} is not unix seconds")
+    return seconds
 
 
 def plate_read(read: CameraRead, camera_id: str, now: float, lane: int | None = None) -> PlateRead:

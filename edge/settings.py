@@ -10,38 +10,30 @@ from typing import Literal
 import msgspec
 
 from runtime import config
+from runtime import settings as shared
 
 ENV_PREFIX = "CORDON_EDGE_"
 
-_STRICT = {"forbid_unknown_fields": True, "kw_only": True}
+_STRICT = shared.STRICT
+MetricsSettings = shared.MetricsSettings
 
 
-class HttpSettings(msgspec.Struct, **_STRICT):
-    host: str = "127.0.0.1"
+class HttpSettings(shared.HttpSettings, **_STRICT):
+    """``[http]`` of an edge (the tablet app and the camera endpoints): the shared keys
+    (runtime/settings.py) on port 8081, with smaller bodies."""
+
     port: int = 8081
     max_body_bytes: int = 1024 * 1024
-    cert_file: str | None = None
-    """With key_file: serve the tablet app and camera endpoints over HTTPS (``cordon pki issue --hosts``)."""
-    key_file: str | None = None
 
 
-class MqttSettings(msgspec.Struct, **_STRICT):
-    url: str = "mqtt://127.0.0.1:1883"
-    username: str | None = None
-    """Defaults to the checkpoint id (which the broker ACL expects)."""
-    password: str | None = None
-    keepalive_s: int = 30
+class MqttSettings(shared.MqttSettings, **_STRICT):
+    """``[mqtt]`` of an edge: the shared keys (runtime/settings.py; ``username`` empty means the checkpoint
+    id, which the broker ACL expects), and how it sends its outbox."""
+
     max_inflight: int = 500
     batch_max: int = 200
     ack_timeout_s: float = 10.0
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
     status_interval_s: float = 10.0
-    ca_file: str | None = None
-    """With an ``mqtts://`` url: the CA that signed the broker's certificate (default: the system's CAs)."""
-    cert_file: str | None = None
-    """With key_file: the checkpoint's client certificate, whose CN the broker takes as the user name."""
-    key_file: str | None = None
 
 
 class OutboxSettings(msgspec.Struct, **_STRICT):
@@ -201,11 +193,6 @@ class HubSettings(msgspec.Struct, **_STRICT):
     cert_file: str | None = None
     """With key_file: the client certificate presented to the hub (the checkpoint's identity)."""
     key_file: str | None = None
-
-
-class MetricsSettings(msgspec.Struct, **_STRICT):
-    token: str = ""
-    """Bearer token a Prometheus scraper presents at /metrics; empty: signed-in people only."""
 
 
 class PassageSettings(msgspec.Struct, **_STRICT):

@@ -18,7 +18,6 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 
 import aiomqtt
 import msgspec
@@ -26,6 +25,7 @@ from aiomqtt.exceptions import MqttConnectError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocols import signing, topics
+from protocols.errors import CordonError
 from protocols.feed import FeedDelta, FeedVersion
 from protocols.messages import (
     MAX_PAYLOAD_BYTES,
@@ -36,12 +36,14 @@ from protocols.messages import (
     CheckpointStatus,
     DecodeError,
     EvidenceRequest,
+    HubParameters,
     HubStatus,
     OfficerAccounts,
     decode,
     encode,
 )
 from runtime.deadletters import DeadLetterStore
+from runtime.link import REFUSED_FOR_GOOD, LinkState
 from runtime.sqlwriter import WriterClosed
 from runtime.tls import mqtt_endpoint
 
@@ -54,14 +56,6 @@ log = logging.getLogger(__name__)
 BATCH_BYTES = MAX_PAYLOAD_BYTES - 8192
 """Events per batch stop short of the hub's payload limit; the rest is room for the envelope and signature."""
 
-#: CONNACK codes that retrying cannot fix (MQTT 3.1.1 codes, and the MQTT 5 codes paho maps them to).
-_REFUSED_FOR_GOOD = {
-    4: "bad user name or password",
-    5: "not authorized",
-    134: "bad user name or password",
-    135: "not authorized",
-}
-
 
 def refused_for_good(exc: aiomqtt.MqttError) -> str | None:
     """Why the broker refused us for good, or None when retrying may help.
@@ -73,7 +67,7 @@ def refused_for_good(exc: aiomqtt.MqttError) -> str | None:
     if not isinstance(exc, MqttConnectError):
         return None
     code = exc.rc if isinstance(exc.rc, int) else int(getattr(exc.rc, "value", 0))
-    return _REFUSED_FOR_GOOD.get(code)
+    return REFUSED_FOR_GOOD.get(code)
 
 
 #: Nagle's algorithm off: with it on, a packet written while an earlier one is unacknowledged waits for
@@ -81,14 +75,7 @@ def refused_for_good(exc: aiomqtt.MqttError) -> str | None:
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
-class UplinkState(StrEnum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    OFFLINE = "offline"
-    REFUSED = "refused"
-
-
-class UplinkRefused(RuntimeError):
+class UplinkRefused(CordonError, RuntimeError):
     """The broker refused our credentials; retrying will not help."""
 
 
@@ -131,7 +118,7 @@ class EdgeUplink:
         self.bad_messages = 0
         #: Run on every connect once subscribed (the edge sends the receipts the broker has not taken).
         self._on_connected = on_connected
-        #: The hub announced its fold window (protocols/folding.py) in its status.
+        #: The hub announced its fold window (protocols/folding.py) in its parameters.
         self._on_fold_window = on_fold_window
         #: The hub's status turned online (it has subscribed again: what it may have missed is sent again).
         self._on_hub_online = on_hub_online
@@ -158,7 +145,7 @@ class EdgeUplink:
         self._inflight: dict[int, tuple[float, int]] = {}
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
-        self.state = UplinkState.CONNECTING
+        self.state = LinkState.CONNECTING
         self.hub_online: bool | None = None
         self.last_error: str | None = None
         self.published_events = 0
@@ -191,7 +178,7 @@ class EdgeUplink:
         cfg = self.config
         host, port, tls = self._endpoint or mqtt_endpoint(cfg.url, cfg.ca_file, cfg.cert_file, cfg.key_file)
         while True:
-            self.state = UplinkState.CONNECTING
+            self.state = LinkState.CONNECTING
             will = aiomqtt.Will(
                 topics.status(self.checkpoint),
                 self._signed(encode(self._status(online=False))),
@@ -215,7 +202,7 @@ class EdgeUplink:
             try:
                 async with client:
                     self._client = client
-                    self.state = UplinkState.CONNECTED
+                    self.state = LinkState.CONNECTED
                     self.connects += 1
                     self.last_error = None
                     delay = self.config.reconnect_min_s
@@ -224,7 +211,7 @@ class EdgeUplink:
             except aiomqtt.MqttError as exc:
                 refusal = refused_for_good(exc)
                 if refusal is not None:
-                    self.state = UplinkState.REFUSED
+                    self.state = LinkState.REFUSED
                     self.last_error = f"broker refused the connection: {refusal}"
                     log.error("uplink: %s; not retrying, fix the [mqtt] credentials", self.last_error)
                     raise UplinkRefused(self.last_error) from None
@@ -235,7 +222,7 @@ class EdgeUplink:
             delay = min(delay * 2, self.config.reconnect_max_s)
 
     def _lost(self, exc: Exception) -> None:
-        self.state = UplinkState.OFFLINE
+        self.state = LinkState.OFFLINE
         self.hub_online = None
         self.last_error = str(exc) or type(exc).__name__
         log.warning("uplink lost: %s", self.last_error)
@@ -245,6 +232,7 @@ class EdgeUplink:
         await client.subscribe(topics.ack(cp), qos=1)
         await client.subscribe(topics.alerts(cp), qos=1)
         await client.subscribe(topics.hub_status(), qos=1)
+        await client.subscribe(topics.hub_parameters(), qos=1)
         if self._on_feed_delta is not None:
             await client.subscribe(topics.feed_delta(), qos=1)
         if self._on_feed_version is not None:
@@ -281,7 +269,7 @@ class EdgeUplink:
     async def publish_receipt(self, receipt: AlertReceipt) -> bool:
         """Publish an alarm receipt (QoS 1, signed); True once the broker has it, False while offline."""
         client = self._client
-        if client is None or self.state is not UplinkState.CONNECTED:
+        if client is None or self.state is not LinkState.CONNECTED:
             return False
         await client.publish(
             topics.receipt(self.checkpoint), self._signed(encode(receipt)), qos=1, timeout=10
@@ -422,10 +410,12 @@ class EdgeUplink:
                 status = decode(HubStatus, payload)
                 was = self.hub_online
                 self._on_hub_status(status)
-                if status.fold_window_s is not None and self._on_fold_window is not None:
-                    await self._on_fold_window(status.fold_window_s)
                 if status.online and was is not True and self._on_hub_online is not None:
                     await self._on_hub_online()
+            elif parsed.kind is topics.TopicKind.HUB_PARAMETERS and payload:
+                parameters = decode(HubParameters, payload)
+                if self._on_fold_window is not None:
+                    await self._on_fold_window(parameters.fold_window_s)
             elif parsed.kind is topics.TopicKind.FEED_DELTA and self._on_feed_delta is not None:
                 await self._on_feed_delta(decode(FeedDelta, payload))
             elif parsed.kind is topics.TopicKind.FEED_VERSION and self._on_feed_version is not None:

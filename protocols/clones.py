@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 
 from . import plates
 from .messages import PlateRead
+from .ring import GeographyError, RingCheckpoint, parse_ring
 
 RULE_ID = "rule:clone"
 EARTH_RADIUS_KM = 6371.0088
@@ -33,10 +34,6 @@ class Checkpoint:
     lat: float
     lon: float
     name_en: str = ""
-
-
-class GeographyError(ValueError):
-    """A checkpoints or distances file that cannot be used (names the line)."""
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -78,24 +75,15 @@ class Geography:
         return (cp.name_en if english and cp.name_en else cp.name) or checkpoint
 
 
-def parse_checkpoints(text: str) -> dict[str, Checkpoint]:
-    """Checkpoints from CSV text with columns id, lat, lon, a name (``name_zh`` or ``name``) and, if known,
-    ``name_en`` (the English explanation names checkpoints by it)."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"id", "lat", "lon"} - set(reader.fieldnames or [])
-    if missing:
-        raise GeographyError(f"checkpoints CSV lacks column(s) {sorted(missing)}")
-    out: dict[str, Checkpoint] = {}
-    for line, row in enumerate(reader, start=2):
-        try:
-            lat, lon = float(row["lat"]), float(row["lon"])
-        except (TypeError, ValueError):
-            raise GeographyError(f"checkpoints CSV line {line}: lat/lon are not numbers") from None
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not row["id"]:
-            raise GeographyError(f"checkpoints CSV line {line}: bad id or coordinates")
-        name = row.get("name_zh") or row.get("name") or row["id"]
-        out[row["id"]] = Checkpoint(row["id"], name, lat, lon, row.get("name_en") or "")
-    return out
+def parse_checkpoints(text: str, source: str = "checkpoints CSV") -> dict[str, Checkpoint]:
+    """The rule's checkpoints from a ring file's text (``protocols.ring``, the one parser of it); a
+    checkpoint without a name is named by its id."""
+    return checkpoints_of(parse_ring(text, source))
+
+
+def checkpoints_of(ring: list[RingCheckpoint]) -> dict[str, Checkpoint]:
+    """The rule's checkpoints of a parsed ring; a checkpoint without a name is named by its id."""
+    return {c.id: Checkpoint(c.id, c.name or c.id, c.lat, c.lon, c.name_en) for c in ring}
 
 
 def parse_distances(text: str) -> dict[tuple[str, str], float]:

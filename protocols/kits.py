@@ -22,6 +22,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from .errors import CordonError
+
 LineConvention = Literal["competitive", "direct"]
 SampleType = Literal["saliva", "urine"]
 PanelCall = Literal["positive", "negative", "invalid"]
@@ -43,7 +45,7 @@ ignored there (the rule in protocols/messages.py). The tablet's input is checked
 types at the edge (edge/kits/api.py)."""
 
 
-class KitError(ValueError):
+class KitError(CordonError, ValueError):
     """A catalogue or a result that breaks the rules; the message names what and why."""
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
+from .errors import CordonError
 from .feed import FeedDelta, FeedVersion
 from .kits import KitResult
 
@@ -236,21 +237,27 @@ class CheckpointStatus(msgspec.Struct, **_WIRE):
     """Configured cameras silent longer than their ``stale_after_s`` (the console colours the checkpoint)."""
 
 
-class HubStatus(msgspec.Struct, omit_defaults=True, **_WIRE):
-    """The hub's retained status; edges replay their outbox when it turns online.
-
-    Fields at their default are left out on the wire: an edge of release r1 refuses a status with a field
-    it does not know, and the hub serves edges one release behind (docs/protocol.md)."""
+class HubStatus(msgspec.Struct, **_WIRE):
+    """The hub's retained status; edges replay their outbox when it turns online."""
 
     v: int
     online: bool
     sent_at: float
     schema_versions: list[int] = []
-    fold_window_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class HubParameters(msgspec.Struct, **_WIRE):
+    """Rules the hub wants every edge to apply as it does, retained on ``cordon/v1/hub/parameters``.
+
+    A message of its own, not fields of ``HubStatus``: an edge of release r1 refuses a status with a field
+    it does not know, and does not subscribe here, so the hub can announce what it likes (docs/protocol.md).
+    """
+
+    v: int
+    sent_at: float
+    fold_window_s: Annotated[float, msgspec.Meta(ge=0)]
     """The hub's ``alerts.fold_window_s``: edges fold repeated hits for their tablets with the same window
-    (protocols/folding.py), and keep it for when the uplink is down. The hub sends it only when it differs
-    from ``protocols.folding.FOLD_WINDOW_S`` (so r1 edges still read the status). Absent: the default window,
-    or an older hub; edges keep the window they last heard."""
+    (protocols/folding.py) and keep it for when the uplink is down."""
 
 
 class AlertHit(msgspec.Struct, **_WIRE):
@@ -399,7 +406,7 @@ def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
-class DecodeError(ValueError):
+class DecodeError(CordonError, ValueError):
     """A payload that is not a valid message; ``reason`` says what was wrong."""
 
     def __init__(self, reason: str) -> None:
@@ -463,6 +470,7 @@ WIRE_MESSAGES: dict[str, type[msgspec.Struct]] = {
     "Ack": Ack,
     "CheckpointStatus": CheckpointStatus,
     "HubStatus": HubStatus,
+    "HubParameters": HubParameters,
     "Alert": Alert,
     "FeedDelta": FeedDelta,
     "FeedVersion": FeedVersion,

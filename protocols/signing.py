@@ -21,10 +21,12 @@ import re
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .errors import CordonError
+
 _SUFFIX = re.compile(rb',"sig":"([A-Za-z0-9_-]{86})"\}\Z')
 
 
-class SignatureError(ValueError):
+class SignatureError(CordonError, ValueError):
     """A message that is unsigned where a signature is required, or whose signature does not verify."""
 
 

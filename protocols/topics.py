@@ -11,6 +11,7 @@ Layout (MQTT 3.1.1, QoS 1 unless noted)::
     cordon/v1/cp/{checkpoint}/evidence/reply    edge -> hub  the image (base64) or why not
     cordon/v1/cp/{checkpoint}/receipt  edge -> hub   an alarm shown on a tablet there, and acknowledged
     cordon/v1/hub/status               hub -> all    retained online / offline with last will
+    cordon/v1/hub/parameters           hub -> edges  retained: rules the edges apply alike (fold window)
     cordon/v1/feed/delta               hub -> edges  watchlist feed changes, one version each
     cordon/v1/feed/version             hub -> edges  retained current feed version
 
@@ -23,6 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from .errors import CordonError
 
 PREFIX = "cordon/v1"
 _CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -38,6 +41,7 @@ class TopicKind(StrEnum):
     EVIDENCE_REPLY = "evidence/reply"
     RECEIPT = "receipt"
     HUB_STATUS = "hub_status"
+    HUB_PARAMETERS = "hub_parameters"
     FEED_DELTA = "feed_delta"
     FEED_VERSION = "feed_version"
 
@@ -54,7 +58,7 @@ _CP_KINDS = (
 )
 
 
-class TopicError(ValueError):
+class TopicError(CordonError, ValueError):
     """A topic (or checkpoint id) that does not follow Cordon's layout."""
 
 
@@ -111,6 +115,10 @@ def hub_status() -> str:
     return f"{PREFIX}/hub/status"
 
 
+def hub_parameters() -> str:
+    return f"{PREFIX}/hub/parameters"
+
+
 def feed_delta() -> str:
     return f"{PREFIX}/feed/delta"
 
@@ -130,6 +138,8 @@ def parse(topic: str) -> Topic:
     """Parse a topic into its kind and checkpoint; raise TopicError for anything else."""
     if topic == hub_status():
         return Topic(TopicKind.HUB_STATUS, None)
+    if topic == hub_parameters():
+        return Topic(TopicKind.HUB_PARAMETERS, None)
     if topic == feed_delta():
         return Topic(TopicKind.FEED_DELTA, None)
     if topic == feed_version():

@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from enum import IntEnum
 from typing import Any
 
+from .errors import CordonError
+
 __all__ = [
     "IMAGE_PLATE",
     "IMAGE_SCENES",
@@ -116,7 +118,7 @@ IMAGE_PLATE = "02"
 IMAGE_SCENES = ("01", "14", "09", "08")
 
 
-class RecordError(ValueError):
+class RecordError(CordonError, ValueError):
     """One object that does not fit; ``record_id`` is its id when it had a readable one."""
 
     def __init__(self, reason: str, record_id: str = "") -> None:

@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from protocols.errors import ConfigError
+
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError, ValueError):
     """Settings that cannot be used; the message names the key and the file."""
 
 

@@ -22,13 +22,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from protocols.errors import CordonError
+
 __all__ = ["DigestError", "DigestGuard", "Credentials", "parse_authorization"]
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("((?:[^"\\]|\\.)*)"|[^\s,]*)\s*(?:,|$)')
 MAX_HEADER_CHARS = 4096
 
 
-class DigestError(ValueError):
+class DigestError(CordonError, ValueError):
     """Credentials that do not prove anything; ``stale`` when only the nonce was too old."""
 
     def __init__(self, reason: str, *, stale: bool = False) -> None:

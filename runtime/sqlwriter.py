@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from protocols.errors import CordonError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[sqlite_utils.Database], Any]
@@ -36,7 +38,7 @@ MAX_PREPARATIONS = 3
 """A job asking for preparation more often than this is failed (its preparation is not enough)."""
 
 
-class WriterClosed(RuntimeError):
+class WriterClosed(CordonError, RuntimeError):
     """The writer was stopped; nothing more will be written."""
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from central.record.dayfiles import SqliteReadStore
+from central.record.sqlite.dayfiles import SqliteReadStore
 from cordon import testing
 from cordon.pki import Pki
 from cordon.testing import BrokerTls, free_port, write_toml

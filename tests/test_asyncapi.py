@@ -33,6 +33,7 @@ from protocols.messages import (
     EventBatch,
     EvidenceReply,
     EvidenceRequest,
+    HubParameters,
     HubStatus,
     KitResultEvent,
     OfficerAccount,
@@ -56,6 +57,7 @@ CARRIES = {
     TopicKind.ALERTS: "Alert",
     TopicKind.ACCOUNTS: "OfficerAccounts",
     TopicKind.HUB_STATUS: "HubStatus",
+    TopicKind.HUB_PARAMETERS: "HubParameters",
     TopicKind.FEED_DELTA: "FeedDelta",
     TopicKind.FEED_VERSION: "FeedVersion",
     TopicKind.EVIDENCE_REQUEST: "EvidenceRequest",
@@ -63,8 +65,14 @@ CARRIES = {
     TopicKind.RECEIPT: "AlertReceipt",
 }
 HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS, TopicKind.EVIDENCE_REPLY, TopicKind.RECEIPT}
-GLOBAL = {TopicKind.HUB_STATUS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
-RETAINED = {TopicKind.STATUS, TopicKind.HUB_STATUS, TopicKind.FEED_VERSION, TopicKind.ACCOUNTS}
+GLOBAL = {TopicKind.HUB_STATUS, TopicKind.HUB_PARAMETERS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
+RETAINED = {
+    TopicKind.STATUS,
+    TopicKind.HUB_STATUS,
+    TopicKind.HUB_PARAMETERS,
+    TopicKind.FEED_VERSION,
+    TopicKind.ACCOUNTS,
+}
 BUILDERS = {
     TopicKind.EVENTS: topics.events,
     TopicKind.STATUS: topics.status,
@@ -72,6 +80,7 @@ BUILDERS = {
     TopicKind.ALERTS: topics.alerts,
     TopicKind.ACCOUNTS: topics.accounts,
     TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
+    TopicKind.HUB_PARAMETERS: lambda _cp: topics.hub_parameters(),
     TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(),
     TopicKind.FEED_VERSION: lambda _cp: topics.feed_version(),
     TopicKind.EVIDENCE_REQUEST: topics.evidence_request,
@@ -307,9 +316,8 @@ SAMPLES: dict[str, msgspec.Struct] = {
         software="cordon 0.1.0",
         stale_cameras=["lane2"],
     ),
-    "HubStatus": HubStatus(
-        v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1], fold_window_s=600.0
-    ),
+    "HubStatus": HubStatus(v=SCHEMA_VERSION, online=False, sent_at=1718000000.0, schema_versions=[1]),
+    "HubParameters": HubParameters(v=SCHEMA_VERSION, sent_at=1718000000.0, fold_window_s=600.0),
     "Alert": Alert(
         v=SCHEMA_VERSION,
         alert_id="A8d2403ac9ae3979f0220b5e8",

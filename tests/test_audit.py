@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from central.people import audit
-from central.record.store import HubStore
+from central.record.sqlite import audit
+from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 
 
 @pytest.fixture

@@ -14,10 +14,11 @@ import time
 
 import pytest
 
-from central.people import audit
 from central.record import backups
-from central.record.dayfiles import day_of, file_name, parse_offset
-from central.record.store import HubStore
+from central.record.days import day_of, parse_offset
+from central.record.sqlite import audit
+from central.record.sqlite.dayfiles import file_name
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 from cordon.audit_cli import verify
 from protocols.messages import PlateRead

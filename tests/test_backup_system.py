@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from central.record.dayfiles import SqliteReadStore
+from central.record.sqlite.dayfiles import SqliteReadStore
 from tests.support import edge_service, hub_service, login, running, session, stored_camera_event_ids, until
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]

@@ -6,8 +6,9 @@ import time
 
 import msgspec
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from cordon.bench import e2e, e2e_load
 from protocols.messages import SCHEMA_VERSION, EventBatch, encode
@@ -16,9 +17,7 @@ from protocols.messages import SCHEMA_VERSION, EventBatch, encode
 def test_record_lookup_finds_lost_and_duplicated_ids(tmp_path):
     store = HubStore(tmp_path / "hub.db")
     store.start()
-    ingest = Ingest(
-        store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None, on_status=lambda s: None
-    )
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, listener=Recorder())
     reads = e2e_load.plate_reads("sim:SD-T-001:", ["鲁B12345", "鲁B12346", "鲁B12347"])
     # A camera that sent one read twice (two sequence numbers, one camera event id) is a duplicate.
     reads.append(msgspec.structs.replace(reads[2], seq=4))

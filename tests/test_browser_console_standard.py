@@ -31,8 +31,8 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import async_playwright
 
-from central.people import users
-from central.record.store import HubStore
+from central.record.sqlite import users
+from central.record.sqlite.store import HubStore
 from protocols import topics
 from protocols.messages import SCHEMA_VERSION, CheckpointStatus, EventBatch, PlateRead, encode
 from tests.browser_checks import (

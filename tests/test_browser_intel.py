@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import async_playwright
 
 from central.intel.ring import SHIPPED, load_ring
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from protocols.messages import PlateRead
 from tests.support import get_json, hub_service, login, running, session, sign_in_page, until
 from tests.test_browser_map import READ_MAP, distance, intersects

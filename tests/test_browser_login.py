@@ -11,7 +11,7 @@ from aiohttp import web
 from playwright.async_api import async_playwright
 
 from central.app import create_app
-from central.people import users
+from central.record.sqlite import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.settings import HttpSettings as HubHttp
 from central.web import keys

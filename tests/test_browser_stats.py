@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
 from tests.support import Mosquitto, hub_service
@@ -39,8 +40,7 @@ def fill(path: Path) -> None:
             store,
             HubWatchlists(),
             publish=lambda t, p: None,
-            on_alerts=lambda a: None,
-            on_status=lambda s, o: None,
+            listener=Recorder(),
         )
         done = ingest.handle(
             "cordon/v1/cp/SD-DZ-001/events",

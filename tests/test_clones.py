@@ -8,9 +8,10 @@ import time
 import msgspec
 import pytest
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
 from central.intel.clones import CloneCheck, load_geography, recent_reads
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import CloneSettings, load_settings
 from central.watchlists.index import HubWatchlists
 from protocols import clones
@@ -251,8 +252,7 @@ def hub(tmp_path):
         store,
         HubWatchlists(),
         publish=lambda t, p: None,
-        on_alerts=dispatched.extend,
-        on_status=lambda status, offset: None,
+        listener=Recorder(alerts=dispatched),
         clones=CloneCheck(CloneSettings(), load_geography(CloneSettings())),
     )
     yield ingest, store, dispatched
@@ -444,8 +444,7 @@ def _restarted(tmp_path, warm_hours: float):
         store,
         HubWatchlists(),
         publish=lambda t, p: None,
-        on_alerts=dispatched.extend,
-        on_status=lambda status, offset: None,
+        listener=Recorder(alerts=dispatched),
         clones=check,
     )
     learnt = check.warm_from(recent_reads(store.record, time.time() - warm_hours * 3600)) if warm_hours else 0
@@ -520,8 +519,7 @@ def test_warming_merges_with_sightings_ingest_made_meanwhile(tmp_path):
         store,
         HubWatchlists(),
         publish=lambda t, p: None,
-        on_alerts=lambda a: None,
-        on_status=lambda status, offset: None,
+        listener=Recorder(),
         clones=check,
     )
     try:

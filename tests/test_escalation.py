@@ -10,7 +10,7 @@ import pytest
 from central.alerts import escalation
 from central.app import create_app, escalate_once
 from central.intel.ring import SHIPPED, RingError, load_ring
-from central.people import audit
+from central.record.sqlite import audit
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, AlertOutcome

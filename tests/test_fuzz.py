@@ -14,6 +14,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from central.ingest.listener import Recorder
 from protocols.feed import EntryUpsert, FeedDelta, FeedVersion, ListUpsert
 from protocols.kits import KitResult, MachineReading, PanelResult, Subject
 from protocols.matching import Entry, Watchlist
@@ -31,6 +32,7 @@ from protocols.messages import (
     EvidenceReply,
     EvidenceRequest,
     Gap,
+    HubParameters,
     HubStatus,
     KitResultEvent,
     OfficerAccount,
@@ -134,6 +136,7 @@ VALID = {
         stale_cameras=["cam2"],
     ),
     HubStatus: HubStatus(v=SCHEMA_VERSION, online=True, sent_at=NOW, schema_versions=[1]),
+    HubParameters: HubParameters(v=SCHEMA_VERSION, sent_at=NOW, fold_window_s=90.0),
     Alert: Alert(
         v=SCHEMA_VERSION,
         alert_id="A1",
@@ -282,7 +285,7 @@ for _kind in VALID:
 def test_hub_ingest_door_never_raises(tmp_path):
     """The hub's MQTT door: whatever arrives becomes stored data or a dead letter, never an exception."""
     from central.ingest.pipeline import Ingest
-    from central.record.store import HubStore
+    from central.record.sqlite.store import HubStore
     from central.watchlists.index import HubWatchlists
 
     store = HubStore(tmp_path / "hub.db")
@@ -292,8 +295,7 @@ def test_hub_ingest_door_never_raises(tmp_path):
             store,
             HubWatchlists(),
             publish=lambda t, p: None,
-            on_alerts=lambda a: None,
-            on_status=lambda s, o: None,
+            listener=Recorder(),
         )
 
         @settings(max_examples=max(100, EXAMPLES // 5), deadline=None)

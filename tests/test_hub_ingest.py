@@ -8,10 +8,12 @@ import time
 
 import pytest
 
+from central.ingest import listener as ingest_listener
 from central.ingest.pipeline import Ingest
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.watchlists.index import HubWatchlists, WatchlistFileError, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -52,8 +54,7 @@ def hub(tmp_path):
         store,
         watchlists,
         publish=lambda t, p: rec.published.append((t, p)),
-        on_alerts=rec.alerts.extend,
-        on_status=lambda status, offset: rec.statuses.append(status),
+        listener=ingest_listener.Recorder(alerts=rec.alerts, statuses=rec.statuses),
     )
     yield ingest, store, rec
     store.stop()

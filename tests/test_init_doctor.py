@@ -109,8 +109,12 @@ async def test_doctor_on_a_hub_before_and_after_its_start_and_what_it_catches(tm
     with running(broker, hub):
         hub.start()
         wait_for_port(port)
-        time.sleep(1)
+        # The port answers before the hub has reached its broker and stored its schema: ask until it has.
+        deadline = time.monotonic() + 30
         status, checks = doctor("hub", conf)
+        while (checks["broker"][0], checks["store"][0]) != ("ok", "ok") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status, checks = doctor("hub", conf)
         assert checks["broker"][0] == "ok", checks["broker"]
         assert checks["store"][0] == "ok" and "schema current" in checks["store"][1]
         assert checks["port"] == ("ok", f"cordon-hub answers on 127.0.0.1:{port}: ok")

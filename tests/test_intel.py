@@ -7,7 +7,7 @@ import time
 import pytest
 
 from central.app import create_app
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
 from protocols.messages import Passage

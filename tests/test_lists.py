@@ -2,10 +2,11 @@
 
 import pytest
 
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes, versioned_snapshot
 from central.watchlists import lists as lists_mod
 from central.watchlists.index import HubWatchlists
-from central.watchlists.lists import ListService, NotFound, apply_changes, versioned_snapshot
+from central.watchlists.lists import ListService, NotFound
 from protocols import topics
 from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedVersion, ListDelete, ListUpsert
 from protocols.matching import Entry, ListAction, Watchlist

@@ -13,7 +13,8 @@ import socket
 from central.mqtt import HubLink
 from edge.outbox import OutboxStore
 from edge.settings import MqttSettings
-from edge.uplink import EdgeUplink, UplinkState
+from edge.uplink import EdgeUplink
+from runtime.link import LinkState
 
 from .support import until
 
@@ -44,7 +45,7 @@ async def test_edge_uplink_sends_at_once(mosquitto, tmp_path):
     task = asyncio.create_task(uplink.run())
     try:
         await until(
-            lambda: uplink.state is UplinkState.CONNECTED and uplink._client is not None,
+            lambda: uplink.state is LinkState.CONNECTED and uplink._client is not None,
             10,
             what="the uplink to connect",
         )

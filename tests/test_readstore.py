@@ -12,10 +12,11 @@ import pytest
 import sqlite_utils
 
 from central.app import create_app
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
-from central.record.dayfiles import SqliteReadStore, file_name
 from central.record.platepattern import PatternError, parse_pattern
-from central.record.store import MIGRATIONS, HubStore, digest
+from central.record.sqlite.dayfiles import SqliteReadStore, file_name
+from central.record.sqlite.store import MIGRATIONS, HubStore, digest
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
 from central.watchlists.index import HubWatchlists
 from central.web import keys
@@ -88,6 +89,27 @@ def test_midnight_splits_days_and_passages_go_by_first_seen(store):
     assert [d.isoformat() for d in store.record.days()] == ["2026-11-27", "2026-11-28"]
     assert [q["seq"] for q in store.record.passages_of(dt.date(2026, 11, 27))] == [3]
     assert [r.seq for r in store.record.iter_reads(dt.date(2026, 11, 28))] == [2]
+
+
+def test_a_day_file_appears_with_its_tables(store, monkeypatch):
+    """A reader (a search, a backup, a test reading the files) that finds a new day's file finds its
+    tables in it: the file is made under another name and renamed into place, never seen half-made."""
+    from central.record.sqlite import dayfiles
+
+    path = store.record.root / file_name(dt.date(2026, 11, 28))
+    seen: list[bool] = []
+    made = dayfiles.create_schema
+
+    def create_schema(conn, *args, **kwargs):
+        seen.append(path.exists())  # the day's file is visible while its tables are being made?
+        return made(conn, *args, **kwargs)
+
+    monkeypatch.setattr(dayfiles, "create_schema", create_schema)
+    put(store, read(1))
+    assert seen and not seen[0], "the day file was visible before its tables were made"
+    assert not list(store.record.root.glob(".*")), "no temporary file left behind"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM reads").fetchone() == (1,)
 
 
 def test_more_days_than_attached_files_are_all_stored(tmp_path):
@@ -271,8 +293,9 @@ CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n
 
 
 def _hub_ingest(store):
+    from central.record.sqlite.watchlists import apply_changes
     from central.watchlists.index import changes_for, parse_csv
-    from central.watchlists.lists import ListService, apply_changes
+    from central.watchlists.lists import ListService
 
     watchlists = HubWatchlists()
     ListService(store, watchlists, lambda *a, **k: None).load()
@@ -282,9 +305,7 @@ def _hub_ingest(store):
         ]
     ).result(5)
     alerts = []
-    return Ingest(
-        store, watchlists, publish=lambda t, p: None, on_alerts=alerts.extend, on_status=lambda s: None
-    ), alerts
+    return Ingest(store, watchlists, publish=lambda t, p: None, listener=Recorder(alerts=alerts)), alerts
 
 
 def _batch(events, epoch=1):
@@ -510,7 +531,8 @@ async def test_search_api_returns_what_the_edge_sent_with_a_read(client):
 
 def test_search_of_a_day_file_from_before_the_attributes_column(tmp_path):
     """A day file written before the column existed is searched all the same, its reads without attributes."""
-    from central.record.dayfiles import INDEXES, TABLES, day_of, parse_offset
+    from central.record.days import day_of, parse_offset
+    from central.record.sqlite.dayfiles import INDEXES, TABLES
 
     s = HubStore(tmp_path / "hub.db")
     old_day = day_of(T0, parse_offset("+08:00"))
@@ -583,7 +605,8 @@ async def test_sql_injection_through_search_fields_finds_nothing_and_breaks_noth
 
 
 def test_vehicle_attributes_are_kept_also_in_a_day_file_from_before_the_column(tmp_path):
-    from central.record.dayfiles import INDEXES, TABLES, day_of, parse_offset
+    from central.record.days import day_of, parse_offset
+    from central.record.sqlite.dayfiles import INDEXES, TABLES
 
     s = HubStore(tmp_path / "hub.db")
     s.start()

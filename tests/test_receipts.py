@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from protocols.messages import SCHEMA_VERSION, AlertReceipt
 from tests.support import edge_service, get_json, hub_service, login, next_frame, running, session, until
 

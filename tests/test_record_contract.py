@@ -13,7 +13,7 @@ import pytest
 
 from central.record.platepattern import PatternError
 from central.record.reads import Stored
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from protocols.messages import Passage, PlateRead
 
 DAY = 86400.0

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 
-from central.people import audit
+from central.ingest.listener import Recorder
 from central.record import retention
-from central.record.store import HubStore
+from central.record.sqlite import audit
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, EventBatch, PlateRead, encode
 
@@ -57,8 +58,7 @@ def test_reads_then_hits_expire_and_every_run_is_audited(tmp_path):
             store,
             HubWatchlists(),
             publish=lambda t, p: None,
-            on_alerts=lambda a: None,
-            on_status=lambda s, o: None,
+            listener=Recorder(),
         )
         old, recent = now - 40 * DAY, now - 2 * DAY
         batch = EventBatch(

@@ -9,12 +9,14 @@ import time
 import msgspec
 import pytest
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.settings import HubSettings, RoutingSettings
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 from protocols.messages import (
     SCHEMA_VERSION,
     Alert,
@@ -156,11 +158,9 @@ def hub(tmp_path):
             store,
             watchlists,
             publish=lambda t, p: None,
-            on_alerts=alerts.extend,
-            on_status=lambda status, offset: None,
+            listener=Recorder(alerts=alerts, folded=folded),
             router=Router(ROUTING),
             fold_window_s=600,
-            on_folded=folded.extend,
         )
         return ingest, store, watchlists, alerts, folded
 
@@ -356,12 +356,11 @@ def test_an_outcome_for_a_folded_hit_closes_the_open_alert(hub):
 
 
 def test_the_folded_hits_outcome_is_the_open_alerts_on_the_console_and_stops_its_escalation(hub):
-    from central.alerts import escalation
+    from central.record.sqlite import escalation
     from protocols.messages import derive_alert_id
 
     (ingest, store, alerts, _), _ = hub
-    outcomes = []
-    ingest._on_outcomes = outcomes.extend  # noqa: SLF001 - the console's callback, as app.py wires it
+    outcomes = ingest.listener.outcomes  # what the console is told (app.py's HubEvents)
     send(ingest, "CP01", 1, "鲁Q8K2L1", T0)
     send(ingest, "CP07", 1, "鲁Q8K2L1", T0 + 60)
     open_id = alerts[0].alert_id

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from central.app import create_app, escalate_once
-from central.people import users
+from central.record.sqlite import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
@@ -134,9 +134,9 @@ async def test_an_escalation_reaches_a_webhook_that_takes_escalations_once_also_
     import asyncio
     import contextlib
 
-    from central.alerts import escalation
     from central.alerts.webhooks import WebhookSender
-    from central.record.store import HubStore
+    from central.record.sqlite import escalation
+    from central.record.sqlite.store import HubStore
     from central.settings import WebhookSettings
     from tests.support import until
     from tests.test_webhooks import Receiver

@@ -188,6 +188,7 @@ HUB_PUBLISHES = {
     topics.TopicKind.ACCOUNTS,
     topics.TopicKind.EVIDENCE_REQUEST,
     topics.TopicKind.HUB_STATUS,
+    topics.TopicKind.HUB_PARAMETERS,
     topics.TopicKind.FEED_DELTA,
     topics.TopicKind.FEED_VERSION,
 }
@@ -202,7 +203,7 @@ def _kind(topic: str) -> topics.TopicKind | None:
 
 @pytest.mark.system
 async def test_everything_the_hub_publishes_is_signed(tmp_path, mosquitto):
-    """Acks, alerts, officer accounts, evidence requests, hub status, feed deltas and versions: with a
+    """Acks, alerts, officer accounts, evidence requests, hub status and parameters, feed deltas and versions: with a
     signing key, the hub signs every one (an unsigned account set is dropped by edges that require
     signatures, so disabling an officer would never reach the checkpoint)."""
     pki = Pki(tmp_path / "pki")

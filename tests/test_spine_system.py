@@ -10,7 +10,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.record.dayfiles import SqliteReadStore
+from central.record.sqlite.dayfiles import SqliteReadStore
 from tests.support import edge_service, get_json, hub_service, login, next_frame, running, session, until
 
 pytestmark = pytest.mark.system

@@ -12,13 +12,16 @@ import time
 import pytest
 
 from central.app import create_app
+from central.ingest import listener as ingest_listener
 from central.ingest.pipeline import Ingest
 from central.intel import stats
-from central.record.dayfiles import day_of, parse_offset
-from central.record.store import HubStore
+from central.record.days import day_of, parse_offset
+from central.record.sqlite import stats as stats_store
+from central.record.sqlite.store import HubStore
+from central.record.sqlite.watchlists import apply_changes
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.watchlists.index import HubWatchlists, changes_for, parse_csv
-from central.watchlists.lists import ListService, apply_changes
+from central.watchlists.lists import ListService
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, Passage, encode
 from tests.support import login
 from tests.test_hub_ingest import CSV, TOPIC, Recorder, payload, read
@@ -45,8 +48,7 @@ def hub(tmp_path):
             store,
             watchlists,
             publish=lambda t, p: rec.published.append((t, p)),
-            on_alerts=rec.alerts.extend,
-            on_status=lambda status, offset: rec.statuses.append(status),
+            listener=ingest_listener.Recorder(alerts=rec.alerts, statuses=rec.statuses),
         ),
         store,
         rec,
@@ -60,7 +62,7 @@ def today() -> str:
 
 def summary(store, group="checkpoint", first=None, last=None, ring=(), hidden=None):
     d = dt.date.fromisoformat(today())
-    return store.read(lambda db: stats.summary(db, group, first or d, last or d, TZ, ring, hidden))
+    return store.read(lambda db: stats_store.summary(db, group, first or d, last or d, TZ, ring, hidden))
 
 
 def passage(seq, plate="鲁B12345", no_plate=False):
@@ -171,7 +173,9 @@ def test_alerts_outcomes_ack_times_and_misreads_per_kind(hub):
     assert row["outcomes"] == {"intercepted": 2, "not_found": 1, "misread": 1, "released": 1}
     assert row["ack_median_s"] == 60 and row["ack_p90_s"] == 120
     found = store.read(
-        lambda db: stats.misreads(db, dt.date.fromisoformat(today()), dt.date.fromisoformat(today()), TZ)
+        lambda db: stats_store.misreads(
+            db, dt.date.fromisoformat(today()), dt.date.fromisoformat(today()), TZ
+        )
     )
     by_kind = {r["kind"]: r for r in found["by_kind"]}
     assert by_kind["exact"] == {"kind": "exact", "outcomes": 3, "misreads": 0, "rate": 0.0, "few": True}
@@ -204,7 +208,7 @@ def test_camera_uptime_from_live_status(hub):
     yesterday = time.time() - 86400
     for _ in range(4):
         store.submit(
-            lambda db: stats.sample_status(
+            lambda db: stats_store.sample_status(
                 db,
                 CheckpointStatus(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", online=True, sent_at=yesterday),
                 yesterday,

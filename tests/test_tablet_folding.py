@@ -9,7 +9,7 @@ import time
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from central.ingest import folding as hub_folding
+from central.record.sqlite import folding as hub_folding
 from edge import keys
 from edge.alertlog import AlertLog
 from edge.app import create_app
@@ -18,6 +18,7 @@ from protocols import folding
 from protocols.feed import EntryUpsert, FeedDelta, ListUpsert
 from protocols.matching import Entry, Watchlist
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
+from tests.support import edge_service, get_json, hub_service, login, running, session, until
 
 CAM = {"X-Camera-Token": "cam-secret"}
 
@@ -75,7 +76,7 @@ def test_the_key_and_the_window_are_defined_once():
 async def test_the_edge_and_the_hub_count_a_sequence_of_hits_alike(tmp_path):
     """The same hits in the same order: the edge's alert log and the hub's store end with the same open
     alerts and the same counts (the hub through its real folding in SQLite)."""
-    from central.record.store import HubStore
+    from central.record.sqlite.store import HubStore
 
     t = 1_000_000.0
     hits = [
@@ -227,3 +228,37 @@ async def test_an_alerts_db_from_before_folding_is_upgraded(tmp_path):
         assert [a.alert_id for a in log.recent] == ["A1"] and "A1" in log
     finally:
         log.stop()
+
+
+@pytest.mark.system
+async def test_the_hub_announces_its_window_and_the_edge_takes_it(tmp_path, mosquitto):
+    """A hub with a window other than the default announces it on its retained parameters topic (not in
+    its status, which an edge of release r1 would refuse) and a connected edge folds with it; a second
+    edge that connects later gets it from the retained message."""
+    hub = hub_service(tmp_path / "hub", mosquitto.url, extra={"alerts": {"fold_window_s": 45}})
+    early = edge_service(tmp_path / "early", "SD-DZ-001", mosquitto.url, cameras={"c": "t"})
+    late = edge_service(tmp_path / "late", "SD-LC-003", mosquitto.url, cameras={"c": "t"})
+    with running(hub, early, late):
+        hub.start()
+        early.start()
+        # One session per edge: cookies are per host, not per port.
+        async with session() as tablet, session() as late_tablet:
+            await login(tablet, early.base, "tablet-code")
+            await until(
+                lambda: _window_is(tablet, early, 45.0), timeout=30, what="the hub's window at the edge"
+            )
+            late.start()
+            await login(late_tablet, late.base, "tablet-code")
+            await until(
+                lambda: _window_is(late_tablet, late, 45.0),
+                timeout=30,
+                what="the retained window at a late edge",
+            )
+            for http, edge in ((tablet, early), (late_tablet, late)):
+                status = await get_json(http, f"{edge.base}/api/v1/status")
+                assert status["dead_letters"] == 0, "the edge refused nothing the hub sent"
+
+
+async def _window_is(http, edge, window: float) -> bool:
+    status = await get_json(http, f"{edge.base}/api/v1/status")
+    return status["fold_window_s"] == window

@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.record.dayfiles import SqliteReadStore
+from central.record.sqlite.dayfiles import SqliteReadStore
 from protocols.messages import SCHEMA_VERSION, CheckpointStatus, EventBatch, PlateRead, encode
 from tests.support import Mosquitto, Ring, edge_service, get_json, hub_service, login, running, session, until
 

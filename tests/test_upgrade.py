@@ -19,8 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from central.record.schema import MIGRATIONS
-from central.record.store import RECORD_MIGRATION
+from central.record.sqlite.schema import MIGRATIONS
+from central.record.sqlite.store import RECORD_MIGRATION
 from cordon.testing import ReleaseError, previous_release_python
 from tests.support import (
     edge_service,

@@ -216,7 +216,7 @@ def test_covert_and_restricted_hits_never_go_to_a_checkpoint(tmp_path):
     import asyncio
 
     from central.alerts.dispatch import AlertDispatcher
-    from central.record.store import HubStore
+    from central.record.sqlite.store import HubStore
     from runtime.fanout import Fanout
 
     sent: list[str] = []

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from central.alerts.webhooks import WebhookSender, wants
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import WebhookSettings
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 from tests.support import free_port

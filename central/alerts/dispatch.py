@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from central.alerts.webhooks import WebhookSender
 from central.ingest.routing import Router
-from central.record.store import HubStore
+from central.people import visibility
+from central.record.stores import HubStores
 from protocols import topics
 from protocols.messages import Alert, encode
 from runtime.fanout import Fanout
@@ -27,19 +28,14 @@ log = logging.getLogger(__name__)
 MARK_BATCH_WAIT_S = 0.05
 
 
-def hidden_from_checkpoints(alert: Alert, restricted: Callable[[str], bool]) -> bool:
-    """A covert list's hit, or a restricted list's: for the hub's privileged roles only, never a tablet."""
-    return Router(restricted=restricted).hidden(alert)
-
-
 class AlertDispatcher:
     def __init__(
         self,
-        store: HubStore,
+        store: HubStores,
         publish: Callable[..., None],
         console: Fanout,
         webhooks: WebhookSender | None = None,
-        restricted: Callable[[str], bool] = lambda list_id: False,
+        restricted: visibility.Restricted = visibility.never_restricted,
     ) -> None:
         self.store = store
         self.restricted = restricted

@@ -78,7 +78,7 @@ class EvidenceCache:
         except OSError:
             return None
 
-    def _keep(self, key: Key, data: bytes) -> None:
+    def keep(self, key: Key, data: bytes) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -184,7 +184,7 @@ class EvidenceCache:
             except (binascii.Error, ValueError):
                 data = b""
             if data[:3] == b"\xff\xd8\xff":
-                await asyncio.to_thread(self._keep, key, data)
+                await asyncio.to_thread(self.keep, key, data)
                 outcome = Outcome(data=data)
             else:
                 outcome = Outcome(error="the checkpoint sent something that is not a JPEG")

@@ -24,11 +24,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import msgspec
-import sqlite_utils
 
-from central.alerts import escalation
-from central.people import audit
-from central.record.store import HubStore
+from central.record.stores import HubStores
 from central.settings import WebhookSettings
 from protocols.messages import Alert
 
@@ -83,7 +80,7 @@ class HookState:
 class WebhookSender:
     """One delivery task per hook; ``offer`` is called by the alert dispatcher for every alert."""
 
-    def __init__(self, store: HubStore, hooks: list[WebhookSettings]) -> None:
+    def __init__(self, store: HubStores, hooks: list[WebhookSettings]) -> None:
         self.store = store
         self.hooks = {h.name: HookState(h) for h in hooks}
         self._queued: set[tuple[str, str]] = set()
@@ -111,15 +108,7 @@ class WebhookSender:
             since = time.time() - state.settings.resume_window_s
             bodies = await asyncio.to_thread(
                 self.store.read,
-                lambda db, name=name, since=since: [
-                    b
-                    for (b,) in db.conn.execute(
-                        "SELECT a.body FROM alerts a LEFT JOIN webhook_deliveries d "
-                        "ON d.alert_id = a.alert_id AND d.hook = ? "
-                        "WHERE a.raised_at >= ? AND d.alert_id IS NULL ORDER BY a.raised_at",
-                        (name, since),
-                    )
-                ],
+                lambda tx, name=name, since=since: self.store.webhooks.undelivered_alerts(tx, name, since),
             )
             for body in bodies:
                 alert = _decoder.decode(body)
@@ -130,7 +119,10 @@ class WebhookSender:
                     queued += 1
             if state.settings.escalations:
                 for frame in await asyncio.to_thread(
-                    self.store.read, lambda db, name=name, since=since: _unsent_escalations(db, name, since)
+                    self.store.read,
+                    lambda tx, name=name, since=since: self.store.webhooks.unsent_escalations(
+                        tx, name, since
+                    ),
                 ):
                     delivery = Delivery.of_escalation(frame)
                     if (name, delivery.key) not in self._queued and wants_escalation(state.settings, frame):
@@ -211,13 +203,9 @@ class WebhookSender:
     async def _record(self, hook: str, alert_id: str, outcome: str, detail: str) -> None:
         now = time.time()
 
-        def job(db: sqlite_utils.Database) -> None:
-            db.conn.execute(
-                "INSERT OR REPLACE INTO webhook_deliveries (hook, alert_id, outcome, detail, at) VALUES (?,?,?,?,?)",
-                (hook, alert_id, outcome, detail, now),
-            )
-
-        await self.store.run(job)
+        await self.store.run(
+            lambda tx: self.store.webhooks.record_delivery(tx, hook, alert_id, outcome, detail, now)
+        )
 
     def status(self) -> list[dict[str, object]]:
         return [
@@ -232,25 +220,3 @@ class WebhookSender:
             }
             for name, s in self.hooks.items()
         ]
-
-
-def _unsent_escalations(db: sqlite_utils.Database, hook: str, since: float) -> list[dict[str, object]]:
-    """Escalations recorded since ``since`` that this hook has no delivery record of, as their frames."""
-    frames: list[dict[str, object]] = []
-    for record in audit.records(db, actor=escalation.ACTOR, action=escalation.ACTION, since=since):
-        if db.conn.execute(
-            "SELECT 1 FROM webhook_deliveries WHERE hook=? AND alert_id=?", (hook, f"esc:{record.target}")
-        ).fetchone():
-            continue
-        try:
-            detail = msgspec.json.decode(record.detail or "{}")
-        except msgspec.DecodeError:
-            detail = {}
-        frames.append(
-            {
-                **(detail if isinstance(detail, dict) else {}),
-                "alert_id": record.target,
-                "escalated_at": record.at,
-            }
-        )
-    return frames

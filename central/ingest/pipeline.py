@@ -3,7 +3,7 @@
 Runs where the messages arrive: the MQTT thread hands each message to the store's writer thread
 as one job. The writer commits every job that is already waiting in one transaction (a batch
 without a timer), and only after that commit are acknowledgements published and alerts handed
-to the dispatcher. A failed commit acknowledges nothing, so the edges send those events again.
+to the listener (``listener.py``). A failed commit acknowledges nothing, so the edges send those events again.
 Reads from an upstream (a 视图库, ``viid.py``) come through ``take_upstream``: the same path without the
 acknowledgement.
 """
@@ -20,20 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from central.ingest import folding
+from central.ingest.listener import IngestListener
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
-from central.people import audit
-from central.record.store import HubStore
+from central.record.stores import HubStores
+from central.record.tx import RunAgain, Tx
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
 from protocols.alerting import alert_for, kit_alert, person_alert
 from protocols.kits import overall_call, raises_alert
-from protocols.matching import Entry, ListKind, Watchlist
+from protocols.matching import ListKind, is_active
 from protocols.messages import (
     SCHEMA_VERSION,
     Ack,
@@ -54,11 +53,8 @@ from protocols.messages import (
     encode,
     seq_ranges,
 )
-from runtime import deadletters
-from runtime.sqlwriter import NeedsPreparation
 
 log = logging.getLogger(__name__)
-_entry_decoder = msgspec.json.Decoder(type=Entry)
 
 
 @dataclass(slots=True)
@@ -79,7 +75,7 @@ class BatchResult:
     kits: list[tuple[str, KitResultEvent]] = field(default_factory=list)
     """Quick-test results stored from this batch (first time only)."""
     receipts: list[dict[str, Any]] = field(default_factory=list)
-    """Alarm receipts as stored (the consoles' frames, central/record/store.py)."""
+    """Alarm receipts as stored (the consoles' frames, central/record/sqlite/store.py)."""
     acknowledge: bool = True
     """False for reads from an upstream (a 视图库): no edge waits for an acknowledgement."""
     status: CheckpointStatus | None = None
@@ -136,36 +132,24 @@ class ReadRates:
 class Ingest:
     def __init__(
         self,
-        store: HubStore,
+        store: HubStores,
         watchlists: HubWatchlists,
         publish: Callable[[str, bytes], None],
-        on_alerts: Callable[[list[Alert]], None],
-        on_status: Callable[[CheckpointStatus, float | None], None],
+        listener: IngestListener,
         max_skew_s: float = 30.0,
-        on_outcomes: Callable[[list[tuple[str, AlertOutcome]]], None] | None = None,
-        on_pictures: Callable[[list[Alert]], None] | None = None,
         edge_keys: Callable[[str], Ed25519PublicKey | None] | None = None,
         signatures_required: bool = False,
         clones: CloneCheck | None = None,
         router: Router | None = None,
         fold_window_s: float = 0.0,
-        on_folded: Callable[[list[Alert]], None] | None = None,
-        on_kits: Callable[[list[tuple[str, KitResultEvent]]], None] | None = None,
-        on_receipts: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.store = store
         self.router = router or Router()
         self.fold_window_s = fold_window_s
-        self._on_folded = on_folded
         self.clones = clones
         self.watchlists = watchlists
         self._publish = publish
-        self._on_alerts = on_alerts
-        self._on_status = on_status
-        self._on_outcomes = on_outcomes
-        self._on_pictures = on_pictures
-        self._on_kits = on_kits
-        self._on_receipts = on_receipts
+        self.listener = listener
         self._edge_keys = edge_keys
         self.signatures_required = signatures_required
         self.max_skew_s = max_skew_s
@@ -179,7 +163,7 @@ class Ingest:
         """Queue one MQTT message for the writer; the returned future resolves after the commit."""
         self.metrics.messages += 1
         started = time.perf_counter()
-        future = self.store.submit(lambda db: self._job(db, topic, payload, received_at, retained))
+        future = self.store.submit(lambda tx: self._job(tx, topic, payload, received_at, retained))
         future.add_done_callback(lambda fut: self._after_commit(fut, started))
         return future
 
@@ -192,19 +176,19 @@ class Ingest:
         self.metrics.messages += 1
         started = time.perf_counter()
 
-        def job(db: sqlite_utils.Database) -> BatchResult:
+        def job(tx: Tx) -> BatchResult:
             result = BatchResult(acknowledge=False)
             try:
                 return self._store_events(
-                    db, result, source, checkpoint, epoch, reads, received_at, received_at
+                    tx, result, source, checkpoint, epoch, reads, received_at, received_at
                 )
-            except NeedsPreparation:
+            except RunAgain:
                 raise
             except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
                 log.exception("ingest failed on reads from %s", source)
                 raw = msgspec.json.encode(reads)
                 return self._dead(
-                    db,
+                    tx,
                     BatchResult(acknowledge=False),
                     source,
                     f"internal error: {exc}",
@@ -244,30 +228,29 @@ class Ingest:
         ):
             ack = Ack(v=SCHEMA_VERSION, epoch=result.epoch, ranges=seq_ranges(result.committed))
             self._publish(topics.ack(result.checkpoint), encode(ack))
+        events = self.listener
         if result.alerts:
-            self._on_alerts(result.alerts)
-        if result.folded and self._on_folded is not None:
-            self._on_folded(result.folded)
+            events.alerts_raised(result.alerts)
+        if result.folded:
+            events.alerts_folded(result.folded)
         if result.status is not None:
-            self._on_status(result.status, result.clock_offset_s)
-        if result.outcomes and self._on_outcomes is not None:
-            self._on_outcomes(result.outcomes)
-        if result.pictures and self._on_pictures is not None:
-            self._on_pictures(result.pictures)
-        if result.kits and self._on_kits is not None:
-            self._on_kits(result.kits)
-        if result.receipts and self._on_receipts is not None:
-            self._on_receipts(result.receipts)
+            events.status_changed(result.status, result.clock_offset_s)
+        if result.outcomes:
+            events.outcomes_recorded(result.outcomes)
+        if result.pictures:
+            events.pictures_arrived(result.pictures)
+        if result.kits:
+            events.kits_recorded(result.kits)
+        if result.receipts:
+            events.receipts_recorded(result.receipts)
 
     # -- writer thread ----------------------------------------------------------------------------
-    def _job(
-        self, db: sqlite_utils.Database, topic: str, payload: bytes, received_at: float, retained: bool
-    ) -> BatchResult:
+    def _job(self, tx: Tx, topic: str, payload: bytes, received_at: float, retained: bool) -> BatchResult:
         result = BatchResult()
         try:
             parsed = topics.parse(topic)
         except topics.TopicError as exc:
-            return self._dead(db, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
+            return self._dead(tx, result, f"mqtt:{topic[:200]}", str(exc), payload, None, received_at)
         source = f"mqtt:{topic}"
         if (
             payload
@@ -281,23 +264,23 @@ class Ingest:
                 # Not acknowledged: the checkpoint never sent this (or sent it unsigned against the rules).
                 self.metrics.bad_signatures += 1
                 return self._dead(
-                    db, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at
+                    tx, result, source, f"signature: {exc}", payload, parsed.checkpoint, received_at
                 )
         try:
             if parsed.kind is topics.TopicKind.EVENTS:
-                return self._events(db, result, source, parsed.checkpoint or "", payload, received_at)
+                return self._events(tx, result, source, parsed.checkpoint or "", payload, received_at)
             if parsed.kind is topics.TopicKind.STATUS:
                 return self._status(
-                    db, result, source, parsed.checkpoint or "", payload, received_at, retained
+                    tx, result, source, parsed.checkpoint or "", payload, received_at, retained
                 )
             if parsed.kind is topics.TopicKind.RECEIPT:
-                return self._receipt(db, result, source, parsed.checkpoint or "", payload, received_at)
-        except NeedsPreparation:
+                return self._receipt(tx, result, source, parsed.checkpoint or "", payload, received_at)
+        except RunAgain:
             raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
             log.exception("ingest failed on a message from %s", topic)
             return self._dead(
-                db,
+                tx,
                 BatchResult(),
                 source,
                 f"internal error: {type(exc).__name__}: {exc}",
@@ -306,7 +289,7 @@ class Ingest:
                 received_at,
             )
         return self._dead(
-            db,
+            tx,
             result,
             source,
             f"the hub does not take {parsed.kind} messages",
@@ -317,7 +300,7 @@ class Ingest:
 
     def _dead(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         source: str,
         reason: str,
@@ -325,14 +308,14 @@ class Ingest:
         checkpoint: str | None,
         received_at: float,
     ) -> BatchResult:
-        deadletters.insert(db, source, reason, payload, checkpoint, received_at)
+        self.store.dead_letter(tx, source, reason, payload, checkpoint, received_at)
         result.dead_letters += 1
         log.warning("dead letter from %s: %s", source, reason)
         return result
 
     def _events(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -342,10 +325,10 @@ class Ingest:
         try:
             batch = decode(EventBatch, payload)
         except DecodeError as exc:
-            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+            return self._dead(tx, result, source, exc.reason, payload, checkpoint, received_at)
         if batch.checkpoint != checkpoint:
             return self._dead(
-                db,
+                tx,
                 result,
                 source,
                 f"checkpoint {batch.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
@@ -354,16 +337,16 @@ class Ingest:
                 received_at,
             )
         self._store_events(
-            db, result, source, checkpoint, batch.epoch, batch.events, batch.sent_at, received_at
+            tx, result, source, checkpoint, batch.epoch, batch.events, batch.sent_at, received_at
         )
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
-            self.store.update_checkpoint(db, checkpoint, last_seen=received_at, epoch=batch.epoch)
+            self.store.update_checkpoint(tx, checkpoint, last_seen=received_at, epoch=batch.epoch)
         return result
 
     def _store_events(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -378,12 +361,12 @@ class Ingest:
         first_alert = len(result.alerts)
         tally = stats.Tally(self.store.record.tz)
         for event in events:
-            outcome = self.store.insert_event(db, checkpoint, epoch, event, sent_at, received_at)
+            outcome = self.store.insert_event(tx, checkpoint, epoch, event, sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
             result.committed.append(event.seq)
             if outcome.dead_letter:
                 self._dead(
-                    db,
+                    tx,
                     result,
                     source,
                     outcome.dead_letter,
@@ -396,28 +379,26 @@ class Ingest:
                 result.duplicates += 1
                 if not (outcome.seen_before and isinstance(event, PlateRead)):
                     continue
-                # The read's day file may have committed without hub.db (see central/record/dayfiles.py):
+                # The read's day file may have committed without hub.db (see central/record/sqlite/dayfiles.py):
                 # match again; alerts are idempotent by id, so only a lost one is raised.
             else:
                 tally.add(checkpoint, event)
                 if isinstance(event, PlateRead):
                     result.reads += 1
             if isinstance(event, PlateRead):
-                self._match(db, result, checkpoint, epoch, event, received_at)
+                self._match(tx, result, checkpoint, epoch, event, received_at)
                 stored_reads.append(event)
-                self._reconcile(db, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
+                self._reconcile(tx, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
             elif isinstance(event, EdgeHit):
-                self._reconcile(db, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
+                self._reconcile(tx, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):
                 # An outcome for a hit folded into an open alert is that alert's outcome on the console.
-                into = db.conn.execute(
-                    "SELECT into_id FROM alert_folds WHERE alert_id=?", (event.alert_id,)
-                ).fetchone()
+                into = self.store.folded_into(tx, event.alert_id)
                 result.outcomes.append(
-                    (checkpoint, msgspec.structs.replace(event, alert_id=into[0]) if into else event)
+                    (checkpoint, msgspec.structs.replace(event, alert_id=into) if into else event)
                 )
-                audit.append(
-                    db,
+                self.store.audit.append(
+                    tx,
                     event.officer,
                     "officer",
                     "alert.outcome",
@@ -428,10 +409,10 @@ class Ingest:
                 )
             elif isinstance(event, KitResultEvent):
                 result.kits.append((checkpoint, event))
-                self._match_person(db, result, checkpoint, epoch, event, received_at)
+                self._match_person(tx, result, checkpoint, epoch, event, received_at)
                 r = event.result
-                audit.append(
-                    db,
+                self.store.audit.append(
+                    tx,
                     event.checkpoint_officer,
                     "officer",
                     "kit.result",
@@ -455,8 +436,8 @@ class Ingest:
                     "checkpoint": checkpoint,
                     "received_at": received_at,
                 }
-                audit.append(
-                    db, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
+                self.store.audit.append(
+                    tx, event.actor, event.role, event.action, target=event.target, detail=detail, at=event.at
                 )
             elif isinstance(event, Gap):
                 result.gap_reads += event.count
@@ -467,18 +448,16 @@ class Ingest:
                     event.dropped_total,
                     event.reason,
                 )
-        self._thumbnails(db, result, first_alert, events)
-        tally.write(db)
+        self._thumbnails(tx, result, first_alert, events)
+        self.store.stats.add_daily_counts(tx, tally.counts)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
             for finding in self.clones.batch(checkpoint, epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
-                self._raise(db, result, alert)
+                self._raise(tx, result, alert)
         return result
 
-    def _thumbnails(
-        self, db: sqlite_utils.Database, result: BatchResult, first_alert: int, events: list[Event]
-    ) -> None:
+    def _thumbnails(self, tx: Tx, result: BatchResult, first_alert: int, events: list[Event]) -> None:
         """The picture an edge hit carried goes on its alert, however the hit and its read were batched:
         a hit in this batch (its alert made now from the read, or stored from an earlier batch), or a
         hit stored earlier for an alert made now (hits replay before reads)."""
@@ -487,25 +466,20 @@ class Ingest:
             alert = result.alerts[i]
             thumb = thumbs.pop(alert.alert_id, None)
             if thumb is None:
-                row = db.conn.execute(
-                    "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
-                    "AND thumbnail IS NOT NULL LIMIT 1",
-                    (alert.checkpoint, alert.epoch, alert.seq, alert.alert_id),
-                ).fetchone()
-                thumb = row[0] if row else None
+                thumb = self.store.hit_thumbnail(tx, alert.checkpoint, alert.epoch, alert.seq, alert.alert_id)
             if thumb is not None and alert.thumbnail is None:
                 result.alerts[i] = msgspec.structs.replace(alert, thumbnail=thumb)
-                self.store.add_thumbnail(db, alert.alert_id, thumb)
+                self.store.add_thumbnail(tx, alert.alert_id, thumb)
         for alert_id, thumb in thumbs.items():  # alerts dispatched before their hit arrived: the consoles get
             updated = self.store.add_thumbnail(
-                db, alert_id, thumb
+                tx, alert_id, thumb
             )  # the picture (not the tablets: they had it)
             if updated is not None:
                 result.pictures.append(updated)
 
     def _match(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -519,8 +493,7 @@ class Ingest:
         )
         for hit in hits:
             wl = self.watchlists.lists.get(hit.list_id)
-            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (hit.entry_id,)).fetchone()
-            entry = _entry_decoder.decode(row[0]) if row else None
+            entry = self.store.watchlists.get_entry(tx, hit.entry_id)
             alert = alert_for(
                 checkpoint,
                 epoch,
@@ -530,23 +503,23 @@ class Ingest:
                 reason=entry.reason if entry else "",
                 raised_at=received_at,
             )
-            self._raise(db, result, alert)
+            self._raise(tx, result, alert)
 
-    def _raise(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+    def _raise(self, tx: Tx, result: BatchResult, alert: Alert) -> None:
         """Fold ``alert`` into its entry's open alert, or route and store it as a new one (idempotent by id)."""
-        folded = folding.fold(db, alert, self.fold_window_s)
+        folded = self.store.fold(tx, alert, self.fold_window_s)
         if folded is not None:
             result.folded = [a for a in result.folded if a.alert_id != folded.alert_id] + [folded]
             return
-        if folding.known(db, alert.alert_id):
+        if self.store.folded_or_raised(tx, alert.alert_id):
             return
         routed = self.router.route(alert)
-        if self.store.insert_alert(db, routed):
+        if self.store.insert_alert(tx, routed):
             result.alerts.append(routed)
 
     def _match_person(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -559,27 +532,30 @@ class Ingest:
         r = event.result
         if raises_alert(r):
             self._raise_unfolded(
-                db, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
+                tx, result, kit_alert(checkpoint, epoch, event.seq, r, raised_at=received_at)
             )
-        rows = db.conn.execute("SELECT body FROM wl_entries WHERE plate=?", (r.subject.id_hash,)).fetchall()
-        for (body,) in rows:
-            entry = _entry_decoder.decode(body)
+        for entry in self.store.watchlists.entries_with_plate(tx, r.subject.id_hash):
             wl = self.watchlists.lists.get(entry.list_id)
-            if wl is None or wl.kind != ListKind.PERSON or not _valid(wl, entry, r.sampled_at):
+            if (
+                wl is None
+                or wl.kind != ListKind.PERSON
+                or not is_active(wl.valid_from, wl.valid_until, r.sampled_at)
+                or not is_active(entry.valid_from, entry.valid_until, r.sampled_at)
+            ):
                 continue
             self._raise_unfolded(
-                db, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
+                tx, result, person_alert(checkpoint, epoch, event.seq, r, entry, wl, raised_at=received_at)
             )
 
-    def _raise_unfolded(self, db: sqlite_utils.Database, result: BatchResult, alert: Alert) -> None:
+    def _raise_unfolded(self, tx: Tx, result: BatchResult, alert: Alert) -> None:
         """A quick test's alert: each test is its own event (never folded), routed like any alert."""
         routed = self.router.route(alert)
-        if self.store.insert_alert(db, routed):
+        if self.store.insert_alert(tx, routed):
             result.alerts.append(routed)
 
     def _reconcile(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         checkpoint: str,
         epoch: int,
@@ -591,16 +567,10 @@ class Ingest:
         itself (its lists differed at that moment) still becomes an alert: the officers saw it.
         ``near`` is about when the read was captured (it tells the record which day to look in)."""
         # Edge hits first: almost every read has none, and then the read need not be looked up at all.
-        missing = db.conn.execute(
-            "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
-            "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
-            "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
-            "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
-            (checkpoint, epoch, read_seq),
-        ).fetchall()
+        missing = self.store.unalerted_edge_hits(tx, checkpoint, epoch, read_seq)
         if not missing:
             return
-        stored = self.store.record.lookup_read(db, checkpoint, epoch, read_seq, near)
+        stored = self.store.record.lookup_read(tx, checkpoint, epoch, read_seq, near)
         if stored is None:
             return  # the read comes later (hits replay first); this runs again then
         camera_id, captured_at, plate, lane, colour, vehicle_type = (
@@ -613,8 +583,7 @@ class Ingest:
         )
         for aid, entry_id, list_id, kind, score, explanation, feed_version, matcher_version in missing:
             wl = self.watchlists.lists.get(list_id)
-            row = db.conn.execute("SELECT body FROM wl_entries WHERE entry_id=?", (entry_id,)).fetchone()
-            entry = _entry_decoder.decode(row[0]) if row else None
+            entry = self.store.watchlists.get_entry(tx, entry_id)
             alert = Alert(
                 v=SCHEMA_VERSION,
                 alert_id=aid,
@@ -646,11 +615,11 @@ class Ingest:
                     matcher_version=matcher_version,
                 ),
             )
-            self._raise(db, result, alert)
+            self._raise(tx, result, alert)
 
     def _receipt(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -661,10 +630,10 @@ class Ingest:
         try:
             receipt = decode(AlertReceipt, payload)
         except DecodeError as exc:
-            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+            return self._dead(tx, result, source, exc.reason, payload, checkpoint, received_at)
         if receipt.checkpoint != checkpoint:
             return self._dead(
-                db,
+                tx,
                 result,
                 source,
                 f"checkpoint {receipt.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
@@ -672,12 +641,12 @@ class Ingest:
                 checkpoint,
                 received_at,
             )
-        result.receipts.append(self.store.insert_receipt(db, receipt, received_at))
+        result.receipts.append(self.store.insert_receipt(tx, receipt, received_at))
         return result
 
     def _status(
         self,
-        db: sqlite_utils.Database,
+        tx: Tx,
         result: BatchResult,
         source: str,
         checkpoint: str,
@@ -690,10 +659,10 @@ class Ingest:
         try:
             status = decode(CheckpointStatus, payload)
         except DecodeError as exc:
-            return self._dead(db, result, source, exc.reason, payload, checkpoint, received_at)
+            return self._dead(tx, result, source, exc.reason, payload, checkpoint, received_at)
         if status.checkpoint != checkpoint:
             return self._dead(
-                db,
+                tx,
                 result,
                 source,
                 f"checkpoint {status.checkpoint!r} in the payload differs from the topic's {checkpoint!r}",
@@ -711,13 +680,7 @@ class Ingest:
             fields["last_seen"] = received_at
             if status.online:
                 fields["clock_offset_s"] = result.clock_offset_s = status.sent_at - received_at
-                stats.sample_status(db, status, received_at, self.store.record.tz)
-        self.store.update_checkpoint(db, checkpoint, **fields)
+                self.store.stats.sample_status(tx, status, received_at, self.store.record.tz)
+        self.store.update_checkpoint(tx, checkpoint, **fields)
         result.status = status
         return result
-
-
-def _valid(wl: Watchlist, entry: Entry, at: float) -> bool:
-    return all(lo is None or lo <= at for lo in (wl.valid_from, entry.valid_from)) and all(
-        hi is None or at < hi for hi in (wl.valid_until, entry.valid_until)
-    )

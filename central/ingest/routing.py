@@ -11,10 +11,9 @@ log drops an id it has shown, so a resend reaches each tablet once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import msgspec
 
+from central.people import visibility
 from central.settings import RoutingSettings
 from protocols.messages import Alert, AlertRoute
 
@@ -30,7 +29,7 @@ class Router:
     def __init__(
         self,
         settings: RoutingSettings | None = None,
-        restricted: Callable[[str], bool] = lambda list_id: False,
+        restricted: visibility.Restricted = visibility.never_restricted,
     ) -> None:
         settings = settings or RoutingSettings()
         self.restricted = restricted
@@ -43,7 +42,7 @@ class Router:
 
     def hidden(self, alert: Alert) -> bool:
         """A covert list's hit, or a restricted list's: for the hub's privileged roles only, never a tablet."""
-        return alert.hit.action == "covert" or self.restricted(alert.hit.list_id)
+        return visibility.alert_privileged(alert, self.restricted)
 
     def routes(self, alert: Alert) -> list[AlertRoute]:
         """The checkpoints this alert goes to, each once (the first reason wins), in a stable order."""

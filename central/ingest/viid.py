@@ -37,6 +37,7 @@ import msgspec
 
 from central.settings import ViidPlatformSettings
 from protocols import viid
+from protocols.errors import CordonError
 from protocols.messages import CameraRead, PlateRead
 from protocols.reads import plate_read
 from runtime.web import address_allowed
@@ -60,7 +61,7 @@ def _secret(value: str, path: str, what: str) -> str:
         raise ValueError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-class ViidRefused(RuntimeError):
+class ViidRefused(CordonError, RuntimeError):
     """The platform answered with an error: ``status`` its HTTP status."""
 
     def __init__(self, what: str, status: int) -> None:

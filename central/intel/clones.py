@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import sys
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from central.intel.cloneindex import (
     ONE,
@@ -34,17 +34,18 @@ from central.intel.cloneindex import (
     merge,
     same,
 )
-from central.intel.ring import SHIPPED
-from central.record.dayfiles import day_of
+from central.intel.ring import read_ring, ring_path
+from central.record.days import day_of
 from central.settings import CloneSettings
 from protocols import clones
 from protocols.alerting import rule_alert
-from protocols.clones import CloneFinding, CloneRule, Geography, Sighting
+from protocols.clones import CloneFinding, CloneRule, Geography, GeographyError, Sighting
 from protocols.messages import Alert, PlateRead, derive_alert_id
 
 if TYPE_CHECKING:
-    from central.record.dayfiles import SqliteReadStore
-    from central.record.reads import StoredRead
+    from central.record.reads import SightingSource, StoredRead
+
+T = TypeVar("T")
 
 NAME = "suspected cloned plate 疑似套牌"
 RULE = clones.RULE_ID
@@ -52,14 +53,24 @@ RULE = clones.RULE_ID
 
 def load_geography(settings: CloneSettings) -> Geography:
     """Checkpoints and distances from the configured files (the shipped ring by default)."""
-    if settings.checkpoints_csv:
-        text = Path(settings.checkpoints_csv).read_text(encoding="utf-8")
-    else:
-        text = SHIPPED.read_text(encoding="utf-8")
+    ring = read_ring(ring_path(settings.checkpoints_csv), "clones.checkpoints_csv")
+    checkpoints = clones.checkpoints_of(ring)
     distances = {}
     if settings.distances_csv:
-        distances = clones.parse_distances(Path(settings.distances_csv).read_text(encoding="utf-8"))
-    return Geography(clones.parse_checkpoints(text), road_factor=settings.road_factor, distances=distances)
+        distances = _parse_file("clones.distances_csv", Path(settings.distances_csv), clones.parse_distances)
+    return Geography(checkpoints, road_factor=settings.road_factor, distances=distances)
+
+
+def _parse_file(key: str, path: Path, parse: Callable[[str], T]) -> T:
+    """A configured file parsed, or a GeographyError naming the key and the file (it stops start-up)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GeographyError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return parse(text)
+    except GeographyError as exc:
+        raise GeographyError(f"{key}: {path}: {exc}") from None
 
 
 def rule_from(settings: CloneSettings, utc_offset: str = "+08:00", time_zone: str | None = None) -> CloneRule:
@@ -80,9 +91,7 @@ SUSPECTS_MAX: Final = 100_000
 """Plates whose possible misreads are remembered at once (the oldest forgotten first)."""
 
 
-def recent_reads(
-    record: SqliteReadStore, since: float
-) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+def recent_reads(record: SightingSource, since: float) -> Iterator[tuple[StoredRead, str | None, str | None]]:
     """The record's reads captured at or after ``since``, oldest first, each with its vehicle colour and
     make (for :meth:`CloneCheck.warm_from`)."""
     first = day_of(since, record.tz)

@@ -7,8 +7,10 @@ file: against one, the chain is the evidence. Cutting records off the end leaves
 chain, so the head (last id and hash, ``cordon audit head``) should also be written down somewhere
 else, for example in the daily log or a ticket, and checked with ``verify --head ID:HASH``.
 
-Records are appended inside the caller's writer transaction (``append``), so an audited change and
-its audit record commit together or not at all.
+Records are appended inside the caller's writer transaction (the audit store of
+``central.record.stores``, ``AuditStore.append``), so an audited change and its audit record commit together
+or not at all. This module holds the chain's rule (a record's link, a walk over the chain); the store keeps
+the records.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import sqlite_utils
 
 GENESIS = "0" * 64
 COLUMNS = ("id", "at", "actor", "role", "action", "target", "reason", "detail", "prev_hash", "hash")
@@ -63,8 +63,8 @@ def record_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def append(
-    db: sqlite_utils.Database,
+def next_record(
+    last: tuple[int, str] | None,
     actor: str,
     role: str,
     action: str,
@@ -73,56 +73,12 @@ def append(
     detail: dict[str, Any] | None = None,
     at: float | None = None,
 ) -> Record:
-    """Append one record inside the caller's transaction (writer thread) and return it."""
-    last = db.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    """The record that follows ``last`` (its id and hash; None for an empty trail), fields cut to size."""
     id_, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     at = time.time() if at is None else at
     text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     fields = (actor[:128], role[:32], action[:64], target[:500], reason[:1000], text[:8000])
-    digest = record_hash(prev, id_, at, *fields)
-    db.conn.execute(
-        "INSERT INTO audit (id, at, actor, role, action, target, reason, detail, prev_hash, hash) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (id_, at, *fields, prev, digest),
-    )
-    return Record(id_, at, *fields, prev, digest)
-
-
-def records(
-    db: sqlite_utils.Database,
-    *,
-    since: float | None = None,
-    until: float | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    limit: int | None = None,
-    before_id: int | None = None,
-) -> list[Record]:
-    """Newest first, filtered."""
-    where, args = [], []
-    for clause, value in (
-        ("at >= ?", since),
-        ("at < ?", until),
-        ("actor = ?", actor),
-        ("action = ?", action),
-        ("id < ?", before_id),
-    ):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    sql = "SELECT " + ", ".join(COLUMNS) + " FROM audit"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        args.append(limit)
-    return [Record(*row) for row in db.conn.execute(sql, args)]
-
-
-def _all(db: sqlite_utils.Database) -> Iterator[Record]:
-    for row in db.conn.execute("SELECT " + ", ".join(COLUMNS) + " FROM audit ORDER BY id"):
-        yield Record(*row)
+    return Record(id_, at, *fields, prev, record_hash(prev, id_, at, *fields))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +90,12 @@ class Verdict:
     problem: str | None = None
 
 
-def verify(db: sqlite_utils.Database, head: tuple[int, str] | None = None) -> Verdict:
-    """Walk the whole chain; the first broken link, missing id or unknown head is the problem."""
+def check_chain(
+    chain: Iterable[Record], hash_of: Callable[[int], str | None], head: tuple[int, str] | None = None
+) -> Verdict:
+    """Walk the whole chain, oldest first (``hash_of``: a stored record's hash by id); the first broken link, missing id or unknown head is the problem."""
     prev, expected_id, count, last = GENESIS, 1, 0, None
-    for rec in _all(db):
+    for rec in chain:
         if rec.id != expected_id:
             return Verdict(
                 False,
@@ -167,7 +125,6 @@ def verify(db: sqlite_utils.Database, head: tuple[int, str] | None = None) -> Ve
                 head_hash,
                 f"the trail ends at record {head_id}, but record {want_id} was written down as its head",
             )
-        row = db.conn.execute("SELECT hash FROM audit WHERE id = ?", (want_id,)).fetchone()
-        if row is None or row[0] != want_hash:
+        if hash_of(want_id) != want_hash:
             return Verdict(False, count, head_id, head_hash, f"record {want_id} is not the head written down")
     return Verdict(True, count, head_id, head_hash)

@@ -21,12 +21,11 @@ import hashlib
 import re
 import secrets
 import threading
-import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-import sqlite_utils
-
-from protocols.messages import SCHEMA_VERSION, OfficerAccount, OfficerAccounts
+from protocols.errors import CordonError
 from runtime import passwords
 from runtime.web import Principal, roles
 
@@ -48,7 +47,7 @@ TOKEN_PREFIX = "cdt_"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 
 
-class UserError(ValueError):
+class UserError(CordonError, ValueError):
     """A request about accounts that cannot be done as asked; the message says why."""
 
 
@@ -92,7 +91,7 @@ def hash_password(password: str) -> str:
     return passwords.hash_password(password)
 
 
-def _validate(username: str, role: str, checkpoint: str | None) -> None:
+def validate(username: str, role: str, checkpoint: str | None) -> None:
     if not _NAME.match(username):
         raise UserError("a user name is 2 to 64 letters, digits or . _ @ -")
     if role not in ROLES:
@@ -103,107 +102,14 @@ def _validate(username: str, role: str, checkpoint: str | None) -> None:
         raise UserError("only officers are bound to a checkpoint")
 
 
-_COLUMNS = (
-    "username, display_name, role, checkpoint, disabled, generation, created_at, updated_at, token_hash"
-)
-
-
-def _user(row: tuple) -> User:
-    return User(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8] is not None)
-
-
-# -- writer-thread operations (inside HubStore.run / submit jobs) ---------------------------------
-def add(
-    db: sqlite_utils.Database,
-    username: str,
-    role: str,
-    password_hash: str,
-    *,
-    display_name: str = "",
-    checkpoint: str | None = None,
-    now: float | None = None,
-) -> User:
-    _validate(username, role, checkpoint)
-    now = time.time() if now is None else now
-    if db.conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
-        raise UserError(f"user {username!r} exists already")
-    db.conn.execute(
-        "INSERT INTO users (username, display_name, role, checkpoint, password_hash, created_at, "
-        "updated_at) VALUES (?,?,?,?,?,?,?)",
-        (username, display_name or username, role, checkpoint, password_hash, now, now),
-    )
-    return get(db, username)
-
-
-def get(db: sqlite_utils.Database, username: str) -> User:
-    row = db.conn.execute(f"SELECT {_COLUMNS} FROM users WHERE username = ?", (username,)).fetchone()
-    if row is None:
-        raise UserError(f"no user {username!r}")
-    return _user(row)
-
-
-def all_users(db: sqlite_utils.Database) -> list[User]:
-    return [_user(r) for r in db.conn.execute(f"SELECT {_COLUMNS} FROM users ORDER BY username")]
-
-
-def set_disabled(db: sqlite_utils.Database, username: str, disabled: bool) -> User:
-    get(db, username)
-    db.conn.execute(
-        "UPDATE users SET disabled = ?, generation = generation + 1, updated_at = ? WHERE username = ?",
-        (int(disabled), time.time(), username),
-    )
-    return get(db, username)
-
-
-def set_password(db: sqlite_utils.Database, username: str, password_hash: str) -> User:
-    get(db, username)
-    db.conn.execute(
-        "UPDATE users SET password_hash = ?, generation = generation + 1, updated_at = ? WHERE username = ?",
-        (password_hash, time.time(), username),
-    )
-    return get(db, username)
-
-
-def new_token(db: sqlite_utils.Database, username: str) -> str:
-    """A fresh API token for the account (replacing any earlier one); returned once, stored hashed."""
-    get(db, username)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.conn.execute(
-        "UPDATE users SET token_hash = ?, updated_at = ? WHERE username = ?",
-        (_token_hash(token), time.time(), username),
-    )
-    return token
-
-
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """How an API token is kept: SHA-256 (it has full entropy, so a slow hash buys nothing)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def officer_checkpoints(db: sqlite_utils.Database) -> list[str]:
-    return [
-        cp
-        for (cp,) in db.conn.execute(
-            "SELECT DISTINCT checkpoint FROM users WHERE role = 'officer' AND checkpoint IS NOT NULL ORDER BY checkpoint"
-        )
-    ]
-
-
-def officer_accounts(db: sqlite_utils.Database, checkpoint: str) -> OfficerAccounts:
-    """What a checkpoint's edge gets: its officers' hashes and state (retained on its accounts topic)."""
-    rows = db.conn.execute(
-        "SELECT username, display_name, password_hash, disabled, generation FROM users "
-        "WHERE role = 'officer' AND checkpoint = ? ORDER BY username",
-        (checkpoint,),
-    )
-    return OfficerAccounts(
-        v=SCHEMA_VERSION,
-        checkpoint=checkpoint,
-        sent_at=time.time(),
-        accounts=[
-            OfficerAccount(username=u, display_name=d, password_hash=h, disabled=bool(x), generation=g)
-            for u, d, h, x, g in rows
-        ],
-    )
+def new_token_value() -> str:
+    """A fresh API token, shown once."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 # -- read side -----------------------------------------------------------------------------------------
@@ -212,20 +118,23 @@ class Directory:
 
     Refreshed from the store after every change made through this process (``reload``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[Any], Iterable[tuple[User, tuple[str, str | None]]]]) -> None:
+        """``load``: every account with its password hash, read through a store transaction (the user
+        store's ``directory``)."""
+        self._load = load
         self._lock = threading.Lock()
         self._users: dict[str, User] = {}
         self._hashes: dict[str, str] = {}
         self._tokens: dict[str, str] = {}
 
-    def reload(self, db: sqlite_utils.Database) -> None:
+    def reload(self, tx: Any) -> None:
+        """Read every account again through ``tx`` (a store transaction or read connection)."""
         users, hashes, tokens = {}, {}, {}
-        for row in db.conn.execute(f"SELECT {_COLUMNS}, password_hash FROM users"):
-            user = _user(row[:9])
+        for user, (password_hash, hashed_token) in self._load(tx):
             users[user.username] = user
-            hashes[user.username] = row[9]
-            if row[8]:
-                tokens[row[8]] = user.username
+            hashes[user.username] = password_hash
+            if hashed_token:
+                tokens[hashed_token] = user.username
         with self._lock:
             self._users, self._hashes, self._tokens = users, hashes, tokens
 
@@ -248,7 +157,7 @@ class Directory:
         if not token.startswith(TOKEN_PREFIX):
             return None
         with self._lock:
-            name = self._tokens.get(_token_hash(token))
+            name = self._tokens.get(token_hash(token))
             user = self._users.get(name) if name else None
         return user.principal() if user is not None and not user.disabled else None
 

@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from central.record.dayfiles import day_of, parse_offset
-from central.record.store import HubStore
+from central.record.days import day_of, parse_offset
+from central.record.sqlite.store import HubStore
 from central.settings import RecordSettings
+from protocols.errors import CordonError
 
 PREFIX = "hub-"
 PARTIAL = ".partial"
@@ -41,7 +42,7 @@ AUDIT_HEAD = "audit-head.txt"
 HORIZON_S = 86400.0
 
 
-class BackupError(RuntimeError):
+class BackupError(CordonError, RuntimeError):
     """A backup or restore that cannot be done; the message says why."""
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from protocols.errors import CordonError
+
 MAX_PATTERN_CHARS = 16
 MIN_PATTERN_LITERALS = 2
 
 
-class PatternError(ValueError):
+class PatternError(CordonError, ValueError):
     """A search plate or pattern that cannot be used; the message says why."""
 
 

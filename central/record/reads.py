@@ -1,6 +1,6 @@
 """What the hub's record of plain reads and passages is, whatever holds it: the interface and its results.
 
-``ReadStore`` is what the hub needs of the record; ``central.record.dayfiles.SqliteReadStore`` (one SQLite
+``ReadStore`` is what the hub needs of the record; ``central.record.sqlite.dayfiles.SqliteReadStore`` (one SQLite
 file per day) is the one this hub runs, and a PostgreSQL store (declarative partitions by day,
 pg_trgm for partial plates) can implement it too.
 """
@@ -8,12 +8,13 @@ pg_trgm for partial plates) can implement it too.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
-import sqlite_utils
 
+from central.record.tx import Tx
 from protocols.messages import Passage, PlateRead
 
 MAX_LIMIT = 5000
@@ -96,9 +97,12 @@ class ReadStore(Protocol):
     connection); the rest run on their own connections, from any thread.
     """
 
+    tz: dt.timezone
+    """The fixed UTC offset the record's days are cut in (``record.utc_offset``)."""
+
     def insert(
         self,
-        db: sqlite_utils.Database,
+        db: Tx,
         checkpoint: str,
         epoch: int,
         event: PlateRead | Passage,
@@ -107,12 +111,10 @@ class ReadStore(Protocol):
     ) -> Stored: ...
 
     def lookup_read(
-        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
+        self, db: Tx, checkpoint: str, epoch: int, seq: int, near: float
     ) -> StoredRead | None: ...
 
-    def identity_taken(
-        self, db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int, near: float
-    ) -> bool: ...
+    def identity_taken(self, db: Tx, checkpoint: str, epoch: int, seq: int, near: float) -> bool: ...
 
     def search_exact(
         self, plate: str, since: float, until: float, limit: int = 500, checkpoint: str | None = None
@@ -175,3 +177,14 @@ def rank_companions(
         )
     ranked.sort(key=lambda c: (-c.shared, c.mean_gap_s, c.plate))
     return Companions(target, ranked[: max(1, limit)], len(ranked))
+
+
+class SightingSource(Protocol):
+    """The record's reads with the vehicle's colour and make, day by day, for the clone index to learn
+    after a restart (the SQLite day files give it; the PostgreSQL record does not yet)."""
+
+    tz: dt.timezone
+
+    def days(self) -> list[dt.date]: ...
+
+    def iter_sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]: ...

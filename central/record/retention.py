@@ -1,6 +1,6 @@
 """Retention: the hub forgets what it no longer needs, on a schedule, and says so in the audit trail.
 
-Plain reads and passages go after ``record.retention_days`` (whole day files, see central/record/dayfiles.py);
+Plain reads and passages go after ``record.retention_days`` (whole day files, see central/record/sqlite/dayfiles.py);
 alerts, their outcomes, edge hits, gap reports and dead letters after ``record.hits_retention_days``. The
 audit trail itself is never purged. One run is one call of :func:`purge`, given the time to purge at, so a
 test drives it with a clock of its own.
@@ -12,9 +12,8 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
-from central.people import audit
-from central.record.dayfiles import day_of
-from central.record.store import HubStore
+from central.record.days import day_of
+from central.record.stores import HubStores
 from central.settings import RecordSettings
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ class PurgeReport:
     hit_rows: dict[str, int] = field(default_factory=dict)
 
 
-def purge(store: HubStore, settings: RecordSettings, now: float) -> PurgeReport:
+def purge(store: HubStores, settings: RecordSettings, now: float) -> PurgeReport:
     """One retention run at ``now`` (blocking: call it from a thread). Audited, also when nothing went."""
     reads_before = day_of(now, store.record.tz) - dt.timedelta(days=settings.retention_days - 1)
     hits_before = now - settings.hits_retention_days * 86400
@@ -43,7 +42,7 @@ def purge(store: HubStore, settings: RecordSettings, now: float) -> PurgeReport:
         "rows": {k: v for k, v in hit_rows.items() if v},
     }
     store.submit(
-        lambda db: audit.append(
+        lambda db: store.audit.append(
             db,
             "retention",
             "system",

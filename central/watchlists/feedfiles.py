@@ -21,14 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-import sqlite_utils
-
-from central.record.store import HubStore
-from central.watchlists.lists import feed_version, permit_rules
+from central.record.stores import HubStores
 from protocols import feedfile
-from protocols.feed import in_field_feed
-from protocols.matching import Entry, Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +30,6 @@ log = logging.getLogger(__name__)
 MAX_DELTAS_SERVED = 2000
 #: How many older files stay on disk besides the newest (a download in flight keeps its ETag).
 KEEP_OLDER = 1
-
-_list_dec = msgspec.json.Decoder(type=Watchlist)
-_entry_dec = msgspec.json.Decoder(type=Entry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,67 +45,12 @@ class FeedFile:
         return f'"{self.digest}"'
 
 
-def build_file(db: sqlite_utils.Database) -> tuple[int, bytes]:
-    """The field feed as a feed file, read in one transaction (runs on a read connection)."""
-    db.conn.execute("BEGIN")
-    try:
-        version = feed_version(db)
-        lists = [_list_dec.decode(body) for (body,) in db.conn.execute("SELECT body FROM wl_lists")]
-        field = [wl for wl in lists if in_field_feed(wl)]
-        ids = {wl.list_id for wl in field}
-        entries = [
-            _entry_dec.decode(body)
-            for lid, body in db.conn.execute("SELECT list_id, body FROM wl_entries")
-            if lid in ids
-        ]
-        rules = permit_rules(db)
-    finally:
-        db.conn.execute("COMMIT")
-    return version, feed_file_bytes(version, field, entries, rules)
-
-
-def feed_file_bytes(version: int, lists: list[Watchlist], entries: list[Entry], rules: list) -> bytes:  # noqa: ANN001
-    return feedfile.build(version, lists, entries, rules)
-
-
-def unfiled(db: sqlite_utils.Database, since: int) -> tuple[int, bool, float | None]:
-    """How many feed versions follow ``since``, whether one is a bulk change, when the first was made."""
-    count, first = db.conn.execute(
-        "SELECT count(*), min(at) FROM feed_changes WHERE version > ?", (since,)
-    ).fetchone()
-    bulk = (
-        db.conn.execute(
-            "SELECT 1 FROM feed_changes WHERE version > ? AND instr(body, '\"bulk_changes\"') > 0 LIMIT 1",
-            (since,),
-        ).fetchone()
-        is not None
-    )
-    return int(count), bulk, first
-
-
-def deltas_since(db: sqlite_utils.Database, since: int) -> tuple[int, list[bytes]] | None:
-    """The feed version and every delta after ``since`` (their logged JSON), or None when they
-    cannot be served as deltas (a bulk change, a hole in the log, or too many)."""
-    version = feed_version(db)
-    if since >= version:
-        return version, []
-    if version - since > MAX_DELTAS_SERVED:
-        return None
-    rows = db.conn.execute(
-        "SELECT version, body FROM feed_changes WHERE version > ? AND version <= ? ORDER BY version",
-        (since, version),
-    ).fetchall()
-    if len(rows) != version - since or any(b'"bulk_changes"' in bytes(body) for _, body in rows):
-        return None
-    return version, [bytes(body) for _, body in rows]
-
-
 class FeedFiles:
     """Keeps the newest feed file current in the background (see the module doc)."""
 
     def __init__(
         self,
-        store: HubStore,
+        store: HubStores,
         directory: Path,
         *,
         sign: Callable[[str], str] | None,
@@ -168,7 +104,8 @@ class FeedFiles:
             return True
         if version <= self.current.version:
             return False
-        count, bulk, first = self.store.read(lambda db: unfiled(db, self.current.version))  # type: ignore[union-attr]
+        since = self.current.version
+        count, bulk, first = self.store.read(lambda tx: self.store.watchlists.unfiled(tx, since))
         return (
             bulk
             or count >= self.rebuild_versions
@@ -178,7 +115,9 @@ class FeedFiles:
     def build_now(self) -> FeedFile:
         """Build and install the newest file (blocking: call from a thread)."""
         t = time.monotonic()
-        version, data = self.store.read(build_file)
+        version, lists, entries, rules = self.store.read(self.store.watchlists.field_feed)
+        data = feedfile.build(version, lists, entries, rules)
+        del lists, entries
         digest = feedfile.digest_of(data)
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"feed-{version}-{digest}.cfeed"

@@ -21,6 +21,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -28,8 +29,10 @@ from typing import Any, Literal
 import msgspec
 
 from protocols import plates
+from protocols.errors import CordonError
 from protocols.feed import EntryDelete, EntryUpsert, FeedChange
-from protocols.matching import Entry
+from protocols.matching import Entry, ListAction, Watchlist
+from protocols.times import TimeError, parse_time
 
 __all__ = [
     "COLUMNS",
@@ -66,7 +69,6 @@ MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 _WILDCARDS = "*?"
 _WIDE_WILDCARDS = {ord("＊"): "*", ord("？"): "?"}
-_NUMBER = re.compile(r"[+-]?\d+(?:\.\d*)?")
 _BYTE_AT = re.compile(r"byte (\d+)")
 
 
@@ -77,7 +79,7 @@ class Problem(msgspec.Struct, frozen=True):
     reason: str
 
 
-class ImportRejected(ValueError):
+class ImportRejected(CordonError, ValueError):
     """A file that was not imported; ``problems`` lists every problem with its line number."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -178,15 +180,10 @@ def _plate(raw: str, problems: list[str]) -> tuple[str, plates.PlateColour | Non
 @lru_cache(maxsize=1024)  # files repeat the same few validity dates on row after row
 def _time_text(text: str) -> float | str:
     """Seconds from ISO 8601 text with an offset, or from unix seconds; a str is the problem."""
-    if _NUMBER.fullmatch(text):
-        return float(text)
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return f"{text[:40]!r} is neither ISO 8601 with an offset nor unix seconds"
-    if moment.tzinfo is None:
-        return f"{text[:40]!r} has no UTC offset (add Z or +08:00)"
-    return moment.timestamp()
+        return parse_time(text)
+    except TimeError as exc:
+        return str(exc)
 
 
 def _parse_time(value: str | float | None, what: str, problems: list[str]) -> float | None:
@@ -326,8 +323,21 @@ def parse_entries(
         raise ValueError(f"unknown import format {fmt!r}: use csv or json")
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
+    text = _utf8(data)
+    builder = _Builder(list_id, created_by)
+    out = _Collector(progress)
+    if fmt == "csv":
+        _parse_csv(text, builder, out)
+    else:
+        _parse_json(data, text, builder, out)
+    if out.problems and not skip_invalid:
+        raise ImportRejected(out.problems)
+    return ImportResult(entries=out.entries, problems=out.problems, rows=out.rows)
+
+
+def _utf8(data: bytes) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ImportRejected(
@@ -339,15 +349,108 @@ def parse_entries(
                 )
             ]
         ) from None
-    builder = _Builder(list_id, created_by)
-    out = _Collector(progress)
-    if fmt == "csv":
-        _parse_csv(text, builder, out)
-    else:
-        _parse_json(data, text, builder, out)
-    if out.problems and not skip_invalid:
-        raise ImportRejected(out.problems)
-    return ImportResult(entries=out.entries, problems=out.problems, rows=out.rows)
+
+
+#: A list file names each row's list and the list's settings, beside an entry's columns (``COLUMNS``).
+LIST_COLUMNS: tuple[str, ...] = ("list", "action", "priority")
+
+
+@dataclass(slots=True)
+class ListFile:
+    """What a list file holds: its lists (by id) and their entries."""
+
+    lists: dict[str, Watchlist] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+
+
+def parse_list_file(data: bytes, source: str, known: Mapping[str, Watchlist] | None = None) -> ListFile:
+    """The lists and entries of a list file (CSV; the hub's ``watchlists.csv``): each row has an entry's
+    columns, read and checked exactly as an import into its list reads them (so a row gets the same entry
+    id either way: ``entry_id_for``), and ``list`` (the list's id and name), ``action`` and ``priority``,
+    which must agree across the rows of a list and with ``known`` (lists of files read before).
+    All or nothing: any bad row raises ``ImportRejected`` with every problem and its line."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    reader = csv.reader(io.StringIO(_utf8(data), newline=""), strict=True)
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        raise ImportRejected([Problem(1, "the file is empty: a header row is required")]) from None
+    except csv.Error as exc:
+        raise ImportRejected([Problem(1, f"CSV syntax error in the header: {exc}")]) from None
+    known_columns = LIST_COLUMNS + COLUMNS
+    problems = [
+        Problem(1, reason)
+        for reason in (
+            f"header has unknown column(s) {', '.join(n for n in header if n not in known_columns)}"
+            if any(n not in known_columns for n in header)
+            else "",
+            f"header lacks column(s) {', '.join(c for c in ('plate', 'list') if c not in header)}"
+            if "plate" not in header or "list" not in header
+            else "",
+            f"column(s) given twice: {', '.join(sorted({n for n in header if header.count(n) > 1}))}"
+            if len(set(header)) < len(header)
+            else "",
+        )
+        if reason
+    ]
+    if problems:
+        raise ImportRejected(problems)
+    width = len(header)
+    pick = operator.itemgetter(*(header.index(c) if c in header else width for c in COLUMNS))
+    out, builders = ListFile(), {}
+    known = known or {}
+    last = reader.line_num
+    try:
+        for row in reader:
+            line, last = last + 1, reader.line_num
+            if not any(row):
+                continue
+            if len(row) != width:
+                problems.append(Problem(line, f"{len(row)} field(s), the header has {width}"))
+                continue
+            row.append("")
+            cell = dict(zip(header, row, strict=False))
+            wrong = _list_of_row(cell, out.lists, known, source)
+            if isinstance(wrong, str):
+                problems.append(Problem(line, wrong))
+                continue
+            builder = builders.setdefault(wrong.list_id, _Builder(wrong.list_id, source))
+            built = builder.build(line, *pick(row))
+            if isinstance(built, Entry):
+                out.entries.append(built)
+            else:
+                problems.extend(Problem(line, reason) for reason in built)
+    except csv.Error as exc:
+        raise ImportRejected([*problems, Problem(last + 1, f"CSV syntax error: {exc}")]) from None
+    if problems:
+        raise ImportRejected(problems)
+    return out
+
+
+def _list_of_row(
+    cell: Mapping[str, str], found: dict[str, Watchlist], known: Mapping[str, Watchlist], source: str
+) -> Watchlist | str:
+    """The list a row of a list file names (made on its first row), or the problem with it."""
+    name = cell.get("list", "").strip()
+    if not name:
+        return "empty list name"
+    try:
+        action = ListAction((cell.get("action") or "intercept").strip())
+    except ValueError:
+        return "action must be intercept, covert or notify"
+    try:
+        priority = int((cell.get("priority") or "50").strip())
+    except ValueError:
+        priority = -1
+    if not 0 <= priority <= 100:
+        return "priority must be a whole number from 0 to 100"
+    wl = known.get(name) or found.get(name)
+    if wl is None:
+        wl = found[name] = Watchlist(list_id=name, name=name, action=action, priority=priority, source=source)
+    elif wl.action != action or wl.priority != priority:
+        return f"list {name!r} already has action {wl.action} priority {wl.priority}"
+    return wl
 
 
 def _parse_csv(text: str, builder: _Builder, out: _Collector) -> None:

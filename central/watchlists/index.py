@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from central.watchlists.files import diff_entries
-from protocols import plates
+from central.watchlists.files import ImportRejected, diff_entries, parse_list_file
+from protocols.errors import ConfigError
 from protocols.feed import FeedChange, ListUpsert
-from protocols.matching import Entry, Hit, ListAction, ListKind, PermitRule, Watchlist
+from protocols.matching import Entry, Hit, ListKind, PermitRule, Watchlist
 from protocols.plateindex import PlateIndex
 
-CSV_COLUMNS = ("plate", "list", "action", "priority", "reason", "colour", "vehicle_type")
-REQUIRED = ("plate", "list")
 
-
-class WatchlistFileError(ValueError):
+class WatchlistFileError(ConfigError, ValueError):
     """A watchlist file with bad rows; ``problems`` lists every line number and reason."""
 
     def __init__(self, source: str, problems: list[str]) -> None:
@@ -32,73 +27,15 @@ class LoadedLists:
 
 
 def parse_csv(text: str, source: str = "csv", into: LoadedLists | None = None) -> LoadedLists:
-    """Parse a watchlist CSV; all-or-nothing: any bad row rejects the file with every reason."""
+    """A list file (``watchlists.csv`` in hub.toml), read by the one parser of list files
+    (``files.parse_list_file``); all-or-nothing: any bad row rejects the file with every reason."""
     out = into or LoadedLists()
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise WatchlistFileError(source, [f"header lacks column(s) {', '.join(missing)}"])
-    unknown = [c for c in reader.fieldnames or [] if c not in CSV_COLUMNS]
-    if unknown:
-        raise WatchlistFileError(source, [f"header has unknown column(s) {', '.join(unknown)}"])
-    problems: list[str] = []
-    new_lists: dict[str, Watchlist] = {}
-    new_entries: list[Entry] = []
-    for row in reader:
-        line = reader.line_num
-        name = (row.get("list") or "").strip()
-        norm = plates.normalize(row.get("plate") or "")
-        if not name:
-            problems.append(f"line {line}: empty list name")
-            continue
-        if norm.no_plate or not norm.plate:
-            problems.append(f"line {line}: empty plate")
-            continue
-        try:
-            action = ListAction((row.get("action") or "intercept").strip())
-        except ValueError:
-            problems.append(f"line {line}: action must be intercept, covert or notify")
-            continue
-        try:
-            priority = int((row.get("priority") or "50").strip())
-            if not 0 <= priority <= 100:
-                raise ValueError
-        except ValueError:
-            problems.append(f"line {line}: priority must be a whole number from 0 to 100")
-            continue
-        colour = plates.parse_colour(row.get("colour")) if (row.get("colour") or "").strip() else None
-        if (row.get("colour") or "").strip() and colour is None:
-            problems.append(f"line {line}: unknown plate colour {row.get('colour')!r}")
-            continue
-        wl = out.lists.get(name) or new_lists.get(name)
-        if wl is None:
-            wl = new_lists[name] = Watchlist(
-                list_id=name,
-                name=name,
-                action=action,
-                priority=priority,
-                source=source,
-            )
-        elif wl.action != action or wl.priority != priority:
-            problems.append(
-                f"line {line}: list {name!r} already has action {wl.action} priority {wl.priority}"
-            )
-            continue
-        new_entries.append(
-            Entry(
-                entry_id=f"{name}:{norm.plate}",
-                list_id=name,
-                plate=norm.plate,
-                colour=colour.value if colour else None,
-                vehicle_type=(row.get("vehicle_type") or "").strip() or None,
-                reason=(row.get("reason") or "").strip(),
-                created_by=source,
-            )
-        )
-    if problems:
-        raise WatchlistFileError(source, problems)
-    out.lists.update(new_lists)
-    out.entries.extend(new_entries)
+    try:
+        parsed = parse_list_file(text.encode("utf-8"), source, out.lists)
+    except ImportRejected as exc:
+        raise WatchlistFileError(source, [f"line {p.line}: {p.reason}" for p in exc.problems]) from None
+    out.lists.update(parsed.lists)
+    out.entries.extend(parsed.entries)
     return out
 
 

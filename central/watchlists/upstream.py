@@ -22,6 +22,7 @@ import msgspec
 
 from central.settings import UpstreamSettings
 from central.watchlists.files import ImportRejected, ImportResult, parse_entries
+from protocols.errors import CordonError
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -56,7 +57,7 @@ class SourceState(msgspec.Struct, kw_only=True):
     size: int | None = None
 
 
-class UpstreamError(ValueError):
+class UpstreamError(CordonError, ValueError):
     """An upstream that could not be fetched (network, HTTP status, size, missing file)."""
 
 

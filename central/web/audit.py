@@ -26,10 +26,16 @@ async def audit_login(request: web.Request, account: str, principal: Principal |
     store = request.app[keys.STORE]
     remote = str(request.remote)
     if principal is None:
-        await store.run(lambda db: audit.append(db, account, "", "login.failed", detail={"remote": remote}))
+        await store.run(
+            lambda tx: request.app[keys.STORE].audit.append(
+                tx, account, "", "login.failed", detail={"remote": remote}
+            )
+        )
     else:
         await store.run(
-            lambda db: audit.append(db, principal.name, principal.role, "login", detail={"remote": remote})
+            lambda tx: request.app[keys.STORE].audit.append(
+                tx, principal.name, principal.role, "login", detail={"remote": remote}
+            )
         )
 
 
@@ -53,7 +59,8 @@ async def audit_trail(request: web.Request) -> web.Response:
     """The audit trail, newest first (``since``, ``until``, ``actor``, ``action``, ``before_id``, ``limit``)."""
     filters, limit = _audit_filters(request), limit_param(request)
     found = await asyncio.to_thread(
-        request.app[keys.STORE].read, lambda db: audit.records(db, limit=limit, **filters)
+        request.app[keys.STORE].read,
+        lambda tx: request.app[keys.STORE].audit.records(tx, limit=limit, **filters),
     )
     return json_response({"records": [r.as_dict() for r in found]})
 
@@ -64,15 +71,17 @@ async def audit_export(request: web.Request) -> web.Response:
     principal = principal_of(request)
     store = request.app[keys.STORE]
     await store.run(
-        lambda db: audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             principal.name if principal else "?",
             principal.role if principal else "",
             "audit.export",
             detail={k: v for k, v in filters.items() if v is not None},
         )
     )
-    found = await asyncio.to_thread(store.read, lambda db: audit.records(db, **filters))
+    found = await asyncio.to_thread(
+        store.read, lambda tx: request.app[keys.STORE].audit.records(tx, **filters)
+    )
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(audit.COLUMNS)

@@ -12,9 +12,10 @@ import msgspec
 from aiohttp import web
 
 from central.alerts import escalation
-from central.people.users import ACCESS_CODE_PRINCIPAL, COVERT_ROLES, STAFF, Directory
-from central.web import keys
-from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, restricted_list, sees_covert
+from central.people import visibility
+from central.people.users import ACCESS_CODE_PRINCIPAL, STAFF, Directory
+from central.web import guards, keys
+from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, role_of, sees_covert
 from runtime.metrics import CONTENT_TYPE, Metric, certificate_metrics, render
 from runtime.web import Access, Principal, Roles, Rule, principal_of, token_matches, websocket_feed
 
@@ -81,7 +82,7 @@ def capabilities(policy: Mapping[str, Rule], role: str) -> list[str]:
         return rule is Access.SESSION or rule is Access.PUBLIC or (isinstance(rule, Roles) and role in rule)
 
     found = [name for name, route in CAPABILITY_ROUTES.items() if may(policy.get(route))]
-    if role in COVERT_ROLES:
+    if visibility.sees_privileged(role):
         found.append("alerts.covert")
     if role in COMMANDER_ROLES:
         found.append("escalation.notice")
@@ -176,7 +177,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
     after_s = app[keys.SETTINGS].console.escalate_after_s
     escalated = await asyncio.to_thread(
-        app[keys.STORE].read, lambda db: escalation.escalated_among(db, ids, after_s)
+        app[keys.STORE].read, lambda tx: app[keys.STORE].escalated_among(tx, ids, after_s)
     )
     first += [{"type": "escalation", "escalation": e} for e in escalated]
     receipts = await asyncio.to_thread(app[keys.STORE].receipts, ids)
@@ -185,27 +186,26 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     principal = principal_of(request)
     commander = principal is not None and principal.role in COMMANDER_ROLES
 
-    def encode(frame: dict[str, Any]) -> str | None:
-        if (
-            not covert
-            and frame.get("type") in ("alert", "alert_folded")
-            and privileged_only(app, frame["alert"])
-        ):
-            return None
-        if (
-            not covert
-            and frame.get("type") == "escalation"
-            and restricted_list(app, frame["escalation"]["list_id"])
-        ):
-            return None
-        if (
-            not covert
-            and frame.get("type") == "receipt"
-            and (
-                frame["receipt"].get("action") == "covert"
-                or restricted_list(app, frame["receipt"].get("list_id") or "")
+    role, restricted = role_of(request), guards.restricted(app)
+
+    def may_see(frame: dict[str, Any]) -> bool:
+        kind = frame.get("type")
+        if kind in ("alert", "alert_folded"):
+            hit = frame["alert"].hit
+            return visibility.may_see(role, hit.action, hit.list_id, restricted)
+        if kind == "escalation":
+            return visibility.may_see(
+                role, escalation.ACTION_OF_ESCALATED, frame["escalation"]["list_id"], restricted
             )
-        ):
+        if kind == "receipt":
+            receipt = frame["receipt"]
+            return visibility.may_see(
+                role, receipt.get("action") or "", receipt.get("list_id") or "", restricted
+            )
+        return True
+
+    def encode(frame: dict[str, Any]) -> str | None:
+        if not may_see(frame):
             return None
         if commander and frame.get("type") == "escalation":
             # The shift commander's console: the same escalation, flagged for a notice of its own.

@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import asyncio
 
-import msgspec
 from aiohttp import web
 
-from central.alerts.dispatch import hidden_from_checkpoints
 from central.alerts.evidence import KINDS
-from central.people.users import COVERT_ROLES, SEARCHERS, STAFF
-from central.web import keys
+from central.people import visibility
+from central.people.users import SEARCHERS, STAFF
+from central.web import guards, keys
 from protocols import topics
-from protocols.messages import Alert
 from runtime.web import json_error, principal_of
 
 POLICY = {"evidence": STAFF}
-
-
-def _restricted(app: web.Application, list_id: str) -> bool:
-    watchlist = app[keys.WATCHLISTS].lists.get(list_id)
-    return watchlist is not None and watchlist.restricted
-
-
-_decoder = msgspec.json.Decoder(Alert)
-
-
-def _alerts_naming(db, checkpoint: str, epoch: int, seq: int) -> list[Alert]:  # noqa: ANN001 - sqlite_utils db
-    """Alerts of this read, and clone alerts that name it as the other read ("rule:clone:CP/epoch/seq")."""
-    rows = db.conn.execute(
-        "SELECT body FROM alerts WHERE (checkpoint = ? AND epoch = ? AND seq = ?) OR entry_id = ?",
-        (checkpoint, epoch, seq, f"rule:clone:{checkpoint}/{epoch}/{seq}"),
-    ).fetchall()
-    return [_decoder.decode(body) for (body,) in rows]
 
 
 async def evidence(request: web.Request) -> web.Response:
@@ -53,12 +34,11 @@ async def evidence(request: web.Request) -> web.Response:
     principal = principal_of(request)
     role = principal.role if principal is not None else ""
     found = await asyncio.to_thread(
-        app[keys.STORE].read, lambda db: _alerts_naming(db, checkpoint, epoch, seq)
+        app[keys.STORE].read, lambda tx: app[keys.STORE].alerts_naming(tx, checkpoint, epoch, seq)
     )
     if found:
-        allowed = role in COVERT_ROLES or any(
-            not hidden_from_checkpoints(a, lambda lid: _restricted(app, lid)) for a in found
-        )
+        restricted = guards.restricted(app)
+        allowed = any(visibility.may_see(role, a.hit.action, a.hit.list_id, restricted) for a in found)
     else:
         allowed = role in SEARCHERS
     if not allowed:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from central.people import audit
 from central.people.users import SEARCHERS
 from central.record.platepattern import PatternError
 from central.web import guards, keys
-from runtime.web import Rule, json_error, principal_of
+from runtime.web import Rule, json_error
 
 log = logging.getLogger(__name__)
 
@@ -46,55 +44,20 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 
 async def _guarded(request: web.Request, action: str, detail: dict[str, Any]) -> tuple[str, float, float]:
     """Plate, since, until of a record query that may run: reason given, range and age allowed, audited."""
-    q, app = request.query, request.app
-    plate = q.get("plate", "").strip().upper()
+    plate = request.query.get("plate", "").strip().upper()
     if not plate:
         raise json_error(web.HTTPBadRequest, "plate is required")
-    reason = q.get("reason", "").strip()
-    if not reason:
-        raise json_error(
-            web.HTTPBadRequest, "reason is required: every query of the record is logged with it"
-        )
-    if len(reason) > guards.MAX_REASON_CHARS:
-        raise json_error(web.HTTPBadRequest, f"reason is longer than {guards.MAX_REASON_CHARS} characters")
-    until = guards.moment_param(q.get("to") or q.get("until"), "to", time.time())
-    since = guards.moment_param(q.get("from") or q.get("since"), "from", until - 7 * 86400)
-    if since > until:
-        raise json_error(web.HTTPBadRequest, "from is after to")
-    max_days = app[keys.SETTINGS].record.search_max_days
-    if until - since > max_days * 86400:
-        raise json_error(web.HTTPBadRequest, f"a query spans at most {max_days} days")
-    principal = principal_of(request)
-    if since < time.time() - guards.OLD_DATA_DAYS * 86400 and (
-        principal is None or principal.role not in guards.OLD_DATA_ROLES
-    ):
-        raise json_error(
-            web.HTTPForbidden,
-            f"records older than {guards.OLD_DATA_DAYS} days need a commander's role",
-            allowed=sorted(guards.OLD_DATA_ROLES),
-        )
-    actor, role = (principal.name, principal.role) if principal else ("?", "")
-    await app[keys.STORE].run(
-        lambda db: audit.append(
-            db,
-            actor,
-            role,
-            action,
-            target=plate,
-            reason=reason,
-            detail={**detail, "since": round(since), "until": round(until)},
-        )
-    )
-    log.info(
-        "%s by %s: plate=%r since=%s until=%s reason=%r",
+    window = await guards.audited_search(
+        request,
         action,
-        actor,
         plate,
-        round(since),
-        round(until),
-        reason,
+        detail,
+        noun="query",
+        since=("from", "since"),
+        until=("to", "until"),
+        default_s=7 * 86400,
     )
-    return plate, since, until
+    return plate, window.since, window.until
 
 
 async def intel_route(request: web.Request) -> web.Response:

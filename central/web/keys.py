@@ -13,7 +13,7 @@ from central.ingest.pipeline import Ingest
 from central.ingest.viid import ViidPlatform
 from central.mqtt import HubLink
 from central.people.users import Directory
-from central.record.store import Counts, HubStore
+from central.record.stores import Counts, HubStores
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.index import HubWatchlists
@@ -23,7 +23,7 @@ from runtime.fanout import Fanout
 from runtime.web import Rule
 
 SETTINGS = web.AppKey("settings", HubSettings)
-STORE = web.AppKey("store", HubStore)
+STORE = web.AppKey("store", HubStores)
 WATCHLISTS = web.AppKey("watchlists", HubWatchlists)
 INGEST = web.AppKey("ingest", Ingest)
 LINK = web.AppKey("link", HubLink)

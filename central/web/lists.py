@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from central.people import audit
 from central.people.users import LIST_WRITERS, STAFF
+from central.record.tx import Tx
 from central.watchlists import files as importer
-from central.watchlists.lists import ListError, NotFound, get_entry, get_list, list_entries
+from central.watchlists.lists import ListError, NotFound
 from central.web import keys
 from central.web.guards import moment_param
 from protocols import plates
@@ -119,13 +119,9 @@ async def _apply_as(app: web.Application, actor: str, changes: list[Any]) -> dic
 
 
 async def watchlists(request: web.Request) -> web.Response:
-    def q(db: Any) -> list[dict[str, Any]]:
-        counts = dict(db.conn.execute("SELECT list_id, count(*) FROM wl_entries GROUP BY list_id"))
-        out = []
-        for (lid,) in db.conn.execute("SELECT list_id FROM wl_lists ORDER BY list_id"):
-            wl = get_list(db, lid)
-            out.append({"watchlist": wl, "entries": counts.get(lid, 0)})
-        return out
+    def q(tx: Tx) -> list[dict[str, Any]]:
+        found = request.app[keys.STORE].watchlists.list_summaries(tx)
+        return [{"watchlist": wl, "entries": count} for wl, count in found]
 
     return _json({"watchlists": await asyncio.to_thread(request.app[keys.STORE].read, q)})
 
@@ -152,19 +148,11 @@ async def entries(request: web.Request) -> web.Response:
     except ValueError:
         raise json_error(web.HTTPBadRequest, "offset must be a whole number") from None
 
-    def q(db: Any) -> tuple[list[Entry], int] | None:
-        if get_list(db, list_id) is None:
+    def q(tx: Tx) -> tuple[list[Entry], int] | None:
+        lists = request.app[keys.STORE].watchlists
+        if lists.get_list(tx, list_id) is None:
             return None
-        pattern = "%" + normalize_pattern(needle).replace("%", "").replace("_", "") + "%"
-        rows = db.conn.execute(
-            "SELECT body FROM wl_entries WHERE list_id=? AND plate LIKE ? ORDER BY entry_id LIMIT ? OFFSET ?",
-            (list_id, pattern, limit, offset),
-        )
-        found = [msgspec.json.decode(b, type=Entry) for (b,) in rows]
-        (total,) = db.conn.execute(
-            "SELECT count(*) FROM wl_entries WHERE list_id=? AND plate LIKE ?", (list_id, pattern)
-        ).fetchone()
-        return found, total
+        return lists.search_entries(tx, list_id, normalize_pattern(needle), limit, offset)
 
     result = await asyncio.to_thread(request.app[keys.STORE].read, q)
     if result is None:
@@ -176,7 +164,9 @@ async def entries(request: web.Request) -> web.Response:
 async def entry_save(request: web.Request) -> web.Response:
     list_id = request.match_info["list_id"]
     data: EntryInput = await _body(request, EntryInput)
-    wl = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: get_list(db, list_id))
+    wl = await asyncio.to_thread(
+        request.app[keys.STORE].read, lambda tx: request.app[keys.STORE].watchlists.get_list(tx, list_id)
+    )
     if wl is not None and wl.kind == ListKind.PERSON:
         return await _person_entry_save(request, list_id, data)
     if data.id_number or data.id_hash:
@@ -252,7 +242,9 @@ async def entry_delete(request: web.Request) -> web.Response:
 
 async def entry_expire(request: web.Request) -> web.Response:
     entry_id = request.match_info["entry_id"]
-    entry = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: get_entry(db, entry_id))
+    entry = await asyncio.to_thread(
+        request.app[keys.STORE].read, lambda tx: request.app[keys.STORE].watchlists.get_entry(tx, entry_id)
+    )
     if entry is None:
         raise json_error(web.HTTPNotFound, f"no entry {entry_id!r}")
     expired = msgspec.structs.replace(entry, valid_until=time.time())
@@ -277,7 +269,9 @@ async def watchlist_import(request: web.Request) -> web.Response:
     settings = _list_settings(request, list_id)
     data = await _read_capped(request, request.app[keys.SETTINGS].http.max_import_bytes)
     store = request.app[keys.STORE]
-    existing = await asyncio.to_thread(store.read, lambda db: get_list(db, list_id))
+    existing = await asyncio.to_thread(
+        store.read, lambda tx: request.app[keys.STORE].watchlists.get_list(tx, list_id)
+    )
     if existing is None and request.query.get("create") not in ("1", "true", "yes"):
         raise json_error(web.HTTPNotFound, f"no list {list_id!r} (create it first, or pass create=1)")
     if existing is not None and settings is not None:
@@ -432,7 +426,8 @@ async def _run_import(
     list_id = job.list_id
     try:
         have = await asyncio.to_thread(
-            app[keys.STORE].read, lambda db: {e.entry_id: e for e in list_entries(db, list_id)}
+            app[keys.STORE].read,
+            lambda tx: {e.entry_id: e for e in app[keys.STORE].watchlists.list_entries(tx, list_id)},
         )
         wanted = {e.entry_id: e for e in parsed.entries}
         changes: list[Any] = [] if new_list is None else [ListUpsert(watchlist=new_list)]
@@ -482,18 +477,19 @@ async def watchlist_export(request: web.Request) -> web.Response:
     if fmt not in ("csv", "json"):
         raise json_error(web.HTTPBadRequest, "format must be csv or json")
 
-    def q(db: Any) -> bytes | None:
-        if get_list(db, list_id) is None:
+    def q(tx: Tx) -> bytes | None:
+        lists = request.app[keys.STORE].watchlists
+        if lists.get_list(tx, list_id) is None:
             return None
-        return importer.export_entries(list_entries(db, list_id), fmt)  # type: ignore[arg-type]
+        return importer.export_entries(lists.list_entries(tx, list_id), fmt)  # type: ignore[arg-type]
 
     body = await asyncio.to_thread(request.app[keys.STORE].read, q)
     if body is None:
         raise json_error(web.HTTPNotFound, f"no list {list_id!r}")
     principal = principal_of(request)
     await request.app[keys.STORE].run(
-        lambda db: audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             _actor(request),
             principal.role if principal else "",
             "watchlist.export",
@@ -634,7 +630,7 @@ async def feed_file(request: web.Request) -> web.StreamResponse:
 async def feed_deltas(request: web.Request) -> web.Response:
     """The deltas after ``since`` (an edge that installed a feed file catches up with these), signed
     like the MQTT messages; 410 when they cannot be served as deltas (take the newest file)."""
-    from central.watchlists.feedfiles import deltas_since
+    from central.watchlists.feedfiles import MAX_DELTAS_SERVED
 
     try:
         since = int(request.query.get("since", ""))
@@ -642,7 +638,10 @@ async def feed_deltas(request: web.Request) -> web.Response:
             raise ValueError
     except ValueError:
         raise json_error(web.HTTPBadRequest, "since must be a feed version (a whole number >= 0)") from None
-    found = await asyncio.to_thread(request.app[keys.STORE].read, lambda db: deltas_since(db, since))
+    store = request.app[keys.STORE]
+    found = await asyncio.to_thread(
+        store.read, lambda tx: store.watchlists.deltas_since(tx, since, MAX_DELTAS_SERVED)
+    )
     if found is None:
         raise json_error(web.HTTPGone, "too far behind for deltas: fetch GET /api/v1/feed/file")
     version, bodies = found

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from aiohttp import web
 
-from central.people import audit
 from central.people.users import OPERATIONS, SEARCHERS, STAFF
 from central.record.platepattern import PatternError
 from central.web import keys
 from central.web.guards import (
-    MAX_REASON_CHARS,
-    OLD_DATA_DAYS,
-    OLD_DATA_ROLES,
+    audited_search,
     json_response,
     limit_param,
-    moment_param,
     privileged_only,
     sees_covert,
     time_param,
@@ -58,60 +53,18 @@ async def reads(request: web.Request) -> web.Response:
         raise json_error(
             web.HTTPBadRequest, "give exactly one of plate (exact) and pattern (partial, * and ?)"
         )
-    reason = q.get("reason", "").strip()
-    if not reason:
-        raise json_error(
-            web.HTTPBadRequest, "reason is required: every search of the record is logged with it"
-        )
-    if len(reason) > MAX_REASON_CHARS:
-        raise json_error(web.HTTPBadRequest, f"reason is longer than {MAX_REASON_CHARS} characters")
-    until = moment_param(q.get("until"), "until", time.time())
-    since = moment_param(q.get("since"), "since", until - 86400)
-    if since > until:
-        raise json_error(web.HTTPBadRequest, "since is after until")
-    max_days = app[keys.SETTINGS].record.search_max_days
-    if until - since > max_days * 86400:
-        raise json_error(web.HTTPBadRequest, f"a search spans at most {max_days} days")
     limit = limit_param(request, 500)
     checkpoint = q.get("checkpoint", "").strip() or None
     if checkpoint is not None and len(checkpoint) > 128:
         raise json_error(web.HTTPBadRequest, "checkpoint is longer than 128 characters")
-    record = app[keys.STORE].record
-    principal = principal_of(request)
-    if since < time.time() - OLD_DATA_DAYS * 86400 and (
-        principal is None or principal.role not in OLD_DATA_ROLES
-    ):
-        raise json_error(
-            web.HTTPForbidden,
-            f"records older than {OLD_DATA_DAYS} days need a commander's role",
-            allowed=sorted(OLD_DATA_ROLES),
-        )
-    actor, role = (principal.name, principal.role) if principal else ("?", "")
-    await app[keys.STORE].run(
-        lambda db: audit.append(
-            db,
-            actor,
-            role,
-            "record.search",
-            target=plate or pattern,
-            reason=reason,
-            detail={
-                "kind": "plate" if plate else "pattern",
-                "since": round(since),
-                "until": round(until),
-                "checkpoint": checkpoint,
-            },
-        )
-    )
-    log.info(
-        "record search by %s: %s=%r since=%s until=%s reason=%r",
-        principal.name if principal else "?",
-        "plate" if plate else "pattern",
+    window = await audited_search(
+        request,
+        "record.search",
         plate or pattern,
-        round(since),
-        round(until),
-        reason,
+        {"kind": "plate" if plate else "pattern", "checkpoint": checkpoint},
     )
+    since, until = window.since, window.until
+    record = app[keys.STORE].record
     try:
         if plate:
             found = await asyncio.to_thread(record.search_exact, plate, since, until, limit, checkpoint)
@@ -165,8 +118,8 @@ async def kit_results(request: web.Request) -> web.Response:
     rows = await asyncio.to_thread(store.kit_results, checkpoint, since, until, result, limit_param(request))
     # Test results are health data: who looked at which of them is on the record.
     await store.run(
-        lambda db: audit.append(
-            db,
+        lambda tx: request.app[keys.STORE].audit.append(
+            tx,
             principal.name if principal else "?",
             principal.role if principal else "",
             "kit_results.read",

@@ -12,10 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from central.intel import stats
-from central.people import audit
 from central.people.users import STATISTICIANS
 from central.web import guards, keys
-from runtime.web import Rule, json_error, principal_of
+from runtime.web import Rule, json_error
 
 POLICY: dict[str, Rule] = {
     "stats": STATISTICIANS,
@@ -59,7 +58,7 @@ async def _summary(request: web.Request) -> dict[str, Any]:
     group, (first, last), hidden = _group(request), _days(request), _hidden(request)
     store, ring = request.app[keys.STORE], request.app.get(keys.RING, [])
     return await asyncio.to_thread(
-        store.read, lambda db: stats.summary(db, group, first, last, store.record.tz, ring, hidden)
+        store.read, lambda tx: store.stats.summary(tx, group, first, last, store.record.tz, ring, hidden)
     )
 
 
@@ -74,31 +73,17 @@ async def stats_misreads(request: web.Request) -> web.Response:
     store = request.app[keys.STORE]
     return guards.json_response(
         await asyncio.to_thread(
-            store.read, lambda db: stats.misreads(db, first, last, store.record.tz, hidden)
+            store.read, lambda tx: store.stats.misreads(tx, first, last, store.record.tz, hidden)
         )
     )
 
 
 async def stats_export(request: web.Request) -> web.Response:
     """The summary as CSV; a ``reason`` is required and the export goes into the audit trail."""
-    reason = request.query.get("reason", "").strip()
-    if not reason:
-        raise json_error(web.HTTPBadRequest, "reason is required: every export is logged with it")
-    if len(reason) > guards.MAX_REASON_CHARS:
-        raise json_error(web.HTTPBadRequest, f"reason is longer than {guards.MAX_REASON_CHARS} characters")
+    reason = guards.required_reason(request, "export")
     found = await _summary(request)
-    principal = principal_of(request)
-    actor, role = (principal.name, principal.role) if principal else ("?", "")
-    await request.app[keys.STORE].run(
-        lambda db: audit.append(
-            db,
-            actor,
-            role,
-            "stats.export",
-            reason=reason,
-            detail={"group": found["group"], "from": found["from"], "to": found["to"]},
-        )
-    )
+    detail = {"group": found["group"], "from": found["from"], "to": found["to"]}
+    await guards.write_audit(request, "stats.export", reason, detail=detail)
     out = io.StringIO()
     csv.writer(out).writerows(stats.csv_rows(found))
     return web.Response(

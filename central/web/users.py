@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from central.people import audit, users
+from central.people import users
+from central.record.tx import Tx
 from central.web import keys
 from protocols import topics
 from protocols.messages import OfficerAccounts, encode
@@ -58,9 +59,9 @@ async def _change(request: web.Request, job: Any) -> Any:
     app = request.app
     directory = app[keys.DIRECTORY]
 
-    def run(db: Any) -> Any:
-        result = job(db)
-        directory.reload(db)
+    def run(tx: Tx) -> Any:
+        result = job(tx)
+        directory.reload(tx)
         return result
 
     try:
@@ -72,7 +73,7 @@ async def _change(request: web.Request, job: Any) -> Any:
 
 
 async def user_list(request: web.Request) -> web.Response:
-    found = await asyncio.to_thread(request.app[keys.STORE].read, users.all_users)
+    found = await asyncio.to_thread(request.app[keys.STORE].read, request.app[keys.STORE].users.all_users)
     return web.json_response({"users": [u.public() for u in found], "roles": list(users.ROLES)})
 
 
@@ -84,12 +85,12 @@ async def user_add(request: web.Request) -> web.Response:
         raise json_error(web.HTTPBadRequest, str(exc)) from None
     actor, role = _who(request)
 
-    def job(db: Any) -> users.User:
-        user = users.add(
-            db, data.username, data.role, hashed, display_name=data.display_name, checkpoint=data.checkpoint
+    def job(tx: Tx) -> users.User:
+        user = request.app[keys.STORE].users.add(
+            tx, data.username, data.role, hashed, display_name=data.display_name, checkpoint=data.checkpoint
         )
-        audit.append(
-            db,
+        request.app[keys.STORE].audit.append(
+            tx,
             actor,
             role,
             "user.add",
@@ -108,9 +109,9 @@ async def user_change(request: web.Request) -> web.Response:
     answer: dict[str, Any] = {}
     if action in ("disable", "enable"):
 
-        def job(db: Any) -> users.User:
-            user = users.set_disabled(db, username, action == "disable")
-            audit.append(db, actor, role, f"user.{action}", target=username)
+        def job(tx: Tx) -> users.User:
+            user = request.app[keys.STORE].users.set_disabled(tx, username, action == "disable")
+            request.app[keys.STORE].audit.append(tx, actor, role, f"user.{action}", target=username)
             return user
     elif action == "password":
         data = await _decode(request, PasswordInput)
@@ -119,16 +120,16 @@ async def user_change(request: web.Request) -> web.Response:
         except users.UserError as exc:
             raise json_error(web.HTTPBadRequest, str(exc)) from None
 
-        def job(db: Any) -> users.User:
-            user = users.set_password(db, username, hashed)
-            audit.append(db, actor, role, "user.password", target=username)
+        def job(tx: Tx) -> users.User:
+            user = request.app[keys.STORE].users.set_password(tx, username, hashed)
+            request.app[keys.STORE].audit.append(tx, actor, role, "user.password", target=username)
             return user
     elif action == "token":
 
-        def job(db: Any) -> users.User:
-            answer["token"] = users.new_token(db, username)
-            audit.append(db, actor, role, "user.token", target=username)
-            return users.get(db, username)
+        def job(tx: Tx) -> users.User:
+            answer["token"] = request.app[keys.STORE].users.new_token(tx, username)
+            request.app[keys.STORE].audit.append(tx, actor, role, "user.token", target=username)
+            return request.app[keys.STORE].users.get(tx, username)
     else:
         raise json_error(web.HTTPNotFound, f"unknown account action {action!r}")
     user = await _change(request, job)
@@ -139,8 +140,8 @@ def publish_accounts(app: web.Application) -> int:
     """Publish every checkpoint's officer accounts, retained (any thread; reads on its own connection)."""
     store = app[keys.STORE]
 
-    def q(db: Any) -> list[OfficerAccounts]:
-        return [users.officer_accounts(db, cp) for cp in users.officer_checkpoints(db)]
+    def q(tx: Tx) -> list[OfficerAccounts]:
+        return [store.users.officer_accounts(tx, cp) for cp in store.users.officer_checkpoints(tx)]
 
     try:
         sets = store.read(q)

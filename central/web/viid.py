@@ -16,14 +16,12 @@ import json
 import logging
 import time
 
-import sqlite_utils
 from aiohttp import web
 
 from central.ingest.viid import MAX_NOTIFICATION_BYTES, HitReport, ViidPlatform, parse_notifications
 from central.web import keys
 from protocols import viid
 from protocols.messages import Alert
-from runtime import deadletters
 from runtime.web import Access, Rule, token_matches
 
 log = logging.getLogger(__name__)
@@ -73,10 +71,8 @@ async def _dead(request: web.Request, platform: ViidPlatform, reason: str, raw: 
     platform.state.dead_letters += 1
     source = f"viid:{platform.settings.name}"
 
-    def job(db: sqlite_utils.Database) -> None:
-        deadletters.insert(db, source, reason, raw)
-
-    await asyncio.wrap_future(request.app[keys.STORE].submit(job))
+    store = request.app[keys.STORE]
+    await asyncio.wrap_future(store.submit(lambda tx: store.dead_letter(tx, source, reason, raw)))
     log.warning("viid %s: dead letter: %s", platform.settings.name, reason)
 
 

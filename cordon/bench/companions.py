@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from central.record.dayfiles import INDEXES, TABLES, SqliteReadStore, day_bounds, day_of, file_name
+from central.record.days import day_bounds, day_of
+from central.record.sqlite.dayfiles import INDEXES, TABLES, SqliteReadStore, file_name
 
 from .match import _plate
 

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from central.record.dayfiles import SqliteReadStore
+from central.record.sqlite.dayfiles import SqliteReadStore
 from cordon.testing import HOST, make_plates
 from edge.outbox import encode_event
 from edge.settings import MqttSettings as EdgeMqttSettings

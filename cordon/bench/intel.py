@@ -46,12 +46,13 @@ from typing import Any
 
 import msgspec
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import BatchResult, Ingest
 from central.intel.clones import CloneCheck, load_geography
-from central.record.store import HubStore
+from central.record.sqlite.store import HubStore
 from central.settings import CloneSettings
 from central.watchlists.index import HubWatchlists
-from protocols import plates
+from protocols import plates, topics
 from protocols.clones import CloneFinding
 from protocols.messages import SCHEMA_VERSION, Alert, EventBatch, PlateRead, encode
 
@@ -261,7 +262,7 @@ def _batches(reads: list[tuple[str, PlateRead, int, bool]]) -> list[tuple[str, b
                 v=SCHEMA_VERSION, checkpoint=cp, epoch=1, sent_at=events[-1].captured_at, events=list(events)
             )
         )
-        out.append((f"cordon/v1/cp/{cp}/events", body))
+        out.append((topics.events(cp), body))
 
     for cp, read, _, _ in reads:
         pending.setdefault(cp, []).append(read)
@@ -296,8 +297,7 @@ def _ingest(
         store,
         HubWatchlists(),
         publish=lambda t, p: None,
-        on_alerts=alerts.extend,
-        on_status=lambda s, o: None,
+        listener=Recorder(alerts=alerts),
         clones=check,
     )
     try:

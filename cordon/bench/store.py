@@ -35,19 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
-from central.record.dayfiles import (
-    INDEXES,
-    READ_COLUMNS,
-    TABLES,
-    SqliteReadStore,
-    day_bounds,
-    day_of,
-    digest,
-    file_name,
-)
-from central.record.store import HubStore
+from central.record.days import day_bounds, day_of, digest
+from central.record.sqlite.dayfiles import INDEXES, READ_COLUMNS, TABLES, SqliteReadStore, file_name
+from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
+from protocols import topics
 from protocols.messages import SCHEMA_VERSION, Event, EventBatch, PlateRead, encode
 
 from .match import _plate
@@ -261,10 +255,8 @@ def _searches(
 def _purge_under_ingest(data: Path, day_list: list[dt.date], settle_s: float = 2.0) -> dict[str, Any]:
     store = HubStore(data / "hub.db", record_dir=data / "record", utc_offset=UTC_OFFSET)
     store.start()
-    ingest = Ingest(
-        store, HubWatchlists(), publish=lambda t, p: None, on_alerts=lambda a: None, on_status=lambda s: None
-    )
-    topic = "cordon/v1/cp/SD-BENCH-001/events"
+    ingest = Ingest(store, HubWatchlists(), publish=lambda t, p: None, listener=Recorder())
+    topic = topics.events("SD-BENCH-001")
     samples: list[tuple[float, float]] = []  # (started, latency ms)
     stop = threading.Event()
     errors: list[str] = []

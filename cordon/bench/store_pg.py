@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from central.record.dayfiles import day_bounds, day_of, digest, parse_offset
+from central.record.days import day_bounds, day_of, digest, parse_offset
 from central.record.postgresql.reads import TABLES, PgReadStore, partition_name
 from cordon.testing import PostgresCluster
 from protocols.messages import PlateRead

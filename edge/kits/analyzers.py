@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from protocols.kits import Catalogue, KitError, MachineReading, PanelCall
+from protocols.times import TimeError, parse_time
 
 MAX_EXPORT_BYTES = 10 * 1024 * 1024
 CSV_COLUMNS = (
@@ -82,20 +83,11 @@ class AnalyzerImport(msgspec.Struct, kw_only=True):
 def _time(value: Any) -> float:
     if value is None or value == "":
         raise KitError("time is missing")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip()
+    number = isinstance(value, int | float) and not isinstance(value, bool)
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise KitError(f"time {text!r} is not ISO 8601 or unix seconds") from exc
-    if parsed.tzinfo is None:
-        raise KitError(f"time {text!r} has no UTC offset (e.g. +08:00)")
-    return parsed.timestamp()
+        return parse_time(value if number else str(value))
+    except TimeError as exc:
+        raise KitError(f"time {exc}") from None
 
 
 def _date(value: Any) -> dt.date:

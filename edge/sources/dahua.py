@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from protocols.errors import CordonError
 from protocols.messages import CameraRead
 from runtime.sqlwriter import WriterClosed
 
@@ -46,7 +47,7 @@ DIRECTIONS = {"obverse": "in", "reverse": "out"}
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?", re.I)
 
 
-class StreamError(RuntimeError):
+class StreamError(CordonError, RuntimeError):
     """The event stream broke or was refused; the message says how."""
 
 

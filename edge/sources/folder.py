@@ -33,6 +33,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from protocols import times
 from protocols.messages import CameraRead
 from runtime.sqlwriter import SqlWriter, WriterClosed
 
@@ -120,7 +121,7 @@ def parse_time(text: str | None) -> float | None:
     if text.isdigit() and len(text) in (14, 17):
         moment = datetime.strptime(text[:14], "%Y%m%d%H%M%S")
         return moment.timestamp() + (int(text[14:]) / 1000 if len(text) == 17 else 0.0)
-    return datetime.fromisoformat(text).timestamp()
+    return times.parse_time(text, naive="local")
 
 
 def read_from_name(name: str, pattern: re.Pattern[str]) -> CameraRead | None:

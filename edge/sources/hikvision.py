@@ -26,6 +26,7 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 from aiohttp import BodyPartReader, web
 
+from protocols.errors import CordonError
 from protocols.messages import CameraRead
 from runtime.deadletters import DeadLetterStore
 from runtime.web import json_error
@@ -57,7 +58,7 @@ class TooLarge(web.HTTPClientError):
     status_code = 413
 
 
-class HikvisionError(ValueError):
+class HikvisionError(CordonError, ValueError):
     """A push that is not a usable ISAPI event; ``status`` is the HTTP answer it gets."""
 
     def __init__(self, reason: str, status: type[web.HTTPException] = web.HTTPBadRequest) -> None:

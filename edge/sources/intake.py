@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from protocols.errors import CordonError
 from protocols.messages import CameraRead, PlateRead
 
 from ..evidence import EvidenceStore, PlateRect, Saved
@@ -21,7 +22,7 @@ from .video import FrameError, grab_frame
 log = logging.getLogger(__name__)
 
 
-class PictureError(RuntimeError):
+class PictureError(CordonError, RuntimeError):
     """A picture could not be fetched from the camera; the read is kept regardless."""
 
 

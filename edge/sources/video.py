@@ -12,6 +12,8 @@ import logging
 
 import cv2
 
+from protocols.errors import CordonError
+
 log = logging.getLogger(__name__)
 
 GRAB_TIMEOUT_S = 5.0
@@ -20,7 +22,7 @@ JPEG_QUALITY = 90
 SKIP_FRAMES = 2
 
 
-class FrameError(RuntimeError):
+class FrameError(CordonError, RuntimeError):
     """No frame could be had from the video source; the message says why."""
 
 

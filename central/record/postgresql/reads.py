@@ -5,7 +5,7 @@ same (``tests/test_record_contract.py`` runs one suite against both).
 
 **Days.** ``reads``, ``passages`` and ``plates`` (the day's distinct plates) are partitioned by
 ``RANGE (day)``, ``day`` being the record day of the capture time (a passage's ``first_seen``) in the
-configured UTC offset, computed as the day files are (:func:`central.record.dayfiles.day_of`, absurd times
+configured UTC offset, computed as the day files are (:func:`central.record.days.day_of`, absurd times
 clamped to 1970-01-01 or 2099-12-31). A unique key on a partitioned table must hold the partition key,
 so a read's identity is UNIQUE ``(checkpoint, epoch, seq, day)``: an honest resend carries the same
 capture time, lands in the same partition and finds itself there. A day's partitions are made when its
@@ -64,7 +64,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from central.record.dayfiles import day_of, digest, parse_offset, read_attributes
+from central.record.days import day_of, digest, parse_offset, read_attributes
 from central.record.platepattern import Pattern, clean_plate, narrowing, parse_pattern
 from central.record.postgresql.connections import Pool, connect
 from central.record.postgresql.schema import migrate

@@ -1,4 +1,4 @@
-"""The hub's PostgreSQL schema as numbered migrations, applied in order like ``central.record.schema``.
+"""The hub's PostgreSQL schema as numbered migrations, applied in order like ``central.record.sqlite.schema``.
 
 Migration 1 is the record of plain reads and passages (``central.record.postgresql.reads``): three tables
 partitioned by day (``RANGE (day)``, one partition a day, made when the day's first row comes), the

@@ -1,4 +1,4 @@
-"""hub.db's tables: the numbered migrations, applied in order by ``central.record.store.migrate``.
+"""hub.db's tables: the numbered migrations, applied in order by ``central.record.sqlite.store.migrate``.
 
 A migration is never edited once released: a change is a new migration at the end of the list.
 """

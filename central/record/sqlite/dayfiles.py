@@ -42,7 +42,8 @@ because nothing is acknowledged to the edge before COMMIT returns (so the edge r
 ``attached_max`` most recently used days attached (LRU) and attaches another between two
 transactions when a job needs it (:class:`runtime.sqlwriter.NeedsPreparation`). Readers open the
 day files they need with short-lived connections of their own (``mode=rw``: a reader never
-creates a file).
+creates a file). A new day's file is made with its tables under a hidden name and renamed into place,
+so a reader never finds a day file without its tables.
 
 :class:`SqliteReadStore` implements :class:`central.record.reads.ReadStore`, the interface a PostgreSQL
 store (declarative partitions by day, pg_trgm for partial plates) can implement too.
@@ -51,7 +52,6 @@ store (declarative partitions by day, pg_trgm for partial plates) can implement 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import os
 import re
@@ -64,6 +64,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
+from central.record.days import day_of, digest, parse_offset, read_attributes
 from central.record.platepattern import Pattern, candidate_query, clean_plate, parse_pattern
 from central.record.reads import (
     MAX_LIMIT,
@@ -74,16 +75,21 @@ from central.record.reads import (
     StoredRead,
     rank_companions,
 )
-from protocols.messages import Event, Passage, PlateRead
+from central.record.tx import RunAgain
+from protocols.messages import Passage, PlateRead
 from runtime.sqlwriter import NeedsPreparation, SqlWriter
+
+
+class _NeedsDayFile(NeedsPreparation, RunAgain):
+    """The writer attaches the day file between transactions and runs the job again (the store's
+    ``RunAgain`` to the code above the seam)."""
+
 
 log = logging.getLogger(__name__)
 
 FILE_PREFIX = "reads-"
 FILE_SUFFIX = ".db"
 PURGED_SUFFIX = ".purged"
-# captured_at outside these bounds (a broken edge clock) is routed to the nearest bound's day.
-_EARLIEST, _LATEST = 0.0, 4_102_444_799.0  # 1970-01-01 .. 2099-12-31 UTC
 
 _encoder = msgspec.json.Encoder()
 
@@ -139,32 +145,6 @@ READ_COLUMNS = (
 ATTRIBUTES_COLUMN = "attributes"
 
 
-def digest(event: Event) -> bytes:
-    """Content digest of an event: equal for an honest resend, different for a reused identity."""
-    return hashlib.blake2b(_encoder.encode(event), digest_size=16).digest()
-
-
-def parse_offset(text: str) -> dt.timezone:
-    """``+08:00`` -> the fixed offset the record's days are cut in."""
-    m = re.fullmatch(r"([+-])(\d{2}):(\d{2})", text.strip())
-    if not m or int(m.group(2)) > 14 or int(m.group(3)) > 59:
-        raise ValueError(f"UTC offset must look like +08:00, not {text!r}")
-    minutes = int(m.group(2)) * 60 + int(m.group(3))
-    return dt.timezone(dt.timedelta(minutes=minutes if m.group(1) == "+" else -minutes))
-
-
-def day_of(ts: float, tz: dt.timezone) -> dt.date:
-    """The record day of a timestamp (clamped to 1970..2099, so any float has a day)."""
-    ts = min(max(ts, _EARLIEST), _LATEST) if ts == ts else _EARLIEST  # NaN -> earliest
-    return dt.datetime.fromtimestamp(ts, tz).date()
-
-
-def day_bounds(day: dt.date, tz: dt.timezone) -> tuple[float, float]:
-    """[start, end) of a record day in unix seconds."""
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
-    return start, start + 86400.0
-
-
 def file_name(day: dt.date) -> str:
     return f"{FILE_PREFIX}{day.isoformat()}{FILE_SUFFIX}"
 
@@ -206,20 +186,6 @@ def _select_read(conn: sqlite3.Connection, s: str = "") -> str:
     columns = {row[1] for row in conn.execute(f"PRAGMA {schema}.table_info(reads)")}
     attrs = f"r.{ATTRIBUTES_COLUMN}" if ATTRIBUTES_COLUMN in columns else "NULL"
     return _SELECT_READ.format(s=s, attrs=attrs)
-
-
-def read_attributes(read: PlateRead) -> str | None:
-    """The read's optional attributes as the day file keeps them (JSON), or None when it has none."""
-    attrs = {
-        k: v
-        for k, v in (
-            ("vehicle_colour", read.vehicle_colour),
-            ("vehicle_brand", read.vehicle_brand),
-            ("has_evidence", read.has_evidence),
-        )
-        if v
-    }
-    return _encoder.encode(attrs).decode() if attrs else None
 
 
 def _row_to_read(row: tuple) -> StoredRead:  # type: ignore[type-arg]
@@ -305,7 +271,7 @@ class SqliteReadStore:
         if alias is not None:
             self._attached.move_to_end(day)
             return alias
-        raise NeedsPreparation(lambda d: self._attach(d, day), f"attach the record of {day}")
+        raise _NeedsDayFile(lambda d: self._attach(d, day), f"attach the record of {day}")
 
     def _existing_schema(self, db: sqlite_utils.Database, day: dt.date) -> str | None:
         """Like ``_schema``, but None for a day that has no file (nothing to look up there)."""
@@ -320,7 +286,10 @@ class SqliteReadStore:
             old, alias = self._attached.popitem(last=False)
             db.conn.execute(f"DETACH DATABASE {alias}")
         alias = _alias(day)
-        db.conn.execute("ATTACH DATABASE ? AS " + alias, (str(self.root / file_name(day)),))
+        path = self.root / file_name(day)
+        if not path.exists():
+            self._create_day_file(path)
+        db.conn.execute("ATTACH DATABASE ? AS " + alias, (str(path),))
         try:
             db.conn.execute(f"PRAGMA {alias}.journal_mode=WAL")
             db.conn.execute(f"PRAGMA {alias}.synchronous=FULL")
@@ -336,6 +305,22 @@ class SqliteReadStore:
             db.conn.execute(f"DETACH DATABASE {alias}")
             raise
         self._attached[day] = alias
+
+    @staticmethod
+    def _create_day_file(path: Path) -> None:
+        """Make a new day file with its tables under another name, then rename it into place: a reader
+        (a search, a backup, another process) never opens a day file whose tables are not there yet."""
+        temp = path.with_name(f".{path.name}.new")  # not a day file's name: days() never lists it
+        temp.unlink(missing_ok=True)  # left by a crash while making it
+        conn = sqlite3.connect(temp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            create_schema(conn)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # the last connection checkpoints and removes the WAL files
+        os.replace(temp, path)
 
     def import_legacy(self, db: sqlite_utils.Database) -> int:
         """Move the rows of hub.db's old ``reads`` and ``passages`` tables into day files (writer set-up).

@@ -16,16 +16,24 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 import sqlite_utils
 
-from central.record.dayfiles import FILE_SUFFIX, SqliteReadStore, digest, file_day, file_name
+from central.record.alerts import PendingHit
+from central.record.days import digest
 from central.record.reads import RecordCounts
-from central.record.schema import MIGRATIONS
+from central.record.sqlite import escalation, folding
+from central.record.sqlite.audit import SqliteAuditStore
+from central.record.sqlite.dayfiles import FILE_SUFFIX, SqliteReadStore, file_day, file_name
+from central.record.sqlite.schema import MIGRATIONS
+from central.record.sqlite.stats import SqliteStatsStore
+from central.record.sqlite.users import SqliteUserStore
+from central.record.sqlite.watchlists import SqliteWatchlistStore
+from central.record.sqlite.webhooks import SqliteWebhookStore
+from central.record.stores import BackupCut, Counts, Outcome
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,
@@ -99,39 +107,6 @@ def _made_at(event: Event) -> float:
     raise TypeError(type(event).__name__)
 
 
-class Outcome(msgspec.Struct):
-    """What happened to one event of a batch."""
-
-    inserted: bool
-    dead_letter: str | None = None
-    seen_before: bool = False
-    """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    reads: int
-    passages: int
-    alerts: int
-    dead_letters: int
-
-
-@dataclass(frozen=True, slots=True)
-class BackupCut:
-    """What one backup holds: files relative to its folder, what is in them, and the writer's pause."""
-
-    files: list[str]
-    reads: int
-    passages: int
-    alerts: int
-    audit_records: int
-    audit_head: str
-    """``ID:HASH`` of the last audit record in the cut (``cordon audit verify --head``)."""
-    migrations: list[int]
-    paused_s: float
-    """How long hub.db's write lock was held: the longest a commit of the hub's writer waited for it."""
-
-
 class HubStore:
     """Write side (one writer thread) and read side (short-lived connections) of the hub record."""
 
@@ -156,6 +131,11 @@ class HubStore:
             self.path, name="hub-store", setup=self._setup, busy_timeout_s=busy_timeout_s
         )
         self.record.bind(self._writer)
+        self.audit = SqliteAuditStore()
+        self.webhooks = SqliteWebhookStore()
+        self.watchlists = SqliteWatchlistStore()
+        self.users = SqliteUserStore()
+        self.stats = SqliteStatsStore()
 
     def _setup(self, db: sqlite_utils.Database) -> None:
         self.record.start(db)
@@ -341,6 +321,72 @@ class HubStore:
             f"ON CONFLICT(checkpoint) DO UPDATE SET {updates}",
             (checkpoint, *fields.values()),
         )
+
+    #: Inside a writer job: escalate the intercept alerts nobody answered (audited once each), their frames.
+    escalate_due = staticmethod(escalation.escalate_due)
+    #: On a read connection: the escalations already recorded for these alerts, as frames.
+    escalated_among = staticmethod(escalation.escalated_among)
+
+    #: Inside a writer job: fold an alert into the open alert of its entry and list (the alert as updated),
+    #: or None when it is to be raised.
+    fold = staticmethod(folding.fold)
+    #: Inside a writer job: this alert id was already raised or folded (a replay).
+    folded_or_raised = staticmethod(folding.known)
+
+    @staticmethod
+    def folded_into(db: sqlite_utils.Database, alert_id: str) -> str | None:
+        """Inside a writer job: the open alert a hit's alert was folded into, None when it was not folded."""
+        row = db.conn.execute("SELECT into_id FROM alert_folds WHERE alert_id=?", (alert_id,)).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def hit_thumbnail(
+        db: sqlite_utils.Database, checkpoint: str, epoch: int, read_seq: int, alert_id: str
+    ) -> str | None:
+        """Inside a writer job: the picture an edge hit stored earlier carried for this alert of this read."""
+        row = db.conn.execute(
+            "SELECT thumbnail FROM edge_hits WHERE checkpoint=? AND epoch=? AND read_seq=? AND alert_id=? "
+            "AND thumbnail IS NOT NULL LIMIT 1",
+            (checkpoint, epoch, read_seq, alert_id),
+        ).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def unalerted_edge_hits(
+        db: sqlite_utils.Database, checkpoint: str, epoch: int, read_seq: int
+    ) -> list[PendingHit]:
+        """Inside a writer job: the edge hits on this read that have no alert yet and were not folded."""
+        return [
+            PendingHit(*row)
+            for row in db.conn.execute(
+                "SELECT h.alert_id, h.entry_id, h.list_id, h.kind, h.score, h.explanation, h.feed_version, "
+                "h.matcher_version FROM edge_hits h LEFT JOIN alerts a ON a.alert_id = h.alert_id "
+                "WHERE h.checkpoint=? AND h.epoch=? AND h.read_seq=? AND a.alert_id IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM alert_folds f WHERE f.alert_id = h.alert_id)",
+                (checkpoint, epoch, read_seq),
+            ).fetchall()
+        ]
+
+    @staticmethod
+    def dead_letter(
+        db: sqlite_utils.Database,
+        source: str,
+        reason: str,
+        raw: bytes,
+        checkpoint: str | None = None,
+        received_at: float | None = None,
+    ) -> int:
+        """Inside a writer job: keep what could not be taken, with the reason and the raw bytes; its id."""
+        return deadletters.insert(db, source, reason, raw, checkpoint, received_at)
+
+    @staticmethod
+    def alerts_naming(db: sqlite_utils.Database, checkpoint: str, epoch: int, seq: int) -> list[Alert]:
+        """Alerts of this read, and clone alerts that name it as the other read ("rule:clone:CP/epoch/seq")."""
+        rows = db.conn.execute(
+            "SELECT body FROM alerts WHERE (checkpoint = ? AND epoch = ? AND seq = ?) OR entry_id = ?",
+            (checkpoint, epoch, seq, f"rule:clone:{checkpoint}/{epoch}/{seq}"),
+        ).fetchall()
+        return [_alert_decoder.decode(body) for (body,) in rows]
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None:
         now = time.time()

@@ -1,0 +1,392 @@
+"""The hub's storage seam: what the rest of ``central/`` needs of its stores, as typing Protocols over
+domain types (msgspec structs and dataclasses, never rows or connections).
+
+Everything above ``record/`` is written against these; ``central.record.sqlite`` implements them on
+hub.db and the day files (the default, and what ``cordon demo`` runs), ``central.record.postgresql``
+implements the read store, and ``central.record.factory`` picks the implementations from the settings.
+
+Writes run inside one transaction of the store: ``IngestStore.ingest`` (an edge batch: validate,
+store, match, fold, route, count, all or nothing) and ``run``/``submit`` for any other change; the
+job gets a :class:`~central.record.tx.Tx`, an opaque handle it only passes back to the store's
+methods. Reads take a handle from ``read``. A store method may raise
+:class:`~central.record.tx.RunAgain` inside a job; the job lets it through and runs again.
+
+What a hub keeps in memory beside its stores (and another hub would need) is listed in
+docs/architecture.md ("State a hub keeps in memory").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from central.people.audit import Record, Verdict
+from central.people.users import User
+from central.record.alerts import PendingHit
+from central.record.reads import ReadStore, RecordCounts
+from central.record.stats import Hidden
+from central.record.tx import Tx
+from central.record.watchlists import Applied, ListIndex
+from protocols.feed import FeedChange
+from protocols.matching import Entry, PermitRule, Watchlist
+from protocols.messages import Alert, AlertReceipt, CheckpointStatus, Event, OfficerAccounts
+
+__all__ = [
+    "AlertStore",
+    "AuditStore",
+    "BackupCut",
+    "Counts",
+    "EvidenceStore",
+    "HubStores",
+    "ImportJobStore",
+    "IngestStore",
+    "KitResultStore",
+    "LoginLimitStore",
+    "Outcome",
+    "ReadStore",
+    "StatsStore",
+    "UserStore",
+    "WatchlistStore",
+    "WebhookStore",
+]
+
+T = TypeVar("T")
+
+
+class Outcome(msgspec.Struct):
+    """What happened to one event of a batch."""
+
+    inserted: bool
+    dead_letter: str | None = None
+    seen_before: bool = False
+    """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    reads: int
+    passages: int
+    alerts: int
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupCut:
+    """What one backup holds: files relative to its folder, what is in them, and the writer's pause."""
+
+    files: list[str]
+    reads: int
+    passages: int
+    alerts: int
+    audit_records: int
+    audit_head: str
+    """``ID:HASH`` of the last audit record in the cut (``cordon audit verify --head``)."""
+    migrations: list[int]
+    paused_s: float
+    """How long hub.db's write lock was held: the longest a commit of the hub's writer waited for it."""
+
+
+class IngestStore(Protocol):
+    """One transaction for a whole batch: the job inserts, matches, folds and routes through the store's
+    methods with the handle it gets, and all of it commits together (or none of it, and nothing is
+    acknowledged). On SQLite the job runs in the writer thread, grouped with the jobs already waiting."""
+
+    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+        """Run ``job`` in one write transaction (from any thread); the future resolves after the commit."""
+        ...
+
+    async def run(self, job: Callable[[Tx], T]) -> T:
+        """``submit`` for the event loop."""
+        ...
+
+    def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run a read-only ``fn`` on a handle of its own (blocking: call it from a thread)."""
+        ...
+
+
+class AlertStore(Protocol):
+    """Events from the edges (hits, gaps, outcomes, kit results, audit events), alerts and their folding,
+    outcomes, alarm receipts, checkpoints, dead letters, escalations; retention of the hits."""
+
+    def insert_event(
+        self, tx: Tx, checkpoint: str, epoch: int, event: Event, edge_sent_at: float, received_at: float
+    ) -> Outcome: ...
+
+    def insert_alert(self, tx: Tx, alert: Alert) -> bool: ...
+
+    def add_thumbnail(self, tx: Tx, alert_id: str, thumbnail: str) -> Alert | None: ...
+
+    def update_checkpoint(self, tx: Tx, checkpoint: str, **fields: Any) -> None: ...
+
+    def fold(self, tx: Tx, alert: Alert, window_s: float) -> Alert | None: ...
+
+    def folded_or_raised(self, tx: Tx, alert_id: str) -> bool: ...
+
+    def folded_into(self, tx: Tx, alert_id: str) -> str | None: ...
+
+    def hit_thumbnail(
+        self, tx: Tx, checkpoint: str, epoch: int, read_seq: int, alert_id: str
+    ) -> str | None: ...
+
+    def unalerted_edge_hits(self, tx: Tx, checkpoint: str, epoch: int, read_seq: int) -> list[PendingHit]: ...
+
+    def insert_receipt(self, tx: Tx, receipt: AlertReceipt, received_at: float) -> dict[str, Any]: ...
+
+    def dead_letter(
+        self,
+        tx: Tx,
+        source: str,
+        reason: str,
+        raw: bytes,
+        checkpoint: str | None = None,
+        received_at: float | None = None,
+    ) -> int: ...
+
+    def escalate_due(self, tx: Tx, after_s: float, now: float | None = None) -> list[dict[str, Any]]: ...
+
+    def escalated_among(self, tx: Tx, alert_ids: list[str], after_s: float) -> list[dict[str, Any]]: ...
+
+    def alerts_naming(self, tx: Tx, checkpoint: str, epoch: int, seq: int) -> list[Alert]: ...
+
+    async def mark_dispatched(self, alert_ids: list[str]) -> None: ...
+
+    def undispatched_alerts(self) -> list[Alert]: ...
+
+    def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]: ...
+
+    def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
+
+    def receipts(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
+
+    def gaps(self, checkpoint: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def dead_letters(self, limit: int = 100, before_id: int | None = None) -> list[Any]:
+        """Newest first (``runtime.deadletters.DeadLetter`` records)."""
+        ...
+
+    def checkpoints(self) -> list[dict[str, Any]]: ...
+
+    def counts(self) -> Counts: ...
+
+    def purge_hits_before(self, cutoff: float) -> dict[str, int]: ...
+
+
+class KitResultStore(Protocol):
+    """Quick-test results (written by ``AlertStore.insert_event`` with their batch)."""
+
+    def kit_results(
+        self,
+        checkpoint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        result: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]: ...
+
+
+class WatchlistStore(Protocol):
+    """Lists, entries, permit rules and the field feed's versions; a change applied with its audit record
+    in the caller's transaction (the hub's index moves after the commit, by ``Applied.index_ops``)."""
+
+    def feed_version(self, tx: Tx) -> int: ...
+
+    def get_list(self, tx: Tx, list_id: str) -> Watchlist | None: ...
+
+    def get_entry(self, tx: Tx, entry_id: str) -> Entry | None: ...
+
+    def list_entries(self, tx: Tx, list_id: str) -> list[Entry]: ...
+
+    def entries_with_plate(self, tx: Tx, plate: str) -> list[Entry]: ...
+
+    def permit_rules(self, tx: Tx) -> list[PermitRule]: ...
+
+    def load_all(self, tx: Tx) -> tuple[list[Watchlist], list[Entry], int, list[PermitRule]]: ...
+
+    def list_summaries(self, tx: Tx) -> list[tuple[Watchlist, int]]: ...
+
+    def search_entries(
+        self, tx: Tx, list_id: str, plate_part: str, limit: int, offset: int
+    ) -> tuple[list[Entry], int]: ...
+
+    def apply_changes(
+        self,
+        tx: Tx,
+        changes: Iterable[FeedChange],
+        watchlists: ListIndex,
+        actor: str,
+        now: float | None = None,
+        role: str = "",
+        reason: str = "",
+    ) -> Applied: ...
+
+    def versioned_snapshot(self, tx: Tx) -> tuple[int, bytes]: ...
+
+    def field_feed(self, tx: Tx) -> tuple[int, list[Watchlist], list[Entry], list[PermitRule]]: ...
+
+    def unfiled(self, tx: Tx, since: int) -> tuple[int, bool, float | None]: ...
+
+    def deltas_since(self, tx: Tx, since: int, limit: int) -> tuple[int, list[bytes]] | None: ...
+
+
+class UserStore(Protocol):
+    """Accounts (sessions are signed cookies checked against each account's generation; API tokens are
+    kept hashed on the account)."""
+
+    def add(
+        self,
+        tx: Tx,
+        username: str,
+        role: str,
+        password_hash: str,
+        *,
+        display_name: str = "",
+        checkpoint: str | None = None,
+        now: float | None = None,
+    ) -> User: ...
+
+    def get(self, tx: Tx, username: str) -> User: ...
+
+    def all_users(self, tx: Tx) -> list[User]: ...
+
+    def set_disabled(self, tx: Tx, username: str, disabled: bool) -> User: ...
+
+    def set_password(self, tx: Tx, username: str, password_hash: str) -> User: ...
+
+    def new_token(self, tx: Tx, username: str) -> str: ...
+
+    def officer_checkpoints(self, tx: Tx) -> list[str]: ...
+
+    def officer_accounts(self, tx: Tx, checkpoint: str) -> OfficerAccounts: ...
+
+    def directory(self, tx: Tx) -> list[tuple[User, tuple[str, str | None]]]: ...
+
+    def signature(self, tx: Tx) -> tuple[int, float | None, float]: ...
+
+
+class AuditStore(Protocol):
+    """The hash-chained audit trail (the chain's rule: ``central.people.audit``)."""
+
+    def append(
+        self,
+        tx: Tx,
+        actor: str,
+        role: str,
+        action: str,
+        target: str = "",
+        reason: str = "",
+        detail: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> Record: ...
+
+    def head(self, tx: Tx) -> tuple[int, str] | None: ...
+
+    def records(
+        self,
+        tx: Tx,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+        before_id: int | None = None,
+    ) -> list[Record]: ...
+
+    def verify(self, tx: Tx, head: tuple[int, str] | None = None) -> Verdict: ...
+
+
+class WebhookStore(Protocol):
+    """What each webhook was sent, and what it still lacks after a restart."""
+
+    def record_delivery(self, tx: Tx, hook: str, key: str, outcome: str, detail: str, at: float) -> None: ...
+
+    def undelivered_alerts(self, tx: Tx, hook: str, since: float) -> list[bytes]: ...
+
+    def unsent_escalations(self, tx: Tx, hook: str, since: float) -> list[dict[str, object]]: ...
+
+
+class StatsStore(Protocol):
+    """Counters kept at ingest and the command center's summaries read from them."""
+
+    def add_daily_counts(self, tx: Tx, counts: dict[tuple[str, str], list[int]]) -> None: ...
+
+    def sample_status(self, tx: Tx, status: CheckpointStatus, at: float, tz: dt.timezone) -> None: ...
+
+    def summary(
+        self,
+        tx: Tx,
+        group: str,
+        first: dt.date,
+        last: dt.date,
+        tz: dt.timezone,
+        ring: Iterable[dict[str, Any]] = (),
+        hidden: Hidden = None,
+    ) -> dict[str, Any]: ...
+
+    def misreads(
+        self, tx: Tx, first: dt.date, last: dt.date, tz: dt.timezone, hidden: Hidden = None
+    ) -> dict[str, Any]: ...
+
+
+class LoginLimitStore(Protocol):
+    """Failed logins per account and address in a sliding window. Today in memory per process
+    (``runtime.web.LoginLimiter``): behind a load balancer each hub counts its own failures."""
+
+    def retry_after(self, account: str, address: str) -> float | None: ...
+
+    def failed(self, account: str, address: str) -> None: ...
+
+    def succeeded(self, account: str) -> None: ...
+
+
+class ImportJobStore(Protocol):
+    """Watchlist imports in progress and their outcome, by job id. Today a dict in memory
+    (``app[IMPORT_JOBS]``, central/web/lists.py): another hub cannot answer for a job."""
+
+    def get(self, job_id: str, /) -> Any: ...
+
+    def __setitem__(self, job_id: str, job: Any, /) -> None: ...
+
+    def __len__(self) -> int: ...
+
+
+class EvidenceStore(Protocol):
+    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind). Today files under
+    ``<data_dir>/evidence`` of one hub (``central.alerts.evidence.EvidenceCache``)."""
+
+    def cached(self, key: tuple[str, int, int, str]) -> bytes | None: ...
+
+    def keep(self, key: tuple[str, int, int, str], data: bytes) -> None: ...
+
+
+class HubStores(IngestStore, AlertStore, KitResultStore, Protocol):
+    """Everything the hub is given at start-up (``central.record.factory.open_store``): the batch and
+    alert store itself, and the other stores as its parts."""
+
+    record: ReadStore
+    audit: AuditStore
+    users: UserStore
+    watchlists: WatchlistStore
+    webhooks: WebhookStore
+    stats: StatsStore
+
+    @property
+    def writer_error(self) -> str | None:
+        """The last commit failure, for the health route (None while commits succeed)."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def record_counts(self) -> RecordCounts: ...
+
+    def purge_before(self, cutoff: dt.date) -> list[dt.date]: ...
+
+    def backup(self, dest: Path, *, lock_timeout_s: float = ...) -> BackupCut: ...

@@ -1,0 +1,23 @@
+"""The handle of one open transaction of the hub's store, opaque to everything above ``record/``.
+
+A store hands it to the job it runs (``IngestStore.ingest``, ``run``, ``read``) and takes it back in
+its own methods; what it is (a SQLite connection with the day files attached, a PostgreSQL
+connection) is the implementation's business. Code outside ``central/record/`` only passes it on.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from protocols.errors import CordonError
+
+
+class Tx(Protocol):
+    """One open transaction (write) or one read connection of the hub's store; use it only to pass on."""
+
+
+class RunAgain(CordonError):  # noqa: N818 - a request, not an error
+    """Raised by a store method inside a job: the store must do something outside any transaction first
+    (on SQLite, attach a day file) and then runs the whole job again. A job lets it through untouched;
+    turning it into a dead letter would lose the event. (A ``CordonError`` like every exception Cordon
+    defines, though nobody ever sees it: the store always takes it back.)"""

@@ -1,0 +1,196 @@
+"""The store seam (issue 21): the hub reaches its storage only through the Protocols of
+``central/record/stores.py``. Outside ``central/record/`` no module imports ``sqlite3``, ``sqlite_utils``
+or the SQLite writer, and no string literal holds SQL; inside ``central/record/`` only ``sqlite/`` (the
+SQLite implementations) touches SQLite, and ``postgresql/`` holds PostgreSQL's SQL."""
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CENTRAL = ROOT / "central"
+RECORD = CENTRAL / "record"
+SQLITE_DIR = RECORD / "sqlite"
+
+#: What only the SQLite implementations may import.
+SQLITE_MODULES = ("sqlite3", "sqlite_utils", "runtime.sqlwriter", "runtime.deadletters")
+
+#: A statement's opening words, upper case as the project writes SQL (prose says "select" in lower case).
+SQL = re.compile(
+    r"\b(SELECT\s+[\w*(]|INSERT\s+(OR\s+\w+\s+)?INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b|"
+    r"CREATE\s+(UNIQUE\s+)?(TABLE|INDEX|VIEW|TRIGGER)\b|ALTER\s+TABLE\b|DROP\s+(TABLE|INDEX)\b|"
+    r"PRAGMA\s+\w+|BEGIN\s+(IMMEDIATE|EXCLUSIVE)\b|ATTACH\s+DATABASE\b|ON\s+CONFLICT\b)"
+)
+
+
+def sqlite_imports(path: Path) -> list[str]:
+    """The SQLite modules a file imports (``from runtime.sqlwriter import X`` counts as the writer)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        for name in names:
+            if any(name == m or name.startswith(m + ".") for m in SQLITE_MODULES):
+                found.append(name)
+    return sorted(set(found))
+
+
+def docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the string constants that are docstrings (prose, not SQL)."""
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+        # An attribute's docstring: a bare string right after an assignment.
+        for field in ("body", "orelse", "finalbody"):
+            stmts = getattr(node, field, None)
+            if isinstance(stmts, list):
+                for stmt in stmts[1:]:
+                    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                        ids.add(id(stmt.value))
+    return ids
+
+
+def sql_literals(path: Path) -> list[str]:
+    """String literals (f-string parts included) that read as SQL, each cut to 60 characters."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    prose = docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose:
+            if SQL.search(node.value):
+                found.append(" ".join(node.value.split())[:60])
+    return found
+
+
+def offences(root: Path, skip: Path | None = None) -> dict[str, list[str]]:
+    """Every file under ``root`` (but ``skip``) that imports SQLite or writes SQL, with what it does."""
+    bad: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        if skip is not None and path.is_relative_to(skip):
+            continue
+        what = [f"imports {m}" for m in sqlite_imports(path)]
+        if not path.is_relative_to(RECORD):
+            what += [f"SQL {s!r}" for s in sql_literals(path)]
+        if what:
+            bad[str(path.relative_to(ROOT if path.is_relative_to(ROOT) else root))] = what
+    return bad
+
+
+def test_nothing_outside_the_record_touches_sqlite_or_writes_sql():
+    outside = {k: v for k, v in offences(CENTRAL).items() if not (ROOT / k).is_relative_to(RECORD)}
+    assert not outside, (
+        f"storage outside central/record/ (use a store of central/record/stores.py): {outside}"
+    )
+
+
+def test_the_hub_reaches_the_implementations_only_through_the_factory():
+    """Above ``record/`` the hub names the Protocols; only ``record/factory.py`` names an implementation."""
+    bad = {}
+    for path in sorted(CENTRAL.rglob("*.py")):
+        if path.is_relative_to(RECORD):
+            continue
+        named = set()
+        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.Import):
+                named |= {a.name for a in n.names}
+            elif isinstance(n, ast.ImportFrom) and n.module:
+                named |= {n.module, *(f"{n.module}.{a.name}" for a in n.names)}
+        wrong = sorted(
+            {m for m in named if m and m.startswith(("central.record.sqlite", "central.record.postgresql"))}
+        )
+        if wrong:
+            bad[str(path.relative_to(ROOT))] = wrong
+    assert not bad, f"implementations named above the seam (use central.record.stores): {bad}"
+
+
+def test_the_postgresql_record_is_a_read_store():
+    from central.record.postgresql.reads import PgReadStore
+    from central.record.reads import ReadStore
+
+    wanted = {m for m in vars(ReadStore) if not m.startswith("_")} | set(ReadStore.__annotations__)
+    assert not sorted(m for m in wanted if m != "tz" and not hasattr(PgReadStore, m))
+    assert "self.tz =" in Path(inspect.getsourcefile(PgReadStore)).read_text(encoding="utf-8")
+
+
+def test_only_the_sqlite_implementations_touch_sqlite():
+    inside = offences(RECORD, skip=SQLITE_DIR)
+    assert not inside, f"SQLite outside central/record/sqlite/: {inside}"
+
+
+def test_the_record_names_its_stores(tmp_path):
+    """The Protocols the rest of the hub is written against exist, and the SQLite stores have every method."""
+    from central.record import stores
+    from central.record.sqlite.store import HubStore
+
+    names = (
+        "AlertStore",
+        "ReadStore",
+        "WatchlistStore",
+        "UserStore",
+        "LoginLimitStore",
+        "AuditStore",
+        "WebhookStore",
+        "KitResultStore",
+        "StatsStore",
+        "ImportJobStore",
+        "EvidenceStore",
+        "IngestStore",
+        "HubStores",
+    )
+    assert all(getattr(getattr(stores, n, None), "_is_protocol", False) for n in names)
+
+    def methods(protocol: type) -> set[str]:
+        return {m for k in protocol.__mro__ if k is not object for m in vars(k) if not m.startswith("_")}
+
+    hub = HubStore(tmp_path / "hub.db")  # not started: nothing is opened
+    parts = {
+        stores.HubStores: hub,
+        stores.ReadStore: hub.record,
+        stores.AuditStore: hub.audit,
+        stores.UserStore: hub.users,
+        stores.WatchlistStore: hub.watchlists,
+        stores.WebhookStore: hub.webhooks,
+        stores.StatsStore: hub.stats,
+    }
+    for protocol, implementation in parts.items():
+        missing = sorted(m for m in methods(protocol) if not hasattr(implementation, m))
+        assert not missing, f"{type(implementation).__name__} lacks {protocol.__name__}'s {missing}"
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import sqlite3\n", "imports sqlite3"),
+        ("import sqlite_utils\n", "imports sqlite_utils"),
+        ("from runtime.sqlwriter import NeedsPreparation\n", "imports runtime.sqlwriter"),
+        ('q = "SELECT body FROM alerts WHERE alert_id=?"\n', "SQL"),
+        ('q = f"UPDATE alerts SET body={1}"\n', "SQL"),
+        ('q = "INSERT OR IGNORE INTO x VALUES (?)"\n', "SQL"),
+    ],
+)
+def test_the_check_sees_what_it_is_for(tmp_path, source, expected):
+    (tmp_path / "probe.py").write_text(source, encoding="utf-8")
+    found = offences(tmp_path)
+    assert found and any(w.startswith(expected) for w in next(iter(found.values())))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '"""Select the alerts, then update the counts; insert into the queue."""\n',
+        'def f():\n    """SELECT is how a reader would say it in a docstring."""\n',
+        'label = "select a list"\n',
+    ],
+)
+def test_the_check_leaves_prose_alone(tmp_path, source):
+    (tmp_path / "probe.py").write_text(source, encoding="utf-8")
+    assert not offences(tmp_path)
