@@ -25,6 +25,7 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocols import feedfile, signing
+from protocols.errors import CordonError
 from protocols.feed import FeedDelta, FeedSnapshot, FeedVersion
 
 from .mirror import Applied, Mirror
@@ -58,7 +59,7 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-class NoFeedFile(Exception):
+class NoFeedFile(CordonError):
     """The hub predates feed files (404): the JSON snapshot is used instead."""
 
 

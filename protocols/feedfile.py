@@ -32,6 +32,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .errors import CordonError
 from .feed import FeedSnapshot
 from .matching import Entry, PermitRule, Watchlist
 
@@ -55,7 +56,7 @@ ZLIB_LEVEL = 6
 SIGNED_PREFIX = b"cordon-feed-file/1\x00"
 
 
-class FeedFileError(ValueError):
+class FeedFileError(CordonError, ValueError):
     """A feed file that is not one, is damaged, or whose signature does not verify."""
 
 
