@@ -478,3 +478,31 @@ async def test_a_cloned_plate_is_said_in_the_tablets_language(demo, tablets, err
     assert await keys_shown(page) == []
     await page.click("#lang")
     assert errors.take() == []
+
+
+async def test_the_tablet_shows_times_in_the_edges_time_zone(browser, demo, errors):
+    """A tablet set to another zone (a borrowed handset, a tablet never set up) shows every time in the
+    edge's ``time_zone`` (Asia/Shanghai by default), as the console shows the hub's: one clock on both."""
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 800}, locale="zh-CN", timezone_id="America/New_York"
+    )
+    try:
+        await context.add_init_script(KEEP_WAKE_LOCKS)
+        page = errors.watch(await context.new_page(), "tablet in New York time")
+        await page.goto(demo.tablet + "/login")
+        await page.click("summary")
+        await page.fill("input[name=code]", demo.tablet_code)
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("#live.ok", timeout=TIMEOUT_MS)
+        # 1718000000 is 14:13:20 in Shanghai (+08:00) and 02:13:20 in New York (-04:00 then).
+        # The page's own formatter (one module instance per page): what every row and alarm is drawn with.
+        said = "() => import('/common/i18n.js').then((m) => m.fmtTime(1718000000))"
+        texts = [await page.evaluate(said)]
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while texts[-1] != "14:13:20" and time.monotonic() < deadline:  # until the first status poll
+            await page.wait_for_timeout(100)
+            texts.append(await page.evaluate(said))
+        assert texts[-1] == "14:13:20", f"times said in the tablet's own zone: {texts[-1]}"
+        assert errors.take() == []
+    finally:
+        await context.close()

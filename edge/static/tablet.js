@@ -4,7 +4,7 @@
 // drawn from data kept here, so a language switch redraws it all in the new language.
 // Text only, never HTML.
 import { ruleListName } from "/common/hits.js";
-import { applyI18n, applyTheme, CORDON_I18N, el, fmtTime, t, toggleLang, toggleTheme } from "/common/i18n.js";
+import { applyI18n, applyTheme, CORDON_I18N, el, fmtTime, setTimeZone, t, toggleLang, toggleTheme } from "/common/i18n.js";
 import { connectLive } from "/common/live.js";
 import { drawAlerts, receiveAlert, receiveFolded, receiveOutcome, redrawAlarm } from "./tablet-alarm.js";
 import { drawDuty } from "./tablet-duty.js";
@@ -94,9 +94,15 @@ async function refreshStatus() {
   try {
     const resp = await fetch("/api/v1/status");
     if (!resp.ok) return;
+    const zoneBefore = status && status.time_zone;
     status = await resp.json();
     setTabletCheckpoint(status.checkpoint);
-    drawStatus();
+    if (status.time_zone !== zoneBefore) {  // every time in the edge's time_zone, not the tablet's own
+      setTimeZone(status.time_zone);
+      redrawAll();
+    } else {
+      drawStatus();
+    }
   } catch (e) { /* the next poll tries again; tablet-offline.js says when the edge is unreachable */ }
 }
 setInterval(refreshStatus, 5000);
