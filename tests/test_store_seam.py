@@ -161,9 +161,85 @@ def test_the_record_names_its_stores(tmp_path):
         stores.WebhookStore: hub.webhooks,
         stores.StatsStore: hub.stats,
     }
+    from central.record import factory
+    from central.settings import HubSettings
+
+    settings = HubSettings(data_dir=str(tmp_path))
+    parts |= {
+        stores.LoginLimitStore: factory.open_login_limits(settings),
+        stores.ImportJobStore: factory.open_import_jobs(settings),
+        stores.EvidenceStore: factory.open_evidence(settings),
+    }
     for protocol, implementation in parts.items():
         missing = sorted(m for m in methods(protocol) if not hasattr(implementation, m))
         assert not missing, f"{type(implementation).__name__} lacks {protocol.__name__}'s {missing}"
+
+
+CONTAINER_METHODS = ("__len__", "__getitem__", "__setitem__", "__contains__", "__iter__")
+
+#: The implementations of the stores a hub keeps beside hub.db: built by ``record/factory.py`` only.
+SIDE_IMPLEMENTATIONS = ("MemoryImportJobs", "EvidenceFiles", "LoginLimiter")
+
+
+def store_protocols() -> dict[str, set[str]]:
+    """Each Protocol of ``central/record/stores.py`` (but ``HubStores``, made of the others) with the methods
+    it asks for (public ones, and the container methods such as ``__len__``)."""
+    from central.record import stores
+
+    def asked(protocol: type) -> set[str]:
+        return {
+            m
+            for k in protocol.__mro__
+            if k.__module__ == stores.__name__ or k.__name__ == "ReadStore"
+            for m, v in vars(k).items()
+            if callable(v) and (not m.startswith("_") or m in CONTAINER_METHODS)
+        }
+
+    return {
+        name: asked(getattr(stores, name))
+        for name in stores.__all__
+        if getattr(getattr(stores, name), "_is_protocol", False) and name != "HubStores"
+    }
+
+
+def test_no_store_is_implemented_above_the_record():
+    """A class above ``record/`` with every method of a store's Protocol is a store in the wrong place,
+    and above ``record/`` nothing names the side stores' implementations (the factory builds them)."""
+    protocols = store_protocols()
+    bad = {}
+    for path in sorted(CENTRAL.rglob("*.py")):
+        if path.is_relative_to(RECORD):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                defined = {f.name for f in node.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)}
+                bad.update(
+                    {
+                        f"{path.relative_to(ROOT)}:{node.name}": name
+                        for name, m in protocols.items()
+                        if m and m <= defined
+                    }
+                )
+            elif isinstance(node, ast.Name | ast.alias | ast.Attribute):
+                name = getattr(node, "id", None) or getattr(node, "name", None) or getattr(node, "attr", "")
+                if name.rsplit(".", 1)[-1] in SIDE_IMPLEMENTATIONS:
+                    bad[f"{path.relative_to(ROOT)}:{node.lineno if hasattr(node, 'lineno') else ''}"] = name
+    assert not bad, f"stores implemented or named above central/record/ (use record/factory.py): {bad}"
+
+
+def test_the_hub_holds_its_side_stores_by_their_protocols():
+    """The app keys of the login limits, the import jobs and the evidence pictures are typed by the
+    Protocols, and the evidence broker is given an ``EvidenceStore``."""
+    import typing
+
+    from central.alerts.evidence import EvidenceBroker
+    from central.record import stores
+    from central.web import keys
+
+    assert keys.LOGIN_LIMITS._t is stores.LoginLimitStore
+    assert keys.IMPORT_JOBS._t is stores.ImportJobStore
+    assert typing.get_type_hints(EvidenceBroker.__init__)["store"] is stores.EvidenceStore
 
 
 @pytest.mark.parametrize(
