@@ -5,6 +5,7 @@ SQLite implementations) touches SQLite, and ``postgresql/`` holds PostgreSQL's S
 
 import ast
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -270,3 +271,41 @@ def test_the_check_sees_what_it_is_for(tmp_path, source, expected):
 def test_the_check_leaves_prose_alone(tmp_path, source):
     (tmp_path / "probe.py").write_text(source, encoding="utf-8")
     assert not offences(tmp_path)
+
+
+def test_the_import_jobs_forget_the_oldest_finished_first(tmp_path):
+    from central.record import factory
+    from central.settings import HubSettings
+
+    class Job:
+        def __init__(self, finished: bool) -> None:
+            self.finished = finished
+
+    jobs = factory.open_import_jobs(HubSettings(data_dir=str(tmp_path)))
+    kept = {f"j{i}": Job(finished=i % 2 == 1) for i in range(50)}  # j1, j3, ... are finished
+    for job_id, job in kept.items():
+        jobs.add(job_id, job)
+    assert len(jobs) == 50
+    jobs.add("new", Job(finished=False))
+    assert len(jobs) == 50 and jobs.get("j1") is None and jobs.get("j0") is kept["j0"]
+    assert jobs.get("j3") is kept["j3"] and jobs.get("new") is not None
+    assert jobs.jobs()[0] is kept["j0"] and jobs.jobs()[-1] is jobs.get("new")
+
+
+def test_the_evidence_files_keep_within_their_quota(tmp_path):
+    from central.record import factory
+    from central.settings import EvidenceSettings, HubSettings
+
+    settings = HubSettings(data_dir=str(tmp_path), evidence=EvidenceSettings(max_bytes=2500))
+    files = factory.open_evidence(settings)
+    assert files.cached(("SD-DZ-001", 1, 1, "scene")) is None
+    files.keep(("SD-DZ-001", 1, 1, "scene"), b"\xff\xd8\xff" + b"a" * 997)
+    files.keep(("SD-DZ-001", 1, 2, "plate"), b"\xff\xd8\xff" + b"b" * 997)
+    assert files.cached(("SD-DZ-001", 1, 2, "plate")) == b"\xff\xd8\xff" + b"b" * 997
+    first = tmp_path / "evidence" / "SD-DZ-001" / "1-1-scene.jpg"
+    os.utime(first, (1, 1))  # the oldest by its time, whatever the clock's resolution
+    files.keep(("SD-DZ-001", 1, 3, "scene"), b"\xff\xd8\xff" + b"c" * 997)
+    assert files.cached(("SD-DZ-001", 1, 1, "scene")) is None  # over 2500 bytes: the oldest went
+    assert files.cached(("SD-DZ-001", 1, 3, "scene")) is not None
+    with pytest.raises(ValueError):
+        files.cached(("../etc", 1, 1, "scene"))
