@@ -4,8 +4,9 @@ Edges sit behind mobile-network NAT, so the hub never connects to one: it publis
 EvidenceRequest on ``cordon/v1/cp/{cp}/evidence/request`` and waits (an asyncio future per
 request_id) for the EvidenceReply on ``.../evidence/reply``. A picture that came is kept in the
 hub's ``EvidenceStore`` (files under ``<data_dir>/evidence/`` within ``evidence.max_bytes``:
-``central.record.evidencefiles``), so the next look is served from there. A checkpoint that is offline, or silent past the wait, is asked again
-when its status turns online; the caller gets a clear reason meanwhile.
+``central.record.evidencefiles``), so the next look is served from there. A checkpoint that is
+offline, or silent past the wait, is asked again when its status turns online; the caller gets a
+clear reason meanwhile.
 """
 
 from __future__ import annotations
