@@ -28,6 +28,7 @@ from central.people import visibility
 from central.people.users import Directory
 from central.record import factory, retention
 from central.settings import HubSettings
+from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
 from central.watchlists.index import HubWatchlists, changes_for, load_files
 from central.watchlists.lists import ListService
@@ -37,7 +38,7 @@ from central.web import keys
 from central.web import policy as hub_policy
 from central.web import users as web_users
 from central.web.audit import audit_login
-from protocols import signing, topics
+from protocols import feedfile, signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
@@ -127,6 +128,17 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     link_ref.append(link)
     app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
+    feed_files = FeedFiles(
+        store,
+        settings.data_path / "feed",
+        sign=(lambda digest: feedfile.sign_digest(digest, hub_key)) if hub_key is not None else None,
+        sign_body=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
+        rebuild_versions=settings.feed.file_rebuild_versions,
+        rebuild_s=settings.feed.file_rebuild_s,
+        current_version=lambda: app[keys.WATCHLISTS].index.feed_version,
+    )
+    app[keys.LISTS].on_version.append(lambda version: feed_files.poke())
+    app[keys.FEED_FILES] = feed_files
     app[keys.INGEST] = ingest
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
@@ -151,6 +163,7 @@ def create_app(settings: HubSettings) -> web.Application:
             _store,
             background("clone-warm", _warm_clones),
             _watchlists,
+            background("feed-files", lambda app: app[keys.FEED_FILES].run()),
             _dispatch,
             _broker,
             _upstream,

@@ -15,6 +15,7 @@ from central.mqtt import HubLink
 from central.people.users import Directory
 from central.record.stores import Counts, HubStores, ImportJobStore, LoginLimitStore
 from central.settings import HubSettings
+from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.index import HubWatchlists
 from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamSource
@@ -37,6 +38,7 @@ SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 BASE_COUNTS = web.AppKey("base_counts", Counts)
 LOOP = web.AppKey("loop", asyncio.AbstractEventLoop)
 LISTS = web.AppKey("lists", ListService)
+FEED_FILES = web.AppKey("feed_files", FeedFiles)
 UPSTREAM = web.AppKey("upstream", list[UpstreamSource])
 VIID_PLATFORMS = web.AppKey("viid_platforms", list[ViidPlatform])
 DIRECTORY = web.AppKey("directory", Directory)
