@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -359,6 +359,18 @@ def _check_origin(request: web.Request) -> None:
         raise json_error(web.HTTPForbidden, "cross-site request refused")
 
 
+class LoginLimits(Protocol):
+    """What a login route asks of its limiter (the hub's ``central.record.stores.LoginLimitStore``)."""
+
+    def retry_after(self, account: str, address: str) -> float | None:
+        """Seconds until another attempt is allowed, or None when one is allowed now."""
+        ...
+
+    def failed(self, account: str, address: str) -> None: ...
+
+    def succeeded(self, account: str) -> None: ...
+
+
 class LoginLimiter:
     """Failed logins per account and per address in a sliding window; past the limit, refuse for a while."""
 
@@ -428,7 +440,7 @@ def add_login_routes(
     check_login: CheckLogin,
     *,
     on_login: LoginHook | None = None,
-    limiter: LoginLimiter | None = None,
+    limiter: LoginLimits | None = None,
 ) -> None:
     """``GET /login`` (the shared login page), ``POST /login`` and ``POST /logout``.
 

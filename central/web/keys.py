@@ -8,12 +8,12 @@ import datetime as dt
 from aiohttp import web
 
 from central.alerts.dispatch import AlertDispatcher
-from central.alerts.evidence import EvidenceCache
+from central.alerts.evidence import EvidenceBroker
 from central.ingest.pipeline import Ingest
 from central.ingest.viid import ViidPlatform
 from central.mqtt import HubLink
 from central.people.users import Directory
-from central.record.stores import Counts, HubStores
+from central.record.stores import Counts, HubStores, ImportJobStore, LoginLimitStore
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.index import HubWatchlists
@@ -27,7 +27,10 @@ STORE = web.AppKey("store", HubStores)
 WATCHLISTS = web.AppKey("watchlists", HubWatchlists)
 INGEST = web.AppKey("ingest", Ingest)
 LINK = web.AppKey("link", HubLink)
-EVIDENCE = web.AppKey("evidence", EvidenceCache)
+EVIDENCE = web.AppKey("evidence", EvidenceBroker)
+LOGIN_LIMITS = web.AppKey("login_limits", LoginLimitStore)
+IMPORT_JOBS = web.AppKey("import_jobs", ImportJobStore)
+"""Watchlist imports by job id (``central.web.lists.ImportJob``)."""
 DISPATCHER = web.AppKey("dispatcher", AlertDispatcher)
 CONSOLE = web.AppKey("console", Fanout)
 CHECKPOINTS = web.AppKey("checkpoints", dict[str, dict[str, object]])

@@ -302,10 +302,7 @@ async def watchlist_import(request: web.Request) -> web.Response:
         if job.failure is not None:
             raise job.failure
         return _json(job.result)
-    jobs = request.app[IMPORT_JOBS]
-    while len(jobs) >= MAX_IMPORT_JOBS and _forget_oldest_finished(jobs):
-        pass
-    jobs[job.job_id] = job
+    request.app[keys.IMPORT_JOBS].add(job.job_id, job)
     job.task = asyncio.create_task(run, name=f"import-{job.job_id}")
     return _json(job.status(), status=202)
 
@@ -339,13 +336,12 @@ def _list_settings(request: web.Request, list_id: str) -> Watchlist | None:
 
 
 async def watchlist_import_job(request: web.Request) -> web.Response:
-    job = request.app[IMPORT_JOBS].get(request.match_info["job"])
+    job = request.app[keys.IMPORT_JOBS].get(request.match_info["job"])
     if job is None:
         raise json_error(web.HTTPNotFound, f"no import job {request.match_info['job']!r}")
     return _json(job.status())
 
 
-MAX_IMPORT_JOBS = 50  # finished jobs kept for their status route; the oldest finished go first
 _job_ids = itertools.count(1)
 
 
@@ -375,16 +371,10 @@ class ImportJob:
             "error": self.error,
         }
 
-
-IMPORT_JOBS = web.AppKey("import_jobs", dict[str, ImportJob])
-
-
-def _forget_oldest_finished(jobs: dict[str, ImportJob]) -> bool:
-    for job_id, job in jobs.items():
-        if job.state not in ("running", "applying"):
-            del jobs[job_id]
-            return True
-    return False
+    @property
+    def finished(self) -> bool:
+        """Done, rejected or failed: the job store may forget it to make room."""
+        return self.state not in ("running", "applying")
 
 
 def _rows_in(data: bytes, fmt: str) -> int:
@@ -450,9 +440,8 @@ async def _run_import(
 
 
 async def _import_jobs_ctx(app: web.Application) -> Any:
-    app[IMPORT_JOBS] = {}
     yield
-    tasks = [j.task for j in app[IMPORT_JOBS].values() if j.task is not None and not j.task.done()]
+    tasks = [j.task for j in app[keys.IMPORT_JOBS].jobs() if j.task is not None and not j.task.done()]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
