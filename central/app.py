@@ -16,7 +16,7 @@ from aiohttp import web
 
 from central.alerts import escalation
 from central.alerts.dispatch import AlertDispatcher
-from central.alerts.evidence import EvidenceCache
+from central.alerts.evidence import EvidenceBroker
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
@@ -26,9 +26,9 @@ from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink, OnMessage
 from central.people import visibility
 from central.people.users import Directory
-from central.record import retention
-from central.record.factory import open_store
+from central.record import factory, retention
 from central.settings import HubSettings
+from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
 from central.watchlists.index import HubWatchlists, changes_for, load_files
 from central.watchlists.lists import ListService
@@ -38,7 +38,7 @@ from central.web import keys
 from central.web import policy as hub_policy
 from central.web import users as web_users
 from central.web.audit import audit_login
-from protocols import signing, topics
+from protocols import feedfile, signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: HubSettings) -> web.Application:
     """Build the hub web app; the store, watchlists and broker link start with the app."""
-    store = open_store(settings)
+    store = factory.open_store(settings)
     console = Fanout()
     directory = Directory(store.users.directory)
     sessions = Sessions(secrets.token_bytes(32))
@@ -103,9 +103,8 @@ def create_app(settings: HubSettings) -> web.Application:
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
     )
-    evidence = EvidenceCache(
-        settings.data_path / "evidence",
-        settings.evidence.max_bytes,
+    evidence = EvidenceBroker(
+        factory.open_evidence(settings),
         publish,
         edge_keys=signkeys.PublicKeys(settings.signing.keys_dir) if settings.signing.keys_dir else None,
         signatures_required=settings.signing.required,
@@ -129,12 +128,29 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     link_ref.append(link)
     app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
+    feed_files = FeedFiles(
+        store,
+        settings.data_path / "feed",
+        sign=(lambda digest: feedfile.sign_digest(digest, hub_key)) if hub_key is not None else None,
+        sign_body=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
+        rebuild_versions=settings.feed.file_rebuild_versions,
+        rebuild_s=settings.feed.file_rebuild_s,
+        current_version=lambda: app[keys.WATCHLISTS].index.feed_version,
+    )
+    app[keys.LISTS].on_version.append(lambda version: feed_files.poke())
+    app[keys.FEED_FILES] = feed_files
     app[keys.INGEST] = ingest
     app[keys.DISPATCHER] = dispatcher
     app[keys.LINK] = link
 
+    app[keys.LOGIN_LIMITS] = factory.open_login_limits(settings)
+    app[keys.IMPORT_JOBS] = factory.open_import_jobs(settings)
     add_login_routes(
-        app, sessions, hub_console.console_login(settings.console.token, directory), on_login=audit_login
+        app,
+        sessions,
+        hub_console.console_login(settings.console.token, directory),
+        on_login=audit_login,
+        limiter=app[keys.LOGIN_LIMITS],
     )
     hub_policy.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
@@ -147,6 +163,7 @@ def create_app(settings: HubSettings) -> web.Application:
             _store,
             background("clone-warm", _warm_clones),
             _watchlists,
+            background("feed-files", lambda app: app[keys.FEED_FILES].run()),
             _dispatch,
             _broker,
             _upstream,
@@ -212,7 +229,7 @@ class HubEvents:
         self._on_loop(_on_receipts, receipts)
 
 
-def _messages_to(ingest: Ingest, evidence: EvidenceCache) -> OnMessage:
+def _messages_to(ingest: Ingest, evidence: EvidenceBroker) -> OnMessage:
     """The link's messages to their part, by the topic's kind (protocols/topics.py): an edge's evidence
     reply to the evidence broker, everything else to ingest (which dead-letters what is no Cordon topic)."""
 

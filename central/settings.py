@@ -71,6 +71,11 @@ class ConsoleSettings(msgspec.Struct, **_STRICT):
 class FeedSettings(msgspec.Struct, **_STRICT):
     token: str = ""
     """Bearer token edges present to fetch a feed snapshot; empty refuses every edge."""
+    file_rebuild_versions: Annotated[int, msgspec.Meta(ge=1)] = 500
+    """Write a new feed file once the newest one is this many feed versions behind (until then edges
+    take the file and the deltas since it)."""
+    file_rebuild_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    """...or once a change not yet in a file is this old."""
 
 
 class PermitSettings(msgspec.Struct, **_STRICT):

@@ -89,13 +89,20 @@ def watchlisted_plates() -> list[str]:
     return [e.plate for e in parse_csv(path.read_text(encoding="utf-8"), source=str(path)).entries]
 
 
+#: (user name, role, display name): the display name is a person's name on the page, in Chinese as the
+#: ring's staff would be named ("演示 commander" put an English word in the Chinese header).
 DEMO_ROLES = (
-    ("demo-commander", "commander"),
-    ("demo-analyst", "analyst"),
-    ("demo-lists", "watchlist_manager"),
-    ("demo-auditor", "auditor"),
-    ("demo-admin", "admin"),
+    ("demo-commander", "commander", "演示值班长"),
+    ("demo-analyst", "analyst", "演示研判员"),
+    ("demo-lists", "watchlist_manager", "演示名单管理员"),
+    ("demo-auditor", "auditor", "演示审计员"),
+    ("demo-admin", "admin", "演示管理员"),
 )
+DISPLAY_NAMES = {name: display for name, _, display in DEMO_ROLES}
+
+
+#: The auditor's role has no console page (the console says so on its sign-in page): where its work is.
+AUDITOR_NOTE = "   (no console page: the audit trail is GET /api/v1/audit, `cordon audit verify`)"
 
 
 def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
@@ -105,7 +112,7 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     from central.record.sqlite import users as user_store
     from central.record.sqlite.store import HubStore
 
-    made = [(name, role, secrets.token_urlsafe(9)) for name, role in DEMO_ROLES]
+    made = [(name, role, secrets.token_urlsafe(9)) for name, role, _ in DEMO_ROLES]
     hashes = {name: users.hash_password(password) for name, _, password in made}
     hub_dir.mkdir(parents=True, exist_ok=True)
     store = HubStore(hub_dir / "hub.db")
@@ -114,7 +121,7 @@ def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
     def job(db):  # noqa: ANN001, ANN202
         for name, role, _ in made:
             try:
-                user_store.add(db, name, role, hashes[name], display_name=f"演示 {role}")
+                user_store.add(db, name, role, hashes[name], display_name=DISPLAY_NAMES[name])
                 audit.append(db, "cordon demo", "", "user.add", target=name, detail={"role": role})
             except users.UserError:  # kept from an earlier run: a new password
                 user_store.set_password(db, name, hashes[name])
@@ -158,7 +165,10 @@ async def run_demo(
     lines = [
         f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",
         "  demo accounts (user name / password / role):",
-        *[f"    {name} / {password} / {role}" for name, role, password in accounts],
+        *[
+            f"    {name} / {password} / {role}" + AUDITOR_NOTE * (role == "auditor")
+            for name, role, password in accounts
+        ],
     ]
     plates = watchlisted_plates()
     cameras_lines = []

@@ -14,6 +14,7 @@ port of 127.0.0.1, ``fsync`` and ``synchronous_commit`` on), run as an unprivile
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import re
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -412,9 +414,11 @@ class CordonProcess:
     started_wall: float = 0.0
     started_mono: float = 0.0
 
+    scheme: str = "http"
+
     @property
     def base(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self.scheme}://{HOST}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -444,23 +448,37 @@ class CordonProcess:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_text()[-chars:]
 
-    def rss_mb(self) -> float | None:
-        return rss_mb(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
+    def rss_mb(self, field: str = "VmRSS") -> float | None:
+        return rss_mb(self.proc.pid, field) if self.proc is not None and self.proc.poll() is None else None
+
+    def cpu_s(self) -> float | None:
+        return cpu_s(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
 
     def stop(self, timeout: float = 30) -> int | None:
         return _stop_process(self.proc, signal.SIGINT, timeout)
 
 
-def rss_mb(pid: int | None = None) -> float | None:
-    """Resident memory of a process (this one by default), in MiB; None when unknown."""
+def rss_mb(pid: int | None = None, field: str = "VmRSS") -> float | None:
+    """Resident memory of a process (this one by default), in MiB; None when unknown. ``field="VmHWM"``:
+    its peak so far."""
     try:
         with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         return None
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, in seconds; None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def toml_value(value: Any) -> str:
@@ -494,16 +512,23 @@ def write_toml(path: Path, data: dict[str, Any]) -> Path:
 
 
 def hub_process(
-    workdir: Path, broker_url: str, *, console_token: str, feed_token: str, csv_files: list[Path]
+    workdir: Path,
+    broker_url: str,
+    *,
+    console_token: str,
+    feed_token: str,
+    csv_files: list[Path],
+    http: dict[str, Any] | None = None,
 ) -> CordonProcess:
-    """A ``cordon hub`` process (not started) on a free port, its watchlists loaded from ``csv_files``."""
+    """A ``cordon hub`` process (not started) on a free port, its watchlists loaded from ``csv_files``;
+    ``http``: more ``[http]`` keys (``cert_file`` and ``key_file`` serve HTTPS)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = write_toml(
         workdir / "hub.toml",
         {
             "data_dir": str(workdir / "data"),
-            "http": {"host": HOST, "port": port, "max_body_bytes": 4 * 1024 * 1024},
+            "http": {"host": HOST, "port": port, "max_body_bytes": 4 * 1024 * 1024, **(http or {})},
             "mqtt": {
                 "url": broker_url,
                 "client_id": f"cordon-hub-bench-{port}",
@@ -797,3 +822,244 @@ def previous_release_python(
         if say is not None:
             say(f"built in {time.monotonic() - started:.0f} s")
     return python
+
+
+REALISTIC_LISTS = (
+    ("bench-intercept", "vehicle", "intercept", 80),
+    ("bench-notify", "vehicle", "notify", 40),
+    ("bench-persons", "person", "intercept", 90),
+)
+_COLOURS = ("blue", "yellow", "green", "white", "black")
+_VEHICLE_TYPES = ("car", "truck", "van", "bus", "motorcycle", "tractor")
+_REASON_WORDS = (
+    "涉毒",
+    "盗抢",
+    "套牌",
+    "逃逸",
+    "布控",
+    "在逃人员",
+    "涉嫌运输毒品",
+    "未年检",
+    "重点车辆",
+    "协查",
+    "drug courier",
+    "stolen",
+    "cloned plate",
+    "hit and run",
+    "wanted",
+    "follow-up",
+)
+
+
+def realistic_feed(n: int, seed: int) -> tuple[list[Any], list[Any]]:
+    """(watchlists, entries): ``n`` entries shaped like a real field feed (issue 24): 0.1% wildcard
+    patterns, 5% person entries (keyed ID hashes), reasons drawn from a few hundred phrases, a unique
+    case reference on 60%, an expiry on 30%, colour and vehicle type on the vehicles that have them."""
+    from protocols.matching import Entry, ListAction, ListKind, Watchlist
+
+    rng = np.random.default_rng(seed + 7)
+    lists = [
+        Watchlist(list_id=lid, name=lid, kind=ListKind(kind), action=ListAction(action), priority=prio)
+        for lid, kind, action, prio in REALISTIC_LISTS
+    ]
+    phrases = [
+        f"{_REASON_WORDS[i % len(_REASON_WORDS)]} {_REASON_WORDS[(i * 7 + 3) % len(_REASON_WORDS)]} #{i}"
+        for i in range(300)
+    ]
+    persons = n // 20
+    patterns = max(1, n // 1000)
+    vehicles = n - persons - patterns
+    plates = make_plates(vehicles + patterns, seed)
+    base = 1_790_000_000.0
+    reason_of = rng.integers(0, len(phrases), n).tolist()
+    case = rng.random(n) < 0.6
+    expiry = rng.random(n) < 0.3
+    expiry_at = (base + rng.integers(86_400, 400 * 86_400, n)).tolist()
+    colour_of = rng.integers(-3, len(_COLOURS), n).tolist()  # about a third have none
+    vtype_of = rng.integers(-4, len(_VEHICLE_TYPES), n).tolist()
+    entries: list[Any] = []
+    for i in range(n):
+        if i < vehicles:
+            lid = "bench-intercept" if i % 5 else "bench-notify"
+            plate = plates[i]
+        elif i < vehicles + patterns:
+            lid = "bench-intercept"
+            p = plates[i]
+            plate = p[:2] + "*" + p[4:6] + "?" if i % 2 else p[:3] + "?" + p[4:]
+        else:
+            lid = "bench-persons"
+            plate = f"scrypt$n=32768,r=8,p=1${rng.bytes(32).hex()}"
+        person = lid == "bench-persons"
+        entries.append(
+            Entry(
+                entry_id=f"{lid}:{plate}",
+                list_id=lid,
+                plate=plate,
+                colour=None if person or colour_of[i] < 0 else _COLOURS[colour_of[i]],
+                vehicle_type=None if person or vtype_of[i] < 0 else _VEHICLE_TYPES[vtype_of[i]],
+                reason=phrases[reason_of[i]],
+                case_ref=f"SD{2020 + i % 7}-{rng.integers(0, 10**8):08d}" if case[i] else "",
+                valid_until=expiry_at[i] if expiry[i] else None,
+                created_by="import",
+            )
+        )
+    return lists, entries
+
+
+class ThinLine:
+    """A TCP relay on loopback that behaves like a thin line in front of ``target``.
+
+    ``rate_bps``: a token bucket in each direction (bursts of at most ``burst`` bytes); ``delay_s``:
+    added one way, in each direction; ``reset_at``: once that many bytes have gone towards the client
+    (over every connection), the connection is reset and the port refuses connections for
+    ``refuse_s`` (the listening socket is closed, so a connect gets ECONNREFUSED). ``down_bytes``
+    counts what reached clients.
+    """
+
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        rate_bps: float | None = None,
+        burst: int = 64 * 1024,
+        delay_s: float = 0.0,
+        reset_at: int | None = None,
+        refuse_s: float = 0.0,
+    ) -> None:
+        self.target = (target_host, target_port)
+        self.rate = rate_bps / 8 if rate_bps else None
+        self.burst = burst
+        self.delay_s = delay_s
+        self.reset_at = reset_at
+        self.refuse_s = refuse_s
+        self.port = 0
+        self.down_bytes = 0
+        self.resets = 0
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> ThinLine:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        pair = (writer, up_writer)
+        self._spawn(self._pipe(reader, up_writer, pair, down=False))
+        self._spawn(self._pipe(up_reader, writer, pair, down=True))
+
+    async def _pipe(
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        *,
+        down: bool,
+    ) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        tokens, last = float(self.burst), time.monotonic()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+                if down and self.reset_at is not None and self.down_bytes + len(data) >= self.reset_at:
+                    self.reset_at = None
+                    await self._reset(pair)
+                    return
+                dst.write(data)
+                if down:
+                    self.down_bytes += len(data)
+                await dst.drain()
+            dst.close()
+
+        sender = asyncio.ensure_future(deliver())
+        try:
+            while True:
+                data = await src.read(min(self.burst, 16 * 1024))
+                if not data:
+                    break
+                if self.rate:
+                    now = time.monotonic()
+                    tokens = min(self.burst, tokens + (now - last) * self.rate)
+                    last = now
+                    tokens -= len(data)
+                    if tokens < 0:
+                        await asyncio.sleep(-tokens / self.rate)
+                queue.put_nowait((time.monotonic() + self.delay_s, data))
+            queue.put_nowait((0.0, b""))
+            await sender
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(BaseException):
+                await sender
+
+    async def _reset(self, pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
+        self.resets += 1
+        for w in pair:
+            sock = w.get_extra_info("socket")
+            if sock is not None:  # SO_LINGER 0: close with RST, as a dropped line looks to the client
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.transport.abort()
+        if self._server is not None and self.refuse_s > 0:
+            self._server.close()
+            self._server = None
+            await asyncio.sleep(self.refuse_s)
+            self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+
+
+def seed_hub(data_dir: Path, lists: Sequence[Any], entries: Sequence[Any]) -> int:
+    """Write lists and entries into a hub's store before the hub starts (the way its API would, as one
+    change); returns the feed version. For benchmarks whose feeds hold what no CSV can (person lists,
+    patterns, expiries)."""
+    from central.record.factory import open_store
+    from central.settings import HubSettings
+    from central.watchlists.index import HubWatchlists
+    from protocols.feed import EntryUpsert, ListUpsert
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(HubSettings(data_dir=str(data_dir)))
+    store.start()
+    try:
+        changes = [ListUpsert(watchlist=wl) for wl in lists] + [EntryUpsert(entry=e) for e in entries]
+        applied = store.submit(
+            lambda tx: store.watchlists.apply_changes(tx, changes, HubWatchlists(), "bench")
+        ).result()
+        return applied.version
+    finally:
+        store.stop()

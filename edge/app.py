@@ -62,7 +62,20 @@ def create_app(settings: EdgeSettings) -> web.Application:
     outbox = OutboxStore(data / "outbox.db", max_bytes=settings.outbox.max_bytes or None)
     dead = DeadLetterStore(data / "deadletters.db")
     mirror = Mirror(data / "mirror.db")
-    feed = FeedSync(mirror, h.url, h.token, ssl_context=hub_tls)
+    hub_key = (
+        signkeys.public_key(settings.signing.hub_public_key_file)
+        if settings.signing.hub_public_key_file
+        else None
+    )
+    feed = FeedSync(
+        mirror,
+        h.url,
+        h.token,
+        ssl_context=hub_tls,
+        download_dir=data,
+        hub_key=hub_key,
+        signature_required=settings.signing.required,
+    )
     uplink_ref: list[EdgeUplink] = []
     alert_log = AlertLog(data / "alerts.db", recent=settings.tablet.recent_alerts)
     service = EdgeService(
@@ -99,9 +112,7 @@ def create_app(settings: EdgeSettings) -> web.Application:
         software=SOFTWARE,
         endpoint=endpoint,
         signing_key=signkeys.private_key(settings.signing.key_file) if settings.signing.key_file else None,
-        hub_key=signkeys.public_key(settings.signing.hub_public_key_file)
-        if settings.signing.hub_public_key_file
-        else None,
+        hub_key=hub_key,
         hub_signature_required=settings.signing.required,
         evidence=evidence,
         dead=dead,

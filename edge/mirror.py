@@ -8,6 +8,8 @@ changed on the event loop, where matching runs, so a match never sees a half-app
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import hmac
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
+from protocols import feedfile
 from protocols.feed import (
     EntryDelete,
     EntryUpsert,
@@ -25,7 +28,7 @@ from protocols.feed import (
     PermitRules,
 )
 from protocols.matching import Entry, Hit, ListKind, PermitRule, Watchlist
-from protocols.plateindex import PlateIndex
+from protocols.plateindex import PlateIndex, RowsBuilder
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = [
@@ -41,10 +44,54 @@ _entry_dec = msgspec.json.Decoder(type=Entry)
 _rules_dec = msgspec.json.Decoder(type=list[PermitRule])
 
 
+#: Rows per INSERT batch when a feed file replaces the mirror.
+WRITE_BATCH = 20_000
+
+
 class Applied(StrEnum):
     APPLIED = "applied"
     STALE = "stale"
     GAP = "gap"
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system after a big rebuild (glibc keeps it otherwise, and a
+    4 GB box shares it with the camera software); a no-op where there is no malloc_trim."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _shrink(db: sqlite_utils.Database) -> None:
+    """Free the memory SQLite kept from writing a whole feed (its page cache grows with the job)."""
+    db.conn.execute("PRAGMA shrink_memory")
+
+
+def _person_lists(lists: list[Watchlist]) -> set[str]:
+    return {wl.list_id for wl in lists if wl.kind == ListKind.PERSON}
+
+
+def _person_count(db: sqlite_utils.Database) -> int:
+    lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM lists")]
+    persons = sorted(_person_lists(lists))
+    if not persons:
+        return 0
+    marks = ",".join("?" * len(persons))
+    return int(
+        db.conn.execute(f"SELECT count(*) FROM entries WHERE list_id IN ({marks})", persons).fetchone()[0]  # noqa: S608
+    )
+
+
+def _rows_of(db: sqlite_utils.Database, lists: list[Watchlist]) -> RowsBuilder:
+    """The index's rows from the file, entry by entry; person entries are only counted (``skipped``)."""
+    persons = _person_lists(lists)
+    (count,) = db.conn.execute("SELECT count(*) FROM entries").fetchone()
+    rows = RowsBuilder(count)
+    for list_id, body in db.conn.execute("SELECT list_id, body FROM entries"):
+        if list_id in persons:
+            rows.skipped += 1
+        else:
+            rows.add(_entry_dec.decode(body))
+    return rows
 
 
 def _setup(db: sqlite_utils.Database) -> None:
@@ -64,32 +111,38 @@ class Mirror:
         self.lists: dict[str, Watchlist] = {}
         self.permit_rules: list[PermitRule] = []
         self.version = 0
+        #: entries of person lists: in the file only (they never answer a plate read, see match)
+        self._persons = 0
         self._lock = asyncio.Lock()
 
     def start(self) -> None:
-        """Open the file and build the index from it (blocking: call from a thread at start-up)."""
+        """Open the file and build the index from it (blocking: call from a thread at start-up).
+
+        Entries are read one at a time into the index's arrays, never all as objects at once."""
         self._writer.start()
 
-        def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], int, list[PermitRule]]:
+        def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], RowsBuilder, int, list[PermitRule]]:
             lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM lists")]
-            entries = [_entry_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM entries")]
+            rows = _rows_of(db, lists)
             row = db.conn.execute("SELECT value FROM meta WHERE key='permit_rules'").fetchone()
-            return lists, entries, _version(db), _rules_dec.decode(row[0]) if row else []
+            return lists, rows, _version(db), _rules_dec.decode(row[0]) if row else []
 
-        lists, entries, version, rules = self._writer.submit(load).result()
-        self._install(lists, entries, version)
+        lists, rows, version, rules = self._writer.submit(load).result()
+        self._persons = rows.skipped
+        index = PlateIndex()
+        index.build_rows(lists, rows, feed_version=version)
+        del rows
+        self.index, self.lists, self.version = index, {wl.list_id: wl for wl in lists}, version
         self.permit_rules = rules
+        self._writer.submit(_shrink).result()
+        release_memory()
 
     def stop(self) -> None:
         self._writer.stop()
 
     def __len__(self) -> int:
-        return len(self.index)
-
-    def _install(self, lists: list[Watchlist], entries: list[Entry], version: int) -> None:
-        index = PlateIndex()
-        index.build(lists, entries, feed_version=version)
-        self.index, self.lists, self.version = index, {wl.list_id: wl for wl in lists}, version
+        """Entries mirrored: those in the index, and person entries (kept only in the file)."""
+        return len(self.index) + self._persons
 
     def match(self, plate: str, *, now: float, colour: str | None, vehicle_type: str | None) -> list[Hit]:
         if not plate:
@@ -104,6 +157,18 @@ class Mirror:
         if self.permit_rules:
             hits += self.index.check_permit(plate, colour, vehicle_type, self.permit_rules, now=now)
         return hits
+
+    def _is_person(self, list_id: str) -> bool:
+        wl = self.lists.get(list_id)
+        return wl is not None and wl.kind == ListKind.PERSON
+
+    async def _reindex(self) -> None:
+        """Build the index anew from the file (rare: a list changed to or from kind ``person``)."""
+        lists = list(self.lists.values())
+        rows = await self._writer.run(lambda db: _rows_of(db, lists))
+        index = PlateIndex()
+        await asyncio.to_thread(index.build_rows, lists, rows, feed_version=self.version)
+        self.index, self._persons = index, rows.skipped
 
     async def match_person(self, id_hash: str, *, now: float) -> list[Entry]:
         """Entries of person lists (kind ``person``) whose ``plate`` holds this keyed ID hash; offline,
@@ -177,9 +242,22 @@ class Mirror:
                             (_enc.encode(change.rules).decode(),),
                         )
                 db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(delta.version),))
-                return dropped
+                return dropped, _person_count(db) if counts_persons else None
 
-            dropped = await self._writer.run(job)
+            # Person entries are counted, not indexed: recount when a change may touch them.
+            counts_persons = any(
+                isinstance(c, ListUpsert | ListDelete | EntryDelete)
+                or (isinstance(c, EntryUpsert) and self._is_person(c.entry.list_id))
+                for c in delta.changes
+            )
+            flips = [
+                c.watchlist.list_id
+                for c in delta.changes
+                if isinstance(c, ListUpsert)
+                and (old := self.lists.get(c.watchlist.list_id)) is not None
+                and (old.kind == ListKind.PERSON) != (c.watchlist.kind == ListKind.PERSON)
+            ]
+            dropped, persons = await self._writer.run(job)
             for change in delta.changes:  # now on the event loop, with the rows committed
                 if isinstance(change, ListUpsert):
                     self.lists[change.watchlist.list_id] = change.watchlist
@@ -189,13 +267,19 @@ class Mirror:
                         self.index.remove(entry_id)
                     self.lists.pop(change.list_id, None)
                 elif isinstance(change, EntryUpsert):
-                    self.index.upsert(change.entry)
+                    if not self._is_person(change.entry.list_id):
+                        self.index.upsert(change.entry)
                 elif isinstance(change, EntryDelete):
                     self.index.remove(change.entry_id)
                 elif isinstance(change, PermitRules):
                     self.permit_rules = list(change.rules)
+            if persons is not None:
+                self._persons = persons
             self.version = delta.version
             self.index.feed_version = delta.version
+            if flips:
+                # A list became (or stopped being) a person list: which entries the index holds changed.
+                await self._reindex()
             return Applied.APPLIED
 
     async def replace(self, snapshot: FeedSnapshot) -> bool:
@@ -227,10 +311,69 @@ class Mirror:
 
             await self._writer.run(job)
             index = PlateIndex()
-            await asyncio.to_thread(
-                index.build, snapshot.watchlists, snapshot.entries, feed_version=snapshot.version
-            )
+            persons = _person_lists(snapshot.watchlists)
+            plates = [e for e in snapshot.entries if e.list_id not in persons]
+            await asyncio.to_thread(index.build, snapshot.watchlists, plates, feed_version=snapshot.version)
+            self._persons = len(snapshot.entries) - len(plates)
+            del plates
             self.index, self.version = index, snapshot.version
             self.permit_rules = list(snapshot.permit_rules)
             self.lists = {wl.list_id: wl for wl in snapshot.watchlists}
             return True
+
+    async def replace_file(self, path: Path) -> tuple[bool, int, int]:
+        """``replace`` from a checked feed file (``protocols.feedfile``): (installed, its version, its
+        entries). The file is decoded in the mirror's writer thread and its entries go one at a time
+        into the rows and the new index's arrays, so the feed never exists as a list of objects;
+        matching goes on with the old index until the new one is complete."""
+        async with self._lock:
+            current = self.version
+
+            def job(db: sqlite_utils.Database) -> tuple[feedfile.FeedColumns, RowsBuilder | None]:
+                cols = feedfile.columns(path.read_bytes())
+                if cols.version <= current:
+                    return cols, None
+                db.conn.execute("DELETE FROM entries")
+                db.conn.execute("DELETE FROM lists")
+                db.conn.executemany(
+                    "INSERT INTO lists VALUES (?, ?)",
+                    [(wl.list_id, _enc.encode(wl)) for wl in cols.watchlists],
+                )
+                rows = RowsBuilder(cols.count)
+                persons = _person_lists(cols.watchlists)
+                batch: list[tuple[str, str, bytes]] = []
+                for e in feedfile.iter_entries(cols):
+                    if e.list_id in persons:
+                        rows.skipped += 1
+                    else:
+                        rows.add(e)
+                    batch.append((e.entry_id, e.list_id, _enc.encode(e)))
+                    if len(batch) >= WRITE_BATCH:
+                        db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", batch)
+                        batch.clear()
+                db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", batch)
+                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(cols.version),))
+                db.conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                    (_enc.encode(cols.permit_rules).decode(),),
+                )
+                # keep only what the index needs: the columns' text goes before the index is built
+                cols.plate = cols.case_ref = cols.list_code = cols.plate_len = cols.case_ref_len = b""
+                cols.colour = cols.vehicle_type = cols.reason = cols.created_by = b""
+                cols.strings, cols.ids = [], []
+                return cols, rows
+
+            cols, rows = await self._writer.run(job)
+            if rows is None:
+                return False, cols.version, cols.count
+            await self._writer.run(_shrink)
+            release_memory()  # what writing the rows took, before the new index takes its share
+            index = PlateIndex()
+            await asyncio.to_thread(index.build_rows, cols.watchlists, rows, feed_version=cols.version)
+            self._persons = rows.skipped
+            del rows
+            self.index, self.version = index, cols.version
+            self.permit_rules = list(cols.permit_rules)
+            self.lists = {wl.list_id: wl for wl in cols.watchlists}
+            release_memory()
+            return True, cols.version, cols.count

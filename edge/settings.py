@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -220,6 +221,9 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     checkpoint: str
     data_dir: str = "./data/edge"
     name: str = ""
+    time_zone: str = "Asia/Shanghai"
+    """The time zone (IANA name) the tablets show every time in, whatever zone the tablet itself is set
+    to: the hub's console shows times in its own ``time_zone`` (same default), so both say the same clock."""
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
@@ -236,6 +240,12 @@ class EdgeSettings(msgspec.Struct, **_STRICT):
     viid: ViidSettings = msgspec.field(default_factory=ViidSettings)
 
     def __post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"time_zone {self.time_zone!r} is not a known IANA time zone (e.g. Asia/Shanghai)"
+            ) from None
         devices: set[str] = set()
         for cam in self.cameras:
             if cam.kind != "viid":

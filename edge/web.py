@@ -178,6 +178,7 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
         "open_passages": len(service.passages),
         "alerts": len(service.alerts),
         "fold_window_s": service.alert_log.fold_window_s,
+        "time_zone": app[keys.SETTINGS].time_zone,
         "dead_letters": app[keys.DEAD].count,
     }
 

@@ -10,12 +10,14 @@ the rules reject; it can never lose one. In batch mode a vectorized test (``_cou
 impossible pairs before Python decides the rest.
 
 Layout (memory bar: <= 400 bytes per entry at 1M):
-- keys: one ``uint64`` word per key (the key's low bits packed with its row number), grouped by
+- keys: one ``uint64`` word per key (the key with its lowest bits replaced by its row number,
+  sorted in place while building, so no second array or argsort is needed), grouped by
   the key's top bits, and a directory of ``uint32`` offsets per top-bits bucket (about one key
   per bucket), so a probe costs two memory reads instead of a 23-step binary search. ~10 keys
   per entry: ~80 bytes, plus ~32 for the directory.
 - rows: plates in one fixed-width numpy unicode array (also the code matrix for hashing), entry
-  ids as one UTF-8 buffer with offsets, list/colour/type as small int codes, validity as float
+  ids as one UTF-8 buffer with offsets (an id of the usual form ``list_id:plate`` stored empty and
+  made on demand), list/colour/type as small int codes, validity as float
   arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
   the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
@@ -61,7 +63,7 @@ from protocols.permits import PERMIT_KINDS, check_permit
 from protocols.platekeys import entry_keys, mix, np_entry_keys, np_hashes, np_read_probes, read_probes
 from protocols.platewild import Wildcards, expand
 
-__all__ = ["BASE_MAX_CHARS", "PlateIndex"]
+__all__ = ["BASE_MAX_CHARS", "PlateIndex", "RowsBuilder", "fits_base"]
 
 BASE_MAX_CHARS = 16
 # Overlay size that triggers compaction: max(floor, fraction of the base).
@@ -81,6 +83,89 @@ def _plain_window(e: Entry) -> bool:
     return (e.valid_from is None or math.isfinite(e.valid_from)) and (
         e.valid_until is None or math.isfinite(e.valid_until)
     )
+
+
+def fits_base(e: Entry) -> bool:
+    """Whether the base's arrays can hold this entry (else the overlay or the patterns do)."""
+    p = e.plate
+    return not is_pattern(p) and 0 < len(p) <= BASE_MAX_CHARS and "\x00" not in p and _plain_window(e)
+
+
+class RowsBuilder:
+    """Gathers entries one at a time into the arrays the base is made of (``PlateIndex.build_rows``).
+
+    Only what matching needs is kept (plate, entry id, list, colour, type, validity); entries the
+    base cannot hold are kept whole in ``extra``. Filled from a file or a database cursor one entry
+    at a time, a big feed never exists as a list of Python objects.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        capacity = max(capacity, 16)
+        self.n = 0
+        self.width = 1
+        # 8 characters hold nearly every plate; a longer one widens the column (see add)
+        self.plates = np.empty(capacity, dtype="U8")
+        self.list_code = np.empty(capacity, dtype=np.int32)
+        self.colour = np.empty(capacity, dtype=np.int32)
+        self.vtype = np.empty(capacity, dtype=np.int32)
+        self.vfrom = np.empty(capacity, dtype=np.float64)
+        self.vuntil = np.empty(capacity, dtype=np.float64)
+        self.ids = bytearray()
+        self.id_off = array("q", [0])
+        """Entry ids in UTF-8 and their offsets; an id of the usual form ``list_id:plate`` is stored
+        empty (the index makes it on demand)."""
+        self.skipped = 0
+        """Entries a caller chose not to add (counted for it, e.g. the edge's person entries)."""
+        self.extra: list[Entry] = []
+        self.list_names: list[str] = []
+        self._lists: dict[str, int] = {}
+        self.attr_names: list[str | None] = [None]
+        self._attrs: dict[str, int] = {}
+
+    def _grow(self) -> None:
+        size = 2 * len(self.plates)
+        for name in ("plates", "list_code", "colour", "vtype", "vfrom", "vuntil"):
+            old = getattr(self, name)
+            new = np.empty(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _list(self, list_id: str) -> int:
+        code = self._lists.get(list_id)
+        if code is None:
+            code = self._lists[list_id] = len(self.list_names)
+            self.list_names.append(list_id)
+        return code
+
+    def _attr(self, value: str | None) -> int:
+        if value is None:
+            return 0
+        code = self._attrs.get(value)
+        if code is None:
+            code = self._attrs[value] = len(self.attr_names)
+            self.attr_names.append(value)
+        return code
+
+    def add(self, e: Entry) -> None:
+        if not fits_base(e) or not e.entry_id:
+            self.extra.append(e)  # (an empty id could not be told from the usual form)
+            return
+        if self.n == len(self.plates):
+            self._grow()
+        i = self.n
+        if len(e.plate) > self.plates.dtype.itemsize // 4:
+            self.plates = self.plates.astype(f"U{BASE_MAX_CHARS}")
+        self.plates[i] = e.plate
+        self.width = max(self.width, len(e.plate))
+        self.list_code[i] = self._list(e.list_id)
+        self.colour[i] = self._attr(e.colour)
+        self.vtype[i] = self._attr(e.vehicle_type)
+        self.vfrom[i] = -math.inf if e.valid_from is None else e.valid_from
+        self.vuntil[i] = math.inf if e.valid_until is None else e.valid_until
+        if e.entry_id != f"{e.list_id}:{e.plate}":
+            self.ids += e.entry_id.encode("utf-8", "surrogatepass")
+        self.id_off.append(len(self.ids))
+        self.n = i + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,13 +204,16 @@ class PlateIndex:
         self._vtype = array("i")
         self._vfrom = array("d")
         self._vuntil = array("d")
+        # entry ids as one UTF-8 buffer with offsets; ``list_id:plate`` (the usual form) is stored
+        # empty and made on demand
         self._ids = b""
         self._id_off = array("q", [0])
         self._id_hash = np.zeros(0, dtype=np.int64)
         self._id_rows = np.zeros(0, dtype=np.int32)
         self._alive = bytearray()
         self._n_dead = 0
-        self._set_keys(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32))
+        self._set_rowbits()
+        self._set_keys(np.zeros(0, dtype=np.uint64))
         # overlay and patterns
         self._ov: dict[str, Entry] = {}
         self._ov_keys: dict[int, list[str]] = {}
@@ -134,32 +222,43 @@ class PlateIndex:
         self._wild: Wildcards | None = None
         self._refresh_lists()
 
-    def _set_keys(self, keys: np.ndarray, rows: np.ndarray) -> None:
-        """Install keys (sorted) with their rows: the top-bits directory and the packed words.
+    def _set_keys(self, words: np.ndarray) -> None:
+        """Install the packed key words (sorted): the top-bits directory over them.
 
-        A key's top ``bits`` bits are implied by its bucket, so a word keeps only the key's low
-        ``64 - rowbits`` bits above the row number: with about nine keys per entry ``bits`` >=
-        ``rowbits``, so the whole key is still compared (were a bit ever dropped, it would only
-        add candidates). One 8-byte word per key instead of 12, and one memory read per probe.
+        A word is a key with its low ``rowbits`` bits replaced by the row number, so sorting the
+        words in place sorts the keys (by everything but those low bits) without a second array or
+        an argsort: one 8-byte word per key, one memory read per probe. A probe compares the word's
+        upper ``64 - rowbits`` bits with its own; the dropped low bits can only make two keys look
+        equal, which adds a candidate the rules reject and never loses one. The directory maps a
+        key's top ``bits`` bits (``bits`` >= ``rowbits``, so they are never the dropped ones) to
+        its run of words.
         """
-        nkeys = len(keys)
+        nkeys = len(words)
         bits = max(4, nkeys.bit_length() - 1)
-        rowbits = max(1, max(self._n - 1, 1).bit_length())
         self._shift = 64 - bits
+        directory = np.empty((1 << bits) + 1, dtype=np.uint32 if nkeys < 2**32 else np.uint64)
+        # the words are sorted, so a bucket starts where its first possible word would go; found a
+        # slice of buckets at a time (a whole-array temporary would cost two more copies of the keys)
+        shift = np.uint64(self._shift)
+        step = 1 << 20
+        for b in range(0, (1 << bits) + 1, step):
+            starts = np.arange(b, min(b + step, (1 << bits) + 1), dtype=np.uint64)
+            last = starts == (1 << bits)
+            starts[last] = 0
+            starts <<= shift
+            found = np.searchsorted(words, starts, side="left")
+            found[last] = nkeys
+            directory[b : b + len(starts)] = found
+            del starts, found
+        self._words, self._dir = words, directory
+        # memoryviews: scalar reads from Python are several times cheaper than numpy indexing
+        self._words_mv = words.data
+        self._dir_mv = directory.data
+
+    def _set_rowbits(self) -> None:
+        rowbits = max(1, max(self._n - 1, 1).bit_length())
         self._rowbits = rowbits
         self._rowmask = (1 << rowbits) - 1
-        self._lowmask = (1 << (64 - rowbits)) - 1
-        counts = np.bincount((keys >> np.uint64(self._shift)).astype(np.intp), minlength=1 << bits)
-        directory = np.zeros((1 << bits) + 1, dtype=np.uint32 if nkeys < 2**32 else np.uint64)
-        np.cumsum(counts, out=directory[1:])
-        del counts
-        keys &= np.uint64(self._lowmask)
-        keys <<= np.uint64(rowbits)
-        keys |= rows.astype(np.uint64)
-        self._words, self._dir = keys, directory
-        # memoryviews: scalar reads from Python are several times cheaper than numpy indexing
-        self._words_mv = keys.data
-        self._dir_mv = directory.data
 
     def _code(self, list_id: str) -> int:
         code = self._list_codes.get(list_id)
@@ -198,57 +297,61 @@ class PlateIndex:
         self, watchlists: Iterable[Watchlist], entries: Iterable[Entry], *, feed_version: int = 0
     ) -> None:
         """Replace everything with these lists and entries (a repeated entry_id: the last one wins)."""
-        self.watchlists = {wl.list_id: wl for wl in watchlists}
-        self.feed_version = feed_version
-        self._reset()
         uniq: dict[str, Entry] = {}
         for e in entries:
             uniq[e.entry_id] = e
-        base: list[Entry] = []
+        rows = RowsBuilder(len(uniq))
         for e in uniq.values():
-            p = e.plate
-            if is_pattern(p):
+            rows.add(e)
+        del uniq
+        self.build_rows(watchlists, rows, feed_version=feed_version)
+
+    def build_rows(
+        self, watchlists: Iterable[Watchlist], rows: RowsBuilder, *, feed_version: int = 0
+    ) -> None:
+        """Replace everything with these lists and the entries gathered in ``rows`` (entry ids must be
+        unique). With rows filled one entry at a time, a million entries are never all Python objects."""
+        self.watchlists = {wl.list_id: wl for wl in watchlists}
+        self.feed_version = feed_version
+        self._reset()
+        for e in rows.extra:
+            if is_pattern(e.plate):
                 self._pat[e.entry_id] = e
-            elif 0 < len(p) <= BASE_MAX_CHARS and "\x00" not in p and _plain_window(e):
-                base.append(e)
             else:
                 self._ov_add(e)
-        del uniq
-        self._build_base(base)
+        rows.extra = []
+        self._build_base(rows)
         self._refresh_lists()
 
-    def _build_base(self, base: list[Entry]) -> None:
-        n = self._n = len(base)
-        plates = [e.plate for e in base]
-        width = self._width = max(map(len, plates), default=1)
-        self._plates = np.array(plates, dtype=f"U{width}")
-        codes = self._plates.view(np.uint32).reshape(n, width)
-        code, attr = self._code, self._attr
-        self._list = array("i", [code(e.list_id) for e in base])
-        self._colour = array("i", [attr(e.colour) for e in base])
-        self._vtype = array("i", [attr(e.vehicle_type) for e in base])
-        ninf, inf = -math.inf, math.inf
-        self._vfrom = array("d", [ninf if e.valid_from is None else e.valid_from for e in base])
-        self._vuntil = array("d", [inf if e.valid_until is None else e.valid_until for e in base])
-        encoded = [e.entry_id.encode("utf-8", "surrogatepass") for e in base]
-        self._ids = b"".join(encoded)
-        off = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=off[1:])
-        self._id_off = array("q", off.tobytes())
-        del encoded, off
-        hashes = np.fromiter((hash(e.entry_id) for e in base), dtype=np.int64, count=n)
+    def _build_base(self, built: RowsBuilder) -> None:
+        n = self._n = built.n
+        self._width = built.width
+        self._plates = built.plates[:n].astype(f"U{built.width}")
+        built.plates = np.zeros(0, dtype="U1")
+        codes = self._plates.view(np.uint32).reshape(n, self._width)
+        list_lut = np.array([self._code(name) for name in built.list_names] or [0], dtype=np.int32)
+        attr_lut = np.array([self._attr(name) for name in built.attr_names], dtype=np.int32)
+        self._list = array("i", list_lut[built.list_code[:n]].tobytes())
+        self._colour = array("i", attr_lut[built.colour[:n]].tobytes())
+        self._vtype = array("i", attr_lut[built.vtype[:n]].tobytes())
+        self._vfrom = array("d", built.vfrom[:n].tobytes())
+        self._vuntil = array("d", built.vuntil[:n].tobytes())
+        self._ids = bytes(built.ids)
+        self._id_off = built.id_off
+        built.ids, built.id_off = bytearray(), array("q", [0])
+        hashes = np.fromiter((hash(self._entry_id(row)) for row in range(n)), dtype=np.int64, count=n)
         order = np.argsort(hashes, kind="stable")
         self._id_hash = hashes[order]
         self._id_rows = order.astype(np.int32)
         del hashes, order
         self._alive = bytearray(b"\x01") * n
         self._n_dead = 0
+        self._set_rowbits()
 
-        lengths = np.fromiter(map(len, plates), dtype=np.int64, count=n)
-        del plates
+        lengths = np.count_nonzero(codes, axis=1) if n else np.zeros(0, dtype=np.int64)
         total = 3 * n + int(lengths.sum())
-        keys = np.empty(total, dtype=np.uint64)
-        rows = np.empty(total, dtype=np.int32)
+        words = np.empty(total, dtype=np.uint64)
+        rowbits = np.uint64(self._rowbits)
         at = 0
         for length in np.unique(lengths).tolist():
             group = np.flatnonzero(lengths == length)
@@ -257,19 +360,24 @@ class PlateIndex:
                 m = len(g)
                 raw = codes[g, :length]
                 parts, d = np_entry_keys(self._rep_codes(raw), raw)
+                begin = at
                 for part in parts:
-                    keys[at : at + m] = part
-                    rows[at : at + m] = g
+                    words[at : at + m] = part
                     at += m
-                keys[at : at + m * length] = d.ravel()
-                rows[at : at + m * length] = np.repeat(g, length)
+                words[at : at + m * length] = d.ravel()
                 at += m * length
-        mix(keys)
-        order = np.argsort(keys)
-        keys = keys[order]
-        rows = rows[order]
-        del order
-        self._set_keys(keys, rows)
+                del parts, d, raw
+                # each key's low bits give way to its row number (see _set_keys)
+                chunk = words[begin:at]
+                mix(chunk)
+                chunk >>= rowbits
+                chunk <<= rowbits
+                gu = g.astype(np.uint64)
+                for j in range(3):
+                    chunk[j * m : (j + 1) * m] |= gu
+                chunk[3 * m :] |= np.repeat(gu, length)
+        words.sort()
+        self._set_keys(words)
 
     def _rep_codes(self, codes: np.ndarray) -> np.ndarray:
         lut = self._lut
@@ -290,7 +398,10 @@ class PlateIndex:
         return -1
 
     def _entry_id(self, row: int) -> str:
-        return self._ids[self._id_off[row] : self._id_off[row + 1]].decode("utf-8", "surrogatepass")
+        a, b = self._id_off[row], self._id_off[row + 1]
+        if a == b:
+            return f"{self._list_names[self._list[row]]}:{self._plates.item(row)}"
+        return self._ids[a:b].decode("utf-8", "surrogatepass")
 
     def _ov_keys_of(self, e: Entry) -> set[int]:
         if not e.plate or len(e.plate) > MAX_READ_CHARS + 1:
@@ -462,13 +573,13 @@ class PlateIndex:
             probes = read_probes(plate, t, exact, province, edit)
             if self._n and len(plate) <= self._width + 1:
                 words, dir_, shift = self._words_mv, self._dir_mv, self._shift
-                rowbits, rowmask, lowmask = self._rowbits, self._rowmask, self._lowmask
+                rowbits, rowmask = self._rowbits, self._rowmask
                 alive = self._alive
                 found: set[int] = set()
                 for p in probes:
                     b = p >> shift
                     i, end = dir_[b], dir_[b + 1]
-                    low = p & lowmask
+                    low = p >> rowbits
                     while i < end:
                         w = words[i]
                         if w >> rowbits == low and alive[w & rowmask]:
@@ -589,7 +700,7 @@ class PlateIndex:
             return []
         which, pos = expand(sel, lo[sel], cnt[sel])
         words = self._words[pos]
-        eq = (words >> np.uint64(self._rowbits)) == (probes[which] & np.uint64(self._lowmask))
+        eq = (words >> np.uint64(self._rowbits)) == (probes[which] >> np.uint64(self._rowbits))
         o = owners[which[eq]]
         rows = (words[eq] & np.uint64(self._rowmask)).astype(np.int64)
         if not len(rows):
@@ -676,7 +787,7 @@ class PlateIndex:
             for i in range(self._dir_mv[b], self._dir_mv[b + 1]):
                 w = self._words_mv[i]
                 row = w & self._rowmask
-                if w >> self._rowbits == p & self._lowmask and self._alive[row] and self._list[row] == code:
+                if w >> self._rowbits == p >> self._rowbits and self._alive[row] and self._list[row] == code:
                     e = self._entry_at(row)
                     self._decide_any(plate, e, wl, now, colour, vehicle_type, out)
         for eid in self._ov_keys.get(p, ()):

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -310,6 +310,10 @@ def make_middlewares(
             )
         if isinstance(rule, Roles) and principal.role not in rule:
             log.warning("%s (%s) refused %s %s", principal.name, principal.role, request.method, request.path)
+            if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                # a person whose role has no page here (an auditor at the console) is told so in words on the
+                # sign-in page, with the way to sign in as someone else, not shown a JSON refusal
+                raise web.HTTPFound("/login?refused=1")
             raise json_error(
                 web.HTTPForbidden, f"the role {principal.role!r} may not do this", allowed=sorted(rule.names)
             )
@@ -353,6 +357,18 @@ def _check_origin(request: web.Request) -> None:
             raise json_error(web.HTTPForbidden, "cross-site request refused")
     elif origin == "null":
         raise json_error(web.HTTPForbidden, "cross-site request refused")
+
+
+class LoginLimits(Protocol):
+    """What a login route asks of its limiter (the hub's ``central.record.stores.LoginLimitStore``)."""
+
+    def retry_after(self, account: str, address: str) -> float | None:
+        """Seconds until another attempt is allowed, or None when one is allowed now."""
+        ...
+
+    def failed(self, account: str, address: str) -> None: ...
+
+    def succeeded(self, account: str) -> None: ...
 
 
 class LoginLimiter:
@@ -424,7 +440,7 @@ def add_login_routes(
     check_login: CheckLogin,
     *,
     on_login: LoginHook | None = None,
-    limiter: LoginLimiter | None = None,
+    limiter: LoginLimits | None = None,
 ) -> None:
     """``GET /login`` (the shared login page), ``POST /login`` and ``POST /logout``.
 

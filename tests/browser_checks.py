@@ -12,6 +12,10 @@
   reviewed ``ALLOWED_WORDS``.
 - ``keys_shown``: in either language, visible text that is, or holds as a word, a dictionary key.
 - ``dictionary_gaps``: keys that one language of the page's dictionary has and the other lacks.
+- ``broken_names``: a plate, checkpoint name or list name (``.plate``, ``[data-name]``, or an element marked
+  ``data-whole``) laid out on more than one line: a plate split after its province character, a name
+  wrapped in a column too narrow for it, reads as two things.
+- ``dense_rows``: rows of a list (a selector) taller than a dense row may be, in lines of their text.
 - ``low_contrast_text``: visible text whose colour is too close to the background it is drawn on (dark
   text on a dark select in the light theme, amber on white): under 3:1, WCAG's floor for large text.
 
@@ -61,6 +65,66 @@ class PageWatch:
 
     def clear(self) -> None:
         self.errors.clear()
+
+
+#: The ways through a page's own buttons from (zh, dark) to every language and theme: (lang, theme, button).
+SWITCHES = (
+    ("zh", "dark", None),
+    ("zh", "light", "#theme"),
+    ("en", "light", "#lang"),
+    ("en", "dark", "#theme"),
+)
+
+
+def open_console_sync(
+    browser: Any, base: str, width: int, height: int, *, code: str = "console-code", timeout_ms: int = 45_000
+) -> tuple[Any, PageWatch]:
+    """A console page (sync Playwright) in a context of its own at ``width`` x ``height``, signed in with
+    the access code, in Chinese and the dark theme, every module script run; and its ``PageWatch``. Tests
+    reach the other languages and themes with the page's own buttons (``SWITCHES``): what was drawn before
+    a switch must follow it, and a new sign-in per variant cost seconds each."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.add_init_script(
+        "localStorage.setItem('cordon.lang', 'zh'); localStorage.setItem('cordon.theme', 'dark');"
+    )
+    page = context.new_page()
+    watch = PageWatch(page)
+    page.goto(f"{base}/login")
+    page.click("summary")
+    page.fill("input[name=code]", code)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live.ok", timeout=timeout_ms)
+    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
+    page.wait_for_function("document.readyState === 'complete'", timeout=timeout_ms)
+    return page, watch
+
+
+def switch_sync(page: Any, button: str | None, lang: str, theme: str, timeout_ms: int = 45_000) -> None:
+    """Press a language or theme button (or none) and wait until the page says it is in ``lang``/``theme``."""
+    if button:
+        page.click(button)
+    page.wait_for_function(
+        f"document.documentElement.lang === '{'zh-CN' if lang == 'zh' else 'en'}'"
+        f" && document.documentElement.classList.contains('light') === {str(theme == 'light').lower()}",
+        timeout=timeout_ms,
+    )
+
+
+#: The console's screenshots in docs/screenshots/ are taken at a command-center wall's size.
+WALL = {"width": 1920, "height": 1080}
+
+
+async def wall_screenshot(page: Any, path: str) -> None:
+    """Save a console screenshot at 1920x1080 (``WALL``) whatever size the test drives the page at, then
+    give the page its size back; the map and charts redraw for a size (ResizeObserver) before the next
+    frame, so two frames later the picture is of the page as drawn at that size."""
+    frames = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    before = page.viewport_size
+    await page.set_viewport_size(WALL)
+    await page.evaluate(frames)
+    await page.screenshot(path=path)
+    await page.set_viewport_size(before)
+    await page.evaluate(frames)
 
 
 _VISIBLE = """
@@ -150,12 +214,20 @@ _TEXTS = (
     + """
   const skipped = (el) => skip.some((s) => el.closest(s));
   const out = [];
+  const joined = new Set();
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   while (walker.nextNode()) {
     const node = walker.currentNode;
-    const parent = node.parentElement;
-    const text = node.textContent.trim();
+    let parent = node.parentElement;
+    let text = node.textContent.trim();
     if (!text || !visible(parent) || skipped(parent) || parent.closest(".plate, [data-id], title, script, style")) continue;
+    // a sentence with a plate or id kept whole in a span of its own ([data-whole]) is read as one text
+    if (parent.matches("[data-whole]")) parent = parent.parentElement;
+    if (parent.querySelector(":scope > [data-whole]")) {
+      if (joined.has(parent)) continue;
+      joined.add(parent);
+      text = parent.textContent.trim();
+    }
     out.push({ text, where: describe(parent) });
   }
   for (const el of document.querySelectorAll("input[placeholder], select, button, input[type=button], input[type=submit]")) {
@@ -206,25 +278,20 @@ def english_words(text: str, allowed: frozenset[str] = ALLOWED_WORDS) -> list[st
     return words
 
 
-async def keys_shown(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """In either language: visible texts that are a dictionary key (``kind.clone``, ``folded.times``)."""
-    words = await dictionary(page)
+def _keys_in(words: dict[str, dict[str, str]], texts: list[dict[str, str]]) -> list[dict[str, str]]:
     values = set(words["zh"].values()) | set(words["en"].values())
     keys = set(words["zh"]) - values  # a key that is also a text (en "online") is no sign of a leak
     dotted = {k for k in keys if "." in k}
     return [
         {**item, "why": "a dictionary key"}
-        for item in await page.evaluate(_TEXTS, list(skip))
+        for item in texts
         if item["text"] in keys or any(word.strip("()（）:：,，") in dotted for word in item["text"].split())
     ]
 
 
-async def untranslated_text(
-    page: Any, skip: tuple[str, ...] = (), allowed: frozenset[str] = ALLOWED_WORDS
+def _untranslated_in(
+    words: dict[str, dict[str, str]], texts: list[dict[str, str]], allowed: frozenset[str]
 ) -> list[dict[str, str]]:
-    """On a Chinese page: visible texts that are a dictionary key, contain an English value of the
-    dictionary, or contain an English word (see ``english_words``)."""
-    words = await dictionary(page)
     keys = set(words["zh"])
     english = {
         v.strip()
@@ -232,7 +299,7 @@ async def untranslated_text(
         if "{" not in v and words["zh"].get(k) != v and len(english_words(v, allowed)) > 0
     }
     found = []
-    for item in await page.evaluate(_TEXTS, list(skip)):
+    for item in texts:
         text = item["text"]
         if text in keys:
             found.append({**item, "why": "a dictionary key"})
@@ -241,6 +308,31 @@ async def untranslated_text(
         elif leaked := english_words(text, allowed):
             found.append({**item, "why": f"English words {leaked}"})
     return found
+
+
+async def keys_shown(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """In either language: visible texts that are a dictionary key (``kind.clone``, ``folded.times``)."""
+    return _keys_in(await dictionary(page), await page.evaluate(_TEXTS, list(skip)))
+
+
+def keys_shown_sync(page: Any, skip: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """``keys_shown`` for a page of Playwright's sync API."""
+    return _keys_in(page.evaluate(_DICTIONARY), page.evaluate(_TEXTS, list(skip)))
+
+
+async def untranslated_text(
+    page: Any, skip: tuple[str, ...] = (), allowed: frozenset[str] = ALLOWED_WORDS
+) -> list[dict[str, str]]:
+    """On a Chinese page: visible texts that are a dictionary key, contain an English value of the
+    dictionary, or contain an English word (see ``english_words``)."""
+    return _untranslated_in(await dictionary(page), await page.evaluate(_TEXTS, list(skip)), allowed)
+
+
+def untranslated_text_sync(
+    page: Any, skip: tuple[str, ...] = (), allowed: frozenset[str] = ALLOWED_WORDS
+) -> list[dict[str, str]]:
+    """``untranslated_text`` for a page of Playwright's sync API."""
+    return _untranslated_in(page.evaluate(_DICTIONARY), page.evaluate(_TEXTS, list(skip)), allowed)
 
 
 _CONTRAST = (
@@ -292,3 +384,58 @@ async def low_contrast_text(
 ) -> list[dict[str, Any]]:
     """Visible text drawn under ``minimum`` contrast with what is behind it (see the module docstring)."""
     return await page.evaluate(_CONTRAST, [list(skip), minimum])
+
+
+_BROKEN = (
+    """
+([skip, mayWrap]) => {
+"""
+    + _VISIBLE
+    + """
+  const found = [];
+  for (const el of document.querySelectorAll(".plate, [data-name], [data-whole]")) {
+    if (!visible(el) || skip.some((s) => el.closest(s)) || !el.textContent.trim()) continue;
+    if (el.matches("[data-name]") && !el.matches(".plate, [data-whole]") && mayWrap.some((s) => el.closest(s))) continue;
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.bottom)));
+    if (tops.size > 1) found.push({ text: el.textContent.trim().slice(0, 60), where: describe(el), lines: tops.size });
+  }
+  return found;
+}
+"""
+)
+
+
+async def broken_names(
+    page: Any, skip: tuple[str, ...] = (), names_may_wrap: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Plates and names laid out on more than one line (see the module docstring); a name (never a plate)
+    inside ``names_may_wrap`` may take two lines (say why at the call)."""
+    return await page.evaluate(_BROKEN, [list(skip), list(names_may_wrap)])
+
+
+_ROWS = (
+    """
+([selector, most]) => {
+"""
+    + _VISIBLE
+    + """
+  const found = [];
+  for (const row of document.querySelectorAll(selector)) {
+    if (!visible(row)) continue;
+    const s = getComputedStyle(row);
+    const line = parseFloat(s.lineHeight) || 1.2 * parseFloat(s.fontSize);
+    const inner = row.clientHeight - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom);
+    const lines = Math.round((inner / line) * 10) / 10;
+    if (lines > most) found.push({ text: row.innerText.replace(/\\s+/g, " ").slice(0, 80), lines });
+  }
+  return found;
+}
+"""
+)
+
+
+async def dense_rows(page: Any, selector: str, most: int) -> list[dict[str, Any]]:
+    """Rows matching ``selector`` taller than ``most`` lines of their own text (their padding aside)."""
+    return await page.evaluate(_ROWS, [selector, most])

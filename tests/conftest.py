@@ -40,3 +40,14 @@ def pg_dsn(pg_cluster):
     dsn = pg_cluster.create_database(name)
     yield dsn
     pg_cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def sync_browser():
+    """One headless Chromium for a module of sync Playwright tests (the ring map's, the statistics')."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield chromium
+        chromium.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.browser_checks import wall_screenshot
 from tests.support import (
     Ring,
     UplinkCut,
@@ -131,7 +132,7 @@ async def test_console_map_escalation_and_detail(tmp_path, mosquitto):
                 searches = await get_json(http, f"{hub.base}/api/v1/audit?action=record.search")
                 assert [r["reason"] for r in searches["records"]] == [f"alert {alert_id}"]
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
-                    await page.screenshot(path=str(SHOTS / "console-map.png"))
+                    await wall_screenshot(page, str(SHOTS / "console-map.png"))
 
                 # the console's connection drops while a second alert is raised: on reconnect it catches
                 # up, says so, and shows each alert once; each escalation is audited exactly once

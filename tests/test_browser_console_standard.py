@@ -37,6 +37,8 @@ from protocols import topics
 from protocols.messages import SCHEMA_VERSION, CheckpointStatus, EventBatch, PlateRead, encode
 from tests.browser_checks import (
     PageWatch,
+    broken_names,
+    dense_rows,
     dictionary_gaps,
     keys_shown,
     low_contrast_text,
@@ -413,6 +415,13 @@ async def test_every_view_in_both_languages_themes_and_sizes(world):
                 where = f"{size} {lang} {theme}, {view}"
                 assert await page.get_attribute("html", "lang") == ("zh-CN" if lang == "zh" else "en")
                 found += [f"{where}: overflow {o}" for o in await overflowing_text(page)]
+                # (a long English checkpoint name may wrap in the detail's 160 px column of facts; no plate may)
+                broken = await broken_names(page, names_may_wrap=(".facts",))
+                found += [f"{where}: a name over two lines {b}" for b in broken]
+                # one dense row per alert: the issue found five lines at 1280x800
+                found += [
+                    f"{where}: a tall queue row {r}" for r in await dense_rows(page, "#alerts li.alert", 3)
+                ]
                 found += [f"{where}: low contrast {c}" for c in await low_contrast_text(page)]
                 if lang == "zh":
                     found += [f"{where}: untranslated {u}" for u in await untranslated_text(page)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.browser_checks import wall_screenshot
 from tests.support import (
     Ring,
     chromium_args,
@@ -159,8 +160,8 @@ async def test_people_side_end_to_end(tmp_path, mosquitto):
                 assert await tablet.is_hidden("#overlay")
 
                 if shots:
-                    await console.screenshot(
-                        path=str(SHOTS / "console.png")
+                    await wall_screenshot(
+                        console, str(SHOTS / "console.png")
                     )  # the tablet's: test_browser_tablet
 
                 # markup in a list name and a reason is shown as text on the tablet and the console

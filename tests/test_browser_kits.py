@@ -16,6 +16,7 @@ from playwright.async_api import async_playwright
 from edge.kits.catalogue import load_catalogue
 from edge.kits.state import SHIPPED_CATALOGUE
 from edge.kits.synth import PanelTruth, make_photo
+from tests.browser_checks import wall_screenshot
 from tests.support import edge_service, get_json, hub_service, login, running, session, sign_in_page, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
@@ -146,7 +147,7 @@ async def test_quick_test_on_the_tablet_reaches_the_hub(tmp_path, mosquitto):
                 text = await console.inner_text(row)
                 assert "SD-DZ-001" in text and "…002X" in text and "阳性" in text and "A-778" in text
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
-                    await console.screenshot(path=str(SHOTS / "console-kits.png"))
+                    await wall_screenshot(console, str(SHOTS / "console-kits.png"))
                 await console.select_option("#kits-result", "negative")
                 await console.wait_for_selector(row, state="detached", timeout=TIMEOUT_MS)
             finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.browser_checks import wall_screenshot
 from tests.support import edge_service, get_json, hub_service, login, running, session, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
@@ -169,7 +170,7 @@ async def test_watchlist_manager_and_read_only_analyst(tmp_path, mosquitto):
 
                 await until(edge_current, timeout=60, interval=1, what="the edge at the hub's feed version")
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
-                    await page.screenshot(path=str(SHOTS / "console-lists.png"))
+                    await wall_screenshot(page, str(SHOTS / "console-lists.png"))
                 await page.click("#lang")
                 assert await page.inner_text("#tab-lists") == "Watchlists"
                 assert await page.evaluate("document.documentElement.scrollWidth <= 1280")

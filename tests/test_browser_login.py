@@ -1,5 +1,6 @@
 """The sign-in page in a real headless Chromium: an account signs in and reaches the console; a wrong
-password is told so; a plate with markup arrives on the console as text."""
+password is told so; a plate with markup arrives on the console as text; an account whose role has no
+console page (the demo's auditor) is told so in words on the sign-in page, not shown a JSON refusal."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from central.settings import HttpSettings as HubHttp
 from central.web import keys
 from protocols.messages import SCHEMA_VERSION, Alert, AlertHit
 from runtime.tls import server_context
+from tests.browser_checks import PageWatch, keys_shown, untranslated_text
 from tests.support import Ring, chromium_args, free_port
 
 pytestmark = pytest.mark.browser
@@ -42,7 +44,11 @@ async def hub(tmp_path, dead_broker_url):
     ).start()
     hashed = users.hash_password(PASSWORD)
     app[keys.STORE].submit(
-        lambda db: (users.add(db, "sun.cmd", "commander", hashed), app[keys.DIRECTORY].reload(db))
+        lambda db: (
+            users.add(db, "sun.cmd", "commander", hashed),
+            users.add(db, "zhao.audit", "auditor", hashed),
+            app[keys.DIRECTORY].reload(db),
+        )
     ).result(5)
     yield app, f"https://127.0.0.1:{port}", Path(tls["cert_file"])
     await runner.cleanup()
@@ -97,5 +103,33 @@ async def test_an_account_signs_in_and_markup_in_a_plate_stays_text(hub):
             text = await page.inner_text("#alerts")
             assert "<script>" in text and "<b>list</b>" in text, "markup is shown as text"
             assert await page.evaluate("window.pwned === undefined")
+        finally:
+            await browser.close()
+
+
+async def test_a_role_without_a_console_page_is_told_so_in_words(hub):
+    app, base, cert = hub
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=chromium_args(cert))
+        try:
+            for lang, words in (
+                ("zh", "该账号的角色无权打开此页面"),
+                ("en", "This account's role may not open"),
+            ):
+                context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                await context.add_init_script(f"localStorage.setItem('cordon.lang', '{lang}');")
+                page = await context.new_page()
+                watch = PageWatch(page)
+                await page.goto(base + "/login")
+                await page.fill("input[name=username]", "zhao.audit")
+                await page.fill("input[name=password]", PASSWORD)
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("#refused:not([hidden])", timeout=15000)
+                assert words in await page.inner_text("#refused")
+                assert "may not do this" not in await page.inner_text("body"), "no raw refusal"
+                assert await page.is_hidden("#failed")
+                assert await untranslated_text(page) == [] if lang == "zh" else await keys_shown(page) == []
+                assert watch.problems() == [], watch.problems()
+                await context.close()
         finally:
             await browser.close()

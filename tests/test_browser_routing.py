@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.browser_checks import wall_screenshot
 from tests.support import edge_service, hub_service, running, session, sign_in_page, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.system]
@@ -112,7 +113,7 @@ async def test_map_shows_a_stale_camera_and_the_read_rate(tmp_path, mosquitto):
                 detail = await page.inner_text("#detail-body")
                 assert "推送至" in detail and "SD-DZ-001" in detail and "重复比中" in detail
                 if os.environ.get("CORDON_SCREENSHOTS") == "1":
-                    await page.screenshot(path=str(SHOTS / "console-routing.png"))
+                    await wall_screenshot(page, str(SHOTS / "console-routing.png"))
             finally:
                 await browser.close()
 

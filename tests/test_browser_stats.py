@@ -3,7 +3,8 @@ seeded with known counts through the real ingest: the charts (Apache ECharts) ho
 read back from the chart library's own instances, and so does the table under each chart; counts of one
 kind share one axis (reads apart, in their own panel on the same groups or days); the legend names the
 series and invents nothing (no "max 1" where the table says 0); a tooltip shows on hover. In Chinese and
-English, dark and light, at 1920×1080 and 1280×800; one hub and one browser for the module. Screenshot
+English, dark and light, at 1920×1080 and 1280×800; one hub and one browser for the module, one page per
+size, the language and theme switched with the page's own buttons. Screenshot
 docs/screenshots/console-stats.png (1920×1080) with CORDON_SCREENSHOTS=1."""
 
 from __future__ import annotations
@@ -13,13 +14,20 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from central.ingest.listener import Recorder
 from central.ingest.pipeline import Ingest
+from central.intel.ring import SHIPPED, load_ring
 from central.record.sqlite.store import HubStore
 from central.watchlists.index import HubWatchlists
 from protocols.messages import SCHEMA_VERSION, AlertOutcome, CheckpointStatus, encode
+from tests.browser_checks import (
+    SWITCHES,
+    keys_shown_sync,
+    open_console_sync,
+    switch_sync,
+    untranslated_text_sync,
+)
 from tests.support import Mosquitto, hub_service
 from tests.test_hub_ingest import payload, read
 from tests.test_kits_hub import kit_event
@@ -124,49 +132,36 @@ def hub(tmp_path_factory):
         broker.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-def open_stats(browser, hub, width, height, lang, theme):
-    ctx = browser.new_context(viewport={"width": width, "height": height})
-    ctx.add_init_script(
-        f"localStorage.setItem('cordon.lang', '{lang}'); localStorage.setItem('cordon.theme', '{theme}');"
-    )
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.goto(f"{hub.base}/login")
-    page.click("summary")
-    page.fill("input[name=code]", "console-code")
-    page.click("button[type=submit]")
-    page.wait_for_selector("#tab-stats", timeout=TIMEOUT_MS)
-    # module scripts run after the page is parsed, before it is complete: a tab exists before its listener
-    page.wait_for_function("document.readyState === 'complete'", timeout=TIMEOUT_MS)
+def open_stats(browser, hub, width, height):
+    """The console signed in (Chinese, dark) on its statistics tab, drawn."""
+    page, watch = open_console_sync(browser, hub.base, width, height, timeout_ms=TIMEOUT_MS)
     page.click("#tab-stats")
     page.wait_for_selector("#stats-view[data-drawn]", timeout=TIMEOUT_MS)
-    return ctx, page, errors
+    return page, watch
+
+
+def switch_stats(page, button, lang, theme) -> None:
+    """A language switch redraws the statistics (a new ``data-drawn``); a theme switch recolours them."""
+    before = page.get_attribute("#stats-view", "data-drawn")
+    switch_sync(page, button, lang, theme, TIMEOUT_MS)
+    if button == "#lang":
+        page.wait_for_function(
+            f"document.getElementById('stats-view').dataset.drawn !== '{before}'", timeout=TIMEOUT_MS
+        )
+
+
+def place(cp: str, lang: str) -> str:
+    """A checkpoint's name on the ring in ``lang``: how the statistics name a group of one checkpoint."""
+    c = next(c for c in load_ring(SHIPPED) if c["checkpoint"] == cp)
+    return c["name"] if lang == "zh" else c["name_en"]
 
 
 def check_charts(seen: dict, lang: str) -> None:
     names = SERIES[lang]
     keys = sorted(SEEDED)
-    # per group: the chart's categories and values are the seeded counts and the table's
+    # per group: the chart's categories (the checkpoints by name) and values are the seeded counts and the table's
     bars = seen["bars"]
-    assert bars["y"][0] == bars["y"][1] == keys, "both panels on the same groups"
+    assert bars["y"][0] == bars["y"][1] == [place(k, lang) for k in keys], "both panels on the same groups"
     by_id = {s["id"]: s for s in bars["series"]}
     for n, series in enumerate(("reads", "alerts", "intercepted", "positives")):
         assert by_id[series]["data"] == [SEEDED[k][n] for k in keys], series
@@ -176,7 +171,8 @@ def check_charts(seen: dict, lang: str) -> None:
         "one shared axis"
     )
     header, *rows = seen["details"]
-    table = {r[0]: r for r in rows}
+    table = {r[0].split()[-1]: r for r in rows}  # "德州京沪高速检查站 SD-DZ-001": the name, then the id
+    assert {r[0] for r in rows} == {f"{place(k, lang)} {k}" for k in keys}
     for k in keys:  # the details table: reads, alerts, intercepted, positives in columns 1, 4, 6, 8
         cells = table[k]
         assert [int(cells[1]), int(cells[4]), int(cells[6]), int(cells[8].split(" ")[0])] == list(SEEDED[k])
@@ -204,36 +200,38 @@ def check_charts(seen: dict, lang: str) -> None:
 
 
 @pytest.mark.parametrize("width,height", [(1920, 1080), (1280, 800)])
-def test_charts_hold_the_seeded_counts_and_match_their_tables(hub, browser, width, height):
-    for lang in ("zh", "en"):
-        for theme in ("dark", "light"):
-            ctx, page, errors = open_stats(browser, hub, width, height, lang, theme)
-            try:
-                seen = page.evaluate(READ_CHARTS)
-                check_charts(seen, lang)
-                # a tooltip on hover, with the series' names
-                box = page.locator("#st-daily-chart").bounding_box()
-                page.mouse.move(box["x"] + box["width"] - 30, box["y"] + box["height"] * 0.75)
-                tip = page.locator("#st-daily-chart .st-tooltip")
-                tip.wait_for(state="visible", timeout=TIMEOUT_MS)
-                assert SERIES[lang][1] in tip.inner_text()
-                assert page.evaluate("document.documentElement.scrollWidth") <= width
-                if os.environ.get("CORDON_SCREENSHOTS") == "1" and (width, lang, theme) == (
-                    1920,
-                    "zh",
-                    "dark",
-                ):
-                    page.mouse.move(0, 0)
-                    page.screenshot(path=str(SHOTS / "console-stats.png"))
-                if os.environ.get("CORDON_MAP_SHOTS"):
-                    page.screenshot(path=f"{os.environ['CORDON_MAP_SHOTS']}-stats-{width}-{lang}-{theme}.png")
-                assert not errors, errors
-            finally:
-                ctx.close()
+def test_charts_hold_the_seeded_counts_and_match_their_tables(hub, sync_browser, width, height):
+    page, watch = open_stats(sync_browser, hub, width, height)
+    try:
+        for lang, theme, button in SWITCHES:  # switched with the page's own buttons
+            switch_stats(page, button, lang, theme)
+            seen = page.evaluate(READ_CHARTS)
+            check_charts(seen, lang)
+            # a tooltip on hover, with the series' names
+            box = page.locator("#st-daily-chart").bounding_box()
+            page.mouse.move(box["x"] + box["width"] - 30, box["y"] + box["height"] * 0.75)
+            tip = page.locator("#st-daily-chart .st-tooltip")
+            tip.wait_for(state="visible", timeout=TIMEOUT_MS)
+            assert SERIES[lang][1] in tip.inner_text()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            # every figure in words of the page's language (the table said "2 (MET 2)" on the Chinese page)
+            said = untranslated_text_sync(page) if lang == "zh" else keys_shown_sync(page)
+            assert said == [], (lang, theme, said)
+            if os.environ.get("CORDON_SCREENSHOTS") == "1" and (width, lang, theme) == (1920, "zh", "dark"):
+                page.mouse.move(0, 0)
+                tip.wait_for(state="hidden", timeout=TIMEOUT_MS)
+                page.screenshot(path=str(SHOTS / "console-stats.png"))
+            if os.environ.get("CORDON_MAP_SHOTS"):
+                page.screenshot(path=f"{os.environ['CORDON_MAP_SHOTS']}-stats-{width}-{lang}-{theme}.png")
+            page.mouse.move(0, 0)  # the tooltip goes, for the next variant's hover to show it anew
+            tip.wait_for(state="hidden", timeout=TIMEOUT_MS)
+        assert watch.problems() == [], watch.problems()
+    finally:
+        page.context.close()
 
 
-def test_the_tables_language_switch_and_tabs(hub, browser):
-    ctx, page, errors = open_stats(browser, hub, 1280, 800, "zh", "dark")
+def test_the_tables_language_switch_and_tabs(hub, sync_browser):
+    page, watch = open_stats(sync_browser, hub, 1280, 800)
     try:
         assert page.inner_text("#tab-stats") == "统计"
         assert page.locator("main.console").is_hidden()
@@ -243,13 +241,23 @@ def test_the_tables_language_switch_and_tabs(hub, browser):
         dz = page.locator('#st-table tr[data-key="SD-DZ-001"]')
         cells = dz.locator("td").all_inner_texts()
         # (the reads in fill() are sent without their passages)
-        assert cells[:9] == ["SD-DZ-001", "3", "0", "0", "2", "40 s", "0", "2", "2 (MET 2)"]
+        assert cells[:9] == [
+            "德州京沪高速检查站 SD-DZ-001",
+            "3",
+            "0",
+            "0",
+            "2",
+            "40 s",
+            "0",
+            "2",
+            "2 (甲基苯丙胺 2)",
+        ]
         uptime = dz.locator("td.st-uptime")
         assert uptime.inner_text() == "75.0%" and "st-low" in uptime.get_attribute("class")
         assert page.locator('#st-table tr[data-key="SD-JN-001"] td.st-uptime').inner_text() == "–"
         assert "相机在线率" in page.text_content("#st-table")
         stale = page.locator('#st-table tr[data-camera="SD-DZ-001/lane2"] td').all_inner_texts()
-        assert stale == ["SD-DZ-001", "lane2", "4", "75.0%"]
+        assert stale == ["德州京沪高速检查站", "lane2", "4", "75.0%"]
         before = page.get_attribute("#stats-view", "data-drawn")
         page.click("#lang")
         page.wait_for_function(
@@ -262,6 +270,6 @@ def test_the_tables_language_switch_and_tabs(hub, browser):
         page.click("#tab-live")
         assert page.locator("#stats-view").is_hidden()
         assert page.locator("main.console").is_visible()
-        assert not errors, errors
+        assert watch.problems() == [], watch.problems()
     finally:
-        ctx.close()
+        page.context.close()

@@ -169,10 +169,11 @@ async def _alerts(http, hub):
     return (await get_json(http, f"{hub.base}/api/v1/alerts"))["alerts"]
 
 
-async def test_edge_that_missed_deltas_takes_a_snapshot(tmp_path, mosquitto, hub):
+async def test_edge_that_missed_deltas_catches_up_from_the_hub(tmp_path, mosquitto, hub):
     """The broker restarts without persistence while an edge is away: its session and the queued
     deltas are gone. Back online, the edge sees the (republished) retained version ahead of its
-    mirror, no delta to close the gap, and fetches a snapshot."""
+    mirror, no delta to close the gap, and takes the missed deltas from the hub's log over HTTP
+    (``GET /api/v1/feed/deltas``) instead of a whole snapshot."""
     e1 = edge(tmp_path, "e1", "SD-DZ-001", mosquitto, hub).start()
     async with session() as http, session() as console:
         await login(http, e1.base, "tablet-code")
@@ -190,5 +191,6 @@ async def test_edge_that_missed_deltas_takes_a_snapshot(tmp_path, mosquitto, hub
         with running(e1):
             await login(http, e1.base, "tablet-code")
             status = await until(lambda: feed_at(http, e1, missed), timeout=30, what="gap closed")
-            assert status["feed"]["snapshots"] == 1, "the restarted edge closed the gap with a snapshot"
+            assert status["feed"]["snapshots"] == 0, "the gap was closed without a snapshot"
+            assert status["feed"]["deltas"] == 1, "by the missed delta, from the hub's log"
             assert status["feed"]["entries"] == 2

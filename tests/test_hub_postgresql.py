@@ -85,6 +85,17 @@ async def test_the_hub_runs_on_postgresql(client):
     assert [a["plate_read"] for a in alerts] == ["鲁Q8K2L1"]
     (row,) = store.read(lambda tx: tx.execute("SELECT count(*) FROM reads").fetchall())
     assert row[0] == 2
+    # The side stores are on the database too: a failed login is counted there, for every hub.
+    from central.record.postgresql.shared import PgEvidenceStore, PgImportJobStore, PgLoginLimitStore
+
+    assert isinstance(client.app[keys.LOGIN_LIMITS], PgLoginLimitStore)
+    assert isinstance(client.app[keys.IMPORT_JOBS], PgImportJobStore)
+    assert isinstance(client.app[keys.EVIDENCE].store, PgEvidenceStore)
+    assert (
+        await client.post("/login", json={"username": "nobody", "password": "wrong-password"})
+    ).status == 401
+    (failures,) = store.read(lambda tx: tx.execute("SELECT count(*) FROM login_failures").fetchone())
+    assert failures == 2  # the account and the address
     # The watchlist loaded at start-up is audited on PostgreSQL's trail, and the chain holds.
     assert store.read(store.audit.verify).ok and store.read(
         lambda tx: store.audit.records(tx, action="watchlist.change")

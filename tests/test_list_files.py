@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from central.watchlists.files import entry_id_for, parse_entries
-from central.watchlists.index import WatchlistFileError, parse_csv
+from central.watchlists.index import WatchlistFileError, load_files, parse_csv
 
 SOURCE = "lists.csv"
 ROWS = [
@@ -65,3 +65,17 @@ def test_lists_must_agree_across_files():
     first = parse_csv("list,action,plate\nL,covert,鲁A12345\n", source="a.csv")
     with pytest.raises(WatchlistFileError, match="already has action covert"):
         parse_csv("list,action,plate\nL,notify,鲁A12346\n", source="b.csv", into=first)
+
+
+def test_a_start_up_list_says_its_file_name_and_errors_name_the_path(tmp_path):
+    """The console shows a list's source: the file's name, not the hub's folders; an operator reading a
+    start-up error is told the whole path of the file to fix."""
+    good = tmp_path / "lists" / "涉毒.csv"
+    good.parent.mkdir()
+    good.write_text(csv_text(with_list=True), encoding="utf-8")
+    loaded = load_files([str(good)])
+    assert {wl.source for wl in loaded.lists.values()} == {"涉毒.csv"}
+    bad = tmp_path / "lists" / "bad.csv"
+    bad.write_text("list,action,plate\nL,covert,\n", encoding="utf-8")
+    with pytest.raises(WatchlistFileError, match=str(bad)):
+        load_files([str(bad)])

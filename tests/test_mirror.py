@@ -6,7 +6,7 @@ import pytest
 
 from edge.mirror import Applied, Mirror
 from protocols.feed import EntryDelete, EntryUpsert, FeedDelta, FeedSnapshot, ListDelete, ListUpsert
-from protocols.matching import Entry, Watchlist
+from protocols.matching import Entry, ListKind, Watchlist
 
 WL = Watchlist(list_id="drugs", name="涉毒")
 
@@ -105,3 +105,41 @@ async def test_an_older_snapshot_never_moves_the_mirror_back(mirror):
     stale = FeedSnapshot(version=1, watchlists=[WL], entries=[entry("鲁A12345")])
     assert await mirror.replace(stale) is False
     assert mirror.version == 2 and hits(mirror, "鲁A12345") == [], "a deleted entry must not come back"
+
+
+PERSONS = Watchlist(list_id="wanted", name="在逃", kind=ListKind.PERSON)
+ID_HASH = "scrypt$n=32768,r=8,p=1$" + "ab" * 32
+
+
+async def test_person_entries_are_counted_and_found_but_never_indexed_for_plates(tmp_path):
+    """Person entries stay in the mirror's file (match_person reads them there), not in the plate
+    index: the index is the edge's memory, and a person entry never answers a plate read anyway."""
+    m = Mirror(tmp_path / "mirror.db")
+    m.start()
+    try:
+        snapshot = FeedSnapshot(
+            version=3, watchlists=[WL, PERSONS], entries=[entry("鲁A12345"), entry(ID_HASH, "wanted")]
+        )
+        assert await m.replace(snapshot)
+        assert len(m) == 2 and len(m.index) == 1
+        assert [e.entry_id for e in await m.match_person(ID_HASH, now=time.time())] == [f"wanted:{ID_HASH}"]
+        assert hits(m, ID_HASH) == []
+        other = "scrypt$n=32768,r=8,p=1$" + "cd" * 32
+        assert await m.apply_delta(delta(4, EntryUpsert(entry=entry(other, "wanted")))) is Applied.APPLIED
+        assert len(m) == 3 and len(m.index) == 1
+        assert await m.apply_delta(delta(5, EntryDelete(entry_id=f"wanted:{ID_HASH}"))) is Applied.APPLIED
+        assert len(m) == 2
+        # a vehicle list that becomes a person list: its entries leave the plate index
+        flipped = Watchlist(list_id="drugs", name="涉毒", kind=ListKind.PERSON)
+        assert await m.apply_delta(delta(6, ListUpsert(watchlist=flipped))) is Applied.APPLIED
+        assert hits(m, "鲁A12345") == [] and len(m.index) == 0 and len(m) == 2
+        assert await m.apply_delta(delta(7, ListUpsert(watchlist=WL))) is Applied.APPLIED
+        assert hits(m, "鲁A12345") == ["drugs:鲁A12345"] and len(m) == 2
+    finally:
+        m.stop()
+    again = Mirror(tmp_path / "mirror.db")
+    again.start()
+    try:
+        assert len(again) == 2 and len(again.index) == 1 and again.version == 7
+    finally:
+        again.stop()

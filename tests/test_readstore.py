@@ -91,6 +91,27 @@ def test_midnight_splits_days_and_passages_go_by_first_seen(store):
     assert [r.seq for r in store.record.iter_reads(dt.date(2026, 11, 28))] == [2]
 
 
+def test_a_day_file_appears_with_its_tables(store, monkeypatch):
+    """A reader (a search, a backup, a test reading the files) that finds a new day's file finds its
+    tables in it: the file is made under another name and renamed into place, never seen half-made."""
+    from central.record.sqlite import dayfiles
+
+    path = store.record.root / file_name(dt.date(2026, 11, 28))
+    seen: list[bool] = []
+    made = dayfiles.create_schema
+
+    def create_schema(conn, *args, **kwargs):
+        seen.append(path.exists())  # the day's file is visible while its tables are being made?
+        return made(conn, *args, **kwargs)
+
+    monkeypatch.setattr(dayfiles, "create_schema", create_schema)
+    put(store, read(1))
+    assert seen and not seen[0], "the day file was visible before its tables were made"
+    assert not list(store.record.root.glob(".*")), "no temporary file left behind"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM reads").fetchone() == (1,)
+
+
 def test_more_days_than_attached_files_are_all_stored(tmp_path):
     s = HubStore(tmp_path / "hub.db", attached_max=2)
     s.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 
 import pytest
@@ -353,3 +354,42 @@ def test_scene_pictures_are_camera_like_jpegs_with_the_plate() -> None:
     no_plate = make_sim(no_plate_rate=1.0).next_vehicle()[0]
     pictures = scene_pictures(no_plate, "SD-DZ-001")
     assert pictures.plate is None and decode_image(pictures.scene, "scene") is not None
+
+
+def test_the_pictures_caption_is_china_standard_time_on_any_host(monkeypatch) -> None:
+    """The camera's clock in the picture agrees with the console's Asia/Shanghai, not the host's zone."""
+    import time
+
+    from edge.sources.simulator import scene_caption
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        read = make_sim().next_vehicle()[0]
+        read = dataclasses.replace(read, captured_at=1796620980.0)  # 2026-12-07 05:23:00 UTC
+        assert scene_caption(read, "SD-DZ-001").startswith("2026-12-07 13:23:00  SD-DZ-001  ")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_plate_close_ups_draw_every_chinese_character_a_plate_can_have():
+    """The demo's plate crops draw the province and suffix characters (OpenCV's fonts have none: they were
+    drawn as empty boxes) from the glyph sheet; each is inked, and unlike the box drawn for a character no
+    font here has."""
+    import numpy as np
+
+    from edge.sources import simulator
+    from protocols.plates import _SUFFIX_KINDS, PROVINCES
+
+    for ch in PROVINCES + "".join(_SUFFIX_KINDS) + "使":
+        assert simulator._glyphs(ch) == [ch], f"{ch} has no glyph"
+    drawn = simulator._plate_image("鲁A12345", "blue")
+    boxed = simulator._plate_image("\u4e00A12345", "blue")  # 一: on no plate, so no glyph: a box
+    assert simulator._glyphs("\u4e00") == [None]
+    width = simulator.PLATE_SIZE[0]
+    first = slice(10, 10 + (width - 20) // 7)
+    assert not np.array_equal(drawn[:, first], boxed[:, first]), "鲁 was drawn as the box"
+    background = np.array(simulator._PLATE_COLOURS["blue"][0])
+    inked = np.any(drawn[14:-14, first] != background, axis=2).mean()
+    assert 0.1 < inked < 0.7, f"the province character covers {inked:.0%} of its cell"

@@ -12,9 +12,10 @@ import time
 import msgspec
 import pytest
 
-from central.alerts.evidence import EvidenceCache
 from central.people.users import User, UserError, token_hash
 from central.record.escalation import ACTION, ACTOR
+from central.record.evidencefiles import EvidenceFiles
+from central.record.memory import MemoryImportJobs
 from central.record.sqlite.store import HubStore
 from protocols.kits import KitResult, MachineReading, PanelResult, Subject
 from protocols.messages import (
@@ -55,9 +56,8 @@ class SqliteBackend:
         self.hub.start()
         self.users, self.audit, self.webhooks = self.hub.users, self.hub.audit, self.hub.webhooks
         self.login_limits = LoginLimiter(per_account=3, per_address=5, window_s=600, clock=clock)
-        self.import_jobs: dict = {}
-        self.evidence = EvidenceCache(tmp_path / "evidence", evidence_max_bytes, publish=None)
-        self.evidence.root.mkdir(parents=True)
+        self.import_jobs = MemoryImportJobs(max_jobs=3)
+        self.evidence = EvidenceFiles(tmp_path / "evidence", evidence_max_bytes)
         self.events, self.stats, self.watchlists = self.hub, self.hub.stats, self.hub.watchlists
 
     def write(self, job):
@@ -87,7 +87,9 @@ class PostgresBackend:
         self.login_limits = PgLoginLimitStore(
             s._pool, per_account=3, per_address=5, window_s=600, clock=clock
         )
-        self.import_jobs, self.evidence = s.import_jobs, s.evidence
+        from central.record.postgresql.shared import PgImportJobStore
+
+        self.import_jobs, self.evidence = PgImportJobStore(s._pool, max_jobs=3), s.evidence
         self.events, self.stats, self.watchlists = s, s.stats, s.watchlists
 
     def write(self, job):
@@ -287,6 +289,10 @@ class Job:
     def __init__(self, job_id: str, state: str = "running", rows_done: int = 0) -> None:
         self.job_id, self.state, self.rows_done = job_id, state, rows_done
 
+    @property
+    def finished(self) -> bool:
+        return self.state not in ("running", "applying")
+
     def status(self):
         return {
             "job": self.job_id,
@@ -296,17 +302,19 @@ class Job:
         }
 
 
-def test_import_jobs_are_kept_by_id(backend):
+def test_import_jobs_are_kept_by_id_and_the_oldest_finished_go_first(backend):
     jobs = backend.import_jobs
-    assert len(jobs) == 0 and jobs.get("1-1") is None
-    job = Job("1-1")
-    jobs["1-1"] = job
-    jobs["1-2"] = Job("1-2", "done", 7)
-    assert len(jobs) == 2
+    assert len(jobs) == 0 and jobs.get("1-1") is None and jobs.jobs() == []
+    first = Job("1-1")
+    jobs.add("1-1", first)
+    jobs.add("1-2", Job("1-2", "done", 7))
+    jobs.add("1-3", Job("1-3", "failed"))
+    assert len(jobs) == 3 and jobs.get("1-1") is first  # this hub's own job, live
     assert jobs.get("1-2").status() == Job("1-2", "done", 7).status()
-    job.state, job.rows_done = "applying", 40
-    jobs["1-1"] = job  # saved again as it moves on
-    assert jobs.get("1-1").status()["state"] == "applying" and jobs.get("1-1").status()["rows_done"] == 40
+    jobs.add("1-4", Job("1-4"))  # past 3: the oldest finished (1-2) goes, the running 1-1 stays
+    assert [j.job_id for j in jobs.jobs()] == ["1-1", "1-3", "1-4"] and jobs.get("1-2") is None
+    first.state, first.rows_done = "applying", 40
+    assert jobs.get("1-1").status()["rows_done"] == 40
 
 
 # -- cached evidence -------------------------------------------------------------------------------
@@ -1058,7 +1066,13 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
     from central.record.postgresql.store import PgStores
 
     def wanted(protocol):
-        return {m for m in vars(protocol) if not m.startswith("_")} - {"__setitem__"}
+        names: set[str] = set()
+        for klass in protocol.__mro__:
+            if getattr(klass, "_is_protocol", False) and klass.__module__ != "typing":
+                names |= {m for m in vars(klass) if not m.startswith("_")} | set(
+                    getattr(klass, "__annotations__", {})
+                )
+        return names
 
     pg = PgStores("postgresql://unused")  # nothing connects before start()
     parts = {
@@ -1073,9 +1087,10 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
         seam.ImportJobStore: pg.import_jobs,
         seam.EvidenceStore: pg.evidence,
     }
+    assert {"retry_after", "failed", "succeeded"} <= wanted(seam.LoginLimitStore)  # inherited ones count
     missing = {p.__name__: sorted(m for m in wanted(p) if not hasattr(impl, m)) for p, impl in parts.items()}
     assert not any(missing.values()), missing
-    assert hasattr(pg.import_jobs, "__setitem__") and hasattr(pg.import_jobs, "__len__")
+    assert hasattr(pg.import_jobs, "__len__")
 
 
 def test_feed_versions_follow_commits(pg_dsn):
@@ -1262,5 +1277,25 @@ def test_failed_logins_past_the_window_are_forgotten_on_postgresql(pg_dsn):
         assert (
             limits.retry_after("later0", "10.9.9.9") is None and limits.retry_after("x", "10.2.0.1") is None
         )
+    finally:
+        stores.stop()
+
+
+def test_another_hub_answers_for_an_import_job_on_postgresql(pg_dsn):
+    from central.record.postgresql.shared import PgImportJobStore, StoredJob
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        here, there = PgImportJobStore(stores._pool), PgImportJobStore(stores._pool)
+        job = Job("7-1")
+        here.add("7-1", job)
+        seen = there.get("7-1")
+        assert isinstance(seen, StoredJob) and seen.status() == job.status() and not seen.finished
+        job.state, job.rows_done = "done", 12
+        assert here.get("7-1") is job  # asked here: its status is saved again
+        assert there.get("7-1").status()["rows_done"] == 12 and there.get("7-1").finished
+        assert there.get("7-9") is None and len(there) == 0
     finally:
         stores.stop()

@@ -5,6 +5,7 @@ SQLite implementations) touches SQLite, and ``postgresql/`` holds PostgreSQL's S
 
 import ast
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -161,9 +162,85 @@ def test_the_record_names_its_stores(tmp_path):
         stores.WebhookStore: hub.webhooks,
         stores.StatsStore: hub.stats,
     }
+    from central.record import factory
+    from central.settings import HubSettings
+
+    settings = HubSettings(data_dir=str(tmp_path))
+    parts |= {
+        stores.LoginLimitStore: factory.open_login_limits(settings),
+        stores.ImportJobStore: factory.open_import_jobs(settings),
+        stores.EvidenceStore: factory.open_evidence(settings),
+    }
     for protocol, implementation in parts.items():
         missing = sorted(m for m in methods(protocol) if not hasattr(implementation, m))
         assert not missing, f"{type(implementation).__name__} lacks {protocol.__name__}'s {missing}"
+
+
+CONTAINER_METHODS = ("__len__", "__getitem__", "__setitem__", "__contains__", "__iter__")
+
+#: The implementations of the stores a hub keeps beside hub.db: built by ``record/factory.py`` only.
+SIDE_IMPLEMENTATIONS = ("MemoryImportJobs", "EvidenceFiles", "LoginLimiter")
+
+
+def store_protocols() -> dict[str, set[str]]:
+    """Each Protocol of ``central/record/stores.py`` (but ``HubStores``, made of the others) with the methods
+    it asks for (public ones, and the container methods such as ``__len__``)."""
+    from central.record import stores
+
+    def asked(protocol: type) -> set[str]:
+        return {
+            m
+            for k in protocol.__mro__
+            if k.__module__ == stores.__name__ or k.__name__ == "ReadStore"
+            for m, v in vars(k).items()
+            if callable(v) and (not m.startswith("_") or m in CONTAINER_METHODS)
+        }
+
+    return {
+        name: asked(getattr(stores, name))
+        for name in stores.__all__
+        if getattr(getattr(stores, name), "_is_protocol", False) and name != "HubStores"
+    }
+
+
+def test_no_store_is_implemented_above_the_record():
+    """A class above ``record/`` with every method of a store's Protocol is a store in the wrong place,
+    and above ``record/`` nothing names the side stores' implementations (the factory builds them)."""
+    protocols = store_protocols()
+    bad = {}
+    for path in sorted(CENTRAL.rglob("*.py")):
+        if path.is_relative_to(RECORD):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                defined = {f.name for f in node.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)}
+                bad.update(
+                    {
+                        f"{path.relative_to(ROOT)}:{node.name}": name
+                        for name, m in protocols.items()
+                        if m and m <= defined
+                    }
+                )
+            elif isinstance(node, ast.Name | ast.alias | ast.Attribute):
+                name = getattr(node, "id", None) or getattr(node, "name", None) or getattr(node, "attr", "")
+                if name.rsplit(".", 1)[-1] in SIDE_IMPLEMENTATIONS:
+                    bad[f"{path.relative_to(ROOT)}:{node.lineno if hasattr(node, 'lineno') else ''}"] = name
+    assert not bad, f"stores implemented or named above central/record/ (use record/factory.py): {bad}"
+
+
+def test_the_hub_holds_its_side_stores_by_their_protocols():
+    """The app keys of the login limits, the import jobs and the evidence pictures are typed by the
+    Protocols, and the evidence broker is given an ``EvidenceStore``."""
+    import typing
+
+    from central.alerts.evidence import EvidenceBroker
+    from central.record import stores
+    from central.web import keys
+
+    assert keys.LOGIN_LIMITS._t is stores.LoginLimitStore
+    assert keys.IMPORT_JOBS._t is stores.ImportJobStore
+    assert typing.get_type_hints(EvidenceBroker.__init__)["store"] is stores.EvidenceStore
 
 
 @pytest.mark.parametrize(
@@ -194,3 +271,41 @@ def test_the_check_sees_what_it_is_for(tmp_path, source, expected):
 def test_the_check_leaves_prose_alone(tmp_path, source):
     (tmp_path / "probe.py").write_text(source, encoding="utf-8")
     assert not offences(tmp_path)
+
+
+def test_the_import_jobs_forget_the_oldest_finished_first(tmp_path):
+    from central.record import factory
+    from central.settings import HubSettings
+
+    class Job:
+        def __init__(self, finished: bool) -> None:
+            self.finished = finished
+
+    jobs = factory.open_import_jobs(HubSettings(data_dir=str(tmp_path)))
+    kept = {f"j{i}": Job(finished=i % 2 == 1) for i in range(50)}  # j1, j3, ... are finished
+    for job_id, job in kept.items():
+        jobs.add(job_id, job)
+    assert len(jobs) == 50
+    jobs.add("new", Job(finished=False))
+    assert len(jobs) == 50 and jobs.get("j1") is None and jobs.get("j0") is kept["j0"]
+    assert jobs.get("j3") is kept["j3"] and jobs.get("new") is not None
+    assert jobs.jobs()[0] is kept["j0"] and jobs.jobs()[-1] is jobs.get("new")
+
+
+def test_the_evidence_files_keep_within_their_quota(tmp_path):
+    from central.record import factory
+    from central.settings import EvidenceSettings, HubSettings
+
+    settings = HubSettings(data_dir=str(tmp_path), evidence=EvidenceSettings(max_bytes=2500))
+    files = factory.open_evidence(settings)
+    assert files.cached(("SD-DZ-001", 1, 1, "scene")) is None
+    files.keep(("SD-DZ-001", 1, 1, "scene"), b"\xff\xd8\xff" + b"a" * 997)
+    files.keep(("SD-DZ-001", 1, 2, "plate"), b"\xff\xd8\xff" + b"b" * 997)
+    assert files.cached(("SD-DZ-001", 1, 2, "plate")) == b"\xff\xd8\xff" + b"b" * 997
+    first = tmp_path / "evidence" / "SD-DZ-001" / "1-1-scene.jpg"
+    os.utime(first, (1, 1))  # the oldest by its time, whatever the clock's resolution
+    files.keep(("SD-DZ-001", 1, 3, "scene"), b"\xff\xd8\xff" + b"c" * 997)
+    assert files.cached(("SD-DZ-001", 1, 1, "scene")) is None  # over 2500 bytes: the oldest went
+    assert files.cached(("SD-DZ-001", 1, 3, "scene")) is not None
+    with pytest.raises(ValueError):
+        files.cached(("../etc", 1, 1, "scene"))

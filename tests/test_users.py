@@ -174,6 +174,8 @@ async def test_failed_logins_are_limited(client):
         assert (await sign_in(client, "li.analyst", "nope nope nope")).status == 401
     resp = await sign_in(client, "li.analyst")
     assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0, "even the right password waits now"
+    # The failures are counted in the hub's login-limit store (the factory's), not a limiter of its own.
+    assert client.app[keys.LOGIN_LIMITS].retry_after("li.analyst", "0.0.0.0") is not None
 
 
 async def test_a_cross_site_post_is_refused(client):

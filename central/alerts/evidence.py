@@ -2,10 +2,11 @@
 
 Edges sit behind mobile-network NAT, so the hub never connects to one: it publishes an
 EvidenceRequest on ``cordon/v1/cp/{cp}/evidence/request`` and waits (an asyncio future per
-request_id) for the EvidenceReply on ``.../evidence/reply``. A picture that came is kept in
-``<data_dir>/evidence/`` under a quota (``evidence.max_bytes``; the oldest files go first), so the
-next look is served from disk. A checkpoint that is offline, or silent past the wait, is asked again
-when its status turns online; the caller gets a clear reason meanwhile.
+request_id) for the EvidenceReply on ``.../evidence/reply``. A picture that came is kept in the
+hub's ``EvidenceStore`` (files under ``<data_dir>/evidence/`` within ``evidence.max_bytes``:
+``central.record.evidencefiles``), so the next look is served from there. A checkpoint that is
+offline, or silent past the wait, is asked again when its status turns online; the caller gets a
+clear reason meanwhile.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import binascii
 import logging
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
+from central.record.evidencefiles import KINDS, Key
+from central.record.stores import EvidenceStore
 from protocols import signing, topics
 from protocols.messages import SCHEMA_VERSION, DecodeError, EvidenceReply, EvidenceRequest, decode, encode
 
 log = logging.getLogger(__name__)
 
-KINDS = ("scene", "plate")
+__all__ = ["KINDS", "EvidenceBroker", "Outcome"]
+
 MAX_OPEN_REQUESTS = 10_000
-Key = tuple[str, int, int, str]  # checkpoint, epoch, seq, kind
 
 
 @dataclass
@@ -37,18 +39,18 @@ class Outcome:
     pending: bool = False
 
 
-class EvidenceCache:
+class EvidenceBroker:
+    """Asks the edges for pictures and keeps what comes in ``store``."""
+
     def __init__(
         self,
-        root: Path,
-        max_bytes: int,
+        store: EvidenceStore,
         publish,
         edge_keys=None,  # noqa: ANN001 - callables
         signatures_required: bool = False,
         wait_s: float = 5.0,
     ) -> None:
-        self.root = root
-        self.max_bytes = max_bytes
+        self.store = store
         self._publish = publish
         self._edge_keys = edge_keys
         self._signatures_required = signatures_required
@@ -63,37 +65,6 @@ class EvidenceCache:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    # -- the disk cache: paths from a checked checkpoint id and integers only ----------------------
-    def path(self, key: Key) -> Path:
-        checkpoint, epoch, seq, kind = key
-        if not topics.valid_checkpoint_id(checkpoint) or kind not in KINDS:
-            raise ValueError("bad evidence key")
-        return self.root / checkpoint / f"{int(epoch)}-{int(seq)}-{kind}.jpg"
-
-    def cached(self, key: Key) -> bytes | None:
-        try:
-            return self.path(key).read_bytes()
-        except OSError:
-            return None
-
-    def keep(self, key: Key, data: bytes) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        self._trim()
-
-    def _trim(self) -> None:
-        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("*/*.jpg")]
-        total = sum(size for _, size, _ in files)
-        for _, size, path in sorted(files):
-            if total <= self.max_bytes:
-                break
-            path.unlink(missing_ok=True)
-            total -= size
 
     # -- asking --------------------------------------------------------------------------------
     def _request(self, checkpoint: str, epoch: int, seq: int) -> None:
@@ -109,7 +80,7 @@ class EvidenceCache:
         self._publish(topics.evidence_request(checkpoint), encode(message))
 
     async def fetch(self, key: Key, online: bool) -> Outcome:
-        data = await asyncio.to_thread(self.cached, key)
+        data = await asyncio.to_thread(self.store.cached, key)
         if data is not None:
             return Outcome(data=data)
         checkpoint, epoch, seq, _ = key
@@ -184,7 +155,7 @@ class EvidenceCache:
             except (binascii.Error, ValueError):
                 data = b""
             if data[:3] == b"\xff\xd8\xff":
-                await asyncio.to_thread(self.keep, key, data)
+                await asyncio.to_thread(self.store.keep, key, data)
                 outcome = Outcome(data=data)
             else:
                 outcome = Outcome(error="the checkpoint sent something that is not a JPEG")

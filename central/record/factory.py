@@ -1,14 +1,17 @@
 """The one place that knows which implementations of the stores the hub runs: from the settings, the
-stores of ``central.record.stores``. Today that is SQLite (hub.db and the day files under the data
-folder), as it always was; the PostgreSQL record (``central.record.postgresql``) implements the read
-store but is not wired into the hub yet, since ingest commits a batch's reads in the same transaction
-as the rest of the batch (see docs/architecture.md, "The store seam")."""
+stores of ``central.record.stores``. By default SQLite (hub.db and the day files under the data folder),
+as it always was, and beside it the stores a hub keeps of its own (in memory, or files under its data
+folder); with ``[store] backend = "postgresql"`` all of them on the database ``store.dsn`` names
+(``central.record.postgresql``; docs/architecture.md, "The other stores on PostgreSQL")."""
 
 from __future__ import annotations
 
+from central.record.evidencefiles import EvidenceFiles
+from central.record.memory import MemoryImportJobs
 from central.record.sqlite.store import HubStore
-from central.record.stores import HubStores
+from central.record.stores import EvidenceStore, HubStores, ImportJobStore, LoginLimitStore
 from central.settings import HubSettings
+from runtime.web import LoginLimiter
 
 
 def open_store(settings: HubSettings) -> HubStores:
@@ -28,3 +31,41 @@ def open_store(settings: HubSettings) -> HubStores:
         attached_max=settings.record.attached_max,
         busy_timeout_s=settings.store.busy_timeout_s,
     )
+
+
+def _pool(settings: HubSettings):  # noqa: ANN202 - the PostgreSQL pool, named only here
+    """A small pool of connections of its own for a side store on PostgreSQL (its tables are made by the
+    hub's store at start-up; nothing connects before the first call)."""
+    from central.record.postgresql.connections import Pool, with_password
+
+    return Pool(with_password(settings.store.dsn, settings.store.database_password()), size=2)
+
+
+def open_login_limits(settings: HubSettings) -> LoginLimitStore:
+    """Failed logins: counted in this process's memory (the limiter the edge's login uses too), or on
+    PostgreSQL in the database, where every hub counts the same failures."""
+    if settings.store.backend == "postgresql":
+        from central.record.postgresql.shared import PgLoginLimitStore
+
+        return PgLoginLimitStore(_pool(settings))
+    return LoginLimiter()
+
+
+def open_import_jobs(settings: HubSettings) -> ImportJobStore:
+    """Watchlist imports in progress: in this process's memory, and on PostgreSQL with their status in the
+    database too, so another hub answers for them."""
+    if settings.store.backend == "postgresql":
+        from central.record.postgresql.shared import PgImportJobStore
+
+        return PgImportJobStore(_pool(settings))
+    return MemoryImportJobs()
+
+
+def open_evidence(settings: HubSettings) -> EvidenceStore:
+    """Pictures fetched from the edges within ``evidence.max_bytes``: files under ``<data_dir>/evidence``,
+    or on PostgreSQL rows every hub shares."""
+    if settings.store.backend == "postgresql":
+        from central.record.postgresql.shared import PgEvidenceStore
+
+        return PgEvidenceStore(_pool(settings), settings.evidence.max_bytes)
+    return EvidenceFiles(settings.data_path / "evidence", settings.evidence.max_bytes)

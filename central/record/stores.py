@@ -36,6 +36,7 @@ from central.record.watchlists import Applied, ListIndex
 from protocols.feed import FeedChange
 from protocols.matching import Entry, PermitRule, Watchlist
 from protocols.messages import Alert, AlertReceipt, CheckpointStatus, Event, OfficerAccounts
+from runtime.web import LoginLimits
 
 __all__ = [
     "AlertStore",
@@ -227,6 +228,12 @@ class WatchlistStore(Protocol):
 
     def versioned_snapshot(self, tx: Tx) -> tuple[int, bytes]: ...
 
+    def field_feed(self, tx: Tx) -> tuple[int, list[Watchlist], list[Entry], list[PermitRule]]: ...
+
+    def unfiled(self, tx: Tx, since: int) -> tuple[int, bool, float | None]: ...
+
+    def deltas_since(self, tx: Tx, since: int, limit: int) -> tuple[int, list[bytes]] | None: ...
+
 
 class UserStore(Protocol):
     """Accounts (sessions are signed cookies checked against each account's generation; API tokens are
@@ -328,33 +335,39 @@ class StatsStore(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class LoginLimitStore(Protocol):
-    """Failed logins per account and address in a sliding window. Today in memory per process
-    (``runtime.web.LoginLimiter``): behind a load balancer each hub counts its own failures."""
-
-    def retry_after(self, account: str, address: str) -> float | None: ...
-
-    def failed(self, account: str, address: str) -> None: ...
-
-    def succeeded(self, account: str) -> None: ...
+class LoginLimitStore(LoginLimits, Protocol):
+    """Failed logins per account and address in a sliding window (the methods: ``runtime.web.LoginLimits``,
+    which the edge's login uses too). In memory per process (``runtime.web.LoginLimiter``, built by
+    ``factory.open_login_limits``): behind a load balancer each hub counts its own failures."""
 
 
 class ImportJobStore(Protocol):
-    """Watchlist imports in progress and their outcome, by job id. Today a dict in memory
-    (``app[IMPORT_JOBS]``, central/web/lists.py): another hub cannot answer for a job."""
+    """Watchlist imports in progress and their outcome, by job id (``central.web.lists.ImportJob``: a job
+    says whether it has ``finished``). In memory (``central.record.memory.MemoryImportJobs``): another
+    hub cannot answer for a job."""
 
-    def get(self, job_id: str, /) -> Any: ...
+    def get(self, job_id: str, /) -> Any:
+        """The job, or None when there is none by this id (or it was forgotten)."""
+        ...
 
-    def __setitem__(self, job_id: str, job: Any, /) -> None: ...
+    def add(self, job_id: str, job: Any, /) -> None:
+        """Keep a job; past the store's limit the oldest finished jobs are forgotten first."""
+        ...
+
+    def jobs(self) -> list[Any]:
+        """Every job kept, oldest first."""
+        ...
 
     def __len__(self) -> int: ...
 
 
 class EvidenceStore(Protocol):
-    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind). Today files under
-    ``<data_dir>/evidence`` of one hub (``central.alerts.evidence.EvidenceCache``)."""
+    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind) under a quota. Files under
+    ``<data_dir>/evidence`` of one hub (``central.record.evidencefiles.EvidenceFiles``)."""
 
-    def cached(self, key: tuple[str, int, int, str]) -> bytes | None: ...
+    def cached(self, key: tuple[str, int, int, str]) -> bytes | None:
+        """The picture, or None when it is not kept (a key that names no valid read raises ValueError)."""
+        ...
 
     def keep(self, key: tuple[str, int, int, str], data: bytes) -> None: ...
 

@@ -42,10 +42,13 @@ function evidenceImg(alert, className) {
 // Hook for the alert queue: the row's picture, or nothing.
 export function evidenceThumb(alert) { return evidenceImg(alert, "evidence-thumb"); }
 
-// One full picture of one read: a placeholder now, the picture (or what became of it) when the hub answers.
-function evidenceFull(read, kind, plate) {
+// One full picture of one read: a placeholder now (the alert's thumbnail when it has one, `standIn`), the
+// picture (or what became of it) when the hub answers. The thumbnail gives way to the full scene: the
+// detail showed the same scene twice, small and large.
+function evidenceFull(read, kind, plate, standIn) {
   const fig = el("figure", "evidence-full evidence-" + kind);
   const note = el("p", "muted evidence-status", t("evidence.loading"));
+  if (standIn) fig.append(standIn);
   fig.append(note, el("figcaption", "muted", t("evidence." + kind)));
   const url = "/api/v1/evidence/" + [read.checkpoint, read.epoch, read.seq, kind].map(encodeURIComponent).join("/");
   fetch(url, { credentials: "same-origin" }).then(async (resp) => {
@@ -56,7 +59,7 @@ function evidenceFull(read, kind, plate) {
       img.dataset.kind = kind;
       img.alt = t("evidence." + kind) + " · " + plate;
       img.src = URL.createObjectURL(await resp.blob());
-      note.replaceWith(img);
+      if (standIn) { standIn.replaceWith(img); note.remove(); } else note.replaceWith(img);
       return;
     }
     note.textContent = t(FAILURE[resp.status] || "evidence.failed");
@@ -65,13 +68,13 @@ function evidenceFull(read, kind, plate) {
   return fig;
 }
 
-function readRow(read, plate) {
+function readRow(read, plate, standIn) {
   const row = el("div", "evidence-row");
   if (read.other) {
     const which = el("p", "muted", t("evidence.other") + " · " + checkpointName(read.checkpoint));
     row.append(which);
   }
-  row.append(evidenceFull(read, "scene", plate), evidenceFull(read, "plate", plate));
+  row.append(evidenceFull(read, "scene", plate, standIn), evidenceFull(read, "plate", plate));
   return row;
 }
 
@@ -83,9 +86,7 @@ export function evidenceFigure(alert) {
   const own = { checkpoint: alert.checkpoint, epoch: alert.epoch, seq: alert.seq };
   const other = EVIDENCE_CLONE.exec((alert.hit && alert.hit.entry_id) || "");
   if (thumb) {
-    const fig = el("figure", "evidence");
-    fig.append(thumb, el("figcaption", "muted", t("evidence")));
-    box.append(fig, readRow(own, alert.plate_read));
+    box.append(readRow(own, alert.plate_read, thumb));
   } else if (other) {
     const fetchBoth = el("button", "evidence-fetch", t("evidence.fetch"));
     fetchBoth.type = "button";

@@ -4,6 +4,7 @@
 // raw English reaches the Chinese page. A clone's explanation comes in both languages ("中文 / English"):
 // the page shows its own half, and the clone's reason (two read identities) becomes the two checkpoints'
 // names. A form this module does not know is shown as it came (the browser checks would then report it).
+import { cloneReason } from "/common/hits.js";
 import { CORDON_I18N, cordonLang, t, tf } from "/common/i18n.js";
 import { checkpointName, drugName } from "./console-names.js";
 
@@ -26,9 +27,6 @@ Object.assign(CORDON_I18N.zh, {
   "why.kit": "快检{call}：{drugs}（试剂 {kit}，结果编号 {id}）", "why.kit.positive": "阳性", "why.kit.invalid": "无效",
   "why.person": "快检 {id}：受检人身份证号摘要在人员布控名单上",
   "why.score": "匹配度 {score}%",
-  "clone.same_time": "同一时间出现在两地", "clone.impossible_trip": "两地间行程时间不可能",
-  "clone.attribute_conflict": "车辆特征不一致",
-  "clone.reads": "{kind}：先经 {first}（相机 {first_cam}），后经 {second}（相机 {second_cam}）",
   "colour.blue": "蓝牌", "colour.yellow": "黄牌", "colour.green": "绿牌", "colour.yellow_green": "黄绿牌",
   "colour.white": "白牌", "colour.black": "黑牌",
   "vtype.car": "小型车", "vtype.suv": "越野车", "vtype.van": "面包车", "vtype.bus": "客车", "vtype.truck": "货车",
@@ -52,9 +50,6 @@ Object.assign(CORDON_I18N.en, {
   "why.kit": "quick test {call}: {drugs} (kit {kit}, result {id})", "why.kit.positive": "positive", "why.kit.invalid": "invalid",
   "why.person": "quick test {id}: the subject's ID digest is on a person watchlist",
   "why.score": "score {score}%",
-  "clone.same_time": "at two places at the same time", "clone.impossible_trip": "a trip too fast to be possible",
-  "clone.attribute_conflict": "the vehicles differ",
-  "clone.reads": "{kind}: first at {first} (camera {first_cam}), then at {second} (camera {second_cam})",
   "colour.blue": "blue plate", "colour.yellow": "yellow plate", "colour.green": "green plate",
   "colour.yellow_green": "yellow-green plate", "colour.white": "white plate", "colour.black": "black plate",
   "vtype.car": "car", "vtype.suv": "SUV", "vtype.van": "van", "vtype.bus": "bus", "vtype.truck": "truck",
@@ -130,12 +125,7 @@ export function explain(hit) {
 
 // The reason to show as the list's 布控事由: the entry's own, or for a clone the two reads by place.
 export function reasonText(hit) {
-  if (hit.kind !== "clone") return hit.reason || "";
-  const m = /^(same_time|impossible_trip|attribute_conflict); earlier read ([^/\s]+)\/\d+\/\d+ camera (.*); later read ([^/\s]+)\/\d+\/\d+ camera (.*)$/
-    .exec(hit.reason || "");
-  if (!m) return hit.reason || "";
-  return tf("clone.reads", { kind: t("clone." + m[1]), first: checkpointName(m[2]), first_cam: m[3],
-    second: checkpointName(m[4]), second_cam: m[5] });
+  return hit.kind === "clone" ? cloneReason(hit.reason, checkpointName) : hit.reason || "";
 }
 
 // The match score as people read it ("匹配度 95%"); rules and tests have none worth showing.

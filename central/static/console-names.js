@@ -1,20 +1,15 @@
 // Names people read instead of ids: checkpoints by their name on the ring (GET /api/v1/ring, in the page's
-// language), the rule "lists" (套牌, 无牌车, 快检) by their name in the dictionary, kit drugs by name.
+// language), the rule "lists" (套牌, 无牌车, 快检) by their name in the dictionary, kit drugs by name (/common/drugs.js).
+import { ruleListName } from "/common/hits.js";
 import { CORDON_I18N, cordonLang, t } from "/common/i18n.js";
 
 Object.assign(CORDON_I18N.zh, {
-  "rule.clone": "疑似套牌车", "rule.no-plate": "无牌车", "rule.kit.positive": "毒品快检阳性",
+  "rule.kit.positive": "毒品快检阳性",
   "rule.kit.invalid": "毒品快检无效", "rule.kit": "毒品快检",
-  "drug.MET": "甲基苯丙胺", "drug.MOR/OPI": "吗啡/阿片类", "drug.MOR": "吗啡", "drug.OPI": "阿片类",
-  "drug.KET": "氯胺酮", "drug.MDMA": "MDMA（摇头丸）", "drug.THC": "大麻", "drug.COC": "可卡因",
-  "drug.AMP": "苯丙胺", "drug.BZO": "苯二氮䓬类", "drug.MTD": "美沙酮", "drug.BUP": "丁丙诺啡",
 });
 Object.assign(CORDON_I18N.en, {
-  "rule.clone": "Suspected clone", "rule.no-plate": "No readable plate", "rule.kit.positive": "Quick test positive",
+  "rule.kit.positive": "Quick test positive",
   "rule.kit.invalid": "Quick test invalid", "rule.kit": "Drug quick test",
-  "drug.MET": "methamphetamine", "drug.MOR/OPI": "morphine/opiates", "drug.MOR": "morphine", "drug.OPI": "opiates",
-  "drug.KET": "ketamine", "drug.MDMA": "MDMA (ecstasy)", "drug.THC": "cannabis", "drug.COC": "cocaine",
-  "drug.AMP": "amphetamine", "drug.BZO": "benzodiazepines", "drug.MTD": "methadone", "drug.BUP": "buprenorphine",
 });
 
 let ringById = new Map();
@@ -36,8 +31,8 @@ export function checkpointName(id) {
 
 // The name of an alert's list: a watchlist's own name, or a rule's name from the dictionary.
 export function listName(hit) {
-  if (hit.list_id === "rule:clone") return t("rule.clone");
-  if (hit.list_id === "rule:no-plate") return t("rule.no-plate");
+  const rule = ruleListName(hit);
+  if (rule) return rule;
   if (hit.list_id === "rule:kit") {
     const call = /(positive|invalid)$/.exec(hit.list_name || "");
     return t(call ? "rule.kit." + call[1] : "rule.kit");
@@ -45,7 +40,5 @@ export function listName(hit) {
   return hit.list_name;
 }
 
-// A drug panel's code (MET, KET ...) by name; an unknown code stays a code.
-export function drugName(code) {
-  return Object.prototype.hasOwnProperty.call(CORDON_I18N[cordonLang()], "drug." + code) ? t("drug." + code) : code;
-}
+// A drug panel's code by name: one dictionary for the console and the tablet (/common/drugs.js).
+export { drugName } from "/common/drugs.js";

@@ -5,6 +5,7 @@
 // day) get their own panel on the same time axis rather than a second scale drawn over the others; tooltips
 // are built element by element (every received value set as text).
 import { applyI18n, CORDON_I18N, el, t } from "/common/i18n.js";
+import { checkpointName, drugName, ringLoaded } from "./console-names.js";
 
 Object.assign(CORDON_I18N.zh, {
   "tab.stats": "统计", "st.title": "统计分析", "st.group": "分组", "st.group.checkpoint": "按查缉点",
@@ -89,7 +90,7 @@ async function stLoad() {
   const msg = document.getElementById("st-msg");
   try {
     const [data, daily, mis] = await Promise.all([stGet("/api/v1/stats?" + q(document.getElementById("st-group").value)),
-      stGet("/api/v1/stats?" + q("day")), stGet("/api/v1/stats/misreads?" + q("day"))]);
+      stGet("/api/v1/stats?" + q("day")), stGet("/api/v1/stats/misreads?" + q("day")), ringLoaded]);
     Object.assign(ST, { data, daily, misreads: mis });
     from.value = data.from; to.value = data.to;
     msg.hidden = true;
@@ -157,10 +158,10 @@ function stTableOf(id, heads, rows) {
 
 // Reads and hits per group: reads on the left, alerts, interceptions and positives on one shared axis on the
 // right, both panels on the same list of groups; the table under it has the same four figures.
-function stBars(rows) {
+function stBars(rows, group) {
   const box = document.getElementById("st-bars"); box.replaceChildren();
   if (!rows.length) { stEmpty(box); return; }
-  const c = stColours(), keys = rows.map((r) => r.key);
+  const c = stColours(), keys = rows.map((r) => stGroupName(group, r.key));
   const hits = [["alerts", "st.hits"], ["intercepted", "st.intercepted"], ["positives", "st.positives"]];
   stChart(box, {
     axisPointer: { link: [{ yAxisIndex: "all" }] },
@@ -179,6 +180,10 @@ function stBars(rows) {
   box.querySelector(".st-echart").style.height = Math.max(220, 60 + rows.length * 64) + "px";
   CHARTS.get("st-bars-chart").resize();
 }
+
+// A group as people read it: a checkpoint by its name on the ring (the table shows its id beside it);
+// counties and cities are names already.
+function stGroupName(group, key) { return group === "checkpoint" ? checkpointName(key) : key; }
 
 function stValue(row, key) { return key === "intercepted" ? row.outcomes.intercepted : row[key]; }
 
@@ -267,11 +272,17 @@ function stTable(found) {
   table.append(head);
   found.rows.forEach((r) => {
     const tr = el("tr"); tr.dataset.key = r.key;
-    const drugs = Object.entries(r.positives_by_drug || {}).map(([d, n]) => `${d} ${n}`).join(", ");
+    const drugs = Object.entries(r.positives_by_drug || {}).map(([d, n]) => `${drugName(d)} ${n}`).join(", ");
     const uptime = el("td", "st-uptime", stPercent(r.camera_uptime));
     uptime.dataset.uptime = r.camera_uptime === null ? "" : String(r.camera_uptime);
     if (r.camera_uptime !== null && r.camera_uptime < 0.95) uptime.classList.add("st-low");
-    tr.append(el("td", null, r.key), el("td", null, r.reads), el("td", null, r.passages), el("td", null, r.no_plate),
+    const key = el("td", "st-key", stGroupName(found.group, r.key));
+    if (found.group === "checkpoint") {
+      const id = el("span", "muted", " " + r.key);
+      id.dataset.id = "";
+      key.append(id);
+    }
+    tr.append(key, el("td", null, r.reads), el("td", null, r.passages), el("td", null, r.no_plate),
               el("td", null, r.alerts), el("td", null, stSeconds(r.ack_median_s)), el("td", null, r.outcomes.intercepted),
               el("td", null, r.tests), el("td", null, drugs ? `${r.positives} (${drugs})` : r.positives), uptime);
     table.append(tr);
@@ -284,7 +295,7 @@ function stTable(found) {
     stale.append(h);
     found.stale_cameras.forEach((c) => {
       const tr = el("tr"); tr.dataset.camera = `${c.checkpoint}/${c.camera}`;
-      tr.append(el("td", null, c.checkpoint), el("td", null, c.camera), el("td", null, c.samples),
+      tr.append(el("td", null, checkpointName(c.checkpoint)), el("td", null, c.camera), el("td", null, c.samples),
                 el("td", "st-low", stPercent(c.uptime)));
       stale.append(tr);
     });
@@ -302,7 +313,7 @@ async function stDraw() {
     stMisreads(ST.misreads); stTable(ST.data);
     return;
   }
-  stBars(ST.data.rows); stDaily(ST.daily); stOutcomes(ST.data.rows); stMisreads(ST.misreads); stTable(ST.data);
+  stBars(ST.data.rows, ST.data.group); stDaily(ST.daily); stOutcomes(ST.data.rows); stMisreads(ST.misreads); stTable(ST.data);
   document.getElementById("stats-view").dataset.drawn = String(Date.now());
 }
 

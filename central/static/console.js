@@ -148,6 +148,27 @@ function select(alertId) {
 
 // The detail panel: what matched and why first, then the pictures, what came of it, and where the vehicle
 // passed (an audited search, for the roles that may search the record).
+// `text` with each of `words` (plates, ids) in a span of its own that never wraps: a line may break between
+// 皖 and L2G506 or after SD-DZ-, and a plate split over two lines reads as two things.
+function keepWhole(text, words) {
+  const out = document.createDocumentFragment();
+  const wanted = [...new Set(words.filter(Boolean))].sort((x, y) => y.length - x.length);
+  let rest = text;
+  while (rest) {
+    let at = -1, word = "";
+    for (const w of wanted) {
+      const i = rest.indexOf(w);
+      if (i >= 0 && (at < 0 || i < at)) { at = i; word = w; }
+    }
+    if (at < 0) { out.append(rest); break; }
+    if (at > 0) out.append(rest.slice(0, at));
+    const span = el("span", null, word);
+    span.dataset.whole = "";
+    out.append(span);
+    rest = rest.slice(at + word.length);
+  }
+  return out;
+}
 function drawDetail(searchPassages) {
   const a = alerts.get(selected);
   const body = document.getElementById("detail-body");
@@ -166,8 +187,11 @@ function drawDetail(searchPassages) {
   const place = el("span", null, checkpointName(a.checkpoint));
   place.dataset.name = "checkpoint";
   const where = el("span");
-  where.append(place, el("span", "muted", " · " + a.checkpoint + " · " + t("camera") + " " + a.camera_id +
-    (a.lane ? " · " + t("lane") + " " + a.lane : "")));
+  const whole = [a.plate_read, hit.entry_plate, a.checkpoint, a.camera_id];
+  const ids = el("span", "muted");
+  ids.append(keepWhole(" · " + a.checkpoint + " · " + t("camera") + " " + a.camera_id +
+    (a.lane ? " · " + t("lane") + " " + a.lane : ""), whole));
+  where.append(place, ids);
   const rows = [
     [t("fact.read"), a.plate_read],
     ...(hit.entry_plate && hit.entry_plate !== a.plate_read ? [[t("fact.listed"), hit.entry_plate]] : []),
@@ -184,7 +208,7 @@ function drawDetail(searchPassages) {
   const dl = el("dl", "facts");
   for (const [k, v] of rows) {
     const dd = el("dd");
-    if (v instanceof Node) dd.append(v); else dd.textContent = v;
+    dd.append(v instanceof Node ? v : keepWhole(v, whole));
     dl.append(el("dt", null, k), dd);
   }
   if (esc && !history.length) dl.lastChild.classList.add("escalation");

@@ -26,12 +26,16 @@ class LoadedLists:
     entries: list[Entry] = field(default_factory=list)
 
 
-def parse_csv(text: str, source: str = "csv", into: LoadedLists | None = None) -> LoadedLists:
+def parse_csv(
+    text: str, source: str = "csv", into: LoadedLists | None = None, list_source: str | None = None
+) -> LoadedLists:
     """A list file (``watchlists.csv`` in hub.toml), read by the one parser of list files
-    (``files.parse_list_file``); all-or-nothing: any bad row rejects the file with every reason."""
+    (``files.parse_list_file``); all-or-nothing: any bad row rejects the file with every reason.
+    ``source`` names the file in errors; ``list_source`` (default ``source``) is what its lists say they
+    came from, which the console shows."""
     out = into or LoadedLists()
     try:
-        parsed = parse_list_file(text.encode("utf-8"), source, out.lists)
+        parsed = parse_list_file(text.encode("utf-8"), list_source or source, out.lists)
     except ImportRejected as exc:
         raise WatchlistFileError(source, [f"line {p.line}: {p.reason}" for p in exc.problems]) from None
     out.lists.update(parsed.lists)
@@ -42,7 +46,9 @@ def parse_csv(text: str, source: str = "csv", into: LoadedLists | None = None) -
 def load_files(paths: list[str]) -> LoadedLists:
     loaded = LoadedLists()
     for path in paths:
-        parse_csv(Path(path).read_text(encoding="utf-8"), source=str(path), into=loaded)
+        # The console shows a list's source: the file's name, not where it lies on the hub's disk.
+        text = Path(path).read_text(encoding="utf-8")
+        parse_csv(text, source=str(path), into=loaded, list_source=Path(path).name)
     return loaded
 
 

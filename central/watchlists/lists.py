@@ -39,6 +39,8 @@ class ListService:
         self._publish = publish
         self._snapshot: tuple[int, bytes] | None = None
         self._snapshot_lock = asyncio.Lock()
+        #: called (on the event loop) after every new feed version is published
+        self.on_version: list[Callable[[int], None]] = []
 
     def load(self) -> int:
         """At start-up, from the writer thread's point of view: fill the index from the database."""
@@ -92,6 +94,8 @@ class ListService:
             v=SCHEMA_VERSION, version=version, entries=len(self.watchlists), sent_at=time.time()
         )
         self._publish(topics.feed_version(), encode(message), qos=1, retain=True)
+        for hook in self.on_version:
+            hook(version)
 
     async def snapshot(self) -> bytes:
         """The field feed as JSON, built once per feed version however many edges ask at once."""

@@ -36,6 +36,8 @@ POLICY: dict[str, Rule] = {
     "feed_status": STAFF,
     "upstream_status": STAFF,
     "feed_snapshot": Access.EDGE,
+    "feed_file": Access.EDGE,
+    "feed_deltas": Access.EDGE,
 }
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
@@ -300,10 +302,7 @@ async def watchlist_import(request: web.Request) -> web.Response:
         if job.failure is not None:
             raise job.failure
         return _json(job.result)
-    jobs = request.app[IMPORT_JOBS]
-    while len(jobs) >= MAX_IMPORT_JOBS and _forget_oldest_finished(jobs):
-        pass
-    jobs[job.job_id] = job
+    request.app[keys.IMPORT_JOBS].add(job.job_id, job)
     job.task = asyncio.create_task(run, name=f"import-{job.job_id}")
     return _json(job.status(), status=202)
 
@@ -337,13 +336,12 @@ def _list_settings(request: web.Request, list_id: str) -> Watchlist | None:
 
 
 async def watchlist_import_job(request: web.Request) -> web.Response:
-    job = request.app[IMPORT_JOBS].get(request.match_info["job"])
+    job = request.app[keys.IMPORT_JOBS].get(request.match_info["job"])
     if job is None:
         raise json_error(web.HTTPNotFound, f"no import job {request.match_info['job']!r}")
     return _json(job.status())
 
 
-MAX_IMPORT_JOBS = 50  # finished jobs kept for their status route; the oldest finished go first
 _job_ids = itertools.count(1)
 
 
@@ -373,16 +371,10 @@ class ImportJob:
             "error": self.error,
         }
 
-
-IMPORT_JOBS = web.AppKey("import_jobs", dict[str, ImportJob])
-
-
-def _forget_oldest_finished(jobs: dict[str, ImportJob]) -> bool:
-    for job_id, job in jobs.items():
-        if job.state not in ("running", "applying"):
-            del jobs[job_id]
-            return True
-    return False
+    @property
+    def finished(self) -> bool:
+        """Done, rejected or failed: the job store may forget it to make room."""
+        return self.state not in ("running", "applying")
 
 
 def _rows_in(data: bytes, fmt: str) -> int:
@@ -448,9 +440,8 @@ async def _run_import(
 
 
 async def _import_jobs_ctx(app: web.Application) -> Any:
-    app[IMPORT_JOBS] = {}
     yield
-    tasks = [j.task for j in app[IMPORT_JOBS].values() if j.task is not None and not j.task.done()]
+    tasks = [j.task for j in app[keys.IMPORT_JOBS].jobs() if j.task is not None and not j.task.done()]
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -544,6 +535,110 @@ async def feed_snapshot(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+#: Bytes per write when serving a feed file (the file is never read whole into memory).
+FILE_CHUNK = 256 * 1024
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` of a single ``bytes=`` range, clipped to the file; None when the header is
+    not one this server honours (several ranges, other units): the whole file is sent instead.
+    Raises 416 for a range that starts beyond the end."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_s, dash, last_s = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first_s == "":  # the last N bytes
+            n = int(last_s)
+            return (max(0, size - n), size - 1) if n > 0 and size else None
+        first = int(first_s)
+        last = int(last_s) if last_s else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    if first < 0 or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+async def feed_file(request: web.Request) -> web.StreamResponse:
+    """The newest feed file (``protocols.feedfile``); ``Range`` with ``If-Range`` resumes a download.
+
+    ``If-Range`` naming a file this hub still keeps (the newest or the one before) resumes that
+    file, so a download in flight survives a rebuild; naming any other, the newest is sent whole.
+    """
+    files = request.app[keys.FEED_FILES]
+    chosen = files.current
+    if chosen is None:
+        raise json_error(
+            web.HTTPServiceUnavailable, "the feed file is being built", headers={"Retry-After": "5"}
+        )
+    status, first, last = 200, 0, chosen.size - 1
+    wanted = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if wanted:
+        resumed = files.by_etag(if_range) if if_range is not None else chosen
+        if resumed is not None:
+            span = _byte_range(wanted, resumed.size)
+            if span is not None:
+                chosen, (first, last), status = resumed, span, 206
+    headers = {
+        "ETag": chosen.etag,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "no-cache",
+        "Content-Type": "application/vnd.cordon.feed",
+        "Content-Length": str(last - first + 1),
+        "X-Cordon-Feed-Version": str(chosen.version),
+    }
+    if chosen.signature is not None:
+        headers["X-Cordon-Feed-Signature"] = chosen.signature
+    if status == 206:
+        headers["Content-Range"] = f"bytes {first}-{last}/{chosen.size}"
+    # Opened before answering: files are never rewritten, and an open one survives its pruning.
+    handle = await asyncio.to_thread(chosen.path.open, "rb")
+    try:
+        resp = web.StreamResponse(status=status, headers=headers)
+        await resp.prepare(request)
+        left = last - first + 1
+        await asyncio.to_thread(handle.seek, first)
+        while left > 0:
+            chunk = await asyncio.to_thread(handle.read, min(FILE_CHUNK, left))
+            if not chunk:
+                break
+            await resp.write(chunk)
+            left -= len(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        handle.close()
+
+
+async def feed_deltas(request: web.Request) -> web.Response:
+    """The deltas after ``since`` (an edge that installed a feed file catches up with these), signed
+    like the MQTT messages; 410 when they cannot be served as deltas (take the newest file)."""
+    from central.watchlists.feedfiles import MAX_DELTAS_SERVED
+
+    try:
+        since = int(request.query.get("since", ""))
+        if since < 0:
+            raise ValueError
+    except ValueError:
+        raise json_error(web.HTTPBadRequest, "since must be a feed version (a whole number >= 0)") from None
+    store = request.app[keys.STORE]
+    found = await asyncio.to_thread(
+        store.read, lambda tx: store.watchlists.deltas_since(tx, since, MAX_DELTAS_SERVED)
+    )
+    if found is None:
+        raise json_error(web.HTTPGone, "too far behind for deltas: fetch GET /api/v1/feed/file")
+    version, bodies = found
+    body = b'{"version":%d,"deltas":[%s]}' % (version, b",".join(bodies))
+    sign = request.app[keys.FEED_FILES].sign_body
+    return web.Response(body=sign(body) if sign is not None else body, content_type="application/json")
+
+
 def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(_import_jobs_ctx)
     r = app.router
@@ -560,3 +655,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/feed", feed_status, name="feed_status")
     r.add_get("/api/v1/upstream", upstream_status, name="upstream_status")
     r.add_get("/api/v1/feed/snapshot", feed_snapshot, name="feed_snapshot")
+    r.add_get("/api/v1/feed/file", feed_file, name="feed_file")
+    r.add_get("/api/v1/feed/deltas", feed_deltas, name="feed_deltas")

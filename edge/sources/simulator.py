@@ -14,6 +14,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -406,10 +408,28 @@ class ScenePictures:
     plate: bytes | None
 
 
+_GLYPH_DIR = Path(__file__).with_name("plateglyphs")
+_GLYPH_SHEET: dict[str, np.ndarray] = {}
+
+
+def _chinese_glyphs() -> dict[str, np.ndarray]:
+    """The Chinese characters a plate has (provinces, 使 领 警 学 挂 港 澳) as grey masks, from a sheet drawn
+    from WenQuanYi Micro Hei (plateglyphs/: OpenCV's Hershey fonts have no Chinese); loaded once."""
+    if not _GLYPH_SHEET:
+        chars = (_GLYPH_DIR / "glyphs.txt").read_text(encoding="utf-8").strip()
+        sheet = cv2.imread(str(_GLYPH_DIR / "glyphs.png"), cv2.IMREAD_GRAYSCALE)
+        if sheet is None:
+            raise RuntimeError(f"cannot read {_GLYPH_DIR / 'glyphs.png'}")
+        width = sheet.shape[1] // len(chars)
+        _GLYPH_SHEET.update({ch: sheet[:, i * width : (i + 1) * width] for i, ch in enumerate(chars)})
+    return _GLYPH_SHEET
+
+
 def _glyphs(plate: str) -> list[str | None]:
-    """The plate's characters as OpenCV can draw them: Hershey fonts have no CJK, so a Chinese character
-    (the province, 挂, 学, 警 ...) is None and drawn as a box."""
-    return [ch if ch.isascii() else None for ch in plate]
+    """The plate's characters as they can be drawn: ASCII by OpenCV, the Chinese ones from the glyph sheet;
+    a character neither has is None (drawn as a box)."""
+    chinese = _chinese_glyphs()
+    return [ch if ch.isascii() or ch in chinese else None for ch in plate]
 
 
 def _plate_image(plate: str, colour: str | None) -> np.ndarray:
@@ -425,9 +445,16 @@ def _plate_image(plate: str, colour: str | None) -> np.ndarray:
     step = (width - 20) / len(glyphs)
     for i, ch in enumerate(glyphs):
         x = int(10 + i * step)
-        if ch is None:  # a CJK character: a box of its size
+        if ch is None:  # a character no font here has: a box of its size
             cv2.rectangle(img, (x + 3, 14), (x + int(step) - 4, height - 14), ink, 2)
             cv2.line(img, (x + 3, height // 2), (x + int(step) - 4, height // 2), ink, 1)
+        elif not ch.isascii():  # a Chinese character: its mask, scaled into the cell, inked
+            cell = img[12 : height - 12, x + 1 : x + int(step) - 1]
+            mask = cv2.resize(
+                _chinese_glyphs()[ch], (cell.shape[1], cell.shape[0]), interpolation=cv2.INTER_AREA
+            )
+            alpha = (mask.astype(np.float32) / 255.0)[:, :, None]
+            cell[:] = (cell * (1 - alpha) + np.array(ink, np.float32) * alpha).astype(np.uint8)
         else:
             cv2.putText(img, ch, (x + 2, height - 18), cv2.FONT_HERSHEY_SIMPLEX, 1.45, ink, 4, cv2.LINE_AA)
     return img
@@ -454,6 +481,17 @@ def _background() -> np.ndarray:
         img[horizon:] = cv2.add(img[horizon:], cv2.merge([grain] * 3))
         _BACKGROUND.append(img)
     return _BACKGROUND[0]
+
+
+#: The simulated cameras' on-screen clock: China Standard Time, as the ring's cameras are set, whatever the
+#: host's zone (on a UTC host the picture said 05:23 beside a console saying 13:23).
+CAMERA_CLOCK = timezone(timedelta(hours=8))
+
+
+def scene_caption(read: SimulatedRead, checkpoint_id: str) -> str:
+    """The caption a camera burns into its picture: its clock's time, the checkpoint, the camera, the lane."""
+    stamp = datetime.fromtimestamp(read.captured_at, CAMERA_CLOCK).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp}  {checkpoint_id}  {read.camera_id}  LANE {read.lane}"
 
 
 def scene_pictures(read: SimulatedRead, checkpoint_id: str) -> ScenePictures:
@@ -519,8 +557,7 @@ def scene_pictures(read: SimulatedRead, checkpoint_id: str) -> ScenePictures:
         pw, ph = 90, 29
         px, py = cx - pw // 2, bottom - 48
         img[py : py + ph, px : px + pw] = cv2.resize(plate_img, (pw, ph), interpolation=cv2.INTER_AREA)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(read.captured_at))
-    caption = f"{stamp}  {checkpoint_id}  {read.camera_id}  LANE {read.lane}"
+    caption = scene_caption(read, checkpoint_id)
     cv2.rectangle(img, (0, 0), (width, 22), (0, 0, 0), -1)
     cv2.putText(img, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     scene = _jpeg(img, SCENE_QUALITY)

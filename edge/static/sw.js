@@ -4,10 +4,11 @@
 // WebSocket), evidence pictures and sign-in are never cached: they always go to the network.
 // The tablet's scripts are ES modules: one missing offline stops every module that imports it (directly
 // or not), so SHELL lists them all (tests/test_static_modules.py checks it against the imports).
-const CACHE = "cordon-tablet-shell-v3";
+const CACHE = "cordon-tablet-shell-v5";
 const SHELL = ["/static/tablet.css", "/static/tablet.js", "/static/tablet-evidence.js", "/static/tablet-routing.js",
   "/static/tablet-alarm.js", "/static/tablet-duty.js", "/static/tablet-trouble.js",
   "/static/tablet-kits.js", "/static/tablet-offline.js", "/common/common.css", "/common/i18n.js", "/common/live.js",
+  "/common/drugs.js", "/common/hits.js",
   "/static/manifest.webmanifest", "/static/icons/icon-192.png", "/static/icons/icon-512.png"];
 
 self.addEventListener("install", (event) => {

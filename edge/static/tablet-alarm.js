@@ -5,6 +5,7 @@
 // (稍后处理 puts them all aside at once; the 待处置 button brings them back). When an alarm is on screen the
 // edge is told, and it sends the console a receipt (and another when the outcome is recorded).
 // Text only, never HTML: every string from the network goes through el() / textContent.
+import { cloneReason, ruleListName } from "/common/hits.js";
 import { CORDON_I18N, el, fmtTime, t } from "/common/i18n.js";
 import { audioContext, tone } from "./tablet-duty.js";
 import { tabletEvidence } from "./tablet-evidence.js";
@@ -15,7 +16,7 @@ Object.assign(CORDON_I18N.zh, {
   "alarm.pending": "{n} 条拦截预警待处置 · 点击处置", "alarm.folded": "重复比中 ×{n}",
   "alarm.last": "最近", "alarm.arrived": "车辆已到本查缉点", "priority": "优先级", "reason": "布控事由",
   "kind.kit": "毒品快检", "kind.person": "人员布控比中", "kind.rule": "规则预警", "kind.clone": "套牌嫌疑",
-  "rule.no-plate": "无牌车", "kits.alert": "快检阳性/无效", "kits.positive": "阳性", "kits.invalid": "无效",
+  "kits.alert": "快检阳性/无效", "kits.positive": "阳性", "kits.invalid": "无效",
   "kits.subject": "身份证尾号", "score": "相似度",
 });
 Object.assign(CORDON_I18N.en, {
@@ -23,7 +24,7 @@ Object.assign(CORDON_I18N.en, {
   "alarm.pending": "{n} intercept alerts waiting · tap to respond", "alarm.folded": "Repeated ×{n}",
   "alarm.last": "last", "alarm.arrived": "The vehicle is at this checkpoint now", "priority": "priority", "reason": "Reason",
   "kind.kit": "drug quick test", "kind.person": "person watchlist", "kind.rule": "rule", "kind.clone": "cloned plate",
-  "rule.no-plate": "No readable plate", "kits.alert": "Quick test positive/invalid", "kits.positive": "positive", "kits.invalid": "invalid",
+  "kits.alert": "Quick test positive/invalid", "kits.positive": "positive", "kits.invalid": "invalid",
   "kits.subject": "ID ending", "score": "similarity",
 });
 function fill(key, n) { return t(key).replace("{n}", String(n)); }
@@ -40,9 +41,8 @@ const noteInput = document.getElementById("overlay-note");
 // -- how an alert reads -----------------------------------------------------------------------------
 function isKit(a) { return a.hit.kind === "kit" || a.hit.kind === "person"; }
 export function listName(a) {
-  if (a.hit.list_id === "rule:no-plate") return t("rule.no-plate");
   if (a.hit.list_id === "rule:kit") return t("kits.alert");
-  return a.hit.list_name;
+  return ruleListName(a.hit) || a.hit.list_name;
 }
 function plateText(a) {
   if (isKit(a)) return t("kits.subject") + " …" + String(a.plate_read).slice(-4);
@@ -54,7 +54,9 @@ function matchText(a) {
     const call = /invalid$/.test(h.list_name) ? "invalid" : "positive";
     return t("kind.kit") + " · " + t("kits." + call);
   }
-  return t("kind." + h.kind) + (h.kind === "exact" || h.kind === "rule" || isKit(a) ? "" : " · " + t("score") + " " + Math.round(h.score * 100) + "%");
+  // a score means something for a plate read against a listed plate; not for a rule (a clone's is always 1)
+  const scored = !["exact", "rule", "clone"].includes(h.kind) && !isKit(a);
+  return t("kind." + h.kind) + (scored ? " · " + t("score") + " " + Math.round(h.score * 100) + "%" : "");
 }
 function when(a) {
   const parts = [];
@@ -87,7 +89,10 @@ function card(a, big) {
   if (a.hit.entry_plate && a.hit.entry_plate !== a.plate_read && !isKit(a)) {
     li.append(el("div", "listed", t("listed") + " " + a.hit.entry_plate));
   }
-  if (a.hit.reason) li.append(el("div", "why", t("reason") + "：" + a.hit.reason));
+  if (a.hit.reason) {
+    const reason = a.hit.kind === "clone" ? cloneReason(a.hit.reason, (id) => id) : a.hit.reason;  // ids: no ring here
+    li.append(el("div", "why", t("reason") + "：" + reason));
+  }
   li.append(el("div", "muted when", when(a)));
   if (a.folded && a.last_seen_at) {
     const where = a.last_seen_checkpoint && a.last_seen_checkpoint !== tabletCheckpointId() ? " · " + a.last_seen_checkpoint : "";

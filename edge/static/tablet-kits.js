@@ -2,6 +2,7 @@
 // reading card, see the machine's reading per panel, confirm or correct each one, name the second officer,
 // seal the samples of a positive, save. Everything is served and saved by the edge: works with the uplink down.
 // Nothing received is parsed as HTML (el() sets textContent only).
+import { drugName } from "/common/drugs.js";
 import { applyI18n, CORDON_I18N, el, t } from "/common/i18n.js";
 
 Object.assign(CORDON_I18N.zh, {
@@ -123,7 +124,12 @@ function drawPanels() {
   list.replaceChildren(...kits.panels.map((p, i) => {
     const li = el("li", "kit-panel" + (p.machine && p.machine.call === "uncertain" ? " uncertain" : ""));
     li.dataset.drug = p.drug;
-    li.append(el("span", "drug", p.drug));
+    // the name, and the code as printed on the strip (an id: the same in both languages)
+    const code = el("span", "drug-code muted", p.drug);
+    code.dataset.id = "";
+    const drug = el("span", "drug", drugName(p.drug) + " ");
+    drug.append(code);
+    li.append(drug);
     if (p.machine) {
       const m = p.machine.call === "uncertain" ? t("kits.uncertain") : t("kits." + p.machine.call);
       li.append(el("span", "machine", t("kits.machine") + ": " + m + " (" + Math.round(p.machine.confidence * 100) + "%)"));

@@ -3,7 +3,8 @@
 // checkpoint (tablet-trouble.js), the manual plate check and the checkpoint's status. Everything on screen is
 // drawn from data kept here, so a language switch redraws it all in the new language.
 // Text only, never HTML.
-import { applyI18n, applyTheme, CORDON_I18N, el, fmtTime, t, toggleLang, toggleTheme } from "/common/i18n.js";
+import { ruleListName } from "/common/hits.js";
+import { applyI18n, applyTheme, CORDON_I18N, el, fmtTime, setTimeZone, t, toggleLang, toggleTheme } from "/common/i18n.js";
 import { connectLive } from "/common/live.js";
 import { drawAlerts, receiveAlert, receiveFolded, receiveOutcome, redrawAlarm } from "./tablet-alarm.js";
 import { drawDuty } from "./tablet-duty.js";
@@ -53,7 +54,7 @@ function drawCheck() {
   const r = checked;
   const parts = [el("div", "checked-plate", r.plate + (r.plate_valid ? "" : " · " + t("plate.suspect")))];
   if (!r.hits.length) parts.push(el("div", "nohit", t("check.none") + " · " + t("check.version") + " v" + r.feed_version));
-  r.hits.forEach((h) => parts.push(el("div", "hit", t("action." + h.action) + " · " + h.list_name + " · " +
+  r.hits.forEach((h) => parts.push(el("div", "hit", t("action." + h.action) + " · " + (ruleListName(h) || h.list_name) + " · " +
     t("listed") + " " + h.entry_plate + " · " + t("kind." + h.kind))));
   out.replaceChildren(...parts);
 }
@@ -93,9 +94,15 @@ async function refreshStatus() {
   try {
     const resp = await fetch("/api/v1/status");
     if (!resp.ok) return;
+    const zoneBefore = status && status.time_zone;
     status = await resp.json();
     setTabletCheckpoint(status.checkpoint);
-    drawStatus();
+    if (status.time_zone !== zoneBefore) {  // every time in the edge's time_zone, not the tablet's own
+      setTimeZone(status.time_zone);
+      redrawAll();
+    } else {
+      drawStatus();
+    }
   } catch (e) { /* the next poll tries again; tablet-offline.js says when the edge is unreachable */ }
 }
 setInterval(refreshStatus, 5000);

@@ -2,7 +2,7 @@
 export const CORDON_I18N = {
   zh: {
     "app.console": "环省查缉防控圈 · 指挥中心", "app.tablet": "查缉点警务终端", "login.title": "登录",
-    "login.code": "访问码", "login.submit": "登录", "login.failed": "用户名、密码或访问码错误", "login.username": "用户名", "login.password": "密码", "login.useCode": "使用访问码", "lang": "English",
+    "login.code": "访问码", "login.submit": "登录", "login.failed": "用户名、密码或访问码错误", "login.refused": "该账号的角色无权打开此页面，请换一个账号登录", "login.username": "用户名", "login.password": "密码", "login.useCode": "使用访问码", "lang": "English",
     "alerts": "预警", "alerts.none": "暂无预警", "live.connected": "实时连接", "live.lost": "连接中断，正在重连",
     "action.intercept": "拦截", "action.covert": "秘密布控", "action.notify": "提示",
     "kind.exact": "完全比中", "kind.equivalent": "形近字比中", "kind.edit": "一字之差", "kind.province": "省份字误识",
@@ -13,7 +13,7 @@ export const CORDON_I18N = {
   },
   en: {
     "app.console": "Perimeter ring · Command console", "app.tablet": "Checkpoint tablet", "login.title": "Sign in",
-    "login.code": "Access code", "login.submit": "Sign in", "login.failed": "Wrong user name, password or access code", "login.username": "User name", "login.password": "Password", "login.useCode": "Use an access code", "lang": "中文",
+    "login.code": "Access code", "login.submit": "Sign in", "login.failed": "Wrong user name, password or access code", "login.refused": "This account's role may not open this page: sign in with another account", "login.username": "User name", "login.password": "Password", "login.useCode": "Use an access code", "lang": "中文",
     "alerts": "Alerts", "alerts.none": "No alerts yet", "live.connected": "Connected", "live.lost": "Connection lost, reconnecting",
     "action.intercept": "Intercept", "action.covert": "Covert", "action.notify": "Notify",
     "kind.exact": "exact", "kind.equivalent": "look-alike", "kind.edit": "one edit", "kind.province": "province misread",

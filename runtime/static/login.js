@@ -1,5 +1,7 @@
 import { applyI18n, toggleLang } from "./i18n.js";
 
 applyI18n();
-document.getElementById("failed").hidden = !new URLSearchParams(location.search).has("failed");
+const asked = new URLSearchParams(location.search);
+document.getElementById("failed").hidden = !asked.has("failed");
+document.getElementById("refused").hidden = !asked.has("refused");
 document.getElementById("lang").addEventListener("click", toggleLang);

@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 import msgspec
 
+from central.record.memory import MAX_IMPORT_JOBS
 from central.record.postgresql.connections import Pool
 from protocols import topics
 from protocols.messages import EvidenceKind
@@ -79,7 +80,7 @@ def _key(key: str) -> str:
 
 
 class StoredJob:
-    """An import job read back from the database: its last saved status."""
+    """An import job another hub runs, as it last saved its status."""
 
     __slots__ = ("job_id", "_status")
 
@@ -90,31 +91,60 @@ class StoredJob:
     def status(self) -> dict[str, Any]:
         return dict(self._status)
 
+    @property
+    def finished(self) -> bool:
+        return self._status.get("state") not in ("running", "applying")
+
 
 class PgImportJobStore:
-    """Import jobs by id, as their status (``job.status()``, saved each time the job is stored again):
-    any hub on the database answers for a job another hub runs. ``get`` gives a :class:`StoredJob`."""
+    """Import jobs by id: this hub's own jobs live in its memory (their tasks run here), as
+    ``MemoryImportJobs`` keeps them, and each job's status is saved in the database when it is added and
+    whenever this hub is asked for it, so any hub on the database answers for a job another hub runs (with
+    its last saved status, a :class:`StoredJob`)."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, max_jobs: int = MAX_IMPORT_JOBS) -> None:
         self._pool = pool
+        self.max_jobs = max_jobs
+        self._jobs: dict[str, Any] = {}
 
-    def get(self, job_id: str, /) -> StoredJob | None:
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT status FROM import_jobs WHERE job_id = %s", (job_id,)).fetchone()
-        return None if row is None else StoredJob(job_id, msgspec.json.decode(bytes(row[0])))
-
-    def __setitem__(self, job_id: str, job: Any, /) -> None:
-        status = msgspec.json.encode(job.status())
+    def _save(self, job_id: str, job: Any) -> None:
         with self._pool.connection() as conn:
             conn.execute(
                 "INSERT INTO import_jobs (job_id, status, updated_at) VALUES (%s, %s, %s) "
                 "ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-                (job_id, status, time.time()),
+                (job_id, msgspec.json.encode(job.status()), time.time()),
             )
 
-    def __len__(self) -> int:
+    def get(self, job_id: str, /) -> Any:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._save(job_id, job)
+            return job
         with self._pool.connection() as conn:
-            return int(conn.execute("SELECT count(*) FROM import_jobs").fetchone()[0])  # type: ignore[index]
+            row = conn.execute("SELECT status FROM import_jobs WHERE job_id = %s", (job_id,)).fetchone()
+        return None if row is None else StoredJob(job_id, msgspec.json.decode(bytes(row[0])))
+
+    def add(self, job_id: str, job: Any, /) -> None:
+        while len(self._jobs) >= self.max_jobs and self._forget_oldest_finished():
+            pass
+        self._jobs[job_id] = job
+        self._save(job_id, job)
+
+    def _forget_oldest_finished(self) -> bool:
+        for job_id, job in self._jobs.items():
+            if job.finished:
+                del self._jobs[job_id]
+                with self._pool.connection() as conn:
+                    conn.execute("DELETE FROM import_jobs WHERE job_id = %s", (job_id,))
+                return True
+        return False
+
+    def jobs(self) -> list[Any]:
+        """This hub's own jobs, oldest first."""
+        return list(self._jobs.values())
+
+    def __len__(self) -> int:
+        return len(self._jobs)
 
 
 class PgEvidenceStore:

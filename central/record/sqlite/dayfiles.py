@@ -42,7 +42,8 @@ because nothing is acknowledged to the edge before COMMIT returns (so the edge r
 ``attached_max`` most recently used days attached (LRU) and attaches another between two
 transactions when a job needs it (:class:`runtime.sqlwriter.NeedsPreparation`). Readers open the
 day files they need with short-lived connections of their own (``mode=rw``: a reader never
-creates a file).
+creates a file). A new day's file is made with its tables under a hidden name and renamed into place,
+so a reader never finds a day file without its tables.
 
 :class:`SqliteReadStore` implements :class:`central.record.reads.ReadStore`, the interface a PostgreSQL
 store (declarative partitions by day, pg_trgm for partial plates) can implement too.
@@ -285,7 +286,10 @@ class SqliteReadStore:
             old, alias = self._attached.popitem(last=False)
             db.conn.execute(f"DETACH DATABASE {alias}")
         alias = _alias(day)
-        db.conn.execute("ATTACH DATABASE ? AS " + alias, (str(self.root / file_name(day)),))
+        path = self.root / file_name(day)
+        if not path.exists():
+            self._create_day_file(path)
+        db.conn.execute("ATTACH DATABASE ? AS " + alias, (str(path),))
         try:
             db.conn.execute(f"PRAGMA {alias}.journal_mode=WAL")
             db.conn.execute(f"PRAGMA {alias}.synchronous=FULL")
@@ -301,6 +305,22 @@ class SqliteReadStore:
             db.conn.execute(f"DETACH DATABASE {alias}")
             raise
         self._attached[day] = alias
+
+    @staticmethod
+    def _create_day_file(path: Path) -> None:
+        """Make a new day file with its tables under another name, then rename it into place: a reader
+        (a search, a backup, another process) never opens a day file whose tables are not there yet."""
+        temp = path.with_name(f".{path.name}.new")  # not a day file's name: days() never lists it
+        temp.unlink(missing_ok=True)  # left by a crash while making it
+        conn = sqlite3.connect(temp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            create_schema(conn)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # the last connection checkpoints and removes the WAL files
+        os.replace(temp, path)
 
     def import_legacy(self, db: sqlite_utils.Database) -> int:
         """Move the rows of hub.db's old ``reads`` and ``passages`` tables into day files (writer set-up).

@@ -204,6 +204,58 @@ def search_entries(
     return found, total
 
 
+def field_feed(db: sqlite_utils.Database) -> tuple[int, list[Watchlist], list[Entry], list[PermitRule]]:
+    """The field feed (lists that are neither covert nor restricted, their entries, the permit rules)
+    and the version it is, read in one transaction (the feed file is made of it)."""
+    db.conn.execute("BEGIN")
+    try:
+        version = feed_version(db)
+        lists = [_list_dec.decode(body) for (body,) in db.conn.execute("SELECT body FROM wl_lists")]
+        field = [wl for wl in lists if in_field_feed(wl)]
+        ids = {wl.list_id for wl in field}
+        entries = [
+            _entry_dec.decode(body)
+            for lid, body in db.conn.execute("SELECT list_id, body FROM wl_entries")
+            if lid in ids
+        ]
+        rules = permit_rules(db)
+    finally:
+        db.conn.execute("COMMIT")
+    return version, field, entries, rules
+
+
+def unfiled(db: sqlite_utils.Database, since: int) -> tuple[int, bool, float | None]:
+    """How many feed versions follow ``since``, whether one is a bulk change, when the first was made."""
+    count, first = db.conn.execute(
+        "SELECT count(*), min(at) FROM feed_changes WHERE version > ?", (since,)
+    ).fetchone()
+    bulk = (
+        db.conn.execute(
+            "SELECT 1 FROM feed_changes WHERE version > ? AND instr(body, '\"bulk_changes\"') > 0 LIMIT 1",
+            (since,),
+        ).fetchone()
+        is not None
+    )
+    return int(count), bulk, first
+
+
+def deltas_since(db: sqlite_utils.Database, since: int, limit: int) -> tuple[int, list[bytes]] | None:
+    """The feed version and every logged delta after ``since`` (their JSON), or None when they cannot
+    be served as deltas (a bulk change, a hole in the log, or more than ``limit``)."""
+    version = feed_version(db)
+    if since >= version:
+        return version, []
+    if version - since > limit:
+        return None
+    rows = db.conn.execute(
+        "SELECT version, body FROM feed_changes WHERE version > ? AND version <= ? ORDER BY version",
+        (since, version),
+    ).fetchall()
+    if len(rows) != version - since or any(b'"bulk_changes"' in bytes(body) for _, body in rows):
+        return None
+    return version, [bytes(body) for _, body in rows]
+
+
 class SqliteWatchlistStore:
     """``WatchlistStore`` on hub.db: the functions above, as the store's ``watchlists``."""
 
@@ -215,6 +267,9 @@ class SqliteWatchlistStore:
     load_all = staticmethod(load_all)
     apply_changes = staticmethod(apply_changes)
     versioned_snapshot = staticmethod(versioned_snapshot)
+    field_feed = staticmethod(field_feed)
+    unfiled = staticmethod(unfiled)
+    deltas_since = staticmethod(deltas_since)
     list_summaries = staticmethod(list_summaries)
     entries_with_plate = staticmethod(entries_with_plate)
     search_entries = staticmethod(search_entries)
