@@ -10,7 +10,7 @@ import re
 
 import msgspec
 
-from protocols.messages import Event, PlateRead
+from protocols.messages import AlertOutcome, AuditEvent, EdgeHit, Event, Gap, KitResultEvent, PlateRead
 
 # captured_at outside these bounds (a broken edge clock) is routed to the nearest bound's day.
 _EARLIEST, _LATEST = 0.0, 4_102_444_799.0  # 1970-01-01 .. 2099-12-31 UTC
@@ -56,3 +56,19 @@ def read_attributes(read: PlateRead) -> str | None:
         if v
     }
     return _encoder.encode(attrs).decode() if attrs else None
+
+
+def made_at(event: Event) -> float:
+    """When the edge made a hit, gap, outcome, audit or quick-test event: where to look for a read that may
+    hold the same identity (the record's day of that moment)."""
+    if isinstance(event, EdgeHit):
+        return event.raised_at
+    if isinstance(event, Gap):
+        return event.dropped_at
+    if isinstance(event, AlertOutcome):
+        return event.acknowledged_at
+    if isinstance(event, AuditEvent):
+        return event.at
+    if isinstance(event, KitResultEvent):
+        return event.recorded_at
+    raise TypeError(type(event).__name__)

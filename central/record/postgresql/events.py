@@ -28,7 +28,7 @@ import msgspec
 import psycopg
 
 from central.record.alerts import PendingHit
-from central.record.days import digest
+from central.record.days import digest, made_at
 from central.record.escalation import ACTION, ACTOR, LOOKBACK_S, frame
 from central.record.folding import foldable
 from central.record.postgresql.audit import PgAuditStore
@@ -40,7 +40,6 @@ from protocols.messages import (
     Alert,
     AlertOutcome,
     AlertReceipt,
-    AuditEvent,
     EdgeHit,
     Event,
     Gap,
@@ -116,21 +115,6 @@ def b(text: str | None) -> bytes | None:
 
 def s(raw: bytes | None) -> str | None:
     return None if raw is None else bytes(raw).decode("utf-8", "surrogatepass")
-
-
-def made_at(event: Event) -> float:
-    """When the edge made an event (for the record's day of a read that may hold its identity)."""
-    if isinstance(event, EdgeHit):
-        return event.raised_at
-    if isinstance(event, Gap):
-        return event.dropped_at
-    if isinstance(event, AlertOutcome):
-        return event.acknowledged_at
-    if isinstance(event, AuditEvent):
-        return event.at
-    if isinstance(event, KitResultEvent):
-        return event.recorded_at
-    raise TypeError(type(event).__name__)
 
 
 class PgEvents:

@@ -23,7 +23,7 @@ import msgspec
 import sqlite_utils
 
 from central.record.alerts import PendingHit
-from central.record.days import digest
+from central.record.days import digest, made_at
 from central.record.reads import RecordCounts
 from central.record.sqlite import escalation, folding
 from central.record.sqlite.audit import SqliteAuditStore
@@ -39,7 +39,6 @@ from protocols.messages import (
     Alert,
     AlertOutcome,
     AlertReceipt,
-    AuditEvent,
     EdgeHit,
     Event,
     Gap,
@@ -90,21 +89,6 @@ def migrate(db: sqlite_utils.Database, record: SqliteReadStore | None = None) ->
         db.conn.execute("DELETE FROM main.events WHERE kind IN ('read', 'passage')")
         db.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (RECORD_MIGRATION, time.time()))
         db.conn.execute("COMMIT")
-
-
-def _made_at(event: Event) -> float:
-    """When the edge made a hit, gap or outcome event (where to look for a read with the same identity)."""
-    if isinstance(event, EdgeHit):
-        return event.raised_at
-    if isinstance(event, Gap):
-        return event.dropped_at
-    if isinstance(event, AlertOutcome):
-        return event.acknowledged_at
-    if isinstance(event, AuditEvent):
-        return event.at
-    if isinstance(event, KitResultEvent):
-        return event.recorded_at
-    raise TypeError(type(event).__name__)
 
 
 class HubStore:
@@ -183,7 +167,7 @@ class HubStore:
         ).fetchone()
         if row is not None:
             return Outcome(inserted=False) if row[0] == d else Outcome(inserted=False, dead_letter=taken)
-        if self.record.identity_taken(db, checkpoint, epoch, event.seq, near=_made_at(event)):
+        if self.record.identity_taken(db, checkpoint, epoch, event.seq, near=made_at(event)):
             return Outcome(inserted=False, dead_letter=taken)
         db.conn.execute(
             "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (?,?,?,?,?,?)",
