@@ -410,6 +410,7 @@ class Mirror:
         if isinstance(diff, feedfile.FeedColumns):
             return False, diff.version, diff.count
         await self._writer.run(_shrink)
+        release_memory()  # what decoding the file and reading the rows took
         new_lists = {wl.list_id: wl for wl in diff.watchlists}
         flips = any(
             (old := self.lists.get(lid)) is not None
@@ -448,7 +449,10 @@ class Mirror:
             if done % APPLY_SLICE == 0:
                 await asyncio.sleep(0)
         self._persons = diff.persons
-        return True, diff.version, diff.count
+        count = diff.count
+        del diff
+        release_memory()
+        return True, self.version, count
 
     async def _fill_from_file(self, path: Path) -> tuple[bool, int, int]:
         """An empty mirror from the file: its entries go one at a time into the rows and the new
@@ -484,8 +488,9 @@ class Mirror:
                 (_enc.encode(cols.permit_rules).decode(),),
             )
             # keep only what the index needs: the columns' text goes before the index is built
-            cols.plate = cols.case_ref = cols.list_code = cols.plate_len = cols.case_ref_len = b""
-            cols.colour = cols.vehicle_type = cols.reason = cols.created_by = b""
+            empty = memoryview(b"")
+            cols.plate = cols.case_ref = cols.list_code = cols.plate_len = cols.case_ref_len = empty
+            cols.colour = cols.vehicle_type = cols.reason = cols.created_by = empty
             cols.strings, cols.ids = [], []
             return cols, rows
 
