@@ -488,9 +488,10 @@ class Mirror:
                 (_enc.encode(cols.permit_rules).decode(),),
             )
             # keep only what the index needs: the columns' text goes before the index is built
-            empty = memoryview(b"")
-            cols.plate = cols.case_ref = cols.list_code = cols.plate_len = cols.case_ref_len = empty
-            cols.colour = cols.vehicle_type = cols.reason = cols.created_by = empty
+            # (every column: each is a view that keeps the whole decompressed buffer alive)
+            for name in cols.__struct_fields__:
+                if isinstance(getattr(cols, name), memoryview):
+                    setattr(cols, name, memoryview(b""))
             cols.strings, cols.ids = [], []
             return cols, rows
 
