@@ -28,7 +28,7 @@ from protocols.feed import (
     PermitRules,
 )
 from protocols.matching import Entry, Hit, ListKind, PermitRule, Watchlist
-from protocols.plateindex import PlateIndex, RowsBuilder
+from protocols.plateindex import COMPACT_FLOOR, COMPACT_FRACTION, PlateIndex, RowsBuilder
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = [
@@ -46,6 +46,21 @@ _rules_dec = msgspec.json.Decoder(type=list[PermitRule])
 
 #: Rows per INSERT batch when a feed file replaces the mirror.
 WRITE_BATCH = 20_000
+#: Index changes applied between two chances for reads to be matched, when a file's difference
+#: is applied (see ``Mirror._diff_from_file``).
+APPLY_SLICE = 2_000
+
+
+class _FileDiff(msgspec.Struct, kw_only=True):
+    """What a feed file changes in a mirror that holds a feed (rows already written)."""
+
+    version: int
+    count: int
+    watchlists: list[Watchlist]
+    permit_rules: list[PermitRule]
+    changed: list[Entry]
+    removed: list[str]
+    persons: int
 
 
 class Applied(StrEnum):
@@ -323,57 +338,174 @@ class Mirror:
 
     async def replace_file(self, path: Path) -> tuple[bool, int, int]:
         """``replace`` from a checked feed file (``protocols.feedfile``): (installed, its version, its
-        entries). The file is decoded in the mirror's writer thread and its entries go one at a time
-        into the rows and the new index's arrays, so the feed never exists as a list of objects;
-        matching goes on with the old index until the new one is complete."""
+        entries). An empty mirror is filled from the file (see ``_fill_from_file``); a mirror that
+        holds a feed takes only the difference (see ``_diff_from_file``), so the old and a new index
+        never exist at once. Matching goes on with the current index throughout."""
         async with self._lock:
-            current = self.version
+            if len(self) == 0:
+                return await self._fill_from_file(path)
+            return await self._diff_from_file(path)
 
-            def job(db: sqlite_utils.Database) -> tuple[feedfile.FeedColumns, RowsBuilder | None]:
-                cols = feedfile.columns(path.read_bytes())
-                if cols.version <= current:
-                    return cols, None
-                db.conn.execute("DELETE FROM entries")
-                db.conn.execute("DELETE FROM lists")
+    async def _diff_from_file(self, path: Path) -> tuple[bool, int, int]:
+        """Make a mirror that holds a feed equal to the file by applying only what differs.
+
+        The file's entries and the mirror's rows are both in ``entry_id`` order, so one pass over
+        both finds the entries added, changed and removed; memory grows with that difference, not
+        with the list. The rows change in one transaction together with the version (a crash
+        leaves the old mirror whole, and the next try redoes it); the index then takes the same
+        changes on the event loop, as a delta's, a slice at a time so reads keep being matched.
+        A difference too large for the index's overlay rebuilds the index from the file instead."""
+        current = self.version
+
+        def job(db: sqlite_utils.Database) -> _FileDiff | feedfile.FeedColumns:
+            cols = feedfile.columns(path.read_bytes())
+            if cols.version <= current:
+                return cols
+            changed: list[Entry] = []
+            removed: list[str] = []
+            rows = db.conn.execute("SELECT entry_id, body FROM entries ORDER BY entry_id")
+            old = next(rows, None)
+            for e in feedfile.iter_entries(cols):
+                while old is not None and old[0] < e.entry_id:
+                    removed.append(old[0])
+                    old = next(rows, None)
+                if old is not None and old[0] == e.entry_id:
+                    if bytes(old[1]) != _enc.encode(e):
+                        changed.append(e)
+                    old = next(rows, None)
+                else:
+                    changed.append(e)
+            while old is not None:
+                removed.append(old[0])
+                old = next(rows, None)
+            # the cursor is done: only now the rows change (an order the two sides disagreed on
+            # would only show as a removal and an addition of the same id, applied in that order)
+            db.conn.executemany("DELETE FROM entries WHERE entry_id=?", [(i,) for i in removed])
+            for s in range(0, len(changed), WRITE_BATCH):
                 db.conn.executemany(
-                    "INSERT INTO lists VALUES (?, ?)",
-                    [(wl.list_id, _enc.encode(wl)) for wl in cols.watchlists],
+                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+                    [(e.entry_id, e.list_id, _enc.encode(e)) for e in changed[s : s + WRITE_BATCH]],
                 )
-                rows = RowsBuilder(cols.count)
-                persons = _person_lists(cols.watchlists)
-                batch: list[tuple[str, str, bytes]] = []
-                for e in feedfile.iter_entries(cols):
-                    if e.list_id in persons:
-                        rows.skipped += 1
-                    else:
-                        rows.add(e)
-                    batch.append((e.entry_id, e.list_id, _enc.encode(e)))
-                    if len(batch) >= WRITE_BATCH:
-                        db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", batch)
-                        batch.clear()
-                db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", batch)
-                db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(cols.version),))
-                db.conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
-                    (_enc.encode(cols.permit_rules).decode(),),
-                )
-                # keep only what the index needs: the columns' text goes before the index is built
-                cols.plate = cols.case_ref = cols.list_code = cols.plate_len = cols.case_ref_len = b""
-                cols.colour = cols.vehicle_type = cols.reason = cols.created_by = b""
-                cols.strings, cols.ids = [], []
-                return cols, rows
+            db.conn.execute("DELETE FROM lists")
+            db.conn.executemany(
+                "INSERT INTO lists VALUES (?, ?)",
+                [(wl.list_id, _enc.encode(wl)) for wl in cols.watchlists],
+            )
+            db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(cols.version),))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                (_enc.encode(cols.permit_rules).decode(),),
+            )
+            return _FileDiff(
+                version=cols.version,
+                count=cols.count,
+                watchlists=cols.watchlists,
+                permit_rules=cols.permit_rules,
+                changed=changed,
+                removed=removed,
+                persons=_person_count(db),
+            )
 
-            cols, rows = await self._writer.run(job)
-            if rows is None:
-                return False, cols.version, cols.count
-            await self._writer.run(_shrink)
-            release_memory()  # what writing the rows took, before the new index takes its share
-            index = PlateIndex()
-            await asyncio.to_thread(index.build_rows, cols.watchlists, rows, feed_version=cols.version)
-            self._persons = rows.skipped
-            del rows
-            self.index, self.version = index, cols.version
-            self.permit_rules = list(cols.permit_rules)
-            self.lists = {wl.list_id: wl for wl in cols.watchlists}
+        diff = await self._writer.run(job)
+        if isinstance(diff, feedfile.FeedColumns):
+            return False, diff.version, diff.count
+        await self._writer.run(_shrink)
+        release_memory()  # what decoding the file and reading the rows took
+        new_lists = {wl.list_id: wl for wl in diff.watchlists}
+        flips = any(
+            (old := self.lists.get(lid)) is not None
+            and (old.kind == ListKind.PERSON) != (wl.kind == ListKind.PERSON)
+            for lid, wl in new_lists.items()
+        )
+        for lid in set(self.lists) - set(new_lists):
+            self.index.watchlists.pop(lid, None)
+        for wl in diff.watchlists:
+            if self.lists.get(wl.list_id) != wl:
+                self.index.set_watchlist(wl)
+        self.index._refresh_lists()  # noqa: SLF001 - lists removed above answer no more reads
+        self.lists = new_lists
+        self.permit_rules = list(diff.permit_rules)
+        big = len(diff.changed) + len(diff.removed) > max(COMPACT_FLOOR, COMPACT_FRACTION * len(self.index))
+        self.version = diff.version
+        self.index.feed_version = diff.version
+        if flips or big:
+            # which entries the index holds changed wholesale: built anew from the (new) file
+            del diff
+            await self._reindex()
             release_memory()
-            return True, cols.version, cols.count
+            return True, self.version, len(self)
+        done = 0
+        for entry_id in diff.removed:
+            self.index.remove(entry_id)
+            done += 1
+            if done % APPLY_SLICE == 0:
+                await asyncio.sleep(0)  # reads waiting meanwhile are matched
+        for e in diff.changed:
+            if self._is_person(e.list_id):
+                self.index.remove(e.entry_id)
+            else:
+                self.index.upsert(e)
+            done += 1
+            if done % APPLY_SLICE == 0:
+                await asyncio.sleep(0)
+        self._persons = diff.persons
+        count = diff.count
+        del diff
+        release_memory()
+        return True, self.version, count
+
+    async def _fill_from_file(self, path: Path) -> tuple[bool, int, int]:
+        """An empty mirror from the file: its entries go one at a time into the rows and the new
+        index's arrays, so the feed never exists as a list of objects."""
+        current = self.version
+
+        def job(db: sqlite_utils.Database) -> tuple[feedfile.FeedColumns, RowsBuilder | None]:
+            cols = feedfile.columns(path.read_bytes())
+            if cols.version <= current:
+                return cols, None
+            db.conn.execute("DELETE FROM entries")
+            db.conn.execute("DELETE FROM lists")
+            db.conn.executemany(
+                "INSERT INTO lists VALUES (?, ?)",
+                [(wl.list_id, _enc.encode(wl)) for wl in cols.watchlists],
+            )
+            rows = RowsBuilder(cols.count)
+            persons = _person_lists(cols.watchlists)
+            batch: list[tuple[str, str, bytes]] = []
+            for e in feedfile.iter_entries(cols):
+                if e.list_id in persons:
+                    rows.skipped += 1
+                else:
+                    rows.add(e)
+                batch.append((e.entry_id, e.list_id, _enc.encode(e)))
+                if len(batch) >= WRITE_BATCH:
+                    db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", batch)
+                    batch.clear()
+            db.conn.executemany("INSERT INTO entries VALUES (?, ?, ?)", batch)
+            db.conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(cols.version),))
+            db.conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('permit_rules', ?)",
+                (_enc.encode(cols.permit_rules).decode(),),
+            )
+            # keep only what the index needs: the columns' text goes before the index is built
+            # (every column: each is a view that keeps the whole decompressed buffer alive)
+            for name in cols.__struct_fields__:
+                if isinstance(getattr(cols, name), memoryview):
+                    setattr(cols, name, memoryview(b""))
+            cols.strings, cols.ids = [], []
+            return cols, rows
+
+        cols, rows = await self._writer.run(job)
+        if rows is None:
+            return False, cols.version, cols.count
+        await self._writer.run(_shrink)
+        release_memory()  # what writing the rows took, before the new index takes its share
+        index = PlateIndex()
+        await asyncio.to_thread(index.build_rows, cols.watchlists, rows, feed_version=cols.version)
+        self._persons = rows.skipped
+        del rows
+        self.index, self.version = index, cols.version
+        self.permit_rules = list(cols.permit_rules)
+        self.lists = {wl.list_id: wl for wl in cols.watchlists}
+        release_memory()
+        return True, cols.version, cols.count

@@ -26,7 +26,7 @@ import hashlib
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -61,8 +61,9 @@ class FeedFileError(CordonError, ValueError):
 
 
 class FeedColumns(msgspec.Struct, array_like=True, kw_only=True):
-    """The file's content. Columns are little-endian packed arrays (``bytes``), so a decoder holds a
-    million entries as a few buffers, not as a million Python objects."""
+    """The file's content. Columns are little-endian packed arrays, so a decoder holds a million
+    entries as a few buffers, not as a million Python objects. Decoded, each column is a view into
+    the one decompressed buffer (no copy of it, see ``columns``)."""
 
     version: int
     watchlists: list[Watchlist]
@@ -71,22 +72,22 @@ class FeedColumns(msgspec.Struct, array_like=True, kw_only=True):
     strings: list[str]
     """The table that ``list_code``, ``colour``, ``vehicle_type``, ``reason`` and ``created_by``
     point into; 0 is the empty string (None for colour and vehicle type)."""
-    list_code: bytes  # uint32 per entry
-    plate_len: bytes  # uint16 per entry: bytes of UTF-8 in ``plate``
-    plate: bytes
-    colour: bytes  # uint32
-    vehicle_type: bytes  # uint32
-    reason: bytes  # uint32
-    created_by: bytes  # uint32
-    case_ref_len: bytes  # uint16
-    case_ref: bytes
-    id_rows: bytes
+    list_code: memoryview  # uint32 per entry
+    plate_len: memoryview  # uint16 per entry: bytes of UTF-8 in ``plate``
+    plate: memoryview
+    colour: memoryview  # uint32
+    vehicle_type: memoryview  # uint32
+    reason: memoryview  # uint32
+    created_by: memoryview  # uint32
+    case_ref_len: memoryview  # uint16
+    case_ref: memoryview
+    id_rows: memoryview
     """Rows whose ``entry_id`` is not ``list_id:plate`` (uint32 gaps from the previous such row)."""
     ids: list[str]
-    from_rows: bytes  # uint32 gaps from the previous row with a ``valid_from``
-    from_values: bytes  # float64
-    until_rows: bytes
-    until_values: bytes
+    from_rows: memoryview  # uint32 gaps from the previous row with a ``valid_from``
+    from_values: memoryview  # float64
+    until_rows: memoryview
+    until_values: memoryview
 
 
 _enc = msgspec.msgpack.Encoder(order="deterministic")
@@ -101,13 +102,15 @@ def _packed(typecode: str, values: array) -> bytes:  # type: ignore[type-arg]
     return values.tobytes()
 
 
-def _unpacked(typecode: str, data: bytes) -> array:  # type: ignore[type-arg]
+def _unpacked(typecode: str, data: bytes | memoryview) -> Sequence[int] | Sequence[float]:
+    """A packed column as numbers: on a little-endian host a view of the same bytes (no copy)."""
     values = array(typecode)
     if len(data) % values.itemsize:
         raise FeedFileError("damaged feed file: a column of the wrong size")
+    if not _BIG:
+        return memoryview(data).cast("B").cast(typecode)  # type: ignore[call-overload]
     values.frombytes(data)
-    if _BIG:
-        values.byteswap()
+    values.byteswap()
     return values
 
 
@@ -171,21 +174,21 @@ def build(
         permit_rules=sorted(permit_rules, key=lambda r: r.rule_id),
         count=count,
         strings=list(strings),
-        list_code=_packed("I", list_code),
-        plate_len=_packed("H", plate_len),
-        plate=bytes(plate),
-        colour=_packed("I", colour),
-        vehicle_type=_packed("I", vtype),
-        reason=_packed("I", reason),
-        created_by=_packed("I", author),
-        case_ref_len=_packed("H", case_len),
-        case_ref=bytes(case_ref),
-        id_rows=_packed("I", id_rows),
+        list_code=memoryview(_packed("I", list_code)),
+        plate_len=memoryview(_packed("H", plate_len)),
+        plate=memoryview(bytes(plate)),
+        colour=memoryview(_packed("I", colour)),
+        vehicle_type=memoryview(_packed("I", vtype)),
+        reason=memoryview(_packed("I", reason)),
+        created_by=memoryview(_packed("I", author)),
+        case_ref_len=memoryview(_packed("H", case_len)),
+        case_ref=memoryview(bytes(case_ref)),
+        id_rows=memoryview(_packed("I", id_rows)),
         ids=ids,
-        from_rows=_packed("I", from_rows),
-        from_values=_packed("d", from_values),
-        until_rows=_packed("I", until_rows),
-        until_values=_packed("d", until_values),
+        from_rows=memoryview(_packed("I", from_rows)),
+        from_values=memoryview(_packed("d", from_values)),
+        until_rows=memoryview(_packed("I", until_rows)),
+        until_values=memoryview(_packed("d", until_values)),
     )
     return MAGIC + zlib.compress(_enc.encode(cols), ZLIB_LEVEL)
 
@@ -195,24 +198,47 @@ def columns(data: bytes) -> FeedColumns:
     if not data.startswith(MAGIC):
         raise FeedFileError("not a Cordon feed file")
     try:
-        cols = _dec.decode(zlib.decompress(memoryview(data)[len(MAGIC) :]))
+        cols = _dec.decode(_inflate(memoryview(data)[len(MAGIC) :]))
     except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise FeedFileError(f"damaged feed file: {exc}") from None
     _check(cols)
     return cols
 
 
+#: Compressed bytes inflated at a time (see ``_inflate``).
+_INFLATE_STEP = 1 << 16
+
+
+def _inflate(compressed: memoryview) -> bytearray:
+    """The zlib stream inflated into one buffer of its exact size. A first pass only counts the
+    bytes (inflating is cheap next to decoding), so the buffer is allocated once and filled in
+    place: ``zlib.decompress`` and a growing buffer both hold a second copy for a moment. The
+    decoded columns are views into this buffer, so the feed is held once."""
+    size = 0
+    for piece in _inflated(compressed):
+        size += len(piece)
+    out = bytearray(size)
+    at = 0
+    for piece in _inflated(compressed):
+        out[at : at + len(piece)] = piece
+        at += len(piece)
+    return out
+
+
+def _inflated(compressed: memoryview) -> Iterator[bytes]:
+    z = zlib.decompressobj()
+    for at in range(0, len(compressed), _INFLATE_STEP):
+        yield z.decompress(compressed[at : at + _INFLATE_STEP])
+    yield z.flush()
+    if not z.eof or z.unused_data:
+        raise FeedFileError("damaged feed file: the compressed stream is cut short or has bytes after it")
+
+
 def _check(cols: FeedColumns) -> None:
     """Column sizes that agree with each other (checked before anything is written from them)."""
     n = cols.count
-    fixed = {
-        cols.list_code: 4,
-        cols.colour: 4,
-        cols.vehicle_type: 4,
-        cols.reason: 4,
-        cols.created_by: 4,
-    }
-    if any(len(c) != n * size for c, size in fixed.items()) or len(cols.plate_len) != 2 * n:
+    fixed = (cols.list_code, cols.colour, cols.vehicle_type, cols.reason, cols.created_by)
+    if any(len(c) != n * 4 for c in fixed) or len(cols.plate_len) != 2 * n:
         raise FeedFileError("damaged feed file: columns of different lengths")
     if len(cols.case_ref_len) != 2 * n:
         raise FeedFileError("damaged feed file: columns of different lengths")
@@ -226,16 +252,30 @@ def _check(cols: FeedColumns) -> None:
         raise FeedFileError("damaged feed file: sparse columns of different lengths")
 
 
-def _sparse(rows: bytes, values: array) -> dict[int, object]:  # type: ignore[type-arg]
-    out: dict[int, object] = {}
-    at = -1
+def _sparse(rows: memoryview, values: Sequence[object]) -> Iterator[tuple[int, object]]:
+    """(row, value) of a sparse column, in row order, one at a time (never a whole dict of them)."""
     gaps = _unpacked("I", rows)
     if len(gaps) != len(values):
         raise FeedFileError("damaged feed file: sparse columns of different lengths")
+    at = -1
     for gap, value in zip(gaps, values, strict=True):
-        at += gap
-        out[at] = value
-    return out
+        at += int(gap)
+        yield at, value
+
+
+class _Sparse:
+    """Walks a sparse column alongside the rows: ``at(row)`` is its value there, or None."""
+
+    def __init__(self, rows: memoryview, values: Sequence[object]) -> None:
+        self._it = _sparse(rows, values)
+        self._row, self._value = next(self._it, (-1, None))
+
+    def at(self, row: int) -> object:
+        value = None
+        while self._row == row:  # (a repeated row in a damaged file: the last one wins)
+            value = self._value
+            self._row, self._value = next(self._it, (-1, None))
+        return value
 
 
 def iter_entries(cols: FeedColumns) -> Iterator[Entry]:
@@ -253,9 +293,9 @@ def iter_entries(cols: FeedColumns) -> Iterator[Entry]:
         raise FeedFileError("damaged feed file: columns of different lengths")
     if sum(plate_len) != len(cols.plate) or sum(case_len) != len(cols.case_ref):
         raise FeedFileError("damaged feed file: text columns of the wrong size")
-    ids = _sparse(cols.id_rows, cols.ids)  # type: ignore[arg-type]
-    vfrom = _sparse(cols.from_rows, _unpacked("d", cols.from_values))
-    vuntil = _sparse(cols.until_rows, _unpacked("d", cols.until_values))
+    ids = _Sparse(cols.id_rows, cols.ids)
+    vfrom = _Sparse(cols.from_rows, _unpacked("d", cols.from_values))
+    vuntil = _Sparse(cols.until_rows, _unpacked("d", cols.until_values))
     plates, cases = memoryview(cols.plate), memoryview(cols.case_ref)
     p_at = c_at = 0
     try:
@@ -266,15 +306,15 @@ def iter_entries(cols: FeedColumns) -> Iterator[Entry]:
             case_ref = str(cases[c_at:c_end], "utf-8", "surrogatepass") if c_end > c_at else ""
             p_at, c_at = p_end, c_end
             yield Entry(
-                entry_id=ids.get(row) or f"{list_id}:{plate}",  # type: ignore[arg-type]
+                entry_id=ids.at(row) or f"{list_id}:{plate}",  # type: ignore[arg-type]
                 list_id=list_id,
                 plate=plate,
                 colour=strings[colour[row]] or None,
                 vehicle_type=strings[vtype[row]] or None,
                 reason=strings[reason[row]],
                 case_ref=case_ref,
-                valid_from=vfrom.get(row),  # type: ignore[arg-type]
-                valid_until=vuntil.get(row),  # type: ignore[arg-type]
+                valid_from=vfrom.at(row),  # type: ignore[arg-type]
+                valid_until=vuntil.at(row),  # type: ignore[arg-type]
                 created_by=strings[author[row]],
             )
     except (IndexError, UnicodeDecodeError):

@@ -1,6 +1,9 @@
 """The edge's watchlist mirror: in-order deltas, stale and gap detection, snapshot replacement, restart."""
 
+import random
+import sqlite3
 import time
+import zlib
 
 import pytest
 
@@ -143,3 +146,178 @@ async def test_person_entries_are_counted_and_found_but_never_indexed_for_plates
         assert len(again) == 2 and len(again.index) == 1 and again.version == 7
     finally:
         again.stop()
+
+
+# -- a new feed file over a mirror that holds a feed: only the difference is applied -------------
+
+
+def _rows(path):
+    conn = sqlite3.connect(path)
+    try:
+        return (
+            sorted(conn.execute("SELECT entry_id, list_id, body FROM entries")),
+            sorted(conn.execute("SELECT list_id, body FROM lists")),
+            sorted(conn.execute("SELECT key, value FROM meta")),
+        )
+    finally:
+        conn.close()
+
+
+def _read_of(plate):
+    """A read that a plate (or a wildcard pattern) answers: wildcards filled with a digit."""
+    return plate.replace("*", "7").replace("?", "8")
+
+
+def _all_hits(mirror, reads, now):
+    import msgspec
+
+    out = {}
+    for read in reads:
+        for colour, vtype in ((None, None), ("blue", "truck")):
+            hs = mirror.match(read, now=now, colour=colour, vehicle_type=vtype)
+            out[read, colour, vtype] = sorted(msgspec.json.encode(h) for h in hs)
+    return out
+
+
+async def _assert_same_as_fresh(a, b, a_path, b_path, reads, persons):
+    now = 1_790_000_000.0 + 30 * 86_400
+    assert _rows(a_path) == _rows(b_path)
+    assert (a.version, len(a), a.lists, a.permit_rules) == (b.version, len(b), b.lists, b.permit_rules)
+    assert len(a.index) == len(b.index)
+    hits_a, hits_b = _all_hits(a, reads, now), _all_hits(b, reads, now)
+    assert hits_a == hits_b
+    assert sum(1 for h in hits_a.values() if h) > len(reads) // 4  # the sample does match things
+    for id_hash in persons:
+        assert await a.match_person(id_hash, now=now) == await b.match_person(id_hash, now=now)
+
+
+def _feed_pair(seed=5):
+    """Two versions of a realistic feed: the second removes, changes and adds entries (plates,
+    wildcard patterns, person entries), changes a list and the permit rules."""
+    import msgspec
+
+    from cordon.testing import realistic_feed
+    from protocols.matching import PermitRule
+
+    lists, entries = realistic_feed(3000, seed=seed)
+    entries.append(Entry(entry_id="odd-id-1", list_id="bench-notify", plate="鲁B12345", valid_from=1.5))
+    rules1 = [PermitRule(rule_id="a", list_id="bench-notify", colours=frozenset({"yellow"}))]
+    rng = random.Random(seed)
+    kept = entries[:]
+    rng.shuffle(kept)
+    removed, changed, rest = kept[:120], kept[120:240], kept[240:]
+    changed = [
+        msgspec.structs.replace(e, reason="新的理由", colour=None if e.colour else "white", valid_until=None)
+        for e in changed
+    ]
+    _, extra = realistic_feed(3400, seed=seed + 100)
+    added = [e for e in extra if e.entry_id not in {x.entry_id for x in entries}][-300:]
+    assert any("*" in e.plate or "?" in e.plate for e in added + changed)
+    assert any(e.list_id == "bench-persons" for e in added + changed + removed)
+    lists2 = [
+        msgspec.structs.replace(wl, priority=wl.priority + 1) if wl.list_id == "bench-notify" else wl
+        for wl in lists
+    ]
+    rules2 = [PermitRule(rule_id="a", list_id="bench-notify", vehicle_types=frozenset({"truck"}))]
+    entries2 = rest + changed + added
+    reads = sorted({_read_of(e.plate) for e in rng.sample(entries, 300) + removed + changed + added})
+    reads = [r for r in reads if not r.startswith("scrypt")]
+    persons = [e.plate for e in removed + changed + added if e.list_id == "bench-persons"]
+    return (lists, entries, rules1), (lists2, entries2, rules2), reads, persons
+
+
+async def _fresh(tmp_path, name, version, feed):
+    from protocols import feedfile
+
+    f = tmp_path / f"{name}.feed"
+    f.write_bytes(feedfile.build(version, feed[0], feed[1], feed[2]))
+    m = Mirror(tmp_path / f"{name}.db")
+    m.start()
+    assert (await m.replace_file(f))[0]
+    return m
+
+
+async def test_a_new_file_over_a_full_mirror_applies_the_difference_and_equals_a_fresh_load(tmp_path):
+    from protocols import feedfile
+
+    feed1, feed2, reads, persons = _feed_pair()
+    a = await _fresh(tmp_path, "a", 5, feed1)
+    # a delta on top (the file's version skips past it, as after a gap)
+    assert (
+        await a.apply_delta(delta(6, EntryUpsert(entry=entry("鲁A99999", "bench-notify")))) is Applied.APPLIED
+    )
+    b = await _fresh(tmp_path, "b", 9, feed2)
+    try:
+        index = a.index
+        f2 = tmp_path / "new.feed"
+        f2.write_bytes(feedfile.build(9, *feed2))
+        installed, version, count = await a.replace_file(f2)
+        assert (installed, version, count) == (True, 9, len(feed2[1]))
+        assert a.index is index  # changed in place: the old and a new index never existed at once
+        await _assert_same_as_fresh(a, b, tmp_path / "a.db", tmp_path / "b.db", reads + ["鲁A99999"], persons)
+        # an older or the same file again changes nothing
+        assert (await a.replace_file(f2))[0] is False
+        # and the mirror file restarts into the same mirror
+        a.stop()
+        a = Mirror(tmp_path / "a.db")
+        a.start()
+        await _assert_same_as_fresh(a, b, tmp_path / "a.db", tmp_path / "b.db", reads, persons)
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_a_file_that_fails_half_way_leaves_the_mirror_as_it_was(tmp_path):
+    import msgspec
+
+    from protocols import feedfile
+
+    feed1, feed2, reads, persons = _feed_pair()
+    a = await _fresh(tmp_path, "a", 5, feed1)
+    b = await _fresh(tmp_path, "b", 5, feed1)
+    try:
+        cols = feedfile.columns(feedfile.build(9, *feed2))
+        codes = bytearray(cols.list_code)
+        codes[-4:] = (9999).to_bytes(4, "little")  # the last entry names no list: found only at the end
+        cols.list_code = bytes(codes)
+        bad = tmp_path / "bad.feed"
+        bad.write_bytes(feedfile.MAGIC + zlib.compress(msgspec.msgpack.encode(cols)))
+        with pytest.raises(feedfile.FeedFileError):
+            await a.replace_file(bad)
+        await _assert_same_as_fresh(a, b, tmp_path / "a.db", tmp_path / "b.db", reads, persons)
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.parametrize("why", ["large", "person-flip"])
+async def test_a_difference_too_large_or_a_person_flip_rebuilds_the_index_from_the_file(
+    tmp_path, monkeypatch, why
+):
+    import msgspec
+
+    from protocols import feedfile
+    from protocols.matching import ListKind
+
+    feed1, feed2, reads, persons = _feed_pair()
+    if why == "large":
+        monkeypatch.setattr("edge.mirror.COMPACT_FLOOR", 100)
+        monkeypatch.setattr("edge.mirror.COMPACT_FRACTION", 0.01)
+    else:
+        lists2 = [
+            msgspec.structs.replace(wl, kind=ListKind.PERSON) if wl.list_id == "bench-notify" else wl
+            for wl in feed2[0]
+        ]
+        feed2 = (lists2, feed2[1], feed2[2])
+    a = await _fresh(tmp_path, "a", 5, feed1)
+    b = await _fresh(tmp_path, "b", 9, feed2)
+    try:
+        index = a.index
+        f2 = tmp_path / "new.feed"
+        f2.write_bytes(feedfile.build(9, *feed2))
+        assert (await a.replace_file(f2))[0]
+        assert a.index is not index
+        await _assert_same_as_fresh(a, b, tmp_path / "a.db", tmp_path / "b.db", reads, persons)
+    finally:
+        a.stop()
+        b.stop()
