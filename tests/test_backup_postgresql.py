@@ -84,12 +84,22 @@ def archived():
     shutil.rmtree(tools, ignore_errors=True)
 
 
-def cordon(*args: str) -> dict:
-    done = subprocess.run(
+def run_cordon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "cordon", *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def cordon(*args: str) -> dict:
+    done = run_cordon(*args)
     assert done.returncode == 0, f"cordon {' '.join(args)}: {done.stderr}"
     return json.loads(done.stdout)
+
+
+def cordon_refuses(*args: str) -> str:
+    done = run_cordon(*args)
+    assert done.returncode == 1 and done.stdout == "", (done.stdout, done.stderr)
+    return done.stderr
 
 
 def start_restored(folder: Path, password: str) -> PostgresCluster:
@@ -281,6 +291,20 @@ def test_a_base_backup_of_a_hub_under_load_restores_elsewhere_with_each_committe
     # backup's end point (pg_basebackup receives it in chunks): another cut, never an earlier one.
     assert len(at_end) <= len(own) <= after
     assert restored["archive to its end"][0] == list(range(1, total + 1))  # all committed, none twice
+
+    # What restore refuses: no folder named, a folder in use, a time without the archive, a damaged file.
+    assert "--data" in cordon_refuses("restore", str(folder), "--config", str(conf))
+    assert "not empty" in cordon_refuses("restore", str(folder), "--data", str(tmp_path))
+    assert "WAL archive" in cordon_refuses(
+        "restore", str(folder), "--data", str(tmp_path / "x"), "--until", "2026-12-01T08:00:00+08:00"
+    )
+    table = max((folder / "pgdata" / "base").rglob("*"), key=lambda p: p.stat().st_size)
+    with table.open("r+b") as f:  # one byte changed in the biggest table file
+        byte = f.read(1)
+        f.seek(0)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert "pg_verifybackup failed" in cordon_refuses("restore", str(folder), "--data", str(tmp_path / "y"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_a_base_backup_the_rotation_would_delete_at_once_is_refused(pg_dsn, tmp_path):
