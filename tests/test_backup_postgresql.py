@@ -1,7 +1,7 @@
 """Backups of a hub on PostgreSQL (central/record/postgresql/backup.py, through central/record/backups.py and
 ``cordon backup``/``cordon restore``): WAL archived by deploy/postgresql/archive-wal.sh, a base backup taken
 while a writer commits, restored into empty folders and started (to the backup's end with and without the
-archive, and to the archive's end), rotation that deletes a base backup before a read in it outlives the
+archive, to a time, and to the archive's end), rotation that deletes a base backup before a read in it outlives the
 backups' window, and the WAL archive cleaned with it."""
 
 from __future__ import annotations
@@ -169,14 +169,16 @@ def test_a_base_backup_of_a_hub_under_load_restores_elsewhere_with_each_committe
     stop = threading.Event()
     written = [300]
     commits: list[tuple[float, float]] = []  # (start, seconds) of each commit
+    wall: dict[int, tuple[float, float]] = {}  # each read's commit: (asked at, returned at), wall clock
 
     def writer():
         seq = 300
         while not stop.is_set():
             seq += 1
-            began = time.monotonic()
+            began, asked = time.monotonic(), time.time()
             write_read_and_audit(store, seq, base + (seq % 3) * 86400)
             commits.append((began, time.monotonic() - began))
+            wall[seq] = (asked, time.time())
             written[0] = seq
 
     secret = tmp_path / "db-password"
@@ -210,7 +212,9 @@ def test_a_base_backup_of_a_hub_under_load_restores_elsewhere_with_each_committe
         summary = cordon("backup", "--config", str(conf))
         ended = time.monotonic()
         after = written[0]
-        time.sleep(0.5)  # more commits, which only the WAL archive holds
+        time.sleep(0.25)  # more commits, which only the WAL archive holds
+        until = time.time()  # a point in time to restore to
+        time.sleep(0.25)
     finally:
         stop.set()
         thread.join()
@@ -252,6 +256,12 @@ def test_a_base_backup_of_a_hub_under_load_restores_elsewhere_with_each_committe
     for name, args in {
         "own WAL": [],  # no archive: the copy's own WAL takes it to the backup's end
         "archive to the backup's end": ["--wal-archive", str(archive), "--until", "backup"],
+        "archive to a time": [
+            "--config",
+            str(conf),
+            "--until",
+            dt.datetime.fromtimestamp(until, TZ).isoformat(),
+        ],
         "archive to its end": ["--config", str(conf)],  # backup.wal_archive, all of it
     }.items():
         target = server_folder("cordon-restored-")
@@ -291,6 +301,10 @@ def test_a_base_backup_of_a_hub_under_load_restores_elsewhere_with_each_committe
     # backup's end point (pg_basebackup receives it in chunks): another cut, never an earlier one.
     assert len(at_end) <= len(own) <= after
     assert restored["archive to its end"][0] == list(range(1, total + 1))  # all committed, none twice
+    # To a time: every commit that had returned by then, none asked for after it.
+    to_time = len(restored["archive to a time"][0])
+    assert after <= to_time <= total and wall[to_time][0] <= until
+    assert to_time == total or wall[to_time + 1][1] > until
 
     # What restore refuses: no folder named, a folder in use, a time without the archive, a damaged file.
     assert "--data" in cordon_refuses("restore", str(folder), "--config", str(conf))
