@@ -336,6 +336,44 @@ async def test_a_holder_cut_off_stops_before_the_database_frees_its_duties(pg_ds
     assert runs.most == dict.fromkeys(DUTIES, 1)
 
 
+# -- the hub ---------------------------------------------------------------------------------------
+
+
+async def test_alone_the_hub_runs_every_duty_and_says_so(aiohttp_client, tmp_path, dead_broker_url):
+    from central.app import create_app
+    from central.settings import (
+        ClusterSettings,
+        HubSettings,
+        MetricsSettings,
+        MqttSettings,
+        UpstreamSettings,
+        WebhookSettings,
+    )
+    from central.web import keys
+
+    police = tmp_path / "police.csv"
+    police.write_text("plate,reason\n鲁Q8K2L1,线索\n", encoding="utf-8")
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        metrics=MetricsSettings(token="scrape"),
+        cluster=ClusterSettings(name="hub-a"),
+        upstream=[UpstreamSettings(name="police", list_id="police", path=str(police))],
+        webhooks=[WebhookSettings(name="sms", url="http://127.0.0.1:1/hook")],
+    )
+    client = await aiohttp_client(create_app(settings))
+    expected = ["escalation", "feed", "retention", "upstream:police", "webhooks"]
+    await until(lambda: client.app[keys.DUTIES].held() == expected, what="every duty held")
+    body = await (await client.get("/api/v1/health")).json()
+    assert body["hub"] == "hub-a" and body["duties"] == expected and body["status"] == "degraded"
+    assert body["reasons"] == [r for r in body["reasons"] if r.startswith("broker")], "the duties are fine"
+    text = await (await client.get("/metrics", headers={"Authorization": "Bearer scrape"})).text()
+    for duty in expected:
+        assert f'cordon_hub_duty{{duty="{duty}"}} 1' in text
+    # the upstream source's duty ran: its list was applied
+    await until(lambda: len(client.app[keys.WATCHLISTS]) == 1, what="the upstream list applied")
+
+
 def test_a_hub_is_named_by_its_host_and_port_unless_named():
     import socket
 
@@ -346,3 +384,54 @@ def test_a_hub_is_named_by_its_host_and_port_unless_named():
     assert HubSettings(cluster=ClusterSettings(name="hub-7")).hub_name == "hub-7"
     with pytest.raises(SettingsError, match="duty_lease_s"):
         load_settings(None, {"CORDON_HUB_CLUSTER__DUTY_LEASE_S": "1", "CORDON_HUB_CLUSTER__DUTY_BEAT_S": "1"})
+
+
+async def test_the_feed_holder_publishes_every_hubs_versions_in_order(tmp_path):
+    """Versions another hub commits (here: a second service on the same store, not publishing) reach the
+    broker from the holder, from the feed's log, in version order with its own."""
+    from central.record.sqlite.store import HubStore
+    from central.watchlists.index import HubWatchlists
+    from central.watchlists.lists import ListService
+    from protocols import topics
+    from protocols.feed import EntryUpsert, FeedDelta, FeedVersion, ListUpsert
+    from protocols.matching import Entry, Watchlist
+    from protocols.messages import decode
+
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    published: list[tuple[str, int]] = []
+
+    def publish(topic: str, payload: bytes, **kw) -> None:  # noqa: ANN003
+        kind = FeedDelta if topic == topics.feed_delta() else FeedVersion
+        published.append(("delta" if kind is FeedDelta else "version", decode(kind, payload).version))
+
+    ours = ListService(store, HubWatchlists(), publish, feed_duty=True)
+    theirs = ListService(
+        store, HubWatchlists(), lambda *a, **k: pytest.fail("not the holder"), feed_duty=True
+    )
+    ours.load()
+    theirs.load()
+
+    def change(n: int) -> list:
+        entry = Entry(entry_id=f"drugs:{n}", list_id="drugs", plate=f"鲁A1234{n}")
+        return [ListUpsert(watchlist=Watchlist(list_id="drugs", name="涉毒")), EntryUpsert(entry=entry)]
+
+    duty = asyncio.create_task(ours.feed.run(poll_s=0.05))
+    try:
+        await until(lambda: published == [("version", 0)], what="the store's version announced")
+        await theirs.apply(change(1), "t")
+        await theirs.apply(change(2), "t")
+        await until(lambda: ("version", 2) in published, what="their versions published")
+        await ours.apply(change(3), "t")  # the next version: out at once
+        assert published[-2:] == [("delta", 3), ("version", 3)]
+        await theirs.apply(change(4), "t")
+        await ours.apply(change(5), "t")  # 4 not yet published: 5 waits for it
+        await until(lambda: ("version", 5) in published, what="4 and 5 published")
+    finally:
+        await stop(duty)
+        store.stop()
+    deltas = [v for kind, v in published if kind == "delta"]
+    assert deltas == [1, 2, 3, 4, 5], published
+    versions = [v for kind, v in published if kind == "version"]
+    assert versions == sorted(versions), f"the retained version went back: {published}"
+    assert not ours.feed.holding and ours.feed.published is None, "the duty's end stops publication"
