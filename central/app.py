@@ -26,7 +26,9 @@ from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink, OnMessage
 from central.people import visibility
 from central.people.users import Directory
-from central.record import factory, retention
+from central.record import duties, factory, retention
+from central.record.duties import DutyKeeper, DutyLost
+from central.record.tx import Tx
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
@@ -88,7 +90,10 @@ def create_app(settings: HubSettings) -> web.Application:
         # The link signs every message it publishes (acks, alerts, deltas, accounts, evidence requests).
         link_ref[0].publish(topic, payload, qos=qos, retain=retain, on_delivered=on_delivered)
 
-    webhooks = WebhookSender(store, settings.webhooks)
+    # Work that runs once among the hubs on one database: each a duty, run while this hub holds it.
+    keeper = DutyKeeper(factory.open_duties(settings), settings.cluster.duty_beat_s)
+    app[keys.DUTIES] = keeper
+    webhooks = WebhookSender(store, settings.webhooks, active=False)
     restricted = visibility.restricted_in(lambda: app[keys.WATCHLISTS].lists)
     dispatcher = AlertDispatcher(store, publish, console, webhooks, restricted=restricted)
     ingest = Ingest(
@@ -127,7 +132,7 @@ def create_app(settings: HubSettings) -> web.Application:
         on_connected=lambda: _on_connected(app),
     )
     link_ref.append(link)
-    app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish)
+    app[keys.LISTS] = ListService(store, app[keys.WATCHLISTS], publish, feed_duty=True)
     feed_files = FeedFiles(
         store,
         settings.data_path / "feed",
@@ -154,6 +159,7 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     hub_policy.add_routes(app)
     app[keys.UPSTREAM] = [UpstreamSource(u) for u in settings.upstream]
+    _add_duties(app, keeper)
     try:
         app[keys.VIID_PLATFORMS] = [ViidPlatform(p) for p in settings.viid]
     except ValueError as exc:  # a secret file that cannot be read stops start-up, naming the key
@@ -166,14 +172,29 @@ def create_app(settings: HubSettings) -> web.Application:
             background("feed-files", lambda app: app[keys.FEED_FILES].run()),
             _dispatch,
             _broker,
-            _upstream,
             _viid,
-            background("record-retention", _purge_loop),
             _console,
+            background("duties", lambda app: app[keys.DUTIES].run()),
         ]
     )
     app.on_shutdown.append(_close_sockets)
     return app
+
+
+def _add_duties(app: web.Application, keeper: DutyKeeper) -> None:
+    """The work that must run once among the hubs sharing a database (docs/architecture.md, "Work that
+    runs once"); alone on SQLite this hub holds all of it from its start."""
+    # With other hubs on the store, what they committed is found there, not offered by this hub's own parts.
+    poll_s = duties.POLL_S if keeper.store.shared else None
+    sender = app[keys.DISPATCHER].webhooks
+    assert sender is not None
+    keeper.add(duties.RETENTION, lambda: _purge_loop(app))
+    keeper.add(duties.ESCALATION, lambda: _escalate_loop(app))
+    if sender.hooks:
+        keeper.add(duties.WEBHOOKS, lambda: sender.run_duty(poll_s))
+    keeper.add(duties.FEED, lambda: app[keys.LISTS].feed.run(poll_s))
+    for source in app[keys.UPSTREAM]:
+        keeper.add(duties.upstream(source.settings.name), lambda source=source: _poll_source(app, source))
 
 
 def _clone_check(settings: HubSettings) -> CloneCheck | None:
@@ -292,8 +313,9 @@ def outcome_frame(checkpoint: str, outcome: AlertOutcome) -> dict[str, object]:
 
 
 def _on_connected(app: web.Application) -> None:
-    """On every broker connect (paho's thread): the retained feed version and officer accounts."""
-    app[keys.LISTS].publish_version(app[keys.WATCHLISTS].index.feed_version)
+    """On every broker connect (paho's thread): the retained feed version (from the hub that publishes the
+    feed, on the event loop where the feed's versions move) and officer accounts."""
+    app[keys.LOOP].call_soon_threadsafe(app[keys.LISTS].feed.on_connected)
     web_users.publish_accounts(app)
 
 
@@ -420,14 +442,11 @@ async def _watchlists(app: web.Application) -> AsyncIterator[None]:
 async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     dispatcher = app[keys.DISPATCHER]
     dispatcher.bind(asyncio.get_running_loop())
+    # Every hub marks the alerts it dispatched itself; webhook deliveries are a duty (_add_duties).
     marker = asyncio.create_task(dispatcher.run_marker(), name="alert-marker")
-    assert dispatcher.webhooks is not None
-    await dispatcher.webhooks.resume()
-    hooks = asyncio.create_task(dispatcher.webhooks.run(), name="webhooks")
     await dispatcher.resume()
     yield
-    for task in (marker, hooks):
-        await stop(task)
+    await stop(marker)
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
@@ -435,16 +454,6 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     link.start()  # on every connect the link republishes the retained feed version
     yield
     await asyncio.to_thread(link.stop)
-
-
-async def _upstream(app: web.Application) -> AsyncIterator[None]:
-    tasks = [
-        asyncio.create_task(_poll_source(app, source), name=f"upstream-{source.settings.name}")
-        for source in app[keys.UPSTREAM]
-    ]
-    yield
-    for task in tasks:
-        await stop(task)
 
 
 async def _viid(app: web.Application) -> AsyncIterator[None]:
@@ -459,8 +468,10 @@ async def _viid(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _poll_source(app: web.Application, source: UpstreamSource) -> None:
-    """Poll one upstream source; each change it brings is applied as one feed version."""
+    """Poll one upstream source (its duty); each change it brings is applied as one feed version."""
     name, list_id = source.settings.name, source.settings.list_id
+    # Another hub may have applied the source since this one last polled it: compare the whole list again.
+    source.forget()
     async with aiohttp.ClientSession() as session:
         while True:
             try:
@@ -506,19 +517,27 @@ async def _warm_clones(app: web.Application) -> None:
 
 
 async def _purge_loop(app: web.Application) -> None:
-    """Least data: the retention rules run now and then (central/record/retention.py)."""
-    settings, store = app[keys.SETTINGS].record, app[keys.STORE]
+    """Least data: the retention rules run now and then (central/record/retention.py; the retention duty)."""
+    settings, store, keeper = app[keys.SETTINGS].record, app[keys.STORE], app[keys.DUTIES]
+
+    def fence(tx: Tx) -> None:
+        keeper.store.fence(tx, duties.RETENTION)
+
     while True:
         try:
-            report = await asyncio.to_thread(retention.purge, store, settings, time.time())
+            report = await asyncio.to_thread(
+                lambda: retention.purge(store, settings, time.time(), hub=keeper.hub, fence=fence)
+            )
             app[keys.PURGED_DAYS].extend(report.days)
+        except DutyLost as exc:
+            log.warning("retention run not recorded: %s", exc)
         except Exception:
             log.exception("retention run failed; trying again later")
         await asyncio.sleep(settings.purge_interval_s)
 
 
 async def _console(app: web.Application) -> AsyncIterator[None]:
-    """The console's map (a bad checkpoints file stops start-up, naming it) and the escalation timer."""
+    """The console's map (a bad checkpoints file stops start-up, naming it)."""
     app[keys.RING] = await asyncio.to_thread(load_ring, ring_path(app[keys.SETTINGS].console.checkpoints_csv))
     unknown = unknown_checkpoints(app[keys.SETTINGS].routing, {c["checkpoint"] for c in app[keys.RING]})
     if unknown:
@@ -527,9 +546,7 @@ async def _console(app: web.Application) -> AsyncIterator[None]:
             ", ".join(unknown),
         )
     _warn_if_the_days_are_cut_elsewhere(app[keys.SETTINGS])
-    task = asyncio.create_task(_escalate_loop(app), name="escalation")
     yield
-    await stop(task)
 
 
 def _warn_if_the_days_are_cut_elsewhere(settings: HubSettings) -> None:
@@ -552,7 +569,8 @@ def _warn_if_the_days_are_cut_elsewhere(settings: HubSettings) -> None:
 
 
 async def _escalate_loop(app: web.Application) -> None:
-    """Escalate intercept alerts left without an outcome: audited once, then told to every console."""
+    """Escalate intercept alerts left without an outcome: audited once, then told to every console (the
+    escalation duty)."""
     after_s = app[keys.SETTINGS].console.escalate_after_s
     while True:
         try:
@@ -563,15 +581,24 @@ async def _escalate_loop(app: web.Application) -> None:
                     frame["checkpoint"],
                     after_s,
                 )
+        except DutyLost as exc:
+            log.warning("escalation check not committed: %s", exc)
         except Exception:
             log.exception("escalation check failed; trying again")
         await asyncio.sleep(escalation.check_interval(after_s))
 
 
 async def escalate_once(app: web.Application, now: float | None = None) -> list[dict[str, object]]:
-    """One escalation pass: audit what is due (one writer transaction), then publish the frames."""
+    """One escalation pass: audit what is due (one writer transaction, fenced on the escalation duty, so
+    two hubs never escalate one alert), then publish the frames."""
     after_s = app[keys.SETTINGS].console.escalate_after_s
-    frames = await app[keys.STORE].run(lambda tx: app[keys.STORE].escalate_due(tx, after_s, now))
+    store, keeper = app[keys.STORE], app[keys.DUTIES]
+
+    def job(tx: Tx) -> list[dict[str, object]]:
+        keeper.store.fence(tx, duties.ESCALATION)
+        return store.escalate_due(tx, after_s, now)
+
+    frames = await store.run(job)
     for frame in frames:
         app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
         if app[keys.DISPATCHER].webhooks is not None:

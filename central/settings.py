@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
@@ -312,6 +313,25 @@ class ViidPlatformSettings(msgspec.Struct, **_STRICT):
         viid.parse_offset(self.utc_offset)
 
 
+class ClusterSettings(msgspec.Struct, **_STRICT):
+    """``[cluster]``: this hub among the hubs that share one PostgreSQL store, and the work that runs on one
+    of them at a time (docs/architecture.md, "Work that runs once")."""
+
+    name: str = ""
+    """This hub's name among the others (the health route, its logs, the database's ``application_name``);
+    empty: the host name and the HTTP port (``host:8080``)."""
+    duty_beat_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    """How often a hub proves to the database that it still holds its duties, and tries to take the duties
+    nobody holds (a dead hub's are taken over within one beat of the database freeing them)."""
+    duty_lease_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 4.0
+    """A hub stops a duty when no beat has proved it this long; the database ends a hub's silent session,
+    and frees its duties, half as long again after its last beat."""
+
+    def __post_init__(self) -> None:
+        if self.duty_lease_s < 2 * self.duty_beat_s:
+            raise ValueError("cluster.duty_lease_s must be at least twice cluster.duty_beat_s")
+
+
 class HubSettings(msgspec.Struct, **_STRICT):
     data_dir: str = "./data/hub"
     time_zone: str = "Asia/Shanghai"
@@ -337,6 +357,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
     signing: SigningSettings = msgspec.field(default_factory=SigningSettings)
     kits: KitsSettings = msgspec.field(default_factory=KitsSettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
     def __post_init__(self) -> None:
         try:
@@ -349,6 +370,11 @@ class HubSettings(msgspec.Struct, **_STRICT):
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def hub_name(self) -> str:
+        """``cluster.name``, or this host's name and the HTTP port."""
+        return self.cluster.name or f"{socket.gethostname()}:{self.http.port}"
 
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> HubSettings:

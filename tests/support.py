@@ -134,7 +134,10 @@ def hub_service(
     if watchlist_csv is not None:
         config["watchlists"] = {"csv": [str(watchlist_csv)]}
     for section, values in (extra or {}).items():
-        config.setdefault(section, {}).update(values)
+        if isinstance(values, list):
+            config[section] = values  # an array of tables (``[[upstream]]``)
+        else:
+            config.setdefault(section, {}).update(values)
     conf = write_toml(workdir / "hub.toml", config)
     return Service(
         "hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config), python=python

@@ -144,6 +144,7 @@ def test_the_record_names_its_stores(tmp_path):
         "StatsStore",
         "ImportJobStore",
         "EvidenceStore",
+        "DutyStore",
         "IngestStore",
         "HubStores",
     )
@@ -170,6 +171,7 @@ def test_the_record_names_its_stores(tmp_path):
         stores.LoginLimitStore: factory.open_login_limits(settings),
         stores.ImportJobStore: factory.open_import_jobs(settings),
         stores.EvidenceStore: factory.open_evidence(settings),
+        stores.DutyStore: factory.open_duties(settings),
     }
     for protocol, implementation in parts.items():
         missing = sorted(m for m in methods(protocol) if not hasattr(implementation, m))
@@ -179,7 +181,7 @@ def test_the_record_names_its_stores(tmp_path):
 CONTAINER_METHODS = ("__len__", "__getitem__", "__setitem__", "__contains__", "__iter__")
 
 #: The implementations of the stores a hub keeps beside hub.db: built by ``record/factory.py`` only.
-SIDE_IMPLEMENTATIONS = ("MemoryImportJobs", "EvidenceFiles", "LoginLimiter")
+SIDE_IMPLEMENTATIONS = ("MemoryImportJobs", "EvidenceFiles", "LoginLimiter", "SoleDuties")
 
 
 def store_protocols() -> dict[str, set[str]]:

@@ -12,6 +12,12 @@ POST and the record, loses nothing, and a receiver sees the same key twice at wo
 A hook with ``escalations = true`` also gets every escalation (central/alerts/escalation.py) of an alert on its
 lists, as ``{"type": "escalation", "escalation": {…}}`` with the key ``esc:<alert id>``, recorded and
 resumed the same way (from the audit trail, where each escalation is recorded once).
+
+Deliveries are the ``webhooks`` duty (central/record/duties.py): one hub of those sharing a database
+delivers for all of them. While it holds the duty it takes what its own dispatcher offers at once, and
+every ``central.record.duties.POLL_S`` looks in the store for what it lacks of the last ``POLL_WINDOW_S``
+(alerts and escalations other hubs committed); a hub that takes the duty over first resumes the whole
+``resume_window_s``, as after a restart. A hub without the duty drops what is offered: the holder finds it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from protocols.messages import Alert
 log = logging.getLogger(__name__)
 
 USER_AGENT = "cordon-hub/0.1"
+#: With other hubs on the store, how far back the duty's holder looks for what they committed (what is
+#: older was found by an earlier look, or by the resume when it took the duty).
+POLL_WINDOW_S = 600.0
 _RETRY_STATUSES = {408, 425, 429}
 _decoder = msgspec.json.Decoder(type=Alert)
 
@@ -80,12 +89,16 @@ class HookState:
 class WebhookSender:
     """One delivery task per hook; ``offer`` is called by the alert dispatcher for every alert."""
 
-    def __init__(self, store: HubStores, hooks: list[WebhookSettings]) -> None:
+    def __init__(self, store: HubStores, hooks: list[WebhookSettings], *, active: bool = True) -> None:
+        """``active``: deliver what is offered; a sender built for the duty starts inactive (``run_duty``)."""
         self.store = store
         self.hooks = {h.name: HookState(h) for h in hooks}
         self._queued: set[tuple[str, str]] = set()
+        self.active = active
 
     def offer(self, alert: Alert) -> None:
+        if not self.active:
+            return
         for name, state in self.hooks.items():
             key = (name, alert.alert_id)
             if key not in self._queued and wants(state.settings, alert):
@@ -94,6 +107,8 @@ class WebhookSender:
 
     def offer_escalation(self, frame: dict[str, object]) -> None:
         """An escalation (the shift commander must hear of it): to every hook that takes escalations."""
+        if not self.active:
+            return
         delivery = Delivery.of_escalation(frame)
         for name, state in self.hooks.items():
             key = (name, delivery.key)
@@ -101,11 +116,12 @@ class WebhookSender:
                 self._queued.add(key)
                 state.queue.put_nowait(delivery)
 
-    async def resume(self) -> int:
-        """Queue every recent matching alert a hook has no record of (after a crash or an outage)."""
+    async def resume(self, window_s: float | None = None) -> int:
+        """Queue every recent matching alert a hook has no record of (after a crash or an outage): of
+        the hook's ``resume_window_s``, or of the last ``window_s``."""
         queued = 0
         for name, state in self.hooks.items():
-            since = time.time() - state.settings.resume_window_s
+            since = time.time() - (state.settings.resume_window_s if window_s is None else window_s)
             bodies = await asyncio.to_thread(
                 self.store.read,
                 lambda tx, name=name, since=since: self.store.webhooks.undelivered_alerts(tx, name, since),
@@ -129,9 +145,34 @@ class WebhookSender:
                         self._queued.add((name, delivery.key))
                         state.queue.put_nowait(delivery)
                         queued += 1
-        if queued:
+        if queued and window_s is None:
             log.info("webhooks: %d alert(s) from before the restart to deliver", queued)
         return queued
+
+    async def run_duty(self, poll_s: float | None) -> None:
+        """The ``webhooks`` duty: resume, then deliver (and, with other hubs on the store, look for their
+        alerts every ``poll_s``) until cancelled; then drop what was queued (the next holder resumes it)."""
+        self.active = True
+        try:
+            await self.resume()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.run(), name="webhooks-deliver")
+                if poll_s is not None:
+                    tasks.create_task(self._poll(poll_s), name="webhooks-poll")
+            await asyncio.Event().wait()  # no hook to deliver to: the duty is held all the same
+        finally:
+            self.active = False
+            self._queued.clear()
+            for state in self.hooks.values():
+                state.queue = asyncio.Queue()
+
+    async def _poll(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.resume(POLL_WINDOW_S)
+            except Exception:
+                log.exception("webhooks: could not look for undelivered alerts; trying again")
 
     async def run(self) -> None:
         async with (

@@ -6,10 +6,11 @@ folder); with ``[store] backend = "postgresql"`` all of them on the database ``s
 
 from __future__ import annotations
 
+from central.record.duties import SoleDuties
 from central.record.evidencefiles import EvidenceFiles
 from central.record.memory import MemoryImportJobs
 from central.record.sqlite.store import HubStore
-from central.record.stores import EvidenceStore, HubStores, ImportJobStore, LoginLimitStore
+from central.record.stores import DutyStore, EvidenceStore, HubStores, ImportJobStore, LoginLimitStore
 from central.settings import HubSettings
 from runtime.web import LoginLimiter
 
@@ -69,3 +70,19 @@ def open_evidence(settings: HubSettings) -> EvidenceStore:
 
         return PgEvidenceStore(_pool(settings), settings.evidence.max_bytes)
     return EvidenceFiles(settings.data_path / "evidence", settings.evidence.max_bytes)
+
+
+def open_duties(settings: HubSettings) -> DutyStore:
+    """Which hub holds each duty (the work that runs once): this hub alone holds them all on SQLite (one
+    hub per hub.db); on PostgreSQL the database decides, by a session lock per duty that every hub on it
+    tries to take (``central.record.postgresql.duties``; nothing connects before the first claim)."""
+    if settings.store.backend == "postgresql":
+        from central.record.postgresql.connections import with_password
+        from central.record.postgresql.duties import PgDuties
+
+        return PgDuties(
+            with_password(settings.store.dsn, settings.store.database_password()),
+            settings.hub_name,
+            lease_s=settings.cluster.duty_lease_s,
+        )
+    return SoleDuties(settings.hub_name)

@@ -4,16 +4,22 @@ Plain reads and passages go after ``record.retention_days`` (whole day files, se
 alerts, their outcomes, edge hits, gap reports and dead letters after ``record.hits_retention_days``. The
 audit trail itself is never purged. One run is one call of :func:`purge`, given the time to purge at, so a
 test drives it with a clock of its own.
+
+Among several hubs on one database it is the ``retention`` duty (central/record/duties.py): the run's audit
+record is written under the duty's fence, so a run of a hub that lost the duty meanwhile is not recorded as
+one (what it purged was due either way, and purging it again finds nothing).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from central.record.days import day_of
 from central.record.stores import HubStores
+from central.record.tx import Tx
 from central.settings import RecordSettings
 
 log = logging.getLogger(__name__)
@@ -27,8 +33,17 @@ class PurgeReport:
     hit_rows: dict[str, int] = field(default_factory=dict)
 
 
-def purge(store: HubStores, settings: RecordSettings, now: float) -> PurgeReport:
-    """One retention run at ``now`` (blocking: call it from a thread). Audited, also when nothing went."""
+def purge(
+    store: HubStores,
+    settings: RecordSettings,
+    now: float,
+    *,
+    hub: str = "",
+    fence: Callable[[Tx], None] | None = None,
+) -> PurgeReport:
+    """One retention run at ``now`` (blocking: call it from a thread). Audited, also when nothing went,
+    naming the ``hub`` that ran it; ``fence`` runs first in the audit record's transaction (it raises
+    when this hub no longer holds the duty)."""
     reads_before = day_of(now, store.record.tz) - dt.timedelta(days=settings.retention_days - 1)
     hits_before = now - settings.hits_retention_days * 86400
     days = store.purge_before(reads_before)
@@ -41,8 +56,13 @@ def purge(store: HubStores, settings: RecordSettings, now: float) -> PurgeReport
         "hits_before": round(hits_before),
         "rows": {k: v for k, v in hit_rows.items() if v},
     }
-    store.submit(
-        lambda db: store.audit.append(
+    if hub:
+        detail["hub"] = hub
+
+    def audit(db: Tx) -> None:
+        if fence is not None:
+            fence(db)
+        store.audit.append(
             db,
             "retention",
             "system",
@@ -51,7 +71,8 @@ def purge(store: HubStores, settings: RecordSettings, now: float) -> PurgeReport
             detail=detail,
             at=now,
         )
-    ).result()
+
+    store.submit(audit).result()
     if days or any(hit_rows.values()):
         log.info(
             "retention: %d day(s) of reads before %s, %s",

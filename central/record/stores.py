@@ -43,6 +43,7 @@ __all__ = [
     "AuditStore",
     "BackupCut",
     "Counts",
+    "DutyStore",
     "EvidenceStore",
     "HubStores",
     "ImportJobStore",
@@ -376,6 +377,41 @@ class EvidenceStore(Protocol):
         ...
 
     def keep(self, key: tuple[str, int, int, str], data: bytes) -> None: ...
+
+
+class DutyStore(Protocol):
+    """Which hub holds each duty: the work that must run on one hub of those sharing the store (retention,
+    escalation, webhook deliveries, the feed's publication, each upstream source; docs/architecture.md,
+    "Work that runs once"). ``central.record.duties.DutyKeeper`` calls ``claim`` every beat, from one
+    thread of its own, and runs each duty while the last beat proves it this hub's.
+
+    Alone on SQLite (``SoleDuties``: one hub per hub.db) this hub holds every duty, always; on PostgreSQL
+    (``central.record.postgresql.duties``) a duty is a session-level advisory lock on a connection of the
+    hub's own, which the server frees when the hub's session ends."""
+
+    hub: str
+    """This hub's name (``cluster.name``)."""
+    lease_s: float
+    """How long after a beat was sent the duties it proved stay this hub's (``math.inf``: nobody else can
+    take them)."""
+    shared: bool
+    """Other hubs may hold duties on this store (False alone on SQLite): work another hub started is found
+    in the store, not in this hub's memory."""
+
+    def claim(self, duties: Iterable[str]) -> frozenset[str]:
+        """Keep the duties this hub holds and take those of ``duties`` nobody holds; the ones it holds now
+        (blocking). Raises when the store cannot be reached; this hub then holds none until a claim answers."""
+        ...
+
+    def fence(self, tx: Tx, duty: str) -> None:
+        """Inside a write job: wait until every other job fenced on ``duty`` has ended, then raise
+        ``central.record.duties.DutyLost`` unless this hub still holds the duty, so that a job of a hub that
+        lost its duty a moment ago neither commits nor runs beside the job of the hub that took it."""
+        ...
+
+    def release(self) -> None:
+        """Give up every duty (at shutdown): another hub takes them at its next beat (blocking)."""
+        ...
 
 
 class HubStores(IngestStore, AlertStore, KitResultStore, Protocol):

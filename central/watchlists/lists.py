@@ -3,24 +3,23 @@
 Every change goes through the store's writer thread as one job: the rows change, the hub's index
 follows, and when the change touches the field feed (lists that are neither covert nor
 restricted) it becomes the next feed version, kept in ``feed_changes``. After the commit the
-delta is published to the edges and the retained feed version is updated. Matching runs in the
-same writer thread, so it never sees a half-applied change.
+delta is published to the edges and the retained feed version is updated (by the hub that holds the
+``feed`` duty: ``central/watchlists/feedpublisher.py``). Matching runs in the same writer thread, so it
+never sees a half-applied change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
 from central.record.stores import HubStores
 from central.record.tx import Tx
 from central.record.watchlists import MAX_DELTA_CHANGES, Applied, ListError, NotFound
+from central.watchlists.feedpublisher import FeedPublisher
 from central.watchlists.index import HubWatchlists
-from protocols import topics
-from protocols.feed import FeedChange, FeedDelta, FeedVersion
-from protocols.messages import SCHEMA_VERSION, encode
+from protocols.feed import FeedChange
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +32,28 @@ __all__ = ["MAX_DELTA_CHANGES", "REBUILD_ABOVE", "Applied", "ListError", "ListSe
 class ListService:
     """Applies changes through the store's writer and tells the edges."""
 
-    def __init__(self, store: HubStores, watchlists: HubWatchlists, publish: Callable[..., None]) -> None:
+    def __init__(
+        self,
+        store: HubStores,
+        watchlists: HubWatchlists,
+        publish: Callable[..., None],
+        *,
+        feed_duty: bool = False,
+    ) -> None:
+        """``feed_duty``: the feed is published by whichever hub holds the ``feed`` duty (while
+        ``feed.run`` runs here); otherwise this service publishes every version it commits."""
         self.store = store
         self.watchlists = watchlists
-        self._publish = publish
+        self.feed = FeedPublisher(
+            store,
+            publish,
+            lambda: len(self.watchlists),
+            max_delta_changes=lambda: MAX_DELTA_CHANGES,
+            holding=not feed_duty,
+        )
         self._snapshot: tuple[int, bytes] | None = None
         self._snapshot_lock = asyncio.Lock()
-        #: called (on the event loop) after every new feed version is published
+        #: called (on the event loop) after every new feed version this hub commits
         self.on_version: list[Callable[[int], None]] = []
 
     def load(self) -> int:
@@ -75,27 +89,10 @@ class ListService:
             await self.store.run(lambda tx: self.watchlists.build(*self.store.watchlists.load_all(tx)))
             raise
         if applied.delta is not None:
-            self.publish_delta(applied.delta)
+            self.feed.offer(applied.delta)
+            for hook in self.on_version:
+                hook(applied.delta.version)
         return applied
-
-    def publish_delta(self, delta: FeedDelta) -> None:
-        if len(delta.changes) <= MAX_DELTA_CHANGES:
-            self._publish(topics.feed_delta(), encode(delta), qos=1)
-        else:
-            log.info(
-                "feed version %d has %d changes: edges will fetch a snapshot",
-                delta.version,
-                len(delta.changes),
-            )
-        self.publish_version(delta.version)
-
-    def publish_version(self, version: int) -> None:
-        message = FeedVersion(
-            v=SCHEMA_VERSION, version=version, entries=len(self.watchlists), sent_at=time.time()
-        )
-        self._publish(topics.feed_version(), encode(message), qos=1, retain=True)
-        for hook in self.on_version:
-            hook(version)
 
     async def snapshot(self) -> bytes:
         """The field feed as JSON, built once per feed version however many edges ask at once."""

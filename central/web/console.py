@@ -124,6 +124,8 @@ def degraded_reasons(app: web.Application) -> list[str]:
         )
     if store.writer_error:
         reasons.append(f"store writer: {store.writer_error}")
+    if app[keys.DUTIES].last_error:
+        reasons.append(f"duties: {app[keys.DUTIES].last_error}")
     return reasons
 
 
@@ -141,6 +143,8 @@ async def health(request: web.Request) -> web.Response:
             "alerts_total": base.alerts + ingest.metrics.alerts,
             "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
             "watchlist_entries": len(app[keys.WATCHLISTS]),
+            "hub": app[keys.DUTIES].hub,
+            "duties": app[keys.DUTIES].held(),
         }
     )
 
@@ -254,6 +258,7 @@ async def metrics(request: web.Request) -> web.Response:
                 m.dead_letters
             ),
             *_webhook_metrics(app),
+            _duty_metric(app),
             Metric(
                 "cordon_hub_bad_signatures_total",
                 "counter",
@@ -295,6 +300,16 @@ async def metrics(request: web.Request) -> web.Response:
         ]
     )
     return web.Response(text=text, content_type=CONTENT_TYPE, charset="utf-8")
+
+
+def _duty_metric(app: web.Application) -> Metric:
+    duty = Metric(
+        "cordon_hub_duty", "gauge", "1 while this hub holds the duty (work that runs on one hub at a time)"
+    )
+    keeper = app[keys.DUTIES]
+    for name in keeper.duties:
+        duty.add(int(keeper.holds(name)), duty=name)
+    return duty
 
 
 def _webhook_metrics(app: web.Application) -> list[Metric]:

@@ -13,6 +13,7 @@ from central.ingest.pipeline import Ingest
 from central.ingest.viid import ViidPlatform
 from central.mqtt import HubLink
 from central.people.users import Directory
+from central.record.duties import DutyKeeper
 from central.record.stores import Counts, HubStores, ImportJobStore, LoginLimitStore
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
@@ -44,5 +45,7 @@ VIID_PLATFORMS = web.AppKey("viid_platforms", list[ViidPlatform])
 DIRECTORY = web.AppKey("directory", Directory)
 PURGED_DAYS = web.AppKey("purged_days", list[dt.date])
 RING = web.AppKey("ring", list[dict[str, object]])
+DUTIES = web.AppKey("duties", DutyKeeper)
+"""The work this hub runs only while it holds it (central/record/duties.py)."""
 POLICY = web.AppKey("policy", dict[str, Rule])
 """Every route's access rule (``central.web.policy.POLICY``), for ``GET /api/v1/me``."""
