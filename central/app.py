@@ -27,6 +27,7 @@ from central.mqtt import HubLink, OnMessage
 from central.people import visibility
 from central.people.users import Directory
 from central.record import factory, retention
+from central.record.tx import StoreUnavailable
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
@@ -376,6 +377,8 @@ async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None
                 if signature is not None:  # changed by someone else (cordon user): tell the edges
                     await asyncio.to_thread(web_users.publish_accounts, app)
                 signature = now
+        except StoreUnavailable as exc:  # health says so already; no traceback every few seconds
+            log.warning("could not refresh the accounts: %s", exc)
         except Exception:
             log.exception("could not refresh the accounts")
         await asyncio.sleep(every_s)
@@ -512,6 +515,8 @@ async def _purge_loop(app: web.Application) -> None:
         try:
             report = await asyncio.to_thread(retention.purge, store, settings, time.time())
             app[keys.PURGED_DAYS].extend(report.days)
+        except StoreUnavailable as exc:
+            log.warning("retention run failed; trying again later: %s", exc)
         except Exception:
             log.exception("retention run failed; trying again later")
         await asyncio.sleep(settings.purge_interval_s)
@@ -563,6 +568,8 @@ async def _escalate_loop(app: web.Application) -> None:
                     frame["checkpoint"],
                     after_s,
                 )
+        except StoreUnavailable as exc:
+            log.warning("escalation check failed; trying again: %s", exc)
         except Exception:
             log.exception("escalation check failed; trying again")
         await asyncio.sleep(escalation.check_interval(after_s))
