@@ -316,3 +316,25 @@ def test_connections_the_server_ended_are_replaced_before_use(pg_dsn):
         assert stores.record.days() == [] and stores.writer_error is None
     finally:
         stores.stop()
+
+
+def test_the_writer_commits_durably_where_the_database_says_otherwise(pg_dsn):
+    """``synchronous_commit = off`` (a tuning the database may carry) answers a commit before it is on disk,
+    and a crash then loses commits the hub acknowledged (the fault suite's crash case fails so): the hub's
+    writer turns it on for its own session."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        dbname = admin.info.dbname
+        admin.execute(f'ALTER DATABASE "{dbname}" SET synchronous_commit = off')
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        assert stores.read(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0]) == "off"
+        assert (
+            stores.submit(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0]).result(30) == "on"
+        )
+    finally:
+        stores.stop()

@@ -174,8 +174,19 @@ class PgStores:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self._writer = connect(self.dsn, autocommit=False)
-        return self._writer
+        writer = connect(self.dsn, autocommit=False)
+        try:
+            # An acknowledged event is forgotten by its edge: the commit must be on disk before the
+            # answer (with synchronous_commit = off a crash loses the last commits the hub acknowledged).
+            if writer.execute("SHOW synchronous_commit").fetchone() == ("off",):
+                log.warning("synchronous_commit is off for the hub's database: on for the hub's writes")
+                writer.execute("SET synchronous_commit = on")
+            writer.commit()
+        except BaseException:
+            writer.close()
+            raise
+        self._writer = writer
+        return writer
 
     def _in_transaction(self, job: Callable[[psycopg.Connection], T]) -> T:
         attempt = 0
