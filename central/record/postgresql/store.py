@@ -15,6 +15,13 @@ day the record has no partitions for yet is rolled back, the days are made, and 
 record's ``DaysNotReady``, as ``RunAgain`` on SQLite). A job starts at a savepoint: on PostgreSQL a failed
 statement aborts the transaction, so a dead letter written after one (the ingest pipeline's "a bug costs
 one dead letter") first rolls the job back to its start (``dead_letter``), and the dead letter commits.
+
+**When the database fails** (``connections.transient``: gone away, refused, a deadlock, a lock timeout, a
+full disk) a job's future raises ``StoreUnavailable`` and ``writer_error`` says why until a commit succeeds;
+the writer connection is replaced when the server ended it (``connections.alive``), so the first job once
+the server is back commits. A commit the failure cut off may have committed or not: the job took its
+transaction's id in its first round trip, and its future waits until ``pg_xact_status`` says (the job's
+value if it committed, ``StoreUnavailable`` if not). The writer's session has ``synchronous_commit`` on.
 """
 
 from __future__ import annotations
