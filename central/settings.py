@@ -239,6 +239,16 @@ class BackupSettings(msgspec.Struct, **_STRICT):
     """Where ``cordon backup`` puts its backups (one folder each) and rotates them."""
     keep: Annotated[int, msgspec.Meta(ge=1)] = 7
     """Backups kept; each is also pruned to the retention (central/record/backups.py)."""
+    retention_days: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """The longest a read is kept in a backup, counted as ``record.retention_days`` is (0: the same). A
+    PostgreSQL base backup cannot be pruned, so it is deleted once the oldest day it holds leaves this
+    window: keeping N nightly ones needs N days more than ``record.retention_days``."""
+    wal_archive: str = ""
+    """With ``store.backend = "postgresql"``: the folder PostgreSQL's ``archive_command`` copies WAL into,
+    as this machine sees it; rotation deletes the WAL no kept backup needs, ``cordon restore`` replays it."""
+    pg_bin: str = ""
+    """Folder of PostgreSQL's programs (pg_basebackup, pg_verifybackup, pg_archivecleanup); empty:
+    Debian's ``/usr/lib/postgresql/<major>/bin``, else the PATH."""
 
 
 class KitsSettings(msgspec.Struct, **_STRICT):

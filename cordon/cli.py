@@ -396,7 +396,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print("cordon restore: say where to: --config hub.toml (its data_dir) or --data DIR", file=sys.stderr)
         return 2
     try:
-        ok, summary = restore(args.backup, args.config, args.data)
+        ok, summary = restore(args.backup, args.config, args.data, args.wal_archive, args.until)
     except BackupError as exc:
         print(f"cordon restore: {exc}", file=sys.stderr)
         return 1
@@ -585,7 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("backup", help="a backup folder (hub-YYYYMMDDTHHMMSSZ)")
     p.add_argument("--config", help="hub.toml: restore into its data_dir")
-    p.add_argument("--data", help="or into this folder")
+    p.add_argument("--data", help="or into this folder (a PostgreSQL backup: the new PostgreSQL data folder)")
+    p.add_argument(
+        "--wal-archive", help="PostgreSQL: the WAL archive to replay from (default: backup.wal_archive)"
+    )
+    p.add_argument(
+        "--until",
+        help="PostgreSQL: replay to `backup` (its end), `latest` (all the archive holds: the default with "
+        "an archive) or a time (ISO 8601 with its offset)",
+    )
     p.set_defaults(func=cmd_restore)
     ini = sub.add_parser("init", help="write a first configuration with fresh secrets (never over one)")
     isub = ini.add_subparsers(dest="init", required=True)

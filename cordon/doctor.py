@@ -196,6 +196,9 @@ class Doctor:
 
     # -- the store ----------------------------------------------------------------------------------
     def hub_store(self, settings: Any) -> None:
+        if settings.store.backend == "postgresql":
+            self.hub_store_postgresql(settings)
+            return
         from central.record.sqlite.schema import MIGRATIONS
         from central.record.sqlite.store import RECORD_MIGRATION
 
@@ -230,6 +233,57 @@ class Doctor:
             )
         else:
             self.add(OK, "store", f"{db} readable, schema current, {alerts} alerts")
+
+    def hub_store_postgresql(self, settings: Any) -> None:
+        """The database ``store.dsn`` names: reachable with the password the hub would use, its schema
+        as this release knows it (the same three verdicts as hub.db's)."""
+        import psycopg
+
+        from central.record.postgresql.connections import with_password
+        from central.record.postgresql.schema import MIGRATIONS
+        from runtime.config import SettingsError
+
+        where = _dsn_shown(settings.store.dsn)
+        try:
+            password = settings.store.database_password()
+        except SettingsError as exc:
+            self.add(FAIL, "store", f"the database password cannot be read: {exc}")
+            return
+        try:
+            with psycopg.connect(
+                with_password(settings.store.dsn, password), connect_timeout=max(1, int(self.timeout_s))
+            ) as conn:
+                conn.read_only = True
+                table = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+                if table is None or table[0] is None:
+                    self.add(
+                        WARN,
+                        "store",
+                        f"{where}: reachable, empty: the hub makes its tables at its first start",
+                    )
+                    return
+                applied = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+                alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()[0] if applied else 0
+        except psycopg.Error as exc:
+            self.add(FAIL, "store", f"{where} cannot be reached or read: {str(exc).strip()}")
+            return
+        known = set(range(1, len(MIGRATIONS) + 1))
+        unknown = sorted(applied - known)
+        if unknown:
+            self.add(
+                FAIL,
+                "store",
+                f"{where} has schema migrations {unknown} that this release does not know: a newer release "
+                "migrated it; run that one, or restore the backup taken before the upgrade",
+            )
+        elif known - applied:
+            self.add(
+                WARN,
+                "store",
+                f"{where} will be migrated at the next start ({sorted(known - applied)}): back up first",
+            )
+        else:
+            self.add(OK, "store", f"{where} reachable, schema current, {alerts} alerts")
 
     def edge_store(self, settings: Any) -> None:
         outbox = settings.data_path / "outbox.db"
@@ -474,3 +528,15 @@ def _kernel_clock_synchronized() -> bool | None:
     if state < 0:
         return None
     return state != 5  # TIME_ERROR: the clock is not synchronized
+
+
+def _dsn_shown(dsn: str) -> str:
+    """The DSN as a message may show it: its password, if one was written into it, left out."""
+    import psycopg.conninfo
+
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "store.dsn (unreadable)"
+    parts.pop("password", None)
+    return "PostgreSQL " + psycopg.conninfo.make_conninfo(**parts)

@@ -145,3 +145,49 @@ def test_doctor_on_a_broken_configuration_says_which_key(tmp_path):
     done = cordon("doctor", "edge", "--config", str(conf))
     assert done.returncode == 2
     assert "FAIL  config:" in done.stdout and "urll" in done.stdout
+
+
+def test_doctor_checks_a_hub_store_on_postgresql(tmp_path, pg_dsn):
+    """With ``[store] backend = "postgresql"`` the store check is the database's: reachable with the password
+    from its file, its schema as this release knows it; a password written into the DSN is never shown."""
+    import psycopg
+    import psycopg.conninfo
+
+    from central.record.postgresql.connections import with_password
+    from central.record.postgresql.schema import migrate
+    from cordon.doctor import Doctor
+
+    parts = psycopg.conninfo.conninfo_to_dict(pg_dsn)
+    password = parts.pop("password")
+    (tmp_path / "db-password").write_text(password + "\n", encoding="utf-8")
+
+    def check(dsn: str) -> tuple[str, str]:
+        conf = tmp_path / "hub.toml"
+        conf.write_text(
+            f'data_dir = "{tmp_path / "data"}"\n[store]\nbackend = "postgresql"\n'
+            f'dsn = {json.dumps(dsn)}\npassword_file = "{tmp_path / "db-password"}"\n',
+            encoding="utf-8",
+        )
+        doctor = Doctor("hub", str(conf), timeout_s=3)
+        doctor.hub_store(load_hub(str(conf)))
+        (c,) = doctor.checks
+        return c.level, c.message
+
+    dsn = psycopg.conninfo.make_conninfo(**parts)
+    level, message = check(dsn)
+    assert level == "warn" and "empty" in message and "first start" in message
+    with psycopg.connect(with_password(dsn, password), autocommit=True) as conn:
+        migrate(conn)
+    level, message = check(dsn)
+    assert level == "ok" and "schema current, 0 alerts" in message, message
+    with psycopg.connect(with_password(dsn, password), autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
+    level, message = check(dsn)
+    assert level == "FAIL" and "[999]" in message and "newer release" in message
+    level, message = check(psycopg.conninfo.make_conninfo(dsn, port=1))  # nothing listens there
+    assert level == "FAIL" and "cannot be reached" in message and password not in message
+    level, message = check(psycopg.conninfo.make_conninfo(dsn, password="in-the-dsn"))  # the file's wins
+    assert level == "FAIL" and "[999]" in message and "in-the-dsn" not in message
+    (tmp_path / "db-password").write_text("wrong\n", encoding="utf-8")
+    level, message = check(dsn)
+    assert level == "FAIL" and "password authentication failed" in message, message

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from central.record.postgresql.reads import DaysNotReady, PgReadStore
-from central.record.postgresql.schema import MIGRATIONS
+from central.record.postgresql.schema import MIGRATIONS, migrate
 from protocols.messages import Passage, PlateRead
 
 DAY = 86400.0
@@ -70,6 +70,36 @@ def test_the_schema_is_partitioned_by_day_with_raw_text_as_bytes(store, pg_dsn):
     again = PgReadStore(pg_dsn)
     again.start()  # nothing left to migrate
     again.stop()
+
+
+def test_hubs_starting_together_on_a_fresh_database_apply_each_migration_once(pg_dsn):
+    # Four hubs start at the same instant: each migration runs in one of them, under the advisory lock,
+    # and the others find it recorded (without the lock two run CREATE TABLE and one fails).
+    hubs = 4
+    barrier = threading.Barrier(hubs)
+    applied: list[list[int]] = []
+    errors: list[Exception] = []
+
+    def start():
+        with psycopg.connect(pg_dsn) as conn:
+            barrier.wait()
+            try:
+                applied.append(migrate(conn))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(hubs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(v for done in applied for v in done) == list(range(1, len(MIGRATIONS) + 1))
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT version) FROM schema_migrations").fetchone() == (
+            len(MIGRATIONS),
+            len(MIGRATIONS),
+        )
 
 
 def test_an_insert_inside_a_transaction_asks_for_a_new_day_first(store, pg_dsn):

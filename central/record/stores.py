@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -90,7 +90,13 @@ class BackupCut:
     """``ID:HASH`` of the last audit record in the cut (``cordon audit verify --head``)."""
     migrations: list[int]
     paused_s: float
-    """How long hub.db's write lock was held: the longest a commit of the hub's writer waited for it."""
+    """How long hub.db's write lock was held: the longest a commit of the hub's writer waited for it (a
+    PostgreSQL base backup holds no lock: 0)."""
+    store: str = "sqlite"
+    """``sqlite``: the files are the cut. ``postgresql``: a base backup in ``pgdata/``, whose counts and
+    audit head were read just before it began, so the backup holds at least them."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """What the store adds to the manifest (PostgreSQL: the WAL range, the oldest day held, archiving)."""
 
 
 class IngestStore(Protocol):

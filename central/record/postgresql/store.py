@@ -5,7 +5,7 @@ evidence, the watchlists, and the alert store (events, alerts, folding, outcomes
 dead letters, escalations, quick-test results).
 
 ``central.record.factory`` gives the hub these stores with ``[store] backend = "postgresql"``. Backups
-are PostgreSQL's own (``backup`` refuses).
+are PostgreSQL's base backups (``backup``: ``central.record.postgresql.backup``).
 
 **Transactions.** A write job runs on the store's one writer connection, in a thread of its own, inside one
 transaction at READ COMMITTED, and its future resolves after the commit; a failed job rolls back and its
@@ -52,7 +52,6 @@ from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
 from central.record.stores import BackupCut, Counts, Outcome
 from central.record.tx import StoreUnavailable
-from protocols.errors import CordonError
 from protocols.messages import Alert, Event
 
 log = logging.getLogger(__name__)
@@ -384,13 +383,16 @@ class PgStores:
         """Drop every day of plain reads and passages before ``cutoff``; alerts and hits stay."""
         return self.record.purge_before(cutoff)
 
-    def backup(self, dest: Path, *, lock_timeout_s: float = 30.0) -> BackupCut:
-        """``cordon backup`` copies SQLite files; a PostgreSQL store is backed up by PostgreSQL's own tools."""
-        raise BackupRefused(
-            "the hub's store is on PostgreSQL: back it up with PostgreSQL's tools (pg_basebackup and WAL "
-            "archiving, or pg_dump), not cordon backup"
-        )
+    def backup(
+        self,
+        dest: Path,
+        *,
+        lock_timeout_s: float = 30.0,
+        pg_bin: str = "",
+        hold_from: dt.date | None = None,
+    ) -> BackupCut:
+        """A base backup of the cluster into ``dest/pgdata`` (``central.record.postgresql.backup``); it
+        takes no lock, so ``lock_timeout_s`` has nothing to wait for. Needs no ``start()``."""
+        from central.record.postgresql.backup import base_backup
 
-
-class BackupRefused(CordonError, RuntimeError):
-    """``cordon backup`` asked of a store it cannot copy."""
+        return base_backup(self.dsn, dest, pg_bin=pg_bin, hold_from=hold_from)
