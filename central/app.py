@@ -28,7 +28,7 @@ from central.people import visibility
 from central.people.users import Directory
 from central.record import duties, factory, retention
 from central.record.duties import DutyKeeper, DutyLost
-from central.record.tx import Tx
+from central.record.tx import StoreUnavailable, Tx
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
@@ -398,6 +398,8 @@ async def _refresh_directory(app: web.Application, every_s: float = 5.0) -> None
                 if signature is not None:  # changed by someone else (cordon user): tell the edges
                     await asyncio.to_thread(web_users.publish_accounts, app)
                 signature = now
+        except StoreUnavailable as exc:  # health says so already; no traceback every few seconds
+            log.warning("could not refresh the accounts: %s", exc)
         except Exception:
             log.exception("could not refresh the accounts")
         await asyncio.sleep(every_s)
@@ -531,6 +533,8 @@ async def _purge_loop(app: web.Application) -> None:
             app[keys.PURGED_DAYS].extend(report.days)
         except DutyLost as exc:
             log.warning("retention run not recorded: %s", exc)
+        except StoreUnavailable as exc:
+            log.warning("retention run failed; trying again later: %s", exc)
         except Exception:
             log.exception("retention run failed; trying again later")
         await asyncio.sleep(settings.purge_interval_s)
@@ -583,6 +587,8 @@ async def _escalate_loop(app: web.Application) -> None:
                 )
         except DutyLost as exc:
             log.warning("escalation check not committed: %s", exc)
+        except StoreUnavailable as exc:
+            log.warning("escalation check failed; trying again: %s", exc)
         except Exception:
             log.exception("escalation check failed; trying again")
         await asyncio.sleep(escalation.check_interval(after_s))

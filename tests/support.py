@@ -329,6 +329,23 @@ def stored_camera_event_ids(hub_data_dir: Path) -> Counter[str]:
     )
 
 
+def stored_camera_event_ids_postgresql(dsn: str) -> Counter[str]:
+    """``stored_camera_event_ids`` for a hub whose store is on PostgreSQL (``[store] backend =
+    "postgresql"``): the same count, read through the record's own ``PgReadStore`` from ``dsn``."""
+    from central.record.postgresql.reads import PgReadStore
+
+    record = PgReadStore(dsn)  # reads only: its pool connects on the first call, no start() (no migration)
+    try:
+        return Counter(
+            r.camera_event_id
+            for day in record.days()
+            for r in record.iter_reads(day)
+            if r.camera_event_id is not None
+        )
+    finally:
+        record.stop()
+
+
 async def scrape(http: aiohttp.ClientSession, base: str, token: str) -> dict[str, float]:
     """A service's /metrics as {sample name with labels: value} (Prometheus text, read with its token)."""
     async with http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}) as resp:

@@ -19,6 +19,7 @@ CODE = ("protocols", "runtime", "edge", "central", "cordon")
 NOT_ERRORS = {
     "runtime.sqlwriter.NeedsPreparation",
     "central.record.postgresql.reads.DaysNotReady",
+    "central.record.postgresql.store.InDoubt",
     "central.web.viid._Refused",
     "edge.sources.viid.Refused",
 }

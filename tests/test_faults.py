@@ -14,6 +14,8 @@ Each case also proves the fault hit work in flight: right before injecting it re
 ``/metrics`` and fails as "fault missed" unless ``cordon_edge_outbox_depth`` is above zero.
 
 Outage lengths are settings: keepalives of 2 s and an ack timeout of 2 s make "minutes" a few seconds.
+
+Case 8 (issue 22) runs the hub on PostgreSQL, on a cluster of the case's own, and crashes the database.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -34,9 +37,14 @@ from typing import Any
 
 import aiohttp
 import paho.mqtt.client as paho
+import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cordon.testing import PostgresCluster
+from protocols import signing, topics
+from protocols.messages import Ack, decode
 from tests.support import (
     Mosquitto,
     Service,
@@ -49,6 +57,7 @@ from tests.support import (
     scrape,
     session,
     stored_camera_event_ids,
+    stored_camera_event_ids_postgresql,
     until,
 )
 
@@ -247,6 +256,8 @@ class Rig:
     http: aiohttp.ClientSession
     """Signed in to the hub's console API."""
     cut: UplinkCut | None = None
+    store_dsn: str | None = None
+    """The hub's database when its store is on PostgreSQL (None: SQLite under its data folder)."""
     figures: dict[str, Any] = field(default_factory=dict)
     """What the case measured, printed as one JSON line when it settled (for the record, not asserted)."""
 
@@ -257,6 +268,8 @@ class Rig:
         return await scrape(self.http, self.hub.base, METRICS_TOKEN)
 
     def stored(self) -> Counter[str]:
+        if self.store_dsn is not None:
+            return stored_camera_event_ids_postgresql(self.store_dsn)
         return stored_camera_event_ids(self.hub.workdir / "data")
 
     async def work_in_flight(self, within_s: float = 10.0) -> float:
@@ -411,8 +424,16 @@ async def rig(
     via_cut: bool = False,
     hub_extra: dict[str, dict[str, Any]] | None = None,
     edge_extra: dict[str, dict[str, Any]] | None = None,
+    store_dsn: str | None = None,
 ) -> AsyncIterator[Rig]:
-    """Broker, hub and one edge (optionally behind an ``UplinkCut``), the edge's watchlist mirror in sync."""
+    """Broker, hub and one edge (optionally behind an ``UplinkCut``), the edge's watchlist mirror in sync;
+    with ``store_dsn`` the hub's store is that PostgreSQL database (its password from a secret file)."""
+    if store_dsn is not None:
+        parts = conninfo_to_dict(store_dsn)
+        secret = tmp_path / "db-password"
+        secret.write_text(f"{parts.pop('password')}\n", encoding="utf-8")
+        store = {"backend": "postgresql", "dsn": make_conninfo(**parts), "password_file": str(secret)}
+        hub_extra = _merge({"store": store}, hub_extra)
     broker = Mosquitto(
         tmp_path / "mosquitto", persistence=persistence, autosave_interval_s=1, max_queued_messages=max_queued
     )
@@ -466,7 +487,7 @@ async def rig(
         await _start(hub)
         await _start(edge)
         await login(http, hub.base, CONSOLE_CODE)
-        r = Rig(broker, hub, edge, http, cut)
+        r = Rig(broker, hub, edge, http, cut, store_dsn)
         hub_version = (await r.hub_metrics())["cordon_hub_watchlist_version"]
 
         async def mirror_in_sync() -> bool:
@@ -778,3 +799,131 @@ async def test_burst_beyond_the_brokers_queue_for_a_stopped_hub(tmp_path):
         r.figures["broker_dropped"] = dropped_after - dropped_before
         await r.settle(cams, console, tablet)
         assert dropped_after > dropped_before
+
+
+# -- 8. PostgreSQL crashes under load (issue 22) -----------------------------------------------------------------
+
+
+@dataclass
+class AckWatch:
+    """Every acknowledgement the hub publishes to the checkpoint, with when it arrived (a subscriber of the
+    test's own on the broker: the edge's view, without the edge's processing)."""
+
+    port: int
+    heard: list[tuple[float, Ack]] = field(default_factory=list)
+    _client: paho.Client | None = None
+
+    def start(self) -> AckWatch:
+        subscribed = threading.Event()
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="fault-ack-watch", protocol=paho.MQTTv311)
+        client.on_connect = lambda c, *_: c.subscribe(topics.ack(CHECKPOINT), qos=1)
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_message = lambda _c, _u, m: self.heard.append(
+            (time.monotonic(), decode(Ack, signing.split(m.payload)[0]))
+        )
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        self._client = client
+        if not subscribed.wait(10):
+            raise TimeoutError("the ack watcher could not subscribe")
+        return self
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def between(self, since: float, until: float) -> list[Ack]:
+        return [ack for at, ack in self.heard if since <= at <= until]
+
+
+def _hold_checkpoints_lock(dsn: str) -> psycopg.Connection:
+    """A transaction holding the checkpoints table, returned once a transaction of the hub waits for it."""
+    conn = psycopg.connect(dsn)
+    conn.execute("LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE")
+    deadline = time.monotonic() + 10
+    while not conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    ).fetchone()[0]:  # type: ignore[index]
+        if time.monotonic() > deadline:
+            conn.close()
+            pytest.fail("fault missed: no transaction of the hub was in flight to be cut off")
+        time.sleep(0.01)
+    return conn
+
+
+async def _health(r: Rig) -> dict[str, Any]:
+    return await get_json(r.http, f"{r.hub.base}/api/v1/health")
+
+
+async def test_postgresql_crashes_under_load_and_comes_back(tmp_path):
+    """The hub's store on PostgreSQL, which crashes (``pg_ctl stop -m immediate``: no shutdown checkpoint,
+    recovery at the next start) while reads stream in, stays down past the edge's ack timeout, then starts
+    again. Meanwhile the hub must say it is degraded because of its store, acknowledge nothing (what it
+    could not commit is the edge's to send again), turn none of it into dead letters (an outage is not bad
+    input), and once the database is back catch up: every read stored once, every alert delivered once."""
+    cluster = PostgresCluster()  # the test's own: the session's cluster is not to be crashed
+    try:
+        await asyncio.to_thread(cluster.start)
+        dsn = await asyncio.to_thread(cluster.create_database, "cordon")
+        # No status messages after the first (they write the checkpoint's row too): the transaction the
+        # crash cuts off is then a batch of events, its reads inserted and the row next.
+        quiet = {"mqtt": {"status_interval_s": 3600}}
+        async with rig(tmp_path, store_dsn=dsn, edge_extra=quiet) as r, watching(r) as (console, tablet):
+            acks = await asyncio.to_thread(AckWatch(r.broker.port).start)
+            try:
+                before = await r.hub_metrics()
+                async with streaming(r, "pgcrash") as cams:
+                    await cams.pushed(60)
+                    assert acks.heard, "no acknowledgement before the crash: the hub never committed"
+                    await r.work_in_flight()
+                    # So that the crash cuts a transaction off mid-job, not only the idle writer between
+                    # two: a session of the test's own holds a lock the next batch needs (ingest updates
+                    # its checkpoint's row after storing its events) until the crash ends every session.
+                    locker = await asyncio.to_thread(_hold_checkpoints_lock, dsn)
+                    try:
+                        await asyncio.to_thread(cluster.stop, "immediate")
+                    finally:
+                        locker.close()
+
+                    async def says_store_down() -> bool:
+                        health = await _health(r)
+                        return health["status"] == "degraded" and "store" in " ".join(health["reasons"])
+
+                    await until(says_store_down, timeout=10, what="the hub's health naming its store")
+                    down = time.monotonic()
+                    assert (await r.hub_metrics())["cordon_hub_degraded"] == 1
+                    # Past the edge's ack timeout, so its resends meet the dead database too.
+                    await cams.pushed(40, what="reads accepted with PostgreSQL down")
+                    await asyncio.sleep(max(0.0, down + 2 * ACK_TIMEOUT_S - time.monotonic()))
+                    assert (await _health(r))["status"] == "degraded"
+                    assert r.hub.proc is not None and r.hub.proc.poll() is None, "the hub died with its store"
+                    restarting = time.monotonic()
+                    # Commits that succeeded before the crash were acknowledged before the first failure
+                    # made the hub degraded; the half second is for the broker's delivery of those.
+                    during = acks.between(down + 0.5, restarting)
+                    assert not during, f"acknowledged while PostgreSQL was down: {during[:5]}"
+                    r.figures["outage_s"] = round(restarting - down, 1)
+                    await asyncio.to_thread(cluster.start)
+
+                    async def ok_again() -> bool:
+                        return (await _health(r))["status"] == "ok"
+
+                    await until(ok_again, timeout=30, what="the hub's health ok after PostgreSQL came back")
+                    r.figures["ok_after_restart_s"] = round(time.monotonic() - restarting, 1)
+                    await cams.pushed(60, what="reads accepted after PostgreSQL came back")
+                after = await r.hub_metrics()
+                assert after["cordon_hub_degraded"] == 0
+                r.figures["commit_failures"] = (
+                    after["cordon_hub_commit_failures_total"] - before["cordon_hub_commit_failures_total"]
+                )
+                assert r.figures["commit_failures"] > 0, (
+                    "no commit failed: the crash never hit the hub's writes"
+                )
+                await r.settle(cams, console, tablet)
+                health = await _health(r)
+                assert health["dead_letters_total"] == 0, "the outage turned events into dead letters"
+            finally:
+                acks.stop()
+    finally:
+        await asyncio.to_thread(cluster.destroy)

@@ -1,12 +1,18 @@
 """The hub on PostgreSQL (``[store] backend = "postgresql"``): the whole app started on the tests' own
 cluster, its password from a secret file, reads ingested, alerts served, the record searched, the audit
-trail kept; and the settings it refuses."""
+trail kept; the settings it refuses; and its store when the database goes away (a commit cut off, a
+statement cancelled, every session ended). The database crashing under a real hub's load is in the
+fault suite (tests/test_faults.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from central.app import create_app
 from central.settings import (
@@ -123,3 +129,212 @@ def test_the_settings_name_the_database_and_take_the_password_from_a_secret(tmp_
     bad = StoreSettings(backend="postgresql", dsn="host=db", password_file=str(tmp_path / "missing"))
     with pytest.raises(SettingsError, match="password_file"):
         bad.database_password()
+
+
+# -- the database going away --------------------------------------------------------------------------
+
+
+class Relay:
+    """A TCP relay in front of PostgreSQL that can cut the connection at the next message one way:
+    ``cut = "request"`` drops what the client sends next (the server never sees it), ``cut = "reply"``
+    lets the request through and drops the server's answer; either way both sockets are closed, as a
+    crash or a broken line leaves them."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.cut: str | None = None
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for src, dst, way in ((client, upstream, "request"), (upstream, client, "reply")):
+                thread = threading.Thread(
+                    target=self._pipe, args=(src, dst, way, (client, upstream)), daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, way: str, pair: tuple[socket.socket, ...]
+    ) -> None:
+        try:
+            while data := src.recv(65536):
+                if self.cut == way:
+                    self.cut = None
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in pair:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def _with_port(dsn: str, port: int) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    return make_conninfo(**{**conninfo_to_dict(dsn), "port": port})
+
+
+def test_a_commit_cut_off_is_settled_by_what_the_database_did(pg_dsn):
+    """The connection breaks while a job commits: the job may have committed or not, and only the
+    database knows. Its future waits until the database can be asked (by the transaction's id), then
+    gives the job's value if it committed (so its events are acknowledged and its alerts dispatched
+    once) or ``StoreUnavailable`` if it did not (nothing acknowledged: the edge sends them again)."""
+    from central.record.postgresql.store import PgStores
+    from central.record.tx import StoreUnavailable
+
+    relay = Relay(conninfo_to_dict(pg_dsn)["port"])
+    stores = PgStores(_with_port(pg_dsn, relay.port))
+    stores.start()
+    try:
+        stores.submit(lambda tx: tx.execute("CREATE TABLE t (i int)")).result(30)
+
+        def insert(i: int, cut: str):  # noqa: ANN202
+            def job(tx):  # noqa: ANN001, ANN202
+                tx.execute("INSERT INTO t VALUES (%s)", (i,))
+                relay.cut = cut  # the next message that way is the commit, or its answer
+                return f"job {i}"
+
+            return job
+
+        assert stores.submit(insert(1, "reply")).result(30) == "job 1"  # the server committed it
+        with pytest.raises(StoreUnavailable, match="did not commit"):
+            stores.submit(insert(2, "request")).result(30)  # the server never heard the commit
+        count = "SELECT array_agg(i ORDER BY i) FROM t"
+        assert stores.read(lambda tx: tx.execute(count).fetchone()[0]) == [1]
+        assert stores.submit(lambda tx: tx.execute("INSERT INTO t VALUES (3)")).result(30) is not None
+        assert stores.writer_error is None
+    finally:
+        stores.stop()
+        relay.close()
+
+
+def test_a_failure_of_the_database_mid_batch_is_not_a_dead_letter(pg_dsn):
+    """A statement of an ingest batch is cancelled while it waits for a lock (as a lock timeout, a
+    deadlock or an operator would end it): the database failed, not the batch. The batch is neither
+    committed nor acknowledged nor kept as a dead letter, health says why, and the resend is stored."""
+    import psycopg
+
+    from central.ingest.listener import Recorder
+    from central.ingest.pipeline import Ingest
+    from central.record.postgresql.store import PgStores
+    from central.record.tx import StoreUnavailable
+    from central.watchlists.index import HubWatchlists
+    from protocols.messages import Ack, decode
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    locker = psycopg.connect(pg_dsn)
+    try:
+        acks: list[Ack] = []
+        ingest = Ingest(stores, HubWatchlists(), lambda _t, p: acks.append(decode(Ack, p)), Recorder())
+        topic = "cordon/v1/cp/SD-DZ-001/events"
+
+        def batch(seq):  # noqa: ANN001, ANN202
+            now = time.time()
+            read = PlateRead(
+                seq=seq,
+                camera_id="c",
+                captured_at=now,
+                plate="鲁B12345",
+                plate_raw="鲁B12345",
+                plate_valid=True,
+            )
+            return encode(
+                EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=now, events=[read])
+            )
+
+        assert ingest.handle(topic, batch(1), time.time()).result(30).reads == 1
+        locker.execute("LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE")  # held until the rollback below
+        stalled = ingest.handle(topic, batch(2), time.time())
+        deadline = time.monotonic() + 20
+        while not (
+            waiting := locker.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchall()
+        ):
+            assert time.monotonic() < deadline, "the batch never waited for the lock"
+            time.sleep(0.02)
+        locker.execute("SELECT pg_cancel_backend(%s)", (waiting[0][0],))
+        with pytest.raises(StoreUnavailable, match="cancel"):
+            stalled.result(30)
+        assert [a.ranges for a in acks] == [[(1, 1)]], "acknowledged what was not committed"
+        assert stores.counts().dead_letters == 0 and stores.counts().reads == 1
+        assert "cancel" in (stores.writer_error or "")
+        locker.rollback()
+        again = ingest.handle(topic, batch(2), time.time()).result(30)
+        assert again.reads == 1 and acks[-1].ranges == [(2, 2)] and stores.writer_error is None
+        assert stores.counts().reads == 2 and stores.counts().dead_letters == 0
+    finally:
+        locker.close()
+        stores.stop()
+
+
+def test_connections_the_server_ended_are_replaced_before_use(pg_dsn):
+    """Every session of the hub's database is ended (as a restart of the server ends them): the writer and
+    the pooled connections are found dead before use and replaced, so nothing fails after."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        stores.submit(lambda tx: tx.execute("CREATE TABLE t (i int)")).result(30)
+        assert stores.read(lambda tx: tx.execute("SELECT count(*) FROM t").fetchone()[0]) == 0
+        stores.record.days()
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            ended = [
+                pid
+                for (pid,) in admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ]
+            assert len(ended) >= 3  # the writer, a pooled connection of the store and one of the record
+            admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (ended,))
+            deadline = time.monotonic() + 20
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (ended,)
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the sessions did not end"
+                time.sleep(0.02)
+        stores.submit(lambda tx: tx.execute("INSERT INTO t VALUES (1)")).result(30)
+        assert stores.read(lambda tx: tx.execute("SELECT count(*) FROM t").fetchone()[0]) == 1
+        assert stores.record.days() == [] and stores.writer_error is None
+    finally:
+        stores.stop()
+
+
+def test_the_writer_commits_durably_where_the_database_says_otherwise(pg_dsn):
+    """``synchronous_commit = off`` (a tuning the database may carry) answers a commit before it is on disk,
+    and a crash then loses commits the hub acknowledged (the fault suite's crash case fails so): the hub's
+    writer turns it on for its own session."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        dbname = admin.info.dbname
+        admin.execute(f'ALTER DATABASE "{dbname}" SET synchronous_commit = off')
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        assert stores.read(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0]) == "off"
+        assert (
+            stores.submit(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0]).result(30) == "on"
+        )
+    finally:
+        stores.stop()

@@ -871,6 +871,15 @@ def test_watchlist_changes_are_applied_versioned_and_audited_alike(backend):
         ("version", 2),
     ]
     assert backend.read(wl.permit_rules) == rules
+    # The field feed (what the feed file is made of) and its log of deltas.
+    assert backend.read(wl.field_feed) == (2, [stolen], [e1], rules)
+    assert backend.read(lambda tx: wl.unfiled(tx, 0)) == (2, False, T0)
+    assert backend.read(lambda tx: wl.unfiled(tx, 2)) == (0, False, None)
+    version, deltas = backend.read(lambda tx: wl.deltas_since(tx, 0, 10))
+    assert version == 2 and [msgspec.json.decode(d)["version"] for d in deltas] == [1, 2]
+    assert backend.read(lambda tx: wl.deltas_since(tx, 1, 10))[1] == deltas[1:]
+    assert backend.read(lambda tx: wl.deltas_since(tx, 2, 10)) == (2, [])
+    assert backend.read(lambda tx: wl.deltas_since(tx, 0, 1)) is None  # more than the limit: take the file
 
     assert backend.read(lambda tx: wl.get_list(tx, "stolen")) == stolen
     assert backend.read(lambda tx: wl.get_entry(tx, "stolen:鲁B12345")) == e1
@@ -909,6 +918,19 @@ def test_watchlist_changes_are_applied_versioned_and_audited_alike(backend):
     trail = backend.read(lambda tx: backend.audit.records(tx, action="watchlist.change"))
     assert len(trail) == 5 and trail[-1].reason == "导入" and trail[-1].role == "watchlist_manager"
     assert backend.read(backend.audit.verify).ok
+    # A bulk change is logged by its size only: never served as deltas, it calls for a new feed file.
+    from central.record.watchlists import MAX_DELTA_CHANGES
+
+    bulk = Watchlist(list_id="bulk", name="批量")
+    change(
+        ListUpsert(watchlist=bulk),
+        *(
+            EntryUpsert(entry=Entry(entry_id=f"bulk:鲁D{i:05d}", list_id="bulk", plate=f"鲁D{i:05d}"))
+            for i in range(MAX_DELTA_CHANGES)
+        ),
+    )
+    assert backend.read(lambda tx: wl.unfiled(tx, 3)) == (1, True, T0)
+    assert backend.read(lambda tx: wl.deltas_since(tx, 3, 10)) is None
 
 
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------
@@ -1083,6 +1105,8 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
         seam.AuditStore: pg.audit,
         seam.WebhookStore: pg.webhooks,
         seam.StatsStore: pg.stats,
+        seam.WatchlistStore: pg.watchlists,
+        seam.ReadStore: pg.record,
         seam.LoginLimitStore: pg.login_limits,
         seam.ImportJobStore: pg.import_jobs,
         seam.EvidenceStore: pg.evidence,

@@ -19,6 +19,7 @@ from central.alerts.webhooks import WebhookSender
 from central.ingest.routing import Router
 from central.people import visibility
 from central.record.stores import HubStores
+from central.record.tx import StoreUnavailable
 from protocols import topics
 from protocols.messages import Alert, encode
 from runtime.fanout import Fanout
@@ -26,6 +27,8 @@ from runtime.fanout import Fanout
 log = logging.getLogger(__name__)
 
 MARK_BATCH_WAIT_S = 0.05
+#: How soon marking alerts dispatched is tried again when the store was away.
+MARK_RETRY_S = 1.0
 
 
 class AlertDispatcher:
@@ -122,6 +125,12 @@ class AlertDispatcher:
                 ids.append(self._delivered.get_nowait())
             try:
                 await self.store.mark_dispatched(ids)
+            except StoreUnavailable as exc:
+                # The store is away for now: marked once it is back (only a restart meanwhile sends them again).
+                log.warning("could not mark %d alert(s) dispatched yet, trying again: %s", len(ids), exc)
+                for aid in ids:
+                    self._delivered.put_nowait(aid)
+                await asyncio.sleep(MARK_RETRY_S)
             except Exception:
                 log.exception(
                     "could not mark %d alert(s) dispatched; they will be resent after a restart", len(ids)

@@ -3,7 +3,9 @@
 Runs where the messages arrive: the MQTT thread hands each message to the store's writer thread
 as one job. The writer commits every job that is already waiting in one transaction (a batch
 without a timer), and only after that commit are acknowledgements published and alerts handed
-to the listener (``listener.py``). A failed commit acknowledges nothing, so the edges send those events again.
+to the listener (``listener.py``). A failed commit acknowledges nothing, so the edges send those events again;
+so does a job that meets a failure of the store itself (``transient``: the database gone away, locked, full),
+which is never taken for bad input and kept as a dead letter.
 Reads from an upstream (a 视图库, ``viid.py``) come through ``take_upstream``: the same path without the
 acknowledgement.
 """
@@ -155,6 +157,8 @@ class Ingest:
         self.max_skew_s = max_skew_s
         self.metrics = IngestMetrics()
         self.rates = ReadRates()
+        self._failing: tuple[str, int] | None = None
+        """While commits fail: the last failure logged, and how many failed since the last commit."""
 
     # -- MQTT thread ----------------------------------------------------------------------------
     def handle(
@@ -185,6 +189,8 @@ class Ingest:
             except RunAgain:
                 raise
             except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
+                if self.store.transient(exc):
+                    raise  # the store failed, not the reads: not committed, the upstream sends them again
                 log.exception("ingest failed on reads from %s", source)
                 raw = msgspec.json.encode(reads)
                 return self._dead(
@@ -206,7 +212,12 @@ class Ingest:
             result = future.result()
         except Exception as exc:
             self.metrics.commit_failures += 1
-            log.error("ingest commit failed (edges will resend): %s", exc)
+            # An outage fails every job until it ends: each new reason is logged once, not each job.
+            said, failed = self._failing or ("", 0)
+            if str(exc) != said:
+                log.error("ingest commit failed (edges will resend): %s", exc)
+                said = str(exc)
+            self._failing = (said, failed + 1)
             return
         m = self.metrics
         m.batches_committed += 1
@@ -243,6 +254,9 @@ class Ingest:
             events.kits_recorded(result.kits)
         if result.receipts:
             events.receipts_recorded(result.receipts)
+        if self._failing is not None:  # last: the acknowledgement and the alerts go first
+            log.warning("ingest commits again, after %d failed", self._failing[1])
+            self._failing = None
 
     # -- writer thread ----------------------------------------------------------------------------
     def _job(self, tx: Tx, topic: str, payload: bytes, received_at: float, retained: bool) -> BatchResult:
@@ -278,6 +292,8 @@ class Ingest:
         except RunAgain:
             raise  # the writer attaches a day file of the record and runs this message again
         except Exception as exc:  # a bug must cost one dead letter, not the ingest loop
+            if self.store.transient(exc):
+                raise  # an outage is not bad input: the job fails, nothing is acknowledged, the edge resends
             log.exception("ingest failed on a message from %s", topic)
             return self._dead(
                 tx,

@@ -103,7 +103,9 @@ class BackupCut:
 class IngestStore(Protocol):
     """One transaction for a whole batch: the job inserts, matches, folds and routes through the store's
     methods with the handle it gets, and all of it commits together (or none of it, and nothing is
-    acknowledged). On SQLite the job runs in the writer thread, grouped with the jobs already waiting."""
+    acknowledged). On SQLite the job runs in the writer thread, grouped with the jobs already waiting.
+    When the store itself fails (``transient``) the job's future raises; on PostgreSQL it raises
+    :class:`~central.record.tx.StoreUnavailable` and the store connects again for the next job."""
 
     def submit(self, job: Callable[[Tx], T]) -> Future[T]:
         """Run ``job`` in one write transaction (from any thread); the future resolves after the commit."""
@@ -115,6 +117,12 @@ class IngestStore(Protocol):
 
     def read(self, fn: Callable[[Tx], T]) -> T:
         """Run a read-only ``fn`` on a handle of its own (blocking: call it from a thread)."""
+        ...
+
+    def transient(self, exc: BaseException) -> bool:
+        """Whether ``exc``, raised inside a job, is the store failing rather than the job (``StoreUnavailable``,
+        or the driver's own error for a lost connection, a lock, a deadlock, a full disk): a job must let
+        it through, to fail and be sent again, and never keep it as a dead letter."""
         ...
 
 

@@ -21,3 +21,10 @@ class RunAgain(CordonError):  # noqa: N818 - a request, not an error
     (on SQLite, attach a day file) and then runs the whole job again. A job lets it through untouched;
     turning it into a dead letter would lose the event. (A ``CordonError`` like every exception Cordon
     defines, though nobody ever sees it: the store always takes it back.)"""
+
+
+class StoreUnavailable(CordonError, RuntimeError):
+    """The store failed, not the job or its input: its server went away or refused the connection, a
+    lock or deadlock broke the transaction off, the disk is full. Nothing of the job was kept, or (a
+    commit cut off by the failure) it is not known whether it was: the caller tries again later (an
+    edge sends its events again; the unique key absorbs what did commit). Never a dead letter."""

@@ -14,6 +14,7 @@ from aiohttp import web
 from central.alerts import escalation
 from central.people import visibility
 from central.people.users import ACCESS_CODE_PRINCIPAL, STAFF, Directory
+from central.record.tx import StoreUnavailable
 from central.web import guards, keys
 from central.web.guards import COMMANDER_ROLES, json_response, privileged_only, role_of, sees_covert
 from runtime.metrics import CONTENT_TYPE, Metric, certificate_metrics, render
@@ -236,6 +237,10 @@ async def metrics(request: web.Request) -> web.Response:
         "mqtt.cert_file": s.mqtt.cert_file,
         "mqtt.ca_file": s.mqtt.ca_file,
     }
+    try:
+        days: int | None = len(await asyncio.to_thread(store.record.days))
+    except StoreUnavailable:  # the database is away (PostgreSQL): left out, the other samples still say so
+        days = None
     text = render(
         [
             Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(
@@ -291,9 +296,7 @@ async def metrics(request: web.Request) -> web.Response:
             ),
             Metric("cordon_hub_watchlist_version", "gauge", "field feed version").add(wl.index.feed_version),
             Metric("cordon_hub_watchlist_entries", "gauge", "entries in the hub's index").add(len(wl)),
-            Metric("cordon_hub_record_days", "gauge", "days of plain reads held (one file each)").add(
-                len(await asyncio.to_thread(store.record.days))
-            ),
+            Metric("cordon_hub_record_days", "gauge", "days of plain reads held (one file each)").add(days),
             Metric(
                 "cordon_hub_record_days_purged_total", "counter", "days of plain reads purged since start"
             ).add(len(app[keys.PURGED_DAYS])),

@@ -4,19 +4,57 @@ The hub calls its store from a writer thread and, for searches, from ``asyncio.t
 blocking API fits both as they are (``cordon bench pgdriver`` measured it against asyncpg, which would
 need an event loop of its own beside the writer: docs/architecture.md). ``Pool`` lends autocommit
 connections for reads, so every search statement has its own short snapshot and never holds back a
-``DETACH PARTITION ... CONCURRENTLY``; a connection that broke (the server restarted) is dropped,
-not returned.
+``DETACH PARTITION ... CONCURRENTLY``.
+
+**When the server goes away** (a crash, a restart, a failover) every connection open to it is dead, though
+psycopg learns it only when one is used. A connection kept idle is looked at before it is used again
+(``alive``: the server closed it, or wrote to it unasked, as it does when it terminates a session), and a
+dead one is replaced by a new connection. ``transient`` tells a failure of the server (and its own ones:
+a deadlock, a lock timeout, a cancelled statement, a full disk) from an error of the statement; the pool
+raises those as ``StoreUnavailable`` and drops the connection that met one, so the pool is whole again
+as soon as the server takes connections.
 """
 
 from __future__ import annotations
 
 import queue
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 import psycopg.conninfo
+
+from central.record.tx import StoreUnavailable
+
+#: SQLSTATE classes of a failure of the server rather than of the statement: connection exceptions (08),
+#: transaction rollback (40: serialization failure, deadlock), insufficient resources (53: disk full, out of
+#: memory, too many connections), operator intervention (57: cancelled, shut down, crashed, starting up) and
+#: system errors (58: I/O).
+TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+#: And single SQLSTATEs of that kind in other classes: a lock not granted within ``lock_timeout``.
+TRANSIENT_STATES = frozenset({"55P03"})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database failing (see ``TRANSIENT_CLASSES``) or a connection lost or refused
+    (psycopg's ``OperationalError`` without a SQLSTATE), not an error of the statement or its data."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
+
+
+def unavailable(exc: BaseException, what: str) -> StoreUnavailable:
+    """``exc`` (``transient``) as the store's error, in one line."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    return StoreUnavailable(f"{what}: {' '.join(str(exc).split()) or type(exc).__name__}")
 
 
 def with_password(dsn: str, password: str) -> str:
@@ -37,6 +75,19 @@ def connect(dsn: str, *, autocommit: bool) -> psycopg.Connection:
     return conn
 
 
+def alive(conn: psycopg.Connection) -> bool:
+    """Whether an idle connection may be used: open, not broken, and with nothing to read. The server
+    sends an idle session nothing unasked but its end (a closed socket, or the notice before it when the
+    session is terminated), so anything readable means the server is gone or restarted. No round trip."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
 class Pool:
     """At most ``size`` idle autocommit connections kept for reuse; more are opened when all are busy."""
 
@@ -48,14 +99,22 @@ class Pool:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = connect(self.dsn, autocommit=True)
+        """A connection for the ``with`` block; a failure of the database (``transient``) in it, or in
+        connecting, raises ``StoreUnavailable``."""
+        conn = self._idle_one()
+        if conn is None:
+            try:
+                conn = connect(self.dsn, autocommit=True)
+            except psycopg.Error as exc:
+                if transient(exc):
+                    raise unavailable(exc, "PostgreSQL") from exc
+                raise
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             conn.close()  # it may be broken or mid-statement: never lend it again
+            if transient(exc):
+                raise unavailable(exc, "PostgreSQL") from exc
             raise
         with self._lock:
             keep = not self._closed and not conn.closed and not conn.broken
@@ -66,6 +125,17 @@ class Pool:
             except queue.Full:
                 pass
         conn.close()
+
+    def _idle_one(self) -> psycopg.Connection | None:
+        """An idle connection that is still alive (the dead are closed on the way), or None."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if alive(conn):
+                return conn
+            conn.close()
 
     def close(self) -> None:
         with self._lock:

@@ -66,7 +66,7 @@ from psycopg import sql
 
 from central.record.days import day_of, digest, parse_offset, read_attributes
 from central.record.platepattern import Pattern, clean_plate, narrowing, parse_pattern
-from central.record.postgresql.connections import Pool, connect
+from central.record.postgresql.connections import Pool, alive, connect
 from central.record.postgresql.schema import migrate
 from central.record.reads import (
     MAX_LIMIT,
@@ -343,7 +343,10 @@ class PgReadStore:
                 self._ddl = None
 
     def _ddl_conn(self) -> psycopg.Connection:
-        if self._ddl is None or self._ddl.closed or self._ddl.broken:
+        if self._ddl is None or not alive(self._ddl):
+            if self._ddl is not None:
+                self._ddl.close()
+            self._ddl = None
             self._ddl = connect(self.dsn, autocommit=True)
             self._ddl.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
         return self._ddl

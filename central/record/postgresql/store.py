@@ -15,6 +15,13 @@ day the record has no partitions for yet is rolled back, the days are made, and 
 record's ``DaysNotReady``, as ``RunAgain`` on SQLite). A job starts at a savepoint: on PostgreSQL a failed
 statement aborts the transaction, so a dead letter written after one (the ingest pipeline's "a bug costs
 one dead letter") first rolls the job back to its start (``dead_letter``), and the dead letter commits.
+
+**When the database fails** (``connections.transient``: gone away, refused, a deadlock, a lock timeout, a
+full disk) a job's future raises ``StoreUnavailable`` and ``writer_error`` says why until a commit succeeds;
+the writer connection is replaced when the server ended it (``connections.alive``), so the first job once
+the server is back commits. A commit the failure cut off may have committed or not: the job took its
+transaction's id in its first round trip, and its future waits until ``pg_xact_status`` says (the job's
+value if it committed, ``StoreUnavailable`` if not). The writer's session has ``synchronous_commit`` on.
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 
 from central.record.postgresql.audit import PgAuditStore
-from central.record.postgresql.connections import Pool, connect
+from central.record.postgresql.connections import Pool, alive, connect, transient, unavailable
 from central.record.postgresql.events import JOB_SAVEPOINT, PgEvents
 from central.record.postgresql.reads import DaysNotReady, PgReadStore
 from central.record.postgresql.schema import migrate
@@ -43,10 +51,34 @@ from central.record.postgresql.watchlists import PgWatchlistStore
 from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
 from central.record.stores import BackupCut, Counts, Outcome
+from central.record.tx import StoreUnavailable
 from protocols.messages import Alert, Event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: How long a job whose commit was cut off waits for the database to say whether it committed; past it,
+#: its caller hears ``StoreUnavailable`` (an edge sends its events again either way).
+IN_DOUBT_MAX_S = 120.0
+#: How often the database is asked about such commits while they wait (and at the start of every job).
+IN_DOUBT_RETRY_S = 1.0
+
+
+class InDoubt(Exception):  # noqa: N818 - the writer's own signal, never seen above it
+    """A commit cut off by a failure: it may have committed or not; ``value`` is what the job returned."""
+
+    def __init__(self, xid: str, value: Any, error: StoreUnavailable) -> None:
+        super().__init__(str(error))
+        self.xid, self.value, self.error = xid, value, error
+
+
+@dataclass(slots=True)
+class Doubt:
+    xid: str
+    value: Any
+    done: Future[Any]
+    error: StoreUnavailable
+    since: float
 
 
 class PgStores:
@@ -67,6 +99,9 @@ class PgStores:
         self._writer: psycopg.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._error: str | None = None
+        self._in_doubt: list[Doubt] = []
+        """Jobs whose commit was cut off by a failure, until the database says whether it committed."""
+        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self.users = PgUserStore()
         self.audit = PgAuditStore()
@@ -90,8 +125,14 @@ class PgStores:
     def stop(self) -> None:
         with self._lock:
             executor, self._executor = self._executor, None
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         if executor is not None:
             executor.shutdown(wait=True)
+        for doubt in self._in_doubt:  # the writer is gone: nobody will ever learn more
+            doubt.done.set_exception(StoreUnavailable(f"{doubt.error}; the hub stopped before it knew"))
+        self._in_doubt = []
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -100,35 +141,157 @@ class PgStores:
 
     @property
     def writer_error(self) -> str | None:
-        """The last commit failure (None while commits succeed)."""
+        """Why the last write job failed when the database did (None while commits succeed)."""
         return self._error
 
-    def _in_transaction(self, job: Callable[[psycopg.Connection], T]) -> T:
-        for attempt in range(3):
-            if self._writer is None or self._writer.closed or self._writer.broken:
-                self._writer = connect(self.dsn, autocommit=False)
-            try:
-                with self._writer.transaction():
-                    self._writer.execute(f"SAVEPOINT {JOB_SAVEPOINT}")
-                    result = job(self._writer)
-            except DaysNotReady as exc:  # rolled back: make the days, run the whole job again
-                if attempt == 2:
-                    raise
-                self.record.prepare(exc.days)
-                continue
-            except psycopg.OperationalError as exc:
-                self._error = str(exc) or type(exc).__name__
-                raise
-            self._error = None
-            return result
-        raise AssertionError("unreachable")
+    transient = staticmethod(transient)
 
     def submit(self, job: Callable[[psycopg.Connection], T]) -> Future[T]:
-        """Run ``job`` in one write transaction (from any thread); the future resolves after the commit."""
+        """Run ``job`` in one write transaction (from any thread); the future resolves after the commit,
+        or raises ``StoreUnavailable`` when the database failed (for a commit cut off, once the database
+        said whether it committed)."""
+        done: Future[T] = Future()
         with self._lock:
             if self._executor is None:
                 raise RuntimeError("the PostgreSQL store is not started")
-            return self._executor.submit(self._in_transaction, job)
+            self._executor.submit(self._settle, job, done)
+        return done
+
+    def _settle(self, job: Callable[[psycopg.Connection], T], done: Future[T]) -> None:
+        """In the writer thread: run ``job`` and settle ``done`` (never raises)."""
+        if not done.set_running_or_notify_cancel():
+            return  # its caller gave up before it started: nothing written
+        self._resolve_in_doubt()
+        try:
+            value = self._in_transaction(job)
+        except InDoubt as doubt:
+            self._in_doubt.append(Doubt(doubt.xid, doubt.value, done, doubt.error, time.monotonic()))
+            self._resolve_later()
+        except BaseException as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(value)
+
+    def _connected(self) -> psycopg.Connection:
+        """The writer connection: one the server closed (a restart, a crash) is replaced by a new one, or
+        this raises while the server is still away."""
+        if self._writer is not None and alive(self._writer):
+            return self._writer
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        writer = connect(self.dsn, autocommit=False)
+        try:
+            # An acknowledged event is forgotten by its edge: the commit must be on disk before the
+            # answer (with synchronous_commit = off a crash loses the last commits the hub acknowledged).
+            if writer.execute("SHOW synchronous_commit").fetchone() == ("off",):
+                log.warning("synchronous_commit is off for the hub's database: on for the hub's writes")
+                writer.execute("SET synchronous_commit = on")
+            writer.commit()
+        except BaseException:
+            writer.close()
+            raise
+        self._writer = writer
+        return writer
+
+    def _in_transaction(self, job: Callable[[psycopg.Connection], T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            xid: str | None = None
+            committing = False
+            try:
+                writer = self._connected()
+                with writer.transaction():
+                    # The transaction's id, in the round trip that opens the job: if the commit is cut
+                    # off, the database says afterwards whether it committed (``_resolve_in_doubt``).
+                    cur = writer.execute(
+                        f"SAVEPOINT {JOB_SAVEPOINT}; SELECT pg_current_xact_id()::text", prepare=False
+                    )
+                    cur.nextset()
+                    xid = cur.fetchone()[0]  # type: ignore[index]
+                    result = job(writer)
+                    committing = True
+                if self._error is not None:
+                    log.warning("PostgreSQL commits again after: %s", self._error)
+                    self._error = None
+                return result
+            except DaysNotReady as exc:  # rolled back: make the days, run the whole job again
+                if attempt >= 3:
+                    raise
+                try:
+                    self.record.prepare(exc.days)
+                except Exception as failed:
+                    if transient(failed):
+                        raise self._failed(failed) from failed
+                    raise
+            except Exception as exc:
+                if not transient(exc):
+                    raise  # the job's own error (its caller hears it); the store is well
+                error = self._failed(exc)
+                if committing and xid is not None:
+                    raise InDoubt(xid, result, error) from exc
+                raise error from exc
+
+    def _failed(self, exc: BaseException) -> StoreUnavailable:
+        """The store failed: say so in health (``writer_error``) until a commit succeeds again."""
+        error = unavailable(exc, "PostgreSQL")
+        if self._error is None:
+            log.error("the hub's store failed: %s", error)
+        self._error = str(error)
+        return error
+
+    def _resolve_in_doubt(self) -> None:
+        """In the writer thread: ask the database about the commits cut off, and settle the jobs it
+        answers for (committed: their value; rolled back: ``StoreUnavailable``). Those it cannot answer for
+        yet wait, at most ``IN_DOUBT_MAX_S``."""
+        if not self._in_doubt:
+            return
+        try:
+            writer = self._connected()
+            with writer.transaction():
+                status = dict(
+                    writer.execute(
+                        "SELECT x, pg_xact_status(x::xid8) FROM unnest(%s::text[]) x",
+                        ([d.xid for d in self._in_doubt],),
+                    ).fetchall()
+                )
+            self._error = None  # the database answers again
+        except Exception as exc:
+            if not transient(exc):
+                log.exception("could not ask PostgreSQL about commits cut off")
+            status = {}
+        waiting: list[Doubt] = []
+        for doubt in self._in_doubt:
+            said = status.get(doubt.xid)
+            if said == "committed":
+                log.info("a commit cut off by the failure did commit (transaction %s)", doubt.xid)
+                doubt.done.set_result(doubt.value)
+            elif said is not None and said != "in progress":  # aborted, or too old to know
+                doubt.done.set_exception(StoreUnavailable(f"{doubt.error}; it did not commit"))
+            elif time.monotonic() - doubt.since > IN_DOUBT_MAX_S:
+                doubt.done.set_exception(StoreUnavailable(f"{doubt.error}; not known whether it committed"))
+            else:
+                waiting.append(doubt)
+        self._in_doubt = waiting
+        if waiting:
+            self._resolve_later()
+
+    def _resolve_later(self) -> None:
+        """Ask again in a while, also when no job comes to ask (an idle hub)."""
+        with self._lock:
+            if self._executor is None or (self._timer is not None and self._timer.is_alive()):
+                return
+            executor = self._executor
+
+            def again() -> None:
+                with self._lock:
+                    if self._executor is executor:
+                        executor.submit(self._resolve_in_doubt)
+
+            self._timer = threading.Timer(IN_DOUBT_RETRY_S, again)
+            self._timer.daemon = True
+            self._timer.start()
 
     async def run(self, job: Callable[[psycopg.Connection], T]) -> T:
         return await asyncio.wrap_future(self.submit(job))

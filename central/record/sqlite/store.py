@@ -34,6 +34,7 @@ from central.record.sqlite.users import SqliteUserStore
 from central.record.sqlite.watchlists import SqliteWatchlistStore
 from central.record.sqlite.webhooks import SqliteWebhookStore
 from central.record.stores import BackupCut, Counts, Outcome
+from central.record.tx import StoreUnavailable
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,
@@ -54,6 +55,20 @@ __all__ = ["BackupCut", "HubStore", "Outcome", "Counts", "digest", "migrate"]
 
 T = TypeVar("T")
 
+
+#: SQLite's primary result codes for a failure of the store rather than of a statement (busy or locked,
+#: out of memory, an I/O error, a full disk, a file that cannot be opened, a lock protocol error).
+TRANSIENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+    }
+)
 
 RECORD_MIGRATION = 100
 """Reads and passages leave hub.db for day files (moved by :meth:`SqliteReadStore.import_legacy`); numbered
@@ -135,6 +150,15 @@ class HubStore:
     @property
     def writer_error(self) -> str | None:
         return self._writer.last_error
+
+    @staticmethod
+    def transient(exc: BaseException) -> bool:
+        """SQLite fails by itself when the file is locked past the busy timeout, the disk is full or
+        failing, or memory runs out; a job meeting one of these is failed, not dead-lettered."""
+        if isinstance(exc, StoreUnavailable):
+            return True
+        code = getattr(exc, "sqlite_errorcode", None)
+        return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in TRANSIENT_CODES
 
     def submit(self, job: Callable[[sqlite_utils.Database], T]):  # noqa: ANN201 - concurrent Future[T]
         """Run a job in the writer thread (used by ingest, which works from the MQTT thread)."""
