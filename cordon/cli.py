@@ -203,14 +203,14 @@ def cmd_watchlist_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit_cli import AuditCliError, database_path, head, parse_head, verify
+    from .audit_cli import AuditCliError, head, open_store, parse_head, verify_store
 
     try:
-        path = database_path(args.db, args.data)
+        store = open_store(args.config, args.data, args.db)
         if args.audit == "head":
-            print(head(path))
+            print(head(store))
             return 0
-        ok, line = verify(path, parse_head(args.head))
+        ok, line = verify_store(store, parse_head(args.head))
     except AuditCliError as exc:
         print(f"cordon: {exc}", file=sys.stderr)
         return 2
@@ -220,28 +220,31 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_user(args: argparse.Namespace) -> int:
     from . import user_cli
+    from .store_cli import hub_settings
 
-    data = args.data or "./data/hub"
+    settings = hub_settings(args.config, args.data)
     try:
         if args.user == "add":
             password = user_cli.read_password(args.password_file)
-            user = user_cli.add(data, args.username, args.role, password, args.checkpoint, args.display_name)
+            user = user_cli.add(
+                settings, args.username, args.role, password, args.checkpoint, args.display_name
+            )
             print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user == "list":
-            for user in user_cli.listing(data):
+            for user in user_cli.listing(settings):
                 print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user in ("disable", "enable"):
-            user = user_cli.set_disabled(data, args.username, args.user == "disable")
+            user = user_cli.set_disabled(settings, args.username, args.user == "disable")
             print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user == "reset-password":
             password = user_cli.read_password(args.password_file)
             print(
                 json.dumps(
-                    user_cli.reset_password(data, args.username, password).public(), ensure_ascii=False
+                    user_cli.reset_password(settings, args.username, password).public(), ensure_ascii=False
                 )
             )
         elif args.user == "token":
-            print(user_cli.token(data, args.username))
+            print(user_cli.token(settings, args.username))
     except user_cli.UserCliError as exc:
         print(f"cordon: {exc}", file=sys.stderr)
         return 1
@@ -544,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("token", "issue a new API token for the account (printed once)"),
     ):
         p = usub.add_parser(name, help=text)
+        p.add_argument("--config", help="hub.toml: its store (SQLite under data_dir, or PostgreSQL)")
         p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
         if name != "list":
             p.add_argument("username")
@@ -566,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("head", "print the last record's id and hash (ID:HASH), to write down elsewhere"),
     ):
         p = asub.add_parser(name, help=text)
+        p.add_argument("--config", help="hub.toml: its store (SQLite under data_dir, or PostgreSQL)")
         p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
         p.add_argument("--db", help="or the hub database file itself")
         if name == "verify":
