@@ -251,6 +251,27 @@ def cmd_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from .store_cli import Bar, run_migrate
+
+    bar = Bar(sys.stderr)
+    try:
+        summary = run_migrate(args.config, args.data, args.dsn, args.password_file, args.batch, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "cordon store migrate: interrupted; what was copied stays, run it again to go on from there",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        bar.close()
+    print(json.dumps(summary.as_dict(), ensure_ascii=False))
+    for problem in summary.problems:
+        print(f"cordon store migrate: {problem}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
 def _pki(args: argparse.Namespace):  # noqa: ANN202 - returns cordon.pki.Pki
     from .pki import Pki
 
@@ -464,6 +485,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from central.record.migrate import BATCH
+
     from . import version
 
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
@@ -592,6 +615,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="hub.toml: restore into its data_dir")
     p.add_argument("--data", help="or into this folder")
     p.set_defaults(func=cmd_restore)
+    st = sub.add_parser("store", help="the hub's store: move a SQLite hub onto PostgreSQL")
+    ssub = st.add_subparsers(dest="store", required=True)
+    p = ssub.add_parser(
+        "migrate",
+        help="copy a stopped SQLite hub (hub.db, the day files, the evidence) into an empty PostgreSQL store; "
+        "resumable, checked at the end",
+    )
+    p.add_argument("--config", help="hub.toml: its data_dir, [store] dsn and password, record.utc_offset")
+    p.add_argument("--data", help="the SQLite hub's data folder (instead of the config's data_dir)")
+    p.add_argument("--dsn", help="the PostgreSQL database (instead of store.dsn), without the password")
+    p.add_argument("--password-file", help="a file holding the database password (instead of the config's)")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"rows copied per transaction (default {BATCH})")
+    p.set_defaults(func=cmd_store)
     ini = sub.add_parser("init", help="write a first configuration with fresh secrets (never over one)")
     isub = ini.add_subparsers(dest="init", required=True)
     for side in ("hub", "edge"):
