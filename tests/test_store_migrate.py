@@ -522,6 +522,20 @@ def test_a_running_hub_is_refused(tmp_path, pg_dsn, monkeypatch):
         source.close()
 
 
+def test_a_hub_db_of_another_release_is_refused(tmp_path):
+    folder = sqlite_hub(tmp_path / "hub", days=1, reads_a_day=1)
+    conn = sqlite3.connect(folder / "hub.db", isolation_level=None)
+    conn.execute("DELETE FROM schema_migrations WHERE version = 12")
+    conn.close()  # open, it would be a process holding hub.db: refused as a running hub
+    with pytest.raises(SourceError, match=r"older release \(migrations \[12\] not applied\): start the hub"):
+        SqliteSource(folder).open()
+    conn = sqlite3.connect(folder / "hub.db", isolation_level=None)
+    conn.execute("INSERT INTO schema_migrations VALUES (12, 0), (13, 0)")
+    conn.close()
+    with pytest.raises(SourceError, match=r"newer release of Cordon \(migrations \[13\]\)"):
+        SqliteSource(folder).open()
+
+
 def test_bad_input_gets_one_line_and_no_traceback(tmp_path, pg_cluster, pg_dsn, capfd):
     folder = sqlite_hub(tmp_path / "hub", days=1, reads_a_day=3)
     wrong = tmp_path / "wrong"
