@@ -203,14 +203,14 @@ def cmd_watchlist_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit_cli import AuditCliError, database_path, head, parse_head, verify
+    from .audit_cli import AuditCliError, head, open_store, parse_head, verify_store
 
     try:
-        path = database_path(args.db, args.data)
+        store = open_store(args.config, args.data, args.db)
         if args.audit == "head":
-            print(head(path))
+            print(head(store))
             return 0
-        ok, line = verify(path, parse_head(args.head))
+        ok, line = verify_store(store, parse_head(args.head))
     except AuditCliError as exc:
         print(f"cordon: {exc}", file=sys.stderr)
         return 2
@@ -220,32 +220,56 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_user(args: argparse.Namespace) -> int:
     from . import user_cli
+    from .store_cli import hub_settings
 
-    data = args.data or "./data/hub"
+    settings = hub_settings(args.config, args.data)
     try:
         if args.user == "add":
             password = user_cli.read_password(args.password_file)
-            user = user_cli.add(data, args.username, args.role, password, args.checkpoint, args.display_name)
+            user = user_cli.add(
+                settings, args.username, args.role, password, args.checkpoint, args.display_name
+            )
             print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user == "list":
-            for user in user_cli.listing(data):
+            for user in user_cli.listing(settings):
                 print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user in ("disable", "enable"):
-            user = user_cli.set_disabled(data, args.username, args.user == "disable")
+            user = user_cli.set_disabled(settings, args.username, args.user == "disable")
             print(json.dumps(user.public(), ensure_ascii=False))
         elif args.user == "reset-password":
             password = user_cli.read_password(args.password_file)
             print(
                 json.dumps(
-                    user_cli.reset_password(data, args.username, password).public(), ensure_ascii=False
+                    user_cli.reset_password(settings, args.username, password).public(), ensure_ascii=False
                 )
             )
         elif args.user == "token":
-            print(user_cli.token(data, args.username))
+            print(user_cli.token(settings, args.username))
     except user_cli.UserCliError as exc:
         print(f"cordon: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from .store_cli import Bar, run_migrate
+
+    bar = Bar(sys.stderr)
+    try:
+        summary = run_migrate(args.config, args.data, args.dsn, args.password_file, args.batch, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "cordon store migrate: interrupted; what was copied stays, run it again to go on from there",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        bar.close()
+    print(json.dumps(summary.as_dict(), ensure_ascii=False))
+    for problem in summary.problems:
+        print(f"cordon store migrate: {problem}", file=sys.stderr)
+    return 0 if summary.ok else 1
 
 
 def _pki(args: argparse.Namespace):  # noqa: ANN202 - returns cordon.pki.Pki
@@ -461,6 +485,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from central.record.migrate import BATCH
+
     from . import version
 
     parser = argparse.ArgumentParser(prog="cordon", description="Cordon checkpoint interdiction event system")
@@ -544,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("token", "issue a new API token for the account (printed once)"),
     ):
         p = usub.add_parser(name, help=text)
+        p.add_argument("--config", help="hub.toml: its store (SQLite under data_dir, or PostgreSQL)")
         p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
         if name != "list":
             p.add_argument("username")
@@ -566,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("head", "print the last record's id and hash (ID:HASH), to write down elsewhere"),
     ):
         p = asub.add_parser(name, help=text)
+        p.add_argument("--config", help="hub.toml: its store (SQLite under data_dir, or PostgreSQL)")
         p.add_argument("--data", help="the hub's data_dir (default ./data/hub)")
         p.add_argument("--db", help="or the hub database file itself")
         if name == "verify":
@@ -595,6 +623,19 @@ def build_parser() -> argparse.ArgumentParser:
         "an archive) or a time (ISO 8601 with its offset)",
     )
     p.set_defaults(func=cmd_restore)
+    st = sub.add_parser("store", help="the hub's store: move a SQLite hub onto PostgreSQL")
+    ssub = st.add_subparsers(dest="store", required=True)
+    p = ssub.add_parser(
+        "migrate",
+        help="copy a stopped SQLite hub (hub.db, the day files, the evidence) into an empty PostgreSQL store; "
+        "resumable, checked at the end",
+    )
+    p.add_argument("--config", help="hub.toml: its data_dir, [store] dsn and password, record.utc_offset")
+    p.add_argument("--data", help="the SQLite hub's data folder (instead of the config's data_dir)")
+    p.add_argument("--dsn", help="the PostgreSQL database (instead of store.dsn), without the password")
+    p.add_argument("--password-file", help="a file holding the database password (instead of the config's)")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"rows copied per transaction (default {BATCH})")
+    p.set_defaults(func=cmd_store)
     ini = sub.add_parser("init", help="write a first configuration with fresh secrets (never over one)")
     isub = ini.add_subparsers(dest="init", required=True)
     for side in ("hub", "edge"):

@@ -239,11 +239,11 @@ class Doctor:
         as this release knows it (the same three verdicts as hub.db's)."""
         import psycopg
 
-        from central.record.postgresql.connections import with_password
+        from central.record.postgresql.connections import describe, with_password
         from central.record.postgresql.schema import MIGRATIONS
         from runtime.config import SettingsError
 
-        where = _dsn_shown(settings.store.dsn)
+        where = f"PostgreSQL {describe(settings.store.dsn)}"
         try:
             password = settings.store.database_password()
         except SettingsError as exc:
@@ -528,15 +528,3 @@ def _kernel_clock_synchronized() -> bool | None:
     if state < 0:
         return None
     return state != 5  # TIME_ERROR: the clock is not synchronized
-
-
-def _dsn_shown(dsn: str) -> str:
-    """The DSN as a message may show it: its password, if one was written into it, left out."""
-    import psycopg.conninfo
-
-    try:
-        parts = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "store.dsn (unreadable)"
-    parts.pop("password", None)
-    return "PostgreSQL " + psycopg.conninfo.make_conninfo(**parts)

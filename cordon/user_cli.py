@@ -1,8 +1,11 @@
 """``cordon user add|list|disable|enable|reset-password|token``: accounts, on the hub's store directly.
 
-Run it on the hub machine (it opens ``<data_dir>/hub.db`` through the same single-writer store the hub
-uses; SQLite serialises the two). A running hub picks the change up within seconds, so disabling an
-account ends its sessions. Every change is audited with the operating-system user as the actor.
+Run it on the hub machine, or anywhere that reaches the hub's database: it opens the store the hub's
+settings name (``--config``: hub.db under ``data_dir``, or PostgreSQL with ``[store] backend =
+"postgresql"``; ``--data``: hub.db in that folder) through the factory and the stores' Protocols, as the
+hub does (on SQLite the single-writer store, which SQLite serialises with a running hub's). A running hub
+picks the change up within seconds, so disabling an account ends its sessions. Every change is audited
+with the operating-system user as the actor.
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from central.people import users
-from central.record.sqlite import audit
-from central.record.sqlite import users as user_store
-from central.record.sqlite.store import HubStore
+from central.record.factory import open_store
+from central.record.stores import HubStores
+from central.settings import HubSettings
 from protocols.errors import CordonError
+
+T = TypeVar("T")
 
 
 class UserCliError(CordonError, RuntimeError):
@@ -47,11 +53,12 @@ def read_password(password_file: str | None, *, confirm: bool = True) -> str:
     return password
 
 
-def _with_store(data_dir: str, job: Any) -> Any:
-    store = HubStore(Path(data_dir) / "hub.db")
+def _with_store(settings: HubSettings, job: Callable[[HubStores, Any], T]) -> T:
+    """Run ``job(store, tx)`` in one write transaction of the hub's store (made, on a new one)."""
+    store = open_store(settings)
     store.start()
     try:
-        return store.submit(job).result()
+        return store.submit(lambda tx: job(store, tx)).result()
     except users.UserError as exc:
         raise UserCliError(str(exc)) from None
     finally:
@@ -59,48 +66,53 @@ def _with_store(data_dir: str, job: Any) -> Any:
 
 
 def add(
-    data_dir: str, username: str, role: str, password: str, checkpoint: str | None, display_name: str
+    settings: HubSettings,
+    username: str,
+    role: str,
+    password: str,
+    checkpoint: str | None,
+    display_name: str,
 ) -> users.User:
     hashed = users.hash_password(password)
 
-    def job(db: Any) -> users.User:
-        user = user_store.add(db, username, role, hashed, display_name=display_name, checkpoint=checkpoint)
-        audit.append(
-            db, _actor(), "", "user.add", target=username, detail={"role": role, "checkpoint": checkpoint}
+    def job(store: HubStores, tx: Any) -> users.User:
+        user = store.users.add(tx, username, role, hashed, display_name=display_name, checkpoint=checkpoint)
+        store.audit.append(
+            tx, _actor(), "", "user.add", target=username, detail={"role": role, "checkpoint": checkpoint}
         )
         return user
 
-    return _with_store(data_dir, job)
+    return _with_store(settings, job)
 
 
-def listing(data_dir: str) -> list[users.User]:
-    return _with_store(data_dir, user_store.all_users)
+def listing(settings: HubSettings) -> list[users.User]:
+    return _with_store(settings, lambda store, tx: store.users.all_users(tx))
 
 
-def set_disabled(data_dir: str, username: str, disabled: bool) -> users.User:
-    def job(db: Any) -> users.User:
-        user = user_store.set_disabled(db, username, disabled)
-        audit.append(db, _actor(), "", "user.disable" if disabled else "user.enable", target=username)
+def set_disabled(settings: HubSettings, username: str, disabled: bool) -> users.User:
+    def job(store: HubStores, tx: Any) -> users.User:
+        user = store.users.set_disabled(tx, username, disabled)
+        store.audit.append(tx, _actor(), "", "user.disable" if disabled else "user.enable", target=username)
         return user
 
-    return _with_store(data_dir, job)
+    return _with_store(settings, job)
 
 
-def reset_password(data_dir: str, username: str, password: str) -> users.User:
+def reset_password(settings: HubSettings, username: str, password: str) -> users.User:
     hashed = users.hash_password(password)
 
-    def job(db: Any) -> users.User:
-        user = user_store.set_password(db, username, hashed)
-        audit.append(db, _actor(), "", "user.password", target=username)
+    def job(store: HubStores, tx: Any) -> users.User:
+        user = store.users.set_password(tx, username, hashed)
+        store.audit.append(tx, _actor(), "", "user.password", target=username)
         return user
 
-    return _with_store(data_dir, job)
+    return _with_store(settings, job)
 
 
-def token(data_dir: str, username: str) -> str:
-    def job(db: Any) -> str:
-        value = user_store.new_token(db, username)
-        audit.append(db, _actor(), "", "user.token", target=username)
+def token(settings: HubSettings, username: str) -> str:
+    def job(store: HubStores, tx: Any) -> str:
+        value = store.users.new_token(tx, username)
+        store.audit.append(tx, _actor(), "", "user.token", target=username)
         return value
 
-    return _with_store(data_dir, job)
+    return _with_store(settings, job)

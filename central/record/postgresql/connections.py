@@ -27,6 +27,7 @@ import psycopg
 import psycopg.conninfo
 
 from central.record.tx import StoreUnavailable
+from protocols.errors import CordonError
 
 #: SQLSTATE classes of a failure of the server rather than of the statement: connection exceptions (08),
 #: transaction rollback (40: serialization failure, deadlock), insufficient resources (53: disk full, out of
@@ -57,6 +58,22 @@ def unavailable(exc: BaseException, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"{what}: {' '.join(str(exc).split()) or type(exc).__name__}")
 
 
+class StoreUnreachable(CordonError, psycopg.OperationalError):
+    """No connection to the PostgreSQL store (a wrong address, database, user or password, a server that
+    is down): one line naming the database (never its password) and what the server or libpq said. It is
+    an ``OperationalError`` still, as the failure it stands for."""
+
+
+def describe(dsn: str) -> str:
+    """The connection string without its password, to name the database in a message."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "an unreadable connection string"
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+
+
 def with_password(dsn: str, password: str) -> str:
     """The connection string with the password added (kept out of the settings file: a secret file or the
     environment gives it); unchanged when there is none."""
@@ -70,7 +87,12 @@ def connect(dsn: str, *, autocommit: bool) -> psycopg.Connection:
     every partition, and PostgreSQL 15 locks all of them before it runs one; when a purge's ``DETACH ...
     CONCURRENTLY`` queues for its ACCESS EXCLUSIVE lock on an old day, that statement would queue behind
     it. A custom plan is pruned to the days its parameters name, and never holds a day being detached."""
-    conn = psycopg.connect(dsn, autocommit=autocommit, options="-c plan_cache_mode=force_custom_plan")
+    try:
+        conn = psycopg.connect(dsn, autocommit=autocommit, options="-c plan_cache_mode=force_custom_plan")
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise StoreUnreachable(
+            f"cannot connect to PostgreSQL ({describe(dsn)}): {' '.join(str(exc).split())}"
+        ) from exc
     conn.prepare_threshold = 2
     return conn
 

@@ -10,7 +10,8 @@ hold stored exactly beside its searchable form (``plate_exact``).
 
 Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
-results, the daily statistics, and the watchlists with the field feed.
+results, the daily statistics, and the watchlists with the field feed. Migration 11 is the progress of
+``cordon store migrate`` (a SQLite hub's data copied in).
 """
 
 from __future__ import annotations
@@ -180,6 +181,15 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE feed_changes (version bigint PRIMARY KEY, at double precision NOT NULL, actor bytea,
             body bytea NOT NULL)""",
         "CREATE TABLE hub_meta (key text PRIMARY KEY, value text NOT NULL)",
+    ],
+    # 11: what `cordon store migrate` copied from a SQLite hub (central.record.postgresql.load): each part
+    # (a table of hub.db, a day's reads or passages, the cached evidence) with its source, the rows copied
+    # and the key to go on after, committed with the rows, so an interrupted migration goes on where it
+    # stopped; kept afterwards as the record of where the data came from.
+    [
+        """CREATE TABLE store_migration (part text PRIMARY KEY, source text NOT NULL,
+            copied bigint NOT NULL DEFAULT 0, after text, done boolean NOT NULL DEFAULT false,
+            updated_at double precision NOT NULL)""",
     ],
 ]
 

@@ -140,6 +140,22 @@ READ_COLUMNS = (
     "lane",
     "direction",
 )
+PASSAGE_COLUMNS = (
+    "checkpoint",
+    "epoch",
+    "seq",
+    "digest",
+    "plate",
+    "no_plate",
+    "colour",
+    "vehicle_type",
+    "first_seen",
+    "last_seen",
+    "best_seq",
+    "read_seqs",
+    "cameras",
+    "received_at",
+)
 #: Added later (branch evidence): JSON of the read's optional attributes (``vehicle_colour``, ``vehicle_brand``,
 #: ``has_evidence``), NULL when it has none. A day file made before it gets the column when first attached.
 ATTRIBUTES_COLUMN = "attributes"
@@ -445,8 +461,8 @@ class SqliteReadStore:
             )
         else:
             db.conn.execute(
-                f"""INSERT INTO {s}.passages (checkpoint, epoch, seq, digest, plate, no_plate, colour, vehicle_type,
-                first_seen, last_seen, best_seq, read_seqs, cameras, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                f"INSERT INTO {s}.passages ({', '.join(PASSAGE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(PASSAGE_COLUMNS))})",
                 (
                     checkpoint,
                     epoch,
