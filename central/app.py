@@ -126,6 +126,7 @@ def create_app(settings: HubSettings) -> web.Application:
         tls=mqtt_tls,
         sign=(lambda body: signing.sign(body, hub_key)) if hub_key is not None else None,
         fold_window_s=settings.alerts.fold_window_s,
+        share_group=m.share_group,
         on_message=_messages_to(ingest, evidence),
         reconnect_min_s=m.reconnect_min_s,
         reconnect_max_s=m.reconnect_max_s,

@@ -1,5 +1,13 @@
 """The hub's only MQTT module (paho-mqtt directly: its own network thread, thread-safe publish,
-and delivery callbacks we need for idempotent alert dispatch)."""
+and delivery callbacks we need for idempotent alert dispatch).
+
+Alone (no ``mqtt.share_group``) the hub keeps a persistent session and its status, with its last will,
+on ``cordon/v1/hub/status``. Among several hubs (a share group) each takes its part of the edges' events
+through a shared subscription on a clean session, keeps its own status and will on
+``cordon/v1/hub/<id>/status``, and a second, small connection keeps the tier's status on
+``cordon/v1/hub/status`` for edges of release r1, which know only that topic (docs/protocol.md, "Several
+hubs").
+"""
 
 from __future__ import annotations
 
@@ -14,9 +22,17 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from protocols import topics
+from protocols import signing, topics
 from protocols.folding import FOLD_WINDOW_S
-from protocols.messages import SCHEMA_VERSION, SUPPORTED_VERSIONS, HubParameters, HubStatus, encode
+from protocols.messages import (
+    SCHEMA_VERSION,
+    SUPPORTED_VERSIONS,
+    DecodeError,
+    HubParameters,
+    HubStatus,
+    decode,
+    encode,
+)
 from runtime.link import REFUSED_FOR_GOOD, LinkState
 from runtime.tls import MQTT_PORT, MQTTS_PORT
 
@@ -54,25 +70,27 @@ class HubLink:
         tls: ssl.SSLContext | None = None,
         sign: Callable[[bytes], bytes] | None = None,
         fold_window_s: float | None = None,
+        share_group: str = "",
     ) -> None:
         """``tls`` (runtime.tls.mqtt_endpoint builds it from the settings) is required by ``mqtts://``;
-        ``fold_window_s`` is announced, retained, in the hub's parameters so edges fold repeated hits alike."""
+        ``fold_window_s`` is announced, retained, in the hub's parameters so edges fold repeated hits alike;
+        ``share_group`` makes this hub one of several (``client_id`` is then its id in its status topic)."""
         self._fold_window_s = fold_window_s
+        self._share_group = share_group
+        #: Where this hub's birth and will go: its own topic among several, the tier's when alone.
+        self._status_topic = topics.one_hub_status(client_id) if share_group else topics.hub_status()
         self._url = urlsplit(url)
         if (self._url.scheme == "mqtts") != (tls is not None):
             raise ValueError("an mqtts:// url needs a TLS context, and only it may have one")
         self._on_message_cb = on_message
         self._on_connected = on_connected
         self._sign = sign
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=paho.MQTTv311
+        # Among several hubs a clean session: a persistent one would have the broker keep queueing this
+        # hub's share of the events while it is down, and they would wait there for the edges' ack timeout.
+        self._client = _client(
+            client_id, bool(share_group), tls, username, password, reconnect_min_s, reconnect_max_s
         )
-        if tls is not None:
-            self._client.tls_set_context(tls)
-        if username:
-            self._client.username_pw_set(username, password)
-        self._client.will_set(topics.hub_status(), self._status(online=False), qos=1, retain=True)
-        self._client.reconnect_delay_set(max(1, int(reconnect_min_s)), max(1, int(reconnect_max_s)))
+        self._client.will_set(self._status_topic, self._status(online=False), qos=1, retain=True)
         self._client.max_queued_messages_set(0)
         self._client.max_inflight_messages_set(1000)
         self._client.on_socket_open = _send_at_once
@@ -87,6 +105,15 @@ class HubLink:
         self.state = LinkState.CONNECTING
         self.last_error: str | None = None
         self.connected_event = threading.Event()
+        self._tier = (
+            _TierStatus(
+                _client(f"{client_id}-tier", True, tls, username, password, reconnect_min_s, reconnect_max_s),
+                self._status,
+                lambda: self.state is LinkState.CONNECTED,
+            )
+            if share_group
+            else None
+        )
 
     def _status(self, *, online: bool) -> bytes:
         body = encode(
@@ -106,19 +133,24 @@ class HubLink:
 
     def start(self) -> None:
         port = self._url.port or (MQTTS_PORT if self._url.scheme == "mqtts" else MQTT_PORT)
-        self._client.connect_async(self._url.hostname or "127.0.0.1", port, self._keepalive)
+        host = self._url.hostname or "127.0.0.1"
+        self._client.connect_async(host, port, self._keepalive)
         self._client.loop_start()
+        if self._tier is not None:
+            self._tier.start(host, port, self._keepalive)
 
     def stop(self) -> None:
-        """Say offline (retained) ourselves, since a clean disconnect does not fire the will."""
+        """Say offline (retained) ourselves, since a clean disconnect does not fire the will: among
+        several hubs on this hub's own topic first (the edges send again at once what it had not
+        acknowledged), then on the tier's (the other hubs say online there again at once)."""
+        if self._tier is not None:
+            self._tier.stopping = True
         if self.state is LinkState.CONNECTED:
-            info = self._client.publish(topics.hub_status(), self._status(online=False), qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass
+            _publish_and_wait(self._client, self._status_topic, self._status(online=False))
         self._client.disconnect()
         self._client.loop_stop()
+        if self._tier is not None:
+            self._tier.stop()
 
     @property
     def connected(self) -> bool:
@@ -170,9 +202,12 @@ class HubLink:
             else:
                 log.warning("hub MQTT: %s", self.last_error)
             return
+        events = topics.all_checkpoints(topics.TopicKind.EVENTS)
+        # Events are taken once, by one hub of the group; statuses, evidence replies (for the hub that
+        # asked) and alarm receipts (kept idempotently, pushed to each hub's consoles) go to every hub.
         client.subscribe(
             [
-                (topics.all_checkpoints(topics.TopicKind.EVENTS), 1),
+                (topics.shared(self._share_group, events) if self._share_group else events, 1),
                 (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
                 (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1),
                 (topics.all_checkpoints(topics.TopicKind.RECEIPT), 1),
@@ -180,10 +215,12 @@ class HubLink:
         )
         # The parameters before the birth: an edge that sees the hub online already knows its rules.
         client.publish(topics.hub_parameters(), self._parameters(), qos=1, retain=True)
-        client.publish(topics.hub_status(), self._status(online=True), qos=1, retain=True)
+        client.publish(self._status_topic, self._status(online=True), qos=1, retain=True)
         self.state = LinkState.CONNECTED
         self.last_error = None
         self.connected_event.set()
+        if self._tier is not None:
+            self._tier.say(online=True)
         log.info("hub MQTT connected to %s", self._url.geturl())
         if self._on_connected is not None:
             # Retained messages (the feed version) may be gone with a broker restarted without persistence.
@@ -197,6 +234,10 @@ class HubLink:
             self.last_error = f"disconnected: {reason}"
             log.warning("hub MQTT %s", self.last_error)
         self.connected_event.clear()
+        if self._tier is not None and not self._tier.stopping:
+            # What this hub had taken and not acknowledged is gone with its clean session: offline on the
+            # tier's topic makes r1 edges replay (another hub, if any, says online again at once).
+            self._tier.say(online=False)
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         self._on_message_cb(message.topic, bytes(message.payload), time.time(), bool(message.retain))
@@ -212,3 +253,101 @@ class HubLink:
                     del self._early[next(iter(self._early))]
         if callback is not None:
             callback()
+
+
+def _client(
+    client_id: str,
+    clean_session: bool,
+    tls: ssl.SSLContext | None,
+    username: str | None,
+    password: str | None,
+    reconnect_min_s: float,
+    reconnect_max_s: float,
+) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, protocol=paho.MQTTv311
+    )
+    if tls is not None:
+        client.tls_set_context(tls)
+    if username:
+        client.username_pw_set(username, password)
+    client.reconnect_delay_set(max(1, int(reconnect_min_s)), max(1, int(reconnect_max_s)))
+    return client
+
+
+def _publish_and_wait(client: paho.Client, topic: str, payload: bytes) -> None:
+    info = client.publish(topic, payload, qos=1, retain=True)
+    try:
+        info.wait_for_publish(timeout=2)
+    except (RuntimeError, ValueError):
+        pass
+
+
+class _TierStatus:
+    """The tier's status on ``cordon/v1/hub/status`` while several hubs share the events: the one hub
+    status edges of release r1 know. MQTT gives a connection one last will, and each hub's own goes to its
+    own topic, so this second connection (client id ``<id>-tier``) carries the will on the tier's topic.
+    Online while this hub takes events; offline when it stops, loses its main connection or dies. Any hub
+    still taking events answers an offline there with online at once, so the topic stays online while any
+    hub is up, and an r1 edge sees offline then online when a hub goes: it replays what it had in flight,
+    as the edges of this release do on a hub's own will."""
+
+    def __init__(
+        self,
+        client: paho.Client,
+        status: Callable[..., bytes],
+        taking_events: Callable[[], bool],
+    ) -> None:
+        self._client = client
+        self._status = status
+        self._taking_events = taking_events
+        self.stopping = False
+        self._connected = False
+        client.will_set(topics.hub_status(), status(online=False), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+
+    def start(self, host: str, port: int, keepalive: int) -> None:
+        self._client.connect_async(host, port, keepalive)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        if self._connected:
+            _publish_and_wait(self._client, topics.hub_status(), self._status(online=False))
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def say(self, *, online: bool) -> None:
+        """Publish the tier's status (from any thread); nothing while this connection is down."""
+        if self._connected and not (online and self.stopping):
+            self._client.publish(topics.hub_status(), self._status(online=online), qos=1, retain=True)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, properties: object
+    ) -> None:
+        code = getattr(reason, "value", reason)
+        if code != 0:
+            log.warning("hub MQTT (tier status): broker refused the connection: %s", reason)
+            if code in REFUSED_FOR_GOOD:  # the main connection says so too, and stops
+                client.disconnect()
+                threading.Thread(target=client.loop_stop, daemon=True).start()
+            return
+        self._connected = True
+        client.subscribe(topics.hub_status(), 1)
+        if self._taking_events():
+            self.say(online=True)
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: object, flags: object, reason: object, properties: object
+    ) -> None:
+        self._connected = False
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        # Another hub went (its will, or its goodbye): the tier is up while this one takes events.
+        try:
+            status = decode(HubStatus, signing.open_signed(bytes(message.payload), None, required=False))
+        except (DecodeError, signing.SignatureError):
+            return  # an empty payload clears the topic; anything else is no status of ours
+        if not status.online and not self.stopping and self._taking_events():
+            self.say(online=True)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from protocols import viid
+from protocols import topics, viid
 from protocols.folding import FOLD_WINDOW_S
 from runtime import config
 from runtime import settings as shared
@@ -51,7 +51,23 @@ class MqttSettings(shared.MqttSettings, **_STRICT):
     ACL's hub user, also the CN of its client certificate) default to ``cordon-hub``."""
 
     client_id: str = "cordon-hub"
+    """Also the hub's id among several (its status topic ``cordon/v1/hub/<client_id>/status``)."""
     username: str | None = "cordon-hub"
+    share_group: str = ""
+    """Set, with the same value on every hub of a ring: the hubs share the edges' events (a shared
+    subscription ``$share/<group>/...``, each hub on a clean session with its own ``client_id``) and each
+    keeps its own status. Empty: the one hub of the ring, persistent session, as before."""
+
+    def __post_init__(self) -> None:
+        if self.share_group and not topics.valid_hub_id(self.share_group):
+            raise ValueError(
+                f"mqtt.share_group {self.share_group!r}: letters, digits, '-' and '_', at most 64"
+            )
+        if self.share_group and not topics.valid_hub_id(self.client_id):
+            raise ValueError(
+                f"mqtt.client_id {self.client_id!r} names this hub in its status topic when mqtt.share_group"
+                " is set: letters, digits, '-' and '_', at most 64"
+            )
 
 
 class WatchlistSettings(msgspec.Struct, **_STRICT):

@@ -176,6 +176,9 @@ class Mosquitto:
     autosave_interval_s: int | None = None
     extra_config: str = ""
     tls: BrokerTls | None = None
+    #: With ``tls``: an ACL in place of deploy/mosquitto/cordon.acl (the deployed one with a block added
+    #: as docs/deploy.md says, for a second hub).
+    acl_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -186,7 +189,9 @@ class Mosquitto:
         if self.tls is not None:
             text = (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(encoding="utf-8")
             return (
-                render_production_config(text, port=self.port, tls=self.tls, workdir=self.workdir)
+                render_production_config(
+                    text, port=self.port, tls=self.tls, workdir=self.workdir, acl_file=self.acl_file
+                )
                 + self.extra_config
             )
         lines = [

@@ -3,8 +3,9 @@
 Delivery rests on Cordon's own end-to-end acknowledgement, not on the broker: an event is
 published (QoS 1) at most ``max_inflight`` at a time, and stays in the outbox until the hub's
 ack names its sequence number. What stays unacknowledged past ``ack_timeout_s`` is sent again,
-and everything in flight is replayed when the hub announces itself online or the connection is
-re-established. The hub inserts idempotently, so a resend costs bandwidth, never a duplicate.
+and everything in flight is replayed when the hub tier announces itself online, when one of several
+hubs goes offline (its last will: what it had taken is lost with its clean session), or when the
+connection is re-established. The hub inserts idempotently, so a resend costs bandwidth, never a duplicate.
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ class EdgeUplink:
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.state = LinkState.CONNECTING
-        self.hub_online: bool | None = None
+        #: The hub tier's status (``cordon/v1/hub/status``: a lone hub's, or the tier's kept by several).
+        self._tier_online: bool | None = None
+        #: Each hub's own status when several share the events (``cordon/v1/hub/<id>/status``).
+        self.hubs: dict[str, bool] = {}
         self.last_error: str | None = None
         self.published_events = 0
         self.resent_events = 0
@@ -161,6 +165,14 @@ class EdgeUplink:
                 heapq.heappush(self._pending, (item.priority, item.seq))
                 self._queued.add(item.seq)
         self._wake.set()
+
+    @property
+    def hub_online(self) -> bool | None:
+        """Whether the hub tier takes events: the tier's status says so, or any one hub's own does (the
+        tier's topic says offline for a moment when one of several hubs goes); None before either came."""
+        if self._tier_online is None and not self.hubs:
+            return None
+        return bool(self._tier_online) or any(self.hubs.values())
 
     @property
     def inflight(self) -> int:
@@ -223,7 +235,8 @@ class EdgeUplink:
 
     def _lost(self, exc: Exception) -> None:
         self.state = LinkState.OFFLINE
-        self.hub_online = None
+        self._tier_online = None
+        self.hubs.clear()
         self.last_error = str(exc) or type(exc).__name__
         log.warning("uplink lost: %s", self.last_error)
 
@@ -232,6 +245,7 @@ class EdgeUplink:
         await client.subscribe(topics.ack(cp), qos=1)
         await client.subscribe(topics.alerts(cp), qos=1)
         await client.subscribe(topics.hub_status(), qos=1)
+        await client.subscribe(topics.every_hub_status(), qos=1)
         await client.subscribe(topics.hub_parameters(), qos=1)
         if self._on_feed_delta is not None:
             await client.subscribe(topics.feed_delta(), qos=1)
@@ -407,11 +421,13 @@ class EdgeUplink:
             elif parsed.kind is topics.TopicKind.ALERTS:
                 await self._on_alert(decode(Alert, payload))
             elif parsed.kind is topics.TopicKind.HUB_STATUS:
-                status = decode(HubStatus, payload)
                 was = self.hub_online
-                self._on_hub_status(status)
-                if status.online and was is not True and self._on_hub_online is not None:
-                    await self._on_hub_online()
+                self._tier_online = decode(HubStatus, payload).online
+                await self._hub_tier_changed(was)
+            elif parsed.kind is topics.TopicKind.ONE_HUB_STATUS and parsed.hub is not None:
+                was = self.hub_online
+                self._on_one_hub_status(parsed.hub, decode(HubStatus, payload) if payload else None)
+                await self._hub_tier_changed(was)
             elif parsed.kind is topics.TopicKind.HUB_PARAMETERS and payload:
                 parameters = decode(HubParameters, payload)
                 if self._on_fold_window is not None:
@@ -458,11 +474,24 @@ class EdgeUplink:
         self.acked_events += await self.outbox.acknowledge(ack.ranges)
         self._wake.set()
 
-    def _on_hub_status(self, status: HubStatus) -> None:
-        was = self.hub_online
-        self.hub_online = status.online
-        if status.online and was is not True:
+    async def _hub_tier_changed(self, was: bool | None) -> None:
+        """The tier came online: it may have subscribed after events were sent, so replay them."""
+        if self.hub_online and was is not True:
             moved = self._requeue_inflight(resend=True)
             if moved:
                 log.info("hub is online: replaying %d unacknowledged events", moved)
+            self._wake.set()
+            if self._on_hub_online is not None:
+                await self._on_hub_online()
+
+    def _on_one_hub_status(self, hub: str, status: HubStatus | None) -> None:
+        """One of several hubs said online or offline (``None``: its status was cleared). A hub that was
+        online and is not any more lost what it had taken and not acknowledged (a clean session): send
+        everything unacknowledged again now, to the hubs still up, rather than after the ack timeout."""
+        was = self.hubs.pop(hub, None)
+        if status is not None:
+            self.hubs[hub] = status.online
+        if was is True and not (status is not None and status.online):
+            moved = self._requeue_inflight(resend=True)
+            log.info("hub %s went offline: sending again the %d events not yet acknowledged", hub, moved)
             self._wake.set()

@@ -139,6 +139,7 @@ async def status_snapshot(app: web.Application) -> dict[str, Any]:
         "uplink": {
             "state": uplink.state.value,
             "hub_online": uplink.hub_online,
+            "hubs": dict(uplink.hubs),
             "last_error": uplink.last_error,
             "inflight": uplink.inflight,
             "queued": uplink.queued,

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
 
 import pytest
 
-from cordon.testing import PostgresCluster
+from cordon.testing import PostgresCluster, ReleaseError, previous_release_python
 from tests.support import Mosquitto, free_port
 
 
@@ -51,3 +52,13 @@ def sync_browser():
         chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="session")
+def previous_python() -> str:
+    """The previous release's Python (built on first use; ``make test`` builds it before pytest starts):
+    its edges and hub run against this checkout's (tests/test_compat_system.py, tests/test_several_hubs.py)."""
+    try:
+        return str(previous_release_python(Path(__file__).resolve().parents[1]))
+    except ReleaseError as exc:
+        pytest.fail(str(exc), pytrace=False)

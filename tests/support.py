@@ -79,6 +79,10 @@ class Service:
     def start(self, wait: bool = True) -> Service:
         log = self.log_path.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CORDON_")}
+        if self.python != sys.executable:
+            # Another release's environment runs its own code: a PYTHONPATH naming this checkout (a
+            # worktree's tests run so) would put this release's packages before it, and test nothing.
+            env.pop("PYTHONPATH", None)
         self.proc = subprocess.Popen(
             [self.python, "-m", "cordon", *self.args], stdout=log, stderr=log, env=env, cwd=self.workdir
         )

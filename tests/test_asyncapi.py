@@ -46,6 +46,7 @@ from protocols.messages import (
 from protocols.topics import TopicKind
 
 CP = "SD-DZ-001"
+HUB = "cordon-hub-2"
 EPOCH = 1718000000000123
 REGENERATE = "regenerate it: see the docstring of protocols/asyncapi_gen.py"
 
@@ -58,6 +59,7 @@ CARRIES = {
     TopicKind.ACCOUNTS: "OfficerAccounts",
     TopicKind.HUB_STATUS: "HubStatus",
     TopicKind.HUB_PARAMETERS: "HubParameters",
+    TopicKind.ONE_HUB_STATUS: "HubStatus",
     TopicKind.FEED_DELTA: "FeedDelta",
     TopicKind.FEED_VERSION: "FeedVersion",
     TopicKind.EVIDENCE_REQUEST: "EvidenceRequest",
@@ -65,10 +67,17 @@ CARRIES = {
     TopicKind.RECEIPT: "AlertReceipt",
 }
 HUB_RECEIVES = {TopicKind.EVENTS, TopicKind.STATUS, TopicKind.EVIDENCE_REPLY, TopicKind.RECEIPT}
-GLOBAL = {TopicKind.HUB_STATUS, TopicKind.HUB_PARAMETERS, TopicKind.FEED_DELTA, TopicKind.FEED_VERSION}
+GLOBAL = {
+    TopicKind.HUB_STATUS,
+    TopicKind.ONE_HUB_STATUS,
+    TopicKind.HUB_PARAMETERS,
+    TopicKind.FEED_DELTA,
+    TopicKind.FEED_VERSION,
+}
 RETAINED = {
     TopicKind.STATUS,
     TopicKind.HUB_STATUS,
+    TopicKind.ONE_HUB_STATUS,
     TopicKind.HUB_PARAMETERS,
     TopicKind.FEED_VERSION,
     TopicKind.ACCOUNTS,
@@ -80,6 +89,7 @@ BUILDERS = {
     TopicKind.ALERTS: topics.alerts,
     TopicKind.ACCOUNTS: topics.accounts,
     TopicKind.HUB_STATUS: lambda _cp: topics.hub_status(),
+    TopicKind.ONE_HUB_STATUS: lambda _cp: topics.one_hub_status(HUB),
     TopicKind.HUB_PARAMETERS: lambda _cp: topics.hub_parameters(),
     TopicKind.FEED_DELTA: lambda _cp: topics.feed_delta(),
     TopicKind.FEED_VERSION: lambda _cp: topics.feed_version(),
@@ -115,8 +125,13 @@ def refs(node: Any) -> list[str]:
     return []
 
 
+def concrete(address: str) -> str:
+    """A channel's address with its parameters filled in."""
+    return address.replace("{checkpoint}", CP).replace("{hub}", HUB)
+
+
 def channel_kind(address: str) -> TopicKind:
-    return topics.parse(address.replace("{checkpoint}", CP)).kind
+    return topics.parse(concrete(address)).kind
 
 
 def ref_name(ref: str) -> str:
@@ -161,9 +176,10 @@ def test_every_channel_is_a_topic_and_every_topic_a_channel(doc):
     for name, channel in doc["channels"].items():
         address = channel["address"]
         assert set(re.findall(r"\{(\w+)\}", address)) == set(channel.get("parameters", {})), name
-        parsed = topics.parse(address.replace("{checkpoint}", CP))
+        parsed = topics.parse(concrete(address))
         assert parsed.checkpoint == (None if parsed.kind in GLOBAL else CP), name
-        assert BUILDERS[parsed.kind](CP) == address.replace("{checkpoint}", CP), name
+        assert parsed.hub == (HUB if parsed.kind is TopicKind.ONE_HUB_STATUS else None), name
+        assert BUILDERS[parsed.kind](CP) == concrete(address), name
         assert parsed.kind not in seen, f"{name} and {seen.get(parsed.kind)} are the same topic"
         seen[parsed.kind] = name
     assert set(seen) == set(TopicKind), f"topics without a channel: {sorted(set(TopicKind) - set(seen))}"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from cordon.testing import ReleaseError, previous_release_python
 from tests.support import (
     Service,
     edge_service,
@@ -46,20 +45,10 @@ to = ["SD-LY-001"]
 FEED_TOKEN = "feed-secret"
 PASSWORD = "checkpoint night 02"
 LY, DZ = "SD-LY-001", "SD-DZ-001"
-ROOT = Path(__file__).resolve().parents[1]
 NEW_PLATE = "冀F7M395"
 HIK = Path(__file__).parent / "fixtures" / "cameras" / "hikvision"
 BOUNDARY = "---------------------------7e13971310878"
 LISTED = "鲁Q8K2L1"
-
-
-@pytest.fixture(scope="session")
-def previous_python() -> str:
-    """The previous release's Python (built on first use; ``make test`` builds it before pytest starts)."""
-    try:
-        return str(previous_release_python(ROOT))
-    except ReleaseError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 async def test_the_previous_releases_edges_work_with_this_hub(tmp_path, mosquitto, previous_python):

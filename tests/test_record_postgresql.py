@@ -102,6 +102,40 @@ def test_hubs_starting_together_on_a_fresh_database_apply_each_migration_once(pg
         )
 
 
+def test_hubs_meeting_a_new_day_together_make_its_partitions_once(pg_dsn):
+    # Several hubs share the database (issue 23); each met the same new day in its batch at once. Without
+    # the advisory lock two ran CREATE TABLE for the same partition and one's batch failed (seen with two
+    # hub processes: "duplicate key value violates unique constraint pg_type_typname_nsp_index").
+    hubs = 4
+    stores = [PgReadStore(pg_dsn, lock_timeout_s=10) for _ in range(hubs)]
+    for s in stores:
+        s.start()
+    day = dt.date(2031, 5, 17)
+    barrier = threading.Barrier(hubs)
+    errors: list[Exception] = []
+
+    def prepare(s):
+        barrier.wait()
+        try:
+            s.prepare([day])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert tables_named_like_partitions(pg_dsn) == [
+            f"{t}_20310517" for t in ("passages", "plates", "reads")
+        ]
+    finally:
+        for s in stores:
+            s.stop()
+
+
 def test_an_insert_inside_a_transaction_asks_for_a_new_day_first(store, pg_dsn):
     now = time.time()
     with psycopg.connect(pg_dsn) as conn:

@@ -87,6 +87,9 @@ Item = tuple[str, int, PlateRead | Passage, float, float]
 
 TABLES = ("reads", "passages", "plates")
 _PARTITION = re.compile(r"(reads|passages|plates)_(\d{8})")
+DAYS_LOCK = 0x636F72646F72
+"""The advisory lock under which a day's partitions are made: hubs sharing the database make them one at a
+time (two hubs that both met a new day raced to create the same table, and one's batch failed)."""
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
 
 
@@ -379,9 +382,11 @@ class PgReadStore:
                     if name in parts and parts[name] is not True:
                         self._drop(conn, table, name, parts[name])
                 with conn.transaction():  # one commit for the day's three partitions and its row
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (DAYS_LOCK,))
+                    made = self._partitions(conn)  # what another hub made meanwhile is not made again
                     for table in TABLES:
                         name = partition_name(table, day)
-                        if parts.get(name) is True:
+                        if made.get(name) is True:
                             continue
                         ident = sql.Identifier(name)
                         conn.execute(
