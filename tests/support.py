@@ -280,6 +280,14 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
         return await resp.json()
 
 
+async def get_health(session: aiohttp.ClientSession, url: str) -> Any:
+    """A hub's health: 200 with ``ok``, 503 with ``degraded`` and the same body (a front door's check)."""
+    async with session.get(url) as resp:
+        health = await resp.json()
+        assert resp.status == (200 if health["status"] == "ok" else 503), f"{url}: {resp.status} {health}"
+        return health
+
+
 async def next_frame(
     ws: aiohttp.ClientWebSocketResponse,
     kind: str,

@@ -8,6 +8,7 @@ from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
 from central.web import keys
 from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
+from runtime.link import LinkState
 
 CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n"
 
@@ -47,12 +48,21 @@ def ingest(app, plate, seq):
 
 async def test_health_is_public_and_says_why_it_is_degraded(client):
     resp = await client.get("/api/v1/health")
-    assert resp.status == 200
+    # 503 with the same body: a front door's check (HAProxy's httpchk) reads the code alone.
+    assert resp.status == 503
     health = await resp.json()
     assert health["status"] == "degraded"
     assert any("broker link" in r for r in health["reasons"])
     assert {"checkpoints_online", "reads_total", "alerts_total"} <= set(health)
     assert health["watchlist_entries"] == 1
+    # The broker link up (as the link says once connected): ok, 200. The real link is in test_front_door.
+    link = client.app[keys.LINK]
+    before, link.state = link.state, LinkState.CONNECTED
+    try:
+        resp = await client.get("/api/v1/health")
+        assert resp.status == 200 and (await resp.json())["status"] == "ok"
+    finally:
+        link.state = before
 
 
 async def test_console_and_apis_need_login(client):

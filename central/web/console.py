@@ -128,6 +128,8 @@ def degraded_reasons(app: web.Application) -> list[str]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """ok (200) or degraded (503, the same body, with the reasons): a front door's health check takes a
+    degraded hub out of its rotation by the status code alone (deploy/haproxy/cordon.cfg)."""
     app = request.app
     ingest = app[keys.INGEST]
     reasons = degraded_reasons(app)
@@ -141,7 +143,8 @@ async def health(request: web.Request) -> web.Response:
             "alerts_total": base.alerts + ingest.metrics.alerts,
             "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
             "watchlist_entries": len(app[keys.WATCHLISTS]),
-        }
+        },
+        status=503 if reasons else 200,
     )
 
 
