@@ -603,6 +603,12 @@ class PgEvents:
         ]
 
     @staticmethod
+    def alert_position(tx: psycopg.Connection) -> int:
+        """The newest alert's position (0: none yet)."""
+        row = tx.execute("SELECT coalesce(max(pos), 0) FROM alerts").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
     def outcomes(tx: psycopg.Connection, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""
         cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")

@@ -10,7 +10,8 @@ hold stored exactly beside its searchable form (``plate_exact``).
 
 Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
-results, the daily statistics, and the watchlists with the field feed.
+results, the daily statistics, and the watchlists with the field feed; migration 11 the log of list
+changes the hubs sharing the database follow.
 """
 
 from __future__ import annotations
@@ -180,6 +181,11 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE feed_changes (version bigint PRIMARY KEY, at double precision NOT NULL, actor bytea,
             body bytea NOT NULL)""",
         "CREATE TABLE hub_meta (key text PRIMARY KEY, value text NOT NULL)",
+    ],
+    # 11: the log of list changes (central/record/watchlists.py): each applied change, covert lists too, at
+    # its position (taken under the feed's lock, so positions follow commits), as every hub's index follows it
+    [
+        "CREATE TABLE list_changes (position bigint PRIMARY KEY, at double precision NOT NULL, body bytea NOT NULL)",
     ],
 ]
 

@@ -140,4 +140,9 @@ MIGRATIONS: list[list[str]] = [
             shown_by TEXT NOT NULL, acknowledged_at REAL, outcome TEXT, officer TEXT NOT NULL,
             received_at REAL NOT NULL, PRIMARY KEY (alert_id, checkpoint)) WITHOUT ROWID""",
     ],
+    # 13: the log of list changes (central/record/watchlists.py): each applied change, covert lists too,
+    # at its position, as a hub's index follows it
+    [
+        "CREATE TABLE list_changes (position INTEGER PRIMARY KEY, at REAL NOT NULL, body BLOB NOT NULL)",
+    ],
 ]

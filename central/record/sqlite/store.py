@@ -544,6 +544,22 @@ class HubStore:
         sql += " ORDER BY raised_at DESC LIMIT ?"
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
 
+    def alerts_after(self, position: int, limit: int = 500) -> list[tuple[int, Alert]]:
+        """Alerts after ``position`` (their rowid: one writer inserts them, in commit order), oldest first."""
+        return self.read(
+            lambda db: [
+                (int(pos), _alert_decoder.decode(b))
+                for pos, b in db.conn.execute(
+                    "SELECT rowid, body FROM alerts WHERE rowid > ? ORDER BY rowid LIMIT ?", (position, limit)
+                )
+            ]
+        )
+
+    def alert_position(self) -> int:
+        return int(
+            self.read(lambda db: db.conn.execute("SELECT coalesce(max(rowid), 0) FROM alerts").fetchone()[0])
+        )
+
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""
         cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")
