@@ -58,7 +58,8 @@ def create_app(settings: HubSettings) -> web.Application:
     store = factory.open_store(settings)
     console = Fanout()
     directory = Directory(store.users.directory)
-    sessions = Sessions(secrets.token_bytes(32))
+    # One key for every hub behind a front door (console.session_key_file), or a new one at each start.
+    sessions = Sessions(settings.console.session_key() or secrets.token_bytes(32))
     app = web.Application(
         client_max_size=settings.http.max_body_bytes,
         middlewares=make_middlewares(
