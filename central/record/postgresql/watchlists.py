@@ -109,6 +109,7 @@ class _Rows:
         # Under the feed's lock (apply_changes), held to the commit: positions follow commits.
         position = _change_position(tx) + 1
         tx.execute("INSERT INTO list_changes (position, at, body) VALUES (%s,%s,%s)", (position, now, body))
+        _set_meta(tx, "list_change_position", str(position))
         tx.execute("DELETE FROM list_changes WHERE position <= %s", (position - LOG_KEEP,))
         return position
 
@@ -128,7 +129,8 @@ class _Rows:
 
 
 def _change_position(tx: psycopg.Connection) -> int:
-    row = tx.execute("SELECT coalesce(max(position), 0) FROM list_changes").fetchone()
+    # Kept apart from the log, so that positions never go back, whatever the log has let go.
+    row = tx.execute("SELECT value FROM hub_meta WHERE key = 'list_change_position'").fetchone()
     return int(row[0]) if row else 0
 
 

@@ -62,9 +62,10 @@ def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], i
 
 
 def change_position(db: sqlite_utils.Database) -> int:
-    """The newest position in the log of list changes (0: none yet)."""
-    (position,) = db.conn.execute("SELECT coalesce(max(position), 0) FROM list_changes").fetchone()
-    return int(position)
+    """The newest position in the log of list changes (0: none yet). Kept apart from the log, so that
+    positions never go back, whatever the log has let go."""
+    row = db.conn.execute("SELECT value FROM hub_meta WHERE key='list_change_position'").fetchone()
+    return int(row[0]) if row else 0
 
 
 def changes_after(
@@ -145,6 +146,10 @@ class _Rows:
     def log_change(db: sqlite_utils.Database, body: bytes, now: float) -> int:
         position = change_position(db) + 1
         db.conn.execute("INSERT INTO list_changes (position, at, body) VALUES (?,?,?)", (position, now, body))
+        db.conn.execute(
+            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('list_change_position', ?)",
+            (str(position),),
+        )
         db.conn.execute("DELETE FROM list_changes WHERE position <= ?", (position - LOG_KEEP,))
         return position
 
