@@ -17,6 +17,7 @@ from aiohttp import web
 from central.alerts import escalation
 from central.alerts.dispatch import AlertDispatcher
 from central.alerts.evidence import EvidenceBroker
+from central.alerts.relay import AlertRelay
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
@@ -30,6 +31,7 @@ from central.record import factory, retention
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
+from central.watchlists.follow import ListFollower
 from central.watchlists.index import HubWatchlists, changes_for, load_files
 from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamError, UpstreamSource
@@ -166,6 +168,7 @@ def create_app(settings: HubSettings) -> web.Application:
             _watchlists,
             background("feed-files", lambda app: app[keys.FEED_FILES].run()),
             _dispatch,
+            _other_hubs,
             _broker,
             _upstream,
             _viid,
@@ -428,6 +431,24 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     await dispatcher.resume()
     yield
     for task in (marker, hooks):
+        await stop(task)
+
+
+async def _other_hubs(app: web.Application) -> AsyncIterator[None]:
+    """What the other hubs on the store do that this hub's consoles and index must follow: their alerts
+    (``AlertRelay``) and their changes to the lists (``ListFollower``); alone, only this hub's own."""
+    relay = AlertRelay(app[keys.STORE], app[keys.DISPATCHER])
+    await relay.start()
+    lists = app[keys.LISTS]
+    follower = ListFollower(
+        app[keys.STORE], app[keys.WATCHLISTS], on_version=lambda v: [hook(v) for hook in lists.on_version]
+    )
+    tasks = [
+        asyncio.create_task(relay.run(), name="alert-relay"),
+        asyncio.create_task(follower.run(), name="list-follower"),
+    ]
+    yield
+    for task in tasks:
         await stop(task)
 
 

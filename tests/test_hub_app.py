@@ -190,3 +190,55 @@ async def test_a_restart_with_the_same_lists_keeps_the_feed_version(
     client = await aiohttp_client(create_app(settings))
     assert client.app[keys.WATCHLISTS].index.feed_version == versions[0] + 1
     await client.close()
+
+
+async def test_a_console_that_reconnects_gets_the_alerts_after_its_position(
+    aiohttp_client, tmp_path, dead_broker_url
+):
+    """Positions are the store's, in commit order: the hello says where the feed starts, each alert the
+    hub gives (its own ones by a ``position`` frame, from the relay) moves it on, and ``?after=`` brings
+    back what a console missed even when the recent alerts it gets do not reach that far."""
+    wl = tmp_path / "wl.csv"
+    plates = ["鲁Q8K2L1", "鲁Q8K2L2", "鲁Q8K2L3", "鲁Q8K2L4"]
+    wl.write_text(
+        "plate,list,action,priority,reason\n" + "".join(f"{p},涉毒,intercept,90,线索\n" for p in plates),
+        encoding="utf-8",
+    )
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        watchlists=WatchlistSettings(csv=[str(wl)]),
+        console=ConsoleSettings(token="246810", recent_alerts=1),
+    )
+    client = await aiohttp_client(create_app(settings))
+    await client.post("/login", json={"code": "246810"})
+    ingest(client.app, plates[0], 1)
+    async with client.ws_connect("/api/v1/ws") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello" and hello["position"] == 1
+        assert (await ws.receive_json(timeout=5))["alert"]["plate_read"] == plates[0]
+        ingest(client.app, plates[1], 2)
+        frames = []
+        while not any(f.get("position") == 2 for f in frames):
+            frames.append(await ws.receive_json(timeout=5))
+        # Raised here: the dispatcher gives it at once, the relay then only its position.
+        assert [f["alert"]["plate_read"] for f in frames if f["type"] == "alert"] == [plates[1]]
+        assert frames[-1] == {"type": "position", "position": 2}
+    ingest(client.app, plates[2], 3)
+    ingest(client.app, plates[3], 4)
+    async with client.ws_connect("/api/v1/ws?after=2") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["position"] == 4
+        got = [await ws.receive_json(timeout=5) for _ in range(2)]
+        # The one it missed beyond the recent one (recent_alerts = 1), with its position; then the recent.
+        assert [(f["alert"]["plate_read"], f.get("position")) for f in got] == [
+            (plates[2], 3),
+            (plates[3], None),
+        ]
+        later = []
+        with pytest.raises(TimeoutError):
+            while True:
+                later.append(await ws.receive_json(timeout=0.8))
+        # Each alert once: the relay gives the positions of the two raised here, not the alerts again.
+        assert all(f["type"] == "position" for f in later), later
+    assert (await client.get("/api/v1/ws?after=x")).status == 400

@@ -7,12 +7,16 @@ each one to the console's live feed, unless its list is covert or restricted to 
 broker has taken every checkpoint's copy. At start-up every alert not marked is sent again;
 receivers drop an alert id they have already shown (the console page, the edge's alert log,
 webhook receivers by the idempotency key), so a resend is never shown or acted on twice.
+
+The consoles connected to this hub also get the alerts other hubs on the same store raised
+(``central/alerts/relay.py``): each alert once, whichever of the two paths brings it first (``shown``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 
 from central.alerts.webhooks import WebhookSender
@@ -26,6 +30,9 @@ from runtime.fanout import Fanout
 log = logging.getLogger(__name__)
 
 MARK_BATCH_WAIT_S = 0.05
+#: The ids of the alerts this hub's consoles were given that are remembered (the newest), so that the
+#: relay's copy of an alert dispatched here, or the other way round, is not given again.
+SHOWN_KEEP = 10_000
 
 
 class AlertDispatcher:
@@ -46,6 +53,7 @@ class AlertDispatcher:
         self.console = console
         self._loop: asyncio.AbstractEventLoop | None = None
         self._delivered: asyncio.Queue[str] = asyncio.Queue()
+        self._shown: OrderedDict[str, None] = OrderedDict()
         self.dispatched = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -64,11 +72,34 @@ class AlertDispatcher:
             lambda: [self.console.publish({"type": "alert", "alert": alert}) for alert in alerts]
         )
 
+    def shown(self, alert_id: str) -> bool:
+        """Whether this hub's consoles were given this alert (among the last ``SHOWN_KEEP``)."""
+        return alert_id in self._shown
+
+    def _show(self, alert: Alert, position: int | None = None) -> None:
+        """The consoles get the alert unless they had it already (on the event loop)."""
+        if alert.alert_id in self._shown:
+            if position is not None:  # the consoles' catch-up goes on from here after a reconnect
+                self.console.publish({"type": "position", "position": position})
+            return
+        self._shown[alert.alert_id] = None
+        if len(self._shown) > SHOWN_KEEP:
+            self._shown.popitem(last=False)
+        frame: dict[str, object] = {"type": "alert", "alert": alert}
+        if position is not None:
+            frame["position"] = position
+        self.console.publish(frame)
+
+    def relay(self, alert: Alert, position: int) -> None:
+        """An alert at ``position`` (raised by this hub or another on the same store): the consoles get it
+        once, and its position (on the event loop)."""
+        self._show(alert, position)
+
     def dispatch(self, alerts: list[Alert]) -> None:
         loop = self._loop
         assert loop is not None
         for alert in alerts:
-            self.console.publish({"type": "alert", "alert": alert})
+            self._show(alert)
             if self.webhooks is not None:
                 self.webhooks.offer(alert)
             recipients = self.router.recipients(alert)
