@@ -134,7 +134,10 @@ def hub_service(
     if watchlist_csv is not None:
         config["watchlists"] = {"csv": [str(watchlist_csv)]}
     for section, values in (extra or {}).items():
-        config.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values  # a top-level key (time_zone)
     conf = write_toml(workdir / "hub.toml", config)
     return Service(
         "hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config), python=python
