@@ -251,7 +251,7 @@ def _messages_to(ingest: Ingest, evidence: EvidenceBroker) -> OnMessage:
 def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:
     """Officers recorded what came of alerts: every console sees it at once."""
     for checkpoint, outcome in outcomes:
-        app[keys.CONSOLE].publish({"type": "outcome", "outcome": outcome_frame(checkpoint, outcome)})
+        app[keys.DISPATCHER].give({"type": "outcome", "outcome": outcome_frame(checkpoint, outcome)})
 
 
 def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> None:
@@ -264,7 +264,7 @@ def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> No
 def _on_receipts(app: web.Application, receipts: list[dict[str, object]]) -> None:
     """A checkpoint's tablet showed an alarm, or an officer acknowledged it: every console sees the receipt."""
     for receipt in receipts:
-        app[keys.CONSOLE].publish({"type": "receipt", "receipt": receipt})
+        app[keys.DISPATCHER].give({"type": "receipt", "receipt": receipt})
 
 
 def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:
@@ -437,7 +437,7 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
 async def _other_hubs(app: web.Application) -> AsyncIterator[None]:
     """What the other hubs on the store do that this hub's consoles and index must follow: their alerts
     (``AlertRelay``) and their changes to the lists (``ListFollower``); alone, only this hub's own."""
-    relay = AlertRelay(app[keys.STORE], app[keys.DISPATCHER])
+    relay = AlertRelay(app[keys.STORE], app[keys.DISPATCHER], app[keys.SETTINGS].console.escalate_after_s)
     await relay.start()
     lists = app[keys.LISTS]
     follower = ListFollower(
@@ -595,7 +595,7 @@ async def escalate_once(app: web.Application, now: float | None = None) -> list[
     after_s = app[keys.SETTINGS].console.escalate_after_s
     frames = await app[keys.STORE].run(lambda tx: app[keys.STORE].escalate_due(tx, after_s, now))
     for frame in frames:
-        app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
+        app[keys.DISPATCHER].give({"type": "escalation", "escalation": frame})
         if app[keys.DISPATCHER].webhooks is not None:
             app[keys.DISPATCHER].webhooks.offer_escalation(frame)
     return frames

@@ -242,3 +242,22 @@ async def test_a_console_that_reconnects_gets_the_alerts_after_its_position(
         # Each alert once: the relay gives the positions of the two raised here, not the alerts again.
         assert all(f["type"] == "position" for f in later), later
     assert (await client.get("/api/v1/ws?after=x")).status == 400
+
+
+async def test_news_another_hub_stored_reaches_this_hubs_consoles(client):
+    """An escalation written to the store by another hub (here: straight into the store, which this hub's
+    own loop never saw) reaches the consoles through the relay, once."""
+    app = client.app
+    await client.post("/login", json={"code": "246810"})
+    ingest(app, "鲁Q8K2L1", 1)
+    async with client.ws_connect("/api/v1/ws") as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        store, after_s = app[keys.STORE], app[keys.SETTINGS].console.escalate_after_s
+        due = await store.run(lambda tx: store.escalate_due(tx, after_s, time.time() + after_s + 1))
+        assert [f["alert_id"] for f in due]  # escalated by "the other hub"
+        frames = []
+        with pytest.raises(TimeoutError):
+            while True:
+                frames.append(await ws.receive_json(timeout=1.5))
+        escalations = [f for f in frames if f["type"] == "escalation"]
+        assert [e["escalation"]["alert_id"] for e in escalations] == [due[0]["alert_id"]]

@@ -28,7 +28,7 @@ import pytest
 from cordon.pki import Pki
 from cordon.testing import free_port
 from protocols import topics
-from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
+from protocols.messages import SCHEMA_VERSION, AlertOutcome, AlertReceipt, EventBatch, PlateRead, encode
 from tests.support import Mosquitto, Service, hub_service, login, next_frame, session, until, wait_port
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
@@ -74,6 +74,26 @@ class Cluster:
         sent = time.monotonic()
         client.publish(topics.events(checkpoint), encode(batch), qos=1).wait_for_publish(10)
         return seq, sent
+
+    def publish_events(self, hub: str, *events: Any, checkpoint: str = "SD-DZ-001") -> float:
+        """Other events of an edge (an outcome) onto ``hub``'s broker; when they were sent."""
+        batch = EventBatch(
+            v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=time.time(), events=list(events)
+        )
+        sent = time.monotonic()
+        self._edge(hub).publish(topics.events(checkpoint), encode(batch), qos=1).wait_for_publish(10)
+        return sent
+
+    def publish_receipt(self, hub: str, receipt: Any) -> float:
+        sent = time.monotonic()
+        self._edge(hub).publish(topics.receipt(receipt.checkpoint), encode(receipt), qos=1).wait_for_publish(
+            10
+        )
+        return sent
+
+    def next_seq(self, checkpoint: str = "SD-DZ-001") -> int:
+        self.seqs[checkpoint] = self.seqs.get(checkpoint, 0) + 1
+        return self.seqs[checkpoint]
 
     def _edge(self, hub: str) -> Any:
         """A connected MQTT client on ``hub``'s broker, standing for the checkpoints' edges."""
@@ -252,6 +272,46 @@ async def test_an_alert_raised_by_one_hub_reaches_the_consoles_of_the_other_once
         later_a, later_b = await asyncio.gather(quiet(ws_a, 1.0), quiet(ws_b, 1.0))
         assert [f for f in later_a + later_b if f["type"] == "alert"] == []
         assert {"type": "position", "position": on_b["position"]} in later_a
+
+        # The alert's news, stored by hub a, on hub b's console too (and once on each): a repeated hit
+        # folded into it, a tablet's receipt, an officer's outcome.
+        alert_id = on_a["alert"]["alert_id"]
+        _, sent = cluster.publish_read("a", LISTED[0])
+        folded = await next_frame(
+            ws_b, "alert_folded", timeout=10, where=lambda f: f["alert"]["alert_id"] == alert_id
+        )
+        cluster.figures["fold_on_other_hub_s"] = time.monotonic() - sent
+        assert folded["alert"]["folded"] == 1
+        now = time.time()
+        sent = cluster.publish_receipt(
+            "a",
+            AlertReceipt(
+                v=SCHEMA_VERSION,
+                checkpoint="SD-DZ-001",
+                alert_id=alert_id,
+                sent_at=now,
+                shown_at=now,
+                shown_by="wang",
+            ),
+        )
+        receipt = await next_frame(ws_b, "receipt", timeout=10)
+        cluster.figures["receipt_on_other_hub_s"] = time.monotonic() - sent
+        assert (receipt["receipt"]["alert_id"], receipt["receipt"]["shown_by"]) == (alert_id, "wang")
+        seq = cluster.next_seq()
+        outcome = AlertOutcome(
+            seq=seq, alert_id=alert_id, outcome="intercepted", officer="wang", acknowledged_at=now
+        )
+        sent = cluster.publish_events("a", outcome)
+        answered = await next_frame(ws_b, "outcome", timeout=10)
+        cluster.figures["outcome_on_other_hub_s"] = time.monotonic() - sent
+        assert (answered["outcome"]["alert_id"], answered["outcome"]["outcome"]) == (alert_id, "intercepted")
+        for key in ("fold_on_other_hub_s", "receipt_on_other_hub_s", "outcome_on_other_hub_s"):
+            assert cluster.figures[key] <= 2.0, cluster.figures
+        # Each once: hub a's console (which was not read meanwhile) has one of each, hub b's no more.
+        later_a, later_b = await asyncio.gather(quiet(ws_a, 1.0), quiet(ws_b, 1.0))
+        news = ("alert_folded", "receipt", "outcome")
+        assert sorted(f["type"] for f in later_a if f["type"] in news) == sorted(news), later_a
+        assert [f for f in later_b if f["type"] in news] == [], later_b
     finally:
         for http in (http_a, http_b):
             await http.close()

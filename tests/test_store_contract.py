@@ -669,6 +669,11 @@ def test_repeated_hits_fold_into_the_open_alert_until_it_has_an_outcome(backend)
         "outcome": "intercepted",
         "officer": "王\0",
     }
+    # The news of an alert by when it was stored (a fold at T0 + 2, the outcome at T0 + 1, the receipts up
+    # to T0 + 42): under the open alert, as it is now, for the consoles of every hub.
+    assert [(at, a.alert_id, a.folded) for at, a in ev.touched_since(T0)] == [(T0 + 42, "A1", 1)]
+    assert [a.alert_id for _, a in ev.touched_since(T0 + 2)] == ["A1"]
+    assert ev.touched_since(T0 + 42.5) == []
 
 
 def test_edge_hits_gaps_checkpoints_and_dead_letters_alike(backend):
@@ -774,6 +779,8 @@ def test_unanswered_intercepts_are_escalated_once(backend):
     known = backend.read(lambda tx: ev.escalated_among(tx, ["A1", "A2", "A4"], 300))
     assert sorted((f["alert_id"], f["escalated_at"]) for f in known) == [("A1", T0 + 400), ("A4", T0 + 404.5)]
     assert backend.read(backend.audit.verify).records == 2
+    touched = [(at, a.alert_id) for at, a in ev.touched_since(T0 + 300)]
+    assert touched == [(T0 + 400, "A1"), (T0 + 404.5, "A4")]  # escalations are news too
     # An outcome on a hit folded into the alert answers it as well.
     backend.write(lambda tx: ev.insert_alert(tx, alert(5, entry=11)))
     backend.write(lambda tx: ev.fold(tx, alert(6, entry=11), 600))

@@ -10,8 +10,8 @@ hold stored exactly beside its searchable form (``plate_exact``).
 
 Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
-results, the daily statistics, and the watchlists with the field feed; migration 11 the log of list
-changes the hubs sharing the database follow.
+results, the daily statistics, and the watchlists with the field feed; migration 11 what the hubs sharing
+the database follow of each other (the log of list changes, the alerts' news by time).
 """
 
 from __future__ import annotations
@@ -182,10 +182,15 @@ MIGRATIONS: list[list[str]] = [
             body bytea NOT NULL)""",
         "CREATE TABLE hub_meta (key text PRIMARY KEY, value text NOT NULL)",
     ],
-    # 11: the log of list changes (central/record/watchlists.py): each applied change, covert lists too, at
-    # its position (taken under the feed's lock, so positions follow commits), as every hub's index follows it
+    # 11: what the hubs sharing the database follow of each other: the log of list changes
+    # (central/record/watchlists.py: each applied change, covert lists too, at its position, taken under the
+    # feed's lock, so positions follow commits), and the times the alerts' later news was stored at, which
+    # the consoles of every hub read recent news by (AlertStore.touched_since)
     [
         "CREATE TABLE list_changes (position bigint PRIMARY KEY, at double precision NOT NULL, body bytea NOT NULL)",
+        "CREATE INDEX alert_folds_raised ON alert_folds (raised_at)",
+        "CREATE INDEX alert_outcomes_received ON alert_outcomes (received_at)",
+        "CREATE INDEX alert_receipts_received ON alert_receipts (received_at)",
     ],
 ]
 

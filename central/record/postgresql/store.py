@@ -181,6 +181,9 @@ class PgStores:
     def alert_position(self) -> int:
         return self.read(PgEvents.alert_position)
 
+    def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
+        return self.read(lambda tx: PgEvents.touched_since(tx, since, limit))
+
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         return self.read(lambda tx: PgEvents.outcomes(tx, alert_ids))
 
