@@ -17,6 +17,7 @@ from aiohttp import web
 from central.alerts import escalation
 from central.alerts.dispatch import AlertDispatcher
 from central.alerts.evidence import EvidenceBroker
+from central.alerts.relay import AlertRelay
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
@@ -32,6 +33,7 @@ from central.record.tx import StoreUnavailable, Tx
 from central.settings import HubSettings
 from central.watchlists.feedfiles import FeedFiles
 from central.watchlists.files import ImportRejected, diff_entries
+from central.watchlists.follow import ListFollower
 from central.watchlists.index import HubWatchlists, changes_for, load_files
 from central.watchlists.lists import ListService
 from central.watchlists.upstream import UpstreamError, UpstreamSource
@@ -60,7 +62,8 @@ def create_app(settings: HubSettings) -> web.Application:
     store = factory.open_store(settings)
     console = Fanout()
     directory = Directory(store.users.directory)
-    sessions = Sessions(secrets.token_bytes(32))
+    # One key for every hub behind a front door (console.session_key_file), or a new one at each start.
+    sessions = Sessions(settings.console.session_key() or secrets.token_bytes(32))
     app = web.Application(
         client_max_size=settings.http.max_body_bytes,
         middlewares=make_middlewares(
@@ -172,6 +175,7 @@ def create_app(settings: HubSettings) -> web.Application:
             _watchlists,
             background("feed-files", lambda app: app[keys.FEED_FILES].run()),
             _dispatch,
+            _other_hubs,
             _broker,
             _viid,
             _console,
@@ -269,7 +273,7 @@ def _messages_to(ingest: Ingest, evidence: EvidenceBroker) -> OnMessage:
 def _on_outcomes(app: web.Application, outcomes: list[tuple[str, AlertOutcome]]) -> None:
     """Officers recorded what came of alerts: every console sees it at once."""
     for checkpoint, outcome in outcomes:
-        app[keys.CONSOLE].publish({"type": "outcome", "outcome": outcome_frame(checkpoint, outcome)})
+        app[keys.DISPATCHER].give({"type": "outcome", "outcome": outcome_frame(checkpoint, outcome)})
 
 
 def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> None:
@@ -282,7 +286,7 @@ def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> No
 def _on_receipts(app: web.Application, receipts: list[dict[str, object]]) -> None:
     """A checkpoint's tablet showed an alarm, or an officer acknowledged it: every console sees the receipt."""
     for receipt in receipts:
-        app[keys.CONSOLE].publish({"type": "receipt", "receipt": receipt})
+        app[keys.DISPATCHER].give({"type": "receipt", "receipt": receipt})
 
 
 def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:
@@ -452,6 +456,24 @@ async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     await stop(marker)
 
 
+async def _other_hubs(app: web.Application) -> AsyncIterator[None]:
+    """What the other hubs on the store do that this hub's consoles and index must follow: their alerts
+    (``AlertRelay``) and their changes to the lists (``ListFollower``); alone, only this hub's own."""
+    relay = AlertRelay(app[keys.STORE], app[keys.DISPATCHER], app[keys.SETTINGS].console.escalate_after_s)
+    await relay.start()
+    lists = app[keys.LISTS]
+    follower = ListFollower(
+        app[keys.STORE], app[keys.WATCHLISTS], on_version=lambda v: [hook(v) for hook in lists.on_version]
+    )
+    tasks = [
+        asyncio.create_task(relay.run(), name="alert-relay"),
+        asyncio.create_task(follower.run(), name="list-follower"),
+    ]
+    yield
+    for task in tasks:
+        await stop(task)
+
+
 async def _broker(app: web.Application) -> AsyncIterator[None]:
     link = app[keys.LINK]
     link.start()  # on every connect the link republishes the retained feed version
@@ -607,7 +629,7 @@ async def escalate_once(app: web.Application, now: float | None = None) -> list[
 
     frames = await store.run(job)
     for frame in frames:
-        app[keys.CONSOLE].publish({"type": "escalation", "escalation": frame})
+        app[keys.DISPATCHER].give({"type": "escalation", "escalation": frame})
         if app[keys.DISPATCHER].webhooks is not None:
             app[keys.DISPATCHER].webhooks.offer_escalation(frame)
     return frames

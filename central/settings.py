@@ -83,6 +83,26 @@ class ConsoleSettings(msgspec.Struct, **_STRICT):
     """The ring's checkpoints for the console map (id, lat, lon, names); empty: the shipped ring."""
     escalate_after_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
     """An intercept alert without an outcome this long is escalated (audited, highlighted, sounded)."""
+    session_key_file: str = ""
+    """A file holding the key that signs console sessions (32 bytes or more); the same file on every hub
+    behind one front door, so a session signed by one hub is good at the others. Empty: a new key at
+    every start (a restart signs everyone out)."""
+
+    def session_key(self) -> bytes | None:
+        """The key ``session_key_file`` holds (None: none named)."""
+        if not self.session_key_file:
+            return None
+        try:
+            key = Path(self.session_key_file).read_bytes().strip()
+        except OSError as exc:
+            raise config.SettingsError(
+                f"console.session_key_file: cannot read {self.session_key_file}: {exc.strerror or exc}"
+            ) from None
+        if len(key) < 32:
+            raise config.SettingsError(
+                f"console.session_key_file: {self.session_key_file} holds {len(key)} bytes; 32 or more"
+            )
+        return key
 
 
 class FeedSettings(msgspec.Struct, **_STRICT):

@@ -18,6 +18,7 @@ import sqlite3
 import ssl
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -378,8 +379,7 @@ class Doctor:
             if client.cert_file and client.key_file and Path(client.key_file).is_file():
                 context.load_cert_chain(client.cert_file, client.key_file)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s, context=context) as resp:
-                health = msgspec.json.decode(resp.read())
+            health = msgspec.json.decode(_health_body(url, self.timeout_s, context))
         except (OSError, msgspec.DecodeError) as exc:
             if _port_free(http.host, http.port):
                 self.add(
@@ -495,6 +495,18 @@ def _mqtt_connect(
         client.loop_stop()
 
 
+def _health_body(url: str, timeout: float, context: ssl.SSLContext | None) -> bytes:
+    """The body of a health route: a hub answers 503 while degraded, with the same body as its 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            raise
+        with exc:
+            return exc.read()
+
+
 def _hub_offset(url: str, hub: Any, timeout: float) -> float:
     """This clock minus the hub's, from the Date header of its health route (midpoint of the request)."""
     context = None
@@ -505,9 +517,16 @@ def _hub_offset(url: str, hub: Any, timeout: float) -> float:
     # Date has whole seconds: wait for the start of a second so the rounding costs at most the round trip.
     time.sleep(1 - time.time() % 1)
     sent = time.time()
-    with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+            got = time.time()
+            date = resp.headers.get("Date")
+    except urllib.error.HTTPError as exc:  # a degraded hub (503) still tells its time
+        if exc.code != 503:
+            raise
         got = time.time()
-        date = resp.headers.get("Date")
+        date = exc.headers.get("Date")
+        exc.close()
     if not date:
         raise OSError("the hub's answer has no Date header")
     hub_time = email.utils.parsedate_to_datetime(date).timestamp() + 0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -28,3 +29,21 @@ def background(
         await stop(task)
 
     return context
+
+
+async def poll(step: Callable[[], Awaitable[bool]], every_s: float, log: logging.Logger, what: str) -> None:
+    """Run ``step`` every ``every_s`` for ever, again at once while it says there is more. A failure is
+    logged once, with its traceback, until a step succeeds again (not at every turn of an outage)."""
+    failing = False
+    while True:
+        try:
+            while await step():
+                pass
+            if failing:
+                log.info("%s again", what)
+            failing = False
+        except Exception:
+            if not failing:
+                log.exception("%s failed; trying again every %.2f s", what, every_s)
+            failing = True
+        await asyncio.sleep(every_s)

@@ -16,6 +16,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Send = Callable[[Any], Awaitable[None]]
+#: A client's first frames: a list, or a coroutine function read once the client is subscribed.
+First = list[Any] | Callable[[], Awaitable[list[Any]]] | None
 
 
 class Subscriber:
@@ -50,12 +52,23 @@ class Fanout:
                 self._subscribers.discard(sub)
                 sub.dropped.set()
 
-    async def serve(self, name: str, send: Send, first: list[Any] | None = None) -> None:
-        """Feed one client until it disconnects or falls behind; ``first`` frames go out first."""
+    async def serve(self, name: str, send: Send, first: First = None) -> None:
+        """Feed one client until it disconnects or falls behind; ``first`` frames go out first. Given as a
+        coroutine function, ``first`` is read after the client is subscribed: what is published while it
+        reads (the store, say) queues behind it instead of being missed."""
         sub = Subscriber(name, send, self._queue_size)
-        for frame in (first or [])[-self._queue_size :]:
-            sub.queue.put_nowait(frame)
-        self._subscribers.add(sub)
+        if callable(first):
+            self._subscribers.add(sub)
+            try:
+                for frame in await first():
+                    await send(frame)
+            except BaseException:
+                self._subscribers.discard(sub)
+                raise
+        else:
+            for frame in (first or [])[-self._queue_size :]:
+                sub.queue.put_nowait(frame)
+            self._subscribers.add(sub)
         sender = asyncio.create_task(sub.run(), name=f"fanout-{name}")
         dropped = asyncio.create_task(sub.dropped.wait())
         try:

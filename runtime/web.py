@@ -519,7 +519,7 @@ LOGIN_POLICY: dict[str, Rule] = {
 async def websocket_feed(
     request: web.Request,
     fanout: Any,
-    first: list[Any],
+    first: list[Any] | Callable[[], Awaitable[list[Any]]],
     encode: Callable[[Any], str | None],
     sockets: set[web.WebSocketResponse],
 ) -> web.WebSocketResponse:

@@ -140,8 +140,10 @@ def hub_service(
     for section, values in (extra or {}).items():
         if isinstance(values, list):
             config[section] = values  # an array of tables (``[[upstream]]``)
-        else:
+        elif isinstance(values, dict):
             config.setdefault(section, {}).update(values)
+        else:
+            config[section] = values  # a top-level key (time_zone)
     conf = write_toml(workdir / "hub.toml", config)
     return Service(
         "hub", ["hub", "--config", str(conf)], workdir, port, scheme=_scheme(config), python=python
@@ -285,6 +287,14 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as resp:
         assert resp.status == 200, f"{url}: {resp.status} {await resp.text()}"
         return await resp.json()
+
+
+async def get_health(session: aiohttp.ClientSession, url: str) -> Any:
+    """A hub's health: 200 with ``ok``, 503 with ``degraded`` and the same body (a front door's check)."""
+    async with session.get(url) as resp:
+        health = await resp.json()
+        assert resp.status == (200 if health["status"] == "ok" else 503), f"{url}: {resp.status} {health}"
+        return health
 
 
 async def next_frame(

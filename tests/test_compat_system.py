@@ -22,6 +22,7 @@ import pytest
 from tests.support import (
     Service,
     edge_service,
+    get_health,
     get_json,
     hub_service,
     login,
@@ -196,7 +197,7 @@ async def _exercise(hub: Service, ly: Service, dz: Service, *, hub_is_this_relea
             await until(lambda e=edge: _drained(status, e), timeout=60, what=f"{edge.name}'s outbox to drain")
 
         # Stored once each, the edge's hit and the hub's match one alert, the outcome and the login kept.
-        health = await get_json(console, f"{hub.base}/api/v1/health")
+        health = await get_health(console, f"{hub.base}/api/v1/health")
         assert health["reads_total"] == len(pushed) + 1, health  # and the Hikvision camera's
         if hub_is_this_release:
             counts = stored_camera_event_ids(hub.workdir / "data")

@@ -104,3 +104,28 @@ def test_tls_files_are_checked_at_start_up_naming_the_key(tmp_path):
                 mqtt=MqttSettings(url="mqtts://b", cert_file=crt),
             )
         )
+
+
+def test_the_console_session_key_comes_from_a_file_and_must_be_long(tmp_path):
+    """Hubs behind one front door sign sessions with one key, from a file each of them names."""
+    from central.app import create_app
+    from runtime.web import Principal, Sessions
+
+    key = tmp_path / "session-key"
+    key.write_text("k" * 48 + "\n")
+    settings = load_hub(None, {"CORDON_HUB_CONSOLE__SESSION_KEY_FILE": str(key)})
+    assert settings.console.session_key() == b"k" * 48
+    cookie = Sessions(settings.console.session_key()).issue(Principal("wang", "commander"))
+    assert Sessions(
+        load_hub(None, {"CORDON_HUB_CONSOLE__SESSION_KEY_FILE": str(key)}).console.session_key()
+    ).verify(cookie) == Principal("wang", "commander")
+    assert load_hub(None, {}).console.session_key() is None  # none named: a new key at every start
+    key.write_text("short\n")
+    with pytest.raises(SettingsError, match="console.session_key_file: .* 5 bytes; 32 or more"):
+        create_app(
+            load_hub(
+                None, {"CORDON_HUB_CONSOLE__SESSION_KEY_FILE": str(key), "CORDON_HUB_DATA_DIR": str(tmp_path)}
+            )
+        )
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_hub(None, {"CORDON_HUB_CONSOLE__SESSION_KEY_FILE": str(tmp_path / "none")}).console.session_key()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.support import free_port, get_json, login, next_frame, session, until
+from tests.support import free_port, get_health, get_json, login, next_frame, session, until
 
 pytestmark = pytest.mark.system
 
@@ -150,7 +150,7 @@ async def _a_quick_test_is_saved(http, base):
 
 
 async def _reads(session, base):
-    health = await get_json(session, f"{base}/api/v1/health")
+    health = await get_health(session, f"{base}/api/v1/health")
     return health if health["reads_total"] > 10 else None
 
 

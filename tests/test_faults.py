@@ -51,6 +51,7 @@ from tests.support import (
     UplinkCut,
     broker_sys_value,
     edge_service,
+    get_health,
     get_json,
     hub_service,
     login,
@@ -742,7 +743,7 @@ async def test_hub_database_locked_by_another_process(tmp_path):
                 await cams.pushed(40, what="reads accepted while the hub cannot commit")
 
                 async def says_locked() -> bool:
-                    health = await get_json(r.http, f"{r.hub.base}/api/v1/health")
+                    health = await get_health(r.http, f"{r.hub.base}/api/v1/health")
                     return health["status"] == "degraded" and "locked" in " ".join(health["reasons"])
 
                 await until(says_locked, timeout=LOCK_HELD_S, what="the hub's health naming the locked store")
@@ -759,7 +760,7 @@ async def test_hub_database_locked_by_another_process(tmp_path):
         r.figures["commit_failures"] = failures - failures_before
         await r.settle(cams, console, tablet)
         assert failures > failures_before, "no commit failed: the lock never hit the hub's writes"
-        health = await get_json(r.http, f"{r.hub.base}/api/v1/health")
+        health = await get_health(r.http, f"{r.hub.base}/api/v1/health")
         assert health["status"] == "ok", health
 
 

@@ -8,6 +8,7 @@ from central.app import create_app
 from central.settings import ConsoleSettings, HubSettings, MqttSettings, WatchlistSettings
 from central.web import keys
 from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
+from runtime.link import LinkState
 
 CSV = "plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n"
 
@@ -47,12 +48,21 @@ def ingest(app, plate, seq):
 
 async def test_health_is_public_and_says_why_it_is_degraded(client):
     resp = await client.get("/api/v1/health")
-    assert resp.status == 200
+    # 503 with the same body: a front door's check (HAProxy's httpchk) reads the code alone.
+    assert resp.status == 503
     health = await resp.json()
     assert health["status"] == "degraded"
     assert any("broker link" in r for r in health["reasons"])
     assert {"checkpoints_online", "reads_total", "alerts_total"} <= set(health)
     assert health["watchlist_entries"] == 1
+    # The broker link up (as the link says once connected): ok, 200. The real link is in test_front_door.
+    link = client.app[keys.LINK]
+    before, link.state = link.state, LinkState.CONNECTED
+    try:
+        resp = await client.get("/api/v1/health")
+        assert resp.status == 200 and (await resp.json())["status"] == "ok"
+    finally:
+        link.state = before
 
 
 async def test_console_and_apis_need_login(client):
@@ -180,3 +190,74 @@ async def test_a_restart_with_the_same_lists_keeps_the_feed_version(
     client = await aiohttp_client(create_app(settings))
     assert client.app[keys.WATCHLISTS].index.feed_version == versions[0] + 1
     await client.close()
+
+
+async def test_a_console_that_reconnects_gets_the_alerts_after_its_position(
+    aiohttp_client, tmp_path, dead_broker_url
+):
+    """Positions are the store's, in commit order: the hello says where the feed starts, each alert the
+    hub gives (its own ones by a ``position`` frame, from the relay) moves it on, and ``?after=`` brings
+    back what a console missed even when the recent alerts it gets do not reach that far."""
+    wl = tmp_path / "wl.csv"
+    plates = ["鲁Q8K2L1", "鲁Q8K2L2", "鲁Q8K2L3", "鲁Q8K2L4"]
+    wl.write_text(
+        "plate,list,action,priority,reason\n" + "".join(f"{p},涉毒,intercept,90,线索\n" for p in plates),
+        encoding="utf-8",
+    )
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        watchlists=WatchlistSettings(csv=[str(wl)]),
+        console=ConsoleSettings(token="246810", recent_alerts=1),
+    )
+    client = await aiohttp_client(create_app(settings))
+    await client.post("/login", json={"code": "246810"})
+    ingest(client.app, plates[0], 1)
+    async with client.ws_connect("/api/v1/ws") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello" and hello["position"] == 1
+        assert (await ws.receive_json(timeout=5))["alert"]["plate_read"] == plates[0]
+        ingest(client.app, plates[1], 2)
+        frames = []
+        while not any(f.get("position") == 2 for f in frames):
+            frames.append(await ws.receive_json(timeout=5))
+        # Raised here: the dispatcher gives it at once, the relay then only its position.
+        assert [f["alert"]["plate_read"] for f in frames if f["type"] == "alert"] == [plates[1]]
+        assert frames[-1] == {"type": "position", "position": 2}
+    ingest(client.app, plates[2], 3)
+    ingest(client.app, plates[3], 4)
+    async with client.ws_connect("/api/v1/ws?after=2") as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello["position"] == 4
+        got = [await ws.receive_json(timeout=5) for _ in range(2)]
+        # The one it missed beyond the recent one (recent_alerts = 1), with its position; then the recent.
+        assert [(f["alert"]["plate_read"], f.get("position")) for f in got] == [
+            (plates[2], 3),
+            (plates[3], None),
+        ]
+        later = []
+        with pytest.raises(TimeoutError):
+            while True:
+                later.append(await ws.receive_json(timeout=0.8))
+        # Each alert once: the relay gives the positions of the two raised here, not the alerts again.
+        assert all(f["type"] == "position" for f in later), later
+    assert (await client.get("/api/v1/ws?after=x")).status == 400
+
+
+async def test_news_another_hub_stored_reaches_this_hubs_consoles(client):
+    """An escalation written to the store by another hub (here: straight into the store, which this hub's
+    own loop never saw) reaches the consoles through the relay, once."""
+    app = client.app
+    await client.post("/login", json={"code": "246810"})
+    ingest(app, "鲁Q8K2L1", 1)
+    async with client.ws_connect("/api/v1/ws") as ws:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        store, after_s = app[keys.STORE], app[keys.SETTINGS].console.escalate_after_s
+        due = await store.run(lambda tx: store.escalate_due(tx, after_s, time.time() + after_s + 1))
+        assert [f["alert_id"] for f in due]  # escalated by "the other hub"
+        frames = []
+        with pytest.raises(TimeoutError):
+            while True:
+                frames.append(await ws.receive_json(timeout=1.5))
+        escalations = [f for f in frames if f["type"] == "escalation"]
+        assert [e["escalation"]["alert_id"] for e in escalations] == [due[0]["alert_id"]]

@@ -120,6 +120,13 @@ async def test_doctor_on_a_hub_before_and_after_its_start_and_what_it_catches(tm
         assert checks["port"] == ("ok", f"cordon-hub answers on 127.0.0.1:{port}: ok")
         assert status == max({"ok": 0, "warn": 1, "FAIL": 2}[lvl] for lvl, _ in checks.values())
         assert all(lvl == "ok" for what, (lvl, _) in checks.items() if what != "clock"), checks
+        # The broker gone, the hub is degraded: its health answers 503, and the doctor still reads why.
+        broker.stop()
+        deadline = time.monotonic() + 15
+        status, checks = doctor("hub", conf)
+        while "degraded" not in checks["port"][1] and time.monotonic() < deadline:
+            status, checks = doctor("hub", conf)
+        assert checks["port"][0] == "warn" and "degraded: broker link" in checks["port"][1], checks["port"]
 
     # What it catches: a key that is not the certificate's, a missing file, a certificate near its end.
     tls = tmp_path / "etc" / "tls"

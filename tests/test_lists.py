@@ -138,3 +138,54 @@ async def test_permit_rules_flag_watched_vehicles_without_a_permit(service):
     assert match("鲁H99999", now=0, colour="blue", vehicle_type="car") == [], "not a watched class"
     assert isinstance(deltas(published)[-1].changes[-1], PermitRules), "edges get the rules too"
     assert b"hazmat-yellow" in svc.store.read(versioned_snapshot)[1]
+
+
+async def test_a_hub_follows_the_list_changes_another_hub_made_in_order(tmp_path, monkeypatch):
+    """Two hubs' indexes over one store (two ListServices on one hub.db stand for two hubs on one
+    database): each follows the other's changes from the log, covert lists included, and a change of
+    its own made before it had followed an earlier one of the other's ends where the store does."""
+    from central.watchlists.follow import ListFollower
+
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    try:
+        a = ListService(store, HubWatchlists(), lambda *args, **kw: None)
+        b = ListService(store, HubWatchlists(), lambda *args, **kw: None)
+        a.load()
+        b.load()
+        versions: list[int] = []
+        follow_b = ListFollower(store, b.watchlists, on_version=versions.append)
+        follow_a = ListFollower(store, a.watchlists)
+
+        def hits(svc, plate):
+            return [h.entry_id for h in svc.watchlists.match(plate, now=0, colour=None, vehicle_type=None)]
+
+        await a.apply([ListUpsert(watchlist=COVERT), EntryUpsert(entry=entry("鲁A0K88B", "case"))], "a")
+        assert hits(b, "鲁A0K88B") == [] and b.watchlists.position == 0
+        assert await follow_b.catch_up() is False  # all read: nothing more
+        assert hits(b, "鲁A0K88B") == ["case:鲁A0K88B"] and b.watchlists.position == 1
+        assert versions == []  # a covert list moves no feed version
+        # Hub a changes an entry (position 2); hub b, not having followed it, changes the same entry
+        # back (position 3): applied out of order, b's own change is applied again after a's.
+        moved = Entry(entry_id="case:鲁A0K88B", list_id="case", plate="鲁B77777")
+        await a.apply([EntryUpsert(entry=moved), EntryUpsert(entry=entry("鲁C12121", "case"))], "a")
+        await b.apply([EntryUpsert(entry=entry("鲁A0K88B", "case"))], "b")
+        assert b.watchlists.position == 1  # its own change is not next to what it holds
+        await follow_b.catch_up()
+        await follow_a.catch_up()
+        assert b.watchlists.position == a.watchlists.position == 3
+        for svc in (a, b):  # both as the store: the entry as b left it last
+            assert hits(svc, "鲁A0K88B") == ["case:鲁A0K88B"] and hits(svc, "鲁B77777") == []
+            assert hits(svc, "鲁C12121") == ["case:鲁C12121"]  # the rest of a's change
+        await a.apply([ListUpsert(watchlist=DRUGS), EntryUpsert(entry=entry("鲁A12345"))], "a")
+        await follow_b.catch_up()
+        assert versions == [1] and b.watchlists.index.feed_version == 1  # the feed file is told
+        # Too far behind the log (it keeps LOG_KEEP changes): hub b loads its index anew.
+        await a.apply([EntryDelete(entry_id="drugs:鲁A12345")], "a")
+        await a.apply([EntryUpsert(entry=entry("鲁A54321"))], "a")
+        store.submit(lambda db: db.conn.execute("DELETE FROM list_changes WHERE position <= 5")).result()
+        await follow_b.catch_up()
+        assert follow_b.reloads == 1 and b.watchlists.position == 6
+        assert hits(b, "鲁A12345") == [] and hits(b, "鲁A54321") == ["drugs:鲁A54321"]
+    finally:
+        store.stop()

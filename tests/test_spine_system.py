@@ -11,7 +11,17 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.record.sqlite.dayfiles import SqliteReadStore
-from tests.support import edge_service, get_json, hub_service, login, next_frame, running, session, until
+from tests.support import (
+    edge_service,
+    get_health,
+    get_json,
+    hub_service,
+    login,
+    next_frame,
+    running,
+    session,
+    until,
+)
 
 pytestmark = pytest.mark.system
 
@@ -138,7 +148,7 @@ async def test_every_read_stored_once_and_alerts_reach_console_and_tablet(system
             tablet_alerts.append((await next_frame(tablet_ws, "alert", timeout=30))["alert"])
         assert sorted(a["plate_read"] for a in tablet_alerts) == ["鲁F6P3W9", "鲁H3D9ZI", "鲁Q8K2L1"]
 
-        health = await get_json(console, f"{hub.base}/api/v1/health")
+        health = await get_health(console, f"{hub.base}/api/v1/health")
         assert health["status"] == "ok", health
         assert health["reads_total"] == len(pushed)
         assert health["alerts_total"] == 4
@@ -199,7 +209,7 @@ async def test_malformed_mqtt_payload_is_dead_lettered_and_ingest_goes_on(system
         await until(
             lambda: any(r[1] == "after-junk" for r in stored_reads(hub)), timeout=30, what="ingest after junk"
         )
-        health = await get_json(http, f"{hub.base}/api/v1/health")
+        health = await get_health(http, f"{hub.base}/api/v1/health")
         assert health["dead_letters_total"] >= 2
 
 

@@ -574,6 +574,18 @@ def test_alerts_are_listed_dispatched_and_named_alike(backend):
     backend.write(lambda tx: ev.dead_letter(tx, "mqtt", "bad\0json", b"\x00\xffraw", CP, T0))
     counts = ev.counts()
     assert (counts.alerts, counts.dead_letters, counts.reads) == (4, 1, 0)
+    # Positions in the order the alerts were stored: a console (or a hub) pages after the last it saw.
+    assert [(pos, a.alert_id) for pos, a in ev.alerts_after(0)] == [
+        (1, "A1"),
+        (2, "A2"),
+        (3, "A3"),
+        (4, "A9"),
+    ]
+    assert [(pos, a.alert_id) for pos, a in ev.alerts_after(2, limit=1)] == [(3, "A3")]
+    assert ev.alerts_after(4) == [] and ev.alert_position() == 4
+    assert ev.alerts_after(0)[0][1].thumbnail == "/9j/AA=="  # the alert as it is now
+    backend.write(lambda tx: ev.insert_alert(tx, alert(1)))  # again: no new position
+    assert ev.alert_position() == 4
 
 
 def test_repeated_hits_fold_into_the_open_alert_until_it_has_an_outcome(backend):
@@ -657,6 +669,11 @@ def test_repeated_hits_fold_into_the_open_alert_until_it_has_an_outcome(backend)
         "outcome": "intercepted",
         "officer": "王\0",
     }
+    # The news of an alert by when it was stored (a fold at T0 + 2, the outcome at T0 + 1, the receipts up
+    # to T0 + 42): under the open alert, as it is now, for the consoles of every hub.
+    assert [(at, a.alert_id, a.folded) for at, a in ev.touched_since(T0)] == [(T0 + 42, "A1", 1)]
+    assert [a.alert_id for _, a in ev.touched_since(T0 + 2)] == ["A1"]
+    assert ev.touched_since(T0 + 42.5) == []
 
 
 def test_edge_hits_gaps_checkpoints_and_dead_letters_alike(backend):
@@ -762,6 +779,8 @@ def test_unanswered_intercepts_are_escalated_once(backend):
     known = backend.read(lambda tx: ev.escalated_among(tx, ["A1", "A2", "A4"], 300))
     assert sorted((f["alert_id"], f["escalated_at"]) for f in known) == [("A1", T0 + 400), ("A4", T0 + 404.5)]
     assert backend.read(backend.audit.verify).records == 2
+    touched = [(at, a.alert_id) for at, a in ev.touched_since(T0 + 300)]
+    assert touched == [(T0 + 400, "A1"), (T0 + 404.5, "A4")]  # escalations are news too
     # An outcome on a hit folded into the alert answers it as well.
     backend.write(lambda tx: ev.insert_alert(tx, alert(5, entry=11)))
     backend.write(lambda tx: ev.fold(tx, alert(6, entry=11), 600))
@@ -931,6 +950,58 @@ def test_watchlist_changes_are_applied_versioned_and_audited_alike(backend):
     )
     assert backend.read(lambda tx: wl.unfiled(tx, 3)) == (1, True, T0)
     assert backend.read(lambda tx: wl.deltas_since(tx, 3, 10)) is None
+
+
+def test_every_list_change_is_logged_for_the_other_hubs_indexes_alike(backend, monkeypatch):
+    """The log of list changes: every change (a covert list's too) at the next position, what it did to
+    the index as data, replayed by ``index_ops`` to the same operations the applying hub ran."""
+    from central.record import watchlists as rules
+    from protocols.feed import EntryDelete, EntryUpsert, ListDelete, ListUpsert
+    from protocols.matching import Entry, ListAction, Watchlist
+
+    wl = backend.watchlists
+    covert = Watchlist(list_id="covert", name="秘密", action=ListAction.COVERT)
+    e1 = Entry(entry_id="covert:鲁C00001", list_id="covert", plate="鲁C00001")
+    e2 = Entry(entry_id="covert:鲁C00002", list_id="covert", plate="鲁C00002")
+    assert (
+        backend.read(wl.change_position) == 0 and backend.read(lambda tx: wl.changes_after(tx, 0, 10)) == []
+    )
+
+    def change(*changes):
+        index = Index()
+        applied = backend.write(lambda tx: wl.apply_changes(tx, list(changes), index, "wang", now=T0))
+        for op in applied.index_ops:
+            op()
+        return applied, index.done
+
+    first, first_ops = change(ListUpsert(watchlist=covert), EntryUpsert(entry=e1), EntryUpsert(entry=e2))
+    same, _ = change(EntryUpsert(entry=e1))  # nothing changed: nothing logged
+    second, second_ops = change(EntryDelete(entry_id=e2.entry_id))
+    third, third_ops = change(ListDelete(list_id="covert"))
+    assert (first.position, same.position, second.position, third.position) == (1, None, 2, 3)
+    assert (first.version, third.version) == (0, 0)  # a covert list: no feed version, logged all the same
+    assert backend.read(wl.change_position) == 3
+    logged = backend.read(lambda tx: wl.changes_after(tx, 0, 10))
+    assert [pos for pos, _ in logged] == [1, 2, 3]
+    for (_, change_), ops in zip(logged, (first_ops, second_ops, third_ops), strict=True):
+        follower = Index()
+        for op in rules.index_ops(change_, follower):
+            op()
+        assert follower.done == ops  # the other hubs' indexes do what the applying hub's did
+    assert third_ops[0] == ("drop", "covert", [e1.entry_id])
+    assert [pos for pos, _ in backend.read(lambda tx: wl.changes_after(tx, 1, 1))] == [2]
+    assert backend.read(lambda tx: wl.changes_after(tx, 3, 10)) == []
+    assert backend.read(lambda tx: wl.changes_after(tx, 9, 10)) is None  # past the log (a restored store)
+    # The log keeps the newest LOG_KEEP; a hub further behind than that loads its index anew.
+    from central.record.postgresql import watchlists as on_pg
+    from central.record.sqlite import watchlists as on_sqlite
+
+    for module in (on_pg, on_sqlite):
+        monkeypatch.setattr(module, "LOG_KEEP", 2)
+    fourth, _ = change(ListUpsert(watchlist=covert))
+    assert fourth.position == 4
+    assert backend.read(lambda tx: wl.changes_after(tx, 1, 10)) is None
+    assert [pos for pos, _ in backend.read(lambda tx: wl.changes_after(tx, 2, 10))] == [3, 4]
 
 
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------

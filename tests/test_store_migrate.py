@@ -525,14 +525,17 @@ def test_a_running_hub_is_refused(tmp_path, pg_dsn, monkeypatch):
 def test_a_hub_db_of_another_release_is_refused(tmp_path):
     folder = sqlite_hub(tmp_path / "hub", days=1, reads_a_day=1)
     conn = sqlite3.connect(folder / "hub.db", isolation_level=None)
-    conn.execute("DELETE FROM schema_migrations WHERE version = 12")
+    (last,) = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    conn.execute("DELETE FROM schema_migrations WHERE version = ?", (last,))
     conn.close()  # open, it would be a process holding hub.db: refused as a running hub
-    with pytest.raises(SourceError, match=r"older release \(migrations \[12\] not applied\): start the hub"):
+    with pytest.raises(
+        SourceError, match=rf"older release \(migrations \[{last}\] not applied\): start the hub"
+    ):
         SqliteSource(folder).open()
     conn = sqlite3.connect(folder / "hub.db", isolation_level=None)
-    conn.execute("INSERT INTO schema_migrations VALUES (12, 0), (13, 0)")
+    conn.execute("INSERT INTO schema_migrations VALUES (?, 0), (?, 0)", (last, last + 1))
     conn.close()
-    with pytest.raises(SourceError, match=r"newer release of Cordon \(migrations \[13\]\)"):
+    with pytest.raises(SourceError, match=rf"newer release of Cordon \(migrations \[{last + 1}\]\)"):
         SqliteSource(folder).open()
 
 

@@ -22,7 +22,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from central.record.sqlite.dayfiles import SqliteReadStore
 from protocols.messages import SCHEMA_VERSION, CheckpointStatus, EventBatch, PlateRead, encode
-from tests.support import Mosquitto, Ring, edge_service, get_json, hub_service, login, running, session, until
+from tests.support import (
+    Mosquitto,
+    Ring,
+    edge_service,
+    get_health,
+    get_json,
+    hub_service,
+    login,
+    running,
+    session,
+    until,
+)
 
 pytestmark = pytest.mark.system
 
@@ -213,7 +224,7 @@ async def test_spine_over_tls_with_https_tablet_and_snapshot(tls_system, ring):
         )
         assert after["deltas"] >= 1 and after["version"] > first["version"]
 
-        health = await get_json(console, f"{hub.base}/api/v1/health")
+        health = await get_health(console, f"{hub.base}/api/v1/health")
         assert health["checkpoints_online"] == 1 and health["dead_letters_total"] == 0
 
     # The snapshot route: a ring certificate opens it, no certificate (nor token) does not, a revoked

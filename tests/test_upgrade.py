@@ -24,6 +24,7 @@ from central.record.sqlite.store import RECORD_MIGRATION
 from cordon.testing import ReleaseError, previous_release_python
 from tests.support import (
     edge_service,
+    get_health,
     get_json,
     hub_service,
     login,
@@ -136,7 +137,7 @@ async def test_upgrade_a_running_hub_from_the_previous_release_under_load(
                 await login(http, e.base, "tablet-code")
                 await until(lambda e=e: _outbox_empty(http, e.base), timeout=60)  # every event acknowledged
             await login(http, new_hub.base, "console-code")
-            health = await get_json(http, f"{new_hub.base}/api/v1/health")
+            health = await get_health(http, f"{new_hub.base}/api/v1/health")
             assert health["status"] == "ok", health
     counts = stored(data)
     assert len(pushed) > 400 and set(counts) == set(pushed)

@@ -7,13 +7,20 @@ each one to the console's live feed, unless its list is covert or restricted to 
 broker has taken every checkpoint's copy. At start-up every alert not marked is sent again;
 receivers drop an alert id they have already shown (the console page, the edge's alert log,
 webhook receivers by the idempotency key), so a resend is never shown or acted on twice.
+
+The consoles connected to this hub also get the alerts other hubs on the same store raised, and the
+news of alerts (folds, outcomes, receipts, escalations) other hubs stored (``central/alerts/relay.py``):
+each alert once, whichever of the two paths brings it first (``shown``), and each piece of news once
+(``give``: this hub's own news and the relay's copy of it are the same frame).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from central.alerts.webhooks import WebhookSender
 from central.ingest.routing import Router
@@ -29,6 +36,11 @@ log = logging.getLogger(__name__)
 MARK_BATCH_WAIT_S = 0.05
 #: How soon marking alerts dispatched is tried again when the store was away.
 MARK_RETRY_S = 1.0
+#: The ids of the alerts this hub's consoles were given that are remembered (the newest), so that the
+#: relay's copy of an alert dispatched here, or the other way round, is not given again.
+SHOWN_KEEP = 10_000
+#: The news (folds, outcomes, receipts, escalations) this hub's consoles were given that is remembered.
+NEWS_KEEP = 10_000
 
 
 class AlertDispatcher:
@@ -49,6 +61,8 @@ class AlertDispatcher:
         self.console = console
         self._loop: asyncio.AbstractEventLoop | None = None
         self._delivered: asyncio.Queue[str] = asyncio.Queue()
+        self._shown: OrderedDict[str, None] = OrderedDict()
+        self._news: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.dispatched = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -64,14 +78,51 @@ class AlertDispatcher:
         again (a console replaces an alert by its id); tablets and webhooks are not told twice."""
         assert self._loop is not None, "dispatcher not bound to a loop"
         self._loop.call_soon_threadsafe(
-            lambda: [self.console.publish({"type": "alert", "alert": alert}) for alert in alerts]
+            lambda: [self.give({"type": "alert", "alert": alert}) for alert in alerts]
         )
+
+    def give(self, frame: dict[str, Any]) -> None:
+        """News of an alert to the consoles (an alert as it now is, a fold, an outcome, an alarm receipt, an
+        escalation), unless they were given exactly this already: by this hub's own ingest, or by the
+        relay from the store, whichever came first (on the event loop)."""
+        key, value = _news_of(frame)
+        if key in self._news and self._news[key] == value:
+            return
+        self._news[key] = value
+        self._news.move_to_end(key)
+        if len(self._news) > NEWS_KEEP:
+            self._news.popitem(last=False)
+        self.console.publish(frame)
+
+    def shown(self, alert_id: str) -> bool:
+        """Whether this hub's consoles were given this alert (among the last ``SHOWN_KEEP``)."""
+        return alert_id in self._shown
+
+    def _show(self, alert: Alert, position: int | None = None) -> None:
+        """The consoles get the alert unless they had it already (on the event loop)."""
+        if alert.alert_id in self._shown:
+            if position is not None:  # the consoles' catch-up goes on from here after a reconnect
+                self.console.publish({"type": "position", "position": position})
+            return
+        self._shown[alert.alert_id] = None
+        if len(self._shown) > SHOWN_KEEP:
+            self._shown.popitem(last=False)
+        self._news[("alert", alert.alert_id)] = alert  # as given: a later fold is news, this is not
+        frame: dict[str, object] = {"type": "alert", "alert": alert}
+        if position is not None:
+            frame["position"] = position
+        self.console.publish(frame)
+
+    def relay(self, alert: Alert, position: int) -> None:
+        """An alert at ``position`` (raised by this hub or another on the same store): the consoles get it
+        once, and its position (on the event loop)."""
+        self._show(alert, position)
 
     def dispatch(self, alerts: list[Alert]) -> None:
         loop = self._loop
         assert loop is not None
         for alert in alerts:
-            self.console.publish({"type": "alert", "alert": alert})
+            self._show(alert)
             if self.webhooks is not None:
                 self.webhooks.offer(alert)
             recipients = self.router.recipients(alert)
@@ -94,7 +145,7 @@ class AlertDispatcher:
     def dispatch_folded(self, alerts: list[Alert]) -> None:
         """Open alerts that took a repeated hit: the consoles update their row (count, last seen, where)."""
         for alert in alerts:
-            self.console.publish({"type": "alert_folded", "alert": alert})
+            self.give({"type": "alert_folded", "alert": alert})
 
     def submit_folded_threadsafe(self, alerts: list[Alert]) -> None:
         assert self._loop is not None, "dispatcher not bound to a loop"
@@ -135,3 +186,33 @@ class AlertDispatcher:
                 log.exception(
                     "could not mark %d alert(s) dispatched; they will be resent after a restart", len(ids)
                 )
+
+
+def _news_of(frame: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
+    """What a frame of news is about, and what it says of it (the same news from two paths is equal)."""
+    kind = frame["type"]
+    if kind in ("alert", "alert_folded"):
+        return ("alert", frame["alert"].alert_id), frame["alert"]
+    if kind == "outcome":
+        o = frame["outcome"]
+        return (
+            "outcome",
+            o["alert_id"],
+            o["checkpoint"],
+            o["acknowledged_at"],
+            o["officer"],
+            o["outcome"],
+        ), None
+    if kind == "receipt":
+        r = frame["receipt"]
+        said = (
+            r.get("shown_at"),
+            r.get("shown_by"),
+            r.get("acknowledged_at"),
+            r.get("outcome"),
+            r.get("officer"),
+        )
+        return ("receipt", r["alert_id"], r["checkpoint"]), said
+    if kind == "escalation":
+        return ("escalation", frame["escalation"]["alert_id"]), frame["escalation"]["escalated_at"]
+    raise ValueError(f"not a frame of news: {kind}")

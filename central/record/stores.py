@@ -32,7 +32,7 @@ from central.record.alerts import PendingHit
 from central.record.reads import ReadStore, RecordCounts
 from central.record.stats import Hidden
 from central.record.tx import Tx
-from central.record.watchlists import Applied, ListIndex
+from central.record.watchlists import Applied, ListIndex, LoggedChange
 from protocols.feed import FeedChange
 from protocols.matching import Entry, PermitRule, Watchlist
 from protocols.messages import Alert, AlertReceipt, CheckpointStatus, Event, OfficerAccounts
@@ -176,6 +176,22 @@ class AlertStore(Protocol):
 
     def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]: ...
 
+    def alerts_after(self, position: int, limit: int = 500) -> list[tuple[int, Alert]]:
+        """Alerts after ``position``, oldest first, with their positions. Positions follow commits (one
+        writer on SQLite; a lock held to the commit on PostgreSQL, where every hub shares them): a console
+        or a hub paging by position skips none."""
+        ...
+
+    def alert_position(self) -> int:
+        """The newest alert's position (0: none yet)."""
+        ...
+
+    def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
+        """The alerts that had news stored at ``since`` or later (a hit folded into them, an outcome, an
+        alarm receipt, an escalation; by the time the hub that stored it gave it), each as it is now,
+        with the time of its latest news, oldest first. A folded hit's news is its open alert's."""
+        ...
+
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
 
     def receipts(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]: ...
@@ -248,6 +264,15 @@ class WatchlistStore(Protocol):
     def unfiled(self, tx: Tx, since: int) -> tuple[int, bool, float | None]: ...
 
     def deltas_since(self, tx: Tx, since: int, limit: int) -> tuple[int, list[bytes]] | None: ...
+
+    def change_position(self, tx: Tx) -> int:
+        """The newest position in the log of list changes (every change, covert lists too; 0: none)."""
+        ...
+
+    def changes_after(self, tx: Tx, position: int, limit: int) -> list[tuple[int, LoggedChange]] | None:
+        """The logged changes after ``position``, oldest first (at most ``limit``); None when the log no
+        longer holds them all: the hub loads its index anew."""
+        ...
 
 
 class UserStore(Protocol):

@@ -1,6 +1,14 @@
 """What the watchlist store takes and gives, whatever holds it: its errors, what applying a change gives
 back, the hub's index as the store drives it (the index itself is ``central.watchlists.index``), and the
-rule of applying a change (``apply``), which every store runs over its own rows."""
+rule of applying a change (``apply``), which every store runs over its own rows.
+
+**The log of list changes.** Every applied change (covert and restricted lists included, which never
+enter the field feed) is logged at the next position, in commit order, as a ``LoggedChange``: what a
+hub's index must do to follow it. A hub sharing the store with others reads the changes they made
+after the position its index holds and applies them (``index_ops``, the same operations the change made
+on the index of the hub that applied it), so a list changed through one hub's API matches on every hub
+(central/watchlists/follow.py). The log keeps the last ``LOG_KEEP`` changes; a hub further behind
+loads the whole index again."""
 
 from __future__ import annotations
 
@@ -29,6 +37,10 @@ from protocols.messages import SCHEMA_VERSION
 #: A change larger than this is not sent as a delta (an MQTT message must stay small): edges see
 #: the new retained version, no delta arrives, and they fetch a snapshot.
 MAX_DELTA_CHANGES = 1000
+#: A change larger than this is logged without its changes: the hubs following it load their index anew.
+MAX_LOGGED_CHANGES = 20_000
+#: The log of list changes keeps this many of the newest (a hub further behind loads its index anew).
+LOG_KEEP = 1000
 
 
 class ListError(CordonError, ValueError):
@@ -45,6 +57,19 @@ class Applied:
     changes: int
     delta: FeedDelta | None = None
     index_ops: list[Callable[[], None]] = field(default_factory=list)
+    position: int | None = None
+    """The change's position in the log of list changes (None: nothing changed, nothing logged)."""
+
+
+class LoggedChange(msgspec.Struct, kw_only=True):
+    """One applied change as a hub's index follows it (the log of list changes)."""
+
+    version: int
+    """The feed version after the change."""
+    changes: list[FeedChange] | None
+    """What changed, in order (covert lists too); None: too many to log, load the index anew."""
+    dropped: dict[str, list[str]] = {}
+    """The entries each ``ListDelete`` removed, by list id."""
 
 
 class EntryIndex(Protocol):
@@ -100,6 +125,11 @@ class ListRows(Protocol):
         """Log a new feed version (``body``: its delta, or its size) and make it the current one."""
         ...
 
+    def log_change(self, tx: Any, body: bytes, now: float) -> int:
+        """Log a change (a ``LoggedChange``) at the next position of the log of list changes, keeping the
+        last ``LOG_KEEP``; its position. Positions follow commits (the store's writer, or its lock)."""
+        ...
+
     def audit(
         self, tx: Any, actor: str, role: str, target: str, reason: str, detail: dict[str, Any], at: float
     ) -> None:
@@ -151,7 +181,8 @@ def apply(
         return False
 
     field_changes: list[FeedChange] = []
-    ops: list[Callable[[], None]] = []
+    done: list[FeedChange] = []
+    dropped: dict[str, list[str]] = {}
     count = 0
     kinds: dict[str, int] = {}
     touched: set[str] = set()
@@ -162,12 +193,12 @@ def apply(
         kind = type(change).__name__
         kinds[kind] = kinds.get(kind, 0) + 1
         touched.add(_target_of(change))
+        done.append(change)
         if isinstance(change, ListUpsert):
             wl = change.watchlist
             old = get_list(wl.list_id)
             rows.put_list(tx, wl, now, actor)
             cache[wl.list_id] = wl
-            ops.append(partial(watchlists.set_list, wl))
             was, now_in = old is not None and in_field_feed(old), in_field_feed(wl)
             if now_in:
                 field_changes.append(change)
@@ -179,9 +210,8 @@ def apply(
             old = get_list(change.list_id)
             if old is None:
                 raise NotFound(f"no list {change.list_id!r}")
-            ids = rows.delete_list(tx, change.list_id)
+            dropped[change.list_id] = rows.delete_list(tx, change.list_id)
             cache[change.list_id] = None
-            ops.append(partial(watchlists.drop_list, change.list_id, ids))
             if in_field_feed(old):
                 field_changes.append(change)
         elif isinstance(change, EntryUpsert):
@@ -193,19 +223,16 @@ def apply(
             if previous is not None and previous.list_id != entry.list_id:
                 raise ListError(f"entry {entry.entry_id!r} belongs to list {previous.list_id!r}")
             rows.put_entry(tx, entry, now, actor)
-            ops.append(partial(watchlists.index.upsert, entry))
             if in_field_feed(owner):
                 field_changes.append(change)
         elif isinstance(change, PermitRules):
             rows.put_permit_rules(tx, list(change.rules))
-            ops.append(partial(watchlists.set_permit_rules, list(change.rules)))
             field_changes.append(change)  # edges check permits offline too
         elif isinstance(change, EntryDelete):
             previous = rows.get_entry(tx, change.entry_id)
             if previous is None:
                 raise NotFound(f"no entry {change.entry_id!r}")
             rows.delete_entry(tx, change.entry_id)
-            ops.append(partial(watchlists.index.remove, change.entry_id))
             owner = get_list(previous.list_id)
             if owner is not None and in_field_feed(owner):
                 field_changes.append(change)
@@ -221,8 +248,14 @@ def apply(
             else _enc.encode({"v": SCHEMA_VERSION, "version": version, "bulk_changes": len(field_changes)})
         )
         rows.record_version(tx, version, now, actor, body)
-    ops.append(partial(watchlists.set_feed_version, version))
+    logged = LoggedChange(version=version, changes=done, dropped=dropped)
+    ops = index_ops(logged, watchlists)
+    position = None
     if count:
+        whole = count + sum(len(ids) for ids in dropped.values()) <= MAX_LOGGED_CHANGES
+        position = rows.log_change(
+            tx, _enc.encode(logged if whole else LoggedChange(version=version, changes=None)), now
+        )
         rows.audit(
             tx,
             actor,
@@ -232,4 +265,24 @@ def apply(
             {"changes": count, "by_kind": kinds, "feed_version": version},
             now,
         )
-    return Applied(version=version, changes=count, delta=delta, index_ops=ops)
+    return Applied(version=version, changes=count, delta=delta, index_ops=ops, position=position)
+
+
+def index_ops(change: LoggedChange, watchlists: ListIndex) -> list[Callable[[], None]]:
+    """What a change does to a hub's index, in order: the hub that applies it runs these after its job's
+    writes, the others when they read it from the log (a change whose ``changes`` were not logged
+    moves the feed version only: its readers load their index anew)."""
+    ops: list[Callable[[], None]] = []
+    for c in change.changes or []:
+        if isinstance(c, ListUpsert):
+            ops.append(partial(watchlists.set_list, c.watchlist))
+        elif isinstance(c, ListDelete):
+            ops.append(partial(watchlists.drop_list, c.list_id, change.dropped.get(c.list_id, [])))
+        elif isinstance(c, EntryUpsert):
+            ops.append(partial(watchlists.index.upsert, c.entry))
+        elif isinstance(c, PermitRules):
+            ops.append(partial(watchlists.set_permit_rules, list(c.rules)))
+        elif isinstance(c, EntryDelete):
+            ops.append(partial(watchlists.index.remove, c.entry_id))
+    ops.append(partial(watchlists.set_feed_version, change.version))
+    return ops

@@ -41,6 +41,9 @@ const checkpoints = new Map();  // checkpoint -> last status entry
 let ring = [];
 let selected = null;
 let hellos = 0;
+// The newest alert position this console has had: every hub on the store shares the positions, so after a
+// reconnect (to this hub or another behind the front door) it asks for the alerts after it.
+let position = null;
 let live = "loading";           // loading | ready | offline | error
 let hubFeed = null;             // the hub's feed version, to show which edge lags
 
@@ -250,6 +253,9 @@ setInterval(() => refreshAges(document.getElementById("alerts")), 30000);
 drawQueueState(live, 0);
 
 function onFrame(frame) {
+  if (typeof frame.position === "number") {
+    position = frame.type === "hello" ? frame.position : Math.max(position ?? 0, frame.position);
+  }
   if (frame.type === "hello") {
     hellos += 1;
     live = "ready";
@@ -309,7 +315,7 @@ ready.then(async () => {
   drawWho();
   ring = await ringLoaded;
   drawCheckpoints();
-  connectLive(onFrame, onState);
+  connectLive(onFrame, onState, () => (position === null ? "" : "?after=" + position));
 }).catch((error) => {
   live = "error";
   drawQueueState(live, 0);

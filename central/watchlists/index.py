@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from central.record.stores import WatchlistStore
+from central.record.tx import Tx
 from central.watchlists.files import ImportRejected, diff_entries, parse_list_file
 from protocols.errors import ConfigError
 from protocols.feed import FeedChange, ListUpsert
@@ -59,6 +61,9 @@ class HubWatchlists:
         self.lists: dict[str, Watchlist] = {}
         self.index = PlateIndex()
         self.permit_rules: list[PermitRule] = []
+        #: the position in the store's log of list changes this index holds every change up to
+        #: (central/watchlists/follow.py applies the later ones, made by other hubs)
+        self.position = 0
 
     def __len__(self) -> int:
         return len(self.index)
@@ -75,6 +80,15 @@ class HubWatchlists:
         index = PlateIndex()
         index.build(lists, entries, feed_version=feed_version)
         self.index = index
+
+    def load(self, store: WatchlistStore, tx: Tx) -> int:
+        """Build from the store (in a job of its writer); the number of entries. The log's position is
+        read first: a change committed between the two reads is in the index and applied again by the
+        follower, which leaves the index as the change left the store."""
+        position = store.change_position(tx)
+        self.build(*store.load_all(tx))
+        self.position = position
+        return len(self)
 
     def set_list(self, wl: Watchlist) -> None:
         self.lists[wl.list_id] = wl

@@ -59,12 +59,7 @@ class ListService:
     def load(self) -> int:
         """At start-up, from the writer thread's point of view: fill the index from the database."""
 
-        def job(tx: Tx) -> int:
-            lists, entries, version, rules = self.store.watchlists.load_all(tx)
-            self.watchlists.build(lists, entries, version, rules)
-            return len(entries)
-
-        return self.store.submit(job).result()
+        return self.store.submit(lambda tx: self.watchlists.load(self.store.watchlists, tx)).result()
 
     async def apply(self, changes: list[FeedChange], actor: str) -> Applied:
         """Apply changes atomically; publish the feed delta after the commit."""
@@ -73,10 +68,14 @@ class ListService:
             applied = self.store.watchlists.apply_changes(tx, changes, self.watchlists, actor)
             if len(changes) > REBUILD_ABOVE:
                 # Patching a large index entry by entry would grow its overlay past sense: build anew.
-                self.watchlists.build(*self.store.watchlists.load_all(tx))
+                self.watchlists.load(self.store.watchlists, tx)
             else:
                 for op in applied.index_ops:
                     op()
+                if applied.position == self.watchlists.position + 1:
+                    # Next in the log: the index holds every change up to it. Past another hub's change
+                    # not applied here yet, the follower applies both in order (central/watchlists/follow.py).
+                    self.watchlists.position = applied.position
             return applied
 
         try:
@@ -86,7 +85,7 @@ class ListService:
         except Exception:
             # The index may have moved while the commit failed: make it match the database again.
             log.exception("watchlist change not committed; reloading the index")
-            await self.store.run(lambda tx: self.watchlists.build(*self.store.watchlists.load_all(tx)))
+            await self.store.run(lambda tx: self.watchlists.load(self.store.watchlists, tx))
             raise
         if applied.delta is not None:
             self.feed.offer(applied.delta)

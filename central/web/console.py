@@ -22,6 +22,9 @@ from runtime.web import Access, Principal, Roles, Rule, principal_of, token_matc
 
 log = logging.getLogger(__name__)
 
+#: The most alerts a reconnecting console is given after its last position (``GET /api/v1/ws?after=``).
+CATCH_UP = 200
+
 #: The console's page and scripts (package data of ``central``).
 STATIC = Path(__file__).resolve().parent.parent / "static"
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
@@ -131,6 +134,8 @@ def degraded_reasons(app: web.Application) -> list[str]:
 
 
 async def health(request: web.Request) -> web.Response:
+    """ok (200) or degraded (503, the same body, with the reasons): a front door's health check takes a
+    degraded hub out of its rotation by the status code alone (deploy/haproxy/cordon.cfg)."""
     app = request.app
     ingest = app[keys.INGEST]
     reasons = degraded_reasons(app)
@@ -146,7 +151,8 @@ async def health(request: web.Request) -> web.Response:
             "watchlist_entries": len(app[keys.WATCHLISTS]),
             "hub": app[keys.DUTIES].hub,
             "duties": app[keys.DUTIES].held(),
-        }
+        },
+        status=503 if reasons else 200,
     )
 
 
@@ -161,32 +167,57 @@ async def ring(request: web.Request) -> web.Response:
 
 async def live(request: web.Request) -> web.WebSocketResponse:
     """The console's live feed: recent alerts first, then alerts and checkpoint status as they come.
-    Covert alerts reach only the roles allowed to see them."""
+    Covert alerts reach only the roles allowed to see them.
+
+    ``?after=N``: a console that was connected before (to this hub or another on the same store) gets the
+    alerts after position N too, so none raised while it was away is missing (the last ``CATCH_UP`` of
+    them at most; the record has the rest). The hello frame says the position the feed starts from;
+    alert frames and ``position`` frames carry the positions after it."""
     app = request.app
     covert = sees_covert(request)
-    recent = await asyncio.to_thread(
-        app[keys.STORE].recent_alerts, app[keys.SETTINGS].console.recent_alerts, covert
-    )
-    first: list[Any] = [
-        {
-            "type": "hello",
-            "checkpoints": list(app[keys.CHECKPOINTS].values()),
-            "escalate_after_s": app[keys.SETTINGS].console.escalate_after_s,
-        }
-    ]
-    if not covert:
-        recent = [a for a in recent if not privileged_only(app, a)]
-    first += [{"type": "alert", "alert": a} for a in reversed(recent)]
-    ids = [a.alert_id for a in recent]
-    outcomes = await asyncio.to_thread(app[keys.STORE].outcomes, ids)
-    first += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
-    after_s = app[keys.SETTINGS].console.escalate_after_s
-    escalated = await asyncio.to_thread(
-        app[keys.STORE].read, lambda tx: app[keys.STORE].escalated_among(tx, ids, after_s)
-    )
-    first += [{"type": "escalation", "escalation": e} for e in escalated]
-    receipts = await asyncio.to_thread(app[keys.STORE].receipts, ids)
-    first += [{"type": "receipt", "receipt": r} for rows in receipts.values() for r in rows]
+    try:
+        after = max(0, int(request.query["after"])) if "after" in request.query else None
+    except ValueError:
+        raise guards.json_error(web.HTTPBadRequest, "after must be a whole number") from None
+    store, console = app[keys.STORE], app[keys.SETTINGS].console
+
+    async def first_frames() -> list[Any]:
+        # Read once this client is subscribed: an alert committed meanwhile comes live, none is missed.
+        position = await asyncio.to_thread(store.alert_position)
+        recent = await asyncio.to_thread(store.recent_alerts, console.recent_alerts, covert)
+        missed: list[tuple[int, Any]] = []
+        if after is not None and after < position:
+            missed = await asyncio.to_thread(store.alerts_after, after, CATCH_UP)
+        shown = {a.alert_id for a in recent}
+        missed = [(pos, a) for pos, a in missed if a.alert_id not in shown]
+        frames: list[Any] = [
+            {
+                "type": "hello",
+                "checkpoints": list(app[keys.CHECKPOINTS].values()),
+                "escalate_after_s": console.escalate_after_s,
+                "position": position,
+            }
+        ]
+        if not covert:
+            recent = [a for a in recent if not privileged_only(app, a)]
+            missed = [(pos, a) for pos, a in missed if not privileged_only(app, a)]
+        frames += [{"type": "alert", "alert": a, "position": pos} for pos, a in missed]
+        frames += [{"type": "alert", "alert": a} for a in reversed(recent)]
+        ids = [a.alert_id for a in recent] + [a.alert_id for _, a in missed]
+        outcomes = await asyncio.to_thread(store.outcomes, ids)
+        frames += [{"type": "outcome", "outcome": o} for history in outcomes.values() for o in history]
+        after_s = console.escalate_after_s
+        escalated = await asyncio.to_thread(store.read, lambda tx: store.escalated_among(tx, ids, after_s))
+        frames += [{"type": "escalation", "escalation": e} for e in escalated]
+        receipts = await asyncio.to_thread(store.receipts, ids)
+        frames += [{"type": "receipt", "receipt": r} for rows in receipts.values() for r in rows]
+        first.update(id(f) for f in frames if f["type"] == "alert")
+        return frames
+
+    # The alerts the first frames gave (``first``: those frames), so that the same alert published while
+    # they were read, and queued behind them, is not given twice.
+    first: set[int] = set()
+    given: dict[str, Any] = {}
 
     principal = principal_of(request)
     commander = principal is not None and principal.role in COMMANDER_ROLES
@@ -212,12 +243,19 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     def encode(frame: dict[str, Any]) -> str | None:
         if not may_see(frame):
             return None
+        if frame.get("type") == "alert" and (first or given):
+            alert = frame["alert"]
+            if id(frame) in first:
+                first.discard(id(frame))
+                given[alert.alert_id] = alert
+            elif given.pop(alert.alert_id, None) == alert:
+                return None  # published while the first frames were read, and given with them
         if commander and frame.get("type") == "escalation":
             # The shift commander's console: the same escalation, flagged for a notice of its own.
             frame = {"type": "escalation", "escalation": {**frame["escalation"], "commander_notice": True}}
         return msgspec.json.encode(frame).decode()
 
-    return await websocket_feed(request, app[keys.CONSOLE], first, encode, app[keys.SOCKETS])
+    return await websocket_feed(request, app[keys.CONSOLE], first_frames, encode, app[keys.SOCKETS])
 
 
 async def metrics(request: web.Request) -> web.Response:

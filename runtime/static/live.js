@@ -1,10 +1,12 @@
 // One WebSocket to the server's live feed, reconnecting with backoff. Frames are JSON objects.
+// ``query()``, when given, is asked at every (re)connect for the feed's query string (the console's
+// "?after=POSITION": the alerts it missed while it was away, from whichever hub it reaches).
 import { el, fmtTime, t } from "./i18n.js";
 
-export function connectLive(onFrame, onState) {
+export function connectLive(onFrame, onState, query = () => "") {
   let delay = 500;
   function open() {
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/ws");
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/api/v1/ws" + query());
     ws.onopen = () => { delay = 500; onState(true); };
     ws.onmessage = (ev) => { try { onFrame(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
     ws.onclose = () => { onState(false); setTimeout(open, delay); delay = Math.min(delay * 2, 10000); };

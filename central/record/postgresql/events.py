@@ -603,6 +603,32 @@ class PgEvents:
         ]
 
     @staticmethod
+    def touched_since(tx: psycopg.Connection, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
+        """The alerts with news stored at ``since`` or later (folds, outcomes, receipts, escalations), each
+        with the time of its latest, oldest first."""
+        return [
+            (at, _alert_decoder.decode(bytes(body)))
+            for at, body in tx.execute(
+                "SELECT t.at, a.body FROM (SELECT id, max(at) AS at FROM ("
+                "SELECT raised_at AS at, into_id AS id FROM alert_folds WHERE raised_at >= %(s)s "
+                "UNION ALL SELECT o.received_at, coalesce(f.into_id, o.alert_id) FROM alert_outcomes o "
+                "LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.received_at >= %(s)s "
+                "UNION ALL SELECT r.received_at, coalesce(f.into_id, r.alert_id) FROM alert_receipts r "
+                "LEFT JOIN alert_folds f ON f.alert_id = r.alert_id WHERE r.received_at >= %(s)s "
+                "UNION ALL SELECT at, convert_from(target, 'UTF8') FROM audit "
+                "WHERE actor = %(actor)s AND at >= %(s)s AND action = %(action)s"
+                ") n GROUP BY id) t JOIN alerts a ON a.alert_id = t.id ORDER BY t.at LIMIT %(limit)s",
+                {"s": since, "actor": b(ACTOR), "action": b(ACTION), "limit": limit},
+            )
+        ]
+
+    @staticmethod
+    def alert_position(tx: psycopg.Connection) -> int:
+        """The newest alert's position (0: none yet)."""
+        row = tx.execute("SELECT coalesce(max(pos), 0) FROM alerts").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
     def outcomes(tx: psycopg.Connection, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""
         cols = ("alert_id", "checkpoint", "outcome", "note", "officer", "acknowledged_at", "received_at")

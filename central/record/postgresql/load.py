@@ -146,6 +146,7 @@ HUB_TABLES: dict[str, Table] = {
         }
     ),
     "feed_changes": Table({"version": _same, "at": _same, "actor": _bytes, "body": _bytes}),
+    "list_changes": Table({"position": _same, "at": _same, "body": _bytes}),
     "hub_meta": Table({"key": _same, "value": _same}),
     "edge_hits": Table(
         {

@@ -11,7 +11,8 @@ hold stored exactly beside its searchable form (``plate_exact``).
 Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the audit trail, webhook
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
 results, the daily statistics, and the watchlists with the field feed. Migration 11 is the progress of
-``cordon store migrate`` (a SQLite hub's data copied in).
+``cordon store migrate`` (a SQLite hub's data copied in); migration 12 what the hubs sharing the database
+follow of each other (the log of list changes, the alerts' news by time).
 """
 
 from __future__ import annotations
@@ -190,6 +191,16 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE store_migration (part text PRIMARY KEY, source text NOT NULL,
             copied bigint NOT NULL DEFAULT 0, after text, done boolean NOT NULL DEFAULT false,
             updated_at double precision NOT NULL)""",
+    ],
+    # 12: what the hubs sharing the database follow of each other: the log of list changes
+    # (central/record/watchlists.py: each applied change, covert lists too, at its position, taken under the
+    # feed's lock, so positions follow commits), and the times the alerts' later news was stored at, which
+    # the consoles of every hub read recent news by (AlertStore.touched_since)
+    [
+        "CREATE TABLE list_changes (position bigint PRIMARY KEY, at double precision NOT NULL, body bytea NOT NULL)",
+        "CREATE INDEX alert_folds_raised ON alert_folds (raised_at)",
+        "CREATE INDEX alert_outcomes_received ON alert_outcomes (received_at)",
+        "CREATE INDEX alert_receipts_received ON alert_receipts (received_at)",
     ],
 ]
 

@@ -338,8 +338,14 @@ class PgStores:
         return self.read(lambda tx: PgEvents.recent_alerts(tx, limit, include_covert))
 
     def alerts_after(self, position: int, limit: int = 500) -> list[tuple[int, Alert]]:
-        """Alerts after ``position`` in commit order, with their positions (PostgreSQL only, for now)."""
+        """Alerts after ``position`` in commit order, with their positions (every hub shares them)."""
         return self.read(lambda tx: PgEvents.alerts_after(tx, position, limit))
+
+    def alert_position(self) -> int:
+        return self.read(PgEvents.alert_position)
+
+    def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
+        return self.read(lambda tx: PgEvents.touched_since(tx, since, limit))
 
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         return self.read(lambda tx: PgEvents.outcomes(tx, alert_ids))

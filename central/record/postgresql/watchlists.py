@@ -20,7 +20,7 @@ import psycopg
 
 from central.record.postgresql.audit import PgAuditStore
 from central.record.postgresql.events import b, key
-from central.record.watchlists import Applied, ListIndex, apply
+from central.record.watchlists import LOG_KEEP, Applied, ListIndex, LoggedChange, apply
 from protocols.feed import FeedChange, in_field_feed
 from protocols.matching import Entry, PermitRule, Watchlist
 
@@ -33,6 +33,7 @@ _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
 _entry_dec = msgspec.json.Decoder(type=Entry)
 _rules_dec = msgspec.json.Decoder(type=list[PermitRule])
+_change_dec = msgspec.json.Decoder(type=LoggedChange)
 
 
 class _Rows:
@@ -106,6 +107,15 @@ class _Rows:
         _set_meta(tx, "feed_version", str(version))
 
     @staticmethod
+    def log_change(tx: psycopg.Connection, body: bytes, now: float) -> int:
+        # Under the feed's lock (apply_changes), held to the commit: positions follow commits.
+        position = _change_position(tx) + 1
+        tx.execute("INSERT INTO list_changes (position, at, body) VALUES (%s,%s,%s)", (position, now, body))
+        _set_meta(tx, "list_change_position", str(position))
+        tx.execute("DELETE FROM list_changes WHERE position <= %s", (position - LOG_KEEP,))
+        return position
+
+    @staticmethod
     def audit(
         tx: psycopg.Connection,
         actor: str,
@@ -118,6 +128,12 @@ class _Rows:
         PgAuditStore.append(
             tx, actor, role, "watchlist.change", target=target, reason=reason, detail=detail, at=at
         )
+
+
+def _change_position(tx: psycopg.Connection) -> int:
+    # Kept apart from the log, so that positions never go back, whatever the log has let go.
+    row = tx.execute("SELECT value FROM hub_meta WHERE key = 'list_change_position'").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _set_meta(tx: psycopg.Connection, name: str, value: str) -> None:
@@ -205,6 +221,26 @@ class PgWatchlistStore:
         commit: versions commit in order)."""
         tx.execute("SELECT pg_advisory_xact_lock(%s)", (FEED_LOCK,))
         return apply(_Rows(), tx, changes, watchlists, actor, now, role, reason)
+
+    @staticmethod
+    def change_position(tx: psycopg.Connection) -> int:
+        """The newest position in the log of list changes (0: none yet)."""
+        return _change_position(tx)
+
+    @staticmethod
+    def changes_after(
+        tx: psycopg.Connection, position: int, limit: int
+    ) -> list[tuple[int, LoggedChange]] | None:
+        """The logged changes after ``position``, oldest first, at most ``limit``; None when the log cannot
+        give them all (the next one was let go, or ``position`` is past the log: load the index anew).
+        Positions commit in order, so one not yet committed is never skipped by a reader."""
+        rows = tx.execute(
+            "SELECT position, body FROM list_changes WHERE position > %s ORDER BY position LIMIT %s",
+            (position, limit),
+        ).fetchall()
+        if (rows and rows[0][0] != position + 1) or (not rows and position > _change_position(tx)):
+            return None
+        return [(int(pos), _change_dec.decode(bytes(body))) for pos, body in rows]
 
     @staticmethod
     def versioned_snapshot(tx: psycopg.Connection) -> tuple[int, bytes]:

@@ -140,4 +140,13 @@ MIGRATIONS: list[list[str]] = [
             shown_by TEXT NOT NULL, acknowledged_at REAL, outcome TEXT, officer TEXT NOT NULL,
             received_at REAL NOT NULL, PRIMARY KEY (alert_id, checkpoint)) WITHOUT ROWID""",
     ],
+    # 13: the log of list changes (central/record/watchlists.py): each applied change, covert lists too,
+    # at its position, as a hub's index follows it; and the times the alerts' later news was stored at
+    # (AlertStore.touched_since)
+    [
+        "CREATE TABLE list_changes (position INTEGER PRIMARY KEY, at REAL NOT NULL, body BLOB NOT NULL)",
+        "CREATE INDEX alert_folds_raised ON alert_folds (raised_at)",
+        "CREATE INDEX alert_outcomes_received ON alert_outcomes (received_at)",
+        "CREATE INDEX alert_receipts_received ON alert_receipts (received_at)",
+    ],
 ]

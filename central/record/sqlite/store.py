@@ -24,6 +24,8 @@ import sqlite_utils
 
 from central.record.alerts import PendingHit
 from central.record.days import digest, made_at
+from central.record.escalation import ACTION as ESCALATION_ACTION
+from central.record.escalation import ACTOR as ESCALATION_ACTOR
 from central.record.reads import RecordCounts
 from central.record.sqlite import escalation, folding
 from central.record.sqlite.audit import SqliteAuditStore
@@ -567,6 +569,40 @@ class HubStore:
             sql += " WHERE action != 'covert'"
         sql += " ORDER BY raised_at DESC LIMIT ?"
         return self.read(lambda db: [_alert_decoder.decode(b) for (b,) in db.conn.execute(sql, (limit,))])
+
+    def alerts_after(self, position: int, limit: int = 500) -> list[tuple[int, Alert]]:
+        """Alerts after ``position`` (their rowid: one writer inserts them, in commit order), oldest first."""
+        return self.read(
+            lambda db: [
+                (int(pos), _alert_decoder.decode(b))
+                for pos, b in db.conn.execute(
+                    "SELECT rowid, body FROM alerts WHERE rowid > ? ORDER BY rowid LIMIT ?", (position, limit)
+                )
+            ]
+        )
+
+    def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
+        """The alerts with news stored at ``since`` or later (folds, outcomes, receipts, escalations), each
+        with the time of its latest, oldest first."""
+        sql = (
+            "SELECT t.at, a.body FROM (SELECT id, max(at) AS at FROM ("
+            "SELECT raised_at AS at, into_id AS id FROM alert_folds WHERE raised_at >= :s "
+            "UNION ALL SELECT o.received_at, COALESCE(f.into_id, o.alert_id) FROM alert_outcomes o "
+            "LEFT JOIN alert_folds f ON f.alert_id = o.alert_id WHERE o.received_at >= :s "
+            "UNION ALL SELECT r.received_at, COALESCE(f.into_id, r.alert_id) FROM alert_receipts r "
+            "LEFT JOIN alert_folds f ON f.alert_id = r.alert_id WHERE r.received_at >= :s "
+            "UNION ALL SELECT at, target FROM audit WHERE actor = :actor AND at >= :s AND action = :action"
+            ") GROUP BY id) t JOIN alerts a ON a.alert_id = t.id ORDER BY t.at LIMIT :limit"
+        )
+        args = {"s": since, "actor": ESCALATION_ACTOR, "action": ESCALATION_ACTION, "limit": limit}
+        return self.read(
+            lambda db: [(float(at), _alert_decoder.decode(b)) for at, b in db.conn.execute(sql, args)]
+        )
+
+    def alert_position(self) -> int:
+        return int(
+            self.read(lambda db: db.conn.execute("SELECT coalesce(max(rowid), 0) FROM alerts").fetchone()[0])
+        )
 
     def outcomes(self, alert_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Each alert's outcome history, oldest first (with the outcomes of hits folded into it)."""

@@ -11,7 +11,7 @@ import msgspec
 import sqlite_utils
 
 from central.record.sqlite import audit
-from central.record.watchlists import Applied, ListIndex, apply
+from central.record.watchlists import LOG_KEEP, Applied, ListIndex, LoggedChange, apply
 from protocols.feed import FeedChange, in_field_feed
 from protocols.matching import Entry, PermitRule, Watchlist
 
@@ -19,6 +19,7 @@ _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
 _entry_dec = msgspec.json.Decoder(type=Entry)
 _rules_dec = msgspec.json.Decoder(type=list[PermitRule])
+_change_dec = msgspec.json.Decoder(type=LoggedChange)
 
 
 def feed_version(db: sqlite_utils.Database) -> int:
@@ -58,6 +59,27 @@ def load_all(db: sqlite_utils.Database) -> tuple[list[Watchlist], list[Entry], i
     lists = [_list_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM wl_lists")]
     entries = [_entry_dec.decode(b) for (b,) in db.conn.execute("SELECT body FROM wl_entries")]
     return lists, entries, feed_version(db), permit_rules(db)
+
+
+def change_position(db: sqlite_utils.Database) -> int:
+    """The newest position in the log of list changes (0: none yet). Kept apart from the log, so that
+    positions never go back, whatever the log has let go."""
+    row = db.conn.execute("SELECT value FROM hub_meta WHERE key='list_change_position'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def changes_after(
+    db: sqlite_utils.Database, position: int, limit: int
+) -> list[tuple[int, LoggedChange]] | None:
+    """The logged changes after ``position``, oldest first, at most ``limit``; None when the log cannot
+    give them all (the next one was let go, or ``position`` is past the log: load the index anew)."""
+    rows = db.conn.execute(
+        "SELECT position, body FROM list_changes WHERE position > ? ORDER BY position LIMIT ?",
+        (position, limit),
+    ).fetchall()
+    if (rows and rows[0][0] != position + 1) or (not rows and position > change_position(db)):
+        return None
+    return [(int(pos), _change_dec.decode(body)) for pos, body in rows]
 
 
 class _Rows:
@@ -119,6 +141,17 @@ class _Rows:
         db.conn.execute(
             "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('feed_version', ?)", (str(version),)
         )
+
+    @staticmethod
+    def log_change(db: sqlite_utils.Database, body: bytes, now: float) -> int:
+        position = change_position(db) + 1
+        db.conn.execute("INSERT INTO list_changes (position, at, body) VALUES (?,?,?)", (position, now, body))
+        db.conn.execute(
+            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('list_change_position', ?)",
+            (str(position),),
+        )
+        db.conn.execute("DELETE FROM list_changes WHERE position <= ?", (position - LOG_KEEP,))
+        return position
 
     @staticmethod
     def audit(
@@ -270,6 +303,8 @@ class SqliteWatchlistStore:
     field_feed = staticmethod(field_feed)
     unfiled = staticmethod(unfiled)
     deltas_since = staticmethod(deltas_since)
+    change_position = staticmethod(change_position)
+    changes_after = staticmethod(changes_after)
     list_summaries = staticmethod(list_summaries)
     entries_with_plate = staticmethod(entries_with_plate)
     search_entries = staticmethod(search_entries)
