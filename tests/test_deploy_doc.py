@@ -156,11 +156,16 @@ def test_the_runnable_blocks_run_as_written(tmp_path):
     offline = "".join(b for m, b in runnable if m == "runnable")
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    # This run's own wheelhouse, started from the downloads kept in the cache: the cache is shared by every
+    # checkout on the machine, and another checkout's run writing its Cordon wheel and SHA256SUMS there
+    # between this run's two installs made the second one install anew (seen with two suites at once).
+    house = tmp_path / "wheelhouse"
+    shutil.copytree(cache, house)
     t = tmp_path / "box"
     t.mkdir()
     setup = NAMESPACE.format(
         t=shlex.quote(str(t)),
-        cache=shlex.quote(str(cache)),
+        cache=shlex.quote(str(house)),
         python=shlex.quote(sys.executable),
         unitrun=shlex.quote(str(ROOT / "tests" / "unitrun.py")),
         repo=shlex.quote(str(ROOT)),
@@ -177,9 +182,14 @@ def test_the_runnable_blocks_run_as_written(tmp_path):
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, f"wheelhouse block:\n{built.stdout[-3000:]}\n{built.stderr[-3000:]}"
-    wheels = sorted(p.name for p in cache.glob("*.whl"))
+    wheels = sorted(p.name for p in house.glob("*.whl"))
     assert any(w.startswith("cordon-") for w in wheels) and any(w.startswith("numpy-") for w in wheels)
-    check_wheel_contents(next(cache.glob("cordon-*.whl")))
+    check_wheel_contents(next(house.glob("cordon-*.whl")))
+    for wheel in house.glob(
+        "*.whl"
+    ):  # the downloads kept for the next run (Cordon's own wheel is this run's)
+        if not wheel.name.startswith("cordon-") and not (cache / wheel.name).exists():
+            shutil.copy2(wheel, cache / wheel.name)
     # 2. The offline box: no network but its own loopback.
     shutil.rmtree(t)
     t.mkdir()
