@@ -871,6 +871,20 @@ def test_watchlist_changes_are_applied_versioned_and_audited_alike(backend):
         ("version", 2),
     ]
     assert backend.read(wl.permit_rules) == rules
+    # What the feed file and the deltas route serve (the covert list stays on the hub).
+    version, field, field_entries, field_rules = backend.read(wl.field_feed)
+    assert (version, [w.list_id for w in field], [e.entry_id for e in field_entries], field_rules) == (
+        2,
+        ["stolen"],
+        ["stolen:鲁B12345"],
+        rules,
+    )
+    assert backend.read(lambda tx: wl.unfiled(tx, 0)) == (2, False, T0)
+    assert backend.read(lambda tx: wl.unfiled(tx, 2)) == (0, False, None)
+    version, deltas = backend.read(lambda tx: wl.deltas_since(tx, 0, 10))
+    assert version == 2 and [msgspec.json.decode(d)["version"] for d in deltas] == [1, 2]
+    assert backend.read(lambda tx: wl.deltas_since(tx, 2, 10)) == (2, [])
+    assert backend.read(lambda tx: wl.deltas_since(tx, 0, 1)) is None  # more than the limit
 
     assert backend.read(lambda tx: wl.get_list(tx, "stolen")) == stolen
     assert backend.read(lambda tx: wl.get_entry(tx, "stolen:鲁B12345")) == e1
@@ -909,6 +923,27 @@ def test_watchlist_changes_are_applied_versioned_and_audited_alike(backend):
     trail = backend.read(lambda tx: backend.audit.records(tx, action="watchlist.change"))
     assert len(trail) == 5 and trail[-1].reason == "导入" and trail[-1].role == "watchlist_manager"
     assert backend.read(backend.audit.verify).ok
+
+
+def test_a_bulk_change_is_told_and_never_served_as_deltas(backend):
+    """More than MAX_DELTA_CHANGES changes to the field feed at once: the log keeps it by its size, and the
+    edges are sent to the feed file for it."""
+    from central.record.watchlists import MAX_DELTA_CHANGES
+    from protocols.feed import EntryUpsert, ListUpsert
+    from protocols.matching import Entry, Watchlist
+
+    wl = backend.watchlists
+    index = Index()
+    changes = [ListUpsert(watchlist=Watchlist(list_id="bulk", name="批量"))] + [
+        EntryUpsert(entry=Entry(entry_id=f"bulk:{i}", list_id="bulk", plate=f"鲁B{i:05d}"))
+        for i in range(MAX_DELTA_CHANGES)
+    ]
+    applied = backend.write(lambda tx: wl.apply_changes(tx, changes, index, "wang", now=T0))
+    assert applied.version == 1
+    assert backend.read(lambda tx: wl.unfiled(tx, 0)) == (1, True, T0)
+    assert backend.read(lambda tx: wl.deltas_since(tx, 0, 10)) is None
+    version, field, entries, _ = backend.read(wl.field_feed)
+    assert (version, len(field), len(entries)) == (1, 1, MAX_DELTA_CHANGES)
 
 
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------
@@ -1083,6 +1118,7 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
         seam.AuditStore: pg.audit,
         seam.WebhookStore: pg.webhooks,
         seam.StatsStore: pg.stats,
+        seam.WatchlistStore: pg.watchlists,
         seam.LoginLimitStore: pg.login_limits,
         seam.ImportJobStore: pg.import_jobs,
         seam.EvidenceStore: pg.evidence,

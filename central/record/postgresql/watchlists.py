@@ -26,6 +26,8 @@ from protocols.matching import Entry, PermitRule, Watchlist
 
 #: The lock every change to the lists takes (any constant unique to Cordon's watchlists).
 FEED_LOCK = 0x636F72646F71
+#: What marks a bulk change in the feed's log (``central.record.watchlists.apply`` logs it by its size only).
+BULK_MARK = b'"bulk_changes"'
 
 _enc = msgspec.json.Encoder()
 _list_dec = msgspec.json.Decoder(type=Watchlist)
@@ -217,6 +219,44 @@ class PgWatchlistStore:
                 "permit_rules": rules,
             }
         )
+
+    @staticmethod
+    def field_feed(tx: psycopg.Connection) -> tuple[int, list[Watchlist], list[Entry], list[PermitRule]]:
+        """The field feed (lists that are neither covert nor restricted, their entries, the permit rules)
+        and the version it is, read by one statement (the feed file is made of it)."""
+        version, lists, entries, rules = _snapshot_rows(tx)
+        field = [wl for wl in (_list_dec.decode(body) for _, body in lists) if in_field_feed(wl)]
+        ids = {wl.list_id for wl in field}
+        return version, field, [_entry_dec.decode(body) for lid, body in entries if lid in ids], rules
+
+    @staticmethod
+    def unfiled(tx: psycopg.Connection, since: int) -> tuple[int, bool, float | None]:
+        """How many feed versions follow ``since``, whether one is a bulk change, when the first was made."""
+        row = tx.execute(
+            "SELECT count(*), min(at), coalesce(bool_or(position(%s::bytea in body) > 0), false) "
+            "FROM feed_changes WHERE version > %s",
+            (BULK_MARK, since),
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), bool(row[2]), row[1]
+
+    @staticmethod
+    def deltas_since(tx: psycopg.Connection, since: int, limit: int) -> tuple[int, list[bytes]] | None:
+        """The feed version and every logged delta after ``since`` (their JSON), or None when they cannot
+        be served as deltas (a bulk change, a hole in the log, or more than ``limit``)."""
+        version = _Rows.feed_version(tx)
+        if since >= version:
+            return version, []
+        if version - since > limit:
+            return None
+        rows = tx.execute(
+            "SELECT version, body FROM feed_changes WHERE version > %s AND version <= %s ORDER BY version",
+            (since, version),
+        ).fetchall()
+        bodies = [bytes(body) for _, body in rows]
+        if len(bodies) != version - since or any(BULK_MARK in body for body in bodies):
+            return None
+        return version, bodies
 
 
 def _snapshot_rows(
