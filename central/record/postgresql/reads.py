@@ -785,21 +785,18 @@ class PgReadStore:
         return RecordCounts(int(reads), int(passages), int(days))
 
     def iter_reads(self, day: dt.date) -> Iterator[StoredRead]:
-        """Every read of one day, oldest first."""
-        with self._pool.connection() as conn:
-            rows = conn.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,)).fetchall()
-        for row in rows:
-            yield _row_to_read(row)
-
-    def sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
-        """A day's reads with their vehicle colour and make, in capture order (the clone index warms on
-        them), fetched in pages so a day of millions is never held at once."""
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="sightings") as cur:
+        """Every read of one day, oldest first, fetched in pages so a day of millions is never held at once."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="day_reads") as cur:
             cur.itersize = 5000
             cur.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,))
             for row in cur:
-                read = _row_to_read(row)
-                yield read, read.vehicle_colour, read.vehicle_brand
+                yield _row_to_read(row)
+
+    def sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+        """A day's reads with their vehicle colour and make, in capture order (the clone index warms on
+        them)."""
+        for read in self.iter_reads(day):
+            yield read, read.vehicle_colour, read.vehicle_brand
 
     iter_sightings = sightings  # the name the interface has until issue 21's seam
 
