@@ -1129,6 +1129,49 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
     assert hasattr(pg.import_jobs, "__len__")
 
 
+def test_jobs_waiting_for_the_writer_share_one_commit_and_a_failed_one_is_rolled_back_alone(pg_dsn):
+    """Group commit on PostgreSQL: the jobs queued while the writer is busy run in one transaction, each from
+    a savepoint of its own; one that fails leaves nothing behind and the others commit; one that meets a
+    day without partitions runs again once the day is made."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        gate = threading.Event()
+        busy = stores.submit(lambda tx: gate.wait(10))
+
+        def put(checkpoint):
+            def job(tx):
+                tx.execute("INSERT INTO checkpoints (checkpoint) VALUES (%s)", (checkpoint,))
+                return tx.execute("SELECT txid_current()").fetchone()[0]
+
+            return job
+
+        def fails(tx):
+            tx.execute("INSERT INTO checkpoints (checkpoint) VALUES ('SD-B')")
+            tx.execute("SELECT 1 / 0")
+
+        new_day = PlateRead(
+            seq=1, camera_id="c", captured_at=T0, plate="鲁B12345", plate_raw="鲁B12345", plate_valid=True
+        )
+        a, b = stores.submit(put("SD-A")), stores.submit(fails)
+        read = stores.submit(lambda tx: stores.insert_reads(tx, CP, 1, [new_day], T0, T0))
+        c = stores.submit(put("SD-C"))
+        gate.set()
+        assert busy.result(10) is True
+        assert a.result(10) == c.result(10)  # one transaction
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            b.result(10)
+        assert [o.inserted for o in read.result(10)] == [True]  # after its day was made
+        assert [c["checkpoint"] for c in stores.checkpoints()] == ["SD-A", "SD-C"]
+        assert stores.record.counts().reads == 1 and stores.writer_error is None
+    finally:
+        stores.stop()
+
+
 def test_feed_versions_follow_commits(pg_dsn):
     """Two changes to the lists at once: the second waits for the first's commit (the feed's lock), so it
     makes version 2 on top of version 1, never a second version 1, and version 1 commits first."""

@@ -18,7 +18,7 @@ docs/architecture.md ("State a hub keeps in memory").
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,15 @@ from central.record.tx import Tx
 from central.record.watchlists import Applied, ListIndex
 from protocols.feed import FeedChange
 from protocols.matching import Entry, PermitRule, Watchlist
-from protocols.messages import Alert, AlertReceipt, CheckpointStatus, Event, OfficerAccounts
+from protocols.messages import (
+    Alert,
+    AlertReceipt,
+    CheckpointStatus,
+    Event,
+    OfficerAccounts,
+    Passage,
+    PlateRead,
+)
 from runtime.web import LoginLimits
 
 __all__ = [
@@ -118,6 +126,23 @@ class AlertStore(Protocol):
     def insert_event(
         self, tx: Tx, checkpoint: str, epoch: int, event: Event, edge_sent_at: float, received_at: float
     ) -> Outcome: ...
+
+    def insert_reads(
+        self,
+        tx: Tx,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[PlateRead | Passage],
+        edge_sent_at: float,
+        received_at: float,
+    ) -> list[Outcome]:
+        """A run of reads and passages of one batch: what ``insert_event`` on each in turn gives, in as
+        few statements as the store can."""
+        ...
+
+    def edge_hit_reads(self, tx: Tx, checkpoint: str, epoch: int, read_seqs: Sequence[int]) -> set[int]:
+        """Those of ``read_seqs`` that edge hits name (alerted or not): the reads worth reconciling."""
+        ...
 
     def insert_alert(self, tx: Tx, alert: Alert) -> bool: ...
 

@@ -7,7 +7,13 @@ checkpoints, dead letters, escalations, quick-test results and the hits' retenti
 PostgreSQL holds until the transaction ends (``insert_alert``), so the alert that took position N
 commits before any other can take N + 1: a console catching up "after the last position" it saw
 (``alerts_after``) never skips an alert whose transaction committed late. The lock is held from a
-batch's first new alert to its commit; alerts are rare beside reads.
+batch's first new alert to the commit of the writer's group (``PgStores``: the jobs after it in the group
+run while it is held, and another hub's new alert waits that long); alerts are rare beside reads.
+
+**A batch's reads in one statement.** ``insert_reads`` hands a run of reads and passages to the record's
+``insert_many`` (one statement for the reads, one for the passages) and ``edge_hit_reads`` says in one
+statement which of them edge hits name, so the ingest pipeline reconciles only those: a batch of 200
+reads costs a few round trips, not two per read.
 
 **Folding across hubs.** The open alert a hit folds into is read ``FOR UPDATE``: two transactions folding
 hits of one entry at once take turns on its row instead of both updating the body they read.
@@ -22,6 +28,7 @@ NUL as U+FFFD (:func:`key`); the alert's body keeps the exact id.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -243,6 +250,40 @@ class PgEvents:
                 ),
             )
         return Outcome(inserted=True)
+
+    def insert_reads(
+        self,
+        tx: psycopg.Connection,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[PlateRead | Passage],
+        edge_sent_at: float,
+        received_at: float,
+    ) -> list[Outcome]:
+        """A run of reads and passages in one statement for the reads and one for the passages (the
+        record's ``insert_many``), each outcome as ``insert_event`` would give it."""
+        stored = self.record.insert_many(
+            tx, [(checkpoint, epoch, e, edge_sent_at, received_at) for e in events]
+        )
+        return [
+            Outcome(inserted=s.inserted, dead_letter=s.conflict, seen_before=s.seen_before) for s in stored
+        ]
+
+    @staticmethod
+    def edge_hit_reads(
+        tx: psycopg.Connection, checkpoint: str, epoch: int, read_seqs: Sequence[int]
+    ) -> set[int]:
+        """Those of ``read_seqs`` that edge hits name, in one statement."""
+        if not read_seqs:
+            return set()
+        return {
+            seq
+            for (seq,) in tx.execute(
+                "SELECT DISTINCT read_seq FROM edge_hits WHERE checkpoint = %s AND epoch = %s "
+                "AND read_seq = ANY(%s::int8[])",
+                (key(checkpoint), epoch, list(read_seqs)),
+            )
+        }
 
     @staticmethod
     def insert_alert(tx: psycopg.Connection, alert: Alert) -> bool:

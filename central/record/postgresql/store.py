@@ -7,9 +7,11 @@ dead letters, escalations, quick-test results).
 ``central.record.factory`` gives the hub these stores with ``[store] backend = "postgresql"``. Backups
 are PostgreSQL's own (``backup`` refuses).
 
-**Transactions.** A write job runs on the store's one writer connection, in a thread of its own, inside one
-transaction at READ COMMITTED, and its future resolves after the commit; a failed job rolls back and its
-future raises. A read runs on a pooled connection inside a transaction of its own, so what it reads is
+**Transactions.** A write job runs on the store's one writer connection, in a thread of its own, inside a
+transaction at READ COMMITTED, and its future resolves after the commit. The jobs that are waiting when the
+writer is free share one transaction and one commit (group commit, as the SQLite writer does: under load a
+commit's WAL flush is paid once for many batches), each from a savepoint of its own: a job that fails is
+rolled back to its savepoint and its future raises, the others commit. A read runs on a pooled connection inside a transaction of its own, so what it reads is
 one snapshot per statement and every statement sees what committed before it. A job whose reads meet a
 day the record has no partitions for yet is rolled back, the days are made, and it runs again (the
 record's ``DaysNotReady``, as ``RunAgain`` on SQLite). A job starts at a savepoint: on PostgreSQL a failed
@@ -22,10 +24,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,10 +47,16 @@ from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
 from central.record.stores import BackupCut, Counts, Outcome
 from protocols.errors import CordonError
-from protocols.messages import Alert, Event
+from protocols.messages import Alert, Event, Passage, PlateRead
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_Job = tuple[Callable[[psycopg.Connection], Any], "Future[Any]"]
+
+#: At most this many jobs share one commit (as the SQLite writer's group).
+MAX_JOBS_PER_COMMIT = 512
+#: A job that meets days without partitions this many times in a row fails (making them did not help).
+MAX_ATTEMPTS = 3
 
 
 class PgStores:
@@ -66,7 +75,8 @@ class PgStores:
         self._events = PgEvents(self.record)
         self._pool = Pool(dsn, pool_size)
         self._writer: psycopg.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._error: str | None = None
         self._lock = threading.Lock()
         self.users = PgUserStore()
@@ -86,13 +96,18 @@ class PgStores:
             conn.close()
         self.record.start()
         with self._lock:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="pg-writer")
+            self._jobs = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._main, name="pg-writer", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
+        """Commit the jobs already queued, then close every connection."""
         with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(None)
+        if thread is not None:
+            thread.join()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -104,32 +119,93 @@ class PgStores:
         """The last commit failure (None while commits succeed)."""
         return self._error
 
-    def _in_transaction(self, job: Callable[[psycopg.Connection], T]) -> T:
-        for attempt in range(3):
-            if self._writer is None or self._writer.closed or self._writer.broken:
-                self._writer = connect(self.dsn, autocommit=False)
+    # -- the writer: group commit ---------------------------------------------------------------------
+    def _main(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._jobs.get()
+            group: list[_Job] = []
+            while item is not None:
+                if item[1].set_running_or_notify_cancel():  # a caller that gave up gets nothing written
+                    group.append(item)
+                if len(group) >= MAX_JOBS_PER_COMMIT:
+                    break
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                stopping = True
+            attempt = 1
+            while group:
+                group = self._commit(group, final=attempt >= MAX_ATTEMPTS)
+                attempt += 1
+
+    def _connection(self) -> psycopg.Connection:
+        if self._writer is None or self._writer.closed or self._writer.broken:
+            self._writer = connect(self.dsn, autocommit=False)
+        return self._writer
+
+    def _commit(self, group: list[_Job], *, final: bool) -> list[_Job]:
+        """Run a group of jobs in one transaction, each from a savepoint of its own, and commit once; a job
+        that fails is rolled back to its savepoint alone. Returns the jobs to run again once the days they
+        met are made (``DaysNotReady``)."""
+        done: list[tuple[Future[Any], Any, BaseException | None]] = []
+        again: list[_Job] = []
+        days: set[dt.date] = set()
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                for job, fut in group:
+                    conn.execute(f"SAVEPOINT {JOB_SAVEPOINT}")
+                    try:
+                        value = job(conn)
+                    except Exception as exc:
+                        if conn.broken or conn.closed:
+                            raise  # the connection is gone, and the whole group with it
+                        conn.execute(f"ROLLBACK TO SAVEPOINT {JOB_SAVEPOINT}")
+                        if isinstance(exc, DaysNotReady) and not final:
+                            again.append((job, fut))
+                            days.update(exc.days)
+                        else:
+                            done.append((fut, None, exc))
+                    else:
+                        done.append((fut, value, None))
+                    conn.execute(f"RELEASE SAVEPOINT {JOB_SAVEPOINT}")
+        except Exception as exc:
+            # The transaction is lost (the server went away, the commit failed): every caller hears it,
+            # so nothing is acknowledged that did not commit.
+            self._error = str(exc) or type(exc).__name__
+            log.error("PostgreSQL writer: commit failed: %s", self._error)
+            for _, fut in group:
+                fut.set_exception(exc)
+            return []
+        self._error = None
+        for fut, value, error in done:
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(value)
+        if again:
             try:
-                with self._writer.transaction():
-                    self._writer.execute(f"SAVEPOINT {JOB_SAVEPOINT}")
-                    result = job(self._writer)
-            except DaysNotReady as exc:  # rolled back: make the days, run the whole job again
-                if attempt == 2:
-                    raise
-                self.record.prepare(exc.days)
-                continue
-            except psycopg.OperationalError as exc:
-                self._error = str(exc) or type(exc).__name__
-                raise
-            self._error = None
-            return result
-        raise AssertionError("unreachable")
+                self.record.prepare(days)
+            except Exception as exc:
+                for _, fut in again:
+                    fut.set_exception(exc)
+                return []
+        return again
 
     def submit(self, job: Callable[[psycopg.Connection], T]) -> Future[T]:
-        """Run ``job`` in one write transaction (from any thread); the future resolves after the commit."""
+        """Queue ``job`` for a write transaction (from any thread); the future resolves after the commit.
+
+        The jobs waiting when the writer is free run together in one transaction (group commit), each from
+        a savepoint of its own."""
+        fut: Future[T] = Future()
         with self._lock:
-            if self._executor is None:
+            if self._thread is None:
                 raise RuntimeError("the PostgreSQL store is not started")
-            return self._executor.submit(self._in_transaction, job)
+            self._jobs.put((job, fut))
+        return fut
 
     async def run(self, job: Callable[[psycopg.Connection], T]) -> T:
         return await asyncio.wrap_future(self.submit(job))
@@ -151,6 +227,18 @@ class PgStores:
     ) -> Outcome:
         return self._events.insert_event(tx, checkpoint, epoch, event, edge_sent_at, received_at)
 
+    def insert_reads(
+        self,
+        tx: psycopg.Connection,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[PlateRead | Passage],
+        edge_sent_at: float,
+        received_at: float,
+    ) -> list[Outcome]:
+        return self._events.insert_reads(tx, checkpoint, epoch, events, edge_sent_at, received_at)
+
+    edge_hit_reads = staticmethod(PgEvents.edge_hit_reads)
     insert_alert = staticmethod(PgEvents.insert_alert)
     add_thumbnail = staticmethod(PgEvents.add_thumbnail)
     update_checkpoint = staticmethod(PgEvents.update_checkpoint)

@@ -15,7 +15,7 @@ import datetime as dt
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -334,6 +334,37 @@ class HubStore:
             (checkpoint, epoch, read_seq, alert_id),
         ).fetchone()
         return row[0] if row else None
+
+    def insert_reads(
+        self,
+        db: sqlite_utils.Database,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[PlateRead | Passage],
+        edge_sent_at: float,
+        received_at: float,
+    ) -> list[Outcome]:
+        """A run of reads and passages, each as ``insert_event`` (statements in-process cost microseconds)."""
+        return [self.insert_event(db, checkpoint, epoch, e, edge_sent_at, received_at) for e in events]
+
+    @staticmethod
+    def edge_hit_reads(
+        db: sqlite_utils.Database, checkpoint: str, epoch: int, read_seqs: Sequence[int]
+    ) -> set[int]:
+        """Inside a writer job: those of ``read_seqs`` that edge hits name."""
+        found: set[int] = set()
+        seqs = list(read_seqs)
+        for i in range(0, len(seqs), 500):  # within any SQLite's limit of bound parameters
+            chunk = seqs[i : i + 500]
+            found.update(
+                seq
+                for (seq,) in db.conn.execute(
+                    "SELECT DISTINCT read_seq FROM edge_hits WHERE checkpoint=? AND epoch=? "
+                    f"AND read_seq IN ({','.join('?' * len(chunk))})",
+                    (checkpoint, epoch, *chunk),
+                )
+            )
+        return found
 
     @staticmethod
     def unalerted_edge_hits(
