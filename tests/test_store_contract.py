@@ -448,6 +448,46 @@ def test_events_are_stored_once_and_a_taken_identity_is_a_dead_letter(backend):
     assert backend.events.counts().reads == 1
 
 
+def test_a_run_of_reads_is_stored_at_once_and_says_which_reads_edge_hits_name(backend):
+    """``insert_reads``: outcomes as ``insert_event`` on each (new, a resend, a reused identity), and the reads
+    of the run that edge hits name (so ingest reconciles only those)."""
+    from protocols.messages import Passage
+
+    def read(seq, plate="鲁B00001"):
+        return PlateRead(
+            seq=seq, camera_id="cam", captured_at=T0, plate=plate, plate_raw=plate, plate_valid=True
+        )
+
+    hit = EdgeHit(
+        seq=9,
+        read_seq=2,
+        alert_id="E2",
+        entry_id="stolen:鲁B00002",
+        list_id="stolen",
+        kind="exact",
+        score=1.0,
+        explanation="",
+        feed_version=1,
+        matcher_version="m1",
+        raised_at=T0,
+    )
+    insert(backend, hit)
+    passage = Passage(
+        seq=4, plate="鲁B00001", first_seen=T0, last_seen=T0 + 1, best_seq=1, read_seqs=[1], cameras=["cam"]
+    )
+    run = [read(1), read(2, "鲁B00002"), read(3), passage]
+    first = backend.write(lambda tx: backend.events.insert_reads(tx, CP, 1, run, T0, T0 + 1))
+    assert [o.inserted for o in first.outcomes] == [True] * 4 and first.hit_reads == {2}
+    again = backend.write(
+        lambda tx: backend.events.insert_reads(tx, CP, 1, [read(3), read(1, "鲁B99999")], T0, T0)
+    )
+    assert [(o.inserted, o.seen_before) for o in again.outcomes] == [(False, True), (False, False)]
+    assert again.outcomes[1].dead_letter and again.hit_reads == set()
+    assert (
+        backend.write(lambda tx: backend.events.insert_reads(tx, CP, 1, [passage], T0, T0)).hit_reads == set()
+    )
+
+
 def test_kit_results_are_served_newest_first_with_filters(backend):
     insert(
         backend,
@@ -1004,6 +1044,27 @@ def test_every_list_change_is_logged_for_the_other_hubs_indexes_alike(backend, m
     assert [pos for pos, _ in backend.read(lambda tx: wl.changes_after(tx, 2, 10))] == [3, 4]
 
 
+def test_a_bulk_change_is_told_and_never_served_as_deltas(backend):
+    """More than MAX_DELTA_CHANGES changes to the field feed at once: the log keeps it by its size, and the
+    edges are sent to the feed file for it."""
+    from central.record.watchlists import MAX_DELTA_CHANGES
+    from protocols.feed import EntryUpsert, ListUpsert
+    from protocols.matching import Entry, Watchlist
+
+    wl = backend.watchlists
+    index = Index()
+    changes = [ListUpsert(watchlist=Watchlist(list_id="bulk", name="批量"))] + [
+        EntryUpsert(entry=Entry(entry_id=f"bulk:{i}", list_id="bulk", plate=f"鲁B{i:05d}"))
+        for i in range(MAX_DELTA_CHANGES)
+    ]
+    applied = backend.write(lambda tx: wl.apply_changes(tx, changes, index, "wang", now=T0))
+    assert applied.version == 1
+    assert backend.read(lambda tx: wl.unfiled(tx, 0)) == (1, True, T0)
+    assert backend.read(lambda tx: wl.deltas_since(tx, 0, 10)) is None
+    version, field, entries, _ = backend.read(wl.field_feed)
+    assert (version, len(field), len(entries)) == (1, 1, MAX_DELTA_CHANGES)
+
+
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------
 def test_audit_positions_follow_commits_so_a_reader_paging_by_id_skips_none(pg_dsn):
     """Two transactions append; the first stays open while the second tries to commit first. The second's
@@ -1186,6 +1247,49 @@ def test_the_postgresql_stores_have_every_method_of_their_interfaces():
     missing = {p.__name__: sorted(m for m in wanted(p) if not hasattr(impl, m)) for p, impl in parts.items()}
     assert not any(missing.values()), missing
     assert hasattr(pg.import_jobs, "__len__")
+
+
+def test_jobs_waiting_for_the_writer_share_one_commit_and_a_failed_one_is_rolled_back_alone(pg_dsn):
+    """Group commit on PostgreSQL: the jobs queued while the writer is busy run in one transaction, each from
+    a savepoint of its own; one that fails leaves nothing behind and the others commit; one that meets a
+    day without partitions runs again once the day is made."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        gate = threading.Event()
+        busy = stores.submit(lambda tx: gate.wait(10))
+
+        def put(checkpoint):
+            def job(tx):
+                tx.execute("INSERT INTO checkpoints (checkpoint) VALUES (%s)", (checkpoint,))
+                return tx.execute("SELECT txid_current()").fetchone()[0]
+
+            return job
+
+        def fails(tx):
+            tx.execute("INSERT INTO checkpoints (checkpoint) VALUES ('SD-B')")
+            tx.execute("SELECT 1 / 0")
+
+        new_day = PlateRead(
+            seq=1, camera_id="c", captured_at=T0, plate="鲁B12345", plate_raw="鲁B12345", plate_valid=True
+        )
+        a, b = stores.submit(put("SD-A")), stores.submit(fails)
+        read = stores.submit(lambda tx: stores.insert_reads(tx, CP, 1, [new_day], T0, T0))
+        c = stores.submit(put("SD-C"))
+        gate.set()
+        assert busy.result(10) is True
+        assert a.result(10) == c.result(10)  # one transaction
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            b.result(10)
+        assert [o.inserted for o in read.result(10).outcomes] == [True]  # after its day was made
+        assert [c["checkpoint"] for c in stores.checkpoints()] == ["SD-A", "SD-C"]
+        assert stores.record.counts().reads == 1 and stores.writer_error is None
+    finally:
+        stores.stop()
 
 
 def test_feed_versions_follow_commits(pg_dsn):

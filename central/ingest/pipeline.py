@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -28,7 +28,7 @@ from central.ingest.listener import IngestListener
 from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import CloneCheck
-from central.record.stores import HubStores
+from central.record.stores import HubStores, Outcome
 from central.record.tx import RunAgain, Tx
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
@@ -50,6 +50,7 @@ from protocols.messages import (
     EventBatch,
     Gap,
     KitResultEvent,
+    Passage,
     PlateRead,
     decode,
     encode,
@@ -376,8 +377,23 @@ class Ingest:
         stored_reads: list[PlateRead] = []
         first_alert = len(result.alerts)
         tally = stats.Tally(self.store.record.tz)
-        for event in events:
-            outcome = self.store.insert_event(tx, checkpoint, epoch, event, sent_at, received_at)
+        # A run of reads and passages is stored in one go and its edge hits looked up in one go: what one
+        # of them does next (match, reconcile) reads none of the others, so this is as event by event.
+        run_start = run_end = 0
+        run_outcomes: list[Outcome] = []
+        hit_reads: set[int] = set()
+        for i, event in enumerate(events):
+            if isinstance(event, PlateRead | Passage):
+                if i >= run_end:
+                    run_start = run_end = i
+                    while run_end < len(events) and isinstance(events[run_end], PlateRead | Passage):
+                        run_end += 1
+                    run = cast("list[PlateRead | Passage]", events[run_start:run_end])
+                    stored = self.store.insert_reads(tx, checkpoint, epoch, run, sent_at, received_at)
+                    run_outcomes, hit_reads = stored.outcomes, stored.hit_reads
+                outcome = run_outcomes[i - run_start]
+            else:
+                outcome = self.store.insert_event(tx, checkpoint, epoch, event, sent_at, received_at)
             # Committed either way (stored now, stored before, or kept as a dead letter): acknowledge.
             result.committed.append(event.seq)
             if outcome.dead_letter:
@@ -404,7 +420,8 @@ class Ingest:
             if isinstance(event, PlateRead):
                 self._match(tx, result, checkpoint, epoch, event, received_at)
                 stored_reads.append(event)
-                self._reconcile(tx, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
+                if event.seq in hit_reads:  # almost no read has an edge hit: most need no reconciling
+                    self._reconcile(tx, result, checkpoint, epoch, event.seq, received_at, event.captured_at)
             elif isinstance(event, EdgeHit):
                 self._reconcile(tx, result, checkpoint, epoch, event.read_seq, received_at, event.raised_at)
             elif isinstance(event, AlertOutcome):

@@ -18,7 +18,7 @@ docs/architecture.md ("State a hub keeps in memory").
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,15 @@ from central.record.tx import Tx
 from central.record.watchlists import Applied, ListIndex, LoggedChange
 from protocols.feed import FeedChange
 from protocols.matching import Entry, PermitRule, Watchlist
-from protocols.messages import Alert, AlertReceipt, CheckpointStatus, Event, OfficerAccounts
+from protocols.messages import (
+    Alert,
+    AlertReceipt,
+    CheckpointStatus,
+    Event,
+    OfficerAccounts,
+    Passage,
+    PlateRead,
+)
 from runtime.web import LoginLimits
 
 __all__ = [
@@ -53,6 +61,7 @@ __all__ = [
     "Outcome",
     "ReadStore",
     "StatsStore",
+    "StoredRun",
     "UserStore",
     "WatchlistStore",
     "WebhookStore",
@@ -68,6 +77,16 @@ class Outcome(msgspec.Struct):
     dead_letter: str | None = None
     seen_before: bool = False
     """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """What ``AlertStore.insert_reads`` did with a run of reads and passages."""
+
+    outcomes: list[Outcome]
+    """One per event, in order."""
+    hit_reads: set[int]
+    """The sequence numbers of the run's reads that edge hits name (alerted or not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +152,19 @@ class AlertStore(Protocol):
     def insert_event(
         self, tx: Tx, checkpoint: str, epoch: int, event: Event, edge_sent_at: float, received_at: float
     ) -> Outcome: ...
+
+    def insert_reads(
+        self,
+        tx: Tx,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[PlateRead | Passage],
+        edge_sent_at: float,
+        received_at: float,
+    ) -> StoredRun:
+        """A run of reads and passages of one batch: what ``insert_event`` on each in turn gives, and which
+        of its reads edge hits name (the reads worth reconciling), in as few round trips as the store can."""
+        ...
 
     def insert_alert(self, tx: Tx, alert: Alert) -> bool: ...
 

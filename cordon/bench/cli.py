@@ -76,7 +76,19 @@ def cmd_pgdriver(args: argparse.Namespace) -> int:
 def cmd_e2e(args: argparse.Namespace) -> int:
     from .e2e import run
 
-    return _emit(run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep), args)
+    return _emit(
+        run(
+            args.reads,
+            args.hits,
+            args.backlog,
+            entries=args.entries,
+            keep=args.keep,
+            store=args.store,
+            warmup_s=args.warmup_s,
+            window_s=args.window_s,
+        ),
+        args,
+    )
 
 
 def cmd_spine(args: argparse.Namespace) -> int:
@@ -157,6 +169,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
     p.add_argument("--backlog", type=int, default=200_000, help="events in the edge's outbox for the replay")
     p.add_argument("--entries", type=int, default=1_000_000, help="watchlist entries loaded in the hub")
+    p.add_argument(
+        "--store",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="the hub's store; postgresql: a cluster of the benchmark's own, after a hub on SQLite runs the "
+        "same ingest phases for the ratio",
+    )
+    p.add_argument(
+        "--window-s",
+        type=float,
+        default=60.0,
+        help="the steady window of saturated ingest (0: skip that phase)",
+    )
+    p.add_argument("--warmup-s", type=float, default=15.0, help="saturated ingest before the window starts")
     p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
     p.set_defaults(func=cmd_e2e)
     p = add(

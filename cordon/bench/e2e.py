@@ -1,7 +1,7 @@
 """End-to-end load and latency: broker, hub with a 1,000,000-entry watchlist, edges, on this machine.
 
 ``run()`` starts real parts on loopback (its own Mosquitto, one ``cordon hub`` process loaded from a
-CSV, ``cordon edge`` processes, publisher and subscriber processes) and measures four things:
+CSV, ``cordon edge`` processes, publisher and subscriber processes) and measures these things:
 
 * ingest: simulated edges (``publishers`` processes, several checkpoints each, one paho connection
   per checkpoint) publish EventBatch messages of ``batch`` plate reads, the wire bytes a real edge's
@@ -10,6 +10,9 @@ CSV, ``cordon edge`` processes, publisher and subscriber processes) and measures
   of the same length) to a bare paho QoS 1 subscriber on the same broker: that is the raw drain.
   Both clocks start at one instant all publishers wait for; the raw one stops at the subscriber's
   last message, the ingest one at the hub's last acknowledgement.
+* saturated ingest: other simulated edges send without pause, keeping their in-flight windows full,
+  and the reads the hub commits (its after-commit count on GET /api/v1/health) are counted over a
+  steady window after a warm-up, with the CPU time the hub, PostgreSQL and the broker spend per read.
 * alert latency: a real edge process with a JSON push camera; ``hits`` reads of listed plates are
   pushed over HTTP, each timed from just before its POST until the alert with that plate arrives on
   the hub console's WebSocket, while another process pushes a background load of unlisted reads.
@@ -18,6 +21,12 @@ CSV, ``cordon edge`` processes, publisher and subscriber processes) and measures
   until its status reports an empty outbox.
 * lost / duplicated: every camera event id that got a 200, every simulated and pre-filled event,
   looked up in the hub's record (``stored_camera_event_ids``).
+
+With ``store="postgresql"`` a hub on SQLite first runs the two ingest phases with the same load (the
+reference), then the hub runs every phase on a PostgreSQL cluster of the benchmark's own
+(``cordon.testing.PostgresCluster``: fsync, synchronous_commit and full_page_writes on), configured as
+an operator would (``[store] backend = "postgresql"``, the password in a secret file), and the record
+is read back from its tables.
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ import aiohttp
 from cordon.testing import (
     CordonProcess,
     Mosquitto,
+    PostgresCluster,
+    cpu_s,
     edge_process,
     get_json,
     http_session,
@@ -81,7 +92,19 @@ ALERT_TIMEOUT_S = 10.0
 INGEST_BAR = 0.7
 P99_BAR_MS = 100.0
 REPLAY_BAR_PER_S = 5000.0
+#: PostgreSQL's committed reads per second over the steady window, against SQLite's in the same run.
+STORE_RATIO_BAR = 0.7
 PHASE_TIMEOUT_S = 900.0
+WARMUP_S = 15.0
+WINDOW_S = 60.0
+#: Each saturating edge reads its pool of plates again and again (8 edges: 1.2M distinct plates).
+SATURATED_PLATES_PER_EDGE = 150_000
+SATURATED_TAIL_S = 3.0
+SATURATED_TAG, SATURATED_PREFIX = "SAT", "sat"
+SAMPLE_S = 1.0
+SUB_WINDOW_S = 10.0
+#: The benchmark's own PostgreSQL cluster (fsync, synchronous_commit and full_page_writes stay on).
+PG_SETTINGS = {"shared_buffers": "256MB"}
 
 _started = time.monotonic()
 
@@ -104,10 +127,17 @@ class Rig:
     console: str
     feed_token: str
     feed_version: int
+    pg: PostgresCluster | None = None
+    record_dsn: str | None = None
+    """With the hub on PostgreSQL: its database (with the password), where lost and duplicated are counted."""
 
     @property
     def hub_data(self) -> Path:
         return self.hub.workdir / "data"
+
+    def stored(self, prefixes: list[str]) -> Counter[str]:
+        """Camera event ids with these prefixes in the hub's record, and how often each is there."""
+        return stored_camera_event_ids(self.hub_data, prefixes, self.record_dsn)
 
 
 def _spawn(ctx: Any, target: Any, *args: Any) -> tuple[Any, Connection]:
@@ -203,10 +233,144 @@ async def ingest_phase(
         _say(f"hub ingest: {events} reads in {ingest_s:.2f} s = {out['ingest_per_s']}/s")
         for c in conns:
             c.send(("stop",))
-        stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["sim:"])
+        stored = await asyncio.to_thread(rig.stored, ["sim:"])
         expected = (sim_event_id(cp, s) for cp in checkpoints for s in range(1, per_edge + 1))
         lost, dup, examples = lost_and_duplicated(stored, expected)
         out.update({"ingest_lost": lost, "ingest_duplicated": dup, "ingest_lost_examples": examples})
+    finally:
+        _stop_procs(procs)
+    return out
+
+
+def _cpu_now(rig: Rig) -> dict[str, float | None]:
+    """CPU seconds used so far by the hub process, PostgreSQL's whole process tree and the broker."""
+    return {
+        "hub": rig.hub.cpu_s(),
+        "postgresql": rig.pg.cpu_s() if rig.pg is not None else None,
+        "broker": cpu_s(rig.broker.proc.pid) if rig.broker.proc is not None else None,
+    }
+
+
+async def saturated_phase(
+    rig: Rig,
+    warmup_s: float,
+    window_s: float,
+    pool: int,
+    batch: int,
+    publishers: int,
+    edges_per: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Keep the hub saturated and count the reads it commits over a steady window after a warm-up.
+
+    The simulated edges send without pause (each keeps its in-flight window full, as an edge with a
+    backlog does) from ``warmup_s`` before the window until ``SATURATED_TAIL_S`` after it; the hub's
+    count of committed reads (``reads_total`` of GET /api/v1/health, counted after each commit) is
+    sampled every ``SAMPLE_S``, with the CPU time of the hub, of PostgreSQL's process tree and of the
+    broker at the window's two ends."""
+    ctx = mp.get_context("spawn")
+    n_edges = publishers * edges_per
+    out: dict[str, Any] = {"saturated_warmup_s": warmup_s, "saturated_plates_per_edge": pool}
+    procs: list[Any] = []
+    try:
+        conns = []
+        for p in range(publishers):
+            proc, conn = _spawn(
+                ctx,
+                publisher_main,
+                rig.broker.port,
+                p,
+                edges_per,
+                pool,
+                batch,
+                INFLIGHT_EVENTS,
+                seed + 31,
+                SATURATED_TAG,
+                SATURATED_PREFIX,
+                True,
+            )
+            procs.append(proc)
+            conns.append(conn)
+        checkpoints: list[list[str]] = []
+        for c in conns:
+            checkpoints.append((await asyncio.to_thread(_recv, c, 300, "a publisher"))["checkpoints"])
+        go_at = time.time() + 1.0
+        w0 = go_at + warmup_s
+        w1 = w0 + window_s
+        stop_at = w1 + SATURATED_TAIL_S
+        for c in conns:
+            c.send(("run", "hub", go_at, stop_at))
+        _say(
+            f"{n_edges} simulated edges saturating the hub: {warmup_s:.0f} s warm-up, {window_s:.0f} s window"
+        )
+        samples: list[tuple[float, int]] = []
+        ends: list[tuple[float, int, dict[str, float | None], tuple[float, float, float]]] = []
+        async with http_session() as http:
+
+            async def committed() -> tuple[float, int]:
+                before = time.time()
+                health = await get_json(http, f"{rig.hub.base}/api/v1/health")
+                return (before + time.time()) / 2, int(health["reads_total"])
+
+            for edge_at in (w0, w1):
+                while time.time() < edge_at - SAMPLE_S:
+                    samples.append(await committed())
+                    await asyncio.sleep(max(0.0, min(SAMPLE_S, edge_at - time.time()) - 0.01))
+                await asyncio.sleep(max(0.0, edge_at - time.time()))
+                cpu = await asyncio.to_thread(_cpu_now, rig)
+                at, reads = await committed()
+                samples.append((at, reads))
+                ends.append((at, reads, cpu, os.getloadavg()))
+        results = [
+            await asyncio.to_thread(_recv, c, PHASE_TIMEOUT_S, "a publisher (saturated)") for c in conns
+        ]
+        (t0, r0, cpu0, load0), (t1, r1, cpu1, load1) = ends
+        committed_reads = r1 - r0
+        in_window = [(t, r) for t, r in samples if t0 <= t <= t1]
+        step = max(1, round(SUB_WINDOW_S / SAMPLE_S))
+        sub_rates = [
+            round((b[1] - a[1]) / (b[0] - a[0]))
+            for a, b in zip(in_window[::step], in_window[step::step], strict=False)
+            if b[0] > a[0]
+        ]
+        per_read: dict[str, float | None] = {}
+        for part in cpu0:
+            before, after = cpu0[part], cpu1[part]
+            per_read[part] = (
+                round((after - before) / committed_reads * 1e6, 1)
+                if before is not None and after is not None and committed_reads > 0
+                else None
+            )
+        sent = [
+            (cp, edge["events"])
+            for cps, r in zip(checkpoints, results, strict=True)
+            for cp, edge in zip(cps, r["edges"], strict=True)
+        ]
+        out.update(
+            {
+                "saturated_reads_per_s": round(committed_reads / (t1 - t0)) if t1 > t0 else None,
+                "saturated_window_s": round(t1 - t0, 2),
+                "saturated_committed_in_window": committed_reads,
+                f"saturated_rates_per_{SUB_WINDOW_S:.0f}s": sub_rates,
+                "saturated_sent": sum(n for _, n in sent),
+                "saturated_resent_batches": sum(e["resent"] for r in results for e in r["edges"]),
+                "saturated_drain_s": round(
+                    max(e["last_done"] for r in results for e in r["edges"]) - stop_at, 2
+                ),
+                "cpu_us_per_read": per_read,
+                "load_average_at_window": [list(load0), list(load1)],
+            }
+        )
+        _say(
+            f"saturated ingest: {committed_reads} reads committed in {t1 - t0:.1f} s = "
+            f"{out['saturated_reads_per_s']}/s (sub-windows {sub_rates}); CPU us/read {per_read}"
+        )
+        for c in conns:
+            c.send(("stop",))
+        stored = await asyncio.to_thread(rig.stored, [f"{SATURATED_PREFIX}:"])
+        expected = (sim_event_id(cp, s, SATURATED_PREFIX) for cp, n in sent for s in range(1, n + 1))
+        lost, dup, examples = lost_and_duplicated(stored, expected)
+        out.update({"saturated_lost": lost, "saturated_duplicated": dup, "saturated_lost_examples": examples})
     finally:
         _stop_procs(procs)
     return out
@@ -339,7 +503,7 @@ async def latency_phase(
             return bool(status["outbox"]["depth"] == 0)
 
         await until(drained, 300, "the edge's outbox to empty after the latency phase", interval=0.2)
-    stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["hit:", "bg:"])
+    stored = await asyncio.to_thread(rig.stored, ["hit:", "bg:"])
     lost, dup, examples = lost_and_duplicated(stored, [*ok_ids, *bg_ok])
     out.update({"latency_lost": lost, "latency_duplicated": dup, "latency_lost_examples": examples})
     return out
@@ -398,7 +562,7 @@ async def replay_phase(rig: Rig, edge: CordonProcess, tablet: str, backlog: int,
         }
     )
     _say(f"replay: {backlog} events in {replay_s:.2f} s = {out['replay_per_s']}/s")
-    stored = await asyncio.to_thread(stored_camera_event_ids, rig.hub_data, ["replay:"])
+    stored = await asyncio.to_thread(rig.stored, ["replay:"])
     lost, dup, examples = lost_and_duplicated(stored, (f"replay:{i}" for i in range(backlog)))
     out.update({"replay_lost": lost, "replay_duplicated": dup, "replay_lost_examples": examples})
     return out
@@ -407,35 +571,137 @@ async def replay_phase(rig: Rig, edge: CordonProcess, tablet: str, backlog: int,
 # -- the whole run -----------------------------------------------------------------------------------
 
 
-async def _run(
-    reads: int, hits: int, backlog: int, entries: int, seed: int, keep: str | None
+@dataclass(frozen=True)
+class Sizes:
+    """How much each phase does (the command's options)."""
+
+    reads: int
+    hits: int
+    backlog: int
+    entries: int
+    seed: int
+    warmup_s: float
+    window_s: float
+    plates_per_edge: int
+
+
+async def _ingest_phases(rig: Rig, sizes: Sizes, result: dict[str, Any], errors: list[str]) -> None:
+    """The two ingest phases: a fixed load against the raw drain, then the saturated window."""
+    if sizes.reads > 0:
+        try:
+            result.update(
+                await ingest_phase(rig, sizes.reads, BATCH, PUBLISHERS, EDGES_PER_PUBLISHER, sizes.seed)
+            )
+        except Exception as exc:
+            errors.append(f"ingest phase: {type(exc).__name__}: {exc}"[:2000])
+            _say(errors[-1])
+    if sizes.window_s > 0:
+        try:
+            result.update(
+                await saturated_phase(
+                    rig,
+                    sizes.warmup_s,
+                    sizes.window_s,
+                    sizes.plates_per_edge,
+                    BATCH,
+                    PUBLISHERS,
+                    EDGES_PER_PUBLISHER,
+                    sizes.seed,
+                )
+            )
+        except Exception as exc:
+            errors.append(f"saturated phase: {type(exc).__name__}: {exc}"[:2000])
+            _say(errors[-1])
+
+
+async def _sqlite_reference(
+    base: Path, broker: Mosquitto, plates: list[str], console: str, feed_token: str, sizes: Sizes
 ) -> dict[str, Any]:
+    """The same ingest phases, same load, on a hub with the default store (SQLite); the hub is stopped after."""
+    out: dict[str, Any] = {}
+    errors: list[str] = []
+    _say("SQLite reference: a hub on SQLite, the same ingest phases")
+    hub, loaded = await start_hub(base / "sqlite-reference", broker, plates, console, feed_token, _say)
+    try:
+        out["hub_load_s"] = loaded["hub_load_s"]
+        rig = Rig(base, broker, hub, plates, console, feed_token, loaded["version"])
+        await _ingest_phases(rig, sizes, out, errors)
+        out["hub_rss_mb"] = hub.rss_mb()
+    finally:
+        hub.stop()
+    out["errors"] = errors
+    return out
+
+
+def _postgresql(base: Path, keep: bool) -> tuple[PostgresCluster, dict[str, Any], str, dict[str, Any]]:
+    """A cluster of the benchmark's own with a database for the hub: the cluster, the hub's ``[store]``
+    table (the password in a secret file), the connection string to read the record, what to report."""
+    import psycopg
+
+    cluster = PostgresCluster(settings=PG_SETTINGS).start()
+    database = "cordon_bench"
+    record_dsn = cluster.create_database(database)
+    secret = base / "hub" / "db-password"
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text(cluster.password + "\n", encoding="utf-8")
+    secret.chmod(0o600)
+    store = {
+        "backend": "postgresql",
+        "dsn": cluster.dsn(database, password=False),
+        "password_file": str(secret),
+    }
+    with psycopg.connect(record_dsn) as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in (
+                "server_version",
+                "shared_buffers",
+                "fsync",
+                "synchronous_commit",
+                "full_page_writes",
+            )
+        }
+    about = {**shown, "folder": str(cluster.folder) if keep else None}
+    return cluster, store, record_dsn, about
+
+
+async def _run(sizes: Sizes, keep: str | None, store: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     errors: list[str] = []
     base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="cordon-bench-e2e-"))
     base.mkdir(parents=True, exist_ok=True)
     _say(f"working in {base}")
-    stop_later: list[Any] = []
+    cleanup: list[Any] = []
     try:
         t = time.monotonic()
-        plates = await asyncio.to_thread(make_plates, entries, seed)
-        _say(f"{entries} plates generated in {time.monotonic() - t:.1f} s")
+        plates = await asyncio.to_thread(make_plates, sizes.entries, sizes.seed)
+        _say(f"{sizes.entries} plates generated in {time.monotonic() - t:.1f} s")
         # Mosquitto's queue per client must hold a whole raw phase if the subscriber falls behind.
         broker = Mosquitto(base / "mqtt", max_queued_messages=0)
-        stop_later.append(broker)
+        cleanup.append(broker.stop)
         await broker.start().ready()
         console, feed_token = "console-bench", secrets.token_urlsafe(16)
-        hub, loaded = await start_hub(base / "hub", broker, plates, console, feed_token, _say)
-        stop_later.append(hub)
+        pg: PostgresCluster | None = None
+        store_table: dict[str, Any] | None = None
+        record_dsn: str | None = None
+        if store == "postgresql":
+            result["sqlite_reference"] = await _sqlite_reference(
+                base, broker, plates, console, feed_token, sizes
+            )
+            errors += [f"sqlite reference: {e}" for e in result["sqlite_reference"]["errors"]]
+            pg, store_table, record_dsn, result["postgresql"] = await asyncio.to_thread(
+                _postgresql, base, keep is not None
+            )
+            cleanup.append(pg.stop if keep else pg.destroy)
+            _say(f"PostgreSQL {result['postgresql']['server_version']} started on port {pg.port}")
+        hub, loaded = await start_hub(
+            base / "hub", broker, plates, console, feed_token, _say, store=store_table
+        )
+        cleanup.append(hub.stop)
         result["hub_load_s"] = loaded["hub_load_s"]
         result["watchlist_entries"] = loaded["entries"]
-        rig = Rig(base, broker, hub, plates, console, feed_token, loaded["version"])
-        if reads > 0:
-            try:
-                result.update(await ingest_phase(rig, reads, BATCH, PUBLISHERS, EDGES_PER_PUBLISHER, seed))
-            except Exception as exc:
-                errors.append(f"ingest phase: {type(exc).__name__}: {exc}"[:2000])
-                _say(errors[-1])
+        rig = Rig(base, broker, hub, plates, console, feed_token, loaded["version"], pg, record_dsn)
+        await _ingest_phases(rig, sizes, result, errors)
         tablet, camera_token = "tablet-bench", "camera-bench"
         edge = edge_process(
             base / "edge",
@@ -446,7 +712,7 @@ async def _run(
             tablet_token=tablet,
             cameras={CAMERA_ID: camera_token},
         )
-        stop_later.append(edge)
+        cleanup.append(edge.stop)
         edge.start()
         await edge.wait_listening(120)
         async with http_session() as http:
@@ -459,24 +725,27 @@ async def _run(
             )
         result["edge_ready_s"] = round(time.monotonic() - edge.started_mono, 1)
         _say(f"edge holds the feed and is connected after {result['edge_ready_s']} s")
-        if hits > 0:
+        if sizes.hits > 0:
             try:
-                result.update(await latency_phase(rig, edge, tablet, camera_token, hits, seed))
+                result.update(await latency_phase(rig, edge, tablet, camera_token, sizes.hits, sizes.seed))
             except Exception as exc:
                 errors.append(f"latency phase: {type(exc).__name__}: {exc}"[:2000])
                 _say(errors[-1])
         result["edge_rss_mb"] = edge.rss_mb()
-        if backlog > 0:
+        if sizes.backlog > 0:
             try:
-                result.update(await replay_phase(rig, edge, tablet, backlog, seed))
+                result.update(await replay_phase(rig, edge, tablet, sizes.backlog, sizes.seed))
             except Exception as exc:
                 errors.append(f"replay phase: {type(exc).__name__}: {exc}"[:2000])
                 _say(errors[-1])
         result["hub_rss_mb"] = hub.rss_mb()
+    except Exception as exc:
+        errors.append(f"setup: {type(exc).__name__}: {exc}"[:2000])
+        _say(errors[-1])
     finally:
-        for item in reversed(stop_later):
+        for stop in reversed(cleanup):
             try:
-                item.stop()
+                stop()
             except Exception as exc:  # keep stopping the rest
                 errors.append(f"cleanup: {exc!r}")
         if not keep:
@@ -487,6 +756,10 @@ async def _run(
     return result
 
 
+_LOST = ("ingest_lost", "saturated_lost", "latency_lost", "replay_lost")
+_DUPLICATED = ("ingest_duplicated", "saturated_duplicated", "latency_duplicated", "replay_duplicated")
+
+
 def run(
     reads: int = 600_000,
     hits: int = 1000,
@@ -495,17 +768,28 @@ def run(
     entries: int = WATCHLIST_ENTRIES,
     seed: int = 5,
     keep: str | None = None,
+    store: str = "sqlite",
+    warmup_s: float = WARMUP_S,
+    window_s: float = WINDOW_S,
+    plates_per_edge: int = SATURATED_PLATES_PER_EDGE,
 ) -> dict[str, Any]:
-    """Run every phase (see the module doc) and return one JSON-ready dict."""
+    """Run every phase (see the module doc) and return one JSON-ready dict. ``store="postgresql"``: the
+    hub on a PostgreSQL cluster of the benchmark's own, after a hub on SQLite ran the same ingest phases."""
+    if store not in ("sqlite", "postgresql"):
+        raise ValueError(f"store must be sqlite or postgresql, not {store!r}")
     global _started
     _started = time.monotonic()
-    m = asyncio.run(_run(reads, hits, backlog, entries, seed, keep))
+    load_before = os.getloadavg()
+    sizes = Sizes(reads, hits, backlog, entries, seed, warmup_s, window_s, plates_per_edge)
+    m = asyncio.run(_run(sizes, keep, store))
     raw, ingest = m.get("raw_drain_per_s"), m.get("ingest_per_s")
     ratio = round(ingest / raw, 3) if raw and ingest else None
     latency = m.get("alert_latency_ms") or {}
-    lost = sum(m.get(k, 0) for k in ("ingest_lost", "latency_lost", "replay_lost"))
-    duplicated = sum(m.get(k, 0) for k in ("ingest_duplicated", "latency_duplicated", "replay_duplicated"))
+    reference = m.get("sqlite_reference") or {}
+    lost = sum(m.get(k, 0) for k in _LOST) + sum(reference.get(k, 0) for k in _LOST)
+    duplicated = sum(m.get(k, 0) for k in _DUPLICATED) + sum(reference.get(k, 0) for k in _DUPLICATED)
     replay = m.get("replay_per_s")
+    saturated = m.get("saturated_reads_per_s")
     complete = not m["errors"]
     bars = {
         "ingest_ratio_ge_0.7": ratio is not None and ratio >= INGEST_BAR,
@@ -516,7 +800,21 @@ def run(
         "replay_per_s_ge_5000": replay is not None and replay >= REPLAY_BAR_PER_S,
         "lost_and_duplicated_0": complete and lost == 0 and duplicated == 0,
     }
+    summary: dict[str, Any] = {"store": store, "saturated_reads_per_s": saturated}
+    if store == "postgresql":
+        on_sqlite = reference.get("saturated_reads_per_s")
+        store_ratio = round(saturated / on_sqlite, 3) if saturated and on_sqlite else None
+        summary.update(
+            {
+                "sqlite_saturated_reads_per_s": on_sqlite,
+                "ingest_ratio_pg_to_sqlite": store_ratio,
+                "sqlite_cpu_us_per_read": reference.get("cpu_us_per_read"),
+            }
+        )
+        bars["ingest_ratio_pg_to_sqlite_ge_0.7"] = store_ratio is not None and store_ratio >= STORE_RATIO_BAR
+    summary["cpu_us_per_read"] = m.get("cpu_us_per_read")
     return {
+        **summary,
         "raw_drain_per_s": raw,
         "ingest_per_s": ingest,
         "ingest_ratio": ratio,
@@ -527,6 +825,7 @@ def run(
         "bars": bars,
         "pass": all(bars.values()),
         "parameters": {
+            "store": store,
             "reads": reads,
             "hits": hits,
             "backlog": backlog,
@@ -537,41 +836,62 @@ def run(
             "simulated_edges": PUBLISHERS * EDGES_PER_PUBLISHER,
             "background_reads_per_s": BACKGROUND_PER_S,
             "hits_per_s": HIT_RATE_PER_S,
+            "warmup_s": warmup_s,
+            "window_s": window_s,
+            "saturated_plates_per_edge": plates_per_edge,
             "seed": seed,
         },
         **{
             k: v
             for k, v in m.items()
-            if k not in {"raw_drain_per_s", "ingest_per_s", "alert_latency_ms", "replay_per_s", "errors"}
+            if k
+            not in {*summary, "raw_drain_per_s", "ingest_per_s", "alert_latency_ms", "replay_per_s", "errors"}
         },
         "errors": m["errors"],
         "total_s": round(time.monotonic() - _started, 1),
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "bench_rss_mb": rss_mb(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "note": (
-            "Everything runs on this one machine and shares its CPUs (cpus_usable): Mosquitto, the hub, the "
-            "edge, the publisher, subscriber and background processes and the benchmark itself. Rates are "
-            "plate reads per second. raw_drain_per_s and ingest_per_s: the same publisher processes send the "
-            "same EventBatch messages (batch_events reads each, encoded as the edge uplink encodes them, "
-            "at most inflight_events unacknowledged per simulated edge); raw: to a bare paho QoS 1 subscriber, "
-            "a batch is done at the broker's PUBACK, the clock stops at the subscriber's last message; ingest: "
-            "to the hub, a batch is done at the hub's ack (after its commit), the clock stops at the last ack; "
-            "both clocks start at one instant every publisher waits for. The simulated edges send reads "
-            "only (no passages). alert_latency_ms: from just before the camera's HTTP POST to a real "
-            "`cordon edge` until the console WebSocket frame of the alert with that plate, hits paced at "
-            "hits_per_s while another process pushes background_reads_per_s unlisted reads to the same edge; "
-            "alert_latency_parts_ms splits it at the camera's 200 and at the alert's raised_at (the hub's "
-            "receive time, same clock). "
-            "replay_per_s: the edge is stopped, `backlog` reads are committed to its outbox through "
-            "edge.outbox.OutboxStore (as after an outage), the edge is started again; the clock runs from its "
-            "'uplink connected' log line (millisecond stamp) until GET /api/v1/status (polled every 0.1 s) "
-            "shows outbox depth 0. lost: event ids (every HTTP 200, every simulated and pre-filled event) not "
-            "in the hub's record (its day files); duplicated: ids stored more than once."
-        ),
+        "note": NOTE,
     }
+
+
+NOTE = (
+    "Everything runs on this one machine and shares its CPUs (cpus_usable): Mosquitto, the hub, PostgreSQL "
+    "when store is postgresql, the edge, the publisher, subscriber and background processes and the "
+    "benchmark itself; load_average says how busy the machine was. Rates are plate reads per second. "
+    "raw_drain_per_s and ingest_per_s: the same publisher processes send the "
+    "same EventBatch messages (batch_events reads each, encoded as the edge uplink encodes them, "
+    "at most inflight_events unacknowledged per simulated edge); raw: to a bare paho QoS 1 subscriber, "
+    "a batch is done at the broker's PUBACK, the clock stops at the subscriber's last message; ingest: "
+    "to the hub, a batch is done at the hub's ack (after its commit), the clock stops at the last ack; "
+    "both clocks start at one instant every publisher waits for. The simulated edges send reads "
+    "only (no passages). saturated_reads_per_s: other simulated edges send without pause (each read of a "
+    "pool of saturated_plates_per_edge plates, again and again, with new sequence numbers), keeping their "
+    "in-flight windows full; after warmup_s, the hub's count of committed reads (GET /api/v1/health "
+    "reads_total, counted after each commit) is read at both ends of a window of window_s, and sampled "
+    "every second between (the rates per 10 s sub-window show how steady it was). cpu_us_per_read: CPU "
+    "time (user + system, from /proc) over that window per read committed in it, of the hub process, of "
+    "PostgreSQL's whole process tree (the postmaster, its children, and the children they reaped) and of "
+    "the broker. With store postgresql, the hub runs on a PostgreSQL cluster of the benchmark's own "
+    "(fsync, synchronous_commit and full_page_writes on; see postgresql), after a hub on SQLite "
+    "(sqlite_reference) ran the same two ingest phases with the same load on the same machine; "
+    "ingest_ratio_pg_to_sqlite is saturated_reads_per_s over the reference's. "
+    "alert_latency_ms: from just before the camera's HTTP POST to a real "
+    "`cordon edge` until the console WebSocket frame of the alert with that plate, hits paced at "
+    "hits_per_s while another process pushes background_reads_per_s unlisted reads to the same edge; "
+    "alert_latency_parts_ms splits it at the camera's 200 and at the alert's raised_at (the hub's "
+    "receive time, same clock). "
+    "replay_per_s: the edge is stopped, `backlog` reads are committed to its outbox through "
+    "edge.outbox.OutboxStore (as after an outage), the edge is started again; the clock runs from its "
+    "'uplink connected' log line (millisecond stamp) until GET /api/v1/status (polled every 0.1 s) "
+    "shows outbox depth 0. lost: event ids (every HTTP 200, every simulated and pre-filled event) not "
+    "in the hub's record (its day files, or its PostgreSQL tables); duplicated: ids stored more than "
+    "once; both count the SQLite reference's phases too."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -580,10 +900,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--backlog", type=int, default=200_000)
     parser.add_argument("--entries", type=int, default=WATCHLIST_ENTRIES)
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--warmup-s", type=float, default=WARMUP_S)
+    parser.add_argument("--window-s", type=float, default=WINDOW_S)
     parser.add_argument("--keep", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(args.reads, args.hits, args.backlog, entries=args.entries, keep=args.keep)
+    result = run(
+        args.reads,
+        args.hits,
+        args.backlog,
+        entries=args.entries,
+        keep=args.keep,
+        store=args.store,
+        warmup_s=args.warmup_s,
+        window_s=args.window_s,
+    )
     print(json.dumps(result, ensure_ascii=False))
     return 0
 

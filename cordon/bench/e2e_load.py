@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -46,20 +46,36 @@ assert len(RAW_PREFIX) == len(topics.PREFIX)
 # -- the record ----------------------------------------------------------------------------------
 
 
-def stored_camera_event_ids(hub_data: Path, prefixes: Iterable[str]) -> Counter[str]:
+@contextlib.contextmanager
+def hub_record(hub_data: Path, dsn: str | None = None) -> Iterator[Any]:
+    """The hub's record, read-only: its day files under ``hub_data``, or with ``dsn`` (a connection string
+    with its password) the PostgreSQL record, on connections of its own (closed on leaving)."""
+    if dsn is None:
+        yield SqliteReadStore(hub_data / "record")
+        return
+    from central.record.postgresql.reads import PgReadStore
+
+    record = PgReadStore(dsn)  # its read side needs no start(): nothing is migrated or recovered
+    try:
+        yield record
+    finally:
+        record.stop()
+
+
+def stored_camera_event_ids(hub_data: Path, prefixes: Iterable[str], dsn: str | None = None) -> Counter[str]:
     """How many times each camera event id starting with one of ``prefixes`` is in the hub's record.
 
-    The one place the benchmark reads the hub's store: its day files, through the store's own
-    read-only interface.
+    The one place the benchmark reads the hub's store: its day files (or, with ``dsn``, its PostgreSQL
+    record), through the store's own read interface.
     """
     wanted = tuple(prefixes)
-    record = SqliteReadStore(hub_data / "record")
-    return Counter(
-        r.camera_event_id
-        for day in record.days()
-        for r in record.iter_reads(day)
-        if r.camera_event_id is not None and r.camera_event_id.startswith(wanted)
-    )
+    with hub_record(hub_data, dsn) as record:
+        return Counter(
+            r.camera_event_id
+            for day in record.days()
+            for r in record.iter_reads(day)
+            if r.camera_event_id is not None and r.camera_event_id.startswith(wanted)
+        )
 
 
 def lost_and_duplicated(stored: Counter[str], expected: Iterable[str]) -> tuple[int, int, list[str]]:
@@ -82,12 +98,12 @@ class _WireBatch(msgspec.Struct):
     events: list[msgspec.Raw]
 
 
-def sim_checkpoint(publisher: int, k: int) -> str:
-    return f"SD-SIM-{publisher:02d}{k:02d}"
+def sim_checkpoint(publisher: int, k: int, tag: str = "SIM") -> str:
+    return f"SD-{tag}-{publisher:02d}{k:02d}"
 
 
-def sim_event_id(checkpoint: str, seq: int) -> str:
-    return f"sim:{checkpoint}:{seq}"
+def sim_event_id(checkpoint: str, seq: int, prefix: str = "sim") -> str:
+    return f"{prefix}:{checkpoint}:{seq}"
 
 
 def plate_reads(prefix: str, plates: Sequence[str], first_seq: int = 1) -> list[PlateRead]:
@@ -115,19 +131,35 @@ def _send_at_once(client: Any, userdata: Any, sock: Any) -> None:
 
 
 class SimEdge:
-    """One simulated checkpoint: its own paho connection, its batches, the uplink's in-flight window."""
+    """One simulated checkpoint: its own paho connection, its batches, the uplink's in-flight window.
+
+    Finite (the default): one read per plate, every batch encoded before the clock starts. ``endless``:
+    reads of the plates in turn (the pool again and again, each read a new sequence number), each batch
+    encoded when the window has room for it, for as long as the caller says (``send_all(..., stop_at)``).
+    """
 
     def __init__(
-        self, port: int, checkpoint: str, epoch: int, plates: Sequence[str], batch: int, inflight_events: int
+        self,
+        port: int,
+        checkpoint: str,
+        epoch: int,
+        plates: Sequence[str],
+        batch: int,
+        inflight_events: int,
+        *,
+        id_prefix: str = "sim",
+        endless: bool = False,
     ) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
-        reads = plate_reads(f"sim:{checkpoint}:", plates)
-        raws = [msgspec.Raw(encode_event(r)) for r in reads]
-        self.batches = [raws[i : i + batch] for i in range(0, len(raws), batch)]
-        self.events = len(raws)
+        self.plates, self.endless = plates, endless
+        self.id_prefix = f"{id_prefix}:{checkpoint}:"
+        self.encoded: list[list[msgspec.Raw]] = []
+        if not endless:
+            raws = [msgspec.Raw(encode_event(r)) for r in plate_reads(self.id_prefix, plates)]
+            self.encoded = [raws[i : i + batch] for i in range(0, len(raws), batch)]
         self.window = max(1, inflight_events // batch) * batch
         self.cond = threading.Condition()
         self.client = paho.Client(
@@ -147,12 +179,21 @@ class SimEdge:
         self.client.loop_start()
         self._reset("hub")
 
+    def _batch(self, i: int) -> list[msgspec.Raw]:
+        if not self.endless:
+            return self.encoded[i]
+        first = i * self.batch + 1
+        n = len(self.plates)
+        plates = [self.plates[(first - 1 + j) % n] for j in range(self.batch)]
+        return [msgspec.Raw(encode_event(r)) for r in plate_reads(self.id_prefix, plates, first_seq=first)]
+
     def _reset(self, mode: str) -> None:
         self.mode = mode
+        self.events = 0 if self.endless else len(self.plates)  # endless: sent so far
         self.acked = bytearray(self.events + 1)
-        self.done = [False] * len(self.batches)
+        self.done = bytearray(len(self.encoded))
         self.done_count = 0
-        self.inflight: dict[int, float] = {}
+        self.inflight: dict[int, tuple[float, list[msgspec.Raw]]] = {}
         self.mids: dict[int, int] = {}
         self.early: set[int] = set()
         self.resent = 0
@@ -172,6 +213,9 @@ class SimEdge:
             return
         with self.cond:
             for lo, hi in ack.ranges:
+                hi = min(hi, self.events)  # never more than was sent
+                if hi < lo:
+                    continue
                 self.acked[lo : hi + 1] = b"\x01" * (hi - lo + 1)
                 for i in range((lo - 1) // self.batch, (hi - 1) // self.batch + 1):
                     start = i * self.batch + 1
@@ -193,50 +237,67 @@ class SimEdge:
 
     def _complete(self, i: int) -> None:
         if not self.done[i]:
-            self.done[i] = True
+            self.done[i] = 1
             self.done_count += 1
             self.inflight.pop(i, None)
             self.last_done = time.time()
 
     # sender thread
-    def send_all(self, mode: str, go_at: float) -> dict[str, Any]:
-        """Send every batch in ``mode`` ("raw": broker PUBACK completes a batch; "hub": the hub's ack)."""
+    def send_all(self, mode: str, go_at: float, stop_at: float | None = None) -> dict[str, Any]:
+        """Send every batch in ``mode`` ("raw": broker PUBACK completes a batch; "hub": the hub's ack).
+
+        Endless: send new batches until ``stop_at`` (unix time), then wait until every batch sent is done."""
+        if self.endless and stop_at is None:
+            raise ValueError("an endless simulated edge needs stop_at")
         self._reset(mode)
         topic = topics.events(self.checkpoint)
         if mode == "raw":
             topic = RAW_PREFIX + topic[len(topics.PREFIX) :]
-        n = len(self.batches)
+        n = len(self.encoded)
         next_i = 0
         time.sleep(max(0.0, go_at - time.time()))
         while True:
-            to_send: list[int] = []
+            to_send: list[tuple[int, list[msgspec.Raw]]] = []
+            if self.endless and next_i == n and time.time() < stop_at:  # type: ignore[operator]
+                # Room for the next batch is checked below; encode it here, outside the lock.
+                fresh = self._batch(next_i)
+                with self.cond:
+                    self.events += len(fresh)
+                    self.acked.extend(bytes(len(fresh)))
+                    self.done.append(0)
+                    self.encoded.append(fresh)
+                    n += 1
             with self.cond:
-                if self.done_count == n:
+                if self.done_count == n and (not self.endless or time.time() >= stop_at):  # type: ignore[operator]
                     break
                 now = time.monotonic()
                 if mode == "hub":
-                    stale = [i for i, t in self.inflight.items() if now - t > ACK_TIMEOUT_S]
+                    stale = [i for i, (t, _) in self.inflight.items() if now - t > ACK_TIMEOUT_S]
                     for i in stale:
-                        self.inflight[i] = now
+                        self.inflight[i] = (now, self.inflight[i][1])
+                        to_send.append((i, self.inflight[i][1]))
                     self.resent += len(stale)
-                    to_send += stale
-                used = sum(len(self.batches[i]) for i in self.inflight)
-                while next_i < n and used + len(self.batches[next_i]) <= self.window:
-                    self.inflight[next_i] = now
-                    used += len(self.batches[next_i])
-                    to_send.append(next_i)
+                used = sum(len(raws) for _, raws in self.inflight.values())
+                while next_i < n and used + len(self.encoded[next_i]) <= self.window:
+                    raws = self.encoded[next_i]
+                    self.inflight[next_i] = (now, raws)
+                    used += len(raws)
+                    to_send.append((next_i, raws))
+                    if self.endless:
+                        self.encoded[next_i] = []  # kept in ``inflight`` until done: memory stays bounded
                     next_i += 1
                 if not to_send:
-                    self.cond.wait(0.5)
+                    if not (self.endless and next_i == n and time.time() < stop_at):  # type: ignore[operator]
+                        self.cond.wait(0.5)
                     continue
-            for i in to_send:  # never call paho with our lock held: its thread takes ours in callbacks
+            for i, raws in to_send:  # never call paho with our lock held: its thread takes ours in callbacks
                 payload = encode(
                     _WireBatch(
                         v=SCHEMA_VERSION,
                         checkpoint=self.checkpoint,
                         epoch=self.epoch,
                         sent_at=time.time(),
-                        events=self.batches[i],
+                        events=raws,
                     )
                 )
                 self.bytes += len(payload)
@@ -261,8 +322,10 @@ class SimEdge:
         self.client.loop_stop()
 
 
-def _send_into(results: list[dict[str, Any]], i: int, sim: SimEdge, mode: str, go_at: float) -> None:
-    results[i] = sim.send_all(mode, go_at)
+def _send_into(
+    results: list[dict[str, Any]], i: int, sim: SimEdge, mode: str, go_at: float, stop_at: float | None
+) -> None:
+    results[i] = sim.send_all(mode, go_at, stop_at)
 
 
 def publisher_main(
@@ -274,13 +337,19 @@ def publisher_main(
     batch: int,
     inflight_events: int,
     seed: int,
+    tag: str = "SIM",
+    id_prefix: str = "sim",
+    endless: bool = False,
 ) -> None:
-    """A publisher process: build its simulated edges, then run each phase the parent asks for."""
+    """A publisher process: build its simulated edges, then run each phase the parent asks for.
+
+    ``events_per_edge``: each edge's reads, one per plate; endless, the size of each edge's pool of
+    plates, read again and again until the phase's stop time."""
     try:
         plates = make_plates(edges * events_per_edge, seed + 1000 + publisher)
         sims = []
         for k in range(edges):
-            cp = sim_checkpoint(publisher, k)
+            cp = sim_checkpoint(publisher, k, tag)
             epoch = int(time.time() * 1000) * 1000 + publisher * 100 + k
             sims.append(
                 SimEdge(
@@ -290,8 +359,11 @@ def publisher_main(
                     plates[k * events_per_edge : (k + 1) * events_per_edge],
                     batch,
                     inflight_events,
+                    id_prefix=id_prefix,
+                    endless=endless,
                 )
             )
+        del plates
         for s in sims:
             if not s.connected.wait(30):
                 raise RuntimeError(f"{s.checkpoint}: no MQTT connection")
@@ -300,10 +372,11 @@ def publisher_main(
             command = conn.recv()
             if command[0] == "stop":
                 break
-            _, mode, go_at = command
+            _, mode, go_at, *rest = command
+            stop_at = rest[0] if rest else None
             results: list[dict[str, Any]] = [{} for _ in sims]
             threads = [
-                threading.Thread(target=_send_into, args=(results, i, s, mode, go_at))
+                threading.Thread(target=_send_into, args=(results, i, s, mode, go_at, stop_at))
                 for i, s in enumerate(sims)
             ]
             for t in threads:

@@ -9,8 +9,9 @@ so appends queue one after the other and their ids follow their commits. A reade
 id" therefore never skips a record that commits late: nothing after it can be visible before it is. The
 head is read by a statement of its own after the lock is granted, so in READ COMMITTED (the store's
 transactions) it sees the append committed just before. The lock is held from the first audit record of a
-transaction to its commit: a job writes its audit record last, after its slow work, as the SQLite writer
-(one transaction at a time) makes every job do anyway.
+transaction to its commit, which is the commit of the writer's whole group (``PgStores`` commits the jobs
+waiting together): a job writes its audit record last, after its slow work, as the SQLite writer (one
+transaction at a time) makes every job do anyway, and another hub's append waits for the group.
 
 Text is kept as bytes (a reason typed with a NUL comes back exactly, so its hash checks).
 """

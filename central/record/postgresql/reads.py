@@ -195,20 +195,24 @@ def _insert_statement(table: str, other: str, columns: list[tuple[str, str]], co
         if table == "reads"
         else ""
     )
+    # Both lookups of a stored identity are scalar subqueries, run row by row on the identity's unique index
+    # (and the second only for a row that was not inserted). As joins, the planner may scan and sort the
+    # whole day's partition for every batch: it does on a day whose partition has no statistics yet, and
+    # that cost grows with the day.
     return (
         f"WITH input AS (SELECT * FROM unnest({unnest}) AS t({names})), "
-        f"free AS (SELECT * FROM input n WHERE NOT EXISTS (SELECT 1 FROM {other} o WHERE o.day = ANY(%b::date[]) "
-        "AND o.day = n.day "
-        "AND o.checkpoint = n.checkpoint AND o.epoch = n.epoch AND o.seq = n.seq)), "
+        f"free AS (SELECT * FROM input n WHERE (SELECT 1 FROM {other} o WHERE o.day = ANY(%b::date[]) "
+        "AND o.day = n.day AND o.checkpoint = n.checkpoint AND o.epoch = n.epoch AND o.seq = n.seq LIMIT 1) "
+        "IS NULL), "
         f"added AS (INSERT INTO {table} ({', '.join(stored)}) SELECT {values} FROM free "
         "ON CONFLICT DO NOTHING RETURNING day, checkpoint, epoch, seq, plate), "
         f"{plates}"
         f"counted AS (UPDATE record_days d SET {count} = d.{count} + c.n FROM (SELECT day, count(*) AS n "
         "FROM added GROUP BY day) c WHERE d.day = c.day) "
-        "SELECT n.i, a.seq IS NOT NULL, x.digest FROM input n "
-        "LEFT JOIN added a ON a.day = n.day AND a.checkpoint = n.checkpoint AND a.epoch = n.epoch AND a.seq = n.seq "
-        f"LEFT JOIN {table} x ON x.day = ANY(%b::date[]) AND x.day = n.day AND x.checkpoint = n.checkpoint "
-        "AND x.epoch = n.epoch AND x.seq = n.seq"
+        "SELECT n.i, a.seq IS NOT NULL, CASE WHEN a.seq IS NULL THEN "
+        f"(SELECT x.digest FROM {table} x WHERE x.day = ANY(%b::date[]) AND x.day = n.day "
+        "AND x.checkpoint = n.checkpoint AND x.epoch = n.epoch AND x.seq = n.seq) END FROM input n "
+        "LEFT JOIN added a ON a.day = n.day AND a.checkpoint = n.checkpoint AND a.epoch = n.epoch AND a.seq = n.seq"
     )
 
 
@@ -793,21 +797,18 @@ class PgReadStore:
         return RecordCounts(int(reads), int(passages), int(days))
 
     def iter_reads(self, day: dt.date) -> Iterator[StoredRead]:
-        """Every read of one day, oldest first."""
-        with self._pool.connection() as conn:
-            rows = conn.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,)).fetchall()
-        for row in rows:
-            yield _row_to_read(row)
-
-    def sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
-        """A day's reads with their vehicle colour and make, in capture order (the clone index warms on
-        them), fetched in pages so a day of millions is never held at once."""
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="sightings") as cur:
+        """Every read of one day, oldest first, fetched in pages so a day of millions is never held at once."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="day_reads") as cur:
             cur.itersize = 5000
             cur.execute(_SELECT_READ + " WHERE r.day = %s ORDER BY r.captured_at", (day,))
             for row in cur:
-                read = _row_to_read(row)
-                yield read, read.vehicle_colour, read.vehicle_brand
+                yield _row_to_read(row)
+
+    def sightings(self, day: dt.date) -> Iterator[tuple[StoredRead, str | None, str | None]]:
+        """A day's reads with their vehicle colour and make, in capture order (the clone index warms on
+        them)."""
+        for read in self.iter_reads(day):
+            yield read, read.vehicle_colour, read.vehicle_brand
 
     iter_sightings = sightings  # the name the interface has until issue 21's seam
 

@@ -7,9 +7,11 @@ dead letters, escalations, quick-test results).
 ``central.record.factory`` gives the hub these stores with ``[store] backend = "postgresql"``. Backups
 are PostgreSQL's base backups (``backup``: ``central.record.postgresql.backup``).
 
-**Transactions.** A write job runs on the store's one writer connection, in a thread of its own, inside one
-transaction at READ COMMITTED, and its future resolves after the commit; a failed job rolls back and its
-future raises. A read runs on a pooled connection inside a transaction of its own, so what it reads is
+**Transactions.** A write job runs on the store's one writer connection, in a thread of its own, inside a
+transaction at READ COMMITTED, and its future resolves after the commit. The jobs that are waiting when the
+writer is free share one transaction and one commit (group commit, as the SQLite writer does: under load a
+commit's WAL flush is paid once for many batches), each from a savepoint of its own: a job that fails is
+rolled back to its savepoint and its future raises, the others commit. A read runs on a pooled connection inside a transaction of its own, so what it reads is
 one snapshot per statement and every statement sees what committed before it. A job whose reads meet a
 day the record has no partitions for yet is rolled back, the days are made, and it runs again (the
 record's ``DaysNotReady``, as ``RunAgain`` on SQLite). A job starts at a savepoint: on PostgreSQL a failed
@@ -19,9 +21,11 @@ one dead letter") first rolls the job back to its start (``dead_letter``), and t
 **When the database fails** (``connections.transient``: gone away, refused, a deadlock, a lock timeout, a
 full disk) a job's future raises ``StoreUnavailable`` and ``writer_error`` says why until a commit succeeds;
 the writer connection is replaced when the server ended it (``connections.alive``), so the first job once
-the server is back commits. A commit the failure cut off may have committed or not: the job took its
-transaction's id in its first round trip, and its future waits until ``pg_xact_status`` says (the job's
-value if it committed, ``StoreUnavailable`` if not). The writer's session has ``synchronous_commit`` on.
+the server is back commits. A commit the failure cut off may have committed or not: the group took its
+transaction's id in its first round trip, and its jobs' futures wait until ``pg_xact_status`` says (each
+job's value if it committed, ``StoreUnavailable`` if not). A job that meets a failure of the database while
+the connection stays (a deadlock, a lock timeout, a cancelled statement) is rolled back to its savepoint
+and hears ``StoreUnavailable``; a lost connection fails the whole group. The writer's session has ``synchronous_commit`` on.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,26 +55,24 @@ from central.record.postgresql.users import PgUserStore
 from central.record.postgresql.watchlists import PgWatchlistStore
 from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
-from central.record.stores import BackupCut, Counts, Outcome
+from central.record.stores import BackupCut, Counts, Outcome, StoredRun
 from central.record.tx import StoreUnavailable
-from protocols.messages import Alert, Event
+from protocols.messages import Alert, Event, Passage, PlateRead
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_Job = tuple[Callable[[psycopg.Connection], Any], "Future[Any]"]
+
+#: At most this many jobs share one commit (as the SQLite writer's group).
+MAX_JOBS_PER_COMMIT = 512
+#: A job that meets days without partitions this many times in a row fails (making them did not help).
+MAX_ATTEMPTS = 3
 
 #: How long a job whose commit was cut off waits for the database to say whether it committed; past it,
 #: its caller hears ``StoreUnavailable`` (an edge sends its events again either way).
 IN_DOUBT_MAX_S = 120.0
 #: How often the database is asked about such commits while they wait (and at the start of every job).
 IN_DOUBT_RETRY_S = 1.0
-
-
-class InDoubt(Exception):  # noqa: N818 - the writer's own signal, never seen above it
-    """A commit cut off by a failure: it may have committed or not; ``value`` is what the job returned."""
-
-    def __init__(self, xid: str, value: Any, error: StoreUnavailable) -> None:
-        super().__init__(str(error))
-        self.xid, self.value, self.error = xid, value, error
 
 
 @dataclass(slots=True)
@@ -98,6 +101,7 @@ class PgStores:
         self._pool = Pool(dsn, pool_size)
         self._writer: psycopg.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._error: str | None = None
         self._in_doubt: list[Doubt] = []
         """Jobs whose commit was cut off by a failure, until the database says whether it committed."""
@@ -147,30 +151,32 @@ class PgStores:
     transient = staticmethod(transient)
 
     def submit(self, job: Callable[[psycopg.Connection], T]) -> Future[T]:
-        """Run ``job`` in one write transaction (from any thread); the future resolves after the commit,
+        """Queue ``job`` for a write transaction (from any thread); the future resolves after the commit,
         or raises ``StoreUnavailable`` when the database failed (for a commit cut off, once the database
-        said whether it committed)."""
+        said whether it committed). The jobs waiting when the writer is free share one commit."""
         done: Future[T] = Future()
         with self._lock:
             if self._executor is None:
                 raise RuntimeError("the PostgreSQL store is not started")
-            self._executor.submit(self._settle, job, done)
+            self._jobs.put((job, done))
+            self._executor.submit(self._drain)
         return done
 
-    def _settle(self, job: Callable[[psycopg.Connection], T], done: Future[T]) -> None:
-        """In the writer thread: run ``job`` and settle ``done`` (never raises)."""
-        if not done.set_running_or_notify_cancel():
-            return  # its caller gave up before it started: nothing written
+    def _drain(self) -> None:
+        """In the writer thread: the jobs queued now, as one group (a call that finds none returns)."""
         self._resolve_in_doubt()
-        try:
-            value = self._in_transaction(job)
-        except InDoubt as doubt:
-            self._in_doubt.append(Doubt(doubt.xid, doubt.value, done, doubt.error, time.monotonic()))
-            self._resolve_later()
-        except BaseException as exc:
-            done.set_exception(exc)
-        else:
-            done.set_result(value)
+        group: list[_Job] = []
+        while len(group) < MAX_JOBS_PER_COMMIT:
+            try:
+                job, done = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if done.set_running_or_notify_cancel():  # a caller that gave up gets nothing written
+                group.append((job, done))
+        attempt = 1
+        while group:
+            group = self._commit(group, final=attempt >= MAX_ATTEMPTS)
+            attempt += 1
 
     def _connected(self) -> psycopg.Connection:
         """The writer connection: one the server closed (a restart, a crash) is replaced by a new one, or
@@ -194,44 +200,82 @@ class PgStores:
         self._writer = writer
         return writer
 
-    def _in_transaction(self, job: Callable[[psycopg.Connection], T]) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            xid: str | None = None
-            committing = False
+    def _commit(self, group: list[_Job], *, final: bool) -> list[_Job]:
+        """Run a group of jobs in one transaction, each from a savepoint of its own, and commit once; a job
+        that fails is rolled back to its savepoint alone. Settles every job's future but those to run again
+        once the days they met are made (``DaysNotReady``), which it returns."""
+        settled: list[tuple[Future[Any], Any, BaseException | None]] = []
+        again: list[_Job] = []
+        days: set[dt.date] = set()
+        xid: str | None = None
+        committing = False
+        try:
+            conn = self._connected()
+            with conn.transaction():
+                for n, (job, done) in enumerate(group):
+                    if n == 0:
+                        # The transaction's id, in the round trip that opens the group: if the commit is
+                        # cut off, the database says afterwards whether it committed (``_resolve_in_doubt``).
+                        cur = conn.execute(
+                            f"SAVEPOINT {JOB_SAVEPOINT}; SELECT pg_current_xact_id()::text", prepare=False
+                        )
+                        cur.nextset()
+                        xid = cur.fetchone()[0]  # type: ignore[index]
+                    else:  # one round trip between two jobs (the commit releases the last savepoint)
+                        conn.execute(f"RELEASE SAVEPOINT {JOB_SAVEPOINT}; SAVEPOINT {JOB_SAVEPOINT}")
+                    try:
+                        value = job(conn)
+                    except Exception as exc:
+                        if conn.broken or conn.closed:
+                            raise  # the connection is gone, and the whole group with it
+                        conn.execute(f"ROLLBACK TO SAVEPOINT {JOB_SAVEPOINT}")
+                        if isinstance(exc, DaysNotReady) and not final:
+                            again.append((job, done))
+                            days.update(exc.days)
+                        elif transient(exc):  # a deadlock, a lock timeout, a cancel: the database's
+                            settled.append((done, None, self._failed(exc)))
+                        else:
+                            settled.append((done, None, exc))  # the job's own error; the store is well
+                    else:
+                        settled.append((done, value, None))
+                committing = True
+        except Exception as exc:
+            if not transient(exc):
+                for _, done in group:
+                    done.set_exception(exc)
+                return []
+            error = self._failed(exc)
+            for _, done in again:
+                done.set_exception(error)
+            if committing and xid is not None:
+                now = time.monotonic()
+                for done, value, failed in settled:
+                    if failed is not None:
+                        done.set_exception(failed)  # rolled back to its savepoint whatever the commit did
+                    else:
+                        self._in_doubt.append(Doubt(xid, value, done, error, now))
+                self._resolve_later()
+            else:
+                for done, _, _ in settled:
+                    done.set_exception(error)
+            return []
+        if self._error is not None and not any(isinstance(f, StoreUnavailable) for _, _, f in settled):
+            log.warning("PostgreSQL commits again after: %s", self._error)
+            self._error = None
+        for done, value, failed in settled:
+            if failed is not None:
+                done.set_exception(failed)
+            else:
+                done.set_result(value)
+        if again:
             try:
-                writer = self._connected()
-                with writer.transaction():
-                    # The transaction's id, in the round trip that opens the job: if the commit is cut
-                    # off, the database says afterwards whether it committed (``_resolve_in_doubt``).
-                    cur = writer.execute(
-                        f"SAVEPOINT {JOB_SAVEPOINT}; SELECT pg_current_xact_id()::text", prepare=False
-                    )
-                    cur.nextset()
-                    xid = cur.fetchone()[0]  # type: ignore[index]
-                    result = job(writer)
-                    committing = True
-                if self._error is not None:
-                    log.warning("PostgreSQL commits again after: %s", self._error)
-                    self._error = None
-                return result
-            except DaysNotReady as exc:  # rolled back: make the days, run the whole job again
-                if attempt >= 3:
-                    raise
-                try:
-                    self.record.prepare(exc.days)
-                except Exception as failed:
-                    if transient(failed):
-                        raise self._failed(failed) from failed
-                    raise
+                self.record.prepare(days)
             except Exception as exc:
-                if not transient(exc):
-                    raise  # the job's own error (its caller hears it); the store is well
-                error = self._failed(exc)
-                if committing and xid is not None:
-                    raise InDoubt(xid, result, error) from exc
-                raise error from exc
+                failure = self._failed(exc) if transient(exc) else exc
+                for _, done in again:
+                    done.set_exception(failure)
+                return []
+        return again
 
     def _failed(self, exc: BaseException) -> StoreUnavailable:
         """The store failed: say so in health (``writer_error``) until a commit succeeds again."""
@@ -312,6 +356,17 @@ class PgStores:
         received_at: float,
     ) -> Outcome:
         return self._events.insert_event(tx, checkpoint, epoch, event, edge_sent_at, received_at)
+
+    def insert_reads(
+        self,
+        tx: psycopg.Connection,
+        checkpoint: str,
+        epoch: int,
+        events: Sequence[PlateRead | Passage],
+        edge_sent_at: float,
+        received_at: float,
+    ) -> StoredRun:
+        return self._events.insert_reads(tx, checkpoint, epoch, events, edge_sent_at, received_at)
 
     insert_alert = staticmethod(PgEvents.insert_alert)
     add_thumbnail = staticmethod(PgEvents.add_thumbnail)
