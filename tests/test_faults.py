@@ -854,7 +854,7 @@ def _hold_checkpoints_lock(dsn: str) -> psycopg.Connection:
 
 
 async def _health(r: Rig) -> dict[str, Any]:
-    return await get_json(r.http, f"{r.hub.base}/api/v1/health")
+    return await get_health(r.http, f"{r.hub.base}/api/v1/health")
 
 
 async def test_postgresql_crashes_under_load_and_comes_back(tmp_path):
