@@ -245,18 +245,18 @@ class PgStores:
                     done.set_exception(exc)
                 return []
             error = self._failed(exc)
-            for _, done in again:
-                done.set_exception(error)
-            if committing and xid is not None:
+            if committing and xid is not None:  # every job ran: the commit itself was cut off
                 now = time.monotonic()
                 for done, value, failed in settled:
                     if failed is not None:
                         done.set_exception(failed)  # rolled back to its savepoint whatever the commit did
                     else:
                         self._in_doubt.append(Doubt(xid, value, done, error, now))
+                for _, done in again:
+                    done.set_exception(error)
                 self._resolve_later()
-            else:
-                for done, _, _ in settled:
+            else:  # nothing of the group committed: the jobs run, the one running, those not run yet
+                for _, done in group:
                     done.set_exception(error)
             return []
         if self._error is not None and not any(isinstance(f, StoreUnavailable) for _, _, f in settled):
