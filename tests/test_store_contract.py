@@ -448,6 +448,46 @@ def test_events_are_stored_once_and_a_taken_identity_is_a_dead_letter(backend):
     assert backend.events.counts().reads == 1
 
 
+def test_a_run_of_reads_is_stored_at_once_and_says_which_reads_edge_hits_name(backend):
+    """``insert_reads``: outcomes as ``insert_event`` on each (new, a resend, a reused identity), and the reads
+    of the run that edge hits name (so ingest reconciles only those)."""
+    from protocols.messages import Passage
+
+    def read(seq, plate="鲁B00001"):
+        return PlateRead(
+            seq=seq, camera_id="cam", captured_at=T0, plate=plate, plate_raw=plate, plate_valid=True
+        )
+
+    hit = EdgeHit(
+        seq=9,
+        read_seq=2,
+        alert_id="E2",
+        entry_id="stolen:鲁B00002",
+        list_id="stolen",
+        kind="exact",
+        score=1.0,
+        explanation="",
+        feed_version=1,
+        matcher_version="m1",
+        raised_at=T0,
+    )
+    insert(backend, hit)
+    passage = Passage(
+        seq=4, plate="鲁B00001", first_seen=T0, last_seen=T0 + 1, best_seq=1, read_seqs=[1], cameras=["cam"]
+    )
+    run = [read(1), read(2, "鲁B00002"), read(3), passage]
+    first = backend.write(lambda tx: backend.events.insert_reads(tx, CP, 1, run, T0, T0 + 1))
+    assert [o.inserted for o in first.outcomes] == [True] * 4 and first.hit_reads == {2}
+    again = backend.write(
+        lambda tx: backend.events.insert_reads(tx, CP, 1, [read(3), read(1, "鲁B99999")], T0, T0)
+    )
+    assert [(o.inserted, o.seen_before) for o in again.outcomes] == [(False, True), (False, False)]
+    assert again.outcomes[1].dead_letter and again.hit_reads == set()
+    assert (
+        backend.write(lambda tx: backend.events.insert_reads(tx, CP, 1, [passage], T0, T0)).hit_reads == set()
+    )
+
+
 def test_kit_results_are_served_newest_first_with_filters(backend):
     insert(
         backend,
@@ -1165,7 +1205,7 @@ def test_jobs_waiting_for_the_writer_share_one_commit_and_a_failed_one_is_rolled
         assert a.result(10) == c.result(10)  # one transaction
         with pytest.raises(psycopg.errors.DivisionByZero):
             b.result(10)
-        assert [o.inserted for o in read.result(10)] == [True]  # after its day was made
+        assert [o.inserted for o in read.result(10).outcomes] == [True]  # after its day was made
         assert [c["checkpoint"] for c in stores.checkpoints()] == ["SD-A", "SD-C"]
         assert stores.record.counts().reads == 1 and stores.writer_error is None
     finally:

@@ -373,10 +373,8 @@ class Ingest:
                     while run_end < len(events) and isinstance(events[run_end], PlateRead | Passage):
                         run_end += 1
                     run = cast("list[PlateRead | Passage]", events[run_start:run_end])
-                    run_outcomes = self.store.insert_reads(tx, checkpoint, epoch, run, sent_at, received_at)
-                    hit_reads = self.store.edge_hit_reads(
-                        tx, checkpoint, epoch, [e.seq for e in run if isinstance(e, PlateRead)]
-                    )
+                    stored = self.store.insert_reads(tx, checkpoint, epoch, run, sent_at, received_at)
+                    run_outcomes, hit_reads = stored.outcomes, stored.hit_reads
                 outcome = run_outcomes[i - run_start]
             else:
                 outcome = self.store.insert_event(tx, checkpoint, epoch, event, sent_at, received_at)

@@ -60,6 +60,7 @@ __all__ = [
     "Outcome",
     "ReadStore",
     "StatsStore",
+    "StoredRun",
     "UserStore",
     "WatchlistStore",
     "WebhookStore",
@@ -75,6 +76,16 @@ class Outcome(msgspec.Struct):
     dead_letter: str | None = None
     seen_before: bool = False
     """A resend of a read already in its day file: matching runs again (crash safety, see readstore)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """What ``AlertStore.insert_reads`` did with a run of reads and passages."""
+
+    outcomes: list[Outcome]
+    """One per event, in order."""
+    hit_reads: set[int]
+    """The sequence numbers of the run's reads that edge hits name (alerted or not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +146,9 @@ class AlertStore(Protocol):
         events: Sequence[PlateRead | Passage],
         edge_sent_at: float,
         received_at: float,
-    ) -> list[Outcome]:
-        """A run of reads and passages of one batch: what ``insert_event`` on each in turn gives, in as
-        few statements as the store can."""
-        ...
-
-    def edge_hit_reads(self, tx: Tx, checkpoint: str, epoch: int, read_seqs: Sequence[int]) -> set[int]:
-        """Those of ``read_seqs`` that edge hits name (alerted or not): the reads worth reconciling."""
+    ) -> StoredRun:
+        """A run of reads and passages of one batch: what ``insert_event`` on each in turn gives, and which
+        of its reads edge hits name (the reads worth reconciling), in as few round trips as the store can."""
         ...
 
     def insert_alert(self, tx: Tx, alert: Alert) -> bool: ...

@@ -11,9 +11,9 @@ batch's first new alert to the commit of the writer's group (``PgStores``: the j
 run while it is held, and another hub's new alert waits that long); alerts are rare beside reads.
 
 **A batch's reads in one statement.** ``insert_reads`` hands a run of reads and passages to the record's
-``insert_many`` (one statement for the reads, one for the passages) and ``edge_hit_reads`` says in one
-statement which of them edge hits name, so the ingest pipeline reconciles only those: a batch of 200
-reads costs a few round trips, not two per read.
+``insert_many`` (one statement for the reads, one for the passages) and asks in one more which of them
+edge hits name, so the ingest pipeline reconciles only those: a batch costs the same few round trips
+whatever the number of its reads, not two per read.
 
 **Folding across hubs.** The open alert a hit folds into is read ``FOR UPDATE``: two transactions folding
 hits of one entry at once take turns on its row instead of both updating the body they read.
@@ -40,7 +40,7 @@ from central.record.escalation import ACTION, ACTOR, LOOKBACK_S, frame
 from central.record.folding import foldable
 from central.record.postgresql.audit import PgAuditStore
 from central.record.postgresql.reads import PgReadStore
-from central.record.stores import Outcome
+from central.record.stores import Outcome, StoredRun
 from protocols import folding
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
@@ -61,6 +61,8 @@ _alert_decoder = msgspec.json.Decoder(type=Alert)
 
 #: The lock every new alert's position is taken under (any constant unique to Cordon's alerts).
 ALERT_LOCK = 0x636F72646F70
+#: Which of a checkpoint's reads (sequence numbers) edge hits name.
+EDGE_HIT_READS = "SELECT DISTINCT read_seq FROM edge_hits WHERE checkpoint = %s AND epoch = %s AND read_seq = ANY(%s::int8[])"
 #: The savepoint ``PgStores`` takes at the start of every write job (``dead_letter`` rolls back to it).
 JOB_SAVEPOINT = "cordon_job"
 #: At most this much of a dead letter's raw bytes is kept (its full size is recorded).
@@ -259,31 +261,23 @@ class PgEvents:
         events: Sequence[PlateRead | Passage],
         edge_sent_at: float,
         received_at: float,
-    ) -> list[Outcome]:
-        """A run of reads and passages in one statement for the reads and one for the passages (the
-        record's ``insert_many``), each outcome as ``insert_event`` would give it."""
+    ) -> StoredRun:
+        """A run of reads and passages by the record's ``insert_many`` (one statement for the reads, one for
+        the passages), each outcome as ``insert_event`` would give it, and the reads edge hits name (one
+        more statement)."""
         stored = self.record.insert_many(
             tx, [(checkpoint, epoch, e, edge_sent_at, received_at) for e in events]
         )
-        return [
-            Outcome(inserted=s.inserted, dead_letter=s.conflict, seen_before=s.seen_before) for s in stored
-        ]
-
-    @staticmethod
-    def edge_hit_reads(
-        tx: psycopg.Connection, checkpoint: str, epoch: int, read_seqs: Sequence[int]
-    ) -> set[int]:
-        """Those of ``read_seqs`` that edge hits name, in one statement."""
-        if not read_seqs:
-            return set()
-        return {
-            seq
-            for (seq,) in tx.execute(
-                "SELECT DISTINCT read_seq FROM edge_hits WHERE checkpoint = %s AND epoch = %s "
-                "AND read_seq = ANY(%s::int8[])",
-                (key(checkpoint), epoch, list(read_seqs)),
-            )
-        }
+        seqs = [e.seq for e in events if isinstance(e, PlateRead)]
+        named = (
+            {int(seq) for (seq,) in tx.execute(EDGE_HIT_READS, (key(checkpoint), epoch, seqs))}
+            if seqs
+            else set()
+        )
+        return StoredRun(
+            [Outcome(inserted=s.inserted, dead_letter=s.conflict, seen_before=s.seen_before) for s in stored],
+            named,
+        )
 
     @staticmethod
     def insert_alert(tx: psycopg.Connection, alert: Alert) -> bool:

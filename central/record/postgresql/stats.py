@@ -35,15 +35,27 @@ class PgStatsStore:
 
     @staticmethod
     def add_daily_counts(tx: psycopg.Connection, counts: dict[tuple[str, str], list[int]]) -> None:
-        """Add one batch's (day, checkpoint) -> [reads, passages, no-plate reads]."""
-        with tx.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO daily_counts (day, checkpoint, reads, passages, no_plate) VALUES (%s,%s,%s,%s,%s) "
-                "ON CONFLICT (day, checkpoint) DO UPDATE SET reads = daily_counts.reads + excluded.reads, "
-                "passages = daily_counts.passages + excluded.passages, "
-                "no_plate = daily_counts.no_plate + excluded.no_plate",
-                [(dt.date.fromisoformat(day), key(cp), *c) for (day, cp), c in sorted(counts.items())],
-            )
+        """Add one batch's (day, checkpoint) -> [reads, passages, no-plate reads], in one statement (a batch
+        has one row or a few)."""
+        rows: dict[tuple[dt.date, str], list[int]] = {}
+        for (day, cp), c in sorted(counts.items()):  # two checkpoints whose keys meet count as one row
+            row = rows.setdefault((dt.date.fromisoformat(day), key(cp)), [0, 0, 0])
+            for i, n in enumerate(c):
+                row[i] += n
+        if not rows:
+            return
+        tx.execute(
+            "INSERT INTO daily_counts (day, checkpoint, reads, passages, no_plate) "
+            "SELECT * FROM unnest(%s::date[], %s::text[], %s::int8[], %s::int8[], %s::int8[]) "
+            "ON CONFLICT (day, checkpoint) DO UPDATE SET reads = daily_counts.reads + excluded.reads, "
+            "passages = daily_counts.passages + excluded.passages, "
+            "no_plate = daily_counts.no_plate + excluded.no_plate",
+            (
+                [d for d, _ in rows],
+                [cp for _, cp in rows],
+                *([r[i] for r in rows.values()] for i in range(3)),
+            ),
+        )
 
     @staticmethod
     def sample_status(tx: psycopg.Connection, status: CheckpointStatus, at: float, tz: dt.timezone) -> None:

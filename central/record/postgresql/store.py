@@ -45,7 +45,7 @@ from central.record.postgresql.users import PgUserStore
 from central.record.postgresql.watchlists import PgWatchlistStore
 from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
-from central.record.stores import BackupCut, Counts, Outcome
+from central.record.stores import BackupCut, Counts, Outcome, StoredRun
 from protocols.errors import CordonError
 from protocols.messages import Alert, Event, Passage, PlateRead
 
@@ -156,8 +156,13 @@ class PgStores:
         try:
             conn = self._connection()
             with conn.transaction():
-                for job, fut in group:
-                    conn.execute(f"SAVEPOINT {JOB_SAVEPOINT}")
+                for n, (job, fut) in enumerate(group):
+                    # One round trip between two jobs (the commit releases the last savepoint).
+                    conn.execute(
+                        f"RELEASE SAVEPOINT {JOB_SAVEPOINT}; SAVEPOINT {JOB_SAVEPOINT}"
+                        if n
+                        else f"SAVEPOINT {JOB_SAVEPOINT}"
+                    )
                     try:
                         value = job(conn)
                     except Exception as exc:
@@ -171,7 +176,6 @@ class PgStores:
                             done.append((fut, None, exc))
                     else:
                         done.append((fut, value, None))
-                    conn.execute(f"RELEASE SAVEPOINT {JOB_SAVEPOINT}")
         except Exception as exc:
             # The transaction is lost (the server went away, the commit failed): every caller hears it,
             # so nothing is acknowledged that did not commit.
@@ -235,10 +239,9 @@ class PgStores:
         events: Sequence[PlateRead | Passage],
         edge_sent_at: float,
         received_at: float,
-    ) -> list[Outcome]:
+    ) -> StoredRun:
         return self._events.insert_reads(tx, checkpoint, epoch, events, edge_sent_at, received_at)
 
-    edge_hit_reads = staticmethod(PgEvents.edge_hit_reads)
     insert_alert = staticmethod(PgEvents.insert_alert)
     add_thumbnail = staticmethod(PgEvents.add_thumbnail)
     update_checkpoint = staticmethod(PgEvents.update_checkpoint)

@@ -33,7 +33,7 @@ from central.record.sqlite.stats import SqliteStatsStore
 from central.record.sqlite.users import SqliteUserStore
 from central.record.sqlite.watchlists import SqliteWatchlistStore
 from central.record.sqlite.webhooks import SqliteWebhookStore
-from central.record.stores import BackupCut, Counts, Outcome
+from central.record.stores import BackupCut, Counts, Outcome, StoredRun
 from protocols.kits import KitResult, overall_call
 from protocols.messages import (
     Alert,
@@ -343,17 +343,16 @@ class HubStore:
         events: Sequence[PlateRead | Passage],
         edge_sent_at: float,
         received_at: float,
-    ) -> list[Outcome]:
-        """A run of reads and passages, each as ``insert_event`` (statements in-process cost microseconds)."""
-        return [self.insert_event(db, checkpoint, epoch, e, edge_sent_at, received_at) for e in events]
+    ) -> StoredRun:
+        """A run of reads and passages, each as ``insert_event`` (statements in-process cost microseconds),
+        and the reads edge hits name."""
+        outcomes = [self.insert_event(db, checkpoint, epoch, e, edge_sent_at, received_at) for e in events]
+        seqs = [e.seq for e in events if isinstance(e, PlateRead)]
+        return StoredRun(outcomes, self._edge_hit_reads(db, checkpoint, epoch, seqs))
 
     @staticmethod
-    def edge_hit_reads(
-        db: sqlite_utils.Database, checkpoint: str, epoch: int, read_seqs: Sequence[int]
-    ) -> set[int]:
-        """Inside a writer job: those of ``read_seqs`` that edge hits name."""
+    def _edge_hit_reads(db: sqlite_utils.Database, checkpoint: str, epoch: int, seqs: list[int]) -> set[int]:
         found: set[int] = set()
-        seqs = list(read_seqs)
         for i in range(0, len(seqs), 500):  # within any SQLite's limit of bound parameters
             chunk = seqs[i : i + 500]
             found.update(
