@@ -52,8 +52,9 @@ def test_record_lookup_finds_lost_and_duplicated_ids(tmp_path, request, store):
 
 def _accounts_for_every_event(result):
     assert result["errors"] == []
-    assert result["raw_messages_received"] == result["raw_messages_sent"] == 8
-    assert result["ingest_reads"] == 1600 and result["ingest_resent_batches"] == 0
+    if result["parameters"]["reads"]:
+        assert result["raw_messages_received"] == result["raw_messages_sent"] == 8
+        assert result["ingest_reads"] == 1600 and result["ingest_resent_batches"] == 0
     assert result["saturated_committed_in_window"] > 0 and result["saturated_reads_per_s"] > 0
     assert result["saturated_sent"] >= result["saturated_committed_in_window"]
     assert result["cpu_us_per_read"]["hub"] > 0
@@ -79,12 +80,13 @@ def test_small_run_accounts_for_every_event(tmp_path):
 
 @pytest.mark.system
 def test_small_run_on_postgresql_reads_its_record_there_beside_a_sqlite_reference(tmp_path):
-    result = e2e.run(**SMALL, **BRIEF, store="postgresql", keep=str(tmp_path / "run"))
+    # Without the fixed-load phase (the SQLite run covers it), to stay short: lost and duplicated are still
+    # counted in PostgreSQL's tables for the saturated, latency and replay phases.
+    result = e2e.run(**{**SMALL, "reads": 0}, **BRIEF, store="postgresql", keep=str(tmp_path / "run"))
     _accounts_for_every_event(result)
     assert not (tmp_path / "run" / "hub" / "data" / "record").exists()  # the record is in the database
     reference = result["sqlite_reference"]
-    assert reference["errors"] == [] and reference["ingest_reads"] == 1600
-    assert reference["saturated_lost"] == reference["saturated_duplicated"] == reference["ingest_lost"] == 0
+    assert reference["errors"] == [] and reference["saturated_lost"] == reference["saturated_duplicated"] == 0
     assert result["sqlite_saturated_reads_per_s"] == reference["saturated_reads_per_s"] > 0
     assert result["ingest_ratio_pg_to_sqlite"] == round(
         result["saturated_reads_per_s"] / reference["saturated_reads_per_s"], 3
