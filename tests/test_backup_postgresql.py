@@ -205,16 +205,24 @@ def test_a_base_backup_of_a_hub_under_load_restores_elsewhere_with_each_committe
     )
     thread = threading.Thread(target=writer)
     thread.start()
+
+    def commits_after(n: int) -> None:
+        """Until the writer has committed ``n`` more reads (not a fixed wait: a loaded host commits slower)."""
+        goal, deadline = written[0] + n, time.monotonic() + 60
+        while written[0] < goal:
+            assert thread.is_alive() and time.monotonic() < deadline, "the writer stopped committing"
+            time.sleep(0.01)
+
     try:
-        time.sleep(0.5)
+        commits_after(20)
         before = written[0]  # committed before the backup began
         began = time.monotonic()
         summary = cordon("backup", "--config", str(conf))
         ended = time.monotonic()
         after = written[0]
-        time.sleep(0.25)  # more commits, which only the WAL archive holds
+        commits_after(10)  # more commits, which only the WAL archive holds
         until = time.time()  # a point in time to restore to
-        time.sleep(0.25)
+        commits_after(10)
     finally:
         stop.set()
         thread.join()
