@@ -48,7 +48,7 @@ from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import Alert, AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
-from runtime.background import background, stop
+from runtime.background import background, poll, stop
 from runtime.config import SettingsError
 from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
@@ -198,6 +198,11 @@ def _add_duties(app: web.Application, keeper: DutyKeeper) -> None:
     if sender.hooks:
         keeper.add(duties.WEBHOOKS, lambda: sender.run_duty(poll_s))
     keeper.add(duties.FEED, lambda: app[keys.LISTS].feed.run(poll_s))
+    if keeper.store.shared:
+        # Alone, a hub's restart resends what it left undispatched (AlertDispatcher.resume); with others,
+        # a hub that is gone is told by its life duty, and its alerts are taken over by the redispatch duty.
+        keeper.add(duties.life(keeper.hub), _alive)
+        keeper.add(duties.REDISPATCH, lambda: _redispatch_loop(app))
     for source in app[keys.UPSTREAM]:
         keeper.add(duties.upstream(source.settings.name), lambda source=source: _poll_source(app, source))
 
@@ -593,6 +598,28 @@ def _warn_if_the_days_are_cut_elsewhere(settings: HubSettings) -> None:
             minutes % 60,
             text,
         )
+
+
+async def _alive() -> None:
+    """This hub's life duty: held while the hub lives, nothing to do."""
+    await asyncio.Event().wait()
+
+
+async def _redispatch_loop(app: web.Application) -> None:
+    """Dispatch the alerts hubs that are gone committed and left undispatched (the redispatch duty)."""
+    after_s = app[keys.SETTINGS].cluster.redispatch_after_s
+    keeper, dispatcher = app[keys.DUTIES], app[keys.DISPATCHER]
+
+    async def step() -> bool:
+        try:
+            return (
+                await dispatcher.take_over(after_s, lambda tx: keeper.store.fence(tx, duties.REDISPATCH)) > 0
+            )
+        except DutyLost as exc:
+            log.warning("alerts not taken over: %s", exc)
+            return False
+
+    await poll(step, duties.POLL_S, log, "taking over the alerts of hubs that are gone")
 
 
 async def _escalate_loop(app: web.Application) -> None:

@@ -628,6 +628,40 @@ def test_alerts_are_listed_dispatched_and_named_alike(backend):
     assert ev.alert_position() == 4
 
 
+def test_alerts_a_gone_hub_left_undispatched_are_taken_over_once(backend):
+    """The hub that raised an alert dispatches it; one left undispatched by a hub that is gone (on
+    PostgreSQL: its life lock is free; on SQLite: any other hub name, one hub keeps a hub.db) is taken
+    over once, only after the grace, and becomes the taker's; a hub that lives keeps its own."""
+    import asyncio
+
+    from central.record.duties import life
+
+    ev = backend.events
+    ev.hub = "hub-a"
+    backend.write(lambda tx: [ev.insert_alert(tx, alert(n)) for n in (1, 2, 3)])
+    asyncio.run(ev.mark_dispatched(["A3"]))
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "a hub never takes its own"
+    assert [a.alert_id for a in ev.undispatched_alerts()] == ["A1", "A2"]
+    if backend.name == "postgresql":
+        from central.record.postgresql.duties import PgDuties
+
+        living = PgDuties(backend.stores.dsn, "hub-a", lease_s=4)
+        assert living.claim([life("hub-a")]) == {life("hub-a")}
+        ev.hub = "hub-b"
+        assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "hub-a lives: its own"
+        living.release()  # hub-a is gone (its session ended)
+    ev.hub = "hub-b"
+    assert ev.undispatched_alerts() == [], "hub-b resends only its own at start-up"
+    taken = backend.write(lambda tx: ev.claim_orphans(tx, T0 + 1.5))  # A2 (raised at T0 + 2) is too young
+    assert [a.alert_id for a in taken] == ["A1"] and taken[0] == alert(1)
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [alert(2)]
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "taken once"
+    assert [a.alert_id for a in ev.undispatched_alerts()] == ["A1", "A2"], "hub-b's to dispatch now"
+    asyncio.run(ev.mark_dispatched(["A1", "A2"]))
+    ev.hub = "hub-c"
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "dispatched: nobody's"
+
+
 def test_repeated_hits_fold_into_the_open_alert_until_it_has_an_outcome(backend):
     ev = backend.events
     first = alert(1, entry=7)

@@ -25,12 +25,14 @@ def open_store(settings: HubSettings) -> HubStores:
             with_password(settings.store.dsn, settings.store.database_password()),
             utc_offset=settings.record.utc_offset,
             pool_size=settings.store.pool_size,
+            hub=settings.hub_name,
         )
     return HubStore(
         settings.data_path / "hub.db",
         utc_offset=settings.record.utc_offset,
         attached_max=settings.record.attached_max,
         busy_timeout_s=settings.store.busy_timeout_s,
+        hub=settings.hub_name,
     )
 
 

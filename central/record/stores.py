@@ -204,7 +204,17 @@ class AlertStore(Protocol):
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None: ...
 
-    def undispatched_alerts(self) -> list[Alert]: ...
+    def undispatched_alerts(self) -> list[Alert]:
+        """The alerts not dispatched yet that are this hub's to dispatch (it raised them or took them
+        over; an alert stored before hubs were named is anybody's), oldest first: sent again at start-up."""
+        ...
+
+    def claim_orphans(self, tx: Tx, older_than: float, limit: int = 500) -> list[Alert]:
+        """Inside a write job: take over the alerts raised before ``older_than`` and not dispatched yet
+        whose dispatching hub is gone (PostgreSQL: its life lock is free, ``central.record.duties.life``;
+        SQLite: any other hub, since one hub keeps a hub.db), oldest first; they are this hub's to dispatch
+        from the commit on. A hub that lives keeps its own."""
+        ...
 
     def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]: ...
 
@@ -483,6 +493,8 @@ class HubStores(IngestStore, AlertStore, KitResultStore, Protocol):
     """Everything the hub is given at start-up (``central.record.factory.open_store``): the batch and
     alert store itself, and the other stores as its parts."""
 
+    hub: str
+    """This hub's name (``cluster.name``): the alerts it raises are its to dispatch."""
     record: ReadStore
     audit: AuditStore
     users: UserStore

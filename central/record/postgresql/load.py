@@ -107,6 +107,7 @@ HUB_TABLES: dict[str, Table] = {
             "raised_at": _same,
             "body": _bytes,
             "dispatched_at": _same,
+            "dispatch_hub": _same,
         },
         rowid_as="pos",
     ),

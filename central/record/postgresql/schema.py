@@ -12,7 +12,8 @@ Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the 
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
 results, the daily statistics, and the watchlists with the field feed. Migration 11 is the progress of
 ``cordon store migrate`` (a SQLite hub's data copied in); migration 12 what the hubs sharing the database
-follow of each other (the log of list changes, the alerts' news by time).
+follow of each other (the log of list changes, the alerts' news by time); migration 13 which hub is to
+dispatch each alert.
 """
 
 from __future__ import annotations
@@ -201,6 +202,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX alert_folds_raised ON alert_folds (raised_at)",
         "CREATE INDEX alert_outcomes_received ON alert_outcomes (received_at)",
         "CREATE INDEX alert_receipts_received ON alert_receipts (received_at)",
+    ],
+    # 13: which hub is to dispatch each alert not dispatched yet (the one that raised it, or the one that
+    # took it over when that hub was gone: central.alerts.dispatch, PgEvents.claim_orphans)
+    [
+        "ALTER TABLE alerts ADD COLUMN dispatch_hub text",
     ],
 ]
 

@@ -1,0 +1,232 @@
+"""What one hub of several on one PostgreSQL store leaves behind, or took, and another must see (issue 23):
+alerts a hub that is gone left undispatched, and the state that lived in one hub's memory. Two real hub
+processes on one real PostgreSQL database, each on its own real Mosquitto (so the test says which hub
+takes an edge's message); one module fixture for every test here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import paho.mqtt.client as paho
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from central.ingest.routing import Router
+from central.record.postgresql.store import PgStores
+from protocols import topics
+from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, EventBatch, PlateRead, decode, encode
+from tests.support import Mosquitto, Service, get_health, hub_service, login, session, until, wait_port
+
+CODE = "state-code"
+LISTED = ["鲁Q7C5T1", "鲁Q7C5T2", "鲁Q7C5T3"]
+GONE = "hub-gone"
+
+
+@dataclass
+class Cluster:
+    hubs: dict[str, Service]
+    brokers: dict[str, Mosquitto]
+    dsn: str
+    seqs: dict[str, int] = field(default_factory=dict)
+    edges: dict[str, Any] = field(default_factory=dict)
+
+    def publish_reads(self, hub: str, *plates: str, checkpoint: str = "SD-DZ-001") -> list[int]:
+        """Reads of ``plates`` onto ``hub``'s broker in one batch, as an edge sends them: their seqs."""
+        now = time.time()
+        reads = []
+        for plate in plates:
+            seq = self.seqs[checkpoint] = self.seqs.get(checkpoint, 0) + 1
+            reads.append(
+                PlateRead(
+                    seq=seq, camera_id="cam1", captured_at=now, plate=plate, plate_raw=plate, plate_valid=True
+                )
+            )
+        batch = EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=now, events=reads)
+        self.client(hub).publish(topics.events(checkpoint), encode(batch), qos=1).wait_for_publish(10)
+        return [r.seq for r in reads]
+
+    def client(self, hub: str) -> Any:
+        """A connected MQTT client on ``hub``'s broker, standing for the checkpoints' edges."""
+        if hub not in self.edges:
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fake-edges-{hub}")
+            client.connect("127.0.0.1", self.brokers[hub].port)
+            client.loop_start()
+            self.edges[hub] = client
+        return self.edges[hub]
+
+    def sql(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cur = conn.execute(statement, args)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        for client in self.edges.values():
+            client.loop_stop()
+            client.disconnect()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, pg_cluster) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("state")
+    dsn = pg_cluster.create_database(f"state_{time.monotonic_ns()}")
+    wl = tmp / "wl.csv"
+    wl.write_text(
+        "plate,list,action,priority,reason\n" + "".join(f"{p},涉毒,intercept,90,线索\n" for p in LISTED),
+        encoding="utf-8",
+    )
+    brokers = {name: Mosquitto(tmp / f"broker-{name}").start() for name in ("a", "b")}
+    hubs = {
+        name: hub_service(
+            tmp / f"hub-{name}",
+            brokers[name].url,
+            token=CODE,
+            watchlist_csv=wl if name == "a" else None,  # hub b learns the lists from the store
+            extra={
+                "mqtt": {"client_id": f"cordon-hub-{name}"},
+                "cluster": {
+                    "name": f"hub-{name}",
+                    "duty_beat_s": 0.5,
+                    "duty_lease_s": 2,
+                    "redispatch_after_s": 1,
+                },
+                "console": {"session_key_file": str(tmp / "session-key")},
+                "store": {"backend": "postgresql", "dsn": dsn},
+            },
+        )
+        for name in ("a", "b")
+    }
+    (tmp / "session-key").write_text("s" * 48 + "\n")
+    for hub in hubs.values():
+        hub.start(wait=False)
+    try:
+        for hub in hubs.values():
+            wait_port(hub.port, timeout=30)
+        running = Cluster(hubs, brokers, dsn)
+        yield running
+        running.close()
+    finally:
+        for hub in hubs.values():
+            hub.stop()
+        for broker in brokers.values():
+            broker.stop()
+        pg_cluster.drop_database(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+
+
+async def console(base: str) -> tuple[Any, Any]:
+    """A signed-in console session on ``base`` and its live feed (after its hello frame)."""
+    http = session()
+    await login(http, base, CODE)
+    ws = await http.ws_connect(f"{base}/api/v1/ws")
+    hello = await ws.receive_json(timeout=10)
+    assert hello["type"] == "hello"
+    return http, ws
+
+
+async def frames_for(ws: Any, seconds: float) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                frames.append(await ws.receive_json())
+    except TimeoutError:
+        return frames
+
+
+class Watcher:
+    """Records what arrives on ``topic`` at a broker."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.got: list[bytes] = []
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{time.monotonic_ns()}")
+        self._client.on_message = lambda _c, _u, msg: self.got.append(msg.payload)
+        self._client.on_connect = lambda c, *_: c.subscribe(topic, 1)
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+async def test_an_alert_a_gone_hub_left_undispatched_is_dispatched_by_another_once(cluster):
+    """A hub that died between the commit of an alert and its dispatch left it in the store, its own to
+    dispatch and not dispatched: the hub holding the redispatch duty takes it over after the grace and
+    sends it to its checkpoint once; every console shows it once. (The state is written by the store's
+    own code under the gone hub's name: a real kill cannot be timed between a commit and a publish.)"""
+    async with session() as http:
+        for hub in cluster.hubs.values():
+            await until(
+                lambda hub=hub: _holds_duties(http, hub.base), timeout=30, what=f"{hub.base} holds its life"
+            )
+    watchers = {n: Watcher(b.port, topics.alerts("SD-DZ-009")) for n, b in cluster.brokers.items()}
+    http_a, ws_a = await console(cluster.hubs["a"].base)
+    http_b, ws_b = await console(cluster.hubs["b"].base)
+    gone = PgStores(cluster.dsn, hub=GONE)
+    gone.start()
+    try:
+        left = Router().route(_alert("gone-1", "SD-DZ-009", raised_at=time.time()))
+        assert gone.submit(lambda tx: gone.insert_alert(tx, left)).result(10)
+    finally:
+        gone.stop()
+
+    def state() -> tuple[Any, ...]:
+        return cluster.sql(
+            "SELECT dispatch_hub, dispatched_at IS NOT NULL FROM alerts WHERE alert_id = 'gone-1'"
+        )[0]
+
+    await until(lambda: state()[1], timeout=15, what="the gone hub's alert dispatched")
+    taker, _ = state()
+    assert taker in ("hub-a", "hub-b")
+    try:
+        frames = {"a": await frames_for(ws_a, 2.0), "b": await frames_for(ws_b, 0.1)}
+        for name, got in frames.items():
+            shown = [f for f in got if f["type"] == "alert" and f["alert"]["alert_id"] == "gone-1"]
+            assert len(shown) == 1, f"hub {name}'s console shows the alert once: {shown}"
+        copies = {n: [decode(Alert, p).alert_id for p in w.got] for n, w in watchers.items()}
+        assert copies[taker[-1]] == ["gone-1"], copies  # the taker's broker had the one copy
+        assert copies["b" if taker == "hub-a" else "a"] == []
+    finally:
+        for w in watchers.values():
+            w.close()
+        for http, ws in ((http_a, ws_a), (http_b, ws_b)):
+            await ws.close()
+            await http.close()
+
+
+async def _holds_duties(http: Any, base: str) -> bool:
+    try:
+        body = await get_health(http, f"{base}/api/v1/health")
+    except aiohttp.ClientError:
+        return False
+    return any(d.startswith("hub:") for d in body.get("duties", []))
+
+
+def _alert(alert_id: str, checkpoint: str, raised_at: float) -> Alert:
+    return Alert(
+        v=SCHEMA_VERSION,
+        alert_id=alert_id,
+        checkpoint=checkpoint,
+        epoch=1,
+        seq=1,
+        raised_at=raised_at,
+        captured_at=raised_at - 1,
+        camera_id="cam1",
+        plate_read="鲁Q7C5T9",
+        hit=AlertHit(
+            entry_id="涉毒:鲁Q7C5T9",
+            entry_plate="鲁Q7C5T9",
+            list_id="涉毒",
+            list_name="涉毒",
+            action="intercept",
+            priority=90,
+            kind="exact",
+            score=1.0,
+            explanation="完全一致",
+        ),
+    )
