@@ -198,6 +198,7 @@ def _add_duties(app: web.Application, keeper: DutyKeeper) -> None:
     if sender.hooks:
         keeper.add(duties.WEBHOOKS, lambda: sender.run_duty(poll_s))
     keeper.add(duties.FEED, lambda: app[keys.LISTS].feed.run(poll_s))
+    keeper.add(duties.EVIDENCE, lambda: app[keys.EVIDENCE].run_duty(lambda: _online(app), poll_s))
     if keeper.store.shared:
         # Alone, a hub's restart resends what it left undispatched (AlertDispatcher.resume); with others,
         # a hub that is gone is told by its life duty, and its alerts are taken over by the redispatch duty.
@@ -598,6 +599,15 @@ def _warn_if_the_days_are_cut_elsewhere(settings: HubSettings) -> None:
             minutes % 60,
             text,
         )
+
+
+async def _online(app: web.Application) -> list[str]:
+    """The checkpoints whose status is online: as every hub stored it, with other hubs on the store (the
+    status may have reached another hub); alone, as this hub has it."""
+    if app[keys.DUTIES].store.shared:
+        rows = await asyncio.to_thread(app[keys.STORE].checkpoints)
+        return [r["checkpoint"] for r in rows if r["online"]]
+    return [cp for cp, entry in app[keys.CHECKPOINTS].items() if entry.get("online")]
 
 
 async def _alive() -> None:

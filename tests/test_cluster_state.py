@@ -6,6 +6,7 @@ takes an edge's message); one module fixture for every test here."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +21,29 @@ from paho.mqtt.enums import CallbackAPIVersion
 from central.ingest.routing import Router
 from central.record.postgresql.store import PgStores
 from protocols import topics
-from protocols.messages import SCHEMA_VERSION, Alert, AlertHit, EventBatch, PlateRead, decode, encode
-from tests.support import Mosquitto, Service, get_health, hub_service, login, session, until, wait_port
+from protocols.messages import (
+    SCHEMA_VERSION,
+    Alert,
+    AlertHit,
+    CheckpointStatus,
+    EventBatch,
+    EvidenceReply,
+    EvidenceRequest,
+    PlateRead,
+    decode,
+    encode,
+)
+from tests.support import (
+    Mosquitto,
+    Service,
+    get_health,
+    get_json,
+    hub_service,
+    login,
+    session,
+    until,
+    wait_port,
+)
 
 CODE = "state-code"
 LISTED = ["鲁Q7C5T1", "鲁Q7C5T2", "鲁Q7C5T3"]
@@ -197,6 +219,77 @@ async def test_an_alert_a_gone_hub_left_undispatched_is_dispatched_by_another_on
         for http, ws in ((http_a, ws_a), (http_b, ws_b)):
             await ws.close()
             await http.close()
+
+
+JPEG = b"\xff\xd8\xff\xe0" + b"cordon" * 50
+
+
+def _status(checkpoint: str, online: bool = True) -> bytes:
+    return encode(
+        CheckpointStatus(v=SCHEMA_VERSION, checkpoint=checkpoint, online=online, sent_at=time.time())
+    )
+
+
+async def test_evidence_replies_on_any_hub_and_deferred_requests_asked_again_by_the_duty(cluster):
+    """A picture asked through hub a whose reply reaches only hub b is kept by hub b for hub a, which
+    answers with it (no warning at hub b); a picture asked of an offline checkpoint is asked again by
+    whichever hub holds the evidence duty when the checkpoint's status reaches any hub."""
+    a, b = cluster.hubs["a"], cluster.hubs["b"]
+    cluster.client("a").publish(topics.status("SD-DZ-010"), _status("SD-DZ-010"), qos=1, retain=True)
+    asked_a = Watcher(cluster.brokers["a"].port, topics.evidence_request("SD-DZ-010"))
+    later = {n: Watcher(br.port, topics.evidence_request("SD-DZ-011")) for n, br in cluster.brokers.items()}
+    http = session()
+    try:
+        await login(http, a.base, CODE)
+        await until(
+            lambda: _online_at(http, a.base, "SD-DZ-010"), timeout=10, what="SD-DZ-010 online at hub a"
+        )
+        await asyncio.sleep(0.3)  # the store's row is written before the hub's own view takes the status
+        fetch = asyncio.create_task(http.get(f"{a.base}/api/v1/evidence/SD-DZ-010/1/5/scene"))
+        await until(lambda: bool(asked_a.got), timeout=10, what="hub a asked the checkpoint")
+        request = decode(EvidenceRequest, asked_a.got[0])
+        for kind, data in (("scene", JPEG), ("plate", JPEG[:100])):
+            reply = EvidenceReply(
+                v=SCHEMA_VERSION,
+                request_id=request.request_id,
+                checkpoint="SD-DZ-010",
+                epoch=1,
+                seq=5,
+                kind=kind,
+                data=base64.b64encode(data).decode(),
+            )
+            cluster.client("b").publish(topics.evidence_reply("SD-DZ-010"), encode(reply), qos=1)
+        resp = await fetch
+        assert resp.status == 200, await resp.text()
+        assert await resp.read() == JPEG
+        assert "no request" not in b.log(), "hub b recognised the other hub's request"
+
+        # Offline at hub a (it never had its status): deferred in the store, asked once it is online at b.
+        resp = await http.get(f"{a.base}/api/v1/evidence/SD-DZ-011/1/6/scene")
+        assert resp.status == 409 and (await resp.json())["pending"] is True
+        assert cluster.sql("SELECT deferred FROM evidence_requests WHERE checkpoint = 'SD-DZ-011'") == [
+            (True,)
+        ]
+        cluster.client("b").publish(topics.status("SD-DZ-011"), _status("SD-DZ-011"), qos=1, retain=True)
+        await until(
+            lambda: any(w.got for w in later.values()), timeout=10, what="SD-DZ-011 asked again by the duty"
+        )
+        await asyncio.sleep(1.5)  # a second ask would come within the duty's poll
+        copies = [decode(EvidenceRequest, p) for w in later.values() for p in w.got]
+        assert [(r.epoch, r.seq) for r in copies] == [(1, 6)], "asked again once, by one hub"
+        assert cluster.sql(
+            "SELECT bool_or(deferred) FROM evidence_requests WHERE checkpoint = 'SD-DZ-011'"
+        ) == [(False,)]
+    finally:
+        await http.close()
+        for w in (asked_a, *later.values()):
+            w.close()
+
+
+async def _online_at(http: Any, base: str, checkpoint: str) -> bool:
+    body = await get_json(http, f"{base}/api/v1/checkpoints")
+    rows = body if isinstance(body, list) else body.get("checkpoints", [])
+    return any(c["checkpoint"] == checkpoint and c.get("online") for c in rows)
 
 
 async def _holds_duties(http: Any, base: str) -> bool:

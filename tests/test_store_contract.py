@@ -318,6 +318,21 @@ def test_import_jobs_are_kept_by_id_and_the_oldest_finished_go_first(backend):
 
 
 # -- cached evidence -------------------------------------------------------------------------------
+def test_evidence_requests_are_known_deferred_and_taken_once(backend):
+    ev = backend.evidence
+    ev.ask("Rabc12345", CP, 1, 7)
+    ev.ask("Rdef12345", CP, 1, 8, deferred=True)
+    ev.defer("SD-DZ-002", 1, 3)  # asked of an offline checkpoint: never requested yet
+    assert ev.request_of("Rabc12345") == (CP, 1, 7) and ev.request_of("Rnone1234") is None
+    ev.defer(CP, 1, 7)  # no reply within the wait
+    assert ev.take_deferred(["SD-DZ-009"]) == []
+    assert ev.take_deferred([CP, "SD-DZ-009"]) == [(CP, 1, 7), (CP, 1, 8)]
+    assert ev.take_deferred([CP]) == [], "taken once"
+    ev.answered("SD-DZ-002", 1, 3)  # a reply came after all: no longer deferred
+    assert ev.take_deferred(["SD-DZ-002"]) == []
+    assert ev.request_of("Rabc12345") == (CP, 1, 7), "a reply's copies at other hubs are still known"
+
+
 def test_evidence_is_kept_by_key_within_its_size(backend):
     ev = backend.evidence
     key = ("SD-DZ-001", 3, 41, "plate")

@@ -41,6 +41,8 @@ FEED = "feed"
 POLL_S = 1.0
 
 
+EVIDENCE = "evidence"
+"""Asking the edges again for the evidence pictures deferred while they were offline (``central.alerts.evidence``)."""
 REDISPATCH = "redispatch"
 """Dispatching the alerts a hub that is gone committed and left undispatched (``central.alerts.dispatch``)."""
 

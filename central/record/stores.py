@@ -444,14 +444,37 @@ class ImportJobStore(Protocol):
 
 
 class EvidenceStore(Protocol):
-    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind) under a quota. Files under
-    ``<data_dir>/evidence`` of one hub (``central.record.evidencefiles.EvidenceFiles``)."""
+    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind) under a quota, and the
+    requests for them not answered yet. Files under ``<data_dir>/evidence`` and the requests in memory, of
+    one hub (``central.record.evidencefiles.EvidenceFiles``), or rows every hub on PostgreSQL shares."""
 
     def cached(self, key: tuple[str, int, int, str]) -> bytes | None:
         """The picture, or None when it is not kept (a key that names no valid read raises ValueError)."""
         ...
 
     def keep(self, key: tuple[str, int, int, str], data: bytes) -> None: ...
+
+    def ask(self, request_id: str, checkpoint: str, epoch: int, seq: int, deferred: bool = False) -> None:
+        """Record a request for a read's pictures (``deferred``: the checkpoint was offline or silent, ask
+        again when it is online); requests older than ``REQUEST_KEEP_S`` are forgotten."""
+        ...
+
+    def request_of(self, request_id: str) -> tuple[str, int, int] | None:
+        """The read a request (by any hub sharing the store) asked for, or None."""
+        ...
+
+    def defer(self, checkpoint: str, epoch: int, seq: int) -> None:
+        """Ask for this read again when its checkpoint is online."""
+        ...
+
+    def take_deferred(self, checkpoints: Iterable[str]) -> list[tuple[str, int, int]]:
+        """The deferred reads of these checkpoints, no longer deferred (the caller asks for them now)."""
+        ...
+
+    def answered(self, checkpoint: str, epoch: int, seq: int) -> None:
+        """A reply for this read came: it is no longer deferred (its requests are still known, so the copies
+        of the reply that reach the other hubs are recognised, until they age out)."""
+        ...
 
 
 class DutyStore(Protocol):

@@ -13,7 +13,7 @@ deliveries, import jobs, cached evidence pictures, the edges' other events with 
 results, the daily statistics, and the watchlists with the field feed. Migration 11 is the progress of
 ``cordon store migrate`` (a SQLite hub's data copied in); migration 12 what the hubs sharing the database
 follow of each other (the log of list changes, the alerts' news by time); migration 13 which hub is to
-dispatch each alert.
+dispatch each alert; migration 14 the evidence requests not answered yet.
 """
 
 from __future__ import annotations
@@ -207,6 +207,16 @@ MIGRATIONS: list[list[str]] = [
     # took it over when that hub was gone: central.alerts.dispatch, PgEvents.claim_orphans)
     [
         "ALTER TABLE alerts ADD COLUMN dispatch_hub text",
+    ],
+    # 14: the evidence pictures asked of the edges and not come yet (central.alerts.evidence), so a reply
+    # landing on any hub is known for a request, and the reads asked of an offline checkpoint are asked
+    # again by whichever hub holds the evidence duty
+    [
+        """CREATE TABLE evidence_requests (request_id text PRIMARY KEY, checkpoint text NOT NULL,
+            epoch bigint NOT NULL, seq bigint NOT NULL, asked_at double precision NOT NULL,
+            deferred boolean NOT NULL DEFAULT false)""",
+        "CREATE INDEX evidence_requests_read ON evidence_requests (checkpoint, epoch, seq)",
+        "CREATE INDEX evidence_requests_asked ON evidence_requests (asked_at)",
     ],
 ]
 

@@ -5,12 +5,14 @@ from any thread."""
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, get_args
 
 import msgspec
 
+from central.record.evidencefiles import REQUEST_KEEP_S
 from central.record.memory import MAX_IMPORT_JOBS
 from central.record.postgresql.connections import Pool
 from protocols import topics
@@ -170,6 +172,54 @@ class PgEvidenceStore:
                 key,
             ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def ask(self, request_id: str, checkpoint: str, epoch: int, seq: int, deferred: bool = False) -> None:
+        now = time.time()
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM evidence_requests WHERE asked_at < %s", (now - REQUEST_KEEP_S,))
+            conn.execute(
+                "INSERT INTO evidence_requests (request_id, checkpoint, epoch, seq, asked_at, deferred) "
+                "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (request_id) DO NOTHING",
+                (request_id, checkpoint, epoch, seq, now, deferred),
+            )
+
+    def request_of(self, request_id: str) -> tuple[str, int, int] | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT checkpoint, epoch, seq FROM evidence_requests WHERE request_id = %s", (request_id,)
+            ).fetchone()
+        return None if row is None else (row[0], int(row[1]), int(row[2]))
+
+    def defer(self, checkpoint: str, epoch: int, seq: int) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            updated = conn.execute(
+                "UPDATE evidence_requests SET deferred = true WHERE checkpoint = %s AND epoch = %s AND seq = %s",
+                (checkpoint, epoch, seq),
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT INTO evidence_requests (request_id, checkpoint, epoch, seq, asked_at, deferred) "
+                    "VALUES (%s,%s,%s,%s,%s,true)",
+                    ("D" + secrets.token_hex(12), checkpoint, epoch, seq, time.time()),
+                )
+
+    def take_deferred(self, checkpoints: Iterable[str]) -> list[tuple[str, int, int]]:
+        """One statement: two hubs taking at once take each deferred read once."""
+        with self._pool.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE evidence_requests SET deferred = false WHERE deferred AND checkpoint = ANY(%s) "
+                "RETURNING checkpoint, epoch, seq",
+                (sorted(set(checkpoints)),),
+            ).fetchall()
+        return sorted({(cp, int(epoch), int(seq)) for cp, epoch, seq in rows})
+
+    def answered(self, checkpoint: str, epoch: int, seq: int) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE evidence_requests SET deferred = false WHERE checkpoint = %s AND epoch = %s AND seq = %s "
+                "AND deferred",
+                (checkpoint, epoch, seq),
+            )
 
     def keep(self, key: tuple[str, int, int, str], data: bytes) -> None:
         key = self._check(key)
