@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from central.alerts import escalation
@@ -360,6 +361,8 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
         "stale_cameras": list(status.stale_cameras or []),
         "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint),
     }
+    if entry == previous:
+        return  # the same status again (this hub's own, read back from the store)
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     if status.online and not previous.get("online"):
         app[keys.EVIDENCE].checkpoint_online(status.checkpoint)
@@ -475,9 +478,43 @@ async def _other_hubs(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(relay.run(), name="alert-relay"),
         asyncio.create_task(follower.run(), name="list-follower"),
     ]
+    if app[keys.DUTIES].store.shared:
+        tasks.append(asyncio.create_task(_follow_checkpoints(app), name="checkpoint-follower"))
     yield
     for task in tasks:
         await stop(task)
+
+
+#: With other hubs on the store: how often a hub says its read rates there, reads the others', and reads the
+#: checkpoints' statuses every hub stored (a status that reached another hub reaches this hub's consoles).
+SHARE_S = 2.0
+
+
+async def _follow_checkpoints(app: web.Application, every_s: float = SHARE_S) -> None:
+    """Keep this hub's view of the checkpoints (``app[CHECKPOINTS]``, the map's read rates) with what the
+    other hubs on the store took: their read rates, and statuses stored since this hub last looked."""
+    store, rates = app[keys.STORE], app[keys.INGEST].rates
+    seen: dict[str, Any] = {}
+    first = True
+
+    async def step() -> bool:
+        nonlocal first
+        rates.others = await asyncio.to_thread(store.share_rates, rates.own(), time.time(), every_s * 3)
+        for row in await asyncio.to_thread(store.checkpoints):
+            said = row["status"]
+            if not isinstance(said, dict) or seen.get(row["checkpoint"]) == said:
+                continue
+            seen[row["checkpoint"]] = said
+            if not first:  # at the start this hub's view was loaded from the same rows
+                try:
+                    status = msgspec.convert(said, CheckpointStatus)
+                except msgspec.ValidationError:
+                    continue
+                _on_status(app, status, row["clock_offset_s"])
+        first = False
+        return False
+
+    await poll(step, every_s, log, "following the checkpoints the other hubs took")
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:

@@ -286,6 +286,64 @@ async def test_evidence_replies_on_any_hub_and_deferred_requests_asked_again_by_
             w.close()
 
 
+async def test_a_hub_sees_the_read_rates_statuses_and_import_jobs_the_other_took(cluster):
+    """What hub a took, asked of hub b: the map's read rate of a checkpoint whose reads hub a ingested
+    (and hub b some), a checkpoint's status only hub a received, and an import job hub a runs, polled
+    through hub b until it is done (never a 404)."""
+    a, b = cluster.hubs["a"], cluster.hubs["b"]
+    http_b, ws_b = await console(b.base)
+    try:
+        cluster.publish_reads("a", "鲁A00001", "鲁A00002", "鲁A00003", checkpoint="SD-DZ-020")
+        cluster.publish_reads("b", "鲁A00004", checkpoint="SD-DZ-020")
+        # A status of SD-DZ-021 reaches hub a only: hub b's console gets it through the store.
+        cluster.client("a").publish(topics.status("SD-DZ-021"), _status("SD-DZ-021"), qos=1)
+        depth = 0
+        seen: dict[str, dict[str, Any]] = {}
+
+        async def rate_of_020_is_4() -> bool:
+            nonlocal depth
+            depth += 1  # a status that says something new each time (an edge's outbox depth moves)
+            status = CheckpointStatus(
+                v=SCHEMA_VERSION, checkpoint="SD-DZ-020", online=True, sent_at=time.time(), outbox_depth=depth
+            )
+            cluster.client("b").publish(topics.status("SD-DZ-020"), encode(status), qos=1)
+            for frame in await frames_for(ws_b, 0.5):
+                if frame["type"] == "checkpoint":
+                    seen[frame["checkpoint"]["checkpoint"]] = frame["checkpoint"]
+            return seen.get("SD-DZ-020", {}).get("reads_per_minute") == 4
+
+        await until(rate_of_020_is_4, timeout=15, what="hub b's map counts hub a's reads of SD-DZ-020")
+        assert seen.get("SD-DZ-021", {}).get("online") is True, "hub b's console has the status hub a took"
+
+        http_a = session()
+        await login(http_a, a.base, CODE)
+        try:
+            rows = "plate,reason\n" + "".join(f"冀F{n:05d},x\n" for n in range(300))
+            resp = await http_a.post(
+                f"{a.base}/api/v1/watchlists/via-a/import",
+                params={"create": "1", "job": "1"},
+                data=rows.encode(),
+            )
+            assert resp.status == 202, await resp.text()
+            job = (await resp.json())["job"]
+        finally:
+            await http_a.close()
+        states = []
+
+        async def done_at_b() -> bool:
+            resp = await http_b.get(f"{b.base}/api/v1/watchlists/imports/{job}")
+            assert resp.status == 200, f"hub b does not know hub a's job: {resp.status}"
+            status = await resp.json()
+            states.append(status["state"])
+            return status["state"] not in ("running", "applying")
+
+        await until(done_at_b, timeout=20, what="the job done, seen through hub b")
+        assert states[-1] == "done", states
+    finally:
+        await ws_b.close()
+        await http_b.close()
+
+
 async def _online_at(http: Any, base: str, checkpoint: str) -> bool:
     body = await get_json(http, f"{base}/api/v1/checkpoints")
     rows = body if isinstance(body, list) else body.get("checkpoints", [])

@@ -60,7 +60,7 @@ def open_import_jobs(settings: HubSettings) -> ImportJobStore:
     if settings.store.backend == "postgresql":
         from central.record.postgresql.shared import PgImportJobStore
 
-        return PgImportJobStore(_pool(settings))
+        return PgImportJobStore(_pool(settings), hub=settings.hub_name)
     return MemoryImportJobs()
 
 

@@ -209,6 +209,11 @@ class AlertStore(Protocol):
         over; an alert stored before hubs were named is anybody's), oldest first: sent again at start-up."""
         ...
 
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Say this hub's reads per minute per checkpoint (its ``ReadRates``); the other hubs' that said
+        theirs within ``fresh_s``, summed per checkpoint (blocking; alone on SQLite: none)."""
+        ...
+
     def claim_orphans(self, tx: Tx, older_than: float, limit: int = 500) -> list[Alert]:
         """Inside a write job: take over the alerts raised before ``older_than`` and not dispatched yet
         whose dispatching hub is gone (PostgreSQL: its life lock is free, ``central.record.duties.life``;
@@ -426,7 +431,8 @@ class LoginLimitStore(LoginLimits, Protocol):
 class ImportJobStore(Protocol):
     """Watchlist imports in progress and their outcome, by job id (``central.web.lists.ImportJob``: a job
     says whether it has ``finished``). In memory (``central.record.memory.MemoryImportJobs``): another
-    hub cannot answer for a job."""
+    hub cannot answer for a job; on PostgreSQL its status is saved as it moves, so every hub answers for it,
+    and a job whose hub is gone says it failed."""
 
     def get(self, job_id: str, /) -> Any:
         """The job, or None when there is none by this id (or it was forgotten)."""
@@ -434,6 +440,10 @@ class ImportJobStore(Protocol):
 
     def add(self, job_id: str, job: Any, /) -> None:
         """Keep a job; past the store's limit the oldest finished jobs are forgotten first."""
+        ...
+
+    def save(self, job_id: str, job: Any, /) -> None:
+        """The job's status changed (blocking): another hub answering for it sees this status."""
         ...
 
     def jobs(self) -> list[Any]:

@@ -296,7 +296,14 @@ EVIDENCE_COLUMNS = ("checkpoint", "epoch", "seq", "kind", "data", "kept_at")
 #: logins, import jobs and evidence requests are left out: the hubs' passing state, not data (none is in hub.db).
 DATA_TABLES = (*HUB_TABLES, "record_days", "reads", "passages", "plates", "evidence")
 #: Tables ``cordon store migrate`` leaves alone.
-NOT_COPIED = ("schema_migrations", "store_migration", "login_failures", "import_jobs", "evidence_requests")
+NOT_COPIED = (
+    "schema_migrations",
+    "store_migration",
+    "login_failures",
+    "import_jobs",
+    "evidence_requests",
+    "hub_rates",
+)
 
 
 @dataclass(frozen=True, slots=True)

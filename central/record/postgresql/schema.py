@@ -13,7 +13,8 @@ deliveries, import jobs, cached evidence pictures, the edges' other events with 
 results, the daily statistics, and the watchlists with the field feed. Migration 11 is the progress of
 ``cordon store migrate`` (a SQLite hub's data copied in); migration 12 what the hubs sharing the database
 follow of each other (the log of list changes, the alerts' news by time); migration 13 which hub is to
-dispatch each alert; migration 14 the evidence requests not answered yet.
+dispatch each alert; migration 14 the evidence requests not answered yet; migration 15 each hub's read rates
+and the hub running each import job.
 """
 
 from __future__ import annotations
@@ -217,6 +218,14 @@ MIGRATIONS: list[list[str]] = [
             deferred boolean NOT NULL DEFAULT false)""",
         "CREATE INDEX evidence_requests_read ON evidence_requests (checkpoint, epoch, seq)",
         "CREATE INDEX evidence_requests_asked ON evidence_requests (asked_at)",
+    ],
+    # 15: each hub's reads per checkpoint over the last minute, as it last said (central.ingest.pipeline's
+    # ReadRates): the map's rate is their sum over the hubs that said it lately; and the hub running each
+    # import job (a job whose hub is gone failed)
+    [
+        """CREATE TABLE hub_rates (hub text NOT NULL, checkpoint text NOT NULL, per_minute bigint NOT NULL,
+            at double precision NOT NULL, PRIMARY KEY (hub, checkpoint))""",
+        "ALTER TABLE import_jobs ADD COLUMN hub text",
     ],
 ]
 

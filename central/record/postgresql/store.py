@@ -394,6 +394,27 @@ class PgStores:
     def undispatched_alerts(self) -> list[Alert]:
         return self.read(lambda tx: PgEvents.undispatched_alerts(tx, self.hub))
 
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Say this hub's reads per minute per checkpoint; the other hubs' that said theirs within
+        ``fresh_s``, summed per checkpoint."""
+
+        def job(tx: psycopg.Connection) -> dict[str, int]:
+            if rates:
+                tx.execute(
+                    "INSERT INTO hub_rates (hub, checkpoint, per_minute, at) "
+                    "SELECT %s, c, n, %s FROM unnest(%s::text[], %s::int8[]) AS r(c, n) "
+                    "ON CONFLICT (hub, checkpoint) DO UPDATE SET per_minute = excluded.per_minute, at = excluded.at",
+                    (self.hub, now, list(rates), list(rates.values())),
+                )
+            rows = tx.execute(
+                "SELECT checkpoint, sum(per_minute) FROM hub_rates WHERE hub <> %s AND at >= %s "
+                "GROUP BY checkpoint",
+                (self.hub, now - fresh_s),
+            ).fetchall()
+            return {cp: int(n) for cp, n in rows if n}
+
+        return self.submit(job).result()
+
     def claim_orphans(self, tx: psycopg.Connection, older_than: float, limit: int = 500) -> list[Alert]:
         return PgEvents.claim_orphans(tx, self.hub, older_than, limit)
 

@@ -311,6 +311,10 @@ class HubStore:
         )
         return cur.rowcount == 1
 
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Alone on hub.db: no other hub counts reads."""
+        return {}
+
     def claim_orphans(self, db: sqlite_utils.Database, older_than: float, limit: int = 500) -> list[Alert]:
         """One hub keeps a hub.db: an alert another hub name left undispatched is a former hub's, gone."""
         rows = db.conn.execute(
