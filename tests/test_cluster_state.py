@@ -19,6 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.ingest.routing import Router
+from central.record.postgresql.events import ALERT_LOCK
 from central.record.postgresql.store import PgStores
 from protocols import topics
 from protocols.messages import (
@@ -47,6 +48,7 @@ from tests.support import (
 
 CODE = "state-code"
 LISTED = ["鲁Q7C5T1", "鲁Q7C5T2", "鲁Q7C5T3"]
+FOLDED = [f"鲁R{n:03d}F8" for n in range(12)]  # listed: each seen by both hubs at once
 GONE = "hub-gone"
 
 
@@ -99,7 +101,8 @@ def cluster(tmp_path_factory, pg_cluster) -> Iterator[Cluster]:
     dsn = pg_cluster.create_database(f"state_{time.monotonic_ns()}")
     wl = tmp / "wl.csv"
     wl.write_text(
-        "plate,list,action,priority,reason\n" + "".join(f"{p},涉毒,intercept,90,线索\n" for p in LISTED),
+        "plate,list,action,priority,reason\n"
+        + "".join(f"{p},涉毒,intercept,90,线索\n" for p in [*LISTED, *FOLDED]),
         encoding="utf-8",
     )
     brokers = {name: Mosquitto(tmp / f"broker-{name}").start() for name in ("a", "b")}
@@ -129,6 +132,7 @@ def cluster(tmp_path_factory, pg_cluster) -> Iterator[Cluster]:
     try:
         for hub in hubs.values():
             wait_port(hub.port, timeout=30)
+        asyncio.run(_ready(hubs, len(LISTED) + len(FOLDED)))
         running = Cluster(hubs, brokers, dsn)
         yield running
         running.close()
@@ -138,6 +142,20 @@ def cluster(tmp_path_factory, pg_cluster) -> Iterator[Cluster]:
         for broker in brokers.values():
             broker.stop()
         pg_cluster.drop_database(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+
+
+async def _ready(hubs: dict[str, Service], entries: int) -> None:
+    """Both hubs connected to their brokers, holding their life duties, and matching every listed entry."""
+    async with session() as http:
+        for hub in hubs.values():
+            await until(lambda hub=hub: _holds_duties(http, hub.base), timeout=30, what=f"{hub.base} ready")
+            await login(http, hub.base, CODE)
+
+            async def listed(hub: Service = hub) -> bool:
+                lists = (await get_json(http, f"{hub.base}/api/v1/watchlists"))["watchlists"]
+                return sum(wl["entries"] for wl in lists) == entries
+
+            await until(listed, timeout=30, what=f"{hub.base} has the lists")
 
 
 async def console(base: str) -> tuple[Any, Any]:
@@ -181,11 +199,6 @@ async def test_an_alert_a_gone_hub_left_undispatched_is_dispatched_by_another_on
     dispatch and not dispatched: the hub holding the redispatch duty takes it over after the grace and
     sends it to its checkpoint once; every console shows it once. (The state is written by the store's
     own code under the gone hub's name: a real kill cannot be timed between a commit and a publish.)"""
-    async with session() as http:
-        for hub in cluster.hubs.values():
-            await until(
-                lambda hub=hub: _holds_duties(http, hub.base), timeout=30, what=f"{hub.base} holds its life"
-            )
     watchers = {n: Watcher(b.port, topics.alerts("SD-DZ-009")) for n, b in cluster.brokers.items()}
     http_a, ws_a = await console(cluster.hubs["a"].base)
     http_b, ws_b = await console(cluster.hubs["b"].base)
@@ -344,6 +357,57 @@ async def test_a_hub_sees_the_read_rates_statuses_and_import_jobs_the_other_took
         await http_b.close()
 
 
+async def test_two_hubs_folding_hits_of_one_vehicle_at_once_raise_one_alert(cluster):
+    """Each listed vehicle read at two checkpoints at the same moment, one read taken by each hub: one
+    alert per vehicle, the other hit folded into it, whichever hub commits first."""
+    # The alerts' lock held here while one batch of every vehicle goes to each hub: both hubs' transactions
+    # reach it (at their first hit), so they overlap for certain, as they may by chance in the field.
+    with psycopg.connect(cluster.dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ALERT_LOCK,))
+        sent = [
+            cluster.client(hub).publish(topics.events(cp), _batch(cluster, cp, FOLDED), qos=1)
+            for hub, cp in (("a", "SD-DZ-030"), ("b", "SD-DZ-031"))
+        ]
+        for info in sent:
+            info.wait_for_publish(10)
+
+        def both_waiting() -> bool:
+            # The first at the alerts' lock, the second at it too, or at a row the first holds to its commit
+            (n,) = holder.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted").fetchone()  # type: ignore[misc]
+            return n == 2
+
+        await until(both_waiting, timeout=15, what="both hubs' transactions at the alerts' lock")
+        holder.execute("SELECT pg_advisory_unlock(%s)", (ALERT_LOCK,))
+    where = "checkpoint IN ('SD-DZ-030', 'SD-DZ-031')"
+
+    def hits() -> int:
+        (n,) = cluster.sql(
+            f"SELECT (SELECT count(*) FROM alerts WHERE {where}) + (SELECT count(*) FROM alert_folds WHERE {where})"
+        )[0]
+        return int(n)
+
+    await until(lambda: hits() >= 2 * len(FOLDED), timeout=20, what="every hit raised or folded")
+    per_vehicle = cluster.sql(
+        "SELECT plate_read, count(*) FROM (SELECT convert_from(body, 'UTF8')::json->>'plate_read' AS plate_read "
+        f"FROM alerts WHERE {where}) a GROUP BY plate_read"
+    )
+    twice = {plate: n for plate, n in per_vehicle if n != 1}
+    assert not twice and len(per_vehicle) == len(FOLDED), f"alerts raised twice for one vehicle: {twice}"
+
+
+def _batch(cluster: Cluster, checkpoint: str, plates: list[str]) -> bytes:
+    now = time.time()
+    reads = []
+    for plate in plates:
+        seq = cluster.seqs[checkpoint] = cluster.seqs.get(checkpoint, 0) + 1
+        reads.append(
+            PlateRead(
+                seq=seq, camera_id="cam1", captured_at=now, plate=plate, plate_raw=plate, plate_valid=True
+            )
+        )
+    return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=now, events=reads))
+
+
 async def _online_at(http: Any, base: str, checkpoint: str) -> bool:
     body = await get_json(http, f"{base}/api/v1/checkpoints")
     rows = body if isinstance(body, list) else body.get("checkpoints", [])
@@ -355,7 +419,7 @@ async def _holds_duties(http: Any, base: str) -> bool:
         body = await get_health(http, f"{base}/api/v1/health")
     except aiohttp.ClientError:
         return False
-    return any(d.startswith("hub:") for d in body.get("duties", []))
+    return body["status"] == "ok" and any(d.startswith("hub:") for d in body.get("duties", []))
 
 
 def _alert(alert_id: str, checkpoint: str, raised_at: float) -> Alert:

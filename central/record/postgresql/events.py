@@ -15,8 +15,9 @@ run while it is held, and another hub's new alert waits that long); alerts are r
 edge hits name, so the ingest pipeline reconciles only those: a batch costs the same few round trips
 whatever the number of its reads, not two per read.
 
-**Folding across hubs.** The open alert a hit folds into is read ``FOR UPDATE``: two transactions folding
-hits of one entry at once take turns on its row instead of both updating the body they read.
+**Folding across hubs.** A hit looks for its open alert under the alerts' lock (``fold``), held to the
+commit, and the open alert is read ``FOR UPDATE``: two transactions folding hits of one entry at once take
+turns, and the second sees the alert the first raised, instead of raising its own.
 
 Every event is inserted idempotently by its identity (checkpoint, epoch, seq) as on SQLite: the same
 content again is a resend (nothing new), other content under a taken identity is a dead letter. What
@@ -403,6 +404,12 @@ class PgEvents:
         return that alert as updated; None: raise ``alert`` as a new one (the rule: ``protocols.folding``)."""
         if window_s <= 0 or not foldable(alert) or PgEvents.folded_or_raised(tx, alert.alert_id):
             return None
+        # The alerts' lock first, held to the commit as ``insert_alert`` holds it: a hub that looks for the
+        # open alert after another hub's transaction raised it waits for that commit, then sees it (READ
+        # COMMITTED: each statement sees what committed before it), so two hubs folding hits of one
+        # vehicle at once raise one alert. (Today the ``record_days`` row every batch of reads updates
+        # also serializes them; this does not rest on it: an edge hit whose read came earlier updates none.)
+        tx.execute("SELECT pg_advisory_xact_lock(%s)", (ALERT_LOCK,))
         rows = tx.execute(
             "SELECT a.alert_id, a.body FROM alerts a WHERE a.list_id = %s AND a.entry_id = %s AND a.raised_at >= %s "
             "AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id OR o.alert_id IN "
