@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,8 @@ class AlertDispatcher:
         self._shown: OrderedDict[str, None] = OrderedDict()
         self._news: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.dispatched = 0
+        #: alerts this hub took over from hubs that were gone (``take_over``)
+        self.taken_over = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -166,6 +169,27 @@ class AlertDispatcher:
             log.info("dispatching %d alert(s) left over from before the restart", len(pending))
             self.dispatch(pending)
         return len(pending)
+
+    async def take_over(self, after_s: float, fence: Callable[[Any], None], page: int = 500) -> int:
+        """Dispatch the alerts hubs that are gone left undispatched ``after_s`` after raising them (one
+        writer job, fenced on the redispatch duty: they become this hub's to dispatch at its commit); how
+        many. Receivers drop an alert id they had, so one the gone hub did send is not shown twice."""
+        store = self.store
+
+        def job(tx: Any) -> list[Alert]:
+            fence(tx)
+            return store.claim_orphans(tx, time.time() - after_s, page)
+
+        taken = await store.run(job)
+        if taken:
+            log.warning(
+                "dispatching %d alert(s) a hub that is gone left undispatched: %s",
+                len(taken),
+                ", ".join(a.alert_id for a in taken[:5]),
+            )
+            self.dispatch(taken)
+            self.taken_over += len(taken)
+        return len(taken)
 
     async def run_marker(self) -> None:
         """Mark delivered alerts in the store, a small batch at a time."""

@@ -103,13 +103,24 @@ class IngestMetrics:
 
 
 class ReadRates:
-    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map)."""
+    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map),
+    and as the other hubs on the store said theirs (``others``, set by ``central.app``)."""
 
     WINDOW_S = 60.0
 
     def __init__(self) -> None:
         self._seen: dict[str, deque[tuple[float, int]]] = {}
         self._lock = threading.Lock()
+        #: the other hubs' reads per minute per checkpoint, as they last said them
+        self.others: dict[str, int] = {}
+
+    def own(self, now: float | None = None) -> dict[str, int]:
+        """This hub's reads per minute of every checkpoint it counted lately (0 for one gone quiet)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for seen in self._seen.values():
+                self._trim(seen, now)
+            return {cp: sum(n for _, n in seen) for cp, seen in self._seen.items()}
 
     def add(self, checkpoint: str, reads: int, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -121,11 +132,12 @@ class ReadRates:
     def per_minute(self, checkpoint: str, now: float | None = None) -> int:
         now = time.time() if now is None else now
         with self._lock:
+            others = self.others.get(checkpoint, 0)
             seen = self._seen.get(checkpoint)
             if not seen:
-                return 0
+                return others
             self._trim(seen, now)
-            return sum(n for _, n in seen)
+            return others + sum(n for _, n in seen)
 
     def _trim(self, seen: deque[tuple[float, int]], now: float) -> None:
         while seen and now - seen[0][0] > self.WINDOW_S:

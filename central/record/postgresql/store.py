@@ -94,8 +94,11 @@ class PgStores:
         utc_offset: str = "+08:00",
         pool_size: int = 4,
         evidence_max_bytes: int = 500_000_000,
+        hub: str = "",
     ) -> None:
         self.dsn = dsn
+        #: this hub's name (``cluster.name``): the alerts it raises are its to dispatch
+        self.hub = hub
         self.record = PgReadStore(dsn, utc_offset=utc_offset, pool_size=pool_size)
         self._events = PgEvents(self.record)
         self._pool = Pool(dsn, pool_size)
@@ -368,7 +371,9 @@ class PgStores:
     ) -> StoredRun:
         return self._events.insert_reads(tx, checkpoint, epoch, events, edge_sent_at, received_at)
 
-    insert_alert = staticmethod(PgEvents.insert_alert)
+    def insert_alert(self, tx: psycopg.Connection, alert: Alert) -> bool:
+        return PgEvents.insert_alert(tx, alert, self.hub)
+
     add_thumbnail = staticmethod(PgEvents.add_thumbnail)
     update_checkpoint = staticmethod(PgEvents.update_checkpoint)
     fold = staticmethod(PgEvents.fold)
@@ -387,7 +392,31 @@ class PgStores:
         await self.run(lambda tx: PgEvents.mark_dispatched(tx, alert_ids, now))
 
     def undispatched_alerts(self) -> list[Alert]:
-        return self.read(PgEvents.undispatched_alerts)
+        return self.read(lambda tx: PgEvents.undispatched_alerts(tx, self.hub))
+
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Say this hub's reads per minute per checkpoint; the other hubs' that said theirs within
+        ``fresh_s``, summed per checkpoint."""
+
+        def job(tx: psycopg.Connection) -> dict[str, int]:
+            if rates:
+                tx.execute(
+                    "INSERT INTO hub_rates (hub, checkpoint, per_minute, at) "
+                    "SELECT %s, c, n, %s FROM unnest(%s::text[], %s::int8[]) AS r(c, n) "
+                    "ON CONFLICT (hub, checkpoint) DO UPDATE SET per_minute = excluded.per_minute, at = excluded.at",
+                    (self.hub, now, list(rates), list(rates.values())),
+                )
+            rows = tx.execute(
+                "SELECT checkpoint, sum(per_minute) FROM hub_rates WHERE hub <> %s AND at >= %s "
+                "GROUP BY checkpoint",
+                (self.hub, now - fresh_s),
+            ).fetchall()
+            return {cp: int(n) for cp, n in rows if n}
+
+        return self.submit(job).result()
+
+    def claim_orphans(self, tx: psycopg.Connection, older_than: float, limit: int = 500) -> list[Alert]:
+        return PgEvents.claim_orphans(tx, self.hub, older_than, limit)
 
     def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]:
         return self.read(lambda tx: PgEvents.recent_alerts(tx, limit, include_covert))
