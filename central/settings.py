@@ -44,6 +44,20 @@ class HttpSettings(shared.HttpSettings, **_STRICT):
     """Over HTTPS: ask clients for a certificate from this CA; an edge presenting one needs no feed.token."""
     crl_file: str | None = None
     """Revoked certificates (the CA's crl.pem), refused at the handshake."""
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    """The front doors' addresses (or networks, ``10.0.0.5``, ``10.0.0.0/29``) that put a PROXY protocol v2
+    header before each connection they pass through (HAProxy's ``send-proxy-v2``): from them a connection
+    must begin with one, and the client address it carries is the request's (login limits, the audit);
+    a connection from anywhere else is taken as it comes. Empty: no PROXY protocol."""
+
+    def __post_init__(self) -> None:
+        for address in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"http.proxy_protocol_from: {address!r} is not an IP address or network"
+                ) from None
 
 
 class MqttSettings(shared.MqttSettings, **_STRICT):
