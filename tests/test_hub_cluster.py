@@ -231,6 +231,9 @@ async def healthy(http: aiohttp.ClientSession, base: str) -> bool:
 async def both_healthy(cluster: Cluster, http: aiohttp.ClientSession) -> None:
     for name, hub in cluster.hubs.items():
         await until(lambda hub=hub: healthy(http, hub.base), timeout=30, what=f"hub {name} ok")
+        async with http.get(f"{hub.base}/api/v1/health") as resp:
+            # One name per hub: only mqtt.client_id is set, and cluster.name follows it.
+            assert (await resp.json())["hub"] == f"cordon-hub-{name}"
 
 
 async def console(cluster: Cluster, base: str, query: str = "") -> tuple[Any, Any]:
