@@ -29,7 +29,8 @@ import psycopg
 import pytest
 
 from central.record.postgresql.schema import MIGRATIONS
-from cordon.testing import Release, ReleaseError, previous_release_python
+from cordon.testing import ReleaseError, previous_release_python
+from tests.compat import CLUSTER_BEFORE_12
 from tests.support import (
     Service,
     edge_service,
@@ -46,9 +47,7 @@ from tests.support import (
 pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parent.parent
-#: main before the merge that brought PostgreSQL migration 12 (the list changes' log, the alerts' news by
-#: time): two hubs sharing one database and the broker's events, with eleven migrations.
-OLDER = Release("f94ab1b24f139182842c317c71590a091c537e3c", "main before migration 12")
+OLDER = CLUSTER_BEFORE_12
 GROUP = "cordon-hubs"
 LISTED = "鲁Q8K2L1"
 ADDED = "鲁N7X3K9"  # listed through the older hub while both versions serve
