@@ -111,6 +111,7 @@ def create_app(settings: HubSettings) -> web.Application:
         clones=_clone_check(settings),
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
+        clones_shared=keeper.store.shared,
     )
     evidence = EvidenceBroker(
         factory.open_evidence(settings),
