@@ -468,6 +468,30 @@ def _batch(cluster: Cluster, checkpoint: str, plates: list[str]) -> bytes:
     return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=now, events=reads))
 
 
+async def test_a_quick_test_result_one_hub_took_reaches_the_other_hubs_console_once(cluster):
+    from tests.test_kits_hub import kit_event
+
+    http_a, ws_a = await console(cluster.hubs["a"].base)
+    http_b, ws_b = await console(cluster.hubs["b"].base)
+    try:
+        event = kit_event(cluster.seqs.get("SD-DZ-040", 0) + 1, call="positive", sampled_at=time.time() - 5)
+        cluster.seqs["SD-DZ-040"] = event.seq
+        batch = EventBatch(
+            v=SCHEMA_VERSION, checkpoint="SD-DZ-040", epoch=1, sent_at=time.time(), events=[event]
+        )
+        cluster.client("a").publish(topics.events("SD-DZ-040"), encode(batch), qos=1).wait_for_publish(10)
+        frames = {"a": await frames_for(ws_a, 2.0), "b": await frames_for(ws_b, 0.5)}
+        for name, got in frames.items():
+            kits = [f["kit"] for f in got if f["type"] == "kit"]
+            assert [(k["result_id"], k["result"], k["alert"]) for k in kits] == [
+                (event.result.result_id, "positive", True)
+            ], f"hub {name}'s console has the result once: {kits}"
+    finally:
+        for http, ws in ((http_a, ws_a), (http_b, ws_b)):
+            await ws.close()
+            await http.close()
+
+
 async def _online_at(http: Any, base: str, checkpoint: str) -> bool:
     body = await get_json(http, f"{base}/api/v1/checkpoints")
     rows = body if isinstance(body, list) else body.get("checkpoints", [])

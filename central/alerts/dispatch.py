@@ -86,7 +86,7 @@ class AlertDispatcher:
 
     def give(self, frame: dict[str, Any]) -> None:
         """News of an alert to the consoles (an alert as it now is, a fold, an outcome, an alarm receipt, an
-        escalation), unless they were given exactly this already: by this hub's own ingest, or by the
+        escalation; and a quick-test result), unless they were given exactly this already: by this hub's own ingest, or by the
         relay from the store, whichever came first (on the event loop)."""
         key, value = _news_of(frame)
         if key in self._news and self._news[key] == value:
@@ -239,4 +239,6 @@ def _news_of(frame: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
         return ("receipt", r["alert_id"], r["checkpoint"]), said
     if kind == "escalation":
         return ("escalation", frame["escalation"]["alert_id"]), frame["escalation"]["escalated_at"]
+    if kind == "kit":
+        return ("kit", frame["kit"]["checkpoint"], frame["kit"]["result_id"]), None
     raise ValueError(f"not a frame of news: {kind}")
