@@ -121,12 +121,13 @@ class AlertDispatcher:
         once, and its position (on the event loop)."""
         self._show(alert, position)
 
-    def dispatch(self, alerts: list[Alert]) -> None:
+    def dispatch(self, alerts: list[Alert], webhooks: bool = True) -> None:
+        """To the consoles, the checkpoints and (``webhooks``) the webhook sender."""
         loop = self._loop
         assert loop is not None
         for alert in alerts:
             self._show(alert)
-            if self.webhooks is not None:
+            if webhooks and self.webhooks is not None:
                 self.webhooks.offer(alert)
             recipients = self.router.recipients(alert)
             if not recipients:
@@ -187,7 +188,8 @@ class AlertDispatcher:
                 len(taken),
                 ", ".join(a.alert_id for a in taken[:5]),
             )
-            self.dispatch(taken)
+            # Not offered to the webhooks: their duty finds in the store every alert they lack.
+            self.dispatch(taken, webhooks=False)
             self.taken_over += len(taken)
         return len(taken)
 
