@@ -51,7 +51,8 @@ system-deps:
 	fi
 
 # The previous release (the last line of RELEASES) in an environment of its own, for the compatibility
-# test (tests/test_compat_system.py); built once per release under ~/.cache/cordon-compat.
+# test (tests/test_compat_system.py), and main before PostgreSQL migration 12 for the cluster's rolling upgrade
+# (tests/test_upgrade_cluster.py); built once per commit under ~/.cache/cordon-compat.
 compat-env: $(DEV_STAMP)
 	-$(PY) -m tests.compat  # failing here, the compatibility test fails and says why; the rest still runs
 

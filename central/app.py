@@ -43,6 +43,7 @@ from central.web import keys
 from central.web import policy as hub_policy
 from central.web import users as web_users
 from central.web.audit import audit_login
+from central.web.unavailable import store_unavailable
 from protocols import feedfile, signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
 from protocols.matching import ListAction, PermitRule, Watchlist
@@ -64,16 +65,16 @@ def create_app(settings: HubSettings) -> web.Application:
     directory = Directory(store.users.directory)
     # One key for every hub behind a front door (console.session_key_file), or a new one at each start.
     sessions = Sessions(settings.console.session_key() or secrets.token_bytes(32))
-    app = web.Application(
-        client_max_size=settings.http.max_body_bytes,
-        middlewares=make_middlewares(
-            hub_policy.POLICY,
-            sessions,
-            _machine_tokens(settings, directory),
-            still_valid=directory.still_valid,
-            edge_certificates=bool(settings.http.ca_file),
-        ),
+    middlewares = make_middlewares(
+        hub_policy.POLICY,
+        sessions,
+        _machine_tokens(settings, directory),
+        still_valid=directory.still_valid,
+        edge_certificates=bool(settings.http.ca_file),
     )
+    # inside the security headers, around authorization (it asks the store whether a session is still valid)
+    middlewares.insert(1, store_unavailable)
+    app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=middlewares)
     app[keys.SETTINGS] = settings
     app[keys.POLICY] = hub_policy.POLICY
     app[keys.STORE] = store

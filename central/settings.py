@@ -44,14 +44,30 @@ class HttpSettings(shared.HttpSettings, **_STRICT):
     """Over HTTPS: ask clients for a certificate from this CA; an edge presenting one needs no feed.token."""
     crl_file: str | None = None
     """Revoked certificates (the CA's crl.pem), refused at the handshake."""
+    proxy_protocol_from: list[str] = msgspec.field(default_factory=list)
+    """The front doors' addresses (or networks, ``10.0.0.5``, ``10.0.0.0/29``) that put a PROXY protocol v2
+    header before each connection they pass through (HAProxy's ``send-proxy-v2``): from them a connection
+    must begin with one, and the client address it carries is the request's (login limits, the audit);
+    a connection from anywhere else is taken as it comes. Empty: no PROXY protocol."""
+
+    def __post_init__(self) -> None:
+        for address in self.proxy_protocol_from:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"http.proxy_protocol_from: {address!r} is not an IP address or network"
+                ) from None
 
 
 class MqttSettings(shared.MqttSettings, **_STRICT):
     """``[mqtt]`` of the hub: the shared keys (runtime/settings.py); its client id and user name (the
     ACL's hub user, also the CN of its client certificate) default to ``cordon-hub``."""
 
-    client_id: str = "cordon-hub"
-    """Also the hub's id among several (its status topic ``cordon/v1/hub/<client_id>/status``)."""
+    client_id: str = ""
+    """The MQTT client id, and with ``share_group`` this hub's one name among the others (its status topic
+    ``cordon/v1/hub/<client_id>/status``, ``cluster.name``). Empty: ``cluster.name`` when ``share_group``
+    is set, else ``cordon-hub`` (HubSettings fills it in)."""
     username: str | None = "cordon-hub"
     share_group: str = ""
     """Set, with the same value on every hub of a ring: the hubs share the edges' events (a shared
@@ -63,7 +79,7 @@ class MqttSettings(shared.MqttSettings, **_STRICT):
             raise ValueError(
                 f"mqtt.share_group {self.share_group!r}: letters, digits, '-' and '_', at most 64"
             )
-        if self.share_group and not topics.valid_hub_id(self.client_id):
+        if self.share_group and self.client_id and not topics.valid_hub_id(self.client_id):
             raise ValueError(
                 f"mqtt.client_id {self.client_id!r} names this hub in its status topic when mqtt.share_group"
                 " is set: letters, digits, '-' and '_', at most 64"
@@ -355,7 +371,8 @@ class ClusterSettings(msgspec.Struct, **_STRICT):
 
     name: str = ""
     """This hub's name among the others (the health route, its logs, the database's ``application_name``);
-    empty: the host name and the HTTP port (``host:8080``)."""
+    with ``mqtt.share_group`` also its MQTT client id, one name for both. Empty: ``mqtt.client_id`` when
+    that is set, else the host name and the HTTP port (``host:8080``)."""
     duty_beat_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     """How often a hub proves to the database that it still holds its duties, and tries to take the duties
     nobody holds (a dead hub's are taken over within one beat of the database freeing them)."""
@@ -405,6 +422,27 @@ class HubSettings(msgspec.Struct, **_STRICT):
             raise ValueError(
                 f"time_zone {self.time_zone!r} is not a known IANA time zone (e.g. Asia/Shanghai)"
             ) from None
+        self._one_name()
+
+    def _one_name(self) -> None:
+        """``cluster.name`` and ``mqtt.client_id`` name one hub: set either, the other follows it. With
+        ``mqtt.share_group`` (a hub of several) they are one name, so two different ones are refused; alone,
+        the client id stays ``cordon-hub`` unless set (its persistent session on the broker keeps its id)."""
+        name, client_id, shared = self.cluster.name, self.mqtt.client_id, self.mqtt.share_group
+        if shared and name and client_id and name != client_id:
+            raise ValueError(
+                f"cluster.name {name!r} and mqtt.client_id {client_id!r} both name this hub (mqtt.share_group "
+                "is set): set one of them, the other follows it"
+            )
+        if not client_id:
+            if shared and name and not topics.valid_hub_id(name):
+                raise ValueError(
+                    f"cluster.name {name!r} is this hub's MQTT client id too (mqtt.share_group is set, "
+                    "mqtt.client_id is not): letters, digits, '-' and '_', at most 64"
+                )
+            self.mqtt.client_id = name if shared and name else "cordon-hub"
+        if not name and (client_id or shared):
+            self.cluster.name = self.mqtt.client_id
 
     @property
     def data_path(self) -> Path:
@@ -412,7 +450,7 @@ class HubSettings(msgspec.Struct, **_STRICT):
 
     @property
     def hub_name(self) -> str:
-        """``cluster.name``, or this host's name and the HTTP port."""
+        """``cluster.name`` (or ``mqtt.client_id``, which it follows), else this host's name and HTTP port."""
         return self.cluster.name or f"{socket.gethostname()}:{self.http.port}"
 
 

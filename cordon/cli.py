@@ -31,7 +31,11 @@ def _configure_logging(verbose: bool) -> None:
     )
 
 
-Site = tuple[web.Application, str, int] | tuple[web.Application, str, int, ssl.SSLContext | None]
+Site = (
+    tuple[web.Application, str, int]
+    | tuple[web.Application, str, int, ssl.SSLContext | None]
+    | tuple[web.Application, str, int, ssl.SSLContext | None, list[str]]
+)
 
 
 def https_context(http: Any, section: str = "http") -> ssl.SSLContext | None:
@@ -77,9 +81,14 @@ async def serve_apps(
             runner = web.AppRunner(app, handle_signals=False, access_log=None)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(
-                runner, host, port, shutdown_timeout=5, ssl_context=tls[0] if tls else None
-            ).start()
+            context = tls[0] if tls else None
+            fronts = tls[1] if len(tls) > 1 else []  # type: ignore[misc]
+            if fronts:  # behind a front door that says who the client is (runtime/proxy_protocol.py)
+                from runtime.proxy_protocol import ProxyProtocolSite, networks
+
+                await ProxyProtocolSite(runner, host, port, networks(fronts), ssl_context=context).start()
+            else:
+                await web.TCPSite(runner, host, port, shutdown_timeout=5, ssl_context=context).start()
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -99,7 +108,11 @@ def cmd_hub(args: argparse.Namespace) -> int:
     log.info(
         "hub listening on %s://%s:%d", "https" if tls else "http", settings.http.host, settings.http.port
     )
-    asyncio.run(serve_apps([(app, settings.http.host, settings.http.port, tls)]))
+    if settings.http.proxy_protocol_from:
+        log.info("hub takes a PROXY protocol header from %s", ", ".join(settings.http.proxy_protocol_from))
+    asyncio.run(
+        serve_apps([(app, settings.http.host, settings.http.port, tls, settings.http.proxy_protocol_from)])
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ import ctypes
 import datetime as dt
 import email.utils
 import errno
+import os
 import shutil
 import socket
 import sqlite3
@@ -79,6 +80,7 @@ class Doctor:
             ("certificates", self.certificates),
             ("broker", self.broker),
             ("store", store),
+            *((("backup", self.backup),) if self.side == "hub" else ()),
             ("disk", self.disk),
             ("clock", self.clock),
             ("port", self.port),
@@ -286,6 +288,188 @@ class Doctor:
         else:
             self.add(OK, "store", f"{where} reachable, schema current, {alerts} alerts")
 
+    # -- backups ------------------------------------------------------------------------------------
+    def backup(self, settings: Any) -> None:
+        """The backups' retention against the record's, and on PostgreSQL the WAL archiving a base backup
+        needs to be restored past its own end."""
+        record_days = settings.record.retention_days
+        kept_days = settings.backup.retention_days or record_days
+        keep = settings.backup.keep
+        if settings.store.backend != "postgresql":
+            self.add(
+                OK,
+                "backup",
+                f"{settings.backup.dir}: {keep} backups kept, each pruned so no read in it is older than "
+                f"{kept_days} days (backup.retention_days), the law's limit must allow that",
+            )
+            return
+        # A base backup cannot be pruned: the one of night n holds day n - record_days + 1, and the rotation
+        # deletes it once that day leaves the window, so kept_days - record_days nightly ones stay.
+        room = kept_days - record_days
+        if room < 1:
+            self.add(
+                FAIL,
+                "backup",
+                f"cordon backup refuses every base backup: backup.retention_days ({kept_days}) must be above "
+                f"record.retention_days ({record_days}) by the nightly backups kept (a base backup cannot be "
+                f"pruned). With the law's limit L: backup.retention_days = L, record.retention_days = L - "
+                f"{keep} (docs/deploy.md)",
+            )
+        elif room < keep:
+            self.add(
+                WARN,
+                "backup",
+                f"only {room} nightly base backups can be kept, not backup.keep = {keep}: a base backup goes "
+                f"once its oldest day is {kept_days} days old (backup.retention_days), and the record keeps "
+                f"{record_days} (record.retention_days)",
+            )
+        else:
+            self.add(
+                OK,
+                "backup",
+                f"{keep} nightly base backups kept; none holds a read older than {kept_days} days "
+                "(backup.retention_days), the law's limit must allow that",
+            )
+        self.wal_archiving(settings)
+
+    def wal_archiving(self, settings: Any) -> None:
+        """The cluster's archiving as the hub's database reports it, and the archive folder as this box sees it."""
+        import psycopg
+
+        from central.record.postgresql.connections import describe, with_password
+        from runtime.config import SettingsError
+
+        folder = settings.backup.wal_archive
+        where = f"PostgreSQL {describe(settings.store.dsn)}"
+        try:
+            password = settings.store.database_password()
+            with psycopg.connect(
+                with_password(settings.store.dsn, password),
+                connect_timeout=max(1, int(self.timeout_s)),
+                autocommit=True,
+            ) as conn:
+                row = conn.execute(
+                    "SELECT current_setting('wal_level'), current_setting('archive_mode'),"
+                    " current_setting('archive_command'), current_setting('archive_library'),"
+                    " archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal,"
+                    " last_failed_time, now(), pg_is_in_recovery(),"
+                    " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,"
+                    " (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')"
+                    " FROM pg_stat_archiver"
+                ).fetchone()
+        except SettingsError as exc:
+            self.add(FAIL, "archiving", f"the database password cannot be read: {exc}")
+            return
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.add(
+                WARN,
+                "archiving",
+                f"{where}: the hub's role may not read the archiving settings ({str(exc).strip()}): "
+                "GRANT pg_read_all_settings, pg_read_all_stats TO it",
+            )
+            return
+        except psycopg.Error as exc:
+            self.add(FAIL, "archiving", f"{where} cannot be asked about its archiving: {str(exc).strip()}")
+            return
+        assert row is not None
+        (wal_level, mode, command, library, archived, last_wal, last_at, failed, failed_wal, failed_at,
+         now, in_recovery, current_wal, segment_size) = row  # fmt: skip
+        if wal_level == "minimal":
+            self.add(
+                FAIL,
+                "archiving",
+                f"{where}: wal_level = minimal: neither WAL archiving nor pg_basebackup works; set "
+                "wal_level = replica (a restart)",
+            )
+            return
+        if mode == "off":
+            if folder:
+                self.add(
+                    FAIL,
+                    "archiving",
+                    f"{where}: archive_mode is off, so no WAL reaches backup.wal_archive ({folder}): a restore "
+                    "ends at its base backup's end and loses everything committed since. ALTER SYSTEM SET "
+                    "archive_mode = on and an archive_command, then restart PostgreSQL (docs/deploy.md)",
+                )
+            else:
+                self.add(
+                    WARN,
+                    "archiving",
+                    f"{where}: no WAL archiving (archive_mode off, backup.wal_archive unset): a restore ends "
+                    "at the last base backup's end (docs/deploy.md, WAL archiving)",
+                )
+            return
+        if not (command or library):
+            self.add(
+                FAIL,
+                "archiving",
+                f"{where}: archive_mode is {mode} but archive_command is empty: nothing is archived and the "
+                "WAL piles up in pg_wal until its disk is full",
+            )
+            return
+        how = f"archive_command = {command!r}" if command else f"archive_library = {library!r}"
+        if failed and failed_at is not None and (last_at is None or failed_at > last_at):
+            self.add(
+                FAIL,
+                "archiving",
+                f"{where}: WAL archiving is failing: {failed_wal} could not be archived at "
+                f"{failed_at:%Y-%m-%d %H:%M:%S %Z} ({failed} failures, {archived} archived since the "
+                f"statistics' reset); {how}: PostgreSQL's log says why. The WAL piles up in pg_wal meanwhile",
+            )
+            return
+        if last_wal is None:
+            self.add(
+                WARN,
+                "archiving",
+                f"{where}: archiving is on ({how}) but no WAL has been archived yet: "
+                "SELECT pg_switch_wal() sends the current file",
+            )
+        else:
+            behind = _segments_between(last_wal, current_wal, int(segment_size)) if current_wal else 0
+            age = (now - last_at).total_seconds()
+            if behind > 2:
+                self.add(
+                    WARN,
+                    "archiving",
+                    f"{where}: archiving lags: {behind} full WAL files wait; the last, {last_wal}, was archived "
+                    f"{_ago(age)} ago ({how})",
+                )
+            else:
+                self.add(
+                    OK,
+                    "archiving",
+                    f"{where}: WAL archived ({how}); the last, {last_wal}, {_ago(age)} ago, {archived} since "
+                    "the statistics' reset",
+                )
+        if in_recovery:
+            return
+        if not folder:
+            self.add(
+                WARN,
+                "backup.wal_archive",
+                "not set: cordon restore cannot replay the archive, and the rotation never cleans it",
+            )
+            return
+        path = Path(folder)
+        if not path.is_dir():
+            self.add(FAIL, "backup.wal_archive", f"{folder} is not a folder on this box")
+        elif not os.access(path, os.W_OK | os.X_OK):
+            self.add(
+                FAIL,
+                "backup.wal_archive",
+                f"{folder} is not writable here: the rotation cannot delete the WAL no backup needs "
+                "(the cordon group must have write access)",
+            )
+        elif last_wal is not None and not (path / last_wal).exists():
+            self.add(
+                FAIL,
+                "backup.wal_archive",
+                f"PostgreSQL archived {last_wal}, but it is not in {folder}: its archive_command writes "
+                "somewhere else than backup.wal_archive names",
+            )
+        else:
+            self.add(OK, "backup.wal_archive", f"{folder} writable, holding the newest archived WAL")
+
     def edge_store(self, settings: Any) -> None:
         outbox = settings.data_path / "outbox.db"
         if not outbox.exists():
@@ -400,6 +584,27 @@ class Doctor:
                 "port",
                 f"cordon-{self.side} on {http.port} is degraded: " + "; ".join(health.get("reasons", [])),
             )
+
+
+def _segments_between(older: str, newer: str, segment_size: int) -> int:
+    """Whole WAL files after ``older`` and before ``newer`` (names as pg_walfile_name gives them)."""
+    per_id = 0x100000000 // segment_size
+
+    def number(name: str) -> int:
+        return int(name[8:16], 16) * per_id + int(name[16:24], 16)
+
+    try:  # a timeline's history file (00000002.history) is archived too: no position to compare
+        return max(0, number(newer) - number(older[:24]) - 1)
+    except ValueError:
+        return 0
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _nothing() -> Any:

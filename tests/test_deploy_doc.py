@@ -142,9 +142,38 @@ EPILOGUE = """\
 # --- the test's own checks, in the same namespace ---
 systemd-analyze verify cordon-hub.service cordon-edge.service cordon-backup.service cordon-backup.timer \
   mosquitto.service haproxy.service > "$T/verify.out" 2>&1 || echo "systemd-analyze verify exited $?" >> "$T/verify.out"
+{postgresql_drop_in}
+systemd-analyze verify cordon-backup.service cordon-backup.timer >> "$T/verify.out" 2>&1 \
+  || echo "systemd-analyze verify with the PostgreSQL drop-in exited $?" >> "$T/verify.out"
 grep -q '^token = ""' /etc/cordon/hub.toml && echo "bootstrap code retired" > "$T/retired"
 stat -c '%U:%G %a %n' /etc/cordon /etc/cordon/hub.toml /etc/cordon/id-secret /var/lib/cordon /var/lib/cordon/hub/hub.db > "$T/owners"
 """
+
+
+def postgresql_drop_in_line() -> str:
+    """The manual block's line that installs cordon-backup.service's PostgreSQL drop-in: the lab box runs it
+    after the runbook (its SQLite backup is done by then), so the verify sees the unit as a PostgreSQL hub's."""
+    lines = [
+        line
+        for marker, body, _ in shell_blocks()
+        if marker == "manual"
+        for line in body.splitlines()
+        if line.startswith("install ") and "cordon-backup.service.d/" in line
+    ]
+    assert len(lines) == 1, f"docs/deploy.md should install the PostgreSQL backup drop-in once: {lines}"
+    return lines[0]
+
+
+def test_the_postgresql_backup_drop_in_is_the_one_documented():
+    """The drop-in the doc installs is the shipped file, and the doc states every directive it sets."""
+    line = postgresql_drop_in_line()
+    shipped = ROOT / "deploy" / "systemd" / "cordon-backup.service.d" / "postgresql.conf"
+    assert f"/deploy/systemd/{shipped.parent.name}/{shipped.name} " in line, line
+    assert line.endswith(f"/etc/systemd/system/{shipped.parent.name}/{shipped.name}"), line
+    directives = [
+        raw.strip() for raw in shipped.read_text().splitlines() if "=" in raw and not raw.startswith("#")
+    ]
+    assert directives and all(f"`{d}`" in DOC.read_text() for d in directives), directives
 
 
 def test_the_runnable_blocks_run_as_written(tmp_path):
@@ -193,7 +222,7 @@ def test_the_runnable_blocks_run_as_written(tmp_path):
     # 2. The offline box: no network but its own loopback.
     shutil.rmtree(t)
     t.mkdir()
-    script = setup + offline + EPILOGUE
+    script = setup + offline + EPILOGUE.format(postgresql_drop_in=postgresql_drop_in_line())
     done = subprocess.run(
         ["unshare", "-m", "-n", "--propagation", "private", "bash", "-c", script],
         capture_output=True, text=True, env=env, timeout=900,
@@ -232,5 +261,7 @@ def check_wheel_contents(wheel: Path) -> None:
 
 
 def test_the_namespace_script_is_valid_shell():
-    script = NAMESPACE.format(t="/t", cache="/c", python="python", unitrun="u.py", repo="/r") + EPILOGUE
+    script = NAMESPACE.format(
+        t="/t", cache="/c", python="python", unitrun="u.py", repo="/r"
+    ) + EPILOGUE.format(postgresql_drop_in=postgresql_drop_in_line())
     assert subprocess.run(["bash", "-n"], input=textwrap.dedent(script), text=True).returncode == 0

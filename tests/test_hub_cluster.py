@@ -113,10 +113,17 @@ class Cluster:
             client.disconnect()
 
 
-def render_front_door(text: str, *, port: int, servers: dict[str, int], ca: Path) -> str:
+#: The address the front door connects to the hubs from (``source``), the hubs' ``http.proxy_protocol_from``:
+#: the test's own clients, on 127.0.0.1, still reach a hub directly without a PROXY header.
+FRONT_SOURCE = "127.0.0.3"
+
+
+def render_front_door(
+    text: str, *, port: int, servers: dict[str, int], ca: Path, source: str = FRONT_SOURCE
+) -> str:
     """deploy/haproxy/cordon.cfg with the test's address, hubs and CA, no chroot or user (not root), no
-    syslog, and the idle timeouts at ``IDLE_S`` (the tunnel timeout stays as shipped). Each replacement
-    must find its line, so the test fails when the file changes under it."""
+    syslog, the idle timeouts at ``IDLE_S`` (the tunnel timeout stays as shipped), and the hubs dialled from
+    ``source``. Each replacement must find its line, so the test fails when the file changes under it."""
 
     def sub(pattern: str, new: str, text: str) -> str:
         out, n = re.subn(pattern, new, text, flags=re.M)
@@ -129,7 +136,7 @@ def render_front_door(text: str, *, port: int, servers: dict[str, int], ca: Path
     text = sub(r"/etc/haproxy/cordon-ca\.crt", str(ca), text)
     text = sub(r"^(\s*timeout (client|server)) 30s$", rf"\1 {IDLE_S}s", text)
     text = sub(r"^\s*server hub2 .*\n", "", text)
-    lines = "".join(f"    server hub_{name} 127.0.0.1:{p}\n" for name, p in servers.items())
+    lines = "".join(f"    server hub_{name} 127.0.0.1:{p} source {source}\n" for name, p in servers.items())
     return sub(r"^\s*server hub1 .*\n", lines, text)
 
 
@@ -167,6 +174,7 @@ def cluster(tmp_path_factory, pg_cluster) -> Iterator[Cluster]:
                     "key_file": str(pki.root / "cordon-hub" / "server.key"),
                     "ca_file": str(pki.root / "ca.crt"),
                     "crl_file": str(pki.root / "crl.pem"),
+                    "proxy_protocol_from": [FRONT_SOURCE],
                 },
                 "feed": {"token": "feed-secret"},
                 "console": {"session_key_file": str(tmp / "session-key"), "recent_alerts": 1},
@@ -223,6 +231,9 @@ async def healthy(http: aiohttp.ClientSession, base: str) -> bool:
 async def both_healthy(cluster: Cluster, http: aiohttp.ClientSession) -> None:
     for name, hub in cluster.hubs.items():
         await until(lambda hub=hub: healthy(http, hub.base), timeout=30, what=f"hub {name} ok")
+        async with http.get(f"{hub.base}/api/v1/health") as resp:
+            # One name per hub: only mqtt.client_id is set, and cluster.name follows it.
+            assert (await resp.json())["hub"] == f"cordon-hub-{name}"
 
 
 async def console(cluster: Cluster, base: str, query: str = "") -> tuple[Any, Any]:

@@ -189,3 +189,36 @@ async def test_a_hub_follows_the_list_changes_another_hub_made_in_order(tmp_path
         assert hits(b, "鲁A12345") == [] and hits(b, "鲁A54321") == ["drugs:鲁A54321"]
     finally:
         store.stop()
+
+
+async def test_a_hub_follows_a_list_change_that_was_not_logged(tmp_path):
+    """A hub of a release before the log of list changes (a rolling upgrade) changes the lists without
+    logging them: the feed version moves with nothing in the log, and a follower loads its index anew,
+    once."""
+    from central.watchlists.follow import ListFollower
+
+    store = HubStore(tmp_path / "hub.db")
+    store.start()
+    try:
+        a = ListService(store, HubWatchlists(), lambda *args, **kw: None)
+        b = ListService(store, HubWatchlists(), lambda *args, **kw: None)
+        a.load()
+        b.load()
+        follow_b = ListFollower(store, b.watchlists)
+        await a.apply([ListUpsert(watchlist=DRUGS), EntryUpsert(entry=entry("鲁A12345"))], "a")
+
+        def unlog(db) -> None:  # what the older release leaves: the change, its feed version, no log
+            db.conn.execute("DELETE FROM list_changes")
+            db.conn.execute("UPDATE hub_meta SET value = '0' WHERE key = 'list_change_position'")
+
+        store.submit(unlog).result()
+        assert b.watchlists.index.feed_version == 0
+        assert await follow_b.catch_up() is False
+        assert follow_b.reloads == 1 and b.watchlists.index.feed_version == 1
+        assert [
+            h.entry_id for h in b.watchlists.match("鲁A12345", now=0, colour=None, vehicle_type=None)
+        ] == ["drugs:鲁A12345"]
+        await follow_b.catch_up()
+        assert follow_b.reloads == 1  # caught up: not again
+    finally:
+        store.stop()

@@ -64,6 +64,29 @@ def test_the_share_group_and_the_hubs_id_are_topic_levels():
     assert load_settings(None, {"CORDON_HUB_MQTT__CLIENT_ID": "hub bench 1"}).mqtt.client_id == "hub bench 1"
 
 
+def test_one_name_per_hub():
+    """``cluster.name`` and ``mqtt.client_id`` name one hub: either alone names it for both; in a cluster
+    two different ones are refused; alone, the client id stays cordon-hub unless set."""
+
+    def names(**env: str) -> tuple[str, str]:
+        settings = load_settings(None, {f"CORDON_HUB_{k.upper()}": v for k, v in env.items()})
+        return settings.hub_name, settings.mqtt.client_id
+
+    shared = {"mqtt__share_group": GROUP}
+    assert names(**shared, mqtt__client_id="hub-2") == ("hub-2", "hub-2")
+    assert names(**shared, cluster__name="hub-3") == ("hub-3", "hub-3")
+    assert names(**shared, cluster__name="hub-4", mqtt__client_id="hub-4") == ("hub-4", "hub-4")
+    with pytest.raises(SettingsError, match="both name this hub"):
+        names(**shared, cluster__name="hub-a", mqtt__client_id="hub-b")
+    with pytest.raises(SettingsError, match="cluster.name 'hub 5'.*MQTT client id"):
+        names(**shared, cluster__name="hub 5")
+    # Alone: the name follows an explicit client id; a name leaves the client id (its session) as it was.
+    assert names(mqtt__client_id="hub-6") == ("hub-6", "hub-6")
+    assert names(cluster__name="hub-7") == ("hub-7", "cordon-hub")
+    assert names(cluster__name="hub-8", mqtt__client_id="cordon-hub-x") == ("hub-8", "cordon-hub-x")
+    assert names()[1] == "cordon-hub" and names()[0].endswith(":8080")
+
+
 class Watcher:
     """A plain MQTT client that records what arrives (retained statuses included), thread-safely."""
 

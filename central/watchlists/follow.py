@@ -10,7 +10,9 @@ the store's writer, where matching runs, so no read is matched against a half-ap
 operations are the ones the applying hub ran (``index_ops``). A change of this hub's own that was
 applied before another hub's earlier one is applied again after it, so the index ends as the store
 does; a change logged without its contents (a bulk one) or a log that no longer goes back to the
-index's position makes the hub load its index anew.
+index's position makes the hub load its index anew. So does a feed version in the store ahead of the
+index's with nothing new in the log: a hub of a release before the log (PostgreSQL migration 12) changed
+the lists, which happens while a cluster is upgraded one hub at a time (docs/deploy.md, "Upgrades").
 
 Alone on SQLite the log holds only this hub's changes and the follower finds nothing to do: one small
 read every ``POLL_S``. Why the store is polled rather than woken by ``LISTEN``/``NOTIFY``: see
@@ -64,14 +66,33 @@ class ListFollower:
         """Apply the logged changes after the index's position; whether there may be more."""
         since = self.watchlists.position
         wl = self.store.watchlists
-        found = await asyncio.to_thread(self.store.read, lambda tx: wl.changes_after(tx, since, PAGE))
-        if found == []:
-            return False
+        found, stored_version = await asyncio.to_thread(
+            self.store.read, lambda tx: (wl.changes_after(tx, since, PAGE), wl.feed_version(tx))
+        )
         version = self.watchlists.index.feed_version
-        await self.store.run(lambda tx: self._apply(tx, found))
+        if found == []:
+            if stored_version <= version:
+                return False
+            # The feed moved on with nothing logged: a hub of a release before the log (migration 12)
+            # changed the lists, during a rolling upgrade. Checked again in the writer's job, where this
+            # hub's own changes move the index: only an index still behind the store is loaded anew.
+            await self.store.run(lambda tx: self._reload_if_behind(tx, stored_version))
+        else:
+            await self.store.run(lambda tx: self._apply(tx, found))
         if self.on_version is not None and self.watchlists.index.feed_version != version:
             self.on_version(self.watchlists.index.feed_version)
         return found is None or len(found) >= PAGE
+
+    def _reload_if_behind(self, tx: Tx, stored_version: int) -> None:
+        if self.watchlists.index.feed_version >= stored_version:
+            return
+        self.watchlists.load(self.store.watchlists, tx)
+        self.reloads += 1
+        log.info(
+            "watchlist index loaded anew at feed version %d: the lists changed without a logged change "
+            "(a hub of an older release, during a rolling upgrade)",
+            self.watchlists.index.feed_version,
+        )
 
     def _apply(self, tx: Tx, found: list[tuple[int, LoggedChange]] | None) -> None:
         """In the writer's job: the changes the index does not hold yet, in order."""
