@@ -18,7 +18,7 @@ from aiohttp import web
 from central.alerts import escalation
 from central.alerts.dispatch import AlertDispatcher
 from central.alerts.evidence import EvidenceBroker
-from central.alerts.relay import AlertRelay
+from central.alerts.relay import AlertRelay, kit_frame
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
@@ -46,7 +46,6 @@ from central.web.audit import audit_login
 from central.web.unavailable import store_unavailable
 from protocols import feedfile, signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
-from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import Alert, AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
@@ -112,6 +111,7 @@ def create_app(settings: HubSettings) -> web.Application:
         clones=_clone_check(settings),
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
+        clones_shared=keeper.store.shared,
     )
     evidence = EvidenceBroker(
         factory.open_evidence(settings),
@@ -288,30 +288,16 @@ def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> No
     """Quick-test results arrived: every console sees them; a positive or invalid one, or a subject on a
     person list, is flagged as an alert in the frame (the console raises it)."""
     for checkpoint, event in kits:
-        app[keys.CONSOLE].publish({"type": "kit", "kit": kit_frame(checkpoint, event)})
+        # Through the dispatcher: the relay's copy of it (AlertRelay.kits) is not given again.
+        app[keys.DISPATCHER].give(
+            {"type": "kit", "kit": kit_frame(checkpoint, event.result, event.person_hits)}
+        )
 
 
 def _on_receipts(app: web.Application, receipts: list[dict[str, object]]) -> None:
     """A checkpoint's tablet showed an alarm, or an officer acknowledged it: every console sees the receipt."""
     for receipt in receipts:
         app[keys.DISPATCHER].give({"type": "receipt", "receipt": receipt})
-
-
-def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:
-    r = event.result
-    return {
-        "result_id": r.result_id,
-        "checkpoint": checkpoint,
-        "result": overall_call(r.panels),
-        "kit_model": r.kit_model,
-        "id_last4": r.subject.id_last4,
-        "sampled_at": r.sampled_at,
-        "officers": r.officers,
-        "kit_expired": r.kit_expired,
-        "outside_read_window": r.outside_read_window,
-        "person_hits": event.person_hits,
-        "alert": raises_alert(r) or bool(event.person_hits),
-    }
 
 
 def outcome_frame(checkpoint: str, outcome: AlertOutcome) -> dict[str, object]:

@@ -395,6 +395,66 @@ async def test_two_hubs_folding_hits_of_one_vehicle_at_once_raise_one_alert(clus
     assert not twice and len(per_vehicle) == len(FOLDED), f"alerts raised twice for one vehicle: {twice}"
 
 
+TANCHENG, LINQING = "SD-LY-001", "SD-LC-001"  # far apart on the ring: minutes between them is too fast
+
+
+def _clone_read(cluster: Cluster, checkpoint: str, plate: str, at: float) -> bytes:
+    seq = cluster.seqs[checkpoint] = cluster.seqs.get(checkpoint, 0) + 1
+    read = PlateRead(
+        seq=seq,
+        camera_id="cam1",
+        captured_at=at,
+        plate=plate,
+        plate_raw=plate,
+        plate_valid=True,
+        confidence=97.0,
+        colour="blue",
+    )
+    return encode(
+        EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=time.time(), events=[read])
+    )
+
+
+async def test_a_clone_whose_reads_two_hubs_took_is_found_once(cluster):
+    """A plate read at 郯城 by hub a, then two minutes later at 临清 (hours away) by hub b: hub b's
+    check learns hub a's committed read and finds the clone, once; and a pair whose two reads reach the
+    two hubs at once is found too (the second transaction waits for the first's plate lock)."""
+    now = time.time()
+    cluster.client("a").publish(
+        topics.events(TANCHENG), _clone_read(cluster, TANCHENG, "鲁K3C1N5", now - 300), qos=1
+    ).wait_for_publish(10)
+    await until(
+        lambda: cluster.sql("SELECT count(*) FROM reads WHERE plate = '鲁K3C1N5'") == [(1,)],
+        timeout=10,
+        what="hub a stored the first read",
+    )
+    cluster.client("b").publish(
+        topics.events(LINQING), _clone_read(cluster, LINQING, "鲁K3C1N5", now - 180), qos=1
+    ).wait_for_publish(10)
+    # At once: both hubs' transactions made to overlap at the alerts' lock (as in the folding test).
+    with psycopg.connect(cluster.dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ALERT_LOCK,))
+        for hub, cp, at in (("a", TANCHENG, now - 120), ("b", LINQING, now - 60)):
+            cluster.client(hub).publish(
+                topics.events(cp), _clone_read(cluster, cp, "鲁K3C1N6", at), qos=1
+            ).wait_for_publish(10)
+        await asyncio.sleep(1.0)  # both batches taken; one waits at the other's locks, or neither started yet
+        holder.execute("SELECT pg_advisory_unlock(%s)", (ALERT_LOCK,))
+
+    def clone_alerts(plate: str) -> list[tuple[Any, ...]]:
+        return cluster.sql(
+            "SELECT alert_id, checkpoint FROM alerts WHERE entry_id LIKE 'rule:clone:%%' "
+            "AND convert_from(body, 'UTF8')::json->>'plate_read' = %s",
+            plate,
+        )
+
+    await until(lambda: len(clone_alerts("鲁K3C1N5")) >= 1, timeout=10, what="the clone of 鲁K3C1N5 found")
+    await until(lambda: len(clone_alerts("鲁K3C1N6")) >= 1, timeout=10, what="the clone of 鲁K3C1N6 found")
+    await asyncio.sleep(1.0)  # a second finding would come with the later batch, already committed
+    assert [cp for _, cp in clone_alerts("鲁K3C1N5")] == [LINQING], "found once, by the hub of the later read"
+    assert len(clone_alerts("鲁K3C1N6")) == 1, "found once"
+
+
 def _batch(cluster: Cluster, checkpoint: str, plates: list[str]) -> bytes:
     now = time.time()
     reads = []
@@ -406,6 +466,30 @@ def _batch(cluster: Cluster, checkpoint: str, plates: list[str]) -> bytes:
             )
         )
     return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=now, events=reads))
+
+
+async def test_a_quick_test_result_one_hub_took_reaches_the_other_hubs_console_once(cluster):
+    from tests.test_kits_hub import kit_event
+
+    http_a, ws_a = await console(cluster.hubs["a"].base)
+    http_b, ws_b = await console(cluster.hubs["b"].base)
+    try:
+        event = kit_event(cluster.seqs.get("SD-DZ-040", 0) + 1, call="positive", sampled_at=time.time() - 5)
+        cluster.seqs["SD-DZ-040"] = event.seq
+        batch = EventBatch(
+            v=SCHEMA_VERSION, checkpoint="SD-DZ-040", epoch=1, sent_at=time.time(), events=[event]
+        )
+        cluster.client("a").publish(topics.events("SD-DZ-040"), encode(batch), qos=1).wait_for_publish(10)
+        frames = {"a": await frames_for(ws_a, 2.0), "b": await frames_for(ws_b, 0.5)}
+        for name, got in frames.items():
+            kits = [f["kit"] for f in got if f["type"] == "kit"]
+            assert [(k["result_id"], k["result"], k["alert"]) for k in kits] == [
+                (event.result.result_id, "positive", True)
+            ], f"hub {name}'s console has the result once: {kits}"
+    finally:
+        for http, ws in ((http_a, ws_a), (http_b, ws_b)):
+            await ws.close()
+            await http.close()
 
 
 async def _online_at(http: Any, base: str, checkpoint: str) -> bool:

@@ -86,7 +86,7 @@ class AlertDispatcher:
 
     def give(self, frame: dict[str, Any]) -> None:
         """News of an alert to the consoles (an alert as it now is, a fold, an outcome, an alarm receipt, an
-        escalation), unless they were given exactly this already: by this hub's own ingest, or by the
+        escalation; and a quick-test result), unless they were given exactly this already: by this hub's own ingest, or by the
         relay from the store, whichever came first (on the event loop)."""
         key, value = _news_of(frame)
         if key in self._news and self._news[key] == value:
@@ -121,12 +121,13 @@ class AlertDispatcher:
         once, and its position (on the event loop)."""
         self._show(alert, position)
 
-    def dispatch(self, alerts: list[Alert]) -> None:
+    def dispatch(self, alerts: list[Alert], webhooks: bool = True) -> None:
+        """To the consoles, the checkpoints and (``webhooks``) the webhook sender."""
         loop = self._loop
         assert loop is not None
         for alert in alerts:
             self._show(alert)
-            if self.webhooks is not None:
+            if webhooks and self.webhooks is not None:
                 self.webhooks.offer(alert)
             recipients = self.router.recipients(alert)
             if not recipients:
@@ -187,7 +188,8 @@ class AlertDispatcher:
                 len(taken),
                 ", ".join(a.alert_id for a in taken[:5]),
             )
-            self.dispatch(taken)
+            # Not offered to the webhooks: their duty finds in the store every alert they lack.
+            self.dispatch(taken, webhooks=False)
             self.taken_over += len(taken)
         return len(taken)
 
@@ -239,4 +241,6 @@ def _news_of(frame: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
         return ("receipt", r["alert_id"], r["checkpoint"]), said
     if kind == "escalation":
         return ("escalation", frame["escalation"]["alert_id"]), frame["escalation"]["escalated_at"]
+    if kind == "kit":
+        return ("kit", frame["kit"]["checkpoint"], frame["kit"]["result_id"]), None
     raise ValueError(f"not a frame of news: {kind}")

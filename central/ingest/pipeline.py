@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from central.ingest.listener import IngestListener
 from central.ingest.routing import Router
 from central.intel import stats
-from central.intel.clones import CloneCheck
+from central.intel.clones import LEARN_S, CloneCheck
 from central.record.stores import HubStores, Outcome
 from central.record.tx import RunAgain, Tx
 from central.watchlists.index import HubWatchlists
@@ -157,8 +157,11 @@ class Ingest:
         clones: CloneCheck | None = None,
         router: Router | None = None,
         fold_window_s: float = 0.0,
+        clones_shared: bool = False,
     ) -> None:
         self.store = store
+        #: other hubs ingest their share of the reads into the same store (the clone check learns theirs)
+        self.clones_shared = clones_shared
         self.router = router or Router()
         self.fold_window_s = fold_window_s
         self.clones = clones
@@ -497,6 +500,12 @@ class Ingest:
         self.store.stats.add_daily_counts(tx, tally.counts)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
+            if self.clones_shared:
+                # Other hubs ingest other batches of these plates: their committed reads first.
+                since = min(r.captured_at for r in stored_reads) - LEARN_S
+                plates = sorted({r.plate for r in stored_reads if r.plate and not r.no_plate})
+                seqs = [r.seq for r in stored_reads]
+                self.clones.learn(self.store.clone_sightings(tx, plates, since, (checkpoint, epoch, seqs)))
             for finding in self.clones.batch(checkpoint, epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
                 self._raise(tx, result, alert)

@@ -209,6 +209,16 @@ class AlertStore(Protocol):
         over; an alert stored before hubs were named is anybody's), oldest first: sent again at start-up."""
         ...
 
+    def clone_sightings(
+        self, tx: Tx, plates: Sequence[str], since: float, besides: tuple[str, int, Sequence[int]]
+    ) -> list[tuple[Any, str | None, str | None]]:
+        """Inside the ingest job, before the clone check: the latest reads of ``plates`` captured since
+        ``since`` that other hubs committed (with this hub's own; but for ``besides``: the batch's
+        checkpoint, epoch and seqs), oldest first, each with its vehicle colour and make, for the check to
+        learn (``CloneCheck.learn``); a transaction that checks a plate after another's waits for it. Alone
+        on SQLite: none (the check saw every read)."""
+        ...
+
     def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
         """Say this hub's reads per minute per checkpoint (its ``ReadRates``); the other hubs' that said
         theirs within ``fresh_s``, summed per checkpoint (blocking; alone on SQLite: none)."""

@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Job = tuple[Callable[[psycopg.Connection], Any], "Future[Any]"]
 
+#: The first key of the transaction locks on plates the clone check takes (the second: the plate's hash).
+CLONE_LOCKS = 0x436C6F6E  # "Clon"
 #: At most this many jobs share one commit (as the SQLite writer's group).
 MAX_JOBS_PER_COMMIT = 512
 #: A job that meets days without partitions this many times in a row fails (making them did not help).
@@ -393,6 +395,27 @@ class PgStores:
 
     def undispatched_alerts(self) -> list[Alert]:
         return self.read(lambda tx: PgEvents.undispatched_alerts(tx, self.hub))
+
+    def clone_sightings(
+        self,
+        tx: psycopg.Connection,
+        plates: Sequence[str],
+        since: float,
+        besides: tuple[str, int, Sequence[int]],
+    ) -> list[tuple[Any, str | None, str | None]]:
+        """Lock the plates (in key order, held to the commit), then read their latest reads in the record,
+        this hub's and the others'. A transaction that checks a plate after another hub's checked it waits
+        for that commit and sees its reads; the first does not see the second's, which the second checks:
+        each pair of reads is compared by one of the two. (Batches of reads are also serialized today by
+        the ``record_days`` row they update; the locks do not rest on that.)"""
+        if not plates:
+            return []
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(%s, k) FROM (SELECT DISTINCT hashtext(p) AS k FROM unnest(%s::text[]) p "
+            "ORDER BY k) s",
+            (CLONE_LOCKS, list(plates)),
+        )
+        return self.record.latest_sightings(tx, plates, since, besides)
 
     def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
         """Say this hub's reads per minute per checkpoint; the other hubs' that said theirs within

@@ -311,6 +311,12 @@ class HubStore:
         )
         return cur.rowcount == 1
 
+    def clone_sightings(
+        self, db: sqlite_utils.Database, plates: Any, since: float, besides: Any
+    ) -> list[tuple[Any, str | None, str | None]]:
+        """Alone on hub.db: the clone index has seen every read already."""
+        return []
+
     def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
         """Alone on hub.db: no other hub counts reads."""
         return {}
