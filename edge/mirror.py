@@ -95,6 +95,20 @@ def release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+#: Blocks at least this large are mapped on their own and unmapped when freed (glibc's
+#: ``M_MMAP_THRESHOLD``; by default it rises to 32 MB as big blocks are freed, after which a
+#: merge's numpy temporaries stay in the heap, counted in the edge's resident size).
+MMAP_THRESHOLD = 256 * 1024
+_M_MMAP_THRESHOLD = -3
+
+
+def return_big_blocks() -> None:
+    """Have freed big blocks go back to the system at once (see ``MMAP_THRESHOLD``); a no-op where
+    the C library has no ``mallopt``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 def _shrink(db: sqlite_utils.Database) -> None:
     """Free the memory SQLite kept from writing a whole feed (its page cache grows with the job)."""
     db.conn.execute("PRAGMA shrink_memory")
@@ -153,6 +167,7 @@ class Mirror:
         """Open the file and build the index from it (blocking: call from a thread at start-up).
 
         Entries are read one at a time into the index's arrays, never all as objects at once."""
+        return_big_blocks()
         self._writer.start()
 
         def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], RowsBuilder, int, list[PermitRule]]:

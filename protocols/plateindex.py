@@ -70,6 +70,9 @@ BASE_MAX_CHARS = 16
 COMPACT_FLOOR = 50_000
 COMPACT_FRACTION = 0.25
 _BUILD_CHUNK = 1 << 17
+#: Key words (and directory buckets) handled at a time: each temporary a slice of this many
+#: 8-byte values (a merge holds several at once; see ``Merge.prepare``).
+_MERGE_STEP = 1 << 18
 
 _PLAIN = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
 
@@ -99,7 +102,7 @@ def _directory(words: np.ndarray) -> tuple[int, np.ndarray]:
     # the words are sorted, so a bucket starts where its first possible word would go; found a
     # slice of buckets at a time (a whole-array temporary would cost two more copies of the keys)
     shift = np.uint64(64 - bits)
-    step = 1 << 20
+    step = _MERGE_STEP
     for b in range(0, (1 << bits) + 1, step):
         starts = np.arange(b, min(b + step, (1 << bits) + 1), dtype=np.uint64)
         last = starts == (1 << bits)
@@ -864,6 +867,8 @@ def _ids_after(
     rows' ids in their slots, nothing for dead rows (their stale ids are dropped on the way).
     Copied a slice of rows at a time, so the index arrays are the only per-byte temporaries."""
     n = len(old_off) - 1
+    if not old and not staged:  # every id of the usual form (the common case): offsets all 0
+        return b"", array("q", bytes(8 * (n_new + 1)))
     lengths = np.zeros(n_new, dtype=np.int64)
     o = np.frombuffer(old_off, dtype=np.int64)
     lengths[:n] = np.where(keep_row, np.diff(o), 0)
@@ -888,7 +893,9 @@ def _ids_after(
         copy(np.frombuffer(old, dtype=np.uint8), o[kept], off[kept], lengths[kept])
     if len(slots) and so[-1]:
         copy(np.frombuffer(staged, dtype=np.uint8), so[:-1], off[slots], np.diff(so))
-    return out.tobytes(), array("q", off.tobytes())
+    offsets = array("q")
+    offsets.frombytes(memoryview(off).cast("B"))
+    return out.tobytes(), offsets
 
 
 class Merge:
@@ -993,6 +1000,9 @@ class Merge:
         if len(plates) < n_new or plates.dtype.itemsize // 4 < width:
             plates = np.zeros(n_new + n_new // 8 + 16, dtype=f"U{width}")
             plates[:n] = ix._plates[:n]
+            # reads take the grown copy now (the same plates in every live row), so the old one
+            # is freed before the key words below take their share, not at the commit
+            ix._plates = plates
         staged = rows.plates[:k].astype(f"U{width}")
         plates[slots] = staged
         list_lut = np.array([ix._code(name) for name in rows.list_names] or [0], dtype=np.int32)
@@ -1009,14 +1019,26 @@ class Merge:
             view[slots[reuse]] = values[reuse]
             del view
         ids, id_off = _ids_after(ix._ids, ix._id_off, keep_row, rows.ids, rows.id_off, slots, n_new)
+        # what is staged is in the index's columns now (the plates in ``staged``, for their keys)
+        self._rows = rows = RowsBuilder(16)
 
-        # entry-id hashes: those of the rows that stay (still in hash order), and the new ones
+        # entry-id hashes: those of the rows that stay (in hash order) with the new ones put in
+        # their places (a merge, as the key words below)
         keep = keep_row[ix._id_rows]
-        hashes = np.concatenate([ix._id_hash[keep], np.frombuffer(self._hashes, dtype=np.int64)])
-        owners = np.concatenate([ix._id_rows[keep].astype(np.int64), slots])
-        order = np.argsort(hashes, kind="stable")
-        id_hash, id_rows = hashes[order], owners[order].astype(np.int32)
-        del keep, hashes, owners, order
+        kept_hash, kept_rows = ix._id_hash[keep], ix._id_rows[keep]
+        del keep
+        new_hash = np.frombuffer(self._hashes, dtype=np.int64)
+        order = np.argsort(new_hash)
+        new_hash, new_rows = new_hash[order], slots[order]
+        at_new = np.arange(len(new_hash)) + np.searchsorted(kept_hash, new_hash, "right")
+        old_place = np.ones(len(kept_hash) + len(new_hash), dtype=bool)
+        old_place[at_new] = False
+        id_hash = np.empty(len(old_place), dtype=np.int64)
+        id_rows = np.empty(len(old_place), dtype=np.int32)
+        id_hash[at_new], id_rows[at_new] = new_hash, new_rows
+        id_hash[old_place], id_rows[old_place] = kept_hash, kept_rows
+        del kept_hash, kept_rows, new_hash, new_rows, order, at_new, old_place
+        self._hashes = array("q")
 
         # key words: those of the rows that stay, then the new rows' keys, sorted as one array
         rowbits = max(1, max(n_new - 1, 1).bit_length())
@@ -1024,26 +1046,37 @@ class Merge:
         new_words.sort()
         del staged
         old, old_mask = ix._words, np.uint64(ix._rowmask)
-        step = 1 << 20
+        step = _MERGE_STEP
         kept = sum(
             int(np.count_nonzero(keep_row[(old[s : s + step] & old_mask).astype(np.intp)]))
             for s in range(0, len(old), step)
         )
+        # merged straight into their places (no sort, no second copy of the old words): both
+        # sides are in key order (the old words stay so with more row bits: only the equal keys'
+        # rows lose their order, and the scan of a key's run reads each word anyway)
         words = np.empty(kept + len(new_words), dtype=np.uint64)
-        at = 0
         wider = rowbits != ix._rowbits
         shift = np.uint64(rowbits)
+        new_keys = new_words >> shift
+        old_before = np.zeros(len(new_words), dtype=np.int64)  # old words each new word follows
+        at = 0
         for s in range(0, len(old), step):
             chunk = old[s : s + step]
             chunk = chunk[keep_row[(chunk & old_mask).astype(np.intp)]]
+            if not len(chunk):
+                continue
             if wider:  # the row number takes more low bits now
                 chunk = ((chunk >> shift) << shift) | (chunk & old_mask)
-            words[at : at + len(chunk)] = chunk
+            keys = chunk >> shift
+            words[at + np.arange(len(chunk)) + np.searchsorted(new_keys, keys, "left")] = chunk
+            lo = int(np.searchsorted(new_keys, keys[0], "left"))
+            hi = int(np.searchsorted(new_keys, keys[-1], "right"))
+            old_before[lo:hi] += np.searchsorted(keys, new_keys[lo:hi], "right")
+            old_before[hi:] += len(chunk)
             at += len(chunk)
-        words[at:] = new_words
-        del new_words, keep_row
-        # two sorted runs (nearly: more row bits unsort equal keys): the stable sort merges them
-        words.sort(kind="stable")
+            del chunk, keys
+        words[np.arange(len(new_words)) + old_before] = new_words
+        del new_words, new_keys, old_before, keep_row
         self._ready = {
             "n": n_new,
             "width": width,
@@ -1060,8 +1093,6 @@ class Merge:
             "ov_keys": ov_keys,
             "pat": pat,
         }
-        self._rows = RowsBuilder(16)
-        self._hashes = array("q")
 
     def commit(self, watchlists: Iterable[Watchlist] | None = None) -> None:
         """Publish the prepared state (on the thread that matches; quick: references swapped),

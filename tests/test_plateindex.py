@@ -545,4 +545,6 @@ def test_a_bulk_merge_in_place_equals_a_fresh_build_and_reads_see_the_old_state_
     m.prepare()
     m.commit()
     assert fast._n < n + 600
+    keys = fast._words >> np.uint64(fast._rowbits)
+    assert (keys[1:] >= keys[:-1]).all()  # the words in key order, as the directory needs
     assert_same(fast, ref, reads + make_reads(rng, list(ref.entries.values()), 100), random.Random(4))
