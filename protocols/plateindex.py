@@ -20,7 +20,9 @@ Layout (memory bar: <= 400 bytes per entry at 1M):
   made on demand), list/colour/type as small int codes, validity as float
   arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
-  the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
+  the same keys), folded into the base by ``compact()`` (automatically once the overlay is large).
+- bulk changes (a feed file over a full mirror, a list that became a person list): ``merge()``
+  changes the base in place while reads go on, at the cost of one new key-word array (``Merge``).
 - wildcard patterns (~0.1% of entries) are kept as ``Entry`` objects, bucketed by anchored
   literal characters (``protocols.platewild``).
 
@@ -95,7 +97,8 @@ def fits_base(e: Entry) -> bool:
 
 
 def _directory(words: np.ndarray) -> tuple[int, np.ndarray]:
-    """(shift, directory) over sorted packed key words: see ``PlateIndex._set_keys``."""
+    """(shift, directory) over packed key words in key order: see ``PlateIndex._set_keys`` (after a
+    ``Merge`` the row bits of equal keys may be out of order; only the key bits must be sorted)."""
     nkeys = len(words)
     bits = max(4, nkeys.bit_length() - 1)
     directory = np.empty((1 << bits) + 1, dtype=np.uint32 if nkeys < 2**32 else np.uint64)
