@@ -212,8 +212,12 @@ class Mirror:
         return wl is not None and wl.kind == ListKind.PERSON
 
     async def _commit(self, merge: Merge, watchlists: list[Watchlist] | None = None) -> None:
-        """Make a staged change to the index (see ``PlateIndex.merge``): built in a worker thread
-        while reads go on being matched with the current index, then published at once."""
+        """Make a staged change to the index (see ``PlateIndex.merge``): a small one at once, as
+        deltas are; a larger one built in a worker thread while reads go on being matched with
+        the current index, then published at once."""
+        if merge.small:
+            merge.apply(watchlists)
+            return
         await asyncio.to_thread(merge.prepare)
         merge.commit(watchlists)
 
@@ -482,9 +486,8 @@ class Mirror:
             return False, diff.version, diff.count
         await self._writer.run(_shrink)
         release_memory()  # what decoding the file and reading the rows took
-        await asyncio.to_thread(merge.prepare)
-        # published together: the index's entries and lists, the mirror's lists, rules and version
-        merge.commit(diff.watchlists)
+        await self._commit(merge, diff.watchlists)
+        # (and with no wait since: the mirror's lists, rules and version with the index's entries)
         self.lists = {wl.list_id: wl for wl in diff.watchlists}
         self.permit_rules = list(diff.permit_rules)
         self.version = diff.version

@@ -65,7 +65,7 @@ from protocols.permits import PERMIT_KINDS, check_permit
 from protocols.platekeys import entry_keys, mix, np_entry_keys, np_hashes, np_read_probes, read_probes
 from protocols.platewild import Wildcards, expand
 
-__all__ = ["BASE_MAX_CHARS", "Merge", "PlateIndex", "RowsBuilder", "fits_base"]
+__all__ = ["BASE_MAX_CHARS", "SMALL_CHANGE", "Merge", "PlateIndex", "RowsBuilder", "fits_base"]
 
 BASE_MAX_CHARS = 16
 # Overlay size that triggers compaction: max(floor, fraction of the base).
@@ -75,6 +75,8 @@ _BUILD_CHUNK = 1 << 17
 #: Key words (and directory buckets) handled at a time: each temporary a slice of this many
 #: 8-byte values (a merge holds several at once; see ``Merge.prepare``).
 _MERGE_STEP = 1 << 18
+#: Entries a ``Merge`` may change and still be made through the overlay (``Merge.apply``).
+SMALL_CHANGE = 1_000
 
 _PLAIN = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
 
@@ -921,6 +923,9 @@ class Merge:
 
     What it costs over the index itself: the new key words array (the old one answers reads until
     the commit), its directory, and the rows staged; never a second index or the entries as objects.
+
+    A change of at most ``SMALL_CHANGE`` entries is also kept as it came (``small``): ``apply`` then
+    makes it as deltas do, through the overlay, with no copy of the key words.
     """
 
     def __init__(self, index: PlateIndex) -> None:
@@ -931,13 +936,45 @@ class Merge:
         self._gone: set[str] = set()  # overlay and pattern entries it removes
         self._extra: dict[str, Entry] = {}  # entries for the overlay or the patterns
         self._ready: dict[str, object] | None = None
+        self._small: list[tuple[str, Entry | None]] | None = []  # the change as it came, while small
 
     def __len__(self) -> int:
         """Changes staged (removals and entries to add)."""
         return len(self._kill) + len(self._gone) + self._rows.n + len(self._extra)
 
+    @property
+    def small(self) -> bool:
+        """Whether the change is small enough for ``apply`` (at most ``SMALL_CHANGE`` entries)."""
+        return self._small is not None
+
+    def _keep(self, entry_id: str, entry: Entry | None) -> None:
+        if self._small is not None:
+            self._small.append((entry_id, entry))
+            if len(self._small) > SMALL_CHANGE:
+                self._small = None
+
+    def apply(self, watchlists: Iterable[Watchlist] | None = None) -> None:
+        """Make a small change (see ``small``) as deltas do, instead of ``prepare`` and ``commit``: on
+        the thread that matches, in one go (a few milliseconds), so reads see all of it or none."""
+        if self._small is None:
+            raise RuntimeError("a change this large is made with prepare() and commit()")
+        ix = self._index
+        if watchlists is not None:
+            ix.watchlists = {wl.list_id: wl for wl in watchlists}
+            ix._refresh_lists()
+        for entry_id, entry in self._small:
+            if entry is None:
+                ix.remove(entry_id)
+            else:
+                ix.upsert(entry)
+        self._small = None
+
     def remove(self, entry_id: str) -> None:
         """Stage the removal of an entry (nothing when the index does not hold it)."""
+        self._keep(entry_id, None)
+        self._remove(entry_id)
+
+    def _remove(self, entry_id: str) -> None:
         ix = self._index
         if entry_id in ix._ov or entry_id in ix._pat:
             self._gone.add(entry_id)
@@ -948,7 +985,8 @@ class Merge:
 
     def upsert(self, entry: Entry) -> None:
         """Stage an entry that adds to or replaces (by entry_id) what the index holds."""
-        self.remove(entry.entry_id)
+        self._keep(entry.entry_id, entry)
+        self._remove(entry.entry_id)
         if fits_base(entry) and entry.entry_id:
             self._rows.add(entry)
             self._hashes.append(hash(entry.entry_id))

@@ -306,11 +306,16 @@ def _big_difference(feed, seed=8):
     return lists, changed + [e for e in extra if e.entry_id not in ids], rules
 
 
+@pytest.mark.parametrize("small_change", [0, 100_000], ids=["merged", "through-the-overlay"])
 @pytest.mark.parametrize("why", ["large", "person-flip", "person-unflip"])
-async def test_a_large_difference_or_a_person_flip_changes_the_index_in_place(tmp_path, why):
+async def test_a_large_difference_or_a_person_flip_changes_the_index_in_place(
+    tmp_path, monkeypatch, why, small_change
+):
     """Whatever the difference, the index takes it in place (no second index) and answers exactly
     as a mirror filled from the new file: entries of a list that became ``person`` leave the plate
-    index, those of a list that stopped being one join it."""
+    index, those of a list that stopped being one join it. Both ways a change is made: merged into
+    the base, or (up to ``SMALL_CHANGE`` entries) through the overlay as deltas are."""
+    monkeypatch.setattr("protocols.plateindex.SMALL_CHANGE", small_change)
     import msgspec
 
     from protocols import feedfile
