@@ -467,6 +467,17 @@ class CordonProcess:
     def rss_mb(self, field: str = "VmRSS") -> float | None:
         return rss_mb(self.proc.pid, field) if self.proc is not None and self.proc.poll() is None else None
 
+    def reset_peak(self) -> bool:
+        """Start the process's VmHWM again from its resident size now (``/proc/PID/clear_refs``);
+        False when that cannot be done (no such process, or a kernel without it)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
     def cpu_s(self) -> float | None:
         return cpu_s(self.proc.pid) if self.proc is not None and self.proc.poll() is None else None
 

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import ctypes
 import hmac
+from array import array
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from protocols.feed import (
     PermitRules,
 )
 from protocols.matching import Entry, Hit, ListKind, PermitRule, Watchlist
-from protocols.plateindex import COMPACT_FLOOR, COMPACT_FRACTION, PlateIndex, RowsBuilder
+from protocols.plateindex import Merge, PlateIndex, RowsBuilder
 from runtime.sqlwriter import SqlWriter
 
 SCHEMA = [
@@ -46,21 +48,38 @@ _rules_dec = msgspec.json.Decoder(type=list[PermitRule])
 
 #: Rows per INSERT batch when a feed file replaces the mirror.
 WRITE_BATCH = 20_000
-#: Index changes applied between two chances for reads to be matched, when a file's difference
-#: is applied (see ``Mirror._diff_from_file``).
-APPLY_SLICE = 2_000
 
 
 class _FileDiff(msgspec.Struct, kw_only=True):
-    """What a feed file changes in a mirror that holds a feed (rows already written)."""
+    """What a feed file changed in a mirror that holds a feed (rows written, the index's part
+    staged in a ``Merge``)."""
 
     version: int
     count: int
     watchlists: list[Watchlist]
     permit_rules: list[PermitRule]
-    changed: list[Entry]
-    removed: list[str]
     persons: int
+
+
+class _Ids:
+    """Entry ids kept as one UTF-8 buffer with offsets (a million removed ids as two buffers,
+    not a million ``str`` objects)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._off = array("q", [0])
+
+    def add(self, entry_id: str) -> None:
+        self._buf += entry_id.encode("utf-8", "surrogatepass")
+        self._off.append(len(self._buf))
+
+    def __len__(self) -> int:
+        return len(self._off) - 1
+
+    def __iter__(self) -> Iterator[str]:
+        buf, off = self._buf, self._off
+        for i in range(len(off) - 1):
+            yield buf[off[i] : off[i + 1]].decode("utf-8", "surrogatepass")
 
 
 class Applied(StrEnum):
@@ -74,6 +93,20 @@ def release_memory() -> None:
     4 GB box shares it with the camera software); a no-op where there is no malloc_trim."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
+
+
+#: Blocks at least this large are mapped on their own and unmapped when freed (glibc's
+#: ``M_MMAP_THRESHOLD``; by default it rises to 32 MB as big blocks are freed, after which a
+#: merge's numpy temporaries stay in the heap, counted in the edge's resident size).
+MMAP_THRESHOLD = 256 * 1024
+_M_MMAP_THRESHOLD = -3
+
+
+def return_big_blocks() -> None:
+    """Have freed big blocks go back to the system at once (see ``MMAP_THRESHOLD``); a no-op where
+    the C library has no ``mallopt``."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _shrink(db: sqlite_utils.Database) -> None:
@@ -134,6 +167,7 @@ class Mirror:
         """Open the file and build the index from it (blocking: call from a thread at start-up).
 
         Entries are read one at a time into the index's arrays, never all as objects at once."""
+        return_big_blocks()
         self._writer.start()
 
         def load(db: sqlite_utils.Database) -> tuple[list[Watchlist], RowsBuilder, int, list[PermitRule]]:
@@ -177,13 +211,34 @@ class Mirror:
         wl = self.lists.get(list_id)
         return wl is not None and wl.kind == ListKind.PERSON
 
-    async def _reindex(self) -> None:
-        """Build the index anew from the file (rare: a list changed to or from kind ``person``)."""
-        lists = list(self.lists.values())
-        rows = await self._writer.run(lambda db: _rows_of(db, lists))
-        index = PlateIndex()
-        await asyncio.to_thread(index.build_rows, lists, rows, feed_version=self.version)
-        self.index, self._persons = index, rows.skipped
+    async def _commit(self, merge: Merge, watchlists: list[Watchlist] | None = None) -> None:
+        """Make a staged change to the index (see ``PlateIndex.merge``): a small one at once, as
+        deltas are; a larger one built in a worker thread while reads go on being matched with
+        the current index, then published at once."""
+        if merge.small:
+            merge.apply(watchlists)
+            return
+        await asyncio.to_thread(merge.prepare)
+        merge.commit(watchlists)
+
+    async def _flip(self, list_ids: list[str]) -> None:
+        """Lists became (or stopped being) kind ``person``: their entries leave (or join) the index,
+        read from the file and changed in place, never a second index built next to the first."""
+        merge = self.index.merge()
+        persons = _person_lists(list(self.lists.values()))
+
+        def stage(db: sqlite_utils.Database) -> None:
+            marks = ",".join("?" * len(list_ids))
+            query = f"SELECT entry_id, list_id, body FROM entries WHERE list_id IN ({marks})"  # noqa: S608
+            for entry_id, list_id, body in db.conn.execute(query, list_ids):
+                if list_id in persons:
+                    merge.remove(entry_id)
+                else:
+                    merge.upsert(_entry_dec.decode(body))
+
+        await self._writer.run(stage)
+        await self._commit(merge)
+        release_memory()
 
     async def match_person(self, id_hash: str, *, now: float) -> list[Entry]:
         """Entries of person lists (kind ``person``) whose ``plate`` holds this keyed ID hash; offline,
@@ -294,7 +349,7 @@ class Mirror:
             self.index.feed_version = delta.version
             if flips:
                 # A list became (or stopped being) a person list: which entries the index holds changed.
-                await self._reindex()
+                await self._flip(flips)
             return Applied.APPLIED
 
     async def replace(self, snapshot: FeedSnapshot) -> bool:
@@ -350,42 +405,64 @@ class Mirror:
         """Make a mirror that holds a feed equal to the file by applying only what differs.
 
         The file's entries and the mirror's rows are both in ``entry_id`` order, so one pass over
-        both finds the entries added, changed and removed; memory grows with that difference, not
-        with the list. The rows change in one transaction together with the version (a crash
-        leaves the old mirror whole, and the next try redoes it); the index then takes the same
-        changes on the event loop, as a delta's, a slice at a time so reads keep being matched.
-        A difference too large for the index's overlay rebuilds the index from the file instead."""
+        both finds the entries added, changed and removed, and those of lists that became (or
+        stopped being) kind ``person``; it keeps only their row numbers in the file and the
+        removed ids. A second pass decodes just those rows, writes them in batches and stages
+        them into the index (``PlateIndex.merge``): no list of changed entries, however large the
+        difference. The rows change in one transaction together with the version (a crash leaves
+        the old mirror whole, and the next try redoes it); the index then takes the whole change
+        in place, prepared in a worker thread while reads are matched with the current index,
+        and published at once (see ``_commit``)."""
         current = self.version
+        old_persons = _person_lists(list(self.lists.values()))
+        merge = self.index.merge()
 
         def job(db: sqlite_utils.Database) -> _FileDiff | feedfile.FeedColumns:
-            cols = feedfile.columns(path.read_bytes())
+            with path.open("rb") as f:
+                cols = feedfile.columns_from(f)
             if cols.version <= current:
                 return cols
-            changed: list[Entry] = []
-            removed: list[str] = []
+            persons = _person_lists(cols.watchlists)
+            flipped = (old_persons ^ persons) & set(self.lists)
+            wanted = array("I")
+            removed = _Ids()
             rows = db.conn.execute("SELECT entry_id, body FROM entries ORDER BY entry_id")
             old = next(rows, None)
-            for e in feedfile.iter_entries(cols):
+            for row, e in enumerate(feedfile.iter_entries(cols)):
                 while old is not None and old[0] < e.entry_id:
-                    removed.append(old[0])
+                    removed.add(old[0])
                     old = next(rows, None)
                 if old is not None and old[0] == e.entry_id:
-                    if bytes(old[1]) != _enc.encode(e):
-                        changed.append(e)
+                    if e.list_id in flipped or bytes(old[1]) != _enc.encode(e):
+                        wanted.append(row)
                     old = next(rows, None)
                 else:
-                    changed.append(e)
+                    wanted.append(row)
             while old is not None:
-                removed.append(old[0])
+                removed.add(old[0])
                 old = next(rows, None)
             # the cursor is done: only now the rows change (an order the two sides disagreed on
             # would only show as a removal and an addition of the same id, applied in that order)
-            db.conn.executemany("DELETE FROM entries WHERE entry_id=?", [(i,) for i in removed])
-            for s in range(0, len(changed), WRITE_BATCH):
-                db.conn.executemany(
-                    "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
-                    [(e.entry_id, e.list_id, _enc.encode(e)) for e in changed[s : s + WRITE_BATCH]],
-                )
+            batch: list[tuple[str, ...]] = []
+            for entry_id in removed:
+                merge.remove(entry_id)
+                batch.append((entry_id,))
+                if len(batch) >= WRITE_BATCH:
+                    db.conn.executemany("DELETE FROM entries WHERE entry_id=?", batch)
+                    batch.clear()
+            db.conn.executemany("DELETE FROM entries WHERE entry_id=?", batch)
+            del removed
+            upserts: list[tuple[str, str, bytes]] = []
+            for e in feedfile.iter_entries(cols, wanted=wanted):
+                upserts.append((e.entry_id, e.list_id, _enc.encode(e)))
+                if e.list_id in persons:
+                    merge.remove(e.entry_id)
+                else:
+                    merge.upsert(e)
+                if len(upserts) >= WRITE_BATCH:
+                    db.conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", upserts)
+                    upserts.clear()
+            db.conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", upserts)
             db.conn.execute("DELETE FROM lists")
             db.conn.executemany(
                 "INSERT INTO lists VALUES (?, ?)",
@@ -401,8 +478,6 @@ class Mirror:
                 count=cols.count,
                 watchlists=cols.watchlists,
                 permit_rules=cols.permit_rules,
-                changed=changed,
-                removed=removed,
                 persons=_person_count(db),
             )
 
@@ -411,48 +486,15 @@ class Mirror:
             return False, diff.version, diff.count
         await self._writer.run(_shrink)
         release_memory()  # what decoding the file and reading the rows took
-        new_lists = {wl.list_id: wl for wl in diff.watchlists}
-        flips = any(
-            (old := self.lists.get(lid)) is not None
-            and (old.kind == ListKind.PERSON) != (wl.kind == ListKind.PERSON)
-            for lid, wl in new_lists.items()
-        )
-        for lid in set(self.lists) - set(new_lists):
-            self.index.watchlists.pop(lid, None)
-        for wl in diff.watchlists:
-            if self.lists.get(wl.list_id) != wl:
-                self.index.set_watchlist(wl)
-        self.index._refresh_lists()  # noqa: SLF001 - lists removed above answer no more reads
-        self.lists = new_lists
+        await self._commit(merge, diff.watchlists)
+        # (and with no wait since: the mirror's lists, rules and version with the index's entries)
+        self.lists = {wl.list_id: wl for wl in diff.watchlists}
         self.permit_rules = list(diff.permit_rules)
-        big = len(diff.changed) + len(diff.removed) > max(COMPACT_FLOOR, COMPACT_FRACTION * len(self.index))
         self.version = diff.version
         self.index.feed_version = diff.version
-        if flips or big:
-            # which entries the index holds changed wholesale: built anew from the (new) file
-            del diff
-            await self._reindex()
-            release_memory()
-            return True, self.version, len(self)
-        done = 0
-        for entry_id in diff.removed:
-            self.index.remove(entry_id)
-            done += 1
-            if done % APPLY_SLICE == 0:
-                await asyncio.sleep(0)  # reads waiting meanwhile are matched
-        for e in diff.changed:
-            if self._is_person(e.list_id):
-                self.index.remove(e.entry_id)
-            else:
-                self.index.upsert(e)
-            done += 1
-            if done % APPLY_SLICE == 0:
-                await asyncio.sleep(0)
         self._persons = diff.persons
-        count = diff.count
-        del diff
         release_memory()
-        return True, self.version, count
+        return True, self.version, diff.count
 
     async def _fill_from_file(self, path: Path) -> tuple[bool, int, int]:
         """An empty mirror from the file: its entries go one at a time into the rows and the new
@@ -460,7 +502,8 @@ class Mirror:
         current = self.version
 
         def job(db: sqlite_utils.Database) -> tuple[feedfile.FeedColumns, RowsBuilder | None]:
-            cols = feedfile.columns(path.read_bytes())
+            with path.open("rb") as f:
+                cols = feedfile.columns_from(f)
             if cols.version <= current:
                 return cols, None
             db.conn.execute("DELETE FROM entries")

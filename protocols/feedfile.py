@@ -26,7 +26,8 @@ import hashlib
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +42,7 @@ __all__ = [
     "FeedFileError",
     "build",
     "columns",
+    "columns_from",
     "decode",
     "digest_of",
     "iter_entries",
@@ -197,8 +199,30 @@ def columns(data: bytes) -> FeedColumns:
     """The decoded content of a file (raises FeedFileError when it is damaged)."""
     if not data.startswith(MAGIC):
         raise FeedFileError("not a Cordon feed file")
+    compressed = memoryview(data)[len(MAGIC) :]
+    return _decoded(
+        lambda: (compressed[at : at + _INFLATE_STEP] for at in range(0, len(compressed), _INFLATE_STEP))
+    )
+
+
+def columns_from(stream: BinaryIO) -> FeedColumns:
+    """``columns`` of a file read from an open, seekable binary stream ``_READ_STEP`` bytes at a
+    time: neither the file's bytes nor a second copy of the inflated ones are ever held whole
+    (the edge reads a million-entry file this way; see ``_inflate``)."""
+    if stream.read(len(MAGIC)) != MAGIC:
+        raise FeedFileError("not a Cordon feed file")
+
+    def chunks() -> Iterator[bytes]:
+        stream.seek(len(MAGIC))
+        while piece := stream.read(_READ_STEP):
+            yield piece
+
+    return _decoded(chunks)
+
+
+def _decoded(chunks: Callable[[], Iterable[bytes | memoryview]]) -> FeedColumns:
     try:
-        cols = _dec.decode(_inflate(memoryview(data)[len(MAGIC) :]))
+        cols = _dec.decode(_inflate(chunks))
     except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise FeedFileError(f"damaged feed file: {exc}") from None
     _check(cols)
@@ -207,28 +231,37 @@ def columns(data: bytes) -> FeedColumns:
 
 #: Compressed bytes inflated at a time (see ``_inflate``).
 _INFLATE_STEP = 1 << 16
+#: Bytes read from a file at a time (see ``columns_from``).
+_READ_STEP = 1 << 20
 
 
-def _inflate(compressed: memoryview) -> bytearray:
-    """The zlib stream inflated into one buffer of its exact size. A first pass only counts the
-    bytes (inflating is cheap next to decoding), so the buffer is allocated once and filled in
-    place: ``zlib.decompress`` and a growing buffer both hold a second copy for a moment. The
-    decoded columns are views into this buffer, so the feed is held once."""
+def _inflate(chunks: Callable[[], Iterable[bytes | memoryview]]) -> bytearray:
+    """The zlib stream (``chunks()`` gives it from its start, each time it is called) inflated into
+    one buffer of its exact size. A first pass only counts the bytes (inflating is cheap next to
+    decoding), so the buffer is allocated once and filled in place: ``zlib.decompress`` and a
+    growing buffer both hold a second copy for a moment. The decoded columns are views into this
+    buffer, so the feed is held once."""
     size = 0
-    for piece in _inflated(compressed):
+    for piece in _inflated(chunks()):
         size += len(piece)
     out = bytearray(size)
     at = 0
-    for piece in _inflated(compressed):
+    for piece in _inflated(chunks()):
+        if at + len(piece) > size:
+            raise FeedFileError("damaged feed file: it changed while it was read")
         out[at : at + len(piece)] = piece
         at += len(piece)
     return out
 
 
-def _inflated(compressed: memoryview) -> Iterator[bytes]:
+def _inflated(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
     z = zlib.decompressobj()
-    for at in range(0, len(compressed), _INFLATE_STEP):
-        yield z.decompress(compressed[at : at + _INFLATE_STEP])
+    for chunk in chunks:
+        # bounded output per step: a small chunk can inflate to a lot
+        piece = z.decompress(chunk, _INFLATE_STEP * 16)
+        yield piece
+        while z.unconsumed_tail:
+            yield z.decompress(z.unconsumed_tail, _INFLATE_STEP * 16)
     yield z.flush()
     if not z.eof or z.unused_data:
         raise FeedFileError("damaged feed file: the compressed stream is cut short or has bytes after it")
@@ -271,6 +304,9 @@ class _Sparse:
         self._row, self._value = next(self._it, (-1, None))
 
     def at(self, row: int) -> object:
+        """Rows must be asked in ascending order; rows skipped between two calls are passed over."""
+        while 0 <= self._row < row:
+            self._row, self._value = next(self._it, (-1, None))
         value = None
         while self._row == row:  # (a repeated row in a damaged file: the last one wins)
             value = self._value
@@ -278,8 +314,9 @@ class _Sparse:
         return value
 
 
-def iter_entries(cols: FeedColumns) -> Iterator[Entry]:
-    """The entries of decoded columns, in ``entry_id`` order, one at a time."""
+def iter_entries(cols: FeedColumns, wanted: Iterable[int] | None = None) -> Iterator[Entry]:
+    """The entries of decoded columns, in ``entry_id`` order, one at a time; with ``wanted`` (row
+    numbers, ascending), only those rows are decoded (the others cost a few additions each)."""
     n = cols.count
     strings = cols.strings
     list_code = _unpacked("I", cols.list_code)
@@ -298,10 +335,21 @@ def iter_entries(cols: FeedColumns) -> Iterator[Entry]:
     vuntil = _Sparse(cols.until_rows, _unpacked("d", cols.until_values))
     plates, cases = memoryview(cols.plate), memoryview(cols.case_ref)
     p_at = c_at = 0
+    want = iter(wanted) if wanted is not None else None
+    next_row = next(want, n) if want is not None else 0
     try:
         for row in range(n):
-            list_id = strings[list_code[row]]
             p_end, c_end = p_at + plate_len[row], c_at + case_len[row]
+            if want is not None:
+                if row < next_row:
+                    if next_row >= n:
+                        return
+                    p_at, c_at = p_end, c_end
+                    continue
+                if row > next_row:
+                    raise ValueError("wanted rows are asked for in ascending order")
+                next_row = next(want, n)
+            list_id = strings[list_code[row]]
             plate = str(plates[p_at:p_end], "utf-8", "surrogatepass")
             case_ref = str(cases[c_at:c_end], "utf-8", "surrogatepass") if c_end > c_at else ""
             p_at, c_at = p_end, c_end

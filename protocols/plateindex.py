@@ -20,7 +20,9 @@ Layout (memory bar: <= 400 bytes per entry at 1M):
   made on demand), list/colour/type as small int codes, validity as float
   arrays (``-inf``/``+inf`` for open ends): no per-entry Python objects.
 - deltas: ``remove`` tombstones a base row; ``upsert`` puts the entry in a small overlay (a dict of
-  the same keys), merged into the base by ``compact()`` (automatically once the overlay is large).
+  the same keys), folded into the base by ``compact()`` (automatically once the overlay is large).
+- bulk changes (a feed file over a full mirror, a list that became a person list): ``merge()``
+  changes the base in place while reads go on, at the cost of one new key-word array (``Merge``).
 - wildcard patterns (~0.1% of entries) are kept as ``Entry`` objects, bucketed by anchored
   literal characters (``protocols.platewild``).
 
@@ -63,13 +65,18 @@ from protocols.permits import PERMIT_KINDS, check_permit
 from protocols.platekeys import entry_keys, mix, np_entry_keys, np_hashes, np_read_probes, read_probes
 from protocols.platewild import Wildcards, expand
 
-__all__ = ["BASE_MAX_CHARS", "PlateIndex", "RowsBuilder", "fits_base"]
+__all__ = ["BASE_MAX_CHARS", "SMALL_CHANGE", "Merge", "PlateIndex", "RowsBuilder", "fits_base"]
 
 BASE_MAX_CHARS = 16
 # Overlay size that triggers compaction: max(floor, fraction of the base).
 COMPACT_FLOOR = 50_000
 COMPACT_FRACTION = 0.25
 _BUILD_CHUNK = 1 << 17
+#: Key words (and directory buckets) handled at a time: each temporary a slice of this many
+#: 8-byte values (a merge holds several at once; see ``Merge.prepare``).
+_MERGE_STEP = 1 << 18
+#: Entries a ``Merge`` may change and still be made through the overlay (``Merge.apply``).
+SMALL_CHANGE = 1_000
 
 _PLAIN = frozenset({MatchKind.EXACT, MatchKind.EQUIVALENT})
 
@@ -89,6 +96,28 @@ def fits_base(e: Entry) -> bool:
     """Whether the base's arrays can hold this entry (else the overlay or the patterns do)."""
     p = e.plate
     return not is_pattern(p) and 0 < len(p) <= BASE_MAX_CHARS and "\x00" not in p and _plain_window(e)
+
+
+def _directory(words: np.ndarray) -> tuple[int, np.ndarray]:
+    """(shift, directory) over packed key words in key order: see ``PlateIndex._set_keys`` (after a
+    ``Merge`` the row bits of equal keys may be out of order; only the key bits must be sorted)."""
+    nkeys = len(words)
+    bits = max(4, nkeys.bit_length() - 1)
+    directory = np.empty((1 << bits) + 1, dtype=np.uint32 if nkeys < 2**32 else np.uint64)
+    # the words are sorted, so a bucket starts where its first possible word would go; found a
+    # slice of buckets at a time (a whole-array temporary would cost two more copies of the keys)
+    shift = np.uint64(64 - bits)
+    step = _MERGE_STEP
+    for b in range(0, (1 << bits) + 1, step):
+        starts = np.arange(b, min(b + step, (1 << bits) + 1), dtype=np.uint64)
+        last = starts == (1 << bits)
+        starts[last] = 0
+        starts <<= shift
+        found = np.searchsorted(words, starts, side="left")
+        found[last] = nkeys
+        directory[b : b + len(starts)] = found
+        del starts, found
+    return 64 - bits, directory
 
 
 class RowsBuilder:
@@ -233,23 +262,10 @@ class PlateIndex:
         key's top ``bits`` bits (``bits`` >= ``rowbits``, so they are never the dropped ones) to
         its run of words.
         """
-        nkeys = len(words)
-        bits = max(4, nkeys.bit_length() - 1)
-        self._shift = 64 - bits
-        directory = np.empty((1 << bits) + 1, dtype=np.uint32 if nkeys < 2**32 else np.uint64)
-        # the words are sorted, so a bucket starts where its first possible word would go; found a
-        # slice of buckets at a time (a whole-array temporary would cost two more copies of the keys)
-        shift = np.uint64(self._shift)
-        step = 1 << 20
-        for b in range(0, (1 << bits) + 1, step):
-            starts = np.arange(b, min(b + step, (1 << bits) + 1), dtype=np.uint64)
-            last = starts == (1 << bits)
-            starts[last] = 0
-            starts <<= shift
-            found = np.searchsorted(words, starts, side="left")
-            found[last] = nkeys
-            directory[b : b + len(starts)] = found
-            del starts, found
+        self._install_keys(words, *_directory(words))
+
+    def _install_keys(self, words: np.ndarray, shift: int, directory: np.ndarray) -> None:
+        self._shift = shift
         self._words, self._dir = words, directory
         # memoryviews: scalar reads from Python are several times cheaper than numpy indexing
         self._words_mv = words.data
@@ -348,10 +364,18 @@ class PlateIndex:
         self._n_dead = 0
         self._set_rowbits()
 
+        words = self._key_words(codes, None, self._rowbits)
+        words.sort()
+        self._set_keys(words)
+
+    def _key_words(self, codes: np.ndarray, slots: np.ndarray | None, rowbits: int) -> np.ndarray:
+        """The packed key words (unsorted) of the plates ``codes`` (a uint32 matrix, 0-padded) that
+        live in base rows ``slots`` (None: rows 0, 1, 2, ...), with ``rowbits`` low bits for the row."""
+        n = len(codes)
         lengths = np.count_nonzero(codes, axis=1) if n else np.zeros(0, dtype=np.int64)
         total = 3 * n + int(lengths.sum())
         words = np.empty(total, dtype=np.uint64)
-        rowbits = np.uint64(self._rowbits)
+        shift = np.uint64(rowbits)
         at = 0
         for length in np.unique(lengths).tolist():
             group = np.flatnonzero(lengths == length)
@@ -370,14 +394,13 @@ class PlateIndex:
                 # each key's low bits give way to its row number (see _set_keys)
                 chunk = words[begin:at]
                 mix(chunk)
-                chunk >>= rowbits
-                chunk <<= rowbits
-                gu = g.astype(np.uint64)
+                chunk >>= shift
+                chunk <<= shift
+                gu = (g if slots is None else slots[g]).astype(np.uint64)
                 for j in range(3):
                     chunk[j * m : (j + 1) * m] |= gu
                 chunk[3 * m :] |= np.repeat(gu, length)
-        words.sort()
-        self._set_keys(words)
+        return words
 
     def _rep_codes(self, codes: np.ndarray) -> np.ndarray:
         lut = self._lut
@@ -459,8 +482,14 @@ class PlateIndex:
         self._refresh_lists()
 
     def compact(self) -> None:
-        """Merge the overlay into the base and drop tombstones (a full rebuild)."""
-        self.build(self.watchlists.values(), list(self.entries()), feed_version=self.feed_version)
+        """Fold the overlay into the base and drop the removed rows' keys (in place, see ``Merge``)."""
+        m = self.merge()
+        m.prepare()
+        m.commit()
+
+    def merge(self) -> Merge:
+        """Start a bulk change made in place while reads go on (see ``Merge``)."""
+        return Merge(self)
 
     def entries(self) -> Iterable[Entry]:
         """Every live entry (as matched: free-text fields of base entries are not kept)."""
@@ -710,8 +739,9 @@ class PlateIndex:
         ok = alive[rows] & self._usable_np[lists[rows]]
         pair = np.unique(o[ok] * (self._n + 1) + rows[ok])
         o, rows = np.divmod(pair, self._n + 1)
+        plates = self._plates  # (its width may run ahead of _width while a merge is staged)
         keep = self._could_match(
-            raw[o], raw_len[o], self._plates[rows].view(np.uint32).reshape(len(rows), self._width)
+            raw[o], raw_len[o], plates[rows].view(np.uint32).reshape(len(rows), plates.dtype.itemsize // 4)
         )
         return list(zip(o[keep].tolist(), rows[keep].tolist(), strict=True))
 
@@ -823,3 +853,310 @@ class PlateIndex:
     ) -> list[Hit]:
         """``permits.check_permit`` against this index, stamped with its feed version."""
         return check_permit(plate, colour, vehicle_type, rules, self, now, feed_version=self.feed_version)
+
+
+# ---------------------------------------------------------------------------------------------
+# bulk changes in place
+
+
+def _ids_after(
+    old: bytes,
+    old_off: array,  # type: ignore[type-arg]
+    keep_row: np.ndarray,
+    staged: bytearray,
+    staged_off: array,  # type: ignore[type-arg]
+    slots: np.ndarray,
+    n_new: int,
+) -> tuple[bytes, array]:  # type: ignore[type-arg]
+    """The entry-id buffer and offsets after a merge: the ids of the rows that stay, the staged
+    rows' ids in their slots, nothing for dead rows (their stale ids are dropped on the way).
+    Copied a slice of rows at a time, so the index arrays are the only per-byte temporaries."""
+    n = len(old_off) - 1
+    if not old and not staged:  # every id of the usual form (the common case): offsets all 0
+        return b"", array("q", bytes(8 * (n_new + 1)))
+    lengths = np.zeros(n_new, dtype=np.int64)
+    o = np.frombuffer(old_off, dtype=np.int64)
+    lengths[:n] = np.where(keep_row, np.diff(o), 0)
+    so = np.frombuffer(staged_off, dtype=np.int64)
+    lengths[slots] = np.diff(so)
+    off = np.zeros(n_new + 1, dtype=np.int64)
+    np.cumsum(lengths, out=off[1:])
+    out = np.empty(int(off[-1]), dtype=np.uint8)
+
+    def copy(src: np.ndarray, src_at: np.ndarray, dst_at: np.ndarray, size: np.ndarray) -> None:
+        for s in range(0, len(size), 1 << 16):
+            m = size[s : s + (1 << 16)]
+            total = int(m.sum())
+            if total:
+                within = np.arange(total) - np.repeat(np.cumsum(m) - m, m)
+                out[np.repeat(dst_at[s : s + (1 << 16)], m) + within] = src[
+                    np.repeat(src_at[s : s + (1 << 16)], m) + within
+                ]
+
+    kept = np.flatnonzero(lengths[:n] * keep_row)
+    if len(kept):
+        copy(np.frombuffer(old, dtype=np.uint8), o[kept], off[kept], lengths[kept])
+    if len(slots) and so[-1]:
+        copy(np.frombuffer(staged, dtype=np.uint8), so[:-1], off[slots], np.diff(so))
+    offsets = array("q")
+    offsets.frombytes(memoryview(off).cast("B"))
+    return out.tobytes(), offsets
+
+
+class Merge:
+    """A bulk change to a :class:`PlateIndex`, made in place while the index keeps answering reads.
+
+    ``PlateIndex.merge()`` starts one; then three steps:
+
+    - stage: ``remove`` and ``upsert`` (each entry id at most once), in as many batches as the
+      caller likes, from one thread at a time. Only the change is kept, in the compact form the
+      base is made of (a ``RowsBuilder`` of the rows to add, the base rows to drop); the index
+      itself does not change.
+    - ``prepare`` (the heavy part, in a worker thread): rows to add go into free slots of the base
+      (rows dropped by earlier changes) or after its last row, the arrays grown once for what is
+      added; the key words of the rows that stay and of the new rows are merged into one sorted
+      array, with a new directory and entry-id hash table. The overlay is folded into the base on
+      the way (so this is also how the index compacts). Nothing a read looks at changes: new rows
+      are in slots no key word of the current index leads to, or that it sees as removed.
+    - ``commit`` (on the thread that matches): a few references swapped and the removed rows marked
+      at once, so a read sees the whole old state or the whole new one, never a mix.
+
+    What it costs over the index itself: the new key words array (the old one answers reads until
+    the commit), its directory, and the rows staged; never a second index or the entries as objects.
+
+    A change of at most ``SMALL_CHANGE`` entries is also kept as it came (``small``): ``apply`` then
+    makes it as deltas do, through the overlay, with no copy of the key words.
+    """
+
+    def __init__(self, index: PlateIndex) -> None:
+        self._index = index
+        self._rows = RowsBuilder()
+        self._hashes = array("q")  # hash() of each staged row's entry id
+        self._kill = array("q")  # base rows the change removes
+        self._gone: set[str] = set()  # overlay and pattern entries it removes
+        self._extra: dict[str, Entry] = {}  # entries for the overlay or the patterns
+        self._ready: dict[str, object] | None = None
+        self._small: list[tuple[str, Entry | None]] | None = []  # the change as it came, while small
+
+    def __len__(self) -> int:
+        """Changes staged (removals and entries to add)."""
+        return len(self._kill) + len(self._gone) + self._rows.n + len(self._extra)
+
+    @property
+    def small(self) -> bool:
+        """Whether the change is small enough for ``apply`` (at most ``SMALL_CHANGE`` entries)."""
+        return self._small is not None
+
+    def _keep(self, entry_id: str, entry: Entry | None) -> None:
+        if self._small is not None:
+            self._small.append((entry_id, entry))
+            if len(self._small) > SMALL_CHANGE:
+                self._small = None
+
+    def apply(self, watchlists: Iterable[Watchlist] | None = None) -> None:
+        """Make a small change (see ``small``) as deltas do, instead of ``prepare`` and ``commit``: on
+        the thread that matches, in one go (a few milliseconds), so reads see all of it or none."""
+        if self._small is None:
+            raise RuntimeError("a change this large is made with prepare() and commit()")
+        ix = self._index
+        if watchlists is not None:
+            ix.watchlists = {wl.list_id: wl for wl in watchlists}
+            ix._refresh_lists()
+        for entry_id, entry in self._small:
+            if entry is None:
+                ix.remove(entry_id)
+            else:
+                ix.upsert(entry)
+        self._small = None
+
+    def remove(self, entry_id: str) -> None:
+        """Stage the removal of an entry (nothing when the index does not hold it)."""
+        self._keep(entry_id, None)
+        self._remove(entry_id)
+
+    def _remove(self, entry_id: str) -> None:
+        ix = self._index
+        if entry_id in ix._ov or entry_id in ix._pat:
+            self._gone.add(entry_id)
+            return
+        row = ix._base_row(entry_id)
+        if row >= 0:
+            self._kill.append(row)
+
+    def upsert(self, entry: Entry) -> None:
+        """Stage an entry that adds to or replaces (by entry_id) what the index holds."""
+        self._keep(entry.entry_id, entry)
+        self._remove(entry.entry_id)
+        if fits_base(entry) and entry.entry_id:
+            self._rows.add(entry)
+            self._hashes.append(hash(entry.entry_id))
+        else:
+            self._extra[entry.entry_id] = entry
+
+    def prepare(self) -> None:
+        """Build the index's next state next to it (call once, from a worker thread if the index
+        is matching meanwhile; only ``commit`` changes what reads see)."""
+        ix, rows = self._index, self._rows
+        n = ix._n
+        # an earlier prepare that never committed may have left rows past the end: cut them off
+        for col in (ix._list, ix._colour, ix._vtype, ix._vfrom, ix._vuntil):
+            del col[n:]
+        # the overlay folds into the base: what fits the base becomes rows, the rest stays
+        ov: dict[str, Entry] = {}
+        for eid, e in list(ix._ov.items()):
+            if eid in self._gone:
+                continue
+            if fits_base(e) and eid:
+                rows.add(e)
+                self._hashes.append(hash(eid))
+            else:
+                ov[eid] = e
+        pat = {eid: e for eid, e in ix._pat.items() if eid not in self._gone}
+        for eid, e in self._extra.items():
+            (pat if is_pattern(e.plate) else ov)[eid] = e
+        ov_keys: dict[int, list[str]] = {}
+        for eid, e in ov.items():
+            for k in ix._ov_keys_of(e):
+                ov_keys.setdefault(k, []).append(eid)
+
+        # slots: rows dead before this change take staged rows; the rest go after the end
+        k = rows.n
+        alive = np.frombuffer(ix._alive, dtype=np.uint8) if n else np.zeros(0, dtype=np.uint8)
+        free = np.flatnonzero(alive == 0)
+        reuse = np.arange(min(k, len(free)))
+        slots = np.empty(k, dtype=np.int64)
+        slots[reuse] = free[: len(reuse)]
+        appended_idx = np.arange(len(reuse), k)
+        n_new = n + len(appended_idx)
+        slots[appended_idx] = np.arange(n, n_new, dtype=np.int64)
+        # rows that stay: alive now and not removed by this change
+        keep_row = alive.astype(bool)
+        kill = np.frombuffer(self._kill, dtype=np.int64) if len(self._kill) else np.zeros(0, dtype=np.int64)
+        keep_row[kill] = False
+        del alive
+
+        # the rows' columns: grown once, new rows written where no read can reach them yet
+        width = max(ix._width, rows.width)
+        plates = ix._plates
+        if len(plates) < n_new or plates.dtype.itemsize // 4 < width:
+            plates = np.zeros(n_new + n_new // 8 + 16, dtype=f"U{width}")
+            plates[:n] = ix._plates[:n]
+            # reads take the grown copy now (the same plates in every live row), so the old one
+            # is freed before the key words below take their share, not at the commit
+            ix._plates = plates
+        staged = rows.plates[:k].astype(f"U{width}")
+        plates[slots] = staged
+        list_lut = np.array([ix._code(name) for name in rows.list_names] or [0], dtype=np.int32)
+        attr_lut = np.array([ix._attr(name) for name in rows.attr_names], dtype=np.int32)
+        for col, values in (
+            (ix._list, list_lut[rows.list_code[:k]]),
+            (ix._colour, attr_lut[rows.colour[:k]]),
+            (ix._vtype, attr_lut[rows.vtype[:k]]),
+            (ix._vfrom, rows.vfrom[:k]),
+            (ix._vuntil, rows.vuntil[:k]),
+        ):
+            col.extend(array(col.typecode, values[appended_idx].astype(values.dtype).tobytes()))
+            view = np.frombuffer(col, dtype=values.dtype)
+            view[slots[reuse]] = values[reuse]
+            del view
+        ids, id_off = _ids_after(ix._ids, ix._id_off, keep_row, rows.ids, rows.id_off, slots, n_new)
+        # what is staged is in the index's columns now (the plates in ``staged``, for their keys)
+        self._rows = rows = RowsBuilder(16)
+
+        # entry-id hashes: those of the rows that stay (in hash order) with the new ones put in
+        # their places (a merge, as the key words below)
+        keep = keep_row[ix._id_rows]
+        kept_hash, kept_rows = ix._id_hash[keep], ix._id_rows[keep]
+        del keep
+        new_hash = np.frombuffer(self._hashes, dtype=np.int64)
+        order = np.argsort(new_hash)
+        new_hash, new_rows = new_hash[order], slots[order]
+        at_new = np.arange(len(new_hash)) + np.searchsorted(kept_hash, new_hash, "right")
+        old_place = np.ones(len(kept_hash) + len(new_hash), dtype=bool)
+        old_place[at_new] = False
+        id_hash = np.empty(len(old_place), dtype=np.int64)
+        id_rows = np.empty(len(old_place), dtype=np.int32)
+        id_hash[at_new], id_rows[at_new] = new_hash, new_rows
+        id_hash[old_place], id_rows[old_place] = kept_hash, kept_rows
+        del kept_hash, kept_rows, new_hash, new_rows, order, at_new, old_place
+        self._hashes = array("q")
+
+        # key words: those of the rows that stay, then the new rows' keys, sorted as one array
+        rowbits = max(1, max(n_new - 1, 1).bit_length())
+        new_words = ix._key_words(staged.view(np.uint32).reshape(k, width), slots, rowbits)
+        new_words.sort()
+        del staged
+        old, old_mask = ix._words, np.uint64(ix._rowmask)
+        step = _MERGE_STEP
+        kept = sum(
+            int(np.count_nonzero(keep_row[(old[s : s + step] & old_mask).astype(np.intp)]))
+            for s in range(0, len(old), step)
+        )
+        # merged straight into their places (no sort, no second copy of the old words): both
+        # sides are in key order (the old words stay so with more row bits: only the equal keys'
+        # rows lose their order, and the scan of a key's run reads each word anyway)
+        words = np.empty(kept + len(new_words), dtype=np.uint64)
+        wider = rowbits != ix._rowbits
+        shift = np.uint64(rowbits)
+        new_keys = new_words >> shift
+        old_before = np.zeros(len(new_words), dtype=np.int64)  # old words each new word follows
+        at = 0
+        for s in range(0, len(old), step):
+            chunk = old[s : s + step]
+            chunk = chunk[keep_row[(chunk & old_mask).astype(np.intp)]]
+            if not len(chunk):
+                continue
+            if wider:  # the row number takes more low bits now
+                chunk = ((chunk >> shift) << shift) | (chunk & old_mask)
+            keys = chunk >> shift
+            words[at + np.arange(len(chunk)) + np.searchsorted(new_keys, keys, "left")] = chunk
+            lo = int(np.searchsorted(new_keys, keys[0], "left"))
+            hi = int(np.searchsorted(new_keys, keys[-1], "right"))
+            old_before[lo:hi] += np.searchsorted(keys, new_keys[lo:hi], "right")
+            old_before[hi:] += len(chunk)
+            at += len(chunk)
+            del chunk, keys
+        words[np.arange(len(new_words)) + old_before] = new_words
+        del new_words, new_keys, old_before, keep_row
+        self._ready = {
+            "n": n_new,
+            "width": width,
+            "plates": plates,
+            "ids": ids,
+            "id_off": id_off,
+            "id_hash": id_hash,
+            "id_rows": id_rows,
+            "words": words,
+            "keys": _directory(words),
+            "slots": slots,
+            "kill": kill,
+            "ov": ov,
+            "ov_keys": ov_keys,
+            "pat": pat,
+        }
+
+    def commit(self, watchlists: Iterable[Watchlist] | None = None) -> None:
+        """Publish the prepared state (on the thread that matches; quick: references swapped),
+        with these lists when given (as ``set_watchlist`` for each, lists not given dropped)."""
+        if self._ready is None:
+            raise RuntimeError("a merge is committed after prepare()")
+        ix, r = self._index, self._ready
+        self._ready = None
+        n_new = r["n"]
+        assert isinstance(n_new, int)
+        ix._alive += bytes(n_new - ix._n)
+        alive = np.frombuffer(ix._alive, dtype=np.uint8)
+        alive[r["kill"]] = 0
+        alive[r["slots"]] = 1
+        ix._n_dead = n_new - int(np.count_nonzero(alive))
+        del alive
+        ix._n, ix._width, ix._plates = n_new, r["width"], r["plates"]  # type: ignore[assignment]
+        ix._ids, ix._id_off = r["ids"], r["id_off"]  # type: ignore[assignment]
+        ix._set_rowbits()
+        ix._install_keys(r["words"], *r["keys"])  # type: ignore[arg-type,misc]
+        ix._id_hash, ix._id_rows = r["id_hash"], r["id_rows"]  # type: ignore[assignment]
+        ix._ov, ix._ov_keys, ix._ov_arrays = r["ov"], r["ov_keys"], None  # type: ignore[assignment]
+        ix._pat, ix._wild = r["pat"], None  # type: ignore[assignment]
+        if watchlists is not None:
+            ix.watchlists = {wl.list_id: wl for wl in watchlists}
+        ix._refresh_lists()

@@ -117,6 +117,35 @@ def test_damage_and_forgery_are_refused():
         feedfile.verify_digest(feedfile.digest_of(bytes(broken)), sig, key.public_key())
 
 
+def test_a_file_read_in_chunks_and_only_the_wanted_rows(tmp_path, monkeypatch):
+    """``columns_from`` reads an open file a chunk at a time (chunks far smaller than the file here)
+    and decodes what ``columns`` decodes; ``iter_entries(wanted=...)`` decodes only those rows,
+    the sparse columns (odd ids, validity) still right after rows it skipped."""
+    monkeypatch.setattr(feedfile, "_READ_STEP", 4096)
+    lists, entries = sample()
+    data = feedfile.build(7, lists, entries, RULES)
+    assert len(data) > 10 * 4096
+    path = tmp_path / "f.feed"
+    path.write_bytes(data)
+    with path.open("rb") as f:
+        cols = feedfile.columns_from(f)
+    everything = list(feedfile.iter_entries(feedfile.columns(data)))
+    assert list(feedfile.iter_entries(cols)) == everything
+    rows = sorted(random.Random(2).sample(range(len(everything)), 400))
+    rows += [i for i, e in enumerate(everything) if e.entry_id in ("odd-id-1", "bench-notify:鲁B00001")]
+    rows = sorted(set(rows))
+    assert list(feedfile.iter_entries(cols, wanted=rows)) == [everything[i] for i in rows]
+    assert list(feedfile.iter_entries(cols, wanted=[])) == []
+    with pytest.raises(ValueError, match="ascending"):
+        list(feedfile.iter_entries(cols, wanted=[5, 3]))
+    (tmp_path / "bad.feed").write_bytes(b"not a feed file at all")
+    with (tmp_path / "bad.feed").open("rb") as f, pytest.raises(feedfile.FeedFileError):
+        feedfile.columns_from(f)
+    (tmp_path / "cut.feed").write_bytes(data[: len(data) // 2])
+    with (tmp_path / "cut.feed").open("rb") as f, pytest.raises(feedfile.FeedFileError):
+        feedfile.columns_from(f)
+
+
 # -- the hub serving it -------------------------------------------------------------------------
 
 

@@ -290,25 +290,51 @@ async def test_a_file_that_fails_half_way_leaves_the_mirror_as_it_was(tmp_path):
         b.stop()
 
 
-@pytest.mark.parametrize("why", ["large", "person-flip"])
-async def test_a_difference_too_large_or_a_person_flip_rebuilds_the_index_from_the_file(
-    tmp_path, monkeypatch, why
+def _big_difference(feed, seed=8):
+    """The feed with most of its entries changed, removed or added (far past what deltas'
+    overlay takes before compacting)."""
+    import msgspec
+
+    from cordon.testing import realistic_feed
+
+    lists, entries, rules = feed
+    rng = random.Random(seed)
+    kept = [e for e in entries if rng.random() < 0.6]
+    changed = [msgspec.structs.replace(e, reason="大改") if i % 2 else e for i, e in enumerate(kept)]
+    _, extra = realistic_feed(2000, seed=seed + 300)
+    ids = {e.entry_id for e in entries}
+    return lists, changed + [e for e in extra if e.entry_id not in ids], rules
+
+
+@pytest.mark.parametrize("small_change", [0, 100_000], ids=["merged", "through-the-overlay"])
+@pytest.mark.parametrize("why", ["large", "person-flip", "person-unflip"])
+async def test_a_large_difference_or_a_person_flip_changes_the_index_in_place(
+    tmp_path, monkeypatch, why, small_change
 ):
+    """Whatever the difference, the index takes it in place (no second index) and answers exactly
+    as a mirror filled from the new file: entries of a list that became ``person`` leave the plate
+    index, those of a list that stopped being one join it. Both ways a change is made: merged into
+    the base, or (up to ``SMALL_CHANGE`` entries) through the overlay as deltas are."""
+    monkeypatch.setattr("protocols.plateindex.SMALL_CHANGE", small_change)
     import msgspec
 
     from protocols import feedfile
     from protocols.matching import ListKind
 
     feed1, feed2, reads, persons = _feed_pair()
+
+    def as_person(feed, list_id, kind):
+        lists = [msgspec.structs.replace(wl, kind=kind) if wl.list_id == list_id else wl for wl in feed[0]]
+        return (lists, feed[1], feed[2])
+
     if why == "large":
-        monkeypatch.setattr("edge.mirror.COMPACT_FLOOR", 100)
-        monkeypatch.setattr("edge.mirror.COMPACT_FRACTION", 0.01)
+        feed2 = _big_difference(feed2)
+        reads = reads + sorted({_read_of(e.plate) for e in feed2[1][::7] if e.list_id != "bench-persons"})
+    elif why == "person-flip":
+        feed2 = as_person(feed2, "bench-notify", ListKind.PERSON)
     else:
-        lists2 = [
-            msgspec.structs.replace(wl, kind=ListKind.PERSON) if wl.list_id == "bench-notify" else wl
-            for wl in feed2[0]
-        ]
-        feed2 = (lists2, feed2[1], feed2[2])
+        feed2 = as_person(feed2, "bench-persons", ListKind.VEHICLE)
+        reads = reads + [e.plate for e in feed2[1] if e.list_id == "bench-persons"][:50]
     a = await _fresh(tmp_path, "a", 5, feed1)
     b = await _fresh(tmp_path, "b", 9, feed2)
     try:
@@ -316,8 +342,51 @@ async def test_a_difference_too_large_or_a_person_flip_rebuilds_the_index_from_t
         f2 = tmp_path / "new.feed"
         f2.write_bytes(feedfile.build(9, *feed2))
         assert (await a.replace_file(f2))[0]
-        assert a.index is not index
+        assert a.index is index
         await _assert_same_as_fresh(a, b, tmp_path / "a.db", tmp_path / "b.db", reads, persons)
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def test_reads_during_a_large_replace_see_every_entry_the_two_feeds_share(tmp_path):
+    """While a file with a large difference replaces the mirror, reads go on being matched, and
+    every answer is the whole old state's or the whole new one's: an entry both feeds hold answers
+    each of them."""
+    import asyncio
+
+    from protocols import feedfile
+
+    feed1, _, _, _ = _feed_pair()
+    feed2 = _big_difference(feed1, seed=11)
+    a = await _fresh(tmp_path, "a", 5, feed1)
+    b = await _fresh(tmp_path, "b", 9, feed2)
+    now = 1_790_000_000.0 + 30 * 86_400
+
+    def answer(m, read):
+        return sorted(h.entry_id for h in m.match(read, now=now, colour=None, vehicle_type=None))
+
+    try:
+        before = {e.entry_id for e in feed1[1]}
+        reads = sorted(
+            {_read_of(e.plate) for e in feed2[1][::5] + feed1[1][::5] if e.list_id != "bench-persons"}
+        )
+        old = {r: answer(a, r) for r in reads}
+        new = {r: answer(b, r) for r in reads}
+        shared = [r for r in reads if set(old[r]) & set(new[r]) & before]
+        assert len(shared) > 100 and sum(old[r] != new[r] for r in reads) > 100
+        f2 = tmp_path / "new.feed"
+        f2.write_bytes(feedfile.build(9, *feed2))
+        replacing = asyncio.create_task(a.replace_file(f2))
+        rounds = 0
+        while not replacing.done():
+            for r in reads:
+                assert answer(a, r) in (old[r], new[r]), r
+            rounds += 1
+            await asyncio.sleep(0)
+        assert (await replacing)[0]
+        assert rounds > 3  # the reads did run while the index changed
+        assert {r: answer(a, r) for r in reads} == new
     finally:
         a.stop()
         b.stop()

@@ -21,7 +21,7 @@ from protocols.matching import (
     Watchlist,
 )
 from protocols.permits import check_permit
-from protocols.plateindex import PlateIndex
+from protocols.plateindex import PlateIndex, fits_base
 from protocols.reference import ReferenceIndex
 
 NOW = 1_700_000_000.0
@@ -478,3 +478,73 @@ def test_surrogates_nan_clock_and_infinite_windows() -> None:
             want = ref.match(read, now=now, alerting_only=False)
             assert fast.match(read, now=now, alerting_only=False) == want
             assert fast.match_batch([read], now=now, alerting_only=False) == [want]
+
+
+def test_a_bulk_merge_in_place_equals_a_fresh_build_and_reads_see_the_old_state_until_commit() -> None:
+    """A merge (removals, replaced plates, new entries of every shape, longer plates that widen the
+    base, enough new rows to need more row bits) gives the answers of an index built afresh with
+    the result; between prepare and commit, reads still get the old answers."""
+    rng = random.Random(31)
+    lists, entries = make_feed(rng, 1500)
+    fast, ref = both(lists, entries)
+    before = ReferenceIndex()
+    before.build(lists, entries, feed_version=7)
+    for i in range(40):  # an overlay and tombstones from deltas, folded in by the merge
+        e = Entry(entry_id=f"d{i}", list_id=lists[0].list_id, plate=rand_plate(rng))
+        for ix in (fast, ref, before):
+            ix.upsert(e)
+        victim = entries[i].entry_id
+        for ix in (fast, ref, before):
+            ix.remove(victim)
+    _, extra = make_feed(random.Random(77), 1800)
+    m = fast.merge()
+    for e in entries[40:500]:
+        m.remove(e.entry_id)
+        ref.remove(e.entry_id)
+    for i, e in enumerate(entries[500:700]):  # replaced: another plate, sometimes an odd one
+        plate = (
+            "鲁A" + "7" * 14
+            if i % 50 == 0
+            else ("*" + rand_plate(rng)[2:] if i % 40 == 0 else rand_plate(rng))
+        )
+        new = Entry(
+            entry_id=e.entry_id, list_id=e.list_id, plate=plate, valid_until=NOW + 5 if i % 3 else None
+        )
+        m.upsert(new)
+        ref.upsert(new)
+    for i, e in enumerate(extra):
+        new = Entry(
+            entry_id=f"x{i}" if i % 5 else f"odd id {i}",
+            list_id=e.list_id,
+            plate=e.plate if i % 97 else "鲁A" + "1" * 20,
+            colour=e.colour,
+        )
+        m.upsert(new)
+        ref.upsert(new)
+    m.upsert(Entry(entry_id="d3", list_id=lists[0].list_id, plate="晋B12345"))  # an overlay entry replaced
+    ref.upsert(Entry(entry_id="d3", list_id=lists[0].list_id, plate="晋B12345"))
+    reads = make_reads(rng, entries + extra, 250) + ["晋B12345", "鲁A" + "7" * 14]
+    m.prepare()
+    assert len(fast) == len(before)
+    assert_same(fast, before, reads, random.Random(1), alerting_only=False)
+    m.commit()
+    assert len(fast) == len(ref)
+    assert fast._ov and not any(fits_base(e) for e in fast._ov.values())  # the rest folded into the base
+    assert sorted(e.entry_id for e in fast.entries()) == sorted(ref.entries)
+    assert_same(fast, ref, reads, random.Random(2), alerting_only=False)
+    assert_same(fast, ref, reads, random.Random(3), alerting_only=True)
+    # deltas and another merge on top (free slots reused)
+    fast.remove("x3")
+    ref.remove("x3")
+    m = fast.merge()
+    for i in range(600):
+        new = Entry(entry_id=f"y{i}", list_id=lists[1].list_id, plate=rand_plate(rng))
+        m.upsert(new)
+        ref.upsert(new)
+    n = fast._n
+    m.prepare()
+    m.commit()
+    assert fast._n < n + 600
+    keys = fast._words >> np.uint64(fast._rowbits)
+    assert (keys[1:] >= keys[:-1]).all()  # the words in key order, as the directory needs
+    assert_same(fast, ref, reads + make_reads(rng, list(ref.entries.values()), 100), random.Random(4))

@@ -64,6 +64,9 @@ HUB_SERVE_CPU_BAR_S = 5.0
 DELTA_BAR_MS = 1000.0
 DELTA_TIMEOUT_S = 5.0
 SNAPSHOT_TIMEOUT_S = 300.0
+#: The list the big-difference replace swaps for other plates, and how many (percent of the feed).
+BIG_LIST_ID = "bench-notify"
+BIG_REPLACE_PERCENT = 15
 EDGES_READY_TIMEOUT_S = 420.0
 
 _started = time.monotonic()
@@ -187,6 +190,7 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
     plain = [e for e in feed if e.list_id == LIST_ID and "*" not in e.plate and "?" not in e.plate]
     target = plain[len(plain) // 2]
     listed_sample = [e.plate for e in plain[:: max(1, len(plain) // 1000)]]
+    notify_entries = sum(1 for e in feed if e.list_id == BIG_LIST_ID)
     _say(f"{entries} realistic entries generated in {time.monotonic() - t:.1f} s")
     t = time.monotonic()
     version = await asyncio.to_thread(seed_hub, workdir / "hub" / "data", lists, feed)
@@ -273,6 +277,38 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
         out["edge_peak_rss_mb_replace"] = edge.rss_mb("VmHWM")
         _say(f"the edge took the new file over its full mirror in {out['replace_full_mirror_s']} s")
 
+        # 2b. a new file with a big difference: a list of about a fifth of the feed replaced by
+        # as many other plates (a third of the mirror differs), which the edge takes in place;
+        # its peak from here on alone (VmHWM reset first), the earlier ones are kept above
+        big = max(1, entries * BIG_REPLACE_PERCENT // 100)
+        fresh = [f"豫{'DEFGHJKLMN'[i // 100_000 % 10]}{i % 100_000:05d}" for i in range(big)]
+        t = time.monotonic()
+        async with http.post(
+            f"{hub.base}/api/v1/watchlists/{BIG_LIST_ID}/import",
+            params={"mode": "replace"},
+            data=("plate,reason\n" + "".join(f"{p},big\n" for p in fresh)).encode(),
+        ) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise RuntimeError(f"big import: {resp.status} {body}")
+        out["replace_big_hub_import_s"] = round(time.monotonic() - t, 2)
+        out["replace_big_difference"] = notify_entries + 2000 + big
+        reset_peak = edge.reset_peak()
+        t = time.monotonic()
+        await until(
+            lambda: edge_finds(eh, edge, fresh[-1], f"{BIG_LIST_ID}:{fresh[-1]}"),
+            SNAPSHOT_TIMEOUT_S,
+            "the edge to take a new file with a big difference",
+            interval=0.2,
+        )
+        out["replace_big_s"] = round(time.monotonic() - t, 2)
+        out["edge_peak_rss_mb_replace_big"] = edge.rss_mb("VmHWM") if reset_peak else None
+        out["edge_rss_mb_after_replace_big"] = edge.rss_mb()
+        _say(
+            f"the edge took a file differing in {out['replace_big_difference']} entries in "
+            f"{out['replace_big_s']} s (peak {out['edge_peak_rss_mb_replace_big']} MB)"
+        )
+
         # 3. a restart from the mirror file
         cameras.edges.remove(edge)
         edge.stop()
@@ -296,7 +332,13 @@ async def snapshot_phase(workdir: Path, entries: int, seed: int, stop_later: lis
         cameras.edges.remove(edge)
         edge.stop()
         peaks = [
-            out[k] for k in ("edge_peak_rss_mb_fresh", "edge_peak_rss_mb_replace", "edge_peak_rss_mb_restart")
+            out[k]
+            for k in (
+                "edge_peak_rss_mb_fresh",
+                "edge_peak_rss_mb_replace",
+                "edge_peak_rss_mb_replace_big",
+                "edge_peak_rss_mb_restart",
+            )
         ]
         out["edge_peak_rss_mb"] = max((p for p in peaks if p is not None), default=None)
 
@@ -888,7 +930,10 @@ def run(
             "through each one's reader. edge_rss_mb: VmRSS of that edge 10 s after it matched. "
             "edge_peak_rss_mb: the largest VmHWM of: the fresh edge after its fetch and swap "
             "(edge_peak_rss_mb_fresh), the same edge after a bulk change made the hub write a new file "
-            "that replaced its full mirror (edge_peak_rss_mb_replace), and the edge restarted from its "
+            "that replaced its full mirror (edge_peak_rss_mb_replace), the same edge taking a new file "
+            "with a big difference (edge_peak_rss_mb_replace_big: its VmHWM reset just before; the hub's "
+            "bench-notify list, a fifth of the feed, replaced by an import of 15% of the feed in other "
+            "plates, so replace_big_difference entries differ), and the edge restarted from its "
             "mirror file (edge_peak_rss_mb_restart). thin_line_*: another fresh edge whose hub URL is a "
             "relay in this process (10 Mbit/s token bucket with bursts <= 64 KB, 100 ms each way, the "
             "connection reset at half the file and the port refused for 5 s after), with an entry added "
