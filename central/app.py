@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from central.alerts import escalation
 from central.alerts.dispatch import AlertDispatcher
 from central.alerts.evidence import EvidenceBroker
-from central.alerts.relay import AlertRelay
+from central.alerts.relay import AlertRelay, kit_frame
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
@@ -42,13 +43,13 @@ from central.web import keys
 from central.web import policy as hub_policy
 from central.web import users as web_users
 from central.web.audit import audit_login
+from central.web.unavailable import store_unavailable
 from protocols import feedfile, signing, topics
 from protocols.feed import FeedChange, ListUpsert, PermitRules
-from protocols.kits import overall_call, raises_alert
 from protocols.matching import ListAction, PermitRule, Watchlist
 from protocols.messages import Alert, AlertOutcome, CheckpointStatus, KitResultEvent
 from runtime import signkeys
-from runtime.background import background, stop
+from runtime.background import background, poll, stop
 from runtime.config import SettingsError
 from runtime.fanout import Fanout
 from runtime.tls import mqtt_endpoint
@@ -64,16 +65,16 @@ def create_app(settings: HubSettings) -> web.Application:
     directory = Directory(store.users.directory)
     # One key for every hub behind a front door (console.session_key_file), or a new one at each start.
     sessions = Sessions(settings.console.session_key() or secrets.token_bytes(32))
-    app = web.Application(
-        client_max_size=settings.http.max_body_bytes,
-        middlewares=make_middlewares(
-            hub_policy.POLICY,
-            sessions,
-            _machine_tokens(settings, directory),
-            still_valid=directory.still_valid,
-            edge_certificates=bool(settings.http.ca_file),
-        ),
+    middlewares = make_middlewares(
+        hub_policy.POLICY,
+        sessions,
+        _machine_tokens(settings, directory),
+        still_valid=directory.still_valid,
+        edge_certificates=bool(settings.http.ca_file),
     )
+    # inside the security headers, around authorization (it asks the store whether a session is still valid)
+    middlewares.insert(1, store_unavailable)
+    app = web.Application(client_max_size=settings.http.max_body_bytes, middlewares=middlewares)
     app[keys.SETTINGS] = settings
     app[keys.POLICY] = hub_policy.POLICY
     app[keys.STORE] = store
@@ -110,6 +111,7 @@ def create_app(settings: HubSettings) -> web.Application:
         clones=_clone_check(settings),
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
+        clones_shared=keeper.store.shared,
     )
     evidence = EvidenceBroker(
         factory.open_evidence(settings),
@@ -198,6 +200,12 @@ def _add_duties(app: web.Application, keeper: DutyKeeper) -> None:
     if sender.hooks:
         keeper.add(duties.WEBHOOKS, lambda: sender.run_duty(poll_s))
     keeper.add(duties.FEED, lambda: app[keys.LISTS].feed.run(poll_s))
+    keeper.add(duties.EVIDENCE, lambda: app[keys.EVIDENCE].run_duty(lambda: _online(app), poll_s))
+    if keeper.store.shared:
+        # Alone, a hub's restart resends what it left undispatched (AlertDispatcher.resume); with others,
+        # a hub that is gone is told by its life duty, and its alerts are taken over by the redispatch duty.
+        keeper.add(duties.life(keeper.hub), _alive)
+        keeper.add(duties.REDISPATCH, lambda: _redispatch_loop(app))
     for source in app[keys.UPSTREAM]:
         keeper.add(duties.upstream(source.settings.name), lambda source=source: _poll_source(app, source))
 
@@ -280,30 +288,16 @@ def _on_kits(app: web.Application, kits: list[tuple[str, KitResultEvent]]) -> No
     """Quick-test results arrived: every console sees them; a positive or invalid one, or a subject on a
     person list, is flagged as an alert in the frame (the console raises it)."""
     for checkpoint, event in kits:
-        app[keys.CONSOLE].publish({"type": "kit", "kit": kit_frame(checkpoint, event)})
+        # Through the dispatcher: the relay's copy of it (AlertRelay.kits) is not given again.
+        app[keys.DISPATCHER].give(
+            {"type": "kit", "kit": kit_frame(checkpoint, event.result, event.person_hits)}
+        )
 
 
 def _on_receipts(app: web.Application, receipts: list[dict[str, object]]) -> None:
     """A checkpoint's tablet showed an alarm, or an officer acknowledged it: every console sees the receipt."""
     for receipt in receipts:
         app[keys.DISPATCHER].give({"type": "receipt", "receipt": receipt})
-
-
-def kit_frame(checkpoint: str, event: KitResultEvent) -> dict[str, object]:
-    r = event.result
-    return {
-        "result_id": r.result_id,
-        "checkpoint": checkpoint,
-        "result": overall_call(r.panels),
-        "kit_model": r.kit_model,
-        "id_last4": r.subject.id_last4,
-        "sampled_at": r.sampled_at,
-        "officers": r.officers,
-        "kit_expired": r.kit_expired,
-        "outside_read_window": r.outside_read_window,
-        "person_hits": event.person_hits,
-        "alert": raises_alert(r) or bool(event.person_hits),
-    }
 
 
 def outcome_frame(checkpoint: str, outcome: AlertOutcome) -> dict[str, object]:
@@ -354,6 +348,8 @@ def _on_status(app: web.Application, status: CheckpointStatus, offset: float | N
         "stale_cameras": list(status.stale_cameras or []),
         "reads_per_minute": app[keys.INGEST].rates.per_minute(status.checkpoint),
     }
+    if entry == previous:
+        return  # the same status again (this hub's own, read back from the store)
     app[keys.CHECKPOINTS][status.checkpoint] = entry
     if status.online and not previous.get("online"):
         app[keys.EVIDENCE].checkpoint_online(status.checkpoint)
@@ -469,9 +465,43 @@ async def _other_hubs(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(relay.run(), name="alert-relay"),
         asyncio.create_task(follower.run(), name="list-follower"),
     ]
+    if app[keys.DUTIES].store.shared:
+        tasks.append(asyncio.create_task(_follow_checkpoints(app), name="checkpoint-follower"))
     yield
     for task in tasks:
         await stop(task)
+
+
+#: With other hubs on the store: how often a hub says its read rates there, reads the others', and reads the
+#: checkpoints' statuses every hub stored (a status that reached another hub reaches this hub's consoles).
+SHARE_S = 2.0
+
+
+async def _follow_checkpoints(app: web.Application, every_s: float = SHARE_S) -> None:
+    """Keep this hub's view of the checkpoints (``app[CHECKPOINTS]``, the map's read rates) with what the
+    other hubs on the store took: their read rates, and statuses stored since this hub last looked."""
+    store, rates = app[keys.STORE], app[keys.INGEST].rates
+    seen: dict[str, Any] = {}
+    first = True
+
+    async def step() -> bool:
+        nonlocal first
+        rates.others = await asyncio.to_thread(store.share_rates, rates.own(), time.time(), every_s * 3)
+        for row in await asyncio.to_thread(store.checkpoints):
+            said = row["status"]
+            if not isinstance(said, dict) or seen.get(row["checkpoint"]) == said:
+                continue
+            seen[row["checkpoint"]] = said
+            if not first:  # at the start this hub's view was loaded from the same rows
+                try:
+                    status = msgspec.convert(said, CheckpointStatus)
+                except msgspec.ValidationError:
+                    continue
+                _on_status(app, status, row["clock_offset_s"])
+        first = False
+        return False
+
+    await poll(step, every_s, log, "following the checkpoints the other hubs took")
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
@@ -593,6 +623,37 @@ def _warn_if_the_days_are_cut_elsewhere(settings: HubSettings) -> None:
             minutes % 60,
             text,
         )
+
+
+async def _online(app: web.Application) -> list[str]:
+    """The checkpoints whose status is online: as every hub stored it, with other hubs on the store (the
+    status may have reached another hub); alone, as this hub has it."""
+    if app[keys.DUTIES].store.shared:
+        rows = await asyncio.to_thread(app[keys.STORE].checkpoints)
+        return [r["checkpoint"] for r in rows if r["online"]]
+    return [cp for cp, entry in app[keys.CHECKPOINTS].items() if entry.get("online")]
+
+
+async def _alive() -> None:
+    """This hub's life duty: held while the hub lives, nothing to do."""
+    await asyncio.Event().wait()
+
+
+async def _redispatch_loop(app: web.Application) -> None:
+    """Dispatch the alerts hubs that are gone committed and left undispatched (the redispatch duty)."""
+    after_s = app[keys.SETTINGS].cluster.redispatch_after_s
+    keeper, dispatcher = app[keys.DUTIES], app[keys.DISPATCHER]
+
+    async def step() -> bool:
+        try:
+            return (
+                await dispatcher.take_over(after_s, lambda tx: keeper.store.fence(tx, duties.REDISPATCH)) > 0
+            )
+        except DutyLost as exc:
+            log.warning("alerts not taken over: %s", exc)
+            return False
+
+    await poll(step, duties.POLL_S, log, "taking over the alerts of hubs that are gone")
 
 
 async def _escalate_loop(app: web.Application) -> None:

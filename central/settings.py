@@ -379,6 +379,9 @@ class ClusterSettings(msgspec.Struct, **_STRICT):
     duty_lease_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 4.0
     """A hub stops a duty when no beat has proved it this long; the database ends a hub's silent session,
     and frees its duties, half as long again after its last beat."""
+    redispatch_after_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    """An alert still not dispatched this long after it was raised, by a hub that is gone (it died between
+    the commit and the dispatch), is taken over and dispatched by the hub holding the ``redispatch`` duty."""
 
     def __post_init__(self) -> None:
         if self.duty_lease_s < 2 * self.duty_beat_s:

@@ -199,7 +199,8 @@ def test_the_runnable_blocks_run_as_written(tmp_path):
         unitrun=shlex.quote(str(ROOT / "tests" / "unitrun.py")),
         repo=shlex.quote(str(ROOT)),
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORDON_", "VIRTUAL_ENV"))}
+    # PYTHONPATH too: a checkout on it (with its cordon.egg-info) makes the box's pip think Cordon is installed
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORDON_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env["WHEELHOUSE_ARCHES"] = os.uname().machine  # this machine's only: the doc's default builds both
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     env["PYTHON"] = sys.executable  # pip for the download; the box's python3 is Debian's

@@ -362,7 +362,7 @@ async def test_alone_the_hub_runs_every_duty_and_says_so(aiohttp_client, tmp_pat
         webhooks=[WebhookSettings(name="sms", url="http://127.0.0.1:1/hook")],
     )
     client = await aiohttp_client(create_app(settings))
-    expected = ["escalation", "feed", "retention", "upstream:police", "webhooks"]
+    expected = ["escalation", "evidence", "feed", "retention", "upstream:police", "webhooks"]
     await until(lambda: client.app[keys.DUTIES].held() == expected, what="every duty held")
     body = await (await client.get("/api/v1/health")).json()
     assert body["hub"] == "hub-a" and body["duties"] == expected and body["status"] == "degraded"

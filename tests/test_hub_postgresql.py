@@ -143,6 +143,8 @@ class Relay:
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
         self.cut: str | None = None
+        self.refusing = False  # ``down()``: connections are closed as they arrive
+        self._pairs: list[tuple[socket.socket, ...]] = []
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
@@ -154,7 +156,11 @@ class Relay:
                 client, _ = self._server.accept()
             except OSError:
                 return
+            if self.refusing:
+                client.close()
+                continue
             upstream = socket.create_connection(self.target)
+            self._pairs.append((client, upstream))
             for src, dst, way in ((client, upstream, "request"), (upstream, client, "reply")):
                 thread = threading.Thread(
                     target=self._pipe, args=(src, dst, way, (client, upstream)), daemon=True
@@ -177,6 +183,18 @@ class Relay:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def down(self) -> None:
+        """The database unreachable: every connection through the relay ends, new ones are closed at once."""
+        self.refusing = True
+        for pair in self._pairs:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        self._pairs.clear()
+
+    def up(self) -> None:
+        self.refusing = False
 
     def close(self) -> None:
         self._server.close()
@@ -338,3 +356,39 @@ def test_the_writer_commits_durably_where_the_database_says_otherwise(pg_dsn):
         )
     finally:
         stores.stop()
+
+
+async def test_a_request_while_the_database_is_away_is_answered_503_in_words(
+    aiohttp_client, tmp_path, dead_broker_url, pg_dsn
+):
+    """A console page or API call that needs the record while PostgreSQL cannot be reached gets a 503 with
+    ``Retry-After`` and a sentence (a front door then tries another hub; the console says so), not a
+    500; authorization still comes first, and the next request after the database is back is served."""
+    relay = Relay(conninfo_to_dict(pg_dsn)["port"])
+    dsn, password = split_password(_with_port(pg_dsn, relay.port))
+    secret = tmp_path / "db-password"
+    secret.write_text(password + "\n", encoding="utf-8")
+    settings = HubSettings(
+        data_dir=str(tmp_path / "hub"),
+        mqtt=MqttSettings(url=dead_broker_url),
+        console=ConsoleSettings(token="246810"),
+        store=StoreSettings(backend="postgresql", dsn=dsn, password_file=str(secret)),
+    )
+    client = await aiohttp_client(create_app(settings))
+    try:
+        assert (await client.post("/login", json={"code": "246810"})).status == 200
+        assert (await client.get("/api/v1/alerts?limit=5")).status == 200
+        relay.down()
+        response = await client.get("/api/v1/alerts?limit=5")
+        assert response.status == 503, await response.text()
+        assert response.headers["Retry-After"] == "5"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "cannot be reached" in (await response.json())["error"]
+        client.session.cookie_jar.clear()
+        assert (await client.get("/api/v1/alerts?limit=5")).status == 401  # still not without signing in
+        relay.up()
+        assert (await client.post("/login", json={"code": "246810"})).status == 200
+        assert (await client.get("/api/v1/alerts?limit=5")).status == 200
+    finally:
+        await client.close()
+        relay.close()

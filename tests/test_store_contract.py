@@ -318,6 +318,21 @@ def test_import_jobs_are_kept_by_id_and_the_oldest_finished_go_first(backend):
 
 
 # -- cached evidence -------------------------------------------------------------------------------
+def test_evidence_requests_are_known_deferred_and_taken_once(backend):
+    ev = backend.evidence
+    ev.ask("Rabc12345", CP, 1, 7)
+    ev.ask("Rdef12345", CP, 1, 8, deferred=True)
+    ev.defer("SD-DZ-002", 1, 3)  # asked of an offline checkpoint: never requested yet
+    assert ev.request_of("Rabc12345") == (CP, 1, 7) and ev.request_of("Rnone1234") is None
+    ev.defer(CP, 1, 7)  # no reply within the wait
+    assert ev.take_deferred(["SD-DZ-009"]) == []
+    assert ev.take_deferred([CP, "SD-DZ-009"]) == [(CP, 1, 7), (CP, 1, 8)]
+    assert ev.take_deferred([CP]) == [], "taken once"
+    ev.answered("SD-DZ-002", 1, 3)  # a reply came after all: no longer deferred
+    assert ev.take_deferred(["SD-DZ-002"]) == []
+    assert ev.request_of("Rabc12345") == (CP, 1, 7), "a reply's copies at other hubs are still known"
+
+
 def test_evidence_is_kept_by_key_within_its_size(backend):
     ev = backend.evidence
     key = ("SD-DZ-001", 3, 41, "plate")
@@ -626,6 +641,40 @@ def test_alerts_are_listed_dispatched_and_named_alike(backend):
     assert ev.alerts_after(0)[0][1].thumbnail == "/9j/AA=="  # the alert as it is now
     backend.write(lambda tx: ev.insert_alert(tx, alert(1)))  # again: no new position
     assert ev.alert_position() == 4
+
+
+def test_alerts_a_gone_hub_left_undispatched_are_taken_over_once(backend):
+    """The hub that raised an alert dispatches it; one left undispatched by a hub that is gone (on
+    PostgreSQL: its life lock is free; on SQLite: any other hub name, one hub keeps a hub.db) is taken
+    over once, only after the grace, and becomes the taker's; a hub that lives keeps its own."""
+    import asyncio
+
+    from central.record.duties import life
+
+    ev = backend.events
+    ev.hub = "hub-a"
+    backend.write(lambda tx: [ev.insert_alert(tx, alert(n)) for n in (1, 2, 3)])
+    asyncio.run(ev.mark_dispatched(["A3"]))
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "a hub never takes its own"
+    assert [a.alert_id for a in ev.undispatched_alerts()] == ["A1", "A2"]
+    if backend.name == "postgresql":
+        from central.record.postgresql.duties import PgDuties
+
+        living = PgDuties(backend.stores.dsn, "hub-a", lease_s=4)
+        assert living.claim([life("hub-a")]) == {life("hub-a")}
+        ev.hub = "hub-b"
+        assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "hub-a lives: its own"
+        living.release()  # hub-a is gone (its session ended)
+    ev.hub = "hub-b"
+    assert ev.undispatched_alerts() == [], "hub-b resends only its own at start-up"
+    taken = backend.write(lambda tx: ev.claim_orphans(tx, T0 + 1.5))  # A2 (raised at T0 + 2) is too young
+    assert [a.alert_id for a in taken] == ["A1"] and taken[0] == alert(1)
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [alert(2)]
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "taken once"
+    assert [a.alert_id for a in ev.undispatched_alerts()] == ["A1", "A2"], "hub-b's to dispatch now"
+    asyncio.run(ev.mark_dispatched(["A1", "A2"]))
+    ev.hub = "hub-c"
+    assert backend.write(lambda tx: ev.claim_orphans(tx, T0 + 10)) == [], "dispatched: nobody's"
 
 
 def test_repeated_hits_fold_into_the_open_alert_until_it_has_an_outcome(backend):

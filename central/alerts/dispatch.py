@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -64,6 +65,8 @@ class AlertDispatcher:
         self._shown: OrderedDict[str, None] = OrderedDict()
         self._news: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self.dispatched = 0
+        #: alerts this hub took over from hubs that were gone (``take_over``)
+        self.taken_over = 0
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -83,7 +86,7 @@ class AlertDispatcher:
 
     def give(self, frame: dict[str, Any]) -> None:
         """News of an alert to the consoles (an alert as it now is, a fold, an outcome, an alarm receipt, an
-        escalation), unless they were given exactly this already: by this hub's own ingest, or by the
+        escalation; and a quick-test result), unless they were given exactly this already: by this hub's own ingest, or by the
         relay from the store, whichever came first (on the event loop)."""
         key, value = _news_of(frame)
         if key in self._news and self._news[key] == value:
@@ -118,12 +121,13 @@ class AlertDispatcher:
         once, and its position (on the event loop)."""
         self._show(alert, position)
 
-    def dispatch(self, alerts: list[Alert]) -> None:
+    def dispatch(self, alerts: list[Alert], webhooks: bool = True) -> None:
+        """To the consoles, the checkpoints and (``webhooks``) the webhook sender."""
         loop = self._loop
         assert loop is not None
         for alert in alerts:
             self._show(alert)
-            if self.webhooks is not None:
+            if webhooks and self.webhooks is not None:
                 self.webhooks.offer(alert)
             recipients = self.router.recipients(alert)
             if not recipients:
@@ -166,6 +170,28 @@ class AlertDispatcher:
             log.info("dispatching %d alert(s) left over from before the restart", len(pending))
             self.dispatch(pending)
         return len(pending)
+
+    async def take_over(self, after_s: float, fence: Callable[[Any], None], page: int = 500) -> int:
+        """Dispatch the alerts hubs that are gone left undispatched ``after_s`` after raising them (one
+        writer job, fenced on the redispatch duty: they become this hub's to dispatch at its commit); how
+        many. Receivers drop an alert id they had, so one the gone hub did send is not shown twice."""
+        store = self.store
+
+        def job(tx: Any) -> list[Alert]:
+            fence(tx)
+            return store.claim_orphans(tx, time.time() - after_s, page)
+
+        taken = await store.run(job)
+        if taken:
+            log.warning(
+                "dispatching %d alert(s) a hub that is gone left undispatched: %s",
+                len(taken),
+                ", ".join(a.alert_id for a in taken[:5]),
+            )
+            # Not offered to the webhooks: their duty finds in the store every alert they lack.
+            self.dispatch(taken, webhooks=False)
+            self.taken_over += len(taken)
+        return len(taken)
 
     async def run_marker(self) -> None:
         """Mark delivered alerts in the store, a small batch at a time."""
@@ -215,4 +241,6 @@ def _news_of(frame: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
         return ("receipt", r["alert_id"], r["checkpoint"]), said
     if kind == "escalation":
         return ("escalation", frame["escalation"]["alert_id"]), frame["escalation"]["escalated_at"]
+    if kind == "kit":
+        return ("kit", frame["kit"]["checkpoint"], frame["kit"]["result_id"]), None
     raise ValueError(f"not a frame of news: {kind}")

@@ -19,6 +19,11 @@ are those of the hubs that stored the news, so the hubs' clocks must agree to we
 ``LOOKBACK_S`` (they keep to NTP: docs/deploy.md, "Time"), and news committed more than ``LOOKBACK_S``
 after it was received is missed live (a console still gets it on its next connect).
 
+**Quick-test results** (``kit`` frames) are read the same way, by the time the test was sampled: the
+results sampled in the last ``LOOKBACK_S`` (``KitResultStore.kit_results``), each given unless the
+consoles had it (a result the tablet sent more than ``LOOKBACK_S`` after sampling it, having been
+offline, is not relayed live; the kit results' route has it).
+
 Alone on SQLite the relay finds only this hub's own alerts and news, and gives their positions. Why the
 store is polled rather than woken by ``LISTEN``/``NOTIFY``: see docs/architecture.md, "Several hubs on
 one store".
@@ -29,9 +34,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
+
+import msgspec
 
 from central.alerts.dispatch import AlertDispatcher
 from central.record.stores import HubStores
+from protocols.kits import KitResult, overall_call, raises_alert
 from runtime.background import poll
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,7 @@ class AlertRelay:
         async def step() -> bool:
             more = await self.catch_up(PAGE)
             await self.news()
+            await self.kits()
             return more
 
         await poll(step, self.poll_s, log, "reading the alerts of other hubs")
@@ -118,3 +128,38 @@ class AlertRelay:
             if at < since:
                 del self._news[alert_id]
         return len(fresh)
+
+    async def kits(self) -> int:
+        """Give the dispatcher the quick-test results sampled lately (every hub's); how many were read."""
+        since = time.time() - LOOKBACK_S
+        found = await asyncio.to_thread(self.store.kit_results, None, since, None, None, PAGE)
+        for record in reversed(found):  # oldest first
+            try:
+                result = msgspec.convert(
+                    {f: record[f] for f in KitResult.__struct_fields__ if f in record},
+                    KitResult,
+                    strict=False,
+                )
+            except msgspec.ValidationError:
+                continue
+            frame = kit_frame(record["checkpoint"], result, list(record.get("person_hits") or []))
+            self.dispatcher.give({"type": "kit", "kit": frame})
+        return len(found)
+
+
+def kit_frame(checkpoint: str, r: KitResult, person_hits: list[Any]) -> dict[str, object]:
+    """A quick-test result as the consoles show it; a positive or invalid one, or a subject on a person
+    list, is flagged as an alert (the console raises it)."""
+    return {
+        "result_id": r.result_id,
+        "checkpoint": checkpoint,
+        "result": overall_call(r.panels),
+        "kit_model": r.kit_model,
+        "id_last4": r.subject.id_last4,
+        "sampled_at": r.sampled_at,
+        "officers": r.officers,
+        "kit_expired": r.kit_expired,
+        "outside_read_window": r.outside_read_window,
+        "person_hits": person_hits,
+        "alert": raises_alert(r) or bool(person_hits),
+    }

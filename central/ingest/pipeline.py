@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from central.ingest.listener import IngestListener
 from central.ingest.routing import Router
 from central.intel import stats
-from central.intel.clones import CloneCheck
+from central.intel.clones import LEARN_S, CloneCheck
 from central.record.stores import HubStores, Outcome
 from central.record.tx import RunAgain, Tx
 from central.watchlists.index import HubWatchlists
@@ -103,13 +103,24 @@ class IngestMetrics:
 
 
 class ReadRates:
-    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map)."""
+    """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map),
+    and as the other hubs on the store said theirs (``others``, set by ``central.app``)."""
 
     WINDOW_S = 60.0
 
     def __init__(self) -> None:
         self._seen: dict[str, deque[tuple[float, int]]] = {}
         self._lock = threading.Lock()
+        #: the other hubs' reads per minute per checkpoint, as they last said them
+        self.others: dict[str, int] = {}
+
+    def own(self, now: float | None = None) -> dict[str, int]:
+        """This hub's reads per minute of every checkpoint it counted lately (0 for one gone quiet)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for seen in self._seen.values():
+                self._trim(seen, now)
+            return {cp: sum(n for _, n in seen) for cp, seen in self._seen.items()}
 
     def add(self, checkpoint: str, reads: int, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -121,11 +132,12 @@ class ReadRates:
     def per_minute(self, checkpoint: str, now: float | None = None) -> int:
         now = time.time() if now is None else now
         with self._lock:
+            others = self.others.get(checkpoint, 0)
             seen = self._seen.get(checkpoint)
             if not seen:
-                return 0
+                return others
             self._trim(seen, now)
-            return sum(n for _, n in seen)
+            return others + sum(n for _, n in seen)
 
     def _trim(self, seen: deque[tuple[float, int]], now: float) -> None:
         while seen and now - seen[0][0] > self.WINDOW_S:
@@ -145,8 +157,11 @@ class Ingest:
         clones: CloneCheck | None = None,
         router: Router | None = None,
         fold_window_s: float = 0.0,
+        clones_shared: bool = False,
     ) -> None:
         self.store = store
+        #: other hubs ingest their share of the reads into the same store (the clone check learns theirs)
+        self.clones_shared = clones_shared
         self.router = router or Router()
         self.fold_window_s = fold_window_s
         self.clones = clones
@@ -485,6 +500,12 @@ class Ingest:
         self.store.stats.add_daily_counts(tx, tally.counts)
         if self.clones is not None and stored_reads:
             # Last: a job the writer runs again after attaching a day file never got here.
+            if self.clones_shared:
+                # Other hubs ingest other batches of these plates: their committed reads first.
+                since = min(r.captured_at for r in stored_reads) - LEARN_S
+                plates = sorted({r.plate for r in stored_reads if r.plate and not r.no_plate})
+                seqs = [r.seq for r in stored_reads]
+                self.clones.learn(self.store.clone_sightings(tx, plates, since, (checkpoint, epoch, seqs)))
             for finding in self.clones.batch(checkpoint, epoch, stored_reads):
                 alert = self.clones.alert(finding, raised_at=received_at)
                 self._raise(tx, result, alert)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 NAME = "suspected cloned plate 疑似套牌"
+#: With other hubs on the store, the reads of a batch's plates captured this long before it that they
+#: committed are learnt before the check (``learn``): a day, as the index holds after a day of traffic.
+LEARN_S = 86400.0
 RULE = clones.RULE_ID
 
 
@@ -139,6 +142,8 @@ class CloneCheck:
         distance is unknown): see _trip_s."""
         self._warmed: dict[str, Held] | None = None
         self.warmed_plates = 0
+        #: sightings learnt from other hubs' committed reads (:meth:`learn`)
+        self.learnt = 0
 
     def warm_from(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
         """Learn sightings from the record (reads oldest first) after a restart, raising nothing.
@@ -176,6 +181,54 @@ class CloneCheck:
                 merge(held, new)
         self._warmed = warm
         return len(warm)
+
+    def learn(self, reads: Iterable[tuple[StoredRead, str | None, str | None]]) -> int:
+        """Learn sightings other hubs committed (reads oldest first, from the record), raising nothing,
+        on the writer thread just before :meth:`batch`: with several hubs each ingests only its share of a
+        plate's reads. A sighting the index holds already (this hub's own) is not learnt again. Returns
+        how many were learnt."""
+        if self._warmed is not None:
+            self._adopt_warmed()
+        learnt = 0
+        for read, vcolour, vbrand in reads:
+            new = self._eligible(read, vcolour, vbrand)
+            if new is None:
+                continue
+            sightings = self.index.get(new.plate)
+            if not sightings:
+                self.index.put(new.plate, (new,))
+                learnt += 1
+                continue
+            if any(same(s, new) for s in sightings):
+                continue
+            held = Held(sightings[-1], sightings[0] if len(sightings) > 1 else None)
+            last = held.last
+            if last.cp == new.cp and 0 <= new.at - last.at <= self._window and last.desc == new.desc:
+                last.reads += 1  # another camera of a passage already held: one sighting, better backed
+            else:
+                merge(held, new)
+            self.index.put(new.plate, held.both())
+            learnt += 1
+        self.learnt += learnt
+        return learnt
+
+    def _eligible(self, read: StoredRead, vcolour: str | None, vbrand: str | None) -> Seen | None:
+        """A stored read as a sighting, or None when it does not take part (as in :meth:`warm_from`)."""
+        confidence = read.confidence
+        if confidence is None or confidence < self._min_confidence or not read.plate_valid or read.no_plate:
+            return None
+        plate = read.plate
+        if not plate or (read.plate_raw != plate and not clones.eligible(read, self.rule)):
+            return None
+        return Seen(
+            sys.intern(read.checkpoint),
+            read.epoch,
+            read.seq,
+            read.captured_at,
+            plate,
+            read.camera_id,
+            (read.colour, read.vehicle_type, clones.body_colour(vcolour), clones.vehicle_make(vbrand)),
+        )
 
     def _adopt_warmed(self) -> None:
         """Merge the record's sightings into the live index (on the writer thread)."""

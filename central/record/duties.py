@@ -41,6 +41,18 @@ FEED = "feed"
 POLL_S = 1.0
 
 
+EVIDENCE = "evidence"
+"""Asking the edges again for the evidence pictures deferred while they were offline (``central.alerts.evidence``)."""
+REDISPATCH = "redispatch"
+"""Dispatching the alerts a hub that is gone committed and left undispatched (``central.alerts.dispatch``)."""
+
+
+def life(hub: str) -> str:
+    """The duty only ``hub`` claims, held while it lives: other hubs tell by it that ``hub`` is gone (its
+    alerts left undispatched are taken over, ``REDISPATCH``)."""
+    return f"hub:{hub}"
+
+
 def upstream(name: str) -> str:
     """The duty of polling one upstream source (``upstream[].name``)."""
     return f"upstream:{name}"

@@ -25,12 +25,14 @@ def open_store(settings: HubSettings) -> HubStores:
             with_password(settings.store.dsn, settings.store.database_password()),
             utc_offset=settings.record.utc_offset,
             pool_size=settings.store.pool_size,
+            hub=settings.hub_name,
         )
     return HubStore(
         settings.data_path / "hub.db",
         utc_offset=settings.record.utc_offset,
         attached_max=settings.record.attached_max,
         busy_timeout_s=settings.store.busy_timeout_s,
+        hub=settings.hub_name,
     )
 
 
@@ -58,7 +60,7 @@ def open_import_jobs(settings: HubSettings) -> ImportJobStore:
     if settings.store.backend == "postgresql":
         from central.record.postgresql.shared import PgImportJobStore
 
-        return PgImportJobStore(_pool(settings))
+        return PgImportJobStore(_pool(settings), hub=settings.hub_name)
     return MemoryImportJobs()
 
 

@@ -24,6 +24,9 @@ class MemoryImportJobs:
             pass
         self._jobs[job_id] = job
 
+    def save(self, job_id: str, job: Any, /) -> None:
+        """Nothing to do: the job is this very object."""
+
     def _forget_oldest_finished(self) -> bool:
         for job_id, job in self._jobs.items():
             if job.finished:

@@ -209,7 +209,32 @@ class AlertStore(Protocol):
 
     async def mark_dispatched(self, alert_ids: list[str]) -> None: ...
 
-    def undispatched_alerts(self) -> list[Alert]: ...
+    def undispatched_alerts(self) -> list[Alert]:
+        """The alerts not dispatched yet that are this hub's to dispatch (it raised them or took them
+        over; an alert stored before hubs were named is anybody's), oldest first: sent again at start-up."""
+        ...
+
+    def clone_sightings(
+        self, tx: Tx, plates: Sequence[str], since: float, besides: tuple[str, int, Sequence[int]]
+    ) -> list[tuple[Any, str | None, str | None]]:
+        """Inside the ingest job, before the clone check: the latest reads of ``plates`` captured since
+        ``since`` that other hubs committed (with this hub's own; but for ``besides``: the batch's
+        checkpoint, epoch and seqs), oldest first, each with its vehicle colour and make, for the check to
+        learn (``CloneCheck.learn``); a transaction that checks a plate after another's waits for it. Alone
+        on SQLite: none (the check saw every read)."""
+        ...
+
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Say this hub's reads per minute per checkpoint (its ``ReadRates``); the other hubs' that said
+        theirs within ``fresh_s``, summed per checkpoint (blocking; alone on SQLite: none)."""
+        ...
+
+    def claim_orphans(self, tx: Tx, older_than: float, limit: int = 500) -> list[Alert]:
+        """Inside a write job: take over the alerts raised before ``older_than`` and not dispatched yet
+        whose dispatching hub is gone (PostgreSQL: its life lock is free, ``central.record.duties.life``;
+        SQLite: any other hub, since one hub keeps a hub.db), oldest first; they are this hub's to dispatch
+        from the commit on. A hub that lives keeps its own."""
+        ...
 
     def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]: ...
 
@@ -421,7 +446,8 @@ class LoginLimitStore(LoginLimits, Protocol):
 class ImportJobStore(Protocol):
     """Watchlist imports in progress and their outcome, by job id (``central.web.lists.ImportJob``: a job
     says whether it has ``finished``). In memory (``central.record.memory.MemoryImportJobs``): another
-    hub cannot answer for a job."""
+    hub cannot answer for a job; on PostgreSQL its status is saved as it moves, so every hub answers for it,
+    and a job whose hub is gone says it failed."""
 
     def get(self, job_id: str, /) -> Any:
         """The job, or None when there is none by this id (or it was forgotten)."""
@@ -429,6 +455,10 @@ class ImportJobStore(Protocol):
 
     def add(self, job_id: str, job: Any, /) -> None:
         """Keep a job; past the store's limit the oldest finished jobs are forgotten first."""
+        ...
+
+    def save(self, job_id: str, job: Any, /) -> None:
+        """The job's status changed (blocking): another hub answering for it sees this status."""
         ...
 
     def jobs(self) -> list[Any]:
@@ -439,14 +469,37 @@ class ImportJobStore(Protocol):
 
 
 class EvidenceStore(Protocol):
-    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind) under a quota. Files under
-    ``<data_dir>/evidence`` of one hub (``central.record.evidencefiles.EvidenceFiles``)."""
+    """Pictures fetched from the edges, kept by (checkpoint, epoch, seq, kind) under a quota, and the
+    requests for them not answered yet. Files under ``<data_dir>/evidence`` and the requests in memory, of
+    one hub (``central.record.evidencefiles.EvidenceFiles``), or rows every hub on PostgreSQL shares."""
 
     def cached(self, key: tuple[str, int, int, str]) -> bytes | None:
         """The picture, or None when it is not kept (a key that names no valid read raises ValueError)."""
         ...
 
     def keep(self, key: tuple[str, int, int, str], data: bytes) -> None: ...
+
+    def ask(self, request_id: str, checkpoint: str, epoch: int, seq: int, deferred: bool = False) -> None:
+        """Record a request for a read's pictures (``deferred``: the checkpoint was offline or silent, ask
+        again when it is online); requests older than ``REQUEST_KEEP_S`` are forgotten."""
+        ...
+
+    def request_of(self, request_id: str) -> tuple[str, int, int] | None:
+        """The read a request (by any hub sharing the store) asked for, or None."""
+        ...
+
+    def defer(self, checkpoint: str, epoch: int, seq: int) -> None:
+        """Ask for this read again when its checkpoint is online."""
+        ...
+
+    def take_deferred(self, checkpoints: Iterable[str]) -> list[tuple[str, int, int]]:
+        """The deferred reads of these checkpoints, no longer deferred (the caller asks for them now)."""
+        ...
+
+    def answered(self, checkpoint: str, epoch: int, seq: int) -> None:
+        """A reply for this read came: it is no longer deferred (its requests are still known, so the copies
+        of the reply that reach the other hubs are recognised, until they age out)."""
+        ...
 
 
 class DutyStore(Protocol):
@@ -488,6 +541,8 @@ class HubStores(IngestStore, AlertStore, KitResultStore, Protocol):
     """Everything the hub is given at start-up (``central.record.factory.open_store``): the batch and
     alert store itself, and the other stores as its parts."""
 
+    hub: str
+    """This hub's name (``cluster.name``): the alerts it raises are its to dispatch."""
     record: ReadStore
     audit: AuditStore
     users: UserStore

@@ -316,6 +316,11 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_hub_alerts_dispatched_total", "counter", "alerts handed to console and edges").add(
                 app[keys.DISPATCHER].dispatched
             ),
+            Metric(
+                "cordon_hub_alerts_taken_over_total",
+                "counter",
+                "alerts a hub that is gone left undispatched, dispatched by this one, since start",
+            ).add(app[keys.DISPATCHER].taken_over),
             Metric("cordon_hub_connected_edges", "gauge", "checkpoints whose status is online").add(
                 checkpoints_online(app)
             ),

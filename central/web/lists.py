@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -302,8 +304,9 @@ async def watchlist_import(request: web.Request) -> web.Response:
         if job.failure is not None:
             raise job.failure
         return _json(job.result)
-    request.app[keys.IMPORT_JOBS].add(job.job_id, job)
-    job.task = asyncio.create_task(run, name=f"import-{job.job_id}")
+    jobs = request.app[keys.IMPORT_JOBS]
+    await asyncio.to_thread(jobs.add, job.job_id, job)
+    job.task = asyncio.create_task(_saved_as_it_runs(jobs, job, run), name=f"import-{job.job_id}")
     return _json(job.status(), status=202)
 
 
@@ -349,7 +352,8 @@ class ImportJob:
     """One import's progress: rows parsed of the file's rows, then applied (one feed version) or rejected."""
 
     def __init__(self, list_id: str, rows_total: int, actor: str) -> None:
-        self.job_id = f"{int(time.time())}-{next(_job_ids)}"
+        # Unique among the hubs sharing a store (each counts its own jobs from 1).
+        self.job_id = f"{int(time.time())}-{next(_job_ids)}-{secrets.token_hex(3)}"
         self.list_id, self.rows_total, self.actor = list_id, rows_total, actor
         self.rows_done = 0
         self.state = "running"  # running -> applying -> done | rejected | failed
@@ -375,6 +379,27 @@ class ImportJob:
     def finished(self) -> bool:
         """Done, rejected or failed: the job store may forget it to make room."""
         return self.state not in ("running", "applying")
+
+
+#: While an import job runs, its status is saved this often (another hub answering for it sees its progress).
+JOB_SAVE_S = 1.0
+
+
+async def _saved_as_it_runs(jobs: Any, job: ImportJob, run: Awaitable[None]) -> None:
+    """Run the import, saving its status as it moves and when it has finished (``ImportJobStore.save``)."""
+
+    async def every() -> None:
+        while True:
+            await asyncio.sleep(JOB_SAVE_S)
+            await asyncio.to_thread(jobs.save, job.job_id, job)
+
+    saver = asyncio.create_task(every())
+    try:
+        await run
+    finally:
+        saver.cancel()
+        await asyncio.gather(saver, return_exceptions=True)
+        await asyncio.to_thread(jobs.save, job.job_id, job)
 
 
 def _rows_in(data: bytes, fmt: str) -> int:

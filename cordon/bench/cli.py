@@ -49,9 +49,19 @@ def cmd_store(args: argparse.Namespace) -> int:
         if args.data:
             raise SystemExit("--data is for the SQLite run; the PostgreSQL run makes a cluster of its own")
         return _emit(
-            run_pg(args.reads, days=args.days, keep=args.keep, queries=args.queries, workers=args.workers),
+            run_pg(
+                args.reads,
+                days=args.days,
+                keep=args.keep,
+                queries=args.queries,
+                workers=args.workers,
+                fill_only=args.fill_only,
+                reuse=args.reuse,
+            ),
             args,
         )
+    if args.fill_only or args.reuse:
+        raise SystemExit("--fill-only and --reuse are for the PostgreSQL run (--backend postgresql)")
     from .store import run
 
     return _emit(
@@ -157,6 +167,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default="sqlite",
         help="the store: SQLite day files, or PostgreSQL (a cluster of its own under /tmp)",
     )
+    p.add_argument(
+        "--fill-only",
+        action="store_true",
+        help="PostgreSQL: fill a kept cluster and stop; prints the folder and the command that measures it",
+    )
+    p.add_argument("--reuse", default=None, help="PostgreSQL: measure a folder --fill-only made (once)")
     p.set_defaults(func=cmd_store)
     p = add("pgdriver", "PostgreSQL drivers (asyncpg, psycopg 3) on the record's batch insert and lookup")
     p.add_argument("--batches", type=int, default=300, help="batches inserted per run")

@@ -26,11 +26,13 @@ hub's code.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import multiprocessing
 import os
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -339,6 +341,9 @@ def _purge_under_load(
     }
 
 
+STATE_FILE = "bench-state.json"
+
+
 def run(
     reads: int = 20_000_000,
     days: int = 7,
@@ -348,41 +353,92 @@ def run(
     queries: int = 300,
     workers: int = 2,
     seed: int = 7,
+    fill_only: bool = False,
+    reuse: str | None = None,
 ) -> dict[str, Any]:
-    """Start a cluster, fill, measure, stop it (and remove it unless ``keep``); the figures as a dict."""
+    """Start a cluster, fill, measure, stop it (and remove it unless ``keep``); the figures as a dict.
+
+    The fill of 20M reads takes half an hour, the measures a few minutes: ``fill_only`` fills a kept
+    cluster and stops (its folder and what the measures need written to ``bench-state.json`` in it), and
+    ``reuse`` measures such a folder later (on a quieter host, say); the purge drops its oldest day, so a
+    filled folder is measured once."""
     import psycopg
 
     if days < 2:
         raise ValueError("--days must be at least 2 (one day is purged)")
-    vehicles = vehicles or max(1000, reads * 3 // 20)
     rng = random.Random(seed)
-    cluster = PostgresCluster(settings=SERVER_SETTINGS).start()
+    if reuse is not None:
+        state = json.loads((Path(reuse) / STATE_FILE).read_text(encoding="utf-8"))
+        if state.get("measured"):
+            raise SystemExit(f"{reuse} was measured already (its oldest day is purged): fill another")
+        cluster = PostgresCluster(
+            settings=SERVER_SETTINGS, folder=Path(reuse), port=state["port"], password=state["password"]
+        ).start()
+        keep = True
+    else:
+        vehicles = vehicles or max(1000, reads * 3 // 20)
+        cluster = PostgresCluster(settings=SERVER_SETTINGS).start()
     record: PgReadStore | None = None
     try:
-        dsn = cluster.create_database("record")
-        record = PgReadStore(dsn, utc_offset=UTC_OFFSET, lock_timeout_s=2.0)
-        record.start()
-        started = time.perf_counter()
-        global _population
-        _population = sqlite_bench._population_of(vehicles, seed)
-        population_s = time.perf_counter() - started
-        started = time.perf_counter()
-        day_list, filled = _fill(dsn, reads, days, checkpoints, workers, seed, record.tz)
-        fill_s = time.perf_counter() - started
-        _population = []
-        started = time.perf_counter()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) record_days, reads, passages, plates")
-            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
-        vacuum_s = time.perf_counter() - started
-        record.stop()
+        if reuse is None:
+            dsn = cluster.create_database("record")
+            record = PgReadStore(dsn, utc_offset=UTC_OFFSET, lock_timeout_s=2.0)
+            record.start()  # its schema, which the fill's tables are made LIKE
+            started = time.perf_counter()
+            global _population
+            _population = sqlite_bench._population_of(vehicles, seed)
+            population_s = time.perf_counter() - started
+            started = time.perf_counter()
+            day_list, filled = _fill(dsn, reads, days, checkpoints, workers, seed, record.tz)
+            fill_s = time.perf_counter() - started
+            _population = []
+            started = time.perf_counter()
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("VACUUM (ANALYZE) record_days, reads, passages, plates")
+                size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+            vacuum_s = time.perf_counter() - started
+            record.stop()
+            record = None
+            state = {
+                "port": cluster.port,
+                "password": cluster.password,
+                "reads": reads,
+                "days": days,
+                "checkpoints": checkpoints,
+                "vehicles": vehicles,
+                "workers": workers,
+                "day_list": [d.isoformat() for d in day_list],
+                "filled": filled,
+                "fill_s": round(fill_s, 1),
+                "vacuum_analyze_s": round(vacuum_s, 1),
+                "population_s": round(population_s, 1),
+                "database_bytes": size,
+                "measured": False,
+            }
+            if fill_only or keep:
+                (cluster.folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")  # type: ignore[operator]
+            if fill_only:
+                keep = True
+                return {
+                    "benchmark": "store",
+                    "backend": "postgresql",
+                    "filled_only": True,
+                    "data_dir": str(cluster.folder),
+                    **{k: v for k, v in state.items() if k not in ("password", "filled")},
+                    "next": f"cordon bench store --backend postgresql --reuse {cluster.folder} --json",
+                }
+        dsn = cluster.dsn("record")
+        day_list = [dt.date.fromisoformat(d) for d in state["day_list"]]
         record = PgReadStore(dsn, utc_offset=UTC_OFFSET, lock_timeout_s=2.0)
         record.start()  # knows the filled days
         counted = record.counts()
-        assert counted.reads == reads, f"filled {counted.reads} reads, expected {reads}"
+        assert counted.reads == state["reads"], f"filled {counted.reads} reads, expected {state['reads']}"
         sample = _sampler(dsn, day_list)
         figures = sqlite_bench._searches(record, day_list, queries, rng, sample)
         companion_plates = [p for _, p in sample(day_list, 50, rng, False)]
+        state["measured"] = True  # from here on the oldest day is purged
+        if reuse is not None or keep:
+            (cluster.folder / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")  # type: ignore[operator]
         figures |= _purge_under_load(record, day_list, companion_plates)
     finally:
         if record is not None:
@@ -391,6 +447,14 @@ def run(
             cluster.stop()
         else:
             cluster.destroy()
+    reads, days, filled = state["reads"], state["days"], state["filled"]
+    checkpoints, vehicles, workers = state["checkpoints"], state["vehicles"], state["workers"]
+    fill_s, vacuum_s, population_s, size = (
+        state["fill_s"],
+        state["vacuum_analyze_s"],
+        state["population_s"],
+        state["database_bytes"],
+    )
     passed = {name: bool(figures[name] <= bar) for name, bar in BARS.items()}
     return {
         "benchmark": "store",
@@ -417,8 +481,9 @@ def run(
         "database_bytes": size,
         "server_settings": {**SERVER_SETTINGS, "fsync": "on", "synchronous_commit": "on"},
         "utc_offset": UTC_OFFSET,
-        "data_dir": str(cluster.data) if keep else None,
+        "data_dir": str(cluster.folder) if keep else None,
         "kept": keep,
+        "reused": reuse,
         "postgresql": 15,
         "cpus": os.cpu_count(),
     }

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 import psycopg
 import psycopg.conninfo
 
-from central.record.duties import DutyLost
+from central.record.duties import DutyLost, life
 
 #: The first key of every duty's session lock (two int4 keys: ``objsubid = 2`` in ``pg_locks``, apart
 #: from the single bigint keys of the migrations, the audit trail, alerts and the feed).
@@ -59,6 +59,20 @@ def duty_key(duty: str) -> int:
     """The second key of a duty's lock: 31 bits of the SHA-256 of its name (a collision would only
     make one hub hold both duties)."""
     return int.from_bytes(hashlib.sha256(duty.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def hubs_alive(conn: psycopg.Connection, hubs: Iterable[str]) -> set[str]:
+    """Which of ``hubs`` are alive: their duty session holds their life lock (``central.record.duties.life``,
+    which only that hub claims). A hub that died freed it when the server ended its session."""
+    keys = {duty_key(life(hub)): hub for hub in hubs}
+    if not keys:
+        return set()
+    rows = conn.execute(
+        "SELECT DISTINCT objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
+        "AND objsubid = 2 AND granted AND objid::int8 = ANY(%s::int8[])",
+        (DUTY_LOCKS, sorted(keys)),
+    ).fetchall()
+    return {keys[k] for (k,) in rows}
 
 
 class PgDuties:

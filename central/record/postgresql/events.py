@@ -15,8 +15,9 @@ run while it is held, and another hub's new alert waits that long); alerts are r
 edge hits name, so the ingest pipeline reconciles only those: a batch costs the same few round trips
 whatever the number of its reads, not two per read.
 
-**Folding across hubs.** The open alert a hit folds into is read ``FOR UPDATE``: two transactions folding
-hits of one entry at once take turns on its row instead of both updating the body they read.
+**Folding across hubs.** A hit looks for its open alert under the alerts' lock (``fold``), held to the
+commit, and the open alert is read ``FOR UPDATE``: two transactions folding hits of one entry at once take
+turns, and the second sees the alert the first raised, instead of raising its own.
 
 Every event is inserted idempotently by its identity (checkpoint, epoch, seq) as on SQLite: the same
 content again is a resend (nothing new), other content under a taken identity is a dead letter. What
@@ -39,6 +40,7 @@ from central.record.days import digest, made_at
 from central.record.escalation import ACTION, ACTOR, LOOKBACK_S, frame
 from central.record.folding import foldable
 from central.record.postgresql.audit import PgAuditStore
+from central.record.postgresql.duties import hubs_alive
 from central.record.postgresql.reads import PgReadStore
 from central.record.stores import Outcome, StoredRun
 from protocols import folding
@@ -290,16 +292,17 @@ class PgEvents:
         )
 
     @staticmethod
-    def insert_alert(tx: psycopg.Connection, alert: Alert) -> bool:
-        """Store an alert once (its id decides), at the next position in commit order; True when it is new."""
+    def insert_alert(tx: psycopg.Connection, alert: Alert, hub: str = "") -> bool:
+        """Store an alert once (its id decides), at the next position in commit order, ``hub`` to dispatch
+        it; True when it is new."""
         if tx.execute("SELECT 1 FROM alerts WHERE alert_id = %s", (key(alert.alert_id),)).fetchone():
             return False
         tx.execute("SELECT pg_advisory_xact_lock(%s)", (ALERT_LOCK,))
         return (
             tx.execute(
                 "INSERT INTO alerts (alert_id, checkpoint, epoch, seq, entry_id, list_id, action, priority, "
-                "raised_at, body, pos) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s, coalesce(max(pos), 0) + 1 "
-                "FROM alerts ON CONFLICT (alert_id) DO NOTHING",
+                "raised_at, body, dispatch_hub, pos) SELECT %s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, "
+                "coalesce(max(pos), 0) + 1 FROM alerts ON CONFLICT (alert_id) DO NOTHING",
                 (
                     key(alert.alert_id),
                     key(alert.checkpoint),
@@ -311,6 +314,7 @@ class PgEvents:
                     alert.hit.priority,
                     alert.raised_at,
                     _encoder.encode(alert),
+                    hub or None,
                 ),
             ).rowcount
             == 1
@@ -432,6 +436,12 @@ class PgEvents:
         return that alert as updated; None: raise ``alert`` as a new one (the rule: ``protocols.folding``)."""
         if window_s <= 0 or not foldable(alert) or PgEvents.folded_or_raised(tx, alert.alert_id):
             return None
+        # The alerts' lock first, held to the commit as ``insert_alert`` holds it: a hub that looks for the
+        # open alert after another hub's transaction raised it waits for that commit, then sees it (READ
+        # COMMITTED: each statement sees what committed before it), so two hubs folding hits of one
+        # vehicle at once raise one alert. (Today the ``record_days`` row every batch of reads updates
+        # also serializes them; this does not rest on it: an edge hit whose read came earlier updates none.)
+        tx.execute("SELECT pg_advisory_xact_lock(%s)", (ALERT_LOCK,))
         rows = tx.execute(
             "SELECT a.alert_id, a.body FROM alerts a WHERE a.list_id = %s AND a.entry_id = %s AND a.raised_at >= %s "
             "AND NOT EXISTS (SELECT 1 FROM alert_outcomes o WHERE o.alert_id = a.alert_id OR o.alert_id IN "
@@ -638,13 +648,41 @@ class PgEvents:
             for table, column in HIT_TABLES
         }
 
-    # -- reads ---------------------------------------------------------------------------------------
     @staticmethod
-    def undispatched_alerts(tx: psycopg.Connection) -> list[Alert]:
+    def claim_orphans(tx: psycopg.Connection, hub: str, older_than: float, limit: int) -> list[Alert]:
+        """Take over the alerts raised before ``older_than`` and still not dispatched whose dispatching hub
+        is gone (its life lock free: ``central.record.postgresql.duties``), oldest first: they become
+        ``hub``'s to dispatch. Rows another job holds (a fold, a marking) are skipped, not waited for."""
+        rows = tx.execute(
+            "SELECT alert_id, dispatch_hub FROM alerts WHERE dispatched_at IS NULL AND raised_at < %s "
+            "AND dispatch_hub IS DISTINCT FROM %s ORDER BY pos LIMIT %s FOR UPDATE SKIP LOCKED",
+            (older_than, hub, limit),
+        ).fetchall()
+        if not rows:
+            return []
+        alive = hubs_alive(tx, {owner for _, owner in rows if owner is not None})
+        orphans = [alert_id for alert_id, owner in rows if owner not in alive]
+        if not orphans:
+            return []
         return [
             _alert_decoder.decode(bytes(body))
             for (body,) in tx.execute(
-                "SELECT body FROM alerts WHERE dispatched_at IS NULL ORDER BY raised_at, pos"
+                "UPDATE alerts SET dispatch_hub = %s WHERE alert_id = ANY(%s) RETURNING body",
+                (hub, orphans),
+            )
+        ]
+
+    # -- reads ---------------------------------------------------------------------------------------
+    @staticmethod
+    def undispatched_alerts(tx: psycopg.Connection, hub: str = "") -> list[Alert]:
+        """The alerts not dispatched yet that are ``hub``'s to dispatch (raised by it, or taken over), or
+        nobody's (raised before hubs were named)."""
+        return [
+            _alert_decoder.decode(bytes(body))
+            for (body,) in tx.execute(
+                "SELECT body FROM alerts WHERE dispatched_at IS NULL "
+                "AND (dispatch_hub IS NULL OR dispatch_hub = %s) ORDER BY raised_at, pos",
+                (hub,),
             )
         ]
 

@@ -107,6 +107,7 @@ HUB_TABLES: dict[str, Table] = {
             "raised_at": _same,
             "body": _bytes,
             "dispatched_at": _same,
+            "dispatch_hub": _same,
         },
         rowid_as="pos",
     ),
@@ -292,10 +293,17 @@ DAY_TABLES: dict[str, dict[str, Convert]] = {
 EVIDENCE_COLUMNS = ("checkpoint", "epoch", "seq", "kind", "data", "kept_at")
 
 #: Tables that a store holding any row of is not empty (what a migration must not be mixed into). Failed
-#: logins and import jobs are left out: each hub's passing state, not data (none is in hub.db).
+#: logins, import jobs and evidence requests are left out: the hubs' passing state, not data (none is in hub.db).
 DATA_TABLES = (*HUB_TABLES, "record_days", "reads", "passages", "plates", "evidence")
 #: Tables ``cordon store migrate`` leaves alone.
-NOT_COPIED = ("schema_migrations", "store_migration", "login_failures", "import_jobs")
+NOT_COPIED = (
+    "schema_migrations",
+    "store_migration",
+    "login_failures",
+    "import_jobs",
+    "evidence_requests",
+    "hub_rates",
+)
 
 
 @dataclass(frozen=True, slots=True)

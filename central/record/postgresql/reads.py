@@ -614,6 +614,30 @@ class PgReadStore:
         ).fetchone()
         return None if row is None else _row_to_read(row)
 
+    def latest_sightings(
+        self,
+        db: psycopg.Connection,
+        plates: Sequence[str],
+        since: float,
+        besides: tuple[str, int, Sequence[int]],
+        per_plate: int = 3,
+    ) -> list[tuple[StoredRead, str | None, str | None]]:
+        """The latest ``per_plate`` reads of each of ``plates`` captured at or after ``since``, whoever
+        stored them, but for ``besides`` (a checkpoint, an epoch and the seqs of the batch being checked),
+        oldest first, each with its vehicle colour and make: what the clone check learns of the reads other
+        hubs committed (writer side, in the batch's transaction)."""
+        checkpoint, epoch, seqs = besides
+        rows = db.execute(
+            "SELECT x.* FROM unnest(%s::text[]) AS p(plate) CROSS JOIN LATERAL ("
+            + _SELECT_READ
+            + " WHERE r.plate = p.plate AND r.day >= %s AND r.captured_at >= %s "
+            "AND NOT (r.checkpoint = %s AND r.epoch = %s AND r.seq = ANY(%s::int8[])) "
+            "ORDER BY r.captured_at DESC LIMIT %s) x",
+            (sorted(set(plates)), day_of(since, self.tz), since, checkpoint, epoch, list(seqs), per_plate),
+        ).fetchall()
+        reads = sorted((_row_to_read(r) for r in rows), key=lambda r: r.captured_at)
+        return [(r, r.vehicle_colour, r.vehicle_brand) for r in reads]
+
     def identity_taken(
         self, db: psycopg.Connection, checkpoint: str, epoch: int, seq: int, near: float
     ) -> bool:

@@ -12,7 +12,9 @@ Migrations 2 to 10 hold the hub's other stores: accounts and failed logins, the 
 deliveries, import jobs, cached evidence pictures, the edges' other events with alerts and quick-test
 results, the daily statistics, and the watchlists with the field feed. Migration 11 is the progress of
 ``cordon store migrate`` (a SQLite hub's data copied in); migration 12 what the hubs sharing the database
-follow of each other (the log of list changes, the alerts' news by time).
+follow of each other (the log of list changes, the alerts' news by time); migration 13 which hub is to
+dispatch each alert; migration 14 the evidence requests not answered yet; migration 15 each hub's read rates
+and the hub running each import job.
 """
 
 from __future__ import annotations
@@ -201,6 +203,29 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX alert_folds_raised ON alert_folds (raised_at)",
         "CREATE INDEX alert_outcomes_received ON alert_outcomes (received_at)",
         "CREATE INDEX alert_receipts_received ON alert_receipts (received_at)",
+    ],
+    # 13: which hub is to dispatch each alert not dispatched yet (the one that raised it, or the one that
+    # took it over when that hub was gone: central.alerts.dispatch, PgEvents.claim_orphans)
+    [
+        "ALTER TABLE alerts ADD COLUMN dispatch_hub text",
+    ],
+    # 14: the evidence pictures asked of the edges and not come yet (central.alerts.evidence), so a reply
+    # landing on any hub is known for a request, and the reads asked of an offline checkpoint are asked
+    # again by whichever hub holds the evidence duty
+    [
+        """CREATE TABLE evidence_requests (request_id text PRIMARY KEY, checkpoint text NOT NULL,
+            epoch bigint NOT NULL, seq bigint NOT NULL, asked_at double precision NOT NULL,
+            deferred boolean NOT NULL DEFAULT false)""",
+        "CREATE INDEX evidence_requests_read ON evidence_requests (checkpoint, epoch, seq)",
+        "CREATE INDEX evidence_requests_asked ON evidence_requests (asked_at)",
+    ],
+    # 15: each hub's reads per checkpoint over the last minute, as it last said (central.ingest.pipeline's
+    # ReadRates): the map's rate is their sum over the hubs that said it lately; and the hub running each
+    # import job (a job whose hub is gone failed)
+    [
+        """CREATE TABLE hub_rates (hub text NOT NULL, checkpoint text NOT NULL, per_minute bigint NOT NULL,
+            at double precision NOT NULL, PRIMARY KEY (hub, checkpoint))""",
+        "ALTER TABLE import_jobs ADD COLUMN hub text",
     ],
 ]
 

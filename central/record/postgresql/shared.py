@@ -5,14 +5,17 @@ from any thread."""
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, get_args
 
 import msgspec
 
+from central.record.evidencefiles import REQUEST_KEEP_S
 from central.record.memory import MAX_IMPORT_JOBS
 from central.record.postgresql.connections import Pool
+from central.record.postgresql.duties import hubs_alive
 from protocols import topics
 from protocols.messages import EvidenceKind
 
@@ -102,18 +105,24 @@ class PgImportJobStore:
     whenever this hub is asked for it, so any hub on the database answers for a job another hub runs (with
     its last saved status, a :class:`StoredJob`)."""
 
-    def __init__(self, pool: Pool, max_jobs: int = MAX_IMPORT_JOBS) -> None:
+    def __init__(self, pool: Pool, max_jobs: int = MAX_IMPORT_JOBS, hub: str = "") -> None:
         self._pool = pool
         self.max_jobs = max_jobs
+        #: the hub whose jobs these are (a job whose hub is gone, its life lock free, failed)
+        self.hub = hub
         self._jobs: dict[str, Any] = {}
 
     def _save(self, job_id: str, job: Any) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                "INSERT INTO import_jobs (job_id, status, updated_at) VALUES (%s, %s, %s) "
+                "INSERT INTO import_jobs (job_id, status, updated_at, hub) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-                (job_id, msgspec.json.encode(job.status()), time.time()),
+                (job_id, msgspec.json.encode(job.status()), time.time(), self.hub or None),
             )
+
+    def save(self, job_id: str, job: Any, /) -> None:
+        if job_id in self._jobs:
+            self._save(job_id, job)
 
     def get(self, job_id: str, /) -> Any:
         job = self._jobs.get(job_id)
@@ -121,8 +130,22 @@ class PgImportJobStore:
             self._save(job_id, job)
             return job
         with self._pool.connection() as conn:
-            row = conn.execute("SELECT status FROM import_jobs WHERE job_id = %s", (job_id,)).fetchone()
-        return None if row is None else StoredJob(job_id, msgspec.json.decode(bytes(row[0])))
+            row = conn.execute("SELECT status, hub FROM import_jobs WHERE job_id = %s", (job_id,)).fetchone()
+            if row is None:
+                return None
+            stored = StoredJob(job_id, msgspec.json.decode(bytes(row[0])))
+            if not stored.finished and row[1] is not None and not hubs_alive(conn, [row[1]]):
+                # Its hub is gone, and its task with it: it will never finish.
+                stored = StoredJob(
+                    job_id,
+                    {
+                        **stored.status(),
+                        "state": "failed",
+                        "error": f"the hub running the import ({row[1]}) stopped before it finished; "
+                        "nothing was changed unless the list shows it: import again",
+                    },
+                )
+        return stored
 
     def add(self, job_id: str, job: Any, /) -> None:
         while len(self._jobs) >= self.max_jobs and self._forget_oldest_finished():
@@ -170,6 +193,54 @@ class PgEvidenceStore:
                 key,
             ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def ask(self, request_id: str, checkpoint: str, epoch: int, seq: int, deferred: bool = False) -> None:
+        now = time.time()
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM evidence_requests WHERE asked_at < %s", (now - REQUEST_KEEP_S,))
+            conn.execute(
+                "INSERT INTO evidence_requests (request_id, checkpoint, epoch, seq, asked_at, deferred) "
+                "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (request_id) DO NOTHING",
+                (request_id, checkpoint, epoch, seq, now, deferred),
+            )
+
+    def request_of(self, request_id: str) -> tuple[str, int, int] | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT checkpoint, epoch, seq FROM evidence_requests WHERE request_id = %s", (request_id,)
+            ).fetchone()
+        return None if row is None else (row[0], int(row[1]), int(row[2]))
+
+    def defer(self, checkpoint: str, epoch: int, seq: int) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            updated = conn.execute(
+                "UPDATE evidence_requests SET deferred = true WHERE checkpoint = %s AND epoch = %s AND seq = %s",
+                (checkpoint, epoch, seq),
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT INTO evidence_requests (request_id, checkpoint, epoch, seq, asked_at, deferred) "
+                    "VALUES (%s,%s,%s,%s,%s,true)",
+                    ("D" + secrets.token_hex(12), checkpoint, epoch, seq, time.time()),
+                )
+
+    def take_deferred(self, checkpoints: Iterable[str]) -> list[tuple[str, int, int]]:
+        """One statement: two hubs taking at once take each deferred read once."""
+        with self._pool.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                "UPDATE evidence_requests SET deferred = false WHERE deferred AND checkpoint = ANY(%s) "
+                "RETURNING checkpoint, epoch, seq",
+                (sorted(set(checkpoints)),),
+            ).fetchall()
+        return sorted({(cp, int(epoch), int(seq)) for cp, epoch, seq in rows})
+
+    def answered(self, checkpoint: str, epoch: int, seq: int) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE evidence_requests SET deferred = false WHERE checkpoint = %s AND epoch = %s AND seq = %s "
+                "AND deferred",
+                (checkpoint, epoch, seq),
+            )
 
     def keep(self, key: tuple[str, int, int, str], data: bytes) -> None:
         key = self._check(key)

@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Job = tuple[Callable[[psycopg.Connection], Any], "Future[Any]"]
 
+#: The first key of the transaction locks on plates the clone check takes (the second: the plate's hash).
+CLONE_LOCKS = 0x436C6F6E  # "Clon"
 #: At most this many jobs share one commit (as the SQLite writer's group).
 MAX_JOBS_PER_COMMIT = 512
 #: A job that meets days without partitions, or gives way in a deadlock, this many times in a row fails.
@@ -99,8 +101,11 @@ class PgStores:
         utc_offset: str = "+08:00",
         pool_size: int = 4,
         evidence_max_bytes: int = 500_000_000,
+        hub: str = "",
     ) -> None:
         self.dsn = dsn
+        #: this hub's name (``cluster.name``): the alerts it raises are its to dispatch
+        self.hub = hub
         self.record = PgReadStore(dsn, utc_offset=utc_offset, pool_size=pool_size)
         self._events = PgEvents(self.record)
         self._pool = Pool(dsn, pool_size)
@@ -381,7 +386,9 @@ class PgStores:
     ) -> StoredRun:
         return self._events.insert_reads(tx, checkpoint, epoch, events, edge_sent_at, received_at)
 
-    insert_alert = staticmethod(PgEvents.insert_alert)
+    def insert_alert(self, tx: psycopg.Connection, alert: Alert) -> bool:
+        return PgEvents.insert_alert(tx, alert, self.hub)
+
     add_thumbnail = staticmethod(PgEvents.add_thumbnail)
     update_checkpoint = staticmethod(PgEvents.update_checkpoint)
     checkpoint_seen = staticmethod(PgEvents.checkpoint_seen)
@@ -401,7 +408,52 @@ class PgStores:
         await self.run(lambda tx: PgEvents.mark_dispatched(tx, alert_ids, now))
 
     def undispatched_alerts(self) -> list[Alert]:
-        return self.read(PgEvents.undispatched_alerts)
+        return self.read(lambda tx: PgEvents.undispatched_alerts(tx, self.hub))
+
+    def clone_sightings(
+        self,
+        tx: psycopg.Connection,
+        plates: Sequence[str],
+        since: float,
+        besides: tuple[str, int, Sequence[int]],
+    ) -> list[tuple[Any, str | None, str | None]]:
+        """Lock the plates (in key order, held to the commit), then read their latest reads in the record,
+        this hub's and the others'. A transaction that checks a plate after another hub's checked it waits
+        for that commit and sees its reads; the first does not see the second's, which the second checks:
+        each pair of reads is compared by one of the two. (Batches of reads are also serialized today by
+        the ``record_days`` row they update; the locks do not rest on that.)"""
+        if not plates:
+            return []
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(%s, k) FROM (SELECT DISTINCT hashtext(p) AS k FROM unnest(%s::text[]) p "
+            "ORDER BY k) s",
+            (CLONE_LOCKS, list(plates)),
+        )
+        return self.record.latest_sightings(tx, plates, since, besides)
+
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Say this hub's reads per minute per checkpoint; the other hubs' that said theirs within
+        ``fresh_s``, summed per checkpoint."""
+
+        def job(tx: psycopg.Connection) -> dict[str, int]:
+            if rates:
+                tx.execute(
+                    "INSERT INTO hub_rates (hub, checkpoint, per_minute, at) "
+                    "SELECT %s, c, n, %s FROM unnest(%s::text[], %s::int8[]) AS r(c, n) "
+                    "ON CONFLICT (hub, checkpoint) DO UPDATE SET per_minute = excluded.per_minute, at = excluded.at",
+                    (self.hub, now, list(rates), list(rates.values())),
+                )
+            rows = tx.execute(
+                "SELECT checkpoint, sum(per_minute) FROM hub_rates WHERE hub <> %s AND at >= %s "
+                "GROUP BY checkpoint",
+                (self.hub, now - fresh_s),
+            ).fetchall()
+            return {cp: int(n) for cp, n in rows if n}
+
+        return self.submit(job).result()
+
+    def claim_orphans(self, tx: psycopg.Connection, older_than: float, limit: int = 500) -> list[Alert]:
+        return PgEvents.claim_orphans(tx, self.hub, older_than, limit)
 
     def recent_alerts(self, limit: int = 100, include_covert: bool = True) -> list[Alert]:
         return self.read(lambda tx: PgEvents.recent_alerts(tx, limit, include_covert))

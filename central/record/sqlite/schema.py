@@ -149,4 +149,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX alert_outcomes_received ON alert_outcomes (received_at)",
         "CREATE INDEX alert_receipts_received ON alert_receipts (received_at)",
     ],
+    # 14: which hub is to dispatch each alert not dispatched yet (as on PostgreSQL: AlertStore.claim_orphans)
+    [
+        "ALTER TABLE alerts ADD COLUMN dispatch_hub TEXT",
+    ],
 ]

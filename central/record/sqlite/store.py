@@ -119,8 +119,11 @@ class HubStore:
         utc_offset: str = "+08:00",
         attached_max: int = 4,
         busy_timeout_s: float = BUSY_TIMEOUT_S,
+        hub: str = "",
     ) -> None:
         self.path = Path(path)
+        #: this hub's name (``cluster.name``): the alerts it raises are its to dispatch
+        self.hub = hub
         self.record = SqliteReadStore(
             record_dir if record_dir is not None else self.path.parent / "record",
             utc_offset=utc_offset,
@@ -288,11 +291,10 @@ class HubStore:
             )
         return Outcome(inserted=True)
 
-    @staticmethod
-    def insert_alert(db: sqlite_utils.Database, alert: Alert) -> bool:
+    def insert_alert(self, db: sqlite_utils.Database, alert: Alert) -> bool:
         cur = db.conn.execute(
             """INSERT OR IGNORE INTO alerts (alert_id, checkpoint, epoch, seq, entry_id, list_id, action, priority,
-            raised_at, body) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+            raised_at, body, dispatch_hub) VALUES (?,?,?,?,?,?,?,?,?,?,?)""",
             (
                 alert.alert_id,
                 alert.checkpoint,
@@ -304,9 +306,32 @@ class HubStore:
                 alert.hit.priority,
                 alert.raised_at,
                 _encoder.encode(alert),
+                self.hub or None,
             ),
         )
         return cur.rowcount == 1
+
+    def clone_sightings(
+        self, db: sqlite_utils.Database, plates: Any, since: float, besides: Any
+    ) -> list[tuple[Any, str | None, str | None]]:
+        """Alone on hub.db: the clone index has seen every read already."""
+        return []
+
+    def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
+        """Alone on hub.db: no other hub counts reads."""
+        return {}
+
+    def claim_orphans(self, db: sqlite_utils.Database, older_than: float, limit: int = 500) -> list[Alert]:
+        """One hub keeps a hub.db: an alert another hub name left undispatched is a former hub's, gone."""
+        rows = db.conn.execute(
+            "SELECT alert_id, body FROM alerts WHERE dispatched_at IS NULL AND raised_at < ? "
+            "AND dispatch_hub IS NOT ? ORDER BY rowid LIMIT ?",
+            (older_than, self.hub, limit),
+        ).fetchall()
+        db.conn.executemany(
+            "UPDATE alerts SET dispatch_hub = ? WHERE alert_id = ?", [(self.hub, aid) for aid, _ in rows]
+        )
+        return [_alert_decoder.decode(body) for _, body in rows]
 
     @staticmethod
     def add_thumbnail(db: sqlite_utils.Database, alert_id: str, thumbnail: str) -> Alert | None:
@@ -592,7 +617,9 @@ class HubStore:
             lambda db: [
                 _alert_decoder.decode(b)
                 for (b,) in db.conn.execute(
-                    "SELECT body FROM alerts WHERE dispatched_at IS NULL ORDER BY raised_at"
+                    "SELECT body FROM alerts WHERE dispatched_at IS NULL "
+                    "AND (dispatch_hub IS NULL OR dispatch_hub = ?) ORDER BY raised_at",
+                    (self.hub,),
                 )
             ]
         )
