@@ -4,7 +4,7 @@ main that has the cluster but not the newest PostgreSQL migration, take the read
 cameras push to them. Hub A is stopped and this code starts in its place (its migration runs, once, under
 the lock, while hub B of the older code goes on writing); the two versions serve side by side for a while;
 then hub B is upgraded the same way. At the end every read a camera got a 200 for is in the record exactly
-once, each listed read raised its alert, nothing was dead-lettered, every migration is recorded once, the
+once, each listed read raised its alert and every alert was dispatched, nothing was dead-lettered, every migration is recorded once, the
 audit chain verifies, and a console of the upgraded hub A was sent the alerts both versions raised. A list
 entry added through the older hub while both serve is matched by the upgraded one too: the older code does
 not log its list changes for the others (the log came with migration 12), so the upgraded hub notices the
@@ -222,6 +222,8 @@ async def test_a_cluster_upgraded_one_hub_at_a_time_under_load_loses_nothing(
                 for edge in edges.values():
                     await login(http, edge.base, "tablet-code")
                     await until(lambda e=edge: _outbox_empty(http, e.base), timeout=60, what="outbox empty")
+            # Every alert was dispatched (to its checkpoint's tablets, the routes, the webhooks) by a hub.
+            await until(lambda: _all_dispatched(pg_dsn), timeout=60, what="every alert dispatched")
             listed = {k for k in pushed if int(k.rsplit("-", 1)[1]) % 25 == 0}
             await asyncio.sleep(2)
             if watching is not None:
@@ -277,6 +279,14 @@ async def test_a_cluster_upgraded_one_hub_at_a_time_under_load_loses_nothing(
 
 async def _entries(http: aiohttp.ClientSession, hub: Service, n: int) -> bool:
     return (await scrape(http, hub.base, METRICS)).get("cordon_hub_watchlist_entries") == n
+
+
+async def _all_dispatched(dsn: str) -> bool:
+    def count() -> int:
+        with psycopg.connect(dsn) as db:
+            return db.execute("SELECT count(*) FROM alerts WHERE dispatched_at IS NULL").fetchone()[0]
+
+    return await asyncio.to_thread(count) == 0
 
 
 async def _more(dsn: str, n: int) -> bool:
