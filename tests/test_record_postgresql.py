@@ -261,3 +261,96 @@ def test_the_tests_cluster_is_our_own_durable_and_unprivileged(pg_cluster, pg_ds
     assert not str(pg_cluster.data).startswith("/tmp/pytest-of-"), "outside pytest's private folder"
     owner = os.stat(f"/proc/{pg_cluster.server_pids()[0]}").st_uid
     assert owner != 0, "the server never runs as root"
+
+
+def test_two_hubs_saying_checkpoints_were_seen_in_opposite_orders_do_not_deadlock(pg_dsn):
+    """Each hub's group commit says when its checkpoints were last seen and holds what it wrote to its
+    end: two groups writing two checkpoints' rows in opposite orders waited on each other (a deadlock,
+    one group aborted). A row another transaction is writing is now left to it, without waiting."""
+    from central.record.postgresql.events import PgEvents
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        migrate(conn)
+        for cp in ("SD-DZ-001", "SD-LY-001"):  # rows that exist: the everyday case
+            PgEvents.checkpoint_seen(conn, cp, 1.0, 1)
+    with psycopg.connect(pg_dsn) as x, psycopg.connect(pg_dsn) as y:
+        for conn in (x, y):
+            conn.execute("SET lock_timeout = '2s'")  # a wait would end the test here, not hang it
+        PgEvents.checkpoint_seen(x, "SD-DZ-001", 10.0, 1)
+        PgEvents.checkpoint_seen(y, "SD-LY-001", 11.0, 1)
+        PgEvents.checkpoint_seen(x, "SD-LY-001", 12.0, 1)  # y holds it: left to y
+        PgEvents.checkpoint_seen(y, "SD-DZ-001", 13.0, 1)  # x holds it: left to x
+        x.commit()
+        y.commit()
+    with psycopg.connect(pg_dsn) as conn:
+        seen = dict(conn.execute("SELECT checkpoint, last_seen FROM checkpoints ORDER BY 1").fetchall())
+        assert seen == {"SD-DZ-001": 10.0, "SD-LY-001": 11.0}
+        PgEvents.checkpoint_seen(conn, "SD-XX-009", 20.0, 2)  # a new checkpoint's row is made
+        conn.commit()
+        assert conn.execute(
+            "SELECT last_seen, epoch FROM checkpoints WHERE checkpoint = 'SD-XX-009'"
+        ).fetchone() == (
+            20.0,
+            2,
+        )
+
+
+def test_a_job_that_gives_way_in_a_deadlock_runs_again(pg_dsn):
+    """A job of the store's writer and another hub's transaction each hold a lock the other wants: the
+    job PostgreSQL picks to give way is rolled back to its savepoint, lets the other commit, and runs again
+    in the next group, instead of failing (a hub's login once failed with a 500 that way)."""
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    runs: list[int] = []
+    try:
+        with psycopg.connect(pg_dsn) as other:
+            # The other side waits longer before it looks for a deadlock: the job is the one to give way.
+            other.execute("SET deadlock_timeout = '10s'")
+            other.execute("SELECT pg_advisory_xact_lock(1)")
+
+            def job(tx):
+                runs.append(1)
+                tx.execute("SELECT pg_advisory_xact_lock(2)")
+                tx.execute("SELECT pg_advisory_xact_lock(1)")  # the other holds it
+                return len(runs)
+
+            done = stores.submit(job)
+            time.sleep(0.5)  # the job holds 2 and waits for 1
+            taken = threading.Thread(target=lambda: other.execute("SELECT pg_advisory_xact_lock(2)"))
+            taken.start()  # and now the other waits for 2: a deadlock, found by the job's side in 1 s
+            taken.join(30)
+            assert not taken.is_alive()
+            other.commit()
+            assert done.result(timeout=30) == 2  # given way once, then through
+    finally:
+        stores.stop()
+
+
+def test_two_hubs_storing_the_same_event_at_once_store_it_once(pg_dsn):
+    """A resend that reaches a second hub while the first has not committed the same event yet: the second
+    waits for that commit and finds the event stored (it failed on the unique key, a dead letter)."""
+    from central.record.postgresql.store import PgStores
+    from protocols.messages import Gap
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    gap = Gap(seq=7, ranges=[(1, 3)], count=3, reason="quota", dropped_at=5.0, dropped_total=3)
+    try:
+        with psycopg.connect(pg_dsn) as x, psycopg.connect(pg_dsn) as y:
+            assert stores.insert_event(x, "SD-DZ-001", 1, gap, 5.0, 6.0).inserted
+            second: list = []
+            waiting = threading.Thread(
+                target=lambda: second.append(stores.insert_event(y, "SD-DZ-001", 1, gap, 5.0, 6.5))
+            )
+            waiting.start()
+            time.sleep(0.5)  # y waits on x's uncommitted row
+            x.commit()
+            waiting.join(30)
+            y.commit()
+            assert second and not second[0].inserted and not second[0].dead_letter, second
+        with psycopg.connect(pg_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+    finally:
+        stores.stop()

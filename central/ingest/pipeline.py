@@ -373,7 +373,7 @@ class Ingest:
         )
         if abs(received_at - batch.sent_at) <= 5:
             # Only fresh batches say anything about the edge's clock (replays are old by design).
-            self.store.update_checkpoint(tx, checkpoint, last_seen=received_at, epoch=batch.epoch)
+            self.store.checkpoint_seen(tx, checkpoint, received_at, batch.epoch)
         return result
 
     def _store_events(

@@ -163,10 +163,20 @@ class PgEvents:
             )
         if self.record.identity_taken(tx, checkpoint, epoch, event.seq, near=made_at(event)):
             return Outcome(inserted=False, dead_letter=taken)
-        tx.execute(
-            "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (%s,%s,%s,%s,%s,%s)",
+        # Another hub may be storing the same event this moment (a resend that reached it too): the insert
+        # then waits for that hub's commit and does nothing, and the event is as stored there. A plain
+        # insert failed on the unique key instead, and the batch became a dead letter.
+        if not tx.execute(
+            "INSERT INTO events (checkpoint, epoch, seq, kind, digest, received_at) VALUES (%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (checkpoint, epoch, seq) DO NOTHING",
             (cp, epoch, event.seq, event_kind(event), d, received_at),
-        )
+        ).rowcount:
+            row = tx.execute(
+                "SELECT digest FROM events WHERE checkpoint = %s AND epoch = %s AND seq = %s",
+                (cp, epoch, event.seq),
+            ).fetchone()
+            same = row is not None and bytes(row[0]) == d
+            return Outcome(inserted=False) if same else Outcome(inserted=False, dead_letter=taken)
         if isinstance(event, EdgeHit):
             tx.execute(
                 "INSERT INTO edge_hits (checkpoint, epoch, seq, read_seq, alert_id, entry_id, list_id, kind, score, "
@@ -385,6 +395,28 @@ class PgEvents:
             else "INSERT INTO checkpoints (checkpoint) VALUES (%s) ON CONFLICT (checkpoint) DO NOTHING",
             (key(checkpoint), *fields.values()),
         )
+
+    @staticmethod
+    def checkpoint_seen(tx: psycopg.Connection, checkpoint: str, last_seen: float, epoch: int) -> None:
+        """Every hub's every fresh batch says when its checkpoint was last seen, and a group commit holds
+        the rows it wrote, and the alerts' lock, to its end: two hubs writing two checkpoints' rows in
+        opposite orders, or one holding the alerts' lock and wanting a row the other holds while it waits
+        for the lock, deadlocked (PostgreSQL aborts one group, whose edges send again). So a row another
+        transaction is writing is skipped: that one is saying the same thing at the same moment. Only the
+        row's first insert can wait, once in a checkpoint's life."""
+        k = key(checkpoint)
+        if tx.execute(
+            "UPDATE checkpoints SET last_seen = %s, epoch = %s WHERE checkpoint = "
+            "(SELECT checkpoint FROM checkpoints WHERE checkpoint = %s FOR UPDATE SKIP LOCKED)",
+            (last_seen, epoch, k),
+        ).rowcount:
+            return
+        if tx.execute("SELECT 1 FROM checkpoints WHERE checkpoint = %s", (k,)).fetchone() is None:
+            tx.execute(
+                "INSERT INTO checkpoints (checkpoint, last_seen, epoch) VALUES (%s, %s, %s) "
+                "ON CONFLICT (checkpoint) DO NOTHING",
+                (k, last_seen, epoch),
+            )
 
     @staticmethod
     def folded_or_raised(tx: psycopg.Connection, alert_id: str) -> bool:

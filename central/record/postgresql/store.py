@@ -24,8 +24,11 @@ the writer connection is replaced when the server ended it (``connections.alive`
 the server is back commits. A commit the failure cut off may have committed or not: the group took its
 transaction's id in its first round trip, and its jobs' futures wait until ``pg_xact_status`` says (each
 job's value if it committed, ``StoreUnavailable`` if not). A job that meets a failure of the database while
-the connection stays (a deadlock, a lock timeout, a cancelled statement) is rolled back to its savepoint
-and hears ``StoreUnavailable``; a lost connection fails the whole group. The writer's session has ``synchronous_commit`` on.
+the connection stays (a lock timeout, a cancelled statement) is rolled back to its savepoint and hears
+``StoreUnavailable``; a lost connection fails the whole group. A job PostgreSQL picked to give way in a
+deadlock (several hubs' groups each hold rows and locks to their commits: a day's counts, the audit's
+lock) is no failure of the database: rolled back to its savepoint it lets the other hub's group go on,
+and it runs again in the next group (``MAX_ATTEMPTS`` in all, as for a day not ready). The writer's session has ``synchronous_commit`` on.
 """
 
 from __future__ import annotations
@@ -67,8 +70,10 @@ _Job = tuple[Callable[[psycopg.Connection], Any], "Future[Any]"]
 CLONE_LOCKS = 0x436C6F6E  # "Clon"
 #: At most this many jobs share one commit (as the SQLite writer's group).
 MAX_JOBS_PER_COMMIT = 512
-#: A job that meets days without partitions this many times in a row fails (making them did not help).
+#: A job that meets days without partitions, or gives way in a deadlock, this many times in a row fails.
 MAX_ATTEMPTS = 3
+#: What another transaction's locks made a job give way to: run it again in the next group.
+RACES = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 #: How long a job whose commit was cut off waits for the database to say whether it committed; past it,
 #: its caller hears ``StoreUnavailable`` (an edge sends its events again either way).
@@ -237,6 +242,14 @@ class PgStores:
                         if isinstance(exc, DaysNotReady) and not final:
                             again.append((job, done))
                             days.update(exc.days)
+                        elif isinstance(exc, RACES) and not final:
+                            # Another hub's group waited on a lock this one held while this one waited
+                            # on one of its (the rows both write: a day's counts, a checkpoint's, and the
+                            # audit's and alerts' locks, held to the commits). PostgreSQL picked this job
+                            # to give way; rolled back to its savepoint, it let the other go on, and it
+                            # runs again in the next group, once this one's commit let its locks go.
+                            log.info("a job met another hub's transaction (%s): it runs again", exc.sqlstate)
+                            again.append((job, done))
                         elif transient(exc):  # a deadlock, a lock timeout, a cancel: the database's
                             settled.append((done, None, self._failed(exc)))
                         else:
@@ -378,6 +391,7 @@ class PgStores:
 
     add_thumbnail = staticmethod(PgEvents.add_thumbnail)
     update_checkpoint = staticmethod(PgEvents.update_checkpoint)
+    checkpoint_seen = staticmethod(PgEvents.checkpoint_seen)
     fold = staticmethod(PgEvents.fold)
     folded_or_raised = staticmethod(PgEvents.folded_or_raised)
     folded_into = staticmethod(PgEvents.folded_into)

@@ -357,6 +357,10 @@ class HubStore:
             (checkpoint, *fields.values()),
         )
 
+    @staticmethod
+    def checkpoint_seen(db: sqlite_utils.Database, checkpoint: str, last_seen: float, epoch: int) -> None:
+        HubStore.update_checkpoint(db, checkpoint, last_seen=last_seen, epoch=epoch)  # one writer: no race
+
     #: Inside a writer job: escalate the intercept alerts nobody answered (audited once each), their frames.
     escalate_due = staticmethod(escalation.escalate_due)
     #: On a read connection: the escalations already recorded for these alerts, as frames.
