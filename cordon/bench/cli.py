@@ -73,6 +73,15 @@ def cmd_pgdriver(args: argparse.Namespace) -> int:
     return _emit(run(args.batches, args.batch, args.lookups, args.rounds), args)
 
 
+def _phases(text: str) -> list[str]:
+    from .e2e import parse_phases
+
+    try:
+        return parse_phases(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def cmd_e2e(args: argparse.Namespace) -> int:
     from .e2e import run
 
@@ -86,6 +95,7 @@ def cmd_e2e(args: argparse.Namespace) -> int:
             store=args.store,
             warmup_s=args.warmup_s,
             window_s=args.window_s,
+            phases=args.phases,
         ),
         args,
     )
@@ -184,6 +194,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--warmup-s", type=float, default=15.0, help="saturated ingest before the window starts")
     p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
+    p.add_argument(
+        "--phases",
+        type=_phases,
+        default="ingest,saturated,latency,replay",
+        help="the phases to run, comma-separated (default: all four); e.g. --phases latency: the alert "
+        "latency at the fixed load alone, with its CPU a read (no SQLite reference then)",
+    )
     p.set_defaults(func=cmd_e2e)
     p = add(
         "spine", "alert latency on the idle spine: camera push at an edge to the console alert, one at a time"
