@@ -1292,6 +1292,60 @@ def test_jobs_waiting_for_the_writer_share_one_commit_and_a_failed_one_is_rolled
         stores.stop()
 
 
+def test_a_batch_whose_reads_the_database_refuses_is_rolled_back_alone_in_its_group(pg_dsn):
+    """Three batches share one commit; the middle one's reads fail inside the batch statement (a sequence
+    number past 64 bits, which only the database checks): it alone is rolled back, with none of its
+    reads, plates or counts, and the others' reads commit."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+
+        def reads(first, plate, n=3):
+            return [
+                PlateRead(
+                    seq=first + k,
+                    camera_id="c",
+                    captured_at=T0 + k,
+                    plate=f"{plate}{k}",
+                    plate_raw="r",
+                    plate_valid=True,
+                )
+                for k in range(n)
+            ]
+
+        stores.submit(lambda tx: stores.insert_reads(tx, CP, 1, reads(100, "鲁C"), T0, T0)).result(30)
+        gate = threading.Event()
+        busy = stores.submit(lambda tx: gate.wait(10))
+        good = reads(1, "鲁A")
+        bad = reads(10, "鲁X")
+        bad[-1] = msgspec.structs.replace(bad[-1], seq=2**63)
+        more = reads(20, "鲁B")
+        a, b, c = (
+            stores.submit(lambda tx, run=run: stores.insert_reads(tx, CP, 1, run, T0, T0))
+            for run in (good, bad, more)
+        )
+        gate.set()
+        assert busy.result(10) is True
+        assert [o.inserted for o in a.result(10).outcomes] == [True] * 3
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            b.result(10)
+        assert [o.inserted for o in c.result(10).outcomes] == [True] * 3
+        assert stores.record.counts().reads == 9  # the group's six and the three before
+        stored = {f"{p}{k}" for p in ("鲁A", "鲁B", "鲁C") for k in range(3)}
+        assert {r.plate for day in stores.record.days() for r in stores.record.iter_reads(day)} == stored
+        assert stores.record.search_pattern("鲁X*", T0 - 60, T0 + 60).reads == []
+        assert {
+            p for (p,) in stores.read(lambda tx: tx.execute("SELECT plate FROM plates").fetchall())
+        } == stored
+        assert stores.writer_error is None
+    finally:
+        stores.stop()
+
+
 def test_the_writer_prepares_no_statement_on_a_partitioned_table(pg_dsn):
     """The writer lets PostgreSQL keep generic plans (``connections.connect``); a generic plan of a statement
     on ``reads``, ``passages`` or ``plates`` would lock every day's partition and queue behind a purge's
