@@ -106,7 +106,7 @@ def run(
                 writer_cpu[0] = 0.0
                 hub0, pg0, wall0 = time.process_time(), cluster.cpu_s(), time.perf_counter()
                 for n in range(0, messages, burst):
-                    futures = [ingest.handle(topic, *message(n + j)) for j in range(burst)]
+                    futures = [ingest.handle(topic, *message(n + j)) for j in range(min(burst, messages - n))]
                     for future in futures:
                         future.result(60)
                 hub1, pg1, wall1 = time.process_time(), cluster.cpu_s(), time.perf_counter()

@@ -179,7 +179,7 @@ _PASSAGE_INPUT = [
     ("first_seen", "float8"),
     ("last_seen", "float8"),
     ("best_seq", "int8"),
-    ("read_seqs", "text"),  # int8[] of each passage, as an array literal: unnest cannot take ragged arrays
+    ("read_seqs", "text"),  # int8[] of each passage, as an array literal (cast in the statement)
     ("cameras", "text"),  # bytea[] likewise
     ("received_at", "float8"),
 ]
