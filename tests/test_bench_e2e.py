@@ -60,10 +60,21 @@ def _accounts_for_every_event(result):
     assert result["cpu_us_per_read"]["hub"] > 0
     assert result["alert_latency_ms"]["count"] == 5 and result["alerts_missing"] == 0
     assert result["background_ok"] == result["background_sent"] > 0
+    assert result["latency_cpu_us_per_read"]["hub"] > 0 and result["latency_reads_per_message"] >= 1
     assert result["replay_depth_at_first_status"] >= 400
     assert (result["lost"], result["duplicated"]) == (0, 0)
     assert result["saturated_lost"] == result["saturated_duplicated"] == 0
     assert result["bars"]["lost_and_duplicated_0"] is True
+
+
+def test_phases_are_named_and_checked():
+    assert e2e.parse_phases("latency") == ["latency"]
+    assert e2e.parse_phases(" saturated, latency ") == ["saturated", "latency"]
+    for wrong in ("", "latency,warmup"):
+        with pytest.raises(ValueError, match="ingest, saturated, latency, replay"):
+            e2e.parse_phases(wrong)
+    with pytest.raises(ValueError, match="no phase warmup"):
+        e2e.run(phases=["warmup"])
 
 
 def test_small_run_accounts_for_every_event(tmp_path):

@@ -1,4 +1,4 @@
-"""``cordon bench pgdriver`` and ``cordon bench store --backend postgresql``: small runs on clusters of
+"""``cordon bench pgdriver``, ``cordon bench pgwriter`` and ``cordon bench store --backend postgresql``: small runs on clusters of
 their own, so the commands keep working and count what they do. The figures are the commands' to
 measure, not asserted here."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cordon.bench import pgdriver, store_pg
+from cordon.bench import pgdriver, pgwriter, store_pg
 
 pytestmark = pytest.mark.system
 
@@ -26,6 +26,17 @@ def test_a_small_driver_run_inserts_every_new_read_with_each_driver():
         "asyncpg_from_thread",
         "asyncpg_loop",
     }
+
+
+def test_a_small_writer_run_commits_every_read_and_alerts_on_the_listed_ones():
+    result = pgwriter.run(messages=24, reads_per_message=3, bursts=(1, 4), warmup=5)
+    assert result["reads_committed"] == (5 + 2 * 24) * 3
+    # One listed read in 25 messages, counted from message 1 in the warm-up and from 0 in each burst size.
+    assert result["alerts"] == 0 + 1 + 1
+    for burst in ("burst_1", "burst_4"):
+        figures = result[burst]
+        assert figures["hub_cpu_us_per_message"] >= figures["writer_cpu_us_per_message"] > 0, burst
+        assert figures["postgresql_cpu_us_per_message"] > 0 and figures["wall_ms_per_message"] > 0, burst
 
 
 def test_a_small_store_run_fills_searches_and_purges_a_day_under_load():

@@ -1341,6 +1341,143 @@ def test_jobs_waiting_for_the_writer_share_one_commit_and_a_failed_one_is_rolled
         stores.stop()
 
 
+def test_a_batch_whose_reads_the_database_refuses_is_rolled_back_alone_in_its_group(pg_dsn):
+    """Three batches share one commit; the middle one's reads fail inside the batch statement (a sequence
+    number past 64 bits, which only the database checks): it alone is rolled back, with none of its
+    reads, plates or counts, and the others' reads commit."""
+    import psycopg
+
+    from central.record.postgresql.store import PgStores
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+
+        def reads(first, plate, n=3):
+            return [
+                PlateRead(
+                    seq=first + k,
+                    camera_id="c",
+                    captured_at=T0 + k,
+                    plate=f"{plate}{k}",
+                    plate_raw="r",
+                    plate_valid=True,
+                )
+                for k in range(n)
+            ]
+
+        stores.submit(lambda tx: stores.insert_reads(tx, CP, 1, reads(100, "鲁C"), T0, T0)).result(30)
+        gate = threading.Event()
+        busy = stores.submit(lambda tx: gate.wait(10))
+        good = reads(1, "鲁A")
+        bad = reads(10, "鲁X")
+        bad[-1] = msgspec.structs.replace(bad[-1], seq=2**63)
+        more = reads(20, "鲁B")
+        a, b, c = (
+            stores.submit(lambda tx, run=run: stores.insert_reads(tx, CP, 1, run, T0, T0))
+            for run in (good, bad, more)
+        )
+        gate.set()
+        assert busy.result(10) is True
+        assert [o.inserted for o in a.result(10).outcomes] == [True] * 3
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            b.result(10)
+        assert [o.inserted for o in c.result(10).outcomes] == [True] * 3
+        assert stores.record.counts().reads == 9  # the group's six and the three before
+        stored = {f"{p}{k}" for p in ("鲁A", "鲁B", "鲁C") for k in range(3)}
+        assert {r.plate for day in stores.record.days() for r in stores.record.iter_reads(day)} == stored
+        assert stores.record.search_pattern("鲁X*", T0 - 60, T0 + 60).reads == []
+        assert {
+            p for (p,) in stores.read(lambda tx: tx.execute("SELECT plate FROM plates").fetchall())
+        } == stored
+        assert stores.writer_error is None
+    finally:
+        stores.stop()
+
+
+def test_the_writer_prepares_no_statement_on_a_partitioned_table(pg_dsn):
+    """The writer lets PostgreSQL keep generic plans (``connections.connect``); a generic plan of a statement
+    on ``reads``, ``passages`` or ``plates`` would lock every day's partition and queue behind a purge's
+    detach. The real ingest pipeline runs reads, listed plates and edge hits (every writer statement on the
+    record: the batch insert, an event's identity check, a read looked up to reconcile a hit) until each has
+    run often enough to be prepared: none prepared names a partitioned table, and the batch insert, which
+    names its day's partitions, runs on a generic plan."""
+    import re
+
+    from central.ingest.listener import Recorder
+    from central.ingest.pipeline import Ingest
+    from central.record.postgresql.store import PgStores
+    from central.watchlists.index import HubWatchlists, changes_for, parse_csv
+    from central.watchlists.lists import ListService
+    from protocols.messages import EventBatch, encode
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    try:
+        watchlists = HubWatchlists()
+        ListService(stores, watchlists, lambda *a, **k: None).load()
+        loaded = parse_csv("plate,list,action,priority,reason\n鲁Q8K2L1,涉毒,intercept,90,线索\n")
+        stores.submit(
+            lambda tx: [
+                op()
+                for op in stores.watchlists.apply_changes(
+                    tx, changes_for(loaded, {}), watchlists, "t"
+                ).index_ops
+            ]
+        ).result(30)
+        heard = Recorder()
+        ingest = Ingest(stores, watchlists, publish=lambda t, p: None, listener=heard)
+        now = time.time()
+        seq = 0
+        for n in range(12):
+            events = []
+            for plate in ("鲁B12345", "鲁Q8K2L1"):
+                seq += 1
+                events.append(
+                    PlateRead(
+                        seq=seq,
+                        camera_id="c",
+                        captured_at=now,
+                        plate=plate,
+                        plate_raw=plate,
+                        plate_valid=True,
+                    )
+                )
+            seq += 1
+            events.append(
+                EdgeHit(
+                    seq=seq,
+                    read_seq=seq - 1,
+                    alert_id=f"edge-{n}",
+                    entry_id="涉毒:鲁Q8K2L1",
+                    list_id="涉毒",
+                    kind="exact",
+                    score=1.0,
+                    explanation="edge",
+                    feed_version=1,
+                    matcher_version="m1",
+                    raised_at=now,
+                )
+            )
+            payload = encode(EventBatch(v=SCHEMA_VERSION, checkpoint=CP, epoch=1, sent_at=now, events=events))
+            assert ingest.handle(f"cordon/v1/cp/{CP}/events", payload, now).result(30).reads == 2
+        # The hub's alert on each listed read, and the edge hit's under an id of its own (raised by
+        # reconciling it: the writer looks the read up in the record).
+        assert len(heard.alerts) == 24
+        prepared = stores.submit(
+            lambda tx: tx.execute(
+                "SELECT statement, generic_plans FROM pg_prepared_statements", prepare=False
+            ).fetchall()
+        ).result(30)
+        on_parent = re.compile(r"\b(FROM|JOIN|INTO|UPDATE)\s+(reads|passages|plates)\b(?!_)", re.IGNORECASE)
+        assert len(prepared) > 5  # the writer's statements are prepared
+        assert [q for q, _ in prepared if on_parent.search(q)] == []
+        (insert,) = [(q, g) for q, g in prepared if re.search(r"INSERT INTO reads_\d{8} ", q)]
+        assert insert[1] > 0, "the batch insert never ran on a generic plan"
+    finally:
+        stores.stop()
+
+
 def test_feed_versions_follow_commits(pg_dsn):
     """Two changes to the lists at once: the second waits for the first's commit (the feed's lock), so it
     makes version 2 on top of version 1, never a second version 1, and version 1 commits first."""

@@ -83,6 +83,21 @@ def cmd_pgdriver(args: argparse.Namespace) -> int:
     return _emit(run(args.batches, args.batch, args.lookups, args.rounds), args)
 
 
+def _phases(text: str) -> list[str]:
+    from .e2e import parse_phases
+
+    try:
+        return parse_phases(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def cmd_pgwriter(args: argparse.Namespace) -> int:
+    from .pgwriter import run
+
+    return _emit(run(args.messages, args.reads_per_message, tuple(args.bursts)), args)
+
+
 def cmd_e2e(args: argparse.Namespace) -> int:
     from .e2e import run
 
@@ -96,6 +111,7 @@ def cmd_e2e(args: argparse.Namespace) -> int:
             store=args.store,
             warmup_s=args.warmup_s,
             window_s=args.window_s,
+            phases=args.phases,
         ),
         args,
     )
@@ -180,6 +196,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--lookups", type=int, default=2000, help="exact plate lookups per run")
     p.add_argument("--rounds", type=int, default=2, help="runs of each driver, alternating")
     p.set_defaults(func=cmd_pgdriver)
+    p = add(
+        "pgwriter", "what one ingest job costs on PostgreSQL: the real pipeline over PgStores, in process"
+    )
+    p.add_argument("--messages", type=int, default=2000, help="messages per burst size")
+    p.add_argument("--reads-per-message", type=int, default=2, help="reads in each EventBatch")
+    p.add_argument(
+        "--bursts",
+        type=int,
+        nargs="+",
+        default=[1, 8],
+        help="messages queued before waiting (1: commit alone)",
+    )
+    p.set_defaults(func=cmd_pgwriter)
     p = add("e2e", "load and latency end to end: raw drain vs hub ingest, alert latency, replay")
     p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
     p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")
@@ -200,6 +229,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--warmup-s", type=float, default=15.0, help="saturated ingest before the window starts")
     p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
+    p.add_argument(
+        "--phases",
+        type=_phases,
+        default="ingest,saturated,latency,replay",
+        help="the phases to run, comma-separated (default: all four); e.g. --phases latency: the alert "
+        "latency at the fixed load alone, with its CPU a read (no SQLite reference then)",
+    )
     p.set_defaults(func=cmd_e2e)
     p = add(
         "spine", "alert latency on the idle spine: camera push at an edge to the console alert, one at a time"

@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -84,6 +84,8 @@ from .e2e_load import (
 )
 
 WATCHLIST_ENTRIES = 1_000_000
+#: The phases, in the order they run (``--phases`` picks some).
+PHASES = ("ingest", "saturated", "latency", "replay")
 PUBLISHERS = 2
 EDGES_PER_PUBLISHER = 4
 BACKGROUND_PER_S = 500.0
@@ -111,6 +113,17 @@ _started = time.monotonic()
 
 def _say(message: str) -> None:
     print(f"[bench e2e {time.monotonic() - _started:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def parse_phases(text: str) -> list[str]:
+    """``--phases``: comma-separated names of ``PHASES``."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(names) - set(PHASES))
+    if unknown or not names:
+        raise ValueError(
+            f"--phases: no phase {', '.join(unknown) or '(none given)'} (of {', '.join(PHASES)})"
+        )
+    return names
 
 
 # -- phases ----------------------------------------------------------------------------------------
@@ -389,6 +402,47 @@ async def _edge_ready(
     return status if ok else None
 
 
+async def _hub_counters(http: aiohttp.ClientSession, rig: Rig) -> dict[str, Any]:
+    """What the hub has committed so far (reads, and messages from its /metrics), with the CPU time of the
+    hub, PostgreSQL and the broker and the load average, at one instant."""
+    cpu = await asyncio.to_thread(_cpu_now, rig)
+    health = await get_json(http, f"{rig.hub.base}/api/v1/health")
+    messages = None
+    async with http.get(f"{rig.hub.base}/metrics") as resp:
+        if resp.status == 200:
+            for line in (await resp.text()).splitlines():
+                if line.startswith("cordon_hub_batches_committed_total "):
+                    messages = int(float(line.split()[1]))
+    return {
+        "at": time.monotonic(),
+        "reads": int(health["reads_total"]),
+        "messages": messages,
+        "cpu": cpu,
+        "load": list(os.getloadavg()),
+    }
+
+
+def _fixed_load_cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the hub did while the hits were pushed under the background load: reads and messages committed,
+    reads a message, CPU a committed read (hub, PostgreSQL's tree, broker)."""
+    reads = after["reads"] - before["reads"]
+    messages = (
+        after["messages"] - before["messages"]
+        if after["messages"] is not None and before["messages"] is not None
+        else None
+    )
+    per_read: dict[str, float | None] = {}
+    for part, was in before["cpu"].items():
+        now = after["cpu"][part]
+        per_read[part] = round((now - was) / reads * 1e6, 1) if None not in (was, now) and reads > 0 else None
+    return {
+        "latency_reads_per_s": round(reads / (after["at"] - before["at"]), 1),
+        "latency_reads_per_message": round(reads / messages, 2) if messages else None,
+        "latency_cpu_us_per_read": per_read,
+        "latency_load_average": [before["load"], after["load"]],
+    }
+
+
 async def latency_phase(
     rig: Rig, edge: CordonProcess, tablet: str, camera_token: str, hits: int, seed: int
 ) -> dict[str, Any]:
@@ -448,11 +502,13 @@ async def latency_phase(
                         failed[str(resp.status)] += 1
 
             tasks = []
+            before = await _hub_counters(http, rig)
             t0 = time.monotonic()
             for i, plate in enumerate(hit_plates):
                 await asyncio.sleep(max(0.0, t0 + i / HIT_RATE_PER_S - time.monotonic()))
                 tasks.append(asyncio.create_task(push(i, plate)))
             await asyncio.gather(*tasks)
+            after = await _hub_counters(http, rig)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_arrived.wait(), ALERT_TIMEOUT_S)
             bg_conn.send("stop")
@@ -481,6 +537,7 @@ async def latency_phase(
                     "hub_to_console_p50": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 50),
                     "hub_to_console_p99": percentile_ms([arrived[p] - at_hub[p] for p in arrived], 99),
                 },
+                **_fixed_load_cost(before, after),
                 "hits_pushed": hits,
                 "hits_ok": len(ok_ids),
                 "hits_failed": dict(failed),
@@ -685,10 +742,11 @@ async def _run(sizes: Sizes, keep: str | None, store: str) -> dict[str, Any]:
         store_table: dict[str, Any] | None = None
         record_dsn: str | None = None
         if store == "postgresql":
-            result["sqlite_reference"] = await _sqlite_reference(
-                base, broker, plates, console, feed_token, sizes
-            )
-            errors += [f"sqlite reference: {e}" for e in result["sqlite_reference"]["errors"]]
+            if sizes.reads > 0 or sizes.window_s > 0:  # nothing to compare with when no ingest phase runs
+                result["sqlite_reference"] = await _sqlite_reference(
+                    base, broker, plates, console, feed_token, sizes
+                )
+                errors += [f"sqlite reference: {e}" for e in result["sqlite_reference"]["errors"]]
             pg, store_table, record_dsn, result["postgresql"] = await asyncio.to_thread(
                 _postgresql, base, keep is not None
             )
@@ -772,11 +830,19 @@ def run(
     warmup_s: float = WARMUP_S,
     window_s: float = WINDOW_S,
     plates_per_edge: int = SATURATED_PLATES_PER_EDGE,
+    phases: Collection[str] = PHASES,
 ) -> dict[str, Any]:
-    """Run every phase (see the module doc) and return one JSON-ready dict. ``store="postgresql"``: the
-    hub on a PostgreSQL cluster of the benchmark's own, after a hub on SQLite ran the same ingest phases."""
+    """Run the ``phases`` (all by default; see the module doc) and return one JSON-ready dict; a phase left
+    out runs as if its size were 0. ``store="postgresql"``: the hub on a PostgreSQL cluster of the
+    benchmark's own, after a hub on SQLite ran the same ingest phases (not when neither of them runs)."""
     if store not in ("sqlite", "postgresql"):
         raise ValueError(f"store must be sqlite or postgresql, not {store!r}")
+    if set(phases) - set(PHASES):
+        raise ValueError(f"no phase {', '.join(sorted(set(phases) - set(PHASES)))} (of {', '.join(PHASES)})")
+    reads = reads if "ingest" in phases else 0
+    hits = hits if "latency" in phases else 0
+    backlog = backlog if "replay" in phases else 0
+    window_s = window_s if "saturated" in phases else 0.0
     global _started
     _started = time.monotonic()
     load_before = os.getloadavg()
@@ -826,6 +892,7 @@ def run(
         "pass": all(bars.values()),
         "parameters": {
             "store": store,
+            "phases": [p for p in PHASES if p in phases],
             "reads": reads,
             "hits": hits,
             "backlog": backlog,
@@ -904,7 +971,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup-s", type=float, default=WARMUP_S)
     parser.add_argument("--window-s", type=float, default=WINDOW_S)
     parser.add_argument("--keep", default=None)
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"the phases to run, comma-separated, of {','.join(PHASES)} (default: all); a phase left out "
+        "runs as if its size were 0 (--reads, --window-s, --hits, --backlog)",
+    )
     args = parser.parse_args(argv)
+    try:
+        phases = parse_phases(args.phases)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = run(
         args.reads,
@@ -915,6 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store=args.store,
         warmup_s=args.warmup_s,
         window_s=args.window_s,
+        phases=phases,
     )
     print(json.dumps(result, ensure_ascii=False))
     return 0

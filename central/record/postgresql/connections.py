@@ -80,15 +80,25 @@ def with_password(dsn: str, password: str) -> str:
     return psycopg.conninfo.make_conninfo(dsn, password=password) if password else dsn
 
 
-def connect(dsn: str, *, autocommit: bool) -> psycopg.Connection:
-    """One connection; a statement run twice on it is prepared on the server, and planned anew each time.
+def connect(dsn: str, *, autocommit: bool, generic_plans: bool = False) -> psycopg.Connection:
+    """One connection; a statement run twice on it is prepared on the server.
 
-    ``plan_cache_mode = force_custom_plan``: a generic plan of a statement over a partitioned table holds
-    every partition, and PostgreSQL 15 locks all of them before it runs one; when a purge's ``DETACH ...
-    CONCURRENTLY`` queues for its ACCESS EXCLUSIVE lock on an old day, that statement would queue behind
-    it. A custom plan is pruned to the days its parameters name, and never holds a day being detached."""
+    By default every statement is planned anew each time (``plan_cache_mode = force_custom_plan``): a
+    generic plan of a statement over a partitioned table holds every partition, and PostgreSQL 15 locks
+    all of them before it runs one; when a purge's ``DETACH ... CONCURRENTLY`` queues for its ACCESS
+    EXCLUSIVE lock on an old day, that statement would queue behind it. A custom plan is pruned to the
+    days its parameters name, and never holds a day being detached.
+
+    ``generic_plans`` (the writers' connections): PostgreSQL's own choice (``auto``): a prepared
+    statement gets five custom plans, then keeps a generic one unless it costs more. Planning was half of
+    PostgreSQL's work for a small ingest job, which runs a dozen short statements. Safe there because no
+    statement on a partitioned table is ever prepared on it: the batch insert names the day's partitions
+    (``reads.insert_statement``) and the writer's other statements on ``reads``, ``passages`` or
+    ``plates`` are sent with ``prepare=False``, and an unprepared statement is parsed anew each time, so
+    ``auto`` gives it a custom plan (``test_the_writer_prepares_no_statement_on_a_partitioned_table``)."""
+    mode = "auto" if generic_plans else "force_custom_plan"
     try:
-        conn = psycopg.connect(dsn, autocommit=autocommit, options="-c plan_cache_mode=force_custom_plan")
+        conn = psycopg.connect(dsn, autocommit=autocommit, options=f"-c plan_cache_mode={mode}")
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         raise StoreUnreachable(
             f"cannot connect to PostgreSQL ({describe(dsn)}): {' '.join(str(exc).split())}"

@@ -63,8 +63,6 @@ _alert_decoder = msgspec.json.Decoder(type=Alert)
 
 #: The lock every new alert's position is taken under (any constant unique to Cordon's alerts).
 ALERT_LOCK = 0x636F72646F70
-#: Which of a checkpoint's reads (sequence numbers) edge hits name.
-EDGE_HIT_READS = "SELECT DISTINCT read_seq FROM edge_hits WHERE checkpoint = %s AND epoch = %s AND read_seq = ANY(%s::int8[])"
 #: The savepoint ``PgStores`` takes at the start of every write job (``dead_letter`` rolls back to it).
 JOB_SAVEPOINT = "cordon_job"
 #: At most this much of a dead letter's raw bytes is kept (its full size is recorded).
@@ -274,21 +272,15 @@ class PgEvents:
         edge_sent_at: float,
         received_at: float,
     ) -> StoredRun:
-        """A run of reads and passages by the record's ``insert_many`` (one statement for the reads, one for
-        the passages), each outcome as ``insert_event`` would give it, and the reads edge hits name (one
-        more statement)."""
-        stored = self.record.insert_many(
+        """A run of reads and passages by the record's ``insert_batch`` (one statement for the reads, one for
+        the passages), each outcome as ``insert_event`` would give it, and the reads edge hits name (told
+        by the same statement)."""
+        stored, named = self.record.insert_batch(
             tx, [(checkpoint, epoch, e, edge_sent_at, received_at) for e in events]
-        )
-        seqs = [e.seq for e in events if isinstance(e, PlateRead)]
-        named = (
-            {int(seq) for (seq,) in tx.execute(EDGE_HIT_READS, (key(checkpoint), epoch, seqs))}
-            if seqs
-            else set()
         )
         return StoredRun(
             [Outcome(inserted=s.inserted, dead_letter=s.conflict, seen_before=s.seen_before) for s in stored],
-            named,
+            {events[i].seq for i in named},
         )
 
     @staticmethod

@@ -17,11 +17,13 @@ transaction: an insert inside a transaction that meets a day without partitions 
 :class:`DaysNotReady` and the caller prepares the days and runs its job again (the SQLite writer's
 ``NeedsPreparation`` does the same for attaching a day file).
 
-**A batch in one statement.** :meth:`PgReadStore.insert_many` sends a batch's reads as arrays in one
-``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`` whose answer tells, for each read,
-whether it is new, or else the digest already stored under its identity (equal: a resend, seen before;
-other: a conflict, dead-lettered); the same statement adds the new reads' plates to ``plates`` and
-counts them in ``record_days``. Passages go the same way in a second statement. A read may not take a
+**A batch in one statement.** :meth:`PgReadStore.insert_many` sends a batch's reads as one JSON array in
+one ``INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT DO NOTHING RETURNING`` into the day's
+partition, whose answer tells, for each read, whether it is new, or else the digest already stored under
+its identity (equal: a resend, seen before; other: a conflict, dead-lettered), and whether an edge hit
+names it; the same statement adds the new reads' plates to ``plates`` and counts them in
+``record_days``. Passages go the same way in a second statement. The statement names the day's
+partitions, so the writer runs it on a generic plan (:func:`insert_statement`). A read may not take a
 passage's identity nor a passage a read's (both are checked in the statements). An identity that
 appears twice in one batch splits it, so the second sees the first as SQLite's row-by-row insert does.
 
@@ -47,12 +49,16 @@ separators.
 PARTITION ... CONCURRENTLY`` (it waits for the statements that may still see the partition, never
 blocks new ones) under ``lock_timeout``, then drops them. A detach the timeout interrupted is finished
 (``FINALIZE``) by the next purge or at start-up; searches use short autocommit statements
-(:class:`central.record.postgresql.connections.Pool`), so none holds a detach back for long.
+(:class:`central.record.postgresql.connections.Pool`), so none holds a detach back for long. No statement
+on a partitioned table runs on a generic plan (which would lock every day's partition, the one being
+detached too): searches are planned for their parameters, the batch insert names its day's partitions, and
+the writer's other statements on the record are never prepared (``connections.connect``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import threading
@@ -91,6 +97,7 @@ DAYS_LOCK = 0x636F72646F72
 """The advisory lock under which a day's partitions are made: hubs sharing the database make them one at a
 time (two hubs that both met a new day raced to create the same table, and one's batch failed)."""
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
+_json = msgspec.json.Encoder()
 
 
 class DaysNotReady(RunAgain):
@@ -102,9 +109,10 @@ class DaysNotReady(RunAgain):
         self.days = list(days)
 
 
-def _b(text: str | None) -> bytes | None:
-    """Text the record keeps but never searches, as bytes (a NUL and lone surrogates survive)."""
-    return None if text is None else text.encode("utf-8", "surrogatepass")
+def _hex(text: str | None) -> str | None:
+    """Text the record keeps but never searches, as bytes (a NUL and lone surrogates survive), in hex: the
+    batch statement's JSON carries bytes so."""
+    return None if text is None else text.encode("utf-8", "surrogatepass").hex()
 
 
 def _s(raw: bytes | None) -> str | None:
@@ -171,53 +179,73 @@ _PASSAGE_INPUT = [
     ("first_seen", "float8"),
     ("last_seen", "float8"),
     ("best_seq", "int8"),
-    ("read_seqs", "text"),  # int8[] of each passage, as an array literal: unnest cannot take ragged arrays
+    ("read_seqs", "text"),  # int8[] of each passage, as an array literal (cast in the statement)
     ("cameras", "text"),  # bytea[] likewise
     ("received_at", "float8"),
 ]
 
 
-def _insert_statement(table: str, other: str, columns: list[tuple[str, str]], count: str) -> str:
-    """One statement for a batch: unnest the arrays, skip identities the other table holds, insert the rest
-    with ON CONFLICT DO NOTHING, add new plates and counts; answer (i, new, digest already stored)."""
+_BYTEA = "bytea"
+
+
+@functools.lru_cache(maxsize=64)
+def insert_statement(table: str, day: dt.date) -> str:
+    """One statement for a day's batch of ``table`` (reads or passages): take the rows from one JSON
+    parameter, skip identities the other table holds, insert the rest with ON CONFLICT DO NOTHING, add new
+    plates and counts; answer (i, new, digest already stored, an edge hit names the read).
+
+    It names the day's partitions itself, never the partitioned tables, so a generic plan of it holds those
+    partitions only and never waits for a purge detaching another day's (see *Retention* in the module
+    docstring); and its rows come as one JSON array (``json_to_recordset``, estimated at 100 rows whatever
+    it holds, where ``unnest`` of a constant array is estimated at its length), so a custom plan is
+    never cheaper than the generic one and PostgreSQL keeps the generic plan (``connections.connect``):
+    planning it was half of PostgreSQL's work for a small batch. One JSON text also costs the hub less to
+    send than two dozen arrays, each adapted by psycopg. Bytes travel as hex."""
+    other = "passages" if table == "reads" else "reads"
+    columns, count = (_READ_INPUT, "reads") if table == "reads" else (_PASSAGE_INPUT, "passages")
+    into, beside, plates_into = (partition_name(t, day) for t in (table, other, "plates"))
     stored = [name for name, _ in columns if name != "i"]
-    unnest = ", ".join(f"%b::{kind}[]" for _, kind in columns)
-    names = ", ".join(name for name, _ in columns)
-    values = ", ".join(
-        f"{name}::{'int8[]' if name == 'read_seqs' else 'bytea[]'}"
-        if name in ("read_seqs", "cameras")
-        else name
-        for name in stored
-    )
+    names = ", ".join(f"{name} {'text' if kind == _BYTEA else kind}" for name, kind in columns)
+
+    def value(name: str, kind: str) -> str:
+        if name == "read_seqs":
+            return "read_seqs::int8[]"
+        if name == "cameras":
+            return "cameras::bytea[]"
+        return f"decode({name}, 'hex')" if kind == _BYTEA else name
+
+    values = ", ".join(value(name, kind) for name, kind in columns if name != "i")
     plates = (
-        "new_plates AS (INSERT INTO plates (day, plate, rplate) SELECT DISTINCT day, plate, reverse(plate) "
-        "FROM added ON CONFLICT DO NOTHING), "
+        f"new_plates AS (INSERT INTO {plates_into} (day, plate, rplate) SELECT DISTINCT day, plate, "
+        "reverse(plate) FROM added ON CONFLICT DO NOTHING), "
         if table == "reads"
         else ""
+    )
+    named = (
+        "EXISTS (SELECT FROM edge_hits h WHERE h.checkpoint = n.checkpoint AND h.epoch = n.epoch "
+        "AND h.read_seq = n.seq)"
+        if table == "reads"
+        else "false"
     )
     # Both lookups of a stored identity are scalar subqueries, run row by row on the identity's unique index
     # (and the second only for a row that was not inserted). As joins, the planner may scan and sort the
     # whole day's partition for every batch: it does on a day whose partition has no statistics yet, and
     # that cost grows with the day.
     return (
-        f"WITH input AS (SELECT * FROM unnest({unnest}) AS t({names})), "
-        f"free AS (SELECT * FROM input n WHERE (SELECT 1 FROM {other} o WHERE o.day = ANY(%b::date[]) "
-        "AND o.day = n.day AND o.checkpoint = n.checkpoint AND o.epoch = n.epoch AND o.seq = n.seq LIMIT 1) "
-        "IS NULL), "
-        f"added AS (INSERT INTO {table} ({', '.join(stored)}) SELECT {values} FROM free "
+        f"WITH input AS (SELECT * FROM json_to_recordset(%s::json) AS t({names})), "
+        f"free AS (SELECT * FROM input n WHERE (SELECT 1 FROM {beside} o "
+        "WHERE o.checkpoint = n.checkpoint AND o.epoch = n.epoch AND o.seq = n.seq LIMIT 1) IS NULL), "
+        f"added AS (INSERT INTO {into} ({', '.join(stored)}) SELECT {values} FROM free "
         "ON CONFLICT DO NOTHING RETURNING day, checkpoint, epoch, seq, plate), "
         f"{plates}"
-        f"counted AS (UPDATE record_days d SET {count} = d.{count} + c.n FROM (SELECT day, count(*) AS n "
-        "FROM added GROUP BY day) c WHERE d.day = c.day) "
+        f"counted AS (UPDATE record_days d SET {count} = d.{count} + (SELECT count(*) FROM added) "
+        f"WHERE d.day = DATE '{day.isoformat()}' AND EXISTS (SELECT FROM added)) "
         "SELECT n.i, a.seq IS NOT NULL, CASE WHEN a.seq IS NULL THEN "
-        f"(SELECT x.digest FROM {table} x WHERE x.day = ANY(%b::date[]) AND x.day = n.day "
-        "AND x.checkpoint = n.checkpoint AND x.epoch = n.epoch AND x.seq = n.seq) END FROM input n "
-        "LEFT JOIN added a ON a.day = n.day AND a.checkpoint = n.checkpoint AND a.epoch = n.epoch AND a.seq = n.seq"
+        f"(SELECT x.digest FROM {into} x WHERE x.checkpoint = n.checkpoint AND x.epoch = n.epoch "
+        f"AND x.seq = n.seq) END, {named} FROM input n "
+        "LEFT JOIN added a ON a.checkpoint = n.checkpoint AND a.epoch = n.epoch AND a.seq = n.seq"
     )
 
-
-INSERT_READS = _insert_statement("reads", "passages", _READ_INPUT, "reads")
-INSERT_PASSAGES = _insert_statement("passages", "reads", _PASSAGE_INPUT, "passages")
 
 _READ_COLUMNS = (
     "r.checkpoint, r.epoch, r.seq, r.camera_id, r.captured_at, r.plate, r.plate_exact, r.plate_raw, "
@@ -465,6 +493,11 @@ class PgReadStore:
 
         Outside a transaction the days the batch needs are prepared first; inside one, a day without
         partitions raises :class:`DaysNotReady` (roll back, ``prepare``, run again)."""
+        return self.insert_batch(db, items)[0]
+
+    def insert_batch(self, db: psycopg.Connection, items: Sequence[Item]) -> tuple[list[Stored], set[int]]:
+        """``insert_many``, and the positions of the reads that an edge hit names (found by the same
+        statement, not one more round trip)."""
         days = [self.day_of_event(item[2]) for item in items]
         missing = sorted(set(days) - self._days)
         if missing:
@@ -472,17 +505,18 @@ class PgReadStore:
                 raise DaysNotReady(missing)
             self.prepare(missing)
         out: list[Stored | None] = [None] * len(items)
+        named: set[int] = set()
         wave: list[int] = []
         seen: set[tuple[str, int, int]] = set()
         for i, (checkpoint, epoch, event, _, _) in enumerate(items):
             key = (checkpoint, epoch, event.seq)
             if key in seen:  # the same identity again: after the first is in, as row by row
-                self._insert_wave(db, items, days, wave, out)
+                self._insert_wave(db, items, days, wave, out, named)
                 wave, seen = [], set()
             seen.add(key)
             wave.append(i)
-        self._insert_wave(db, items, days, wave, out)
-        return out  # type: ignore[return-value]
+        self._insert_wave(db, items, days, wave, out, named)
+        return out, named  # type: ignore[return-value]
 
     def _insert_wave(
         self,
@@ -491,91 +525,98 @@ class PgReadStore:
         days: list[dt.date],
         wave: list[int],
         out: list[Stored | None],
+        named: set[int],
     ) -> None:
         reads = [i for i in wave if isinstance(items[i][2], PlateRead)]
         passages = [i for i in wave if not isinstance(items[i][2], PlateRead)]
         digests: dict[int, bytes] = {}
         if reads:
-            cols: list[list[Any]] = [[] for _ in _READ_INPUT]
+            rows: list[dict[str, Any]] = []
             for i in reads:
                 checkpoint, epoch, read, sent, received = items[i]
                 assert isinstance(read, PlateRead)
                 digests[i] = digest(read)
                 plate, exact = plate_forms(read.plate)
-                row = (
-                    i,
-                    days[i],
-                    checkpoint,
-                    epoch,
-                    read.seq,
-                    digests[i],
-                    plate,
-                    exact,
-                    _b(read.camera_id),
-                    _b(read.camera_event_id),
-                    read.captured_at,
-                    sent,
-                    received,
-                    _b(read.plate_raw),
-                    read.plate_valid,
-                    _b(read.plate_problem),
-                    read.no_plate,
-                    _b(read.colour),
-                    _b(read.vehicle_type),
-                    read.confidence,
-                    read.lane,
-                    _b(read.direction),
-                    _b(read_attributes(read)),
+                rows.append(
+                    {
+                        "i": i,
+                        "day": days[i],
+                        "checkpoint": checkpoint,
+                        "epoch": epoch,
+                        "seq": read.seq,
+                        "digest": digests[i].hex(),
+                        "plate": plate,
+                        "plate_exact": None if exact is None else exact.hex(),
+                        "camera_id": _hex(read.camera_id),
+                        "camera_event_id": _hex(read.camera_event_id),
+                        "captured_at": read.captured_at,
+                        "edge_sent_at": sent,
+                        "received_at": received,
+                        "plate_raw": _hex(read.plate_raw),
+                        "plate_valid": read.plate_valid,
+                        "plate_problem": _hex(read.plate_problem),
+                        "no_plate": read.no_plate,
+                        "colour": _hex(read.colour),
+                        "vehicle_type": _hex(read.vehicle_type),
+                        "confidence": read.confidence,
+                        "lane": read.lane,
+                        "direction": _hex(read.direction),
+                        "attributes": _hex(read_attributes(read)),
+                    }
                 )
-                for col, value in zip(cols, row, strict=True):
-                    col.append(value)
-            self._resolve(db, INSERT_READS, cols, "reads", items, digests, out)
+            self._resolve(db, rows, "reads", items, digests, out, named)
         if passages:
-            cols = [[] for _ in _PASSAGE_INPUT]
+            rows = []
             for i in passages:
                 checkpoint, epoch, passage, _, received = items[i]
                 assert isinstance(passage, Passage)
                 digests[i] = digest(passage)
                 plate, exact = plate_forms(passage.plate)
-                row = (
-                    i,
-                    days[i],
-                    checkpoint,
-                    epoch,
-                    passage.seq,
-                    digests[i],
-                    plate,
-                    exact,
-                    passage.no_plate,
-                    _b(passage.colour),
-                    _b(passage.vehicle_type),
-                    passage.first_seen,
-                    passage.last_seen,
-                    passage.best_seq,
-                    "{" + ",".join(str(int(s)) for s in passage.read_seqs) + "}",
-                    _array_literal("\\x" + c.encode("utf-8", "surrogatepass").hex() for c in passage.cameras),
-                    received,
+                rows.append(
+                    {
+                        "i": i,
+                        "day": days[i],
+                        "checkpoint": checkpoint,
+                        "epoch": epoch,
+                        "seq": passage.seq,
+                        "digest": digests[i].hex(),
+                        "plate": plate,
+                        "plate_exact": None if exact is None else exact.hex(),
+                        "no_plate": passage.no_plate,
+                        "colour": _hex(passage.colour),
+                        "vehicle_type": _hex(passage.vehicle_type),
+                        "first_seen": passage.first_seen,
+                        "last_seen": passage.last_seen,
+                        "best_seq": passage.best_seq,
+                        "read_seqs": "{" + ",".join(str(int(s)) for s in passage.read_seqs) + "}",
+                        "cameras": _array_literal(
+                            "\\x" + c.encode("utf-8", "surrogatepass").hex() for c in passage.cameras
+                        ),
+                        "received_at": received,
+                    }
                 )
-                for col, value in zip(cols, row, strict=True):
-                    col.append(value)
-            self._resolve(db, INSERT_PASSAGES, cols, "passages", items, digests, out)
+            self._resolve(db, rows, "passages", items, digests, out, named)
 
     def _resolve(
         self,
         db: psycopg.Connection,
-        statement: str,
-        cols: list[list[Any]],
+        rows: list[dict[str, Any]],
         table: str,
         items: Sequence[Item],
         digests: dict[int, bytes],
         out: list[Stored | None],
+        named: set[int],
     ) -> None:
         unknown = []
-        # The batch's days as a constant as well: the plan touches those days' partitions only, never one
-        # that a purge is detaching (see connections.connect for why plans are never generic).
-        days = sorted(set(cols[1]))
-        rows = db.execute(statement, [*cols, days, days], prepare=True).fetchall()  # type: ignore[arg-type]
-        for i, new, stored in rows:
+        answers: list[tuple[int, bool, bytes | None, bool]] = []
+        for day in sorted({row["day"] for row in rows}):  # one statement a day (a batch mostly holds one)
+            of_day = [row for row in rows if row["day"] == day]
+            answers += db.execute(
+                insert_statement(table, day), (_json.encode(of_day).decode(),), prepare=True
+            ).fetchall()
+        for i, new, stored, hit in answers:
+            if hit:
+                named.add(i)
             checkpoint, epoch, event, _, _ = items[i]
             taken = f"event {checkpoint}/{epoch}/{event.seq} was already stored with different content"
             if new:
@@ -598,6 +639,7 @@ class PgReadStore:
                     "SELECT digest FROM {} WHERE day = %s AND checkpoint = %s AND epoch = %s AND seq = %s"
                 ).format(sql.Identifier(table)),
                 (self.day_of_event(event), checkpoint, epoch, event.seq),
+                prepare=False,  # on the partitioned table: planned for its parameters (connections.connect)
             ).fetchone()
             same = row is not None and bytes(row[0]) == digests[i]
             out[i] = Stored(False, seen_before=True) if same else Stored(False, conflict=taken)
@@ -611,6 +653,7 @@ class PgReadStore:
             _SELECT_READ + " WHERE r.day IN (%s, %s) AND r.checkpoint = %s AND r.epoch = %s AND r.seq = %s "
             "ORDER BY r.day DESC LIMIT 1",
             (day, day - dt.timedelta(days=1), checkpoint, epoch, seq),
+            prepare=False,  # on the partitioned table: planned for its parameters (connections.connect)
         ).fetchone()
         return None if row is None else _row_to_read(row)
 
@@ -650,6 +693,7 @@ class PgReadStore:
                 "AND seq = %s) OR EXISTS (SELECT 1 FROM passages WHERE day IN (%s, %s) AND checkpoint = %s "
                 "AND epoch = %s AND seq = %s)",
                 (*days, checkpoint, epoch, seq, *days, checkpoint, epoch, seq),
+                prepare=False,  # on the partitioned tables: planned for its parameters (connections.connect)
             ).fetchone()[0]  # type: ignore[index]
         )
 
@@ -661,7 +705,7 @@ class PgReadStore:
             self.prepare(days)
             with self._writer_lock:
                 if self._writer is None or self._writer.closed or self._writer.broken:
-                    self._writer = connect(self.dsn, autocommit=False)
+                    self._writer = connect(self.dsn, autocommit=False, generic_plans=True)
                 try:
                     with self._writer.transaction():
                         return self.insert_many(self._writer, items)
@@ -674,7 +718,7 @@ class PgReadStore:
         """Run ``job(connection)`` in a transaction of the writer connection (lookups for tests)."""
         with self._writer_lock:
             if self._writer is None or self._writer.closed or self._writer.broken:
-                self._writer = connect(self.dsn, autocommit=False)
+                self._writer = connect(self.dsn, autocommit=False, generic_plans=True)
             with self._writer.transaction():
                 return job(self._writer)
 

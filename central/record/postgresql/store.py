@@ -196,7 +196,7 @@ class PgStores:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        writer = connect(self.dsn, autocommit=False)
+        writer = connect(self.dsn, autocommit=False, generic_plans=True)
         try:
             # An acknowledged event is forgotten by its edge: the commit must be on disk before the
             # answer (with synchronous_commit = off a crash loses the last commits the hub acknowledged).
