@@ -17,7 +17,9 @@ hubs (a ``PgStores`` and an ``Ingest`` each, the clone check learning the other'
   job's own locks, learning with the group's locks up front. Modes alternate batch by batch.
 * ``record_days``: saturated ingest of fresh reads (``inflight`` batches outstanding per hub, each hub its
   own checkpoint and plates), one hub alone then two at once: commit wait p50/p99 and reads per second.
-  Every batch of reads updates the day's ``record_days`` row, so two hubs' transactions queue on it.
+  Every batch of reads updates the day's ``record_days`` row, so two hubs' transactions queue on it:
+  ``writer_time_waiting_for_a_row_share`` is the share of a writer's time spent waiting for another
+  transaction's row (sampled every 10 ms; the hubs share no row here but that one).
 
 Figures are from one 2-core machine shared with other work: noisy, and two hubs on it measure contention
 more than scaling.
@@ -252,8 +254,23 @@ def _saturate(hubs: list[Hub], seconds: float, inflight: int, batch: int) -> dic
                 waits.append(time.perf_counter() - t)
                 reads[0] += batch
 
+    samples: list[int] = []
+
+    def sample() -> None:
+        # How many writers wait for another transaction (a row it holds: the two hubs share no row but
+        # the day's record_days row), sampled every 10 ms.
+        with psycopg.connect(hubs[0].stores.dsn, autocommit=True) as conn:
+            while time.monotonic() < stop:
+                (n,) = conn.execute(  # type: ignore[misc]
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'transactionid'"
+                ).fetchone()
+                samples.append(n)
+                time.sleep(0.01)
+
     started = time.perf_counter()
     threads = [threading.Thread(target=load, args=(k, h)) for k, h in enumerate(hubs)]
+    threads.append(threading.Thread(target=sample))
     for th in threads:
         th.start()
     for th in threads:
@@ -262,6 +279,7 @@ def _saturate(hubs: list[Hub], seconds: float, inflight: int, batch: int) -> dic
     waits.sort()
     return {
         "hubs": len(hubs),
+        "writer_time_waiting_for_a_row_share": round(sum(samples) / len(samples) / len(hubs), 3),
         "reads_per_s": round(reads[0] / elapsed),
         "commit_wait_ms_p50": round(waits[len(waits) // 2] * 1000, 2),
         "commit_wait_ms_p99": round(waits[int(len(waits) * 0.99)] * 1000, 2),

@@ -118,6 +118,8 @@ class PgStores:
         """Jobs whose commit was cut off by a failure, until the database says whether it committed."""
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        self._plates_locked: set[str] = set()
+        """The plates the writer's open transaction locked up front (``_lock_plates``)."""
         self.users = PgUserStore()
         self.audit = PgAuditStore()
         self.webhooks = PgWebhookStore()
@@ -289,17 +291,17 @@ class PgStores:
                 return []
         return again
 
-    @staticmethod
-    def _lock_plates(conn: psycopg.Connection, group: list[_Job]) -> None:
+    def _lock_plates(self, conn: psycopg.Connection, group: list[_Job]) -> None:
         """Lock every plate the group's jobs said they may lock (``PlateJob``), in one statement in key
         order, while the transaction holds nothing else. A job locking a plate one by one as it reaches it
         could hold a plate another hub's group waits for while it waits for a plate that group holds (the
         jobs of a group run in turn: one order per job is not one order per transaction); PostgreSQL would
         break that deadlock after ``deadlock_timeout`` by failing a job. Taken up front, a transaction
         waits for plates only while it holds no lock but plates of lower keys, so plates close no cycle.
-        A job that locks a plate it did not say (``clone_sightings`` locks them again, at once) is back to
-        the old way for that plate."""
+        A job that locks a plate it did not say (``clone_sightings`` locks only those) is back to the old
+        way for that plate."""
         plates = {p for job, _ in group if isinstance(job, PlateJob) for p in job.plates}
+        self._plates_locked = plates
         if plates:
             conn.execute(LOCK_PLATES, (CLONE_LOCKS, sorted(plates)))
 
@@ -432,7 +434,9 @@ class PgStores:
         groups cannot deadlock over plates."""
         if not plates:
             return []
-        tx.execute(LOCK_PLATES, (CLONE_LOCKS, list(plates)))  # held already when the job said them (PlateJob)
+        unsaid = [p for p in plates if p not in self._plates_locked]  # (in the writer's thread, as _commit)
+        if unsaid:
+            tx.execute(LOCK_PLATES, (CLONE_LOCKS, unsaid))
         return self.record.latest_sightings(tx, plates, since, besides)
 
     def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
