@@ -29,7 +29,7 @@ from central.ingest.routing import Router
 from central.intel import stats
 from central.intel.clones import LEARN_S, CloneCheck
 from central.record.stores import HubStores, Outcome
-from central.record.tx import RunAgain, Tx
+from central.record.tx import PlateJob, RunAgain, Tx
 from central.watchlists.index import HubWatchlists
 from protocols import signing, topics
 from protocols.alerting import alert_for, kit_alert, person_alert
@@ -58,6 +58,21 @@ from protocols.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class _Plated(msgspec.Struct):
+    """Of any event of a batch, what says which plate it locks: a read's plate (``Ingest._plates_in``)."""
+
+    type: str = ""
+    plate: str = ""
+    no_plate: bool = False
+
+
+class _Plates(msgspec.Struct):
+    events: list[_Plated] = []
+
+
+_plates_decoder = msgspec.json.Decoder(_Plates)
 
 
 @dataclass(slots=True)
@@ -158,10 +173,15 @@ class Ingest:
         router: Router | None = None,
         fold_window_s: float = 0.0,
         clones_shared: bool = False,
+        plates_first: bool = True,
     ) -> None:
         self.store = store
         #: other hubs ingest their share of the reads into the same store (the clone check learns theirs)
         self.clones_shared = clones_shared
+        #: with ``clones_shared``: each job says its plates before it runs (``PlateJob``), so the store
+        #: locks a whole group's at once (False: each job locks its own as it reaches the check, the way
+        #: before; ``cordon bench hublocks`` compares the two)
+        self.plates_first = plates_first
         self.router = router or Router()
         self.fold_window_s = fold_window_s
         self.clones = clones
@@ -183,9 +203,28 @@ class Ingest:
         """Queue one MQTT message for the writer; the returned future resolves after the commit."""
         self.metrics.messages += 1
         started = time.perf_counter()
-        future = self.store.submit(lambda tx: self._job(tx, topic, payload, received_at, retained))
+        job: Callable[[Tx], BatchResult] = lambda tx: self._job(tx, topic, payload, received_at, retained)  # noqa: E731
+        if self._locks_plates():
+            job = PlateJob(job, self._plates_in(topic, payload))
+        future = self.store.submit(job)
         future.add_done_callback(lambda fut: self._after_commit(fut, started))
         return future
+
+    def _locks_plates(self) -> bool:
+        return self.clones is not None and self.clones_shared and self.plates_first
+
+    @staticmethod
+    def _plates_in(topic: str, payload: bytes) -> list[str]:
+        """The plates a message's job may lock for the clone check: its reads' (decoded here, in the MQTT
+        thread, only for that; unverified, which costs at worst a lock too many). None for what is no
+        batch of events or cannot be decoded: the job deals with that."""
+        try:
+            if topics.parse(topic).kind is not topics.TopicKind.EVENTS:
+                return []
+            batch = _plates_decoder.decode(signing.split(payload)[0])
+        except (topics.TopicError, msgspec.DecodeError):
+            return []
+        return [e.plate for e in batch.events if e.type == "read" and e.plate and not e.no_plate]
 
     def take_upstream(
         self, source: str, checkpoint: str, epoch: int, reads: list[PlateRead], received_at: float
@@ -219,7 +258,8 @@ class Ingest:
                     received_at,
                 )
 
-        future = self.store.submit(job)
+        plates = [r.plate for r in reads if r.plate and not r.no_plate]
+        future = self.store.submit(PlateJob(job, plates) if self._locks_plates() else job)
         future.add_done_callback(lambda fut: self._after_commit(fut, started))
         return future
 

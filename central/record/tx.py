@@ -7,9 +7,13 @@ connection) is the implementation's business. Code outside ``central/record/`` o
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from protocols.errors import CordonError
+
+T = TypeVar("T")
 
 
 class Tx(Protocol):
@@ -28,3 +32,18 @@ class StoreUnavailable(CordonError, RuntimeError):
     lock or deadlock broke the transaction off, the disk is full. Nothing of the job was kept, or (a
     commit cut off by the failure) it is not known whether it was: the caller tries again later (an
     edge sends its events again; the unique key absorbs what did commit). Never a dead letter."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlateJob(Generic[T]):
+    """A write job and the plates it may lock (``AlertStore.clone_sightings``), said before it runs. A
+    store that runs a group of jobs in one transaction (PostgreSQL) locks the plates of the whole group
+    first, in one statement and one order, before any job runs: two hubs' groups then never hold plates
+    that the other waits for in the opposite order (a deadlock). Called like the job itself; a store
+    that runs one writer alone (SQLite) just calls it."""
+
+    run: Callable[[Any], T]
+    plates: Collection[str]
+
+    def __call__(self, tx: Any) -> T:
+        return self.run(tx)

@@ -98,6 +98,12 @@ def cmd_pgwriter(args: argparse.Namespace) -> int:
     return _emit(run(args.messages, args.reads_per_message, tuple(args.bursts)), args)
 
 
+def cmd_hublocks(args: argparse.Namespace) -> int:
+    from .hublocks import run
+
+    return _emit(run(args.rounds, args.cost_batches, args.load_s), args)
+
+
 def cmd_e2e(args: argparse.Namespace) -> int:
     from .e2e import run
 
@@ -209,6 +215,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="messages queued before waiting (1: commit alone)",
     )
     p.set_defaults(func=cmd_pgwriter)
+    p = add("hublocks", "two hubs on one PostgreSQL: plate-lock deadlocks, their cost, the record_days row")
+    p.add_argument("--rounds", type=int, default=10, help="rounds of opposite-order batches (12 a round)")
+    p.add_argument("--cost-batches", type=int, default=400, help="batches of 20 reads timed in each mode")
+    p.add_argument("--load-s", type=float, default=10.0, help="seconds of saturated ingest, one hub then two")
+    p.set_defaults(func=cmd_hublocks)
     p = add("e2e", "load and latency end to end: raw drain vs hub ingest, alert latency, replay")
     p.add_argument("--reads", type=int, default=600_000, help="reads in the ingest phase (>= 20 s of load)")
     p.add_argument("--hits", type=int, default=1000, help="listed reads timed to the console alert")

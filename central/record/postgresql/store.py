@@ -59,7 +59,7 @@ from central.record.postgresql.watchlists import PgWatchlistStore
 from central.record.postgresql.webhooks import PgWebhookStore
 from central.record.reads import RecordCounts
 from central.record.stores import BackupCut, Counts, Outcome, StoredRun
-from central.record.tx import StoreUnavailable
+from central.record.tx import PlateJob, StoreUnavailable
 from protocols.messages import Alert, Event, Passage, PlateRead
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,12 @@ _Job = tuple[Callable[[psycopg.Connection], Any], "Future[Any]"]
 
 #: The first key of the transaction locks on plates the clone check takes (the second: the plate's hash).
 CLONE_LOCKS = 0x436C6F6E  # "Clon"
+#: Lock plates (``%s``: ``CLONE_LOCKS``, the plates) in key order, held to the commit; a lock held already
+#: by the transaction is taken again at once.
+LOCK_PLATES = (
+    "SELECT pg_advisory_xact_lock(%s, k) FROM (SELECT DISTINCT hashtext(p) AS k FROM unnest(%s::text[]) p "
+    "ORDER BY k) s"
+)
 #: At most this many jobs share one commit (as the SQLite writer's group).
 MAX_JOBS_PER_COMMIT = 512
 #: A job that meets days without partitions, or gives way in a deadlock, this many times in a row fails.
@@ -117,6 +123,8 @@ class PgStores:
         """Jobs whose commit was cut off by a failure, until the database says whether it committed."""
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        self._plates_locked: set[str] = set()
+        """The plates the writer's open transaction locked up front (``_lock_plates``)."""
         self.users = PgUserStore()
         self.audit = PgAuditStore()
         self.webhooks = PgWebhookStore()
@@ -222,6 +230,7 @@ class PgStores:
         try:
             conn = self._connected()
             with conn.transaction():
+                self._lock_plates(conn, group)  # before any job of the group runs
                 for n, (job, done) in enumerate(group):
                     if n == 0:
                         # The transaction's id, in the round trip that opens the group: if the commit is
@@ -294,6 +303,20 @@ class PgStores:
                     done.set_exception(failure)
                 return []
         return again
+
+    def _lock_plates(self, conn: psycopg.Connection, group: list[_Job]) -> None:
+        """Lock every plate the group's jobs said they may lock (``PlateJob``), in one statement in key
+        order, while the transaction holds nothing else. A job locking a plate one by one as it reaches it
+        could hold a plate another hub's group waits for while it waits for a plate that group holds (the
+        jobs of a group run in turn: one order per job is not one order per transaction); PostgreSQL would
+        break that deadlock after ``deadlock_timeout`` by failing a job. Taken up front, a transaction
+        waits for plates only while it holds no lock but plates of lower keys, so plates close no cycle.
+        A job that locks a plate it did not say (``clone_sightings`` locks only those) is back to the old
+        way for that plate."""
+        plates = {p for job, _ in group if isinstance(job, PlateJob) for p in job.plates}
+        self._plates_locked = plates
+        if plates:
+            conn.execute(LOCK_PLATES, (CLONE_LOCKS, sorted(plates)))
 
     def _failed(self, exc: BaseException) -> StoreUnavailable:
         """The store failed: say so in health (``writer_error``) until a commit succeeds again."""
@@ -420,15 +443,14 @@ class PgStores:
         """Lock the plates (in key order, held to the commit), then read their latest reads in the record,
         this hub's and the others'. A transaction that checks a plate after another hub's checked it waits
         for that commit and sees its reads; the first does not see the second's, which the second checks:
-        each pair of reads is compared by one of the two. (Batches of reads are also serialized today by
-        the ``record_days`` row they update; the locks do not rest on that.)"""
+        each pair of reads is compared by one of the two. A job that said its plates (``PlateJob``) holds
+        them already, taken with its whole group's before any job ran (``_lock_plates``): then two hubs'
+        groups cannot deadlock over plates."""
         if not plates:
             return []
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(%s, k) FROM (SELECT DISTINCT hashtext(p) AS k FROM unnest(%s::text[]) p "
-            "ORDER BY k) s",
-            (CLONE_LOCKS, list(plates)),
-        )
+        unsaid = [p for p in plates if p not in self._plates_locked]  # (in the writer's thread, as _commit)
+        if unsaid:
+            tx.execute(LOCK_PLATES, (CLONE_LOCKS, unsaid))
         return self.record.latest_sightings(tx, plates, since, besides)
 
     def share_rates(self, rates: dict[str, int], now: float, fresh_s: float) -> dict[str, int]:
