@@ -33,6 +33,10 @@ class MqttSettings(shared.MqttSettings, **_STRICT):
 
     max_inflight: int = 500
     batch_max: int = 200
+    hold_ms: float = 20.0
+    """While events are in flight, plain reads and passages wait for the hub's acknowledgement this long at
+    most, so they travel together (Nagle's rule: edge/uplink.py ``_hold_s``); hits and gaps never wait.
+    0: every event is sent as soon as there is room in flight."""
     ack_timeout_s: float = 10.0
     status_interval_s: float = 10.0
 

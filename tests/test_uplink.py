@@ -158,3 +158,87 @@ async def test_hits_with_thumbnails_are_sent_in_batches_under_the_hubs_payload_l
     assert len(payloads) >= 3 and all(len(p) <= MAX_PAYLOAD_BYTES for p in payloads)
     seqs = sorted(e.seq for p in payloads for e in decode(EventBatch, p).events)
     assert seqs == sorted(p.seq for p in appended.pending)  # each hit once, none lost
+
+
+async def test_reads_wait_for_the_hubs_ack_to_travel_together_but_a_hit_never_waits(tmp_path, mosquitto):
+    """Nagle's rule (``mqtt.hold_ms``): a read with nothing in flight goes at once; reads arriving while it is
+    unacknowledged wait and go in one message when the ack comes, or when their hold ends without one; a
+    hit goes at once and takes the waiting reads along. Without the rule every read went alone, and at a few
+    hundred reads a second a hub on PostgreSQL spent its time on the fixed cost of one-read transactions."""
+    import asyncio
+
+    import aiomqtt
+
+    from edge.outbox import PRIORITY_HIT, PRIORITY_READ, OutboxStore
+    from edge.uplink import EdgeUplink
+    from protocols import topics
+    from protocols.messages import Ack, EdgeHit, EventBatch, PlateRead, decode
+
+    outbox = OutboxStore(tmp_path / "outbox.db")
+    outbox.start()
+    messages: list[list[int]] = []  # the seqs of each message the hub got
+
+    async def ignore(alert):
+        return None
+
+    uplink = EdgeUplink("SD-DZ-001", MqttSettings(hold_ms=400), outbox, on_alert=ignore)
+
+    async def reads(*seqs: int) -> list[int]:
+        events = [
+            PlateRead(
+                seq=0, camera_id="c", captured_at=1.0, plate=f"鲁A1234{s}", plate_raw="x", plate_valid=True
+            )
+            for s in seqs
+        ]
+        appended = await outbox.append(events, [PRIORITY_READ] * len(events))
+        uplink.enqueue(appended.pending)
+        return [p.seq for p in appended.pending]
+
+    async def quiet(seconds: float) -> None:
+        before = len(messages)
+        await asyncio.sleep(seconds)
+        assert len(messages) == before, f"sent while it should wait: {messages[before:]}"
+
+    try:
+        async with (
+            aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="hub-test") as hub,
+            aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="SD-DZ-001") as edge,
+        ):
+            await hub.subscribe(topics.events("SD-DZ-001"), qos=1)
+
+            async def collect():
+                async for message in hub.messages:
+                    messages.append([e.seq for e in decode(EventBatch, bytes(message.payload)).events])
+
+            collector = asyncio.create_task(collect())
+            sender = asyncio.create_task(uplink._sender(edge))
+            try:
+                first = await reads(1)
+                await until(lambda: len(messages) == 1, timeout=10, what="a lone read sent at once")
+                assert messages[0] == first
+                held = [*(await reads(2)), *(await reads(3)), *(await reads(4))]
+                await quiet(0.15)  # the first is unacknowledged: these wait (their hold is 0.4 s)
+                await uplink._on_ack(Ack(v=1, epoch=outbox.epoch, ranges=[(first[0], first[0])]))
+                await until(lambda: len(messages) == 2, timeout=10, what="the held reads after the ack")
+                assert sorted(messages[1]) == sorted(held), "the three travel in one message"
+                # Unacknowledged again: a hit goes at once, taking the reads that wait along.
+                more = await reads(5)
+                await quiet(0.1)
+                hit = EdgeHit(
+                    seq=0, read_seq=more[0], alert_id="A1", entry_id="e", list_id="l", kind="exact",
+                    score=1.0, explanation="x", feed_version=1, matcher_version="m", raised_at=1.0,
+                )  # fmt: skip
+                appended = await outbox.append([hit], [PRIORITY_HIT])
+                uplink.enqueue(appended.pending)
+                await until(lambda: len(messages) == 3, timeout=10, what="the hit, at once")
+                assert messages[2][0] == appended.pending[0].seq and more[0] in messages[2]
+                # No ack comes: reads wait out their hold, then go anyway.
+                late = await reads(6)
+                await until(lambda: len(messages) == 4, timeout=10, what="a held read after its hold")
+                assert messages[3] == late
+            finally:
+                sender.cancel()
+                collector.cancel()
+                await asyncio.gather(sender, collector, return_exceptions=True)
+    finally:
+        outbox.stop()
