@@ -227,6 +227,19 @@ class Camera:
         return {(CHECKPOINT, e, s) for e, s, listed in self.accepted.values() if listed}
 
 
+async def _health(http: aiohttp.ClientSession, hub: CordonProcess) -> dict[str, Any]:
+    """A hub's health, ok (200) or degraded (503: the same body, with its reasons)."""
+    async with http.get(f"{hub.base}/api/v1/health") as resp:
+        health = dict(await resp.json())
+    if resp.status == 503:
+        _degraded.update(health["reasons"])
+    return health
+
+
+#: Every reason a hub gave for being degraded during the kills (a deadlock between the hubs, say).
+_degraded: set[str] = set()
+
+
 async def _edge_status(http: aiohttp.ClientSession, edge: CordonProcess) -> dict[str, Any]:
     return dict(await get_json(http, f"{edge.base}/api/v1/status"))
 
@@ -287,9 +300,7 @@ async def kill_phase(
                 held = 0
                 while held < HELD and time.monotonic() < deadline:
                     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        held = int(
-                            (await get_json(http, f"{hub.base}/api/v1/health"))["events_unacknowledged"]
-                        )
+                        held = int((await _health(http, hub))["events_unacknowledged"])
                     if held < HELD:
                         await asyncio.sleep(0.01)
                 if held < HELD:
@@ -360,6 +371,7 @@ async def kill_phase(
             "alerts_shown_once": len(expected & delivered),
             "alerts_shown_twice": console.twice(),
             "console_connections": len(console.connections),
+            "degraded_reasons": sorted(r[:300] for r in _degraded),
         }
     )
     return out
