@@ -144,8 +144,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         data=os.path.abspath(args.data),
         vehicles_per_minute=args.vehicles_per_minute,
         duration_s=args.duration,
+        hubs=args.hubs,
+        store=args.store,
     )
-    asyncio.run(run_demo(options))
+    if options.hubs > 1 or options.store:
+        from .demo_cluster import run_cluster_demo
+
+        asyncio.run(run_cluster_demo(options))
+    else:
+        asyncio.run(run_demo(options))
     return 0
 
 
@@ -526,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="./demo-data", help="folder for the demo's databases")
     p.add_argument("--vehicles-per-minute", type=float, default=30.0, help="simulated traffic per checkpoint")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--hubs", type=int, default=1, help="2 or more: that many hub processes over --store (several hubs)"
+    )
+    p.add_argument(
+        "--store", default=None, metavar="DSN", help="with --hubs: the PostgreSQL database the hubs share"
+    )
     p.set_defaults(func=cmd_demo)
 
     wl = sub.add_parser("watchlist", help="import and export watchlists through the hub's API")

@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from central.app import create_app as create_hub
 from central.intel.ring import SHIPPED, read_ring
@@ -46,6 +47,9 @@ class DemoOptions:
     data: str = "./demo-data"
     vehicles_per_minute: float = 30.0
     duration_s: float | None = None
+    #: Two or more: that many hub processes over the PostgreSQL database ``store`` names (cordon.demo_cluster).
+    hubs: int = 1
+    store: str | None = None
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -105,33 +109,97 @@ DISPLAY_NAMES = {name: display for name, _, display in DEMO_ROLES}
 AUDITOR_NOTE = "   (no console page: the audit trail is GET /api/v1/audit, `cordon audit verify`)"
 
 
-def demo_accounts(hub_dir: Path) -> list[tuple[str, str, str]]:
-    """One account per console role, with a fresh password each run (printed in the banner)."""
+def demo_accounts(settings: HubSettings) -> list[tuple[str, str, str]]:
+    """One account per console role, with a fresh password each run (printed in the banner), in the store
+    ``settings`` name (hub.db under its data folder, or PostgreSQL), through the stores' Protocols."""
     from central.people import users
-    from central.record.sqlite import audit
-    from central.record.sqlite import users as user_store
-    from central.record.sqlite.store import HubStore
+    from central.record.factory import open_store
 
     made = [(name, role, secrets.token_urlsafe(9)) for name, role, _ in DEMO_ROLES]
     hashes = {name: users.hash_password(password) for name, _, password in made}
-    hub_dir.mkdir(parents=True, exist_ok=True)
-    store = HubStore(hub_dir / "hub.db")
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings)
     store.start()
 
-    def job(db):  # noqa: ANN001, ANN202
+    def job(tx):  # noqa: ANN001, ANN202
+        kept = {user.username for user in store.users.all_users(tx)}
         for name, role, _ in made:
-            try:
-                user_store.add(db, name, role, hashes[name], display_name=DISPLAY_NAMES[name])
-                audit.append(db, "cordon demo", "", "user.add", target=name, detail={"role": role})
-            except users.UserError:  # kept from an earlier run: a new password
-                user_store.set_password(db, name, hashes[name])
-                audit.append(db, "cordon demo", "", "user.password", target=name)
+            if name in kept:  # kept from an earlier run: a new password
+                store.users.set_password(tx, name, hashes[name])
+                store.audit.append(tx, "cordon demo", "", "user.password", target=name)
+            else:
+                store.users.add(tx, name, role, hashes[name], display_name=DISPLAY_NAMES[name])
+                store.audit.append(tx, "cordon demo", "", "user.add", target=name, detail={"role": role})
 
     try:
         store.submit(job).result()
     finally:
         store.stop()
     return made
+
+
+def account_lines(accounts: list[tuple[str, str, str]]) -> list[str]:
+    return [
+        "  demo accounts (user name / password / role):",
+        *[
+            f"    {name} / {password} / {role}" + AUDITOR_NOTE * (role == "auditor")
+            for name, role, password in accounts
+        ],
+    ]
+
+
+def demo_edges(
+    options: DemoOptions,
+    data: Path,
+    broker_url: str,
+    hub_url: str,
+    feed_token: str,
+    tablet_code: str,
+    kits_secret: Path,
+) -> tuple[list[tuple[Any, str, int]], list[str]]:
+    """The simulated checkpoints (edge apps to serve, on free ports) and the banner's lines about them."""
+    sites: list[tuple[Any, str, int]] = []
+    lines: list[str] = []
+    plates = watchlisted_plates()
+    cameras_lines = []
+    for row in ring_checkpoints(options.checkpoints):
+        port = free_port()
+        cp = row.id
+        cameras = [
+            CameraSettings(id=cid, token=secrets.token_urlsafe(12), lane=lane)
+            for lane, cid in enumerate(DEMO_CAMERAS, start=1)
+        ]
+        edge = EdgeSettings(
+            checkpoint=cp,
+            name=row.name,
+            data_dir=str(data / f"edge-{cp}"),
+            http=EdgeHttp(host=HOST, port=port),
+            mqtt=EdgeMqtt(url=broker_url),
+            hub=EdgeHub(url=hub_url, token=feed_token),
+            cameras=cameras,
+            tablet=TabletSettings(token=tablet_code),
+            kits=EdgeKits(id_secret_file=str(kits_secret)),
+            simulator=SimulatorSettings(
+                enabled=True,
+                cameras=list(DEMO_CAMERAS),
+                vehicles_per_minute=options.vehicles_per_minute,
+                neighbour=row.neighbour or "冀",
+                watchlisted=plates,
+                watchlisted_share=0.04,
+            ),
+        )
+        sites.append((create_edge(edge), HOST, port))
+        lines.append(f"  {row.name} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
+        lines.append("    cameras (id / token): " + " · ".join(f"{c.id} / {c.token}" for c in cameras))
+        if not cameras_lines:
+            first = cameras[0]
+            cameras_lines = [
+                "  Push a read as a camera (README, docs/protocol.md):",
+                f"    curl -X POST http://{HOST}:{port}/api/v1/cameras/{first.id}/reads "
+                f"-H 'X-Camera-Token: {first.token}' -H 'Content-Type: application/json' "
+                """-d '{"plate": "鲁Q8K2L1", "colour": "blue", "lane": 1}'""",
+            ]
+    return sites, lines + cameras_lines
 
 
 async def run_demo(
@@ -160,55 +228,17 @@ async def run_demo(
         alerts=AlertSettings(fold_window_s=600),
         kits=HubKits(id_secret_file=str(kits_secret)),
     )
-    accounts = await asyncio.to_thread(demo_accounts, data / "hub")
+    accounts = await asyncio.to_thread(demo_accounts, hub)
     sites = [(create_hub(hub), HOST, hub_port)]
     lines = [
         f"  指挥中心 command console: http://{HOST}:{hub_port}/   access code: {console_code}",
-        "  demo accounts (user name / password / role):",
-        *[
-            f"    {name} / {password} / {role}" + AUDITOR_NOTE * (role == "auditor")
-            for name, role, password in accounts
-        ],
+        *account_lines(accounts),
     ]
-    plates = watchlisted_plates()
-    cameras_lines = []
-    for row in ring_checkpoints(options.checkpoints):
-        port = free_port()
-        cp = row.id
-        cameras = [
-            CameraSettings(id=cid, token=secrets.token_urlsafe(12), lane=lane)
-            for lane, cid in enumerate(DEMO_CAMERAS, start=1)
-        ]
-        edge = EdgeSettings(
-            checkpoint=cp,
-            name=row.name,
-            data_dir=str(data / f"edge-{cp}"),
-            http=EdgeHttp(host=HOST, port=port),
-            mqtt=EdgeMqtt(url=url),
-            hub=EdgeHub(url=f"http://{HOST}:{hub_port}", token=feed_token),
-            cameras=cameras,
-            tablet=TabletSettings(token=tablet_code),
-            kits=EdgeKits(id_secret_file=str(kits_secret)),
-            simulator=SimulatorSettings(
-                enabled=True,
-                cameras=list(DEMO_CAMERAS),
-                vehicles_per_minute=options.vehicles_per_minute,
-                neighbour=row.neighbour or "冀",
-                watchlisted=plates,
-                watchlisted_share=0.04,
-            ),
-        )
-        sites.append((create_edge(edge), HOST, port))
-        lines.append(f"  {row.name} ({cp}) tablet: http://{HOST}:{port}/   access code: {tablet_code}")
-        lines.append("    cameras (id / token): " + " · ".join(f"{c.id} / {c.token}" for c in cameras))
-        if not cameras_lines:
-            first = cameras[0]
-            cameras_lines = [
-                "  Push a read as a camera (README, docs/protocol.md):",
-                f"    curl -X POST http://{HOST}:{port}/api/v1/cameras/{first.id}/reads "
-                f"-H 'X-Camera-Token: {first.token}' -H 'Content-Type: application/json' "
-                """-d '{"plate": "鲁Q8K2L1", "colour": "blue", "lane": 1}'""",
-            ]
+    edges, edge_lines = demo_edges(
+        options, data, url, f"http://{HOST}:{hub_port}", feed_token, tablet_code, kits_secret
+    )
+    sites += edges
+    lines += edge_lines
     started = asyncio.Event()
     stop = stop or asyncio.Event()
     timer = None
@@ -219,7 +249,7 @@ async def run_demo(
         await started.wait()
         print("\nCordon demo is running (Ctrl-C stops it)", flush=True)
         print(f"  MQTT broker: {url}" + (" (embedded)" if broker else ""), flush=True)
-        print("\n".join(lines + cameras_lines), flush=True)
+        print("\n".join(lines), flush=True)
         print(
             "Watchlisted plates appear in the simulated traffic; alerts show within a minute.\n", flush=True
         )

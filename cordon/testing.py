@@ -584,10 +584,12 @@ def hub_process(
     csv_files: list[Path],
     http: dict[str, Any] | None = None,
     store: dict[str, Any] | None = None,
+    mqtt: dict[str, Any] | None = None,
 ) -> CordonProcess:
     """A ``cordon hub`` process (not started) on a free port, its watchlists loaded from ``csv_files``;
     ``http``: more ``[http]`` keys (``cert_file`` and ``key_file`` serve HTTPS); ``store``: its ``[store]``
-    table (the default: SQLite under its data folder)."""
+    table (the default: SQLite under its data folder); ``mqtt``: more ``[mqtt]`` keys (``client_id`` and
+    ``share_group`` for one of several hubs)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = write_toml(
@@ -600,6 +602,7 @@ def hub_process(
                 "client_id": f"cordon-hub-bench-{port}",
                 "reconnect_min_s": 0.2,
                 "reconnect_max_s": 1,
+                **(mqtt or {}),
             },
             "watchlists": {"csv": [str(p) for p in csv_files]},
             "console": {"token": console_token},
@@ -732,15 +735,24 @@ async def start_hub(
     feed_token: str,
     say: Callable[[str], None],
     store: dict[str, Any] | None = None,
+    mqtt: dict[str, Any] | None = None,
+    csv: bool = True,
 ) -> tuple[CordonProcess, dict[str, Any]]:
     """A hub process that loads ``plates`` from a CSV; returns when its feed holds them all. ``store``:
-    its ``[store]`` table (see ``hub_process``)."""
-    csv_path = await asyncio.to_thread(write_csv, workdir / "watchlist.csv", plates)
+    its ``[store]`` table, ``mqtt``: more ``[mqtt]`` keys (see ``hub_process``); ``csv=False``: another hub
+    of a shared store, which finds the lists there."""
+    csv_files = [await asyncio.to_thread(write_csv, workdir / "watchlist.csv", plates)] if csv else []
     hub = hub_process(
-        workdir, broker.url, console_token=console, feed_token=feed_token, csv_files=[csv_path], store=store
+        workdir,
+        broker.url,
+        console_token=console,
+        feed_token=feed_token,
+        csv_files=csv_files,
+        store=store,
+        mqtt=mqtt,
     )
     hub.start()
-    say(f"hub started, loading {len(plates)} entries from CSV")
+    say(f"hub started, loading {len(plates)} entries" + (" from CSV" if csv else " from the store"))
     await hub.wait_listening(HUB_LOAD_TIMEOUT_S)
     async with http_session() as http:
         await login(http, hub.base, console)

@@ -94,6 +94,11 @@ def events(checkpoint: str) -> str:
     return _cp(checkpoint, TopicKind.EVENTS)
 
 
+def is_events(topic: str) -> bool:
+    """A cheap test that ``topic`` is some checkpoint's events topic (``parse`` checks it in full)."""
+    return topic.startswith(f"{PREFIX}/cp/") and topic.endswith(f"/{TopicKind.EVENTS.value}")
+
+
 def status(checkpoint: str) -> str:
     return _cp(checkpoint, TopicKind.STATUS)
 

@@ -414,6 +414,7 @@ class UplinkCut:
         self.broker_port = broker_port
         self.port = free_port()
         self.is_cut = False
+        self.resets = False
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -426,11 +427,18 @@ class UplinkCut:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         return self
 
-    def cut(self) -> None:
+    def cut(self, reset: bool = False) -> None:
+        """``reset``: as a firewall that rejects, every connection through the relay is reset now and new
+        ones are refused (closed at once), so both ends learn of the cut at their next use of it."""
         self.is_cut = True
+        self.resets = reset
+        if reset:
+            for writer in list(self._open):
+                writer.transport.abort()
+            self._open.clear()
 
     def restore(self) -> None:
-        self.is_cut = False
+        self.is_cut = self.resets = False
         for writer in list(self._open):
             writer.transport.abort()
         self._open.clear()
@@ -451,6 +459,8 @@ class UplinkCut:
         self._open.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
+            if self.is_cut and self.resets:
+                return  # refused: closed at once
             if self.is_cut:
                 while await reader.read(65536):
                     pass  # the line is down: what the edge sends goes nowhere

@@ -117,6 +117,23 @@ class IngestMetrics:
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
 
 
+class _Counted(msgspec.Struct):
+    """An event batch as far as counting its events goes (the events are not parsed)."""
+
+    events: list[msgspec.Raw] = []
+
+
+_counter = msgspec.json.Decoder(_Counted)
+
+
+def _event_count(payload: bytes) -> int:
+    """How many events a batch holds, read as it arrives (a bad payload counts none: it is dead-lettered)."""
+    try:
+        return len(_counter.decode(payload).events)
+    except msgspec.DecodeError:
+        return 0
+
+
 class ReadRates:
     """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map),
     and as the other hubs on the store said theirs (``others``, set by ``central.app``)."""
@@ -195,6 +212,18 @@ class Ingest:
         self.rates = ReadRates()
         self._failing: tuple[str, int] | None = None
         """While commits fail: the last failure logged, and how many failed since the last commit."""
+        self._unacknowledged = 0
+        self._unacknowledged_lock = threading.Lock()
+
+    @property
+    def unacknowledged(self) -> int:
+        """Edge events this hub has received and not settled yet (queued, being stored, or committed and
+        not yet acknowledged): what an edge must send again if this hub dies now."""
+        return self._unacknowledged
+
+    def _hold(self, n: int) -> None:
+        with self._unacknowledged_lock:
+            self._unacknowledged += n
 
     # -- MQTT thread ----------------------------------------------------------------------------
     def handle(
@@ -203,11 +232,13 @@ class Ingest:
         """Queue one MQTT message for the writer; the returned future resolves after the commit."""
         self.metrics.messages += 1
         started = time.perf_counter()
+        held = _event_count(payload) if topics.is_events(topic) else 0
+        self._hold(held)
         job: Callable[[Tx], BatchResult] = lambda tx: self._job(tx, topic, payload, received_at, retained)  # noqa: E731
         if self._locks_plates():
             job = PlateJob(job, self._plates_in(topic, payload))
         future = self.store.submit(job)
-        future.add_done_callback(lambda fut: self._after_commit(fut, started))
+        future.add_done_callback(lambda fut: self._after_commit(fut, started, held))
         return future
 
     def _locks_plates(self) -> bool:
@@ -263,7 +294,13 @@ class Ingest:
         future.add_done_callback(lambda fut: self._after_commit(fut, started))
         return future
 
-    def _after_commit(self, future: Future[BatchResult], started: float) -> None:
+    def _after_commit(self, future: Future[BatchResult], started: float, held: int = 0) -> None:
+        try:
+            self._after(future, started)
+        finally:
+            self._hold(-held)  # acknowledged now, or failed (the edge sends it again)
+
+    def _after(self, future: Future[BatchResult], started: float) -> None:
         try:
             result = future.result()
         except Exception as exc:

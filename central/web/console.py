@@ -148,6 +148,7 @@ async def health(request: web.Request) -> web.Response:
             "reads_total": base.reads + ingest.metrics.reads,
             "alerts_total": base.alerts + ingest.metrics.alerts,
             "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
+            "events_unacknowledged": ingest.unacknowledged,
             "watchlist_entries": len(app[keys.WATCHLISTS]),
             "hub": app[keys.DUTIES].hub,
             "duties": app[keys.DUTIES].held(),
@@ -297,6 +298,11 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_hub_commit_failures_total", "counter", "commits that failed").add(
                 m.commit_failures
             ),
+            Metric(
+                "cordon_hub_events_unacknowledged",
+                "gauge",
+                "edge events received and not yet acknowledged (an edge resends them if this hub dies)",
+            ).add(app[keys.INGEST].unacknowledged),
             Metric("cordon_hub_dead_letters_total", "counter", "payloads dead-lettered since start").add(
                 m.dead_letters
             ),

@@ -123,6 +123,22 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .cluster import run
+
+    return _emit(
+        run(
+            entries=args.entries,
+            warmup_s=args.warmup_s,
+            window_s=args.window_s,
+            kills=args.kills,
+            hits=args.hits,
+            keep=args.keep,
+        ),
+        args,
+    )
+
+
 def cmd_spine(args: argparse.Namespace) -> int:
     from .spine import run
 
@@ -248,6 +264,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "latency at the fixed load alone, with its CPU a read (no SQLite reference then)",
     )
     p.set_defaults(func=cmd_e2e)
+    p = add(
+        "cluster",
+        "two hubs on one PostgreSQL behind HAProxy: saturated ingest with one hub and two, SIGKILLs of a hub "
+        "holding unacknowledged events, alert latency",
+    )
+    p.add_argument("--entries", type=int, default=100_000, help="watchlist entries loaded in the hubs")
+    p.add_argument("--window-s", type=float, default=60.0, help="the steady window of each saturated phase")
+    p.add_argument("--warmup-s", type=float, default=15.0, help="saturated ingest before each window starts")
+    p.add_argument(
+        "--kills", type=int, default=5, help="SIGKILLs of a hub holding 100+ unacknowledged events"
+    )
+    p.add_argument(
+        "--hits", type=int, default=1000, help="listed reads timed to the console behind the front"
+    )
+    p.add_argument("--keep", default=None, help="work in this folder and keep it (logs, databases)")
+    p.set_defaults(func=cmd_cluster)
     p = add(
         "spine", "alert latency on the idle spine: camera push at an edge to the console alert, one at a time"
     )

@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,13 @@ class Rig:
     pg: PostgresCluster | None = None
     record_dsn: str | None = None
     """With the hub on PostgreSQL: its database (with the password), where lost and duplicated are counted."""
+    more_hubs: list[CordonProcess] = field(default_factory=list)
+    """Further hubs on the same store and broker (``cordon bench cluster``): the phases count every hub's
+    commits, and the CPU of each."""
+
+    @property
+    def hubs(self) -> list[CordonProcess]:
+        return [self.hub, *self.more_hubs]
 
     @property
     def hub_data(self) -> Path:
@@ -256,9 +263,15 @@ async def ingest_phase(
 
 
 def _cpu_now(rig: Rig) -> dict[str, float | None]:
-    """CPU seconds used so far by the hub process, PostgreSQL's whole process tree and the broker."""
+    """CPU seconds used so far by the hub process (each hub's, as ``hub-1``, ``hub-2``, ... when there are
+    several), PostgreSQL's whole process tree and the broker."""
+    hubs = (
+        {"hub": rig.hub.cpu_s()}
+        if not rig.more_hubs
+        else {f"hub-{i}": h.cpu_s() for i, h in enumerate(rig.hubs, 1)}
+    )
     return {
-        "hub": rig.hub.cpu_s(),
+        **hubs,
         "postgresql": rig.pg.cpu_s() if rig.pg is not None else None,
         "broker": cpu_s(rig.broker.proc.pid) if rig.broker.proc is not None else None,
     }
@@ -273,6 +286,8 @@ async def saturated_phase(
     publishers: int,
     edges_per: int,
     seed: int,
+    tag: str = SATURATED_TAG,
+    prefix: str = SATURATED_PREFIX,
 ) -> dict[str, Any]:
     """Keep the hub saturated and count the reads it commits over a steady window after a warm-up.
 
@@ -280,7 +295,9 @@ async def saturated_phase(
     backlog does) from ``warmup_s`` before the window until ``SATURATED_TAIL_S`` after it; the hub's
     count of committed reads (``reads_total`` of GET /api/v1/health, counted after each commit) is
     sampled every ``SAMPLE_S``, with the CPU time of the hub, of PostgreSQL's process tree and of the
-    broker at the window's two ends."""
+    broker at the window's two ends. With several hubs (``rig.more_hubs``) the count is every hub's, and
+    ``saturated_hub_shares`` says what part of the window's reads each committed. ``tag`` and ``prefix``
+    name the simulated checkpoints and their event ids: a phase run again on the same store takes new ones."""
     ctx = mp.get_context("spawn")
     n_edges = publishers * edges_per
     out: dict[str, Any] = {"saturated_warmup_s": warmup_s, "saturated_plates_per_edge": pool}
@@ -298,8 +315,8 @@ async def saturated_phase(
                 batch,
                 INFLIGHT_EVENTS,
                 seed + 31,
-                SATURATED_TAG,
-                SATURATED_PREFIX,
+                tag,
+                prefix,
                 True,
             )
             procs.append(proc)
@@ -318,22 +335,27 @@ async def saturated_phase(
         )
         samples: list[tuple[float, int]] = []
         ends: list[tuple[float, int, dict[str, float | None], tuple[float, float, float]]] = []
+        each: list[list[int]] = []
         async with http_session() as http:
 
-            async def committed() -> tuple[float, int]:
+            async def committed() -> tuple[float, int, list[int]]:
                 before = time.time()
-                health = await get_json(http, f"{rig.hub.base}/api/v1/health")
-                return (before + time.time()) / 2, int(health["reads_total"])
+                counts = [
+                    int((await get_json(http, f"{hub.base}/api/v1/health"))["reads_total"])
+                    for hub in rig.hubs
+                ]
+                return (before + time.time()) / 2, sum(counts), counts
 
             for edge_at in (w0, w1):
                 while time.time() < edge_at - SAMPLE_S:
-                    samples.append(await committed())
+                    samples.append((await committed())[:2])
                     await asyncio.sleep(max(0.0, min(SAMPLE_S, edge_at - time.time()) - 0.01))
                 await asyncio.sleep(max(0.0, edge_at - time.time()))
                 cpu = await asyncio.to_thread(_cpu_now, rig)
-                at, reads = await committed()
+                at, reads, counts = await committed()
                 samples.append((at, reads))
                 ends.append((at, reads, cpu, os.getloadavg()))
+                each.append(counts)
         results = [
             await asyncio.to_thread(_recv, c, PHASE_TIMEOUT_S, "a publisher (saturated)") for c in conns
         ]
@@ -374,14 +396,18 @@ async def saturated_phase(
                 "load_average_at_window": [list(load0), list(load1)],
             }
         )
+        if rig.more_hubs and committed_reads > 0:
+            out["saturated_hub_shares"] = [
+                round((b - a) / committed_reads, 3) for a, b in zip(*each, strict=True)
+            ]
         _say(
             f"saturated ingest: {committed_reads} reads committed in {t1 - t0:.1f} s = "
             f"{out['saturated_reads_per_s']}/s (sub-windows {sub_rates}); CPU us/read {per_read}"
         )
         for c in conns:
             c.send(("stop",))
-        stored = await asyncio.to_thread(rig.stored, [f"{SATURATED_PREFIX}:"])
-        expected = (sim_event_id(cp, s, SATURATED_PREFIX) for cp, n in sent for s in range(1, n + 1))
+        stored = await asyncio.to_thread(rig.stored, [f"{prefix}:"])
+        expected = (sim_event_id(cp, s, prefix) for cp, n in sent for s in range(1, n + 1))
         lost, dup, examples = lost_and_duplicated(stored, expected)
         out.update({"saturated_lost": lost, "saturated_duplicated": dup, "saturated_lost_examples": examples})
     finally:
@@ -444,9 +470,18 @@ def _fixed_load_cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str,
 
 
 async def latency_phase(
-    rig: Rig, edge: CordonProcess, tablet: str, camera_token: str, hits: int, seed: int
+    rig: Rig,
+    edge: CordonProcess,
+    tablet: str,
+    camera_token: str,
+    hits: int,
+    seed: int,
+    console_base: str | None = None,
 ) -> dict[str, Any]:
+    """``console_base``: where the console connects (a front door before several hubs); the hub's own
+    address by default."""
     ctx = mp.get_context("spawn")
+    console_base = console_base or rig.hub.base
     out: dict[str, Any] = {}
     step = max(1, len(rig.plates) // hits)
     hit_plates = [rig.plates[i * step] for i in range(hits)]
@@ -459,8 +494,8 @@ async def latency_phase(
     failed: Counter[str] = Counter()
     all_arrived = asyncio.Event()
     async with http_session() as http:
-        await login(http, rig.hub.base, rig.console)
-        ws = await http.ws_connect(f"{rig.hub.base}/api/v1/ws", heartbeat=None, max_msg_size=0)
+        await login(http, console_base, rig.console)
+        ws = await http.ws_connect(f"{console_base}/api/v1/ws", heartbeat=None, max_msg_size=0)
 
         async def listen() -> None:
             async for msg in ws:

@@ -1,0 +1,38 @@
+"""``cordon bench cluster``: a small run (short windows, one kill, a small list), so the command keeps
+working and counts what it does. The figures are the command's to measure, not asserted here."""
+
+from __future__ import annotations
+
+import pytest
+
+from cordon.bench import cluster
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(400)]
+
+
+def test_a_small_cluster_run_measures_both_sizes_kills_a_hub_and_loses_nothing():
+    result = cluster.run(entries=1000, warmup_s=2, window_s=3, kills=1, hits=10)
+    assert result["errors"] == [], result["errors"]
+    assert result["one_hub_reads_per_s"] > 0 and result["two_hubs_reads_per_s"] > 0
+    assert len(result["two_hubs_shares"]) == 2 and sum(result["two_hubs_shares"]) == pytest.approx(
+        1, abs=0.01
+    )
+    assert set(result["cpu_us_per_read"]["one_hub"]) == {"hub", "postgresql", "broker"}
+    assert set(result["cpu_us_per_read"]["two_hubs"]) == {"hub-1", "hub-2", "postgresql", "broker"}
+    kills = result["phases"]["kills"]
+    assert kills["kills"] + kills["faults_missed"] == 1
+    assert kills["kill_reads_accepted"] > 0 and result["alerts_expected"] > 0
+    # What the benchmark exists to count: a hub's SIGKILL loses and doubles nothing, every alert shows once.
+    assert result["lost"] == 0 and result["duplicated"] == 0
+    assert result["alerts_shown_once"] == result["alerts_expected"]
+    assert result["alerts_shown_twice"] == 0
+    assert result["alert_latency_ms"]["count"] == 10
+    assert set(result["bars"]) == {
+        "hub_shares_35_to_65",
+        "lost_and_duplicated_0",
+        "no_alert_shown_twice",
+        "every_alert_shown",
+        "resume_s_le_10",
+        "alert_p99_ms_le_100",
+    }
+    assert result["pass"] == all(result["bars"].values())
