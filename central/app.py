@@ -111,7 +111,8 @@ def create_app(settings: HubSettings) -> web.Application:
         clones=_clone_check(settings),
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
-        clones_shared=keeper.store.shared,
+        # the clone check learns the reads other hubs took while any other hub is alive on the store
+        clones_shared=(lambda: keeper.store.others) if keeper.store.shared else False,
     )
     evidence = EvidenceBroker(
         factory.open_evidence(settings),

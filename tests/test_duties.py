@@ -218,6 +218,27 @@ def test_one_session_holds_each_duty_and_another_takes_it_when_that_session_ends
         b.release()
 
 
+def test_a_hub_knows_at_each_beat_whether_another_hub_is_alive_on_the_store(pg_dsn):
+    """What only several hubs need (the clone check learning the reads the others took, with its plate
+    locks) runs while another hub's duty session is alive, and not for a hub alone on its store."""
+    a = pg_duties(pg_dsn, "hub-a")
+    assert a.others, "before its first beat a hub assumes company"
+    b = pg_duties(pg_dsn, "hub-b")
+    try:
+        a.claim(DUTIES)
+        assert not a.others, "alone"
+        b.claim(["viid"])
+        assert b.others
+        a.claim(DUTIES)
+        assert a.others, "hub-b's session is alive"
+        b.release()
+        a.claim(DUTIES)
+        assert not a.others, "alone again"
+    finally:
+        a.release()
+        b.release()
+
+
 def test_a_duty_session_is_set_to_end_when_its_hub_falls_silent(pg_dsn):
     a = pg_duties(pg_dsn, "hub-a", lease_s=2.0)
     try:

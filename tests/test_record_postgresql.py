@@ -356,3 +356,48 @@ def test_two_hubs_storing_the_same_event_at_once_store_it_once(pg_dsn):
             assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 1
     finally:
         stores.stop()
+
+
+def test_a_new_days_partitions_are_analyzed_as_soon_as_each_holds_rows(store, pg_dsn):
+    """The writer keeps generic plans, made in a day's first seconds; with its partitions never analyzed the
+    plan looked identities up in the other table by (checkpoint, first_seen) and scanned every passage of a
+    checkpoint for each read (seconds of alert latency until autovacuum came). Each partition is analyzed
+    once it holds ``ANALYZE_AT`` rows of its own, not before: the passages' one analyzed while still empty
+    made the plan scan it whole."""
+    from central.record.postgresql.reads import ANALYZE_AT, partition_name
+
+    now = time.time()
+    day = dt.datetime.fromtimestamp(now, TZ).date()
+    store.prepare([day])
+
+    def analyzed() -> dict[str, object]:
+        with psycopg.connect(pg_dsn) as conn:
+            rows = conn.execute(
+                "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                ([partition_name(t, day) for t in ("reads", "passages", "plates")],),
+            ).fetchall()
+        return {name.split("_")[0]: at for name, at in rows}
+
+    def write(events):
+        with psycopg.connect(pg_dsn) as conn, conn.transaction():
+            store.insert_many(conn, [item(e) for e in events])
+
+    write([read(i, now, plate=f"鲁A{i:05d}") for i in range(1, ANALYZE_AT + 1)])
+    deadline = time.monotonic() + 20
+    while analyzed().get("reads") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seen = analyzed()
+    assert seen["reads"] is not None and seen["plates"] is not None, seen
+    assert seen["passages"] is None, "the passages' partition holds nothing yet: analyzing it would mislead"
+    passages = [
+        Passage(seq=ANALYZE_AT + i, plate=f"鲁B{i:05d}", first_seen=now, last_seen=now, best_seq=1,
+                read_seqs=[1], cameras=["cam"])
+        for i in range(1, ANALYZE_AT + 1)
+    ]  # fmt: skip
+    write(passages)
+    while analyzed().get("passages") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert analyzed()["passages"] is not None
+    assert store.analyzed == [(day, "reads"), (day, "passages")]  # once each
+    write([read(3 * ANALYZE_AT, now)])
+    assert store.analyzed == [(day, "reads"), (day, "passages")]

@@ -189,12 +189,13 @@ class Ingest:
         clones: CloneCheck | None = None,
         router: Router | None = None,
         fold_window_s: float = 0.0,
-        clones_shared: bool = False,
+        clones_shared: bool | Callable[[], bool] = False,
         plates_first: bool = True,
     ) -> None:
         self.store = store
-        #: other hubs ingest their share of the reads into the same store (the clone check learns theirs)
-        self.clones_shared = clones_shared
+        #: other hubs ingest their share of the reads into the same store (the clone check learns theirs):
+        #: a flag, or asked of the duties at each batch (other hubs alive at the last beat)
+        self._clones_shared = clones_shared
         #: with ``clones_shared``: each job says its plates before it runs (``PlateJob``), so the store
         #: locks a whole group's at once (False: each job locks its own as it reaches the check, the way
         #: before; ``cordon bench hublocks`` compares the two)
@@ -240,6 +241,15 @@ class Ingest:
         future = self.store.submit(job)
         future.add_done_callback(lambda fut: self._after_commit(fut, started, held))
         return future
+
+    @property
+    def clones_shared(self) -> bool:
+        shared = self._clones_shared
+        return shared() if callable(shared) else shared
+
+    @clones_shared.setter
+    def clones_shared(self, value: bool | Callable[[], bool]) -> None:
+        self._clones_shared = value
 
     def _locks_plates(self) -> bool:
         return self.clones is not None and self.clones_shared and self.plates_first

@@ -67,6 +67,7 @@ class SoleDuties:
 
     lease_s = math.inf
     shared = False
+    others = False
 
     def __init__(self, hub: str) -> None:
         self.hub = hub

@@ -520,6 +520,10 @@ class DutyStore(Protocol):
     shared: bool
     """Other hubs may hold duties on this store (False alone on SQLite): work another hub started is found
     in the store, not in this hub's memory."""
+    others: bool
+    """Another hub's duty session was alive at the last beat (True until a beat answers: not knowing, a hub
+    assumes company). Work that only several hubs need (the clone check learning the reads other hubs took)
+    is skipped while a hub is alone on a shared store."""
 
     def claim(self, duties: Iterable[str]) -> frozenset[str]:
         """Keep the duties this hub holds and take those of ``duties`` nobody holds; the ones it holds now

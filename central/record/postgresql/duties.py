@@ -55,6 +55,14 @@ _BEAT = (
 )
 
 
+# Any other session holding a duty lock: every hub's duty session holds at least its life lock.
+_OTHERS = (
+    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::oid "
+    "AND objsubid = 2 AND granted AND pid <> pg_backend_pid() "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+)
+
+
 def duty_key(duty: str) -> int:
     """The second key of a duty's lock: 31 bits of the SHA-256 of its name (a collision would only
     make one hub hold both duties)."""
@@ -88,6 +96,7 @@ class PgDuties:
         #: the duty session's backend pid, read by ``fence`` from the writer's thread
         self._pid: int | None = None
         self._held: set[int] = set()
+        self.others = True  # until a beat says otherwise
 
     @property
     def session_timeout_s(self) -> float:
@@ -131,6 +140,8 @@ class PgDuties:
             rows = self._conn.execute(
                 _BEAT, {"held": sorted(self._held), "ns": DUTY_LOCKS, "keys": sorted(by_key)}
             ).fetchall()
+            (others,) = self._conn.execute(_OTHERS, (DUTY_LOCKS,)).fetchone()  # type: ignore[misc]
+            self.others = bool(others)
         except psycopg.Error:
             self._drop()  # a session that may be gone holds nothing we can prove
             raise

@@ -135,6 +135,10 @@ def _like(glob: str) -> str:
     return glob.replace("*", "%").replace("?", "_")
 
 
+#: Rows in a day's new partition after which it is analyzed (``PgReadStore._young_rows``).
+ANALYZE_AT = 1000
+
+
 def partition_name(table: str, day: dt.date) -> str:
     return f"{table}_{day:%Y%m%d}"
 
@@ -352,6 +356,11 @@ class PgReadStore:
         self._writer_lock = threading.Lock()
         self._days: set[dt.date] = set()
         self._days_lock = threading.Lock()
+        #: Rows sent to each of the reads' and passages' partitions this process made for a day, until the
+        #: partition is analyzed (``_young_rows``).
+        self._young: dict[tuple[dt.date, str], int] = {}
+        #: The analyses started (a thread each), for the tests.
+        self.analyzed: list[tuple[dt.date, str]] = []
 
     # -- life ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -435,8 +444,11 @@ class PgReadStore:
                             )
                         )
                     conn.execute("INSERT INTO record_days (day) VALUES (%s) ON CONFLICT DO NOTHING", (day,))
+                    fresh = any(made.get(partition_name(t, day)) is not True for t in TABLES)
                 with self._days_lock:
                     self._days.add(day)
+                    if fresh:
+                        self._young.update({(day, "reads"): 0, (day, "passages"): 0})
 
     def _drop(self, conn: psycopg.Connection, table: str, name: str, state: bool | None) -> None:
         """Detach (concurrently, or finish a detach left pending) and drop one partition."""
@@ -516,7 +528,44 @@ class PgReadStore:
             seen.add(key)
             wave.append(i)
         self._insert_wave(db, items, days, wave, out, named)
+        if self._young:
+            self._young_rows(items, days)
         return out, named  # type: ignore[return-value]
+
+    def _young_rows(self, items: Sequence[Item], days: Sequence[dt.date]) -> None:
+        """Analyze a day's new partition of reads (with its plates) or of passages once it holds
+        ``ANALYZE_AT`` rows, in a thread of its own.
+
+        The writer keeps generic plans (``connections.connect``), and the generic plan of a day's insert is
+        made in the day's first seconds, when its partitions are empty and have no statistics: the lookup
+        of an identity in the other table then used the ``(checkpoint, first_seen)`` index as readily as
+        the unique one, and scanned every passage of the checkpoint for each read: 0.7 to 1.1 ms a row,
+        growing with the day, until autovacuum analyzed the partition a minute or more later (found by
+        ``cordon bench e2e --phases latency``: alert p99 of seconds). Analyzing a partition once it holds
+        rows gives the planner the day's checkpoints, so the plan made again after it (the analysis
+        invalidates it) looks identities up by the unique key; autovacuum keeps the statistics after that.
+        Each partition is analyzed on its own rows: one analyzed while still empty (the passages come
+        later than the reads) makes every plan scan it whole, as it grows."""
+        counts: dict[tuple[dt.date, str], int] = {}
+        for (_, _, event, _, _), day in zip(items, days, strict=True):
+            key = (day, "reads" if isinstance(event, PlateRead) else "passages")
+            if key in self._young:
+                counts[key] = counts.get(key, 0) + 1
+        for key, n in counts.items():
+            self._young[key] += n
+            if self._young[key] >= ANALYZE_AT:
+                del self._young[key]
+                self.analyzed.append(key)
+                threading.Thread(target=self._analyze, args=key, name=f"analyze {key}", daemon=True).start()
+
+    def _analyze(self, day: dt.date, table: str) -> None:
+        tables = ("reads", "plates") if table == "reads" else ("passages",)
+        names = sql.SQL(", ").join(sql.Identifier(partition_name(t, day)) for t in tables)
+        try:
+            with connect(self.dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("ANALYZE {}").format(names))
+        except psycopg.Error as exc:  # autovacuum will do it later; ingest goes on either way
+            log.warning("analyzing the partitions of %s failed: %s", day, exc)
 
     def _insert_wave(
         self,
