@@ -1114,6 +1114,105 @@ def test_a_bulk_change_is_told_and_never_served_as_deltas(backend):
     assert (version, len(field), len(entries)) == (1, 1, MAX_DELTA_CHANGES)
 
 
+def test_a_large_load_and_a_second_one_leave_the_same_rows_alike(backend, monkeypatch):
+    """A watchlist file's load (thousands of entries) and a second load that removes, changes and adds some,
+    as the hub's start-up diffs them: the same rows, versions, log and audit on both stores, though
+    PostgreSQL writes long runs of entry changes set-based (``BulkRows``: a read and a COPY a run, here
+    several runs a change). Text PostgreSQL refuses (NUL) is kept as on SQLite; a refused change, wherever
+    it lies in a run, leaves nothing; an entry changed twice in one change ends as the later change left it."""
+    from central.record import watchlists as rules
+    from central.watchlists.files import diff_entries
+    from protocols.feed import EntryDelete, EntryUpsert, ListUpsert
+    from protocols.matching import Entry, ListAction, Watchlist
+
+    monkeypatch.setattr(rules, "BULK_MAX", 700)
+    wl = backend.watchlists
+    big = Watchlist(list_id="big", name="大名单")
+    hid = Watchlist(list_id="hid", name="秘密", action=ListAction.COVERT)
+
+    def entry(list_id, i, reason="r", **kw):
+        plate = f"鲁B{i:05d}" if i % 997 else f"鲁B\0{i:04d}"  # a NUL now and then, in the id too
+        return Entry(entry_id=f"{list_id}:{plate}", list_id=list_id, plate=plate, reason=reason, **kw)
+
+    first_big = [
+        entry("big", i, "案件\0" if i % 13 == 0 else "r", valid_until=T0 + i if i % 7 == 0 else None)
+        for i in range(3000)
+    ]
+    first_hid = [entry("hid", i) for i in range(200)]
+
+    def change(changes):
+        index = Index()
+        applied = backend.write(lambda tx: wl.apply_changes(tx, changes, index, "wang", now=T0))
+        for op in applied.index_ops:
+            op()
+        return applied, index.done
+
+    def stored(list_id):  # by id as Python sorts it (PostgreSQL sorts a NUL as U+FFFD)
+        return sorted(backend.read(lambda tx: wl.list_entries(tx, list_id)), key=lambda e: e.entry_id)
+
+    loaded = [ListUpsert(watchlist=big), ListUpsert(watchlist=hid)]
+    loaded += diff_entries({}, first_big) + diff_entries({}, first_hid)
+    first, ops = change(loaded)
+    assert (first.changes, first.version, first.position) == (3202, 1, 1)
+    assert stored("big") == sorted(first_big, key=lambda e: e.entry_id)
+    assert stored("hid") == sorted(first_hid, key=lambda e: e.entry_id)
+    nul = entry(
+        "big", 997, "案件\0" if 997 % 13 == 0 else "r", valid_until=T0 + 997 if 997 % 7 == 0 else None
+    )
+    assert backend.read(lambda tx: wl.get_entry(tx, nul.entry_id)) == nul
+    assert backend.read(lambda tx: wl.entries_with_plate(tx, nul.plate)) == [nul]
+    assert ops.count(("list", "big")) == 1 and len([o for o in ops if o[0] == "upsert"]) == 3200
+    ((_, logged),) = backend.read(lambda tx: wl.changes_after(tx, 0, 10))
+    assert logged.changes == loaded  # in order, the covert list's too
+
+    # The second load: 40 removed, 40 changed (one only in its expiry), 40 added, the rest as they were.
+    now_big = {e.entry_id: e for e in first_big}
+    for e in first_big[100:140]:
+        del now_big[e.entry_id]
+    for e in first_big[1000:1039]:
+        now_big[e.entry_id] = msgspec.structs.replace(e, reason="改")
+    now_big[first_big[2002].entry_id] = msgspec.structs.replace(first_big[2002], valid_until=T0 + 5)
+    for i in range(5000, 5040):
+        now_big[entry("big", i).entry_id] = entry("big", i)
+    again = diff_entries({e.entry_id: e for e in stored("big")}, now_big.values())
+    assert len(again) == 120
+    second, _ = change(again)
+    assert (second.changes, second.version, second.position) == (120, 2, 2)
+    assert second.delta.changes == again  # deletes, then upserts, each by id
+    assert stored("big") == sorted(now_big.values(), key=lambda e: e.entry_id)
+    assert backend.read(lambda tx: wl.deltas_since(tx, 1, 10))[0] == 2
+    same, _ = change(diff_entries({}, now_big.values()))  # every entry as stored: no change at all
+    assert (same.changes, same.version, same.position) == (0, 2, None)
+
+    # Refused, wherever it lies in a run: nothing of the change stays.
+    late = [EntryUpsert(entry=entry("big", i, "晚")) for i in range(6000, 6500)]
+    for bad in (
+        EntryDelete(entry_id="big:nothing"),
+        EntryUpsert(entry=Entry(entry_id=first_hid[5].entry_id, list_id="big", plate=first_hid[5].plate)),
+        EntryUpsert(entry=entry("nolist", 1)),
+    ):
+        for where in (0, 250, 500):
+            with pytest.raises(rules.ListError):
+                change([*late[:where], bad, *late[where:]])
+    assert stored("big") == sorted(now_big.values(), key=lambda e: e.entry_id)
+    assert backend.read(wl.feed_version) == 2 and backend.read(wl.change_position) == 2
+
+    # One entry twice in a change (and one put then deleted): the later change wins.
+    twice = [EntryUpsert(entry=entry("big", i, "一")) for i in range(7000, 7300)]
+    twice += [EntryUpsert(entry=entry("big", 7100, "二")), EntryDelete(entry_id=entry("big", 7200).entry_id)]
+    twice += [EntryUpsert(entry=entry("big", i, "三")) for i in range(7300, 7400)]
+    third, _ = change(twice)
+    assert (third.changes, third.version) == (402, 3)
+    got = {e.entry_id: e for e in stored("big")}
+    assert got[entry("big", 7100).entry_id].reason == "二" and entry("big", 7200).entry_id not in got
+    assert got[entry("big", 7399).entry_id].reason == "三" and len(got) == len(now_big) + 399
+    trail = backend.read(lambda tx: backend.audit.records(tx, action="watchlist.change"))
+    details = [msgspec.json.decode(r.detail) for r in trail]
+    assert [d["changes"] for d in details] == [402, 120, 3202]  # newest first
+    assert details[2]["by_kind"] == {"ListUpsert": 2, "EntryUpsert": 3200}
+    assert backend.read(backend.audit.verify).ok
+
+
 # -- PostgreSQL only: audit positions in commit order ---------------------------------------------
 def test_audit_positions_follow_commits_so_a_reader_paging_by_id_skips_none(pg_dsn):
     """Two transactions append; the first stays open while the second tries to commit first. The second's

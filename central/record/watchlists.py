@@ -8,7 +8,12 @@ hub's index must do to follow it. A hub sharing the store with others reads the 
 after the position its index holds and applies them (``index_ops``, the same operations the change made
 on the index of the hub that applied it), so a list changed through one hub's API matches on every hub
 (central/watchlists/follow.py). The log keeps the last ``LOG_KEEP`` changes; a hub further behind
-loads the whole index again."""
+loads the whole index again.
+
+**Runs of entry changes.** A store whose every statement costs a round trip (PostgreSQL) writes a run of
+consecutive entry changes (a watchlist file's load: a million of them) with one read and one write of each
+kind (``BulkRows``); ``apply`` decides each change of the run as it decides one alone, so what is written,
+logged, audited and refused is the same either way."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -137,6 +142,33 @@ class ListRows(Protocol):
         ...
 
 
+@runtime_checkable
+class BulkRows(ListRows, Protocol):
+    """A store whose statements cost a round trip each (PostgreSQL) also writes a run of entry changes as
+    a few set-based statements; ``apply`` gives it runs of at least ``BULK_MIN`` entry changes."""
+
+    def entry_key(self, entry_id: str) -> str:
+        """The id as the store keys it (two ids with one key are one row)."""
+        ...
+
+    def get_entries(self, tx: Any, entry_ids: list[str]) -> dict[str, Entry]:
+        """The stored entries of those ids (as ``get_entry`` gives them), by the id asked for."""
+        ...
+
+    def put_entries(self, tx: Any, entries: list[Entry], now: float, actor: str) -> None:
+        """``put_entry`` for each (their keys all differ)."""
+        ...
+
+    def delete_entries(self, tx: Any, entry_ids: list[str]) -> None:
+        """``delete_entry`` for each (their keys all differ)."""
+        ...
+
+
+#: The fewest consecutive entry changes a ``BulkRows`` store writes as one run, and the most.
+BULK_MIN = 64
+BULK_MAX = 50_000
+
+
 def _target_of(change: FeedChange) -> str:
     if isinstance(change, ListUpsert):
         return change.watchlist.list_id
@@ -186,14 +218,65 @@ def apply(
     count = 0
     kinds: dict[str, int] = {}
     touched: set[str] = set()
-    for change in changes:
-        if unchanged(change):
-            continue  # the same list or entry again (a restart re-applying its files): no new version
+
+    def took(change: FeedChange) -> None:
+        nonlocal count
         count += 1
         kind = type(change).__name__
         kinds[kind] = kinds.get(kind, 0) + 1
         touched.add(_target_of(change))
         done.append(change)
+
+    def entry_run(run: list[EntryUpsert | EntryDelete]) -> None:
+        """The entry changes of ``run`` (their keys all differ) as one by one below, with one read of the
+        entries they touch and one write of each kind (``BulkRows``)."""
+        assert bulk_rows is not None  # only then are there runs
+        stored = bulk_rows.get_entries(tx, [_entry_id(c) for c in run])
+        puts: list[Entry] = []
+        deletes: list[str] = []
+        for change in run:
+            if isinstance(change, EntryUpsert):
+                entry = change.entry
+                previous = stored.get(entry.entry_id)
+                if previous == entry:
+                    continue  # unchanged: as ``unchanged`` above
+                took(change)
+                owner = get_list(entry.list_id)
+                if owner is None:
+                    raise NotFound(f"entry {entry.entry_id!r}: no list {entry.list_id!r}")
+                if previous is not None and previous.list_id != entry.list_id:
+                    raise ListError(f"entry {entry.entry_id!r} belongs to list {previous.list_id!r}")
+                puts.append(entry)
+                if in_field_feed(owner):
+                    field_changes.append(change)
+            else:
+                took(change)
+                previous = stored.get(change.entry_id)
+                if previous is None:
+                    raise NotFound(f"no entry {change.entry_id!r}")
+                deletes.append(change.entry_id)
+                owner = get_list(previous.list_id)
+                if owner is not None and in_field_feed(owner):
+                    field_changes.append(change)
+        if deletes:
+            bulk_rows.delete_entries(tx, deletes)
+        if puts:
+            bulk_rows.put_entries(tx, puts, now, actor)
+
+    pending = list(changes)
+    bulk_rows = rows if isinstance(rows, BulkRows) else None
+    at = 0
+    while at < len(pending):
+        run = _entry_run(bulk_rows, pending, at) if bulk_rows is not None else []
+        if run:
+            entry_run(run)
+            at += len(run)
+            continue
+        change = pending[at]
+        at += 1
+        if unchanged(change):
+            continue  # the same list or entry again (a restart re-applying its files): no new version
+        took(change)
         if isinstance(change, ListUpsert):
             wl = change.watchlist
             old = get_list(wl.list_id)
@@ -266,6 +349,28 @@ def apply(
             now,
         )
     return Applied(version=version, changes=count, delta=delta, index_ops=ops, position=position)
+
+
+def _entry_id(change: EntryUpsert | EntryDelete) -> str:
+    return change.entry.entry_id if isinstance(change, EntryUpsert) else change.entry_id
+
+
+def _entry_run(rows: BulkRows, changes: list[FeedChange], at: int) -> list[EntryUpsert | EntryDelete]:
+    """The entry changes from ``at`` that a ``BulkRows`` store writes as one run: consecutive, at most
+    ``BULK_MAX``, up to the first whose key repeats (it must see the earlier one's write); none when fewer
+    than ``BULK_MIN``."""
+    run: list[EntryUpsert | EntryDelete] = []
+    keys: set[str] = set()
+    for i in range(at, min(len(changes), at + BULK_MAX)):
+        change = changes[i]
+        if not isinstance(change, (EntryUpsert, EntryDelete)):
+            break
+        k = rows.entry_key(_entry_id(change))
+        if k in keys:
+            break
+        keys.add(k)
+        run.append(change)
+    return run if len(run) >= BULK_MIN else []
 
 
 def index_ops(change: LoggedChange, watchlists: ListIndex) -> list[Callable[[], None]]:
