@@ -39,6 +39,7 @@ def run(
     from central.record.postgresql.store import PgStores
     from central.watchlists.index import HubWatchlists, changes_for, parse_csv
     from central.watchlists.lists import ListService
+    from protocols import topics
     from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
 
     load_before = os.getloadavg()
@@ -71,7 +72,7 @@ def run(
                 ]
             ).result(60)
             ingest = Ingest(stores, watchlists, publish=lambda t, p: None, listener=Recorder())
-            topic = f"cordon/v1/cp/{CHECKPOINT}/events"
+            topic = topics.events(CHECKPOINT)
             seq = 0
             lock = threading.Lock()
 
