@@ -297,6 +297,21 @@ def test_two_hubs_saying_checkpoints_were_seen_in_opposite_orders_do_not_deadloc
         )
 
 
+def _until_waiting_for_a_lock(dsn: str, timeout_s: float = 30.0) -> None:
+    """Until a session of this database waits for a lock another holds (``pg_stat_activity``)."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if waiting:
+                return
+            assert time.monotonic() < deadline, "no session ever waited for the lock"
+            time.sleep(0.01)
+
+
 def test_a_job_that_gives_way_in_a_deadlock_runs_again(pg_dsn):
     """A job of the store's writer and another hub's transaction each hold a lock the other wants: the
     job PostgreSQL picks to give way is rolled back to its savepoint, lets the other commit, and runs again
@@ -319,7 +334,7 @@ def test_a_job_that_gives_way_in_a_deadlock_runs_again(pg_dsn):
                 return len(runs)
 
             done = stores.submit(job)
-            time.sleep(0.5)  # the job holds 2 and waits for 1
+            _until_waiting_for_a_lock(pg_dsn)  # the job holds 2 and waits for 1
             taken = threading.Thread(target=lambda: other.execute("SELECT pg_advisory_xact_lock(2)"))
             taken.start()  # and now the other waits for 2: a deadlock, found by the job's side in 1 s
             taken.join(30)
@@ -347,7 +362,7 @@ def test_two_hubs_storing_the_same_event_at_once_store_it_once(pg_dsn):
                 target=lambda: second.append(stores.insert_event(y, "SD-DZ-001", 1, gap, 5.0, 6.5))
             )
             waiting.start()
-            time.sleep(0.5)  # y waits on x's uncommitted row
+            _until_waiting_for_a_lock(pg_dsn)  # y waits on x's uncommitted row
             x.commit()
             waiting.join(30)
             y.commit()
