@@ -23,7 +23,7 @@ from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
 from central.ingest.viid import ViidPlatform, ViidSubscriber
-from central.intel.clones import CloneCheck, load_geography, recent_reads
+from central.intel.clones import CloneCheck, learns_from_others, load_geography, recent_reads
 from central.intel.ring import load_ring, ring_path
 from central.mqtt import HubLink, OnMessage
 from central.people import visibility
@@ -111,8 +111,13 @@ def create_app(settings: HubSettings) -> web.Application:
         clones=_clone_check(settings),
         router=Router(settings.routing, restricted=restricted),
         fold_window_s=settings.alerts.fold_window_s,
-        # the clone check learns the reads other hubs took while any other hub is alive on the store
-        clones_shared=(lambda: keeper.store.others) if keeper.store.shared else False,
+        # the clone check learns the reads other hubs took while any other hub is alive on the store, and
+        # for a day after the last one was seen (what it committed stays in the store, in no one's index)
+        clones_shared=(
+            (lambda: learns_from_others(keeper.store.others, keeper.store.company_at, time.monotonic()))
+            if keeper.store.shared
+            else False
+        ),
     )
     evidence = EvidenceBroker(
         factory.open_evidence(settings),

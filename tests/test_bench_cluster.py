@@ -27,6 +27,10 @@ def test_a_small_cluster_run_measures_both_sizes_kills_a_hub_and_loses_nothing()
     assert result["alerts_shown_once"] == result["alerts_expected"]
     assert result["alerts_shown_twice"] == 0
     assert result["alert_latency_ms"]["count"] == 10
+    # Clone pairs around the kill (ten a kill): each found once, none the record does not back.
+    clones = result["clone_findings"]
+    assert clones["expected"] == 10 and clones["found"] == 10, kills["clone_findings"]
+    assert clones["twice"] == 0 and clones["false"] == 0, kills["clone_findings"]
     assert set(result["bars"]) == {
         "hub_shares_35_to_65",
         "lost_and_duplicated_0",
@@ -34,5 +38,6 @@ def test_a_small_cluster_run_measures_both_sizes_kills_a_hub_and_loses_nothing()
         "every_alert_shown",
         "resume_s_le_10",
         "alert_p99_ms_le_100",
+        "clone_findings_all_present",
     }
     assert result["pass"] == all(result["bars"].values())

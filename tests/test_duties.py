@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import psycopg
 import pytest
 
+from central.intel.clones import LEARN_S, learns_from_others
 from central.record.duties import DutyKeeper, DutyLost, SoleDuties
 from tests.support import UplinkCut
 
@@ -220,13 +221,15 @@ def test_one_session_holds_each_duty_and_another_takes_it_when_that_session_ends
 
 def test_a_hub_knows_at_each_beat_whether_another_hub_is_alive_on_the_store(pg_dsn):
     """What only several hubs need (the clone check learning the reads the others took, with its plate
-    locks) runs while another hub's duty session is alive, and not for a hub alone on its store."""
+    locks) runs while another hub's duty session is alive, and not for a hub alone on its store; once a hub
+    had company, the check goes on learning for ``LEARN_S`` (what the other committed stays in the store)."""
     a = pg_duties(pg_dsn, "hub-a")
     assert a.others, "before its first beat a hub assumes company"
     b = pg_duties(pg_dsn, "hub-b")
     try:
         a.claim(DUTIES)
         assert not a.others, "alone"
+        assert not learns_from_others(a.others, a.company_at, time.monotonic()), "alone from the start"
         b.claim(["viid"])
         assert b.others
         a.claim(DUTIES)
@@ -234,6 +237,9 @@ def test_a_hub_knows_at_each_beat_whether_another_hub_is_alive_on_the_store(pg_d
         b.release()
         a.claim(DUTIES)
         assert not a.others, "alone again"
+        now = time.monotonic()
+        assert learns_from_others(a.others, a.company_at, now), "hub-b's reads are still in the look-back"
+        assert not learns_from_others(a.others, a.company_at, now + LEARN_S), "a day later they are not"
     finally:
         a.release()
         b.release()

@@ -3,7 +3,8 @@ and one Mosquitto (a shared subscription), HAProxy in front of them, one real ed
 a console signed in through the front door and the checkpoint's tablet watching, and a fault mid-stream:
 
 1. one hub SIGKILLed while it holds at least 100 events it received and has not acknowledged (its
-   ``events_unacknowledged`` health figure; otherwise the case fails as "fault missed");
+   ``events_unacknowledged`` health figure; otherwise the case fails as "fault missed"), with clone pairs
+   around the kill whose findings must be complete: each pair found once, nothing else found;
 2. one hub cut off from PostgreSQL (a relay between it and the database that resets and refuses) but not
    from the broker;
 3. the hub holding the work that runs once SIGKILLed;
@@ -31,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 import pytest
 from aiohttp import web
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cordon.bench.clonepairs import ClonePairs, clone_plates, count_findings
 from cordon.demo_cluster import front_door_config
 from cordon.testing import free_port
 from tests.support import (
@@ -73,6 +76,8 @@ GROUP = "cordon-hubs"
 HELD = 100
 #: The edge's ack timeout in cases 1 and 3: longer than a case, so only a hub's will makes it send again.
 LONG_ACK_S = 60.0
+#: Clone pairs of each kind in case 1 (see there).
+PAIRS = 10
 BEAT_S, LEASE_S = 0.25, 1.0
 
 
@@ -307,30 +312,85 @@ async def test_a_hub_killed_holding_unacknowledged_events(tmp_path, pg_cluster):
     """The database is made slow (a session of the test's own holds the checkpoints table, which every
     batch's transaction updates), so both hubs go on receiving while they cannot commit; once hub a holds
     ``HELD`` events it is SIGKILLed and the table let go. The edge sends hub a's share again on hub a's
-    will (its ack timeout is a minute), and hub b stores it."""
+    will (its ack timeout is a minute), and hub b stores it.
+
+    Meanwhile clone pairs (cordon.bench.clonepairs: a plate read at 郯城, then at 临清, each read a batch
+    the shared subscription gives to either hub) straddle the kill: ``PAIRS`` whose first read is stored
+    before the database is held and whose second comes after the kill, ``PAIRS`` whose first read is
+    taken while it is held (hub a may die holding it) and whose second comes after the kill, and
+    ``PAIRS`` whose both reads are taken while it is held. Every pair is found once, and nothing else."""
     async with (
         cluster(tmp_path, pg_cluster, ack_timeout_s=LONG_ACK_S) as (c, _),
         watched(c) as (console, tablet),
     ):
-        async with streaming(c, "hubkill") as cams:
-            await cams.pushed(60)
-            locker = await asyncio.to_thread(_hold_checkpoints_lock, c.dsn)
-            try:
-                await c.holding("a", HELD)
-                killed = time.monotonic()
-                c.hubs["a"].kill()
-            finally:
-                locker.close()
-            before = (await c.health("b"))["reads_total"]
-            await cams.pushed(60, what="reads accepted after the kill")
-            await until(lambda: _eq(c.in_rotation(), {"hub-b"}), timeout=10, what="hub a out of the rotation")
-            c.figures["out_of_rotation_s"] = round(time.monotonic() - killed, 1)
-        await c.rig("b").settle(cams, console, tablet)
-        assert (await c.health("b"))["reads_total"] > before
-        assert (await c.health("b"))["events_unacknowledged"] == 0
-        assert "went offline: sending again" in c.edge.log(), "the edge did not send again on hub a's will"
-        await _hooks_caught_up(c, console)
-        _hooks_once(c, console)
+        pairs = await asyncio.to_thread(ClonePairs(c.broker.port).start)
+        try:
+            plates = clone_plates(3 * PAIRS)
+            before, held, both_held = plates[:PAIRS], plates[PAIRS : 2 * PAIRS], plates[2 * PAIRS :]
+            async with streaming(c, "hubkill") as cams:
+                pairs.first(before)
+                await cams.pushed(60)
+                await until(lambda: pairs.unacknowledged() == 0, timeout=30, what="the first reads stored")
+                locker = await asyncio.to_thread(_hold_checkpoints_lock, c.dsn)
+                try:
+                    pairs.first(held + both_held)
+                    pairs.second(both_held)
+                    await c.holding("a", HELD)
+                    killed = time.monotonic()
+                    c.hubs["a"].kill()
+                finally:
+                    locker.close()
+                pairs.second(before + held)
+                before_b = (await c.health("b"))["reads_total"]
+                await cams.pushed(60, what="reads accepted after the kill")
+                await until(
+                    lambda: _eq(c.in_rotation(), {"hub-b"}), timeout=10, what="hub a out of the rotation"
+                )
+                c.figures["out_of_rotation_s"] = round(time.monotonic() - killed, 1)
+            await c.rig("b").settle(cams, console, tablet)
+            assert (await c.health("b"))["reads_total"] > before_b
+            assert (await c.health("b"))["events_unacknowledged"] == 0
+            assert "went offline: sending again" in c.edge.log(), (
+                "the edge did not send again on hub a's will"
+            )
+            await _hooks_caught_up(c, console)
+            _hooks_once(c, console)
+            await until(
+                lambda: pairs.unacknowledged() == 0, timeout=60, what="every clone pair's reads acknowledged"
+            )
+            await _clones_complete(c, pairs, console)
+        finally:
+            await asyncio.to_thread(pairs.stop)
+
+
+async def _clones_complete(c: Cluster, pairs: ClonePairs, console: AlertWatch) -> None:
+    """Every pair injected found once, no other finding, and every finding on the console, once on a
+    connection."""
+    findings = await asyncio.to_thread(count_findings, c.dsn, pairs.injected())
+    c.figures["clone_findings"] = findings
+    c.figures["clone_reads_resent"] = pairs.resent
+    print(f"\nclone findings: {json.dumps(findings)}")
+    assert findings["expected"] == 3 * PAIRS, findings
+    assert findings["found"] == findings["expected"], f"clone pairs not found: {findings}\n{c.logs()}"
+    assert findings["twice"] == 0 and findings["false"] == 0 and findings["elsewhere"] == 0, findings
+    ids = {
+        alert_id
+        for (alert_id,) in await asyncio.to_thread(
+            _sql, c.dsn, "SELECT alert_id FROM alerts WHERE entry_id LIKE 'rule:clone:%'"
+        )
+    }
+    await until(
+        lambda: ids <= {a for counts in console.connections for a in counts},
+        timeout=30,
+        what="every clone finding on the console",
+    )
+    twice = console.twice()
+    assert not twice, "\n".join(twice[:10])
+
+
+def _sql(dsn: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(statement).fetchall()
 
 
 # -- 2. a hub cut off from PostgreSQL ------------------------------------------------------------------------

@@ -54,6 +54,14 @@ LEARN_S = 86400.0
 RULE = clones.RULE_ID
 
 
+def learns_from_others(others: bool, company_at: float, now: float) -> bool:
+    """Whether the check learns the reads other hubs committed (``CloneCheck.learn``): while another hub is
+    alive on the store (``others``), and for ``LEARN_S`` after one was last seen (``company_at``, ``now``:
+    monotonic). A hub that died leaves its committed reads in the store and in no one's index: a plate it
+    read is found again elsewhere only by a hub that learns them, for as long as they are in its look-back."""
+    return others or now - company_at < LEARN_S
+
+
 def load_geography(settings: CloneSettings) -> Geography:
     """Checkpoints and distances from the configured files (the shipped ring by default)."""
     ring = read_ring(ring_path(settings.checkpoints_csv), "clones.checkpoints_csv")

@@ -68,6 +68,7 @@ class SoleDuties:
     lease_s = math.inf
     shared = False
     others = False
+    company_at = -math.inf
 
     def __init__(self, hub: str) -> None:
         self.hub = hub

@@ -523,7 +523,11 @@ class DutyStore(Protocol):
     others: bool
     """Another hub's duty session was alive at the last beat (True until a beat answers: not knowing, a hub
     assumes company). Work that only several hubs need (the clone check learning the reads other hubs took)
-    is skipped while a hub is alone on a shared store."""
+    is skipped while a hub is alone on a shared store (and has been for long enough: ``company_at``)."""
+    company_at: float
+    """When (``time.monotonic()``) a beat last found another hub's duty session; ``-math.inf`` while none
+    has (and alone on SQLite). What a hub that died committed stays in the store after it: the clone check
+    goes on learning it for a while (``central.intel.clones.learns_from_others``)."""
 
     def claim(self, duties: Iterable[str]) -> frozenset[str]:
         """Keep the duties this hub holds and take those of ``duties`` nobody holds; the ones it holds now

@@ -17,11 +17,15 @@ synchronous_commit and full_page_writes on), one Mosquitto, hub processes in one
   (the hub acknowledges after its commit); then every camera read that got a 200 is looked up in the
   record (``lost``, ``duplicated``), and the alerts of its listed reads at a console connected through the
   front door, which reconnects (``?after=``) when its hub dies (``alerts_expected``, ``alerts_shown_once``,
-  ``alerts_shown_twice``: an alert given twice on one connection);
+  ``alerts_shown_twice``: an alert given twice on one connection); and around each kill
+  ``CLONE_PAIRS`` clone pairs (``cordon.bench.clonepairs``: a plate read at 郯城, then at 临清, each read
+  a batch of its own, so the two often reach different hubs): some with the first read made before the
+  wait for the hold and the second right after the kill, some with the first made as the kill is due and
+  the second right after it, some with both made as it is due; once everything is acknowledged, the
+  clone alerts in the store (``clone_findings``: pairs ``expected``, ``found``, found ``twice``,
+  ``false`` findings the record does not back, backed findings ``elsewhere``, on plates not injected);
 * ``alert_latency_ms`` with two hubs: ``e2e.latency_phase`` with the console behind the front door, so
   an alert raised by the other hub comes through its relay.
-
-Clone findings across hubs are not measured: see ``clone_findings`` in the result.
 """
 
 from __future__ import annotations
@@ -63,8 +67,16 @@ from cordon.testing import (
 )
 
 from . import e2e
+from .clonepairs import ClonePairs, clone_plates, count_findings
 from .e2e import EDGES_PER_PUBLISHER, PUBLISHERS, Rig, latency_phase, saturated_phase
-from .e2e_load import BATCH, CAMERA_ID, INFLIGHT_EVENTS, lost_and_duplicated, publisher_main
+from .e2e_load import (
+    ACK_TIMEOUT_S,
+    BATCH,
+    CAMERA_ID,
+    INFLIGHT_EVENTS,
+    lost_and_duplicated,
+    publisher_main,
+)
 
 GROUP = "cordon-bench"
 #: A smaller list than e2e's million: the cluster's figures are about ingest, and a million entries take
@@ -78,6 +90,12 @@ LISTED_EVERY = 10
 #: How long a kill waits for its hub to hold ``HELD`` events, and for the edge to have everything again.
 HOLD_WITHIN_S = 30.0
 RESUME_WITHIN_S = 120.0
+#: Clone pairs made around each kill: the first ``CLONES_EARLY`` with their first read made before the wait
+#: for the hold (stored, most likely, before the kill) and the second right after the kill; the others with
+#: their first read made as the kill is due, half of them their second too (both in flight at the kill),
+#: the rest their second right after it.
+CLONE_PAIRS = 10
+CLONES_EARLY = 4
 CHECKPOINT = "SD-BENCH-001"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 RESUME_BAR_S = 10.0
@@ -267,6 +285,8 @@ async def kill_phase(
     held_at: list[int] = []
     missed = 0
     conns: list[Any] = []
+    pairs = await asyncio.to_thread(ClonePairs(rig.broker.port, ack_timeout_s=ACK_TIMEOUT_S).start)
+    plates = clone_plates(sizes.kills * CLONE_PAIRS, sizes.seed)
     try:
         for p in range(PUBLISHERS):
             proc, conn = e2e._spawn(
@@ -296,6 +316,10 @@ async def kill_phase(
             await login(http, edge.base, tablet)
             for k in range(sizes.kills):
                 hub = hubs[k % len(hubs)]
+                clones = plates[k * CLONE_PAIRS : (k + 1) * CLONE_PAIRS]
+                early, due = clones[:CLONES_EARLY], clones[CLONES_EARLY:]
+                in_flight, after = due[: len(due) // 2], due[len(due) // 2 :]
+                pairs.first(early)
                 deadline = time.monotonic() + HOLD_WITHIN_S
                 held = 0
                 while held < HELD and time.monotonic() < deadline:
@@ -303,14 +327,18 @@ async def kill_phase(
                         held = int((await _health(http, hub))["events_unacknowledged"])
                     if held < HELD:
                         await asyncio.sleep(0.01)
+                pairs.first(due)
+                pairs.second(in_flight)
                 if held < HELD:
                     missed += 1
                     _say(f"kill {k + 1}: fault missed, {hub.name} never held {HELD} unacknowledged events")
+                    pairs.second(early + after)
                     continue
                 assert hub.proc is not None
                 hub.proc.kill()
                 killed_wall, killed = time.time(), time.monotonic()
                 await asyncio.to_thread(hub.proc.wait)
+                pairs.second(early + after)
                 held_at.append(held)
 
                 async def resumed(killed_wall: float = killed_wall) -> bool:
@@ -335,6 +363,12 @@ async def kill_phase(
                 return bool((await _edge_status(http, edge))["outbox"]["depth"] == 0)
 
             await until(drained, 300, "the edge's outbox to empty after the kills", interval=0.2)
+
+        async def clones_acknowledged() -> bool:
+            return pairs.unacknowledged() == 0
+
+        with contextlib.suppress(TimeoutError):  # what never was is not found: counted there
+            await until(clones_acknowledged, 120, "every clone pair's reads acknowledged", interval=0.2)
         expected = camera.expected_alerts()
 
         async def all_shown() -> bool:
@@ -344,6 +378,7 @@ async def kill_phase(
             await until(all_shown, 60, "every alert at the console")
         await asyncio.sleep(1.0)
     finally:
+        await asyncio.to_thread(pairs.stop)
         await camera.stop()
         await console.stop()
         for c in conns:
@@ -354,6 +389,9 @@ async def kill_phase(
             p.join(5)
     stored = await asyncio.to_thread(rig.stored, ["clu:"])
     lost, duplicated, examples = lost_and_duplicated(stored, camera.accepted)
+    assert rig.record_dsn is not None, "the cluster's record is on PostgreSQL"
+    clone_findings = await asyncio.to_thread(count_findings, rig.record_dsn, pairs.injected())
+    clone_findings.update(reads_unacknowledged=pairs.unacknowledged(), reads_resent=pairs.resent)
     delivered = console.delivered()
     out.update(
         {
@@ -372,6 +410,7 @@ async def kill_phase(
             "alerts_shown_twice": console.twice(),
             "console_connections": len(console.connections),
             "degraded_reasons": sorted(r[:300] for r in _degraded),
+            "clone_findings": clone_findings,
         }
     )
     return out
@@ -522,6 +561,7 @@ def run(
         )
     )
     complete = not m["errors"]
+    clones = k.get("clone_findings") or {}
     bars = {
         "hub_shares_35_to_65": len(shares) == 2 and all(SHARE_BAR[0] <= s <= SHARE_BAR[1] for s in shares),
         "lost_and_duplicated_0": complete and lost == 0 and duplicated == 0,
@@ -531,6 +571,11 @@ def run(
         and k["resume_s"] <= RESUME_BAR_S
         and k.get("kills") == kills,
         "alert_p99_ms_le_100": latency.get("p99") is not None and latency["p99"] <= P99_BAR_MS,
+        "clone_findings_all_present": complete
+        and bool(clones.get("expected"))
+        and clones.get("found") == clones["expected"]
+        and clones.get("twice") == 0
+        and clones.get("false") == 0,
     }
     return {
         "one_hub_reads_per_s": one.get("saturated_reads_per_s"),
@@ -544,9 +589,7 @@ def run(
         "alerts_shown_once": k.get("alerts_shown_once"),
         "alerts_shown_twice": k.get("alerts_shown_twice"),
         "clone_findings": {
-            "expected": None,
-            "found": None,
-            "why": "not measured: the clone check across hubs is being built on another branch (issue 23)",
+            key: clones.get(key) for key in ("expected", "found", "twice", "false", "elsewhere")
         },
         "alert_latency_ms": latency or None,
         "bars": bars,
@@ -560,6 +603,7 @@ def run(
             "held_at_least": HELD,
             "camera_reads_per_s": CAMERA_PER_S,
             "listed_every": LISTED_EVERY,
+            "clone_pairs_per_kill": CLONE_PAIRS,
             "hits": hits,
             "simulated_edges": PUBLISHERS * EDGES_PER_PUBLISHER,
             "batch_events": BATCH,
@@ -593,7 +637,13 @@ NOTE = (
     "the saturating load goes on meanwhile. lost, duplicated: camera reads that got a 200 (and the "
     "saturated phases' simulated reads) missing from or repeated in the record. alerts_*: the listed reads "
     "of the camera during the kills, at a console connected through the front door (it reconnects with "
-    "?after= when its hub dies); shown twice is twice on one connection. alert_latency_ms: cordon bench "
+    "?after= when its hub dies); shown twice is twice on one connection. clone_findings: clone pairs "
+    "(a plate read at 郯城 then at 临清 by two simulated edges, each read a batch of its own) made around "
+    "each kill, some straddling it, counted from the store's clone alerts once every read was "
+    "acknowledged: expected (pairs whose two reads were sent), found, found twice, false (findings whose "
+    "two reads the record does not back as a clone), elsewhere (backed findings on plates not injected: "
+    "the simulated edges' plate pools overlap, and a plate read at two of them within a minute is a "
+    "clone by the rule). alert_latency_ms: cordon bench "
     "e2e's latency phase with the console behind the front door. The front door is HAProxy with the "
     "behaviour of deploy/haproxy/cordon.cfg over plain HTTP (cordon.demo_cluster.front_door_config); the "
     "broker is a plain Mosquitto, as in cordon bench e2e."

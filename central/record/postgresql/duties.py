@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections.abc import Iterable
 
 import psycopg
@@ -97,6 +98,7 @@ class PgDuties:
         self._pid: int | None = None
         self._held: set[int] = set()
         self.others = True  # until a beat says otherwise
+        self.company_at = -math.inf
 
     @property
     def session_timeout_s(self) -> float:
@@ -142,6 +144,8 @@ class PgDuties:
             ).fetchall()
             (others,) = self._conn.execute(_OTHERS, (DUTY_LOCKS,)).fetchone()  # type: ignore[misc]
             self.others = bool(others)
+            if others:
+                self.company_at = time.monotonic()
         except psycopg.Error:
             self._drop()  # a session that may be gone holds nothing we can prove
             raise
