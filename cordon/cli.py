@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -60,6 +61,15 @@ def https_context(http: Any, section: str = "http") -> ssl.SSLContext | None:
     )
 
 
+def settle_heap() -> None:
+    """What start-up made (modules, settings, the watchlist index, the routes) lives as long as the
+    process: freeze it out of the cyclic garbage collector, so that a full collection walks only what was
+    made since. On the edge a full collection came every 8 s or so under load and walked some 87,000
+    objects for 60 to 110 ms, all that time holding every read and alert behind it."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve_apps(
     sites: list[Site], ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> None:
@@ -89,6 +99,7 @@ async def serve_apps(
                 await ProxyProtocolSite(runner, host, port, networks(fronts), ssl_context=context).start()
             else:
                 await web.TCPSite(runner, host, port, shutdown_timeout=5, ssl_context=context).start()
+        settle_heap()
         if ready is not None:
             ready.set()
         await stop.wait()
