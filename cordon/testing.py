@@ -113,6 +113,17 @@ class BrokerTls:
 _PATH_KEYS = {"cafile", "certfile", "keyfile", "crlfile", "acl_file", "password_file", "persistence_location"}
 
 
+def deployed_broker_limits() -> dict[str, int]:
+    """The per-client queue limits of deploy/mosquitto/mosquitto.conf (``max_queued_messages``,
+    ``max_inflight_messages``), for a plain broker that should queue as the deployed one does."""
+    limits: dict[str, int] = {}
+    for line in (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("max_queued_messages", "max_inflight_messages"):
+            limits[key] = int(value.strip())
+    return limits
+
+
 def render_production_config(
     text: str, *, port: int, tls: BrokerTls, workdir: Path, acl_file: Path | None = None
 ) -> str:

@@ -55,6 +55,7 @@ from cordon.demo_cluster import front_door_config
 from cordon.testing import (
     CordonProcess,
     Mosquitto,
+    deployed_broker_limits,
     edge_process,
     free_port,
     get_json,
@@ -435,7 +436,13 @@ async def _run(sizes: Sizes, keep: str | None) -> dict[str, Any]:
     cleanup: list[Any] = []
     try:
         plates = await asyncio.to_thread(make_plates, sizes.entries, sizes.seed)
-        broker = Mosquitto(base / "mqtt", max_queued_messages=0)
+        limits = deployed_broker_limits()  # the deployed broker's queues, without its TLS
+        broker = Mosquitto(
+            base / "mqtt",
+            max_queued_messages=limits["max_queued_messages"],
+            extra_config=f"max_inflight_messages {limits['max_inflight_messages']}\n",
+        )
+        result["broker_limits"] = limits
         cleanup.append(broker.stop)
         await broker.start().ready()
         console, feed_token = "console-bench", secrets.token_urlsafe(16)
