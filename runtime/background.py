@@ -31,11 +31,20 @@ def background(
     return context
 
 
-async def poll(step: Callable[[], Awaitable[bool]], every_s: float, log: logging.Logger, what: str) -> None:
-    """Run ``step`` every ``every_s`` for ever, again at once while it says there is more. A failure is
-    logged once, with its traceback, until a step succeeds again (not at every turn of an outage)."""
+async def poll(
+    step: Callable[[], Awaitable[bool]],
+    every_s: float,
+    log: logging.Logger,
+    what: str,
+    wake: asyncio.Event | None = None,
+) -> None:
+    """Run ``step`` every ``every_s`` for ever, again at once while it says there is more, and at once
+    when ``wake`` is set (a wake-up during a step makes one more). A failure is logged once, with its
+    traceback, until a step succeeds again (not at every turn of an outage)."""
     failing = False
     while True:
+        if wake is not None:
+            wake.clear()
         try:
             while await step():
                 pass
@@ -46,4 +55,8 @@ async def poll(step: Callable[[], Awaitable[bool]], every_s: float, log: logging
             if not failing:
                 log.exception("%s failed; trying again every %.2f s", what, every_s)
             failing = True
-        await asyncio.sleep(every_s)
+        if wake is None:
+            await asyncio.sleep(every_s)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), every_s)

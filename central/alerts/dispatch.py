@@ -84,10 +84,11 @@ class AlertDispatcher:
             lambda: [self.give({"type": "alert", "alert": alert}) for alert in alerts]
         )
 
-    def give(self, frame: dict[str, Any]) -> None:
+    def give(self, frame: dict[str, Any], own: bool = True) -> None:
         """News of an alert to the consoles (an alert as it now is, a fold, an outcome, an alarm receipt, an
         escalation; and a quick-test result), unless they were given exactly this already: by this hub's own ingest, or by the
-        relay from the store, whichever came first (on the event loop)."""
+        relay from the store, whichever came first (on the event loop). News of this hub's ``own`` (not
+        the relay's) is announced to the other hubs on the store, whose relays then read it at once."""
         key, value = _news_of(frame)
         if key in self._news and self._news[key] == value:
             return
@@ -96,6 +97,8 @@ class AlertDispatcher:
         if len(self._news) > NEWS_KEEP:
             self._news.popitem(last=False)
         self.console.publish(frame)
+        if own:
+            self.store.announce_news()
 
     def shown(self, alert_id: str) -> bool:
         """Whether this hub's consoles were given this alert (among the last ``SHOWN_KEEP``)."""
@@ -145,6 +148,8 @@ class AlertDispatcher:
                     on_delivered=lambda aid=aid: loop.call_soon_threadsafe(self._copy_delivered, aid),
                 )
         self.dispatched += len(alerts)
+        if alerts:  # committed: the other hubs' relays read them now (their consoles get them from there)
+            self.store.announce_news()
 
     def dispatch_folded(self, alerts: list[Alert]) -> None:
         """Open alerts that took a repeated hit: the consoles update their row (count, last seen, where)."""

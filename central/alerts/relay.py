@@ -71,6 +71,8 @@ class AlertRelay:
         #: the time of the newest news read, and of each alert's news the dispatcher was handed
         self.news_at = time.time()
         self._news: dict[str, float] = {}
+        #: set when a hub on the store announces news (``HubStores.listen_news``): read now, not at the poll
+        self.wake = asyncio.Event()
 
     async def start(self) -> None:
         """Begin at the store's newest alert: a console that connects gets the recent ones from the store."""
@@ -84,7 +86,9 @@ class AlertRelay:
             await self.kits()
             return more
 
-        await poll(step, self.poll_s, log, "reading the alerts of other hubs")
+        loop = asyncio.get_running_loop()
+        self.store.listen_news(lambda: loop.call_soon_threadsafe(self.wake.set))
+        await poll(step, self.poll_s, log, "reading the alerts of other hubs", wake=self.wake)
 
     async def catch_up(self, page: int = PAGE) -> bool:
         """Hand the alerts after ``position`` to the dispatcher; whether there may be more."""
@@ -111,16 +115,16 @@ class AlertRelay:
             )
             for at, alert in fresh:
                 if alert.folded:
-                    self.dispatcher.give({"type": "alert_folded", "alert": alert})
+                    self.dispatcher.give({"type": "alert_folded", "alert": alert}, own=False)
                 for outcome in outcomes.get(alert.alert_id, []):
-                    self.dispatcher.give({"type": "outcome", "outcome": outcome})
+                    self.dispatcher.give({"type": "outcome", "outcome": outcome}, own=False)
                 for receipt in receipts.get(alert.alert_id, []):
                     # The alert's list decides who may see the receipt, as for one this hub stored.
                     receipt = {**receipt, "list_id": alert.hit.list_id, "action": str(alert.hit.action)}
-                    self.dispatcher.give({"type": "receipt", "receipt": receipt})
+                    self.dispatcher.give({"type": "receipt", "receipt": receipt}, own=False)
                 for frame in escalated:
                     if frame["alert_id"] == alert.alert_id:
-                        self.dispatcher.give({"type": "escalation", "escalation": frame})
+                        self.dispatcher.give({"type": "escalation", "escalation": frame}, own=False)
                 self._news[alert.alert_id] = at
         if touched:
             self.news_at = max(self.news_at, touched[-1][0])
@@ -143,7 +147,7 @@ class AlertRelay:
             except msgspec.ValidationError:
                 continue
             frame = kit_frame(record["checkpoint"], result, list(record.get("person_hits") or []))
-            self.dispatcher.give({"type": "kit", "kit": frame})
+            self.dispatcher.give({"type": "kit", "kit": frame}, own=False)
         return len(found)
 
 

@@ -248,6 +248,17 @@ class AlertStore(Protocol):
         """The newest alert's position (0: none yet)."""
         ...
 
+    def announce_news(self) -> None:
+        """Tell the other hubs on the store that this hub committed alerts or news of alerts, so their
+        relays read the store now rather than at their next poll: a wake-up after the commit, never inside
+        it (from any thread, without blocking; alone on SQLite: nothing)."""
+        ...
+
+    def listen_news(self, on_news: Callable[[], None]) -> None:
+        """Call ``on_news`` (from another thread) whenever a hub on the store announces news (this hub's
+        own included), until the store stops (alone on SQLite: never)."""
+        ...
+
     def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
         """The alerts that had news stored at ``since`` or later (a hit folded into them, an outcome, an
         alarm receipt, an escalation; by the time the hub that stored it gave it), each as it is now,

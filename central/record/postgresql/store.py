@@ -50,6 +50,7 @@ import psycopg
 from central.record.postgresql.audit import PgAuditStore
 from central.record.postgresql.connections import Pool, alive, connect, transient, unavailable
 from central.record.postgresql.events import JOB_SAVEPOINT, PgEvents
+from central.record.postgresql.news import NewsChannel
 from central.record.postgresql.reads import DaysNotReady, PgReadStore
 from central.record.postgresql.schema import migrate
 from central.record.postgresql.shared import PgEvidenceStore, PgImportJobStore, PgLoginLimitStore
@@ -133,6 +134,7 @@ class PgStores:
         self.login_limits = PgLoginLimitStore(self._pool)
         self.import_jobs = PgImportJobStore(self._pool)
         self.evidence = PgEvidenceStore(self._pool, evidence_max_bytes)
+        self.news = NewsChannel(dsn, hub)
 
     def start(self) -> None:
         conn = connect(self.dsn, autocommit=False)
@@ -141,6 +143,7 @@ class PgStores:
         finally:
             conn.close()
         self.record.start()
+        self.news.start()
         with self._lock:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="pg-writer")
 
@@ -158,6 +161,7 @@ class PgStores:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self.news.stop()
         self._pool.close()
         self.record.stop()
 
@@ -486,6 +490,12 @@ class PgStores:
 
     def alert_position(self) -> int:
         return self.read(PgEvents.alert_position)
+
+    def announce_news(self) -> None:
+        self.news.announce()
+
+    def listen_news(self, on_news: Callable[[], None]) -> None:
+        self.news.listen(on_news)
 
     def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:
         return self.read(lambda tx: PgEvents.touched_since(tx, since, limit))

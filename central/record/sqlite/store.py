@@ -321,6 +321,12 @@ class HubStore:
         """Alone on hub.db: no other hub counts reads."""
         return {}
 
+    def announce_news(self) -> None:
+        """Alone on hub.db: no other hub to tell."""
+
+    def listen_news(self, on_news: Callable[[], None]) -> None:
+        """Alone on hub.db: no other hub says anything."""
+
     def claim_orphans(self, db: sqlite_utils.Database, older_than: float, limit: int = 500) -> list[Alert]:
         """One hub keeps a hub.db: an alert another hub name left undispatched is a former hub's, gone."""
         rows = db.conn.execute(
