@@ -22,6 +22,7 @@ from central.alerts.relay import AlertRelay, kit_frame
 from central.alerts.webhooks import WebhookSender
 from central.ingest.pipeline import Ingest
 from central.ingest.routing import Router, unknown_checkpoints
+from central.ingest.share import EventShare
 from central.ingest.viid import ViidPlatform, ViidSubscriber
 from central.intel.clones import CloneCheck, learns_from_others, load_geography, recent_reads
 from central.intel.ring import load_ring, ring_path
@@ -513,7 +514,14 @@ async def _follow_checkpoints(app: web.Application, every_s: float = SHARE_S) ->
 async def _broker(app: web.Application) -> AsyncIterator[None]:
     link = app[keys.LINK]
     link.start()  # on every connect the link republishes the retained feed version
+    share = None
+    if app[keys.SETTINGS].mqtt.share_group:
+        # One of several hubs: out of the shared events while its store cannot commit them; alone, the
+        # broker's persistent session keeps them for it (central/ingest/share.py).
+        share = asyncio.create_task(EventShare(app[keys.STORE], link.take_events).run(), name="event-share")
     yield
+    if share is not None:
+        await stop(share)
     await asyncio.to_thread(link.stop)
 
 

@@ -7,6 +7,11 @@ through a shared subscription on a clean session, keeps its own status and will 
 ``cordon/v1/hub/<id>/status``, and a second, small connection keeps the tier's status on
 ``cordon/v1/hub/status`` for edges of release r1, which know only that topic (docs/protocol.md, "Several
 hubs").
+
+A hub of a group takes its share of the events only while it can commit them: ``take_events(False)``
+(``central.ingest.share`` decides it from the hub's store) unsubscribes it from the shared subscription and
+says offline on its own status topic and on the tier's, so the broker gives every batch to the other hubs
+and the edges send again at once what this hub had not acknowledged; ``take_events(True)`` undoes both.
 """
 
 from __future__ import annotations
@@ -99,6 +104,12 @@ class HubLink:
         self._client.on_message = self._on_message
         self._client.on_publish = self._on_publish
         self._keepalive = keepalive_s
+        #: Whether this hub takes its share of the events (only a hub of a group ever stops); changed, and
+        #: read by a connect, under ``_events_lock``, so a connect and a change never cross. Held while
+        #: calling into paho: paho calls ``on_connect`` holding none of the locks its calls take, and
+        #: takes no lock of ours while it holds one of its own.
+        self._taking = True
+        self._events_lock = threading.Lock()
         self._delivered: dict[int, Callable[[], None]] = {}
         self._early: dict[int, bool] = {}
         self._lock = threading.Lock()
@@ -109,7 +120,7 @@ class HubLink:
             _TierStatus(
                 _client(f"{client_id}-tier", True, tls, username, password, reconnect_min_s, reconnect_max_s),
                 self._status,
-                lambda: self.state is LinkState.CONNECTED,
+                lambda: self.state is LinkState.CONNECTED and self._taking,
             )
             if share_group
             else None
@@ -155,6 +166,37 @@ class HubLink:
     @property
     def connected(self) -> bool:
         return self.state is LinkState.CONNECTED
+
+    @property
+    def taking_events(self) -> bool:
+        """Whether this hub is subscribed to the edges' events (or will be on its next connect)."""
+        return self._taking
+
+    def take_events(self, taking: bool) -> None:
+        """A hub of a group: subscribe to the shared events again (True) or leave them to the other hubs
+        (False), and say so, retained, on this hub's own status topic and on the tier's: ``online`` there
+        is what an edge reads as "takes events" (docs/protocol.md, "Several hubs"). Leaving, the
+        unsubscribe goes before the offline, so the edges' resends that the offline sets off go to the
+        others. A hub alone never leaves: its persistent session has the broker keep its events for it."""
+        if not self._share_group:
+            raise ValueError("a hub alone takes every event: its broker session keeps them while it cannot")
+        with self._events_lock:
+            if taking == self._taking:
+                return
+            self._taking = taking
+            connected = self.state is LinkState.CONNECTED
+            if connected:  # else its next connect subscribes as ``_taking`` says
+                if taking:
+                    self._client.subscribe(self._events_filter(), 1)
+                else:
+                    self._client.unsubscribe(self._events_filter())
+                self._client.publish(self._status_topic, self._status(online=taking), qos=1, retain=True)
+            if self._tier is not None and (connected or not taking):
+                self._tier.say(online=taking)
+
+    def _events_filter(self) -> str:
+        events = topics.all_checkpoints(topics.TopicKind.EVENTS)
+        return topics.shared(self._share_group, events) if self._share_group else events
 
     def publish(
         self,
@@ -202,25 +244,27 @@ class HubLink:
             else:
                 log.warning("hub MQTT: %s", self.last_error)
             return
-        events = topics.all_checkpoints(topics.TopicKind.EVENTS)
-        # Events are taken once, by one hub of the group; statuses, evidence replies (for the hub that
-        # asked) and alarm receipts (kept idempotently, pushed to each hub's consoles) go to every hub.
-        client.subscribe(
-            [
-                (topics.shared(self._share_group, events) if self._share_group else events, 1),
-                (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
-                (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1),
-                (topics.all_checkpoints(topics.TopicKind.RECEIPT), 1),
-            ]
-        )
-        # The parameters before the birth: an edge that sees the hub online already knows its rules.
-        client.publish(topics.hub_parameters(), self._parameters(), qos=1, retain=True)
-        client.publish(self._status_topic, self._status(online=True), qos=1, retain=True)
-        self.state = LinkState.CONNECTED
+        with self._events_lock:
+            taking = self._taking
+            # Events are taken once, by one hub of the group, while it takes them (``take_events``);
+            # statuses, evidence replies (for the hub that asked) and alarm receipts (kept idempotently,
+            # pushed to each hub's consoles) go to every hub.
+            client.subscribe(
+                ([(self._events_filter(), 1)] if taking else [])
+                + [
+                    (topics.all_checkpoints(topics.TopicKind.STATUS), 1),
+                    (topics.all_checkpoints(topics.TopicKind.EVIDENCE_REPLY), 1),
+                    (topics.all_checkpoints(topics.TopicKind.RECEIPT), 1),
+                ]
+            )
+            # The parameters before the birth: an edge that sees the hub online already knows its rules.
+            client.publish(topics.hub_parameters(), self._parameters(), qos=1, retain=True)
+            client.publish(self._status_topic, self._status(online=taking), qos=1, retain=True)
+            self.state = LinkState.CONNECTED
+            if self._tier is not None and taking:
+                self._tier.say(online=True)
         self.last_error = None
         self.connected_event.set()
-        if self._tier is not None:
-            self._tier.say(online=True)
         log.info("hub MQTT connected to %s", self._url.geturl())
         if self._on_connected is not None:
             # Retained messages (the feed version) may be gone with a broker restarted without persistence.
@@ -287,10 +331,10 @@ class _TierStatus:
     """The tier's status on ``cordon/v1/hub/status`` while several hubs share the events: the one hub
     status edges of release r1 know. MQTT gives a connection one last will, and each hub's own goes to its
     own topic, so this second connection (client id ``<id>-tier``) carries the will on the tier's topic.
-    Online while this hub takes events; offline when it stops, loses its main connection or dies. Any hub
-    still taking events answers an offline there with online at once, so the topic stays online while any
-    hub is up, and an r1 edge sees offline then online when a hub goes: it replays what it had in flight,
-    as the edges of this release do on a hub's own will."""
+    Online while this hub takes events; offline when it leaves them (``take_events``), stops, loses its
+    main connection or dies. Any hub still taking events answers an offline there with online at once, so
+    the topic stays online while any hub is up, and an r1 edge sees offline then online when a hub goes:
+    it replays what it had in flight, as the edges of this release do on a hub's own will."""
 
     def __init__(
         self,

@@ -513,8 +513,9 @@ class EdgeUplink:
 
     def _on_one_hub_status(self, hub: str, status: HubStatus | None) -> None:
         """One of several hubs said online or offline (``None``: its status was cleared). A hub that was
-        online and is not any more lost what it had taken and not acknowledged (a clean session): send
-        everything unacknowledged again now, to the hubs still up, rather than after the ack timeout."""
+        online and is not any more lost what it had taken and not acknowledged (a clean session), or left
+        the events because it cannot commit them (its database away): send everything unacknowledged
+        again now, to the hubs still up, rather than after the ack timeout."""
         was = self.hubs.pop(hub, None)
         if status is not None:
             self.hubs[hub] = status.online

@@ -399,6 +399,9 @@ def _sql(dsn: str, statement: str) -> list[tuple[Any, ...]]:
 async def test_a_hub_cut_off_from_postgresql_leaves_the_rotation_and_acknowledges_nothing(
     tmp_path, pg_cluster
 ):
+    """Hub b leaves the front's rotation (its health says degraded) and the shared events (its own status
+    says offline, central/ingest/share.py): the broker gives hub a every batch, the edge sends again at
+    once what b had not acknowledged, and b is given nothing more until a probe of its store commits."""
     async with cluster(tmp_path, pg_cluster, relay_b=True) as (c, relay), watched(c) as (console, tablet):
         assert relay is not None
         async with streaming(c, "pgcut") as cams:
@@ -415,10 +418,24 @@ async def test_a_hub_cut_off_from_postgresql_leaves_the_rotation_and_acknowledge
             c.figures["degraded_after_s"] = round(time.monotonic() - cut, 1)
             await until(lambda: _eq(c.in_rotation(), {"hub-a"}), timeout=10, what="hub b out of the rotation")
             c.figures["out_of_rotation_s"] = round(time.monotonic() - cut, 1)
+            await until(lambda: _taking(c, "b", False), timeout=10, what="hub b to leave the events")
+            left = time.monotonic()
+            c.figures["left_events_s"] = round(left - cut, 1)
+
+            # What b took and could not commit is sent again on its offline, not at the ack timeout: the
+            # edge soon holds nothing unacknowledged from before b left.
+            async def acknowledged_since_left() -> bool:
+                m = await scrape(c.http, c.edge.base, METRICS_TOKEN)
+                return bool(m.get("cordon_edge_outbox_oldest_seconds", 0.0) < time.monotonic() - left)
+
+            await until(acknowledged_since_left, timeout=30, what="the events b held acknowledged by hub a")
+            c.figures["acknowledged_after_leaving_s"] = round(time.monotonic() - left, 1)
+            await asyncio.sleep(0.5)  # what the broker had sent b before its unsubscribe arrives meanwhile
+            received = (await c.health("b"))["events_received_total"]
             committed = (await c.metrics("b"))["cordon_hub_batches_committed_total"]
-            # Past several of the edge's ack timeouts: its resends meet hub b's dead store too. Every read
-            # accepted so far is stored while hub b is still cut off: by hub a, from the edge's resends.
-            # (Looked for in a thread: this loop serves the webhook's receiver, which must not stall.)
+            # Hub b out of the events: the broker gives hub a every batch, and every read accepted so far is
+            # stored while hub b is still cut off. (Looked for in a thread: this loop serves the webhook's
+            # receiver, which must not stall.)
             await cams.pushed(100, what="reads accepted with hub b cut off")
             owed = set(cams.accepted)
             await until(
@@ -430,6 +447,10 @@ async def test_a_hub_cut_off_from_postgresql_leaves_the_rotation_and_acknowledge
             c.figures["stored_by_a_while_cut_s"] = round(time.monotonic() - cut, 1)
             b = await c.metrics("b")
             assert b["cordon_hub_batches_committed_total"] == committed, "hub b committed while cut off"
+            # Out of the shared subscription, hub b was given none of the 100 reads nor any resend.
+            assert (await c.health("b"))["events_received_total"] == received, "hub b was given events"
+            edge_log = c.edge.log_path.read_text(errors="replace")
+            assert "hub hub-b went offline: sending again" in edge_log, "the edge waited for its timeout"
             assert (await c.health("b"))["status"] == "degraded"
             c.figures["b_failed_while_cut"] = b["cordon_hub_commit_failures_total"]
             assert c.hubs["b"].proc is not None and c.hubs["b"].proc.poll() is None, "hub b died"
@@ -440,10 +461,15 @@ async def test_a_hub_cut_off_from_postgresql_leaves_the_rotation_and_acknowledge
                 what="hub b back in the rotation",
             )
             c.figures["back_after_restore_s"] = round(time.monotonic() - cut, 1)
+            await until(lambda: _taking(c, "b", True), timeout=10, what="hub b to take events again")
             await cams.pushed(40, what="reads accepted after hub b came back")
         await c.rig("a").settle(cams, console, tablet)
         await _hooks_caught_up(c, console)
         _hooks_once(c, console)
+
+
+async def _taking(c: Cluster, name: str, taking: bool) -> bool:
+    return bool((await c.health(name))["taking_events"] is taking)
 
 
 # -- 3. the hub doing the work that runs once is killed ------------------------------------------------------

@@ -104,6 +104,8 @@ class BatchResult:
 @dataclass(slots=True)
 class IngestMetrics:
     messages: int = 0
+    events_received: int = 0
+    """Edge events in the batches this hub was given (each resend again), committed or not."""
     batches_committed: int = 0
     reads: int = 0
     passages: int = 0
@@ -234,6 +236,7 @@ class Ingest:
         self.metrics.messages += 1
         started = time.perf_counter()
         held = _event_count(payload) if topics.is_events(topic) else 0
+        self.metrics.events_received += held
         self._hold(held)
         job: Callable[[Tx], BatchResult] = lambda tx: self._job(tx, topic, payload, received_at, retained)  # noqa: E731
         if self._locks_plates():

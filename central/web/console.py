@@ -149,6 +149,8 @@ async def health(request: web.Request) -> web.Response:
             "alerts_total": base.alerts + ingest.metrics.alerts,
             "dead_letters_total": base.dead_letters + ingest.metrics.dead_letters,
             "events_unacknowledged": ingest.unacknowledged,
+            "events_received_total": ingest.metrics.events_received,
+            "taking_events": app[keys.LINK].connected and app[keys.LINK].taking_events,
             "watchlist_entries": len(app[keys.WATCHLISTS]),
             "hub": app[keys.DUTIES].hub,
             "duties": app[keys.DUTIES].held(),
@@ -285,6 +287,11 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_hub_mqtt_messages_total", "counter", "MQTT messages received since start").add(
                 m.messages
             ),
+            Metric(
+                "cordon_hub_events_received_total",
+                "counter",
+                "edge events in the batches this hub was given since start (resends again), committed or not",
+            ).add(m.events_received),
             Metric("cordon_hub_reads_ingested_total", "counter", "reads committed since start").add(m.reads),
             Metric("cordon_hub_duplicates_total", "counter", "resent events already stored").add(
                 m.duplicates
@@ -340,6 +347,11 @@ async def metrics(request: web.Request) -> web.Response:
             Metric("cordon_hub_broker_connected", "gauge", "1 when the broker link is up").add(
                 int(link.connected)
             ),
+            Metric(
+                "cordon_hub_taking_events",
+                "gauge",
+                "1 while this hub takes the edges' events (one of several leaves them while its store fails)",
+            ).add(int(link.connected and link.taking_events)),
             Metric("cordon_hub_store_writer_ok", "gauge", "1 when the last commit succeeded").add(
                 int(store.writer_error is None)
             ),
