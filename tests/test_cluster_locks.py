@@ -18,8 +18,8 @@ from cordon.bench.hublocks import Hub, opposite
 from protocols.messages import SCHEMA_VERSION, EdgeHit, EventBatch, PlateRead, encode
 
 #: Both ways two groups meet: every batch resent to the other hub (the same rows: the unique keys of the
-#: reads, in opposite orders), and the same plates in other rows across midnight (two ``record_days`` rows,
-#: which order nothing: only the plates' locks meet).
+#: reads, in opposite orders), and the same plates in other rows across midnight (two days' rows, which
+#: order nothing: only the plates' locks meet).
 WAYS = pytest.mark.parametrize("resends", [True, False], ids=["resent", "midnight"])
 
 
@@ -54,7 +54,7 @@ def test_jobs_that_lock_their_own_plates_may_deadlock_but_lose_nothing(pg_dsn, r
 
 def test_two_hubs_raising_edge_hits_on_earlier_reads_of_one_vehicle_raise_one_alert(pg_dsn):
     """The path the alerts' lock in ``fold`` exists for: an edge hit whose read came in an earlier batch
-    updates no ``record_days`` row (no read in its batch), so nothing else orders two hubs' transactions.
+    counts nothing (no read in its batch), so nothing else orders two hubs' transactions.
     One listed vehicle read at two checkpoints, each read stored by its own hub; then both edges' hits
     arrive at once, one at each hub, and both transactions are made to reach the alerts' lock together:
     one alert, the other hit folded into it. (Without the lock in ``fold`` both look for an open alert

@@ -1,5 +1,5 @@
 """Two hubs' ingest over one PostgreSQL, measured where they meet: the clone check's plate locks and the
-day's ``record_days`` row (issue 23).
+day's counts (issue 23: one ``record_days`` row before PostgreSQL migration 16, a row per hub since).
 
 ``run()`` starts a cluster of its own (:class:`cordon.testing.PostgresCluster`) and, with two in-process
 hubs (a ``PgStores`` and an ``Ingest`` each, the clone check learning the other's reads), measures:
@@ -17,9 +17,10 @@ hubs (a ``PgStores`` and an ``Ingest`` each, the clone check learning the other'
   job's own locks, learning with the group's locks up front. Modes alternate batch by batch.
 * ``record_days``: saturated ingest of fresh reads (``inflight`` batches outstanding per hub, each hub its
   own checkpoint and plates), one hub alone then two at once: commit wait p50/p99 and reads per second.
-  Every batch of reads updates the day's ``record_days`` row, so two hubs' transactions queue on it:
+  Every batch of reads adds to the day's counts: before migration 16 one ``record_days`` row, on which two
+  hubs' transactions queued; since, a row per hub (``record_day_counts``), so the hubs share no row here.
   ``writer_time_waiting_for_a_row_share`` is the share of a writer's time spent waiting for another
-  transaction's row (sampled every 10 ms; the hubs share no row here but that one).
+  transaction's row (sampled every 10 ms).
 
 Figures are from one 2-core machine shared with other work: noisy, and two hubs on it measure contention
 more than scaling.
@@ -257,8 +258,8 @@ def _saturate(hubs: list[Hub], seconds: float, inflight: int, batch: int) -> dic
     samples: list[int] = []
 
     def sample() -> None:
-        # How many writers wait for another transaction (a row it holds: the two hubs share no row but
-        # the day's record_days row), sampled every 10 ms.
+        # How many writers wait for another transaction (a row it holds: before migration 16 the day's
+        # record_days row, the one row the two hubs shared), sampled every 10 ms.
         with psycopg.connect(hubs[0].stores.dsn, autocommit=True) as conn:
             while time.monotonic() < stop:
                 (n,) = conn.execute(  # type: ignore[misc]

@@ -40,6 +40,7 @@ import psycopg.conninfo
 from central.people.audit import GENESIS
 from central.record.backups import BackupError
 from central.record.postgresql.audit import PgAuditStore
+from central.record.postgresql.schema import DAY_COUNTS
 from central.record.stores import BackupCut
 from protocols.times import TimeError, parse_time
 
@@ -87,7 +88,8 @@ def _facts(conn: psycopg.Connection) -> dict[str, Any]:
         migrations = [v for (v,) in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
         head = PgAuditStore.head(conn)
         reads, passages, oldest = conn.execute(
-            "SELECT coalesce(sum(reads), 0), coalesce(sum(passages), 0), min(day) FROM record_days"
+            "SELECT coalesce(sum(reads), 0), coalesce(sum(passages), 0), (SELECT min(day) FROM record_days) "
+            f"FROM {DAY_COUNTS} c"
         ).fetchone()  # type: ignore[misc]
         (alerts,) = conn.execute("SELECT count(*) FROM alerts").fetchone()  # type: ignore[misc]
         major, version = conn.execute(

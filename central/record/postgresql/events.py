@@ -431,8 +431,9 @@ class PgEvents:
         # The alerts' lock first, held to the commit as ``insert_alert`` holds it: a hub that looks for the
         # open alert after another hub's transaction raised it waits for that commit, then sees it (READ
         # COMMITTED: each statement sees what committed before it), so two hubs folding hits of one
-        # vehicle at once raise one alert. (Today the ``record_days`` row every batch of reads updates
-        # also serializes them; this does not rest on it: an edge hit whose read came earlier updates none.)
+        # vehicle at once raise one alert. (Before migration 16 the day's ``record_days`` row every batch of
+        # reads updated also serialized them; now each hub counts in rows of its own, and this never rested
+        # on it: an edge hit whose read came earlier counts nothing.)
         tx.execute("SELECT pg_advisory_xact_lock(%s)", (ALERT_LOCK,))
         rows = tx.execute(
             "SELECT a.alert_id, a.body FROM alerts a WHERE a.list_id = %s AND a.entry_id = %s AND a.raised_at >= %s "

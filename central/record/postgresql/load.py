@@ -37,7 +37,7 @@ from central.record.postgresql.audit import PgAuditStore
 from central.record.postgresql.connections import connect
 from central.record.postgresql.events import key
 from central.record.postgresql.reads import PgReadStore, partition_name, plate_forms
-from central.record.postgresql.schema import migrate
+from central.record.postgresql.schema import DAY_COUNTS, hub_slot, migrate
 from protocols.errors import CordonError
 
 Convert = Callable[[Any], Any]
@@ -87,6 +87,13 @@ class Table:
     rowid_as: str | None = None
     identity: tuple[str, ...] = field(default=())
     """Columns PostgreSQL numbers itself (``GENERATED ALWAYS AS IDENTITY``): copied, then the sequence set."""
+    into: str | None = None
+    """The PostgreSQL table the rows go in when it is not the one of the same name."""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """PostgreSQL columns hub.db has not, and the value each copied row takes."""
+
+    def target(self, table: str) -> str:
+        return self.into or table
 
 
 _ids = dict.fromkeys(("epoch", "seq"), _same)
@@ -241,8 +248,12 @@ HUB_TABLES: dict[str, Table] = {
             "received_at": _same,
         }
     ),
+    # The counts one hub kept: the slot of a hub of no name (schema.hub_slot), as a PgStores of no name
+    # would have kept them from the start.
     "daily_counts": Table(
-        {"day": _date, "checkpoint": _key, "reads": _same, "passages": _same, "no_plate": _same}
+        {"day": _date, "checkpoint": _key, "reads": _same, "passages": _same, "no_plate": _same},
+        into="daily_slot_counts",
+        fixed={"slot": hub_slot("")},
     ),
     "camera_samples": Table(
         {"day": _date, "checkpoint": _key, "camera": _key, "samples": _same, "stale": _same}
@@ -294,7 +305,16 @@ EVIDENCE_COLUMNS = ("checkpoint", "epoch", "seq", "kind", "data", "kept_at")
 
 #: Tables that a store holding any row of is not empty (what a migration must not be mixed into). Failed
 #: logins, import jobs and evidence requests are left out: the hubs' passing state, not data (none is in hub.db).
-DATA_TABLES = (*HUB_TABLES, "record_days", "reads", "passages", "plates", "evidence")
+DATA_TABLES = (
+    *HUB_TABLES,
+    "daily_slot_counts",
+    "record_days",
+    "record_day_counts",
+    "reads",
+    "passages",
+    "plates",
+    "evidence",
+)
 #: Tables ``cordon store migrate`` leaves alone.
 NOT_COPIED = (
     "schema_migrations",
@@ -439,9 +459,11 @@ class PgLoader:
             raise TargetError(f"hub.db's table {table} has other columns than this release knows: {odd}")
         names = list(spec.columns)
         steps = [(at[c], spec.columns[c]) for c in names]
+        into, fixed = spec.target(table), tuple(spec.fixed.values())
+        names += spec.fixed
         if spec.rowid_as is None:
-            return table, tuple(names), lambda r: tuple(f(r[j]) for j, f in steps)
-        return table, (*names, spec.rowid_as), lambda r: (*(f(r[j]) for j, f in steps), r[0])
+            return into, tuple(names), lambda r: (*(f(r[j]) for j, f in steps), *fixed)
+        return into, (*names, spec.rowid_as), lambda r: (*(f(r[j]) for j, f in steps), *fixed, r[0])
 
     def copy(
         self,
@@ -469,11 +491,12 @@ class PgLoader:
                         copy.write_row(row)
                 if day is not None:
                     kind = table.rsplit("_", 1)[0]  # the day's partition of reads or passages
-                    conn.execute(
-                        sql.SQL("UPDATE record_days SET {} = {} + %s WHERE day = %s").format(
-                            sql.Identifier(kind), sql.Identifier(kind)
-                        ),
-                        (len(made), day),
+                    conn.execute(  # the counts of a hub of no name, as in daily_counts
+                        sql.SQL(
+                            "INSERT INTO record_day_counts AS c (day, slot, {}) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (day, slot) DO UPDATE SET {} = c.{} + excluded.{}"
+                        ).format(*(sql.Identifier(kind),) * 4),
+                        (day, hub_slot(""), len(made)),
                     )
                     if kind == "reads":
                         conn.execute(
@@ -529,17 +552,22 @@ class PgLoader:
     def count(self, table: str, day: dt.date | None = None) -> int:
         with self._transaction(f"cannot count {table}") as conn:
             if day is None:
+                table = HUB_TABLES[table].target(table) if table in HUB_TABLES else table
                 query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
                 return int(conn.execute(query).fetchone()[0])  # type: ignore[index]
             query = sql.SQL("SELECT count(*) FROM {} WHERE day = %s").format(sql.Identifier(table))
             return int(conn.execute(query, (day,)).fetchone()[0])  # type: ignore[index]
 
     def record_days(self) -> dict[dt.date, tuple[int, int]]:
-        """The days the record holds with the counts its inserts keep (what the hub's counts read)."""
+        """The days the record holds with the counts its inserts keep, every slot summed (what the hub's counts
+        read)."""
         with self._transaction("cannot read record_days") as conn:
             return {
                 d: (int(r), int(p))
-                for d, r, p in conn.execute("SELECT day, reads, passages FROM record_days")
+                for d, r, p in conn.execute(
+                    f"SELECT d.day, coalesce(sum(c.reads), 0), coalesce(sum(c.passages), 0) FROM record_days d "
+                    f"LEFT JOIN {DAY_COUNTS} c ON c.day = d.day GROUP BY d.day"
+                )
             }
 
     def verify_audit(self, head: tuple[int, str] | None) -> Verdict:

@@ -21,8 +21,10 @@ transaction: an insert inside a transaction that meets a day without partitions 
 one ``INSERT ... SELECT FROM json_to_recordset(...) ON CONFLICT DO NOTHING RETURNING`` into the day's
 partition, whose answer tells, for each read, whether it is new, or else the digest already stored under
 its identity (equal: a resend, seen before; other: a conflict, dead-lettered), and whether an edge hit
-names it; the same statement adds the new reads' plates to ``plates`` and counts them in
-``record_days``. Passages go the same way in a second statement. The statement names the day's
+names it; the same statement adds the new reads' plates to ``plates`` and counts them in the hub's own row
+of the day's counts (``record_day_counts``, by its slot: two hubs never update one row, so neither waits for
+the other's commit; readers sum the slots and ``record_days``). Passages go the same way in a second
+statement. The statement names the day's
 partitions, so the writer runs it on a generic plan (:func:`insert_statement`). A read may not take a
 passage's identity nor a passage a read's (both are checked in the statements). An identity that
 appears twice in one batch splits it, so the second sees the first as SQLite's row-by-row insert does.
@@ -73,7 +75,7 @@ from psycopg import sql
 from central.record.days import day_of, digest, parse_offset, read_attributes
 from central.record.platepattern import Pattern, clean_plate, narrowing, parse_pattern
 from central.record.postgresql.connections import Pool, alive, connect
-from central.record.postgresql.schema import migrate
+from central.record.postgresql.schema import DAY_COUNTS, migrate
 from central.record.reads import (
     MAX_LIMIT,
     Companions,
@@ -193,7 +195,7 @@ _BYTEA = "bytea"
 
 
 @functools.lru_cache(maxsize=64)
-def insert_statement(table: str, day: dt.date) -> str:
+def insert_statement(table: str, day: dt.date, slot: int = 0) -> str:
     """One statement for a day's batch of ``table`` (reads or passages): take the rows from one JSON
     parameter, skip identities the other table holds, insert the rest with ON CONFLICT DO NOTHING, add new
     plates and counts; answer (i, new, digest already stored, an edge hit names the read).
@@ -242,8 +244,9 @@ def insert_statement(table: str, day: dt.date) -> str:
         f"added AS (INSERT INTO {into} ({', '.join(stored)}) SELECT {values} FROM free "
         "ON CONFLICT DO NOTHING RETURNING day, checkpoint, epoch, seq, plate), "
         f"{plates}"
-        f"counted AS (UPDATE record_days d SET {count} = d.{count} + (SELECT count(*) FROM added) "
-        f"WHERE d.day = DATE '{day.isoformat()}' AND EXISTS (SELECT FROM added)) "
+        f"counted AS (INSERT INTO record_day_counts AS c (day, slot, {count}) "
+        f"SELECT DATE '{day.isoformat()}', {int(slot)}, count(*) FROM added HAVING count(*) > 0 "
+        f"ON CONFLICT (day, slot) DO UPDATE SET {count} = c.{count} + excluded.{count}) "
         "SELECT n.i, a.seq IS NOT NULL, CASE WHEN a.seq IS NULL THEN "
         f"(SELECT x.digest FROM {into} x WHERE x.checkpoint = n.checkpoint AND x.epoch = n.epoch "
         f"AND x.seq = n.seq) END, {named} FROM input n "
@@ -259,6 +262,10 @@ _READ_COLUMNS = (
 _SELECT_READ = f"SELECT {_READ_COLUMNS} FROM reads r"
 #: The days held in a range, computed once in the statement that searches it (one round trip, not two).
 _HELD = "(SELECT count(*) FROM record_days WHERE day BETWEEN %s AND %s)"
+#: A purged day's row and every hub's counts of it, in one statement (a crash leaves both or neither).
+_FORGET_DAY = (
+    "WITH counts AS (DELETE FROM record_day_counts WHERE day = %s) DELETE FROM record_days WHERE day = %s"
+)
 _SELECT_PASSAGE = (
     "SELECT checkpoint, epoch, seq, plate, plate_exact, colour, vehicle_type, first_seen, last_seen, best_seq "
     "FROM passages"
@@ -345,9 +352,12 @@ class PgReadStore:
         utc_offset: str = "+08:00",
         pool_size: int = 4,
         lock_timeout_s: float = 2.0,
+        slot: int = 0,
     ) -> None:
         self.dsn = dsn
         self.tz = parse_offset(utc_offset)
+        #: this hub's row of each day's counts (``schema.hub_slot``)
+        self.slot = slot
         self.lock_timeout_s = lock_timeout_s
         self._pool = Pool(dsn, pool_size)
         self._ddl: psycopg.Connection | None = None
@@ -481,7 +491,7 @@ class PgReadStore:
             for table, name in zip(TABLES, names, strict=True):
                 if parts.get(name) is True:
                     self._drop(conn, table, name, True)
-            conn.execute("DELETE FROM record_days WHERE day = %s", (day,))
+            conn.execute(_FORGET_DAY, (day, day))
 
     # -- writer side ----------------------------------------------------------------------------------
     def day_of_event(self, event: PlateRead | Passage) -> dt.date:
@@ -661,7 +671,7 @@ class PgReadStore:
         for day in sorted({row["day"] for row in rows}):  # one statement a day (a batch mostly holds one)
             of_day = [row for row in rows if row["day"] == day]
             answers += db.execute(
-                insert_statement(table, day), (_json.encode(of_day).decode(),), prepare=True
+                insert_statement(table, day, self.slot), (_json.encode(of_day).decode(),), prepare=True
             ).fetchall()
         for i, new, stored, hit in answers:
             if hit:
@@ -906,10 +916,11 @@ class PgReadStore:
         return rank_companions(target, shared, min_shared, limit)  # type: ignore[arg-type]
 
     def counts(self) -> RecordCounts:
-        """Rows held, from the per-day counts the inserts keep (no scan of the record)."""
+        """Rows held, from the per-day counts the inserts keep, every hub's slot summed (no scan of the record)."""
         with self._pool.connection() as conn:
             days, reads, passages = conn.execute(
-                "SELECT count(*), coalesce(sum(reads), 0), coalesce(sum(passages), 0) FROM record_days"
+                "SELECT (SELECT count(*) FROM record_days), coalesce(sum(reads), 0), coalesce(sum(passages), 0) "
+                f"FROM {DAY_COUNTS} c"
             ).fetchone()  # type: ignore[misc]
         return RecordCounts(int(reads), int(passages), int(days))
 
@@ -955,7 +966,7 @@ class PgReadStore:
     # -- retention ------------------------------------------------------------------------------------
     def purge_before(self, cutoff: dt.date) -> list[dt.date]:
         """Drop every day before ``cutoff``: its partitions detached concurrently (under ``lock_timeout``)
-        and dropped, then its row of counts. Ingest goes on meanwhile; a detach that timed out is left to
+        and dropped, then its row and its counts. Ingest goes on meanwhile; a detach that timed out is left to
         the next purge (the day is then still held and reported as not purged)."""
         done: list[dt.date] = []
         with self._ddl_lock:
@@ -981,7 +992,7 @@ class PgReadStore:
                     # Left out of the known days: an insert for it prepares it again, finishing the drop.
                     log.warning("purging %s stopped (%s); the next purge finishes it", day, exc)
                     break
-                conn.execute("DELETE FROM record_days WHERE day = %s", (day,))
+                conn.execute(_FORGET_DAY, (day, day))
                 if day in held:
                     done.append(day)
         return done

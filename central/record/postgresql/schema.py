@@ -14,12 +14,13 @@ results, the daily statistics, and the watchlists with the field feed. Migration
 ``cordon store migrate`` (a SQLite hub's data copied in); migration 12 what the hubs sharing the database
 follow of each other (the log of list changes, the alerts' news by time); migration 13 which hub is to
 dispatch each alert; migration 14 the evidence requests not answered yet; migration 15 each hub's read rates
-and the hub running each import job.
+and the hub running each import job; migration 16 the ingest's counts split by hub (``hub_slot``).
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 
 import psycopg
 
@@ -227,7 +228,38 @@ MIGRATIONS: list[list[str]] = [
             at double precision NOT NULL, PRIMARY KEY (hub, checkpoint))""",
         "ALTER TABLE import_jobs ADD COLUMN hub text",
     ],
+    # 16: the counts the ingest keeps in its transaction, one row per hub (its slot: ``hub_slot``), so two
+    # hubs never update one row (issue 23: each waited for the other's row lock to its commit): a day's
+    # reads and passages, and the statistics' (day, checkpoint). Readers add the slots to what
+    # ``record_days`` and ``daily_counts`` hold, which are left as they are: the counts of before this
+    # migration, and those a hub of an older release still adds to them during a rolling upgrade (it
+    # reads them alone, as it did). Folding them into the slots is for a later release, once no hub
+    # older than this one runs (docs/deploy.md, "migrations only expand").
+    [
+        """CREATE TABLE record_day_counts (day date NOT NULL, slot integer NOT NULL,
+            reads bigint NOT NULL DEFAULT 0, passages bigint NOT NULL DEFAULT 0, PRIMARY KEY (day, slot))""",
+        """CREATE TABLE daily_slot_counts (day date NOT NULL, checkpoint text NOT NULL, slot integer NOT NULL,
+            reads bigint NOT NULL DEFAULT 0, passages bigint NOT NULL DEFAULT 0, no_plate bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, checkpoint, slot))""",
+    ],
 ]
+
+
+#: Every count of the record's days, as rows of (day, reads, passages) to sum: the per-hub slots and what
+#: ``record_days`` holds (migration 16).
+DAY_COUNTS = "(SELECT day, reads, passages FROM record_days UNION ALL SELECT day, reads, passages FROM record_day_counts)"
+#: Every count of the statistics, as rows of (day, checkpoint, reads, passages, no_plate) to sum, likewise.
+DAILY_COUNTS = (
+    "(SELECT day, checkpoint, reads, passages, no_plate FROM daily_counts UNION ALL "
+    "SELECT day, checkpoint, reads, passages, no_plate FROM daily_slot_counts)"
+)
+
+
+def hub_slot(hub: str) -> int:
+    """The row of the per-hub counts (migration 16) a hub of this name adds to: a stable hash of the name
+    (0 for none). Two hubs whose names share a slot only wait for each other, as before; counts stay right."""
+    return zlib.crc32(hub.encode("utf-8")) & 0x7FFFFFFF
+
 
 #: Serializes migrations when several hubs start at once (any constant unique to Cordon).
 MIGRATION_LOCK = 0x636F72646F6E

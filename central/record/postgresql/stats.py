@@ -1,6 +1,7 @@
-"""The command center's numbers on PostgreSQL: per-day counts kept at ingest (``daily_counts``), camera
-uptime samples (``camera_samples``), and the summaries made from them and from alerts, outcomes and quick
-tests by ``central.record.stats`` (the same code as on SQLite)."""
+"""The command center's numbers on PostgreSQL: per-day counts kept at ingest (each hub in its own row,
+``daily_slot_counts``, summed with what ``daily_counts`` holds: migration 16), camera uptime samples
+(``camera_samples``), and the summaries made from them and from alerts, outcomes and quick tests by
+``central.record.stats`` (the same code as on SQLite)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psycopg
 
 from central.record.days import day_bounds, day_of
 from central.record.postgresql.events import key
+from central.record.postgresql.schema import DAILY_COUNTS
 from central.record.stats import ALL_CAMERAS, GROUPS, Hidden, alerts_with_outcome, misread_rates, tally
 from protocols.messages import Alert, CheckpointStatus
 
@@ -31,12 +33,16 @@ def _alerts(
 
 
 class PgStatsStore:
-    """``StatsStore`` on PostgreSQL; every method takes the store's transaction."""
+    """``StatsStore`` on PostgreSQL; every method takes the store's transaction. ``slot``: this hub's row of
+    each day's and checkpoint's counts (``schema.hub_slot``)."""
 
-    @staticmethod
-    def add_daily_counts(tx: psycopg.Connection, counts: dict[tuple[str, str], list[int]]) -> None:
-        """Add one batch's (day, checkpoint) -> [reads, passages, no-plate reads], in one statement (a batch
-        has one row or a few)."""
+    def __init__(self, slot: int = 0) -> None:
+        self.slot = slot
+
+    def add_daily_counts(self, tx: psycopg.Connection, counts: dict[tuple[str, str], list[int]]) -> None:
+        """Add one batch's (day, checkpoint) -> [reads, passages, no-plate reads] to this hub's rows, in one
+        statement (a batch has one row or a few). Another hub taking the same checkpoint's batches (a shared
+        subscription) adds to its own rows, so neither waits for the other's commit."""
         rows: dict[tuple[dt.date, str], list[int]] = {}
         for (day, cp), c in sorted(counts.items()):  # two checkpoints whose keys meet count as one row
             row = rows.setdefault((dt.date.fromisoformat(day), key(cp)), [0, 0, 0])
@@ -45,12 +51,13 @@ class PgStatsStore:
         if not rows:
             return
         tx.execute(
-            "INSERT INTO daily_counts (day, checkpoint, reads, passages, no_plate) "
-            "SELECT * FROM unnest(%s::date[], %s::text[], %s::int8[], %s::int8[], %s::int8[]) "
-            "ON CONFLICT (day, checkpoint) DO UPDATE SET reads = daily_counts.reads + excluded.reads, "
-            "passages = daily_counts.passages + excluded.passages, "
-            "no_plate = daily_counts.no_plate + excluded.no_plate",
+            "INSERT INTO daily_slot_counts AS c (day, checkpoint, slot, reads, passages, no_plate) "
+            "SELECT d, cp, %s::integer, r, p, n FROM unnest(%s::date[], %s::text[], %s::int8[], %s::int8[], %s::int8[]) "
+            "AS t(d, cp, r, p, n) "
+            "ON CONFLICT (day, checkpoint, slot) DO UPDATE SET reads = c.reads + excluded.reads, "
+            "passages = c.passages + excluded.passages, no_plate = c.no_plate + excluded.no_plate",
             (
+                self.slot,
                 [d for d, _ in rows],
                 [cp for _, cp in rows],
                 *([r[i] for r in rows.values()] for i in range(3)),
@@ -96,8 +103,8 @@ class PgStatsStore:
             daily=[
                 (day.isoformat(), cp, reads, passages, no_plate)
                 for day, cp, reads, passages, no_plate in tx.execute(
-                    "SELECT day, checkpoint, reads, passages, no_plate FROM daily_counts "
-                    "WHERE day BETWEEN %s AND %s",
+                    "SELECT day, checkpoint, sum(reads), sum(passages), sum(no_plate) "
+                    f"FROM {DAILY_COUNTS} c WHERE day BETWEEN %s AND %s GROUP BY day, checkpoint",
                     (first, last),
                 )
             ],

@@ -52,7 +52,7 @@ from central.record.postgresql.connections import Pool, alive, connect, transien
 from central.record.postgresql.events import JOB_SAVEPOINT, PgEvents
 from central.record.postgresql.news import NewsChannel
 from central.record.postgresql.reads import DaysNotReady, PgReadStore
-from central.record.postgresql.schema import migrate
+from central.record.postgresql.schema import hub_slot, migrate
 from central.record.postgresql.shared import PgEvidenceStore, PgImportJobStore, PgLoginLimitStore
 from central.record.postgresql.stats import PgStatsStore
 from central.record.postgresql.users import PgUserStore
@@ -113,7 +113,7 @@ class PgStores:
         self.dsn = dsn
         #: this hub's name (``cluster.name``): the alerts it raises are its to dispatch
         self.hub = hub
-        self.record = PgReadStore(dsn, utc_offset=utc_offset, pool_size=pool_size)
+        self.record = PgReadStore(dsn, utc_offset=utc_offset, pool_size=pool_size, slot=hub_slot(hub))
         self._events = PgEvents(self.record)
         self._pool = Pool(dsn, pool_size)
         self._writer: psycopg.Connection | None = None
@@ -129,7 +129,7 @@ class PgStores:
         self.users = PgUserStore()
         self.audit = PgAuditStore()
         self.webhooks = PgWebhookStore()
-        self.stats = PgStatsStore()
+        self.stats = PgStatsStore(hub_slot(hub))
         self.watchlists = PgWatchlistStore()
         self.login_limits = PgLoginLimitStore(self._pool)
         self.import_jobs = PgImportJobStore(self._pool)
