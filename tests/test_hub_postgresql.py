@@ -392,3 +392,54 @@ async def test_a_request_while_the_database_is_away_is_answered_503_in_words(
     finally:
         await client.close()
         relay.close()
+
+
+def test_a_status_waiting_for_another_hubs_row_holds_up_no_reads(pg_dsn):
+    """Every hub on the store gets each checkpoint's status and writes the same rows (the checkpoint's, its
+    uptime samples). Written in the writer's group, one hub's wait for the row another hub's transaction
+    held stopped its whole group: reads and alerts waited with it. Statuses go beside the groups."""
+    import psycopg
+
+    from central.ingest.listener import Recorder
+    from central.ingest.pipeline import Ingest
+    from central.record.postgresql.store import PgStores
+    from central.watchlists.index import HubWatchlists
+    from protocols.messages import CheckpointStatus
+
+    stores = PgStores(pg_dsn)
+    stores.start()
+    other_hub = psycopg.connect(pg_dsn)
+    try:
+        ingest = Ingest(stores, HubWatchlists(), lambda _t, _p: None, Recorder())
+        cp = "SD-DZ-001"
+
+        def status() -> bytes:
+            return encode(
+                CheckpointStatus(v=SCHEMA_VERSION, checkpoint=cp, online=True, sent_at=time.time(), epoch=1)
+            )
+
+        def batch(seq: int) -> bytes:
+            now = time.time()
+            read = PlateRead(
+                seq=seq,
+                camera_id="c",
+                captured_at=now,
+                plate="鲁B12345",
+                plate_raw="鲁B12345",
+                plate_valid=True,
+            )
+            return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=cp, epoch=1, sent_at=now, events=[read]))
+
+        ingest.handle(f"cordon/v1/cp/{cp}/status", status(), time.time()).result(30)
+        # Another hub's transaction writing the same status: it holds the checkpoint's row to its commit.
+        other_hub.execute("SELECT 1 FROM checkpoints WHERE checkpoint = %s FOR UPDATE", (cp,))
+        waiting = ingest.handle(f"cordon/v1/cp/{cp}/status", status(), time.time())
+        reads = [ingest.handle(f"cordon/v1/cp/{cp}/events", batch(seq), time.time()) for seq in (1, 2, 3)]
+        assert [r.result(30).reads for r in reads] == [1, 1, 1], "reads held up behind the status"
+        assert not waiting.done(), "the status did not wait for the other hub's row"
+        other_hub.rollback()
+        assert waiting.result(30).status is not None
+        assert stores.counts().reads == 3
+    finally:
+        other_hub.close()
+        stores.stop()

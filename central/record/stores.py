@@ -130,6 +130,12 @@ class IngestStore(Protocol):
         """Run ``job`` in one write transaction (from any thread); the future resolves after the commit."""
         ...
 
+    def submit_aside(self, job: Callable[[Tx], T]) -> Future[T]:
+        """Like ``submit``, but in a transaction of its own beside the writer's groups (PostgreSQL): for
+        what every hub on the store writes alike, a checkpoint's status, so that one hub waiting for the
+        row another hub's group holds never holds up its own ingest. Alone on SQLite: ``submit``."""
+        ...
+
     async def run(self, job: Callable[[Tx], T]) -> T:
         """``submit`` for the event loop."""
         ...

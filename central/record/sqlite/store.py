@@ -169,6 +169,10 @@ class HubStore:
         """Run a job in the writer thread (used by ingest, which works from the MQTT thread)."""
         return self._writer.submit(job)
 
+    def submit_aside(self, job: Callable[[sqlite_utils.Database], T]):  # noqa: ANN201 - concurrent Future[T]
+        """One hub writes hub.db: no other hub's transaction to wait for, so the writer's own."""
+        return self._writer.submit(job)
+
     async def run(self, job: Callable[[sqlite_utils.Database], T]) -> T:
         return await self._writer.run(job)
 
