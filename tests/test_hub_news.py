@@ -29,6 +29,11 @@ def test_a_hub_announcing_news_wakes_every_hub_listening_on_the_store(pg_dsn):
             time.sleep(0.01)
         heard.clear()
         assert not heard.wait(0.3), "woken with nothing announced"
+        b.announce_news()
+        deadline = time.monotonic() + 10
+        while b.news.announced < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert b.news.announced == 1 and not heard.wait(0.5), "hub b woke itself with its own news"
         a.announce_news()
         assert heard.wait(10), "hub b never heard hub a's news"
     finally:

@@ -261,8 +261,8 @@ class AlertStore(Protocol):
         ...
 
     def listen_news(self, on_news: Callable[[], None]) -> None:
-        """Call ``on_news`` (from another thread) whenever a hub on the store announces news (this hub's
-        own included), until the store stops (alone on SQLite: never)."""
+        """Call ``on_news`` (from another thread) whenever another hub on the store announces news, and once
+        on each (re)connect of the listener, until the store stops (alone on SQLite: never)."""
         ...
 
     def touched_since(self, since: float, limit: int = 500) -> list[tuple[float, Alert]]:

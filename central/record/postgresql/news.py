@@ -10,8 +10,8 @@ hubs on one store"), and heard on a connection that only ``LISTEN``-s.
 
 It carries nothing but the wake-up: the relay still reads what is new by position, and still polls, so
 a notification lost (a hub that dies between its commit and its ``NOTIFY``, a listener reconnecting) costs
-only the poll's delay. Announcements are coalesced: while one ``NOTIFY`` is being sent, any number of
-further announcements make one more.
+only the poll's delay. Announcements are coalesced: those made while one ``NOTIFY`` is being sent, and
+for ``ANNOUNCE_GAP_S`` after it, make one more; and a hub does not wake itself with its own.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ import psycopg
 log = logging.getLogger(__name__)
 
 CHANNEL = "cordon_news"
+#: After each ``NOTIFY``, announcements wait this long and go as one: at saturation a hub dispatches
+#: alerts hundreds of times a second, and each notification sets every other hub's relay reading.
+ANNOUNCE_GAP_S = 0.02
 #: How long the listener waits for a notification before it looks whether it should stop.
 LISTEN_TICK_S = 1.0
 #: Waits before connecting again after the database went away (doubling up to the last).
@@ -33,8 +36,9 @@ RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 class NewsChannel:
     """``announce()`` from any thread sends a wake-up to every hub listening on the database (once
-    ``start``-ed); ``on_news`` (given to ``listen``) is called from the listener's thread for each one heard, this hub's
-    own included, and once after each (re)connect (what was said while it was away)."""
+    ``start``-ed); ``on_news`` (given to ``listen``) is called from the listener's thread for each one another hub sent
+    (this hub's own are not news to it), and once after each (re)connect (what was said while it was
+    away)."""
 
     def __init__(self, dsn: str, hub: str = "") -> None:
         self.dsn = dsn
@@ -42,6 +46,8 @@ class NewsChannel:
         self.announced = 0
         """``NOTIFY`` statements sent (announcements coalesced into them)."""
         self.heard = 0
+        self._own_pid: int | None = None
+        """The backend that sends this hub's notifications: what it says, this hub knows already."""
         self._pending = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -97,9 +103,11 @@ class NewsChannel:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
+                    self._own_pid = conn.info.backend_pid
                 conn.execute(f"NOTIFY {CHANNEL}")
                 self.announced += 1
                 failures = 0
+                self._stop.wait(ANNOUNCE_GAP_S)
             except psycopg.Error as exc:
                 # Lost: the other hubs' relays poll anyway. The next announcement tries a new connection.
                 if failures == 0:
@@ -123,8 +131,9 @@ class NewsChannel:
                     failures = 0
                     self._heard()  # what was announced while this hub was not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=LISTEN_TICK_S):
-                            self._heard()
+                        for notify in conn.notifies(timeout=LISTEN_TICK_S):
+                            if notify.pid != self._own_pid:  # another hub's news, not this hub's own
+                                self._heard()
             except psycopg.Error as exc:
                 if failures == 0:
                     log.warning(
