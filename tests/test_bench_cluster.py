@@ -13,6 +13,9 @@ pytestmark = [pytest.mark.system, pytest.mark.timeout(400)]
 def test_a_small_cluster_run_measures_both_sizes_kills_a_hub_and_loses_nothing():
     result = cluster.run(entries=1000, warmup_s=2, window_s=3, kills=1, hits=10)
     assert result["errors"] == [], result["errors"]
+    assert result["broker_limits"] == {"max_queued_messages": 1000, "max_inflight_messages": 100}, (
+        "not deploy's"
+    )
     assert result["one_hub_reads_per_s"] > 0 and result["two_hubs_reads_per_s"] > 0
     assert len(result["two_hubs_shares"]) == 2 and sum(result["two_hubs_shares"]) == pytest.approx(
         1, abs=0.01

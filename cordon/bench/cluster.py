@@ -619,6 +619,7 @@ def run(
         },
         "phases": {key: m.get(key) for key in ("one_hub", "two_hubs", "kills", "latency")},
         "postgresql": m.get("postgresql"),
+        "broker_limits": m.get("broker_limits"),
         "hub_load_s": m.get("hub_load_s"),
         "errors": m["errors"],
         "total_s": round(time.monotonic() - _started, 1),
