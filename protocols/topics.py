@@ -99,6 +99,11 @@ def is_events(topic: str) -> bool:
     return topic.startswith(f"{PREFIX}/cp/") and topic.endswith(f"/{TopicKind.EVENTS.value}")
 
 
+def is_status(topic: str) -> bool:
+    """A cheap test that ``topic`` is some checkpoint's status topic (``parse`` checks it in full)."""
+    return topic.startswith(f"{PREFIX}/cp/") and topic.endswith(f"/{TopicKind.STATUS.value}")
+
+
 def status(checkpoint: str) -> str:
     return _cp(checkpoint, TopicKind.STATUS)
 

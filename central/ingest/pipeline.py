@@ -128,11 +128,6 @@ class _Counted(msgspec.Struct):
 _counter = msgspec.json.Decoder(_Counted)
 
 
-def _is_status(topic: str) -> bool:
-    """A cheap test that ``topic`` is some checkpoint's status topic."""
-    return topic.startswith(f"{topics.PREFIX}/cp/") and topic.endswith(f"/{topics.TopicKind.STATUS.value}")
-
-
 def _event_count(payload: bytes) -> int:
     """How many events a batch holds, read as it arrives (a bad payload counts none: it is dead-lettered)."""
     try:
@@ -244,7 +239,7 @@ class Ingest:
         self.metrics.events_received += held
         self._hold(held)
         job: Callable[[Tx], BatchResult] = lambda tx: self._job(tx, topic, payload, received_at, retained)  # noqa: E731
-        if _is_status(topic):
+        if topics.is_status(topic):
             # Every hub on the store gets each status and writes the same rows: beside the writer's groups,
             # so a wait for another hub's row holds up no reads or alerts (``HubStores.submit_aside``).
             future = self.store.submit_aside(job)

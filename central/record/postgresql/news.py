@@ -36,9 +36,9 @@ RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 class NewsChannel:
     """``announce()`` from any thread sends a wake-up to every hub listening on the database (once
-    ``start``-ed); ``on_news`` (given to ``listen``) is called from the listener's thread for each one another hub sent
-    (this hub's own are not news to it), and once after each (re)connect (what was said while it was
-    away)."""
+    ``start``-ed); ``on_news`` (given to ``listen``) is called from the listener's thread for each one
+    another hub sent (this hub's own are not news to it), and once after each (re)connect (what was said
+    while it was away)."""
 
     def __init__(self, dsn: str, hub: str = "") -> None:
         self.dsn = dsn
