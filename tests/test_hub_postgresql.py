@@ -10,6 +10,7 @@ import contextlib
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -24,6 +25,7 @@ from central.settings import (
     load_settings,
 )
 from central.web import keys
+from protocols import topics
 from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
 from runtime.config import SettingsError
 
@@ -39,41 +41,37 @@ def split_password(dsn: str) -> tuple[str, str]:
     return make_conninfo(**parts), password
 
 
+def store_settings(tmp_path: Path, dsn: str) -> StoreSettings:
+    """The hub's [store] on the test cluster, its password in a secret file as an operator keeps it."""
+    dsn, password = split_password(dsn)
+    secret = tmp_path / "db-password"
+    secret.write_text(password + "\n", encoding="utf-8")
+    return StoreSettings(backend="postgresql", dsn=dsn, password_file=str(secret))
+
+
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, dead_broker_url, pg_dsn):
     wl = tmp_path / "wl.csv"
     wl.write_text(CSV, encoding="utf-8")
-    dsn, password = split_password(pg_dsn)
-    secret = tmp_path / "db-password"
-    secret.write_text(password + "\n", encoding="utf-8")
     settings = HubSettings(
         data_dir=str(tmp_path / "hub"),
         mqtt=MqttSettings(url=dead_broker_url),
         watchlists=WatchlistSettings(csv=[str(wl)]),
         console=ConsoleSettings(token="246810"),
-        store=StoreSettings(backend="postgresql", dsn=dsn, password_file=str(secret)),
+        store=store_settings(tmp_path, pg_dsn),
     )
     return await aiohttp_client(create_app(settings))
 
 
+def one_read(seq: int, plate: str = "鲁B12345", checkpoint: str = "SD-DZ-001") -> bytes:
+    """An edge's batch of one read, as the uplink encodes it."""
+    now = time.time()
+    read = PlateRead(seq=seq, camera_id="c", captured_at=now, plate=plate, plate_raw=plate, plate_valid=True)
+    return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=checkpoint, epoch=1, sent_at=now, events=[read]))
+
+
 def ingest(app, plate, seq):
-    batch = EventBatch(
-        v=SCHEMA_VERSION,
-        checkpoint="SD-DZ-001",
-        epoch=1,
-        sent_at=time.time(),
-        events=[
-            PlateRead(
-                seq=seq,
-                camera_id="c",
-                captured_at=time.time(),
-                plate=plate,
-                plate_raw=plate,
-                plate_valid=True,
-            )
-        ],
-    )
-    return app[keys.INGEST].handle("cordon/v1/cp/SD-DZ-001/events", encode(batch), time.time()).result(10)
+    return app[keys.INGEST].handle(topics.events("SD-DZ-001"), one_read(seq, plate), time.time()).result(10)
 
 
 async def test_the_hub_runs_on_postgresql(client):
@@ -259,25 +257,11 @@ def test_a_failure_of_the_database_mid_batch_is_not_a_dead_letter(pg_dsn):
     try:
         acks: list[Ack] = []
         ingest = Ingest(stores, HubWatchlists(), lambda _t, p: acks.append(decode(Ack, p)), Recorder())
-        topic = "cordon/v1/cp/SD-DZ-001/events"
+        topic = topics.events("SD-DZ-001")
 
-        def batch(seq):  # noqa: ANN001, ANN202
-            now = time.time()
-            read = PlateRead(
-                seq=seq,
-                camera_id="c",
-                captured_at=now,
-                plate="鲁B12345",
-                plate_raw="鲁B12345",
-                plate_valid=True,
-            )
-            return encode(
-                EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=now, events=[read])
-            )
-
-        assert ingest.handle(topic, batch(1), time.time()).result(30).reads == 1
+        assert ingest.handle(topic, one_read(1), time.time()).result(30).reads == 1
         locker.execute("LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE")  # held until the rollback below
-        stalled = ingest.handle(topic, batch(2), time.time())
+        stalled = ingest.handle(topic, one_read(2), time.time())
         deadline = time.monotonic() + 20
         while not (
             waiting := locker.execute(
@@ -293,7 +277,7 @@ def test_a_failure_of_the_database_mid_batch_is_not_a_dead_letter(pg_dsn):
         assert stores.counts().dead_letters == 0 and stores.counts().reads == 1
         assert "cancel" in (stores.writer_error or "")
         locker.rollback()
-        again = ingest.handle(topic, batch(2), time.time()).result(30)
+        again = ingest.handle(topic, one_read(2), time.time()).result(30)
         assert again.reads == 1 and acks[-1].ranges == [(2, 2)] and stores.writer_error is None
         assert stores.counts().reads == 2 and stores.counts().dead_letters == 0
     finally:
@@ -418,23 +402,13 @@ def test_a_status_waiting_for_another_hubs_row_holds_up_no_reads(pg_dsn):
                 CheckpointStatus(v=SCHEMA_VERSION, checkpoint=cp, online=True, sent_at=time.time(), epoch=1)
             )
 
-        def batch(seq: int) -> bytes:
-            now = time.time()
-            read = PlateRead(
-                seq=seq,
-                camera_id="c",
-                captured_at=now,
-                plate="鲁B12345",
-                plate_raw="鲁B12345",
-                plate_valid=True,
-            )
-            return encode(EventBatch(v=SCHEMA_VERSION, checkpoint=cp, epoch=1, sent_at=now, events=[read]))
-
-        ingest.handle(f"cordon/v1/cp/{cp}/status", status(), time.time()).result(30)
+        ingest.handle(topics.status(cp), status(), time.time()).result(30)
         # Another hub's transaction writing the same status: it holds the checkpoint's row to its commit.
         other_hub.execute("SELECT 1 FROM checkpoints WHERE checkpoint = %s FOR UPDATE", (cp,))
-        waiting = ingest.handle(f"cordon/v1/cp/{cp}/status", status(), time.time())
-        reads = [ingest.handle(f"cordon/v1/cp/{cp}/events", batch(seq), time.time()) for seq in (1, 2, 3)]
+        waiting = ingest.handle(topics.status(cp), status(), time.time())
+        reads = [
+            ingest.handle(topics.events(cp), one_read(seq, checkpoint=cp), time.time()) for seq in (1, 2, 3)
+        ]
         assert [r.result(30).reads for r in reads] == [1, 1, 1], "reads held up behind the status"
         assert not waiting.done(), "the status did not wait for the other hub's row"
         other_hub.rollback()

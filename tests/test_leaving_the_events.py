@@ -17,31 +17,17 @@ from psycopg.conninfo import conninfo_to_dict
 from central.app import create_app
 from central.ingest.share import LEAVE_AFTER_S, PROBE_S, EventShare
 from central.record.postgresql.store import PgStores
-from central.settings import ConsoleSettings, HubSettings, MqttSettings, StoreSettings
+from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
 from protocols import topics
-from protocols.messages import SCHEMA_VERSION, EventBatch, PlateRead, encode
 from tests.support import until
-from tests.test_hub_postgresql import Relay, _with_port, split_password
+from tests.test_hub_postgresql import Relay, _with_port, one_read, store_settings
 from tests.test_several_hubs import Taken, hub_link, watching
 
 EVENTS = topics.events("SD-DZ-001")
+PLATE = "鲁Q8K2L1"
 #: The share's intervals, shrunk so that the test waits less (the defaults: 1 s, 0.25 s, 0.5 s).
 FAST = {"leave_after_s": 0.5, "check_s": 0.05, "probe_s": 0.2, "probe_timeout_s": 3.0}
-
-
-def batch(seq: int) -> bytes:
-    read = PlateRead(
-        seq=seq,
-        camera_id="c",
-        captured_at=time.time(),
-        plate="鲁Q8K2L1",
-        plate_raw="鲁Q8K2L1",
-        plate_valid=True,
-    )
-    return encode(
-        EventBatch(v=SCHEMA_VERSION, checkpoint="SD-DZ-001", epoch=1, sent_at=time.time(), events=[read])
-    )
 
 
 def fail_a_job(store: PgStores) -> None:
@@ -58,7 +44,7 @@ async def test_a_hub_leaves_the_shared_events_while_its_store_fails_and_takes_th
     store = PgStores(_with_port(pg_dsn, relay.port))
     store.start()
     a_took, b_took = Taken(), Taken()
-    with watching(mosquitto.port, "cordon/v1/hub/#") as watcher:
+    with watching(mosquitto.port, topics.hub_status(), topics.every_hub_status()) as watcher:
         a = hub_link(mosquitto.url, "hub-a", a_took)
         b = hub_link(mosquitto.url, "hub-b", b_took)
         share = EventShare(store, b.take_events, **FAST)
@@ -142,14 +128,11 @@ async def test_a_hub_alone_keeps_its_events_while_its_store_fails(
     """Alone (no ``mqtt.share_group``) there is nobody to leave the events to: the hub stays subscribed
     and its persistent session has the broker keep what it is given while it cannot commit."""
     relay = Relay(conninfo_to_dict(pg_dsn)["port"])
-    dsn, password = split_password(_with_port(pg_dsn, relay.port))
-    secret = tmp_path / "db-password"
-    secret.write_text(password + "\n", encoding="utf-8")
     settings = HubSettings(
         data_dir=str(tmp_path / "hub"),
         mqtt=MqttSettings(url=mosquitto.url),
         console=ConsoleSettings(token="246810"),
-        store=StoreSettings(backend="postgresql", dsn=dsn, password_file=str(secret)),
+        store=store_settings(tmp_path, _with_port(pg_dsn, relay.port)),
     )
     client = await aiohttp_client(create_app(settings))
     try:
@@ -170,7 +153,7 @@ async def test_a_hub_alone_keeps_its_events_while_its_store_fails(
 
             async def first_stored() -> bool:
                 # Sent again until stored (idempotent): the hub subscribes once its connect is handled.
-                await asyncio.to_thread(edge.publish, EVENTS, batch(1))
+                await asyncio.to_thread(edge.publish, EVENTS, one_read(1, PLATE))
                 await asyncio.sleep(0.2)
                 return (await health())["reads_total"] == 1
 
@@ -178,11 +161,11 @@ async def test_a_hub_alone_keeps_its_events_while_its_store_fails(
             base = (await health())["events_received_total"]
             relay.down()
             for seq in (2, 3):
-                await asyncio.to_thread(edge.publish, EVENTS, batch(seq))
+                await asyncio.to_thread(edge.publish, EVENTS, one_read(seq, PLATE))
             await until(lambda: received(2), timeout=15, what="the hub degraded, the batches received")
             await asyncio.sleep(LEAVE_AFTER_S + 2 * PROBE_S + 1.0)  # past when one of several would have left
             for seq in (4, 5):
-                await asyncio.to_thread(edge.publish, EVENTS, batch(seq))
+                await asyncio.to_thread(edge.publish, EVENTS, one_read(seq, PLATE))
             await until(lambda: received(4), timeout=15, what="the later batches received")
             assert link.taking_events and (await health())["taking_events"] is True
             with pytest.raises(ValueError, match="alone"):
