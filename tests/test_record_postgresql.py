@@ -379,7 +379,7 @@ def test_a_new_days_partitions_are_analyzed_as_soon_as_each_holds_rows(store, pg
     checkpoint for each read (seconds of alert latency until autovacuum came). Each partition is analyzed
     once it holds ``ANALYZE_AT`` rows of its own, not before: the passages' one analyzed while still empty
     made the plan scan it whole."""
-    from central.record.postgresql.reads import ANALYZE_AT, partition_name
+    from central.record.postgresql.partitions import ANALYZE_AT, partition_name
 
     now = time.time()
     day = dt.datetime.fromtimestamp(now, TZ).date()

@@ -36,7 +36,8 @@ from central.people.audit import Verdict
 from central.record.postgresql.audit import PgAuditStore
 from central.record.postgresql.connections import connect
 from central.record.postgresql.events import key
-from central.record.postgresql.reads import PgReadStore, partition_name, plate_forms
+from central.record.postgresql.partitions import partition_name
+from central.record.postgresql.reads import PgReadStore, plate_forms
 from central.record.postgresql.schema import DAY_COUNTS, hub_slot, migrate
 from protocols.errors import CordonError
 

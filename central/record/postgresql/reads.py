@@ -9,7 +9,7 @@ configured UTC offset, computed as the day files are (:func:`central.record.days
 clamped to 1970-01-01 or 2099-12-31). A unique key on a partitioned table must hold the partition key,
 so a read's identity is UNIQUE ``(checkpoint, epoch, seq, day)``: an honest resend carries the same
 capture time, lands in the same partition and finds itself there. A day's partitions are made when its
-first row comes (:meth:`PgReadStore.prepare`), as an empty table that is then attached (``ATTACH
+first row comes (``DayPartitions.prepare``), as an empty table that is then attached (``ATTACH
 PARTITION`` takes a SHARE UPDATE EXCLUSIVE lock on the parent, which searches and inserts do not
 conflict with; ``CREATE TABLE ... PARTITION OF`` would queue behind a long search for an ACCESS EXCLUSIVE
 lock and stall everything behind it). That DDL runs on a connection of its own, outside the writer's
@@ -47,7 +47,7 @@ or two characters narrows as well as a long one; pg_trgm was not chosen: it inde
 characters (a pattern such as ``鲁A*23?5`` has none), and under the C locale it takes CJK characters for
 separators.
 
-**Retention.** :meth:`PgReadStore.purge_before` detaches each expired day's partitions with ``DETACH
+**Retention.** ``DayPartitions.purge_before`` (``partitions.py``) detaches each expired day's partitions with ``DETACH
 PARTITION ... CONCURRENTLY`` (it waits for the statements that may still see the partition, never
 blocks new ones) under ``lock_timeout``, then drops them. A detach the timeout interrupted is finished
 (``FINALIZE``) by the next purge or at start-up; searches use short autocommit statements
@@ -62,19 +62,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 
 from central.record.days import day_of, digest, parse_offset, read_attributes
 from central.record.platepattern import Pattern, clean_plate, narrowing, parse_pattern
-from central.record.postgresql.connections import Pool, alive, connect
+from central.record.postgresql.connections import Pool, connect
+from central.record.postgresql.partitions import DayPartitions, partition_name
 from central.record.postgresql.schema import DAY_COUNTS, migrate
 from central.record.reads import (
     MAX_LIMIT,
@@ -93,11 +92,6 @@ log = logging.getLogger(__name__)
 Item = tuple[str, int, PlateRead | Passage, float, float]
 """One event to insert: checkpoint, epoch, the read or passage, when the edge sent it, when the hub got it."""
 
-TABLES = ("reads", "passages", "plates")
-_PARTITION = re.compile(r"(reads|passages|plates)_(\d{8})")
-DAYS_LOCK = 0x636F72646F72
-"""The advisory lock under which a day's partitions are made: hubs sharing the database make them one at a
-time (two hubs that both met a new day raced to create the same table, and one's batch failed)."""
 _attributes_decoder = msgspec.json.Decoder(dict[str, str | bool | None])
 _json = msgspec.json.Encoder()
 
@@ -135,14 +129,6 @@ def plate_forms(plate: str) -> tuple[str, bytes | None]:
 def _like(glob: str) -> str:
     # parse_pattern admits plate characters, * and ? only: nothing else is special to LIKE.
     return glob.replace("*", "%").replace("?", "_")
-
-
-#: Rows in a day's new partition after which it is analyzed (``PgReadStore._young_rows``).
-ANALYZE_AT = 1000
-
-
-def partition_name(table: str, day: dt.date) -> str:
-    return f"{table}_{day:%Y%m%d}"
 
 
 _READ_INPUT = [
@@ -262,10 +248,6 @@ _READ_COLUMNS = (
 _SELECT_READ = f"SELECT {_READ_COLUMNS} FROM reads r"
 #: The days held in a range, computed once in the statement that searches it (one round trip, not two).
 _HELD = "(SELECT count(*) FROM record_days WHERE day BETWEEN %s AND %s)"
-#: A purged day's row and every hub's counts of it, in one statement (a crash leaves both or neither).
-_FORGET_DAY = (
-    "WITH counts AS (DELETE FROM record_day_counts WHERE day = %s) DELETE FROM record_days WHERE day = %s"
-)
 _SELECT_PASSAGE = (
     "SELECT checkpoint, epoch, seq, plate, plate_exact, colour, vehicle_type, first_seen, last_seen, best_seq "
     "FROM passages"
@@ -358,32 +340,17 @@ class PgReadStore:
         self.tz = parse_offset(utc_offset)
         #: this hub's row of each day's counts (``schema.hub_slot``)
         self.slot = slot
-        self.lock_timeout_s = lock_timeout_s
         self._pool = Pool(dsn, pool_size)
-        self._ddl: psycopg.Connection | None = None
-        self._ddl_lock = threading.Lock()
         self._writer: psycopg.Connection | None = None
         self._writer_lock = threading.Lock()
-        self._days: set[dt.date] = set()
-        self._days_lock = threading.Lock()
-        #: Rows sent to each of the reads' and passages' partitions this process made for a day, until the
-        #: partition is analyzed (``_young_rows``).
-        self._young: dict[tuple[dt.date, str], int] = {}
-        #: The analyses started (a thread each), for the tests.
-        self.analyzed: list[tuple[dt.date, str]] = []
+        self.partitions = DayPartitions(dsn, lock_timeout_s)
 
     # -- life ---------------------------------------------------------------------------------------
     def start(self) -> None:
         """Connect, apply the migrations, finish a purge or a day's set-up a crash interrupted."""
-        with self._ddl_lock:
-            self._ddl = connect(self.dsn, autocommit=False)
-            migrate(self._ddl)
-            self._ddl.autocommit = True
-            self._ddl.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
-            self._recover()
-            held = {d for (d,) in self._ddl.execute("SELECT day FROM record_days").fetchall()}
-        with self._days_lock:
-            self._days = held
+        with connect(self.dsn, autocommit=False) as conn:
+            migrate(conn)
+        self.partitions.start()
 
     def stop(self) -> None:
         self._pool.close()
@@ -391,107 +358,16 @@ class PgReadStore:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-        with self._ddl_lock:
-            if self._ddl is not None:
-                self._ddl.close()
-                self._ddl = None
-
-    def _ddl_conn(self) -> psycopg.Connection:
-        if self._ddl is None or not alive(self._ddl):
-            if self._ddl is not None:
-                self._ddl.close()
-            self._ddl = None
-            self._ddl = connect(self.dsn, autocommit=True)
-            self._ddl.execute(f"SET lock_timeout = {int(self.lock_timeout_s * 1000)}")
-        return self._ddl
-
-    # -- partitions ---------------------------------------------------------------------------------
-    def _partitions(self, conn: psycopg.Connection) -> dict[str, bool | None]:
-        """Every table named like a day's partition: True attached, None detach pending, False detached."""
-        rows = conn.execute(
-            "SELECT c.relname, i.inhdetachpending FROM pg_class c "
-            "LEFT JOIN pg_inherits i ON i.inhrelid = c.oid "
-            "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace "
-            "AND c.relname ~ '^(reads|passages|plates)_[0-9]{8}$'"
-        ).fetchall()
-        return {name: (None if pending else True) if pending is not None else False for name, pending in rows}
+        self.partitions.stop()
 
     def prepare(self, days: Iterable[dt.date]) -> None:
-        """Make the partitions of days that have none (outside the caller's transaction: DDL on a
-        connection of its own, each day committed before it is used)."""
-        wanted = sorted(set(days) - self._days)
-        if not wanted:
-            return
-        with self._ddl_lock:
-            conn = self._ddl_conn()
-            parts = self._partitions(conn)
-            for day in wanted:
-                if day in self._days:
-                    continue
-                for table in TABLES:  # detached or pending: a leftover of an interrupted purge
-                    name = partition_name(table, day)
-                    if name in parts and parts[name] is not True:
-                        self._drop(conn, table, name, parts[name])
-                with conn.transaction():  # one commit for the day's three partitions and its row
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (DAYS_LOCK,))
-                    made = self._partitions(conn)  # what another hub made meanwhile is not made again
-                    for table in TABLES:
-                        name = partition_name(table, day)
-                        if made.get(name) is True:
-                            continue
-                        ident = sql.Identifier(name)
-                        conn.execute(
-                            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
-                                ident, sql.Identifier(table)
-                            )
-                        )
-                        conn.execute(
-                            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                                sql.Identifier(table),
-                                ident,
-                                sql.Literal(day),
-                                sql.Literal(day + dt.timedelta(days=1)),
-                            )
-                        )
-                    conn.execute("INSERT INTO record_days (day) VALUES (%s) ON CONFLICT DO NOTHING", (day,))
-                    fresh = any(made.get(partition_name(t, day)) is not True for t in TABLES)
-                with self._days_lock:
-                    self._days.add(day)
-                    if fresh:
-                        self._young.update({(day, "reads"): 0, (day, "passages"): 0})
+        """Make the partitions of days that have none (:meth:`DayPartitions.prepare`)."""
+        self.partitions.prepare(days)
 
-    def _drop(self, conn: psycopg.Connection, table: str, name: str, state: bool | None) -> None:
-        """Detach (concurrently, or finish a detach left pending) and drop one partition."""
-        ident = sql.Identifier(name)
-        if state is True:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
-                    sql.Identifier(table), ident
-                )
-            )
-        elif state is None:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(sql.Identifier(table), ident)
-            )
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-
-    def _recover(self) -> None:
-        """At start-up: drop what an interrupted purge left (a partition detached or pending, a day whose
-        partitions are partly gone)."""
-        conn = self._ddl_conn()
-        parts = self._partitions(conn)
-        for name, state in parts.items():
-            if state is not True:
-                self._drop(conn, name.split("_")[0], name, state)
-        for (day,) in conn.execute("SELECT day FROM record_days").fetchall():
-            names = [partition_name(t, day) for t in TABLES]
-            if all(parts.get(n) is True for n in names):
-                continue
-            log.warning("finishing the purge of %s that was interrupted", day)
-            for table, name in zip(TABLES, names, strict=True):
-                if parts.get(name) is True:
-                    self._drop(conn, table, name, True)
-            conn.execute(_FORGET_DAY, (day, day))
+    @property
+    def analyzed(self) -> list[tuple[dt.date, str]]:
+        """The young partitions analyzed so far (:meth:`DayPartitions.grew`), for the tests."""
+        return self.partitions.analyzed
 
     # -- writer side ----------------------------------------------------------------------------------
     def day_of_event(self, event: PlateRead | Passage) -> dt.date:
@@ -521,7 +397,7 @@ class PgReadStore:
         """``insert_many``, and the positions of the reads that an edge hit names (found by the same
         statement, not one more round trip)."""
         days = [self.day_of_event(item[2]) for item in items]
-        missing = sorted(set(days) - self._days)
+        missing = self.partitions.missing(days)
         if missing:
             if db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 raise DaysNotReady(missing)
@@ -538,44 +414,13 @@ class PgReadStore:
             seen.add(key)
             wave.append(i)
         self._insert_wave(db, items, days, wave, out, named)
-        if self._young:
-            self._young_rows(items, days)
+        self.partitions.grew(
+            [
+                ("reads" if isinstance(item[2], PlateRead) else "passages", day)
+                for item, day in zip(items, days, strict=True)
+            ]
+        )
         return out, named  # type: ignore[return-value]
-
-    def _young_rows(self, items: Sequence[Item], days: Sequence[dt.date]) -> None:
-        """Analyze a day's new partition of reads (with its plates) or of passages once it holds
-        ``ANALYZE_AT`` rows, in a thread of its own.
-
-        The writer keeps generic plans (``connections.connect``), and the generic plan of a day's insert is
-        made in the day's first seconds, when its partitions are empty and have no statistics: the lookup
-        of an identity in the other table then used the ``(checkpoint, first_seen)`` index as readily as
-        the unique one, and scanned every passage of the checkpoint for each read: 0.7 to 1.1 ms a row,
-        growing with the day, until autovacuum analyzed the partition a minute or more later (found by
-        ``cordon bench e2e --phases latency``: alert p99 of seconds). Analyzing a partition once it holds
-        rows gives the planner the day's checkpoints, so the plan made again after it (the analysis
-        invalidates it) looks identities up by the unique key; autovacuum keeps the statistics after that.
-        Each partition is analyzed on its own rows: one analyzed while still empty (the passages come
-        later than the reads) makes every plan scan it whole, as it grows."""
-        counts: dict[tuple[dt.date, str], int] = {}
-        for (_, _, event, _, _), day in zip(items, days, strict=True):
-            key = (day, "reads" if isinstance(event, PlateRead) else "passages")
-            if key in self._young:
-                counts[key] = counts.get(key, 0) + 1
-        for key, n in counts.items():
-            self._young[key] += n
-            if self._young[key] >= ANALYZE_AT:
-                del self._young[key]
-                self.analyzed.append(key)
-                threading.Thread(target=self._analyze, args=key, name=f"analyze {key}", daemon=True).start()
-
-    def _analyze(self, day: dt.date, table: str) -> None:
-        tables = ("reads", "plates") if table == "reads" else ("passages",)
-        names = sql.SQL(", ").join(sql.Identifier(partition_name(t, day)) for t in tables)
-        try:
-            with connect(self.dsn, autocommit=True) as conn:
-                conn.execute(sql.SQL("ANALYZE {}").format(names))
-        except psycopg.Error as exc:  # autovacuum will do it later; ingest goes on either way
-            log.warning("analyzing the partitions of %s failed: %s", day, exc)
 
     def _insert_wave(
         self,
@@ -965,34 +810,5 @@ class PgReadStore:
 
     # -- retention ------------------------------------------------------------------------------------
     def purge_before(self, cutoff: dt.date) -> list[dt.date]:
-        """Drop every day before ``cutoff``: its partitions detached concurrently (under ``lock_timeout``)
-        and dropped, then its row and its counts. Ingest goes on meanwhile; a detach that timed out is left to
-        the next purge (the day is then still held and reported as not purged)."""
-        done: list[dt.date] = []
-        with self._ddl_lock:
-            conn = self._ddl_conn()
-            parts = self._partitions(conn)
-            held = {
-                d for (d,) in conn.execute("SELECT day FROM record_days WHERE day < %s", (cutoff,)).fetchall()
-            }
-            named = {
-                dt.datetime.strptime(m.group(2), "%Y%m%d").date()
-                for m in (_PARTITION.fullmatch(n) for n in parts)
-                if m is not None
-            }
-            for day in sorted(d for d in held | named if d < cutoff):
-                with self._days_lock:
-                    self._days.discard(day)  # an insert for it now prepares it again, after this purge
-                try:
-                    for table in TABLES:
-                        name = partition_name(table, day)
-                        if name in parts:
-                            self._drop(conn, table, name, parts[name])
-                except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
-                    # Left out of the known days: an insert for it prepares it again, finishing the drop.
-                    log.warning("purging %s stopped (%s); the next purge finishes it", day, exc)
-                    break
-                conn.execute(_FORGET_DAY, (day, day))
-                if day in held:
-                    done.append(day)
-        return done
+        """Drop every day before ``cutoff`` (:meth:`DayPartitions.purge_before`)."""
+        return self.partitions.purge_before(cutoff)
