@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.system, pytest.mark.timeout(400)]
 
 
 def test_a_small_cluster_run_measures_both_sizes_kills_a_hub_and_loses_nothing():
-    result = cluster.run(entries=1000, warmup_s=2, window_s=3, kills=1, hits=10)
+    # Pools of 200 plates, so that each simulated edge reads its plates again and again in each phase.
+    result = cluster.run(entries=1000, warmup_s=2, window_s=3, kills=1, hits=10, plates_per_edge=200)
     assert result["errors"] == [], result["errors"]
     assert result["broker_limits"] == {"max_queued_messages": 1000, "max_inflight_messages": 100}, (
         "not deploy's"
@@ -34,6 +35,10 @@ def test_a_small_cluster_run_measures_both_sizes_kills_a_hub_and_loses_nothing()
     clones = result["clone_findings"]
     assert clones["expected"] == 10 and clones["found"] == 10, kills["clone_findings"]
     assert clones["twice"] == 0 and clones["false"] == 0, kills["clone_findings"]
+    # No phase's load reads another phase's plates: a plate read at the one-hub phase's end and at the
+    # two-hub phase's start, by checkpoints of other names, is a clone by the rule, and its alerts would
+    # load the two hubs' measure.
+    assert clones["elsewhere"] == 0, kills["clone_findings"]
     assert set(result["bars"]) == {
         "hub_shares_35_to_65",
         "lost_and_duplicated_0",
