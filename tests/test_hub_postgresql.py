@@ -323,7 +323,7 @@ def test_connections_the_server_ended_are_replaced_before_use(pg_dsn):
 def test_the_writer_commits_durably_where_the_database_says_otherwise(pg_dsn):
     """``synchronous_commit = off`` (a tuning the database may carry) answers a commit before it is on disk,
     and a crash then loses commits the hub acknowledged (the fault suite's crash case fails so): the hub's
-    writer turns it on for its own session."""
+    writer turns it on for its own session, and so does the connection of the jobs beside its groups."""
     import psycopg
 
     from central.record.postgresql.store import PgStores
@@ -338,6 +338,8 @@ def test_the_writer_commits_durably_where_the_database_says_otherwise(pg_dsn):
         assert (
             stores.submit(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0]).result(30) == "on"
         )
+        aside = stores.submit_aside(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0])
+        assert aside.result(30) == "on"
     finally:
         stores.stop()
 

@@ -215,7 +215,7 @@ class PgStores:
                 if self._aside is not None:
                     self._aside.close()
                 self._aside = None
-                self._aside = connect(self.dsn, autocommit=False, generic_plans=True)
+                self._aside = self._durable_connection()
             conn = self._aside
             try:
                 with conn.transaction():
@@ -253,19 +253,23 @@ class PgStores:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        writer = connect(self.dsn, autocommit=False, generic_plans=True)
+        self._writer = self._durable_connection()
+        return self._writer
+
+    def _durable_connection(self) -> psycopg.Connection:
+        """A new connection for what the hub acknowledges (the writer's groups, the jobs aside). An
+        acknowledged event is forgotten by its edge: the commit must be on disk before the answer (with
+        synchronous_commit = off a crash loses the last commits the hub acknowledged)."""
+        conn = connect(self.dsn, autocommit=False, generic_plans=True)
         try:
-            # An acknowledged event is forgotten by its edge: the commit must be on disk before the
-            # answer (with synchronous_commit = off a crash loses the last commits the hub acknowledged).
-            if writer.execute("SHOW synchronous_commit").fetchone() == ("off",):
+            if conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
                 log.warning("synchronous_commit is off for the hub's database: on for the hub's writes")
-                writer.execute("SET synchronous_commit = on")
-            writer.commit()
+                conn.execute("SET synchronous_commit = on")
+            conn.commit()
         except BaseException:
-            writer.close()
+            conn.close()
             raise
-        self._writer = writer
-        return writer
+        return conn
 
     def _commit(self, group: list[_Job], *, final: bool) -> list[_Job]:
         """Run a group of jobs in one transaction, each from a savepoint of its own, and commit once; a job
