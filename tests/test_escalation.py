@@ -8,8 +8,9 @@ import time
 import pytest
 
 from central.alerts import escalation
-from central.app import create_app, escalate_once
+from central.app import create_app
 from central.intel.ring import SHIPPED, RingError, load_ring
+from central.lifecycle import escalate_once
 from central.record.sqlite import audit
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys

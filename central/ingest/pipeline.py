@@ -138,7 +138,7 @@ def _event_count(payload: bytes) -> int:
 
 class ReadRates:
     """Reads stored per checkpoint over the last minute, as the hub's ingest counts them (for the map),
-    and as the other hubs on the store said theirs (``others``, set by ``central.app``)."""
+    and as the other hubs on the store said theirs (``others``, set by ``central.lifecycle``)."""
 
     WINDOW_S = 60.0
 

@@ -10,7 +10,7 @@ own status says offline, on which the edges send again at once what they had in 
 received and not committed stays unacknowledged; the jobs still queued at its writer fail or commit as the
 store decides, and only what commits is acknowledged. Out, it probes the store every ``PROBE_S``; the first
 probe that commits brings it back (``take_events(True)``). A hub alone never leaves: its persistent
-session has the broker keep its events while it cannot commit (``central.app`` runs this only in a group).
+session has the broker keep its events while it cannot commit (``central.lifecycle`` runs this only in a group).
 """
 
 from __future__ import annotations
