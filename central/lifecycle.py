@@ -208,7 +208,7 @@ async def _watchlists(app: web.Application) -> AsyncIterator[None]:
 async def _dispatch(app: web.Application) -> AsyncIterator[None]:
     dispatcher = app[keys.DISPATCHER]
     dispatcher.bind(asyncio.get_running_loop())
-    # Every hub marks the alerts it dispatched itself; webhook deliveries are a duty (_add_duties).
+    # Every hub marks the alerts it dispatched itself; webhook deliveries are a duty (add_duties).
     marker = asyncio.create_task(dispatcher.run_marker(), name="alert-marker")
     await dispatcher.resume()
     yield

@@ -78,6 +78,11 @@ class DayPartitions:
                 self._ddl.close()
                 self._ddl = None
 
+    @property
+    def young(self) -> bool:
+        """Whether a partition this process made is still waiting to be analyzed (:meth:`grew`)."""
+        return bool(self._young)
+
     def missing(self, days: Iterable[dt.date]) -> list[dt.date]:
         """The days among ``days`` not known to have partitions, in order."""
         return sorted(set(days) - self._known)
@@ -162,8 +167,6 @@ class DayPartitions:
         invalidates it) looks identities up by the unique key; autovacuum keeps the statistics after that.
         Each partition is analyzed on its own rows: one analyzed while still empty (the passages come
         later than the reads) makes every plan scan it whole, as it grows."""
-        if not self._young:
-            return
         counts: dict[tuple[dt.date, str], int] = {}
         for table, day in tables_and_days:
             key = (day, table)

@@ -414,12 +414,13 @@ class PgReadStore:
             seen.add(key)
             wave.append(i)
         self._insert_wave(db, items, days, wave, out, named)
-        self.partitions.grew(
-            [
-                ("reads" if isinstance(item[2], PlateRead) else "passages", day)
-                for item, day in zip(items, days, strict=True)
-            ]
-        )
+        if self.partitions.young:  # a day's first thousand rows only: nothing built for the rest
+            self.partitions.grew(
+                [
+                    ("reads" if isinstance(item[2], PlateRead) else "passages", day)
+                    for item, day in zip(items, days, strict=True)
+                ]
+            )
         return out, named  # type: ignore[return-value]
 
     def _insert_wave(
