@@ -9,7 +9,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from central.app import create_app, escalate_once
+from central.app import create_app
+from central.lifecycle import escalate_once
 from central.record.sqlite import users
 from central.settings import ConsoleSettings, HubSettings, MqttSettings
 from central.web import keys
