@@ -44,6 +44,7 @@ CENTRAL_LAYERS = (
     "ingest",
     "alerts",
     "web",
+    "lifecycle",
     "app",
 )
 
