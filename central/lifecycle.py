@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 import time
 import zoneinfo
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -348,19 +348,28 @@ async def _purge_loop(app: web.Application) -> None:
     def fence(tx: Tx) -> None:
         keeper.store.fence(tx, duties.RETENTION)
 
+    async def run() -> None:
+        report = await asyncio.to_thread(
+            lambda: retention.purge(store, settings, time.time(), hub=keeper.hub, fence=fence)
+        )
+        app[keys.PURGED_DAYS].extend(report.days)
+
+    await _duty_every("retention run", settings.purge_interval_s, run)
+
+
+async def _duty_every(what: str, every_s: float, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a duty's ``run`` for ever, ``every_s`` apart. A lost duty (its commit refused by the fence) or a
+    store away is said in one line, anything else with its traceback; the next turn tries again."""
     while True:
         try:
-            report = await asyncio.to_thread(
-                lambda: retention.purge(store, settings, time.time(), hub=keeper.hub, fence=fence)
-            )
-            app[keys.PURGED_DAYS].extend(report.days)
+            await run()
         except DutyLost as exc:
-            log.warning("retention run not recorded: %s", exc)
+            log.warning("%s not committed: %s", what, exc)
         except StoreUnavailable as exc:
-            log.warning("retention run failed; trying again later: %s", exc)
+            log.warning("%s failed; trying again later: %s", what, exc)
         except Exception:
-            log.exception("retention run failed; trying again later")
-        await asyncio.sleep(settings.purge_interval_s)
+            log.exception("%s failed; trying again later", what)
+        await asyncio.sleep(every_s)
 
 
 async def _console(app: web.Application) -> AsyncIterator[None]:
@@ -430,22 +439,17 @@ async def _escalate_loop(app: web.Application) -> None:
     """Escalate intercept alerts left without an outcome: audited once, then told to every console (the
     escalation duty)."""
     after_s = app[keys.SETTINGS].console.escalate_after_s
-    while True:
-        try:
-            for frame in await escalate_once(app):
-                log.warning(
-                    "alert %s at %s escalated: no outcome after %.0f s",
-                    frame["alert_id"],
-                    frame["checkpoint"],
-                    after_s,
-                )
-        except DutyLost as exc:
-            log.warning("escalation check not committed: %s", exc)
-        except StoreUnavailable as exc:
-            log.warning("escalation check failed; trying again: %s", exc)
-        except Exception:
-            log.exception("escalation check failed; trying again")
-        await asyncio.sleep(escalation.check_interval(after_s))
+
+    async def run() -> None:
+        for frame in await escalate_once(app):
+            log.warning(
+                "alert %s at %s escalated: no outcome after %.0f s",
+                frame["alert_id"],
+                frame["checkpoint"],
+                after_s,
+            )
+
+    await _duty_every("escalation check", escalation.check_interval(after_s), run)
 
 
 async def escalate_once(app: web.Application, now: float | None = None) -> list[dict[str, object]]:
